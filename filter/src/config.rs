@@ -1,0 +1,672 @@
+//! The plugin configuration: parsed and fully validated once, in
+//! `on_configure`. Any error names the field (`routes[2].provider`) so the
+//! single log line Envoy prints says what to fix. docs/configuration.md
+//! documents every field.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
+
+use serde::Deserialize;
+
+use crate::keys::is_key_hash;
+use crate::pricing::Price;
+use crate::request::Api;
+
+/// A configuration error: the field at fault and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid tollgate configuration: field '{}': {}", self.field, self.message)
+    }
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError { field: field.into(), message: message.into() }
+}
+
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+pub const DEFAULT_CLUSTER_HEADER: &str = "x-tollgate-cluster";
+pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    keys: Vec<RawKey>,
+    providers: Vec<RawProvider>,
+    routes: Vec<RawRoute>,
+    #[serde(default)]
+    pricing: BTreeMap<String, Price>,
+    #[serde(default)]
+    unpriced_models: Option<UnpricedModels>,
+    #[serde(default)]
+    max_request_bytes: Option<usize>,
+    #[serde(default)]
+    max_response_bytes: Option<usize>,
+    #[serde(default)]
+    other_paths: Option<OtherPaths>,
+    #[serde(default)]
+    cluster_header: Option<String>,
+    #[serde(default)]
+    cost_headers: Option<bool>,
+    #[serde(default)]
+    force_stream_usage: Option<bool>,
+    #[serde(default)]
+    log_records: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    id: String,
+    key_hash: String,
+    team: String,
+    project: String,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    #[serde(default)]
+    projects: Vec<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    name: String,
+    format: ProviderFormat,
+    cluster: String,
+    host: String,
+    #[serde(default)]
+    path_prefix: Option<String>,
+    #[serde(default)]
+    api_key: Option<String>,
+    #[serde(default)]
+    anthropic_version: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    model: String,
+    provider: String,
+    #[serde(default)]
+    upstream_model: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderFormat {
+    /// OpenAI chat completions (OpenAI, DeepSeek, and other compatible APIs).
+    Openai,
+    /// Anthropic messages.
+    Anthropic,
+}
+
+impl ProviderFormat {
+    pub fn api(self) -> Api {
+        match self {
+            ProviderFormat::Openai => Api::OpenAiChat,
+            ProviderFormat::Anthropic => Api::AnthropicMessages,
+        }
+    }
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OtherPaths {
+    /// 404 for any path that is not a chat or models endpoint (default).
+    #[default]
+    Deny,
+    /// Let other paths through untouched (no authentication, no accounting).
+    Pass,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UnpricedModels {
+    /// Serve, record the tokens, cost 0, `priced: false` in the record (default).
+    #[default]
+    Allow,
+    /// Refuse with 400 before anything is spent.
+    Deny,
+}
+
+/// A model-name pattern: exact, or a prefix ending in `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pattern {
+    Exact(String),
+    Prefix(String),
+}
+
+impl Pattern {
+    pub fn parse(s: &str) -> Result<Pattern, String> {
+        if s.is_empty() {
+            return Err("must not be empty".into());
+        }
+        match s.find('*') {
+            None => Ok(Pattern::Exact(s.to_string())),
+            Some(i) if i + 1 == s.len() => Ok(Pattern::Prefix(s.get(..i).unwrap_or("").to_string())),
+            Some(_) => Err(format!("'{s}': '*' may only appear once, at the end")),
+        }
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            Pattern::Exact(e) => e == name,
+            Pattern::Prefix(p) => name.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// A virtual key's identity and permissions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub id: String,
+    pub key_hash: String,
+    pub team: String,
+    pub project: String,
+    /// Models (route names) the key may use; `None` = all.
+    pub models: Option<Vec<Pattern>>,
+    /// Other projects the key may tag requests with (`x-tollgate-project`); "*" = any.
+    pub projects: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl KeyInfo {
+    pub fn may_use(&self, model: &str) -> bool {
+        self.models.as_ref().is_none_or(|ps| ps.iter().any(|p| p.matches(model)))
+    }
+
+    pub fn may_tag_project(&self, project: &str) -> bool {
+        project == self.project || self.projects.iter().any(|p| p == "*" || p == project)
+    }
+}
+
+pub struct Provider {
+    pub name: String,
+    pub format: ProviderFormat,
+    pub cluster: String,
+    pub host: String,
+    pub path_prefix: String,
+    /// Injected upstream; `None` when Envoy injects the credential itself.
+    pub api_key: Option<Secret>,
+    pub anthropic_version: String,
+}
+
+/// A credential; `Debug` never prints it.
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("cluster", &self.cluster)
+            .field("host", &self.host)
+            .field("api_key", &self.api_key)
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+struct Route {
+    pattern: Pattern,
+    name: String,
+    provider: usize,
+    upstream_model: Option<String>,
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, Copy)]
+pub struct Resolved<'a> {
+    pub route: &'a str,
+    pub provider: &'a Provider,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub keys: HashMap<String, Rc<KeyInfo>>,
+    pub providers: Vec<Provider>,
+    routes: Vec<Route>,
+    pricing: Vec<(Pattern, Price)>,
+    pub unpriced_models: UnpricedModels,
+    pub max_request_bytes: usize,
+    pub max_response_bytes: usize,
+    pub other_paths: OtherPaths,
+    pub cluster_header: String,
+    pub cost_headers: bool,
+    pub force_stream_usage: bool,
+    pub log_records: bool,
+}
+
+fn non_empty(field: String, v: &str) -> Result<(), ConfigError> {
+    if v.trim().is_empty() {
+        Err(err(field, "must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+impl Config {
+    /// Parses and validates the plugin configuration (JSON).
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." || path.is_empty() { "(root)".to_string() } else { path };
+            err(field, e.into_inner().to_string())
+        })?;
+        Self::validate(raw)
+    }
+
+    fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+        // providers
+        if raw.providers.is_empty() {
+            return Err(err("providers", "at least one provider is required"));
+        }
+        let mut providers = Vec::with_capacity(raw.providers.len());
+        let mut by_name: HashMap<String, usize> = HashMap::new();
+        for (i, p) in raw.providers.into_iter().enumerate() {
+            let f = |n: &str| format!("providers[{i}].{n}");
+            non_empty(f("name"), &p.name)?;
+            if p.name.contains('/') || p.name.contains('*') {
+                return Err(err(f("name"), "must not contain '/' or '*'"));
+            }
+            if by_name.insert(p.name.clone(), i).is_some() {
+                return Err(err(f("name"), format!("duplicate provider name '{}'", p.name)));
+            }
+            non_empty(f("cluster"), &p.cluster)?;
+            non_empty(f("host"), &p.host)?;
+            if p.host.contains(['/', ' ']) {
+                return Err(err(f("host"), "must be a host[:port], without scheme or path"));
+            }
+            let prefix = p.path_prefix.unwrap_or_else(|| "/v1".to_string());
+            if !(prefix.is_empty() || (prefix.starts_with('/') && !prefix.ends_with('/'))) {
+                return Err(err(f("path_prefix"), "must be empty or start with '/' and not end with '/'"));
+            }
+            if let Some(k) = &p.api_key {
+                if k.trim().is_empty() {
+                    return Err(err(f("api_key"), "must not be empty; omit it when Envoy injects the credential"));
+                }
+                if k.contains(['\r', '\n']) {
+                    return Err(err(f("api_key"), "must not contain line breaks"));
+                }
+            }
+            let anthropic_version = p.anthropic_version.unwrap_or_else(|| DEFAULT_ANTHROPIC_VERSION.to_string());
+            non_empty(f("anthropic_version"), &anthropic_version)?;
+            providers.push(Provider {
+                name: p.name,
+                format: p.format,
+                cluster: p.cluster,
+                host: p.host,
+                path_prefix: prefix,
+                api_key: p.api_key.map(Secret),
+                anthropic_version,
+            });
+        }
+
+        // routes
+        if raw.routes.is_empty() {
+            return Err(err("routes", "at least one route is required"));
+        }
+        let mut routes = Vec::with_capacity(raw.routes.len());
+        let mut seen = HashSet::new();
+        for (i, r) in raw.routes.into_iter().enumerate() {
+            let f = |n: &str| format!("routes[{i}].{n}");
+            let pattern = Pattern::parse(&r.model).map_err(|m| err(f("model"), m))?;
+            if !seen.insert(r.model.clone()) {
+                return Err(err(f("model"), format!("duplicate route for '{}'", r.model)));
+            }
+            let Some(&provider) = by_name.get(&r.provider) else {
+                let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+                return Err(err(
+                    f("provider"),
+                    format!("unknown provider '{}' (configured: {})", r.provider, names.join(", ")),
+                ));
+            };
+            if let Some(um) = &r.upstream_model {
+                non_empty(f("upstream_model"), um)?;
+                if um.contains('*') {
+                    return Err(err(f("upstream_model"), "must be a model name, not a pattern"));
+                }
+            }
+            routes.push(Route { pattern, name: r.model, provider, upstream_model: r.upstream_model });
+        }
+
+        // keys
+        let mut keys = HashMap::with_capacity(raw.keys.len());
+        let mut ids = HashSet::new();
+        for (i, k) in raw.keys.into_iter().enumerate() {
+            let f = |n: &str| format!("keys[{i}].{n}");
+            non_empty(f("id"), &k.id)?;
+            if !ids.insert(k.id.clone()) {
+                return Err(err(f("id"), format!("duplicate key id '{}'", k.id)));
+            }
+            if !is_key_hash(&k.key_hash) {
+                return Err(err(
+                    f("key_hash"),
+                    "must be the SHA3-256 of the key as 64 lowercase hex digits (never the key itself)",
+                ));
+            }
+            non_empty(f("team"), &k.team)?;
+            non_empty(f("project"), &k.project)?;
+            let models = match k.models {
+                None => None,
+                Some(ms) => {
+                    let mut ps = Vec::with_capacity(ms.len());
+                    for (j, m) in ms.iter().enumerate() {
+                        ps.push(Pattern::parse(m).map_err(|e| err(format!("keys[{i}].models[{j}]"), e))?);
+                    }
+                    Some(ps)
+                }
+            };
+            let info = KeyInfo {
+                id: k.id,
+                key_hash: k.key_hash.clone(),
+                team: k.team,
+                project: k.project,
+                models,
+                projects: k.projects,
+                tags: k.tags,
+            };
+            if keys.insert(k.key_hash, Rc::new(info)).is_some() {
+                return Err(err(f("key_hash"), "two keys have the same hash"));
+            }
+        }
+
+        // pricing
+        let mut pricing = Vec::with_capacity(raw.pricing.len());
+        for (name, price) in raw.pricing {
+            let field = format!("pricing.{name}");
+            let Some((prov, model)) = name.split_once('/') else {
+                return Err(err(field, "pricing keys are '<provider>/<upstream model>'"));
+            };
+            if !by_name.contains_key(prov) {
+                return Err(err(field, format!("unknown provider '{prov}'")));
+            }
+            Pattern::parse(model).map_err(|e| err(field.clone(), e))?;
+            let pattern = Pattern::parse(&name).map_err(|e| err(field, e))?;
+            pricing.push((pattern, price));
+        }
+        // Exact entries first, then longer prefixes before shorter ones.
+        pricing.sort_by_key(|(p, _)| match p {
+            Pattern::Exact(_) => (0, 0),
+            Pattern::Prefix(s) => (1, usize::MAX - s.len()),
+        });
+
+        let max_request_bytes = raw.max_request_bytes.unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
+        if !(1024..=256 * 1024 * 1024).contains(&max_request_bytes) {
+            return Err(err("max_request_bytes", "must be between 1024 and 268435456"));
+        }
+        let max_response_bytes = raw.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
+        if !(1024..=256 * 1024 * 1024).contains(&max_response_bytes) {
+            return Err(err("max_response_bytes", "must be between 1024 and 268435456"));
+        }
+        let cluster_header = raw.cluster_header.unwrap_or_else(|| DEFAULT_CLUSTER_HEADER.to_string());
+        if !is_header_name(&cluster_header) {
+            return Err(err("cluster_header", "must be a lowercase HTTP header name"));
+        }
+
+        Ok(Config {
+            keys,
+            providers,
+            routes,
+            pricing,
+            unpriced_models: raw.unpriced_models.unwrap_or_default(),
+            max_request_bytes,
+            max_response_bytes,
+            other_paths: raw.other_paths.unwrap_or_default(),
+            cluster_header,
+            cost_headers: raw.cost_headers.unwrap_or(true),
+            force_stream_usage: raw.force_stream_usage.unwrap_or(true),
+            log_records: raw.log_records.unwrap_or(true),
+        })
+    }
+
+    pub fn key_by_hash(&self, hash: &str) -> Option<&Rc<KeyInfo>> {
+        self.keys.get(hash)
+    }
+
+    /// Resolves a requested model name: an exact route first, then the
+    /// longest matching wildcard. Returns the route and the upstream model.
+    pub fn resolve(&self, model: &str) -> Option<(Resolved<'_>, String)> {
+        let route = self
+            .routes
+            .iter()
+            .find(|r| matches!(&r.pattern, Pattern::Exact(e) if e == model))
+            .or_else(|| {
+                self.routes
+                    .iter()
+                    .filter(|r| matches!(&r.pattern, Pattern::Prefix(p) if model.starts_with(p.as_str())))
+                    .max_by_key(|r| match &r.pattern {
+                        Pattern::Prefix(p) => p.len(),
+                        Pattern::Exact(_) => 0,
+                    })
+            })?;
+        let provider = self.providers.get(route.provider)?;
+        let upstream = match &route.upstream_model {
+            Some(m) => m.clone(),
+            None => {
+                // "openai/gpt-5.4" sent to provider "openai" is "gpt-5.4" upstream.
+                let prefix = format!("{}/", provider.name);
+                model.strip_prefix(prefix.as_str()).unwrap_or(model).to_string()
+            }
+        };
+        Some((Resolved { route: &route.name, provider }, upstream))
+    }
+
+    /// Route names (patterns included) a key may use, in configuration order.
+    pub fn models_for(&self, key: &KeyInfo) -> Vec<String> {
+        self.routes.iter().filter(|r| key.may_use(&r.name)).map(|r| r.name.clone()).collect()
+    }
+
+    /// (model name, provider name) of every exact route a key may use.
+    pub fn listable_models(&self, key: &KeyInfo) -> Vec<(&str, &str)> {
+        self.routes
+            .iter()
+            .filter(|r| matches!(r.pattern, Pattern::Exact(_)) && key.may_use(&r.name))
+            .filter_map(|r| Some((r.name.as_str(), self.providers.get(r.provider)?.name.as_str())))
+            .collect()
+    }
+
+    /// The price of `provider/upstream_model`, if configured.
+    pub fn price(&self, provider: &str, upstream_model: &str) -> Option<Price> {
+        let full = format!("{provider}/{upstream_model}");
+        self.pricing.iter().find(|(p, _)| p.matches(&full)).map(|(_, price)| *price)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::hash_key;
+    use serde_json::json;
+
+    fn base() -> serde_json::Value {
+        json!({
+            "keys": [{"id": "k1", "key_hash": hash_key("tg-1"), "team": "search", "project": "ranker",
+                      "models": ["openai/*", "cheap"], "projects": ["labs"]}],
+            "providers": [
+                {"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com", "api_key": "sk-x"},
+                {"name": "anthropic", "format": "anthropic", "cluster": "anthropic", "host": "api.anthropic.com"},
+                {"name": "deepseek", "format": "openai", "cluster": "deepseek", "host": "api.deepseek.com", "path_prefix": ""}
+            ],
+            "routes": [
+                {"model": "openai/gpt-5.4", "provider": "openai", "upstream_model": "gpt-5.4"},
+                {"model": "cheap", "provider": "deepseek", "upstream_model": "deepseek-v4"},
+                {"model": "openai/*", "provider": "openai"},
+                {"model": "anthropic/*", "provider": "anthropic"},
+                {"model": "claude-*", "provider": "anthropic"}
+            ],
+            "pricing": {
+                "openai/gpt-5.4": {"input": 2500000, "cached_input": 250000, "output": 15000000},
+                "openai/gpt-5*": {"input": 1, "output": 1},
+                "deepseek/deepseek-v4": {"input": 270000, "output": 1100000}
+            }
+        })
+    }
+
+    fn parse(v: serde_json::Value) -> Result<Config, ConfigError> {
+        Config::from_json(v.to_string().as_bytes())
+    }
+
+    fn field_of(v: serde_json::Value) -> String {
+        parse(v).err().map(|e| e.field).unwrap_or_default()
+    }
+
+    #[test]
+    fn valid_config_and_defaults() {
+        let c = parse(base()).unwrap();
+        assert_eq!(c.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
+        assert_eq!(c.cluster_header, "x-tollgate-cluster");
+        assert_eq!(c.other_paths, OtherPaths::Deny);
+        assert!(c.cost_headers && c.force_stream_usage && c.log_records);
+        assert_eq!(c.providers[0].path_prefix, "/v1");
+        assert_eq!(c.providers[2].path_prefix, "");
+        assert_eq!(c.providers[1].anthropic_version, "2023-06-01");
+    }
+
+    #[test]
+    fn routing() {
+        let c = parse(base()).unwrap();
+        let (r, m) = c.resolve("openai/gpt-5.4").unwrap();
+        assert_eq!((r.route, r.provider.name.as_str(), m.as_str()), ("openai/gpt-5.4", "openai", "gpt-5.4"));
+        let (r, m) = c.resolve("cheap").unwrap();
+        assert_eq!((r.provider.cluster.as_str(), m.as_str()), ("deepseek", "deepseek-v4"));
+        let (r, m) = c.resolve("openai/gpt-5.4-mini").unwrap();
+        assert_eq!((r.route, m.as_str()), ("openai/*", "gpt-5.4-mini"));
+        let (r, m) = c.resolve("claude-sonnet-4-6").unwrap();
+        assert_eq!((r.route, m.as_str()), ("claude-*", "claude-sonnet-4-6"));
+        assert!(c.resolve("gpt-5.4").is_none());
+        assert!(c.resolve("mistral/large").is_none());
+    }
+
+    #[test]
+    fn longest_wildcard_wins() {
+        let mut v = base();
+        v["routes"].as_array_mut().unwrap().push(json!({"model": "openai/o*", "provider": "deepseek"}));
+        let c = parse(v).unwrap();
+        assert_eq!(c.resolve("openai/o5").unwrap().0.route, "openai/o*");
+        assert_eq!(c.resolve("openai/gpt").unwrap().0.route, "openai/*");
+    }
+
+    #[test]
+    fn pricing_exact_then_longest_prefix() {
+        let c = parse(base()).unwrap();
+        assert_eq!(c.price("openai", "gpt-5.4").unwrap().input, 2_500_000);
+        assert_eq!(c.price("openai", "gpt-5.4-mini").unwrap().input, 1);
+        assert!(c.price("openai", "o5").is_none());
+        assert_eq!(c.price("deepseek", "deepseek-v4").unwrap().output, 1_100_000);
+    }
+
+    #[test]
+    fn key_permissions() {
+        let c = parse(base()).unwrap();
+        let k = c.key_by_hash(&hash_key("tg-1")).unwrap();
+        assert!(k.may_use("openai/gpt-5.4") && k.may_use("cheap"));
+        assert!(!k.may_use("claude-sonnet-4-6"));
+        assert!(k.may_tag_project("labs") && k.may_tag_project("ranker") && !k.may_tag_project("x"));
+        assert_eq!(c.models_for(k), vec!["openai/gpt-5.4", "cheap", "openai/*"]);
+        assert_eq!(c.listable_models(k), vec![("openai/gpt-5.4", "openai"), ("cheap", "deepseek")]);
+        assert!(c.key_by_hash(&hash_key("tg-2")).is_none());
+    }
+
+    #[test]
+    fn secrets_are_not_in_debug_output() {
+        let c = parse(base()).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("sk-x"), "{dbg}");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut v = base();
+        v["routes"][1]["provider"] = json!("nope");
+        assert_eq!(field_of(v.clone()), "routes[1].provider");
+        assert!(parse(v).unwrap_err().to_string().contains("unknown provider 'nope'"));
+
+        let mut v = base();
+        v["keys"][0]["key_hash"] = json!("tg-plaintext-key");
+        assert_eq!(field_of(v), "keys[0].key_hash");
+
+        let mut v = base();
+        v["providers"][0]["format"] = json!("grpc");
+        let e = parse(v).unwrap_err();
+        assert_eq!(e.field, "providers[0].format");
+        assert!(e.message.contains("unknown variant"), "{}", e.message);
+
+        let mut v = base();
+        v["routes"][0]["modle"] = json!("x");
+        let e = parse(v).unwrap_err();
+        assert_eq!(e.field, "routes[0].modle");
+
+        let mut v = base();
+        v["pricing"]["openai/gpt-5.4"]["input"] = json!(-1);
+        assert_eq!(field_of(v), "pricing.openai/gpt-5.4.input");
+
+        let mut v = base();
+        v["pricing"]["openai/gpt-5.4"]["input"] = json!(2.5);
+        assert_eq!(field_of(v), "pricing.openai/gpt-5.4.input");
+
+        let mut v = base();
+        v["pricing"]["azure/gpt"] = json!({"input": 1, "output": 1});
+        assert_eq!(field_of(v), "pricing.azure/gpt");
+
+        let mut v = base();
+        v["routes"][2]["model"] = json!("openai/*x");
+        assert_eq!(field_of(v), "routes[2].model");
+
+        let mut v = base();
+        v["routes"].as_array_mut().unwrap().push(json!({"model": "cheap", "provider": "openai"}));
+        assert_eq!(field_of(v), "routes[5].model");
+
+        let mut v = base();
+        v["max_request_bytes"] = json!(10);
+        assert_eq!(field_of(v), "max_request_bytes");
+
+        let mut v = base();
+        v["cluster_header"] = json!("X Bad");
+        assert_eq!(field_of(v), "cluster_header");
+
+        let mut v = base();
+        v["providers"][0]["path_prefix"] = json!("v1/");
+        assert_eq!(field_of(v), "providers[0].path_prefix");
+
+        let mut v = base();
+        v["providers"][1]["name"] = json!("openai");
+        assert_eq!(field_of(v), "providers[1].name");
+
+        let mut v = base();
+        v["routes"] = json!([]);
+        assert_eq!(field_of(v), "routes");
+
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("providers");
+        assert!(parse(v).unwrap_err().message.contains("missing field `providers`"));
+
+        assert_eq!(Config::from_json(b"not json").unwrap_err().field, "(root)");
+        assert_eq!(Config::from_json(b"").unwrap_err().field, "(root)");
+    }
+}

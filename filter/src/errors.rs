@@ -1,0 +1,149 @@
+//! Error responses the gateway itself sends to clients.
+//!
+//! One body shape serves both client families: OpenAI SDKs read
+//! `error.message` / `error.type` / `error.code` / `error.param`, Anthropic
+//! SDKs read the top-level `"type": "error"` and `error.type` / `error.message`.
+//! See docs/errors.md for the full table.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayError {
+    /// HTTP status sent to the client.
+    pub status: u16,
+    /// `error.type`: a class a client library understands.
+    pub kind: &'static str,
+    /// `error.code`: a stable machine-readable reason.
+    pub code: &'static str,
+    /// Human-readable explanation; never contains a secret.
+    pub message: String,
+    /// `error.param`: the request field at fault, if any.
+    pub param: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type")]
+    envelope_type: &'static str,
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    code: &'a str,
+    message: &'a str,
+    param: Option<&'a str>,
+}
+
+impl GatewayError {
+    fn new(status: u16, kind: &'static str, code: &'static str, message: String) -> Self {
+        GatewayError { status, kind, code, message, param: None }
+    }
+
+    pub fn with_param(mut self, param: &'static str) -> Self {
+        self.param = Some(param);
+        self
+    }
+
+    pub fn missing_key() -> Self {
+        Self::new(
+            401,
+            "authentication_error",
+            "missing_api_key",
+            "No API key provided. Send your Tollgate virtual key as 'Authorization: Bearer <key>' or 'x-api-key: <key>'.".into(),
+        )
+    }
+
+    pub fn invalid_key() -> Self {
+        Self::new(
+            401,
+            "authentication_error",
+            "invalid_api_key",
+            "The API key is not a known Tollgate virtual key (or it was revoked).".into(),
+        )
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(400, "invalid_request_error", code, message.into())
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(403, "permission_error", code, message.into())
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, "not_found_error", "unknown_endpoint", message.into())
+    }
+
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(405, "invalid_request_error", "method_not_allowed", message.into())
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            413,
+            "request_too_large",
+            "request_too_large",
+            format!("The request body is larger than this gateway accepts ({limit} bytes)."),
+        )
+    }
+
+    pub fn unknown_model(model: &str, available: &[String]) -> Self {
+        let list = if available.is_empty() {
+            "none are configured for this key".to_string()
+        } else {
+            available.join(", ")
+        };
+        Self::new(
+            400,
+            "invalid_request_error",
+            "model_not_found",
+            format!("The model '{model}' is not routed by this gateway. Available models: {list}."),
+        )
+        .with_param("model")
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "api_error", "gateway_error", message.into())
+    }
+
+    /// The JSON body sent to the client.
+    pub fn body(&self) -> String {
+        let env = Envelope {
+            envelope_type: "error",
+            error: Inner { kind: self.kind, code: self.code, message: &self.message, param: self.param },
+        };
+        // Serializing plain strings cannot fail; keep a fallback anyway (no panics).
+        serde_json::to_string(&env).unwrap_or_else(|_| {
+            r#"{"type":"error","error":{"type":"api_error","code":"gateway_error","message":"error"}}"#.to_string()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_both_openai_and_anthropic_fields() {
+        let e = GatewayError::unknown_model("gpt-x", &["cheap".into(), "openai/*".into()]);
+        let v: serde_json::Value = serde_json::from_str(&e.body()).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["code"], "model_not_found");
+        assert_eq!(v["error"]["param"], "model");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("gpt-x") && msg.contains("cheap, openai/*"), "{msg}");
+        assert_eq!(e.status, 400);
+    }
+
+    #[test]
+    fn message_is_escaped() {
+        let e = GatewayError::bad_request("x", "a \"quoted\"\nline");
+        let v: serde_json::Value = serde_json::from_str(&e.body()).unwrap();
+        assert_eq!(v["error"]["message"], "a \"quoted\"\nline");
+        assert!(v["error"]["param"].is_null());
+    }
+}

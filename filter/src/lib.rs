@@ -1,0 +1,18 @@
+//! Tollgate's Envoy filter.
+//!
+//! Everything but [`glue`] is pure logic with no host calls, tested natively
+//! with `cargo test` and shared with the control service (the usage record,
+//! pricing). [`glue`] maps proxy-wasm callbacks onto it and exists only in
+//! the wasm32 build.
+
+pub mod config;
+pub mod errors;
+pub mod keys;
+pub mod pricing;
+pub mod record;
+pub mod request;
+pub mod sse;
+pub mod usage;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;

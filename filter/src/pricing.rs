@@ -1,0 +1,94 @@
+//! Prices and cost: integer arithmetic only.
+//!
+//! Prices are integer micro-dollars (1e-6 USD) per million tokens, so
+//! `tokens * price` is an exact amount in pico-dollars (1e-12 USD). A
+//! request's cost is rounded *up* to whole micro-dollars once, at the end:
+//! a request never costs less than the provider would bill, and the rounding
+//! adds at most one micro-dollar per request.
+
+use serde::{Deserialize, Serialize};
+
+use crate::usage::Usage;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Uncached input tokens.
+    pub input: u64,
+    /// Input tokens read from the provider's prompt cache. Defaults to `input`.
+    #[serde(default)]
+    pub cached_input: Option<u64>,
+    /// Input tokens written to the provider's prompt cache (Anthropic). Defaults to `input`.
+    #[serde(default)]
+    pub cache_write: Option<u64>,
+    /// Output tokens (including reasoning tokens).
+    pub output: u64,
+}
+
+const PICOS_PER_MICRO: u128 = 1_000_000;
+
+impl Price {
+    /// Exact cost in pico-dollars.
+    pub fn cost_picos(&self, u: &Usage) -> u128 {
+        let cached = u.cached_input_tokens.min(u.input_tokens);
+        let written = u.cache_write_tokens.min(u.input_tokens - cached);
+        let uncached = u.input_tokens - cached - written;
+        let term = |tokens: u64, price: u64| (tokens as u128).saturating_mul(price as u128);
+        term(uncached, self.input)
+            .saturating_add(term(cached, self.cached_input.unwrap_or(self.input)))
+            .saturating_add(term(written, self.cache_write.unwrap_or(self.input)))
+            .saturating_add(term(u.output_tokens, self.output))
+    }
+
+    /// Cost in micro-dollars, rounded up; saturates at `u64::MAX`.
+    pub fn cost_micros(&self, u: &Usage) -> u64 {
+        let picos = self.cost_picos(u);
+        let micros = picos.div_ceil(PICOS_PER_MICRO);
+        u64::try_from(micros).unwrap_or(u64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn price() -> Price {
+        // $2.50 / $0.25 cached / $3.125 write / $15 output, per million tokens.
+        Price { input: 2_500_000, cached_input: Some(250_000), cache_write: Some(3_125_000), output: 15_000_000 }
+    }
+
+    #[test]
+    fn prices_each_token_class() {
+        let u = Usage { input_tokens: 1_000_000, output_tokens: 0, ..Default::default() };
+        assert_eq!(price().cost_micros(&u), 2_500_000);
+        let u = Usage { input_tokens: 1000, cached_input_tokens: 400, output_tokens: 100, ..Default::default() };
+        // 600*2.5 + 400*0.25 + 100*15 = 1500 + 100 + 1500 = 3100 micro-dollars
+        assert_eq!(price().cost_micros(&u), 3100);
+        let u = Usage { input_tokens: 1000, cache_write_tokens: 1000, ..Default::default() };
+        assert_eq!(price().cost_micros(&u), 3125);
+    }
+
+    #[test]
+    fn rounds_up_once() {
+        let u = Usage { input_tokens: 1, ..Default::default() };
+        // 1 token at $2.50/M = 2.5 micro-dollars -> 3
+        assert_eq!(price().cost_micros(&u), 3);
+        assert_eq!(price().cost_picos(&u), 2_500_000);
+        assert_eq!(price().cost_micros(&Usage::default()), 0);
+    }
+
+    #[test]
+    fn defaults_and_inconsistent_counts() {
+        let p = Price { input: 1_000_000, cached_input: None, cache_write: None, output: 2_000_000 };
+        // cached > input is clamped instead of underflowing
+        let u = Usage { input_tokens: 10, cached_input_tokens: 50, cache_write_tokens: 5, output_tokens: 1, ..Default::default() };
+        assert_eq!(p.cost_micros(&u), 12);
+    }
+
+    #[test]
+    fn huge_counts_saturate_without_overflow() {
+        let p = Price { input: u64::MAX, cached_input: None, cache_write: None, output: u64::MAX };
+        let u = Usage { input_tokens: u64::MAX, output_tokens: u64::MAX, ..Default::default() };
+        assert_eq!(p.cost_micros(&u), u64::MAX);
+    }
+}

@@ -1,0 +1,272 @@
+//! The usage record: one per request, the unit the control service counts.
+//! docs/usage-record.md is its contract; bump `v` on incompatible change.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::request::{estimate_tokens, Api};
+use crate::usage::{ResponseInfo, StreamSummary, Usage};
+
+pub const RECORD_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The provider answered 2xx and (for streams) finished the stream.
+    Ok,
+    /// The gateway refused the request before it went upstream (bad body, unknown model, …).
+    Rejected,
+    /// The provider (or Envoy on its behalf) answered with an error status, or sent an error event mid-stream.
+    ProviderError,
+    /// The response stopped before its end because the upstream went away.
+    UpstreamCut,
+    /// The client went away before the response ended.
+    ClientAborted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageSource {
+    /// Counts reported by the provider.
+    Provider,
+    /// Some or all counts estimated by the gateway (cut or aborted streams).
+    Estimated,
+    /// Nothing was spent (or nothing can be known): all counts zero.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    /// Schema version.
+    pub v: u32,
+    /// Unique request id (Envoy's `x-request-id`); the idempotency key.
+    pub id: String,
+    /// Request start, Unix milliseconds.
+    pub ts_ms: u64,
+    pub key_id: String,
+    /// SHA3-256 of the virtual key (never the key).
+    pub key_hash: String,
+    pub team: String,
+    pub project: String,
+    pub feature: Option<String>,
+    pub prompt_version: Option<String>,
+    /// End-user id passed by the client (`user` / `metadata.user_id`).
+    pub user: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub api: Api,
+    pub provider: Option<String>,
+    pub route: Option<String>,
+    pub model_requested: Option<String>,
+    pub model_upstream: Option<String>,
+    /// The model the provider says served the request.
+    pub model_served: Option<String>,
+    pub stream: bool,
+    /// HTTP status the client received.
+    pub status: u16,
+    pub outcome: Outcome,
+    pub error_code: Option<String>,
+    pub usage: Usage,
+    pub usage_source: UsageSource,
+    /// Cost in micro-dollars (rounded up once per request).
+    pub cost_micros: u64,
+    /// False when no price was configured for the served model (cost is then 0).
+    pub priced: bool,
+    /// From request start to the end of the response (or of the request when rejected).
+    pub latency_ms: u64,
+    /// From request start to the first response byte from upstream.
+    pub ttfb_ms: Option<u64>,
+}
+
+/// How the response ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Termination {
+    /// The response body reached its end of stream.
+    Complete,
+    /// The upstream connection ended the response early.
+    UpstreamReset,
+    /// The client disconnected early.
+    DownstreamReset,
+}
+
+/// What was seen of a response that went upstream.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub status: u16,
+    pub termination: Termination,
+    pub estimated_input_tokens: u64,
+    /// Non-streamed: what the JSON body said.
+    pub json: Option<ResponseInfo>,
+    /// Streamed: what the events said.
+    pub stream: Option<StreamSummary>,
+}
+
+/// The accounting rule (docs/usage-record.md, "What a request costs"):
+///
+/// - Provider-reported usage is used whenever it is complete.
+/// - A provider error status costs nothing.
+/// - A stream that ends early (cut by the provider, or aborted by the
+///   client) is charged for what was consumed: input as reported (Anthropic
+///   reports it at the start) or estimated from the request, and output as
+///   reported or estimated from the text streamed so far, whichever is
+///   larger. Providers bill generated tokens even when the client stops
+///   reading, so an estimate is closer to the bill than zero.
+pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
+    let incomplete_outcome = match o.termination {
+        Termination::Complete => None,
+        Termination::UpstreamReset => Some(Outcome::UpstreamCut),
+        Termination::DownstreamReset => Some(Outcome::ClientAborted),
+    };
+    if o.status >= 400 {
+        return (Usage::default(), UsageSource::None, Outcome::ProviderError, Some(format!("upstream_{}", o.status)));
+    }
+    if let Some(s) = &o.stream {
+        let complete = o.termination == Termination::Complete && s.finished;
+        let outcome = if s.error_event {
+            Outcome::ProviderError
+        } else if complete {
+            Outcome::Ok
+        } else {
+            incomplete_outcome.unwrap_or(Outcome::UpstreamCut)
+        };
+        let error = match outcome {
+            Outcome::ProviderError => Some("stream_error_event".to_string()),
+            Outcome::UpstreamCut => Some("stream_cut".to_string()),
+            Outcome::ClientAborted => Some("client_aborted".to_string()),
+            _ => None,
+        };
+        // The final usage is the provider's word even if the terminal event
+        // was lost after it.
+        if let (Some(u), true) = (s.usage, s.usage_final) {
+            return (u, UsageSource::Provider, outcome, error);
+        }
+        let estimated_output = estimate_tokens(s.output_chars);
+        let mut u = s.usage.unwrap_or_default();
+        if u.input_tokens == 0 {
+            u.input_tokens = o.estimated_input_tokens;
+        }
+        u.output_tokens = u.output_tokens.max(estimated_output);
+        let source = if u == Usage::default() { UsageSource::None } else { UsageSource::Estimated };
+        return (u, source, outcome, error);
+    }
+    match (&o.json, incomplete_outcome) {
+        (Some(ResponseInfo { usage: Some(u), .. }), None) => (*u, UsageSource::Provider, Outcome::Ok, None),
+        (_, None) => (
+            // A 2xx body without usage: the provider billed the input at least.
+            Usage { input_tokens: o.estimated_input_tokens, ..Default::default() },
+            UsageSource::Estimated,
+            Outcome::Ok,
+            Some("usage_missing".to_string()),
+        ),
+        (_, Some(out)) => (
+            Usage { input_tokens: o.estimated_input_tokens, ..Default::default() },
+            UsageSource::Estimated,
+            out,
+            Some(if out == Outcome::ClientAborted { "client_aborted" } else { "response_cut" }.to_string()),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(usage: Option<Usage>, finished: bool, chars: u64) -> StreamSummary {
+        StreamSummary { usage, model: Some("m".into()), finished, error_event: false, output_chars: chars, usage_final: finished && usage.is_some() }
+    }
+
+    fn obs(status: u16, t: Termination, json: Option<ResponseInfo>, s: Option<StreamSummary>) -> Observed {
+        Observed { status, termination: t, estimated_input_tokens: 100, json, stream: s }
+    }
+
+    const U: Usage = Usage { input_tokens: 120, cached_input_tokens: 20, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 0 };
+
+    #[test]
+    fn complete_json_uses_provider_usage() {
+        let r = account(&obs(200, Termination::Complete, Some(ResponseInfo { model: None, usage: Some(U) }), None));
+        assert_eq!(r, (U, UsageSource::Provider, Outcome::Ok, None));
+    }
+
+    #[test]
+    fn provider_errors_cost_nothing() {
+        let r = account(&obs(429, Termination::Complete, Some(ResponseInfo::default()), None));
+        assert_eq!((r.0, r.1, r.2), (Usage::default(), UsageSource::None, Outcome::ProviderError));
+        assert_eq!(r.3.as_deref(), Some("upstream_429"));
+    }
+
+    #[test]
+    fn complete_stream_uses_provider_usage() {
+        let r = account(&obs(200, Termination::Complete, None, Some(stream(Some(U), true, 999))));
+        assert_eq!((r.0, r.1, r.2), (U, UsageSource::Provider, Outcome::Ok));
+    }
+
+    #[test]
+    fn cut_stream_without_usage_is_estimated() {
+        let r = account(&obs(200, Termination::UpstreamReset, None, Some(stream(None, false, 400))));
+        assert_eq!(r.0, Usage { input_tokens: 100, output_tokens: 100, ..Default::default() });
+        assert_eq!((r.1, r.2), (UsageSource::Estimated, Outcome::UpstreamCut));
+        assert_eq!(r.3.as_deref(), Some("stream_cut"));
+    }
+
+    #[test]
+    fn aborted_anthropic_stream_keeps_reported_input() {
+        let partial = Usage { input_tokens: 2000, cached_input_tokens: 1500, output_tokens: 1, ..Default::default() };
+        let r = account(&obs(200, Termination::DownstreamReset, None, Some(stream(Some(partial), false, 80))));
+        assert_eq!(r.0.input_tokens, 2000);
+        assert_eq!(r.0.cached_input_tokens, 1500);
+        assert_eq!(r.0.output_tokens, 20);
+        assert_eq!((r.1, r.2), (UsageSource::Estimated, Outcome::ClientAborted));
+    }
+
+    #[test]
+    fn stream_that_ends_without_terminal_event_is_cut() {
+        let r = account(&obs(200, Termination::Complete, None, Some(stream(None, false, 4))));
+        assert_eq!(r.2, Outcome::UpstreamCut);
+        assert_eq!(r.0.output_tokens, 1);
+    }
+
+    #[test]
+    fn error_event_in_stream() {
+        let mut s = stream(None, false, 0);
+        s.error_event = true;
+        let r = account(&obs(200, Termination::Complete, None, Some(s)));
+        assert_eq!(r.2, Outcome::ProviderError);
+    }
+
+    #[test]
+    fn record_round_trips_as_json() {
+        let rec = UsageRecord {
+            v: RECORD_VERSION,
+            id: "req-1".into(),
+            ts_ms: 1,
+            key_id: "k".into(),
+            key_hash: "ab".into(),
+            team: "t".into(),
+            project: "p".into(),
+            feature: Some("f".into()),
+            prompt_version: None,
+            user: None,
+            tags: BTreeMap::new(),
+            api: Api::AnthropicMessages,
+            provider: Some("anthropic".into()),
+            route: Some("claude-*".into()),
+            model_requested: Some("claude-x".into()),
+            model_upstream: Some("claude-x".into()),
+            model_served: None,
+            stream: true,
+            status: 200,
+            outcome: Outcome::Ok,
+            error_code: None,
+            usage: U,
+            usage_source: UsageSource::Provider,
+            cost_micros: 5,
+            priced: true,
+            latency_ms: 3,
+            ttfb_ms: Some(1),
+        };
+        let s = serde_json::to_string(&rec).unwrap();
+        assert!(s.contains("\"api\":\"anthropic_messages\"") && s.contains("\"outcome\":\"ok\""), "{s}");
+        let back: UsageRecord = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, rec);
+    }
+}

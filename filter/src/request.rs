@@ -1,0 +1,366 @@
+//! Chat requests: which API a path speaks, what a body asks for, and the
+//! rewrite sent upstream.
+//!
+//! The body is parsed once, at the top level only: each member's value is
+//! kept as raw JSON text, so the rewrite touches just `model` and
+//! `stream_options` and copies everything else byte for byte.
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::errors::GatewayError;
+
+/// The client-facing API of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Api {
+    /// `POST /v1/chat/completions`
+    OpenAiChat,
+    /// `POST /v1/messages`
+    AnthropicMessages,
+}
+
+impl Api {
+    /// The path suffix below a provider's `path_prefix`.
+    pub fn upstream_suffix(self) -> &'static str {
+        match self {
+            Api::OpenAiChat => "/chat/completions",
+            Api::AnthropicMessages => "/messages",
+        }
+    }
+}
+
+/// What a request path is, for the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat(Api),
+    /// `GET /v1/models`: answered by the gateway from its route table.
+    Models,
+    Other,
+}
+
+/// Classifies a `:path` (the query string is ignored).
+pub fn classify_path(path: &str) -> Endpoint {
+    let p = path.split(['?', '#']).next().unwrap_or("");
+    let p = p.strip_suffix('/').unwrap_or(p);
+    match p {
+        "/v1/chat/completions" | "/chat/completions" => Endpoint::Chat(Api::OpenAiChat),
+        "/v1/messages" => Endpoint::Chat(Api::AnthropicMessages),
+        "/v1/models" | "/models" => Endpoint::Models,
+        _ => Endpoint::Other,
+    }
+}
+
+/// The query string of a path, with its `?`, or "".
+pub fn query_of(path: &str) -> &str {
+    path.find('?').and_then(|i| path.get(i..)).unwrap_or("")
+}
+
+/// Top-level members of a JSON object, in order, values as raw JSON.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut v = Vec::with_capacity(m.size_hint().unwrap_or(8));
+                while let Some((k, val)) = m.next_entry::<String, &'de RawValue>()? {
+                    v.push((k, val));
+                }
+                Ok(Members(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// What the gateway needs to know about a chat request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatRequest {
+    pub model: String,
+    pub stream: bool,
+    /// `max_tokens` / `max_completion_tokens` (OpenAI) or `max_tokens` (Anthropic).
+    pub max_tokens: Option<u64>,
+    /// The end-user id the client passed (`user`, or Anthropic `metadata.user_id`).
+    pub user: Option<String>,
+    /// The client asked for OpenAI's final usage chunk itself.
+    pub client_include_usage: bool,
+    /// Bytes of prompt content (messages, system, tools) — basis of the estimate.
+    pub prompt_bytes: usize,
+    pub estimated_input_tokens: u64,
+}
+
+/// Rough token estimate for text of `bytes` bytes: ~4 bytes per token for
+/// English and code. Used only where the provider reports nothing (cut
+/// streams) and, later, for budget reservations; never for billing when the
+/// provider reports usage.
+pub fn estimate_tokens(bytes: u64) -> u64 {
+    bytes.div_ceil(4)
+}
+
+fn bad(code: &'static str, msg: impl Into<String>) -> GatewayError {
+    GatewayError::bad_request(code, msg)
+}
+
+/// A parsed request body, ready to inspect and rewrite.
+pub struct ParsedBody<'a> {
+    members: Members<'a>,
+    pub request: ChatRequest,
+}
+
+/// Parses a chat request body. Errors are 400s that say what is wrong.
+pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(bad("missing_body", "The request has no body; send a JSON chat request."));
+    }
+    let members: Members = serde_json::from_slice(body).map_err(|e| {
+        bad("invalid_json", format!("The request body is not valid JSON: {e}."))
+    })?;
+    let mut model = None;
+    let mut stream = false;
+    let mut max_tokens = None;
+    let mut user = None;
+    let mut include_usage = false;
+    let mut prompt_bytes = 0usize;
+    for (k, v) in &members.0 {
+        let raw = v.get();
+        match k.as_str() {
+            "model" => match serde_json::from_str::<String>(raw) {
+                Ok(m) if !m.trim().is_empty() => model = Some(m),
+                _ => return Err(bad("invalid_model", "'model' must be a non-empty string.").with_param("model")),
+            },
+            "stream" => match serde_json::from_str::<Option<bool>>(raw) {
+                Ok(s) => stream = s.unwrap_or(false),
+                Err(_) => return Err(bad("invalid_type", "'stream' must be a boolean.").with_param("stream")),
+            },
+            "max_tokens" | "max_completion_tokens" => match serde_json::from_str::<Option<u64>>(raw) {
+                Ok(Some(n)) => max_tokens = Some(max_tokens.map_or(n, |m: u64| m.min(n))),
+                Ok(None) => {}
+                Err(_) => {
+                    return Err(bad("invalid_type", format!("'{k}' must be a non-negative integer.")).with_param("max_tokens"))
+                }
+            },
+            "user" => user = serde_json::from_str::<Option<String>>(raw).ok().flatten(),
+            "metadata" if api == Api::AnthropicMessages => {
+                #[derive(serde::Deserialize)]
+                struct Meta {
+                    user_id: Option<String>,
+                }
+                if let Ok(Some(m)) = serde_json::from_str::<Option<Meta>>(raw) {
+                    user = m.user_id.or(user);
+                }
+            }
+            "stream_options" => {
+                #[derive(serde::Deserialize)]
+                struct So {
+                    include_usage: Option<bool>,
+                }
+                match serde_json::from_str::<Option<So>>(raw) {
+                    Ok(so) => include_usage = so.and_then(|s| s.include_usage).unwrap_or(false),
+                    Err(_) => {
+                        return Err(bad("invalid_type", "'stream_options' must be an object.").with_param("stream_options"))
+                    }
+                }
+            }
+            "messages" | "system" | "tools" | "functions" | "prompt" | "input" => prompt_bytes += raw.len(),
+            _ => {}
+        }
+    }
+    let Some(model) = model else {
+        return Err(bad("missing_model", "The request has no 'model'; name the model to use.").with_param("model"));
+    };
+    if !members.0.iter().any(|(k, _)| k == "messages") {
+        return Err(bad("missing_messages", "The request has no 'messages'.").with_param("messages"));
+    }
+    if let Some(u) = &mut user {
+        truncate_chars(u, 256);
+    }
+    let request = ChatRequest {
+        model,
+        stream,
+        max_tokens,
+        user,
+        client_include_usage: stream && include_usage,
+        prompt_bytes,
+        estimated_input_tokens: estimate_tokens(prompt_bytes as u64),
+    };
+    Ok(ParsedBody { members, request })
+}
+
+fn truncate_chars(s: &mut String, max: usize) {
+    if let Some((i, _)) = s.char_indices().nth(max) {
+        s.truncate(i);
+    }
+}
+
+impl ParsedBody<'_> {
+    /// The body to send upstream, or `None` when it needs no change.
+    ///
+    /// - `upstream_model`: replaces `model` when it differs.
+    /// - `force_include_usage`: for OpenAI streams, sets
+    ///   `stream_options.include_usage = true` so usage always arrives.
+    pub fn rewrite(&self, upstream_model: &str, force_include_usage: bool) -> Option<Vec<u8>> {
+        let change_model = upstream_model != self.request.model;
+        let add_usage = force_include_usage && self.request.stream && !self.request.client_include_usage;
+        if !change_model && !add_usage {
+            return None;
+        }
+        let model_json = serde_json::to_string(upstream_model).ok()?;
+        let mut out = Vec::with_capacity(self.members.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + 64);
+        out.push(b'{');
+        let mut first = true;
+        let mut saw_stream_options = false;
+        let mut push_member = |out: &mut Vec<u8>, k: &str, v: &[u8]| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            // Member names came from valid JSON; re-encode them safely.
+            match serde_json::to_string(k) {
+                Ok(kj) => out.extend_from_slice(kj.as_bytes()),
+                Err(_) => out.extend_from_slice(b"\"\""),
+            }
+            out.push(b':');
+            out.extend_from_slice(v);
+        };
+        for (k, v) in &self.members.0 {
+            match k.as_str() {
+                "model" if change_model => push_member(&mut out, k, model_json.as_bytes()),
+                "stream_options" if add_usage => {
+                    saw_stream_options = true;
+                    let mut obj: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str::<Option<serde_json::Map<String, serde_json::Value>>>(v.get())
+                            .ok()
+                            .flatten()
+                            .unwrap_or_default();
+                    obj.insert("include_usage".into(), serde_json::Value::Bool(true));
+                    let s = serde_json::to_string(&obj).ok()?;
+                    push_member(&mut out, k, s.as_bytes());
+                }
+                _ => push_member(&mut out, k, v.get().as_bytes()),
+            }
+        }
+        if add_usage && !saw_stream_options {
+            push_member(&mut out, "stream_options", br#"{"include_usage":true}"#);
+        }
+        out.push(b'}');
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn v(b: &[u8]) -> Value {
+        serde_json::from_slice(b).unwrap()
+    }
+
+    #[test]
+    fn classifies_paths() {
+        assert_eq!(classify_path("/v1/chat/completions"), Endpoint::Chat(Api::OpenAiChat));
+        assert_eq!(classify_path("/v1/chat/completions?x=1"), Endpoint::Chat(Api::OpenAiChat));
+        assert_eq!(classify_path("/v1/messages?beta=true"), Endpoint::Chat(Api::AnthropicMessages));
+        assert_eq!(classify_path("/v1/models"), Endpoint::Models);
+        assert_eq!(classify_path("/v1/embeddings"), Endpoint::Other);
+        assert_eq!(query_of("/v1/messages?beta=true"), "?beta=true");
+        assert_eq!(query_of("/v1/messages"), "");
+    }
+
+    #[test]
+    fn parses_what_matters() {
+        let body = br#"{"model":"cheap","messages":[{"role":"user","content":"hello there"}],"stream":true,"max_completion_tokens":50,"max_tokens":80,"user":"u-1"}"#;
+        let p = parse_chat(Api::OpenAiChat, body).unwrap();
+        assert_eq!(p.request.model, "cheap");
+        assert!(p.request.stream);
+        assert_eq!(p.request.max_tokens, Some(50));
+        assert_eq!(p.request.user.as_deref(), Some("u-1"));
+        assert!(!p.request.client_include_usage);
+        assert!(p.request.estimated_input_tokens > 0);
+    }
+
+    #[test]
+    fn anthropic_user_from_metadata() {
+        let body = br#"{"model":"m","max_tokens":10,"messages":[],"metadata":{"user_id":"abc"}}"#;
+        let p = parse_chat(Api::AnthropicMessages, body).unwrap();
+        assert_eq!(p.request.user.as_deref(), Some("abc"));
+        assert_eq!(p.request.max_tokens, Some(10));
+    }
+
+    #[test]
+    fn clear_errors() {
+        let e = |b: &[u8]| parse_chat(Api::OpenAiChat, b).err().unwrap();
+        assert_eq!(e(b"").code, "missing_body");
+        assert_eq!(e(b"{\"model\":").code, "invalid_json");
+        assert!(e(b"{\"model\":").message.contains("EOF"), "{}", e(b"{\"model\":").message);
+        assert_eq!(e(b"[1,2]").code, "invalid_json");
+        assert_eq!(e(br#"{"messages":[]}"#).code, "missing_model");
+        assert_eq!(e(br#"{"model":7,"messages":[]}"#).param, Some("model"));
+        assert_eq!(e(br#"{"model":"","messages":[]}"#).code, "invalid_model");
+        assert_eq!(e(br#"{"model":"a","messages":[],"stream":"yes"}"#).param, Some("stream"));
+        assert_eq!(e(br#"{"model":"a","messages":[],"max_tokens":-1}"#).param, Some("max_tokens"));
+        assert_eq!(e(br#"{"model":"a"}"#).code, "missing_messages");
+        for err in [e(b""), e(b"{")] {
+            assert_eq!(err.status, 400);
+        }
+    }
+
+    #[test]
+    fn no_rewrite_when_nothing_changes() {
+        let body = br#"{"model":"gpt-5.4","messages":[]}"#;
+        let p = parse_chat(Api::OpenAiChat, body).unwrap();
+        assert!(p.rewrite("gpt-5.4", true).is_none());
+    }
+
+    #[test]
+    fn rewrites_model_and_keeps_everything_else_exactly() {
+        let body = br#"{"model":"openai/gpt-5.4","messages":[{"role":"user","content":"h\u00e9 \"q\""}],"temperature":0.70,"n":1}"#;
+        let p = parse_chat(Api::OpenAiChat, body).unwrap();
+        let out = p.rewrite("gpt-5.4", true).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(
+            s,
+            r#"{"model":"gpt-5.4","messages":[{"role":"user","content":"h\u00e9 \"q\""}],"temperature":0.70,"n":1}"#
+        );
+    }
+
+    #[test]
+    fn forces_include_usage_on_streams() {
+        let body = br#"{"model":"m","messages":[],"stream":true}"#;
+        let p = parse_chat(Api::OpenAiChat, body).unwrap();
+        let out = v(&p.rewrite("m", true).unwrap());
+        assert_eq!(out["stream_options"], json!({"include_usage": true}));
+
+        let body = br#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":false,"x":1}}"#;
+        let p = parse_chat(Api::OpenAiChat, body).unwrap();
+        assert!(!p.request.client_include_usage);
+        let out = v(&p.rewrite("m", true).unwrap());
+        assert_eq!(out["stream_options"], json!({"include_usage": true, "x": 1}));
+
+        let body = br#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#;
+        let p = parse_chat(Api::OpenAiChat, body).unwrap();
+        assert!(p.request.client_include_usage);
+        assert!(p.rewrite("m", true).is_none());
+
+        // not a stream: nothing added
+        let body = br#"{"model":"m","messages":[]}"#;
+        assert!(parse_chat(Api::OpenAiChat, body).unwrap().rewrite("m", true).is_none());
+    }
+
+    #[test]
+    fn duplicate_and_escaped_member_names_survive() {
+        let body = br#"{"mod\u0065l":"a","messages":[],"x\"y":1}"#;
+        let p = parse_chat(Api::OpenAiChat, body).unwrap();
+        assert_eq!(p.request.model, "a");
+        let out = v(&p.rewrite("b", false).unwrap());
+        assert_eq!(out["model"], "b");
+        assert_eq!(out["x\"y"], 1);
+    }
+}

@@ -1,0 +1,597 @@
+//! Token usage as the providers report it, normalised.
+//!
+//! One parser per wire format, used for JSON bodies and SSE streams alike:
+//! - OpenAI chat completions: `usage.prompt_tokens`, `completion_tokens`,
+//!   `prompt_tokens_details.cached_tokens`, `completion_tokens_details.reasoning_tokens`;
+//!   DeepSeek adds `prompt_cache_hit_tokens` / `prompt_cache_miss_tokens`.
+//! - Anthropic messages: `usage.input_tokens` (uncached only),
+//!   `cache_creation_input_tokens`, `cache_read_input_tokens`, `output_tokens`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::request::Api;
+use crate::sse::{parse_event, SseSplitter};
+
+/// Normalised usage of one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// All input tokens, including cached reads and cache writes.
+    pub input_tokens: u64,
+    /// Input tokens served from the provider's prompt cache.
+    pub cached_input_tokens: u64,
+    /// Input tokens written to the provider's prompt cache.
+    pub cache_write_tokens: u64,
+    /// All output tokens, including reasoning tokens.
+    pub output_tokens: u64,
+    /// Output tokens spent on reasoning (a subset of `output_tokens`).
+    pub reasoning_tokens: u64,
+}
+
+#[derive(Deserialize, Default)]
+struct Details {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct OpenAiUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<Details>,
+    #[serde(default)]
+    completion_tokens_details: Option<Details>,
+    #[serde(default)]
+    prompt_cache_hit_tokens: Option<u64>,
+}
+
+impl From<OpenAiUsage> for Usage {
+    fn from(u: OpenAiUsage) -> Usage {
+        let cached = u
+            .prompt_tokens_details
+            .as_ref()
+            .and_then(|d| d.cached_tokens)
+            .or(u.prompt_cache_hit_tokens)
+            .unwrap_or(0);
+        Usage {
+            input_tokens: u.prompt_tokens.unwrap_or(0),
+            cached_input_tokens: cached,
+            cache_write_tokens: 0,
+            output_tokens: u.completion_tokens.unwrap_or(0),
+            reasoning_tokens: u.completion_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
+        }
+    }
+}
+
+#[derive(Deserialize, Default, Clone, Copy, Debug)]
+struct AnthropicUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+}
+
+impl AnthropicUsage {
+    /// Later events carry cumulative counts; a field present later wins.
+    fn merge(&mut self, later: AnthropicUsage) {
+        self.input_tokens = later.input_tokens.or(self.input_tokens);
+        self.output_tokens = later.output_tokens.or(self.output_tokens);
+        self.cache_creation_input_tokens = later.cache_creation_input_tokens.or(self.cache_creation_input_tokens);
+        self.cache_read_input_tokens = later.cache_read_input_tokens.or(self.cache_read_input_tokens);
+    }
+
+    fn normalise(&self) -> Usage {
+        let read = self.cache_read_input_tokens.unwrap_or(0);
+        let write = self.cache_creation_input_tokens.unwrap_or(0);
+        Usage {
+            input_tokens: self.input_tokens.unwrap_or(0).saturating_add(read).saturating_add(write),
+            cached_input_tokens: read,
+            cache_write_tokens: write,
+            output_tokens: self.output_tokens.unwrap_or(0),
+            reasoning_tokens: 0,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct OpenAiBody {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    usage: Option<OpenAiUsage>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicBody {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+}
+
+/// What a complete (non-streamed) JSON response says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponseInfo {
+    pub model: Option<String>,
+    pub usage: Option<Usage>,
+}
+
+/// Reads model and usage from a non-streamed JSON response body.
+/// Error bodies and unparsable bodies give no usage.
+pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
+    match api {
+        Api::OpenAiChat => match serde_json::from_slice::<OpenAiBody>(body) {
+            Ok(b) => ResponseInfo { model: b.model, usage: b.usage.map(Usage::from) },
+            Err(_) => ResponseInfo::default(),
+        },
+        Api::AnthropicMessages => match serde_json::from_slice::<AnthropicBody>(body) {
+            Ok(b) => ResponseInfo { model: b.model, usage: b.usage.map(|u| u.normalise()) },
+            Err(_) => ResponseInfo::default(),
+        },
+    }
+}
+
+// ---- streams ---------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct OpenAiDelta {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Box<serde_json::value::RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiChoice {
+    #[serde(default)]
+    delta: Option<OpenAiDelta>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiChunk {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    usage: Option<OpenAiUsage>,
+    #[serde(default)]
+    choices: Vec<OpenAiChoice>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicMessage {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicDelta {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    partial_json: Option<String>,
+    #[serde(default)]
+    thinking: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicEvent {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    message: Option<AnthropicMessage>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+    #[serde(default)]
+    delta: Option<AnthropicDelta>,
+}
+
+/// Follows a streamed response event by event. Optionally removes what the
+/// gateway added upstream (OpenAI's usage chunk and the `"usage":null`
+/// fields) so the client receives exactly the stream it asked for.
+#[derive(Debug)]
+pub struct StreamTracker {
+    api: Api,
+    splitter: SseSplitter,
+    strip_usage: bool,
+    openai_usage: Option<Usage>,
+    anthropic_usage: Option<AnthropicUsage>,
+    model: Option<String>,
+    finished: bool,
+    error_event: bool,
+    output_chars: u64,
+    usage_final: bool,
+}
+
+/// The result of following a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSummary {
+    pub usage: Option<Usage>,
+    pub model: Option<String>,
+    /// The provider's terminal event was seen (`data: [DONE]` or `message_stop`).
+    pub finished: bool,
+    /// The provider sent an error event in the stream.
+    pub error_event: bool,
+    /// Characters of generated content seen (for estimating cut streams).
+    pub output_chars: u64,
+    /// The usage is the provider's final count (OpenAI's usage chunk, or
+    /// Anthropic's `message_delta`), not the partial count of `message_start`.
+    pub usage_final: bool,
+}
+
+impl StreamTracker {
+    pub fn new(api: Api, strip_usage: bool) -> Self {
+        StreamTracker {
+            api,
+            splitter: SseSplitter::new(),
+            strip_usage: strip_usage && api == Api::OpenAiChat,
+            openai_usage: None,
+            anthropic_usage: None,
+            model: None,
+            finished: false,
+            error_event: false,
+            output_chars: 0,
+            usage_final: false,
+        }
+    }
+
+    /// True when the tracker rewrites the stream (then the caller must send
+    /// what [`push`](Self::push) returns instead of the chunk).
+    pub fn rewrites(&self) -> bool {
+        self.strip_usage
+    }
+
+    /// Consumes a chunk. When rewriting, returns the bytes to send in its
+    /// place: every event completed so far, rewritten; an unfinished event is
+    /// held until its end arrives. When not rewriting, returns an empty vec
+    /// and the chunk is to be passed on unchanged.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut splitter = std::mem::take(&mut self.splitter);
+        splitter.push(chunk, |raw| {
+            let keep = self.observe(raw);
+            if self.strip_usage {
+                match keep {
+                    Keep::Event => out.extend_from_slice(raw),
+                    Keep::WithoutNullUsage => out.extend_from_slice(&strip_null_usage(raw)),
+                    Keep::Drop => {}
+                }
+            }
+        });
+        self.splitter = splitter;
+        out
+    }
+
+    /// At end of stream: the held tail (when rewriting), to be sent as is.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let tail = self.splitter.take_pending();
+        if !tail.is_empty() {
+            // A last event without its blank line still counts.
+            self.observe(&tail);
+        }
+        if self.strip_usage {
+            tail
+        } else {
+            Vec::new()
+        }
+    }
+
+    pub fn summary(&self) -> StreamSummary {
+        let usage = match self.api {
+            Api::OpenAiChat => self.openai_usage,
+            Api::AnthropicMessages => self.anthropic_usage.map(|u| u.normalise()),
+        };
+        StreamSummary {
+            usage,
+            model: self.model.clone(),
+            finished: self.finished,
+            error_event: self.error_event,
+            output_chars: self.output_chars,
+            usage_final: self.usage_final,
+        }
+    }
+
+    fn observe(&mut self, raw: &[u8]) -> Keep {
+        let ev = parse_event(raw);
+        if !ev.has_data {
+            return Keep::Event;
+        }
+        match self.api {
+            Api::OpenAiChat => self.observe_openai(ev.name, &ev.data),
+            Api::AnthropicMessages => {
+                self.observe_anthropic(ev.name, &ev.data);
+                Keep::Event
+            }
+        }
+    }
+
+    fn observe_openai(&mut self, name: Option<&str>, data: &str) -> Keep {
+        if data.trim() == "[DONE]" {
+            self.finished = true;
+            return Keep::Event;
+        }
+        if name == Some("error") || data.starts_with("{\"error\"") {
+            self.error_event = true;
+            return Keep::Event;
+        }
+        let Ok(chunk) = serde_json::from_str::<OpenAiChunk>(data) else {
+            return Keep::Event;
+        };
+        if self.model.is_none() {
+            self.model = chunk.model;
+        }
+        for c in &chunk.choices {
+            if let Some(d) = &c.delta {
+                self.output_chars += char_len(&d.content) + char_len(&d.reasoning_content);
+                if let Some(t) = &d.tool_calls {
+                    self.output_chars += t.get().len() as u64;
+                }
+            }
+        }
+        match chunk.usage {
+            Some(u) => {
+                self.openai_usage = Some(Usage::from(u));
+                self.usage_final = true;
+                if chunk.choices.is_empty() {
+                    Keep::Drop
+                } else {
+                    Keep::Event
+                }
+            }
+            None => Keep::WithoutNullUsage,
+        }
+    }
+
+    fn observe_anthropic(&mut self, name: Option<&str>, data: &str) {
+        let Ok(ev) = serde_json::from_str::<AnthropicEvent>(data) else {
+            return;
+        };
+        let kind = if ev.kind.is_empty() { name.unwrap_or("") } else { ev.kind.as_str() };
+        match kind {
+            "message_start" => {
+                if let Some(m) = ev.message {
+                    self.model = m.model.or(self.model.take());
+                    if let Some(u) = m.usage {
+                        self.merge_anthropic(u);
+                    }
+                }
+            }
+            "message_delta" => {
+                if let Some(u) = ev.usage {
+                    self.merge_anthropic(u);
+                    self.usage_final = true;
+                }
+            }
+            "content_block_delta" => {
+                if let Some(d) = &ev.delta {
+                    self.output_chars += char_len(&d.text) + char_len(&d.partial_json) + char_len(&d.thinking);
+                }
+            }
+            "message_stop" => self.finished = true,
+            "error" => self.error_event = true,
+            _ => {}
+        }
+    }
+
+    fn merge_anthropic(&mut self, u: AnthropicUsage) {
+        match &mut self.anthropic_usage {
+            Some(acc) => acc.merge(u),
+            None => self.anthropic_usage = Some(u),
+        }
+    }
+}
+
+enum Keep {
+    Event,
+    WithoutNullUsage,
+    Drop,
+}
+
+fn char_len(s: &Option<String>) -> u64 {
+    s.as_ref().map(|s| s.chars().count() as u64).unwrap_or(0)
+}
+
+/// Removes the `"usage":null` member the gateway caused by forcing
+/// `include_usage`. In JSON text a `"` inside a string is always escaped, so
+/// the unescaped sequence can only be a member name; whitespace variants
+/// (`"usage": null`) are handled too.
+fn strip_null_usage(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if let Some(len) = null_usage_member_at(raw, i) {
+            // Drop a preceding comma (",\"usage\":null") or else a following one.
+            let prev_comma = out.iter().rposition(|b: &u8| !b.is_ascii_whitespace()).filter(|&p| out.get(p) == Some(&b','));
+            let mut j = i + len;
+            if let Some(p) = prev_comma {
+                out.truncate(p);
+            } else {
+                while raw.get(j).is_some_and(|b| b.is_ascii_whitespace()) {
+                    j += 1;
+                }
+                if raw.get(j) == Some(&b',') {
+                    j += 1;
+                }
+            }
+            i = j;
+        } else {
+            if let Some(b) = raw.get(i) {
+                out.push(*b);
+            }
+            i += 1;
+        }
+    }
+    out
+}
+
+fn null_usage_member_at(raw: &[u8], i: usize) -> Option<usize> {
+    let rest = raw.get(i..)?;
+    let after_name = rest.strip_prefix(b"\"usage\"")?;
+    let mut k = 7;
+    let mut r = after_name;
+    while let Some((b, tail)) = r.split_first() {
+        if b.is_ascii_whitespace() {
+            k += 1;
+            r = tail;
+        } else {
+            break;
+        }
+    }
+    let r = r.strip_prefix(b":")?;
+    k += 1;
+    let mut r2 = r;
+    while let Some((b, tail)) = r2.split_first() {
+        if b.is_ascii_whitespace() {
+            k += 1;
+            r2 = tail;
+        } else {
+            break;
+        }
+    }
+    r2.strip_prefix(b"null")?;
+    Some(k + 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_json_usage_with_cache_and_reasoning() {
+        let body = br#"{"id":"x","object":"chat.completion","model":"gpt-5.4-2026","choices":[],
+            "usage":{"prompt_tokens":120,"completion_tokens":30,"total_tokens":150,
+            "prompt_tokens_details":{"cached_tokens":64,"audio_tokens":0},
+            "completion_tokens_details":{"reasoning_tokens":10}}}"#;
+        let r = parse_json_response(Api::OpenAiChat, body);
+        assert_eq!(r.model.as_deref(), Some("gpt-5.4-2026"));
+        assert_eq!(
+            r.usage,
+            Some(Usage { input_tokens: 120, cached_input_tokens: 64, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 10 })
+        );
+    }
+
+    #[test]
+    fn deepseek_cache_hit_fields() {
+        let body = br#"{"model":"deepseek-v4","usage":{"prompt_tokens":100,"completion_tokens":5,"total_tokens":105,
+            "prompt_cache_hit_tokens":80,"prompt_cache_miss_tokens":20}}"#;
+        let u = parse_json_response(Api::OpenAiChat, body).usage.unwrap();
+        assert_eq!((u.input_tokens, u.cached_input_tokens, u.output_tokens), (100, 80, 5));
+    }
+
+    #[test]
+    fn null_details_are_zero() {
+        let body = br#"{"usage":{"prompt_tokens":1,"completion_tokens":2,"prompt_tokens_details":null,"completion_tokens_details":{"reasoning_tokens":null}}}"#;
+        let u = parse_json_response(Api::OpenAiChat, body).usage.unwrap();
+        assert_eq!(u, Usage { input_tokens: 1, output_tokens: 2, ..Default::default() });
+    }
+
+    #[test]
+    fn anthropic_json_usage_counts_cache_in_input() {
+        let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[],
+            "usage":{"input_tokens":50,"cache_creation_input_tokens":200,"cache_read_input_tokens":1000,"output_tokens":40}}"#;
+        let u = parse_json_response(Api::AnthropicMessages, body).usage.unwrap();
+        assert_eq!(u, Usage { input_tokens: 1250, cached_input_tokens: 1000, cache_write_tokens: 200, output_tokens: 40, reasoning_tokens: 0 });
+    }
+
+    #[test]
+    fn error_and_garbage_bodies_have_no_usage() {
+        assert_eq!(parse_json_response(Api::OpenAiChat, br#"{"error":{"message":"x"}}"#).usage, None);
+        assert_eq!(parse_json_response(Api::OpenAiChat, b"not json"), ResponseInfo::default());
+    }
+
+    const OPENAI_STREAM: &str = include_str!("../fixtures/openai_stream_include_usage.sse");
+    const ANTHROPIC_STREAM: &str = include_str!("../fixtures/anthropic_stream.sse");
+
+    fn run(api: Api, strip: bool, stream: &[u8], chunk: usize) -> (Vec<u8>, StreamSummary) {
+        let mut t = StreamTracker::new(api, strip);
+        let mut out = Vec::new();
+        for c in stream.chunks(chunk) {
+            let o = t.push(c);
+            if t.rewrites() {
+                out.extend_from_slice(&o);
+            } else {
+                out.extend_from_slice(c);
+            }
+        }
+        out.extend_from_slice(&t.finish());
+        (out, t.summary())
+    }
+
+    #[test]
+    fn openai_stream_usage_at_every_chunk_size() {
+        for size in [1, 2, 3, 7, 16, 64, 10_000] {
+            let (out, s) = run(Api::OpenAiChat, false, OPENAI_STREAM.as_bytes(), size);
+            assert_eq!(out, OPENAI_STREAM.as_bytes());
+            assert!(s.finished);
+            assert_eq!(s.model.as_deref(), Some("gpt-5.4-2026-03-05"));
+            assert_eq!(s.usage, Some(Usage { input_tokens: 19, cached_input_tokens: 0, output_tokens: 10, reasoning_tokens: 0, cache_write_tokens: 0 }));
+            assert_eq!(s.output_chars, "Hello! How can I help you today?".len() as u64);
+        }
+    }
+
+    #[test]
+    fn stripping_gives_the_stream_without_include_usage() {
+        let expected = include_str!("../fixtures/openai_stream_plain.sse");
+        for size in [1, 5, 13, 100, 10_000] {
+            let (out, s) = run(Api::OpenAiChat, true, OPENAI_STREAM.as_bytes(), size);
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "chunk size {size}");
+            assert_eq!(s.usage.unwrap().output_tokens, 10);
+        }
+    }
+
+    #[test]
+    fn strip_null_usage_variants() {
+        assert_eq!(strip_null_usage(br#"{"a":1,"usage":null}"#), br#"{"a":1}"#.to_vec());
+        assert_eq!(strip_null_usage(br#"{"usage":null,"a":1}"#), br#"{"a":1}"#.to_vec());
+        assert_eq!(strip_null_usage(br#"{"a":1, "usage" : null }"#), br#"{"a":1 }"#.to_vec());
+        // escaped inside a string: untouched
+        assert_eq!(strip_null_usage(br#"{"c":"\"usage\":null"}"#), br#"{"c":"\"usage\":null"}"#.to_vec());
+        assert_eq!(strip_null_usage(br#"{"usage":{"x":1}}"#), br#"{"usage":{"x":1}}"#.to_vec());
+    }
+
+    #[test]
+    fn anthropic_stream_at_every_chunk_size() {
+        for size in [1, 2, 9, 33, 10_000] {
+            let (out, s) = run(Api::AnthropicMessages, true, ANTHROPIC_STREAM.as_bytes(), size);
+            assert_eq!(out, ANTHROPIC_STREAM.as_bytes(), "anthropic streams are never rewritten");
+            assert!(s.finished);
+            assert_eq!(s.model.as_deref(), Some("claude-sonnet-4-6"));
+            assert_eq!(
+                s.usage,
+                Some(Usage { input_tokens: 25 + 2048 + 512, cached_input_tokens: 2048, cache_write_tokens: 512, output_tokens: 15, reasoning_tokens: 0 })
+            );
+            assert_eq!(s.output_chars, "Hello! How can I help?".len() as u64);
+        }
+    }
+
+    #[test]
+    fn cut_stream_is_not_finished() {
+        let cut = &OPENAI_STREAM.as_bytes()[..OPENAI_STREAM.len() / 2];
+        let (_, s) = run(Api::OpenAiChat, false, cut, 17);
+        assert!(!s.finished);
+        assert_eq!(s.usage, None);
+        assert!(s.output_chars > 0);
+        let cut = &ANTHROPIC_STREAM.as_bytes()[..ANTHROPIC_STREAM.len() / 2];
+        let (_, s) = run(Api::AnthropicMessages, false, cut, 17);
+        assert!(!s.finished);
+        assert_eq!(s.usage.map(|u| u.input_tokens), Some(25 + 2048 + 512), "message_start already told the input");
+    }
+
+    #[test]
+    fn error_event_is_noted() {
+        let stream = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        let (_, s) = run(Api::AnthropicMessages, false, stream, 4);
+        assert!(s.error_event && !s.finished);
+    }
+}

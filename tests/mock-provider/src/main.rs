@@ -1,0 +1,520 @@
+//! Mock LLM provider for Tollgate's tests and demo.
+//!
+//! Speaks, on one port, the wire formats of:
+//! - OpenAI chat completions (`POST /v1/chat/completions`): JSON, and SSE
+//!   `chat.completion.chunk` events ending in `data: [DONE]`; the final usage
+//!   chunk (`choices: []`) and `"usage":null` on every other chunk only when
+//!   `stream_options.include_usage` is true; `prompt_tokens_details.cached_tokens`.
+//! - DeepSeek (OpenAI format, chosen when the Host or model says deepseek):
+//!   `prompt_cache_hit_tokens` / `prompt_cache_miss_tokens`.
+//! - Anthropic messages (`POST /v1/messages`): JSON, and SSE `message_start`
+//!   … `message_delta` (usage) … `message_stop`; cache read/write counts.
+//!
+//! Token counts are deterministic functions of the input (see `count_tokens`).
+//! Errors are injected per request with headers (all optional):
+//! - `x-mock-status: 429|500|503|529|400|401`: an error in the provider's format
+//!   (429 carries `retry-after`).
+//! - `x-mock-delay-ms: N`: wait N ms before the first byte.
+//! - `x-mock-chunk-delay-ms: N`: wait N ms between stream events.
+//! - `x-mock-cut-after: N`: close the connection after N stream events (or
+//!   half-way through a JSON body).
+//! - `x-mock-output-tokens: N`: generate N output tokens (default 12, capped by max_tokens).
+//! - `x-mock-cached-tokens: N` / `x-mock-cache-write-tokens: N`: prompt-cache counts.
+//! - `x-mock-reasoning-tokens: N`: OpenAI reasoning tokens (added to output).
+//!
+//! Every response carries `x-mock-auth` (the credential received),
+//! `x-mock-host`, `x-mock-path`, `x-mock-model` and `x-mock-anthropic-version`
+//! so tests can prove what the gateway sent upstream.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, Uri};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+#[derive(Default)]
+struct Keys {
+    openai: Option<String>,
+    anthropic: Option<String>,
+    deepseek: Option<String>,
+}
+
+struct App {
+    keys: Keys,
+    seq: AtomicU64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Dialect {
+    OpenAi,
+    DeepSeek,
+    Anthropic,
+}
+
+fn usage_exit() -> ! {
+    eprintln!(
+        "usage: mock-provider [--listen 127.0.0.1:8080] [--openai-key K] [--anthropic-key K] [--deepseek-key K]\n\
+         Without a --*-key flag, any non-empty credential is accepted for that provider."
+    );
+    std::process::exit(2)
+}
+
+#[tokio::main]
+async fn main() {
+    let mut listen: SocketAddr = ([127, 0, 0, 1], 8080).into();
+    let mut keys = Keys::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().unwrap_or_else(|| usage_exit());
+        match a.as_str() {
+            "--listen" => listen = val().parse().unwrap_or_else(|_| usage_exit()),
+            "--openai-key" => keys.openai = Some(val()),
+            "--anthropic-key" => keys.anthropic = Some(val()),
+            "--deepseek-key" => keys.deepseek = Some(val()),
+            _ => usage_exit(),
+        }
+    }
+    let app = Arc::new(App { keys, seq: AtomicU64::new(1) });
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/v1/chat/completions", post(chat))
+        .route("/chat/completions", post(chat))
+        .route("/v1/messages", post(messages))
+        .fallback(not_found)
+        .with_state(app);
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("mock-provider: cannot listen on {listen}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    println!("mock-provider listening on {addr}");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+        eprintln!("mock-provider: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn not_found(uri: Uri) -> Response<Body> {
+    let body = json!({"error": {"message": format!("Invalid URL (POST {})", uri.path()), "type": "invalid_request_error", "param": null, "code": null}});
+    respond(StatusCode::NOT_FOUND, &HeaderMap::new(), &uri, body.to_string(), "application/json")
+}
+
+fn header_u64(h: &HeaderMap, name: &str) -> Option<u64> {
+    h.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name)?.to_str().ok()
+}
+
+/// Deterministic token count of text: one token per 4 bytes, rounded up.
+fn count_tokens(text: &str) -> u64 {
+    (text.len() as u64).div_ceil(4)
+}
+
+/// All text in a content value (string, or an array of blocks with `text`).
+fn content_text(v: &Value, out: &mut String) {
+    match v {
+        Value::String(s) => out.push_str(s),
+        Value::Array(items) => {
+            for it in items {
+                if let Some(t) = it.get("text").and_then(Value::as_str) {
+                    out.push_str(t);
+                } else if let Some(c) = it.get("content") {
+                    content_text(c, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Input tokens: the messages' text (+ system), plus 4 per message of framing.
+fn prompt_tokens(req: &Value) -> u64 {
+    let mut text = String::new();
+    let mut n = 0u64;
+    if let Some(sys) = req.get("system") {
+        content_text(sys, &mut text);
+    }
+    if let Some(msgs) = req.get("messages").and_then(Value::as_array) {
+        for m in msgs {
+            n += 1;
+            if let Some(c) = m.get("content") {
+                content_text(c, &mut text);
+            }
+        }
+    }
+    count_tokens(&text) + 4 * n
+}
+
+const WORDS: &[&str] = &[
+    "Sure", ",", " here", " is", " a", " mock", " answer", " from", " the", " provider", ".", " It", " has", " as", " many",
+    " tokens", " as", " asked", " for", ",", " and", " the", " counts", " are", " exact",
+];
+
+/// The generated output: `n` tokens, each a short word piece.
+fn output_pieces(n: u64) -> Vec<&'static str> {
+    (0..n as usize).map(|i| WORDS[i % WORDS.len()]).collect()
+}
+
+struct Plan {
+    dialect: Dialect,
+    model: String,
+    stream: bool,
+    include_usage: bool,
+    input: u64,
+    cached: u64,
+    cache_write: u64,
+    output: u64,
+    reasoning: u64,
+    finish: &'static str,
+    delay: Duration,
+    chunk_delay: Duration,
+    cut_after: Option<u64>,
+}
+
+fn error_body(dialect: Dialect, status: u16, message: &str) -> String {
+    match dialect {
+        Dialect::Anthropic => {
+            let t = match status {
+                400 => "invalid_request_error",
+                401 => "authentication_error",
+                403 => "permission_error",
+                404 => "not_found_error",
+                413 => "request_too_large",
+                429 => "rate_limit_error",
+                529 => "overloaded_error",
+                _ => "api_error",
+            };
+            json!({"type": "error", "error": {"type": t, "message": message}}).to_string()
+        }
+        _ => {
+            let (t, code) = match status {
+                400 => ("invalid_request_error", Value::Null),
+                401 => ("invalid_request_error", json!("invalid_api_key")),
+                429 => ("requests", json!("rate_limit_exceeded")),
+                _ => ("server_error", Value::Null),
+            };
+            json!({"error": {"message": message, "type": t, "param": null, "code": code}}).to_string()
+        }
+    }
+}
+
+fn respond(status: StatusCode, req_h: &HeaderMap, uri: &Uri, body: String, ctype: &str) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    decorate(r.headers_mut(), req_h, uri, ctype);
+    r
+}
+
+/// Echo what the gateway sent upstream, for the tests.
+fn decorate(h: &mut HeaderMap, req_h: &HeaderMap, uri: &Uri, ctype: &str) {
+    let echo = |v: Option<&str>| HeaderValue::from_str(v.unwrap_or("")).unwrap_or(HeaderValue::from_static(""));
+    let auth = header_str(req_h, "authorization").or_else(|| header_str(req_h, "x-api-key"));
+    h.insert("content-type", HeaderValue::from_str(ctype).unwrap_or(HeaderValue::from_static("text/plain")));
+    h.insert("x-mock-auth", echo(auth));
+    h.insert("x-mock-host", echo(header_str(req_h, "host")));
+    h.insert("x-mock-path", echo(uri.path_and_query().map(|p| p.as_str())));
+    h.insert("x-mock-anthropic-version", echo(header_str(req_h, "anthropic-version")));
+    h.insert("x-mock-tollgate-headers", echo(Some(
+        &req_h.keys().filter(|k| k.as_str().starts_with("x-tollgate")).map(|k| k.as_str()).collect::<Vec<_>>().join(","),
+    )));
+}
+
+fn check_key(app: &App, dialect: Dialect, h: &HeaderMap) -> Result<(), String> {
+    let presented = match dialect {
+        Dialect::Anthropic => header_str(h, "x-api-key").map(str::to_string),
+        _ => header_str(h, "authorization").and_then(|a| a.strip_prefix("Bearer ")).map(str::to_string),
+    };
+    let expected = match dialect {
+        Dialect::OpenAi => &app.keys.openai,
+        Dialect::DeepSeek => &app.keys.deepseek,
+        Dialect::Anthropic => &app.keys.anthropic,
+    };
+    match (presented, expected) {
+        (None, _) => Err(match dialect {
+            Dialect::Anthropic => "x-api-key header is required".into(),
+            _ => "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth.".into(),
+        }),
+        (Some(p), _) if p.is_empty() => Err("invalid x-api-key".into()),
+        (Some(p), Some(e)) if &p != e => Err(match dialect {
+            Dialect::Anthropic => "invalid x-api-key".into(),
+            _ => "Incorrect API key provided.".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+async fn chat(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+    let host = header_str(&h, "host").unwrap_or("");
+    let req: Result<Value, _> = serde_json::from_slice(&body);
+    let model = req.as_ref().ok().and_then(|r| r.get("model")).and_then(Value::as_str).unwrap_or("").to_string();
+    let dialect = if host.contains("deepseek") || model.starts_with("deepseek") { Dialect::DeepSeek } else { Dialect::OpenAi };
+    handle(app, dialect, uri, h, req, model).await
+}
+
+async fn messages(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+    let req: Result<Value, _> = serde_json::from_slice(&body);
+    let model = req.as_ref().ok().and_then(|r| r.get("model")).and_then(Value::as_str).unwrap_or("").to_string();
+    handle(app, Dialect::Anthropic, uri, h, req, model).await
+}
+
+async fn handle(
+    app: Arc<App>,
+    dialect: Dialect,
+    uri: Uri,
+    h: HeaderMap,
+    req: Result<Value, serde_json::Error>,
+    model: String,
+) -> Response<Body> {
+    let err = |status: u16, msg: &str| {
+        let mut r = respond(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            &h,
+            &uri,
+            error_body(dialect, status, msg),
+            "application/json",
+        );
+        if status == 429 {
+            r.headers_mut().insert("retry-after", HeaderValue::from_static("2"));
+            r.headers_mut().insert("x-ratelimit-remaining-requests", HeaderValue::from_static("0"));
+        }
+        r
+    };
+    if let Some(ms) = header_u64(&h, "x-mock-delay-ms") {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Err(m) = check_key(&app, dialect, &h) {
+        return err(401, &m);
+    }
+    if dialect == Dialect::Anthropic && header_str(&h, "anthropic-version").is_none() {
+        return err(400, "anthropic-version: header is required");
+    }
+    if let Some(s) = header_u64(&h, "x-mock-status") {
+        let msg = match s {
+            429 => "Rate limit reached for requests. Please try again in 2s.",
+            529 => "Overloaded",
+            500 => "The server had an error while processing your request. Sorry about that!",
+            503 => "The engine is currently overloaded, please try again later.",
+            _ => "Mock error requested by x-mock-status.",
+        };
+        return err(s as u16, msg);
+    }
+    let req = match req {
+        Ok(Value::Object(m)) => Value::Object(m),
+        Ok(_) | Err(_) => {
+            return err(400, "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)")
+        }
+    };
+    if model.is_empty() {
+        return err(400, "you must provide a model parameter");
+    }
+    if req.get("messages").and_then(Value::as_array).is_none() {
+        return err(400, "messages: Field required");
+    }
+    let max_tokens = req.get("max_completion_tokens").or_else(|| req.get("max_tokens")).and_then(Value::as_u64);
+    if dialect == Dialect::Anthropic && max_tokens.is_none() {
+        return err(400, "max_tokens: Field required");
+    }
+    let input = prompt_tokens(&req);
+    let wanted = header_u64(&h, "x-mock-output-tokens").unwrap_or(12);
+    let reasoning = if dialect == Dialect::Anthropic { 0 } else { header_u64(&h, "x-mock-reasoning-tokens").unwrap_or(0) };
+    let cap = max_tokens.unwrap_or(u64::MAX);
+    let output = wanted.min(cap.saturating_sub(reasoning));
+    let finish = if output < wanted { "length" } else { "stop" };
+    let default_cached = if dialect != Dialect::Anthropic && input >= 1024 { (input / 2) / 128 * 128 } else { 0 };
+    let cached = header_u64(&h, "x-mock-cached-tokens").unwrap_or(default_cached);
+    let cache_write = if dialect == Dialect::Anthropic { header_u64(&h, "x-mock-cache-write-tokens").unwrap_or(0) } else { 0 };
+    let plan = Plan {
+        dialect,
+        model,
+        stream: req.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        include_usage: req.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false),
+        input: if dialect == Dialect::Anthropic { input } else { input.max(cached) },
+        cached,
+        cache_write,
+        output,
+        reasoning,
+        finish,
+        delay: Duration::ZERO,
+        chunk_delay: Duration::from_millis(header_u64(&h, "x-mock-chunk-delay-ms").unwrap_or(0)),
+        cut_after: header_u64(&h, "x-mock-cut-after"),
+    };
+    let _ = plan.delay;
+    let n = app.seq.fetch_add(1, Ordering::Relaxed);
+    if plan.stream {
+        stream_response(plan, n, &h, &uri)
+    } else {
+        json_response(plan, n, &h, &uri)
+    }
+}
+
+fn openai_usage(p: &Plan) -> Value {
+    let completion = p.output + p.reasoning;
+    match p.dialect {
+        Dialect::DeepSeek => json!({
+            "prompt_tokens": p.input, "completion_tokens": completion, "total_tokens": p.input + completion,
+            "prompt_cache_hit_tokens": p.cached, "prompt_cache_miss_tokens": p.input - p.cached.min(p.input)
+        }),
+        _ => json!({
+            "prompt_tokens": p.input, "completion_tokens": completion, "total_tokens": p.input + completion,
+            "prompt_tokens_details": {"cached_tokens": p.cached, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": p.reasoning, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
+        }),
+    }
+}
+
+fn anthropic_usage(p: &Plan, output: u64) -> Value {
+    json!({"input_tokens": p.input, "cache_creation_input_tokens": p.cache_write,
+           "cache_read_input_tokens": p.cached, "output_tokens": output})
+}
+
+fn json_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
+    let text: String = output_pieces(p.output).concat();
+    let body = match p.dialect {
+        Dialect::Anthropic => json!({
+            "id": format!("msg_mock{n:020}"), "type": "message", "role": "assistant", "model": p.model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": if p.finish == "length" { "max_tokens" } else { "end_turn" }, "stop_sequence": null,
+            "usage": anthropic_usage(&p, p.output)
+        }),
+        _ => json!({
+            "id": format!("chatcmpl-mock{n:020}"), "object": "chat.completion", "created": 1_767_225_600u64 + n,
+            "model": p.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null, "annotations": []},
+                         "logprobs": null, "finish_reason": p.finish}],
+            "usage": openai_usage(&p), "service_tier": "default", "system_fingerprint": "fp_mock"
+        }),
+    }
+    .to_string();
+    let mut resp = if let Some(_cut) = p.cut_after {
+        // Half the body, then the connection drops.
+        let half = Bytes::from(body.into_bytes());
+        let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+        tokio::spawn(async move {
+            let _ = tx.send(Ok(half.slice(..half.len() / 2))).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let _ = tx.send(Err(std::io::Error::other("mock cut"))).await;
+        });
+        let mut r = Response::new(Body::from_stream(ReceiverStream::new(rx)));
+        decorate(r.headers_mut(), h, uri, "application/json");
+        r
+    } else {
+        respond(StatusCode::OK, h, uri, body, "application/json")
+    };
+    add_common(resp.headers_mut(), &p, n);
+    resp
+}
+
+fn add_common(h: &mut HeaderMap, p: &Plan, n: u64) {
+    h.insert("x-mock-model", HeaderValue::from_str(&p.model).unwrap_or(HeaderValue::from_static("")));
+    match p.dialect {
+        Dialect::Anthropic => {
+            h.insert("request-id", HeaderValue::from_str(&format!("req_mock{n}")).unwrap_or(HeaderValue::from_static("")));
+        }
+        _ => {
+            h.insert("x-ratelimit-limit-requests", HeaderValue::from_static("10000"));
+            h.insert("x-ratelimit-remaining-requests", HeaderValue::from_static("9999"));
+            h.insert("openai-processing-ms", HeaderValue::from_static("1"));
+        }
+    }
+}
+
+fn sse(name: Option<&str>, data: &str) -> Bytes {
+    match name {
+        Some(n) => Bytes::from(format!("event: {n}\ndata: {data}\n\n")),
+        None => Bytes::from(format!("data: {data}\n\n")),
+    }
+}
+
+fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
+    let pieces = output_pieces(p.output);
+    let mut ev = Vec::with_capacity(pieces.len() + 8);
+    match p.dialect {
+        Dialect::Anthropic => {
+            let start = json!({"type": "message_start", "message": {
+                "id": format!("msg_mock{n:020}"), "type": "message", "role": "assistant", "content": [], "model": p.model,
+                "stop_reason": null, "stop_sequence": null, "usage": anthropic_usage(p, 1)}});
+            ev.push(sse(Some("message_start"), &start.to_string()));
+            ev.push(sse(Some("content_block_start"), r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#));
+            ev.push(sse(Some("ping"), r#"{"type": "ping"}"#));
+            for piece in pieces {
+                let d = json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}});
+                ev.push(sse(Some("content_block_delta"), &d.to_string()));
+            }
+            ev.push(sse(Some("content_block_stop"), r#"{"type":"content_block_stop","index":0}"#));
+            let stop = if p.finish == "length" { "max_tokens" } else { "end_turn" };
+            let d = json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
+                           "usage": {"output_tokens": p.output}});
+            ev.push(sse(Some("message_delta"), &d.to_string()));
+            ev.push(sse(Some("message_stop"), r#"{"type":"message_stop"}"#));
+        }
+        _ => {
+            let id = format!("chatcmpl-mock{n:020}");
+            let created = 1_767_225_600u64 + n;
+            let chunk = |choices: Value| {
+                let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": p.model,
+                                   "service_tier": "default", "system_fingerprint": "fp_mock", "choices": choices});
+                if p.include_usage {
+                    c["usage"] = Value::Null;
+                }
+                sse(None, &c.to_string())
+            };
+            ev.push(chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": null}, "logprobs": null, "finish_reason": null}])));
+            for piece in pieces {
+                ev.push(chunk(json!([{"index": 0, "delta": {"content": piece}, "logprobs": null, "finish_reason": null}])));
+            }
+            ev.push(chunk(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": p.finish}])));
+            if p.include_usage {
+                let u = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": p.model,
+                               "service_tier": "default", "system_fingerprint": "fp_mock", "choices": [], "usage": openai_usage(p)});
+                ev.push(sse(None, &u.to_string()));
+            }
+            ev.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        }
+    }
+    ev
+}
+
+fn stream_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
+    let events = stream_events(&p, n);
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let chunk_delay = p.chunk_delay;
+    let cut_after = p.cut_after;
+    tokio::spawn(async move {
+        for (i, e) in events.into_iter().enumerate() {
+            if cut_after.is_some_and(|c| i as u64 >= c) {
+                // Give the proxy time to forward what was sent, then drop the connection.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let _ = tx.send(Err(std::io::Error::other("mock cut"))).await;
+                return;
+            }
+            if i > 0 && !chunk_delay.is_zero() {
+                tokio::time::sleep(chunk_delay).await;
+            }
+            if tx.send(Ok(e)).await.is_err() {
+                return; // client went away
+            }
+        }
+    });
+    let mut r = Response::new(Body::from_stream(ReceiverStream::new(rx)));
+    decorate(r.headers_mut(), h, uri, "text/event-stream; charset=utf-8");
+    r.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache"));
+    add_common(r.headers_mut(), &p, n);
+    r
+}
