@@ -93,6 +93,8 @@ pub enum Termination {
 #[derive(Debug, Clone)]
 pub struct Observed {
     pub status: u16,
+    /// Response headers came from the upstream (not an Envoy local reply).
+    pub upstream_responded: bool,
     pub termination: Termination,
     pub estimated_input_tokens: u64,
     /// Non-streamed: what the JSON body said.
@@ -104,6 +106,8 @@ pub struct Observed {
 /// The accounting rule (docs/usage-record.md, "What a request costs"):
 ///
 /// - Provider-reported usage is used whenever it is complete.
+/// - No answer from the provider at all (unreachable, or the client left
+///   before the provider answered) costs nothing.
 /// - A provider error status costs nothing.
 /// - A stream that ends early (cut by the provider, or aborted by the
 ///   client) is charged for what was consumed: input as reported (Anthropic
@@ -117,7 +121,15 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
         Termination::UpstreamReset => Some(Outcome::UpstreamCut),
         Termination::DownstreamReset => Some(Outcome::ClientAborted),
     };
-    if o.status >= 400 {
+    if !o.upstream_responded {
+        return match o.termination {
+            Termination::DownstreamReset => {
+                (Usage::default(), UsageSource::None, Outcome::ClientAborted, Some("client_aborted".to_string()))
+            }
+            _ => (Usage::default(), UsageSource::None, Outcome::ProviderError, Some("no_upstream_response".to_string())),
+        };
+    }
+    if o.status >= 400 && o.termination == Termination::Complete {
         return (Usage::default(), UsageSource::None, Outcome::ProviderError, Some(format!("upstream_{}", o.status)));
     }
     if let Some(s) = &o.stream {
@@ -176,7 +188,7 @@ mod tests {
     }
 
     fn obs(status: u16, t: Termination, json: Option<ResponseInfo>, s: Option<StreamSummary>) -> Observed {
-        Observed { status, termination: t, estimated_input_tokens: 100, json, stream: s }
+        Observed { status, upstream_responded: true, termination: t, estimated_input_tokens: 100, json, stream: s }
     }
 
     const U: Usage = Usage { input_tokens: 120, cached_input_tokens: 20, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 0 };
@@ -192,6 +204,23 @@ mod tests {
         let r = account(&obs(429, Termination::Complete, Some(ResponseInfo::default()), None));
         assert_eq!((r.0, r.1, r.2), (Usage::default(), UsageSource::None, Outcome::ProviderError));
         assert_eq!(r.3.as_deref(), Some("upstream_429"));
+    }
+
+    #[test]
+    fn no_upstream_answer_costs_nothing() {
+        let mut o = obs(503, Termination::Complete, None, None);
+        o.upstream_responded = false;
+        assert_eq!(account(&o), (Usage::default(), UsageSource::None, Outcome::ProviderError, Some("no_upstream_response".into())));
+        o.termination = Termination::DownstreamReset;
+        assert_eq!(account(&o).2, Outcome::ClientAborted);
+    }
+
+    #[test]
+    fn held_json_response_cut_after_headers_is_estimated() {
+        // Envoy answered 502 itself after the upstream sent headers and reset.
+        let r = account(&obs(502, Termination::UpstreamReset, None, None));
+        assert_eq!((r.1, r.2), (UsageSource::Estimated, Outcome::UpstreamCut));
+        assert_eq!(r.0.input_tokens, 100);
     }
 
     #[test]

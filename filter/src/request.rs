@@ -16,6 +16,7 @@ use crate::errors::GatewayError;
 #[serde(rename_all = "snake_case")]
 pub enum Api {
     /// `POST /v1/chat/completions`
+    #[serde(rename = "openai_chat")]
     OpenAiChat,
     /// `POST /v1/messages`
     AnthropicMessages,

@@ -1,0 +1,112 @@
+"""Fixtures for the end-to-end tests: a real Envoy with the Tollgate filter and
+the mock provider, started once per session on free ports."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import stack as stackmod  # noqa: E402
+
+SEARCH_KEY = "tg-demo-search-key"
+LABS_KEY = "tg-demo-labs-key"
+RESTRICTED_KEY = "tg-demo-restricted-key"
+
+# Demo prices (micro-USD per million tokens), as in envoy/demo/envoy.yaml.
+PRICES = {
+    "openai/gpt-5.4": dict(input=2_500_000, cached_input=250_000, output=15_000_000),
+    "openai/gpt-5.4-mini": dict(input=250_000, cached_input=25_000, output=2_000_000),
+    "anthropic/claude-sonnet-4-6": dict(input=3_000_000, cached_input=300_000, cache_write=3_750_000, output=15_000_000),
+    "deepseek/deepseek-v4": dict(input=270_000, cached_input=70_000, output=1_100_000),
+}
+
+
+def expected_cost(model: str, input_tokens: int, output_tokens: int, cached: int = 0, cache_write: int = 0) -> int:
+    """Independent re-statement of the pricing rule: exact pico-dollars, rounded up once."""
+    p = PRICES[model]
+    picos = ((input_tokens - cached - cache_write) * p["input"]
+             + cached * p.get("cached_input", p["input"])
+             + cache_write * p.get("cache_write", p["input"])
+             + output_tokens * p["output"])
+    return -(-picos // 1_000_000)
+
+
+class Client:
+    def __init__(self, stack: stackmod.Stack):
+        self.stack = stack
+        self.url = stack.url
+
+    def post(self, path: str, body=None, key: str | None = SEARCH_KEY, headers: dict | None = None,
+             raw: bytes | None = None, stream: bool = False, auth: str = "bearer") -> requests.Response:
+        h = {"content-type": "application/json"}
+        if key is not None:
+            if auth == "bearer":
+                h["authorization"] = f"Bearer {key}"
+            else:
+                h["x-api-key"] = key
+        h.update(headers or {})
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        return requests.post(self.url + path, data=data, headers=h, stream=stream, timeout=30)
+
+    def chat(self, model: str, content: str = "Hello there", **kw) -> requests.Response:
+        extra = kw.pop("extra", {})
+        body = {"model": model, "messages": [{"role": "user", "content": content}], **extra}
+        return self.post("/v1/chat/completions", body, **kw)
+
+    def messages(self, model: str, content: str = "Hello there", **kw) -> requests.Response:
+        extra = kw.pop("extra", {})
+        body = {"model": model, "max_tokens": 256, "messages": [{"role": "user", "content": content}], **extra}
+        kw.setdefault("auth", "x-api-key")
+        return self.post("/v1/messages", body, **kw)
+
+    def records(self) -> list[dict]:
+        out = []
+        for line in self.stack.envoy.log().splitlines():
+            i = line.find("tollgate.usage ")
+            if i >= 0:
+                out.append(json.loads(line[i + len("tollgate.usage "):]))
+        return out
+
+    def record(self, request_id: str, timeout: float = 5.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [r for r in self.records() if r["id"] == request_id]
+            if found:
+                assert len(found) == 1, f"one record per request, got {len(found)}"
+                return found[0]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no usage record for {request_id}")
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    s = stackmod.Stack(tmp_path_factory.mktemp("stack"))
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def client(stack) -> Client:
+    return Client(stack)
+
+
+def error_of(resp: requests.Response) -> dict:
+    body = resp.json()
+    assert body.get("type") == "error", body
+    return body["error"]
+
+
+def sse_data(text: str) -> list[str]:
+    """The data payloads of an SSE stream, in order."""
+    out = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        data = [line[5:].lstrip() for line in block.split("\n") if line.startswith("data:")]
+        if data:
+            out.append("\n".join(data))
+    return out

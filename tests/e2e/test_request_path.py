@@ -1,0 +1,424 @@
+"""The request path through a real Envoy: authenticate, inspect, route,
+rewrite, read usage, price and record."""
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import requests
+
+from conftest import Client, LABS_KEY, RESTRICTED_KEY, SEARCH_KEY, error_of, expected_cost, sse_data
+
+# ---- routing and credentials ---------------------------------------------
+
+
+def test_routes_alias_to_deepseek_with_its_credential(client):
+    r = client.chat("cheap")
+    assert r.status_code == 200, r.text
+    assert r.headers["x-mock-host"] == "api.deepseek.com"
+    assert r.headers["x-mock-path"] == "/chat/completions"
+    assert r.headers["x-mock-auth"] == "Bearer sk-mock-deepseek"
+    assert r.headers["x-mock-model"] == "deepseek-v4"
+    assert r.headers["x-tollgate-provider"] == "deepseek"
+    assert r.json()["model"] == "deepseek-v4"
+
+
+def test_routes_provider_prefixed_model_to_openai(client):
+    r = client.chat("openai/gpt-5.4")
+    assert r.status_code == 200, r.text
+    assert (r.headers["x-mock-host"], r.headers["x-mock-path"]) == ("api.openai.com", "/v1/chat/completions")
+    assert r.headers["x-mock-auth"] == "Bearer sk-mock-openai"
+    assert r.headers["x-mock-model"] == "gpt-5.4"
+
+
+def test_wildcard_route_strips_provider_prefix(client):
+    r = client.chat("openai/gpt-5.4-nano")
+    assert r.status_code == 200, r.text
+    assert r.headers["x-mock-model"] == "gpt-5.4-nano"
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["route"] == "openai/*" and rec["priced"] is False and rec["cost_micros"] == 0
+
+
+def test_anthropic_messages_get_anthropic_credentials(client):
+    r = client.messages("claude-sonnet-4-6", key=LABS_KEY)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-mock-host"] == "api.anthropic.com"
+    assert r.headers["x-mock-path"] == "/v1/messages"
+    assert r.headers["x-mock-auth"] == "sk-ant-mock"
+    assert r.headers["x-mock-anthropic-version"] == "2023-06-01"
+    assert r.json()["type"] == "message"
+
+
+def test_client_anthropic_version_and_query_are_kept(client):
+    r = client.messages("anthropic/claude-sonnet-4-6", headers={"anthropic-version": "2023-01-01"})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-mock-anthropic-version"] == "2023-01-01"
+    r = client.post("/v1/messages?beta=true", {"model": "claude-haiku-4-5", "max_tokens": 5,
+                                                "messages": [{"role": "user", "content": "x"}]}, auth="x-api-key")
+    assert r.status_code == 200, r.text
+    assert r.headers["x-mock-path"] == "/v1/messages?beta=true"
+
+
+def test_virtual_key_and_tollgate_headers_never_go_upstream(client):
+    r = client.chat("cheap", headers={"x-tollgate-feature": "summarise", "x-tollgate-cluster": "openai"})
+    assert r.status_code == 200
+    assert SEARCH_KEY not in r.headers["x-mock-auth"]
+    assert r.headers["x-mock-tollgate-headers"] == ""
+    # the client cannot pick the cluster: its header was replaced
+    assert r.headers["x-mock-host"] == "api.deepseek.com"
+    log = client.stack.envoy.log() + client.stack.access_log.read_text()
+    for k in (SEARCH_KEY, LABS_KEY, RESTRICTED_KEY, "sk-mock-openai", "sk-ant-mock", "sk-mock-deepseek"):
+        assert k not in log, f"{k} leaked into a log"
+
+
+# ---- rejections -----------------------------------------------------------
+
+
+def test_missing_key_is_401(client):
+    r = client.chat("cheap", key=None)
+    assert r.status_code == 401
+    e = error_of(r)
+    assert (e["type"], e["code"]) == ("authentication_error", "missing_api_key")
+
+
+def test_unknown_key_is_401(client):
+    for auth in ("bearer", "x-api-key"):
+        r = client.chat("cheap", key="tg-not-a-key", auth=auth)
+        assert r.status_code == 401
+        assert error_of(r)["code"] == "invalid_api_key"
+        assert "tg-not-a-key" not in r.text
+
+
+def test_malformed_json_is_400_and_nothing_goes_upstream(client):
+    r = client.post("/v1/chat/completions", raw=b'{"model": "cheap", "messages": [')
+    assert r.status_code == 400
+    e = error_of(r)
+    assert e["code"] == "invalid_json" and "not valid JSON" in e["message"]
+    assert "x-mock-host" not in r.headers
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["outcome"] == "rejected" and rec["error_code"] == "invalid_json" and rec["cost_micros"] == 0
+
+
+def test_missing_model_and_body_are_400(client):
+    r = client.post("/v1/chat/completions", {"messages": []})
+    assert r.status_code == 400 and error_of(r)["code"] == "missing_model"
+    assert error_of(r)["param"] == "model"
+    r = client.post("/v1/chat/completions")
+    assert r.status_code == 400 and error_of(r)["code"] == "missing_body"
+
+
+def test_unknown_model_is_400_naming_it_and_listing_models(client):
+    r = client.chat("gpt4-turbo-max")
+    assert r.status_code == 400
+    e = error_of(r)
+    assert e["code"] == "model_not_found" and e["param"] == "model"
+    assert "gpt4-turbo-max" in e["message"] and "cheap" in e["message"] and "openai/gpt-5.4" in e["message"]
+
+
+def test_key_restricted_to_some_models(client):
+    r = client.chat("openai/gpt-5.4", key=RESTRICTED_KEY)
+    assert r.status_code == 403
+    assert error_of(r)["code"] == "model_not_allowed"
+    assert client.chat("cheap", key=RESTRICTED_KEY).status_code == 200
+    r = client.chat("nope", key=RESTRICTED_KEY)
+    assert r.status_code == 403  # not even existence is disclosed beyond the key's models
+
+
+def test_model_on_the_wrong_api_is_400(client):
+    r = client.chat("claude-sonnet-4-6")
+    assert r.status_code == 400
+    e = error_of(r)
+    assert e["code"] == "wrong_api_for_model" and "/v1/messages" in e["message"]
+
+
+def test_body_over_limit_is_413(client):
+    big = "x" * (9 * 1024 * 1024)
+    r = client.chat("cheap", content=big)
+    assert r.status_code == 413
+    assert error_of(r)["type"] == "request_too_large"
+
+
+def test_large_body_under_limit_passes(client):
+    content = "word " * (400 * 1024)  # 2 MB
+    r = client.chat("cheap", content=content)
+    assert r.status_code == 200, r.text[:300]
+    assert r.json()["usage"]["prompt_tokens"] == int(r.headers["x-tollgate-input-tokens"])
+    assert int(r.headers["x-tollgate-input-tokens"]) > 500_000
+
+
+def test_other_paths_are_404_by_default(client):
+    r = requests.get(client.url + "/v1/embeddings", headers={"authorization": f"Bearer {SEARCH_KEY}"}, timeout=5)
+    assert r.status_code == 404
+    assert error_of(r)["type"] == "not_found_error"
+
+
+def test_wrong_method_is_405(client):
+    r = requests.get(client.url + "/v1/chat/completions", headers={"authorization": f"Bearer {SEARCH_KEY}"}, timeout=5)
+    assert r.status_code == 405
+
+
+def test_models_endpoint_lists_what_the_key_may_use(client):
+    r = requests.get(client.url + "/v1/models", headers={"authorization": f"Bearer {RESTRICTED_KEY}"}, timeout=5)
+    assert r.status_code == 200
+    assert sorted(m["id"] for m in r.json()["data"]) == ["cheap", "default"]
+    r = requests.get(client.url + "/v1/models", timeout=5)
+    assert r.status_code == 401
+
+
+# ---- tags -------------------------------------------------------------------
+
+
+def test_tags_are_recorded(client):
+    r = client.chat("cheap", headers={"x-tollgate-feature": "search-summary", "x-tollgate-prompt-version": "v7",
+                                       "x-tollgate-project": "billing"}, extra={"user": "end-user-42"})
+    assert r.status_code == 200
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["team"], rec["project"], rec["feature"], rec["prompt_version"], rec["user"]) == \
+        ("search", "billing", "search-summary", "v7", "end-user-42")
+    assert rec["tags"] == {"env": "demo"} and rec["key_id"] == "demo-search"
+
+
+def test_project_override_needs_permission(client):
+    r = client.chat("cheap", key=LABS_KEY, headers={"x-tollgate-project": "billing"})
+    assert r.status_code == 403 and error_of(r)["code"] == "project_not_allowed"
+    r = client.chat("cheap", key=LABS_KEY, headers={"x-tollgate-project": "assistant"})
+    assert r.status_code == 200
+
+
+def test_bad_tag_value_is_400(client):
+    r = client.chat("cheap", headers={"x-tollgate-feature": "x" * 200})
+    assert r.status_code == 400 and error_of(r)["code"] == "invalid_tag"
+
+
+# ---- usage and cost: JSON -------------------------------------------------
+
+
+def test_openai_json_usage_and_cost(client):
+    r = client.chat("openai/gpt-5.4", content="a" * 4000, headers={"x-mock-output-tokens": "40", "x-mock-cached-tokens": "512",
+                                                                  "x-mock-reasoning-tokens": "8"})
+    assert r.status_code == 200
+    u = r.json()["usage"]
+    assert u["prompt_tokens_details"]["cached_tokens"] == 512
+    cost = expected_cost("openai/gpt-5.4", u["prompt_tokens"], u["completion_tokens"], cached=512)
+    assert int(r.headers["x-tollgate-cost-micros"]) == cost
+    assert int(r.headers["x-tollgate-input-tokens"]) == u["prompt_tokens"]
+    assert int(r.headers["x-tollgate-output-tokens"]) == u["completion_tokens"] == 48
+    assert int(r.headers["x-tollgate-cached-input-tokens"]) == 512
+    assert int(r.headers["x-tollgate-reasoning-tokens"]) == 8
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["cost_micros"] == cost and rec["usage_source"] == "provider" and rec["outcome"] == "ok"
+    assert rec["usage"] == {"input_tokens": u["prompt_tokens"], "cached_input_tokens": 512, "cache_write_tokens": 0,
+                            "output_tokens": 48, "reasoning_tokens": 8}
+    assert rec["model_requested"] == "openai/gpt-5.4" and rec["model_upstream"] == "gpt-5.4"
+    assert rec["stream"] is False and rec["status"] == 200 and rec["api"] == "openai_chat"
+
+
+def test_deepseek_cache_hit_usage(client):
+    r = client.chat("cheap", headers={"x-mock-cached-tokens": "3"})
+    u = r.json()["usage"]
+    assert u["prompt_cache_hit_tokens"] == 3
+    assert int(r.headers["x-tollgate-cached-input-tokens"]) == 3
+    assert int(r.headers["x-tollgate-cost-micros"]) == expected_cost(
+        "deepseek/deepseek-v4", u["prompt_tokens"], u["completion_tokens"], cached=3)
+
+
+def test_anthropic_json_usage_with_cache_read_and_write(client):
+    r = client.messages("claude-sonnet-4-6", headers={"x-mock-cached-tokens": "2048", "x-mock-cache-write-tokens": "512",
+                                                       "x-mock-output-tokens": "20"})
+    assert r.status_code == 200
+    u = r.json()["usage"]
+    total_in = u["input_tokens"] + u["cache_read_input_tokens"] + u["cache_creation_input_tokens"]
+    assert int(r.headers["x-tollgate-input-tokens"]) == total_in
+    assert int(r.headers["x-tollgate-cost-micros"]) == expected_cost(
+        "anthropic/claude-sonnet-4-6", total_in, 20, cached=2048, cache_write=512)
+
+
+def test_provider_error_passes_through_and_costs_nothing(client):
+    r = client.chat("openai/gpt-5.4", headers={"x-mock-status": "429"})
+    assert r.status_code == 429
+    assert r.headers["retry-after"] == "2"
+    assert r.json()["error"]["code"] == "rate_limit_exceeded"
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["outcome"] == "provider_error" and rec["cost_micros"] == 0 and rec["status"] == 429
+    r = client.messages("claude-sonnet-4-6", headers={"x-mock-status": "529"})
+    assert r.status_code == 529 and r.json()["error"]["type"] == "overloaded_error"
+
+
+def test_slow_first_byte_is_measured(client):
+    r = client.chat("cheap", headers={"x-mock-delay-ms": "300"})
+    assert r.status_code == 200
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["ttfb_ms"] >= 300 and rec["latency_ms"] >= rec["ttfb_ms"]
+
+
+# ---- usage and cost: streams ------------------------------------------------
+
+
+def test_openai_stream_without_include_usage_gets_exactly_that(client):
+    r = client.chat("openai/gpt-5.4", extra={"stream": True}, headers={"x-mock-output-tokens": "7"}, stream=True)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream")
+    events = sse_data(r.text)
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all("usage" not in c for c in chunks), "the client did not ask for usage"
+    assert all(c["choices"] for c in chunks)
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert text.startswith("Sure, here is")
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["stream"] is True and rec["outcome"] == "ok" and rec["usage_source"] == "provider"
+    assert rec["usage"]["output_tokens"] == 7
+    assert rec["cost_micros"] == expected_cost("openai/gpt-5.4", rec["usage"]["input_tokens"], 7)
+
+
+def test_openai_stream_with_include_usage_keeps_it(client):
+    r = client.chat("openai/gpt-5.4", extra={"stream": True, "stream_options": {"include_usage": True}},
+                    headers={"x-mock-output-tokens": "5"}, stream=True)
+    events = sse_data(r.text)
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 5
+    assert all("usage" in c for c in chunks)
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["usage"]["input_tokens"] == chunks[-1]["usage"]["prompt_tokens"]
+
+
+def test_stream_is_not_held_back(client):
+    """The first event reaches the client long before a slow stream ends."""
+    t0 = time.monotonic()
+    r = client.chat("cheap", extra={"stream": True}, headers={"x-mock-output-tokens": "6", "x-mock-chunk-delay-ms": "250"},
+                    stream=True)
+    it = r.iter_lines()
+    first = next(line for line in it if line.startswith(b"data:"))
+    t_first = time.monotonic() - t0
+    rest = b"".join(it)
+    t_all = time.monotonic() - t0
+    assert json.loads(first[5:])["object"] == "chat.completion.chunk"
+    assert t_first < 0.5 and t_all > 1.5, (t_first, t_all)
+    assert b"[DONE]" in rest
+
+
+def test_anthropic_stream_usage(client):
+    r = client.messages("claude-sonnet-4-6", extra={"stream": True}, stream=True,
+                        headers={"x-mock-output-tokens": "9", "x-mock-cached-tokens": "100", "x-mock-cache-write-tokens": "50"})
+    events = [json.loads(e) for e in sse_data(r.text)]
+    assert [e["type"] for e in events][:1] == ["message_start"] and events[-1]["type"] == "message_stop"
+    start_usage = events[0]["message"]["usage"]
+    total_in = start_usage["input_tokens"] + 150
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["usage"] == {"input_tokens": total_in, "cached_input_tokens": 100, "cache_write_tokens": 50,
+                            "output_tokens": 9, "reasoning_tokens": 0}
+    assert rec["cost_micros"] == expected_cost("anthropic/claude-sonnet-4-6", total_in, 9, cached=100, cache_write=50)
+
+
+def test_stream_cut_by_provider_is_charged_an_estimate(client):
+    r = client.chat("openai/gpt-5.4", extra={"stream": True}, stream=True,
+                    headers={"x-mock-cut-after": "5", "x-mock-output-tokens": "30"})
+    got = b""
+    try:
+        for chunk in r.iter_content(None):
+            got += chunk
+    except requests.exceptions.ChunkedEncodingError:
+        pass  # the stream was cut: this is what the client sees
+    assert b"[DONE]" not in got
+    assert got.count(b"data:") == 5
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["outcome"] == "upstream_cut" and rec["usage_source"] == "estimated"
+    assert rec["usage"]["input_tokens"] > 0 and rec["usage"]["output_tokens"] > 0
+    assert rec["cost_micros"] > 0
+
+
+def test_anthropic_stream_cut_keeps_reported_input(client):
+    r = client.messages("claude-sonnet-4-6", extra={"stream": True}, stream=True,
+                        headers={"x-mock-cut-after": "6", "x-mock-cached-tokens": "1000"})
+    try:
+        for _ in r.iter_content(None):
+            pass
+    except requests.exceptions.ChunkedEncodingError:
+        pass
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["outcome"] == "upstream_cut"
+    assert rec["usage"]["cached_input_tokens"] == 1000
+
+
+def test_client_abort_mid_stream_is_recorded(client):
+    body = json.dumps({"model": "cheap", "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    req = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+           b"authorization: Bearer " + SEARCH_KEY.encode() + b"\r\nx-mock-output-tokens: 50\r\n"
+           b"x-mock-chunk-delay-ms: 100\r\nx-request-id: abort-test-1\r\ncontent-length: "
+           + str(len(body)).encode() + b"\r\n\r\n" + body)
+    with socket.create_connection(("127.0.0.1", client.stack.envoy.listen_port)) as s:
+        s.sendall(req)
+        got = b""
+        while got.count(b"data:") < 3:
+            got += s.recv(65536)
+    rec = client.record("abort-test-1", timeout=10)
+    assert rec["outcome"] == "client_aborted" and rec["usage_source"] == "estimated"
+    assert 0 < rec["usage"]["output_tokens"] < 50
+
+
+def test_json_response_cut_by_provider(client):
+    r = client.chat("cheap", headers={"x-mock-cut-after": "1"}, extra={"user": "cut-json-1"})
+    # The held response never completed: the client gets a JSON error, not half a body.
+    assert r.status_code == 502
+    assert error_of(r)["code"] == "provider_unavailable"
+    deadline = time.monotonic() + 5
+    while not (recs := [x for x in client.records() if x["user"] == "cut-json-1"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(recs) == 1
+    assert recs[0]["outcome"] == "upstream_cut" and recs[0]["status"] == 502
+    assert recs[0]["usage_source"] == "estimated" and recs[0]["usage"]["output_tokens"] == 0
+
+
+def test_unreachable_provider_is_a_json_503(tmp_path):
+    import stack as sm
+    s = sm.Stack(tmp_path)
+    try:
+        s.mock.stop()
+        r = requests.post(s.url + "/v1/chat/completions", json={"model": "cheap", "messages": []},
+                          headers={"authorization": f"Bearer {SEARCH_KEY}", "x-request-id": "unreachable-1"}, timeout=10)
+        assert r.status_code == 503
+        assert error_of(r)["code"] == "provider_unavailable"
+        rec = Client(s).record("unreachable-1")
+        assert (rec["outcome"], rec["error_code"], rec["cost_micros"], rec["status"]) == \
+            ("provider_error", "no_upstream_response", 0, 503)
+    finally:
+        s.stop()
+
+
+# ---- records and access log ---------------------------------------------------
+
+
+def test_access_log_carries_tollgate_fields(client):
+    r = client.chat("cheap", key=LABS_KEY)
+    rid = r.headers["x-tollgate-request-id"]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [json.loads(x) for x in client.stack.access_log.read_text().splitlines() if rid in x]
+        if lines:
+            break
+        time.sleep(0.1)
+    assert lines, "access log line"
+    a = lines[0]
+    assert (a["team"], a["project"], a["key_id"], a["provider"], a["model"]) == \
+        ("labs", "assistant", "demo-labs", "deepseek", "deepseek-v4")
+    assert a["cost_micros"] == r.headers["x-tollgate-cost-micros"]
+    assert json.loads(a["usage_record"])["id"] == rid
+
+
+def test_one_record_per_request_under_concurrency(client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i):
+        r = client.chat("cheap" if i % 2 else "openai/gpt-5.4", content=f"request {i}",
+                        extra={"stream": bool(i % 3 == 0)})
+        return r.headers["x-tollgate-request-id"], r.status_code
+
+    with ThreadPoolExecutor(16) as ex:
+        results = list(ex.map(one, range(64)))
+    assert all(code == 200 for _, code in results)
+    ids = {rid for rid, _ in results}
+    assert len(ids) == 64
+    time.sleep(0.3)
+    recs = [r for r in client.records() if r["id"] in ids]
+    assert len(recs) == 64

