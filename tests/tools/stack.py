@@ -128,7 +128,8 @@ def demo_config(listen_port: int, admin_port: int, mock_port: int, access_log: s
 class Envoy:
     """A real Envoy process with the given config dict."""
 
-    def __init__(self, cfg: dict, workdir: Path, concurrency: int = 2, wait: bool = True, name: str = "envoy"):
+    def __init__(self, cfg: dict, workdir: Path, concurrency: int = 2, wait: bool = True, name: str = "envoy",
+                 env: dict | None = None):
         self.cfg = copy.deepcopy(cfg)
         self.listen_port = cfg["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
         self.admin_port = cfg["admin"]["address"]["socket_address"]["port_value"]
@@ -138,7 +139,8 @@ class Envoy:
         self.proc = subprocess.Popen(
             [str(ENVOY_BIN), "-c", str(self.config_path), "--disable-hot-restart",
              "--concurrency", str(concurrency), "--log-level", "info"],
-            stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT, cwd=ROOT)
+            stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT, cwd=ROOT,
+            env={**os.environ, **(env or {})})
         if wait:
             self.wait_ready()
 

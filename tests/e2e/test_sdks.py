@@ -1,0 +1,99 @@
+"""The official OpenAI and Anthropic Python SDKs against the running gateway,
+used as an application would: only base URL and key change."""
+from __future__ import annotations
+
+import anthropic
+import openai
+import pytest
+
+from conftest import LABS_KEY, SEARCH_KEY, expected_cost
+
+
+@pytest.fixture(scope="module")
+def oai(stack):
+    return openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def claude(stack):
+    return anthropic.Anthropic(base_url=stack.url, api_key=LABS_KEY, max_retries=0)
+
+
+def test_openai_sdk_completion(oai, client):
+    raw = oai.chat.completions.with_raw_response.create(
+        model="openai/gpt-5.4", messages=[{"role": "user", "content": "Say hello"}], max_tokens=50)
+    r = raw.parse()
+    assert r.choices[0].message.content.startswith("Sure")
+    assert r.usage.completion_tokens == 12
+    cost = expected_cost("openai/gpt-5.4", r.usage.prompt_tokens, r.usage.completion_tokens)
+    assert int(raw.headers["x-tollgate-cost-micros"]) == cost
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert rec["cost_micros"] == cost and rec["team"] == "search"
+
+
+def test_openai_sdk_stream(oai, client):
+    stream = oai.chat.completions.create(model="cheap", messages=[{"role": "user", "content": "Stream it"}],
+                                         stream=True)
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("Sure, here is a mock answer")
+    assert all(c.usage is None for c in chunks)
+
+
+def test_openai_sdk_stream_with_usage(oai):
+    stream = oai.chat.completions.create(model="default", messages=[{"role": "user", "content": "x"}],
+                                         stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 12
+    assert chunks[-1].model == "gpt-5.4-mini"
+
+
+def test_openai_sdk_models(oai):
+    ids = [m.id for m in oai.models.list()]
+    assert "cheap" in ids and "openai/gpt-5.4" in ids
+
+
+def test_openai_sdk_errors(stack, oai):
+    bad = openai.OpenAI(base_url=stack.url + "/v1", api_key="tg-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as e:
+        bad.chat.completions.create(model="cheap", messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 401 and e.value.code == "invalid_api_key"
+    with pytest.raises(openai.BadRequestError) as e:
+        oai.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    assert e.value.code == "model_not_found" and e.value.param == "model"
+    assert "no-such-model" in e.value.message
+    with pytest.raises(openai.RateLimitError):
+        oai.chat.completions.create(model="cheap", messages=[{"role": "user", "content": "x"}],
+                                    extra_headers={"x-mock-status": "429"})
+
+
+def test_anthropic_sdk_message(claude, client):
+    raw = claude.messages.with_raw_response.create(
+        model="claude-sonnet-4-6", max_tokens=100, messages=[{"role": "user", "content": "Hello"}])
+    m = raw.parse()
+    assert m.content[0].text.startswith("Sure")
+    assert m.usage.output_tokens == 12
+    assert int(raw.headers["x-tollgate-cost-micros"]) == expected_cost(
+        "anthropic/claude-sonnet-4-6", m.usage.input_tokens, 12)
+    assert client.record(raw.headers["x-tollgate-request-id"])["team"] == "labs"
+
+
+def test_anthropic_sdk_stream(claude, client):
+    with claude.messages.stream(model="claude-sonnet-4-6", max_tokens=100,
+                                messages=[{"role": "user", "content": "Hello"}],
+                                extra_headers={"x-mock-output-tokens": "6"}) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    assert text == "Sure, here is a mock"
+    assert final.usage.output_tokens == 6
+
+
+def test_anthropic_sdk_errors(stack, claude):
+    bad = anthropic.Anthropic(base_url=stack.url, api_key="tg-wrong", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as e:
+        bad.messages.create(model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 401
+    assert e.value.body["error"]["type"] == "authentication_error"
+    with pytest.raises(anthropic.BadRequestError) as e:
+        claude.messages.create(model="nope", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert "nope" in str(e.value)
