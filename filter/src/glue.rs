@@ -65,6 +65,61 @@ impl RootContext for TollgateRoot {
     }
 }
 
+/// The request headers the filter looks at, read with one host call.
+#[derive(Default)]
+struct RequestHeaders {
+    path: String,
+    method: String,
+    authorization: Option<String>,
+    x_api_key: Option<String>,
+    request_id: Option<String>,
+    project: Option<String>,
+    feature: Option<String>,
+    prompt_version: Option<String>,
+    has_anthropic_version: bool,
+    /// Headers present that must not go upstream.
+    to_remove: Vec<String>,
+}
+
+impl RequestHeaders {
+    fn read(all: Vec<(String, String)>, cluster_header: &str) -> Self {
+        let mut h = RequestHeaders::default();
+        for (name, value) in all {
+            match name.as_str() {
+                ":path" => h.path = value,
+                ":method" => h.method = value,
+                "authorization" => {
+                    h.authorization = Some(value);
+                    h.to_remove.push(name);
+                }
+                "x-api-key" => {
+                    h.x_api_key = Some(value);
+                    h.to_remove.push(name);
+                }
+                "x-request-id" => h.request_id = Some(value),
+                HDR_PROJECT => {
+                    h.project = Some(value);
+                    h.to_remove.push(name);
+                }
+                HDR_FEATURE => {
+                    h.feature = Some(value);
+                    h.to_remove.push(name);
+                }
+                HDR_PROMPT_VERSION => {
+                    h.prompt_version = Some(value);
+                    h.to_remove.push(name);
+                }
+                "anthropic-version" => h.has_anthropic_version = true,
+                // The response must be readable (uncompressed) to count its usage.
+                "accept-encoding" => h.to_remove.push(name),
+                n if n == cluster_header => h.to_remove.push(name),
+                _ => {}
+            }
+        }
+        h
+    }
+}
+
 #[derive(Default)]
 struct Target {
     provider: String,
@@ -77,6 +132,7 @@ struct TollgateHttp {
     config: Option<Rc<Config>>,
     context_id: u32,
     start_ms: u64,
+    headers: RequestHeaders,
     request_id: String,
     /// The request is not ours (other paths in `pass` mode): touch nothing.
     passthrough: bool,
@@ -134,6 +190,7 @@ impl TollgateHttp {
             config,
             context_id,
             start_ms: 0,
+            headers: RequestHeaders::default(),
             request_id: String::new(),
             passthrough: false,
             api: None,
@@ -179,15 +236,15 @@ impl TollgateHttp {
     }
 
     fn authenticate(&mut self, cfg: &Config) -> Result<Rc<KeyInfo>, GatewayError> {
-        let auth = self.get_http_request_header("authorization");
-        let xkey = self.get_http_request_header("x-api-key");
-        let presented = presented_key(auth.as_deref(), xkey.as_deref()).ok_or_else(GatewayError::missing_key)?;
+        let h = &self.headers;
+        let presented =
+            presented_key(h.authorization.as_deref(), h.x_api_key.as_deref()).ok_or_else(GatewayError::missing_key)?;
         let hash = hash_key(presented);
         cfg.key_by_hash(&hash).cloned().ok_or_else(GatewayError::invalid_key)
     }
 
     fn on_request_headers(&mut self, cfg: &Config, end_of_stream: bool) -> Action {
-        let path = self.get_http_request_header(":path").unwrap_or_default();
+        let path = self.headers.path.clone();
         let endpoint = classify_path(&path);
         if endpoint == Endpoint::Other {
             return match cfg.other_paths {
@@ -211,7 +268,7 @@ impl TollgateHttp {
         };
         self.project = key.project.clone();
         self.key = Some(key.clone());
-        let method = self.get_http_request_header(":method").unwrap_or_default();
+        let method = self.headers.method.clone();
 
         if endpoint == Endpoint::Models {
             if method != "GET" {
@@ -238,7 +295,7 @@ impl TollgateHttp {
         }
 
         // Attribution tags.
-        match tag_value(self.get_http_request_header(HDR_PROJECT)) {
+        match tag_value(self.headers.project.take()) {
             Ok(Some(p)) if key.may_tag_project(&p) => self.project = p,
             Ok(Some(p)) => {
                 return self.reject(GatewayError::forbidden(
@@ -249,21 +306,19 @@ impl TollgateHttp {
             Ok(None) => {}
             Err(()) => return self.reject(bad_tag(HDR_PROJECT)),
         }
-        match tag_value(self.get_http_request_header(HDR_FEATURE)) {
+        match tag_value(self.headers.feature.take()) {
             Ok(v) => self.feature = v,
             Err(()) => return self.reject(bad_tag(HDR_FEATURE)),
         }
-        match tag_value(self.get_http_request_header(HDR_PROMPT_VERSION)) {
+        match tag_value(self.headers.prompt_version.take()) {
             Ok(v) => self.prompt_version = v,
             Err(()) => return self.reject(bad_tag(HDR_PROMPT_VERSION)),
         }
 
         // Nothing of the client's credentials or Tollgate's own headers goes upstream.
-        for h in ["authorization", "x-api-key", HDR_PROJECT, HDR_FEATURE, HDR_PROMPT_VERSION, cfg.cluster_header.as_str()] {
-            self.set_http_request_header(h, None);
+        for h in std::mem::take(&mut self.headers.to_remove) {
+            self.set_http_request_header(&h, None);
         }
-        // The response must be readable to count its usage.
-        self.set_http_request_header("accept-encoding", None);
 
         if end_of_stream {
             return self.reject(GatewayError::bad_request("missing_body", "The request has no body; send a JSON chat request."));
@@ -331,8 +386,8 @@ impl TollgateHttp {
             self.set_http_request_body(0, body_size, &new_body);
             self.set_http_request_header("content-length", Some(&new_body.len().to_string()));
         }
-        let path = self.get_http_request_header(":path").unwrap_or_default();
-        let upstream_path = format!("{}{}{}", provider.path_prefix, api.upstream_suffix(), query_of(&path));
+        let upstream_path =
+            format!("{}{}{}", provider.path_prefix, api.upstream_suffix(), query_of(&self.headers.path));
         self.set_http_request_header(":path", Some(&upstream_path));
         self.set_http_request_header(":authority", Some(&provider.host));
         self.set_http_request_header(&cfg.cluster_header, Some(&provider.cluster));
@@ -346,7 +401,7 @@ impl TollgateHttp {
                 if let Some(k) = &provider.api_key {
                     self.set_http_request_header("x-api-key", Some(k.expose()));
                 }
-                if self.get_http_request_header("anthropic-version").is_none() {
+                if !self.headers.has_anthropic_version {
                     self.set_http_request_header("anthropic-version", Some(&provider.anthropic_version));
                 }
             }
@@ -462,15 +517,19 @@ impl TollgateHttp {
 
     fn add_cost_headers(&self, rec: &UsageRecord) {
         let u = &rec.usage;
-        for (k, v) in [
-            ("x-tollgate-cost-micros", rec.cost_micros.to_string()),
-            ("x-tollgate-input-tokens", u.input_tokens.to_string()),
-            ("x-tollgate-cached-input-tokens", u.cached_input_tokens.to_string()),
-            ("x-tollgate-cache-write-tokens", u.cache_write_tokens.to_string()),
-            ("x-tollgate-output-tokens", u.output_tokens.to_string()),
-            ("x-tollgate-reasoning-tokens", u.reasoning_tokens.to_string()),
+        // Always: cost, input, cached input, output. Only when non-zero:
+        // cache writes and reasoning tokens (each header is a host call).
+        for (k, v, always) in [
+            ("x-tollgate-cost-micros", rec.cost_micros, true),
+            ("x-tollgate-input-tokens", u.input_tokens, true),
+            ("x-tollgate-cached-input-tokens", u.cached_input_tokens, true),
+            ("x-tollgate-output-tokens", u.output_tokens, true),
+            ("x-tollgate-cache-write-tokens", u.cache_write_tokens, false),
+            ("x-tollgate-reasoning-tokens", u.reasoning_tokens, false),
         ] {
-            self.set_http_response_header(k, Some(&v));
+            if always || v > 0 {
+                self.set_http_response_header(k, Some(&v.to_string()));
+            }
         }
     }
 
@@ -497,13 +556,16 @@ fn bad_tag(header: &'static str) -> GatewayError {
 impl HttpContext for TollgateHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.start_ms = now_ms(self);
-        self.request_id = self
-            .get_http_request_header("x-request-id")
-            .filter(|s| !s.is_empty() && s.len() <= 128)
-            .unwrap_or_else(|| format!("tg-{}-{}", self.start_ms, self.context_id));
         let Some(cfg) = self.config.clone() else {
             return self.reject(GatewayError::internal("The Tollgate filter has no valid configuration."));
         };
+        self.headers = RequestHeaders::read(self.get_http_request_headers(), &cfg.cluster_header);
+        self.request_id = self
+            .headers
+            .request_id
+            .take()
+            .filter(|s| !s.is_empty() && s.len() <= 128)
+            .unwrap_or_else(|| format!("tg-{}-{}", self.start_ms, self.context_id));
         self.on_request_headers(&cfg, end_of_stream)
     }
 
@@ -529,16 +591,21 @@ impl HttpContext for TollgateHttp {
             self.upstream_responded = true;
             self.ttfb_ms = Some(now_ms(self).saturating_sub(self.start_ms));
         }
-        self.status = self
-            .get_http_response_header(":status")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let mut content_type = String::new();
+        let mut has_content_length = false;
+        for (name, value) in self.get_http_response_headers() {
+            match name.as_str() {
+                ":status" => self.status = value.parse().unwrap_or(0),
+                "content-type" => content_type = value,
+                "content-length" => has_content_length = true,
+                _ => {}
+            }
+        }
         self.set_http_response_header("x-tollgate-request-id", Some(&self.request_id));
         if let Some(t) = &self.target {
             self.set_http_response_header("x-tollgate-provider", Some(&t.provider));
             self.set_http_response_header("x-tollgate-model", Some(&t.upstream_model));
         }
-        let content_type = self.get_http_response_header("content-type").unwrap_or_default();
         let cfg = self.config.clone();
         if end_of_stream {
             self.response_complete = true;
@@ -554,7 +621,7 @@ impl HttpContext for TollgateHttp {
             let strip = cfg.as_ref().is_some_and(|c| c.force_stream_usage)
                 && chat.is_some_and(|c| c.stream && !c.client_include_usage);
             let tracker = StreamTracker::new(self.api.unwrap_or(Api::OpenAiChat), strip);
-            if tracker.rewrites() {
+            if tracker.rewrites() && has_content_length {
                 self.set_http_response_header("content-length", None);
             }
             self.tracker = Some(tracker);

@@ -17,11 +17,13 @@ pub fn hash_key(key: &str) -> String {
 }
 
 pub fn to_hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    fn digit(n: u8) -> char {
+        char::from_digit(u32::from(n), 16).unwrap_or('0')
+    }
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 0x0f) as usize] as char);
+        s.push(digit(b >> 4));
+        s.push(digit(b & 0x0f));
     }
     s
 }

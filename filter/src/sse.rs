@@ -86,10 +86,7 @@ pub struct Event<'a> {
 pub fn parse_event(raw: &[u8]) -> Event<'_> {
     let text = match std::str::from_utf8(raw) {
         Ok(t) => t,
-        Err(e) => match raw.get(..e.valid_up_to()).and_then(|b| std::str::from_utf8(b).ok()) {
-            Some(t) => t,
-            None => "",
-        },
+        Err(e) => raw.get(..e.valid_up_to()).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default(),
     };
     let mut ev = Event::default();
     let mut data_lines = 0;

@@ -35,6 +35,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, Uri};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -102,7 +103,10 @@ async fn main() {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+    // No Nagle: SSE events are small writes that must leave at once.
+    if let Err(e) = axum::serve(listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    }), router).with_graceful_shutdown(shutdown).await {
         eprintln!("mock-provider: {e}");
         std::process::exit(1);
     }

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""`make bench`: plain Envoy vs Envoy with Tollgate, same machine, same run,
+same load generator (wrk), same mock provider.
+
+Cases: 1 KB and 32 KB chat bodies (JSON responses) and a streamed response.
+Prints req/s, p50 and p99 latency for both and the ratios, plus each Envoy's
+resident memory after the load. Target: Tollgate >= 95 % of plain Envoy's
+req/s at 1 KB.
+
+Environment knobs: BENCH_SECONDS (default 8), BENCH_CONNECTIONS (default 16),
+BENCH_ENVOY_CONCURRENCY (default 1).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import stack as sm  # noqa: E402
+
+SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+CONCURRENCY = int(os.environ.get("BENCH_ENVOY_CONCURRENCY", "1"))
+
+
+def plain_config(cfg: dict) -> dict:
+    """The demo config without the Tollgate filter: routes straight to the openai cluster."""
+    cfg = copy.deepcopy(cfg)
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.wasm"]
+    route = hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]
+    route.pop("cluster_header")
+    route["cluster"] = "openai"
+    return cfg
+
+
+def body(size: int, model: str, stream: bool) -> str:
+    filler = "lorem ipsum dolor sit amet " * (size // 27 + 1)
+    b = {"model": model, "messages": [{"role": "system", "content": "You are terse."},
+                                      {"role": "user", "content": ""}], "stream": stream}
+    base = len(json.dumps(b))
+    b["messages"][1]["content"] = filler[: max(0, size - base)]
+    return json.dumps(b)
+
+
+def lua_script(path: Path, payload: str, headers: dict) -> Path:
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(payload)}"]
+    for k, v in headers.items():
+        lines.append(f'wrk.headers["{k}"] = "{v}"')
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def to_ms(v: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", v)
+    if not m:
+        return float("nan")
+    x, unit = float(m.group(1)), m.group(2)
+    return x / 1000 if unit == "us" else x * 1000 if unit == "s" else x
+
+
+def wrk(url: str, script: Path) -> dict:
+    out = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency", "-s", str(script), url],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    return {"rps": rps, "p50": p50, "p99": p99, "non2xx": int(non2xx.group(1)) if non2xx else 0,
+            "errors": errors.group(0) if errors else ""}
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    if not shutil.which("wrk"):
+        print("wrk is not installed: run 'make bench' (it installs it)", file=sys.stderr)
+        return 1
+    work = Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
+    mock = sm.Mock(log_path=work / "mock.log")
+    base = sm.demo_config(sm.free_port(), sm.free_port(), mock.port, access_log="/dev/null")
+    # No per-request log line in the benchmark (the access log is off too, for both).
+    pc = sm.plugin_config(base)
+    pc["log_records"] = False
+    tg_cfg = sm.demo_config(sm.free_port(), sm.free_port(), mock.port, access_log="/dev/null",
+                            plugin_patch=lambda c: c.update(log_records=False))
+    for c in (base, tg_cfg):
+        c["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"].pop("access_log")
+    plain = sm.Envoy(plain_config(base), work, concurrency=CONCURRENCY, name="plain")
+    tollgate = sm.Envoy(tg_cfg, work, concurrency=CONCURRENCY, name="tollgate")
+    cases = [("1 KB JSON", 1024, False), ("32 KB JSON", 32 * 1024, False), ("1 KB stream", 1024, True)]
+    rows = []
+    try:
+        for name, size, stream in cases:
+            plain_script = lua_script(work / f"plain-{size}-{stream}.lua", body(size, "gpt-5.4", stream),
+                                      {"Content-Type": "application/json", "Authorization": "Bearer sk-mock-openai"})
+            tg_script = lua_script(work / f"tg-{size}-{stream}.lua", body(size, "openai/gpt-5.4", stream),
+                                   {"Content-Type": "application/json", "Authorization": "Bearer tg-demo-search-key"})
+            # warm up both, then measure
+            for env_, script in ((plain, plain_script), (tollgate, tg_script)):
+                subprocess.run(["wrk", "-t1", "-c4", "-d1s", "-s", str(script), env_.url + "/v1/chat/completions"],
+                               capture_output=True, check=True)
+            p = wrk(plain.url + "/v1/chat/completions", plain_script)
+            t = wrk(tollgate.url + "/v1/chat/completions", tg_script)
+            rows.append((name, p, t))
+        mem = (rss_mib(plain.proc.pid), rss_mib(tollgate.proc.pid))
+    finally:
+        plain.stop()
+        tollgate.stop()
+        mock.stop()
+
+    print(f"\nTollgate benchmark: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s, Envoy --concurrency {CONCURRENCY}, "
+          f"mock provider on loopback, {os.cpu_count()} cores\n")
+    hdr = f"{'case':<12} {'plain req/s':>12} {'tollgate req/s':>15} {'ratio':>7}   {'p50 plain':>9} {'p50 tg':>8}   {'p99 plain':>9} {'p99 tg':>8}"
+    print(hdr)
+    print("-" * len(hdr))
+    for name, p, t in rows:
+        print(f"{name:<12} {p['rps']:>12.0f} {t['rps']:>15.0f} {t['rps'] / p['rps']:>6.1%}   "
+              f"{p['p50']:>7.2f}ms {t['p50']:>6.2f}ms   {p['p99']:>7.2f}ms {t['p99']:>6.2f}ms")
+        for who, r in (("plain", p), ("tollgate", t)):
+            if r["non2xx"] or r["errors"]:
+                print(f"  ! {who}: {r['non2xx']} non-2xx responses {r['errors']}")
+    print(f"\nEnvoy RSS after load: plain {mem[0]:.1f} MiB, tollgate {mem[1]:.1f} MiB (+{mem[1] - mem[0]:.1f} MiB)")
+    first = rows[0]
+    ratio = first[2]["rps"] / first[1]["rps"]
+    print(f"target: tollgate >= 95% of plain req/s at 1 KB: {ratio:.1%} -> {'met' if ratio >= 0.95 else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
