@@ -59,6 +59,66 @@ struct RawConfig {
     force_stream_usage: Option<bool>,
     #[serde(default)]
     log_records: Option<bool>,
+    #[serde(default)]
+    control: Option<RawControl>,
+    #[serde(default)]
+    default_max_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    cluster: String,
+    #[serde(default)]
+    authority: Option<String>,
+    token: String,
+    #[serde(default)]
+    poll_ms: Option<u64>,
+    #[serde(default)]
+    flush_ms: Option<u64>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    max_batch: Option<usize>,
+    #[serde(default)]
+    max_buffered_records: Option<usize>,
+    #[serde(default)]
+    stale_after_ms: Option<u64>,
+    #[serde(default)]
+    failure_mode: Option<FailureMode>,
+    #[serde(default)]
+    node: Option<String>,
+}
+
+/// What the filter does with budgets when its budget state is stale
+/// (no successful poll of the control service for `stale_after_ms`).
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    /// Keep enforcing from the last known state and local counters (default).
+    #[default]
+    Local,
+    /// Stop enforcing budgets (serve everything, still record usage).
+    Open,
+    /// Refuse budget-checked requests with 503 until state is fresh again.
+    Closed,
+}
+
+/// The control service connection (optional: without it, static keys only and no budgets).
+#[derive(Debug)]
+pub struct Control {
+    pub cluster: String,
+    pub authority: String,
+    pub token: Secret,
+    pub poll_ms: u64,
+    pub flush_ms: u64,
+    pub timeout_ms: u64,
+    pub max_batch: usize,
+    pub max_buffered_records: usize,
+    pub stale_after_ms: u64,
+    pub failure_mode: FailureMode,
+    /// This Envoy's name towards the control service; default: Envoy's node id.
+    pub node: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -180,6 +240,21 @@ pub struct KeyInfo {
 }
 
 impl KeyInfo {
+    /// A key published by the control service. Invalid model patterns are
+    /// dropped (the service validates them; a stale or odd entry must not
+    /// widen the key's rights).
+    pub fn from_doc(d: &crate::state::KeyDoc) -> KeyInfo {
+        KeyInfo {
+            id: d.id.clone(),
+            key_hash: d.key_hash.clone(),
+            team: d.team.clone(),
+            project: d.project.clone(),
+            models: d.models.as_ref().map(|ms| ms.iter().filter_map(|m| Pattern::parse(m).ok()).collect()),
+            projects: d.projects.clone(),
+            tags: d.tags.clone(),
+        }
+    }
+
     pub fn may_use(&self, model: &str) -> bool {
         self.models.as_ref().is_none_or(|ps| ps.iter().any(|p| p.matches(model)))
     }
@@ -255,6 +330,9 @@ pub struct Config {
     pub cost_headers: bool,
     pub force_stream_usage: bool,
     pub log_records: bool,
+    pub control: Option<Control>,
+    /// Output tokens reserved for a request that names no max_tokens.
+    pub default_max_tokens: u64,
 }
 
 fn non_empty(field: String, v: &str) -> Result<(), ConfigError> {
@@ -429,7 +507,57 @@ impl Config {
             return Err(err("cluster_header", "must be a lowercase HTTP header name"));
         }
 
+        let control = match raw.control {
+            None => None,
+            Some(c) => {
+                non_empty("control.cluster".into(), &c.cluster)?;
+                if c.token.len() < 16 {
+                    return Err(err("control.token", "must be the control service's filter token (16 characters or more)"));
+                }
+                let ms = |v: Option<u64>, d: u64, name: &str, lo: u64, hi: u64| -> Result<u64, ConfigError> {
+                    let v = v.unwrap_or(d);
+                    if (lo..=hi).contains(&v) {
+                        Ok(v)
+                    } else {
+                        Err(err(format!("control.{name}"), format!("must be between {lo} and {hi}")))
+                    }
+                };
+                let poll_ms = ms(c.poll_ms, 1000, "poll_ms", 100, 600_000)?;
+                let stale_after_ms = ms(c.stale_after_ms, 10_000, "stale_after_ms", 1000, 86_400_000)?;
+                if stale_after_ms <= poll_ms {
+                    return Err(err("control.stale_after_ms", "must be longer than control.poll_ms"));
+                }
+                let max_batch = c.max_batch.unwrap_or(500);
+                if !(1..=10_000).contains(&max_batch) {
+                    return Err(err("control.max_batch", "must be between 1 and 10000"));
+                }
+                let max_buffered_records = c.max_buffered_records.unwrap_or(100_000);
+                if !(max_batch..=10_000_000).contains(&max_buffered_records) {
+                    return Err(err("control.max_buffered_records", "must be between max_batch and 10000000"));
+                }
+                Some(Control {
+                    authority: c.authority.unwrap_or_else(|| c.cluster.clone()),
+                    cluster: c.cluster,
+                    token: Secret(c.token),
+                    poll_ms,
+                    flush_ms: ms(c.flush_ms, 500, "flush_ms", 50, 600_000)?,
+                    timeout_ms: ms(c.timeout_ms, 2000, "timeout_ms", 100, 60_000)?,
+                    max_batch,
+                    max_buffered_records,
+                    stale_after_ms,
+                    failure_mode: c.failure_mode.unwrap_or_default(),
+                    node: c.node.filter(|n| !n.is_empty()),
+                })
+            }
+        };
+        let default_max_tokens = raw.default_max_tokens.unwrap_or(4096);
+        if !(1..=10_000_000).contains(&default_max_tokens) {
+            return Err(err("default_max_tokens", "must be between 1 and 10000000"));
+        }
+
         Ok(Config {
+            control,
+            default_max_tokens,
             keys,
             providers,
             routes,
@@ -598,6 +726,27 @@ mod tests {
         let c = parse(base()).unwrap();
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("sk-x"), "{dbg}");
+    }
+
+    #[test]
+    fn control_section() {
+        let mut v = base();
+        v["control"] = json!({"cluster": "tollgate_control", "token": "filter-token-0123456789"});
+        let c = parse(v.clone()).unwrap();
+        let ctl = c.control.as_ref().unwrap();
+        assert_eq!((ctl.poll_ms, ctl.stale_after_ms, ctl.failure_mode), (1000, 10_000, FailureMode::Local));
+        assert_eq!(ctl.authority, "tollgate_control");
+        assert!(!format!("{c:?}").contains("filter-token"));
+        v["control"]["failure_mode"] = json!("closed");
+        assert_eq!(parse(v.clone()).unwrap().control.unwrap().failure_mode, FailureMode::Closed);
+        v["control"]["failure_mode"] = json!("maybe");
+        assert_eq!(field_of(v.clone()), "control.failure_mode");
+        v["control"]["failure_mode"] = json!("open");
+        v["control"]["token"] = json!("short");
+        assert_eq!(field_of(v.clone()), "control.token");
+        v["control"]["token"] = json!("filter-token-0123456789");
+        v["control"]["stale_after_ms"] = json!(500);
+        assert_eq!(field_of(v), "control.stale_after_ms");
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct GatewayError {
     pub message: String,
     /// `error.param`: the request field at fault, if any.
     pub param: Option<&'static str>,
+    /// More members of `error` (e.g. the budget's scope, limit and reset time).
+    pub details: Option<Box<serde_json::Value>>,
 }
 
 #[derive(Serialize)]
@@ -39,7 +41,7 @@ struct Inner<'a> {
 
 impl GatewayError {
     fn new(status: u16, kind: &'static str, code: &'static str, message: String) -> Self {
-        GatewayError { status, kind, code, message, param: None }
+        GatewayError { status, kind, code, message, param: None, details: None }
     }
 
     pub fn with_param(mut self, param: &'static str) -> Self {
@@ -109,14 +111,38 @@ impl GatewayError {
         Self::new(500, "api_error", "gateway_error", message.into())
     }
 
+    pub fn budget_state_unavailable() -> Self {
+        Self::new(
+            503,
+            "api_error",
+            "budget_state_unavailable",
+            "Budget state is unavailable (the control service cannot be reached) and this gateway is configured to fail closed; retry later.".into(),
+        )
+    }
+
+    /// 429 budget exhausted (see budget::exhausted_error for the message).
+    pub fn budget_exhausted(message: String, details: serde_json::Value) -> Self {
+        let mut e = Self::new(429, "budget_exhausted", "budget_exhausted", message);
+        e.details = Some(Box::new(details));
+        e
+    }
+
     /// The JSON body sent to the client.
     pub fn body(&self) -> String {
         let env = Envelope {
             envelope_type: "error",
             error: Inner { kind: self.kind, code: self.code, message: &self.message, param: self.param },
         };
+        let mut v = serde_json::to_value(&env).unwrap_or(serde_json::Value::Null);
+        if let (Some(serde_json::Value::Object(extra)), Some(inner)) =
+            (self.details.as_deref(), v.get_mut("error").and_then(|e| e.as_object_mut()))
+        {
+            for (k, val) in extra {
+                inner.entry(k.clone()).or_insert_with(|| val.clone());
+            }
+        }
         // Serializing plain strings cannot fail; keep a fallback anyway (no panics).
-        serde_json::to_string(&env).unwrap_or_else(|_| {
+        serde_json::to_string(&v).unwrap_or_else(|_| {
             r#"{"type":"error","error":{"type":"api_error","code":"gateway_error","message":"error"}}"#.to_string()
         })
     }

@@ -5,14 +5,17 @@
 //! request; every failure path ends in a local reply or a pass-through, never
 //! a panic (a panic kills the VM and every request on the worker fails).
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel, Status};
 
-use crate::config::{Config, KeyInfo, OtherPaths, Provider, ProviderFormat, UnpricedModels};
+use crate::budget::{self, Amount, Check, Counter};
+use crate::config::{Config, FailureMode, KeyInfo, OtherPaths, Provider, ProviderFormat, UnpricedModels};
+use crate::state::{decode_meta, encode_meta, IngestAck, StateDoc, StateView, STATE_KEY, STATE_META_KEY, USAGE_QUEUE};
 use crate::errors::GatewayError;
 use crate::keys::{hash_key, key_ref, presented_key};
 use crate::record::{account, Observed, Outcome, Termination, UsageRecord, UsageSource, RECORD_VERSION};
@@ -21,38 +24,76 @@ use crate::usage::{parse_json_response, ResponseInfo, StreamTracker, Usage};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(TollgateRoot { config: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(TollgateRoot { config: None, service: None }) });
 }}
 
 const HDR_PROJECT: &str = "x-tollgate-project";
 const HDR_FEATURE: &str = "x-tollgate-feature";
 const HDR_PROMPT_VERSION: &str = "x-tollgate-prompt-version";
 
+/// One root context type for both roles: the HTTP filter (root_id
+/// `tollgate`) and the per-Envoy background service (a singleton
+/// `WasmService` whose root_id ends in `_service`).
 struct TollgateRoot {
     config: Option<Rc<Config>>,
+    service: Option<Service>,
 }
 
-impl Context for TollgateRoot {}
+impl Context for TollgateRoot {
+    fn on_http_call_response(&mut self, token: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let Some(mut svc) = self.service.take() else { return };
+        svc.on_response(self, token, body_size);
+        self.service = Some(svc);
+    }
+}
 
 impl RootContext for TollgateRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
-        match Config::from_json(&bytes) {
-            Ok(c) => {
-                log::info!(
-                    "configured: {} keys, {} providers, max_request_bytes={}",
-                    c.keys.len(),
-                    c.providers.len(),
-                    c.max_request_bytes
-                );
-                self.config = Some(Rc::new(c));
-                true
-            }
+        let c = match Config::from_json(&bytes) {
+            Ok(c) => c,
             Err(e) => {
                 log::error!("{e}");
-                false
+                return false;
             }
+        };
+        let root_id = self
+            .get_property(vec!["plugin_root_id"])
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        if root_id.ends_with("_service") {
+            let Some(ctl) = &c.control else {
+                log::error!("invalid tollgate configuration: field 'control': the background service ({root_id}) needs a 'control' section");
+                return false;
+            };
+            let node = ctl.node.clone().unwrap_or_else(|| {
+                self.get_property(vec!["node", "id"])
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| format!("envoy-{}", now_ms(self)))
+            });
+            let queue = self.register_shared_queue(USAGE_QUEUE);
+            let tick = ctl.flush_ms.min(ctl.poll_ms).min(250);
+            self.set_tick_period(Duration::from_millis(tick));
+            log::info!("service: node '{node}', control cluster '{}', poll every {} ms", ctl.cluster, ctl.poll_ms);
+            self.service = Some(Service::new(node, queue, ctl.poll_ms));
+        } else {
+            log::info!(
+                "configured: {} keys, {} providers, max_request_bytes={}, control={}",
+                c.keys.len(),
+                c.providers.len(),
+                c.max_request_bytes,
+                c.control.as_ref().map(|c| c.cluster.as_str()).unwrap_or("none")
+            );
         }
+        self.config = Some(Rc::new(c));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let (Some(mut svc), Some(cfg)) = (self.service.take(), self.config.clone()) else { return };
+        svc.tick(self, &cfg);
+        self.service = Some(svc);
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -156,6 +197,12 @@ struct TollgateHttp {
     response_complete: bool,
     upstream_responded: bool,
     recorded: bool,
+    /// Budget reservations taken for this request: (scope type, scope id, amount).
+    reservations: Vec<(crate::state::ScopeType, String, Amount)>,
+    budget_decision: &'static str,
+    budget_headers: Vec<(String, String)>,
+    /// The scope whose budget refused this request.
+    denied_scope: Option<String>,
 }
 
 impl Context for TollgateHttp {}
@@ -211,15 +258,26 @@ impl TollgateHttp {
             response_complete: false,
             upstream_responded: false,
             recorded: false,
+            reservations: Vec::new(),
+            budget_decision: "off",
+            budget_headers: Vec::new(),
+            denied_scope: None,
         }
     }
 
     /// Sends a local error reply; records it when the caller is known.
     fn reject(&mut self, e: GatewayError) -> Action {
+        self.reject_with(e, Vec::new())
+    }
+
+    fn reject_with(&mut self, e: GatewayError, extra: Vec<(String, String)>) -> Action {
         self.replied = true;
         self.status = e.status;
         let body = e.body();
         let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+        for (k, v) in &extra {
+            headers.push((k.as_str(), v.as_str()));
+        }
         if !self.request_id.is_empty() {
             headers.push(("x-tollgate-request-id", self.request_id.as_str()));
         }
@@ -240,7 +298,17 @@ impl TollgateHttp {
         let presented =
             presented_key(h.authorization.as_deref(), h.x_api_key.as_deref()).ok_or_else(GatewayError::missing_key)?;
         let hash = hash_key(presented);
-        cfg.key_by_hash(&hash).cloned().ok_or_else(GatewayError::invalid_key)
+        if let Some(k) = cfg.key_by_hash(&hash) {
+            return Ok(k.clone());
+        }
+        if cfg.control.is_some() {
+            if let Some(view) = current_state(self).0 {
+                if let Some(k) = view.keys.get(&hash) {
+                    return Ok(k.clone());
+                }
+            }
+        }
+        Err(GatewayError::invalid_key())
     }
 
     fn on_request_headers(&mut self, cfg: &Config, end_of_stream: bool) -> Action {
@@ -382,6 +450,24 @@ impl TollgateHttp {
             );
         }
 
+        // Budgets: reserve the worst case against every budgeted scope.
+        if cfg.control.is_some() {
+            let chat = &parsed.request;
+            let out = chat.max_tokens.unwrap_or(cfg.default_max_tokens);
+            let worst_usage = crate::usage::Usage {
+                input_tokens: chat.estimated_input_tokens,
+                output_tokens: out,
+                ..Default::default()
+            };
+            let worst = Amount {
+                micros: cfg.price(&provider.name, &upstream_model).map(|p| p.cost_micros(&worst_usage)).unwrap_or(0),
+                tokens: chat.estimated_input_tokens.saturating_add(out),
+            };
+            if let Err(action) = self.admit(&cfg, &key, worst) {
+                return action;
+            }
+        }
+
         if let Some(new_body) = parsed.rewrite(&upstream_model, cfg.force_stream_usage) {
             self.set_http_request_body(0, body_size, &new_body);
             self.set_http_request_header("content-length", Some(&new_body.len().to_string()));
@@ -465,6 +551,113 @@ impl TollgateHttp {
             priced,
             latency_ms: end.saturating_sub(self.start_ms),
             ttfb_ms: self.ttfb_ms,
+            budget_scopes: match &self.denied_scope {
+                Some(d) => vec![d.clone()],
+                None => self.reservations.iter().map(|(t, id, _)| budget::scope_label(*t, id)).collect(),
+            },
+            budget_decision: self.budget_decision.to_string(),
+        }
+    }
+
+    /// Reserves `worst` against every budget of this request's scopes, or
+    /// answers 429 (exhausted) / 503 (fail closed) and returns the action.
+    fn admit(&mut self, cfg: &Config, key: &KeyInfo, worst: Amount) -> Result<(), Action> {
+        let Some(ctl) = &cfg.control else { return Ok(()) };
+        let (view, stale) = current_state(self);
+        let now = now_ms(self);
+        let stale = stale.is_none_or(|ok_ms| now.saturating_sub(ok_ms) > ctl.stale_after_ms);
+        if stale {
+            match ctl.failure_mode {
+                FailureMode::Open => {
+                    self.budget_decision = "unenforced";
+                    return Ok(());
+                }
+                FailureMode::Closed => {
+                    self.budget_decision = "denied";
+                    return Err(self.reject(GatewayError::budget_state_unavailable()));
+                }
+                FailureMode::Local => {}
+            }
+        }
+        let Some(view) = view else { return Ok(()) };
+        let budgets: Vec<crate::state::BudgetDoc> =
+            view.budgets_for(&key.id, &key.team, &self.project).into_iter().cloned().collect();
+        if budgets.is_empty() {
+            return Ok(());
+        }
+        let mut soft: Option<(String, u64)> = None;
+        let mut remaining_m: Option<u64> = None;
+        let mut remaining_t: Option<u64> = None;
+        for b in &budgets {
+            let ckey = budget::counter_key(b.scope_type, &b.scope_id);
+            let mut verdict = None;
+            let res = update_counter(self, &ckey, |c| {
+                let v = budget::check(b, c, worst);
+                let ok = matches!(v, Check::Allow { .. });
+                if ok {
+                    c.reserve(worst);
+                }
+                verdict = Some((v, *c));
+                ok
+            });
+            match (res, verdict) {
+                (Ok(_), Some((Check::Allow { soft: s, remaining }, c))) => {
+                    self.reservations.push((b.scope_type, b.scope_id.clone(), worst));
+                    if s {
+                        let used = b.used_micros.saturating_add(c.pending_micros);
+                        let pct = b.limit_micros.filter(|l| *l > 0).map(|l| used.saturating_mul(100) / l).unwrap_or_else(|| {
+                            let used_t = b.used_tokens.saturating_add(c.pending_tokens);
+                            b.limit_tokens.filter(|l| *l > 0).map(|l| used_t.saturating_mul(100) / l).unwrap_or(0)
+                        });
+                        soft = Some((budget::scope_label(b.scope_type, &b.scope_id), pct));
+                    }
+                    remaining_m = min_opt(remaining_m, remaining.micros);
+                    remaining_t = min_opt(remaining_t, remaining.tokens);
+                }
+                (_, Some((_, c))) => {
+                    self.release_reservations();
+                    self.budget_decision = "denied";
+                    self.denied_scope = Some(budget::scope_label(b.scope_type, &b.scope_id));
+                    let (e, headers) = budget::exhausted_error(b, &c, now);
+                    log::debug!("[{}] budget exhausted for {}", self.context_id, budget::scope_label(b.scope_type, &b.scope_id));
+                    return Err(self.reject_with(e, headers));
+                }
+                (_, None) => {
+                    // The counter could not be updated (contention): treat as unknown, keep serving.
+                    log::warn!("budget counter {ckey} busy; request admitted without reservation");
+                }
+            }
+        }
+        self.budget_decision = if soft.is_some() { "soft" } else { "ok" };
+        if let Some((label, pct)) = soft {
+            self.budget_headers.push(("x-tollgate-budget-warning".into(), format!("{label} at {pct}% of its budget")));
+        }
+        if let Some(m) = remaining_m {
+            self.budget_headers.push(("x-tollgate-budget-remaining-micros".into(), m.saturating_sub(worst.micros).to_string()));
+        }
+        if let Some(t) = remaining_t {
+            self.budget_headers.push(("x-tollgate-budget-remaining-tokens".into(), t.saturating_sub(worst.tokens).to_string()));
+        }
+        Ok(())
+    }
+
+    fn release_reservations(&mut self) {
+        for (t, id, amount) in std::mem::take(&mut self.reservations) {
+            let _ = update_counter(self, &budget::counter_key(t, &id), |c| {
+                c.settle(amount, Amount::default());
+                true
+            });
+        }
+    }
+
+    /// Replaces the reservations with the real amount.
+    fn settle_reservations(&mut self, usage: &crate::usage::Usage, cost_micros: u64) {
+        let actual = Amount { micros: cost_micros, tokens: usage.input_tokens.saturating_add(usage.output_tokens) };
+        for (t, id, amount) in self.reservations.clone() {
+            let _ = update_counter(self, &budget::counter_key(t, &id), |c| {
+                c.settle(amount, actual);
+                true
+            });
         }
     }
 
@@ -486,6 +679,7 @@ impl TollgateHttp {
         let (usage, source, outcome, error) = account(&observed);
         let price = cfg.price(&target.provider, &target.upstream_model);
         let cost = price.map(|p| p.cost_micros(&usage)).unwrap_or(0);
+        self.settle_reservations(&usage, cost);
         let rec = self.build_record(usage, source, outcome, error, cost, price.is_some());
         self.emit(rec.clone());
         Some(rec)
@@ -496,6 +690,9 @@ impl TollgateHttp {
         let json = serde_json::to_string(&rec).unwrap_or_default();
         if self.config.as_ref().is_some_and(|c| c.log_records) {
             log::info!("tollgate.usage {json}");
+        }
+        if self.config.as_ref().is_some_and(|c| c.control.is_some()) {
+            enqueue_record(self, json.as_bytes());
         }
         // Filter state for access logs: %FILTER_STATE(wasm.tollgate.usage:PLAIN)% and flat fields.
         self.set_property(vec!["tollgate.usage"], Some(json.as_bytes()));
@@ -602,6 +799,9 @@ impl HttpContext for TollgateHttp {
             }
         }
         self.set_http_response_header("x-tollgate-request-id", Some(&self.request_id));
+        for (k, v) in &self.budget_headers {
+            self.set_http_response_header(k, Some(v));
+        }
         if let Some(t) = &self.target {
             self.set_http_response_header("x-tollgate-provider", Some(&t.provider));
             self.set_http_response_header("x-tollgate-model", Some(&t.upstream_model));
@@ -714,4 +914,362 @@ impl HttpContext for TollgateHttp {
         let termination = self.termination_from_host();
         self.settle(termination);
     }
+}
+
+fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// Read-modify-write of a budget counter with compare-and-swap. `f` returns
+/// false to leave the counter unchanged. Gives up after 32 lost races.
+fn update_counter(ctx: &dyn Context, key: &str, mut f: impl FnMut(&mut Counter) -> bool) -> Result<Counter, ()> {
+    for _ in 0..32 {
+        let (value, cas) = ctx.get_shared_data(key);
+        let mut c = value.map(|v| Counter::decode(&v)).unwrap_or_default();
+        if !f(&mut c) {
+            return Err(());
+        }
+        match ctx.set_shared_data(key, Some(c.encode().as_bytes()), cas) {
+            Ok(()) => return Ok(c),
+            Err(Status::CasMismatch) => continue,
+            Err(_) => return Err(()),
+        }
+    }
+    Err(())
+}
+
+/// Per-worker cache of the parsed state, reloaded when its generation changes.
+struct StateCache {
+    generation: u64,
+    view: Option<Rc<StateView>>,
+}
+
+thread_local! {
+    static STATE_CACHE: RefCell<StateCache> = const { RefCell::new(StateCache { generation: 0, view: None }) };
+    static USAGE_QUEUE_ID: RefCell<Option<u32>> = const { RefCell::new(None) };
+}
+
+/// The current state view (if any was ever received) and the time of the
+/// last successful poll (None = never).
+fn current_state(ctx: &dyn Context) -> (Option<Rc<StateView>>, Option<u64>) {
+    let Some((generation, ok_ms)) = ctx.get_shared_data(STATE_META_KEY).0.and_then(|b| decode_meta(&b)) else {
+        return (None, None);
+    };
+    STATE_CACHE.with(|cell| {
+        let mut cache = cell.borrow_mut();
+        if cache.generation != generation || cache.view.is_none() {
+            if let Some(doc) = ctx.get_shared_data(STATE_KEY).0.and_then(|b| serde_json::from_slice::<StateDoc>(&b).ok()) {
+                cache.view = Some(Rc::new(StateView::from_doc(doc)));
+                cache.generation = generation;
+            }
+        }
+        (cache.view.clone(), Some(ok_ms))
+    })
+}
+
+/// Hands a usage record to this Envoy's background service.
+fn enqueue_record(ctx: &dyn Context, json: &[u8]) {
+    let vm_id = || ctx.get_property(vec!["plugin_vm_id"]).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let qid = USAGE_QUEUE_ID.with(|q| {
+        let mut q = q.borrow_mut();
+        if q.is_none() {
+            // Resolved lazily: the service may register the queue after this worker started.
+            *q = ctx.resolve_shared_queue(&vm_id(), USAGE_QUEUE);
+        }
+        *q
+    });
+    match qid {
+        Some(id) => {
+            if ctx.enqueue_shared_queue(id, Some(json)).is_err() {
+                log::warn!("usage queue unavailable; record kept only in the log");
+                USAGE_QUEUE_ID.with(|q| *q.borrow_mut() = None);
+            }
+        }
+        None => log::warn!("usage queue not found (is the tollgate_service bootstrap extension configured with the same vm_id?)"),
+    }
+}
+
+// ---- the background service ---------------------------------------------
+
+#[derive(serde::Deserialize)]
+struct RecordDeltas {
+    #[serde(default)]
+    budget_scopes: Vec<String>,
+    #[serde(default)]
+    cost_micros: u64,
+    #[serde(default)]
+    usage: crate::usage::Usage,
+}
+
+/// A batch in flight to the control service.
+struct InFlightBatch {
+    token: u32,
+    records: Vec<Vec<u8>>,
+    deltas: Vec<(String, Amount)>,
+}
+
+/// One per Envoy (singleton): ships usage records in batches and polls the
+/// budget state; both directions retry, neither ever blocks a request.
+struct Service {
+    node: String,
+    poll_ms: u64,
+    queue: u32,
+    buffer: VecDeque<Vec<u8>>,
+    dropped: u64,
+    dropped_logged: u64,
+    batch: Option<InFlightBatch>,
+    next_flush_ms: u64,
+    flush_failures: u32,
+    state_token: Option<u32>,
+    next_poll_ms: u64,
+    etag: String,
+    generation: u64,
+    applied_seq: u64,
+    /// Acknowledged batches not yet visible in an applied state: (seq, deltas).
+    unreflected: Vec<(u64, Vec<(String, Amount)>)>,
+    poll_failures: u32,
+}
+
+impl Service {
+    fn new(node: String, queue: u32, poll_ms: u64) -> Self {
+        Service {
+            node,
+            poll_ms,
+            queue,
+            buffer: VecDeque::new(),
+            dropped: 0,
+            dropped_logged: 0,
+            batch: None,
+            next_flush_ms: 0,
+            flush_failures: 0,
+            state_token: None,
+            next_poll_ms: 0,
+            etag: String::new(),
+            generation: 0,
+            applied_seq: 0,
+            unreflected: Vec::new(),
+            poll_failures: 0,
+        }
+    }
+
+    fn tick(&mut self, ctx: &dyn Context, cfg: &Config) {
+        let Some(ctl) = &cfg.control else { return };
+        let now = now_ms(ctx);
+        // Drain the queue into the bounded buffer; past the bound, drop the oldest.
+        loop {
+            match ctx.dequeue_shared_queue(self.queue) {
+                Ok(Some(rec)) => {
+                    if self.buffer.len() >= ctl.max_buffered_records {
+                        self.buffer.pop_front();
+                        self.dropped += 1;
+                    }
+                    self.buffer.push_back(rec);
+                }
+                _ => break,
+            }
+        }
+        if self.dropped > self.dropped_logged {
+            log::warn!(
+                "usage buffer full ({} records): dropped {} oldest records so far",
+                ctl.max_buffered_records,
+                self.dropped
+            );
+            self.dropped_logged = self.dropped;
+        }
+        if self.batch.is_none() && !self.buffer.is_empty() && now >= self.next_flush_ms {
+            self.flush(ctx, cfg, now);
+        }
+        if self.state_token.is_none() && now >= self.next_poll_ms {
+            self.poll(ctx, cfg, now);
+        }
+    }
+
+    fn flush(&mut self, ctx: &dyn Context, cfg: &Config, now: u64) {
+        let Some(ctl) = &cfg.control else { return };
+        let n = ctl.max_batch.min(self.buffer.len());
+        let records: Vec<Vec<u8>> = self.buffer.drain(..n).collect();
+        let mut body = Vec::with_capacity(records.iter().map(|r| r.len() + 1).sum::<usize>() + 64);
+        body.extend_from_slice(b"{\"node\":");
+        body.extend_from_slice(serde_json::to_string(&self.node).unwrap_or_default().as_bytes());
+        body.extend_from_slice(b",\"records\":[");
+        let mut deltas = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(r);
+            if let Ok(d) = serde_json::from_slice::<RecordDeltas>(r) {
+                let amount = Amount {
+                    micros: d.cost_micros,
+                    tokens: d.usage.input_tokens.saturating_add(d.usage.output_tokens),
+                };
+                for s in d.budget_scopes {
+                    deltas.push((s, amount));
+                }
+            }
+        }
+        body.extend_from_slice(b"]}");
+        let auth = format!("Bearer {}", ctl.token.expose());
+        let headers = vec![
+            (":method", "POST"),
+            (":path", "/v1/usage"),
+            (":authority", ctl.authority.as_str()),
+            ("content-type", "application/json"),
+            ("authorization", auth.as_str()),
+        ];
+        match ctx.dispatch_http_call(&ctl.cluster, headers, Some(&body), vec![], Duration::from_millis(ctl.timeout_ms)) {
+            Ok(token) => self.batch = Some(InFlightBatch { token, records, deltas }),
+            Err(e) => {
+                log::warn!("cannot send usage to cluster '{}': {e:?}", ctl.cluster);
+                self.requeue(records, now);
+            }
+        }
+    }
+
+    fn requeue(&mut self, records: Vec<Vec<u8>>, now: u64) {
+        for r in records.into_iter().rev() {
+            self.buffer.push_front(r);
+        }
+        self.flush_failures = self.flush_failures.saturating_add(1);
+        self.next_flush_ms = now + (250u64 << self.flush_failures.min(5));
+    }
+
+    fn poll(&mut self, ctx: &dyn Context, cfg: &Config, now: u64) {
+        let Some(ctl) = &cfg.control else { return };
+        let path = format!("/v1/state?node={}", url_encode(&self.node));
+        let auth = format!("Bearer {}", ctl.token.expose());
+        let mut headers = vec![
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", ctl.authority.as_str()),
+            ("authorization", auth.as_str()),
+        ];
+        if !self.etag.is_empty() {
+            headers.push(("if-none-match", self.etag.as_str()));
+        }
+        match ctx.dispatch_http_call(&ctl.cluster, headers, None, vec![], Duration::from_millis(ctl.timeout_ms)) {
+            Ok(token) => self.state_token = Some(token),
+            Err(e) => {
+                log::warn!("cannot poll budget state from cluster '{}': {e:?}", ctl.cluster);
+                self.next_poll_ms = now + ctl.poll_ms;
+            }
+        }
+    }
+
+    fn on_response(&mut self, ctx: &dyn Context, token: u32, body_size: usize) {
+        let now = now_ms(ctx);
+        let status: u16 = ctx
+            .get_http_call_response_header(":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if self.batch.as_ref().is_some_and(|b| b.token == token) {
+            let Some(batch) = self.batch.take() else { return };
+            let ack = (status == 200)
+                .then(|| ctx.get_http_call_response_body(0, body_size))
+                .flatten()
+                .and_then(|b| serde_json::from_slice::<IngestAck>(&b).ok());
+            match ack {
+                Some(ack) => {
+                    self.flush_failures = 0;
+                    self.next_flush_ms = now;
+                    if !batch.deltas.is_empty() {
+                        self.unreflected.push((ack.seq, batch.deltas));
+                        self.reflect(ctx);
+                    }
+                }
+                None => {
+                    if self.flush_failures == 0 || self.flush_failures % 20 == 0 {
+                        log::warn!("control service refused a usage batch (status {status}); will retry");
+                    }
+                    self.requeue(batch.records, now);
+                }
+            }
+            return;
+        }
+        if self.state_token == Some(token) {
+            self.state_token = None;
+            self.on_state(ctx, status, body_size, now);
+        }
+    }
+
+    fn on_state(&mut self, ctx: &dyn Context, status: u16, body_size: usize, now: u64) {
+        match status {
+            200 => {
+                let body = ctx.get_http_call_response_body(0, body_size).unwrap_or_default();
+                let Ok(doc) = serde_json::from_slice::<StateDoc>(&body) else {
+                    log::warn!("control service sent an unreadable budget state; keeping the last one");
+                    self.poll_failed(now);
+                    return;
+                };
+                // Counters must exist before workers can see a budget (they CAS on them).
+                for b in &doc.budgets {
+                    let key = budget::counter_key(b.scope_type, &b.scope_id);
+                    if ctx.get_shared_data(&key).0.is_none() {
+                        let _ = ctx.set_shared_data(&key, Some(Counter::default().encode().as_bytes()), None);
+                    }
+                }
+                if ctx.set_shared_data(STATE_KEY, Some(&body), None).is_err() {
+                    log::warn!("cannot store the budget state in shared data");
+                    return;
+                }
+                self.etag = ctx.get_http_call_response_header("etag").unwrap_or_default();
+                self.generation += 1;
+                self.applied_seq = doc.seq;
+                self.reflect(ctx);
+                self.poll_ok(ctx, now);
+            }
+            304 => self.poll_ok(ctx, now),
+            _ => {
+                if self.poll_failures == 0 || self.poll_failures % 20 == 0 {
+                    log::warn!("cannot get budget state from the control service (status {status}); enforcing from the last state");
+                }
+                self.poll_failed(now);
+            }
+        }
+    }
+
+    fn poll_ok(&mut self, ctx: &dyn Context, now: u64) {
+        self.poll_failures = 0;
+        let _ = ctx.set_shared_data(STATE_META_KEY, Some(encode_meta(self.generation, now).as_bytes()), None);
+        self.next_poll_ms = now + self.poll_ms;
+    }
+
+    fn poll_failed(&mut self, now: u64) {
+        self.poll_failures = self.poll_failures.saturating_add(1);
+        // Retry sooner than the regular poll, but do not hammer a down service.
+        self.next_poll_ms = now + (self.poll_ms / 2).max(100);
+    }
+
+    /// Acknowledged records that the applied state now includes are no
+    /// longer pending on this Envoy.
+    fn reflect(&mut self, ctx: &dyn Context) {
+        let applied = self.applied_seq;
+        let (done, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unreflected).into_iter().partition(|(seq, _)| *seq <= applied);
+        self.unreflected = keep;
+        for (_, deltas) in done {
+            for (label, amount) in deltas {
+                let Some((t, id)) = budget::parse_scope_label(&label) else { continue };
+                let _ = update_counter(ctx, &budget::counter_key(t, id), |c| {
+                    c.reflect(amount);
+                    true
+                });
+            }
+        }
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

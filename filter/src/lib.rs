@@ -5,6 +5,7 @@
 //! pricing). [`glue`] maps proxy-wasm callbacks onto it and exists only in
 //! the wasm32 build.
 
+pub mod budget;
 pub mod config;
 pub mod errors;
 pub mod keys;
@@ -12,6 +13,7 @@ pub mod pricing;
 pub mod record;
 pub mod request;
 pub mod sse;
+pub mod state;
 pub mod usage;
 
 #[cfg(target_arch = "wasm32")]

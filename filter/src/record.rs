@@ -76,6 +76,17 @@ pub struct UsageRecord {
     pub latency_ms: u64,
     /// From request start to the first response byte from upstream.
     pub ttfb_ms: Option<u64>,
+    /// Budgeted scopes this request was admitted against (`"team:search"`).
+    #[serde(default)]
+    pub budget_scopes: Vec<String>,
+    /// `off` (no budget applies), `ok`, `soft` (past the soft threshold),
+    /// `denied` (429), `unenforced` (state stale, failure mode open).
+    #[serde(default = "default_decision")]
+    pub budget_decision: String,
+}
+
+fn default_decision() -> String {
+    "off".to_string()
 }
 
 /// How the response ended.
@@ -292,6 +303,8 @@ mod tests {
             priced: true,
             latency_ms: 3,
             ttfb_ms: Some(1),
+            budget_scopes: vec!["team:t".into()],
+            budget_decision: "ok".into(),
         };
         let s = serde_json::to_string(&rec).unwrap();
         assert!(s.contains("\"api\":\"anthropic_messages\"") && s.contains("\"outcome\":\"ok\""), "{s}");

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -26,6 +27,7 @@ VENV = ROOT / ".venv"
 ENVOY_BIN = VENV / "bin" / "envoy"
 WASM = ROOT / "target" / "wasm32-unknown-unknown" / "release" / "tollgate_filter.wasm"
 MOCK_BIN = ROOT / "target" / "release" / "mock-provider"
+TOLLGATE_BIN = ROOT / "target" / "release" / "tollgate"
 DEMO_CONFIG = ROOT / "envoy" / "demo" / "envoy.yaml"
 
 DEMO_KEYS = {
@@ -33,6 +35,9 @@ DEMO_KEYS = {
     "tg-demo-labs-key": "team labs, project assistant, all models",
     "tg-demo-restricted-key": "team interns, project sandbox, models 'cheap' and 'default'",
 }
+# Demo control-service tokens (the filter's is in envoy/demo/envoy.yaml).
+ADMIN_TOKEN = "demo-admin-token-0123456789"
+FILTER_TOKEN = "demo-filter-token-0123456789"
 # The provider credentials the demo's filter injects; the mock insists on them.
 PROVIDER_KEYS = {"openai": "sk-mock-openai", "anthropic": "sk-ant-mock", "deepseek": "sk-mock-deepseek"}
 
@@ -76,6 +81,52 @@ class Mock:
         stop_process(self.proc)
 
 
+class Control:
+    """The control service process (`tollgate serve`) on a SQLite file."""
+
+    def __init__(self, workdir: Path, port: int = 0, webhook: str | None = None, db: Path | None = None):
+        self.port = port or free_port()
+        self.db = db or workdir / "tollgate.db"
+        self.log_path = workdir / "control.log"
+        self.env = {**os.environ, "TOLLGATE_ADMIN_TOKEN": ADMIN_TOKEN, "TOLLGATE_FILTER_TOKEN": FILTER_TOKEN,
+                    "TOLLGATE_NODE_TTL_MS": "5000"}
+        if webhook:
+            self.env["TOLLGATE_WEBHOOK_URL"] = webhook
+        self.proc = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([str(TOLLGATE_BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--db", str(self.db)],
+                                     stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=self.env)
+        wait_port(self.port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def api(self, method: str, path: str, body=None, token: str = ADMIN_TOKEN, expect: int | None = None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                status, text = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read()
+        if expect is not None and status != expect:
+            raise AssertionError(f"{method} {path}: expected {expect}, got {status}: {text[:500]!r}")
+        return status, (json.loads(text) if text else None)
+
+    def stop(self) -> None:
+        if self.proc:
+            stop_process(self.proc)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -97,7 +148,7 @@ def _wasm_filter(cfg: dict) -> dict:
 
 
 def demo_config(listen_port: int, admin_port: int, mock_port: int, access_log: str = "/dev/stdout",
-                plugin_patch=None, raw_plugin_config: str | None = None) -> dict:
+                plugin_patch=None, raw_plugin_config: str | None = None, control_port: int = 7070) -> dict:
     """envoy/demo/envoy.yaml with ports and paths substituted.
 
     plugin_patch: a function that edits the plugin configuration dict in place.
@@ -110,18 +161,21 @@ def demo_config(listen_port: int, admin_port: int, mock_port: int, access_log: s
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     for al in hcm.get("access_log", []):
         al["typed_config"]["path"] = access_log
-    wasm = _wasm_filter(cfg)["typed_config"]["config"]
-    wasm["vm_config"]["code"]["local"]["filename"] = str(WASM)
-    if raw_plugin_config is not None:
-        wasm["configuration"]["value"] = raw_plugin_config
-    elif plugin_patch is not None:
-        pc = json.loads(wasm["configuration"]["value"])
-        plugin_patch(pc)
-        wasm["configuration"]["value"] = json.dumps(pc)
+    wasm_configs = [_wasm_filter(cfg)["typed_config"]["config"]]
+    wasm_configs += [b["typed_config"]["config"] for b in cfg.get("bootstrap_extensions", [])]
+    for wasm in wasm_configs:
+        wasm["vm_config"]["code"]["local"]["filename"] = str(WASM)
+        if raw_plugin_config is not None:
+            wasm["configuration"]["value"] = raw_plugin_config
+        elif plugin_patch is not None:
+            pc = json.loads(wasm["configuration"]["value"])
+            plugin_patch(pc)
+            wasm["configuration"]["value"] = json.dumps(pc)
     for c in cfg["static_resources"]["clusters"]:
+        port = control_port if c["name"] == "tollgate_control" else mock_port
         for ep in c["load_assignment"]["endpoints"]:
             for lb in ep["lb_endpoints"]:
-                lb["endpoint"]["address"]["socket_address"]["port_value"] = mock_port
+                lb["endpoint"]["address"]["socket_address"]["port_value"] = port
     return cfg
 
 
@@ -138,7 +192,8 @@ class Envoy:
         self.log_path = workdir / f"{name}.log"
         self.proc = subprocess.Popen(
             [str(ENVOY_BIN), "-c", str(self.config_path), "--disable-hot-restart",
-             "--concurrency", str(concurrency), "--log-level", "info"],
+             "--concurrency", str(concurrency), "--log-level", "info",
+             "--service-node", name, "--service-cluster", "tollgate"],
             stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT, cwd=ROOT,
             env={**os.environ, **(env or {})})
         if wait:
@@ -174,38 +229,50 @@ class Stack:
     """Mock provider + Envoy with Tollgate, on free ports unless told otherwise."""
 
     def __init__(self, workdir: Path | None = None, listen_port: int = 0, admin_port: int = 0, mock_port: int = 0,
-                 plugin_patch=None, concurrency: int = 2, access_log: str | None = None):
+                 plugin_patch=None, concurrency: int = 2, access_log: str | None = None, control_port: int = 0,
+                 webhook: str | None = None, envoys: int = 1):
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tollgate-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.control = Control(self.workdir, control_port, webhook=webhook)
         self.mock = Mock(mock_port, log_path=self.workdir / "mock.log")
         self.access_log = Path(access_log) if access_log else self.workdir / "access.log"
-        cfg = demo_config(listen_port or free_port(), admin_port or free_port(), self.mock.port,
-                          access_log=str(self.access_log), plugin_patch=plugin_patch)
+        self.envoys = []
         try:
-            self.envoy = Envoy(cfg, self.workdir, concurrency=concurrency)
+            for i in range(envoys):
+                cfg = demo_config(listen_port if i == 0 and listen_port else free_port(),
+                                  admin_port if i == 0 and admin_port else free_port(), self.mock.port,
+                                  access_log=str(self.access_log), plugin_patch=plugin_patch,
+                                  control_port=self.control.port)
+                self.envoys.append(Envoy(cfg, self.workdir, concurrency=concurrency, name=f"envoy{i}" if i else "envoy"))
         except Exception:
+            for e in self.envoys:
+                e.stop()
             self.mock.stop()
+            self.control.stop()
             raise
+        self.envoy = self.envoys[0]
 
     @property
     def url(self) -> str:
         return self.envoy.url
 
     def stop(self) -> None:
-        self.envoy.stop()
+        for e in self.envoys:
+            e.stop()
         self.mock.stop()
+        self.control.stop()
 
 
 def run_demo() -> int:
     """`make run`: the demo stack in the foreground until Ctrl-C."""
-    for p in (WASM, MOCK_BIN, ENVOY_BIN):
+    for p in (WASM, MOCK_BIN, ENVOY_BIN, TOLLGATE_BIN):
         if not p.exists():
             print(f"missing {p}: run 'make build'", file=sys.stderr)
             return 1
     workdir = ROOT / ".tollgate" / "run"
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        stack = Stack(workdir, listen_port=10000, admin_port=9901, mock_port=18080,
+        stack = Stack(workdir, listen_port=10000, admin_port=9901, mock_port=18080, control_port=7070,
                       access_log=str(workdir / "access.log"))
     except Exception as e:  # noqa: BLE001 - print why the demo could not start
         print(f"tollgate demo failed to start: {e}", file=sys.stderr)
@@ -213,7 +280,8 @@ def run_demo() -> int:
     keys = "\n".join(f"    {k:<24} {v}" for k, v in DEMO_KEYS.items())
     print(f"""
 Tollgate demo is ready: Envoy with the Tollgate filter on http://127.0.0.1:10000 (admin http://127.0.0.1:9901),
-mock provider (OpenAI, Anthropic and DeepSeek formats) on http://127.0.0.1:18080.
+mock provider (OpenAI, Anthropic and DeepSeek formats) on http://127.0.0.1:18080,
+control service on http://127.0.0.1:7070 (SQLite file {workdir / 'tollgate.db'}; admin token {ADMIN_TOKEN}).
 
 Demo virtual keys:
 {keys}
@@ -231,6 +299,13 @@ from openai import OpenAI
 client = OpenAI(base_url="http://127.0.0.1:10000/v1", api_key="tg-demo-search-key")
 r = client.chat.completions.with_raw_response.create(model="openai/gpt-5.4", messages=[{{"role": "user", "content": "Hello"}}])
 print(r.parse().choices[0].message.content, "| cost (micro-USD):", r.headers["x-tollgate-cost-micros"])'
+
+Create a key with a budget through the control service (it works in Envoy within about a second):
+  curl -s -X POST http://127.0.0.1:7070/v1/keys -H 'Authorization: Bearer {ADMIN_TOKEN}' \\
+    -d '{{"team": "growth", "project": "onboarding"}}'
+  curl -s -X PUT http://127.0.0.1:7070/v1/budgets/team/growth -H 'Authorization: Bearer {ADMIN_TOKEN}' \\
+    -d '{{"limit_micros": 5000, "period": "monthly", "timezone": "UTC"}}'
+  curl -s http://127.0.0.1:7070/v1/budgets -H 'Authorization: Bearer {ADMIN_TOKEN}'
 
 Usage records: Envoy log {workdir / 'envoy.log'} (lines 'tollgate.usage {{...}}'),
                access log {workdir / 'access.log'}.

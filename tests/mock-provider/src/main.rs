@@ -51,6 +51,11 @@ struct Keys {
 struct App {
     keys: Keys,
     seq: AtomicU64,
+    /// Totals of the successful completions served (GET /mock/stats): what
+    /// the provider would bill.
+    served_requests: AtomicU64,
+    served_input: AtomicU64,
+    served_output: AtomicU64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -83,12 +88,19 @@ async fn main() {
             _ => usage_exit(),
         }
     }
-    let app = Arc::new(App { keys, seq: AtomicU64::new(1) });
+    let app = Arc::new(App {
+        keys,
+        seq: AtomicU64::new(1),
+        served_requests: AtomicU64::new(0),
+        served_input: AtomicU64::new(0),
+        served_output: AtomicU64::new(0),
+    });
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/v1/chat/completions", post(chat))
         .route("/chat/completions", post(chat))
         .route("/v1/messages", post(messages))
+        .route("/mock/stats", get(stats))
         .fallback(not_found)
         .with_state(app);
     let listener = match tokio::net::TcpListener::bind(listen).await {
@@ -110,6 +122,15 @@ async fn main() {
         eprintln!("mock-provider: {e}");
         std::process::exit(1);
     }
+}
+
+async fn stats(State(app): State<Arc<App>>) -> Response<Body> {
+    let body = json!({
+        "requests": app.served_requests.load(Ordering::SeqCst),
+        "input_tokens": app.served_input.load(Ordering::SeqCst),
+        "output_tokens": app.served_output.load(Ordering::SeqCst),
+    });
+    respond(StatusCode::OK, &HeaderMap::new(), &Uri::from_static("/mock/stats"), body.to_string(), "application/json")
 }
 
 async fn not_found(uri: Uri) -> Response<Body> {
@@ -360,6 +381,11 @@ async fn handle(
     };
     let _ = plan.delay;
     let n = app.seq.fetch_add(1, Ordering::Relaxed);
+    if plan.cut_after.is_none() {
+        app.served_requests.fetch_add(1, Ordering::SeqCst);
+        app.served_input.fetch_add(plan.input, Ordering::SeqCst);
+        app.served_output.fetch_add(plan.output + plan.reasoning, Ordering::SeqCst);
+    }
     if plan.stream {
         stream_response(plan, n, &h, &uri)
     } else {

@@ -1,0 +1,568 @@
+//! The HTTP API (axum), generic over the store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tollgate_filter::keys::{hash_key, to_hex};
+use tollgate_filter::state::{BudgetDoc, IngestBatch, KeyDoc, ScopeType, StateDoc};
+
+use crate::periods::{parse_tz, Period};
+use crate::store::{Budget, KeyRow, SpendFilter, Store, StoreError};
+use crate::{log_event, now_ms};
+
+pub struct Settings {
+    pub admin_token_hash: String,
+    pub filter_token_hash: String,
+    pub webhook_url: Option<String>,
+    /// An Envoy counts as active this long after its last state poll.
+    pub node_ttl_ms: u64,
+}
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub settings: Settings,
+    nodes: Mutex<HashMap<String, u64>>,
+    pub alerts_wake: tokio::sync::Notify,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, settings: Settings) -> Arc<AppState> {
+        Arc::new(AppState { store, settings, nodes: Mutex::new(HashMap::new()), alerts_wake: tokio::sync::Notify::new() })
+    }
+}
+
+/// A typed API error: status + JSON body in the same shape as the filter's errors.
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, kind, code, message: message.into() }
+    }
+    fn bad(code: &'static str, m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", code, m)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found_error", "not_found", m),
+            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "invalid_request_error", "conflict", m),
+            StoreError::Invalid(m) => ApiError::bad("invalid", m),
+            StoreError::Backend(m) => {
+                // Internals go to the log, not to the client.
+                log_event("error", "store error", json!({"error": m}));
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "api_error", "storage_unavailable", "storage is unavailable")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"type": "error", "error": {"type": self.kind, "code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Role {
+    Admin,
+    Filter,
+}
+
+fn role(state: &AppState, headers: &HeaderMap) -> ApiResult<Role> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", "missing_token", "send 'Authorization: Bearer <token>'"))?;
+    let h = hash_key(token);
+    if h == state.settings.admin_token_hash {
+        Ok(Role::Admin)
+    } else if h == state.settings.filter_token_hash {
+        Ok(Role::Filter)
+    } else {
+        Err(ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", "invalid_token", "unknown token"))
+    }
+}
+
+fn admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    match role(state, headers)? {
+        Role::Admin => Ok(()),
+        Role::Filter => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "admin_only",
+            "the filter token may only ingest usage and read state",
+        )),
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> ApiResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::from(StoreError::Backend(e.to_string()))),
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/keys", post(create_key).get(list_keys))
+        .route("/v1/keys/{id}", get(get_key))
+        .route("/v1/keys/{id}/revoke", post(revoke_key))
+        .route("/v1/keys/{id}/rotate", post(rotate_key))
+        .route("/v1/budgets", get(list_budgets))
+        .route("/v1/budgets/{scope_type}/{scope_id}", put(put_budget).get(get_budget).delete(delete_budget))
+        .route("/v1/usage", post(ingest))
+        .route("/v1/state", get(get_state))
+        .route("/v1/alerts", get(list_alerts))
+        .route("/v1/spend", get(spend))
+        .with_state(state)
+}
+
+async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let store = st.store.clone();
+    let seq = blocking(move || store.seq()).await?;
+    Ok(Json(json!({"status": "ok", "seq": seq})))
+}
+
+fn new_secret(prefix: &str) -> ApiResult<String> {
+    let mut raw = [0u8; 24];
+    getrandom::fill(&mut raw).map_err(|e| ApiError::from(StoreError::Backend(e.to_string())))?;
+    Ok(format!("{prefix}{}", to_hex(&raw)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    #[serde(default)]
+    id: Option<String>,
+    team: String,
+    project: String,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    #[serde(default)]
+    projects: Vec<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+fn valid_name(field: &str, v: &str) -> ApiResult<()> {
+    if v.is_empty() || v.len() > 128 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:/@".contains(&b)) {
+        return Err(ApiError::bad("invalid_field", format!("'{field}' must be 1-128 characters of [A-Za-z0-9-_.:/@]")));
+    }
+    Ok(())
+}
+
+fn key_json(k: &KeyRow) -> Value {
+    json!({"id": k.id, "key_hash": k.key_hash, "team": k.team, "project": k.project, "models": k.models,
+           "projects": k.projects, "tags": k.tags, "created_ms": k.created_ms, "revoked_ms": k.revoked_ms,
+           "status": if k.revoked_ms.is_some() { "revoked" } else { "active" }})
+}
+
+async fn create_key(State(st): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Response> {
+    admin(&st, &headers)?;
+    let req: NewKey = serde_json::from_slice(&body).map_err(|e| ApiError::bad("invalid_json", e.to_string()))?;
+    valid_name("team", &req.team)?;
+    valid_name("project", &req.project)?;
+    let secret = new_secret("tg-")?;
+    let id = match req.id {
+        Some(id) => {
+            valid_name("id", &id)?;
+            id
+        }
+        None => format!("key-{}", &hash_key(&secret)[..12]),
+    };
+    let row = KeyRow {
+        id,
+        key_hash: hash_key(&secret),
+        team: req.team,
+        project: req.project,
+        models: req.models,
+        projects: req.projects,
+        tags: req.tags,
+        created_ms: now_ms(),
+        revoked_ms: None,
+    };
+    let store = st.store.clone();
+    let r = row.clone();
+    blocking(move || store.create_key(&r)).await?;
+    log_event("info", "key created", json!({"key_id": row.id, "team": row.team, "project": row.project}));
+    let mut v = key_json(&row);
+    v["key"] = Value::String(secret);
+    v["note"] = Value::String("the key is shown once; only its hash is stored".into());
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+async fn list_keys(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    admin(&st, &headers)?;
+    let store = st.store.clone();
+    let keys = blocking(move || store.list_keys()).await?;
+    Ok(Json(json!({"keys": keys.iter().map(key_json).collect::<Vec<_>>()})))
+}
+
+async fn get_key(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    admin(&st, &headers)?;
+    let store = st.store.clone();
+    let idc = id.clone();
+    match blocking(move || store.get_key(&idc)).await? {
+        Some(k) => Ok(Json(key_json(&k))),
+        None => Err(StoreError::NotFound(format!("no key with id '{id}'")).into()),
+    }
+}
+
+async fn revoke_key(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    admin(&st, &headers)?;
+    let store = st.store.clone();
+    let idc = id.clone();
+    blocking(move || store.revoke_key(&idc, now_ms())).await?;
+    log_event("info", "key revoked", json!({"key_id": id}));
+    Ok(Json(json!({"id": id, "status": "revoked"})))
+}
+
+async fn rotate_key(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    admin(&st, &headers)?;
+    let secret = new_secret("tg-")?;
+    let h = hash_key(&secret);
+    let store = st.store.clone();
+    let (idc, hc) = (id.clone(), h.clone());
+    blocking(move || store.set_key_hash(&idc, &hc)).await?;
+    log_event("info", "key rotated", json!({"key_id": id}));
+    Ok(Json(json!({"id": id, "key": secret, "key_hash": h, "note": "the old key stopped working; the new key is shown once"})))
+}
+
+/// A JSON field that may be absent (default), null (off) or a number.
+fn pct_field(v: &Option<Value>, name: &str, default: u32) -> ApiResult<Option<u32>> {
+    match v {
+        None => Ok(Some(default)),
+        Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(p) if (1..=1000).contains(&p) => Ok(Some(p as u32)),
+            _ => Err(ApiError::bad("invalid_field", format!("'{name}' must be an integer percent from 1 to 1000, or null"))),
+        },
+        Some(_) => Err(ApiError::bad("invalid_field", format!("'{name}' must be an integer percent, or null to turn it off"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BudgetReq {
+    #[serde(default)]
+    limit_micros: Option<u64>,
+    #[serde(default)]
+    limit_tokens: Option<u64>,
+    period: String,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    window_start_ms: Option<u64>,
+    #[serde(default)]
+    window_end_ms: Option<u64>,
+    #[serde(default)]
+    soft_pct: Option<Value>,
+    #[serde(default)]
+    hard_pct: Option<Value>,
+}
+
+fn scope_of(s: &str) -> ApiResult<ScopeType> {
+    ScopeType::parse(s).ok_or_else(|| ApiError::bad("invalid_scope", "scope type must be key, team or project"))
+}
+
+fn budget_json(b: &Budget, doc: Option<&BudgetDoc>) -> Value {
+    let mut v = serde_json::to_value(b).unwrap_or(Value::Null);
+    if let Some(d) = doc {
+        v["period_start_ms"] = json!(d.period_start_ms);
+        v["period_end_ms"] = json!(d.period_end_ms);
+        v["used_micros"] = json!(d.used_micros);
+        v["used_tokens"] = json!(d.used_tokens);
+        let pct = |used: u64, limit: Option<u64>| limit.filter(|l| *l > 0).map(|l| (used as f64) * 100.0 / l as f64);
+        v["used_pct_micros"] = json!(pct(d.used_micros, d.limit_micros));
+        v["used_pct_tokens"] = json!(pct(d.used_tokens, d.limit_tokens));
+    }
+    v
+}
+
+async fn put_budget(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((scope_type, scope_id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    admin(&st, &headers)?;
+    let scope_type = scope_of(&scope_type)?;
+    valid_name("scope_id", &scope_id)?;
+    let req: BudgetReq = serde_json::from_slice(&body).map_err(|e| ApiError::bad("invalid_json", e.to_string()))?;
+    if req.limit_micros.is_none() && req.limit_tokens.is_none() {
+        return Err(ApiError::bad("missing_limit", "set limit_micros and/or limit_tokens"));
+    }
+    let period = Period::parse(&req.period)
+        .ok_or_else(|| ApiError::bad("invalid_period", "period must be daily, weekly, monthly or fixed"))?;
+    let timezone = req.timezone.unwrap_or_else(|| "UTC".into());
+    if parse_tz(&timezone).is_none() {
+        return Err(ApiError::bad("invalid_timezone", format!("unknown time zone '{timezone}' (use an IANA name like Europe/Paris)")));
+    }
+    if period == Period::Fixed {
+        match (req.window_start_ms, req.window_end_ms) {
+            (Some(s), Some(e)) if s < e => {}
+            _ => return Err(ApiError::bad("invalid_window", "a fixed period needs window_start_ms < window_end_ms")),
+        }
+    }
+    let b = Budget {
+        scope_type,
+        scope_id,
+        limit_micros: req.limit_micros,
+        limit_tokens: req.limit_tokens,
+        period,
+        timezone,
+        window_start_ms: req.window_start_ms,
+        window_end_ms: req.window_end_ms,
+        soft_pct: pct_field(&req.soft_pct, "soft_pct", 80)?,
+        hard_pct: pct_field(&req.hard_pct, "hard_pct", 100)?,
+        updated_ms: now_ms(),
+    };
+    let store = st.store.clone();
+    let bc = b.clone();
+    blocking(move || store.put_budget(&bc, now_ms())).await?;
+    log_event("info", "budget set", json!({"scope_type": b.scope_type.as_str(), "scope_id": b.scope_id}));
+    st.alerts_wake.notify_one();
+    let store = st.store.clone();
+    let bc = b.clone();
+    let doc = blocking(move || budget_doc(store.as_ref(), &bc, now_ms(), 1)).await?;
+    Ok(Json(budget_json(&b, doc.as_ref())))
+}
+
+async fn get_budget(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((scope_type, scope_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    admin(&st, &headers)?;
+    let scope_type = scope_of(&scope_type)?;
+    let store = st.store.clone();
+    let budgets = blocking(move || store.list_budgets()).await?;
+    let b = budgets
+        .into_iter()
+        .find(|b| b.scope_type == scope_type && b.scope_id == scope_id)
+        .ok_or_else(|| ApiError::from(StoreError::NotFound(format!("no budget for {} '{scope_id}'", scope_type.as_str()))))?;
+    let store = st.store.clone();
+    let bc = b.clone();
+    let doc = blocking(move || budget_doc(store.as_ref(), &bc, now_ms(), 1)).await?;
+    Ok(Json(budget_json(&b, doc.as_ref())))
+}
+
+async fn delete_budget(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((scope_type, scope_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    admin(&st, &headers)?;
+    let scope_type = scope_of(&scope_type)?;
+    let store = st.store.clone();
+    blocking(move || store.delete_budget(scope_type, &scope_id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_budgets(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    admin(&st, &headers)?;
+    let store = st.store.clone();
+    let out = blocking(move || {
+        let now = now_ms();
+        let mut v = Vec::new();
+        for b in store.list_budgets()? {
+            let doc = budget_doc(store.as_ref(), &b, now, 1)?;
+            v.push(budget_json(&b, doc.as_ref()));
+        }
+        Ok(v)
+    })
+    .await?;
+    Ok(Json(json!({"budgets": out})))
+}
+
+/// A budget's state now, with the share of an Envoy among `nodes` active ones.
+/// `None` when the budget has no current period (a fixed window outside now).
+pub fn budget_doc(store: &dyn Store, b: &Budget, now: u64, nodes: u32) -> Result<Option<BudgetDoc>, StoreError> {
+    let Some((start, end)) = b.bounds(now) else { return Ok(None) };
+    let used = store.used(b.scope_type, &b.scope_id, start)?;
+    let mut doc = BudgetDoc {
+        scope_type: b.scope_type,
+        scope_id: b.scope_id.clone(),
+        limit_micros: b.limit_micros,
+        limit_tokens: b.limit_tokens,
+        period_start_ms: start,
+        period_end_ms: end,
+        used_micros: used.micros,
+        used_tokens: used.tokens,
+        soft_pct: b.soft_pct,
+        hard_pct: b.hard_pct,
+        share_micros: None,
+        share_tokens: None,
+    };
+    let n = u64::from(nodes.max(1));
+    doc.share_micros = doc.hard_limit_micros().map(|h| h.saturating_sub(used.micros) / n);
+    doc.share_tokens = doc.hard_limit_tokens().map(|h| h.saturating_sub(used.tokens) / n);
+    Ok(Some(doc))
+}
+
+async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
+    role(&st, &headers)?;
+    let batch: IngestBatch = serde_json::from_slice(&body).map_err(|e| ApiError::bad("invalid_json", e.to_string()))?;
+    let n = batch.records.len();
+    let store = st.store.clone();
+    let ack = blocking(move || store.ingest(&batch.node, &batch.records, now_ms())).await?;
+    if ack.accepted > 0 {
+        st.alerts_wake.notify_one();
+    }
+    log_event("debug", "ingest", json!({"records": n, "accepted": ack.accepted, "duplicates": ack.duplicates, "seq": ack.seq}));
+    Ok(Json(serde_json::to_value(ack).unwrap_or(Value::Null)))
+}
+
+#[derive(Deserialize)]
+struct StateQuery {
+    #[serde(default)]
+    node: Option<String>,
+}
+
+async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<StateQuery>) -> ApiResult<Response> {
+    role(&st, &headers)?;
+    let now = now_ms();
+    let nodes_active = {
+        let mut nodes = st.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = q.node.filter(|n| !n.is_empty()) {
+            nodes.insert(n, now);
+        }
+        let ttl = st.settings.node_ttl_ms;
+        nodes.retain(|_, seen| now.saturating_sub(*seen) <= ttl);
+        nodes.len().max(1) as u32
+    };
+    let store = st.store.clone();
+    let doc = blocking(move || {
+        let seq = store.seq()?;
+        let keys = store
+            .list_keys()?
+            .into_iter()
+            .filter(|k| k.revoked_ms.is_none())
+            .map(|k| KeyDoc { id: k.id, key_hash: k.key_hash, team: k.team, project: k.project, models: k.models, projects: k.projects, tags: k.tags })
+            .collect();
+        let mut budgets = Vec::new();
+        for b in store.list_budgets()? {
+            if let Some(d) = budget_doc(store.as_ref(), &b, now, nodes_active)? {
+                budgets.push(d);
+            }
+        }
+        Ok(StateDoc { seq, generated_ms: now, nodes_active, keys, budgets })
+    })
+    .await?;
+    // The ETag covers everything but the generation time.
+    let mut for_tag = doc.clone();
+    for_tag.generated_ms = 0;
+    let tag = format!("\"{}\"", &hash_key(&serde_json::to_string(&for_tag).unwrap_or_default())[..32]);
+    if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(tag.as_str()) {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&tag) {
+            r.headers_mut().insert("etag", v);
+        }
+        return Ok(r);
+    }
+    let mut r = Json(doc).into_response();
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        r.headers_mut().insert("etag", v);
+    }
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+struct AlertsQuery {
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+async fn list_alerts(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<AlertsQuery>) -> ApiResult<Json<Value>> {
+    admin(&st, &headers)?;
+    let store = st.store.clone();
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let alerts = blocking(move || store.list_alerts(limit)).await?;
+    Ok(Json(json!({"alerts": alerts})))
+}
+
+#[derive(Deserialize)]
+struct SpendQuery {
+    #[serde(default)]
+    scope_type: Option<String>,
+    #[serde(default)]
+    scope_id: Option<String>,
+    #[serde(default)]
+    from_ms: Option<u64>,
+    #[serde(default)]
+    to_ms: Option<u64>,
+}
+
+async fn spend(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<SpendQuery>) -> ApiResult<Json<Value>> {
+    admin(&st, &headers)?;
+    let scope = match (q.scope_type, q.scope_id) {
+        (Some(t), Some(id)) => Some((scope_of(&t)?, id)),
+        (None, None) => None,
+        _ => return Err(ApiError::bad("invalid_scope", "give both scope_type and scope_id, or neither")),
+    };
+    let f = SpendFilter { scope, from_ms: q.from_ms, to_ms: q.to_ms };
+    let store = st.store.clone();
+    let t = blocking(move || store.spend(&f)).await?;
+    Ok(Json(serde_json::to_value(t).unwrap_or(Value::Null)))
+}
+
+/// Delivers threshold alerts to the webhook, retrying with backoff.
+pub async fn alert_loop(st: Arc<AppState>) {
+    loop {
+        let _ = tokio::time::timeout(Duration::from_secs(1), st.alerts_wake.notified()).await;
+        let Some(url) = st.settings.webhook_url.clone() else { continue };
+        let store = st.store.clone();
+        let due = match tokio::task::spawn_blocking(move || store.due_alerts(now_ms())).await {
+            Ok(Ok(d)) => d,
+            _ => continue,
+        };
+        for a in due {
+            let url = url.clone();
+            let payload = json!({"event": "tollgate.budget_threshold", "alert": a});
+            let res = tokio::task::spawn_blocking(move || {
+                let agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build().new_agent();
+                agent.post(&url).send_json(&payload).map(|r| r.status().as_u16())
+            })
+            .await;
+            let (ok, err) = match res {
+                Ok(Ok(s)) if (200..300).contains(&s) => (true, None),
+                Ok(Ok(s)) => (false, Some(format!("webhook answered {s}"))),
+                Ok(Err(e)) => (false, Some(e.to_string())),
+                Err(e) => (false, Some(e.to_string())),
+            };
+            let backoff = 1000u64 << a.attempts.min(6);
+            let store = st.store.clone();
+            let e2 = err.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                store.alert_attempted(a.id, ok, e2.as_deref(), now_ms() + backoff, now_ms())
+            })
+            .await;
+            log_event(
+                if ok { "info" } else { "warn" },
+                "alert delivery",
+                json!({"alert_id": a.id, "scope": format!("{}:{}", a.scope_type.as_str(), a.scope_id), "threshold": a.threshold, "ok": ok, "error": err}),
+            );
+        }
+    }
+}

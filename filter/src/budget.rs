@@ -1,0 +1,294 @@
+//! Budget admission in the filter: reserve the worst case before a request
+//! goes upstream, settle with the real cost after. Pure arithmetic; the glue
+//! stores [`Counter`]s in Envoy shared data with compare-and-swap.
+//!
+//! Per scope (key, team, project) an Envoy keeps
+//! - `reserved`: worst cases of requests in flight on this Envoy;
+//! - `pending`: real cost of finished requests on this Envoy that the
+//!   control service's `used` does not include yet.
+//!
+//! A request is admitted when, for every budgeted scope it belongs to,
+//! `pending + reserved + worst ≤ share`, where `share` is this Envoy's part of
+//! what is left: (hard limit − fleet used) / active Envoys.
+
+use crate::errors::GatewayError;
+use crate::state::{BudgetDoc, ScopeType};
+
+/// Per-scope counters of one Envoy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub pending_micros: u64,
+    pub pending_tokens: u64,
+    pub reserved_micros: u64,
+    pub reserved_tokens: u64,
+}
+
+impl Counter {
+    pub fn encode(&self) -> String {
+        format!("{} {} {} {}", self.pending_micros, self.pending_tokens, self.reserved_micros, self.reserved_tokens)
+    }
+
+    /// Unreadable or missing values count as zero.
+    pub fn decode(b: &[u8]) -> Counter {
+        let s = std::str::from_utf8(b).unwrap_or("");
+        let mut it = s.split(' ').map(|x| x.parse::<u64>().unwrap_or(0));
+        Counter {
+            pending_micros: it.next().unwrap_or(0),
+            pending_tokens: it.next().unwrap_or(0),
+            reserved_micros: it.next().unwrap_or(0),
+            reserved_tokens: it.next().unwrap_or(0),
+        }
+    }
+
+    pub fn reserve(&mut self, c: Amount) {
+        self.reserved_micros = self.reserved_micros.saturating_add(c.micros);
+        self.reserved_tokens = self.reserved_tokens.saturating_add(c.tokens);
+    }
+
+    /// Replaces a reservation with the real amount.
+    pub fn settle(&mut self, reserved: Amount, actual: Amount) {
+        self.reserved_micros = self.reserved_micros.saturating_sub(reserved.micros);
+        self.reserved_tokens = self.reserved_tokens.saturating_sub(reserved.tokens);
+        self.pending_micros = self.pending_micros.saturating_add(actual.micros);
+        self.pending_tokens = self.pending_tokens.saturating_add(actual.tokens);
+    }
+
+    /// Records now counted in the fleet's `used`: no longer pending here.
+    pub fn reflect(&mut self, amount: Amount) {
+        self.pending_micros = self.pending_micros.saturating_sub(amount.micros);
+        self.pending_tokens = self.pending_tokens.saturating_sub(amount.tokens);
+    }
+}
+
+/// Money and tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Amount {
+    pub micros: u64,
+    pub tokens: u64,
+}
+
+/// The shared-data key of a scope's counter.
+pub fn counter_key(scope_type: ScopeType, scope_id: &str) -> String {
+    format!("tollgate:v1:budget:{}:{}", scope_type.as_str(), scope_id)
+}
+
+/// `"team:search"`.
+pub fn scope_label(scope_type: ScopeType, scope_id: &str) -> String {
+    format!("{}:{}", scope_type.as_str(), scope_id)
+}
+
+/// Parses `"team:search"`.
+pub fn parse_scope_label(s: &str) -> Option<(ScopeType, &str)> {
+    let (t, id) = s.split_once(':')?;
+    Some((ScopeType::parse(t)?, id))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// Admitted; `soft` when the soft threshold is reached.
+    Allow { soft: bool, remaining: Remaining },
+    Deny { remaining: Remaining },
+}
+
+/// What is left for this Envoy in a scope (None = no limit of that kind).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Remaining {
+    pub micros: Option<u64>,
+    pub tokens: Option<u64>,
+}
+
+/// May a request whose worst case is `worst` start, given the counter?
+pub fn check(b: &BudgetDoc, c: &Counter, worst: Amount) -> Check {
+    let spent_m = c.pending_micros.saturating_add(c.reserved_micros);
+    let spent_t = c.pending_tokens.saturating_add(c.reserved_tokens);
+    let remaining = Remaining {
+        micros: b.share_micros.map(|s| s.saturating_sub(spent_m)),
+        tokens: b.share_tokens.map(|s| s.saturating_sub(spent_t)),
+    };
+    let over_m = b.share_micros.is_some_and(|s| spent_m.saturating_add(worst.micros) > s);
+    let over_t = b.share_tokens.is_some_and(|s| spent_t.saturating_add(worst.tokens) > s);
+    // An exhausted scope refuses even free requests: nothing is left.
+    let exhausted = remaining.micros == Some(0) || remaining.tokens == Some(0);
+    if over_m || over_t || exhausted {
+        return Check::Deny { remaining };
+    }
+    let used_m = b.used_micros.saturating_add(c.pending_micros);
+    let used_t = b.used_tokens.saturating_add(c.pending_tokens);
+    let soft = b.soft_limit_micros().is_some_and(|l| used_m >= l) || b.soft_limit_tokens().is_some_and(|l| used_t >= l);
+    Check::Allow { soft, remaining }
+}
+
+/// The 429 a client gets when a budget is exhausted.
+pub fn exhausted_error(b: &BudgetDoc, c: &Counter, now_ms: u64) -> (GatewayError, Vec<(String, String)>) {
+    let details = exhausted_details(b, c);
+    let label = scope_label(b.scope_type, &b.scope_id);
+    let used_m = b.used_micros.saturating_add(c.pending_micros);
+    let used_t = b.used_tokens.saturating_add(c.pending_tokens);
+    let mut limits = Vec::new();
+    if let Some(l) = b.limit_micros {
+        limits.push(format!("{} of {} USD", usd(used_m), usd(l)));
+    }
+    if let Some(l) = b.limit_tokens {
+        limits.push(format!("{used_t} of {l} tokens"));
+    }
+    let resets = rfc3339(b.period_end_ms);
+    let message = format!(
+        "The budget of {} '{}' is exhausted ({} used this period). It resets at {}. \
+         To continue sooner, ask the owner of {} '{}' to raise the budget (PUT /v1/budgets/{}/{} on the Tollgate control service).",
+        b.scope_type.as_str(),
+        b.scope_id,
+        limits.join(", "),
+        resets,
+        b.scope_type.as_str(),
+        b.scope_id,
+        b.scope_type.as_str(),
+        b.scope_id
+    );
+    let e = GatewayError::budget_exhausted(message, details);
+    let retry = b.period_end_ms.saturating_sub(now_ms).div_ceil(1000).max(1);
+    let headers = vec![
+        ("retry-after".to_string(), retry.to_string()),
+        ("x-tollgate-budget-scope".to_string(), label),
+        ("x-tollgate-budget-resets-at".to_string(), resets),
+        ("x-tollgate-budget-remaining-micros".to_string(), "0".to_string()),
+        ("x-tollgate-budget-remaining-tokens".to_string(), "0".to_string()),
+    ];
+    (e, headers)
+}
+
+/// The budget part of a 429 body, added next to `error.type/code/message`.
+pub fn exhausted_details(b: &BudgetDoc, c: &Counter) -> serde_json::Value {
+    serde_json::json!({
+        "scope": scope_label(b.scope_type, &b.scope_id),
+        "limit_micros": b.limit_micros,
+        "limit_tokens": b.limit_tokens,
+        "used_micros": b.used_micros.saturating_add(c.pending_micros),
+        "used_tokens": b.used_tokens.saturating_add(c.pending_tokens),
+        "period_start": rfc3339(b.period_start_ms),
+        "resets_at": rfc3339(b.period_end_ms),
+        "how_to_increase": format!("ask an admin to raise the budget: PUT /v1/budgets/{}/{} on the Tollgate control service", b.scope_type.as_str(), b.scope_id),
+    })
+}
+
+/// Micro-dollars as a decimal USD string, exactly (integers only).
+pub fn usd(micros: u64) -> String {
+    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
+}
+
+/// Unix ms → `YYYY-MM-DDTHH:MM:SSZ` (UTC), without a clock or chrono.
+pub fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(limit: u64, used: u64, share: u64) -> BudgetDoc {
+        BudgetDoc {
+            scope_type: ScopeType::Team,
+            scope_id: "search".into(),
+            limit_micros: Some(limit),
+            limit_tokens: None,
+            period_start_ms: 1_793_491_200_000,
+            period_end_ms: 1_796_083_200_000,
+            used_micros: used,
+            used_tokens: 0,
+            soft_pct: Some(80),
+            hard_pct: Some(100),
+            share_micros: Some(share),
+            share_tokens: None,
+        }
+    }
+
+    #[test]
+    fn counter_round_trip_and_garbage() {
+        let c = Counter { pending_micros: 1, pending_tokens: 2, reserved_micros: 3, reserved_tokens: 4 };
+        assert_eq!(Counter::decode(c.encode().as_bytes()), c);
+        assert_eq!(Counter::decode(b"junk"), Counter::default());
+    }
+
+    #[test]
+    fn reserve_settle_reflect() {
+        let mut c = Counter::default();
+        c.reserve(Amount { micros: 100, tokens: 10 });
+        c.settle(Amount { micros: 100, tokens: 10 }, Amount { micros: 40, tokens: 7 });
+        assert_eq!(c, Counter { pending_micros: 40, pending_tokens: 7, reserved_micros: 0, reserved_tokens: 0 });
+        c.reflect(Amount { micros: 50, tokens: 7 });
+        assert_eq!(c, Counter::default());
+    }
+
+    #[test]
+    fn admission_against_the_share() {
+        let b = doc(1000, 500, 250); // two Envoys share the 500 left
+        let c = Counter { pending_micros: 100, reserved_micros: 100, ..Default::default() };
+        assert!(matches!(check(&b, &c, Amount { micros: 50, tokens: 0 }), Check::Allow { .. }));
+        assert!(matches!(check(&b, &c, Amount { micros: 51, tokens: 0 }), Check::Deny { .. }));
+    }
+
+    #[test]
+    fn soft_threshold_counts_pending() {
+        let b = doc(1000, 700, 300);
+        let c = Counter { pending_micros: 99, ..Default::default() };
+        assert_eq!(check(&b, &c, Amount::default()), Check::Allow { soft: false, remaining: Remaining { micros: Some(201), tokens: None } });
+        let c = Counter { pending_micros: 100, ..Default::default() };
+        assert!(matches!(check(&b, &c, Amount::default()), Check::Allow { soft: true, .. }));
+    }
+
+    #[test]
+    fn exhausted_refuses_even_free_requests() {
+        let b = doc(1000, 1000, 0);
+        assert!(matches!(check(&b, &Counter::default(), Amount::default()), Check::Deny { .. }));
+        // no hard stop: never denied
+        let mut b = doc(1000, 5000, 0);
+        b.hard_pct = None;
+        b.share_micros = None;
+        assert!(matches!(check(&b, &Counter::default(), Amount { micros: 10, tokens: 0 }), Check::Allow { soft: true, .. }));
+    }
+
+    #[test]
+    fn error_says_scope_limit_use_reset_and_how() {
+        let b = doc(10_000_000, 10_002_100, 0);
+        let (e, h) = exhausted_error(&b, &Counter::default(), 1_796_083_100_000);
+        assert_eq!((e.status, e.kind, e.code), (429, "budget_exhausted", "budget_exhausted"));
+        assert!(e.message.contains("team 'search'"), "{}", e.message);
+        assert!(e.message.contains("10.002100 of 10.000000 USD"), "{}", e.message);
+        assert!(e.message.contains("2026-12-01T00:00:00Z"), "{}", e.message);
+        assert!(e.message.contains("PUT /v1/budgets/team/search"));
+        assert!(h.contains(&("retry-after".into(), "100".into())));
+        let body: serde_json::Value = serde_json::from_str(&e.body()).unwrap();
+        assert_eq!(body["error"]["scope"], "team:search");
+        assert_eq!(body["error"]["limit_micros"], 10_000_000);
+        assert_eq!(body["error"]["resets_at"], "2026-12-01T00:00:00Z");
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_796_083_200_000), "2026-12-01T00:00:00Z");
+        assert_eq!(usd(1), "0.000001");
+        assert_eq!(usd(12_345_678), "12.345678");
+    }
+
+    #[test]
+    fn scope_labels() {
+        assert_eq!(parse_scope_label("team:a:b"), Some((ScopeType::Team, "a:b")));
+        assert_eq!(parse_scope_label("nope:x"), None);
+        assert_eq!(counter_key(ScopeType::Key, "k1"), "tollgate:v1:budget:key:k1");
+    }
+}
