@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tollgate_filter::keys::{hash_key, to_hex};
-use tollgate_filter::state::{BudgetDoc, IngestBatch, KeyDoc, ScopeType, StateDoc};
+use tollgate_filter::state::{BudgetDoc, KeyDoc, ScopeType, StateDoc};
 
 use crate::periods::{parse_tz, Period};
 use crate::store::{Budget, KeyRow, SpendFilter, Store, StoreError};
@@ -276,10 +276,15 @@ struct BudgetReq {
     window_start_ms: Option<u64>,
     #[serde(default)]
     window_end_ms: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     soft_pct: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     hard_pct: Option<Value>,
+}
+
+/// Keeps an explicit `null` (Some(Null)) apart from an absent field (None).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 fn scope_of(s: &str) -> ApiResult<ScopeType> {
@@ -423,10 +428,29 @@ pub fn budget_doc(store: &dyn Store, b: &Budget, now: u64, nodes: u32) -> Result
 
 async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
     role(&st, &headers)?;
-    let batch: IngestBatch = serde_json::from_slice(&body).map_err(|e| ApiError::bad("invalid_json", e.to_string()))?;
-    let n = batch.records.len();
+    #[derive(Deserialize)]
+    struct RawBatch<'a> {
+        node: String,
+        #[serde(borrow)]
+        records: Vec<&'a serde_json::value::RawValue>,
+    }
     let store = st.store.clone();
-    let ack = blocking(move || store.ingest(&batch.node, &batch.records, now_ms())).await?;
+    let (n, ack) = blocking(move || {
+        let batch: RawBatch = serde_json::from_slice(&body).map_err(|e| StoreError::Invalid(format!("invalid JSON: {e}")))?;
+        let raw: Vec<&str> = batch.records.iter().map(|r| r.get()).collect();
+        let mut records = Vec::with_capacity(raw.len());
+        for (i, r) in raw.iter().enumerate() {
+            records.push(
+                serde_json::from_str(r).map_err(|e| StoreError::Invalid(format!("invalid JSON: records[{i}]: {e}")))?,
+            );
+        }
+        Ok((records.len(), store.ingest(&batch.node, &records, Some(&raw), now_ms())?))
+    })
+    .await
+    .map_err(|e| match e.code {
+        "invalid" => ApiError::bad("invalid_json", e.message),
+        _ => e,
+    })?;
     if ack.accepted > 0 {
         st.alerts_wake.notify_one();
     }

@@ -362,8 +362,8 @@ impl Store for SqliteStore {
         Ok(r.map(|(m, t)| Used { micros: u(m), tokens: u(t) }).unwrap_or_default())
     }
 
-    fn ingest(&self, node: &str, records: &[UsageRecord], now_ms: u64) -> Result<IngestAck> {
-        self.ingest_from(node, records, now_ms)
+    fn ingest(&self, node: &str, records: &[UsageRecord], raw: Option<&[&str]>, now_ms: u64) -> Result<IngestAck> {
+        self.ingest_from(node, records, raw, now_ms)
     }
 
     fn seq(&self) -> Result<u64> {
@@ -432,7 +432,7 @@ impl Store for SqliteStore {
 
 impl SqliteStore {
     /// Ingest with the sending Envoy's node name recorded.
-    pub fn ingest_from(&self, node: &str, records: &[UsageRecord], now_ms: u64) -> Result<IngestAck> {
+    pub fn ingest_from(&self, node: &str, records: &[UsageRecord], raw: Option<&[&str]>, now_ms: u64) -> Result<IngestAck> {
         let mut c = self.conn();
         let tx = c.transaction().map_err(be)?;
         let budgets = load_budgets(&tx)?;
@@ -456,11 +456,15 @@ impl SqliteStore {
                         used_micros = used_micros + excluded.used_micros, used_tokens = used_tokens + excluded.used_tokens",
                 )
                 .map_err(be)?;
-            for r in records {
+            for (idx, r) in records.iter().enumerate() {
                 if r.id.is_empty() {
                     return Err(StoreError::Invalid("a record has an empty id".into()));
                 }
                 let outcome = serde_json::to_string(&r.outcome).unwrap_or_default();
+                let text = match raw.and_then(|raw| raw.get(idx)) {
+                    Some(t) => std::borrow::Cow::Borrowed(*t),
+                    None => std::borrow::Cow::Owned(serde_json::to_string(r).unwrap_or_default()),
+                };
                 let n = insert
                     .execute(params![
                         r.id,
@@ -481,7 +485,7 @@ impl SqliteStore {
                         i(r.usage.output_tokens),
                         i(r.usage.reasoning_tokens),
                         i(r.cost_micros),
-                        serde_json::to_string(r).unwrap_or_default()
+                        text.as_ref()
                     ])
                     .map_err(be)?;
                 if n == 0 {

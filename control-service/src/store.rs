@@ -134,7 +134,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores records durably (idempotent by record id), counts them against
     /// budgets and raises threshold alerts, all in one transaction.
-    fn ingest(&self, node: &str, records: &[UsageRecord], now_ms: u64) -> Result<IngestAck>;
+    /// `raw[i]`, when given, is the JSON text `records[i]` was parsed from
+    /// (stored as is, which saves serialising it again).
+    fn ingest(&self, node: &str, records: &[UsageRecord], raw: Option<&[&str]>, now_ms: u64) -> Result<IngestAck>;
     /// The current ingest sequence.
     fn seq(&self) -> Result<u64>;
     fn spend(&self, filter: &SpendFilter) -> Result<SpendTotals>;

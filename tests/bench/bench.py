@@ -7,6 +7,11 @@ Prints req/s, p50 and p99 latency for both and the ratios, plus each Envoy's
 resident memory after the load. Target: Tollgate >= 95 % of plain Envoy's
 req/s at 1 KB.
 
+Then: Tollgate with budgets on (control service + a budget on the key's team,
+reserve/settle on every request) vs off (no control section), 1 KB; target:
+the budget path costs <= 5 %. And the control service's ingest rate on SQLite
+(cargo example ingest_bench); target >= 50,000 records/s.
+
 Environment knobs: BENCH_SECONDS (default 8), BENCH_CONNECTIONS (default 16),
 BENCH_ENVOY_CONCURRENCY (default 1).
 """
@@ -20,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
@@ -91,16 +97,29 @@ def main() -> int:
         return 1
     work = Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
     mock = sm.Mock(log_path=work / "mock.log")
-    base = sm.demo_config(sm.free_port(), sm.free_port(), mock.port, access_log="/dev/null")
-    # No per-request log line in the benchmark (the access log is off too, for both).
-    pc = sm.plugin_config(base)
-    pc["log_records"] = False
-    tg_cfg = sm.demo_config(sm.free_port(), sm.free_port(), mock.port, access_log="/dev/null",
-                            plugin_patch=lambda c: c.update(log_records=False))
-    for c in (base, tg_cfg):
+    control = sm.Control(work)
+
+    def no_control(c):
+        c.update(log_records=False)
+        c.pop("control", None)
+
+    def cfg(patch):
+        c = sm.demo_config(sm.free_port(), sm.free_port(), mock.port, access_log="/dev/null", plugin_patch=patch,
+                           control_port=control.port)
+        # No per-request log line and no access log in the benchmark, for every Envoy.
         c["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"].pop("access_log")
+        return c
+
+    base = cfg(no_control)
+    base.pop("bootstrap_extensions")
+    tg_cfg = cfg(no_control)
+    tg_cfg.pop("bootstrap_extensions")
+    budget_cfg = cfg(lambda c: c.update(log_records=False))
+    # A budget that never runs out: every request reserves and settles against it.
+    control.api("PUT", "/v1/budgets/team/search", {"limit_micros": 10**15, "period": "monthly"}, expect=200)
     plain = sm.Envoy(plain_config(base), work, concurrency=CONCURRENCY, name="plain")
     tollgate = sm.Envoy(tg_cfg, work, concurrency=CONCURRENCY, name="tollgate")
+    budgeted = sm.Envoy(budget_cfg, work, concurrency=CONCURRENCY, name="budgeted")
     cases = [("1 KB JSON", 1024, False), ("32 KB JSON", 32 * 1024, False), ("1 KB stream", 1024, True)]
     rows = []
     try:
@@ -117,10 +136,18 @@ def main() -> int:
             t = wrk(tollgate.url + "/v1/chat/completions", tg_script)
             rows.append((name, p, t))
         mem = (rss_mib(plain.proc.pid), rss_mib(tollgate.proc.pid))
+        tg_script = work / "tg-1024-False.lua"
+        time.sleep(1.5)  # the budgeted Envoy has polled its state
+        subprocess.run(["wrk", "-t1", "-c4", "-d1s", "-s", str(tg_script), budgeted.url + "/v1/chat/completions"],
+                       capture_output=True, check=True)
+        off = wrk(tollgate.url + "/v1/chat/completions", tg_script)
+        on = wrk(budgeted.url + "/v1/chat/completions", tg_script)
+        budget_log = budgeted.log()
     finally:
-        plain.stop()
-        tollgate.stop()
+        for e in (plain, tollgate, budgeted):
+            e.stop()
         mock.stop()
+        control.stop()
 
     print(f"\nTollgate benchmark: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s, Envoy --concurrency {CONCURRENCY}, "
           f"mock provider on loopback, {os.cpu_count()} cores\n")
@@ -137,6 +164,19 @@ def main() -> int:
     first = rows[0]
     ratio = first[2]["rps"] / first[1]["rps"]
     print(f"target: tollgate >= 95% of plain req/s at 1 KB: {ratio:.1%} -> {'met' if ratio >= 0.95 else 'NOT met'}")
+
+    print(f"\nBudgets, 1 KB JSON: off {off['rps']:.0f} req/s (p99 {off['p99']:.2f}ms), "
+          f"on {on['rps']:.0f} req/s (p99 {on['p99']:.2f}ms): {on['rps'] / off['rps']:.1%} "
+          f"-> budget path costs {max(0.0, 1 - on['rps'] / off['rps']):.1%} (target <= 5%)")
+    for who, r in (("budgets off", off), ("budgets on", on)):
+        if r["non2xx"] or r["errors"]:
+            print(f"  ! {who}: {r['non2xx']} non-2xx responses {r['errors']}")
+    if "budget counter" in budget_log:
+        print("  ! budget counter contention was logged")
+    print()
+    sys.stdout.flush()
+    subprocess.run(["cargo", "run", "--release", "-q", "-p", "tollgate-control", "--example", "ingest_bench"],
+                   cwd=sm.ROOT, check=True)
     return 0
 
 

@@ -1,0 +1,139 @@
+//! `make bench` part: control-service ingest throughput on the SQLite store,
+//! directly through the store and over HTTP (POST /v1/usage, batches of 500),
+//! with three budgets matching every record. Prints records/s.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tollgate_control::api::{router, AppState, Settings};
+use tollgate_control::periods::Period;
+use tollgate_control::sqlite::SqliteStore;
+use tollgate_control::store::{Budget, Store};
+use tollgate_filter::keys::hash_key;
+use tollgate_filter::record::{Outcome, UsageRecord, UsageSource};
+use tollgate_filter::request::Api;
+use tollgate_filter::state::ScopeType;
+use tollgate_filter::usage::Usage;
+
+fn record(i: u64, now: u64) -> UsageRecord {
+    UsageRecord {
+        v: 1,
+        id: format!("bench-{i:012}"),
+        ts_ms: now,
+        key_id: format!("key-{}", i % 50),
+        key_hash: "0".repeat(64),
+        team: format!("team-{}", i % 10),
+        project: format!("project-{}", i % 20),
+        feature: Some("summarise".into()),
+        prompt_version: Some("v3".into()),
+        user: None,
+        tags: BTreeMap::new(),
+        api: Api::OpenAiChat,
+        provider: Some("openai".into()),
+        route: Some("openai/gpt-5.4".into()),
+        model_requested: Some("openai/gpt-5.4".into()),
+        model_upstream: Some("gpt-5.4".into()),
+        model_served: Some("gpt-5.4".into()),
+        stream: i % 3 == 0,
+        status: 200,
+        outcome: Outcome::Ok,
+        error_code: None,
+        usage: Usage { input_tokens: 900, cached_input_tokens: 300, output_tokens: 120, ..Default::default() },
+        usage_source: UsageSource::Provider,
+        cost_micros: 4000,
+        priced: true,
+        latency_ms: 800,
+        ttfb_ms: Some(200),
+        budget_scopes: vec![],
+        budget_decision: "ok".into(),
+    }
+}
+
+fn budgets(s: &SqliteStore, now: u64) {
+    for (t, id) in [(ScopeType::Team, "team-1"), (ScopeType::Project, "project-1"), (ScopeType::Key, "key-1")] {
+        s.put_budget(
+            &Budget {
+                scope_type: t,
+                scope_id: id.into(),
+                limit_micros: Some(u64::MAX / 4),
+                limit_tokens: None,
+                period: Period::Monthly,
+                timezone: "UTC".into(),
+                window_start_ms: None,
+                window_end_ms: None,
+                soft_pct: Some(80),
+                hard_pct: Some(100),
+                updated_ms: now,
+            },
+            now,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+fn main() {
+    let n: u64 = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let batch = 500u64;
+    let dir = std::env::temp_dir().join(format!("tollgate-ingest-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let now = tollgate_control::now_ms();
+
+    // 1. Directly through the store.
+    let store = SqliteStore::open(&dir.join("direct.db")).unwrap_or_else(|e| panic!("{e}"));
+    budgets(&store, now);
+    let recs: Vec<UsageRecord> = (0..n).map(|i| record(i, now)).collect();
+    let t = Instant::now();
+    for chunk in recs.chunks(batch as usize) {
+        store.ingest("bench", chunk, None, now).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let direct = n as f64 / t.elapsed().as_secs_f64();
+
+    // 2. Over HTTP, JSON batches, one client.
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+    let store = Arc::new(SqliteStore::open(&dir.join("http.db")).unwrap_or_else(|e| panic!("{e}")));
+    budgets(&store, now);
+    let st = AppState::new(
+        store,
+        Settings { admin_token_hash: hash_key("a".repeat(20).as_str()), filter_token_hash: hash_key("f".repeat(20).as_str()), webhook_url: None, node_ttl_ms: 15_000 },
+    );
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    rt.spawn(async move { axum::serve(listener, router(st)).await });
+    let bodies: Vec<String> = recs
+        .chunks(batch as usize)
+        .map(|c| serde_json::json!({"node": "bench", "records": c}).to_string())
+        .collect();
+    // Four senders, as four Envoys would be: parsing overlaps with the (serialised) SQLite writes.
+    let senders = 4;
+    let auth = format!("Bearer {}", "f".repeat(20));
+    let url = format!("http://{addr}/v1/usage");
+    let bodies = Arc::new(bodies);
+    let t = Instant::now();
+    let handles: Vec<_> = (0..senders)
+        .map(|k| {
+            let (bodies, auth, url) = (bodies.clone(), auth.clone(), url.clone());
+            std::thread::spawn(move || {
+                let agent = ureq::Agent::new_with_defaults();
+                for b in bodies.iter().skip(k).step_by(senders) {
+                    let r = agent
+                        .post(&url)
+                        .header("authorization", &auth)
+                        .header("content-type", "application/json")
+                        .send(b.as_bytes())
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    assert_eq!(r.status().as_u16(), 200);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap_or_else(|_| panic!("sender failed"));
+    }
+    let http = n as f64 / t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("control-service ingest, SQLite (synchronous=FULL, WAL), {n} records in batches of {batch}, 3 budgets:");
+    println!("  store direct           : {direct:>10.0} records/s");
+    println!("  HTTP /v1/usage, {senders} senders: {http:>10.0} records/s   (target >= 50000/s: {})", if http >= 50_000.0 { "met" } else { "NOT met" });
+}

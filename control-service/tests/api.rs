@@ -1,0 +1,109 @@
+//! The HTTP API on port 0, over real HTTP, with a real SQLite file.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tollgate_control::api::{router, AppState, Settings};
+use tollgate_control::sqlite::SqliteStore;
+use tollgate_filter::keys::hash_key;
+
+const ADMIN: &str = "admin-token-0123456789";
+const FILTER: &str = "filter-token-0123456789";
+
+async fn start() -> (String, std::path::PathBuf) {
+    let mut raw = [0u8; 8];
+    getrandom::fill(&mut raw).unwrap();
+    let dir = std::env::temp_dir().join(format!("tollgate-api-{}", u64::from_le_bytes(raw)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.join("t.db")).unwrap());
+    let st = AppState::new(
+        store,
+        Settings { admin_token_hash: hash_key(ADMIN), filter_token_hash: hash_key(FILTER), webhook_url: None, node_ttl_ms: 60_000 },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(st)).await.unwrap() });
+    (format!("http://{addr}"), dir)
+}
+
+fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>, etag: Option<&str>) -> (u16, Value, Option<String>) {
+    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let mut req = match method {
+        "GET" => agent.get(url).force_send_body(),
+        "POST" => agent.post(url),
+        "PUT" => agent.put(url),
+        _ => agent.delete(url).force_send_body(),
+    };
+    if let Some(t) = token {
+        req = req.header("authorization", &format!("Bearer {t}"));
+    }
+    if let Some(e) = etag {
+        req = req.header("if-none-match", e);
+    }
+    let mut resp = match body {
+        Some(b) => req.send_json(b).unwrap(),
+        None => req.send_empty().unwrap(),
+    };
+    let status = resp.status().as_u16();
+    let tag = resp.headers().get("etag").map(|v| v.to_str().unwrap().to_string());
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null), tag)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_validation_state_and_etag() {
+    let (base, _dir) = start().await;
+    let b = base.clone();
+    tokio::task::spawn_blocking(move || {
+        let base = b;
+        // tokens
+        assert_eq!(call("GET", &format!("{base}/v1/keys"), None, None, None).0, 401);
+        assert_eq!(call("GET", &format!("{base}/v1/keys"), Some("wrong-token-0000000"), None, None).0, 401);
+        let (s, v, _) = call("POST", &format!("{base}/v1/keys"), Some(FILTER), Some(json!({"team": "t", "project": "p"})), None);
+        assert_eq!((s, v["error"]["code"].as_str()), (403, Some("admin_only")));
+        // create a key: the secret once, only its hash stored
+        let (s, key, _) = call("POST", &format!("{base}/v1/keys"), Some(ADMIN), Some(json!({"team": "t", "project": "p", "id": "k1"})), None);
+        assert_eq!(s, 201);
+        let secret = key["key"].as_str().unwrap().to_string();
+        assert_eq!(key["key_hash"].as_str().unwrap(), hash_key(&secret));
+        let (_, list, _) = call("GET", &format!("{base}/v1/keys"), Some(ADMIN), None, None);
+        assert!(!list.to_string().contains(&secret));
+        assert_eq!(call("POST", &format!("{base}/v1/keys"), Some(ADMIN), Some(json!({"team": "t", "project": "p", "id": "k1"})), None).0, 409);
+        assert_eq!(call("POST", &format!("{base}/v1/keys"), Some(ADMIN), Some(json!({"team": "bad team", "project": "p"})), None).0, 400);
+        // budgets: validation
+        let put = |body: Value| call("PUT", &format!("{base}/v1/budgets/team/t"), Some(ADMIN), Some(body), None);
+        assert_eq!(put(json!({"period": "monthly"})).1["error"]["code"], "missing_limit");
+        assert_eq!(put(json!({"limit_micros": 5, "period": "yearly"})).1["error"]["code"], "invalid_period");
+        assert_eq!(put(json!({"limit_micros": 5, "period": "daily", "timezone": "Mars/Base"})).1["error"]["code"], "invalid_timezone");
+        assert_eq!(put(json!({"limit_micros": 5, "period": "fixed"})).1["error"]["code"], "invalid_window");
+        assert_eq!(put(json!({"limit_micros": 5, "period": "daily", "soft_pct": "x"})).0, 400);
+        let (s, b, _) = put(json!({"limit_micros": 1000, "period": "daily", "soft_pct": null}));
+        assert_eq!(s, 200);
+        assert!(b["soft_pct"].is_null() && b["hard_pct"] == 100);
+        // state for the filters, with an ETag
+        let url = format!("{base}/v1/state?node=envoy-a");
+        let (s, st, tag) = call("GET", &url, Some(FILTER), None, None);
+        assert_eq!(s, 200);
+        assert_eq!(st["keys"][0]["id"], "k1");
+        assert_eq!(st["budgets"][0]["share_micros"], 1000);
+        let (s, _, _) = call("GET", &url, Some(FILTER), None, tag.as_deref());
+        assert_eq!(s, 304, "unchanged state costs nothing");
+        // a second Envoy halves the share
+        call("GET", &format!("{base}/v1/state?node=envoy-b"), Some(FILTER), None, None);
+        let (_, st, tag2) = call("GET", &url, Some(FILTER), None, tag.as_deref());
+        assert_eq!(st["budgets"][0]["share_micros"], 500);
+        assert_ne!(tag, tag2);
+        // revoke: gone from the state
+        assert_eq!(call("POST", &format!("{base}/v1/keys/k1/revoke"), Some(ADMIN), None, None).0, 200);
+        let (_, st, _) = call("GET", &url, Some(FILTER), None, None);
+        assert_eq!(st["keys"].as_array().unwrap().len(), 0);
+        assert_eq!(call("POST", &format!("{base}/v1/keys/nope/revoke"), Some(ADMIN), None, None).0, 404);
+        // ingest rejects garbage with a clear error and loses nothing
+        let (s, e, _) = call("POST", &format!("{base}/v1/usage"), Some(FILTER), Some(json!({"node": "n", "records": [{"id": 1}]})), None);
+        assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_json")));
+        let (_, h, _) = call("GET", &format!("{base}/healthz"), None, None, None);
+        assert_eq!(h["status"], "ok");
+    })
+    .await
+    .unwrap();
+}

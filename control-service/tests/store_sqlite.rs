@@ -1,0 +1,178 @@
+//! The SQLite store against a real database file.
+
+use std::collections::BTreeMap;
+
+use tollgate_control::periods::Period;
+use tollgate_control::sqlite::SqliteStore;
+use tollgate_control::store::{Budget, KeyRow, SpendFilter, Store};
+use tollgate_filter::record::{Outcome, UsageRecord, UsageSource};
+use tollgate_filter::request::Api;
+use tollgate_filter::state::ScopeType;
+use tollgate_filter::usage::Usage;
+
+const NOW: u64 = 1_795_885_000_000; // 2026-11-28
+
+fn store() -> (SqliteStore, tempdir::Dir) {
+    let dir = tempdir::Dir::new();
+    (SqliteStore::open(&dir.path.join("t.db")).unwrap(), dir)
+}
+
+mod tempdir {
+    pub struct Dir {
+        pub path: std::path::PathBuf,
+    }
+    impl Dir {
+        pub fn new() -> Dir {
+            let mut raw = [0u8; 8];
+            getrandom::fill(&mut raw).unwrap();
+            let path = std::env::temp_dir().join(format!("tollgate-test-{}", u64::from_le_bytes(raw)));
+            std::fs::create_dir_all(&path).unwrap();
+            Dir { path }
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn rec(id: &str, team: &str, cost: u64, input: u64, output: u64) -> UsageRecord {
+    UsageRecord {
+        v: 1,
+        id: id.into(),
+        ts_ms: NOW,
+        key_id: "k1".into(),
+        key_hash: "h".into(),
+        team: team.into(),
+        project: "p".into(),
+        feature: None,
+        prompt_version: None,
+        user: None,
+        tags: BTreeMap::new(),
+        api: Api::OpenAiChat,
+        provider: Some("openai".into()),
+        route: None,
+        model_requested: None,
+        model_upstream: Some("gpt-5.4".into()),
+        model_served: None,
+        stream: false,
+        status: 200,
+        outcome: Outcome::Ok,
+        error_code: None,
+        usage: Usage { input_tokens: input, output_tokens: output, ..Default::default() },
+        usage_source: UsageSource::Provider,
+        cost_micros: cost,
+        priced: true,
+        latency_ms: 1,
+        ttfb_ms: None,
+        budget_scopes: vec![],
+        budget_decision: "off".into(),
+    }
+}
+
+fn budget(team: &str, limit: u64) -> Budget {
+    Budget {
+        scope_type: ScopeType::Team,
+        scope_id: team.into(),
+        limit_micros: Some(limit),
+        limit_tokens: None,
+        period: Period::Monthly,
+        timezone: "UTC".into(),
+        window_start_ms: None,
+        window_end_ms: None,
+        soft_pct: Some(80),
+        hard_pct: Some(100),
+        updated_ms: NOW,
+    }
+}
+
+#[test]
+fn ingest_is_idempotent_by_record_id() {
+    let (s, _d) = store();
+    let a = s.ingest("n1", &[rec("r1", "t", 10, 1, 2), rec("r2", "t", 20, 3, 4)], None, NOW).unwrap();
+    assert_eq!((a.accepted, a.duplicates), (2, 0));
+    let b = s.ingest("n2", &[rec("r2", "t", 20, 3, 4), rec("r3", "t", 5, 0, 1)], None, NOW).unwrap();
+    assert_eq!((b.accepted, b.duplicates), (1, 1));
+    assert!(b.seq > a.seq);
+    let t = s.spend(&SpendFilter::default()).unwrap();
+    assert_eq!((t.requests, t.cost_micros, t.input_tokens, t.output_tokens), (3, 35, 4, 7));
+}
+
+#[test]
+fn budgets_count_their_scope_and_period_and_recount_on_change() {
+    let (s, _d) = store();
+    s.ingest("n", &[rec("old", "t", 100, 0, 0)], None, NOW).unwrap();
+    s.put_budget(&budget("t", 1000), NOW).unwrap();
+    let start = budget("t", 0).bounds(NOW).unwrap().0;
+    assert_eq!(s.used(ScopeType::Team, "t", start).unwrap().micros, 100, "existing usage is counted when a budget is set");
+    s.ingest("n", &[rec("a", "t", 50, 1, 1), rec("b", "other", 70, 1, 1)], None, NOW).unwrap();
+    let mut late = rec("late", "t", 999, 0, 0);
+    late.ts_ms = start - 1; // last month
+    s.ingest("n", &[late], None, NOW).unwrap();
+    assert_eq!(s.used(ScopeType::Team, "t", start).unwrap().micros, 150);
+}
+
+#[test]
+fn thresholds_raise_one_alert_each_per_period() {
+    let (s, _d) = store();
+    s.put_budget(&budget("t", 1000), NOW).unwrap();
+    s.ingest("n", &[rec("a", "t", 500, 0, 0)], None, NOW).unwrap();
+    assert!(s.list_alerts(10).unwrap().is_empty());
+    s.ingest("n", &[rec("b", "t", 300, 0, 0)], None, NOW).unwrap();
+    s.ingest("n", &[rec("c", "t", 10, 0, 0)], None, NOW).unwrap();
+    let alerts = s.list_alerts(10).unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!((alerts[0].threshold.as_str(), alerts[0].used_micros), ("soft", 800));
+    // a refused request marks the hard stop even below 100 %
+    let mut denied = rec("d", "t", 0, 0, 0);
+    denied.budget_decision = "denied".into();
+    denied.budget_scopes = vec!["team:t".into()];
+    s.ingest("n", &[denied], None, NOW).unwrap();
+    let alerts = s.list_alerts(10).unwrap();
+    assert_eq!(alerts.iter().map(|a| a.threshold.as_str()).collect::<Vec<_>>(), vec!["hard", "soft"]);
+    // delivery bookkeeping
+    let due = s.due_alerts(NOW).unwrap();
+    assert_eq!(due.len(), 2);
+    s.alert_attempted(due[0].id, true, None, NOW, NOW).unwrap();
+    s.alert_attempted(due[1].id, false, Some("503"), NOW + 1000, NOW).unwrap();
+    assert_eq!(s.due_alerts(NOW).unwrap().len(), 0);
+    assert_eq!(s.due_alerts(NOW + 1000).unwrap().len(), 1);
+}
+
+#[test]
+fn keys_create_revoke_rotate() {
+    let (s, _d) = store();
+    let k = KeyRow {
+        id: "k1".into(),
+        key_hash: "a".repeat(64),
+        team: "t".into(),
+        project: "p".into(),
+        models: Some(vec!["cheap".into()]),
+        projects: vec![],
+        tags: BTreeMap::new(),
+        created_ms: NOW,
+        revoked_ms: None,
+    };
+    s.create_key(&k).unwrap();
+    assert!(matches!(s.create_key(&k), Err(tollgate_control::store::StoreError::Conflict(_))));
+    s.set_key_hash("k1", &"b".repeat(64)).unwrap();
+    assert_eq!(s.get_key("k1").unwrap().unwrap().key_hash, "b".repeat(64));
+    s.revoke_key("k1", NOW + 1).unwrap();
+    assert_eq!(s.get_key("k1").unwrap().unwrap().revoked_ms, Some(NOW + 1));
+    assert!(s.set_key_hash("k1", &"c".repeat(64)).is_err(), "a revoked key cannot be rotated back to life");
+    assert!(s.revoke_key("nope", NOW).is_err());
+}
+
+#[test]
+fn data_survives_reopen() {
+    let dir = tempdir::Dir::new();
+    let path = dir.path.join("t.db");
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        s.ingest("n", &[rec("r1", "t", 10, 1, 1)], None, NOW).unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.spend(&SpendFilter::default()).unwrap().requests, 1);
+    assert_eq!(s.ingest("n", &[rec("r1", "t", 10, 1, 1)], None, NOW).unwrap().duplicates, 1);
+}
