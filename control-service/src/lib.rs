@@ -3,6 +3,8 @@
 
 pub mod api;
 pub mod periods;
+pub mod monthly;
+pub mod reports;
 pub mod sqlite;
 pub mod store;
 

@@ -400,6 +400,67 @@ impl Store for SqliteStore {
         }
     }
 
+    fn report(&self, q: &crate::reports::ReportQuery) -> Result<Vec<crate::reports::ReportRow>> {
+        use rusqlite::types::Value as SqlValue;
+        let c = self.conn();
+        let mut select: Vec<String> = q.group_by.iter().map(|d| d.column().to_string()).collect();
+        let mut group: Vec<String> = select.clone();
+        if let Some(b) = q.bucket {
+            select.push(format!("(ts_ms / {0}) * {0}", b.ms()));
+            group.push(format!("(ts_ms / {0}) * {0}", b.ms()));
+        } else {
+            select.push("NULL".into());
+        }
+        let mut sql = format!(
+            "SELECT {}, COUNT(*), COALESCE(SUM(input_tokens),0), COALESCE(SUM(cached_input_tokens),0), COALESCE(SUM(output_tokens),0),
+                    COALESCE(SUM(cost_micros),0),
+                    COALESCE(SUM(CASE WHEN outcome IN ('provider_error','upstream_cut') THEN 1 ELSE 0 END),0),
+                    COALESCE(SUM(CASE WHEN status = 429 THEN 1 ELSE 0 END),0)
+             FROM usage WHERE ts_ms >= ?1 AND ts_ms < ?2",
+            select.join(", ")
+        );
+        let mut args: Vec<SqlValue> = vec![SqlValue::Integer(i(q.from_ms)), SqlValue::Integer(i(q.to_ms))];
+        for (d, v) in &q.filters {
+            args.push(SqlValue::Text(v.clone()));
+            sql.push_str(&format!(" AND {} = ?{}", d.column(), args.len()));
+        }
+        if !group.is_empty() {
+            sql.push_str(&format!(" GROUP BY {}", group.join(", ")));
+        }
+        // Columns (1-based): dims 1..=n, bucket n+1, then count, input, cached, output, cost (n+6).
+        let cost_col = q.group_by.len() + 6;
+        if q.bucket.is_some() {
+            sql.push_str(&format!(" ORDER BY {} ASC, {cost_col} DESC", q.group_by.len() + 1));
+        } else {
+            sql.push_str(&format!(" ORDER BY {cost_col} DESC"));
+            if let Some(t) = q.top {
+                sql.push_str(&format!(" LIMIT {t}"));
+            }
+        }
+        let n = q.group_by.len();
+        let mut stmt = c.prepare(&sql).map_err(be)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                let mut g = Vec::with_capacity(n);
+                for k in 0..n {
+                    g.push(r.get::<_, Option<String>>(k)?);
+                }
+                Ok(crate::reports::ReportRow {
+                    group: g,
+                    bucket_start_ms: r.get::<_, Option<i64>>(n)?.map(u),
+                    requests: u(r.get(n + 1)?),
+                    input_tokens: u(r.get(n + 2)?),
+                    cached_input_tokens: u(r.get(n + 3)?),
+                    output_tokens: u(r.get(n + 4)?),
+                    cost_micros: u(r.get(n + 5)?),
+                    errors: u(r.get(n + 6)?),
+                    rate_limited: u(r.get(n + 7)?),
+                })
+            })
+            .map_err(be)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(be)
+    }
+
     fn list_alerts(&self, limit: u32) -> Result<Vec<AlertRow>> {
         let c = self.conn();
         let mut s = c.prepare_cached(&format!("SELECT {ALERT_COLS} FROM alerts ORDER BY id DESC LIMIT ?1")).map_err(be)?;

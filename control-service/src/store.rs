@@ -140,6 +140,8 @@ pub trait Store: Send + Sync + 'static {
     /// The current ingest sequence.
     fn seq(&self) -> Result<u64>;
     fn spend(&self, filter: &SpendFilter) -> Result<SpendTotals>;
+    /// Spend grouped by dimensions and time buckets, highest cost first.
+    fn report(&self, q: &crate::reports::ReportQuery) -> Result<Vec<crate::reports::ReportRow>>;
 
     fn list_alerts(&self, limit: u32) -> Result<Vec<AlertRow>>;
     /// Alerts not yet delivered whose next attempt is due.

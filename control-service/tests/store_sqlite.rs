@@ -176,3 +176,57 @@ fn data_survives_reopen() {
     assert_eq!(s.spend(&SpendFilter::default()).unwrap().requests, 1);
     assert_eq!(s.ingest("n", &[rec("r1", "t", 10, 1, 1)], None, NOW).unwrap().duplicates, 1);
 }
+
+#[test]
+fn reports_group_bucket_filter_and_monthly_markdown() {
+    use tollgate_control::reports::{Bucket, Dim, ReportQuery};
+    let (s, _d) = store();
+    let day = 86_400_000u64;
+    let mut recs = vec![];
+    for i in 0..10u64 {
+        let mut r = rec(&format!("a{i}"), if i % 2 == 0 { "search" } else { "labs" }, 100 + i, 1000, 10);
+        r.model_upstream = Some(if i < 7 { "gpt-5.4".into() } else { "deepseek-v4".into() });
+        r.usage.cached_input_tokens = 250;
+        r.feature = Some("summarise".into());
+        r.ts_ms = NOW - (i % 3) * day;
+        if i == 9 {
+            r.status = 429;
+            r.outcome = Outcome::Rejected;
+        }
+        recs.push(r);
+    }
+    s.ingest("n", &recs, None, NOW).unwrap();
+    let q = |group_by: Vec<Dim>| ReportQuery { group_by, from_ms: NOW - 5 * day, to_ms: NOW + 1, ..Default::default() };
+
+    let by_team = s.report(&q(vec![Dim::Team])).unwrap();
+    assert_eq!(by_team.len(), 2);
+    assert_eq!(by_team[0].group, vec![Some("labs".to_string())]); // 101+103+105+107+109 > 100+102+...
+    assert_eq!(by_team[0].cost_micros, 525);
+    assert_eq!(by_team[0].rate_limited, 1);
+    assert_eq!(by_team[0].cache_share_permille(), 250);
+
+    let mut f = q(vec![Dim::Model]);
+    f.filters = vec![(Dim::Team, "search".into())];
+    let by_model = s.report(&f).unwrap();
+    assert_eq!(by_model.iter().map(|r| r.requests).sum::<u64>(), 5);
+
+    let mut b = q(vec![]);
+    b.bucket = Some(Bucket::Day);
+    let days = s.report(&b).unwrap();
+    assert_eq!(days.len(), 3);
+    assert!(days.windows(2).all(|w| w[0].bucket_start_ms < w[1].bucket_start_ms));
+    assert_eq!(days.iter().map(|r| r.requests).sum::<u64>(), 10);
+
+    let mut t = q(vec![Dim::Model]);
+    t.top = Some(1);
+    assert_eq!(s.report(&t).unwrap().len(), 1);
+
+    let month = tollgate_control::monthly::current_month(NOW);
+    let (from, to, prev) = tollgate_control::monthly::month_bounds(&month).unwrap();
+    let md = tollgate_control::monthly::render(&s, &month, from, to, prev).unwrap();
+    assert!(md.starts_with(&format!("# AI spend review — {month}")), "{md}");
+    assert!(md.contains("**Total spend: $0.001045**"), "{md}");
+    assert!(md.contains("| gpt-5.4 | 7 | 70.0% |"), "{md}");
+    assert!(md.contains("25.0% of input tokens were served from provider prompt caches"), "{md}");
+    assert!(md.contains("| summarise | (none) | gpt-5.4 | 7 |"), "{md}");
+}

@@ -1,0 +1,163 @@
+//! The monthly review report, in Markdown for people who do not read logs.
+
+use std::fmt::Write;
+
+use chrono::{Datelike, NaiveDate};
+use tollgate_filter::budget::usd;
+
+use crate::reports::{movers, Dim, ReportQuery, ReportRow};
+use crate::store::{Result, Store};
+
+/// "2026-11" for a Unix ms (UTC).
+pub fn current_month(now_ms: u64) -> String {
+    let d = chrono::DateTime::from_timestamp_millis(now_ms as i64).unwrap_or_default();
+    format!("{:04}-{:02}", d.year(), d.month())
+}
+
+/// (start, end, previous month's start) in Unix ms, UTC.
+pub fn month_bounds(month: &str) -> Option<(u64, u64, u64)> {
+    let (y, m) = month.split_once('-')?;
+    let (y, m): (i32, u32) = (y.parse().ok()?, m.parse().ok()?);
+    let start = NaiveDate::from_ymd_opt(y, m, 1)?;
+    let next = if m == 12 { NaiveDate::from_ymd_opt(y + 1, 1, 1)? } else { NaiveDate::from_ymd_opt(y, m + 1, 1)? };
+    let prev = if m == 1 { NaiveDate::from_ymd_opt(y - 1, 12, 1)? } else { NaiveDate::from_ymd_opt(y, m - 1, 1)? };
+    let ms = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_millis() as u64);
+    Some((ms(start)?, ms(next)?, ms(prev)?))
+}
+
+fn pct(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "0%".into();
+    }
+    let permille = u128::from(part) * 1000 / u128::from(whole);
+    format!("{}.{}%", permille / 10, permille % 10)
+}
+
+fn change(cur: u64, prev: u64) -> String {
+    let delta = cur as i128 - prev as i128;
+    let sign = if delta >= 0 { "+" } else { "−" };
+    let abs = delta.unsigned_abs() as u64;
+    if prev == 0 {
+        format!("{sign}${} (no spend the month before)", usd(abs))
+    } else {
+        format!("{sign}${} ({sign}{})", usd(abs), pct(abs, prev))
+    }
+}
+
+fn name(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "(none)".into())
+}
+
+pub fn render(store: &dyn Store, month: &str, from: u64, to: u64, prev_from: u64) -> Result<String> {
+    let q = |group_by: Vec<Dim>, f: u64, t: u64| ReportQuery { group_by, from_ms: f, to_ms: t, ..Default::default() };
+    let total = store.report(&q(vec![], from, to))?.into_iter().next().unwrap_or_default();
+    let prev_total = store.report(&q(vec![], prev_from, from))?.into_iter().next().unwrap_or_default();
+    let mut md = String::new();
+    let _ = writeln!(md, "# AI spend review — {month}\n");
+    let _ = writeln!(
+        md,
+        "**Total spend: ${}** over {} requests ({} input and {} output tokens). Change against the month before: {}.\n",
+        usd(total.cost_micros),
+        total.requests,
+        total.input_tokens,
+        total.output_tokens,
+        change(total.cost_micros, prev_total.cost_micros)
+    );
+
+    let _ = writeln!(md, "## What drove the change\n");
+    for (d, title) in [(Dim::Team, "Teams"), (Dim::Project, "Projects"), (Dim::Model, "Models"), (Dim::Key, "Keys")] {
+        let cur = store.report(&q(vec![d], from, to))?;
+        let prev = store.report(&q(vec![d], prev_from, from))?;
+        let m = movers(d, &cur, &prev, 5);
+        if m.is_empty() {
+            continue;
+        }
+        let _ = writeln!(md, "**{title}**\n\n| {} | last month | this month | change |\n|---|---:|---:|---:|", d.name());
+        for x in m {
+            let _ = writeln!(
+                md,
+                "| {} | ${} | ${} | {} |",
+                name(&x.value),
+                usd(x.previous_micros),
+                usd(x.current_micros),
+                change(x.current_micros, x.previous_micros)
+            );
+        }
+        md.push('\n');
+    }
+
+    let models = store.report(&q(vec![Dim::Model], from, to))?;
+    let _ = writeln!(md, "## Where the traffic went\n\n| model | requests | share of requests | spend | cached share of input |\n|---|---:|---:|---:|---:|");
+    for r in &models {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | ${} | {} |",
+            name(&r.group[0]),
+            r.requests,
+            pct(r.requests, total.requests),
+            usd(r.cost_micros),
+            pct(r.cached_input_tokens, r.input_tokens)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nOverall, {} of input tokens were served from provider prompt caches (cheaper).\n",
+        pct(total.cached_input_tokens, total.input_tokens)
+    );
+
+    let _ = writeln!(md, "## Budgets\n");
+    let alerts: Vec<_> = store
+        .list_alerts(1000)?
+        .into_iter()
+        .filter(|a| a.created_ms >= from && a.created_ms < to)
+        .collect();
+    if alerts.is_empty() {
+        let _ = writeln!(md, "No budget reached its warning or stop threshold this month.\n");
+    } else {
+        for a in alerts {
+            let what = if a.threshold == "hard" { "was **stopped** (hard limit)" } else { "passed its warning threshold" };
+            let _ = writeln!(md, "- {} `{}` {what} on {}.", a.scope_type.as_str(), a.scope_id, tollgate_filter::budget::rfc3339(a.created_ms));
+        }
+        md.push('\n');
+    }
+
+    let mut flows: Vec<ReportRow> = store.report(&q(vec![Dim::Feature, Dim::PromptVersion, Dim::Model], from, to))?;
+    flows.sort_by(|a, b| b.requests.cmp(&a.requests));
+    flows.truncate(10);
+    let _ = writeln!(
+        md,
+        "## Highest-volume workflows\n\nCandidates for a cheaper model: many requests with short answers.\n\n| feature | prompt version | model | requests | avg input tokens | avg output tokens | spend |\n|---|---|---|---:|---:|---:|---:|"
+    );
+    for r in flows {
+        let n = r.requests.max(1);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | ${} |",
+            name(&r.group[0]),
+            name(&r.group[1]),
+            name(&r.group[2]),
+            r.requests,
+            r.input_tokens / n,
+            r.output_tokens / n,
+            usd(r.cost_micros)
+        );
+    }
+    Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn month_bounds_wrap_years() {
+        let (s, e, p) = month_bounds("2026-01").unwrap();
+        assert_eq!(tollgate_filter::budget::rfc3339(s), "2026-01-01T00:00:00Z");
+        assert_eq!(tollgate_filter::budget::rfc3339(e), "2026-02-01T00:00:00Z");
+        assert_eq!(tollgate_filter::budget::rfc3339(p), "2025-12-01T00:00:00Z");
+        assert!(month_bounds("2026-13").is_none());
+        assert!(month_bounds("nope").is_none());
+        assert_eq!(change(150, 100), "+$0.000050 (+50.0%)");
+        assert_eq!(change(50, 100), "−$0.000050 (−50.0%)");
+    }
+}
