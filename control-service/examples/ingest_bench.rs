@@ -35,7 +35,7 @@ fn record(i: u64, now: u64) -> UsageRecord {
         model_requested: Some("openai/gpt-5.4".into()),
         model_upstream: Some("gpt-5.4".into()),
         model_served: Some("gpt-5.4".into()),
-        stream: i % 3 == 0,
+        stream: i.is_multiple_of(3),
         status: 200,
         outcome: Outcome::Ok,
         error_code: None,

@@ -1,7 +1,7 @@
 //! The HTTP API (axum), generic over the store.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
@@ -29,13 +29,12 @@ pub struct Settings {
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub settings: Settings,
-    nodes: Mutex<HashMap<String, u64>>,
     pub alerts_wake: tokio::sync::Notify,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, settings: Settings) -> Arc<AppState> {
-        Arc::new(AppState { store, settings, nodes: Mutex::new(HashMap::new()), alerts_wake: tokio::sync::Notify::new() })
+        Arc::new(AppState { store, settings, alerts_wake: tokio::sync::Notify::new() })
     }
 }
 
@@ -477,31 +476,36 @@ struct StateQuery {
 async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<StateQuery>) -> ApiResult<Response> {
     role(&st, &headers)?;
     let now = now_ms();
-    let nodes_active = {
-        let mut nodes = st.nodes.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = q.node.filter(|n| !n.is_empty()) {
-            nodes.insert(n, now);
-        }
-        let ttl = st.settings.node_ttl_ms;
-        nodes.retain(|_, seen| now.saturating_sub(*seen) <= ttl);
-        nodes.len().max(1) as u32
-    };
+    let node = q.node.filter(|n| !n.is_empty() && n.len() <= 256);
+    let ttl = st.settings.node_ttl_ms;
     let store = st.store.clone();
     let doc = blocking(move || {
-        let seq = store.seq()?;
         let keys = store
             .list_keys()?
             .into_iter()
             .filter(|k| k.revoked_ms.is_none())
             .map(|k| KeyDoc { id: k.id, key_hash: k.key_hash, team: k.team, project: k.project, models: k.models, projects: k.projects, tags: k.tags })
             .collect();
-        let mut budgets = Vec::new();
-        for b in store.list_budgets()? {
-            if let Some(d) = budget_doc(store.as_ref(), &b, now, nodes_active)? {
-                budgets.push(d);
+        match node {
+            // An Envoy: grant it its share (durably) and return it.
+            Some(n) => {
+                let g = store.grant(&n, now, ttl)?;
+                Ok(StateDoc { seq: g.seq, generated_ms: now, nodes_active: g.nodes_active, keys, budgets: g.budgets })
+            }
+            // Anyone else (an admin looking): the fleet view, no shares.
+            None => {
+                let seq = store.seq()?;
+                let mut budgets = Vec::new();
+                for b in store.list_budgets()? {
+                    if let Some(mut d) = budget_doc(store.as_ref(), &b, now, 1)? {
+                        d.share_micros = None;
+                        d.share_tokens = None;
+                        budgets.push(d);
+                    }
+                }
+                Ok(StateDoc { seq, generated_ms: now, nodes_active: 0, keys, budgets })
             }
         }
-        Ok(StateDoc { seq, generated_ms: now, nodes_active, keys, budgets })
     })
     .await?;
     // The ETag covers everything but the generation time.

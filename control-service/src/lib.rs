@@ -2,6 +2,7 @@
 //! against budgets, serves budget state and keys back, raises alerts.
 
 pub mod api;
+pub mod cli;
 pub mod periods;
 pub mod monthly;
 pub mod reports;

@@ -122,7 +122,7 @@ pub fn render(store: &dyn Store, month: &str, from: u64, to: u64, prev_from: u64
     }
 
     let mut flows: Vec<ReportRow> = store.report(&q(vec![Dim::Feature, Dim::PromptVersion, Dim::Model], from, to))?;
-    flows.sort_by(|a, b| b.requests.cmp(&a.requests));
+    flows.sort_by_key(|r| std::cmp::Reverse(r.requests));
     flows.truncate(10);
     let _ = writeln!(
         md,

@@ -72,6 +72,28 @@ CREATE TABLE IF NOT EXISTS budget_usage (
     used_tokens INTEGER NOT NULL,
     PRIMARY KEY (scope_type, scope_id, period_start_ms)
 );
+CREATE TABLE IF NOT EXISTS budget_usage_node (
+    scope_type TEXT NOT NULL,
+    scope_id TEXT NOT NULL,
+    period_start_ms INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    used_micros INTEGER NOT NULL,
+    used_tokens INTEGER NOT NULL,
+    PRIMARY KEY (scope_type, scope_id, period_start_ms, node)
+);
+CREATE TABLE IF NOT EXISTS budget_grants (
+    scope_type TEXT NOT NULL,
+    scope_id TEXT NOT NULL,
+    period_start_ms INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    granted_micros INTEGER NOT NULL,
+    granted_tokens INTEGER NOT NULL,
+    PRIMARY KEY (scope_type, scope_id, period_start_ms, node)
+);
+CREATE TABLE IF NOT EXISTS nodes (
+    node TEXT PRIMARY KEY,
+    last_seen_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     scope_type TEXT NOT NULL,
@@ -311,6 +333,9 @@ impl Store for SqliteStore {
             ],
         )
         .map_err(be)?;
+        // A changed budget starts its grants afresh (never more than the new limit).
+        tx.execute("DELETE FROM budget_grants WHERE scope_type = ?1 AND scope_id = ?2", params![b.scope_type.as_str(), b.scope_id])
+            .map_err(be)?;
         // Recount the current period from the records (the period may have changed).
         if let Some((start, end)) = b.bounds(now_ms) {
             let col = scope_column(b.scope_type);
@@ -329,6 +354,20 @@ impl Store for SqliteStore {
                 params![b.scope_type.as_str(), b.scope_id, i(start), used.0, used.1],
             )
             .map_err(be)?;
+            tx.execute(
+                "DELETE FROM budget_usage_node WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3",
+                params![b.scope_type.as_str(), b.scope_id, i(start)],
+            )
+            .map_err(be)?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO budget_usage_node (scope_type, scope_id, period_start_ms, node, used_micros, used_tokens)
+                     SELECT ?1, ?2, ?3, node, SUM(cost_micros), SUM(input_tokens + output_tokens)
+                     FROM usage WHERE {col} = ?2 AND ts_ms >= ?3 AND ts_ms < ?4 GROUP BY node"
+                ),
+                params![b.scope_type.as_str(), b.scope_id, i(start), i(end)],
+            )
+            .map_err(be)?;
             check_thresholds(&tx, b, start, Used { micros: u(used.0), tokens: u(used.1) }, now_ms, false)?;
         }
         tx.commit().map_err(be)
@@ -336,6 +375,117 @@ impl Store for SqliteStore {
 
     fn list_budgets(&self) -> Result<Vec<Budget>> {
         load_budgets(&self.conn())
+    }
+
+    fn grant(&self, node: &str, now_ms: u64, node_ttl_ms: u64) -> Result<GrantSnapshot> {
+        let mut c = self.conn();
+        let tx = c.transaction().map_err(be)?;
+        tx.execute(
+            "INSERT INTO nodes (node, last_seen_ms) VALUES (?1, ?2) ON CONFLICT (node) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+            params![node, i(now_ms)],
+        )
+        .map_err(be)?;
+        let alive_since = i(now_ms.saturating_sub(node_ttl_ms));
+        let active: i64 = tx
+            .query_row("SELECT COUNT(*) FROM nodes WHERE last_seen_ms >= ?1", [alive_since], |r| r.get(0))
+            .map_err(be)?;
+        let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM usage", [], |r| r.get(0)).map_err(be)?;
+        let mut out = Vec::new();
+        for b in load_budgets(&tx)? {
+            let Some((start, end)) = b.bounds(now_ms) else { continue };
+            let st = b.scope_type.as_str();
+            // Reclaim what silent nodes hold but did not spend.
+            tx.execute(
+                "UPDATE budget_grants SET
+                    granted_micros = COALESCE((SELECT used_micros FROM budget_usage_node u WHERE u.scope_type = budget_grants.scope_type
+                        AND u.scope_id = budget_grants.scope_id AND u.period_start_ms = budget_grants.period_start_ms AND u.node = budget_grants.node), 0),
+                    granted_tokens = COALESCE((SELECT used_tokens FROM budget_usage_node u WHERE u.scope_type = budget_grants.scope_type
+                        AND u.scope_id = budget_grants.scope_id AND u.period_start_ms = budget_grants.period_start_ms AND u.node = budget_grants.node), 0)
+                 WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3 AND node != ?4
+                   AND node NOT IN (SELECT node FROM nodes WHERE last_seen_ms >= ?5)",
+                params![st, b.scope_id, i(start), node, alive_since],
+            )
+            .map_err(be)?;
+            let used: (i64, i64) = tx
+                .query_row(
+                    "SELECT COALESCE(MAX(used_micros), 0), COALESCE(MAX(used_tokens), 0) FROM budget_usage
+                     WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3",
+                    params![st, b.scope_id, i(start)],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(be)?;
+            // Every node's (used, granted) in this period; this node first.
+            // (node, (used, granted) in micros, (used, granted) in tokens)
+            type NodeRow = (String, (u64, Option<u64>), (u64, Option<u64>));
+            let mut rows: Vec<NodeRow> = Vec::new();
+            {
+                let mut q = tx
+                    .prepare_cached(
+                        "SELECT n, COALESCE(MAX(um), 0), COALESCE(MAX(ut), 0), MAX(gm), MAX(gt) FROM (
+                            SELECT node AS n, used_micros AS um, used_tokens AS ut, NULL AS gm, NULL AS gt FROM budget_usage_node
+                              WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3
+                            UNION ALL
+                            SELECT node, NULL, NULL, granted_micros, granted_tokens FROM budget_grants
+                              WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3
+                         ) GROUP BY n",
+                    )
+                    .map_err(be)?;
+                let it = q
+                    .query_map(params![st, b.scope_id, i(start)], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            (u(r.get(1)?), r.get::<_, Option<i64>>(3)?.map(u)),
+                            (u(r.get(2)?), r.get::<_, Option<i64>>(4)?.map(u)),
+                        ))
+                    })
+                    .map_err(be)?;
+                for row in it {
+                    rows.push(row.map_err(be)?);
+                }
+            }
+            let me = match rows.iter().position(|r| r.0 == node) {
+                Some(p) => p,
+                None => {
+                    rows.push((node.to_string(), (0, None), (0, None)));
+                    rows.len() - 1
+                }
+            };
+            let micros: Vec<(u64, Option<u64>)> = rows.iter().map(|r| r.1).collect();
+            let tokens: Vec<(u64, Option<u64>)> = rows.iter().map(|r| r.2).collect();
+            let mut doc = tollgate_filter::state::BudgetDoc {
+                scope_type: b.scope_type,
+                scope_id: b.scope_id.clone(),
+                limit_micros: b.limit_micros,
+                limit_tokens: b.limit_tokens,
+                period_start_ms: start,
+                period_end_ms: end,
+                used_micros: u(used.0),
+                used_tokens: u(used.1),
+                soft_pct: b.soft_pct,
+                hard_pct: b.hard_pct,
+                share_micros: None,
+                share_tokens: None,
+            };
+            let n = u64::try_from(active).unwrap_or(1).max(1);
+            let (my_used_m, my_used_t) = (micros[me].0, tokens[me].0);
+            let gm = doc.hard_limit_micros().map(|l| rebalance(l, doc.used_micros, &micros, me, n));
+            let gt = doc.hard_limit_tokens().map(|l| rebalance(l, doc.used_tokens, &tokens, me, n));
+            // The share is headroom against this node's own recorded use, which
+            // is exactly what the node's pending counts are relative to.
+            doc.share_micros = gm.map(|g| g.saturating_sub(my_used_m));
+            doc.share_tokens = gt.map(|g| g.saturating_sub(my_used_t));
+            tx.execute(
+                "INSERT INTO budget_grants (scope_type, scope_id, period_start_ms, node, granted_micros, granted_tokens)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (scope_type, scope_id, period_start_ms, node) DO UPDATE SET
+                    granted_micros = excluded.granted_micros, granted_tokens = excluded.granted_tokens",
+                params![st, b.scope_id, i(start), node, i(gm.unwrap_or(my_used_m)), i(gt.unwrap_or(my_used_t))],
+            )
+            .map_err(be)?;
+            out.push(doc);
+        }
+        tx.commit().map_err(be)?;
+        Ok(GrantSnapshot { seq: u(seq), nodes_active: u32::try_from(active).unwrap_or(u32::MAX), budgets: out })
     }
 
     fn delete_budget(&self, st: ScopeType, id: &str) -> Result<()> {
@@ -517,6 +667,13 @@ impl SqliteStore {
                         used_micros = used_micros + excluded.used_micros, used_tokens = used_tokens + excluded.used_tokens",
                 )
                 .map_err(be)?;
+            let mut bump_node = tx
+                .prepare_cached(
+                    "INSERT INTO budget_usage_node (scope_type, scope_id, period_start_ms, node, used_micros, used_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (scope_type, scope_id, period_start_ms, node) DO UPDATE SET
+                        used_micros = used_micros + excluded.used_micros, used_tokens = used_tokens + excluded.used_tokens",
+                )
+                .map_err(be)?;
             for (idx, r) in records.iter().enumerate() {
                 if r.id.is_empty() {
                     return Err(StoreError::Invalid("a record has an empty id".into()));
@@ -574,6 +731,9 @@ impl SqliteStore {
                     }
                     let Some((start, _)) = b.bounds(r.ts_ms) else { continue };
                     bump.execute(params![b.scope_type.as_str(), b.scope_id, i(start), i(r.cost_micros), i(tokens)])
+                        .map_err(be)?;
+                    bump_node
+                        .execute(params![b.scope_type.as_str(), b.scope_id, i(start), node, i(r.cost_micros), i(tokens)])
                         .map_err(be)?;
                     touched.entry((bi, start)).or_insert(false);
                 }

@@ -117,6 +117,35 @@ pub struct SpendFilter {
     pub to_ms: Option<u64>,
 }
 
+/// The state of every current budget for one Envoy, consistent with `seq`.
+#[derive(Debug, Clone, Default)]
+pub struct GrantSnapshot {
+    pub seq: u64,
+    pub nodes_active: u32,
+    pub budgets: Vec<tollgate_filter::state::BudgetDoc>,
+}
+
+/// The grant arithmetic, for one limit. `grants` holds every node's
+/// (used, granted) for the period, `me` indexes the polling node. Its new
+/// grant is its own use plus a fair share of what is left,
+/// `(limit − used by all) / active nodes`, but never more than what the
+/// other nodes' grants leave free: the grants' sum never exceeds the limit.
+/// A node's grant may shrink when it polls (it learns the smaller share in
+/// the same answer). Integers only.
+pub fn rebalance(limit: u64, used_total: u64, grants: &[(u64, Option<u64>)], me: usize, active: u64) -> u64 {
+    let effective = |(used, granted): (u64, Option<u64>)| granted.unwrap_or(used).max(used);
+    let others: u64 = grants
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != me)
+        .map(|(_, g)| effective(*g))
+        .fold(0u64, |a, b| a.saturating_add(b));
+    let used_me = grants.get(me).map(|g| g.0).unwrap_or(0);
+    let available = limit.saturating_sub(others).saturating_sub(used_me);
+    let desired = limit.saturating_sub(used_total) / active.max(1);
+    used_me.saturating_add(desired.min(available))
+}
+
 pub trait Store: Send + Sync + 'static {
     fn create_key(&self, key: &KeyRow) -> Result<()>;
     fn list_keys(&self) -> Result<Vec<KeyRow>>;
@@ -129,6 +158,11 @@ pub trait Store: Send + Sync + 'static {
     fn put_budget(&self, budget: &Budget, now_ms: u64) -> Result<()>;
     fn list_budgets(&self) -> Result<Vec<Budget>>;
     fn delete_budget(&self, scope_type: ScopeType, scope_id: &str) -> Result<()>;
+    /// Hands the Envoy `node` its share of every budget's remaining room and
+    /// returns the budgets' state for it, all in one transaction (see
+    /// docs/budgets.md, "Grants"): grants are durable and their sum never
+    /// exceeds a hard limit, so the fleet cannot spend past it.
+    fn grant(&self, node: &str, now_ms: u64, node_ttl_ms: u64) -> Result<GrantSnapshot>;
     /// What a scope used in the period starting at `period_start_ms`.
     fn used(&self, scope_type: ScopeType, scope_id: &str, period_start_ms: u64) -> Result<Used>;
 
@@ -147,4 +181,45 @@ pub trait Store: Send + Sync + 'static {
     /// Alerts not yet delivered whose next attempt is due.
     fn due_alerts(&self, now_ms: u64) -> Result<Vec<AlertRow>>;
     fn alert_attempted(&self, id: i64, ok: bool, error: Option<&str>, next_attempt_ms: u64, now_ms: u64) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rebalance;
+
+    fn sum_ok(limit: u64, grants: &[(u64, Option<u64>)]) -> bool {
+        grants.iter().map(|(u, g)| g.unwrap_or(*u).max(*u)).sum::<u64>() <= limit
+    }
+
+    #[test]
+    fn grants_share_fairly_and_never_exceed_the_limit() {
+        // alone: everything left
+        assert_eq!(rebalance(1000, 0, &[(0, None)], 0, 1), 1000);
+        // a second node arrives while the first holds it all: nothing free yet
+        assert_eq!(rebalance(1000, 0, &[(0, Some(1000)), (0, None)], 1, 2), 0);
+        // the first polls again and shrinks to its fair half...
+        assert_eq!(rebalance(1000, 0, &[(0, Some(1000)), (0, Some(0))], 0, 2), 500);
+        // ...which frees the other half for the second
+        let g = [(0, Some(500)), (0, Some(0))];
+        assert_eq!(rebalance(1000, 0, &g, 1, 2), 500);
+        // node 0 used 400: fair headroom is (1000-400)/2 = 300 on top of its use
+        assert_eq!(rebalance(1000, 400, &[(400, Some(500)), (0, Some(500))], 0, 2), 500);
+        // the limit was raised: more for everyone
+        assert_eq!(rebalance(2000, 400, &[(400, Some(500)), (0, Some(500))], 0, 2), 1200);
+        // spend over a grant is committed; nothing more
+        assert_eq!(rebalance(1000, 1100, &[(1100, Some(1000))], 0, 1), 1100);
+        // random walks keep the sum within the limit
+        let mut grants = vec![(0u64, None::<u64>); 3];
+        let mut x = 12345u64;
+        for step in 0..500 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let me = (x >> 33) as usize % 3;
+            let g = rebalance(1000, grants.iter().map(|g| g.0).sum(), &grants, me, 3);
+            grants[me].1 = Some(g);
+            // the node spends part of its headroom
+            let head = g.saturating_sub(grants[me].0);
+            grants[me].0 += head / 2;
+            assert!(sum_ok(1000, &grants), "step {step}: {grants:?}");
+        }
+    }
 }

@@ -204,6 +204,7 @@ def test_two_envoys_64_clients_one_key_overshoot_bounded_and_totals_exact(tmp_pa
         with ThreadPoolExecutor(64) as ex:
             list(ex.map(client, range(64)))
         served = sum(ok)
+        print(f"served {served} of limit {limit} in {len(ok)} requests")
         # Worst case of one request: ~4 input tokens estimated high + 20 output at $15/M.
         worst = 400
         workers = 2 * 2

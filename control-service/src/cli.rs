@@ -1,0 +1,106 @@
+//! The admin command line: talks to the control service's API.
+
+use serde_json::{json, Value};
+
+pub struct Client {
+    pub url: String,
+    pub token: String,
+    pub json: bool,
+}
+
+pub fn fail(msg: &str) -> ! {
+    eprintln!("tollgate: {msg}");
+    std::process::exit(2)
+}
+
+impl Client {
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let text = self.call_text(method, path, body);
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    }
+
+    pub fn call_text(&self, method: &str, path: &str, body: Option<Value>) -> String {
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        let url = format!("{}{}", self.url.trim_end_matches('/'), path);
+        let auth = format!("Bearer {}", self.token);
+        let result = match (method, body) {
+            ("GET", _) => agent.get(&url).header("authorization", &auth).call(),
+            ("DELETE", _) => agent.delete(&url).header("authorization", &auth).call(),
+            (m, b) => {
+                let req = match m {
+                    "PUT" => agent.put(&url),
+                    _ => agent.post(&url),
+                }
+                .header("authorization", &auth);
+                req.send_json(b.unwrap_or(json!({})))
+            }
+        };
+        let mut resp = result.unwrap_or_else(|e| fail(&format!("cannot reach the control service at {}: {e}", self.url)));
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        if status >= 400 {
+            let msg = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                .unwrap_or(text);
+            fail(&format!("{method} {path}: {status}: {msg}"));
+        }
+        text
+    }
+
+    pub fn print(&self, v: &Value, table: impl FnOnce(&Value)) {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        } else {
+            table(v);
+        }
+    }
+}
+
+/// Prints rows as aligned columns.
+pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut w: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(x) = w.get_mut(i) {
+                *x = (*x).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w.get(i).copied().unwrap_or(0))).collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+pub fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(x) => x.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub fn usd(v: &Value) -> String {
+    v.as_u64().map(|m| format!("${}", tollgate_filter::budget::usd(m))).unwrap_or_else(|| "-".into())
+}
+
+/// "2026-11-01" or "2026-11-01T12:00:00Z" or Unix ms → Unix ms.
+pub fn parse_time(t: &str) -> u64 {
+    if let Ok(ms) = t.parse::<u64>() {
+        return ms;
+    }
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(t) {
+        return d.timestamp_millis() as u64;
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        if let Some(dt) = d.and_hms_opt(0, 0, 0) {
+            return dt.and_utc().timestamp_millis() as u64;
+        }
+    }
+    fail(&format!("cannot read the time '{t}' (use 2026-11-01, an RFC 3339 time, or Unix ms)"))
+}

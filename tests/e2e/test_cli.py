@@ -1,0 +1,100 @@
+"""The `tollgate` admin CLI against a running control service, with usage
+that went through a real Envoy."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+import requests
+
+import stack as sm
+from conftest import Client
+
+
+@pytest.fixture(scope="module")
+def cli_stack(tmp_path_factory):
+    s = sm.Stack(tmp_path_factory.mktemp("cli"))
+    yield s
+    s.stop()
+
+
+def tg(stack, *args, ok=True):
+    env = {**os.environ, "TOLLGATE_URL": stack.control.url, "TOLLGATE_ADMIN_TOKEN": sm.ADMIN_TOKEN}
+    p = subprocess.run([str(sm.TOLLGATE_BIN), *args], capture_output=True, text=True, env=env, timeout=30)
+    if ok:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def test_every_command_has_help(cli_stack):
+    for cmd in (["--help"], ["serve", "--help"], ["keys", "--help"], ["budgets", "--help"], ["spend", "--help"],
+                ["movers", "--help"], ["report", "--help"], ["alerts", "--help"], ["key", "--help"]):
+        p = tg(cli_stack, *cmd)
+        assert "tollgate" in p.stdout, cmd
+    p = tg(cli_stack, "frobnicate", ok=False)
+    assert p.returncode == 2 and "unknown command" in p.stderr
+
+
+def test_keys_budgets_spend_report(cli_stack):
+    created = json.loads(tg(cli_stack, "keys", "create", "--team", "research", "--project", "lab", "--id", "cli-key",
+                            "--tag", "env=test", "--json").stdout)
+    key = created["key"]
+    assert created["id"] == "cli-key" and created["tags"] == {"env": "test"}
+    listing = tg(cli_stack, "keys", "list").stdout
+    assert "cli-key" in listing and "research" in listing and key not in listing
+
+    out = tg(cli_stack, "budgets", "set", "team", "research", "--limit-usd", "2.5", "--period", "monthly",
+             "--timezone", "Europe/Paris", "--soft-pct", "off").stdout
+    assert "team:research" in out and "$2.500000" in out
+    b = json.loads(tg(cli_stack, "budgets", "show", "team", "research", "--json").stdout)
+    assert b["limit_micros"] == 2_500_000 and b["soft_pct"] is None and b["timezone"] == "Europe/Paris"
+
+    # usage through the real Envoy with the new key
+    c = Client(cli_stack)
+    deadline = time.monotonic() + 10
+    while c.chat("cheap", key=key, extra={"max_tokens": 5}).status_code != 200:
+        assert time.monotonic() < deadline, "key never worked"
+        time.sleep(0.2)
+    for model in ("openai/gpt-5.4", "openai/gpt-5.4", "cheap"):
+        assert c.chat(model, key=key, headers={"x-tollgate-feature": "triage"}, extra={"max_tokens": 30}).status_code == 200
+    deadline = time.monotonic() + 10
+    while True:
+        rows = json.loads(tg(cli_stack, "spend", "--group-by", "team,model", "--team", "research", "--json").stdout)["rows"]
+        if sum(r["requests"] for r in rows) == 4:
+            break
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.3)
+    by_model = {r["model"]: r for r in rows}
+    assert by_model["gpt-5.4"]["requests"] == 2 and by_model["deepseek-v4"]["requests"] == 2
+    table = tg(cli_stack, "spend", "--group-by", "model", "--team", "research").stdout
+    assert table.splitlines()[0].split()[:2] == ["MODEL", "REQUESTS"] and "gpt-5.4" in table
+    csv = tg(cli_stack, "spend", "--group-by", "feature", "--team", "research", "--csv").stdout
+    assert csv.splitlines()[0].startswith("feature,requests,") and "triage,3," in csv
+    daily = json.loads(tg(cli_stack, "spend", "--bucket", "day", "--from", "2026-01-01", "--json").stdout)
+    assert daily["bucket"] == "day" and all("bucket_start_ms" in r for r in daily["rows"])
+
+    movers = json.loads(tg(cli_stack, "movers", "--by", "key", "--json").stdout)
+    assert any(m["value"] == "cli-key" and m["delta_micros"] > 0 for m in movers["key"])
+    md = tg(cli_stack, "report", "monthly").stdout
+    assert md.startswith("# AI spend review") and "## Where the traffic went" in md and "triage" in md
+
+    rotated = json.loads(tg(cli_stack, "keys", "rotate", "cli-key", "--json").stdout)
+    assert rotated["key"] != key
+    tg(cli_stack, "keys", "revoke", "cli-key")
+    assert json.loads(tg(cli_stack, "keys", "list", "--json").stdout)["keys"][-1]["status"] == "revoked"
+    tg(cli_stack, "budgets", "delete", "team", "research")
+    p = tg(cli_stack, "budgets", "show", "team", "research", ok=False)
+    assert p.returncode == 2 and "404" in p.stderr
+
+
+def test_cli_reports_clear_errors(cli_stack):
+    env = {**os.environ, "TOLLGATE_URL": cli_stack.control.url, "TOLLGATE_ADMIN_TOKEN": "wrong-token-0000000000"}
+    p = subprocess.run([str(sm.TOLLGATE_BIN), "keys", "list"], capture_output=True, text=True, env=env, timeout=30)
+    assert p.returncode == 2 and "401" in p.stderr
+    p = tg(cli_stack, "budgets", "set", "team", "x", "--limit-usd", "1.2345678", "--period", "daily", ok=False)
+    assert p.returncode == 2 and "at most 6 decimals" in p.stderr
+    p = tg(cli_stack, "spend", "--group-by", "colour", ok=False)
+    assert p.returncode == 2 and "unknown dimension" in p.stderr
