@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
@@ -30,11 +31,25 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub settings: Settings,
     pub alerts_wake: tokio::sync::Notify,
+    pub counters: Counters,
+}
+
+/// Process counters for /metrics.
+#[derive(Default)]
+pub struct Counters {
+    pub ingest_batches: std::sync::atomic::AtomicU64,
+    pub ingest_records: std::sync::atomic::AtomicU64,
+    pub ingest_duplicates: std::sync::atomic::AtomicU64,
+    pub ingest_errors: std::sync::atomic::AtomicU64,
+    pub state_polls: std::sync::atomic::AtomicU64,
+    pub state_not_modified: std::sync::atomic::AtomicU64,
+    pub alerts_delivered: std::sync::atomic::AtomicU64,
+    pub alerts_failed: std::sync::atomic::AtomicU64,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, settings: Settings) -> Arc<AppState> {
-        Arc::new(AppState { store, settings, alerts_wake: tokio::sync::Notify::new() })
+        Arc::new(AppState { store, settings, alerts_wake: tokio::sync::Notify::new(), counters: Counters::default() })
     }
 }
 
@@ -124,6 +139,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> +
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/dashboard", get(dashboard))
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{id}", get(get_key))
         .route("/v1/keys/{id}/revoke", post(revoke_key))
@@ -456,10 +473,16 @@ async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, body: axum:
         Ok((records.len(), store.ingest(&batch.node, &records, Some(&raw), now_ms())?))
     })
     .await
-    .map_err(|e| match e.code {
-        "invalid" => ApiError::bad("invalid_json", e.message),
-        _ => e,
+    .map_err(|e| {
+        st.counters.ingest_errors.fetch_add(1, Relaxed);
+        match e.code {
+            "invalid" => ApiError::bad("invalid_json", e.message),
+            _ => e,
+        }
     })?;
+    st.counters.ingest_batches.fetch_add(1, Relaxed);
+    st.counters.ingest_records.fetch_add(ack.accepted, Relaxed);
+    st.counters.ingest_duplicates.fetch_add(ack.duplicates, Relaxed);
     if ack.accepted > 0 {
         st.alerts_wake.notify_one();
     }
@@ -512,7 +535,9 @@ async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q)
     let mut for_tag = doc.clone();
     for_tag.generated_ms = 0;
     let tag = format!("\"{}\"", &hash_key(&serde_json::to_string(&for_tag).unwrap_or_default())[..32]);
+    st.counters.state_polls.fetch_add(1, Relaxed);
     if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(tag.as_str()) {
+        st.counters.state_not_modified.fetch_add(1, Relaxed);
         let mut r = StatusCode::NOT_MODIFIED.into_response();
         if let Ok(v) = HeaderValue::from_str(&tag) {
             r.headers_mut().insert("etag", v);
@@ -589,6 +614,11 @@ pub async fn alert_loop(st: Arc<AppState>) {
                 Ok(Err(e)) => (false, Some(e.to_string())),
                 Err(e) => (false, Some(e.to_string())),
             };
+            if ok {
+                st.counters.alerts_delivered.fetch_add(1, Relaxed);
+            } else {
+                st.counters.alerts_failed.fetch_add(1, Relaxed);
+            }
             let backoff = 1000u64 << a.attempts.min(6);
             let store = st.store.clone();
             let e2 = err.clone();
@@ -734,4 +764,75 @@ async fn report_monthly(
     let store = st.store.clone();
     let md = blocking(move || crate::monthly::render(store.as_ref(), &month, from, to, prev_from)).await?;
     Ok(([("content-type", "text/markdown; charset=utf-8")], md).into_response())
+}
+
+fn prom_label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Prometheus text format: process counters and every budget's state.
+async fn metrics(State(st): State<Arc<AppState>>) -> ApiResult<Response> {
+    let c = &st.counters;
+    let mut out = String::new();
+    for (name, help, v) in [
+        ("tollgate_control_ingest_batches_total", "usage batches received", c.ingest_batches.load(Relaxed)),
+        ("tollgate_control_ingest_records_total", "usage records stored (new)", c.ingest_records.load(Relaxed)),
+        ("tollgate_control_ingest_duplicates_total", "usage records received again and ignored", c.ingest_duplicates.load(Relaxed)),
+        ("tollgate_control_ingest_errors_total", "usage batches refused or failed", c.ingest_errors.load(Relaxed)),
+        ("tollgate_control_state_polls_total", "budget state polls by Envoys", c.state_polls.load(Relaxed)),
+        ("tollgate_control_state_not_modified_total", "polls answered 304", c.state_not_modified.load(Relaxed)),
+        ("tollgate_control_alerts_delivered_total", "alert webhook deliveries that succeeded", c.alerts_delivered.load(Relaxed)),
+        ("tollgate_control_alert_delivery_failures_total", "alert webhook attempts that failed", c.alerts_failed.load(Relaxed)),
+    ] {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
+    }
+    let store = st.store.clone();
+    let (budgets, seq) = blocking(move || {
+        let now = now_ms();
+        let mut v = Vec::new();
+        for b in store.list_budgets()? {
+            if let Some(d) = budget_doc(store.as_ref(), &b, now, 1)? {
+                v.push(d);
+            }
+        }
+        Ok((v, store.seq()?))
+    })
+    .await?;
+    out.push_str(&format!("# HELP tollgate_control_ingest_seq ingest sequence\n# TYPE tollgate_control_ingest_seq gauge\ntollgate_control_ingest_seq {seq}\n"));
+    for (name, help) in [
+        ("tollgate_budget_used_micros", "spend this period, micro-dollars"),
+        ("tollgate_budget_limit_micros", "budget limit, micro-dollars"),
+        ("tollgate_budget_used_tokens", "tokens this period"),
+        ("tollgate_budget_limit_tokens", "budget limit, tokens"),
+    ] {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for d in &budgets {
+            let v = match name {
+                "tollgate_budget_used_micros" => Some(d.used_micros),
+                "tollgate_budget_limit_micros" => d.limit_micros,
+                "tollgate_budget_used_tokens" => Some(d.used_tokens),
+                _ => d.limit_tokens,
+            };
+            if let Some(v) = v {
+                out.push_str(&format!(
+                    "{name}{{scope_type=\"{}\",scope_id=\"{}\"}} {v}\n",
+                    d.scope_type.as_str(),
+                    prom_label(&d.scope_id)
+                ));
+            }
+        }
+    }
+    Ok(([("content-type", "text/plain; version=0.0.4")], out).into_response())
+}
+
+/// The dashboard: one self-contained page (no CDN); its data comes from the
+/// reporting API with the admin token the user enters (kept in the tab's
+/// session storage, or passed once as `#token=` in the URL fragment, which
+/// never reaches the server's logs).
+async fn dashboard() -> Response {
+    (
+        [("content-type", "text/html; charset=utf-8"), ("cache-control", "no-cache"), ("x-frame-options", "DENY")],
+        include_str!("dashboard.html"),
+    )
+        .into_response()
 }

@@ -63,6 +63,8 @@ struct RawConfig {
     control: Option<RawControl>,
     #[serde(default)]
     default_max_tokens: Option<u64>,
+    #[serde(default)]
+    metrics: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -333,6 +335,8 @@ pub struct Config {
     pub control: Option<Control>,
     /// Output tokens reserved for a request that names no max_tokens.
     pub default_max_tokens: u64,
+    /// Envoy metrics per team / project / model / provider.
+    pub metrics: bool,
 }
 
 fn non_empty(field: String, v: &str) -> Result<(), ConfigError> {
@@ -558,6 +562,7 @@ impl Config {
         Ok(Config {
             control,
             default_max_tokens,
+            metrics: raw.metrics.unwrap_or(true),
             keys,
             providers,
             routes,

@@ -710,6 +710,9 @@ impl TollgateHttp {
         for (k, v) in fields {
             self.set_property(vec![k], Some(v.as_bytes()));
         }
+        if self.config.as_ref().is_some_and(|c| c.metrics) {
+            record_metrics(&rec);
+        }
     }
 
     fn add_cost_headers(&self, rec: &UsageRecord) {
@@ -1272,4 +1275,37 @@ fn url_encode(s: &str) -> String {
         }
     }
     out
+}
+
+thread_local! {
+    static METRIC_IDS: RefCell<std::collections::HashMap<String, u32>> = RefCell::new(std::collections::HashMap::new());
+}
+
+/// Adds a record to the Envoy metrics (defined on first use, per worker).
+fn record_metrics(rec: &UsageRecord) {
+    use proxy_wasm::types::MetricType;
+    for (kind, name, value) in crate::metrics::for_record(rec) {
+        let id = METRIC_IDS.with(|m| {
+            let mut m = m.borrow_mut();
+            if let Some(id) = m.get(&name) {
+                return Some(*id);
+            }
+            // Bound the number of series one worker defines (label cardinality).
+            if m.len() >= 20_000 {
+                return None;
+            }
+            let t = match kind {
+                crate::metrics::Kind::Counter => MetricType::Counter,
+                crate::metrics::Kind::Histogram => MetricType::Histogram,
+            };
+            let id = proxy_wasm::hostcalls::define_metric(t, &name).ok()?;
+            m.insert(name, id);
+            Some(id)
+        });
+        let Some(id) = id else { continue };
+        let _ = match kind {
+            crate::metrics::Kind::Counter => proxy_wasm::hostcalls::increment_metric(id, i64::try_from(value).unwrap_or(i64::MAX)),
+            crate::metrics::Kind::Histogram => proxy_wasm::hostcalls::record_metric(id, value),
+        };
+    }
 }

@@ -9,6 +9,7 @@ pub mod budget;
 pub mod config;
 pub mod errors;
 pub mod keys;
+pub mod metrics;
 pub mod pricing;
 pub mod record;
 pub mod request;

