@@ -20,6 +20,7 @@ USAGE:
                                                      what moved the most against the previous equal range
     tollgate report monthly [--month 2026-11]        the monthly review (Markdown)
     tollgate alerts                                  budget threshold alerts
+    tollgate requests create|list|approve|refuse ... budget increase requests
     tollgate key new [--prefix tg-]                  offline: a key and its hash, for static YAML keys
     tollgate key hash <KEY|->                        offline: the hash of a key
 
@@ -154,6 +155,7 @@ fn main() {
         "movers" => movers(&Args::parse(rest, &[])),
         "report" => report(&Args::parse(rest, &[])),
         "alerts" => alerts(&Args::parse(rest, &[])),
+        "requests" => requests_cmd(&Args::parse(rest, &[])),
         _ => fail(&format!("unknown command: {}\n\n{HELP}", raw.join(" "))),
     }
 }
@@ -465,6 +467,70 @@ fn alerts(a: &Args) {
                 .collect(),
         );
     });
+}
+
+const REQUESTS_HELP: &str = "tollgate requests create key|team|project ID [--limit-usd N | --limit-micros N] [--limit-tokens N] --why TEXT
+                      (with --token: an admin token, or your virtual key for your own key/team/project)
+tollgate requests list [--status pending|approved|refused]
+tollgate requests approve ID [--by NAME] [--note TEXT]     the new limit applies in every Envoy within a poll
+tollgate requests refuse ID [--by NAME] [--note TEXT]
+";
+
+fn requests_cmd(a: &Args) {
+    if a.flag("help") || a.pos.is_empty() {
+        print!("{REQUESTS_HELP}");
+        return;
+    }
+    let c = client(a);
+    let show = |v: &Value| {
+        vec![
+            s(&v["id"]),
+            format!("{}:{}", s(&v["scope_type"]), s(&v["scope_id"])),
+            if v["limit_micros"].is_null() { format!("{} tokens", s(&v["limit_tokens"])) } else { usd(&v["limit_micros"]) },
+            s(&v["status"]),
+            s(&v["requested_by"]),
+            s(&v["justification"]),
+            s(&v["decided_by"]),
+        ]
+    };
+    let headers = ["id", "scope", "asked", "status", "by", "why", "decided by"];
+    match a.pos.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["create", t, id] => {
+            let mut body = json!({"scope_type": t, "scope_id": id,
+                                  "justification": a.opt("why").unwrap_or_else(|| fail("--why is required"))});
+            if let Some(u) = a.opt("limit-usd") {
+                body["limit_micros"] = json!(usd_to_micros(u));
+            }
+            if let Some(m) = a.opt("limit-micros") {
+                body["limit_micros"] = json!(m.parse::<u64>().unwrap_or_else(|_| fail("--limit-micros takes an integer")));
+            }
+            if let Some(m) = a.opt("limit-tokens") {
+                body["limit_tokens"] = json!(m.parse::<u64>().unwrap_or_else(|_| fail("--limit-tokens takes an integer")));
+            }
+            if let Some(b) = a.opt("by") {
+                body["requested_by"] = json!(b);
+            }
+            let v = c.call("POST", "/v1/budget-requests", Some(body));
+            c.print(&v, |v| table(&headers, vec![show(v)]));
+        }
+        ["list"] => {
+            let qs = a.opt("status").map(|st| format!("?status={st}")).unwrap_or_default();
+            let v = c.call("GET", &format!("/v1/budget-requests{qs}"), None);
+            c.print(&v, |v| table(&headers, v["requests"].as_array().cloned().unwrap_or_default().iter().map(show).collect()));
+        }
+        [verb @ ("approve" | "refuse"), id] => {
+            let mut body = json!({});
+            if let Some(b) = a.opt("by") {
+                body["decided_by"] = json!(b);
+            }
+            if let Some(n) = a.opt("note") {
+                body["note"] = json!(n);
+            }
+            let v = c.call("POST", &format!("/v1/budget-requests/{id}/{verb}"), Some(body));
+            c.print(&v, |v| table(&headers, vec![show(v)]));
+        }
+        _ => fail(&format!("unknown requests command\n\n{REQUESTS_HELP}")),
+    }
 }
 
 fn offline_key(raw: &[String]) {

@@ -94,6 +94,20 @@ CREATE TABLE IF NOT EXISTS nodes (
     node TEXT PRIMARY KEY,
     last_seen_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS budget_requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    scope_type TEXT NOT NULL,
+    scope_id TEXT NOT NULL,
+    limit_micros INTEGER,
+    limit_tokens INTEGER,
+    justification TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    decided_by TEXT,
+    decided_ms INTEGER,
+    note TEXT
+);
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     scope_type TEXT NOT NULL,
@@ -205,6 +219,27 @@ fn alert_from_row(r: &rusqlite::Row) -> rusqlite::Result<AlertRow> {
 }
 
 const ALERT_COLS: &str = "id, scope_type, scope_id, threshold, period_start_ms, used_micros, used_tokens, limit_micros, limit_tokens, created_ms, delivered_ms, attempts, last_error";
+
+const REQ_COLS: &str =
+    "id, scope_type, scope_id, limit_micros, limit_tokens, justification, requested_by, created_ms, status, decided_by, decided_ms, note";
+
+fn request_from_row(r: &rusqlite::Row) -> rusqlite::Result<IncreaseRequest> {
+    let st: String = r.get(1)?;
+    Ok(IncreaseRequest {
+        id: r.get(0)?,
+        scope_type: ScopeType::parse(&st).unwrap_or(ScopeType::Team),
+        scope_id: r.get(2)?,
+        limit_micros: r.get::<_, Option<i64>>(3)?.map(u),
+        limit_tokens: r.get::<_, Option<i64>>(4)?.map(u),
+        justification: r.get(5)?,
+        requested_by: r.get(6)?,
+        created_ms: u(r.get(7)?),
+        status: r.get(8)?,
+        decided_by: r.get(9)?,
+        decided_ms: r.get::<_, Option<i64>>(10)?.map(u),
+        note: r.get(11)?,
+    })
+}
 
 fn scope_column(st: ScopeType) -> &'static str {
     match st {
@@ -609,6 +644,48 @@ impl Store for SqliteStore {
             })
             .map_err(be)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(be)
+    }
+
+    fn create_request(&self, r: &IncreaseRequest) -> Result<IncreaseRequest> {
+        let c = self.conn();
+        c.execute(
+            "INSERT INTO budget_requests (scope_type, scope_id, limit_micros, limit_tokens, justification, requested_by, created_ms, status)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
+            params![r.scope_type.as_str(), r.scope_id, r.limit_micros.map(i), r.limit_tokens.map(i), r.justification, r.requested_by, i(r.created_ms)],
+        )
+        .map_err(be)?;
+        let id = c.last_insert_rowid();
+        c.query_row(&format!("SELECT {REQ_COLS} FROM budget_requests WHERE id = ?1"), [id], request_from_row).map_err(be)
+    }
+
+    fn list_requests(&self, status: Option<&str>) -> Result<Vec<IncreaseRequest>> {
+        let c = self.conn();
+        let mut s = c
+            .prepare_cached(&format!("SELECT {REQ_COLS} FROM budget_requests WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC"))
+            .map_err(be)?;
+        let rows = s.query_map([status], request_from_row).map_err(be)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(be)
+    }
+
+    fn get_request(&self, id: i64) -> Result<Option<IncreaseRequest>> {
+        let c = self.conn();
+        c.query_row(&format!("SELECT {REQ_COLS} FROM budget_requests WHERE id = ?1"), [id], request_from_row).optional().map_err(be)
+    }
+
+    fn decide_request(&self, id: i64, approve: bool, by: &str, note: Option<&str>, now_ms: u64) -> Result<IncreaseRequest> {
+        let c = self.conn();
+        let n = c
+            .execute(
+                "UPDATE budget_requests SET status = ?2, decided_by = ?3, decided_ms = ?4, note = ?5 WHERE id = ?1 AND status = 'pending'",
+                params![id, if approve { "approved" } else { "refused" }, by, i(now_ms), note],
+            )
+            .map_err(be)?;
+        let row = c.query_row(&format!("SELECT {REQ_COLS} FROM budget_requests WHERE id = ?1"), [id], request_from_row).optional().map_err(be)?;
+        match (n, row) {
+            (1, Some(r)) => Ok(r),
+            (_, Some(r)) => Err(StoreError::Conflict(format!("request {id} was already {}", r.status))),
+            (_, None) => Err(StoreError::NotFound(format!("no budget request {id}"))),
+        }
     }
 
     fn list_alerts(&self, limit: u32) -> Result<Vec<AlertRow>> {

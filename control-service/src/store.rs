@@ -101,6 +101,24 @@ pub struct AlertRow {
     pub last_error: Option<String>,
 }
 
+/// A request to raise a budget, and its decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncreaseRequest {
+    pub id: i64,
+    pub scope_type: ScopeType,
+    pub scope_id: String,
+    pub limit_micros: Option<u64>,
+    pub limit_tokens: Option<u64>,
+    pub justification: String,
+    pub requested_by: String,
+    pub created_ms: u64,
+    /// "pending", "approved" or "refused".
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decided_ms: Option<u64>,
+    pub note: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct SpendTotals {
     pub requests: u64,
@@ -178,6 +196,13 @@ pub trait Store: Send + Sync + 'static {
     fn report(&self, q: &crate::reports::ReportQuery) -> Result<Vec<crate::reports::ReportRow>>;
 
     fn list_alerts(&self, limit: u32) -> Result<Vec<AlertRow>>;
+
+    /// Files a budget increase request (status pending); returns it with its id.
+    fn create_request(&self, r: &IncreaseRequest) -> Result<IncreaseRequest>;
+    fn list_requests(&self, status: Option<&str>) -> Result<Vec<IncreaseRequest>>;
+    fn get_request(&self, id: i64) -> Result<Option<IncreaseRequest>>;
+    /// Records the decision on a pending request (Conflict if already decided).
+    fn decide_request(&self, id: i64, approve: bool, by: &str, note: Option<&str>, now_ms: u64) -> Result<IncreaseRequest>;
     /// Alerts not yet delivered whose next attempt is due.
     fn due_alerts(&self, now_ms: u64) -> Result<Vec<AlertRow>>;
     fn alert_attempted(&self, id: i64, ok: bool, error: Option<&str>, next_attempt_ms: u64, now_ms: u64) -> Result<()>;

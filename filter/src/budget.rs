@@ -134,7 +134,9 @@ pub fn exhausted_error(b: &BudgetDoc, c: &Counter, now_ms: u64) -> (GatewayError
     let resets = rfc3339(b.period_end_ms);
     let message = format!(
         "The budget of {} '{}' is exhausted ({} used this period). It resets at {}. \
-         To continue sooner, ask the owner of {} '{}' to raise the budget (PUT /v1/budgets/{}/{} on the Tollgate control service).",
+         To ask for more, POST /v1/budget-requests on the Tollgate control service with your key, \
+         {{\"scope_type\": \"{}\", \"scope_id\": \"{}\", \"limit_micros\": <new limit>, \"justification\": \"...\"}} \
+         (or: tollgate requests create {} {} --limit-usd N --why \"...\"); an admin approves it.",
         b.scope_type.as_str(),
         b.scope_id,
         limits.join(", "),
@@ -166,7 +168,11 @@ pub fn exhausted_details(b: &BudgetDoc, c: &Counter) -> serde_json::Value {
         "used_tokens": b.used_tokens.saturating_add(c.pending_tokens),
         "period_start": rfc3339(b.period_start_ms),
         "resets_at": rfc3339(b.period_end_ms),
-        "how_to_increase": format!("ask an admin to raise the budget: PUT /v1/budgets/{}/{} on the Tollgate control service", b.scope_type.as_str(), b.scope_id),
+        "how_to_increase": format!(
+            "POST /v1/budget-requests on the Tollgate control service with your key: {{\"scope_type\": \"{}\", \"scope_id\": \"{}\", \"limit_micros\": <new limit>, \"justification\": \"...\"}}; an admin approves it",
+            b.scope_type.as_str(),
+            b.scope_id
+        ),
     })
 }
 
@@ -268,7 +274,7 @@ mod tests {
         assert!(e.message.contains("team 'search'"), "{}", e.message);
         assert!(e.message.contains("10.002100 of 10.000000 USD"), "{}", e.message);
         assert!(e.message.contains("2026-12-01T00:00:00Z"), "{}", e.message);
-        assert!(e.message.contains("PUT /v1/budgets/team/search"));
+        assert!(e.message.contains("POST /v1/budget-requests") && e.message.contains("\"scope_id\": \"search\""), "{}", e.message);
         assert!(h.contains(&("retry-after".into(), "100".into())));
         let body: serde_json::Value = serde_json::from_str(&e.body()).unwrap();
         assert_eq!(body["error"]["scope"], "team:search");

@@ -116,7 +116,7 @@ def test_api_key_with_budget_warns_then_stops_and_spend_adds_up(fresh, hook):
     assert (e["type"], e["code"], e["scope"]) == ("budget_exhausted", "budget_exhausted", "team:growth")
     assert e["limit_micros"] == 4000 and e["used_micros"] <= 4000
     assert e["resets_at"].endswith("T23:00:00Z")  # midnight in Paris
-    assert "PUT /v1/budgets/team/growth" in e["message"]
+    assert "POST /v1/budget-requests" in e["message"] and '"scope_id": "growth"' in e["message"]
     assert int(denied.headers["retry-after"]) > 0
     assert denied.headers["x-tollgate-budget-remaining-micros"] == "0"
 
@@ -306,3 +306,37 @@ def test_failure_modes_when_control_service_is_down(tmp_path, mode):
         wait_until(lambda: spend(s)["requests"] >= stats["requests"], timeout=10, what="records after recovery")
     finally:
         s.stop()
+
+
+def test_increase_request_from_the_key_approved_by_an_admin(fresh):
+    import os
+    import subprocess
+    c = fresh.control
+    key = new_key(c, "sales", key_id="sales-bot")
+    c.api("PUT", "/v1/budgets/team/sales", {"limit_micros": 1500, "period": "monthly"}, expect=200)
+    wait_until(lambda: Client(fresh).chat("cheap", key=key["key"], extra={"max_tokens": 5}).status_code != 401, what="key")
+    exhaust(fresh, key["key"])
+    # The team member asks with their own key, as the 429 message says.
+    status, body = c.api("POST", "/v1/budget-requests", {"scope_type": "team", "scope_id": "sales", "limit_micros": 50_000,
+                                                         "justification": "quarter-end demo traffic"}, token=key["key"])
+    assert status == 201 and body["status"] == "pending" and body["requested_by"] == "key:sales-bot"
+    # ...but not for someone else's team.
+    status, body = c.api("POST", "/v1/budget-requests", {"scope_type": "team", "scope_id": "growth", "limit_micros": 1,
+                                                         "justification": "not my team at all"}, token=key["key"])
+    assert status == 403 and body["error"]["code"] == "not_your_scope"
+    env = {**os.environ, "TOLLGATE_URL": c.url, "TOLLGATE_ADMIN_TOKEN": sm.ADMIN_TOKEN}
+    listing = subprocess.run([str(sm.TOLLGATE_BIN), "requests", "list", "--status", "pending"], capture_output=True,
+                             text=True, env=env, check=True).stdout
+    assert "team:sales" in listing and "quarter-end demo traffic" in listing
+    rid = str(json.loads(subprocess.run([str(sm.TOLLGATE_BIN), "requests", "list", "--json"], capture_output=True,
+                                        text=True, env=env, check=True).stdout)["requests"][0]["id"])
+    decided = json.loads(subprocess.run([str(sm.TOLLGATE_BIN), "requests", "approve", rid, "--by", "cfo", "--note", "ok",
+                                         "--json"], capture_output=True, text=True, env=env, check=True).stdout)
+    assert (decided["status"], decided["decided_by"]) == ("approved", "cfo") and decided["decided_ms"] > 0
+    # the new limit takes effect in the filter like any budget change
+    wait_until(lambda: Client(fresh).chat("openai/gpt-5.4", key=key["key"], extra={"max_tokens": 20}).status_code == 200,
+               what="the approved increase to apply")
+    assert c.api("GET", "/v1/budgets/team/sales", expect=200)[1]["limit_micros"] == 50_000
+    # deciding twice is refused
+    status, _ = c.api("POST", f"/v1/budget-requests/{rid}/refuse", {})
+    assert status == 409
