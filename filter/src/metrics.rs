@@ -2,8 +2,10 @@
 //! `.<label>.<value>` segments; the `stats_tags` in envoy/demo/envoy.yaml
 //! (documented in docs/metrics.md) turn them into Prometheus labels:
 //!
-//!     wasmcustom.tollgate.requests.team.search.project.ranker.model.gpt-5_4.provider.openai.outcome.ok
-//!     -> tollgate_requests{team="search",project="ranker",model="gpt-5_4",provider="openai",outcome="ok"}
+//! ```text
+//! wasmcustom.tollgate.requests.team.search.project.ranker.model.gpt-5_4.provider.openai.outcome.ok
+//! -> tollgate_requests{team="search",project="ranker",model="gpt-5_4",provider="openai",outcome="ok"}
+//! ```
 
 use crate::record::{Outcome, UsageRecord};
 
