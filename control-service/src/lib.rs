@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod periods;
+pub mod postgres;
 pub mod monthly;
 pub mod reports;
 pub mod sqlite;

@@ -34,7 +34,8 @@ const SERVE_HELP: &str = "tollgate serve [--listen ADDR] [--db PATH]
 
 Runs the control service. Settings (flags win over environment):
     TOLLGATE_LISTEN        listen address (127.0.0.1:7070)
-    TOLLGATE_DB            SQLite file (./tollgate.db)
+    TOLLGATE_DB            SQLite file (./tollgate.db), or a PostgreSQL connection string
+                           (postgresql://user:pass@host/db or \"host=... user=... dbname=...\")
     TOLLGATE_ADMIN_TOKEN   admin API token (required)
     TOLLGATE_FILTER_TOKEN  token of the Envoy filters: ingest + state only (required)
     TOLLGATE_WEBHOOK_URL   where budget alerts are POSTed (optional)
@@ -604,22 +605,31 @@ fn serve(flags: &[&str]) {
         fail("TOLLGATE_ADMIN_TOKEN and TOLLGATE_FILTER_TOKEN must differ");
     }
     let node_ttl_ms = env_or("TOLLGATE_NODE_TTL_MS", "15000").parse().unwrap_or_else(|_| fail("TOLLGATE_NODE_TTL_MS must be an integer"));
-    let store = match SqliteStore::open(std::path::Path::new(&db)) {
-        Ok(s) => Arc::new(s) as Arc<dyn Store>,
-        Err(e) => fail(&format!("cannot open database {db}: {e}")),
-    };
     let settings = Settings {
         admin_token_hash: hash_key(&admin),
         filter_token_hash: hash_key(&filter),
         webhook_url: std::env::var("TOLLGATE_WEBHOOK_URL").ok().filter(|v| !v.is_empty()),
         node_ttl_ms,
     };
-    let state = AppState::new(store, settings);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => fail(&format!("cannot start the runtime: {e}")),
     };
     rt.block_on(async move {
+        let is_pg = db.starts_with("postgres://") || db.starts_with("postgresql://") || db.contains("host=");
+        let store: Arc<dyn Store> = if is_pg {
+            match tollgate_control::postgres::PgStore::connect(&db).await {
+                Ok(s) => Arc::new(s),
+                Err(e) => fail(&format!("cannot open the PostgreSQL database: {e}")),
+            }
+        } else {
+            match SqliteStore::open(std::path::Path::new(&db)) {
+                Ok(s) => Arc::new(s),
+                Err(e) => fail(&format!("cannot open database {db}: {e}")),
+            }
+        };
+        let db = if is_pg { "postgresql".to_string() } else { db };
+        let state = AppState::new(store, settings);
         let listener = match tokio::net::TcpListener::bind(&listen).await {
             Ok(l) => l,
             Err(e) => fail(&format!("cannot listen on {listen}: {e}")),

@@ -450,9 +450,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(be)?;
             // Every node's (used, granted) in this period; this node first.
-            // (node, (used, granted) in micros, (used, granted) in tokens)
-            type NodeRow = (String, (u64, Option<u64>), (u64, Option<u64>));
-            let mut rows: Vec<NodeRow> = Vec::new();
+            let mut rows: Vec<NodeUse> = Vec::new();
             {
                 let mut q = tx
                     .prepare_cached(
@@ -478,43 +476,13 @@ impl Store for SqliteStore {
                     rows.push(row.map_err(be)?);
                 }
             }
-            let me = match rows.iter().position(|r| r.0 == node) {
-                Some(p) => p,
-                None => {
-                    rows.push((node.to_string(), (0, None), (0, None)));
-                    rows.len() - 1
-                }
-            };
-            let micros: Vec<(u64, Option<u64>)> = rows.iter().map(|r| r.1).collect();
-            let tokens: Vec<(u64, Option<u64>)> = rows.iter().map(|r| r.2).collect();
-            let mut doc = tollgate_filter::state::BudgetDoc {
-                scope_type: b.scope_type,
-                scope_id: b.scope_id.clone(),
-                limit_micros: b.limit_micros,
-                limit_tokens: b.limit_tokens,
-                period_start_ms: start,
-                period_end_ms: end,
-                used_micros: u(used.0),
-                used_tokens: u(used.1),
-                soft_pct: b.soft_pct,
-                hard_pct: b.hard_pct,
-                share_micros: None,
-                share_tokens: None,
-            };
-            let n = u64::try_from(active).unwrap_or(1).max(1);
-            let (my_used_m, my_used_t) = (micros[me].0, tokens[me].0);
-            let gm = doc.hard_limit_micros().map(|l| rebalance(l, doc.used_micros, &micros, me, n));
-            let gt = doc.hard_limit_tokens().map(|l| rebalance(l, doc.used_tokens, &tokens, me, n));
-            // The share is headroom against this node's own recorded use, which
-            // is exactly what the node's pending counts are relative to.
-            doc.share_micros = gm.map(|g| g.saturating_sub(my_used_m));
-            doc.share_tokens = gt.map(|g| g.saturating_sub(my_used_t));
+            let (doc, gm, gt) = grant_doc(&b, (start, end), (u(used.0), u(used.1)), rows, node, u64::try_from(active).unwrap_or(1));
             tx.execute(
                 "INSERT INTO budget_grants (scope_type, scope_id, period_start_ms, node, granted_micros, granted_tokens)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (scope_type, scope_id, period_start_ms, node) DO UPDATE SET
                     granted_micros = excluded.granted_micros, granted_tokens = excluded.granted_tokens",
-                params![st, b.scope_id, i(start), node, i(gm.unwrap_or(my_used_m)), i(gt.unwrap_or(my_used_t))],
+                params![st, b.scope_id, i(start), node, i(gm), i(gt)],
             )
             .map_err(be)?;
             out.push(doc);

@@ -164,6 +164,54 @@ pub fn rebalance(limit: u64, used_total: u64, grants: &[(u64, Option<u64>)], me:
     used_me.saturating_add(desired.min(available))
 }
 
+/// One node's (used, granted) in micros and in tokens for a budget period.
+pub type NodeUse = (String, (u64, Option<u64>), (u64, Option<u64>));
+
+/// The budget document for `node` and its new grants (micros, tokens), from
+/// every node's use and grants in the period. Shared by both backends; the
+/// caller stores the grants in the same transaction.
+pub fn grant_doc(
+    b: &Budget,
+    (start, end): (u64, u64),
+    used: (u64, u64),
+    mut nodes: Vec<NodeUse>,
+    node: &str,
+    active: u64,
+) -> (tollgate_filter::state::BudgetDoc, u64, u64) {
+    let me = match nodes.iter().position(|r| r.0 == node) {
+        Some(p) => p,
+        None => {
+            nodes.push((node.to_string(), (0, None), (0, None)));
+            nodes.len() - 1
+        }
+    };
+    let micros: Vec<(u64, Option<u64>)> = nodes.iter().map(|r| r.1).collect();
+    let tokens: Vec<(u64, Option<u64>)> = nodes.iter().map(|r| r.2).collect();
+    let (my_m, my_t) = (micros.get(me).map(|x| x.0).unwrap_or(0), tokens.get(me).map(|x| x.0).unwrap_or(0));
+    let mut doc = tollgate_filter::state::BudgetDoc {
+        scope_type: b.scope_type,
+        scope_id: b.scope_id.clone(),
+        limit_micros: b.limit_micros,
+        limit_tokens: b.limit_tokens,
+        period_start_ms: start,
+        period_end_ms: end,
+        used_micros: used.0,
+        used_tokens: used.1,
+        soft_pct: b.soft_pct,
+        hard_pct: b.hard_pct,
+        share_micros: None,
+        share_tokens: None,
+    };
+    let n = active.max(1);
+    let gm = doc.hard_limit_micros().map(|l| rebalance(l, doc.used_micros, &micros, me, n));
+    let gt = doc.hard_limit_tokens().map(|l| rebalance(l, doc.used_tokens, &tokens, me, n));
+    // The share is headroom against this node's own recorded use, which is
+    // exactly what the node's pending counts are relative to.
+    doc.share_micros = gm.map(|g| g.saturating_sub(my_m));
+    doc.share_tokens = gt.map(|g| g.saturating_sub(my_t));
+    (doc, gm.unwrap_or(my_m), gt.unwrap_or(my_t))
+}
+
 pub trait Store: Send + Sync + 'static {
     fn create_key(&self, key: &KeyRow) -> Result<()>;
     fn list_keys(&self) -> Result<Vec<KeyRow>>;

@@ -696,7 +696,8 @@ impl TollgateHttp {
         }
         // Filter state for access logs: %FILTER_STATE(wasm.tollgate.usage:PLAIN)% and flat fields.
         self.set_property(vec!["tollgate.usage"], Some(json.as_bytes()));
-        let fields: [(&str, String); 9] = [
+        let fields: [(&str, String); 10] = [
+            ("tollgate.budget_decision", rec.budget_decision.clone()),
             ("tollgate.team", rec.team.clone()),
             ("tollgate.project", rec.project.clone()),
             ("tollgate.key_id", rec.key_id.clone()),

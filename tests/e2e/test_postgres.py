@@ -1,0 +1,99 @@
+"""The control service on a real PostgreSQL, two replicas: the state is the
+same on both, concurrent ingest of the same records through both counts each
+once, and the full request path works with Envoy balancing the replicas."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+import stack as sm
+from conftest import Client
+from test_budgets import exhaust, mock_stats, new_key, spend, wait_until
+
+
+@pytest.fixture(scope="module")
+def pg(tmp_path_factory):
+    p = sm.Postgres(tmp_path_factory.mktemp("pg"))
+    yield p
+    p.stop()
+
+
+def record(team: str, cost: int) -> dict:
+    return {"v": 1, "id": str(uuid.uuid4()), "ts_ms": int(time.time() * 1000), "key_id": "k", "key_hash": "0" * 64,
+            "team": team, "project": "p", "feature": None, "prompt_version": None, "user": None, "tags": {},
+            "api": "openai_chat", "provider": "openai", "route": None, "model_requested": None, "model_upstream": "gpt-5.4",
+            "model_served": None, "stream": False, "status": 200, "outcome": "ok", "error_code": None,
+            "usage": {"input_tokens": 10, "cached_input_tokens": 0, "cache_write_tokens": 0, "output_tokens": 5,
+                      "reasoning_tokens": 0}, "usage_source": "provider", "cost_micros": cost, "priced": True,
+            "latency_ms": 1, "ttfb_ms": 1}
+
+
+def test_two_replicas_share_state_and_count_once(pg, tmp_path):
+    a = sm.Control(tmp_path, db=pg.conninfo, name="a")
+    b = sm.Control(tmp_path, db=pg.conninfo, name="b")
+    try:
+        key = new_key(a, "pgteam", key_id="pg-key")
+        keys_b = b.api("GET", "/v1/keys", expect=200)[1]["keys"]
+        assert [k["id"] for k in keys_b] == ["pg-key"] and keys_b[0]["key_hash"] == key["key_hash"]
+        b.api("PUT", "/v1/budgets/team/pgteam", {"limit_micros": 10**9, "period": "monthly"}, expect=200)
+        st = a.api("GET", "/v1/state?node=envoy-x", token=sm.FILTER_TOKEN, expect=200)[1]
+        assert st["budgets"][0]["scope_id"] == "pgteam" and st["budgets"][0]["share_micros"] == 10**9
+
+        # 2000 records, each sent twice, concurrently, half through each replica.
+        recs = [record("pgteam", 7) for _ in range(2000)]
+        batches = [recs[i:i + 100] for i in range(0, len(recs), 100)]
+        jobs = [(r, batch) for batch in batches for r in (a, b)] + [(r, batch) for batch in batches for r in (b, a)]
+
+        def send(job):
+            replica, batch = job
+            status, ack = replica.api("POST", "/v1/usage", {"node": "n", "records": batch}, token=sm.FILTER_TOKEN)
+            assert status == 200, ack
+            return ack["accepted"], ack["duplicates"]
+
+        with ThreadPoolExecutor(8) as ex:
+            acks = list(ex.map(send, jobs))
+        assert sum(x for x, _ in acks) == 2000 and sum(d for _, d in acks) == 6000
+        for replica in (a, b):
+            s = replica.api("GET", "/v1/spend?scope_type=team&scope_id=pgteam", expect=200)[1]
+            assert (s["requests"], s["cost_micros"]) == (2000, 14000)
+            bud = replica.api("GET", "/v1/budgets/team/pgteam", expect=200)[1]
+            assert bud["used_micros"] == 14000 and bud["used_tokens"] == 30000
+        # reports and requests work on PostgreSQL too
+        rows = b.api("GET", "/v1/reports/spend?group_by=team,model", expect=200)[1]["rows"]
+        assert rows == [{"team": "pgteam", "model": "gpt-5.4", "requests": 2000, "input_tokens": 20000,
+                         "cached_input_tokens": 0, "output_tokens": 10000, "cost_micros": 14000,
+                         "cache_share_pct": 0.0, "errors": 0, "rate_limited": 0}]
+        rq = a.api("POST", "/v1/budget-requests", {"scope_type": "team", "scope_id": "pgteam", "limit_micros": 2 * 10**9,
+                                                   "justification": "growth in december"}, expect=201)[1]
+        assert b.api("POST", f"/v1/budget-requests/{rq['id']}/approve", {"decided_by": "ops"}, expect=200)[1]["status"] == "approved"
+        assert a.api("GET", "/v1/budgets/team/pgteam", expect=200)[1]["limit_micros"] == 2 * 10**9
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_full_path_with_envoy_balancing_two_postgres_replicas(pg, tmp_path):
+    # a fresh database for this test
+    db = pg.conninfo.rsplit("/", 1)[0] + "/tollgate_e2e"
+    pg._run("createdb", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "tollgate", "tollgate_e2e")
+    s = sm.Stack(tmp_path, control_db=db, control_replicas=2)
+    try:
+        key = new_key(s.control, "fleet", key_id="fleet-key")
+        s.controls[1].api("PUT", "/v1/budgets/team/fleet", {"limit_micros": 6_000, "period": "monthly"}, expect=200)
+        wait_until(lambda: Client(s).chat("cheap", key=key["key"], extra={"max_tokens": 5}).status_code == 200, what="key")
+        exhaust(s, key["key"])
+        stats = mock_stats(s)
+        wait_until(lambda: spend(s)["requests"] >= stats["requests"], timeout=15, what="records ingested")
+        time.sleep(1)
+        for replica in s.controls:
+            t = replica.api("GET", "/v1/spend", expect=200)[1]
+            assert (t["input_tokens"], t["output_tokens"]) == (stats["input_tokens"], stats["output_tokens"])
+            assert replica.api("GET", "/v1/budgets/team/fleet", expect=200)[1]["used_micros"] <= 6_000
+    finally:
+        s.stop()
