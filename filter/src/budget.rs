@@ -133,7 +133,7 @@ pub fn exhausted_error(b: &BudgetDoc, c: &Counter, now_ms: u64) -> (GatewayError
     }
     let resets = rfc3339(b.period_end_ms);
     let message = format!(
-        "The budget of {} '{}' is exhausted ({} used this period). It resets at {}. \
+        "The budget of {} '{}' is exhausted: {} used this period, and no room is left for this request's worst case (its prompt and max_tokens). It resets at {}. \
          To ask for more, POST /v1/budget-requests on the Tollgate control service with your key, \
          {{\"scope_type\": \"{}\", \"scope_id\": \"{}\", \"limit_micros\": <new limit>, \"justification\": \"...\"}} \
          (or: tollgate requests create {} {} --limit-usd N --why \"...\"); an admin approves it.",
@@ -148,13 +148,17 @@ pub fn exhausted_error(b: &BudgetDoc, c: &Counter, now_ms: u64) -> (GatewayError
     );
     let e = GatewayError::budget_exhausted(message, details);
     let retry = b.period_end_ms.saturating_sub(now_ms).div_ceil(1000).max(1);
-    let headers = vec![
+    let mut headers = vec![
         ("retry-after".to_string(), retry.to_string()),
         ("x-tollgate-budget-scope".to_string(), label),
         ("x-tollgate-budget-resets-at".to_string(), resets),
-        ("x-tollgate-budget-remaining-micros".to_string(), "0".to_string()),
-        ("x-tollgate-budget-remaining-tokens".to_string(), "0".to_string()),
     ];
+    if b.limit_micros.is_some() {
+        headers.push(("x-tollgate-budget-remaining-micros".to_string(), "0".to_string()));
+    }
+    if b.limit_tokens.is_some() {
+        headers.push(("x-tollgate-budget-remaining-tokens".to_string(), "0".to_string()));
+    }
     (e, headers)
 }
 
@@ -273,6 +277,8 @@ mod tests {
         assert_eq!((e.status, e.kind, e.code), (429, "budget_exhausted", "budget_exhausted"));
         assert!(e.message.contains("team 'search'"), "{}", e.message);
         assert!(e.message.contains("10.002100 of 10.000000 USD"), "{}", e.message);
+        assert!(h.iter().any(|(k, _)| k == "x-tollgate-budget-remaining-micros"));
+        assert!(!h.iter().any(|(k, _)| k == "x-tollgate-budget-remaining-tokens"), "no token limit, no token header");
         assert!(e.message.contains("2026-12-01T00:00:00Z"), "{}", e.message);
         assert!(e.message.contains("POST /v1/budget-requests") && e.message.contains("\"scope_id\": \"search\""), "{}", e.message);
         assert!(h.contains(&("retry-after".into(), "100".into())));

@@ -359,6 +359,9 @@ Create a key with a budget through the control service (it works in Envoy within
   curl -s -X PUT http://127.0.0.1:7070/v1/budgets/team/growth -H 'Authorization: Bearer {ADMIN_TOKEN}' \\
     -d '{{"limit_micros": 5000, "period": "monthly", "timezone": "UTC"}}'
   curl -s http://127.0.0.1:7070/v1/budgets -H 'Authorization: Bearer {ADMIN_TOKEN}'
+  or the CLI:  TOLLGATE_ADMIN_TOKEN={ADMIN_TOKEN} target/release/tollgate spend --group-by team,model
+
+Dashboard: http://127.0.0.1:7070/dashboard#token={ADMIN_TOKEN}
 
 Usage records: Envoy log {workdir / 'envoy.log'} (lines 'tollgate.usage {{...}}'),
                access log {workdir / 'access.log'}.
