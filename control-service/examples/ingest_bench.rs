@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tollgate_control::api::{router, AppState, Settings};
-use tollgate_control::periods::Period;
 use tollgate_control::sqlite::SqliteStore;
 use tollgate_control::store::{Budget, Store};
 use tollgate_filter::keys::hash_key;
@@ -52,22 +51,7 @@ fn record(i: u64, now: u64) -> UsageRecord {
 
 fn budgets(s: &SqliteStore, now: u64) {
     for (t, id) in [(ScopeType::Team, "team-1"), (ScopeType::Project, "project-1"), (ScopeType::Key, "key-1")] {
-        s.put_budget(
-            &Budget {
-                scope_type: t,
-                scope_id: id.into(),
-                limit_micros: Some(u64::MAX / 4),
-                limit_tokens: None,
-                period: Period::Monthly,
-                timezone: "UTC".into(),
-                window_start_ms: None,
-                window_end_ms: None,
-                soft_pct: Some(80),
-                hard_pct: Some(100),
-                updated_ms: now,
-            },
-            now,
-        )
+        s.put_budget(&Budget { limit_micros: Some(u64::MAX / 4), ..Budget::monthly(t, id, now) }, now)
         .unwrap_or_else(|e| panic!("{e}"));
     }
 }

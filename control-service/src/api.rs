@@ -962,19 +962,7 @@ async fn decide(st: Arc<AppState>, headers: HeaderMap, id: i64, body: axum::body
                 .list_budgets()?
                 .into_iter()
                 .find(|b| b.scope_type == r.scope_type && b.scope_id == r.scope_id)
-                .unwrap_or(Budget {
-                    scope_type: r.scope_type,
-                    scope_id: r.scope_id.clone(),
-                    limit_micros: None,
-                    limit_tokens: None,
-                    period: Period::Monthly,
-                    timezone: "UTC".into(),
-                    window_start_ms: None,
-                    window_end_ms: None,
-                    soft_pct: Some(80),
-                    hard_pct: Some(100),
-                    updated_ms: now,
-                });
+                .unwrap_or_else(|| Budget::monthly(r.scope_type, &r.scope_id, now));
             if r.limit_micros.is_some() {
                 b.limit_micros = r.limit_micros;
             }

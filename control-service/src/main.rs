@@ -125,6 +125,19 @@ fn usd_to_micros(v: &str) -> u64 {
     w.checked_mul(1_000_000).and_then(|x| x.checked_add(f)).unwrap_or_else(|| fail("amount too large"))
 }
 
+/// --limit-usd / --limit-micros / --limit-tokens into a request body.
+fn limit_options(a: &Args, body: &mut Value) {
+    if let Some(u) = a.opt("limit-usd") {
+        body["limit_micros"] = json!(usd_to_micros(u));
+    }
+    if let Some(m) = a.opt("limit-micros") {
+        body["limit_micros"] = json!(m.parse::<u64>().unwrap_or_else(|_| fail("--limit-micros takes an integer")));
+    }
+    if let Some(m) = a.opt("limit-tokens") {
+        body["limit_tokens"] = json!(m.parse::<u64>().unwrap_or_else(|_| fail("--limit-tokens takes an integer")));
+    }
+}
+
 fn pct_opt(a: &Args, k: &str) -> Option<Value> {
     a.opt(k).map(|v| {
         if v == "off" {
@@ -262,15 +275,7 @@ fn budgets(a: &Args) {
     match a.pos.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["set", t, id] => {
             let mut body = json!({"period": a.opt("period").unwrap_or_else(|| fail("--period is required"))});
-            if let Some(u) = a.opt("limit-usd") {
-                body["limit_micros"] = json!(usd_to_micros(u));
-            }
-            if let Some(m) = a.opt("limit-micros") {
-                body["limit_micros"] = json!(m.parse::<u64>().unwrap_or_else(|_| fail("--limit-micros takes an integer")));
-            }
-            if let Some(m) = a.opt("limit-tokens") {
-                body["limit_tokens"] = json!(m.parse::<u64>().unwrap_or_else(|_| fail("--limit-tokens takes an integer")));
-            }
+            limit_options(a, &mut body);
             if let Some(tz) = a.opt("timezone") {
                 body["timezone"] = json!(tz);
             }
@@ -499,15 +504,7 @@ fn requests_cmd(a: &Args) {
         ["create", t, id] => {
             let mut body = json!({"scope_type": t, "scope_id": id,
                                   "justification": a.opt("why").unwrap_or_else(|| fail("--why is required"))});
-            if let Some(u) = a.opt("limit-usd") {
-                body["limit_micros"] = json!(usd_to_micros(u));
-            }
-            if let Some(m) = a.opt("limit-micros") {
-                body["limit_micros"] = json!(m.parse::<u64>().unwrap_or_else(|_| fail("--limit-micros takes an integer")));
-            }
-            if let Some(m) = a.opt("limit-tokens") {
-                body["limit_tokens"] = json!(m.parse::<u64>().unwrap_or_else(|_| fail("--limit-tokens takes an integer")));
-            }
+            limit_options(a, &mut body);
             if let Some(b) = a.opt("by") {
                 body["requested_by"] = json!(b);
             }

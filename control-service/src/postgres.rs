@@ -470,30 +470,18 @@ impl Store for PgStore {
                     continue;
                 }
                 accepted += 1;
-                if r.budget_decision == "denied" {
-                    for (bi, b) in budgets.iter().enumerate() {
-                        if r.budget_scopes.contains(&format!("{}:{}", b.scope_type.as_str(), b.scope_id)) {
-                            if let Some((s, _)) = b.bounds(r.ts_ms) {
-                                touched.insert((bi, s), true);
-                            }
-                        }
-                    }
+                let fx = record_effects(&budgets, r);
+                for k in fx.denied_by {
+                    touched.insert(k, true);
                 }
-                let tokens = r.usage.input_tokens.saturating_add(r.usage.output_tokens);
-                if r.cost_micros == 0 && tokens == 0 {
-                    continue;
-                }
-                for (bi, b) in budgets.iter().enumerate() {
-                    if !b.matches(r) {
-                        continue;
-                    }
-                    let Some((start, _)) = b.bounds(r.ts_ms) else { continue };
+                for (bi, start) in fx.counts {
+                    let Some(b) = budgets.get(bi) else { continue };
                     let st = b.scope_type.as_str();
                     tx.execute(
                         "INSERT INTO budget_usage (scope_type, scope_id, period_start_ms, used_micros, used_tokens) VALUES ($1, $2, $3, $4, $5)
                          ON CONFLICT (scope_type, scope_id, period_start_ms) DO UPDATE SET
                            used_micros = budget_usage.used_micros + excluded.used_micros, used_tokens = budget_usage.used_tokens + excluded.used_tokens",
-                        &[&st, &b.scope_id, &i(start), &i(r.cost_micros), &i(tokens)],
+                        &[&st, &b.scope_id, &i(start), &i(r.cost_micros), &i(fx.tokens)],
                     )
                     .await
                     .map_err(be)?;
@@ -501,7 +489,7 @@ impl Store for PgStore {
                         "INSERT INTO budget_usage_node (scope_type, scope_id, period_start_ms, node, used_micros, used_tokens) VALUES ($1, $2, $3, $4, $5, $6)
                          ON CONFLICT (scope_type, scope_id, period_start_ms, node) DO UPDATE SET
                            used_micros = budget_usage_node.used_micros + excluded.used_micros, used_tokens = budget_usage_node.used_tokens + excluded.used_tokens",
-                        &[&st, &b.scope_id, &i(start), &node, &i(r.cost_micros), &i(tokens)],
+                        &[&st, &b.scope_id, &i(start), &node, &i(r.cost_micros), &i(fx.tokens)],
                     )
                     .await
                     .map_err(be)?;

@@ -756,29 +756,16 @@ impl SqliteStore {
                     continue;
                 }
                 accepted += 1;
-                if r.budget_decision == "denied" {
-                    for (bi, b) in budgets.iter().enumerate() {
-                        let label = format!("{}:{}", b.scope_type.as_str(), b.scope_id);
-                        if r.budget_scopes.contains(&label) {
-                            if let Some((start, _)) = b.bounds(r.ts_ms) {
-                                touched.insert((bi, start), true);
-                            }
-                        }
-                    }
+                let fx = record_effects(&budgets, r);
+                for k in fx.denied_by {
+                    touched.insert(k, true);
                 }
-                let tokens = r.usage.input_tokens.saturating_add(r.usage.output_tokens);
-                if r.cost_micros == 0 && tokens == 0 {
-                    continue;
-                }
-                for (bi, b) in budgets.iter().enumerate() {
-                    if !b.matches(r) {
-                        continue;
-                    }
-                    let Some((start, _)) = b.bounds(r.ts_ms) else { continue };
-                    bump.execute(params![b.scope_type.as_str(), b.scope_id, i(start), i(r.cost_micros), i(tokens)])
+                for (bi, start) in fx.counts {
+                    let Some(b) = budgets.get(bi) else { continue };
+                    bump.execute(params![b.scope_type.as_str(), b.scope_id, i(start), i(r.cost_micros), i(fx.tokens)])
                         .map_err(be)?;
                     bump_node
-                        .execute(params![b.scope_type.as_str(), b.scope_id, i(start), node, i(r.cost_micros), i(tokens)])
+                        .execute(params![b.scope_type.as_str(), b.scope_id, i(start), node, i(r.cost_micros), i(fx.tokens)])
                         .map_err(be)?;
                     touched.entry((bi, start)).or_insert(false);
                 }

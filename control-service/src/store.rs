@@ -58,6 +58,23 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// A monthly UTC budget with the default thresholds (80 % warning, 100 % stop) and no limit yet.
+    pub fn monthly(scope_type: ScopeType, scope_id: &str, now_ms: u64) -> Budget {
+        Budget {
+            scope_type,
+            scope_id: scope_id.to_string(),
+            limit_micros: None,
+            limit_tokens: None,
+            period: Period::Monthly,
+            timezone: "UTC".into(),
+            window_start_ms: None,
+            window_end_ms: None,
+            soft_pct: Some(80),
+            hard_pct: Some(100),
+            updated_ms: now_ms,
+        }
+    }
+
     pub fn window(&self) -> Option<(u64, u64)> {
         Some((self.window_start_ms?, self.window_end_ms?))
     }
@@ -162,6 +179,31 @@ pub fn rebalance(limit: u64, used_total: u64, grants: &[(u64, Option<u64>)], me:
     let available = limit.saturating_sub(others).saturating_sub(used_me);
     let desired = limit.saturating_sub(used_total) / active.max(1);
     used_me.saturating_add(desired.min(available))
+}
+
+/// What one new usage record does to the budgets (indices into `budgets`,
+/// with the period start of the record's time): the budgets it counts
+/// against, and the budgets that refused it (a filter's 429).
+pub struct RecordEffects {
+    pub counts: Vec<(usize, u64)>,
+    pub denied_by: Vec<(usize, u64)>,
+    /// Tokens counted against token limits: input + output.
+    pub tokens: u64,
+}
+
+pub fn record_effects(budgets: &[Budget], r: &UsageRecord) -> RecordEffects {
+    let tokens = r.usage.input_tokens.saturating_add(r.usage.output_tokens);
+    let mut e = RecordEffects { counts: Vec::new(), denied_by: Vec::new(), tokens };
+    for (bi, b) in budgets.iter().enumerate() {
+        let Some((start, _)) = b.bounds(r.ts_ms) else { continue };
+        if r.budget_decision == "denied" && r.budget_scopes.iter().any(|l| *l == format!("{}:{}", b.scope_type.as_str(), b.scope_id)) {
+            e.denied_by.push((bi, start));
+        }
+        if (r.cost_micros > 0 || tokens > 0) && b.matches(r) {
+            e.counts.push((bi, start));
+        }
+    }
+    e
 }
 
 /// One node's (used, granted) in micros and in tokens for a budget period.

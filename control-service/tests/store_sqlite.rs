@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use tollgate_control::periods::Period;
 use tollgate_control::sqlite::SqliteStore;
 use tollgate_control::store::{Budget, KeyRow, SpendFilter, Store};
 use tollgate_filter::record::{Outcome, UsageRecord, UsageSource};
@@ -72,19 +71,7 @@ fn rec(id: &str, team: &str, cost: u64, input: u64, output: u64) -> UsageRecord 
 }
 
 fn budget(team: &str, limit: u64) -> Budget {
-    Budget {
-        scope_type: ScopeType::Team,
-        scope_id: team.into(),
-        limit_micros: Some(limit),
-        limit_tokens: None,
-        period: Period::Monthly,
-        timezone: "UTC".into(),
-        window_start_ms: None,
-        window_end_ms: None,
-        soft_pct: Some(80),
-        hard_pct: Some(100),
-        updated_ms: NOW,
-    }
+    Budget { limit_micros: Some(limit), ..Budget::monthly(ScopeType::Team, team, NOW) }
 }
 
 #[test]
