@@ -313,7 +313,7 @@ fn scope_of(s: &str) -> ApiResult<ScopeType> {
     ScopeType::parse(s).ok_or_else(|| ApiError::bad("invalid_scope", "scope type must be key, team or project"))
 }
 
-fn budget_json(b: &Budget, doc: Option<&BudgetDoc>) -> Value {
+fn budget_json(b: &Budget, doc: Option<&BudgetDoc>, reserved: Option<crate::store::Used>) -> Value {
     let mut v = serde_json::to_value(b).unwrap_or(Value::Null);
     if let Some(d) = doc {
         v["period_start_ms"] = json!(d.period_start_ms);
@@ -330,6 +330,11 @@ fn budget_json(b: &Budget, doc: Option<&BudgetDoc>) -> Value {
         let project = |used: u64| u64::try_from(u128::from(used) * u128::from(length) / u128::from(elapsed)).unwrap_or(u64::MAX);
         v["projected_micros"] = json!(project(d.used_micros));
         v["projected_tokens"] = json!(project(d.used_tokens));
+        if let Some(r) = reserved {
+            // Room the Envoys hold beyond what is recorded: in flight, or spent and not yet shipped.
+            v["reserved_micros"] = json!(r.micros);
+            v["reserved_tokens"] = json!(r.tokens);
+        }
     }
     v
 }
@@ -379,8 +384,18 @@ async fn put_budget(
     st.alerts_wake.notify_one();
     let store = st.store.clone();
     let bc = b.clone();
-    let doc = blocking(move || budget_doc(store.as_ref(), &bc, now_ms(), 1)).await?;
-    Ok(Json(budget_json(&b, doc.as_ref())))
+    let (doc, reserved) = blocking(move || budget_view(store.as_ref(), &bc)).await?;
+    Ok(Json(budget_json(&b, doc.as_ref(), reserved)))
+}
+
+/// A budget's state now and what Envoys hold of it.
+fn budget_view(store: &dyn Store, b: &Budget) -> Result<(Option<BudgetDoc>, Option<crate::store::Used>), StoreError> {
+    let doc = budget_doc(store, b, now_ms(), 1)?;
+    let reserved = match &doc {
+        Some(d) => Some(store.reserved(b.scope_type, &b.scope_id, d.period_start_ms)?),
+        None => None,
+    };
+    Ok((doc, reserved))
 }
 
 async fn get_budget(
@@ -398,8 +413,8 @@ async fn get_budget(
         .ok_or_else(|| ApiError::from(StoreError::NotFound(format!("no budget for {} '{scope_id}'", scope_type.as_str()))))?;
     let store = st.store.clone();
     let bc = b.clone();
-    let doc = blocking(move || budget_doc(store.as_ref(), &bc, now_ms(), 1)).await?;
-    Ok(Json(budget_json(&b, doc.as_ref())))
+    let (doc, reserved) = blocking(move || budget_view(store.as_ref(), &bc)).await?;
+    Ok(Json(budget_json(&b, doc.as_ref(), reserved)))
 }
 
 async fn delete_budget(
@@ -418,11 +433,10 @@ async fn list_budgets(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Ap
     admin(&st, &headers)?;
     let store = st.store.clone();
     let out = blocking(move || {
-        let now = now_ms();
         let mut v = Vec::new();
         for b in store.list_budgets()? {
-            let doc = budget_doc(store.as_ref(), &b, now, 1)?;
-            v.push(budget_json(&b, doc.as_ref()));
+            let (doc, reserved) = budget_view(store.as_ref(), &b)?;
+            v.push(budget_json(&b, doc.as_ref(), reserved));
         }
         Ok(v)
     })

@@ -255,6 +255,7 @@ fn budget_row(b: &Value) -> Vec<String> {
         s(&b["period"]),
         if b["limit_micros"].is_null() { "-".into() } else { usd(&b["limit_micros"]) },
         usd(&b["used_micros"]),
+        usd(&b["reserved_micros"]),
         s(&b["limit_tokens"]),
         s(&b["used_tokens"]),
         b["used_pct_micros"].as_f64().or(b["used_pct_tokens"].as_f64()).map(|p| format!("{p:.1}%")).unwrap_or_else(|| "-".into()),
@@ -264,7 +265,7 @@ fn budget_row(b: &Value) -> Vec<String> {
     ]
 }
 
-const BUDGET_HEADERS: [&str; 10] = ["scope", "period", "limit", "used", "limit tok", "used tok", "used %", "projected", "soft/hard %", "resets"];
+const BUDGET_HEADERS: [&str; 11] = ["scope", "period", "limit", "used", "reserved", "limit tok", "used tok", "used %", "projected", "soft/hard %", "resets"];
 
 fn budgets(a: &Args) {
     if a.flag("help") || a.pos.is_empty() {

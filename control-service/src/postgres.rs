@@ -419,6 +419,24 @@ impl Store for PgStore {
         })
     }
 
+    fn reserved(&self, st: ScopeType, id: &str, period_start_ms: u64) -> Result<Used> {
+        self.run(async {
+            let c = self.client.lock().await;
+            let r = c
+                .query_one(
+                    "SELECT COALESCE(SUM(GREATEST(g.granted_micros - COALESCE(u.used_micros, 0), 0)), 0)::BIGINT,
+                            COALESCE(SUM(GREATEST(g.granted_tokens - COALESCE(u.used_tokens, 0), 0)), 0)::BIGINT
+                     FROM budget_grants g LEFT JOIN budget_usage_node u ON u.scope_type = g.scope_type AND u.scope_id = g.scope_id
+                          AND u.period_start_ms = g.period_start_ms AND u.node = g.node
+                     WHERE g.scope_type = $1 AND g.scope_id = $2 AND g.period_start_ms = $3",
+                    &[&st.as_str(), &id, &i(period_start_ms)],
+                )
+                .await
+                .map_err(be)?;
+            Ok(Used { micros: u(r.get(0)), tokens: u(r.get(1)) })
+        })
+    }
+
     fn used(&self, st: ScopeType, id: &str, period_start_ms: u64) -> Result<Used> {
         self.run(async {
             let c = self.client.lock().await;

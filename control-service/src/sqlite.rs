@@ -502,6 +502,22 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn reserved(&self, st: ScopeType, id: &str, period_start_ms: u64) -> Result<Used> {
+        let c = self.conn();
+        let r: (i64, i64) = c
+            .query_row(
+                "SELECT COALESCE(SUM(MAX(g.granted_micros - COALESCE(u.used_micros, 0), 0)), 0),
+                        COALESCE(SUM(MAX(g.granted_tokens - COALESCE(u.used_tokens, 0), 0)), 0)
+                 FROM budget_grants g LEFT JOIN budget_usage_node u ON u.scope_type = g.scope_type AND u.scope_id = g.scope_id
+                      AND u.period_start_ms = g.period_start_ms AND u.node = g.node
+                 WHERE g.scope_type = ?1 AND g.scope_id = ?2 AND g.period_start_ms = ?3",
+                params![st.as_str(), id, i(period_start_ms)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(be)?;
+        Ok(Used { micros: u(r.0), tokens: u(r.1) })
+    }
+
     fn used(&self, st: ScopeType, id: &str, period_start_ms: u64) -> Result<Used> {
         let c = self.conn();
         let r: Option<(i64, i64)> = c

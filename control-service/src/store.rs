@@ -271,6 +271,9 @@ pub trait Store: Send + Sync + 'static {
     /// docs/budgets.md, "Grants"): grants are durable and their sum never
     /// exceeds a hard limit, so the fleet cannot spend past it.
     fn grant(&self, node: &str, now_ms: u64, node_ttl_ms: u64) -> Result<GrantSnapshot>;
+    /// Budget room handed to Envoys and not yet recorded as used, summed over
+    /// Envoys: what they may be spending right now (in flight or not yet shipped).
+    fn reserved(&self, scope_type: ScopeType, scope_id: &str, period_start_ms: u64) -> Result<Used>;
     /// What a scope used in the period starting at `period_start_ms`.
     fn used(&self, scope_type: ScopeType, scope_id: &str, period_start_ms: u64) -> Result<Used>;
 

@@ -93,6 +93,14 @@ async fn roles_validation_state_and_etag() {
         let (_, st, tag2) = call("GET", &url, Some(FILTER), None, tag.as_deref());
         assert_eq!(st["budgets"][0]["share_micros"], 500);
         assert_ne!(tag, tag2);
+        // the budget view shows what the Envoys hold: envoy-a 500, envoy-b 0 (it polled
+        // while envoy-a still held everything; it gets its half at its next poll)
+        let (_, b, _) = call("GET", &format!("{base}/v1/budgets/team/t"), Some(ADMIN), None, None);
+        assert_eq!((b["reserved_micros"].as_u64(), b["used_micros"].as_u64()), (Some(500), Some(0)));
+        let (_, st_b, _) = call("GET", &format!("{base}/v1/state?node=envoy-b"), Some(FILTER), None, None);
+        assert_eq!(st_b["budgets"][0]["share_micros"], 500);
+        let (_, b, _) = call("GET", &format!("{base}/v1/budgets/team/t"), Some(ADMIN), None, None);
+        assert_eq!(b["reserved_micros"].as_u64(), Some(1000));
         // revoke: gone from the state
         assert_eq!(call("POST", &format!("{base}/v1/keys/k1/revoke"), Some(ADMIN), None, None).0, 200);
         let (_, st, _) = call("GET", &url, Some(FILTER), None, None);
