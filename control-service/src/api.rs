@@ -449,20 +449,7 @@ async fn list_budgets(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Ap
 pub fn budget_doc(store: &dyn Store, b: &Budget, now: u64, nodes: u32) -> Result<Option<BudgetDoc>, StoreError> {
     let Some((start, end)) = b.bounds(now) else { return Ok(None) };
     let used = store.used(b.scope_type, &b.scope_id, start)?;
-    let mut doc = BudgetDoc {
-        scope_type: b.scope_type,
-        scope_id: b.scope_id.clone(),
-        limit_micros: b.limit_micros,
-        limit_tokens: b.limit_tokens,
-        period_start_ms: start,
-        period_end_ms: end,
-        used_micros: used.micros,
-        used_tokens: used.tokens,
-        soft_pct: b.soft_pct,
-        hard_pct: b.hard_pct,
-        share_micros: None,
-        share_tokens: None,
-    };
+    let mut doc = b.doc((start, end), used);
     let n = u64::from(nodes.max(1));
     doc.share_micros = doc.hard_limit_micros().map(|h| h.saturating_sub(used.micros) / n);
     doc.share_tokens = doc.hard_limit_tokens().map(|h| h.saturating_sub(used.tokens) / n);

@@ -85,6 +85,24 @@ impl Budget {
         crate::periods::bounds(self.period, tz, self.window(), at_ms)
     }
 
+    /// The budget's state for a period with this use (no share yet).
+    pub fn doc(&self, (start, end): (u64, u64), used: Used) -> tollgate_filter::state::BudgetDoc {
+        tollgate_filter::state::BudgetDoc {
+            scope_type: self.scope_type,
+            scope_id: self.scope_id.clone(),
+            limit_micros: self.limit_micros,
+            limit_tokens: self.limit_tokens,
+            period_start_ms: start,
+            period_end_ms: end,
+            used_micros: used.micros,
+            used_tokens: used.tokens,
+            soft_pct: self.soft_pct,
+            hard_pct: self.hard_pct,
+            share_micros: None,
+            share_tokens: None,
+        }
+    }
+
     pub fn matches(&self, r: &UsageRecord) -> bool {
         match self.scope_type {
             ScopeType::Key => r.key_id == self.scope_id,
@@ -230,20 +248,7 @@ pub fn grant_doc(
     let micros: Vec<(u64, Option<u64>)> = nodes.iter().map(|r| r.1).collect();
     let tokens: Vec<(u64, Option<u64>)> = nodes.iter().map(|r| r.2).collect();
     let (my_m, my_t) = (micros.get(me).map(|x| x.0).unwrap_or(0), tokens.get(me).map(|x| x.0).unwrap_or(0));
-    let mut doc = tollgate_filter::state::BudgetDoc {
-        scope_type: b.scope_type,
-        scope_id: b.scope_id.clone(),
-        limit_micros: b.limit_micros,
-        limit_tokens: b.limit_tokens,
-        period_start_ms: start,
-        period_end_ms: end,
-        used_micros: used.0,
-        used_tokens: used.1,
-        soft_pct: b.soft_pct,
-        hard_pct: b.hard_pct,
-        share_micros: None,
-        share_tokens: None,
-    };
+    let mut doc = b.doc((start, end), Used { micros: used.0, tokens: used.1 });
     let n = active.max(1);
     let gm = doc.hard_limit_micros().map(|l| rebalance(l, doc.used_micros, &micros, me, n));
     let gt = doc.hard_limit_tokens().map(|l| rebalance(l, doc.used_tokens, &tokens, me, n));
