@@ -150,6 +150,8 @@ pub fn exhausted_error(b: &BudgetDoc, c: &Counter, now_ms: u64) -> (GatewayError
     let retry = b.period_end_ms.saturating_sub(now_ms).div_ceil(1000).max(1);
     let mut headers = vec![
         ("retry-after".to_string(), retry.to_string()),
+        // The OpenAI and Anthropic SDKs honour this: retrying cannot help until the reset.
+        ("x-should-retry".to_string(), "false".to_string()),
         ("x-tollgate-budget-scope".to_string(), label),
         ("x-tollgate-budget-resets-at".to_string(), resets),
     ];

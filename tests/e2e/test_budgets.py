@@ -340,3 +340,25 @@ def test_increase_request_from_the_key_approved_by_an_admin(fresh):
     # deciding twice is refused
     status, _ = c.api("POST", f"/v1/budget-requests/{rid}/refuse", {})
     assert status == 409
+
+
+def test_sdks_get_a_rate_limit_error_at_once_without_retrying(fresh):
+    import anthropic
+    import openai
+    c = fresh.control
+    key = new_key(c, "sdk")
+    c.api("PUT", "/v1/budgets/team/sdk", {"limit_micros": 1000, "period": "monthly"}, expect=200)
+    wait_until(lambda: Client(fresh).chat("cheap", key=key["key"], extra={"max_tokens": 5}).status_code != 401, what="key")
+    exhaust(fresh, key["key"])
+    oai = openai.OpenAI(base_url=fresh.url + "/v1", api_key=key["key"], max_retries=3)
+    t0 = time.monotonic()
+    with pytest.raises(openai.RateLimitError) as e:
+        oai.chat.completions.create(model="openai/gpt-5.4", max_tokens=20, messages=[{"role": "user", "content": "hi"}])
+    assert time.monotonic() - t0 < 1.0, "the SDK must not back off and retry a budget stop"
+    assert e.value.code == "budget_exhausted" and e.value.body["scope"] == "team:sdk"
+    claude = anthropic.Anthropic(base_url=fresh.url, api_key=key["key"], max_retries=3)
+    t0 = time.monotonic()
+    with pytest.raises(anthropic.RateLimitError) as e2:
+        claude.messages.create(model="claude-sonnet-4-6", max_tokens=20, messages=[{"role": "user", "content": "hi"}])
+    assert time.monotonic() - t0 < 1.0
+    assert e2.value.body["error"]["type"] == "budget_exhausted"
