@@ -100,13 +100,13 @@ enum Role {
     Filter,
 }
 
+/// The bearer token of a request (same parsing as the gateway's key extraction).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    tollgate_filter::keys::presented_key(headers.get("authorization").and_then(|v| v.to_str().ok()), None)
+}
+
 fn role(state: &AppState, headers: &HeaderMap) -> ApiResult<Role> {
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", "missing_token", "send 'Authorization: Bearer <token>'"))?;
+    let token = bearer(headers).ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", "missing_token", "send 'Authorization: Bearer <token>'"))?;
     let h = hash_key(token);
     if h == state.settings.admin_token_hash {
         Ok(Role::Admin)
@@ -390,7 +390,7 @@ async fn put_budget(
 
 /// A budget's state now and what Envoys hold of it.
 fn budget_view(store: &dyn Store, b: &Budget) -> Result<(Option<BudgetDoc>, Option<crate::store::Used>), StoreError> {
-    let doc = budget_doc(store, b, now_ms(), 1)?;
+    let doc = budget_doc(store, b, now_ms())?;
     let reserved = match &doc {
         Some(d) => Some(store.reserved(b.scope_type, &b.scope_id, d.period_start_ms)?),
         None => None,
@@ -444,16 +444,13 @@ async fn list_budgets(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Ap
     Ok(Json(json!({"budgets": out})))
 }
 
-/// A budget's state now, with the share of an Envoy among `nodes` active ones.
-/// `None` when the budget has no current period (a fixed window outside now).
-pub fn budget_doc(store: &dyn Store, b: &Budget, now: u64, nodes: u32) -> Result<Option<BudgetDoc>, StoreError> {
+/// A budget's fleet-wide state now (no Envoy share: shares are grants, see
+/// `Store::grant`). `None` when the budget has no current period (a fixed
+/// window outside now).
+pub fn budget_doc(store: &dyn Store, b: &Budget, now: u64) -> Result<Option<BudgetDoc>, StoreError> {
     let Some((start, end)) = b.bounds(now) else { return Ok(None) };
     let used = store.used(b.scope_type, &b.scope_id, start)?;
-    let mut doc = b.doc((start, end), used);
-    let n = u64::from(nodes.max(1));
-    doc.share_micros = doc.hard_limit_micros().map(|h| h.saturating_sub(used.micros) / n);
-    doc.share_tokens = doc.hard_limit_tokens().map(|h| h.saturating_sub(used.tokens) / n);
-    Ok(Some(doc))
+    Ok(Some(b.doc((start, end), used)))
 }
 
 async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
@@ -524,9 +521,7 @@ async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q)
                 let seq = store.seq()?;
                 let mut budgets = Vec::new();
                 for b in store.list_budgets()? {
-                    if let Some(mut d) = budget_doc(store.as_ref(), &b, now, 1)? {
-                        d.share_micros = None;
-                        d.share_tokens = None;
+                    if let Some(d) = budget_doc(store.as_ref(), &b, now)? {
                         budgets.push(d);
                     }
                 }
@@ -795,7 +790,7 @@ async fn metrics(State(st): State<Arc<AppState>>) -> ApiResult<Response> {
         let now = now_ms();
         let mut v = Vec::new();
         for b in store.list_budgets()? {
-            if let Some(d) = budget_doc(store.as_ref(), &b, now, 1)? {
+            if let Some(d) = budget_doc(store.as_ref(), &b, now)? {
                 v.push(d);
             }
         }
@@ -874,13 +869,7 @@ async fn create_request(State(st): State<Arc<AppState>>, headers: HeaderMap, bod
         Ok(Role::Filter) => return Err(ApiError::new(StatusCode::FORBIDDEN, "permission_error", "admin_only", "the filter token cannot file requests")),
         Err(_) => {
             // A virtual key.
-            let token = headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim)
-                .unwrap_or("");
-            let h = hash_key(token);
+            let h = hash_key(bearer(&headers).unwrap_or(""));
             let store = st.store.clone();
             let key = blocking(move || Ok(store.list_keys()?.into_iter().find(|k| k.key_hash == h && k.revoked_ms.is_none())))
                 .await?

@@ -532,7 +532,103 @@ impl Store for SqliteStore {
     }
 
     fn ingest(&self, node: &str, records: &[UsageRecord], raw: Option<&[&str]>, now_ms: u64) -> Result<IngestAck> {
-        self.ingest_from(node, records, raw, now_ms)
+        let mut c = self.conn();
+        let tx = c.transaction().map_err(be)?;
+        let budgets = load_budgets(&tx)?;
+        let mut accepted = 0u64;
+        let mut duplicates = 0u64;
+        // (budget index, period start) -> a request was refused by it
+        let mut touched: HashMap<(usize, u64), bool> = HashMap::new();
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO usage (id, node, ts_ms, key_id, team, project, feature, prompt_version, provider, model,
+                        status, outcome, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
+                        cost_micros, record)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                )
+                .map_err(be)?;
+            let mut bump = tx
+                .prepare_cached(
+                    "INSERT INTO budget_usage (scope_type, scope_id, period_start_ms, used_micros, used_tokens) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (scope_type, scope_id, period_start_ms) DO UPDATE SET
+                        used_micros = used_micros + excluded.used_micros, used_tokens = used_tokens + excluded.used_tokens",
+                )
+                .map_err(be)?;
+            let mut bump_node = tx
+                .prepare_cached(
+                    "INSERT INTO budget_usage_node (scope_type, scope_id, period_start_ms, node, used_micros, used_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (scope_type, scope_id, period_start_ms, node) DO UPDATE SET
+                        used_micros = used_micros + excluded.used_micros, used_tokens = used_tokens + excluded.used_tokens",
+                )
+                .map_err(be)?;
+            for (idx, r) in records.iter().enumerate() {
+                if r.id.is_empty() {
+                    return Err(StoreError::Invalid("a record has an empty id".into()));
+                }
+                let outcome = serde_json::to_string(&r.outcome).unwrap_or_default();
+                let text = match raw.and_then(|raw| raw.get(idx)) {
+                    Some(t) => std::borrow::Cow::Borrowed(*t),
+                    None => std::borrow::Cow::Owned(serde_json::to_string(r).unwrap_or_default()),
+                };
+                let n = insert
+                    .execute(params![
+                        r.id,
+                        node,
+                        i(r.ts_ms),
+                        r.key_id,
+                        r.team,
+                        r.project,
+                        r.feature,
+                        r.prompt_version,
+                        r.provider,
+                        r.model_upstream,
+                        r.status,
+                        outcome.trim_matches('"'),
+                        i(r.usage.input_tokens),
+                        i(r.usage.cached_input_tokens),
+                        i(r.usage.cache_write_tokens),
+                        i(r.usage.output_tokens),
+                        i(r.usage.reasoning_tokens),
+                        i(r.cost_micros),
+                        text.as_ref()
+                    ])
+                    .map_err(be)?;
+                if n == 0 {
+                    duplicates += 1;
+                    continue;
+                }
+                accepted += 1;
+                let fx = record_effects(&budgets, r);
+                for k in fx.denied_by {
+                    touched.insert(k, true);
+                }
+                for (bi, start) in fx.counts {
+                    let Some(b) = budgets.get(bi) else { continue };
+                    bump.execute(params![b.scope_type.as_str(), b.scope_id, i(start), i(r.cost_micros), i(fx.tokens)])
+                        .map_err(be)?;
+                    bump_node
+                        .execute(params![b.scope_type.as_str(), b.scope_id, i(start), node, i(r.cost_micros), i(fx.tokens)])
+                        .map_err(be)?;
+                    touched.entry((bi, start)).or_insert(false);
+                }
+            }
+        }
+        for ((bi, start), stopped) in &touched {
+            let Some(b) = budgets.get(*bi) else { continue };
+            let used: (i64, i64) = tx
+                .query_row(
+                    "SELECT COALESCE(MAX(used_micros), 0), COALESCE(MAX(used_tokens), 0) FROM budget_usage
+                     WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3",
+                    params![b.scope_type.as_str(), b.scope_id, i(*start)],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(be)?;
+            check_thresholds(&tx, b, *start, Used { micros: u(used.0), tokens: u(used.1) }, now_ms, *stopped)?;
+        }
+        let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM usage", [], |r| r.get(0)).map_err(be)?;
+        tx.commit().map_err(be)?;
+        Ok(IngestAck { accepted, duplicates, seq: u(seq) })
     }
 
     fn seq(&self) -> Result<u64> {
@@ -699,108 +795,5 @@ impl Store for SqliteStore {
         )
         .map_err(be)?;
         Ok(())
-    }
-}
-
-impl SqliteStore {
-    /// Ingest with the sending Envoy's node name recorded.
-    pub fn ingest_from(&self, node: &str, records: &[UsageRecord], raw: Option<&[&str]>, now_ms: u64) -> Result<IngestAck> {
-        let mut c = self.conn();
-        let tx = c.transaction().map_err(be)?;
-        let budgets = load_budgets(&tx)?;
-        let mut accepted = 0u64;
-        let mut duplicates = 0u64;
-        // (budget index, period start) -> a request was refused by it
-        let mut touched: HashMap<(usize, u64), bool> = HashMap::new();
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO usage (id, node, ts_ms, key_id, team, project, feature, prompt_version, provider, model,
-                        status, outcome, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-                        cost_micros, record)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-                )
-                .map_err(be)?;
-            let mut bump = tx
-                .prepare_cached(
-                    "INSERT INTO budget_usage (scope_type, scope_id, period_start_ms, used_micros, used_tokens) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (scope_type, scope_id, period_start_ms) DO UPDATE SET
-                        used_micros = used_micros + excluded.used_micros, used_tokens = used_tokens + excluded.used_tokens",
-                )
-                .map_err(be)?;
-            let mut bump_node = tx
-                .prepare_cached(
-                    "INSERT INTO budget_usage_node (scope_type, scope_id, period_start_ms, node, used_micros, used_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (scope_type, scope_id, period_start_ms, node) DO UPDATE SET
-                        used_micros = used_micros + excluded.used_micros, used_tokens = used_tokens + excluded.used_tokens",
-                )
-                .map_err(be)?;
-            for (idx, r) in records.iter().enumerate() {
-                if r.id.is_empty() {
-                    return Err(StoreError::Invalid("a record has an empty id".into()));
-                }
-                let outcome = serde_json::to_string(&r.outcome).unwrap_or_default();
-                let text = match raw.and_then(|raw| raw.get(idx)) {
-                    Some(t) => std::borrow::Cow::Borrowed(*t),
-                    None => std::borrow::Cow::Owned(serde_json::to_string(r).unwrap_or_default()),
-                };
-                let n = insert
-                    .execute(params![
-                        r.id,
-                        node,
-                        i(r.ts_ms),
-                        r.key_id,
-                        r.team,
-                        r.project,
-                        r.feature,
-                        r.prompt_version,
-                        r.provider,
-                        r.model_upstream,
-                        r.status,
-                        outcome.trim_matches('"'),
-                        i(r.usage.input_tokens),
-                        i(r.usage.cached_input_tokens),
-                        i(r.usage.cache_write_tokens),
-                        i(r.usage.output_tokens),
-                        i(r.usage.reasoning_tokens),
-                        i(r.cost_micros),
-                        text.as_ref()
-                    ])
-                    .map_err(be)?;
-                if n == 0 {
-                    duplicates += 1;
-                    continue;
-                }
-                accepted += 1;
-                let fx = record_effects(&budgets, r);
-                for k in fx.denied_by {
-                    touched.insert(k, true);
-                }
-                for (bi, start) in fx.counts {
-                    let Some(b) = budgets.get(bi) else { continue };
-                    bump.execute(params![b.scope_type.as_str(), b.scope_id, i(start), i(r.cost_micros), i(fx.tokens)])
-                        .map_err(be)?;
-                    bump_node
-                        .execute(params![b.scope_type.as_str(), b.scope_id, i(start), node, i(r.cost_micros), i(fx.tokens)])
-                        .map_err(be)?;
-                    touched.entry((bi, start)).or_insert(false);
-                }
-            }
-        }
-        for ((bi, start), stopped) in &touched {
-            let Some(b) = budgets.get(*bi) else { continue };
-            let used: (i64, i64) = tx
-                .query_row(
-                    "SELECT COALESCE(MAX(used_micros), 0), COALESCE(MAX(used_tokens), 0) FROM budget_usage
-                     WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3",
-                    params![b.scope_type.as_str(), b.scope_id, i(*start)],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .map_err(be)?;
-            check_thresholds(&tx, b, *start, Used { micros: u(used.0), tokens: u(used.1) }, now_ms, *stopped)?;
-        }
-        let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM usage", [], |r| r.get(0)).map_err(be)?;
-        tx.commit().map_err(be)?;
-        Ok(IngestAck { accepted, duplicates, seq: u(seq) })
     }
 }

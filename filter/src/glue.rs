@@ -203,6 +203,8 @@ struct TollgateHttp {
     budget_headers: Vec<(String, String)>,
     /// The scope whose budget refused this request.
     denied_scope: Option<String>,
+    /// The control service's state as this request saw it (read once).
+    state: Option<(Option<Rc<StateView>>, Option<u64>)>,
 }
 
 impl Context for TollgateHttp {}
@@ -262,6 +264,7 @@ impl TollgateHttp {
             budget_decision: "off",
             budget_headers: Vec::new(),
             denied_scope: None,
+            state: None,
         }
     }
 
@@ -302,7 +305,7 @@ impl TollgateHttp {
             return Ok(k.clone());
         }
         if cfg.control.is_some() {
-            if let Some(view) = current_state(self).0 {
+            if let Some(view) = self.state().0 {
                 if let Some(k) = view.keys.get(&hash) {
                     return Ok(k.clone());
                 }
@@ -563,7 +566,7 @@ impl TollgateHttp {
     /// answers 429 (exhausted) / 503 (fail closed) and returns the action.
     fn admit(&mut self, cfg: &Config, key: &KeyInfo, worst: Amount) -> Result<(), Action> {
         let Some(ctl) = &cfg.control else { return Ok(()) };
-        let (view, stale) = current_state(self);
+        let (view, stale) = self.state();
         let now = now_ms(self);
         let stale = stale.is_none_or(|ok_ms| now.saturating_sub(ok_ms) > ctl.stale_after_ms);
         if stale {
@@ -641,6 +644,14 @@ impl TollgateHttp {
         Ok(())
     }
 
+    /// The state for this request: read from shared data once, then reused.
+    fn state(&mut self) -> (Option<Rc<StateView>>, Option<u64>) {
+        if self.state.is_none() {
+            self.state = Some(current_state(self));
+        }
+        self.state.clone().unwrap_or((None, None))
+    }
+
     fn release_reservations(&mut self) {
         for (t, id, amount) in std::mem::take(&mut self.reservations) {
             let _ = update_counter(self, &budget::counter_key(t, &id), |c| {
@@ -653,8 +664,9 @@ impl TollgateHttp {
     /// Replaces the reservations with the real amount.
     fn settle_reservations(&mut self, usage: &crate::usage::Usage, cost_micros: u64) {
         let actual = Amount { micros: cost_micros, tokens: usage.input_tokens.saturating_add(usage.output_tokens) };
-        for (t, id, amount) in self.reservations.clone() {
-            let _ = update_counter(self, &budget::counter_key(t, &id), |c| {
+        for (t, id, amount) in &self.reservations {
+            let (t, amount) = (*t, *amount);
+            let _ = update_counter(self, &budget::counter_key(t, id), |c| {
                 c.settle(amount, actual);
                 true
             });

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::UsageRecord;
 
 /// A key as the control service publishes it (never the key itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,13 +102,6 @@ pub struct StateDoc {
     pub nodes_active: u32,
     pub keys: Vec<KeyDoc>,
     pub budgets: Vec<BudgetDoc>,
-}
-
-/// `POST /v1/usage` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IngestBatch {
-    pub node: String,
-    pub records: Vec<UsageRecord>,
 }
 
 /// `POST /v1/usage` answer.
