@@ -7,13 +7,18 @@
 
 pub mod budget;
 pub mod config;
+pub mod decode;
 pub mod errors;
+pub mod hostmap;
+pub mod ids;
 pub mod keys;
 pub mod metrics;
 pub mod pricing;
 pub mod record;
 pub mod request;
+pub mod response;
 pub mod sse;
+pub mod text;
 pub mod state;
 pub mod usage;
 

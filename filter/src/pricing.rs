@@ -18,12 +18,24 @@ pub struct Price {
     /// Input tokens read from the provider's prompt cache. Defaults to `input`.
     #[serde(default)]
     pub cached_input: Option<u64>,
-    /// Input tokens written to the provider's prompt cache (Anthropic). Defaults to `input`.
+    /// Input tokens written to the provider's prompt cache for 5 minutes
+    /// (Anthropic; OpenAI GPT-5.6+). Defaults to 1.25 × `input`, the rate
+    /// both providers bill.
     #[serde(default)]
     pub cache_write: Option<u64>,
+    /// Input tokens written to Anthropic's 1-hour cache. Defaults to 2 × `input`.
+    #[serde(default)]
+    pub cache_write_1h: Option<u64>,
     /// Output tokens (including reasoning tokens).
     pub output: u64,
+    /// Micro-dollars per 1,000 server-side web searches. Defaults to
+    /// 10,000,000 ($10 per 1,000, Anthropic's published price).
+    #[serde(default)]
+    pub web_search_per_1k: Option<u64>,
 }
+
+/// $10 per 1,000 web searches.
+pub const DEFAULT_WEB_SEARCH_PER_1K: u64 = 10_000_000;
 
 const PICOS_PER_MICRO: u128 = 1_000_000;
 
@@ -32,12 +44,20 @@ impl Price {
     pub fn cost_picos(&self, u: &Usage) -> u128 {
         let cached = u.cached_input_tokens.min(u.input_tokens);
         let written = u.cache_write_tokens.min(u.input_tokens - cached);
+        let written_1h = u.cache_write_1h_tokens.min(written);
+        let written_5m = written - written_1h;
         let uncached = u.input_tokens - cached - written;
         let term = |tokens: u64, price: u64| (tokens as u128).saturating_mul(price as u128);
+        // per 1,000 searches in micros = per search in nano-dollars = 1000 picos each
+        let searches = (u.web_search_requests as u128)
+            .saturating_mul(self.web_search_per_1k.unwrap_or(DEFAULT_WEB_SEARCH_PER_1K) as u128)
+            .saturating_mul(1000);
         term(uncached, self.input)
             .saturating_add(term(cached, self.cached_input.unwrap_or(self.input)))
-            .saturating_add(term(written, self.cache_write.unwrap_or(self.input)))
+            .saturating_add(term(written_5m, self.cache_write.unwrap_or_else(|| self.input.saturating_mul(5).div_ceil(4))))
+            .saturating_add(term(written_1h, self.cache_write_1h.unwrap_or_else(|| self.input.saturating_mul(2))))
             .saturating_add(term(u.output_tokens, self.output))
+            .saturating_add(searches)
     }
 
     /// Cost in micro-dollars, rounded up; saturates at `u64::MAX`.
@@ -52,9 +72,13 @@ impl Price {
 mod tests {
     use super::*;
 
+    fn none() -> Price {
+        Price { input: 0, cached_input: None, cache_write: None, cache_write_1h: None, output: 0, web_search_per_1k: None }
+    }
+
     fn price() -> Price {
         // $2.50 / $0.25 cached / $3.125 write / $15 output, per million tokens.
-        Price { input: 2_500_000, cached_input: Some(250_000), cache_write: Some(3_125_000), output: 15_000_000 }
+        Price { input: 2_500_000, cached_input: Some(250_000), cache_write: Some(3_125_000), output: 15_000_000, ..none() }
     }
 
     #[test]
@@ -79,15 +103,28 @@ mod tests {
 
     #[test]
     fn defaults_and_inconsistent_counts() {
-        let p = Price { input: 1_000_000, cached_input: None, cache_write: None, output: 2_000_000 };
+        let p = Price { input: 1_000_000, output: 2_000_000, ..none() };
         // cached > input is clamped instead of underflowing
         let u = Usage { input_tokens: 10, cached_input_tokens: 50, cache_write_tokens: 5, output_tokens: 1, ..Default::default() };
         assert_eq!(p.cost_micros(&u), 12);
+        // default write prices: 1.25x (5 minutes) and 2x (1 hour) input
+        let u = Usage { input_tokens: 1000, cache_write_tokens: 1000, cache_write_1h_tokens: 400, ..Default::default() };
+        assert_eq!(p.cost_micros(&u), 600 * 5 / 4 + 400 * 2);
+    }
+
+    #[test]
+    fn one_hour_writes_and_web_searches() {
+        // Anthropic Sonnet: $3 input, 5m write $3.75, 1h write $6, output $15
+        let p = Price { input: 3_000_000, cache_write: Some(3_750_000), output: 15_000_000, ..none() };
+        let u = Usage { input_tokens: 10_000, cache_write_tokens: 10_000, cache_write_1h_tokens: 10_000, ..Default::default() };
+        assert_eq!(p.cost_micros(&u), 60_000, "1h writes at 2x input, not at the 5m price");
+        let u = Usage { web_search_requests: 3, ..Default::default() };
+        assert_eq!(p.cost_micros(&u), 30_000, "$10 per 1,000 searches");
     }
 
     #[test]
     fn huge_counts_saturate_without_overflow() {
-        let p = Price { input: u64::MAX, cached_input: None, cache_write: None, output: u64::MAX };
+        let p = Price { input: u64::MAX, output: u64::MAX, web_search_per_1k: Some(u64::MAX), ..none() };
         let u = Usage { input_tokens: u64::MAX, output_tokens: u64::MAX, ..Default::default() };
         assert_eq!(p.cost_micros(&u), u64::MAX);
     }

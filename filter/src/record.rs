@@ -40,8 +40,13 @@ pub enum UsageSource {
 pub struct UsageRecord {
     /// Schema version.
     pub v: u32,
-    /// Unique request id (Envoy's `x-request-id`); the idempotency key.
+    /// Unique request id, made by Tollgate (never the client's header): the
+    /// idempotency key of ingest. See [`crate::ids`].
     pub id: String,
+    /// The client's `x-request-id`, when it sent a clean one: for
+    /// correlation only, never used to de-duplicate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
     /// Request start, Unix milliseconds.
     pub ts_ms: u64,
     pub key_id: String,
@@ -89,6 +94,116 @@ fn default_decision() -> String {
     "off".to_string()
 }
 
+/// The most a record's cost may say: 10^15 micro-dollars ($1 billion).
+pub const MAX_COST_MICROS: u64 = 1_000_000_000_000_000;
+/// Bounds on a record's text fields (characters) and lists.
+pub const MAX_ID: usize = 128;
+pub const MAX_NAME: usize = 128;
+pub const MAX_MODEL: usize = 256;
+pub const MAX_TAGS: usize = 32;
+pub const MAX_SCOPES: usize = 16;
+
+impl UsageRecord {
+    /// Every field within the bounds [`validate`](Self::validate) checks:
+    /// text cleaned of control characters and cut, counts clamped. The
+    /// filter applies it to every record it emits, so a hostile client or
+    /// provider cannot make a record the control service must refuse.
+    pub fn bounded(mut self) -> UsageRecord {
+        use crate::text::clean_field as c;
+        let opt = |o: &mut Option<String>, n: usize| {
+            if let Some(s) = o.as_mut() {
+                *s = c(s, n);
+            }
+        };
+        self.id = c(&self.id, MAX_ID);
+        opt(&mut self.client_request_id, MAX_ID);
+        for s in [&mut self.key_id, &mut self.key_hash, &mut self.team, &mut self.project, &mut self.budget_decision] {
+            *s = c(s, MAX_NAME);
+        }
+        for (o, n) in [
+            (&mut self.feature, MAX_NAME),
+            (&mut self.prompt_version, MAX_NAME),
+            (&mut self.user, 256),
+            (&mut self.provider, MAX_NAME),
+            (&mut self.route, MAX_MODEL),
+            (&mut self.model_requested, MAX_MODEL),
+            (&mut self.model_upstream, MAX_MODEL),
+            (&mut self.model_served, MAX_MODEL),
+            (&mut self.error_code, MAX_NAME),
+        ] {
+            opt(o, n);
+        }
+        if self.tags.len() > MAX_TAGS || self.tags.iter().any(|(k, v)| k.chars().count() > MAX_NAME || v.chars().count() > MAX_NAME) {
+            self.tags = self.tags.iter().take(MAX_TAGS).map(|(k, v)| (c(k, MAX_NAME), c(v, MAX_NAME))).collect();
+        }
+        self.budget_scopes.truncate(MAX_SCOPES);
+        for s in &mut self.budget_scopes {
+            *s = c(s, 2 * MAX_NAME);
+        }
+        self.usage = self.usage.bounded();
+        self.cost_micros = self.cost_micros.min(MAX_COST_MICROS);
+        self
+    }
+
+    /// Checks a record received from an Envoy: what the control service
+    /// stores must be bounded (no field can grow a row, a report or a sum
+    /// past its limits). Returns the first field at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        let text = |name: &str, v: &str, max: usize| -> Result<(), String> {
+            if v.chars().count() > max {
+                return Err(format!("{name}: longer than {max} characters"));
+            }
+            if v.chars().any(char::is_control) {
+                return Err(format!("{name}: control characters"));
+            }
+            Ok(())
+        };
+        if self.id.is_empty() {
+            return Err("id: empty".into());
+        }
+        text("id", &self.id, MAX_ID)?;
+        for (n, v) in [("key_id", &self.key_id), ("key_hash", &self.key_hash), ("team", &self.team), ("project", &self.project), ("budget_decision", &self.budget_decision)] {
+            text(n, v, MAX_NAME)?;
+        }
+        for (n, v, max) in [
+            ("client_request_id", &self.client_request_id, MAX_ID),
+            ("feature", &self.feature, MAX_NAME),
+            ("prompt_version", &self.prompt_version, MAX_NAME),
+            ("user", &self.user, 256),
+            ("provider", &self.provider, MAX_NAME),
+            ("route", &self.route, MAX_MODEL),
+            ("model_requested", &self.model_requested, MAX_MODEL),
+            ("model_upstream", &self.model_upstream, MAX_MODEL),
+            ("model_served", &self.model_served, MAX_MODEL),
+            ("error_code", &self.error_code, MAX_NAME),
+        ] {
+            if let Some(v) = v {
+                text(n, v, max)?;
+            }
+        }
+        if self.tags.len() > MAX_TAGS {
+            return Err(format!("tags: more than {MAX_TAGS}"));
+        }
+        for (k, v) in &self.tags {
+            text("tags", k, MAX_NAME)?;
+            text("tags", v, MAX_NAME)?;
+        }
+        if self.budget_scopes.len() > MAX_SCOPES {
+            return Err(format!("budget_scopes: more than {MAX_SCOPES}"));
+        }
+        for s in &self.budget_scopes {
+            text("budget_scopes", s, 2 * MAX_NAME)?;
+        }
+        if self.usage != self.usage.bounded() {
+            return Err(format!("usage: a count above {} or a part larger than its total", crate::usage::MAX_COUNT));
+        }
+        if self.cost_micros > MAX_COST_MICROS {
+            return Err(format!("cost_micros: above {MAX_COST_MICROS}"));
+        }
+        Ok(())
+    }
+}
+
 /// How the response ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Termination {
@@ -110,6 +225,10 @@ pub struct Observed {
     pub estimated_input_tokens: u64,
     /// Non-streamed: what the JSON body said.
     pub json: Option<ResponseInfo>,
+    /// Non-streamed: why the body could not be read whole (too large, an
+    /// encoding the filter cannot read), and how many bytes it had.
+    pub body_note: Option<&'static str>,
+    pub body_bytes: u64,
     /// Streamed: what the events said.
     pub stream: Option<StreamSummary>,
 }
@@ -163,6 +282,10 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
         if let (Some(u), true) = (s.usage, s.usage_final) {
             return (u, UsageSource::Provider, outcome, error);
         }
+        let error = match (error, s.oversized || o.body_note.is_some()) {
+            (None, true) => Some(format!("usage_unreadable:{}", o.body_note.unwrap_or("event_too_large"))),
+            (e, _) => e,
+        };
         let estimated_output = estimate_tokens(s.output_chars);
         let mut u = s.usage.unwrap_or_default();
         if u.input_tokens == 0 {
@@ -174,6 +297,18 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
     }
     match (&o.json, incomplete_outcome) {
         (Some(ResponseInfo { usage: Some(u), .. }), None) => (*u, UsageSource::Provider, Outcome::Ok, None),
+        (_, None) if o.body_note.is_some() => (
+            // Unreadable, not empty: the provider billed the output it sent,
+            // estimated from the body's size (JSON framing makes it high).
+            Usage {
+                input_tokens: o.estimated_input_tokens,
+                output_tokens: estimate_tokens(o.body_bytes),
+                ..Default::default()
+            },
+            UsageSource::Estimated,
+            Outcome::Ok,
+            o.body_note.map(|n| format!("usage_unreadable:{n}")),
+        ),
         (_, None) => (
             // A 2xx body without usage: the provider billed the input at least.
             Usage { input_tokens: o.estimated_input_tokens, ..Default::default() },
@@ -195,14 +330,14 @@ mod tests {
     use super::*;
 
     fn stream(usage: Option<Usage>, finished: bool, chars: u64) -> StreamSummary {
-        StreamSummary { usage, model: Some("m".into()), finished, error_event: false, output_chars: chars, usage_final: finished && usage.is_some() }
+        StreamSummary { usage, model: Some("m".into()), finished, error_event: false, output_chars: chars, usage_final: finished && usage.is_some(), oversized: false }
     }
 
     fn obs(status: u16, t: Termination, json: Option<ResponseInfo>, s: Option<StreamSummary>) -> Observed {
-        Observed { status, upstream_responded: true, termination: t, estimated_input_tokens: 100, json, stream: s }
+        Observed { status, upstream_responded: true, termination: t, estimated_input_tokens: 100, json, stream: s, body_note: None, body_bytes: 0 }
     }
 
-    const U: Usage = Usage { input_tokens: 120, cached_input_tokens: 20, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 0 };
+    const U: Usage = Usage { input_tokens: 120, cached_input_tokens: 20, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 0, cache_write_1h_tokens: 0, web_search_requests: 0 };
 
     #[test]
     fn complete_json_uses_provider_usage() {
@@ -224,6 +359,16 @@ mod tests {
         assert_eq!(account(&o), (Usage::default(), UsageSource::None, Outcome::ProviderError, Some("no_upstream_response".into())));
         o.termination = Termination::DownstreamReset;
         assert_eq!(account(&o).2, Outcome::ClientAborted);
+    }
+
+    #[test]
+    fn unreadable_bodies_are_estimated_never_free() {
+        let mut o = obs(200, Termination::Complete, Some(ResponseInfo::default()), None);
+        o.body_note = Some("content_encoding");
+        o.body_bytes = 10_000_000;
+        let (u, src, out, err) = account(&o);
+        assert_eq!((u.input_tokens, u.output_tokens, src, out), (100, 2_500_000, UsageSource::Estimated, Outcome::Ok));
+        assert_eq!(err.as_deref(), Some("usage_unreadable:content_encoding"));
     }
 
     #[test]
@@ -273,11 +418,11 @@ mod tests {
         assert_eq!(r.2, Outcome::ProviderError);
     }
 
-    #[test]
-    fn record_round_trips_as_json() {
-        let rec = UsageRecord {
+    fn sample() -> UsageRecord {
+        UsageRecord {
             v: RECORD_VERSION,
             id: "req-1".into(),
+            client_request_id: None,
             ts_ms: 1,
             key_id: "k".into(),
             key_hash: "ab".into(),
@@ -305,7 +450,31 @@ mod tests {
             ttfb_ms: Some(1),
             budget_scopes: vec!["team:t".into()],
             budget_decision: "ok".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn hostile_values_are_bounded_and_refused() {
+        let mut rec = sample();
+        rec.model_served = Some("m".repeat(2_200_000));
+        rec.user = Some("a\r\nb\u{1b}[2J".into());
+        rec.usage.input_tokens = 9_000_000_000_000_000_000;
+        rec.cost_micros = u64::MAX;
+        assert!(rec.validate().is_err());
+        let b = rec.bounded();
+        assert_eq!(b.validate(), Ok(()));
+        assert_eq!(b.model_served.as_ref().map(String::len), Some(MAX_MODEL));
+        assert_eq!(b.user.as_deref(), Some("ab[2J"));
+        assert_eq!(b.usage.input_tokens, crate::usage::MAX_COUNT);
+        assert!(serde_json::to_string(&b).unwrap().len() < 16_384);
+        let mut r = sample();
+        r.id = String::new();
+        assert_eq!(r.validate(), Err("id: empty".into()));
+    }
+
+    #[test]
+    fn record_round_trips_as_json() {
+        let rec = sample();
         let s = serde_json::to_string(&rec).unwrap();
         assert!(s.contains("\"api\":\"anthropic_messages\"") && s.contains("\"outcome\":\"ok\""), "{s}");
         let back: UsageRecord = serde_json::from_str(&s).unwrap();

@@ -86,8 +86,12 @@ impl<'de> serde::Deserialize<'de> for Members<'de> {
 pub struct ChatRequest {
     pub model: String,
     pub stream: bool,
-    /// `max_tokens` / `max_completion_tokens` (OpenAI) or `max_tokens` (Anthropic).
+    /// The output cap the client set: the largest of `max_tokens` and
+    /// `max_completion_tokens` (a bound must hold whichever one the provider
+    /// honours).
     pub max_tokens: Option<u64>,
+    /// Choices asked for (OpenAI `n`, 1 when absent): each may use the cap.
+    pub choices: u64,
     /// The end-user id the client passed (`user`, or Anthropic `metadata.user_id`).
     pub user: Option<String>,
     /// The client asked for OpenAI's final usage chunk itself.
@@ -97,9 +101,28 @@ pub struct ChatRequest {
     pub estimated_input_tokens: u64,
 }
 
+impl ChatRequest {
+    /// The most output tokens this request can produce once `cap` is sent
+    /// upstream for a request that set none: the reservation's output side.
+    pub fn output_bound(&self, cap: u64) -> u64 {
+        self.max_tokens.unwrap_or(cap).saturating_mul(self.choices.max(1))
+    }
+}
+
+/// Longest model name accepted (provider model ids are far shorter).
+pub const MAX_MODEL_LEN: usize = 256;
+/// Largest `n` OpenAI accepts.
+pub const MAX_CHOICES: u64 = 128;
+
+/// A model name is copied into a header, a record, a metric and a log line:
+/// visible ASCII only (no spaces, no control characters), 1..=256 bytes.
+pub fn valid_model_name(m: &str) -> bool {
+    !m.is_empty() && m.len() <= MAX_MODEL_LEN && m.bytes().all(|b| (0x21..0x7f).contains(&b))
+}
+
 /// Rough token estimate for text of `bytes` bytes: ~4 bytes per token for
 /// English and code. Used only where the provider reports nothing (cut
-/// streams) and, later, for budget reservations; never for billing when the
+/// streams) and for budget reservations; never for billing when the
 /// provider reports usage.
 pub fn estimate_tokens(bytes: u64) -> u64 {
     bytes.div_ceil(4)
@@ -112,10 +135,15 @@ fn bad(code: &'static str, msg: impl Into<String>) -> GatewayError {
 /// A parsed request body, ready to inspect and rewrite.
 pub struct ParsedBody<'a> {
     members: Members<'a>,
+    api: Api,
     pub request: ChatRequest,
 }
 
 /// Parses a chat request body. Errors are 400s that say what is wrong.
+///
+/// Duplicate top-level members are refused: the gateway must authorise,
+/// price and bound exactly what the provider will run, and JSON parsers
+/// disagree on which duplicate wins.
 pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(bad("missing_body", "The request has no body; send a JSON chat request."));
@@ -123,9 +151,17 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
     let members: Members = serde_json::from_slice(body).map_err(|e| {
         bad("invalid_json", format!("The request body is not valid JSON: {e}."))
     })?;
+    let mut seen = std::collections::HashSet::with_capacity(members.0.len());
+    for (k, _) in &members.0 {
+        if !seen.insert(k.as_str()) {
+            let shown: String = k.chars().take(64).filter(|c| !c.is_control()).collect();
+            return Err(bad("duplicate_key", format!("The request body has the member '{shown}' more than once.")));
+        }
+    }
     let mut model = None;
     let mut stream = false;
-    let mut max_tokens = None;
+    let mut max_tokens: Option<u64> = None;
+    let mut choices = 1u64;
     let mut user = None;
     let mut include_usage = false;
     let mut prompt_bytes = 0usize;
@@ -133,19 +169,30 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
         let raw = v.get();
         match k.as_str() {
             "model" => match serde_json::from_str::<String>(raw) {
-                Ok(m) if !m.trim().is_empty() => model = Some(m),
-                _ => return Err(bad("invalid_model", "'model' must be a non-empty string.").with_param("model")),
+                Ok(m) if valid_model_name(&m) => model = Some(m),
+                _ => {
+                    return Err(bad(
+                        "invalid_model",
+                        "'model' must be a string of 1 to 256 visible ASCII characters.",
+                    )
+                    .with_param("model"))
+                }
             },
             "stream" => match serde_json::from_str::<Option<bool>>(raw) {
                 Ok(s) => stream = s.unwrap_or(false),
                 Err(_) => return Err(bad("invalid_type", "'stream' must be a boolean.").with_param("stream")),
             },
             "max_tokens" | "max_completion_tokens" => match serde_json::from_str::<Option<u64>>(raw) {
-                Ok(Some(n)) => max_tokens = Some(max_tokens.map_or(n, |m: u64| m.min(n))),
+                Ok(Some(n)) => max_tokens = Some(max_tokens.map_or(n, |m: u64| m.max(n))),
                 Ok(None) => {}
                 Err(_) => {
                     return Err(bad("invalid_type", format!("'{k}' must be a non-negative integer.")).with_param("max_tokens"))
                 }
+            },
+            "n" if api == Api::OpenAiChat => match serde_json::from_str::<Option<u64>>(raw) {
+                Ok(Some(n)) if (1..=MAX_CHOICES).contains(&n) => choices = n,
+                Ok(None) => {}
+                _ => return Err(bad("invalid_type", "'n' must be an integer from 1 to 128.").with_param("n")),
             },
             "user" => user = serde_json::from_str::<Option<String>>(raw).ok().flatten(),
             "metadata" if api == Api::AnthropicMessages => {
@@ -180,36 +227,42 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
         return Err(bad("missing_messages", "The request has no 'messages'.").with_param("messages"));
     }
     if let Some(u) = &mut user {
-        truncate_chars(u, 256);
+        *u = crate::text::clean_field(u, 256);
     }
     let request = ChatRequest {
         model,
         stream,
         max_tokens,
+        choices,
         user,
         client_include_usage: stream && include_usage,
         prompt_bytes,
         estimated_input_tokens: estimate_tokens(prompt_bytes as u64),
     };
-    Ok(ParsedBody { members, request })
+    Ok(ParsedBody { members, api, request })
 }
 
-fn truncate_chars(s: &mut String, max: usize) {
-    if let Some((i, _)) = s.char_indices().nth(max) {
-        s.truncate(i);
-    }
+/// What the gateway changes in a request body on its way upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rewrite<'a> {
+    /// For OpenAI streams: set `stream_options.include_usage = true` so usage
+    /// always arrives. Never for Anthropic (its API refuses unknown members).
+    pub force_include_usage: bool,
+    /// When the client set no output cap: the member to add and its value,
+    /// so the reservation is a real bound.
+    pub output_cap: Option<(&'a str, u64)>,
 }
 
 impl ParsedBody<'_> {
     /// The body to send upstream, or `None` when it needs no change.
-    ///
-    /// - `upstream_model`: replaces `model` when it differs.
-    /// - `force_include_usage`: for OpenAI streams, sets
-    ///   `stream_options.include_usage = true` so usage always arrives.
-    pub fn rewrite(&self, upstream_model: &str, force_include_usage: bool) -> Option<Vec<u8>> {
+    pub fn rewrite(&self, upstream_model: &str, opts: Rewrite<'_>) -> Option<Vec<u8>> {
         let change_model = upstream_model != self.request.model;
-        let add_usage = force_include_usage && self.request.stream && !self.request.client_include_usage;
-        if !change_model && !add_usage {
+        let add_usage = opts.force_include_usage
+            && self.api == Api::OpenAiChat
+            && self.request.stream
+            && !self.request.client_include_usage;
+        let add_cap = opts.output_cap.filter(|_| self.request.max_tokens.is_none());
+        if !change_model && !add_usage && add_cap.is_none() {
             return None;
         }
         let model_json = serde_json::to_string(upstream_model).ok()?;
@@ -244,11 +297,16 @@ impl ParsedBody<'_> {
                     let s = serde_json::to_string(&obj).ok()?;
                     push_member(&mut out, k, s.as_bytes());
                 }
+                // A `null` cap counts as none: replaced by the gateway's cap.
+                "max_tokens" | "max_completion_tokens" if add_cap.is_some() => {}
                 _ => push_member(&mut out, k, v.get().as_bytes()),
             }
         }
         if add_usage && !saw_stream_options {
             push_member(&mut out, "stream_options", br#"{"include_usage":true}"#);
+        }
+        if let Some((field, n)) = add_cap {
+            push_member(&mut out, field, n.to_string().as_bytes());
         }
         out.push(b'}');
         Some(out)
@@ -259,6 +317,10 @@ impl ParsedBody<'_> {
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+
+    fn usage_only() -> Rewrite<'static> {
+        Rewrite { force_include_usage: true, output_cap: None }
+    }
 
     fn v(b: &[u8]) -> Value {
         serde_json::from_slice(b).unwrap()
@@ -281,7 +343,8 @@ mod tests {
         let p = parse_chat(Api::OpenAiChat, body).unwrap();
         assert_eq!(p.request.model, "cheap");
         assert!(p.request.stream);
-        assert_eq!(p.request.max_tokens, Some(50));
+        // both caps given: the larger one bounds the output
+        assert_eq!(p.request.max_tokens, Some(80));
         assert_eq!(p.request.user.as_deref(), Some("u-1"));
         assert!(!p.request.client_include_usage);
         assert!(p.request.estimated_input_tokens > 0);
@@ -317,14 +380,14 @@ mod tests {
     fn no_rewrite_when_nothing_changes() {
         let body = br#"{"model":"gpt-5.4","messages":[]}"#;
         let p = parse_chat(Api::OpenAiChat, body).unwrap();
-        assert!(p.rewrite("gpt-5.4", true).is_none());
+        assert!(p.rewrite("gpt-5.4", usage_only()).is_none());
     }
 
     #[test]
     fn rewrites_model_and_keeps_everything_else_exactly() {
         let body = br#"{"model":"openai/gpt-5.4","messages":[{"role":"user","content":"h\u00e9 \"q\""}],"temperature":0.70,"n":1}"#;
         let p = parse_chat(Api::OpenAiChat, body).unwrap();
-        let out = p.rewrite("gpt-5.4", true).unwrap();
+        let out = p.rewrite("gpt-5.4", usage_only()).unwrap();
         let s = String::from_utf8(out).unwrap();
         assert_eq!(
             s,
@@ -336,32 +399,85 @@ mod tests {
     fn forces_include_usage_on_streams() {
         let body = br#"{"model":"m","messages":[],"stream":true}"#;
         let p = parse_chat(Api::OpenAiChat, body).unwrap();
-        let out = v(&p.rewrite("m", true).unwrap());
+        let out = v(&p.rewrite("m", usage_only()).unwrap());
         assert_eq!(out["stream_options"], json!({"include_usage": true}));
 
         let body = br#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":false,"x":1}}"#;
         let p = parse_chat(Api::OpenAiChat, body).unwrap();
         assert!(!p.request.client_include_usage);
-        let out = v(&p.rewrite("m", true).unwrap());
+        let out = v(&p.rewrite("m", usage_only()).unwrap());
         assert_eq!(out["stream_options"], json!({"include_usage": true, "x": 1}));
 
         let body = br#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#;
         let p = parse_chat(Api::OpenAiChat, body).unwrap();
         assert!(p.request.client_include_usage);
-        assert!(p.rewrite("m", true).is_none());
+        assert!(p.rewrite("m", usage_only()).is_none());
 
         // not a stream: nothing added
         let body = br#"{"model":"m","messages":[]}"#;
-        assert!(parse_chat(Api::OpenAiChat, body).unwrap().rewrite("m", true).is_none());
+        assert!(parse_chat(Api::OpenAiChat, body).unwrap().rewrite("m", usage_only()).is_none());
     }
 
     #[test]
-    fn duplicate_and_escaped_member_names_survive() {
+    fn escaped_member_names_survive() {
         let body = br#"{"mod\u0065l":"a","messages":[],"x\"y":1}"#;
         let p = parse_chat(Api::OpenAiChat, body).unwrap();
         assert_eq!(p.request.model, "a");
-        let out = v(&p.rewrite("b", false).unwrap());
+        let out = v(&p.rewrite("b", Rewrite::default()).unwrap());
         assert_eq!(out["model"], "b");
         assert_eq!(out["x\"y"], 1);
+    }
+
+    #[test]
+    fn duplicate_members_are_refused() {
+        let e = |b: &[u8]| parse_chat(Api::OpenAiChat, b).err().unwrap();
+        // the attack: reserve 1 token, let the provider run 20000
+        assert_eq!(e(br#"{"model":"a","max_tokens":1,"messages":[],"max_tokens":20000}"#).code, "duplicate_key");
+        assert_eq!(e(br#"{"model":"cheap","messages":[],"model":"gpt-5.4"}"#).code, "duplicate_key");
+        // the same name spelled with an escape is the same member
+        assert_eq!(e(br#"{"model":"a","messages":[],"mod\u0065l":"b"}"#).code, "duplicate_key");
+        assert_eq!(e(br#"{"model":"a","messages":[],"stream":false,"stream":true}"#).status, 400);
+    }
+
+    #[test]
+    fn model_names_with_control_characters_are_refused() {
+        for m in [r"gpt-5.4\r\nset-cookie: a=b", r"a\u0000b", r"caf\u00e9", "a b", r"\t"] {
+            let body = format!(r#"{{"model":"{m}","messages":[]}}"#);
+            let e = parse_chat(Api::OpenAiChat, body.as_bytes()).err().unwrap();
+            assert_eq!((e.status, e.code), (400, "invalid_model"), "{m}");
+        }
+        let long = format!(r#"{{"model":"{}","messages":[]}}"#, "a".repeat(257));
+        assert_eq!(parse_chat(Api::OpenAiChat, long.as_bytes()).err().unwrap().code, "invalid_model");
+        assert!(valid_model_name("accounts/x/models/llama-v3p1:ft@2"));
+    }
+
+    #[test]
+    fn output_cap_is_added_when_the_client_set_none() {
+        let cap = Rewrite { force_include_usage: false, output_cap: Some(("max_completion_tokens", 4096)) };
+        let p = parse_chat(Api::OpenAiChat, br#"{"model":"m","messages":[]}"#).unwrap();
+        assert_eq!(p.request.output_bound(4096), 4096);
+        assert_eq!(v(&p.rewrite("m", cap).unwrap())["max_completion_tokens"], 4096);
+        // an explicit null is no cap
+        let p = parse_chat(Api::OpenAiChat, br#"{"model":"m","messages":[],"max_tokens":null}"#).unwrap();
+        let out = v(&p.rewrite("m", cap).unwrap());
+        assert_eq!(out["max_completion_tokens"], 4096);
+        assert!(out.get("max_tokens").is_none());
+        // the client's own cap stays
+        let p = parse_chat(Api::OpenAiChat, br#"{"model":"m","messages":[],"max_tokens":7}"#).unwrap();
+        assert!(p.rewrite("m", cap).is_none());
+        // n choices multiply the bound
+        let p = parse_chat(Api::OpenAiChat, br#"{"model":"m","messages":[],"n":3,"max_tokens":10}"#).unwrap();
+        assert_eq!(p.request.output_bound(4096), 30);
+        assert_eq!(parse_chat(Api::OpenAiChat, br#"{"model":"m","messages":[],"n":0}"#).err().unwrap().param, Some("n"));
+        assert_eq!(parse_chat(Api::OpenAiChat, br#"{"model":"m","messages":[],"n":129}"#).err().unwrap().param, Some("n"));
+    }
+
+    #[test]
+    fn anthropic_streams_never_get_stream_options() {
+        let body = br#"{"model":"claude","max_tokens":5,"messages":[],"stream":true}"#;
+        let p = parse_chat(Api::AnthropicMessages, body).unwrap();
+        assert!(p.rewrite("claude", usage_only()).is_none());
+        let out = v(&p.rewrite("claude-x", usage_only()).unwrap());
+        assert!(out.get("stream_options").is_none(), "{out}");
     }
 }

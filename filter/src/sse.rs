@@ -5,12 +5,27 @@
 //! hands out complete events as raw bytes (terminator included), so a caller
 //! can inspect them and pass them on unchanged or rewritten.
 
+/// The longest event the splitter holds (1 MiB). A longer one (an event
+/// that never ends, or a provider gone wrong) is handed on in fragments,
+/// unparsed, so memory stays bounded whatever the stream does.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
 /// Splits a byte stream into complete SSE events.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SseSplitter {
     pending: Vec<u8>,
     /// Where to resume scanning `pending` for a blank line.
     scan_from: usize,
+    max_event: usize,
+    /// Inside an event longer than `max_event`: its bytes are passed on as
+    /// fragments until its blank line.
+    skipping: bool,
+}
+
+impl Default for SseSplitter {
+    fn default() -> Self {
+        Self::with_max_event(MAX_EVENT_BYTES)
+    }
 }
 
 impl SseSplitter {
@@ -18,8 +33,15 @@ impl SseSplitter {
         Self::default()
     }
 
-    /// Adds a chunk; calls `f` with each event completed by it, in order.
-    pub fn push(&mut self, chunk: &[u8], mut f: impl FnMut(&[u8])) {
+    pub fn with_max_event(max_event: usize) -> Self {
+        SseSplitter { pending: Vec::new(), scan_from: 0, max_event: max_event.max(4), skipping: false }
+    }
+
+    /// Adds a chunk; calls `f(bytes, whole)` for what it completes, in
+    /// order: `whole` is true for a complete event, false for a fragment of
+    /// an over-long event (to pass on, not to parse). Every byte pushed is
+    /// handed out exactly once, here or by [`take_pending`](Self::take_pending).
+    pub fn push(&mut self, chunk: &[u8], mut f: impl FnMut(&[u8], bool)) {
         self.pending.extend_from_slice(chunk);
         let mut start = 0;
         let mut i = self.scan_from;
@@ -27,13 +49,24 @@ impl SseSplitter {
         while i < self.pending.len() {
             if let Some(end) = blank_line_end(&self.pending, i) {
                 if let Some(ev) = self.pending.get(start..end) {
-                    f(ev);
+                    f(ev, !self.skipping);
                 }
+                self.skipping = false;
                 start = end;
                 i = end;
             } else {
                 i += 1;
             }
+        }
+        let unfinished = self.pending.len() - start;
+        if unfinished > self.max_event || (self.skipping && unfinished > 3) {
+            // Keep 3 bytes: the first half of a terminator may be among them.
+            let cut = self.pending.len() - 3;
+            if let Some(frag) = self.pending.get(start..cut) {
+                f(frag, false);
+            }
+            start = cut;
+            self.skipping = true;
         }
         self.pending.drain(..start);
         // Re-scan at most the last 3 bytes: a terminator may straddle chunks.
@@ -43,6 +76,11 @@ impl SseSplitter {
     /// Bytes of an unfinished event still held.
     pub fn pending(&self) -> &[u8] {
         &self.pending
+    }
+
+    /// True while passing on an over-long event.
+    pub fn skipping(&self) -> bool {
+        self.skipping
     }
 
     /// Takes the unfinished tail (at end of stream).
@@ -129,7 +167,10 @@ mod tests {
         let mut s = SseSplitter::new();
         let mut out = vec![];
         for c in chunks {
-            s.push(c, |ev| out.push(String::from_utf8_lossy(ev).into_owned()));
+            s.push(c, |ev, whole| {
+                assert!(whole);
+                out.push(String::from_utf8_lossy(ev).into_owned())
+            });
         }
         out
     }
@@ -164,11 +205,35 @@ mod tests {
     fn keeps_unfinished_tail() {
         let mut s = SseSplitter::new();
         let mut n = 0;
-        s.push(b"data: a\n\ndata: par", |_| n += 1);
+        s.push(b"data: a\n\ndata: par", |_, _| n += 1);
         assert_eq!(n, 1);
         assert_eq!(s.pending(), b"data: par");
         assert_eq!(s.take_pending(), b"data: par".to_vec());
         assert!(s.pending().is_empty());
+    }
+
+    #[test]
+    fn an_endless_event_stays_bounded_and_loses_no_byte() {
+        let mut s = SseSplitter::with_max_event(64);
+        let mut whole = vec![];
+        let mut passed = Vec::new();
+        let mut input = Vec::new();
+        input.extend_from_slice(b"data: a\n\n");
+        input.extend_from_slice(b"data: ");
+        input.extend(std::iter::repeat_n(b'x', 10_000));
+        input.extend_from_slice(b"\r\n\r\ndata: b\n\n");
+        for c in input.chunks(7) {
+            s.push(c, |ev, w| {
+                passed.extend_from_slice(ev);
+                if w {
+                    whole.push(String::from_utf8_lossy(ev).into_owned());
+                }
+            });
+            assert!(s.pending().len() <= 64 + 7, "held {}", s.pending().len());
+        }
+        passed.extend(s.take_pending());
+        assert_eq!(passed, input, "every byte handed on once, in order");
+        assert_eq!(whole, vec!["data: a\n\n", "data: b\n\n"]);
     }
 
     #[test]

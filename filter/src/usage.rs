@@ -25,12 +25,55 @@ pub struct Usage {
     pub output_tokens: u64,
     /// Output tokens spent on reasoning (a subset of `output_tokens`).
     pub reasoning_tokens: u64,
+    /// Cache writes kept for one hour (Anthropic; a subset of
+    /// `cache_write_tokens`, priced at their own rate).
+    #[serde(default)]
+    pub cache_write_1h_tokens: u64,
+    /// Server-side web searches the provider ran and bills per search.
+    #[serde(default)]
+    pub web_search_requests: u64,
+}
+
+/// The largest count any usage field may carry (10^12 tokens): far beyond
+/// any real request, small enough that sums over millions of records stay
+/// inside a signed 64-bit integer. Larger reported values are clamped.
+pub const MAX_COUNT: u64 = 1_000_000_000_000;
+
+impl Usage {
+    /// The budget amount of a request's usage in tokens: input + output.
+    pub fn budget_tokens(&self) -> u64 {
+        self.input_tokens.saturating_add(self.output_tokens)
+    }
+
+    /// Every count clamped to [`MAX_COUNT`] and made consistent (subsets
+    /// never exceed their totals).
+    pub fn bounded(mut self) -> Usage {
+        for v in [
+            &mut self.input_tokens,
+            &mut self.cached_input_tokens,
+            &mut self.cache_write_tokens,
+            &mut self.output_tokens,
+            &mut self.reasoning_tokens,
+            &mut self.cache_write_1h_tokens,
+            &mut self.web_search_requests,
+        ] {
+            *v = (*v).min(MAX_COUNT);
+        }
+        self.cached_input_tokens = self.cached_input_tokens.min(self.input_tokens);
+        self.cache_write_tokens = self.cache_write_tokens.min(self.input_tokens - self.cached_input_tokens);
+        self.cache_write_1h_tokens = self.cache_write_1h_tokens.min(self.cache_write_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.min(self.output_tokens);
+        self
+    }
 }
 
 #[derive(Deserialize, Default)]
 struct Details {
     #[serde(default)]
     cached_tokens: Option<u64>,
+    /// GPT-5.6 and later: prompt tokens written to the cache (1.25× input).
+    #[serde(default)]
+    cache_write_tokens: Option<u64>,
     #[serde(default)]
     reasoning_tokens: Option<u64>,
 }
@@ -51,20 +94,33 @@ struct OpenAiUsage {
 
 impl From<OpenAiUsage> for Usage {
     fn from(u: OpenAiUsage) -> Usage {
-        let cached = u
-            .prompt_tokens_details
-            .as_ref()
-            .and_then(|d| d.cached_tokens)
-            .or(u.prompt_cache_hit_tokens)
-            .unwrap_or(0);
+        // DeepSeek bills by its own hit/miss split: prefer it where present.
+        let details = u.prompt_tokens_details.as_ref();
+        let cached = u.prompt_cache_hit_tokens.or(details.and_then(|d| d.cached_tokens)).unwrap_or(0);
         Usage {
             input_tokens: u.prompt_tokens.unwrap_or(0),
             cached_input_tokens: cached,
-            cache_write_tokens: 0,
+            cache_write_tokens: details.and_then(|d| d.cache_write_tokens).unwrap_or(0),
             output_tokens: u.completion_tokens.unwrap_or(0),
             reasoning_tokens: u.completion_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
+            ..Default::default()
         }
+        .bounded()
     }
+}
+
+#[derive(Deserialize, Default, Clone, Copy, Debug)]
+struct CacheCreation {
+    #[serde(default)]
+    ephemeral_5m_input_tokens: Option<u64>,
+    #[serde(default)]
+    ephemeral_1h_input_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, Debug)]
+struct ServerToolUse {
+    #[serde(default)]
+    web_search_requests: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy, Debug)]
@@ -77,6 +133,11 @@ struct AnthropicUsage {
     cache_creation_input_tokens: Option<u64>,
     #[serde(default)]
     cache_read_input_tokens: Option<u64>,
+    /// The split of cache writes by lifetime (5 minutes / 1 hour).
+    #[serde(default)]
+    cache_creation: Option<CacheCreation>,
+    #[serde(default)]
+    server_tool_use: Option<ServerToolUse>,
 }
 
 impl AnthropicUsage {
@@ -86,18 +147,29 @@ impl AnthropicUsage {
         self.output_tokens = later.output_tokens.or(self.output_tokens);
         self.cache_creation_input_tokens = later.cache_creation_input_tokens.or(self.cache_creation_input_tokens);
         self.cache_read_input_tokens = later.cache_read_input_tokens.or(self.cache_read_input_tokens);
+        self.cache_creation = later.cache_creation.or(self.cache_creation);
+        self.server_tool_use = later.server_tool_use.or(self.server_tool_use);
     }
 
     fn normalise(&self) -> Usage {
         let read = self.cache_read_input_tokens.unwrap_or(0);
-        let write = self.cache_creation_input_tokens.unwrap_or(0);
+        let split = self.cache_creation.unwrap_or_default();
+        let split_sum = split
+            .ephemeral_5m_input_tokens
+            .unwrap_or(0)
+            .saturating_add(split.ephemeral_1h_input_tokens.unwrap_or(0));
+        // The total is the provider's word; the split only says how much of it lives an hour.
+        let write = self.cache_creation_input_tokens.unwrap_or(split_sum);
         Usage {
             input_tokens: self.input_tokens.unwrap_or(0).saturating_add(read).saturating_add(write),
             cached_input_tokens: read,
             cache_write_tokens: write,
             output_tokens: self.output_tokens.unwrap_or(0),
             reasoning_tokens: 0,
+            cache_write_1h_tokens: split.ephemeral_1h_input_tokens.unwrap_or(0),
+            web_search_requests: self.server_tool_use.and_then(|s| s.web_search_requests).unwrap_or(0),
         }
+        .bounded()
     }
 }
 
@@ -136,6 +208,15 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
             Ok(b) => ResponseInfo { model: b.model, usage: b.usage.map(|u| u.normalise()) },
             Err(_) => ResponseInfo::default(),
         },
+    }
+}
+
+/// Usage from a `usage` object found on its own (in the tail of a body too
+/// large to parse whole).
+pub fn usage_from_value(api: Api, v: serde_json::Value) -> Option<Usage> {
+    match api {
+        Api::OpenAiChat => serde_json::from_value::<OpenAiUsage>(v).ok().map(Usage::from),
+        Api::AnthropicMessages => serde_json::from_value::<AnthropicUsage>(v).ok().map(|u| u.normalise()),
     }
 }
 
@@ -212,6 +293,7 @@ pub struct StreamTracker {
     error_event: bool,
     output_chars: u64,
     usage_final: bool,
+    oversized: bool,
 }
 
 /// The result of following a stream.
@@ -228,6 +310,8 @@ pub struct StreamSummary {
     /// The usage is the provider's final count (OpenAI's usage chunk, or
     /// Anthropic's `message_delta`), not the partial count of `message_start`.
     pub usage_final: bool,
+    /// An event longer than the splitter's limit went by unread.
+    pub oversized: bool,
 }
 
 impl StreamTracker {
@@ -243,6 +327,7 @@ impl StreamTracker {
             error_event: false,
             output_chars: 0,
             usage_final: false,
+            oversized: false,
         }
     }
 
@@ -259,8 +344,16 @@ impl StreamTracker {
     pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut splitter = std::mem::take(&mut self.splitter);
-        splitter.push(chunk, |raw| {
-            let keep = self.observe(raw);
+        splitter.push(chunk, |raw, whole| {
+            let keep = if whole {
+                self.observe(raw)
+            } else {
+                // A fragment of an over-long event: passed on unread, its
+                // size counted as generated output for the estimate.
+                self.oversized = true;
+                self.output_chars = self.output_chars.saturating_add(raw.len() as u64);
+                Keep::Event
+            };
             if self.strip_usage {
                 match keep {
                     Keep::Event => out.extend_from_slice(raw),
@@ -275,8 +368,9 @@ impl StreamTracker {
 
     /// At end of stream: the held tail (when rewriting), to be sent as is.
     pub fn finish(&mut self) -> Vec<u8> {
+        let skipping = self.splitter.skipping();
         let tail = self.splitter.take_pending();
-        if !tail.is_empty() {
+        if !tail.is_empty() && !skipping {
             // A last event without its blank line still counts.
             self.observe(&tail);
         }
@@ -299,6 +393,7 @@ impl StreamTracker {
             error_event: self.error_event,
             output_chars: self.output_chars,
             usage_final: self.usage_final,
+            oversized: self.oversized,
         }
     }
 
@@ -477,7 +572,7 @@ mod tests {
         assert_eq!(r.model.as_deref(), Some("gpt-5.4-2026"));
         assert_eq!(
             r.usage,
-            Some(Usage { input_tokens: 120, cached_input_tokens: 64, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 10 })
+            Some(Usage { input_tokens: 120, cached_input_tokens: 64, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 10, ..Default::default() })
         );
     }
 
@@ -501,7 +596,7 @@ mod tests {
         let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[],
             "usage":{"input_tokens":50,"cache_creation_input_tokens":200,"cache_read_input_tokens":1000,"output_tokens":40}}"#;
         let u = parse_json_response(Api::AnthropicMessages, body).usage.unwrap();
-        assert_eq!(u, Usage { input_tokens: 1250, cached_input_tokens: 1000, cache_write_tokens: 200, output_tokens: 40, reasoning_tokens: 0 });
+        assert_eq!(u, Usage { input_tokens: 1250, cached_input_tokens: 1000, cache_write_tokens: 200, output_tokens: 40, reasoning_tokens: 0, ..Default::default() });
     }
 
     #[test]
@@ -535,7 +630,7 @@ mod tests {
             assert_eq!(out, OPENAI_STREAM.as_bytes());
             assert!(s.finished);
             assert_eq!(s.model.as_deref(), Some("gpt-5.4-2026-03-05"));
-            assert_eq!(s.usage, Some(Usage { input_tokens: 19, cached_input_tokens: 0, output_tokens: 10, reasoning_tokens: 0, cache_write_tokens: 0 }));
+            assert_eq!(s.usage, Some(Usage { input_tokens: 19, cached_input_tokens: 0, output_tokens: 10, reasoning_tokens: 0, cache_write_tokens: 0, ..Default::default() }));
             assert_eq!(s.output_chars, "Hello! How can I help you today?".len() as u64);
         }
     }
@@ -569,7 +664,7 @@ mod tests {
             assert_eq!(s.model.as_deref(), Some("claude-sonnet-4-6"));
             assert_eq!(
                 s.usage,
-                Some(Usage { input_tokens: 25 + 2048 + 512, cached_input_tokens: 2048, cache_write_tokens: 512, output_tokens: 15, reasoning_tokens: 0 })
+                Some(Usage { input_tokens: 25 + 2048 + 512, cached_input_tokens: 2048, cache_write_tokens: 512, output_tokens: 15, reasoning_tokens: 0, ..Default::default() })
             );
             assert_eq!(s.output_chars, "Hello! How can I help?".len() as u64);
         }

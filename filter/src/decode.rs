@@ -1,0 +1,243 @@
+//! Content-Encoding of provider responses, decoded for reading only.
+//!
+//! The filter asks providers for identity encoding (it drops the client's
+//! `accept-encoding`), but a provider or a proxy on the way may compress
+//! anyway. The client always receives the bytes as they came; the filter
+//! inflates a copy (gzip, deflate) to read the usage, with a cap on the
+//! decoded size so a small compression bomb cannot make it work forever.
+//! Encodings it cannot read (br, zstd, …) are reported, never guessed at.
+
+use miniz_oxide::inflate::stream::{inflate, InflateState};
+use miniz_oxide::{DataFormat, MZFlush, MZStatus};
+
+/// Most decoded bytes the filter inflates for one response (64 MiB).
+pub const MAX_DECODED_BYTES: u64 = 64 << 20;
+/// Longest gzip header accepted (optional name/comment/extra fields).
+const MAX_GZIP_HEADER: usize = 64 << 10;
+
+/// A response's `content-encoding`, as far as the filter is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Coding {
+    Identity,
+    Gzip,
+    Deflate,
+    /// Anything else: the body cannot be read (value kept for the record, cleaned).
+    Unreadable(String),
+}
+
+impl Coding {
+    pub fn from_header(v: Option<&[u8]>) -> Coding {
+        let Some(v) = v else { return Coding::Identity };
+        let s = String::from_utf8_lossy(v).trim().to_ascii_lowercase();
+        match s.as_str() {
+            "" | "identity" => Coding::Identity,
+            "gzip" | "x-gzip" => Coding::Gzip,
+            "deflate" => Coding::Deflate,
+            other => Coding::Unreadable(crate::text::clean_field(other, 32)),
+        }
+    }
+}
+
+enum Stage {
+    GzipHeader(Vec<u8>),
+    Body,
+    Done,
+    Failed,
+}
+
+/// Inflates a gzip or deflate body incrementally.
+pub struct Inflater {
+    state: Box<InflateState>,
+    stage: Stage,
+    zlib_checked: bool,
+    sniff: Vec<u8>,
+    decoded: u64,
+    out: Vec<u8>,
+}
+
+/// Why decoding stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    Corrupt,
+    TooLarge,
+}
+
+impl Inflater {
+    pub fn new(coding: &Coding) -> Option<Inflater> {
+        let (format, stage) = match coding {
+            Coding::Gzip => (DataFormat::Raw, Stage::GzipHeader(Vec::new())),
+            Coding::Deflate => (DataFormat::Zlib, Stage::Body),
+            _ => return None,
+        };
+        Some(Inflater {
+            state: InflateState::new_boxed(format),
+            stage,
+            zlib_checked: !matches!(coding, Coding::Deflate),
+            sniff: Vec::new(),
+            decoded: 0,
+            out: vec![0; 32 << 10],
+        })
+    }
+
+    pub fn error(&self) -> Option<DecodeError> {
+        match self.stage {
+            Stage::Failed if self.decoded >= MAX_DECODED_BYTES => Some(DecodeError::TooLarge),
+            Stage::Failed => Some(DecodeError::Corrupt),
+            _ => None,
+        }
+    }
+
+    /// Feeds compressed bytes; `sink` receives the decoded bytes.
+    pub fn push(&mut self, input: &[u8], sink: impl FnMut(&[u8])) {
+        if let Stage::GzipHeader(buf) = &mut self.stage {
+            buf.extend_from_slice(input);
+            match gzip_header_len(buf) {
+                Ok(Some(n)) => {
+                    let mut rest = std::mem::take(buf);
+                    rest.drain(..n.min(rest.len()));
+                    self.stage = Stage::Body;
+                    self.push_body(&rest, sink);
+                }
+                Ok(None) if buf.len() <= MAX_GZIP_HEADER => {}
+                _ => self.stage = Stage::Failed,
+            }
+            return;
+        }
+        self.push_body(input, sink);
+    }
+
+    fn push_body(&mut self, mut input: &[u8], mut sink: impl FnMut(&[u8])) {
+        if !self.zlib_checked {
+            // HTTP "deflate" is meant to be zlib; some servers send raw deflate.
+            // Two bytes tell: hold a lone first byte until the second comes.
+            self.sniff.extend_from_slice(input);
+            let (Some(&cmf), Some(&flg)) = (self.sniff.first(), self.sniff.get(1)) else { return };
+            let zlib = cmf & 0x0f == 8 && (u16::from(cmf) << 8 | u16::from(flg)) % 31 == 0;
+            if !zlib {
+                self.state = InflateState::new_boxed(DataFormat::Raw);
+            }
+            self.zlib_checked = true;
+            let held = std::mem::take(&mut self.sniff);
+            return self.push_body(&held, sink);
+        }
+        while matches!(self.stage, Stage::Body) && !input.is_empty() {
+            let r = inflate(&mut self.state, input, &mut self.out, MZFlush::None);
+            let written = r.bytes_written.min(self.out.len());
+            if let Some(out) = self.out.get(..written) {
+                let room = MAX_DECODED_BYTES.saturating_sub(self.decoded);
+                let take = (written as u64).min(room) as usize;
+                if let Some(part) = out.get(..take) {
+                    sink(part);
+                }
+                self.decoded = self.decoded.saturating_add(written as u64);
+                if self.decoded >= MAX_DECODED_BYTES {
+                    self.stage = Stage::Failed;
+                    return;
+                }
+            }
+            input = input.get(r.bytes_consumed..).unwrap_or(&[]);
+            match r.status {
+                Ok(MZStatus::StreamEnd) => self.stage = Stage::Done,
+                Ok(_) if r.bytes_consumed == 0 && written == 0 => break,
+                Ok(_) => {}
+                Err(_) => self.stage = Stage::Failed,
+            }
+        }
+    }
+
+    /// At end of body: finished cleanly?
+    pub fn finished(&self) -> bool {
+        matches!(self.stage, Stage::Done)
+    }
+}
+
+/// The length of a complete gzip header at the start of `b`, `Ok(None)`
+/// while more bytes are needed, `Err` when it is not gzip.
+fn gzip_header_len(b: &[u8]) -> Result<Option<usize>, ()> {
+    if b.len() < 10 {
+        return if b.iter().zip([0x1f, 0x8b, 8]).all(|(x, y)| *x == y) { Ok(None) } else { Err(()) };
+    }
+    if b.get(..3) != Some(&[0x1f, 0x8b, 8][..]) {
+        return Err(());
+    }
+    let flags = *b.get(3).ok_or(())?;
+    let mut p = 10usize;
+    if flags & 4 != 0 {
+        let (Some(&lo), Some(&hi)) = (b.get(p), b.get(p + 1)) else { return Ok(None) };
+        p += 2 + (usize::from(hi) << 8 | usize::from(lo));
+    }
+    for flag in [8u8, 16] {
+        if flags & flag != 0 {
+            match b.get(p..).and_then(|rest| rest.iter().position(|&c| c == 0)) {
+                Some(z) => p += z + 1,
+                None => return Ok(None),
+            }
+        }
+    }
+    if flags & 2 != 0 {
+        p += 2;
+    }
+    Ok((p <= b.len()).then_some(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gzip(data: &[u8], with_name: bool) -> Vec<u8> {
+        let mut out = vec![0x1f, 0x8b, 8, if with_name { 8 } else { 0 }, 0, 0, 0, 0, 0, 3];
+        if with_name {
+            out.extend_from_slice(b"body.json\0");
+        }
+        out.extend(miniz_oxide::deflate::compress_to_vec(data, 6));
+        out.extend_from_slice(&[0; 8]); // crc + size: not checked
+        out
+    }
+
+    fn decode(coding: Coding, body: &[u8], chunk: usize) -> (Vec<u8>, bool) {
+        let mut inf = Inflater::new(&coding).unwrap();
+        let mut out = Vec::new();
+        for c in body.chunks(chunk) {
+            inf.push(c, |d| out.extend_from_slice(d));
+        }
+        (out, inf.finished())
+    }
+
+    #[test]
+    fn gzip_and_deflate_at_any_chunk_size() {
+        let data = br#"{"usage":{"prompt_tokens":10,"completion_tokens":2500000}}"#.repeat(50);
+        for chunk in [1, 3, 11, 4096] {
+            for named in [false, true] {
+                let (out, done) = decode(Coding::Gzip, &gzip(&data, named), chunk);
+                assert!(out == data && done, "gzip chunk {chunk} named {named}: {} bytes, done {done}", out.len());
+            }
+            let zlib = miniz_oxide::deflate::compress_to_vec_zlib(&data, 6);
+            let (out, done) = decode(Coding::Deflate, &zlib, chunk);
+            assert!(out == data && done, "zlib chunk {chunk}: {} bytes, done {done}", out.len());
+            let raw = miniz_oxide::deflate::compress_to_vec(&data, 6);
+            let (out, done) = decode(Coding::Deflate, &raw, chunk);
+            assert!(out == data && done, "raw chunk {chunk}: {} bytes, done {done}", out.len());
+        }
+    }
+
+    #[test]
+    fn garbage_and_bombs_stop_cleanly() {
+        let mut inf = Inflater::new(&Coding::Gzip).unwrap();
+        inf.push(b"not gzip at all", |_| {});
+        assert_eq!(inf.error(), Some(DecodeError::Corrupt));
+        let bomb = gzip(&vec![0u8; (MAX_DECODED_BYTES + 1024) as usize], false);
+        let mut inf = Inflater::new(&Coding::Gzip).unwrap();
+        let mut n = 0u64;
+        inf.push(&bomb, |d| n += d.len() as u64);
+        assert_eq!(inf.error(), Some(DecodeError::TooLarge));
+        assert!(n <= MAX_DECODED_BYTES);
+    }
+
+    #[test]
+    fn codings() {
+        assert_eq!(Coding::from_header(None), Coding::Identity);
+        assert_eq!(Coding::from_header(Some(b" GZIP ")), Coding::Gzip);
+        assert_eq!(Coding::from_header(Some(b"br")), Coding::Unreadable("br".into()));
+        assert!(Inflater::new(&Coding::Identity).is_none());
+    }
+}

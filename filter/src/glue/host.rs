@@ -1,0 +1,123 @@
+//! Host calls that cannot panic.
+//!
+//! The proxy-wasm SDK's helpers `panic!` on any status they did not expect
+//! and unwrap UTF-8 on header maps; a panic kills the VM. Every call the
+//! request path makes on headers, bodies, properties and local replies goes
+//! through these raw ABI calls instead: bytes in, bytes out, errors ignored
+//! or returned, never a trap. (Shared data, queues, timers, metrics and
+//! logs stay with the SDK: their hosts only answer the statuses it handles.)
+
+use std::ptr::null_mut;
+
+use crate::hostmap;
+
+pub const REQUEST_HEADERS: u32 = 0;
+pub const REQUEST_TRAILERS: u32 = 1;
+pub const RESPONSE_HEADERS: u32 = 2;
+pub const CALL_RESPONSE_HEADERS: u32 = 6;
+pub const REQUEST_BODY: u32 = 0;
+pub const RESPONSE_BODY: u32 = 1;
+pub const CALL_RESPONSE_BODY: u32 = 4;
+
+const OK: u32 = 0;
+
+extern "C" {
+    fn proxy_get_header_map_pairs(map_type: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_replace_header_map_value(map_type: u32, k: *const u8, ks: usize, v: *const u8, vs: usize) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, k: *const u8, ks: usize) -> u32;
+    fn proxy_get_buffer_bytes(buffer_type: u32, start: usize, max: usize, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_set_buffer_bytes(buffer_type: u32, start: usize, size: usize, data: *const u8, data_size: usize) -> u32;
+    fn proxy_get_property(path: *const u8, path_size: usize, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_set_property(path: *const u8, path_size: usize, data: *const u8, size: usize) -> u32;
+    fn proxy_send_local_response(
+        status: u32,
+        details: *const u8,
+        details_size: usize,
+        body: *const u8,
+        body_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+}
+
+/// Takes ownership of memory the host allocated through the SDK's
+/// `proxy_on_memory_allocate` (a `Vec<u8>` with capacity `size`).
+fn owned(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() || size == 0 {
+        return Vec::new();
+    }
+    // SAFETY: the host wrote `size` bytes into a buffer the SDK allocated
+    // as a Vec<u8> of exactly that capacity and forgot.
+    unsafe { Vec::from_raw_parts(data, size, size) }
+}
+
+pub fn header_pairs(map_type: u32) -> Vec<hostmap::Pair> {
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: out-pointers to locals; the host fills them or leaves them.
+    let status = unsafe { proxy_get_header_map_pairs(map_type, &mut data, &mut size) };
+    let bytes = owned(data, size);
+    if status != OK {
+        return Vec::new();
+    }
+    hostmap::decode(&bytes)
+}
+
+/// Sets (or with `None` removes) a header. A value that is not safe in a
+/// header (control characters, non-ASCII) is never written.
+pub fn set_header(map_type: u32, name: &str, value: Option<&str>) -> bool {
+    // SAFETY: pointers and lengths of live slices.
+    let status = match value {
+        Some(v) if crate::text::header_safe(v) && crate::text::header_safe(name) => unsafe {
+            proxy_replace_header_map_value(map_type, name.as_ptr(), name.len(), v.as_ptr(), v.len())
+        },
+        Some(_) => return false,
+        None => unsafe { proxy_remove_header_map_value(map_type, name.as_ptr(), name.len()) },
+    };
+    status == OK
+}
+
+pub fn buffer(buffer_type: u32, start: usize, max: usize) -> Vec<u8> {
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: as above.
+    let status = unsafe { proxy_get_buffer_bytes(buffer_type, start, max, &mut data, &mut size) };
+    let bytes = owned(data, size);
+    if status == OK {
+        bytes
+    } else {
+        Vec::new()
+    }
+}
+
+pub fn set_buffer(buffer_type: u32, start: usize, size: usize, value: &[u8]) -> bool {
+    // SAFETY: pointer and length of a live slice.
+    unsafe { proxy_set_buffer_bytes(buffer_type, start, size, value.as_ptr(), value.len()) == OK }
+}
+
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    let p = hostmap::property_path(path);
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: as above.
+    let status = unsafe { proxy_get_property(p.as_ptr(), p.len(), &mut data, &mut size) };
+    let bytes = owned(data, size);
+    (status == OK).then_some(bytes)
+}
+
+pub fn set_property(path: &[&str], value: &[u8]) -> bool {
+    let p = hostmap::property_path(path);
+    // SAFETY: pointers and lengths of live slices.
+    unsafe { proxy_set_property(p.as_ptr(), p.len(), value.as_ptr(), value.len()) == OK }
+}
+
+/// Sends a local reply. Headers that are not header-safe are left out.
+pub fn send_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {
+    let safe: Vec<(&str, &str)> =
+        headers.iter().copied().filter(|(k, v)| crate::text::header_safe(k) && crate::text::header_safe(v)).collect();
+    let h = hostmap::encode(&safe);
+    let details = b"tollgate";
+    // SAFETY: pointers and lengths of live slices.
+    unsafe {
+        proxy_send_local_response(status, details.as_ptr(), details.len(), body.as_ptr(), body.len(), h.as_ptr(), h.len(), -1)
+            == OK
+    }
+}

@@ -1,0 +1,177 @@
+//! Non-streamed response bodies, read within a memory bound.
+//!
+//! A body up to `max_response_bytes` is kept whole and parsed. A larger one
+//! is not held: only its first and last 64 KiB are kept, and the usage is
+//! read from the `"usage"` member found there (providers put it at the end,
+//! after the content). When even that fails the record says why and the
+//! output is estimated from the body's size: never a silent zero.
+
+use serde::de::DeserializeOwned;
+
+use crate::request::Api;
+use crate::usage::{parse_json_response, usage_from_value, ResponseInfo};
+
+/// Bytes kept from each end of a body too large to hold.
+pub const WINDOW: usize = 64 << 10;
+
+/// Collects a (decoded) JSON response body.
+#[derive(Debug, Default)]
+pub struct JsonCollector {
+    max: usize,
+    whole: Vec<u8>,
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    total: u64,
+    overflow: bool,
+}
+
+/// What reading a response body gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyReading {
+    pub info: ResponseInfo,
+    /// Decoded bytes seen.
+    pub bytes: u64,
+    /// Why the body could not be read whole, if it could not.
+    pub note: Option<&'static str>,
+}
+
+impl JsonCollector {
+    pub fn new(max: usize) -> Self {
+        JsonCollector { max, ..Default::default() }
+    }
+
+    pub fn push(&mut self, b: &[u8]) {
+        self.total = self.total.saturating_add(b.len() as u64);
+        if !self.overflow {
+            if self.whole.len() + b.len() <= self.max {
+                self.whole.extend_from_slice(b);
+                return;
+            }
+            self.overflow = true;
+            let whole = std::mem::take(&mut self.whole);
+            self.head = whole.get(..WINDOW.min(whole.len())).unwrap_or_default().to_vec();
+            self.tail = whole;
+        }
+        if self.head.len() < WINDOW {
+            let need = WINDOW - self.head.len();
+            self.head.extend_from_slice(b.get(..need.min(b.len())).unwrap_or_default());
+        }
+        self.tail.extend_from_slice(b);
+        if self.tail.len() > 2 * WINDOW {
+            let cut = self.tail.len() - WINDOW;
+            self.tail.drain(..cut);
+        }
+    }
+
+    pub fn finish(self, api: Api) -> BodyReading {
+        if !self.overflow {
+            return BodyReading { info: parse_json_response(api, &self.whole), bytes: self.total, note: None };
+        }
+        let tail_start = self.tail.len().saturating_sub(WINDOW);
+        let tail = self.tail.get(tail_start..).unwrap_or_default();
+        let usage = [tail, &self.head]
+            .into_iter()
+            .find_map(|w| member::<serde_json::Value>(w, b"\"usage\"").and_then(|v| usage_from_value(api, v)));
+        let model = member::<String>(&self.head, b"\"model\"").map(|m| crate::text::clean_field(&m, 256));
+        let note = if usage.is_some() { Some("response_too_large_usage_from_tail") } else { Some("response_too_large") };
+        BodyReading { info: ResponseInfo { model, usage }, bytes: self.total, note }
+    }
+}
+
+/// The value of the last member `name` (given with its quotes) in a window
+/// of JSON text. An unescaped `"name"` followed by `:` can only be a member
+/// name: inside a string its quotes would be escaped.
+fn member<T: DeserializeOwned>(w: &[u8], name: &[u8]) -> Option<T> {
+    let mut end = w.len();
+    while let Some(pos) = w.get(..end).and_then(|s| rfind(s, name)) {
+        end = pos;
+        if pos > 0 && w.get(pos - 1) == Some(&b'\\') {
+            continue;
+        }
+        let rest = w.get(pos + name.len()..)?;
+        let rest = trim_start(rest);
+        let Some(rest) = rest.strip_prefix(b":") else { continue };
+        let mut it = serde_json::Deserializer::from_slice(trim_start(rest)).into_iter::<T>();
+        if let Some(Ok(v)) = it.next() {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn rfind(h: &[u8], n: &[u8]) -> Option<usize> {
+    if n.is_empty() || h.len() < n.len() {
+        return None;
+    }
+    (0..=h.len() - n.len()).rev().find(|&i| h.get(i..i + n.len()) == Some(n))
+}
+
+fn trim_start(b: &[u8]) -> &[u8] {
+    let i = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    b.get(i..).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usage::Usage;
+
+    fn big_openai(content_len: usize) -> Vec<u8> {
+        let content = "ab \\\"usage\\\": {\\\"prompt_tokens\\\": 1} ".repeat(content_len / 30 + 1);
+        format!(
+            r#"{{"id":"c","object":"chat.completion","model":"gpt-5.4","choices":[{{"index":0,"message":{{"role":"assistant","content":"{content}"}}}}],"usage":{{"prompt_tokens":10,"completion_tokens":2500000,"total_tokens":2500010}}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn small_bodies_are_parsed_whole() {
+        let body = big_openai(100);
+        let mut c = JsonCollector::new(1 << 20);
+        for ch in body.chunks(7) {
+            c.push(ch);
+        }
+        let r = c.finish(Api::OpenAiChat);
+        assert_eq!(r.note, None);
+        assert_eq!(r.info.usage.map(|u| u.output_tokens), Some(2_500_000));
+    }
+
+    #[test]
+    fn large_bodies_are_priced_from_the_tail_in_bounded_memory() {
+        let body = big_openai(1_000_000);
+        let mut c = JsonCollector::new(100_000);
+        for ch in body.chunks(16_384) {
+            c.push(ch);
+            assert!(c.whole.len() + c.head.len() + c.tail.len() <= 100_000 + 3 * WINDOW + 16_384);
+        }
+        let r = c.finish(Api::OpenAiChat);
+        assert_eq!(r.note, Some("response_too_large_usage_from_tail"));
+        assert_eq!(r.info.model.as_deref(), Some("gpt-5.4"));
+        assert_eq!(r.info.usage, Some(Usage { input_tokens: 10, output_tokens: 2_500_000, ..Default::default() }));
+        assert_eq!(r.bytes, body.len() as u64);
+    }
+
+    #[test]
+    fn escaped_usage_inside_content_is_not_taken() {
+        // the only unescaped "usage" is missing: the content's escaped ones must not count
+        let body = big_openai(300_000);
+        let cut = body.len() - 90;
+        let mut c = JsonCollector::new(1000);
+        c.push(body.get(..cut).unwrap());
+        let r = c.finish(Api::OpenAiChat);
+        assert_eq!(r.info.usage, None);
+        assert_eq!(r.note, Some("response_too_large"));
+    }
+
+    #[test]
+    fn anthropic_tail() {
+        let text = "x".repeat(300_000);
+        let body = format!(
+            r#"{{"id":"msg","type":"message","model":"claude-sonnet-4-6","content":[{{"type":"text","text":"{text}"}}],"usage":{{"input_tokens":5,"cache_read_input_tokens":100,"output_tokens":75000}}}}"#
+        );
+        let mut c = JsonCollector::new(1000);
+        c.push(body.as_bytes());
+        let u = c.finish(Api::AnthropicMessages).info.usage.unwrap();
+        assert_eq!((u.input_tokens, u.cached_input_tokens, u.output_tokens), (105, 100, 75_000));
+    }
+}
