@@ -13,11 +13,15 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tollgate_filter::keys::{hash_key, to_hex};
-use tollgate_filter::state::{BudgetDoc, KeyDoc, ScopeType, StateDoc};
+use tollgate_filter::record::UsageRecord;
+use tollgate_filter::state::{BudgetDoc, KeyDoc, RejectedRecord, ScopeType, StateDoc};
 
 use crate::periods::{parse_tz, Period};
 use crate::store::{Budget, KeyRow, SpendFilter, Store, StoreError};
 use crate::{log_event, now_ms};
+
+/// The latest instant the service accepts in a budget window: 9999-12-31T23:59:59.999Z.
+pub const MAX_TIME_MS: u64 = 253_402_300_799_999;
 
 pub struct Settings {
     pub admin_token_hash: String,
@@ -41,6 +45,7 @@ pub struct Counters {
     pub ingest_records: std::sync::atomic::AtomicU64,
     pub ingest_duplicates: std::sync::atomic::AtomicU64,
     pub ingest_errors: std::sync::atomic::AtomicU64,
+    pub ingest_rejected: std::sync::atomic::AtomicU64,
     pub state_polls: std::sync::atomic::AtomicU64,
     pub state_not_modified: std::sync::atomic::AtomicU64,
     pub alerts_delivered: std::sync::atomic::AtomicU64,
@@ -147,7 +152,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/keys/{id}/rotate", post(rotate_key))
         .route("/v1/budgets", get(list_budgets))
         .route("/v1/budgets/{scope_type}/{scope_id}", put(put_budget).get(get_budget).delete(delete_budget))
-        .route("/v1/usage", post(ingest))
+        // Batches are bounded by the filter (control.max_batch_bytes, at most 16 MiB).
+        .route("/v1/usage", post(ingest).layer(axum::extract::DefaultBodyLimit::max(16 << 20)))
         .route("/v1/state", get(get_state))
         .route("/v1/alerts", get(list_alerts))
         .route("/v1/spend", get(spend))
@@ -360,8 +366,14 @@ async fn put_budget(
     }
     if period == Period::Fixed {
         match (req.window_start_ms, req.window_end_ms) {
-            (Some(s), Some(e)) if s < e => {}
-            _ => return Err(ApiError::bad("invalid_window", "a fixed period needs window_start_ms < window_end_ms")),
+            // Bounded so every date derived from it renders (year 9999 at most).
+            (Some(s), Some(e)) if s < e && e <= MAX_TIME_MS => {}
+            _ => {
+                return Err(ApiError::bad(
+                    "invalid_window",
+                    format!("a fixed period needs window_start_ms < window_end_ms <= {MAX_TIME_MS} (9999-12-31)"),
+                ))
+            }
         }
     }
     let b = Budget {
@@ -453,6 +465,11 @@ pub fn budget_doc(store: &dyn Store, b: &Budget, now: u64) -> Result<Option<Budg
     Ok(Some(b.doc((start, end), used)))
 }
 
+/// Ingests a batch. Each record is checked on its own: one that does not
+/// parse or is out of bounds (`UsageRecord::validate`) is refused and listed
+/// in the ack's `rejected`, the others are stored. A bad record never
+/// blocks the records after it; only a body that is not a batch at all is
+/// a 400.
 async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
     role(&st, &headers)?;
     #[derive(Deserialize)]
@@ -464,14 +481,34 @@ async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, body: axum:
     let store = st.store.clone();
     let (n, ack) = blocking(move || {
         let batch: RawBatch = serde_json::from_slice(&body).map_err(|e| StoreError::Invalid(format!("invalid JSON: {e}")))?;
-        let raw: Vec<&str> = batch.records.iter().map(|r| r.get()).collect();
-        let mut records = Vec::with_capacity(raw.len());
-        for (i, r) in raw.iter().enumerate() {
-            records.push(
-                serde_json::from_str(r).map_err(|e| StoreError::Invalid(format!("invalid JSON: records[{i}]: {e}")))?,
-            );
+        if batch.node.is_empty() || batch.node.chars().count() > 256 || batch.node.chars().any(char::is_control) {
+            return Err(StoreError::Invalid("node: 1 to 256 characters, no control characters".into()));
         }
-        Ok((records.len(), store.ingest(&batch.node, &records, Some(&raw), now_ms())?))
+        let mut raw = Vec::with_capacity(batch.records.len());
+        let mut records = Vec::with_capacity(batch.records.len());
+        let mut rejected = Vec::new();
+        for (index, r) in batch.records.iter().enumerate() {
+            let parsed = serde_json::from_str::<UsageRecord>(r.get()).map_err(|e| format!("invalid JSON: {e}"));
+            match parsed.and_then(|rec| rec.validate().map(|()| rec)) {
+                Ok(rec) => {
+                    raw.push(r.get());
+                    records.push(rec);
+                }
+                Err(reason) => {
+                    #[derive(Deserialize)]
+                    struct Id {
+                        #[serde(default)]
+                        id: String,
+                    }
+                    let id = serde_json::from_str::<Id>(r.get()).map(|i| i.id).unwrap_or_default();
+                    let id = tollgate_filter::text::clean_field(&id, 128);
+                    rejected.push(RejectedRecord { index, id, reason });
+                }
+            }
+        }
+        let mut ack = store.ingest(&batch.node, &records, Some(&raw), now_ms())?;
+        ack.rejected = rejected;
+        Ok((records.len(), ack))
     })
     .await
     .map_err(|e| {
@@ -484,8 +521,12 @@ async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, body: axum:
     st.counters.ingest_batches.fetch_add(1, Relaxed);
     st.counters.ingest_records.fetch_add(ack.accepted, Relaxed);
     st.counters.ingest_duplicates.fetch_add(ack.duplicates, Relaxed);
+    st.counters.ingest_rejected.fetch_add(ack.rejected.len() as u64, Relaxed);
     if ack.accepted > 0 {
         st.alerts_wake.notify_one();
+    }
+    for r in &ack.rejected {
+        log_event("warn", "usage record rejected", json!({"index": r.index, "id": r.id, "reason": r.reason}));
     }
     log_event("debug", "ingest", json!({"records": n, "accepted": ack.accepted, "duplicates": ack.duplicates, "seq": ack.seq}));
     Ok(Json(serde_json::to_value(ack).unwrap_or(Value::Null)))
@@ -525,7 +566,8 @@ async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q)
                         budgets.push(d);
                     }
                 }
-                Ok(StateDoc { seq, generated_ms: now, nodes_active: 0, keys, budgets })
+                let nodes_active = store.nodes_active(now, ttl)?;
+                Ok(StateDoc { seq, generated_ms: now, nodes_active, keys, budgets })
             }
         }
     })
@@ -778,6 +820,7 @@ async fn metrics(State(st): State<Arc<AppState>>) -> ApiResult<Response> {
         ("tollgate_control_ingest_records_total", "usage records stored (new)", c.ingest_records.load(Relaxed)),
         ("tollgate_control_ingest_duplicates_total", "usage records received again and ignored", c.ingest_duplicates.load(Relaxed)),
         ("tollgate_control_ingest_errors_total", "usage batches refused or failed", c.ingest_errors.load(Relaxed)),
+        ("tollgate_control_ingest_rejected_total", "usage records refused as invalid (listed in the ack, not stored)", c.ingest_rejected.load(Relaxed)),
         ("tollgate_control_state_polls_total", "budget state polls by Envoys", c.state_polls.load(Relaxed)),
         ("tollgate_control_state_not_modified_total", "polls answered 304", c.state_not_modified.load(Relaxed)),
         ("tollgate_control_alerts_delivered_total", "alert webhook deliveries that succeeded", c.alerts_delivered.load(Relaxed)),

@@ -9,8 +9,33 @@ pub struct Client {
 }
 
 pub fn fail(msg: &str) -> ! {
-    eprintln!("tollgate: {msg}");
+    eprintln!("tollgate: {}", terminal_safe(msg));
     std::process::exit(2)
+}
+
+/// Text for a terminal: values in the output come from clients (tags,
+/// model names, user ids), so control characters (ESC, C1 controls such as
+/// U+009B CSI, BEL, backspace, DEL…) are shown as `\u{..}` escapes instead
+/// of being sent to the terminal. Newlines and tabs stay.
+pub fn terminal_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Writes to stdout through [`terminal_safe`]. The CLI prints only this way.
+pub fn out(s: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(terminal_safe(s).as_bytes());
 }
 
 impl Client {
@@ -50,7 +75,7 @@ impl Client {
 
     pub fn print(&self, v: &Value, table: impl FnOnce(&Value)) {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+            out(&format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default()));
         } else {
             table(v);
         }
@@ -69,7 +94,7 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     }
     let line = |cells: Vec<String>| {
         let parts: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w.get(i).copied().unwrap_or(0))).collect();
-        println!("{}", parts.join("  ").trim_end());
+        out(&format!("{}\n", parts.join("  ").trim_end()));
     };
     line(headers.iter().map(|h| h.to_uppercase()).collect());
     for r in rows {
@@ -103,4 +128,17 @@ pub fn parse_time(t: &str) -> u64 {
         }
     }
     fail(&format!("cannot read the time '{t}' (use 2026-11-01, an RFC 3339 time, or Unix ms)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_escapes_are_shown_not_sent() {
+        let t = terminal_safe("team\u{1b}[2J\u{9b}31m\u{7}ok\n");
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t}");
+        assert!(t.contains("\\u{1b}[2J") && t.ends_with("ok\n"), "{t}");
+        assert!(matches!(terminal_safe("plain\ttext\n"), std::borrow::Cow::Borrowed(_)));
+    }
 }

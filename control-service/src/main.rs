@@ -9,6 +9,16 @@ use tollgate_control::sqlite::SqliteStore;
 use tollgate_control::{log_event, store::Store};
 use tollgate_filter::keys::{hash_key, to_hex};
 
+// Every line the CLI prints goes through `cli::out`, which escapes terminal
+// control characters (values in reports come from clients).
+macro_rules! print {
+    ($($t:tt)*) => { tollgate_control::cli::out(&format!($($t)*)) };
+}
+macro_rules! println {
+    () => { tollgate_control::cli::out("\n") };
+    ($($t:tt)*) => { tollgate_control::cli::out(&format!("{}\n", format!($($t)*))) };
+}
+
 const HELP: &str = "tollgate — Tollgate control service and admin command line
 
 USAGE:

@@ -45,7 +45,28 @@ fn change(cur: u64, prev: u64) -> String {
 }
 
 fn name(v: &Option<String>) -> String {
-    v.clone().unwrap_or_else(|| "(none)".into())
+    v.as_deref().map(md_cell).unwrap_or_else(|| "(none)".into())
+}
+
+/// Text from clients (tags, model names) inside a Markdown table cell or
+/// code span: no HTML, no table breaks, no line breaks, no backticks, no
+/// Markdown emphasis or links.
+pub fn md_cell(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '|' | '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 pub fn render(store: &dyn Store, month: &str, from: u64, to: u64, prev_from: u64) -> Result<String> {
@@ -116,7 +137,7 @@ pub fn render(store: &dyn Store, month: &str, from: u64, to: u64, prev_from: u64
     } else {
         for a in alerts {
             let what = if a.threshold == "hard" { "was **stopped** (hard limit)" } else { "passed its warning threshold" };
-            let _ = writeln!(md, "- {} `{}` {what} on {}.", a.scope_type.as_str(), a.scope_id, tollgate_filter::budget::rfc3339(a.created_ms));
+            let _ = writeln!(md, "- {} **{}** {what} on {}.", a.scope_type.as_str(), md_cell(&a.scope_id), tollgate_filter::budget::rfc3339(a.created_ms));
         }
         md.push('\n');
     }
@@ -148,6 +169,14 @@ pub fn render(store: &dyn Store, month: &str, from: u64, to: u64, prev_from: u64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_text_cannot_break_the_report() {
+        let v = md_cell("<script>alert(1)</script>|x\n# title `code` [a](b)");
+        assert!(!v.contains('<') && !v.contains('\n'), "{v}");
+        assert!(!v.contains("|x") && v.contains("\\|x"), "{v}");
+        assert!(v.contains("\\[a\\](b)"), "{v}");
+    }
 
     #[test]
     fn month_bounds_wrap_years() {

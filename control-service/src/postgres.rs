@@ -498,7 +498,7 @@ impl Store for PgStore {
                     tx.execute(
                         "INSERT INTO budget_usage (scope_type, scope_id, period_start_ms, used_micros, used_tokens) VALUES ($1, $2, $3, $4, $5)
                          ON CONFLICT (scope_type, scope_id, period_start_ms) DO UPDATE SET
-                           used_micros = budget_usage.used_micros + excluded.used_micros, used_tokens = budget_usage.used_tokens + excluded.used_tokens",
+                           used_micros = CASE WHEN budget_usage.used_micros > 9223372036854775807 - excluded.used_micros THEN 9223372036854775807 ELSE budget_usage.used_micros + excluded.used_micros END, used_tokens = CASE WHEN budget_usage.used_tokens > 9223372036854775807 - excluded.used_tokens THEN 9223372036854775807 ELSE budget_usage.used_tokens + excluded.used_tokens END",
                         &[&st, &b.scope_id, &i(start), &i(r.cost_micros), &i(fx.tokens)],
                     )
                     .await
@@ -506,7 +506,7 @@ impl Store for PgStore {
                     tx.execute(
                         "INSERT INTO budget_usage_node (scope_type, scope_id, period_start_ms, node, used_micros, used_tokens) VALUES ($1, $2, $3, $4, $5, $6)
                          ON CONFLICT (scope_type, scope_id, period_start_ms, node) DO UPDATE SET
-                           used_micros = budget_usage_node.used_micros + excluded.used_micros, used_tokens = budget_usage_node.used_tokens + excluded.used_tokens",
+                           used_micros = CASE WHEN budget_usage_node.used_micros > 9223372036854775807 - excluded.used_micros THEN 9223372036854775807 ELSE budget_usage_node.used_micros + excluded.used_micros END, used_tokens = CASE WHEN budget_usage_node.used_tokens > 9223372036854775807 - excluded.used_tokens THEN 9223372036854775807 ELSE budget_usage_node.used_tokens + excluded.used_tokens END",
                         &[&st, &b.scope_id, &i(start), &node, &i(r.cost_micros), &i(fx.tokens)],
                     )
                     .await
@@ -525,7 +525,16 @@ impl Store for PgStore {
                 check_thresholds(&tx, b, *start, used, now_ms, *stopped).await?;
             }
             tx.commit().await.map_err(be)?;
-            Ok(IngestAck { accepted, duplicates, seq: u(seq) })
+            Ok(IngestAck { accepted, duplicates, rejected: Vec::new(), seq: u(seq) })
+        })
+    }
+
+    fn nodes_active(&self, now_ms: u64, node_ttl_ms: u64) -> Result<u32> {
+        self.run(async {
+            let c = self.client.lock().await;
+            let since = i(now_ms.saturating_sub(node_ttl_ms));
+            let n: i64 = c.query_one("SELECT COUNT(*) FROM nodes WHERE last_seen_ms >= $1", &[&since]).await.map_err(be)?.get(0);
+            Ok(u32::try_from(n).unwrap_or(0))
         })
     }
 

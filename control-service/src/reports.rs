@@ -144,11 +144,16 @@ pub fn movers(dim: Dim, current: &[ReportRow], previous: &[ReportRow], top: usiz
     out
 }
 
-fn csv_field(s: &str) -> String {
+/// One CSV cell. Values come from clients (tags, model names, user ids),
+/// so a cell a spreadsheet would run as a formula (`= + - @`, or a tab /
+/// carriage return first) is prefixed with `'` (OWASP "CSV injection");
+/// quotes, commas and line breaks are quoted per RFC 4180.
+pub fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s
     }
 }
 
@@ -211,6 +216,15 @@ mod tests {
         let order: Vec<_> = m.iter().map(|x| (x.value.clone().unwrap(), x.delta_micros)).collect();
         assert_eq!(order, vec![("a".into(), 1000), ("b".into(), -400), ("gone".into(), -50), ("new".into(), 30)]);
         assert_eq!(movers(Dim::Key, &cur, &prev, 1).len(), 1);
+    }
+
+    #[test]
+    fn csv_cells_are_never_formulas() {
+        assert_eq!(csv_field("=HYPERLINK(\"http://x\")"), "\"'=HYPERLINK(\"\"http://x\"\")\"");
+        for v in ["+1", "-2+3", "@SUM(A1)", "\tx"] {
+            assert!(csv_field(v).trim_start_matches('"').starts_with('\''), "{v}");
+        }
+        assert_eq!(csv_field("gpt-5.4"), "gpt-5.4");
     }
 
     #[test]

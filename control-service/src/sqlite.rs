@@ -552,14 +552,14 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "INSERT INTO budget_usage (scope_type, scope_id, period_start_ms, used_micros, used_tokens) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (scope_type, scope_id, period_start_ms) DO UPDATE SET
-                        used_micros = used_micros + excluded.used_micros, used_tokens = used_tokens + excluded.used_tokens",
+                        used_micros = CASE WHEN used_micros > 9223372036854775807 - excluded.used_micros THEN 9223372036854775807 ELSE used_micros + excluded.used_micros END, used_tokens = CASE WHEN used_tokens > 9223372036854775807 - excluded.used_tokens THEN 9223372036854775807 ELSE used_tokens + excluded.used_tokens END",
                 )
                 .map_err(be)?;
             let mut bump_node = tx
                 .prepare_cached(
                     "INSERT INTO budget_usage_node (scope_type, scope_id, period_start_ms, node, used_micros, used_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT (scope_type, scope_id, period_start_ms, node) DO UPDATE SET
-                        used_micros = used_micros + excluded.used_micros, used_tokens = used_tokens + excluded.used_tokens",
+                        used_micros = CASE WHEN used_micros > 9223372036854775807 - excluded.used_micros THEN 9223372036854775807 ELSE used_micros + excluded.used_micros END, used_tokens = CASE WHEN used_tokens > 9223372036854775807 - excluded.used_tokens THEN 9223372036854775807 ELSE used_tokens + excluded.used_tokens END",
                 )
                 .map_err(be)?;
             for (idx, r) in records.iter().enumerate() {
@@ -628,7 +628,15 @@ impl Store for SqliteStore {
         }
         let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM usage", [], |r| r.get(0)).map_err(be)?;
         tx.commit().map_err(be)?;
-        Ok(IngestAck { accepted, duplicates, seq: u(seq) })
+        Ok(IngestAck { accepted, duplicates, rejected: Vec::new(), seq: u(seq) })
+    }
+
+    fn nodes_active(&self, now_ms: u64, node_ttl_ms: u64) -> Result<u32> {
+        let c = self.conn();
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM nodes WHERE last_seen_ms >= ?1", [i(now_ms.saturating_sub(node_ttl_ms))], |r| r.get(0))
+            .map_err(be)?;
+        Ok(u32::try_from(n).unwrap_or(0))
     }
 
     fn seq(&self) -> Result<u64> {

@@ -289,6 +289,8 @@ pub trait Store: Send + Sync + 'static {
     fn ingest(&self, node: &str, records: &[UsageRecord], raw: Option<&[&str]>, now_ms: u64) -> Result<IngestAck>;
     /// The current ingest sequence.
     fn seq(&self) -> Result<u64>;
+    /// Envoys that polled the state within the last `node_ttl_ms`.
+    fn nodes_active(&self, now_ms: u64, node_ttl_ms: u64) -> Result<u32>;
     fn spend(&self, filter: &SpendFilter) -> Result<SpendTotals>;
     /// Spend grouped by dimensions and time buckets, highest cost first.
     fn report(&self, q: &crate::reports::ReportQuery) -> Result<Vec<crate::reports::ReportRow>>;

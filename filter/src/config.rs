@@ -83,6 +83,8 @@ struct RawControl {
     #[serde(default)]
     max_batch: Option<usize>,
     #[serde(default)]
+    max_batch_bytes: Option<usize>,
+    #[serde(default)]
     max_buffered_records: Option<usize>,
     #[serde(default)]
     stale_after_ms: Option<u64>,
@@ -116,6 +118,8 @@ pub struct Control {
     pub flush_ms: u64,
     pub timeout_ms: u64,
     pub max_batch: usize,
+    /// Most bytes in one usage batch (below the service's body limit).
+    pub max_batch_bytes: usize,
     pub max_buffered_records: usize,
     pub stale_after_ms: u64,
     pub failure_mode: FailureMode,
@@ -151,6 +155,8 @@ struct RawProvider {
     api_key: Option<String>,
     #[serde(default)]
     anthropic_version: Option<String>,
+    #[serde(default)]
+    output_cap_field: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -275,6 +281,10 @@ pub struct Provider {
     /// Injected upstream; `None` when Envoy injects the credential itself.
     pub api_key: Option<Secret>,
     pub anthropic_version: String,
+    /// The member the filter adds with `default_max_tokens` when a request
+    /// sets no output cap, so the budget reservation is a real bound.
+    /// `None`: nothing is added (Anthropic requires `max_tokens` anyway).
+    pub output_cap_field: Option<&'static str>,
 }
 
 /// A credential; `Debug` never prints it.
@@ -398,6 +408,20 @@ impl Config {
             }
             let anthropic_version = p.anthropic_version.unwrap_or_else(|| DEFAULT_ANTHROPIC_VERSION.to_string());
             non_empty(f("anthropic_version"), &anthropic_version)?;
+            if !crate::text::header_safe(&anthropic_version) || !crate::text::header_safe(&p.host) {
+                return Err(err(f("host"), "host and anthropic_version must be visible ASCII"));
+            }
+            let output_cap_field = match (p.output_cap_field.as_deref(), p.format) {
+                (None, ProviderFormat::Openai) | (Some("max_completion_tokens"), _) => Some("max_completion_tokens"),
+                (Some("max_tokens"), _) => Some("max_tokens"),
+                (None, ProviderFormat::Anthropic) | (Some("none"), _) => None,
+                (Some(other), _) => {
+                    return Err(err(
+                        f("output_cap_field"),
+                        format!("'{other}' is not one of max_completion_tokens, max_tokens, none"),
+                    ))
+                }
+            };
             providers.push(Provider {
                 name: p.name,
                 format: p.format,
@@ -406,6 +430,7 @@ impl Config {
                 path_prefix: prefix,
                 api_key: p.api_key.map(Secret),
                 anthropic_version,
+                output_cap_field,
             });
         }
 
@@ -432,6 +457,9 @@ impl Config {
                 non_empty(f("upstream_model"), um)?;
                 if um.contains('*') {
                     return Err(err(f("upstream_model"), "must be a model name, not a pattern"));
+                }
+                if !crate::request::valid_model_name(um) {
+                    return Err(err(f("upstream_model"), "must be 1 to 256 visible ASCII characters"));
                 }
             }
             routes.push(Route { pattern, name: r.model, provider, upstream_model: r.upstream_model });
@@ -535,6 +563,10 @@ impl Config {
                 if !(1..=10_000).contains(&max_batch) {
                     return Err(err("control.max_batch", "must be between 1 and 10000"));
                 }
+                let max_batch_bytes = c.max_batch_bytes.unwrap_or(1 << 20);
+                if !((64 << 10)..=(16 << 20)).contains(&max_batch_bytes) {
+                    return Err(err("control.max_batch_bytes", "must be between 65536 and 16777216"));
+                }
                 let max_buffered_records = c.max_buffered_records.unwrap_or(100_000);
                 if !(max_batch..=10_000_000).contains(&max_buffered_records) {
                     return Err(err("control.max_buffered_records", "must be between max_batch and 10000000"));
@@ -547,6 +579,7 @@ impl Config {
                     flush_ms: ms(c.flush_ms, 500, "flush_ms", 50, 600_000)?,
                     timeout_ms: ms(c.timeout_ms, 2000, "timeout_ms", 100, 60_000)?,
                     max_batch,
+                    max_batch_bytes,
                     max_buffered_records,
                     stale_after_ms,
                     failure_mode: c.failure_mode.unwrap_or_default(),

@@ -105,13 +105,25 @@ pub struct StateDoc {
 }
 
 /// `POST /v1/usage` answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestAck {
     pub accepted: u64,
     pub duplicates: u64,
+    /// Records refused as invalid (not stored, never to be retried as they
+    /// are): their index in the batch, id and the field at fault.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<RejectedRecord>,
     /// The ingest sequence once these records are counted: a state with
     /// `seq >= this` includes them.
     pub seq: u64,
+}
+
+/// A record the control service refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedRecord {
+    pub index: usize,
+    pub id: String,
+    pub reason: String,
 }
 
 /// A parsed state, indexed for the request path.

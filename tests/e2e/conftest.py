@@ -75,7 +75,7 @@ class Client:
     def record(self, request_id: str, timeout: float = 5.0) -> dict:
         deadline = time.monotonic() + timeout
         while True:
-            found = [r for r in self.records() if r["id"] == request_id]
+            found = [r for r in self.records() if request_id in (r["id"], r.get("client_request_id"))]
             if found:
                 assert len(found) == 1, f"one record per request, got {len(found)}"
                 return found[0]

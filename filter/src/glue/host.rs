@@ -12,7 +12,6 @@ use std::ptr::null_mut;
 use crate::hostmap;
 
 pub const REQUEST_HEADERS: u32 = 0;
-pub const REQUEST_TRAILERS: u32 = 1;
 pub const RESPONSE_HEADERS: u32 = 2;
 pub const CALL_RESPONSE_HEADERS: u32 = 6;
 pub const REQUEST_BODY: u32 = 0;
@@ -21,6 +20,7 @@ pub const CALL_RESPONSE_BODY: u32 = 4;
 
 const OK: u32 = 0;
 
+#[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_get_header_map_pairs(map_type: u32, data: *mut *mut u8, size: *mut usize) -> u32;
     fn proxy_replace_header_map_value(map_type: u32, k: *const u8, ks: usize, v: *const u8, vs: usize) -> u32;
@@ -39,6 +39,61 @@ extern "C" {
         headers_size: usize,
         grpc_status: i32,
     ) -> u32;
+    fn proxy_get_shared_data(k: *const u8, ks: usize, data: *mut *mut u8, size: *mut usize, cas: *mut u32) -> u32;
+    fn proxy_set_shared_data(k: *const u8, ks: usize, v: *const u8, vs: usize, cas: u32) -> u32;
+    fn proxy_define_metric(metric_type: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
+    fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(id: u32, value: u64) -> u32;
+}
+
+const CAS_MISMATCH: u32 = 8;
+
+/// A shared-data value and its compare-and-swap token.
+pub fn shared(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    let (mut data, mut size, mut cas) = (null_mut(), 0usize, 0u32);
+    // SAFETY: pointers to locals and a live slice.
+    let status = unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    let bytes = owned(data, size);
+    if status == OK {
+        (Some(bytes), Some(cas))
+    } else {
+        (None, None)
+    }
+}
+
+/// Result of a shared-data write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetShared {
+    Ok,
+    /// Someone wrote in between: read again and retry.
+    CasMismatch,
+    Failed,
+}
+
+pub fn set_shared(key: &str, value: &[u8], cas: Option<u32>) -> SetShared {
+    // SAFETY: pointers and lengths of live slices.
+    match unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas.unwrap_or(0)) } {
+        OK => SetShared::Ok,
+        CAS_MISMATCH => SetShared::CasMismatch,
+        _ => SetShared::Failed,
+    }
+}
+
+/// 0 counter, 1 gauge, 2 histogram.
+pub fn define_metric(metric_type: u32, name: &str) -> Option<u32> {
+    let mut id = 0u32;
+    // SAFETY: pointer to a local and a live slice.
+    (unsafe { proxy_define_metric(metric_type, name.as_ptr(), name.len(), &mut id) } == OK).then_some(id)
+}
+
+pub fn increment_metric(id: u32, by: u64) {
+    // SAFETY: plain values.
+    let _ = unsafe { proxy_increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX)) };
+}
+
+pub fn record_metric(id: u32, value: u64) {
+    // SAFETY: plain values.
+    let _ = unsafe { proxy_record_metric(id, value) };
 }
 
 /// Takes ownership of memory the host allocated through the SDK's

@@ -1,0 +1,972 @@
+//! One HTTP context per request: reads what Envoy gives (as bytes, through
+//! [`super::host`]), calls the pure logic, applies its answer.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+use super::host::{self, REQUEST_BODY, REQUEST_HEADERS, RESPONSE_BODY, RESPONSE_HEADERS};
+use super::{current_state, enqueue_record, next_request_id, now_ms, record_metrics, update_counter, CounterError};
+use crate::budget::{self, Amount, Check};
+use crate::config::{Config, FailureMode, KeyInfo, OtherPaths, Provider, ProviderFormat, UnpricedModels};
+use crate::decode::{Coding, Inflater};
+use crate::errors::GatewayError;
+use crate::hostmap::Pair;
+use crate::keys::{hash_key, key_ref, presented_key};
+use crate::record::{account, Observed, Outcome, Termination, UsageRecord, UsageSource, RECORD_VERSION};
+use crate::request::{classify_path, parse_chat, query_of, Api, ChatRequest, Endpoint, Rewrite};
+use crate::response::JsonCollector;
+use crate::state::{ScopeType, StateView};
+use crate::usage::{ResponseInfo, StreamTracker, Usage};
+
+const HDR_PROJECT: &str = "x-tollgate-project";
+const HDR_FEATURE: &str = "x-tollgate-feature";
+const HDR_PROMPT_VERSION: &str = "x-tollgate-prompt-version";
+
+/// The request headers the filter looks at, read with one host call, as
+/// bytes: a value is only turned into text where it is used, and a value
+/// that is not valid there is a 400/401, never a panic.
+#[derive(Default)]
+struct RequestHeaders {
+    path: Vec<u8>,
+    method: Vec<u8>,
+    authorization: Option<Vec<u8>>,
+    x_api_key: Option<Vec<u8>>,
+    request_id: Option<Vec<u8>>,
+    project: Option<Vec<u8>>,
+    feature: Option<Vec<u8>>,
+    prompt_version: Option<Vec<u8>>,
+    has_anthropic_version: bool,
+    /// Headers present that must not go upstream.
+    to_remove: Vec<String>,
+}
+
+impl RequestHeaders {
+    fn read(all: Vec<Pair>, cluster_header: &str) -> Self {
+        let mut h = RequestHeaders::default();
+        for (name, value) in all {
+            let remove = |h: &mut RequestHeaders| h.to_remove.push(String::from_utf8_lossy(&name).into_owned());
+            match name.as_slice() {
+                b":path" => h.path = value,
+                b":method" => h.method = value,
+                b"authorization" => {
+                    h.authorization = Some(value);
+                    remove(&mut h);
+                }
+                b"x-api-key" => {
+                    h.x_api_key = Some(value);
+                    remove(&mut h);
+                }
+                b"x-request-id" => h.request_id = Some(value),
+                n if n == HDR_PROJECT.as_bytes() => {
+                    h.project = Some(value);
+                    remove(&mut h);
+                }
+                n if n == HDR_FEATURE.as_bytes() => {
+                    h.feature = Some(value);
+                    remove(&mut h);
+                }
+                n if n == HDR_PROMPT_VERSION.as_bytes() => {
+                    h.prompt_version = Some(value);
+                    remove(&mut h);
+                }
+                b"anthropic-version" => h.has_anthropic_version = true,
+                // The response must be readable (uncompressed) to count its usage.
+                b"accept-encoding" => remove(&mut h),
+                n if n == cluster_header.as_bytes() => remove(&mut h),
+                _ => {}
+            }
+        }
+        h
+    }
+}
+
+struct Target {
+    provider: String,
+    route: String,
+    upstream_model: String,
+}
+
+/// Where a request is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Headers not seen yet.
+    Start,
+    /// Headers paused; the body is being buffered.
+    AwaitBody,
+    /// Went upstream; the response is being followed.
+    Upstream,
+    /// Not ours (other paths in `pass` mode): touch nothing.
+    Passthrough,
+    /// The gateway answered itself (local reply).
+    Replied,
+    /// The usage record was emitted: nothing more to do.
+    Recorded,
+}
+
+/// How the response body is read.
+enum Reader {
+    None,
+    /// SSE: followed event by event (through an inflater when compressed).
+    Stream { tracker: StreamTracker, inflater: Option<Inflater> },
+    /// JSON held until complete (cost headers), up to `max_response_bytes`.
+    Held { inflater: Option<Inflater> },
+    /// JSON read as it passes.
+    Json { collector: JsonCollector, inflater: Option<Inflater> },
+    /// An encoding the filter cannot read: only its size is counted.
+    Unreadable { bytes: u64 },
+}
+
+/// Per-request state.
+pub(super) struct TollgateHttp {
+    config: Option<Rc<Config>>,
+    context_id: u32,
+    phase: Phase,
+    start_ms: u64,
+    headers: RequestHeaders,
+    request_id: String,
+    client_request_id: Option<String>,
+    api: Option<Api>,
+    key: Option<Rc<KeyInfo>>,
+    project: String,
+    feature: Option<String>,
+    prompt_version: Option<String>,
+    chat: Option<ChatRequest>,
+    target: Option<Target>,
+    request_body_size: usize,
+    status: u16,
+    ttfb_ms: Option<u64>,
+    upstream_responded: bool,
+    response_complete: bool,
+    reader: Reader,
+    response_info: Option<ResponseInfo>,
+    body_note: Option<&'static str>,
+    body_bytes: u64,
+    /// Budget reservations taken for this request: (scope type, scope id, amount).
+    reservations: Vec<(ScopeType, String, Amount)>,
+    budget_decision: &'static str,
+    budget_headers: Vec<(String, String)>,
+    /// The scope whose budget refused this request.
+    denied_scope: Option<String>,
+    /// The control service's state as this request saw it (read once).
+    state: Option<(Option<Rc<StateView>>, Option<u64>)>,
+}
+
+impl Context for TollgateHttp {}
+
+/// A tag header's value: trimmed, at most 128 visible ASCII characters.
+fn tag_value(v: Option<Vec<u8>>) -> Result<Option<String>, ()> {
+    let Some(v) = v else { return Ok(None) };
+    let s = std::str::from_utf8(&v).map_err(|_| ())?.trim();
+    if s.is_empty() {
+        Ok(None)
+    } else if s.len() > 128 || !s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        Err(())
+    } else {
+        Ok(Some(s.to_string()))
+    }
+}
+
+fn bad_tag(header: &'static str) -> GatewayError {
+    GatewayError::bad_request("invalid_tag", format!("The header '{header}' must be 1 to 128 printable ASCII characters."))
+}
+
+fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+impl TollgateHttp {
+    pub(super) fn new(config: Option<Rc<Config>>, context_id: u32) -> Self {
+        TollgateHttp {
+            config,
+            context_id,
+            phase: Phase::Start,
+            start_ms: 0,
+            headers: RequestHeaders::default(),
+            request_id: String::new(),
+            client_request_id: None,
+            api: None,
+            key: None,
+            project: String::new(),
+            feature: None,
+            prompt_version: None,
+            chat: None,
+            target: None,
+            request_body_size: 0,
+            status: 0,
+            ttfb_ms: None,
+            upstream_responded: false,
+            response_complete: false,
+            reader: Reader::None,
+            response_info: None,
+            body_note: None,
+            body_bytes: 0,
+            reservations: Vec::new(),
+            budget_decision: "off",
+            budget_headers: Vec::new(),
+            denied_scope: None,
+            state: None,
+        }
+    }
+
+    fn set_request_header(&self, name: &str, value: Option<&str>) {
+        host::set_header(REQUEST_HEADERS, name, value);
+    }
+
+    fn set_response_header(&self, name: &str, value: &str) {
+        host::set_header(RESPONSE_HEADERS, name, Some(value));
+    }
+
+    /// Sends a local error reply; records it when the caller is known.
+    fn reject(&mut self, e: GatewayError) -> Action {
+        self.reject_with(e, Vec::new())
+    }
+
+    fn reject_with(&mut self, e: GatewayError, extra: Vec<(String, String)>) -> Action {
+        self.status = e.status;
+        let body = e.body();
+        let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+        for (k, v) in &extra {
+            headers.push((k.as_str(), v.as_str()));
+        }
+        if !self.request_id.is_empty() {
+            headers.push(("x-tollgate-request-id", self.request_id.as_str()));
+        }
+        if e.status == 401 {
+            headers.push(("www-authenticate", "Bearer realm=\"tollgate\""));
+        }
+        log::debug!("[{}] rejected {} {}", self.context_id, e.status, e.code);
+        host::send_response(u32::from(e.status), &headers, body.as_bytes());
+        self.phase = Phase::Replied;
+        if self.key.is_some() {
+            let rec = self.build_record(Usage::default(), UsageSource::None, Outcome::Rejected, Some(e.code.to_string()), 0, false);
+            self.emit(rec);
+        }
+        Action::Pause
+    }
+
+    fn authenticate(&mut self, cfg: &Config) -> Result<Rc<KeyInfo>, GatewayError> {
+        fn text(v: &Option<Vec<u8>>) -> Result<Option<&str>, GatewayError> {
+            v.as_deref().map(|b| std::str::from_utf8(b).map_err(|_| GatewayError::invalid_key())).transpose()
+        }
+        let auth = text(&self.headers.authorization)?;
+        let xkey = text(&self.headers.x_api_key)?;
+        let presented = presented_key(auth, xkey).ok_or_else(GatewayError::missing_key)?;
+        let hash = hash_key(presented);
+        if let Some(k) = cfg.key_by_hash(&hash) {
+            return Ok(k.clone());
+        }
+        if cfg.control.is_some() {
+            if let Some(view) = self.state().0 {
+                if let Some(k) = view.keys.get(&hash) {
+                    return Ok(k.clone());
+                }
+            }
+        }
+        Err(GatewayError::invalid_key())
+    }
+
+    fn on_request_headers(&mut self, cfg: &Config, end_of_stream: bool) -> Action {
+        let Ok(path) = String::from_utf8(std::mem::take(&mut self.headers.path)) else {
+            return self.reject(GatewayError::bad_request("invalid_path", "The request path is not valid UTF-8."));
+        };
+        self.headers.path = path.clone().into_bytes();
+        let endpoint = classify_path(&path);
+        if endpoint == Endpoint::Other {
+            return match cfg.other_paths {
+                OtherPaths::Pass => {
+                    self.phase = Phase::Passthrough;
+                    // Never let a client pick the upstream cluster itself.
+                    self.set_request_header(&cfg.cluster_header, None);
+                    Action::Continue
+                }
+                OtherPaths::Deny => {
+                    let p = crate::text::clean_field(path.split('?').next().unwrap_or(""), 128);
+                    self.reject(GatewayError::not_found(format!(
+                        "Tollgate serves POST /v1/chat/completions, POST /v1/messages and GET /v1/models; '{p}' is not routed."
+                    )))
+                }
+            };
+        }
+        let key = match self.authenticate(cfg) {
+            Ok(k) => k,
+            Err(e) => return self.reject(e),
+        };
+        self.project = key.project.clone();
+        self.key = Some(key.clone());
+        let method = std::mem::take(&mut self.headers.method);
+
+        if endpoint == Endpoint::Models {
+            if method != b"GET" {
+                return self.reject(GatewayError::method_not_allowed("Use GET /v1/models."));
+            }
+            self.key = None; // listing models is not usage
+            let data: Vec<serde_json::Value> = cfg
+                .listable_models(&key)
+                .into_iter()
+                .map(|(id, owner)| serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": owner}))
+                .collect();
+            let body = serde_json::json!({"object": "list", "data": data}).to_string();
+            host::send_response(200, &[("content-type", "application/json")], body.as_bytes());
+            self.phase = Phase::Replied;
+            return Action::Pause;
+        }
+
+        let Endpoint::Chat(api) = endpoint else {
+            return Action::Continue;
+        };
+        self.api = Some(api);
+        if method != b"POST" {
+            return self.reject(GatewayError::method_not_allowed("Chat requests must be POST."));
+        }
+
+        // Attribution tags.
+        match tag_value(self.headers.project.take()) {
+            Ok(Some(p)) if key.may_tag_project(&p) => self.project = p,
+            Ok(Some(p)) => {
+                return self.reject(GatewayError::forbidden(
+                    "project_not_allowed",
+                    format!("This key may not charge requests to project '{p}'."),
+                ))
+            }
+            Ok(None) => {}
+            Err(()) => return self.reject(bad_tag(HDR_PROJECT)),
+        }
+        match tag_value(self.headers.feature.take()) {
+            Ok(v) => self.feature = v,
+            Err(()) => return self.reject(bad_tag(HDR_FEATURE)),
+        }
+        match tag_value(self.headers.prompt_version.take()) {
+            Ok(v) => self.prompt_version = v,
+            Err(()) => return self.reject(bad_tag(HDR_PROMPT_VERSION)),
+        }
+
+        // Nothing of the client's credentials or Tollgate's own headers goes upstream.
+        for h in std::mem::take(&mut self.headers.to_remove) {
+            self.set_request_header(&h, None);
+        }
+
+        if end_of_stream {
+            return self.reject(GatewayError::bad_request("missing_body", "The request has no body; send a JSON chat request."));
+        }
+        // Wait for the body: routing depends on its `model`.
+        self.phase = Phase::AwaitBody;
+        Action::Pause
+    }
+
+    /// The whole request body is buffered (end of stream, or trailers).
+    fn on_request_complete(&mut self, cfg: &Config, body_size: usize) -> Action {
+        let (Some(api), Some(key)) = (self.api, self.key.clone()) else {
+            return Action::Continue;
+        };
+        let body = host::buffer(REQUEST_BODY, 0, body_size);
+        let parsed = match parse_chat(api, &body) {
+            Ok(p) => p,
+            Err(e) => return self.reject(e),
+        };
+        let model = parsed.request.model.clone();
+        self.chat = Some(parsed.request.clone());
+        if !key.may_use(&model) {
+            return self.reject(
+                GatewayError::forbidden("model_not_allowed", format!("This key may not use the model '{model}'."))
+                    .with_param("model"),
+            );
+        }
+        let Some((resolved, upstream_model)) = cfg.resolve(&model) else {
+            return self.reject(GatewayError::unknown_model(&model, &cfg.models_for(&key)));
+        };
+        let provider: &Provider = resolved.provider;
+        self.target = Some(Target {
+            provider: provider.name.clone(),
+            route: resolved.route.to_string(),
+            upstream_model: upstream_model.clone(),
+        });
+        if provider.format.api() != api {
+            let (name, path) = match provider.format {
+                ProviderFormat::Openai => ("OpenAI chat completions", "/v1/chat/completions"),
+                ProviderFormat::Anthropic => ("Anthropic messages", "/v1/messages"),
+            };
+            return self.reject(
+                GatewayError::bad_request(
+                    "wrong_api_for_model",
+                    format!("The model '{model}' is served by provider '{}', which speaks the {name} API; send this request to {path}.", provider.name),
+                )
+                .with_param("model"),
+            );
+        }
+        let price = cfg.price(&provider.name, &upstream_model);
+        if cfg.unpriced_models == UnpricedModels::Deny && price.is_none() {
+            return self.reject(
+                GatewayError::bad_request(
+                    "model_not_priced",
+                    format!("The model '{model}' has no price configured, and this gateway refuses unpriced models."),
+                )
+                .with_param("model"),
+            );
+        }
+
+        // Budgets: reserve the worst case against every budgeted scope. The
+        // output side is a real bound: the cap below goes upstream when the
+        // client set none.
+        let chat = &parsed.request;
+        let cap = provider.output_cap_field.map(|f| (f, cfg.default_max_tokens));
+        if cfg.control.is_some() {
+            let out = chat.output_bound(cfg.default_max_tokens);
+            let worst_usage = Usage { input_tokens: chat.estimated_input_tokens, output_tokens: out, ..Default::default() };
+            let worst = Amount {
+                micros: price.map(|p| p.cost_micros(&worst_usage)).unwrap_or(0),
+                tokens: worst_usage.budget_tokens(),
+            };
+            if let Err(action) = self.admit(cfg, &key, worst) {
+                return action;
+            }
+        }
+
+        let opts = Rewrite { force_include_usage: cfg.force_stream_usage, output_cap: cap };
+        if let Some(new_body) = parsed.rewrite(&upstream_model, opts) {
+            host::set_buffer(REQUEST_BODY, 0, body_size, &new_body);
+            self.set_request_header("content-length", Some(&new_body.len().to_string()));
+        }
+        let upstream_path = format!("{}{}{}", provider.path_prefix, api.upstream_suffix(), query_of(&self.headers.path_str()));
+        self.set_request_header(":path", Some(&upstream_path));
+        self.set_request_header(":authority", Some(&provider.host));
+        self.set_request_header(&cfg.cluster_header, Some(&provider.cluster));
+        match provider.format {
+            ProviderFormat::Openai => {
+                if let Some(k) = &provider.api_key {
+                    self.set_request_header("authorization", Some(&format!("Bearer {}", k.expose())));
+                }
+            }
+            ProviderFormat::Anthropic => {
+                if let Some(k) = &provider.api_key {
+                    self.set_request_header("x-api-key", Some(k.expose()));
+                }
+                if !self.headers.has_anthropic_version {
+                    self.set_request_header("anthropic-version", Some(&provider.anthropic_version));
+                }
+            }
+        }
+        log::debug!(
+            "[{}] key={} model={} -> provider={} cluster={} upstream_model={}",
+            self.context_id,
+            key_ref(&key.key_hash),
+            model,
+            provider.name,
+            provider.cluster,
+            upstream_model
+        );
+        self.phase = Phase::Upstream;
+        Action::Continue
+    }
+
+    fn build_record(
+        &self,
+        usage: Usage,
+        source: UsageSource,
+        outcome: Outcome,
+        error_code: Option<String>,
+        cost_micros: u64,
+        priced: bool,
+    ) -> UsageRecord {
+        let key = self.key.as_deref();
+        let end = now_ms(self);
+        let model_served = match &self.reader {
+            Reader::Stream { tracker, .. } => tracker.summary().model,
+            _ => None,
+        }
+        .or_else(|| self.response_info.as_ref().and_then(|r| r.model.clone()));
+        UsageRecord {
+            v: RECORD_VERSION,
+            id: self.request_id.clone(),
+            client_request_id: self.client_request_id.clone(),
+            ts_ms: self.start_ms,
+            key_id: key.map(|k| k.id.clone()).unwrap_or_default(),
+            key_hash: key.map(|k| k.key_hash.clone()).unwrap_or_default(),
+            team: key.map(|k| k.team.clone()).unwrap_or_default(),
+            project: self.project.clone(),
+            feature: self.feature.clone(),
+            prompt_version: self.prompt_version.clone(),
+            user: self.chat.as_ref().and_then(|c| c.user.clone()),
+            tags: key.map(|k| k.tags.clone()).unwrap_or_else(BTreeMap::new),
+            api: self.api.unwrap_or(Api::OpenAiChat),
+            provider: self.target.as_ref().map(|t| t.provider.clone()),
+            route: self.target.as_ref().map(|t| t.route.clone()),
+            model_requested: self.chat.as_ref().map(|c| c.model.clone()),
+            model_upstream: self.target.as_ref().map(|t| t.upstream_model.clone()),
+            model_served,
+            stream: self.chat.as_ref().is_some_and(|c| c.stream),
+            status: self.status,
+            outcome,
+            error_code,
+            usage,
+            usage_source: source,
+            cost_micros,
+            priced,
+            latency_ms: end.saturating_sub(self.start_ms),
+            ttfb_ms: self.ttfb_ms,
+            budget_scopes: match &self.denied_scope {
+                Some(d) => vec![d.clone()],
+                None => self.reservations.iter().map(|(t, id, _)| budget::scope_label(*t, id)).collect(),
+            },
+            budget_decision: self.budget_decision.to_string(),
+        }
+        .bounded()
+    }
+
+    /// Reserves `worst` against every budget of this request's scopes, or
+    /// answers 429 (exhausted) / 503 (fail closed) and returns the action.
+    fn admit(&mut self, cfg: &Config, key: &KeyInfo, worst: Amount) -> Result<(), Action> {
+        let Some(ctl) = &cfg.control else { return Ok(()) };
+        let (view, stale) = self.state();
+        let now = now_ms(self);
+        let stale = stale.is_none_or(|ok_ms| now.saturating_sub(ok_ms) > ctl.stale_after_ms);
+        if stale {
+            match ctl.failure_mode {
+                FailureMode::Open => {
+                    self.budget_decision = "unenforced";
+                    return Ok(());
+                }
+                FailureMode::Closed => {
+                    self.budget_decision = "denied";
+                    return Err(self.reject(GatewayError::budget_state_unavailable()));
+                }
+                FailureMode::Local => {}
+            }
+        }
+        let Some(view) = view else { return Ok(()) };
+        let budgets: Vec<crate::state::BudgetDoc> =
+            view.budgets_for(&key.id, &key.team, &self.project).into_iter().cloned().collect();
+        if budgets.is_empty() {
+            return Ok(());
+        }
+        let mut soft: Option<(String, u64)> = None;
+        let mut remaining_m: Option<u64> = None;
+        let mut remaining_t: Option<u64> = None;
+        for b in &budgets {
+            let ckey = budget::counter_key(b.scope_type, &b.scope_id);
+            let mut verdict = None;
+            let res = update_counter(&ckey, |c| {
+                let v = budget::check(b, c, worst);
+                let ok = matches!(v, Check::Allow { .. });
+                if ok {
+                    c.reserve(worst);
+                }
+                verdict = Some((v, *c));
+                ok
+            });
+            match (res, verdict) {
+                (Ok(_), Some((Check::Allow { soft: s, remaining }, c))) => {
+                    self.reservations.push((b.scope_type, b.scope_id.clone(), worst));
+                    if s {
+                        let used = b.used_micros.saturating_add(c.pending_micros);
+                        let pct = b.limit_micros.filter(|l| *l > 0).map(|l| used.saturating_mul(100) / l).unwrap_or_else(|| {
+                            let used_t = b.used_tokens.saturating_add(c.pending_tokens);
+                            b.limit_tokens.filter(|l| *l > 0).map(|l| used_t.saturating_mul(100) / l).unwrap_or(0)
+                        });
+                        soft = Some((budget::scope_label(b.scope_type, &b.scope_id), pct));
+                    }
+                    remaining_m = min_opt(remaining_m, remaining.micros);
+                    remaining_t = min_opt(remaining_t, remaining.tokens);
+                }
+                (Err(CounterError::Refused), Some((_, c))) => {
+                    self.release_reservations();
+                    self.budget_decision = "denied";
+                    self.denied_scope = Some(budget::scope_label(b.scope_type, &b.scope_id));
+                    let (e, headers) = budget::exhausted_error(b, &c, now);
+                    log::debug!("[{}] budget exhausted for {}", self.context_id, budget::scope_label(b.scope_type, &b.scope_id));
+                    return Err(self.reject_with(e, headers));
+                }
+                _ => {
+                    // The counter could not be written (contention or a host
+                    // error): the budget said yes, so serve, unreserved.
+                    log::warn!("budget counter {ckey} busy; request admitted without reservation");
+                }
+            }
+        }
+        self.budget_decision = if soft.is_some() { "soft" } else { "ok" };
+        if let Some((label, pct)) = soft {
+            self.budget_headers.push(("x-tollgate-budget-warning".into(), format!("{label} at {pct}% of its budget")));
+        }
+        if let Some(m) = remaining_m {
+            self.budget_headers.push(("x-tollgate-budget-remaining-micros".into(), m.saturating_sub(worst.micros).to_string()));
+        }
+        if let Some(t) = remaining_t {
+            self.budget_headers.push(("x-tollgate-budget-remaining-tokens".into(), t.saturating_sub(worst.tokens).to_string()));
+        }
+        Ok(())
+    }
+
+    /// The state for this request: read from shared data once, then reused.
+    fn state(&mut self) -> (Option<Rc<StateView>>, Option<u64>) {
+        if self.state.is_none() {
+            self.state = Some(current_state());
+        }
+        self.state.clone().unwrap_or((None, None))
+    }
+
+    fn release_reservations(&mut self) {
+        for (t, id, amount) in std::mem::take(&mut self.reservations) {
+            let _ = update_counter(&budget::counter_key(t, &id), |c| {
+                c.settle(amount, Amount::default());
+                true
+            });
+        }
+    }
+
+    /// Replaces the reservations with the real amount.
+    fn settle_reservations(&mut self, usage: &Usage, cost_micros: u64) {
+        let actual = Amount { micros: cost_micros, tokens: usage.budget_tokens() };
+        for (t, id, amount) in &self.reservations {
+            let (t, amount) = (*t, *amount);
+            let _ = update_counter(&budget::counter_key(t, id), |c| {
+                c.settle(amount, actual);
+                true
+            });
+        }
+    }
+
+    /// Accounts for the response and emits the usage record (once).
+    fn settle(&mut self, termination: Termination) -> Option<UsageRecord> {
+        if self.phase != Phase::Upstream {
+            return None;
+        }
+        let cfg = self.config.clone()?;
+        let target = self.target.as_ref()?;
+        let (stream, body_note, body_bytes) = match &self.reader {
+            Reader::Stream { tracker, inflater } => {
+                (Some(tracker.summary()), inflater.as_ref().and_then(|i| i.error()).map(|_| "content_encoding"), 0)
+            }
+            Reader::Unreadable { bytes } => (None, Some("content_encoding"), bytes.saturating_mul(4)),
+            _ => (None, self.body_note, self.body_bytes),
+        };
+        let observed = Observed {
+            status: self.status,
+            upstream_responded: self.upstream_responded,
+            termination,
+            estimated_input_tokens: self.chat.as_ref().map(|c| c.estimated_input_tokens).unwrap_or(0),
+            json: self.response_info.clone(),
+            stream,
+            body_note,
+            body_bytes,
+        };
+        let (usage, source, outcome, error) = account(&observed);
+        let price = cfg.price(&target.provider, &target.upstream_model);
+        let cost = price.map(|p| p.cost_micros(&usage)).unwrap_or(0);
+        let rec = self.build_record(usage, source, outcome, error, cost, price.is_some());
+        self.settle_reservations(&rec.usage, rec.cost_micros);
+        self.emit(rec.clone());
+        Some(rec)
+    }
+
+    fn emit(&mut self, rec: UsageRecord) {
+        self.phase = Phase::Recorded;
+        let json = serde_json::to_string(&rec).unwrap_or_default();
+        if self.config.as_ref().is_some_and(|c| c.log_records) {
+            log::info!("tollgate.usage {json}");
+        }
+        if self.config.as_ref().is_some_and(|c| c.control.is_some()) {
+            enqueue_record(self, json.as_bytes());
+        }
+        // Filter state for access logs: %FILTER_STATE(wasm.tollgate.usage:PLAIN)% and flat fields.
+        host::set_property(&["tollgate.usage"], json.as_bytes());
+        let outcome = serde_json::to_string(&rec.outcome).unwrap_or_default();
+        let fields: [(&str, &str); 10] = [
+            ("tollgate.budget_decision", &rec.budget_decision),
+            ("tollgate.team", &rec.team),
+            ("tollgate.project", &rec.project),
+            ("tollgate.key_id", &rec.key_id),
+            ("tollgate.model", rec.model_upstream.as_deref().unwrap_or_default()),
+            ("tollgate.provider", rec.provider.as_deref().unwrap_or_default()),
+            ("tollgate.cost_micros", &rec.cost_micros.to_string()),
+            ("tollgate.input_tokens", &rec.usage.input_tokens.to_string()),
+            ("tollgate.output_tokens", &rec.usage.output_tokens.to_string()),
+            ("tollgate.outcome", outcome.trim_matches('"')),
+        ];
+        for (k, v) in fields {
+            host::set_property(&[k], v.as_bytes());
+        }
+        if self.config.as_ref().is_some_and(|c| c.metrics) {
+            record_metrics(&rec);
+        }
+    }
+
+    fn add_cost_headers(&self, rec: &UsageRecord) {
+        let u = &rec.usage;
+        // Always: cost, input, cached input, output. Only when non-zero:
+        // cache writes and reasoning tokens (each header is a host call).
+        for (k, v, always) in [
+            ("x-tollgate-cost-micros", rec.cost_micros, true),
+            ("x-tollgate-input-tokens", u.input_tokens, true),
+            ("x-tollgate-cached-input-tokens", u.cached_input_tokens, true),
+            ("x-tollgate-output-tokens", u.output_tokens, true),
+            ("x-tollgate-cache-write-tokens", u.cache_write_tokens, false),
+            ("x-tollgate-reasoning-tokens", u.reasoning_tokens, false),
+        ] {
+            if always || v > 0 {
+                self.set_response_header(k, &v.to_string());
+            }
+        }
+    }
+
+    fn termination_from_host(&self) -> Termination {
+        if self.response_complete {
+            return Termination::Complete;
+        }
+        let details = host::property(&["response", "code_details"]).unwrap_or_default();
+        if details.windows(10).any(|w| w == b"downstream") {
+            Termination::DownstreamReset
+        } else {
+            Termination::UpstreamReset
+        }
+    }
+
+    /// Feeds response bytes (as they came) to the JSON reader.
+    fn feed_json(&mut self, bytes: &[u8]) {
+        if let Reader::Json { collector, inflater } = &mut self.reader {
+            match inflater {
+                Some(inf) => inf.push(bytes, |d| collector.push(d)),
+                None => collector.push(bytes),
+            }
+        }
+    }
+
+    /// The JSON body is complete: read it and settle.
+    fn finish_json(&mut self) -> Option<UsageRecord> {
+        let api = self.api.unwrap_or(Api::OpenAiChat);
+        if let Reader::Json { collector, inflater } = std::mem::replace(&mut self.reader, Reader::None) {
+            let reading = collector.finish(api);
+            self.body_bytes = reading.bytes;
+            self.body_note = match inflater.as_ref().and_then(|i| i.error()) {
+                Some(_) if reading.info.usage.is_none() => Some("content_encoding"),
+                _ => reading.note,
+            };
+            self.response_info = Some(reading.info);
+        }
+        self.response_complete = true;
+        self.settle(Termination::Complete)
+    }
+}
+
+impl RequestHeaders {
+    fn path_str(&self) -> String {
+        String::from_utf8_lossy(&self.path).into_owned()
+    }
+}
+
+impl HttpContext for TollgateHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.start_ms = now_ms(self);
+        let Some(cfg) = self.config.clone() else {
+            return self.reject(GatewayError::internal("The Tollgate filter has no valid configuration."));
+        };
+        self.headers = RequestHeaders::read(host::header_pairs(REQUEST_HEADERS), &cfg.cluster_header);
+        self.request_id = next_request_id(self);
+        self.client_request_id = crate::ids::client_request_id(self.headers.request_id.take().as_deref());
+        self.on_request_headers(&cfg, end_of_stream)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.phase != Phase::AwaitBody {
+            return Action::Continue;
+        }
+        let Some(cfg) = self.config.clone() else {
+            return Action::Continue;
+        };
+        self.request_body_size = body_size;
+        if body_size > cfg.max_request_bytes {
+            return self.reject(GatewayError::too_large(cfg.max_request_bytes));
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.on_request_complete(&cfg, body_size)
+    }
+
+    /// HTTP/2 and gRPC-style clients may end a request with trailers: the
+    /// body is then complete without an end-of-stream body callback.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.phase != Phase::AwaitBody {
+            return Action::Continue;
+        }
+        let Some(cfg) = self.config.clone() else {
+            return Action::Continue;
+        };
+        match self.on_request_complete(&cfg, self.request_body_size) {
+            Action::Continue => Action::Continue,
+            other => other,
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if self.phase != Phase::Upstream {
+            return Action::Continue;
+        }
+        // "via_upstream": the provider answered; anything else is Envoy's own reply.
+        if host::property(&["response", "code_details"]).is_some_and(|d| d.as_slice() == b"via_upstream") {
+            self.upstream_responded = true;
+            self.ttfb_ms = Some(now_ms(self).saturating_sub(self.start_ms));
+        }
+        let mut content_type = Vec::new();
+        let mut has_content_length = false;
+        let mut encoding = None;
+        for (name, value) in host::header_pairs(RESPONSE_HEADERS) {
+            match name.as_slice() {
+                b":status" => self.status = std::str::from_utf8(&value).ok().and_then(|v| v.parse().ok()).unwrap_or(0),
+                b"content-type" => content_type = value,
+                b"content-length" => has_content_length = true,
+                b"content-encoding" => encoding = Some(value),
+                _ => {}
+            }
+        }
+        self.set_response_header("x-tollgate-request-id", &self.request_id);
+        for (k, v) in &self.budget_headers {
+            self.set_response_header(k, v);
+        }
+        if let Some(t) = &self.target {
+            self.set_response_header("x-tollgate-provider", &t.provider);
+            self.set_response_header("x-tollgate-model", &t.upstream_model);
+        }
+        let Some(cfg) = self.config.clone() else { return Action::Continue };
+        if end_of_stream {
+            self.response_complete = true;
+            if let Some(rec) = self.settle(Termination::Complete) {
+                if cfg.cost_headers {
+                    self.add_cost_headers(&rec);
+                }
+            }
+            return Action::Continue;
+        }
+        let coding = Coding::from_header(encoding.as_deref());
+        if let Coding::Unreadable(name) = &coding {
+            log::warn!("[{}] response content-encoding '{name}' cannot be read: usage will be estimated", self.context_id);
+            self.reader = Reader::Unreadable { bytes: 0 };
+            return Action::Continue;
+        }
+        let inflater = Inflater::new(&coding);
+        if content_type.starts_with(b"text/event-stream") {
+            let chat = self.chat.as_ref();
+            // A compressed stream cannot be rewritten: the client then also
+            // gets the usage chunk it did not ask for (SDKs ignore it).
+            let strip = inflater.is_none() && cfg.force_stream_usage && chat.is_some_and(|c| c.stream && !c.client_include_usage);
+            let tracker = StreamTracker::new(self.api.unwrap_or(Api::OpenAiChat), strip);
+            if tracker.rewrites() && has_content_length {
+                host::set_header(RESPONSE_HEADERS, "content-length", None);
+            }
+            self.reader = Reader::Stream { tracker, inflater };
+            return Action::Continue;
+        }
+        if cfg.cost_headers {
+            // Hold the headers until the body (and so the cost) is known.
+            self.reader = Reader::Held { inflater };
+            return Action::Pause;
+        }
+        self.reader = Reader::Json { collector: JsonCollector::new(cfg.max_response_bytes), inflater };
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.phase != Phase::Upstream {
+            return Action::Continue;
+        }
+        let Some(cfg) = self.config.clone() else {
+            return Action::Continue;
+        };
+        match &mut self.reader {
+            Reader::Stream { tracker, inflater } => {
+                let chunk = host::buffer(RESPONSE_BODY, 0, body_size);
+                match inflater {
+                    Some(inf) => inf.push(&chunk, |d| {
+                        tracker.push(d);
+                    }),
+                    None => {
+                        let mut out = tracker.push(&chunk);
+                        if end_of_stream {
+                            out.extend_from_slice(&tracker.finish());
+                        }
+                        if tracker.rewrites() {
+                            host::set_buffer(RESPONSE_BODY, 0, body_size, &out);
+                        }
+                    }
+                }
+                if end_of_stream {
+                    if inflater.is_some() {
+                        tracker.finish();
+                    }
+                    self.response_complete = true;
+                    self.settle(Termination::Complete);
+                }
+                Action::Continue
+            }
+            Reader::Held { inflater } => {
+                let too_big = body_size > cfg.max_response_bytes;
+                if !end_of_stream && !too_big {
+                    return Action::Pause;
+                }
+                // Everything so far is buffered: read it once.
+                let inflater = inflater.take();
+                self.reader = Reader::Json { collector: JsonCollector::new(cfg.max_response_bytes), inflater };
+                let body = host::buffer(RESPONSE_BODY, 0, body_size);
+                self.feed_json(&body);
+                if end_of_stream {
+                    if let Some(rec) = self.finish_json() {
+                        self.add_cost_headers(&rec);
+                    }
+                }
+                // Too big to hold: let it go without cost headers, keep reading.
+                Action::Continue
+            }
+            Reader::Json { .. } => {
+                let chunk = host::buffer(RESPONSE_BODY, 0, body_size);
+                self.feed_json(&chunk);
+                if end_of_stream {
+                    self.finish_json();
+                }
+                Action::Continue
+            }
+            Reader::Unreadable { bytes } => {
+                *bytes = bytes.saturating_add(body_size as u64);
+                if end_of_stream {
+                    self.response_complete = true;
+                    self.settle(Termination::Complete);
+                }
+                Action::Continue
+            }
+            Reader::None => Action::Continue,
+        }
+    }
+
+    fn on_log(&mut self) {
+        if self.phase != Phase::Upstream {
+            return;
+        }
+        // The status the client actually got: Envoy may have replaced a
+        // held or failed upstream response with its own (e.g. 502).
+        if let Some(code) = host::property(&["response", "code"])
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(|b| u64::from_le_bytes(b) as u16)
+            .filter(|c| *c != 0)
+        {
+            self.status = code;
+        }
+        if matches!(self.reader, Reader::Json { .. }) && !self.response_complete {
+            // The body ended early: what was read still says what it can.
+            let termination = self.termination_from_host();
+            let api = self.api.unwrap_or(Api::OpenAiChat);
+            if let Reader::Json { collector, .. } = std::mem::replace(&mut self.reader, Reader::None) {
+                let reading = collector.finish(api);
+                self.body_bytes = reading.bytes;
+                self.response_info = Some(reading.info);
+            }
+            self.settle(termination);
+            return;
+        }
+        let termination = self.termination_from_host();
+        self.settle(termination);
+    }
+}
