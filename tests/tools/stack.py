@@ -65,7 +65,7 @@ class Mock:
     def __init__(self, port: int = 0, keys: dict | None = None, log_path: Path | None = None):
         self.port = port or free_port()
         keys = PROVIDER_KEYS if keys is None else keys
-        args = [str(MOCK_BIN), "--listen", f"127.0.0.1:{self.port}"]
+        args = [str(MOCK_BIN), "--listen", f"127.0.0.1:{self.port}", "--captures", str(ROOT / "tests" / "captures")]
         for name, k in keys.items():
             args += [f"--{name}-key", k]
         self.log_path = log_path

@@ -50,9 +50,14 @@ impl Context for TollgateRoot {
     }
 }
 
-/// This Envoy's node id (`--service-node` / `node.id` in the bootstrap).
+/// This Envoy's node id (`--service-node` / `node.id` in the bootstrap):
+/// Envoy's attribute `xds.node` (the older `node` path answers nothing).
 fn node_id() -> String {
-    host::property(&["node", "id"]).map(|b| crate::text::loggable(&b, 128)).unwrap_or_default()
+    [&["xds", "node", "id"][..], &["node", "id"][..]]
+        .into_iter()
+        .find_map(|p| host::property(p).filter(|b| !b.is_empty()))
+        .map(|b| crate::text::loggable(&b, 128))
+        .unwrap_or_default()
 }
 
 impl RootContext for TollgateRoot {

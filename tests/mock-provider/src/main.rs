@@ -41,6 +41,9 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+mod hostile;
+mod strict;
+
 #[derive(Default)]
 struct Keys {
     openai: Option<String>,
@@ -50,6 +53,8 @@ struct Keys {
 
 struct App {
     keys: Keys,
+    /// Real captured responses served by `x-mock-replay`.
+    captures: std::path::PathBuf,
     seq: AtomicU64,
     /// Totals of the successful completions served (GET /mock/stats): what
     /// the provider would bill.
@@ -59,7 +64,7 @@ struct App {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Dialect {
+pub enum Dialect {
     OpenAi,
     DeepSeek,
     Anthropic,
@@ -67,7 +72,7 @@ enum Dialect {
 
 fn usage_exit() -> ! {
     eprintln!(
-        "usage: mock-provider [--listen 127.0.0.1:8080] [--openai-key K] [--anthropic-key K] [--deepseek-key K]\n\
+        "usage: mock-provider [--listen 127.0.0.1:8080] [--openai-key K] [--anthropic-key K] [--deepseek-key K] [--captures DIR]\n\
          Without a --*-key flag, any non-empty credential is accepted for that provider."
     );
     std::process::exit(2)
@@ -77,6 +82,7 @@ fn usage_exit() -> ! {
 async fn main() {
     let mut listen: SocketAddr = ([127, 0, 0, 1], 8080).into();
     let mut keys = Keys::default();
+    let mut captures = std::path::PathBuf::from("tests/captures");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage_exit());
@@ -85,11 +91,13 @@ async fn main() {
             "--openai-key" => keys.openai = Some(val()),
             "--anthropic-key" => keys.anthropic = Some(val()),
             "--deepseek-key" => keys.deepseek = Some(val()),
+            "--captures" => captures = val().into(),
             _ => usage_exit(),
         }
     }
     let app = Arc::new(App {
         keys,
+        captures,
         seq: AtomicU64::new(1),
         served_requests: AtomicU64::new(0),
         served_input: AtomicU64::new(0),
@@ -210,9 +218,23 @@ struct Plan {
     delay: Duration,
     chunk_delay: Duration,
     cut_after: Option<u64>,
+    /// OpenAI `n`: choices generated, each with `output` tokens.
+    choices: u64,
+    cache_write_1h: u64,
+    web_searches: u64,
+    /// Report this many output tokens, whatever was generated (a lying provider).
+    usage_output: Option<u64>,
+    gzip: bool,
+    fake_encoding: Option<String>,
+    bad_header: bool,
+    endless_event: Option<u64>,
 }
 
 fn error_body(dialect: Dialect, status: u16, message: &str) -> String {
+    error_body_with(dialect, status, message, None, None)
+}
+
+fn error_body_with(dialect: Dialect, status: u16, message: &str, param: Option<&str>, code: Option<&str>) -> String {
     match dialect {
         Dialect::Anthropic => {
             let t = match status {
@@ -228,13 +250,14 @@ fn error_body(dialect: Dialect, status: u16, message: &str) -> String {
             json!({"type": "error", "error": {"type": t, "message": message}}).to_string()
         }
         _ => {
-            let (t, code) = match status {
+            let (t, default_code) = match status {
                 400 => ("invalid_request_error", Value::Null),
                 401 => ("invalid_request_error", json!("invalid_api_key")),
                 429 => ("requests", json!("rate_limit_exceeded")),
                 _ => ("server_error", Value::Null),
             };
-            json!({"error": {"message": message, "type": t, "param": null, "code": code}}).to_string()
+            let code = code.map(Value::from).unwrap_or(default_code);
+            json!({"error": {"message": message, "type": t, "param": param, "code": code}}).to_string()
         }
     }
 }
@@ -345,13 +368,30 @@ async fn handle(
             return err(400, "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)")
         }
     };
+    if let Value::Object(m) = &req {
+        if let Err(r) = strict::check(dialect, m, header_str(&h, "anthropic-beta").is_some()) {
+            let body = error_body_with(dialect, r.status, &r.message, r.param.as_deref(), r.code);
+            return respond(StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST), &h, &uri, body, "application/json");
+        }
+    }
     if model.is_empty() {
         return err(400, "you must provide a model parameter");
+    }
+    if let Some(name) = header_str(&h, "x-mock-replay") {
+        let Some((bytes, ctype)) = hostile::replay(&app.captures, name) else {
+            return err(404, "x-mock-replay: no such capture");
+        };
+        let chunk = header_u64(&h, "x-mock-chunk-bytes").unwrap_or(bytes.len() as u64 + 1) as usize;
+        let mut r = Response::new(hostile::chunked(bytes, chunk));
+        decorate(r.headers_mut(), &h, &uri, ctype);
+        return r;
     }
     if req.get("messages").and_then(Value::as_array).is_none() {
         return err(400, "messages: Field required");
     }
+    // Both caps given: the provider honours the newer one.
     let max_tokens = req.get("max_completion_tokens").or_else(|| req.get("max_tokens")).and_then(Value::as_u64);
+    let choices = if dialect == Dialect::Anthropic { 1 } else { req.get("n").and_then(Value::as_u64).unwrap_or(1).max(1) };
     if dialect == Dialect::Anthropic && max_tokens.is_none() {
         return err(400, "max_tokens: Field required");
     }
@@ -363,7 +403,7 @@ async fn handle(
     let finish = if output < wanted { "length" } else { "stop" };
     let default_cached = if dialect != Dialect::Anthropic && input >= 1024 { (input / 2) / 128 * 128 } else { 0 };
     let cached = header_u64(&h, "x-mock-cached-tokens").unwrap_or(default_cached);
-    let cache_write = if dialect == Dialect::Anthropic { header_u64(&h, "x-mock-cache-write-tokens").unwrap_or(0) } else { 0 };
+    let cache_write = header_u64(&h, "x-mock-cache-write-tokens").unwrap_or(0);
     let plan = Plan {
         dialect,
         model,
@@ -378,23 +418,64 @@ async fn handle(
         delay: Duration::ZERO,
         chunk_delay: Duration::from_millis(header_u64(&h, "x-mock-chunk-delay-ms").unwrap_or(0)),
         cut_after: header_u64(&h, "x-mock-cut-after"),
+        choices,
+        cache_write_1h: header_u64(&h, "x-mock-cache-write-1h-tokens").unwrap_or(0),
+        web_searches: header_u64(&h, "x-mock-web-searches").unwrap_or(0),
+        usage_output: header_u64(&h, "x-mock-usage-output"),
+        gzip: header_str(&h, "x-mock-gzip") == Some("1"),
+        fake_encoding: header_str(&h, "x-mock-content-encoding").map(str::to_string),
+        bad_header: header_str(&h, "x-mock-bad-header") == Some("1"),
+        endless_event: header_u64(&h, "x-mock-endless-event"),
     };
+    let mut plan = plan;
+    if let Some(n) = header_u64(&h, "x-mock-model-bytes") {
+        plan.model = "m".repeat(n.min(64 << 20) as usize);
+    }
     let _ = plan.delay;
     let n = app.seq.fetch_add(1, Ordering::Relaxed);
     if plan.cut_after.is_none() {
         app.served_requests.fetch_add(1, Ordering::SeqCst);
         app.served_input.fetch_add(plan.input, Ordering::SeqCst);
-        app.served_output.fetch_add(plan.output + plan.reasoning, Ordering::SeqCst);
+        app.served_output.fetch_add(completion_tokens(&plan), Ordering::SeqCst);
     }
-    if plan.stream {
+    let (gzip, fake, bad_header) = (plan.gzip, plan.fake_encoding.clone(), plan.bad_header);
+    let mut r = if let Some(bytes) = plan.endless_event {
+        let mut r = Response::new(hostile::endless_event(bytes));
+        decorate(r.headers_mut(), &h, &uri, "text/event-stream; charset=utf-8");
+        r
+    } else if plan.stream {
         stream_response(plan, n, &h, &uri)
     } else {
         json_response(plan, n, &h, &uri)
+    };
+    if gzip {
+        // Compress what would have been sent, then send it in small pieces.
+        let (parts, body) = r.into_parts();
+        let bytes = axum::body::to_bytes(body, 256 << 20).await.unwrap_or_default();
+        let mut out = Response::from_parts(parts, hostile::chunked(hostile::gzip(&bytes), 512));
+        out.headers_mut().insert("content-encoding", HeaderValue::from_static("gzip"));
+        out.headers_mut().remove("content-length");
+        r = out;
     }
+    if let Some(enc) = fake {
+        r.headers_mut().insert("content-encoding", HeaderValue::from_str(&enc).unwrap_or(HeaderValue::from_static("br")));
+    }
+    if bad_header {
+        if let Ok(v) = HeaderValue::from_bytes(b"caf\xe9") {
+            r.headers_mut().insert("x-mock-latin1", v);
+        }
+    }
+    r
+}
+
+/// Output tokens billed: every choice's, reasoning included (or what a lying
+/// provider reports).
+fn completion_tokens(p: &Plan) -> u64 {
+    p.usage_output.unwrap_or((p.output + p.reasoning).saturating_mul(p.choices))
 }
 
 fn openai_usage(p: &Plan) -> Value {
-    let completion = p.output + p.reasoning;
+    let completion = completion_tokens(p);
     match p.dialect {
         Dialect::DeepSeek => json!({
             "prompt_tokens": p.input, "completion_tokens": completion, "total_tokens": p.input + completion,
@@ -402,7 +483,12 @@ fn openai_usage(p: &Plan) -> Value {
         }),
         _ => json!({
             "prompt_tokens": p.input, "completion_tokens": completion, "total_tokens": p.input + completion,
-            "prompt_tokens_details": {"cached_tokens": p.cached, "audio_tokens": 0},
+            "prompt_tokens_details": if p.cache_write > 0 {
+                // GPT-5.6 and later report cache writes.
+                json!({"cached_tokens": p.cached, "cache_write_tokens": p.cache_write, "audio_tokens": 0})
+            } else {
+                json!({"cached_tokens": p.cached, "audio_tokens": 0})
+            },
             "completion_tokens_details": {"reasoning_tokens": p.reasoning, "audio_tokens": 0,
                                           "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
         }),
@@ -410,8 +496,15 @@ fn openai_usage(p: &Plan) -> Value {
 }
 
 fn anthropic_usage(p: &Plan, output: u64) -> Value {
-    json!({"input_tokens": p.input, "cache_creation_input_tokens": p.cache_write,
-           "cache_read_input_tokens": p.cached, "output_tokens": output})
+    let output = p.usage_output.unwrap_or(output);
+    let mut u = json!({"input_tokens": p.input, "cache_creation_input_tokens": p.cache_write,
+           "cache_read_input_tokens": p.cached, "output_tokens": output,
+           "cache_creation": {"ephemeral_5m_input_tokens": p.cache_write - p.cache_write_1h.min(p.cache_write),
+                              "ephemeral_1h_input_tokens": p.cache_write_1h.min(p.cache_write)}});
+    if p.web_searches > 0 {
+        u["server_tool_use"] = json!({"web_search_requests": p.web_searches});
+    }
+    u
 }
 
 fn json_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
@@ -426,8 +519,8 @@ fn json_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
         _ => json!({
             "id": format!("chatcmpl-mock{n:020}"), "object": "chat.completion", "created": 1_767_225_600u64 + n,
             "model": p.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null, "annotations": []},
-                         "logprobs": null, "finish_reason": p.finish}],
+            "choices": (0..p.choices).map(|i| json!({"index": i, "message": {"role": "assistant", "content": text, "refusal": null, "annotations": []},
+                         "logprobs": null, "finish_reason": p.finish})).collect::<Vec<_>>(),
             "usage": openai_usage(&p), "service_tier": "default", "system_fingerprint": "fp_mock"
         }),
     }
@@ -490,7 +583,7 @@ fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
             ev.push(sse(Some("content_block_stop"), r#"{"type":"content_block_stop","index":0}"#));
             let stop = if p.finish == "length" { "max_tokens" } else { "end_turn" };
             let d = json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
-                           "usage": {"output_tokens": p.output}});
+                           "usage": {"output_tokens": p.usage_output.unwrap_or(p.output)}});
             ev.push(sse(Some("message_delta"), &d.to_string()));
             ev.push(sse(Some("message_stop"), r#"{"type":"message_stop"}"#));
         }

@@ -1,0 +1,225 @@
+//! What the real APIs refuse, refused here too, with their error bodies.
+//!
+//! Sources (see also ../shared/WIRE.md and tests/captures/README.md):
+//! - OpenAI Chat Completions: the API reference's list of request
+//!   parameters (platform.openai.com/docs/api-reference/chat/create); an
+//!   unknown one is `400 invalid_request_error "Unrecognized request argument
+//!   supplied: <name>"`; a wrong type is `"Invalid type for '<name>': expected
+//!   <type>, but got <type> instead."` with `code: invalid_type`;
+//!   `stream_options` without `stream: true` is refused.
+//! - Anthropic Messages: the API reference's request body
+//!   (docs.anthropic.com/en/api/messages); unknown top-level members are
+//!   `400 invalid_request_error "<field>: Extra inputs are not permitted"`
+//!   (anthropics/claude-code#21612 for `context_management`, amrit110/oli#7
+//!   for `response_format`); `max_tokens` is required and ≥ 1.
+//! - DeepSeek documents no refusal of unknown members: the mock accepts them,
+//!   but checks types like OpenAI.
+
+use serde_json::{Map, Value};
+
+use crate::Dialect;
+
+/// A refusal: status, message, and the parameter at fault.
+pub struct Refusal {
+    pub status: u16,
+    pub message: String,
+    pub param: Option<String>,
+    pub code: Option<&'static str>,
+}
+
+const OPENAI_PARAMS: &[&str] = &[
+    "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs", "max_completion_tokens",
+    "max_tokens", "messages", "metadata", "modalities", "model", "n", "parallel_tool_calls", "prediction",
+    "presence_penalty", "prompt_cache_key", "prompt_cache_retention", "reasoning_effort", "response_format",
+    "safety_identifier", "seed", "service_tier", "stop", "store", "stream", "stream_options", "temperature",
+    "tool_choice", "tools", "top_logprobs", "top_p", "user", "verbosity", "web_search_options",
+];
+
+const ANTHROPIC_PARAMS: &[&str] = &[
+    "model", "messages", "max_tokens", "cache_control", "container", "metadata", "service_tier", "stop_sequences", "stream", "system",
+    "temperature", "thinking", "tool_choice", "tools", "top_k", "top_p",
+];
+/// Accepted only with an `anthropic-beta` header.
+const ANTHROPIC_BETA_PARAMS: &[&str] = &["context_management", "mcp_servers"];
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Num,
+    Bool,
+    Obj,
+    Arr,
+}
+
+fn kind_ok(v: &Value, k: Kind) -> bool {
+    match k {
+        Kind::Str => v.is_string(),
+        Kind::Int => v.is_u64() || v.is_i64(),
+        Kind::Num => v.is_number(),
+        Kind::Bool => v.is_boolean(),
+        Kind::Obj => v.is_object(),
+        Kind::Arr => v.is_array(),
+    }
+}
+
+fn openai_type_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Str => "a string",
+        Kind::Int => "an integer",
+        Kind::Num => "a decimal",
+        Kind::Bool => "a boolean",
+        Kind::Obj => "an object",
+        Kind::Arr => "an array",
+    }
+}
+
+fn openai_value_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Number(n) if n.is_f64() => "a decimal",
+        Value::Number(_) => "an integer",
+        Value::Bool(_) => "a boolean",
+        Value::Object(_) => "an object",
+        Value::Array(_) => "an array",
+        Value::Null => "null",
+    }
+}
+
+fn anthropic_type_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Str => "a valid string",
+        Kind::Int => "a valid integer",
+        Kind::Num => "a valid number",
+        Kind::Bool => "a valid boolean",
+        Kind::Obj => "a valid dictionary",
+        Kind::Arr => "a valid list",
+    }
+}
+
+const TYPES: &[(&str, Kind)] = &[
+    ("model", Kind::Str),
+    ("messages", Kind::Arr),
+    ("stream", Kind::Bool),
+    ("max_tokens", Kind::Int),
+    ("max_completion_tokens", Kind::Int),
+    ("n", Kind::Int),
+    ("temperature", Kind::Num),
+    ("top_p", Kind::Num),
+    ("user", Kind::Str),
+    ("stream_options", Kind::Obj),
+    ("metadata", Kind::Obj),
+    ("stop_sequences", Kind::Arr),
+    ("tools", Kind::Arr),
+    ("top_k", Kind::Int),
+];
+
+fn refuse(status: u16, message: String, param: Option<&str>, code: Option<&'static str>) -> Refusal {
+    Refusal { status, message, param: param.map(str::to_string), code }
+}
+
+/// Checks a request body as the provider would.
+pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: bool) -> Result<(), Refusal> {
+    match dialect {
+        Dialect::Anthropic => {
+            for k in req.keys() {
+                let known = ANTHROPIC_PARAMS.contains(&k.as_str()) || (beta && ANTHROPIC_BETA_PARAMS.contains(&k.as_str()));
+                if !known {
+                    return Err(refuse(400, format!("{k}: Extra inputs are not permitted"), None, None));
+                }
+            }
+            for (name, kind) in TYPES {
+                match req.get(*name) {
+                    Some(v) if !kind_ok(v, *kind) => {
+                        return Err(refuse(400, format!("{name}: Input should be {}", anthropic_type_name(*kind)), None, None))
+                    }
+                    _ => {}
+                }
+            }
+            match req.get("max_tokens").and_then(Value::as_i64) {
+                None => return Err(refuse(400, "max_tokens: Field required".into(), None, None)),
+                Some(n) if n < 1 => {
+                    return Err(refuse(400, "max_tokens: Input should be greater than or equal to 1".into(), None, None))
+                }
+                _ => {}
+            }
+        }
+        Dialect::OpenAi | Dialect::DeepSeek => {
+            if dialect == Dialect::OpenAi {
+                if let Some(k) = req.keys().find(|k| !OPENAI_PARAMS.contains(&k.as_str())) {
+                    return Err(refuse(400, format!("Unrecognized request argument supplied: {k}"), None, None));
+                }
+            }
+            for (name, kind) in TYPES {
+                match req.get(*name) {
+                    Some(Value::Null) | None => {}
+                    Some(v) if !kind_ok(v, *kind) => {
+                        return Err(refuse(
+                            400,
+                            format!(
+                                "Invalid type for '{name}': expected {}, but got {} instead.",
+                                openai_type_name(*kind),
+                                openai_value_name(v)
+                            ),
+                            Some(name),
+                            Some("invalid_type"),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            let streaming = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
+            if req.get("stream_options").is_some_and(|v| !v.is_null()) && !streaming {
+                return Err(refuse(
+                    400,
+                    "The 'stream_options' parameter is only allowed when 'stream' is enabled.".into(),
+                    Some("stream_options"),
+                    None,
+                ));
+            }
+            if let Some(n) = req.get("n").and_then(Value::as_i64) {
+                if !(1..=128).contains(&n) {
+                    return Err(refuse(400, format!("{n} is less than the minimum of 1 - 'n'"), Some("n"), None));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn anthropic_refuses_what_the_real_api_refuses() {
+        let ok = json!({"model": "claude", "max_tokens": 5, "messages": [], "stream": true});
+        assert!(check(Dialect::Anthropic, &obj(ok), false).is_ok());
+        let bad = json!({"model": "claude", "max_tokens": 5, "messages": [], "stream": true, "stream_options": {"include_usage": true}});
+        let e = check(Dialect::Anthropic, &obj(bad), false).err().unwrap();
+        assert_eq!(e.message, "stream_options: Extra inputs are not permitted");
+        let e = check(Dialect::Anthropic, &obj(json!({"model": "c", "messages": []})), false).err().unwrap();
+        assert_eq!(e.message, "max_tokens: Field required");
+        let cm = json!({"model": "c", "max_tokens": 1, "messages": [], "context_management": {}});
+        assert!(check(Dialect::Anthropic, &obj(cm.clone()), false).is_err());
+        assert!(check(Dialect::Anthropic, &obj(cm), true).is_ok());
+    }
+
+    #[test]
+    fn openai_refuses_unknown_arguments_and_wrong_types() {
+        let e = check(Dialect::OpenAi, &obj(json!({"model": "m", "messages": [], "foo": 1})), false).err().unwrap();
+        assert_eq!(e.message, "Unrecognized request argument supplied: foo");
+        let e = check(Dialect::OpenAi, &obj(json!({"model": "m", "messages": [], "max_tokens": "5"})), false).err().unwrap();
+        assert_eq!(e.message, "Invalid type for 'max_tokens': expected an integer, but got a string instead.");
+        let e = check(Dialect::OpenAi, &obj(json!({"model": "m", "messages": [], "stream_options": {"include_usage": true}})), false)
+            .err()
+            .unwrap();
+        assert_eq!(e.param.as_deref(), Some("stream_options"));
+        assert!(check(Dialect::DeepSeek, &obj(json!({"model": "m", "messages": [], "foo": 1})), false).is_ok());
+    }
+}
