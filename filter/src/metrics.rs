@@ -41,12 +41,19 @@ fn outcome_name(o: Outcome) -> &'static str {
 }
 
 /// The metrics one record adds to: (kind, name, value).
+///
+/// The model label is the upstream model only when the provider served the
+/// request (so the model exists); otherwise it is the route that matched
+/// (configured by the operator). Clients inventing model names under a
+/// wildcard route (`openai/*`) therefore cannot create new series.
 pub fn for_record(r: &UsageRecord) -> Vec<(Kind, String, u64)> {
+    let served = r.outcome == Outcome::Ok || r.usage_source == crate::record::UsageSource::Provider;
+    let model = if served { r.model_upstream.as_deref() } else { r.route.as_deref() };
     let dims = format!(
         "team.{}.project.{}.model.{}.provider.{}",
         label(&r.team),
         label(&r.project),
-        label(r.model_upstream.as_deref().unwrap_or("")),
+        label(model.unwrap_or("")),
         label(r.provider.as_deref().unwrap_or(""))
     );
     let mut out = vec![(Kind::Counter, format!("tollgate.requests.{dims}.outcome.{}", outcome_name(r.outcome)), 1)];
@@ -85,5 +92,22 @@ mod tests {
         assert_eq!(label(""), "none");
         assert_eq!(label("a b/c"), "a_b_c");
         assert_eq!(label(&"x".repeat(100)).len(), 64);
+    }
+
+    #[test]
+    fn failed_requests_are_labelled_by_route_not_by_invented_model() {
+        let rec: UsageRecord = serde_json::from_value(serde_json::json!({
+            "v": 1, "id": "x", "ts_ms": 0, "key_id": "k", "key_hash": "", "team": "t", "project": "p", "feature": null,
+            "prompt_version": null, "user": null, "tags": {}, "api": "openai_chat", "provider": "openai",
+            "route": "openai/*", "model_requested": "openai/made-up-1", "model_upstream": "made-up-1",
+            "model_served": null, "stream": false, "status": 404, "outcome": "provider_error", "error_code": null,
+            "usage": {"input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0, "output_tokens": 0,
+                      "reasoning_tokens": 0}, "usage_source": "none", "cost_micros": 0, "priced": true,
+            "latency_ms": 1, "ttfb_ms": 1}))
+        .unwrap();
+        let names: Vec<String> = for_record(&rec).into_iter().map(|(_, n, _)| n).collect();
+        assert!(names.iter().all(|n| !n.contains("made-up") && n.contains("model.openai__")), "{names:?}");
+        let ok = UsageRecord { outcome: Outcome::Ok, usage_source: crate::record::UsageSource::Provider, ..rec };
+        assert!(for_record(&ok).iter().any(|(_, n, _)| n.contains("model.made-up-1")));
     }
 }

@@ -225,8 +225,9 @@ pub struct Observed {
     pub estimated_input_tokens: u64,
     /// Non-streamed: what the JSON body said.
     pub json: Option<ResponseInfo>,
-    /// Non-streamed: why the body could not be read whole (too large, an
-    /// encoding the filter cannot read), and how many bytes it had.
+    /// Why the body could not be read whole, as the record's `error_code`
+    /// (`usage_from_tail:…` when the usage was still found,
+    /// `usage_unreadable:…` when it was estimated), and the body's size.
     pub body_note: Option<&'static str>,
     pub body_bytes: u64,
     /// Streamed: what the events said.
@@ -283,7 +284,7 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
             return (u, UsageSource::Provider, outcome, error);
         }
         let error = match (error, s.oversized || o.body_note.is_some()) {
-            (None, true) => Some(format!("usage_unreadable:{}", o.body_note.unwrap_or("event_too_large"))),
+            (None, true) => Some(o.body_note.unwrap_or("usage_unreadable:event_too_large").to_string()),
             (e, _) => e,
         };
         let estimated_output = estimate_tokens(s.output_chars);
@@ -296,7 +297,7 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
         return (u, source, outcome, error);
     }
     match (&o.json, incomplete_outcome) {
-        (Some(ResponseInfo { usage: Some(u), .. }), None) => (*u, UsageSource::Provider, Outcome::Ok, None),
+        (Some(ResponseInfo { usage: Some(u), .. }), None) => (*u, UsageSource::Provider, Outcome::Ok, o.body_note.map(str::to_string)),
         (_, None) if o.body_note.is_some() => (
             // Unreadable, not empty: the provider billed the output it sent,
             // estimated from the body's size (JSON framing makes it high).
@@ -307,7 +308,7 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
             },
             UsageSource::Estimated,
             Outcome::Ok,
-            o.body_note.map(|n| format!("usage_unreadable:{n}")),
+            o.body_note.map(str::to_string),
         ),
         (_, None) => (
             // A 2xx body without usage: the provider billed the input at least.
@@ -364,7 +365,7 @@ mod tests {
     #[test]
     fn unreadable_bodies_are_estimated_never_free() {
         let mut o = obs(200, Termination::Complete, Some(ResponseInfo::default()), None);
-        o.body_note = Some("content_encoding");
+        o.body_note = Some("usage_unreadable:content_encoding");
         o.body_bytes = 10_000_000;
         let (u, src, out, err) = account(&o);
         assert_eq!((u.input_tokens, u.output_tokens, src, out), (100, 2_500_000, UsageSource::Estimated, Outcome::Ok));

@@ -73,7 +73,8 @@ impl JsonCollector {
             .into_iter()
             .find_map(|w| member::<serde_json::Value>(w, b"\"usage\"").and_then(|v| usage_from_value(api, v)));
         let model = member::<String>(&self.head, b"\"model\"").map(|m| crate::text::clean_field(&m, 256));
-        let note = if usage.is_some() { Some("response_too_large_usage_from_tail") } else { Some("response_too_large") };
+        let note = if usage.is_some() { "usage_from_tail:response_too_large" } else { "usage_unreadable:response_too_large" };
+        let note = Some(note);
         BodyReading { info: ResponseInfo { model, usage }, bytes: self.total, note }
     }
 }
@@ -145,7 +146,7 @@ mod tests {
             assert!(c.whole.len() + c.head.len() + c.tail.len() <= 100_000 + 3 * WINDOW + 16_384);
         }
         let r = c.finish(Api::OpenAiChat);
-        assert_eq!(r.note, Some("response_too_large_usage_from_tail"));
+        assert_eq!(r.note, Some("usage_from_tail:response_too_large"));
         assert_eq!(r.info.model.as_deref(), Some("gpt-5.4"));
         assert_eq!(r.info.usage, Some(Usage { input_tokens: 10, output_tokens: 2_500_000, ..Default::default() }));
         assert_eq!(r.bytes, body.len() as u64);
@@ -160,7 +161,7 @@ mod tests {
         c.push(body.get(..cut).unwrap());
         let r = c.finish(Api::OpenAiChat);
         assert_eq!(r.info.usage, None);
-        assert_eq!(r.note, Some("response_too_large"));
+        assert_eq!(r.note, Some("usage_unreadable:response_too_large"));
     }
 
     #[test]

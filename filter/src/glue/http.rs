@@ -640,9 +640,9 @@ impl TollgateHttp {
         let target = self.target.as_ref()?;
         let (stream, body_note, body_bytes) = match &self.reader {
             Reader::Stream { tracker, inflater } => {
-                (Some(tracker.summary()), inflater.as_ref().and_then(|i| i.error()).map(|_| "content_encoding"), 0)
+                (Some(tracker.summary()), inflater.as_ref().and_then(|i| i.error()).map(|_| "usage_unreadable:content_encoding"), 0)
             }
-            Reader::Unreadable { bytes } => (None, Some("content_encoding"), bytes.saturating_mul(4)),
+            Reader::Unreadable { bytes } => (None, Some("usage_unreadable:content_encoding"), bytes.saturating_mul(4)),
             _ => (None, self.body_note, self.body_bytes),
         };
         let observed = Observed {
@@ -743,7 +743,7 @@ impl TollgateHttp {
             let reading = collector.finish(api);
             self.body_bytes = reading.bytes;
             self.body_note = match inflater.as_ref().and_then(|i| i.error()) {
-                Some(_) if reading.info.usage.is_none() => Some("content_encoding"),
+                Some(_) if reading.info.usage.is_none() => Some("usage_unreadable:content_encoding"),
                 _ => reading.note,
             };
             self.response_info = Some(reading.info);

@@ -545,7 +545,8 @@ fn json_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
 }
 
 fn add_common(h: &mut HeaderMap, p: &Plan, n: u64) {
-    h.insert("x-mock-model", HeaderValue::from_str(&p.model).unwrap_or(HeaderValue::from_static("")));
+    let shown = p.model.get(..p.model.len().min(256)).unwrap_or("");
+    h.insert("x-mock-model", HeaderValue::from_str(shown).unwrap_or(HeaderValue::from_static("")));
     match p.dialect {
         Dialect::Anthropic => {
             h.insert("request-id", HeaderValue::from_str(&format!("req_mock{n}")).unwrap_or(HeaderValue::from_static("")));

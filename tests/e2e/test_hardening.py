@@ -1,0 +1,354 @@
+"""Hostile clients and misbehaving providers, through a real Envoy: nothing
+crashes the filter, bypasses a budget or miscounts (issue 7, each class)."""
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+import requests
+
+import stack as sm
+from conftest import SEARCH_KEY, Client, error_of, expected_cost
+from test_budgets import new_key, spend, wait_until
+
+AUTH = {"authorization": f"Bearer {SEARCH_KEY}"}
+
+
+def raw_http(port: int, request: bytes, timeout: float = 5.0) -> bytes:
+    """Sends bytes as they are (requests would refuse them) and reads the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as c:
+        c.sendall(request)
+        out = b""
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                out += d
+        except socket.timeout:
+            pass
+    return out
+
+
+def status_of(resp: bytes) -> int:
+    return int(resp.split(b" ", 2)[1])
+
+
+def control_text(stack, path: str) -> str:
+    r = requests.get(stack.control.url + path, headers={"authorization": f"Bearer {sm.ADMIN_TOKEN}"}, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.text
+
+
+def worker_alive(client: Client, n: int = 8) -> None:
+    """Several requests (both workers) still answer normally."""
+    for _ in range(n):
+        r = client.chat("cheap")
+        assert r.status_code == 200, r.text
+
+
+# ---- 1. non-UTF-8 bytes never kill a worker --------------------------------------------------
+
+def test_non_utf8_request_headers_get_an_answer_and_the_worker_lives(stack, client):
+    port = stack.envoy.listen_port
+    for _ in range(6):  # enough to reach both workers
+        r = raw_http(port, b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-a: caf\xe9\r\nconnection: close\r\n\r\n")
+        assert status_of(r) == 401, r[:200]
+    # a valid key next to a latin-1 header: the header is passed on, the request served
+    r = raw_http(port, b"GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer " + SEARCH_KEY.encode()
+                 + b"\r\nx-a: caf\xe9\r\nconnection: close\r\n\r\n")
+    assert status_of(r) == 200
+    # the key itself not UTF-8: 401, a tag not UTF-8: 400
+    r = raw_http(port, b"GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer tg-\xff\xfe\r\nconnection: close\r\n\r\n")
+    assert status_of(r) == 401
+    body = b'{"model":"cheap","messages":[{"role":"user","content":"hi"}]}'
+    r = raw_http(port, b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer " + SEARCH_KEY.encode()
+                 + b"\r\nx-tollgate-feature: caf\xe9\r\ncontent-type: application/json\r\ncontent-length: "
+                 + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+    assert status_of(r) == 400 and b"invalid_tag" in r
+    worker_alive(client)
+    assert "panicked" not in stack.envoy.log() and "wasm trap" not in stack.envoy.log().lower()
+
+
+def test_non_utf8_provider_header_is_passed_and_the_worker_lives(client):
+    for _ in range(6):
+        r = client.chat("cheap", headers={"x-mock-bad-header": "1"})
+        assert r.status_code == 200
+        assert int(r.headers["x-tollgate-cost-micros"]) > 0
+    worker_alive(client)
+
+
+# ---- 2. request ids are Tollgate's, never the client's --------------------------------------
+
+def test_reused_request_id_cannot_bypass_a_budget(tmp_path):
+    s = sm.Stack(tmp_path)
+    try:
+        c = s.control
+        key = new_key(c, "reuse", key_id="reuse-app")
+        c.api("PUT", "/v1/budgets/team/reuse", {"limit_micros": 2000, "period": "monthly"}, expect=200)
+        cli = Client(s)
+        wait_until(lambda: cli.chat("cheap", key=key["key"], extra={"max_tokens": 5}).status_code == 200,
+                   what="the key in Envoy")
+        ok, ids = 0, set()
+        for _ in range(60):
+            r = cli.chat("openai/gpt-5.4", key=key["key"], headers={"x-request-id": "same-id-every-time"},
+                         extra={"max_tokens": 20})
+            if r.status_code == 200:
+                ok += 1
+                ids.add(r.headers["x-tollgate-request-id"])
+            else:
+                assert r.status_code == 429, r.text
+        assert 0 < ok < 60, ok
+        assert len(ids) == ok, "every request has its own id"
+        recs = [x for x in cli.records() if x["key_id"] == "reuse-app" and x["status"] == 200]
+        assert all(x["client_request_id"] == "same-id-every-time" for x in recs if x["model_upstream"] == "gpt-5.4")
+        # every served request is counted, and the spend stays within the limit
+        served = sum(x["cost_micros"] for x in recs)
+        total = wait_until(lambda: (t := spend(s, ("team", "reuse")))["cost_micros"] == served and t,
+                           what="every record to be counted")
+        assert total["cost_micros"] <= 2000
+    finally:
+        s.stop()
+
+
+# ---- 3. nothing a client sends is copied into a header unchecked -----------------------------
+
+@pytest.mark.parametrize("model", ["gpt-5.4\r\nset-cookie: a=b", "openai/gpt-5.4\r\nset-cookie: a=b", "a\u0000b",
+                                   "openai/caf\u00e9", "openai/\u001b[31mred"])
+def test_model_names_with_control_bytes_are_refused(client, model):
+    r = client.post("/v1/chat/completions", {"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 400, r.text
+    assert error_of(r)["code"] == "invalid_model"
+    assert "set-cookie" not in r.headers
+    assert all("\r" not in v and "\n" not in v for v in r.headers.values())
+
+
+# ---- 4. the reservation is a real bound -------------------------------------------------------
+
+def test_duplicate_members_are_refused(client):
+    for body in [b'{"model":"openai/gpt-5.4","max_tokens":1,"messages":[{"role":"user","content":"hi"}],"max_tokens":20000}',
+                 b'{"model":"cheap","messages":[],"model":"openai/gpt-5.4"}',
+                 b'{"model":"cheap","messages":[],"mod\\u0065l":"openai/gpt-5.4"}']:
+        r = client.post("/v1/chat/completions", raw=body)
+        assert r.status_code == 400, r.text
+        assert error_of(r)["code"] == "duplicate_key"
+
+
+def test_output_is_capped_when_the_client_sets_no_cap(client):
+    # The provider would write 20000 tokens; the request names no cap.
+    r = client.chat("openai/gpt-5.4", headers={"x-mock-output-tokens": "20000"})
+    assert r.status_code == 200
+    assert int(r.headers["x-tollgate-output-tokens"]) == 4096  # default_max_tokens, sent upstream
+    assert r.json()["choices"][0]["finish_reason"] == "length"
+    # DeepSeek takes max_tokens (output_cap_field), Anthropic clients always send their own
+    r = client.chat("cheap", headers={"x-mock-output-tokens": "20000"})
+    assert int(r.headers["x-tollgate-output-tokens"]) == 4096
+    # the client's own cap is kept, and n choices multiply the bound
+    r = client.chat("openai/gpt-5.4", headers={"x-mock-output-tokens": "50"}, extra={"max_tokens": 30, "n": 2})
+    assert r.status_code == 200 and int(r.headers["x-tollgate-output-tokens"]) == 60
+
+
+def test_budget_holds_against_uncapped_long_answers(tmp_path):
+    s = sm.Stack(tmp_path)
+    try:
+        c = s.control
+        key = new_key(c, "long", key_id="long-app")
+        # gpt-5.4 output is $15/M: 4096 tokens cost 61,440 µ$; the limit fits three such answers
+        c.api("PUT", "/v1/budgets/team/long", {"limit_micros": 200_000, "period": "monthly"}, expect=200)
+        cli = Client(s)
+        wait_until(lambda: cli.chat("cheap", key=key["key"], extra={"max_tokens": 5}).status_code == 200,
+                   what="the key in Envoy")
+        for _ in range(10):
+            r = cli.chat("openai/gpt-5.4", key=key["key"], headers={"x-mock-output-tokens": "20000"})
+            if r.status_code == 429:
+                break
+            assert r.status_code == 200
+        else:
+            raise AssertionError("the budget never stopped the key")
+        total = wait_until(lambda: (t := spend(s, ("team", "long")))["requests"] > 0 and t, what="usage")
+        time.sleep(1.5)
+        total = spend(s, ("team", "long"))
+        assert total["cost_micros"] <= 200_000, total
+    finally:
+        s.stop()
+
+
+# ---- 5. one poisoned record never stops usage shipping ---------------------------------------
+
+def test_huge_values_from_a_provider_are_bounded_and_shipping_goes_on(tmp_path):
+    s = sm.Stack(tmp_path)
+    try:
+        cli = Client(s)
+        r = cli.chat("openai/gpt-5.4", headers={"x-mock-model-bytes": "2200000"})
+        assert r.status_code == 200
+        big = cli.record(r.headers["x-tollgate-request-id"])
+        assert len(big["model_served"]) == 256
+        r = cli.chat("openai/gpt-5.4", headers={"x-mock-usage-output": "9000000000000000000"})
+        assert r.status_code == 200
+        huge = cli.record(r.headers["x-tollgate-request-id"])
+        assert huge["usage"]["output_tokens"] == 10**12
+        after = [cli.chat("cheap").headers["x-tollgate-request-id"] for _ in range(5)]
+        # all of them reach the control service
+        def counted():
+            _, body = s.control.api("GET", "/v1/spend", expect=200)
+            return body["requests"] >= 7 and body
+        body = wait_until(counted, timeout=15, what="records after the poisoned ones to be counted")
+        assert body["output_tokens"] >= 10**12
+        assert "parked" not in s.envoy.log()
+        assert after
+    finally:
+        s.stop()
+
+
+def test_control_service_refuses_a_bad_record_and_keeps_the_rest(stack):
+    good = {"v": 1, "id": "ingest-good-1", "ts_ms": int(time.time() * 1000), "key_id": "k", "key_hash": "", "team": "t",
+            "project": "p", "feature": None, "prompt_version": None, "user": None, "tags": {}, "api": "openai_chat",
+            "provider": "openai", "route": "r", "model_requested": "m", "model_upstream": "m", "model_served": "m",
+            "stream": False, "status": 200, "outcome": "ok", "error_code": None,
+            "usage": {"input_tokens": 1, "cached_input_tokens": 0, "cache_write_tokens": 0, "output_tokens": 1,
+                      "reasoning_tokens": 0}, "usage_source": "provider", "cost_micros": 3, "priced": True,
+            "latency_ms": 1, "ttfb_ms": 1}
+    bad_model = dict(good, id="ingest-bad-1", model_served="m" * 300_000)
+    bad_count = dict(good, id="ingest-bad-2", usage=dict(good["usage"], input_tokens=9 * 10**18))
+    batch = {"node": "test", "records": [bad_model, good, bad_count, {"id": 5}]}
+    status, ack = stack.control.api("POST", "/v1/usage", batch, token=sm.FILTER_TOKEN)
+    assert status == 200, ack
+    assert ack["accepted"] == 1
+    assert [(x["index"], x["id"]) for x in ack["rejected"]] == [(0, "ingest-bad-1"), (2, "ingest-bad-2"), (3, "")]
+    assert "model_served" in ack["rejected"][0]["reason"] and "usage" in ack["rejected"][1]["reason"]
+    metrics = requests.get(stack.control.url + "/metrics", timeout=5).text
+    assert "tollgate_control_ingest_rejected_total 3" in metrics
+
+
+# ---- 6. memory and size: bounded, and never a silent undercharge -----------------------------
+
+def envoy_rss_mib(envoy: sm.Envoy) -> float:
+    with open(f"/proc/{envoy.proc.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_an_endless_sse_event_stays_bounded(stack, client):
+    before = envoy_rss_mib(stack.envoy)
+    r = client.chat("openai/gpt-5.4", extra={"stream": True}, headers={"x-mock-endless-event": str(64 << 20)},
+                    stream=True)
+    n = sum(len(c) for c in r.iter_content(1 << 16))
+    assert n >= 64 << 20, "every byte reaches the client"
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["usage_source"] == "estimated" and rec["cost_micros"] > 0
+    assert rec["error_code"] in ("usage_unreadable:event_too_large", "stream_cut"), rec["error_code"]
+    grew = envoy_rss_mib(stack.envoy) - before
+    assert grew < 48, f"Envoy grew by {grew:.0f} MiB for a 64 MiB event"
+    worker_alive(client)
+
+
+def test_a_json_answer_larger_than_max_response_bytes_is_priced(client):
+    # 2.5M output tokens: a ~12 MB body, over the 8 MiB max_response_bytes
+    r = client.chat("openai/gpt-5.4", headers={"x-mock-output-tokens": "2500000"}, extra={"max_tokens": 2_500_000})
+    assert r.status_code == 200
+    u = r.json()["usage"]
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["usage"]["output_tokens"] == 2_500_000
+    assert rec["cost_micros"] == expected_cost("openai/gpt-5.4", u["prompt_tokens"], 2_500_000,
+                                               cached=u["prompt_tokens_details"]["cached_tokens"])
+    assert rec["usage_source"] == "provider" and rec["error_code"] == "usage_from_tail:response_too_large"
+
+
+def test_gzip_answers_are_priced_exactly(client):
+    r = client.chat("openai/gpt-5.4", headers={"x-mock-gzip": "1", "x-mock-output-tokens": "40"})
+    assert r.status_code == 200 and r.headers.get("content-encoding") == "gzip"
+    u = r.json()["usage"]  # requests inflates it for us
+    cost = expected_cost("openai/gpt-5.4", u["prompt_tokens"], u["completion_tokens"])
+    assert int(r.headers["x-tollgate-cost-micros"]) == cost
+    r = client.chat("openai/gpt-5.4", extra={"stream": True, "stream_options": {"include_usage": True}},
+                    headers={"x-mock-gzip": "1", "x-mock-output-tokens": "40"})
+    assert r.status_code == 200
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["usage_source"] == "provider" and rec["usage"]["output_tokens"] == 40
+
+
+def test_an_unreadable_encoding_is_estimated_never_free(client):
+    r = client.chat("openai/gpt-5.4", headers={"x-mock-content-encoding": "br", "x-mock-output-tokens": "400"})
+    assert r.status_code == 200
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["usage_source"] == "estimated" and rec["error_code"] == "usage_unreadable:content_encoding"
+    assert rec["usage"]["output_tokens"] > 0 and rec["cost_micros"] > 0
+
+
+# ---- 7. HTTP/2 request trailers --------------------------------------------------------------
+
+def test_http2_request_with_trailers_is_routed_and_counted(stack, client):
+    body = json.dumps({"model": "openai/gpt-5.4", "messages": [{"role": "user", "content": "trailers"}]}).encode()
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    with socket.create_connection(("127.0.0.1", stack.envoy.listen_port), timeout=10) as s:
+        conn.initiate_connection()
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, [(":method", "POST"), (":path", "/v1/chat/completions"), (":scheme", "http"),
+                                (":authority", "x"), ("authorization", f"Bearer {SEARCH_KEY}"),
+                                ("content-type", "application/json")])
+        conn.send_data(sid, body)
+        conn.send_headers(sid, [("x-trailer", "done")], end_stream=True)
+        s.sendall(conn.data_to_send())
+        status, headers, data, done = None, {}, b"", False
+        deadline = time.monotonic() + 10
+        while not done and time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            for ev in conn.receive_data(chunk):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    headers = {k.decode(): v.decode() for k, v in ev.headers}
+                    status = int(headers[":status"])
+                elif isinstance(ev, h2.events.DataReceived):
+                    data += ev.data
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    done = True
+            s.sendall(conn.data_to_send())
+    assert status == 200, (status, data[:300])
+    assert headers["x-tollgate-model"] == "gpt-5.4"
+    rec = client.record(headers["x-tollgate-request-id"])
+    assert rec["outcome"] == "ok" and rec["cost_micros"] == int(headers["x-tollgate-cost-micros"]) > 0
+
+
+# ---- 8. output of client-controlled values ---------------------------------------------------
+
+def test_reports_escape_client_values(stack, client):
+    r = client.chat("cheap", headers={"x-tollgate-feature": "=HYPERLINK(\"http://x\")|<b>"})
+    assert r.status_code == 200
+    wait_until(lambda: "HYPERLINK" in control_text(stack, "/v1/reports/spend?group_by=feature&format=csv"),
+               what="the record in the report")
+    csv = control_text(stack, "/v1/reports/spend?group_by=feature&format=csv")
+    line = next(x for x in csv.splitlines() if "HYPERLINK" in x)
+    assert line.startswith("\"'=HYPERLINK"), line
+    md = control_text(stack, "/v1/reports/monthly")
+    assert "HYPERLINK" in md and "<b>" not in md and "&lt;b&gt;" in md
+
+
+def test_fixed_budget_window_is_bounded(stack):
+    status, body = stack.control.api("PUT", "/v1/budgets/team/forever", {
+        "limit_micros": 10, "period": "fixed", "window_start_ms": 0, "window_end_ms": 2**64 - 1})
+    assert status == 400 and body["error"]["code"] == "invalid_window", body
+
+
+def test_invented_model_names_do_not_create_metric_series(stack, client):
+    for i in range(20):
+        client.chat(f"openai/invented-{i}", headers={"x-mock-status": "400"})
+    stats = requests.get(f"http://127.0.0.1:{stack.envoy.admin_port}/stats?filter=tollgate", timeout=5).text
+    assert "invented" not in stats
+    assert "model.openai__" in stats or "model.openai_" in stats, "failed requests are labelled by their route"
+
+
+# ---- 9. identity of an Envoy -----------------------------------------------------------------
+
+def test_the_service_is_named_by_service_node_and_counted_as_active(stack):
+    assert "service: node 'envoy'" in stack.envoy.log()
+    _, state = stack.control.api("GET", "/v1/state", expect=200)
+    assert state["nodes_active"] >= 1
