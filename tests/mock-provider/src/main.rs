@@ -479,6 +479,7 @@ fn openai_usage(p: &Plan) -> Value {
     match p.dialect {
         Dialect::DeepSeek => json!({
             "prompt_tokens": p.input, "completion_tokens": completion, "total_tokens": p.input + completion,
+            "prompt_tokens_details": {"cached_tokens": p.cached},
             "prompt_cache_hit_tokens": p.cached, "prompt_cache_miss_tokens": p.input - p.cached.min(p.input)
         }),
         _ => json!({
