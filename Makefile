@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WASM := target/wasm32-unknown-unknown/release/tollgate_filter.wasm
 
-.PHONY: setup build build-wasm build-native test test-unit test-e2e run bench lint clean
+.PHONY: setup build build-wasm build-native test test-unit test-e2e run bench lint fuzz clean
 
 setup:
 	@tests/tools/setup.sh
@@ -17,8 +17,9 @@ build-wasm:
 build-native:
 	cargo build --release -p tollgate-mock-provider -p tollgate-control
 
-test: build test-unit test-e2e
+test: build lint test-unit test-e2e
 
+# Unit and property tests (the property tests run a bounded number of cases here; see `make fuzz`).
 test-unit:
 	cargo test --workspace
 
@@ -32,8 +33,15 @@ bench: build
 	@tests/tools/setup.sh bench
 	@$(PY) tests/bench/bench.py
 
+# Clippy on the host, and on the proxy-wasm glue (type-checked on the host with
+# --features glue-lint: the wasm toolchain here has no clippy).
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p tollgate-filter --lib --features glue-lint -- -D warnings
+
+# The property tests with many more cases (200,000 per property: about half a minute).
+fuzz:
+	PROPTEST_CASES=$${PROPTEST_CASES:-200000} cargo test --release -p tollgate-filter --test properties
 
 clean:
 	cargo clean

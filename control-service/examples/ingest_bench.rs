@@ -19,6 +19,7 @@ fn record(i: u64, now: u64) -> UsageRecord {
     UsageRecord {
         v: 1,
         id: format!("bench-{i:012}"),
+        client_request_id: None,
         ts_ms: now,
         key_id: format!("key-{}", i % 50),
         key_hash: "0".repeat(64),

@@ -40,6 +40,7 @@ fn rec(id: &str, team: &str, cost: u64, input: u64, output: u64) -> UsageRecord 
     UsageRecord {
         v: 1,
         id: id.into(),
+        client_request_id: None,
         ts_ms: NOW,
         key_id: "k1".into(),
         key_hash: "h".into(),

@@ -37,7 +37,7 @@ fn base36(mut n: u64) -> String {
     const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut out = Vec::with_capacity(13);
     loop {
-        out.push(DIGITS[(n % 36) as usize]);
+        out.push(DIGITS.get((n % 36) as usize).copied().unwrap_or(b'0'));
         n /= 36;
         if n == 0 {
             break;

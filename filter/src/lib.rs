@@ -22,5 +22,5 @@ pub mod text;
 pub mod state;
 pub mod usage;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(any(target_arch = "wasm32", feature = "glue-lint"))]
 mod glue;

@@ -1,7 +1,6 @@
 //! One HTTP context per request: reads what Envoy gives (as bytes, through
 //! [`super::host`]), calls the pure logic, applies its answer.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
@@ -493,7 +492,7 @@ impl TollgateHttp {
             feature: self.feature.clone(),
             prompt_version: self.prompt_version.clone(),
             user: self.chat.as_ref().and_then(|c| c.user.clone()),
-            tags: key.map(|k| k.tags.clone()).unwrap_or_else(BTreeMap::new),
+            tags: key.map(|k| k.tags.clone()).unwrap_or_default(),
             api: self.api.unwrap_or(Api::OpenAiChat),
             provider: self.target.as_ref().map(|t| t.provider.clone()),
             route: self.target.as_ref().map(|t| t.route.clone()),

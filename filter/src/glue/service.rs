@@ -241,7 +241,7 @@ impl Service {
                     self.next_flush_ms = now;
                 }
                 None => {
-                    if self.flush_failures == 0 || self.flush_failures % 20 == 0 {
+                    if self.flush_failures == 0 || self.flush_failures.is_multiple_of(20) {
                         log::warn!("control service did not take a usage batch (status {status}); will retry");
                     }
                     self.retry_later(batch.records, now);
@@ -284,7 +284,7 @@ impl Service {
             }
             304 => self.poll_ok(now),
             _ => {
-                if self.poll_failures == 0 || self.poll_failures % 20 == 0 {
+                if self.poll_failures == 0 || self.poll_failures.is_multiple_of(20) {
                     log::warn!("cannot get budget state from the control service (status {status}); enforcing from the last state");
                 }
                 self.poll_failed(now);

@@ -1,0 +1,193 @@
+//! Property tests ("fuzzing in CI") for every parser the filter runs on bytes
+//! from clients and providers: arbitrary input never panics, chunking never
+//! changes a result, pricing never overflows and never decreases as tokens
+//! grow. `make test` runs the default number of cases (bounded time);
+//! `make fuzz` runs many more (PROPTEST_CASES).
+
+#![allow(clippy::indexing_slicing, clippy::unwrap_used)] // a test crate: a panic is a failed test
+
+use proptest::prelude::*;
+use tollgate_filter::budget::Counter;
+use tollgate_filter::config::Config;
+use tollgate_filter::decode::{Coding, Inflater};
+use tollgate_filter::pricing::Price;
+use tollgate_filter::request::{parse_chat, Api, Rewrite};
+use tollgate_filter::response::JsonCollector;
+use tollgate_filter::sse::SseSplitter;
+use tollgate_filter::usage::{parse_json_response, StreamTracker, Usage};
+
+const OPENAI_STREAM: &[u8] = include_bytes!("../fixtures/openai_stream_include_usage.sse");
+const ANTHROPIC_STREAM: &[u8] = include_bytes!("../fixtures/anthropic_stream.sse");
+
+/// Cut points for splitting `len` bytes into chunks.
+fn cuts(len: usize) -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(0..=len, 0..12).prop_map(|mut v| {
+        v.sort_unstable();
+        v.dedup();
+        v
+    })
+}
+
+fn split<'a>(b: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &c in cuts {
+        out.push(&b[at..c]);
+        at = c;
+    }
+    out.push(&b[at..]);
+    out
+}
+
+fn api() -> impl Strategy<Value = Api> {
+    prop_oneof![Just(Api::OpenAiChat), Just(Api::AnthropicMessages)]
+}
+
+fn run_tracker(api: Api, strip: bool, chunks: &[&[u8]]) -> (Vec<u8>, tollgate_filter::usage::StreamSummary) {
+    let mut t = StreamTracker::new(api, strip);
+    let mut out = Vec::new();
+    for c in chunks {
+        let o = t.push(c);
+        if t.rewrites() {
+            out.extend_from_slice(&o);
+        } else {
+            out.extend_from_slice(c);
+        }
+    }
+    out.extend_from_slice(&t.finish());
+    (out, t.summary())
+}
+
+/// Cases per property: proptest's default, or PROPTEST_CASES (`make fuzz`).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    #[test]
+    fn sse_splitting_does_not_depend_on_chunking(stream in prop::collection::vec(
+            prop_oneof![Just(b'\n'), Just(b'\r'), Just(b':'), Just(b'd'), Just(b' '), any::<u8>()], 0..400),
+            c in cuts(400), max in 4usize..64) {
+        let c: Vec<usize> = c.into_iter().filter(|&x| x <= stream.len()).collect();
+        let collect = |chunks: Vec<&[u8]>| {
+            let mut s = SseSplitter::with_max_event(max);
+            let mut passed = Vec::new();
+            for ch in chunks {
+                s.push(ch, |ev, _| passed.extend_from_slice(ev));
+            }
+            passed.extend(s.take_pending());
+            passed
+        };
+        // every byte handed on exactly once, in order, however it was cut
+        prop_assert_eq!(collect(split(&stream, &c)), stream.clone());
+        // and with no limit in play, the same events whatever the chunking
+        let events = |chunks: Vec<&[u8]>| {
+            let mut s = SseSplitter::new();
+            let mut evs = Vec::new();
+            for ch in chunks {
+                s.push(ch, |ev, whole| evs.push((ev.to_vec(), whole)));
+            }
+            evs
+        };
+        prop_assert_eq!(events(split(&stream, &c)), events(vec![&stream[..]]));
+    }
+
+    #[test]
+    fn usage_does_not_depend_on_chunking(c in cuts(OPENAI_STREAM.len()), strip in any::<bool>()) {
+        for (api, stream) in [(Api::OpenAiChat, OPENAI_STREAM), (Api::AnthropicMessages, ANTHROPIC_STREAM)] {
+            let c: Vec<usize> = c.iter().copied().filter(|&x| x <= stream.len()).collect();
+            let whole = run_tracker(api, strip, &[stream]);
+            let cut = run_tracker(api, strip, &split(stream, &c));
+            prop_assert_eq!(&cut.0, &whole.0);
+            prop_assert_eq!(&cut.1, &whole.1);
+            prop_assert!(whole.1.usage.is_some());
+        }
+    }
+
+    #[test]
+    fn arbitrary_streams_never_panic(api in api(), strip in any::<bool>(), bytes in prop::collection::vec(any::<u8>(), 0..2000),
+                                     c in cuts(2000)) {
+        let c: Vec<usize> = c.into_iter().filter(|&x| x <= bytes.len()).collect();
+        let (out, _) = run_tracker(api, strip, &split(&bytes, &c));
+        if !strip || api == Api::AnthropicMessages {
+            prop_assert_eq!(out, bytes);
+        }
+    }
+
+    #[test]
+    fn arbitrary_bodies_never_panic(api in api(), bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
+        let _ = parse_json_response(api, &bytes);
+        if let Ok(p) = parse_chat(api, &bytes) {
+            let _ = p.rewrite("m", Rewrite { force_include_usage: true, output_cap: Some(("max_tokens", 7)) });
+        }
+        let _ = Config::from_json(&bytes);
+        let _ = Counter::decode(&bytes);
+        let _ = tollgate_filter::hostmap::decode(&bytes);
+        let mut j = JsonCollector::new(64);
+        j.push(&bytes);
+        let _ = j.finish(api);
+        for coding in [Coding::Gzip, Coding::Deflate] {
+            if let Some(mut inf) = Inflater::new(&coding) {
+                inf.push(&bytes, |_| {});
+            }
+        }
+    }
+
+    #[test]
+    fn json_text_requests_never_panic_and_rewrites_stay_json(
+            model in "[ -~]{0,40}", extra in prop::collection::vec(("[a-z_]{1,12}", any::<i64>()), 0..6),
+            max in prop::option::of(any::<u64>()), n in prop::option::of(any::<u64>()), stream in any::<bool>(), api in api()) {
+        let mut obj = serde_json::Map::new();
+        obj.insert("model".into(), model.clone().into());
+        obj.insert("messages".into(), serde_json::json!([{"role": "user", "content": "hi"}]));
+        obj.insert("stream".into(), stream.into());
+        if let Some(m) = max { obj.insert("max_tokens".into(), m.into()); }
+        if let Some(n) = n { obj.insert("n".into(), n.into()); }
+        for (k, v) in extra { obj.entry(k).or_insert(v.into()); }
+        let body = serde_json::to_vec(&obj).unwrap();
+        if let Ok(p) = parse_chat(api, &body) {
+            prop_assert!(p.request.output_bound(4096) >= p.request.max_tokens.unwrap_or(4096).min(p.request.output_bound(4096)));
+            if let Some(out) = p.rewrite("upstream-model", Rewrite { force_include_usage: true, output_cap: Some(("max_completion_tokens", 4096)) }) {
+                let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                prop_assert_eq!(v["model"].as_str(), Some("upstream-model"));
+                prop_assert!(api == Api::OpenAiChat || v.get("stream_options").is_none());
+                if max.is_none() && api == Api::OpenAiChat {
+                    prop_assert_eq!(v["max_completion_tokens"].as_u64(), Some(4096));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn large_bodies_give_the_same_usage_at_any_chunking(pad in 0usize..200_000, c in cuts(200_000), max in 1000usize..300_000) {
+        let body = format!(r#"{{"model":"m","choices":[{{"message":{{"content":"{}"}}}}],"usage":{{"prompt_tokens":3,"completion_tokens":{pad}}}}}"#, "x".repeat(pad));
+        let b = body.as_bytes();
+        let c: Vec<usize> = c.into_iter().filter(|&x| x <= b.len()).collect();
+        let mut j = JsonCollector::new(max);
+        for ch in split(b, &c) { j.push(ch); }
+        let r = j.finish(Api::OpenAiChat);
+        prop_assert_eq!(r.info.usage.map(|u| u.output_tokens), Some(pad as u64));
+    }
+
+    #[test]
+    fn pricing_never_overflows_and_never_decreases(
+            input in any::<u64>(), cached in any::<u64>(), write in any::<u64>(), w1h in any::<u64>(), out in any::<u64>(),
+            searches in any::<u64>(), more in 0u64..1_000_000, p_in in any::<u64>(), p_out in any::<u64>(),
+            p_c in prop::option::of(any::<u64>()), p_w in prop::option::of(any::<u64>())) {
+        let p = Price { input: p_in, cached_input: p_c, cache_write: p_w, cache_write_1h: None, output: p_out, web_search_per_1k: None };
+        let u = Usage { input_tokens: input, cached_input_tokens: cached, cache_write_tokens: write, output_tokens: out,
+                        reasoning_tokens: 0, cache_write_1h_tokens: w1h, web_search_requests: searches };
+        let base = p.cost_micros(&u);
+        // more output, more uncached input, more searches: never cheaper
+        let mut o = u; o.output_tokens = out.saturating_add(more);
+        prop_assert!(p.cost_micros(&o) >= base);
+        let mut s = u; s.web_search_requests = searches.saturating_add(more);
+        prop_assert!(p.cost_micros(&s) >= base);
+        let b = u.bounded();
+        let mut i = b; i.input_tokens = b.input_tokens.saturating_add(more);
+        prop_assert!(p.cost_micros(&i) >= p.cost_micros(&b));
+        prop_assert_eq!(b.bounded(), b);
+    }
+}
