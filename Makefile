@@ -13,6 +13,7 @@ build: setup build-wasm build-native
 
 build-wasm:
 	@tests/tools/wasm-toolchain.sh build
+	@tests/tools/wasm-toolchain.sh build-trap
 
 build-native:
 	cargo build --release -p tollgate-mock-provider -p tollgate-control

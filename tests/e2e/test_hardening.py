@@ -352,3 +352,61 @@ def test_the_service_is_named_by_service_node_and_counted_as_active(stack):
     assert "service: node 'envoy'" in stack.envoy.log()
     _, state = stack.control.api("GET", "/v1/state", expect=200)
     assert state["nodes_active"] >= 1
+
+
+# ---- a trap (none is known) costs one request, not a worker -----------------------------------
+
+TRAP_WASM = sm.ROOT / "target" / "trap" / "wasm32-unknown-unknown" / "release" / "tollgate_filter.wasm"
+
+
+def trap_envoy(stack, tmp_path, policy: str | None) -> sm.Envoy:
+    """One worker running the test-only build that traps on `x-tollgate-test-trap`."""
+    assert TRAP_WASM.exists(), "make build-wasm builds the test-trap filter"
+    cfg = sm.demo_config(sm.free_port(), sm.free_port(), stack.mock.port, access_log=str(tmp_path / "a.log"),
+                         control_port=stack.control.port)
+    wasm = sm._wasm_filter(cfg)["typed_config"]["config"]
+    wasm["vm_config"]["code"]["local"]["filename"] = str(TRAP_WASM)
+    if policy is None:
+        wasm.pop("failure_policy", None)
+    else:
+        wasm["failure_policy"] = policy
+    for b in cfg.get("bootstrap_extensions", []):
+        b["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(TRAP_WASM)
+    return sm.Envoy(cfg, tmp_path, concurrency=1, name="trap")
+
+
+def served_after_trap(envoy: sm.Envoy, wait: float = 4.0) -> list[int]:
+    """Traps the VM once, then asks every 0.2 s; returns the statuses seen."""
+    url = f"http://127.0.0.1:{envoy.listen_port}/v1/chat/completions"
+    body = {"model": "cheap", "messages": [{"role": "user", "content": "hi"}]}
+    r = requests.post(url, json=body, headers={**AUTH, "x-tollgate-test-trap": "1"}, timeout=10)
+    assert r.status_code >= 500, r.status_code
+    out = []
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and out[-3:] != [200, 200, 200]:
+        time.sleep(0.2)  # FAIL_RELOAD reloads after a backoff (1 s base by default)
+        try:
+            out.append(requests.post(url, json=body, headers=AUTH, timeout=10).status_code)
+        except requests.RequestException:
+            out.append(0)
+    return out
+
+
+def test_fail_reload_makes_a_trap_cost_one_request(stack, tmp_path):
+    e = trap_envoy(stack, tmp_path, "FAIL_RELOAD")
+    try:
+        after = served_after_trap(e)
+        # the worker serves again after Envoy's reload backoff, and keeps serving
+        assert after[-3:] == [200, 200, 200], after
+    finally:
+        e.stop()
+
+
+def test_without_fail_reload_a_trap_would_cost_the_worker(stack, tmp_path):
+    """The other side: proves the test above can fail (Envoy's default fails closed for good)."""
+    e = trap_envoy(stack, tmp_path, None)
+    try:
+        after = served_after_trap(e)
+        assert 200 not in after, after
+    finally:
+        e.stop()

@@ -764,7 +764,12 @@ impl HttpContext for TollgateHttp {
         let Some(cfg) = self.config.clone() else {
             return self.reject(GatewayError::internal("The Tollgate filter has no valid configuration."));
         };
-        self.headers = RequestHeaders::read(host::header_pairs(REQUEST_HEADERS), &cfg.cluster_header);
+        let pairs = host::header_pairs(REQUEST_HEADERS);
+        #[cfg(feature = "test-trap")]
+        if pairs.iter().any(|(k, _)| k.as_slice() == b"x-tollgate-test-trap") {
+            std::process::abort();
+        }
+        self.headers = RequestHeaders::read(pairs, &cfg.cluster_header);
         self.request_id = next_request_id(self);
         self.client_request_id = crate::ids::client_request_id(self.headers.request_id.take().as_deref());
         self.on_request_headers(&cfg, end_of_stream)
