@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WASM := target/wasm32-unknown-unknown/release/tollgate_filter.wasm
 
-.PHONY: setup build build-wasm build-native test test-unit test-e2e run bench lint fuzz clean
+.PHONY: setup build build-wasm build-native test test-unit test-e2e test-matrix run bench lint fuzz oci clean
 
 setup:
 	@tests/tools/setup.sh
@@ -18,14 +18,26 @@ build-wasm:
 build-native:
 	cargo build --release -p tollgate-mock-provider -p tollgate-control
 
-test: build lint test-unit test-e2e
+ENVOY_OLDEST := $(shell grep -v '^\#' tests/envoy-versions.txt | head -1)
+ENVOY_NEWEST := $(shell grep -v '^\#' tests/envoy-versions.txt | tail -1)
+
+# Everything, with the end-to-end suite on the oldest and the newest supported Envoy.
+test: build lint test-unit
+	ENVOY_VERSION=$(ENVOY_NEWEST) $(PY) -m pytest -q tests/e2e
+	ENVOY_VERSION=$(ENVOY_OLDEST) $(PY) -m pytest -q tests/e2e
 
 # Unit and property tests (the property tests run a bounded number of cases here; see `make fuzz`).
 test-unit:
 	cargo test --workspace
 
+# One Envoy: ENVOY_VERSION=1.36.4 make test-e2e (default: the newest).
 test-e2e:
-	$(PY) -m pytest -q tests/e2e
+	ENVOY_VERSION=$${ENVOY_VERSION:-$(ENVOY_NEWEST)} $(PY) -m pytest -q tests/e2e
+
+# The end-to-end suite on every supported Envoy (tests/envoy-versions.txt).
+test-matrix: build
+	@set -e; for v in $$(grep -v '^#' tests/envoy-versions.txt); do \
+	  echo "== Envoy $$v"; ENVOY_VERSION=$$v $(PY) -m pytest -q tests/e2e; done
 
 run: build
 	@$(PY) tests/tools/stack.py run
@@ -46,4 +58,4 @@ fuzz:
 
 clean:
 	cargo clean
-	rm -rf .tollgate
+	rm -rf .tollgate .envoy

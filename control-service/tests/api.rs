@@ -106,8 +106,10 @@ async fn roles_validation_state_and_etag() {
         let (_, st, _) = call("GET", &url, Some(FILTER), None, None);
         assert_eq!(st["keys"].as_array().unwrap().len(), 0);
         assert_eq!(call("POST", &format!("{base}/v1/keys/nope/revoke"), Some(ADMIN), None, None).0, 404);
-        // ingest rejects garbage with a clear error and loses nothing
-        let (s, e, _) = call("POST", &format!("{base}/v1/usage"), Some(FILTER), Some(json!({"node": "n", "records": [{"id": 1}]})), None);
+        // ingest refuses a bad record on its own (listed, not stored), and a body that is no batch with 400
+        let (s, ack, _) = call("POST", &format!("{base}/v1/usage"), Some(FILTER), Some(json!({"node": "n", "records": [{"id": 1}]})), None);
+        assert_eq!((s, ack["accepted"].as_u64(), ack["rejected"][0]["index"].as_u64()), (200, Some(0), Some(0)));
+        let (s, e, _) = call("POST", &format!("{base}/v1/usage"), Some(FILTER), Some(json!({"records": "nope"})), None);
         assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_json")));
         let (_, h, _) = call("GET", &format!("{base}/healthz"), None, None, None);
         assert_eq!(h["status"], "ok");

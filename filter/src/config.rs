@@ -64,6 +64,8 @@ struct RawConfig {
     #[serde(default)]
     default_max_tokens: Option<u64>,
     #[serde(default)]
+    body_wait_ms: Option<u64>,
+    #[serde(default)]
     metrics: Option<bool>,
 }
 
@@ -345,6 +347,10 @@ pub struct Config {
     pub control: Option<Control>,
     /// Output tokens reserved for a request that names no max_tokens.
     pub default_max_tokens: u64,
+    /// How long a request may wait for its body after its headers before
+    /// the filter answers 503 (Envoy is not passing bodies to the filter:
+    /// `allow_on_headers_stop_iteration` is missing).
+    pub body_wait_ms: u64,
     /// Envoy metrics per team / project / model / provider.
     pub metrics: bool,
 }
@@ -587,6 +593,10 @@ impl Config {
                 })
             }
         };
+        let body_wait_ms = raw.body_wait_ms.unwrap_or(10_000);
+        if !(1000..=600_000).contains(&body_wait_ms) {
+            return Err(err("body_wait_ms", "must be between 1000 and 600000"));
+        }
         let default_max_tokens = raw.default_max_tokens.unwrap_or(4096);
         if !(1..=10_000_000).contains(&default_max_tokens) {
             return Err(err("default_max_tokens", "must be between 1 and 10000000"));
@@ -595,6 +605,7 @@ impl Config {
         Ok(Config {
             control,
             default_max_tokens,
+            body_wait_ms,
             metrics: raw.metrics.unwrap_or(true),
             keys,
             providers,

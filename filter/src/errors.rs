@@ -120,6 +120,30 @@ impl GatewayError {
         )
     }
 
+    /// 503: Envoy did not hand the request body to the filter in time after
+    /// its headers: the Wasm filter lacks `allow_on_headers_stop_iteration`.
+    pub fn body_not_delivered(wait_ms: u64) -> Self {
+        Self::new(
+            503,
+            "api_error",
+            "gateway_misconfigured",
+            format!(
+                "Tollgate did not receive this request's body within {wait_ms} ms of its headers, so it cannot route it on its model and refuses it rather than route it wrong. If every request gets this, the gateway's Wasm filter needs 'allow_on_headers_stop_iteration: true' (Envoy >= 1.35; with Istio, install it with the EnvoyFilter, not a WasmPlugin)."
+            ),
+        )
+    }
+
+    /// 503: the request's headers went upstream before the filter read the
+    /// body (its pause in the headers was not honoured).
+    pub fn headers_already_forwarded() -> Self {
+        Self::new(
+            503,
+            "api_error",
+            "gateway_misconfigured",
+            "Envoy forwarded this request's headers before Tollgate read its body, so it would have gone to the wrong provider; refused. The gateway's Wasm filter needs 'allow_on_headers_stop_iteration: true' (Envoy >= 1.35; with Istio, install it with the EnvoyFilter, not a WasmPlugin).".into(),
+        )
+    }
+
     /// 429 budget exhausted (see budget::exhausted_error for the message).
     pub fn budget_exhausted(message: String, details: serde_json::Value) -> Self {
         let mut e = Self::new(429, "budget_exhausted", "budget_exhausted", message);

@@ -45,8 +45,11 @@ def test_filter_metrics_carry_labels(stack, client: Client):
     text = scrape(admin)
     assert value(text, "tollgate_requests", outcome="ok", **labels) - before_req == 3
     assert value(text, "tollgate_cost_micros", **labels) - before_cost == sum(costs)
-    assert value(text, "tollgate_requests", outcome="provider_error", **labels) >= 1
-    assert value(text, "tollgate_upstream_errors", **labels) >= 1
+    # a failed request is labelled by the route that matched ("cheap"), never by a model name
+    # the client could invent (docs/metrics.md)
+    failed = dict(labels, model="cheap")
+    assert value(text, "tollgate_requests", outcome="provider_error", **failed) >= 1
+    assert value(text, "tollgate_upstream_errors", **failed) >= 1
     assert value(text, "tollgate_output_tokens", **labels) >= 36
     assert "tollgate_latency_ms_bucket{" in text
     # no raw (untagged) tollgate names leak through

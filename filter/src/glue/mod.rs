@@ -92,6 +92,8 @@ impl RootContext for TollgateRoot {
             log::info!("service: node '{node}', control cluster '{}', poll every {} ms", ctl.cluster, ctl.poll_ms);
             self.service = Some(service::Service::new(node, queue, ctl.poll_ms));
         } else {
+            // Watch for requests whose body never reaches the filter (see `on_tick`).
+            self.set_tick_period(Duration::from_millis(1000));
             log::info!(
                 "configured: {} keys, {} providers, max_request_bytes={}, control={}",
                 c.keys.len(),
@@ -105,9 +107,14 @@ impl RootContext for TollgateRoot {
     }
 
     fn on_tick(&mut self) {
-        let (Some(mut svc), Some(cfg)) = (self.service.take(), self.config.clone()) else { return };
-        svc.tick(self, &cfg);
-        self.service = Some(svc);
+        let Some(cfg) = self.config.clone() else { return };
+        match self.service.take() {
+            Some(mut svc) => {
+                svc.tick(self, &cfg);
+                self.service = Some(svc);
+            }
+            None => self.answer_stuck_requests(&cfg),
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -120,6 +127,54 @@ impl RootContext for TollgateRoot {
     }
 }
 
+impl TollgateRoot {
+    /// Requests paused in their headers whose body never came: Envoy is not
+    /// passing bodies to the filter (`allow_on_headers_stop_iteration` is
+    /// missing, so the pause became StopAllIterationAndWatermark). Without
+    /// an answer they would hang until the route timeout; they get a 503
+    /// that names the setting, and the log says it once per worker.
+    fn answer_stuck_requests(&self, cfg: &Config) {
+        let now = now_ms(self);
+        let stuck: Vec<u32> = AWAITING_BODY.with(|a| {
+            let mut a = a.borrow_mut();
+            let ids: Vec<u32> = a.iter().filter(|(_, since)| now.saturating_sub(**since) >= cfg.body_wait_ms).map(|(id, _)| *id).collect();
+            for id in &ids {
+                a.remove(id);
+            }
+            ids
+        });
+        for id in stuck {
+            if !host::set_effective_context(id) {
+                continue;
+            }
+            let e = crate::errors::GatewayError::body_not_delivered(cfg.body_wait_ms);
+            host::send_response(u32::from(e.status), &[("content-type", "application/json")], e.body().as_bytes());
+            STUCK_LOGGED.with(|l| {
+                if !l.replace(true) {
+                    log::error!(
+                        "a request's body did not reach the filter within {} ms of its headers: answered 503. If this repeats, the Wasm filter is missing 'allow_on_headers_stop_iteration: true' and Envoy never passes bodies to it.",
+                        cfg.body_wait_ms
+                    );
+                }
+            });
+        }
+    }
+}
+
+thread_local! {
+    static STUCK_LOGGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Notes that request `context_id` paused in its headers to wait for its body.
+fn awaiting_body(context_id: u32, since_ms: u64) {
+    AWAITING_BODY.with(|a| a.borrow_mut().insert(context_id, since_ms));
+}
+
+/// The body came (or the request ended): stop watching it.
+fn body_arrived(context_id: u32) {
+    AWAITING_BODY.with(|a| a.borrow_mut().remove(&context_id));
+}
+
 fn now_ms(ctx: &dyn Context) -> u64 {
     ctx.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -127,6 +182,9 @@ fn now_ms(ctx: &dyn Context) -> u64 {
 const VM_SEQ_KEY: &str = "tollgate:v1:vm-seq";
 
 thread_local! {
+    /// Requests of this worker paused in their headers, waiting for their
+    /// body: context id -> since (ms). Watched by the root context's tick.
+    static AWAITING_BODY: RefCell<std::collections::HashMap<u32, u64>> = RefCell::new(std::collections::HashMap::new());
     static ID_MAKER: RefCell<Option<IdMaker>> = const { RefCell::new(None) };
     static STATE_CACHE: RefCell<StateCache> = const { RefCell::new(StateCache { generation: 0, view: None }) };
     static USAGE_QUEUE_ID: RefCell<Option<u32>> = const { RefCell::new(None) };

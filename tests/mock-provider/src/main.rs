@@ -110,6 +110,8 @@ async fn main() {
         .route("/v1/messages", post(messages))
         .route("/mock/stats", get(stats))
         .fallback(not_found)
+        // The providers accept large bodies (Anthropic refuses past 32 MB).
+        .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
         .with_state(app);
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
