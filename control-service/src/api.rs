@@ -29,6 +29,9 @@ pub struct Settings {
     pub webhook_url: Option<String>,
     /// An Envoy counts as active this long after its last state poll.
     pub node_ttl_ms: u64,
+    /// The filter's .wasm (`TOLLGATE_FILTER_WASM`), served at
+    /// `GET /v1/filter.wasm` so meshes can fetch it over HTTP: (bytes, sha256 hex).
+    pub filter_wasm: Option<(Vec<u8>, String)>,
 }
 
 pub struct AppState {
@@ -144,6 +147,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> +
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/v1/filter.wasm", get(filter_wasm))
         .route("/metrics", get(metrics))
         .route("/dashboard", get(dashboard))
         .route("/v1/keys", post(create_key).get(list_keys))
@@ -871,6 +875,18 @@ async fn metrics(State(st): State<Arc<AppState>>) -> ApiResult<Response> {
 /// reporting API with the admin token the user enters (kept in the tab's
 /// session storage, or passed once as `#token=` in the URL fragment, which
 /// never reaches the server's logs).
+/// The filter module, for Envoys that fetch it over HTTP (Istio: the
+/// EnvoyFilter's remote code and the bootstrap's WasmService). Not secret.
+async fn filter_wasm(State(st): State<Arc<AppState>>) -> Response {
+    match &st.settings.filter_wasm {
+        Some((bytes, sha)) => {
+            ([("content-type", "application/wasm"), ("x-tollgate-sha256", sha.as_str())], bytes.clone()).into_response()
+        }
+        None => ApiError::new(StatusCode::NOT_FOUND, "not_found_error", "not_found", "no filter module is served here (set TOLLGATE_FILTER_WASM)")
+            .into_response(),
+    }
+}
+
 async fn dashboard() -> Response {
     (
         [("content-type", "text/html; charset=utf-8"), ("cache-control", "no-cache"), ("x-frame-options", "DENY")],

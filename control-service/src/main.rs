@@ -613,11 +613,17 @@ fn serve(flags: &[&str]) {
         fail("TOLLGATE_ADMIN_TOKEN and TOLLGATE_FILTER_TOKEN must differ");
     }
     let node_ttl_ms = env_or("TOLLGATE_NODE_TTL_MS", "15000").parse().unwrap_or_else(|_| fail("TOLLGATE_NODE_TTL_MS must be an integer"));
+    let filter_wasm = std::env::var("TOLLGATE_FILTER_WASM").ok().filter(|v| !v.is_empty()).map(|path| {
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| fail(&format!("TOLLGATE_FILTER_WASM: cannot read {path}: {e}")));
+        let sha = sha256_hex(&bytes);
+        (bytes, sha)
+    });
     let settings = Settings {
         admin_token_hash: hash_key(&admin),
         filter_token_hash: hash_key(&filter),
         webhook_url: std::env::var("TOLLGATE_WEBHOOK_URL").ok().filter(|v| !v.is_empty()),
         node_ttl_ms,
+        filter_wasm,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -661,4 +667,10 @@ fn serve(flags: &[&str]) {
             fail(&format!("server error: {e}"));
         }
     });
+}
+
+/// SHA-256 of `bytes`, lowercase hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    to_hex(&sha2::Sha256::digest(bytes))
 }

@@ -18,7 +18,7 @@ async fn start() -> (String, std::path::PathBuf) {
     let store = Arc::new(SqliteStore::open(&dir.join("t.db")).unwrap());
     let st = AppState::new(
         store,
-        Settings { admin_token_hash: hash_key(ADMIN), filter_token_hash: hash_key(FILTER), webhook_url: None, node_ttl_ms: 60_000 },
+        Settings { admin_token_hash: hash_key(ADMIN), filter_token_hash: hash_key(FILTER), webhook_url: None, node_ttl_ms: 60_000, filter_wasm: None },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
