@@ -56,6 +56,10 @@ lint:
 fuzz:
 	PROPTEST_CASES=$${PROPTEST_CASES:-200000} cargo test --release -p tollgate-filter --test properties
 
+# The filter as an OCI image (target/oci/), for Istio and registries; prints its sha256.
+oci: build-wasm
+	@$(PY) tests/tools/oci.py
+
 clean:
 	cargo clean
 	rm -rf .tollgate .envoy

@@ -143,12 +143,12 @@ class Control:
     """The control service process (`tollgate serve`) on a SQLite file or PostgreSQL."""
 
     def __init__(self, workdir: Path, port: int = 0, webhook: str | None = None, db: Path | str | None = None,
-                 name: str = "control"):
+                 name: str = "control", env: dict | None = None):
         self.port = port or free_port()
         self.db = db or workdir / "tollgate.db"
         self.log_path = workdir / f"{name}.log"
         self.env = {**os.environ, "TOLLGATE_ADMIN_TOKEN": ADMIN_TOKEN, "TOLLGATE_FILTER_TOKEN": FILTER_TOKEN,
-                    "TOLLGATE_NODE_TTL_MS": "5000"}
+                    "TOLLGATE_NODE_TTL_MS": "5000", **(env or {})}
         if webhook:
             self.env["TOLLGATE_WEBHOOK_URL"] = webhook
         self.proc = None
@@ -242,7 +242,7 @@ class Envoy:
     """A real Envoy process with the given config dict."""
 
     def __init__(self, cfg: dict, workdir: Path, concurrency: int = 2, wait: bool = True, name: str = "envoy",
-                 env: dict | None = None):
+                 env: dict | None = None, binary: Path | None = None):
         self.cfg = copy.deepcopy(cfg)
         self.listen_port = cfg["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
         self.admin_port = cfg["admin"]["address"]["socket_address"]["port_value"]
@@ -250,9 +250,10 @@ class Envoy:
         self.config_path.write_text(json.dumps(cfg, indent=1))
         self.log_path = workdir / f"{name}.log"
         self.proc = subprocess.Popen(
-            [str(ENVOY_BIN), "-c", str(self.config_path), "--disable-hot-restart",
+            [str(binary or ENVOY_BIN), "-c", str(self.config_path), "--disable-hot-restart",
              "--concurrency", str(concurrency), "--log-level", "info",
-             "--service-node", name, "--service-cluster", "tollgate", "--file-flush-interval-msec", "200"],
+             *([] if cfg.get("node") else ["--service-node", name, "--service-cluster", "tollgate"]),
+             "--file-flush-interval-msec", "200"],
             stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT, cwd=ROOT,
             env={**os.environ, **(env or {})})
         if wait:
