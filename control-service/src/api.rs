@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tollgate_filter::keys::{hash_key, to_hex};
 use tollgate_filter::record::UsageRecord;
-use tollgate_filter::state::{BudgetDoc, KeyDoc, RejectedRecord, ScopeType, StateDoc};
+use tollgate_filter::state::{BudgetDoc, IngestBatch, KeyDoc, RejectedRecord, ScopeType, StateDoc};
 
 use crate::periods::{parse_tz, Period};
 use crate::store::{Budget, KeyRow, SpendFilter, Store, StoreError};
@@ -476,15 +476,9 @@ pub fn budget_doc(store: &dyn Store, b: &Budget, now: u64) -> Result<Option<Budg
 /// a 400.
 async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
     role(&st, &headers)?;
-    #[derive(Deserialize)]
-    struct RawBatch<'a> {
-        node: String,
-        #[serde(borrow)]
-        records: Vec<&'a serde_json::value::RawValue>,
-    }
     let store = st.store.clone();
     let (n, ack) = blocking(move || {
-        let batch: RawBatch = serde_json::from_slice(&body).map_err(|e| StoreError::Invalid(format!("invalid JSON: {e}")))?;
+        let batch: IngestBatch = serde_json::from_slice(&body).map_err(|e| StoreError::Invalid(format!("invalid JSON: {e}")))?;
         if batch.node.is_empty() || batch.node.chars().count() > 256 || batch.node.chars().any(char::is_control) {
             return Err(StoreError::Invalid("node: 1 to 256 characters, no control characters".into()));
         }

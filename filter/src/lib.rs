@@ -5,6 +5,7 @@
 //! pricing). [`glue`] maps proxy-wasm callbacks onto it and exists only in
 //! the wasm32 build.
 
+pub mod admission;
 pub mod budget;
 pub mod config;
 pub mod decode;
@@ -17,6 +18,7 @@ pub mod pricing;
 pub mod record;
 pub mod request;
 pub mod response;
+pub mod shipper;
 pub mod sse;
 pub mod text;
 pub mod state;

@@ -118,6 +118,17 @@ pub struct IngestAck {
     pub seq: u64,
 }
 
+/// `POST /v1/usage`: a batch of usage records from one Envoy. Records stay
+/// raw JSON text on both sides (the filter serialised them once; the service
+/// stores the text as received and checks each record on its own).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IngestBatch<'a> {
+    #[serde(borrow)]
+    pub node: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub records: Vec<&'a serde_json::value::RawValue>,
+}
+
 /// A record the control service refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RejectedRecord {

@@ -7,12 +7,10 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::host::{self, REQUEST_BODY, REQUEST_HEADERS, RESPONSE_BODY, RESPONSE_HEADERS};
-use super::{
-    awaiting_body, body_arrived, current_state, enqueue_record, next_request_id, now_ms, record_metrics, update_counter,
-    CounterError,
-};
-use crate::budget::{self, Amount, Check};
-use crate::config::{Config, FailureMode, KeyInfo, OtherPaths, Provider, ProviderFormat, UnpricedModels};
+use super::{awaiting_body, body_arrived, current_state, enqueue_record, next_request_id, now_ms, record_metrics, HostCounters};
+use crate::admission::{self, Decision, Reservation, Situation};
+use crate::budget::{self, Amount};
+use crate::config::{Config, KeyInfo, OtherPaths, Provider, ProviderFormat, UnpricedModels};
 use crate::decode::{Coding, Inflater};
 use crate::errors::GatewayError;
 use crate::hostmap::Pair;
@@ -20,7 +18,7 @@ use crate::keys::{hash_key, key_ref, presented_key};
 use crate::record::{account, Observed, Outcome, Termination, UsageRecord, UsageSource, RECORD_VERSION};
 use crate::request::{classify_path, parse_chat, query_of, Api, ChatRequest, Endpoint, Rewrite};
 use crate::response::JsonCollector;
-use crate::state::{ScopeType, StateView};
+use crate::state::StateView;
 use crate::usage::{ResponseInfo, StreamTracker, Usage};
 
 const HDR_PROJECT: &str = "x-tollgate-project";
@@ -146,8 +144,8 @@ pub(super) struct TollgateHttp {
     response_info: Option<ResponseInfo>,
     body_note: Option<&'static str>,
     body_bytes: u64,
-    /// Budget reservations taken for this request: (scope type, scope id, amount).
-    reservations: Vec<(ScopeType, String, Amount)>,
+    /// Budget reservations taken for this request.
+    reservations: Vec<Reservation>,
     budget_decision: &'static str,
     budget_headers: Vec<(String, String)>,
     /// The scope whose budget refused this request.
@@ -175,13 +173,6 @@ fn bad_tag(header: &'static str) -> GatewayError {
     GatewayError::bad_request("invalid_tag", format!("The header '{header}' must be 1 to 128 printable ASCII characters."))
 }
 
-fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, None) => x,
-        (None, y) => y,
-    }
-}
 
 impl TollgateHttp {
     pub(super) fn new(config: Option<Rc<Config>>, context_id: u32) -> Self {
@@ -521,94 +512,49 @@ impl TollgateHttp {
             ttfb_ms: self.ttfb_ms,
             budget_scopes: match &self.denied_scope {
                 Some(d) => vec![d.clone()],
-                None => self.reservations.iter().map(|(t, id, _)| budget::scope_label(*t, id)).collect(),
+                None => self.reservations.iter().map(|r| budget::scope_label(r.scope_type, &r.scope_id)).collect(),
             },
             budget_decision: self.budget_decision.to_string(),
         }
         .bounded()
     }
 
-    /// Reserves `worst` against every budget of this request's scopes, or
-    /// answers 429 (exhausted) / 503 (fail closed) and returns the action.
+    /// Reserves `worst` against every budget of this request's scopes
+    /// ([`admission::admit`]), or answers 429 (exhausted) / 503 (fail
+    /// closed) and returns the action.
     fn admit(&mut self, cfg: &Config, key: &KeyInfo, worst: Amount) -> Result<(), Action> {
         let Some(ctl) = &cfg.control else { return Ok(()) };
-        let (view, stale) = self.state();
+        let (view, ok_ms) = self.state();
         let now = now_ms(self);
-        let stale = stale.is_none_or(|ok_ms| now.saturating_sub(ok_ms) > ctl.stale_after_ms);
-        if stale {
-            match ctl.failure_mode {
-                FailureMode::Open => {
-                    self.budget_decision = "unenforced";
-                    return Ok(());
-                }
-                FailureMode::Closed => {
-                    self.budget_decision = "denied";
-                    return Err(self.reject(GatewayError::budget_state_unavailable()));
-                }
-                FailureMode::Local => {}
+        let budgets: Vec<crate::state::BudgetDoc> = view
+            .as_ref()
+            .map(|v| v.budgets_for(&key.id, &key.team, &self.project).into_iter().cloned().collect())
+            .unwrap_or_default();
+        let situation = Situation {
+            budgets: &budgets,
+            stale: ok_ms.is_none_or(|ok| now.saturating_sub(ok) > ctl.stale_after_ms),
+            have_state: view.is_some(),
+            failure_mode: ctl.failure_mode,
+            now_ms: now,
+        };
+        match admission::admit(&HostCounters, &situation, worst) {
+            Decision::Unchecked { decision } => {
+                self.budget_decision = decision;
+                Ok(())
+            }
+            Decision::Admitted { reservations, headers, decision } => {
+                self.reservations = reservations;
+                self.budget_headers = headers;
+                self.budget_decision = decision;
+                Ok(())
+            }
+            Decision::Denied { error, headers, scope } => {
+                self.budget_decision = "denied";
+                log::debug!("[{}] budget refused: {}", self.context_id, scope.as_deref().unwrap_or("state unavailable"));
+                self.denied_scope = scope;
+                Err(self.reject_with(error, headers))
             }
         }
-        let Some(view) = view else { return Ok(()) };
-        let budgets: Vec<crate::state::BudgetDoc> =
-            view.budgets_for(&key.id, &key.team, &self.project).into_iter().cloned().collect();
-        if budgets.is_empty() {
-            return Ok(());
-        }
-        let mut soft: Option<(String, u64)> = None;
-        let mut remaining_m: Option<u64> = None;
-        let mut remaining_t: Option<u64> = None;
-        for b in &budgets {
-            let ckey = budget::counter_key(b.scope_type, &b.scope_id);
-            let mut verdict = None;
-            let res = update_counter(&ckey, |c| {
-                let v = budget::check(b, c, worst);
-                let ok = matches!(v, Check::Allow { .. });
-                if ok {
-                    c.reserve(worst);
-                }
-                verdict = Some((v, *c));
-                ok
-            });
-            match (res, verdict) {
-                (Ok(_), Some((Check::Allow { soft: s, remaining }, c))) => {
-                    self.reservations.push((b.scope_type, b.scope_id.clone(), worst));
-                    if s {
-                        let used = b.used_micros.saturating_add(c.pending_micros);
-                        let pct = b.limit_micros.filter(|l| *l > 0).map(|l| used.saturating_mul(100) / l).unwrap_or_else(|| {
-                            let used_t = b.used_tokens.saturating_add(c.pending_tokens);
-                            b.limit_tokens.filter(|l| *l > 0).map(|l| used_t.saturating_mul(100) / l).unwrap_or(0)
-                        });
-                        soft = Some((budget::scope_label(b.scope_type, &b.scope_id), pct));
-                    }
-                    remaining_m = min_opt(remaining_m, remaining.micros);
-                    remaining_t = min_opt(remaining_t, remaining.tokens);
-                }
-                (Err(CounterError::Refused), Some((_, c))) => {
-                    self.release_reservations();
-                    self.budget_decision = "denied";
-                    self.denied_scope = Some(budget::scope_label(b.scope_type, &b.scope_id));
-                    let (e, headers) = budget::exhausted_error(b, &c, now);
-                    log::debug!("[{}] budget exhausted for {}", self.context_id, budget::scope_label(b.scope_type, &b.scope_id));
-                    return Err(self.reject_with(e, headers));
-                }
-                _ => {
-                    // The counter could not be written (contention or a host
-                    // error): the budget said yes, so serve, unreserved.
-                    log::warn!("budget counter {ckey} busy; request admitted without reservation");
-                }
-            }
-        }
-        self.budget_decision = if soft.is_some() { "soft" } else { "ok" };
-        if let Some((label, pct)) = soft {
-            self.budget_headers.push(("x-tollgate-budget-warning".into(), format!("{label} at {pct}% of its budget")));
-        }
-        if let Some(m) = remaining_m {
-            self.budget_headers.push(("x-tollgate-budget-remaining-micros".into(), m.saturating_sub(worst.micros).to_string()));
-        }
-        if let Some(t) = remaining_t {
-            self.budget_headers.push(("x-tollgate-budget-remaining-tokens".into(), t.saturating_sub(worst.tokens).to_string()));
-        }
-        Ok(())
     }
 
     /// The state for this request: read from shared data once, then reused.
@@ -617,27 +563,6 @@ impl TollgateHttp {
             self.state = Some(current_state());
         }
         self.state.clone().unwrap_or((None, None))
-    }
-
-    fn release_reservations(&mut self) {
-        for (t, id, amount) in std::mem::take(&mut self.reservations) {
-            let _ = update_counter(&budget::counter_key(t, &id), |c| {
-                c.settle(amount, Amount::default());
-                true
-            });
-        }
-    }
-
-    /// Replaces the reservations with the real amount.
-    fn settle_reservations(&mut self, usage: &Usage, cost_micros: u64) {
-        let actual = Amount { micros: cost_micros, tokens: usage.budget_tokens() };
-        for (t, id, amount) in &self.reservations {
-            let (t, amount) = (*t, *amount);
-            let _ = update_counter(&budget::counter_key(t, id), |c| {
-                c.settle(amount, actual);
-                true
-            });
-        }
     }
 
     /// Accounts for the response and emits the usage record (once).
@@ -668,7 +593,8 @@ impl TollgateHttp {
         let price = cfg.price(&target.provider, &target.upstream_model);
         let cost = price.map(|p| p.cost_micros(&usage)).unwrap_or(0);
         let rec = self.build_record(usage, source, outcome, error, cost, price.is_some());
-        self.settle_reservations(&rec.usage, rec.cost_micros);
+        let actual = Amount { micros: rec.cost_micros, tokens: rec.usage.budget_tokens() };
+        admission::settle(&HostCounters, &self.reservations, actual);
         self.emit(rec.clone());
         Some(rec)
     }

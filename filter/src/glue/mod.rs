@@ -23,7 +23,6 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
-use crate::budget::Counter;
 use crate::config::Config;
 use crate::ids::IdMaker;
 use crate::record::UsageRecord;
@@ -90,7 +89,7 @@ impl RootContext for TollgateRoot {
             let tick = ctl.flush_ms.min(ctl.poll_ms).min(250);
             self.set_tick_period(Duration::from_millis(tick));
             log::info!("service: node '{node}', control cluster '{}', poll every {} ms", ctl.cluster, ctl.poll_ms);
-            self.service = Some(service::Service::new(node, queue, ctl.poll_ms));
+            self.service = Some(service::Service::new(node, queue, ctl.poll_ms, ctl.max_buffered_records));
         } else {
             // Watch for requests whose body never reaches the filter (see `on_tick`).
             self.set_tick_period(Duration::from_millis(1000));
@@ -211,30 +210,21 @@ fn next_request_id(ctx: &dyn Context) -> String {
     })
 }
 
-/// Read-modify-write of a budget counter with compare-and-swap. `f` returns
-/// false to leave the counter unchanged. Gives up after 32 lost races.
-fn update_counter(key: &str, mut f: impl FnMut(&mut Counter) -> bool) -> Result<Counter, CounterError> {
-    for _ in 0..32 {
-        let (value, cas) = host::shared(key);
-        let mut c = value.map(|v| Counter::decode(&v)).unwrap_or_default();
-        if !f(&mut c) {
-            return Err(CounterError::Refused);
-        }
-        match host::set_shared(key, c.encode().as_bytes(), cas) {
-            host::SetShared::Ok => return Ok(c),
-            host::SetShared::CasMismatch => continue,
-            host::SetShared::Failed => return Err(CounterError::Busy),
+/// Envoy shared data as the pure budget logic sees it ([`crate::admission`]).
+pub(crate) struct HostCounters;
+
+impl crate::admission::SharedCounters for HostCounters {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        host::shared(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> crate::admission::SetResult {
+        match host::set_shared(key, value, cas) {
+            host::SetShared::Ok => crate::admission::SetResult::Ok,
+            host::SetShared::CasMismatch => crate::admission::SetResult::CasMismatch,
+            host::SetShared::Failed => crate::admission::SetResult::Failed,
         }
     }
-    Err(CounterError::Busy)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CounterError {
-    /// `f` declined the change (the budget refused the request).
-    Refused,
-    /// The counter could not be written (contention or a host error).
-    Busy,
 }
 
 /// Per-worker cache of the parsed state, reloaded when its generation changes.
