@@ -18,6 +18,7 @@ pub mod pricing;
 pub mod record;
 pub mod request;
 pub mod response;
+pub mod route;
 pub mod shipper;
 pub mod sse;
 pub mod text;

@@ -10,13 +10,14 @@ use super::host::{self, REQUEST_BODY, REQUEST_HEADERS, RESPONSE_BODY, RESPONSE_H
 use super::{awaiting_body, body_arrived, current_state, enqueue_record, next_request_id, now_ms, record_metrics, HostCounters};
 use crate::admission::{self, Decision, Reservation, Situation};
 use crate::budget::{self, Amount};
-use crate::config::{Config, KeyInfo, OtherPaths, Provider, ProviderFormat, UnpricedModels};
+use crate::config::{Config, KeyInfo, OtherPaths};
 use crate::decode::{Coding, Inflater};
 use crate::errors::GatewayError;
 use crate::hostmap::Pair;
 use crate::keys::{hash_key, key_ref, presented_key};
 use crate::record::{account, Observed, Outcome, Termination, UsageRecord, UsageSource, RECORD_VERSION};
-use crate::request::{classify_path, parse_chat, query_of, Api, ChatRequest, Endpoint, Rewrite};
+use crate::request::{classify_path, Api, ChatRequest, Endpoint};
+use crate::route::{self, Target};
 use crate::response::JsonCollector;
 use crate::state::StateView;
 use crate::usage::{ResponseInfo, StreamTracker, Usage};
@@ -81,12 +82,6 @@ impl RequestHeaders {
         }
         h
     }
-}
-
-struct Target {
-    provider: String,
-    route: String,
-    upstream_model: String,
 }
 
 /// Where a request is in its life.
@@ -366,100 +361,36 @@ impl TollgateHttp {
             return self.reject(GatewayError::headers_already_forwarded());
         }
         let body = host::buffer(REQUEST_BODY, 0, body_size);
-        let parsed = match parse_chat(api, &body) {
+        let plan = match route::plan(cfg, &key, api, &body, &self.headers.path_str(), self.headers.has_anthropic_version) {
             Ok(p) => p,
-            Err(e) => return self.reject(e),
+            Err(r) => {
+                self.chat = r.chat;
+                self.target = r.target;
+                return self.reject(r.error);
+            }
         };
-        let model = parsed.request.model.clone();
-        self.chat = Some(parsed.request.clone());
-        if !key.may_use(&model) {
-            return self.reject(
-                GatewayError::forbidden("model_not_allowed", format!("This key may not use the model '{model}'."))
-                    .with_param("model"),
-            );
-        }
-        let Some((resolved, upstream_model)) = cfg.resolve(&model) else {
-            return self.reject(GatewayError::unknown_model(&model, &cfg.models_for(&key)));
-        };
-        let provider: &Provider = resolved.provider;
-        self.target = Some(Target {
-            provider: provider.name.clone(),
-            route: resolved.route.to_string(),
-            upstream_model: upstream_model.clone(),
-        });
-        if provider.format.api() != api {
-            let (name, path) = match provider.format {
-                ProviderFormat::Openai => ("OpenAI chat completions", "/v1/chat/completions"),
-                ProviderFormat::Anthropic => ("Anthropic messages", "/v1/messages"),
-            };
-            return self.reject(
-                GatewayError::bad_request(
-                    "wrong_api_for_model",
-                    format!("The model '{model}' is served by provider '{}', which speaks the {name} API; send this request to {path}.", provider.name),
-                )
-                .with_param("model"),
-            );
-        }
-        let price = cfg.price(&provider.name, &upstream_model);
-        if cfg.unpriced_models == UnpricedModels::Deny && price.is_none() {
-            return self.reject(
-                GatewayError::bad_request(
-                    "model_not_priced",
-                    format!("The model '{model}' has no price configured, and this gateway refuses unpriced models."),
-                )
-                .with_param("model"),
-            );
-        }
-
-        // Budgets: reserve the worst case against every budgeted scope. The
-        // output side is a real bound: the cap below goes upstream when the
-        // client set none.
-        let chat = &parsed.request;
-        let cap = provider.output_cap_field.map(|f| (f, cfg.default_max_tokens));
+        self.chat = Some(plan.chat.clone());
+        self.target = Some(plan.target.clone());
+        // Budgets: reserve the worst case against every budgeted scope.
         if cfg.control.is_some() {
-            let out = chat.output_bound(cfg.default_max_tokens);
-            let worst_usage = Usage { input_tokens: chat.estimated_input_tokens, output_tokens: out, ..Default::default() };
-            let worst = Amount {
-                micros: price.map(|p| p.cost_micros(&worst_usage)).unwrap_or(0),
-                tokens: worst_usage.budget_tokens(),
-            };
-            if let Err(action) = self.admit(cfg, &key, worst) {
+            if let Err(action) = self.admit(cfg, &key, plan.worst) {
                 return action;
             }
         }
-
-        let opts = Rewrite { force_include_usage: cfg.force_stream_usage, output_cap: cap };
-        if let Some(new_body) = parsed.rewrite(&upstream_model, opts) {
-            host::set_buffer(REQUEST_BODY, 0, body_size, &new_body);
-            self.set_request_header("content-length", Some(&new_body.len().to_string()));
+        if let Some(new_body) = &plan.body {
+            host::set_buffer(REQUEST_BODY, 0, body_size, new_body);
         }
-        let upstream_path = format!("{}{}{}", provider.path_prefix, api.upstream_suffix(), query_of(&self.headers.path_str()));
-        self.set_request_header(":path", Some(&upstream_path));
-        self.set_request_header(":authority", Some(&provider.host));
-        self.set_request_header(&cfg.cluster_header, Some(&provider.cluster));
-        match provider.format {
-            ProviderFormat::Openai => {
-                if let Some(k) = &provider.api_key {
-                    self.set_request_header("authorization", Some(&format!("Bearer {}", k.expose())));
-                }
-            }
-            ProviderFormat::Anthropic => {
-                if let Some(k) = &provider.api_key {
-                    self.set_request_header("x-api-key", Some(k.expose()));
-                }
-                if !self.headers.has_anthropic_version {
-                    self.set_request_header("anthropic-version", Some(&provider.anthropic_version));
-                }
-            }
+        for (name, value) in &plan.headers {
+            self.set_request_header(name, Some(value));
         }
         log::debug!(
             "[{}] key={} model={} -> provider={} cluster={} upstream_model={}",
             self.context_id,
             key_ref(&key.key_hash),
-            model,
-            provider.name,
-            provider.cluster,
-            upstream_model
+            plan.chat.model,
+            plan.target.provider,
+            plan.cluster,
+            plan.target.upstream_model
         );
         self.phase = Phase::Upstream;
         Action::Continue

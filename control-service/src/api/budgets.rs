@@ -1,0 +1,191 @@
+//! Budgets per key, team or project: set, get, list, delete; the budget view with use, reservations and projection.
+
+use super::*;
+
+/// A JSON field that may be absent (default), null (off) or a number.
+pub(super) fn pct_field(v: &Option<Value>, name: &str, default: u32) -> ApiResult<Option<u32>> {
+    match v {
+        None => Ok(Some(default)),
+        Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(p) if (1..=1000).contains(&p) => Ok(Some(p as u32)),
+            _ => Err(ApiError::bad("invalid_field", format!("'{name}' must be an integer percent from 1 to 1000, or null"))),
+        },
+        Some(_) => Err(ApiError::bad("invalid_field", format!("'{name}' must be an integer percent, or null to turn it off"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BudgetReq {
+    #[serde(default)]
+    limit_micros: Option<u64>,
+    #[serde(default)]
+    limit_tokens: Option<u64>,
+    period: String,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    window_start_ms: Option<u64>,
+    #[serde(default)]
+    window_end_ms: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
+    soft_pct: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    hard_pct: Option<Value>,
+}
+
+/// Keeps an explicit `null` (Some(Null)) apart from an absent field (None).
+pub(super) fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+pub(super) fn scope_of(s: &str) -> ApiResult<ScopeType> {
+    ScopeType::parse(s).ok_or_else(|| ApiError::bad("invalid_scope", "scope type must be key, team or project"))
+}
+
+pub(super) fn budget_json(b: &Budget, doc: Option<&BudgetDoc>, reserved: Option<crate::store::Used>) -> Value {
+    let mut v = serde_json::to_value(b).unwrap_or(Value::Null);
+    if let Some(d) = doc {
+        v["period_start_ms"] = json!(d.period_start_ms);
+        v["period_end_ms"] = json!(d.period_end_ms);
+        v["used_micros"] = json!(d.used_micros);
+        v["used_tokens"] = json!(d.used_tokens);
+        let pct = |used: u64, limit: Option<u64>| limit.filter(|l| *l > 0).map(|l| (used as f64) * 100.0 / l as f64);
+        v["used_pct_micros"] = json!(pct(d.used_micros, d.limit_micros));
+        v["used_pct_tokens"] = json!(pct(d.used_tokens, d.limit_tokens));
+        // Projection to period end at the rate so far (integers).
+        let now = now_ms().clamp(d.period_start_ms, d.period_end_ms);
+        let elapsed = now.saturating_sub(d.period_start_ms).max(1);
+        let length = d.period_end_ms.saturating_sub(d.period_start_ms);
+        let project = |used: u64| u64::try_from(u128::from(used) * u128::from(length) / u128::from(elapsed)).unwrap_or(u64::MAX);
+        v["projected_micros"] = json!(project(d.used_micros));
+        v["projected_tokens"] = json!(project(d.used_tokens));
+        if let Some(r) = reserved {
+            // Room the Envoys hold beyond what is recorded: in flight, or spent and not yet shipped.
+            v["reserved_micros"] = json!(r.micros);
+            v["reserved_tokens"] = json!(r.tokens);
+        }
+    }
+    v
+}
+
+pub(super) async fn put_budget(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((scope_type, scope_id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    admin(&st, &headers)?;
+    let scope_type = scope_of(&scope_type)?;
+    valid_name("scope_id", &scope_id)?;
+    let req: BudgetReq = serde_json::from_slice(&body).map_err(|e| ApiError::bad("invalid_json", e.to_string()))?;
+    if req.limit_micros.is_none() && req.limit_tokens.is_none() {
+        return Err(ApiError::bad("missing_limit", "set limit_micros and/or limit_tokens"));
+    }
+    let period = Period::parse(&req.period)
+        .ok_or_else(|| ApiError::bad("invalid_period", "period must be daily, weekly, monthly or fixed"))?;
+    let timezone = req.timezone.unwrap_or_else(|| "UTC".into());
+    if parse_tz(&timezone).is_none() {
+        return Err(ApiError::bad("invalid_timezone", format!("unknown time zone '{timezone}' (use an IANA name like Europe/Paris)")));
+    }
+    if period == Period::Fixed {
+        match (req.window_start_ms, req.window_end_ms) {
+            // Bounded so every date derived from it renders (year 9999 at most).
+            (Some(s), Some(e)) if s < e && e <= MAX_TIME_MS => {}
+            _ => {
+                return Err(ApiError::bad(
+                    "invalid_window",
+                    format!("a fixed period needs window_start_ms < window_end_ms <= {MAX_TIME_MS} (9999-12-31)"),
+                ))
+            }
+        }
+    }
+    let b = Budget {
+        scope_type,
+        scope_id,
+        limit_micros: req.limit_micros,
+        limit_tokens: req.limit_tokens,
+        period,
+        timezone,
+        window_start_ms: req.window_start_ms,
+        window_end_ms: req.window_end_ms,
+        soft_pct: pct_field(&req.soft_pct, "soft_pct", 80)?,
+        hard_pct: pct_field(&req.hard_pct, "hard_pct", 100)?,
+        updated_ms: now_ms(),
+    };
+    let store = st.store.clone();
+    let bc = b.clone();
+    blocking(move || store.put_budget(&bc, now_ms())).await?;
+    log_event("info", "budget set", json!({"scope_type": b.scope_type.as_str(), "scope_id": b.scope_id}));
+    st.alerts_wake.notify_one();
+    let store = st.store.clone();
+    let bc = b.clone();
+    let (doc, reserved) = blocking(move || budget_view(store.as_ref(), &bc)).await?;
+    Ok(Json(budget_json(&b, doc.as_ref(), reserved)))
+}
+
+/// A budget's state now and what Envoys hold of it.
+pub(super) fn budget_view(store: &dyn Store, b: &Budget) -> Result<(Option<BudgetDoc>, Option<crate::store::Used>), StoreError> {
+    let doc = budget_doc(store, b, now_ms())?;
+    let reserved = match &doc {
+        Some(d) => Some(store.reserved(b.scope_type, &b.scope_id, d.period_start_ms)?),
+        None => None,
+    };
+    Ok((doc, reserved))
+}
+
+pub(super) async fn get_budget(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((scope_type, scope_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    admin(&st, &headers)?;
+    let scope_type = scope_of(&scope_type)?;
+    let store = st.store.clone();
+    let budgets = blocking(move || store.list_budgets()).await?;
+    let b = budgets
+        .into_iter()
+        .find(|b| b.scope_type == scope_type && b.scope_id == scope_id)
+        .ok_or_else(|| ApiError::from(StoreError::NotFound(format!("no budget for {} '{scope_id}'", scope_type.as_str()))))?;
+    let store = st.store.clone();
+    let bc = b.clone();
+    let (doc, reserved) = blocking(move || budget_view(store.as_ref(), &bc)).await?;
+    Ok(Json(budget_json(&b, doc.as_ref(), reserved)))
+}
+
+pub(super) async fn delete_budget(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((scope_type, scope_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    admin(&st, &headers)?;
+    let scope_type = scope_of(&scope_type)?;
+    let store = st.store.clone();
+    blocking(move || store.delete_budget(scope_type, &scope_id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn list_budgets(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    admin(&st, &headers)?;
+    let store = st.store.clone();
+    let out = blocking(move || {
+        let mut v = Vec::new();
+        for b in store.list_budgets()? {
+            let (doc, reserved) = budget_view(store.as_ref(), &b)?;
+            v.push(budget_json(&b, doc.as_ref(), reserved));
+        }
+        Ok(v)
+    })
+    .await?;
+    Ok(Json(json!({"budgets": out})))
+}
+
+/// A budget's fleet-wide state now (no Envoy share: shares are grants, see
+/// `Store::grant`). `None` when the budget has no current period (a fixed
+/// window outside now).
+pub fn budget_doc(store: &dyn Store, b: &Budget, now: u64) -> Result<Option<BudgetDoc>, StoreError> {
+    let Some((start, end)) = b.bounds(now) else { return Ok(None) };
+    let used = store.used(b.scope_type, &b.scope_id, start)?;
+    Ok(Some(b.doc((start, end), used)))
+}

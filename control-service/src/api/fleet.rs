@@ -1,0 +1,124 @@
+//! What the Envoys call: usage ingest and the budget state (grants, keys).
+
+use super::*;
+
+/// Ingests a batch. Each record is checked on its own: one that does not
+/// parse or is out of bounds (`UsageRecord::validate`) is refused and listed
+/// in the ack's `rejected`, the others are stored. A bad record never
+/// blocks the records after it; only a body that is not a batch at all is
+/// a 400.
+pub(super) async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
+    role(&st, &headers)?;
+    let store = st.store.clone();
+    let (n, ack) = blocking(move || {
+        let batch: IngestBatch = serde_json::from_slice(&body).map_err(|e| StoreError::Invalid(format!("invalid JSON: {e}")))?;
+        if batch.node.is_empty() || batch.node.chars().count() > 256 || batch.node.chars().any(char::is_control) {
+            return Err(StoreError::Invalid("node: 1 to 256 characters, no control characters".into()));
+        }
+        let mut raw = Vec::with_capacity(batch.records.len());
+        let mut records = Vec::with_capacity(batch.records.len());
+        let mut rejected = Vec::new();
+        for (index, r) in batch.records.iter().enumerate() {
+            let parsed = serde_json::from_str::<UsageRecord>(r.get()).map_err(|e| format!("invalid JSON: {e}"));
+            match parsed.and_then(|rec| rec.validate().map(|()| rec)) {
+                Ok(rec) => {
+                    raw.push(r.get());
+                    records.push(rec);
+                }
+                Err(reason) => {
+                    #[derive(Deserialize)]
+                    struct Id {
+                        #[serde(default)]
+                        id: String,
+                    }
+                    let id = serde_json::from_str::<Id>(r.get()).map(|i| i.id).unwrap_or_default();
+                    let id = tollgate_filter::text::clean_field(&id, 128);
+                    rejected.push(RejectedRecord { index, id, reason });
+                }
+            }
+        }
+        let mut ack = store.ingest(&batch.node, &records, Some(&raw), now_ms())?;
+        ack.rejected = rejected;
+        Ok((records.len(), ack))
+    })
+    .await
+    .map_err(|e| {
+        st.counters.ingest_errors.fetch_add(1, Relaxed);
+        match e.code {
+            "invalid" => ApiError::bad("invalid_json", e.message),
+            _ => e,
+        }
+    })?;
+    st.counters.ingest_batches.fetch_add(1, Relaxed);
+    st.counters.ingest_records.fetch_add(ack.accepted, Relaxed);
+    st.counters.ingest_duplicates.fetch_add(ack.duplicates, Relaxed);
+    st.counters.ingest_rejected.fetch_add(ack.rejected.len() as u64, Relaxed);
+    if ack.accepted > 0 {
+        st.alerts_wake.notify_one();
+    }
+    for r in &ack.rejected {
+        log_event("warn", "usage record rejected", json!({"index": r.index, "id": r.id, "reason": r.reason}));
+    }
+    log_event("debug", "ingest", json!({"records": n, "accepted": ack.accepted, "duplicates": ack.duplicates, "seq": ack.seq}));
+    Ok(Json(serde_json::to_value(ack).unwrap_or(Value::Null)))
+}
+
+#[derive(Deserialize)]
+pub(super) struct StateQuery {
+    #[serde(default)]
+    node: Option<String>,
+}
+
+pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<StateQuery>) -> ApiResult<Response> {
+    role(&st, &headers)?;
+    let now = now_ms();
+    let node = q.node.filter(|n| !n.is_empty() && n.len() <= 256);
+    let ttl = st.settings.node_ttl_ms;
+    let store = st.store.clone();
+    let doc = blocking(move || {
+        let keys = store
+            .list_keys()?
+            .into_iter()
+            .filter(|k| k.revoked_ms.is_none())
+            .map(|k| KeyDoc { id: k.id, key_hash: k.key_hash, team: k.team, project: k.project, models: k.models, projects: k.projects, tags: k.tags })
+            .collect();
+        match node {
+            // An Envoy: grant it its share (durably) and return it.
+            Some(n) => {
+                let g = store.grant(&n, now, ttl)?;
+                Ok(StateDoc { seq: g.seq, generated_ms: now, nodes_active: g.nodes_active, keys, budgets: g.budgets })
+            }
+            // Anyone else (an admin looking): the fleet view, no shares.
+            None => {
+                let seq = store.seq()?;
+                let mut budgets = Vec::new();
+                for b in store.list_budgets()? {
+                    if let Some(d) = budget_doc(store.as_ref(), &b, now)? {
+                        budgets.push(d);
+                    }
+                }
+                let nodes_active = store.nodes_active(now, ttl)?;
+                Ok(StateDoc { seq, generated_ms: now, nodes_active, keys, budgets })
+            }
+        }
+    })
+    .await?;
+    // The ETag covers everything but the generation time.
+    let mut for_tag = doc.clone();
+    for_tag.generated_ms = 0;
+    let tag = format!("\"{}\"", &hash_key(&serde_json::to_string(&for_tag).unwrap_or_default())[..32]);
+    st.counters.state_polls.fetch_add(1, Relaxed);
+    if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(tag.as_str()) {
+        st.counters.state_not_modified.fetch_add(1, Relaxed);
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&tag) {
+            r.headers_mut().insert("etag", v);
+        }
+        return Ok(r);
+    }
+    let mut r = Json(doc).into_response();
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        r.headers_mut().insert("etag", v);
+    }
+    Ok(r)
+}

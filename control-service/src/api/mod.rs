@@ -1,0 +1,197 @@
+//! The HTTP API (axum), generic over the store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tollgate_filter::keys::{hash_key, to_hex};
+use tollgate_filter::record::UsageRecord;
+use tollgate_filter::state::{BudgetDoc, IngestBatch, KeyDoc, RejectedRecord, ScopeType, StateDoc};
+
+use crate::periods::{parse_tz, Period};
+use crate::store::{Budget, KeyRow, SpendFilter, Store, StoreError};
+use crate::{log_event, now_ms};
+
+mod alerts;
+mod budgets;
+mod fleet;
+mod keys;
+mod metrics;
+mod pages;
+mod reports;
+mod requests;
+
+pub use alerts::alert_loop;
+pub use budgets::budget_doc;
+use budgets::*;
+use fleet::*;
+use keys::*;
+use metrics::*;
+use pages::*;
+use reports::*;
+use requests::*;
+
+
+/// The latest instant the service accepts in a budget window: 9999-12-31T23:59:59.999Z.
+pub const MAX_TIME_MS: u64 = 253_402_300_799_999;
+
+pub struct Settings {
+    pub admin_token_hash: String,
+    pub filter_token_hash: String,
+    pub webhook_url: Option<String>,
+    /// An Envoy counts as active this long after its last state poll.
+    pub node_ttl_ms: u64,
+    /// The filter's .wasm (`TOLLGATE_FILTER_WASM`), served at
+    /// `GET /v1/filter.wasm` so meshes can fetch it over HTTP: (bytes, sha256 hex).
+    pub filter_wasm: Option<(Vec<u8>, String)>,
+}
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub settings: Settings,
+    pub alerts_wake: tokio::sync::Notify,
+    pub counters: Counters,
+}
+
+/// Process counters for /metrics.
+#[derive(Default)]
+pub struct Counters {
+    pub ingest_batches: std::sync::atomic::AtomicU64,
+    pub ingest_records: std::sync::atomic::AtomicU64,
+    pub ingest_duplicates: std::sync::atomic::AtomicU64,
+    pub ingest_errors: std::sync::atomic::AtomicU64,
+    pub ingest_rejected: std::sync::atomic::AtomicU64,
+    pub state_polls: std::sync::atomic::AtomicU64,
+    pub state_not_modified: std::sync::atomic::AtomicU64,
+    pub alerts_delivered: std::sync::atomic::AtomicU64,
+    pub alerts_failed: std::sync::atomic::AtomicU64,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, settings: Settings) -> Arc<AppState> {
+        Arc::new(AppState { store, settings, alerts_wake: tokio::sync::Notify::new(), counters: Counters::default() })
+    }
+}
+
+/// A typed API error: status + JSON body in the same shape as the filter's errors.
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, kind, code, message: message.into() }
+    }
+    fn bad(code: &'static str, m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", code, m)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found_error", "not_found", m),
+            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "invalid_request_error", "conflict", m),
+            StoreError::Invalid(m) => ApiError::bad("invalid", m),
+            StoreError::Backend(m) => {
+                // Internals go to the log, not to the client.
+                log_event("error", "store error", json!({"error": m}));
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "api_error", "storage_unavailable", "storage is unavailable")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"type": "error", "error": {"type": self.kind, "code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Role {
+    Admin,
+    Filter,
+}
+
+/// The bearer token of a request (same parsing as the gateway's key extraction).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    tollgate_filter::keys::presented_key(headers.get("authorization").and_then(|v| v.to_str().ok()), None)
+}
+
+fn role(state: &AppState, headers: &HeaderMap) -> ApiResult<Role> {
+    let token = bearer(headers).ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", "missing_token", "send 'Authorization: Bearer <token>'"))?;
+    let h = hash_key(token);
+    if h == state.settings.admin_token_hash {
+        Ok(Role::Admin)
+    } else if h == state.settings.filter_token_hash {
+        Ok(Role::Filter)
+    } else {
+        Err(ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", "invalid_token", "unknown token"))
+    }
+}
+
+fn admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    match role(state, headers)? {
+        Role::Admin => Ok(()),
+        Role::Filter => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "admin_only",
+            "the filter token may only ingest usage and read state",
+        )),
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> ApiResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::from(StoreError::Backend(e.to_string()))),
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/filter.wasm", get(filter_wasm))
+        .route("/metrics", get(metrics))
+        .route("/dashboard", get(dashboard))
+        .route("/v1/keys", post(create_key).get(list_keys))
+        .route("/v1/keys/{id}", get(get_key))
+        .route("/v1/keys/{id}/revoke", post(revoke_key))
+        .route("/v1/keys/{id}/rotate", post(rotate_key))
+        .route("/v1/budgets", get(list_budgets))
+        .route("/v1/budgets/{scope_type}/{scope_id}", put(put_budget).get(get_budget).delete(delete_budget))
+        // Batches are bounded by the filter (control.max_batch_bytes, at most 16 MiB).
+        .route("/v1/usage", post(ingest).layer(axum::extract::DefaultBodyLimit::max(16 << 20)))
+        .route("/v1/state", get(get_state))
+        .route("/v1/alerts", get(list_alerts))
+        .route("/v1/spend", get(spend))
+        .route("/v1/budget-requests", post(create_request).get(list_requests))
+        .route("/v1/budget-requests/{id}/approve", post(approve_request))
+        .route("/v1/budget-requests/{id}/refuse", post(refuse_request))
+        .route("/v1/reports/spend", get(report_spend))
+        .route("/v1/reports/movers", get(report_movers))
+        .route("/v1/reports/monthly", get(report_monthly))
+        .with_state(state)
+}
+
+async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let store = st.store.clone();
+    let seq = blocking(move || store.seq()).await?;
+    Ok(Json(json!({"status": "ok", "seq": seq})))
+}

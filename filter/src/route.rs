@@ -1,0 +1,200 @@
+//! Route planning: from a complete request body to what goes upstream.
+//!
+//! [`plan`] parses the body, checks the key's permissions, resolves the
+//! route, checks the price rule, and computes the budget's worst case and
+//! the rewrite (body, path, authority, cluster, credential). Pure: the glue
+//! reserves the budget between [`plan`] and [`Plan::apply`] and writes the
+//! result to Envoy.
+
+use crate::budget::Amount;
+use crate::config::{Config, KeyInfo, ProviderFormat, UnpricedModels};
+use crate::errors::GatewayError;
+use crate::request::{parse_chat, query_of, Api, ChatRequest, Rewrite};
+use crate::usage::Usage;
+
+/// Where a request goes (recorded in its usage record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub provider: String,
+    pub route: String,
+    pub upstream_model: String,
+}
+
+/// A refusal, with what was known of the request when it was refused.
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: GatewayError,
+    pub chat: Option<ChatRequest>,
+    pub target: Option<Target>,
+}
+
+/// What to send upstream.
+#[derive(Debug)]
+pub struct Plan {
+    pub chat: ChatRequest,
+    pub target: Target,
+    /// The budget reservation: estimated input + the output bound, priced.
+    pub worst: Amount,
+    /// The new body, when it changes.
+    pub body: Option<Vec<u8>>,
+    /// Request headers to set (credentials included: never log these).
+    pub headers: Vec<(String, String)>,
+    pub cluster: String,
+}
+
+/// Plans a request whose whole body is `body`. `path` is the client's
+/// `:path` (its query string is kept).
+pub fn plan(
+    cfg: &Config,
+    key: &KeyInfo,
+    api: Api,
+    body: &[u8],
+    path: &str,
+    has_anthropic_version: bool,
+) -> Result<Plan, Box<Refusal>> {
+    let refuse = |error, chat: Option<&ChatRequest>, target: Option<&Target>| {
+        Box::new(Refusal { error, chat: chat.cloned(), target: target.cloned() })
+    };
+    let parsed = parse_chat(api, body).map_err(|e| refuse(e, None, None))?;
+    let chat = parsed.request.clone();
+    let model = chat.model.as_str();
+    if !key.may_use(model) {
+        let e = GatewayError::forbidden("model_not_allowed", format!("This key may not use the model '{model}'."));
+        return Err(refuse(e.with_param("model"), Some(&chat), None));
+    }
+    let Some((resolved, upstream_model)) = cfg.resolve(model) else {
+        return Err(refuse(GatewayError::unknown_model(model, &cfg.models_for(key)), Some(&chat), None));
+    };
+    let provider = resolved.provider;
+    let target = Target { provider: provider.name.clone(), route: resolved.route.to_string(), upstream_model };
+    if provider.format.api() != api {
+        let (name, p) = match provider.format {
+            ProviderFormat::Openai => ("OpenAI chat completions", "/v1/chat/completions"),
+            ProviderFormat::Anthropic => ("Anthropic messages", "/v1/messages"),
+        };
+        let e = GatewayError::bad_request(
+            "wrong_api_for_model",
+            format!("The model '{model}' is served by provider '{}', which speaks the {name} API; send this request to {p}.", provider.name),
+        );
+        return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
+    }
+    let price = cfg.price(&provider.name, &target.upstream_model);
+    if cfg.unpriced_models == UnpricedModels::Deny && price.is_none() {
+        let e = GatewayError::bad_request(
+            "model_not_priced",
+            format!("The model '{model}' has no price configured, and this gateway refuses unpriced models."),
+        );
+        return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
+    }
+    // The output side is a real bound: the cap goes upstream when the client set none.
+    let worst_usage = Usage {
+        input_tokens: chat.estimated_input_tokens,
+        output_tokens: chat.output_bound(cfg.default_max_tokens),
+        ..Default::default()
+    };
+    let worst = Amount { micros: price.map(|p| p.cost_micros(&worst_usage)).unwrap_or(0), tokens: worst_usage.budget_tokens() };
+    let opts = Rewrite {
+        force_include_usage: cfg.force_stream_usage,
+        output_cap: provider.output_cap_field.map(|f| (f, cfg.default_max_tokens)),
+    };
+    let body = parsed.rewrite(&target.upstream_model, opts);
+    let mut headers = vec![
+        (":path".to_string(), format!("{}{}{}", provider.path_prefix, api.upstream_suffix(), query_of(path))),
+        (":authority".to_string(), provider.host.clone()),
+        (cfg.cluster_header.clone(), provider.cluster.clone()),
+    ];
+    if let Some(b) = &body {
+        headers.push(("content-length".to_string(), b.len().to_string()));
+    }
+    match provider.format {
+        ProviderFormat::Openai => {
+            if let Some(k) = &provider.api_key {
+                headers.push(("authorization".to_string(), format!("Bearer {}", k.expose())));
+            }
+        }
+        ProviderFormat::Anthropic => {
+            if let Some(k) = &provider.api_key {
+                headers.push(("x-api-key".to_string(), k.expose().to_string()));
+            }
+            if !has_anthropic_version {
+                headers.push(("anthropic-version".to_string(), provider.anthropic_version.clone()));
+            }
+        }
+    }
+    Ok(Plan { chat, target, worst, body, headers, cluster: provider.cluster.clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    const CFG: &str = r#"{
+      "providers": [
+        {"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com", "api_key": "sk-up"},
+        {"name": "anthropic", "format": "anthropic", "cluster": "anthropic", "host": "api.anthropic.com"}],
+      "routes": [{"model": "cheap", "provider": "openai", "upstream_model": "gpt-5.4-mini"},
+                 {"model": "openai/*", "provider": "openai"}, {"model": "claude-*", "provider": "anthropic"}],
+      "pricing": {"openai/gpt-5.4-mini": {"input": 1000000, "output": 2000000}},
+      "unpriced_models": "deny"}"#;
+
+    fn key(models: Option<Vec<&str>>) -> Rc<KeyInfo> {
+        Rc::new(KeyInfo {
+            id: "k".into(),
+            key_hash: "h".into(),
+            team: "t".into(),
+            project: "p".into(),
+            models: models.map(|ms| ms.into_iter().map(|m| crate::config::Pattern::parse(m).unwrap()).collect()),
+            projects: vec![],
+            tags: Default::default(),
+        })
+    }
+
+    #[test]
+    fn plans_the_rewrite_headers_and_worst_case() {
+        let cfg = Config::from_json(CFG.as_bytes()).unwrap();
+        let body = br#"{"model":"cheap","messages":[{"role":"user","content":"12345678"}],"max_tokens":100}"#;
+        let p = plan(&cfg, &key(None), Api::OpenAiChat, body, "/v1/chat/completions?x=1", false).unwrap();
+        assert_eq!(p.target, Target { provider: "openai".into(), route: "cheap".into(), upstream_model: "gpt-5.4-mini".into() });
+        let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+        assert_eq!(h[":path"], "/v1/chat/completions?x=1");
+        assert_eq!(h[":authority"], "api.openai.com");
+        assert_eq!(h["x-tollgate-cluster"], "openai");
+        assert_eq!(h["authorization"], "Bearer sk-up");
+        let new_body: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+        assert_eq!(new_body["model"], "gpt-5.4-mini");
+        assert_eq!(h["content-length"], p.body.as_ref().unwrap().len().to_string());
+        // input estimate: the messages' raw JSON / 4; output: the client's cap
+        let input = p.chat.estimated_input_tokens;
+        assert_eq!(p.worst.tokens, input + 100);
+        assert_eq!(p.worst.micros, (input * 1_000_000 + 100 * 2_000_000).div_ceil(1_000_000));
+    }
+
+    #[test]
+    fn refusals_carry_what_was_known() {
+        let cfg = Config::from_json(CFG.as_bytes()).unwrap();
+        let r = plan(&cfg, &key(Some(vec!["cheap"])), Api::OpenAiChat, br#"{"model":"openai/gpt-5.4","messages":[]}"#, "/", false)
+            .unwrap_err();
+        assert_eq!((r.error.code, r.chat.is_some(), r.target.is_some()), ("model_not_allowed", true, false));
+        let r = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"claude-x","messages":[]}"#, "/", false).unwrap_err();
+        assert_eq!((r.error.code, r.target.map(|t| t.provider)), ("wrong_api_for_model", Some("anthropic".into())));
+        let r = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"openai/gpt-9","messages":[]}"#, "/", false).unwrap_err();
+        assert_eq!(r.error.code, "model_not_priced");
+        let r = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"nope","messages":[]}"#, "/", false).unwrap_err();
+        assert_eq!(r.error.code, "model_not_found");
+        let r = plan(&cfg, &key(None), Api::OpenAiChat, b"{", "/", false).unwrap_err();
+        assert_eq!((r.error.code, r.chat.is_none()), ("invalid_json", true));
+    }
+
+    #[test]
+    fn anthropic_gets_its_version_unless_the_client_sent_one() {
+        let cfg = Config::from_json(CFG.replace("\"unpriced_models\": \"deny\"", "\"unpriced_models\": \"allow\"").as_bytes()).unwrap();
+        let body = br#"{"model":"claude-x","max_tokens":5,"messages":[]}"#;
+        let p = plan(&cfg, &key(None), Api::AnthropicMessages, body, "/v1/messages", false).unwrap();
+        assert!(p.headers.iter().any(|(k, v)| k == "anthropic-version" && v == "2023-06-01"));
+        assert!(!p.headers.iter().any(|(k, _)| k == "x-api-key"), "Envoy injects it: none configured");
+        assert!(p.body.is_none(), "nothing to change");
+        let p = plan(&cfg, &key(None), Api::AnthropicMessages, body, "/v1/messages", true).unwrap();
+        assert!(!p.headers.iter().any(|(k, _)| k == "anthropic-version"));
+    }
+}
