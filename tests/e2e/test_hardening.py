@@ -83,17 +83,22 @@ def test_non_utf8_provider_header_is_passed_and_the_worker_lives(client):
     worker_alive(client)
 
 
+def budgeted(s: sm.Stack, team: str, limit_micros: int) -> tuple[dict, Client]:
+    """A new key of `team`, a monthly budget on the team, the key working in Envoy."""
+    key = new_key(s.control, team, key_id=f"{team}-app")
+    s.control.api("PUT", f"/v1/budgets/team/{team}", {"limit_micros": limit_micros, "period": "monthly"}, expect=200)
+    cli = Client(s)
+    wait_until(lambda: cli.chat("cheap", key=key["key"], extra={"max_tokens": 5}).status_code == 200,
+               what="the key in Envoy")
+    return key, cli
+
+
 # ---- 2. request ids are Tollgate's, never the client's --------------------------------------
 
 def test_reused_request_id_cannot_bypass_a_budget(tmp_path):
     s = sm.Stack(tmp_path)
     try:
-        c = s.control
-        key = new_key(c, "reuse", key_id="reuse-app")
-        c.api("PUT", "/v1/budgets/team/reuse", {"limit_micros": 2000, "period": "monthly"}, expect=200)
-        cli = Client(s)
-        wait_until(lambda: cli.chat("cheap", key=key["key"], extra={"max_tokens": 5}).status_code == 200,
-                   what="the key in Envoy")
+        key, cli = budgeted(s, "reuse", 2000)
         ok, ids = 0, set()
         for _ in range(60):
             r = cli.chat("openai/gpt-5.4", key=key["key"], headers={"x-request-id": "same-id-every-time"},
@@ -156,13 +161,8 @@ def test_output_is_capped_when_the_client_sets_no_cap(client):
 def test_budget_holds_against_uncapped_long_answers(tmp_path):
     s = sm.Stack(tmp_path)
     try:
-        c = s.control
-        key = new_key(c, "long", key_id="long-app")
         # gpt-5.4 output is $15/M: 4096 tokens cost 61,440 µ$; the limit fits three such answers
-        c.api("PUT", "/v1/budgets/team/long", {"limit_micros": 200_000, "period": "monthly"}, expect=200)
-        cli = Client(s)
-        wait_until(lambda: cli.chat("cheap", key=key["key"], extra={"max_tokens": 5}).status_code == 200,
-                   what="the key in Envoy")
+        key, cli = budgeted(s, "long", 200_000)
         for _ in range(10):
             r = cli.chat("openai/gpt-5.4", key=key["key"], headers={"x-mock-output-tokens": "20000"})
             if r.status_code == 429:

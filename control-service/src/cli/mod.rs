@@ -1,4 +1,14 @@
 //! The admin command line: talks to the control service's API.
+//!
+//! `args` declares it (clap); `keys`, `budgets` (and budget requests),
+//! `reports` and `serve` run its command groups; this file holds the HTTP
+//! client and the output helpers every group uses.
+
+pub mod args;
+pub mod budgets;
+pub mod keys;
+pub mod reports;
+pub mod serve;
 
 use serde_json::{json, Value};
 
@@ -39,6 +49,12 @@ pub fn out(s: &str) {
 }
 
 impl Client {
+    /// From the global options: the URL, and the admin token (required).
+    pub fn from_global(g: &args::Global) -> Client {
+        let token = g.token.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| fail("no admin token: pass --token or set TOLLGATE_ADMIN_TOKEN"));
+        Client { url: g.url.clone(), token, json: g.json }
+    }
+
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let text = self.call_text(method, path, body);
         serde_json::from_str(&text).unwrap_or(Value::String(text))

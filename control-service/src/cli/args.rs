@@ -1,0 +1,295 @@
+//! The command line, declared with clap (derive). One subcommand group per
+//! resource; `--url`, `--token` and `--json` work on every admin command
+//! and come from `TOLLGATE_URL` / `TOLLGATE_ADMIN_TOKEN` when not given.
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "tollgate — Tollgate control service and admin command line",
+    after_help = "Every command takes --help. Times (T) are 2026-11-01, an RFC 3339 time, or Unix ms."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// The control service's URL
+    #[arg(long, global = true, env = "TOLLGATE_URL", default_value = "http://127.0.0.1:7070")]
+    pub url: String,
+    /// The admin token
+    #[arg(long, global = true, env = "TOLLGATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Machine-readable output (JSON)
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run the control service
+    Serve(ServeArgs),
+    /// Virtual keys: create, list, revoke, rotate
+    #[command(subcommand, arg_required_else_help = true)]
+    Keys(KeysCmd),
+    /// Budgets per key, team or project
+    #[command(subcommand, arg_required_else_help = true)]
+    Budgets(BudgetsCmd),
+    /// Spend by any dimensions, per hour or day (table, JSON or CSV)
+    Spend(SpendArgs),
+    /// What moved the most against the previous range of the same length
+    Movers(MoversArgs),
+    /// Reports
+    #[command(subcommand, arg_required_else_help = true)]
+    Report(ReportCmd),
+    /// Budget threshold alerts, newest first, with webhook delivery status
+    Alerts,
+    /// Budget increase requests
+    #[command(subcommand, arg_required_else_help = true)]
+    Requests(RequestsCmd),
+    /// Offline: make a key and its hash, or hash a key (for static keys in the Envoy YAML)
+    #[command(subcommand, arg_required_else_help = true)]
+    Key(KeyCmd),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Settings also come from the environment (flags win):
+    TOLLGATE_ADMIN_TOKEN   admin API token (required, 16 characters or more)
+    TOLLGATE_FILTER_TOKEN  token of the Envoy filters: ingest + state only (required, differs from the admin token)
+    TOLLGATE_WEBHOOK_URL   where budget alerts are POSTed (optional)
+    TOLLGATE_NODE_TTL_MS   an Envoy counts as active this long after its last poll (15000)
+    TOLLGATE_FILTER_WASM   a filter .wasm to serve at GET /v1/filter.wasm (optional)")]
+pub struct ServeArgs {
+    /// Listen address
+    #[arg(long, env = "TOLLGATE_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: String,
+    /// SQLite file, or a PostgreSQL connection string (postgresql://user:pass@host/db or "host=... dbname=...")
+    #[arg(long, env = "TOLLGATE_DB", default_value = "tollgate.db")]
+    pub db: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCmd {
+    /// Create a key: printed once, only its hash is stored
+    Create {
+        #[arg(long)]
+        team: String,
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        id: Option<String>,
+        /// Models (routes) the key may use, comma-separated patterns (default: all)
+        #[arg(long)]
+        models: Option<String>,
+        /// Other projects the key may charge, comma-separated, or *
+        #[arg(long)]
+        projects: Option<String>,
+        /// A tag copied into every usage record (repeatable)
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+    },
+    /// List keys (never the keys themselves)
+    List,
+    /// Revoke a key: every Envoy refuses it within two polls
+    Revoke { id: String },
+    /// Replace a key: the old one stops working, the new one is printed once
+    Rotate { id: String },
+}
+
+/// Limits: --limit-usd or --limit-micros, and/or --limit-tokens.
+#[derive(Args, Debug, Default)]
+pub struct Limits {
+    /// Limit in USD, at most 6 decimals (12.50)
+    #[arg(long, conflicts_with = "limit_micros")]
+    pub limit_usd: Option<String>,
+    /// Limit in micro-dollars
+    #[arg(long)]
+    pub limit_micros: Option<u64>,
+    /// Limit in tokens (input + output)
+    #[arg(long)]
+    pub limit_tokens: Option<u64>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BudgetsCmd {
+    /// Set a budget
+    Set {
+        /// key, team or project
+        scope_type: String,
+        id: String,
+        /// daily, weekly, monthly or fixed
+        #[arg(long)]
+        period: String,
+        #[command(flatten)]
+        limits: Limits,
+        /// IANA time zone of the period boundaries (Europe/Paris)
+        #[arg(long)]
+        timezone: Option<String>,
+        /// Warning threshold in percent, or off
+        #[arg(long)]
+        soft_pct: Option<String>,
+        /// Stop threshold in percent, or off
+        #[arg(long)]
+        hard_pct: Option<String>,
+        /// Start of a fixed window (T)
+        #[arg(long)]
+        window_start: Option<String>,
+        /// End of a fixed window (T)
+        #[arg(long)]
+        window_end: Option<String>,
+    },
+    /// Show all budgets, or one
+    Show {
+        scope_type: Option<String>,
+        #[arg(requires = "scope_type")]
+        id: Option<String>,
+    },
+    /// Delete a budget
+    Delete { scope_type: String, id: String },
+}
+
+#[derive(Args, Debug)]
+pub struct Range {
+    /// From (T); default: 30 days ago
+    #[arg(long)]
+    pub from: Option<String>,
+    /// To (T); default: now
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Keep the N largest groups
+    #[arg(long)]
+    pub top: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct SpendArgs {
+    /// Dimensions: team,project,key,model,provider,feature,prompt_version
+    #[arg(long)]
+    pub group_by: Option<String>,
+    /// hour or day
+    #[arg(long)]
+    pub bucket: Option<String>,
+    #[command(flatten)]
+    pub range: Range,
+    #[arg(long)]
+    pub team: Option<String>,
+    #[arg(long)]
+    pub project: Option<String>,
+    #[arg(long)]
+    pub key: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub provider: Option<String>,
+    #[arg(long)]
+    pub feature: Option<String>,
+    #[arg(long)]
+    pub prompt_version: Option<String>,
+    /// CSV instead of a table
+    #[arg(long)]
+    pub csv: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MoversArgs {
+    /// Dimensions to compare (key,model,team,...)
+    #[arg(long)]
+    pub by: Option<String>,
+    #[command(flatten)]
+    pub range: Range,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReportCmd {
+    /// The monthly review in Markdown: total and change, drivers, traffic per model, cache share, budgets hit
+    Monthly {
+        /// 2026-11 (default: this month)
+        #[arg(long)]
+        month: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RequestsCmd {
+    /// Ask for a higher limit (with an admin token, or your virtual key for your own key/team/project)
+    Create {
+        scope_type: String,
+        id: String,
+        #[command(flatten)]
+        limits: Limits,
+        /// Why (required)
+        #[arg(long)]
+        why: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// List requests
+    List {
+        /// pending, approved or refused
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Approve: the new limit applies in every Envoy within a poll
+    Approve {
+        id: String,
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Refuse
+    Refuse {
+        id: String,
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// A new random key and its hash
+    New {
+        #[arg(long, default_value = "tg-")]
+        prefix: String,
+    },
+    /// The hash of a key (- reads it from standard input)
+    Hash { key: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_what_the_docs_show() {
+        let c = Cli::try_parse_from(["tollgate", "budgets", "set", "team", "search", "--limit-usd", "2.5", "--period", "monthly", "--json"]).unwrap();
+        assert!(c.global.json);
+        match c.cmd {
+            Cmd::Budgets(BudgetsCmd::Set { scope_type, id, limits, .. }) => {
+                assert_eq!((scope_type.as_str(), id.as_str(), limits.limit_usd.as_deref()), ("team", "search", Some("2.5")));
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = Cli::try_parse_from(["tollgate", "keys", "create", "--team", "t", "--project", "p", "--tag", "a=1", "--tag", "b=2"]).unwrap();
+        assert!(matches!(c.cmd, Cmd::Keys(KeysCmd::Create { ref tags, .. }) if tags.len() == 2));
+        assert!(Cli::try_parse_from(["tollgate", "budgets", "set", "team", "x", "--limit-usd", "1", "--limit-micros", "2", "--period", "daily"]).is_err());
+    }
+}
