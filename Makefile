@@ -43,6 +43,7 @@ run: build
 	@$(PY) tests/tools/stack.py run
 
 bench: build
+	@tests/tools/wasm-toolchain.sh build-probe
 	@tests/tools/setup.sh bench
 	@$(PY) tests/bench/bench.py
 

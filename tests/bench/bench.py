@@ -3,9 +3,13 @@
 same load generator (wrk), same mock provider.
 
 Cases: 1 KB and 32 KB chat bodies (JSON responses) and a streamed response.
-Prints req/s, p50 and p99 latency for both and the ratios, plus each Envoy's
-resident memory after the load. Target: Tollgate >= 95 % of plain Envoy's
-req/s at 1 KB.
+Tiers, each its own Envoy, measured in the same run: plain Envoy; Envoy with
+the probe filter (tests/bench/probe) doing nothing, doing the least routing
+needs (buffer the body, read `model`, set the cluster header), and the least
+pricing needs on top (hold the JSON response, read `usage`, add a header);
+and Tollgate. Prints req/s, p50 and p99 latency, each tier as a ratio of
+plain, and Tollgate as a ratio of the full tier (issue 10's yardstick:
+>= 95 % of the full tier), plus each Envoy's resident memory after the load.
 
 Then: Tollgate with budgets on (control service + a budget on the key's team,
 reserve/settle on every request) vs off (no control section), 1 KB; target:
@@ -44,6 +48,25 @@ def plain_config(cfg: dict) -> dict:
     route = hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]
     route.pop("cluster_header")
     route["cluster"] = "openai"
+    return cfg
+
+
+PROBE_WASM = sm.ROOT / "target" / "wasm32-unknown-unknown" / "release" / "tollgate_bench_probe.wasm"
+TIERS = ("noop", "route", "full")
+
+
+def probe_config(cfg: dict, tier: str) -> dict:
+    """The demo config with the probe filter in Tollgate's place."""
+    cfg = copy.deepcopy(cfg)
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    wasm = next(f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.wasm")["typed_config"]["config"]
+    wasm["vm_config"]["code"]["local"]["filename"] = str(PROBE_WASM)
+    wasm["vm_config"]["vm_id"] = f"probe_{tier}"
+    wasm["configuration"]["value"] = tier
+    if tier == "noop":  # nothing sets the cluster header: route straight to the cluster
+        route = hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]
+        route.pop("cluster_header")
+        route["cluster"] = "openai"
     return cfg
 
 
@@ -118,6 +141,7 @@ def main() -> int:
     # A budget that never runs out: every request reserves and settles against it.
     control.api("PUT", "/v1/budgets/team/search", {"limit_micros": 10**15, "period": "monthly"}, expect=200)
     plain = sm.Envoy(plain_config(base), work, concurrency=CONCURRENCY, name="plain")
+    probes = {t: sm.Envoy(probe_config(base, t), work, concurrency=CONCURRENCY, name=f"probe-{t}") for t in TIERS}
     tollgate = sm.Envoy(tg_cfg, work, concurrency=CONCURRENCY, name="tollgate")
     budgeted = sm.Envoy(budget_cfg, work, concurrency=CONCURRENCY, name="budgeted")
     cases = [("1 KB JSON", 1024, False), ("32 KB JSON", 32 * 1024, False), ("1 KB stream", 1024, True)]
@@ -128,14 +152,15 @@ def main() -> int:
                                       {"Content-Type": "application/json", "Authorization": "Bearer sk-mock-openai"})
             tg_script = lua_script(work / f"tg-{size}-{stream}.lua", body(size, "openai/gpt-5.4", stream),
                                    {"Content-Type": "application/json", "Authorization": "Bearer tg-demo-search-key"})
-            # warm up both, then measure
-            for env_, script in ((plain, plain_script), (tollgate, tg_script)):
+            # warm up every Envoy, then measure
+            runs = [("plain", plain, plain_script)] + [(f"probe {t}", probes[t], plain_script) for t in TIERS]
+            runs.append(("tollgate", tollgate, tg_script))
+            for _, env_, script in runs:
                 subprocess.run(["wrk", "-t1", "-c4", "-d1s", "-s", str(script), env_.url + "/v1/chat/completions"],
                                capture_output=True, check=True)
-            p = wrk(plain.url + "/v1/chat/completions", plain_script)
-            t = wrk(tollgate.url + "/v1/chat/completions", tg_script)
-            rows.append((name, p, t))
-        mem = (rss_mib(plain.proc.pid), rss_mib(tollgate.proc.pid))
+            results = {who: wrk(env_.url + "/v1/chat/completions", script) for who, env_, script in runs}
+            rows.append((name, results))
+        mem = (rss_mib(plain.proc.pid), rss_mib(tollgate.proc.pid), rss_mib(probes["full"].proc.pid))
         # Same Envoy (control service on, usage shipped), two keys: team "labs"
         # has no budget, team "search" has one. The difference is the budget
         # path alone: reserve before, settle after, with CAS on shared data.
@@ -154,27 +179,31 @@ def main() -> int:
         off = {k: (off[k] + off2[k]) / 2 if isinstance(off[k], float) else off[k] + off2[k] for k in ("rps", "p50", "p99", "non2xx")} | {"errors": off["errors"] + off2["errors"]}
         budget_log = budgeted.log()
     finally:
-        for e in (plain, tollgate, budgeted):
+        for e in (plain, tollgate, budgeted, *probes.values()):
             e.stop()
         mock.stop()
         control.stop()
 
     print(f"\nTollgate benchmark: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s, Envoy --concurrency {CONCURRENCY}, "
           f"mock provider on loopback, {os.cpu_count()} cores\n")
-    hdr = f"{'case':<12} {'plain req/s':>12} {'tollgate req/s':>15} {'ratio':>7}   {'p50 plain':>9} {'p50 tg':>8}   {'p99 plain':>9} {'p99 tg':>8}"
+    hdr = f"{'case':<12} {'tier':<12} {'req/s':>8} {'of plain':>9} {'p50':>8} {'p99':>8}"
     print(hdr)
     print("-" * len(hdr))
-    for name, p, t in rows:
-        print(f"{name:<12} {p['rps']:>12.0f} {t['rps']:>15.0f} {t['rps'] / p['rps']:>6.1%}   "
-              f"{p['p50']:>7.2f}ms {t['p50']:>6.2f}ms   {p['p99']:>7.2f}ms {t['p99']:>6.2f}ms")
-        for who, r in (("plain", p), ("tollgate", t)):
+    for name, results in rows:
+        plain_rps = results["plain"]["rps"]
+        for who, r in results.items():
+            print(f"{name:<12} {who:<12} {r['rps']:>8.0f} {r['rps'] / plain_rps:>8.1%} {r['p50']:>6.2f}ms {r['p99']:>6.2f}ms")
             if r["non2xx"] or r["errors"]:
                 print(f"  ! {who}: {r['non2xx']} non-2xx responses {r['errors']}")
-    print(f"\nEnvoy RSS after load: plain {mem[0]:.1f} MiB, tollgate {mem[1]:.1f} MiB (+{mem[1] - mem[0]:.1f} MiB)")
-    first = rows[0]
-    ratio = first[2]["rps"] / first[1]["rps"]
-    print(f"target: tollgate >= 95% of plain req/s at 1 KB: {ratio:.1%} -> {'met' if ratio >= 0.95 else 'NOT met'}")
-
+        full = results["probe full"]["rps"]
+        route = results["probe route"]["rps"]
+        print(f"{'':<12} tollgate = {results['tollgate']['rps'] / full:.1%} of the full tier "
+              f"({results['tollgate']['rps'] / route:.1%} of the route tier)\n")
+    print(f"Envoy RSS after load: plain {mem[0]:.1f} MiB, probe full {mem[2]:.1f} MiB, tollgate {mem[1]:.1f} MiB "
+          f"(+{mem[1] - mem[0]:.1f} MiB over plain)")
+    first = rows[0][1]
+    ratio = first["tollgate"]["rps"] / first["probe full"]["rps"]
+    print(f"target: tollgate >= 95% of the full tier's req/s at 1 KB JSON: {ratio:.1%} -> {'met' if ratio >= 0.95 else 'NOT met'}")
     print(f"\nUsage shipping to the control service, 1 KB JSON: without control {nc['rps']:.0f} req/s, "
           f"with {off['rps']:.0f} req/s ({off['rps'] / nc['rps']:.1%}; the control service runs on the same 2 cores)")
     print(f"Budgets, 1 KB JSON, same Envoy: key without budget {off['rps']:.0f} req/s (p99 {off['p99']:.2f}ms), "

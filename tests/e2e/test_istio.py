@@ -146,13 +146,22 @@ PROVIDER_ENV = {"OPENAI_API_KEY": sm.PROVIDER_KEYS["openai"], "ANTHROPIC_API_KEY
                 "DEEPSEEK_API_KEY": sm.PROVIDER_KEYS["deepseek"]}
 
 
-@pytest.fixture
-def istio_gateway(stack, tmp_path):
-    """The gateway as Istio would configure it, on Istio 1.28's Envoy (1.36)."""
+PLACES = {
+    # file, the vhost and listener istiod would generate, the bootstrap ConfigMap's namespace
+    "gateway": ("envoyfilter-gateway.yaml", "llm.example.com:80", "0.0.0.0_8080", "istio-system"),
+    "sidecar": ("envoyfilter-sidecar.yaml", "llm.tollgate.internal:80", "0.0.0.0_80", "apps"),
+}
+
+
+@pytest.fixture(params=sorted(PLACES))
+def istio_gateway(stack, tmp_path, request):
+    """The gateway (or a sidecar) as Istio would configure it, on Istio 1.28's Envoy (1.36)."""
+    file, vhost, listener, ns = PLACES[request.param]
     control = sm.Control(tmp_path, name="istio-control")
-    base = istio.istio_gateway_config(sm.free_port(), sm.free_port(), stack.mock.port, control.port)
-    (ef,) = istio.docs("envoyfilter-gateway.yaml")
-    cm = next(d for d in istio.docs("bootstrap.yaml") if d["metadata"]["namespace"] == "istio-system")
+    base = istio.istio_gateway_config(sm.free_port(), sm.free_port(), stack.mock.port, control.port,
+                                      vhost=vhost, listener=listener)
+    (ef,) = istio.docs(file)
+    cm = next(d for d in istio.docs("bootstrap.yaml") if d["metadata"]["namespace"] == ns)
     cfg = istio.with_filter_token(istio.translate(base, ef, cm, sm.WASM), sm.FILTER_TOKEN)
     e = sm.Envoy(cfg, tmp_path, concurrency=2, name="istio-gw", env=PROVIDER_ENV, binary=sm.envoy_bin("1.36.4"))
     yield e, control
@@ -160,7 +169,7 @@ def istio_gateway(stack, tmp_path):
     control.stop()
 
 
-def test_translated_gateway_runs_on_istio_1_28_envoy(istio_gateway):
+def test_translated_config_runs_on_istio_1_28_envoy(istio_gateway):
     e, control = istio_gateway
     info = requests.get(f"http://127.0.0.1:{e.admin_port}/server_info", timeout=5).json()
     assert "/1.36.4/" in info["version"], info["version"]

@@ -59,11 +59,14 @@ def plugin_configs() -> dict[str, str]:
     return out
 
 
-def istio_gateway_config(listen_port: int, admin_port: int, upstream_port: int, control_port: int) -> dict:
+def istio_gateway_config(listen_port: int, admin_port: int, upstream_port: int, control_port: int,
+                         vhost: str = "llm.example.com:80", listener: str = "0.0.0.0_8080") -> dict:
     """An Envoy configuration shaped like istiod's for an ingress gateway with
-    the Gateway/VirtualService of envoy/istio/gateway.yaml, provider clusters
-    pointed at `upstream_port` on loopback (plain HTTP: TLS origination is the
-    DestinationRule's business, not Tollgate's)."""
+    the Gateway/VirtualService of envoy/istio/gateway.yaml (or, with the
+    sidecar's names, a sidecar's outbound listener on port 80 for
+    llm.tollgate.internal), provider clusters pointed at `upstream_port` on
+    loopback (plain HTTP: TLS origination is the DestinationRule's business,
+    not Tollgate's)."""
     def cluster(name: str, port: int) -> dict:
         return {"name": name, "type": "STATIC", "connect_timeout": "5s",
                 "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
@@ -71,9 +74,9 @@ def istio_gateway_config(listen_port: int, admin_port: int, upstream_port: int, 
 
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": "outbound_0.0.0.0_8080",
-        "route_config": {"name": "http.8080", "virtual_hosts": [{
-            "name": "llm.example.com:80", "domains": ["*"],
+        "stat_prefix": f"outbound_{listener}",
+        "route_config": {"name": listener, "virtual_hosts": [{
+            "name": vhost, "domains": ["*"],
             "routes": [{"name": "no-provider", "match": {"prefix": "/"},
                         "direct_response": {"status": 404, "body": {"inline_string": '{"type":"error","error":{"type":"not_found_error","code":"unknown_endpoint","message":"Not routed by Tollgate."}}'}}}],
         }]},
@@ -91,7 +94,7 @@ def istio_gateway_config(listen_port: int, admin_port: int, upstream_port: int, 
                  "cluster": "istio-ingressgateway.istio-system"},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {
-            "listeners": [{"name": "0.0.0.0_8080",
+            "listeners": [{"name": listener,
                            "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}},
                            "per_connection_buffer_limit_bytes": 16 << 20,
                            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",

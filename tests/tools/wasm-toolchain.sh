@@ -2,6 +2,8 @@
 # Which way this machine builds wasm32, and the build itself.
 #   wasm-toolchain.sh detect   prints rustup | debian | none
 #   wasm-toolchain.sh build    builds filter/ to target/wasm32-unknown-unknown/release/tollgate_filter.wasm
+#   wasm-toolchain.sh build-probe the bench's probe filter (tests/bench/probe), to
+#                              target/wasm32-unknown-unknown/release/tollgate_bench_probe.wasm
 #   wasm-toolchain.sh build-trap  the test-only build that traps on request (feature test-trap),
 #                              to target/trap/wasm32-unknown-unknown/release/tollgate_filter.wasm
 # rustup: `rustup target add wasm32-unknown-unknown` was done; plain cargo works.
@@ -23,19 +25,20 @@ detect() {
 
 build() {
   case "$(detect)" in
-    rustup) cargo build --release --target wasm32-unknown-unknown -p tollgate-filter "$@" ;;
+    rustup) cargo build --release --target wasm32-unknown-unknown "$@" ;;
     debian)
       RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
       CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-22/bin/wasm-ld \
         /usr/bin/cargo build --release --target wasm32-unknown-unknown \
-        -Zbuild-std=std,panic_abort -p tollgate-filter "$@" ;;
+        -Zbuild-std=std,panic_abort "$@" ;;
     *) echo "no wasm32 toolchain: run 'make setup'" >&2; exit 1 ;;
   esac
 }
 
 case "${1:-}" in
   detect) detect ;;
-  build) build ;;
-  build-trap) build --features test-trap --target-dir target/trap ;;
-  *) echo "usage: $0 detect|build|build-trap" >&2; exit 2 ;;
+  build) build -p tollgate-filter ;;
+  build-trap) build -p tollgate-filter --features test-trap --target-dir target/trap ;;
+  build-probe) build -p tollgate-bench-probe ;;
+  *) echo "usage: $0 detect|build|build-trap|build-probe" >&2; exit 2 ;;
 esac
