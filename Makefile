@@ -47,11 +47,13 @@ bench: build
 	@tests/tools/setup.sh bench
 	@$(PY) tests/bench/bench.py
 
-# Clippy on the host, and on the proxy-wasm glue (type-checked on the host with
-# --features glue-lint: the wasm toolchain here has no clippy).
+# Clippy on the host, including the proxy-wasm glue (--features glue-lint
+# compiles it on the host: Debian's wasm32 toolchain has no clippy), and a
+# wasm32 type-check of the filter on its real target (32-bit usize).
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p tollgate-filter --lib --features glue-lint -- -D warnings
+	@tests/tools/wasm-toolchain.sh check-wasm32
 
 # The property tests with many more cases (200,000 per property: about half a minute).
 fuzz:

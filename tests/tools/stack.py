@@ -158,6 +158,9 @@ class Control:
         self.proc = subprocess.Popen([str(TOLLGATE_BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--db", str(self.db)],
                                      stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=self.env)
         wait_port(self.port)
+        time.sleep(0.05)
+        if self.proc.poll() is not None:  # the port was taken by another process meanwhile
+            raise RuntimeError(f"control service exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
 
     @property
     def url(self) -> str:
@@ -293,13 +296,29 @@ class Stack:
                  webhook: str | None = None, envoys: int = 1, control_db: str | None = None, control_replicas: int = 1):
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tollgate-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.controls = [Control(self.workdir, control_port if i == 0 else 0, webhook=webhook, db=control_db,
-                                 name=f"control{i}" if i else "control") for i in range(control_replicas)]
-        self.control = self.controls[0]
-        self.mock = Mock(mock_port, log_path=self.workdir / "mock.log")
+        args = (listen_port, admin_port, mock_port, plugin_patch, concurrency, access_log, control_port, webhook,
+                envoys, control_db, control_replicas)
+        # Free ports are picked, then bound by another process a moment later:
+        # under load one may be taken in between. Start again on new ports.
+        fixed = any((listen_port, admin_port, mock_port, control_port))
+        for attempt in range(3):
+            try:
+                self._start(*args)
+                return
+            except (RuntimeError, TimeoutError, OSError):
+                if fixed or attempt == 2:
+                    raise
+
+    def _start(self, listen_port, admin_port, mock_port, plugin_patch, concurrency, access_log, control_port, webhook,
+               envoys, control_db, control_replicas) -> None:
+        self.controls, self.envoys, self.mock = [], [], None
         self.access_log = Path(access_log) if access_log else self.workdir / "access.log"
-        self.envoys = []
         try:
+            for i in range(control_replicas):
+                self.controls.append(Control(self.workdir, control_port if i == 0 else 0, webhook=webhook, db=control_db,
+                                             name=f"control{i}" if i else "control"))
+            self.control = self.controls[0]
+            self.mock = Mock(mock_port, log_path=self.workdir / "mock.log")
             for i in range(envoys):
                 cfg = demo_config(listen_port if i == 0 and listen_port else free_port(),
                                   admin_port if i == 0 and admin_port else free_port(), self.mock.port,
@@ -316,7 +335,8 @@ class Stack:
         except Exception:
             for e in self.envoys:
                 e.stop()
-            self.mock.stop()
+            if self.mock:
+                self.mock.stop()
             for c in self.controls:
                 c.stop()
             raise
