@@ -56,8 +56,10 @@ TIERS = ("noop", "route", "full")
 
 
 def probe_config(cfg: dict, tier: str) -> dict:
-    """The demo config with the probe filter in Tollgate's place."""
+    """The demo config with the probe filter in Tollgate's place, on ports of its own."""
     cfg = copy.deepcopy(cfg)
+    cfg["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = sm.free_port()
+    cfg["admin"]["address"]["socket_address"]["port_value"] = sm.free_port()
     hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     wasm = next(f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.wasm")["typed_config"]["config"]
     wasm["vm_config"]["code"]["local"]["filename"] = str(PROBE_WASM)
