@@ -670,10 +670,7 @@ impl HttpContext for TollgateHttp {
         let Some(cfg) = self.config.clone() else {
             return Action::Continue;
         };
-        match self.on_request_complete(&cfg, self.request_body_size) {
-            Action::Continue => Action::Continue,
-            other => other,
-        }
+        self.on_request_complete(&cfg, self.request_body_size)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
