@@ -207,6 +207,31 @@ impl PgStore {
         self.handle.block_on(f)
     }
 
+    /// Sets a budget inside a transaction: the row, fresh grants, the
+    /// current period recounted from the records, thresholds checked.
+    async fn put_budget_tx(tx: &tokio_postgres::Transaction<'_>, b: &Budget, now_ms: u64) -> Result<()> {
+        tx.execute(
+            &format!(
+                "INSERT INTO budgets ({BUDGET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (scope_type, scope_id) DO UPDATE SET limit_micros = excluded.limit_micros, limit_tokens = excluded.limit_tokens,
+                   period = excluded.period, timezone = excluded.timezone, window_start_ms = excluded.window_start_ms,
+                   window_end_ms = excluded.window_end_ms, soft_pct = excluded.soft_pct, hard_pct = excluded.hard_pct, updated_ms = excluded.updated_ms"
+            ),
+            &[&b.scope_type.as_str(), &b.scope_id, &b.limit_micros.map(i), &b.limit_tokens.map(i), &b.period.as_str(), &b.timezone,
+              &b.window_start_ms.map(i), &b.window_end_ms.map(i), &b.soft_pct.map(i64::from), &b.hard_pct.map(i64::from), &i(b.updated_ms)],
+        )
+        .await
+        .map_err(be)?;
+        tx.execute("DELETE FROM budget_grants WHERE scope_type = $1 AND scope_id = $2", &[&b.scope_type.as_str(), &b.scope_id])
+            .await
+            .map_err(be)?;
+        if let Some((start, end)) = b.bounds(now_ms) {
+            let used = Self::recount(tx, b, start, end).await?;
+            check_thresholds(tx, b, start, used, now_ms, false).await?;
+        }
+        Ok(())
+    }
+
     async fn recount(tx: &tokio_postgres::Transaction<'_>, b: &Budget, start: u64, end: u64) -> Result<Used> {
         let st = b.scope_type.as_str();
         let c = col(b.scope_type);
@@ -310,25 +335,7 @@ impl Store for PgStore {
         self.run(async {
             let mut c = self.client.lock().await;
             let tx = c.transaction().await.map_err(be)?;
-            tx.execute(
-                &format!(
-                    "INSERT INTO budgets ({BUDGET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                     ON CONFLICT (scope_type, scope_id) DO UPDATE SET limit_micros = excluded.limit_micros, limit_tokens = excluded.limit_tokens,
-                       period = excluded.period, timezone = excluded.timezone, window_start_ms = excluded.window_start_ms,
-                       window_end_ms = excluded.window_end_ms, soft_pct = excluded.soft_pct, hard_pct = excluded.hard_pct, updated_ms = excluded.updated_ms"
-                ),
-                &[&b.scope_type.as_str(), &b.scope_id, &b.limit_micros.map(i), &b.limit_tokens.map(i), &b.period.as_str(), &b.timezone,
-                  &b.window_start_ms.map(i), &b.window_end_ms.map(i), &b.soft_pct.map(i64::from), &b.hard_pct.map(i64::from), &i(b.updated_ms)],
-            )
-            .await
-            .map_err(be)?;
-            tx.execute("DELETE FROM budget_grants WHERE scope_type = $1 AND scope_id = $2", &[&b.scope_type.as_str(), &b.scope_id])
-                .await
-                .map_err(be)?;
-            if let Some((start, end)) = b.bounds(now_ms) {
-                let used = Self::recount(&tx, b, start, end).await?;
-                check_thresholds(&tx, b, start, used, now_ms, false).await?;
-            }
+            Self::put_budget_tx(&tx, b, now_ms).await?;
             tx.commit().await.map_err(be)
         })
     }
@@ -701,22 +708,39 @@ impl Store for PgStore {
 
     fn decide_request(&self, id: i64, approve: bool, by: &str, note: Option<&str>, now_ms: u64) -> Result<IncreaseRequest> {
         self.run(async {
-            let c = self.client.lock().await;
+            let mut c = self.client.lock().await;
+            let tx = c.transaction().await.map_err(be)?;
             let status = if approve { "approved" } else { "refused" };
-            let row = c
+            // The row lock of this UPDATE orders concurrent decisions: the second sees it decided.
+            let row = tx
                 .query_opt(
                     &format!("UPDATE budget_requests SET status = $2, decided_by = $3, decided_ms = $4, note = $5 WHERE id = $1 AND status = 'pending' RETURNING {REQ_COLS}"),
                     &[&id, &status, &by, &i(now_ms), &note],
                 )
                 .await
                 .map_err(be)?;
-            match row {
-                Some(r) => Ok(req_row(&r)),
-                None => match c.query_opt("SELECT status FROM budget_requests WHERE id = $1", &[&id]).await.map_err(be)? {
-                    Some(r) => Err(StoreError::Conflict(format!("request {id} was already {}", r.get::<_, String>(0)))),
-                    None => Err(StoreError::NotFound(format!("no budget request {id}"))),
-                },
+            let r = match row {
+                Some(r) => req_row(&r),
+                None => {
+                    return match tx.query_opt("SELECT status FROM budget_requests WHERE id = $1", &[&id]).await.map_err(be)? {
+                        Some(r) => Err(StoreError::Conflict(format!("request {id} was already {}", r.get::<_, String>(0)))),
+                        None => Err(StoreError::NotFound(format!("no budget request {id}"))),
+                    }
+                }
+            };
+            if approve {
+                let current = tx
+                    .query_opt(
+                        &format!("SELECT {BUDGET_COLS} FROM budgets WHERE scope_type = $1 AND scope_id = $2 FOR UPDATE"),
+                        &[&r.scope_type.as_str(), &r.scope_id],
+                    )
+                    .await
+                    .map_err(be)?
+                    .map(|row| budget_row(&row));
+                Self::put_budget_tx(&tx, &Budget::approved(current, &r, now_ms), now_ms).await?;
             }
+            tx.commit().await.map_err(be)?;
+            Ok(r)
         })
     }
 }

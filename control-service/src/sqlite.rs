@@ -286,6 +286,68 @@ fn check_thresholds(c: &Connection, b: &Budget, period_start: u64, used: Used, n
     Ok(())
 }
 
+/// Sets a budget inside a transaction: the row, fresh grants, the current
+/// period recounted from the records, thresholds checked.
+fn put_budget_tx(tx: &rusqlite::Transaction<'_>, b: &Budget, now_ms: u64) -> Result<()> {
+    tx.execute(
+        &format!(
+            "INSERT OR REPLACE INTO budgets ({BUDGET_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        ),
+        params![
+            b.scope_type.as_str(),
+            b.scope_id,
+            b.limit_micros.map(i),
+            b.limit_tokens.map(i),
+            b.period.as_str(),
+            b.timezone,
+            b.window_start_ms.map(i),
+            b.window_end_ms.map(i),
+            b.soft_pct.map(i64::from),
+            b.hard_pct.map(i64::from),
+            i(b.updated_ms)
+        ],
+    )
+    .map_err(be)?;
+    // A changed budget starts its grants afresh (never more than the new limit).
+    tx.execute("DELETE FROM budget_grants WHERE scope_type = ?1 AND scope_id = ?2", params![b.scope_type.as_str(), b.scope_id])
+        .map_err(be)?;
+    // Recount the current period from the records (the period may have changed).
+    if let Some((start, end)) = b.bounds(now_ms) {
+        let col = scope_column(b.scope_type);
+        let used: (i64, i64) = tx
+            .query_row(
+                &format!(
+                    "SELECT COALESCE(SUM(cost_micros), 0), COALESCE(SUM(input_tokens + output_tokens), 0)
+                     FROM usage WHERE {col} = ?1 AND ts_ms >= ?2 AND ts_ms < ?3"
+                ),
+                params![b.scope_id, i(start), i(end)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(be)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO budget_usage (scope_type, scope_id, period_start_ms, used_micros, used_tokens) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![b.scope_type.as_str(), b.scope_id, i(start), used.0, used.1],
+        )
+        .map_err(be)?;
+        tx.execute(
+            "DELETE FROM budget_usage_node WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3",
+            params![b.scope_type.as_str(), b.scope_id, i(start)],
+        )
+        .map_err(be)?;
+        tx.execute(
+            &format!(
+                "INSERT INTO budget_usage_node (scope_type, scope_id, period_start_ms, node, used_micros, used_tokens)
+                 SELECT ?1, ?2, ?3, node, SUM(cost_micros), SUM(input_tokens + output_tokens)
+                 FROM usage WHERE {col} = ?2 AND ts_ms >= ?3 AND ts_ms < ?4 GROUP BY node"
+            ),
+            params![b.scope_type.as_str(), b.scope_id, i(start), i(end)],
+        )
+        .map_err(be)?;
+        check_thresholds(tx, b, start, Used { micros: u(used.0), tokens: u(used.1) }, now_ms, false)?;
+    }
+    Ok(())
+}
+
 impl Store for SqliteStore {
     fn create_key(&self, k: &KeyRow) -> Result<()> {
         let c = self.conn();
@@ -349,62 +411,7 @@ impl Store for SqliteStore {
     fn put_budget(&self, b: &Budget, now_ms: u64) -> Result<()> {
         let mut c = self.conn();
         let tx = c.transaction().map_err(be)?;
-        tx.execute(
-            &format!(
-                "INSERT OR REPLACE INTO budgets ({BUDGET_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-            ),
-            params![
-                b.scope_type.as_str(),
-                b.scope_id,
-                b.limit_micros.map(i),
-                b.limit_tokens.map(i),
-                b.period.as_str(),
-                b.timezone,
-                b.window_start_ms.map(i),
-                b.window_end_ms.map(i),
-                b.soft_pct.map(i64::from),
-                b.hard_pct.map(i64::from),
-                i(b.updated_ms)
-            ],
-        )
-        .map_err(be)?;
-        // A changed budget starts its grants afresh (never more than the new limit).
-        tx.execute("DELETE FROM budget_grants WHERE scope_type = ?1 AND scope_id = ?2", params![b.scope_type.as_str(), b.scope_id])
-            .map_err(be)?;
-        // Recount the current period from the records (the period may have changed).
-        if let Some((start, end)) = b.bounds(now_ms) {
-            let col = scope_column(b.scope_type);
-            let used: (i64, i64) = tx
-                .query_row(
-                    &format!(
-                        "SELECT COALESCE(SUM(cost_micros), 0), COALESCE(SUM(input_tokens + output_tokens), 0)
-                         FROM usage WHERE {col} = ?1 AND ts_ms >= ?2 AND ts_ms < ?3"
-                    ),
-                    params![b.scope_id, i(start), i(end)],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .map_err(be)?;
-            tx.execute(
-                "INSERT OR REPLACE INTO budget_usage (scope_type, scope_id, period_start_ms, used_micros, used_tokens) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![b.scope_type.as_str(), b.scope_id, i(start), used.0, used.1],
-            )
-            .map_err(be)?;
-            tx.execute(
-                "DELETE FROM budget_usage_node WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3",
-                params![b.scope_type.as_str(), b.scope_id, i(start)],
-            )
-            .map_err(be)?;
-            tx.execute(
-                &format!(
-                    "INSERT INTO budget_usage_node (scope_type, scope_id, period_start_ms, node, used_micros, used_tokens)
-                     SELECT ?1, ?2, ?3, node, SUM(cost_micros), SUM(input_tokens + output_tokens)
-                     FROM usage WHERE {col} = ?2 AND ts_ms >= ?3 AND ts_ms < ?4 GROUP BY node"
-                ),
-                params![b.scope_type.as_str(), b.scope_id, i(start), i(end)],
-            )
-            .map_err(be)?;
-            check_thresholds(&tx, b, start, Used { micros: u(used.0), tokens: u(used.1) }, now_ms, false)?;
-        }
+        put_budget_tx(&tx, b, now_ms)?;
         tx.commit().map_err(be)
     }
 
@@ -761,19 +768,33 @@ impl Store for SqliteStore {
     }
 
     fn decide_request(&self, id: i64, approve: bool, by: &str, note: Option<&str>, now_ms: u64) -> Result<IncreaseRequest> {
-        let c = self.conn();
-        let n = c
+        let mut c = self.conn();
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(be)?;
+        let n = tx
             .execute(
                 "UPDATE budget_requests SET status = ?2, decided_by = ?3, decided_ms = ?4, note = ?5 WHERE id = ?1 AND status = 'pending'",
                 params![id, if approve { "approved" } else { "refused" }, by, i(now_ms), note],
             )
             .map_err(be)?;
-        let row = c.query_row(&format!("SELECT {REQ_COLS} FROM budget_requests WHERE id = ?1"), [id], request_from_row).optional().map_err(be)?;
-        match (n, row) {
-            (1, Some(r)) => Ok(r),
-            (_, Some(r)) => Err(StoreError::Conflict(format!("request {id} was already {}", r.status))),
-            (_, None) => Err(StoreError::NotFound(format!("no budget request {id}"))),
+        let row = tx.query_row(&format!("SELECT {REQ_COLS} FROM budget_requests WHERE id = ?1"), [id], request_from_row).optional().map_err(be)?;
+        let r = match (n, row) {
+            (1, Some(r)) => r,
+            (_, Some(r)) => return Err(StoreError::Conflict(format!("request {id} was already {}", r.status))),
+            (_, None) => return Err(StoreError::NotFound(format!("no budget request {id}"))),
+        };
+        if approve {
+            let current = tx
+                .query_row(
+                    &format!("SELECT {BUDGET_COLS} FROM budgets WHERE scope_type = ?1 AND scope_id = ?2"),
+                    params![r.scope_type.as_str(), r.scope_id],
+                    budget_from_row,
+                )
+                .optional()
+                .map_err(be)?;
+            put_budget_tx(&tx, &Budget::approved(current, &r, now_ms), now_ms)?;
         }
+        tx.commit().map_err(be)?;
+        Ok(r)
     }
 
     fn list_alerts(&self, limit: u32) -> Result<Vec<AlertRow>> {

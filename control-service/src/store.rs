@@ -75,6 +75,20 @@ impl Budget {
         }
     }
 
+    /// The budget after approving `r`: the request's limits on this budget
+    /// (or on a new monthly one when the scope had none).
+    pub fn approved(current: Option<Budget>, r: &IncreaseRequest, now_ms: u64) -> Budget {
+        let mut b = current.unwrap_or_else(|| Budget::monthly(r.scope_type, &r.scope_id, now_ms));
+        if r.limit_micros.is_some() {
+            b.limit_micros = r.limit_micros;
+        }
+        if r.limit_tokens.is_some() {
+            b.limit_tokens = r.limit_tokens;
+        }
+        b.updated_ms = now_ms;
+        b
+    }
+
     pub fn window(&self) -> Option<(u64, u64)> {
         Some((self.window_start_ms?, self.window_end_ms?))
     }
@@ -302,6 +316,9 @@ pub trait Store: Send + Sync + 'static {
     fn list_requests(&self, status: Option<&str>) -> Result<Vec<IncreaseRequest>>;
     fn get_request(&self, id: i64) -> Result<Option<IncreaseRequest>>;
     /// Records the decision on a pending request (Conflict if already decided).
+    /// Approves or refuses a pending request; an approval applies the new
+    /// limit in the same transaction (two concurrent approvals cannot both
+    /// act; the second is a Conflict).
     fn decide_request(&self, id: i64, approve: bool, by: &str, note: Option<&str>, now_ms: u64) -> Result<IncreaseRequest>;
     /// Alerts not yet delivered whose next attempt is due.
     fn due_alerts(&self, now_ms: u64) -> Result<Vec<AlertRow>>;

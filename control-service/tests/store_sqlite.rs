@@ -218,3 +218,43 @@ fn reports_group_bucket_filter_and_monthly_markdown() {
     assert!(md.contains("25.0% of input tokens were served from provider prompt caches"), "{md}");
     assert!(md.contains("| summarise | (none) | gpt-5.4 | 7 |"), "{md}");
 }
+
+#[test]
+fn concurrent_approvals_act_once_and_apply_the_limit_with_the_decision() {
+    use tollgate_control::store::IncreaseRequest;
+    let (s, _dir) = store();
+    let s = std::sync::Arc::new(s);
+    let r = s
+        .create_request(&IncreaseRequest {
+            id: 0,
+            scope_type: ScopeType::Team,
+            scope_id: "growth".into(),
+            limit_micros: Some(9_000_000),
+            limit_tokens: None,
+            justification: "launch".into(),
+            requested_by: "growth-app".into(),
+            created_ms: 1,
+            status: "pending".into(),
+            decided_by: None,
+            decided_ms: None,
+            note: None,
+        })
+        .unwrap();
+    let results: Vec<_> = (0..8)
+        .map(|i| {
+            let s = s.clone();
+            std::thread::spawn(move || s.decide_request(r.id, true, &format!("admin{i}"), None, 10 + i))
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "exactly one approval acts");
+    let b = s.list_budgets().unwrap().into_iter().find(|b| b.scope_id == "growth").unwrap();
+    assert_eq!(b.limit_micros, Some(9_000_000), "the limit applied with the decision");
+    // a refused request changes no budget
+    let mut other = s.create_request(&IncreaseRequest { scope_id: "ops".into(), ..r.clone() }).unwrap();
+    other = s.decide_request(other.id, false, "admin", Some("no"), 20).unwrap();
+    assert_eq!(other.status, "refused");
+    assert!(s.list_budgets().unwrap().iter().all(|b| b.scope_id != "ops"));
+}

@@ -71,7 +71,12 @@ def test_two_replicas_share_state_and_count_once(pg, tmp_path):
                          "cache_share_pct": 0.0, "errors": 0, "rate_limited": 0}]
         rq = a.api("POST", "/v1/budget-requests", {"scope_type": "team", "scope_id": "pgteam", "limit_micros": 2 * 10**9,
                                                    "justification": "growth in december"}, expect=201)[1]
-        assert b.api("POST", f"/v1/budget-requests/{rq['id']}/approve", {"decided_by": "ops"}, expect=200)[1]["status"] == "approved"
+        # concurrent approvals through both replicas: one acts, the others are told it was already decided
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(6) as ex:
+            answers = list(ex.map(lambda i: (a, b)[i % 2].api("POST", f"/v1/budget-requests/{rq['id']}/approve",
+                                                             {"decided_by": f"ops{i}"}), range(6)))
+        assert sorted(st for st, _ in answers) == [200, 409, 409, 409, 409, 409], answers
         assert a.api("GET", "/v1/budgets/team/pgteam", expect=200)[1]["limit_micros"] == 2 * 10**9
     finally:
         a.stop()

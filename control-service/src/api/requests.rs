@@ -104,31 +104,8 @@ pub(super) async fn decide(st: Arc<AppState>, headers: HeaderMap, id: i64, body:
     let d: Decision = if body.is_empty() { Decision::default() } else { serde_json::from_slice(&body).map_err(|e| ApiError::bad("invalid_json", e.to_string()))? };
     let by = d.decided_by.unwrap_or_else(|| "admin".into());
     let store = st.store.clone();
-    let decided = blocking(move || {
-        let r = store.get_request(id)?.ok_or_else(|| StoreError::NotFound(format!("no budget request {id}")))?;
-        if r.status != "pending" {
-            return Err(StoreError::Conflict(format!("request {id} was already {}", r.status)));
-        }
-        if approve {
-            // Apply first: an approval that is recorded has taken effect.
-            let now = now_ms();
-            let mut b = store
-                .list_budgets()?
-                .into_iter()
-                .find(|b| b.scope_type == r.scope_type && b.scope_id == r.scope_id)
-                .unwrap_or_else(|| Budget::monthly(r.scope_type, &r.scope_id, now));
-            if r.limit_micros.is_some() {
-                b.limit_micros = r.limit_micros;
-            }
-            if r.limit_tokens.is_some() {
-                b.limit_tokens = r.limit_tokens;
-            }
-            b.updated_ms = now;
-            store.put_budget(&b, now)?;
-        }
-        store.decide_request(id, approve, &by, d.note.as_deref(), now_ms())
-    })
-    .await?;
+    // One transaction in the store: the decision and, for an approval, the new limit.
+    let decided = blocking(move || store.decide_request(id, approve, &by, d.note.as_deref(), now_ms())).await?;
     log_event("info", "budget increase decided", json!({"id": id, "status": decided.status, "by": decided.decided_by}));
     Ok(Json(serde_json::to_value(decided).unwrap_or(Value::Null)))
 }
