@@ -72,7 +72,6 @@ def test_two_replicas_share_state_and_count_once(pg, tmp_path):
         rq = a.api("POST", "/v1/budget-requests", {"scope_type": "team", "scope_id": "pgteam", "limit_micros": 2 * 10**9,
                                                    "justification": "growth in december"}, expect=201)[1]
         # concurrent approvals through both replicas: one acts, the others are told it was already decided
-        from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(6) as ex:
             answers = list(ex.map(lambda i: (a, b)[i % 2].api("POST", f"/v1/budget-requests/{rq['id']}/approve",
                                                              {"decided_by": f"ops{i}"}), range(6)))
