@@ -309,6 +309,14 @@ impl Store for PgStore {
         })
     }
 
+    fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyRow>> {
+        self.run(async {
+            let c = self.client.lock().await;
+            let sql = format!("SELECT {KEY_COLS} FROM keys WHERE key_hash = $1 AND revoked_ms IS NULL");
+            Ok(c.query_opt(&sql, &[&key_hash]).await.map_err(be)?.as_ref().map(key_row))
+        })
+    }
+
     fn revoke_key(&self, id: &str, now_ms: u64) -> Result<()> {
         self.run(async {
             let c = self.client.lock().await;

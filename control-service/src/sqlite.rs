@@ -386,6 +386,13 @@ impl Store for SqliteStore {
         c.query_row(&format!("SELECT {KEY_COLS} FROM keys WHERE id = ?1"), [id], key_from_row).optional().map_err(be)
     }
 
+    fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyRow>> {
+        let c = self.conn();
+        c.query_row(&format!("SELECT {KEY_COLS} FROM keys WHERE key_hash = ?1 AND revoked_ms IS NULL"), [key_hash], key_from_row)
+            .optional()
+            .map_err(be)
+    }
+
     fn revoke_key(&self, id: &str, now_ms: u64) -> Result<()> {
         let c = self.conn();
         let n = c

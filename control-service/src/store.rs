@@ -277,6 +277,8 @@ pub trait Store: Send + Sync + 'static {
     fn create_key(&self, key: &KeyRow) -> Result<()>;
     fn list_keys(&self) -> Result<Vec<KeyRow>>;
     fn get_key(&self, id: &str) -> Result<Option<KeyRow>>;
+    /// The live (not revoked) key with this hash, through the unique index.
+    fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyRow>>;
     fn revoke_key(&self, id: &str, now_ms: u64) -> Result<()>;
     /// Replaces the key's hash (rotation); the old key stops working.
     fn set_key_hash(&self, id: &str, key_hash: &str) -> Result<()>;

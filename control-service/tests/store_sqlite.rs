@@ -258,3 +258,24 @@ fn concurrent_approvals_act_once_and_apply_the_limit_with_the_decision() {
     assert_eq!(other.status, "refused");
     assert!(s.list_budgets().unwrap().iter().all(|b| b.scope_id != "ops"));
 }
+
+#[test]
+fn a_key_is_found_by_its_hash_until_revoked() {
+    let (s, _dir) = store();
+    let k = KeyRow {
+        id: "kh".into(),
+        key_hash: "b".repeat(64),
+        team: "t".into(),
+        project: "p".into(),
+        models: None,
+        projects: vec![],
+        tags: BTreeMap::new(),
+        created_ms: NOW,
+        revoked_ms: None,
+    };
+    s.create_key(&k).unwrap();
+    assert_eq!(s.key_by_hash(&"b".repeat(64)).unwrap().map(|k| k.id), Some("kh".to_string()));
+    assert!(s.key_by_hash(&"c".repeat(64)).unwrap().is_none());
+    s.revoke_key("kh", NOW + 1).unwrap();
+    assert!(s.key_by_hash(&"b".repeat(64)).unwrap().is_none(), "a revoked key is no longer found");
+}

@@ -35,7 +35,7 @@ pub(super) async fn create_request(State(st): State<Arc<AppState>>, headers: Hea
             // A virtual key.
             let h = hash_key(bearer(&headers).unwrap_or(""));
             let store = st.store.clone();
-            let key = blocking(move || Ok(store.list_keys()?.into_iter().find(|k| k.key_hash == h && k.revoked_ms.is_none())))
+            let key = blocking(move || store.key_by_hash(&h))
                 .await?
                 .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", "invalid_token", "send your virtual key or an admin token"))?;
             let own = match scope_type {
