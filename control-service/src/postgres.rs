@@ -13,8 +13,7 @@
 use std::collections::HashMap;
 
 use tokio::runtime::Handle;
-use tokio::sync::Mutex;
-use tokio_postgres::{types::ToSql, Client, NoTls, Row};
+use tokio_postgres::{types::ToSql, NoTls, Row};
 use tollgate_filter::record::UsageRecord;
 use tollgate_filter::state::{pct_of, IngestAck, ScopeType};
 
@@ -64,9 +63,12 @@ CREATE TABLE IF NOT EXISTS alerts (
 "#;
 
 pub struct PgStore {
-    client: Mutex<Client>,
+    pool: deadpool_postgres::Pool,
     handle: Handle,
 }
+
+/// Connections per replica.
+const POOL_SIZE: usize = 8;
 
 fn be(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -189,18 +191,27 @@ impl PgStore {
     /// Connects (e.g. `host=127.0.0.1 port=5432 user=tollgate dbname=tollgate`) and creates the schema.
     /// Must be called from inside a Tokio runtime.
     pub async fn connect(conninfo: &str) -> Result<PgStore> {
-        let (client, connection) = tokio_postgres::connect(conninfo, NoTls).await.map_err(be)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                crate::log_event("error", "postgres connection lost", serde_json::json!({"error": e.to_string()}));
-            }
-        });
+        let config: tokio_postgres::Config = conninfo.parse().map_err(be)?;
+        let manager = deadpool_postgres::Manager::from_config(
+            config,
+            NoTls,
+            deadpool_postgres::ManagerConfig { recycling_method: deadpool_postgres::RecyclingMethod::Fast },
+        );
+        let pool = deadpool_postgres::Pool::builder(manager).max_size(POOL_SIZE).build().map_err(be)?;
+        let store = PgStore { pool, handle: Handle::current() };
         // Replicas may start together: one creates the schema at a time.
+        let client = store.conn().await?;
         client.batch_execute("SELECT pg_advisory_lock(72461)").await.map_err(be)?;
         let r = client.batch_execute(SCHEMA).await;
         client.batch_execute("SELECT pg_advisory_unlock(72461)").await.map_err(be)?;
         r.map_err(be)?;
-        Ok(PgStore { client: Mutex::new(client), handle: Handle::current() })
+        drop(client);
+        Ok(store)
+    }
+
+    /// A connection from the pool (a broken one is replaced, not reused).
+    async fn conn(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(be)
     }
 
     fn run<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
@@ -275,7 +286,7 @@ async fn budgets_of(c: &impl tokio_postgres::GenericClient) -> Result<Vec<Budget
 impl Store for PgStore {
     fn create_key(&self, k: &KeyRow) -> Result<()> {
         self.run(async {
-            let c = self.client.lock().await;
+            let c = self.conn().await?;
             let models = k.models.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default());
             let res = c
                 .execute(
@@ -296,7 +307,7 @@ impl Store for PgStore {
 
     fn list_keys(&self) -> Result<Vec<KeyRow>> {
         self.run(async {
-            let c = self.client.lock().await;
+            let c = self.conn().await?;
             let rows = c.query(&format!("SELECT {KEY_COLS} FROM keys ORDER BY created_ms, id"), &[]).await.map_err(be)?;
             Ok(rows.iter().map(key_row).collect())
         })
@@ -304,14 +315,14 @@ impl Store for PgStore {
 
     fn get_key(&self, id: &str) -> Result<Option<KeyRow>> {
         self.run(async {
-            let c = self.client.lock().await;
+            let c = self.conn().await?;
             Ok(c.query_opt(&format!("SELECT {KEY_COLS} FROM keys WHERE id = $1"), &[&id]).await.map_err(be)?.as_ref().map(key_row))
         })
     }
 
     fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyRow>> {
         self.run(async {
-            let c = self.client.lock().await;
+            let c = self.conn().await?;
             let sql = format!("SELECT {KEY_COLS} FROM keys WHERE key_hash = $1 AND revoked_ms IS NULL");
             Ok(c.query_opt(&sql, &[&key_hash]).await.map_err(be)?.as_ref().map(key_row))
         })
@@ -319,7 +330,7 @@ impl Store for PgStore {
 
     fn revoke_key(&self, id: &str, now_ms: u64) -> Result<()> {
         self.run(async {
-            let c = self.client.lock().await;
+            let c = self.conn().await?;
             let n = c.execute("UPDATE keys SET revoked_ms = COALESCE(revoked_ms, $2) WHERE id = $1", &[&id, &i(now_ms)]).await.map_err(be)?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("no key with id '{id}'")));
@@ -330,7 +341,7 @@ impl Store for PgStore {
 
     fn set_key_hash(&self, id: &str, key_hash: &str) -> Result<()> {
         self.run(async {
-            let c = self.client.lock().await;
+            let c = self.conn().await?;
             let n = c.execute("UPDATE keys SET key_hash = $2 WHERE id = $1 AND revoked_ms IS NULL", &[&id, &key_hash]).await.map_err(be)?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("no active key with id '{id}'")));
@@ -341,8 +352,8 @@ impl Store for PgStore {
 
     fn put_budget(&self, b: &Budget, now_ms: u64) -> Result<()> {
         self.run(async {
-            let mut c = self.client.lock().await;
-            let tx = c.transaction().await.map_err(be)?;
+            let mut c = self.conn().await?;
+            let tx = tokio_postgres::Client::transaction(&mut c).await.map_err(be)?;
             Self::put_budget_tx(&tx, b, now_ms).await?;
             tx.commit().await.map_err(be)
         })
@@ -350,14 +361,14 @@ impl Store for PgStore {
 
     fn list_budgets(&self) -> Result<Vec<Budget>> {
         self.run(async {
-            let c = self.client.lock().await;
-            budgets_of(&*c).await
+            let c = self.conn().await?;
+            budgets_of(&**c).await
         })
     }
 
     fn delete_budget(&self, st: ScopeType, id: &str) -> Result<()> {
         self.run(async {
-            let c = self.client.lock().await;
+            let c = self.conn().await?;
             let n = c.execute("DELETE FROM budgets WHERE scope_type = $1 AND scope_id = $2", &[&st.as_str(), &id]).await.map_err(be)?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("no budget for {} '{id}'", st.as_str())));
@@ -368,8 +379,8 @@ impl Store for PgStore {
 
     fn grant(&self, node: &str, now_ms: u64, node_ttl_ms: u64) -> Result<GrantSnapshot> {
         self.run(async {
-            let mut c = self.client.lock().await;
-            let tx = c.transaction().await.map_err(be)?;
+            let mut c = self.conn().await?;
+            let tx = tokio_postgres::Client::transaction(&mut c).await.map_err(be)?;
             tx.batch_execute("SELECT pg_advisory_xact_lock(72462)").await.map_err(be)?;
             // seq first: the counts read after it include at least those batches.
             let seq: i64 = tx.query_one("SELECT seq FROM ingest_seq", &[]).await.map_err(be)?.get(0);
@@ -436,7 +447,7 @@ impl Store for PgStore {
 
     fn reserved(&self, st: ScopeType, id: &str, period_start_ms: u64) -> Result<Used> {
         self.run(async {
-            let c = self.client.lock().await;
+            let c = self.conn().await?;
             let r = c
                 .query_one(
                     "SELECT COALESCE(SUM(GREATEST(g.granted_micros - COALESCE(u.used_micros, 0), 0)), 0)::BIGINT,
@@ -454,7 +465,7 @@ impl Store for PgStore {
 
     fn used(&self, st: ScopeType, id: &str, period_start_ms: u64) -> Result<Used> {
         self.run(async {
-            let c = self.client.lock().await;
+            let c = self.conn().await?;
             Ok(c.query_opt(
                 "SELECT used_micros, used_tokens FROM budget_usage WHERE scope_type = $1 AND scope_id = $2 AND period_start_ms = $3",
                 &[&st.as_str(), &id, &i(period_start_ms)],
@@ -468,8 +479,8 @@ impl Store for PgStore {
 
     fn ingest(&self, node: &str, records: &[UsageRecord], raw: Option<&[&str]>, now_ms: u64) -> Result<IngestAck> {
         self.run(async {
-            let mut c = self.client.lock().await;
-            let tx = c.transaction().await.map_err(be)?;
+            let mut c = self.conn().await?;
+            let tx = tokio_postgres::Client::transaction(&mut c).await.map_err(be)?;
             // The counter row's lock orders ingest transactions across replicas.
             let seq: i64 = tx.query_one("UPDATE ingest_seq SET seq = seq + 1 RETURNING seq", &[]).await.map_err(be)?.get(0);
             let budgets = budgets_of(&tx).await?;
@@ -546,7 +557,7 @@ impl Store for PgStore {
 
     fn nodes_active(&self, now_ms: u64, node_ttl_ms: u64) -> Result<u32> {
         self.run(async {
-            let c = self.client.lock().await;
+            let c = self.conn().await?;
             let since = i(now_ms.saturating_sub(node_ttl_ms));
             let n: i64 = c.query_one("SELECT COUNT(*) FROM nodes WHERE last_seen_ms >= $1", &[&since]).await.map_err(be)?.get(0);
             Ok(u32::try_from(n).unwrap_or(0))
@@ -555,7 +566,7 @@ impl Store for PgStore {
 
     fn seq(&self) -> Result<u64> {
         self.run(async {
-            let c = self.client.lock().await;
+            let c = self.conn().await?;
             Ok(u(c.query_one("SELECT seq FROM ingest_seq", &[]).await.map_err(be)?.get(0)))
         })
     }
@@ -592,7 +603,7 @@ impl Store for PgStore {
 
     fn report(&self, q: &ReportQuery) -> Result<Vec<ReportRow>> {
         self.run(async {
-            let c = self.client.lock().await;
+            let c = self.conn().await?;
             let mut select: Vec<String> = q.group_by.iter().map(|d| d.column().to_string()).collect();
             let mut group = select.clone();
             match q.bucket {
@@ -649,7 +660,7 @@ impl Store for PgStore {
 
     fn list_alerts(&self, limit: u32) -> Result<Vec<AlertRow>> {
         self.run(async {
-            let c = self.client.lock().await;
+            let c = self.conn().await?;
             let rows = c.query(&format!("SELECT {ALERT_COLS} FROM alerts ORDER BY id DESC LIMIT $1"), &[&i64::from(limit)]).await.map_err(be)?;
             Ok(rows.iter().map(alert_row).collect())
         })
@@ -657,7 +668,7 @@ impl Store for PgStore {
 
     fn due_alerts(&self, now_ms: u64) -> Result<Vec<AlertRow>> {
         self.run(async {
-            let c = self.client.lock().await;
+            let c = self.conn().await?;
             let rows = c
                 .query(&format!("SELECT {ALERT_COLS} FROM alerts WHERE delivered_ms IS NULL AND next_attempt_ms <= $1 AND attempts < 50 ORDER BY id LIMIT 100"), &[&i(now_ms)])
                 .await
@@ -668,7 +679,7 @@ impl Store for PgStore {
 
     fn alert_attempted(&self, id: i64, ok: bool, error: Option<&str>, next_attempt_ms: u64, now_ms: u64) -> Result<()> {
         self.run(async {
-            let c = self.client.lock().await;
+            let c = self.conn().await?;
             c.execute(
                 "UPDATE alerts SET attempts = attempts + 1, delivered_ms = CASE WHEN $2 THEN $5::BIGINT ELSE NULL END, last_error = $3, next_attempt_ms = $4 WHERE id = $1",
                 &[&id, &ok, &error, &i(next_attempt_ms), &i(now_ms)],
@@ -681,7 +692,7 @@ impl Store for PgStore {
 
     fn create_request(&self, r: &IncreaseRequest) -> Result<IncreaseRequest> {
         self.run(async {
-            let c = self.client.lock().await;
+            let c = self.conn().await?;
             let row = c
                 .query_one(
                     &format!(
@@ -698,7 +709,7 @@ impl Store for PgStore {
 
     fn list_requests(&self, status: Option<&str>) -> Result<Vec<IncreaseRequest>> {
         self.run(async {
-            let c = self.client.lock().await;
+            let c = self.conn().await?;
             let rows = c
                 .query(&format!("SELECT {REQ_COLS} FROM budget_requests WHERE ($1::TEXT IS NULL OR status = $1) ORDER BY id DESC"), &[&status])
                 .await
@@ -709,15 +720,15 @@ impl Store for PgStore {
 
     fn get_request(&self, id: i64) -> Result<Option<IncreaseRequest>> {
         self.run(async {
-            let c = self.client.lock().await;
+            let c = self.conn().await?;
             Ok(c.query_opt(&format!("SELECT {REQ_COLS} FROM budget_requests WHERE id = $1"), &[&id]).await.map_err(be)?.as_ref().map(req_row))
         })
     }
 
     fn decide_request(&self, id: i64, approve: bool, by: &str, note: Option<&str>, now_ms: u64) -> Result<IncreaseRequest> {
         self.run(async {
-            let mut c = self.client.lock().await;
-            let tx = c.transaction().await.map_err(be)?;
+            let mut c = self.conn().await?;
+            let tx = tokio_postgres::Client::transaction(&mut c).await.map_err(be)?;
             let status = if approve { "approved" } else { "refused" };
             // The row lock of this UPDATE orders concurrent decisions: the second sees it decided.
             let row = tx

@@ -4,6 +4,7 @@ once, and the full request path works with Envoy balancing the replicas."""
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 import uuid
@@ -101,3 +102,28 @@ def test_full_path_with_envoy_balancing_two_postgres_replicas(pg, tmp_path):
             assert replica.api("GET", "/v1/budgets/team/fleet", expect=200)[1]["used_micros"] <= 6_000
     finally:
         s.stop()
+
+
+def test_lost_database_connections_are_replaced(pg, tmp_path):
+    """The store keeps a pool: when PostgreSQL drops its connections (a failover, an
+    idle timeout, a restart), the next calls get new ones instead of failing forever."""
+    db = pg.conninfo + "?application_name=tollgate-pool-test"
+    c = sm.Control(tmp_path, db=db, name="pooled")
+    try:
+        c.api("PUT", "/v1/budgets/team/pooled", {"limit_micros": 10**6, "period": "monthly"}, expect=200)
+        kill = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'tollgate-pool-test' AND pid <> pg_backend_pid()")
+        out = subprocess.run([str(pg.bin / "psql"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "tollgate", "-d", "tollgate",
+                              "-tAc", kill], capture_output=True, text=True, timeout=30, check=True).stdout
+        assert int(out.strip()) >= 1, out
+        deadline = time.monotonic() + 10
+        while True:
+            status, body = c.api("GET", "/v1/budgets/team/pooled")
+            if status == 200:
+                break
+            assert time.monotonic() < deadline, f"the store never recovered: {status} {body}"
+            time.sleep(0.2)
+        assert body["limit_micros"] == 10**6
+        assert c.api("POST", "/v1/usage", {"node": "n", "records": [record("pooled", 7)]}, token=sm.FILTER_TOKEN)[0] == 200
+    finally:
+        c.stop()
