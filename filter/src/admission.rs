@@ -85,7 +85,7 @@ pub enum Decision {
 /// The state of the budgets as one request sees it.
 pub struct Situation<'a> {
     /// Budgets of the request's key, team and project (empty: none apply).
-    pub budgets: &'a [BudgetDoc],
+    pub budgets: &'a [&'a BudgetDoc],
     /// The state is older than `stale_after_ms`, or was never received.
     pub stale: bool,
     /// A state was received at least once.
@@ -238,7 +238,7 @@ mod tests {
         .unwrap()
     }
 
-    fn situation(b: &[BudgetDoc]) -> Situation<'_> {
+    fn situation<'a>(b: &'a [&'a BudgetDoc]) -> Situation<'a> {
         Situation { budgets: b, stale: false, have_state: true, failure_mode: FailureMode::Local, now_ms: 1000 }
     }
 
@@ -247,7 +247,8 @@ mod tests {
     #[test]
     fn reserves_until_the_worst_case_no_longer_fits_then_settles() {
         let store = MemCounters::default();
-        let b = [budget(1000)];
+        let b0 = budget(1000);
+        let b = [&b0];
         let mut taken = Vec::new();
         for _ in 0..3 {
             match admit(&store, &situation(&b), W) {
@@ -267,7 +268,8 @@ mod tests {
     #[test]
     fn lost_races_are_retried_and_contention_never_answers_exhausted() {
         let store = MemCounters::default();
-        let b = [budget(1000)];
+        let b0 = budget(1000);
+        let b = [&b0];
         store.lose_races.set(5);
         assert!(matches!(admit(&store, &situation(&b), W), Decision::Admitted { ref reservations, .. } if reservations.len() == 1));
         // more lost races than retries: served, unreserved, never a 429
@@ -284,7 +286,8 @@ mod tests {
         let mut project = budget(100);
         project.scope_type = ScopeType::Project;
         project.scope_id = "p".into();
-        let b = [budget(1000), project];
+        let team = budget(1000);
+        let b = [&team, &project];
         assert!(matches!(admit(&store, &situation(&b), W), Decision::Denied { .. }));
         assert_eq!(store.counter(ScopeType::Team, "t").reserved_micros, 0, "team reservation released");
     }
@@ -292,7 +295,8 @@ mod tests {
     #[test]
     fn stale_state_follows_the_failure_mode() {
         let store = MemCounters::default();
-        let b = [budget(1000)];
+        let b0 = budget(1000);
+        let b = [&b0];
         let mut s = situation(&b);
         s.stale = true;
         s.failure_mode = FailureMode::Open;
@@ -310,7 +314,7 @@ mod tests {
         let mut b = budget(1000);
         b.used_micros = 850;
         b.share_micros = Some(150);
-        let d = admit(&store, &situation(std::slice::from_ref(&b)), Amount { micros: 100, tokens: 1 });
+        let d = admit(&store, &situation(&[&b]), Amount { micros: 100, tokens: 1 });
         match d {
             Decision::Admitted { headers, decision, .. } => {
                 assert_eq!(decision, "soft");

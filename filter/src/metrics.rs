@@ -30,16 +30,6 @@ pub fn label(v: &str) -> String {
     }
 }
 
-fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Ok => "ok",
-        Outcome::Rejected => "rejected",
-        Outcome::ProviderError => "provider_error",
-        Outcome::UpstreamCut => "upstream_cut",
-        Outcome::ClientAborted => "client_aborted",
-    }
-}
-
 /// The metrics one record adds to: (kind, name, value).
 ///
 /// The model label is the upstream model only when the provider served the
@@ -56,7 +46,7 @@ pub fn for_record(r: &UsageRecord) -> Vec<(Kind, String, u64)> {
         label(model.unwrap_or("")),
         label(r.provider.as_deref().unwrap_or(""))
     );
-    let mut out = vec![(Kind::Counter, format!("tollgate.requests.{dims}.outcome.{}", outcome_name(r.outcome)), 1)];
+    let mut out = vec![(Kind::Counter, format!("tollgate.requests.{dims}.outcome.{}", r.outcome.as_str()), 1)];
     let u = &r.usage;
     for (name, v) in [
         ("input_tokens", u.input_tokens),

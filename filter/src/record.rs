@@ -25,6 +25,19 @@ pub enum Outcome {
     ClientAborted,
 }
 
+impl Outcome {
+    /// The name used in records, metrics and access logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Rejected => "rejected",
+            Outcome::ProviderError => "provider_error",
+            Outcome::UpstreamCut => "upstream_cut",
+            Outcome::ClientAborted => "client_aborted",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UsageSource {
@@ -109,16 +122,16 @@ impl UsageRecord {
     /// filter applies it to every record it emits, so a hostile client or
     /// provider cannot make a record the control service must refuse.
     pub fn bounded(mut self) -> UsageRecord {
-        use crate::text::clean_field as c;
+        use crate::text::bound_in_place as c;
         let opt = |o: &mut Option<String>, n: usize| {
             if let Some(s) = o.as_mut() {
-                *s = c(s, n);
+                c(s, n);
             }
         };
-        self.id = c(&self.id, MAX_ID);
+        c(&mut self.id, MAX_ID);
         opt(&mut self.client_request_id, MAX_ID);
         for s in [&mut self.key_id, &mut self.key_hash, &mut self.team, &mut self.project, &mut self.budget_decision] {
-            *s = c(s, MAX_NAME);
+            c(s, MAX_NAME);
         }
         for (o, n) in [
             (&mut self.feature, MAX_NAME),
@@ -133,12 +146,14 @@ impl UsageRecord {
         ] {
             opt(o, n);
         }
-        if self.tags.len() > MAX_TAGS || self.tags.iter().any(|(k, v)| k.chars().count() > MAX_NAME || v.chars().count() > MAX_NAME) {
-            self.tags = self.tags.iter().take(MAX_TAGS).map(|(k, v)| (c(k, MAX_NAME), c(v, MAX_NAME))).collect();
+        let clean = |v: &str, n: usize| v.len() <= n && !v.chars().any(char::is_control);
+        if self.tags.len() > MAX_TAGS || self.tags.iter().any(|(k, v)| !clean(k, MAX_NAME) || !clean(v, MAX_NAME)) {
+            use crate::text::clean_field as cf;
+            self.tags = self.tags.iter().take(MAX_TAGS).map(|(k, v)| (cf(k, MAX_NAME), cf(v, MAX_NAME))).collect();
         }
         self.budget_scopes.truncate(MAX_SCOPES);
         for s in &mut self.budget_scopes {
-            *s = c(s, 2 * MAX_NAME);
+            c(s, 2 * MAX_NAME);
         }
         self.usage = self.usage.bounded();
         self.cost_micros = self.cost_micros.min(MAX_COST_MICROS);
@@ -478,6 +493,9 @@ mod tests {
         let rec = sample();
         let s = serde_json::to_string(&rec).unwrap();
         assert!(s.contains("\"api\":\"anthropic_messages\"") && s.contains("\"outcome\":\"ok\""), "{s}");
+        for o in [Outcome::Ok, Outcome::Rejected, Outcome::ProviderError, Outcome::UpstreamCut, Outcome::ClientAborted] {
+            assert_eq!(serde_json::to_string(&o).unwrap(), format!("\"{}\"", o.as_str()));
+        }
         let back: UsageRecord = serde_json::from_str(&s).unwrap();
         assert_eq!(back, rec);
     }

@@ -124,19 +124,23 @@ impl Shipper {
         if records.is_empty() {
             return None;
         }
-        // A record that is not JSON (it cannot happen: the filter wrote it) is parked here.
-        let (good, bad): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
-            records.into_iter().partition(|r| serde_json::from_slice::<&serde_json::value::RawValue>(r).is_ok());
-        self.parked += bad.len() as u64;
-        let raws: Vec<&serde_json::value::RawValue> = good.iter().filter_map(|r| serde_json::from_slice(r).ok()).collect();
-        let body = serde_json::to_vec(&IngestBatch { node: node.into(), records: raws }).ok()?;
+        // One pass: a record that is not JSON (it cannot happen: the filter
+        // wrote it) is parked here; the others go, with their budget deltas.
         let mut deltas = Vec::new();
-        for r in &good {
-            deltas_of(r, &mut deltas);
+        let mut good = Vec::with_capacity(records.len());
+        for r in records {
+            if serde_json::from_slice::<&serde_json::value::RawValue>(&r).is_ok() {
+                deltas_of(&r, &mut deltas);
+                good.push(r);
+            } else {
+                self.parked += 1;
+            }
         }
         if good.is_empty() {
             return None;
         }
+        let raws: Vec<&serde_json::value::RawValue> = good.iter().filter_map(|r| serde_json::from_slice(r).ok()).collect();
+        let body = serde_json::to_vec(&IngestBatch { node: node.into(), records: raws }).ok()?;
         Some((body, Pending { records: good, deltas }))
     }
 

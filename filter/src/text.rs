@@ -8,6 +8,15 @@ pub fn clean_field(s: &str, max_chars: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max_chars).collect()
 }
 
+/// [`clean_field`] in place, without allocating when `s` is already clean
+/// and short (the usual case: the record is bounded on every request).
+pub fn bound_in_place(s: &mut String, max_chars: usize) {
+    if s.len() <= max_chars && !s.chars().any(char::is_control) {
+        return;
+    }
+    *s = clean_field(s, max_chars);
+}
+
 /// May `v` be sent as an HTTP header value? Visible ASCII and spaces only:
 /// no CR, LF, NUL or other control byte (header injection), no bytes that
 /// are not ASCII (clients disagree on their encoding).
@@ -33,6 +42,11 @@ mod tests {
     fn cleans_and_bounds() {
         assert_eq!(clean_field("a\r\nb\u{1b}[31mc\0", 10), "ab[31mc");
         assert_eq!(clean_field("ééé", 2), "éé");
+        for (input, max) in [("ok", 10), ("a\u{1b}b", 10), ("ééé", 2), ("abcdef", 3)] {
+            let mut s = input.to_string();
+            bound_in_place(&mut s, max);
+            assert_eq!(s, clean_field(input, max), "{input:?}");
+        }
         assert!(header_safe("gpt-5.4 mini"));
         for bad in ["a\r\nset-cookie: x", "a\0", "caf\u{e9}", "\u{7f}"] {
             assert!(!header_safe(bad), "{bad:?}");

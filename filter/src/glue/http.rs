@@ -121,6 +121,8 @@ pub(super) struct TollgateHttp {
     phase: Phase,
     start_ms: u64,
     headers: RequestHeaders,
+    /// The client's `:path` (valid UTF-8, checked once).
+    path: String,
     request_id: String,
     client_request_id: Option<String>,
     api: Option<Api>,
@@ -177,6 +179,7 @@ impl TollgateHttp {
             phase: Phase::Start,
             start_ms: 0,
             headers: RequestHeaders::default(),
+            path: String::new(),
             request_id: String::new(),
             client_request_id: None,
             api: None,
@@ -264,7 +267,7 @@ impl TollgateHttp {
         let Ok(path) = String::from_utf8(std::mem::take(&mut self.headers.path)) else {
             return self.reject(GatewayError::bad_request("invalid_path", "The request path is not valid UTF-8."));
         };
-        self.headers.path = path.clone().into_bytes();
+        self.path = path.clone();
         let endpoint = classify_path(&path);
         if endpoint == Endpoint::Other {
             return match cfg.other_paths {
@@ -361,7 +364,7 @@ impl TollgateHttp {
             return self.reject(GatewayError::headers_already_forwarded());
         }
         let body = host::buffer(REQUEST_BODY, 0, body_size);
-        let plan = match route::plan(cfg, &key, api, &body, &self.headers.path_str(), self.headers.has_anthropic_version) {
+        let plan = match route::plan(cfg, &key, api, &body, &self.path, self.headers.has_anthropic_version) {
             Ok(p) => p,
             Err(r) => {
                 self.chat = r.chat;
@@ -457,10 +460,7 @@ impl TollgateHttp {
         let Some(ctl) = &cfg.control else { return Ok(()) };
         let (view, ok_ms) = self.state();
         let now = now_ms(self);
-        let budgets: Vec<crate::state::BudgetDoc> = view
-            .as_ref()
-            .map(|v| v.budgets_for(&key.id, &key.team, &self.project).into_iter().cloned().collect())
-            .unwrap_or_default();
+        let budgets = view.as_ref().map(|v| v.budgets_for(&key.id, &key.team, &self.project)).unwrap_or_default();
         let situation = Situation {
             budgets: &budgets,
             stale: ok_ms.is_none_or(|ok| now.saturating_sub(ok) > ctl.stale_after_ms),
@@ -541,7 +541,6 @@ impl TollgateHttp {
         }
         // Filter state for access logs: %FILTER_STATE(wasm.tollgate.usage:PLAIN)% and flat fields.
         host::set_property(&["tollgate.usage"], json.as_bytes());
-        let outcome = serde_json::to_string(&rec.outcome).unwrap_or_default();
         let fields: [(&str, &str); 10] = [
             ("tollgate.budget_decision", &rec.budget_decision),
             ("tollgate.team", &rec.team),
@@ -552,7 +551,7 @@ impl TollgateHttp {
             ("tollgate.cost_micros", &rec.cost_micros.to_string()),
             ("tollgate.input_tokens", &rec.usage.input_tokens.to_string()),
             ("tollgate.output_tokens", &rec.usage.output_tokens.to_string()),
-            ("tollgate.outcome", outcome.trim_matches('"')),
+            ("tollgate.outcome", rec.outcome.as_str()),
         ];
         for (k, v) in fields {
             host::set_property(&[k], v.as_bytes());
@@ -616,12 +615,6 @@ impl TollgateHttp {
         }
         self.response_complete = true;
         self.settle(Termination::Complete)
-    }
-}
-
-impl RequestHeaders {
-    fn path_str(&self) -> String {
-        String::from_utf8_lossy(&self.path).into_owned()
     }
 }
 
