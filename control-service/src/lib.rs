@@ -3,6 +3,8 @@
 
 pub mod api;
 pub mod cli;
+pub mod db;
+pub mod ledger;
 pub mod periods;
 pub mod postgres;
 pub mod monthly;

@@ -1,5 +1,6 @@
-//! The storage trait. One real backend today (SQLite, `sqlite.rs`); the API
-//! is generic over it so PostgreSQL slots in beside it.
+//! What the API asks of storage (`Store`), the types it answers in, and
+//! the pure arithmetic of grants and record effects. One implementation:
+//! the ledger (`ledger/`) over either database (`db.rs`).
 
 use std::collections::BTreeMap;
 
@@ -275,6 +276,8 @@ pub fn grant_doc(
 
 pub trait Store: Send + Sync + 'static {
     fn create_key(&self, key: &KeyRow) -> Result<()>;
+    /// Creates every key or none (one transaction); Conflict names the first clash.
+    fn create_keys(&self, keys: &[KeyRow]) -> Result<()>;
     fn list_keys(&self) -> Result<Vec<KeyRow>>;
     fn get_key(&self, id: &str) -> Result<Option<KeyRow>>;
     /// The live (not revoked) key with this hash, through the unique index.

@@ -1,9 +1,17 @@
-//! The SQLite store against a real database file.
+//! The ledger's contract, run against both backends: a real SQLite file
+//! and a real PostgreSQL (started by `support/pg.rs`). Every flow is one
+//! function taking the store; `contract!` runs each on both. Below it,
+//! what only one backend has (SQLite reopening a file, migrations of a
+//! database written before versioned migrations).
+
+mod support;
+
+use std::sync::Arc;
 
 use std::collections::BTreeMap;
 
 use tollgate_control::sqlite::SqliteStore;
-use tollgate_control::store::{Budget, KeyRow, SpendFilter, Store};
+use tollgate_control::store::{Budget, KeyRow, SpendFilter, Store, StoreError};
 use tollgate_filter::record::{Outcome, UsageRecord, UsageSource};
 use tollgate_filter::request::Api;
 use tollgate_filter::state::ScopeType;
@@ -11,10 +19,34 @@ use tollgate_filter::usage::Usage;
 
 const NOW: u64 = 1_795_885_000_000; // 2026-11-28
 
-fn store() -> (SqliteStore, tempdir::Dir) {
+fn sqlite() -> (Arc<dyn Store>, tempdir::Dir) {
     let dir = tempdir::Dir::new();
-    (SqliteStore::open(&dir.path.join("t.db")).unwrap(), dir)
+    (Arc::new(SqliteStore::open(&dir.path.join("t.db")).unwrap()), dir)
 }
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[test] fn $name() { let (s, _dir) = super::sqlite(); super::$name(s) })*
+        }
+        mod on_postgres {
+            $(#[test] fn $name() { super::$name(std::sync::Arc::new(super::support::pg::store())) })*
+        }
+    };
+}
+
+contract!(
+    ingest_is_idempotent_by_record_id,
+    budgets_count_their_scope_and_period_and_recount_on_change,
+    thresholds_raise_one_alert_each_per_period,
+    keys_create_revoke_rotate,
+    keys_in_bulk_all_or_none,
+    reports_group_bucket_filter_and_monthly_markdown,
+    concurrent_approvals_act_once_and_apply_the_limit_with_the_decision,
+    a_key_is_found_by_its_hash_until_revoked,
+    grants_share_the_room_and_never_exceed_the_limit,
+    sums_saturate_instead_of_failing,
+);
 
 mod tempdir {
     pub struct Dir {
@@ -75,9 +107,7 @@ fn budget(team: &str, limit: u64) -> Budget {
     Budget { limit_micros: Some(limit), ..Budget::monthly(ScopeType::Team, team, NOW) }
 }
 
-#[test]
-fn ingest_is_idempotent_by_record_id() {
-    let (s, _d) = store();
+fn ingest_is_idempotent_by_record_id(s: Arc<dyn Store>) {
     let a = s.ingest("n1", &[rec("r1", "t", 10, 1, 2), rec("r2", "t", 20, 3, 4)], None, NOW).unwrap();
     assert_eq!((a.accepted, a.duplicates), (2, 0));
     let b = s.ingest("n2", &[rec("r2", "t", 20, 3, 4), rec("r3", "t", 5, 0, 1)], None, NOW).unwrap();
@@ -87,9 +117,7 @@ fn ingest_is_idempotent_by_record_id() {
     assert_eq!((t.requests, t.cost_micros, t.input_tokens, t.output_tokens), (3, 35, 4, 7));
 }
 
-#[test]
-fn budgets_count_their_scope_and_period_and_recount_on_change() {
-    let (s, _d) = store();
+fn budgets_count_their_scope_and_period_and_recount_on_change(s: Arc<dyn Store>) {
     s.ingest("n", &[rec("old", "t", 100, 0, 0)], None, NOW).unwrap();
     s.put_budget(&budget("t", 1000), NOW).unwrap();
     let start = budget("t", 0).bounds(NOW).unwrap().0;
@@ -101,9 +129,7 @@ fn budgets_count_their_scope_and_period_and_recount_on_change() {
     assert_eq!(s.used(ScopeType::Team, "t", start).unwrap().micros, 150);
 }
 
-#[test]
-fn thresholds_raise_one_alert_each_per_period() {
-    let (s, _d) = store();
+fn thresholds_raise_one_alert_each_per_period(s: Arc<dyn Store>) {
     s.put_budget(&budget("t", 1000), NOW).unwrap();
     s.ingest("n", &[rec("a", "t", 500, 0, 0)], None, NOW).unwrap();
     assert!(s.list_alerts(10).unwrap().is_empty());
@@ -128,9 +154,7 @@ fn thresholds_raise_one_alert_each_per_period() {
     assert_eq!(s.due_alerts(NOW + 1000).unwrap().len(), 1);
 }
 
-#[test]
-fn keys_create_revoke_rotate() {
-    let (s, _d) = store();
+fn keys_create_revoke_rotate(s: Arc<dyn Store>) {
     let k = KeyRow {
         id: "k1".into(),
         key_hash: "a".repeat(64),
@@ -152,23 +176,8 @@ fn keys_create_revoke_rotate() {
     assert!(s.revoke_key("nope", NOW).is_err());
 }
 
-#[test]
-fn data_survives_reopen() {
-    let dir = tempdir::Dir::new();
-    let path = dir.path.join("t.db");
-    {
-        let s = SqliteStore::open(&path).unwrap();
-        s.ingest("n", &[rec("r1", "t", 10, 1, 1)], None, NOW).unwrap();
-    }
-    let s = SqliteStore::open(&path).unwrap();
-    assert_eq!(s.spend(&SpendFilter::default()).unwrap().requests, 1);
-    assert_eq!(s.ingest("n", &[rec("r1", "t", 10, 1, 1)], None, NOW).unwrap().duplicates, 1);
-}
-
-#[test]
-fn reports_group_bucket_filter_and_monthly_markdown() {
+fn reports_group_bucket_filter_and_monthly_markdown(s: Arc<dyn Store>) {
     use tollgate_control::reports::{Bucket, Dim, ReportQuery};
-    let (s, _d) = store();
     let day = 86_400_000u64;
     let mut recs = vec![];
     for i in 0..10u64 {
@@ -211,7 +220,7 @@ fn reports_group_bucket_filter_and_monthly_markdown() {
 
     let month = tollgate_control::monthly::current_month(NOW);
     let (from, to, prev) = tollgate_control::monthly::month_bounds(&month).unwrap();
-    let md = tollgate_control::monthly::render(&s, &month, from, to, prev).unwrap();
+    let md = tollgate_control::monthly::render(&*s, &month, from, to, prev).unwrap();
     assert!(md.starts_with(&format!("# AI spend review — {month}")), "{md}");
     assert!(md.contains("**Total spend: $0.001045**"), "{md}");
     assert!(md.contains("| gpt-5.4 | 7 | 70.0% |"), "{md}");
@@ -219,11 +228,8 @@ fn reports_group_bucket_filter_and_monthly_markdown() {
     assert!(md.contains("| summarise | (none) | gpt-5.4 | 7 |"), "{md}");
 }
 
-#[test]
-fn concurrent_approvals_act_once_and_apply_the_limit_with_the_decision() {
+fn concurrent_approvals_act_once_and_apply_the_limit_with_the_decision(s: Arc<dyn Store>) {
     use tollgate_control::store::IncreaseRequest;
-    let (s, _dir) = store();
-    let s = std::sync::Arc::new(s);
     let r = s
         .create_request(&IncreaseRequest {
             id: 0,
@@ -259,9 +265,7 @@ fn concurrent_approvals_act_once_and_apply_the_limit_with_the_decision() {
     assert!(s.list_budgets().unwrap().iter().all(|b| b.scope_id != "ops"));
 }
 
-#[test]
-fn a_key_is_found_by_its_hash_until_revoked() {
-    let (s, _dir) = store();
+fn a_key_is_found_by_its_hash_until_revoked(s: Arc<dyn Store>) {
     let k = KeyRow {
         id: "kh".into(),
         key_hash: "b".repeat(64),
@@ -278,4 +282,130 @@ fn a_key_is_found_by_its_hash_until_revoked() {
     assert!(s.key_by_hash(&"c".repeat(64)).unwrap().is_none());
     s.revoke_key("kh", NOW + 1).unwrap();
     assert!(s.key_by_hash(&"b".repeat(64)).unwrap().is_none(), "a revoked key is no longer found");
+}
+
+fn key(id: &str, hash: char) -> KeyRow {
+    KeyRow {
+        id: id.into(),
+        key_hash: hash.to_string().repeat(64),
+        team: "t".into(),
+        project: "p".into(),
+        models: None,
+        projects: vec![],
+        tags: BTreeMap::new(),
+        created_ms: NOW,
+        revoked_ms: None,
+    }
+}
+
+fn keys_in_bulk_all_or_none(s: Arc<dyn Store>) {
+    let clash = [key("b1", 'a'), key("b2", 'b'), key("b1", 'c')];
+    assert!(matches!(s.create_keys(&clash), Err(StoreError::Conflict(_))));
+    assert!(s.list_keys().unwrap().is_empty(), "a refused batch creates no key");
+    s.create_keys(&[key("b1", 'a'), key("b2", 'b')]).unwrap();
+    assert_eq!(s.list_keys().unwrap().len(), 2);
+    let same_hash = [key("b3", 'a')];
+    assert!(matches!(s.create_keys(&same_hash), Err(StoreError::Conflict(_))), "two keys cannot share a hash");
+}
+
+fn grants_share_the_room_and_never_exceed_the_limit(s: Arc<dyn Store>) {
+    s.put_budget(&budget("t", 1000), NOW).unwrap();
+    let start = budget("t", 0).bounds(NOW).unwrap().0;
+    let share = |g: &tollgate_control::store::GrantSnapshot| g.budgets[0].share_micros;
+    // alone: everything
+    assert_eq!(share(&s.grant("n1", NOW, 60_000).unwrap()), Some(1000));
+    // a second node: nothing free until the first polls again
+    let g2 = s.grant("n2", NOW, 60_000).unwrap();
+    assert_eq!((share(&g2), g2.nodes_active), (Some(0), 2));
+    assert_eq!(s.reserved(ScopeType::Team, "t", start).unwrap().micros, 1000);
+    s.ingest("n1", &[rec("g1", "t", 300, 0, 0)], None, NOW).unwrap();
+    // n1: its use plus half of what is left, (1000 - 300) / 2
+    assert_eq!(share(&s.grant("n1", NOW, 60_000).unwrap()), Some(350));
+    assert_eq!(share(&s.grant("n2", NOW, 60_000).unwrap()), Some(350));
+    let reserved = s.reserved(ScopeType::Team, "t", start).unwrap().micros;
+    assert_eq!(reserved, 700);
+    assert!(reserved + s.used(ScopeType::Team, "t", start).unwrap().micros <= 1000);
+    // a node silent past the TTL gives back what it did not spend
+    assert_eq!(share(&s.grant("n1", NOW + 120_000, 60_000).unwrap()), Some(700));
+}
+
+fn sums_saturate_instead_of_failing(s: Arc<dyn Store>) {
+    s.put_budget(&budget("t", 1000), NOW).unwrap();
+    let start = budget("t", 0).bounds(NOW).unwrap().0;
+    let big = i64::MAX as u64 - 5;
+    s.ingest("n", &[rec("s1", "t", big, 0, 0)], None, NOW).unwrap();
+    s.ingest("n", &[rec("s2", "t", big, 0, 0)], None, NOW).unwrap();
+    assert_eq!(s.used(ScopeType::Team, "t", start).unwrap().micros, i64::MAX as u64);
+    assert_eq!(s.ingest("n", &[rec("s3", "t", 1, 0, 0)], None, NOW).unwrap().accepted, 1, "later records still count");
+}
+
+// ---- SQLite only ----
+
+#[test]
+fn data_survives_reopen() {
+    let dir = tempdir::Dir::new();
+    let path = dir.path.join("t.db");
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        s.ingest("n", &[rec("r1", "t", 10, 1, 1)], None, NOW).unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.spend(&SpendFilter::default()).unwrap().requests, 1);
+    assert_eq!(s.ingest("n", &[rec("r1", "t", 10, 1, 1)], None, NOW).unwrap().duplicates, 1);
+}
+
+
+/// A database written by Tollgate before versioned migrations (the
+/// baseline schema, one number per record) is migrated in place: records,
+/// keys and duplicates detection survive, batch numbers continue.
+#[test]
+fn a_database_from_before_migrations_is_migrated_in_place() {
+    let dir = tempdir::Dir::new();
+    let path = dir.path.join("old.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(tollgate_control::sqlite::MIGRATIONS[0].sql).unwrap();
+        c.execute_batch(
+            "INSERT INTO keys VALUES ('k1', 'h1', 't', 'p', NULL, '[]', '{}', 1, NULL);
+             INSERT INTO usage (id, node, ts_ms, key_id, team, project, status, outcome, input_tokens, cached_input_tokens,
+                 cache_write_tokens, output_tokens, reasoning_tokens, cost_micros, record)
+             VALUES ('old1', 'n', 1795885000000, 'k1', 't', 'p', 200, 'ok', 1, 0, 0, 1, 0, 10, '{}'),
+                    ('old2', 'n', 1795885000000, 'k1', 't', 'p', 200, 'ok', 1, 0, 0, 1, 0, 20, '{}');",
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.spend(&SpendFilter::default()).unwrap().cost_micros, 30);
+    assert_eq!(s.seq().unwrap(), 2);
+    assert_eq!(s.get_key("k1").unwrap().unwrap().team, "t");
+    let a = s.ingest("n", &[rec("old1", "t", 10, 1, 1), rec("new", "t", 5, 0, 0)], None, NOW).unwrap();
+    assert_eq!((a.accepted, a.duplicates, a.seq), (1, 1, 3));
+    drop(s);
+    // opening again applies nothing
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.spend(&SpendFilter::default()).unwrap().requests, 3);
+}
+
+#[test]
+fn a_database_from_a_newer_tollgate_is_refused_on_both_backends() {
+    let dir = tempdir::Dir::new();
+    let path = dir.path.join("new.db");
+    drop(SqliteStore::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("INSERT INTO schema_migrations VALUES (999, 'from_the_future', 1)")
+        .unwrap();
+    let e = SqliteStore::open(&path).err().expect("refused");
+    assert!(e.to_string().contains("schema version 999"), "{e}");
+
+    let url = support::pg::fresh_database();
+    let rt = &support::pg::server().rt;
+    drop(rt.block_on(tollgate_control::postgres::PgStore::connect(&url)).unwrap());
+    rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        c.batch_execute("INSERT INTO schema_migrations VALUES (999, 'from_the_future', 1)").await.unwrap();
+    });
+    let e = rt.block_on(tollgate_control::postgres::PgStore::connect(&url)).err().expect("refused");
+    assert!(e.to_string().contains("schema version 999"), "{e}");
 }

@@ -1,0 +1,233 @@
+//! The seam between the ledger and a SQL database: run statements inside
+//! one transaction, with arguments and rows in a handful of plain types.
+//!
+//! The ledger (`ledger/`) writes its flows once against [`Db`] and [`Tx`],
+//! in the SQL both SQLite (≥ 3.35) and PostgreSQL accept: `?N` placeholders
+//! (PostgreSQL's `$N` are substituted by its backend), `ON CONFLICT … DO`,
+//! `RETURNING`, `CAST(SUM(…) AS BIGINT)` (PostgreSQL's SUM of BIGINT is
+//! NUMERIC), `CASE` instead of two-argument `MAX`/`GREATEST`. A backend
+//! (`sqlite.rs`, `postgres.rs`) holds only its connection handling, its
+//! locks and its schema migrations (`migrations/<dialect>/`).
+
+use crate::store::{Result, StoreError};
+
+/// A statement argument. Borrowed: ingest binds 19 per record.
+#[derive(Debug, Clone, Copy)]
+pub enum Arg<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+}
+
+/// Numbers above `i64::MAX` are stored as `i64::MAX` (every count is
+/// bounded far below it; sums saturate in SQL).
+pub fn int(v: u64) -> Arg<'static> {
+    Arg::Int(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+pub fn opt_int(v: Option<u64>) -> Arg<'static> {
+    v.map(int).unwrap_or(Arg::Null)
+}
+
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(v: &'a str) -> Self {
+        Arg::Text(v)
+    }
+}
+impl<'a> From<&'a String> for Arg<'a> {
+    fn from(v: &'a String) -> Self {
+        Arg::Text(v)
+    }
+}
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        v.map(Arg::Text).unwrap_or(Arg::Null)
+    }
+}
+impl<'a> From<&'a Option<String>> for Arg<'a> {
+    fn from(v: &'a Option<String>) -> Self {
+        v.as_deref().into()
+    }
+}
+impl From<i64> for Arg<'static> {
+    fn from(v: i64) -> Self {
+        Arg::Int(v)
+    }
+}
+
+/// A value read back. Booleans and every integer width read as `Int`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Row(pub Vec<Value>);
+
+fn wrong(i: usize, want: &str, got: &Value) -> StoreError {
+    StoreError::Backend(format!("column {i}: expected {want}, found {got:?}"))
+}
+
+impl Row {
+    fn at(&self, i: usize) -> Result<&Value> {
+        self.0.get(i).ok_or_else(|| StoreError::Backend(format!("no column {i}")))
+    }
+    pub fn opt_i64(&self, i: usize) -> Result<Option<i64>> {
+        match self.at(i)? {
+            Value::Null => Ok(None),
+            Value::Int(v) => Ok(Some(*v)),
+            other => Err(wrong(i, "an integer", other)),
+        }
+    }
+    pub fn i64(&self, i: usize) -> Result<i64> {
+        self.opt_i64(i)?.ok_or_else(|| wrong(i, "an integer", &Value::Null))
+    }
+    /// A stored count; negative values (never written) read as 0.
+    pub fn u64(&self, i: usize) -> Result<u64> {
+        Ok(u64::try_from(self.i64(i)?).unwrap_or(0))
+    }
+    pub fn opt_u64(&self, i: usize) -> Result<Option<u64>> {
+        Ok(self.opt_i64(i)?.map(|v| u64::try_from(v).unwrap_or(0)))
+    }
+    pub fn opt_text(&self, i: usize) -> Result<Option<String>> {
+        match self.at(i)? {
+            Value::Null => Ok(None),
+            Value::Text(s) => Ok(Some(s.clone())),
+            other => Err(wrong(i, "text", other)),
+        }
+    }
+    pub fn text(&self, i: usize) -> Result<String> {
+        self.opt_text(i)?.ok_or_else(|| wrong(i, "text", &Value::Null))
+    }
+}
+
+/// What a transaction is for; a backend maps it to its locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxKind {
+    /// Reads only (PostgreSQL: no transaction at all).
+    Read,
+    /// Writes that need no ordering beyond row locks.
+    Write,
+    /// Grants for one Envoy: serialised with every other grant.
+    Grant,
+    /// A budget changes (set, or a request approved): serialised with other budget changes.
+    Budget,
+    /// Schema migrations: one process at a time.
+    Migrate,
+}
+
+/// Statements inside one open transaction. A unique-constraint violation
+/// is `StoreError::Conflict`; everything else the database refuses is
+/// `StoreError::Backend`.
+pub trait Tx {
+    /// Runs a statement; the number of rows it changed.
+    fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64>;
+    fn query(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>>;
+    /// Several statements, no arguments (migrations).
+    fn batch(&mut self, sql: &str) -> Result<()>;
+
+    fn query_opt(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<Row>> {
+        Ok(self.query(sql, args)?.into_iter().next())
+    }
+    fn query_one(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Row> {
+        self.query_opt(sql, args)?.ok_or_else(|| StoreError::Backend(format!("no row from: {sql}")))
+    }
+}
+
+/// A database: runs `f` in one transaction, committed when `f` returns Ok
+/// and rolled back when it returns Err.
+pub trait Db: Send + Sync + 'static {
+    fn run<T>(&self, kind: TxKind, f: impl FnOnce(&mut dyn Tx) -> Result<T>) -> Result<T>;
+}
+
+/// One schema change. Versions ascend from 1; an applied version is never
+/// edited, a change is a new version.
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Applies the migrations the database has not seen, in one transaction
+/// (both dialects' DDL is transactional), and refuses a database written
+/// by a newer Tollgate. Why not refinery: it pins rusqlite to older
+/// versions than the one this crate uses, and this runner is the same for
+/// both backends because it runs over [`Tx`].
+pub fn migrate(db: &impl Db, migrations: &[Migration], now_ms: u64) -> Result<Vec<i64>> {
+    db.run(TxKind::Migrate, |tx| {
+        tx.batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)",
+        )?;
+        let applied: Vec<(i64, String)> = tx
+            .query("SELECT version, name FROM schema_migrations ORDER BY version", &[])?
+            .iter()
+            .map(|r| Ok((r.i64(0)?, r.text(1)?)))
+            .collect::<Result<_>>()?;
+        let newest_known = migrations.iter().map(|m| m.version).max().unwrap_or(0);
+        if let Some((v, name)) = applied.iter().find(|(v, _)| *v > newest_known) {
+            return Err(StoreError::Invalid(format!(
+                "the database has schema version {v} ({name}), newer than this Tollgate knows ({newest_known}): upgrade Tollgate"
+            )));
+        }
+        let mut done = Vec::new();
+        for m in migrations {
+            match applied.iter().find(|(v, _)| *v == m.version) {
+                Some((_, name)) if name != m.name => {
+                    return Err(StoreError::Invalid(format!(
+                        "schema version {} is '{}' in the database but '{}' in this Tollgate",
+                        m.version, name, m.name
+                    )))
+                }
+                Some(_) => continue,
+                None => {}
+            }
+            tx.batch(m.sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_ms) VALUES (?1, ?2, ?3)",
+                &[Arg::Int(m.version), Arg::Text(m.name), int(now_ms)],
+            )?;
+            done.push(m.version);
+        }
+        Ok(done)
+    })
+}
+
+/// `?N` placeholders as PostgreSQL's `$N` (outside quoted text).
+pub fn dollar_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quoted = false;
+    for c in sql.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => out.push('$'),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_outside_quotes_only() {
+        assert_eq!(dollar_placeholders("SELECT ?1, '?x' WHERE a = ?12"), "SELECT $1, '?x' WHERE a = $12");
+    }
+
+    #[test]
+    fn rows_read_their_types_or_say_what_they_found() {
+        let r = Row(vec![Value::Int(-3), Value::Null, Value::Text("x".into())]);
+        assert_eq!(r.u64(0).unwrap(), 0);
+        assert_eq!(r.opt_u64(1).unwrap(), None);
+        assert_eq!(r.text(2).unwrap(), "x");
+        assert!(r.i64(2).unwrap_err().to_string().contains("expected an integer"));
+        assert!(r.text(1).is_err());
+        assert!(r.i64(9).is_err());
+    }
+}

@@ -1,0 +1,197 @@
+//! Budgets: their limits, the current period recounted when one changes,
+//! threshold alerts, and the grants that hand each Envoy its share.
+
+use tollgate_filter::state::{pct_of, ScopeType};
+
+use crate::db::{int, opt_int, Arg, Tx};
+use crate::store::*;
+
+use super::rows::{self, scope_column, BUDGET_COLS};
+
+pub fn list(tx: &mut dyn Tx) -> Result<Vec<Budget>> {
+    rows::all(tx.query(&format!("SELECT {BUDGET_COLS} FROM budgets ORDER BY scope_type, scope_id"), &[])?, rows::budget)
+}
+
+pub fn get(tx: &mut dyn Tx, st: ScopeType, id: &str) -> Result<Option<Budget>> {
+    tx.query_opt(&format!("SELECT {BUDGET_COLS} FROM budgets WHERE scope_type = ?1 AND scope_id = ?2"), &[st.as_str().into(), id.into()])?
+        .as_ref()
+        .map(rows::budget)
+        .transpose()
+}
+
+pub fn delete(tx: &mut dyn Tx, st: ScopeType, id: &str) -> Result<()> {
+    let n = tx.execute("DELETE FROM budgets WHERE scope_type = ?1 AND scope_id = ?2", &[st.as_str().into(), id.into()])?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("no budget for {} '{id}'", st.as_str())));
+    }
+    Ok(())
+}
+
+/// Sets a budget: the row, fresh grants (never more than the new limit),
+/// the current period recounted from the records (the period may have
+/// changed), thresholds checked.
+pub fn put(tx: &mut dyn Tx, b: &Budget, now_ms: u64) -> Result<()> {
+    let st = b.scope_type.as_str();
+    tx.execute(
+        &format!(
+            "INSERT INTO budgets ({BUDGET_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (scope_type, scope_id) DO UPDATE SET limit_micros = excluded.limit_micros, limit_tokens = excluded.limit_tokens,
+               period = excluded.period, timezone = excluded.timezone, window_start_ms = excluded.window_start_ms,
+               window_end_ms = excluded.window_end_ms, soft_pct = excluded.soft_pct, hard_pct = excluded.hard_pct, updated_ms = excluded.updated_ms"
+        ),
+        &[
+            st.into(),
+            (&b.scope_id).into(),
+            opt_int(b.limit_micros),
+            opt_int(b.limit_tokens),
+            b.period.as_str().into(),
+            (&b.timezone).into(),
+            opt_int(b.window_start_ms),
+            opt_int(b.window_end_ms),
+            opt_int(b.soft_pct.map(u64::from)),
+            opt_int(b.hard_pct.map(u64::from)),
+            int(b.updated_ms),
+        ],
+    )?;
+    tx.execute("DELETE FROM budget_grants WHERE scope_type = ?1 AND scope_id = ?2", &[st.into(), (&b.scope_id).into()])?;
+    let Some((start, end)) = b.bounds(now_ms) else { return Ok(()) };
+    let col = scope_column(b.scope_type);
+    let args = [st.into(), (&b.scope_id).into(), int(start), int(end)];
+    let used = rows::used(tx.query_opt(
+        &format!(
+            "SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT), CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT)
+             FROM usage WHERE {col} = ?1 AND ts_ms >= ?2 AND ts_ms < ?3"
+        ),
+        &args[1..],
+    )?)?;
+    tx.execute(
+        "INSERT INTO budget_usage (scope_type, scope_id, period_start_ms, used_micros, used_tokens) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (scope_type, scope_id, period_start_ms) DO UPDATE SET used_micros = excluded.used_micros, used_tokens = excluded.used_tokens",
+        &[st.into(), (&b.scope_id).into(), int(start), int(used.micros), int(used.tokens)],
+    )?;
+    tx.execute(
+        "DELETE FROM budget_usage_node WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3",
+        &[st.into(), (&b.scope_id).into(), int(start)],
+    )?;
+    tx.execute(
+        &format!(
+            "INSERT INTO budget_usage_node (scope_type, scope_id, period_start_ms, node, used_micros, used_tokens)
+             SELECT ?1, ?2, ?3, node, CAST(SUM(cost_micros) AS BIGINT), CAST(SUM(input_tokens + output_tokens) AS BIGINT)
+             FROM usage WHERE {col} = ?2 AND ts_ms >= ?3 AND ts_ms < ?4 GROUP BY node"
+        ),
+        &args,
+    )?;
+    thresholds(tx, b, start, used, now_ms, false)
+}
+
+/// Raises the soft/hard alert of a budget period if its use crossed them.
+/// `stopped`: a filter refused a request of this scope (the hard stop
+/// acted, even if reservations kept `used` just under the limit).
+pub fn thresholds(tx: &mut dyn Tx, b: &Budget, period_start: u64, used: Used, now_ms: u64, stopped: bool) -> Result<()> {
+    for (name, pct) in [("soft", b.soft_pct), ("hard", b.hard_pct)] {
+        let Some(pct) = pct else { continue };
+        let over_micros = b.limit_micros.is_some_and(|l| used.micros >= pct_of(l, pct));
+        let over_tokens = b.limit_tokens.is_some_and(|l| used.tokens >= pct_of(l, pct));
+        if over_micros || over_tokens || stopped {
+            tx.execute(
+                "INSERT INTO alerts (scope_type, scope_id, threshold, period_start_ms, used_micros, used_tokens, limit_micros, limit_tokens, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+                &[
+                    b.scope_type.as_str().into(),
+                    (&b.scope_id).into(),
+                    name.into(),
+                    int(period_start),
+                    int(used.micros),
+                    int(used.tokens),
+                    opt_int(b.limit_micros),
+                    opt_int(b.limit_tokens),
+                    int(now_ms),
+                ],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+pub fn used(tx: &mut dyn Tx, st: ScopeType, id: &str, period_start_ms: u64) -> Result<Used> {
+    rows::used(tx.query_opt(
+        "SELECT used_micros, used_tokens FROM budget_usage WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3",
+        &[st.as_str().into(), id.into(), int(period_start_ms)],
+    )?)
+}
+
+/// Room handed to Envoys and not yet recorded as used, summed over Envoys.
+pub fn reserved(tx: &mut dyn Tx, st: ScopeType, id: &str, period_start_ms: u64) -> Result<Used> {
+    rows::used(tx.query_opt(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN g.granted_micros > COALESCE(u.used_micros, 0) THEN g.granted_micros - COALESCE(u.used_micros, 0) ELSE 0 END), 0) AS BIGINT),
+                CAST(COALESCE(SUM(CASE WHEN g.granted_tokens > COALESCE(u.used_tokens, 0) THEN g.granted_tokens - COALESCE(u.used_tokens, 0) ELSE 0 END), 0) AS BIGINT)
+         FROM budget_grants g LEFT JOIN budget_usage_node u ON u.scope_type = g.scope_type AND u.scope_id = g.scope_id
+              AND u.period_start_ms = g.period_start_ms AND u.node = g.node
+         WHERE g.scope_type = ?1 AND g.scope_id = ?2 AND g.period_start_ms = ?3",
+        &[st.as_str().into(), id.into(), int(period_start_ms)],
+    )?)
+}
+
+pub fn nodes_active(tx: &mut dyn Tx, now_ms: u64, node_ttl_ms: u64) -> Result<u32> {
+    let n = tx.query_one("SELECT COUNT(*) FROM nodes WHERE last_seen_ms >= ?1", &[int(now_ms.saturating_sub(node_ttl_ms))])?.u64(0)?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// Hands the Envoy `node` its share of every budget's remaining room (see
+/// `store::grant_doc`) and returns the budgets' state for it. The backend
+/// serialises grant transactions (`TxKind::Grant`).
+pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64) -> Result<GrantSnapshot> {
+    // seq first: the counts read after it include at least those batches.
+    let seq = super::ingest::seq(tx)?;
+    tx.execute(
+        "INSERT INTO nodes (node, last_seen_ms) VALUES (?1, ?2) ON CONFLICT (node) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+        &[node.into(), int(now_ms)],
+    )?;
+    let alive_since = int(now_ms.saturating_sub(node_ttl_ms));
+    let active = tx.query_one("SELECT COUNT(*) FROM nodes WHERE last_seen_ms >= ?1", &[alive_since])?.u64(0)?;
+    let mut out = Vec::new();
+    for b in list(tx)? {
+        let Some((start, end)) = b.bounds(now_ms) else { continue };
+        let scope = [Arg::Text(b.scope_type.as_str()), Arg::Text(&b.scope_id), int(start)];
+        // Reclaim what silent nodes hold but did not spend.
+        tx.execute(
+            "UPDATE budget_grants SET
+                granted_micros = COALESCE((SELECT used_micros FROM budget_usage_node u WHERE u.scope_type = budget_grants.scope_type
+                    AND u.scope_id = budget_grants.scope_id AND u.period_start_ms = budget_grants.period_start_ms AND u.node = budget_grants.node), 0),
+                granted_tokens = COALESCE((SELECT used_tokens FROM budget_usage_node u WHERE u.scope_type = budget_grants.scope_type
+                    AND u.scope_id = budget_grants.scope_id AND u.period_start_ms = budget_grants.period_start_ms AND u.node = budget_grants.node), 0)
+             WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3 AND node <> ?4
+               AND node NOT IN (SELECT node FROM nodes WHERE last_seen_ms >= ?5)",
+            &[scope[0], scope[1], scope[2], node.into(), alive_since],
+        )?;
+        let used = rows::used(tx.query_opt(
+            "SELECT used_micros, used_tokens FROM budget_usage WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3",
+            &scope,
+        )?)?;
+        // Every node's (used, granted) in this period.
+        let nodes = tx
+            .query(
+                "SELECT n, CAST(COALESCE(MAX(um), 0) AS BIGINT), CAST(COALESCE(MAX(ut), 0) AS BIGINT), MAX(gm), MAX(gt) FROM (
+                    SELECT node AS n, used_micros AS um, used_tokens AS ut, CAST(NULL AS BIGINT) AS gm, CAST(NULL AS BIGINT) AS gt
+                      FROM budget_usage_node WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3
+                    UNION ALL
+                    SELECT node, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), granted_micros, granted_tokens
+                      FROM budget_grants WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3
+                 ) x GROUP BY n",
+                &scope,
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, (r.u64(1)?, r.opt_u64(3)?), (r.u64(2)?, r.opt_u64(4)?))))
+            .collect::<Result<Vec<NodeUse>>>()?;
+        let (doc, gm, gt) = grant_doc(&b, (start, end), (used.micros, used.tokens), nodes, node, active);
+        tx.execute(
+            "INSERT INTO budget_grants (scope_type, scope_id, period_start_ms, node, granted_micros, granted_tokens)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (scope_type, scope_id, period_start_ms, node) DO UPDATE SET
+                granted_micros = excluded.granted_micros, granted_tokens = excluded.granted_tokens",
+            &[scope[0], scope[1], scope[2], node.into(), int(gm), int(gt)],
+        )?;
+        out.push(doc);
+    }
+    Ok(GrantSnapshot { seq, nodes_active: u32::try_from(active).unwrap_or(u32::MAX), budgets: out })
+}

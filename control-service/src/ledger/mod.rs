@@ -1,0 +1,119 @@
+//! The ledger: keys, budgets, grants, usage, reports, budget requests and
+//! alerts, written once over [`Db`]. The backends (`sqlite.rs`,
+//! `postgres.rs`) hold only connection handling and schema migrations.
+//!
+//! Rooms: `rows.rs` (columns ↔ types), `keys.rs`, `budgets.rs` (limits,
+//! recount, thresholds, grants), `ingest.rs` (records counted once),
+//! `reports.rs` (spend and grouped reports), `requests.rs` (increase
+//! requests and alert delivery).
+
+mod budgets;
+mod ingest;
+mod keys;
+mod reports;
+mod requests;
+mod rows;
+
+use tollgate_filter::record::UsageRecord;
+use tollgate_filter::state::{IngestAck, ScopeType};
+
+use crate::db::{Db, TxKind};
+use crate::reports::{ReportQuery, ReportRow};
+use crate::store::*;
+
+/// The ledger over one database.
+pub struct Ledger<D> {
+    db: D,
+}
+
+impl<D: Db> Ledger<D> {
+    /// A ledger over a database whose schema is already migrated.
+    pub fn new(db: D) -> Ledger<D> {
+        Ledger { db }
+    }
+
+    pub fn db(&self) -> &D {
+        &self.db
+    }
+}
+
+impl<D: Db> Store for Ledger<D> {
+    fn create_key(&self, key: &KeyRow) -> Result<()> {
+        self.db.run(TxKind::Write, |tx| keys::create(tx, key))
+    }
+    fn create_keys(&self, batch: &[KeyRow]) -> Result<()> {
+        self.db.run(TxKind::Write, |tx| batch.iter().try_for_each(|k| keys::create(tx, k)))
+    }
+    fn list_keys(&self) -> Result<Vec<KeyRow>> {
+        self.db.run(TxKind::Read, keys::list)
+    }
+    fn get_key(&self, id: &str) -> Result<Option<KeyRow>> {
+        self.db.run(TxKind::Read, |tx| keys::by_id(tx, id))
+    }
+    fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyRow>> {
+        self.db.run(TxKind::Read, |tx| keys::by_hash(tx, key_hash))
+    }
+    fn revoke_key(&self, id: &str, now_ms: u64) -> Result<()> {
+        self.db.run(TxKind::Write, |tx| keys::revoke(tx, id, now_ms))
+    }
+    fn set_key_hash(&self, id: &str, key_hash: &str) -> Result<()> {
+        self.db.run(TxKind::Write, |tx| keys::set_hash(tx, id, key_hash))
+    }
+
+    fn put_budget(&self, budget: &Budget, now_ms: u64) -> Result<()> {
+        self.db.run(TxKind::Budget, |tx| budgets::put(tx, budget, now_ms))
+    }
+    fn list_budgets(&self) -> Result<Vec<Budget>> {
+        self.db.run(TxKind::Read, budgets::list)
+    }
+    fn delete_budget(&self, scope_type: ScopeType, scope_id: &str) -> Result<()> {
+        self.db.run(TxKind::Budget, |tx| budgets::delete(tx, scope_type, scope_id))
+    }
+    fn grant(&self, node: &str, now_ms: u64, node_ttl_ms: u64) -> Result<GrantSnapshot> {
+        self.db.run(TxKind::Grant, |tx| budgets::grant(tx, node, now_ms, node_ttl_ms))
+    }
+    fn reserved(&self, scope_type: ScopeType, scope_id: &str, period_start_ms: u64) -> Result<Used> {
+        self.db.run(TxKind::Read, |tx| budgets::reserved(tx, scope_type, scope_id, period_start_ms))
+    }
+    fn used(&self, scope_type: ScopeType, scope_id: &str, period_start_ms: u64) -> Result<Used> {
+        self.db.run(TxKind::Read, |tx| budgets::used(tx, scope_type, scope_id, period_start_ms))
+    }
+
+    fn ingest(&self, node: &str, records: &[UsageRecord], raw: Option<&[&str]>, now_ms: u64) -> Result<IngestAck> {
+        self.db.run(TxKind::Write, |tx| ingest::batch(tx, node, records, raw, now_ms))
+    }
+    fn seq(&self) -> Result<u64> {
+        self.db.run(TxKind::Read, ingest::seq)
+    }
+    fn nodes_active(&self, now_ms: u64, node_ttl_ms: u64) -> Result<u32> {
+        self.db.run(TxKind::Read, |tx| budgets::nodes_active(tx, now_ms, node_ttl_ms))
+    }
+    fn spend(&self, filter: &SpendFilter) -> Result<SpendTotals> {
+        self.db.run(TxKind::Read, |tx| reports::spend(tx, filter))
+    }
+    fn report(&self, q: &ReportQuery) -> Result<Vec<ReportRow>> {
+        self.db.run(TxKind::Read, |tx| reports::report(tx, q))
+    }
+
+    fn list_alerts(&self, limit: u32) -> Result<Vec<AlertRow>> {
+        self.db.run(TxKind::Read, |tx| requests::alerts(tx, limit))
+    }
+    fn create_request(&self, r: &IncreaseRequest) -> Result<IncreaseRequest> {
+        self.db.run(TxKind::Write, |tx| requests::create(tx, r))
+    }
+    fn list_requests(&self, status: Option<&str>) -> Result<Vec<IncreaseRequest>> {
+        self.db.run(TxKind::Read, |tx| requests::list(tx, status))
+    }
+    fn get_request(&self, id: i64) -> Result<Option<IncreaseRequest>> {
+        self.db.run(TxKind::Read, |tx| requests::get(tx, id))
+    }
+    fn decide_request(&self, id: i64, approve: bool, by: &str, note: Option<&str>, now_ms: u64) -> Result<IncreaseRequest> {
+        self.db.run(TxKind::Budget, |tx| requests::decide(tx, id, approve, by, note, now_ms))
+    }
+    fn due_alerts(&self, now_ms: u64) -> Result<Vec<AlertRow>> {
+        self.db.run(TxKind::Read, |tx| requests::due_alerts(tx, now_ms))
+    }
+    fn alert_attempted(&self, id: i64, ok: bool, error: Option<&str>, next_attempt_ms: u64, now_ms: u64) -> Result<()> {
+        self.db.run(TxKind::Write, |tx| requests::alert_attempted(tx, id, ok, error, next_attempt_ms, now_ms))
+    }
+}
