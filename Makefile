@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WASM := target/wasm32-unknown-unknown/release/tollgate_filter.wasm
 
-.PHONY: setup build build-wasm build-native test test-unit test-e2e test-matrix run bench lint fuzz oci clean
+.PHONY: setup build build-wasm build-native test test-unit test-wasm test-e2e test-matrix run bench lint fuzz oci clean
 
 setup:
 	@tests/tools/setup.sh
@@ -29,6 +29,11 @@ test: build lint test-unit
 # Unit and property tests (the property tests run a bounded number of cases here; see `make fuzz`).
 test-unit:
 	cargo test --workspace
+	@tests/tools/wasm-toolchain.sh test-wasm
+
+# The filter's and the protocol's unit tests compiled to wasm32 and run in wasmtime.
+test-wasm:
+	@tests/tools/wasm-toolchain.sh test-wasm
 
 # One Envoy: ENVOY_VERSION=1.36.4 make test-e2e (default: the newest).
 test-e2e:

@@ -9,11 +9,11 @@ use std::time::Instant;
 use tollgate_control::api::{router, AppState, Settings};
 use tollgate_control::sqlite::SqliteStore;
 use tollgate_control::store::{Budget, Store};
-use tollgate_filter::keys::hash_key;
-use tollgate_filter::record::{Outcome, UsageRecord, UsageSource};
-use tollgate_filter::request::Api;
-use tollgate_filter::state::ScopeType;
-use tollgate_filter::usage::Usage;
+use tollgate_protocol::keys::hash_key;
+use tollgate_protocol::record::{Outcome, UsageRecord, UsageSource};
+use tollgate_protocol::Api;
+use tollgate_protocol::state::ScopeType;
+use tollgate_protocol::usage::Usage;
 
 fn record(i: u64, now: u64) -> UsageRecord {
     UsageRecord {
@@ -46,7 +46,7 @@ fn record(i: u64, now: u64) -> UsageRecord {
         latency_ms: 800,
         ttfb_ms: Some(200),
         budget_scopes: vec![],
-        budget_decision: "ok".into(),
+        budget_decision: tollgate_protocol::record::BudgetDecision::Ok,
     }
 }
 

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use chrono::{Datelike, NaiveDate};
-use tollgate_filter::budget::usd;
+use tollgate_protocol::format::usd;
 
 use crate::reports::{movers, Dim, ReportQuery, ReportRow};
 use crate::store::{Result, Store};
@@ -137,7 +137,7 @@ pub fn render(store: &dyn Store, month: &str, from: u64, to: u64, prev_from: u64
     } else {
         for a in alerts {
             let what = if a.threshold == "hard" { "was **stopped** (hard limit)" } else { "passed its warning threshold" };
-            let _ = writeln!(md, "- {} **{}** {what} on {}.", a.scope_type.as_str(), md_cell(&a.scope_id), tollgate_filter::budget::rfc3339(a.created_ms));
+            let _ = writeln!(md, "- {} **{}** {what} on {}.", a.scope_type.as_str(), md_cell(&a.scope_id), tollgate_protocol::format::rfc3339(a.created_ms));
         }
         md.push('\n');
     }
@@ -182,9 +182,9 @@ mod tests {
     #[test]
     fn month_bounds_wrap_years() {
         let (s, e, p) = month_bounds("2026-01").unwrap();
-        assert_eq!(tollgate_filter::budget::rfc3339(s), "2026-01-01T00:00:00Z");
-        assert_eq!(tollgate_filter::budget::rfc3339(e), "2026-02-01T00:00:00Z");
-        assert_eq!(tollgate_filter::budget::rfc3339(p), "2025-12-01T00:00:00Z");
+        assert_eq!(tollgate_protocol::format::rfc3339(s), "2026-01-01T00:00:00Z");
+        assert_eq!(tollgate_protocol::format::rfc3339(e), "2026-02-01T00:00:00Z");
+        assert_eq!(tollgate_protocol::format::rfc3339(p), "2025-12-01T00:00:00Z");
         assert!(month_bounds("2026-13").is_none());
         assert!(month_bounds("nope").is_none());
         assert_eq!(change(150, 100), "+$0.000050 (+50.0%)");

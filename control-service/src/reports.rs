@@ -180,7 +180,7 @@ pub fn to_csv(q: &ReportQuery, rows: &[ReportRow]) -> String {
     for r in rows {
         let mut f: Vec<String> = r.group.iter().map(|g| csv_field(g.as_deref().unwrap_or(""))).collect();
         if q.bucket.is_some() {
-            f.push(r.bucket_start_ms.map(tollgate_filter::budget::rfc3339).unwrap_or_default());
+            f.push(r.bucket_start_ms.map(tollgate_protocol::format::rfc3339).unwrap_or_default());
         }
         let share = r.cache_share_permille();
         f.extend([
@@ -189,7 +189,7 @@ pub fn to_csv(q: &ReportQuery, rows: &[ReportRow]) -> String {
             r.cached_input_tokens.to_string(),
             r.output_tokens.to_string(),
             r.cost_micros.to_string(),
-            tollgate_filter::budget::usd(r.cost_micros),
+            tollgate_protocol::format::usd(r.cost_micros),
             format!("{}.{}", share / 10, share % 10),
             r.errors.to_string(),
             r.rate_limited.to_string(),

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tollgate_filter::record::UsageRecord;
-use tollgate_filter::state::{IngestAck, ScopeType};
+use tollgate_protocol::record::{BudgetDecision, UsageRecord};
+use tollgate_protocol::state::{IngestAck, ScopeType};
 
 use crate::periods::Period;
 
@@ -101,8 +101,8 @@ impl Budget {
     }
 
     /// The budget's state for a period with this use (no share yet).
-    pub fn doc(&self, (start, end): (u64, u64), used: Used) -> tollgate_filter::state::BudgetDoc {
-        tollgate_filter::state::BudgetDoc {
+    pub fn doc(&self, (start, end): (u64, u64), used: Used) -> tollgate_protocol::state::BudgetDoc {
+        tollgate_protocol::state::BudgetDoc {
             scope_type: self.scope_type,
             scope_id: self.scope_id.clone(),
             limit_micros: self.limit_micros,
@@ -190,7 +190,7 @@ pub struct SpendFilter {
 pub struct GrantSnapshot {
     pub seq: u64,
     pub nodes_active: u32,
-    pub budgets: Vec<tollgate_filter::state::BudgetDoc>,
+    pub budgets: Vec<tollgate_protocol::state::BudgetDoc>,
 }
 
 /// The grant arithmetic, for one limit. `grants` holds every node's
@@ -225,14 +225,14 @@ pub struct RecordEffects {
 }
 
 pub fn record_effects(budgets: &[Budget], r: &UsageRecord) -> RecordEffects {
-    let tokens = r.usage.input_tokens.saturating_add(r.usage.output_tokens);
+    let (micros, tokens) = r.budget_amount();
     let mut e = RecordEffects { counts: Vec::new(), denied_by: Vec::new(), tokens };
     for (bi, b) in budgets.iter().enumerate() {
         let Some((start, _)) = b.bounds(r.ts_ms) else { continue };
-        if r.budget_decision == "denied" && r.budget_scopes.iter().any(|l| *l == format!("{}:{}", b.scope_type.as_str(), b.scope_id)) {
+        if r.budget_decision == BudgetDecision::Denied && r.budget_scopes.iter().any(|s| s.scope_type == b.scope_type && s.id == b.scope_id) {
             e.denied_by.push((bi, start));
         }
-        if (r.cost_micros > 0 || tokens > 0) && b.matches(r) {
+        if (micros > 0 || tokens > 0) && b.matches(r) {
             e.counts.push((bi, start));
         }
     }
@@ -252,7 +252,7 @@ pub fn grant_doc(
     mut nodes: Vec<NodeUse>,
     node: &str,
     active: u64,
-) -> (tollgate_filter::state::BudgetDoc, u64, u64) {
+) -> (tollgate_protocol::state::BudgetDoc, u64, u64) {
     let me = match nodes.iter().position(|r| r.0 == node) {
         Some(p) => p,
         None => {

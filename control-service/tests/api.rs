@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use tollgate_control::api::{router, AppState, Settings};
 use tollgate_control::sqlite::SqliteStore;
-use tollgate_filter::keys::hash_key;
+use tollgate_protocol::keys::hash_key;
 
 const ADMIN: &str = "admin-token-0123456789";
 const FILTER: &str = "filter-token-0123456789";

@@ -12,10 +12,10 @@ use std::collections::BTreeMap;
 
 use tollgate_control::sqlite::SqliteStore;
 use tollgate_control::store::{Budget, KeyRow, SpendFilter, Store, StoreError};
-use tollgate_filter::record::{Outcome, UsageRecord, UsageSource};
-use tollgate_filter::request::Api;
-use tollgate_filter::state::ScopeType;
-use tollgate_filter::usage::Usage;
+use tollgate_protocol::record::{BudgetDecision, Outcome, UsageRecord, UsageSource};
+use tollgate_protocol::Api;
+use tollgate_protocol::state::ScopeType;
+use tollgate_protocol::usage::Usage;
 
 const NOW: u64 = 1_795_885_000_000; // 2026-11-28
 
@@ -99,7 +99,7 @@ fn rec(id: &str, team: &str, cost: u64, input: u64, output: u64) -> UsageRecord 
         latency_ms: 1,
         ttfb_ms: None,
         budget_scopes: vec![],
-        budget_decision: "off".into(),
+        budget_decision: BudgetDecision::Off,
     }
 }
 
@@ -140,8 +140,8 @@ fn thresholds_raise_one_alert_each_per_period(s: Arc<dyn Store>) {
     assert_eq!((alerts[0].threshold.as_str(), alerts[0].used_micros), ("soft", 800));
     // a refused request marks the hard stop even below 100 %
     let mut denied = rec("d", "t", 0, 0, 0);
-    denied.budget_decision = "denied".into();
-    denied.budget_scopes = vec!["team:t".into()];
+    denied.budget_decision = BudgetDecision::Denied;
+    denied.budget_scopes = vec![tollgate_protocol::scope::Scope::new(ScopeType::Team, "t")];
     s.ingest("n", &[denied], None, NOW).unwrap();
     let alerts = s.list_alerts(10).unwrap();
     assert_eq!(alerts.iter().map(|a| a.threshold.as_str()).collect::<Vec<_>>(), vec!["hard", "soft"]);

@@ -5,7 +5,9 @@
 //! shared data with compare-and-swap). The glue passes the real shared data;
 //! the tests pass [`MemCounters`], which can also lose CAS races on purpose.
 
-use crate::budget::{check, counter_key, exhausted_error, scope_label, Amount, Check, Counter};
+use crate::budget::{check, counter_key, exhausted_error, Amount, Check, Counter};
+use crate::record::BudgetDecision;
+use tollgate_protocol::scope::Scope;
 use crate::config::FailureMode;
 use crate::errors::GatewayError;
 use crate::state::{BudgetDoc, ScopeType};
@@ -72,14 +74,14 @@ pub struct Reservation {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// No budget applies (or none could be checked and the mode says serve):
-    /// `decision` is `off` or `unenforced`.
-    Unchecked { decision: &'static str },
+    /// `decision` is `Off` or `Unenforced`.
+    Unchecked { decision: BudgetDecision },
     /// Admitted: the reservations taken, the response headers to add, and
     /// `soft` / `ok`.
-    Admitted { reservations: Vec<Reservation>, headers: Vec<(String, String)>, decision: &'static str },
+    Admitted { reservations: Vec<Reservation>, headers: Vec<(String, String)>, decision: BudgetDecision },
     /// Refused: the error and its headers; `scope` is the scope that said no
     /// (None when the state was stale and the mode fails closed).
-    Denied { error: GatewayError, headers: Vec<(String, String)>, scope: Option<String> },
+    Denied { error: GatewayError, headers: Vec<(String, String)>, scope: Option<Scope> },
 }
 
 /// The state of the budgets as one request sees it.
@@ -108,7 +110,7 @@ fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 pub fn admit(store: &dyn SharedCounters, s: &Situation<'_>, worst: Amount) -> Decision {
     if s.stale {
         match s.failure_mode {
-            FailureMode::Open => return Decision::Unchecked { decision: "unenforced" },
+            FailureMode::Open => return Decision::Unchecked { decision: BudgetDecision::Unenforced },
             FailureMode::Closed => {
                 return Decision::Denied { error: GatewayError::budget_state_unavailable(), headers: Vec::new(), scope: None }
             }
@@ -116,7 +118,7 @@ pub fn admit(store: &dyn SharedCounters, s: &Situation<'_>, worst: Amount) -> De
         }
     }
     if !s.have_state || s.budgets.is_empty() {
-        return Decision::Unchecked { decision: "off" };
+        return Decision::Unchecked { decision: BudgetDecision::Off };
     }
     let mut reservations: Vec<Reservation> = Vec::new();
     let mut soft: Option<(String, u64)> = None;
@@ -137,7 +139,7 @@ pub fn admit(store: &dyn SharedCounters, s: &Situation<'_>, worst: Amount) -> De
             (Ok(_), Some((Check::Allow { soft: is_soft, remaining }, c))) => {
                 reservations.push(Reservation { scope_type: b.scope_type, scope_id: b.scope_id.clone(), amount: worst });
                 if is_soft {
-                    soft = Some((scope_label(b.scope_type, &b.scope_id), used_pct(b, &c)));
+                    soft = Some((Scope::new(b.scope_type, &b.scope_id).to_string(), used_pct(b, &c)));
                 }
                 remaining_m = min_opt(remaining_m, remaining.micros);
                 remaining_t = min_opt(remaining_t, remaining.tokens);
@@ -145,7 +147,7 @@ pub fn admit(store: &dyn SharedCounters, s: &Situation<'_>, worst: Amount) -> De
             (Err(CounterError::Refused), Some((_, c))) => {
                 release(store, &reservations);
                 let (error, headers) = exhausted_error(b, &c, s.now_ms);
-                return Decision::Denied { error, headers, scope: Some(scope_label(b.scope_type, &b.scope_id)) };
+                return Decision::Denied { error, headers, scope: Some(Scope::new(b.scope_type, &b.scope_id)) };
             }
             // Busy: admitted without a reservation in this scope.
             _ => {}
@@ -161,7 +163,7 @@ pub fn admit(store: &dyn SharedCounters, s: &Situation<'_>, worst: Amount) -> De
     if let Some(t) = remaining_t {
         headers.push(("x-tollgate-budget-remaining-tokens".to_string(), t.saturating_sub(worst.tokens).to_string()));
     }
-    Decision::Admitted { reservations, headers, decision: if soft.is_some() { "soft" } else { "ok" } }
+    Decision::Admitted { reservations, headers, decision: if soft.is_some() { BudgetDecision::Soft } else { BudgetDecision::Ok } }
 }
 
 /// How much of a budget is used, in percent (money first, else tokens).
@@ -256,7 +258,7 @@ mod tests {
                 d => panic!("{d:?}"),
             }
         }
-        assert!(matches!(admit(&store, &situation(&b), W), Decision::Denied { scope: Some(ref s), .. } if s == "team:t"));
+        assert!(matches!(admit(&store, &situation(&b), W), Decision::Denied { scope: Some(ref s), .. } if s.to_string() == "team:t"));
         assert_eq!(store.counter(ScopeType::Team, "t").reserved_micros, 900);
         // the real cost was lower: room again
         settle(&store, &taken[0], Amount { micros: 100, tokens: 3 });
@@ -275,7 +277,7 @@ mod tests {
         // more lost races than retries: served, unreserved, never a 429
         store.lose_races.set(CAS_RETRIES as u32 + 1);
         match admit(&store, &situation(&b), W) {
-            Decision::Admitted { reservations, decision, .. } => assert!(reservations.is_empty() && decision == "ok"),
+            Decision::Admitted { reservations, decision, .. } => assert!(reservations.is_empty() && decision == BudgetDecision::Ok),
             d => panic!("contention must not refuse: {d:?}"),
         }
     }
@@ -300,12 +302,12 @@ mod tests {
         let mut s = situation(&b);
         s.stale = true;
         s.failure_mode = FailureMode::Open;
-        assert_eq!(admit(&store, &s, W), Decision::Unchecked { decision: "unenforced" });
+        assert_eq!(admit(&store, &s, W), Decision::Unchecked { decision: BudgetDecision::Unenforced });
         s.failure_mode = FailureMode::Closed;
         assert!(matches!(admit(&store, &s, W), Decision::Denied { scope: None, ref error, .. } if error.status == 503));
         s.failure_mode = FailureMode::Local;
         assert!(matches!(admit(&store, &s, W), Decision::Admitted { .. }), "local: enforce from the last state");
-        assert_eq!(admit(&store, &situation(&[]), W), Decision::Unchecked { decision: "off" });
+        assert_eq!(admit(&store, &situation(&[]), W), Decision::Unchecked { decision: BudgetDecision::Off });
     }
 
     #[test]
@@ -317,7 +319,7 @@ mod tests {
         let d = admit(&store, &situation(&[&b]), Amount { micros: 100, tokens: 1 });
         match d {
             Decision::Admitted { headers, decision, .. } => {
-                assert_eq!(decision, "soft");
+                assert_eq!(decision, BudgetDecision::Soft);
                 assert!(headers.iter().any(|(k, v)| k == "x-tollgate-budget-warning" && v == "team:t at 85% of its budget"));
             }
             d => panic!("{d:?}"),

@@ -13,6 +13,7 @@
 
 use crate::errors::GatewayError;
 use crate::state::{BudgetDoc, ScopeType};
+use tollgate_protocol::scope::Scope;
 
 /// Per-scope counters of one Envoy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,17 +73,6 @@ pub fn counter_key(scope_type: ScopeType, scope_id: &str) -> String {
     format!("tollgate:v1:budget:{}:{}", scope_type.as_str(), scope_id)
 }
 
-/// `"team:search"`.
-pub fn scope_label(scope_type: ScopeType, scope_id: &str) -> String {
-    format!("{}:{}", scope_type.as_str(), scope_id)
-}
-
-/// Parses `"team:search"`.
-pub fn parse_scope_label(s: &str) -> Option<(ScopeType, &str)> {
-    let (t, id) = s.split_once(':')?;
-    Some((ScopeType::parse(t)?, id))
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
     /// Admitted; `soft` when the soft threshold is reached.
@@ -121,7 +111,7 @@ pub fn check(b: &BudgetDoc, c: &Counter, worst: Amount) -> Check {
 /// The 429 a client gets when a budget is exhausted.
 pub fn exhausted_error(b: &BudgetDoc, c: &Counter, now_ms: u64) -> (GatewayError, Vec<(String, String)>) {
     let details = exhausted_details(b, c);
-    let label = scope_label(b.scope_type, &b.scope_id);
+    let label = Scope::new(b.scope_type, &b.scope_id).to_string();
     let used_m = b.used_micros.saturating_add(c.pending_micros);
     let used_t = b.used_tokens.saturating_add(c.pending_tokens);
     let mut limits = Vec::new();
@@ -167,7 +157,7 @@ pub fn exhausted_error(b: &BudgetDoc, c: &Counter, now_ms: u64) -> (GatewayError
 /// The budget part of a 429 body, added next to `error.type/code/message`.
 pub fn exhausted_details(b: &BudgetDoc, c: &Counter) -> serde_json::Value {
     serde_json::json!({
-        "scope": scope_label(b.scope_type, &b.scope_id),
+        "scope": Scope::new(b.scope_type, &b.scope_id),
         "limit_micros": b.limit_micros,
         "limit_tokens": b.limit_tokens,
         "used_micros": b.used_micros.saturating_add(c.pending_micros),
@@ -182,29 +172,7 @@ pub fn exhausted_details(b: &BudgetDoc, c: &Counter) -> serde_json::Value {
     })
 }
 
-/// Micro-dollars as a decimal USD string, exactly (integers only).
-pub fn usd(micros: u64) -> String {
-    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
-}
-
-/// Unix ms → `YYYY-MM-DDTHH:MM:SSZ` (UTC), without a clock or chrono.
-pub fn rfc3339(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
-}
+pub use tollgate_protocol::format::{rfc3339, usd};
 
 #[cfg(test)]
 mod tests {
@@ -301,8 +269,6 @@ mod tests {
 
     #[test]
     fn scope_labels() {
-        assert_eq!(parse_scope_label("team:a:b"), Some((ScopeType::Team, "a:b")));
-        assert_eq!(parse_scope_label("nope:x"), None);
         assert_eq!(counter_key(ScopeType::Key, "k1"), "tollgate:v1:budget:key:k1");
     }
 }

@@ -12,7 +12,6 @@ pub mod decode;
 pub mod errors;
 pub mod hostmap;
 pub mod ids;
-pub mod keys;
 pub mod metrics;
 pub mod pricing;
 pub mod record;
@@ -21,9 +20,11 @@ pub mod response;
 pub mod route;
 pub mod shipper;
 pub mod sse;
-pub mod text;
 pub mod state;
 pub mod usage;
+
+/// The wire contract's key hashing and text bounds, used throughout the filter.
+pub use tollgate_protocol::{keys, text};
 
 #[cfg(any(target_arch = "wasm32", feature = "glue-lint"))]
 mod glue;

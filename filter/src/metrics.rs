@@ -60,7 +60,7 @@ pub fn for_record(r: &UsageRecord) -> Vec<(Kind, String, u64)> {
             out.push((Kind::Counter, format!("tollgate.{name}.{dims}"), v));
         }
     }
-    if r.budget_decision == "denied" {
+    if r.budget_decision == crate::record::BudgetDecision::Denied {
         out.push((Kind::Counter, format!("tollgate.budget_denied.{dims}"), 1));
     }
     if r.status >= 500 || matches!(r.outcome, Outcome::UpstreamCut | Outcome::ProviderError) {

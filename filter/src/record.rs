@@ -1,223 +1,10 @@
 //! The usage record: one per request, the unit the control service counts.
 //! docs/usage-record.md is its contract; bump `v` on incompatible change.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-
-use crate::request::{estimate_tokens, Api};
+use crate::request::estimate_tokens;
 use crate::usage::{ResponseInfo, StreamSummary, Usage};
 
-pub const RECORD_VERSION: u32 = 1;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// The provider answered 2xx and (for streams) finished the stream.
-    Ok,
-    /// The gateway refused the request before it went upstream (bad body, unknown model, …).
-    Rejected,
-    /// The provider (or Envoy on its behalf) answered with an error status, or sent an error event mid-stream.
-    ProviderError,
-    /// The response stopped before its end because the upstream went away.
-    UpstreamCut,
-    /// The client went away before the response ended.
-    ClientAborted,
-}
-
-impl Outcome {
-    /// The name used in records, metrics and access logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Rejected => "rejected",
-            Outcome::ProviderError => "provider_error",
-            Outcome::UpstreamCut => "upstream_cut",
-            Outcome::ClientAborted => "client_aborted",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UsageSource {
-    /// Counts reported by the provider.
-    Provider,
-    /// Some or all counts estimated by the gateway (cut or aborted streams).
-    Estimated,
-    /// Nothing was spent (or nothing can be known): all counts zero.
-    None,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UsageRecord {
-    /// Schema version.
-    pub v: u32,
-    /// Unique request id, made by Tollgate (never the client's header): the
-    /// idempotency key of ingest. See [`crate::ids`].
-    pub id: String,
-    /// The client's `x-request-id`, when it sent a clean one: for
-    /// correlation only, never used to de-duplicate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_request_id: Option<String>,
-    /// Request start, Unix milliseconds.
-    pub ts_ms: u64,
-    pub key_id: String,
-    /// SHA3-256 of the virtual key (never the key).
-    pub key_hash: String,
-    pub team: String,
-    pub project: String,
-    pub feature: Option<String>,
-    pub prompt_version: Option<String>,
-    /// End-user id passed by the client (`user` / `metadata.user_id`).
-    pub user: Option<String>,
-    pub tags: BTreeMap<String, String>,
-    pub api: Api,
-    pub provider: Option<String>,
-    pub route: Option<String>,
-    pub model_requested: Option<String>,
-    pub model_upstream: Option<String>,
-    /// The model the provider says served the request.
-    pub model_served: Option<String>,
-    pub stream: bool,
-    /// HTTP status the client received.
-    pub status: u16,
-    pub outcome: Outcome,
-    pub error_code: Option<String>,
-    pub usage: Usage,
-    pub usage_source: UsageSource,
-    /// Cost in micro-dollars (rounded up once per request).
-    pub cost_micros: u64,
-    /// False when no price was configured for the served model (cost is then 0).
-    pub priced: bool,
-    /// From request start to the end of the response (or of the request when rejected).
-    pub latency_ms: u64,
-    /// From request start to the first response byte from upstream.
-    pub ttfb_ms: Option<u64>,
-    /// Budgeted scopes this request was admitted against (`"team:search"`).
-    #[serde(default)]
-    pub budget_scopes: Vec<String>,
-    /// `off` (no budget applies), `ok`, `soft` (past the soft threshold),
-    /// `denied` (429), `unenforced` (state stale, failure mode open).
-    #[serde(default = "default_decision")]
-    pub budget_decision: String,
-}
-
-fn default_decision() -> String {
-    "off".to_string()
-}
-
-/// The most a record's cost may say: 10^15 micro-dollars ($1 billion).
-pub const MAX_COST_MICROS: u64 = 1_000_000_000_000_000;
-/// Bounds on a record's text fields (characters) and lists.
-pub const MAX_ID: usize = 128;
-pub const MAX_NAME: usize = 128;
-pub const MAX_MODEL: usize = 256;
-pub const MAX_TAGS: usize = 32;
-pub const MAX_SCOPES: usize = 16;
-
-impl UsageRecord {
-    /// Every field within the bounds [`validate`](Self::validate) checks:
-    /// text cleaned of control characters and cut, counts clamped. The
-    /// filter applies it to every record it emits, so a hostile client or
-    /// provider cannot make a record the control service must refuse.
-    pub fn bounded(mut self) -> UsageRecord {
-        use crate::text::bound_in_place as c;
-        let opt = |o: &mut Option<String>, n: usize| {
-            if let Some(s) = o.as_mut() {
-                c(s, n);
-            }
-        };
-        c(&mut self.id, MAX_ID);
-        opt(&mut self.client_request_id, MAX_ID);
-        for s in [&mut self.key_id, &mut self.key_hash, &mut self.team, &mut self.project, &mut self.budget_decision] {
-            c(s, MAX_NAME);
-        }
-        for (o, n) in [
-            (&mut self.feature, MAX_NAME),
-            (&mut self.prompt_version, MAX_NAME),
-            (&mut self.user, 256),
-            (&mut self.provider, MAX_NAME),
-            (&mut self.route, MAX_MODEL),
-            (&mut self.model_requested, MAX_MODEL),
-            (&mut self.model_upstream, MAX_MODEL),
-            (&mut self.model_served, MAX_MODEL),
-            (&mut self.error_code, MAX_NAME),
-        ] {
-            opt(o, n);
-        }
-        let clean = |v: &str, n: usize| v.len() <= n && !v.chars().any(char::is_control);
-        if self.tags.len() > MAX_TAGS || self.tags.iter().any(|(k, v)| !clean(k, MAX_NAME) || !clean(v, MAX_NAME)) {
-            use crate::text::clean_field as cf;
-            self.tags = self.tags.iter().take(MAX_TAGS).map(|(k, v)| (cf(k, MAX_NAME), cf(v, MAX_NAME))).collect();
-        }
-        self.budget_scopes.truncate(MAX_SCOPES);
-        for s in &mut self.budget_scopes {
-            c(s, 2 * MAX_NAME);
-        }
-        self.usage = self.usage.bounded();
-        self.cost_micros = self.cost_micros.min(MAX_COST_MICROS);
-        self
-    }
-
-    /// Checks a record received from an Envoy: what the control service
-    /// stores must be bounded (no field can grow a row, a report or a sum
-    /// past its limits). Returns the first field at fault.
-    pub fn validate(&self) -> Result<(), String> {
-        let text = |name: &str, v: &str, max: usize| -> Result<(), String> {
-            if v.chars().count() > max {
-                return Err(format!("{name}: longer than {max} characters"));
-            }
-            if v.chars().any(char::is_control) {
-                return Err(format!("{name}: control characters"));
-            }
-            Ok(())
-        };
-        if self.id.is_empty() {
-            return Err("id: empty".into());
-        }
-        text("id", &self.id, MAX_ID)?;
-        for (n, v) in [("key_id", &self.key_id), ("key_hash", &self.key_hash), ("team", &self.team), ("project", &self.project), ("budget_decision", &self.budget_decision)] {
-            text(n, v, MAX_NAME)?;
-        }
-        for (n, v, max) in [
-            ("client_request_id", &self.client_request_id, MAX_ID),
-            ("feature", &self.feature, MAX_NAME),
-            ("prompt_version", &self.prompt_version, MAX_NAME),
-            ("user", &self.user, 256),
-            ("provider", &self.provider, MAX_NAME),
-            ("route", &self.route, MAX_MODEL),
-            ("model_requested", &self.model_requested, MAX_MODEL),
-            ("model_upstream", &self.model_upstream, MAX_MODEL),
-            ("model_served", &self.model_served, MAX_MODEL),
-            ("error_code", &self.error_code, MAX_NAME),
-        ] {
-            if let Some(v) = v {
-                text(n, v, max)?;
-            }
-        }
-        if self.tags.len() > MAX_TAGS {
-            return Err(format!("tags: more than {MAX_TAGS}"));
-        }
-        for (k, v) in &self.tags {
-            text("tags", k, MAX_NAME)?;
-            text("tags", v, MAX_NAME)?;
-        }
-        if self.budget_scopes.len() > MAX_SCOPES {
-            return Err(format!("budget_scopes: more than {MAX_SCOPES}"));
-        }
-        for s in &self.budget_scopes {
-            text("budget_scopes", s, 2 * MAX_NAME)?;
-        }
-        if self.usage != self.usage.bounded() {
-            return Err(format!("usage: a count above {} or a part larger than its total", crate::usage::MAX_COUNT));
-        }
-        if self.cost_micros > MAX_COST_MICROS {
-            return Err(format!("cost_micros: above {MAX_COST_MICROS}"));
-        }
-        Ok(())
-    }
-}
+pub use tollgate_protocol::record::*;
 
 /// How the response ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -343,6 +130,10 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::request::Api;
+    use tollgate_protocol::scope::{Scope, ScopeType};
     use super::*;
 
     fn stream(usage: Option<Usage>, finished: bool, chars: u64) -> StreamSummary {
@@ -464,8 +255,8 @@ mod tests {
             priced: true,
             latency_ms: 3,
             ttfb_ms: Some(1),
-            budget_scopes: vec!["team:t".into()],
-            budget_decision: "ok".into(),
+            budget_scopes: vec![Scope::new(ScopeType::Team, "t")],
+            budget_decision: BudgetDecision::Ok,
         }
     }
 

@@ -6,31 +6,11 @@
 //! `stream_options` and copies everything else byte for byte.
 
 use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::errors::GatewayError;
 
-/// The client-facing API of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Api {
-    /// `POST /v1/chat/completions`
-    #[serde(rename = "openai_chat")]
-    OpenAiChat,
-    /// `POST /v1/messages`
-    AnthropicMessages,
-}
-
-impl Api {
-    /// The path suffix below a provider's `path_prefix`.
-    pub fn upstream_suffix(self) -> &'static str {
-        match self {
-            Api::OpenAiChat => "/chat/completions",
-            Api::AnthropicMessages => "/messages",
-        }
-    }
-}
+pub use tollgate_protocol::Api;
 
 /// What a request path is, for the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,12 +16,13 @@ use std::collections::VecDeque;
 use crate::budget::Amount;
 use crate::record::UsageRecord;
 use crate::state::{IngestAck, IngestBatch};
+use tollgate_protocol::scope::Scope;
 
 /// A batch handed to the transport.
 #[derive(Debug)]
 pub struct Pending {
     records: Vec<Vec<u8>>,
-    deltas: Vec<(String, Amount)>,
+    deltas: Vec<(Scope, Amount)>,
 }
 
 /// What an answer from the control service means for the caller.
@@ -48,13 +49,14 @@ pub struct Shipper {
     failures: u32,
     applied_seq: u64,
     /// Acknowledged batches not yet visible in an applied state: (seq, deltas).
-    unreflected: Vec<(u64, Vec<(String, Amount)>)>,
+    unreflected: Vec<(u64, Vec<(Scope, Amount)>)>,
 }
 
 /// The budget deltas of one record: what it adds to each of its scopes.
-fn deltas_of(raw: &[u8], out: &mut Vec<(String, Amount)>) {
+fn deltas_of(raw: &[u8], out: &mut Vec<(Scope, Amount)>) {
     if let Ok(r) = serde_json::from_slice::<UsageRecord>(raw) {
-        let amount = Amount { micros: r.cost_micros, tokens: r.usage.budget_tokens() };
+        let (micros, tokens) = r.budget_amount();
+        let amount = Amount { micros, tokens };
         out.extend(r.budget_scopes.into_iter().map(|s| (s, amount)));
     }
 }
@@ -209,7 +211,7 @@ impl Shipper {
 
     /// A budget state with sequence `seq` was applied: the amounts of the
     /// acknowledged batches it includes are no longer pending here.
-    pub fn on_state_applied(&mut self, seq: u64) -> Vec<(String, Amount)> {
+    pub fn on_state_applied(&mut self, seq: u64) -> Vec<(Scope, Amount)> {
         self.applied_seq = self.applied_seq.max(seq);
         let applied = self.applied_seq;
         let (done, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unreflected).into_iter().partition(|(s, _)| *s <= applied);
@@ -322,7 +324,7 @@ mod tests {
         s.sent(1, p);
         s.on_answer(200, &ack(42), 0);
         assert!(s.on_state_applied(41).is_empty(), "an older state does not include it yet");
-        assert_eq!(s.on_state_applied(42), vec![("team:t".to_string(), Amount { micros: 300, tokens: 3 })]);
+        assert_eq!(s.on_state_applied(42), vec![(Scope::new(crate::state::ScopeType::Team, "t"), Amount { micros: 300, tokens: 3 })]);
         assert!(s.on_state_applied(43).is_empty(), "reflected once");
     }
 
@@ -336,7 +338,7 @@ mod tests {
         let answer = serde_json::to_vec(&serde_json::json!({"accepted": 1, "duplicates": 0, "seq": 9,
             "rejected": [{"index": 1, "id": "bad", "reason": "usage: too big"}]})).unwrap();
         assert_eq!(s.on_answer(200, &answer, 0), Answer::Acked { refused: vec![("bad".into(), "usage: too big".into())] });
-        assert_eq!(s.on_state_applied(9), vec![("team:t".to_string(), Amount { micros: 5, tokens: 3 })]);
+        assert_eq!(s.on_state_applied(9), vec![(Scope::new(crate::state::ScopeType::Team, "t"), Amount { micros: 5, tokens: 3 })]);
         assert_eq!(s.parked(), 1);
     }
 }

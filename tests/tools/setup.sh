@@ -32,6 +32,8 @@ if [ "$mode" = none ]; then
   mode=$(tests/tools/wasm-toolchain.sh detect)
 fi
 echo "setup: wasm toolchain: $mode"
+# wasm32-wasip1 test builds (make test-wasm) link against Debian's wasi-libc
+[ "$mode" = debian ] && apt_install wasi-libc
 
 # 2. Python venv
 if [ ! -x .venv/bin/python ]; then

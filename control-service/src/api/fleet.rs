@@ -32,7 +32,7 @@ pub(super) async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, 
                         id: String,
                     }
                     let id = serde_json::from_str::<Id>(r.get()).map(|i| i.id).unwrap_or_default();
-                    let id = tollgate_filter::text::clean_field(&id, 128);
+                    let id = tollgate_protocol::text::clean_field(&id, 128);
                     rejected.push(RejectedRecord { index, id, reason });
                 }
             }

@@ -12,9 +12,9 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tollgate_filter::keys::{hash_key, to_hex};
-use tollgate_filter::record::UsageRecord;
-use tollgate_filter::state::{BudgetDoc, IngestBatch, KeyDoc, RejectedRecord, ScopeType, StateDoc};
+use tollgate_protocol::keys::{hash_key, to_hex};
+use tollgate_protocol::record::UsageRecord;
+use tollgate_protocol::state::{BudgetDoc, IngestBatch, KeyDoc, RejectedRecord, ScopeType, StateDoc};
 
 use crate::periods::{parse_tz, Period};
 use crate::store::{Budget, KeyRow, SpendFilter, Store, StoreError};
@@ -130,7 +130,7 @@ enum Role {
 
 /// The bearer token of a request (same parsing as the gateway's key extraction).
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    tollgate_filter::keys::presented_key(headers.get("authorization").and_then(|v| v.to_str().ok()), None)
+    tollgate_protocol::keys::presented_key(headers.get("authorization").and_then(|v| v.to_str().ok()), None)
 }
 
 fn role(state: &AppState, headers: &HeaderMap) -> ApiResult<Role> {

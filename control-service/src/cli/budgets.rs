@@ -51,7 +51,7 @@ fn budget_row(b: &Value) -> Vec<String> {
         b["used_pct_micros"].as_f64().or(b["used_pct_tokens"].as_f64()).map(|p| format!("{p:.1}%")).unwrap_or_else(|| "-".into()),
         usd(&b["projected_micros"]),
         format!("{}/{}", s(&b["soft_pct"]), s(&b["hard_pct"])),
-        b["period_end_ms"].as_u64().map(tollgate_filter::budget::rfc3339).unwrap_or_else(|| "-".into()),
+        b["period_end_ms"].as_u64().map(tollgate_protocol::format::rfc3339).unwrap_or_else(|| "-".into()),
     ]
 }
 

@@ -1,7 +1,7 @@
 //! `tollgate keys …` and the offline `tollgate key …`.
 
 use serde_json::{json, Value};
-use tollgate_filter::keys::{hash_key, to_hex};
+use tollgate_protocol::keys::{hash_key, to_hex};
 
 use super::args::{KeyCmd, KeysCmd};
 use super::{fail, out, s, table, Client};
@@ -52,7 +52,7 @@ pub fn run(c: &Client, cmd: KeysCmd) {
                             s(&k["project"]),
                             s(&k["status"]),
                             k["models"].as_array().map(|m| m.iter().map(s).collect::<Vec<_>>().join(",")).unwrap_or_else(|| "all".into()),
-                            tollgate_filter::budget::rfc3339(k["created_ms"].as_u64().unwrap_or(0)),
+                            tollgate_protocol::format::rfc3339(k["created_ms"].as_u64().unwrap_or(0)),
                         ]
                     })
                     .collect();

@@ -127,7 +127,7 @@ pub fn s(v: &Value) -> String {
 }
 
 pub fn usd(v: &Value) -> String {
-    v.as_u64().map(|m| format!("${}", tollgate_filter::budget::usd(m))).unwrap_or_else(|| "-".into())
+    v.as_u64().map(|m| format!("${}", tollgate_protocol::format::usd(m))).unwrap_or_else(|| "-".into())
 }
 
 /// "2026-11-01" or "2026-11-01T12:00:00Z" or Unix ms → Unix ms.

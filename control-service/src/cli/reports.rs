@@ -64,7 +64,7 @@ pub fn spend(c: &Client, a: SpendArgs) {
             .map(|r| {
                 let mut row: Vec<String> = dims.iter().map(|d| s(&r[d.as_str()])).collect();
                 if bucketed {
-                    row.push(tollgate_filter::budget::rfc3339(r["bucket_start_ms"].as_u64().unwrap_or(0)));
+                    row.push(tollgate_protocol::format::rfc3339(r["bucket_start_ms"].as_u64().unwrap_or(0)));
                 }
                 row.extend([
                     s(&r["requests"]),
@@ -100,7 +100,7 @@ pub fn movers(c: &Client, a: MoversArgs) {
                             s(&m["value"]),
                             usd(&m["previous_micros"]),
                             usd(&m["current_micros"]),
-                            format!("{}${}", if delta < 0 { "-" } else { "+" }, tollgate_filter::budget::usd(delta.unsigned_abs())),
+                            format!("{}${}", if delta < 0 { "-" } else { "+" }, tollgate_protocol::format::usd(delta.unsigned_abs())),
                         ]
                     })
                     .collect(),
@@ -132,10 +132,10 @@ pub fn alerts(c: &Client) {
                         s(&x["threshold"]),
                         usd(&x["used_micros"]),
                         usd(&x["limit_micros"]),
-                        tollgate_filter::budget::rfc3339(x["created_ms"].as_u64().unwrap_or(0)),
+                        tollgate_protocol::format::rfc3339(x["created_ms"].as_u64().unwrap_or(0)),
                         x["delivered_ms"]
                             .as_u64()
-                            .map(tollgate_filter::budget::rfc3339)
+                            .map(tollgate_protocol::format::rfc3339)
                             .unwrap_or_else(|| format!("no ({} attempts)", s(&x["attempts"]))),
                     ]
                 })

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tollgate_filter::keys::{hash_key, to_hex};
+use tollgate_protocol::keys::{hash_key, to_hex};
 
 use super::args::ServeArgs;
 use super::{fail, out};

@@ -1,7 +1,7 @@
 //! Budgets: their limits, the current period recounted when one changes,
 //! threshold alerts, and the grants that hand each Envoy its share.
 
-use tollgate_filter::state::{pct_of, ScopeType};
+use tollgate_protocol::state::{pct_of, ScopeType};
 
 use crate::db::{int, opt_int, Arg, Tx};
 use crate::store::*;

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use tollgate_filter::record::UsageRecord;
-use tollgate_filter::state::IngestAck;
+use tollgate_protocol::record::UsageRecord;
+use tollgate_protocol::state::IngestAck;
 
 use crate::db::{int, Arg, Tx};
 use crate::store::*;

@@ -14,8 +14,8 @@ mod reports;
 mod requests;
 mod rows;
 
-use tollgate_filter::record::UsageRecord;
-use tollgate_filter::state::{IngestAck, ScopeType};
+use tollgate_protocol::record::UsageRecord;
+use tollgate_protocol::state::{IngestAck, ScopeType};
 
 use crate::db::{Db, TxKind};
 use crate::reports::{ReportQuery, ReportRow};

@@ -1,6 +1,6 @@
 //! Spend: totals and grouped reports, straight from the usage records.
 
-use tollgate_filter::state::ScopeType;
+use tollgate_protocol::state::ScopeType;
 
 use crate::db::{int, Arg, Tx};
 use crate::reports::{Dim, ReportQuery, ReportRow};

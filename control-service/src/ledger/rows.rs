@@ -1,6 +1,6 @@
 //! Columns ↔ the store's types, one place for both dialects.
 
-use tollgate_filter::state::ScopeType;
+use tollgate_protocol::state::ScopeType;
 
 use crate::db::Row;
 use crate::periods::Period;

@@ -9,7 +9,9 @@ use proxy_wasm::types::Action;
 use super::host::{self, REQUEST_BODY, REQUEST_HEADERS, RESPONSE_BODY, RESPONSE_HEADERS};
 use super::{awaiting_body, body_arrived, current_state, enqueue_record, next_request_id, now_ms, record_metrics, HostCounters};
 use crate::admission::{self, Decision, Reservation, Situation};
-use crate::budget::{self, Amount};
+use crate::record::BudgetDecision;
+use tollgate_protocol::scope::Scope;
+use crate::budget::Amount;
 use crate::config::{Config, KeyInfo, OtherPaths};
 use crate::decode::{Coding, Inflater};
 use crate::errors::GatewayError;
@@ -143,10 +145,10 @@ pub(super) struct TollgateHttp {
     body_bytes: u64,
     /// Budget reservations taken for this request.
     reservations: Vec<Reservation>,
-    budget_decision: &'static str,
+    budget_decision: BudgetDecision,
     budget_headers: Vec<(String, String)>,
     /// The scope whose budget refused this request.
-    denied_scope: Option<String>,
+    denied_scope: Option<Scope>,
     /// The control service's state as this request saw it (read once).
     state: Option<(Option<Rc<StateView>>, Option<u64>)>,
 }
@@ -199,7 +201,7 @@ impl TollgateHttp {
             body_note: None,
             body_bytes: 0,
             reservations: Vec::new(),
-            budget_decision: "off",
+            budget_decision: BudgetDecision::Off,
             budget_headers: Vec::new(),
             denied_scope: None,
             state: None,
@@ -446,9 +448,9 @@ impl TollgateHttp {
             ttfb_ms: self.ttfb_ms,
             budget_scopes: match &self.denied_scope {
                 Some(d) => vec![d.clone()],
-                None => self.reservations.iter().map(|r| budget::scope_label(r.scope_type, &r.scope_id)).collect(),
+                None => self.reservations.iter().map(|r| Scope::new(r.scope_type, &r.scope_id)).collect(),
             },
-            budget_decision: self.budget_decision.to_string(),
+            budget_decision: self.budget_decision,
         }
         .bounded()
     }
@@ -480,8 +482,8 @@ impl TollgateHttp {
                 Ok(())
             }
             Decision::Denied { error, headers, scope } => {
-                self.budget_decision = "denied";
-                log::debug!("[{}] budget refused: {}", self.context_id, scope.as_deref().unwrap_or("state unavailable"));
+                self.budget_decision = BudgetDecision::Denied;
+                log::debug!("[{}] budget refused: {}", self.context_id, scope.as_ref().map_or_else(|| "state unavailable".to_string(), |s| s.to_string()));
                 self.denied_scope = scope;
                 Err(self.reject_with(error, headers))
             }
@@ -542,7 +544,7 @@ impl TollgateHttp {
         // Filter state for access logs: %FILTER_STATE(wasm.tollgate.usage:PLAIN)% and flat fields.
         host::set_property(&["tollgate.usage"], json.as_bytes());
         let fields: [(&str, &str); 10] = [
-            ("tollgate.budget_decision", &rec.budget_decision),
+            ("tollgate.budget_decision", rec.budget_decision.as_str()),
             ("tollgate.team", &rec.team),
             ("tollgate.project", &rec.project),
             ("tollgate.key_id", &rec.key_id),

@@ -191,9 +191,8 @@ impl Service {
     /// Acknowledged records that the applied state now includes are no
     /// longer pending on this Envoy.
     fn reflect(&mut self, seq: u64) {
-        for (label, amount) in self.shipper.on_state_applied(seq) {
-            let Some((t, id)) = budget::parse_scope_label(&label) else { continue };
-            let _ = crate::admission::update_counter(&HostCounters, &budget::counter_key(t, id), |c: &mut Counter| {
+        for (scope, amount) in self.shipper.on_state_applied(seq) {
+            let _ = crate::admission::update_counter(&HostCounters, &budget::counter_key(scope.scope_type, &scope.id), |c: &mut Counter| {
                 c.reflect(amount);
                 true
             });

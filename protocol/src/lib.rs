@@ -1,0 +1,27 @@
+//! The wire contract between Tollgate's filter and its control service,
+//! and nothing else: serde types and the few pure functions both sides
+//! must compute the same way.
+//!
+//! - [`record`]: the usage record (one per request), its outcome and
+//!   budget-decision enums, its bounds and the budget amount it counts;
+//! - [`scope`]: budget scopes, `"team:search"` on the wire;
+//! - [`state`]: the state document (`GET /v1/state`), the ingest batch
+//!   (`POST /v1/usage`) and its acknowledgement;
+//! - [`usage`]: normalised token counts; [`Api`]: the client APIs;
+//! - [`keys`]: how a virtual key is hashed (the service stores hashes the
+//!   filter compares); [`format`]: money and time as text; [`text`]: how
+//!   untrusted text is bounded before it is stored or shown.
+//!
+//! The filter (`tollgate-filter`) and the service (`tollgate-control`) both
+//! depend on this crate; neither depends on the other.
+
+mod api;
+pub mod format;
+pub mod keys;
+pub mod record;
+pub mod scope;
+pub mod state;
+pub mod text;
+pub mod usage;
+
+pub use api::Api;

@@ -1,0 +1,112 @@
+//! The budget-state document the control service serves to the filters
+//! (`GET /v1/state`), the ingest batch they send (`POST /v1/usage`) and its
+//! answer. docs/control-api.md is the contract.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::scope::ScopeType;
+
+/// A key as the control service publishes it (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyDoc {
+    pub id: String,
+    pub key_hash: String,
+    pub team: String,
+    pub project: String,
+    /// Route names the key may use; `None` = all.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    #[serde(default)]
+    pub projects: Vec<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One budget as the fleet sees it right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetDoc {
+    pub scope_type: ScopeType,
+    /// Key id, team name or project name.
+    pub scope_id: String,
+    pub limit_micros: Option<u64>,
+    pub limit_tokens: Option<u64>,
+    pub period_start_ms: u64,
+    pub period_end_ms: u64,
+    /// Recorded by the whole fleet in this period (ingested records).
+    pub used_micros: u64,
+    pub used_tokens: u64,
+    /// Soft threshold in percent of the limit (warning); `None` = off.
+    pub soft_pct: Option<u32>,
+    /// Hard threshold in percent of the limit (stop); `None` = off.
+    pub hard_pct: Option<u32>,
+    /// What the polling Envoy may spend beyond `used` until its next state:
+    /// (hard limit − used) / active Envoys. `None` = no hard stop.
+    pub share_micros: Option<u64>,
+    pub share_tokens: Option<u64>,
+}
+
+impl BudgetDoc {
+    pub fn hard_limit_micros(&self) -> Option<u64> {
+        Some(pct_of(self.limit_micros?, self.hard_pct?))
+    }
+    pub fn hard_limit_tokens(&self) -> Option<u64> {
+        Some(pct_of(self.limit_tokens?, self.hard_pct?))
+    }
+    pub fn soft_limit_micros(&self) -> Option<u64> {
+        Some(pct_of(self.limit_micros?, self.soft_pct?))
+    }
+    pub fn soft_limit_tokens(&self) -> Option<u64> {
+        Some(pct_of(self.limit_tokens?, self.soft_pct?))
+    }
+}
+
+/// `limit × pct / 100`, rounded down, in integers.
+pub fn pct_of(limit: u64, pct: u32) -> u64 {
+    u64::try_from(u128::from(limit) * u128::from(pct) / 100).unwrap_or(u64::MAX)
+}
+
+/// `GET /v1/state` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StateDoc {
+    /// Ingest sequence the `used` figures include (monotonic).
+    pub seq: u64,
+    pub generated_ms: u64,
+    pub nodes_active: u32,
+    pub keys: Vec<KeyDoc>,
+    pub budgets: Vec<BudgetDoc>,
+}
+
+/// `POST /v1/usage` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestAck {
+    pub accepted: u64,
+    pub duplicates: u64,
+    /// Records refused as invalid (not stored, never to be retried as they
+    /// are): their index in the batch, id and the field at fault.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<RejectedRecord>,
+    /// The ingest sequence once these records are counted: a state with
+    /// `seq >= this` includes them.
+    pub seq: u64,
+}
+
+/// `POST /v1/usage`: a batch of usage records from one Envoy. Records stay
+/// raw JSON text on both sides (the filter serialised them once; the service
+/// stores the text as received and checks each record on its own).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IngestBatch<'a> {
+    #[serde(borrow)]
+    pub node: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub records: Vec<&'a serde_json::value::RawValue>,
+}
+
+/// A record the control service refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedRecord {
+    pub index: usize,
+    pub id: String,
+    pub reason: String,
+}

@@ -1,0 +1,58 @@
+//! Normalised token usage of one request (the parsers are the filter's `usage.rs`).
+
+use serde::{Deserialize, Serialize};
+
+/// Normalised usage of one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// All input tokens, including cached reads and cache writes.
+    pub input_tokens: u64,
+    /// Input tokens served from the provider's prompt cache.
+    pub cached_input_tokens: u64,
+    /// Input tokens written to the provider's prompt cache.
+    pub cache_write_tokens: u64,
+    /// All output tokens, including reasoning tokens.
+    pub output_tokens: u64,
+    /// Output tokens spent on reasoning (a subset of `output_tokens`).
+    pub reasoning_tokens: u64,
+    /// Cache writes kept for one hour (Anthropic; a subset of
+    /// `cache_write_tokens`, priced at their own rate).
+    #[serde(default)]
+    pub cache_write_1h_tokens: u64,
+    /// Server-side web searches the provider ran and bills per search.
+    #[serde(default)]
+    pub web_search_requests: u64,
+}
+
+/// The largest count any usage field may carry (10^12 tokens): far beyond
+/// any real request, small enough that sums over millions of records stay
+/// inside a signed 64-bit integer. Larger reported values are clamped.
+pub const MAX_COUNT: u64 = 1_000_000_000_000;
+
+impl Usage {
+    /// The budget amount of a request's usage in tokens: input + output.
+    pub fn budget_tokens(&self) -> u64 {
+        self.input_tokens.saturating_add(self.output_tokens)
+    }
+
+    /// Every count clamped to [`MAX_COUNT`] and made consistent (subsets
+    /// never exceed their totals).
+    pub fn bounded(mut self) -> Usage {
+        for v in [
+            &mut self.input_tokens,
+            &mut self.cached_input_tokens,
+            &mut self.cache_write_tokens,
+            &mut self.output_tokens,
+            &mut self.reasoning_tokens,
+            &mut self.cache_write_1h_tokens,
+            &mut self.web_search_requests,
+        ] {
+            *v = (*v).min(MAX_COUNT);
+        }
+        self.cached_input_tokens = self.cached_input_tokens.min(self.input_tokens);
+        self.cache_write_tokens = self.cache_write_tokens.min(self.input_tokens - self.cached_input_tokens);
+        self.cache_write_1h_tokens = self.cache_write_1h_tokens.min(self.cache_write_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.min(self.output_tokens);
+        self
+    }
+}
