@@ -114,6 +114,8 @@ pub enum TxKind {
     Grant,
     /// A budget changes (set, or a request approved): serialised with other budget changes.
     Budget,
+    /// The key set changes: serialised, so change numbers become visible in order.
+    Keys,
     /// Schema migrations: one process at a time.
     Migrate,
 }

@@ -5,8 +5,9 @@
 //! - ingest batches are numbered by one counter row (`ingest_seq`) whose
 //!   row lock orders ingest transactions, so a state's `seq` means "every
 //!   batch up to here is counted";
-//! - grants, budget changes and migrations each take a transaction-level
-//!   advisory lock.
+//! - grants, budget changes, key changes and migrations each take a
+//!   transaction-level advisory lock (key changes: so their numbers become
+//!   visible in order and an Envoy fetching changes never skips one).
 //!
 //! The store API is synchronous (handlers call it from `spawn_blocking`);
 //! each statement runs on the service's Tokio runtime, so no runtime
@@ -23,8 +24,10 @@ use crate::db::{dollar_placeholders, migrate, Arg, Db, Migration, Row, Tx, TxKin
 use crate::ledger::Ledger;
 use crate::store::{Result, StoreError};
 
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "baseline", sql: include_str!("../migrations/postgres/0001_baseline.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "baseline", sql: include_str!("../migrations/postgres/0001_baseline.sql") },
+    Migration { version: 2, name: "key_events", sql: include_str!("../migrations/postgres/0002_key_events.sql") },
+];
 
 /// Connections per replica.
 const POOL_SIZE: usize = 8;
@@ -189,6 +192,7 @@ impl Db for PgDb {
             TxKind::Grant => Some("SELECT pg_advisory_xact_lock(72462)"),
             TxKind::Budget => Some("SELECT pg_advisory_xact_lock(72463)"),
             TxKind::Migrate => Some("SELECT pg_advisory_xact_lock(72461)"),
+            TxKind::Keys => Some("SELECT pg_advisory_xact_lock(72464)"),
             TxKind::Read | TxKind::Write => None,
         };
         if let Some(lock) = lock {

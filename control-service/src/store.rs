@@ -278,6 +278,11 @@ pub trait Store: Send + Sync + 'static {
     fn create_key(&self, key: &KeyRow) -> Result<()>;
     /// Creates every key or none (one transaction); Conflict names the first clash.
     fn create_keys(&self, keys: &[KeyRow]) -> Result<()>;
+    /// What changed in the set of live keys after change `since` (at most
+    /// `limit` changes), for Envoys keeping their key entries in step.
+    fn key_changes(&self, since: u64, limit: u32) -> Result<tollgate_protocol::state::KeyChanges>;
+    /// The number of the last key change.
+    fn keys_seq(&self) -> Result<u64>;
     fn list_keys(&self) -> Result<Vec<KeyRow>>;
     fn get_key(&self, id: &str) -> Result<Option<KeyRow>>;
     /// The live (not revoked) key with this hash, through the unique index.

@@ -46,6 +46,7 @@ contract!(
     a_key_is_found_by_its_hash_until_revoked,
     grants_share_the_room_and_never_exceed_the_limit,
     sums_saturate_instead_of_failing,
+    key_changes_replay_to_the_live_key_set,
 );
 
 mod tempdir {
@@ -337,6 +338,52 @@ fn sums_saturate_instead_of_failing(s: Arc<dyn Store>) {
     s.ingest("n", &[rec("s2", "t", big, 0, 0)], None, NOW).unwrap();
     assert_eq!(s.used(ScopeType::Team, "t", start).unwrap().micros, i64::MAX as u64);
     assert_eq!(s.ingest("n", &[rec("s3", "t", 1, 0, 0)], None, NOW).unwrap().accepted, 1, "later records still count");
+}
+
+fn key_changes_replay_to_the_live_key_set(s: Arc<dyn Store>) {
+    use std::collections::BTreeSet;
+    use tollgate_protocol::state::KeyChange;
+    // Applies every change after `since` in pages of `page`, as an Envoy does.
+    fn replay(s: &dyn Store, since: &mut u64, page: u32, set: &mut BTreeSet<String>) {
+        loop {
+            let p = s.key_changes(*since, page).unwrap();
+            for c in &p.changes {
+                match c {
+                    KeyChange::Put { key } => set.insert(key.key_hash.clone()),
+                    KeyChange::Del { key_hash } => set.remove(key_hash),
+                };
+            }
+            assert!(p.seq >= *since);
+            *since = p.seq;
+            if !p.more {
+                break;
+            }
+        }
+    }
+    let live = |s: &dyn Store| s.list_keys().unwrap().into_iter().filter(|k| k.revoked_ms.is_none()).map(|k| k.key_hash).collect::<BTreeSet<_>>();
+    assert_eq!(s.keys_seq().unwrap(), 0);
+    s.create_keys(&(0..7).map(|i| key(&format!("c{i}"), char::from(b'a' + i))).collect::<Vec<_>>()).unwrap();
+    let (mut since, mut set) = (0, BTreeSet::new());
+    replay(&*s, &mut since, 3, &mut set);
+    assert_eq!(set, live(&*s));
+    assert_eq!(since, s.keys_seq().unwrap());
+    // revoke, rotate twice (the middle hash must not survive), create
+    s.revoke_key("c1", NOW).unwrap();
+    s.revoke_key("c1", NOW).unwrap(); // again: no change
+    s.set_key_hash("c2", &"x".repeat(64)).unwrap();
+    s.set_key_hash("c2", &"y".repeat(64)).unwrap();
+    s.create_key(&key("c9", 'z')).unwrap();
+    replay(&*s, &mut since, 2, &mut set);
+    assert_eq!(set, live(&*s));
+    assert!(!set.contains(&"b".repeat(64)) && !set.contains(&"c".repeat(64)) && !set.contains(&"x".repeat(64)));
+    assert!(set.contains(&"y".repeat(64)) && set.contains(&"z".repeat(64)));
+    // a fresh Envoy replaying from 0 gets the same set
+    let (mut s0, mut set0) = (0, BTreeSet::new());
+    replay(&*s, &mut s0, 1000, &mut set0);
+    assert_eq!(set0, set);
+    // nothing new: an empty page at the same sequence
+    let p = s.key_changes(since, 10).unwrap();
+    assert_eq!((p.seq, p.more, p.changes.len()), (since, false, 0));
 }
 
 // ---- SQLite only ----

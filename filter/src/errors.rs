@@ -120,6 +120,18 @@ impl GatewayError {
         )
     }
 
+    /// 503: an unknown key while this Envoy has not yet loaded every key
+    /// from the control service (it just started, or cannot reach it): the
+    /// key may be valid, so the answer is retryable, not 401.
+    pub fn keys_loading() -> Self {
+        Self::new(
+            503,
+            "api_error",
+            "keys_loading",
+            "This gateway has not yet loaded its virtual keys from the control service; retry shortly.".into(),
+        )
+    }
+
     /// 503: Envoy did not hand the request body to the filter in time after
     /// its headers: the Wasm filter lacks `allow_on_headers_stop_iteration`.
     pub fn body_not_delivered(wait_ms: u64) -> Self {

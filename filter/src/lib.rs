@@ -12,6 +12,7 @@ pub mod decode;
 pub mod errors;
 pub mod hostmap;
 pub mod ids;
+pub mod keysync;
 pub mod metrics;
 pub mod pricing;
 pub mod record;

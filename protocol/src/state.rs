@@ -74,8 +74,35 @@ pub struct StateDoc {
     pub seq: u64,
     pub generated_ms: u64,
     pub nodes_active: u32,
-    pub keys: Vec<KeyDoc>,
+    /// The key-change sequence: an Envoy whose keys are older fetches
+    /// `GET /v1/key-changes?since=<its seq>` ([`KeyChanges`]). Keys are not
+    /// in this document: it stays small however many keys exist.
+    #[serde(default)]
+    pub keys_seq: u64,
     pub budgets: Vec<BudgetDoc>,
+}
+
+/// `GET /v1/key-changes?since=N&limit=M`: what changed in the key set
+/// after change `N`, oldest first. Applying every page in order, from 0,
+/// gives the current set of live keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct KeyChanges {
+    /// The last change this page includes (ask for `since=seq` next).
+    pub seq: u64,
+    /// More changes follow this page.
+    pub more: bool,
+    pub changes: Vec<KeyChange>,
+}
+
+/// One change to the key set, as it is now (a key created then revoked
+/// between two fetches arrives as a deletion).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum KeyChange {
+    /// A live key with this hash (new, or changed).
+    Put { key: KeyDoc },
+    /// No live key has this hash any more (revoked, or rotated away).
+    Del { key_hash: String },
 }
 
 /// `POST /v1/usage` answer.

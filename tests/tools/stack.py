@@ -277,6 +277,25 @@ class Envoy:
             time.sleep(0.1)
         raise TimeoutError(f"envoy not ready after {timeout}s:\n{self.log()[-4000:]}")
 
+    def wait_keys_loaded(self, timeout: float = 15.0) -> None:
+        """Until the filter has loaded the control service's keys: an unknown
+        key is then 401, not 503 `keys_loading` (a gateway's "ready")."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            req = urllib.request.Request(f"http://127.0.0.1:{self.listen_port}/v1/chat/completions", data=b"{}", method="POST",
+                                         headers={"authorization": "Bearer tg-readiness-probe-not-a-key",
+                                                  "content-type": "application/json"})
+            try:
+                urllib.request.urlopen(req, timeout=2)
+                return
+            except urllib.error.HTTPError as e:
+                if e.code != 503:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"envoy did not load its keys after {timeout}s:\n{self.log()[-4000:]}")
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -293,7 +312,9 @@ class Stack:
 
     def __init__(self, workdir: Path | None = None, listen_port: int = 0, admin_port: int = 0, mock_port: int = 0,
                  plugin_patch=None, concurrency: int = 2, access_log: str | None = None, control_port: int = 0,
-                 webhook: str | None = None, envoys: int = 1, control_db: str | None = None, control_replicas: int = 1):
+                 webhook: str | None = None, envoys: int = 1, control_db: str | None = None, control_replicas: int = 1,
+                 wait_keys: bool = True):
+        self.wait_keys = wait_keys
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tollgate-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         args = (listen_port, admin_port, mock_port, plugin_patch, concurrency, access_log, control_port, webhook,
@@ -341,6 +362,9 @@ class Stack:
                 c.stop()
             raise
         self.envoy = self.envoys[0]
+        if self.wait_keys:
+            for e in self.envoys:
+                e.wait_keys_loaded()
 
     @property
     def url(self) -> str:

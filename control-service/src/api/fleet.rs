@@ -76,17 +76,12 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
     let ttl = st.settings.node_ttl_ms;
     let store = st.store.clone();
     let doc = blocking(move || {
-        let keys = store
-            .list_keys()?
-            .into_iter()
-            .filter(|k| k.revoked_ms.is_none())
-            .map(|k| KeyDoc { id: k.id, key_hash: k.key_hash, team: k.team, project: k.project, models: k.models, projects: k.projects, tags: k.tags })
-            .collect();
+        let keys_seq = store.keys_seq()?;
         match node {
             // An Envoy: grant it its share (durably) and return it.
             Some(n) => {
                 let g = store.grant(&n, now, ttl)?;
-                Ok(StateDoc { seq: g.seq, generated_ms: now, nodes_active: g.nodes_active, keys, budgets: g.budgets })
+                Ok(StateDoc { seq: g.seq, generated_ms: now, nodes_active: g.nodes_active, keys_seq, budgets: g.budgets })
             }
             // Anyone else (an admin looking): the fleet view, no shares.
             None => {
@@ -98,7 +93,7 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
                     }
                 }
                 let nodes_active = store.nodes_active(now, ttl)?;
-                Ok(StateDoc { seq, generated_ms: now, nodes_active, keys, budgets })
+                Ok(StateDoc { seq, generated_ms: now, nodes_active, keys_seq, budgets })
             }
         }
     })
@@ -121,4 +116,26 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
         r.headers_mut().insert("etag", v);
     }
     Ok(r)
+}
+
+#[derive(Deserialize)]
+pub(super) struct ChangesQuery {
+    #[serde(default)]
+    since: u64,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// The most key changes one answer carries.
+const MAX_KEY_PAGE: u32 = 10_000;
+
+/// `GET /v1/key-changes?since=N&limit=M`: the key set's changes after N,
+/// for Envoys keeping their per-key entries in step (`KeyChanges`).
+pub(super) async fn key_changes(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<ChangesQuery>) -> ApiResult<Json<KeyChanges>> {
+    role(&st, &headers)?;
+    let limit = q.limit.unwrap_or(MAX_KEY_PAGE).clamp(1, MAX_KEY_PAGE);
+    let store = st.store.clone();
+    let page = blocking(move || store.key_changes(q.since, limit)).await?;
+    st.counters.key_change_pages.fetch_add(1, Relaxed);
+    Ok(Json(page))
 }

@@ -70,6 +70,106 @@ pub(super) async fn create_key(State(st): State<Arc<AppState>>, headers: HeaderM
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
+/// One key of an import. A key migrating from another gateway keeps
+/// working: give its `key` (hashed here, never stored) or its `key_hash`
+/// (SHA3-256, hex); with neither, a new key is made and returned once.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ImportKey {
+    #[serde(default)]
+    id: Option<String>,
+    team: String,
+    project: String,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    #[serde(default)]
+    projects: Vec<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    key_hash: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ImportBatch {
+    keys: Vec<ImportKey>,
+}
+
+/// Keys per import request.
+pub const MAX_IMPORT: usize = 10_000;
+
+/// A checked import row, and the key made for it (shown once).
+fn import_row(i: usize, k: ImportKey, now: u64) -> ApiResult<(KeyRow, Option<String>)> {
+    let at = |e: ApiError| ApiError::bad(e.code, format!("keys[{i}]: {}", e.message));
+    valid_name("team", &k.team).map_err(at)?;
+    valid_name("project", &k.project).map_err(at)?;
+    for p in &k.projects {
+        valid_name("projects", p).map_err(at)?;
+    }
+    let (hash, made) = match (k.key, k.key_hash) {
+        (Some(_), Some(_)) => return Err(ApiError::bad("invalid_field", format!("keys[{i}]: give 'key' or 'key_hash', not both"))),
+        (Some(key), None) => {
+            if key.len() < 16 || key.len() > 256 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ApiError::bad("invalid_field", format!("keys[{i}]: 'key' must be 16-256 visible ASCII characters")));
+            }
+            (hash_key(&key), None)
+        }
+        (None, Some(h)) => {
+            if !tollgate_protocol::keys::is_key_hash(&h) {
+                return Err(ApiError::bad("invalid_field", format!("keys[{i}]: 'key_hash' must be 64 lowercase hex digits (SHA3-256)")));
+            }
+            (h, None)
+        }
+        (None, None) => {
+            let secret = new_secret("tg-")?;
+            (hash_key(&secret), Some(secret))
+        }
+    };
+    let id = match k.id {
+        Some(id) => {
+            valid_name("id", &id).map_err(at)?;
+            id
+        }
+        None => format!("key-{}", &hash[..12]),
+    };
+    let row = KeyRow { id, key_hash: hash, team: k.team, project: k.project, models: k.models, projects: k.projects, tags: k.tags, created_ms: now, revoked_ms: None };
+    Ok((row, made))
+}
+
+/// `POST /v1/key-imports`: up to 10,000 keys in one transaction, all or
+/// none (a bad row or a clash names its index and creates nothing).
+pub(super) async fn import_keys(State(st): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Response> {
+    admin(&st, &headers)?;
+    let batch: ImportBatch = serde_json::from_slice(&body).map_err(|e| ApiError::bad("invalid_json", e.to_string()))?;
+    if batch.keys.is_empty() || batch.keys.len() > MAX_IMPORT {
+        return Err(ApiError::bad("invalid_field", format!("'keys' must hold 1 to {MAX_IMPORT} keys")));
+    }
+    let now = now_ms();
+    let mut rows = Vec::with_capacity(batch.keys.len());
+    let mut made = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    for (i, k) in batch.keys.into_iter().enumerate() {
+        let (row, secret) = import_row(i, k, now)?;
+        if !ids.insert(row.id.clone()) {
+            return Err(ApiError::bad("duplicate_id", format!("keys[{i}]: id '{}' appears twice in the batch", row.id)));
+        }
+        if let Some(s) = secret {
+            made.push(json!({"index": i, "id": row.id, "key": s}));
+        }
+        rows.push(row);
+    }
+    let n = rows.len();
+    let store = st.store.clone();
+    blocking(move || store.create_keys(&rows)).await?;
+    st.counters.keys_imported.fetch_add(n as u64, Relaxed);
+    log_event("info", "keys imported", json!({"count": n, "made": made.len()}));
+    let body = json!({"created": n, "made": made, "note": "made keys are shown once; only their hashes are stored"});
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
 pub(super) async fn list_keys(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     admin(&st, &headers)?;
     let store = st.store.clone();

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tollgate_protocol::keys::{hash_key, to_hex};
 use tollgate_protocol::record::UsageRecord;
-use tollgate_protocol::state::{BudgetDoc, IngestBatch, KeyDoc, RejectedRecord, ScopeType, StateDoc};
+use tollgate_protocol::state::{BudgetDoc, IngestBatch, KeyChanges, RejectedRecord, ScopeType, StateDoc};
 
 use crate::periods::{parse_tz, Period};
 use crate::store::{Budget, KeyRow, SpendFilter, Store, StoreError};
@@ -71,6 +71,8 @@ pub struct Counters {
     pub ingest_rejected: std::sync::atomic::AtomicU64,
     pub state_polls: std::sync::atomic::AtomicU64,
     pub state_not_modified: std::sync::atomic::AtomicU64,
+    pub key_change_pages: std::sync::atomic::AtomicU64,
+    pub keys_imported: std::sync::atomic::AtomicU64,
     pub alerts_delivered: std::sync::atomic::AtomicU64,
     pub alerts_failed: std::sync::atomic::AtomicU64,
 }
@@ -171,6 +173,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/dashboard", get(dashboard))
         .route("/v1/keys", post(create_key).get(list_keys))
+        .route("/v1/key-imports", post(import_keys).layer(axum::extract::DefaultBodyLimit::max(16 << 20)))
+        .route("/v1/key-changes", get(key_changes))
         .route("/v1/keys/{id}", get(get_key))
         .route("/v1/keys/{id}/revoke", post(revoke_key))
         .route("/v1/keys/{id}/rotate", post(rotate_key))

@@ -104,6 +104,24 @@ pub enum KeysCmd {
     Revoke { id: String },
     /// Replace a key: the old one stops working, the new one is printed once
     Rotate { id: String },
+    /// Create keys in bulk from CSV or JSON Lines (keys moving from another
+    /// gateway keep working: give their `key` or `key_hash`)
+    Import {
+        /// The file (`-` for stdin)
+        file: String,
+        /// csv or jsonl (default: from the file name, else jsonl)
+        #[arg(long, value_enum)]
+        format: Option<super::import::Format>,
+        /// Keys per request (each request is all or none)
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+        /// Skip this many rows (to resume after a stopped import)
+        #[arg(long, default_value_t = 0)]
+        skip: usize,
+        /// Write keys made for rows without a key here (mode 0600) instead of stdout
+        #[arg(long)]
+        made: Option<String>,
+    },
 }
 
 /// Limits: --limit-usd or --limit-micros, and/or --limit-tokens.

@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod budgets;
+pub mod import;
 pub mod keys;
 pub mod reports;
 pub mod serve;
@@ -61,6 +62,12 @@ impl Client {
     }
 
     pub fn call_text(&self, method: &str, path: &str, body: Option<Value>) -> String {
+        self.try_call_text(method, path, body).unwrap_or_else(|(status, msg)| fail(&format!("{method} {path}: {status}: {msg}")))
+    }
+
+    /// The answer's text, or its status and error message (≥ 400). An
+    /// unreachable service ends the command.
+    pub fn try_call_text(&self, method: &str, path: &str, body: Option<Value>) -> Result<String, (u16, String)> {
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
         let url = format!("{}{}", self.url.trim_end_matches('/'), path);
         let auth = format!("Bearer {}", self.token);
@@ -78,15 +85,15 @@ impl Client {
         };
         let mut resp = result.unwrap_or_else(|e| fail(&format!("cannot reach the control service at {}: {e}", self.url)));
         let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        let text = resp.body_mut().with_config().limit(64 << 20).read_to_string().unwrap_or_default();
         if status >= 400 {
             let msg = serde_json::from_str::<Value>(&text)
                 .ok()
                 .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
                 .unwrap_or(text);
-            fail(&format!("{method} {path}: {status}: {msg}"));
+            return Err((status, msg));
         }
-        text
+        Ok(text)
     }
 
     pub fn print(&self, v: &Value, table: impl FnOnce(&Value)) {

@@ -1,5 +1,7 @@
 //! Virtual keys: stored by hash, found by id or through the hash's unique index.
 
+use tollgate_protocol::state::{KeyChange, KeyChanges, KeyDoc};
+
 use crate::db::{int, opt_int, Arg, Tx};
 use crate::store::*;
 
@@ -28,8 +30,48 @@ pub fn create(tx: &mut dyn Tx, k: &KeyRow) -> Result<()> {
     );
     match res {
         Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!("a key with id '{}' (or this key's hash) already exists", k.id))),
-        other => other.map(|_| ()),
+        Err(e) => Err(e),
+        Ok(_) => changed(tx, &k.key_hash),
     }
+}
+
+/// Numbers a change of the key with this hash (see `changes`).
+fn changed(tx: &mut dyn Tx, key_hash: &str) -> Result<()> {
+    tx.execute("INSERT INTO key_events (key_hash) VALUES (?1)", &[key_hash.into()]).map(|_| ())
+}
+
+/// The key-change sequence.
+pub fn seq(tx: &mut dyn Tx) -> Result<u64> {
+    tx.query_one("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM key_events", &[])?.u64(0)
+}
+
+/// The changes after `since`, oldest first, at most `limit`, each as the
+/// key set is now: a live key with the hash is a Put, none is a Del.
+pub fn changes(tx: &mut dyn Tx, since: u64, limit: u32) -> Result<KeyChanges> {
+    let cols = KEY_COLS.split(", ").map(|c| format!("k.{c}")).collect::<Vec<_>>().join(", ");
+    let rows = tx.query(
+        &format!(
+            "SELECT e.seq, e.key_hash, {cols} FROM key_events e
+             LEFT JOIN keys k ON k.key_hash = e.key_hash AND k.revoked_ms IS NULL
+             WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2"
+        ),
+        &[int(since), Arg::Int(i64::from(limit))],
+    )?;
+    let mut out = KeyChanges { seq: since, more: rows.len() >= limit as usize, changes: Vec::with_capacity(rows.len()) };
+    for r in &rows {
+        out.seq = r.u64(0)?;
+        let change = match r.opt_text(2)? {
+            Some(_) => {
+                let k = rows::key(&crate::db::Row(r.0[2..].to_vec()))?;
+                KeyChange::Put {
+                    key: KeyDoc { id: k.id, key_hash: k.key_hash, team: k.team, project: k.project, models: k.models, projects: k.projects, tags: k.tags },
+                }
+            }
+            None => KeyChange::Del { key_hash: r.text(1)? },
+        };
+        out.changes.push(change);
+    }
+    Ok(out)
 }
 
 pub fn list(tx: &mut dyn Tx) -> Result<Vec<KeyRow>> {
@@ -48,17 +90,23 @@ pub fn by_hash(tx: &mut dyn Tx, key_hash: &str) -> Result<Option<KeyRow>> {
 }
 
 pub fn revoke(tx: &mut dyn Tx, id: &str, now_ms: u64) -> Result<()> {
-    let n = tx.execute("UPDATE keys SET revoked_ms = COALESCE(revoked_ms, ?2) WHERE id = ?1", &[id.into(), int(now_ms)])?;
-    if n == 0 {
+    let Some(k) = by_id(tx, id)? else {
         return Err(StoreError::NotFound(format!("no key with id '{id}'")));
+    };
+    if k.revoked_ms.is_none() {
+        tx.execute("UPDATE keys SET revoked_ms = ?2 WHERE id = ?1", &[id.into(), int(now_ms)])?;
+        changed(tx, &k.key_hash)?;
     }
     Ok(())
 }
 
 pub fn set_hash(tx: &mut dyn Tx, id: &str, key_hash: &str) -> Result<()> {
-    let n = tx.execute("UPDATE keys SET key_hash = ?2 WHERE id = ?1 AND revoked_ms IS NULL", &[id.into(), Arg::Text(key_hash)])?;
-    if n == 0 {
-        return Err(StoreError::NotFound(format!("no active key with id '{id}'")));
-    }
-    Ok(())
+    let old = match by_id(tx, id)? {
+        Some(k) if k.revoked_ms.is_none() => k.key_hash,
+        _ => return Err(StoreError::NotFound(format!("no active key with id '{id}'"))),
+    };
+    tx.execute("UPDATE keys SET key_hash = ?2 WHERE id = ?1", &[id.into(), Arg::Text(key_hash)])?;
+    // The old hash stops working, the new one starts.
+    changed(tx, &old)?;
+    changed(tx, key_hash)
 }

@@ -15,7 +15,7 @@ mod requests;
 mod rows;
 
 use tollgate_protocol::record::UsageRecord;
-use tollgate_protocol::state::{IngestAck, ScopeType};
+use tollgate_protocol::state::{IngestAck, KeyChanges, ScopeType};
 
 use crate::db::{Db, TxKind};
 use crate::reports::{ReportQuery, ReportRow};
@@ -39,10 +39,16 @@ impl<D: Db> Ledger<D> {
 
 impl<D: Db> Store for Ledger<D> {
     fn create_key(&self, key: &KeyRow) -> Result<()> {
-        self.db.run(TxKind::Write, |tx| keys::create(tx, key))
+        self.db.run(TxKind::Keys, |tx| keys::create(tx, key))
     }
     fn create_keys(&self, batch: &[KeyRow]) -> Result<()> {
-        self.db.run(TxKind::Write, |tx| batch.iter().try_for_each(|k| keys::create(tx, k)))
+        self.db.run(TxKind::Keys, |tx| batch.iter().try_for_each(|k| keys::create(tx, k)))
+    }
+    fn key_changes(&self, since: u64, limit: u32) -> Result<KeyChanges> {
+        self.db.run(TxKind::Read, |tx| keys::changes(tx, since, limit))
+    }
+    fn keys_seq(&self) -> Result<u64> {
+        self.db.run(TxKind::Read, keys::seq)
     }
     fn list_keys(&self) -> Result<Vec<KeyRow>> {
         self.db.run(TxKind::Read, keys::list)
@@ -54,10 +60,10 @@ impl<D: Db> Store for Ledger<D> {
         self.db.run(TxKind::Read, |tx| keys::by_hash(tx, key_hash))
     }
     fn revoke_key(&self, id: &str, now_ms: u64) -> Result<()> {
-        self.db.run(TxKind::Write, |tx| keys::revoke(tx, id, now_ms))
+        self.db.run(TxKind::Keys, |tx| keys::revoke(tx, id, now_ms))
     }
     fn set_key_hash(&self, id: &str, key_hash: &str) -> Result<()> {
-        self.db.run(TxKind::Write, |tx| keys::set_hash(tx, id, key_hash))
+        self.db.run(TxKind::Keys, |tx| keys::set_hash(tx, id, key_hash))
     }
 
     fn put_budget(&self, budget: &Budget, now_ms: u64) -> Result<()> {

@@ -7,7 +7,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::host::{self, REQUEST_BODY, REQUEST_HEADERS, RESPONSE_BODY, RESPONSE_HEADERS};
-use super::{awaiting_body, body_arrived, current_state, enqueue_record, next_request_id, now_ms, record_metrics, HostCounters};
+use super::{awaiting_body, body_arrived, current_state, enqueue_record, next_request_id, now_ms, record_metrics, shared_key, HostCounters};
 use crate::admission::{self, Decision, Reservation, Situation};
 use crate::record::BudgetDecision;
 use tollgate_protocol::scope::Scope;
@@ -21,7 +21,7 @@ use crate::record::{account, Observed, Outcome, Termination, UsageRecord, UsageS
 use crate::request::{classify_path, Api, ChatRequest, Endpoint};
 use crate::route::{self, Target};
 use crate::response::JsonCollector;
-use crate::state::StateView;
+use crate::state::{Meta, StateView};
 use crate::usage::{ResponseInfo, StreamTracker, Usage};
 
 const HDR_PROJECT: &str = "x-tollgate-project";
@@ -150,7 +150,7 @@ pub(super) struct TollgateHttp {
     /// The scope whose budget refused this request.
     denied_scope: Option<Scope>,
     /// The control service's state as this request saw it (read once).
-    state: Option<(Option<Rc<StateView>>, Option<u64>)>,
+    state: Option<(Option<Rc<StateView>>, Option<Meta>)>,
 }
 
 impl Context for TollgateHttp {}
@@ -256,10 +256,14 @@ impl TollgateHttp {
             return Ok(k.clone());
         }
         if cfg.control.is_some() {
-            if let Some(view) = self.state().0 {
-                if let Some(k) = view.keys.get(&hash) {
-                    return Ok(k.clone());
-                }
+            if let Some(k) = shared_key(&hash) {
+                return Ok(k);
+            }
+            // Until this Envoy holds every key the control service has (just
+            // started, or the service is unreachable since), an unknown key
+            // may be a valid one not loaded yet: retryable, not "invalid".
+            if !self.state().1.is_some_and(|m| m.keys_synced) {
+                return Err(GatewayError::keys_loading());
             }
         }
         Err(GatewayError::invalid_key())
@@ -460,7 +464,8 @@ impl TollgateHttp {
     /// closed) and returns the action.
     fn admit(&mut self, cfg: &Config, key: &KeyInfo, worst: Amount) -> Result<(), Action> {
         let Some(ctl) = &cfg.control else { return Ok(()) };
-        let (view, ok_ms) = self.state();
+        let (view, meta) = self.state();
+        let ok_ms = meta.map(|m| m.ok_ms);
         let now = now_ms(self);
         let budgets = view.as_ref().map(|v| v.budgets_for(&key.id, &key.team, &self.project)).unwrap_or_default();
         let situation = Situation {
@@ -491,7 +496,7 @@ impl TollgateHttp {
     }
 
     /// The state for this request: read from shared data once, then reused.
-    fn state(&mut self) -> (Option<Rc<StateView>>, Option<u64>) {
+    fn state(&mut self) -> (Option<Rc<StateView>>, Option<Meta>) {
         if self.state.is_none() {
             self.state = Some(current_state());
         }

@@ -23,10 +23,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
-use crate::config::Config;
+use crate::config::{Config, KeyInfo};
 use crate::ids::IdMaker;
 use crate::record::UsageRecord;
-use crate::state::{decode_meta, StateDoc, StateView, STATE_KEY, STATE_META_KEY, USAGE_QUEUE};
+use crate::state::{decode_meta, KeyCache, Meta, StateDoc, StateView, STATE_KEY, STATE_META_KEY, USAGE_QUEUE};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -44,7 +44,10 @@ struct TollgateRoot {
 impl Context for TollgateRoot {
     fn on_http_call_response(&mut self, token: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
         let Some(mut svc) = self.service.take() else { return };
-        svc.on_response(self, token, body_size);
+        match self.config.clone() {
+            Some(cfg) => svc.on_response(self, &cfg, token, body_size),
+            None => log::warn!("a control-service answer arrived before the configuration"),
+        }
         self.service = Some(svc);
     }
 }
@@ -187,6 +190,7 @@ thread_local! {
     static ID_MAKER: RefCell<Option<IdMaker>> = const { RefCell::new(None) };
     static STATE_CACHE: RefCell<StateCache> = const { RefCell::new(StateCache { generation: 0, view: None }) };
     static USAGE_QUEUE_ID: RefCell<Option<u32>> = const { RefCell::new(None) };
+    static KEY_CACHE: RefCell<KeyCache> = RefCell::new(KeyCache::default());
     static METRIC_IDS: RefCell<std::collections::HashMap<String, u32>> = RefCell::new(std::collections::HashMap::new());
 }
 
@@ -235,20 +239,27 @@ struct StateCache {
 
 /// The current state view (if any was ever received) and the time of the
 /// last successful poll (None = never).
-fn current_state() -> (Option<Rc<StateView>>, Option<u64>) {
-    let Some((generation, ok_ms)) = host::shared(STATE_META_KEY).0.and_then(|b| decode_meta(&b)) else {
+fn current_state() -> (Option<Rc<StateView>>, Option<Meta>) {
+    let Some(meta) = host::shared(STATE_META_KEY).0.and_then(|b| decode_meta(&b)) else {
         return (None, None);
     };
     STATE_CACHE.with(|cell| {
         let mut cache = cell.borrow_mut();
-        if cache.generation != generation || cache.view.is_none() {
+        if cache.generation != meta.generation || cache.view.is_none() {
             if let Some(doc) = host::shared(STATE_KEY).0.and_then(|b| serde_json::from_slice::<StateDoc>(&b).ok()) {
                 cache.view = Some(Rc::new(StateView::from_doc(doc)));
-                cache.generation = generation;
+                cache.generation = meta.generation;
             }
         }
-        (cache.view.clone(), Some(ok_ms))
+        (cache.view.clone(), Some(meta))
     })
+}
+
+/// The key with this hash from its shared-data entry (written by the
+/// background service from the control service's key changes).
+fn shared_key(hash: &str) -> Option<Rc<KeyInfo>> {
+    let entry = host::shared(&crate::state::key_entry(hash)).0?;
+    KEY_CACHE.with(|c| c.borrow_mut().resolve(hash, &entry))
 }
 
 /// Hands a usage record to this Envoy's background service.

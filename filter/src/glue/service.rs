@@ -10,8 +10,9 @@ use proxy_wasm::traits::Context;
 use super::{add_metric, now_ms, HostCounters};
 use crate::budget::{self, Counter};
 use crate::config::Config;
+use crate::keysync::{entry_write, Fetched, KeySync};
 use crate::shipper::{Answer, Shipper};
-use crate::state::{encode_meta, StateDoc, STATE_KEY, STATE_META_KEY};
+use crate::state::{encode_meta, Meta, StateDoc, STATE_KEY, STATE_META_KEY};
 
 pub(super) struct Service {
     node: String,
@@ -24,7 +25,13 @@ pub(super) struct Service {
     etag: String,
     generation: u64,
     poll_failures: u32,
+    keys: KeySync,
+    last_ok_ms: u64,
 }
+
+/// Keys per `GET /v1/key-changes` page: 5,000 entries of a few hundred
+/// bytes, about 1.5 MB per answer.
+const KEY_PAGE: usize = 5000;
 
 impl Service {
     pub(super) fn new(node: String, queue: u32, poll_ms: u64, max_buffered: usize) -> Self {
@@ -39,6 +46,8 @@ impl Service {
             etag: String::new(),
             generation: 0,
             poll_failures: 0,
+            keys: KeySync::new(KEY_PAGE),
+            last_ok_ms: 0,
         }
     }
 
@@ -60,6 +69,45 @@ impl Service {
         if self.state_token.is_none() && now >= self.next_poll_ms {
             self.poll(ctx, cfg, now);
         }
+        self.fetch_keys(ctx, cfg);
+    }
+
+    /// Asks for the next page of key changes when this Envoy is behind.
+    fn fetch_keys(&mut self, ctx: &dyn Context, cfg: &Config) {
+        let Some(ctl) = &cfg.control else { return };
+        let Some(path) = self.keys.next_fetch() else { return };
+        let auth = format!("Bearer {}", ctl.token.expose());
+        let headers = vec![(":method", "GET"), (":path", path.as_str()), (":authority", ctl.authority.as_str()), ("authorization", auth.as_str())];
+        match ctx.dispatch_http_call(&ctl.cluster, headers, None, vec![], Duration::from_millis(ctl.timeout_ms)) {
+            Ok(token) => self.keys.sent(token),
+            Err(e) => log::warn!("cannot fetch key changes from cluster '{}': {e:?}", ctl.cluster),
+        }
+    }
+
+    fn on_keys(&mut self, ctx: &dyn Context, cfg: &Config, status: u16, body_size: usize) {
+        let body = super::host::buffer(super::host::CALL_RESPONSE_BODY, 0, body_size);
+        match self.keys.on_answer(status, &body) {
+            Fetched::Apply(page) => {
+                for change in &page.changes {
+                    let (name, value) = entry_write(change);
+                    if super::host::set_shared(&name, &value, None) != super::host::SetShared::Ok {
+                        log::warn!("cannot store a key in shared data; will fetch the changes again");
+                        return;
+                    }
+                }
+                self.keys.applied(page.seq);
+                self.publish_meta();
+                if page.more {
+                    self.fetch_keys(ctx, cfg);
+                }
+            }
+            Fetched::Failed(why) => log::warn!("cannot apply key changes from the control service ({why}); will retry"),
+        }
+    }
+
+    fn publish_meta(&self) {
+        let meta = Meta { generation: self.generation, ok_ms: self.last_ok_ms, keys_synced: self.keys.loaded() };
+        super::host::set_shared(STATE_META_KEY, encode_meta(meta).as_bytes(), None);
     }
 
     fn flush(&mut self, ctx: &dyn Context, cfg: &Config, now: u64) {
@@ -104,7 +152,7 @@ impl Service {
         }
     }
 
-    pub(super) fn on_response(&mut self, ctx: &dyn Context, token: u32, body_size: usize) {
+    pub(super) fn on_response(&mut self, ctx: &dyn Context, cfg: &Config, token: u32, body_size: usize) {
         let now = now_ms(ctx);
         let headers = super::host::header_pairs(super::host::CALL_RESPONSE_HEADERS);
         let header = |name: &[u8]| headers.iter().find(|(k, _)| k.as_slice() == name).map(|(_, v)| v.clone());
@@ -132,6 +180,10 @@ impl Service {
                     }
                 }
             }
+            return;
+        }
+        if self.keys.owns(token) {
+            self.on_keys(ctx, cfg, status, body_size);
             return;
         }
         if self.state_token == Some(token) {
@@ -163,6 +215,7 @@ impl Service {
                 }
                 self.etag = etag;
                 self.generation += 1;
+                self.keys.on_state(doc.keys_seq);
                 self.reflect(doc.seq);
                 self.poll_ok(now);
             }
@@ -178,7 +231,8 @@ impl Service {
 
     fn poll_ok(&mut self, now: u64) {
         self.poll_failures = 0;
-        super::host::set_shared(STATE_META_KEY, encode_meta(self.generation, now).as_bytes(), None);
+        self.last_ok_ms = now;
+        self.publish_meta();
         self.next_poll_ms = now + self.poll_ms;
     }
 

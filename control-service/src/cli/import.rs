@@ -1,0 +1,158 @@
+//! `tollgate keys import FILE`: keys in bulk from CSV or JSON Lines, as
+//! teams moving from another gateway have them, sent in batches to
+//! `POST /v1/key-imports` (each batch all or none).
+//!
+//! CSV: a header row naming the columns, from `id`, `team`, `project`,
+//! `models` and `projects` (lists separated by `;`), `tags` (`k=v;k=v`),
+//! `key` (the existing key, hashed by the service) or `key_hash`
+//! (its SHA3-256). JSON Lines: one object per line with the same fields
+//! (lists as arrays, tags as an object). Keys made for rows without `key`
+//! or `key_hash` are printed once, as JSON Lines, to `--made` or stdout.
+
+use std::io::{BufRead, Write};
+
+use serde_json::{json, Map, Value};
+
+use super::{fail, Client};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Jsonl,
+}
+
+const COLUMNS: &[&str] = &["id", "team", "project", "models", "projects", "tags", "key", "key_hash"];
+
+/// One CSV record as an import object; `line` for messages.
+fn csv_row(headers: &[String], rec: &csv::StringRecord, line: u64) -> Result<Value, String> {
+    let mut o = Map::new();
+    for (h, v) in headers.iter().zip(rec.iter()) {
+        let v = v.trim();
+        if v.is_empty() {
+            continue;
+        }
+        let value = match h.as_str() {
+            "models" | "projects" => json!(v.split(';').map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>()),
+            "tags" => {
+                let mut t = Map::new();
+                for pair in v.split(';').filter(|p| !p.trim().is_empty()) {
+                    let (k, val) = pair.split_once('=').ok_or_else(|| format!("line {line}: tags must be key=value;key=value"))?;
+                    t.insert(k.trim().to_string(), json!(val.trim()));
+                }
+                Value::Object(t)
+            }
+            _ => json!(v),
+        };
+        o.insert(h.clone(), value);
+    }
+    Ok(Value::Object(o))
+}
+
+/// The import objects of a file, each with its line number.
+fn read(path: &str, format: Format) -> Vec<(u64, Value)> {
+    let reader: Box<dyn std::io::Read> = if path == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(path).unwrap_or_else(|e| fail(&format!("cannot open {path}: {e}"))))
+    };
+    let mut rows = Vec::new();
+    match format {
+        Format::Jsonl => {
+            for (i, line) in std::io::BufReader::new(reader).lines().enumerate() {
+                let n = i as u64 + 1;
+                let line = line.unwrap_or_else(|e| fail(&format!("{path}: line {n}: {e}")));
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| fail(&format!("{path}: line {n}: not JSON: {e}")));
+                if !v.is_object() {
+                    fail(&format!("{path}: line {n}: expected an object"));
+                }
+                rows.push((n, v));
+            }
+        }
+        Format::Csv => {
+            let mut r = csv::ReaderBuilder::new().flexible(false).from_reader(reader);
+            let headers: Vec<String> = r
+                .headers()
+                .unwrap_or_else(|e| fail(&format!("{path}: {e}")))
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .collect();
+            if let Some(bad) = headers.iter().find(|h| !COLUMNS.contains(&h.as_str())) {
+                fail(&format!("{path}: unknown column '{}' (columns: {})", super::terminal_safe(bad), COLUMNS.join(", ")));
+            }
+            for rec in r.records() {
+                let rec = rec.unwrap_or_else(|e| fail(&format!("{path}: {e}")));
+                let n = rec.position().map(|p| p.line()).unwrap_or(0);
+                rows.push((n, csv_row(&headers, &rec, n).unwrap_or_else(|e| fail(&format!("{path}: {e}")))));
+            }
+        }
+    }
+    rows
+}
+
+pub fn run(c: &Client, path: &str, format: Option<Format>, batch: usize, skip: usize, made: Option<&str>) {
+    let format = format.unwrap_or(if path.ends_with(".csv") { Format::Csv } else { Format::Jsonl });
+    let rows = read(path, format);
+    let total = rows.len();
+    let mut sink: Box<dyn Write> = match made {
+        Some(p) => {
+            let mut o = std::fs::OpenOptions::new();
+            o.create(true).append(true);
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            Box::new(o.open(p).unwrap_or_else(|e| fail(&format!("cannot write {p}: {e}"))))
+        }
+        None => Box::new(std::io::stdout()),
+    };
+    let started = std::time::Instant::now();
+    let mut done = skip.min(total);
+    for chunk in rows[done..].chunks(batch.clamp(1, 10_000)) {
+        let body = json!({"keys": chunk.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>()});
+        match c.try_call_text("POST", "/v1/key-imports", Some(body)) {
+            Ok(text) => {
+                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                for m in v["made"].as_array().into_iter().flatten() {
+                    let i = m["index"].as_u64().unwrap_or(0) as usize;
+                    let line = chunk.get(i).map(|(n, _)| *n).unwrap_or(0);
+                    let rec = json!({"line": line, "id": m["id"], "key": m["key"]});
+                    let _ = writeln!(sink, "{rec}");
+                }
+            }
+            Err((status, msg)) => {
+                // "keys[i]: …" names the row inside the batch: say its line.
+                let line = msg
+                    .strip_prefix("keys[")
+                    .and_then(|r| r.split_once(']'))
+                    .and_then(|(i, _)| i.parse::<usize>().ok())
+                    .and_then(|i| chunk.get(i))
+                    .map(|(n, _)| format!(" (line {n})"))
+                    .unwrap_or_default();
+                fail(&format!(
+                    "import stopped: {status}: {msg}{line}. {done} of {total} keys were imported; \
+                     fix the file and run again with --skip {done}"
+                ));
+            }
+        }
+        done += chunk.len();
+        eprintln!("imported {done}/{total}");
+    }
+    let _ = sink.flush();
+    let secs = started.elapsed().as_secs_f64().max(0.001);
+    eprintln!("{} keys imported in {secs:.1} s ({:.0} keys/s)", done - skip.min(total), (done - skip.min(total)) as f64 / secs);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rows_become_import_objects() {
+        let headers: Vec<String> = ["id", "team", "project", "models", "tags", "key"].iter().map(|s| s.to_string()).collect();
+        let rec = csv::StringRecord::from(vec!["k1", "search", "web", "cheap; gpt-*", "env=prod;tier=1", ""]);
+        let v = csv_row(&headers, &rec, 2).unwrap();
+        assert_eq!(v, json!({"id": "k1", "team": "search", "project": "web", "models": ["cheap", "gpt-*"], "tags": {"env": "prod", "tier": "1"}}));
+        let bad = csv::StringRecord::from(vec!["k1", "t", "p", "", "oops", ""]);
+        assert!(csv_row(&headers, &bad, 7).unwrap_err().contains("line 7"));
+    }
+}
