@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WASM := target/wasm32-unknown-unknown/release/tollgate_filter.wasm
 
-.PHONY: setup build build-wasm build-native test test-unit test-wasm test-e2e test-matrix run bench lint fuzz oci clean
+.PHONY: setup build build-wasm build-native test test-unit test-wasm bench-scale test-e2e test-matrix run bench lint fuzz oci clean
 
 setup:
 	@tests/tools/setup.sh
@@ -51,6 +51,12 @@ bench: build
 	@tests/tools/wasm-toolchain.sh build-probe
 	@tests/tools/setup.sh bench
 	@$(PY) tests/bench/bench.py
+
+# Keys at scale (SCALE_KEYS, default 1,000,000): bulk import, key sync,
+# per-VM memory, req/s against 3 keys, key changes, state polls.
+bench-scale: build
+	@tests/tools/setup.sh bench
+	@$(PY) tests/bench/scale.py
 
 # Clippy on the host, including the proxy-wasm glue (--features glue-lint
 # compiles it on the host: Debian's wasm32 toolchain has no clippy), and a

@@ -12,6 +12,8 @@ use crate::record::{Outcome, UsageRecord};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Counter,
+    /// Set to the value (not added).
+    Gauge,
     Histogram,
 }
 

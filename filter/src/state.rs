@@ -70,8 +70,8 @@ pub struct KeyCache {
     entries: HashMap<String, (Vec<u8>, Rc<KeyInfo>)>,
 }
 
-/// Entries a worker keeps parsed (each a few hundred bytes).
-pub const KEY_CACHE_MAX: usize = 4096;
+/// Entries a worker keeps parsed (each about 600 bytes: at most ~10 MiB).
+pub const KEY_CACHE_MAX: usize = 16_384;
 
 impl KeyCache {
     /// The key for `hash` given its current entry bytes; `None` when the

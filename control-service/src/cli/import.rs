@@ -48,14 +48,14 @@ fn csv_row(headers: &[String], rec: &csv::StringRecord, line: u64) -> Result<Val
     Ok(Value::Object(o))
 }
 
-/// The import objects of a file, each with its line number.
-fn read(path: &str, format: Format) -> Vec<(u64, Value)> {
+/// Calls `each` with every import object of a file and its line number,
+/// reading as it goes (a million keys are never all in memory).
+fn read(path: &str, format: Format, each: &mut dyn FnMut(u64, Value)) {
     let reader: Box<dyn std::io::Read> = if path == "-" {
         Box::new(std::io::stdin())
     } else {
         Box::new(std::fs::File::open(path).unwrap_or_else(|e| fail(&format!("cannot open {path}: {e}"))))
     };
-    let mut rows = Vec::new();
     match format {
         Format::Jsonl => {
             for (i, line) in std::io::BufReader::new(reader).lines().enumerate() {
@@ -68,7 +68,7 @@ fn read(path: &str, format: Format) -> Vec<(u64, Value)> {
                 if !v.is_object() {
                     fail(&format!("{path}: line {n}: expected an object"));
                 }
-                rows.push((n, v));
+                each(n, v);
             }
         }
         Format::Csv => {
@@ -85,41 +85,35 @@ fn read(path: &str, format: Format) -> Vec<(u64, Value)> {
             for rec in r.records() {
                 let rec = rec.unwrap_or_else(|e| fail(&format!("{path}: {e}")));
                 let n = rec.position().map(|p| p.line()).unwrap_or(0);
-                rows.push((n, csv_row(&headers, &rec, n).unwrap_or_else(|e| fail(&format!("{path}: {e}")))));
+                each(n, csv_row(&headers, &rec, n).unwrap_or_else(|e| fail(&format!("{path}: {e}"))));
             }
         }
     }
-    rows
 }
 
-pub fn run(c: &Client, path: &str, format: Option<Format>, batch: usize, skip: usize, made: Option<&str>) {
-    let format = format.unwrap_or(if path.ends_with(".csv") { Format::Csv } else { Format::Jsonl });
-    let rows = read(path, format);
-    let total = rows.len();
-    let mut sink: Box<dyn Write> = match made {
-        Some(p) => {
-            let mut o = std::fs::OpenOptions::new();
-            o.create(true).append(true);
-            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-            Box::new(o.open(p).unwrap_or_else(|e| fail(&format!("cannot write {p}: {e}"))))
-        }
-        None => Box::new(std::io::stdout()),
-    };
-    let started = std::time::Instant::now();
-    let mut done = skip.min(total);
-    for chunk in rows[done..].chunks(batch.clamp(1, 10_000)) {
-        let body = json!({"keys": chunk.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>()});
-        match c.try_call_text("POST", "/v1/key-imports", Some(body)) {
+struct Import<'a> {
+    client: &'a Client,
+    sink: Box<dyn Write>,
+    /// Rows imported (or skipped) so far.
+    done: usize,
+    imported: usize,
+}
+
+impl Import<'_> {
+    fn send(&mut self, chunk: &[(u64, Value)]) {
+        let body = json!({"keys": chunk.iter().map(|(_, v)| v).collect::<Vec<_>>()});
+        match self.client.try_call_text("POST", "/v1/key-imports", Some(body)) {
             Ok(text) => {
                 let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                 for m in v["made"].as_array().into_iter().flatten() {
                     let i = m["index"].as_u64().unwrap_or(0) as usize;
                     let line = chunk.get(i).map(|(n, _)| *n).unwrap_or(0);
                     let rec = json!({"line": line, "id": m["id"], "key": m["key"]});
-                    let _ = writeln!(sink, "{rec}");
+                    let _ = writeln!(self.sink, "{rec}");
                 }
             }
             Err((status, msg)) => {
+                let _ = self.sink.flush();
                 // "keys[i]: …" names the row inside the batch: say its line.
                 let line = msg
                     .strip_prefix("keys[")
@@ -128,18 +122,52 @@ pub fn run(c: &Client, path: &str, format: Option<Format>, batch: usize, skip: u
                     .and_then(|i| chunk.get(i))
                     .map(|(n, _)| format!(" (line {n})"))
                     .unwrap_or_default();
+                let done = self.done;
                 fail(&format!(
-                    "import stopped: {status}: {msg}{line}. {done} of {total} keys were imported; \
+                    "import stopped: {status}: {msg}{line}. The first {done} rows were imported; \
                      fix the file and run again with --skip {done}"
                 ));
             }
         }
-        done += chunk.len();
-        eprintln!("imported {done}/{total}");
+        self.done += chunk.len();
+        self.imported += chunk.len();
+        eprintln!("imported {}", self.done);
     }
-    let _ = sink.flush();
+}
+
+pub fn run(c: &Client, path: &str, format: Option<Format>, batch: usize, skip: usize, made: Option<&str>) {
+    let format = format.unwrap_or(if path.ends_with(".csv") { Format::Csv } else { Format::Jsonl });
+    let sink: Box<dyn Write> = match made {
+        Some(p) => {
+            let mut o = std::fs::OpenOptions::new();
+            o.create(true).append(true);
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            Box::new(o.open(p).unwrap_or_else(|e| fail(&format!("cannot write {p}: {e}"))))
+        }
+        None => Box::new(std::io::stdout()),
+    };
+    let batch = batch.clamp(1, 10_000);
+    let started = std::time::Instant::now();
+    let mut imp = Import { client: c, sink, done: 0, imported: 0 };
+    let (mut seen, mut pending) = (0usize, Vec::with_capacity(batch));
+    read(path, format, &mut |line, v| {
+        seen += 1;
+        if seen <= skip {
+            imp.done += 1;
+            return;
+        }
+        pending.push((line, v));
+        if pending.len() == batch {
+            imp.send(&pending);
+            pending.clear();
+        }
+    });
+    if !pending.is_empty() {
+        imp.send(&pending);
+    }
+    let _ = imp.sink.flush();
     let secs = started.elapsed().as_secs_f64().max(0.001);
-    eprintln!("{} keys imported in {secs:.1} s ({:.0} keys/s)", done - skip.min(total), (done - skip.min(total)) as f64 / secs);
+    eprintln!("{} keys imported in {secs:.1} s ({:.0} keys/s)", imp.imported, imp.imported as f64 / secs);
 }
 
 #[cfg(test)]

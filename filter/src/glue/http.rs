@@ -7,7 +7,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::host::{self, REQUEST_BODY, REQUEST_HEADERS, RESPONSE_BODY, RESPONSE_HEADERS};
-use super::{awaiting_body, body_arrived, current_state, enqueue_record, next_request_id, now_ms, record_metrics, shared_key, HostCounters};
+use super::{awaiting_body, body_arrived, current_state, enqueue_record, next_request_id, now_ms, record_metrics, report_vm_memory, shared_key, HostCounters};
 use crate::admission::{self, Decision, Reservation, Situation};
 use crate::record::BudgetDecision;
 use tollgate_protocol::scope::Scope;
@@ -813,6 +813,7 @@ impl HttpContext for TollgateHttp {
 
     fn on_log(&mut self) {
         body_arrived(self.context_id);
+        report_vm_memory();
         if self.phase != Phase::Upstream {
             return;
         }

@@ -191,6 +191,8 @@ thread_local! {
     static STATE_CACHE: RefCell<StateCache> = const { RefCell::new(StateCache { generation: 0, view: None }) };
     static USAGE_QUEUE_ID: RefCell<Option<u32>> = const { RefCell::new(None) };
     static KEY_CACHE: RefCell<KeyCache> = RefCell::new(KeyCache::default());
+    static VM_NUMBER: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+    static VM_PAGES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     static METRIC_IDS: RefCell<std::collections::HashMap<String, u32>> = RefCell::new(std::collections::HashMap::new());
 }
 
@@ -200,18 +202,41 @@ fn next_request_id(ctx: &dyn Context) -> String {
     ID_MAKER.with(|m| {
         let mut m = m.borrow_mut();
         if m.is_none() {
-            let mut vm = 0u64;
-            for _ in 0..64 {
-                let (value, cas) = host::shared(VM_SEQ_KEY);
-                vm = value.and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()).unwrap_or(0);
-                if host::set_shared(VM_SEQ_KEY, (vm + 1).to_string().as_bytes(), cas) != host::SetShared::CasMismatch {
-                    break;
-                }
-            }
-            *m = Some(IdMaker::new(&node_id(), now_ms(ctx), vm));
+            *m = Some(IdMaker::new(&node_id(), now_ms(ctx), vm_number()));
         }
         m.as_mut().map(IdMaker::next_id).unwrap_or_default()
     })
+}
+
+/// This VM's number in this Envoy, drawn once from a shared counter.
+fn vm_number() -> u64 {
+    if let Some(n) = VM_NUMBER.get() {
+        return n;
+    }
+    let mut vm = 0u64;
+    for _ in 0..64 {
+        let (value, cas) = host::shared(VM_SEQ_KEY);
+        vm = value.and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()).unwrap_or(0);
+        if host::set_shared(VM_SEQ_KEY, (vm + 1).to_string().as_bytes(), cas) != host::SetShared::CasMismatch {
+            break;
+        }
+    }
+    VM_NUMBER.set(Some(vm));
+    vm
+}
+
+/// This VM's linear memory as a gauge, `tollgate.vm_memory_bytes.vm_<n>`,
+/// set when it changed (Wasm memory only grows): what each worker and the
+/// background service hold, apart from Envoy's shared data.
+fn report_vm_memory() {
+    #[cfg(target_arch = "wasm32")]
+    let pages = core::arch::wasm32::memory_size(0) as u64;
+    #[cfg(not(target_arch = "wasm32"))]
+    let pages = 0u64;
+    if VM_PAGES.get() != pages {
+        VM_PAGES.set(pages);
+        add_metric(crate::metrics::Kind::Gauge, format!("tollgate.vm_memory_bytes.vm_{}", vm_number()), pages * 65_536);
+    }
 }
 
 /// Envoy shared data as the pure budget logic sees it ([`crate::admission`]).
@@ -303,6 +328,7 @@ fn add_metric(kind: crate::metrics::Kind, name: String, value: u64) {
         }
         let t = match kind {
             crate::metrics::Kind::Counter => 0,
+            crate::metrics::Kind::Gauge => 1,
             crate::metrics::Kind::Histogram => 2,
         };
         let id = host::define_metric(t, &name)?;
@@ -312,6 +338,6 @@ fn add_metric(kind: crate::metrics::Kind, name: String, value: u64) {
     let Some(id) = id else { return };
     match kind {
         crate::metrics::Kind::Counter => host::increment_metric(id, value),
-        crate::metrics::Kind::Histogram => host::record_metric(id, value),
+        crate::metrics::Kind::Gauge | crate::metrics::Kind::Histogram => host::record_metric(id, value),
     }
 }

@@ -53,6 +53,7 @@ impl Service {
 
     pub(super) fn tick(&mut self, ctx: &dyn Context, cfg: &Config) {
         let Some(ctl) = &cfg.control else { return };
+        super::report_vm_memory();
         let now = now_ms(ctx);
         while let Ok(Some(rec)) = ctx.dequeue_shared_queue(self.queue) {
             self.shipper.push(rec);
