@@ -84,7 +84,11 @@ async fn roles_validation_state_and_etag() {
         let url = format!("{base}/v1/state?node=envoy-a");
         let (s, st, tag) = call("GET", &url, Some(FILTER), None, None);
         assert_eq!(s, 200);
-        assert_eq!(st["keys"][0]["id"], "k1");
+        assert!(st.get("keys").is_none(), "keys travel as changes, not in the state");
+        assert_eq!(st["keys_seq"], 1);
+        let (_, page, _) = call("GET", &format!("{base}/v1/key-changes?since=0"), Some(FILTER), None, None);
+        assert_eq!((page["seq"].as_u64(), page["changes"][0]["op"].as_str()), (Some(1), Some("put")));
+        assert_eq!(page["changes"][0]["key"]["id"], "k1");
         assert_eq!(st["budgets"][0]["share_micros"], 1000);
         let (s, _, _) = call("GET", &url, Some(FILTER), None, tag.as_deref());
         assert_eq!(s, 304, "unchanged state costs nothing");
@@ -101,10 +105,12 @@ async fn roles_validation_state_and_etag() {
         assert_eq!(st_b["budgets"][0]["share_micros"], 500);
         let (_, b, _) = call("GET", &format!("{base}/v1/budgets/team/t"), Some(ADMIN), None, None);
         assert_eq!(b["reserved_micros"].as_u64(), Some(1000));
-        // revoke: gone from the state
+        // revoke: a newer key sequence, and a deletion in the changes
         assert_eq!(call("POST", &format!("{base}/v1/keys/k1/revoke"), Some(ADMIN), None, None).0, 200);
         let (_, st, _) = call("GET", &url, Some(FILTER), None, None);
-        assert_eq!(st["keys"].as_array().unwrap().len(), 0);
+        assert_eq!(st["keys_seq"], 2);
+        let (_, page, _) = call("GET", &format!("{base}/v1/key-changes?since=1"), Some(FILTER), None, None);
+        assert_eq!(page["changes"][0]["op"], "del");
         assert_eq!(call("POST", &format!("{base}/v1/keys/nope/revoke"), Some(ADMIN), None, None).0, 404);
         // ingest refuses a bad record on its own (listed, not stored), and a body that is no batch with 400
         let (s, ack, _) = call("POST", &format!("{base}/v1/usage"), Some(FILTER), Some(json!({"node": "n", "records": [{"id": 1}]})), None);
