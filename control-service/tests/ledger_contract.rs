@@ -116,6 +116,14 @@ fn ingest_is_idempotent_by_record_id(s: Arc<dyn Store>) {
     assert!(b.seq > a.seq);
     let t = s.spend(&SpendFilter::default()).unwrap();
     assert_eq!((t.requests, t.cost_micros, t.input_tokens, t.output_tokens), (3, 35, 4, 7));
+    // a big batch (several multi-row INSERTs) with repeats inside it and of earlier batches
+    let mut big: Vec<UsageRecord> = (0..130).map(|i| rec(&format!("b{i}"), "t", 1, 0, 0)).collect();
+    big.push(rec("b7", "t", 1, 0, 0));
+    big.push(rec("r1", "t", 10, 1, 2));
+    big.push(rec("b129", "t", 1, 0, 0));
+    let c = s.ingest("n3", &big, None, NOW).unwrap();
+    assert_eq!((c.accepted, c.duplicates), (130, 3));
+    assert_eq!(s.spend(&SpendFilter::default()).unwrap().cost_micros, 35 + 130);
 }
 
 fn budgets_count_their_scope_and_period_and_recount_on_change(s: Arc<dyn Store>) {

@@ -13,8 +13,9 @@ plain, and Tollgate as a ratio of the full tier (issue 10's yardstick:
 
 Then: Tollgate with budgets on (control service + a budget on the key's team,
 reserve/settle on every request) vs off (no control section), 1 KB; target:
-the budget path costs <= 5 %. And the control service's ingest rate on SQLite
-(cargo example ingest_bench); target >= 50,000 records/s.
+the budget path costs <= 5 %. And the control service's ingest rate over
+HTTP on SQLite and on PostgreSQL (cargo example ingest_bench); target
+>= 50,000 records/s on each.
 
 Environment knobs: BENCH_SECONDS (default 8), BENCH_CONNECTIONS (default 16),
 BENCH_ENVOY_CONCURRENCY (default 1).
@@ -218,8 +219,13 @@ def main() -> int:
         print("  ! budget counter contention was logged")
     print()
     sys.stdout.flush()
-    subprocess.run(["cargo", "run", "--release", "-q", "-p", "tollgate-control", "--example", "ingest_bench"],
-                   cwd=sm.ROOT, check=True)
+    # Ingest on SQLite and, on a real PostgreSQL started for it, the same batches.
+    pg = sm.Postgres()
+    try:
+        subprocess.run(["cargo", "run", "--release", "-q", "-p", "tollgate-control", "--example", "ingest_bench"],
+                       cwd=sm.ROOT, check=True, env={**os.environ, "BENCH_PG": pg.conninfo})
+    finally:
+        pg.stop()
     return 0
 
 
