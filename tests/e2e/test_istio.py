@@ -164,6 +164,7 @@ def istio_gateway(stack, tmp_path, request):
     cm = next(d for d in istio.docs("bootstrap.yaml") if d["metadata"]["namespace"] == ns)
     cfg = istio.with_filter_token(istio.translate(base, ef, cm, sm.WASM), sm.FILTER_TOKEN)
     e = sm.Envoy(cfg, tmp_path, concurrency=2, name="istio-gw", env=PROVIDER_ENV, binary=sm.envoy_bin("1.36.4"))
+    e.wait_keys_loaded()  # until then an unknown key is 503 keys_loading, not 401
     yield e, control
     e.stop()
     control.stop()
