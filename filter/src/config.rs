@@ -253,7 +253,7 @@ impl KeyInfo {
     /// A key published by the control service. Invalid model patterns are
     /// dropped (the service validates them; a stale or odd entry must not
     /// widen the key's rights).
-    pub fn from_doc(d: &crate::state::KeyDoc) -> KeyInfo {
+    pub fn from_doc(d: &tollgate_protocol::state::KeyDoc) -> KeyInfo {
         KeyInfo {
             id: d.id.clone(),
             key_hash: d.key_hash.clone(),
