@@ -45,6 +45,7 @@ fn record(i: u64, now: u64) -> UsageRecord {
         usage: Usage { input_tokens: 900, cached_input_tokens: 300, output_tokens: 120, ..Default::default() },
         usage_source: UsageSource::Provider,
         cost_micros: 4000,
+        cache_savings_micros: 0,
         priced: true,
         latency_ms: 800,
         ttfb_ms: Some(200),

@@ -122,8 +122,17 @@ pub fn render(store: &dyn Store, month: &str, from: u64, to: u64, prev_from: u64
     }
     let _ = writeln!(
         md,
-        "\nOverall, {} of input tokens were served from provider prompt caches (cheaper).\n",
+        "\nOverall, {} of input tokens were served from provider prompt caches (cheaper).",
         pct(total.cached_input_tokens, total.input_tokens)
+    );
+    let hit = match total.cache_hit_rate_permille() {
+        Some(h) => format!("a hit rate of {}.{}% on the input whose provider reported its cache", h / 10, h % 10),
+        None => "no provider reported its cache".to_string(),
+    };
+    let _ = writeln!(
+        md,
+        "Prompt caches saved ${} against uncached prices this month ({hit}).\n",
+        tollgate_protocol::format::usd_signed(total.cache_savings_micros)
     );
 
     let _ = writeln!(md, "## Budgets\n");

@@ -99,9 +99,22 @@ pub struct ReportRow {
     pub errors: u64,
     /// Requests answered 429 (budget stops and provider rate limits).
     pub rate_limited: u64,
+    /// Input tokens of the requests whose provider reported its cache (the
+    /// hit rate's denominator).
+    pub cache_reported_input_tokens: u64,
+    /// What prompt caches saved against uncached prices (negative: cache
+    /// writes cost more than the reads saved).
+    pub cache_savings_micros: i64,
 }
 
 impl ReportRow {
+    /// Cache hit rate in per-mille: cached input over the input of requests
+    /// whose provider reported its cache (sum over sum). `None` when no
+    /// request reported it: "not reported" is not 0 %.
+    pub fn cache_hit_rate_permille(&self) -> Option<u64> {
+        (self.cached_input_tokens.min(self.cache_reported_input_tokens).saturating_mul(1000)).checked_div(self.cache_reported_input_tokens)
+    }
+
     /// Cached share of input tokens in per-mille (integer; 1000 = all cached).
     pub fn cache_share_permille(&self) -> u64 {
         (self.cached_input_tokens.saturating_mul(1000)).checked_div(self.input_tokens).unwrap_or(0)
@@ -174,6 +187,9 @@ pub fn to_csv(q: &ReportQuery, rows: &[ReportRow]) -> String {
         "cache_share_pct",
         "errors",
         "rate_limited",
+        "cache_hit_rate_pct",
+        "cache_savings_micros",
+        "cache_savings_usd",
     ]);
     out.push_str(&header.join(","));
     out.push_str("\r\n");
@@ -193,6 +209,9 @@ pub fn to_csv(q: &ReportQuery, rows: &[ReportRow]) -> String {
             format!("{}.{}", share / 10, share % 10),
             r.errors.to_string(),
             r.rate_limited.to_string(),
+            r.cache_hit_rate_permille().map(|h| format!("{}.{}", h / 10, h % 10)).unwrap_or_default(),
+            r.cache_savings_micros.to_string(),
+            tollgate_protocol::format::usd_signed(r.cache_savings_micros),
         ]);
         out.push_str(&f.join(","));
         out.push_str("\r\n");
@@ -233,8 +252,11 @@ mod tests {
         let r = ReportRow { group: vec![Some("a,\"b\"".into())], input_tokens: 3, cached_input_tokens: 1, cost_micros: 1_500_000, ..Default::default() };
         let csv = to_csv(&q, &[r]);
         let mut lines = csv.split("\r\n");
-        assert_eq!(lines.next().unwrap(), "feature,requests,input_tokens,cached_input_tokens,output_tokens,cost_micros,cost_usd,cache_share_pct,errors,rate_limited");
-        assert_eq!(lines.next().unwrap(), "\"a,\"\"b\"\"\",0,3,1,0,1500000,1.500000,33.3,0,0");
+        assert_eq!(
+            lines.next().unwrap(),
+            "feature,requests,input_tokens,cached_input_tokens,output_tokens,cost_micros,cost_usd,cache_share_pct,errors,rate_limited,cache_hit_rate_pct,cache_savings_micros,cache_savings_usd"
+        );
+        assert_eq!(lines.next().unwrap(), "\"a,\"\"b\"\"\",0,3,1,0,1500000,1.500000,33.3,0,0,,0,0.000000");
     }
 
     #[test]

@@ -47,6 +47,7 @@ contract!(
     grants_share_the_room_and_never_exceed_the_limit,
     sums_saturate_instead_of_failing,
     key_changes_replay_to_the_live_key_set,
+    cache_economics_sum_over_sum_and_keep_not_reported_apart,
 );
 
 mod tempdir {
@@ -96,6 +97,7 @@ fn rec(id: &str, team: &str, cost: u64, input: u64, output: u64) -> UsageRecord 
         usage: Usage { input_tokens: input, output_tokens: output, ..Default::default() },
         usage_source: UsageSource::Provider,
         cost_micros: cost,
+        cache_savings_micros: 0,
         priced: true,
         latency_ms: 1,
         ttfb_ms: None,
@@ -392,6 +394,29 @@ fn key_changes_replay_to_the_live_key_set(s: Arc<dyn Store>) {
     // nothing new: an empty page at the same sequence
     let p = s.key_changes(since, 10).unwrap();
     assert_eq!((p.seq, p.more, p.changes.len()), (since, false, 0));
+}
+
+fn cache_economics_sum_over_sum_and_keep_not_reported_apart(s: Arc<dyn Store>) {
+    use tollgate_control::reports::{Dim, ReportQuery};
+    let with = |id: &str, team: &str, cached: u64, reported: bool, saved: i64| {
+        let mut r = rec(id, team, 100, 1000, 10);
+        r.usage.cached_input_tokens = cached;
+        r.usage.cache_reported = reported;
+        r.cache_savings_micros = saved;
+        r
+    };
+    // team x: 400 of 2000 reported input cached, one request paid a write premium
+    s.ingest("n", &[with("c1", "x", 400, true, 900), with("c2", "x", 0, true, -125), with("c3", "y", 0, false, 0)], None, NOW).unwrap();
+    let q = ReportQuery { group_by: vec![Dim::Team], from_ms: NOW - 1, to_ms: NOW + 1, ..Default::default() };
+    let rows = s.report(&q).unwrap();
+    let x = rows.iter().find(|r| r.group[0].as_deref() == Some("x")).unwrap();
+    let y = rows.iter().find(|r| r.group[0].as_deref() == Some("y")).unwrap();
+    assert_eq!((x.cache_hit_rate_permille(), x.cache_savings_micros, x.cache_reported_input_tokens), (Some(200), 775, 2000));
+    assert_eq!((y.cache_hit_rate_permille(), y.cache_savings_micros), (None, 0), "not reported is not 0 %");
+    let csv = tollgate_control::reports::to_csv(&q, &rows);
+    assert!(csv.contains(",20.0,775,0.000775\r\n") && csv.contains(",,0,0.000000\r\n"), "{csv}");
+    let total = s.report(&ReportQuery { from_ms: NOW - 1, to_ms: NOW + 1, ..Default::default() }).unwrap();
+    assert_eq!(total[0].cache_hit_rate_permille(), Some(200), "requests that did not report are left out of the rate");
 }
 
 // ---- SQLite only ----

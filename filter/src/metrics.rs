@@ -62,6 +62,10 @@ pub fn for_record(r: &UsageRecord) -> Vec<(Kind, String, u64)> {
             out.push((Kind::Counter, format!("tollgate.{name}.{dims}"), v));
         }
     }
+    // A counter only grows: savings when positive (a net write premium is in the record).
+    if let Ok(saved @ 1..) = u64::try_from(r.cache_savings_micros) {
+        out.push((Kind::Counter, format!("tollgate.cache_savings_micros.{dims}"), saved));
+    }
     if r.budget_decision == crate::record::BudgetDecision::Denied {
         out.push((Kind::Counter, format!("tollgate.budget_denied.{dims}"), 1));
     }

@@ -66,6 +66,17 @@ impl Price {
         let micros = picos.div_ceil(PICOS_PER_MICRO);
         u64::try_from(micros).unwrap_or(u64::MAX)
     }
+
+    /// What the prompt cache saved on this usage: its cost with every
+    /// input token at the uncached input price, minus its cost (both
+    /// rounded up once, as billed). Negative when cache writes outweighed
+    /// the reads.
+    pub fn cache_savings_micros(&self, u: &Usage) -> i64 {
+        let uncached = Usage { cached_input_tokens: 0, cache_write_tokens: 0, cache_write_1h_tokens: 0, ..*u };
+        let (without, with) = (self.cost_micros(&uncached), self.cost_micros(u));
+        let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        signed(without).saturating_sub(signed(with))
+    }
 }
 
 #[cfg(test)]
@@ -79,6 +90,19 @@ mod tests {
     fn price() -> Price {
         // $2.50 / $0.25 cached / $3.125 write / $15 output, per million tokens.
         Price { input: 2_500_000, cached_input: Some(250_000), cache_write: Some(3_125_000), output: 15_000_000, ..none() }
+    }
+
+    #[test]
+    fn cache_savings_are_reads_at_their_discount_minus_the_write_premium() {
+        // 400 cached of 1000: 400 * (2.5 - 0.25) = 900 micro-dollars saved
+        let u = Usage { input_tokens: 1000, cached_input_tokens: 400, output_tokens: 100, ..Default::default() };
+        assert_eq!(price().cache_savings_micros(&u), 900);
+        // writes only: 1000 written at 3.125 instead of 2.5 = 625 more
+        let w = Usage { input_tokens: 1000, cache_write_tokens: 1000, ..Default::default() };
+        assert_eq!(price().cache_savings_micros(&w), -625);
+        assert_eq!(price().cache_savings_micros(&Usage { input_tokens: 1000, ..Default::default() }), 0);
+        // no cached price configured: nothing saved
+        assert_eq!(Price { cached_input: None, ..price() }.cache_savings_micros(&u), 0);
     }
 
     #[test]

@@ -144,7 +144,7 @@ mod tests {
         Observed { status, upstream_responded: true, termination: t, estimated_input_tokens: 100, json, stream: s, body_note: None, body_bytes: 0 }
     }
 
-    const U: Usage = Usage { input_tokens: 120, cached_input_tokens: 20, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 0, cache_write_1h_tokens: 0, web_search_requests: 0 };
+    const U: Usage = Usage { input_tokens: 120, cached_input_tokens: 20, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 0, cache_write_1h_tokens: 0, web_search_requests: 0, cache_reported: true };
 
     #[test]
     fn complete_json_uses_provider_usage() {
@@ -252,6 +252,7 @@ mod tests {
             usage: U,
             usage_source: UsageSource::Provider,
             cost_micros: 5,
+            cache_savings_micros: 0,
             priced: true,
             latency_ms: 3,
             ttfb_ms: Some(1),

@@ -43,8 +43,10 @@ impl From<OpenAiUsage> for Usage {
     fn from(u: OpenAiUsage) -> Usage {
         // DeepSeek bills by its own hit/miss split: prefer it where present.
         let details = u.prompt_tokens_details.as_ref();
-        let cached = u.prompt_cache_hit_tokens.or(details.and_then(|d| d.cached_tokens)).unwrap_or(0);
+        let reported = u.prompt_cache_hit_tokens.or(details.and_then(|d| d.cached_tokens));
+        let cached = reported.unwrap_or(0);
         Usage {
+            cache_reported: reported.is_some(),
             input_tokens: u.prompt_tokens.unwrap_or(0),
             cached_input_tokens: cached,
             cache_write_tokens: details.and_then(|d| d.cache_write_tokens).unwrap_or(0),
@@ -115,6 +117,7 @@ impl AnthropicUsage {
             reasoning_tokens: 0,
             cache_write_1h_tokens: split.ephemeral_1h_input_tokens.unwrap_or(0),
             web_search_requests: self.server_tool_use.and_then(|s| s.web_search_requests).unwrap_or(0),
+            cache_reported: self.cache_read_input_tokens.is_some(),
         }
         .bounded()
     }
@@ -519,7 +522,7 @@ mod tests {
         assert_eq!(r.model.as_deref(), Some("gpt-5.4-2026"));
         assert_eq!(
             r.usage,
-            Some(Usage { input_tokens: 120, cached_input_tokens: 64, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 10, ..Default::default() })
+            Some(Usage { input_tokens: 120, cached_input_tokens: 64, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 10, cache_reported: true, ..Default::default() })
         );
     }
 
@@ -528,7 +531,7 @@ mod tests {
         let body = br#"{"model":"deepseek-v4","usage":{"prompt_tokens":100,"completion_tokens":5,"total_tokens":105,
             "prompt_cache_hit_tokens":80,"prompt_cache_miss_tokens":20}}"#;
         let u = parse_json_response(Api::OpenAiChat, body).usage.unwrap();
-        assert_eq!((u.input_tokens, u.cached_input_tokens, u.output_tokens), (100, 80, 5));
+        assert_eq!((u.input_tokens, u.cached_input_tokens, u.output_tokens, u.cache_reported), (100, 80, 5, true));
     }
 
     #[test]
@@ -536,6 +539,7 @@ mod tests {
         let body = br#"{"usage":{"prompt_tokens":1,"completion_tokens":2,"prompt_tokens_details":null,"completion_tokens_details":{"reasoning_tokens":null}}}"#;
         let u = parse_json_response(Api::OpenAiChat, body).usage.unwrap();
         assert_eq!(u, Usage { input_tokens: 1, output_tokens: 2, ..Default::default() });
+        assert!(!u.cache_reported, "no cache figure: not reported, which is not 0 %");
     }
 
     #[test]
@@ -543,7 +547,7 @@ mod tests {
         let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[],
             "usage":{"input_tokens":50,"cache_creation_input_tokens":200,"cache_read_input_tokens":1000,"output_tokens":40}}"#;
         let u = parse_json_response(Api::AnthropicMessages, body).usage.unwrap();
-        assert_eq!(u, Usage { input_tokens: 1250, cached_input_tokens: 1000, cache_write_tokens: 200, output_tokens: 40, reasoning_tokens: 0, ..Default::default() });
+        assert_eq!(u, Usage { input_tokens: 1250, cached_input_tokens: 1000, cache_write_tokens: 200, output_tokens: 40, reasoning_tokens: 0, cache_reported: true, ..Default::default() });
     }
 
     #[test]
@@ -577,7 +581,7 @@ mod tests {
             assert_eq!(out, OPENAI_STREAM.as_bytes());
             assert!(s.finished);
             assert_eq!(s.model.as_deref(), Some("gpt-5.4-2026-03-05"));
-            assert_eq!(s.usage, Some(Usage { input_tokens: 19, cached_input_tokens: 0, output_tokens: 10, reasoning_tokens: 0, cache_write_tokens: 0, ..Default::default() }));
+            assert_eq!(s.usage, Some(Usage { input_tokens: 19, cached_input_tokens: 0, output_tokens: 10, reasoning_tokens: 0, cache_write_tokens: 0, cache_reported: true, ..Default::default() }));
             assert_eq!(s.output_chars, "Hello! How can I help you today?".len() as u64);
         }
     }
@@ -611,7 +615,7 @@ mod tests {
             assert_eq!(s.model.as_deref(), Some("claude-sonnet-4-6"));
             assert_eq!(
                 s.usage,
-                Some(Usage { input_tokens: 25 + 2048 + 512, cached_input_tokens: 2048, cache_write_tokens: 512, output_tokens: 15, reasoning_tokens: 0, ..Default::default() })
+                Some(Usage { input_tokens: 25 + 2048 + 512, cached_input_tokens: 2048, cache_write_tokens: 512, output_tokens: 15, reasoning_tokens: 0, cache_reported: true, ..Default::default() })
             );
             assert_eq!(s.output_chars, "Hello! How can I help?".len() as u64);
         }

@@ -5,6 +5,12 @@ pub fn usd(micros: u64) -> String {
     format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
 }
 
+/// Signed micro-dollars (a saving that can be negative) as USD: `-0.000120`.
+pub fn usd_signed(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    format!("{sign}{}", usd(micros.unsigned_abs()))
+}
+
 /// Unix ms → `YYYY-MM-DDTHH:MM:SSZ` (UTC), without a clock or chrono.
 pub fn rfc3339(ms: u64) -> String {
     let secs = ms / 1000;

@@ -89,6 +89,12 @@ pub struct UsageRecord {
     pub usage_source: UsageSource,
     /// Cost in micro-dollars (rounded up once per request).
     pub cost_micros: u64,
+    /// What the provider's prompt cache saved: the cost of this request
+    /// with every input token at the uncached input price, minus
+    /// `cost_micros`. Negative when cache writes (billed above the input
+    /// price) outweighed the reads.
+    #[serde(default)]
+    pub cache_savings_micros: i64,
     /// False when no price was configured for the served model (cost is then 0).
     pub priced: bool,
     /// From request start to the end of the response (or of the request when rejected).
@@ -189,6 +195,7 @@ impl UsageRecord {
         }
         self.usage = self.usage.bounded();
         self.cost_micros = self.cost_micros.min(MAX_COST_MICROS);
+        self.cache_savings_micros = self.cache_savings_micros.clamp(-(MAX_COST_MICROS as i64), MAX_COST_MICROS as i64);
         self
     }
 
@@ -246,6 +253,9 @@ impl UsageRecord {
         }
         if self.cost_micros > MAX_COST_MICROS {
             return Err(format!("cost_micros: above {MAX_COST_MICROS}"));
+        }
+        if self.cache_savings_micros.unsigned_abs() > MAX_COST_MICROS {
+            return Err(format!("cache_savings_micros: beyond ±{MAX_COST_MICROS}"));
         }
         Ok(())
     }

@@ -22,6 +22,13 @@ pub struct Usage {
     /// Server-side web searches the provider ran and bills per search.
     #[serde(default)]
     pub web_search_requests: u64,
+    /// The provider's usage said how much input its prompt cache served
+    /// (OpenAI `prompt_tokens_details.cached_tokens`, DeepSeek
+    /// `prompt_cache_hit_tokens`, Anthropic `cache_read_input_tokens`),
+    /// even if 0. A cache hit rate counts only such requests: "0 %" is not
+    /// "not reported".
+    #[serde(default)]
+    pub cache_reported: bool,
 }
 
 /// The largest count any usage field may carry (10^12 tokens): far beyond

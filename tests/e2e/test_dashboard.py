@@ -27,8 +27,11 @@ def record(ts_ms: int, team: str, model: str, cost: int, key: str) -> dict:
             "api": "openai_chat", "provider": model.split("/")[0], "route": model, "model_requested": model,
             "model_upstream": model.split("/")[1], "model_served": None, "stream": False, "status": 200, "outcome": "ok",
             "error_code": None, "usage": {"input_tokens": 1000, "cached_input_tokens": 400, "cache_write_tokens": 0,
-                                          "output_tokens": 200, "reasoning_tokens": 0},
-            "usage_source": "provider", "cost_micros": cost, "priced": True, "latency_ms": 900, "ttfb_ms": 200}
+                                          "output_tokens": 200, "reasoning_tokens": 0,
+                                          # DeepSeek's records say nothing about the cache: not 0 %, not counted
+                                          "cache_reported": not model.startswith("deepseek")},
+            "usage_source": "provider", "cost_micros": cost, "priced": True, "latency_ms": 900, "ttfb_ms": 200,
+            "cache_savings_micros": 0 if model.startswith("deepseek") else 1_000}
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +56,26 @@ def seeded(tmp_path_factory):
     s.stop()
 
 
+def test_cache_hit_rate_and_savings_in_the_reports_api_csv_and_cli(seeded):
+    rows = seeded.control.api("GET", "/v1/reports/spend?group_by=team", expect=200)[1]["rows"]
+    by = {r["team"]: r for r in rows if r["team"] in ("search", "labs", "support")}
+    assert by["search"]["cache_hit_rate_pct"] == 40.0 and by["search"]["cache_savings_micros"] == 14_000
+    assert by["search"]["cache_savings_usd"] == "0.014000"
+    assert by["support"]["cache_hit_rate_pct"] is None and by["support"]["cache_savings_micros"] == 0, "not reported"
+    r = requests.get(f"{seeded.control.url}/v1/reports/spend?group_by=team&format=csv",
+                     headers={"authorization": f"Bearer {sm.ADMIN_TOKEN}"}, timeout=10)
+    header, *lines = r.text.strip().split("\r\n")
+    assert header.endswith(",cache_hit_rate_pct,cache_savings_micros,cache_savings_usd")
+    assert any(line.startswith("support,") and line.endswith(",,0,0.000000") for line in lines), lines
+    env = {**__import__("os").environ, "TOLLGATE_URL": seeded.control.url, "TOLLGATE_ADMIN_TOKEN": sm.ADMIN_TOKEN}
+    out = subprocess.run([str(sm.TOLLGATE_BIN), "spend", "--group-by", "team"], capture_output=True, text=True,
+                         env=env, timeout=30, check=True).stdout
+    assert "CACHE HIT %" in out and "CACHE SAVED" in out
+    line = next(l for l in out.splitlines() if l.startswith("support"))
+    assert "n/a" in line
+    assert "$0.014000" in next(l for l in out.splitlines() if l.startswith("search"))
+
+
 def chromium(*args, timeout=90):
     assert shutil.which("chromium") or __import__("os").path.exists(CHROMIUM), "Debian's chromium is not installed (make setup)"
     return subprocess.run([CHROMIUM, *FLAGS, *args], capture_output=True, text=True, timeout=timeout)
@@ -70,6 +93,8 @@ def test_dashboard_renders_in_chromium(seeded, tmp_path):
     assert 'data-budget="team:search"' in dom and 'data-budget="team:support"' in dom
     assert "search-key" in dom and "claude-sonnet-4-6" in dom
     assert "40.0%" in dom  # cache share of the seeded records
+    assert "saved by prompt caches" in dom and "cache hit rate (where reported)" in dom
+    assert "$0.03" in dom  # 28 records reported a cache and saved $0.001 each
     alerts = re.search(r'<div id="alerts">(.*?)</div>', dom, re.S).group(1)
     assert '<b class="up">stop</b>' in alerts and "team:search" in alerts  # over its limit: a hard alert is listed
 

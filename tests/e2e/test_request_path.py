@@ -210,7 +210,9 @@ def test_openai_json_usage_and_cost(client):
     assert rec["cost_micros"] == cost and rec["usage_source"] == "provider" and rec["outcome"] == "ok"
     assert rec["usage"] == {"input_tokens": u["prompt_tokens"], "cached_input_tokens": 512, "cache_write_tokens": 0,
                             "output_tokens": 48, "reasoning_tokens": 8, "cache_write_1h_tokens": 0,
-                            "web_search_requests": 0}
+                            "web_search_requests": 0, "cache_reported": True}
+    # saved: the same request with every input token at the uncached price, minus its cost
+    assert rec["cache_savings_micros"] == expected_cost("openai/gpt-5.4", u["prompt_tokens"], 48) - cost > 0
     assert rec["model_requested"] == "openai/gpt-5.4" and rec["model_upstream"] == "gpt-5.4"
     assert rec["stream"] is False and rec["status"] == 200 and rec["api"] == "openai_chat"
 
@@ -309,8 +311,9 @@ def test_anthropic_stream_usage(client):
     rec = client.record(r.headers["x-tollgate-request-id"])
     assert rec["usage"] == {"input_tokens": total_in, "cached_input_tokens": 100, "cache_write_tokens": 50,
                             "output_tokens": 9, "reasoning_tokens": 0, "cache_write_1h_tokens": 0,
-                            "web_search_requests": 0}
+                            "web_search_requests": 0, "cache_reported": True}
     assert rec["cost_micros"] == expected_cost("anthropic/claude-sonnet-4-6", total_in, 9, cached=100, cache_write=50)
+    assert rec["cache_savings_micros"] == expected_cost("anthropic/claude-sonnet-4-6", total_in, 9) - rec["cost_micros"]
 
 
 def test_stream_cut_by_provider_is_charged_an_estimate(client):

@@ -99,6 +99,10 @@ pub(super) async fn report_spend(
                 "requests": r.requests, "input_tokens": r.input_tokens, "cached_input_tokens": r.cached_input_tokens,
                 "output_tokens": r.output_tokens, "cost_micros": r.cost_micros,
                 "cache_share_pct": r.cache_share_permille() as f64 / 10.0,
+                "cache_hit_rate_pct": r.cache_hit_rate_permille().map(|h| h as f64 / 10.0),
+                "cache_reported_input_tokens": r.cache_reported_input_tokens,
+                "cache_savings_micros": r.cache_savings_micros,
+                "cache_savings_usd": tollgate_protocol::format::usd_signed(r.cache_savings_micros),
                 "errors": r.errors, "rate_limited": r.rate_limited,
             });
             for (d, g) in q.group_by.iter().zip(&r.group) {

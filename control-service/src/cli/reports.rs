@@ -55,7 +55,7 @@ pub fn spend(c: &Client, a: SpendArgs) {
         if bucketed {
             headers.push("bucket");
         }
-        headers.extend(["requests", "input", "cached %", "output", "cost", "errors", "429s"]);
+        headers.extend(["requests", "input", "cache hit %", "cache saved", "output", "cost", "errors", "429s"]);
         let rows = v["rows"]
             .as_array()
             .cloned()
@@ -69,7 +69,11 @@ pub fn spend(c: &Client, a: SpendArgs) {
                 row.extend([
                     s(&r["requests"]),
                     s(&r["input_tokens"]),
-                    format!("{}%", s(&r["cache_share_pct"])),
+                    match r["cache_hit_rate_pct"].as_f64() {
+                        Some(h) => format!("{h:.1}%"),
+                        None => "n/a".into(),
+                    },
+                    r["cache_savings_micros"].as_i64().map(tollgate_protocol::format::usd_signed).map(|u| format!("${u}")).unwrap_or_default(),
                     s(&r["output_tokens"]),
                     usd(&r["cost_micros"]),
                     s(&r["errors"]),

@@ -17,9 +17,10 @@ pub fn seq(tx: &mut dyn Tx) -> Result<u64> {
 }
 
 const COLUMNS: &str = "id, seq, node, ts_ms, key_id, team, project, feature, prompt_version, provider, model,
-        status, outcome, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_micros, record";
-const PER_ROW: usize = 20;
-/// Records per statement: one round trip per 500 records (10,000 arguments,
+        status, outcome, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_micros, record,
+        cache_reported_input_tokens, cache_savings_micros";
+const PER_ROW: usize = 22;
+/// Records per statement: one round trip per 500 records (11,000 arguments,
 /// below SQLite's 32,766 and PostgreSQL's 65,535).
 const ROWS_PER_INSERT: usize = 500;
 
@@ -123,6 +124,8 @@ pub fn batch(tx: &mut dyn Tx, node: &str, records: &[UsageRecord], raw: Option<&
                 int(r.usage.reasoning_tokens),
                 int(r.cost_micros),
                 text.as_ref().into(),
+                int(if r.usage.cache_reported { r.usage.input_tokens } else { 0 }),
+                Arg::Int(r.cache_savings_micros),
             ]);
         }
         let stored = tx.execute(&insert_sql(fresh.len()), &args)?;

@@ -54,7 +54,8 @@ pub fn report(tx: &mut dyn Tx, q: &ReportQuery) -> Result<Vec<ReportRow>> {
         "SELECT {}, COUNT(*), CAST(COALESCE(SUM(input_tokens),0) AS BIGINT), CAST(COALESCE(SUM(cached_input_tokens),0) AS BIGINT),
                 CAST(COALESCE(SUM(output_tokens),0) AS BIGINT), CAST(COALESCE(SUM(cost_micros),0) AS BIGINT),
                 CAST(COALESCE(SUM(CASE WHEN outcome IN ('provider_error','upstream_cut') THEN 1 ELSE 0 END),0) AS BIGINT),
-                CAST(COALESCE(SUM(CASE WHEN status = 429 THEN 1 ELSE 0 END),0) AS BIGINT)
+                CAST(COALESCE(SUM(CASE WHEN status = 429 THEN 1 ELSE 0 END),0) AS BIGINT),
+                CAST(COALESCE(SUM(cache_reported_input_tokens),0) AS BIGINT), CAST(COALESCE(SUM(cache_savings_micros),0) AS BIGINT)
          FROM usage WHERE ts_ms >= ?1 AND ts_ms < ?2",
         select.join(", ")
     );
@@ -89,6 +90,8 @@ pub fn report(tx: &mut dyn Tx, q: &ReportQuery) -> Result<Vec<ReportRow>> {
                 cost_micros: r.u64(n + 5)?,
                 errors: r.u64(n + 6)?,
                 rate_limited: r.u64(n + 7)?,
+                cache_reported_input_tokens: r.u64(n + 8)?,
+                cache_savings_micros: r.i64(n + 9)?,
             })
         })
         .collect()

@@ -447,6 +447,7 @@ impl TollgateHttp {
             usage,
             usage_source: source,
             cost_micros,
+            cache_savings_micros: 0,
             priced,
             latency_ms: end.saturating_sub(self.start_ms),
             ttfb_ms: self.ttfb_ms,
@@ -530,7 +531,8 @@ impl TollgateHttp {
         let (usage, source, outcome, error) = account(&observed);
         let price = cfg.price(&target.provider, &target.upstream_model);
         let cost = price.map(|p| p.cost_micros(&usage)).unwrap_or(0);
-        let rec = self.build_record(usage, source, outcome, error, cost, price.is_some());
+        let mut rec = self.build_record(usage, source, outcome, error, cost, price.is_some());
+        rec.cache_savings_micros = price.map(|p| p.cache_savings_micros(&rec.usage)).unwrap_or(0);
         let actual = Amount { micros: rec.cost_micros, tokens: rec.usage.budget_tokens() };
         admission::settle(&HostCounters, &self.reservations, actual);
         self.emit(rec.clone());
