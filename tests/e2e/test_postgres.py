@@ -69,7 +69,8 @@ def test_two_replicas_share_state_and_count_once(pg, tmp_path):
         rows = b.api("GET", "/v1/reports/spend?group_by=team,model", expect=200)[1]["rows"]
         assert rows == [{"team": "pgteam", "model": "gpt-5.4", "requests": 2000, "input_tokens": 20000,
                          "cached_input_tokens": 0, "output_tokens": 10000, "cost_micros": 14000,
-                         "cache_share_pct": 0.0, "errors": 0, "rate_limited": 0}]
+                         "cache_share_pct": 0.0, "cache_hit_rate_pct": None, "cache_reported_input_tokens": 0,
+                         "cache_savings_micros": 0, "cache_savings_usd": "0.000000", "errors": 0, "rate_limited": 0}]
         rq = a.api("POST", "/v1/budget-requests", {"scope_type": "team", "scope_id": "pgteam", "limit_micros": 2 * 10**9,
                                                    "justification": "growth in december"}, expect=201)[1]
         # concurrent approvals through both replicas: one acts, the others are told it was already decided
