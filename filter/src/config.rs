@@ -168,6 +168,18 @@ struct RawRoute {
     provider: String,
     #[serde(default)]
     upstream_model: Option<String>,
+    #[serde(default)]
+    auto_cache: Option<RawAutoCache>,
+}
+
+/// A route's opt-in to Anthropic prompt-cache breakpoints (`caching.rs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAutoCache {
+    #[serde(default)]
+    min_tokens: Option<u64>,
+    #[serde(default)]
+    ttl: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,6 +333,7 @@ struct Route {
     name: String,
     provider: usize,
     upstream_model: Option<String>,
+    auto_cache: Option<crate::caching::AutoCache>,
 }
 
 /// Where a request goes.
@@ -328,6 +341,8 @@ struct Route {
 pub struct Resolved<'a> {
     pub route: &'a str,
     pub provider: &'a Provider,
+    /// Anthropic prompt-cache breakpoints, when the route opts in.
+    pub auto_cache: Option<crate::caching::AutoCache>,
 }
 
 #[derive(Debug)]
@@ -468,7 +483,26 @@ impl Config {
                     return Err(err(f("upstream_model"), "must be 1 to 256 visible ASCII characters"));
                 }
             }
-            routes.push(Route { pattern, name: r.model, provider, upstream_model: r.upstream_model });
+            let auto_cache = match r.auto_cache {
+                None => None,
+                Some(ac) => {
+                    let is_anthropic = providers.get(provider).is_some_and(|p: &Provider| p.format == ProviderFormat::Anthropic);
+                    if !is_anthropic {
+                        return Err(err(f("auto_cache"), "only for routes to a provider with format 'anthropic' (OpenAI and DeepSeek cache without markers)"));
+                    }
+                    let min_tokens = ac.min_tokens.unwrap_or(1024);
+                    if !(1..=1_000_000).contains(&min_tokens) {
+                        return Err(err(f("auto_cache.min_tokens"), "must be 1 to 1000000"));
+                    }
+                    let ttl_1h = match ac.ttl.as_deref() {
+                        None | Some("5m") => false,
+                        Some("1h") => true,
+                        Some(_) => return Err(err(f("auto_cache.ttl"), "must be \"5m\" or \"1h\"")),
+                    };
+                    Some(crate::caching::AutoCache { min_tokens, ttl_1h })
+                }
+            };
+            routes.push(Route { pattern, name: r.model, provider, upstream_model: r.upstream_model, auto_cache });
         }
 
         // keys
@@ -651,7 +685,7 @@ impl Config {
                 model.strip_prefix(prefix.as_str()).unwrap_or(model).to_string()
             }
         };
-        Some((Resolved { route: &route.name, provider }, upstream))
+        Some((Resolved { route: &route.name, provider, auto_cache: route.auto_cache }, upstream))
     }
 
     /// Route names (patterns included) a key may use, in configuration order.
@@ -796,6 +830,28 @@ mod tests {
         v["control"]["token"] = json!("filter-token-0123456789");
         v["control"]["stale_after_ms"] = json!(500);
         assert_eq!(field_of(v), "control.stale_after_ms");
+    }
+
+    #[test]
+    fn auto_cache_is_for_anthropic_routes_and_says_what_is_wrong() {
+        let mut v = base();
+        v["routes"][0]["auto_cache"] = json!({});
+        assert_eq!(field_of(v.clone()), "routes[0].auto_cache", "route 0 goes to an OpenAI-format provider");
+        let ai = |ac: serde_json::Value| {
+            let mut v = base();
+            let n = v["routes"].as_array().unwrap().iter().position(|r| r["model"] == "claude-*").unwrap();
+            v["routes"][n]["auto_cache"] = ac;
+            (n, v)
+        };
+        let (n, v) = ai(json!({"ttl": "1d"}));
+        assert_eq!(field_of(v), format!("routes[{n}].auto_cache.ttl"));
+        let (n, v) = ai(json!({"min_tokens": 0}));
+        assert_eq!(field_of(v), format!("routes[{n}].auto_cache.min_tokens"));
+        let (_, v) = ai(json!({"min_tokens": 2048, "ttl": "1h"}));
+        let cfg = parse(v).unwrap();
+        let (r, _) = cfg.resolve("claude-sonnet-4-6").unwrap();
+        assert_eq!(r.auto_cache, Some(crate::caching::AutoCache { min_tokens: 2048, ttl_1h: true }));
+        assert_eq!(cfg.resolve("anthropic/claude-x").unwrap().0.auto_cache, None, "per route");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod budget;
+pub mod caching;
 pub mod config;
 pub mod decode;
 pub mod errors;

@@ -231,6 +231,8 @@ pub struct Rewrite<'a> {
     /// When the client set no output cap: the member to add and its value,
     /// so the reservation is a real bound.
     pub output_cap: Option<(&'a str, u64)>,
+    /// Anthropic only: add prompt-cache breakpoints ([`crate::caching`]).
+    pub auto_cache: Option<crate::caching::AutoCache>,
 }
 
 impl ParsedBody<'_> {
@@ -242,7 +244,15 @@ impl ParsedBody<'_> {
             && self.request.stream
             && !self.request.client_include_usage;
         let add_cap = opts.output_cap.filter(|_| self.request.max_tokens.is_none());
-        if !change_model && !add_usage && add_cap.is_none() {
+        let cache = match opts.auto_cache.filter(|_| self.api == Api::AnthropicMessages) {
+            Some(ac) => {
+                let raw = |name: &str| self.members.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.get());
+                raw("messages").and_then(|m| crate::caching::plan(raw("tools"), raw("system"), m, ac)).map(|(c, _)| c)
+            }
+            None => None,
+        };
+        let replaced = |k: &str| cache.as_ref().and_then(|c| c.iter().find(|(n, _)| *n == k)).map(|(_, v)| v.as_bytes());
+        if !change_model && !add_usage && add_cap.is_none() && cache.is_none() {
             return None;
         }
         let model_json = serde_json::to_string(upstream_model).ok()?;
@@ -279,6 +289,7 @@ impl ParsedBody<'_> {
                 }
                 // A `null` cap counts as none: replaced by the gateway's cap.
                 "max_tokens" | "max_completion_tokens" if add_cap.is_some() => {}
+                "tools" | "system" | "messages" if replaced(k).is_some() => push_member(&mut out, k, replaced(k).unwrap_or_default()),
                 _ => push_member(&mut out, k, v.get().as_bytes()),
             }
         }
@@ -299,7 +310,7 @@ mod tests {
     use serde_json::{json, Value};
 
     fn usage_only() -> Rewrite<'static> {
-        Rewrite { force_include_usage: true, output_cap: None }
+        Rewrite { force_include_usage: true, output_cap: None, auto_cache: None }
     }
 
     fn v(b: &[u8]) -> Value {
@@ -361,6 +372,25 @@ mod tests {
         let body = br#"{"model":"gpt-5.4","messages":[]}"#;
         let p = parse_chat(Api::OpenAiChat, body).unwrap();
         assert!(p.rewrite("gpt-5.4", usage_only()).is_none());
+    }
+
+    #[test]
+    fn anthropic_bodies_get_cache_breakpoints_only_when_asked() {
+        let system = "rules ".repeat(1000);
+        let body = serde_json::to_vec(&json!({"model": "claude-sonnet-4-6", "max_tokens": 10, "system": system,
+            "messages": [{"role": "user", "content": "q"}], "temperature": 0.5})).unwrap();
+        let p = parse_chat(Api::AnthropicMessages, &body).unwrap();
+        let ac = crate::caching::AutoCache { min_tokens: 1024, ttl_1h: false };
+        let out = p.rewrite("claude-sonnet-4-6", Rewrite { auto_cache: Some(ac), ..Default::default() }).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["system"][0]["cache_control"], json!({"type": "ephemeral"}));
+        assert_eq!(v["system"][0]["text"], json!(system));
+        assert_eq!((v["temperature"].clone(), v["max_tokens"].clone()), (json!(0.5), json!(10)));
+        assert_eq!(p.rewrite("claude-sonnet-4-6", Rewrite::default()), None, "off: the body goes as it came");
+        // never on OpenAI bodies
+        let oa = serde_json::to_vec(&json!({"model": "m", "messages": [{"role": "system", "content": system}]})).unwrap();
+        let p = parse_chat(Api::OpenAiChat, &oa).unwrap();
+        assert_eq!(p.rewrite("m", Rewrite { auto_cache: Some(ac), ..Default::default() }), None);
     }
 
     #[test]
@@ -433,7 +463,7 @@ mod tests {
 
     #[test]
     fn output_cap_is_added_when_the_client_set_none() {
-        let cap = Rewrite { force_include_usage: false, output_cap: Some(("max_completion_tokens", 4096)) };
+        let cap = Rewrite { force_include_usage: false, output_cap: Some(("max_completion_tokens", 4096)), auto_cache: None };
         let p = parse_chat(Api::OpenAiChat, br#"{"model":"m","messages":[]}"#).unwrap();
         assert_eq!(p.request.output_bound(4096), 4096);
         assert_eq!(v(&p.rewrite("m", cap).unwrap())["max_completion_tokens"], 4096);

@@ -96,6 +96,7 @@ pub fn plan(
     let opts = Rewrite {
         force_include_usage: cfg.force_stream_usage,
         output_cap: provider.output_cap_field.map(|f| (f, cfg.default_max_tokens)),
+        auto_cache: resolved.auto_cache,
     };
     let body = parsed.rewrite(&target.upstream_model, opts);
     let mut headers = vec![

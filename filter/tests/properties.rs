@@ -120,7 +120,8 @@ proptest! {
     fn arbitrary_bodies_never_panic(api in api(), bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
         let _ = parse_json_response(api, &bytes);
         if let Ok(p) = parse_chat(api, &bytes) {
-            let _ = p.rewrite("m", Rewrite { force_include_usage: true, output_cap: Some(("max_tokens", 7)) });
+            // with breakpoints added wherever the prefix allows (1 token), on hostile bodies too
+            let _ = p.rewrite("m", Rewrite { force_include_usage: true, output_cap: Some(("max_tokens", 7)), auto_cache: Some(tollgate_filter::caching::AutoCache { min_tokens: 1, ttl_1h: false }) });
         }
         let _ = Config::from_json(&bytes);
         let _ = Counter::decode(&bytes);
@@ -149,7 +150,7 @@ proptest! {
         let body = serde_json::to_vec(&obj).unwrap();
         if let Ok(p) = parse_chat(api, &body) {
             prop_assert!(p.request.output_bound(4096) >= p.request.max_tokens.unwrap_or(4096).min(p.request.output_bound(4096)));
-            if let Some(out) = p.rewrite("upstream-model", Rewrite { force_include_usage: true, output_cap: Some(("max_completion_tokens", 4096)) }) {
+            if let Some(out) = p.rewrite("upstream-model", Rewrite { force_include_usage: true, output_cap: Some(("max_completion_tokens", 4096)), auto_cache: None }) {
                 let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
                 prop_assert_eq!(v["model"].as_str(), Some("upstream-model"));
                 prop_assert!(api == Api::OpenAiChat || v.get("stream_options").is_none());

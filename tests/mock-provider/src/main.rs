@@ -23,7 +23,8 @@
 //! - `x-mock-reasoning-tokens: N`: OpenAI reasoning tokens (added to output).
 //!
 //! Every response carries `x-mock-auth` (the credential received),
-//! `x-mock-host`, `x-mock-path`, `x-mock-model` and `x-mock-anthropic-version`
+//! `x-mock-host`, `x-mock-path`, `x-mock-model`, `x-mock-cache-breakpoints`
+//! (Anthropic `cache_control` markers received) and `x-mock-anthropic-version`
 //! so tests can prove what the gateway sent upstream.
 
 use std::net::SocketAddr;
@@ -280,6 +281,7 @@ fn decorate(h: &mut HeaderMap, req_h: &HeaderMap, uri: &Uri, ctype: &str) {
     h.insert("x-mock-host", echo(header_str(req_h, "host")));
     h.insert("x-mock-path", echo(uri.path_and_query().map(|p| p.as_str())));
     h.insert("x-mock-anthropic-version", echo(header_str(req_h, "anthropic-version")));
+    h.insert("x-mock-cache-breakpoints", echo(Some(header_str(req_h, "x-mock-internal-breakpoints").unwrap_or("0"))));
     h.insert("x-mock-tollgate-headers", echo(Some(
         &req_h.keys().filter(|k| k.as_str().starts_with("x-tollgate")).map(|k| k.as_str()).collect::<Vec<_>>().join(","),
     )));
@@ -317,9 +319,12 @@ async fn chat(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) 
     handle(app, dialect, uri, h, req, model).await
 }
 
-async fn messages(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+async fn messages(State(app): State<Arc<App>>, uri: Uri, mut h: HeaderMap, body: Bytes) -> Response<Body> {
     let req: Result<Value, _> = serde_json::from_slice(&body);
     let model = req.as_ref().ok().and_then(|r| r.get("model")).and_then(Value::as_str).unwrap_or("").to_string();
+    // Echoed as x-mock-cache-breakpoints (how many cache_control markers arrived).
+    let marks = req.as_ref().ok().and_then(Value::as_object).map(|m| strict::cache_breakpoints(m).len()).unwrap_or(0);
+    h.insert("x-mock-internal-breakpoints", HeaderValue::from(marks));
     handle(app, Dialect::Anthropic, uri, h, req, model).await
 }
 

@@ -118,10 +118,53 @@ fn refuse(status: u16, message: String, param: Option<&str>, code: Option<&'stat
     Refusal { status, message, param: param.map(str::to_string), code }
 }
 
+/// The `cache_control` markers of an Anthropic request: on the request
+/// itself, on tools, on system blocks and on message content blocks.
+pub fn cache_breakpoints(req: &Map<String, Value>) -> Vec<&Value> {
+    let mut out: Vec<&Value> = req.get("cache_control").into_iter().collect();
+    fn blocks(v: Option<&Value>) -> impl Iterator<Item = &Value> {
+        v.and_then(Value::as_array).into_iter().flatten()
+    }
+    for b in blocks(req.get("tools")).chain(blocks(req.get("system"))) {
+        out.extend(b.get("cache_control"));
+    }
+    for m in blocks(req.get("messages")) {
+        for b in blocks(m.get("content")) {
+            out.extend(b.get("cache_control"));
+        }
+    }
+    out
+}
+
+/// Anthropic's rules for `cache_control`: `{"type": "ephemeral"}` with an
+/// optional `ttl` of 5m or 1h, at most 4 per request.
+fn check_cache_control(req: &Map<String, Value>) -> Result<(), Refusal> {
+    let marks = cache_breakpoints(req);
+    if marks.len() > 4 {
+        return Err(refuse(400, format!("A maximum of 4 blocks with cache_control may be provided. Found {}.", marks.len()), None, None));
+    }
+    for m in marks {
+        let Some(o) = m.as_object() else {
+            return Err(refuse(400, "cache_control: Input should be a valid dictionary".into(), None, None));
+        };
+        if o.get("type").and_then(Value::as_str) != Some("ephemeral") {
+            return Err(refuse(400, "cache_control.type: Input should be 'ephemeral'".into(), None, None));
+        }
+        if let Some(k) = o.keys().find(|k| !["type", "ttl"].contains(&k.as_str())) {
+            return Err(refuse(400, format!("cache_control.{k}: Extra inputs are not permitted"), None, None));
+        }
+        if o.get("ttl").is_some_and(|t| !matches!(t.as_str(), Some("5m" | "1h"))) {
+            return Err(refuse(400, "cache_control.ttl: Input should be '5m' or '1h'".into(), None, None));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a request body as the provider would.
 pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: bool) -> Result<(), Refusal> {
     match dialect {
         Dialect::Anthropic => {
+            check_cache_control(req)?;
             for k in req.keys() {
                 let known = ANTHROPIC_PARAMS.contains(&k.as_str()) || (beta && ANTHROPIC_BETA_PARAMS.contains(&k.as_str()));
                 if !known {
@@ -194,6 +237,24 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn anthropic_cache_control_rules() {
+        let cc = json!({"type": "ephemeral"});
+        let five = json!({"model": "m", "max_tokens": 1, "system": [{"type": "text", "text": "s", "cache_control": cc}],
+            "tools": [{"name": "t", "input_schema": {}, "cache_control": cc}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "a", "cache_control": cc},
+                                                      {"type": "text", "text": "b", "cache_control": cc},
+                                                      {"type": "text", "text": "c", "cache_control": cc}]}]});
+        assert_eq!(cache_breakpoints(&obj(five.clone())).len(), 5);
+        assert!(check(Dialect::Anthropic, &obj(five), false).unwrap_err().message.contains("A maximum of 4 blocks with cache_control"));
+        let bad_ttl = json!({"model": "m", "max_tokens": 1, "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1d"}}],
+            "messages": []});
+        assert!(check(Dialect::Anthropic, &obj(bad_ttl), false).is_err());
+        let ok = json!({"model": "m", "max_tokens": 1, "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+            "messages": []});
+        assert!(check(Dialect::Anthropic, &obj(ok), false).is_ok());
     }
 
     #[test]
