@@ -159,7 +159,8 @@ mod tests {
         let messages = json!([{"role": "user", "content": "q"}]).to_string();
         let (out, n) = plan(None, Some(&system), &messages, AutoCache { min_tokens: 1024, ttl_1h: true }).unwrap();
         assert_eq!(n, 1, "a single message: nothing stable to mark yet");
-        assert!(out[0].1.contains(r#""cache_control":{"ttl":"1h","type":"ephemeral"}"#), "{}", out[0].1);
+        let v: Value = serde_json::from_str(&out[0].1).unwrap();
+        assert_eq!(v[0]["cache_control"], json!({"type": "ephemeral", "ttl": "1h"}));
         let thinking = json!([{"type": "thinking", "thinking": long(8000)}]).to_string();
         assert_eq!(plan(None, Some(&thinking), &messages, FIVE_MIN), None);
         assert_eq!(plan(None, Some("{not json"), &messages, FIVE_MIN), None);
