@@ -140,12 +140,16 @@ def main() -> int:
     base.pop("bootstrap_extensions")
     tg_cfg = cfg(no_control)
     tg_cfg.pop("bootstrap_extensions")
+    # The route tier's counterpart: no cost headers on responses (cost_headers: false).
+    nocost_cfg = cfg(lambda c: (no_control(c), c.update(cost_headers=False)))
+    nocost_cfg.pop("bootstrap_extensions")
     budget_cfg = cfg(lambda c: c.update(log_records=False))
     # A budget that never runs out: every request reserves and settles against it.
     control.api("PUT", "/v1/budgets/team/search", {"limit_micros": 10**15, "period": "monthly"}, expect=200)
     plain = sm.Envoy(plain_config(base), work, concurrency=CONCURRENCY, name="plain")
     probes = {t: sm.Envoy(probe_config(base, t), work, concurrency=CONCURRENCY, name=f"probe-{t}") for t in TIERS}
     tollgate = sm.Envoy(tg_cfg, work, concurrency=CONCURRENCY, name="tollgate")
+    nocost = sm.Envoy(nocost_cfg, work, concurrency=CONCURRENCY, name="tollgate-nocost")
     budgeted = sm.Envoy(budget_cfg, work, concurrency=CONCURRENCY, name="budgeted")
     cases = [("1 KB JSON", 1024, False), ("32 KB JSON", 32 * 1024, False), ("1 KB stream", 1024, True)]
     rows = []
@@ -158,6 +162,7 @@ def main() -> int:
             # warm up every Envoy, then measure
             runs = [("plain", plain, plain_script)] + [(f"probe {t}", probes[t], plain_script) for t in TIERS]
             runs.append(("tollgate", tollgate, tg_script))
+            runs.append(("no cost hdrs", nocost, tg_script))
             for _, env_, script in runs:
                 subprocess.run(["wrk", "-t1", "-c4", "-d1s", "-s", str(script), env_.url + "/v1/chat/completions"],
                                capture_output=True, check=True)
@@ -182,7 +187,7 @@ def main() -> int:
         off = {k: (off[k] + off2[k]) / 2 if isinstance(off[k], float) else off[k] + off2[k] for k in ("rps", "p50", "p99", "non2xx")} | {"errors": off["errors"] + off2["errors"]}
         budget_log = budgeted.log()
     finally:
-        for e in (plain, tollgate, budgeted, *probes.values()):
+        for e in (plain, tollgate, nocost, budgeted, *probes.values()):
             e.stop()
         mock.stop()
         control.stop()
@@ -201,7 +206,8 @@ def main() -> int:
         full = results["probe full"]["rps"]
         route = results["probe route"]["rps"]
         print(f"{'':<12} tollgate = {results['tollgate']['rps'] / full:.1%} of the full tier "
-              f"({results['tollgate']['rps'] / route:.1%} of the route tier)\n")
+              f"({results['tollgate']['rps'] / route:.1%} of the route tier); with cost_headers: false "
+              f"{results['no cost hdrs']['rps'] / route:.1%} of the route tier (target >= 95%)\n")
     print(f"Envoy RSS after load: plain {mem[0]:.1f} MiB, probe full {mem[2]:.1f} MiB, tollgate {mem[1]:.1f} MiB "
           f"(+{mem[1] - mem[0]:.1f} MiB over plain)")
     first = rows[0][1]
