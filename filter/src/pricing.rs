@@ -72,10 +72,17 @@ impl Price {
     /// rounded up once, as billed). Negative when cache writes outweighed
     /// the reads.
     pub fn cache_savings_micros(&self, u: &Usage) -> i64 {
+        self.cost_and_savings(u).1
+    }
+
+    /// [`cost_micros`](Self::cost_micros) and
+    /// [`cache_savings_micros`](Self::cache_savings_micros) together (the
+    /// request path needs both; the cost is computed once).
+    pub fn cost_and_savings(&self, u: &Usage) -> (u64, i64) {
+        let with = self.cost_micros(u);
         let uncached = Usage { cached_input_tokens: 0, cache_write_tokens: 0, cache_write_1h_tokens: 0, ..*u };
-        let (without, with) = (self.cost_micros(&uncached), self.cost_micros(u));
         let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        signed(without).saturating_sub(signed(with))
+        (with, signed(self.cost_micros(&uncached)).saturating_sub(signed(with)))
     }
 }
 

@@ -30,6 +30,21 @@ pub(super) fn valid_name(field: &str, v: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// A checked key row for a key with this hash: team, project and id
+/// valid; without an id, one made from the hash. (Creation and import.)
+fn key_row(k: NewKey, key_hash: String, now: u64) -> ApiResult<KeyRow> {
+    valid_name("team", &k.team)?;
+    valid_name("project", &k.project)?;
+    let id = match k.id {
+        Some(id) => {
+            valid_name("id", &id)?;
+            id
+        }
+        None => format!("key-{}", key_hash.get(..12).unwrap_or(&key_hash)),
+    };
+    Ok(KeyRow { id, key_hash, team: k.team, project: k.project, models: k.models, projects: k.projects, tags: k.tags, created_ms: now, revoked_ms: None })
+}
+
 pub(super) fn key_json(k: &KeyRow) -> Value {
     json!({"id": k.id, "key_hash": k.key_hash, "team": k.team, "project": k.project, "models": k.models,
            "projects": k.projects, "tags": k.tags, "created_ms": k.created_ms, "revoked_ms": k.revoked_ms,
@@ -39,27 +54,8 @@ pub(super) fn key_json(k: &KeyRow) -> Value {
 pub(super) async fn create_key(State(st): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Response> {
     admin(&st, &headers)?;
     let req: NewKey = serde_json::from_slice(&body).map_err(|e| ApiError::bad("invalid_json", e.to_string()))?;
-    valid_name("team", &req.team)?;
-    valid_name("project", &req.project)?;
     let secret = new_secret("tg-")?;
-    let id = match req.id {
-        Some(id) => {
-            valid_name("id", &id)?;
-            id
-        }
-        None => format!("key-{}", &hash_key(&secret)[..12]),
-    };
-    let row = KeyRow {
-        id,
-        key_hash: hash_key(&secret),
-        team: req.team,
-        project: req.project,
-        models: req.models,
-        projects: req.projects,
-        tags: req.tags,
-        created_ms: now_ms(),
-        revoked_ms: None,
-    };
+    let row = key_row(req, hash_key(&secret), now_ms())?;
     let store = st.store.clone();
     let r = row.clone();
     blocking(move || store.create_key(&r)).await?;
@@ -104,12 +100,12 @@ pub const MAX_IMPORT: usize = 10_000;
 /// A checked import row, and the key made for it (shown once).
 fn import_row(i: usize, k: ImportKey, now: u64) -> ApiResult<(KeyRow, Option<String>)> {
     let at = |e: ApiError| ApiError::bad(e.code, format!("keys[{i}]: {}", e.message));
-    valid_name("team", &k.team).map_err(at)?;
-    valid_name("project", &k.project).map_err(at)?;
-    for p in &k.projects {
+    let ImportKey { id, team, project, models, projects, tags, key, key_hash } = k;
+    // "*" lets a key charge any project.
+    for p in projects.iter().filter(|p| p.as_str() != "*") {
         valid_name("projects", p).map_err(at)?;
     }
-    let (hash, made) = match (k.key, k.key_hash) {
+    let (hash, made) = match (key, key_hash) {
         (Some(_), Some(_)) => return Err(ApiError::bad("invalid_field", format!("keys[{i}]: give 'key' or 'key_hash', not both"))),
         (Some(key), None) => {
             if key.len() < 16 || key.len() > 256 || !key.bytes().all(|b| b.is_ascii_graphic()) {
@@ -128,14 +124,7 @@ fn import_row(i: usize, k: ImportKey, now: u64) -> ApiResult<(KeyRow, Option<Str
             (hash_key(&secret), Some(secret))
         }
     };
-    let id = match k.id {
-        Some(id) => {
-            valid_name("id", &id).map_err(at)?;
-            id
-        }
-        None => format!("key-{}", &hash[..12]),
-    };
-    let row = KeyRow { id, key_hash: hash, team: k.team, project: k.project, models: k.models, projects: k.projects, tags: k.tags, created_ms: now, revoked_ms: None };
+    let row = key_row(NewKey { id, team, project, models, projects, tags }, hash, now).map_err(at)?;
     Ok((row, made))
 }
 

@@ -530,9 +530,9 @@ impl TollgateHttp {
         };
         let (usage, source, outcome, error) = account(&observed);
         let price = cfg.price(&target.provider, &target.upstream_model);
-        let cost = price.map(|p| p.cost_micros(&usage)).unwrap_or(0);
+        let (cost, savings) = price.map(|p| p.cost_and_savings(&usage)).unwrap_or((0, 0));
         let mut rec = self.build_record(usage, source, outcome, error, cost, price.is_some());
-        rec.cache_savings_micros = price.map(|p| p.cache_savings_micros(&rec.usage)).unwrap_or(0);
+        rec.cache_savings_micros = savings;
         let actual = Amount { micros: rec.cost_micros, tokens: rec.usage.budget_tokens() };
         admission::settle(&HostCounters, &self.reservations, actual);
         self.emit(rec.clone());
