@@ -47,10 +47,6 @@ impl Scope {
         let (t, id) = label.split_once(':')?;
         Some(Scope { scope_type: ScopeType::parse(t)?, id: id.to_string() })
     }
-
-    pub fn label(&self) -> String {
-        self.to_string()
-    }
 }
 
 impl std::fmt::Display for Scope {

@@ -31,10 +31,6 @@ impl<D: Db> Ledger<D> {
     pub fn new(db: D) -> Ledger<D> {
         Ledger { db }
     }
-
-    pub fn db(&self) -> &D {
-        &self.db
-    }
 }
 
 impl<D: Db> Store for Ledger<D> {
