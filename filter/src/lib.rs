@@ -5,6 +5,7 @@
 //! pricing). [`glue`] maps proxy-wasm callbacks onto it and exists only in
 //! the wasm32 build.
 
+pub mod access_log;
 pub mod admission;
 pub mod budget;
 pub mod caching;

@@ -41,8 +41,15 @@ def test_filter_metrics_carry_labels(stack, client: Client):
         costs.append(int(r.headers["x-tollgate-cost-micros"]))
     r = client.chat("cheap", key=LABS_KEY, headers={"x-mock-status": "500"})
     assert r.status_code == 500
-    time.sleep(0.2)
-    text = scrape(admin)
+    # Counters are summed in each worker and handed to Envoy on its tick (every second).
+    deadline = time.monotonic() + 5
+    while True:
+        text = scrape(admin)
+        if value(text, "tollgate_requests", outcome="ok", **labels) - before_req >= 3 and \
+                value(text, "tollgate_requests", outcome="provider_error", **dict(labels, model="cheap")) >= 1:
+            break
+        assert time.monotonic() < deadline, text
+        time.sleep(0.2)
     assert value(text, "tollgate_requests", outcome="ok", **labels) - before_req == 3
     assert value(text, "tollgate_cost_micros", **labels) - before_cost == sum(costs)
     # a failed request is labelled by the route that matched ("cheap"), never by a model name

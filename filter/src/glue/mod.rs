@@ -115,7 +115,10 @@ impl RootContext for TollgateRoot {
                 svc.tick(self, &cfg);
                 self.service = Some(svc);
             }
-            None => self.answer_stuck_requests(&cfg),
+            None => {
+                flush_metrics();
+                self.answer_stuck_requests(&cfg);
+            }
         }
     }
 
@@ -194,6 +197,8 @@ thread_local! {
     static VM_NUMBER: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
     static VM_PAGES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     static METRIC_IDS: RefCell<std::collections::HashMap<String, u32>> = RefCell::new(std::collections::HashMap::new());
+    static METRIC_SETS: RefCell<std::collections::HashMap<String, MetricSet>> = RefCell::new(std::collections::HashMap::new());
+    static PENDING_METRICS: RefCell<crate::metrics::Pending> = RefCell::new(crate::metrics::Pending::default());
 }
 
 /// A new request id (see [`crate::ids`]). The VM draws its number from a
@@ -309,11 +314,58 @@ fn enqueue_record(ctx: &dyn Context, json: &[u8]) {
     }
 }
 
-/// Adds a record to the Envoy metrics (defined on first use, per worker).
+/// Adds a record to the Envoy metrics. Series are defined on first use
+/// (per worker, found again by the record's label set without formatting
+/// names); counters are summed in the worker and handed to Envoy by
+/// [`flush_metrics`] on the worker's tick, histograms recorded at once.
 fn record_metrics(rec: &UsageRecord) {
-    for (kind, name, value) in crate::metrics::for_record(rec) {
-        add_metric(kind, name, value);
+    use crate::metrics::{Dims, Kind};
+    let dims = Dims::of(rec);
+    let points = crate::metrics::points(rec);
+    METRIC_SETS.with(|sets| {
+        let mut sets = sets.borrow_mut();
+        let key = dims.key();
+        if !sets.contains_key(&key) {
+            // Bound the label sets one worker defines (label cardinality).
+            if sets.len() >= 2_000 {
+                return;
+            }
+            sets.insert(key.clone(), MetricSet { label: dims.label(), ids: std::collections::HashMap::new() });
+        }
+        let Some(set) = sets.get_mut(&key) else { return };
+        for (series, value) in points {
+            let id = match set.ids.get(&series) {
+                Some(id) => *id,
+                None => {
+                    let t = match series.kind() {
+                        Kind::Counter => 0,
+                        Kind::Gauge => 1,
+                        Kind::Histogram => 2,
+                    };
+                    let Some(id) = host::define_metric(t, &series.name(&set.label)) else { continue };
+                    set.ids.insert(series, id);
+                    id
+                }
+            };
+            match series.kind() {
+                Kind::Counter => PENDING_METRICS.with(|p| p.borrow_mut().add(id, value)),
+                Kind::Gauge | Kind::Histogram => host::record_metric(id, value),
+            }
+        }
+    });
+}
+
+/// Hands the counters summed since the last flush to Envoy.
+fn flush_metrics() {
+    for (id, v) in PENDING_METRICS.with(|p| p.borrow_mut().drain()) {
+        host::increment_metric(id, v);
     }
+}
+
+/// The series of one label set, by kind of value.
+struct MetricSet {
+    label: String,
+    ids: std::collections::HashMap<crate::metrics::Series, u32>,
 }
 
 fn add_metric(kind: crate::metrics::Kind, name: String, value: u64) {
@@ -321,10 +373,6 @@ fn add_metric(kind: crate::metrics::Kind, name: String, value: u64) {
         let mut m = m.borrow_mut();
         if let Some(id) = m.get(&name) {
             return Some(*id);
-        }
-        // Bound the number of series one worker defines (label cardinality).
-        if m.len() >= 20_000 {
-            return None;
         }
         let t = match kind {
             crate::metrics::Kind::Counter => 0,
