@@ -67,6 +67,8 @@ struct RawConfig {
     body_wait_ms: Option<u64>,
     #[serde(default)]
     metrics: Option<bool>,
+    #[serde(default)]
+    access_log_fields: Option<Vec<crate::access_log::Field>>,
 }
 
 #[derive(Deserialize)]
@@ -192,10 +194,11 @@ pub enum ProviderFormat {
 }
 
 impl ProviderFormat {
-    pub fn api(self) -> Api {
+    /// Whether a provider of this format answers requests of `api`.
+    pub fn serves(self, api: Api) -> bool {
         match self {
-            ProviderFormat::Openai => Api::OpenAiChat,
-            ProviderFormat::Anthropic => Api::AnthropicMessages,
+            ProviderFormat::Openai => matches!(api, Api::OpenAiChat | Api::OpenAiEmbeddings),
+            ProviderFormat::Anthropic => api == Api::AnthropicMessages,
         }
     }
 }
@@ -368,6 +371,8 @@ pub struct Config {
     pub body_wait_ms: u64,
     /// Envoy metrics per team / project / model / provider.
     pub metrics: bool,
+    /// Filter-state properties set for access logs (each a host call).
+    pub access_log_fields: Vec<crate::access_log::Field>,
 }
 
 fn non_empty(field: String, v: &str) -> Result<(), ConfigError> {
@@ -641,6 +646,7 @@ impl Config {
             default_max_tokens,
             body_wait_ms,
             metrics: raw.metrics.unwrap_or(true),
+            access_log_fields: crate::access_log::fields(raw.access_log_fields),
             keys,
             providers,
             routes,

@@ -28,6 +28,7 @@ pub fn classify_path(path: &str) -> Endpoint {
     match p {
         "/v1/chat/completions" | "/chat/completions" => Endpoint::Chat(Api::OpenAiChat),
         "/v1/messages" => Endpoint::Chat(Api::AnthropicMessages),
+        "/v1/embeddings" | "/embeddings" => Endpoint::Chat(Api::OpenAiEmbeddings),
         "/v1/models" | "/models" => Endpoint::Models,
         _ => Endpoint::Other,
     }
@@ -79,12 +80,17 @@ pub struct ChatRequest {
     /// Bytes of prompt content (messages, system, tools) — basis of the estimate.
     pub prompt_bytes: usize,
     pub estimated_input_tokens: u64,
+    /// Whether the API produces output tokens (embeddings do not).
+    pub has_output: bool,
 }
 
 impl ChatRequest {
     /// The most output tokens this request can produce once `cap` is sent
     /// upstream for a request that set none: the reservation's output side.
     pub fn output_bound(&self, cap: u64) -> u64 {
+        if !self.has_output {
+            return 0;
+        }
         self.max_tokens.unwrap_or(cap).saturating_mul(self.choices.max(1))
     }
 }
@@ -126,7 +132,7 @@ pub struct ParsedBody<'a> {
 /// disagree on which duplicate wins.
 pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(bad("missing_body", "The request has no body; send a JSON chat request."));
+        return Err(bad("missing_body", "The request has no body; send a JSON request."));
     }
     let members: Members = serde_json::from_slice(body).map_err(|e| {
         bad("invalid_json", format!("The request body is not valid JSON: {e}."))
@@ -203,21 +209,24 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
     let Some(model) = model else {
         return Err(bad("missing_model", "The request has no 'model'; name the model to use.").with_param("model"));
     };
-    if !members.0.iter().any(|(k, _)| k == "messages") {
-        return Err(bad("missing_messages", "The request has no 'messages'.").with_param("messages"));
+    let (required, code) = if api == Api::OpenAiEmbeddings { ("input", "missing_input") } else { ("messages", "missing_messages") };
+    if !members.0.iter().any(|(k, _)| k == required) {
+        return Err(bad(code, format!("The request has no '{required}'.")).with_param(required));
     }
     if let Some(u) = &mut user {
         *u = crate::text::clean_field(u, 256);
     }
     let request = ChatRequest {
         model,
-        stream,
+        // Embeddings have no streams (the provider refuses the member).
+        stream: stream && api.has_output(),
         max_tokens,
         choices,
         user,
         client_include_usage: stream && include_usage,
         prompt_bytes,
         estimated_input_tokens: estimate_tokens(prompt_bytes as u64),
+        has_output: api.has_output(),
     };
     Ok(ParsedBody { members, api, request })
 }
@@ -323,7 +332,8 @@ mod tests {
         assert_eq!(classify_path("/v1/chat/completions?x=1"), Endpoint::Chat(Api::OpenAiChat));
         assert_eq!(classify_path("/v1/messages?beta=true"), Endpoint::Chat(Api::AnthropicMessages));
         assert_eq!(classify_path("/v1/models"), Endpoint::Models);
-        assert_eq!(classify_path("/v1/embeddings"), Endpoint::Other);
+        assert_eq!(classify_path("/v1/embeddings"), Endpoint::Chat(Api::OpenAiEmbeddings));
+        assert_eq!(classify_path("/v1/completions"), Endpoint::Other);
         assert_eq!(query_of("/v1/messages?beta=true"), "?beta=true");
         assert_eq!(query_of("/v1/messages"), "");
     }

@@ -67,15 +67,23 @@ pub fn plan(
     };
     let provider = resolved.provider;
     let target = Target { provider: provider.name.clone(), route: resolved.route.to_string(), upstream_model };
-    if provider.format.api() != api {
-        let (name, p) = match provider.format {
-            ProviderFormat::Openai => ("OpenAI chat completions", "/v1/chat/completions"),
-            ProviderFormat::Anthropic => ("Anthropic messages", "/v1/messages"),
+    if !provider.format.serves(api) {
+        let e = match (provider.format, api) {
+            (ProviderFormat::Anthropic, Api::OpenAiEmbeddings) => GatewayError::bad_request(
+                "wrong_api_for_model",
+                format!("The model '{model}' is served by provider '{}', which has no embeddings API.", provider.name),
+            ),
+            _ => {
+                let (name, p) = match provider.format {
+                    ProviderFormat::Openai => ("OpenAI chat completions", "/v1/chat/completions"),
+                    ProviderFormat::Anthropic => ("Anthropic messages", "/v1/messages"),
+                };
+                GatewayError::bad_request(
+                    "wrong_api_for_model",
+                    format!("The model '{model}' is served by provider '{}', which speaks the {name} API; send this request to {p}.", provider.name),
+                )
+            }
         };
-        let e = GatewayError::bad_request(
-            "wrong_api_for_model",
-            format!("The model '{model}' is served by provider '{}', which speaks the {name} API; send this request to {p}.", provider.name),
-        );
         return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
     }
     let price = cfg.price(&provider.name, &target.upstream_model);
@@ -95,7 +103,7 @@ pub fn plan(
     let worst = Amount { micros: price.map(|p| p.cost_micros(&worst_usage)).unwrap_or(0), tokens: worst_usage.budget_tokens() };
     let opts = Rewrite {
         force_include_usage: cfg.force_stream_usage,
-        output_cap: provider.output_cap_field.map(|f| (f, cfg.default_max_tokens)),
+        output_cap: provider.output_cap_field.filter(|_| api.has_output()).map(|f| (f, cfg.default_max_tokens)),
         auto_cache: resolved.auto_cache,
     };
     let body = parsed.rewrite(&target.upstream_model, opts);
@@ -136,7 +144,8 @@ mod tests {
         {"name": "anthropic", "format": "anthropic", "cluster": "anthropic", "host": "api.anthropic.com"}],
       "routes": [{"model": "cheap", "provider": "openai", "upstream_model": "gpt-5.4-mini"},
                  {"model": "openai/*", "provider": "openai"}, {"model": "claude-*", "provider": "anthropic"}],
-      "pricing": {"openai/gpt-5.4-mini": {"input": 1000000, "output": 2000000}},
+      "pricing": {"openai/gpt-5.4-mini": {"input": 1000000, "output": 2000000},
+                  "openai/text-embedding-3-small": {"input": 20000, "output": 0}},
       "unpriced_models": "deny"}"#;
 
     fn key(models: Option<Vec<&str>>) -> Rc<KeyInfo> {
@@ -197,5 +206,24 @@ mod tests {
         assert!(p.body.is_none(), "nothing to change");
         let p = plan(&cfg, &key(None), Api::AnthropicMessages, body, "/v1/messages", true).unwrap();
         assert!(!p.headers.iter().any(|(k, _)| k == "anthropic-version"));
+    }
+
+    #[test]
+    fn embeddings_reserve_input_only_and_get_no_output_cap() {
+        let cfg = Config::from_json(CFG.replace(r#""api_key": "sk-up""#, r#""api_key": "sk-up", "output_cap_field": "max_tokens""#).as_bytes()).unwrap();
+        let body = br#"{"model":"openai/text-embedding-3-small","input":["abcdefgh","ijkl"],"encoding_format":"float"}"#;
+        let p = plan(&cfg, &key(None), Api::OpenAiEmbeddings, body, "/v1/embeddings", false).unwrap();
+        let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+        assert_eq!(h[":path"], "/v1/embeddings");
+        let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+        assert_eq!(sent, serde_json::json!({"model": "text-embedding-3-small", "input": ["abcdefgh", "ijkl"], "encoding_format": "float"}));
+        assert_eq!(p.worst.tokens, p.chat.estimated_input_tokens, "no output side");
+        assert!(p.chat.estimated_input_tokens > 0);
+        // Anthropic has no embeddings; a chat body on the embeddings path lacks `input`.
+        let r = plan(&cfg, &key(None), Api::OpenAiEmbeddings, br#"{"model":"claude-x","input":"a"}"#, "/", false).unwrap_err();
+        assert_eq!(r.error.code, "wrong_api_for_model");
+        assert!(r.error.message.contains("no embeddings API"), "{}", r.error.message);
+        let r = plan(&cfg, &key(None), Api::OpenAiEmbeddings, br#"{"model":"cheap","messages":[]}"#, "/", false).unwrap_err();
+        assert_eq!(r.error.code, "missing_input");
     }
 }

@@ -150,7 +150,7 @@ pub struct ResponseInfo {
 /// Error bodies and unparsable bodies give no usage.
 pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
     match api {
-        Api::OpenAiChat => match serde_json::from_slice::<OpenAiBody>(body) {
+        Api::OpenAiChat | Api::OpenAiEmbeddings => match serde_json::from_slice::<OpenAiBody>(body) {
             Ok(b) => ResponseInfo { model: b.model, usage: b.usage.map(Usage::from) },
             Err(_) => ResponseInfo::default(),
         },
@@ -165,7 +165,7 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
 /// large to parse whole).
 pub fn usage_from_value(api: Api, v: serde_json::Value) -> Option<Usage> {
     match api {
-        Api::OpenAiChat => serde_json::from_value::<OpenAiUsage>(v).ok().map(Usage::from),
+        Api::OpenAiChat | Api::OpenAiEmbeddings => serde_json::from_value::<OpenAiUsage>(v).ok().map(Usage::from),
         Api::AnthropicMessages => serde_json::from_value::<AnthropicUsage>(v).ok().map(|u| u.normalise()),
     }
 }
@@ -333,7 +333,7 @@ impl StreamTracker {
 
     pub fn summary(&self) -> StreamSummary {
         let usage = match self.api {
-            Api::OpenAiChat => self.openai_usage,
+            Api::OpenAiChat | Api::OpenAiEmbeddings => self.openai_usage,
             Api::AnthropicMessages => self.anthropic_usage.map(|u| u.normalise()),
         };
         StreamSummary {
@@ -353,7 +353,7 @@ impl StreamTracker {
             return Keep::Event;
         }
         match self.api {
-            Api::OpenAiChat => self.observe_openai(ev.name, &ev.data),
+            Api::OpenAiChat | Api::OpenAiEmbeddings => self.observe_openai(ev.name, &ev.data),
             Api::AnthropicMessages => {
                 self.observe_anthropic(ev.name, &ev.data);
                 Keep::Event
@@ -548,6 +548,15 @@ mod tests {
             "usage":{"input_tokens":50,"cache_creation_input_tokens":200,"cache_read_input_tokens":1000,"output_tokens":40}}"#;
         let u = parse_json_response(Api::AnthropicMessages, body).usage.unwrap();
         assert_eq!(u, Usage { input_tokens: 1250, cached_input_tokens: 1000, cache_write_tokens: 200, output_tokens: 40, reasoning_tokens: 0, cache_reported: true, ..Default::default() });
+    }
+
+    #[test]
+    fn embeddings_usage_is_input_only() {
+        // A real api.openai.com response (tests/captures/README.md).
+        let body = include_bytes!("../../tests/captures/openai_embeddings.json");
+        let info = parse_json_response(Api::OpenAiEmbeddings, body);
+        assert_eq!(info.model.as_deref(), Some("text-embedding-3-small"));
+        assert_eq!(info.usage, Some(Usage { input_tokens: 7, ..Default::default() }));
     }
 
     #[test]

@@ -11,6 +11,9 @@ pub enum Api {
     OpenAiChat,
     /// `POST /v1/messages`
     AnthropicMessages,
+    /// `POST /v1/embeddings` (OpenAI format): input tokens only.
+    #[serde(rename = "openai_embeddings")]
+    OpenAiEmbeddings,
 }
 
 impl Api {
@@ -19,6 +22,26 @@ impl Api {
         match self {
             Api::OpenAiChat => "/chat/completions",
             Api::AnthropicMessages => "/messages",
+            Api::OpenAiEmbeddings => "/embeddings",
+        }
+    }
+
+    /// Whether the API is Anthropic's (its usage, errors and streams differ).
+    pub fn is_anthropic(self) -> bool {
+        self == Api::AnthropicMessages
+    }
+
+    /// Whether a request produces output tokens (embeddings do not).
+    pub fn has_output(self) -> bool {
+        self != Api::OpenAiEmbeddings
+    }
+
+    /// What the API is called in messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Api::OpenAiChat => "OpenAI chat completions",
+            Api::AnthropicMessages => "Anthropic messages",
+            Api::OpenAiEmbeddings => "OpenAI embeddings",
         }
     }
 }

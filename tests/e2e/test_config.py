@@ -35,6 +35,7 @@ def good_plugin_config() -> dict:
     (lambda c: c["pricing"]["openai/gpt-5.4"].update(output=1.5), "pricing.openai/gpt-5.4.output"),
     (lambda c: c.update(max_request_bytes=10), "max_request_bytes"),
     (lambda c: c.update(unknown_knob=True), "unknown_knob"),
+    (lambda c: c.update(access_log_fields=["team", "cost"]), "access_log_fields[1]"),
 ])
 def test_envoy_refuses_bad_plugin_config_and_names_the_field(tmp_path, mutate, field):
     pc = good_plugin_config()
@@ -130,7 +131,7 @@ def pass_stack(tmp_path_factory):
 
 
 def test_other_paths_pass_through_when_configured(pass_stack):
-    r = requests.post(pass_stack.url + "/v1/embeddings", json={"input": "x"},
+    r = requests.post(pass_stack.url + "/v1/audio/speech", json={"input": "x"},
                       headers={"x-tollgate-cluster": "openai"}, timeout=10)
     # No route picks a cluster for it (and the client cannot): Envoy's own 404/503, not Tollgate's.
     assert r.status_code in (404, 503)

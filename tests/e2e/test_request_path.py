@@ -148,7 +148,7 @@ def test_large_body_under_limit_passes(client):
 
 
 def test_other_paths_are_404_by_default(client):
-    r = requests.get(client.url + "/v1/embeddings", headers={"authorization": f"Bearer {SEARCH_KEY}"}, timeout=5)
+    r = requests.get(client.url + "/v1/audio/speech", headers={"authorization": f"Bearer {SEARCH_KEY}"}, timeout=5)
     assert r.status_code == 404
     assert error_of(r)["type"] == "not_found_error"
 
@@ -410,6 +410,32 @@ def test_access_log_carries_tollgate_fields(client):
     assert a["cost_micros"] == r.headers["x-tollgate-cost-micros"]
     assert a["budget_decision"] == "off" and a["outcome"] == "ok"
     assert json.loads(a["usage_record"])["id"] == rid
+
+
+def test_access_log_fields_sets_only_the_fields_named(client, tmp_path):
+    """`access_log_fields: ["usage"]`: the whole record is there, the flat fields are not set."""
+    import stack as sm
+    log = tmp_path / "a.log"
+    cfg = sm.demo_config(sm.free_port(), sm.free_port(), client.stack.mock.port, access_log=str(log),
+                         plugin_patch=lambda c: (c.pop("control", None), c.update(access_log_fields=["usage"])))
+    cfg.pop("bootstrap_extensions", None)
+    envoy = sm.Envoy(cfg, tmp_path, concurrency=1, name="fields")
+    try:
+        r = requests.post(envoy.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {LABS_KEY}"},
+                          json={"model": "cheap", "messages": [{"role": "user", "content": "hi"}]}, timeout=10)
+        assert r.status_code == 200, r.text
+        rid = r.headers["x-tollgate-request-id"]
+        deadline = time.monotonic() + 15
+        lines = []
+        while not lines and time.monotonic() < deadline:
+            lines = [json.loads(x) for x in log.read_text().splitlines() if rid in x] if log.exists() else []
+            time.sleep(0.1)
+        assert lines, "access log line"
+        a = lines[0]
+        assert json.loads(a["usage_record"])["team"] == "labs"
+        assert a["team"] in (None, "-") and a["cost_micros"] in (None, "-"), a
+    finally:
+        envoy.stop()
 
 
 def test_one_record_per_request_under_concurrency(client):

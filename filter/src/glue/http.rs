@@ -286,7 +286,7 @@ impl TollgateHttp {
                 OtherPaths::Deny => {
                     let p = crate::text::clean_field(path.split('?').next().unwrap_or(""), 128);
                     self.reject(GatewayError::not_found(format!(
-                        "Tollgate serves POST /v1/chat/completions, POST /v1/messages and GET /v1/models; '{p}' is not routed."
+                        "Tollgate serves POST /v1/chat/completions, POST /v1/messages, POST /v1/embeddings and GET /v1/models; '{p}' is not routed."
                     )))
                 }
             };
@@ -320,7 +320,7 @@ impl TollgateHttp {
         };
         self.api = Some(api);
         if method != b"POST" {
-            return self.reject(GatewayError::method_not_allowed("Chat requests must be POST."));
+            return self.reject(GatewayError::method_not_allowed("These requests must be POST."));
         }
 
         // Attribution tags.
@@ -350,7 +350,7 @@ impl TollgateHttp {
         }
 
         if end_of_stream {
-            return self.reject(GatewayError::bad_request("missing_body", "The request has no body; send a JSON chat request."));
+            return self.reject(GatewayError::bad_request("missing_body", "The request has no body; send a JSON request."));
         }
         // Wait for the body: routing depends on its `model`.
         self.phase = Phase::AwaitBody;
@@ -548,22 +548,11 @@ impl TollgateHttp {
         if self.config.as_ref().is_some_and(|c| c.control.is_some()) {
             enqueue_record(self, json.as_bytes());
         }
-        // Filter state for access logs: %FILTER_STATE(wasm.tollgate.usage:PLAIN)% and flat fields.
-        host::set_property(&["tollgate.usage"], json.as_bytes());
-        let fields: [(&str, &str); 10] = [
-            ("tollgate.budget_decision", rec.budget_decision.as_str()),
-            ("tollgate.team", &rec.team),
-            ("tollgate.project", &rec.project),
-            ("tollgate.key_id", &rec.key_id),
-            ("tollgate.model", rec.model_upstream.as_deref().unwrap_or_default()),
-            ("tollgate.provider", rec.provider.as_deref().unwrap_or_default()),
-            ("tollgate.cost_micros", &rec.cost_micros.to_string()),
-            ("tollgate.input_tokens", &rec.usage.input_tokens.to_string()),
-            ("tollgate.output_tokens", &rec.usage.output_tokens.to_string()),
-            ("tollgate.outcome", rec.outcome.as_str()),
-        ];
-        for (k, v) in fields {
-            host::set_property(&[k], v.as_bytes());
+        // Filter state for access logs (`access_log_fields`): %FILTER_STATE(wasm.tollgate.usage:PLAIN)% and flat fields.
+        if let Some(cfg) = &self.config {
+            for f in &cfg.access_log_fields {
+                host::set_property(&[f.property()], f.value(&rec, &json).as_bytes());
+            }
         }
         if self.config.as_ref().is_some_and(|c| c.metrics) {
             record_metrics(&rec);

@@ -42,6 +42,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+mod embeddings;
 mod hostile;
 mod strict;
 
@@ -109,6 +110,8 @@ async fn main() {
         .route("/v1/chat/completions", post(chat))
         .route("/chat/completions", post(chat))
         .route("/v1/messages", post(messages))
+        .route("/v1/embeddings", post(embed))
+        .route("/embeddings", post(embed))
         .route("/mock/stats", get(stats))
         .fallback(not_found)
         // The providers accept large bodies (Anthropic refuses past 32 MB).
@@ -317,6 +320,43 @@ async fn chat(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) 
     let model = req.as_ref().ok().and_then(|r| r.get("model")).and_then(Value::as_str).unwrap_or("").to_string();
     let dialect = if host.contains("deepseek") || model.starts_with("deepseek") { Dialect::DeepSeek } else { Dialect::OpenAi };
     handle(app, dialect, uri, h, req, model).await
+}
+
+async fn embed(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+    let err = |status: u16, msg: &str, param: Option<&str>, code: Option<&str>| {
+        let body = error_body_with(Dialect::OpenAi, status, msg, param, code);
+        respond(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), &h, &uri, body, "application/json")
+    };
+    if let Err(m) = check_key(&app, Dialect::OpenAi, &h) {
+        return err(401, &m, None, None);
+    }
+    if let Some(s) = header_u64(&h, "x-mock-status") {
+        return err(s as u16, "Mock error requested by x-mock-status.", None, None);
+    }
+    let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&body) else {
+        return err(400, "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)", None, None);
+    };
+    if let Some(name) = header_str(&h, "x-mock-replay") {
+        let Some((bytes, ctype)) = hostile::replay(&app.captures, name) else {
+            return err(404, "x-mock-replay: no such capture", None, None);
+        };
+        let chunk = header_u64(&h, "x-mock-chunk-bytes").unwrap_or(bytes.len() as u64 + 1) as usize;
+        let mut r = Response::new(hostile::chunked(bytes, chunk));
+        decorate(r.headers_mut(), &h, &uri, ctype);
+        return r;
+    }
+    let (tokens, dimensions, base64) = match embeddings::check(&m) {
+        Ok(p) => p,
+        Err((status, msg, param, code)) => return err(status, &msg, param, code),
+    };
+    let model = m.get("model").and_then(Value::as_str).unwrap_or_default();
+    if !model.starts_with("text-embedding-") {
+        return err(404, &format!("The model `{model}` does not exist or you do not have access to it."), None, Some("model_not_found"));
+    }
+    let (body, total) = embeddings::response(model, &tokens, dimensions, base64);
+    app.served_requests.fetch_add(1, Ordering::SeqCst);
+    app.served_input.fetch_add(total, Ordering::SeqCst);
+    respond(StatusCode::OK, &h, &uri, body, "application/json")
 }
 
 async fn messages(State(app): State<Arc<App>>, uri: Uri, mut h: HeaderMap, body: Bytes) -> Response<Body> {
