@@ -151,6 +151,9 @@ pub(super) struct TollgateHttp {
     denied_scope: Option<Scope>,
     /// The control service's state as this request saw it (read once).
     state: Option<(Option<Rc<StateView>>, Option<Meta>)>,
+    /// Shared by the requests of one plugin configuration: Envoy held the
+    /// headers of an earlier request until its body was read.
+    pause_verified: Rc<std::cell::Cell<bool>>,
 }
 
 impl Context for TollgateHttp {}
@@ -174,7 +177,7 @@ fn bad_tag(header: &'static str) -> GatewayError {
 
 
 impl TollgateHttp {
-    pub(super) fn new(config: Option<Rc<Config>>, context_id: u32) -> Self {
+    pub(super) fn new(config: Option<Rc<Config>>, context_id: u32, pause_verified: Rc<std::cell::Cell<bool>>) -> Self {
         TollgateHttp {
             config,
             context_id,
@@ -205,6 +208,7 @@ impl TollgateHttp {
             budget_headers: Vec::new(),
             denied_scope: None,
             state: None,
+            pause_verified,
         }
     }
 
@@ -364,10 +368,15 @@ impl TollgateHttp {
             return Action::Continue;
         };
         // Never route wrong silently: if Envoy did not honour the pause in
-        // the headers, the router already picked an upstream.
-        if host::property(&["upstream", "address"]).is_some_and(|a| !a.is_empty()) {
-            log::error!("[{}] request headers went upstream before the body was read: 'allow_on_headers_stop_iteration: true' is missing on the Wasm filter", self.context_id);
-            return self.reject(GatewayError::headers_already_forwarded());
+        // the headers, the router already picked an upstream. Whether it
+        // does is a property of the filter's configuration in this Envoy:
+        // checked until one request shows it (a host call saved after that).
+        if !self.pause_verified.get() {
+            if host::property(&["upstream", "address"]).is_some_and(|a| !a.is_empty()) {
+                log::error!("[{}] request headers went upstream before the body was read: 'allow_on_headers_stop_iteration: true' is missing on the Wasm filter", self.context_id);
+                return self.reject(GatewayError::headers_already_forwarded());
+            }
+            self.pause_verified.set(true);
         }
         let body = host::buffer(REQUEST_BODY, 0, body_size);
         let plan = match route::plan(cfg, &key, api, &body, &self.path, self.headers.has_anthropic_version) {

@@ -30,7 +30,7 @@ use crate::state::{decode_meta, KeyCache, Meta, StateDoc, StateView, STATE_KEY, 
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(TollgateRoot { config: None, service: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(TollgateRoot { config: None, service: None, pause_verified: Rc::default() }) });
 }}
 
 /// One root context type for both roles: the HTTP filter (root_id
@@ -39,6 +39,10 @@ proxy_wasm::main! {{
 struct TollgateRoot {
     config: Option<Rc<Config>>,
     service: Option<service::Service>,
+    /// Envoy was seen to hold a request's headers until its body was read
+    /// (see `http::TollgateHttp::on_request_complete`): per plugin
+    /// configuration, so a new configuration is checked again.
+    pause_verified: Rc<std::cell::Cell<bool>>,
 }
 
 impl Context for TollgateRoot {
@@ -105,6 +109,7 @@ impl RootContext for TollgateRoot {
             );
         }
         self.config = Some(Rc::new(c));
+        self.pause_verified = Rc::default();
         true
     }
 
@@ -128,7 +133,7 @@ impl RootContext for TollgateRoot {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         // Must never return None (the SDK would panic).
-        Some(Box::new(http::TollgateHttp::new(self.config.clone(), context_id)))
+        Some(Box::new(http::TollgateHttp::new(self.config.clone(), context_id, self.pause_verified.clone())))
     }
 }
 
