@@ -197,7 +197,7 @@ impl ProviderFormat {
     /// Whether a provider of this format answers requests of `api`.
     pub fn serves(self, api: Api) -> bool {
         match self {
-            ProviderFormat::Openai => matches!(api, Api::OpenAiChat | Api::OpenAiEmbeddings),
+            ProviderFormat::Openai => !api.is_anthropic(),
             ProviderFormat::Anthropic => api == Api::AnthropicMessages,
         }
     }

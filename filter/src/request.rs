@@ -29,6 +29,7 @@ pub fn classify_path(path: &str) -> Endpoint {
         "/v1/chat/completions" | "/chat/completions" => Endpoint::Chat(Api::OpenAiChat),
         "/v1/messages" => Endpoint::Chat(Api::AnthropicMessages),
         "/v1/embeddings" | "/embeddings" => Endpoint::Chat(Api::OpenAiEmbeddings),
+        "/v1/completions" | "/completions" => Endpoint::Chat(Api::OpenAiCompletions),
         "/v1/models" | "/models" => Endpoint::Models,
         _ => Endpoint::Other,
     }
@@ -80,18 +81,18 @@ pub struct ChatRequest {
     /// Bytes of prompt content (messages, system, tools) — basis of the estimate.
     pub prompt_bytes: usize,
     pub estimated_input_tokens: u64,
-    /// Whether the API produces output tokens (embeddings do not).
-    pub has_output: bool,
+    /// The API the request came in on.
+    pub api: Api,
 }
 
 impl ChatRequest {
     /// The most output tokens this request can produce once `cap` is sent
     /// upstream for a request that set none: the reservation's output side.
     pub fn output_bound(&self, cap: u64) -> u64 {
-        if !self.has_output {
+        if !self.api.has_output() {
             return 0;
         }
-        self.max_tokens.unwrap_or(cap).saturating_mul(self.choices.max(1))
+        self.max_tokens.or(self.api.default_max_tokens()).unwrap_or(cap).saturating_mul(self.choices.max(1))
     }
 }
 
@@ -175,10 +176,16 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
                     return Err(bad("invalid_type", format!("'{k}' must be a non-negative integer.")).with_param("max_tokens"))
                 }
             },
-            "n" if api == Api::OpenAiChat => match serde_json::from_str::<Option<u64>>(raw) {
-                Ok(Some(n)) if (1..=MAX_CHOICES).contains(&n) => choices = n,
+            "n" if matches!(api, Api::OpenAiChat | Api::OpenAiCompletions) => match serde_json::from_str::<Option<u64>>(raw) {
+                Ok(Some(n)) if (1..=MAX_CHOICES).contains(&n) => choices = choices.max(n),
                 Ok(None) => {}
                 _ => return Err(bad("invalid_type", "'n' must be an integer from 1 to 128.").with_param("n")),
+            },
+            // Legacy completions generate `best_of` candidates server-side and bill them all.
+            "best_of" if api == Api::OpenAiCompletions => match serde_json::from_str::<Option<u64>>(raw) {
+                Ok(Some(n)) if (1..=MAX_CHOICES).contains(&n) => choices = choices.max(n),
+                Ok(None) => {}
+                _ => return Err(bad("invalid_type", "'best_of' must be an integer from 1 to 128.").with_param("best_of")),
             },
             "user" => user = serde_json::from_str::<Option<String>>(raw).ok().flatten(),
             "metadata" if api == Api::AnthropicMessages => {
@@ -202,14 +209,18 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
                     }
                 }
             }
-            "messages" | "system" | "tools" | "functions" | "prompt" | "input" => prompt_bytes += raw.len(),
+            "messages" | "system" | "tools" | "functions" | "prompt" | "suffix" | "input" => prompt_bytes += raw.len(),
             _ => {}
         }
     }
     let Some(model) = model else {
         return Err(bad("missing_model", "The request has no 'model'; name the model to use.").with_param("model"));
     };
-    let (required, code) = if api == Api::OpenAiEmbeddings { ("input", "missing_input") } else { ("messages", "missing_messages") };
+    let (required, code) = match api {
+        Api::OpenAiEmbeddings => ("input", "missing_input"),
+        Api::OpenAiCompletions => ("prompt", "missing_prompt"),
+        Api::OpenAiChat | Api::AnthropicMessages => ("messages", "missing_messages"),
+    };
     if !members.0.iter().any(|(k, _)| k == required) {
         return Err(bad(code, format!("The request has no '{required}'.")).with_param(required));
     }
@@ -226,7 +237,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
         client_include_usage: stream && include_usage,
         prompt_bytes,
         estimated_input_tokens: estimate_tokens(prompt_bytes as u64),
-        has_output: api.has_output(),
+        api,
     };
     Ok(ParsedBody { members, api, request })
 }
@@ -249,10 +260,13 @@ impl ParsedBody<'_> {
     pub fn rewrite(&self, upstream_model: &str, opts: Rewrite<'_>) -> Option<Vec<u8>> {
         let change_model = upstream_model != self.request.model;
         let add_usage = opts.force_include_usage
-            && self.api == Api::OpenAiChat
+            && matches!(self.api, Api::OpenAiChat | Api::OpenAiCompletions)
             && self.request.stream
             && !self.request.client_include_usage;
-        let add_cap = opts.output_cap.filter(|_| self.request.max_tokens.is_none());
+        // Not where the API has no output (embeddings) or its own default cap (completions).
+        let add_cap = opts
+            .output_cap
+            .filter(|_| self.request.max_tokens.is_none() && self.api.has_output() && self.api.default_max_tokens().is_none());
         let cache = match opts.auto_cache.filter(|_| self.api == Api::AnthropicMessages) {
             Some(ac) => {
                 let raw = |name: &str| self.members.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.get());
@@ -333,7 +347,8 @@ mod tests {
         assert_eq!(classify_path("/v1/messages?beta=true"), Endpoint::Chat(Api::AnthropicMessages));
         assert_eq!(classify_path("/v1/models"), Endpoint::Models);
         assert_eq!(classify_path("/v1/embeddings"), Endpoint::Chat(Api::OpenAiEmbeddings));
-        assert_eq!(classify_path("/v1/completions"), Endpoint::Other);
+        assert_eq!(classify_path("/v1/completions"), Endpoint::Chat(Api::OpenAiCompletions));
+        assert_eq!(classify_path("/v1/responses"), Endpoint::Other);
         assert_eq!(query_of("/v1/messages?beta=true"), "?beta=true");
         assert_eq!(query_of("/v1/messages"), "");
     }

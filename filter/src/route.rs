@@ -69,9 +69,9 @@ pub fn plan(
     let target = Target { provider: provider.name.clone(), route: resolved.route.to_string(), upstream_model };
     if !provider.format.serves(api) {
         let e = match (provider.format, api) {
-            (ProviderFormat::Anthropic, Api::OpenAiEmbeddings) => GatewayError::bad_request(
+            (ProviderFormat::Anthropic, Api::OpenAiEmbeddings | Api::OpenAiCompletions) => GatewayError::bad_request(
                 "wrong_api_for_model",
-                format!("The model '{model}' is served by provider '{}', which has no embeddings API.", provider.name),
+                format!("The model '{model}' is served by provider '{}', which has no {} API.", provider.name, api.describe()),
             ),
             _ => {
                 let (name, p) = match provider.format {
@@ -103,7 +103,7 @@ pub fn plan(
     let worst = Amount { micros: price.map(|p| p.cost_micros(&worst_usage)).unwrap_or(0), tokens: worst_usage.budget_tokens() };
     let opts = Rewrite {
         force_include_usage: cfg.force_stream_usage,
-        output_cap: provider.output_cap_field.filter(|_| api.has_output()).map(|f| (f, cfg.default_max_tokens)),
+        output_cap: provider.output_cap_field.map(|f| (f, cfg.default_max_tokens)),
         auto_cache: resolved.auto_cache,
     };
     let body = parsed.rewrite(&target.upstream_model, opts);
@@ -222,8 +222,29 @@ mod tests {
         // Anthropic has no embeddings; a chat body on the embeddings path lacks `input`.
         let r = plan(&cfg, &key(None), Api::OpenAiEmbeddings, br#"{"model":"claude-x","input":"a"}"#, "/", false).unwrap_err();
         assert_eq!(r.error.code, "wrong_api_for_model");
-        assert!(r.error.message.contains("no embeddings API"), "{}", r.error.message);
+        assert!(r.error.message.contains("no OpenAI embeddings API"), "{}", r.error.message);
         let r = plan(&cfg, &key(None), Api::OpenAiEmbeddings, br#"{"model":"cheap","messages":[]}"#, "/", false).unwrap_err();
         assert_eq!(r.error.code, "missing_input");
+    }
+
+    #[test]
+    fn legacy_completions_bound_output_by_the_apis_default_and_best_of() {
+        let cfg = Config::from_json(CFG.replace("\"unpriced_models\": \"deny\"", "\"unpriced_models\": \"allow\"").as_bytes()).unwrap();
+        // No max_tokens: the API's own default (16) is the bound, and nothing is added upstream.
+        let body = br#"{"model":"openai/gpt-3.5-turbo-instruct","prompt":"Say this is a test","n":2,"best_of":3,"stream":true}"#;
+        let p = plan(&cfg, &key(None), Api::OpenAiCompletions, body, "/v1/completions", false).unwrap();
+        assert_eq!(p.chat.output_bound(4096), 16 * 3, "best_of candidates are all billed");
+        assert_eq!(p.worst.tokens, p.chat.estimated_input_tokens + 48);
+        let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+        assert_eq!(sent["stream_options"], serde_json::json!({"include_usage": true}), "usage forced as for chat");
+        assert!(sent.get("max_completion_tokens").is_none() && sent.get("max_tokens").is_none());
+        assert!(p.headers.iter().any(|(k, v)| k == ":path" && v == "/v1/completions"));
+        let body = br#"{"model":"openai/gpt-3.5-turbo-instruct","prompt":["a","b"],"max_tokens":100}"#;
+        let p = plan(&cfg, &key(None), Api::OpenAiCompletions, body, "/v1/completions", false).unwrap();
+        assert_eq!(p.chat.output_bound(4096), 100);
+        let r = plan(&cfg, &key(None), Api::OpenAiCompletions, br#"{"model":"cheap","messages":[]}"#, "/", false).unwrap_err();
+        assert_eq!(r.error.code, "missing_prompt");
+        let r = plan(&cfg, &key(None), Api::OpenAiCompletions, br#"{"model":"claude-x","prompt":"a"}"#, "/", false).unwrap_err();
+        assert!(r.error.message.contains("no OpenAI completions API"), "{}", r.error.message);
     }
 }

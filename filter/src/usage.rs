@@ -150,7 +150,7 @@ pub struct ResponseInfo {
 /// Error bodies and unparsable bodies give no usage.
 pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
     match api {
-        Api::OpenAiChat | Api::OpenAiEmbeddings => match serde_json::from_slice::<OpenAiBody>(body) {
+        Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => match serde_json::from_slice::<OpenAiBody>(body) {
             Ok(b) => ResponseInfo { model: b.model, usage: b.usage.map(Usage::from) },
             Err(_) => ResponseInfo::default(),
         },
@@ -165,7 +165,7 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
 /// large to parse whole).
 pub fn usage_from_value(api: Api, v: serde_json::Value) -> Option<Usage> {
     match api {
-        Api::OpenAiChat | Api::OpenAiEmbeddings => serde_json::from_value::<OpenAiUsage>(v).ok().map(Usage::from),
+        Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => serde_json::from_value::<OpenAiUsage>(v).ok().map(Usage::from),
         Api::AnthropicMessages => serde_json::from_value::<AnthropicUsage>(v).ok().map(|u| u.normalise()),
     }
 }
@@ -186,6 +186,9 @@ struct OpenAiDelta {
 struct OpenAiChoice {
     #[serde(default)]
     delta: Option<OpenAiDelta>,
+    /// Legacy completions stream their text here.
+    #[serde(default)]
+    text: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -269,7 +272,7 @@ impl StreamTracker {
         StreamTracker {
             api,
             splitter: SseSplitter::new(),
-            strip_usage: strip_usage && api == Api::OpenAiChat,
+            strip_usage: strip_usage && matches!(api, Api::OpenAiChat | Api::OpenAiCompletions),
             openai_usage: None,
             anthropic_usage: None,
             model: None,
@@ -333,7 +336,7 @@ impl StreamTracker {
 
     pub fn summary(&self) -> StreamSummary {
         let usage = match self.api {
-            Api::OpenAiChat | Api::OpenAiEmbeddings => self.openai_usage,
+            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => self.openai_usage,
             Api::AnthropicMessages => self.anthropic_usage.map(|u| u.normalise()),
         };
         StreamSummary {
@@ -353,7 +356,7 @@ impl StreamTracker {
             return Keep::Event;
         }
         match self.api {
-            Api::OpenAiChat | Api::OpenAiEmbeddings => self.observe_openai(ev.name, &ev.data),
+            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => self.observe_openai(ev.name, &ev.data),
             Api::AnthropicMessages => {
                 self.observe_anthropic(ev.name, &ev.data);
                 Keep::Event
@@ -377,6 +380,7 @@ impl StreamTracker {
             self.model = chunk.model;
         }
         for c in &chunk.choices {
+            self.output_chars += char_len(&c.text);
             if let Some(d) = &c.delta {
                 self.output_chars += char_len(&d.content) + char_len(&d.reasoning_content);
                 if let Some(t) = &d.tool_calls {
@@ -557,6 +561,24 @@ mod tests {
         let info = parse_json_response(Api::OpenAiEmbeddings, body);
         assert_eq!(info.model.as_deref(), Some("text-embedding-3-small"));
         assert_eq!(info.usage, Some(Usage { input_tokens: 7, ..Default::default() }));
+    }
+
+    #[test]
+    fn legacy_completion_streams_are_read_and_their_null_usage_stripped() {
+        // A real api.openai.com stream (tests/captures/README.md).
+        let stream = include_bytes!("../../tests/captures/openai_completion_stream_usage.sse");
+        let mut t = StreamTracker::new(Api::OpenAiCompletions, true);
+        let mut out = t.push(stream);
+        out.extend(t.finish());
+        let s = t.summary();
+        assert_eq!(s.usage, Some(Usage { input_tokens: 31, output_tokens: 25, cache_reported: false, ..Default::default() }));
+        assert_eq!(s.model.as_deref(), Some("babbage:2023-07-21-v2"));
+        assert!(s.finished && s.output_chars > 40, "{s:?}");
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("usage"), "the usage chunk and the null usage members are gone: {out}");
+        assert!(out.contains(r#""text":" fib""#) && out.ends_with("data: [DONE]\n\n"));
+        let json = include_bytes!("../../tests/captures/openai_completion.json");
+        assert_eq!(parse_json_response(Api::OpenAiCompletions, json).usage.map(|u| (u.input_tokens, u.output_tokens)), Some((31, 25)));
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub enum Api {
     /// `POST /v1/embeddings` (OpenAI format): input tokens only.
     #[serde(rename = "openai_embeddings")]
     OpenAiEmbeddings,
+    /// `POST /v1/completions`, OpenAI's legacy text completions (`prompt`).
+    #[serde(rename = "openai_completions")]
+    OpenAiCompletions,
 }
 
 impl Api {
@@ -23,6 +26,7 @@ impl Api {
             Api::OpenAiChat => "/chat/completions",
             Api::AnthropicMessages => "/messages",
             Api::OpenAiEmbeddings => "/embeddings",
+            Api::OpenAiCompletions => "/completions",
         }
     }
 
@@ -42,6 +46,17 @@ impl Api {
             Api::OpenAiChat => "OpenAI chat completions",
             Api::AnthropicMessages => "Anthropic messages",
             Api::OpenAiEmbeddings => "OpenAI embeddings",
+            Api::OpenAiCompletions => "OpenAI completions",
+        }
+    }
+
+    /// The output cap the provider applies when a request names none, if
+    /// the API has one (legacy completions: 16 tokens). Where it has none,
+    /// the gateway sends its own cap so the reservation is a real bound.
+    pub fn default_max_tokens(self) -> Option<u64> {
+        match self {
+            Api::OpenAiCompletions => Some(16),
+            _ => None,
         }
     }
 }

@@ -237,7 +237,8 @@ def main() -> int:
         # off measured before and after on: their mean, so drift does not favour either side
         off = {k: (off[k] + off2[k]) / 2 if isinstance(off[k], float) else off[k] + off2[k] for k in ("rps", "p50", "p99", "non2xx")} | {"errors": off["errors"] + off2["errors"]}
         # Paired ratios (see the module docstring): every Envoy on core 0, the rest elsewhere.
-        others = os.sched_getaffinity(0) - {0}
+        every_cpu = os.sched_getaffinity(0)
+        others = every_cpu - {0}
         if others:
             envoys = (plain, tollgate, nocost, budgeted, budgeted2, *probes.values())
             pin([e.proc.pid for e in envoys], {0})
@@ -251,6 +252,7 @@ def main() -> int:
             subprocess.run(["wrk", "-t1", "-c4", "-d1s", "-s", str(off_script), budgeted2.url + "/v1/chat/completions"],
                            capture_output=True, check=True)
             pairs["budget"] = paired((budgeted, on_script), (budgeted2, off_script))
+            os.sched_setaffinity(0, every_cpu)  # the ingest benchmark below gets every core again
         budget_log = budgeted.log() + budgeted2.log()
     finally:
         for e in (plain, tollgate, nocost, budgeted, budgeted2, *probes.values()):

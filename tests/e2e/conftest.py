@@ -24,6 +24,8 @@ PRICES = {
     "anthropic/claude-sonnet-4-6": dict(input=3_000_000, cached_input=300_000, cache_write=3_750_000, output=15_000_000),
     "deepseek/deepseek-v4": dict(input=270_000, cached_input=70_000, output=1_100_000),
     "openai/text-embedding-3-small": dict(input=20_000, output=0),
+    "openai/gpt-3.5-turbo-instruct": dict(input=1_500_000, output=2_000_000),
+    "openai/babbage-002": dict(input=400_000, output=400_000),
 }
 
 

@@ -65,7 +65,7 @@ def test_embeddings_are_refused_where_they_cannot_go(client):
     # Anthropic has no embeddings API
     r = client.post("/v1/embeddings", {"model": "anthropic/claude-sonnet-4-6", "input": "x"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "wrong_api_for_model"
-    assert "no embeddings API" in r.json()["error"]["message"]
+    assert "no OpenAI embeddings API" in r.json()["error"]["message"]
     # a chat body on the embeddings path
     r = client.post("/v1/embeddings", {"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
     assert r.status_code == 400 and r.json()["error"]["code"] == "missing_input"
