@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod pricing;
 pub mod record;
 pub mod request;
+pub mod responses_api;
 pub mod response;
 pub mod route;
 pub mod shipper;

@@ -30,6 +30,7 @@ pub fn classify_path(path: &str) -> Endpoint {
         "/v1/messages" => Endpoint::Chat(Api::AnthropicMessages),
         "/v1/embeddings" | "/embeddings" => Endpoint::Chat(Api::OpenAiEmbeddings),
         "/v1/completions" | "/completions" => Endpoint::Chat(Api::OpenAiCompletions),
+        "/v1/responses" | "/responses" => Endpoint::Chat(Api::OpenAiResponses),
         "/v1/models" | "/models" => Endpoint::Models,
         _ => Endpoint::Other,
     }
@@ -169,7 +170,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
                 Ok(s) => stream = s.unwrap_or(false),
                 Err(_) => return Err(bad("invalid_type", "'stream' must be a boolean.").with_param("stream")),
             },
-            "max_tokens" | "max_completion_tokens" => match serde_json::from_str::<Option<u64>>(raw) {
+            "max_tokens" | "max_completion_tokens" | "max_output_tokens" => match serde_json::from_str::<Option<u64>>(raw) {
                 Ok(Some(n)) => max_tokens = Some(max_tokens.map_or(n, |m: u64| m.max(n))),
                 Ok(None) => {}
                 Err(_) => {
@@ -209,19 +210,21 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
                     }
                 }
             }
-            "messages" | "system" | "tools" | "functions" | "prompt" | "suffix" | "input" => prompt_bytes += raw.len(),
+            "messages" | "system" | "tools" | "functions" | "prompt" | "suffix" | "input" | "instructions" => prompt_bytes += raw.len(),
             _ => {}
         }
     }
     let Some(model) = model else {
         return Err(bad("missing_model", "The request has no 'model'; name the model to use.").with_param("model"));
     };
-    let (required, code) = match api {
-        Api::OpenAiEmbeddings => ("input", "missing_input"),
-        Api::OpenAiCompletions => ("prompt", "missing_prompt"),
-        Api::OpenAiChat | Api::AnthropicMessages => ("messages", "missing_messages"),
+    // The Responses API may take its input from a stored prompt or a previous response.
+    let required = match api {
+        Api::OpenAiEmbeddings => Some(("input", "missing_input")),
+        Api::OpenAiCompletions => Some(("prompt", "missing_prompt")),
+        Api::OpenAiChat | Api::AnthropicMessages => Some(("messages", "missing_messages")),
+        Api::OpenAiResponses => None,
     };
-    if !members.0.iter().any(|(k, _)| k == required) {
+    if let Some((required, code)) = required.filter(|(r, _)| !members.0.iter().any(|(k, _)| k == r)) {
         return Err(bad(code, format!("The request has no '{required}'.")).with_param(required));
     }
     if let Some(u) = &mut user {
@@ -311,7 +314,7 @@ impl ParsedBody<'_> {
                     push_member(&mut out, k, s.as_bytes());
                 }
                 // A `null` cap counts as none: replaced by the gateway's cap.
-                "max_tokens" | "max_completion_tokens" if add_cap.is_some() => {}
+                "max_tokens" | "max_completion_tokens" | "max_output_tokens" if add_cap.is_some() => {}
                 "tools" | "system" | "messages" if replaced(k).is_some() => push_member(&mut out, k, replaced(k).unwrap_or_default()),
                 _ => push_member(&mut out, k, v.get().as_bytes()),
             }
@@ -348,7 +351,8 @@ mod tests {
         assert_eq!(classify_path("/v1/models"), Endpoint::Models);
         assert_eq!(classify_path("/v1/embeddings"), Endpoint::Chat(Api::OpenAiEmbeddings));
         assert_eq!(classify_path("/v1/completions"), Endpoint::Chat(Api::OpenAiCompletions));
-        assert_eq!(classify_path("/v1/responses"), Endpoint::Other);
+        assert_eq!(classify_path("/v1/responses"), Endpoint::Chat(Api::OpenAiResponses));
+        assert_eq!(classify_path("/v1/responses/resp_1/input_items"), Endpoint::Other);
         assert_eq!(query_of("/v1/messages?beta=true"), "?beta=true");
         assert_eq!(query_of("/v1/messages"), "");
     }

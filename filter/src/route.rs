@@ -69,7 +69,7 @@ pub fn plan(
     let target = Target { provider: provider.name.clone(), route: resolved.route.to_string(), upstream_model };
     if !provider.format.serves(api) {
         let e = match (provider.format, api) {
-            (ProviderFormat::Anthropic, Api::OpenAiEmbeddings | Api::OpenAiCompletions) => GatewayError::bad_request(
+            (ProviderFormat::Anthropic, Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses) => GatewayError::bad_request(
                 "wrong_api_for_model",
                 format!("The model '{model}' is served by provider '{}', which has no {} API.", provider.name, api.describe()),
             ),
@@ -103,7 +103,7 @@ pub fn plan(
     let worst = Amount { micros: price.map(|p| p.cost_micros(&worst_usage)).unwrap_or(0), tokens: worst_usage.budget_tokens() };
     let opts = Rewrite {
         force_include_usage: cfg.force_stream_usage,
-        output_cap: provider.output_cap_field.map(|f| (f, cfg.default_max_tokens)),
+        output_cap: api.output_cap_field().or(provider.output_cap_field).map(|f| (f, cfg.default_max_tokens)),
         auto_cache: resolved.auto_cache,
     };
     let body = parsed.rewrite(&target.upstream_model, opts);
@@ -246,5 +246,23 @@ mod tests {
         assert_eq!(r.error.code, "missing_prompt");
         let r = plan(&cfg, &key(None), Api::OpenAiCompletions, br#"{"model":"claude-x","prompt":"a"}"#, "/", false).unwrap_err();
         assert!(r.error.message.contains("no OpenAI completions API"), "{}", r.error.message);
+    }
+
+    #[test]
+    fn responses_get_max_output_tokens_when_the_client_set_no_cap() {
+        let cfg = Config::from_json(CFG.replace("\"unpriced_models\": \"deny\"", "\"unpriced_models\": \"allow\"").as_bytes()).unwrap();
+        let body = br#"{"model":"cheap","input":"hi","previous_response_id":"resp_1","store":false,"stream":true}"#;
+        let p = plan(&cfg, &key(None), Api::OpenAiResponses, body, "/v1/responses", false).unwrap();
+        let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+        assert_eq!(sent["max_output_tokens"], 4096);
+        assert!(sent.get("max_completion_tokens").is_none() && sent.get("stream_options").is_none());
+        assert_eq!((sent["previous_response_id"].as_str(), sent["store"].as_bool()), (Some("resp_1"), Some(false)));
+        assert!(p.headers.iter().any(|(k, v)| k == ":path" && v == "/v1/responses"));
+        let body = br#"{"model":"cheap","input":"hi","max_output_tokens":300}"#;
+        let p = plan(&cfg, &key(None), Api::OpenAiResponses, body, "/v1/responses", false).unwrap();
+        assert_eq!(p.chat.output_bound(4096), 300);
+        assert!(p.body.as_ref().is_some_and(|b| !String::from_utf8_lossy(b).contains("4096")));
+        // input may come from a stored prompt or a previous response
+        assert!(plan(&cfg, &key(None), Api::OpenAiResponses, br#"{"model":"cheap","prompt":{"id":"pmpt_1"}}"#, "/", false).is_ok());
     }
 }

@@ -150,6 +150,10 @@ pub struct ResponseInfo {
 /// Error bodies and unparsable bodies give no usage.
 pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
     match api {
+        Api::OpenAiResponses => match serde_json::from_slice::<crate::responses_api::ResponseObject>(body) {
+            Ok(r) => ResponseInfo { model: r.model.clone(), usage: r.usage() },
+            Err(_) => ResponseInfo::default(),
+        },
         Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => match serde_json::from_slice::<OpenAiBody>(body) {
             Ok(b) => ResponseInfo { model: b.model, usage: b.usage.map(Usage::from) },
             Err(_) => ResponseInfo::default(),
@@ -165,6 +169,7 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
 /// large to parse whole).
 pub fn usage_from_value(api: Api, v: serde_json::Value) -> Option<Usage> {
     match api {
+        Api::OpenAiResponses => crate::responses_api::usage_from_value(v),
         Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => serde_json::from_value::<OpenAiUsage>(v).ok().map(Usage::from),
         Api::AnthropicMessages => serde_json::from_value::<AnthropicUsage>(v).ok().map(|u| u.normalise()),
     }
@@ -336,7 +341,7 @@ impl StreamTracker {
 
     pub fn summary(&self) -> StreamSummary {
         let usage = match self.api {
-            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => self.openai_usage,
+            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses => self.openai_usage,
             Api::AnthropicMessages => self.anthropic_usage.map(|u| u.normalise()),
         };
         StreamSummary {
@@ -357,6 +362,20 @@ impl StreamTracker {
         }
         match self.api {
             Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => self.observe_openai(ev.name, &ev.data),
+            Api::OpenAiResponses => {
+                let seen = crate::responses_api::observe(ev.name, &ev.data);
+                self.output_chars = self.output_chars.saturating_add(seen.output_chars);
+                if self.model.is_none() {
+                    self.model = seen.model;
+                }
+                if let Some(u) = seen.usage {
+                    self.openai_usage = Some(u);
+                    self.usage_final = true;
+                }
+                self.finished |= seen.terminal;
+                self.error_event |= seen.error;
+                Keep::Event
+            }
             Api::AnthropicMessages => {
                 self.observe_anthropic(ev.name, &ev.data);
                 Keep::Event
@@ -579,6 +598,47 @@ mod tests {
         assert!(out.contains(r#""text":" fib""#) && out.ends_with("data: [DONE]\n\n"));
         let json = include_bytes!("../../tests/captures/openai_completion.json");
         assert_eq!(parse_json_response(Api::OpenAiCompletions, json).usage.map(|u| (u.input_tokens, u.output_tokens)), Some((31, 25)));
+    }
+
+    #[test]
+    fn responses_api_streams_are_read_in_any_chunking_and_left_unchanged() {
+        let stream = include_bytes!("../../tests/captures/openai_response_stream.sse");
+        for size in [1, 7, 61, stream.len()] {
+            let mut t = StreamTracker::new(Api::OpenAiResponses, true);
+            assert!(!t.rewrites(), "nothing is added upstream, so nothing is removed");
+            for c in stream.chunks(size) {
+                t.push(c);
+            }
+            t.finish();
+            let s = t.summary();
+            assert_eq!(s.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((14, 50)), "chunks of {size}");
+            assert!(s.finished && s.usage_final && !s.error_event);
+            assert_eq!(s.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+            assert!(s.output_chars > 200);
+        }
+    }
+
+    #[test]
+    fn a_responses_stream_cut_before_its_last_event_has_no_usage_but_its_text_counted() {
+        let stream = include_bytes!("../../tests/captures/openai_response_stream.sse");
+        let cut = &stream[..stream.len() / 2];
+        let mut t = StreamTracker::new(Api::OpenAiResponses, false);
+        t.push(cut);
+        let s = t.summary();
+        assert!(s.usage.is_none() && !s.finished && s.output_chars > 0, "{s:?}");
+        let o = crate::record::Observed {
+            status: 200,
+            upstream_responded: true,
+            termination: crate::record::Termination::UpstreamReset,
+            estimated_input_tokens: 9,
+            json: None,
+            stream: Some(s.clone()),
+            body_note: None,
+            body_bytes: 0,
+        };
+        let (u, source, outcome, _) = crate::record::account(&o);
+        assert_eq!((source, outcome), (crate::record::UsageSource::Estimated, crate::record::Outcome::UpstreamCut));
+        assert_eq!((u.input_tokens, u.output_tokens), (9, s.output_chars.div_ceil(4)));
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub enum Api {
     /// `POST /v1/completions`, OpenAI's legacy text completions (`prompt`).
     #[serde(rename = "openai_completions")]
     OpenAiCompletions,
+    /// `POST /v1/responses`, OpenAI's Responses API.
+    #[serde(rename = "openai_responses")]
+    OpenAiResponses,
 }
 
 impl Api {
@@ -27,6 +30,7 @@ impl Api {
             Api::AnthropicMessages => "/messages",
             Api::OpenAiEmbeddings => "/embeddings",
             Api::OpenAiCompletions => "/completions",
+            Api::OpenAiResponses => "/responses",
         }
     }
 
@@ -47,6 +51,16 @@ impl Api {
             Api::AnthropicMessages => "Anthropic messages",
             Api::OpenAiEmbeddings => "OpenAI embeddings",
             Api::OpenAiCompletions => "OpenAI completions",
+            Api::OpenAiResponses => "OpenAI responses",
+        }
+    }
+
+    /// The member that caps output in this API, where it differs from the
+    /// provider's chat setting (`output_cap_field`).
+    pub fn output_cap_field(self) -> Option<&'static str> {
+        match self {
+            Api::OpenAiResponses => Some("max_output_tokens"),
+            _ => None,
         }
     }
 

@@ -290,7 +290,7 @@ impl TollgateHttp {
                 OtherPaths::Deny => {
                     let p = crate::text::clean_field(path.split('?').next().unwrap_or(""), 128);
                     self.reject(GatewayError::not_found(format!(
-                        "Tollgate serves POST /v1/chat/completions, /v1/messages, /v1/embeddings and /v1/completions, and GET /v1/models; '{p}' is not routed."
+                        "Tollgate serves POST /v1/chat/completions, /v1/messages, /v1/responses, /v1/embeddings and /v1/completions, and GET /v1/models; '{p}' is not routed."
                     )))
                 }
             };

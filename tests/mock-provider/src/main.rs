@@ -45,6 +45,7 @@ use tokio_stream::wrappers::ReceiverStream;
 mod completions;
 mod embeddings;
 mod hostile;
+mod responses;
 mod strict;
 
 #[derive(Default)]
@@ -113,6 +114,8 @@ async fn main() {
         .route("/v1/messages", post(messages))
         .route("/v1/embeddings", post(embed))
         .route("/v1/completions", post(complete))
+        .route("/v1/responses", post(respond_api))
+        .route("/responses", post(respond_api))
         .route("/completions", post(complete))
         .route("/embeddings", post(embed))
         .route("/mock/stats", get(stats))
@@ -363,6 +366,52 @@ async fn complete(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Byt
     }
     let events: Vec<Result<Bytes, std::io::Error>> =
         completions::stream_data(&plan, &id, created).iter().map(|d| Ok(sse(None, d))).collect();
+    let mut r = Response::new(Body::from_stream(tokio_stream::iter(events)));
+    decorate(r.headers_mut(), &h, &uri, "text/event-stream");
+    r
+}
+
+async fn respond_api(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+    let err = |status: u16, msg: &str, param: Option<&str>, code: Option<&str>| {
+        let body = error_body_with(Dialect::OpenAi, status, msg, param, code);
+        respond(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), &h, &uri, body, "application/json")
+    };
+    if let Err(m) = check_key(&app, Dialect::OpenAi, &h) {
+        return err(401, &m, None, None);
+    }
+    if let Some(s) = header_u64(&h, "x-mock-status") {
+        return err(s as u16, "Mock error requested by x-mock-status.", None, None);
+    }
+    let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&body) else {
+        return err(400, "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)", None, None);
+    };
+    if let Some(name) = header_str(&h, "x-mock-replay") {
+        let Some((bytes, ctype)) = hostile::replay(&app.captures, name) else {
+            return err(404, "x-mock-replay: no such capture", None, None);
+        };
+        let chunk = header_u64(&h, "x-mock-chunk-bytes").unwrap_or(bytes.len() as u64 + 1) as usize;
+        let mut r = Response::new(hostile::chunked(bytes, chunk));
+        decorate(r.headers_mut(), &h, &uri, ctype);
+        return r;
+    }
+    let wanted = header_u64(&h, "x-mock-output-tokens").unwrap_or(12);
+    let reasoning = header_u64(&h, "x-mock-reasoning-tokens").unwrap_or(0);
+    let cached = header_u64(&h, "x-mock-cached-tokens").unwrap_or(0);
+    let plan = match responses::plan(&m, wanted, reasoning, cached) {
+        Ok(p) => p,
+        Err((status, msg, param, code)) => return err(status, &msg, param, code),
+    };
+    let seq = app.seq.fetch_add(1, Ordering::SeqCst);
+    let id = format!("mock{seq:024}");
+    let created = 1_767_225_600 + seq;
+    app.served_requests.fetch_add(1, Ordering::SeqCst);
+    app.served_input.fetch_add(plan.input, Ordering::SeqCst);
+    app.served_output.fetch_add(plan.output, Ordering::SeqCst);
+    if !plan.stream {
+        return respond(StatusCode::OK, &h, &uri, responses::object(&plan, &id, created, true).to_string(), "application/json");
+    }
+    let events: Vec<Result<Bytes, std::io::Error>> =
+        responses::events(&plan, &id, created).iter().map(|(n, d)| Ok(sse(Some(n), d))).collect();
     let mut r = Response::new(Body::from_stream(tokio_stream::iter(events)));
     decorate(r.headers_mut(), &h, &uri, "text/event-stream");
     r

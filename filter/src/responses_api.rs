@@ -1,0 +1,178 @@
+//! OpenAI's Responses API (`POST /v1/responses`): usage from the response
+//! object and from its event stream.
+//!
+//! - JSON: `usage.input_tokens` (including `input_tokens_details.cached_tokens`),
+//!   `usage.output_tokens` (including `output_tokens_details.reasoning_tokens`);
+//!   built-in web searches are `web_search_call` items in `output`, billed
+//!   per call.
+//! - Stream: typed events (`event: response.output_text.delta` …); the usage
+//!   comes once, in the terminal event's `response` (`response.completed`,
+//!   `response.incomplete` or `response.failed`); no `include_usage` is
+//!   needed and nothing is rewritten. An `error` event ends a stream too.
+//!
+//! Sources: OpenAI API reference, "Responses" and "Streaming events"
+//! (platform.openai.com/docs/api-reference/responses,
+//! …/responses-streaming); a live response recorded in openai/openai-python
+//! `tests/lib/responses/test_responses.py` (tests/captures/README.md).
+
+use serde::Deserialize;
+
+use crate::usage::Usage;
+
+#[derive(Deserialize, Default)]
+struct InputDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct OutputDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct ResponsesUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    input_tokens_details: Option<InputDetails>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens_details: Option<OutputDetails>,
+}
+
+impl ResponsesUsage {
+    fn normalise(self, web_searches: u64) -> Usage {
+        let cached = self.input_tokens_details.as_ref().and_then(|d| d.cached_tokens);
+        Usage {
+            input_tokens: self.input_tokens.unwrap_or(0),
+            cached_input_tokens: cached.unwrap_or(0),
+            output_tokens: self.output_tokens.unwrap_or(0),
+            reasoning_tokens: self.output_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
+            web_search_requests: web_searches,
+            cache_reported: cached.is_some(),
+            ..Default::default()
+        }
+        .bounded()
+    }
+}
+
+#[derive(Deserialize)]
+struct OutputItem {
+    #[serde(rename = "type", default)]
+    kind: String,
+}
+
+/// The response object (a JSON body, or the `response` of a stream event).
+#[derive(Deserialize, Default)]
+pub(crate) struct ResponseObject {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    usage: Option<ResponsesUsage>,
+    #[serde(default)]
+    output: Option<Vec<OutputItem>>,
+}
+
+impl ResponseObject {
+    pub fn usage(self) -> Option<Usage> {
+        let searches = self.output.iter().flatten().filter(|i| i.kind == "web_search_call").count() as u64;
+        self.usage.map(|u| u.normalise(searches))
+    }
+}
+
+/// Usage from a `usage` object found on its own (the tail of a large body).
+pub(crate) fn usage_from_value(v: serde_json::Value) -> Option<Usage> {
+    serde_json::from_value::<ResponsesUsage>(v).ok().map(|u| u.normalise(0))
+}
+
+#[derive(Deserialize)]
+struct Event {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    delta: Option<String>,
+    #[serde(default)]
+    response: Option<ResponseObject>,
+}
+
+/// What one stream event says.
+#[derive(Default, Debug, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub model: Option<String>,
+    /// The terminal event's usage.
+    pub usage: Option<Usage>,
+    /// Characters of generated output (text, tool arguments, reasoning summaries, refusals).
+    pub output_chars: u64,
+    /// A terminal event (`response.completed` / `incomplete` / `failed`, or `error`).
+    pub terminal: bool,
+    /// The stream reports a failure.
+    pub error: bool,
+}
+
+/// Reads one event (`name` from its `event:` line, `data` its payload).
+pub(crate) fn observe(name: Option<&str>, data: &str) -> Seen {
+    let Ok(ev) = serde_json::from_str::<Event>(data) else { return Seen::default() };
+    let kind = if ev.kind.is_empty() { name.unwrap_or("") } else { ev.kind.as_str() };
+    let mut seen = Seen::default();
+    match kind {
+        "response.output_text.delta"
+        | "response.function_call_arguments.delta"
+        | "response.reasoning_summary_text.delta"
+        | "response.reasoning_text.delta"
+        | "response.refusal.delta" => {
+            seen.output_chars = ev.delta.as_deref().map(|d| d.chars().count() as u64).unwrap_or(0);
+        }
+        "response.completed" | "response.incomplete" | "response.failed" => {
+            seen.terminal = true;
+            seen.error = kind == "response.failed";
+            if let Some(r) = ev.response {
+                seen.model = r.model.clone();
+                seen.usage = r.usage();
+            }
+        }
+        "response.created" | "response.in_progress" => seen.model = ev.response.and_then(|r| r.model),
+        "error" => {
+            seen.terminal = true;
+            seen.error = true;
+        }
+        _ => {}
+    }
+    seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_response_object_gives_its_usage() {
+        let body = include_bytes!("../../tests/captures/openai_response.json");
+        let r: ResponseObject = serde_json::from_slice(body).unwrap();
+        assert_eq!(r.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+        let u = r.usage().unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cache_reported), (14, 50, 0, true));
+    }
+
+    #[test]
+    fn stream_events_give_output_so_far_and_the_final_usage() {
+        let d = observe(Some("response.output_text.delta"), r#"{"type":"response.output_text.delta","delta":"héllo"}"#);
+        assert_eq!(d.output_chars, 5);
+        let done = observe(
+            None,
+            r#"{"type":"response.completed","response":{"model":"gpt-5","output":[{"type":"web_search_call"},{"type":"message"}],
+               "usage":{"input_tokens":100,"input_tokens_details":{"cached_tokens":64},"output_tokens":30,"output_tokens_details":{"reasoning_tokens":20}}}}"#,
+        );
+        assert!(done.terminal && !done.error);
+        let u = done.usage.unwrap();
+        assert_eq!((u.input_tokens, u.cached_input_tokens, u.output_tokens, u.reasoning_tokens, u.web_search_requests), (100, 64, 30, 20, 1));
+        assert!(observe(None, r#"{"type":"error","code":"server_error"}"#).error);
+        assert!(observe(None, r#"{"type":"response.failed","response":{"usage":null}}"#).terminal);
+        assert_eq!(observe(None, "not json"), Seen::default());
+        // hostile numbers are clamped, not overflowed
+        let big = observe(None, r#"{"type":"response.completed","response":{"usage":{"input_tokens":18446744073709551615,"output_tokens":1}}}"#);
+        assert!(big.usage.unwrap().input_tokens <= crate::usage::MAX_COUNT);
+    }
+}

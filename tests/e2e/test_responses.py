@@ -1,0 +1,98 @@
+"""`POST /v1/responses` (OpenAI's Responses API) through Envoy with the stock
+SDK: keys, routing, the output cap as `max_output_tokens`, usage from the
+JSON object and from the event stream's terminal event, reasoning and cached
+tokens, `previous_response_id` / `store` passed through, and a live-recorded
+response replayed (tests/captures)."""
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from conftest import SEARCH_KEY, expected_cost, sse_data
+
+MODEL = "openai/gpt-5.4"
+
+
+@pytest.fixture(scope="module")
+def oai(stack):
+    return openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+
+
+def test_openai_sdk_response_is_priced_and_recorded(oai, client):
+    raw = oai.responses.with_raw_response.create(model=MODEL, input="Say hello", instructions="Be brief.")
+    r = raw.parse()
+    assert r.output_text.startswith("Sure") and r.status == "completed"
+    u = r.usage
+    cost = expected_cost(MODEL, u.input_tokens, u.output_tokens)
+    assert int(raw.headers["x-tollgate-cost-micros"]) == cost
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert rec["api"] == "openai_responses" and rec["model_upstream"] == "gpt-5.4" and rec["cost_micros"] == cost
+    assert rec["usage"]["input_tokens"] == u.input_tokens and rec["usage_source"] == "provider"
+
+
+def test_openai_sdk_stream_is_passed_unchanged_and_priced_from_its_last_event(oai, client):
+    raw = oai.responses.with_raw_response.create(model=MODEL, input="Stream it", stream=True)
+    rid = raw.headers["x-tollgate-request-id"]
+    events = list(raw.parse())
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[-1].type == "response.completed"
+    u = events[-1].response.usage
+    rec = client.record(rid)
+    assert rec["stream"] is True and rec["usage"]["output_tokens"] == u.output_tokens
+    assert rec["cost_micros"] == expected_cost(MODEL, u.input_tokens, u.output_tokens)
+
+
+def test_reasoning_and_cached_tokens_are_priced_at_their_rates(client):
+    r = client.post("/v1/responses", {"model": MODEL, "input": "x" * 8000},
+                    headers={"x-mock-reasoning-tokens": "30", "x-mock-cached-tokens": "1024"})
+    assert r.status_code == 200, r.text
+    u = r.json()["usage"]
+    assert u["output_tokens_details"]["reasoning_tokens"] == 30 and u["input_tokens_details"]["cached_tokens"] == 1024
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["usage"]["reasoning_tokens"] == 30 and rec["usage"]["cached_input_tokens"] == 1024
+    assert rec["usage"]["cache_reported"] is True
+    assert rec["cost_micros"] == expected_cost(MODEL, u["input_tokens"], u["output_tokens"], cached=1024)
+
+
+def test_conversation_state_members_pass_through(client):
+    r = client.post("/v1/responses", {"model": MODEL, "input": "and then?", "previous_response_id": "resp_abc",
+                                      "store": False})
+    assert r.status_code == 200, r.text
+    assert r.json()["previous_response_id"] == "resp_abc" and r.json()["store"] is False
+    # the provider's own refusals reach the client and cost nothing
+    r = client.post("/v1/responses", {"model": MODEL, "input": "x", "max_output_tokens": 5})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "integer_below_min_value"
+    assert client.record(r.headers["x-tollgate-request-id"])["cost_micros"] == 0
+
+
+def test_without_a_cap_the_gateway_bounds_output_with_max_output_tokens(client):
+    # The mock caps at max_output_tokens and says so: the gateway's default (4096) went upstream.
+    r = client.post("/v1/responses", {"model": MODEL, "input": "long"}, headers={"x-mock-output-tokens": "5000"})
+    assert r.status_code == 200
+    assert r.json()["usage"]["output_tokens"] == 4096 and r.json()["status"] == "incomplete"
+
+
+@pytest.mark.parametrize("capture,stream", [("openai_response.json", False), ("openai_response_stream.sse", True)])
+def test_a_live_recorded_response_is_priced_exactly(client, capture, stream):
+    r = client.post("/v1/responses", {"model": MODEL, "input": "What's the weather like in SF?", "stream": stream},
+                    headers={"x-mock-replay": capture, "x-mock-chunk-bytes": "61"})
+    assert r.status_code == 200
+    if stream:
+        assert json.loads(sse_data(r.text)[-1])["response"]["usage"]["output_tokens"] == 50
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["usage"]["input_tokens"], rec["usage"]["output_tokens"]) == (14, 50)
+    assert rec["cost_micros"] == expected_cost(MODEL, 14, 50)
+
+
+def test_responses_are_refused_where_they_cannot_go(client):
+    r = client.post("/v1/responses", {"model": "anthropic/claude-sonnet-4-6", "input": "x"})
+    assert r.status_code == 400 and "no OpenAI responses API" in r.json()["error"]["message"]
+
+
+def test_mock_response_has_the_shape_of_the_recorded_one(client):
+    from test_replay import CAPTURES, missing, shape
+    real = json.loads((CAPTURES / "openai_response.json").read_text())
+    r = client.post("/v1/responses", {"model": MODEL, "input": "shape"})
+    assert not missing(shape(real), shape(r.json()))
