@@ -259,6 +259,11 @@ pub struct Rewrite<'a> {
 }
 
 impl ParsedBody<'_> {
+    /// The top-level members, in order, values as raw JSON text.
+    pub fn members(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.members.0.iter().map(|(k, v)| (k.as_str(), v.get()))
+    }
+
     /// The body to send upstream, or `None` when it needs no change.
     pub fn rewrite(&self, upstream_model: &str, opts: Rewrite<'_>) -> Option<Vec<u8>> {
         let change_model = upstream_model != self.request.model;

@@ -40,6 +40,9 @@ pub struct Plan {
     /// Request headers to set (credentials included: never log these).
     pub headers: Vec<(String, String)>,
     pub cluster: String,
+    /// An OpenAI chat request for an Anthropic model: the body went up
+    /// translated, and the answer must come back translated ([`crate::translate`]).
+    pub translate: bool,
 }
 
 /// Plans a request whose whole body is `body`. `path` is the client's
@@ -67,7 +70,9 @@ pub fn plan(
     };
     let provider = resolved.provider;
     let target = Target { provider: provider.name.clone(), route: resolved.route.to_string(), upstream_model };
-    if !provider.format.serves(api) {
+    // An OpenAI SDK asking for an Anthropic model: translated both ways.
+    let translate = api == Api::OpenAiChat && provider.format == ProviderFormat::Anthropic;
+    if !translate && !provider.format.serves(api) {
         let e = match (provider.format, api) {
             (ProviderFormat::Anthropic, Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses) => GatewayError::bad_request(
                 "wrong_api_for_model",
@@ -106,9 +111,17 @@ pub fn plan(
         output_cap: api.output_cap_field().or(provider.output_cap_field).map(|f| (f, cfg.default_max_tokens)),
         auto_cache: resolved.auto_cache,
     };
-    let body = parsed.rewrite(&target.upstream_model, opts);
+    let body = if translate {
+        match crate::translate::chat_to_messages(&parsed, &target.upstream_model, cfg.default_max_tokens) {
+            Ok(b) => Some(b),
+            Err(e) => return Err(refuse(e, Some(&chat), Some(&target))),
+        }
+    } else {
+        parsed.rewrite(&target.upstream_model, opts)
+    };
+    let upstream_api = if translate { Api::AnthropicMessages } else { api };
     let mut headers = vec![
-        (":path".to_string(), format!("{}{}{}", provider.path_prefix, api.upstream_suffix(), query_of(path))),
+        (":path".to_string(), format!("{}{}{}", provider.path_prefix, upstream_api.upstream_suffix(), query_of(path))),
         (":authority".to_string(), provider.host.clone()),
         (cfg.cluster_header.clone(), provider.cluster.clone()),
     ];
@@ -130,7 +143,7 @@ pub fn plan(
             }
         }
     }
-    Ok(Plan { chat, target, worst, body, headers, cluster: provider.cluster.clone() })
+    Ok(Plan { chat, target, worst, body, headers, cluster: provider.cluster.clone(), translate })
 }
 
 #[cfg(test)]
@@ -186,8 +199,9 @@ mod tests {
         let r = plan(&cfg, &key(Some(vec!["cheap"])), Api::OpenAiChat, br#"{"model":"openai/gpt-5.4","messages":[]}"#, "/", false)
             .unwrap_err();
         assert_eq!((r.error.code, r.chat.is_some(), r.target.is_some()), ("model_not_allowed", true, false));
-        let r = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"claude-x","messages":[]}"#, "/", false).unwrap_err();
-        assert_eq!((r.error.code, r.target.map(|t| t.provider)), ("wrong_api_for_model", Some("anthropic".into())));
+        // An Anthropic-format request for an OpenAI model is not translated (yet): refused by name.
+        let r = plan(&cfg, &key(None), Api::AnthropicMessages, br#"{"model":"cheap","max_tokens":5,"messages":[]}"#, "/", false).unwrap_err();
+        assert_eq!((r.error.code, r.target.map(|t| t.provider)), ("wrong_api_for_model", Some("openai".into())));
         let r = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"openai/gpt-9","messages":[]}"#, "/", false).unwrap_err();
         assert_eq!(r.error.code, "model_not_priced");
         let r = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"nope","messages":[]}"#, "/", false).unwrap_err();
@@ -264,5 +278,22 @@ mod tests {
         assert!(p.body.as_ref().is_some_and(|b| !String::from_utf8_lossy(b).contains("4096")));
         // input may come from a stored prompt or a previous response
         assert!(plan(&cfg, &key(None), Api::OpenAiResponses, br#"{"model":"cheap","prompt":{"id":"pmpt_1"}}"#, "/", false).is_ok());
+    }
+
+    #[test]
+    fn an_openai_chat_request_for_a_claude_model_goes_up_translated() {
+        let cfg = Config::from_json(CFG.replace("\"unpriced_models\": \"deny\"", "\"unpriced_models\": \"allow\"").as_bytes()).unwrap();
+        let body = br#"{"model":"claude-x","messages":[{"role":"system","content":"s"},{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#;
+        let p = plan(&cfg, &key(None), Api::OpenAiChat, body, "/v1/chat/completions", false).unwrap();
+        assert!(p.translate);
+        let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+        assert_eq!((h[":path"].as_str(), h["anthropic-version"].as_str()), ("/v1/messages", "2023-06-01"));
+        let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+        assert_eq!(sent["system"], serde_json::json!([{"type": "text", "text": "s"}]));
+        assert_eq!(sent["max_tokens"], 4096);
+        assert!(sent.get("stream_options").is_none());
+        assert_eq!(p.worst.tokens, p.chat.estimated_input_tokens + 4096);
+        let r = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"claude-x","messages":[],"n":3}"#, "/", false).unwrap_err();
+        assert_eq!((r.error.code, r.error.param), ("untranslatable_field", Some("n")));
     }
 }

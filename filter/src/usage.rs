@@ -252,6 +252,8 @@ pub struct StreamTracker {
     output_chars: u64,
     usage_final: bool,
     oversized: bool,
+    /// Rewrites the (Anthropic) stream as OpenAI chunks ([`crate::translate_stream`]).
+    translator: Option<Box<crate::translate_stream::AnthropicToOpenAi>>,
 }
 
 /// The result of following a stream.
@@ -286,13 +288,20 @@ impl StreamTracker {
             output_chars: 0,
             usage_final: false,
             oversized: false,
+            translator: None,
         }
+    }
+
+    /// Also rewrites the stream with `t` (an Anthropic stream for an OpenAI client).
+    pub fn translating(mut self, t: crate::translate_stream::AnthropicToOpenAi) -> Self {
+        self.translator = Some(Box::new(t));
+        self
     }
 
     /// True when the tracker rewrites the stream (then the caller must send
     /// what [`push`](Self::push) returns instead of the chunk).
     pub fn rewrites(&self) -> bool {
-        self.strip_usage
+        self.strip_usage || self.translator.is_some()
     }
 
     /// Consumes a chunk. When rewriting, returns the bytes to send in its
@@ -312,7 +321,13 @@ impl StreamTracker {
                 self.output_chars = self.output_chars.saturating_add(raw.len() as u64);
                 Keep::Event
             };
-            if self.strip_usage {
+            if let Some(t) = self.translator.as_mut() {
+                // An over-long fragment cannot be translated: dropped.
+                if whole {
+                    let ev = parse_event(raw);
+                    out.extend(t.event(ev.name, &ev.data));
+                }
+            } else if self.strip_usage {
                 match keep {
                     Keep::Event => out.extend_from_slice(raw),
                     Keep::WithoutNullUsage => out.extend_from_slice(&strip_null_usage(raw)),
@@ -331,6 +346,10 @@ impl StreamTracker {
         if !tail.is_empty() && !skipping {
             // A last event without its blank line still counts.
             self.observe(&tail);
+        }
+        if let Some(t) = self.translator.as_mut() {
+            let ev = parse_event(&tail);
+            return if tail.is_empty() || skipping { Vec::new() } else { t.event(ev.name, &ev.data) };
         }
         if self.strip_usage {
             tail

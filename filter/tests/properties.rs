@@ -40,7 +40,13 @@ fn split<'a>(b: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
 }
 
 fn api() -> impl Strategy<Value = Api> {
-    prop_oneof![Just(Api::OpenAiChat), Just(Api::AnthropicMessages)]
+    prop_oneof![
+        Just(Api::OpenAiChat),
+        Just(Api::AnthropicMessages),
+        Just(Api::OpenAiResponses),
+        Just(Api::OpenAiCompletions),
+        Just(Api::OpenAiEmbeddings)
+    ]
 }
 
 fn run_tracker(api: Api, strip: bool, chunks: &[&[u8]]) -> (Vec<u8>, tollgate_filter::usage::StreamSummary) {
@@ -111,15 +117,27 @@ proptest! {
                                      c in cuts(2000)) {
         let c: Vec<usize> = c.into_iter().filter(|&x| x <= bytes.len()).collect();
         let (out, _) = run_tracker(api, strip, &split(&bytes, &c));
-        if !strip || api == Api::AnthropicMessages {
-            prop_assert_eq!(out, bytes);
+        if !strip || !matches!(api, Api::OpenAiChat | Api::OpenAiCompletions) {
+            prop_assert_eq!(&out, &bytes);
         }
+        // the same bytes as an Anthropic stream translated for an OpenAI client
+        let mut t = StreamTracker::new(Api::AnthropicMessages, false)
+            .translating(tollgate_filter::translate_stream::AnthropicToOpenAi::new(0, strip));
+        for piece in split(&bytes, &c) {
+            t.push(piece);
+        }
+        t.finish();
     }
 
     #[test]
     fn arbitrary_bodies_never_panic(api in api(), bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
         let _ = parse_json_response(api, &bytes);
+        let _ = tollgate_filter::translate::messages_to_chat(&bytes, 200, 0);
+        let _ = tollgate_filter::translate::messages_to_chat(&bytes, 500, 0);
         if let Ok(p) = parse_chat(api, &bytes) {
+            if let Ok(t) = tollgate_filter::translate::chat_to_messages(&p, "m", 7) {
+                prop_assert!(serde_json::from_slice::<serde_json::Value>(&t).is_ok());
+            }
             // with breakpoints added wherever the prefix allows (1 token), on hostile bodies too
             let _ = p.rewrite("m", Rewrite { force_include_usage: true, output_cap: Some(("max_tokens", 7)), auto_cache: Some(tollgate_filter::caching::AutoCache { min_tokens: 1, ttl_1h: false }) });
         }

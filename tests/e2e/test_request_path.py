@@ -126,10 +126,12 @@ def test_key_restricted_to_some_models(client):
 
 
 def test_model_on_the_wrong_api_is_400(client):
-    r = client.chat("claude-sonnet-4-6")
+    # An Anthropic-format request for an OpenAI model is not translated (the
+    # other direction is: tests/e2e/test_translation.py).
+    r = client.messages("openai/gpt-5.4")
     assert r.status_code == 400
-    e = error_of(r)
-    assert e["code"] == "wrong_api_for_model" and "/v1/messages" in e["message"]
+    e = r.json()["error"]
+    assert e["code"] == "wrong_api_for_model" and "/v1/chat/completions" in e["message"], e
 
 
 def test_body_over_limit_is_413(client):

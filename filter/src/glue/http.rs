@@ -154,6 +154,9 @@ pub(super) struct TollgateHttp {
     /// Shared by the requests of one plugin configuration: Envoy held the
     /// headers of an earlier request until its body was read.
     pause_verified: Rc<std::cell::Cell<bool>>,
+    /// An OpenAI chat request sent to an Anthropic model: the answer is
+    /// read as Anthropic's and translated back ([`crate::translate`]).
+    translate: bool,
 }
 
 impl Context for TollgateHttp {}
@@ -209,6 +212,7 @@ impl TollgateHttp {
             denied_scope: None,
             state: None,
             pause_verified,
+            translate: false,
         }
     }
 
@@ -389,6 +393,7 @@ impl TollgateHttp {
         };
         self.chat = Some(plan.chat.clone());
         self.target = Some(plan.target.clone());
+        self.translate = plan.translate;
         // Budgets: reserve the worst case against every budgeted scope.
         if cfg.control.is_some() {
             if let Err(action) = self.admit(cfg, &key, plan.worst) {
@@ -505,6 +510,15 @@ impl TollgateHttp {
         }
     }
 
+    /// The API the provider answers in (Anthropic's when translating).
+    fn response_api(&self) -> Api {
+        if self.translate {
+            Api::AnthropicMessages
+        } else {
+            self.api.unwrap_or(Api::OpenAiChat)
+        }
+    }
+
     /// The state for this request: read from shared data once, then reused.
     fn state(&mut self) -> (Option<Rc<StateView>>, Option<Meta>) {
         if self.state.is_none() {
@@ -610,7 +624,7 @@ impl TollgateHttp {
 
     /// The JSON body is complete: read it and settle.
     fn finish_json(&mut self) -> Option<UsageRecord> {
-        let api = self.api.unwrap_or(Api::OpenAiChat);
+        let api = self.response_api();
         if let Reader::Json { collector, inflater } = std::mem::replace(&mut self.reader, Reader::None) {
             let reading = collector.finish(api);
             self.body_bytes = reading.bytes;
@@ -724,15 +738,20 @@ impl HttpContext for TollgateHttp {
             // A compressed stream cannot be rewritten: the client then also
             // gets the usage chunk it did not ask for (SDKs ignore it).
             let strip = inflater.is_none() && cfg.force_stream_usage && chat.is_some_and(|c| c.stream && !c.client_include_usage);
-            let tracker = StreamTracker::new(self.api.unwrap_or(Api::OpenAiChat), strip);
+            let mut tracker = StreamTracker::new(self.response_api(), strip);
+            if self.translate && inflater.is_none() {
+                let include_usage = chat.is_some_and(|c| c.client_include_usage);
+                tracker = tracker.translating(crate::translate_stream::AnthropicToOpenAi::new(now_ms(self) / 1000, include_usage));
+            }
             if tracker.rewrites() && has_content_length {
                 host::set_header(RESPONSE_HEADERS, "content-length", None);
             }
             self.reader = Reader::Stream { tracker, inflater };
             return Action::Continue;
         }
-        if cfg.cost_headers {
-            // Hold the headers until the body (and so the cost) is known.
+        if cfg.cost_headers || self.translate {
+            // Hold the headers until the body (and so the cost, and the
+            // translated body's length) is known.
             self.reader = Reader::Held { inflater };
             return Action::Pause;
         }
@@ -782,10 +801,19 @@ impl HttpContext for TollgateHttp {
                 let inflater = inflater.take();
                 self.reader = Reader::Json { collector: JsonCollector::new(cfg.max_response_bytes), inflater };
                 let body = host::buffer(RESPONSE_BODY, 0, body_size);
+                let compressed = matches!(&self.reader, Reader::Json { inflater: Some(_), .. });
                 self.feed_json(&body);
                 if end_of_stream {
                     if let Some(rec) = self.finish_json() {
-                        self.add_cost_headers(&rec);
+                        if cfg.cost_headers {
+                            self.add_cost_headers(&rec);
+                        }
+                    }
+                    if self.translate && !compressed {
+                        if let Some(new) = crate::translate::messages_to_chat(&body, self.status, now_ms(self) / 1000) {
+                            host::set_buffer(RESPONSE_BODY, 0, body_size, &new);
+                            self.set_response_header("content-length", &new.len().to_string());
+                        }
                     }
                 }
                 // Too big to hold: let it go without cost headers, keep reading.
@@ -829,7 +857,7 @@ impl HttpContext for TollgateHttp {
         if matches!(self.reader, Reader::Json { .. }) && !self.response_complete {
             // The body ended early: what was read still says what it can.
             let termination = self.termination_from_host();
-            let api = self.api.unwrap_or(Api::OpenAiChat);
+            let api = self.response_api();
             if let Reader::Json { collector, .. } = std::mem::replace(&mut self.reader, Reader::None) {
                 let reading = collector.finish(api);
                 self.body_bytes = reading.bytes;

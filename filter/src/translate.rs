@@ -1,0 +1,387 @@
+//! OpenAI chat completions to and from Anthropic messages, so an OpenAI SDK
+//! can use a Claude model through `/v1/chat/completions`.
+//!
+//! Request (OpenAI → Anthropic), member by member:
+//!
+//! | OpenAI | Anthropic |
+//! |---|---|
+//! | `model` | the route's upstream model |
+//! | `messages`: `system` / `developer` | `system` (text blocks, in order) |
+//! | `messages`: `user` text and `image_url` parts | `user` text and `image` blocks (`data:` URLs as base64, others as `url`) |
+//! | `messages`: `assistant` content and `tool_calls` | `assistant` text and `tool_use` blocks (`arguments` parsed) |
+//! | `messages`: `tool` (`tool_call_id`, content) | `user` turn with a `tool_result` block |
+//! | `max_tokens` / `max_completion_tokens` | `max_tokens` (the gateway's `default_max_tokens` when absent: Anthropic requires it) |
+//! | `temperature` (0–1 only), `top_p`, `stop`, `stream`, `user` | `temperature`, `top_p`, `stop_sequences`, `stream`, `metadata.user_id` |
+//! | `tools` (`function`) | `tools` (`name`, `description`, `input_schema`) |
+//! | `tool_choice` `auto` / `none` / `required` / `{function}`, `parallel_tool_calls: false` | `tool_choice` `auto` / `none` / `any` / `{tool}`, `disable_parallel_tool_use` |
+//! | `stream_options.include_usage` | a final usage chunk in the translated stream |
+//! | `prompt_cache_key`, `safety_identifier`, `store: false`, `n: 1` | nothing (no effect on the answer) |
+//!
+//! Anything else (`n` > 1, `logprobs`, `response_format` other than text,
+//! penalties, `seed`, `logit_bias`, audio, …) cannot be translated faithfully:
+//! 400 `untranslatable_field` naming it, nothing sent.
+//!
+//! Response (Anthropic → OpenAI): text blocks become `message.content`,
+//! `tool_use` blocks `tool_calls`, thinking blocks are left out;
+//! `stop_reason` `end_turn`/`stop_sequence` → `stop`, `max_tokens` → `length`,
+//! `tool_use` → `tool_calls`, `refusal` → `content_filter`; usage:
+//! `prompt_tokens` = input + cache reads + cache writes, `cached_tokens` =
+//! cache reads. Errors keep their status, in OpenAI's error shape.
+
+use serde_json::{json, Map, Value};
+
+use crate::errors::GatewayError;
+use crate::request::ParsedBody;
+
+const IGNORED: &[&str] = &["prompt_cache_key", "safety_identifier"];
+/// Untranslatable members, by name (for a static `param`).
+const REFUSED: &[&str] = &[
+    "n", "logprobs", "top_logprobs", "logit_bias", "presence_penalty", "frequency_penalty", "seed", "response_format",
+    "audio", "modalities", "prediction", "service_tier", "web_search_options", "functions", "function_call",
+    "reasoning_effort", "verbosity", "store", "metadata",
+];
+
+fn untranslatable(param: &'static str, why: &str) -> GatewayError {
+    GatewayError::bad_request(
+        "untranslatable_field",
+        format!("'{param}' {why}: this request goes to an Anthropic model and cannot be translated. See docs/translation.md."),
+    )
+    .with_param(param)
+}
+
+fn bad_message(i: usize, what: &str) -> GatewayError {
+    GatewayError::bad_request("untranslatable_field", format!("messages[{i}]: {what}")).with_param("messages")
+}
+
+/// Text of a content value: a string, or `text` parts (others refused).
+fn text_parts(v: &Value, i: usize) -> Result<String, GatewayError> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Null => Ok(String::new()),
+        Value::Array(parts) => {
+            let mut out = String::new();
+            for p in parts {
+                match (p.get("type").and_then(Value::as_str), p.get("text").and_then(Value::as_str)) {
+                    (Some("text"), Some(t)) => out.push_str(t),
+                    _ => return Err(bad_message(i, "only text parts can be translated here")),
+                }
+            }
+            Ok(out)
+        }
+        _ => Err(bad_message(i, "content must be a string or an array of parts")),
+    }
+}
+
+fn image_block(url: &str, i: usize) -> Result<Value, GatewayError> {
+    if let Some(rest) = url.strip_prefix("data:") {
+        let (meta, data) = rest.split_once(',').ok_or_else(|| bad_message(i, "a data: URL without data"))?;
+        let media = meta.strip_suffix(";base64").ok_or_else(|| bad_message(i, "only base64 data: URLs can be translated"))?;
+        return Ok(json!({"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}));
+    }
+    if url.starts_with("https://") || url.starts_with("http://") {
+        return Ok(json!({"type": "image", "source": {"type": "url", "url": url}}));
+    }
+    Err(bad_message(i, "an image URL must be https:// or a base64 data: URL"))
+}
+
+fn user_content(v: &Value, i: usize) -> Result<Value, GatewayError> {
+    match v {
+        Value::String(s) => Ok(Value::from(s.as_str())),
+        Value::Array(parts) => {
+            let mut blocks = Vec::with_capacity(parts.len());
+            for p in parts {
+                match p.get("type").and_then(Value::as_str) {
+                    Some("text") => blocks.push(json!({"type": "text", "text": p.get("text").and_then(Value::as_str).unwrap_or("")})),
+                    Some("image_url") => {
+                        let url = p.pointer("/image_url/url").and_then(Value::as_str).ok_or_else(|| bad_message(i, "image_url without url"))?;
+                        blocks.push(image_block(url, i)?);
+                    }
+                    Some(other) => return Err(bad_message(i, &format!("content parts of type '{}' cannot be translated", crate::text::clean_field(other, 32)))),
+                    None => return Err(bad_message(i, "a content part without a type")),
+                }
+            }
+            Ok(Value::Array(blocks))
+        }
+        _ => Err(bad_message(i, "content must be a string or an array of parts")),
+    }
+}
+
+fn messages(list: &Value) -> Result<(Vec<Value>, Vec<Value>), GatewayError> {
+    let list = list.as_array().ok_or_else(|| GatewayError::bad_request("invalid_type", "'messages' must be an array.").with_param("messages"))?;
+    let (mut system, mut out) = (Vec::new(), Vec::new());
+    for (i, m) in list.iter().enumerate() {
+        let content = m.get("content").unwrap_or(&Value::Null);
+        match m.get("role").and_then(Value::as_str) {
+            Some("system" | "developer") => system.push(json!({"type": "text", "text": text_parts(content, i)?})),
+            Some("user") => out.push(json!({"role": "user", "content": user_content(content, i)?})),
+            Some("assistant") => {
+                let mut blocks = Vec::new();
+                let text = text_parts(content, i)?;
+                if !text.is_empty() {
+                    blocks.push(json!({"type": "text", "text": text}));
+                }
+                for c in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                    let args = c.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("{}");
+                    let input: Value = serde_json::from_str(if args.trim().is_empty() { "{}" } else { args })
+                        .map_err(|_| bad_message(i, "tool_calls arguments are not JSON"))?;
+                    blocks.push(json!({"type": "tool_use", "id": c.get("id").cloned().unwrap_or(Value::Null),
+                                       "name": c.pointer("/function/name").cloned().unwrap_or(Value::Null), "input": input}));
+                }
+                out.push(json!({"role": "assistant", "content": blocks}));
+            }
+            Some("tool") => {
+                let id = m.get("tool_call_id").and_then(Value::as_str).ok_or_else(|| bad_message(i, "a tool message without tool_call_id"))?;
+                out.push(json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": text_parts(content, i)?}]}));
+            }
+            _ => return Err(bad_message(i, "the role must be system, developer, user, assistant or tool")),
+        }
+    }
+    Ok((system, out))
+}
+
+fn tools(v: &Value) -> Result<Value, GatewayError> {
+    let list = v.as_array().ok_or_else(|| untranslatable("tools", "must be an array"))?;
+    let mut out = Vec::with_capacity(list.len());
+    for t in list {
+        if t.get("type").and_then(Value::as_str) != Some("function") {
+            return Err(untranslatable("tools", "may hold only function tools"));
+        }
+        let f = t.get("function").ok_or_else(|| untranslatable("tools", "needs a function"))?;
+        let mut tool = Map::new();
+        tool.insert("name".into(), f.get("name").cloned().unwrap_or(Value::Null));
+        if let Some(d) = f.get("description") {
+            tool.insert("description".into(), d.clone());
+        }
+        tool.insert("input_schema".into(), f.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object", "properties": {}})));
+        out.push(Value::Object(tool));
+    }
+    Ok(Value::Array(out))
+}
+
+fn tool_choice(v: &Value, parallel: Option<bool>) -> Result<Value, GatewayError> {
+    let mut choice = match v {
+        Value::String(s) if s == "auto" => json!({"type": "auto"}),
+        Value::String(s) if s == "none" => json!({"type": "none"}),
+        Value::String(s) if s == "required" => json!({"type": "any"}),
+        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
+            json!({"type": "tool", "name": o.get("function").and_then(|f| f.get("name")).cloned().unwrap_or(Value::Null)})
+        }
+        _ => return Err(untranslatable("tool_choice", "must be auto, none, required or a function")),
+    };
+    if parallel == Some(false) && choice.get("type").and_then(Value::as_str) != Some("none") {
+        if let Some(o) = choice.as_object_mut() {
+            o.insert("disable_parallel_tool_use".into(), Value::Bool(true));
+        }
+    }
+    Ok(choice)
+}
+
+/// The Anthropic request for an OpenAI chat request.
+pub fn chat_to_messages(p: &ParsedBody<'_>, upstream_model: &str, default_max_tokens: u64) -> Result<Vec<u8>, GatewayError> {
+    let mut out = Map::new();
+    out.insert("model".into(), Value::from(upstream_model));
+    let mut parallel = None;
+    let mut choice = None;
+    for (k, raw) in p.members() {
+        let v: Value = serde_json::from_str(raw).map_err(|_| GatewayError::bad_request("invalid_json", "The request body is not valid JSON."))?;
+        match k {
+            "model" | "stream_options" => {}
+            k if IGNORED.contains(&k) => {}
+            "messages" => {
+                let (system, msgs) = messages(&v)?;
+                if !system.is_empty() {
+                    out.insert("system".into(), Value::Array(system));
+                }
+                out.insert("messages".into(), Value::Array(msgs));
+            }
+            "max_tokens" | "max_completion_tokens" => {}
+            "temperature" => match v.as_f64() {
+                Some(t) if (0.0..=1.0).contains(&t) => {
+                    out.insert("temperature".into(), v);
+                }
+                None if v.is_null() => {}
+                _ => return Err(untranslatable("temperature", "must be between 0 and 1 for Anthropic models")),
+            },
+            "top_p" | "stream" if !v.is_null() => {
+                out.insert(k.into(), v);
+            }
+            "top_p" | "stream" => {}
+            "stop" => match v {
+                Value::String(s) => {
+                    out.insert("stop_sequences".into(), json!([s]));
+                }
+                Value::Array(_) => {
+                    out.insert("stop_sequences".into(), v);
+                }
+                Value::Null => {}
+                _ => return Err(untranslatable("stop", "must be a string or an array of strings")),
+            },
+            "user" => {
+                if let Some(u) = v.as_str() {
+                    out.insert("metadata".into(), json!({"user_id": u}));
+                }
+            }
+            "tools" if !v.is_null() => {
+                out.insert("tools".into(), tools(&v)?);
+            }
+            "tool_choice" if !v.is_null() => choice = Some(v),
+            "parallel_tool_calls" => parallel = v.as_bool(),
+            "n" if v.is_null() || v.as_u64() == Some(1) => {}
+            "store" if v.is_null() || v == Value::Bool(false) => {}
+            "response_format" if v.is_null() || v.get("type").and_then(Value::as_str) == Some("text") => {}
+            "logprobs" if v.is_null() || v == Value::Bool(false) => {}
+            "tools" | "tool_choice" => {}
+            other => {
+                let param = REFUSED.iter().find(|r| **r == other).copied().unwrap_or("(root)");
+                let shown = crate::text::clean_field(other, 64);
+                return Err(GatewayError::bad_request(
+                    "untranslatable_field",
+                    format!("'{shown}' cannot be translated for an Anthropic model. See docs/translation.md."),
+                )
+                .with_param(param));
+            }
+        }
+    }
+    if let Some(c) = choice {
+        out.insert("tool_choice".into(), tool_choice(&c, parallel)?);
+    } else if parallel == Some(false) && out.contains_key("tools") {
+        out.insert("tool_choice".into(), json!({"type": "auto", "disable_parallel_tool_use": true}));
+    }
+    out.insert("max_tokens".into(), Value::from(p.request.max_tokens.unwrap_or(default_max_tokens)));
+    serde_json::to_vec(&Value::Object(out)).map_err(|_| GatewayError::internal("the translated request could not be written"))
+}
+
+/// OpenAI's `finish_reason` for an Anthropic `stop_reason`.
+pub fn finish_reason(stop: Option<&str>) -> &'static str {
+    match stop {
+        Some("max_tokens") => "length",
+        Some("tool_use") => "tool_calls",
+        Some("refusal") => "content_filter",
+        _ => "stop",
+    }
+}
+
+/// OpenAI's `usage` for Anthropic's counts.
+pub fn usage_json(u: &Value) -> Value {
+    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let (cr, cw) = (n("cache_read_input_tokens"), n("cache_creation_input_tokens"));
+    let prompt = n("input_tokens").saturating_add(cr).saturating_add(cw);
+    let out = n("output_tokens");
+    json!({"prompt_tokens": prompt, "completion_tokens": out, "total_tokens": prompt.saturating_add(out),
+           "prompt_tokens_details": {"cached_tokens": cr}})
+}
+
+/// The OpenAI chat completion for an Anthropic response body (or, for an
+/// error status, the OpenAI error). `None`: not JSON, passed on as it is.
+pub fn messages_to_chat(body: &[u8], status: u16, created_s: u64) -> Option<Vec<u8>> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    if status >= 400 || v.get("type").and_then(Value::as_str) == Some("error") {
+        let e = v.get("error").unwrap_or(&Value::Null);
+        let out = json!({"error": {"message": e.get("message").cloned().unwrap_or_else(|| Value::from("The provider refused the request.")),
+                                   "type": e.get("type").cloned().unwrap_or(Value::from("api_error")), "param": null, "code": null}});
+        return serde_json::to_vec(&out).ok();
+    }
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for b in v.get("content").and_then(Value::as_array).into_iter().flatten() {
+        match b.get("type").and_then(Value::as_str) {
+            Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
+            Some("tool_use") => calls.push(json!({"id": b.get("id"), "type": "function", "function": {
+                "name": b.get("name"), "arguments": b.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into())}})),
+            _ => {}
+        }
+    }
+    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::from(text) },
+                             "refusal": null, "annotations": []});
+    if let (false, Some(m)) = (calls.is_empty(), message.as_object_mut()) {
+        m.insert("tool_calls".into(), Value::Array(calls));
+    }
+    let out = json!({
+        "id": format!("chatcmpl-{}", v.get("id").and_then(Value::as_str).unwrap_or("")),
+        "object": "chat.completion", "created": created_s, "model": v.get("model"),
+        "choices": [{"index": 0, "message": message, "logprobs": null,
+                     "finish_reason": finish_reason(v.get("stop_reason").and_then(Value::as_str))}],
+        "usage": usage_json(v.get("usage").unwrap_or(&Value::Null)),
+    });
+    serde_json::to_vec(&out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::{parse_chat, Api};
+
+    fn tr(body: Value) -> Result<Value, GatewayError> {
+        let b = serde_json::to_vec(&body).unwrap();
+        let p = parse_chat(Api::OpenAiChat, &b).unwrap();
+        chat_to_messages(&p, "claude-sonnet-4-6", 4096).map(|v| serde_json::from_slice(&v).unwrap())
+    }
+
+    #[test]
+    fn a_tool_conversation_with_images_is_translated_member_by_member() {
+        let got = tr(json!({
+            "model": "anthropic/claude-sonnet-4-6", "temperature": 0.5, "stop": "END", "user": "u1", "stream": true,
+            "stream_options": {"include_usage": true}, "parallel_tool_calls": false,
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                             {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}},
+                                             {"type": "image_url", "image_url": {"url": "https://x.test/a.jpg"}}]},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                    "function": {"name": "lookup", "arguments": "{\"q\":\"png\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "a PNG"}],
+            "tools": [{"type": "function", "function": {"name": "lookup", "description": "d", "parameters": {"type": "object"}}}],
+            "tool_choice": "required"})).unwrap();
+        assert_eq!(got, json!({
+            "model": "claude-sonnet-4-6", "temperature": 0.5, "stop_sequences": ["END"], "metadata": {"user_id": "u1"},
+            "stream": true,
+            "system": [{"type": "text", "text": "Be brief."}],
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBOR"}},
+                    {"type": "image", "source": {"type": "url", "url": "https://x.test/a.jpg"}}]},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "call_1", "name": "lookup", "input": {"q": "png"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "a PNG"}]}],
+            "tools": [{"name": "lookup", "description": "d", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+            "max_tokens": 4096}));
+    }
+
+    #[test]
+    fn what_cannot_be_translated_is_refused_by_name() {
+        for (body, param) in [
+            (json!({"model": "m", "messages": [], "n": 2}), "n"),
+            (json!({"model": "m", "messages": [], "response_format": {"type": "json_object"}}), "response_format"),
+            (json!({"model": "m", "messages": [], "temperature": 1.5}), "temperature"),
+            (json!({"model": "m", "messages": [], "seed": 1}), "seed"),
+            (json!({"model": "m", "messages": [], "frobnicate": 1}), "(root)"),
+            (json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}), "messages"),
+            (json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}]}), "messages"),
+        ] {
+            let e = tr(body).unwrap_err();
+            assert_eq!((e.status, e.code, e.param), (400, "untranslatable_field", Some(param)), "{}", e.message);
+        }
+        // what has no effect passes: n = 1, store false, a text response format, a cache key
+        let ok = tr(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 1, "store": false,
+                           "response_format": {"type": "text"}, "prompt_cache_key": "k", "max_completion_tokens": 99})).unwrap();
+        assert_eq!(ok["max_tokens"], 99);
+    }
+
+    #[test]
+    fn responses_and_errors_come_back_in_openai_shape() {
+        let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-6",
+            "content":[{"type":"thinking","thinking":"hm"},{"type":"text","text":"Let me look."},
+                       {"type":"tool_use","id":"toolu_1","name":"lookup","input":{"q":"x"}}],
+            "stop_reason":"tool_use","usage":{"input_tokens":10,"cache_read_input_tokens":100,"cache_creation_input_tokens":5,"output_tokens":7}}"#;
+        let v: Value = serde_json::from_slice(&messages_to_chat(body, 200, 42).unwrap()).unwrap();
+        assert_eq!(v["object"], "chat.completion");
+        assert_eq!(v["choices"][0]["message"]["content"], "Let me look.");
+        assert_eq!(v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], r#"{"q":"x"}"#);
+        assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(v["usage"], json!({"prompt_tokens": 115, "completion_tokens": 7, "total_tokens": 122, "prompt_tokens_details": {"cached_tokens": 100}}));
+        let e = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        let v: Value = serde_json::from_slice(&messages_to_chat(e, 529, 0).unwrap()).unwrap();
+        assert_eq!(v, json!({"error": {"message": "Overloaded", "type": "overloaded_error", "param": null, "code": null}}));
+        assert!(messages_to_chat(b"<html>", 502, 0).is_none());
+    }
+}

@@ -1,0 +1,108 @@
+"""An OpenAI SDK using a Claude model through /v1/chat/completions: the
+request goes up as an Anthropic messages request (the strict mock refuses
+anything Anthropic would), the answer comes back as a chat completion — JSON,
+streams (with and without include_usage), tool calls from Anthropic's
+documented tool-use stream, errors — and is priced as Anthropic reports it."""
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from conftest import SEARCH_KEY, expected_cost
+
+MODEL = "anthropic/claude-sonnet-4-6"
+
+
+@pytest.fixture(scope="module")
+def oai(stack):
+    return openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+
+
+def test_a_chat_completion_from_a_claude_model(oai, client):
+    raw = oai.chat.completions.with_raw_response.create(
+        model=MODEL, max_tokens=50, temperature=0.2, stop=["END"], user="u-42",
+        messages=[{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Say hello"}])
+    assert raw.headers["x-mock-path"] == "/v1/messages", "it went to Anthropic's API"
+    assert raw.headers["x-mock-anthropic-version"], "with the version header Anthropic requires"
+    r = raw.parse()
+    assert r.object == "chat.completion" and r.choices[0].message.content.startswith("Sure")
+    assert r.choices[0].finish_reason == "stop"
+    u = r.usage
+    cost = expected_cost(MODEL, u.prompt_tokens, u.completion_tokens)
+    assert int(raw.headers["x-tollgate-cost-micros"]) == cost
+    assert int(raw.headers["content-length"]) == len(raw.content)
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert (rec["api"], rec["provider"], rec["model_upstream"]) == ("openai_chat", "anthropic", "claude-sonnet-4-6")
+    assert rec["cost_micros"] == cost and rec["usage"]["output_tokens"] == u.completion_tokens
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_a_stream_from_a_claude_model(oai, client, include_usage):
+    kw = {"stream_options": {"include_usage": True}} if include_usage else {}
+    raw = oai.chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": "Stream it"}], stream=True, **kw)
+    chunks = list(raw.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("Sure, here is a mock answer")
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finish == ["stop"]
+    with_usage = [c for c in chunks if c.usage]
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    if include_usage:
+        assert len(with_usage) == 1 and with_usage[0].usage.completion_tokens == rec["usage"]["output_tokens"]
+    else:
+        assert not with_usage
+    assert rec["usage_source"] == "provider" and rec["cost_micros"] > 0
+
+
+def test_tool_calls_come_back_as_openai_tool_calls(oai):
+    """Anthropic's documented tool-use stream (tests/captures), replayed by the mock, seen through the OpenAI SDK."""
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+                                               "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}}]
+    stream = oai.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Weather in SF?"}], tools=tools, tool_choice="auto",
+        stream=True, extra_headers={"x-mock-replay": "anthropic_stream_tool_use.sse", "x-mock-chunk-bytes": "61"})
+    calls: dict[int, dict] = {}
+    finish = None
+    for c in stream:
+        if not c.choices:
+            continue
+        for tc in c.choices[0].delta.tool_calls or []:
+            d = calls.setdefault(tc.index, {"id": None, "name": None, "arguments": ""})
+            d["id"] = tc.id or d["id"]
+            d["name"] = (tc.function.name if tc.function else None) or d["name"]
+            d["arguments"] += (tc.function.arguments or "") if tc.function else ""
+        finish = c.choices[0].finish_reason or finish
+    assert finish == "tool_calls"
+    assert calls and all(d["id"] and d["name"] for d in calls.values())
+    assert all(isinstance(json.loads(d["arguments"]), dict) for d in calls.values())
+
+
+def test_a_tool_conversation_with_an_image_is_accepted_by_anthropic(oai):
+    r = oai.chat.completions.create(model=MODEL, messages=[
+        {"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "toolu_1", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\": \"png\"}"}}]},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "a PNG image"}],
+        tools=[{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}],
+        parallel_tool_calls=False)
+    assert r.choices[0].message.content
+
+
+def test_errors_come_back_in_openai_shape(oai):
+    with pytest.raises(openai.APIStatusError) as e:
+        oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}],
+                                    extra_headers={"x-mock-status": "529"})
+    assert e.value.status_code == 529
+    assert e.value.body["type"] == "overloaded_error"
+
+
+def test_what_cannot_be_translated_is_refused_by_name(oai):
+    for kw, param in [({"n": 2}, "n"), ({"response_format": {"type": "json_object"}}, "response_format"),
+                      ({"temperature": 1.7}, "temperature"), ({"presence_penalty": 0.5}, "presence_penalty")]:
+        with pytest.raises(openai.BadRequestError) as e:
+            oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], **kw)
+        assert e.value.body["code"] == "untranslatable_field" and e.value.body["param"] == param, e.value.body
