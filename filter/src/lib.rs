@@ -26,7 +26,6 @@ pub mod shipper;
 pub mod sse;
 pub mod state;
 pub mod translate;
-pub mod translate_stream;
 pub mod usage;
 
 /// The wire contract's key hashing and text bounds, used throughout the filter.

@@ -8,6 +8,7 @@
 
 use crate::budget::Amount;
 use crate::config::{Config, KeyInfo, ProviderFormat, UnpricedModels};
+use crate::translate::{to_anthropic, to_openai, Direction};
 use crate::errors::GatewayError;
 use crate::request::{parse_chat, query_of, Api, ChatRequest, Rewrite};
 use crate::usage::Usage;
@@ -40,9 +41,9 @@ pub struct Plan {
     /// Request headers to set (credentials included: never log these).
     pub headers: Vec<(String, String)>,
     pub cluster: String,
-    /// An OpenAI chat request for an Anthropic model: the body went up
-    /// translated, and the answer must come back translated ([`crate::translate`]).
-    pub translate: bool,
+    /// A request in the other provider format: the body went up translated,
+    /// and the answer must come back translated ([`crate::translate`]).
+    pub translate: Option<Direction>,
 }
 
 /// Plans a request whose whole body is `body`. `path` is the client's
@@ -70,9 +71,9 @@ pub fn plan(
     };
     let provider = resolved.provider;
     let target = Target { provider: provider.name.clone(), route: resolved.route.to_string(), upstream_model };
-    // An OpenAI SDK asking for an Anthropic model: translated both ways.
-    let translate = api == Api::OpenAiChat && provider.format == ProviderFormat::Anthropic;
-    if !translate && !provider.format.serves(api) {
+    // A chat request in the other provider's format: translated both ways.
+    let translate = Direction::between(api, provider.format == ProviderFormat::Anthropic);
+    if translate.is_none() && !provider.format.serves(api) {
         let e = match (provider.format, api) {
             (ProviderFormat::Anthropic, Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses) => GatewayError::bad_request(
                 "wrong_api_for_model",
@@ -111,15 +112,16 @@ pub fn plan(
         output_cap: api.output_cap_field().or(provider.output_cap_field).map(|f| (f, cfg.default_max_tokens)),
         auto_cache: resolved.auto_cache,
     };
-    let body = if translate {
-        match crate::translate::chat_to_messages(&parsed, &target.upstream_model, cfg.default_max_tokens) {
-            Ok(b) => Some(b),
-            Err(e) => return Err(refuse(e, Some(&chat), Some(&target))),
+    let body = match translate {
+        Some(Direction::OpenAiToAnthropic) => Some(to_anthropic::chat_to_messages(&parsed, &target.upstream_model, cfg.default_max_tokens)),
+        Some(Direction::AnthropicToOpenAi) => {
+            Some(to_openai::messages_to_chat_request(&parsed, &target.upstream_model, provider.output_cap_field.unwrap_or("max_tokens")))
         }
-    } else {
-        parsed.rewrite(&target.upstream_model, opts)
-    };
-    let upstream_api = if translate { Api::AnthropicMessages } else { api };
+        None => parsed.rewrite(&target.upstream_model, opts).map(Ok),
+    }
+    .transpose()
+    .map_err(|e| refuse(e, Some(&chat), Some(&target)))?;
+    let upstream_api = translate.map_or(api, Direction::upstream_api);
     let mut headers = vec![
         (":path".to_string(), format!("{}{}{}", provider.path_prefix, upstream_api.upstream_suffix(), query_of(path))),
         (":authority".to_string(), provider.host.clone()),
@@ -128,6 +130,7 @@ pub fn plan(
     if let Some(b) = &body {
         headers.push(("content-length".to_string(), b.len().to_string()));
     }
+    // The credential and headers of the provider's format (translated requests included).
     match provider.format {
         ProviderFormat::Openai => {
             if let Some(k) = &provider.api_key {
@@ -138,7 +141,7 @@ pub fn plan(
             if let Some(k) = &provider.api_key {
                 headers.push(("x-api-key".to_string(), k.expose().to_string()));
             }
-            if !has_anthropic_version {
+            if !has_anthropic_version || translate.is_some() {
                 headers.push(("anthropic-version".to_string(), provider.anthropic_version.clone()));
             }
         }
@@ -199,9 +202,9 @@ mod tests {
         let r = plan(&cfg, &key(Some(vec!["cheap"])), Api::OpenAiChat, br#"{"model":"openai/gpt-5.4","messages":[]}"#, "/", false)
             .unwrap_err();
         assert_eq!((r.error.code, r.chat.is_some(), r.target.is_some()), ("model_not_allowed", true, false));
-        // An Anthropic-format request for an OpenAI model is not translated (yet): refused by name.
-        let r = plan(&cfg, &key(None), Api::AnthropicMessages, br#"{"model":"cheap","max_tokens":5,"messages":[]}"#, "/", false).unwrap_err();
-        assert_eq!((r.error.code, r.target.map(|t| t.provider)), ("wrong_api_for_model", Some("openai".into())));
+        // A Responses API request for an Anthropic model has no translation: refused by name.
+        let r = plan(&cfg, &key(None), Api::OpenAiResponses, br#"{"model":"claude-x","input":"x"}"#, "/", false).unwrap_err();
+        assert_eq!((r.error.code, r.target.map(|t| t.provider)), ("wrong_api_for_model", Some("anthropic".into())));
         let r = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"openai/gpt-9","messages":[]}"#, "/", false).unwrap_err();
         assert_eq!(r.error.code, "model_not_priced");
         let r = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"nope","messages":[]}"#, "/", false).unwrap_err();
@@ -285,7 +288,7 @@ mod tests {
         let cfg = Config::from_json(CFG.replace("\"unpriced_models\": \"deny\"", "\"unpriced_models\": \"allow\"").as_bytes()).unwrap();
         let body = br#"{"model":"claude-x","messages":[{"role":"system","content":"s"},{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#;
         let p = plan(&cfg, &key(None), Api::OpenAiChat, body, "/v1/chat/completions", false).unwrap();
-        assert!(p.translate);
+        assert_eq!(p.translate, Some(Direction::OpenAiToAnthropic));
         let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
         assert_eq!((h[":path"].as_str(), h["anthropic-version"].as_str()), ("/v1/messages", "2023-06-01"));
         let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();

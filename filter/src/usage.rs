@@ -253,7 +253,7 @@ pub struct StreamTracker {
     usage_final: bool,
     oversized: bool,
     /// Rewrites the (Anthropic) stream as OpenAI chunks ([`crate::translate_stream`]).
-    translator: Option<Box<crate::translate_stream::AnthropicToOpenAi>>,
+    translator: Option<Box<dyn crate::translate::StreamTranslator>>,
 }
 
 /// The result of following a stream.
@@ -292,9 +292,9 @@ impl StreamTracker {
         }
     }
 
-    /// Also rewrites the stream with `t` (an Anthropic stream for an OpenAI client).
-    pub fn translating(mut self, t: crate::translate_stream::AnthropicToOpenAi) -> Self {
-        self.translator = Some(Box::new(t));
+    /// Also rewrites the stream with `t` (a stream in the other provider format).
+    pub fn translating(mut self, t: Box<dyn crate::translate::StreamTranslator>) -> Self {
+        self.translator = Some(t);
         self
     }
 

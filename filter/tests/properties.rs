@@ -7,6 +7,7 @@
 #![allow(clippy::indexing_slicing, clippy::unwrap_used)] // a test crate: a panic is a failed test
 
 use proptest::prelude::*;
+use tollgate_filter::translate::Direction;
 use tollgate_filter::budget::Counter;
 use tollgate_filter::config::Config;
 use tollgate_filter::decode::{Coding, Inflater};
@@ -120,22 +121,28 @@ proptest! {
         if !strip || !matches!(api, Api::OpenAiChat | Api::OpenAiCompletions) {
             prop_assert_eq!(&out, &bytes);
         }
-        // the same bytes as an Anthropic stream translated for an OpenAI client
-        let mut t = StreamTracker::new(Api::AnthropicMessages, false)
-            .translating(tollgate_filter::translate_stream::AnthropicToOpenAi::new(0, strip));
-        for piece in split(&bytes, &c) {
-            t.push(piece);
+        // the same bytes as a stream translated either way
+        for d in [Direction::OpenAiToAnthropic, Direction::AnthropicToOpenAi] {
+            let mut t = StreamTracker::new(d.upstream_api(), false).translating(d.stream(0, strip));
+            for piece in split(&bytes, &c) {
+                t.push(piece);
+            }
+            t.finish();
         }
-        t.finish();
     }
 
     #[test]
     fn arbitrary_bodies_never_panic(api in api(), bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
         let _ = parse_json_response(api, &bytes);
-        let _ = tollgate_filter::translate::messages_to_chat(&bytes, 200, 0);
-        let _ = tollgate_filter::translate::messages_to_chat(&bytes, 500, 0);
+        for d in [Direction::OpenAiToAnthropic, Direction::AnthropicToOpenAi] {
+            let _ = d.answer(&bytes, 200, 0);
+            let _ = d.answer(&bytes, 500, 0);
+        }
         if let Ok(p) = parse_chat(api, &bytes) {
-            if let Ok(t) = tollgate_filter::translate::chat_to_messages(&p, "m", 7) {
+            if let Ok(t) = tollgate_filter::translate::to_anthropic::chat_to_messages(&p, "m", 7) {
+                prop_assert!(serde_json::from_slice::<serde_json::Value>(&t).is_ok());
+            }
+            if let Ok(t) = tollgate_filter::translate::to_openai::messages_to_chat_request(&p, "m", "max_tokens") {
                 prop_assert!(serde_json::from_slice::<serde_json::Value>(&t).is_ok());
             }
             // with breakpoints added wherever the prefix allows (1 token), on hostile bodies too

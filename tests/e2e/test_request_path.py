@@ -126,12 +126,12 @@ def test_key_restricted_to_some_models(client):
 
 
 def test_model_on_the_wrong_api_is_400(client):
-    # An Anthropic-format request for an OpenAI model is not translated (the
-    # other direction is: tests/e2e/test_translation.py).
-    r = client.messages("openai/gpt-5.4")
+    # Chat requests are translated between the two formats (tests/e2e/test_translation.py);
+    # the Responses API has no Anthropic counterpart.
+    r = client.post("/v1/responses", {"model": "claude-sonnet-4-6", "input": "hi"})
     assert r.status_code == 400
     e = r.json()["error"]
-    assert e["code"] == "wrong_api_for_model" and "/v1/chat/completions" in e["message"], e
+    assert e["code"] == "wrong_api_for_model" and "no OpenAI responses API" in e["message"], e
 
 
 def test_body_over_limit_is_413(client):

@@ -106,3 +106,51 @@ def test_what_cannot_be_translated_is_refused_by_name(oai):
         with pytest.raises(openai.BadRequestError) as e:
             oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], **kw)
         assert e.value.body["code"] == "untranslatable_field" and e.value.body["param"] == param, e.value.body
+
+
+# ---- the other direction: an Anthropic SDK using an OpenAI-format model ----------------------
+
+@pytest.fixture(scope="module")
+def claude_sdk(stack):
+    import anthropic
+    return anthropic.Anthropic(base_url=stack.url, api_key=SEARCH_KEY, max_retries=0)
+
+
+@pytest.mark.parametrize("model,price,cap", [("openai/gpt-5.4", "openai/gpt-5.4", "max_completion_tokens"),
+                                             ("cheap", "deepseek/deepseek-v4", "max_tokens")])
+def test_an_anthropic_message_from_an_openai_format_model(claude_sdk, client, model, price, cap):
+    raw = claude_sdk.messages.with_raw_response.create(
+        model=model, max_tokens=50, system="Be terse.", stop_sequences=["END"], metadata={"user_id": "u-7"},
+        messages=[{"role": "user", "content": "Say hello"}])
+    assert raw.headers["x-mock-path"].endswith("/chat/completions")
+    m = raw.parse()
+    assert m.type == "message" and m.content[0].text.startswith("Sure") and m.stop_reason == "end_turn"
+    u = m.usage
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert (rec["api"], rec["usage"]["output_tokens"]) == ("anthropic_messages", u.output_tokens)
+    assert rec["cost_micros"] == expected_cost(price, u.input_tokens + (u.cache_read_input_tokens or 0), u.output_tokens,
+                                               cached=u.cache_read_input_tokens or 0)
+
+
+def test_an_anthropic_stream_from_an_openai_format_model(claude_sdk, client):
+    with claude_sdk.messages.stream(model="openai/gpt-5.4", max_tokens=50,
+                                    messages=[{"role": "user", "content": "Stream it"}]) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+        rid = s.response.headers["x-tollgate-request-id"]
+    assert text.startswith("Sure, here is a mock answer")
+    assert final.stop_reason == "end_turn" and final.usage.output_tokens == 12
+    rec = client.record(rid)
+    assert rec["usage"]["output_tokens"] == 12 and rec["usage_source"] == "provider" and rec["stream"] is True
+
+
+def test_anthropic_sdk_errors_and_refusals_from_an_openai_format_model(claude_sdk):
+    import anthropic
+    with pytest.raises(anthropic.RateLimitError) as e:
+        claude_sdk.messages.create(model="openai/gpt-5.4", max_tokens=10, messages=[{"role": "user", "content": "x"}],
+                                   extra_headers={"x-mock-status": "429"})
+    assert e.value.body["error"]["type"] == "rate_limit_error"
+    with pytest.raises(anthropic.BadRequestError) as e:
+        claude_sdk.messages.create(model="openai/gpt-5.4", max_tokens=10, extra_body={"top_k": 5},
+                                   messages=[{"role": "user", "content": "x"}])
+    assert "top_k" in e.value.body["error"]["message"]

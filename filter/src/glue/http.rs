@@ -154,9 +154,9 @@ pub(super) struct TollgateHttp {
     /// Shared by the requests of one plugin configuration: Envoy held the
     /// headers of an earlier request until its body was read.
     pause_verified: Rc<std::cell::Cell<bool>>,
-    /// An OpenAI chat request sent to an Anthropic model: the answer is
-    /// read as Anthropic's and translated back ([`crate::translate`]).
-    translate: bool,
+    /// A request sent in the other provider format: the answer is read in
+    /// the provider's format and translated back ([`crate::translate`]).
+    translate: Option<crate::translate::Direction>,
 }
 
 impl Context for TollgateHttp {}
@@ -212,7 +212,7 @@ impl TollgateHttp {
             denied_scope: None,
             state: None,
             pause_verified,
-            translate: false,
+            translate: None,
         }
     }
 
@@ -512,11 +512,7 @@ impl TollgateHttp {
 
     /// The API the provider answers in (Anthropic's when translating).
     fn response_api(&self) -> Api {
-        if self.translate {
-            Api::AnthropicMessages
-        } else {
-            self.api.unwrap_or(Api::OpenAiChat)
-        }
+        self.translate.map_or(self.api.unwrap_or(Api::OpenAiChat), |d| d.upstream_api())
     }
 
     /// The state for this request: read from shared data once, then reused.
@@ -739,9 +735,9 @@ impl HttpContext for TollgateHttp {
             // gets the usage chunk it did not ask for (SDKs ignore it).
             let strip = inflater.is_none() && cfg.force_stream_usage && chat.is_some_and(|c| c.stream && !c.client_include_usage);
             let mut tracker = StreamTracker::new(self.response_api(), strip);
-            if self.translate && inflater.is_none() {
+            if let (Some(d), None) = (self.translate, &inflater) {
                 let include_usage = chat.is_some_and(|c| c.client_include_usage);
-                tracker = tracker.translating(crate::translate_stream::AnthropicToOpenAi::new(now_ms(self) / 1000, include_usage));
+                tracker = tracker.translating(d.stream(now_ms(self) / 1000, include_usage));
             }
             if tracker.rewrites() && has_content_length {
                 host::set_header(RESPONSE_HEADERS, "content-length", None);
@@ -749,7 +745,7 @@ impl HttpContext for TollgateHttp {
             self.reader = Reader::Stream { tracker, inflater };
             return Action::Continue;
         }
-        if cfg.cost_headers || self.translate {
+        if cfg.cost_headers || self.translate.is_some() {
             // Hold the headers until the body (and so the cost, and the
             // translated body's length) is known.
             self.reader = Reader::Held { inflater };
@@ -809,8 +805,8 @@ impl HttpContext for TollgateHttp {
                             self.add_cost_headers(&rec);
                         }
                     }
-                    if self.translate && !compressed {
-                        if let Some(new) = crate::translate::messages_to_chat(&body, self.status, now_ms(self) / 1000) {
+                    if let (Some(d), false) = (self.translate, compressed) {
+                        if let Some(new) = d.answer(&body, self.status, now_ms(self) / 1000) {
                             host::set_buffer(RESPONSE_BODY, 0, body_size, &new);
                             self.set_response_header("content-length", &new.len().to_string());
                         }

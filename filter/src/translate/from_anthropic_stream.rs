@@ -1,5 +1,5 @@
 //! An Anthropic messages stream rewritten, event by event, as the OpenAI
-//! chat completion chunks an OpenAI SDK expects (see [`crate::translate`]).
+//! chat completion chunks an OpenAI SDK expects (see [`super::to_anthropic`]).
 //!
 //! | Anthropic event | OpenAI chunk |
 //! |---|---|
@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use crate::translate::{finish_reason, usage_json};
+use super::to_anthropic::{finish_reason, usage_json};
 
 #[derive(Debug)]
 pub struct AnthropicToOpenAi {
@@ -35,6 +35,12 @@ fn data(v: &Value) -> Vec<u8> {
     out.extend_from_slice(v.to_string().as_bytes());
     out.extend_from_slice(b"\n\n");
     out
+}
+
+impl super::StreamTranslator for AnthropicToOpenAi {
+    fn event(&mut self, name: Option<&str>, payload: &str) -> Vec<u8> {
+        self.on_event(name, payload)
+    }
 }
 
 impl AnthropicToOpenAi {
@@ -68,7 +74,7 @@ impl AnthropicToOpenAi {
     }
 
     /// The OpenAI bytes for one Anthropic event (`name` from its `event:` line).
-    pub fn event(&mut self, name: Option<&str>, payload: &str) -> Vec<u8> {
+    pub fn on_event(&mut self, name: Option<&str>, payload: &str) -> Vec<u8> {
         let Ok(ev) = serde_json::from_str::<Value>(payload) else { return Vec::new() };
         let kind = ev.get("type").and_then(Value::as_str).or(name).unwrap_or("");
         match kind {
@@ -140,7 +146,7 @@ mod tests {
         s.push(stream, |raw, whole| {
             assert!(whole);
             let ev = parse_event(raw);
-            out.extend(t.event(ev.name, &ev.data));
+            out.extend(t.on_event(ev.name, &ev.data));
         });
         let text = String::from_utf8(out).unwrap();
         text.split("\n\n")
@@ -155,7 +161,7 @@ mod tests {
     #[test]
     fn a_real_tool_use_stream_becomes_openai_chunks() {
         // Anthropic's documented tool-use stream (tests/captures/README.md).
-        let chunks = run(include_bytes!("../../tests/captures/anthropic_stream_tool_use.sse"), true);
+        let chunks = run(include_bytes!("../../../tests/captures/anthropic_stream_tool_use.sse"), true);
         assert_eq!(chunks.last().unwrap(), "[DONE]");
         assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
         let args: String = chunks
@@ -175,7 +181,7 @@ mod tests {
 
     #[test]
     fn without_include_usage_there_is_no_usage_chunk_and_errors_pass_as_openai_errors() {
-        let chunks = run(include_bytes!("../../tests/captures/anthropic_stream_overloaded.sse"), false);
+        let chunks = run(include_bytes!("../../../tests/captures/anthropic_stream_overloaded.sse"), false);
         assert!(chunks.iter().all(|c| c.get("usage").is_none()));
         assert!(chunks.iter().any(|c| c.pointer("/error/type") == Some(&Value::from("overloaded_error"))));
     }

@@ -1,0 +1,67 @@
+//! One endpoint for every model: requests in one provider format sent to a
+//! provider speaking the other, and the answers translated back
+//! (docs/translation.md lists every member).
+//!
+//! - [`to_anthropic`]: an OpenAI chat request for an Anthropic model, and
+//!   the Anthropic answer (JSON, errors) as a chat completion;
+//!   [`from_anthropic_stream`]: the Anthropic stream as chat chunks.
+//! - [`to_openai`]: an Anthropic messages request for an OpenAI-format
+//!   model, and the chat completion as an Anthropic message;
+//!   [`from_openai_stream`]: the chat chunks as Anthropic events.
+
+pub mod from_anthropic_stream;
+pub mod from_openai_stream;
+pub mod to_anthropic;
+pub mod to_openai;
+
+use crate::request::Api;
+
+/// Which way a request is translated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// An OpenAI chat client, an Anthropic provider.
+    OpenAiToAnthropic,
+    /// An Anthropic messages client, an OpenAI-format provider.
+    AnthropicToOpenAi,
+}
+
+impl Direction {
+    /// The translation for a client API and a provider's API, if any.
+    pub fn between(client: Api, provider_serves_anthropic: bool) -> Option<Direction> {
+        match (client, provider_serves_anthropic) {
+            (Api::OpenAiChat, true) => Some(Direction::OpenAiToAnthropic),
+            (Api::AnthropicMessages, false) => Some(Direction::AnthropicToOpenAi),
+            _ => None,
+        }
+    }
+
+    /// The API the provider answers in.
+    pub fn upstream_api(self) -> Api {
+        match self {
+            Direction::OpenAiToAnthropic => Api::AnthropicMessages,
+            Direction::AnthropicToOpenAi => Api::OpenAiChat,
+        }
+    }
+
+    /// The client's answer for the provider's JSON body (`None`: passed on as it is).
+    pub fn answer(self, body: &[u8], status: u16, now_s: u64) -> Option<Vec<u8>> {
+        match self {
+            Direction::OpenAiToAnthropic => to_anthropic::messages_to_chat(body, status, now_s),
+            Direction::AnthropicToOpenAi => to_openai::chat_to_message(body, status),
+        }
+    }
+
+    /// The stream rewriter for this direction.
+    pub fn stream(self, now_s: u64, include_usage: bool) -> Box<dyn StreamTranslator> {
+        match self {
+            Direction::OpenAiToAnthropic => Box::new(from_anthropic_stream::AnthropicToOpenAi::new(now_s, include_usage)),
+            Direction::AnthropicToOpenAi => Box::new(from_openai_stream::OpenAiToAnthropic::new()),
+        }
+    }
+}
+
+/// Rewrites a stream event by event.
+pub trait StreamTranslator: std::fmt::Debug {
+    /// The client's bytes for one provider event (`name` from its `event:` line).
+    fn event(&mut self, name: Option<&str>, data: &str) -> Vec<u8>;
+}

@@ -1,0 +1,328 @@
+//! An Anthropic messages request for an OpenAI-format model, and the chat
+//! completion back as an Anthropic message (docs/translation.md).
+
+use serde_json::{json, Map, Value};
+
+use crate::errors::GatewayError;
+use crate::request::ParsedBody;
+
+/// Untranslatable members, by name (for a static `param`).
+const REFUSED: &[&str] = &["top_k", "thinking", "container", "mcp_servers", "service_tier", "context_management"];
+
+fn refuse(param: &'static str, why: &str) -> GatewayError {
+    GatewayError::bad_request(
+        "untranslatable_field",
+        format!("'{param}' {why}: this request goes to an OpenAI-format model and cannot be translated. See docs/translation.md."),
+    )
+    .with_param(param)
+}
+
+fn bad_message(i: usize, what: &str) -> GatewayError {
+    GatewayError::bad_request("untranslatable_field", format!("messages[{i}]: {what}")).with_param("messages")
+}
+
+/// Text of a string or of `text` blocks (other blocks refused).
+fn text_of(v: &Value, i: usize) -> Result<String, GatewayError> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Array(blocks) => {
+            let mut out = String::new();
+            for b in blocks {
+                match b.get("type").and_then(Value::as_str) {
+                    Some("text") => out.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
+                    _ => return Err(bad_message(i, "only text blocks can be translated here")),
+                }
+            }
+            Ok(out)
+        }
+        Value::Null => Ok(String::new()),
+        _ => Err(bad_message(i, "content must be a string or an array of blocks")),
+    }
+}
+
+fn image_part(b: &Value, i: usize) -> Result<Value, GatewayError> {
+    let src = b.get("source").unwrap_or(&Value::Null);
+    let url = match src.get("type").and_then(Value::as_str) {
+        Some("base64") => format!(
+            "data:{};base64,{}",
+            src.get("media_type").and_then(Value::as_str).unwrap_or("image/png"),
+            src.get("data").and_then(Value::as_str).unwrap_or("")
+        ),
+        Some("url") => src.get("url").and_then(Value::as_str).unwrap_or("").to_string(),
+        _ => return Err(bad_message(i, "only base64 and url image sources can be translated")),
+    };
+    Ok(json!({"type": "image_url", "image_url": {"url": url}}))
+}
+
+/// One Anthropic turn as OpenAI messages (tool results become `tool` messages).
+fn turn(m: &Value, i: usize, out: &mut Vec<Value>) -> Result<(), GatewayError> {
+    let content = m.get("content").unwrap_or(&Value::Null);
+    match m.get("role").and_then(Value::as_str) {
+        Some("user") => {
+            let Value::Array(blocks) = content else {
+                out.push(json!({"role": "user", "content": text_of(content, i)?}));
+                return Ok(());
+            };
+            let mut parts = Vec::new();
+            for b in blocks {
+                match b.get("type").and_then(Value::as_str) {
+                    Some("text") => parts.push(json!({"type": "text", "text": b.get("text").and_then(Value::as_str).unwrap_or("")})),
+                    Some("image") => parts.push(image_part(b, i)?),
+                    Some("tool_result") => out.push(json!({"role": "tool", "tool_call_id": b.get("tool_use_id"),
+                                                           "content": text_of(b.get("content").unwrap_or(&Value::Null), i)?})),
+                    _ => return Err(bad_message(i, "user blocks other than text, image and tool_result cannot be translated")),
+                }
+            }
+            if !parts.is_empty() {
+                out.push(json!({"role": "user", "content": parts}));
+            }
+        }
+        Some("assistant") => {
+            let mut text = String::new();
+            let mut calls = Vec::new();
+            match content {
+                Value::String(s) => text.push_str(s),
+                Value::Array(blocks) => {
+                    for b in blocks {
+                        match b.get("type").and_then(Value::as_str) {
+                            Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
+                            Some("tool_use") => calls.push(json!({"id": b.get("id"), "type": "function", "function": {
+                                "name": b.get("name"), "arguments": b.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into())}})),
+                            // Earlier reasoning has no place in an OpenAI conversation.
+                            Some("thinking" | "redacted_thinking") => {}
+                            _ => return Err(bad_message(i, "assistant blocks other than text, tool_use and thinking cannot be translated")),
+                        }
+                    }
+                }
+                _ => return Err(bad_message(i, "content must be a string or an array of blocks")),
+            }
+            let mut msg = Map::new();
+            msg.insert("role".into(), "assistant".into());
+            msg.insert("content".into(), if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::from(text) });
+            if !calls.is_empty() {
+                msg.insert("tool_calls".into(), Value::Array(calls));
+            }
+            out.push(Value::Object(msg));
+        }
+        _ => return Err(bad_message(i, "the role must be user or assistant")),
+    }
+    Ok(())
+}
+
+/// The OpenAI chat request for an Anthropic messages request. `cap_field`
+/// is the provider's output cap member (`max_completion_tokens` for
+/// OpenAI, `max_tokens` for DeepSeek and most compatible APIs).
+pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_field: &str) -> Result<Vec<u8>, GatewayError> {
+    let mut out = Map::new();
+    out.insert("model".into(), Value::from(upstream_model));
+    let mut system = None;
+    let mut msgs = Vec::new();
+    let mut parallel = None;
+    let mut stream = false;
+    for (k, raw) in p.members() {
+        let v: Value = serde_json::from_str(raw).map_err(|_| GatewayError::bad_request("invalid_json", "The request body is not valid JSON."))?;
+        match k {
+            // OpenAI caches prompt prefixes by itself: the markers have no effect there.
+            "model" | "cache_control" => {}
+            "system" => system = Some(text_of(&v, 0).map_err(|_| refuse("system", "may hold only text"))?),
+            "messages" => {
+                let list = v.as_array().ok_or_else(|| refuse("messages", "must be an array"))?;
+                for (i, m) in list.iter().enumerate() {
+                    turn(m, i, &mut msgs)?;
+                }
+            }
+            "max_tokens" => {
+                out.insert(cap_field.to_string(), v);
+            }
+            "temperature" | "top_p" => {
+                out.insert(k.to_string(), v);
+            }
+            "stream" => {
+                stream = v.as_bool().unwrap_or(false);
+                out.insert("stream".into(), v);
+            }
+            "stop_sequences" => {
+                out.insert("stop".into(), v);
+            }
+            "metadata" => {
+                if let Some(u) = v.get("user_id").and_then(Value::as_str) {
+                    out.insert("user".into(), Value::from(u));
+                }
+            }
+            "tools" => {
+                let mut tools = Vec::new();
+                for t in v.as_array().into_iter().flatten() {
+                    if t.get("type").is_some_and(|ty| ty != "custom") {
+                        return Err(refuse("tools", "may hold only client tools (server tools such as web search are Anthropic's)"));
+                    }
+                    let mut f = Map::new();
+                    f.insert("name".into(), t.get("name").cloned().unwrap_or(Value::Null));
+                    if let Some(d) = t.get("description") {
+                        f.insert("description".into(), d.clone());
+                    }
+                    f.insert("parameters".into(), t.get("input_schema").cloned().unwrap_or_else(|| json!({"type": "object"})));
+                    tools.push(json!({"type": "function", "function": Value::Object(f)}));
+                }
+                out.insert("tools".into(), Value::Array(tools));
+            }
+            "tool_choice" => {
+                let choice = match v.get("type").and_then(Value::as_str) {
+                    Some("auto") => json!("auto"),
+                    Some("any") => json!("required"),
+                    Some("none") => json!("none"),
+                    Some("tool") => json!({"type": "function", "function": {"name": v.get("name")}}),
+                    _ => return Err(refuse("tool_choice", "must be auto, any, none or a tool")),
+                };
+                if v.get("disable_parallel_tool_use").and_then(Value::as_bool) == Some(true) {
+                    parallel = Some(false);
+                }
+                out.insert("tool_choice".into(), choice);
+            }
+            other => {
+                let param = REFUSED.iter().find(|r| **r == other).copied().unwrap_or("(root)");
+                let shown = crate::text::clean_field(other, 64);
+                return Err(GatewayError::bad_request(
+                    "untranslatable_field",
+                    format!("'{shown}' cannot be translated for an OpenAI-format model. See docs/translation.md."),
+                )
+                .with_param(param));
+            }
+        }
+    }
+    if let Some(s) = system.filter(|s| !s.is_empty()) {
+        msgs.insert(0, json!({"role": "system", "content": s}));
+    }
+    out.insert("messages".into(), Value::Array(msgs));
+    if let Some(p) = parallel {
+        out.insert("parallel_tool_calls".into(), Value::Bool(p));
+    }
+    if stream {
+        // The usage arrives only when asked for; the client never sees the chunk.
+        out.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    serde_json::to_vec(&Value::Object(out)).map_err(|_| GatewayError::internal("the translated request could not be written"))
+}
+
+/// Anthropic's `stop_reason` for an OpenAI `finish_reason`.
+pub fn stop_reason(finish: Option<&str>) -> &'static str {
+    match finish {
+        Some("length") => "max_tokens",
+        Some("tool_calls" | "function_call") => "tool_use",
+        Some("content_filter") => "refusal",
+        _ => "end_turn",
+    }
+}
+
+/// Anthropic's `usage` for OpenAI's.
+pub fn usage_of(u: &Value) -> Value {
+    let n = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let cached = n("/prompt_tokens_details/cached_tokens").min(n("/prompt_tokens"));
+    json!({"input_tokens": n("/prompt_tokens") - cached, "cache_creation_input_tokens": 0,
+           "cache_read_input_tokens": cached, "output_tokens": n("/completion_tokens")})
+}
+
+/// The Anthropic message for a chat completion body (or, for an error
+/// status, Anthropic's error). `None`: not JSON, passed on as it is.
+pub fn chat_to_message(body: &[u8], status: u16) -> Option<Vec<u8>> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    if status >= 400 || v.get("error").is_some_and(|e| !e.is_null()) {
+        let e = v.get("error").unwrap_or(&Value::Null);
+        let kind = match status {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            400..=499 => "invalid_request_error",
+            503 | 529 => "overloaded_error",
+            _ => "api_error",
+        };
+        let out = json!({"type": "error", "error": {"type": kind,
+                         "message": e.get("message").cloned().unwrap_or_else(|| Value::from("The provider refused the request."))}});
+        return serde_json::to_vec(&out).ok();
+    }
+    let choice = v.pointer("/choices/0").unwrap_or(&Value::Null);
+    let msg = choice.get("message").unwrap_or(&Value::Null);
+    let mut content = Vec::new();
+    if let Some(t) = msg.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        content.push(json!({"type": "text", "text": t}));
+    }
+    for c in msg.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+        let args = c.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("{}");
+        let input: Value = serde_json::from_str(args).unwrap_or_else(|_| json!({}));
+        content.push(json!({"type": "tool_use", "id": c.get("id"), "name": c.pointer("/function/name"), "input": input}));
+    }
+    let out = json!({
+        "id": format!("msg_{}", v.get("id").and_then(Value::as_str).unwrap_or("")),
+        "type": "message", "role": "assistant", "model": v.get("model"), "content": content,
+        "stop_reason": stop_reason(choice.get("finish_reason").and_then(Value::as_str)), "stop_sequence": null,
+        "usage": usage_of(v.get("usage").unwrap_or(&Value::Null)),
+    });
+    serde_json::to_vec(&out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::{parse_chat, Api};
+
+    fn tr(body: Value) -> Result<Value, GatewayError> {
+        let b = serde_json::to_vec(&body).unwrap();
+        let p = parse_chat(Api::AnthropicMessages, &b).unwrap();
+        messages_to_chat_request(&p, "gpt-5.4", "max_completion_tokens").map(|v| serde_json::from_slice(&v).unwrap())
+    }
+
+    #[test]
+    fn an_anthropic_tool_conversation_becomes_an_openai_one() {
+        let got = tr(json!({
+            "model": "openai/gpt-5.4", "max_tokens": 100, "system": [{"type": "text", "text": "Be brief."}],
+            "stop_sequences": ["END"], "metadata": {"user_id": "u1"}, "stream": true,
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "What is this?", "cache_control": {"type": "ephemeral"}},
+                                             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBOR"}}]},
+                {"role": "assistant", "content": [{"type": "thinking", "thinking": "hm", "signature": "s"},
+                                                  {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"q": "png"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "a PNG"}]}],
+            "tools": [{"name": "lookup", "description": "d", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": true}})).unwrap();
+        assert_eq!(got, json!({
+            "model": "gpt-5.4", "max_completion_tokens": 100, "stop": ["END"], "user": "u1", "stream": true,
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                             {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}}]},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "toolu_1", "type": "function",
+                    "function": {"name": "lookup", "arguments": "{\"q\":\"png\"}"}}]},
+                {"role": "tool", "tool_call_id": "toolu_1", "content": "a PNG"}],
+            "tools": [{"type": "function", "function": {"name": "lookup", "description": "d", "parameters": {"type": "object"}}}],
+            "tool_choice": "required", "parallel_tool_calls": false,
+            "stream_options": {"include_usage": true}}));
+    }
+
+    #[test]
+    fn what_cannot_be_translated_is_refused_by_name() {
+        for (body, param) in [
+            (json!({"model": "m", "max_tokens": 5, "messages": [], "top_k": 5}), "top_k"),
+            (json!({"model": "m", "max_tokens": 5, "messages": [], "thinking": {"type": "enabled", "budget_tokens": 1024}}), "thinking"),
+            (json!({"model": "m", "max_tokens": 5, "messages": [], "tools": [{"type": "web_search_20250305", "name": "web_search"}]}), "tools"),
+            (json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "document"}]}]}), "messages"),
+        ] {
+            let e = tr(body).unwrap_err();
+            assert_eq!((e.code, e.param), ("untranslatable_field", Some(param)), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn a_chat_completion_comes_back_as_an_anthropic_message() {
+        let body = br#"{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-5.4","choices":[{"index":0,
+            "message":{"role":"assistant","content":"Looking.","tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},
+            "finish_reason":"tool_calls"}],"usage":{"prompt_tokens":100,"completion_tokens":9,"prompt_tokens_details":{"cached_tokens":64}}}"#;
+        let v: Value = serde_json::from_slice(&chat_to_message(body, 200).unwrap()).unwrap();
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["content"], json!([{"type": "text", "text": "Looking."}, {"type": "tool_use", "id": "call_1", "name": "f", "input": {"a": 1}}]));
+        assert_eq!(v["stop_reason"], "tool_use");
+        assert_eq!(v["usage"], json!({"input_tokens": 36, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 64, "output_tokens": 9}));
+        let e: Value = serde_json::from_slice(&chat_to_message(br#"{"error":{"message":"slow down","type":"requests"}}"#, 429).unwrap()).unwrap();
+        assert_eq!(e, json!({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}));
+    }
+}
