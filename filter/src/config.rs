@@ -191,14 +191,18 @@ pub enum ProviderFormat {
     Openai,
     /// Anthropic messages.
     Anthropic,
+    /// Google Gemini: its native `generateContent` API and, for OpenAI
+    /// chat requests, its OpenAI-compatible endpoint (`<prefix>/openai/…`).
+    Gemini,
 }
 
 impl ProviderFormat {
     /// Whether a provider of this format answers requests of `api`.
     pub fn serves(self, api: Api) -> bool {
         match self {
-            ProviderFormat::Openai => !api.is_anthropic(),
+            ProviderFormat::Openai => !api.is_anthropic() && api != Api::GeminiGenerateContent,
             ProviderFormat::Anthropic => api == Api::AnthropicMessages,
+            ProviderFormat::Gemini => matches!(api, Api::GeminiGenerateContent | Api::OpenAiChat | Api::OpenAiEmbeddings),
         }
     }
 }
@@ -420,7 +424,7 @@ impl Config {
             if p.host.contains(['/', ' ']) {
                 return Err(err(f("host"), "must be a host[:port], without scheme or path"));
             }
-            let prefix = p.path_prefix.unwrap_or_else(|| "/v1".to_string());
+            let prefix = p.path_prefix.unwrap_or_else(|| if p.format == ProviderFormat::Gemini { "/v1beta" } else { "/v1" }.to_string());
             if !(prefix.is_empty() || (prefix.starts_with('/') && !prefix.ends_with('/'))) {
                 return Err(err(f("path_prefix"), "must be empty or start with '/' and not end with '/'"));
             }
@@ -439,7 +443,7 @@ impl Config {
             }
             let output_cap_field = match (p.output_cap_field.as_deref(), p.format) {
                 (None, ProviderFormat::Openai) | (Some("max_completion_tokens"), _) => Some("max_completion_tokens"),
-                (Some("max_tokens"), _) => Some("max_tokens"),
+                (None, ProviderFormat::Gemini) | (Some("max_tokens"), _) => Some("max_tokens"),
                 (None, ProviderFormat::Anthropic) | (Some("none"), _) => None,
                 (Some(other), _) => {
                     return Err(err(

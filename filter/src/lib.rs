@@ -12,6 +12,7 @@ pub mod caching;
 pub mod config;
 pub mod decode;
 pub mod errors;
+pub mod gemini;
 pub mod hostmap;
 pub mod ids;
 pub mod keysync;

@@ -32,6 +32,7 @@ pub fn classify_path(path: &str) -> Endpoint {
         "/v1/completions" | "/completions" => Endpoint::Chat(Api::OpenAiCompletions),
         "/v1/responses" | "/responses" => Endpoint::Chat(Api::OpenAiResponses),
         "/v1/models" | "/models" => Endpoint::Models,
+        _ if crate::gemini::path_model(p).is_some() => Endpoint::Chat(Api::GeminiGenerateContent),
         _ => Endpoint::Other,
     }
 }
@@ -210,12 +211,36 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
                     }
                 }
             }
-            "messages" | "system" | "tools" | "functions" | "prompt" | "suffix" | "input" | "instructions" => prompt_bytes += raw.len(),
+            "messages" | "system" | "tools" | "functions" | "prompt" | "suffix" | "input" | "instructions" | "contents"
+            | "systemInstruction" => prompt_bytes += raw.len(),
+            "generationConfig" if api == Api::GeminiGenerateContent => {
+                #[derive(serde::Deserialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Gc {
+                    max_output_tokens: Option<u64>,
+                    candidate_count: Option<u64>,
+                }
+                match serde_json::from_str::<Option<Gc>>(raw) {
+                    Ok(gc) => {
+                        let gc = gc.unwrap_or(Gc { max_output_tokens: None, candidate_count: None });
+                        max_tokens = gc.max_output_tokens;
+                        match gc.candidate_count {
+                            Some(n) if (1..=MAX_CHOICES).contains(&n) => choices = n,
+                            None => {}
+                            Some(_) => return Err(bad("invalid_type", "'generationConfig.candidateCount' must be an integer from 1 to 128.").with_param("generationConfig")),
+                        }
+                    }
+                    Err(_) => return Err(bad("invalid_type", "'generationConfig' must be an object with integer counts.").with_param("generationConfig")),
+                }
+            }
             _ => {}
         }
     }
-    let Some(model) = model else {
-        return Err(bad("missing_model", "The request has no 'model'; name the model to use.").with_param("model"));
+    // Gemini names the model in the path: the caller sets it.
+    let model = match (model, api) {
+        (Some(m), _) => m,
+        (None, Api::GeminiGenerateContent) => String::new(),
+        (None, _) => return Err(bad("missing_model", "The request has no 'model'; name the model to use.").with_param("model")),
     };
     // The Responses API may take its input from a stored prompt or a previous response.
     let required = match api {
@@ -223,6 +248,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
         Api::OpenAiCompletions => Some(("prompt", "missing_prompt")),
         Api::OpenAiChat | Api::AnthropicMessages => Some(("messages", "missing_messages")),
         Api::OpenAiResponses => None,
+        Api::GeminiGenerateContent => Some(("contents", "missing_contents")),
     };
     if let Some((required, code)) = required.filter(|(r, _)| !members.0.iter().any(|(k, _)| k == r)) {
         return Err(bad(code, format!("The request has no '{required}'.")).with_param(required));
@@ -266,6 +292,9 @@ impl ParsedBody<'_> {
 
     /// The body to send upstream, or `None` when it needs no change.
     pub fn rewrite(&self, upstream_model: &str, opts: Rewrite<'_>) -> Option<Vec<u8>> {
+        if self.api == Api::GeminiGenerateContent {
+            return self.rewrite_gemini(opts.output_cap.map(|(_, n)| n));
+        }
         let change_model = upstream_model != self.request.model;
         let add_usage = opts.force_include_usage
             && matches!(self.api, Api::OpenAiChat | Api::OpenAiCompletions)
@@ -332,6 +361,25 @@ impl ParsedBody<'_> {
         }
         out.push(b'}');
         Some(out)
+    }
+}
+
+impl ParsedBody<'_> {
+    /// Gemini: the model is in the path; only the output cap may be added
+    /// (`generationConfig.maxOutputTokens`), everything else stays as sent.
+    fn rewrite_gemini(&self, cap: Option<u64>) -> Option<Vec<u8>> {
+        let cap = cap.filter(|_| self.request.max_tokens.is_none())?;
+        let mut obj = serde_json::Map::new();
+        for (k, v) in &self.members.0 {
+            let value: serde_json::Value = serde_json::from_str(v.get()).ok()?;
+            obj.insert(k.clone(), value);
+        }
+        let gc = obj.entry("generationConfig").or_insert_with(|| serde_json::json!({}));
+        if gc.is_null() {
+            *gc = serde_json::json!({});
+        }
+        gc.as_object_mut()?.insert("maxOutputTokens".into(), cap.into());
+        serde_json::to_vec(&obj).ok()
     }
 }
 

@@ -60,13 +60,26 @@ pub fn plan(
         Box::new(Refusal { error, chat: chat.cloned(), target: target.cloned() })
     };
     let parsed = parse_chat(api, body).map_err(|e| refuse(e, None, None))?;
-    let chat = parsed.request.clone();
+    let mut chat = parsed.request.clone();
+    // Gemini's native API names the model and streaming in the path; its
+    // model ids are routed as they are or as `google/<id>`.
+    let mut candidates = Vec::with_capacity(2);
+    if api == Api::GeminiGenerateContent {
+        let Some((m, stream)) = crate::gemini::path_model(path).filter(|(m, _)| crate::request::valid_model_name(m)) else {
+            let e = GatewayError::bad_request("invalid_model", "The model in the path must be 1 to 256 visible ASCII characters.");
+            return Err(refuse(e.with_param("model"), None, None));
+        };
+        chat.model = m.to_string();
+        chat.stream = stream;
+        candidates.push(format!("google/{m}"));
+    }
+    candidates.insert(0, chat.model.clone());
     let model = chat.model.as_str();
-    if !key.may_use(model) {
+    if !candidates.iter().any(|m| key.may_use(m)) {
         let e = GatewayError::forbidden("model_not_allowed", format!("This key may not use the model '{model}'."));
         return Err(refuse(e.with_param("model"), Some(&chat), None));
     }
-    let Some((resolved, upstream_model)) = cfg.resolve(model) else {
+    let Some((resolved, upstream_model)) = candidates.iter().filter(|m| key.may_use(m)).find_map(|m| cfg.resolve(m)) else {
         return Err(refuse(GatewayError::unknown_model(model, &cfg.models_for(key)), Some(&chat), None));
     };
     let provider = resolved.provider;
@@ -75,7 +88,7 @@ pub fn plan(
     let translate = Direction::between(api, provider.format == ProviderFormat::Anthropic);
     if translate.is_none() && !provider.format.serves(api) {
         let e = match (provider.format, api) {
-            (ProviderFormat::Anthropic, Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses) => GatewayError::bad_request(
+            (_, Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses | Api::GeminiGenerateContent) => GatewayError::bad_request(
                 "wrong_api_for_model",
                 format!("The model '{model}' is served by provider '{}', which has no {} API.", provider.name, api.describe()),
             ),
@@ -83,6 +96,7 @@ pub fn plan(
                 let (name, p) = match provider.format {
                     ProviderFormat::Openai => ("OpenAI chat completions", "/v1/chat/completions"),
                     ProviderFormat::Anthropic => ("Anthropic messages", "/v1/messages"),
+                    ProviderFormat::Gemini => ("Gemini generateContent", "/v1beta/models/{model}:generateContent"),
                 };
                 GatewayError::bad_request(
                     "wrong_api_for_model",
@@ -122,8 +136,17 @@ pub fn plan(
     .transpose()
     .map_err(|e| refuse(e, Some(&chat), Some(&target)))?;
     let upstream_api = translate.map_or(api, Direction::upstream_api);
+    let upstream_path = match (upstream_api, provider.format) {
+        (Api::GeminiGenerateContent, _) => {
+            let method = if chat.stream { "streamGenerateContent" } else { "generateContent" };
+            format!("{}/models/{}:{method}{}", provider.path_prefix, target.upstream_model, query_of(path))
+        }
+        // Gemini answers OpenAI-format requests on its compatible endpoint.
+        (_, ProviderFormat::Gemini) => format!("{}/openai{}{}", provider.path_prefix, upstream_api.upstream_suffix(), query_of(path)),
+        _ => format!("{}{}{}", provider.path_prefix, upstream_api.upstream_suffix(), query_of(path)),
+    };
     let mut headers = vec![
-        (":path".to_string(), format!("{}{}{}", provider.path_prefix, upstream_api.upstream_suffix(), query_of(path))),
+        (":path".to_string(), upstream_path),
         (":authority".to_string(), provider.host.clone()),
         (cfg.cluster_header.clone(), provider.cluster.clone()),
     ];
@@ -143,6 +166,15 @@ pub fn plan(
             }
             if !has_anthropic_version || translate.is_some() {
                 headers.push(("anthropic-version".to_string(), provider.anthropic_version.clone()));
+            }
+        }
+        ProviderFormat::Gemini => {
+            if let Some(k) = &provider.api_key {
+                if upstream_api == Api::GeminiGenerateContent {
+                    headers.push(("x-goog-api-key".to_string(), k.expose().to_string()));
+                } else {
+                    headers.push(("authorization".to_string(), format!("Bearer {}", k.expose())));
+                }
             }
         }
     }
@@ -298,5 +330,33 @@ mod tests {
         assert_eq!(p.worst.tokens, p.chat.estimated_input_tokens + 4096);
         let r = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"claude-x","messages":[],"n":3}"#, "/", false).unwrap_err();
         assert_eq!((r.error.code, r.error.param), ("untranslatable_field", Some("n")));
+    }
+
+    #[test]
+    fn gemini_native_requests_name_the_model_in_the_path_and_chat_goes_to_its_openai_endpoint() {
+        let cfg = Config::from_json(br#"{
+          "providers": [{"name": "google", "format": "gemini", "cluster": "google", "host": "generativelanguage.googleapis.com", "api_key": "g-up"}],
+          "routes": [{"model": "google/*", "provider": "google"}],
+          "pricing": {"google/gemini-2.5-flash": {"input": 300000, "output": 2500000}}}"#).unwrap();
+        let body = br#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}],"generationConfig":{"temperature":0.2}}"#;
+        let p = plan(&cfg, &key(None), Api::GeminiGenerateContent, body, "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", false).unwrap();
+        let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+        assert_eq!(h[":path"], "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse");
+        assert_eq!(h["x-goog-api-key"], "g-up");
+        assert!(p.chat.stream && p.target.route == "google/*" && p.target.upstream_model == "gemini-2.5-flash");
+        let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+        assert_eq!(sent["generationConfig"], serde_json::json!({"temperature": 0.2, "maxOutputTokens": 4096}));
+        let body = br#"{"contents":[],"generationConfig":{"maxOutputTokens":50,"candidateCount":2}}"#;
+        let p = plan(&cfg, &key(None), Api::GeminiGenerateContent, body, "/v1beta/models/google/gemini-2.5-flash:generateContent", false).unwrap();
+        assert!(p.body.is_none() && !p.chat.stream);
+        assert_eq!(p.chat.output_bound(4096), 100);
+        // an OpenAI chat request goes to Gemini's OpenAI-compatible endpoint
+        let p = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"google/gemini-2.5-flash","messages":[]}"#, "/v1/chat/completions", false).unwrap();
+        let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+        assert_eq!((h[":path"].as_str(), h["authorization"].as_str()), ("/v1beta/openai/chat/completions", "Bearer g-up"));
+        let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+        assert_eq!((sent["model"].as_str(), sent["max_tokens"].as_u64()), (Some("gemini-2.5-flash"), Some(4096)));
+        let r = plan(&cfg, &key(None), Api::GeminiGenerateContent, b"{}", "/v1beta/models/gemini-2.5-flash:generateContent", false).unwrap_err();
+        assert_eq!(r.error.code, "missing_contents");
     }
 }

@@ -150,6 +150,10 @@ pub struct ResponseInfo {
 /// Error bodies and unparsable bodies give no usage.
 pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
     match api {
+        Api::GeminiGenerateContent => match serde_json::from_slice::<crate::gemini::GenerateResponse>(body) {
+            Ok(r) => ResponseInfo { model: r.model_version.clone(), usage: r.usage() },
+            Err(_) => ResponseInfo::default(),
+        },
         Api::OpenAiResponses => match serde_json::from_slice::<crate::responses_api::ResponseObject>(body) {
             Ok(r) => ResponseInfo { model: r.model.clone(), usage: r.usage() },
             Err(_) => ResponseInfo::default(),
@@ -170,6 +174,7 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
 pub fn usage_from_value(api: Api, v: serde_json::Value) -> Option<Usage> {
     match api {
         Api::OpenAiResponses => crate::responses_api::usage_from_value(v),
+        Api::GeminiGenerateContent => crate::gemini::usage_from_value(v),
         Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => serde_json::from_value::<OpenAiUsage>(v).ok().map(Usage::from),
         Api::AnthropicMessages => serde_json::from_value::<AnthropicUsage>(v).ok().map(|u| u.normalise()),
     }
@@ -360,7 +365,9 @@ impl StreamTracker {
 
     pub fn summary(&self) -> StreamSummary {
         let usage = match self.api {
-            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses => self.openai_usage,
+            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses | Api::GeminiGenerateContent => {
+                self.openai_usage
+            }
             Api::AnthropicMessages => self.anthropic_usage.map(|u| u.normalise()),
         };
         StreamSummary {
@@ -381,6 +388,20 @@ impl StreamTracker {
         }
         match self.api {
             Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => self.observe_openai(ev.name, &ev.data),
+            Api::GeminiGenerateContent => {
+                let seen = crate::gemini::observe(&ev.data);
+                self.output_chars = self.output_chars.saturating_add(seen.output_chars);
+                if self.model.is_none() {
+                    self.model = seen.model;
+                }
+                if let Some(u) = seen.usage {
+                    self.openai_usage = Some(u);
+                }
+                self.usage_final |= seen.terminal && self.openai_usage.is_some();
+                self.finished |= seen.terminal;
+                self.error_event |= seen.error;
+                Keep::Event
+            }
             Api::OpenAiResponses => {
                 let seen = crate::responses_api::observe(ev.name, &ev.data);
                 self.output_chars = self.output_chars.saturating_add(seen.output_chars);

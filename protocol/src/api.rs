@@ -20,6 +20,10 @@ pub enum Api {
     /// `POST /v1/responses`, OpenAI's Responses API.
     #[serde(rename = "openai_responses")]
     OpenAiResponses,
+    /// Google Gemini's native `POST /v1beta/models/{model}:generateContent`
+    /// (and `:streamGenerateContent`): the model is in the path.
+    #[serde(rename = "gemini_generate_content")]
+    GeminiGenerateContent,
 }
 
 impl Api {
@@ -31,6 +35,8 @@ impl Api {
             Api::OpenAiEmbeddings => "/embeddings",
             Api::OpenAiCompletions => "/completions",
             Api::OpenAiResponses => "/responses",
+            // The model and the method are part of the path (see the filter's route planning).
+            Api::GeminiGenerateContent => "/models",
         }
     }
 
@@ -52,6 +58,7 @@ impl Api {
             Api::OpenAiEmbeddings => "OpenAI embeddings",
             Api::OpenAiCompletions => "OpenAI completions",
             Api::OpenAiResponses => "OpenAI responses",
+            Api::GeminiGenerateContent => "Gemini generateContent",
         }
     }
 

@@ -34,7 +34,8 @@ pub fn is_key_hash(s: &str) -> bool {
 }
 
 /// The presented key, from `Authorization: Bearer <key>` (OpenAI clients) or
-/// `x-api-key: <key>` (Anthropic clients). `Authorization` wins when both are present.
+/// `x-api-key: <key>` (Anthropic clients; the filter also passes Gemini's
+/// `x-goog-api-key` here). `Authorization` wins when both are present.
 /// Returns `None` when neither carries a non-empty key.
 pub fn presented_key<'a>(authorization: Option<&'a str>, x_api_key: Option<&'a str>) -> Option<&'a str> {
     if let Some(a) = authorization {

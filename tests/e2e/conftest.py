@@ -26,6 +26,7 @@ PRICES = {
     "openai/text-embedding-3-small": dict(input=20_000, output=0),
     "openai/gpt-3.5-turbo-instruct": dict(input=1_500_000, output=2_000_000),
     "openai/babbage-002": dict(input=400_000, output=400_000),
+    "google/gemini-2.5-flash": dict(input=300_000, cached_input=30_000, output=2_500_000),
 }
 
 

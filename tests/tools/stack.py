@@ -56,7 +56,8 @@ DEMO_KEYS = {
 ADMIN_TOKEN = "demo-admin-token-0123456789"
 FILTER_TOKEN = "demo-filter-token-0123456789"
 # The provider credentials the demo's filter injects; the mock insists on them.
-PROVIDER_KEYS = {"openai": "sk-mock-openai", "anthropic": "sk-ant-mock", "deepseek": "sk-mock-deepseek"}
+PROVIDER_KEYS = {"openai": "sk-mock-openai", "anthropic": "sk-ant-mock", "deepseek": "sk-mock-deepseek",
+                 "gemini": "mock-gemini-key"}
 
 
 def free_port() -> int:
@@ -402,7 +403,8 @@ Demo virtual keys:
 {keys}
 
 Models: default, cheap, openai/gpt-5.4, anthropic/claude-sonnet-4-6, deepseek/deepseek-v4,
-        openai/*, anthropic/*, deepseek/*, gpt-*, claude-*   (list them: GET /v1/models)
+        openai/*, anthropic/*, deepseek/*, google/*, gpt-*, claude-*, gemini-*, text-embedding-*
+        (list them: GET /v1/models; any of them from the OpenAI or the Anthropic SDK)
 
 Try it:
   curl -s http://127.0.0.1:10000/v1/chat/completions \\

@@ -37,6 +37,8 @@ struct RequestHeaders {
     method: Vec<u8>,
     authorization: Option<Vec<u8>>,
     x_api_key: Option<Vec<u8>>,
+    /// Gemini clients send their key here.
+    x_goog_api_key: Option<Vec<u8>>,
     request_id: Option<Vec<u8>>,
     project: Option<Vec<u8>>,
     feature: Option<Vec<u8>>,
@@ -60,6 +62,10 @@ impl RequestHeaders {
                 }
                 b"x-api-key" => {
                     h.x_api_key = Some(value);
+                    remove(&mut h);
+                }
+                b"x-goog-api-key" => {
+                    h.x_goog_api_key = Some(value);
                     remove(&mut h);
                 }
                 b"x-request-id" => h.request_id = Some(value),
@@ -257,7 +263,7 @@ impl TollgateHttp {
             v.as_deref().map(|b| std::str::from_utf8(b).map_err(|_| GatewayError::invalid_key())).transpose()
         }
         let auth = text(&self.headers.authorization)?;
-        let xkey = text(&self.headers.x_api_key)?;
+        let xkey = text(&self.headers.x_api_key)?.or(text(&self.headers.x_goog_api_key)?);
         let presented = presented_key(auth, xkey).ok_or_else(GatewayError::missing_key)?;
         let hash = hash_key(presented);
         if let Some(k) = cfg.key_by_hash(&hash) {
@@ -294,7 +300,7 @@ impl TollgateHttp {
                 OtherPaths::Deny => {
                     let p = crate::text::clean_field(path.split('?').next().unwrap_or(""), 128);
                     self.reject(GatewayError::not_found(format!(
-                        "Tollgate serves POST /v1/chat/completions, /v1/messages, /v1/responses, /v1/embeddings and /v1/completions, and GET /v1/models; '{p}' is not routed."
+                        "Tollgate serves POST /v1/chat/completions, /v1/messages, /v1/responses, /v1/embeddings, /v1/completions and Gemini's /v1beta/models/{{model}}:generateContent, and GET /v1/models; '{p}' is not routed."
                     )))
                 }
             };

@@ -44,6 +44,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 mod completions;
 mod embeddings;
+mod gemini;
 mod hostile;
 mod responses;
 mod strict;
@@ -53,6 +54,7 @@ struct Keys {
     openai: Option<String>,
     anthropic: Option<String>,
     deepseek: Option<String>,
+    gemini: Option<String>,
 }
 
 struct App {
@@ -76,7 +78,7 @@ pub enum Dialect {
 
 fn usage_exit() -> ! {
     eprintln!(
-        "usage: mock-provider [--listen 127.0.0.1:8080] [--openai-key K] [--anthropic-key K] [--deepseek-key K] [--captures DIR]\n\
+        "usage: mock-provider [--listen 127.0.0.1:8080] [--openai-key K] [--anthropic-key K] [--deepseek-key K] [--gemini-key K] [--captures DIR]\n\
          Without a --*-key flag, any non-empty credential is accepted for that provider."
     );
     std::process::exit(2)
@@ -95,6 +97,7 @@ async fn main() {
             "--openai-key" => keys.openai = Some(val()),
             "--anthropic-key" => keys.anthropic = Some(val()),
             "--deepseek-key" => keys.deepseek = Some(val()),
+            "--gemini-key" => keys.gemini = Some(val()),
             "--captures" => captures = val().into(),
             _ => usage_exit(),
         }
@@ -115,6 +118,8 @@ async fn main() {
         .route("/v1/embeddings", post(embed))
         .route("/v1/completions", post(complete))
         .route("/v1/responses", post(respond_api))
+        .route("/v1beta/models/{*rest}", post(gemini_native))
+        .route("/v1beta/openai/chat/completions", post(gemini_compat))
         .route("/responses", post(respond_api))
         .route("/completions", post(complete))
         .route("/embeddings", post(embed))
@@ -369,6 +374,84 @@ async fn complete(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Byt
     let mut r = Response::new(Body::from_stream(tokio_stream::iter(events)));
     decorate(r.headers_mut(), &h, &uri, "text/event-stream");
     r
+}
+
+/// Gemini's key: `x-goog-api-key` or `?key=` (native), `Authorization: Bearer` (compatible endpoint).
+fn gemini_key_ok(app: &App, h: &HeaderMap, uri: &Uri) -> bool {
+    let presented = header_str(h, "x-goog-api-key")
+        .map(str::to_string)
+        .or_else(|| uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("key=").map(str::to_string))))
+        .or_else(|| header_str(h, "authorization").and_then(|a| a.strip_prefix("Bearer ")).map(str::to_string));
+    match (presented, &app.keys.gemini) {
+        (Some(p), Some(k)) => &p == k,
+        (Some(p), None) => !p.is_empty(),
+        (None, _) => false,
+    }
+}
+
+async fn gemini_native(State(app): State<Arc<App>>, axum::extract::Path(rest): axum::extract::Path<String>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+    let err = |code: u16, status: &str, msg: &str| {
+        respond(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), &h, &uri, gemini::error(code, status, msg), "application/json")
+    };
+    if !gemini_key_ok(&app, &h, &uri) {
+        return err(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.");
+    }
+    if let Some(s) = header_u64(&h, "x-mock-status") {
+        let status = match s { 429 => "RESOURCE_EXHAUSTED", 503 => "UNAVAILABLE", _ => "INTERNAL" };
+        return err(s as u16, status, "Mock error requested by x-mock-status.");
+    }
+    let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&body) else {
+        return err(400, "INVALID_ARGUMENT", "Invalid JSON payload received.");
+    };
+    if let Some(name) = header_str(&h, "x-mock-replay") {
+        let Some((bytes, ctype)) = hostile::replay(&app.captures, name) else {
+            return err(404, "NOT_FOUND", "x-mock-replay: no such capture");
+        };
+        let chunk = header_u64(&h, "x-mock-chunk-bytes").unwrap_or(bytes.len() as u64 + 1) as usize;
+        let mut r = Response::new(hostile::chunked(bytes, chunk));
+        decorate(r.headers_mut(), &h, &uri, ctype);
+        return r;
+    }
+    let plan = match gemini::plan(
+        &rest,
+        &m,
+        header_u64(&h, "x-mock-output-tokens").unwrap_or(12),
+        header_u64(&h, "x-mock-reasoning-tokens").unwrap_or(0),
+        header_u64(&h, "x-mock-cached-tokens").unwrap_or(0),
+    ) {
+        Ok(p) => p,
+        Err((code, msg)) => return err(code, if code == 404 { "NOT_FOUND" } else { "INVALID_ARGUMENT" }, &msg),
+    };
+    let seq = app.seq.fetch_add(1, Ordering::SeqCst);
+    let id = format!("mock{seq:020}");
+    app.served_requests.fetch_add(1, Ordering::SeqCst);
+    app.served_input.fetch_add(plan.input, Ordering::SeqCst);
+    app.served_output.fetch_add(plan.output + plan.thoughts, Ordering::SeqCst);
+    if !plan.stream {
+        return respond(StatusCode::OK, &h, &uri, gemini::json_body(&plan, &id), "application/json");
+    }
+    if !uri.query().is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse")) {
+        // Without alt=sse Gemini streams a JSON array; the gateway's clients ask for SSE.
+        return err(400, "INVALID_ARGUMENT", "This mock streams only with alt=sse.");
+    }
+    let events: Vec<Result<Bytes, std::io::Error>> = gemini::stream_events(&plan, &id).into_iter().map(|e| Ok(Bytes::from(e))).collect();
+    let mut r = Response::new(Body::from_stream(tokio_stream::iter(events)));
+    decorate(r.headers_mut(), &h, &uri, "text/event-stream");
+    r
+}
+
+/// Gemini's OpenAI-compatible chat endpoint: Gemini's key, then the mock's OpenAI dialect.
+async fn gemini_compat(State(app): State<Arc<App>>, uri: Uri, mut h: HeaderMap, body: Bytes) -> Response<Body> {
+    if !gemini_key_ok(&app, &h, &uri) {
+        let body = json!([{"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT"}}]).to_string();
+        return respond(StatusCode::BAD_REQUEST, &h, &uri, body, "application/json");
+    }
+    if let Some(k) = &app.keys.openai {
+        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {k}")) {
+            h.insert("authorization", v);
+        }
+    }
+    chat(State(app), uri, h, body).await
 }
 
 async fn respond_api(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {

@@ -1,0 +1,168 @@
+//! Google Gemini's native API (`models/{model}:generateContent` and
+//! `:streamGenerateContent?alt=sse`): the path, and usage from
+//! `usageMetadata`.
+//!
+//! `usageMetadata`: `promptTokenCount` (including `cachedContentTokenCount`),
+//! `toolUsePromptTokenCount` (input too), `candidatesTokenCount` (the answer)
+//! and `thoughtsTokenCount` (thinking, billed as output but *not* included in
+//! `candidatesTokenCount`). Gemini reports `cachedContentTokenCount` only
+//! when its cache served something, so a response without it is a reported
+//! 0 %. A stream sends a full `GenerateContentResponse` per event, each with
+//! the usage so far; the last one (with a `finishReason`) is final; there is
+//! no `[DONE]`.
+//!
+//! Sources: Gemini API reference, "Generating content"
+//! (ai.google.dev/api/generate-content: `UsageMetadata`, `FinishReason`,
+//! `streamGenerateContent` with `alt=sse`), "Thinking" (thought tokens
+//! priced as output) and "Context caching" (implicit caching); a Vertex AI
+//! response in envoyproxy/ai-gateway `tests/data-plane/testupstream_test.go`
+//! (tests/captures/README.md).
+
+use serde::Deserialize;
+
+use crate::usage::Usage;
+
+/// The model and method of a native path, `…/models/{model}:{method}`.
+pub fn path_model(path: &str) -> Option<(&str, bool)> {
+    let p = path.split(['?', '#']).next().unwrap_or("");
+    let rest = ["/v1beta/models/", "/v1/models/", "/models/"].iter().find_map(|pre| p.strip_prefix(pre))?;
+    let (model, method) = rest.rsplit_once(':')?;
+    let stream = match method {
+        "generateContent" => false,
+        "streamGenerateContent" => true,
+        _ => return None,
+    };
+    Some((model, stream))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct UsageMetadata {
+    #[serde(default)]
+    prompt_token_count: Option<u64>,
+    #[serde(default)]
+    cached_content_token_count: Option<u64>,
+    #[serde(default)]
+    candidates_token_count: Option<u64>,
+    #[serde(default)]
+    thoughts_token_count: Option<u64>,
+    #[serde(default)]
+    tool_use_prompt_token_count: Option<u64>,
+}
+
+impl UsageMetadata {
+    fn normalise(&self) -> Usage {
+        let thoughts = self.thoughts_token_count.unwrap_or(0);
+        Usage {
+            input_tokens: self.prompt_token_count.unwrap_or(0).saturating_add(self.tool_use_prompt_token_count.unwrap_or(0)),
+            cached_input_tokens: self.cached_content_token_count.unwrap_or(0),
+            output_tokens: self.candidates_token_count.unwrap_or(0).saturating_add(thoughts),
+            reasoning_tokens: thoughts,
+            cache_reported: true,
+            ..Default::default()
+        }
+        .bounded()
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct Part {
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Content {
+    #[serde(default)]
+    parts: Vec<Part>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Candidate {
+    #[serde(default)]
+    content: Option<Content>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+/// One `GenerateContentResponse` (a JSON body, or one stream event).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct GenerateResponse {
+    #[serde(default)]
+    candidates: Vec<Candidate>,
+    #[serde(default)]
+    usage_metadata: Option<UsageMetadata>,
+    #[serde(default)]
+    pub model_version: Option<String>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+impl GenerateResponse {
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage_metadata.as_ref().map(UsageMetadata::normalise)
+    }
+}
+
+/// Usage from a `usageMetadata` object found on its own (the tail of a large body).
+pub(crate) fn usage_from_value(v: serde_json::Value) -> Option<Usage> {
+    serde_json::from_value::<UsageMetadata>(v).ok().map(|u| u.normalise())
+}
+
+/// What one stream event says.
+#[derive(Default, Debug, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub model: Option<String>,
+    /// The usage so far (the last event's is final).
+    pub usage: Option<Usage>,
+    pub output_chars: u64,
+    /// A candidate finished.
+    pub terminal: bool,
+    pub error: bool,
+}
+
+pub(crate) fn observe(data: &str) -> Seen {
+    let Ok(r) = serde_json::from_str::<GenerateResponse>(data) else { return Seen::default() };
+    let mut seen = Seen { usage: r.usage(), error: r.error.is_some(), ..Default::default() };
+    for c in &r.candidates {
+        for p in c.content.iter().flat_map(|c| &c.parts) {
+            seen.output_chars += p.text.as_deref().map(|t| t.chars().count() as u64).unwrap_or(0);
+        }
+        seen.terminal |= c.finish_reason.is_some();
+    }
+    seen.terminal |= seen.error;
+    seen.model = r.model_version;
+    seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_paths_name_the_model_and_the_method() {
+        assert_eq!(path_model("/v1beta/models/gemini-2.5-flash:generateContent"), Some(("gemini-2.5-flash", false)));
+        assert_eq!(path_model("/v1beta/models/google/gemini-2.5-flash:streamGenerateContent?alt=sse"), Some(("google/gemini-2.5-flash", true)));
+        assert_eq!(path_model("/v1beta/models/gemini-2.5-flash:countTokens"), None);
+        assert_eq!(path_model("/v1beta/models/gemini-2.5-flash"), None);
+        assert_eq!(path_model("/v1/chat/completions"), None);
+    }
+
+    #[test]
+    fn thoughts_are_output_and_cached_content_is_part_of_the_prompt() {
+        // A Vertex AI response (tests/captures/README.md) and a thinking one.
+        let r: GenerateResponse = serde_json::from_slice(include_bytes!("../../tests/captures/gemini_function_call.json")).unwrap();
+        let u = r.usage().unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cache_reported), (50, 11, 0, true));
+        assert_eq!(r.model_version.as_deref(), Some("gemini-2.0-flash-001"));
+        let s = observe(r#"{"candidates":[{"content":{"parts":[{"text":"héllo"}],"role":"model"},"finishReason":"STOP"}],
+            "usageMetadata":{"promptTokenCount":1000,"cachedContentTokenCount":600,"candidatesTokenCount":20,"thoughtsTokenCount":300,"toolUsePromptTokenCount":5}}"#);
+        let u = s.usage.unwrap();
+        assert_eq!((u.input_tokens, u.cached_input_tokens, u.output_tokens, u.reasoning_tokens), (1005, 600, 320, 300));
+        assert!(s.terminal && s.output_chars == 5);
+        assert!(observe(r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED"}}"#).error);
+        assert_eq!(observe("[DONE]"), Seen::default());
+    }
+}

@@ -1,0 +1,91 @@
+"""Google Gemini through Envoy: the native generateContent API (JSON and
+alt=sse streams, thinking and cached tokens), its OpenAI-compatible endpoint
+from the OpenAI SDK, and the Anthropic SDK translated onto it — every one
+priced from Gemini's usageMetadata and recorded."""
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+import requests
+
+from conftest import SEARCH_KEY, expected_cost, sse_data
+
+PRICE = "google/gemini-2.5-flash"
+NATIVE = "/v1beta/models/gemini-2.5-flash:generateContent"
+BODY = {"contents": [{"role": "user", "parts": [{"text": "Say hello"}]}],
+        "systemInstruction": {"parts": [{"text": "Be terse."}]}, "generationConfig": {"temperature": 0.2}}
+
+
+def native(stack, path=NATIVE, body=None, headers=None, key=SEARCH_KEY):
+    h = {"content-type": "application/json", "x-goog-api-key": key, **(headers or {})}
+    return requests.post(stack.url + path, data=json.dumps(body or BODY), headers=h, timeout=30)
+
+
+def test_native_generate_content_is_priced_and_recorded(stack, client):
+    r = native(stack, headers={"x-mock-reasoning-tokens": "40"})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-mock-path"] == NATIVE and "x-goog-api-key" not in r.headers.get("x-mock-tollgate-headers", "")
+    u = r.json()["usageMetadata"]
+    out = u["candidatesTokenCount"] + u["thoughtsTokenCount"]
+    cost = expected_cost(PRICE, u["promptTokenCount"], out)
+    assert int(r.headers["x-tollgate-cost-micros"]) == cost
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["api"], rec["provider"], rec["model_upstream"]) == ("gemini_generate_content", "google", "gemini-2.5-flash")
+    assert rec["usage"]["output_tokens"] == out and rec["usage"]["reasoning_tokens"] == 40
+    assert rec["cost_micros"] == cost and rec["stream"] is False
+
+
+def test_native_stream_is_passed_unchanged_and_priced_from_its_last_event(stack, client):
+    r = native(stack, path=NATIVE.replace(":generateContent", ":streamGenerateContent") + "?alt=sse",
+               headers={"x-mock-cached-tokens": "8"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    assert "\r\n\r\n" in r.text, "Gemini's CRLF framing reaches the client as sent"
+    events = [json.loads(d) for d in sse_data(r.text)]
+    last = events[-1]["usageMetadata"]
+    assert events[-1]["candidates"][0]["finishReason"] == "STOP"
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["stream"] is True and rec["usage"]["output_tokens"] == last["candidatesTokenCount"]
+    assert rec["usage"]["cached_input_tokens"] == 8
+    assert rec["cost_micros"] == expected_cost(PRICE, last["promptTokenCount"], last["candidatesTokenCount"], cached=8)
+
+
+def test_native_requests_get_an_output_cap_and_gemini_refusals_pass_through(stack, client):
+    r = native(stack, headers={"x-mock-output-tokens": "5000"})
+    assert r.json()["candidates"][0]["finishReason"] == "MAX_TOKENS", "maxOutputTokens (4096) went upstream"
+    assert r.json()["usageMetadata"]["candidatesTokenCount"] == 4096
+    r = native(stack, body={**BODY, "model": "x"})
+    assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert client.record(r.headers["x-tollgate-request-id"])["cost_micros"] == 0
+    assert native(stack, key="tg-wrong").status_code == 401
+
+
+def test_a_recorded_vertex_response_is_priced_exactly(stack, client):
+    r = native(stack, headers={"x-mock-replay": "gemini_function_call.json"})
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["usage"]["input_tokens"], rec["usage"]["output_tokens"]) == (50, 11)
+    assert rec["cost_micros"] == expected_cost(PRICE, 50, 11)
+
+
+def test_openai_sdk_reaches_gemini_through_its_openai_compatible_endpoint(stack, client):
+    oai = openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+    raw = oai.chat.completions.with_raw_response.create(model="google/gemini-2.5-flash",
+                                                        messages=[{"role": "user", "content": "hi"}])
+    assert raw.headers["x-mock-path"] == "/v1beta/openai/chat/completions"
+    r = raw.parse()
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert rec["provider"] == "google" and rec["api"] == "openai_chat"
+    assert rec["cost_micros"] == expected_cost(PRICE, r.usage.prompt_tokens, r.usage.completion_tokens)
+
+
+def test_anthropic_sdk_reaches_gemini_translated(stack, client):
+    import anthropic
+    claude = anthropic.Anthropic(base_url=stack.url, api_key=SEARCH_KEY, max_retries=0)
+    raw = claude.messages.with_raw_response.create(model="gemini-2.5-flash", max_tokens=40,
+                                                   messages=[{"role": "user", "content": "hi"}])
+    assert raw.headers["x-mock-path"] == "/v1beta/openai/chat/completions"
+    m = raw.parse()
+    assert m.content[0].text.startswith("Sure")
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert rec["provider"] == "google" and rec["usage"]["output_tokens"] == m.usage.output_tokens

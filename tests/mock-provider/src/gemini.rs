@@ -1,0 +1,149 @@
+//! Google Gemini: the native `models/{model}:generateContent` and
+//! `:streamGenerateContent?alt=sse`, as the Gemini API answers them.
+//!
+//! Sources: Gemini API reference, "Generating content"
+//! (ai.google.dev/api/generate-content: request members, the
+//! `GenerateContentResponse` with `usageMetadata` — `promptTokenCount`,
+//! `candidatesTokenCount`, `cachedContentTokenCount` only when the cache
+//! served something, `thoughtsTokenCount` for thinking models,
+//! `totalTokenCount` — and `alt=sse` streams whose every event is a full
+//! response with the usage so far, separated by `\r\n\r\n`); "API keys"
+//! (`x-goog-api-key`; a wrong key is `400 INVALID_ARGUMENT "API key not
+//! valid. Please pass a valid API key."`); Google's JSON error shape
+//! (`{"error": {code, message, status}}`, unknown members "Invalid JSON
+//! payload received. Unknown name …"). A Vertex AI response recorded in
+//! envoyproxy/ai-gateway (tests/captures/gemini_function_call.json) has the
+//! same members.
+
+use serde_json::{json, Map, Value};
+
+use crate::{count_tokens, output_pieces};
+
+const MEMBERS: &[&str] = &["contents", "systemInstruction", "tools", "toolConfig", "safetySettings", "generationConfig", "cachedContent"];
+
+pub fn error(code: u16, status: &str, message: &str) -> String {
+    json!({"error": {"code": code, "message": message, "status": status}}).to_string()
+}
+
+pub struct Plan {
+    pub model: String,
+    pub stream: bool,
+    pub input: u64,
+    pub cached: u64,
+    pub output: u64,
+    pub thoughts: u64,
+    pub finish: &'static str,
+}
+
+fn text_of(v: &Value, out: &mut String) {
+    match v {
+        Value::String(s) => out.push_str(s),
+        Value::Array(a) => a.iter().for_each(|x| text_of(x, out)),
+        Value::Object(m) => ["parts", "text"].iter().filter_map(|k| m.get(*k)).for_each(|x| text_of(x, out)),
+        _ => {}
+    }
+}
+
+/// `rest` is the path after `models/`: `{model}:{method}`.
+pub fn plan(rest: &str, m: &Map<String, Value>, wanted: u64, thoughts: u64, cached: u64) -> Result<Plan, (u16, String)> {
+    let (model, method) = rest.rsplit_once(':').ok_or((404, "Method not found.".to_string()))?;
+    let stream = match method {
+        "generateContent" => false,
+        "streamGenerateContent" => true,
+        _ => return Err((404, format!("Method {method} not found."))),
+    };
+    if let Some(k) = m.keys().find(|k| !MEMBERS.contains(&k.as_str())) {
+        return Err((400, format!("Invalid JSON payload received. Unknown name \"{k}\": Cannot find field.")));
+    }
+    let contents = m.get("contents").and_then(Value::as_array).filter(|c| !c.is_empty());
+    let Some(contents) = contents else {
+        return Err((400, "* GenerateContentRequest.contents: contents is not specified\n".into()));
+    };
+    let gc = m.get("generationConfig").cloned().unwrap_or(Value::Null);
+    let cap = gc.get("maxOutputTokens").and_then(Value::as_u64).unwrap_or(u64::MAX);
+    let mut text = String::new();
+    text_of(&Value::Array(contents.clone()), &mut text);
+    if let Some(si) = m.get("systemInstruction") {
+        text_of(si, &mut text);
+    }
+    let input = count_tokens(&text).max(1);
+    let thoughts = thoughts.min(cap);
+    let output = wanted.min(cap - thoughts);
+    Ok(Plan {
+        model: model.to_string(),
+        stream,
+        input: input.max(cached),
+        cached,
+        output,
+        thoughts,
+        finish: if wanted + thoughts > cap { "MAX_TOKENS" } else { "STOP" },
+    })
+}
+
+fn usage(p: &Plan, candidates: u64) -> Value {
+    let mut u = json!({"promptTokenCount": p.input, "candidatesTokenCount": candidates,
+                       "totalTokenCount": p.input + candidates + p.thoughts,
+                       "promptTokensDetails": [{"modality": "TEXT", "tokenCount": p.input}]});
+    if let Some(o) = u.as_object_mut() {
+        if p.cached > 0 {
+            o.insert("cachedContentTokenCount".into(), p.cached.into());
+        }
+        if p.thoughts > 0 {
+            o.insert("thoughtsTokenCount".into(), p.thoughts.into());
+        }
+    }
+    u
+}
+
+pub fn json_body(p: &Plan, id: &str) -> String {
+    json!({"candidates": [{"content": {"parts": [{"text": output_pieces(p.output).concat()}], "role": "model"},
+                           "finishReason": p.finish, "index": 0}],
+           "usageMetadata": usage(p, p.output), "modelVersion": p.model, "responseId": id})
+    .to_string()
+}
+
+/// The stream's events (each a whole response with the usage so far).
+pub fn stream_events(p: &Plan, id: &str) -> Vec<String> {
+    let pieces = output_pieces(p.output);
+    let n = pieces.len().max(1);
+    (0..n)
+        .map(|i| {
+            let text = pieces.get(i).copied().unwrap_or("");
+            let mut cand = json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": 0});
+            if i + 1 == n {
+                if let Some(o) = cand.as_object_mut() {
+                    o.insert("finishReason".into(), p.finish.into());
+                }
+            }
+            let body = json!({"candidates": [cand], "usageMetadata": usage(p, (i as u64 + 1).min(p.output)),
+                              "modelVersion": p.model, "responseId": id});
+            format!("data: {body}\r\n\r\n")
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn refuses_what_gemini_refuses_and_counts_thoughts_apart() {
+        let e = plan("m:generateContent", &obj(json!({"contents": [{"parts": [{"text": "x"}]}], "model": "m"})), 5, 0, 0).err().unwrap();
+        assert!(e.1.contains(r#"Unknown name "model""#));
+        assert_eq!(plan("m:countTokens", &obj(json!({})), 5, 0, 0).err().unwrap().0, 404);
+        assert!(plan("m:generateContent", &obj(json!({"contents": []})), 5, 0, 0).is_err());
+        let p = plan("m:streamGenerateContent", &obj(json!({"contents": [{"parts": [{"text": "abcdefgh"}]}],
+                     "generationConfig": {"maxOutputTokens": 10}})), 8, 4, 0).unwrap();
+        assert_eq!((p.input, p.output, p.thoughts, p.finish, p.stream), (2, 6, 4, "MAX_TOKENS", true));
+        let ev = stream_events(&p, "r");
+        assert_eq!(ev.len(), 6);
+        assert!(ev[5].contains(r#""finishReason":"MAX_TOKENS""#) && ev[5].contains(r#""thoughtsTokenCount":4"#) && ev[5].ends_with("\r\n\r\n"));
+        let v: Value = serde_json::from_str(&json_body(&p, "r")).unwrap();
+        assert_eq!(v["usageMetadata"]["candidatesTokenCount"], 6);
+        assert!(v["usageMetadata"].get("cachedContentTokenCount").is_none(), "reported only when the cache served something");
+    }
+}
