@@ -89,3 +89,13 @@ def test_anthropic_sdk_reaches_gemini_translated(stack, client):
     assert m.content[0].text.startswith("Sure")
     rec = client.record(raw.headers["x-tollgate-request-id"])
     assert rec["provider"] == "google" and rec["usage"]["output_tokens"] == m.usage.output_tokens
+
+
+def test_openai_sdk_embeddings_reach_gemini(stack, client):
+    oai = openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+    raw = oai.embeddings.with_raw_response.create(model="google/gemini-embedding-001", input=["a b c d", "e f g h"])
+    assert raw.headers["x-mock-path"] == "/v1beta/openai/embeddings"
+    r = raw.parse()
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert rec["api"] == "openai_embeddings" and rec["provider"] == "google"
+    assert rec["cost_micros"] == -(-r.usage.prompt_tokens * 150_000 // 1_000_000)

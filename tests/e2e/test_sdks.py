@@ -97,3 +97,52 @@ def test_anthropic_sdk_errors(stack, claude):
     with pytest.raises(anthropic.BadRequestError) as e:
         claude.messages.create(model="nope", max_tokens=10, messages=[{"role": "user", "content": "x"}])
     assert "nope" in str(e.value)
+
+
+# ---- every SDK against every provider format -----------------------------------------------
+# (model, the provider format it reaches, the pricing key)
+PROVIDERS = [("openai/gpt-5.4", "openai", "openai/gpt-5.4"),
+             ("anthropic/claude-sonnet-4-6", "anthropic", "anthropic/claude-sonnet-4-6"),
+             ("cheap", "deepseek", "deepseek/deepseek-v4"),
+             ("google/gemini-2.5-flash", "gemini", "google/gemini-2.5-flash")]
+
+
+@pytest.mark.parametrize("model,fmt,price", PROVIDERS, ids=[p[1] for p in PROVIDERS])
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_openai_sdk_chat_reaches_every_provider_format(oai, client, model, fmt, price, stream):
+    if stream:
+        raw = oai.chat.completions.with_raw_response.create(
+            model=model, messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True})
+        chunks = list(raw.parse())
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        usage = next(c.usage for c in chunks if c.usage)
+    else:
+        raw = oai.chat.completions.with_raw_response.create(model=model, messages=[{"role": "user", "content": "hi"}])
+        r = raw.parse()
+        text, usage = r.choices[0].message.content, r.usage
+    assert text.startswith("Sure")
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    cached = (usage.prompt_tokens_details.cached_tokens or 0) if usage.prompt_tokens_details else 0
+    assert rec["usage"]["output_tokens"] == usage.completion_tokens
+    assert rec["cost_micros"] == expected_cost(price, usage.prompt_tokens, usage.completion_tokens, cached=cached)
+
+
+@pytest.mark.parametrize("model,fmt,price", PROVIDERS, ids=[p[1] for p in PROVIDERS])
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_anthropic_sdk_reaches_every_provider_format(claude, client, model, fmt, price, stream):
+    if stream:
+        with claude.messages.stream(model=model, max_tokens=64, messages=[{"role": "user", "content": "hi"}]) as s:
+            text = "".join(s.text_stream)
+            m = s.get_final_message()
+            rid = s.response.headers["x-tollgate-request-id"]
+    else:
+        raw = claude.messages.with_raw_response.create(model=model, max_tokens=64, messages=[{"role": "user", "content": "hi"}])
+        m = raw.parse()
+        text, rid = m.content[0].text, raw.headers["x-tollgate-request-id"]
+    assert text.startswith("Sure") and m.stop_reason == "end_turn"
+    rec = client.record(rid)
+    u = m.usage
+    cached = u.cache_read_input_tokens or 0
+    inp = u.input_tokens + cached + (u.cache_creation_input_tokens or 0)
+    assert rec["usage"]["output_tokens"] == u.output_tokens
+    assert rec["cost_micros"] == expected_cost(price, inp, u.output_tokens, cached=cached)

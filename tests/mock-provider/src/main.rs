@@ -120,6 +120,7 @@ async fn main() {
         .route("/v1/responses", post(respond_api))
         .route("/v1beta/models/{*rest}", post(gemini_native))
         .route("/v1beta/openai/chat/completions", post(gemini_compat))
+        .route("/v1beta/openai/embeddings", post(gemini_compat_embed))
         .route("/responses", post(respond_api))
         .route("/completions", post(complete))
         .route("/embeddings", post(embed))
@@ -440,18 +441,31 @@ async fn gemini_native(State(app): State<Arc<App>>, axum::extract::Path(rest): a
     r
 }
 
-/// Gemini's OpenAI-compatible chat endpoint: Gemini's key, then the mock's OpenAI dialect.
-async fn gemini_compat(State(app): State<Arc<App>>, uri: Uri, mut h: HeaderMap, body: Bytes) -> Response<Body> {
-    if !gemini_key_ok(&app, &h, &uri) {
+/// Gemini's OpenAI-compatible endpoint: Gemini's key, then the mock's OpenAI
+/// dialect (`Err`: the refusal of a wrong key).
+fn gemini_compat_key(app: &App, uri: &Uri, h: &mut HeaderMap) -> Result<(), Response<Body>> {
+    if !gemini_key_ok(app, h, uri) {
         let body = json!([{"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT"}}]).to_string();
-        return respond(StatusCode::BAD_REQUEST, &h, &uri, body, "application/json");
+        return Err(respond(StatusCode::BAD_REQUEST, h, uri, body, "application/json"));
     }
-    if let Some(k) = &app.keys.openai {
-        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {k}")) {
-            h.insert("authorization", v);
-        }
+    if let Some(v) = app.keys.openai.as_ref().and_then(|k| HeaderValue::from_str(&format!("Bearer {k}")).ok()) {
+        h.insert("authorization", v);
     }
-    chat(State(app), uri, h, body).await
+    Ok(())
+}
+
+async fn gemini_compat(State(app): State<Arc<App>>, uri: Uri, mut h: HeaderMap, body: Bytes) -> Response<Body> {
+    match gemini_compat_key(&app, &uri, &mut h) {
+        Ok(()) => chat(State(app), uri, h, body).await,
+        Err(r) => r,
+    }
+}
+
+async fn gemini_compat_embed(State(app): State<Arc<App>>, uri: Uri, mut h: HeaderMap, body: Bytes) -> Response<Body> {
+    match gemini_compat_key(&app, &uri, &mut h) {
+        Ok(()) => embed(State(app), uri, h, body).await,
+        Err(r) => r,
+    }
 }
 
 async fn respond_api(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
@@ -528,7 +542,7 @@ async fn embed(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes)
         Err((status, msg, param, code)) => return err(status, &msg, param, code),
     };
     let model = m.get("model").and_then(Value::as_str).unwrap_or_default();
-    if !model.starts_with("text-embedding-") {
+    if !model.starts_with("text-embedding-") && !model.starts_with("gemini-embedding-") {
         return err(404, &format!("The model `{model}` does not exist or you do not have access to it."), None, Some("model_not_found"));
     }
     let (body, total) = embeddings::response(model, &tokens, dimensions, base64);
