@@ -42,6 +42,25 @@ pub fn query_of(path: &str) -> &str {
     path.find('?').and_then(|i| path.get(i..)).unwrap_or("")
 }
 
+/// The query string to send upstream: the client's, without a `key`
+/// parameter (Gemini clients may put their key there; it is Tollgate's
+/// virtual key and must never reach a provider).
+pub fn upstream_query(path: &str) -> String {
+    let q = query_of(path).trim_start_matches('?');
+    let kept: Vec<&str> = q.split('&').filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("key")).collect();
+    if kept.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", kept.join("&"))
+    }
+}
+
+/// A key given as `?key=…` (Gemini's REST convention), percent-decoding
+/// left alone: virtual keys are URL-safe.
+pub fn query_key(path: &str) -> Option<&str> {
+    query_of(path).trim_start_matches('?').split('&').find_map(|kv| kv.strip_prefix("key=")).filter(|k| !k.is_empty())
+}
+
 /// Top-level members of a JSON object, in order, values as raw JSON.
 struct Members<'a>(Vec<(String, &'a RawValue)>);
 
@@ -408,6 +427,11 @@ mod tests {
         assert_eq!(classify_path("/v1/responses/resp_1/input_items"), Endpoint::Other);
         assert_eq!(query_of("/v1/messages?beta=true"), "?beta=true");
         assert_eq!(query_of("/v1/messages"), "");
+        assert_eq!(upstream_query("/v1beta/models/m:streamGenerateContent?alt=sse&key=tg-1"), "?alt=sse");
+        assert_eq!(upstream_query("/x?key=tg-1"), "");
+        assert_eq!(upstream_query("/x?keyword=a&key=b&c"), "?keyword=a&c");
+        assert_eq!(query_key("/x?alt=sse&key=tg-1"), Some("tg-1"));
+        assert_eq!(query_key("/x?keyword=a"), None);
     }
 
     #[test]

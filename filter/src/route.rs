@@ -10,7 +10,7 @@ use crate::budget::Amount;
 use crate::config::{Config, KeyInfo, ProviderFormat, UnpricedModels};
 use crate::translate::{to_anthropic, to_openai, Direction};
 use crate::errors::GatewayError;
-use crate::request::{parse_chat, query_of, Api, ChatRequest, Rewrite};
+use crate::request::{parse_chat, upstream_query, Api, ChatRequest, Rewrite};
 use crate::usage::Usage;
 
 /// Where a request goes (recorded in its usage record).
@@ -139,11 +139,11 @@ pub fn plan(
     let upstream_path = match (upstream_api, provider.format) {
         (Api::GeminiGenerateContent, _) => {
             let method = if chat.stream { "streamGenerateContent" } else { "generateContent" };
-            format!("{}/models/{}:{method}{}", provider.path_prefix, target.upstream_model, query_of(path))
+            format!("{}/models/{}:{method}{}", provider.path_prefix, target.upstream_model, upstream_query(path))
         }
         // Gemini answers OpenAI-format requests on its compatible endpoint.
-        (_, ProviderFormat::Gemini) => format!("{}/openai{}{}", provider.path_prefix, upstream_api.upstream_suffix(), query_of(path)),
-        _ => format!("{}{}{}", provider.path_prefix, upstream_api.upstream_suffix(), query_of(path)),
+        (_, ProviderFormat::Gemini) => format!("{}/openai{}{}", provider.path_prefix, upstream_api.upstream_suffix(), upstream_query(path)),
+        _ => format!("{}{}{}", provider.path_prefix, upstream_api.upstream_suffix(), upstream_query(path)),
     };
     let mut headers = vec![
         (":path".to_string(), upstream_path),

@@ -99,3 +99,11 @@ def test_openai_sdk_embeddings_reach_gemini(stack, client):
     rec = client.record(raw.headers["x-tollgate-request-id"])
     assert rec["api"] == "openai_embeddings" and rec["provider"] == "google"
     assert rec["cost_micros"] == -(-r.usage.prompt_tokens * 150_000 // 1_000_000)
+
+
+def test_a_key_in_the_query_authenticates_and_never_reaches_the_provider(stack, client):
+    path = NATIVE.replace(":generateContent", ":streamGenerateContent") + f"?alt=sse&key={SEARCH_KEY}"
+    r = requests.post(stack.url + path, data=json.dumps(BODY), headers={"content-type": "application/json"}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-mock-path"] == NATIVE.replace(":generateContent", ":streamGenerateContent") + "?alt=sse"
+    assert SEARCH_KEY not in r.text

@@ -264,6 +264,9 @@ impl TollgateHttp {
         }
         let auth = text(&self.headers.authorization)?;
         let xkey = text(&self.headers.x_api_key)?.or(text(&self.headers.x_goog_api_key)?);
+        // Gemini's REST convention `?key=`, on Gemini's native paths only;
+        // never sent upstream (request::upstream_query).
+        let xkey = xkey.or_else(|| crate::request::query_key(&self.path).filter(|_| crate::gemini::path_model(&self.path).is_some()));
         let presented = presented_key(auth, xkey).ok_or_else(GatewayError::missing_key)?;
         let hash = hash_key(presented);
         if let Some(k) = cfg.key_by_hash(&hash) {
