@@ -51,6 +51,7 @@ fn record(i: u64, now: u64) -> UsageRecord {
         ttfb_ms: Some(200),
         budget_scopes: vec![],
         budget_decision: tollgate_protocol::record::BudgetDecision::Ok,
+        guardrails: None,
     }
 }
 

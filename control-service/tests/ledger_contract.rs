@@ -103,6 +103,7 @@ fn rec(id: &str, team: &str, cost: u64, input: u64, output: u64) -> UsageRecord 
         ttfb_ms: None,
         budget_scopes: vec![],
         budget_decision: BudgetDecision::Off,
+        guardrails: None,
     }
 }
 

@@ -69,6 +69,8 @@ struct RawConfig {
     metrics: Option<bool>,
     #[serde(default)]
     access_log_fields: Option<Vec<crate::access_log::Field>>,
+    #[serde(default)]
+    guardrails: Option<crate::guard::RawPolicy>,
 }
 
 #[derive(Deserialize)]
@@ -377,6 +379,8 @@ pub struct Config {
     pub metrics: bool,
     /// Filter-state properties set for access logs (each a host call).
     pub access_log_fields: Vec<crate::access_log::Field>,
+    /// What data classes may leave for a provider ([`crate::guard`]).
+    pub guardrails: Option<crate::guard::Policy>,
 }
 
 fn non_empty(field: String, v: &str) -> Result<(), ConfigError> {
@@ -645,7 +649,12 @@ impl Config {
             return Err(err("default_max_tokens", "must be between 1 and 10000000"));
         }
 
+        let guardrails = match raw.guardrails {
+            Some(g) => Some(g.validate().map_err(|(f, m)| err(format!("guardrails.{f}"), m))?),
+            None => None,
+        };
         Ok(Config {
+            guardrails,
             control,
             default_max_tokens,
             body_wait_ms,

@@ -13,6 +13,7 @@ pub mod config;
 pub mod decode;
 pub mod errors;
 pub mod gemini;
+pub mod guard;
 pub mod hostmap;
 pub mod ids;
 pub mod keysync;

@@ -258,6 +258,7 @@ mod tests {
             ttfb_ms: Some(1),
             budget_scopes: vec![Scope::new(ScopeType::Team, "t")],
             budget_decision: BudgetDecision::Ok,
+            guardrails: None,
         }
     }
 

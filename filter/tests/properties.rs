@@ -134,6 +134,17 @@ proptest! {
     #[test]
     fn arbitrary_bodies_never_panic(api in api(), bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
         let _ = parse_json_response(api, &bytes);
+        let text = String::from_utf8_lossy(&bytes);
+        for h in tollgate_filter::guard::detect::scan(&text) {
+            prop_assert!(h.start < h.end && h.end <= text.len() && text.is_char_boundary(h.start) && text.is_char_boundary(h.end));
+        }
+        let policy: tollgate_filter::guard::RawPolicy = serde_json::from_str(r#"{"actions": {"email": "redact", "card": "redact", "secret": "redact"},
+            "custom": [{"name": "w", "words": ["ab"]}, {"name": "p", "pattern": "[0-9]{3}"}]}"#).unwrap();
+        if let Ok(p) = policy.validate() {
+            if let tollgate_filter::guard::Outcome::Redacted(b, _) = p.apply("t", "r", &bytes) {
+                prop_assert!(serde_json::from_slice::<serde_json::Value>(&b).is_ok());
+            }
+        }
         for d in [Direction::OpenAiToAnthropic, Direction::AnthropicToOpenAi] {
             let _ = d.answer(&bytes, 200, 0);
             let _ = d.answer(&bytes, 500, 0);

@@ -107,6 +107,44 @@ pub struct UsageRecord {
     pub budget_scopes: Vec<Scope>,
     #[serde(default)]
     pub budget_decision: BudgetDecision,
+    /// What the guardrails found (data classes and counts, never a value)
+    /// and did; absent when the gateway has no guardrails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrails: Option<Guardrails>,
+}
+
+/// A request's guardrail finding, for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guardrails {
+    /// Data class (`email`, `card`, … or a custom name) -> values found.
+    pub classes: BTreeMap<String, u64>,
+    /// `observed`, `redacted` or `blocked`.
+    pub action: String,
+    /// The policy's version.
+    pub policy: String,
+}
+
+/// Most classes one record may name.
+pub const MAX_GUARD_CLASSES: usize = 64;
+
+impl Guardrails {
+    fn check(&self) -> Result<(), String> {
+        if self.classes.len() > MAX_GUARD_CLASSES {
+            return Err(format!("guardrails.classes: more than {MAX_GUARD_CLASSES}"));
+        }
+        let name_ok = |n: &str| !n.is_empty() && n.len() <= 32 && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if let Some((k, _)) = self.classes.iter().find(|(k, v)| !name_ok(k) || **v > crate::usage::MAX_COUNT) {
+            return Err(format!("guardrails.classes: '{}' is not a class name with a count", crate::text::clean_field(k, 32)));
+        }
+        if !matches!(self.action.as_str(), "observed" | "redacted" | "blocked") {
+            return Err("guardrails.action: one of observed, redacted, blocked".into());
+        }
+        if self.policy.is_empty() || self.policy.len() > 64 || self.policy.chars().any(char::is_control) {
+            return Err("guardrails.policy: 1 to 64 characters, no control characters".into());
+        }
+        Ok(())
+    }
 }
 
 /// What the budgets said about a request.
@@ -190,6 +228,9 @@ impl UsageRecord {
             self.tags = self.tags.iter().take(MAX_TAGS).map(|(k, v)| (cf(k, MAX_NAME), cf(v, MAX_NAME))).collect();
         }
         self.budget_scopes.truncate(MAX_SCOPES);
+        if self.guardrails.as_ref().is_some_and(|g| g.check().is_err()) {
+            self.guardrails = None;
+        }
         for s in &mut self.budget_scopes {
             c(&mut s.id, MAX_NAME);
         }
@@ -256,6 +297,9 @@ impl UsageRecord {
         }
         if self.cache_savings_micros.unsigned_abs() > MAX_COST_MICROS {
             return Err(format!("cache_savings_micros: beyond ±{MAX_COST_MICROS}"));
+        }
+        if let Some(g) = &self.guardrails {
+            g.check()?;
         }
         Ok(())
     }

@@ -36,6 +36,8 @@ def good_plugin_config() -> dict:
     (lambda c: c.update(max_request_bytes=10), "max_request_bytes"),
     (lambda c: c.update(unknown_knob=True), "unknown_knob"),
     (lambda c: c.update(access_log_fields=["team", "cost"]), "access_log_fields[1]"),
+    (lambda c: c.update(guardrails={"custom": [{"name": "x", "pattern": "("}]}), "guardrails.custom[0].pattern"),
+    (lambda c: c.update(guardrails={"teams": {"labs": {"passport": "block"}}}), "guardrails.teams.labs"),
 ])
 def test_envoy_refuses_bad_plugin_config_and_names_the_field(tmp_path, mutate, field):
     pc = good_plugin_config()

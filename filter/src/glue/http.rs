@@ -163,6 +163,8 @@ pub(super) struct TollgateHttp {
     /// A request sent in the other provider format: the answer is read in
     /// the provider's format and translated back ([`crate::translate`]).
     translate: Option<crate::translate::Direction>,
+    /// What the guardrails found in the request, for the record.
+    guardrails: Option<tollgate_protocol::record::Guardrails>,
 }
 
 impl Context for TollgateHttp {}
@@ -219,6 +221,7 @@ impl TollgateHttp {
             state: None,
             pause_verified,
             translate: None,
+            guardrails: None,
         }
     }
 
@@ -403,6 +406,21 @@ impl TollgateHttp {
         self.chat = Some(plan.chat.clone());
         self.target = Some(plan.target.clone());
         self.translate = plan.translate;
+        let mut plan = plan;
+        // Guardrails look at exactly what would go upstream.
+        if let Some(policy) = &cfg.guardrails {
+            let sent = plan.body.as_deref().unwrap_or(&body);
+            let (outcome, error) = crate::guard::decide(policy, &key.team, &plan.target, sent);
+            self.guardrails = outcome.record;
+            if let Some(e) = error {
+                return self.reject(e);
+            }
+            if let Some(new_body) = outcome.body {
+                plan.headers.retain(|(k, _)| k != "content-length");
+                plan.headers.push(("content-length".to_string(), new_body.len().to_string()));
+                plan.body = Some(new_body);
+            }
+        }
         // Budgets: reserve the worst case against every budgeted scope.
         if cfg.control.is_some() {
             if let Err(action) = self.admit(cfg, &key, plan.worst) {
@@ -479,6 +497,7 @@ impl TollgateHttp {
                 None => self.reservations.iter().map(|r| Scope::new(r.scope_type, &r.scope_id)).collect(),
             },
             budget_decision: self.budget_decision,
+            guardrails: self.guardrails.clone(),
         }
         .bounded()
     }

@@ -67,6 +67,9 @@ struct App {
     served_requests: AtomicU64,
     served_input: AtomicU64,
     served_output: AtomicU64,
+    /// The last chat or messages request body (GET /mock/last-body): what
+    /// the gateway actually sent upstream.
+    last_body: std::sync::Mutex<Bytes>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -109,6 +112,7 @@ async fn main() {
         served_requests: AtomicU64::new(0),
         served_input: AtomicU64::new(0),
         served_output: AtomicU64::new(0),
+        last_body: std::sync::Mutex::new(Bytes::new()),
     });
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -125,6 +129,7 @@ async fn main() {
         .route("/completions", post(complete))
         .route("/embeddings", post(embed))
         .route("/mock/stats", get(stats))
+        .route("/mock/last-body", get(last_body))
         .fallback(not_found)
         // The providers accept large bodies (Anthropic refuses past 32 MB).
         .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
@@ -326,7 +331,21 @@ fn check_key(app: &App, dialect: Dialect, h: &HeaderMap) -> Result<(), String> {
     }
 }
 
+async fn last_body(State(app): State<Arc<App>>) -> Response<Body> {
+    let body = app.last_body.lock().map(|b| b.clone()).unwrap_or_default();
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    r
+}
+
+fn remember(app: &App, body: &Bytes) {
+    if let Ok(mut b) = app.last_body.lock() {
+        *b = body.clone();
+    }
+}
+
 async fn chat(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+    remember(&app, &body);
     let host = header_str(&h, "host").unwrap_or("");
     let req: Result<Value, _> = serde_json::from_slice(&body);
     let model = req.as_ref().ok().and_then(|r| r.get("model")).and_then(Value::as_str).unwrap_or("").to_string();
@@ -443,10 +462,10 @@ async fn gemini_native(State(app): State<Arc<App>>, axum::extract::Path(rest): a
 
 /// Gemini's OpenAI-compatible endpoint: Gemini's key, then the mock's OpenAI
 /// dialect (`Err`: the refusal of a wrong key).
-fn gemini_compat_key(app: &App, uri: &Uri, h: &mut HeaderMap) -> Result<(), Response<Body>> {
+fn gemini_compat_key(app: &App, uri: &Uri, h: &mut HeaderMap) -> Result<(), Box<Response<Body>>> {
     if !gemini_key_ok(app, h, uri) {
         let body = json!([{"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT"}}]).to_string();
-        return Err(respond(StatusCode::BAD_REQUEST, h, uri, body, "application/json"));
+        return Err(Box::new(respond(StatusCode::BAD_REQUEST, h, uri, body, "application/json")));
     }
     if let Some(v) = app.keys.openai.as_ref().and_then(|k| HeaderValue::from_str(&format!("Bearer {k}")).ok()) {
         h.insert("authorization", v);
@@ -457,14 +476,14 @@ fn gemini_compat_key(app: &App, uri: &Uri, h: &mut HeaderMap) -> Result<(), Resp
 async fn gemini_compat(State(app): State<Arc<App>>, uri: Uri, mut h: HeaderMap, body: Bytes) -> Response<Body> {
     match gemini_compat_key(&app, &uri, &mut h) {
         Ok(()) => chat(State(app), uri, h, body).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 async fn gemini_compat_embed(State(app): State<Arc<App>>, uri: Uri, mut h: HeaderMap, body: Bytes) -> Response<Body> {
     match gemini_compat_key(&app, &uri, &mut h) {
         Ok(()) => embed(State(app), uri, h, body).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -552,6 +571,7 @@ async fn embed(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes)
 }
 
 async fn messages(State(app): State<Arc<App>>, uri: Uri, mut h: HeaderMap, body: Bytes) -> Response<Body> {
+    remember(&app, &body);
     let req: Result<Value, _> = serde_json::from_slice(&body);
     let model = req.as_ref().ok().and_then(|r| r.get("model")).and_then(Value::as_str).unwrap_or("").to_string();
     // Echoed as x-mock-cache-breakpoints (how many cache_control markers arrived).

@@ -1,0 +1,87 @@
+"""Guardrails through Envoy with the demo policy (envoy/demo/envoy.yaml,
+version demo-1: secrets, card numbers and SSNs blocked for everyone; IBANs
+redacted; team labs also has e-mail and phone redacted and the codename
+blocked): what the provider receives, what the client is told, what the
+record keeps — and that no caught value appears in any log or answer."""
+from __future__ import annotations
+
+import json
+
+import requests
+
+from conftest import LABS_KEY, SEARCH_KEY
+
+CARD = "4111 1111 1111 1111"
+EMAIL = "maria.gonzalez@acme-corp.com"
+SECRET = "sk-proj-4fJ8kL2mN9pQ1rS5tU7vW3xY6zA0bC8dE2fG"
+
+
+def upstream_body(stack) -> dict:
+    return requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+
+
+def served(stack) -> int:
+    return requests.get(stack.mock.url + "/mock/stats", timeout=5).json()["requests"]
+
+
+def test_a_card_number_is_blocked_by_class_and_policy_and_never_sent(stack, client):
+    before = served(stack)
+    r = client.chat("openai/gpt-5.4", content=f"Charge {CARD} for the order.")
+    assert r.status_code == 400
+    e = r.json()["error"]
+    assert e["code"] == "content_blocked" and "'card'" in e["message"] and "demo-1" in e["message"]
+    assert CARD not in r.text and CARD.replace(" ", "") not in r.text
+    assert served(stack) == before, "nothing reached the provider"
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["guardrails"] == {"classes": {"card": 1}, "action": "blocked", "policy": "demo-1"}
+    assert rec["cost_micros"] == 0
+
+
+def test_a_secret_in_tool_call_arguments_is_blocked(client):
+    msgs = [{"role": "user", "content": "deploy"},
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function",
+             "function": {"name": "set_env", "arguments": json.dumps({"OPENAI_API_KEY": SECRET})}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "ok"}]
+    r = client.post("/v1/chat/completions", {"model": "cheap", "messages": msgs})
+    assert r.status_code == 400 and "'secret'" in r.json()["error"]["message"]
+    assert SECRET not in r.text
+
+
+def test_labs_email_and_phone_are_redacted_with_stable_placeholders(stack, client):
+    text = f"Write to {EMAIL} or call +1 415 555 0132; again: {EMAIL}."
+    r = client.chat("cheap", key=LABS_KEY, content=text)
+    assert r.status_code == 200, r.text
+    sent = upstream_body(stack)["messages"][0]["content"]
+    assert sent == "Write to [EMAIL_1] or call [PHONE_1]; again: [EMAIL_1]."
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["guardrails"] == {"classes": {"email": 2, "phone": 1}, "action": "redacted", "policy": "demo-1"}
+    # the provider counted the redacted prompt: the record prices what was sent
+    assert rec["usage"]["input_tokens"] == r.json()["usage"]["prompt_tokens"]
+
+
+def test_the_same_email_from_another_team_is_observed_and_sent(stack, client):
+    r = client.chat("cheap", key=SEARCH_KEY, content=f"Write to {EMAIL}.")
+    assert r.status_code == 200
+    assert EMAIL in upstream_body(stack)["messages"][0]["content"]
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["guardrails"]["action"] == "observed" and rec["guardrails"]["classes"] == {"email": 1}
+
+
+def test_anthropic_system_prompts_and_custom_words_are_scanned(stack, client):
+    r = client.messages("claude-sonnet-4-6", key=LABS_KEY, extra={"system": f"Escalations go to {EMAIL}."})
+    assert r.status_code == 200, r.text
+    assert upstream_body(stack)["system"] == "Escalations go to [EMAIL_1]."
+    r = client.messages("claude-sonnet-4-6", key=LABS_KEY, content="Status of project bluebird?")
+    assert r.status_code == 400 and "'codename'" in r.json()["error"]["message"]
+
+
+def test_an_iban_is_redacted_for_everyone(stack, client):
+    r = client.chat("openai/gpt-5.4", content="Pay DE89 3704 0044 0532 0130 00 today.")
+    assert r.status_code == 200
+    assert upstream_body(stack)["messages"][0]["content"] == "Pay [IBAN_1] today."
+
+
+def test_no_caught_value_appears_in_any_log(stack):
+    log = stack.envoy.log() + (stack.access_log.read_text() if stack.access_log.exists() else "")
+    for v in (CARD, CARD.replace(" ", ""), EMAIL, SECRET, "DE89 3704 0044 0532 0130 00"):
+        assert v not in log, v
