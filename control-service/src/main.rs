@@ -35,6 +35,7 @@ fn main() {
                 Cmd::Movers(a) => reports::movers(&c, a),
                 Cmd::Report(ReportCmd::Monthly { month }) => reports::monthly(&c, month),
                 Cmd::Alerts => reports::alerts(&c),
+                Cmd::Audit(a) => reports::audit(&c, a),
                 Cmd::Serve(_) | Cmd::Key(_) | Cmd::Completions { .. } => {}
             }
         }

@@ -274,6 +274,44 @@ pub fn grant_doc(
     (doc, gm.unwrap_or(my_m), gt.unwrap_or(my_t))
 }
 
+/// An audit question: a time range and optional filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub class: Option<String>,
+    pub team: Option<String>,
+    pub provider: Option<String>,
+    pub action: Option<String>,
+}
+
+/// Requests and values found, per team, provider, class and action.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditSum {
+    pub team: String,
+    pub provider: Option<String>,
+    pub class: String,
+    pub action: String,
+    pub requests: u64,
+    pub values: u64,
+}
+
+/// One record's finding of one class.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditFinding {
+    pub record_id: String,
+    pub ts_ms: u64,
+    pub key_id: String,
+    pub team: String,
+    pub project: String,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub class: String,
+    pub count: u64,
+    pub action: String,
+    pub policy: String,
+}
+
 pub trait Store: Send + Sync + 'static {
     fn create_key(&self, key: &KeyRow) -> Result<()>;
     /// Creates every key or none (one transaction); Conflict names the first clash.
@@ -333,6 +371,13 @@ pub trait Store: Send + Sync + 'static {
     /// Alerts not yet delivered whose next attempt is due.
     fn due_alerts(&self, now_ms: u64) -> Result<Vec<AlertRow>>;
     fn alert_attempted(&self, id: i64, ok: bool, error: Option<&str>, next_attempt_ms: u64, now_ms: u64) -> Result<()>;
+
+    /// The guardrail audit trail, summed per team, provider, class and action.
+    fn audit_summary(&self, q: &AuditQuery) -> Result<Vec<AuditSum>>;
+    /// The findings themselves (export), oldest first.
+    fn audit_findings(&self, q: &AuditQuery, limit: u32) -> Result<Vec<AuditFinding>>;
+    /// Retention: drops findings older than `before_ms`.
+    fn purge_audit(&self, before_ms: u64) -> Result<u64>;
 }
 
 #[cfg(test)]

@@ -48,6 +48,7 @@ contract!(
     sums_saturate_instead_of_failing,
     key_changes_replay_to_the_live_key_set,
     cache_economics_sum_over_sum_and_keep_not_reported_apart,
+    guardrail_findings_answer_who_sent_what_where_and_expire,
 );
 
 mod tempdir {
@@ -418,6 +419,42 @@ fn cache_economics_sum_over_sum_and_keep_not_reported_apart(s: Arc<dyn Store>) {
     assert!(csv.contains(",20.0,775,0.000775\r\n") && csv.contains(",,0,0.000000\r\n"), "{csv}");
     let total = s.report(&ReportQuery { from_ms: NOW - 1, to_ms: NOW + 1, ..Default::default() }).unwrap();
     assert_eq!(total[0].cache_hit_rate_permille(), Some(200), "requests that did not report are left out of the rate");
+}
+
+fn guardrail_findings_answer_who_sent_what_where_and_expire(s: Arc<dyn Store>) {
+    use tollgate_control::store::AuditQuery;
+    use tollgate_protocol::record::Guardrails;
+    let with = |id: &str, team: &str, provider: &str, classes: &[(&str, u64)], action: &str, ts: u64| {
+        let mut r = rec(id, team, 1, 1, 1);
+        r.ts_ms = ts;
+        r.provider = Some(provider.into());
+        r.guardrails = Some(Guardrails {
+            classes: classes.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
+            action: action.into(),
+            policy: "p1".into(),
+        });
+        r
+    };
+    s.ingest("n", &[
+        with("g1", "search", "openai", &[("card", 1)], "blocked", NOW),
+        with("g2", "search", "openai", &[("card", 2), ("email", 1)], "blocked", NOW),
+        with("g3", "labs", "anthropic", &[("email", 3)], "redacted", NOW),
+        with("g4", "labs", "anthropic", &[("card", 1)], "blocked", NOW - 40 * 86_400_000),
+        rec("plain", "labs", 1, 1, 1),
+    ], None, NOW).unwrap();
+    // ingesting the same records again adds nothing
+    s.ingest("n", &[with("g1", "search", "openai", &[("card", 1)], "blocked", NOW)], None, NOW).unwrap();
+    let last_month = AuditQuery { from_ms: NOW - 30 * 86_400_000, to_ms: NOW + 1, class: Some("card".into()), ..Default::default() };
+    let rows = s.audit_summary(&last_month).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].team.as_str(), rows[0].provider.as_deref(), rows[0].requests, rows[0].values), ("search", Some("openai"), 2, 3));
+    let all = s.audit_summary(&AuditQuery { from_ms: 0, to_ms: NOW + 1, ..Default::default() }).unwrap();
+    assert_eq!(all.iter().map(|r| r.requests).sum::<u64>(), 5);
+    let found = s.audit_findings(&AuditQuery { from_ms: 0, to_ms: NOW + 1, team: Some("labs".into()), ..Default::default() }, 100).unwrap();
+    assert_eq!(found.iter().map(|f| (f.record_id.as_str(), f.class.as_str(), f.count)).collect::<Vec<_>>(), vec![("g4", "card", 1), ("g3", "email", 3)]);
+    // retention
+    assert_eq!(s.purge_audit(NOW - 30 * 86_400_000).unwrap(), 1);
+    assert_eq!(s.audit_findings(&AuditQuery { from_ms: 0, to_ms: NOW + 1, ..Default::default() }, 100).unwrap().len(), 4);
 }
 
 // ---- SQLite only ----

@@ -30,7 +30,7 @@ def tg(stack, *args, ok=True):
 
 
 def test_every_command_has_help(cli_stack):
-    for cmd in (["--help"], ["serve", "--help"], ["keys", "--help"], ["budgets", "--help"], ["spend", "--help"],
+    for cmd in (["--help"], ["serve", "--help"], ["keys", "--help"], ["budgets", "--help"], ["spend", "--help"], ["audit", "--help"],
                 ["movers", "--help"], ["report", "--help"], ["alerts", "--help"], ["key", "--help"]):
         p = tg(cli_stack, *cmd)
         assert "tollgate" in p.stdout, cmd

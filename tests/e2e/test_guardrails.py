@@ -85,3 +85,33 @@ def test_no_caught_value_appears_in_any_log(stack):
     log = stack.envoy.log() + (stack.access_log.read_text() if stack.access_log.exists() else "")
     for v in (CARD, CARD.replace(" ", ""), EMAIL, SECRET, "DE89 3704 0044 0532 0130 00"):
         assert v not in log, v
+
+
+def test_the_audit_answers_who_sent_card_numbers_where_in_one_command(stack, client):
+    """After the blocked card number above: the control service's audit, its JSONL export and the CLI."""
+    import os
+    import subprocess
+    import time
+
+    import stack as sm
+    deadline = time.monotonic() + 15
+    while True:
+        _, body = stack.control.api("GET", "/v1/audit?class=card", expect=200)
+        rows = [r for r in body["rows"] if r["team"] == "search" and r["provider"] == "openai"]
+        if rows:
+            break
+        assert time.monotonic() < deadline, body
+        time.sleep(0.2)
+    assert rows[0]["action"] == "blocked" and rows[0]["requests"] >= 1 and rows[0]["values"] >= 1
+    r = requests.get(stack.control.url + "/v1/audit/findings?class=card&format=jsonl",
+                     headers={"authorization": f"Bearer {sm.ADMIN_TOKEN}"}, timeout=10)
+    lines = [json.loads(x) for x in r.text.splitlines()]
+    assert lines and all(x["class"] == "card" for x in lines)
+    assert CARD not in r.text and CARD.replace(" ", "") not in r.text
+    env = {**os.environ, "TOLLGATE_URL": stack.control.url, "TOLLGATE_ADMIN_TOKEN": sm.ADMIN_TOKEN}
+    p = subprocess.run([str(sm.TOLLGATE_BIN), "audit", "--class", "card"], capture_output=True, text=True, env=env, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert "search" in p.stdout and "openai" in p.stdout and "blocked" in p.stdout
+    # bad filters are refused, not ignored
+    status, body = stack.control.api("GET", "/v1/audit?action=shredded")
+    assert status == 400

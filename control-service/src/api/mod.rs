@@ -21,6 +21,7 @@ use crate::store::{Budget, KeyRow, SpendFilter, Store, StoreError};
 use crate::{log_event, now_ms};
 
 mod alerts;
+mod audit;
 mod budgets;
 mod fleet;
 mod keys;
@@ -31,6 +32,7 @@ mod requests;
 
 pub use alerts::alert_loop;
 pub use budgets::budget_doc;
+use audit::*;
 use budgets::*;
 use fleet::*;
 use keys::*;
@@ -191,6 +193,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/reports/spend", get(report_spend))
         .route("/v1/reports/movers", get(report_movers))
         .route("/v1/reports/monthly", get(report_monthly))
+        .route("/v1/audit", get(audit_summary).delete(audit_purge))
+        .route("/v1/audit/findings", get(audit_findings))
         .with_state(state)
 }
 

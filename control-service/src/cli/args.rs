@@ -50,6 +50,8 @@ pub enum Cmd {
     Report(ReportCmd),
     /// Budget threshold alerts, newest first, with webhook delivery status
     Alerts,
+    /// Guardrail audit: which teams sent which classes of data to which provider
+    Audit(AuditArgs),
     /// Budget increase requests
     #[command(subcommand, arg_required_else_help = true)]
     Requests(RequestsCmd),
@@ -216,6 +218,31 @@ pub struct SpendArgs {
     /// CSV instead of a table
     #[arg(long)]
     pub csv: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Example: which teams sent payment card numbers to which provider last month:
+    tollgate audit --class card --from 2026-10-01 --to 2026-11-01")]
+pub struct AuditArgs {
+    /// A data class: email, phone, card, iban, ssn, ip, secret or a custom name
+    #[arg(long)]
+    pub class: Option<String>,
+    #[arg(long)]
+    pub team: Option<String>,
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// observed, redacted or blocked
+    #[arg(long)]
+    pub action: Option<String>,
+    /// From (T); default: 30 days ago
+    #[arg(long)]
+    pub from: Option<String>,
+    /// To (T); default: now
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Every finding as JSON Lines (one record and class a line) instead of the sums
+    #[arg(long)]
+    pub export: bool,
 }
 
 #[derive(Args, Debug)]

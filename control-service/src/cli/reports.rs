@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::args::{MoversArgs, Range, SpendArgs};
+use super::args::{AuditArgs, MoversArgs, Range, SpendArgs};
 use super::{out, parse_time, s, table, usd, Client};
 
 /// A query string from (parameter, value) pairs; times parsed, values escaped.
@@ -83,6 +83,34 @@ pub fn spend(c: &Client, a: SpendArgs) {
             })
             .collect();
         table(&headers, rows);
+    });
+}
+
+pub fn audit(c: &Client, a: AuditArgs) {
+    let pairs = [
+        ("from_ms", a.from.as_deref()),
+        ("to_ms", a.to.as_deref()),
+        ("class", a.class.as_deref()),
+        ("team", a.team.as_deref()),
+        ("provider", a.provider.as_deref()),
+        ("action", a.action.as_deref()),
+    ];
+    let qs = query_string(&pairs);
+    if a.export {
+        let sep = if qs.is_empty() { "?" } else { "&" };
+        out(&c.call_text("GET", &format!("/v1/audit/findings{qs}{sep}format=jsonl&limit=1000000"), None));
+        return;
+    }
+    let v = c.call("GET", &format!("/v1/audit{qs}"), None);
+    c.print(&v, |v| {
+        let rows = v["rows"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|r| vec![s(&r["team"]), s(&r["provider"]), s(&r["class"]), s(&r["action"]), s(&r["requests"]), s(&r["values"])])
+            .collect();
+        table(&["team", "provider", "class", "action", "requests", "values"], rows);
     });
 }
 

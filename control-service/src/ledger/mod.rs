@@ -5,8 +5,9 @@
 //! Rooms: `rows.rs` (columns ↔ types), `keys.rs`, `budgets.rs` (limits,
 //! recount, thresholds, grants), `ingest.rs` (records counted once),
 //! `reports.rs` (spend and grouped reports), `requests.rs` (increase
-//! requests and alert delivery).
+//! requests and alert delivery), `audit.rs` (the guardrail audit trail).
 
+mod audit;
 mod budgets;
 mod ingest;
 mod keys;
@@ -117,5 +118,15 @@ impl<D: Db> Store for Ledger<D> {
     }
     fn alert_attempted(&self, id: i64, ok: bool, error: Option<&str>, next_attempt_ms: u64, now_ms: u64) -> Result<()> {
         self.db.run(TxKind::Write, |tx| requests::alert_attempted(tx, id, ok, error, next_attempt_ms, now_ms))
+    }
+
+    fn audit_summary(&self, q: &AuditQuery) -> Result<Vec<AuditSum>> {
+        self.db.run(TxKind::Read, |tx| audit::summary(tx, q))
+    }
+    fn audit_findings(&self, q: &AuditQuery, limit: u32) -> Result<Vec<AuditFinding>> {
+        self.db.run(TxKind::Read, |tx| audit::findings(tx, q, limit))
+    }
+    fn purge_audit(&self, before_ms: u64) -> Result<u64> {
+        self.db.run(TxKind::Write, |tx| audit::purge(tx, before_ms))
     }
 }
