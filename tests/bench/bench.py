@@ -184,20 +184,27 @@ def main() -> int:
 
     base = cfg(no_control)
     base.pop("bootstrap_extensions")
-    tg_cfg = cfg(no_control)
+    tg_cfg = cfg(lambda c: (no_control(c), c.pop("guardrails", None)))
     tg_cfg.pop("bootstrap_extensions")
     # The route tier's counterpart: no cost headers on responses (cost_headers: false).
-    nocost_cfg = cfg(lambda c: (no_control(c), c.update(cost_headers=False)))
+    nocost_cfg = cfg(lambda c: (no_control(c), c.update(cost_headers=False), c.pop("guardrails", None)))
     nocost_cfg.pop("bootstrap_extensions")
-    budget_cfg = cfg(lambda c: c.update(log_records=False, access_log_fields=fields))
+    budget_cfg = cfg(lambda c: (c.update(log_records=False, access_log_fields=fields), c.pop("guardrails", None)))
     # A budget that never runs out: every request reserves and settles against it.
     control.api("PUT", "/v1/budgets/team/search", {"limit_micros": 10**15, "period": "monthly"}, expect=200)
     plain = sm.Envoy(plain_config(base), work, concurrency=CONCURRENCY, name="plain")
     probes = {t: sm.Envoy(probe_config(base, t), work, concurrency=CONCURRENCY, name=f"probe-{t}") for t in TIERS}
     tollgate = sm.Envoy(tg_cfg, work, concurrency=CONCURRENCY, name="tollgate")
     nocost = sm.Envoy(nocost_cfg, work, concurrency=CONCURRENCY, name="tollgate-nocost")
+    # Guardrails on (the demo policy: every class looked for in every request string) vs off.
+    guard_cfg = cfg(no_control)
+    guard_cfg.pop("bootstrap_extensions")
+    noguard_cfg = cfg(lambda c: (no_control(c), c.pop("guardrails", None)))
+    noguard_cfg.pop("bootstrap_extensions")
+    guarded = sm.Envoy(guard_cfg, work, concurrency=CONCURRENCY, name="tollgate-guardrails")
+    unguarded = sm.Envoy(noguard_cfg, work, concurrency=CONCURRENCY, name="tollgate-no-guardrails")
     budgeted = sm.Envoy(budget_cfg, work, concurrency=CONCURRENCY, name="budgeted")
-    budget_cfg2 = cfg(lambda c: c.update(log_records=False, access_log_fields=fields))
+    budget_cfg2 = cfg(lambda c: (c.update(log_records=False, access_log_fields=fields), c.pop("guardrails", None)))
     budgeted2 = sm.Envoy(budget_cfg2, work, concurrency=CONCURRENCY, name="budgeted-2")
     cases = [("1 KB JSON", 1024, False), ("32 KB JSON", 32 * 1024, False), ("1 KB stream", 1024, True)]
     rows = []
@@ -240,7 +247,7 @@ def main() -> int:
         every_cpu = os.sched_getaffinity(0)
         others = every_cpu - {0}
         if others:
-            envoys = (plain, tollgate, nocost, budgeted, budgeted2, *probes.values())
+            envoys = (plain, tollgate, nocost, budgeted, budgeted2, guarded, unguarded, *probes.values())
             pin([e.proc.pid for e in envoys], {0})
             pin([mock.proc.pid, control.proc.pid], others)
             os.sched_setaffinity(0, others)
@@ -252,10 +259,17 @@ def main() -> int:
             subprocess.run(["wrk", "-t1", "-c4", "-d1s", "-s", str(off_script), budgeted2.url + "/v1/chat/completions"],
                            capture_output=True, check=True)
             pairs["budget"] = paired((budgeted, on_script), (budgeted2, off_script))
+            for size, label in ((1024, "1 KB"), (32 * 1024, "32 KB"), (1024 * 1024, "1 MB")):
+                sc = lua_script(work / f"guard-{size}.lua", body(size, "openai/gpt-5.4", False),
+                                {"Content-Type": "application/json", "Authorization": "Bearer tg-demo-search-key"})
+                for e in (guarded, unguarded):
+                    subprocess.run(["wrk", "-t1", "-c4", "-d1s", "-s", str(sc), e.url + "/v1/chat/completions"],
+                                   capture_output=True, check=True)
+                pairs[f"guard {label}"] = paired((guarded, sc), (unguarded, sc))
             os.sched_setaffinity(0, every_cpu)  # the ingest benchmark below gets every core again
         budget_log = budgeted.log() + budgeted2.log()
     finally:
-        for e in (plain, tollgate, nocost, budgeted, budgeted2, *probes.values()):
+        for e in (plain, tollgate, nocost, budgeted, budgeted2, guarded, unguarded, *probes.values()):
             e.stop()
         mock.stop()
         control.stop()
@@ -301,6 +315,13 @@ def main() -> int:
         print(f"  paired (two Envoys, same config, one core): budgeted key {b_med:.1%} of the unbudgeted key (rounds "
               f"{', '.join(f'{x:.1%}' for x in b_all)}) -> budget path costs {max(0.0, 1 - b_med):.1%} "
               f"(target <= 5%: {'met' if 1 - b_med <= 0.05 else 'NOT met'}){'  ! ' + b_warn if b_warn else ''}")
+    for label in ("1 KB", "32 KB", "1 MB"):
+        if f"guard {label}" in pairs:
+            g_med, g_all, g_warn = pairs[f"guard {label}"]
+            target = "  (target: costs <= 10%: " + ("met" if 1 - g_med <= 0.10 else "NOT met") + ")" if label == "1 KB" else ""
+            print(f"  paired: guardrails on (every class, every string), {label} JSON: {g_med:.1%} of off (rounds "
+                  f"{', '.join(f'{x:.1%}' for x in g_all)}) -> scanning costs {max(0.0, 1 - g_med):.1%}{target}"
+                  f"{'  ! ' + g_warn if g_warn else ''}")
     for who, r in (("budgets off", off), ("budgets on", on)):
         if r["non2xx"] or r["errors"]:
             print(f"  ! {who}: {r['non2xx']} non-2xx responses {r['errors']}")
