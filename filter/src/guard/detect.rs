@@ -74,11 +74,24 @@ fn run(t: &[u8], mut i: usize, f: impl Fn(u8) -> bool) -> usize {
 pub fn scan(text: &str) -> Vec<Hit> {
     let t = text.as_bytes();
     let mut hits = Vec::new();
+    // One cheap pass says which scanners can find anything at all.
+    let (mut at, mut digit, mut upper) = (false, false, false);
+    for &b in t {
+        at |= b == b'@';
+        digit |= b.is_ascii_digit();
+        upper |= b.is_ascii_uppercase();
+    }
     secrets(t, &mut hits);
-    emails(t, &mut hits);
-    ibans(t, &mut hits);
-    digit_runs(t, &mut hits);
-    ipv4(t, &mut hits);
+    if at {
+        emails(t, &mut hits);
+    }
+    if upper && digit {
+        ibans(t, &mut hits);
+    }
+    if digit {
+        digit_runs(t, &mut hits);
+        ipv4(t, &mut hits);
+    }
     hits.sort_by_key(|h| (h.start, std::cmp::Reverse(h.end)));
     let mut out: Vec<Hit> = Vec::with_capacity(hits.len());
     for h in hits {
@@ -151,6 +164,10 @@ fn ssn_ok(d: &[u8]) -> bool {
 fn digit_runs(t: &[u8], hits: &mut Vec<Hit>) {
     let mut i = 0;
     while i < t.len() {
+        if !t.get(i).is_some_and(|&b| b.is_ascii_digit() || b == b'+' || b == b'(') {
+            i += 1;
+            continue;
+        }
         let starts_plus = t.get(i) == Some(&b'+') && t.get(i + 1).is_some_and(u8::is_ascii_digit);
         let starts_paren = t.get(i) == Some(&b'(') && t.get(i + 1).is_some_and(u8::is_ascii_digit);
         let starts_digit = t.get(i).is_some_and(u8::is_ascii_digit);
@@ -229,6 +246,10 @@ fn is_phone(plus: bool, paren: bool, groups: &[usize], seps: &[u8], digits: &[u8
 fn ibans(t: &[u8], hits: &mut Vec<Hit>) {
     let mut i = 0;
     while i + 15 <= t.len() {
+        if !t.get(i).is_some_and(u8::is_ascii_uppercase) {
+            i += 1;
+            continue;
+        }
         let boundary = i == 0 || t.get(i - 1).is_none_or(|&b| !is_word(b));
         let head = t.get(i..i + 4).unwrap_or_default();
         if !(boundary && head.len() == 4 && head.iter().take(2).all(u8::is_ascii_uppercase) && head.iter().skip(2).all(u8::is_ascii_digit)) {
@@ -273,8 +294,12 @@ fn mod97(chars: &[u8]) -> bool {
 fn ipv4(t: &[u8], hits: &mut Vec<Hit>) {
     let mut i = 0;
     while i < t.len() {
+        if !t.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+            continue;
+        }
         let boundary = i == 0 || t.get(i - 1).is_none_or(|&b| !is_word(b) && b != b'.' && b != b'-');
-        if !boundary || !t.get(i).is_some_and(u8::is_ascii_digit) {
+        if !boundary {
             i += 1;
             continue;
         }
@@ -339,14 +364,14 @@ fn secrets(t: &[u8], hits: &mut Vec<Hit>) {
         (b"AIza", 0, 35, 35),
     ];
     let mut i = 0;
-    while i < t.len() {
-        let boundary = i == 0 || t.get(i - 1).is_none_or(|&b| !token(b));
-        if !boundary {
+    while let Some(&first) = t.get(i) {
+        // Only where a secret can start: a cheap first-byte test before any comparison.
+        if !matches!(first, b's' | b'A' | b'g' | b'x' | b'e' | b'-') || (i > 0 && t.get(i - 1).is_some_and(|&b| token(b))) {
             i += 1;
             continue;
         }
         let rest = t.get(i..).unwrap_or_default();
-        if rest.starts_with(b"-----BEGIN ") {
+        if first == b'-' && rest.starts_with(b"-----BEGIN ") {
             let head_end = rest.iter().skip(11).position(|&b| b == b'\n').map_or(rest.len(), |p| p + 11);
             let head = rest.get(..head_end).unwrap_or_default();
             if head.windows(11).any(|w| w == b"PRIVATE KEY") {
@@ -362,7 +387,7 @@ fn secrets(t: &[u8], hits: &mut Vec<Hit>) {
             }
         }
         // JWT: three base64url parts, the first two JSON objects ("eyJ").
-        if rest.starts_with(b"eyJ") {
+        if first == b'e' && rest.starts_with(b"eyJ") {
             let p1 = run(t, i, b64url);
             if t.get(p1) == Some(&b'.') && t.get(p1 + 1..p1 + 4) == Some(b"eyJ") {
                 let p2 = run(t, p1 + 1, b64url);
@@ -378,7 +403,7 @@ fn secrets(t: &[u8], hits: &mut Vec<Hit>) {
         }
         let mut found = None;
         for &(prefix, kind, min, exact) in PREFIXED {
-            if !rest.starts_with(prefix) {
+            if prefix.first() != Some(&first) || !rest.starts_with(prefix) {
                 continue;
             }
             let body_ok = |b: u8| match kind {
