@@ -19,7 +19,9 @@
 //! - `x-mock-cut-after: N`: close the connection after N stream events (or
 //!   half-way through a JSON body).
 //! - `x-mock-output-tokens: N`: generate N output tokens (default 12, capped by max_tokens).
-//! - `x-mock-cached-tokens: N` / `x-mock-cache-write-tokens: N`: prompt-cache counts.
+//! - `x-mock-cached-tokens: N` / `x-mock-cache-write-tokens: N`: prompt-cache counts
+//!   (otherwise the mock's prompt cache decides them, as the provider would:
+//!   prefix_cache.rs).
 //! - `x-mock-reasoning-tokens: N`: OpenAI reasoning tokens (added to output).
 //!
 //! Every response carries `x-mock-auth` (the credential received),
@@ -46,6 +48,7 @@ mod completions;
 mod embeddings;
 mod gemini;
 mod hostile;
+mod prefix_cache;
 mod responses;
 mod strict;
 
@@ -70,6 +73,8 @@ struct App {
     /// The last chat or messages request body (GET /mock/last-body): what
     /// the gateway actually sent upstream.
     last_body: std::sync::Mutex<Bytes>,
+    /// Prompt prefixes served recently ([`prefix_cache`]).
+    cache: prefix_cache::PrefixCache,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -113,6 +118,7 @@ async fn main() {
         served_input: AtomicU64::new(0),
         served_output: AtomicU64::new(0),
         last_body: std::sync::Mutex::new(Bytes::new()),
+        cache: prefix_cache::PrefixCache::default(),
     });
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -660,15 +666,25 @@ async fn handle(
     let cap = max_tokens.unwrap_or(u64::MAX);
     let output = wanted.min(cap.saturating_sub(reasoning));
     let finish = if output < wanted { "length" } else { "stop" };
-    let default_cached = if dialect != Dialect::Anthropic && input >= 1024 { (input / 2) / 128 * 128 } else { 0 };
-    let cached = header_u64(&h, "x-mock-cached-tokens").unwrap_or(default_cached);
-    let cache_write = header_u64(&h, "x-mock-cache-write-tokens").unwrap_or(0);
+    // The prompt cache, as the provider keeps it (prefix_cache.rs), unless a test names the counts.
+    let scope = format!("{model}\u{1}{}", header_str(&h, "authorization").or_else(|| header_str(&h, "x-api-key")).unwrap_or(""));
+    let (text, ends) = prefix_cache::prompt_text(&req);
+    let (cache_read, cache_written) = match dialect {
+        Dialect::Anthropic => app.cache.anthropic(&scope, &text, &ends),
+        _ => (app.cache.openai(&scope, &text), 0),
+    };
+    // A test naming either count names both (the other is 0).
+    let (cached, cache_write) = match (header_u64(&h, "x-mock-cached-tokens"), header_u64(&h, "x-mock-cache-write-tokens")) {
+        (None, None) => (cache_read.min(input), cache_written.min(input.saturating_sub(cache_read))),
+        (c, w) => (c.unwrap_or(0), w.unwrap_or(0)),
+    };
     let plan = Plan {
         dialect,
         model,
         stream: req.get("stream").and_then(Value::as_bool).unwrap_or(false),
         include_usage: req.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false),
-        input: if dialect == Dialect::Anthropic { input } else { input.max(cached) },
+        // Anthropic's input_tokens leave out cache reads and writes; OpenAI's prompt_tokens include them.
+        input: if dialect == Dialect::Anthropic { input.saturating_sub(cached + cache_write).max(1) } else { input.max(cached) },
         cached,
         cache_write,
         output,

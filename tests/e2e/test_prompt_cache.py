@@ -1,0 +1,67 @@
+"""The mock caches prompts like the providers (tests/mock-provider/src/prefix_cache.rs):
+a request is served from the cache only when its prefix is byte-for-byte one
+sent recently and long enough. Through Tollgate that shows the classic
+mistake in numbers: a timestamp at the top of the system prompt makes every
+prefix new (hit rate 0 %, full price); the same prompt with the timestamp at
+the end is read from the cache from the second request on, and the reports
+say so per feature."""
+from __future__ import annotations
+
+import time
+
+from conftest import SEARCH_KEY, expected_cost
+
+INSTRUCTIONS = "You are the support assistant of Example Corp. " + "Follow the policy manual section by section. " * 150
+
+
+def ask(client, system: str, feature: str, question: str = "Where is my order?"):
+    r = client.post("/v1/chat/completions", {"model": "openai/gpt-5.4", "messages": [
+        {"role": "system", "content": system}, {"role": "user", "content": question}]},
+        headers={"x-tollgate-feature": feature})
+    assert r.status_code == 200, r.text
+    return r
+
+
+def test_a_timestamp_at_the_top_busts_the_cache_and_at_the_end_it_does_not(client, stack):
+    busted, kept = [], []
+    for i in range(4):
+        now = f"{time.time_ns()}-{i}"
+        busted.append(ask(client, f"Current time: {now}\n" + INSTRUCTIONS, "cache-busted"))
+        kept.append(ask(client, INSTRUCTIONS + f"\nCurrent time: {now}", "cache-kept"))
+    assert all(int(r.headers["x-tollgate-cached-input-tokens"]) == 0 for r in busted)
+    cached = [int(r.headers["x-tollgate-cached-input-tokens"]) for r in kept]
+    assert cached[0] == 0 and all(c >= 1024 and c % 128 == 0 for c in cached[1:]), cached
+    # priced at the cached rate
+    r = kept[-1]
+    u = r.json()["usage"]
+    assert int(r.headers["x-tollgate-cost-micros"]) == expected_cost(
+        "openai/gpt-5.4", u["prompt_tokens"], u["completion_tokens"], cached=u["prompt_tokens_details"]["cached_tokens"])
+    # the reports tell the two features apart (records reach the control service within a flush)
+    deadline = time.monotonic() + 15
+    while True:
+        _, rep = stack.control.api("GET", "/v1/reports/spend?group_by=feature", expect=200)
+        rows = {row["feature"]: row for row in rep["rows"] if row.get("feature") in ("cache-busted", "cache-kept")}
+        if len(rows) == 2 and rows["cache-kept"]["requests"] >= 4 and rows["cache-busted"]["requests"] >= 4:
+            break
+        assert time.monotonic() < deadline, rep
+        time.sleep(0.3)
+    assert rows["cache-busted"]["cache_hit_rate_pct"] == 0.0
+    assert rows["cache-kept"]["cache_hit_rate_pct"] > 50.0
+    assert rows["cache-kept"]["cost_micros"] < rows["cache-busted"]["cost_micros"]
+
+
+def test_anthropic_caches_only_at_its_breakpoints_and_above_the_minimum(client):
+    system = [{"type": "text", "text": INSTRUCTIONS, "cache_control": {"type": "ephemeral"}}]
+    body = {"model": "claude-sonnet-4-6", "max_tokens": 50, "system": system,
+            "messages": [{"role": "user", "content": f"Question {time.time_ns()}"}]}
+    first = client.post("/v1/messages", body, key=SEARCH_KEY, auth="x-api-key").json()["usage"]
+    body["messages"][0]["content"] = f"Another question {time.time_ns()}"
+    second = client.post("/v1/messages", body, key=SEARCH_KEY, auth="x-api-key").json()["usage"]
+    assert first["cache_creation_input_tokens"] >= 1024 and first["cache_read_input_tokens"] == 0
+    assert second["cache_read_input_tokens"] == first["cache_creation_input_tokens"] and second["cache_creation_input_tokens"] == 0
+    # without a marker nothing is cached, however long and repeated
+    plain = {"model": "claude-sonnet-4-6", "max_tokens": 50, "system": INSTRUCTIONS,
+             "messages": [{"role": "user", "content": "Hi"}]}
+    for _ in range(2):
+        u = client.post("/v1/messages", plain, key=SEARCH_KEY, auth="x-api-key").json()["usage"]
+        assert u["cache_read_input_tokens"] == 0 and u["cache_creation_input_tokens"] == 0
