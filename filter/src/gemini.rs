@@ -20,7 +20,7 @@
 
 use serde::Deserialize;
 
-use crate::usage::Usage;
+use crate::usage::{EventSeen as Seen, Usage};
 
 /// The model and method of a native path, `…/models/{model}:{method}`.
 pub fn path_model(path: &str) -> Option<(&str, bool)> {
@@ -109,18 +109,6 @@ impl GenerateResponse {
 /// Usage from a `usageMetadata` object found on its own (the tail of a large body).
 pub(crate) fn usage_from_value(v: serde_json::Value) -> Option<Usage> {
     serde_json::from_value::<UsageMetadata>(v).ok().map(|u| u.normalise())
-}
-
-/// What one stream event says.
-#[derive(Default, Debug, PartialEq, Eq)]
-pub(crate) struct Seen {
-    pub model: Option<String>,
-    /// The usage so far (the last event's is final).
-    pub usage: Option<Usage>,
-    pub output_chars: u64,
-    /// A candidate finished.
-    pub terminal: bool,
-    pub error: bool,
 }
 
 pub(crate) fn observe(data: &str) -> Seen {

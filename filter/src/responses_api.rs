@@ -17,7 +17,7 @@
 
 use serde::Deserialize;
 
-use crate::usage::Usage;
+use crate::usage::{EventSeen as Seen, Usage};
 
 #[derive(Deserialize, Default)]
 struct InputDetails {
@@ -96,20 +96,6 @@ struct Event {
     delta: Option<String>,
     #[serde(default)]
     response: Option<ResponseObject>,
-}
-
-/// What one stream event says.
-#[derive(Default, Debug, PartialEq, Eq)]
-pub(crate) struct Seen {
-    pub model: Option<String>,
-    /// The terminal event's usage.
-    pub usage: Option<Usage>,
-    /// Characters of generated output (text, tool arguments, reasoning summaries, refusals).
-    pub output_chars: u64,
-    /// A terminal event (`response.completed` / `incomplete` / `failed`, or `error`).
-    pub terminal: bool,
-    /// The stream reports a failure.
-    pub error: bool,
 }
 
 /// Reads one event (`name` from its `event:` line, `data` its payload).

@@ -261,6 +261,21 @@ pub struct StreamTracker {
     translator: Option<Box<dyn crate::translate::StreamTranslator>>,
 }
 
+/// What one event of a stream whose every event is typed JSON (Responses
+/// API, Gemini) says: read by [`crate::responses_api`] and [`crate::gemini`].
+#[derive(Default, Debug, PartialEq, Eq)]
+pub(crate) struct EventSeen {
+    pub model: Option<String>,
+    /// The usage in the event (the terminal event's is final).
+    pub usage: Option<Usage>,
+    /// Characters of generated output.
+    pub output_chars: u64,
+    /// A terminal event (completed, incomplete, failed, finished, or an error).
+    pub terminal: bool,
+    /// The stream reports a failure.
+    pub error: bool,
+}
+
 /// The result of following a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamSummary {

@@ -60,6 +60,31 @@ impl Direction {
     }
 }
 
+/// A member that cannot be translated for `target` ("an Anthropic model").
+pub(crate) fn refuse(param: &'static str, why: &str, target: &str) -> crate::errors::GatewayError {
+    crate::errors::GatewayError::bad_request(
+        "untranslatable_field",
+        format!("'{param}' {why}: this request goes to {target} and cannot be translated. See docs/translation.md."),
+    )
+    .with_param(param)
+}
+
+/// A message that cannot be translated.
+pub(crate) fn bad_message(i: usize, what: &str) -> crate::errors::GatewayError {
+    crate::errors::GatewayError::bad_request("untranslatable_field", format!("messages[{i}]: {what}")).with_param("messages")
+}
+
+/// A member the translation does not know: named in the message, `param`
+/// from the list of known untranslatable ones (static) or `(root)`.
+pub(crate) fn unknown_member(name: &str, refused: &[&'static str], target: &str) -> crate::errors::GatewayError {
+    let param = refused.iter().find(|r| **r == name).copied().unwrap_or("(root)");
+    crate::errors::GatewayError::bad_request(
+        "untranslatable_field",
+        format!("'{}' cannot be translated for {target}. See docs/translation.md.", crate::text::clean_field(name, 64)),
+    )
+    .with_param(param)
+}
+
 /// Rewrites a stream event by event.
 pub trait StreamTranslator: std::fmt::Debug {
     /// The client's bytes for one provider event (`name` from its `event:` line).

@@ -41,16 +41,10 @@ const REFUSED: &[&str] = &[
     "reasoning_effort", "verbosity", "store", "metadata",
 ];
 
-fn untranslatable(param: &'static str, why: &str) -> GatewayError {
-    GatewayError::bad_request(
-        "untranslatable_field",
-        format!("'{param}' {why}: this request goes to an Anthropic model and cannot be translated. See docs/translation.md."),
-    )
-    .with_param(param)
-}
+use super::bad_message;
 
-fn bad_message(i: usize, what: &str) -> GatewayError {
-    GatewayError::bad_request("untranslatable_field", format!("messages[{i}]: {what}")).with_param("messages")
+fn untranslatable(param: &'static str, why: &str) -> GatewayError {
+    super::refuse(param, why, "an Anthropic model")
 }
 
 /// Text of a content value: a string, or `text` parts (others refused).
@@ -231,15 +225,7 @@ pub fn chat_to_messages(p: &ParsedBody<'_>, upstream_model: &str, default_max_to
             "response_format" if v.is_null() || v.get("type").and_then(Value::as_str) == Some("text") => {}
             "logprobs" if v.is_null() || v == Value::Bool(false) => {}
             "tools" | "tool_choice" => {}
-            other => {
-                let param = REFUSED.iter().find(|r| **r == other).copied().unwrap_or("(root)");
-                let shown = crate::text::clean_field(other, 64);
-                return Err(GatewayError::bad_request(
-                    "untranslatable_field",
-                    format!("'{shown}' cannot be translated for an Anthropic model. See docs/translation.md."),
-                )
-                .with_param(param));
-            }
+            other => return Err(super::unknown_member(other, REFUSED, "an Anthropic model")),
         }
     }
     if let Some(c) = choice {

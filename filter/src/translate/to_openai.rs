@@ -9,16 +9,10 @@ use crate::request::ParsedBody;
 /// Untranslatable members, by name (for a static `param`).
 const REFUSED: &[&str] = &["top_k", "thinking", "container", "mcp_servers", "service_tier", "context_management"];
 
-fn refuse(param: &'static str, why: &str) -> GatewayError {
-    GatewayError::bad_request(
-        "untranslatable_field",
-        format!("'{param}' {why}: this request goes to an OpenAI-format model and cannot be translated. See docs/translation.md."),
-    )
-    .with_param(param)
-}
+use super::bad_message;
 
-fn bad_message(i: usize, what: &str) -> GatewayError {
-    GatewayError::bad_request("untranslatable_field", format!("messages[{i}]: {what}")).with_param("messages")
+fn refuse(param: &'static str, why: &str) -> GatewayError {
+    super::refuse(param, why, "an OpenAI-format model")
 }
 
 /// Text of a string or of `text` blocks (other blocks refused).
@@ -178,15 +172,7 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
                 }
                 out.insert("tool_choice".into(), choice);
             }
-            other => {
-                let param = REFUSED.iter().find(|r| **r == other).copied().unwrap_or("(root)");
-                let shown = crate::text::clean_field(other, 64);
-                return Err(GatewayError::bad_request(
-                    "untranslatable_field",
-                    format!("'{shown}' cannot be translated for an OpenAI-format model. See docs/translation.md."),
-                )
-                .with_param(param));
-            }
+            other => return Err(super::unknown_member(other, REFUSED, "an OpenAI-format model")),
         }
     }
     if let Some(s) = system.filter(|s| !s.is_empty()) {

@@ -359,29 +359,48 @@ async fn chat(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) 
     handle(app, dialect, uri, h, req, model).await
 }
 
+/// An OpenAI-format error answer.
+fn openai_error(h: &HeaderMap, uri: &Uri, status: u16, msg: &str, param: Option<&str>, code: Option<&str>) -> Response<Body> {
+    let body = error_body_with(Dialect::OpenAi, status, msg, param, code);
+    respond(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), h, uri, body, "application/json")
+}
+
+/// A recorded answer when the test asks for one (`x-mock-replay`): `None` when it does not.
+fn replayed(app: &App, h: &HeaderMap, uri: &Uri) -> Option<Result<Response<Body>, ()>> {
+    let name = header_str(h, "x-mock-replay")?;
+    let Some((bytes, ctype)) = hostile::replay(&app.captures, name) else { return Some(Err(())) };
+    let chunk = header_u64(h, "x-mock-chunk-bytes").unwrap_or(bytes.len() as u64 + 1) as usize;
+    let mut r = Response::new(hostile::chunked(bytes, chunk));
+    decorate(r.headers_mut(), h, uri, ctype);
+    Some(Ok(r))
+}
+
+/// What every OpenAI-format endpoint checks first: the key, a requested
+/// error status, a JSON object body, a requested replay. `Err`: the answer.
+fn openai_prelude(app: &App, uri: &Uri, h: &HeaderMap, body: &Bytes) -> Result<serde_json::Map<String, Value>, Box<Response<Body>>> {
+    let err = |status: u16, msg: &str| Box::new(openai_error(h, uri, status, msg, None, None));
+    if let Err(m) = check_key(app, Dialect::OpenAi, h) {
+        return Err(err(401, &m));
+    }
+    if let Some(s) = header_u64(h, "x-mock-status") {
+        return Err(err(s as u16, "Mock error requested by x-mock-status."));
+    }
+    let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) else {
+        return Err(err(400, "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)"));
+    };
+    match replayed(app, h, uri) {
+        Some(Ok(r)) => Err(Box::new(r)),
+        Some(Err(())) => Err(err(404, "x-mock-replay: no such capture")),
+        None => Ok(m),
+    }
+}
+
 async fn complete(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
-    let err = |status: u16, msg: &str, param: Option<&str>, code: Option<&str>| {
-        let body = error_body_with(Dialect::OpenAi, status, msg, param, code);
-        respond(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), &h, &uri, body, "application/json")
+    let err = |status: u16, msg: &str, param: Option<&str>, code: Option<&str>| openai_error(&h, &uri, status, msg, param, code);
+    let m = match openai_prelude(&app, &uri, &h, &body) {
+        Ok(m) => m,
+        Err(r) => return *r,
     };
-    if let Err(m) = check_key(&app, Dialect::OpenAi, &h) {
-        return err(401, &m, None, None);
-    }
-    if let Some(s) = header_u64(&h, "x-mock-status") {
-        return err(s as u16, "Mock error requested by x-mock-status.", None, None);
-    }
-    let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&body) else {
-        return err(400, "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)", None, None);
-    };
-    if let Some(name) = header_str(&h, "x-mock-replay") {
-        let Some((bytes, ctype)) = hostile::replay(&app.captures, name) else {
-            return err(404, "x-mock-replay: no such capture", None, None);
-        };
-        let chunk = header_u64(&h, "x-mock-chunk-bytes").unwrap_or(bytes.len() as u64 + 1) as usize;
-        let mut r = Response::new(hostile::chunked(bytes, chunk));
-        decorate(r.headers_mut(), &h, &uri, ctype);
-        return r;
-    }
     let plan = match completions::plan(&m, header_u64(&h, "x-mock-output-tokens").unwrap_or(12)) {
         Ok(p) => p,
         Err((status, msg, param, code)) => return err(status, &msg, param, code),
@@ -429,14 +448,10 @@ async fn gemini_native(State(app): State<Arc<App>>, axum::extract::Path(rest): a
     let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&body) else {
         return err(400, "INVALID_ARGUMENT", "Invalid JSON payload received.");
     };
-    if let Some(name) = header_str(&h, "x-mock-replay") {
-        let Some((bytes, ctype)) = hostile::replay(&app.captures, name) else {
-            return err(404, "NOT_FOUND", "x-mock-replay: no such capture");
-        };
-        let chunk = header_u64(&h, "x-mock-chunk-bytes").unwrap_or(bytes.len() as u64 + 1) as usize;
-        let mut r = Response::new(hostile::chunked(bytes, chunk));
-        decorate(r.headers_mut(), &h, &uri, ctype);
-        return r;
+    match replayed(&app, &h, &uri) {
+        Some(Ok(r)) => return r,
+        Some(Err(())) => return err(404, "NOT_FOUND", "x-mock-replay: no such capture"),
+        None => {}
     }
     let plan = match gemini::plan(
         &rest,
@@ -494,28 +509,11 @@ async fn gemini_compat_embed(State(app): State<Arc<App>>, uri: Uri, mut h: Heade
 }
 
 async fn respond_api(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
-    let err = |status: u16, msg: &str, param: Option<&str>, code: Option<&str>| {
-        let body = error_body_with(Dialect::OpenAi, status, msg, param, code);
-        respond(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), &h, &uri, body, "application/json")
+    let err = |status: u16, msg: &str, param: Option<&str>, code: Option<&str>| openai_error(&h, &uri, status, msg, param, code);
+    let m = match openai_prelude(&app, &uri, &h, &body) {
+        Ok(m) => m,
+        Err(r) => return *r,
     };
-    if let Err(m) = check_key(&app, Dialect::OpenAi, &h) {
-        return err(401, &m, None, None);
-    }
-    if let Some(s) = header_u64(&h, "x-mock-status") {
-        return err(s as u16, "Mock error requested by x-mock-status.", None, None);
-    }
-    let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&body) else {
-        return err(400, "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)", None, None);
-    };
-    if let Some(name) = header_str(&h, "x-mock-replay") {
-        let Some((bytes, ctype)) = hostile::replay(&app.captures, name) else {
-            return err(404, "x-mock-replay: no such capture", None, None);
-        };
-        let chunk = header_u64(&h, "x-mock-chunk-bytes").unwrap_or(bytes.len() as u64 + 1) as usize;
-        let mut r = Response::new(hostile::chunked(bytes, chunk));
-        decorate(r.headers_mut(), &h, &uri, ctype);
-        return r;
-    }
     let wanted = header_u64(&h, "x-mock-output-tokens").unwrap_or(12);
     let reasoning = header_u64(&h, "x-mock-reasoning-tokens").unwrap_or(0);
     let cached = header_u64(&h, "x-mock-cached-tokens").unwrap_or(0);
@@ -540,28 +538,11 @@ async fn respond_api(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: 
 }
 
 async fn embed(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
-    let err = |status: u16, msg: &str, param: Option<&str>, code: Option<&str>| {
-        let body = error_body_with(Dialect::OpenAi, status, msg, param, code);
-        respond(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), &h, &uri, body, "application/json")
+    let err = |status: u16, msg: &str, param: Option<&str>, code: Option<&str>| openai_error(&h, &uri, status, msg, param, code);
+    let m = match openai_prelude(&app, &uri, &h, &body) {
+        Ok(m) => m,
+        Err(r) => return *r,
     };
-    if let Err(m) = check_key(&app, Dialect::OpenAi, &h) {
-        return err(401, &m, None, None);
-    }
-    if let Some(s) = header_u64(&h, "x-mock-status") {
-        return err(s as u16, "Mock error requested by x-mock-status.", None, None);
-    }
-    let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&body) else {
-        return err(400, "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)", None, None);
-    };
-    if let Some(name) = header_str(&h, "x-mock-replay") {
-        let Some((bytes, ctype)) = hostile::replay(&app.captures, name) else {
-            return err(404, "x-mock-replay: no such capture", None, None);
-        };
-        let chunk = header_u64(&h, "x-mock-chunk-bytes").unwrap_or(bytes.len() as u64 + 1) as usize;
-        let mut r = Response::new(hostile::chunked(bytes, chunk));
-        decorate(r.headers_mut(), &h, &uri, ctype);
-        return r;
-    }
     let (tokens, dimensions, base64) = match embeddings::check(&m) {
         Ok(p) => p,
         Err((status, msg, param, code)) => return err(status, &msg, param, code),
@@ -642,14 +623,10 @@ async fn handle(
     if model.is_empty() {
         return err(400, "you must provide a model parameter");
     }
-    if let Some(name) = header_str(&h, "x-mock-replay") {
-        let Some((bytes, ctype)) = hostile::replay(&app.captures, name) else {
-            return err(404, "x-mock-replay: no such capture");
-        };
-        let chunk = header_u64(&h, "x-mock-chunk-bytes").unwrap_or(bytes.len() as u64 + 1) as usize;
-        let mut r = Response::new(hostile::chunked(bytes, chunk));
-        decorate(r.headers_mut(), &h, &uri, ctype);
-        return r;
+    match replayed(&app, &h, &uri) {
+        Some(Ok(r)) => return r,
+        Some(Err(())) => return err(404, "x-mock-replay: no such capture"),
+        None => {}
     }
     if req.get("messages").and_then(Value::as_array).is_none() {
         return err(400, "messages: Field required");
