@@ -63,7 +63,7 @@ pub fn plan(
     let mut chat = parsed.request.clone();
     // Gemini's native API names the model and streaming in the path; its
     // model ids are routed as they are or as `google/<id>`.
-    let mut candidates = Vec::with_capacity(2);
+    let mut google = None;
     if api == Api::GeminiGenerateContent {
         let Some((m, stream)) = crate::gemini::path_model(path).filter(|(m, _)| crate::request::valid_model_name(m)) else {
             let e = GatewayError::bad_request("invalid_model", "The model in the path must be 1 to 256 visible ASCII characters.");
@@ -71,15 +71,15 @@ pub fn plan(
         };
         chat.model = m.to_string();
         chat.stream = stream;
-        candidates.push(format!("google/{m}"));
+        google = Some(format!("google/{m}"));
     }
-    candidates.insert(0, chat.model.clone());
     let model = chat.model.as_str();
-    if !candidates.iter().any(|m| key.may_use(m)) {
+    let candidates = || std::iter::once(model).chain(google.as_deref()).filter(|m| key.may_use(m));
+    if candidates().next().is_none() {
         let e = GatewayError::forbidden("model_not_allowed", format!("This key may not use the model '{model}'."));
         return Err(refuse(e.with_param("model"), Some(&chat), None));
     }
-    let Some((resolved, upstream_model)) = candidates.iter().filter(|m| key.may_use(m)).find_map(|m| cfg.resolve(m)) else {
+    let Some((resolved, upstream_model)) = candidates().find_map(|m| cfg.resolve(m)) else {
         return Err(refuse(GatewayError::unknown_model(model, &cfg.models_for(key)), Some(&chat), None));
     };
     let provider = resolved.provider;

@@ -210,7 +210,9 @@ impl Walk<'_> {
     fn hits(&self, text: &str) -> Vec<(usize, usize, String, String)> {
         let mut hits: Vec<(usize, usize, String, String)> =
             detect::scan(text).into_iter().map(|h| (h.start, h.end, h.class.name().to_string(), h.class.label().to_string())).collect();
-        let lower = text.to_lowercase();
+        // Lower-cased only when a word list needs it (an allocation per string otherwise).
+        let has_words = self.policy.custom.iter().any(|c| matches!(c.matcher, Matcher::Words(_)));
+        let lower = if has_words { text.to_lowercase() } else { String::new() };
         for c in &self.policy.custom {
             match &c.matcher {
                 Matcher::Pattern(r) => {
