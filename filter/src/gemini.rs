@@ -27,6 +27,14 @@ pub fn path_model(path: &str) -> Option<(&str, bool)> {
     let p = path.split(['?', '#']).next().unwrap_or("");
     let rest = ["/v1beta/models/", "/v1/models/", "/models/"].iter().find_map(|pre| p.strip_prefix(pre))?;
     let (model, method) = rest.rsplit_once(':')?;
+    // The model goes into the upstream path: a plain id (optionally
+    // `google/<id>`), never `..`, `%`-escapes or other path syntax that
+    // could reach another endpoint with the provider's key.
+    let id = model.strip_prefix("google/").unwrap_or(model);
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.';
+    if id.is_empty() || id.len() > 128 || id.starts_with('.') || id.contains("..") || !id.bytes().all(plain) {
+        return None;
+    }
     let stream = match method {
         "generateContent" => false,
         "streamGenerateContent" => true,
@@ -136,6 +144,9 @@ mod tests {
         assert_eq!(path_model("/v1beta/models/gemini-2.5-flash:countTokens"), None);
         assert_eq!(path_model("/v1beta/models/gemini-2.5-flash"), None);
         assert_eq!(path_model("/v1/chat/completions"), None);
+        for bad in ["../../v1/files", "gem%0Aini", "a/b", ".hidden", "x..y", ""] {
+            assert_eq!(path_model(&format!("/v1beta/models/{bad}:generateContent")), None, "{bad}");
+        }
     }
 
     #[test]
