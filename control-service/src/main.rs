@@ -36,6 +36,7 @@ fn main() {
                 Cmd::Report(ReportCmd::Monthly { month }) => reports::monthly(&c, month),
                 Cmd::Alerts => reports::alerts(&c),
                 Cmd::Audit(a) => reports::audit(&c, a),
+                Cmd::Guardrails(g) => reports::guardrails(&c, g),
                 Cmd::Serve(_) | Cmd::Key(_) | Cmd::Completions { .. } => {}
             }
         }

@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "key_events", sql: include_str!("../migrations/postgres/0002_key_events.sql") },
     Migration { version: 3, name: "cache_economics", sql: include_str!("../migrations/postgres/0003_cache_economics.sql") },
     Migration { version: 4, name: "guard_findings", sql: include_str!("../migrations/postgres/0004_guard_findings.sql") },
+    Migration { version: 5, name: "guard_policy", sql: include_str!("../migrations/postgres/0005_guard_policy.sql") },
 ];
 
 /// Connections per replica.

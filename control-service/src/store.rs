@@ -283,6 +283,8 @@ pub struct AuditQuery {
     pub team: Option<String>,
     pub provider: Option<String>,
     pub action: Option<String>,
+    /// `request` or `response`.
+    pub direction: Option<String>,
 }
 
 /// Requests and values found, per team, provider, class and action.
@@ -290,6 +292,7 @@ pub struct AuditQuery {
 pub struct AuditSum {
     pub team: String,
     pub provider: Option<String>,
+    pub direction: String,
     pub class: String,
     pub action: String,
     pub requests: u64,
@@ -306,6 +309,7 @@ pub struct AuditFinding {
     pub project: String,
     pub provider: Option<String>,
     pub model: Option<String>,
+    pub direction: String,
     pub class: String,
     pub count: u64,
     pub action: String,
@@ -378,6 +382,11 @@ pub trait Store: Send + Sync + 'static {
     fn audit_findings(&self, q: &AuditQuery, limit: u32) -> Result<Vec<AuditFinding>>;
     /// Retention: drops findings older than `before_ms`.
     fn purge_audit(&self, before_ms: u64) -> Result<u64>;
+    /// The guardrail policy every Envoy applies (none: their own).
+    fn guard_policy(&self) -> Result<tollgate_protocol::guard::GuardrailsDoc>;
+    fn guard_policy_seq(&self) -> Result<u64>;
+    /// Puts a (validated) policy in force, or none.
+    fn set_guard_policy(&self, policy: Option<&tollgate_protocol::guard::PolicyDoc>, now_ms: u64) -> Result<tollgate_protocol::guard::GuardrailsDoc>;
 }
 
 #[cfg(test)]

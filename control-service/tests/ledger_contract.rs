@@ -49,6 +49,7 @@ contract!(
     key_changes_replay_to_the_live_key_set,
     cache_economics_sum_over_sum_and_keep_not_reported_apart,
     guardrail_findings_answer_who_sent_what_where_and_expire,
+    the_guardrail_policy_has_one_current_version_and_a_history,
 );
 
 mod tempdir {
@@ -432,15 +433,25 @@ fn guardrail_findings_answer_who_sent_what_where_and_expire(s: Arc<dyn Store>) {
             classes: classes.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
             action: action.into(),
             policy: "p1".into(),
+            response_classes: Default::default(),
+            response_action: None,
+            restored: 0,
         });
         r
     };
+    // An answer that carried e-mail addresses (the request had nothing).
+    let mut answer = with("g5", "labs", "anthropic", &[], "none", NOW);
+    if let Some(g) = answer.guardrails.as_mut() {
+        g.response_classes = [("email".to_string(), 2)].into();
+        g.response_action = Some("redacted".into());
+    }
     s.ingest("n", &[
         with("g1", "search", "openai", &[("card", 1)], "blocked", NOW),
         with("g2", "search", "openai", &[("card", 2), ("email", 1)], "blocked", NOW),
         with("g3", "labs", "anthropic", &[("email", 3)], "redacted", NOW),
         with("g4", "labs", "anthropic", &[("card", 1)], "blocked", NOW - 40 * 86_400_000),
         rec("plain", "labs", 1, 1, 1),
+        answer,
     ], None, NOW).unwrap();
     // ingesting the same records again adds nothing
     s.ingest("n", &[with("g1", "search", "openai", &[("card", 1)], "blocked", NOW)], None, NOW).unwrap();
@@ -449,12 +460,32 @@ fn guardrail_findings_answer_who_sent_what_where_and_expire(s: Arc<dyn Store>) {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!((rows[0].team.as_str(), rows[0].provider.as_deref(), rows[0].requests, rows[0].values), ("search", Some("openai"), 2, 3));
     let all = s.audit_summary(&AuditQuery { from_ms: 0, to_ms: NOW + 1, ..Default::default() }).unwrap();
-    assert_eq!(all.iter().map(|r| r.requests).sum::<u64>(), 5);
+    assert_eq!(all.iter().map(|r| r.requests).sum::<u64>(), 6);
     let found = s.audit_findings(&AuditQuery { from_ms: 0, to_ms: NOW + 1, team: Some("labs".into()), ..Default::default() }, 100).unwrap();
-    assert_eq!(found.iter().map(|f| (f.record_id.as_str(), f.class.as_str(), f.count)).collect::<Vec<_>>(), vec![("g4", "card", 1), ("g3", "email", 3)]);
+    assert_eq!(
+        found.iter().map(|f| (f.record_id.as_str(), f.direction.as_str(), f.class.as_str(), f.count, f.action.as_str())).collect::<Vec<_>>(),
+        vec![("g4", "request", "card", 1, "blocked"), ("g3", "request", "email", 3, "redacted"), ("g5", "response", "email", 2, "redacted")]
+    );
+    let answers = AuditQuery { from_ms: 0, to_ms: NOW + 1, direction: Some("response".into()), ..Default::default() };
+    let rows = s.audit_summary(&answers).unwrap();
+    assert_eq!(rows.iter().map(|r| (r.team.as_str(), r.direction.as_str(), r.values)).collect::<Vec<_>>(), vec![("labs", "response", 2)]);
     // retention
     assert_eq!(s.purge_audit(NOW - 30 * 86_400_000).unwrap(), 1);
-    assert_eq!(s.audit_findings(&AuditQuery { from_ms: 0, to_ms: NOW + 1, ..Default::default() }, 100).unwrap().len(), 4);
+    assert_eq!(s.audit_findings(&AuditQuery { from_ms: 0, to_ms: NOW + 1, ..Default::default() }, 100).unwrap().len(), 5);
+}
+
+fn the_guardrail_policy_has_one_current_version_and_a_history(s: Arc<dyn Store>) {
+    use tollgate_protocol::guard::PolicyDoc;
+    assert_eq!((s.guard_policy_seq().unwrap(), s.guard_policy().unwrap().policy), (0, None), "never set");
+    let p1: PolicyDoc = serde_json::from_value(serde_json::json!({"version": "v1", "actions": {"email": "redact"}, "responses": "observe"})).unwrap();
+    let d = s.set_guard_policy(Some(&p1), NOW).unwrap();
+    assert_eq!((d.seq, d.policy.as_ref()), (1, Some(&p1)));
+    let p2: PolicyDoc = serde_json::from_value(serde_json::json!({"version": "v2", "custom": [{"name": "code", "words": ["Bluebird"]}], "restore": true})).unwrap();
+    s.set_guard_policy(Some(&p2), NOW + 1).unwrap();
+    let now = s.guard_policy().unwrap();
+    assert_eq!((now.seq, now.policy, now.updated_ms), (2, Some(p2), NOW + 1), "the newest is in force, exactly as put");
+    let cleared = s.set_guard_policy(None, NOW + 2).unwrap();
+    assert_eq!((cleared.seq, s.guard_policy().unwrap().policy, s.guard_policy_seq().unwrap()), (3, None, 3), "cleared is a change too");
 }
 
 // ---- SQLite only ----

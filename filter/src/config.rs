@@ -70,7 +70,7 @@ struct RawConfig {
     #[serde(default)]
     access_log_fields: Option<Vec<crate::access_log::Field>>,
     #[serde(default)]
-    guardrails: Option<crate::guard::RawPolicy>,
+    guardrails: Option<crate::guard::PolicyDoc>,
 }
 
 #[derive(Deserialize)]
@@ -380,7 +380,7 @@ pub struct Config {
     /// Filter-state properties set for access logs (each a host call).
     pub access_log_fields: Vec<crate::access_log::Field>,
     /// What data classes may leave for a provider ([`crate::guard`]).
-    pub guardrails: Option<crate::guard::Policy>,
+    pub guardrails: Option<std::rc::Rc<crate::guard::Policy>>,
 }
 
 fn non_empty(field: String, v: &str) -> Result<(), ConfigError> {
@@ -650,7 +650,7 @@ impl Config {
         }
 
         let guardrails = match raw.guardrails {
-            Some(g) => Some(g.validate().map_err(|(f, m)| err(format!("guardrails.{f}"), m))?),
+            Some(g) => Some(std::rc::Rc::new(crate::guard::Policy::build(g).map_err(|(f, m)| err(format!("guardrails.{f}"), m))?)),
             None => None,
         };
         Ok(Config {

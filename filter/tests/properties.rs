@@ -138,11 +138,27 @@ proptest! {
         for h in tollgate_filter::guard::detect::scan(&text) {
             prop_assert!(h.start < h.end && h.end <= text.len() && text.is_char_boundary(h.start) && text.is_char_boundary(h.end));
         }
-        let policy: tollgate_filter::guard::RawPolicy = serde_json::from_str(r#"{"actions": {"email": "redact", "card": "redact", "secret": "redact"},
-            "custom": [{"name": "w", "words": ["ab"]}, {"name": "p", "pattern": "[0-9]{3}"}]}"#).unwrap();
-        if let Ok(p) = policy.validate() {
-            if let tollgate_filter::guard::Outcome::Redacted(b, _) = p.apply("t", "r", &bytes) {
+        let policy: tollgate_filter::guard::PolicyDoc = serde_json::from_str(r#"{"actions": {"email": "redact", "card": "redact", "secret": "redact"},
+            "custom": [{"name": "w", "words": ["ab"]}, {"name": "p", "pattern": "[0-9]{3}"}], "responses": "redact", "restore": true}"#).unwrap();
+        if let Ok(p) = tollgate_filter::guard::Policy::build(policy) {
+            let who = tollgate_filter::guard::Subject { key: "k", project: "p", team: "t", route: "r" };
+            let mut ph = tollgate_filter::guard::Placeholders::default();
+            if let tollgate_filter::guard::Outcome::Redacted(b, _) = p.apply(who, &bytes, &mut ph) {
                 prop_assert!(serde_json::from_slice::<serde_json::Value>(&b).is_ok());
+            }
+            // The answer guard over the same bytes, as a JSON answer and as a stream cut anywhere.
+            let p = std::rc::Rc::new(p);
+            let mut ph = tollgate_filter::guard::Placeholders::default();
+            ph.for_value("email", "EMAIL", "a@b.io");
+            let owner = tollgate_filter::guard::answer::Owner::default();
+            if let Some(mut g) = tollgate_filter::guard::answer::AnswerGuard::new(p, owner, ph, api) {
+                if let Some(b) = g.json(&bytes) {
+                    prop_assert!(serde_json::from_slice::<serde_json::Value>(&b).is_ok());
+                }
+                let cut = bytes.len() / 3;
+                let _ = g.push(&bytes[..cut]);
+                let _ = g.push(&bytes[cut..]);
+                let _ = g.finish();
             }
         }
         for d in [Direction::OpenAiToAnthropic, Direction::AnthropicToOpenAi] {

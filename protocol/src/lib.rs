@@ -8,6 +8,8 @@
 //! - [`state`]: the state document (`GET /v1/state`), the ingest batch
 //!   (`POST /v1/usage`) and its acknowledgement;
 //! - [`usage`]: normalised token counts; [`Api`]: the client APIs;
+//! - [`guard`]: a guardrail policy and its validation;
+//! - [`json`]: refusing a JSON document with a member twice;
 //! - [`keys`]: how a virtual key is hashed (the service stores hashes the
 //!   filter compares); [`format`]: money and time as text; [`text`]: how
 //!   untrusted text is bounded before it is stored or shown.
@@ -17,6 +19,8 @@
 
 mod api;
 pub mod format;
+pub mod guard;
+pub mod json;
 pub mod keys;
 pub mod record;
 pub mod scope;

@@ -117,12 +117,27 @@ pub struct UsageRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Guardrails {
-    /// Data class (`email`, `card`, … or a custom name) -> values found.
+    /// Data class (`email`, `card`, … or a custom name) -> values found
+    /// in the request.
     pub classes: BTreeMap<String, u64>,
-    /// `observed`, `redacted` or `blocked`.
+    /// `observed`, `redacted` or `blocked`; `none` when the request had
+    /// nothing (and only the answer did).
     pub action: String,
     /// The policy's version.
     pub policy: String,
+    /// Classes found in the answer (when the policy scans answers).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub response_classes: BTreeMap<String, u64>,
+    /// `observed` or `redacted`, with `response_classes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_action: Option<String>,
+    /// Placeholders in the answer given back their original value.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restored: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Most classes one record may name.
@@ -130,15 +145,25 @@ pub const MAX_GUARD_CLASSES: usize = 64;
 
 impl Guardrails {
     fn check(&self) -> Result<(), String> {
-        if self.classes.len() > MAX_GUARD_CLASSES {
-            return Err(format!("guardrails.classes: more than {MAX_GUARD_CLASSES}"));
+        for (field, classes) in [("classes", &self.classes), ("response_classes", &self.response_classes)] {
+            if classes.len() > MAX_GUARD_CLASSES {
+                return Err(format!("guardrails.{field}: more than {MAX_GUARD_CLASSES}"));
+            }
+            let name_ok = crate::guard::valid_class_name;
+            if let Some((k, _)) = classes.iter().find(|(k, v)| !name_ok(k) || **v > crate::usage::MAX_COUNT) {
+                return Err(format!("guardrails.{field}: '{}' is not a class name with a count", crate::text::clean_field(k, 32)));
+            }
         }
-        let name_ok = |n: &str| !n.is_empty() && n.len() <= 32 && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if let Some((k, _)) = self.classes.iter().find(|(k, v)| !name_ok(k) || **v > crate::usage::MAX_COUNT) {
-            return Err(format!("guardrails.classes: '{}' is not a class name with a count", crate::text::clean_field(k, 32)));
+        match (self.action.as_str(), self.classes.is_empty()) {
+            ("observed" | "redacted" | "blocked", false) | ("none", true) => {}
+            _ => return Err("guardrails.action: one of observed, redacted, blocked (none when no class was found)".into()),
         }
-        if !matches!(self.action.as_str(), "observed" | "redacted" | "blocked") {
-            return Err("guardrails.action: one of observed, redacted, blocked".into());
+        match (self.response_action.as_deref(), self.response_classes.is_empty()) {
+            (Some("observed" | "redacted"), false) | (None, true) => {}
+            _ => return Err("guardrails.response_action: observed or redacted, given exactly when response_classes are".into()),
+        }
+        if self.restored > crate::usage::MAX_COUNT {
+            return Err("guardrails.restored: too large".into());
         }
         if self.policy.is_empty() || self.policy.len() > 64 || self.policy.chars().any(char::is_control) {
             return Err("guardrails.policy: 1 to 64 characters, no control characters".into());

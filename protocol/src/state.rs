@@ -79,6 +79,11 @@ pub struct StateDoc {
     /// in this document: it stays small however many keys exist.
     #[serde(default)]
     pub keys_seq: u64,
+    /// The guardrail policy's change sequence: an Envoy that has applied
+    /// an older one fetches `GET /v1/guardrails` ([`crate::guard::GuardrailsDoc`]);
+    /// 0 = the control service never held a policy.
+    #[serde(default)]
+    pub guardrails_seq: u64,
     pub budgets: Vec<BudgetDoc>,
 }
 

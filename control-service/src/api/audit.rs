@@ -1,10 +1,13 @@
-//! The guardrail audit trail: `GET /v1/audit` (sums per team, provider,
-//! class and action), `GET /v1/audit/findings` (JSON or JSON Lines export),
-//! `DELETE /v1/audit?before_ms=` (retention). Admin only: it says who sent
-//! what class of data where.
+//! Guardrails: the audit trail — `GET /v1/audit` (sums per team, provider,
+//! direction, class and action), `GET /v1/audit/findings` (JSON or JSON
+//! Lines export), `DELETE /v1/audit?before_ms=` (retention; also run on a
+//! schedule, `--audit-retention-days`) — and the policy every Envoy applies:
+//! `GET`/`PUT`/`DELETE /v1/guardrails`. Admin only: it says who sent what
+//! class of data where, and decides what may leave.
 
 use super::*;
 use crate::store::AuditQuery;
+use tollgate_protocol::guard::{GuardrailsDoc, PolicyDoc};
 
 fn audit_query(params: &HashMap<String, String>) -> ApiResult<AuditQuery> {
     let num = |k: &str| -> ApiResult<Option<u64>> {
@@ -33,6 +36,7 @@ fn audit_query(params: &HashMap<String, String>) -> ApiResult<AuditQuery> {
         team: text("team", &name)?,
         provider: text("provider", &name)?,
         action: text("action", &|v| matches!(v, "observed" | "redacted" | "blocked"))?,
+        direction: text("direction", &|v| matches!(v, "request" | "response"))?,
     })
 }
 
@@ -75,4 +79,61 @@ pub(super) async fn audit_purge(State(st): State<Arc<AppState>>, headers: Header
     let removed = blocking(move || store.purge_audit(before)).await?;
     log_event("info", "audit_purged", json!({"before_ms": before, "removed": removed}));
     Ok(Json(json!({"removed": removed})))
+}
+
+pub(super) async fn guardrails_get(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<GuardrailsDoc>> {
+    admin(&st, &headers)?;
+    let store = st.store.clone();
+    Ok(Json(blocking(move || store.guard_policy()).await?))
+}
+
+/// Envoys fetch the policy with their fleet token (as they fetch keys).
+pub(super) async fn guardrails_fetch(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<GuardrailsDoc>> {
+    role(&st, &headers)?;
+    let store = st.store.clone();
+    Ok(Json(blocking(move || store.guard_policy()).await?))
+}
+
+/// `PUT /v1/guardrails`: a policy for every Envoy, checked as the filter
+/// checks it (a refusal names the field).
+pub(super) async fn guardrails_put(State(st): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Json<GuardrailsDoc>> {
+    admin(&st, &headers)?;
+    tollgate_protocol::json::no_duplicate_members(&body).map_err(|e| ApiError::bad("invalid_json", e))?;
+    let policy: PolicyDoc = serde_json::from_slice(&body).map_err(|e| ApiError::bad("invalid_policy", e.to_string()))?;
+    policy.validate().map_err(|(field, msg)| ApiError::bad("invalid_policy", format!("{field}: {msg}")))?;
+    let store = st.store.clone();
+    let doc = blocking(move || store.set_guard_policy(Some(&policy), now_ms())).await?;
+    log_event("info", "guardrail_policy_set", json!({"seq": doc.seq, "version": doc.policy.as_ref().map(|p| p.version().to_string())}));
+    Ok(Json(doc))
+}
+
+/// `DELETE /v1/guardrails`: every Envoy goes back to its own configuration's policy.
+pub(super) async fn guardrails_clear(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<GuardrailsDoc>> {
+    admin(&st, &headers)?;
+    let store = st.store.clone();
+    let doc = blocking(move || store.set_guard_policy(None, now_ms())).await?;
+    log_event("info", "guardrail_policy_cleared", json!({"seq": doc.seq}));
+    Ok(Json(doc))
+}
+
+/// How often the retention sweep runs.
+const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Scheduled retention: findings older than `days` are removed, at start
+/// and then hourly (`--audit-retention-days`; 0 keeps them).
+pub async fn audit_retention_loop(st: Arc<AppState>, days: u64) {
+    if days == 0 {
+        return;
+    }
+    loop {
+        let before = now_ms().saturating_sub(days.saturating_mul(DAY_MS));
+        let store = st.store.clone();
+        match tokio::task::spawn_blocking(move || store.purge_audit(before)).await {
+            Ok(Ok(n)) if n > 0 => log_event("info", "audit_retention", json!({"before_ms": before, "removed": n, "days": days})),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => log_event("warn", "audit_retention_failed", json!({"error": e.to_string()})),
+            Err(_) => {}
+        }
+        tokio::time::sleep(RETENTION_EVERY).await;
+    }
 }

@@ -31,6 +31,7 @@ mod reports;
 mod requests;
 
 pub use alerts::alert_loop;
+pub use audit::audit_retention_loop;
 pub use budgets::budget_doc;
 use audit::*;
 use budgets::*;
@@ -195,6 +196,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/reports/monthly", get(report_monthly))
         .route("/v1/audit", get(audit_summary).delete(audit_purge))
         .route("/v1/audit/findings", get(audit_findings))
+        .route("/v1/guardrails", get(guardrails_get).put(guardrails_put).delete(guardrails_clear))
+        .route("/v1/guardrails/current", get(guardrails_fetch))
         .with_state(state)
 }
 

@@ -52,6 +52,9 @@ pub enum Cmd {
     Alerts,
     /// Guardrail audit: which teams sent which classes of data to which provider
     Audit(AuditArgs),
+    /// The guardrail policy every Envoy applies: show, set from a JSON file, clear
+    #[command(subcommand, arg_required_else_help = true)]
+    Guardrails(GuardrailsCmd),
     /// Budget increase requests
     #[command(subcommand, arg_required_else_help = true)]
     Requests(RequestsCmd),
@@ -78,6 +81,9 @@ pub struct ServeArgs {
     /// SQLite file, or a PostgreSQL connection string (postgresql://user:pass@host/db or "host=... dbname=...")
     #[arg(long, env = "TOLLGATE_DB", default_value = "tollgate.db")]
     pub db: String,
+    /// Keep guardrail audit findings this many days (purged hourly; 0 = keep forever)
+    #[arg(long, env = "TOLLGATE_AUDIT_RETENTION_DAYS", default_value_t = 365)]
+    pub audit_retention_days: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -234,6 +240,9 @@ pub struct AuditArgs {
     /// observed, redacted or blocked
     #[arg(long)]
     pub action: Option<String>,
+    /// request or response (what was sent, or what came back)
+    #[arg(long)]
+    pub direction: Option<String>,
     /// From (T); default: 30 days ago
     #[arg(long)]
     pub from: Option<String>,
@@ -243,6 +252,16 @@ pub struct AuditArgs {
     /// Every finding as JSON Lines (one record and class a line) instead of the sums
     #[arg(long)]
     pub export: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GuardrailsCmd {
+    /// The policy in force, and its change number
+    Show,
+    /// Put a policy (a JSON file, the shape of the filter's `guardrails`; - for stdin) in force on every Envoy
+    Set { file: String },
+    /// Every Envoy back to its own configuration's policy
+    Clear,
 }
 
 #[derive(Args, Debug)]

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::args::{AuditArgs, MoversArgs, Range, SpendArgs};
+use super::args::{AuditArgs, GuardrailsCmd, MoversArgs, Range, SpendArgs};
 use super::{out, parse_time, s, table, usd, Client};
 
 /// A query string from (parameter, value) pairs; times parsed, values escaped.
@@ -94,6 +94,7 @@ pub fn audit(c: &Client, a: AuditArgs) {
         ("team", a.team.as_deref()),
         ("provider", a.provider.as_deref()),
         ("action", a.action.as_deref()),
+        ("direction", a.direction.as_deref()),
     ];
     let qs = query_string(&pairs);
     if a.export {
@@ -108,9 +109,29 @@ pub fn audit(c: &Client, a: AuditArgs) {
             .cloned()
             .unwrap_or_default()
             .iter()
-            .map(|r| vec![s(&r["team"]), s(&r["provider"]), s(&r["class"]), s(&r["action"]), s(&r["requests"]), s(&r["values"])])
+            .map(|r| vec![s(&r["team"]), s(&r["provider"]), s(&r["direction"]), s(&r["class"]), s(&r["action"]), s(&r["requests"]), s(&r["values"])])
             .collect();
-        table(&["team", "provider", "class", "action", "requests", "values"], rows);
+        table(&["team", "provider", "direction", "class", "action", "requests", "values"], rows);
+    });
+}
+
+pub fn guardrails(c: &Client, cmd: GuardrailsCmd) {
+    let v = match cmd {
+        GuardrailsCmd::Show => c.call("GET", "/v1/guardrails", None),
+        GuardrailsCmd::Set { file } => {
+            let text = if file == "-" { std::io::read_to_string(std::io::stdin()) } else { std::fs::read_to_string(&file) };
+            let text = text.unwrap_or_else(|e| super::fail(&format!("cannot read {file}: {e}")));
+            let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| super::fail(&format!("{file} is not JSON: {e}")));
+            c.call("PUT", "/v1/guardrails", Some(body))
+        }
+        GuardrailsCmd::Clear => c.call("DELETE", "/v1/guardrails", None),
+    };
+    c.print(&v, |v| {
+        let version = v["policy"]["version"].as_str().map(|s| s.to_string()).unwrap_or_else(|| if v["policy"].is_null() { "(none: each Envoy's own)".into() } else { "default".into() });
+        out(&format!("change {}  policy {}\n", s(&v["seq"]), version));
+        if !v["policy"].is_null() {
+            out(&format!("{}\n", serde_json::to_string_pretty(&v["policy"]).unwrap_or_default()));
+        }
     });
 }
 

@@ -1,19 +1,24 @@
-//! The guardrail audit trail: what data classes went (or were stopped on
-//! their way) to which provider, from which team — counts and actions, never
-//! values. Filled at ingest from each record's `guardrails`.
+//! Guardrails in the ledger: the audit trail (what data classes went, or
+//! were stopped on their way, to which provider, from which team, in
+//! requests and in answers — counts and actions, never values; filled at
+//! ingest from each record's `guardrails`) and the policy every Envoy
+//! applies (`PUT /v1/guardrails`).
 
+use tollgate_protocol::guard::{GuardrailsDoc, PolicyDoc};
 use tollgate_protocol::record::UsageRecord;
 
 use crate::db::{int, Arg, Tx};
 use crate::store::*;
 
-const INSERT: &str = "INSERT INTO guard_findings (record_id, ts_ms, key_id, team, project, provider, model, class, count, action, policy)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (record_id, class) DO NOTHING";
+const INSERT: &str = "INSERT INTO guard_findings (record_id, ts_ms, key_id, team, project, provider, model, direction, class, count, action, policy)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (record_id, direction, class) DO NOTHING";
 
 /// The findings of a record stored just now.
 pub fn insert(tx: &mut dyn Tx, r: &UsageRecord) -> Result<()> {
     let Some(g) = &r.guardrails else { return Ok(()) };
-    for (class, count) in &g.classes {
+    let request = g.classes.iter().map(|c| ("request", c, g.action.as_str()));
+    let response = g.response_classes.iter().map(|c| ("response", c, g.response_action.as_deref().unwrap_or("observed")));
+    for (direction, (class, count), action) in request.chain(response) {
         tx.execute(
             INSERT,
             &[
@@ -24,9 +29,10 @@ pub fn insert(tx: &mut dyn Tx, r: &UsageRecord) -> Result<()> {
                 (&r.project).into(),
                 (&r.provider).into(),
                 (&r.model_upstream).into(),
+                direction.into(),
                 class.as_str().into(),
                 int(*count),
-                g.action.as_str().into(),
+                action.into(),
                 g.policy.as_str().into(),
             ],
         )?;
@@ -38,7 +44,7 @@ pub fn insert(tx: &mut dyn Tx, r: &UsageRecord) -> Result<()> {
 fn filter<'a>(q: &'a AuditQuery) -> (String, Vec<Arg<'a>>) {
     let mut sql = String::from(" WHERE ts_ms >= ?1 AND ts_ms < ?2");
     let mut args: Vec<Arg<'a>> = vec![int(q.from_ms), int(q.to_ms)];
-    for (col, v) in [("class", &q.class), ("team", &q.team), ("provider", &q.provider), ("action", &q.action)] {
+    for (col, v) in [("class", &q.class), ("team", &q.team), ("provider", &q.provider), ("action", &q.action), ("direction", &q.direction)] {
         if let Some(v) = v {
             args.push(v.into());
             sql.push_str(&format!(" AND {col} = ?{}", args.len()));
@@ -51,13 +57,21 @@ fn filter<'a>(q: &'a AuditQuery) -> (String, Vec<Arg<'a>>) {
 pub fn summary(tx: &mut dyn Tx, q: &AuditQuery) -> Result<Vec<AuditSum>> {
     let (wh, args) = filter(q);
     let sql = format!(
-        "SELECT team, provider, class, action, COUNT(*), CAST(COALESCE(SUM(count),0) AS BIGINT) FROM guard_findings{wh}
-         GROUP BY team, provider, class, action ORDER BY 5 DESC, 1, 2, 3, 4"
+        "SELECT team, provider, direction, class, action, COUNT(*), CAST(COALESCE(SUM(count),0) AS BIGINT) FROM guard_findings{wh}
+         GROUP BY team, provider, direction, class, action ORDER BY 6 DESC, 1, 2, 3, 4, 5"
     );
     tx.query(&sql, &args)?
         .iter()
         .map(|r| {
-            Ok(AuditSum { team: r.text(0)?, provider: r.opt_text(1)?, class: r.text(2)?, action: r.text(3)?, requests: r.u64(4)?, values: r.u64(5)? })
+            Ok(AuditSum {
+                team: r.text(0)?,
+                provider: r.opt_text(1)?,
+                direction: r.text(2)?,
+                class: r.text(3)?,
+                action: r.text(4)?,
+                requests: r.u64(5)?,
+                values: r.u64(6)?,
+            })
         })
         .collect()
 }
@@ -66,8 +80,8 @@ pub fn summary(tx: &mut dyn Tx, q: &AuditQuery) -> Result<Vec<AuditSum>> {
 pub fn findings(tx: &mut dyn Tx, q: &AuditQuery, limit: u32) -> Result<Vec<AuditFinding>> {
     let (wh, args) = filter(q);
     let sql = format!(
-        "SELECT record_id, ts_ms, key_id, team, project, provider, model, class, count, action, policy FROM guard_findings{wh}
-         ORDER BY ts_ms, record_id, class LIMIT {limit}"
+        "SELECT record_id, ts_ms, key_id, team, project, provider, model, direction, class, count, action, policy FROM guard_findings{wh}
+         ORDER BY ts_ms, record_id, direction, class LIMIT {limit}"
     );
     tx.query(&sql, &args)?
         .iter()
@@ -80,10 +94,11 @@ pub fn findings(tx: &mut dyn Tx, q: &AuditQuery, limit: u32) -> Result<Vec<Audit
                 project: r.text(4)?,
                 provider: r.opt_text(5)?,
                 model: r.opt_text(6)?,
-                class: r.text(7)?,
-                count: r.u64(8)?,
-                action: r.text(9)?,
-                policy: r.text(10)?,
+                direction: r.text(7)?,
+                class: r.text(8)?,
+                count: r.u64(9)?,
+                action: r.text(10)?,
+                policy: r.text(11)?,
             })
         })
         .collect()
@@ -92,4 +107,32 @@ pub fn findings(tx: &mut dyn Tx, q: &AuditQuery, limit: u32) -> Result<Vec<Audit
 /// Retention: removes findings older than `before_ms`; how many went.
 pub fn purge(tx: &mut dyn Tx, before_ms: u64) -> Result<u64> {
     tx.execute("DELETE FROM guard_findings WHERE ts_ms < ?1", &[int(before_ms)])
+}
+
+/// The policy in force (the newest change), or none ever set.
+pub fn policy(tx: &mut dyn Tx) -> Result<GuardrailsDoc> {
+    let Some(row) = tx.query_opt("SELECT seq, policy, updated_ms FROM guard_policies ORDER BY seq DESC LIMIT 1", &[])? else {
+        return Ok(GuardrailsDoc::default());
+    };
+    let policy = match row.opt_text(1)? {
+        Some(text) => Some(serde_json::from_str::<PolicyDoc>(&text).map_err(|e| StoreError::Backend(format!("stored guardrail policy: {e}")))?),
+        None => None,
+    };
+    Ok(GuardrailsDoc { seq: row.u64(0)?, policy, updated_ms: row.u64(2)? })
+}
+
+/// The policy's change sequence (0: never set).
+pub fn policy_seq(tx: &mut dyn Tx) -> Result<u64> {
+    tx.query_one("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM guard_policies", &[])?.u64(0)
+}
+
+/// Puts `policy` (validated by the caller) in force, or none (each Envoy's own).
+pub fn set_policy(tx: &mut dyn Tx, policy: Option<&PolicyDoc>, now_ms: u64) -> Result<GuardrailsDoc> {
+    let seq = policy_seq(tx)? + 1;
+    let text = match policy {
+        Some(p) => Some(serde_json::to_string(p).map_err(|e| StoreError::Backend(e.to_string()))?),
+        None => None,
+    };
+    tx.execute("INSERT INTO guard_policies (seq, policy, updated_ms) VALUES (?1, ?2, ?3)", &[int(seq), text.as_deref().into(), int(now_ms)])?;
+    Ok(GuardrailsDoc { seq, policy: policy.cloned(), updated_ms: now_ms })
 }

@@ -129,4 +129,13 @@ impl<D: Db> Store for Ledger<D> {
     fn purge_audit(&self, before_ms: u64) -> Result<u64> {
         self.db.run(TxKind::Write, |tx| audit::purge(tx, before_ms))
     }
+    fn guard_policy(&self) -> Result<tollgate_protocol::guard::GuardrailsDoc> {
+        self.db.run(TxKind::Read, audit::policy)
+    }
+    fn guard_policy_seq(&self) -> Result<u64> {
+        self.db.run(TxKind::Read, audit::policy_seq)
+    }
+    fn set_guard_policy(&self, policy: Option<&tollgate_protocol::guard::PolicyDoc>, now_ms: u64) -> Result<tollgate_protocol::guard::GuardrailsDoc> {
+        self.db.run(TxKind::Write, |tx| audit::set_policy(tx, policy, now_ms))
+    }
 }

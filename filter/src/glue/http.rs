@@ -165,6 +165,10 @@ pub(super) struct TollgateHttp {
     translate: Option<crate::translate::Direction>,
     /// What the guardrails found in the request, for the record.
     guardrails: Option<tollgate_protocol::record::Guardrails>,
+    /// The policy, who the request was for and its placeholders, kept for
+    /// the answer when the policy reads answers ([`crate::guard::answer`]).
+    answer_seed: Option<(Rc<crate::guard::Policy>, crate::guard::answer::Owner, crate::guard::Placeholders)>,
+    answer_guard: Option<crate::guard::answer::AnswerGuard>,
 }
 
 impl Context for TollgateHttp {}
@@ -222,6 +226,8 @@ impl TollgateHttp {
             pause_verified,
             translate: None,
             guardrails: None,
+            answer_seed: None,
+            answer_guard: None,
         }
     }
 
@@ -408,9 +414,11 @@ impl TollgateHttp {
         self.translate = plan.translate;
         let mut plan = plan;
         // Guardrails look at exactly what would go upstream.
-        if let Some(policy) = &cfg.guardrails {
+        if let Some(policy) = super::guard::policy(cfg) {
             let sent = plan.body.as_deref().unwrap_or(&body);
-            let (outcome, error) = crate::guard::decide(policy, &key.team, &plan.target, sent);
+            let who = crate::guard::Subject { key: &key.id, project: &self.project, team: &key.team, route: &plan.target.route };
+            let mut placeholders = crate::guard::Placeholders::default();
+            let (outcome, error) = crate::guard::decide(&policy, who, &plan.target, sent, &mut placeholders);
             self.guardrails = outcome.record;
             if let Some(e) = error {
                 return self.reject(e);
@@ -419,6 +427,17 @@ impl TollgateHttp {
                 plan.headers.retain(|(k, _)| k != "content-length");
                 plan.headers.push(("content-length".to_string(), new_body.len().to_string()));
                 plan.body = Some(new_body);
+            }
+            if policy.reads_answers() {
+                // The answer must be readable to be scanned or restored.
+                self.set_request_header("accept-encoding", None);
+                let owner = crate::guard::answer::Owner {
+                    key: key.id.clone(),
+                    project: self.project.clone(),
+                    team: key.team.clone(),
+                    route: plan.target.route.clone(),
+                };
+                self.answer_seed = Some((policy, owner, placeholders));
             }
         }
         // Budgets: reserve the worst case against every budgeted scope.
@@ -497,7 +516,7 @@ impl TollgateHttp {
                 None => self.reservations.iter().map(|r| Scope::new(r.scope_type, &r.scope_id)).collect(),
             },
             budget_decision: self.budget_decision,
-            guardrails: self.guardrails.clone(),
+            guardrails: self.guardrails_for_record(),
         }
         .bounded()
     }
@@ -536,6 +555,33 @@ impl TollgateHttp {
                 Err(self.reject_with(error, headers))
             }
         }
+    }
+
+    /// The request's finding with the answer's added.
+    fn guardrails_for_record(&self) -> Option<tollgate_protocol::record::Guardrails> {
+        let Some(g) = &self.answer_guard else { return self.guardrails.clone() };
+        let found = g.finding();
+        if found.is_none() && g.restored == 0 {
+            return self.guardrails.clone();
+        }
+        let mut rec = self.guardrails.clone().unwrap_or_else(|| tollgate_protocol::record::Guardrails {
+            classes: Default::default(),
+            action: "none".into(),
+            policy: self.answer_seed_version(),
+            response_classes: Default::default(),
+            response_action: None,
+            restored: 0,
+        });
+        if let Some((classes, action)) = found {
+            rec.response_classes = classes;
+            rec.response_action = Some(action.to_string());
+        }
+        rec.restored = g.restored;
+        Some(rec)
+    }
+
+    fn answer_seed_version(&self) -> String {
+        self.answer_guard.as_ref().map(|g| g.policy_version().to_string()).unwrap_or_default()
     }
 
     /// The API the provider answers in (Anthropic's when translating).
@@ -757,6 +803,9 @@ impl HttpContext for TollgateHttp {
             return Action::Continue;
         }
         let inflater = Inflater::new(&coding);
+        if let (Some((policy, owner, placeholders)), None, true) = (self.answer_seed.take(), &inflater, (200..300).contains(&self.status)) {
+            self.answer_guard = crate::guard::answer::AnswerGuard::new(policy, owner, placeholders, self.api.unwrap_or(Api::OpenAiChat));
+        }
         if content_type.starts_with(b"text/event-stream") {
             let chat = self.chat.as_ref();
             // A compressed stream cannot be rewritten: the client then also
@@ -767,15 +816,15 @@ impl HttpContext for TollgateHttp {
                 let include_usage = chat.is_some_and(|c| c.client_include_usage);
                 tracker = tracker.translating(d.stream(now_ms(self) / 1000, include_usage));
             }
-            if tracker.rewrites() && has_content_length {
+            if (tracker.rewrites() || self.answer_guard.is_some()) && has_content_length {
                 host::set_header(RESPONSE_HEADERS, "content-length", None);
             }
             self.reader = Reader::Stream { tracker, inflater };
             return Action::Continue;
         }
-        if cfg.cost_headers || self.translate.is_some() {
+        if cfg.cost_headers || self.translate.is_some() || self.answer_guard.is_some() {
             // Hold the headers until the body (and so the cost, and the
-            // translated body's length) is known.
+            // translated or guarded body's length) is known.
             self.reader = Reader::Held { inflater };
             return Action::Pause;
         }
@@ -802,7 +851,13 @@ impl HttpContext for TollgateHttp {
                         if end_of_stream {
                             out.extend_from_slice(&tracker.finish());
                         }
-                        if tracker.rewrites() {
+                        if let Some(g) = self.answer_guard.as_mut() {
+                            let mut guarded = g.push(if tracker.rewrites() { &out } else { &chunk });
+                            if end_of_stream {
+                                guarded.extend_from_slice(&g.finish());
+                            }
+                            host::set_buffer(RESPONSE_BODY, 0, body_size, &guarded);
+                        } else if tracker.rewrites() {
                             host::set_buffer(RESPONSE_BODY, 0, body_size, &out);
                         }
                     }
@@ -828,16 +883,25 @@ impl HttpContext for TollgateHttp {
                 let compressed = matches!(&self.reader, Reader::Json { inflater: Some(_), .. });
                 self.feed_json(&body);
                 if end_of_stream {
+                    // What the client gets: translated, then guarded (before
+                    // the record is settled, which carries the answer's finding).
+                    let mut new = match (self.translate, compressed) {
+                        (Some(d), false) => d.answer(&body, self.status, now_ms(self) / 1000),
+                        _ => None,
+                    };
+                    if let Some(g) = self.answer_guard.as_mut() {
+                        if let Some(guarded) = g.json(new.as_deref().unwrap_or(&body)) {
+                            new = Some(guarded);
+                        }
+                    }
                     if let Some(rec) = self.finish_json() {
                         if cfg.cost_headers {
                             self.add_cost_headers(&rec);
                         }
                     }
-                    if let (Some(d), false) = (self.translate, compressed) {
-                        if let Some(new) = d.answer(&body, self.status, now_ms(self) / 1000) {
-                            host::set_buffer(RESPONSE_BODY, 0, body_size, &new);
-                            self.set_response_header("content-length", &new.len().to_string());
-                        }
+                    if let Some(new) = new {
+                        host::set_buffer(RESPONSE_BODY, 0, body_size, &new);
+                        self.set_response_header("content-length", &new.len().to_string());
                     }
                 }
                 // Too big to hold: let it go without cost headers, keep reading.

@@ -12,6 +12,7 @@
 //! a local reply or a pass-through, never a panic (a panic kills the VM and
 //! every request on the worker fails).
 
+mod guard;
 mod host;
 mod http;
 mod service;
@@ -98,8 +99,10 @@ impl RootContext for TollgateRoot {
             log::info!("service: node '{node}', control cluster '{}', poll every {} ms", ctl.cluster, ctl.poll_ms);
             self.service = Some(service::Service::new(node, queue, ctl.poll_ms, ctl.max_buffered_records));
         } else {
-            // Watch for requests whose body never reaches the filter (see `on_tick`).
+            // Watch for requests whose body never reaches the filter, and
+            // for guardrail policy changes (see `on_tick`).
             self.set_tick_period(Duration::from_millis(1000));
+            guard::refresh();
             log::info!(
                 "configured: {} keys, {} providers, max_request_bytes={}, control={}",
                 c.keys.len(),
@@ -122,6 +125,7 @@ impl RootContext for TollgateRoot {
             }
             None => {
                 flush_metrics();
+                guard::refresh();
                 self.answer_stuck_requests(&cfg);
             }
         }

@@ -27,6 +27,11 @@ pub(super) struct Service {
     poll_failures: u32,
     keys: KeySync,
     last_ok_ms: u64,
+    /// The guardrail policy change this Envoy holds, the newest the state
+    /// names, and the fetch in flight.
+    guard_seq: u64,
+    guard_wanted: u64,
+    guard_token: Option<u32>,
 }
 
 /// Keys per `GET /v1/key-changes` page: 5,000 entries of a few hundred
@@ -48,6 +53,9 @@ impl Service {
             poll_failures: 0,
             keys: KeySync::new(KEY_PAGE),
             last_ok_ms: 0,
+            guard_seq: 0,
+            guard_wanted: 0,
+            guard_token: None,
         }
     }
 
@@ -71,6 +79,45 @@ impl Service {
             self.poll(ctx, cfg, now);
         }
         self.fetch_keys(ctx, cfg);
+        self.fetch_guardrails(ctx, cfg);
+    }
+
+    /// Asks for the guardrail policy when the state names a newer one.
+    fn fetch_guardrails(&mut self, ctx: &dyn Context, cfg: &Config) {
+        let Some(ctl) = &cfg.control else { return };
+        if self.guard_token.is_some() || self.guard_wanted == self.guard_seq {
+            return;
+        }
+        let auth = format!("Bearer {}", ctl.token.expose());
+        let headers =
+            vec![(":method", "GET"), (":path", "/v1/guardrails/current"), (":authority", ctl.authority.as_str()), ("authorization", auth.as_str())];
+        match ctx.dispatch_http_call(&ctl.cluster, headers, None, vec![], Duration::from_millis(ctl.timeout_ms)) {
+            Ok(token) => self.guard_token = Some(token),
+            Err(e) => log::warn!("cannot fetch the guardrail policy from cluster '{}': {e:?}", ctl.cluster),
+        }
+    }
+
+    fn on_guardrails(&mut self, status: u16, body_size: usize) {
+        let body = super::host::buffer(super::host::CALL_RESPONSE_BODY, 0, body_size);
+        let doc = match (status, serde_json::from_slice::<tollgate_protocol::guard::GuardrailsDoc>(&body)) {
+            (200, Ok(d)) => d,
+            _ => {
+                log::warn!("cannot read the guardrail policy from the control service (status {status}); keeping the current one, will retry");
+                return;
+            }
+        };
+        if let Some(Err((field, msg))) = doc.policy.clone().map(crate::guard::Policy::build) {
+            // Workers would refuse it too: keep what is in force.
+            log::error!("the control service's guardrail policy {} is invalid (guardrails.{field}: {msg}); keeping the current one", doc.seq);
+            self.guard_seq = doc.seq.max(self.guard_wanted);
+            return;
+        }
+        if super::host::set_shared(super::guard::GUARD_KEY, &body, None) != super::host::SetShared::Ok {
+            log::warn!("cannot store the guardrail policy in shared data; will retry");
+            return;
+        }
+        log::info!("guardrail policy change {} applied", doc.seq);
+        self.guard_seq = doc.seq;
     }
 
     /// Asks for the next page of key changes when this Envoy is behind.
@@ -187,6 +234,11 @@ impl Service {
             self.on_keys(ctx, cfg, status, body_size);
             return;
         }
+        if self.guard_token == Some(token) {
+            self.guard_token = None;
+            self.on_guardrails(status, body_size);
+            return;
+        }
         if self.state_token == Some(token) {
             self.state_token = None;
             let etag = header(b"etag").map(|e| crate::text::loggable(&e, 256)).unwrap_or_default();
@@ -217,6 +269,7 @@ impl Service {
                 self.etag = etag;
                 self.generation += 1;
                 self.keys.on_state(doc.keys_seq);
+                self.guard_wanted = doc.guardrails_seq;
                 self.reflect(doc.seq);
                 self.poll_ok(now);
             }

@@ -44,9 +44,6 @@ impl Class {
         }
     }
 
-    pub fn from_name(s: &str) -> Option<Class> {
-        Class::ALL.into_iter().find(|c| c.name() == s)
-    }
 }
 
 /// A found value: class and byte range in the text.
@@ -431,6 +428,12 @@ fn secrets(t: &[u8], hits: &mut Vec<Hit>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_classes_are_the_protocols() {
+        let names: Vec<&str> = Class::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names, tollgate_protocol::guard::BUILTIN_CLASSES);
+    }
+
     use super::*;
 
     fn classes(t: &str) -> Vec<(Class, &str)> {

@@ -12,60 +12,15 @@
 //! record carries the classes and counts found and the action taken, never
 //! a value.
 
+pub mod answer;
 pub mod detect;
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use serde_json::Value;
 
-use detect::Class;
-
-/// What a policy does with a class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Observe,
-    Redact,
-    Block,
-}
-
-impl Action {
-    pub fn past(self) -> &'static str {
-        match self {
-            Action::Observe => "observed",
-            Action::Redact => "redacted",
-            Action::Block => "blocked",
-        }
-    }
-}
-
-type Actions = BTreeMap<String, Action>;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawCustom {
-    name: String,
-    #[serde(default)]
-    words: Option<Vec<String>>,
-    #[serde(default)]
-    pattern: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPolicy {
-    #[serde(default)]
-    version: Option<String>,
-    #[serde(default)]
-    actions: Actions,
-    #[serde(default)]
-    teams: BTreeMap<String, Actions>,
-    #[serde(default)]
-    routes: BTreeMap<String, Actions>,
-    #[serde(default)]
-    custom: Vec<RawCustom>,
-}
+pub use tollgate_protocol::guard::{Action, PolicyDoc, ResponseMode};
+use tollgate_protocol::guard::Actions;
 
 enum Matcher {
     /// Lower-cased words, matched case-insensitively on word boundaries.
@@ -79,13 +34,17 @@ struct Custom {
     matcher: Matcher,
 }
 
-/// A validated policy.
+/// A validated, compiled policy.
 pub struct Policy {
     pub version: String,
     defaults: Actions,
+    keys: BTreeMap<String, Actions>,
+    projects: BTreeMap<String, Actions>,
     teams: BTreeMap<String, Actions>,
     routes: BTreeMap<String, Actions>,
     custom: Vec<Custom>,
+    pub responses: ResponseMode,
+    pub restore: bool,
 }
 
 impl std::fmt::Debug for Policy {
@@ -111,65 +70,54 @@ fn default_actions() -> Actions {
     .collect()
 }
 
-fn valid_name(n: &str) -> bool {
-    !n.is_empty() && n.len() <= 32 && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
-impl RawPolicy {
-    /// Validates; an error names the field (below `guardrails`).
-    pub fn validate(self) -> Result<Policy, (String, String)> {
-        let mut custom = Vec::with_capacity(self.custom.len());
-        for (i, c) in self.custom.into_iter().enumerate() {
-            let f = |n: &str| format!("custom[{i}].{n}");
-            if !valid_name(&c.name) || Class::from_name(&c.name).is_some() {
-                return Err((f("name"), "must be 1 to 32 of a-z, 0-9 and _, and not a built-in class".into()));
-            }
+impl Policy {
+    /// Validates (the same checks as the control service's) and compiles;
+    /// an error names the field (below `guardrails`).
+    pub fn build(doc: PolicyDoc) -> Result<Policy, (String, String)> {
+        doc.validate()?;
+        let version = doc.version().to_string();
+        let mut custom = Vec::with_capacity(doc.custom.len());
+        for (i, c) in doc.custom.into_iter().enumerate() {
             let matcher = match (c.words, c.pattern) {
-                (Some(w), None) => {
-                    if w.is_empty() || w.len() > 10_000 || w.iter().any(|x| x.trim().is_empty() || x.len() > 256) {
-                        return Err((f("words"), "must be 1 to 10000 non-empty words of at most 256 bytes".into()));
-                    }
-                    Matcher::Words(w.iter().map(|x| x.trim().to_lowercase()).collect())
-                }
+                (Some(w), _) => Matcher::Words(w.iter().map(|x| x.trim().to_lowercase()).collect()),
                 (None, Some(p)) => {
-                    if p.len() > 1024 {
-                        return Err((f("pattern"), "must be at most 1024 bytes".into()));
-                    }
-                    match regex_lite::RegexBuilder::new(&p).size_limit(1 << 20).build() {
-                        Ok(r) if !r.is_match("") => Matcher::Pattern(r),
-                        Ok(_) => return Err((f("pattern"), "must not match the empty string".into())),
-                        Err(e) => return Err((f("pattern"), format!("is not a valid pattern: {}", crate::text::clean_field(&e.to_string(), 200)))),
-                    }
+                    Matcher::Pattern(tollgate_protocol::guard::compile_pattern(&p).map_err(|m| (format!("custom[{i}].pattern"), m))?)
                 }
-                _ => return Err((f("words"), "give exactly one of 'words' and 'pattern'".into())),
+                (None, None) => return Err((format!("custom[{i}].words"), "give exactly one of 'words' and 'pattern'".into())),
             };
             custom.push(Custom { label: c.name.to_uppercase(), name: c.name, matcher });
-        }
-        let known = |n: &str| Class::from_name(n).is_some() || custom.iter().any(|c| c.name == n);
-        let check = |field: String, a: &Actions| -> Result<(), (String, String)> {
-            match a.keys().find(|k| !known(k)) {
-                Some(k) => Err((field, format!("'{}' is not a class (built-in: email, phone, card, iban, ssn, ip, secret; or a custom name)", crate::text::clean_field(k, 64)))),
-                None => Ok(()),
-            }
-        };
-        check("actions".into(), &self.actions)?;
-        for (t, a) in &self.teams {
-            check(format!("teams.{}", crate::text::clean_field(t, 64)), a)?;
-        }
-        for (r, a) in &self.routes {
-            check(format!("routes.{}", crate::text::clean_field(r, 64)), a)?;
         }
         let mut defaults = default_actions();
         for c in &custom {
             defaults.insert(c.name.clone(), Action::Observe);
         }
-        defaults.extend(self.actions);
-        let version = self.version.unwrap_or_else(|| "default".into());
-        if version.is_empty() || version.len() > 64 || !crate::text::header_safe(&version) {
-            return Err(("version".into(), "must be 1 to 64 visible ASCII characters".into()));
-        }
-        Ok(Policy { version, defaults, teams: self.teams, routes: self.routes, custom })
+        defaults.extend(doc.actions);
+        Ok(Policy {
+            version,
+            defaults,
+            keys: doc.keys,
+            projects: doc.projects,
+            teams: doc.teams,
+            routes: doc.routes,
+            custom,
+            responses: doc.responses,
+            restore: doc.restore,
+        })
     }
+
+    /// Whether answers must be read whole or event by event (scanned or restored).
+    pub fn reads_answers(&self) -> bool {
+        self.responses != ResponseMode::Off || self.restore
+    }
+}
+
+/// Who a request is for: the key's id, project and team, and the route.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub key: &'a str,
+    pub project: &'a str,
+    pub team: &'a str,
+    pub route: &'a str,
 }
 
 /// What was found (class name → count) and the strongest action taken.
@@ -192,34 +140,28 @@ pub enum Outcome {
     Blocked(String, Finding),
 }
 
-/// Members whose strings are identifiers or encoded payloads, not text.
-const SKIP: &[&str] = &["model", "role", "type", "id", "tool_call_id", "tool_use_id", "media_type", "data", "previous_response_id", "signature"];
-
-struct Walk<'a> {
-    policy: &'a Policy,
-    /// Action per class for this request.
-    action: &'a dyn Fn(&str) -> Action,
-    counts: BTreeMap<String, u64>,
-    /// Placeholder per (class, value) seen.
-    placeholders: BTreeMap<(String, String), String>,
-    per_class: BTreeMap<String, u64>,
-    redacted: bool,
+/// A value the scanners found: byte range, class name and placeholder stem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found<'p> {
+    pub start: usize,
+    pub end: usize,
+    pub class: &'p str,
+    pub label: &'p str,
 }
 
-impl Walk<'_> {
-    fn hits(&self, text: &str) -> Vec<(usize, usize, String, String)> {
-        let mut hits: Vec<(usize, usize, String, String)> =
-            detect::scan(text).into_iter().map(|h| (h.start, h.end, h.class.name().to_string(), h.class.label().to_string())).collect();
+impl Policy {
+    /// Every value in `text` of a built-in or custom class, in order,
+    /// without overlaps (the earlier and longer wins).
+    pub fn hits(&self, text: &str) -> Vec<Found<'_>> {
+        let mut hits: Vec<Found<'_>> =
+            detect::scan(text).into_iter().map(|h| Found { start: h.start, end: h.end, class: h.class.name(), label: h.class.label() }).collect();
         // Lower-cased only when a word list needs it (an allocation per string otherwise).
-        let has_words = self.policy.custom.iter().any(|c| matches!(c.matcher, Matcher::Words(_)));
+        let has_words = self.custom.iter().any(|c| matches!(c.matcher, Matcher::Words(_)));
         let lower = if has_words { text.to_lowercase() } else { String::new() };
-        for c in &self.policy.custom {
+        for c in &self.custom {
+            let found = |start, end| Found { start, end, class: &c.name, label: &c.label };
             match &c.matcher {
-                Matcher::Pattern(r) => {
-                    for m in r.find_iter(text) {
-                        hits.push((m.start(), m.end(), c.name.clone(), c.label.clone()));
-                    }
-                }
+                Matcher::Pattern(r) => hits.extend(r.find_iter(text).map(|m| found(m.start(), m.end()))),
                 // `to_lowercase` keeps byte offsets for ASCII; other text is matched, offsets checked.
                 Matcher::Words(words) if lower.len() == text.len() => {
                     for w in words {
@@ -228,7 +170,7 @@ impl Walk<'_> {
                             let (s, e) = (from + p, from + p + w.len());
                             let edge = |i: Option<u8>| i.is_none_or(|b| !b.is_ascii_alphanumeric());
                             if edge(s.checked_sub(1).and_then(|i| lower.as_bytes().get(i).copied())) && edge(lower.as_bytes().get(e).copied()) {
-                                hits.push((s, e, c.name.clone(), c.label.clone()));
+                                hits.push(found(s, e));
                             }
                             from = e;
                         }
@@ -237,44 +179,84 @@ impl Walk<'_> {
                 Matcher::Words(_) => {}
             }
         }
-        hits.sort_by_key(|h| (h.0, std::cmp::Reverse(h.1)));
-        let mut out: Vec<(usize, usize, String, String)> = Vec::with_capacity(hits.len());
+        hits.sort_by_key(|h| (h.start, std::cmp::Reverse(h.end)));
+        let mut out: Vec<Found<'_>> = Vec::with_capacity(hits.len());
         for h in hits {
-            if out.last().is_none_or(|l| h.0 >= l.1) {
+            if out.last().is_none_or(|l| h.start >= l.end) {
                 out.push(h);
             }
         }
         out
     }
+}
 
+/// The placeholders of one request: the same value the same placeholder,
+/// in the request and in its answer; and back, for restoring. Lives only
+/// as long as the request (never logged, never recorded).
+#[derive(Debug, Default)]
+pub struct Placeholders {
+    by_value: BTreeMap<(String, String), String>,
+    by_placeholder: BTreeMap<String, String>,
+    per_class: BTreeMap<String, u64>,
+}
+
+impl Placeholders {
+    /// The placeholder for `value` of `class` (`[LABEL_n]`), made on first use.
+    pub fn for_value(&mut self, class: &str, label: &str, value: &str) -> String {
+        if let Some(p) = self.by_value.get(&(class.to_string(), value.to_string())) {
+            return p.clone();
+        }
+        let n = self.per_class.entry(class.to_string()).or_insert(0);
+        *n += 1;
+        let p = format!("[{label}_{n}]");
+        self.by_value.insert((class.to_string(), value.to_string()), p.clone());
+        self.by_placeholder.insert(p.clone(), value.to_string());
+        p
+    }
+
+    /// The value a placeholder stands for.
+    pub fn value_of(&self, placeholder: &str) -> Option<&str> {
+        self.by_placeholder.get(placeholder).map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_placeholder.is_empty()
+    }
+}
+
+/// Members whose strings are identifiers or encoded payloads, not text.
+pub(crate) const SKIP: &[&str] =
+    &["model", "role", "type", "id", "tool_call_id", "tool_use_id", "media_type", "data", "previous_response_id", "signature"];
+
+struct Walk<'a> {
+    policy: &'a Policy,
+    /// Action per class for this request.
+    action: &'a dyn Fn(&str) -> Action,
+    counts: BTreeMap<String, u64>,
+    placeholders: &'a mut Placeholders,
+    redacted: bool,
+}
+
+impl Walk<'_> {
     fn text(&mut self, s: &mut String) {
         if s.starts_with("data:") {
             return;
         }
-        let hits = self.hits(s);
+        let hits = self.policy.hits(s);
         if hits.is_empty() {
             return;
         }
         let mut out = String::with_capacity(s.len());
         let mut last = 0;
-        for (start, end, class, label) in hits {
-            *self.counts.entry(class.clone()).or_insert(0) += 1;
-            if (self.action)(&class) != Action::Redact {
+        for h in hits {
+            *self.counts.entry(h.class.to_string()).or_insert(0) += 1;
+            if (self.action)(h.class) != Action::Redact {
                 continue;
             }
-            let value = s.get(start..end).unwrap_or_default().to_string();
-            let n = self.per_class.entry(class.clone()).or_insert(0);
-            let ph = self
-                .placeholders
-                .entry((class, value))
-                .or_insert_with(|| {
-                    *n += 1;
-                    format!("[{label}_{n}]")
-                })
-                .clone();
-            out.push_str(s.get(last..start).unwrap_or_default());
+            let ph = self.placeholders.for_value(h.class, h.label, s.get(h.start..h.end).unwrap_or_default());
+            out.push_str(s.get(last..h.start).unwrap_or_default());
             out.push_str(&ph);
-            last = end;
+            last = h.end;
             self.redacted = true;
         }
         if last > 0 {
@@ -284,37 +266,44 @@ impl Walk<'_> {
     }
 
     fn value(&mut self, v: &mut Value) {
-        match v {
-            Value::String(s) => self.text(s),
-            Value::Array(a) => a.iter_mut().for_each(|x| self.value(x)),
-            Value::Object(m) => {
-                for (k, x) in m.iter_mut() {
-                    if !SKIP.contains(&k.as_str()) {
-                        self.value(x);
-                    }
+        for_each_text(v, &mut |s| self.text(s));
+    }
+}
+
+/// Calls `f` on every text string of a JSON value (not under [`SKIP`] members).
+pub(crate) fn for_each_text(v: &mut Value, f: &mut dyn FnMut(&mut String)) {
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(a) => a.iter_mut().for_each(|x| for_each_text(x, f)),
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if !SKIP.contains(&k.as_str()) {
+                    for_each_text(x, f);
                 }
             }
-            _ => {}
         }
+        _ => {}
     }
 }
 
 impl Policy {
-    fn action_for(&self, team: &str, route: &str, class: &str) -> Action {
-        self.routes
-            .get(route)
-            .and_then(|a| a.get(class))
-            .or_else(|| self.teams.get(team).and_then(|a| a.get(class)))
-            .or_else(|| self.defaults.get(class))
-            .copied()
+    /// The action for `class`: the strongest among the overrides that name
+    /// it (key, project, team, route), else `actions`, else the default.
+    pub fn action_for(&self, who: Subject<'_>, class: &str) -> Action {
+        [self.keys.get(who.key), self.projects.get(who.project), self.teams.get(who.team), self.routes.get(who.route)]
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.get(class).copied())
+            .max()
+            .or_else(|| self.defaults.get(class).copied())
             .unwrap_or(Action::Observe)
     }
 
-    /// Scans a JSON request body for a key of `team` on `route`.
-    pub fn apply(&self, team: &str, route: &str, body: &[u8]) -> Outcome {
+    /// Scans a JSON request body for `who`; redactions use (and add to) `placeholders`.
+    pub fn apply(&self, who: Subject<'_>, body: &[u8], placeholders: &mut Placeholders) -> Outcome {
         let Ok(mut v) = serde_json::from_slice::<Value>(body) else { return Outcome::Clean };
-        let action = |c: &str| self.action_for(team, route, c);
-        let mut w = Walk { policy: self, action: &action, counts: BTreeMap::new(), placeholders: BTreeMap::new(), per_class: BTreeMap::new(), redacted: false };
+        let action = |c: &str| self.action_for(who, c);
+        let mut w = Walk { policy: self, action: &action, counts: BTreeMap::new(), placeholders, redacted: false };
         w.value(&mut v);
         if w.counts.is_empty() {
             return Outcome::Clean;
@@ -341,12 +330,25 @@ pub struct Decision {
     pub body: Option<Vec<u8>>,
 }
 
-/// Applies `policy` to the body about to go to `target` for a key of `team`.
-pub fn decide(policy: &Policy, team: &str, target: &crate::route::Target, body: &[u8]) -> (Decision, Option<crate::errors::GatewayError>) {
+/// Applies `policy` to the body about to go to `target` for `who`.
+pub fn decide(
+    policy: &Policy,
+    who: Subject<'_>,
+    target: &crate::route::Target,
+    body: &[u8],
+    placeholders: &mut Placeholders,
+) -> (Decision, Option<crate::errors::GatewayError>) {
     let record = |f: &Finding| {
-        Some(tollgate_protocol::record::Guardrails { classes: f.counts.clone(), action: f.action.past().to_string(), policy: f.policy.clone() })
+        Some(tollgate_protocol::record::Guardrails {
+            classes: f.counts.clone(),
+            action: f.action.past().to_string(),
+            policy: f.policy.clone(),
+            response_classes: BTreeMap::new(),
+            response_action: None,
+            restored: 0,
+        })
     };
-    match policy.apply(team, &target.route, body) {
+    match policy.apply(who, body, placeholders) {
         Outcome::Clean => (Decision { record: None, body: None }, None),
         Outcome::Observed(f) => (Decision { record: record(&f), body: None }, None),
         Outcome::Redacted(b, f) => (Decision { record: record(&f), body: Some(b) }, None),
@@ -369,7 +371,15 @@ mod tests {
     use serde_json::json;
 
     fn policy(v: Value) -> Policy {
-        serde_json::from_value::<RawPolicy>(v).unwrap().validate().unwrap()
+        Policy::build(serde_json::from_value::<PolicyDoc>(v).unwrap()).unwrap()
+    }
+
+    fn who<'a>(team: &'a str, route: &'a str) -> Subject<'a> {
+        Subject { key: "k1", project: "p1", team, route }
+    }
+
+    fn apply(p: &Policy, team: &str, route: &str, body: &[u8]) -> Outcome {
+        p.apply(who(team, route), body, &mut Placeholders::default())
     }
 
     #[test]
@@ -380,34 +390,36 @@ mod tests {
             {"role": "user", "content": "Mail a@b.io and c@d.io, then a@b.io again about bluebird."},
             {"role": "assistant", "tool_calls": [{"id": "x@y.zz", "function": {"arguments": "{\"to\":\"a@b.io\"}"}}]}]});
         let b = serde_json::to_vec(&body).unwrap();
-        let Outcome::Redacted(out, f) = p.apply("search", "r", &b) else { panic!() };
+        let Outcome::Redacted(out, f) = apply(&p, "search", "r", &b) else { panic!() };
         let out: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(out["messages"][0]["content"], "Mail [EMAIL_1] and [EMAIL_2], then [EMAIL_1] again about bluebird.");
         assert_eq!(out["messages"][1]["tool_calls"][0]["function"]["arguments"], "{\"to\":\"[EMAIL_1]\"}");
         assert_eq!(out["messages"][1]["tool_calls"][0]["id"], "x@y.zz", "identifiers are not text");
         assert_eq!(f.counts, BTreeMap::from([("codename".into(), 1), ("email".into(), 4)]));
         assert_eq!((f.action, f.policy.as_str()), (Action::Redact, "v7"));
-        let Outcome::Blocked(class, f) = p.apply("labs", "r", &b) else { panic!() };
+        let Outcome::Blocked(class, f) = apply(&p, "labs", "r", &b) else { panic!() };
         assert_eq!((class.as_str(), f.action), ("codename", Action::Block));
         let card = serde_json::to_vec(&json!({"messages": [{"content": "4111-1111-1111-1111"}]})).unwrap();
-        assert!(matches!(p.apply("search", "r", &card), Outcome::Blocked(c, _) if c == "card"), "secure defaults");
-        assert!(matches!(p.apply("search", "r", br#"{"messages":[{"content":"hello"}]}"#), Outcome::Clean));
+        assert!(matches!(apply(&p, "search", "r", &card), Outcome::Blocked(c, _) if c == "card"), "secure defaults");
+        assert!(matches!(apply(&p, "search", "r", br#"{"messages":[{"content":"hello"}]}"#), Outcome::Clean));
     }
 
     #[test]
-    fn bad_policies_are_refused_with_the_field_named() {
-        for (v, field) in [
-            (json!({"custom": [{"name": "x", "pattern": "("}]}), "custom[0].pattern"),
-            (json!({"custom": [{"name": "x", "pattern": "a*"}]}), "custom[0].pattern"),
-            (json!({"custom": [{"name": "Bad Name", "words": ["a"]}]}), "custom[0].name"),
-            (json!({"custom": [{"name": "email", "words": ["a"]}]}), "custom[0].name"),
-            (json!({"custom": [{"name": "x", "words": ["a"], "pattern": "b"}]}), "custom[0].words"),
-            (json!({"actions": {"passport": "block"}}), "actions"),
-            (json!({"teams": {"labs": {"emial": "block"}}}), "teams.labs"),
-        ] {
-            let e = serde_json::from_value::<RawPolicy>(v).unwrap().validate().err().unwrap();
-            assert_eq!(e.0, field, "{}", e.1);
-        }
-        assert!(serde_json::from_value::<RawPolicy>(json!({"actions": {"email": "shred"}})).is_err());
+    fn the_strongest_override_wins_over_the_defaults() {
+        let p = policy(json!({"actions": {"email": "redact"}, "teams": {"research": {"email": "observe"}}, "routes": {"cheap": {"email": "block"}},
+                              "keys": {"k9": {"card": "observe"}}, "projects": {"p1": {"phone": "redact"}}}));
+        let at = |key, team, route, class| p.action_for(Subject { key, project: "p1", team, route }, class);
+        assert_eq!(at("k1", "search", "r", "email"), Action::Redact, "policy default");
+        assert_eq!(at("k1", "research", "r", "email"), Action::Observe, "a team relaxes");
+        assert_eq!(at("k1", "research", "cheap", "email"), Action::Block, "a route to an external provider still blocks");
+        assert_eq!(at("k9", "search", "r", "card"), Action::Observe, "a key override");
+        assert_eq!(at("k1", "search", "r", "card"), Action::Block, "built-in default");
+        assert_eq!(at("k1", "search", "r", "phone"), Action::Redact, "a project override");
+    }
+
+    #[test]
+    fn a_bad_policy_is_refused_with_the_field_named() {
+        let doc: PolicyDoc = serde_json::from_value(json!({"custom": [{"name": "x", "pattern": "("}]})).unwrap();
+        assert_eq!(Policy::build(doc).err().unwrap().0, "custom[0].pattern");
     }
 }

@@ -19,6 +19,8 @@
 //! - `x-mock-cut-after: N`: close the connection after N stream events (or
 //!   half-way through a JSON body).
 //! - `x-mock-output-tokens: N`: generate N output tokens (default 12, capped by max_tokens).
+//! - `x-mock-echo: 1`: answer with the last message's text, 3 characters a token;
+//!   `x-mock-say: TEXT`: answer with TEXT, the same way.
 //! - `x-mock-cached-tokens: N` / `x-mock-cache-write-tokens: N`: prompt-cache counts
 //!   (otherwise the mock's prompt cache decides them, as the provider would:
 //!   prefix_cache.rs).
@@ -257,6 +259,26 @@ struct Plan {
     fake_encoding: Option<String>,
     bad_header: bool,
     endless_event: Option<u64>,
+    /// `x-mock-echo: 1`: the answer repeats the last message's text, in
+    /// 3-character pieces (a model that quotes its prompt, with tokens that
+    /// split words and placeholders).
+    echo: Option<Vec<String>>,
+}
+
+impl Plan {
+    /// The generated text, piece by piece.
+    fn pieces(&self) -> Vec<String> {
+        match &self.echo {
+            Some(p) => p.iter().take(self.output as usize).cloned().collect(),
+            None => output_pieces(self.output).into_iter().map(str::to_string).collect(),
+        }
+    }
+}
+
+/// `text` in pieces of 3 characters.
+fn echo_pieces(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    chars.chunks(3).map(|c| c.iter().collect()).collect()
 }
 
 fn error_body(dialect: Dialect, status: u16, message: &str) -> String {
@@ -638,7 +660,21 @@ async fn handle(
         return err(400, "max_tokens: Field required");
     }
     let input = prompt_tokens(&req);
-    let wanted = header_u64(&h, "x-mock-output-tokens").unwrap_or(12);
+    let echo = match (header_str(&h, "x-mock-echo"), header_str(&h, "x-mock-say")) {
+        (_, Some(say)) => Some(echo_pieces(say)),
+        (Some("1"), None) => {
+            let mut last = String::new();
+            if let Some(c) = req.get("messages").and_then(Value::as_array).and_then(|m| m.last()).and_then(|m| m.get("content")) {
+                content_text(c, &mut last);
+            }
+            Some(echo_pieces(&last))
+        }
+        _ => None,
+    };
+    let wanted = match &echo {
+        Some(p) => p.len() as u64,
+        None => header_u64(&h, "x-mock-output-tokens").unwrap_or(12),
+    };
     let reasoning = if dialect == Dialect::Anthropic { 0 } else { header_u64(&h, "x-mock-reasoning-tokens").unwrap_or(0) };
     let cap = max_tokens.unwrap_or(u64::MAX);
     let output = wanted.min(cap.saturating_sub(reasoning));
@@ -678,6 +714,7 @@ async fn handle(
         fake_encoding: header_str(&h, "x-mock-content-encoding").map(str::to_string),
         bad_header: header_str(&h, "x-mock-bad-header") == Some("1"),
         endless_event: header_u64(&h, "x-mock-endless-event"),
+        echo,
     };
     let mut plan = plan;
     if let Some(n) = header_u64(&h, "x-mock-model-bytes") {
@@ -761,7 +798,7 @@ fn anthropic_usage(p: &Plan, output: u64) -> Value {
 }
 
 fn json_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
-    let text: String = output_pieces(p.output).concat();
+    let text: String = p.pieces().concat();
     let body = match p.dialect {
         Dialect::Anthropic => json!({
             "id": format!("msg_mock{n:020}"), "type": "message", "role": "assistant", "model": p.model,
@@ -820,7 +857,7 @@ fn sse(name: Option<&str>, data: &str) -> Bytes {
 }
 
 fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
-    let pieces = output_pieces(p.output);
+    let pieces = p.pieces();
     let mut ev = Vec::with_capacity(pieces.len() + 8);
     match p.dialect {
         Dialect::Anthropic => {
