@@ -1,0 +1,148 @@
+"""A guardrail policy put on the control service reaches Envoy within
+seconds and reads answers: the request's placeholders are given back to
+the client (JSON and streams, OpenAI and Anthropic SDKs, placeholders
+split across stream events by a model that echoes 3 characters a token),
+values the model generates are redacted, and the audit keeps request and
+answer findings apart. Clearing it hands control back to the Envoy
+configuration's policy (demo-1), which the other test files rely on."""
+from __future__ import annotations
+
+import json
+import time
+
+import anthropic
+import openai
+import pytest
+import requests
+
+import stack as sm
+from conftest import LABS_KEY, SEARCH_KEY
+
+EMAIL = "maria.gonzalez@acme-corp.com"
+POLICY = {
+    "version": "central-2",
+    "actions": {"email": "redact"},
+    "responses": "redact",
+    "restore": True,
+    "custom": [{"name": "ticket", "pattern": "TCK-[0-9]{5}"}],
+    "teams": {"labs": {"ticket": "block"}},
+}
+
+
+def policy_in_force(client) -> str | None:
+    r = client.chat("cheap", key=SEARCH_KEY, content=f"Write to {EMAIL}.")
+    assert r.status_code == 200, r.text
+    return (client.record(r.headers["x-tollgate-request-id"]).get("guardrails") or {}).get("policy")
+
+
+def wait_for_policy(client, version: str, timeout: float = 20.0) -> float:
+    t0 = time.monotonic()
+    while policy_in_force(client) != version:
+        assert time.monotonic() - t0 < timeout, f"policy {version} not in force after {timeout} s"
+        time.sleep(0.2)
+    return time.monotonic() - t0
+
+
+@pytest.fixture(scope="module")
+def central(stack, client):
+    t0 = time.monotonic()
+    _, doc = stack.control.api("PUT", "/v1/guardrails", POLICY, expect=200)
+    assert doc["policy"]["version"] == "central-2" and doc["seq"] >= 1
+    wait_for_policy(client, "central-2")
+    took = time.monotonic() - t0
+    print(f"guardrail policy propagation: {took:.2f} s (poll 1 s, worker tick 1 s)")
+    yield took
+    stack.control.api("DELETE", "/v1/guardrails", expect=200)
+    wait_for_policy(client, "demo-1")
+
+
+def upstream_body(stack) -> dict:
+    return requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+
+
+def test_the_policy_reaches_envoy_within_seconds(central):
+    assert central < 10
+
+
+def test_a_bad_policy_is_refused_with_the_field_named(stack):
+    status, body = stack.control.api("PUT", "/v1/guardrails", {"custom": [{"name": "x", "pattern": "("}]})
+    assert status == 400 and "custom[0].pattern" in body["error"]["message"], body
+    status, body = stack.control.api("PUT", "/v1/guardrails", {"teams": {"labs": {"passport": "block"}}})
+    assert status == 400 and "teams.labs" in body["error"]["message"], body
+    r = requests.put(stack.control.url + "/v1/guardrails", data=b'{"actions": {"card": "block", "card": "observe"}}',
+                     headers={"authorization": f"Bearer {sm.ADMIN_TOKEN}"}, timeout=10)
+    assert r.status_code == 400 and "twice" in r.text, r.text
+    # the fleet token reads it (Envoys fetch it) but cannot change it
+    status, _ = stack.control.api("PUT", "/v1/guardrails", POLICY, token=sm.FILTER_TOKEN)
+    assert status in (401, 403)
+
+
+def test_placeholders_are_restored_in_a_json_answer(stack, client, central):
+    r = client.chat("cheap", key=SEARCH_KEY, content=f"Write to {EMAIL} about TCK-12345 today.",
+                    headers={"x-mock-echo": "1"})
+    assert r.status_code == 200, r.text
+    assert upstream_body(stack)["messages"][0]["content"] == "Write to [EMAIL_1] about TCK-12345 today."
+    assert r.json()["choices"][0]["message"]["content"] == f"Write to {EMAIL} about TCK-12345 today."
+    assert int(r.headers["content-length"]) == len(r.content)
+    g = client.record(r.headers["x-tollgate-request-id"])["guardrails"]
+    assert g["classes"] == {"email": 1, "ticket": 1} and g["action"] == "redacted" and g["policy"] == "central-2"
+    assert g["restored"] == 1, g
+    # the echoed ticket number (observed in requests) is found again in the answer; the restored e-mail is not a finding
+    assert g["response_classes"] == {"ticket": 1} and g["response_action"] == "observed", g
+
+
+def test_placeholders_split_across_stream_events_are_restored_for_the_openai_sdk(stack, central):
+    oa = openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+    text = f"Ask {EMAIL} and {EMAIL.upper().replace('MARIA', 'jo')} first."
+    chunks = list(oa.chat.completions.create(model="cheap", messages=[{"role": "user", "content": text}], stream=True,
+                                             extra_headers={"x-mock-echo": "1"}))
+    got = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert got == text
+    assert "[EMAIL_" in upstream_body(stack)["messages"][0]["content"]
+
+
+def test_placeholders_are_restored_for_the_anthropic_sdk_stream(stack, central):
+    an = anthropic.Anthropic(base_url=stack.url, api_key=LABS_KEY, max_retries=0)
+    text = f"Forward this to {EMAIL}, thanks."
+    with an.messages.stream(model="claude-sonnet-4-6", max_tokens=400, messages=[{"role": "user", "content": text}],
+                            extra_headers={"x-mock-echo": "1"}) as s:
+        got = "".join(s.text_stream)
+        final = s.get_final_message()
+    assert got == text and final.content[0].text == text
+    assert upstream_body(stack)["messages"][0]["content"] == "Forward this to [EMAIL_1], thanks."
+
+
+def test_values_the_model_generates_are_redacted_and_audited_as_answers(stack, client, central):
+    say = "Reach bob.smith@example.org, card 4111 1111 1111 1111."
+    r = client.chat("cheap", key=SEARCH_KEY, content="Who do I contact?", headers={"x-mock-say": say})
+    assert r.status_code == 200
+    assert r.json()["choices"][0]["message"]["content"] == "Reach [EMAIL_1], card [CARD_1]."
+    g = client.record(r.headers["x-tollgate-request-id"])["guardrails"]
+    assert g["classes"] == {} and g["action"] == "none"
+    assert g["response_classes"] == {"email": 1, "card": 1} and g["response_action"] == "redacted"
+    # the same, streamed
+    r = client.chat("cheap", key=SEARCH_KEY, content="Who do I contact?", headers={"x-mock-say": say},
+                    extra={"stream": True}, stream=True)
+    got = ""
+    for line in r.iter_lines():
+        if line.startswith(b"data: {"):
+            for c in json.loads(line[6:])["choices"]:
+                got += c["delta"].get("content") or ""
+    assert got == "Reach [EMAIL_1], card [CARD_1]."
+    deadline = time.monotonic() + 15
+    while True:
+        _, body = stack.control.api("GET", "/v1/audit?direction=response&class=card", expect=200)
+        if any(x["team"] == "search" and x["action"] == "redacted" and x["direction"] == "response" for x in body["rows"]):
+            break
+        assert time.monotonic() < deadline, body
+        time.sleep(0.2)
+    log = stack.envoy.log()
+    assert "bob.smith@example.org" not in log and "4111 1111 1111 1111" not in log
+
+
+def test_a_team_override_from_the_central_policy_blocks(client, central):
+    r = client.chat("cheap", key=LABS_KEY, content="Close TCK-54321 please.")
+    assert r.status_code == 400
+    e = r.json()["error"]
+    assert e["code"] == "content_blocked" and "'ticket'" in e["message"] and "central-2" in e["message"]
+    assert "TCK-54321" not in r.text
