@@ -46,7 +46,18 @@ def seeded(tmp_path_factory):
                                   ("support", "deepseek/deepseek-v4", 5_000)):
             recs.append(record(now - d * day - 3_600_000, team, model, cost * (3 if d < 2 and team == "labs" else 1),
                                f"{team}-key"))
+    # guardrail findings: card numbers stopped for search, e-mail addresses redacted in labs' answers
+    for i, (team, g) in enumerate((("search", {"classes": {"card": 2}, "action": "blocked", "policy": "p-7"}),
+                                   ("labs", {"classes": {}, "action": "none", "policy": "p-7",
+                                             "response_classes": {"email": 3}, "response_action": "redacted"}))):
+        r = record(now - 7_200_000 - i, team, "openai/gpt-5.4", 0, f"{team}-key")
+        r["guardrails"] = g
+        # no tokens: the cache figures asserted below stay as they are
+        r["cache_savings_micros"] = 0
+        r["usage"].update(input_tokens=0, cached_input_tokens=0, output_tokens=0, cache_reported=False)
+        recs.append(r)
     c.api("POST", "/v1/usage", {"node": "seed", "records": recs}, expect=200)
+    c.api("PUT", "/v1/guardrails", {"version": "p-7", "actions": {"email": "redact"}, "responses": "redact"}, expect=200)
     # the seeded search spend this month (>= $0.28 in the last week alone) is over this limit: a hard alert
     c.api("PUT", "/v1/budgets/team/search", {"limit_micros": 250_000, "period": "monthly"}, expect=200)
     c.api("PUT", "/v1/budgets/team/support", {"limit_micros": 5_000_000, "period": "monthly"}, expect=200)
@@ -97,6 +108,11 @@ def test_dashboard_renders_in_chromium(seeded, tmp_path):
     assert "$0.03" in dom  # 28 records reported a cache and saved $0.001 each
     alerts = re.search(r'<div id="alerts">(.*?)</div>', dom, re.S).group(1)
     assert '<b class="up">stop</b>' in alerts and "team:search" in alerts  # over its limit: a hard alert is listed
+    audit = re.search(r'<div id="audit">(.*?)</div>', dom, re.S).group(1)
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", audit, re.S)[1:]]
+    assert ["search", "openai", "request", '<span data-class="card">card</span>', '<b class="up">blocked</b>', "1", "2"] in rows, rows
+    assert ["labs", "openai", "answer", '<span data-class="email">email</span>', "redacted", "1", "3"] in rows, rows
+    assert "Policy in force on every Envoy: p-7 (change 1," in dom
 
     shot = tmp_path / "dashboard.png"
     p = chromium(f"--user-data-dir={tmp_path / 'profile2'}", f"--screenshot={shot}", "--window-size=1400,1900", url)
