@@ -123,3 +123,87 @@ async fn roles_validation_state_and_etag() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guardrail_policy_is_validated_versioned_and_named_by_the_state() {
+    let (base, _dir) = start().await;
+    tokio::task::spawn_blocking(move || {
+        let url = format!("{base}/v1/state?node=envoy-a");
+        let (_, st, tag) = call("GET", &url, Some(FILTER), None, None);
+        assert_eq!(st["guardrails_seq"], 0, "never set");
+        let policy = json!({"version": "v3", "actions": {"email": "redact"}, "responses": "observe", "keys": {"k1": {"card": "observe"}}});
+        assert_eq!(call("PUT", &format!("{base}/v1/guardrails"), Some(FILTER), Some(policy.clone()), None).0, 403, "the fleet token cannot set it");
+        let (s, doc, _) = call("PUT", &format!("{base}/v1/guardrails"), Some(ADMIN), Some(policy.clone()), None);
+        assert_eq!((s, doc["seq"].as_u64()), (200, Some(1)));
+        let (s, _, tag2) = call("GET", &url, Some(FILTER), None, tag.as_deref());
+        assert_eq!(s, 200, "a new policy changes the state's tag");
+        assert_ne!(tag, tag2);
+        let (_, st, _) = call("GET", &url, Some(FILTER), None, None);
+        assert_eq!(st["guardrails_seq"], 1);
+        let (s, cur, _) = call("GET", &format!("{base}/v1/guardrails/current"), Some(FILTER), None, None);
+        assert_eq!((s, &cur["policy"]["keys"]["k1"]["card"]), (200, &json!("observe")));
+        // refused, with the field named; nothing changes
+        for (bad, field) in [
+            (json!({"custom": [{"name": "x", "pattern": "(a"}]}), "custom[0].pattern"),
+            (json!({"projects": {"p": {"passport": "block"}}}), "projects.p"),
+            (json!({"responses": "sometimes"}), "responses"),
+        ] {
+            let (s, e, _) = call("PUT", &format!("{base}/v1/guardrails"), Some(ADMIN), Some(bad), None);
+            assert_eq!(s, 400);
+            assert!(e["error"]["message"].as_str().unwrap().contains(field), "{e}");
+        }
+        let (_, cur, _) = call("GET", &format!("{base}/v1/guardrails"), Some(ADMIN), None, None);
+        let mut stored = policy.clone();
+        stored["restore"] = json!(false);
+        assert_eq!((cur["seq"].as_u64(), &cur["policy"]), (Some(1), &stored), "as put (with the defaults named)");
+        let (s, cleared, _) = call("DELETE", &format!("{base}/v1/guardrails"), Some(ADMIN), None, None);
+        assert_eq!((s, cleared["seq"].as_u64(), cleared["policy"].is_null()), (200, Some(2), true));
+        let (_, st, _) = call("GET", &url, Some(FILTER), None, None);
+        assert_eq!(st["guardrails_seq"], 2);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_findings_older_than_the_retention_go_on_schedule() {
+    use tollgate_control::store::{AuditQuery, Store};
+    let dir = std::env::temp_dir().join(format!("tollgate-retention-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("t.db")).unwrap());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let rec = |id: &str, age_days: u64| {
+        let mut r: tollgate_protocol::record::UsageRecord = serde_json::from_value(json!({
+            "v": 1, "id": id, "ts_ms": now - age_days * 86_400_000, "key_id": "k", "key_hash": "0".repeat(64), "team": "t", "project": "p", "tags": {},
+            "api": "openai_chat", "route": "r", "model_requested": "m", "stream": false, "status": 200, "outcome": "ok",
+            "usage": {"input_tokens": 1, "cached_input_tokens": 0, "cache_write_tokens": 0, "output_tokens": 1, "reasoning_tokens": 0}, "usage_source": "provider", "cost_micros": 1, "priced": true, "latency_ms": 1}))
+        .unwrap();
+        r.guardrails = Some(tollgate_protocol::record::Guardrails {
+            classes: [("card".to_string(), 1)].into(),
+            action: "blocked".into(),
+            policy: "p".into(),
+            response_classes: Default::default(),
+            response_action: None,
+            restored: 0,
+        });
+        r
+    };
+    store.ingest("n", &[rec("old", 40), rec("new", 1)], None, now).unwrap();
+    let st = AppState::new(
+        store.clone(),
+        Settings { admin_token_hash: hash_key(ADMIN), filter_token_hash: hash_key(FILTER), webhook_url: None, node_ttl_ms: 60_000, filter_wasm: None },
+    );
+    let sweep = tokio::spawn(tollgate_control::api::audit_retention_loop(st, 30));
+    let all = AuditQuery { from_ms: 0, to_ms: now + 1, ..Default::default() };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let ids: Vec<String> = store.audit_findings(&all, 10).unwrap().into_iter().map(|f| f.record_id).collect();
+        if ids == ["new"] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the sweep did not run: {ids:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    sweep.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}

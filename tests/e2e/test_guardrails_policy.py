@@ -146,3 +146,18 @@ def test_a_team_override_from_the_central_policy_blocks(client, central):
     e = r.json()["error"]
     assert e["code"] == "content_blocked" and "'ticket'" in e["message"] and "central-2" in e["message"]
     assert "TCK-54321" not in r.text
+
+
+def test_the_cli_shows_the_policy_in_force(stack, central):
+    import os
+    import subprocess
+    env = {**os.environ, "TOLLGATE_URL": stack.control.url, "TOLLGATE_ADMIN_TOKEN": sm.ADMIN_TOKEN}
+    p = subprocess.run([str(sm.TOLLGATE_BIN), "guardrails", "show"], capture_output=True, text=True, env=env, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert "policy central-2" in p.stdout and '"restore": true' in p.stdout, p.stdout
+    bad = stack.dir / "bad-policy.json" if hasattr(stack, "dir") else None
+    path = bad or (sm.ROOT / ".tollgate" / "bad-policy.json")
+    path.parent.mkdir(exist_ok=True)
+    path.write_text('{"custom": [{"name": "x", "pattern": "["}]}')
+    p = subprocess.run([str(sm.TOLLGATE_BIN), "guardrails", "set", str(path)], capture_output=True, text=True, env=env, timeout=30)
+    assert p.returncode != 0 and "custom[0].pattern" in (p.stderr + p.stdout), (p.stdout, p.stderr)
