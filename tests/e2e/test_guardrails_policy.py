@@ -161,3 +161,25 @@ def test_the_cli_shows_the_policy_in_force(stack, central):
     path.write_text('{"custom": [{"name": "x", "pattern": "["}]}')
     p = subprocess.run([str(sm.TOLLGATE_BIN), "guardrails", "set", str(path)], capture_output=True, text=True, env=env, timeout=30)
     assert p.returncode != 0 and "custom[0].pattern" in (p.stderr + p.stdout), (p.stdout, p.stderr)
+
+
+def test_hostile_answers_while_answers_are_read(stack, client, central):
+    # an endless event: passed on in fragments, every byte, memory bounded by the splitters
+    r = client.chat("cheap", extra={"stream": True}, headers={"x-mock-endless-event": str(16 << 20)}, stream=True)
+    assert sum(len(c) for c in r.iter_content(1 << 16)) >= 16 << 20
+    # a stream cut mid-way: the record is written, the worker serves on
+    r = client.chat("cheap", content=f"Mail {EMAIL} now", extra={"stream": True}, stream=True,
+                    headers={"x-mock-echo": "1", "x-mock-cut-after": "4"})
+    try:
+        b"".join(r.iter_content(1024))
+    except requests.exceptions.ChunkedEncodingError:
+        pass
+    assert client.record(r.headers["x-tollgate-request-id"])["outcome"] != "ok"
+    # a provider that compresses although not asked: passed on unread, intact
+    r = client.chat("cheap", content=f"Mail {EMAIL} now", headers={"x-mock-gzip": "1", "x-mock-echo": "1"})
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "Mail [EMAIL_1] now"
+    # an error answer is not rewritten
+    r = client.chat("cheap", content=f"Mail {EMAIL}", headers={"x-mock-status": "400"})
+    assert r.status_code == 400 and EMAIL not in r.text
+    r = client.chat("cheap", content="still serving?")
+    assert r.status_code == 200

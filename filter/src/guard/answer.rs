@@ -32,6 +32,9 @@ const MAX_WORD: usize = 1024;
 const MAX_NUMBER: usize = 64;
 /// Longest unclosed private key block held back.
 const MAX_PEM: usize = 16 * 1024;
+/// Channels that may hold text at once (a provider naming endless choice
+/// or block indexes gets the rest released unheld, never more memory).
+const MAX_CHANNELS: usize = 64;
 
 /// Who the request was for, owned (the answer outlives the request's borrows).
 #[derive(Debug, Clone, Default)]
@@ -217,11 +220,14 @@ impl AnswerGuard {
         let mut changed = false;
         let api = self.api;
         for_each_delta(api, &mut v, &mut |channel, s| {
+            let open = self.channels.contains_key(&channel) || self.channels.len() < MAX_CHANNELS;
             deltas.push(channel.clone());
-            let c = self.channels.entry(channel).or_default();
-            let mut text = std::mem::take(&mut c.held);
+            let mut text = match self.channels.get_mut(&channel) {
+                Some(c) => std::mem::take(&mut c.held),
+                None => String::new(),
+            };
             text.push_str(s);
-            let hold = hold_point(&text, &self.policy, self.policy.responses != ResponseMode::Off, self.policy.restore);
+            let hold = if open { hold_point(&text, &self.policy, self.policy.responses != ResponseMode::Off, self.policy.restore) } else { text.len() };
             let released = match self.rewrite(&text, hold, true) {
                 Some(new) => {
                     // The rewrite kept the held tail as it was (nothing in it was edited).
@@ -230,8 +236,10 @@ impl AnswerGuard {
                 }
                 None => text.get(..hold).unwrap_or_default().to_string(),
             };
-            let c = self.channels.entry(deltas.last().cloned().unwrap_or_default()).or_default();
-            c.held = text.get(hold..).unwrap_or_default().to_string();
+            if open {
+                let c = self.channels.entry(channel).or_default();
+                c.held = text.get(hold..).unwrap_or_default().to_string();
+            }
             if released != *s {
                 *s = released;
                 changed = true;
@@ -579,6 +587,15 @@ mod tests {
         assert!(g.channels.values().all(|c| c.held.len() <= MAX_WORD), "a word never holds more than its bound");
         let text = assembled(&[out, g.finish()].concat());
         assert_eq!(text.len(), 10_000, "nothing lost");
+        // a provider naming a thousand choices: at most MAX_CHANNELS hold text
+        let mut g = guard(json!({"responses": "observe"}), Api::OpenAiChat);
+        let mut many = String::new();
+        for i in 0..1000 {
+            many.push_str(&format!("data: {}\n\n", json!({"choices": [{"index": i, "delta": {"content": "word"}}]})));
+        }
+        let out = [g.push(many.as_bytes()), g.finish()].concat();
+        assert!(g.channels.len() <= MAX_CHANNELS);
+        assert_eq!(String::from_utf8(out).unwrap().matches("word").count(), 1000, "nothing lost");
         let mut g = guard(json!({"responses": "observe"}), Api::OpenAiChat);
         let plain = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n: keep-alive\n\ndata: [DONE]\n\n";
         assert_eq!([g.push(plain), g.finish()].concat(), plain.to_vec());
