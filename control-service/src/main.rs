@@ -4,7 +4,7 @@
 
 use clap::{CommandFactory, Parser};
 use tollgate_control::cli::args::{Cli, Cmd, ReportCmd};
-use tollgate_control::cli::{budgets, keys, reports, serve, Client};
+use tollgate_control::cli::{budgets, keys, prompts, reports, serve, Client};
 
 fn main() {
     let cli = match Cli::try_parse() {
@@ -37,6 +37,7 @@ fn main() {
                 Cmd::Alerts => reports::alerts(&c),
                 Cmd::Audit(a) => reports::audit(&c, a),
                 Cmd::Guardrails(g) => reports::guardrails(&c, g),
+                Cmd::Prompts(p) => prompts::run(&c, p),
                 Cmd::Serve(_) | Cmd::Key(_) | Cmd::Completions { .. } => {}
             }
         }

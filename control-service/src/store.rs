@@ -316,6 +316,46 @@ pub struct AuditFinding {
     pub policy: String,
 }
 
+/// A stored prompt version.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PromptVersion {
+    pub version: u32,
+    pub hash: String,
+    pub content: tollgate_protocol::prompts::PromptContent,
+    pub created_ms: u64,
+    pub created_by: String,
+    pub note: Option<String>,
+}
+
+/// One change to the registry: a new version, or a label moved.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PromptEvent {
+    pub seq: u64,
+    /// `version` or `label`.
+    pub what: String,
+    pub version: Option<u32>,
+    pub label: Option<String>,
+    pub ts_ms: u64,
+    pub by: String,
+}
+
+/// A prompt with its versions, labels and history.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PromptView {
+    pub name: String,
+    pub versions: Vec<PromptVersion>,
+    pub labels: std::collections::BTreeMap<String, u32>,
+    pub history: Vec<PromptEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PromptSummary {
+    pub name: String,
+    pub latest: u32,
+    pub labels: std::collections::BTreeMap<String, u32>,
+    pub updated_ms: u64,
+}
+
 pub trait Store: Send + Sync + 'static {
     fn create_key(&self, key: &KeyRow) -> Result<()>;
     /// Creates every key or none (one transaction); Conflict names the first clash.
@@ -387,6 +427,22 @@ pub trait Store: Send + Sync + 'static {
     fn guard_policy_seq(&self) -> Result<u64>;
     /// Puts a (validated) policy in force, or none.
     fn set_guard_policy(&self, policy: Option<&tollgate_protocol::guard::PolicyDoc>, now_ms: u64) -> Result<tollgate_protocol::guard::GuardrailsDoc>;
+
+    /// The prompt registry: a new version (or the existing one with the
+    /// same content: `false`), labels, views, and the Envoys' document.
+    fn add_prompt_version(
+        &self,
+        name: &str,
+        content: &tollgate_protocol::prompts::PromptContent,
+        by: &str,
+        note: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(PromptVersion, bool)>;
+    fn set_prompt_label(&self, name: &str, label: &str, version: u32, by: &str, now_ms: u64) -> Result<()>;
+    fn prompt(&self, name: &str) -> Result<Option<PromptView>>;
+    fn list_prompts(&self) -> Result<Vec<PromptSummary>>;
+    fn prompts_current(&self) -> Result<tollgate_protocol::prompts::PromptsDoc>;
+    fn prompts_seq(&self) -> Result<u64>;
 }
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ contract!(
     cache_economics_sum_over_sum_and_keep_not_reported_apart,
     guardrail_findings_answer_who_sent_what_where_and_expire,
     the_guardrail_policy_has_one_current_version_and_a_history,
+    prompt_versions_are_immutable_and_labels_move,
 );
 
 mod tempdir {
@@ -486,6 +487,40 @@ fn the_guardrail_policy_has_one_current_version_and_a_history(s: Arc<dyn Store>)
     assert_eq!((now.seq, now.policy, now.updated_ms), (2, Some(p2), NOW + 1), "the newest is in force, exactly as put");
     let cleared = s.set_guard_policy(None, NOW + 2).unwrap();
     assert_eq!((cleared.seq, s.guard_policy().unwrap().policy, s.guard_policy_seq().unwrap()), (3, None, 3), "cleared is a change too");
+}
+
+fn prompt_versions_are_immutable_and_labels_move(s: Arc<dyn Store>) {
+    use tollgate_protocol::prompts::{content_hash, PromptContent};
+    let c = |sys: &str| serde_json::from_value::<PromptContent>(serde_json::json!({"system": sys, "messages": [{"role": "user", "content": "Q: {{q}}"}]})).unwrap();
+    assert_eq!((s.prompts_seq().unwrap(), s.prompts_current().unwrap().prompts.len()), (0, 0));
+    let (v1, created) = s.add_prompt_version("support", &c("You help."), "ann", Some("first"), NOW).unwrap();
+    assert_eq!((v1.version, created, v1.hash.clone()), (1, true, content_hash(&c("You help."))));
+    let (again, created) = s.add_prompt_version("support", &c("You help."), "bob", None, NOW + 1).unwrap();
+    assert_eq!((again.version, created, again.created_by.as_str()), (1, false, "ann"), "same content, same version");
+    let (v2, _) = s.add_prompt_version("support", &c("You help, briefly."), "bob", None, NOW + 2).unwrap();
+    assert_eq!(v2.version, 2);
+    s.add_prompt_version("billing", &c("Billing."), "ann", None, NOW + 3).unwrap();
+    s.set_prompt_label("support", "production", 1, "ann", NOW + 4).unwrap();
+    s.set_prompt_label("support", "production", 2, "bob", NOW + 5).unwrap();
+    assert!(matches!(s.set_prompt_label("support", "staging", 9, "bob", NOW), Err(StoreError::NotFound(_))));
+    assert!(matches!(s.set_prompt_label("nope", "production", 1, "bob", NOW), Err(StoreError::NotFound(_))));
+    let view = s.prompt("support").unwrap().unwrap();
+    assert_eq!(view.versions.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(view.versions[0].content, c("You help."), "a version keeps its content");
+    assert_eq!(view.labels.get("production"), Some(&2));
+    let h: Vec<(String, Option<u32>, Option<String>, String)> = view.history.iter().map(|e| (e.what.clone(), e.version, e.label.clone(), e.by.clone())).collect();
+    assert_eq!(h, vec![
+        ("version".into(), Some(1), None, "ann".into()), ("version".into(), Some(2), None, "bob".into()),
+        ("label".into(), Some(1), Some("production".into()), "ann".into()), ("label".into(), Some(2), Some("production".into()), "bob".into()),
+    ]);
+    let doc = s.prompts_current().unwrap();
+    assert_eq!(doc.seq, s.prompts_seq().unwrap());
+    assert_eq!(doc.seq, 5, "every change numbered: 3 versions, 2 label moves, and not the unchanged push");
+    assert_eq!(doc.prompts.iter().map(|p| (p.name.as_str(), p.versions.len(), p.labels.get("production").copied())).collect::<Vec<_>>(),
+               vec![("billing", 1, None), ("support", 2, Some(2))]);
+    let list = s.list_prompts().unwrap();
+    assert_eq!((list[1].name.as_str(), list[1].latest, list[1].updated_ms), ("support", 2, NOW + 5));
+    assert!(s.prompt("nope").unwrap().is_none());
 }
 
 // ---- SQLite only ----

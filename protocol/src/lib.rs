@@ -10,6 +10,7 @@
 //! - [`usage`]: normalised token counts; [`Api`]: the client APIs;
 //! - [`guard`]: a guardrail policy and its validation;
 //! - [`json`]: refusing a JSON document with a member twice;
+//! - [`prompts`]: the prompt registry (versions, labels, templates);
 //! - [`keys`]: how a virtual key is hashed (the service stores hashes the
 //!   filter compares); [`format`]: money and time as text; [`text`]: how
 //!   untrusted text is bounded before it is stored or shown.
@@ -21,6 +22,7 @@ mod api;
 pub mod format;
 pub mod guard;
 pub mod json;
+pub mod prompts;
 pub mod keys;
 pub mod record;
 pub mod scope;

@@ -84,6 +84,10 @@ pub struct StateDoc {
     /// 0 = the control service never held a policy.
     #[serde(default)]
     pub guardrails_seq: u64,
+    /// The prompt registry's change sequence (`GET /v1/prompts/current`
+    /// when newer than an Envoy's); 0 = empty.
+    #[serde(default)]
+    pub prompts_seq: u64,
     pub budgets: Vec<BudgetDoc>,
 }
 

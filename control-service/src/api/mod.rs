@@ -27,6 +27,7 @@ mod fleet;
 mod keys;
 mod metrics;
 mod pages;
+mod prompts;
 mod reports;
 mod requests;
 
@@ -38,6 +39,7 @@ use budgets::*;
 use fleet::*;
 use keys::*;
 use metrics::*;
+use prompts::*;
 use pages::*;
 use reports::*;
 use requests::*;
@@ -198,6 +200,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/audit/findings", get(audit_findings))
         .route("/v1/guardrails", get(guardrails_get).put(guardrails_put).delete(guardrails_clear))
         .route("/v1/guardrails/current", get(guardrails_fetch))
+        .route("/v1/prompts", get(prompts_list))
+        .route("/v1/prompts/current", get(prompts_current))
+        .route("/v1/prompts/{name}", get(prompt_get))
+        .route("/v1/prompts/{name}/versions", post(prompt_add_version))
+        .route("/v1/prompts/{name}/labels/{label}", put(prompt_set_label))
+        .route("/v1/prompts/{name}/diff", get(prompt_diff))
         .with_state(state)
 }
 

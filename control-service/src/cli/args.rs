@@ -55,6 +55,9 @@ pub enum Cmd {
     /// The guardrail policy every Envoy applies: show, set from a JSON file, clear
     #[command(subcommand, arg_required_else_help = true)]
     Guardrails(GuardrailsCmd),
+    /// The prompt registry: versions, labels, diffs
+    #[command(subcommand, arg_required_else_help = true)]
+    Prompts(PromptsCmd),
     /// Budget increase requests
     #[command(subcommand, arg_required_else_help = true)]
     Requests(RequestsCmd),
@@ -252,6 +255,46 @@ pub struct AuditArgs {
     /// Every finding as JSON Lines (one record and class a line) instead of the sums
     #[arg(long)]
     pub export: bool,
+}
+
+#[derive(Subcommand, Debug)]
+#[command(after_help = "A prompt file: {\"system\": \"You are …\", \"messages\": [{\"role\": \"user\", \"content\": \"Customer {{name}} asks: {{question}}\"}]}
+Requests name it with \"tollgate_prompt\": {\"name\": \"support\", \"label\": \"production\", \"variables\": {…}}")]
+pub enum PromptsCmd {
+    /// Every prompt, its newest version and its labels
+    List,
+    /// A prompt's versions (tag, variables, cacheable prefix), labels and history
+    Show { name: String },
+    /// Store a file's content as the prompt's next version (unchanged content: the existing version)
+    Push {
+        name: String,
+        /// A JSON file (- for stdin)
+        file: String,
+        /// Also point this label at it (e.g. staging, production)
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+        /// Who is making the change (recorded in the history)
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Point a label at a version (a rollback is pointing it back)
+    Label {
+        name: String,
+        label: String,
+        version: u32,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// What changed between two versions (default: the newest and the one before)
+    Diff {
+        name: String,
+        #[arg(long)]
+        from: Option<u32>,
+        #[arg(long)]
+        to: Option<u32>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

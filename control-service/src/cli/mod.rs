@@ -8,6 +8,7 @@ pub mod args;
 pub mod budgets;
 pub mod import;
 pub mod keys;
+pub mod prompts;
 pub mod reports;
 pub mod serve;
 

@@ -5,9 +5,11 @@
 //! Rooms: `rows.rs` (columns ↔ types), `keys.rs`, `budgets.rs` (limits,
 //! recount, thresholds, grants), `ingest.rs` (records counted once),
 //! `reports.rs` (spend and grouped reports), `requests.rs` (increase
-//! requests and alert delivery), `audit.rs` (the guardrail audit trail).
+//! requests and alert delivery), `audit.rs` (guardrails: the audit trail
+//! and the fleet's policy), `prompts.rs` (the prompt registry).
 
 mod audit;
+mod prompts;
 mod budgets;
 mod ingest;
 mod keys;
@@ -137,5 +139,31 @@ impl<D: Db> Store for Ledger<D> {
     }
     fn set_guard_policy(&self, policy: Option<&tollgate_protocol::guard::PolicyDoc>, now_ms: u64) -> Result<tollgate_protocol::guard::GuardrailsDoc> {
         self.db.run(TxKind::Write, |tx| audit::set_policy(tx, policy, now_ms))
+    }
+
+    fn add_prompt_version(
+        &self,
+        name: &str,
+        content: &tollgate_protocol::prompts::PromptContent,
+        by: &str,
+        note: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(PromptVersion, bool)> {
+        self.db.run(TxKind::Write, |tx| prompts::add_version(tx, name, content, by, note, now_ms))
+    }
+    fn set_prompt_label(&self, name: &str, label: &str, version: u32, by: &str, now_ms: u64) -> Result<()> {
+        self.db.run(TxKind::Write, |tx| prompts::set_label(tx, name, label, version, by, now_ms))
+    }
+    fn prompt(&self, name: &str) -> Result<Option<PromptView>> {
+        self.db.run(TxKind::Read, |tx| prompts::get(tx, name))
+    }
+    fn list_prompts(&self) -> Result<Vec<PromptSummary>> {
+        self.db.run(TxKind::Read, prompts::list)
+    }
+    fn prompts_current(&self) -> Result<tollgate_protocol::prompts::PromptsDoc> {
+        self.db.run(TxKind::Read, prompts::current)
+    }
+    fn prompts_seq(&self) -> Result<u64> {
+        self.db.run(TxKind::Read, prompts::seq)
     }
 }
