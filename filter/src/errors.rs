@@ -75,6 +75,11 @@ impl GatewayError {
         Self::new(403, "permission_error", code, message.into())
     }
 
+    /// A 503 the client may retry: the gateway lacks something it will have soon.
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(503, "api_error", code, message.into())
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(404, "not_found_error", "unknown_endpoint", message.into())
     }

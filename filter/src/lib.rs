@@ -19,6 +19,7 @@ pub mod ids;
 pub mod keysync;
 pub mod metrics;
 pub mod pricing;
+pub mod prompts;
 pub mod record;
 pub mod request;
 pub mod responses_api;

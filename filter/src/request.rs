@@ -62,7 +62,7 @@ pub fn query_key(path: &str) -> Option<&str> {
 }
 
 /// Top-level members of a JSON object, in order, values as raw JSON.
-struct Members<'a>(Vec<(String, &'a RawValue)>);
+pub(crate) struct Members<'a>(pub(crate) Vec<(String, &'a RawValue)>);
 
 impl<'de> serde::Deserialize<'de> for Members<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

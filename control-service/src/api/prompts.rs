@@ -60,19 +60,6 @@ pub(super) async fn prompt_get(State(st): State<Arc<AppState>>, headers: HeaderM
     Ok(Json(json!({"name": view.name, "labels": view.labels, "versions": versions, "history": view.history})))
 }
 
-#[derive(Deserialize)]
-struct NewVersion {
-    #[serde(flatten)]
-    content: PromptContent,
-    #[serde(default)]
-    note: Option<String>,
-    #[serde(default)]
-    by: Option<String>,
-    /// Also point this label at the version.
-    #[serde(default)]
-    label: Option<String>,
-}
-
 /// A provider caches from about 1,024 tokens (~4 KiB) of identical prefix.
 const CACHEABLE_BYTES: usize = 4096;
 
@@ -84,20 +71,29 @@ pub(super) async fn prompt_add_version(
 ) -> ApiResult<Response> {
     admin(&st, &headers)?;
     check_name(&name, "prompt name")?;
-    // `deny_unknown_fields` does not combine with `flatten`: checked here.
     let raw: serde_json::Map<String, Value> = parse(&body)?;
     if let Some(k) = raw.keys().find(|k| !["system", "messages", "note", "by", "label"].contains(&k.as_str())) {
         return Err(ApiError::bad("invalid_json", format!("unknown field '{}'", tollgate_protocol::text::clean_field(k, 64))));
     }
-    let req: NewVersion = parse(&body)?;
-    req.content.validate().map_err(|(f, m)| ApiError::bad("invalid_prompt", format!("{f}: {m}")))?;
-    if let Some(l) = &req.label {
+    let text = |k: &str| -> ApiResult<Option<String>> {
+        match raw.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(v)) => Ok(Some(v.clone())),
+            Some(_) => Err(ApiError::bad("invalid_json", format!("{k}: must be a string"))),
+        }
+    };
+    let (note, by, label) = (text("note")?, text("by")?, text("label")?);
+    let only_content: serde_json::Map<String, Value> = raw.iter().filter(|(k, _)| *k == "system" || *k == "messages").map(|(k, v)| (k.clone(), v.clone())).collect();
+    let content: PromptContent = serde_path_to_error::deserialize(Value::Object(only_content))
+        .map_err(|e| ApiError::bad("invalid_prompt", format!("{}: {}", e.path(), e.inner())))?;
+    content.validate().map_err(|(f, m)| ApiError::bad("invalid_prompt", format!("{f}: {m}")))?;
+    if let Some(l) = &label {
         check_name(l, "label")?;
     }
-    let by = actor(req.by);
-    let note = req.note.map(|n| tollgate_protocol::text::clean_field(&n, 500));
+    let by = actor(by);
+    let note = note.map(|n| tollgate_protocol::text::clean_field(&n, 500));
     let store = st.store.clone();
-    let (n, content, label) = (name.clone(), req.content.clone(), req.label.clone());
+    let (n, label_moved) = (name.clone(), label.clone());
     let (v, created) = blocking(move || {
         let (v, created) = store.add_prompt_version(&n, &content, &by, note.as_deref(), now_ms())?;
         if let Some(l) = &label {
@@ -115,7 +111,7 @@ pub(super) async fn prompt_add_version(
     }
     log_event("info", "prompt_version", json!({"name": name, "version": v.version, "created": created}));
     let body = json!({"name": name, "version": v.version, "hash": v.hash, "tag": version_tag(&name, v.version, &v.hash), "created": created,
-                      "variables": v.content.variables(), "static_prefix_bytes": prefix, "warnings": warnings, "label": req.label});
+                      "variables": v.content.variables(), "static_prefix_bytes": prefix, "warnings": warnings, "label": label_moved});
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(body)).into_response())
 }
 

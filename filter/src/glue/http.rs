@@ -400,7 +400,17 @@ impl TollgateHttp {
             }
             self.pause_verified.set(true);
         }
-        let body = host::buffer(REQUEST_BODY, 0, body_size);
+        let mut body = host::buffer(REQUEST_BODY, 0, body_size);
+        // A request naming a registered prompt is planned as rendered.
+        let rendered = match crate::prompts::render(api, &body, super::synced::registry().as_deref()) {
+            Ok(Some(r)) => {
+                body = r.body;
+                self.prompt_version = Some(r.tag);
+                true
+            }
+            Ok(None) => false,
+            Err(e) => return self.reject(e),
+        };
         let plan = match route::plan(cfg, &key, api, &body, &self.path, self.headers.has_anthropic_version) {
             Ok(p) => p,
             Err(r) => {
@@ -414,7 +424,7 @@ impl TollgateHttp {
         self.translate = plan.translate;
         let mut plan = plan;
         // Guardrails look at exactly what would go upstream.
-        if let Some(policy) = super::guard::policy(cfg) {
+        if let Some(policy) = super::synced::guard_policy(cfg) {
             let sent = plan.body.as_deref().unwrap_or(&body);
             let who = crate::guard::Subject { key: &key.id, project: &self.project, team: &key.team, route: &plan.target.route };
             let mut placeholders = crate::guard::Placeholders::default();
@@ -445,6 +455,11 @@ impl TollgateHttp {
             if let Err(action) = self.admit(cfg, &key, plan.worst) {
                 return action;
             }
+        }
+        if rendered && plan.body.is_none() {
+            plan.headers.retain(|(k, _)| k != "content-length");
+            plan.headers.push(("content-length".to_string(), body.len().to_string()));
+            plan.body = Some(body);
         }
         if let Some(new_body) = &plan.body {
             host::set_buffer(REQUEST_BODY, 0, body_size, new_body);

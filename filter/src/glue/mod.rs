@@ -12,10 +12,10 @@
 //! a local reply or a pass-through, never a panic (a panic kills the VM and
 //! every request on the worker fails).
 
-mod guard;
 mod host;
 mod http;
 mod service;
+mod synced;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -100,9 +100,9 @@ impl RootContext for TollgateRoot {
             self.service = Some(service::Service::new(node, queue, ctl.poll_ms, ctl.max_buffered_records));
         } else {
             // Watch for requests whose body never reaches the filter, and
-            // for guardrail policy changes (see `on_tick`).
-            self.set_tick_period(Duration::from_millis(1000));
-            guard::refresh();
+            // for a new guardrail policy or prompt registry (see `on_tick`).
+            self.set_tick_period(Duration::from_millis(500));
+            synced::refresh();
             log::info!(
                 "configured: {} keys, {} providers, max_request_bytes={}, control={}",
                 c.keys.len(),
@@ -125,7 +125,7 @@ impl RootContext for TollgateRoot {
             }
             None => {
                 flush_metrics();
-                guard::refresh();
+                synced::refresh();
                 self.answer_stuck_requests(&cfg);
             }
         }

@@ -27,11 +27,8 @@ pub(super) struct Service {
     poll_failures: u32,
     keys: KeySync,
     last_ok_ms: u64,
-    /// The guardrail policy change this Envoy holds, the newest the state
-    /// names, and the fetch in flight.
-    guard_seq: u64,
-    guard_wanted: u64,
-    guard_token: Option<u32>,
+    /// The guardrail policy and the prompt registry ([`super::synced`]).
+    synced: [super::synced::Synced; 2],
 }
 
 /// Keys per `GET /v1/key-changes` page: 5,000 entries of a few hundred
@@ -53,9 +50,7 @@ impl Service {
             poll_failures: 0,
             keys: KeySync::new(KEY_PAGE),
             last_ok_ms: 0,
-            guard_seq: 0,
-            guard_wanted: 0,
-            guard_token: None,
+            synced: [super::synced::Synced::guardrails(), super::synced::Synced::prompts()],
         }
     }
 
@@ -79,45 +74,13 @@ impl Service {
             self.poll(ctx, cfg, now);
         }
         self.fetch_keys(ctx, cfg);
-        self.fetch_guardrails(ctx, cfg);
-    }
-
-    /// Asks for the guardrail policy when the state names a newer one.
-    fn fetch_guardrails(&mut self, ctx: &dyn Context, cfg: &Config) {
-        let Some(ctl) = &cfg.control else { return };
-        if self.guard_token.is_some() || self.guard_wanted == self.guard_seq {
-            return;
+        for doc in &mut self.synced {
+            doc.fetch(ctx, ctl);
         }
-        let auth = format!("Bearer {}", ctl.token.expose());
-        let headers =
-            vec![(":method", "GET"), (":path", "/v1/guardrails/current"), (":authority", ctl.authority.as_str()), ("authorization", auth.as_str())];
-        match ctx.dispatch_http_call(&ctl.cluster, headers, None, vec![], Duration::from_millis(ctl.timeout_ms)) {
-            Ok(token) => self.guard_token = Some(token),
-            Err(e) => log::warn!("cannot fetch the guardrail policy from cluster '{}': {e:?}", ctl.cluster),
-        }
-    }
-
-    fn on_guardrails(&mut self, status: u16, body_size: usize) {
-        let body = super::host::buffer(super::host::CALL_RESPONSE_BODY, 0, body_size);
-        let doc = match (status, serde_json::from_slice::<tollgate_protocol::guard::GuardrailsDoc>(&body)) {
-            (200, Ok(d)) => d,
-            _ => {
-                log::warn!("cannot read the guardrail policy from the control service (status {status}); keeping the current one, will retry");
-                return;
-            }
-        };
-        if let Some(Err((field, msg))) = doc.policy.clone().map(crate::guard::Policy::build) {
-            // Workers would refuse it too: keep what is in force.
-            log::error!("the control service's guardrail policy {} is invalid (guardrails.{field}: {msg}); keeping the current one", doc.seq);
-            self.guard_seq = doc.seq.max(self.guard_wanted);
-            return;
-        }
-        if super::host::set_shared(super::guard::GUARD_KEY, &body, None) != super::host::SetShared::Ok {
-            log::warn!("cannot store the guardrail policy in shared data; will retry");
-            return;
-        }
-        log::info!("guardrail policy change {} applied", doc.seq);
-        self.guard_seq = doc.seq;
+        // Serving from what it last had: say so (prompts, guardrails, keys, budgets).
+        let stale = u64::from(self.last_ok_ms == 0 || now.saturating_sub(self.last_ok_ms) > 3 * self.poll_ms.max(1000));
+        add_metric(crate::metrics::Kind::Gauge, "tollgate.control_stale".into(), stale);
+        add_metric(crate::metrics::Kind::Gauge, "tollgate.prompt_registry_change".into(), self.synced[1].held());
     }
 
     /// Asks for the next page of key changes when this Envoy is behind.
@@ -234,15 +197,19 @@ impl Service {
             self.on_keys(ctx, cfg, status, body_size);
             return;
         }
-        if self.guard_token == Some(token) {
-            self.guard_token = None;
-            self.on_guardrails(status, body_size);
+        if self.synced.iter_mut().any(|d| d.on_answer(token, status, body_size)) {
             return;
         }
         if self.state_token == Some(token) {
             self.state_token = None;
             let etag = header(b"etag").map(|e| crate::text::loggable(&e, 256)).unwrap_or_default();
             self.on_state(status, body_size, etag, now);
+            // A newer policy or registry is fetched at once, not on the next tick.
+            if let Some(ctl) = &cfg.control {
+                for doc in &mut self.synced {
+                    doc.fetch(ctx, ctl);
+                }
+            }
         }
     }
 
@@ -269,7 +236,8 @@ impl Service {
                 self.etag = etag;
                 self.generation += 1;
                 self.keys.on_state(doc.keys_seq);
-                self.guard_wanted = doc.guardrails_seq;
+                self.synced[0].want(doc.guardrails_seq);
+                self.synced[1].want(doc.prompts_seq);
                 self.reflect(doc.seq);
                 self.poll_ok(now);
             }

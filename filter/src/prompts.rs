@@ -1,0 +1,269 @@
+//! Requests that name a registered prompt instead of carrying it:
+//!
+//! ```json
+//! {"model": "cheap", "tollgate_prompt": {"name": "support", "label": "production",
+//!   "variables": {"customer": "Ann"}}, "messages": [{"role": "user", "content": "…"}]}
+//! ```
+//!
+//! The filter renders the version the label points at (or the `version`
+//! named) from the registry the control service syncs to every Envoy: its
+//! system prompt first (OpenAI: a system message; Anthropic: `system`),
+//! then its messages with the variables filled in, then the request's own
+//! messages; `tollgate_prompt` never goes upstream. The same reference and
+//! variables give the same bytes, and the system prompt has no variables,
+//! so the prefix a provider caches stays the same across requests. The
+//! record names the version as `name@version#hash8`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+use tollgate_protocol::prompts::{pieces, version_tag, Piece, PromptContent, PromptsDoc, DEFAULT_LABEL};
+use tollgate_protocol::Api;
+
+use crate::errors::GatewayError;
+use crate::request::Members;
+
+/// The member a request names a prompt with.
+pub const MEMBER: &str = "tollgate_prompt";
+
+/// The registry as a worker holds it: prompt -> (labels, versions).
+#[derive(Debug, Default)]
+pub struct Registry {
+    pub seq: u64,
+    prompts: HashMap<String, Prompt>,
+}
+
+#[derive(Debug)]
+struct Prompt {
+    labels: BTreeMap<String, u32>,
+    versions: HashMap<u32, (String, PromptContent)>,
+}
+
+impl Registry {
+    pub fn from_doc(doc: PromptsDoc) -> Registry {
+        let prompts = doc
+            .prompts
+            .into_iter()
+            .map(|p| (p.name, Prompt { labels: p.labels, versions: p.versions.into_iter().map(|v| (v.version, (v.hash, v.content))).collect() }))
+            .collect();
+        Registry { seq: doc.seq, prompts }
+    }
+
+    pub fn len(&self) -> usize {
+        self.prompts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.prompts.is_empty()
+    }
+}
+
+/// A rendered request: the body to plan and send, and the version's tag.
+#[derive(Debug)]
+pub struct Rendered {
+    pub body: Vec<u8>,
+    pub tag: String,
+}
+
+/// Whether `body` may name a prompt (a quick look before any parsing).
+pub fn mentions_prompt(body: &[u8]) -> bool {
+    let needle = b"\"tollgate_prompt\"";
+    body.iter().enumerate().any(|(i, &b)| b == b'"' && body.get(i..i + needle.len()) == Some(needle.as_slice()))
+}
+
+fn bad(code: &'static str, msg: String) -> GatewayError {
+    GatewayError::bad_request(code, msg).with_param(MEMBER)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reference {
+    name: String,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    version: Option<u32>,
+    #[serde(default)]
+    variables: serde_json::Map<String, Value>,
+}
+
+fn shown(s: &str) -> String {
+    crate::text::clean_field(s, 64)
+}
+
+/// Renders the prompt a request names. `Ok(None)`: it names none.
+/// `registry` is `None` when this Envoy has never loaded one.
+pub fn render(api: Api, body: &[u8], registry: Option<&Registry>) -> Result<Option<Rendered>, GatewayError> {
+    if !mentions_prompt(body) {
+        return Ok(None);
+    }
+    let Ok(members) = serde_json::from_slice::<Members>(body) else {
+        return Ok(None); // not an object: the request parser says what is wrong
+    };
+    let Some(reference) = members.0.iter().find(|(k, _)| k == MEMBER).map(|(_, v)| v.get()) else { return Ok(None) };
+    if !matches!(api, Api::OpenAiChat | Api::AnthropicMessages) {
+        return Err(bad("prompt_not_supported", format!("'{MEMBER}' works with chat completions and messages requests.")));
+    }
+    let r: Reference = serde_json::from_str(reference)
+        .map_err(|e| bad("invalid_prompt_reference", format!("'{MEMBER}' must be {{\"name\", optional \"label\" or \"version\", \"variables\"}}: {}", shown(&e.to_string()))))?;
+    if r.label.is_some() && r.version.is_some() {
+        return Err(bad("invalid_prompt_reference", format!("'{MEMBER}' names a label or a version, not both.")));
+    }
+    let Some(registry) = registry else {
+        return Err(GatewayError::unavailable(
+            "prompt_registry_unavailable",
+            "This gateway has not loaded the prompt registry from the control service yet; retry shortly.",
+        ));
+    };
+    let prompt = registry.prompts.get(&r.name).ok_or_else(|| bad("prompt_not_found", format!("No prompt '{}' in the registry.", shown(&r.name))))?;
+    let version = match (r.version, r.label.as_deref()) {
+        (Some(v), _) => v,
+        (None, label) => {
+            let label = label.unwrap_or(DEFAULT_LABEL);
+            *prompt.labels.get(label).ok_or_else(|| bad("prompt_label_not_found", format!("Prompt '{}' has no label '{}'.", shown(&r.name), shown(label))))?
+        }
+    };
+    let (hash, content) =
+        prompt.versions.get(&version).ok_or_else(|| bad("prompt_version_not_found", format!("Prompt '{}' has no version {version}.", shown(&r.name))))?;
+    let tag = version_tag(&r.name, version, hash);
+    let wanted = content.variables();
+    if let Some(missing) = wanted.iter().find(|v| !r.variables.contains_key(*v)) {
+        return Err(bad("prompt_variable_missing", format!("Prompt '{tag}' needs the variable '{missing}'.")));
+    }
+    if let Some(extra) = r.variables.keys().find(|k| !wanted.contains(k)) {
+        return Err(bad("prompt_variable_unknown", format!("Prompt '{tag}' has no variable '{}'.", shown(extra))));
+    }
+    let mut values: HashMap<&str, &str> = HashMap::new();
+    for (k, v) in &r.variables {
+        let s = v.as_str().ok_or_else(|| bad("invalid_prompt_variable", format!("The variable '{}' must be a string.", shown(k))))?;
+        values.insert(k.as_str(), s);
+    }
+    let fill = |t: &str| -> String {
+        let mut out = String::with_capacity(t.len());
+        for p in pieces(t).unwrap_or_default() {
+            match p {
+                Piece::Text(x) => out.push_str(x),
+                Piece::Var(n) => out.push_str(values.get(n).copied().unwrap_or_default()),
+            }
+        }
+        out
+    };
+    let mut prefix: Vec<Value> = Vec::with_capacity(content.messages.len() + 1);
+    if let (Some(sys), Api::OpenAiChat) = (&content.system, api) {
+        prefix.push(serde_json::json!({"role": "system", "content": sys}));
+    }
+    for m in &content.messages {
+        prefix.push(serde_json::json!({"role": m.role, "content": fill(&m.content)}));
+    }
+    let anthropic_system = content.system.as_ref().filter(|_| api == Api::AnthropicMessages);
+    if anthropic_system.is_some() && members.0.iter().any(|(k, _)| k == "system") {
+        return Err(bad("prompt_conflict", format!("Prompt '{tag}' sets the system prompt; leave 'system' out of the request.")));
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(body.len() + 1024);
+    out.push(b'{');
+    let mut first = true;
+    let mut member = |out: &mut Vec<u8>, k: &str, v: &[u8]| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(json(k).as_bytes());
+        out.push(b':');
+        out.extend_from_slice(v);
+    };
+    let mut saw_messages = false;
+    for (k, v) in &members.0 {
+        match k.as_str() {
+            MEMBER => {}
+            "messages" => {
+                saw_messages = true;
+                let theirs: Vec<&serde_json::value::RawValue> =
+                    serde_json::from_str(v.get()).map_err(|_| GatewayError::bad_request("invalid_type", "'messages' must be an array.").with_param("messages"))?;
+                let mut all = Vec::with_capacity(prefix.len() + theirs.len());
+                all.extend(prefix.iter().map(|m| m.to_string()));
+                all.extend(theirs.iter().map(|m| m.get().to_string()));
+                member(&mut out, k, format!("[{}]", all.join(",")).as_bytes());
+            }
+            _ => member(&mut out, k, v.get().as_bytes()),
+        }
+    }
+    if !saw_messages {
+        member(&mut out, "messages", json(&prefix).as_bytes());
+    }
+    if let Some(sys) = anthropic_system {
+        member(&mut out, "system", json(sys).as_bytes());
+    }
+    out.push(b'}');
+    Ok(Some(Rendered { body: out, tag }))
+}
+
+/// JSON text of a string or values (never fails for these types).
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn registry() -> Registry {
+        let doc: PromptsDoc = serde_json::from_value(json!({"seq": 4, "prompts": [{"name": "support", "labels": {"production": 1, "staging": 2},
+            "versions": [
+                {"version": 1, "hash": "aaaaaaaabbbb", "system": "You are Acme support.", "messages": [{"role": "user", "content": "Customer {{name}}:"}]},
+                {"version": 2, "hash": "ccccccccdddd", "system": "You are Acme support. Be brief.", "messages": [{"role": "user", "content": "Customer {{name}} ({{tier}}):"}]}
+            ]}]}))
+        .unwrap();
+        Registry::from_doc(doc)
+    }
+
+    fn render_json(api: Api, v: Value) -> Result<(Value, String), GatewayError> {
+        let r = render(api, &serde_json::to_vec(&v).unwrap(), Some(&registry()))?.unwrap();
+        Ok((serde_json::from_slice(&r.body).unwrap(), r.tag))
+    }
+
+    #[test]
+    fn a_label_renders_its_version_in_either_api() {
+        let req = json!({"model": "m", "tollgate_prompt": {"name": "support", "variables": {"name": "Ann"}}, "messages": [{"role": "user", "content": "Where is my order?"}], "stream": true});
+        let (body, tag) = render_json(Api::OpenAiChat, req.clone()).unwrap();
+        assert_eq!(tag, "support@1#aaaaaaaa");
+        assert_eq!(body["messages"], json!([{"role": "system", "content": "You are Acme support."}, {"role": "user", "content": "Customer Ann:"},
+                                             {"role": "user", "content": "Where is my order?"}]));
+        assert!(body.get("tollgate_prompt").is_none() && body["stream"] == true && body["model"] == "m");
+        let (body, _) = render_json(Api::AnthropicMessages, req.clone()).unwrap();
+        assert_eq!(body["system"], "You are Acme support.");
+        assert_eq!(body["messages"][0], json!({"role": "user", "content": "Customer Ann:"}));
+        // deterministic: the same request, the same bytes
+        let b = serde_json::to_vec(&req).unwrap();
+        assert_eq!(render(Api::OpenAiChat, &b, Some(&registry())).unwrap().unwrap().body, render(Api::OpenAiChat, &b, Some(&registry())).unwrap().unwrap().body);
+        let (body, tag) = render_json(Api::OpenAiChat, json!({"model": "m", "tollgate_prompt": {"name": "support", "label": "staging", "variables": {"name": "Bo", "tier": "gold"}}})).unwrap();
+        assert_eq!((tag.as_str(), &body["messages"][1]["content"]), ("support@2#cccccccc", &json!("Customer Bo (gold):")));
+        // no mention, no change
+        assert!(render(Api::OpenAiChat, br#"{"model":"m","messages":[]}"#, None).unwrap().is_none());
+    }
+
+    #[test]
+    fn every_mistake_is_a_clear_400() {
+        for (reference, code) in [
+            (json!({"name": "nope"}), "prompt_not_found"),
+            (json!({"name": "support", "label": "canary", "variables": {"name": "x"}}), "prompt_label_not_found"),
+            (json!({"name": "support", "version": 9}), "prompt_version_not_found"),
+            (json!({"name": "support"}), "prompt_variable_missing"),
+            (json!({"name": "support", "variables": {"name": "x", "age": "3"}}), "prompt_variable_unknown"),
+            (json!({"name": "support", "variables": {"name": 3}}), "invalid_prompt_variable"),
+            (json!({"name": "support", "label": "production", "version": 1}), "invalid_prompt_reference"),
+            (json!({"name": "support", "colour": "red"}), "invalid_prompt_reference"),
+            (json!("support"), "invalid_prompt_reference"),
+        ] {
+            let e = render_json(Api::OpenAiChat, json!({"model": "m", "tollgate_prompt": reference, "messages": []})).unwrap_err();
+            assert_eq!(e.code, code, "{reference}");
+            assert_eq!(e.status, 400);
+        }
+        let e = render_json(Api::AnthropicMessages, json!({"model": "m", "system": "mine", "tollgate_prompt": {"name": "support", "variables": {"name": "x"}}, "messages": []})).unwrap_err();
+        assert_eq!(e.code, "prompt_conflict");
+        let b = serde_json::to_vec(&json!({"model": "m", "tollgate_prompt": {"name": "support"}, "input": "x"})).unwrap();
+        assert_eq!(render(Api::OpenAiEmbeddings, &b, Some(&registry())).unwrap_err().code, "prompt_not_supported");
+        let b = serde_json::to_vec(&json!({"model": "m", "tollgate_prompt": {"name": "support"}, "messages": []})).unwrap();
+        assert_eq!(render(Api::OpenAiChat, &b, None).unwrap_err().status, 503, "never loaded: retry, not a client mistake");
+    }
+}
