@@ -58,6 +58,12 @@ def seeded(tmp_path_factory):
         recs.append(r)
     c.api("POST", "/v1/usage", {"node": "seed", "records": recs}, expect=200)
     c.api("PUT", "/v1/guardrails", {"version": "p-7", "actions": {"email": "redact"}, "responses": "redact"}, expect=200)
+    # a prompt with two versions and a label moved by someone
+    c.api("POST", "/v1/prompts/support/versions", {"system": "You are Acme support.", "by": "ann",
+          "messages": [{"role": "user", "content": "Customer {{name}}:"}], "label": "production"}, expect=201)
+    c.api("POST", "/v1/prompts/support/versions", {"system": "You are Acme support. Be brief.", "by": "bob",
+          "messages": [{"role": "user", "content": "Customer {{name}} ({{tier}}):"}]}, expect=201)
+    c.api("PUT", "/v1/prompts/support/labels/production", {"version": 2, "by": "carol"}, expect=200)
     # the seeded search spend this month (>= $0.28 in the last week alone) is over this limit: a hard alert
     c.api("PUT", "/v1/budgets/team/search", {"limit_micros": 250_000, "period": "monthly"}, expect=200)
     c.api("PUT", "/v1/budgets/team/support", {"limit_micros": 5_000_000, "period": "monthly"}, expect=200)
@@ -113,6 +119,10 @@ def test_dashboard_renders_in_chromium(seeded, tmp_path):
     assert ["search", "openai", "request", '<span data-class="card">card</span>', '<b class="up">blocked</b>', "1", "2"] in rows, rows
     assert ["labs", "openai", "answer", '<span data-class="email">email</span>', "redacted", "1", "3"] in rows, rows
     assert "Policy in force on every Envoy: p-7 (change 1," in dom
+    prompt = re.search(r'<div class="prompt" data-prompt="support">(.*?)</pre></div>', dom, re.S).group(1)
+    assert "production → v2" in prompt and "support@2#" in prompt and "variables: name, tier" in prompt
+    assert "carol" in prompt and "label production → v2" in prompt and "bob" in prompt
+    assert '<span class="del">-You are Acme support.</span>' in prompt and '<span class="add">+You are Acme support. Be brief.</span>' in prompt
 
     shot = tmp_path / "dashboard.png"
     p = chromium(f"--user-data-dir={tmp_path / 'profile2'}", f"--screenshot={shot}", "--window-size=1400,1900", url)
