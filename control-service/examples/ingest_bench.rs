@@ -52,6 +52,7 @@ fn record(i: u64, now: u64) -> UsageRecord {
         budget_scopes: vec![],
         budget_decision: tollgate_protocol::record::BudgetDecision::Ok,
         guardrails: None,
+        cache_miss: None,
     }
 }
 

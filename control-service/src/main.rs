@@ -38,6 +38,7 @@ fn main() {
                 Cmd::Audit(a) => reports::audit(&c, a),
                 Cmd::Guardrails(g) => reports::guardrails(&c, g),
                 Cmd::Prompts(p) => prompts::run(&c, p),
+                Cmd::CacheMisses(a) => reports::cache_misses(&c, a),
                 Cmd::Serve(_) | Cmd::Key(_) | Cmd::Completions { .. } => {}
             }
         }

@@ -172,6 +172,14 @@ pub fn render(store: &dyn Store, month: &str, from: u64, to: u64, prev_from: u64
             usd(r.cost_micros)
         );
     }
+    let misses = store.cache_misses(&crate::store::CacheMissQuery { from_ms: from, to_ms: to, ..Default::default() })?;
+    let _ = writeln!(md, "\n## Prompt-cache misses\n");
+    if misses.is_empty() {
+        let _ = writeln!(md, "No cache misses the gateway could explain.");
+    }
+    for m in misses.iter().take(10) {
+        let _ = writeln!(md, "- {}", md_cell(&m.sentence()));
+    }
     Ok(md)
 }
 

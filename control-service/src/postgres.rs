@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "guard_findings", sql: include_str!("../migrations/postgres/0004_guard_findings.sql") },
     Migration { version: 5, name: "guard_policy", sql: include_str!("../migrations/postgres/0005_guard_policy.sql") },
     Migration { version: 6, name: "prompt_registry", sql: include_str!("../migrations/postgres/0006_prompt_registry.sql") },
+    Migration { version: 7, name: "cache_misses", sql: include_str!("../migrations/postgres/0007_cache_misses.sql") },
 ];
 
 /// Connections per replica.

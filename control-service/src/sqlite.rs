@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, name: "guard_findings", sql: include_str!("../migrations/sqlite/0005_guard_findings.sql") },
     Migration { version: 6, name: "guard_policy", sql: include_str!("../migrations/sqlite/0006_guard_policy.sql") },
     Migration { version: 7, name: "prompt_registry", sql: include_str!("../migrations/sqlite/0007_prompt_registry.sql") },
+    Migration { version: 8, name: "cache_misses", sql: include_str!("../migrations/sqlite/0008_cache_misses.sql") },
 ];
 
 pub struct SqliteDb {

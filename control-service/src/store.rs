@@ -316,6 +316,58 @@ pub struct AuditFinding {
     pub policy: String,
 }
 
+/// Which cache misses to sum.
+#[derive(Debug, Clone, Default)]
+pub struct CacheMissQuery {
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub team: Option<String>,
+    pub feature: Option<String>,
+}
+
+/// Cache misses of one kind, with what they cost.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CacheMissSum {
+    pub feature: Option<String>,
+    pub prompt_version: Option<String>,
+    pub model: Option<String>,
+    pub reason: String,
+    pub segment: Option<String>,
+    pub offset: Option<u64>,
+    pub requests: u64,
+    pub lost_micros: u64,
+    pub since_ms: u64,
+    pub last_ms: u64,
+}
+
+impl CacheMissSum {
+    /// The finding in one sentence (clients' names cleaned for any output).
+    pub fn sentence(&self) -> String {
+        let clean = |v: &Option<String>, none: &str| v.as_deref().map(|s| tollgate_protocol::text::clean_field(s, 64)).unwrap_or_else(|| none.to_string());
+        let part = |seg: &str| match seg {
+            "system" => "system prompt".to_string(),
+            "tools" => "tool definitions".to_string(),
+            other => tollgate_protocol::text::clean_field(other, 16),
+        };
+        let what = match (self.reason.as_str(), self.segment.as_deref(), self.offset) {
+            ("prefix_changed", Some(seg), Some(0)) => format!("the {}'s first bytes change on every request", part(seg)),
+            ("prefix_changed", Some(seg), Some(o)) => format!("the {} changes around byte {o} on every request", part(seg)),
+            ("not_cached", _, _) => "the same prefix repeats but the provider cached none of it (requests too far apart for its cache lifetime, or spread over accounts)".into(),
+            ("no_cache_marker", _, _) => "the same prefix repeats, but Anthropic caches only at cache_control markers and none were sent (a route's auto_cache adds them)".into(),
+            ("marker_below_minimum", _, _) => "its cache_control markers sit on prefixes shorter than the provider's minimum (about 1,024 tokens) and do nothing".into(),
+            _ => "its prompt prefix changes from request to request".into(),
+        };
+        format!(
+            "feature {} (prompt {}) lost ${} to cache misses on {} requests since {}: {what}",
+            clean(&self.feature, "(none)"),
+            clean(&self.prompt_version, "(none)"),
+            tollgate_protocol::format::usd(self.lost_micros),
+            self.requests,
+            tollgate_protocol::format::rfc3339(self.since_ms),
+        )
+    }
+}
+
 /// A stored prompt version.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PromptVersion {
@@ -443,6 +495,9 @@ pub trait Store: Send + Sync + 'static {
     fn list_prompts(&self) -> Result<Vec<PromptSummary>>;
     fn prompts_current(&self) -> Result<tollgate_protocol::prompts::PromptsDoc>;
     fn prompts_seq(&self) -> Result<u64>;
+
+    /// Prompt-cache misses the filters explained, summed.
+    fn cache_misses(&self, q: &CacheMissQuery) -> Result<Vec<CacheMissSum>>;
 }
 
 #[cfg(test)]

@@ -51,6 +51,7 @@ contract!(
     guardrail_findings_answer_who_sent_what_where_and_expire,
     the_guardrail_policy_has_one_current_version_and_a_history,
     prompt_versions_are_immutable_and_labels_move,
+    cache_misses_sum_per_feature_and_say_why,
 );
 
 mod tempdir {
@@ -107,6 +108,7 @@ fn rec(id: &str, team: &str, cost: u64, input: u64, output: u64) -> UsageRecord 
         budget_scopes: vec![],
         budget_decision: BudgetDecision::Off,
         guardrails: None,
+        cache_miss: None,
     }
 }
 
@@ -521,6 +523,29 @@ fn prompt_versions_are_immutable_and_labels_move(s: Arc<dyn Store>) {
     let list = s.list_prompts().unwrap();
     assert_eq!((list[1].name.as_str(), list[1].latest, list[1].updated_ms), ("support", 2, NOW + 5));
     assert!(s.prompt("nope").unwrap().is_none());
+}
+
+fn cache_misses_sum_per_feature_and_say_why(s: Arc<dyn Store>) {
+    use tollgate_control::store::CacheMissQuery;
+    use tollgate_protocol::record::CacheMiss;
+    let miss = |id: &str, feature: &str, reason: &str, lost: u64| {
+        let mut r = rec(id, "search", 10, 5000, 10);
+        r.feature = Some(feature.into());
+        r.prompt_version = Some("support@3#abcdef12".into());
+        r.cache_miss = Some(CacheMiss { reason: reason.into(), segment: (reason == "prefix_changed").then(|| "system".into()), offset: Some(0), lost_micros: lost });
+        r
+    };
+    s.ingest("n", &[miss("c1", "chat", "prefix_changed", 1_000), miss("c2", "chat", "prefix_changed", 2_500), miss("c3", "search", "not_cached", 400),
+                    rec("plain", "search", 1, 1, 1)], None, NOW).unwrap();
+    s.ingest("n", &[miss("c1", "chat", "prefix_changed", 1_000)], None, NOW).unwrap();
+    let rows = s.cache_misses(&CacheMissQuery { from_ms: 0, to_ms: NOW + 1, ..Default::default() }).unwrap();
+    assert_eq!(rows.iter().map(|r| (r.feature.as_deref(), r.reason.as_str(), r.requests, r.lost_micros)).collect::<Vec<_>>(),
+               vec![(Some("chat"), "prefix_changed", 2, 3_500), (Some("search"), "not_cached", 1, 400)], "costliest first, each record once");
+    let sentence = rows[0].sentence();
+    assert!(sentence.starts_with("feature chat (prompt support@3#abcdef12) lost $0.003500 to cache misses on 2 requests since "), "{sentence}");
+    assert!(sentence.ends_with("the system prompt's first bytes change on every request"), "{sentence}");
+    let only = s.cache_misses(&CacheMissQuery { from_ms: 0, to_ms: NOW + 1, feature: Some("search".into()), ..Default::default() }).unwrap();
+    assert_eq!(only.len(), 1);
 }
 
 // ---- SQLite only ----

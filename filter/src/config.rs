@@ -56,6 +56,8 @@ struct RawConfig {
     #[serde(default)]
     cost_headers: Option<bool>,
     #[serde(default)]
+    cache_insights: Option<bool>,
+    #[serde(default)]
     force_stream_usage: Option<bool>,
     #[serde(default)]
     log_records: Option<bool>,
@@ -366,6 +368,8 @@ pub struct Config {
     pub other_paths: OtherPaths,
     pub cluster_header: String,
     pub cost_headers: bool,
+    /// Fingerprint prompt prefixes to explain cache misses ([`crate::fingerprint`]).
+    pub cache_insights: bool,
     pub force_stream_usage: bool,
     pub log_records: bool,
     pub control: Option<Control>,
@@ -670,6 +674,7 @@ impl Config {
             other_paths: raw.other_paths.unwrap_or_default(),
             cluster_header,
             cost_headers: raw.cost_headers.unwrap_or(true),
+            cache_insights: raw.cache_insights.unwrap_or(true),
             force_stream_usage: raw.force_stream_usage.unwrap_or(true),
             log_records: raw.log_records.unwrap_or(true),
         })

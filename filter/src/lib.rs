@@ -12,6 +12,7 @@ pub mod caching;
 pub mod config;
 pub mod decode;
 pub mod errors;
+pub mod fingerprint;
 pub mod gemini;
 pub mod guard;
 pub mod hostmap;

@@ -75,6 +75,13 @@ impl Price {
         self.cost_and_savings(u).1
     }
 
+    /// What `tokens` input tokens cost above the cached price (the price of
+    /// a prefix the cache could have served), rounded up.
+    pub fn cache_loss_micros(&self, tokens: u64) -> u64 {
+        let per = self.input.saturating_sub(self.cached_input.unwrap_or(self.input));
+        u64::try_from((tokens as u128).saturating_mul(per as u128).div_ceil(PICOS_PER_MICRO)).unwrap_or(u64::MAX)
+    }
+
     /// [`cost_micros`](Self::cost_micros) and
     /// [`cache_savings_micros`](Self::cache_savings_micros) together (the
     /// request path needs both; the cost is computed once).

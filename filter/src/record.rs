@@ -259,6 +259,7 @@ mod tests {
             budget_scopes: vec![Scope::new(ScopeType::Team, "t")],
             budget_decision: BudgetDecision::Ok,
             guardrails: None,
+            cache_miss: None,
         }
     }
 

@@ -111,6 +111,46 @@ pub struct UsageRecord {
     /// and did; absent when the gateway has no guardrails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guardrails: Option<Guardrails>,
+    /// Why the provider's prompt cache could not serve this request's
+    /// prefix, when the filter can tell (docs/caching.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_miss: Option<CacheMiss>,
+}
+
+/// A prompt-cache miss the filter explains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheMiss {
+    /// `prefix_changed`, `not_cached`, `no_cache_marker` or `marker_below_minimum`.
+    pub reason: String,
+    /// Where the prefix first differs from recent requests: `tools`,
+    /// `system` or `messages[N]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    /// Byte offset in that segment (512-byte precision), or the marked
+    /// prefix's bytes for `marker_below_minimum`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// What the part that could have been cached cost above the cached price.
+    pub lost_micros: u64,
+}
+
+impl CacheMiss {
+    fn check(&self) -> Result<(), String> {
+        if !matches!(self.reason.as_str(), "prefix_changed" | "not_cached" | "no_cache_marker" | "marker_below_minimum") {
+            return Err("cache_miss.reason: prefix_changed, not_cached, no_cache_marker or marker_below_minimum".into());
+        }
+        let seg_ok = |s: &str| {
+            s == "tools" || s == "system" || s.strip_prefix("messages[").and_then(|r| r.strip_suffix(']')).is_some_and(|n| n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+        };
+        if self.segment.as_deref().is_some_and(|s| !seg_ok(s)) {
+            return Err("cache_miss.segment: tools, system or messages[N]".into());
+        }
+        if self.offset.is_some_and(|o| o > 1 << 32) || self.lost_micros > MAX_COST_MICROS {
+            return Err("cache_miss: offset or lost_micros out of range".into());
+        }
+        Ok(())
+    }
 }
 
 /// A request's guardrail finding, for the audit trail.
@@ -256,6 +296,9 @@ impl UsageRecord {
         if self.guardrails.as_ref().is_some_and(|g| g.check().is_err()) {
             self.guardrails = None;
         }
+        if self.cache_miss.as_ref().is_some_and(|c| c.check().is_err()) {
+            self.cache_miss = None;
+        }
         for s in &mut self.budget_scopes {
             c(&mut s.id, MAX_NAME);
         }
@@ -325,6 +368,9 @@ impl UsageRecord {
         }
         if let Some(g) = &self.guardrails {
             g.check()?;
+        }
+        if let Some(c) = &self.cache_miss {
+            c.check()?;
         }
         Ok(())
     }

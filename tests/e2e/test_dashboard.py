@@ -56,6 +56,13 @@ def seeded(tmp_path_factory):
         r["cache_savings_micros"] = 0
         r["usage"].update(input_tokens=0, cached_input_tokens=0, output_tokens=0, cache_reported=False)
         recs.append(r)
+    # two requests whose system prompt changed at its first bytes
+    for i in range(2):
+        r = record(now - 5_000_000 - i, "search", "openai/gpt-5.4", 0, "search-key")
+        r["cache_savings_micros"] = 0
+        r["usage"].update(input_tokens=0, cached_input_tokens=0, output_tokens=0, cache_reported=False)
+        r["cache_miss"] = {"reason": "prefix_changed", "segment": "system", "offset": 0, "lost_micros": 2_000}
+        recs.append(r)
     c.api("POST", "/v1/usage", {"node": "seed", "records": recs}, expect=200)
     c.api("PUT", "/v1/guardrails", {"version": "p-7", "actions": {"email": "redact"}, "responses": "redact"}, expect=200)
     # a prompt with two versions and a label moved by someone
@@ -119,6 +126,9 @@ def test_dashboard_renders_in_chromium(seeded, tmp_path):
     assert ["search", "openai", "request", '<span data-class="card">card</span>', '<b class="up">blocked</b>', "1", "2"] in rows, rows
     assert ["labs", "openai", "answer", '<span data-class="email">email</span>', "redacted", "1", "3"] in rows, rows
     assert "Policy in force on every Envoy: p-7 (change 1," in dom
+    misses = re.search(r'<div id="cache-misses">(.*?)</div>', dom, re.S).group(1)
+    assert '<li data-reason="prefix_changed"><b>$0.004000</b> feature chat (prompt v1) lost $0.004000 to cache misses on 2 requests since' in misses, misses
+    assert "the system prompt's first bytes change on every request" in misses
     prompt = re.search(r'<div class="prompt" data-prompt="support">(.*?)</pre></div>', dom, re.S).group(1)
     assert "production → v2" in prompt and "support@2#" in prompt and "variables: name, tier" in prompt
     assert "carol" in prompt and "label production → v2" in prompt and "bob" in prompt

@@ -7,8 +7,13 @@ the end is read from the cache from the second request on, and the reports
 say so per feature."""
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 
+import requests
+
+import stack as sm
 from conftest import SEARCH_KEY, expected_cost
 
 INSTRUCTIONS = "You are the support assistant of Example Corp. " + "Follow the policy manual section by section. " * 150
@@ -48,6 +53,44 @@ def test_a_timestamp_at_the_top_busts_the_cache_and_at_the_end_it_does_not(clien
     assert rows["cache-busted"]["cache_hit_rate_pct"] == 0.0
     assert rows["cache-kept"]["cache_hit_rate_pct"] > 50.0
     assert rows["cache-kept"]["cost_micros"] < rows["cache-busted"]["cost_micros"]
+    # the detector names the culprit in each record after the first, and what it cost
+    for r in busted[1:]:
+        miss = client.record(r.headers["x-tollgate-request-id"])["cache_miss"]
+        assert (miss["reason"], miss["segment"], miss["offset"]) == ("prefix_changed", "system", 0), miss
+        # the instructions after the timestamp (~1,700 tokens) at $2.50 - $0.25 per million
+        assert 3_000 <= miss["lost_micros"] <= 5_000, miss
+    assert all("cache_miss" not in client.record(r.headers["x-tollgate-request-id"]) for r in kept[1:])
+    # aggregated: one sentence per feature, in the API, the CLI and the monthly review
+    deadline = time.monotonic() + 15
+    while True:
+        _, rep = stack.control.api("GET", "/v1/reports/cache-misses?feature=cache-busted", expect=200)
+        if rep["rows"] and rep["rows"][0]["requests"] >= 3:
+            break
+        assert time.monotonic() < deadline, rep
+        time.sleep(0.3)
+    row = rep["rows"][0]
+    assert row["finding"].startswith("feature cache-busted (prompt (none)) lost $0.0") and \
+        row["finding"].endswith("the system prompt's first bytes change on every request"), row
+    env = {**os.environ, "TOLLGATE_URL": stack.control.url, "TOLLGATE_ADMIN_TOKEN": sm.ADMIN_TOKEN}
+    out = subprocess.run([str(sm.TOLLGATE_BIN), "cache-misses", "--feature", "cache-busted"], capture_output=True, text=True,
+                         env=env, timeout=30, check=True).stdout
+    assert row["finding"] in out and "prefix_changed" in out
+    text = requests.get(stack.control.url + "/v1/reports/monthly", headers={"authorization": f"Bearer {sm.ADMIN_TOKEN}"}, timeout=10).text
+    assert "## Prompt-cache misses" in text and "feature cache-busted" in text, text
+
+
+def test_anthropic_markers_below_the_minimum_or_missing_are_explained(client):
+    short = {"model": "claude-sonnet-4-6", "max_tokens": 50,
+             "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+             "messages": [{"role": "user", "content": "Hi"}]}
+    r = client.post("/v1/messages", short, key=SEARCH_KEY, auth="x-api-key", headers={"x-tollgate-feature": "short-marker"})
+    miss = client.record(r.headers["x-tollgate-request-id"])["cache_miss"]
+    assert miss["reason"] == "marker_below_minimum" and miss["offset"] < 200, miss
+    plain = {"model": "claude-sonnet-4-6", "max_tokens": 50, "system": INSTRUCTIONS, "messages": [{"role": "user", "content": "Hi"}]}
+    ids = [client.post("/v1/messages", plain, key=SEARCH_KEY, auth="x-api-key", headers={"x-tollgate-feature": "no-marker"})
+           .headers["x-tollgate-request-id"] for _ in range(2)]
+    assert "cache_miss" not in client.record(ids[0]), "nothing to compare with yet"
+    assert client.record(ids[1])["cache_miss"]["reason"] == "no_cache_marker"
 
 
 def test_anthropic_caches_only_at_its_breakpoints_and_above_the_minimum(client):

@@ -196,6 +196,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/reports/spend", get(report_spend))
         .route("/v1/reports/movers", get(report_movers))
         .route("/v1/reports/monthly", get(report_monthly))
+        .route("/v1/reports/cache-misses", get(report_cache_misses))
         .route("/v1/audit", get(audit_summary).delete(audit_purge))
         .route("/v1/audit/findings", get(audit_findings))
         .route("/v1/guardrails", get(guardrails_get).put(guardrails_put).delete(guardrails_clear))

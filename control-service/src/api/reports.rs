@@ -173,3 +173,28 @@ pub(super) async fn report_monthly(
     let md = blocking(move || crate::monthly::render(store.as_ref(), &month, from, to, prev_from)).await?;
     Ok(([("content-type", "text/markdown; charset=utf-8")], md).into_response())
 }
+
+/// `GET /v1/reports/cache-misses`: what prompt-cache misses cost, per
+/// feature, prompt version, model, reason and segment, each with its sentence.
+pub(super) async fn report_cache_misses(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    admin(&st, &headers)?;
+    let r = report_query(&params)?;
+    let name = |k: &str| params.get(k).filter(|v| !v.is_empty() && v.len() <= 256).cloned();
+    let q = crate::store::CacheMissQuery { from_ms: r.from_ms, to_ms: r.to_ms, team: name("team"), feature: name("feature") };
+    let store = st.store.clone();
+    let rows = blocking(move || store.cache_misses(&q)).await?;
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|m| {
+            let mut v = serde_json::to_value(m).unwrap_or(Value::Null);
+            v["lost_usd"] = json!(tollgate_protocol::format::usd(m.lost_micros));
+            v["finding"] = json!(m.sentence());
+            v
+        })
+        .collect();
+    Ok(Json(json!({"from_ms": r.from_ms, "to_ms": r.to_ms, "rows": rows})))
+}

@@ -52,6 +52,8 @@ pub enum Cmd {
     Alerts,
     /// Guardrail audit: which teams sent which classes of data to which provider
     Audit(AuditArgs),
+    /// Why prompt caches were cold, and what it cost, per feature and prompt version
+    CacheMisses(CacheMissArgs),
     /// The guardrail policy every Envoy applies: show, set from a JSON file, clear
     #[command(subcommand, arg_required_else_help = true)]
     Guardrails(GuardrailsCmd),
@@ -255,6 +257,20 @@ pub struct AuditArgs {
     /// Every finding as JSON Lines (one record and class a line) instead of the sums
     #[arg(long)]
     pub export: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CacheMissArgs {
+    #[arg(long)]
+    pub team: Option<String>,
+    #[arg(long)]
+    pub feature: Option<String>,
+    /// From (T); default: 30 days ago
+    #[arg(long)]
+    pub from: Option<String>,
+    /// To (T); default: now
+    #[arg(long)]
+    pub to: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::args::{AuditArgs, GuardrailsCmd, MoversArgs, Range, SpendArgs};
+use super::args::{AuditArgs, CacheMissArgs, GuardrailsCmd, MoversArgs, Range, SpendArgs};
 use super::{out, parse_time, s, table, usd, Client};
 
 /// A query string from (parameter, value) pairs; times parsed, values escaped.
@@ -112,6 +112,29 @@ pub fn audit(c: &Client, a: AuditArgs) {
             .map(|r| vec![s(&r["team"]), s(&r["provider"]), s(&r["direction"]), s(&r["class"]), s(&r["action"]), s(&r["requests"]), s(&r["values"])])
             .collect();
         table(&["team", "provider", "direction", "class", "action", "requests", "values"], rows);
+    });
+}
+
+pub fn cache_misses(c: &Client, a: CacheMissArgs) {
+    let pairs = [("from_ms", a.from.as_deref()), ("to_ms", a.to.as_deref()), ("team", a.team.as_deref()), ("feature", a.feature.as_deref())];
+    let v = c.call("GET", &format!("/v1/reports/cache-misses{}", query_string(&pairs)), None);
+    c.print(&v, |v| {
+        let rows = v["rows"].as_array().cloned().unwrap_or_default();
+        if rows.is_empty() {
+            out("No cache misses the gateway could explain in this range.\n");
+        }
+        for r in &rows {
+            out(&format!("{}\n", s(&r["finding"])));
+        }
+        if !rows.is_empty() {
+            out("\n");
+            table(
+                &["feature", "prompt", "model", "reason", "segment", "offset", "requests", "lost"],
+                rows.iter()
+                    .map(|r| vec![s(&r["feature"]), s(&r["prompt_version"]), s(&r["model"]), s(&r["reason"]), s(&r["segment"]), s(&r["offset"]), s(&r["requests"]), usd(&r["lost_micros"])])
+                    .collect(),
+            );
+        }
     });
 }
 

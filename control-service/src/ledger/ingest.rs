@@ -147,6 +147,7 @@ pub fn batch(tx: &mut dyn Tx, node: &str, records: &[UsageRecord], raw: Option<&
         for (_, r) in fresh {
             accepted += 1;
             super::audit::insert(tx, r)?;
+            super::cache_misses::insert(tx, r)?;
             let fx = record_effects(&budgets, r);
             for k in fx.denied_by {
                 touched.entry(k).or_insert((0, 0, false)).2 = true;

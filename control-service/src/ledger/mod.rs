@@ -6,9 +6,11 @@
 //! recount, thresholds, grants), `ingest.rs` (records counted once),
 //! `reports.rs` (spend and grouped reports), `requests.rs` (increase
 //! requests and alert delivery), `audit.rs` (guardrails: the audit trail
-//! and the fleet's policy), `prompts.rs` (the prompt registry).
+//! and the fleet's policy), `prompts.rs` (the prompt registry),
+//! `cache_misses.rs` (why prompt caches were cold).
 
 mod audit;
+mod cache_misses;
 mod prompts;
 mod budgets;
 mod ingest;
@@ -165,5 +167,8 @@ impl<D: Db> Store for Ledger<D> {
     }
     fn prompts_seq(&self) -> Result<u64> {
         self.db.run(TxKind::Read, prompts::seq)
+    }
+    fn cache_misses(&self, q: &CacheMissQuery) -> Result<Vec<CacheMissSum>> {
+        self.db.run(TxKind::Read, |tx| cache_misses::summary(tx, q))
     }
 }

@@ -169,6 +169,8 @@ pub(super) struct TollgateHttp {
     /// the answer when the policy reads answers ([`crate::guard::answer`]).
     answer_seed: Option<(Rc<crate::guard::Policy>, crate::guard::answer::Owner, crate::guard::Placeholders)>,
     answer_guard: Option<crate::guard::answer::AnswerGuard>,
+    /// The prefix compared with recent requests, and an ineffective cache marker.
+    cache_verdict: Option<(crate::fingerprint::Verdict, crate::fingerprint::Markers)>,
 }
 
 impl Context for TollgateHttp {}
@@ -228,6 +230,7 @@ impl TollgateHttp {
             guardrails: None,
             answer_seed: None,
             answer_guard: None,
+            cache_verdict: None,
         }
     }
 
@@ -456,6 +459,10 @@ impl TollgateHttp {
                 return action;
             }
         }
+        if cfg.cache_insights {
+            let sent = plan.body.as_deref().unwrap_or(&body);
+            self.cache_verdict = self.compare_prefix(&key, plan.translate.map_or(api, |d| d.upstream_api()), &plan.target.upstream_model, sent);
+        }
         if rendered && plan.body.is_none() {
             plan.headers.retain(|(k, _)| k != "content-length");
             plan.headers.push(("content-length".to_string(), body.len().to_string()));
@@ -532,6 +539,7 @@ impl TollgateHttp {
             },
             budget_decision: self.budget_decision,
             guardrails: self.guardrails_for_record(),
+            cache_miss: None,
         }
         .bounded()
     }
@@ -570,6 +578,21 @@ impl TollgateHttp {
                 Err(self.reject_with(error, headers))
             }
         }
+    }
+
+    /// Fingerprints the prefix about to be sent, compares it with the
+    /// scope's recent ones and puts it first among them (shared data; a
+    /// concurrent writer wins, this one is skipped: the entry is a sample).
+    fn compare_prefix(&self, key: &KeyInfo, api: Api, model: &str, sent: &[u8]) -> Option<(crate::fingerprint::Verdict, crate::fingerprint::Markers)> {
+        use crate::fingerprint as fp;
+        let scope = fp::scope(&key.id, self.feature.as_deref().unwrap_or(""), self.prompt_version.as_deref().unwrap_or(""), model);
+        let current = fp::fingerprint(api, sent, scope)?;
+        let bucket = fp::bucket_key(scope);
+        let (entry, cas) = host::shared(&bucket);
+        let entry = entry.unwrap_or_default();
+        let verdict = current.verdict(&fp::decode(&entry));
+        let _ = host::set_shared(&bucket, &fp::updated(&current, &entry), cas);
+        Some((verdict, fp::markers(api, sent)))
     }
 
     /// The request's finding with the answer's added.
@@ -641,6 +664,9 @@ impl TollgateHttp {
         let (cost, savings) = price.map(|p| p.cost_and_savings(&usage)).unwrap_or((0, 0));
         let mut rec = self.build_record(usage, source, outcome, error, cost, price.is_some());
         rec.cache_savings_micros = savings;
+        if let (Some((verdict, marker)), true) = (&self.cache_verdict, outcome == Outcome::Ok) {
+            rec.cache_miss = crate::fingerprint::explain(verdict, *marker, &rec.usage, price.as_ref());
+        }
         let actual = Amount { micros: rec.cost_micros, tokens: rec.usage.budget_tokens() };
         admission::settle(&HostCounters, &self.reservations, actual);
         self.emit(rec.clone());
