@@ -368,6 +368,22 @@ impl CacheMissSum {
     }
 }
 
+/// A feature's cache hit rate fell sharply with a new prompt version.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CacheAlert {
+    pub id: i64,
+    pub feature: String,
+    pub prompt_version: String,
+    pub previous_version: String,
+    pub hit_before_permille: u64,
+    pub hit_after_permille: u64,
+    pub requests_after: u64,
+    pub created_ms: u64,
+    pub delivered_ms: Option<u64>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
 /// A stored prompt version.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PromptVersion {
@@ -498,6 +514,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Prompt-cache misses the filters explained, summed.
     fn cache_misses(&self, q: &CacheMissQuery) -> Result<Vec<CacheMissSum>>;
+    /// Raises cache-drop alerts (a new prompt version's hit rate fell by
+    /// half or more); how many are new.
+    fn check_cache_drops(&self, now_ms: u64) -> Result<u64>;
+    fn list_cache_alerts(&self, limit: u32) -> Result<Vec<CacheAlert>>;
+    fn due_cache_alerts(&self, now_ms: u64) -> Result<Vec<CacheAlert>>;
+    fn cache_alert_attempted(&self, id: i64, ok: bool, error: Option<&str>, next_attempt_ms: u64, now_ms: u64) -> Result<()>;
 }
 
 #[cfg(test)]

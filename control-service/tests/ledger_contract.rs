@@ -52,6 +52,7 @@ contract!(
     the_guardrail_policy_has_one_current_version_and_a_history,
     prompt_versions_are_immutable_and_labels_move,
     cache_misses_sum_per_feature_and_say_why,
+    a_new_prompt_version_that_loses_the_cache_raises_one_alert,
 );
 
 mod tempdir {
@@ -546,6 +547,37 @@ fn cache_misses_sum_per_feature_and_say_why(s: Arc<dyn Store>) {
     assert!(sentence.ends_with("the system prompt's first bytes change on every request"), "{sentence}");
     let only = s.cache_misses(&CacheMissQuery { from_ms: 0, to_ms: NOW + 1, feature: Some("search".into()), ..Default::default() }).unwrap();
     assert_eq!(only.len(), 1);
+}
+
+fn a_new_prompt_version_that_loses_the_cache_raises_one_alert(s: Arc<dyn Store>) {
+    let call = |id: String, version: &str, cached: u64, ts: u64| {
+        let mut r = rec(&id, "search", 10, 1000, 10);
+        r.ts_ms = ts;
+        r.feature = Some("chat".into());
+        r.prompt_version = Some(version.into());
+        r.usage.cached_input_tokens = cached;
+        r.usage.cache_reported = true;
+        r
+    };
+    let mut batch: Vec<UsageRecord> = (0..5).map(|i| call(format!("a{i}"), "support@1#aaaaaaaa", 600, NOW - 3_600_000 + i)).collect();
+    // the same feature on another version that keeps its cache: no alert
+    batch.extend((0..5).map(|i| call(format!("k{i}"), "support@0#00000000", 700, NOW - 7_200_000 + i)));
+    s.ingest("n", &batch, None, NOW).unwrap();
+    assert_eq!(s.check_cache_drops(NOW).unwrap(), 0, "hit rate 60 % after 70 %: not a drop by half");
+    let later: Vec<UsageRecord> = (0..5).map(|i| call(format!("b{i}"), "support@2#bbbbbbbb", 0, NOW - 60_000 + i)).collect();
+    s.ingest("n", &later, None, NOW).unwrap();
+    assert_eq!(s.check_cache_drops(NOW).unwrap(), 1);
+    assert_eq!(s.check_cache_drops(NOW + 1).unwrap(), 0, "once per feature and version");
+    let alerts = s.list_cache_alerts(10).unwrap();
+    assert_eq!(alerts.len(), 1);
+    let a = &alerts[0];
+    assert_eq!((a.feature.as_str(), a.prompt_version.as_str(), a.previous_version.as_str()), ("chat", "support@2#bbbbbbbb", "support@1#aaaaaaaa"));
+    assert_eq!((a.hit_before_permille, a.hit_after_permille, a.requests_after, a.delivered_ms), (600, 0, 5, None));
+    let due = s.due_cache_alerts(NOW).unwrap();
+    assert_eq!(due.len(), 1);
+    s.cache_alert_attempted(due[0].id, true, None, NOW, NOW).unwrap();
+    assert!(s.due_cache_alerts(NOW + 10).unwrap().is_empty());
+    assert_eq!(s.list_cache_alerts(10).unwrap()[0].delivered_ms, Some(NOW));
 }
 
 // ---- SQLite only ----

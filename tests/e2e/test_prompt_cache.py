@@ -108,3 +108,30 @@ def test_anthropic_caches_only_at_its_breakpoints_and_above_the_minimum(client):
     for _ in range(2):
         u = client.post("/v1/messages", plain, key=SEARCH_KEY, auth="x-api-key").json()["usage"]
         assert u["cache_read_input_tokens"] == 0 and u["cache_creation_input_tokens"] == 0
+
+
+def test_a_prompt_version_that_loses_the_cache_raises_an_alert(client, stack):
+    def run(version: str, system_for) -> None:
+        for i in range(6):
+            r = client.post("/v1/chat/completions", {"model": "openai/gpt-5.4", "messages": [
+                {"role": "system", "content": system_for(f"{time.time_ns()}-{i}")}, {"role": "user", "content": "Hi"}]},
+                headers={"x-tollgate-feature": "faq-bot", "x-tollgate-prompt-version": version})
+            assert r.status_code == 200, r.text
+    run("faq@1", lambda now: INSTRUCTIONS + f"\nCurrent time: {now}")      # cached from the second request on
+    time.sleep(0.05)
+    run("faq@2", lambda now: f"Current time: {now}\n" + INSTRUCTIONS)      # the new version put the time on top
+    deadline = time.monotonic() + 15
+    while True:
+        stack.control.api("POST", "/v1/cache-alerts/check", expect=200)
+        _, body = stack.control.api("GET", "/v1/alerts", expect=200)
+        found = [a for a in body["cache_alerts"] if a["feature"] == "faq-bot"]
+        if found:
+            break
+        assert time.monotonic() < deadline, body
+        time.sleep(0.3)
+    a = found[0]
+    assert (a["prompt_version"], a["previous_version"]) == ("faq@2", "faq@1")
+    assert a["hit_before_permille"] > 500 and a["hit_after_permille"] == 0, a
+    env = {**os.environ, "TOLLGATE_URL": stack.control.url, "TOLLGATE_ADMIN_TOKEN": sm.ADMIN_TOKEN}
+    out = subprocess.run([str(sm.TOLLGATE_BIN), "alerts"], capture_output=True, text=True, env=env, timeout=30, check=True).stdout
+    assert "faq-bot" in out and "faq@2" in out and "0.0%" in out, out

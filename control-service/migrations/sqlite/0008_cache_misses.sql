@@ -17,3 +17,21 @@ CREATE TABLE cache_misses (
     lost_micros INTEGER NOT NULL
 );
 CREATE INDEX cache_misses_ts ON cache_misses (ts_ms);
+
+-- A feature's cache hit rate fell sharply with a new prompt version: one
+-- alert per (feature, version), delivered to the webhook like budget alerts.
+CREATE TABLE cache_alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    feature TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    previous_version TEXT NOT NULL,
+    hit_before_permille INTEGER NOT NULL,
+    hit_after_permille INTEGER NOT NULL,
+    requests_after INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    delivered_ms INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    UNIQUE (feature, prompt_version)
+);

@@ -32,6 +32,7 @@ mod reports;
 mod requests;
 
 pub use alerts::alert_loop;
+use alerts::cache_alerts_check;
 pub use audit::audit_retention_loop;
 pub use budgets::budget_doc;
 use audit::*;
@@ -189,6 +190,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/usage", post(ingest).layer(axum::extract::DefaultBodyLimit::max(16 << 20)))
         .route("/v1/state", get(get_state))
         .route("/v1/alerts", get(list_alerts))
+        .route("/v1/cache-alerts/check", post(cache_alerts_check))
         .route("/v1/spend", get(spend))
         .route("/v1/budget-requests", post(create_request).get(list_requests))
         .route("/v1/budget-requests/{id}/approve", post(approve_request))

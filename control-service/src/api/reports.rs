@@ -12,8 +12,8 @@ pub(super) async fn list_alerts(State(st): State<Arc<AppState>>, headers: Header
     admin(&st, &headers)?;
     let store = st.store.clone();
     let limit = q.limit.unwrap_or(100).min(1000);
-    let alerts = blocking(move || store.list_alerts(limit)).await?;
-    Ok(Json(json!({"alerts": alerts})))
+    let (alerts, cache_alerts) = blocking(move || Ok((store.list_alerts(limit)?, store.list_cache_alerts(limit)?))).await?;
+    Ok(Json(json!({"alerts": alerts, "cache_alerts": cache_alerts})))
 }
 
 #[derive(Deserialize)]

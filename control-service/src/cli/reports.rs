@@ -217,5 +217,27 @@ pub fn alerts(c: &Client) {
                 })
                 .collect(),
         );
+        let cache = v["cache_alerts"].as_array().cloned().unwrap_or_default();
+        if !cache.is_empty() {
+            out("\ncache hit rate drops after a prompt version change:\n");
+            table(
+                &["feature", "version", "before", "hit rate before", "hit rate after", "requests", "raised"],
+                cache
+                    .iter()
+                    .map(|x| {
+                        let pct = |k: &str| format!("{:.1}%", x[k].as_u64().unwrap_or(0) as f64 / 10.0);
+                        vec![
+                            s(&x["feature"]),
+                            s(&x["prompt_version"]),
+                            s(&x["previous_version"]),
+                            pct("hit_before_permille"),
+                            pct("hit_after_permille"),
+                            s(&x["requests_after"]),
+                            tollgate_protocol::format::rfc3339(x["created_ms"].as_u64().unwrap_or(0)),
+                        ]
+                    })
+                    .collect(),
+            );
+        }
     });
 }

@@ -171,4 +171,16 @@ impl<D: Db> Store for Ledger<D> {
     fn cache_misses(&self, q: &CacheMissQuery) -> Result<Vec<CacheMissSum>> {
         self.db.run(TxKind::Read, |tx| cache_misses::summary(tx, q))
     }
+    fn check_cache_drops(&self, now_ms: u64) -> Result<u64> {
+        self.db.run(TxKind::Write, |tx| cache_misses::check_drops(tx, now_ms, cache_misses::DROP_RULE))
+    }
+    fn list_cache_alerts(&self, limit: u32) -> Result<Vec<CacheAlert>> {
+        self.db.run(TxKind::Read, |tx| cache_misses::alerts(tx, limit))
+    }
+    fn due_cache_alerts(&self, now_ms: u64) -> Result<Vec<CacheAlert>> {
+        self.db.run(TxKind::Read, |tx| cache_misses::due_alerts(tx, now_ms))
+    }
+    fn cache_alert_attempted(&self, id: i64, ok: bool, error: Option<&str>, next_attempt_ms: u64, now_ms: u64) -> Result<()> {
+        self.db.run(TxKind::Write, |tx| cache_misses::alert_attempted(tx, id, ok, error, next_attempt_ms, now_ms))
+    }
 }
