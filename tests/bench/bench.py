@@ -25,6 +25,11 @@ inverse of their CPU cost per request. On a shared 2-core machine sequential
 runs of one configuration vary by 20-40 % from one run to the next; paired
 ratios repeat within 1-2 points. Median of 3 rounds.
 
+Also paired: the cache-miss detector (`cache_insights` on vs off, 1 KB and
+32 KB) and prompt rendering (a request naming a registered prompt vs the
+same request carrying it, 1 KB and 32 KB prompts); issue 11's targets: each
+costs <= 5 % at 1 KB and <= 10 % at 32 KB.
+
 Environment knobs: BENCH_SECONDS (default 8), BENCH_CONNECTIONS (default 16),
 BENCH_ENVOY_CONCURRENCY (default 1), BENCH_PAIRED_SECONDS (default 4).
 """
@@ -192,7 +197,24 @@ def main() -> int:
     budget_cfg = cfg(lambda c: (c.update(log_records=False, access_log_fields=fields), c.pop("guardrails", None)))
     # A budget that never runs out: every request reserves and settles against it.
     control.api("PUT", "/v1/budgets/team/search", {"limit_micros": 10**15, "period": "monthly"}, expect=200)
+    # The cache-miss detector on (the default) vs off.
+    insight_cfgs = [cfg(lambda c, on=on: (no_control(c), c.pop("guardrails", None), c.update(cache_insights=on))) for on in (True, False)]
+    for c in insight_cfgs:
+        c.pop("bootstrap_extensions")
+    # Registered prompts the rendering benchmark names (synced by the budgeted Envoys).
+    prompt_bodies = {}
+    for size in (1024, 32 * 1024):
+        system = ("The quick brown fox jumps over the lazy dog. " * (size // 45 + 1))[:size]
+        control.api("POST", f"/v1/prompts/bench-{size}/versions", {"system": system, "label": "production",
+                    "messages": [{"role": "user", "content": "Context: {{ctx}}"}]}, expect=201)
+        ask = {"role": "user", "content": "Where is my order?"}
+        prompt_bodies[size] = (
+            json.dumps({"model": "openai/gpt-5.4", "tollgate_prompt": {"name": f"bench-{size}", "variables": {"ctx": "order 42"}}, "messages": [ask]}),
+            json.dumps({"model": "openai/gpt-5.4", "messages": [{"role": "system", "content": system},
+                                                                {"role": "user", "content": "Context: order 42"}, ask]}))
     plain = sm.Envoy(plain_config(base), work, concurrency=CONCURRENCY, name="plain")
+    insights_on = sm.Envoy(insight_cfgs[0], work, concurrency=CONCURRENCY, name="insights-on")
+    insights_off = sm.Envoy(insight_cfgs[1], work, concurrency=CONCURRENCY, name="insights-off")
     probes = {t: sm.Envoy(probe_config(base, t), work, concurrency=CONCURRENCY, name=f"probe-{t}") for t in TIERS}
     tollgate = sm.Envoy(tg_cfg, work, concurrency=CONCURRENCY, name="tollgate")
     nocost = sm.Envoy(nocost_cfg, work, concurrency=CONCURRENCY, name="tollgate-nocost")
@@ -247,7 +269,7 @@ def main() -> int:
         every_cpu = os.sched_getaffinity(0)
         others = every_cpu - {0}
         if others:
-            envoys = (plain, tollgate, nocost, budgeted, budgeted2, guarded, unguarded, *probes.values())
+            envoys = (plain, tollgate, nocost, budgeted, budgeted2, guarded, unguarded, insights_on, insights_off, *probes.values())
             pin([e.proc.pid for e in envoys], {0})
             pin([mock.proc.pid, control.proc.pid], others)
             os.sched_setaffinity(0, others)
@@ -266,10 +288,22 @@ def main() -> int:
                     subprocess.run(["wrk", "-t1", "-c4", "-d1s", "-s", str(sc), e.url + "/v1/chat/completions"],
                                    capture_output=True, check=True)
                 pairs[f"guard {label}"] = paired((guarded, sc), (unguarded, sc))
+            labs = {"Content-Type": "application/json", "Authorization": "Bearer tg-demo-labs-key"}
+            for size, label in ((1024, "1 KB"), (32 * 1024, "32 KB")):
+                sc = lua_script(work / f"insights-{size}.lua", body(size, "openai/gpt-5.4", False), labs)
+                named = lua_script(work / f"prompt-named-{size}.lua", prompt_bodies[size][0], labs)
+                inline = lua_script(work / f"prompt-inline-{size}.lua", prompt_bodies[size][1], labs)
+                for e, script in ((insights_on, sc), (insights_off, sc), (budgeted, named), (budgeted2, inline)):
+                    r = subprocess.run(["wrk", "-t1", "-c4", "-d1s", "-s", str(script), e.url + "/v1/chat/completions"],
+                                       capture_output=True, check=True, text=True)
+                    if "Non-2xx" in r.stdout:
+                        print(f"  ! warm-up of {e.log_path.stem}: {r.stdout.strip()[-200:]}", file=sys.stderr)
+                pairs[f"insights {label}"] = paired((insights_on, sc), (insights_off, sc))
+                pairs[f"prompt {label}"] = paired((budgeted, named), (budgeted2, inline))
             os.sched_setaffinity(0, every_cpu)  # the ingest benchmark below gets every core again
         budget_log = budgeted.log() + budgeted2.log()
     finally:
-        for e in (plain, tollgate, nocost, budgeted, budgeted2, guarded, unguarded, *probes.values()):
+        for e in (plain, tollgate, nocost, budgeted, budgeted2, guarded, unguarded, insights_on, insights_off, *probes.values()):
             e.stop()
         mock.stop()
         control.stop()
@@ -322,6 +356,14 @@ def main() -> int:
             print(f"  paired: guardrails on (every class, every string), {label} JSON: {g_med:.1%} of off (rounds "
                   f"{', '.join(f'{x:.1%}' for x in g_all)}) -> scanning costs {max(0.0, 1 - g_med):.1%}{target}"
                   f"{'  ! ' + g_warn if g_warn else ''}")
+    for what, key, desc in (("insights", "cache-miss detector on (fingerprints, shared data)", "fingerprinting"),
+                            ("prompt", "request naming a registered prompt vs carrying it", "rendering")):
+        for label in ("1 KB", "32 KB"):
+            if f"{what} {label}" in pairs:
+                m, allr, w = pairs[f"{what} {label}"]
+                limit = 0.05 if label == "1 KB" else 0.10
+                print(f"  paired: {key}, {label}: {m:.1%} of off (rounds {', '.join(f'{x:.1%}' for x in allr)}) -> {desc} costs "
+                      f"{max(0.0, 1 - m):.1%} (target <= {limit:.0%}: {'met' if 1 - m <= limit else 'NOT met'}){'  ! ' + w if w else ''}")
     for who, r in (("budgets off", off), ("budgets on", on)):
         if r["non2xx"] or r["errors"]:
             print(f"  ! {who}: {r['non2xx']} non-2xx responses {r['errors']}")
