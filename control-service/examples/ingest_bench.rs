@@ -53,6 +53,10 @@ fn record(i: u64, now: u64) -> UsageRecord {
         budget_decision: tollgate_protocol::record::BudgetDecision::Ok,
         guardrails: None,
         cache_miss: None,
+        json_check: None,
+        attempts: Vec::new(),
+        routed_by: None,
+        capture: None,
     }
 }
 

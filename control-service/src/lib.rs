@@ -1,9 +1,11 @@
 //! Tollgate control service: receives usage from every Envoy, counts it
-//! against budgets, serves budget state and keys back, raises alerts.
+//! against budgets, serves budget state, keys, guardrail policy, prompts
+//! and routing back, raises alerts, runs evaluations.
 
 pub mod api;
 pub mod cli;
 pub mod db;
+pub mod evals;
 pub mod ledger;
 pub mod periods;
 pub mod postgres;

@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, name: "guard_policy", sql: include_str!("../migrations/postgres/0005_guard_policy.sql") },
     Migration { version: 6, name: "prompt_registry", sql: include_str!("../migrations/postgres/0006_prompt_registry.sql") },
     Migration { version: 7, name: "cache_misses", sql: include_str!("../migrations/postgres/0007_cache_misses.sql") },
+    Migration { version: 8, name: "evaluations", sql: include_str!("../migrations/postgres/0008_evaluations.sql") },
 ];
 
 /// Connections per replica.

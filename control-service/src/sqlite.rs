@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 6, name: "guard_policy", sql: include_str!("../migrations/sqlite/0006_guard_policy.sql") },
     Migration { version: 7, name: "prompt_registry", sql: include_str!("../migrations/sqlite/0007_prompt_registry.sql") },
     Migration { version: 8, name: "cache_misses", sql: include_str!("../migrations/sqlite/0008_cache_misses.sql") },
+    Migration { version: 9, name: "evaluations", sql: include_str!("../migrations/sqlite/0009_evaluations.sql") },
 ];
 
 pub struct SqliteDb {

@@ -384,6 +384,65 @@ pub struct CacheAlert {
     pub last_error: Option<String>,
 }
 
+/// JSON compliance of one model.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JsonCompliance {
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub asked: u64,
+    pub valid: u64,
+    pub repaired: u64,
+}
+
+/// A captured request and answer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EvalItem {
+    pub id: i64,
+    pub feature: String,
+    pub record_id: String,
+    pub ts_ms: u64,
+    /// `openai_chat` or `anthropic_messages`.
+    pub api: String,
+    pub route: Option<String>,
+    pub model: Option<String>,
+    pub request: String,
+    pub response: String,
+    pub cost_micros: u64,
+    pub latency_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EvalSet {
+    pub feature: String,
+    pub items: u64,
+    pub first_ms: u64,
+    pub last_ms: u64,
+}
+
+/// An evaluation run and its report (`crate::evals::Report` as JSON).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EvalRun {
+    pub id: i64,
+    pub feature: String,
+    pub candidate: String,
+    pub judge: Option<String>,
+    /// `running`, `done` or `stopped` (its budget ran out).
+    pub status: String,
+    pub created_ms: u64,
+    pub finished_ms: Option<u64>,
+    pub report: serde_json::Value,
+}
+
+/// A feature's routing policy (`crate::evals::RoutingPolicy` as JSON) and its pick.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RoutingPolicyRow {
+    pub feature: String,
+    pub policy: serde_json::Value,
+    pub chosen: Option<String>,
+    pub reason: Option<String>,
+    pub updated_ms: u64,
+}
+
 /// A stored prompt version.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PromptVersion {
@@ -520,6 +579,23 @@ pub trait Store: Send + Sync + 'static {
     fn list_cache_alerts(&self, limit: u32) -> Result<Vec<CacheAlert>>;
     fn due_cache_alerts(&self, now_ms: u64) -> Result<Vec<CacheAlert>>;
     fn cache_alert_attempted(&self, id: i64, ok: bool, error: Option<&str>, next_attempt_ms: u64, now_ms: u64) -> Result<()>;
+
+    /// Choosing cheaper models: JSON compliance, evaluation sets and runs, the auto router.
+    fn json_compliance(&self, from_ms: u64, to_ms: u64) -> Result<Vec<JsonCompliance>>;
+    fn eval_items(&self, feature: &str, limit: u32) -> Result<Vec<EvalItem>>;
+    fn eval_sets(&self) -> Result<Vec<EvalSet>>;
+    fn delete_eval_items(&self, feature: Option<&str>, before_ms: Option<u64>, id: Option<i64>) -> Result<u64>;
+    fn create_eval(&self, feature: &str, candidate: &str, judge: Option<&str>, report: &serde_json::Value, now_ms: u64) -> Result<EvalRun>;
+    fn finish_eval(&self, id: i64, status: &str, report: &serde_json::Value, now_ms: u64) -> Result<()>;
+    fn get_eval(&self, id: i64) -> Result<Option<EvalRun>>;
+    fn evals(&self, feature: Option<&str>, limit: u32) -> Result<Vec<EvalRun>>;
+    fn feature_requests(&self, feature: &str, from_ms: u64) -> Result<u64>;
+    fn set_routing_policy(&self, feature: &str, policy: &serde_json::Value, now_ms: u64) -> Result<()>;
+    fn routing_policy(&self, feature: &str) -> Result<Option<RoutingPolicyRow>>;
+    fn routing_policies(&self) -> Result<Vec<RoutingPolicyRow>>;
+    fn choose_route(&self, feature: &str, model: Option<&str>, reason: &str, by: &str, now_ms: u64) -> Result<u64>;
+    fn routing_current(&self) -> Result<tollgate_protocol::routing::RoutingDoc>;
+    fn routing_seq(&self) -> Result<u64>;
 }
 
 #[cfg(test)]

@@ -110,6 +110,10 @@ fn rec(id: &str, team: &str, cost: u64, input: u64, output: u64) -> UsageRecord 
         budget_decision: BudgetDecision::Off,
         guardrails: None,
         cache_miss: None,
+        json_check: None,
+        attempts: Vec::new(),
+        routed_by: None,
+        capture: None,
     }
 }
 

@@ -73,6 +73,8 @@ struct RawConfig {
     access_log_fields: Option<Vec<crate::access_log::Field>>,
     #[serde(default)]
     guardrails: Option<crate::guard::PolicyDoc>,
+    #[serde(default)]
+    capture: Option<RawCapture>,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +178,43 @@ struct RawRoute {
     upstream_model: Option<String>,
     #[serde(default)]
     auto_cache: Option<RawAutoCache>,
+    #[serde(default)]
+    json_repair: Option<bool>,
+    #[serde(default)]
+    fallbacks: Vec<String>,
+}
+
+/// Which requests are captured for evaluations (`capture`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapture {
+    #[serde(default)]
+    features: Vec<String>,
+    #[serde(default)]
+    routes: Vec<String>,
+    #[serde(default)]
+    percent: Option<u32>,
+    #[serde(default)]
+    max_bytes: Option<usize>,
+}
+
+/// Requests sampled for evaluation sets: those of these features or
+/// routes, `percent` of them (by request id), each side at most `max_bytes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    pub features: Vec<String>,
+    pub routes: Vec<String>,
+    pub percent: u32,
+    pub max_bytes: usize,
+}
+
+impl Capture {
+    /// Whether a request of `feature` on `route` with this id is sampled.
+    pub fn wants(&self, feature: Option<&str>, route: &str, request_id: &str) -> bool {
+        let named = feature.is_some_and(|f| self.features.iter().any(|x| x == f)) || self.routes.iter().any(|r| r == route);
+        let h = request_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        named && h % 100 < u64::from(self.percent)
+    }
 }
 
 /// A route's opt-in to Anthropic prompt-cache breakpoints (`caching.rs`).
@@ -345,6 +384,8 @@ struct Route {
     provider: usize,
     upstream_model: Option<String>,
     auto_cache: Option<crate::caching::AutoCache>,
+    json_repair: bool,
+    fallbacks: Vec<String>,
 }
 
 /// Where a request goes.
@@ -354,6 +395,10 @@ pub struct Resolved<'a> {
     pub provider: &'a Provider,
     /// Anthropic prompt-cache breakpoints, when the route opts in.
     pub auto_cache: Option<crate::caching::AutoCache>,
+    /// Repair JSON answers ([`crate::jsonfix`]).
+    pub json_repair: bool,
+    /// Models to try, in order, when this route's upstream fails before answering.
+    pub fallbacks: &'a [String],
 }
 
 #[derive(Debug)]
@@ -385,6 +430,8 @@ pub struct Config {
     pub access_log_fields: Vec<crate::access_log::Field>,
     /// What data classes may leave for a provider ([`crate::guard`]).
     pub guardrails: Option<std::rc::Rc<crate::guard::Policy>>,
+    /// Requests captured for evaluations.
+    pub capture: Option<Capture>,
 }
 
 fn non_empty(field: String, v: &str) -> Result<(), ConfigError> {
@@ -519,7 +566,18 @@ impl Config {
                     Some(crate::caching::AutoCache { min_tokens, ttl_1h })
                 }
             };
-            routes.push(Route { pattern, name: r.model, provider, upstream_model: r.upstream_model, auto_cache });
+            if r.fallbacks.len() > 3 || r.fallbacks.iter().any(|m| !crate::request::valid_model_name(m) || *m == r.model) {
+                return Err(err(f("fallbacks"), "at most 3 models, each a valid model name other than the route's own"));
+            }
+            routes.push(Route {
+                pattern,
+                name: r.model,
+                provider,
+                upstream_model: r.upstream_model,
+                auto_cache,
+                json_repair: r.json_repair.unwrap_or(false),
+                fallbacks: r.fallbacks,
+            });
         }
 
         // keys
@@ -657,8 +715,26 @@ impl Config {
             Some(g) => Some(std::rc::Rc::new(crate::guard::Policy::build(g).map_err(|(f, m)| err(format!("guardrails.{f}"), m))?)),
             None => None,
         };
+        let capture = match raw.capture {
+            Some(c) => {
+                let percent = c.percent.unwrap_or(10);
+                let max_bytes = c.max_bytes.unwrap_or(65_536);
+                if percent > 100 {
+                    return Err(err("capture.percent", "must be 0 to 100"));
+                }
+                if !(1024..=tollgate_protocol::record::MAX_CAPTURE_BYTES).contains(&max_bytes) {
+                    return Err(err("capture.max_bytes", "must be 1024 to 262144"));
+                }
+                if c.features.is_empty() && c.routes.is_empty() {
+                    return Err(err("capture.features", "name at least one feature or route"));
+                }
+                Some(Capture { features: c.features, routes: c.routes, percent, max_bytes })
+            }
+            None => None,
+        };
         Ok(Config {
             guardrails,
+            capture,
             control,
             default_max_tokens,
             body_wait_ms,
@@ -709,7 +785,7 @@ impl Config {
                 model.strip_prefix(prefix.as_str()).unwrap_or(model).to_string()
             }
         };
-        Some((Resolved { route: &route.name, provider, auto_cache: route.auto_cache }, upstream))
+        Some((Resolved { route: &route.name, provider, auto_cache: route.auto_cache, json_repair: route.json_repair, fallbacks: &route.fallbacks }, upstream))
     }
 
     /// Route names (patterns included) a key may use, in configuration order.

@@ -17,6 +17,7 @@ pub mod gemini;
 pub mod guard;
 pub mod hostmap;
 pub mod ids;
+pub use tollgate_protocol::jsonfix;
 pub mod keysync;
 pub mod metrics;
 pub mod pricing;

@@ -43,6 +43,9 @@ pub enum Series {
     ReasoningTokens,
     CostMicros,
     CacheSavingsMicros,
+    /// Requests whose prompt-cache miss the filter explained, and what it cost.
+    CacheMisses,
+    CacheMissLostMicros,
     BudgetDenied,
     UpstreamErrors,
     LatencyMs,
@@ -67,6 +70,8 @@ impl Series {
             Series::ReasoningTokens => "reasoning_tokens",
             Series::CostMicros => "cost_micros",
             Series::CacheSavingsMicros => "cache_savings_micros",
+            Series::CacheMisses => "cache_misses",
+            Series::CacheMissLostMicros => "cache_miss_lost_micros",
             Series::BudgetDenied => "budget_denied",
             Series::UpstreamErrors => "upstream_errors",
             Series::LatencyMs => "latency_ms",
@@ -132,6 +137,12 @@ pub fn points(r: &UsageRecord) -> Vec<(Series, u64)> {
     // A counter only grows: savings when positive (a net write premium is in the record).
     if let Ok(saved @ 1..) = u64::try_from(r.cache_savings_micros) {
         out.push((Series::CacheSavingsMicros, saved));
+    }
+    if let Some(m) = &r.cache_miss {
+        out.push((Series::CacheMisses, 1));
+        if m.lost_micros > 0 {
+            out.push((Series::CacheMissLostMicros, m.lost_micros));
+        }
     }
     if r.budget_decision == crate::record::BudgetDecision::Denied {
         out.push((Series::BudgetDenied, 1));

@@ -100,7 +100,11 @@ pub fn render(api: Api, body: &[u8], registry: Option<&Registry>) -> Result<Opti
     let Ok(members) = serde_json::from_slice::<Members>(body) else {
         return Ok(None); // not an object: the request parser says what is wrong
     };
-    let Some(reference) = members.0.iter().find(|(k, _)| k == MEMBER).map(|(_, v)| v.get()) else { return Ok(None) };
+    let mut named = members.0.iter().filter(|(k, _)| k == MEMBER).map(|(_, v)| v.get());
+    let Some(reference) = named.next() else { return Ok(None) };
+    if named.next().is_some() {
+        return Err(bad("duplicate_key", format!("The request body has the member '{MEMBER}' more than once.")));
+    }
     if !matches!(api, Api::OpenAiChat | Api::AnthropicMessages) {
         return Err(bad("prompt_not_supported", format!("'{MEMBER}' works with chat completions and messages requests.")));
     }
@@ -265,5 +269,9 @@ mod tests {
         assert_eq!(render(Api::OpenAiEmbeddings, &b, Some(&registry())).unwrap_err().code, "prompt_not_supported");
         let b = serde_json::to_vec(&json!({"model": "m", "tollgate_prompt": {"name": "support"}, "messages": []})).unwrap();
         assert_eq!(render(Api::OpenAiChat, &b, None).unwrap_err().status, 503, "never loaded: retry, not a client mistake");
+        let twice = br#"{"model":"m","tollgate_prompt":{"name":"support","variables":{"name":"a"}},"messages":[],"tollgate_prompt":{"name":"nope"}}"#;
+        assert_eq!(render(Api::OpenAiChat, twice, Some(&registry())).unwrap_err().code, "duplicate_key");
+        let not_array = br#"{"model":"m","tollgate_prompt":{"name":"support","variables":{"name":"a"}},"messages":"hi"}"#;
+        assert_eq!(render(Api::OpenAiChat, not_array, Some(&registry())).unwrap_err().code, "invalid_type");
     }
 }

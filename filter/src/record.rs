@@ -260,6 +260,10 @@ mod tests {
             budget_decision: BudgetDecision::Ok,
             guardrails: None,
             cache_miss: None,
+            json_check: None,
+            attempts: Vec::new(),
+            routed_by: None,
+            capture: None,
         }
     }
 

@@ -104,6 +104,8 @@ pub struct ChatRequest {
     pub estimated_input_tokens: u64,
     /// The API the request came in on.
     pub api: Api,
+    /// The request asked for JSON (chat `response_format`).
+    pub json: Option<crate::jsonfix::JsonAsk>,
 }
 
 impl ChatRequest {
@@ -173,6 +175,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
     let mut user = None;
     let mut include_usage = false;
     let mut prompt_bytes = 0usize;
+    let mut json = None;
     for (k, v) in &members.0 {
         let raw = v.get();
         match k.as_str() {
@@ -209,6 +212,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
                 _ => return Err(bad("invalid_type", "'best_of' must be an integer from 1 to 128.").with_param("best_of")),
             },
             "user" => user = serde_json::from_str::<Option<String>>(raw).ok().flatten(),
+            "response_format" if api == Api::OpenAiChat => json = crate::jsonfix::ask_of(raw),
             "metadata" if api == Api::AnthropicMessages => {
                 #[derive(serde::Deserialize)]
                 struct Meta {
@@ -286,6 +290,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
         prompt_bytes,
         estimated_input_tokens: estimate_tokens(prompt_bytes as u64),
         api,
+        json,
     };
     Ok(ParsedBody { members, api, request })
 }

@@ -44,6 +44,12 @@ pub struct Plan {
     /// A request in the other provider format: the body went up translated,
     /// and the answer must come back translated ([`crate::translate`]).
     pub translate: Option<Direction>,
+    /// The route repairs JSON answers ([`crate::jsonfix`]).
+    pub json_repair: bool,
+    /// Models to try next when this upstream fails before answering.
+    pub fallbacks: Vec<String>,
+    /// The auto router picked the model.
+    pub routed: bool,
 }
 
 /// Plans a request whose whole body is `body`. `path` is the client's
@@ -56,11 +62,53 @@ pub fn plan(
     path: &str,
     has_anthropic_version: bool,
 ) -> Result<Plan, Box<Refusal>> {
+    plan_for(cfg, key, api, body, path, has_anthropic_version, Choice::default())
+}
+
+/// Who picks the model besides the body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Choice<'a> {
+    /// A fallback: this model instead of the body's.
+    pub model: Option<&'a str>,
+    /// The auto router's pick for the request's feature: used for
+    /// `model: "auto"`, and for every request when the feature is bound.
+    pub auto: Option<&'a tollgate_protocol::routing::Routed>,
+}
+
+/// [`plan`], with the model chosen by a fallback or the auto router.
+pub fn plan_for(
+    cfg: &Config,
+    key: &KeyInfo,
+    api: Api,
+    body: &[u8],
+    path: &str,
+    has_anthropic_version: bool,
+    choice: Choice<'_>,
+) -> Result<Plan, Box<Refusal>> {
     let refuse = |error, chat: Option<&ChatRequest>, target: Option<&Target>| {
         Box::new(Refusal { error, chat: chat.cloned(), target: target.cloned() })
     };
     let parsed = parse_chat(api, body).map_err(|e| refuse(e, None, None))?;
     let mut chat = parsed.request.clone();
+    let mut routed = false;
+    if api != Api::GeminiGenerateContent {
+        if let Some(m) = choice.model {
+            chat.model = m.to_string();
+        } else if chat.model == tollgate_protocol::routing::AUTO {
+            let Some(r) = choice.auto else {
+                let e = GatewayError::bad_request(
+                    "auto_route_unavailable",
+                    "The model 'auto' needs a feature (x-tollgate-feature) whose routing policy has chosen a model.",
+                );
+                return Err(refuse(e.with_param("model"), Some(&chat), None));
+            };
+            chat.model = r.model.clone();
+            routed = true;
+        } else if let Some(r) = choice.auto.filter(|r| r.bind) {
+            chat.model = r.model.clone();
+            routed = true;
+        }
+    }
     // Gemini's native API names the model and streaming in the path; its
     // model ids are routed as they are or as `google/<id>`.
     let mut google = None;
@@ -178,7 +226,8 @@ pub fn plan(
             }
         }
     }
-    Ok(Plan { chat, target, worst, body, headers, cluster: provider.cluster.clone(), translate })
+    let fallbacks = resolved.fallbacks.to_vec();
+    Ok(Plan { chat, target, worst, body, headers, cluster: provider.cluster.clone(), translate, json_repair: resolved.json_repair, fallbacks, routed })
 }
 
 #[cfg(test)]

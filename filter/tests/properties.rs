@@ -132,6 +132,19 @@ proptest! {
     }
 
     #[test]
+    fn a_named_prompt_renders_to_json_whatever_the_variables(value in ".{0,200}", extra in prop::collection::vec(any::<u8>(), 0..64)) {
+        let reg: tollgate_protocol::prompts::PromptsDoc = serde_json::from_str(r#"{"seq": 1, "prompts": [{"name": "p", "labels": {"production": 1},
+            "versions": [{"version": 1, "hash": "00000000", "system": "S", "messages": [{"role": "user", "content": "a {{x}} b"}]}]}]}"#).unwrap();
+        let reg = tollgate_filter::prompts::Registry::from_doc(reg);
+        let body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": String::from_utf8_lossy(&extra)}],
+                                      "tollgate_prompt": {"name": "p", "variables": {"x": value}}});
+        let out = tollgate_filter::prompts::render(Api::OpenAiChat, &serde_json::to_vec(&body).unwrap(), Some(&reg)).unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
+        prop_assert_eq!(v["messages"][1]["content"].as_str().unwrap(), format!("a {value} b"));
+        prop_assert!(v.get("tollgate_prompt").is_none());
+    }
+
+    #[test]
     fn arbitrary_bodies_never_panic(api in api(), bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
         let _ = parse_json_response(api, &bytes);
         let text = String::from_utf8_lossy(&bytes);
@@ -161,6 +174,19 @@ proptest! {
                 let _ = g.finish();
             }
         }
+        // prompt rendering and prefix fingerprints on the same bytes
+        let reg: tollgate_protocol::prompts::PromptsDoc = serde_json::from_str(r#"{"seq": 1, "prompts": [{"name": "p", "labels": {"production": 1},
+            "versions": [{"version": 1, "hash": "00000000", "system": "S", "messages": [{"role": "user", "content": "{{x}}"}]}]}]}"#).unwrap();
+        let reg = tollgate_filter::prompts::Registry::from_doc(reg);
+        if let Ok(Some(r)) = tollgate_filter::prompts::render(api, &bytes, Some(&reg)) {
+            prop_assert!(serde_json::from_slice::<serde_json::Value>(&r.body).is_ok(), "a rendered body is JSON");
+        }
+        if let Some(f) = tollgate_filter::fingerprint::fingerprint(api, &bytes, 1) {
+            prop_assert!(f.blocks.len() <= tollgate_filter::fingerprint::MAX_BLOCKS);
+            let _ = f.verdict(&tollgate_filter::fingerprint::decode(&bytes));
+            let _ = tollgate_filter::fingerprint::updated(&f, &bytes);
+        }
+        let _ = tollgate_filter::fingerprint::markers(api, &bytes);
         for d in [Direction::OpenAiToAnthropic, Direction::AnthropicToOpenAi] {
             let _ = d.answer(&bytes, 200, 0);
             let _ = d.answer(&bytes, 500, 0);

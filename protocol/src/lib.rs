@@ -9,7 +9,8 @@
 //!   (`POST /v1/usage`) and its acknowledgement;
 //! - [`usage`]: normalised token counts; [`Api`]: the client APIs;
 //! - [`guard`]: a guardrail policy and its validation;
-//! - [`json`]: refusing a JSON document with a member twice;
+//! - [`json`]: refusing a JSON document with a member twice; [`jsonfix`]:
+//!   whether an answer is the JSON its request asked for (filter and evaluations);
 //! - [`prompts`]: the prompt registry (versions, labels, templates);
 //! - [`keys`]: how a virtual key is hashed (the service stores hashes the
 //!   filter compares); [`format`]: money and time as text; [`text`]: how
@@ -22,9 +23,11 @@ mod api;
 pub mod format;
 pub mod guard;
 pub mod json;
+pub mod jsonfix;
 pub mod prompts;
 pub mod keys;
 pub mod record;
+pub mod routing;
 pub mod scope;
 pub mod state;
 pub mod text;

@@ -115,7 +115,60 @@ pub struct UsageRecord {
     /// prefix, when the filter can tell (docs/caching.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_miss: Option<CacheMiss>,
+    /// A request that asked for JSON (`response_format`): whether the
+    /// answer was one JSON value matching its schema (docs/json.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_check: Option<JsonCheck>,
+    /// The upstream attempts that failed before the one that answered
+    /// (fallbacks), oldest first; empty when the first one answered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+    /// Why the model was chosen when the gateway chose it (`auto` routing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routed_by: Option<String>,
+    /// A sampled request and its answer, for evaluations (opt-in per
+    /// feature or route; after guardrail redaction). The control service
+    /// keeps it apart from the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<Capture>,
 }
+
+/// A captured request (JSON text, as sent upstream in the client's API)
+/// and its answer (JSON text, as the provider gave it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capture {
+    pub request: String,
+    pub response: String,
+}
+
+/// The largest capture a record may carry, each side.
+pub const MAX_CAPTURE_BYTES: usize = 256 * 1024;
+
+/// The JSON check of an answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonCheck {
+    pub valid: bool,
+    /// The gateway removed fences or text around the value (`json_repair`).
+    pub repaired: bool,
+    /// The first mismatch: a path and a reason, never a value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// An upstream attempt that failed (and was not charged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attempt {
+    pub provider: String,
+    pub model: String,
+    /// The status the attempt ended with (Envoy's for a timeout or a refused connection).
+    pub status: u16,
+}
+
+/// Most attempts a record lists.
+pub const MAX_ATTEMPTS: usize = 8;
 
 /// A prompt-cache miss the filter explains.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,6 +352,22 @@ impl UsageRecord {
         if self.cache_miss.as_ref().is_some_and(|c| c.check().is_err()) {
             self.cache_miss = None;
         }
+        if let Some(j) = &mut self.json_check {
+            if let Some(e) = &mut j.error {
+                c(e, 256);
+            }
+        }
+        self.attempts.truncate(MAX_ATTEMPTS);
+        for a in &mut self.attempts {
+            c(&mut a.provider, MAX_NAME);
+            c(&mut a.model, MAX_NAME);
+        }
+        if let Some(r) = &mut self.routed_by {
+            c(r, 256);
+        }
+        if self.capture.as_ref().is_some_and(|k| k.request.len() > MAX_CAPTURE_BYTES || k.response.len() > MAX_CAPTURE_BYTES) {
+            self.capture = None;
+        }
         for s in &mut self.budget_scopes {
             c(&mut s.id, MAX_NAME);
         }
@@ -371,6 +440,27 @@ impl UsageRecord {
         }
         if let Some(c) = &self.cache_miss {
             c.check()?;
+        }
+        if self.json_check.as_ref().and_then(|j| j.error.as_ref()).is_some_and(|e| e.len() > 256 || e.chars().any(char::is_control)) {
+            return Err("json_check.error: at most 256 characters, no control characters".into());
+        }
+        if self.attempts.len() > MAX_ATTEMPTS {
+            return Err(format!("attempts: more than {MAX_ATTEMPTS}"));
+        }
+        for a in &self.attempts {
+            text("attempts", &a.provider, MAX_NAME)?;
+            text("attempts", &a.model, MAX_NAME)?;
+        }
+        if let Some(r) = &self.routed_by {
+            text("routed_by", r, 256)?;
+        }
+        if let Some(c) = &self.capture {
+            if c.request.len() > MAX_CAPTURE_BYTES || c.response.len() > MAX_CAPTURE_BYTES {
+                return Err(format!("capture: more than {MAX_CAPTURE_BYTES} bytes a side"));
+            }
+            if serde_json::from_str::<serde::de::IgnoredAny>(&c.request).is_err() || serde_json::from_str::<serde::de::IgnoredAny>(&c.response).is_err() {
+                return Err("capture: request and response must be JSON".into());
+            }
         }
         Ok(())
     }

@@ -88,6 +88,9 @@ pub struct StateDoc {
     /// when newer than an Envoy's); 0 = empty.
     #[serde(default)]
     pub prompts_seq: u64,
+    /// The auto router's change sequence (`GET /v1/routing/current`).
+    #[serde(default)]
+    pub routing_seq: u64,
     pub budgets: Vec<BudgetDoc>,
 }
 

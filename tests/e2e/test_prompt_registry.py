@@ -138,3 +138,31 @@ def test_history_diff_and_the_registry_api(stack, registry):
     assert status == 200 and doc["prompts"][0]["name"] == "support"
     status, _ = stack.control.api("POST", "/v1/prompts/x/versions", {"system": "x"}, token=sm.FILTER_TOKEN)
     assert status in (401, 403)
+
+
+def test_hostile_input_to_the_registry_and_to_requests_naming_prompts(stack, client, registry):
+    # names that are paths, control characters or too long are refused
+    for name in ("..%2F..%2Fetc", "a%0Ab", "x" * 65, "%E2%80%AE"):
+        status, _ = stack.control.api("POST", f"/v1/prompts/{name}/versions", {"system": "x"})
+        assert status in (400, 404), name
+    status, body = stack.control.api("POST", "/v1/prompts/big/versions", {"system": "x" * (300 * 1024)})
+    assert status == 400 and "content" in body["error"]["message"]
+    r = requests.post(stack.control.url + "/v1/prompts/dup/versions", data=b'{"system": "a", "system": "b"}',
+                      headers={"authorization": f"Bearer {sm.ADMIN_TOKEN}"}, timeout=10)
+    assert r.status_code == 400 and "twice" in r.text
+    # a request naming the prompt twice, or with a lone surrogate, or messages that are not a list
+    raw = (b'{"model":"cheap","messages":[],"tollgate_prompt":{"name":"support","variables":{"customer":"a"}},'
+           b'"tollgate_prompt":{"name":"other"}}')
+    r = client.post("/v1/chat/completions", raw=raw)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "duplicate_key"
+    raw = b'{"model":"cheap","messages":[],"tollgate_prompt":{"name":"support","variables":{"customer":"\\ud800"}}}'
+    r = client.post("/v1/chat/completions", raw=raw)
+    assert r.status_code == 400
+    r = client.post("/v1/chat/completions", {"model": "cheap", "messages": "hi",
+                                             "tollgate_prompt": {"name": "support", "variables": {"customer": "a"}}})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_type"
+    # a variable value with control characters and braces goes in as text, JSON-escaped
+    r = ask(client, variables={"customer": "{{customer}}\u0000\u001b[2J\"}"})
+    assert r.status_code == 200, r.text
+    assert last_upstream(stack)["messages"][1]["content"] == "Customer {{customer}}\u0000\u001b[2J\"} writes:"
+    assert ask(client).status_code == 200, "the worker serves on"

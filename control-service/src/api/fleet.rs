@@ -79,11 +79,12 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
         let keys_seq = store.keys_seq()?;
         let guardrails_seq = store.guard_policy_seq()?;
         let prompts_seq = store.prompts_seq()?;
+        let routing_seq = store.routing_seq()?;
         match node {
             // An Envoy: grant it its share (durably) and return it.
             Some(n) => {
                 let g = store.grant(&n, now, ttl)?;
-                Ok(StateDoc { seq: g.seq, generated_ms: now, nodes_active: g.nodes_active, keys_seq, guardrails_seq, prompts_seq, budgets: g.budgets })
+                Ok(StateDoc { seq: g.seq, generated_ms: now, nodes_active: g.nodes_active, keys_seq, guardrails_seq, prompts_seq, routing_seq, budgets: g.budgets })
             }
             // Anyone else (an admin looking): the fleet view, no shares.
             None => {
@@ -95,7 +96,7 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
                     }
                 }
                 let nodes_active = store.nodes_active(now, ttl)?;
-                Ok(StateDoc { seq, generated_ms: now, nodes_active, keys_seq, guardrails_seq, prompts_seq, budgets })
+                Ok(StateDoc { seq, generated_ms: now, nodes_active, keys_seq, guardrails_seq, prompts_seq, routing_seq, budgets })
             }
         }
     })

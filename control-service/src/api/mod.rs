@@ -23,6 +23,7 @@ use crate::{log_event, now_ms};
 mod alerts;
 mod audit;
 mod budgets;
+mod evals;
 mod fleet;
 mod keys;
 mod metrics;
@@ -37,6 +38,7 @@ pub use audit::audit_retention_loop;
 pub use budgets::budget_doc;
 use audit::*;
 use budgets::*;
+use evals::*;
 use fleet::*;
 use keys::*;
 use metrics::*;
@@ -199,6 +201,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/reports/movers", get(report_movers))
         .route("/v1/reports/monthly", get(report_monthly))
         .route("/v1/reports/cache-misses", get(report_cache_misses))
+        .route("/v1/reports/json-compliance", get(report_json_compliance))
+        .route("/v1/eval-sets", get(eval_sets))
+        .route("/v1/eval-sets/{feature}", get(eval_set).delete(eval_set_delete))
+        .route("/v1/eval-sets/{feature}/items/{id}", axum::routing::delete(eval_item_delete))
+        .route("/v1/evals", post(eval_start).get(eval_list))
+        .route("/v1/evals/{id}", get(eval_get))
+        .route("/v1/routing", get(routing_list))
+        .route("/v1/routing/current", get(routing_current))
+        .route("/v1/routing/{feature}", get(routing_get).put(routing_put))
+        .route("/v1/routing/{feature}/promote", post(routing_promote))
         .route("/v1/audit", get(audit_summary).delete(audit_purge))
         .route("/v1/audit/findings", get(audit_findings))
         .route("/v1/guardrails", get(guardrails_get).put(guardrails_put).delete(guardrails_clear))

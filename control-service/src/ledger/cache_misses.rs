@@ -92,7 +92,7 @@ pub fn check_drops(tx: &mut dyn Tx, now_ms: u64, rule: DropRule) -> Result<u64> 
     let mut per: Vec<(String, String, u64, u64)> = Vec::new();
     for r in &rows {
         let (cached, reported) = (r.u64(3)?, r.u64(4)?);
-        per.push((r.text(0)?, r.text(1)?, r.u64(2)?, if reported == 0 { 0 } else { cached.saturating_mul(1000) / reported }));
+        per.push((r.text(0)?, r.text(1)?, r.u64(2)?, cached.saturating_mul(1000).checked_div(reported).unwrap_or(0)));
     }
     let mut new = 0;
     for pair in per.windows(2) {

@@ -102,9 +102,10 @@ pub fn batch(tx: &mut dyn Tx, node: &str, records: &[UsageRecord], raw: Option<&
         }
         let texts: Vec<std::borrow::Cow<'_, str>> = fresh
             .iter()
-            .map(|(idx, r)| match raw.and_then(|raw| raw.get(*idx)) {
+            .map(|(idx, r)| match raw.and_then(|raw| raw.get(*idx)).filter(|_| r.capture.is_none()) {
                 Some(t) => std::borrow::Cow::Borrowed(*t),
-                None => std::borrow::Cow::Owned(serde_json::to_string(r).unwrap_or_default()),
+                // A capture is kept apart (eval_items), not in the record's text.
+                None => std::borrow::Cow::Owned(serde_json::to_string(&UsageRecord { capture: None, ..(*r).clone() }).unwrap_or_default()),
             })
             .collect();
         let mut args: Vec<Arg<'_>> = Vec::with_capacity(fresh.len() * PER_ROW);
@@ -148,6 +149,7 @@ pub fn batch(tx: &mut dyn Tx, node: &str, records: &[UsageRecord], raw: Option<&
             accepted += 1;
             super::audit::insert(tx, r)?;
             super::cache_misses::insert(tx, r)?;
+            super::evals::insert(tx, r)?;
             let fx = record_effects(&budgets, r);
             for k in fx.denied_by {
                 touched.entry(k).or_insert((0, 0, false)).2 = true;

@@ -7,10 +7,12 @@
 //! `reports.rs` (spend and grouped reports), `requests.rs` (increase
 //! requests and alert delivery), `audit.rs` (guardrails: the audit trail
 //! and the fleet's policy), `prompts.rs` (the prompt registry),
-//! `cache_misses.rs` (why prompt caches were cold).
+//! `cache_misses.rs` (why prompt caches were cold), `evals.rs` (JSON
+//! compliance, evaluation sets and runs, the auto router).
 
 mod audit;
 mod cache_misses;
+mod evals;
 mod prompts;
 mod budgets;
 mod ingest;
@@ -182,5 +184,51 @@ impl<D: Db> Store for Ledger<D> {
     }
     fn cache_alert_attempted(&self, id: i64, ok: bool, error: Option<&str>, next_attempt_ms: u64, now_ms: u64) -> Result<()> {
         self.db.run(TxKind::Write, |tx| cache_misses::alert_attempted(tx, id, ok, error, next_attempt_ms, now_ms))
+    }
+
+    fn json_compliance(&self, from_ms: u64, to_ms: u64) -> Result<Vec<JsonCompliance>> {
+        self.db.run(TxKind::Read, |tx| evals::json_compliance(tx, from_ms, to_ms))
+    }
+    fn eval_items(&self, feature: &str, limit: u32) -> Result<Vec<EvalItem>> {
+        self.db.run(TxKind::Read, |tx| evals::items(tx, feature, limit))
+    }
+    fn eval_sets(&self) -> Result<Vec<EvalSet>> {
+        self.db.run(TxKind::Read, evals::sets)
+    }
+    fn delete_eval_items(&self, feature: Option<&str>, before_ms: Option<u64>, id: Option<i64>) -> Result<u64> {
+        self.db.run(TxKind::Write, |tx| evals::delete_items(tx, feature, before_ms, id))
+    }
+    fn create_eval(&self, feature: &str, candidate: &str, judge: Option<&str>, report: &serde_json::Value, now_ms: u64) -> Result<EvalRun> {
+        self.db.run(TxKind::Write, |tx| evals::create_eval(tx, feature, candidate, judge, report, now_ms))
+    }
+    fn finish_eval(&self, id: i64, status: &str, report: &serde_json::Value, now_ms: u64) -> Result<()> {
+        self.db.run(TxKind::Write, |tx| evals::finish_eval(tx, id, status, report, now_ms))
+    }
+    fn get_eval(&self, id: i64) -> Result<Option<EvalRun>> {
+        self.db.run(TxKind::Read, |tx| evals::get_eval(tx, id))
+    }
+    fn evals(&self, feature: Option<&str>, limit: u32) -> Result<Vec<EvalRun>> {
+        self.db.run(TxKind::Read, |tx| evals::evals(tx, feature, limit))
+    }
+    fn feature_requests(&self, feature: &str, from_ms: u64) -> Result<u64> {
+        self.db.run(TxKind::Read, |tx| evals::feature_requests(tx, feature, from_ms))
+    }
+    fn set_routing_policy(&self, feature: &str, policy: &serde_json::Value, now_ms: u64) -> Result<()> {
+        self.db.run(TxKind::Write, |tx| evals::set_policy(tx, feature, policy, now_ms))
+    }
+    fn routing_policy(&self, feature: &str) -> Result<Option<RoutingPolicyRow>> {
+        self.db.run(TxKind::Read, |tx| evals::policy(tx, feature))
+    }
+    fn routing_policies(&self) -> Result<Vec<RoutingPolicyRow>> {
+        self.db.run(TxKind::Read, evals::policies)
+    }
+    fn choose_route(&self, feature: &str, model: Option<&str>, reason: &str, by: &str, now_ms: u64) -> Result<u64> {
+        self.db.run(TxKind::Write, |tx| evals::choose(tx, feature, model, reason, by, now_ms))
+    }
+    fn routing_current(&self) -> Result<tollgate_protocol::routing::RoutingDoc> {
+        self.db.run(TxKind::Read, evals::routing_current)
+    }
+    fn routing_seq(&self) -> Result<u64> {
+        self.db.run(TxKind::Read, evals::routing_seq)
     }
 }

@@ -8,7 +8,7 @@ use proxy_wasm::types::Action;
 
 use super::host::{self, REQUEST_BODY, REQUEST_HEADERS, RESPONSE_BODY, RESPONSE_HEADERS};
 use super::{awaiting_body, body_arrived, current_state, enqueue_record, next_request_id, now_ms, record_metrics, report_vm_memory, shared_key, HostCounters};
-use crate::admission::{self, Decision, Reservation, Situation};
+use crate::admission::{self, Decision, Reservation};
 use crate::record::BudgetDecision;
 use tollgate_protocol::scope::Scope;
 use crate::budget::Amount;
@@ -122,6 +122,27 @@ enum Reader {
     Unreadable { bytes: u64 },
 }
 
+mod fallback;
+
+/// The cost headers of a record: always cost, input, cached input and
+/// output; cache writes and reasoning tokens only when non-zero (each
+/// header is a host call).
+fn cost_header_values(rec: &UsageRecord) -> Vec<(&'static str, String)> {
+    let u = &rec.usage;
+    [
+        ("x-tollgate-cost-micros", rec.cost_micros, true),
+        ("x-tollgate-input-tokens", u.input_tokens, true),
+        ("x-tollgate-cached-input-tokens", u.cached_input_tokens, true),
+        ("x-tollgate-output-tokens", u.output_tokens, true),
+        ("x-tollgate-cache-write-tokens", u.cache_write_tokens, false),
+        ("x-tollgate-reasoning-tokens", u.reasoning_tokens, false),
+    ]
+    .into_iter()
+    .filter(|(_, v, always)| *always || *v > 0)
+    .map(|(k, v, _)| (k, v.to_string()))
+    .collect()
+}
+
 /// Per-request state.
 pub(super) struct TollgateHttp {
     config: Option<Rc<Config>>,
@@ -171,9 +192,26 @@ pub(super) struct TollgateHttp {
     answer_guard: Option<crate::guard::answer::AnswerGuard>,
     /// The prefix compared with recent requests, and an ineffective cache marker.
     cache_verdict: Option<(crate::fingerprint::Verdict, crate::fingerprint::Markers)>,
+    /// The route repairs JSON answers; what the check found.
+    json_repair: bool,
+    json_check: Option<tollgate_protocol::record::JsonCheck>,
+    /// Fallbacks still to try, the body as the client sent it (for them),
+    /// the attempts that failed, and the fallback call in flight.
+    fallbacks: std::collections::VecDeque<String>,
+    client_body: Option<Vec<u8>>,
+    attempts: Vec<tollgate_protocol::record::Attempt>,
+    fallback_call: Option<u32>,
+    /// Why the gateway chose the model (auto router).
+    routed_by: Option<String>,
+    /// A request sampled for evaluations (its answer added when it comes).
+    capture: Option<tollgate_protocol::record::Capture>,
 }
 
-impl Context for TollgateHttp {}
+impl Context for TollgateHttp {
+    fn on_http_call_response(&mut self, token: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        self.on_fallback_answer(token, body_size);
+    }
+}
 
 /// A tag header's value: trimmed, at most 128 visible ASCII characters.
 fn tag_value(v: Option<Vec<u8>>) -> Result<Option<String>, ()> {
@@ -231,6 +269,14 @@ impl TollgateHttp {
             answer_seed: None,
             answer_guard: None,
             cache_verdict: None,
+            json_repair: false,
+            json_check: None,
+            fallbacks: Default::default(),
+            client_body: None,
+            attempts: Vec::new(),
+            fallback_call: None,
+            routed_by: None,
+            capture: None,
         }
     }
 
@@ -414,7 +460,10 @@ impl TollgateHttp {
             Ok(None) => false,
             Err(e) => return self.reject(e),
         };
-        let plan = match route::plan(cfg, &key, api, &body, &self.path, self.headers.has_anthropic_version) {
+        // The auto router's pick for this feature (a lookup in what the control service synced).
+        let routing = super::synced::routing();
+        let auto = self.feature.as_deref().and_then(|f| routing.as_ref()?.features.get(f));
+        let plan = match route::plan_for(cfg, &key, api, &body, &self.path, self.headers.has_anthropic_version, route::Choice { model: None, auto }) {
             Ok(p) => p,
             Err(r) => {
                 self.chat = r.chat;
@@ -425,7 +474,16 @@ impl TollgateHttp {
         self.chat = Some(plan.chat.clone());
         self.target = Some(plan.target.clone());
         self.translate = plan.translate;
+        self.json_repair = plan.json_repair;
+        if let (true, Some(r)) = (plan.routed, auto) {
+            self.routed_by = Some(format!("auto: {}", r.reason));
+        }
         let mut plan = plan;
+        // Alternatives are planned from the body as the client sent it (or as rendered).
+        self.fallbacks = std::mem::take(&mut plan.fallbacks).into();
+        if !self.fallbacks.is_empty() {
+            self.client_body = Some(body.clone());
+        }
         // Guardrails look at exactly what would go upstream.
         if let Some(policy) = super::synced::guard_policy(cfg) {
             let sent = plan.body.as_deref().unwrap_or(&body);
@@ -451,6 +509,16 @@ impl TollgateHttp {
                     route: plan.target.route.clone(),
                 };
                 self.answer_seed = Some((policy, owner, placeholders));
+            }
+        }
+        // Sampled for evaluations: the request as sent (after redaction), in the client's API.
+        if let Some(c) = &cfg.capture {
+            let sent = plan.body.as_deref().unwrap_or(&body);
+            let chat_like = matches!(api, Api::OpenAiChat | Api::AnthropicMessages);
+            if chat_like && plan.translate.is_none() && !plan.chat.stream && sent.len() <= c.max_bytes
+                && c.wants(self.feature.as_deref(), &plan.target.route, &self.request_id)
+            {
+                self.capture = std::str::from_utf8(sent).ok().map(|r| tollgate_protocol::record::Capture { request: r.to_string(), response: String::new() });
             }
         }
         // Budgets: reserve the worst case against every budgeted scope.
@@ -540,6 +608,10 @@ impl TollgateHttp {
             budget_decision: self.budget_decision,
             guardrails: self.guardrails_for_record(),
             cache_miss: None,
+            json_check: self.json_check.clone(),
+            attempts: self.attempts.clone(),
+            routed_by: self.routed_by.clone(),
+            capture: self.capture.clone().filter(|c| !c.response.is_empty()),
         }
         .bounded()
     }
@@ -548,19 +620,10 @@ impl TollgateHttp {
     /// ([`admission::admit`]), or answers 429 (exhausted) / 503 (fail
     /// closed) and returns the action.
     fn admit(&mut self, cfg: &Config, key: &KeyInfo, worst: Amount) -> Result<(), Action> {
-        let Some(ctl) = &cfg.control else { return Ok(()) };
-        let (view, meta) = self.state();
-        let ok_ms = meta.map(|m| m.ok_ms);
-        let now = now_ms(self);
-        let budgets = view.as_ref().map(|v| v.budgets_for(&key.id, &key.team, &self.project)).unwrap_or_default();
-        let situation = Situation {
-            budgets: &budgets,
-            stale: ok_ms.is_none_or(|ok| now.saturating_sub(ok) > ctl.stale_after_ms),
-            have_state: view.is_some(),
-            failure_mode: ctl.failure_mode,
-            now_ms: now,
-        };
-        match admission::admit(&HostCounters, &situation, worst) {
+        if cfg.control.is_none() {
+            return Ok(());
+        }
+        match self.admission(cfg, key, worst) {
             Decision::Unchecked { decision } => {
                 self.budget_decision = decision;
                 Ok(())
@@ -694,20 +757,8 @@ impl TollgateHttp {
     }
 
     fn add_cost_headers(&self, rec: &UsageRecord) {
-        let u = &rec.usage;
-        // Always: cost, input, cached input, output. Only when non-zero:
-        // cache writes and reasoning tokens (each header is a host call).
-        for (k, v, always) in [
-            ("x-tollgate-cost-micros", rec.cost_micros, true),
-            ("x-tollgate-input-tokens", u.input_tokens, true),
-            ("x-tollgate-cached-input-tokens", u.cached_input_tokens, true),
-            ("x-tollgate-output-tokens", u.output_tokens, true),
-            ("x-tollgate-cache-write-tokens", u.cache_write_tokens, false),
-            ("x-tollgate-reasoning-tokens", u.reasoning_tokens, false),
-        ] {
-            if always || v > 0 {
-                self.set_response_header(k, &v.to_string());
-            }
+        for (k, v) in cost_header_values(rec) {
+            self.set_response_header(k, &v);
         }
     }
 
@@ -819,6 +870,14 @@ impl HttpContext for TollgateHttp {
                 _ => {}
             }
         }
+        // A failure before any byte went out: the next alternative, if the route has one.
+        if fallback::retryable(self.status) && !self.fallbacks.is_empty() {
+            if let Some(cfg) = self.config.clone() {
+                if self.try_fallback(&cfg, self.status) {
+                    return Action::Pause;
+                }
+            }
+        }
         self.set_response_header("x-tollgate-request-id", &self.request_id);
         for (k, v) in &self.budget_headers {
             self.set_response_header(k, v);
@@ -863,7 +922,8 @@ impl HttpContext for TollgateHttp {
             self.reader = Reader::Stream { tracker, inflater };
             return Action::Continue;
         }
-        if cfg.cost_headers || self.translate.is_some() || self.answer_guard.is_some() {
+        let wants_json = self.chat.as_ref().is_some_and(|c| c.json.is_some());
+        if cfg.cost_headers || self.translate.is_some() || self.answer_guard.is_some() || wants_json || self.capture.is_some() {
             // Hold the headers until the body (and so the cost, and the
             // translated or guarded body's length) is known.
             self.reader = Reader::Held { inflater };
@@ -876,6 +936,9 @@ impl HttpContext for TollgateHttp {
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.phase != Phase::Upstream {
             return Action::Continue;
+        }
+        if let Some(held) = self.holding_for_fallback() {
+            return held;
         }
         let Some(cfg) = self.config.clone() else {
             return Action::Continue;
@@ -930,10 +993,25 @@ impl HttpContext for TollgateHttp {
                         (Some(d), false) => d.answer(&body, self.status, now_ms(self) / 1000),
                         _ => None,
                     };
+                    // The captured answer: the provider's, before anything is restored in it.
+                    if let (Some(c), false, true) = (self.capture.as_mut(), compressed, (200..300).contains(&self.status)) {
+                        let answer = new.as_deref().unwrap_or(&body);
+                        if answer.len() <= cfg.capture.as_ref().map_or(0, |k| k.max_bytes) {
+                            c.response = String::from_utf8_lossy(answer).into_owned();
+                        }
+                    }
                     if let Some(g) = self.answer_guard.as_mut() {
                         if let Some(guarded) = g.json(new.as_deref().unwrap_or(&body)) {
                             new = Some(guarded);
                         }
+                    }
+                    // Asked for JSON: checked (and on a json_repair route, repaired).
+                    if let (Some(ask), false, true) = (self.chat.as_ref().and_then(|c| c.json.clone()), compressed, (200..300).contains(&self.status)) {
+                        let (checked, fixed) = crate::jsonfix::answer(new.as_deref().unwrap_or(&body), &ask, self.json_repair);
+                        if fixed.is_some() {
+                            new = fixed;
+                        }
+                        self.json_check = checked.map(|c| tollgate_protocol::record::JsonCheck { valid: c.valid, repaired: c.repaired, error: c.error });
                     }
                     if let Some(rec) = self.finish_json() {
                         if cfg.cost_headers {

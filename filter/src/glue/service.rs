@@ -27,8 +27,8 @@ pub(super) struct Service {
     poll_failures: u32,
     keys: KeySync,
     last_ok_ms: u64,
-    /// The guardrail policy and the prompt registry ([`super::synced`]).
-    synced: [super::synced::Synced; 2],
+    /// The guardrail policy, the prompt registry and the auto router ([`super::synced`]).
+    synced: [super::synced::Synced; 3],
 }
 
 /// Keys per `GET /v1/key-changes` page: 5,000 entries of a few hundred
@@ -50,7 +50,7 @@ impl Service {
             poll_failures: 0,
             keys: KeySync::new(KEY_PAGE),
             last_ok_ms: 0,
-            synced: [super::synced::Synced::guardrails(), super::synced::Synced::prompts()],
+            synced: [super::synced::Synced::guardrails(), super::synced::Synced::prompts(), super::synced::Synced::routing()],
         }
     }
 
@@ -238,6 +238,7 @@ impl Service {
                 self.keys.on_state(doc.keys_seq);
                 self.synced[0].want(doc.guardrails_seq);
                 self.synced[1].want(doc.prompts_seq);
+                self.synced[2].want(doc.routing_seq);
                 self.reflect(doc.seq);
                 self.poll_ok(now);
             }

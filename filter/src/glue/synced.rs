@@ -1,6 +1,6 @@
 //! Documents the control service hands to every Envoy besides the budget
-//! state and the keys: the guardrail policy (`PUT /v1/guardrails`) and the
-//! prompt registry. The state document names each one's change number;
+//! state and the keys: the guardrail policy (`PUT /v1/guardrails`), the
+//! prompt registry and the auto router's picks. The state document names each one's change number;
 //! the background service fetches a newer one into shared data (checked
 //! first: a document a worker could not use is never stored) with its
 //! number beside it, and every worker reads the number on its tick (twice
@@ -15,6 +15,7 @@ use std::time::Duration;
 use proxy_wasm::traits::Context;
 use tollgate_protocol::guard::GuardrailsDoc;
 use tollgate_protocol::prompts::PromptsDoc;
+use tollgate_protocol::routing::RoutingDoc;
 
 use super::host;
 use crate::config::{Config, Control};
@@ -40,6 +41,10 @@ impl Synced {
 
     pub(super) fn prompts() -> Synced {
         Synced { what: "prompt registry", path: "/v1/prompts/current", key: PROMPTS_KEY, check: check_prompts, held: 0, wanted: 0, token: None }
+    }
+
+    pub(super) fn routing() -> Synced {
+        Synced { what: "auto router", path: "/v1/routing/current", key: ROUTING_KEY, check: check_routing, held: 0, wanted: 0, token: None }
     }
 
     /// The change this Envoy holds.
@@ -106,6 +111,7 @@ fn seq_key(key: &str) -> String {
 /// Shared-data entries: the documents as received.
 const GUARD_KEY: &str = "tollgate:v1:guardrails";
 const PROMPTS_KEY: &str = "tollgate:v1:prompts";
+const ROUTING_KEY: &str = "tollgate:v1:routing";
 
 /// The largest registry an Envoy takes (each worker holds it parsed).
 pub(super) const MAX_REGISTRY_BYTES: usize = 8 << 20;
@@ -114,6 +120,14 @@ fn check_guardrails(body: &[u8]) -> Result<u64, String> {
     let doc: GuardrailsDoc = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     if let Some(p) = doc.policy {
         Policy::build(p).map_err(|(f, m)| format!("guardrails.{f}: {m}"))?;
+    }
+    Ok(doc.seq)
+}
+
+fn check_routing(body: &[u8]) -> Result<u64, String> {
+    let doc: RoutingDoc = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    if let Some((f, _)) = doc.features.iter().find(|(_, r)| !crate::request::valid_model_name(&r.model)) {
+        return Err(format!("feature '{}' routes to an invalid model name", crate::text::clean_field(f, 64)));
     }
     Ok(doc.seq)
 }
@@ -133,6 +147,7 @@ type Held<T> = RefCell<(Option<Vec<u8>>, Option<Rc<T>>)>;
 thread_local! {
     static GUARD: Held<Policy> = const { RefCell::new((None, None)) };
     static PROMPTS: Held<Registry> = const { RefCell::new((None, None)) };
+    static ROUTING: Held<RoutingDoc> = const { RefCell::new((None, None)) };
 }
 
 /// Reads `key` again when its number moved (only the small entry otherwise).
@@ -152,6 +167,12 @@ pub(super) fn refresh() {
         reread(c, GUARD_KEY, |b| serde_json::from_slice::<GuardrailsDoc>(b).ok().and_then(|d| d.policy).and_then(|p| Policy::build(p).ok()))
     });
     PROMPTS.with(|c| reread(c, PROMPTS_KEY, |b| serde_json::from_slice::<PromptsDoc>(b).ok().map(Registry::from_doc)));
+    ROUTING.with(|c| reread(c, ROUTING_KEY, |b| serde_json::from_slice::<RoutingDoc>(b).ok()));
+}
+
+/// The auto router's picks this worker holds.
+pub(super) fn routing() -> Option<Rc<RoutingDoc>> {
+    ROUTING.with(|c| c.borrow().1.clone())
 }
 
 /// The guardrail policy for a request: the control service's, else the configuration's.

@@ -19,6 +19,8 @@
 //! - `x-mock-cut-after: N`: close the connection after N stream events (or
 //!   half-way through a JSON body).
 //! - `x-mock-output-tokens: N`: generate N output tokens (default 12, capped by max_tokens).
+//! - A last message `TASK: add A B` or `JUDGE: …` is answered by models of
+//!   different quality (tasks.rs): evaluations can tell them apart.
 //! - `x-mock-echo: 1`: answer with the last message's text, 3 characters a token;
 //!   `x-mock-say: TEXT`: answer with TEXT, the same way.
 //! - `x-mock-cached-tokens: N` / `x-mock-cache-write-tokens: N`: prompt-cache counts
@@ -53,6 +55,7 @@ mod hostile;
 mod prefix_cache;
 mod responses;
 mod strict;
+mod tasks;
 
 #[derive(Default)]
 struct Keys {
@@ -660,15 +663,18 @@ async fn handle(
         return err(400, "max_tokens: Field required");
     }
     let input = prompt_tokens(&req);
+    let last_text = {
+        let mut last = String::new();
+        if let Some(c) = req.get("messages").and_then(Value::as_array).and_then(|m| m.last()).and_then(|m| m.get("content")) {
+            content_text(c, &mut last);
+        }
+        last
+    };
+    let task = tasks::answer(&model, &last_text, tasks::wants_json(&req));
     let echo = match (header_str(&h, "x-mock-echo"), header_str(&h, "x-mock-say")) {
         (_, Some(say)) => Some(echo_pieces(say)),
-        (Some("1"), None) => {
-            let mut last = String::new();
-            if let Some(c) = req.get("messages").and_then(Value::as_array).and_then(|m| m.last()).and_then(|m| m.get("content")) {
-                content_text(c, &mut last);
-            }
-            Some(echo_pieces(&last))
-        }
+        _ if task.is_some() => task.as_deref().map(echo_pieces),
+        (Some("1"), None) => Some(echo_pieces(&last_text)),
         _ => None,
     };
     let wanted = match &echo {

@@ -43,14 +43,30 @@ struct Inner {
     order: VecDeque<u64>,
 }
 
-fn hash(scope: &str, bytes: &[u8]) -> u64 {
-    // FNV-1a: deterministic, no dependency; collisions only cost a wrong hit in a test mock.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in scope.as_bytes().iter().chain([0u8].iter()).chain(bytes) {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+/// FNV-1a: deterministic, no dependency; collisions only cost a wrong hit
+/// in a test mock. Running: the hash of every prefix in one pass.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new(scope: &str) -> Fnv {
+        let mut f = Fnv(0xcbf2_9ce4_8422_2325);
+        f.feed(scope.as_bytes());
+        f.feed(&[0]);
+        f
     }
-    h
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+fn hash(scope: &str, bytes: &[u8]) -> u64 {
+    let mut f = Fnv::new(scope);
+    f.feed(bytes);
+    f.0
 }
 
 impl PrefixCache {
@@ -78,8 +94,14 @@ impl PrefixCache {
         let tokens = (text.len() as u64) / 4;
         let mut cached = 0;
         let mut n = MIN_TOKENS;
+        // One pass: the running hash is each prefix's (a 1 MB prompt was quadratic).
+        let mut running = Fnv::new(scope);
+        let mut fed = 0usize;
         while n <= tokens {
-            let k = hash(scope, text.get(..(n * 4) as usize).unwrap_or(text));
+            let end = (n * 4) as usize;
+            running.feed(text.get(fed..end).unwrap_or_default());
+            fed = end;
+            let k = running.0;
             if self.hit(k, now) {
                 cached = n;
             }

@@ -1,0 +1,175 @@
+//! Fallbacks: when a route's upstream fails before the client got a byte
+//! — 429, 5xx, Envoy's own 503 for a refused connection or 504 for a
+//! timeout — the response is held and the route's next alternative is
+//! asked (an HTTP call from the filter: its provider format, credential
+//! and translation planned as for a first attempt, guardrails applied
+//! again); its answer replaces the failed one. The failed attempts cost
+//! nothing (provider errors are free) and are listed in the record; the
+//! budget reservation is moved to the alternative's worst case (denied:
+//! the client gets the original error); one answer is charged once.
+//! Streams are never retried once a byte went out — a failure is only seen
+//! at the response headers, before anything is sent. The alternative's
+//! stream arrives whole and is sent as one body.
+
+use std::time::Duration;
+
+use proxy_wasm::traits::Context;
+use proxy_wasm::types::Action;
+
+use super::super::host;
+use super::TollgateHttp;
+use crate::admission::{self, Decision};
+use crate::config::Config;
+use crate::record::Termination;
+use crate::route;
+use crate::usage::StreamTracker;
+use tollgate_protocol::record::Attempt;
+
+/// How long an alternative may take to answer.
+const FALLBACK_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Statuses worth another provider: rate limits and server-side failures.
+pub(super) fn retryable(status: u16) -> bool {
+    status == 429 || (500..=599).contains(&status)
+}
+
+impl TollgateHttp {
+    /// Records the failed attempt and asks the next alternative; true when
+    /// one was asked (the response must then be held).
+    pub(super) fn try_fallback(&mut self, cfg: &Config, status: u16) -> bool {
+        if let Some(t) = &self.target {
+            self.attempts.push(Attempt { provider: t.provider.clone(), model: t.upstream_model.clone(), status });
+        }
+        let (Some(api), Some(key), Some(body)) = (self.api, self.key.clone(), self.client_body.clone()) else { return false };
+        while let Some(model) = self.fallbacks.pop_front() {
+            let Ok(plan) = route::plan_for(cfg, &key, api, &body, &self.path, self.headers.has_anthropic_version, route::Choice { model: Some(&model), auto: None }) else {
+                log::debug!("[{}] fallback '{}' cannot serve this request; next", self.context_id, crate::text::clean_field(&model, 64));
+                continue;
+            };
+            let mut sent = plan.body.clone().unwrap_or_else(|| body.clone());
+            if let Some(policy) = super::super::synced::guard_policy(cfg) {
+                let who = crate::guard::Subject { key: &key.id, project: &self.project, team: &key.team, route: &plan.target.route };
+                let (outcome, error) = crate::guard::decide(&policy, who, &plan.target, &sent, &mut crate::guard::Placeholders::default());
+                if error.is_some() {
+                    continue;
+                }
+                if let Some(b) = outcome.body {
+                    sent = b;
+                }
+            }
+            // The reservation follows what will run.
+            if cfg.control.is_some() {
+                admission::settle(&super::HostCounters, &self.reservations, crate::budget::Amount::default());
+                self.reservations.clear();
+                match self.admission(cfg, &key, plan.worst) {
+                    Decision::Admitted { reservations, .. } => self.reservations = reservations,
+                    Decision::Unchecked { .. } => {}
+                    Decision::Denied { .. } => return false,
+                }
+            }
+            let length = sent.len().to_string();
+            let mut headers: Vec<(&str, &str)> = vec![(":method", "POST"), ("content-type", "application/json"), ("content-length", &length)];
+            for (k, v) in &plan.headers {
+                if k != "content-length" && *k != cfg.cluster_header {
+                    headers.push((k.as_str(), v.as_str()));
+                }
+            }
+            match self.dispatch_http_call(&plan.cluster, headers, Some(&sent), vec![], FALLBACK_TIMEOUT) {
+                Ok(token) => {
+                    log::debug!("[{}] upstream answered {status}: trying '{}'", self.context_id, plan.target.route);
+                    self.fallback_call = Some(token);
+                    self.chat = Some(plan.chat);
+                    self.target = Some(plan.target);
+                    self.translate = plan.translate;
+                    self.json_repair = plan.json_repair;
+                    return true;
+                }
+                Err(e) => log::warn!("[{}] cannot call fallback cluster '{}': {e:?}", self.context_id, plan.cluster),
+            }
+        }
+        false
+    }
+
+    /// The alternative answered: pass its answer on (or try the next one).
+    pub(super) fn on_fallback_answer(&mut self, token: u32, body_size: usize) {
+        if self.fallback_call != Some(token) {
+            return;
+        }
+        self.fallback_call = None;
+        let Some(cfg) = self.config.clone() else { return };
+        let headers = host::header_pairs(host::CALL_RESPONSE_HEADERS);
+        let header = |n: &[u8]| headers.iter().find(|(k, _)| k.as_slice() == n).map(|(_, v)| v.clone()).unwrap_or_default();
+        let status: u16 = std::str::from_utf8(&header(b":status")).ok().and_then(|s| s.parse().ok()).unwrap_or(502);
+        if retryable(status) && self.try_fallback(&cfg, status) {
+            return;
+        }
+        let body = host::buffer(host::CALL_RESPONSE_BODY, 0, body_size);
+        self.status = status;
+        self.upstream_responded = true;
+        let content_type = String::from_utf8_lossy(&header(b"content-type")).into_owned();
+        let (out, costs) = if content_type.starts_with("text/event-stream") {
+            let chat = self.chat.as_ref();
+            let strip = cfg.force_stream_usage && chat.is_some_and(|c| c.stream && !c.client_include_usage);
+            let mut tracker = StreamTracker::new(self.response_api(), strip);
+            if let Some(d) = self.translate {
+                tracker = tracker.translating(d.stream(super::now_ms(self) / 1000, chat.is_some_and(|c| c.client_include_usage)));
+            }
+            let mut out = tracker.push(&body);
+            out.extend_from_slice(&tracker.finish());
+            let rewrites = tracker.rewrites();
+            self.reader = super::Reader::Stream { tracker, inflater: None };
+            self.response_complete = true;
+            self.settle(Termination::Complete);
+            (if rewrites { out } else { body }, Vec::new())
+        } else {
+            self.reader = super::Reader::Json { collector: crate::response::JsonCollector::new(cfg.max_response_bytes), inflater: None };
+            self.feed_json(&body);
+            let mut new = match self.translate {
+                Some(d) => d.answer(&body, status, super::now_ms(self) / 1000),
+                None => None,
+            };
+            if let (Some(ask), true) = (self.chat.as_ref().and_then(|c| c.json.clone()), (200..300).contains(&status)) {
+                let (checked, fixed) = crate::jsonfix::answer(new.as_deref().unwrap_or(&body), &ask, self.json_repair);
+                if fixed.is_some() {
+                    new = fixed;
+                }
+                self.json_check = checked.map(|c| tollgate_protocol::record::JsonCheck { valid: c.valid, repaired: c.repaired, error: c.error });
+            }
+            let rec = self.finish_json();
+            let costs = rec.filter(|_| cfg.cost_headers).map(|r| super::cost_header_values(&r)).unwrap_or_default();
+            (new.unwrap_or(body), costs)
+        };
+        let mut reply: Vec<(&str, &str)> = vec![("content-type", if content_type.is_empty() { "application/json" } else { content_type.as_str() })];
+        reply.push(("x-tollgate-request-id", self.request_id.as_str()));
+        let (provider, model) = self.target.as_ref().map(|t| (t.provider.clone(), t.upstream_model.clone())).unwrap_or_default();
+        reply.push(("x-tollgate-provider", &provider));
+        reply.push(("x-tollgate-model", &model));
+        let attempts = self.attempts.len().to_string();
+        reply.push(("x-tollgate-fallback-attempts", &attempts));
+        for (k, v) in &costs {
+            reply.push((k, v.as_str()));
+        }
+        host::send_response(u32::from(status), &reply, &out);
+    }
+
+    /// The budgets' answer for `worst`, without replying.
+    pub(super) fn admission(&mut self, cfg: &Config, key: &crate::config::KeyInfo, worst: crate::budget::Amount) -> Decision {
+        let Some(ctl) = &cfg.control else { return Decision::Unchecked { decision: crate::record::BudgetDecision::Off } };
+        let (view, meta) = self.state();
+        let now = super::now_ms(self);
+        let budgets = view.as_ref().map(|v| v.budgets_for(&key.id, &key.team, &self.project)).unwrap_or_default();
+        let situation = admission::Situation {
+            budgets: &budgets,
+            stale: meta.map(|m| m.ok_ms).is_none_or(|ok| now.saturating_sub(ok) > ctl.stale_after_ms),
+            have_state: view.is_some(),
+            failure_mode: ctl.failure_mode,
+            now_ms: now,
+        };
+        admission::admit(&super::HostCounters, &situation, worst)
+    }
+
+    /// While an alternative is asked, the failed response stays held.
+    pub(super) fn holding_for_fallback(&self) -> Option<Action> {
+        self.fallback_call.map(|_| Action::Pause)
+    }
+}
