@@ -4,7 +4,7 @@
 
 use clap::{CommandFactory, Parser};
 use tollgate_control::cli::args::{Cli, Cmd, ReportCmd};
-use tollgate_control::cli::{budgets, keys, prompts, reports, serve, Client};
+use tollgate_control::cli::{budgets, evals, keys, prompts, reports, serve, Client};
 
 fn main() {
     let cli = match Cli::try_parse() {
@@ -39,6 +39,10 @@ fn main() {
                 Cmd::Guardrails(g) => reports::guardrails(&c, g),
                 Cmd::Prompts(p) => prompts::run(&c, p),
                 Cmd::CacheMisses(a) => reports::cache_misses(&c, a),
+                Cmd::Eval(e) => evals::eval(&c, e),
+                Cmd::EvalSets(e) => evals::eval_sets(&c, e),
+                Cmd::Routing(r) => evals::routing(&c, r),
+                Cmd::JsonCompliance => evals::json_compliance(&c),
                 Cmd::Serve(_) | Cmd::Key(_) | Cmd::Completions { .. } => {}
             }
         }

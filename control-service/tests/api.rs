@@ -193,7 +193,7 @@ async fn audit_findings_older_than_the_retention_go_on_schedule() {
         store.clone(),
         Settings { admin_token_hash: hash_key(ADMIN), filter_token_hash: hash_key(FILTER), webhook_url: None, node_ttl_ms: 60_000, filter_wasm: None },
     );
-    let sweep = tokio::spawn(tollgate_control::api::audit_retention_loop(st, 30));
+    let sweep = tokio::spawn(tollgate_control::api::audit_retention_loop(st, 30, 0));
     let all = AuditQuery { from_ms: 0, to_ms: now + 1, ..Default::default() };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {

@@ -335,14 +335,17 @@ class Stack:
                envoys, control_db, control_replicas) -> None:
         self.controls, self.envoys, self.mock = [], [], None
         self.access_log = Path(access_log) if access_log else self.workdir / "access.log"
+        # The first Envoy's port is known before the control service starts: it runs evaluations through it.
+        first_port = listen_port or free_port()
+        evals_env = {"TOLLGATE_EVAL_GATEWAY": f"http://127.0.0.1:{first_port}", "TOLLGATE_EVAL_KEY": "tg-demo-labs-key"}
         try:
             for i in range(control_replicas):
                 self.controls.append(Control(self.workdir, control_port if i == 0 else 0, webhook=webhook, db=control_db,
-                                             name=f"control{i}" if i else "control"))
+                                             name=f"control{i}" if i else "control", env=evals_env))
             self.control = self.controls[0]
             self.mock = Mock(mock_port, log_path=self.workdir / "mock.log")
             for i in range(envoys):
-                cfg = demo_config(listen_port if i == 0 and listen_port else free_port(),
+                cfg = demo_config(first_port if i == 0 else free_port(),
                                   admin_port if i == 0 and admin_port else free_port(), self.mock.port,
                                   access_log=str(self.access_log), plugin_patch=plugin_patch,
                                   control_port=self.control.port)

@@ -122,19 +122,34 @@ pub(super) async fn guardrails_clear(State(st): State<Arc<AppState>>, headers: H
 /// How often the retention sweep runs.
 const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Scheduled retention: findings older than `days` are removed, at start
-/// and then hourly (`--audit-retention-days`; 0 keeps them).
-pub async fn audit_retention_loop(st: Arc<AppState>, days: u64) {
-    if days == 0 {
+/// Scheduled retention: audit findings older than `audit_days` and
+/// captured evaluation requests older than `capture_days` are removed, at
+/// start and then hourly (0 keeps them).
+pub async fn audit_retention_loop(st: Arc<AppState>, audit_days: u64, capture_days: u64) {
+    if audit_days == 0 && capture_days == 0 {
         return;
     }
     loop {
-        let before = now_ms().saturating_sub(days.saturating_mul(DAY_MS));
+        let now = now_ms();
+        let before = |days: u64| (days > 0).then(|| now.saturating_sub(days.saturating_mul(DAY_MS)));
+        let (audit_before, capture_before) = (before(audit_days), before(capture_days));
         let store = st.store.clone();
-        match tokio::task::spawn_blocking(move || store.purge_audit(before)).await {
-            Ok(Ok(n)) if n > 0 => log_event("info", "audit_retention", json!({"before_ms": before, "removed": n, "days": days})),
+        let res = tokio::task::spawn_blocking(move || -> Result<(u64, u64), StoreError> {
+            let a = match audit_before {
+                Some(b) => store.purge_audit(b)?,
+                None => 0,
+            };
+            let c = match capture_before {
+                Some(b) => store.delete_eval_items(None, Some(b), None)?,
+                None => 0,
+            };
+            Ok((a, c))
+        })
+        .await;
+        match res {
+            Ok(Ok((a, c))) if a + c > 0 => log_event("info", "retention", json!({"audit_removed": a, "captures_removed": c})),
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => log_event("warn", "audit_retention_failed", json!({"error": e.to_string()})),
+            Ok(Err(e)) => log_event("warn", "retention_failed", json!({"error": e.to_string()})),
             Err(_) => {}
         }
         tokio::time::sleep(RETENTION_EVERY).await;

@@ -60,6 +60,17 @@ pub enum Cmd {
     /// The prompt registry: versions, labels, diffs
     #[command(subcommand, arg_required_else_help = true)]
     Prompts(PromptsCmd),
+    /// Evaluations: replay a feature's captured requests to a candidate model and score it
+    #[command(subcommand, arg_required_else_help = true)]
+    Eval(EvalCmd),
+    /// Evaluation sets captured from traffic: list, delete
+    #[command(subcommand, arg_required_else_help = true)]
+    EvalSets(EvalSetsCmd),
+    /// The auto router: per feature, the cheapest model whose evaluation passed
+    #[command(subcommand, arg_required_else_help = true)]
+    Routing(RoutingCmd),
+    /// JSON compliance per model, for requests that asked for JSON
+    JsonCompliance,
     /// Budget increase requests
     #[command(subcommand, arg_required_else_help = true)]
     Requests(RequestsCmd),
@@ -89,6 +100,9 @@ pub struct ServeArgs {
     /// Keep guardrail audit findings this many days (purged hourly; 0 = keep forever)
     #[arg(long, env = "TOLLGATE_AUDIT_RETENTION_DAYS", default_value_t = 365)]
     pub audit_retention_days: u64,
+    /// Keep requests captured for evaluations this many days (purged hourly; 0 = keep forever)
+    #[arg(long, env = "TOLLGATE_CAPTURE_RETENTION_DAYS", default_value_t = 90)]
+    pub capture_retention_days: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -310,6 +324,89 @@ pub enum PromptsCmd {
         from: Option<u32>,
         #[arg(long)]
         to: Option<u32>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EvalCmd {
+    /// Run one (and wait for its report unless --no-wait)
+    Run {
+        #[arg(long)]
+        feature: String,
+        /// The model to try (as a client would name it)
+        #[arg(long)]
+        candidate: String,
+        /// The judge model, compared pairwise with the incumbent's answer
+        #[arg(long)]
+        judge: Option<String>,
+        #[arg(long)]
+        rubric: Option<String>,
+        /// A regular expression every answer must match (repeatable)
+        #[arg(long)]
+        regex: Vec<String>,
+        /// The answer must equal the incumbent's
+        #[arg(long)]
+        exact: bool,
+        #[arg(long)]
+        max_items: Option<u32>,
+        /// The run's own budget in micro-dollars (default 1000000: $1)
+        #[arg(long)]
+        budget_micros: Option<u64>,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Runs, newest first
+    List {
+        #[arg(long)]
+        feature: Option<String>,
+    },
+    /// One run's report
+    Show { id: i64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EvalSetsCmd {
+    /// Every set, its size and age
+    List,
+    /// Delete a set's captured requests (all, or those before --before)
+    Delete {
+        feature: String,
+        #[arg(long)]
+        before: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RoutingCmd {
+    /// Set a feature's policy: candidates (cheapest passing wins), threshold
+    Set {
+        feature: String,
+        /// Comma-separated models
+        #[arg(long)]
+        candidates: String,
+        /// Pass rate a candidate must reach (0 to 1)
+        #[arg(long, default_value_t = 0.9)]
+        threshold: f64,
+        #[arg(long)]
+        min_items: Option<u64>,
+        /// Promote the pick when an evaluation finishes (else: approve with `promote`)
+        #[arg(long)]
+        auto_promote: bool,
+        /// Every request of the feature follows the pick, not only model "auto"
+        #[arg(long)]
+        bind: bool,
+    },
+    /// The policy, the pick, each candidate's evaluation and projected monthly saving
+    Show { feature: String },
+    /// Approve a model for the feature (or "none"); a rollback is promoting the previous one
+    Promote {
+        feature: String,
+        model: String,
+        /// Even without a qualifying evaluation
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 

@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod budgets;
+pub mod evals;
 pub mod import;
 pub mod keys;
 pub mod prompts;

@@ -49,7 +49,7 @@ fn settings() -> Settings {
 
 pub fn run(a: ServeArgs) {
     let settings = settings();
-    let (listen, db, retention_days) = (a.listen, a.db, a.audit_retention_days);
+    let (listen, db, retention_days, capture_days) = (a.listen, a.db, a.audit_retention_days, a.capture_retention_days);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => fail(&format!("cannot start the runtime: {e}")),
@@ -75,7 +75,7 @@ pub fn run(a: ServeArgs) {
         };
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or(listen);
         tokio::spawn(alert_loop(state.clone()));
-        tokio::spawn(audit_retention_loop(state.clone(), retention_days));
+        tokio::spawn(audit_retention_loop(state.clone(), retention_days, capture_days));
         log_event("info", "listening", serde_json::json!({"addr": addr, "db": db}));
         out(&format!("tollgate control service listening on {addr}\n"));
         let shutdown = async {

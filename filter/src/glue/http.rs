@@ -736,14 +736,22 @@ impl TollgateHttp {
         Some(rec)
     }
 
-    fn emit(&mut self, rec: UsageRecord) {
+    fn emit(&mut self, mut rec: UsageRecord) {
         self.phase = Phase::Recorded;
+        // A capture (prompt and answer text) goes to the control service only: never to a log.
+        let capture = rec.capture.take();
         let json = serde_json::to_string(&rec).unwrap_or_default();
         if self.config.as_ref().is_some_and(|c| c.log_records) {
             log::info!("tollgate.usage {json}");
         }
         if self.config.as_ref().is_some_and(|c| c.control.is_some()) {
-            enqueue_record(self, json.as_bytes());
+            match capture {
+                Some(c) => {
+                    let shipped = serde_json::to_string(&UsageRecord { capture: Some(c), ..rec.clone() }).unwrap_or_default();
+                    enqueue_record(self, shipped.as_bytes());
+                }
+                None => enqueue_record(self, json.as_bytes()),
+            }
         }
         // Filter state for access logs (`access_log_fields`): %FILTER_STATE(wasm.tollgate.usage:PLAIN)% and flat fields.
         if let Some(cfg) = &self.config {
