@@ -321,8 +321,10 @@ def test_http2_request_with_trailers_is_routed_and_counted(stack, client):
 # ---- 8. output of client-controlled values ---------------------------------------------------
 
 def test_reports_escape_client_values(stack, client):
-    r = client.chat("cheap", headers={"x-tollgate-feature": "=HYPERLINK(\"http://x\")|<b>"})
-    assert r.status_code == 200
+    # enough requests to be among the monthly review's ten highest-volume workflows
+    for _ in range(40):
+        r = client.chat("cheap", headers={"x-tollgate-feature": "=HYPERLINK(\"http://x\")|<b>"})
+        assert r.status_code == 200
     wait_until(lambda: "HYPERLINK" in control_text(stack, "/v1/reports/spend?group_by=feature&format=csv"),
                what="the record in the report")
     csv = control_text(stack, "/v1/reports/spend?group_by=feature&format=csv")
