@@ -212,6 +212,9 @@ def main() -> int:
             json.dumps({"model": "openai/gpt-5.4", "tollgate_prompt": {"name": f"bench-{size}", "variables": {"ctx": "order 42"}}, "messages": [ask]}),
             json.dumps({"model": "openai/gpt-5.4", "messages": [{"role": "system", "content": system},
                                                                 {"role": "user", "content": "Context: order 42"}, ask]}))
+    # The auto router: feature bench-auto routes "auto" to openai/gpt-5.4.
+    control.api("PUT", "/v1/routing/bench-auto", {"candidates": ["openai/gpt-5.4"], "threshold": 0.5}, expect=200)
+    control.api("POST", "/v1/routing/bench-auto/promote", {"model": "openai/gpt-5.4", "force": True}, expect=200)
     plain = sm.Envoy(plain_config(base), work, concurrency=CONCURRENCY, name="plain")
     insights_on = sm.Envoy(insight_cfgs[0], work, concurrency=CONCURRENCY, name="insights-on")
     insights_off = sm.Envoy(insight_cfgs[1], work, concurrency=CONCURRENCY, name="insights-off")
@@ -300,6 +303,12 @@ def main() -> int:
                         print(f"  ! warm-up of {e.log_path.stem}: {r.stdout.strip()[-200:]}", file=sys.stderr)
                 pairs[f"insights {label}"] = paired((insights_on, sc), (insights_off, sc))
                 pairs[f"prompt {label}"] = paired((budgeted, named), (budgeted2, inline))
+            routed = {**labs, "x-tollgate-feature": "bench-auto"}
+            auto = lua_script(work / "auto.lua", body(1024, "auto", False), routed)
+            direct = lua_script(work / "direct.lua", body(1024, "openai/gpt-5.4", False), routed)
+            for e, script in ((budgeted, auto), (budgeted2, direct)):
+                subprocess.run(["wrk", "-t1", "-c4", "-d1s", "-s", str(script), e.url + "/v1/chat/completions"], capture_output=True, check=True)
+            pairs["router"] = paired((budgeted, auto), (budgeted2, direct))
             os.sched_setaffinity(0, every_cpu)  # the ingest benchmark below gets every core again
         budget_log = budgeted.log() + budgeted2.log()
     finally:
@@ -364,6 +373,10 @@ def main() -> int:
                 limit = 0.05 if label == "1 KB" else 0.10
                 print(f"  paired: {key}, {label}: {m:.1%} of off (rounds {', '.join(f'{x:.1%}' for x in allr)}) -> {desc} costs "
                       f"{max(0.0, 1 - m):.1%} (target <= {limit:.0%}: {'met' if 1 - m <= limit else 'NOT met'}){'  ! ' + w if w else ''}")
+    if "router" in pairs:
+        m, allr, w = pairs["router"]
+        print(f"  paired: model \"auto\" (the router's pick for the feature) vs the same model named, 1 KB: {m:.1%} (rounds "
+              f"{', '.join(f'{x:.1%}' for x in allr)}) -> the router costs {max(0.0, 1 - m):.1%}{'  ! ' + w if w else ''}")
     for who, r in (("budgets off", off), ("budgets on", on)):
         if r["non2xx"] or r["errors"]:
             print(f"  ! {who}: {r['non2xx']} non-2xx responses {r['errors']}")

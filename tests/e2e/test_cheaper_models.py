@@ -13,6 +13,7 @@ import subprocess
 import time
 
 import pytest
+import requests
 
 import stack as sm
 from conftest import SEARCH_KEY, expected_cost
@@ -184,3 +185,35 @@ def test_an_evaluation_set_can_be_deleted(stack, captured):
     assert p.returncode == 0 and int(re.search(r"removed (\d+)", p.stdout).group(1)) >= 12, p.stdout
     _, sets = stack.control.api("GET", "/v1/eval-sets", expect=200)
     assert not [s for s in sets["sets"] if s["feature"] == "triage"]
+
+
+def test_a_refused_connection_and_a_timeout_fall_back_too(stack, tmp_path):
+    """An Envoy whose route `fragile` goes to a provider nobody listens for
+    (Envoy answers 503 itself), and route `slow` to one that takes longer
+    than the route's timeout (Envoy answers 504): both fall back."""
+    def patch(c):
+        c["providers"].append({"name": "dead", "format": "openai", "cluster": "dead", "host": "dead.invalid", "path_prefix": "/v1"})
+        c["routes"][:0] = [{"model": "fragile", "provider": "dead", "upstream_model": "gpt-5.4", "fallbacks": ["openai/gpt-5.4"]},
+                           {"model": "slow", "provider": "openai", "upstream_model": "gpt-5.4", "fallbacks": ["deepseek/deepseek-v4"]}]
+        c["pricing"]["dead/gpt-5.4"] = {"input": 1, "output": 1}
+    cfg = sm.demo_config(sm.free_port(), sm.free_port(), stack.mock.port, access_log=str(tmp_path / "access.log"),
+                         plugin_patch=patch, control_port=stack.control.port)
+    closed = sm.free_port()  # nobody listens here
+    cfg["static_resources"]["clusters"].append({"name": "dead", "type": "STATIC", "connect_timeout": "0.5s", "load_assignment": {
+        "cluster_name": "dead", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": closed}}}}]}]}})
+    for vh in cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]:
+        for route in vh["routes"]:
+            route.setdefault("route", {})["timeout"] = "1s"
+    e = sm.Envoy(cfg, tmp_path, concurrency=1, name="fragile")
+    try:
+        h = {"content-type": "application/json", "authorization": f"Bearer {SEARCH_KEY}"}
+        r = requests.post(e.url + "/v1/chat/completions", json={"model": "fragile", "messages": [{"role": "user", "content": "hi"}]}, headers=h, timeout=30)
+        assert r.status_code == 200 and r.headers["x-tollgate-provider"] == "openai", r.text
+        r = requests.post(e.url + "/v1/chat/completions", json={"model": "slow", "messages": [{"role": "user", "content": "hi"}]},
+                          headers={**h, "x-mock-delay-ms": "3000"}, timeout=30)
+        assert r.status_code == 200 and r.headers["x-tollgate-provider"] == "deepseek", r.text
+        time.sleep(0.5)
+        recs = [json.loads(line.split("tollgate.usage ", 1)[1]) for line in e.log().splitlines() if "tollgate.usage " in line]
+        assert [a["status"] for rec in recs for a in rec.get("attempts", [])] == [503, 504], recs
+    finally:
+        e.stop()
