@@ -365,7 +365,9 @@ impl UsageRecord {
         if let Some(r) = &mut self.routed_by {
             c(r, 256);
         }
-        if self.capture.as_ref().is_some_and(|k| k.request.len() > MAX_CAPTURE_BYTES || k.response.len() > MAX_CAPTURE_BYTES) {
+        // A capture the service would refuse is dropped, never the record with it.
+        let json = |t: &str| serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok();
+        if self.capture.as_ref().is_some_and(|k| k.request.len() > MAX_CAPTURE_BYTES || k.response.len() > MAX_CAPTURE_BYTES || !json(&k.request) || !json(&k.response)) {
             self.capture = None;
         }
         for s in &mut self.budget_scopes {

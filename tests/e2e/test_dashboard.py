@@ -74,8 +74,21 @@ def seeded(tmp_path_factory):
     # the seeded search spend this month (>= $0.28 in the last week alone) is over this limit: a hard alert
     c.api("PUT", "/v1/budgets/team/search", {"limit_micros": 250_000, "period": "monthly"}, expect=200)
     c.api("PUT", "/v1/budgets/team/support", {"limit_micros": 5_000_000, "period": "monthly"}, expect=200)
-    # real traffic through Envoy too
-    Client(s).chat("cheap")
+    # real traffic through Envoy too, and an evaluation of it (captured: feature triage)
+    cl = Client(s)
+    cl.chat("cheap")
+    for a in range(1, 4):
+        cl.post("/v1/chat/completions", {"model": "openai/gpt-5.4", "messages": [{"role": "user", "content": f"TASK: add {a} 2"}]},
+                headers={"x-tollgate-feature": "triage"})
+    deadline = time.monotonic() + 15
+    while not [x for x in c.api("GET", "/v1/eval-sets", expect=200)[1]["sets"] if x["feature"] == "triage" and x["items"] >= 3]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    c.api("PUT", "/v1/routing/triage", {"candidates": ["default"], "threshold": 0.5, "min_items": 3, "auto_promote": True}, expect=200)
+    _, run = c.api("POST", "/v1/evals", {"feature": "triage", "candidate": "default", "judge": "openai/gpt-5.4"}, expect=202)
+    while c.api("GET", f"/v1/evals/{run['id']}", expect=200)[1]["status"] == "running":
+        assert time.monotonic() < deadline + 30
+        time.sleep(0.2)
     yield s
     s.stop()
 
@@ -126,6 +139,9 @@ def test_dashboard_renders_in_chromium(seeded, tmp_path):
     assert ["search", "openai", "request", '<span data-class="card">card</span>', '<b class="up">blocked</b>', "1", "2"] in rows, rows
     assert ["labs", "openai", "answer", '<span data-class="email">email</span>', "redacted", "1", "3"] in rows, rows
     assert "Policy in force on every Envoy: p-7 (change 1," in dom
+    evals = re.search(r'<div id="evals">(.*?)</div>', dom, re.S).group(1)
+    assert "default" in evals and "100.0%" in evals and "<b>routed</b>" in evals, evals
+    assert "auto → default" in evals
     misses = re.search(r'<div id="cache-misses">(.*?)</div>', dom, re.S).group(1)
     assert '<li data-reason="prefix_changed"><b>$0.004000</b> feature chat (prompt v1) lost $0.004000 to cache misses on 2 requests since' in misses, misses
     assert "the system prompt's first bytes change on every request" in misses
