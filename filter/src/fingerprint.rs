@@ -39,12 +39,12 @@ pub const BUCKETS: u64 = 1024;
 /// About 1,024 tokens: the providers' minimum cacheable prefix.
 pub const MIN_CACHEABLE_BYTES: usize = 4096;
 
-/// Segment names: 0 tools, 1 system, 2 + i the i-th message.
+/// Segment names: 0 tools, 1 system, 2 the messages ([`locate`] names the message).
 pub fn segment_name(seg: u8) -> String {
     match seg {
         0 => "tools".into(),
         1 => "system".into(),
-        n => format!("messages[{}]", n - 2),
+        _ => "messages".into(),
     }
 }
 
@@ -94,7 +94,7 @@ struct Top<'a> {
     #[serde(borrow, default)]
     system: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    messages: Option<Vec<&'a RawValue>>,
+    messages: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -103,36 +103,59 @@ struct Role<'a> {
     role: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// Fingerprints the prefix of a chat or messages body as sent upstream;
-/// `None` for other APIs or unreadable bodies.
+/// Fingerprints the prefix of a chat or messages body; `None` for other
+/// APIs, unreadable bodies and prefixes too short to cache.
 pub fn fingerprint(api: Api, body: &[u8], scope: u64) -> Option<Fingerprint> {
-    if !matches!(api, Api::OpenAiChat | Api::AnthropicMessages) {
+    if !matches!(api, Api::OpenAiChat | Api::AnthropicMessages) || body.len() < MIN_CACHEABLE_BYTES {
         return None;
     }
     let top: Top = serde_json::from_slice(body).ok()?;
-    let mut segs: Vec<(u8, &[u8])> = Vec::with_capacity(MAX_MESSAGES + 2);
-    if let Some(t) = top.tools {
-        segs.push((0, t.get().as_bytes()));
-    }
-    if let Some(s) = top.system {
-        segs.push((1, s.get().as_bytes()));
-    }
-    for (i, m) in top.messages.unwrap_or_default().iter().take(MAX_MESSAGES).enumerate() {
-        let sys = i == 0 && serde_json::from_str::<Role>(m.get()).ok().and_then(|r| r.role).is_some_and(|r| r == "system" || r == "developer");
-        segs.push((if sys { 1 } else { 2 + i as u8 }, m.get().as_bytes()));
+    fingerprint_raw([top.tools.map(RawValue::get), top.system.map(RawValue::get), top.messages.map(RawValue::get)], scope)
+}
+
+/// Fingerprints the raw JSON text of a request's `tools`, `system` and
+/// `messages` members (segments 0, 1, 2: no parsing, the request parser
+/// found them already); `None` when shorter than the providers' minimum.
+pub fn fingerprint_raw(parts: [Option<&str>; 3], scope: u64) -> Option<Fingerprint> {
+    let total: usize = parts.iter().flatten().map(|p| p.len()).sum();
+    if total < MIN_CACHEABLE_BYTES {
+        return None;
     }
     let mut fp = Fingerprint { scope, blocks: Vec::with_capacity(MAX_BLOCKS), lens: Vec::with_capacity(MAX_BLOCKS), prefix_bytes: 0 };
-    'outer: for (seg, bytes) in segs {
-        fp.prefix_bytes += bytes.len();
-        for chunk in bytes.chunks(BLOCK) {
+    'outer: for (seg, part) in parts.iter().enumerate() {
+        let Some(text) = part else { continue };
+        fp.prefix_bytes += text.len();
+        for chunk in text.as_bytes().chunks(BLOCK) {
             if fp.blocks.len() == MAX_BLOCKS {
                 break 'outer;
             }
-            fp.blocks.push((seg, hash(chunk)));
+            fp.blocks.push((seg as u8, hash(chunk)));
             fp.lens.push(chunk.len() as u16);
         }
     }
     Some(fp)
+}
+
+/// Names where a change was found: `tools` and `system` as they are; a
+/// byte offset into `messages` becomes the message (`messages[N]`, or
+/// `system` for an OpenAI system message first) and the offset in it.
+/// Parses the body's messages: only on the rare path that reports a change.
+pub fn locate(body: &[u8], segment: u8, offset: usize) -> (String, usize) {
+    if segment != 2 {
+        return (segment_name(segment), offset);
+    }
+    let Some(msgs) = serde_json::from_slice::<Top>(body).ok().and_then(|t| t.messages) else { return ("messages".into(), offset) };
+    let base = msgs.get().as_ptr() as usize;
+    let items: Vec<&RawValue> = serde_json::from_str(msgs.get()).unwrap_or_default();
+    for (i, m) in items.iter().enumerate() {
+        let start = (m.get().as_ptr() as usize).saturating_sub(base);
+        if offset < start + m.get().len() {
+            let sys = i == 0 && serde_json::from_str::<Role>(m.get()).ok().and_then(|r| r.role).is_some_and(|r| r == "system" || r == "developer");
+            let name = if sys { "system".to_string() } else { format!("messages[{i}]") };
+            return (name, offset.saturating_sub(start));
+        }
+    }
+    ("messages".into(), offset)
 }
 
 /// What comparing with the recent fingerprints says.
@@ -143,10 +166,16 @@ pub enum Verdict {
     /// The whole prefix is a recent request's.
     Matched { prefix_bytes: usize },
     /// Changed early, the rest matches: `lost_bytes` could have been cached.
-    Changed { segment: u8, offset: usize, lost_bytes: usize },
+    /// `segment` and `offset` as [`locate`] names them.
+    Changed { segment: String, offset: usize, lost_bytes: usize },
 }
 
 impl Fingerprint {
+    /// The same blocks as `other`'s (then the stored entry needs no write).
+    pub fn same_as(&self, other: &Fingerprint) -> bool {
+        self.scope == other.scope && self.blocks == other.blocks
+    }
+
     /// Compares with `recent` (other scopes in the bucket are ignored).
     pub fn verdict(&self, recent: &[Fingerprint]) -> Verdict {
         if self.prefix_bytes < MIN_CACHEABLE_BYTES {
@@ -170,7 +199,7 @@ impl Fingerprint {
         let before: usize = self.lens.iter().take(d).map(|l| usize::from(*l)).sum();
         let seg_start = self.blocks.iter().position(|b| b.0 == segment).unwrap_or(d);
         let offset = (d - seg_start) * BLOCK;
-        Verdict::Changed { segment, offset, lost_bytes: self.prefix_bytes.saturating_sub(before) }
+        Verdict::Changed { segment: segment_name(segment), offset, lost_bytes: self.prefix_bytes.saturating_sub(before) }
     }
 
     fn encode_into(&self, out: &mut Vec<u8>) {
@@ -197,17 +226,17 @@ pub fn explain(
     if let Markers::BelowMinimum(at) = markers {
         return Some(CacheMiss { reason: "marker_below_minimum".into(), segment: None, offset: Some(at as u64), lost_micros: 0 });
     }
-    match *verdict {
+    match verdict {
         Verdict::Changed { segment, offset, lost_bytes } => Some(CacheMiss {
             reason: "prefix_changed".into(),
-            segment: Some(segment_name(segment)),
-            offset: Some(offset as u64),
-            lost_micros: lost(lost_bytes),
+            segment: Some(segment.clone()),
+            offset: Some(*offset as u64),
+            lost_micros: lost(*lost_bytes),
         }),
         Verdict::Matched { prefix_bytes } if usage.cache_reported && usage.cached_input_tokens == 0 => {
             // Anthropic caches only at markers: none sent is the reason.
             let reason = if markers == Markers::None { "no_cache_marker" } else { "not_cached" };
-            Some(CacheMiss { reason: reason.into(), segment: None, offset: None, lost_micros: lost(prefix_bytes) })
+            Some(CacheMiss { reason: reason.into(), segment: None, offset: None, lost_micros: lost(*prefix_bytes) })
         }
         _ => None,
     }
@@ -302,7 +331,8 @@ fn last_marker_prefix(body: &[u8]) -> Option<usize> {
         #[serde(borrow, default)]
         content: Option<&'a RawValue>,
     }
-    for m in top.messages.unwrap_or_default() {
+    let messages: Vec<&RawValue> = top.messages.and_then(|m| serde_json::from_str(m.get()).ok()).unwrap_or_default();
+    for m in messages {
         if let Some(c) = serde_json::from_str::<Msg>(m.get()).ok().and_then(|m| m.content) {
             parts.extend(blocks(c));
         }
@@ -336,23 +366,23 @@ mod tests {
         let recent = vec![at_top("2026-11-29T06:13:02.101Z"), at_top("2026-11-29T06:13:02.388Z")];
         match at_top("2026-11-29T06:13:03.007Z").verdict(&recent) {
             Verdict::Changed { segment, offset, lost_bytes } => {
-                assert_eq!((segment_name(segment).as_str(), offset), ("system", 0));
+                assert_eq!((segment.as_str(), offset), ("system", 0));
                 assert!(lost_bytes > handbook.len(), "everything from the timestamp on: {lost_bytes}");
             }
             v => panic!("{v:?}"),
         }
         // a longer value shifts what follows: still found
-        assert!(matches!(at_top("Sunday 29 November 2026, 06:13:03 Central European Time").verdict(&recent), Verdict::Changed { segment: 1, offset: 0, .. }));
+        assert!(matches!(at_top("Sunday 29 November 2026, 06:13:03 Central European Time").verdict(&recent), Verdict::Changed { ref segment, offset: 0, .. } if segment == "system"));
         // deeper in the prompt: its block
         let deep = |t: &str| fp(&format!("{}{t}{}", &handbook[..2000], &handbook[2000..]));
-        assert!(matches!(deep("[id 1]").verdict(&[deep("[id 2]")]), Verdict::Changed { segment: 1, offset: 1536, .. }));
+        assert!(matches!(deep("[id 1]").verdict(&[deep("[id 2]")]), Verdict::Changed { ref segment, offset: 1536, .. } if segment == "system"));
         // at the end: the prefix is cached, nothing to say
         let at_end = |t: &str| fp(&format!("{handbook} Current time: {t}."));
         assert!(!matches!(at_end("a").verdict(&[at_end("b")]), Verdict::Changed { .. }));
         // the same prompt: matched (then the provider should have cached it)
         assert_eq!(at_end("a").verdict(&[at_end("a")]), Verdict::Matched { prefix_bytes: at_end("a").prefix_bytes });
         // too short to cache, another scope, or nothing recent: no verdict
-        assert_eq!(fp("short").verdict(&[fp("short!")]), Verdict::Unknown);
+        assert!(fingerprint(Api::AnthropicMessages, &body("short", "q"), 7).is_none(), "too short to cache: not even fingerprinted");
         let mut other = at_top("x");
         other.scope = 8;
         assert_eq!(at_top("y").verdict(&[other]), Verdict::Unknown);
@@ -364,9 +394,14 @@ mod tests {
     #[test]
     fn openai_system_messages_and_the_bucket_entry() {
         let b = serde_json::to_vec(&json!({"model": "m", "tools": [{"type": "function", "function": {"name": "f"}}],
-            "messages": [{"role": "developer", "content": "x".repeat(600)}, {"role": "user", "content": "hi"}]})).unwrap();
+            "messages": [{"role": "developer", "content": "x".repeat(600)}, {"role": "user", "content": "y".repeat(5000)}]})).unwrap();
         let f = fingerprint(Api::OpenAiChat, &b, 1).unwrap();
-        assert_eq!(f.blocks.iter().map(|b| b.0).collect::<Vec<_>>(), [0, 1, 1, 3]);
+        assert_eq!(f.blocks.iter().filter(|b| b.0 == 0).count(), 1);
+        assert_eq!(f.blocks.iter().filter(|b| b.0 == 2).count(), 5600_usize.div_ceil(BLOCK) + usize::from(5600 % BLOCK > 460));
+        // a change located: the developer message is the system prompt; the user message is messages[1]
+        assert_eq!(locate(&b, 2, 10), ("system".to_string(), 10 - 1));
+        let (name, _) = locate(&b, 2, 700);
+        assert_eq!(name, "messages[1]");
         let big = fp(&"y".repeat(100_000));
         assert_eq!(big.blocks.len(), MAX_BLOCKS, "bounded");
         let mut entry = Vec::new();
@@ -397,7 +432,7 @@ mod tests {
         // what the record says, and what it costs
         let price = crate::pricing::Price { input: 3_000_000, cached_input: Some(300_000), cache_write: None, cache_write_1h: None, output: 0, web_search_per_1k: None };
         let usage = crate::usage::Usage { input_tokens: 2000, cache_reported: true, ..Default::default() };
-        let m = explain(&Verdict::Changed { segment: 1, offset: 0, lost_bytes: 4000 }, Markers::Fine, &usage, Some(&price)).unwrap();
+        let m = explain(&Verdict::Changed { segment: "system".into(), offset: 0, lost_bytes: 4000 }, Markers::Fine, &usage, Some(&price)).unwrap();
         assert_eq!((m.reason.as_str(), m.segment.as_deref(), m.offset, m.lost_micros), ("prefix_changed", Some("system"), Some(0), 2700), "1,000 tokens at $2.70/M");
         let m = explain(&Verdict::Matched { prefix_bytes: 8000 }, Markers::None, &usage, Some(&price)).unwrap();
         assert_eq!((m.reason.as_str(), m.lost_micros), ("no_cache_marker", 5400));

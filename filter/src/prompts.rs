@@ -26,7 +26,8 @@ use crate::request::Members;
 /// The member a request names a prompt with.
 pub const MEMBER: &str = "tollgate_prompt";
 
-/// The registry as a worker holds it: prompt -> (labels, versions).
+/// The registry as a worker holds it: prompt -> (labels, versions), each
+/// version's templates split once, when the registry arrives.
 #[derive(Debug, Default)]
 pub struct Registry {
     pub seq: u64,
@@ -36,7 +37,49 @@ pub struct Registry {
 #[derive(Debug)]
 struct Prompt {
     labels: BTreeMap<String, u32>,
-    versions: HashMap<u32, (String, PromptContent)>,
+    versions: HashMap<u32, Compiled>,
+}
+
+/// A template piece, text already JSON-escaped (without quotes).
+#[derive(Debug)]
+enum Part {
+    Text(String),
+    Var(String),
+}
+
+#[derive(Debug)]
+struct Compiled {
+    tag: String,
+    /// The system prompt as a JSON string (quotes included).
+    system: Option<String>,
+    /// (role, parts) per message.
+    messages: Vec<(String, Vec<Part>)>,
+    variables: Vec<String>,
+}
+
+/// `s` as JSON string text without its quotes.
+fn escaped(s: &str) -> String {
+    let q = json(s);
+    q.get(1..q.len().saturating_sub(1)).unwrap_or_default().to_string()
+}
+
+fn compile(name: &str, version: u32, hash: &str, c: &PromptContent) -> Compiled {
+    let messages = c
+        .messages
+        .iter()
+        .map(|m| {
+            let parts = pieces(&m.content)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| match p {
+                    Piece::Text(t) => Part::Text(escaped(t)),
+                    Piece::Var(v) => Part::Var(v.to_string()),
+                })
+                .collect();
+            (m.role.clone(), parts)
+        })
+        .collect();
+    Compiled { tag: version_tag(name, version, hash), system: c.system.as_deref().map(json), messages, variables: c.variables() }
 }
 
 impl Registry {
@@ -44,7 +87,10 @@ impl Registry {
         let prompts = doc
             .prompts
             .into_iter()
-            .map(|p| (p.name, Prompt { labels: p.labels, versions: p.versions.into_iter().map(|v| (v.version, (v.hash, v.content))).collect() }))
+            .map(|p| {
+                let versions = p.versions.iter().map(|v| (v.version, compile(&p.name, v.version, &v.hash, &v.content))).collect();
+                (p.name, Prompt { labels: p.labels, versions })
+            })
             .collect();
         Registry { seq: doc.seq, prompts }
     }
@@ -127,43 +173,46 @@ pub fn render(api: Api, body: &[u8], registry: Option<&Registry>) -> Result<Opti
             *prompt.labels.get(label).ok_or_else(|| bad("prompt_label_not_found", format!("Prompt '{}' has no label '{}'.", shown(&r.name), shown(label))))?
         }
     };
-    let (hash, content) =
-        prompt.versions.get(&version).ok_or_else(|| bad("prompt_version_not_found", format!("Prompt '{}' has no version {version}.", shown(&r.name))))?;
-    let tag = version_tag(&r.name, version, hash);
-    let wanted = content.variables();
-    if let Some(missing) = wanted.iter().find(|v| !r.variables.contains_key(*v)) {
+    let v = prompt.versions.get(&version).ok_or_else(|| bad("prompt_version_not_found", format!("Prompt '{}' has no version {version}.", shown(&r.name))))?;
+    let tag = v.tag.clone();
+    if let Some(missing) = v.variables.iter().find(|x| !r.variables.contains_key(*x)) {
         return Err(bad("prompt_variable_missing", format!("Prompt '{tag}' needs the variable '{missing}'.")));
     }
-    if let Some(extra) = r.variables.keys().find(|k| !wanted.contains(k)) {
+    if let Some(extra) = r.variables.keys().find(|k| !v.variables.contains(k)) {
         return Err(bad("prompt_variable_unknown", format!("Prompt '{tag}' has no variable '{}'.", shown(extra))));
     }
-    let mut values: HashMap<&str, &str> = HashMap::new();
-    for (k, v) in &r.variables {
-        let s = v.as_str().ok_or_else(|| bad("invalid_prompt_variable", format!("The variable '{}' must be a string.", shown(k))))?;
-        values.insert(k.as_str(), s);
+    let mut values: HashMap<&str, String> = HashMap::new();
+    for (k, x) in &r.variables {
+        let s = x.as_str().ok_or_else(|| bad("invalid_prompt_variable", format!("The variable '{}' must be a string.", shown(k))))?;
+        values.insert(k.as_str(), escaped(s));
     }
-    let fill = |t: &str| -> String {
-        let mut out = String::with_capacity(t.len());
-        for p in pieces(t).unwrap_or_default() {
+    // The prompt's messages as JSON text, built from the split templates.
+    let mut prefix = String::with_capacity(1024);
+    let push = |prefix: &mut String, item: &str| {
+        if !prefix.is_empty() {
+            prefix.push(',');
+        }
+        prefix.push_str(item);
+    };
+    if let (Some(sys), Api::OpenAiChat) = (&v.system, api) {
+        push(&mut prefix, &format!("{{\"role\":\"system\",\"content\":{sys}}}"));
+    }
+    for (role, parts) in &v.messages {
+        let mut m = format!("{{\"role\":{},\"content\":\"", json(role));
+        for p in parts {
             match p {
-                Piece::Text(x) => out.push_str(x),
-                Piece::Var(n) => out.push_str(values.get(n).copied().unwrap_or_default()),
+                Part::Text(t) => m.push_str(t),
+                Part::Var(n) => m.push_str(values.get(n.as_str()).map(String::as_str).unwrap_or_default()),
             }
         }
-        out
-    };
-    let mut prefix: Vec<Value> = Vec::with_capacity(content.messages.len() + 1);
-    if let (Some(sys), Api::OpenAiChat) = (&content.system, api) {
-        prefix.push(serde_json::json!({"role": "system", "content": sys}));
+        m.push_str("\"}");
+        push(&mut prefix, &m);
     }
-    for m in &content.messages {
-        prefix.push(serde_json::json!({"role": m.role, "content": fill(&m.content)}));
-    }
-    let anthropic_system = content.system.as_ref().filter(|_| api == Api::AnthropicMessages);
+    let anthropic_system = v.system.as_ref().filter(|_| api == Api::AnthropicMessages);
     if anthropic_system.is_some() && members.0.iter().any(|(k, _)| k == "system") {
         return Err(bad("prompt_conflict", format!("Prompt '{tag}' sets the system prompt; leave 'system' out of the request.")));
     }
-    let mut out: Vec<u8> = Vec::with_capacity(body.len() + 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(body.len() + prefix.len() + 256);
     out.push(b'{');
     let mut first = true;
     let mut member = |out: &mut Vec<u8>, k: &str, v: &[u8]| {
@@ -176,26 +225,27 @@ pub fn render(api: Api, body: &[u8], registry: Option<&Registry>) -> Result<Opti
         out.extend_from_slice(v);
     };
     let mut saw_messages = false;
-    for (k, v) in &members.0 {
+    for (k, raw) in &members.0 {
         match k.as_str() {
             MEMBER => {}
             "messages" => {
                 saw_messages = true;
-                let theirs: Vec<&serde_json::value::RawValue> =
-                    serde_json::from_str(v.get()).map_err(|_| GatewayError::bad_request("invalid_type", "'messages' must be an array.").with_param("messages"))?;
-                let mut all = Vec::with_capacity(prefix.len() + theirs.len());
-                all.extend(prefix.iter().map(|m| m.to_string()));
-                all.extend(theirs.iter().map(|m| m.get().to_string()));
-                member(&mut out, k, format!("[{}]", all.join(",")).as_bytes());
+                // Spliced in front of the request's own, without parsing them.
+                let text = raw.get().trim();
+                let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) else {
+                    return Err(GatewayError::bad_request("invalid_type", "'messages' must be an array.").with_param("messages"));
+                };
+                let joined = if inner.trim().is_empty() { format!("[{prefix}]") } else if prefix.is_empty() { format!("[{inner}]") } else { format!("[{prefix},{inner}]") };
+                member(&mut out, k, joined.as_bytes());
             }
-            _ => member(&mut out, k, v.get().as_bytes()),
+            _ => member(&mut out, k, raw.get().as_bytes()),
         }
     }
     if !saw_messages {
-        member(&mut out, "messages", json(&prefix).as_bytes());
+        member(&mut out, "messages", format!("[{prefix}]").as_bytes());
     }
     if let Some(sys) = anthropic_system {
-        member(&mut out, "system", json(sys).as_bytes());
+        member(&mut out, "system", sys.as_bytes());
     }
     out.push(b'}');
     Ok(Some(Rendered { body: out, tag }))

@@ -106,6 +106,8 @@ pub struct ChatRequest {
     pub api: Api,
     /// The request asked for JSON (chat `response_format`).
     pub json: Option<crate::jsonfix::JsonAsk>,
+    /// The request names a registered prompt (`tollgate_prompt`).
+    pub names_prompt: bool,
 }
 
 impl ChatRequest {
@@ -176,6 +178,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
     let mut include_usage = false;
     let mut prompt_bytes = 0usize;
     let mut json = None;
+    let mut names_prompt = false;
     for (k, v) in &members.0 {
         let raw = v.get();
         match k.as_str() {
@@ -213,6 +216,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
             },
             "user" => user = serde_json::from_str::<Option<String>>(raw).ok().flatten(),
             "response_format" if api == Api::OpenAiChat => json = crate::jsonfix::ask_of(raw),
+            crate::prompts::MEMBER => names_prompt = true,
             "metadata" if api == Api::AnthropicMessages => {
                 #[derive(serde::Deserialize)]
                 struct Meta {
@@ -291,6 +295,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
         estimated_input_tokens: estimate_tokens(prompt_bytes as u64),
         api,
         json,
+        names_prompt,
     };
     Ok(ParsedBody { members, api, request })
 }

@@ -50,6 +50,8 @@ pub struct Plan {
     pub fallbacks: Vec<String>,
     /// The auto router picked the model.
     pub routed: bool,
+    /// The prompt prefix's fingerprint (scope not set), when asked for and long enough.
+    pub prefix: Option<crate::fingerprint::Fingerprint>,
 }
 
 /// Plans a request whose whole body is `body`. `path` is the client's
@@ -65,6 +67,9 @@ pub fn plan(
     plan_for(cfg, key, api, body, path, has_anthropic_version, Choice::default())
 }
 
+/// The refusal code of a body that names a prompt: render it, then plan.
+pub const NEEDS_RENDER: &str = "prompt_not_rendered";
+
 /// Who picks the model besides the body.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Choice<'a> {
@@ -73,6 +78,8 @@ pub struct Choice<'a> {
     /// The auto router's pick for the request's feature: used for
     /// `model: "auto"`, and for every request when the feature is bound.
     pub auto: Option<&'a tollgate_protocol::routing::Routed>,
+    /// Fingerprint the prompt prefix ([`crate::fingerprint`], `cache_insights`).
+    pub fingerprint: bool,
 }
 
 /// [`plan`], with the model chosen by a fallback or the auto router.
@@ -90,6 +97,18 @@ pub fn plan_for(
     };
     let parsed = parse_chat(api, body).map_err(|e| refuse(e, None, None))?;
     let mut chat = parsed.request.clone();
+    // A named prompt is rendered first (the caller plans the rendered body).
+    if chat.names_prompt {
+        let e = GatewayError::bad_request(NEEDS_RENDER, "The request names a prompt ('tollgate_prompt') this gateway did not render.");
+        return Err(refuse(e.with_param(crate::prompts::MEMBER), Some(&chat), None));
+    }
+    // From the members the parser found: no second parse.
+    let prefix = if choice.fingerprint && matches!(api, Api::OpenAiChat | Api::AnthropicMessages) {
+        let raw = |n: &str| parsed.members().find(|(k, _)| *k == n).map(|(_, v)| v);
+        crate::fingerprint::fingerprint_raw([raw("tools"), raw("system"), raw("messages")], 0)
+    } else {
+        None
+    };
     let mut routed = false;
     if api != Api::GeminiGenerateContent {
         if let Some(m) = choice.model {
@@ -227,7 +246,7 @@ pub fn plan_for(
         }
     }
     let fallbacks = resolved.fallbacks.to_vec();
-    Ok(Plan { chat, target, worst, body, headers, cluster: provider.cluster.clone(), translate, json_repair: resolved.json_repair, fallbacks, routed })
+    Ok(Plan { chat, target, worst, body, headers, cluster: provider.cluster.clone(), translate, json_repair: resolved.json_repair, fallbacks, routed, prefix })
 }
 
 #[cfg(test)]

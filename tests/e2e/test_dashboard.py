@@ -13,7 +13,7 @@ import pytest
 import requests
 
 import stack as sm
-from conftest import Client
+from conftest import LABS_KEY, Client
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -76,10 +76,10 @@ def seeded(tmp_path_factory):
     c.api("PUT", "/v1/budgets/team/support", {"limit_micros": 5_000_000, "period": "monthly"}, expect=200)
     # real traffic through Envoy too, and an evaluation of it (captured: feature triage)
     cl = Client(s)
-    cl.chat("cheap")
+    cl.chat("cheap", key=LABS_KEY)  # team labs: the search figures below are the seeded ones
     for a in range(1, 4):
         cl.post("/v1/chat/completions", {"model": "openai/gpt-5.4", "messages": [{"role": "user", "content": f"TASK: add {a} 2"}]},
-                headers={"x-tollgate-feature": "triage"})
+                headers={"x-tollgate-feature": "triage"}, key=LABS_KEY)  # team labs: the search figures below stay as seeded
     deadline = time.monotonic() + 15
     while not [x for x in c.api("GET", "/v1/eval-sets", expect=200)[1]["sets"] if x["feature"] == "triage" and x["items"] >= 3]:
         assert time.monotonic() < deadline

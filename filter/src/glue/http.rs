@@ -450,20 +450,27 @@ impl TollgateHttp {
             self.pause_verified.set(true);
         }
         let mut body = host::buffer(REQUEST_BODY, 0, body_size);
-        // A request naming a registered prompt is planned as rendered.
-        let rendered = match crate::prompts::render(api, &body, super::synced::registry().as_deref()) {
-            Ok(Some(r)) => {
-                body = r.body;
-                self.prompt_version = Some(r.tag);
-                true
-            }
-            Ok(None) => false,
-            Err(e) => return self.reject(e),
-        };
         // The auto router's pick for this feature (a lookup in what the control service synced).
         let routing = super::synced::routing();
         let auto = self.feature.as_deref().and_then(|f| routing.as_ref()?.features.get(f));
-        let plan = match route::plan_for(cfg, &key, api, &body, &self.path, self.headers.has_anthropic_version, route::Choice { model: None, auto }) {
+        let choice = route::Choice { model: None, auto, fingerprint: cfg.cache_insights };
+        let mut planned = route::plan_for(cfg, &key, api, &body, &self.path, self.headers.has_anthropic_version, choice);
+        // A request naming a registered prompt is planned again, as rendered
+        // (only such requests pay for it: the parser saw the member).
+        let mut rendered = false;
+        if planned.as_ref().is_err_and(|r| r.error.code == route::NEEDS_RENDER) {
+            match crate::prompts::render(api, &body, super::synced::registry().as_deref()) {
+                Ok(Some(r)) => {
+                    body = r.body;
+                    self.prompt_version = Some(r.tag);
+                    rendered = true;
+                    planned = route::plan_for(cfg, &key, api, &body, &self.path, self.headers.has_anthropic_version, choice);
+                }
+                Ok(None) => {}
+                Err(e) => return self.reject(e),
+            }
+        }
+        let plan = match planned {
             Ok(p) => p,
             Err(r) => {
                 self.chat = r.chat;
@@ -528,8 +535,16 @@ impl TollgateHttp {
             }
         }
         if cfg.cache_insights {
+            use crate::fingerprint::{Markers, Verdict};
             let sent = plan.body.as_deref().unwrap_or(&body);
-            self.cache_verdict = self.compare_prefix(&key, plan.translate.map_or(api, |d| d.upstream_api()), &plan.target.upstream_model, sent);
+            let markers = crate::fingerprint::markers(plan.translate.map_or(api, |d| d.upstream_api()), sent);
+            let verdict = match plan.prefix.take() {
+                Some(prefix) => self.compare_prefix(&key, &plan.target.upstream_model, prefix, &body),
+                None => Verdict::Unknown,
+            };
+            if verdict != Verdict::Unknown || markers != Markers::NotApplicable {
+                self.cache_verdict = Some((verdict, markers));
+            }
         }
         if rendered && plan.body.is_none() {
             plan.headers.retain(|(k, _)| k != "content-length");
@@ -643,19 +658,27 @@ impl TollgateHttp {
         }
     }
 
-    /// Fingerprints the prefix about to be sent, compares it with the
-    /// scope's recent ones and puts it first among them (shared data; a
-    /// concurrent writer wins, this one is skipped: the entry is a sample).
-    fn compare_prefix(&self, key: &KeyInfo, api: Api, model: &str, sent: &[u8]) -> Option<(crate::fingerprint::Verdict, crate::fingerprint::Markers)> {
+    /// Compares the request's prefix with its scope's recent ones and puts
+    /// it first among them (shared data; skipped when it is the newest
+    /// already; a concurrent writer wins: the entry is a sample).
+    fn compare_prefix(&self, key: &KeyInfo, model: &str, mut current: crate::fingerprint::Fingerprint, body: &[u8]) -> crate::fingerprint::Verdict {
         use crate::fingerprint as fp;
-        let scope = fp::scope(&key.id, self.feature.as_deref().unwrap_or(""), self.prompt_version.as_deref().unwrap_or(""), model);
-        let current = fp::fingerprint(api, sent, scope)?;
-        let bucket = fp::bucket_key(scope);
+        current.scope = fp::scope(&key.id, self.feature.as_deref().unwrap_or(""), self.prompt_version.as_deref().unwrap_or(""), model);
+        let bucket = fp::bucket_key(current.scope);
         let (entry, cas) = host::shared(&bucket);
         let entry = entry.unwrap_or_default();
-        let verdict = current.verdict(&fp::decode(&entry));
-        let _ = host::set_shared(&bucket, &fp::updated(&current, &entry), cas);
-        Some((verdict, fp::markers(api, sent)))
+        let recent = fp::decode(&entry);
+        let verdict = match current.verdict(&recent) {
+            fp::Verdict::Changed { segment, offset, lost_bytes } if segment == "messages" => {
+                let (segment, offset) = fp::locate(body, 2, offset);
+                fp::Verdict::Changed { segment, offset, lost_bytes }
+            }
+            v => v,
+        };
+        if !recent.first().is_some_and(|newest| current.same_as(newest)) {
+            let _ = host::set_shared(&bucket, &fp::updated(&current, &entry), cas);
+        }
+        verdict
     }
 
     /// The request's finding with the answer's added.
