@@ -98,11 +98,7 @@ pub(super) async fn guardrails_fetch(State(st): State<Arc<AppState>>, headers: H
 /// checks it (a refusal names the field).
 pub(super) async fn guardrails_put(State(st): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Json<GuardrailsDoc>> {
     admin(&st, &headers)?;
-    tollgate_protocol::json::no_duplicate_members(&body).map_err(|e| ApiError::bad("invalid_json", e))?;
-    let policy: PolicyDoc = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body)).map_err(|e| {
-        let at = e.path().to_string();
-        ApiError::bad("invalid_policy", if at == "." { e.inner().to_string() } else { format!("{at}: {}", e.inner()) })
-    })?;
+    let policy: PolicyDoc = parse_json(&body, "invalid_policy")?;
     policy.validate().map_err(|(field, msg)| ApiError::bad("invalid_policy", format!("{field}: {msg}")))?;
     let store = st.store.clone();
     let doc = blocking(move || store.set_guard_policy(Some(&policy), now_ms())).await?;

@@ -8,14 +8,6 @@ use crate::evals::{self, EvalSpec, Report, RoutingPolicy};
 
 const DAY: u64 = 86_400_000;
 
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    tollgate_protocol::json::no_duplicate_members(body).map_err(|e| ApiError::bad("invalid_json", e))?;
-    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)).map_err(|e| {
-        let at = e.path().to_string();
-        ApiError::bad("invalid_json", if at == "." { e.inner().to_string() } else { format!("{at}: {}", e.inner()) })
-    })
-}
-
 fn feature_ok(f: &str) -> ApiResult<()> {
     if f.is_empty() || f.len() > 256 || f.chars().any(char::is_control) {
         return Err(ApiError::bad("invalid_feature", "a feature is 1 to 256 characters, no control characters"));
@@ -88,7 +80,7 @@ pub(super) async fn eval_item_delete(State(st): State<Arc<AppState>>, headers: H
 /// `POST /v1/evals`: starts a run (202); it goes on in the background.
 pub(super) async fn eval_start(State(st): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Response> {
     admin(&st, &headers)?;
-    let spec: EvalSpec = parse_body(&body)?;
+    let spec: EvalSpec = parse_json(&body, "invalid_json")?;
     evals::check_spec(&spec).map_err(|e| ApiError::bad("invalid_eval", e))?;
     let (Ok(url), Ok(key)) = (std::env::var("TOLLGATE_EVAL_GATEWAY"), std::env::var("TOLLGATE_EVAL_KEY")) else {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "api_error", "eval_gateway_unconfigured", "set TOLLGATE_EVAL_GATEWAY (Envoy's URL) and TOLLGATE_EVAL_KEY (a virtual key) to run evaluations"));
@@ -184,7 +176,7 @@ fn reroute(store: &dyn Store, feature: &str, by: &str, auto: bool) -> Result<Opt
 pub(super) async fn routing_put(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(feature): Path<String>, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
     admin(&st, &headers)?;
     feature_ok(&feature)?;
-    let policy: RoutingPolicy = parse_body(&body)?;
+    let policy: RoutingPolicy = parse_json(&body, "invalid_json")?;
     evals::check_policy(&policy).map_err(|e| ApiError::bad("invalid_policy", e))?;
     let store = st.store.clone();
     let f = feature.clone();
@@ -232,7 +224,7 @@ pub(super) struct Promote {
 pub(super) async fn routing_promote(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(feature): Path<String>, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
     admin(&st, &headers)?;
     feature_ok(&feature)?;
-    let req: Promote = parse_body(&body)?;
+    let req: Promote = parse_json(&body, "invalid_json")?;
     let by = req.by.map(|b| tollgate_protocol::text::clean_field(&b, 64)).filter(|b| !b.is_empty()).unwrap_or_else(|| "admin".into());
     let store = st.store.clone();
     let f = feature.clone();

@@ -132,6 +132,16 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// A JSON request body: a member given twice is refused, and a refusal
+/// names the field (`custom[0].pattern: …`).
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], code: &'static str) -> ApiResult<T> {
+    tollgate_protocol::json::no_duplicate_members(body).map_err(|e| ApiError::bad("invalid_json", e))?;
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)).map_err(|e| {
+        let at = e.path().to_string();
+        ApiError::bad(code, if at == "." { e.inner().to_string() } else { format!("{at}: {}", e.inner()) })
+    })
+}
+
 #[derive(PartialEq, Eq, Clone, Copy)]
 enum Role {
     Admin,

@@ -21,14 +21,6 @@ fn actor(by: Option<String>) -> String {
     by.map(|b| tollgate_protocol::text::clean_field(&b, 64)).filter(|b| !b.is_empty()).unwrap_or_else(|| "admin".into())
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    tollgate_protocol::json::no_duplicate_members(body).map_err(|e| ApiError::bad("invalid_json", e))?;
-    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)).map_err(|e| {
-        let at = e.path().to_string();
-        ApiError::bad("invalid_json", if at == "." { e.inner().to_string() } else { format!("{at}: {}", e.inner()) })
-    })
-}
-
 pub(super) async fn prompts_list(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     admin(&st, &headers)?;
     let store = st.store.clone();
@@ -71,7 +63,7 @@ pub(super) async fn prompt_add_version(
 ) -> ApiResult<Response> {
     admin(&st, &headers)?;
     check_name(&name, "prompt name")?;
-    let raw: serde_json::Map<String, Value> = parse(&body)?;
+    let raw: serde_json::Map<String, Value> = parse_json(&body, "invalid_json")?;
     if let Some(k) = raw.keys().find(|k| !["system", "messages", "note", "by", "label"].contains(&k.as_str())) {
         return Err(ApiError::bad("invalid_json", format!("unknown field '{}'", tollgate_protocol::text::clean_field(k, 64))));
     }
@@ -132,7 +124,7 @@ pub(super) async fn prompt_set_label(
     admin(&st, &headers)?;
     check_name(&name, "prompt name")?;
     check_name(&label, "label")?;
-    let req: MoveLabel = parse(&body)?;
+    let req: MoveLabel = parse_json(&body, "invalid_json")?;
     let by = actor(req.by);
     let store = st.store.clone();
     let (n, l) = (name.clone(), label.clone());

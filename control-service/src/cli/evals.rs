@@ -6,10 +6,6 @@ use serde_json::{json, Value};
 use super::args::{EvalCmd, EvalSetsCmd, RoutingCmd};
 use super::{fail, out, s, table, usd, Client};
 
-fn seg(v: &str) -> String {
-    v.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
-}
-
 fn pct(v: &Value) -> String {
     v.as_f64().map(|x| format!("{:.1}%", x * 100.0)).unwrap_or_else(|| "-".into())
 }
@@ -75,7 +71,7 @@ pub fn eval(c: &Client, cmd: EvalCmd) {
             }
         }
         EvalCmd::List { feature } => {
-            let q = feature.map(|f| format!("?feature={}", seg(&f))).unwrap_or_default();
+            let q = feature.map(|f| format!("?feature={}", super::path_segment(&f))).unwrap_or_default();
             let v = c.call("GET", &format!("/v1/evals{q}"), None);
             c.print(&v, |v| {
                 let rows = v["evals"].as_array().cloned().unwrap_or_default();
@@ -116,7 +112,7 @@ pub fn eval_sets(c: &Client, cmd: EvalSetsCmd) {
         }
         EvalSetsCmd::Delete { feature, before } => {
             let q = before.map(|b| format!("?before_ms={}", super::parse_time(&b))).unwrap_or_default();
-            let v = c.call("DELETE", &format!("/v1/eval-sets/{}{q}", seg(&feature)), None);
+            let v = c.call("DELETE", &format!("/v1/eval-sets/{}{q}", super::path_segment(&feature)), None);
             c.print(&v, |v| out(&format!("removed {} captured requests\n", s(&v["removed"]))));
         }
     }
@@ -130,11 +126,11 @@ pub fn routing(c: &Client, cmd: RoutingCmd) {
             if let Some(n) = min_items {
                 body["min_items"] = json!(n);
             }
-            let v = c.call("PUT", &format!("/v1/routing/{}", seg(&feature)), Some(body));
+            let v = c.call("PUT", &format!("/v1/routing/{}", super::path_segment(&feature)), Some(body));
             c.print(&v, |v| out(&format!("routing policy for {} set{}\n", s(&v["feature"]), v["promoted"].as_str().map(|m| format!("; {m} promoted")).unwrap_or_default())));
         }
         RoutingCmd::Show { feature } => {
-            let v = c.call("GET", &format!("/v1/routing/{}", seg(&feature)), None);
+            let v = c.call("GET", &format!("/v1/routing/{}", super::path_segment(&feature)), None);
             c.print(&v, |v| {
                 out(&format!("feature {}: auto → {}\n", s(&v["feature"]), s(&v["chosen"])));
                 if let Some(r) = v["reason"].as_str() {
@@ -173,7 +169,7 @@ pub fn routing(c: &Client, cmd: RoutingCmd) {
             if let Some(b) = by {
                 body["by"] = json!(b);
             }
-            let v = c.call("POST", &format!("/v1/routing/{}/promote", seg(&feature)), Some(body));
+            let v = c.call("POST", &format!("/v1/routing/{}/promote", super::path_segment(&feature)), Some(body));
             c.print(&v, |v| out(&format!("feature {}: auto → {} (routing change {})\n", s(&v["feature"]), s(&v["model"]), s(&v["routing_seq"]))));
         }
     }

@@ -127,6 +127,11 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
+/// A value as one URL path segment (the service checks names; this keeps the URL well-formed).
+pub fn path_segment(v: &str) -> String {
+    v.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
 pub fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),

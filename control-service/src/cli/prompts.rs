@@ -5,11 +5,6 @@ use serde_json::{json, Value};
 use super::args::PromptsCmd;
 use super::{fail, out, s, table, Client};
 
-/// A path segment: names are checked by the service; this only keeps the URL well-formed.
-fn seg(v: &str) -> String {
-    v.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
-}
-
 fn when(v: &Value) -> String {
     v.as_u64().map(tollgate_protocol::format::rfc3339).unwrap_or_else(|| "-".into())
 }
@@ -38,7 +33,7 @@ pub fn run(c: &Client, cmd: PromptsCmd) {
             });
         }
         PromptsCmd::Show { name } => {
-            let v = c.call("GET", &format!("/v1/prompts/{}", seg(&name)), None);
+            let v = c.call("GET", &format!("/v1/prompts/{}", super::path_segment(&name)), None);
             c.print(&v, |v| {
                 let labels = v["labels"].as_object().map(|m| m.iter().map(|(l, v)| format!("{l}→{v}")).collect::<Vec<_>>().join(" ")).unwrap_or_default();
                 out(&format!("{}  labels: {labels}\n", s(&v["name"])));
@@ -69,7 +64,7 @@ pub fn run(c: &Client, cmd: PromptsCmd) {
                     body[k] = json!(v);
                 }
             }
-            let v = c.call("POST", &format!("/v1/prompts/{}/versions", seg(&name)), Some(body));
+            let v = c.call("POST", &format!("/v1/prompts/{}/versions", super::path_segment(&name)), Some(body));
             c.print(&v, |v| {
                 let state = if v["created"] == true { "new version" } else { "unchanged: same content as" };
                 out(&format!("{state} {}\n", s(&v["tag"])));
@@ -86,7 +81,7 @@ pub fn run(c: &Client, cmd: PromptsCmd) {
             if let Some(b) = by {
                 body["by"] = json!(b);
             }
-            let v = c.call("PUT", &format!("/v1/prompts/{}/labels/{}", seg(&name), seg(&label)), Some(body));
+            let v = c.call("PUT", &format!("/v1/prompts/{}/labels/{}", super::path_segment(&name), super::path_segment(&label)), Some(body));
             c.print(&v, |v| out(&format!("{} {} → {}\n", s(&v["name"]), s(&v["label"]), s(&v["version"]))));
         }
         PromptsCmd::Diff { name, from, to } => {
@@ -98,7 +93,7 @@ pub fn run(c: &Client, cmd: PromptsCmd) {
                 q.push(format!("to={t}"));
             }
             let qs = if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) };
-            let v = c.call("GET", &format!("/v1/prompts/{}/diff{qs}", seg(&name)), None);
+            let v = c.call("GET", &format!("/v1/prompts/{}/diff{qs}", super::path_segment(&name)), None);
             c.print(&v, |v| out(v["diff"].as_str().unwrap_or_default()));
         }
     }
