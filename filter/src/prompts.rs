@@ -16,7 +16,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde_json::Value;
 use tollgate_protocol::prompts::{pieces, version_tag, Piece, PromptContent, PromptsDoc, DEFAULT_LABEL};
 use tollgate_protocol::Api;
 
@@ -50,8 +49,10 @@ enum Part {
 #[derive(Debug)]
 struct Compiled {
     tag: String,
-    /// The system prompt as a JSON string (quotes included).
+    /// The system prompt as a JSON string (quotes included), and as an
+    /// OpenAI system message.
     system: Option<String>,
+    system_message: Option<String>,
     /// (role, parts) per message.
     messages: Vec<(String, Vec<Part>)>,
     variables: Vec<String>,
@@ -79,7 +80,9 @@ fn compile(name: &str, version: u32, hash: &str, c: &PromptContent) -> Compiled 
             (m.role.clone(), parts)
         })
         .collect();
-    Compiled { tag: version_tag(name, version, hash), system: c.system.as_deref().map(json), messages, variables: c.variables() }
+    let system = c.system.as_deref().map(json);
+    let system_message = system.as_ref().map(|s| format!("{{\"role\":\"system\",\"content\":{s}}}"));
+    Compiled { tag: version_tag(name, version, hash), system, system_message, messages, variables: c.variables() }
 }
 
 impl Registry {
@@ -121,16 +124,20 @@ fn bad(code: &'static str, msg: String) -> GatewayError {
     GatewayError::bad_request(code, msg).with_param(MEMBER)
 }
 
+/// Borrowed from the request body where no escape forces a copy.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Reference {
-    name: String,
-    #[serde(default)]
-    label: Option<String>,
+struct Reference<'a> {
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    label: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
     version: Option<u32>,
-    #[serde(default)]
-    variables: serde_json::Map<String, Value>,
+    /// Raw JSON values: a string's text goes into the prompt as it is
+    /// (already JSON-escaped), never decoded and encoded again.
+    #[serde(default, borrow)]
+    variables: BTreeMap<std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue>,
 }
 
 fn shown(s: &str) -> String {
@@ -165,7 +172,7 @@ pub fn render(api: Api, body: &[u8], registry: Option<&Registry>) -> Result<Opti
             "This gateway has not loaded the prompt registry from the control service yet; retry shortly.",
         ));
     };
-    let prompt = registry.prompts.get(&r.name).ok_or_else(|| bad("prompt_not_found", format!("No prompt '{}' in the registry.", shown(&r.name))))?;
+    let prompt = registry.prompts.get(r.name.as_ref()).ok_or_else(|| bad("prompt_not_found", format!("No prompt '{}' in the registry.", shown(&r.name))))?;
     let version = match (r.version, r.label.as_deref()) {
         (Some(v), _) => v,
         (None, label) => {
@@ -175,38 +182,40 @@ pub fn render(api: Api, body: &[u8], registry: Option<&Registry>) -> Result<Opti
     };
     let v = prompt.versions.get(&version).ok_or_else(|| bad("prompt_version_not_found", format!("Prompt '{}' has no version {version}.", shown(&r.name))))?;
     let tag = v.tag.clone();
-    if let Some(missing) = v.variables.iter().find(|x| !r.variables.contains_key(*x)) {
+    if let Some(missing) = v.variables.iter().find(|x| !r.variables.contains_key(x.as_str())) {
         return Err(bad("prompt_variable_missing", format!("Prompt '{tag}' needs the variable '{missing}'.")));
     }
-    if let Some(extra) = r.variables.keys().find(|k| !v.variables.contains(k)) {
+    if let Some(extra) = r.variables.keys().find(|k| !v.variables.iter().any(|x| x == k.as_ref())) {
         return Err(bad("prompt_variable_unknown", format!("Prompt '{tag}' has no variable '{}'.", shown(extra))));
     }
-    let mut values: HashMap<&str, String> = HashMap::new();
+    // Each value's JSON string text without its quotes (checked to be a string).
+    let mut values: HashMap<&str, &str> = HashMap::new();
     for (k, x) in &r.variables {
-        let s = x.as_str().ok_or_else(|| bad("invalid_prompt_variable", format!("The variable '{}' must be a string.", shown(k))))?;
-        values.insert(k.as_str(), escaped(s));
+        let text = x.get();
+        if !text.starts_with('"') || serde_json::from_str::<std::borrow::Cow<'_, str>>(text).is_err() {
+            return Err(bad("invalid_prompt_variable", format!("The variable '{}' must be a string.", shown(k))));
+        }
+        values.insert(k.as_ref(), text.get(1..text.len() - 1).unwrap_or_default());
     }
     // The prompt's messages as JSON text, built from the split templates.
-    let mut prefix = String::with_capacity(1024);
-    let push = |prefix: &mut String, item: &str| {
+    let mut prefix = String::with_capacity(v.system_message.as_ref().map_or(0, String::len) + 256);
+    if let (Some(sys), Api::OpenAiChat) = (&v.system_message, api) {
+        prefix.push_str(sys);
+    }
+    for (role, parts) in &v.messages {
         if !prefix.is_empty() {
             prefix.push(',');
         }
-        prefix.push_str(item);
-    };
-    if let (Some(sys), Api::OpenAiChat) = (&v.system, api) {
-        push(&mut prefix, &format!("{{\"role\":\"system\",\"content\":{sys}}}"));
-    }
-    for (role, parts) in &v.messages {
-        let mut m = format!("{{\"role\":{},\"content\":\"", json(role));
+        prefix.push_str("{\"role\":");
+        prefix.push_str(&json(role));
+        prefix.push_str(",\"content\":\"");
         for p in parts {
             match p {
-                Part::Text(t) => m.push_str(t),
-                Part::Var(n) => m.push_str(values.get(n.as_str()).map(String::as_str).unwrap_or_default()),
+                Part::Text(t) => prefix.push_str(t),
+                Part::Var(n) => prefix.push_str(values.get(n.as_str()).copied().unwrap_or_default()),
             }
         }
-        m.push_str("\"}");
-        push(&mut prefix, &m);
+        prefix.push_str("\"}");
     }
     let anthropic_system = v.system.as_ref().filter(|_| api == Api::AnthropicMessages);
     if anthropic_system.is_some() && members.0.iter().any(|(k, _)| k == "system") {
@@ -220,7 +229,14 @@ pub fn render(api: Api, body: &[u8], registry: Option<&Registry>) -> Result<Opti
             out.push(b',');
         }
         first = false;
-        out.extend_from_slice(json(k).as_bytes());
+        // Member names as they came when nothing in them needs escaping.
+        if k.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            out.push(b'"');
+            out.extend_from_slice(k.as_bytes());
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(json(k).as_bytes());
+        }
         out.push(b':');
         out.extend_from_slice(v);
     };
@@ -235,8 +251,12 @@ pub fn render(api: Api, body: &[u8], registry: Option<&Registry>) -> Result<Opti
                 let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) else {
                     return Err(GatewayError::bad_request("invalid_type", "'messages' must be an array.").with_param("messages"));
                 };
-                let joined = if inner.trim().is_empty() { format!("[{prefix}]") } else if prefix.is_empty() { format!("[{inner}]") } else { format!("[{prefix},{inner}]") };
-                member(&mut out, k, joined.as_bytes());
+                let sep = if inner.trim().is_empty() || prefix.is_empty() { "" } else { "," };
+                member(&mut out, k, b"[");
+                out.extend_from_slice(prefix.as_bytes());
+                out.extend_from_slice(sep.as_bytes());
+                out.extend_from_slice(inner.as_bytes());
+                out.push(b']');
             }
             _ => member(&mut out, k, raw.get().as_bytes()),
         }
@@ -259,7 +279,7 @@ fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn registry() -> Registry {
         let doc: PromptsDoc = serde_json::from_value(json!({"seq": 4, "prompts": [{"name": "support", "labels": {"production": 1, "staging": 2},
