@@ -53,7 +53,7 @@ struct Compiled {
     /// OpenAI system message.
     system: Option<String>,
     system_message: Option<String>,
-    /// (role, parts) per message.
+    /// (role as a JSON string, parts) per message.
     messages: Vec<(String, Vec<Part>)>,
     variables: Vec<String>,
 }
@@ -77,7 +77,7 @@ fn compile(name: &str, version: u32, hash: &str, c: &PromptContent) -> Compiled 
                     Piece::Var(v) => Part::Var(v.to_string()),
                 })
                 .collect();
-            (m.role.clone(), parts)
+            (json(&m.role), parts)
         })
         .collect();
     let system = c.system.as_deref().map(json);
@@ -153,7 +153,15 @@ pub fn render(api: Api, body: &[u8], registry: Option<&Registry>) -> Result<Opti
     let Ok(members) = serde_json::from_slice::<Members>(body) else {
         return Ok(None); // not an object: the request parser says what is wrong
     };
-    let mut named = members.0.iter().filter(|(k, _)| k == MEMBER).map(|(_, v)| v.get());
+    let pairs: Vec<(&str, &str)> = members.0.iter().map(|(k, v)| (k.as_str(), v.get())).collect();
+    render_members(api, &pairs, registry)
+}
+
+/// [`render`] over the top-level members the request parser found (name,
+/// raw JSON value), so a named prompt costs no second parse of the body.
+pub fn render_members(api: Api, members: &[(&str, &str)], registry: Option<&Registry>) -> Result<Option<Rendered>, GatewayError> {
+    let body_len: usize = members.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    let mut named = members.iter().filter(|(k, _)| *k == MEMBER).map(|(_, v)| *v);
     let Some(reference) = named.next() else { return Ok(None) };
     if named.next().is_some() {
         return Err(bad("duplicate_key", format!("The request body has the member '{MEMBER}' more than once.")));
@@ -189,39 +197,46 @@ pub fn render(api: Api, body: &[u8], registry: Option<&Registry>) -> Result<Opti
         return Err(bad("prompt_variable_unknown", format!("Prompt '{tag}' has no variable '{}'.", shown(extra))));
     }
     // Each value's JSON string text without its quotes (checked to be a string).
-    let mut values: HashMap<&str, &str> = HashMap::new();
+    let mut values: Vec<(&str, &str)> = Vec::with_capacity(r.variables.len());
     for (k, x) in &r.variables {
         let text = x.get();
         if !text.starts_with('"') || serde_json::from_str::<std::borrow::Cow<'_, str>>(text).is_err() {
             return Err(bad("invalid_prompt_variable", format!("The variable '{}' must be a string.", shown(k))));
         }
-        values.insert(k.as_ref(), text.get(1..text.len() - 1).unwrap_or_default());
+        values.push((k.as_ref(), text.get(1..text.len() - 1).unwrap_or_default()));
     }
-    // The prompt's messages as JSON text, built from the split templates.
-    let mut prefix = String::with_capacity(v.system_message.as_ref().map_or(0, String::len) + 256);
-    if let (Some(sys), Api::OpenAiChat) = (&v.system_message, api) {
-        prefix.push_str(sys);
-    }
-    for (role, parts) in &v.messages {
-        if !prefix.is_empty() {
-            prefix.push(',');
+    let value_of = |n: &str| values.iter().find(|(k, _)| *k == n).map_or("", |(_, v)| *v);
+    // The prompt's messages as JSON text, written where they go.
+    let write_prefix = |out: &mut Vec<u8>| {
+        let mut first = true;
+        if let (Some(sys), Api::OpenAiChat) = (&v.system_message, api) {
+            out.extend_from_slice(sys.as_bytes());
+            first = false;
         }
-        prefix.push_str("{\"role\":");
-        prefix.push_str(&json(role));
-        prefix.push_str(",\"content\":\"");
-        for p in parts {
-            match p {
-                Part::Text(t) => prefix.push_str(t),
-                Part::Var(n) => prefix.push_str(values.get(n.as_str()).copied().unwrap_or_default()),
+        for (role, parts) in &v.messages {
+            if !first {
+                out.push(b',');
             }
+            first = false;
+            out.extend_from_slice(b"{\"role\":");
+            out.extend_from_slice(role.as_bytes());
+            out.extend_from_slice(b",\"content\":\"");
+            for p in parts {
+                out.extend_from_slice(match p {
+                    Part::Text(t) => t.as_bytes(),
+                    Part::Var(n) => value_of(n).as_bytes(),
+                });
+            }
+            out.extend_from_slice(b"\"}");
         }
-        prefix.push_str("\"}");
-    }
+    };
+    let has_prefix = v.messages.len() + usize::from(v.system_message.is_some() && api == Api::OpenAiChat) > 0;
+    let prefix_len = v.system_message.as_ref().map_or(0, String::len) + v.messages.iter().map(|(_, p)| p.len() * 16 + 64).sum::<usize>();
     let anthropic_system = v.system.as_ref().filter(|_| api == Api::AnthropicMessages);
-    if anthropic_system.is_some() && members.0.iter().any(|(k, _)| k == "system") {
+    if anthropic_system.is_some() && members.iter().any(|(k, _)| *k == "system") {
         return Err(bad("prompt_conflict", format!("Prompt '{tag}' sets the system prompt; leave 'system' out of the request.")));
     }
-    let mut out: Vec<u8> = Vec::with_capacity(body.len() + prefix.len() + 256);
+    let mut out: Vec<u8> = Vec::with_capacity(body_len + prefix_len + 256);
     out.push(b'{');
     let mut first = true;
     let mut member = |out: &mut Vec<u8>, k: &str, v: &[u8]| {
@@ -241,28 +256,30 @@ pub fn render(api: Api, body: &[u8], registry: Option<&Registry>) -> Result<Opti
         out.extend_from_slice(v);
     };
     let mut saw_messages = false;
-    for (k, raw) in &members.0 {
-        match k.as_str() {
+    for &(k, raw) in members {
+        match k {
             MEMBER => {}
             "messages" => {
                 saw_messages = true;
                 // Spliced in front of the request's own, without parsing them.
-                let text = raw.get().trim();
+                let text = raw.trim();
                 let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) else {
                     return Err(GatewayError::bad_request("invalid_type", "'messages' must be an array.").with_param("messages"));
                 };
-                let sep = if inner.trim().is_empty() || prefix.is_empty() { "" } else { "," };
+                let sep = if inner.trim().is_empty() || !has_prefix { "" } else { "," };
                 member(&mut out, k, b"[");
-                out.extend_from_slice(prefix.as_bytes());
+                write_prefix(&mut out);
                 out.extend_from_slice(sep.as_bytes());
                 out.extend_from_slice(inner.as_bytes());
                 out.push(b']');
             }
-            _ => member(&mut out, k, raw.get().as_bytes()),
+            _ => member(&mut out, k, raw.as_bytes()),
         }
     }
     if !saw_messages {
-        member(&mut out, "messages", format!("[{prefix}]").as_bytes());
+        member(&mut out, "messages", b"[");
+        write_prefix(&mut out);
+        out.push(b']');
     }
     if let Some(sys) = anthropic_system {
         member(&mut out, "system", sys.as_bytes());

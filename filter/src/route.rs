@@ -52,6 +52,8 @@ pub struct Plan {
     pub routed: bool,
     /// The prompt prefix's fingerprint (scope not set), when asked for and long enough.
     pub prefix: Option<crate::fingerprint::Fingerprint>,
+    /// The body as rendered from a named prompt, and the version's tag.
+    pub rendered: Option<(Vec<u8>, String)>,
 }
 
 /// Plans a request whose whole body is `body`. `path` is the client's
@@ -80,6 +82,9 @@ pub struct Choice<'a> {
     pub auto: Option<&'a tollgate_protocol::routing::Routed>,
     /// Fingerprint the prompt prefix ([`crate::fingerprint`], `cache_insights`).
     pub fingerprint: bool,
+    /// Render a named prompt (`tollgate_prompt`) with this registry (`None`
+    /// inside: never loaded); not set: such a body is refused with [`NEEDS_RENDER`].
+    pub prompts: Option<Option<&'a crate::prompts::Registry>>,
 }
 
 /// [`plan`], with the model chosen by a fallback or the auto router.
@@ -97,10 +102,21 @@ pub fn plan_for(
     };
     let parsed = parse_chat(api, body).map_err(|e| refuse(e, None, None))?;
     let mut chat = parsed.request.clone();
-    // A named prompt is rendered first (the caller plans the rendered body).
+    // A named prompt: rendered from the members just parsed, then the
+    // rendered body is planned.
     if chat.names_prompt {
-        let e = GatewayError::bad_request(NEEDS_RENDER, "The request names a prompt ('tollgate_prompt') this gateway did not render.");
-        return Err(refuse(e.with_param(crate::prompts::MEMBER), Some(&chat), None));
+        let Some(registry) = choice.prompts else {
+            let e = GatewayError::bad_request(NEEDS_RENDER, "The request names a prompt ('tollgate_prompt') this gateway did not render.");
+            return Err(refuse(e.with_param(crate::prompts::MEMBER), Some(&chat), None));
+        };
+        let members: Vec<(&str, &str)> = parsed.members().collect();
+        let Some(r) = crate::prompts::render_members(api, &members, registry).map_err(|e| refuse(e, Some(&chat), None))? else {
+            let e = GatewayError::bad_request(NEEDS_RENDER, "The request names a prompt ('tollgate_prompt') this gateway did not render.");
+            return Err(refuse(e.with_param(crate::prompts::MEMBER), Some(&chat), None));
+        };
+        let mut plan = plan_for(cfg, key, api, &r.body, path, has_anthropic_version, Choice { prompts: None, ..choice })?;
+        plan.rendered = Some((r.body, r.tag));
+        return Ok(plan);
     }
     // From the members the parser found: no second parse.
     let prefix = if choice.fingerprint && matches!(api, Api::OpenAiChat | Api::AnthropicMessages) {
@@ -246,7 +262,7 @@ pub fn plan_for(
         }
     }
     let fallbacks = resolved.fallbacks.to_vec();
-    Ok(Plan { chat, target, worst, body, headers, cluster: provider.cluster.clone(), translate, json_repair: resolved.json_repair, fallbacks, routed, prefix })
+    Ok(Plan { chat, target, worst, body, headers, cluster: provider.cluster.clone(), translate, json_repair: resolved.json_repair, fallbacks, routed, prefix, rendered: None })
 }
 
 #[cfg(test)]

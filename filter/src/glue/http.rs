@@ -453,21 +453,16 @@ impl TollgateHttp {
         // The auto router's pick for this feature (a lookup in what the control service synced).
         let routing = super::synced::routing();
         let auto = self.feature.as_deref().and_then(|f| routing.as_ref()?.features.get(f));
-        let choice = route::Choice { model: None, auto, fingerprint: cfg.cache_insights };
+        // A named prompt is rendered inside planning, from the synced registry.
+        let registry = super::synced::registry();
+        let choice = route::Choice { model: None, auto, fingerprint: cfg.cache_insights, prompts: Some(registry.as_deref()) };
         let mut planned = route::plan_for(cfg, &key, api, &body, &self.path, self.headers.has_anthropic_version, choice);
-        // A request naming a registered prompt is planned again, as rendered
-        // (only such requests pay for it: the parser saw the member).
         let mut rendered = false;
-        if planned.as_ref().is_err_and(|r| r.error.code == route::NEEDS_RENDER) {
-            match crate::prompts::render(api, &body, super::synced::registry().as_deref()) {
-                Ok(Some(r)) => {
-                    body = r.body;
-                    self.prompt_version = Some(r.tag);
-                    rendered = true;
-                    planned = route::plan_for(cfg, &key, api, &body, &self.path, self.headers.has_anthropic_version, choice);
-                }
-                Ok(None) => {}
-                Err(e) => return self.reject(e),
+        if let Ok(p) = planned.as_mut() {
+            if let Some((b, tag)) = p.rendered.take() {
+                body = b;
+                self.prompt_version = Some(tag);
+                rendered = true;
             }
         }
         let plan = match planned {
