@@ -212,8 +212,7 @@ impl Capture {
     /// Whether a request of `feature` on `route` with this id is sampled.
     pub fn wants(&self, feature: Option<&str>, route: &str, request_id: &str) -> bool {
         let named = feature.is_some_and(|f| self.features.iter().any(|x| x == f)) || self.routes.iter().any(|r| r == route);
-        let h = request_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-        named && h % 100 < u64::from(self.percent)
+        named && request_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)) % 100 < u64::from(self.percent)
     }
 }
 

@@ -676,6 +676,37 @@ impl TollgateHttp {
         verdict
     }
 
+    /// A whole answer as the client gets it — translated, captured (the
+    /// provider's, before anything is restored in it), guarded, JSON-checked
+    /// (and repaired on a json_repair route) — before the record is
+    /// settled, which carries what was found. `None`: send `body` as it is.
+    fn client_answer(&mut self, cfg: &Config, body: &[u8], compressed: bool) -> Option<Vec<u8>> {
+        let ok = (200..300).contains(&self.status);
+        let mut new = match (self.translate, compressed) {
+            (Some(d), false) => d.answer(body, self.status, now_ms(self) / 1000),
+            _ => None,
+        };
+        if let (Some(c), false, true) = (self.capture.as_mut(), compressed, ok) {
+            let answer = new.as_deref().unwrap_or(body);
+            if answer.len() <= cfg.capture.as_ref().map_or(0, |k| k.max_bytes) {
+                c.response = String::from_utf8_lossy(answer).into_owned();
+            }
+        }
+        if let Some(g) = self.answer_guard.as_mut() {
+            if let Some(guarded) = g.json(new.as_deref().unwrap_or(body)) {
+                new = Some(guarded);
+            }
+        }
+        if let (Some(ask), false, true) = (self.chat.as_ref().and_then(|c| c.json.clone()), compressed, ok) {
+            let (checked, fixed) = crate::jsonfix::answer(new.as_deref().unwrap_or(body), &ask, self.json_repair);
+            if fixed.is_some() {
+                new = fixed;
+            }
+            self.json_check = checked.map(|c| tollgate_protocol::record::JsonCheck { valid: c.valid, repaired: c.repaired, error: c.error });
+        }
+        new
+    }
+
     /// The request's finding with the answer's added.
     fn guardrails_for_record(&self) -> Option<tollgate_protocol::record::Guardrails> {
         let Some(g) = &self.answer_guard else { return self.guardrails.clone() };
@@ -1013,32 +1044,7 @@ impl HttpContext for TollgateHttp {
                 let compressed = matches!(&self.reader, Reader::Json { inflater: Some(_), .. });
                 self.feed_json(&body);
                 if end_of_stream {
-                    // What the client gets: translated, then guarded (before
-                    // the record is settled, which carries the answer's finding).
-                    let mut new = match (self.translate, compressed) {
-                        (Some(d), false) => d.answer(&body, self.status, now_ms(self) / 1000),
-                        _ => None,
-                    };
-                    // The captured answer: the provider's, before anything is restored in it.
-                    if let (Some(c), false, true) = (self.capture.as_mut(), compressed, (200..300).contains(&self.status)) {
-                        let answer = new.as_deref().unwrap_or(&body);
-                        if answer.len() <= cfg.capture.as_ref().map_or(0, |k| k.max_bytes) {
-                            c.response = String::from_utf8_lossy(answer).into_owned();
-                        }
-                    }
-                    if let Some(g) = self.answer_guard.as_mut() {
-                        if let Some(guarded) = g.json(new.as_deref().unwrap_or(&body)) {
-                            new = Some(guarded);
-                        }
-                    }
-                    // Asked for JSON: checked (and on a json_repair route, repaired).
-                    if let (Some(ask), false, true) = (self.chat.as_ref().and_then(|c| c.json.clone()), compressed, (200..300).contains(&self.status)) {
-                        let (checked, fixed) = crate::jsonfix::answer(new.as_deref().unwrap_or(&body), &ask, self.json_repair);
-                        if fixed.is_some() {
-                            new = fixed;
-                        }
-                        self.json_check = checked.map(|c| tollgate_protocol::record::JsonCheck { valid: c.valid, repaired: c.repaired, error: c.error });
-                    }
+                    let new = self.client_answer(&cfg, &body, compressed);
                     if let Some(rec) = self.finish_json() {
                         if cfg.cost_headers {
                             self.add_cost_headers(&rec);

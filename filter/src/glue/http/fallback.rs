@@ -107,6 +107,10 @@ impl TollgateHttp {
         self.status = status;
         self.upstream_responded = true;
         let content_type = String::from_utf8_lossy(&header(b"content-type")).into_owned();
+        // The answer is read like a first attempt's: guarded when the policy reads answers.
+        if let (Some((policy, owner, placeholders)), true) = (self.answer_seed.take(), (200..300).contains(&status)) {
+            self.answer_guard = crate::guard::answer::AnswerGuard::new(policy, owner, placeholders, self.api.unwrap_or(tollgate_protocol::Api::OpenAiChat));
+        }
         let (out, costs) = if content_type.starts_with("text/event-stream") {
             let chat = self.chat.as_ref();
             let strip = cfg.force_stream_usage && chat.is_some_and(|c| c.stream && !c.client_include_usage);
@@ -118,23 +122,19 @@ impl TollgateHttp {
             out.extend_from_slice(&tracker.finish());
             let rewrites = tracker.rewrites();
             self.reader = super::Reader::Stream { tracker, inflater: None };
+            let out = if rewrites { out } else { body };
+            let out = match self.answer_guard.as_mut() {
+                Some(g) => [g.push(&out), g.finish()].concat(),
+                None => out,
+            };
+            // Settled after the guard read it: the record carries what it found.
             self.response_complete = true;
             self.settle(Termination::Complete);
-            (if rewrites { out } else { body }, Vec::new())
+            (out, Vec::new())
         } else {
             self.reader = super::Reader::Json { collector: crate::response::JsonCollector::new(cfg.max_response_bytes), inflater: None };
             self.feed_json(&body);
-            let mut new = match self.translate {
-                Some(d) => d.answer(&body, status, super::now_ms(self) / 1000),
-                None => None,
-            };
-            if let (Some(ask), true) = (self.chat.as_ref().and_then(|c| c.json.clone()), (200..300).contains(&status)) {
-                let (checked, fixed) = crate::jsonfix::answer(new.as_deref().unwrap_or(&body), &ask, self.json_repair);
-                if fixed.is_some() {
-                    new = fixed;
-                }
-                self.json_check = checked.map(|c| tollgate_protocol::record::JsonCheck { valid: c.valid, repaired: c.repaired, error: c.error });
-            }
+            let new = self.client_answer(&cfg, &body, false);
             let rec = self.finish_json();
             let costs = rec.filter(|_| cfg.cost_headers).map(|r| super::cost_header_values(&r)).unwrap_or_default();
             (new.unwrap_or(body), costs)
