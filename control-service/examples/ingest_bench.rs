@@ -69,7 +69,7 @@ fn budgets(s: &dyn Store, now: u64) {
 
 fn main() {
     let n: u64 = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
-    let batch = 500u64;
+    let batch: u64 = std::env::var("BENCH_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
     let dir = std::env::temp_dir().join(format!("tollgate-ingest-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));

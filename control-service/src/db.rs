@@ -142,6 +142,10 @@ pub trait Tx {
 /// and rolled back when it returns Err.
 pub trait Db: Send + Sync + 'static {
     fn run<T>(&self, kind: TxKind, f: impl FnOnce(&mut dyn Tx) -> Result<T>) -> Result<T>;
+    /// How many write transactions can make progress at once (SQLite: one).
+    fn writers(&self) -> usize {
+        1
+    }
 }
 
 /// One schema change. Versions ascend from 1; an applied version is never

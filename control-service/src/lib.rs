@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod db;
 pub mod evals;
+pub mod group_commit;
 pub mod ledger;
 pub mod periods;
 pub mod postgres;

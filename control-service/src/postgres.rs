@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 6, name: "prompt_registry", sql: include_str!("../migrations/postgres/0006_prompt_registry.sql") },
     Migration { version: 7, name: "cache_misses", sql: include_str!("../migrations/postgres/0007_cache_misses.sql") },
     Migration { version: 8, name: "evaluations", sql: include_str!("../migrations/postgres/0008_evaluations.sql") },
+    Migration { version: 9, name: "usage_ts_brin", sql: include_str!("../migrations/postgres/0009_usage_ts_brin.sql") },
 ];
 
 /// Connections per replica.
@@ -186,6 +187,11 @@ impl Tx for PgTx<'_> {
 }
 
 impl Db for PgDb {
+    /// Batches insert side by side and queue only to be counted (`ledger::ingest`);
+    /// the rest of the pool stays free for the API's reads.
+    fn writers(&self) -> usize {
+        3
+    }
     fn run<T>(&self, kind: TxKind, f: impl FnOnce(&mut dyn Tx) -> Result<T>) -> Result<T> {
         let h = &self.handle;
         // A connection from the pool (a broken one is replaced, not reused).

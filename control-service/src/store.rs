@@ -10,12 +10,20 @@ use tollgate_protocol::state::{IngestAck, ScopeType};
 
 use crate::periods::Period;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum StoreError {
     NotFound(String),
     Conflict(String),
     Invalid(String),
     Backend(String),
+}
+
+/// One sender's batch for [`Store::ingest_many`].
+pub struct IngestJob<'a> {
+    pub node: &'a str,
+    pub records: &'a [UsageRecord],
+    /// The JSON text each record was parsed from, when known.
+    pub raw: Option<&'a [&'a str]>,
 }
 
 impl std::fmt::Display for StoreError {
@@ -520,6 +528,12 @@ pub trait Store: Send + Sync + 'static {
     /// `raw[i]`, when given, is the JSON text `records[i]` was parsed from
     /// (stored as is, which saves serialising it again).
     fn ingest(&self, node: &str, records: &[UsageRecord], raw: Option<&[&str]>, now_ms: u64) -> Result<IngestAck>;
+    /// Several senders' batches in one transaction (one commit, one fsync),
+    /// each acknowledged as `ingest` would: when one of them fails, each is
+    /// retried in a transaction of its own, so only the one at fault is refused.
+    fn ingest_many(&self, jobs: &[IngestJob<'_>], now_ms: u64) -> Vec<Result<IngestAck>>;
+    /// How many `ingest_many` calls are worth running side by side.
+    fn ingest_writers(&self) -> usize;
     /// The current ingest sequence.
     fn seq(&self) -> Result<u64>;
     /// Envoys that polled the state within the last `node_ttl_ms`.

@@ -37,6 +37,8 @@ macro_rules! contract {
 
 contract!(
     ingest_is_idempotent_by_record_id,
+    grouped_batches_are_acknowledged_one_by_one,
+    concurrent_batches_with_the_same_ids_count_each_record_once,
     budgets_count_their_scope_and_period_and_recount_on_change,
     thresholds_raise_one_alert_each_per_period,
     keys_create_revoke_rotate,
@@ -137,6 +139,69 @@ fn ingest_is_idempotent_by_record_id(s: Arc<dyn Store>) {
     let c = s.ingest("n3", &big, None, NOW).unwrap();
     assert_eq!((c.accepted, c.duplicates), (130, 3));
     assert_eq!(s.spend(&SpendFilter::default()).unwrap().cost_micros, 35 + 130);
+}
+
+/// Batches committed together (group commit) are acknowledged as if each
+/// had its own transaction: a refused one leaves nothing behind and does
+/// not take the others with it; repeats across them count once.
+fn grouped_batches_are_acknowledged_one_by_one(s: Arc<dyn Store>) {
+    use tollgate_control::store::IngestJob;
+    s.put_budget(&budget("t", 1_000_000), NOW).unwrap();
+    let (a, b, bad) = ([rec("g1", "t", 10, 0, 0), rec("g2", "t", 20, 0, 0)], [rec("g2", "t", 20, 0, 0), rec("g3", "t", 5, 0, 0)], [rec("g4", "t", 7, 0, 0), rec("", "t", 1, 0, 0)]);
+    let jobs = [
+        IngestJob { node: "n1", records: &a, raw: None },
+        IngestJob { node: "n2", records: &bad, raw: None },
+        IngestJob { node: "n3", records: &b, raw: None },
+    ];
+    let acks = s.ingest_many(&jobs, NOW);
+    assert_eq!(acks.len(), 3);
+    let (a1, a3) = (acks[0].as_ref().unwrap(), acks[2].as_ref().unwrap());
+    assert!(matches!(acks[1], Err(StoreError::Invalid(_))), "{:?}", acks[1]);
+    assert_eq!((a1.accepted, a1.duplicates, a3.accepted, a3.duplicates), (2, 0, 1, 1));
+    assert!(a3.seq > a1.seq);
+    assert_eq!(s.spend(&SpendFilter::default()).unwrap().cost_micros, 35, "g4 of the refused batch is not stored");
+    let start = budget("t", 0).bounds(NOW).unwrap().0;
+    assert_eq!(s.used(ScopeType::Team, "t", start).unwrap().micros, 35);
+    // all good: one transaction, each acknowledged
+    let (c, d) = ([rec("g5", "t", 1, 0, 0)], [rec("g5", "t", 1, 0, 0), rec("g6", "t", 2, 0, 0)]);
+    let acks = s.ingest_many(&[IngestJob { node: "n", records: &c, raw: None }, IngestJob { node: "n", records: &d, raw: None }], NOW);
+    let got: Vec<(u64, u64)> = acks.iter().map(|a| a.as_ref().map(|a| (a.accepted, a.duplicates)).unwrap()).collect();
+    assert_eq!(got, [(1, 0), (1, 1)]);
+    assert_eq!(s.used(ScopeType::Team, "t", start).unwrap().micros, 38);
+}
+
+/// Envoys retry: the same records arrive in batches that overlap, from
+/// several threads at once (on PostgreSQL several transactions insert side
+/// by side). Each record is stored and counted once, and batch numbers
+/// are distinct.
+fn concurrent_batches_with_the_same_ids_count_each_record_once(s: Arc<dyn Store>) {
+    s.put_budget(&budget("t", u64::MAX / 4), NOW).unwrap();
+    let threads: Vec<_> = (0..6)
+        .map(|k| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                // thread k sends ids in its own order, overlapping its neighbours'
+                let mut ids: Vec<u32> = (k * 50..k * 50 + 150).collect();
+                if k % 2 == 1 {
+                    ids.reverse();
+                }
+                let recs: Vec<UsageRecord> = ids.iter().map(|i| rec(&format!("c{i}"), "t", 3, 0, 0)).collect();
+                recs.chunks(40).map(|c| s.ingest("n", c, None, NOW).unwrap()).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let acks: Vec<_> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let accepted: u64 = acks.iter().map(|a| a.accepted).sum();
+    let distinct = 5 * 50 + 150;
+    assert_eq!(accepted, distinct);
+    assert_eq!(acks.iter().map(|a| a.accepted + a.duplicates).sum::<u64>(), 6 * 150);
+    let mut seqs: Vec<u64> = acks.iter().map(|a| a.seq).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), acks.len(), "each batch has its own number");
+    let start = budget("t", 0).bounds(NOW).unwrap().0;
+    assert_eq!(s.used(ScopeType::Team, "t", start).unwrap().micros, 3 * distinct);
+    assert_eq!(s.spend(&SpendFilter::default()).unwrap().requests, distinct);
 }
 
 fn budgets_count_their_scope_and_period_and_recount_on_change(s: Arc<dyn Store>) {

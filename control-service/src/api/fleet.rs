@@ -1,6 +1,7 @@
 //! What the Envoys call: usage ingest and the budget state (grants, keys).
 
 use super::*;
+use crate::group_commit::Batch;
 
 /// Ingests a batch. Each record is checked on its own: one that does not
 /// parse or is out of bounds (`UsageRecord::validate`) is refused and listed
@@ -9,8 +10,8 @@ use super::*;
 /// a 400.
 pub(super) async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
     role(&st, &headers)?;
-    let store = st.store.clone();
-    let (n, ack) = blocking(move || {
+    let queue = st.clone();
+    let (n, rejected, committed) = blocking(move || {
         let batch: IngestBatch = serde_json::from_slice(&body).map_err(|e| StoreError::Invalid(format!("invalid JSON: {e}")))?;
         if batch.node.is_empty() || batch.node.chars().count() > 256 || batch.node.chars().any(char::is_control) {
             return Err(StoreError::Invalid("node: 1 to 256 characters, no control characters".into()));
@@ -22,7 +23,7 @@ pub(super) async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, 
             let parsed = serde_json::from_str::<UsageRecord>(r.get()).map_err(|e| format!("invalid JSON: {e}"));
             match parsed.and_then(|rec| rec.validate().map(|()| rec)) {
                 Ok(rec) => {
-                    raw.push(r.get());
+                    raw.push(r.get().to_owned());
                     records.push(rec);
                 }
                 Err(reason) => {
@@ -37,9 +38,9 @@ pub(super) async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, 
                 }
             }
         }
-        let mut ack = store.ingest(&batch.node, &records, Some(&raw), now_ms())?;
-        ack.rejected = rejected;
-        Ok((records.len(), ack))
+        let n = records.len();
+        let committed = queue.ingest.submit(Batch { node: batch.node.to_string(), records, raw, now_ms: now_ms() })?;
+        Ok((n, rejected, committed))
     })
     .await
     .map_err(|e| {
@@ -49,6 +50,18 @@ pub(super) async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, 
             _ => e,
         }
     })?;
+    let mut ack = match committed.await {
+        Ok(Ok(ack)) => ack,
+        Ok(Err(e)) => {
+            st.counters.ingest_errors.fetch_add(1, Relaxed);
+            return Err(e.into());
+        }
+        Err(_) => {
+            st.counters.ingest_errors.fetch_add(1, Relaxed);
+            return Err(StoreError::Backend("the ingest writer stopped".into()).into());
+        }
+    };
+    ack.rejected = rejected;
     st.counters.ingest_batches.fetch_add(1, Relaxed);
     st.counters.ingest_records.fetch_add(ack.accepted, Relaxed);
     st.counters.ingest_duplicates.fetch_add(ack.duplicates, Relaxed);

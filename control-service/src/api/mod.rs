@@ -67,6 +67,8 @@ pub struct AppState {
     pub settings: Settings,
     pub alerts_wake: tokio::sync::Notify,
     pub counters: Counters,
+    /// Usage batches go through one writer that commits them together.
+    pub ingest: crate::group_commit::GroupCommit,
 }
 
 /// Process counters for /metrics.
@@ -87,7 +89,8 @@ pub struct Counters {
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, settings: Settings) -> Arc<AppState> {
-        Arc::new(AppState { store, settings, alerts_wake: tokio::sync::Notify::new(), counters: Counters::default() })
+        let ingest = crate::group_commit::GroupCommit::start(store.clone());
+        Arc::new(AppState { store, settings, alerts_wake: tokio::sync::Notify::new(), counters: Counters::default(), ingest })
     }
 }
 

@@ -59,6 +59,14 @@ fn insert_sql(rows: usize) -> String {
     sql
 }
 
+/// A batch's mark on its rows: random in [2^40, 2^62), above every batch
+/// number written before marks were random.
+fn batch_mark() -> Result<u64> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|e| StoreError::Backend(format!("no randomness for a batch mark: {e}")))?;
+    Ok((u64::from_le_bytes(b) >> 2) | (1 << 40))
+}
+
 /// Adds to a period's use, saturating at i64::MAX (records are bounded,
 /// sums of many are not).
 const BUMP: &str = "INSERT INTO budget_usage (scope_type, scope_id, period_start_ms, used_micros, used_tokens) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -80,26 +88,23 @@ pub fn batch(tx: &mut dyn Tx, node: &str, records: &[UsageRecord], raw: Option<&
     if records.iter().any(|r| r.id.is_empty()) {
         return Err(StoreError::Invalid("a record has an empty id".into()));
     }
-    // The counter row's lock orders ingest transactions (across replicas on PostgreSQL).
-    let seq = tx.query_one("UPDATE ingest_seq SET seq = seq + 1 RETURNING seq", &[])?.u64(0)?;
-    let budgets = budgets::list(tx)?;
+    // The rows carry this batch's own mark (`usage.seq`, only ever read to
+    // tell which rows this batch stored): a random number above any batch
+    // number stored before marks were random, so concurrent batches on
+    // PostgreSQL insert side by side and take the ordering lock (below)
+    // only to be counted.
+    let mark = batch_mark()?;
     let (mut accepted, mut duplicates) = (0u64, 0u64);
-    // (budget index, period start) -> (micros, tokens) added, refused by it
-    let mut touched: HashMap<(usize, u64), (u64, u64, bool)> = HashMap::new();
-    let mut taken: HashSet<&str> = HashSet::with_capacity(records.len());
-    for (c, chunk) in records.chunks(ROWS_PER_INSERT).enumerate() {
-        // The first of each id in this batch; later ones are duplicates.
-        let mut fresh: Vec<(usize, &UsageRecord)> = Vec::with_capacity(chunk.len());
-        for (k, r) in chunk.iter().enumerate() {
-            if taken.insert(&r.id) {
-                fresh.push((c * ROWS_PER_INSERT + k, r));
-            } else {
-                duplicates += 1;
-            }
-        }
-        if fresh.is_empty() {
-            continue;
-        }
+    let mut counted: Vec<&UsageRecord> = Vec::with_capacity(records.len());
+    // In id order: concurrent batches on PostgreSQL take the id index's
+    // locks in the same order (no deadlock between them), and a repeated id
+    // lands next to its first (stable sort: the first one sent is kept).
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_by(|&a, &b| records[a].id.cmp(&records[b].id));
+    order.dedup_by_key(|i| records[*i].id.as_str());
+    duplicates += (records.len() - order.len()) as u64;
+    for chunk in order.chunks(ROWS_PER_INSERT) {
+        let mut fresh: Vec<(usize, &UsageRecord)> = chunk.iter().map(|&i| (i, &records[i])).collect();
         let texts: Vec<std::borrow::Cow<'_, str>> = fresh
             .iter()
             .map(|(idx, r)| match raw.and_then(|raw| raw.get(*idx)).filter(|_| r.capture.is_none()) {
@@ -112,7 +117,7 @@ pub fn batch(tx: &mut dyn Tx, node: &str, records: &[UsageRecord], raw: Option<&
         for ((_, r), text) in fresh.iter().zip(&texts) {
             args.extend([
                 (&r.id).into(),
-                int(seq),
+                int(mark),
                 node.into(),
                 int(r.ts_ms),
                 (&r.key_id).into(),
@@ -139,7 +144,7 @@ pub fn batch(tx: &mut dyn Tx, node: &str, records: &[UsageRecord], raw: Option<&
         let stored = tx.execute(&sql, &args)?;
         if stored < fresh.len() as u64 {
             // Some were stored before (another batch, another replica): keep the new ones.
-            let mut ids: Vec<Arg<'_>> = vec![int(seq)];
+            let mut ids: Vec<Arg<'_>> = vec![int(mark)];
             ids.extend(fresh.iter().map(|(_, r)| Arg::from(&r.id)));
             let now: HashSet<String> = tx.query(&stored_now_sql(fresh.len()), &ids)?.iter().map(|row| row.text(0)).collect::<Result<_>>()?;
             duplicates += fresh.len() as u64 - now.len() as u64;
@@ -150,15 +155,25 @@ pub fn batch(tx: &mut dyn Tx, node: &str, records: &[UsageRecord], raw: Option<&
             super::audit::insert(tx, r)?;
             super::cache_misses::insert(tx, r)?;
             super::evals::insert(tx, r)?;
-            let fx = record_effects(&budgets, r);
-            for k in fx.denied_by {
-                touched.entry(k).or_insert((0, 0, false)).2 = true;
-            }
-            for k in fx.counts {
-                let t = touched.entry(k).or_insert((0, 0, false));
-                t.0 = t.0.saturating_add(r.cost_micros);
-                t.1 = t.1.saturating_add(fx.tokens);
-            }
+            counted.push(r);
+        }
+    }
+    // The counter row's lock orders the counting (across replicas on
+    // PostgreSQL): every batch up to `seq` is in the budgets' use when this
+    // transaction commits, and the budgets read are those in force now.
+    let seq = tx.query_one("UPDATE ingest_seq SET seq = seq + 1 RETURNING seq", &[])?.u64(0)?;
+    let budgets = budgets::list(tx)?;
+    // (budget index, period start) -> (micros, tokens) added, refused by it
+    let mut touched: HashMap<(usize, u64), (u64, u64, bool)> = HashMap::new();
+    for r in counted {
+        let fx = record_effects(&budgets, r);
+        for k in fx.denied_by {
+            touched.entry(k).or_insert((0, 0, false)).2 = true;
+        }
+        for k in fx.counts {
+            let t = touched.entry(k).or_insert((0, 0, false));
+            t.0 = t.0.saturating_add(r.cost_micros);
+            t.1 = t.1.saturating_add(fx.tokens);
         }
     }
     for ((bi, start), (micros, tokens, stopped)) in &touched {

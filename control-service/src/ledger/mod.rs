@@ -91,6 +91,19 @@ impl<D: Db> Store for Ledger<D> {
     fn ingest(&self, node: &str, records: &[UsageRecord], raw: Option<&[&str]>, now_ms: u64) -> Result<IngestAck> {
         self.db.run(TxKind::Write, |tx| ingest::batch(tx, node, records, raw, now_ms))
     }
+    fn ingest_writers(&self) -> usize {
+        self.db.writers()
+    }
+    fn ingest_many(&self, jobs: &[IngestJob<'_>], now_ms: u64) -> Vec<Result<IngestAck>> {
+        let together: Result<Vec<IngestAck>> = self.db.run(TxKind::Write, |tx| jobs.iter().map(|j| ingest::batch(tx, j.node, j.records, j.raw, now_ms)).collect());
+        match together {
+            Ok(acks) => acks.into_iter().map(Ok).collect(),
+            Err(e) if jobs.len() == 1 => vec![Err(e)],
+            // One of them failed and took the others' transaction with it:
+            // each on its own, so only the one at fault is refused.
+            Err(_) => jobs.iter().map(|j| self.ingest(j.node, j.records, j.raw, now_ms)).collect(),
+        }
+    }
     fn seq(&self) -> Result<u64> {
         self.db.run(TxKind::Read, ingest::seq)
     }
