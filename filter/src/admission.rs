@@ -5,7 +5,7 @@
 //! shared data with compare-and-swap). The glue passes the real shared data;
 //! the tests pass [`MemCounters`], which can also lose CAS races on purpose.
 
-use crate::budget::{check, counter_key, exhausted_error, Amount, Check, Counter};
+use crate::budget::{check, counter_key, exhausted_error, Amount, Check, Counter, Remaining};
 use crate::record::BudgetDecision;
 use tollgate_protocol::scope::Scope;
 use crate::config::FailureMode;
@@ -94,6 +94,8 @@ pub struct Situation<'a> {
     pub have_state: bool,
     pub failure_mode: FailureMode,
     pub now_ms: u64,
+    /// The budget state's generation (room is used only under the one it was taken in).
+    pub generation: u64,
 }
 
 fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -104,10 +106,113 @@ fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
+/// A worker's side of its budget counters, so that most requests touch no
+/// shared data at all:
+/// - **room**: budget reserved in the counter ahead of requests (taken
+///   with a request's own reservation when plenty is left: at most 15 more
+///   worst cases of that request, and at most 1/16 of what is left; none
+///   near the limit, see [`near`]). Later
+///   requests of this worker are admitted from it without reading the
+///   counter; it is never used under a newer budget state, and it goes back
+///   to the counter on the worker's tick.
+/// - **owed**: settlements of finished requests, written with the next
+///   write of the same counter or on the tick. Until then the request's
+///   worst case stays reserved: other workers see more spent than there is,
+///   never less (a reflection that overtakes it becomes credit,
+///   [`Counter::settle`]).
+///
+/// So a request costs a read and a write of shared data per budget only
+/// when its worker's room is used up, and never more than one of each.
+/// Everything room admits was checked against the budget's share when it
+/// was reserved: the budget cannot be overspent through it.
+#[derive(Debug, Default)]
+pub struct Local {
+    entries: Vec<(String, Entry)>,
+    /// Never used: what `entry` would hand out if a found index vanished.
+    spare: Entry,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Entry {
+    room: Amount,
+    /// The budget state generation the room was reserved under.
+    generation: u64,
+    /// What the counter had left after the last write, room excluded.
+    remaining: Remaining,
+    /// Use in percent at the last write, when past the soft threshold.
+    soft_pct: Option<u64>,
+    owed_reserved: Amount,
+    owed_actual: Amount,
+}
+
+/// Counters a worker keeps entries for; above it `settle` writes them all.
+const MAX_LOCAL: usize = 64;
+/// Room taken ahead: at most this many more of the request's worst case…
+const AHEAD_REQUESTS: u64 = 15;
+/// …and at most this part of what is left.
+const AHEAD_PART: u64 = 16;
+/// See [`near`].
+const NEAR: u64 = 32;
+
+fn plus(a: Amount, b: Amount) -> Amount {
+    Amount { micros: a.micros.saturating_add(b.micros), tokens: a.tokens.saturating_add(b.tokens) }
+}
+
+fn minus(a: Amount, b: Amount) -> Amount {
+    Amount { micros: a.micros.saturating_sub(b.micros), tokens: a.tokens.saturating_sub(b.tokens) }
+}
+
+fn covers(room: Amount, worst: Amount) -> bool {
+    room.micros >= worst.micros && room.tokens >= worst.tokens
+}
+
+/// The room to take with a request whose worst case is `worst`, given what
+/// is left before it (None: no limit of that kind).
+fn ahead(remaining: Remaining, worst: Amount) -> Amount {
+    if near(remaining, worst) {
+        return Amount::default();
+    }
+    let one = |left: Option<u64>, w: u64| {
+        let most = w.saturating_mul(AHEAD_REQUESTS);
+        left.map_or(most, |l| most.min(l.saturating_sub(w) / AHEAD_PART))
+    };
+    Amount { micros: one(remaining.micros, worst.micros), tokens: one(remaining.tokens, worst.tokens) }
+}
+
+/// Fewer than [`NEAR`] worst cases left in a limited kind: no room is taken
+/// and settlements are written at once, so near its limit a budget is
+/// decided exactly as without any of this (room and unwritten settlements
+/// held by other workers would otherwise refuse requests early).
+fn near(remaining: Remaining, worst: Amount) -> bool {
+    let one = |left: Option<u64>, w: u64| left.is_some_and(|l| l < w.saturating_mul(NEAR));
+    one(remaining.micros, worst.micros) || one(remaining.tokens, worst.tokens)
+}
+
+fn after(remaining: Remaining, taken: Amount) -> Remaining {
+    Remaining { micros: remaining.micros.map(|m| m.saturating_sub(taken.micros)), tokens: remaining.tokens.map(|t| t.saturating_sub(taken.tokens)) }
+}
+
+impl Local {
+    fn entry(&mut self, key: &str) -> &mut Entry {
+        match self.entries.iter().position(|e| e.0 == key) {
+            Some(i) => self.entries.get_mut(i).map(|e| &mut e.1).unwrap_or(&mut self.spare),
+            None => {
+                self.entries.push((key.to_string(), Entry::default()));
+                self.entries.last_mut().map(|e| &mut e.1).unwrap_or(&mut self.spare)
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 /// Reserves `worst` against every budget, or refuses. A counter that cannot
 /// be written (contention) admits the request unreserved for that scope: the
-/// budget said yes, the reservation is what failed.
-pub fn admit(store: &dyn SharedCounters, s: &Situation<'_>, worst: Amount) -> Decision {
+/// budget said yes, the reservation is what failed. `generation` is the
+/// budget state's: room taken under an older one is not used.
+pub fn admit(store: &dyn SharedCounters, local: &mut Local, s: &Situation<'_>, worst: Amount) -> Decision {
     if s.stale {
         match s.failure_mode {
             FailureMode::Open => return Decision::Unchecked { decision: BudgetDecision::Unenforced },
@@ -125,27 +230,53 @@ pub fn admit(store: &dyn SharedCounters, s: &Situation<'_>, worst: Amount) -> De
     let (mut remaining_m, mut remaining_t) = (None, None);
     for b in s.budgets {
         let key = counter_key(b.scope_type, &b.scope_id);
+        let e = local.entry(&key);
+        let left = Remaining {
+            micros: e.remaining.micros.map(|m| m.saturating_add(e.room.micros)),
+            tokens: e.remaining.tokens.map(|t| t.saturating_add(e.room.tokens)),
+        };
+        // (An exhausted scope is asked again: it refuses even free requests.)
+        let exhausted = left.micros == Some(0) || left.tokens == Some(0);
+        if e.generation == s.generation && covers(e.room, worst) && !exhausted {
+            // From this worker's room: no shared data.
+            e.room = minus(e.room, worst);
+            if let Some(pct) = e.soft_pct {
+                soft = Some((Scope::new(b.scope_type, &b.scope_id).to_string(), pct));
+            }
+            remaining_m = min_opt(remaining_m, left.micros);
+            remaining_t = min_opt(remaining_t, left.tokens);
+            reservations.push(Reservation { scope_type: b.scope_type, scope_id: b.scope_id.clone(), amount: worst });
+            continue;
+        }
+        // One write: the old room back, what is owed, this request's worst case and room ahead.
+        let give_back = plus(e.room, e.owed_reserved);
+        let owed_actual = e.owed_actual;
         let mut verdict = None;
         let res = update_counter(store, &key, |c| {
+            c.settle(give_back, owed_actual);
             let v = check(b, c, worst);
+            let taken = match v {
+                Check::Allow { remaining, .. } => plus(worst, ahead(remaining, worst)),
+                Check::Deny { .. } => Amount::default(),
+            };
+            c.reserve(taken);
             let ok = matches!(v, Check::Allow { .. });
-            if ok {
-                c.reserve(worst);
-            }
-            verdict = Some((v, *c));
+            verdict = Some((v, *c, taken));
             ok
         });
         match (res, verdict) {
-            (Ok(_), Some((Check::Allow { soft: is_soft, remaining }, c))) => {
+            (Ok(_), Some((Check::Allow { soft: is_soft, remaining }, c, taken))) => {
+                let pct = is_soft.then(|| used_pct(b, &c));
+                *e = Entry { room: minus(taken, worst), generation: s.generation, remaining: after(remaining, taken), soft_pct: pct, ..Entry::default() };
                 reservations.push(Reservation { scope_type: b.scope_type, scope_id: b.scope_id.clone(), amount: worst });
-                if is_soft {
-                    soft = Some((Scope::new(b.scope_type, &b.scope_id).to_string(), used_pct(b, &c)));
+                if let Some(pct) = pct {
+                    soft = Some((Scope::new(b.scope_type, &b.scope_id).to_string(), pct));
                 }
                 remaining_m = min_opt(remaining_m, remaining.micros);
                 remaining_t = min_opt(remaining_t, remaining.tokens);
             }
-            (Err(CounterError::Refused), Some((_, c))) => {
-                release(store, &reservations);
+            (Err(CounterError::Refused), Some((_, c, _))) => {
+                release(local, &reservations);
                 let (error, headers) = exhausted_error(b, &c, s.now_ms);
                 return Decision::Denied { error, headers, scope: Some(Scope::new(b.scope_type, &b.scope_id)) };
             }
@@ -175,19 +306,58 @@ fn used_pct(b: &BudgetDoc, c: &Counter) -> u64 {
     })
 }
 
-/// Gives reservations back unused (the request was refused elsewhere).
-pub fn release(store: &dyn SharedCounters, reservations: &[Reservation]) {
-    settle(store, reservations, Amount::default());
+/// Gives reservations back unused (the request was refused or went
+/// elsewhere): they become this worker's room again, reserved in the
+/// counter already (returned to it on the tick).
+pub fn release(local: &mut Local, reservations: &[Reservation]) {
+    for r in reservations {
+        let e = local.entry(&counter_key(r.scope_type, &r.scope_id));
+        e.room = plus(e.room, r.amount);
+    }
 }
 
-/// Replaces each reservation with what the request really cost.
-pub fn settle(store: &dyn SharedCounters, reservations: &[Reservation], actual: Amount) {
+/// Replaces each reservation with what the request really cost: what is
+/// left of its worst case becomes room again, the real cost is owed to the
+/// counter (written with this worker's next write of it, or by [`flush`]).
+/// Near the limit ([`near`]) the settlement is written at once.
+pub fn settle(store: &dyn SharedCounters, local: &mut Local, reservations: &[Reservation], actual: Amount) {
     for r in reservations {
-        let _ = update_counter(store, &counter_key(r.scope_type, &r.scope_id), |c| {
-            c.settle(r.amount, actual);
-            true
-        });
+        let key = counter_key(r.scope_type, &r.scope_id);
+        let e = local.entry(&key);
+        let spent = Amount { micros: actual.micros.min(r.amount.micros), tokens: actual.tokens.min(r.amount.tokens) };
+        e.room = plus(e.room, minus(r.amount, spent));
+        e.owed_reserved = plus(e.owed_reserved, spent);
+        e.owed_actual = plus(e.owed_actual, actual);
+        if near(e.remaining, r.amount) {
+            let (give_back, owed) = (e.owed_reserved, e.owed_actual);
+            let written = update_counter(store, &key, |c| {
+                c.settle(give_back, owed);
+                true
+            });
+            if written.is_ok() {
+                (e.owed_reserved, e.owed_actual) = (Amount::default(), Amount::default());
+            }
+        }
     }
+    if local.entries.len() > MAX_LOCAL {
+        flush(store, local);
+    }
+}
+
+/// Writes what this worker owes its counters and gives its room back (a
+/// counter that stays busy keeps its entry for the next flush).
+pub fn flush(store: &dyn SharedCounters, local: &mut Local) {
+    local.entries.retain(|(key, e)| {
+        let (give_back, actual) = (plus(e.room, e.owed_reserved), e.owed_actual);
+        if give_back == Amount::default() && actual == Amount::default() {
+            return false;
+        }
+        update_counter(store, key, |c| {
+            c.settle(give_back, actual);
+            true
+        })
+        .is_err()
+    });
 }
 
 /// An in-memory [`SharedCounters`] for tests: CAS tokens like Envoy's, and
@@ -241,7 +411,7 @@ mod tests {
     }
 
     fn situation<'a>(b: &'a [&'a BudgetDoc]) -> Situation<'a> {
-        Situation { budgets: b, stale: false, have_state: true, failure_mode: FailureMode::Local, now_ms: 1000 }
+        Situation { budgets: b, stale: false, have_state: true, failure_mode: FailureMode::Local, now_ms: 1000, generation: 1 }
     }
 
     const W: Amount = Amount { micros: 300, tokens: 10 };
@@ -249,22 +419,113 @@ mod tests {
     #[test]
     fn reserves_until_the_worst_case_no_longer_fits_then_settles() {
         let store = MemCounters::default();
+        let mut u = Local::default();
         let b0 = budget(1000);
         let b = [&b0];
         let mut taken = Vec::new();
         for _ in 0..3 {
-            match admit(&store, &situation(&b), W) {
+            match admit(&store, &mut u, &situation(&b), W) {
                 Decision::Admitted { reservations, .. } => taken.push(reservations),
                 d => panic!("{d:?}"),
             }
         }
-        assert!(matches!(admit(&store, &situation(&b), W), Decision::Denied { scope: Some(ref s), .. } if s.to_string() == "team:t"));
-        assert_eq!(store.counter(ScopeType::Team, "t").reserved_micros, 900);
-        // the real cost was lower: room again
-        settle(&store, &taken[0], Amount { micros: 100, tokens: 3 });
+        assert!(matches!(admit(&store, &mut u, &situation(&b), W), Decision::Denied { scope: Some(ref s), .. } if s.to_string() == "team:t"));
+        // 1000 is fewer than 32 worst cases: no room ahead, each request reserves its own
         let c = store.counter(ScopeType::Team, "t");
-        assert_eq!((c.reserved_micros, c.pending_micros), (600, 100));
-        assert!(matches!(admit(&store, &situation(&b), W), Decision::Admitted { .. }));
+        assert_eq!(c.reserved_micros, 900, "{c:?}");
+        // the real cost was lower: the rest of its worst case is room for the next request
+        settle(&store, &mut u, &taken[0], Amount { micros: 100, tokens: 3 });
+        let Decision::Admitted { headers, .. } = admit(&store, &mut u, &situation(&b), W) else { panic!("room again") };
+        assert!(headers.iter().any(|(k, _)| k == "x-tollgate-budget-remaining-micros"), "{headers:?}");
+        // settlements of several requests add up; the tick's flush writes them and gives room back
+        settle(&store, &mut u, &taken[1], Amount { micros: 50, tokens: 1 });
+        settle(&store, &mut u, &taken[2], Amount { micros: 70, tokens: 2 });
+        flush(&store, &mut u);
+        assert!(u.is_empty());
+        let c = store.counter(ScopeType::Team, "t");
+        assert_eq!((c.reserved_micros, c.pending_micros, c.pending_tokens), (300, 220, 6), "only the request in flight is reserved");
+    }
+
+    #[test]
+    fn room_ahead_admits_without_shared_data_and_never_past_the_share() {
+        let store = MemCounters::default();
+        let mut u = Local::default();
+        let b0 = budget(1_000_000);
+        let b = [&b0];
+        let w = Amount { micros: 100, tokens: 1 };
+        assert!(matches!(admit(&store, &mut u, &situation(&b), w), Decision::Admitted { .. }));
+        // 100 + 15 x 100 reserved at once; the next 15 come from the room
+        assert_eq!(store.counter(ScopeType::Team, "t").reserved_micros, 1600);
+        store.lose_races.set(u32::MAX); // any write now would fail: these must not write
+        for _ in 0..15 {
+            match admit(&store, &mut u, &situation(&b), w) {
+                Decision::Admitted { reservations, .. } => assert_eq!(reservations.len(), 1),
+                d => panic!("{d:?}"),
+            }
+        }
+        store.lose_races.set(0);
+        // a newer budget state: the room is not used, the next request asks the counter again
+        let mut newer = situation(&b);
+        newer.generation = 2;
+        assert!(matches!(admit(&store, &mut u, &newer, w), Decision::Admitted { .. }));
+        // whatever the order of requests, settlements and flushes, reserved + pending never passes the share
+        let small = budget(1000);
+        let store = MemCounters::default();
+        let mut u = Local::default();
+        let mut inflight = Vec::new();
+        for i in 0..200u64 {
+            if let Decision::Admitted { reservations, .. } = admit(&store, &mut u, &situation(&[&small]), Amount { micros: 7 + i % 13, tokens: 1 }) {
+                inflight.push(reservations);
+            }
+            if i % 3 == 0 && !inflight.is_empty() {
+                let r = inflight.remove(0);
+                settle(&store, &mut u, &r, Amount { micros: 5, tokens: 1 });
+            }
+            if i % 17 == 0 {
+                flush(&store, &mut u);
+            }
+            let c = store.counter(ScopeType::Team, "t");
+            assert!(c.reserved_micros + c.pending_micros <= 1000, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn an_exhausted_scope_refuses_free_requests_even_with_room() {
+        let store = MemCounters::default();
+        let mut u = Local::default();
+        let b0 = budget(100);
+        let b = [&b0];
+        let Decision::Admitted { reservations, .. } = admit(&store, &mut u, &situation(&b), Amount { micros: 100, tokens: 0 }) else { panic!() };
+        settle(&store, &mut u, &reservations, Amount { micros: 100, tokens: 0 });
+        assert!(matches!(admit(&store, &mut u, &situation(&b), Amount::default()), Decision::Denied { .. }));
+    }
+
+    #[test]
+    fn a_busy_counter_keeps_its_settlement_for_the_next_flush() {
+        let store = MemCounters::default();
+        let mut u = Local::default();
+        let b0 = budget(1000);
+        let Decision::Admitted { reservations, .. } = admit(&store, &mut u, &situation(&[&b0]), W) else { panic!() };
+        settle(&store, &mut u, &reservations, Amount { micros: 10, tokens: 1 });
+        store.lose_races.set(CAS_RETRIES as u32);
+        flush(&store, &mut u);
+        assert!(!u.is_empty(), "lost every race: kept");
+        flush(&store, &mut u);
+        assert!(u.is_empty());
+        let c = store.counter(ScopeType::Team, "t");
+        assert_eq!((c.reserved_micros, c.pending_micros), (0, 10));
+    }
+
+    #[test]
+    fn many_counters_are_written_at_once() {
+        let store = MemCounters::default();
+        let mut u = Local::default();
+        for i in 0..=MAX_LOCAL {
+            let r = Reservation { scope_type: ScopeType::Key, scope_id: format!("k{i}"), amount: W };
+            settle(&store, &mut u, &[r], Amount { micros: 1, tokens: 1 });
+        }
+        assert!(u.is_empty(), "more than {MAX_LOCAL} counters: flushed");
+        assert_eq!(store.counter(ScopeType::Key, "k0").pending_micros, 1);
     }
 
     #[test]
@@ -273,10 +534,10 @@ mod tests {
         let b0 = budget(1000);
         let b = [&b0];
         store.lose_races.set(5);
-        assert!(matches!(admit(&store, &situation(&b), W), Decision::Admitted { ref reservations, .. } if reservations.len() == 1));
+        assert!(matches!(admit(&store, &mut Local::default(), &situation(&b), W), Decision::Admitted { ref reservations, .. } if reservations.len() == 1));
         // more lost races than retries: served, unreserved, never a 429
         store.lose_races.set(CAS_RETRIES as u32 + 1);
-        match admit(&store, &situation(&b), W) {
+        match admit(&store, &mut Local::default(), &situation(&b), W) {
             Decision::Admitted { reservations, decision, .. } => assert!(reservations.is_empty() && decision == BudgetDecision::Ok),
             d => panic!("contention must not refuse: {d:?}"),
         }
@@ -285,12 +546,15 @@ mod tests {
     #[test]
     fn a_refusal_gives_back_what_was_reserved_in_other_scopes() {
         let store = MemCounters::default();
+        let mut u = Local::default();
         let mut project = budget(100);
         project.scope_type = ScopeType::Project;
         project.scope_id = "p".into();
         let team = budget(1000);
         let b = [&team, &project];
-        assert!(matches!(admit(&store, &situation(&b), W), Decision::Denied { .. }));
+        assert!(matches!(admit(&store, &mut u, &situation(&b), W), Decision::Denied { .. }));
+        // the team's reservation is this worker's room now, and goes back with the tick
+        flush(&store, &mut u);
         assert_eq!(store.counter(ScopeType::Team, "t").reserved_micros, 0, "team reservation released");
     }
 
@@ -302,12 +566,12 @@ mod tests {
         let mut s = situation(&b);
         s.stale = true;
         s.failure_mode = FailureMode::Open;
-        assert_eq!(admit(&store, &s, W), Decision::Unchecked { decision: BudgetDecision::Unenforced });
+        assert_eq!(admit(&store, &mut Local::default(), &s, W), Decision::Unchecked { decision: BudgetDecision::Unenforced });
         s.failure_mode = FailureMode::Closed;
-        assert!(matches!(admit(&store, &s, W), Decision::Denied { scope: None, ref error, .. } if error.status == 503));
+        assert!(matches!(admit(&store, &mut Local::default(), &s, W), Decision::Denied { scope: None, ref error, .. } if error.status == 503));
         s.failure_mode = FailureMode::Local;
-        assert!(matches!(admit(&store, &s, W), Decision::Admitted { .. }), "local: enforce from the last state");
-        assert_eq!(admit(&store, &situation(&[]), W), Decision::Unchecked { decision: BudgetDecision::Off });
+        assert!(matches!(admit(&store, &mut Local::default(), &s, W), Decision::Admitted { .. }), "local: enforce from the last state");
+        assert_eq!(admit(&store, &mut Local::default(), &situation(&[]), W), Decision::Unchecked { decision: BudgetDecision::Off });
     }
 
     #[test]
@@ -316,7 +580,7 @@ mod tests {
         let mut b = budget(1000);
         b.used_micros = 850;
         b.share_micros = Some(150);
-        let d = admit(&store, &situation(&[&b]), Amount { micros: 100, tokens: 1 });
+        let d = admit(&store, &mut Local::default(), &situation(&[&b]), Amount { micros: 100, tokens: 1 });
         match d {
             Decision::Admitted { headers, decision, .. } => {
                 assert_eq!(decision, BudgetDecision::Soft);

@@ -22,11 +22,38 @@ pub struct Counter {
     pub pending_tokens: u64,
     pub reserved_micros: u64,
     pub reserved_tokens: u64,
+    /// Reflected before it was settled: a worker writes its settlements a
+    /// little later (`admission::Unsettled`), so the fleet's `used` may
+    /// count a request before this Envoy moved it to `pending`. The excess
+    /// waits here and is taken off the settlement when it lands, so the
+    /// order of the two never counts a request twice.
+    pub credit_micros: u64,
+    pub credit_tokens: u64,
+}
+
+/// `pending + add`, less what `credit` already took off.
+fn add_against_credit(pending: u64, credit: u64, add: u64) -> (u64, u64) {
+    let offset = add.min(credit);
+    (pending.saturating_add(add - offset), credit - offset)
+}
+
+/// `pending - amount`; what `pending` cannot cover becomes credit.
+fn take_or_credit(pending: u64, credit: u64, amount: u64) -> (u64, u64) {
+    match pending.checked_sub(amount) {
+        Some(left) => (left, credit),
+        None => (0, credit.saturating_add(amount - pending)),
+    }
 }
 
 impl Counter {
+    /// Four numbers, six when there is credit (older filters read the first four).
     pub fn encode(&self) -> String {
-        format!("{} {} {} {}", self.pending_micros, self.pending_tokens, self.reserved_micros, self.reserved_tokens)
+        let (p, r) = ((self.pending_micros, self.pending_tokens), (self.reserved_micros, self.reserved_tokens));
+        if self.credit_micros == 0 && self.credit_tokens == 0 {
+            format!("{} {} {} {}", p.0, p.1, r.0, r.1)
+        } else {
+            format!("{} {} {} {} {} {}", p.0, p.1, r.0, r.1, self.credit_micros, self.credit_tokens)
+        }
     }
 
     /// Unreadable or missing values count as zero.
@@ -38,6 +65,8 @@ impl Counter {
             pending_tokens: it.next().unwrap_or(0),
             reserved_micros: it.next().unwrap_or(0),
             reserved_tokens: it.next().unwrap_or(0),
+            credit_micros: it.next().unwrap_or(0),
+            credit_tokens: it.next().unwrap_or(0),
         }
     }
 
@@ -50,14 +79,14 @@ impl Counter {
     pub fn settle(&mut self, reserved: Amount, actual: Amount) {
         self.reserved_micros = self.reserved_micros.saturating_sub(reserved.micros);
         self.reserved_tokens = self.reserved_tokens.saturating_sub(reserved.tokens);
-        self.pending_micros = self.pending_micros.saturating_add(actual.micros);
-        self.pending_tokens = self.pending_tokens.saturating_add(actual.tokens);
+        (self.pending_micros, self.credit_micros) = add_against_credit(self.pending_micros, self.credit_micros, actual.micros);
+        (self.pending_tokens, self.credit_tokens) = add_against_credit(self.pending_tokens, self.credit_tokens, actual.tokens);
     }
 
     /// Records now counted in the fleet's `used`: no longer pending here.
     pub fn reflect(&mut self, amount: Amount) {
-        self.pending_micros = self.pending_micros.saturating_sub(amount.micros);
-        self.pending_tokens = self.pending_tokens.saturating_sub(amount.tokens);
+        (self.pending_micros, self.credit_micros) = take_or_credit(self.pending_micros, self.credit_micros, amount.micros);
+        (self.pending_tokens, self.credit_tokens) = take_or_credit(self.pending_tokens, self.credit_tokens, amount.tokens);
     }
 }
 
@@ -197,7 +226,10 @@ mod tests {
 
     #[test]
     fn counter_round_trip_and_garbage() {
-        let c = Counter { pending_micros: 1, pending_tokens: 2, reserved_micros: 3, reserved_tokens: 4 };
+        let c = Counter { pending_micros: 1, pending_tokens: 2, reserved_micros: 3, reserved_tokens: 4, ..Default::default() };
+        assert_eq!(Counter::decode(c.encode().as_bytes()), c);
+        assert_eq!(c.encode(), "1 2 3 4", "no credit: the four numbers older filters read");
+        let c = Counter { credit_micros: 5, credit_tokens: 6, ..c };
         assert_eq!(Counter::decode(c.encode().as_bytes()), c);
         assert_eq!(Counter::decode(b"junk"), Counter::default());
     }
@@ -207,9 +239,26 @@ mod tests {
         let mut c = Counter::default();
         c.reserve(Amount { micros: 100, tokens: 10 });
         c.settle(Amount { micros: 100, tokens: 10 }, Amount { micros: 40, tokens: 7 });
-        assert_eq!(c, Counter { pending_micros: 40, pending_tokens: 7, reserved_micros: 0, reserved_tokens: 0 });
+        assert_eq!(c, Counter { pending_micros: 40, pending_tokens: 7, ..Default::default() });
         c.reflect(Amount { micros: 50, tokens: 7 });
-        assert_eq!(c, Counter::default());
+        assert_eq!(c, Counter { credit_micros: 10, ..Default::default() }, "10 reflected before they were settled");
+    }
+
+    /// Settling and reflecting in either order leaves the same counter.
+    #[test]
+    fn reflect_before_settle_counts_once() {
+        let (worst, actual) = (Amount { micros: 100, tokens: 10 }, Amount { micros: 40, tokens: 7 });
+        let mut a = Counter::default();
+        a.reserve(worst);
+        a.reserve(worst);
+        let mut b = a;
+        a.settle(worst, actual);
+        a.reflect(actual);
+        b.reflect(actual);
+        assert_eq!((b.pending_micros, b.credit_micros, b.credit_tokens), (0, 40, 7));
+        b.settle(worst, actual);
+        assert_eq!(a, b);
+        assert_eq!(a, Counter { reserved_micros: 100, reserved_tokens: 10, ..Default::default() });
     }
 
     #[test]

@@ -22,7 +22,7 @@ use tollgate_protocol::scope::Scope;
 #[derive(Debug)]
 pub struct Pending {
     records: Vec<Vec<u8>>,
-    deltas: Vec<(Scope, Amount)>,
+    deltas: Deltas,
 }
 
 /// What an answer from the control service means for the caller.
@@ -49,16 +49,34 @@ pub struct Shipper {
     failures: u32,
     applied_seq: u64,
     /// Acknowledged batches not yet visible in an applied state: (seq, deltas).
-    unreflected: Vec<(u64, Vec<(Scope, Amount)>)>,
+    unreflected: Vec<(u64, Deltas)>,
 }
 
-/// The budget deltas of one record: what it adds to each of its scopes.
-fn deltas_of(raw: &[u8], out: &mut Vec<(Scope, Amount)>) {
+/// Adds one record's budget deltas (what it adds to each of its scopes) to
+/// `out`, one entry per scope: a batch of a thousand records of one team is
+/// one counter update when it is reflected, not a thousand.
+fn deltas_of(raw: &[u8], out: &mut Deltas) {
+    // Most records count against no budget: not parsed again. (The filter
+    // wrote this JSON; a quote inside a string is always escaped, so the
+    // member cannot be faked by a value.)
+    const NONE: &[u8] = br#""budget_scopes":[]"#;
+    if raw.windows(NONE.len()).any(|w| w == NONE) {
+        return;
+    }
     if let Ok(r) = serde_json::from_slice::<UsageRecord>(raw) {
         let (micros, tokens) = r.budget_amount();
-        let amount = Amount { micros, tokens };
-        out.extend(r.budget_scopes.into_iter().map(|s| (s, amount)));
+        for s in r.budget_scopes {
+            merge_delta(out, s, Amount { micros, tokens });
+        }
     }
+}
+
+/// What records add to each budget scope.
+pub type Deltas = std::collections::BTreeMap<Scope, Amount>;
+
+fn merge_delta(out: &mut Deltas, scope: Scope, amount: Amount) {
+    let a = out.entry(scope).or_default();
+    *a = Amount { micros: a.micros.saturating_add(amount.micros), tokens: a.tokens.saturating_add(amount.tokens) };
 }
 
 fn record_id(raw: &[u8]) -> String {
@@ -128,7 +146,7 @@ impl Shipper {
         }
         // One pass: a record that is not JSON (it cannot happen: the filter
         // wrote it) is parked here; the others go, with their budget deltas.
-        let mut deltas = Vec::new();
+        let mut deltas = Deltas::new();
         let mut good = Vec::with_capacity(records.len());
         for r in records {
             if serde_json::from_slice::<&serde_json::value::RawValue>(&r).is_ok() {
@@ -179,7 +197,7 @@ impl Shipper {
             let deltas = if refused_ids.is_empty() {
                 pending.deltas
             } else {
-                let mut d = Vec::new();
+                let mut d = Deltas::new();
                 for r in pending.records.iter().filter(|r| !refused_ids.contains(&record_id(r).as_str())) {
                     deltas_of(r, &mut d);
                 }
@@ -211,12 +229,16 @@ impl Shipper {
 
     /// A budget state with sequence `seq` was applied: the amounts of the
     /// acknowledged batches it includes are no longer pending here.
-    pub fn on_state_applied(&mut self, seq: u64) -> Vec<(Scope, Amount)> {
+    pub fn on_state_applied(&mut self, seq: u64) -> Deltas {
         self.applied_seq = self.applied_seq.max(seq);
         let applied = self.applied_seq;
         let (done, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unreflected).into_iter().partition(|(s, _)| *s <= applied);
         self.unreflected = keep;
-        done.into_iter().flat_map(|(_, d)| d).collect()
+        let mut out = Deltas::new();
+        for (scope, amount) in done.into_iter().flat_map(|(_, d)| d) {
+            merge_delta(&mut out, scope, amount);
+        }
+        out
     }
 
     /// Acknowledged amounts not yet included in an applied state.
@@ -320,12 +342,37 @@ mod tests {
     fn amounts_stay_pending_until_a_state_includes_them() {
         let mut s = Shipper::new(100);
         s.push(rec("a", 300, "team:t"));
+        s.push(rec("b", 200, "team:t"));
         let (_, p) = s.take_batch("n", 10, 1 << 20).unwrap();
         s.sent(1, p);
         s.on_answer(200, &ack(42), 0);
+        s.push(rec("c", 100, "team:t"));
+        s.push(rec("d", 1, "team:u"));
+        let (_, p) = s.take_batch("n", 10, 1 << 20).unwrap();
+        s.sent(2, p);
+        s.on_answer(200, &ack(42), 0);
         assert!(s.on_state_applied(41).is_empty(), "an older state does not include it yet");
-        assert_eq!(s.on_state_applied(42), vec![(Scope::new(crate::state::ScopeType::Team, "t"), Amount { micros: 300, tokens: 3 })]);
+        let team = |id: &str| Scope::new(crate::state::ScopeType::Team, id);
+        // one update per scope, however many records and batches
+        assert_eq!(
+            s.on_state_applied(42).into_iter().collect::<Vec<_>>(),
+            [(team("t"), Amount { micros: 600, tokens: 9 }), (team("u"), Amount { micros: 1, tokens: 3 })]
+        );
         assert!(s.on_state_applied(43).is_empty(), "reflected once");
+    }
+
+    #[test]
+    fn a_record_without_budget_scopes_has_no_deltas_and_a_value_cannot_fake_one() {
+        let mut d = Deltas::new();
+        let mut none: serde_json::Value = serde_json::from_slice(&rec("a", 5, "team:t")).unwrap();
+        none["budget_scopes"] = serde_json::json!([]);
+        deltas_of(&serde_json::to_vec(&none).unwrap(), &mut d);
+        assert!(d.is_empty());
+        // a tag whose value spells the empty member: the real member still counts
+        let mut r: serde_json::Value = serde_json::from_slice(&rec("b", 5, "team:t")).unwrap();
+        r["tags"] = serde_json::json!({"x": "\"budget_scopes\":[]"});
+        deltas_of(&serde_json::to_vec(&r).unwrap(), &mut d);
+        assert_eq!(d.get(&Scope::new(crate::state::ScopeType::Team, "t")), Some(&Amount { micros: 5, tokens: 3 }));
     }
 
     #[test]
@@ -338,7 +385,7 @@ mod tests {
         let answer = serde_json::to_vec(&serde_json::json!({"accepted": 1, "duplicates": 0, "seq": 9,
             "rejected": [{"index": 1, "id": "bad", "reason": "usage: too big"}]})).unwrap();
         assert_eq!(s.on_answer(200, &answer, 0), Answer::Acked { refused: vec![("bad".into(), "usage: too big".into())] });
-        assert_eq!(s.on_state_applied(9), vec![(Scope::new(crate::state::ScopeType::Team, "t"), Amount { micros: 5, tokens: 3 })]);
+        assert_eq!(s.on_state_applied(9).into_iter().collect::<Vec<_>>(), [(Scope::new(crate::state::ScopeType::Team, "t"), Amount { micros: 5, tokens: 3 })]);
         assert_eq!(s.parked(), 1);
     }
 }

@@ -780,7 +780,7 @@ impl TollgateHttp {
             rec.cache_miss = crate::fingerprint::explain(verdict, *marker, &rec.usage, price.as_ref());
         }
         let actual = Amount { micros: rec.cost_micros, tokens: rec.usage.budget_tokens() };
-        admission::settle(&HostCounters, &self.reservations, actual);
+        super::with_budget_local(|u| admission::settle(&HostCounters, u, &self.reservations, actual));
         self.emit(rec.clone());
         Some(rec)
     }

@@ -55,6 +55,13 @@ impl Context for TollgateRoot {
         }
         self.service = Some(svc);
     }
+
+    /// The VM is going away (a new configuration, Envoy draining): what
+    /// this worker still owes its budget counters is written now.
+    fn on_done(&mut self) -> bool {
+        flush_settlements();
+        true
+    }
 }
 
 /// This Envoy's node id (`--service-node` / `node.id` in the bootstrap):
@@ -125,6 +132,7 @@ impl RootContext for TollgateRoot {
             }
             None => {
                 flush_metrics();
+                flush_settlements();
                 synced::refresh();
                 self.answer_stuck_requests(&cfg);
             }
@@ -208,6 +216,8 @@ thread_local! {
     static METRIC_IDS: RefCell<std::collections::HashMap<String, u32>> = RefCell::new(std::collections::HashMap::new());
     static METRIC_SETS: RefCell<std::collections::HashMap<String, MetricSet>> = RefCell::new(std::collections::HashMap::new());
     static PENDING_METRICS: RefCell<crate::metrics::Pending> = RefCell::new(crate::metrics::Pending::default());
+    /// This worker's side of its budget counters (room ahead, settlements owed).
+    static BUDGET_LOCAL: RefCell<crate::admission::Local> = RefCell::new(crate::admission::Local::default());
 }
 
 /// A new request id (see [`crate::ids`]). The VM draws its number from a
@@ -255,6 +265,21 @@ fn report_vm_memory() {
 
 /// Envoy shared data as the pure budget logic sees it ([`crate::admission`]).
 pub(crate) struct HostCounters;
+
+/// Runs `f` with this worker's side of its budget counters.
+pub(crate) fn with_budget_local<T>(f: impl FnOnce(&mut crate::admission::Local) -> T) -> T {
+    BUDGET_LOCAL.with(|u| f(&mut u.borrow_mut()))
+}
+
+/// Writes what this worker owes its budget counters and gives its room
+/// back (the tick, and the VM's end).
+fn flush_settlements() {
+    with_budget_local(|u| {
+        if !u.is_empty() {
+            crate::admission::flush(&HostCounters, u);
+        }
+    });
+}
 
 impl crate::admission::SharedCounters for HostCounters {
     fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {

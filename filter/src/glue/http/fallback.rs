@@ -59,7 +59,7 @@ impl TollgateHttp {
             }
             // The reservation follows what will run.
             if cfg.control.is_some() {
-                admission::settle(&super::HostCounters, &self.reservations, crate::budget::Amount::default());
+                super::super::with_budget_local(|u| admission::release(u, &self.reservations));
                 self.reservations.clear();
                 match self.admission(cfg, &key, plan.worst) {
                     Decision::Admitted { reservations, .. } => self.reservations = reservations,
@@ -164,8 +164,9 @@ impl TollgateHttp {
             have_state: view.is_some(),
             failure_mode: ctl.failure_mode,
             now_ms: now,
+            generation: meta.map_or(0, |m| m.generation),
         };
-        admission::admit(&super::HostCounters, &situation, worst)
+        super::super::with_budget_local(|u| admission::admit(&super::HostCounters, u, &situation, worst))
     }
 
     /// While an alternative is asked, the failed response stays held.
