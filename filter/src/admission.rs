@@ -276,7 +276,7 @@ pub fn admit(store: &dyn SharedCounters, local: &mut Local, s: &Situation<'_>, w
                 remaining_t = min_opt(remaining_t, remaining.tokens);
             }
             (Err(CounterError::Refused), Some((_, c, _))) => {
-                release(local, &reservations);
+                release(store, local, &reservations);
                 let (error, headers) = exhausted_error(b, &c, s.now_ms);
                 return Decision::Denied { error, headers, scope: Some(Scope::new(b.scope_type, &b.scope_id)) };
             }
@@ -307,37 +307,34 @@ fn used_pct(b: &BudgetDoc, c: &Counter) -> u64 {
 }
 
 /// Gives reservations back unused (the request was refused or went
-/// elsewhere): they become this worker's room again, reserved in the
-/// counter already (returned to it on the tick).
-pub fn release(local: &mut Local, reservations: &[Reservation]) {
-    for r in reservations {
-        let e = local.entry(&counter_key(r.scope_type, &r.scope_id));
-        e.room = plus(e.room, r.amount);
-    }
+/// elsewhere): a settlement at no cost.
+pub fn release(store: &dyn SharedCounters, local: &mut Local, reservations: &[Reservation]) {
+    settle(store, local, reservations, Amount::default());
 }
 
 /// Replaces each reservation with what the request really cost: what is
 /// left of its worst case becomes room again, the real cost is owed to the
 /// counter (written with this worker's next write of it, or by [`flush`]).
-/// Near the limit ([`near`]) the settlement is written at once.
+/// Near the limit ([`near`]), or not knowing, the settlement is written at once.
 pub fn settle(store: &dyn SharedCounters, local: &mut Local, reservations: &[Reservation], actual: Amount) {
     for r in reservations {
         let key = counter_key(r.scope_type, &r.scope_id);
         let e = local.entry(&key);
-        let spent = Amount { micros: actual.micros.min(r.amount.micros), tokens: actual.tokens.min(r.amount.tokens) };
-        e.room = plus(e.room, minus(r.amount, spent));
-        e.owed_reserved = plus(e.owed_reserved, spent);
-        e.owed_actual = plus(e.owed_actual, actual);
-        if near(e.remaining, r.amount) {
-            let (give_back, owed) = (e.owed_reserved, e.owed_actual);
+        // (generation 0: this worker has not written the counter since its
+        // last flush, so it does not know how near the limit it is.)
+        if e.generation == 0 || near(e.remaining, r.amount) {
+            let (give_back, owed) = (plus(e.owed_reserved, r.amount), plus(e.owed_actual, actual));
             let written = update_counter(store, &key, |c| {
                 c.settle(give_back, owed);
                 true
             });
-            if written.is_ok() {
-                (e.owed_reserved, e.owed_actual) = (Amount::default(), Amount::default());
-            }
+            (e.owed_reserved, e.owed_actual) = if written.is_ok() { (Amount::default(), Amount::default()) } else { (give_back, owed) };
+            continue;
         }
+        let spent = Amount { micros: actual.micros.min(r.amount.micros), tokens: actual.tokens.min(r.amount.tokens) };
+        e.room = plus(e.room, minus(r.amount, spent));
+        e.owed_reserved = plus(e.owed_reserved, spent);
+        e.owed_actual = plus(e.owed_actual, actual);
     }
     if local.entries.len() > MAX_LOCAL {
         flush(store, local);
@@ -504,7 +501,7 @@ mod tests {
     fn a_busy_counter_keeps_its_settlement_for_the_next_flush() {
         let store = MemCounters::default();
         let mut u = Local::default();
-        let b0 = budget(1000);
+        let b0 = budget(1_000_000);
         let Decision::Admitted { reservations, .. } = admit(&store, &mut u, &situation(&[&b0]), W) else { panic!() };
         settle(&store, &mut u, &reservations, Amount { micros: 10, tokens: 1 });
         store.lose_races.set(CAS_RETRIES as u32);
@@ -514,6 +511,22 @@ mod tests {
         assert!(u.is_empty());
         let c = store.counter(ScopeType::Team, "t");
         assert_eq!((c.reserved_micros, c.pending_micros), (0, 10));
+    }
+
+    /// A request admitted before a tick's flush and finished after it: its
+    /// worker no longer knows how near the limit the counter is, so the
+    /// settlement is written at once (a refused request must stay refused
+    /// until something really changes).
+    #[test]
+    fn a_settlement_after_a_flush_is_written_at_once() {
+        let store = MemCounters::default();
+        let mut u = Local::default();
+        let b0 = budget(1_000_000);
+        let Decision::Admitted { reservations, .. } = admit(&store, &mut u, &situation(&[&b0]), W) else { panic!() };
+        flush(&store, &mut u);
+        settle(&store, &mut u, &reservations, Amount { micros: 10, tokens: 1 });
+        let c = store.counter(ScopeType::Team, "t");
+        assert_eq!((c.reserved_micros, c.pending_micros), (0, 10), "{c:?}");
     }
 
     #[test]

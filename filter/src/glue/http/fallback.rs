@@ -59,7 +59,7 @@ impl TollgateHttp {
             }
             // The reservation follows what will run.
             if cfg.control.is_some() {
-                super::super::with_budget_local(|u| admission::release(u, &self.reservations));
+                super::super::with_budget_local(|u| admission::release(&super::HostCounters, u, &self.reservations));
                 self.reservations.clear();
                 match self.admission(cfg, &key, plan.worst) {
                     Decision::Admitted { reservations, .. } => self.reservations = reservations,
