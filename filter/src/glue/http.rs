@@ -310,8 +310,8 @@ impl TollgateHttp {
         host::send_response(u32::from(e.status), &headers, body.as_bytes());
         self.phase = Phase::Replied;
         if self.key.is_some() {
-            let rec = self.build_record(Usage::default(), UsageSource::None, Outcome::Rejected, Some(e.code.to_string()), 0, false);
-            self.emit(rec);
+            let mut rec = self.build_record(Usage::default(), UsageSource::None, Outcome::Rejected, Some(e.code.to_string()), 0, false);
+            self.emit(&mut rec);
         }
         Action::Pause
     }
@@ -781,11 +781,12 @@ impl TollgateHttp {
         }
         let actual = Amount { micros: rec.cost_micros, tokens: rec.usage.budget_tokens() };
         super::with_budget_local(|u| admission::settle(&HostCounters, u, &self.reservations, actual));
-        self.emit(rec.clone());
+        self.emit(&mut rec);
         Some(rec)
     }
 
-    fn emit(&mut self, mut rec: UsageRecord) {
+    /// (Takes the capture out of `rec`: it leaves with the shipped record only.)
+    fn emit(&mut self, rec: &mut UsageRecord) {
         self.phase = Phase::Recorded;
         // A capture (prompt and answer text) goes to the control service only: never to a log.
         let capture = rec.capture.take();
@@ -796,7 +797,9 @@ impl TollgateHttp {
         if self.config.as_ref().is_some_and(|c| c.control.is_some()) {
             match capture {
                 Some(c) => {
-                    let shipped = serde_json::to_string(&UsageRecord { capture: Some(c), ..rec.clone() }).unwrap_or_default();
+                    rec.capture = Some(c);
+                    let shipped = serde_json::to_string(&*rec).unwrap_or_default();
+                    rec.capture = None;
                     enqueue_record(self, shipped.as_bytes());
                 }
                 None => enqueue_record(self, json.as_bytes()),
@@ -805,11 +808,11 @@ impl TollgateHttp {
         // Filter state for access logs (`access_log_fields`): %FILTER_STATE(wasm.tollgate.usage:PLAIN)% and flat fields.
         if let Some(cfg) = &self.config {
             for f in &cfg.access_log_fields {
-                host::set_property(&[f.property()], f.value(&rec, &json).as_bytes());
+                host::set_property(&[f.property()], f.value(rec, &json).as_bytes());
             }
         }
         if self.config.as_ref().is_some_and(|c| c.metrics) {
-            record_metrics(&rec);
+            record_metrics(rec);
         }
     }
 
