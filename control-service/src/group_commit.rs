@@ -1,5 +1,7 @@
-//! Group commit for usage batches: one writer thread takes every batch that
-//! is waiting and stores them in one transaction (`Store::ingest_many`).
+//! Group commit for usage batches: on SQLite one writer thread takes every
+//! batch that is waiting and stores them in one transaction
+//! (`Store::ingest_many`); on PostgreSQL several writers store one batch
+//! each, side by side (see `GroupCommit::start`).
 //!
 //! Each transaction costs a commit (on SQLite a WAL fsync and, now and then,
 //! a checkpoint) whatever it holds; with four Envoys shipping at once,
@@ -46,11 +48,18 @@ impl GroupCommit {
     pub fn start(store: Arc<dyn Store>) -> GroupCommit {
         let (tx, rx) = sync_channel(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
-        for i in 0..store.ingest_writers().max(1) {
+        let writers = store.ingest_writers().max(1);
+        // Several writers (PostgreSQL) take one batch each: a transaction
+        // holding two would take the counter's lock while counting the first
+        // and then wait for the second's ids, which another writer may hold
+        // while it waits for that lock (a deadlock). One batch per
+        // transaction inserts its ids in order before it takes the lock.
+        let max_batches = if writers == 1 { MAX_BATCHES } else { 1 };
+        for i in 0..writers {
             let (store, rx) = (store.clone(), rx.clone());
             std::thread::Builder::new()
                 .name(format!("tollgate-ingest-{i}"))
-                .spawn(move || writer(store.as_ref(), &rx))
+                .spawn(move || writer(store.as_ref(), &rx, max_batches))
                 .unwrap_or_else(|e| panic!("cannot start an ingest writer thread: {e}"));
         }
         GroupCommit { tx }
@@ -68,7 +77,7 @@ impl GroupCommit {
     }
 }
 
-fn writer(store: &dyn Store, rx: &Mutex<Receiver<(Batch, Reply)>>) {
+fn writer(store: &dyn Store, rx: &Mutex<Receiver<(Batch, Reply)>>, max_batches: usize) {
     loop {
         // The queue is held only while a group is taken from it.
         let group = {
@@ -76,7 +85,7 @@ fn writer(store: &dyn Store, rx: &Mutex<Receiver<(Batch, Reply)>>) {
             let Ok(first) = rx.recv() else { return };
             let mut records = first.0.records.len();
             let mut group = vec![first];
-            while group.len() < MAX_BATCHES && records < MAX_RECORDS {
+            while group.len() < max_batches && records < MAX_RECORDS {
                 let Ok(next) = rx.try_recv() else { break };
                 records += next.0.records.len();
                 group.push(next);
