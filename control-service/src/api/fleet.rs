@@ -10,8 +10,7 @@ use crate::group_commit::Batch;
 /// a 400.
 pub(super) async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
     role(&st, &headers)?;
-    let queue = st.clone();
-    let (n, rejected, committed) = blocking(move || {
+    let (n, rejected, parsed) = blocking(move || {
         let batch: IngestBatch = serde_json::from_slice(&body).map_err(|e| StoreError::Invalid(format!("invalid JSON: {e}")))?;
         if batch.node.is_empty() || batch.node.chars().count() > 256 || batch.node.chars().any(char::is_control) {
             return Err(StoreError::Invalid("node: 1 to 256 characters, no control characters".into()));
@@ -39,8 +38,7 @@ pub(super) async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, 
             }
         }
         let n = records.len();
-        let committed = queue.ingest.submit(Batch { node: batch.node.to_string(), records, raw, now_ms: now_ms() })?;
-        Ok((n, rejected, committed))
+        Ok((n, rejected, Batch { node: batch.node.to_string(), records, raw, now_ms: now_ms() }))
     })
     .await
     .map_err(|e| {
@@ -49,6 +47,12 @@ pub(super) async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, 
             "invalid" => ApiError::bad("invalid_json", e.message),
             _ => e,
         }
+    })?;
+    // A full queue is not a storage failure: the sender keeps its records and retries.
+    let committed = st.ingest.submit(parsed).map_err(|e| {
+        st.counters.ingest_errors.fetch_add(1, Relaxed);
+        log_event("warn", "ingest refused", json!({"reason": e.to_string()}));
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "api_error", "ingest_busy", "usage arrives faster than it can be stored: retry the batch")
     })?;
     let mut ack = match committed.await {
         Ok(Ok(ack)) => ack,
