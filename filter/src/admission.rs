@@ -154,14 +154,6 @@ const AHEAD_PART: u64 = 16;
 /// See [`near`].
 const NEAR: u64 = 32;
 
-fn plus(a: Amount, b: Amount) -> Amount {
-    Amount { micros: a.micros.saturating_add(b.micros), tokens: a.tokens.saturating_add(b.tokens) }
-}
-
-fn minus(a: Amount, b: Amount) -> Amount {
-    Amount { micros: a.micros.saturating_sub(b.micros), tokens: a.tokens.saturating_sub(b.tokens) }
-}
-
 fn covers(room: Amount, worst: Amount) -> bool {
     room.micros >= worst.micros && room.tokens >= worst.tokens
 }
@@ -186,10 +178,6 @@ fn ahead(remaining: Remaining, worst: Amount) -> Amount {
 fn near(remaining: Remaining, worst: Amount) -> bool {
     let one = |left: Option<u64>, w: u64| left.is_some_and(|l| l < w.saturating_mul(NEAR));
     one(remaining.micros, worst.micros) || one(remaining.tokens, worst.tokens)
-}
-
-fn after(remaining: Remaining, taken: Amount) -> Remaining {
-    Remaining { micros: remaining.micros.map(|m| m.saturating_sub(taken.micros)), tokens: remaining.tokens.map(|t| t.saturating_sub(taken.tokens)) }
 }
 
 impl Local {
@@ -231,15 +219,12 @@ pub fn admit(store: &dyn SharedCounters, local: &mut Local, s: &Situation<'_>, w
     for b in s.budgets {
         let key = counter_key(b.scope_type, &b.scope_id);
         let e = local.entry(&key);
-        let left = Remaining {
-            micros: e.remaining.micros.map(|m| m.saturating_add(e.room.micros)),
-            tokens: e.remaining.tokens.map(|t| t.saturating_add(e.room.tokens)),
-        };
+        let left = e.remaining.plus(e.room);
         // (An exhausted scope is asked again: it refuses even free requests.)
         let exhausted = left.micros == Some(0) || left.tokens == Some(0);
         if e.generation == s.generation && covers(e.room, worst) && !exhausted {
             // From this worker's room: no shared data.
-            e.room = minus(e.room, worst);
+            e.room = e.room.saturating_sub(worst);
             if let Some(pct) = e.soft_pct {
                 soft = Some((Scope::new(b.scope_type, &b.scope_id).to_string(), pct));
             }
@@ -249,14 +234,14 @@ pub fn admit(store: &dyn SharedCounters, local: &mut Local, s: &Situation<'_>, w
             continue;
         }
         // One write: the old room back, what is owed, this request's worst case and room ahead.
-        let give_back = plus(e.room, e.owed_reserved);
+        let give_back = e.room.saturating_add(e.owed_reserved);
         let owed_actual = e.owed_actual;
         let mut verdict = None;
         let res = update_counter(store, &key, |c| {
             c.settle(give_back, owed_actual);
             let v = check(b, c, worst);
             let taken = match v {
-                Check::Allow { remaining, .. } => plus(worst, ahead(remaining, worst)),
+                Check::Allow { remaining, .. } => worst.saturating_add(ahead(remaining, worst)),
                 Check::Deny { .. } => Amount::default(),
             };
             c.reserve(taken);
@@ -267,7 +252,7 @@ pub fn admit(store: &dyn SharedCounters, local: &mut Local, s: &Situation<'_>, w
         match (res, verdict) {
             (Ok(_), Some((Check::Allow { soft: is_soft, remaining }, c, taken))) => {
                 let pct = is_soft.then(|| used_pct(b, &c));
-                *e = Entry { room: minus(taken, worst), generation: s.generation, remaining: after(remaining, taken), soft_pct: pct, ..Entry::default() };
+                *e = Entry { room: taken.saturating_sub(worst), generation: s.generation, remaining: remaining.minus(taken), soft_pct: pct, ..Entry::default() };
                 reservations.push(Reservation { scope_type: b.scope_type, scope_id: b.scope_id.clone(), amount: worst });
                 if let Some(pct) = pct {
                     soft = Some((Scope::new(b.scope_type, &b.scope_id).to_string(), pct));
@@ -323,7 +308,7 @@ pub fn settle(store: &dyn SharedCounters, local: &mut Local, reservations: &[Res
         // (generation 0: this worker has not written the counter since its
         // last flush, so it does not know how near the limit it is.)
         if e.generation == 0 || near(e.remaining, r.amount) {
-            let (give_back, owed) = (plus(e.owed_reserved, r.amount), plus(e.owed_actual, actual));
+            let (give_back, owed) = (e.owed_reserved.saturating_add(r.amount), e.owed_actual.saturating_add(actual));
             let written = update_counter(store, &key, |c| {
                 c.settle(give_back, owed);
                 true
@@ -332,9 +317,9 @@ pub fn settle(store: &dyn SharedCounters, local: &mut Local, reservations: &[Res
             continue;
         }
         let spent = Amount { micros: actual.micros.min(r.amount.micros), tokens: actual.tokens.min(r.amount.tokens) };
-        e.room = plus(e.room, minus(r.amount, spent));
-        e.owed_reserved = plus(e.owed_reserved, spent);
-        e.owed_actual = plus(e.owed_actual, actual);
+        e.room = e.room.saturating_add(r.amount.saturating_sub(spent));
+        e.owed_reserved = e.owed_reserved.saturating_add(spent);
+        e.owed_actual = e.owed_actual.saturating_add(actual);
     }
     if local.entries.len() > MAX_LOCAL {
         flush(store, local);
@@ -345,7 +330,7 @@ pub fn settle(store: &dyn SharedCounters, local: &mut Local, reservations: &[Res
 /// counter that stays busy keeps its entry for the next flush).
 pub fn flush(store: &dyn SharedCounters, local: &mut Local) {
     local.entries.retain(|(key, e)| {
-        let (give_back, actual) = (plus(e.room, e.owed_reserved), e.owed_actual);
+        let (give_back, actual) = (e.room.saturating_add(e.owed_reserved), e.owed_actual);
         if give_back == Amount::default() && actual == Amount::default() {
             return false;
         }

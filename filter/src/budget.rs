@@ -97,6 +97,16 @@ pub struct Amount {
     pub tokens: u64,
 }
 
+impl Amount {
+    pub fn saturating_add(self, o: Amount) -> Amount {
+        Amount { micros: self.micros.saturating_add(o.micros), tokens: self.tokens.saturating_add(o.tokens) }
+    }
+
+    pub fn saturating_sub(self, o: Amount) -> Amount {
+        Amount { micros: self.micros.saturating_sub(o.micros), tokens: self.tokens.saturating_sub(o.tokens) }
+    }
+}
+
 /// The shared-data key of a scope's counter.
 pub fn counter_key(scope_type: ScopeType, scope_id: &str) -> String {
     format!("tollgate:v1:budget:{}:{}", scope_type.as_str(), scope_id)
@@ -114,6 +124,18 @@ pub enum Check {
 pub struct Remaining {
     pub micros: Option<u64>,
     pub tokens: Option<u64>,
+}
+
+impl Remaining {
+    /// What is left once `a` more is taken (or given back: `plus`); an
+    /// unlimited kind stays unlimited.
+    pub fn minus(self, a: Amount) -> Remaining {
+        Remaining { micros: self.micros.map(|m| m.saturating_sub(a.micros)), tokens: self.tokens.map(|t| t.saturating_sub(a.tokens)) }
+    }
+
+    pub fn plus(self, a: Amount) -> Remaining {
+        Remaining { micros: self.micros.map(|m| m.saturating_add(a.micros)), tokens: self.tokens.map(|t| t.saturating_add(a.tokens)) }
+    }
 }
 
 /// May a request whose worst case is `worst` start, given the counter?

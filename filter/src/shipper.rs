@@ -76,7 +76,7 @@ pub type Deltas = std::collections::BTreeMap<Scope, Amount>;
 
 fn merge_delta(out: &mut Deltas, scope: Scope, amount: Amount) {
     let a = out.entry(scope).or_default();
-    *a = Amount { micros: a.micros.saturating_add(amount.micros), tokens: a.tokens.saturating_add(amount.tokens) };
+    *a = a.saturating_add(amount);
 }
 
 fn record_id(raw: &[u8]) -> String {
