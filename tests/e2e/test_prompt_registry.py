@@ -57,6 +57,8 @@ def registry(stack, client, tmp_path_factory):
         assert time.monotonic() - t0 < 10, r.text
         time.sleep(0.1)
     print(f"registry in force {time.monotonic() - t0:.2f} s after the push")
+    # That was one worker; every worker reads the registry on its 500 ms tick.
+    time.sleep(0.6)
     return stack.control.api("GET", "/v1/prompts/support", expect=200)[1]
 
 
