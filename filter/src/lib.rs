@@ -20,6 +20,7 @@ pub mod ids;
 pub use tollgate_protocol::jsonfix;
 pub mod keysync;
 pub mod metrics;
+pub mod outbox;
 pub mod pricing;
 pub mod prompts;
 pub mod record;

@@ -129,7 +129,7 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use crate::request::Api;
@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(r.2, Outcome::ProviderError);
     }
 
-    fn sample() -> UsageRecord {
+    pub(crate) fn sample() -> UsageRecord {
         UsageRecord {
             v: RECORD_VERSION,
             id: "req-1".into(),

@@ -14,8 +14,8 @@
 use std::collections::VecDeque;
 
 use crate::budget::Amount;
-use crate::record::UsageRecord;
-use crate::state::{IngestAck, IngestBatch};
+use crate::state::IngestAck;
+use tollgate_protocol::record::BudgetPart;
 use tollgate_protocol::scope::Scope;
 
 /// A batch handed to the transport.
@@ -55,20 +55,38 @@ pub struct Shipper {
 /// Adds one record's budget deltas (what it adds to each of its scopes) to
 /// `out`, one entry per scope: a batch of a thousand records of one team is
 /// one counter update when it is reflected, not a thousand.
-fn deltas_of(raw: &[u8], out: &mut Deltas) {
-    // Most records count against no budget: not parsed again. (The filter
-    // wrote this JSON; a quote inside a string is always escaped, so the
-    // member cannot be faked by a value.)
-    const NONE: &[u8] = br#""budget_scopes":[]"#;
-    if raw.windows(NONE.len()).any(|w| w == NONE) {
-        return;
+///
+/// Also the check that `raw` is a record at all (one parse: a record that
+/// is not a JSON object returns false).
+fn deltas_of(raw: &[u8], out: &mut Deltas) -> bool {
+    // (A struct also reads from a JSON array: not a record.)
+    if raw.first() != Some(&b'{') {
+        return false;
     }
-    if let Ok(r) = serde_json::from_slice::<UsageRecord>(raw) {
-        let (micros, tokens) = r.budget_amount();
-        for s in r.budget_scopes {
-            merge_delta(out, s, Amount { micros, tokens });
+    let Ok(part) = serde_json::from_slice::<BudgetPart>(raw) else { return false };
+    let (micros, tokens) = part.amount();
+    for s in part.budget_scopes {
+        merge_delta(out, s, Amount { micros, tokens });
+    }
+    true
+}
+
+/// An `IngestBatch` as JSON, the records copied as they are (each already
+/// checked to be a JSON object).
+fn batch_body(node: &str, records: &[Vec<u8>]) -> Option<Vec<u8>> {
+    let size = records.iter().map(|r| r.len() + 1).sum::<usize>();
+    let mut body = Vec::with_capacity(size.saturating_add(node.len()).saturating_add(32));
+    body.extend_from_slice(b"{\"node\":");
+    serde_json::to_writer(&mut body, node).ok()?;
+    body.extend_from_slice(b",\"records\":[");
+    for (i, r) in records.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
         }
+        body.extend_from_slice(r);
     }
+    body.extend_from_slice(b"]}");
+    Some(body)
 }
 
 /// What records add to each budget scope.
@@ -144,13 +162,13 @@ impl Shipper {
         if records.is_empty() {
             return None;
         }
-        // One pass: a record that is not JSON (it cannot happen: the filter
-        // wrote it) is parked here; the others go, with their budget deltas.
+        // One parse a record: one that is not a JSON object (it cannot
+        // happen: the filter wrote it) is parked here; the others go, with
+        // their budget deltas.
         let mut deltas = Deltas::new();
         let mut good = Vec::with_capacity(records.len());
         for r in records {
-            if serde_json::from_slice::<&serde_json::value::RawValue>(&r).is_ok() {
-                deltas_of(&r, &mut deltas);
+            if deltas_of(&r, &mut deltas) {
                 good.push(r);
             } else {
                 self.parked += 1;
@@ -159,9 +177,7 @@ impl Shipper {
         if good.is_empty() {
             return None;
         }
-        let raws: Vec<&serde_json::value::RawValue> = good.iter().filter_map(|r| serde_json::from_slice(r).ok()).collect();
-        let body = serde_json::to_vec(&IngestBatch { node: node.into(), records: raws }).ok()?;
-        Some((body, Pending { records: good, deltas }))
+        Some((batch_body(node, &good)?, Pending { records: good, deltas }))
     }
 
     /// The batch is on its way; `token` identifies its answer.
@@ -250,6 +266,7 @@ impl Shipper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::IngestBatch;
 
     fn rec(id: &str, cost: u64, scope: &str) -> Vec<u8> {
         serde_json::to_vec(&serde_json::json!({
@@ -387,5 +404,40 @@ mod tests {
         assert_eq!(s.on_answer(200, &answer, 0), Answer::Acked { refused: vec![("bad".into(), "usage: too big".into())] });
         assert_eq!(s.on_state_applied(9).into_iter().collect::<Vec<_>>(), [(Scope::new(crate::state::ScopeType::Team, "t"), Amount { micros: 5, tokens: 3 })]);
         assert_eq!(s.parked(), 1);
+    }
+
+    #[test]
+    fn a_batch_is_the_records_as_written_and_what_is_not_a_record_is_parked() {
+        let mut s = Shipper::new(100);
+        let (a, b) = (rec("a", 5, "team:t"), rec("b", 7, "key:k1"));
+        s.push(a.clone());
+        for junk in [&b"[[], 5, {}]"[..], b"{\"id\":1} x", b"\"text\"", b"{\"cost_micros\":1,\"cost_micros\":2}", b"\xff{}"] {
+            s.push(junk.to_vec());
+        }
+        s.push(b.clone());
+        let (body, p) = s.take_batch("node \"1\"\n", 100, 1 << 20).unwrap();
+        assert_eq!(s.parked(), 5);
+        let raws = [&a, &b].map(|r| serde_json::from_slice::<&serde_json::value::RawValue>(r).unwrap());
+        let expected = serde_json::to_vec(&IngestBatch { node: "node \"1\"\n".into(), records: raws.to_vec() }).unwrap();
+        assert_eq!(body, expected);
+        s.sent(1, p);
+        assert!(matches!(s.on_answer(200, &ack(4), 0), Answer::Acked { .. }));
+        let d = s.on_state_applied(4);
+        assert_eq!(d.get(&Scope::new(crate::state::ScopeType::Team, "t")), Some(&Amount { micros: 5, tokens: 3 }));
+        assert_eq!(d.get(&Scope::new(crate::state::ScopeType::Key, "k1")), Some(&Amount { micros: 7, tokens: 3 }));
+    }
+
+    #[test]
+    fn the_budget_part_reads_what_the_whole_record_counts() {
+        let raw = rec("a", 123, "team:t");
+        let whole: tollgate_protocol::record::UsageRecord = serde_json::from_slice(&raw).unwrap();
+        let part: BudgetPart = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(part.amount(), whole.budget_amount());
+        assert_eq!(part.budget_scopes, whole.budget_scopes);
+        let mut huge: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        huge["usage"]["input_tokens"] = serde_json::json!(u64::MAX);
+        huge["usage"]["output_tokens"] = serde_json::json!(u64::MAX);
+        let part: BudgetPart = serde_json::from_slice(&serde_json::to_vec(&huge).unwrap()).unwrap();
+        assert_eq!(part.amount(), (123, u64::MAX), "saturates, like the whole record");
     }
 }

@@ -310,6 +310,38 @@ impl UsageRecord {
     pub fn budget_amount(&self) -> (u64, u64) {
         (self.cost_micros, self.usage.budget_tokens())
     }
+}
+
+/// The members of a record that count against budgets, read without the
+/// rest (no text copied): an Envoy's background service reads them from
+/// every record it ships.
+#[derive(Debug, Default, Deserialize)]
+pub struct BudgetPart {
+    #[serde(default)]
+    pub budget_scopes: Vec<Scope>,
+    #[serde(default)]
+    cost_micros: u64,
+    #[serde(default)]
+    usage: BudgetTokens,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct BudgetTokens {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+}
+
+impl BudgetPart {
+    /// The same as [`UsageRecord::budget_amount`].
+    pub fn amount(&self) -> (u64, u64) {
+        let usage = Usage { input_tokens: self.usage.input_tokens, output_tokens: self.usage.output_tokens, ..Usage::default() };
+        (self.cost_micros, usage.budget_tokens())
+    }
+}
+
+impl UsageRecord {
 
     /// Every field within the bounds [`validate`](Self::validate) checks:
     /// text cleaned of control characters and cut, counts clamped. The

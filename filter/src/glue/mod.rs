@@ -57,9 +57,11 @@ impl Context for TollgateRoot {
     }
 
     /// The VM is going away (a new configuration, Envoy draining): what
-    /// this worker still owes its budget counters is written now.
+    /// this worker still owes its budget counters is written now, and the
+    /// records it gathered are handed over.
     fn on_done(&mut self) -> bool {
         flush_settlements();
+        flush_outbox(self);
         true
     }
 }
@@ -133,6 +135,7 @@ impl RootContext for TollgateRoot {
             None => {
                 flush_metrics();
                 flush_settlements();
+                flush_outbox(self);
                 synced::refresh();
                 self.answer_stuck_requests(&cfg);
             }
@@ -210,6 +213,7 @@ thread_local! {
     static ID_MAKER: RefCell<Option<IdMaker>> = const { RefCell::new(None) };
     static STATE_CACHE: RefCell<StateCache> = const { RefCell::new(StateCache { generation: 0, view: None }) };
     static USAGE_QUEUE_ID: RefCell<Option<u32>> = const { RefCell::new(None) };
+    static OUTBOX: RefCell<crate::outbox::Outbox> = RefCell::new(crate::outbox::Outbox::default());
     static KEY_CACHE: RefCell<KeyCache> = RefCell::new(KeyCache::default());
     static VM_NUMBER: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
     static VM_PAGES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
@@ -326,8 +330,22 @@ fn shared_key(hash: &str) -> Option<Rc<KeyInfo>> {
     KEY_CACHE.with(|c| c.borrow_mut().resolve(hash, &entry))
 }
 
-/// Hands a usage record to this Envoy's background service.
+/// Hands a usage record to this Envoy's background service: gathered in
+/// the worker's outbox, handed over a group at a time ([`crate::outbox`]).
 fn enqueue_record(ctx: &dyn Context, json: &[u8]) {
+    if let Some(group) = OUTBOX.with(|o| o.borrow_mut().push(json)) {
+        enqueue_group(ctx, &group);
+    }
+}
+
+/// Hands over what the worker's outbox holds (the tick, the VM's end).
+fn flush_outbox(ctx: &dyn Context) {
+    if let Some(group) = OUTBOX.with(|o| o.borrow_mut().take()) {
+        enqueue_group(ctx, &group);
+    }
+}
+
+fn enqueue_group(ctx: &dyn Context, json: &[u8]) {
     let qid = USAGE_QUEUE_ID.with(|q| {
         let mut q = q.borrow_mut();
         if q.is_none() {

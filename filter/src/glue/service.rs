@@ -58,8 +58,10 @@ impl Service {
         let Some(ctl) = &cfg.control else { return };
         super::report_vm_memory();
         let now = now_ms(ctx);
-        while let Ok(Some(rec)) = ctx.dequeue_shared_queue(self.queue) {
-            self.shipper.push(rec);
+        while let Ok(Some(group)) = ctx.dequeue_shared_queue(self.queue) {
+            for rec in crate::outbox::records(&group) {
+                self.shipper.push(rec.to_vec());
+            }
         }
         let dropped = self.shipper.dropped();
         if dropped > self.dropped_reported {
