@@ -1,0 +1,119 @@
+//! The filter's own per-request work on the host, step by step (no Envoy,
+//! no host calls): where the wasm code's time goes, to profile natively.
+//!
+//!     cargo run --release -p tollgate-filter --example hot_path
+//!
+//! Wasm in V8 runs the same code about 1.5-2x slower; the host calls (headers,
+//! bodies, properties, shared data) come on top (docs/architecture.md).
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::rc::Rc;
+use std::time::Instant;
+
+use tollgate_filter::config::{Config, KeyInfo};
+use tollgate_filter::record::*;
+use tollgate_protocol::Api;
+
+const CFG: &str = r#"{
+  "providers": [{"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com", "api_key": "sk-up"}],
+  "routes": [{"model": "openai/*", "provider": "openai"}],
+  "pricing": {"openai/gpt-5.4": {"input": 1250000, "output": 10000000}},
+  "unpriced_models": "deny"}"#;
+
+const RESPONSE: &[u8] = br#"{"id":"chatcmpl-abc123","object":"chat.completion","created":1741569952,"model":"gpt-5.4-2026-03-01","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I assist you today? lorem ipsum dolor sit amet","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":250,"completion_tokens":12,"total_tokens":262,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_abc"}"#;
+
+fn time<T>(name: &str, n: u32, mut f: impl FnMut() -> T) {
+    for _ in 0..n / 10 {
+        black_box(f());
+    }
+    let t = Instant::now();
+    for _ in 0..n {
+        black_box(f());
+    }
+    println!("{name:<40} {:>8.2} µs", t.elapsed().as_secs_f64() * 1e6 / f64::from(n));
+}
+
+fn main() -> Result<(), String> {
+    let cfg = Config::from_json(CFG.as_bytes()).map_err(|e| e.to_string())?;
+    let filler = "lorem ipsum dolor sit amet ".repeat(40);
+    let body = format!(
+        r#"{{"model": "openai/gpt-5.4", "messages": [{{"role": "system", "content": "You are terse."}}, {{"role": "user", "content": "{}"}}], "stream": false}}"#,
+        &filler[..900]
+    );
+    let key = Rc::new(KeyInfo {
+        id: "key-search".into(),
+        key_hash: "9f".repeat(32),
+        team: "search".into(),
+        project: "web".into(),
+        models: None,
+        projects: vec![],
+        tags: BTreeMap::from([("env".to_string(), "prod".to_string())]),
+    });
+    let n = 200_000;
+    time("sha3 of the key", n, || tollgate_filter::keys::hash_key("tg-demo-search-key"));
+    time("plan (parse, route, rewrite, price)", n, || {
+        tollgate_filter::route::plan(&cfg, &key, Api::OpenAiChat, body.as_bytes(), "/v1/chat/completions", false).is_ok()
+    });
+    time("response: collect + read usage", n, || {
+        let mut c = tollgate_filter::response::JsonCollector::new(1 << 20);
+        c.push(RESPONSE);
+        c.finish(Api::OpenAiChat).info.usage.is_some()
+    });
+    let plan = tollgate_filter::route::plan(&cfg, &key, Api::OpenAiChat, body.as_bytes(), "/v1/chat/completions", false).map_err(|e| e.error.message.clone())?;
+    let usage = tollgate_filter::usage::parse_json_response(Api::OpenAiChat, RESPONSE).usage.unwrap_or_default();
+    let rec = || UsageRecord {
+        v: RECORD_VERSION,
+        id: "0f3a9c2b7d104e5f-000000000001".into(),
+        client_request_id: None,
+        ts_ms: 1_764_000_000_000,
+        key_id: key.id.clone(),
+        key_hash: key.key_hash.clone(),
+        team: key.team.clone(),
+        project: key.project.clone(),
+        feature: None,
+        prompt_version: None,
+        user: None,
+        tags: key.tags.clone(),
+        api: Api::OpenAiChat,
+        provider: Some(plan.target.provider.clone()),
+        route: Some(plan.target.route.clone()),
+        model_requested: Some(plan.chat.model.clone()),
+        model_upstream: Some(plan.target.upstream_model.clone()),
+        model_served: Some("gpt-5.4-2026-03-01".into()),
+        stream: false,
+        status: 200,
+        outcome: Outcome::Ok,
+        error_code: None,
+        usage,
+        usage_source: UsageSource::Provider,
+        cost_micros: 432,
+        cache_savings_micros: 0,
+        priced: true,
+        latency_ms: 3,
+        ttfb_ms: Some(2),
+        budget_scopes: vec![],
+        budget_decision: BudgetDecision::Ok,
+        guardrails: None,
+        cache_miss: None,
+        json_check: None,
+        attempts: Vec::new(),
+        routed_by: None,
+        capture: None,
+    };
+    time("record: build", n, &rec);
+    time("record: build + bounded", n, || rec().bounded());
+    let r = rec().bounded();
+    time("record: serialise", n, || serde_json::to_string(&r).unwrap_or_default());
+    let json = serde_json::to_string(&r).unwrap_or_default();
+    let fields = tollgate_filter::access_log::fields(None);
+    time("access-log fields (values)", n, || fields.iter().map(|f| f.value(&r, &json).len()).sum::<usize>());
+    time("metrics: dims key + points", n, || {
+        let d = tollgate_filter::metrics::Dims::of(&r);
+        (d.key(), tollgate_filter::metrics::points(&r))
+    });
+    let part = || serde_json::from_slice::<tollgate_protocol::record::BudgetPart>(json.as_bytes()).is_ok();
+    time("service: read the record's budget part", n, part);
+    println!("(record {} bytes, request body {} bytes)", json.len(), body.len());
+    Ok(())
+}
