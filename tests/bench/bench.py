@@ -284,6 +284,16 @@ def main() -> int:
             subprocess.run(["wrk", "-t1", "-c4", "-d1s", "-s", str(off_script), budgeted2.url + "/v1/chat/completions"],
                            capture_output=True, check=True)
             pairs["budget"] = paired((budgeted, on_script), (budgeted2, off_script))
+            # Everything a production user turns on (the yardstick):
+            # keys, routing, a budget on the key, usage shipped, metrics, the
+            # access-log fields, cost headers; against the full tier.
+            for name in ("1 KB JSON", "1 KB stream"):
+                plain_script, tg_script = scripts[name]
+                subprocess.run(["wrk", "-t1", "-c4", "-d1s", "-s", str(tg_script), budgeted.url + "/v1/chat/completions"],
+                               capture_output=True, check=True)
+                pairs[f"all on {name}"] = paired((budgeted, tg_script), (probes["full"], plain_script))
+            # Usage shipping alone: the same filter and key with and without a control section.
+            pairs["shipping"] = paired((budgeted2, off_script), (tollgate, off_script))
             for size, label in ((1024, "1 KB"), (32 * 1024, "32 KB"), (1024 * 1024, "1 MB")):
                 sc = lua_script(work / f"guard-{size}.lua", body(size, "openai/gpt-5.4", False),
                                 {"Content-Type": "application/json", "Authorization": "Bearer tg-demo-search-key"})
@@ -350,6 +360,16 @@ def main() -> int:
         print("  ! one CPU only: no paired ratios (they need a core for the Envoys and one for the load)")
     print(f"\nUsage shipping to the control service, 1 KB JSON: without control {nc['rps']:.0f} req/s, "
           f"with {off['rps']:.0f} req/s ({off['rps'] / nc['rps']:.1%}; the control service runs on the same 2 cores)")
+    for name in ("1 KB JSON", "1 KB stream"):
+        if f"all on {name}" in pairs:
+            m, allr, w = pairs[f"all on {name}"]
+            print(f"  paired: everything on (keys, routing, a budget on the key, usage shipped, metrics, {len(fields)} access-log "
+                  f"fields, cost headers), {name}: {m:.1%} of the full tier (rounds {', '.join(f'{x:.1%}' for x in allr)}; "
+                  f"target >= 95%: {'met' if m >= 0.95 else 'NOT met'}){'  ! ' + w if w else ''}")
+    if "shipping" in pairs:
+        m, allr, w = pairs["shipping"]
+        print(f"  paired: usage shipped vs no control section, 1 KB JSON: {m:.1%} (rounds {', '.join(f'{x:.1%}' for x in allr)}) "
+              f"-> shipping costs {max(0.0, 1 - m):.1%}{'  ! ' + w if w else ''}")
     print(f"Budgets, 1 KB JSON, same Envoy: key without budget {off['rps']:.0f} req/s (p99 {off['p99']:.2f}ms), "
           f"key with a team budget {on['rps']:.0f} req/s (p99 {on['p99']:.2f}ms): {on['rps'] / off['rps']:.1%} "
           f"-> budget path costs {max(0.0, 1 - on['rps'] / off['rps']):.1%} (target <= 5%)")
