@@ -1,6 +1,7 @@
 //! `make bench` part: control-service ingest throughput on the SQLite store,
 //! directly through the store and over HTTP (POST /v1/usage, batches of 500,
-//! four senders), with three budgets matching every record; and the same
+//! four senders), with three budgets matching every record (and
+//! `BENCH_BUDGETS` more that match none); and the same
 //! over HTTP on PostgreSQL when `BENCH_PG` names a database (make bench
 //! starts one). Prints records/s.
 
@@ -60,8 +61,16 @@ fn record(i: u64, now: u64) -> UsageRecord {
     }
 }
 
+/// Budgets besides the three that match: per-key budgets of keys that send
+/// nothing here (`BENCH_BUDGETS`, default 0), as a fleet with many keys has.
+fn idle_budgets() -> usize {
+    std::env::var("BENCH_BUDGETS").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 fn budgets(s: &dyn Store, now: u64) {
-    for (t, id) in [(ScopeType::Team, "team-1"), (ScopeType::Project, "project-1"), (ScopeType::Key, "key-1")] {
+    let idle: Vec<String> = (0..idle_budgets()).map(|i| format!("idle-key-{i}")).collect();
+    let matching = [(ScopeType::Team, "team-1"), (ScopeType::Project, "project-1"), (ScopeType::Key, "key-1")];
+    for (t, id) in matching.into_iter().chain(idle.iter().map(|k| (ScopeType::Key, k.as_str()))) {
         s.put_budget(&Budget { limit_micros: Some(u64::MAX / 4), ..Budget::monthly(t, id, now) }, now)
         .unwrap_or_else(|e| panic!("{e}"));
     }
@@ -98,7 +107,7 @@ fn main() {
         over_http(&rt, store, &bodies, now)
     });
     let _ = std::fs::remove_dir_all(&dir);
-    println!("control-service ingest, SQLite (synchronous=FULL, WAL), {n} records in batches of {batch}, 3 budgets:");
+    println!("control-service ingest, SQLite (synchronous=FULL, WAL), {n} records in batches of {batch}, {} budgets:", 3 + idle_budgets());
     println!("  store direct           : {direct:>10.0} records/s");
     let verdict = |v: f64| if v >= 50_000.0 { "met" } else { "NOT met" };
     println!("  HTTP /v1/usage, {SENDERS} senders: {http:>10.0} records/s   (target >= 50000/s: {})", verdict(http));

@@ -126,13 +126,6 @@ impl Budget {
         }
     }
 
-    pub fn matches(&self, r: &UsageRecord) -> bool {
-        match self.scope_type {
-            ScopeType::Key => r.key_id == self.scope_id,
-            ScopeType::Team => r.team == self.scope_id,
-            ScopeType::Project => r.project == self.scope_id,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -232,16 +225,56 @@ pub struct RecordEffects {
     pub tokens: u64,
 }
 
-pub fn record_effects(budgets: &[Budget], r: &UsageRecord) -> RecordEffects {
+/// The budgets by scope: a record is matched against the budgets of its
+/// own scopes (its key, team and project, and the scopes that refused it),
+/// never against every budget (with a thousand idle per-key budgets, a
+/// scan of all of them per record cut ingest from ~60,000 to ~8,700
+/// records/s).
+pub struct ScopeIndex<'a> {
+    /// Key, team and project budgets: scope id -> indices into the budgets.
+    by_type: [std::collections::HashMap<&'a str, Vec<usize>>; 3],
+}
+
+impl<'a> ScopeIndex<'a> {
+    pub fn new(budgets: &'a [Budget]) -> Self {
+        let mut by_type: [std::collections::HashMap<&'a str, Vec<usize>>; 3] = Default::default();
+        for (i, b) in budgets.iter().enumerate() {
+            if let Some(m) = by_type.get_mut(Self::slot(b.scope_type)) {
+                m.entry(b.scope_id.as_str()).or_default().push(i);
+            }
+        }
+        ScopeIndex { by_type }
+    }
+
+    fn slot(scope_type: ScopeType) -> usize {
+        match scope_type {
+            ScopeType::Key => 0,
+            ScopeType::Team => 1,
+            ScopeType::Project => 2,
+        }
+    }
+
+    fn of(&self, scope_type: ScopeType, id: &str) -> &[usize] {
+        self.by_type.get(Self::slot(scope_type)).and_then(|m| m.get(id)).map(Vec::as_slice).unwrap_or_default()
+    }
+}
+
+pub fn record_effects(budgets: &[Budget], index: &ScopeIndex<'_>, r: &UsageRecord) -> RecordEffects {
     let (micros, tokens) = r.budget_amount();
     let mut e = RecordEffects { counts: Vec::new(), denied_by: Vec::new(), tokens };
-    for (bi, b) in budgets.iter().enumerate() {
-        let Some((start, _)) = b.bounds(r.ts_ms) else { continue };
-        if r.budget_decision == BudgetDecision::Denied && r.budget_scopes.iter().any(|s| s.scope_type == b.scope_type && s.id == b.scope_id) {
-            e.denied_by.push((bi, start));
+    let period = |bi: usize| budgets.get(bi).and_then(|b| b.bounds(r.ts_ms)).map(|(start, _)| (bi, start));
+    if r.budget_decision == BudgetDecision::Denied {
+        for s in &r.budget_scopes {
+            for &bi in index.of(s.scope_type, &s.id) {
+                if let Some(k) = period(bi).filter(|k| !e.denied_by.contains(k)) {
+                    e.denied_by.push(k);
+                }
+            }
         }
-        if (micros > 0 || tokens > 0) && b.matches(r) {
-            e.counts.push((bi, start));
+    }
+    if micros > 0 || tokens > 0 {
+        for (scope_type, id) in [(ScopeType::Key, &r.key_id), (ScopeType::Team, &r.team), (ScopeType::Project, &r.project)] {
+            e.counts.extend(index.of(scope_type, id).iter().filter_map(|&bi| period(bi)));
         }
     }
     e
@@ -650,5 +683,47 @@ mod tests {
             grants[me].0 += head / 2;
             assert!(sum_ok(1000, &grants), "step {step}: {grants:?}");
         }
+    }
+
+    #[test]
+    fn a_record_counts_against_the_budgets_of_its_own_scopes_only() {
+        use super::{record_effects, Budget, ScopeIndex};
+        use tollgate_protocol::record::{BudgetDecision, UsageRecord};
+        use tollgate_protocol::scope::Scope;
+        use tollgate_protocol::state::ScopeType;
+        let now = 1_764_000_000_000;
+        let mut budgets: Vec<Budget> = (0..2000).map(|i| Budget::monthly(ScopeType::Key, &format!("idle-{i}"), now)).collect();
+        budgets.push(Budget::monthly(ScopeType::Team, "t", now));
+        budgets.push(Budget::monthly(ScopeType::Key, "k", now));
+        budgets.push(Budget::monthly(ScopeType::Project, "p", now));
+        // the same id under another scope type is another budget
+        budgets.push(Budget::monthly(ScopeType::Team, "k", now));
+        let index = ScopeIndex::new(&budgets);
+        let rec = |cost: u64, decision: BudgetDecision, scopes: Vec<Scope>| {
+            let mut r: UsageRecord = serde_json::from_value(serde_json::json!({
+                "v": 1, "id": "r", "ts_ms": now, "key_id": "k", "key_hash": "", "team": "t", "project": "p", "tags": {}, "feature": null, "prompt_version": null, "user": null, "provider": null, "route": null, "model_requested": null, "model_upstream": null, "model_served": null, "error_code": null, "ttfb_ms": null, "budget_scopes": [],
+                "api": "openai_chat", "stream": false, "status": 200, "outcome": "ok",
+                "usage": {"input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0, "output_tokens": 0, "reasoning_tokens": 0},
+                "usage_source": "provider", "cost_micros": cost, "priced": true, "latency_ms": 1, "budget_decision": "ok"}))
+            .unwrap_or_else(|e| panic!("{e}"));
+            r.budget_decision = decision;
+            r.budget_scopes = scopes;
+            r
+        };
+        let start = budgets[2000].bounds(now).map(|p| p.0).unwrap_or_default();
+        let mut counts = record_effects(&budgets, &index, &rec(5, BudgetDecision::Ok, vec![])).counts;
+        counts.sort();
+        assert_eq!(counts, vec![(2000, start), (2001, start), (2002, start)]);
+        // nothing spent: counts against nothing
+        assert!(record_effects(&budgets, &index, &rec(0, BudgetDecision::Ok, vec![])).counts.is_empty());
+        // refused by its team budget (named twice by a hostile record): one refusal
+        let team = Scope::new(ScopeType::Team, "t");
+        let fx = record_effects(&budgets, &index, &rec(0, BudgetDecision::Denied, vec![team.clone(), team.clone()]));
+        assert_eq!(fx.denied_by, vec![(2000, start)]);
+        // a scope the record names but has no budget: nothing
+        let fx = record_effects(&budgets, &index, &rec(0, BudgetDecision::Denied, vec![Scope::new(ScopeType::Project, "none")]));
+        assert!(fx.denied_by.is_empty());
+        // scopes on a record that was not refused are not refusals
+        assert!(record_effects(&budgets, &index, &rec(5, BudgetDecision::Ok, vec![team])).denied_by.is_empty());
     }
 }

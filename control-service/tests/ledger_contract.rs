@@ -40,6 +40,7 @@ contract!(
     grouped_batches_are_acknowledged_one_by_one,
     concurrent_batches_with_the_same_ids_count_each_record_once,
     budgets_count_their_scope_and_period_and_recount_on_change,
+    a_batch_counts_against_its_own_scopes_among_many_budgets,
     thresholds_raise_one_alert_each_per_period,
     keys_create_revoke_rotate,
     keys_in_bulk_all_or_none,
@@ -214,6 +215,29 @@ fn budgets_count_their_scope_and_period_and_recount_on_change(s: Arc<dyn Store>)
     late.ts_ms = start - 1; // last month
     s.ingest("n", &[late], None, NOW).unwrap();
     assert_eq!(s.used(ScopeType::Team, "t", start).unwrap().micros, 150);
+}
+
+fn a_batch_counts_against_its_own_scopes_among_many_budgets(s: Arc<dyn Store>) {
+    for i in 0..40 {
+        s.put_budget(&budget(&format!("idle-{i}"), 1000), NOW).unwrap();
+    }
+    for t in ["t-000", "t-510", "t-599"] {
+        s.put_budget(&budget(t, 1_000_000), NOW).unwrap();
+    }
+    // 600 records of 600 teams: more scopes than one lookup takes
+    let mut recs: Vec<UsageRecord> = (0..600).map(|i| rec(&format!("r{i}"), &format!("t-{i:03}"), 10 + i, 1, 1)).collect();
+    // refused by a budget that is not its own team's
+    let mut denied = rec("denied", "x", 0, 0, 0);
+    denied.budget_decision = BudgetDecision::Denied;
+    denied.budget_scopes = vec![tollgate_protocol::scope::Scope::new(ScopeType::Team, "t-510")];
+    recs.push(denied);
+    s.ingest("n", &recs, None, NOW).unwrap();
+    let start = budget("t", 0).bounds(NOW).unwrap().0;
+    for (t, cost) in [("t-000", 10), ("t-510", 520), ("t-599", 609), ("idle-0", 0), ("idle-39", 0)] {
+        assert_eq!(s.used(ScopeType::Team, t, start).unwrap().micros, cost, "{t}");
+    }
+    let alerts = s.list_alerts(10).unwrap();
+    assert_eq!(alerts.iter().map(|a| (a.scope_id.as_str(), a.threshold.as_str())).collect::<Vec<_>>(), vec![("t-510", "hard"), ("t-510", "soft")]);
 }
 
 fn thresholds_raise_one_alert_each_per_period(s: Arc<dyn Store>) {

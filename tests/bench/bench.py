@@ -411,6 +411,11 @@ def main() -> int:
                        cwd=sm.ROOT, check=True, env={**os.environ, "BENCH_PG": pg.conninfo})
     finally:
         pg.stop()
+    # The same on SQLite with 10,000 more budgets (idle per-key ones): ingest
+    # must not slow down with the number of budgets.
+    print("\nwith 10,000 idle per-key budgets besides:", flush=True)
+    subprocess.run(["cargo", "run", "--release", "-q", "-p", "tollgate-control", "--example", "ingest_bench"],
+                   cwd=sm.ROOT, check=True, env={**os.environ, "BENCH_BUDGETS": "10000", "BENCH_RECORDS": "100000"})
     return 0
 
 

@@ -12,6 +12,25 @@ pub fn list(tx: &mut dyn Tx) -> Result<Vec<Budget>> {
     rows::all(tx.query(&format!("SELECT {BUDGET_COLS} FROM budgets ORDER BY scope_type, scope_id"), &[])?, rows::budget)
 }
 
+/// The budgets of these scopes (those a batch of records can touch): a few
+/// indexed lookups, however many budgets exist (listing every budget for
+/// each batch took ingest from ~70,000 to ~28,000 records/s with 10,000).
+pub fn of_scopes<'a>(tx: &mut dyn Tx, scopes: impl IntoIterator<Item = (ScopeType, &'a str)>) -> Result<Vec<Budget>> {
+    let wanted: std::collections::BTreeSet<(ScopeType, &str)> = scopes.into_iter().collect();
+    let mut out = Vec::new();
+    for st in [ScopeType::Key, ScopeType::Team, ScopeType::Project] {
+        let ids: Vec<&str> = wanted.iter().filter(|(t, _)| *t == st).map(|(_, id)| *id).collect();
+        for chunk in ids.chunks(500) {
+            let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("?{i}")).collect();
+            let mut args: Vec<Arg<'_>> = vec![st.as_str().into()];
+            args.extend(chunk.iter().map(|id| Arg::Text(id)));
+            let sql = format!("SELECT {BUDGET_COLS} FROM budgets WHERE scope_type = ?1 AND scope_id IN ({})", marks.join(", "));
+            out.extend(rows::all(tx.query(&sql, &args)?, rows::budget)?);
+        }
+    }
+    Ok(out)
+}
+
 pub fn get(tx: &mut dyn Tx, st: ScopeType, id: &str) -> Result<Option<Budget>> {
     tx.query_opt(&format!("SELECT {BUDGET_COLS} FROM budgets WHERE scope_type = ?1 AND scope_id = ?2"), &[st.as_str().into(), id.into()])?
         .as_ref()
