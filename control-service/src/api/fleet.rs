@@ -118,10 +118,12 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
         }
     })
     .await?;
-    // The ETag covers everything but the generation time.
-    let mut for_tag = doc.clone();
-    for_tag.generated_ms = 0;
-    let tag = format!("\"{}\"", &hash_key(&serde_json::to_string(&for_tag).unwrap_or_default())[..32]);
+    // The ETag covers everything but the generation time (set aside, not
+    // cloned: a state with thousands of budgets is a large document).
+    let mut doc = doc;
+    let generated_ms = std::mem::take(&mut doc.generated_ms);
+    let tag = format!("\"{}\"", &hash_key(&serde_json::to_string(&doc).unwrap_or_default())[..32]);
+    doc.generated_ms = generated_ms;
     st.counters.state_polls.fetch_add(1, Relaxed);
     if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(tag.as_str()) {
         st.counters.state_not_modified.fetch_add(1, Relaxed);

@@ -168,41 +168,52 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64) -> Resu
     )?;
     let alive_since = int(now_ms.saturating_sub(node_ttl_ms));
     let active = tx.query_one("SELECT COUNT(*) FROM nodes WHERE last_seen_ms >= ?1", &[alive_since])?.u64(0)?;
-    let mut out = Vec::new();
-    for b in list(tx)? {
-        let Some((start, end)) = b.bounds(now_ms) else { continue };
-        let scope = [Arg::Text(b.scope_type.as_str()), Arg::Text(&b.scope_id), int(start)];
-        // Reclaim what silent nodes hold but did not spend.
-        tx.execute(
-            "UPDATE budget_grants SET
-                granted_micros = COALESCE((SELECT used_micros FROM budget_usage_node u WHERE u.scope_type = budget_grants.scope_type
-                    AND u.scope_id = budget_grants.scope_id AND u.period_start_ms = budget_grants.period_start_ms AND u.node = budget_grants.node), 0),
-                granted_tokens = COALESCE((SELECT used_tokens FROM budget_usage_node u WHERE u.scope_type = budget_grants.scope_type
+    let current: Vec<(Budget, (u64, u64))> = list(tx)?.into_iter().filter_map(|b| b.bounds(now_ms).map(|p| (b, p))).collect();
+    // Reclaim what silent nodes hold but did not spend: one statement for
+    // the current periods of every budget (a grant already down to its use
+    // is left alone; earlier periods are over).
+    let Some(earliest) = current.iter().map(|(_, (start, _))| *start).min() else {
+        return Ok(GrantSnapshot { seq, nodes_active: u32::try_from(active).unwrap_or(u32::MAX), budgets: Vec::new() });
+    };
+    tx.execute(
+        "UPDATE budget_grants SET
+            granted_micros = COALESCE((SELECT used_micros FROM budget_usage_node u WHERE u.scope_type = budget_grants.scope_type
+                AND u.scope_id = budget_grants.scope_id AND u.period_start_ms = budget_grants.period_start_ms AND u.node = budget_grants.node), 0),
+            granted_tokens = COALESCE((SELECT used_tokens FROM budget_usage_node u WHERE u.scope_type = budget_grants.scope_type
+                AND u.scope_id = budget_grants.scope_id AND u.period_start_ms = budget_grants.period_start_ms AND u.node = budget_grants.node), 0)
+         WHERE period_start_ms >= ?3 AND node <> ?1 AND node NOT IN (SELECT node FROM nodes WHERE last_seen_ms >= ?2)
+           AND (granted_micros <> COALESCE((SELECT used_micros FROM budget_usage_node u WHERE u.scope_type = budget_grants.scope_type
                     AND u.scope_id = budget_grants.scope_id AND u.period_start_ms = budget_grants.period_start_ms AND u.node = budget_grants.node), 0)
-             WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3 AND node <> ?4
-               AND node NOT IN (SELECT node FROM nodes WHERE last_seen_ms >= ?5)",
-            &[scope[0], scope[1], scope[2], node.into(), alive_since],
-        )?;
-        let used = rows::used(tx.query_opt(
-            "SELECT used_micros, used_tokens FROM budget_usage WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3",
+             OR granted_tokens <> COALESCE((SELECT used_tokens FROM budget_usage_node u WHERE u.scope_type = budget_grants.scope_type
+                    AND u.scope_id = budget_grants.scope_id AND u.period_start_ms = budget_grants.period_start_ms AND u.node = budget_grants.node), 0))",
+        &[node.into(), alive_since, int(earliest)],
+    )?;
+    let mut out = Vec::with_capacity(current.len());
+    for (b, (start, end)) in current {
+        let scope = [Arg::Text(b.scope_type.as_str()), Arg::Text(&b.scope_id), int(start)];
+        // The period's use (the row without a node) and every node's (used, granted) in it.
+        let found = tx.query(
+            "SELECT n, CAST(COALESCE(MAX(um), 0) AS BIGINT), CAST(COALESCE(MAX(ut), 0) AS BIGINT), MAX(gm), MAX(gt) FROM (
+                SELECT CAST(NULL AS TEXT) AS n, used_micros AS um, used_tokens AS ut, CAST(NULL AS BIGINT) AS gm, CAST(NULL AS BIGINT) AS gt
+                  FROM budget_usage WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3
+                UNION ALL
+                SELECT node, used_micros, used_tokens, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT)
+                  FROM budget_usage_node WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3
+                UNION ALL
+                SELECT node, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), granted_micros, granted_tokens
+                  FROM budget_grants WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3
+             ) x GROUP BY n",
             &scope,
-        )?)?;
-        // Every node's (used, granted) in this period.
-        let nodes = tx
-            .query(
-                "SELECT n, CAST(COALESCE(MAX(um), 0) AS BIGINT), CAST(COALESCE(MAX(ut), 0) AS BIGINT), MAX(gm), MAX(gt) FROM (
-                    SELECT node AS n, used_micros AS um, used_tokens AS ut, CAST(NULL AS BIGINT) AS gm, CAST(NULL AS BIGINT) AS gt
-                      FROM budget_usage_node WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3
-                    UNION ALL
-                    SELECT node, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), granted_micros, granted_tokens
-                      FROM budget_grants WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3
-                 ) x GROUP BY n",
-                &scope,
-            )?
-            .iter()
-            .map(|r| Ok((r.text(0)?, (r.u64(1)?, r.opt_u64(3)?), (r.u64(2)?, r.opt_u64(4)?))))
-            .collect::<Result<Vec<NodeUse>>>()?;
-        let (doc, gm, gt) = grant_doc(&b, (start, end), (used.micros, used.tokens), nodes, node, active);
+        )?;
+        let mut used = (0, 0);
+        let mut nodes: Vec<NodeUse> = Vec::with_capacity(found.len());
+        for r in &found {
+            match r.opt_text(0)? {
+                None => used = (r.u64(1)?, r.u64(2)?),
+                Some(n) => nodes.push((n, (r.u64(1)?, r.opt_u64(3)?), (r.u64(2)?, r.opt_u64(4)?))),
+            }
+        }
+        let (doc, gm, gt) = grant_doc(&b, (start, end), used, nodes, node, active);
         tx.execute(
             "INSERT INTO budget_grants (scope_type, scope_id, period_start_ms, node, granted_micros, granted_tokens)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
