@@ -175,17 +175,15 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64) -> Resu
     let Some(earliest) = current.iter().map(|(_, (start, _))| *start).min() else {
         return Ok(GrantSnapshot { seq, nodes_active: u32::try_from(active).unwrap_or(u32::MAX), budgets: Vec::new() });
     };
+    let spent = "(SELECT COALESCE(MAX(u.used_micros), 0), COALESCE(MAX(u.used_tokens), 0) FROM budget_usage_node u
+        WHERE u.scope_type = budget_grants.scope_type AND u.scope_id = budget_grants.scope_id
+          AND u.period_start_ms = budget_grants.period_start_ms AND u.node = budget_grants.node)";
     tx.execute(
-        "UPDATE budget_grants SET
-            granted_micros = COALESCE((SELECT used_micros FROM budget_usage_node u WHERE u.scope_type = budget_grants.scope_type
-                AND u.scope_id = budget_grants.scope_id AND u.period_start_ms = budget_grants.period_start_ms AND u.node = budget_grants.node), 0),
-            granted_tokens = COALESCE((SELECT used_tokens FROM budget_usage_node u WHERE u.scope_type = budget_grants.scope_type
-                AND u.scope_id = budget_grants.scope_id AND u.period_start_ms = budget_grants.period_start_ms AND u.node = budget_grants.node), 0)
-         WHERE period_start_ms >= ?3 AND node <> ?1 AND node NOT IN (SELECT node FROM nodes WHERE last_seen_ms >= ?2)
-           AND (granted_micros <> COALESCE((SELECT used_micros FROM budget_usage_node u WHERE u.scope_type = budget_grants.scope_type
-                    AND u.scope_id = budget_grants.scope_id AND u.period_start_ms = budget_grants.period_start_ms AND u.node = budget_grants.node), 0)
-             OR granted_tokens <> COALESCE((SELECT used_tokens FROM budget_usage_node u WHERE u.scope_type = budget_grants.scope_type
-                    AND u.scope_id = budget_grants.scope_id AND u.period_start_ms = budget_grants.period_start_ms AND u.node = budget_grants.node), 0))",
+        &format!(
+            "UPDATE budget_grants SET (granted_micros, granted_tokens) = {spent}
+             WHERE period_start_ms >= ?3 AND node <> ?1 AND node NOT IN (SELECT node FROM nodes WHERE last_seen_ms >= ?2)
+               AND (granted_micros, granted_tokens) <> {spent}"
+        ),
         &[node.into(), alive_since, int(earliest)],
     )?;
     let mut out = Vec::with_capacity(current.len());
