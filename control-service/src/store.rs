@@ -259,6 +259,16 @@ impl<'a> ScopeIndex<'a> {
     }
 }
 
+/// The scopes a record's spend counts against: its key, team and project.
+pub fn own_scopes(r: &UsageRecord) -> [(ScopeType, &str); 3] {
+    [(ScopeType::Key, r.key_id.as_str()), (ScopeType::Team, r.team.as_str()), (ScopeType::Project, r.project.as_str())]
+}
+
+/// Every scope whose budget a record can touch: its own, and those that refused it.
+pub fn scopes_touched(r: &UsageRecord) -> impl Iterator<Item = (ScopeType, &str)> {
+    own_scopes(r).into_iter().chain(r.budget_scopes.iter().map(|s| (s.scope_type, s.id.as_str())))
+}
+
 pub fn record_effects(budgets: &[Budget], index: &ScopeIndex<'_>, r: &UsageRecord) -> RecordEffects {
     let (micros, tokens) = r.budget_amount();
     let mut e = RecordEffects { counts: Vec::new(), denied_by: Vec::new(), tokens };
@@ -273,7 +283,7 @@ pub fn record_effects(budgets: &[Budget], index: &ScopeIndex<'_>, r: &UsageRecor
         }
     }
     if micros > 0 || tokens > 0 {
-        for (scope_type, id) in [(ScopeType::Key, &r.key_id), (ScopeType::Team, &r.team), (ScopeType::Project, &r.project)] {
+        for (scope_type, id) in own_scopes(r) {
             e.counts.extend(index.of(scope_type, id).iter().filter_map(|&bi| period(bi)));
         }
     }

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use tollgate_protocol::record::UsageRecord;
-use tollgate_protocol::state::{IngestAck, ScopeType};
+use tollgate_protocol::state::IngestAck;
 
 use crate::db::{int, Arg, Tx};
 use crate::store::*;
@@ -162,11 +162,7 @@ pub fn batch(tx: &mut dyn Tx, node: &str, records: &[UsageRecord], raw: Option<&
     // PostgreSQL): every batch up to `seq` is in the budgets' use when this
     // transaction commits, and the budgets read are those in force now.
     let seq = tx.query_one("UPDATE ingest_seq SET seq = seq + 1 RETURNING seq", &[])?.u64(0)?;
-    let scopes = counted.iter().flat_map(|r| {
-        let own = [(ScopeType::Key, r.key_id.as_str()), (ScopeType::Team, r.team.as_str()), (ScopeType::Project, r.project.as_str())];
-        own.into_iter().chain(r.budget_scopes.iter().map(|s| (s.scope_type, s.id.as_str())))
-    });
-    let budgets = budgets::of_scopes(tx, scopes)?;
+    let budgets = budgets::of_scopes(tx, counted.iter().flat_map(|r| scopes_touched(r)))?;
     let index = ScopeIndex::new(&budgets);
     // (budget index, period start) -> (micros, tokens) added, refused by it
     let mut touched: HashMap<(usize, u64), (u64, u64, bool)> = HashMap::new();
