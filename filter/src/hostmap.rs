@@ -18,21 +18,25 @@ fn u32_at(b: &[u8], at: usize) -> Option<usize> {
 
 /// Decodes a serialized map; stops at the first pair that does not fit.
 pub fn decode(b: &[u8]) -> Vec<Pair> {
-    let Some(n) = u32_at(b, 0) else { return Vec::new() };
+    pairs(b).map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+}
+
+/// The pairs of a serialized map, borrowed from it (no copy of a header
+/// the caller does not keep); stops at the first pair that does not fit.
+pub fn pairs(b: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     // Each pair takes at least 8 bytes of sizes and 2 NULs: bound the count by the input.
-    let n = n.min(b.len() / 10);
-    let mut out = Vec::with_capacity(n);
-    let Some(mut p) = n.checked_mul(8).and_then(|x| x.checked_add(4)) else { return out };
-    for i in 0..n {
+    let n = u32_at(b, 0).unwrap_or(0).min(b.len() / 10);
+    let mut p = n.checked_mul(8).and_then(|x| x.checked_add(4));
+    (0..n).map_while(move |i| {
         let s = 4 + i * 8;
-        let (Some(kl), Some(vl)) = (u32_at(b, s), u32_at(b, s + 4)) else { break };
-        let Some(k) = p.checked_add(kl).and_then(|e| b.get(p..e)) else { break };
-        p += kl + 1;
-        let Some(v) = p.checked_add(vl).and_then(|e| b.get(p..e)) else { break };
-        p += vl + 1;
-        out.push((k.to_vec(), v.to_vec()));
-    }
-    out
+        let (kl, vl) = (u32_at(b, s)?, u32_at(b, s + 4)?);
+        let at = p?;
+        let k = b.get(at..at.checked_add(kl)?)?;
+        let at = at + kl + 1;
+        let v = b.get(at..at.checked_add(vl)?)?;
+        p = Some(at + vl + 1);
+        Some((k, v))
+    })
 }
 
 /// Serializes pairs for the host (local replies' headers).

@@ -116,6 +116,12 @@ fn owned(data: *mut u8, size: usize) -> Vec<u8> {
 }
 
 pub fn header_pairs(map_type: u32) -> Vec<hostmap::Pair> {
+    hostmap::decode(&header_map(map_type))
+}
+
+/// A header map as the host serialized it: read its pairs with
+/// [`hostmap::pairs`] (borrowed, so only what is kept is copied).
+pub fn header_map(map_type: u32) -> Vec<u8> {
     let (mut data, mut size) = (null_mut(), 0usize);
     // SAFETY: out-pointers to locals; the host fills them or leaves them.
     let status = unsafe { proxy_get_header_map_pairs(map_type, &mut data, &mut size) };
@@ -123,7 +129,7 @@ pub fn header_pairs(map_type: u32) -> Vec<hostmap::Pair> {
     if status != OK {
         return Vec::new();
     }
-    hostmap::decode(&bytes)
+    bytes
 }
 
 /// Sets (or with `None` removes) a header. A value that is not safe in a

@@ -15,7 +15,6 @@ use crate::budget::Amount;
 use crate::config::{Config, KeyInfo, OtherPaths};
 use crate::decode::{Coding, Inflater};
 use crate::errors::GatewayError;
-use crate::hostmap::Pair;
 use crate::keys::{hash_key, key_ref, presented_key};
 use crate::record::{account, Observed, Outcome, Termination, UsageRecord, UsageSource, RECORD_VERSION};
 use crate::request::{classify_path, Api, ChatRequest, Endpoint};
@@ -49,36 +48,37 @@ struct RequestHeaders {
 }
 
 impl RequestHeaders {
-    fn read(all: Vec<Pair>, cluster_header: &str) -> Self {
+    fn read<'a>(all: impl Iterator<Item = (&'a [u8], &'a [u8])>, cluster_header: &str) -> Self {
         let mut h = RequestHeaders::default();
         for (name, value) in all {
-            let remove = |h: &mut RequestHeaders| h.to_remove.push(String::from_utf8_lossy(&name).into_owned());
-            match name.as_slice() {
-                b":path" => h.path = value,
-                b":method" => h.method = value,
+            let remove = |h: &mut RequestHeaders| h.to_remove.push(String::from_utf8_lossy(name).into_owned());
+            let value = || value.to_vec();
+            match name {
+                b":path" => h.path = value(),
+                b":method" => h.method = value(),
                 b"authorization" => {
-                    h.authorization = Some(value);
+                    h.authorization = Some(value());
                     remove(&mut h);
                 }
                 b"x-api-key" => {
-                    h.x_api_key = Some(value);
+                    h.x_api_key = Some(value());
                     remove(&mut h);
                 }
                 b"x-goog-api-key" => {
-                    h.x_goog_api_key = Some(value);
+                    h.x_goog_api_key = Some(value());
                     remove(&mut h);
                 }
-                b"x-request-id" => h.request_id = Some(value),
+                b"x-request-id" => h.request_id = Some(value()),
                 n if n == HDR_PROJECT.as_bytes() => {
-                    h.project = Some(value);
+                    h.project = Some(value());
                     remove(&mut h);
                 }
                 n if n == HDR_FEATURE.as_bytes() => {
-                    h.feature = Some(value);
+                    h.feature = Some(value());
                     remove(&mut h);
                 }
                 n if n == HDR_PROMPT_VERSION.as_bytes() => {
-                    h.prompt_version = Some(value);
+                    h.prompt_version = Some(value());
                     remove(&mut h);
                 }
                 b"anthropic-version" => h.has_anthropic_version = true,
@@ -867,12 +867,12 @@ impl HttpContext for TollgateHttp {
         let Some(cfg) = self.config.clone() else {
             return self.reject(GatewayError::internal("The Tollgate filter has no valid configuration."));
         };
-        let pairs = host::header_pairs(REQUEST_HEADERS);
+        let map = host::header_map(REQUEST_HEADERS);
         #[cfg(feature = "test-trap")]
-        if pairs.iter().any(|(k, _)| k.as_slice() == b"x-tollgate-test-trap") {
+        if crate::hostmap::pairs(&map).any(|(k, _)| k == b"x-tollgate-test-trap") {
             std::process::abort();
         }
-        self.headers = RequestHeaders::read(pairs, &cfg.cluster_header);
+        self.headers = RequestHeaders::read(crate::hostmap::pairs(&map), &cfg.cluster_header);
         self.request_id = next_request_id(self);
         self.client_request_id = crate::ids::client_request_id(self.headers.request_id.take().as_deref());
         self.on_request_headers(&cfg, end_of_stream)
@@ -921,12 +921,13 @@ impl HttpContext for TollgateHttp {
         let mut content_type = Vec::new();
         let mut has_content_length = false;
         let mut encoding = None;
-        for (name, value) in host::header_pairs(RESPONSE_HEADERS) {
-            match name.as_slice() {
-                b":status" => self.status = std::str::from_utf8(&value).ok().and_then(|v| v.parse().ok()).unwrap_or(0),
-                b"content-type" => content_type = value,
+        let map = host::header_map(RESPONSE_HEADERS);
+        for (name, value) in crate::hostmap::pairs(&map) {
+            match name {
+                b":status" => self.status = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()).unwrap_or(0),
+                b"content-type" => content_type = value.to_vec(),
                 b"content-length" => has_content_length = true,
-                b"content-encoding" => encoding = Some(value),
+                b"content-encoding" => encoding = Some(value.to_vec()),
                 _ => {}
             }
         }
