@@ -194,6 +194,14 @@ pub struct GrantSnapshot {
     pub budgets: Vec<tollgate_protocol::state::BudgetDoc>,
 }
 
+/// What one run of grant pruning removed (`Store::prune_grants`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub grants: u64,
+    pub node_use: u64,
+    pub nodes: u64,
+}
+
 /// The grant arithmetic, for one limit. `grants` holds every node's
 /// (used, granted) for the period, `me` indexes the polling node. Its new
 /// grant is its own use plus a fair share of what is left,
@@ -560,6 +568,10 @@ pub trait Store: Send + Sync + 'static {
     /// docs/budgets.md, "Grants"): grants are durable and their sum never
     /// exceeds a hard limit, so the fleet cannot spend past it.
     fn grant(&self, node: &str, now_ms: u64, node_ttl_ms: u64) -> Result<GrantSnapshot>;
+    /// Retention: grants and per-Envoy use of ended periods and deleted
+    /// budgets, and Envoys silent for `forget_after_ms` (each budget's use
+    /// per period stays).
+    fn prune_grants(&self, now_ms: u64, forget_after_ms: u64) -> Result<Pruned>;
     /// Budget room handed to Envoys and not yet recorded as used, summed over
     /// Envoys: what they may be spending right now (in flight or not yet shipped).
     fn reserved(&self, scope_type: ScopeType, scope_id: &str, period_start_ms: u64) -> Result<Used>;

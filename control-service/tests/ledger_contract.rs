@@ -48,6 +48,7 @@ contract!(
     concurrent_approvals_act_once_and_apply_the_limit_with_the_decision,
     a_key_is_found_by_its_hash_until_revoked,
     grants_share_the_room_and_never_exceed_the_limit,
+    grants_of_ended_periods_deleted_budgets_and_gone_envoys_are_pruned,
     sums_saturate_instead_of_failing,
     key_changes_replay_to_the_live_key_set,
     cache_economics_sum_over_sum_and_keep_not_reported_apart,
@@ -438,6 +439,39 @@ fn grants_share_the_room_and_never_exceed_the_limit(s: Arc<dyn Store>) {
     assert!(reserved + s.used(ScopeType::Team, "t", start).unwrap().micros <= 1000);
     // a node silent past the TTL gives back what it did not spend
     assert_eq!(share(&s.grant("n1", NOW + 120_000, 60_000).unwrap()), Some(700));
+}
+
+fn grants_of_ended_periods_deleted_budgets_and_gone_envoys_are_pruned(s: Arc<dyn Store>) {
+    use tollgate_control::store::Pruned;
+    const DAY: u64 = 86_400_000;
+    s.put_budget(&budget("t", 1000), NOW).unwrap();
+    let (start, _) = budget("t", 0).bounds(NOW).unwrap();
+    // Last month: an Envoy "old" was granted room and spent some, then went away.
+    let last_month = start - 10 * DAY;
+    let (old_start, _) = budget("t", 0).bounds(last_month).unwrap();
+    assert!(old_start < start);
+    s.grant("old", last_month, 60_000).unwrap();
+    s.ingest("old", &[UsageRecord { ts_ms: last_month, ..rec("p1", "t", 40, 0, 0) }], None, last_month).unwrap();
+    // This month: "n1" holds room in "t" and in "g", a budget then deleted.
+    s.put_budget(&budget("g", 500), NOW).unwrap();
+    s.grant("n1", NOW, 60_000).unwrap();
+    s.ingest("n1", &[rec("p2", "t", 30, 0, 0)], None, NOW).unwrap();
+    s.grant("n1", NOW, 60_000).unwrap();
+    s.delete_budget(ScopeType::Team, "g").unwrap();
+    let reserved_before = s.reserved(ScopeType::Team, "t", start).unwrap();
+    assert!(reserved_before.micros > 0);
+
+    let pruned = s.prune_grants(NOW, DAY).unwrap();
+    assert_eq!(pruned, Pruned { grants: 2, node_use: 1, nodes: 1 }, "last month's grant of t, n1's grant of g; old's use of t; Envoy old");
+    // The current period is untouched, and last month's spend stays in the history.
+    assert_eq!(s.reserved(ScopeType::Team, "t", start).unwrap(), reserved_before);
+    assert_eq!(s.reserved(ScopeType::Team, "t", old_start).unwrap().micros, 0);
+    assert_eq!(s.used(ScopeType::Team, "t", old_start).unwrap().micros, 40);
+    assert_eq!(s.used(ScopeType::Team, "t", start).unwrap().micros, 30);
+    let g = s.grant("n1", NOW, 60_000).unwrap();
+    assert_eq!((g.nodes_active, g.budgets.len()), (1, 1));
+    // Nothing more to prune; a recent Envoy is not forgotten.
+    assert_eq!(s.prune_grants(NOW, DAY).unwrap(), Pruned::default());
 }
 
 fn sums_saturate_instead_of_failing(s: Arc<dyn Store>) {

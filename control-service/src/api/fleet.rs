@@ -161,3 +161,25 @@ pub(super) async fn key_changes(State(st): State<Arc<AppState>>, headers: Header
     st.counters.key_change_pages.fetch_add(1, Relaxed);
     Ok(Json(page))
 }
+
+/// How often grants of ended periods are pruned.
+const GRANT_RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Prunes, hourly, the grants and per-Envoy use of ended periods and of
+/// deleted budgets, and forgets Envoys silent for a day: the tables every
+/// state poll reads stay the size of the current periods, however many
+/// periods pass and however many Envoys (pod names) come and go.
+pub async fn grant_retention_loop(st: Arc<AppState>) {
+    let forget_after_ms = super::reports::DAY_MS.max(st.settings.node_ttl_ms);
+    loop {
+        let store = st.store.clone();
+        match tokio::task::spawn_blocking(move || store.prune_grants(now_ms(), forget_after_ms)).await {
+            Ok(Ok(p)) if p != crate::store::Pruned::default() => {
+                log_event("info", "grant retention", json!({"grants_removed": p.grants, "node_use_removed": p.node_use, "nodes_forgotten": p.nodes}))
+            }
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(e)) => log_event("warn", "grant retention failed", json!({"error": e.to_string()})),
+        }
+        tokio::time::sleep(GRANT_RETENTION_EVERY).await;
+    }
+}

@@ -223,3 +223,35 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64) -> Resu
     }
     Ok(GrantSnapshot { seq, nodes_active: u32::try_from(active).unwrap_or(u32::MAX), budgets: out })
 }
+
+/// Drops what served only ended periods and gone Envoys: grants and
+/// per-Envoy use of periods before every budget's current one, those of
+/// deleted budgets, and Envoys silent for `forget_after_ms`. Each budget's
+/// use per period (its history) stays. Runs in a grant transaction, so
+/// never beside a poll; a late record may bring a pruned per-Envoy row back
+/// (it counts for its own period) until the next run.
+pub fn prune(tx: &mut dyn Tx, now_ms: u64, forget_after_ms: u64) -> Result<Pruned> {
+    let mut out = Pruned::default();
+    let earliest = list(tx)?.iter().filter_map(|b| b.bounds(now_ms)).map(|(start, _)| start).min();
+    if let Some(e) = earliest {
+        out.grants += tx.execute("DELETE FROM budget_grants WHERE period_start_ms < ?1", &[int(e)])?;
+        out.node_use += tx.execute("DELETE FROM budget_usage_node WHERE period_start_ms < ?1", &[int(e)])?;
+    }
+    for table in ["budget_grants", "budget_usage_node"] {
+        let n = tx.execute(
+            &format!(
+                "DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM budgets b
+                   WHERE b.scope_type = {table}.scope_type AND b.scope_id = {table}.scope_id)"
+            ),
+            &[],
+        )?;
+        if table == "budget_grants" {
+            out.grants += n;
+        } else {
+            out.node_use += n;
+        }
+    }
+    out.nodes = tx.execute("DELETE FROM nodes WHERE last_seen_ms < ?1", &[int(now_ms.saturating_sub(forget_after_ms))])?;
+    Ok(out)
+}
+

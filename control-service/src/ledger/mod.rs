@@ -81,6 +81,9 @@ impl<D: Db> Store for Ledger<D> {
     fn grant(&self, node: &str, now_ms: u64, node_ttl_ms: u64) -> Result<GrantSnapshot> {
         self.db.run(TxKind::Grant, |tx| budgets::grant(tx, node, now_ms, node_ttl_ms))
     }
+    fn prune_grants(&self, now_ms: u64, forget_after_ms: u64) -> Result<Pruned> {
+        self.db.run(TxKind::Grant, |tx| budgets::prune(tx, now_ms, forget_after_ms))
+    }
     fn reserved(&self, scope_type: ScopeType, scope_id: &str, period_start_ms: u64) -> Result<Used> {
         self.db.run(TxKind::Read, |tx| budgets::reserved(tx, scope_type, scope_id, period_start_ms))
     }
