@@ -118,26 +118,41 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
         }
     })
     .await?;
-    // The ETag covers everything but the generation time (set aside, not
-    // cloned: a state with thousands of budgets is a large document).
-    let mut doc = doc;
-    let generated_ms = std::mem::take(&mut doc.generated_ms);
-    let tag = format!("\"{}\"", &hash_key(&serde_json::to_string(&doc).unwrap_or_default())[..32]);
-    doc.generated_ms = generated_ms;
+    // Serialised once: the body, and the ETag over it without the generation time.
+    let body = serde_json::to_vec(&doc).unwrap_or_default();
+    let tag = state_etag(&body);
     st.counters.state_polls.fetch_add(1, Relaxed);
-    if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(tag.as_str()) {
+    let etag = HeaderValue::from_str(&tag).ok();
+    let mut r = if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(tag.as_str()) {
         st.counters.state_not_modified.fetch_add(1, Relaxed);
-        let mut r = StatusCode::NOT_MODIFIED.into_response();
-        if let Ok(v) = HeaderValue::from_str(&tag) {
-            r.headers_mut().insert("etag", v);
-        }
-        return Ok(r);
-    }
-    let mut r = Json(doc).into_response();
-    if let Ok(v) = HeaderValue::from_str(&tag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+    };
+    if let Some(v) = etag {
         r.headers_mut().insert("etag", v);
     }
     Ok(r)
+}
+
+/// The ETag of a serialised state: a hash of everything but the value of
+/// its top-level `generated_ms` (a poll that changes nothing else is a 304).
+/// Inside a JSON string a quote is escaped, so `"generated_ms":` can only
+/// be that member's name.
+fn state_etag(body: &[u8]) -> String {
+    use sha2::Digest;
+    const NAME: &[u8] = b"\"generated_ms\":";
+    let mut h = sha2::Sha256::new();
+    match body.windows(NAME.len()).position(|w| w == NAME) {
+        Some(at) => {
+            let value = at + NAME.len();
+            let digits = body.get(value..).map_or(0, |r| r.iter().take_while(|b| b.is_ascii_digit()).count());
+            h.update(body.get(..value).unwrap_or_default());
+            h.update(body.get(value + digits..).unwrap_or_default());
+        }
+        None => h.update(body),
+    }
+    format!("\"{}\"", &to_hex(&h.finalize())[..32])
 }
 
 #[derive(Deserialize)]
@@ -181,5 +196,38 @@ pub async fn grant_retention_loop(st: Arc<AppState>) {
             Ok(Err(e)) => log_event("warn", "grant retention failed", json!({"error": e.to_string()})),
         }
         tokio::time::sleep(GRANT_RETENTION_EVERY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_etag_ignores_only_the_generation_time() {
+        let doc = |generated_ms, used_micros| StateDoc {
+            seq: 7,
+            generated_ms,
+            budgets: vec![BudgetDoc {
+                scope_type: ScopeType::Team,
+                scope_id: "a \"generated_ms\":1 b".into(),
+                limit_micros: Some(100),
+                limit_tokens: None,
+                period_start_ms: 1,
+                period_end_ms: 2,
+                used_micros,
+                used_tokens: 0,
+                soft_pct: None,
+                hard_pct: Some(100),
+                share_micros: Some(10),
+                share_tokens: None,
+            }],
+            ..StateDoc::default()
+        };
+        let tag = |d: &StateDoc| state_etag(&serde_json::to_vec(d).unwrap());
+        assert_eq!(tag(&doc(1, 5)), tag(&doc(1_795_885_000_000, 5)));
+        assert_ne!(tag(&doc(1, 5)), tag(&doc(1, 6)));
+        assert_ne!(tag(&doc(1, 5)), tag(&StateDoc { seq: 8, ..doc(1, 5) }));
+        assert_eq!(tag(&doc(1, 5)).len(), 34);
     }
 }
