@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 8, name: "evaluations", sql: include_str!("../migrations/postgres/0008_evaluations.sql") },
     Migration { version: 9, name: "usage_ts_brin", sql: include_str!("../migrations/postgres/0009_usage_ts_brin.sql") },
     Migration { version: 10, name: "grants_by_period", sql: include_str!("../migrations/postgres/0010_grants_by_period.sql") },
+    Migration { version: 11, name: "usage_by_period", sql: include_str!("../migrations/postgres/0011_usage_by_period.sql") },
 ];
 
 /// Connections per replica.

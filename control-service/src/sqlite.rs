@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 8, name: "cache_misses", sql: include_str!("../migrations/sqlite/0008_cache_misses.sql") },
     Migration { version: 9, name: "evaluations", sql: include_str!("../migrations/sqlite/0009_evaluations.sql") },
     Migration { version: 10, name: "grants_by_period", sql: include_str!("../migrations/sqlite/0010_grants_by_period.sql") },
+    Migration { version: 11, name: "usage_by_period", sql: include_str!("../migrations/sqlite/0011_usage_by_period.sql") },
 ];
 
 pub struct SqliteDb {

@@ -186,32 +186,48 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64) -> Resu
         ),
         &[node.into(), alive_since, int(earliest)],
     )?;
+    // Every budget's use in the current periods and every node's use and
+    // grant in them: one pass by period (indexed), not a query per budget.
+    let mut periods: std::collections::HashMap<(String, String, u64), PeriodUse> = std::collections::HashMap::new();
+    for r in tx.query(
+        "SELECT CAST(0 AS BIGINT), scope_type, scope_id, period_start_ms, CAST(NULL AS TEXT), used_micros, used_tokens
+           FROM budget_usage WHERE period_start_ms >= ?1
+         UNION ALL
+         SELECT CAST(1 AS BIGINT), scope_type, scope_id, period_start_ms, node, used_micros, used_tokens
+           FROM budget_usage_node WHERE period_start_ms >= ?1
+         UNION ALL
+         SELECT CAST(2 AS BIGINT), scope_type, scope_id, period_start_ms, node, granted_micros, granted_tokens
+           FROM budget_grants WHERE period_start_ms >= ?1",
+        &[int(earliest)],
+    )? {
+        let p = periods.entry((r.text(1)?, r.text(2)?, r.u64(3)?)).or_default();
+        let (what, micros, tokens) = (r.i64(0)?, r.u64(5)?, r.u64(6)?);
+        match r.opt_text(4)? {
+            None => p.used = (micros, tokens),
+            Some(n) => {
+                let ((um, gm), (ut, gt)) = p.nodes.entry(n).or_default();
+                if what == 1 {
+                    (*um, *ut) = (micros, tokens);
+                } else {
+                    (*gm, *gt) = (Some(micros), Some(tokens));
+                }
+            }
+        }
+    }
     let mut out = Vec::with_capacity(current.len());
     for (b, (start, end)) in current {
         let scope = [Arg::Text(b.scope_type.as_str()), Arg::Text(&b.scope_id), int(start)];
-        // The period's use (the row without a node) and every node's (used, granted) in it.
-        let found = tx.query(
-            "SELECT n, CAST(COALESCE(MAX(um), 0) AS BIGINT), CAST(COALESCE(MAX(ut), 0) AS BIGINT), MAX(gm), MAX(gt) FROM (
-                SELECT CAST(NULL AS TEXT) AS n, used_micros AS um, used_tokens AS ut, CAST(NULL AS BIGINT) AS gm, CAST(NULL AS BIGINT) AS gt
-                  FROM budget_usage WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3
-                UNION ALL
-                SELECT node, used_micros, used_tokens, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT)
-                  FROM budget_usage_node WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3
-                UNION ALL
-                SELECT node, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), granted_micros, granted_tokens
-                  FROM budget_grants WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3
-             ) x GROUP BY n",
-            &scope,
-        )?;
-        let mut used = (0, 0);
-        let mut nodes: Vec<NodeUse> = Vec::with_capacity(found.len());
-        for r in &found {
-            match r.opt_text(0)? {
-                None => used = (r.u64(1)?, r.u64(2)?),
-                Some(n) => nodes.push((n, (r.u64(1)?, r.opt_u64(3)?), (r.u64(2)?, r.opt_u64(4)?))),
-            }
-        }
+        let found = periods.remove(&(b.scope_type.as_str().to_string(), b.scope_id.clone(), start)).unwrap_or_default();
+        let used = found.used;
+        let nodes: Vec<NodeUse> = found.nodes.into_iter().map(|(n, ((um, gm), (ut, gt)))| (n, (um, gm), (ut, gt))).collect();
+        // This node's grant as it stands: rewritten only when it changes
+        // (a budget nobody spent from since the last poll costs one read).
+        let held = nodes.iter().find(|r| r.0 == node).map(|r| (r.1 .1, r.2 .1));
         let (doc, gm, gt) = grant_doc(&b, (start, end), used, nodes, node, active);
+        out.push(doc);
+        if held == Some((Some(gm), Some(gt))) {
+            continue;
+        }
         tx.execute(
             "INSERT INTO budget_grants (scope_type, scope_id, period_start_ms, node, granted_micros, granted_tokens)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -219,7 +235,6 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64) -> Resu
                 granted_micros = excluded.granted_micros, granted_tokens = excluded.granted_tokens",
             &[scope[0], scope[1], scope[2], node.into(), int(gm), int(gt)],
         )?;
-        out.push(doc);
     }
     Ok(GrantSnapshot { seq, nodes_active: u32::try_from(active).unwrap_or(u32::MAX), budgets: out })
 }
@@ -254,4 +269,15 @@ pub fn prune(tx: &mut dyn Tx, now_ms: u64, forget_after_ms: u64) -> Result<Prune
     out.nodes = tx.execute("DELETE FROM nodes WHERE last_seen_ms < ?1", &[int(now_ms.saturating_sub(forget_after_ms))])?;
     Ok(out)
 }
+
+/// One budget period as the grant pass reads it: its use, and each node's
+/// (used, granted) micros and tokens.
+#[derive(Default)]
+struct PeriodUse {
+    used: (u64, u64),
+    nodes: std::collections::BTreeMap<String, (UsedGranted, UsedGranted)>,
+}
+
+/// A node's use and grant (none yet) of one limit.
+type UsedGranted = (u64, Option<u64>);
 
