@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 9, name: "usage_ts_brin", sql: include_str!("../migrations/postgres/0009_usage_ts_brin.sql") },
     Migration { version: 10, name: "grants_by_period", sql: include_str!("../migrations/postgres/0010_grants_by_period.sql") },
     Migration { version: 11, name: "usage_by_period", sql: include_str!("../migrations/postgres/0011_usage_by_period.sql") },
+    Migration { version: 12, name: "brin_summarized_by_vacuum", sql: include_str!("../migrations/postgres/0012_brin_summarized_by_vacuum.sql") },
 ];
 
 /// Connections per replica.

@@ -777,3 +777,31 @@ fn a_database_from_a_newer_tollgate_is_refused_on_both_backends() {
     let e = rt.block_on(tollgate_control::postgres::PgStore::connect(&url)).err().expect("refused");
     assert!(e.to_string().contains("schema version 999"), "{e}");
 }
+
+#[test]
+fn postgres_leaves_brin_summaries_to_vacuum_and_time_windows_still_count_every_record() {
+    // With autosummarize, every block range ingest filled queued an
+    // autovacuum work item; under sustained ingest the queue was full and
+    // each refusal logged the whole multi-row INSERT (migration 0012).
+    let url = support::pg::fresh_database();
+    let rt = &support::pg::server().rt;
+    let s = rt.block_on(tollgate_control::postgres::PgStore::connect(&url)).unwrap();
+    for b in 0..4u64 {
+        let batch: Vec<UsageRecord> =
+            (0..500u64).map(|i| UsageRecord { ts_ms: NOW + b * 500 + i, ..rec(&format!("brin-{b}-{i}"), "t", 1, 1, 1) }).collect();
+        s.ingest("n", &batch, None, NOW).unwrap();
+    }
+    rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let opts: Vec<String> =
+            c.query_one("SELECT reloptions FROM pg_class WHERE relname = 'usage_ts_brin'", &[]).await.unwrap().get(0);
+        assert!(opts.iter().any(|o| o == "autosummarize=off"), "{opts:?}");
+        // Ranges nobody summarised yet are scanned: a window still sees every record.
+        c.batch_execute("SET enable_seqscan = off").await.unwrap();
+        let (from, to) = (i64::try_from(NOW + 100).unwrap(), i64::try_from(NOW + 1_899).unwrap());
+        let n: i64 = c.query_one("SELECT COUNT(*) FROM usage WHERE ts_ms BETWEEN $1 AND $2", &[&from, &to]).await.unwrap().get(0);
+        assert_eq!(n, 1_800);
+    });
+    assert_eq!(s.spend(&SpendFilter::default()).unwrap().requests, 2_000);
+}
