@@ -101,10 +101,10 @@ fn main() {
         recs.chunks(batch as usize).map(|c| serde_json::json!({"node": "bench", "records": c}).to_string()).collect(),
     );
     let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("http.db")).unwrap_or_else(|e| panic!("{e}")));
-    let http = over_http(&rt, sqlite, &bodies, now);
+    let http = over_http(&rt, sqlite, &bodies, n, now);
     let pg = std::env::var("BENCH_PG").ok().filter(|v| !v.is_empty()).map(|conninfo| {
         let store: Arc<dyn Store> = Arc::new(rt.block_on(PgStore::connect(&conninfo)).unwrap_or_else(|e| panic!("{e}")));
-        over_http(&rt, store, &bodies, now)
+        over_http(&rt, store, &bodies, n, now)
     });
     let _ = std::fs::remove_dir_all(&dir);
     println!("control-service ingest, SQLite (synchronous=FULL, WAL), {n} records in batches of {batch}, {} budgets:", 3 + idle_budgets());
@@ -123,7 +123,7 @@ fn main() {
 const SENDERS: usize = 4;
 
 /// Records/s through `POST /v1/usage` on a control service over `store`.
-fn over_http(rt: &tokio::runtime::Runtime, store: Arc<dyn Store>, bodies: &Arc<Vec<String>>, now: u64) -> f64 {
+fn over_http(rt: &tokio::runtime::Runtime, store: Arc<dyn Store>, bodies: &Arc<Vec<String>>, records: u64, now: u64) -> f64 {
     budgets(store.as_ref(), now);
     let st = AppState::new(
         store,
@@ -134,7 +134,6 @@ fn over_http(rt: &tokio::runtime::Runtime, store: Arc<dyn Store>, bodies: &Arc<V
     rt.spawn(async move { axum::serve(listener, router(st)).await });
     let auth = format!("Bearer {}", "f".repeat(20));
     let url = format!("http://{addr}/v1/usage");
-    let n: usize = bodies.len();
     let t = Instant::now();
     let handles: Vec<_> = (0..SENDERS)
         .map(|k| {
@@ -156,6 +155,5 @@ fn over_http(rt: &tokio::runtime::Runtime, store: Arc<dyn Store>, bodies: &Arc<V
     for h in handles {
         h.join().unwrap_or_else(|_| panic!("sender failed"));
     }
-    let records = n as f64 * 500.0;
-    records / t.elapsed().as_secs_f64()
+    records as f64 / t.elapsed().as_secs_f64()
 }
