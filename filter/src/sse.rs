@@ -46,7 +46,9 @@ impl SseSplitter {
         let mut start = 0;
         let mut i = self.scan_from;
         // An event ends at a blank line: "\n\n", "\r\n\r\n", "\r\r" or mixes.
-        while i < self.pending.len() {
+        // From line break to line break (memchr: most bytes are neither).
+        while let Some(at) = self.pending.get(i..).and_then(|rest| memchr::memchr2(b'\n', b'\r', rest)) {
+            i += at;
             if let Some(end) = blank_line_end(&self.pending, i) {
                 if let Some(ev) = self.pending.get(start..end) {
                     f(ev, !self.skipping);
@@ -128,7 +130,7 @@ pub fn parse_event(raw: &[u8]) -> Event<'_> {
     };
     let mut ev = Event::default();
     let mut data_lines = 0;
-    for line in text.split(['\n', '\r']) {
+    for line in lines(text) {
         if line.is_empty() || line.starts_with(':') {
             continue;
         }
@@ -159,9 +161,31 @@ pub fn parse_event(raw: &[u8]) -> Event<'_> {
     ev
 }
 
+/// The lines of `text` split at every `\n` and `\r`, as `str::split` with
+/// both would give them, found with memchr (a data line is mostly JSON).
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut pos = Some(0);
+    std::iter::from_fn(move || {
+        let start = pos?;
+        let rest = text.as_bytes().get(start..)?;
+        let end = memchr::memchr2(b'\n', b'\r', rest).map(|e| start + e);
+        pos = end.map(|e| e + 1);
+        // Both breaks are ASCII: every cut is on a character boundary.
+        text.get(start..end.unwrap_or(text.len()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_split_like_str_split_at_both_breaks() {
+        for t in ["", "a", "\n", "a\nb", "a\r\nb\r", "\r\r\n\n", "data: é\rx", "x\n\n"] {
+            let want: Vec<&str> = t.split(['\n', '\r']).collect();
+            assert_eq!(lines(t).collect::<Vec<_>>(), want, "{t:?}");
+        }
+    }
 
     fn split_all(chunks: &[&[u8]]) -> Vec<String> {
         let mut s = SseSplitter::new();

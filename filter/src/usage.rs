@@ -182,33 +182,76 @@ pub fn usage_from_value(api: Api, v: serde_json::Value) -> Option<Usage> {
 
 // ---- streams ---------------------------------------------------------------
 
-#[derive(Deserialize)]
-struct OpenAiDelta {
-    #[serde(default)]
-    content: Option<String>,
-    #[serde(default)]
-    reasoning_content: Option<String>,
-    #[serde(default)]
-    tool_calls: Option<Box<serde_json::value::RawValue>>,
+/// How many characters a JSON string holds, read without keeping it (a
+/// stream's text is only counted, for the estimate when usage is missing).
+#[derive(Default)]
+struct Chars(u64);
+
+impl<'de> Deserialize<'de> for Chars {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Count;
+        impl serde::de::Visitor<'_> for Count {
+            type Value = Chars;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Chars, E> {
+                Ok(Chars(s.chars().count() as u64))
+            }
+        }
+        d.deserialize_str(Count)
+    }
+}
+
+/// A JSON string borrowed from the event when it has no escapes.
+struct Text<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keep<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Keep<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(std::borrow::Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Text<'a>, E> {
+                Ok(Text(std::borrow::Cow::Owned(s.to_string())))
+            }
+        }
+        d.deserialize_str(Keep(std::marker::PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
-struct OpenAiChoice {
+struct OpenAiDelta<'a> {
     #[serde(default)]
-    delta: Option<OpenAiDelta>,
+    content: Option<Chars>,
+    #[serde(default)]
+    reasoning_content: Option<Chars>,
+    #[serde(default, borrow)]
+    tool_calls: Option<&'a serde_json::value::RawValue>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<OpenAiDelta<'a>>,
     /// Legacy completions stream their text here.
     #[serde(default)]
-    text: Option<String>,
+    text: Option<Chars>,
 }
 
 #[derive(Deserialize)]
-struct OpenAiChunk {
-    #[serde(default)]
-    model: Option<String>,
+struct OpenAiChunk<'a> {
+    #[serde(default, borrow)]
+    model: Option<Text<'a>>,
     #[serde(default)]
     usage: Option<OpenAiUsage>,
-    #[serde(default)]
-    choices: Vec<OpenAiChoice>,
+    #[serde(default, borrow)]
+    choices: Vec<OpenAiChoice<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -222,11 +265,11 @@ struct AnthropicMessage {
 #[derive(Deserialize)]
 struct AnthropicDelta {
     #[serde(default)]
-    text: Option<String>,
+    text: Option<Chars>,
     #[serde(default)]
-    partial_json: Option<String>,
+    partial_json: Option<Chars>,
     #[serde(default)]
-    thinking: Option<String>,
+    thinking: Option<Chars>,
 }
 
 #[derive(Deserialize)]
@@ -451,7 +494,7 @@ impl StreamTracker {
             return Keep::Event;
         };
         if self.model.is_none() {
-            self.model = chunk.model;
+            self.model = chunk.model.map(|m| m.0.into_owned());
         }
         for c in &chunk.choices {
             self.output_chars += char_len(&c.text);
@@ -521,8 +564,8 @@ enum Keep {
     Drop,
 }
 
-fn char_len(s: &Option<String>) -> u64 {
-    s.as_ref().map(|s| s.chars().count() as u64).unwrap_or(0)
+fn char_len(s: &Option<Chars>) -> u64 {
+    s.as_ref().map_or(0, |c| c.0)
 }
 
 /// Removes the `"usage":null` member the gateway caused by forcing
@@ -532,29 +575,32 @@ fn char_len(s: &Option<String>) -> u64 {
 fn strip_null_usage(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
-    while i < raw.len() {
-        if let Some(len) = null_usage_member_at(raw, i) {
-            // Drop a preceding comma (",\"usage\":null") or else a following one.
-            let prev_comma = out.iter().rposition(|b: &u8| !b.is_ascii_whitespace()).filter(|&p| out.get(p) == Some(&b','));
-            let mut j = i + len;
-            if let Some(p) = prev_comma {
-                out.truncate(p);
-            } else {
-                while raw.get(j).is_some_and(|b| b.is_ascii_whitespace()) {
-                    j += 1;
-                }
-                if raw.get(j) == Some(&b',') {
-                    j += 1;
-                }
-            }
-            i = j;
+    let mut from = 0;
+    // Only where a `"usage"` name starts (memmem), not at every byte.
+    while let Some(at) = raw.get(from..).and_then(|rest| memchr::memmem::find(rest, b"\"usage\"")) {
+        let p = from + at;
+        let Some(len) = null_usage_member_at(raw, p) else {
+            from = p + 1;
+            continue;
+        };
+        out.extend_from_slice(raw.get(i..p).unwrap_or_default());
+        // Drop a preceding comma (",\"usage\":null") or else a following one.
+        let prev_comma = out.iter().rposition(|b: &u8| !b.is_ascii_whitespace()).filter(|&q| out.get(q) == Some(&b','));
+        let mut j = p + len;
+        if let Some(q) = prev_comma {
+            out.truncate(q);
         } else {
-            if let Some(b) = raw.get(i) {
-                out.push(*b);
+            while raw.get(j).is_some_and(|b| b.is_ascii_whitespace()) {
+                j += 1;
             }
-            i += 1;
+            if raw.get(j) == Some(&b',') {
+                j += 1;
+            }
         }
+        i = j;
+        from = j;
     }
+    out.extend_from_slice(raw.get(i..).unwrap_or_default());
     out
 }
 
