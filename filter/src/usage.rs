@@ -827,6 +827,33 @@ mod tests {
     }
 
     #[test]
+    fn hostile_chunks_are_counted_unescaped_or_skipped_never_misread() {
+        let chunk = |body: &str| format!("data: {body}\n\n");
+        let mut s = String::new();
+        // Escaped text counts as the characters it stands for: é, a newline, a quote, an emoji (a surrogate pair).
+        s += &chunk(r#"{"model":"gpt-\u0035","choices":[{"delta":{"content":"\u00e9\n\"\ud83d\ude00"}}],"usage":null}"#);
+        // Control characters and NUL are characters too.
+        s += &chunk(r#"{"choices":[{"delta":{"content":"a\u0000\u001b"}}],"usage":null}"#);
+        // Text that is not a string, a lone surrogate, a duplicate member: unreadable, so not counted.
+        s += &chunk(r#"{"choices":[{"delta":{"content":{"x":"yyyyyyyy"}}}],"usage":null}"#);
+        s += &chunk(r#"{"choices":[{"delta":{"content":"\ud800"}}],"usage":null}"#);
+        s += &chunk(r#"{"model":"a","model":"b","choices":[{"delta":{"content":"zzzz"}}]}"#);
+        // A reply quoting the member the gateway strips keeps its text.
+        s += &chunk(r#"{"choices":[{"delta":{"content":"say \"usage\":null"}}],"usage":null}"#);
+        s += &chunk(r#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3}}"#);
+        s += "data: [DONE]\n\n";
+        for size in [1, 7, 10_000] {
+            let (out, sum) = run(Api::OpenAiChat, true, s.as_bytes(), size);
+            assert_eq!(sum.model.as_deref(), Some("gpt-5"), "chunk size {size}");
+            assert_eq!(sum.output_chars, 4 + 3 + 16, "chunk size {size}");
+            assert_eq!(sum.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((7, 3)));
+            let out = String::from_utf8(out).unwrap_or_default();
+            assert!(out.contains(r#"{"choices":[{"delta":{"content":"say \"usage\":null"}}]}"#), "{out}");
+            assert!(!out.contains("prompt_tokens"), "the forced usage chunk is not passed on: {out}");
+        }
+    }
+
+    #[test]
     fn error_event_is_noted() {
         let stream = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
         let (_, s) = run(Api::AnthropicMessages, false, stream, 4);
