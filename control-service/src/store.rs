@@ -239,31 +239,23 @@ pub struct RecordEffects {
 /// scan of all of them per record cut ingest from ~60,000 to ~8,700
 /// records/s).
 pub struct ScopeIndex<'a> {
-    /// Key, team and project budgets: scope id -> indices into the budgets.
-    by_type: [std::collections::HashMap<&'a str, Vec<usize>>; 3],
+    /// Per scope type (indexed as `ScopeType::ALL`): scope id -> indices into the budgets.
+    by_type: [std::collections::HashMap<&'a str, Vec<usize>>; ScopeType::ALL.len()],
 }
 
 impl<'a> ScopeIndex<'a> {
     pub fn new(budgets: &'a [Budget]) -> Self {
-        let mut by_type: [std::collections::HashMap<&'a str, Vec<usize>>; 3] = Default::default();
+        let mut by_type: [std::collections::HashMap<&'a str, Vec<usize>>; ScopeType::ALL.len()] = Default::default();
         for (i, b) in budgets.iter().enumerate() {
-            if let Some(m) = by_type.get_mut(Self::slot(b.scope_type)) {
+            if let Some(m) = by_type.get_mut(b.scope_type as usize) {
                 m.entry(b.scope_id.as_str()).or_default().push(i);
             }
         }
         ScopeIndex { by_type }
     }
 
-    fn slot(scope_type: ScopeType) -> usize {
-        match scope_type {
-            ScopeType::Key => 0,
-            ScopeType::Team => 1,
-            ScopeType::Project => 2,
-        }
-    }
-
     fn of(&self, scope_type: ScopeType, id: &str) -> &[usize] {
-        self.by_type.get(Self::slot(scope_type)).and_then(|m| m.get(id)).map(Vec::as_slice).unwrap_or_default()
+        self.by_type.get(scope_type as usize).and_then(|m| m.get(id)).map(Vec::as_slice).unwrap_or_default()
     }
 }
 

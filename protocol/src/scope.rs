@@ -11,6 +11,9 @@ pub enum ScopeType {
 }
 
 impl ScopeType {
+    /// Every scope type, in declaration order (`scope_type as usize` indexes it).
+    pub const ALL: [ScopeType; 3] = [ScopeType::Key, ScopeType::Team, ScopeType::Project];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ScopeType::Key => "key",
@@ -71,6 +74,13 @@ impl<'de> Deserialize<'de> for Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_is_in_declaration_order() {
+        for (i, st) in ScopeType::ALL.into_iter().enumerate() {
+            assert_eq!(st as usize, i, "{st:?}");
+        }
+    }
 
     #[test]
     fn a_scope_is_its_label_on_the_wire() {

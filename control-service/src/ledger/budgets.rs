@@ -18,7 +18,7 @@ pub fn list(tx: &mut dyn Tx) -> Result<Vec<Budget>> {
 pub fn of_scopes<'a>(tx: &mut dyn Tx, scopes: impl IntoIterator<Item = (ScopeType, &'a str)>) -> Result<Vec<Budget>> {
     let wanted: std::collections::BTreeSet<(ScopeType, &str)> = scopes.into_iter().collect();
     let mut out = Vec::new();
-    for st in [ScopeType::Key, ScopeType::Team, ScopeType::Project] {
+    for st in ScopeType::ALL {
         let ids: Vec<&str> = wanted.iter().filter(|(t, _)| *t == st).map(|(_, id)| *id).collect();
         for chunk in ids.chunks(500) {
             let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("?{i}")).collect();
