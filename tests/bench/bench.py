@@ -90,6 +90,16 @@ def probe_config(cfg: dict, tier: str) -> dict:
     return cfg
 
 
+def rounds(ratios) -> str:
+    """A paired measurement's rounds, as printed after its median."""
+    return ", ".join(f"{x:.1%}" for x in ratios)
+
+
+def warned(warning: str) -> str:
+    """A paired measurement's warning (rounds too far apart), if any."""
+    return f"  ! {warning}" if warning else ""
+
+
 def body(size: int, model: str, stream: bool) -> str:
     filler = "lorem ipsum dolor sit amet " * (size // 27 + 1)
     b = {"model": model, "messages": [{"role": "system", "content": "You are terse."},
@@ -346,10 +356,10 @@ def main() -> int:
         if name in pairs:
             (f_med, f_all, f_warn), (r_med, r_all, r_warn) = pairs[name]["full"], pairs[name]["route"]
             target = 0.90 if name.startswith("32") else 0.95
-            print(f"{'':<12} paired:     tollgate = {f_med:.1%} of the full tier (rounds {', '.join(f'{x:.1%}' for x in f_all)}; "
+            print(f"{'':<12} paired:     tollgate = {f_med:.1%} of the full tier (rounds {rounds(f_all)}; "
                   f"target >= {target:.0%}: {'met' if f_med >= target else 'NOT met'})")
             print(f"{'':<12} paired:     cost_headers: false = {r_med:.1%} of the route tier (rounds "
-                  f"{', '.join(f'{x:.1%}' for x in r_all)}; target >= 95%: {'met' if r_med >= 0.95 else 'NOT met'})")
+                  f"{rounds(r_all)}; target >= 95%: {'met' if r_med >= 0.95 else 'NOT met'})")
             for w in (f_warn, r_warn):
                 if w:
                     print(f"  ! paired run: {w}")
@@ -364,39 +374,39 @@ def main() -> int:
         if f"all on {name}" in pairs:
             m, allr, w = pairs[f"all on {name}"]
             print(f"  paired: everything on (keys, routing, a budget on the key, usage shipped, metrics, {len(fields)} access-log "
-                  f"fields, cost headers), {name}: {m:.1%} of the full tier (rounds {', '.join(f'{x:.1%}' for x in allr)}; "
-                  f"target >= 95%: {'met' if m >= 0.95 else 'NOT met'}){'  ! ' + w if w else ''}")
+                  f"fields, cost headers), {name}: {m:.1%} of the full tier (rounds {rounds(allr)}; "
+                  f"target >= 95%: {'met' if m >= 0.95 else 'NOT met'}){warned(w)}")
     if "shipping" in pairs:
         m, allr, w = pairs["shipping"]
-        print(f"  paired: usage shipped vs no control section, 1 KB JSON: {m:.1%} (rounds {', '.join(f'{x:.1%}' for x in allr)}) "
-              f"-> shipping costs {max(0.0, 1 - m):.1%}{'  ! ' + w if w else ''}")
+        print(f"  paired: usage shipped vs no control section, 1 KB JSON: {m:.1%} (rounds {rounds(allr)}) "
+              f"-> shipping costs {max(0.0, 1 - m):.1%}{warned(w)}")
     print(f"Budgets, 1 KB JSON, same Envoy: key without budget {off['rps']:.0f} req/s (p99 {off['p99']:.2f}ms), "
           f"key with a team budget {on['rps']:.0f} req/s (p99 {on['p99']:.2f}ms): {on['rps'] / off['rps']:.1%} "
           f"-> budget path costs {max(0.0, 1 - on['rps'] / off['rps']):.1%} (target <= 5%)")
     if "budget" in pairs:
         b_med, b_all, b_warn = pairs["budget"]
         print(f"  paired (two Envoys, same config, one core): budgeted key {b_med:.1%} of the unbudgeted key (rounds "
-              f"{', '.join(f'{x:.1%}' for x in b_all)}) -> budget path costs {max(0.0, 1 - b_med):.1%} "
-              f"(target <= 5%: {'met' if 1 - b_med <= 0.05 else 'NOT met'}){'  ! ' + b_warn if b_warn else ''}")
+              f"{rounds(b_all)}) -> budget path costs {max(0.0, 1 - b_med):.1%} "
+              f"(target <= 5%: {'met' if 1 - b_med <= 0.05 else 'NOT met'}){warned(b_warn)}")
     for label in ("1 KB", "32 KB", "1 MB"):
         if f"guard {label}" in pairs:
             g_med, g_all, g_warn = pairs[f"guard {label}"]
             target = "  (target: costs <= 10%: " + ("met" if 1 - g_med <= 0.10 else "NOT met") + ")" if label == "1 KB" else ""
             print(f"  paired: guardrails on (every class, every string), {label} JSON: {g_med:.1%} of off (rounds "
-                  f"{', '.join(f'{x:.1%}' for x in g_all)}) -> scanning costs {max(0.0, 1 - g_med):.1%}{target}"
-                  f"{'  ! ' + g_warn if g_warn else ''}")
+                  f"{rounds(g_all)}) -> scanning costs {max(0.0, 1 - g_med):.1%}{target}"
+                  f"{warned(g_warn)}")
     for what, key, desc in (("insights", "cache-miss detector on (fingerprints, shared data)", "fingerprinting"),
                             ("prompt", "request naming a registered prompt vs carrying it", "rendering")):
         for label in ("1 KB", "32 KB"):
             if f"{what} {label}" in pairs:
                 m, allr, w = pairs[f"{what} {label}"]
                 limit = 0.05 if label == "1 KB" else 0.10
-                print(f"  paired: {key}, {label}: {m:.1%} of off (rounds {', '.join(f'{x:.1%}' for x in allr)}) -> {desc} costs "
-                      f"{max(0.0, 1 - m):.1%} (target <= {limit:.0%}: {'met' if 1 - m <= limit else 'NOT met'}){'  ! ' + w if w else ''}")
+                print(f"  paired: {key}, {label}: {m:.1%} of off (rounds {rounds(allr)}) -> {desc} costs "
+                      f"{max(0.0, 1 - m):.1%} (target <= {limit:.0%}: {'met' if 1 - m <= limit else 'NOT met'}){warned(w)}")
     if "router" in pairs:
         m, allr, w = pairs["router"]
         print(f"  paired: model \"auto\" (the router's pick for the feature) vs the same model named, 1 KB: {m:.1%} (rounds "
-              f"{', '.join(f'{x:.1%}' for x in allr)}) -> the router costs {max(0.0, 1 - m):.1%}{'  ! ' + w if w else ''}")
+              f"{rounds(allr)}) -> the router costs {max(0.0, 1 - m):.1%}{warned(w)}")
     for who, r in (("budgets off", off), ("budgets on", on)):
         if r["non2xx"] or r["errors"]:
             print(f"  ! {who}: {r['non2xx']} non-2xx responses {r['errors']}")
