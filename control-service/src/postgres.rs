@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 10, name: "grants_by_period", sql: include_str!("../migrations/postgres/0010_grants_by_period.sql") },
     Migration { version: 11, name: "usage_by_period", sql: include_str!("../migrations/postgres/0011_usage_by_period.sql") },
     Migration { version: 12, name: "brin_summarized_by_vacuum", sql: include_str!("../migrations/postgres/0012_brin_summarized_by_vacuum.sql") },
+    Migration { version: 13, name: "budget_deltas", sql: include_str!("../migrations/postgres/0013_budget_deltas.sql") },
 ];
 
 /// Connections per replica.

@@ -191,7 +191,13 @@ pub struct SpendFilter {
 pub struct GrantSnapshot {
     pub seq: u64,
     pub nodes_active: u32,
+    /// `budgets` is every budget in force (else only those changed since the cursor).
+    pub full: bool,
     pub budgets: Vec<tollgate_protocol::state::BudgetDoc>,
+    /// Deleted or out of their window since the cursor (deltas only).
+    pub removed: Vec<tollgate_protocol::state::BudgetScope>,
+    /// What to send back at the next poll.
+    pub cursor: String,
 }
 
 /// What one run of grant pruning removed (`Store::prune_grants`).
@@ -559,7 +565,7 @@ pub trait Store: Send + Sync + 'static {
     /// returns the budgets' state for it, all in one transaction (see
     /// docs/budgets.md, "Grants"): grants are durable and their sum never
     /// exceeds a hard limit, so the fleet cannot spend past it.
-    fn grant(&self, node: &str, now_ms: u64, node_ttl_ms: u64) -> Result<GrantSnapshot>;
+    fn grant(&self, node: &str, now_ms: u64, node_ttl_ms: u64, cursor: Option<&str>) -> Result<GrantSnapshot>;
     /// Retention: grants and per-Envoy use of ended periods and deleted
     /// budgets, and Envoys silent for `forget_after_ms` (each budget's use
     /// per period stays).

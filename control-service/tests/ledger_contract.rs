@@ -49,6 +49,7 @@ contract!(
     a_key_is_found_by_its_hash_until_revoked,
     grants_share_the_room_and_never_exceed_the_limit,
     grants_of_ended_periods_deleted_budgets_and_gone_envoys_are_pruned,
+    budget_deltas_carry_only_changes_and_add_up_to_the_full_state,
     sums_saturate_instead_of_failing,
     key_changes_replay_to_the_live_key_set,
     cache_economics_sum_over_sum_and_keep_not_reported_apart,
@@ -425,20 +426,20 @@ fn grants_share_the_room_and_never_exceed_the_limit(s: Arc<dyn Store>) {
     let start = budget("t", 0).bounds(NOW).unwrap().0;
     let share = |g: &tollgate_control::store::GrantSnapshot| g.budgets[0].share_micros;
     // alone: everything
-    assert_eq!(share(&s.grant("n1", NOW, 60_000).unwrap()), Some(1000));
+    assert_eq!(share(&s.grant("n1", NOW, 60_000, None).unwrap()), Some(1000));
     // a second node: nothing free until the first polls again
-    let g2 = s.grant("n2", NOW, 60_000).unwrap();
+    let g2 = s.grant("n2", NOW, 60_000, None).unwrap();
     assert_eq!((share(&g2), g2.nodes_active), (Some(0), 2));
     assert_eq!(s.reserved(ScopeType::Team, "t", start).unwrap().micros, 1000);
     s.ingest("n1", &[rec("g1", "t", 300, 0, 0)], None, NOW).unwrap();
     // n1: its use plus half of what is left, (1000 - 300) / 2
-    assert_eq!(share(&s.grant("n1", NOW, 60_000).unwrap()), Some(350));
-    assert_eq!(share(&s.grant("n2", NOW, 60_000).unwrap()), Some(350));
+    assert_eq!(share(&s.grant("n1", NOW, 60_000, None).unwrap()), Some(350));
+    assert_eq!(share(&s.grant("n2", NOW, 60_000, None).unwrap()), Some(350));
     let reserved = s.reserved(ScopeType::Team, "t", start).unwrap().micros;
     assert_eq!(reserved, 700);
     assert!(reserved + s.used(ScopeType::Team, "t", start).unwrap().micros <= 1000);
     // a node silent past the TTL gives back what it did not spend
-    assert_eq!(share(&s.grant("n1", NOW + 120_000, 60_000).unwrap()), Some(700));
+    assert_eq!(share(&s.grant("n1", NOW + 120_000, 60_000, None).unwrap()), Some(700));
 }
 
 fn grants_of_ended_periods_deleted_budgets_and_gone_envoys_are_pruned(s: Arc<dyn Store>) {
@@ -450,13 +451,13 @@ fn grants_of_ended_periods_deleted_budgets_and_gone_envoys_are_pruned(s: Arc<dyn
     let last_month = start - 10 * DAY;
     let (old_start, _) = budget("t", 0).bounds(last_month).unwrap();
     assert!(old_start < start);
-    s.grant("old", last_month, 60_000).unwrap();
+    s.grant("old", last_month, 60_000, None).unwrap();
     s.ingest("old", &[UsageRecord { ts_ms: last_month, ..rec("p1", "t", 40, 0, 0) }], None, last_month).unwrap();
     // This month: "n1" holds room in "t" and in "g", a budget then deleted.
     s.put_budget(&budget("g", 500), NOW).unwrap();
-    s.grant("n1", NOW, 60_000).unwrap();
+    s.grant("n1", NOW, 60_000, None).unwrap();
     s.ingest("n1", &[rec("p2", "t", 30, 0, 0)], None, NOW).unwrap();
-    s.grant("n1", NOW, 60_000).unwrap();
+    s.grant("n1", NOW, 60_000, None).unwrap();
     s.delete_budget(ScopeType::Team, "g").unwrap();
     let reserved_before = s.reserved(ScopeType::Team, "t", start).unwrap();
     assert!(reserved_before.micros > 0);
@@ -468,10 +469,107 @@ fn grants_of_ended_periods_deleted_budgets_and_gone_envoys_are_pruned(s: Arc<dyn
     assert_eq!(s.reserved(ScopeType::Team, "t", old_start).unwrap().micros, 0);
     assert_eq!(s.used(ScopeType::Team, "t", old_start).unwrap().micros, 40);
     assert_eq!(s.used(ScopeType::Team, "t", start).unwrap().micros, 30);
-    let g = s.grant("n1", NOW, 60_000).unwrap();
+    let g = s.grant("n1", NOW, 60_000, None).unwrap();
     assert_eq!((g.nodes_active, g.budgets.len()), (1, 1));
     // Nothing more to prune; a recent Envoy is not forgotten.
     assert_eq!(s.prune_grants(NOW, DAY).unwrap(), Pruned::default());
+}
+
+/// An Envoy's view of the budgets, kept from full states and deltas as the
+/// filter keeps it.
+#[derive(Default)]
+struct View {
+    budgets: BTreeMap<(ScopeType, String), tollgate_protocol::state::BudgetDoc>,
+    cursor: String,
+}
+
+impl View {
+    fn poll(&mut self, s: &Arc<dyn Store>, node: &str, now: u64) -> tollgate_control::store::GrantSnapshot {
+        let cursor = (!self.cursor.is_empty()).then_some(self.cursor.as_str());
+        let g = s.grant(node, now, 60_000, cursor).unwrap();
+        if g.full {
+            self.budgets.clear();
+            assert!(g.removed.is_empty(), "a full state removes by leaving out");
+        }
+        for r in &g.removed {
+            self.budgets.remove(&(r.scope_type, r.scope_id.clone()));
+        }
+        for b in &g.budgets {
+            self.budgets.insert((b.scope_type, b.scope_id.clone()), b.clone());
+        }
+        self.cursor = g.cursor.clone();
+        g
+    }
+
+    /// The view equals what a full state says now.
+    fn check(&self, s: &Arc<dyn Store>, node: &str, now: u64) {
+        let full = s.grant(node, now, 60_000, None).unwrap();
+        let want: BTreeMap<_, _> = full.budgets.into_iter().map(|b| ((b.scope_type, b.scope_id.clone()), b)).collect();
+        assert_eq!(self.budgets, want, "deltas add up to the full state");
+    }
+}
+
+fn names(g: &tollgate_control::store::GrantSnapshot) -> (bool, Vec<String>, Vec<String>) {
+    (g.full, g.budgets.iter().map(|b| b.scope_id.clone()).collect(), g.removed.iter().map(|r| r.scope_id.clone()).collect())
+}
+
+fn budget_deltas_carry_only_changes_and_add_up_to_the_full_state(s: Arc<dyn Store>) {
+    let none: Vec<String> = Vec::new();
+    for (t, l) in [("t1", 1000), ("t2", 500), ("t3", 300)] {
+        s.put_budget(&budget(t, l), NOW).unwrap();
+    }
+    let mut v1 = View::default();
+    assert_eq!(names(&v1.poll(&s, "n1", NOW)), (true, vec!["t1".into(), "t2".into(), "t3".into()], none.clone()));
+    // Nothing changed: nothing sent, and the answer is the same bytes (a 304).
+    let quiet = v1.poll(&s, "n1", NOW + 1);
+    assert_eq!(names(&quiet), (false, none.clone(), none.clone()));
+    assert_eq!(v1.poll(&s, "n1", NOW + 2).cursor, quiet.cursor);
+    // Use: only the budget it counts against.
+    s.ingest("n1", &[rec("d1", "t1", 100, 0, 0)], None, NOW).unwrap();
+    let g = v1.poll(&s, "n1", NOW + 3);
+    assert_eq!(names(&g), (false, vec!["t1".into()], none.clone()));
+    assert_eq!((g.budgets[0].used_micros, g.budgets[0].share_micros), (100, Some(900)));
+    v1.check(&s, "n1", NOW + 3);
+    // Use of a scope without a budget changes nothing.
+    s.ingest("n1", &[rec("d2", "nobody", 100, 0, 0)], None, NOW).unwrap();
+    assert_eq!(names(&v1.poll(&s, "n1", NOW + 4)), (false, none.clone(), none.clone()));
+    // A new limit, a deleted budget, a budget deleted and made again.
+    s.put_budget(&budget("t2", 800), NOW).unwrap();
+    s.delete_budget(ScopeType::Team, "t3").unwrap();
+    s.put_budget(&budget("t4", 50), NOW).unwrap();
+    s.delete_budget(ScopeType::Team, "t4").unwrap();
+    s.put_budget(&budget("t4", 60), NOW).unwrap();
+    let g = v1.poll(&s, "n1", NOW + 5);
+    assert_eq!(names(&g), (false, vec!["t2".into(), "t4".into()], vec!["t3".into()]));
+    assert_eq!(g.budgets[0].share_micros, Some(800));
+    v1.check(&s, "n1", NOW + 5);
+    // A second Envoy: every Envoy's next state is full (shares are cut anew).
+    let mut v2 = View::default();
+    let g2 = v2.poll(&s, "n2", NOW + 6);
+    assert!(g2.full);
+    let t1 = |g: &tollgate_control::store::GrantSnapshot| g.budgets.iter().find(|b| b.scope_id == "t1").and_then(|b| b.share_micros);
+    assert_eq!(t1(&g2), Some(0), "n1 still holds all of t1's room");
+    let g1 = v1.poll(&s, "n1", NOW + 7);
+    assert!(g1.full, "the number of Envoys changed");
+    assert_eq!(t1(&g1), Some(450), "n1 gives back half of what is left");
+    // n2's share of t1 was short of its fair part: sent again although nothing changed.
+    let g2 = v2.poll(&s, "n2", NOW + 8);
+    assert!(!g2.full);
+    assert_eq!(t1(&g2), Some(450));
+    assert!(g2.budgets.iter().all(|b| b.scope_id != "t4" || b.share_micros == Some(30)));
+    v2.check(&s, "n2", NOW + 8);
+    // Once fair, quiet again.
+    assert_eq!(names(&v2.poll(&s, "n2", NOW + 9)), (false, none.clone(), none.clone()));
+    v1.poll(&s, "n1", NOW + 9);
+    v1.check(&s, "n1", NOW + 9);
+    // A cursor this service did not write, or whose period has ended: the full state.
+    assert!(s.grant("n1", NOW + 10, 60_000, Some("b1.99999.0.2.1")).unwrap().full);
+    assert!(s.grant("n1", NOW + 10, 60_000, Some("garbage")).unwrap().full);
+    let (_, end) = budget("t1", 0).bounds(NOW).unwrap();
+    let mut late = View { cursor: v1.cursor.clone(), ..View::default() };
+    let g = late.poll(&s, "n1", end);
+    assert!(g.full, "a new period starts every budget afresh");
+    assert!(g.budgets.iter().all(|b| b.period_start_ms == end && b.used_micros == 0));
 }
 
 fn sums_saturate_instead_of_failing(s: Arc<dyn Store>) {

@@ -68,7 +68,7 @@ pub fn pct_of(limit: u64, pct: u32) -> u64 {
 }
 
 /// `GET /v1/state` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateDoc {
     /// Ingest sequence the `used` figures include (monotonic).
     pub seq: u64,
@@ -91,7 +91,49 @@ pub struct StateDoc {
     /// The auto router's change sequence (`GET /v1/routing/current`).
     #[serde(default)]
     pub routing_seq: u64,
+    /// `true` (and when absent, as from a control service before budget
+    /// deltas): `budgets` is every budget in force, and any budget not in it
+    /// is gone. `false`: `budgets` holds only the budgets that changed since
+    /// the cursor the Envoy sent, and `budgets_removed` those deleted or
+    /// out of their window; every other budget stands as last sent.
+    #[serde(default = "full_by_default")]
+    pub budgets_full: bool,
     pub budgets: Vec<BudgetDoc>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets_removed: Vec<BudgetScope>,
+    /// Opaque: send it back as `GET /v1/state?node=…&cursor=…` to receive
+    /// only what changed since this document (empty: always ask in full).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub budgets_cursor: String,
+}
+
+fn full_by_default() -> bool {
+    true
+}
+
+impl Default for StateDoc {
+    fn default() -> Self {
+        StateDoc {
+            seq: 0,
+            generated_ms: 0,
+            nodes_active: 0,
+            keys_seq: 0,
+            guardrails_seq: 0,
+            prompts_seq: 0,
+            routing_seq: 0,
+            budgets_full: true,
+            budgets: Vec::new(),
+            budgets_removed: Vec::new(),
+            budgets_cursor: String::new(),
+        }
+    }
+}
+
+/// A budget named by its scope (a removal in a budget delta).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BudgetScope {
+    pub scope_type: ScopeType,
+    pub scope_id: String,
 }
 
 /// `GET /v1/key-changes?since=N&limit=M`: what changed in the key set

@@ -84,12 +84,16 @@ pub(super) async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, 
 pub(super) struct StateQuery {
     #[serde(default)]
     node: Option<String>,
+    /// The `budgets_cursor` of the Envoy's last state: only what changed since.
+    #[serde(default)]
+    cursor: Option<String>,
 }
 
 pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<StateQuery>) -> ApiResult<Response> {
     role(&st, &headers)?;
     let now = now_ms();
     let node = q.node.filter(|n| !n.is_empty() && n.len() <= 256);
+    let cursor = q.cursor;
     let ttl = st.settings.node_ttl_ms;
     let store = st.store.clone();
     let doc = blocking(move || {
@@ -100,8 +104,20 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
         match node {
             // An Envoy: grant it its share (durably) and return it.
             Some(n) => {
-                let g = store.grant(&n, now, ttl)?;
-                Ok(StateDoc { seq: g.seq, generated_ms: now, nodes_active: g.nodes_active, keys_seq, guardrails_seq, prompts_seq, routing_seq, budgets: g.budgets })
+                let g = store.grant(&n, now, ttl, cursor.as_deref())?;
+                Ok(StateDoc {
+                    seq: g.seq,
+                    generated_ms: now,
+                    nodes_active: g.nodes_active,
+                    keys_seq,
+                    guardrails_seq,
+                    prompts_seq,
+                    routing_seq,
+                    budgets_full: g.full,
+                    budgets: g.budgets,
+                    budgets_removed: g.removed,
+                    budgets_cursor: g.cursor,
+                })
             }
             // Anyone else (an admin looking): the fleet view, no shares.
             None => {
@@ -113,7 +129,7 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
                     }
                 }
                 let nodes_active = store.nodes_active(now, ttl)?;
-                Ok(StateDoc { seq, generated_ms: now, nodes_active, keys_seq, guardrails_seq, prompts_seq, routing_seq, budgets })
+                Ok(StateDoc { seq, generated_ms: now, nodes_active, keys_seq, guardrails_seq, prompts_seq, routing_seq, budgets, ..StateDoc::default() })
             }
         }
     })

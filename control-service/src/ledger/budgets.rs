@@ -1,5 +1,6 @@
 //! Budgets: their limits, the current period recounted when one changes,
-//! threshold alerts, and the grants that hand each Envoy its share.
+//! and threshold alerts. Each change takes a budget sequence number, which
+//! state polls read deltas by (`grants.rs`).
 
 use tollgate_protocol::state::{pct_of, ScopeType};
 
@@ -38,15 +39,21 @@ pub fn get(tx: &mut dyn Tx, st: ScopeType, id: &str) -> Result<Option<Budget>> {
         .transpose()
 }
 
+/// Deletes a budget; a tombstone tells the Envoys to drop it.
 pub fn delete(tx: &mut dyn Tx, st: ScopeType, id: &str) -> Result<()> {
     let n = tx.execute("DELETE FROM budgets WHERE scope_type = ?1 AND scope_id = ?2", &[st.as_str().into(), id.into()])?;
     if n == 0 {
         return Err(StoreError::NotFound(format!("no budget for {} '{id}'", st.as_str())));
     }
+    let seq = super::grants::next_budget_seq(tx)?;
+    tx.execute(
+        "INSERT INTO budget_removed (scope_type, scope_id, seq) VALUES (?1, ?2, ?3) ON CONFLICT (scope_type, scope_id) DO UPDATE SET seq = excluded.seq",
+        &[st.as_str().into(), id.into(), int(seq)],
+    )?;
     Ok(())
 }
 
-/// Sets a budget: the row, fresh grants (never more than the new limit),
+/// Sets a budget: the row (stamped with the next budget sequence), fresh grants (never more than the new limit),
 /// the current period recounted from the records (the period may have
 /// changed), thresholds checked.
 pub fn put(tx: &mut dyn Tx, b: &Budget, now_ms: u64) -> Result<()> {
@@ -72,6 +79,9 @@ pub fn put(tx: &mut dyn Tx, b: &Budget, now_ms: u64) -> Result<()> {
             int(b.updated_ms),
         ],
     )?;
+    let seq = super::grants::next_budget_seq(tx)?;
+    tx.execute("UPDATE budgets SET changed_seq = ?3 WHERE scope_type = ?1 AND scope_id = ?2", &[st.into(), (&b.scope_id).into(), int(seq)])?;
+    tx.execute("DELETE FROM budget_removed WHERE scope_type = ?1 AND scope_id = ?2", &[st.into(), (&b.scope_id).into()])?;
     tx.execute("DELETE FROM budget_grants WHERE scope_type = ?1 AND scope_id = ?2", &[st.into(), (&b.scope_id).into()])?;
     let Some((start, end)) = b.bounds(now_ms) else { return Ok(()) };
     let col = scope_column(b.scope_type);
@@ -155,129 +165,3 @@ pub fn nodes_active(tx: &mut dyn Tx, now_ms: u64, node_ttl_ms: u64) -> Result<u3
     let n = tx.query_one("SELECT COUNT(*) FROM nodes WHERE last_seen_ms >= ?1", &[int(now_ms.saturating_sub(node_ttl_ms))])?.u64(0)?;
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
-
-/// Hands the Envoy `node` its share of every budget's remaining room (see
-/// `store::grant_doc`) and returns the budgets' state for it. The backend
-/// serialises grant transactions (`TxKind::Grant`).
-pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64) -> Result<GrantSnapshot> {
-    // seq first: the counts read after it include at least those batches.
-    let seq = super::ingest::seq(tx)?;
-    tx.execute(
-        "INSERT INTO nodes (node, last_seen_ms) VALUES (?1, ?2) ON CONFLICT (node) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
-        &[node.into(), int(now_ms)],
-    )?;
-    let alive_since = int(now_ms.saturating_sub(node_ttl_ms));
-    let active = tx.query_one("SELECT COUNT(*) FROM nodes WHERE last_seen_ms >= ?1", &[alive_since])?.u64(0)?;
-    let current: Vec<(Budget, (u64, u64))> = list(tx)?.into_iter().filter_map(|b| b.bounds(now_ms).map(|p| (b, p))).collect();
-    // Reclaim what silent nodes hold but did not spend: one statement for
-    // the current periods of every budget (a grant already down to its use
-    // is left alone; earlier periods are over).
-    let Some(earliest) = current.iter().map(|(_, (start, _))| *start).min() else {
-        return Ok(GrantSnapshot { seq, nodes_active: u32::try_from(active).unwrap_or(u32::MAX), budgets: Vec::new() });
-    };
-    let spent = "(SELECT COALESCE(MAX(u.used_micros), 0), COALESCE(MAX(u.used_tokens), 0) FROM budget_usage_node u
-        WHERE u.scope_type = budget_grants.scope_type AND u.scope_id = budget_grants.scope_id
-          AND u.period_start_ms = budget_grants.period_start_ms AND u.node = budget_grants.node)";
-    tx.execute(
-        &format!(
-            "UPDATE budget_grants SET (granted_micros, granted_tokens) = {spent}
-             WHERE period_start_ms >= ?3 AND node <> ?1 AND node NOT IN (SELECT node FROM nodes WHERE last_seen_ms >= ?2)
-               AND (granted_micros, granted_tokens) <> {spent}"
-        ),
-        &[node.into(), alive_since, int(earliest)],
-    )?;
-    // Every budget's use in the current periods and every node's use and
-    // grant in them: one pass by period (indexed), not a query per budget.
-    let mut periods: std::collections::HashMap<(String, String, u64), PeriodUse> = std::collections::HashMap::new();
-    for r in tx.query(
-        "SELECT CAST(0 AS BIGINT), scope_type, scope_id, period_start_ms, CAST(NULL AS TEXT), used_micros, used_tokens
-           FROM budget_usage WHERE period_start_ms >= ?1
-         UNION ALL
-         SELECT CAST(1 AS BIGINT), scope_type, scope_id, period_start_ms, node, used_micros, used_tokens
-           FROM budget_usage_node WHERE period_start_ms >= ?1
-         UNION ALL
-         SELECT CAST(2 AS BIGINT), scope_type, scope_id, period_start_ms, node, granted_micros, granted_tokens
-           FROM budget_grants WHERE period_start_ms >= ?1",
-        &[int(earliest)],
-    )? {
-        let p = periods.entry((r.text(1)?, r.text(2)?, r.u64(3)?)).or_default();
-        let (what, micros, tokens) = (r.i64(0)?, r.u64(5)?, r.u64(6)?);
-        match r.opt_text(4)? {
-            None => p.used = (micros, tokens),
-            Some(n) => {
-                let ((um, gm), (ut, gt)) = p.nodes.entry(n).or_default();
-                if what == 1 {
-                    (*um, *ut) = (micros, tokens);
-                } else {
-                    (*gm, *gt) = (Some(micros), Some(tokens));
-                }
-            }
-        }
-    }
-    let mut out = Vec::with_capacity(current.len());
-    for (b, (start, end)) in current {
-        let scope = [Arg::Text(b.scope_type.as_str()), Arg::Text(&b.scope_id), int(start)];
-        let found = periods.remove(&(b.scope_type.as_str().to_string(), b.scope_id.clone(), start)).unwrap_or_default();
-        let used = found.used;
-        let nodes: Vec<NodeUse> = found.nodes.into_iter().map(|(n, ((um, gm), (ut, gt)))| (n, (um, gm), (ut, gt))).collect();
-        // This node's grant as it stands: rewritten only when it changes
-        // (a budget nobody spent from since the last poll costs one read).
-        let held = nodes.iter().find(|r| r.0 == node).map(|r| (r.1 .1, r.2 .1));
-        let (doc, gm, gt) = grant_doc(&b, (start, end), used, nodes, node, active);
-        out.push(doc);
-        if held == Some((Some(gm), Some(gt))) {
-            continue;
-        }
-        tx.execute(
-            "INSERT INTO budget_grants (scope_type, scope_id, period_start_ms, node, granted_micros, granted_tokens)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (scope_type, scope_id, period_start_ms, node) DO UPDATE SET
-                granted_micros = excluded.granted_micros, granted_tokens = excluded.granted_tokens",
-            &[scope[0], scope[1], scope[2], node.into(), int(gm), int(gt)],
-        )?;
-    }
-    Ok(GrantSnapshot { seq, nodes_active: u32::try_from(active).unwrap_or(u32::MAX), budgets: out })
-}
-
-/// Drops what served only ended periods and gone Envoys: grants and
-/// per-Envoy use of periods before every budget's current one, those of
-/// deleted budgets, and Envoys silent for `forget_after_ms`. Each budget's
-/// use per period (its history) stays. Runs in a grant transaction, so
-/// never beside a poll; a late record may bring a pruned per-Envoy row back
-/// (it counts for its own period) until the next run.
-pub fn prune(tx: &mut dyn Tx, now_ms: u64, forget_after_ms: u64) -> Result<Pruned> {
-    let mut out = Pruned::default();
-    let earliest = list(tx)?.iter().filter_map(|b| b.bounds(now_ms)).map(|(start, _)| start).min();
-    if let Some(e) = earliest {
-        out.grants += tx.execute("DELETE FROM budget_grants WHERE period_start_ms < ?1", &[int(e)])?;
-        out.node_use += tx.execute("DELETE FROM budget_usage_node WHERE period_start_ms < ?1", &[int(e)])?;
-    }
-    for table in ["budget_grants", "budget_usage_node"] {
-        let n = tx.execute(
-            &format!(
-                "DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM budgets b
-                   WHERE b.scope_type = {table}.scope_type AND b.scope_id = {table}.scope_id)"
-            ),
-            &[],
-        )?;
-        if table == "budget_grants" {
-            out.grants += n;
-        } else {
-            out.node_use += n;
-        }
-    }
-    out.nodes = tx.execute("DELETE FROM nodes WHERE last_seen_ms < ?1", &[int(now_ms.saturating_sub(forget_after_ms))])?;
-    Ok(out)
-}
-
-/// One budget period as the grant pass reads it: its use, and each node's
-/// (used, granted) micros and tokens.
-#[derive(Default)]
-struct PeriodUse {
-    used: (u64, u64),
-    nodes: std::collections::BTreeMap<String, (UsedGranted, UsedGranted)>,
-}
-
-/// A node's use and grant (none yet) of one limit.
-type UsedGranted = (u64, Option<u64>);
-

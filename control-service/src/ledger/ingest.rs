@@ -67,10 +67,11 @@ fn batch_mark() -> Result<u64> {
     Ok((u64::from_le_bytes(b) >> 2) | (1 << 40))
 }
 
-/// Adds to a period's use, saturating at i64::MAX (records are bounded,
+/// Adds to a period's use (stamped with the batch's seq: state polls send
+/// the budgets changed since an Envoy's cursor), saturating at i64::MAX (records are bounded,
 /// sums of many are not).
-const BUMP: &str = "INSERT INTO budget_usage (scope_type, scope_id, period_start_ms, used_micros, used_tokens) VALUES (?1, ?2, ?3, ?4, ?5)
-     ON CONFLICT (scope_type, scope_id, period_start_ms) DO UPDATE SET
+const BUMP: &str = "INSERT INTO budget_usage (scope_type, scope_id, period_start_ms, used_micros, used_tokens, changed_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+     ON CONFLICT (scope_type, scope_id, period_start_ms) DO UPDATE SET changed_seq = excluded.changed_seq,
         used_micros = CASE WHEN budget_usage.used_micros > 9223372036854775807 - excluded.used_micros THEN 9223372036854775807 ELSE budget_usage.used_micros + excluded.used_micros END,
         used_tokens = CASE WHEN budget_usage.used_tokens > 9223372036854775807 - excluded.used_tokens THEN 9223372036854775807 ELSE budget_usage.used_tokens + excluded.used_tokens END";
 
@@ -181,7 +182,7 @@ pub fn batch(tx: &mut dyn Tx, node: &str, records: &[UsageRecord], raw: Option<&
         let Some(b) = budgets.get(*bi) else { continue };
         let (st, id) = (b.scope_type.as_str().into(), (&b.scope_id).into());
         if *micros > 0 || *tokens > 0 {
-            tx.execute(BUMP, &[st, id, int(*start), int(*micros), int(*tokens)])?;
+            tx.execute(BUMP, &[st, id, int(*start), int(*micros), int(*tokens), int(seq)])?;
             tx.execute(BUMP_NODE, &[st, id, int(*start), node.into(), int(*micros), int(*tokens)])?;
         }
         let used = budgets::used(tx, b.scope_type, &b.scope_id, *start)?;

@@ -3,7 +3,7 @@
 //! `postgres.rs`) hold only connection handling and schema migrations.
 //!
 //! Rooms: `rows.rs` (columns ↔ types), `keys.rs`, `budgets.rs` (limits,
-//! recount, thresholds, grants), `ingest.rs` (records counted once),
+//! recount, thresholds), `grants.rs` (shares, budget deltas), `ingest.rs` (records counted once),
 //! `reports.rs` (spend and grouped reports), `requests.rs` (increase
 //! requests and alert delivery), `audit.rs` (guardrails: the audit trail
 //! and the fleet's policy), `prompts.rs` (the prompt registry),
@@ -15,6 +15,7 @@ mod cache_misses;
 mod evals;
 mod prompts;
 mod budgets;
+mod grants;
 mod ingest;
 mod keys;
 mod reports;
@@ -78,11 +79,11 @@ impl<D: Db> Store for Ledger<D> {
     fn delete_budget(&self, scope_type: ScopeType, scope_id: &str) -> Result<()> {
         self.db.run(TxKind::Budget, |tx| budgets::delete(tx, scope_type, scope_id))
     }
-    fn grant(&self, node: &str, now_ms: u64, node_ttl_ms: u64) -> Result<GrantSnapshot> {
-        self.db.run(TxKind::Grant, |tx| budgets::grant(tx, node, now_ms, node_ttl_ms))
+    fn grant(&self, node: &str, now_ms: u64, node_ttl_ms: u64, cursor: Option<&str>) -> Result<GrantSnapshot> {
+        self.db.run(TxKind::Grant, |tx| grants::grant(tx, node, now_ms, node_ttl_ms, cursor))
     }
     fn prune_grants(&self, now_ms: u64, forget_after_ms: u64) -> Result<Pruned> {
-        self.db.run(TxKind::Grant, |tx| budgets::prune(tx, now_ms, forget_after_ms))
+        self.db.run(TxKind::Grant, |tx| grants::prune(tx, now_ms, forget_after_ms))
     }
     fn reserved(&self, scope_type: ScopeType, scope_id: &str, period_start_ms: u64) -> Result<Used> {
         self.db.run(TxKind::Read, |tx| budgets::reserved(tx, scope_type, scope_id, period_start_ms))

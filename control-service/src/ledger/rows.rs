@@ -25,7 +25,7 @@ pub fn key(r: &Row) -> Result<KeyRow> {
 pub const BUDGET_COLS: &str =
     "scope_type, scope_id, limit_micros, limit_tokens, period, timezone, window_start_ms, window_end_ms, soft_pct, hard_pct, updated_ms";
 
-fn scope(s: &str) -> Result<ScopeType> {
+pub fn scope(s: &str) -> Result<ScopeType> {
     ScopeType::parse(s).ok_or_else(|| StoreError::Backend(format!("unknown scope type '{s}' in the database")))
 }
 

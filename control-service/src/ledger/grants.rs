@@ -1,0 +1,296 @@
+//! Grants: each Envoy's share of every budget's remaining room, handed out
+//! at its state poll, with the budgets' state. An Envoy that sends back
+//! the cursor of its last state gets only the budgets that changed since:
+//! a poll's cost follows what changed, not how many budgets exist.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tollgate_protocol::state::{BudgetDoc, BudgetScope, ScopeType};
+
+use crate::db::{int, Arg, Tx};
+use crate::store::*;
+
+use super::{budgets, rows};
+
+/// What an Envoy was last sent: the ingest and budget sequences its state
+/// includes, the number of active Envoys its shares were cut for, and the
+/// earliest time one of its budgets' periods ends or a window opens (a new
+/// period changes a budget without any write). A cursor that no longer
+/// holds (fewer or more Envoys, a boundary passed, a database behind it)
+/// gets the whole state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub ingest: u64,
+    pub budgets: u64,
+    pub active: u64,
+    pub boundary_ms: u64,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        format!("b1.{}.{}.{}.{}", self.ingest, self.budgets, self.active, self.boundary_ms)
+    }
+
+    /// `None` for anything but a cursor this service wrote.
+    pub fn decode(s: &str) -> Option<Cursor> {
+        let mut parts = s.strip_prefix("b1.")?.split('.').map(|p| if p.bytes().all(|b| b.is_ascii_digit()) { p.parse::<u64>().ok() } else { None });
+        let c = Cursor { ingest: parts.next()??, budgets: parts.next()??, active: parts.next()??, boundary_ms: parts.next()?? };
+        parts.next().is_none().then_some(c)
+    }
+}
+
+/// The budget change sequence (limits set, budgets deleted).
+pub fn budget_seq(tx: &mut dyn Tx) -> Result<u64> {
+    tx.query_one("SELECT seq FROM budget_seq", &[])?.u64(0)
+}
+
+/// The next budget change number; the row's lock orders budget changes.
+pub fn next_budget_seq(tx: &mut dyn Tx) -> Result<u64> {
+    tx.query_one("UPDATE budget_seq SET seq = seq + 1 RETURNING seq", &[])?.u64(0)
+}
+
+/// When a budget's state next changes by itself: the end of its current
+/// period, or the opening of a window still ahead.
+fn next_change(b: &Budget, now_ms: u64) -> Option<u64> {
+    match b.bounds(now_ms) {
+        Some((_, end)) => Some(end),
+        None => b.window().map(|(start, _)| start).filter(|s| *s > now_ms),
+    }
+}
+
+/// Hands the Envoy `node` its share of each budget's remaining room (see
+/// `store::grant_doc`) and returns the budgets' state for it: every budget
+/// when `cursor` is absent or no longer holds, otherwise those changed
+/// since it. The backend serialises grant transactions (`TxKind::Grant`).
+pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor: Option<&str>) -> Result<GrantSnapshot> {
+    // Sequences first: what is read after them includes at least those changes.
+    let seq = super::ingest::seq(tx)?;
+    let budget_seq = budget_seq(tx)?;
+    tx.execute(
+        "INSERT INTO nodes (node, last_seen_ms) VALUES (?1, ?2) ON CONFLICT (node) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+        &[node.into(), int(now_ms)],
+    )?;
+    let alive_since = now_ms.saturating_sub(node_ttl_ms);
+    let active = tx.query_one("SELECT COUNT(*) FROM nodes WHERE last_seen_ms >= ?1", &[int(alive_since)])?.u64(0)?;
+    let since = cursor
+        .and_then(Cursor::decode)
+        .filter(|c| c.ingest <= seq && c.budgets <= budget_seq && c.active == active && now_ms < c.boundary_ms);
+    let (candidates, mut removed) = match since {
+        None => (budgets::list(tx)?, Vec::new()),
+        Some(c) => changed(tx, node, c)?,
+    };
+    let mut boundary = since.map_or(u64::MAX, |c| c.boundary_ms);
+    let mut current: Vec<(Budget, (u64, u64))> = Vec::with_capacity(candidates.len());
+    for b in candidates {
+        if let Some(t) = next_change(&b, now_ms) {
+            boundary = boundary.min(t);
+        }
+        match b.bounds(now_ms) {
+            Some(p) => current.push((b, p)),
+            // Out of its window: the Envoy drops it.
+            None if since.is_some() => removed.push(BudgetScope { scope_type: b.scope_type, scope_id: b.scope_id }),
+            None => {}
+        }
+    }
+    let mut periods = match since {
+        None => {
+            reclaim(tx, node, alive_since, &current)?;
+            every_period(tx, node, &current)?
+        }
+        Some(_) => these_periods(tx, node, &current)?,
+    };
+    let mut out = Vec::with_capacity(current.len());
+    for (b, (start, end)) in current {
+        let found = periods.remove(&(b.scope_type.as_str().to_string(), b.scope_id.clone(), start)).unwrap_or_default();
+        let nodes: Vec<NodeUse> = found.nodes.into_iter().map(|(n, ((um, gm), (ut, gt)))| (n, (um, gm), (ut, gt))).collect();
+        // This node's grant as it stands: rewritten only when it changes
+        // (a budget nobody spent from since the last poll costs one read).
+        let held = nodes.iter().find(|r| r.0 == node).map(|r| (r.1 .1, r.2 .1));
+        let (doc, gm, gt) = grant_doc(&b, (start, end), found.used, nodes, node, active);
+        let short = short_of_fair(&doc, active);
+        out.push(doc);
+        if held == Some((Some(gm), Some(gt))) && found.mine_short == short {
+            continue;
+        }
+        tx.execute(
+            "INSERT INTO budget_grants (scope_type, scope_id, period_start_ms, node, granted_micros, granted_tokens, short)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (scope_type, scope_id, period_start_ms, node) DO UPDATE SET
+                granted_micros = excluded.granted_micros, granted_tokens = excluded.granted_tokens, short = excluded.short",
+            &[b.scope_type.as_str().into(), (&b.scope_id).into(), int(start), node.into(), int(gm), int(gt), int(u64::from(short))],
+        )?;
+    }
+    Ok(GrantSnapshot {
+        seq,
+        nodes_active: u32::try_from(active).unwrap_or(u32::MAX),
+        budgets: out,
+        full: since.is_none(),
+        removed,
+        cursor: Cursor { ingest: seq, budgets: budget_seq, active, boundary_ms: boundary }.encode(),
+    })
+}
+
+/// The node's share is below its fair part of what is left (other nodes
+/// hold the rest): looked at again at its next poll, changed or not.
+fn short_of_fair(doc: &BudgetDoc, active: u64) -> bool {
+    let fair = |limit: Option<u64>, used: u64| limit.map(|l| l.saturating_sub(used) / active.max(1));
+    let below = |fair: Option<u64>, share: Option<u64>| matches!((fair, share), (Some(f), Some(s)) if s < f);
+    below(fair(doc.hard_limit_micros(), doc.used_micros), doc.share_micros) || below(fair(doc.hard_limit_tokens(), doc.used_tokens), doc.share_tokens)
+}
+
+/// The budgets changed since `c` (limits, use, or this node's grant short
+/// of its fair part), and the scopes deleted since.
+fn changed(tx: &mut dyn Tx, node: &str, c: Cursor) -> Result<(Vec<Budget>, Vec<BudgetScope>)> {
+    let scopes: BTreeSet<(ScopeType, String)> = tx
+        .query(
+            "SELECT scope_type, scope_id FROM budgets WHERE changed_seq > ?1
+             UNION SELECT scope_type, scope_id FROM budget_usage WHERE changed_seq > ?2
+             UNION SELECT scope_type, scope_id FROM budget_grants WHERE node = ?3 AND short = 1",
+            &[int(c.budgets), int(c.ingest), node.into()],
+        )?
+        .iter()
+        .map(|r| Ok((rows::scope(&r.text(0)?)?, r.text(1)?)))
+        .collect::<Result<_>>()?;
+    let found = budgets::of_scopes(tx, scopes.iter().map(|(t, id)| (*t, id.as_str())))?;
+    let removed = tx
+        .query("SELECT scope_type, scope_id FROM budget_removed WHERE seq > ?1", &[int(c.budgets)])?
+        .iter()
+        .map(|r| Ok(BudgetScope { scope_type: rows::scope(&r.text(0)?)?, scope_id: r.text(1)? }))
+        .collect::<Result<_>>()?;
+    Ok((found, removed))
+}
+
+/// Reclaims what silent nodes hold but did not spend: one statement for
+/// the current periods of every budget (a grant already down to its use
+/// is left alone; earlier periods are over). Only on a full state: a node
+/// falling silent changes the active count, which makes every Envoy's
+/// next poll a full one.
+fn reclaim(tx: &mut dyn Tx, node: &str, alive_since: u64, current: &[(Budget, (u64, u64))]) -> Result<()> {
+    let Some(earliest) = current.iter().map(|(_, (start, _))| *start).min() else { return Ok(()) };
+    let spent = "(SELECT COALESCE(MAX(u.used_micros), 0), COALESCE(MAX(u.used_tokens), 0) FROM budget_usage_node u
+        WHERE u.scope_type = budget_grants.scope_type AND u.scope_id = budget_grants.scope_id
+          AND u.period_start_ms = budget_grants.period_start_ms AND u.node = budget_grants.node)";
+    tx.execute(
+        &format!(
+            "UPDATE budget_grants SET (granted_micros, granted_tokens) = {spent}
+             WHERE period_start_ms >= ?3 AND node <> ?1 AND node NOT IN (SELECT node FROM nodes WHERE last_seen_ms >= ?2)
+               AND (granted_micros, granted_tokens) <> {spent}"
+        ),
+        &[node.into(), int(alive_since), int(earliest)],
+    )?;
+    Ok(())
+}
+
+type Periods = std::collections::HashMap<(String, String, u64), PeriodUse>;
+
+/// Columns: what (0 use, 1 a node's use, 2 a node's grant), scope type,
+/// scope id, period start, node, micros, tokens, short.
+const PERIOD_ROWS: &str = "SELECT CAST(0 AS BIGINT), scope_type, scope_id, period_start_ms, CAST(NULL AS TEXT), used_micros, used_tokens, CAST(0 AS BIGINT)
+       FROM budget_usage WHERE {where}
+     UNION ALL
+     SELECT CAST(1 AS BIGINT), scope_type, scope_id, period_start_ms, node, used_micros, used_tokens, CAST(0 AS BIGINT)
+       FROM budget_usage_node WHERE {where}
+     UNION ALL
+     SELECT CAST(2 AS BIGINT), scope_type, scope_id, period_start_ms, node, granted_micros, granted_tokens, short
+       FROM budget_grants WHERE {where}";
+
+/// Every budget's use in the current periods and every node's use and
+/// grant in them: one pass by period (indexed), not a query per budget.
+fn every_period(tx: &mut dyn Tx, node: &str, current: &[(Budget, (u64, u64))]) -> Result<Periods> {
+    let mut periods = Periods::new();
+    let Some(earliest) = current.iter().map(|(_, (start, _))| *start).min() else { return Ok(periods) };
+    let rows = tx.query(&PERIOD_ROWS.replace("{where}", "period_start_ms >= ?1"), &[int(earliest)])?;
+    absorb(&mut periods, node, &rows)?;
+    Ok(periods)
+}
+
+/// The same for a few budgets (a delta): one indexed read each.
+fn these_periods(tx: &mut dyn Tx, node: &str, current: &[(Budget, (u64, u64))]) -> Result<Periods> {
+    let mut periods = Periods::new();
+    let sql = PERIOD_ROWS.replace("{where}", "scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3");
+    for (b, (start, _)) in current {
+        let rows = tx.query(&sql, &[Arg::Text(b.scope_type.as_str()), Arg::Text(&b.scope_id), int(*start)])?;
+        absorb(&mut periods, node, &rows)?;
+    }
+    Ok(periods)
+}
+
+fn absorb(periods: &mut Periods, node: &str, rows: &[crate::db::Row]) -> Result<()> {
+    for r in rows {
+        let p = periods.entry((r.text(1)?, r.text(2)?, r.u64(3)?)).or_default();
+        let (what, micros, tokens) = (r.i64(0)?, r.u64(5)?, r.u64(6)?);
+        match r.opt_text(4)? {
+            None => p.used = (micros, tokens),
+            Some(n) => {
+                if what == 2 && n == node {
+                    p.mine_short = r.i64(7)? != 0;
+                }
+                let ((um, gm), (ut, gt)) = p.nodes.entry(n).or_default();
+                if what == 1 {
+                    (*um, *ut) = (micros, tokens);
+                } else {
+                    (*gm, *gt) = (Some(micros), Some(tokens));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Drops what served only ended periods and gone Envoys: grants and
+/// per-Envoy use of periods before every budget's current one, those of
+/// deleted budgets, and Envoys silent for `forget_after_ms`. Each budget's
+/// use per period (its history) stays. Runs in a grant transaction, so
+/// never beside a poll; a late record may bring a pruned per-Envoy row back
+/// (it counts for its own period) until the next run.
+pub fn prune(tx: &mut dyn Tx, now_ms: u64, forget_after_ms: u64) -> Result<Pruned> {
+    let mut out = Pruned::default();
+    let earliest = budgets::list(tx)?.iter().filter_map(|b| b.bounds(now_ms)).map(|(start, _)| start).min();
+    if let Some(e) = earliest {
+        out.grants += tx.execute("DELETE FROM budget_grants WHERE period_start_ms < ?1", &[int(e)])?;
+        out.node_use += tx.execute("DELETE FROM budget_usage_node WHERE period_start_ms < ?1", &[int(e)])?;
+    }
+    for table in ["budget_grants", "budget_usage_node"] {
+        let n = tx.execute(
+            &format!(
+                "DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM budgets b
+                   WHERE b.scope_type = {table}.scope_type AND b.scope_id = {table}.scope_id)"
+            ),
+            &[],
+        )?;
+        if table == "budget_grants" {
+            out.grants += n;
+        } else {
+            out.node_use += n;
+        }
+    }
+    out.nodes = tx.execute("DELETE FROM nodes WHERE last_seen_ms < ?1", &[int(now_ms.saturating_sub(forget_after_ms))])?;
+    Ok(out)
+}
+
+/// One budget period as the grant pass reads it: its use, each node's
+/// (used, granted) micros and tokens, and whether the polling node's grant
+/// was short of its fair part.
+#[derive(Default)]
+struct PeriodUse {
+    used: (u64, u64),
+    nodes: BTreeMap<String, (UsedGranted, UsedGranted)>,
+    mine_short: bool,
+}
+
+/// A node's use and grant (none yet) of one limit.
+type UsedGranted = (u64, Option<u64>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_anything_else() {
+        let c = Cursor { ingest: 7, budgets: 3, active: 2, boundary_ms: u64::MAX };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        for bad in ["", "b1", "b1.", "b1.7.3.2", "b1.7.3.2.9.1", "b2.7.3.2.9", "b1.7.3.+2.9", "b1.7.3.-2.9", "b1.7.3.2.99999999999999999999", "b1.7. 3.2.9", "B1.7.3.2.9"] {
+            assert_eq!(Cursor::decode(bad), None, "{bad:?}");
+        }
+    }
+}
