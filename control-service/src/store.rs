@@ -194,6 +194,8 @@ pub struct GrantSnapshot {
     /// `budgets` is every budget in force (else only those changed since the cursor).
     pub full: bool,
     pub budgets: Vec<tollgate_protocol::state::BudgetDoc>,
+    /// A full state continues: ask again with `cursor` for the next page.
+    pub more: bool,
     /// Deleted or out of their window since the cursor (deltas only).
     pub removed: Vec<tollgate_protocol::state::BudgetScope>,
     /// What to send back at the next poll.
@@ -565,7 +567,7 @@ pub trait Store: Send + Sync + 'static {
     /// returns the budgets' state for it, all in one transaction (see
     /// docs/budgets.md, "Grants"): grants are durable and their sum never
     /// exceeds a hard limit, so the fleet cannot spend past it.
-    fn grant(&self, node: &str, now_ms: u64, node_ttl_ms: u64, cursor: Option<&str>) -> Result<GrantSnapshot>;
+    fn grant(&self, node: &str, now_ms: u64, node_ttl_ms: u64, cursor: Option<&str>, page: usize) -> Result<GrantSnapshot>;
     /// Retention: grants and per-Envoy use of ended periods and deleted
     /// budgets, and Envoys silent for `forget_after_ms` (each budget's use
     /// per period stays).

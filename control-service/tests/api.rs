@@ -18,7 +18,7 @@ async fn start() -> (String, std::path::PathBuf) {
     let store = Arc::new(SqliteStore::open(&dir.join("t.db")).unwrap());
     let st = AppState::new(
         store,
-        Settings { admin_token_hash: hash_key(ADMIN), filter_token_hash: hash_key(FILTER), webhook_url: None, node_ttl_ms: 60_000, filter_wasm: None },
+        Settings { admin_token_hash: hash_key(ADMIN), filter_token_hash: hash_key(FILTER), webhook_url: None, node_ttl_ms: 60_000, state_page: 5000, filter_wasm: None },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -92,6 +92,21 @@ async fn roles_validation_state_and_etag() {
         assert_eq!(st["budgets"][0]["share_micros"], 1000);
         let (s, _, _) = call("GET", &url, Some(FILTER), None, tag.as_deref());
         assert_eq!(s, 304, "unchanged state costs nothing");
+        // With its cursor: only what changed (nothing), and a 304 the next time.
+        assert_eq!(st["budgets_full"], true);
+        let since = format!("{url}&cursor={}", st["budgets_cursor"].as_str().unwrap());
+        let (s, delta, dtag) = call("GET", &since, Some(FILTER), None, None);
+        assert_eq!((s, &delta["budgets_full"], delta["budgets"].as_array().map(Vec::len)), (200, &json!(false), Some(0)));
+        assert_eq!(call("GET", &since, Some(FILTER), None, dtag.as_deref()).0, 304);
+        // Cursors and page sizes it did not write: the full state, never an error or a panic.
+        let long = "b1.".to_string() + &"9".repeat(60_000);
+        for q in ["cursor=%00%ff%fe", "cursor=b1.99999999999999999999999.0.0.0", "cursor=p1.0.0.1.99999999999999.key.zz", "limit=0", "limit=99999999999"] {
+            let (s, full, _) = call("GET", &format!("{url}&{q}"), Some(FILTER), None, None);
+            assert_eq!((s, &full["budgets_full"], full["budgets"].as_array().map(Vec::len)), (200, &json!(true), Some(1)), "{q}");
+        }
+        let (s, _, _) = call("GET", &format!("{url}&cursor={long}"), Some(FILTER), None, None);
+        assert!(s == 200 || s == 414 || s == 431, "{s}");
+        assert_eq!(call("GET", &format!("{url}&limit=abc"), Some(FILTER), None, None).0, 400);
         // a second Envoy halves the share
         call("GET", &format!("{base}/v1/state?node=envoy-b"), Some(FILTER), None, None);
         let (_, st, tag2) = call("GET", &url, Some(FILTER), None, tag.as_deref());
@@ -191,7 +206,7 @@ async fn audit_findings_older_than_the_retention_go_on_schedule() {
     store.ingest("n", &[rec("old", 40), rec("new", 1)], None, now).unwrap();
     let st = AppState::new(
         store.clone(),
-        Settings { admin_token_hash: hash_key(ADMIN), filter_token_hash: hash_key(FILTER), webhook_url: None, node_ttl_ms: 60_000, filter_wasm: None },
+        Settings { admin_token_hash: hash_key(ADMIN), filter_token_hash: hash_key(FILTER), webhook_url: None, node_ttl_ms: 60_000, state_page: 5000, filter_wasm: None },
     );
     let sweep = tokio::spawn(tollgate_control::api::audit_retention_loop(st, 30, 0));
     let all = AuditQuery { from_ms: 0, to_ms: now + 1, ..Default::default() };

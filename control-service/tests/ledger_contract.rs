@@ -50,6 +50,7 @@ contract!(
     grants_share_the_room_and_never_exceed_the_limit,
     grants_of_ended_periods_deleted_budgets_and_gone_envoys_are_pruned,
     budget_deltas_carry_only_changes_and_add_up_to_the_full_state,
+    a_full_state_in_pages_misses_nothing_that_changes_meanwhile,
     sums_saturate_instead_of_failing,
     key_changes_replay_to_the_live_key_set,
     cache_economics_sum_over_sum_and_keep_not_reported_apart,
@@ -426,20 +427,20 @@ fn grants_share_the_room_and_never_exceed_the_limit(s: Arc<dyn Store>) {
     let start = budget("t", 0).bounds(NOW).unwrap().0;
     let share = |g: &tollgate_control::store::GrantSnapshot| g.budgets[0].share_micros;
     // alone: everything
-    assert_eq!(share(&s.grant("n1", NOW, 60_000, None).unwrap()), Some(1000));
+    assert_eq!(share(&s.grant("n1", NOW, 60_000, None, 5000).unwrap()), Some(1000));
     // a second node: nothing free until the first polls again
-    let g2 = s.grant("n2", NOW, 60_000, None).unwrap();
+    let g2 = s.grant("n2", NOW, 60_000, None, 5000).unwrap();
     assert_eq!((share(&g2), g2.nodes_active), (Some(0), 2));
     assert_eq!(s.reserved(ScopeType::Team, "t", start).unwrap().micros, 1000);
     s.ingest("n1", &[rec("g1", "t", 300, 0, 0)], None, NOW).unwrap();
     // n1: its use plus half of what is left, (1000 - 300) / 2
-    assert_eq!(share(&s.grant("n1", NOW, 60_000, None).unwrap()), Some(350));
-    assert_eq!(share(&s.grant("n2", NOW, 60_000, None).unwrap()), Some(350));
+    assert_eq!(share(&s.grant("n1", NOW, 60_000, None, 5000).unwrap()), Some(350));
+    assert_eq!(share(&s.grant("n2", NOW, 60_000, None, 5000).unwrap()), Some(350));
     let reserved = s.reserved(ScopeType::Team, "t", start).unwrap().micros;
     assert_eq!(reserved, 700);
     assert!(reserved + s.used(ScopeType::Team, "t", start).unwrap().micros <= 1000);
     // a node silent past the TTL gives back what it did not spend
-    assert_eq!(share(&s.grant("n1", NOW + 120_000, 60_000, None).unwrap()), Some(700));
+    assert_eq!(share(&s.grant("n1", NOW + 120_000, 60_000, None, 5000).unwrap()), Some(700));
 }
 
 fn grants_of_ended_periods_deleted_budgets_and_gone_envoys_are_pruned(s: Arc<dyn Store>) {
@@ -451,13 +452,13 @@ fn grants_of_ended_periods_deleted_budgets_and_gone_envoys_are_pruned(s: Arc<dyn
     let last_month = start - 10 * DAY;
     let (old_start, _) = budget("t", 0).bounds(last_month).unwrap();
     assert!(old_start < start);
-    s.grant("old", last_month, 60_000, None).unwrap();
+    s.grant("old", last_month, 60_000, None, 5000).unwrap();
     s.ingest("old", &[UsageRecord { ts_ms: last_month, ..rec("p1", "t", 40, 0, 0) }], None, last_month).unwrap();
     // This month: "n1" holds room in "t" and in "g", a budget then deleted.
     s.put_budget(&budget("g", 500), NOW).unwrap();
-    s.grant("n1", NOW, 60_000, None).unwrap();
+    s.grant("n1", NOW, 60_000, None, 5000).unwrap();
     s.ingest("n1", &[rec("p2", "t", 30, 0, 0)], None, NOW).unwrap();
-    s.grant("n1", NOW, 60_000, None).unwrap();
+    s.grant("n1", NOW, 60_000, None, 5000).unwrap();
     s.delete_budget(ScopeType::Team, "g").unwrap();
     let reserved_before = s.reserved(ScopeType::Team, "t", start).unwrap();
     assert!(reserved_before.micros > 0);
@@ -469,24 +470,30 @@ fn grants_of_ended_periods_deleted_budgets_and_gone_envoys_are_pruned(s: Arc<dyn
     assert_eq!(s.reserved(ScopeType::Team, "t", old_start).unwrap().micros, 0);
     assert_eq!(s.used(ScopeType::Team, "t", old_start).unwrap().micros, 40);
     assert_eq!(s.used(ScopeType::Team, "t", start).unwrap().micros, 30);
-    let g = s.grant("n1", NOW, 60_000, None).unwrap();
+    let g = s.grant("n1", NOW, 60_000, None, 5000).unwrap();
     assert_eq!((g.nodes_active, g.budgets.len()), (1, 1));
     // Nothing more to prune; a recent Envoy is not forgotten.
     assert_eq!(s.prune_grants(NOW, DAY).unwrap(), Pruned::default());
 }
 
-/// An Envoy's view of the budgets, kept from full states and deltas as the
-/// filter keeps it.
-#[derive(Default)]
+/// An Envoy's view of the budgets, kept from full states (in pages of
+/// `page`) and deltas as the filter keeps it.
 struct View {
     budgets: BTreeMap<(ScopeType, String), tollgate_protocol::state::BudgetDoc>,
     cursor: String,
+    page: usize,
+    pages: usize,
 }
 
 impl View {
-    fn poll(&mut self, s: &Arc<dyn Store>, node: &str, now: u64) -> tollgate_control::store::GrantSnapshot {
+    fn new(page: usize) -> View {
+        View { budgets: BTreeMap::new(), cursor: String::new(), page, pages: 0 }
+    }
+
+    /// One answer applied.
+    fn step(&mut self, s: &Arc<dyn Store>, node: &str, now: u64) -> tollgate_control::store::GrantSnapshot {
         let cursor = (!self.cursor.is_empty()).then_some(self.cursor.as_str());
-        let g = s.grant(node, now, 60_000, cursor).unwrap();
+        let g = s.grant(node, now, 60_000, cursor, self.page).unwrap();
         if g.full {
             self.budgets.clear();
             assert!(g.removed.is_empty(), "a full state removes by leaving out");
@@ -497,13 +504,28 @@ impl View {
         for b in &g.budgets {
             self.budgets.insert((b.scope_type, b.scope_id.clone()), b.clone());
         }
+        assert!(g.budgets.len() <= self.page);
         self.cursor = g.cursor.clone();
+        self.pages += 1;
+        g
+    }
+
+    /// A poll: every page of it, as one answer.
+    fn poll(&mut self, s: &Arc<dyn Store>, node: &str, now: u64) -> tollgate_control::store::GrantSnapshot {
+        self.pages = 0;
+        let mut g = self.step(s, node, now);
+        while g.more {
+            let next = self.step(s, node, now);
+            g.budgets.extend(next.budgets);
+            g.removed.extend(next.removed);
+            (g.more, g.cursor) = (next.more, next.cursor);
+        }
         g
     }
 
     /// The view equals what a full state says now.
     fn check(&self, s: &Arc<dyn Store>, node: &str, now: u64) {
-        let full = s.grant(node, now, 60_000, None).unwrap();
+        let full = s.grant(node, now, 60_000, None, 5000).unwrap();
         let want: BTreeMap<_, _> = full.budgets.into_iter().map(|b| ((b.scope_type, b.scope_id.clone()), b)).collect();
         assert_eq!(self.budgets, want, "deltas add up to the full state");
     }
@@ -518,7 +540,7 @@ fn budget_deltas_carry_only_changes_and_add_up_to_the_full_state(s: Arc<dyn Stor
     for (t, l) in [("t1", 1000), ("t2", 500), ("t3", 300)] {
         s.put_budget(&budget(t, l), NOW).unwrap();
     }
-    let mut v1 = View::default();
+    let mut v1 = View::new(5000);
     assert_eq!(names(&v1.poll(&s, "n1", NOW)), (true, vec!["t1".into(), "t2".into(), "t3".into()], none.clone()));
     // Nothing changed: nothing sent, and the answer is the same bytes (a 304).
     let quiet = v1.poll(&s, "n1", NOW + 1);
@@ -543,10 +565,11 @@ fn budget_deltas_carry_only_changes_and_add_up_to_the_full_state(s: Arc<dyn Stor
     assert_eq!(names(&g), (false, vec!["t2".into(), "t4".into()], vec!["t3".into()]));
     assert_eq!(g.budgets[0].share_micros, Some(800));
     v1.check(&s, "n1", NOW + 5);
-    // A second Envoy: every Envoy's next state is full (shares are cut anew).
-    let mut v2 = View::default();
+    // A second Envoy, whose full state comes a budget a page: every
+    // Envoy's next state is full (shares are cut anew).
+    let mut v2 = View::new(1);
     let g2 = v2.poll(&s, "n2", NOW + 6);
-    assert!(g2.full);
+    assert_eq!((g2.full, g2.budgets.len(), v2.pages), (true, 3, 3));
     let t1 = |g: &tollgate_control::store::GrantSnapshot| g.budgets.iter().find(|b| b.scope_id == "t1").and_then(|b| b.share_micros);
     assert_eq!(t1(&g2), Some(0), "n1 still holds all of t1's room");
     let g1 = v1.poll(&s, "n1", NOW + 7);
@@ -563,13 +586,47 @@ fn budget_deltas_carry_only_changes_and_add_up_to_the_full_state(s: Arc<dyn Stor
     v1.poll(&s, "n1", NOW + 9);
     v1.check(&s, "n1", NOW + 9);
     // A cursor this service did not write, or whose period has ended: the full state.
-    assert!(s.grant("n1", NOW + 10, 60_000, Some("b1.99999.0.2.1")).unwrap().full);
-    assert!(s.grant("n1", NOW + 10, 60_000, Some("garbage")).unwrap().full);
+    assert!(s.grant("n1", NOW + 10, 60_000, Some("b1.99999.0.2.1"), 5000).unwrap().full);
+    assert!(s.grant("n1", NOW + 10, 60_000, Some("garbage"), 5000).unwrap().full);
     let (_, end) = budget("t1", 0).bounds(NOW).unwrap();
-    let mut late = View { cursor: v1.cursor.clone(), ..View::default() };
+    let mut late = View { cursor: v1.cursor.clone(), ..View::new(5000) };
     let g = late.poll(&s, "n1", end);
     assert!(g.full, "a new period starts every budget afresh");
     assert!(g.budgets.iter().all(|b| b.period_start_ms == end && b.used_micros == 0));
+}
+
+fn a_full_state_in_pages_misses_nothing_that_changes_meanwhile(s: Arc<dyn Store>) {
+    for t in ["a", "b", "c", "d"] {
+        s.put_budget(&budget(t, 1000), NOW).unwrap();
+    }
+    let mut v = View::new(2);
+    let first = v.step(&s, "n1", NOW);
+    assert_eq!((first.full, first.more, names(&first).1), (true, true, vec!["a".to_string(), "b".to_string()]));
+    // Between pages: a page already sent changes, one not yet sent is deleted, one is made.
+    s.ingest("n1", &[rec("m1", "a", 10, 0, 0)], None, NOW).unwrap();
+    s.delete_budget(ScopeType::Team, "d").unwrap();
+    s.put_budget(&budget("bb", 1000), NOW).unwrap();
+    let second = v.step(&s, "n1", NOW + 1);
+    assert_eq!((second.full, second.more, names(&second).1), (false, false, vec!["bb".to_string(), "c".to_string()]));
+    // The delta after the last page brings what changed since the first.
+    let after = v.poll(&s, "n1", NOW + 2);
+    assert!(!after.full);
+    assert_eq!(names(&after).2, vec!["d".to_string()]);
+    assert!(after.budgets.iter().any(|b| b.scope_id == "a" && b.used_micros == 10));
+    v.check(&s, "n1", NOW + 2);
+    // A delta of more budgets than a page comes in pages too; removals once.
+    s.ingest("n1", &[rec("m2", "a", 1, 0, 0), rec("m3", "b", 1, 0, 0), rec("m4", "c", 1, 0, 0)], None, NOW).unwrap();
+    s.delete_budget(ScopeType::Team, "bb").unwrap();
+    let paged = v.poll(&s, "n1", NOW + 3);
+    assert_eq!((paged.full, v.pages, names(&paged).1, names(&paged).2), (false, 2, vec!["a".into(), "b".into(), "c".into()], vec!["bb".to_string()]));
+    v.check(&s, "n1", NOW + 3);
+    // A page cursor that no longer holds starts the full state again.
+    let mut w = View::new(2);
+    w.step(&s, "n1", NOW + 3);
+    let mut other = View::new(2);
+    other.poll(&s, "n2", NOW + 3);
+    let restart = w.step(&s, "n1", NOW + 4);
+    assert!(restart.full, "another Envoy came: the shares are cut anew");
 }
 
 fn sums_saturate_instead_of_failing(s: Arc<dyn Store>) {

@@ -18,6 +18,7 @@ pub mod guard;
 pub mod hostmap;
 pub mod ids;
 pub use tollgate_protocol::jsonfix;
+pub mod budgetsync;
 pub mod keysync;
 pub mod metrics;
 pub mod outbox;

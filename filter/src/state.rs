@@ -1,6 +1,6 @@
-//! The state as the request path uses it: the budget state indexed for
-//! lookups, the small meta value workers read on every request, and the
-//! per-key shared-data entries. Wire types: `tollgate_protocol::state`.
+//! The state as the request path uses it: the per-budget and per-key
+//! shared-data entries, read by scope or hash on demand, and the small meta
+//! value workers read on every request. Wire types: `tollgate_protocol::state`.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -8,42 +8,110 @@ use std::rc::Rc;
 use crate::config::KeyInfo;
 pub use tollgate_protocol::state::*;
 
-/// A parsed budget state, indexed for the request path.
-#[derive(Debug, Default)]
-pub struct StateView {
-    pub seq: u64,
-    pub budgets: HashMap<(ScopeType, String), BudgetDoc>,
+/// The shared-data entry of the budget of this scope (written by the
+/// background service from full states and deltas): `"<epoch> <BudgetDoc
+/// JSON>"`, or empty once the budget is gone. One entry per budget, read by
+/// scope on demand: no worker holds or parses budgets it does not use.
+pub fn budget_entry(scope_type: ScopeType, scope_id: &str) -> String {
+    format!("tollgate:v1:budget_state:{}:{scope_id}", scope_type.as_str())
 }
 
-impl StateView {
-    pub fn from_doc(doc: StateDoc) -> StateView {
-        let budgets = doc.budgets.into_iter().map(|b| ((b.scope_type, b.scope_id.clone()), b)).collect();
-        StateView { seq: doc.seq, budgets }
-    }
+pub fn encode_budget_entry(epoch: u64, doc: &BudgetDoc) -> Vec<u8> {
+    let mut out = format!("{epoch} ").into_bytes();
+    // A BudgetDoc has no map with non-string keys: this cannot fail.
+    out.extend(serde_json::to_vec(doc).unwrap_or_default());
+    out
+}
 
-    /// The budgets a request of (key, team, project) is subject to.
-    pub fn budgets_for(&self, key_id: &str, team: &str, project: &str) -> Vec<&BudgetDoc> {
+/// The budget of `(scope_type, scope_id)` in an entry, if the entry
+/// belongs to the state of `epoch` or a newer one (entries left from before
+/// the last full state carry an older epoch and count as absent).
+pub fn decode_budget_entry(entry: &[u8], scope_type: ScopeType, scope_id: &str, epoch: u64) -> Option<BudgetDoc> {
+    let space = entry.iter().position(|b| *b == b' ')?;
+    let written: u64 = std::str::from_utf8(entry.get(..space)?).ok()?.parse().ok()?;
+    if written < epoch {
+        return None;
+    }
+    let doc: BudgetDoc = serde_json::from_slice(entry.get(space + 1..)?).ok()?;
+    (doc.scope_type == scope_type && doc.scope_id == scope_id).then_some(doc)
+}
+
+/// A worker's budgets as last read, by scope: an entry is read again only
+/// when the state's generation moved, and parsed again only when its bytes
+/// changed. Bounded: cleared when full.
+#[derive(Debug, Default)]
+pub struct BudgetCache {
+    entries: HashMap<(ScopeType, String), CachedBudget>,
+}
+
+#[derive(Debug)]
+struct CachedBudget {
+    generation: u64,
+    epoch: u64,
+    bytes: Vec<u8>,
+    doc: Option<Rc<BudgetDoc>>,
+}
+
+/// Scopes a worker keeps read (an entry is about 300 bytes).
+pub const BUDGET_CACHE_MAX: usize = 16_384;
+
+impl BudgetCache {
+    /// The budgets a request of (key, team, project) is subject to, under
+    /// the state `meta` names; `read` fetches an entry from shared data.
+    pub fn budgets_for(&mut self, meta: Meta, key_id: &str, team: &str, project: &str, mut read: impl FnMut(&str) -> Option<Vec<u8>>) -> Vec<Rc<BudgetDoc>> {
         [(ScopeType::Key, key_id), (ScopeType::Team, team), (ScopeType::Project, project)]
             .into_iter()
-            .filter_map(|(t, id)| self.budgets.get(&(t, id.to_string())))
+            .filter_map(|(t, id)| self.budget(meta, t, id, &mut read))
             .collect()
+    }
+
+    fn budget(&mut self, meta: Meta, st: ScopeType, id: &str, read: &mut impl FnMut(&str) -> Option<Vec<u8>>) -> Option<Rc<BudgetDoc>> {
+        if let Some(c) = self.entries.get(&(st, id.to_string())) {
+            if c.generation == meta.generation && c.epoch == meta.epoch {
+                return c.doc.clone();
+            }
+        }
+        let bytes = read(&budget_entry(st, id)).unwrap_or_default();
+        let key = (st, id.to_string());
+        if let Some(c) = self.entries.get_mut(&key) {
+            if c.bytes == bytes && c.epoch == meta.epoch {
+                c.generation = meta.generation;
+                return c.doc.clone();
+            }
+        }
+        let doc = decode_budget_entry(&bytes, st, id, meta.epoch).map(Rc::new);
+        if self.entries.len() >= BUDGET_CACHE_MAX {
+            self.entries.clear();
+        }
+        self.entries.insert(key, CachedBudget { generation: meta.generation, epoch: meta.epoch, bytes, doc: doc.clone() });
+        doc
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
-/// What workers read on every request: the state's generation (reload the
-/// budget state when it changed), when the last poll succeeded (stale?),
-/// and whether this Envoy has loaded the control service's keys
-/// (`KeySync::loaded`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What workers read on every request: the state's generation (read the
+/// budget entries again when it moved; 0 = no state yet), when the last
+/// poll succeeded (stale?), whether this Envoy has loaded the control
+/// service's keys (`KeySync::loaded`), and the epoch of the last full
+/// budget state (older budget entries are left-overs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Meta {
     pub generation: u64,
     pub ok_ms: u64,
     pub keys_synced: bool,
+    pub epoch: u64,
 }
 
-/// `"<generation> <last ok poll ms> <keys synced 0|1>"`.
+/// `"<generation> <last ok poll ms> <keys synced 0|1> <epoch>"`.
 pub fn encode_meta(m: Meta) -> String {
-    format!("{} {} {}", m.generation, m.ok_ms, u8::from(m.keys_synced))
+    format!("{} {} {} {}", m.generation, m.ok_ms, u8::from(m.keys_synced), m.epoch)
 }
 
 pub fn decode_meta(b: &[u8]) -> Option<Meta> {
@@ -52,7 +120,8 @@ pub fn decode_meta(b: &[u8]) -> Option<Meta> {
     let generation = it.next()?.parse().ok()?;
     let ok_ms = it.next()?.parse().ok()?;
     let keys_synced = it.next().is_some_and(|v| v == "1");
-    Some(Meta { generation, ok_ms, keys_synced })
+    let epoch = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    Some(Meta { generation, ok_ms, keys_synced, epoch })
 }
 
 /// The shared-data entry of the key with this hash: its `KeyDoc` as JSON,
@@ -107,7 +176,6 @@ impl KeyCache {
     }
 }
 
-pub const STATE_KEY: &str = "tollgate:v1:state";
 pub const STATE_META_KEY: &str = "tollgate:v1:state_meta";
 pub const USAGE_QUEUE: &str = "tollgate_usage";
 
@@ -117,21 +185,58 @@ mod tests {
 
     #[test]
     fn meta_round_trip() {
-        let m = Meta { generation: 3, ok_ms: 1700, keys_synced: true };
+        let m = Meta { generation: 3, ok_ms: 1700, keys_synced: true, epoch: 9 };
         assert_eq!(decode_meta(encode_meta(m).as_bytes()), Some(m));
         assert_eq!(decode_meta(b"3 1700").map(|m| m.keys_synced), Some(false));
         assert_eq!(decode_meta(b"x"), None);
     }
 
+    fn doc(st: ScopeType, id: &str, used: u64) -> BudgetDoc {
+        serde_json::from_str(&format!(
+            r#"{{"scope_type":"{}","scope_id":"{id}","limit_micros":10,"limit_tokens":null,"period_start_ms":0,
+              "period_end_ms":9,"used_micros":{used},"used_tokens":0,"soft_pct":80,"hard_pct":100,"share_micros":4,"share_tokens":null}}"#,
+            st.as_str()
+        ))
+        .unwrap()
+    }
+
     #[test]
-    fn view_indexes_budgets() {
-        let doc: StateDoc = serde_json::from_str(r#"{"seq":5,"generated_ms":1,"nodes_active":2,"keys_seq":7,
-            "budgets":[{"scope_type":"team","scope_id":"t","limit_micros":10,"limit_tokens":null,"period_start_ms":0,
-              "period_end_ms":9,"used_micros":1,"used_tokens":0,"soft_pct":80,"hard_pct":100,"share_micros":4,"share_tokens":null}]}"#).unwrap();
-        let v = StateView::from_doc(doc);
-        assert_eq!(v.seq, 5);
-        assert_eq!(v.budgets_for("k1", "t", "p").len(), 1);
-        assert_eq!(v.budgets_for("k1", "u", "p").len(), 0);
+    fn budget_entries_are_read_by_scope_and_only_again_when_the_state_moved() {
+        let mut shared: HashMap<String, Vec<u8>> = HashMap::new();
+        shared.insert(budget_entry(ScopeType::Team, "t"), encode_budget_entry(5, &doc(ScopeType::Team, "t", 1)));
+        // An entry under another scope's name is not that scope's budget.
+        shared.insert(budget_entry(ScopeType::Project, "p"), encode_budget_entry(5, &doc(ScopeType::Project, "other", 1)));
+        let reads = std::cell::Cell::new(0);
+        let mut c = BudgetCache::default();
+        let mut m = Meta { generation: 1, ok_ms: 0, keys_synced: true, epoch: 5 };
+        let mut read = |k: &str| {
+            reads.set(reads.get() + 1);
+            shared.get(k).cloned()
+        };
+        let got = c.budgets_for(m, "k1", "t", "p", &mut read);
+        assert_eq!((got.len(), got[0].used_micros, reads.get()), (1, 1, 3));
+        c.budgets_for(m, "k1", "t", "p", &mut read);
+        assert_eq!(reads.get(), 3, "same generation: no shared-data read");
+        m.generation = 2;
+        let again = c.budgets_for(m, "k1", "t", "p", &mut read);
+        assert_eq!(reads.get(), 6);
+        assert!(Rc::ptr_eq(&got[0], &again[0]), "same bytes: not parsed again");
+        // A newer full state (epoch 6): the epoch-5 entry is a left-over.
+        m = Meta { generation: 3, epoch: 6, ..m };
+        assert!(c.budgets_for(m, "k1", "t", "p", &mut read).is_empty());
+    }
+
+    #[test]
+    fn budget_entries_refuse_what_they_cannot_trust() {
+        let d = doc(ScopeType::Key, "k", 3);
+        let e = encode_budget_entry(7, &d);
+        assert_eq!(decode_budget_entry(&e, ScopeType::Key, "k", 7).as_ref(), Some(&d));
+        assert_eq!(decode_budget_entry(&e, ScopeType::Key, "k", 3).as_ref(), Some(&d), "newer than the meta: written by the state being applied");
+        assert_eq!(decode_budget_entry(&e, ScopeType::Key, "k", 8), None, "older than the last full state");
+        assert_eq!(decode_budget_entry(&e, ScopeType::Team, "k", 7), None);
+        for bad in [&b""[..], b" {}", b"x {}", b"7", b"7 {", b"7 null", b"-1 {}", b"\xff\xfe"] {
+            assert_eq!(decode_budget_entry(bad, ScopeType::Key, "k", 0), None);
+        }
     }
 
     #[test]

@@ -96,8 +96,15 @@ pub struct StateDoc {
     /// is gone. `false`: `budgets` holds only the budgets that changed since
     /// the cursor the Envoy sent, and `budgets_removed` those deleted or
     /// out of their window; every other budget stands as last sent.
+    ///
+    /// A full state of many budgets comes in pages: the first has
+    /// `budgets_full`, each but the last has `budgets_more`, and its cursor
+    /// asks for the next page (which is neither full nor a delta: more of
+    /// the same full state).
     #[serde(default = "full_by_default")]
     pub budgets_full: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub budgets_more: bool,
     pub budgets: Vec<BudgetDoc>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub budgets_removed: Vec<BudgetScope>,
@@ -122,6 +129,7 @@ impl Default for StateDoc {
             prompts_seq: 0,
             routing_seq: 0,
             budgets_full: true,
+            budgets_more: false,
             budgets: Vec::new(),
             budgets_removed: Vec::new(),
             budgets_cursor: String::new(),

@@ -176,6 +176,51 @@ def test_revoked_key_is_refused_everywhere_quickly(tmp_path):
         s.stop()
 
 
+def status_of(url: str, key: str) -> int:
+    return requests.post(url + "/v1/chat/completions", json={"model": "cheap", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+                         headers={"authorization": f"Bearer {key}"}, timeout=10).status_code
+
+
+def test_budget_states_in_pages_and_deltas_are_enforced_on_every_envoy(tmp_path):
+    """The control service sends two budgets a page (TOLLGATE_STATE_PAGE=2):
+    a budget on the last page of a full state or of a delta is enforced; a
+    change, a new budget and a deletion arrive as deltas."""
+    s = sm.Stack(tmp_path, control_env={"TOLLGATE_STATE_PAGE": "2"})
+    late = None
+    try:
+        c = s.control
+        keys = [new_key(c, f"pg{i}")["key"] for i in range(5)]
+        for i in range(5):
+            # pg4 sorts last: on the third page. One micro-dollar stops any request.
+            c.api("PUT", f"/v1/budgets/team/pg{i}", {"limit_micros": 1 if i == 4 else 10**9, "period": "monthly"}, expect=200)
+        # A delta of five budgets, in three pages.
+        wait_until(lambda: status_of(s.url, keys[4]) == 429, what="the last page's budget on the first Envoy")
+        assert [status_of(s.url, k) for k in keys[:4]] == [200] * 4
+        # A second Envoy: its first state is full, in three pages (and the
+        # first Envoy's next one too: the number of Envoys changed).
+        cfg = sm.demo_config(sm.free_port(), sm.free_port(), s.mock.port, access_log=str(tmp_path / "late.log"), control_port=c.port)
+        late = sm.Envoy(cfg, tmp_path, concurrency=2, name="late")
+        late.wait_keys_loaded()
+        for url in (s.url, late.url):
+            wait_until(lambda url=url: status_of(url, keys[4]) == 429, what="the last page's budget")
+            # (The late Envoy's share comes once the first one has given back half.)
+            wait_until(lambda url=url: [status_of(url, k) for k in keys[:4]] == [200] * 4, what="the other budgets' shares")
+        # Deltas: a raised limit, a new tight one, then that one deleted.
+        c.api("PUT", "/v1/budgets/team/pg4", {"limit_micros": 10**9, "period": "monthly"}, expect=200)
+        c.api("PUT", "/v1/budgets/team/pg1", {"limit_micros": 1, "period": "monthly"}, expect=200)
+        for url in (s.url, late.url):
+            wait_until(lambda url=url: status_of(url, keys[4]) == 200 and status_of(url, keys[1]) == 429, what="the changed budgets")
+        c.api("DELETE", "/v1/budgets/team/pg1", expect=204)
+        for url in (s.url, late.url):
+            wait_until(lambda url=url: status_of(url, keys[1]) == 200, what="the deleted budget to stop applying")
+        for log in (s.envoy.log_path, late.log_path):
+            assert "without a full state" not in log.read_text() and "cannot store a budget" not in log.read_text()
+    finally:
+        if late:
+            late.stop()
+        s.stop()
+
+
 def test_two_envoys_64_clients_one_key_overshoot_bounded_and_totals_exact(tmp_path):
     s = sm.Stack(tmp_path, envoys=2)
     try:

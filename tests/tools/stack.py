@@ -314,8 +314,9 @@ class Stack:
     def __init__(self, workdir: Path | None = None, listen_port: int = 0, admin_port: int = 0, mock_port: int = 0,
                  plugin_patch=None, concurrency: int = 2, access_log: str | None = None, control_port: int = 0,
                  webhook: str | None = None, envoys: int = 1, control_db: str | None = None, control_replicas: int = 1,
-                 wait_keys: bool = True):
+                 wait_keys: bool = True, control_env: dict | None = None):
         self.wait_keys = wait_keys
+        self.control_env = control_env or {}
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tollgate-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         args = (listen_port, admin_port, mock_port, plugin_patch, concurrency, access_log, control_port, webhook,
@@ -341,7 +342,7 @@ class Stack:
         try:
             for i in range(control_replicas):
                 self.controls.append(Control(self.workdir, control_port if i == 0 else 0, webhook=webhook, db=control_db,
-                                             name=f"control{i}" if i else "control", env=evals_env))
+                                             name=f"control{i}" if i else "control", env={**evals_env, **self.control_env}))
             self.control = self.controls[0]
             self.mock = Mock(mock_port, log_path=self.workdir / "mock.log")
             for i in range(envoys):

@@ -87,6 +87,9 @@ pub(super) struct StateQuery {
     /// The `budgets_cursor` of the Envoy's last state: only what changed since.
     #[serde(default)]
     cursor: Option<String>,
+    /// Budgets per page of a state sent in pages (`TOLLGATE_STATE_PAGE` when absent).
+    #[serde(default)]
+    limit: Option<usize>,
 }
 
 pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<StateQuery>) -> ApiResult<Response> {
@@ -94,6 +97,7 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
     let now = now_ms();
     let node = q.node.filter(|n| !n.is_empty() && n.len() <= 256);
     let cursor = q.cursor;
+    let page = q.limit.unwrap_or(st.settings.state_page);
     let ttl = st.settings.node_ttl_ms;
     let store = st.store.clone();
     let doc = blocking(move || {
@@ -104,7 +108,7 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
         match node {
             // An Envoy: grant it its share (durably) and return it.
             Some(n) => {
-                let g = store.grant(&n, now, ttl, cursor.as_deref())?;
+                let g = store.grant(&n, now, ttl, cursor.as_deref(), page)?;
                 Ok(StateDoc {
                     seq: g.seq,
                     generated_ms: now,
@@ -114,6 +118,7 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
                     prompts_seq,
                     routing_seq,
                     budgets_full: g.full,
+                    budgets_more: g.more,
                     budgets: g.budgets,
                     budgets_removed: g.removed,
                     budgets_cursor: g.cursor,

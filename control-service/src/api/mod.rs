@@ -58,6 +58,8 @@ pub struct Settings {
     pub webhook_url: Option<String>,
     /// An Envoy counts as active this long after its last state poll.
     pub node_ttl_ms: u64,
+    /// Budgets per page of a state sent in pages (`TOLLGATE_STATE_PAGE`, 1 to 5,000).
+    pub state_page: usize,
     /// The filter's .wasm (`TOLLGATE_FILTER_WASM`), served at
     /// `GET /v1/filter.wasm` so meshes can fetch it over HTTP: (bytes, sha256 hex).
     pub filter_wasm: Option<(Vec<u8>, String)>,

@@ -89,6 +89,7 @@ pub enum Cmd {
     TOLLGATE_FILTER_TOKEN  token of the Envoy filters: ingest + state only (required, differs from the admin token)
     TOLLGATE_WEBHOOK_URL   where budget alerts are POSTed (optional)
     TOLLGATE_NODE_TTL_MS   an Envoy counts as active this long after its last poll (15000)
+    TOLLGATE_STATE_PAGE    budgets per page when an Envoy's state comes in pages (5000, the most)
     TOLLGATE_FILTER_WASM   a filter .wasm to serve at GET /v1/filter.wasm (optional)")]
 pub struct ServeArgs {
     /// Listen address

@@ -33,6 +33,11 @@ fn settings() -> Settings {
     }
     let node_ttl_ms =
         env_or("TOLLGATE_NODE_TTL_MS", "15000").parse().unwrap_or_else(|_| fail("TOLLGATE_NODE_TTL_MS must be an integer"));
+    let state_page = env_or("TOLLGATE_STATE_PAGE", "5000")
+        .parse()
+        .ok()
+        .filter(|n| (1..=crate::ledger::STATE_PAGE_MAX).contains(n))
+        .unwrap_or_else(|| fail("TOLLGATE_STATE_PAGE must be an integer from 1 to 5000"));
     let filter_wasm = std::env::var("TOLLGATE_FILTER_WASM").ok().filter(|v| !v.is_empty()).map(|path| {
         let bytes = std::fs::read(&path).unwrap_or_else(|e| fail(&format!("TOLLGATE_FILTER_WASM: cannot read {path}: {e}")));
         let sha = sha256_hex(&bytes);
@@ -43,6 +48,7 @@ fn settings() -> Settings {
         filter_token_hash: hash_key(&filter),
         webhook_url: std::env::var("TOLLGATE_WEBHOOK_URL").ok().filter(|v| !v.is_empty()),
         node_ttl_ms,
+        state_page,
         filter_wasm,
     }
 }

@@ -18,26 +18,67 @@ use super::{budgets, rows};
 /// period changes a budget without any write). A cursor that no longer
 /// holds (fewer or more Envoys, a boundary passed, a database behind it)
 /// gets the whole state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// A state of more budgets than a page comes in pages: `after` names the
+/// last budget sent, and `from` the sequences a delta started from (none:
+/// a full state). The sequences are those of the first page, so what
+/// changes while the pages are fetched comes in the next delta.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     pub ingest: u64,
     pub budgets: u64,
     pub active: u64,
     pub boundary_ms: u64,
+    pub from: Option<(u64, u64)>,
+    pub after: Option<(ScopeType, String)>,
 }
 
 impl Cursor {
     pub fn encode(&self) -> String {
-        format!("b1.{}.{}.{}.{}", self.ingest, self.budgets, self.active, self.boundary_ms)
+        let head = format!("{}.{}.{}.{}", self.ingest, self.budgets, self.active, self.boundary_ms);
+        match (&self.after, self.from) {
+            (None, _) => format!("b1.{head}"),
+            (Some((t, id)), None) => format!("p1.{head}.{}.{}", t.as_str(), hex(id.as_bytes())),
+            (Some((t, id)), Some((fi, fb))) => format!("d1.{head}.{fi}.{fb}.{}.{}", t.as_str(), hex(id.as_bytes())),
+        }
     }
 
     /// `None` for anything but a cursor this service wrote.
     pub fn decode(s: &str) -> Option<Cursor> {
-        let mut parts = s.strip_prefix("b1.")?.split('.').map(|p| if p.bytes().all(|b| b.is_ascii_digit()) { p.parse::<u64>().ok() } else { None });
-        let c = Cursor { ingest: parts.next()??, budgets: parts.next()??, active: parts.next()??, boundary_ms: parts.next()?? };
-        parts.next().is_none().then_some(c)
+        let (kind, rest) = s.split_at_checked(3)?;
+        let mut parts = rest.split('.');
+        let mut num = || parts.next().filter(|p| p.bytes().all(|b| b.is_ascii_digit())).and_then(|p| p.parse::<u64>().ok());
+        let (ingest, budgets, active, boundary_ms) = (num()?, num()?, num()?, num()?);
+        let from = match kind {
+            "b1." | "p1." => None,
+            "d1." => Some((num()?, num()?)),
+            _ => return None,
+        };
+        let after = if kind == "b1." {
+            None
+        } else {
+            let st = ScopeType::parse(parts.next()?)?;
+            Some((st, String::from_utf8(unhex(parts.next()?)?).ok()?))
+        };
+        parts.next().is_none().then_some(Cursor { ingest, budgets, active, boundary_ms, from, after })
     }
 }
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()
+}
+
+/// Budgets per page of a state (about 250 bytes each): a full state of a
+/// million per-key budgets is 200 pages, never one document an Envoy's VM
+/// must hold at once.
+pub const STATE_PAGE_MAX: usize = 5000;
 
 /// The budget change sequence (limits set, budgets deleted).
 pub fn budget_seq(tx: &mut dyn Tx) -> Result<u64> {
@@ -60,9 +101,11 @@ fn next_change(b: &Budget, now_ms: u64) -> Option<u64> {
 
 /// Hands the Envoy `node` its share of each budget's remaining room (see
 /// `store::grant_doc`) and returns the budgets' state for it: every budget
-/// when `cursor` is absent or no longer holds, otherwise those changed
-/// since it. The backend serialises grant transactions (`TxKind::Grant`).
-pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor: Option<&str>) -> Result<GrantSnapshot> {
+/// when `cursor` is absent or no longer holds (in pages of `page` budgets,
+/// each naming the cursor of the next), otherwise those changed since it.
+/// The backend serialises grant transactions (`TxKind::Grant`).
+pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor: Option<&str>, page: usize) -> Result<GrantSnapshot> {
+    let page = page.clamp(1, STATE_PAGE_MAX);
     // Sequences first: what is read after them includes at least those changes.
     let seq = super::ingest::seq(tx)?;
     let budget_seq = budget_seq(tx)?;
@@ -75,30 +118,49 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
     let since = cursor
         .and_then(Cursor::decode)
         .filter(|c| c.ingest <= seq && c.budgets <= budget_seq && c.active == active && now_ms < c.boundary_ms);
-    let (candidates, mut removed) = match since {
-        None => (budgets::list(tx)?, Vec::new()),
-        Some(c) => changed(tx, node, c)?,
+    let first_page = since.is_none();
+    // What the answer's cursor will say: the sequences of now, or of the
+    // first page of the state being sent in pages.
+    let mut next = match &since {
+        None => Cursor { ingest: seq, budgets: budget_seq, active, boundary_ms: u64::MAX, from: None, after: None },
+        Some(c) if c.after.is_none() => Cursor { ingest: seq, budgets: budget_seq, from: Some((c.ingest, c.budgets)), ..c.clone() },
+        Some(c) => c.clone(),
     };
-    let mut boundary = since.map_or(u64::MAX, |c| c.boundary_ms);
+    let after = since.as_ref().and_then(|c| c.after.as_ref()).map(|(t, id)| (*t, id.as_str()));
+    let (mut candidates, mut removed) = match next.from {
+        None => (budgets::page(tx, after, page + 1)?, Vec::new()),
+        Some(from) => changed(tx, node, from, after, page + 1)?,
+    };
+    if after.is_some() {
+        removed.clear(); // sent with the first page
+    }
+    let delta = next.from.is_some();
+    let more = candidates.len() > page;
+    candidates.truncate(page);
+    next.after = if more { candidates.last().map(|b| (b.scope_type, b.scope_id.clone())) } else { None };
+    if !more {
+        next.from = None;
+    }
     let mut current: Vec<(Budget, (u64, u64))> = Vec::with_capacity(candidates.len());
     for b in candidates {
         if let Some(t) = next_change(&b, now_ms) {
-            boundary = boundary.min(t);
+            next.boundary_ms = next.boundary_ms.min(t);
         }
         match b.bounds(now_ms) {
             Some(p) => current.push((b, p)),
             // Out of its window: the Envoy drops it.
-            None if since.is_some() => removed.push(BudgetScope { scope_type: b.scope_type, scope_id: b.scope_id }),
+            None if delta => removed.push(BudgetScope { scope_type: b.scope_type, scope_id: b.scope_id }),
             None => {}
         }
     }
-    let mut periods = match since {
-        None => {
-            reclaim(tx, node, alive_since, &current)?;
-            every_period(tx, node, &current)?
-        }
-        Some(_) => these_periods(tx, node, &current)?,
-    };
+    if first_page {
+        // One page of many does not know the earliest current period: all periods.
+        let earliest = if more { Some(0) } else { current.iter().map(|(_, (start, _))| *start).min() };
+        reclaim(tx, node, alive_since, earliest)?;
+    }
+    // Every budget in one answer: one pass over the current periods. A
+    // delta or one page of many: one indexed read per budget.
+    let mut periods = if first_page && !more { every_period(tx, node, &current)? } else { these_periods(tx, node, &current)? };
     let mut out = Vec::with_capacity(current.len());
     for (b, (start, end)) in current {
         let found = periods.remove(&(b.scope_type.as_str().to_string(), b.scope_id.clone(), start)).unwrap_or_default();
@@ -124,9 +186,10 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
         seq,
         nodes_active: u32::try_from(active).unwrap_or(u32::MAX),
         budgets: out,
-        full: since.is_none(),
+        full: first_page,
+        more,
         removed,
-        cursor: Cursor { ingest: seq, budgets: budget_seq, active, boundary_ms: boundary }.encode(),
+        cursor: next.encode(),
     })
 }
 
@@ -138,22 +201,28 @@ fn short_of_fair(doc: &BudgetDoc, active: u64) -> bool {
     below(fair(doc.hard_limit_micros(), doc.used_micros), doc.share_micros) || below(fair(doc.hard_limit_tokens(), doc.used_tokens), doc.share_tokens)
 }
 
-/// The budgets changed since `c` (limits, use, or this node's grant short
-/// of its fair part), and the scopes deleted since.
-fn changed(tx: &mut dyn Tx, node: &str, c: Cursor) -> Result<(Vec<Budget>, Vec<BudgetScope>)> {
+/// Up to `limit` budgets after `after` (scope order) changed since the
+/// ingest and budget sequences `from`: their limits, their use, or this
+/// node's grant short of its fair part; and the scopes deleted since.
+fn changed(tx: &mut dyn Tx, node: &str, from: (u64, u64), after: Option<(ScopeType, &str)>, limit: usize) -> Result<(Vec<Budget>, Vec<BudgetScope>)> {
     let scopes: BTreeSet<(ScopeType, String)> = tx
         .query(
             "SELECT scope_type, scope_id FROM budgets WHERE changed_seq > ?1
              UNION SELECT scope_type, scope_id FROM budget_usage WHERE changed_seq > ?2
              UNION SELECT scope_type, scope_id FROM budget_grants WHERE node = ?3 AND short = 1",
-            &[int(c.budgets), int(c.ingest), node.into()],
+            &[int(from.1), int(from.0), node.into()],
         )?
         .iter()
         .map(|r| Ok((rows::scope(&r.text(0)?)?, r.text(1)?)))
         .collect::<Result<_>>()?;
-    let found = budgets::of_scopes(tx, scopes.iter().map(|(t, id)| (*t, id.as_str())))?;
+    // Scope order as the database sorts text may differ from Rust's, so the
+    // page is cut from the budgets found, sorted here, by one rule.
+    let mut found = budgets::of_scopes(tx, scopes.iter().map(|(t, id)| (*t, id.as_str())))?;
+    found.retain(|b| after.is_none_or(|(t, id)| (b.scope_type, b.scope_id.as_str()) > (t, id)));
+    found.sort_by(|a, b| (a.scope_type, &a.scope_id).cmp(&(b.scope_type, &b.scope_id)));
+    found.truncate(limit);
     let removed = tx
-        .query("SELECT scope_type, scope_id FROM budget_removed WHERE seq > ?1", &[int(c.budgets)])?
+        .query("SELECT scope_type, scope_id FROM budget_removed WHERE seq > ?1", &[int(from.1)])?
         .iter()
         .map(|r| Ok(BudgetScope { scope_type: rows::scope(&r.text(0)?)?, scope_id: r.text(1)? }))
         .collect::<Result<_>>()?;
@@ -161,12 +230,12 @@ fn changed(tx: &mut dyn Tx, node: &str, c: Cursor) -> Result<(Vec<Budget>, Vec<B
 }
 
 /// Reclaims what silent nodes hold but did not spend: one statement for
-/// the current periods of every budget (a grant already down to its use
-/// is left alone; earlier periods are over). Only on a full state: a node
+/// the periods from `earliest` (a grant already down to its use is left
+/// alone; earlier periods are over). Only on a full state: a node
 /// falling silent changes the active count, which makes every Envoy's
 /// next poll a full one.
-fn reclaim(tx: &mut dyn Tx, node: &str, alive_since: u64, current: &[(Budget, (u64, u64))]) -> Result<()> {
-    let Some(earliest) = current.iter().map(|(_, (start, _))| *start).min() else { return Ok(()) };
+fn reclaim(tx: &mut dyn Tx, node: &str, alive_since: u64, earliest: Option<u64>) -> Result<()> {
+    let Some(earliest) = earliest else { return Ok(()) };
     let spent = "(SELECT COALESCE(MAX(u.used_micros), 0), COALESCE(MAX(u.used_tokens), 0) FROM budget_usage_node u
         WHERE u.scope_type = budget_grants.scope_type AND u.scope_id = budget_grants.scope_id
           AND u.period_start_ms = budget_grants.period_start_ms AND u.node = budget_grants.node)";
@@ -287,9 +356,21 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_refuse_anything_else() {
-        let c = Cursor { ingest: 7, budgets: 3, active: 2, boundary_ms: u64::MAX };
-        assert_eq!(Cursor::decode(&c.encode()), Some(c));
-        for bad in ["", "b1", "b1.", "b1.7.3.2", "b1.7.3.2.9.1", "b2.7.3.2.9", "b1.7.3.+2.9", "b1.7.3.-2.9", "b1.7.3.2.99999999999999999999", "b1.7. 3.2.9", "B1.7.3.2.9"] {
+        let c = Cursor { ingest: 7, budgets: 3, active: 2, boundary_ms: u64::MAX, from: None, after: None };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c.clone()));
+        let odd = "a.b é\u{0}%&=\"'\n";
+        let p = Cursor { after: Some((ScopeType::Key, odd.to_string())), ..c.clone() };
+        let d = Cursor { from: Some((5, 1)), ..p.clone() };
+        for c in [p, d] {
+            let text = c.encode();
+            assert!(text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'), "{text}");
+            assert_eq!(Cursor::decode(&text), Some(c));
+        }
+        for bad in [
+            "", "b1", "b1.", "b1.7.3.2", "b1.7.3.2.9.1", "b2.7.3.2.9", "b1.7.3.+2.9", "b1.7.3.-2.9", "b1.7.3.2.99999999999999999999", "b1.7. 3.2.9",
+            "B1.7.3.2.9", "p1.7.3.2.9", "p1.7.3.2.9.key", "p1.7.3.2.9.key.6", "p1.7.3.2.9.key.6g", "p1.7.3.2.9.nope.61", "p1.7.3.2.9.key.ff",
+            "p1.7.3.2.9.key.61.1", "é1.7", "b", "d1.7.3.2.9.key.61", "d1.7.3.2.9.5.key.61", "d1.7.3.2.9.5.1", "b1.7.3.2.9.5.1",
+        ] {
             assert_eq!(Cursor::decode(bad), None, "{bad:?}");
         }
     }

@@ -16,6 +16,7 @@ mod evals;
 mod prompts;
 mod budgets;
 mod grants;
+pub use grants::STATE_PAGE_MAX;
 mod ingest;
 mod keys;
 mod reports;
@@ -79,8 +80,8 @@ impl<D: Db> Store for Ledger<D> {
     fn delete_budget(&self, scope_type: ScopeType, scope_id: &str) -> Result<()> {
         self.db.run(TxKind::Budget, |tx| budgets::delete(tx, scope_type, scope_id))
     }
-    fn grant(&self, node: &str, now_ms: u64, node_ttl_ms: u64, cursor: Option<&str>) -> Result<GrantSnapshot> {
-        self.db.run(TxKind::Grant, |tx| grants::grant(tx, node, now_ms, node_ttl_ms, cursor))
+    fn grant(&self, node: &str, now_ms: u64, node_ttl_ms: u64, cursor: Option<&str>, page: usize) -> Result<GrantSnapshot> {
+        self.db.run(TxKind::Grant, |tx| grants::grant(tx, node, now_ms, node_ttl_ms, cursor, page))
     }
     fn prune_grants(&self, now_ms: u64, forget_after_ms: u64) -> Result<Pruned> {
         self.db.run(TxKind::Grant, |tx| grants::prune(tx, now_ms, forget_after_ms))

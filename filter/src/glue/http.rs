@@ -7,7 +7,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::host::{self, REQUEST_BODY, REQUEST_HEADERS, RESPONSE_BODY, RESPONSE_HEADERS};
-use super::{awaiting_body, body_arrived, current_state, enqueue_record, next_request_id, now_ms, record_metrics, report_vm_memory, shared_key, HostCounters};
+use super::{awaiting_body, body_arrived, budgets_for, current_state, enqueue_record, next_request_id, now_ms, record_metrics, report_vm_memory, shared_key, HostCounters};
 use crate::admission::{self, Decision, Reservation};
 use crate::record::BudgetDecision;
 use tollgate_protocol::scope::Scope;
@@ -20,7 +20,7 @@ use crate::record::{account, Observed, Outcome, Termination, UsageRecord, UsageS
 use crate::request::{classify_path, Api, ChatRequest, Endpoint};
 use crate::route::{self, Target};
 use crate::response::JsonCollector;
-use crate::state::{Meta, StateView};
+use crate::state::Meta;
 use crate::usage::{ResponseInfo, StreamTracker, Usage};
 
 const HDR_PROJECT: &str = "x-tollgate-project";
@@ -177,7 +177,7 @@ pub(super) struct TollgateHttp {
     /// The scope whose budget refused this request.
     denied_scope: Option<Scope>,
     /// The control service's state as this request saw it (read once).
-    state: Option<(Option<Rc<StateView>>, Option<Meta>)>,
+    state: Option<Option<Meta>>,
     /// Shared by the requests of one plugin configuration: Envoy held the
     /// headers of an earlier request until its body was read.
     pause_verified: Rc<std::cell::Cell<bool>>,
@@ -337,7 +337,7 @@ impl TollgateHttp {
             // Until this Envoy holds every key the control service has (just
             // started, or the service is unreachable since), an unknown key
             // may be a valid one not loaded yet: retryable, not "invalid".
-            if !self.state().1.is_some_and(|m| m.keys_synced) {
+            if !self.state().is_some_and(|m| m.keys_synced) {
                 return Err(GatewayError::keys_loading());
             }
         }
@@ -740,11 +740,8 @@ impl TollgateHttp {
     }
 
     /// The state for this request: read from shared data once, then reused.
-    fn state(&mut self) -> (Option<Rc<StateView>>, Option<Meta>) {
-        if self.state.is_none() {
-            self.state = Some(current_state());
-        }
-        self.state.clone().unwrap_or((None, None))
+    fn state(&mut self) -> Option<Meta> {
+        *self.state.get_or_insert_with(current_state)
     }
 
     /// Accounts for the response and emits the usage record (once).

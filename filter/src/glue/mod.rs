@@ -27,7 +27,7 @@ use proxy_wasm::types::{ContextType, LogLevel};
 use crate::config::{Config, KeyInfo};
 use crate::ids::IdMaker;
 use crate::record::UsageRecord;
-use crate::state::{decode_meta, KeyCache, Meta, StateDoc, StateView, STATE_KEY, STATE_META_KEY, USAGE_QUEUE};
+use crate::state::{decode_meta, BudgetCache, BudgetDoc, KeyCache, Meta, STATE_META_KEY, USAGE_QUEUE};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -211,7 +211,7 @@ thread_local! {
     /// body: context id -> since (ms). Watched by the root context's tick.
     static AWAITING_BODY: RefCell<std::collections::HashMap<u32, u64>> = RefCell::new(std::collections::HashMap::new());
     static ID_MAKER: RefCell<Option<IdMaker>> = const { RefCell::new(None) };
-    static STATE_CACHE: RefCell<StateCache> = const { RefCell::new(StateCache { generation: 0, view: None }) };
+    static BUDGET_CACHE: RefCell<BudgetCache> = RefCell::new(BudgetCache::default());
     static USAGE_QUEUE_ID: RefCell<Option<u32>> = const { RefCell::new(None) };
     static OUTBOX: RefCell<crate::outbox::Outbox> = RefCell::new(crate::outbox::Outbox::default());
     static KEY_CACHE: RefCell<KeyCache> = RefCell::new(KeyCache::default());
@@ -299,28 +299,18 @@ impl crate::admission::SharedCounters for HostCounters {
     }
 }
 
-/// Per-worker cache of the parsed state, reloaded when its generation changes.
-struct StateCache {
-    generation: u64,
-    view: Option<Rc<StateView>>,
+/// The state's meta (`None`: no poll ever succeeded).
+fn current_state() -> Option<Meta> {
+    host::shared(STATE_META_KEY).0.and_then(|b| decode_meta(&b))
 }
 
-/// The current state view (if any was ever received) and the time of the
-/// last successful poll (None = never).
-fn current_state() -> (Option<Rc<StateView>>, Option<Meta>) {
-    let Some(meta) = host::shared(STATE_META_KEY).0.and_then(|b| decode_meta(&b)) else {
-        return (None, None);
-    };
-    STATE_CACHE.with(|cell| {
-        let mut cache = cell.borrow_mut();
-        if cache.generation != meta.generation || cache.view.is_none() {
-            if let Some(doc) = host::shared(STATE_KEY).0.and_then(|b| serde_json::from_slice::<StateDoc>(&b).ok()) {
-                cache.view = Some(Rc::new(StateView::from_doc(doc)));
-                cache.generation = meta.generation;
-            }
-        }
-        (cache.view.clone(), Some(meta))
-    })
+/// The budgets a request of (key, team, project) is subject to, from their
+/// shared-data entries (read again only when the state moved).
+fn budgets_for(meta: Meta, key_id: &str, team: &str, project: &str) -> Vec<Rc<BudgetDoc>> {
+    if meta.generation == 0 {
+        return Vec::new();
+    }
+    BUDGET_CACHE.with(|c| c.borrow_mut().budgets_for(meta, key_id, team, project, |name| host::shared(name).0))
 }
 
 /// The key with this hash from its shared-data entry (written by the

@@ -12,7 +12,8 @@ use crate::budget::{self, Counter};
 use crate::config::Config;
 use crate::keysync::{entry_write, Fetched, KeySync};
 use crate::shipper::{Answer, Shipper};
-use crate::state::{encode_meta, Meta, StateDoc, STATE_KEY, STATE_META_KEY};
+use crate::budgetsync::BudgetSync;
+use crate::state::{encode_meta, Meta, StateDoc, STATE_META_KEY};
 
 pub(super) struct Service {
     node: String,
@@ -26,6 +27,7 @@ pub(super) struct Service {
     generation: u64,
     poll_failures: u32,
     keys: KeySync,
+    budgets: BudgetSync,
     last_ok_ms: u64,
     /// The guardrail policy, the prompt registry and the auto router ([`super::synced`]).
     synced: [super::synced::Synced; 3],
@@ -49,6 +51,7 @@ impl Service {
             generation: 0,
             poll_failures: 0,
             keys: KeySync::new(KEY_PAGE),
+            budgets: BudgetSync::default(),
             last_ok_ms: 0,
             synced: [super::synced::Synced::guardrails(), super::synced::Synced::prompts(), super::synced::Synced::routing()],
         }
@@ -119,7 +122,7 @@ impl Service {
     }
 
     fn publish_meta(&self) {
-        let meta = Meta { generation: self.generation, ok_ms: self.last_ok_ms, keys_synced: self.keys.loaded() };
+        let meta = Meta { generation: self.generation, ok_ms: self.last_ok_ms, keys_synced: self.keys.loaded(), epoch: self.budgets.epoch() };
         super::host::set_shared(STATE_META_KEY, encode_meta(meta).as_bytes(), None);
     }
 
@@ -145,7 +148,11 @@ impl Service {
 
     fn poll(&mut self, ctx: &dyn Context, cfg: &Config, now: u64) {
         let Some(ctl) = &cfg.control else { return };
-        let path = format!("/v1/state?node={}", url_encode(&self.node));
+        let mut path = format!("/v1/state?node={}", url_encode(&self.node));
+        if let Some(c) = self.budgets.cursor() {
+            path.push_str("&cursor=");
+            path.push_str(&url_encode(c));
+        }
         let auth = format!("Bearer {}", ctl.token.expose());
         let mut headers = vec![
             (":method", "GET"),
@@ -206,6 +213,10 @@ impl Service {
             self.state_token = None;
             let etag = header(b"etag").map(|e| crate::text::loggable(&e, 256)).unwrap_or_default();
             self.on_state(status, body_size, etag, now);
+            // The next page of a state in pages is asked at once.
+            if self.budgets.more() {
+                self.poll(ctx, cfg, now);
+            }
             // A newer policy or registry is fetched at once, not on the next tick.
             if let Some(ctl) = &cfg.control {
                 for doc in &mut self.synced {
@@ -231,9 +242,21 @@ impl Service {
                         super::host::set_shared(&key, Counter::default().encode().as_bytes(), None);
                     }
                 }
-                if super::host::set_shared(STATE_KEY, &body, None) != super::host::SetShared::Ok {
-                    log::warn!("cannot store the budget state in shared data");
+                // Epochs from the clock: above those of an earlier VM of this Envoy.
+                let Some(applied) = self.budgets.apply(&doc, now.saturating_mul(1024)) else {
+                    log::warn!("control service sent a budget delta without a full state before it; asking for the whole state");
+                    self.etag.clear();
+                    self.poll_failed(now);
                     return;
+                };
+                for (name, value) in applied.writes {
+                    if super::host::set_shared(&name, &value, None) != super::host::SetShared::Ok {
+                        log::warn!("cannot store a budget in shared data; asking for the whole state");
+                        self.budgets.reset();
+                        self.etag.clear();
+                        self.poll_failed(now);
+                        return;
+                    }
                 }
                 self.etag = etag;
                 self.generation += 1;
@@ -241,7 +264,9 @@ impl Service {
                 self.synced[0].want(doc.guardrails_seq);
                 self.synced[1].want(doc.prompts_seq);
                 self.synced[2].want(doc.routing_seq);
-                self.reflect(doc.seq);
+                if let Some(seq) = applied.settled_seq {
+                    self.reflect(seq);
+                }
                 self.poll_ok(now);
             }
             304 => self.poll_ok(now),

@@ -155,13 +155,14 @@ impl TollgateHttp {
     /// The budgets' answer for `worst`, without replying.
     pub(super) fn admission(&mut self, cfg: &Config, key: &crate::config::KeyInfo, worst: crate::budget::Amount) -> Decision {
         let Some(ctl) = &cfg.control else { return Decision::Unchecked { decision: crate::record::BudgetDecision::Off } };
-        let (view, meta) = self.state();
+        let meta = self.state();
         let now = super::now_ms(self);
-        let budgets = view.as_ref().map(|v| v.budgets_for(&key.id, &key.team, &self.project)).unwrap_or_default();
+        let held = meta.map(|m| super::budgets_for(m, &key.id, &key.team, &self.project)).unwrap_or_default();
+        let budgets: Vec<&crate::state::BudgetDoc> = held.iter().map(|b| b.as_ref()).collect();
         let situation = admission::Situation {
             budgets: &budgets,
             stale: meta.map(|m| m.ok_ms).is_none_or(|ok| now.saturating_sub(ok) > ctl.stale_after_ms),
-            have_state: view.is_some(),
+            have_state: meta.is_some_and(|m| m.generation > 0),
             failure_mode: ctl.failure_mode,
             now_ms: now,
             generation: meta.map_or(0, |m| m.generation),
