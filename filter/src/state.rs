@@ -41,18 +41,31 @@ pub fn decode_budget_entry(entry: &[u8], scope_type: ScopeType, scope_id: &str, 
 /// changed. Bounded: cleared when full.
 #[derive(Debug, Default)]
 pub struct BudgetCache {
-    entries: HashMap<(ScopeType, String), CachedBudget>,
+    /// Per scope type (indexed as `ScopeType::ALL`): scope id -> entry.
+    entries: [HashMap<String, CachedBudget>; ScopeType::ALL.len()],
 }
 
 #[derive(Debug)]
 struct CachedBudget {
     generation: u64,
     epoch: u64,
-    bytes: Vec<u8>,
+    /// [`digest`] of the entry it was parsed from.
+    digest: u64,
     doc: Option<Rc<BudgetDoc>>,
 }
 
-/// Scopes a worker keeps read (an entry is about 300 bytes).
+/// What the caches keep of an entry's bytes to tell whether it changed: a
+/// 64-bit SipHash (the entry itself would double a cache's memory). Two
+/// different entries of one name colliding would keep the older parse
+/// until the entry changes again: odds of 2^-64 per change.
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+/// Scopes a worker keeps read (a parsed budget and its name: about 250 bytes).
 pub const BUDGET_CACHE_MAX: usize = 16_384;
 
 impl BudgetCache {
@@ -66,33 +79,36 @@ impl BudgetCache {
     }
 
     fn budget(&mut self, meta: Meta, st: ScopeType, id: &str, read: &mut impl FnMut(&str) -> Option<Vec<u8>>) -> Option<Rc<BudgetDoc>> {
-        if let Some(c) = self.entries.get(&(st, id.to_string())) {
+        let total: usize = self.entries.iter().map(HashMap::len).sum();
+        let map = self.entries.get_mut(st as usize)?;
+        if let Some(c) = map.get(id) {
             if c.generation == meta.generation && c.epoch == meta.epoch {
                 return c.doc.clone();
             }
         }
         let bytes = read(&budget_entry(st, id)).unwrap_or_default();
-        let key = (st, id.to_string());
-        if let Some(c) = self.entries.get_mut(&key) {
-            if c.bytes == bytes && c.epoch == meta.epoch {
+        let d = digest(&bytes);
+        if let Some(c) = map.get_mut(id) {
+            if c.digest == d && c.epoch == meta.epoch {
                 c.generation = meta.generation;
                 return c.doc.clone();
             }
         }
         let doc = decode_budget_entry(&bytes, st, id, meta.epoch).map(Rc::new);
-        if self.entries.len() >= BUDGET_CACHE_MAX {
-            self.entries.clear();
+        if total >= BUDGET_CACHE_MAX {
+            self.entries.iter_mut().for_each(HashMap::clear);
         }
-        self.entries.insert(key, CachedBudget { generation: meta.generation, epoch: meta.epoch, bytes, doc: doc.clone() });
+        let cached = CachedBudget { generation: meta.generation, epoch: meta.epoch, digest: d, doc: doc.clone() };
+        self.entries.get_mut(st as usize)?.insert(id.to_string(), cached);
         doc
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.iter().map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 }
 
@@ -136,10 +152,10 @@ pub fn key_entry(key_hash: &str) -> String {
 /// `KeyInfo` without parsing again. Bounded: cleared when full.
 #[derive(Debug, Default)]
 pub struct KeyCache {
-    entries: HashMap<String, (Vec<u8>, Rc<KeyInfo>)>,
+    entries: HashMap<String, (u64, Rc<KeyInfo>)>,
 }
 
-/// Entries a worker keeps parsed (each about 600 bytes: at most ~10 MiB).
+/// Entries a worker keeps parsed (a parsed key and its hash: a few hundred bytes).
 pub const KEY_CACHE_MAX: usize = 16_384;
 
 impl KeyCache {
@@ -150,8 +166,9 @@ impl KeyCache {
             self.entries.remove(hash);
             return None;
         }
-        if let Some((bytes, info)) = self.entries.get(hash) {
-            if bytes.as_slice() == entry {
+        let d = digest(entry);
+        if let Some((seen, info)) = self.entries.get(hash) {
+            if *seen == d {
                 return Some(info.clone());
             }
         }
@@ -163,7 +180,7 @@ impl KeyCache {
         if self.entries.len() >= KEY_CACHE_MAX {
             self.entries.clear();
         }
-        self.entries.insert(hash.to_string(), (entry.to_vec(), info.clone()));
+        self.entries.insert(hash.to_string(), (d, info.clone()));
         Some(info)
     }
 
@@ -224,6 +241,11 @@ mod tests {
         // A newer full state (epoch 6): the epoch-5 entry is a left-over.
         m = Meta { generation: 3, epoch: 6, ..m };
         assert!(c.budgets_for(m, "k1", "t", "p", &mut read).is_empty());
+        // Bounded, whatever the number of scopes asked for.
+        for i in 0..(BUDGET_CACHE_MAX + 10) {
+            c.budgets_for(m, &format!("k{i}"), "t", "p", |_| None);
+        }
+        assert!(c.len() <= BUDGET_CACHE_MAX && !c.is_empty());
     }
 
     #[test]
