@@ -53,7 +53,8 @@ bench: build
 	@$(PY) tests/bench/bench.py
 
 # Keys at scale (SCALE_KEYS, default 1,000,000): bulk import, key sync,
-# per-VM memory, req/s against 3 keys, key changes, state polls.
+# per-VM memory, req/s against 3 keys, key changes, state polls; per-key
+# budgets (SCALE_BUDGETS, default 100,000): deltas, pages, polls, req/s.
 bench-scale: build
 	@tests/tools/setup.sh bench
 	@$(PY) tests/bench/scale.py

@@ -14,7 +14,12 @@ Prints, each with its target (issue 10):
 - how long a key created, rotated and revoked takes to work / stop working
   on the Envoy (target < 2 s);
 - the control service's state poll when nothing changed, with and without
-  the ETag (target < 10 ms).
+  the ETag (target < 10 ms);
+- per-key budgets on SCALE_BUDGETS of the keys (default 100,000): how long
+  they take to set and to be in force on the Envoy, a budget change taking
+  effect, a new Envoy's full state (in pages), the state poll with the
+  Envoy's cursor when nothing changed (target < 10 ms), the VMs' memory and
+  req/s over budgeted keys against the 3-key Envoy.
 """
 from __future__ import annotations
 
@@ -27,7 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,6 +43,7 @@ import stack as sm  # noqa: E402
 from bench import body, rss_mib, wrk  # noqa: E402
 
 KEYS = int(os.environ.get("SCALE_KEYS", "1000000"))
+BUDGETS = min(int(os.environ.get("SCALE_BUDGETS", "100000")), KEYS - 1)
 SAMPLE = 10_000
 MIB = 1024 * 1024
 
@@ -89,13 +97,21 @@ def median_run(runs: list[dict]) -> dict:
     return sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
 
 
-def poll_ms(control: sm.Control, etag: str | None, n: int = 50) -> tuple[float, float]:
+def state(control: sm.Control, node: str, cursor: str | None = None) -> tuple[dict, str]:
+    q = f"&cursor={urllib.parse.quote(cursor)}" if cursor else ""
+    req = urllib.request.Request(control.url + f"/v1/state?node={node}{q}", headers={"authorization": f"Bearer {sm.FILTER_TOKEN}"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read()), r.headers["etag"]
+
+
+def poll_ms(control: sm.Control, etag: str | None, n: int = 50, cursor: str | None = None) -> tuple[float, float]:
     times = []
+    q = f"&cursor={urllib.parse.quote(cursor)}" if cursor else ""
     for _ in range(n):
         headers = {"authorization": f"Bearer {sm.FILTER_TOKEN}"}
         if etag:
             headers["if-none-match"] = etag
-        req = urllib.request.Request(control.url + "/v1/state?node=scale-probe", headers=headers)
+        req = urllib.request.Request(control.url + f"/v1/state?node=scale-probe{q}", headers=headers)
         t0 = time.perf_counter()
         try:
             urllib.request.urlopen(req, timeout=10).read()
@@ -182,7 +198,47 @@ def main() -> int:
         etag = urllib.request.urlopen(req, timeout=10).headers["etag"]
         p304 = poll_ms(big_ctl, etag)
         p200 = poll_ms(big_ctl, None)
-        errors = sum(r["non2xx"] for r in runs_few + runs_many)
+
+        # Per-key budgets on BUDGETS of the keys, set one PUT at a time (4 at once).
+        def put_budget(i: int) -> None:
+            big_ctl.api("PUT", f"/v1/budgets/key/s{i}", {"limit_micros": 10**12, "period": "monthly"}, expect=200)
+
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(4) as ex:
+            list(ex.map(put_budget, range(BUDGETS)))
+        budgets_s = time.monotonic() - t0
+        # One more, too small for any request, set last: in force once its key is refused.
+        t0 = time.monotonic()
+        big_ctl.api("PUT", f"/v1/budgets/key/s{BUDGETS}", {"limit_micros": 1, "period": "monthly"}, expect=200)
+        budgets_in_force_s = until(lambda: status(big, key_of(BUDGETS)) == 429, 120, step=0.05)
+        big_ctl.api("PUT", f"/v1/budgets/key/s{BUDGETS}", {"limit_micros": 10**12, "period": "monthly"}, expect=200)
+        budget_change_s = until(lambda: status(big, key_of(BUDGETS)) == 200, 10)
+        # A new Envoy's full state, every page, as the filter fetches it.
+        t0 = time.monotonic()
+        doc, _ = state(big_ctl, "scale-new")
+        pages, held = 1, len(doc["budgets"])
+        while doc.get("budgets_more"):
+            doc, _ = state(big_ctl, "scale-new", doc["budgets_cursor"])
+            pages, held = pages + 1, held + len(doc["budgets"])
+        full_s = time.monotonic() - t0
+        # Two more Envoys than before now: every Envoy's next state is full; let them settle.
+        time.sleep(3)
+        doc, etag = state(big_ctl, "scale-probe", doc["budgets_cursor"])
+        while doc.get("budgets_more"):
+            doc, etag = state(big_ctl, "scale-probe", doc["budgets_cursor"])
+        cursor = doc["budgets_cursor"]
+        d200 = poll_ms(big_ctl, None, cursor=cursor)
+        d304 = poll_ms(big_ctl, etag, cursor=cursor)
+        budgeted = random_keys_script(work / "budgeted.lua", payload, [key_of(random.randrange(BUDGETS)) for _ in range(SAMPLE)])
+        subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-s", str(budgeted), big.url + "/v1/chat/completions"], capture_output=True, check=True)
+        runs_base2, runs_budgeted = [], []
+        for _ in range(3):
+            runs_base2.append(wrk(small.url + "/v1/chat/completions", one))
+            runs_budgeted.append(wrk(big.url + "/v1/chat/completions", budgeted))
+        base2, with_budgets = median_run(runs_base2), median_run(runs_budgeted)
+        budget_vm = vm_memory(big)
+        budget_rss = rss_mib(big.proc.pid)
+        errors = sum(r["non2xx"] for r in runs_few + runs_many + runs_base2 + runs_budgeted)
     finally:
         for e in (small, big):
             if e:
@@ -212,6 +268,22 @@ def main() -> int:
           f"(target < 2 s: {'met' if slow < 2 else 'NOT met'})")
     print(f"state poll, nothing changed: 304 p50 {p304[0]:.2f} ms p99 {p304[1]:.2f} ms; 200 p50 {p200[0]:.2f} ms p99 {p200[1]:.2f} ms "
           f"(target < 10 ms: {'met' if max(p304[1], p200[1]) < 10 else 'NOT met'})")
+    print(f"\nper-key budgets on {BUDGETS:,} of the keys:")
+    print(f"set, one PUT each (4 at once):                    {budgets_s:7.1f} s  ({BUDGETS / budgets_s:,.0f} budgets/s)")
+    print(f"in force on the Envoy after the last PUT:         {budgets_in_force_s:7.2f} s (delta in pages of 5,000)")
+    print(f"a budget change takes effect:                     {budget_change_s:7.2f} s (target < 2 s: {'met' if budget_change_s < 2 else 'NOT met'})")
+    print(f"a new Envoy's full state: {held:,} budgets in {pages} pages, {full_s:.1f} s")
+    print(f"state poll with the Envoy's cursor, nothing changed: 200 p50 {d200[0]:.2f} ms p99 {d200[1]:.2f} ms; 304 p50 {d304[0]:.2f} ms "
+          f"p99 {d304[1]:.2f} ms (target < 10 ms: {'met' if max(d200[1], d304[1]) < 10 else 'NOT met'})")
+    worst_b = 0.0
+    for b, m in zip(few_vms, sorted(budget_vm.values())):
+        worst_b = max(worst_b, (m - b) / MIB)
+        print(f"Wasm VM linear memory with the budgets: 3-key Envoy {b / MIB:6.1f} MiB, budgeted Envoy {m / MIB:6.1f} MiB  (+{(m - b) / MIB:.1f})")
+    print(f"worst VM growth: +{worst_b:.1f} MiB (target <= 16 MiB: {'met' if worst_b <= 16 else 'NOT met'}); "
+          f"Envoy RSS {budget_rss:.0f} MiB (+{budget_rss - scaled_rss:.0f} MiB for the budgets' entries)")
+    ratio_b = with_budgets["rps"] / base2["rps"]
+    print(f"req/s: 3 keys {base2['rps']:.0f} (p99 {base2['p99']:.2f} ms), 10,000 random budgeted keys {with_budgets['rps']:.0f} "
+          f"(p99 {with_budgets['p99']:.2f} ms): {ratio_b:.1%}")
     if errors:
         print(f"! {errors} non-2xx responses during the load")
     return 0
