@@ -561,6 +561,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates or replaces the budget of a scope, and recounts its current period.
     fn put_budget(&self, budget: &Budget, now_ms: u64) -> Result<()>;
+    /// Sets many budgets in one transaction, all or none (`POST /v1/budget-imports`).
+    fn put_budgets(&self, budgets: &[Budget], now_ms: u64) -> Result<()>;
     fn list_budgets(&self) -> Result<Vec<Budget>>;
     fn delete_budget(&self, scope_type: ScopeType, scope_id: &str) -> Result<()>;
     /// Hands the Envoy `node` its share of every budget's remaining room and

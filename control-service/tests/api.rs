@@ -72,6 +72,7 @@ async fn roles_validation_state_and_etag() {
         assert_eq!(call("POST", &format!("{base}/v1/keys"), Some(ADMIN), Some(json!({"team": "bad team", "project": "p"})), None).0, 400);
         // budgets: validation
         let put = |body: Value| call("PUT", &format!("{base}/v1/budgets/team/t"), Some(ADMIN), Some(body), None);
+        let put_scope = |t: &str| call("PUT", &format!("{base}/v1/budgets/team/{t}"), Some(ADMIN), Some(json!({"limit_micros": 1000, "period": "daily"})), None);
         assert_eq!(put(json!({"period": "monthly"})).1["error"]["code"], "missing_limit");
         assert_eq!(put(json!({"limit_micros": 5, "period": "yearly"})).1["error"]["code"], "invalid_period");
         assert_eq!(put(json!({"limit_micros": 5, "period": "daily", "timezone": "Mars/Base"})).1["error"]["code"], "invalid_timezone");
@@ -107,6 +108,18 @@ async fn roles_validation_state_and_etag() {
         let (s, _, _) = call("GET", &format!("{url}&cursor={long}"), Some(FILTER), None, None);
         assert!(s == 200 || s == 414 || s == 431, "{s}");
         assert_eq!(call("GET", &format!("{url}&limit=abc"), Some(FILTER), None, None).0, 400);
+        // Pages only for an Envoy that sends a cursor (even empty): one from
+        // before pages sends none and gets every budget at once.
+        for t in ["u", "v"] {
+            assert_eq!(put_scope(t).0, 200);
+        }
+        let (_, all, _) = call("GET", &format!("{url}&limit=1"), Some(FILTER), None, None);
+        assert_eq!((all["budgets"].as_array().map(Vec::len), all.get("budgets_more")), (Some(3), None));
+        let (_, first, _) = call("GET", &format!("{url}&cursor=&limit=1"), Some(FILTER), None, None);
+        assert_eq!((first["budgets"].as_array().map(Vec::len), &first["budgets_more"]), (Some(1), &json!(true)));
+        for t in ["u", "v"] {
+            assert_eq!(call("DELETE", &format!("{base}/v1/budgets/team/{t}"), Some(ADMIN), None, None).0, 204);
+        }
         // a second Envoy halves the share
         call("GET", &format!("{base}/v1/state?node=envoy-b"), Some(FILTER), None, None);
         let (_, st, tag2) = call("GET", &url, Some(FILTER), None, tag.as_deref());

@@ -1,6 +1,7 @@
 """Virtual keys at scale: each Envoy keeps one shared-data entry per key,
 filled from the control service's key changes (GET /v1/key-changes), and
-`tollgate keys import` creates keys in bulk from CSV or JSON Lines."""
+`tollgate keys import` creates keys in bulk from CSV or JSON Lines (and
+`tollgate budgets import` budgets)."""
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +15,7 @@ import requests
 
 import stack as sm
 from conftest import Client, error_of
-from test_budgets import key_works, new_key, wait_until
+from test_budgets import key_works, new_key, status_of, wait_until
 from test_cli import tg
 
 
@@ -133,3 +134,46 @@ def test_an_unknown_key_before_the_keys_are_loaded_is_retryable_not_invalid(tmp_
         assert cli.chat("cheap", key=demo_key).status_code == 200, "keys in the configuration always work"
     finally:
         s.stop()
+
+
+def test_budgets_import_sets_per_key_budgets_in_bulk_and_every_envoy_enforces_them(ks, tmp_path):
+    keys = {f"bi-{i}": f"sk-budget-import-key-{i:04d}" for i in range(3)}
+    kf = tmp_path / "bk.jsonl"
+    kf.write_text("".join(json.dumps({"id": i, "team": "bimport", "project": "p", "key": k}) + "\n" for i, k in keys.items()))
+    tg(ks, "keys", "import", str(kf))
+    csv = tmp_path / "budgets.csv"
+    csv.write_text("scope_type,scope_id,limit_micros,period,soft_pct,hard_pct\n"
+                   "key,bi-0,1,monthly,off,\n"
+                   "key,bi-1,1000000000,daily,,\n"
+                   "team,bimport,1000000000,monthly,50,100\n")
+    p = tg(ks, "budgets", "import", str(csv))
+    assert "3 budgets imported" in p.stderr, p.stderr
+    b0 = ks.control.api("GET", "/v1/budgets/key/bi-0", expect=200)[1]
+    assert (b0["limit_micros"], b0["soft_pct"], b0["hard_pct"]) == (1, None, 100)
+    assert ks.control.api("GET", "/v1/budgets/team/bimport", expect=200)[1]["soft_pct"] == 50
+    for e in ks.envoys:
+        wait_until(lambda e=e: status_of(e.url, keys["bi-0"]) == 429, timeout=5, what="the imported budget on every Envoy")
+        assert status_of(e.url, keys["bi-1"]) == 200
+    # A bad row stops the import at its line; nothing of its batch is set.
+    bad = tmp_path / "bad.csv"
+    bad.write_text("scope_type,scope_id,limit_micros,period\nkey,bi-2,5,monthly\nkey,bi-1,7,yearly\n")
+    p = tg(ks, "budgets", "import", str(bad), ok=False)
+    assert p.returncode != 0 and "line 3" in p.stderr and "period" in p.stderr, p.stderr
+    ks.control.api("GET", "/v1/budgets/key/bi-2", expect=404)
+    assert ks.control.api("GET", "/v1/budgets/key/bi-1", expect=200)[1]["limit_micros"] == 1000000000
+    frac = tmp_path / "frac.csv"
+    frac.write_text("scope_type,scope_id,limit_micros,period\nkey,bi-2,5.5,monthly\n")
+    assert "whole number" in tg(ks, "budgets", "import", str(frac), ok=False).stderr
+    dup = tmp_path / "dup.jsonl"
+    row = {"scope_type": "key", "scope_id": "bi-2", "limit_micros": 5, "period": "monthly"}
+    dup.write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n")
+    assert "appears twice" in tg(ks, "budgets", "import", str(dup), ok=False).stderr
+    unknown = tmp_path / "unknown.jsonl"
+    unknown.write_text(json.dumps({**row, "limit_usd": 5}) + "\n")
+    assert "limit_usd" in tg(ks, "budgets", "import", str(unknown), ok=False).stderr
+    # Imported again from JSON Lines: the budget is replaced, as by PUT.
+    again = tmp_path / "again.jsonl"
+    again.write_text(json.dumps({"scope_type": "key", "scope_id": "bi-0", "limit_micros": 10**9, "period": "monthly"}) + "\n")
+    assert "1 budgets imported" in tg(ks, "budgets", "import", str(again)).stderr
+    for e in ks.envoys:
+        wait_until(lambda e=e: status_of(e.url, keys["bi-0"]) == 200, timeout=5, what="the replaced budget on every Envoy")

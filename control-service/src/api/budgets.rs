@@ -77,9 +77,23 @@ pub(super) async fn put_budget(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     admin(&st, &headers)?;
-    let scope_type = scope_of(&scope_type)?;
-    valid_name("scope_id", &scope_id)?;
     let req: BudgetReq = serde_json::from_slice(&body).map_err(|e| ApiError::bad("invalid_json", e.to_string()))?;
+    let b = budget_of(&scope_type, scope_id, req)?;
+    let store = st.store.clone();
+    let bc = b.clone();
+    blocking(move || store.put_budget(&bc, now_ms())).await?;
+    log_event("info", "budget set", json!({"scope_type": b.scope_type.as_str(), "scope_id": b.scope_id}));
+    st.alerts_wake.notify_one();
+    let store = st.store.clone();
+    let bc = b.clone();
+    let (doc, reserved) = blocking(move || budget_view(store.as_ref(), &bc)).await?;
+    Ok(Json(budget_json(&b, doc.as_ref(), reserved)))
+}
+
+/// A budget from its scope and request body, checked.
+fn budget_of(scope_type: &str, scope_id: String, req: BudgetReq) -> ApiResult<Budget> {
+    let scope_type = scope_of(scope_type)?;
+    valid_name("scope_id", &scope_id)?;
     if req.limit_micros.is_none() && req.limit_tokens.is_none() {
         return Err(ApiError::bad("missing_limit", "set limit_micros and/or limit_tokens"));
     }
@@ -101,7 +115,7 @@ pub(super) async fn put_budget(
             }
         }
     }
-    let b = Budget {
+    Ok(Budget {
         scope_type,
         scope_id,
         limit_micros: req.limit_micros,
@@ -113,16 +127,49 @@ pub(super) async fn put_budget(
         soft_pct: pct_field(&req.soft_pct, "soft_pct", 80)?,
         hard_pct: pct_field(&req.hard_pct, "hard_pct", 100)?,
         updated_ms: now_ms(),
-    };
+    })
+}
+
+/// Budgets per import request.
+pub const MAX_BUDGET_IMPORT: usize = 10_000;
+
+/// `POST /v1/budget-imports`: `{"budgets": [{"scope_type", "scope_id", …the
+/// body of PUT /v1/budgets…}]}`, up to 10,000 set in one transaction, all
+/// or none (a budget already set for a scope is replaced, as by PUT).
+pub(super) async fn import_budgets(State(st): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Response> {
+    admin(&st, &headers)?;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Batch {
+        budgets: Vec<serde_json::Map<String, Value>>,
+    }
+    let batch: Batch = serde_json::from_slice(&body).map_err(|e| ApiError::bad("invalid_json", e.to_string()))?;
+    if batch.budgets.is_empty() || batch.budgets.len() > MAX_BUDGET_IMPORT {
+        return Err(ApiError::bad("invalid_field", format!("'budgets' must hold 1 to {MAX_BUDGET_IMPORT} budgets")));
+    }
+    let mut out = Vec::with_capacity(batch.budgets.len());
+    let mut seen = std::collections::HashSet::new();
+    for (i, mut row) in batch.budgets.into_iter().enumerate() {
+        let at = |e: ApiError| ApiError::bad(e.code, format!("budgets[{i}]: {}", e.message));
+        let mut text = |name: &str| match row.remove(name) {
+            Some(Value::String(v)) => Ok(v),
+            _ => Err(ApiError::bad("invalid_field", format!("budgets[{i}]: '{name}' must be a string"))),
+        };
+        let (scope_type, scope_id) = (text("scope_type")?, text("scope_id")?);
+        // The rest is the body of PUT /v1/budgets (unknown fields refused).
+        let req: BudgetReq = serde_json::from_value(Value::Object(row)).map_err(|e| ApiError::bad("invalid_json", format!("budgets[{i}]: {e}")))?;
+        let b = budget_of(&scope_type, scope_id, req).map_err(at)?;
+        if !seen.insert((b.scope_type, b.scope_id.clone())) {
+            return Err(ApiError::bad("duplicate_scope", format!("budgets[{i}]: {} '{}' appears twice in the batch", b.scope_type.as_str(), b.scope_id)));
+        }
+        out.push(b);
+    }
+    let n = out.len();
     let store = st.store.clone();
-    let bc = b.clone();
-    blocking(move || store.put_budget(&bc, now_ms())).await?;
-    log_event("info", "budget set", json!({"scope_type": b.scope_type.as_str(), "scope_id": b.scope_id}));
+    blocking(move || store.put_budgets(&out, now_ms())).await?;
+    log_event("info", "budgets imported", json!({"count": n}));
     st.alerts_wake.notify_one();
-    let store = st.store.clone();
-    let bc = b.clone();
-    let (doc, reserved) = blocking(move || budget_view(store.as_ref(), &bc)).await?;
-    Ok(Json(budget_json(&b, doc.as_ref(), reserved)))
+    Ok((StatusCode::CREATED, Json(json!({"set": n}))).into_response())
 }
 
 /// A budget's state now and what Envoys hold of it.

@@ -96,8 +96,13 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
     role(&st, &headers)?;
     let now = now_ms();
     let node = q.node.filter(|n| !n.is_empty() && n.len() <= 256);
-    let cursor = q.cursor;
-    let page = q.limit.unwrap_or(st.settings.state_page);
+    // An Envoy that sends a cursor (even empty) reads pages; one from before
+    // deltas sends none and gets every budget in one answer, as it expects.
+    let page = match &q.cursor {
+        Some(_) => q.limit.unwrap_or(st.settings.state_page).clamp(1, crate::ledger::STATE_PAGE_MAX),
+        None => usize::MAX,
+    };
+    let cursor = q.cursor.filter(|c| !c.is_empty());
     let ttl = st.settings.node_ttl_ms;
     let store = st.store.clone();
     let doc = blocking(move || {

@@ -198,6 +198,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/dashboard", get(dashboard))
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/key-imports", post(import_keys).layer(axum::extract::DefaultBodyLimit::max(16 << 20)))
+        .route("/v1/budget-imports", post(import_budgets).layer(axum::extract::DefaultBodyLimit::max(16 << 20)))
         .route("/v1/key-changes", get(key_changes))
         .route("/v1/keys/{id}", get(get_key))
         .route("/v1/keys/{id}/revoke", post(revoke_key))

@@ -202,6 +202,21 @@ pub enum BudgetsCmd {
     },
     /// Delete a budget
     Delete { scope_type: String, id: String },
+    /// Set budgets in bulk from CSV or JSON Lines (scope_type, scope_id and
+    /// the fields of PUT /v1/budgets; a budget already set is replaced)
+    Import {
+        /// The file (`-` for stdin)
+        file: String,
+        /// csv or jsonl (default: from the file name, else jsonl)
+        #[arg(long, value_enum)]
+        format: Option<super::import::Format>,
+        /// Budgets per request (each request is all or none)
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+        /// Skip this many rows (to resume after a stopped import)
+        #[arg(long, default_value_t = 0)]
+        skip: usize,
+    },
 }
 
 #[derive(Args, Debug)]

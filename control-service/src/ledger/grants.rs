@@ -3,7 +3,7 @@
 //! the cursor of its last state gets only the budgets that changed since:
 //! a poll's cost follows what changed, not how many budgets exist.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use tollgate_protocol::state::{BudgetDoc, BudgetScope, ScopeType};
 
@@ -101,11 +101,12 @@ fn next_change(b: &Budget, now_ms: u64) -> Option<u64> {
 
 /// Hands the Envoy `node` its share of each budget's remaining room (see
 /// `store::grant_doc`) and returns the budgets' state for it: every budget
-/// when `cursor` is absent or no longer holds (in pages of `page` budgets,
-/// each naming the cursor of the next), otherwise those changed since it.
+/// when `cursor` is absent or no longer holds, otherwise those changed
+/// since it; in pages of `page` budgets, each naming the cursor of the
+/// next (`usize::MAX`: one answer, for Envoys from before pages).
 /// The backend serialises grant transactions (`TxKind::Grant`).
 pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor: Option<&str>, page: usize) -> Result<GrantSnapshot> {
-    let page = page.clamp(1, STATE_PAGE_MAX);
+    let page = page.max(1);
     // Sequences first: what is read after them includes at least those changes.
     let seq = super::ingest::seq(tx)?;
     let budget_seq = budget_seq(tx)?;
@@ -127,17 +128,25 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
         Some(c) => c.clone(),
     };
     let after = since.as_ref().and_then(|c| c.after.as_ref()).map(|(t, id)| (*t, id.as_str()));
-    let (mut candidates, mut removed) = match next.from {
-        None => (budgets::page(tx, after, page + 1)?, Vec::new()),
-        Some(from) => changed(tx, node, from, after, page + 1)?,
+    let (candidates, last, mut removed) = match next.from {
+        None => {
+            let mut found = budgets::page(tx, after, page.saturating_add(1))?;
+            let last = if found.len() > page {
+                found.truncate(page);
+                found.last().map(|b| (b.scope_type, b.scope_id.clone()))
+            } else {
+                None
+            };
+            (found, last, Vec::new())
+        }
+        Some(from) => changed(tx, node, from, after, page)?,
     };
     if after.is_some() {
         removed.clear(); // sent with the first page
     }
     let delta = next.from.is_some();
-    let more = candidates.len() > page;
-    candidates.truncate(page);
-    next.after = if more { candidates.last().map(|b| (b.scope_type, b.scope_id.clone())) } else { None };
+    let more = last.is_some();
+    next.after = last;
     if !more {
         next.from = None;
     }
@@ -201,32 +210,47 @@ fn short_of_fair(doc: &BudgetDoc, active: u64) -> bool {
     below(fair(doc.hard_limit_micros(), doc.used_micros), doc.share_micros) || below(fair(doc.hard_limit_tokens(), doc.used_tokens), doc.share_tokens)
 }
 
-/// Up to `limit` budgets after `after` (scope order) changed since the
-/// ingest and budget sequences `from`: their limits, their use, or this
-/// node's grant short of its fair part; and the scopes deleted since.
-fn changed(tx: &mut dyn Tx, node: &str, from: (u64, u64), after: Option<(ScopeType, &str)>, limit: usize) -> Result<(Vec<Budget>, Vec<BudgetScope>)> {
-    let scopes: BTreeSet<(ScopeType, String)> = tx
-        .query(
-            "SELECT scope_type, scope_id FROM budgets WHERE changed_seq > ?1
-             UNION SELECT scope_type, scope_id FROM budget_usage WHERE changed_seq > ?2
-             UNION SELECT scope_type, scope_id FROM budget_grants WHERE node = ?3 AND short = 1",
-            &[int(from.1), int(from.0), node.into()],
-        )?
-        .iter()
-        .map(|r| Ok((rows::scope(&r.text(0)?)?, r.text(1)?)))
-        .collect::<Result<_>>()?;
-    // Scope order as the database sorts text may differ from Rust's, so the
-    // page is cut from the budgets found, sorted here, by one rule.
-    let mut found = budgets::of_scopes(tx, scopes.iter().map(|(t, id)| (*t, id.as_str())))?;
-    found.retain(|b| after.is_none_or(|(t, id)| (b.scope_type, b.scope_id.as_str()) > (t, id)));
-    found.sort_by(|a, b| (a.scope_type, &a.scope_id).cmp(&(b.scope_type, &b.scope_id)));
-    found.truncate(limit);
+/// The budgets changed since the ingest and budget sequences `from` (their
+/// limits, their use, or this node's grant short of its fair part), at
+/// most `page` scopes of them after `after` in scope order, the last scope
+/// of the page when more follow, and the scopes deleted since.
+#[allow(clippy::type_complexity)]
+fn changed(
+    tx: &mut dyn Tx,
+    node: &str,
+    from: (u64, u64),
+    after: Option<(ScopeType, &str)>,
+    page: usize,
+) -> Result<(Vec<Budget>, Option<(ScopeType, String)>, Vec<BudgetScope>)> {
+    let union = "SELECT scope_type, scope_id FROM budgets WHERE changed_seq > ?1
+         UNION SELECT scope_type, scope_id FROM budget_usage WHERE changed_seq > ?2
+         UNION SELECT scope_type, scope_id FROM budget_grants WHERE node = ?3 AND short = 1";
+    let mut args: Vec<Arg<'_>> = vec![int(from.1), int(from.0), node.into(), int(page.saturating_add(1) as u64)];
+    let cut = match after {
+        None => "",
+        Some((t, id)) => {
+            args.extend([Arg::Text(t.as_str()), Arg::Text(id)]);
+            "WHERE (scope_type, scope_id) > (?5, ?6)"
+        }
+    };
+    // Cut in the database's own order, as the pages of a full state are.
+    let sql = format!("SELECT scope_type, scope_id FROM ({union}) AS changed {cut} ORDER BY scope_type, scope_id LIMIT ?4");
+    let mut scopes: Vec<(ScopeType, String)> =
+        tx.query(&sql, &args)?.iter().map(|r| Ok((rows::scope(&r.text(0)?)?, r.text(1)?))).collect::<Result<_>>()?;
+    let last = if scopes.len() > page {
+        scopes.truncate(page);
+        scopes.last().cloned()
+    } else {
+        None
+    };
+    // A scope whose budget is gone (its use changed just before) is no budget.
+    let found = budgets::of_scopes(tx, scopes.iter().map(|(t, id)| (*t, id.as_str())))?;
     let removed = tx
         .query("SELECT scope_type, scope_id FROM budget_removed WHERE seq > ?1", &[int(from.1)])?
         .iter()
         .map(|r| Ok(BudgetScope { scope_type: rows::scope(&r.text(0)?)?, scope_id: r.text(1)? }))
         .collect::<Result<_>>()?;
-    Ok((found, removed))
+    Ok((found, last, removed))
 }
 
 /// Reclaims what silent nodes hold but did not spend: one statement for

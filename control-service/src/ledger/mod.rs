@@ -74,6 +74,9 @@ impl<D: Db> Store for Ledger<D> {
     fn put_budget(&self, budget: &Budget, now_ms: u64) -> Result<()> {
         self.db.run(TxKind::Budget, |tx| budgets::put(tx, budget, now_ms))
     }
+    fn put_budgets(&self, batch: &[Budget], now_ms: u64) -> Result<()> {
+        self.db.run(TxKind::Budget, |tx| batch.iter().try_for_each(|b| budgets::put(tx, b, now_ms)))
+    }
     fn list_budgets(&self) -> Result<Vec<Budget>> {
         self.db.run(TxKind::Read, budgets::list)
     }

@@ -148,11 +148,8 @@ impl Service {
 
     fn poll(&mut self, ctx: &dyn Context, cfg: &Config, now: u64) {
         let Some(ctl) = &cfg.control else { return };
-        let mut path = format!("/v1/state?node={}", url_encode(&self.node));
-        if let Some(c) = self.budgets.cursor() {
-            path.push_str("&cursor=");
-            path.push_str(&url_encode(c));
-        }
+        // Always a cursor, empty at first: it tells the service this Envoy reads pages.
+        let path = format!("/v1/state?node={}&cursor={}", url_encode(&self.node), url_encode(self.budgets.cursor().unwrap_or("")));
         let auth = format!("Bearer {}", ctl.token.expose());
         let mut headers = vec![
             (":method", "GET"),
