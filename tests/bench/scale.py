@@ -97,11 +97,34 @@ def median_run(runs: list[dict]) -> dict:
     return sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
 
 
-def state(control: sm.Control, node: str, cursor: str | None = None) -> tuple[dict, str]:
-    q = f"&cursor={urllib.parse.quote(cursor)}" if cursor else ""
-    req = urllib.request.Request(control.url + f"/v1/state?node={node}{q}", headers={"authorization": f"Bearer {sm.FILTER_TOKEN}"})
+def state(control: sm.Control, node: str, cursor: str = "") -> tuple[dict, str]:
+    """One answer, as the filter asks (always a cursor, empty at first: pages)."""
+    req = urllib.request.Request(control.url + f"/v1/state?node={node}&cursor={urllib.parse.quote(cursor)}",
+                                 headers={"authorization": f"Bearer {sm.FILTER_TOKEN}"})
     with urllib.request.urlopen(req, timeout=60) as r:
         return json.loads(r.read()), r.headers["etag"]
+
+
+def state_polls(control: sm.Control) -> int:
+    text = urllib.request.urlopen(control.url + "/metrics", timeout=5).read().decode()
+    return int(re.search(r"^tollgate_control_state_polls_total (\d+)", text, re.M).group(1))
+
+
+def settle(control: sm.Control, timeout: float = 600, keepalive=None) -> float:
+    """Waits until the Envoys poll at their regular pace (no pages in a row):
+    at most 3 polls in a second. `keepalive` is called each second (a
+    probe's own poll, so it stays an active Envoy). Returns the time waited."""
+    t0 = time.monotonic()
+    last = state_polls(control)
+    while time.monotonic() - t0 < timeout:
+        time.sleep(1)
+        if keepalive:
+            keepalive()
+        now = state_polls(control)
+        if now - last <= 3:
+            return time.monotonic() - t0
+        last = now
+    raise TimeoutError("the Envoys never settled")
 
 
 def poll_ms(control: sm.Control, etag: str | None, n: int = 50, cursor: str | None = None) -> tuple[float, float]:
@@ -212,7 +235,8 @@ def main() -> int:
         # key is refused, the Envoy holds every budget.
         t0 = time.monotonic()
         big_ctl.api("PUT", f"/v1/budgets/key/s{BUDGETS}", {"limit_micros": 1, "period": "monthly"}, expect=200)
-        budgets_in_force_s = until(lambda: status(big, key_of(BUDGETS)) == 429, 120, step=0.05)
+        budgets_in_force_s = until(lambda: status(big, key_of(BUDGETS)) == 429, 600, step=0.05)
+        settle_s = settle(big_ctl)
         big_ctl.api("PUT", f"/v1/budgets/key/s{BUDGETS}", {"limit_micros": 10**12, "period": "monthly"}, expect=200)
         budget_change_s = until(lambda: status(big, key_of(BUDGETS)) == 200, 10)
         # A new Envoy's full state, every page, as the filter fetches it.
@@ -223,12 +247,25 @@ def main() -> int:
             doc, _ = state(big_ctl, "scale-new", doc["budgets_cursor"])
             pages, held = pages + 1, held + len(doc["budgets"])
         full_s = time.monotonic() - t0
-        # Two more Envoys than before now: every Envoy's next state is full; let them settle.
-        time.sleep(3)
-        doc, etag = state(big_ctl, "scale-probe", doc["budgets_cursor"])
-        while doc.get("budgets_more"):
-            doc, etag = state(big_ctl, "scale-probe", doc["budgets_cursor"])
-        cursor = doc["budgets_cursor"]
+        # The probe's own state, once the fleet is stable again: "scale-new"
+        # gone silent past the node TTL (5 s here), every Envoy's full state
+        # after the count changed, and the probe's shares made fair (it was
+        # short while the big Envoy still held more than its part).
+        time.sleep(6)
+        probe = {"cursor": ""}
+
+        def probe_poll() -> dict:
+            doc, probe["etag"] = state(big_ctl, "scale-probe", probe["cursor"])
+            probe["cursor"] = doc["budgets_cursor"]
+            return doc
+
+        for _ in range(1000):
+            doc = probe_poll()
+            if not doc.get("budgets_more") and not doc["budgets"] and not doc["budgets_full"]:
+                break
+            if not doc.get("budgets_more"):
+                settle(big_ctl, keepalive=probe_poll)
+        cursor, etag = probe["cursor"], probe["etag"]
         d200 = poll_ms(big_ctl, None, cursor=cursor)
         d304 = poll_ms(big_ctl, etag, cursor=cursor)
         budgeted = random_keys_script(work / "budgeted.lua", payload, [key_of(random.randrange(BUDGETS)) for _ in range(SAMPLE)])
@@ -273,6 +310,7 @@ def main() -> int:
     print(f"\nper-key budgets on {BUDGETS:,} of the keys:")
     print(f"bulk setting (tollgate budgets import):           {budgets_s:7.1f} s  ({BUDGETS / budgets_s:,.0f} budgets/s)")
     print(f"in force on the Envoy after the import ends:      {budgets_in_force_s:7.2f} s (deltas in pages of 5,000)")
+    print(f"the Envoy back to one poll a second after that:   {settle_s:7.1f} s")
     print(f"a budget change takes effect:                     {budget_change_s:7.2f} s (target < 2 s: {'met' if budget_change_s < 2 else 'NOT met'})")
     print(f"a new Envoy's full state: {held:,} budgets in {pages} pages, {full_s:.1f} s")
     print(f"state poll with the Envoy's cursor, nothing changed: 200 p50 {d200[0]:.2f} ms p99 {d200[1]:.2f} ms; 304 p50 {d304[0]:.2f} ms "
