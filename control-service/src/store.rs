@@ -564,6 +564,8 @@ pub trait Store: Send + Sync + 'static {
     /// Sets many budgets in one transaction, all or none (`POST /v1/budget-imports`).
     fn put_budgets(&self, budgets: &[Budget], now_ms: u64) -> Result<()>;
     fn list_budgets(&self) -> Result<Vec<Budget>>;
+    /// How many budgets of this scope type, and up to `limit` of them (scope order).
+    fn budgets_of_type(&self, scope_type: ScopeType, limit: usize) -> Result<(u64, Vec<Budget>)>;
     fn delete_budget(&self, scope_type: ScopeType, scope_id: &str) -> Result<()>;
     /// Hands the Envoy `node` its share of every budget's remaining room and
     /// returns the budgets' state for it, all in one transaction (see

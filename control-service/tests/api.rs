@@ -235,3 +235,42 @@ async fn audit_findings_older_than_the_retention_go_on_schedule() {
     sweep.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn budgets_in_bulk_and_metrics_that_stay_small_with_many_key_budgets() {
+    let (base, _dir) = start().await;
+    let b = base.clone();
+    tokio::task::spawn_blocking(move || {
+        let base = b;
+        let url = format!("{base}/v1/budget-imports");
+        let mut rows: Vec<Value> = (0..1001).map(|i| json!({"scope_type": "key", "scope_id": format!("k{i}"), "limit_micros": 5, "period": "monthly"})).collect();
+        rows.push(json!({"scope_type": "team", "scope_id": "t", "limit_micros": 9, "period": "daily", "soft_pct": null}));
+        // all or none: one bad row refuses the batch and names it
+        let mut bad = rows.clone();
+        bad[7]["period"] = json!("yearly");
+        let (s, e, _) = call("POST", &url, Some(ADMIN), Some(json!({"budgets": bad})), None);
+        assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_period")));
+        assert!(e["error"]["message"].as_str().unwrap().starts_with("budgets[7]: "), "{e}");
+        let mut dup = rows.clone();
+        dup[9]["scope_id"] = json!("k0");
+        assert_eq!(call("POST", &url, Some(ADMIN), Some(json!({"budgets": dup})), None).1["error"]["code"], "duplicate_scope");
+        let mut unknown = rows.clone();
+        unknown[3]["limit_usd"] = json!(5);
+        assert_eq!(call("POST", &url, Some(ADMIN), Some(json!({"budgets": unknown})), None).0, 400);
+        assert_eq!(call("POST", &url, Some(FILTER), Some(json!({"budgets": rows.clone()})), None).0, 403);
+        assert_eq!(call("POST", &url, Some(ADMIN), Some(json!({"budgets": []})), None).0, 400);
+        assert_eq!(call("GET", &format!("{base}/v1/budgets/key/k0"), Some(ADMIN), None, None).0, 404, "nothing of a refused batch is set");
+        let (s, v, _) = call("POST", &url, Some(ADMIN), Some(json!({"budgets": rows})), None);
+        assert_eq!((s, v["set"].as_u64()), (201, Some(1002)));
+        let (_, t, _) = call("GET", &format!("{base}/v1/budgets/team/t"), Some(ADMIN), None, None);
+        assert_eq!((t["limit_micros"].as_u64(), t["soft_pct"].is_null()), (Some(9), true));
+        // 1,001 key budgets: counted, but no series each; the team's stay.
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        let text = agent.get(&format!("{base}/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
+        assert!(text.contains("tollgate_control_budgets{scope_type=\"key\"} 1001"), "{text}");
+        assert!(text.contains("tollgate_budget_limit_micros{scope_type=\"team\",scope_id=\"t\"} 9"));
+        assert!(!text.contains("scope_type=\"key\",scope_id="));
+    })
+    .await
+    .unwrap();
+}

@@ -51,6 +51,7 @@ contract!(
     grants_of_ended_periods_deleted_budgets_and_gone_envoys_are_pruned,
     budget_deltas_carry_only_changes_and_add_up_to_the_full_state,
     a_full_state_in_pages_misses_nothing_that_changes_meanwhile,
+    a_delta_larger_than_a_few_pages_comes_as_the_full_state,
     sums_saturate_instead_of_failing,
     key_changes_replay_to_the_live_key_set,
     cache_economics_sum_over_sum_and_keep_not_reported_apart,
@@ -627,6 +628,23 @@ fn a_full_state_in_pages_misses_nothing_that_changes_meanwhile(s: Arc<dyn Store>
     other.poll(&s, "n2", NOW + 3);
     let restart = w.step(&s, "n1", NOW + 4);
     assert!(restart.full, "another Envoy came: the shares are cut anew");
+}
+
+fn a_delta_larger_than_a_few_pages_comes_as_the_full_state(s: Arc<dyn Store>) {
+    let mut v = View::new(2);
+    s.put_budget(&budget("first", 1000), NOW).unwrap();
+    v.poll(&s, "n1", NOW);
+    // Four pages' worth of changes: still a delta.
+    let few: Vec<Budget> = (0..8).map(|i| budget(&format!("few{i}"), 1000)).collect();
+    s.put_budgets(&few, NOW).unwrap();
+    let g = v.poll(&s, "n1", NOW + 1);
+    assert_eq!((g.full, g.budgets.len(), v.pages), (false, 8, 4));
+    // One more (a bulk import): the full state, in pages, adds up the same.
+    let many: Vec<Budget> = (0..9).map(|i| budget(&format!("many{i}"), 1000)).collect();
+    s.put_budgets(&many, NOW).unwrap();
+    let g = v.poll(&s, "n1", NOW + 2);
+    assert_eq!((g.full, g.budgets.len(), v.pages), (true, 18, 9));
+    v.check(&s, "n1", NOW + 2);
 }
 
 fn sums_saturate_instead_of_failing(s: Arc<dyn Store>) {

@@ -97,6 +97,18 @@ def median_run(runs: list[dict]) -> dict:
     return sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
 
 
+def alternate(a: sm.Envoy, a_script: Path, b: sm.Envoy, b_script: Path) -> tuple[dict, dict, list[dict]]:
+    """Both warmed up, then three rounds alternating a and b (drift on a
+    shared 2-core box favours neither): the median run of each, every run."""
+    for e, script in ((a, a_script), (b, b_script)):
+        subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-s", str(script), e.url + "/v1/chat/completions"], capture_output=True, check=True)
+    runs_a, runs_b = [], []
+    for _ in range(3):
+        runs_a.append(wrk(a.url + "/v1/chat/completions", a_script))
+        runs_b.append(wrk(b.url + "/v1/chat/completions", b_script))
+    return median_run(runs_a), median_run(runs_b), runs_a + runs_b
+
+
 def state(control: sm.Control, node: str, cursor: str = "") -> tuple[dict, str]:
     """One answer, as the filter asks (always a cursor, empty at first: pages)."""
     req = urllib.request.Request(control.url + f"/v1/state?node={node}&cursor={urllib.parse.quote(cursor)}",
@@ -194,14 +206,7 @@ def main() -> int:
         payload = body(1024, "cheap", False)
         one = random_keys_script(work / "few.lua", payload, few)
         many = random_keys_script(work / "many.lua", payload, [key_of(random.randrange(KEYS)) for _ in range(SAMPLE)])
-        for e, script in ((small, one), (big, many)):
-            subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-s", str(script), e.url + "/v1/chat/completions"], capture_output=True, check=True)
-        # Alternate, three rounds: drift on a shared 2-core box favours neither.
-        runs_few, runs_many = [], []
-        for _ in range(3):
-            runs_few.append(wrk(small.url + "/v1/chat/completions", one))
-            runs_many.append(wrk(big.url + "/v1/chat/completions", many))
-        base, scaled = median_run(runs_few), median_run(runs_many)
+        base, scaled, runs = alternate(small, one, big, many)
         # After the same load: each VM of the 3-key Envoy against the VMs of
         # the million-key one, largest to largest (the background service's
         # VM is the largest on both: it buffers the usage records it ships).
@@ -269,15 +274,10 @@ def main() -> int:
         d200 = poll_ms(big_ctl, None, cursor=cursor)
         d304 = poll_ms(big_ctl, etag, cursor=cursor)
         budgeted = random_keys_script(work / "budgeted.lua", payload, [key_of(random.randrange(BUDGETS)) for _ in range(SAMPLE)])
-        subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-s", str(budgeted), big.url + "/v1/chat/completions"], capture_output=True, check=True)
-        runs_base2, runs_budgeted = [], []
-        for _ in range(3):
-            runs_base2.append(wrk(small.url + "/v1/chat/completions", one))
-            runs_budgeted.append(wrk(big.url + "/v1/chat/completions", budgeted))
-        base2, with_budgets = median_run(runs_base2), median_run(runs_budgeted)
+        base2, with_budgets, runs2 = alternate(small, one, big, budgeted)
         budget_vm = vm_memory(big)
         budget_rss = rss_mib(big.proc.pid)
-        errors = sum(r["non2xx"] for r in runs_few + runs_many + runs_base2 + runs_budgeted)
+        errors = sum(r["non2xx"] for r in runs + runs2)
     finally:
         for e in (small, big):
             if e:

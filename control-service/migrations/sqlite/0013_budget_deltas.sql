@@ -12,7 +12,7 @@ ALTER TABLE budget_usage ADD COLUMN changed_seq INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE budget_grants ADD COLUMN short INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS budgets_changed ON budgets (changed_seq);
 CREATE INDEX IF NOT EXISTS budget_usage_changed ON budget_usage (changed_seq);
-CREATE INDEX IF NOT EXISTS budget_grants_short ON budget_grants (node) WHERE short = 1;
+CREATE INDEX IF NOT EXISTS budget_grants_short ON budget_grants (node, scope_type, scope_id) WHERE short = 1;
 CREATE TABLE IF NOT EXISTS budget_removed (
     scope_type TEXT NOT NULL,
     scope_id TEXT NOT NULL,

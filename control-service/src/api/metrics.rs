@@ -7,6 +7,9 @@ pub(super) fn prom_label(v: &str) -> String {
 }
 
 /// Prometheus text format: process counters and every budget's state.
+/// Budgets of one scope type past which their per-budget series are left out.
+pub const METRIC_BUDGETS: usize = 1000;
+
 pub(super) async fn metrics(State(st): State<Arc<AppState>>) -> ApiResult<Response> {
     let c = &st.counters;
     let mut out = String::new();
@@ -25,18 +28,33 @@ pub(super) async fn metrics(State(st): State<Arc<AppState>>) -> ApiResult<Respon
     ] {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
     }
+    // Per-budget series for a scope type only while it has at most
+    // METRIC_BUDGETS budgets: a budget on each of a million keys would be
+    // millions of series and a million reads per scrape. The count of each
+    // type is always there; every budget's figures are in the API.
     let store = st.store.clone();
-    let (budgets, seq) = blocking(move || {
+    let (budgets, counts, seq) = blocking(move || {
         let now = now_ms();
-        let mut v = Vec::new();
-        for b in store.list_budgets()? {
-            if let Some(d) = budget_doc(store.as_ref(), &b, now)? {
-                v.push(d);
+        let (mut v, mut counts) = (Vec::new(), Vec::new());
+        for t in ScopeType::ALL {
+            let (n, some) = store.budgets_of_type(t, METRIC_BUDGETS)?;
+            counts.push((t, n));
+            if n as usize > METRIC_BUDGETS {
+                continue;
+            }
+            for b in some {
+                if let Some(d) = budget_doc(store.as_ref(), &b, now)? {
+                    v.push(d);
+                }
             }
         }
-        Ok((v, store.seq()?))
+        Ok((v, counts, store.seq()?))
     })
     .await?;
+    out.push_str("# HELP tollgate_control_budgets budgets set, by scope type\n# TYPE tollgate_control_budgets gauge\n");
+    for (t, n) in counts {
+        out.push_str(&format!("tollgate_control_budgets{{scope_type=\"{}\"}} {n}\n", t.as_str()));
+    }
     out.push_str(&format!("# HELP tollgate_control_ingest_seq ingest sequence\n# TYPE tollgate_control_ingest_seq gauge\ntollgate_control_ingest_seq {seq}\n"));
     for (name, help) in [
         ("tollgate_budget_used_micros", "spend this period, micro-dollars"),

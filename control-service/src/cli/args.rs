@@ -135,21 +135,28 @@ pub enum KeysCmd {
     /// Create keys in bulk from CSV or JSON Lines (keys moving from another
     /// gateway keep working: give their `key` or `key_hash`)
     Import {
-        /// The file (`-` for stdin)
-        file: String,
-        /// csv or jsonl (default: from the file name, else jsonl)
-        #[arg(long, value_enum)]
-        format: Option<super::import::Format>,
-        /// Keys per request (each request is all or none)
-        #[arg(long, default_value_t = 5000)]
-        batch: usize,
-        /// Skip this many rows (to resume after a stopped import)
-        #[arg(long, default_value_t = 0)]
-        skip: usize,
+        #[command(flatten)]
+        from: ImportArgs,
         /// Write keys made for rows without a key here (mode 0600) instead of stdout
         #[arg(long)]
         made: Option<String>,
     },
+}
+
+/// Where an import reads from and how it sends (keys and budgets alike).
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The file (`-` for stdin)
+    pub file: String,
+    /// csv or jsonl (default: from the file name, else jsonl)
+    #[arg(long, value_enum)]
+    pub format: Option<super::import::Format>,
+    /// Rows per request (each request is all or none; at most 10,000)
+    #[arg(long, default_value_t = 5000)]
+    pub batch: usize,
+    /// Skip this many rows (to resume after a stopped import)
+    #[arg(long, default_value_t = 0)]
+    pub skip: usize,
 }
 
 /// Limits: --limit-usd or --limit-micros, and/or --limit-tokens.
@@ -205,17 +212,8 @@ pub enum BudgetsCmd {
     /// Set budgets in bulk from CSV or JSON Lines (scope_type, scope_id and
     /// the fields of PUT /v1/budgets; a budget already set is replaced)
     Import {
-        /// The file (`-` for stdin)
-        file: String,
-        /// csv or jsonl (default: from the file name, else jsonl)
-        #[arg(long, value_enum)]
-        format: Option<super::import::Format>,
-        /// Budgets per request (each request is all or none)
-        #[arg(long, default_value_t = 5000)]
-        batch: usize,
-        /// Skip this many rows (to resume after a stopped import)
-        #[arg(long, default_value_t = 0)]
-        skip: usize,
+        #[command(flatten)]
+        from: ImportArgs,
     },
 }
 

@@ -90,7 +90,7 @@ pub fn run(c: &Client, cmd: BudgetsCmd) {
             let v = c.call("GET", "/v1/budgets", None);
             c.print(&v, |v| table(&BUDGET_HEADERS, v["budgets"].as_array().cloned().unwrap_or_default().iter().map(budget_row).collect()));
         }
-        BudgetsCmd::Import { file, format, batch, skip } => super::import::run(&super::import::BUDGETS, c, &file, format, batch, skip, None),
+        BudgetsCmd::Import { from } => super::import::run(&super::import::BUDGETS, c, &from, None),
         BudgetsCmd::Delete { scope_type, id } => {
             c.call_text("DELETE", &format!("/v1/budgets/{scope_type}/{id}"), None);
             out(&if c.json {

@@ -169,8 +169,9 @@ impl Import<'_> {
     }
 }
 
-pub fn run(kind: &Kind, c: &Client, path: &str, format: Option<Format>, batch: usize, skip: usize, made: Option<&str>) {
-    let format = format.unwrap_or(if path.ends_with(".csv") { Format::Csv } else { Format::Jsonl });
+pub fn run(kind: &Kind, c: &Client, from: &super::args::ImportArgs, made: Option<&str>) {
+    let (path, skip) = (from.file.as_str(), from.skip);
+    let format = from.format.unwrap_or(if path.ends_with(".csv") { Format::Csv } else { Format::Jsonl });
     let sink: Box<dyn Write> = match made {
         Some(p) => {
             let mut o = std::fs::OpenOptions::new();
@@ -180,7 +181,7 @@ pub fn run(kind: &Kind, c: &Client, path: &str, format: Option<Format>, batch: u
         }
         None => Box::new(std::io::stdout()),
     };
-    let batch = batch.clamp(1, 10_000);
+    let batch = from.batch.clamp(1, 10_000);
     let started = std::time::Instant::now();
     let mut imp = Import { kind, client: c, sink, done: 0, imported: 0 };
     let (mut seen, mut pending) = (0usize, Vec::with_capacity(batch));

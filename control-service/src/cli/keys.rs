@@ -37,7 +37,7 @@ pub fn run(c: &Client, cmd: KeysCmd) {
                 ))
             });
         }
-        KeysCmd::Import { file, format, batch, skip, made } => super::import::run(&super::import::KEYS, c, &file, format, batch, skip, made.as_deref()),
+        KeysCmd::Import { from, made } => super::import::run(&super::import::KEYS, c, &from, made.as_deref()),
         KeysCmd::List => {
             let v = c.call("GET", "/v1/keys", None);
             c.print(&v, |v| {

@@ -13,6 +13,13 @@ pub fn list(tx: &mut dyn Tx) -> Result<Vec<Budget>> {
     rows::all(tx.query(&format!("SELECT {BUDGET_COLS} FROM budgets ORDER BY scope_type, scope_id"), &[])?, rows::budget)
 }
 
+/// How many budgets of a scope type, and up to `limit` of them.
+pub fn of_type(tx: &mut dyn Tx, st: ScopeType, limit: usize) -> Result<(u64, Vec<Budget>)> {
+    let n = tx.query_one("SELECT COUNT(*) FROM budgets WHERE scope_type = ?1", &[st.as_str().into()])?.u64(0)?;
+    let sql = format!("SELECT {BUDGET_COLS} FROM budgets WHERE scope_type = ?1 ORDER BY scope_id LIMIT ?2");
+    Ok((n, rows::all(tx.query(&sql, &[st.as_str().into(), int(limit as u64)])?, rows::budget)?))
+}
+
 /// Up to `limit` budgets after `after`, in scope order (the pages of a
 /// full state; the row comparison walks the primary key).
 pub fn page(tx: &mut dyn Tx, after: Option<(ScopeType, &str)>, limit: usize) -> Result<Vec<Budget>> {

@@ -80,6 +80,10 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 /// must hold at once.
 pub const STATE_PAGE_MAX: usize = 5000;
 
+/// Pages' worth of budget changes (or of ingest batches) since a cursor
+/// past which the full state is sent instead of the delta.
+const DELTA_PAGES: u64 = 4;
+
 /// The budget change sequence (limits set, budgets deleted).
 pub fn budget_seq(tx: &mut dyn Tx) -> Result<u64> {
     tx.query_one("SELECT seq FROM budget_seq", &[])?.u64(0)
@@ -116,9 +120,17 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
     )?;
     let alive_since = now_ms.saturating_sub(node_ttl_ms);
     let active = tx.query_one("SELECT COUNT(*) FROM nodes WHERE last_seen_ms >= ?1", &[int(alive_since)])?.u64(0)?;
-    let since = cursor
-        .and_then(Cursor::decode)
-        .filter(|c| c.ingest <= seq && c.budgets <= budget_seq && c.active == active && now_ms < c.boundary_ms);
+    // A delta of more changes than a few pages (a bulk import) is sent as
+    // the full state: its pages walk the primary key, while a delta's
+    // changed set is read and ordered again for each page.
+    let delta_max = (page as u64).saturating_mul(DELTA_PAGES);
+    let since = cursor.and_then(Cursor::decode).filter(|c| {
+        c.ingest <= seq
+            && c.budgets <= budget_seq
+            && c.active == active
+            && now_ms < c.boundary_ms
+            && (c.after.is_some() || (budget_seq - c.budgets <= delta_max && seq - c.ingest <= delta_max))
+    });
     let first_page = since.is_none();
     // What the answer's cursor will say: the sequences of now, or of the
     // first page of the state being sent in pages.
@@ -222,19 +234,27 @@ fn changed(
     after: Option<(ScopeType, &str)>,
     page: usize,
 ) -> Result<(Vec<Budget>, Option<(ScopeType, String)>, Vec<BudgetScope>)> {
-    let union = "SELECT scope_type, scope_id FROM budgets WHERE changed_seq > ?1
-         UNION SELECT scope_type, scope_id FROM budget_usage WHERE changed_seq > ?2
-         UNION SELECT scope_type, scope_id FROM budget_grants WHERE node = ?3 AND short = 1";
     let mut args: Vec<Arg<'_>> = vec![int(from.1), int(from.0), node.into(), int(page.saturating_add(1) as u64)];
     let cut = match after {
         None => "",
         Some((t, id)) => {
             args.extend([Arg::Text(t.as_str()), Arg::Text(id)]);
-            "WHERE (scope_type, scope_id) > (?5, ?6)"
+            "AND (scope_type, scope_id) > (?5, ?6)"
         }
     };
     // Cut in the database's own order, as the pages of a full state are.
-    let sql = format!("SELECT scope_type, scope_id FROM ({union}) AS changed {cut} ORDER BY scope_type, scope_id LIMIT ?4");
+    // The changed limits and use are few (at most DELTA_PAGES pages); short
+    // grants may be many (every budget, when an Envoy joins a fleet that
+    // holds all of them), so they are read in order from their index, a
+    // page at a time.
+    let sql = format!(
+        "SELECT scope_type, scope_id FROM (
+           SELECT scope_type, scope_id FROM budgets WHERE changed_seq > ?1 {cut}
+           UNION SELECT scope_type, scope_id FROM budget_usage WHERE changed_seq > ?2 {cut}
+           UNION SELECT * FROM (SELECT scope_type, scope_id FROM budget_grants WHERE node = ?3 AND short = 1 {cut}
+                                ORDER BY scope_type, scope_id LIMIT ?4) AS short_grants
+         ) AS changed ORDER BY scope_type, scope_id LIMIT ?4"
+    );
     let mut scopes: Vec<(ScopeType, String)> =
         tx.query(&sql, &args)?.iter().map(|r| Ok((rows::scope(&r.text(0)?)?, r.text(1)?))).collect::<Result<_>>()?;
     let last = if scopes.len() > page {

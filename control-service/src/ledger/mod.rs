@@ -80,6 +80,9 @@ impl<D: Db> Store for Ledger<D> {
     fn list_budgets(&self) -> Result<Vec<Budget>> {
         self.db.run(TxKind::Read, budgets::list)
     }
+    fn budgets_of_type(&self, scope_type: ScopeType, limit: usize) -> Result<(u64, Vec<Budget>)> {
+        self.db.run(TxKind::Read, |tx| budgets::of_type(tx, scope_type, limit))
+    }
     fn delete_budget(&self, scope_type: ScopeType, scope_id: &str) -> Result<()> {
         self.db.run(TxKind::Budget, |tx| budgets::delete(tx, scope_type, scope_id))
     }
