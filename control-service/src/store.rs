@@ -566,6 +566,9 @@ pub trait Store: Send + Sync + 'static {
     fn list_budgets(&self) -> Result<Vec<Budget>>;
     /// How many budgets of this scope type, and up to `limit` of them (scope order).
     fn budgets_of_type(&self, scope_type: ScopeType, limit: usize) -> Result<(u64, Vec<Budget>)>;
+    /// Up to `limit` budgets after `after`, in scope order.
+    fn budgets_page(&self, after: Option<(ScopeType, &str)>, limit: usize) -> Result<Vec<Budget>>;
+    fn get_budget(&self, scope_type: ScopeType, scope_id: &str) -> Result<Option<Budget>>;
     fn delete_budget(&self, scope_type: ScopeType, scope_id: &str) -> Result<()>;
     /// Hands the Envoy `node` its share of every budget's remaining room and
     /// returns the budgets' state for it, all in one transaction (see

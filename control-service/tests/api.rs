@@ -264,6 +264,15 @@ async fn budgets_in_bulk_and_metrics_that_stay_small_with_many_key_budgets() {
         assert_eq!((s, v["set"].as_u64()), (201, Some(1002)));
         let (_, t, _) = call("GET", &format!("{base}/v1/budgets/team/t"), Some(ADMIN), None, None);
         assert_eq!((t["limit_micros"].as_u64(), t["soft_pct"].is_null()), (Some(9), true));
+        // Listed a page at a time; one read by scope.
+        let (_, page, _) = call("GET", &format!("{base}/v1/budgets?limit=2"), Some(ADMIN), None, None);
+        assert_eq!((page["budgets"].as_array().map(Vec::len), page["total"].as_u64(), page["next"].as_str()), (Some(2), Some(1002), Some("key:k1")));
+        let (_, page, _) = call("GET", &format!("{base}/v1/budgets?limit=2&after=key:k1"), Some(ADMIN), None, None);
+        assert_eq!(page["budgets"][0]["scope_id"], "k10");
+        let (_, last, _) = call("GET", &format!("{base}/v1/budgets?limit=5&after=key:k999"), Some(ADMIN), None, None);
+        assert_eq!((last["budgets"].as_array().map(Vec::len), last["next"].is_null()), (Some(1), true), "the team's, and no next");
+        assert_eq!(call("GET", &format!("{base}/v1/budgets?after=nonsense"), Some(ADMIN), None, None).0, 400);
+        assert_eq!(call("GET", &format!("{base}/v1/budgets/key/k500"), Some(ADMIN), None, None).1["limit_micros"], 5);
         // 1,001 key budgets: counted, but no series each; the team's stay.
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
         let text = agent.get(&format!("{base}/metrics")).call().unwrap().body_mut().read_to_string().unwrap();

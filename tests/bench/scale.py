@@ -124,16 +124,19 @@ def state_polls(control: sm.Control) -> int:
 
 def settle(control: sm.Control, timeout: float = 600, keepalive=None) -> float:
     """Waits until the Envoys poll at their regular pace (no pages in a row):
-    at most 3 polls in a second. `keepalive` is called each second (a
-    probe's own poll, so it stays an active Envoy). Returns the time waited."""
+    at most 3 polls a second for 3 seconds running (a state in pages after
+    a bulk import may be followed by another, a poll interval later).
+    `keepalive` is called each second (a probe's own poll, so it stays an
+    active Envoy). Returns the time waited."""
     t0 = time.monotonic()
-    last = state_polls(control)
+    last, quiet = state_polls(control), 0
     while time.monotonic() - t0 < timeout:
         time.sleep(1)
         if keepalive:
             keepalive()
         now = state_polls(control)
-        if now - last <= 3:
+        quiet = quiet + 1 if now - last <= 3 else 0
+        if quiet == 3:
             return time.monotonic() - t0
         last = now
     raise TimeoutError("the Envoys never settled")
@@ -264,7 +267,7 @@ def main() -> int:
             probe["cursor"] = doc["budgets_cursor"]
             return doc
 
-        for _ in range(1000):
+        for _ in range(20000):
             doc = probe_poll()
             if not doc.get("budgets_more") and not doc["budgets"] and not doc["budgets_full"]:
                 break

@@ -190,10 +190,9 @@ pub(super) async fn get_budget(
     admin(&st, &headers)?;
     let scope_type = scope_of(&scope_type)?;
     let store = st.store.clone();
-    let budgets = blocking(move || store.list_budgets()).await?;
-    let b = budgets
-        .into_iter()
-        .find(|b| b.scope_type == scope_type && b.scope_id == scope_id)
+    let id = scope_id.clone();
+    let b = blocking(move || store.get_budget(scope_type, &id))
+        .await?
         .ok_or_else(|| ApiError::from(StoreError::NotFound(format!("no budget for {} '{scope_id}'", scope_type.as_str()))))?;
     let store = st.store.clone();
     let bc = b.clone();
@@ -213,19 +212,45 @@ pub(super) async fn delete_budget(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(super) async fn list_budgets(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+#[derive(Deserialize)]
+pub(super) struct ListQuery {
+    /// At most this many budgets (each is a few reads): a page.
+    #[serde(default)]
+    limit: Option<usize>,
+    /// `scope_type:scope_id` of the last budget of the previous page.
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// `GET /v1/budgets[?limit=N&after=type:id]`: every budget in scope order,
+/// or a page of them; `total` counts them all, `next` names the page after.
+pub(super) async fn list_budgets(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
     admin(&st, &headers)?;
-    let store = st.store.clone();
-    let out = blocking(move || {
-        let mut v = Vec::new();
-        for b in store.list_budgets()? {
-            let (doc, reserved) = budget_view(store.as_ref(), &b)?;
-            v.push(budget_json(&b, doc.as_ref(), reserved));
+    let after = match q.after.as_deref() {
+        None | Some("") => None,
+        Some(a) => {
+            let (t, id) = a.split_once(':').ok_or_else(|| ApiError::bad("invalid_field", "'after' is scope_type:scope_id"))?;
+            Some((scope_of(t)?, id.to_string()))
         }
-        Ok(v)
+    };
+    let limit = q.limit.unwrap_or(usize::MAX).max(1);
+    let store = st.store.clone();
+    let (out, total, next) = blocking(move || {
+        let page = store.budgets_page(after.as_ref().map(|(t, id)| (*t, id.as_str())), limit.saturating_add(1))?;
+        let next = (page.len() > limit).then(|| page.get(limit - 1).map(|b| format!("{}:{}", b.scope_type.as_str(), b.scope_id))).flatten();
+        let mut v = Vec::new();
+        for b in page.iter().take(limit) {
+            let (doc, reserved) = budget_view(store.as_ref(), b)?;
+            v.push(budget_json(b, doc.as_ref(), reserved));
+        }
+        let mut total = 0;
+        for t in ScopeType::ALL {
+            total += store.budgets_of_type(t, 0)?.0;
+        }
+        Ok((v, total, next))
     })
     .await?;
-    Ok(Json(json!({"budgets": out})))
+    Ok(Json(json!({"budgets": out, "total": total, "next": next})))
 }
 
 /// A budget's fleet-wide state now (no Envoy share: shares are grants, see

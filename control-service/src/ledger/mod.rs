@@ -83,6 +83,12 @@ impl<D: Db> Store for Ledger<D> {
     fn budgets_of_type(&self, scope_type: ScopeType, limit: usize) -> Result<(u64, Vec<Budget>)> {
         self.db.run(TxKind::Read, |tx| budgets::of_type(tx, scope_type, limit))
     }
+    fn budgets_page(&self, after: Option<(ScopeType, &str)>, limit: usize) -> Result<Vec<Budget>> {
+        self.db.run(TxKind::Read, |tx| budgets::page(tx, after, limit))
+    }
+    fn get_budget(&self, scope_type: ScopeType, scope_id: &str) -> Result<Option<Budget>> {
+        self.db.run(TxKind::Read, |tx| budgets::get(tx, scope_type, scope_id))
+    }
     fn delete_budget(&self, scope_type: ScopeType, scope_id: &str) -> Result<()> {
         self.db.run(TxKind::Budget, |tx| budgets::delete(tx, scope_type, scope_id))
     }
