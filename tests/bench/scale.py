@@ -312,7 +312,7 @@ def main() -> int:
           f"(target < 10 ms: {'met' if max(p304[1], p200[1]) < 10 else 'NOT met'})")
     print(f"\nper-key budgets on {BUDGETS:,} of the keys:")
     print(f"bulk setting (tollgate budgets import):           {budgets_s:7.1f} s  ({BUDGETS / budgets_s:,.0f} budgets/s)")
-    print(f"in force on the Envoy after the import ends:      {budgets_in_force_s:7.2f} s (deltas in pages of 5,000)")
+    print(f"in force on the Envoy after the import ends:      {budgets_in_force_s:7.2f} s (a full state in pages of 5,000)")
     print(f"the Envoy back to one poll a second after that:   {settle_s:7.1f} s")
     print(f"a budget change takes effect:                     {budget_change_s:7.2f} s (target < 2 s: {'met' if budget_change_s < 2 else 'NOT met'})")
     print(f"a new Envoy's full state: {held:,} budgets in {pages} pages, {full_s:.1f} s")
