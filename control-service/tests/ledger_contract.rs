@@ -52,6 +52,7 @@ contract!(
     budget_deltas_carry_only_changes_and_add_up_to_the_full_state,
     a_full_state_in_pages_misses_nothing_that_changes_meanwhile,
     a_delta_larger_than_a_few_pages_comes_as_the_full_state,
+    budgets_are_read_by_scope_by_type_and_a_page_at_a_time,
     sums_saturate_instead_of_failing,
     key_changes_replay_to_the_live_key_set,
     cache_economics_sum_over_sum_and_keep_not_reported_apart,
@@ -628,6 +629,21 @@ fn a_full_state_in_pages_misses_nothing_that_changes_meanwhile(s: Arc<dyn Store>
     other.poll(&s, "n2", NOW + 3);
     let restart = w.step(&s, "n1", NOW + 4);
     assert!(restart.full, "another Envoy came: the shares are cut anew");
+}
+
+fn budgets_are_read_by_scope_by_type_and_a_page_at_a_time(s: Arc<dyn Store>) {
+    let mut batch: Vec<Budget> = ["b", "a", "c"].iter().map(|t| budget(t, 10)).collect();
+    batch.push(Budget { limit_micros: Some(5), ..Budget::monthly(ScopeType::Key, "k1", NOW) });
+    s.put_budgets(&batch, NOW).unwrap();
+    assert_eq!(s.get_budget(ScopeType::Team, "b").unwrap().map(|b| b.limit_micros), Some(Some(10)));
+    assert!(s.get_budget(ScopeType::Project, "b").unwrap().is_none());
+    let (n, some) = s.budgets_of_type(ScopeType::Team, 2).unwrap();
+    assert_eq!((n, some.iter().map(|b| b.scope_id.as_str()).collect::<Vec<_>>()), (3, vec!["a", "b"]));
+    assert_eq!(s.budgets_of_type(ScopeType::Project, 5).unwrap(), (0, vec![]));
+    let ids = |v: Vec<Budget>| v.into_iter().map(|b| format!("{}:{}", b.scope_type.as_str(), b.scope_id)).collect::<Vec<_>>();
+    assert_eq!(ids(s.budgets_page(None, 2).unwrap()), ["key:k1", "team:a"]);
+    assert_eq!(ids(s.budgets_page(Some((ScopeType::Team, "a")), 5).unwrap()), ["team:b", "team:c"]);
+    assert!(s.budgets_page(Some((ScopeType::Team, "c")), 5).unwrap().is_empty());
 }
 
 fn a_delta_larger_than_a_few_pages_comes_as_the_full_state(s: Arc<dyn Store>) {
