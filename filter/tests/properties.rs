@@ -269,4 +269,51 @@ proptest! {
         prop_assert!(p.cost_micros(&i) >= p.cost_micros(&b));
         prop_assert_eq!(b.bounded(), b);
     }
+
+    /// Shared-data bytes are written by another VM: whatever they are,
+    /// reading them never panics, and an entry read as a budget is the
+    /// budget of the scope asked for, of the epoch asked for or newer.
+    #[test]
+    fn shared_budget_entries_and_meta_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400), epoch in any::<u64>(), id in ".{0,20}") {
+        use tollgate_filter::state::{decode_budget_entry, decode_meta, ScopeType};
+        let _ = decode_meta(&bytes);
+        for st in ScopeType::ALL {
+            if let Some(d) = decode_budget_entry(&bytes, st, &id, epoch) {
+                prop_assert!(d.scope_type == st && d.scope_id == id);
+            }
+        }
+    }
+
+    /// Whatever states the control service sends, in whatever order: no
+    /// panic, the trusted epoch never goes back, a delta is applied only on
+    /// top of a full state, and the cursor sent back stays bounded.
+    #[test]
+    fn budget_sync_holds_its_rules_over_any_sequence_of_states(steps in prop::collection::vec(
+        (any::<bool>(), any::<bool>(), 0u64..3, ".{0,12}", 0usize..4, any::<u64>()), 0..24)) {
+        use tollgate_filter::budgetsync::BudgetSync;
+        use tollgate_filter::state::{BudgetDoc, BudgetScope, ScopeType, StateDoc};
+        let mut sync = BudgetSync::default();
+        let mut epoch = 0;
+        let mut had_full = false;
+        for (full, more, seq, cursor, n, clock) in steps {
+            let budgets = (0..n).map(|i| BudgetDoc {
+                scope_type: ScopeType::Team, scope_id: format!("t{i}"), limit_micros: Some(1), limit_tokens: None,
+                period_start_ms: 0, period_end_ms: 1, used_micros: 0, used_tokens: 0, soft_pct: None, hard_pct: Some(100),
+                share_micros: Some(1), share_tokens: None }).collect();
+            let removed = vec![BudgetScope { scope_type: ScopeType::Key, scope_id: cursor.clone() }];
+            let doc = StateDoc { seq, budgets_full: full, budgets_more: more, budgets, budgets_removed: removed,
+                                 budgets_cursor: cursor, ..StateDoc::default() };
+            let applied = sync.apply(&doc, clock);
+            had_full |= full;
+            if !full && !had_full {
+                prop_assert!(applied.is_none(), "a delta with no full state before it");
+            }
+            prop_assert!(sync.epoch() >= epoch);
+            epoch = sync.epoch();
+            prop_assert!(sync.cursor().is_none_or(|c| c.len() <= 4096));
+            if let Some(a) = applied {
+                prop_assert!(a.settled_seq.is_none() || !sync.more());
+            }
+        }
+    }
 }

@@ -418,4 +418,25 @@ mod tests {
             assert_eq!(Cursor::decode(bad), None, "{bad:?}");
         }
     }
+
+    #[test]
+    fn any_mutation_of_a_cursor_is_refused_or_read_never_a_panic() {
+        let good = Cursor { ingest: 7, budgets: 3, active: 2, boundary_ms: 99, from: Some((1, 2)), after: Some((ScopeType::Team, "té".into())) }.encode();
+        for cut in 0..=good.len() {
+            let _ = Cursor::decode(good.get(..cut).unwrap_or(""));
+        }
+        for at in 0..good.len() {
+            for b in [b'.', b'0', b'9', b'a', b'f', b'g', b'-', 0, 0xc3, 0xff] {
+                let mut m = good.clone().into_bytes();
+                if let Some(x) = m.get_mut(at) {
+                    *x = b;
+                }
+                if let Ok(text) = String::from_utf8(m) {
+                    if let Some(c) = Cursor::decode(&text) {
+                        assert_eq!(Cursor::decode(&c.encode()), Some(c), "what is read writes back the same");
+                    }
+                }
+            }
+        }
+    }
 }
