@@ -52,6 +52,7 @@ contract!(
     budget_deltas_carry_only_changes_and_add_up_to_the_full_state,
     a_full_state_in_pages_misses_nothing_that_changes_meanwhile,
     a_delta_larger_than_a_few_pages_comes_as_the_full_state,
+    an_envoy_back_from_silence_gets_the_full_state_with_its_reclaimed_share,
     budgets_are_read_by_scope_by_type_and_a_page_at_a_time,
     sums_saturate_instead_of_failing,
     key_changes_replay_to_the_live_key_set,
@@ -644,6 +645,29 @@ fn budgets_are_read_by_scope_by_type_and_a_page_at_a_time(s: Arc<dyn Store>) {
     assert_eq!(ids(s.budgets_page(None, 2).unwrap()), ["key:k1", "team:a"]);
     assert_eq!(ids(s.budgets_page(Some((ScopeType::Team, "a")), 5).unwrap()), ["team:b", "team:c"]);
     assert!(s.budgets_page(Some((ScopeType::Team, "c")), 5).unwrap().is_empty());
+}
+
+fn an_envoy_back_from_silence_gets_the_full_state_with_its_reclaimed_share(s: Arc<dyn Store>) {
+    s.put_budget(&budget("t", 1000), NOW).unwrap();
+    let (mut a, mut b) = (View::new(5000), View::new(5000));
+    a.poll(&s, "a", NOW);
+    b.poll(&s, "b", NOW + 1);
+    a.poll(&s, "a", NOW + 2);
+    let share = |v: &View| v.budgets.values().next().and_then(|d| d.share_micros);
+    b.poll(&s, "b", NOW + 3);
+    assert_eq!(share(&b), Some(500));
+    // b falls silent past the TTL (60 s here) with its cursor; a polls on and
+    // is handed the room b held.
+    for t in [30_000, 70_000, 100_000] {
+        a.poll(&s, "a", NOW + t);
+    }
+    assert_eq!(share(&a), Some(1000), "b's grant was reclaimed");
+    // b comes back: the number of Envoys is what its cursor says, but its
+    // grant is gone; it must not keep spending the share it remembers.
+    let g = b.poll(&s, "b", NOW + 101_000);
+    assert!(g.full, "a silent Envoy starts over");
+    assert_eq!(share(&b), Some(0), "a holds everything until it polls again");
+    b.check(&s, "b", NOW + 101_000);
 }
 
 fn a_delta_larger_than_a_few_pages_comes_as_the_full_state(s: Arc<dyn Store>) {

@@ -16,8 +16,9 @@ use super::{budgets, rows};
 /// includes, the number of active Envoys its shares were cut for, and the
 /// earliest time one of its budgets' periods ends or a window opens (a new
 /// period changes a budget without any write). A cursor that no longer
-/// holds (fewer or more Envoys, a boundary passed, a database behind it)
-/// gets the whole state.
+/// holds (fewer or more Envoys, a boundary passed, a database behind it,
+/// or an Envoy silent past the node TTL, whose grants may have been
+/// reclaimed) gets the whole state.
 ///
 /// A state of more budgets than a page comes in pages: `after` names the
 /// last budget sent, and `from` the sequences a delta started from (none:
@@ -114,17 +115,24 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
     // Sequences first: what is read after them includes at least those changes.
     let seq = super::ingest::seq(tx)?;
     let budget_seq = budget_seq(tx)?;
+    let alive_since = now_ms.saturating_sub(node_ttl_ms);
+    // A node silent past the TTL may have had its grants reclaimed (and
+    // handed to others) without a change any cursor sees: it starts over.
+    let was_active = tx
+        .query_opt("SELECT last_seen_ms FROM nodes WHERE node = ?1", &[node.into()])?
+        .map(|r| r.u64(0))
+        .transpose()?
+        .is_some_and(|seen| seen >= alive_since);
     tx.execute(
         "INSERT INTO nodes (node, last_seen_ms) VALUES (?1, ?2) ON CONFLICT (node) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
         &[node.into(), int(now_ms)],
     )?;
-    let alive_since = now_ms.saturating_sub(node_ttl_ms);
     let active = tx.query_one("SELECT COUNT(*) FROM nodes WHERE last_seen_ms >= ?1", &[int(alive_since)])?.u64(0)?;
     // A delta of more changes than a few pages (a bulk import) is sent as
     // the full state: its pages walk the primary key, while a delta's
     // changed set is read and ordered again for each page.
     let delta_max = (page as u64).saturating_mul(DELTA_PAGES);
-    let since = cursor.and_then(Cursor::decode).filter(|c| {
+    let since = cursor.filter(|_| was_active).and_then(Cursor::decode).filter(|c| {
         c.ingest <= seq
             && c.budgets <= budget_seq
             && c.active == active
