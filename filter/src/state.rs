@@ -79,7 +79,6 @@ impl BudgetCache {
     }
 
     fn budget(&mut self, meta: Meta, st: ScopeType, id: &str, read: &mut impl FnMut(&str) -> Option<Vec<u8>>) -> Option<Rc<BudgetDoc>> {
-        let total: usize = self.entries.iter().map(HashMap::len).sum();
         let map = self.entries.get_mut(st as usize)?;
         if let Some(c) = map.get(id) {
             if c.generation == meta.generation && c.epoch == meta.epoch {
@@ -95,7 +94,8 @@ impl BudgetCache {
             }
         }
         let doc = decode_budget_entry(&bytes, st, id, meta.epoch).map(Rc::new);
-        if total >= BUDGET_CACHE_MAX {
+        // Counted only when an entry is added, not on every lookup.
+        if self.len() >= BUDGET_CACHE_MAX {
             self.entries.iter_mut().for_each(HashMap::clear);
         }
         let cached = CachedBudget { generation: meta.generation, epoch: meta.epoch, digest: d, doc: doc.clone() };

@@ -95,6 +95,16 @@ pub fn next_budget_seq(tx: &mut dyn Tx) -> Result<u64> {
     tx.query_one("UPDATE budget_seq SET seq = seq + 1 RETURNING seq", &[])?.u64(0)
 }
 
+/// `rows` read with one more than a page: cut to the page, and its last
+/// row when more follow (the next page starts after it).
+fn cut_page<T>(rows: &mut Vec<T>, page: usize) -> Option<&T> {
+    if rows.len() <= page {
+        return None;
+    }
+    rows.truncate(page);
+    rows.last()
+}
+
 /// When a budget's state next changes by itself: the end of its current
 /// period, or the opening of a window still ahead.
 fn next_change(b: &Budget, now_ms: u64) -> Option<u64> {
@@ -151,12 +161,7 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
     let (candidates, last, mut removed) = match next.from {
         None => {
             let mut found = budgets::page(tx, after, page.saturating_add(1))?;
-            let last = if found.len() > page {
-                found.truncate(page);
-                found.last().map(|b| (b.scope_type, b.scope_id.clone()))
-            } else {
-                None
-            };
+            let last = cut_page(&mut found, page).map(|b| (b.scope_type, b.scope_id.clone()));
             (found, last, Vec::new())
         }
         Some(from) => changed(tx, node, from, after, page)?,
@@ -265,12 +270,7 @@ fn changed(
     );
     let mut scopes: Vec<(ScopeType, String)> =
         tx.query(&sql, &args)?.iter().map(|r| Ok((rows::scope(&r.text(0)?)?, r.text(1)?))).collect::<Result<_>>()?;
-    let last = if scopes.len() > page {
-        scopes.truncate(page);
-        scopes.last().cloned()
-    } else {
-        None
-    };
+    let last = cut_page(&mut scopes, page).cloned();
     // A scope whose budget is gone (its use changed just before) is no budget.
     let found = budgets::of_scopes(tx, scopes.iter().map(|(t, id)| (*t, id.as_str())))?;
     let removed = tx
