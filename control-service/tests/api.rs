@@ -258,6 +258,15 @@ async fn budgets_in_bulk_and_metrics_that_stay_small_with_many_key_budgets() {
         unknown[3]["limit_usd"] = json!(5);
         assert_eq!(call("POST", &url, Some(ADMIN), Some(json!({"budgets": unknown})), None).0, 400);
         assert_eq!(call("POST", &url, Some(FILTER), Some(json!({"budgets": rows.clone()})), None).0, 403);
+        // A member twice (the second would win in a map) refuses the batch, as it does PUT.
+        let twice = r#"{"budgets": [{"scope_type": "key", "scope_id": "k0", "limit_micros": 5, "period": "monthly", "limit_micros": 5000000000}]}"#;
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        let mut r = agent.post(&url).header("authorization", &format!("Bearer {ADMIN}")).header("content-type", "application/json").send(twice.as_bytes()).unwrap();
+        let e: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        assert_eq!((r.status().as_u16(), e["error"]["code"].as_str()), (400, Some("duplicate_key")));
+        let put_twice = r#"{"limit_micros": 5, "period": "monthly", "limit_micros": 7}"#;
+        let r = agent.put(&format!("{base}/v1/budgets/key/k0")).header("authorization", &format!("Bearer {ADMIN}")).header("content-type", "application/json").send(put_twice.as_bytes()).unwrap();
+        assert_eq!(r.status().as_u16(), 400, "PUT refuses it too");
         assert_eq!(call("POST", &url, Some(ADMIN), Some(json!({"budgets": []})), None).0, 400);
         assert_eq!(call("GET", &format!("{base}/v1/budgets/key/k0"), Some(ADMIN), None, None).0, 404, "nothing of a refused batch is set");
         let (s, v, _) = call("POST", &url, Some(ADMIN), Some(json!({"budgets": rows})), None);

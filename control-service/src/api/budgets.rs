@@ -143,6 +143,9 @@ pub(super) async fn import_budgets(State(st): State<Arc<AppState>>, headers: Hea
     struct Batch {
         budgets: Vec<serde_json::Map<String, Value>>,
     }
+    // Rows are read as maps (scope apart from the PUT body), and a map keeps
+    // the last of a member given twice: refuse such a body instead.
+    tollgate_protocol::json::no_duplicate_members(&body).map_err(|e| ApiError::bad("duplicate_key", e))?;
     let batch: Batch = serde_json::from_slice(&body).map_err(|e| ApiError::bad("invalid_json", e.to_string()))?;
     if batch.budgets.is_empty() || batch.budgets.len() > MAX_BUDGET_IMPORT {
         return Err(ApiError::bad("invalid_field", format!("'budgets' must hold 1 to {MAX_BUDGET_IMPORT} budgets")));
