@@ -4,8 +4,9 @@
 //! and unwrap UTF-8 on header maps; a panic kills the VM. Every call the
 //! request path makes on headers, bodies, properties and local replies goes
 //! through these raw ABI calls instead: bytes in, bytes out, errors ignored
-//! or returned, never a trap. (Shared data, queues, timers, metrics and
-//! logs stay with the SDK: their hosts only answer the statuses it handles.)
+//! or returned, never a trap; so do shared data, metrics and the clock.
+//! (Queues, timers, HTTP calls and logs stay with the SDK: Envoy answers
+//! them only with the statuses it handles.)
 
 use std::ptr::null_mut;
 
@@ -45,6 +46,19 @@ extern "C" {
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     fn proxy_record_metric(id: u32, value: u64) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
+}
+
+/// Envoy's clock in milliseconds since the epoch (0 if the host refuses:
+/// the SDK's `get_current_time` panics on any status but OK, and every
+/// request reads the clock).
+pub fn now_ms() -> u64 {
+    let mut nanos = 0u64;
+    // SAFETY: an out-pointer to a local.
+    match unsafe { proxy_get_current_time_nanoseconds(&mut nanos) } {
+        OK => nanos / 1_000_000,
+        _ => 0,
+    }
 }
 
 /// Makes later host calls act on another context of this VM (a request the

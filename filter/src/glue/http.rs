@@ -575,7 +575,7 @@ impl TollgateHttp {
         priced: bool,
     ) -> UsageRecord {
         let key = self.key.as_deref();
-        let end = now_ms(self);
+        let end = now_ms();
         let model_served = match &self.reader {
             Reader::Stream { tracker, .. } => tracker.summary().model,
             _ => None,
@@ -683,7 +683,7 @@ impl TollgateHttp {
     fn client_answer(&mut self, cfg: &Config, body: &[u8], compressed: bool) -> Option<Vec<u8>> {
         let ok = (200..300).contains(&self.status);
         let mut new = match (self.translate, compressed) {
-            (Some(d), false) => d.answer(body, self.status, now_ms(self) / 1000),
+            (Some(d), false) => d.answer(body, self.status, now_ms() / 1000),
             _ => None,
         };
         if let (Some(c), false, true) = (self.capture.as_mut(), compressed, ok) {
@@ -860,7 +860,7 @@ impl TollgateHttp {
 
 impl HttpContext for TollgateHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.start_ms = now_ms(self);
+        self.start_ms = now_ms();
         let Some(cfg) = self.config.clone() else {
             return self.reject(GatewayError::internal("The Tollgate filter has no valid configuration."));
         };
@@ -870,7 +870,7 @@ impl HttpContext for TollgateHttp {
             std::process::abort();
         }
         self.headers = RequestHeaders::read(crate::hostmap::pairs(&map), &cfg.cluster_header);
-        self.request_id = next_request_id(self);
+        self.request_id = next_request_id();
         self.client_request_id = crate::ids::client_request_id(self.headers.request_id.take().as_deref());
         self.on_request_headers(&cfg, end_of_stream)
     }
@@ -913,7 +913,7 @@ impl HttpContext for TollgateHttp {
         // "via_upstream": the provider answered; anything else is Envoy's own reply.
         if host::property(&["response", "code_details"]).is_some_and(|d| d.as_slice() == b"via_upstream") {
             self.upstream_responded = true;
-            self.ttfb_ms = Some(now_ms(self).saturating_sub(self.start_ms));
+            self.ttfb_ms = Some(now_ms().saturating_sub(self.start_ms));
         }
         let mut content_type = Vec::new();
         let mut has_content_length = false;
@@ -972,7 +972,7 @@ impl HttpContext for TollgateHttp {
             let mut tracker = StreamTracker::new(self.response_api(), strip);
             if let (Some(d), None) = (self.translate, &inflater) {
                 let include_usage = chat.is_some_and(|c| c.client_include_usage);
-                tracker = tracker.translating(d.stream(now_ms(self) / 1000, include_usage));
+                tracker = tracker.translating(d.stream(now_ms() / 1000, include_usage));
             }
             if (tracker.rewrites() || self.answer_guard.is_some()) && has_content_length {
                 host::set_header(RESPONSE_HEADERS, "content-length", None);

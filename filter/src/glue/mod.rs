@@ -19,7 +19,7 @@ mod synced;
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
@@ -97,7 +97,7 @@ impl RootContext for TollgateRoot {
                 None => {
                     // No stable name: budgets would be split with every past
                     // incarnation of this Envoy until their grants expire.
-                    let n = format!("envoy-{}", now_ms(self));
+                    let n = format!("envoy-{}", now_ms());
                     log::warn!("service: Envoy has no node id (start it with --service-node or set control.node); using '{n}' until restart");
                     n
                 }
@@ -159,7 +159,7 @@ impl TollgateRoot {
     /// an answer they would hang until the route timeout; they get a 503
     /// that names the setting, and the log says it once per worker.
     fn answer_stuck_requests(&self, cfg: &Config) {
-        let now = now_ms(self);
+        let now = now_ms();
         let stuck: Vec<u32> = AWAITING_BODY.with(|a| {
             let mut a = a.borrow_mut();
             let ids: Vec<u32> = a.iter().filter(|(_, since)| now.saturating_sub(**since) >= cfg.body_wait_ms).map(|(id, _)| *id).collect();
@@ -200,8 +200,8 @@ fn body_arrived(context_id: u32) {
     AWAITING_BODY.with(|a| a.borrow_mut().remove(&context_id));
 }
 
-fn now_ms(ctx: &dyn Context) -> u64 {
-    ctx.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+fn now_ms() -> u64 {
+    host::now_ms()
 }
 
 const VM_SEQ_KEY: &str = "tollgate:v1:vm-seq";
@@ -226,11 +226,11 @@ thread_local! {
 
 /// A new request id (see [`crate::ids`]). The VM draws its number from a
 /// shared counter on first use.
-fn next_request_id(ctx: &dyn Context) -> String {
+fn next_request_id() -> String {
     ID_MAKER.with(|m| {
         let mut m = m.borrow_mut();
         if m.is_none() {
-            *m = Some(IdMaker::new(&node_id(), now_ms(ctx), vm_number()));
+            *m = Some(IdMaker::new(&node_id(), now_ms(), vm_number()));
         }
         m.as_mut().map(IdMaker::next_id).unwrap_or_default()
     })

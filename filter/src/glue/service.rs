@@ -60,7 +60,7 @@ impl Service {
     pub(super) fn tick(&mut self, ctx: &dyn Context, cfg: &Config) {
         let Some(ctl) = &cfg.control else { return };
         super::report_vm_memory();
-        let now = now_ms(ctx);
+        let now = now_ms();
         while let Ok(Some(group)) = ctx.dequeue_shared_queue(self.queue) {
             for rec in crate::outbox::records(&group) {
                 self.shipper.push(rec.to_vec());
@@ -170,7 +170,7 @@ impl Service {
     }
 
     pub(super) fn on_response(&mut self, ctx: &dyn Context, cfg: &Config, token: u32, body_size: usize) {
-        let now = now_ms(ctx);
+        let now = now_ms();
         let headers = super::host::header_pairs(super::host::CALL_RESPONSE_HEADERS);
         let header = |name: &[u8]| headers.iter().find(|(k, _)| k.as_slice() == name).map(|(_, v)| v.clone());
         let status: u16 = header(b":status").and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok()).unwrap_or(0);

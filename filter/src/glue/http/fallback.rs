@@ -116,7 +116,7 @@ impl TollgateHttp {
             let strip = cfg.force_stream_usage && chat.is_some_and(|c| c.stream && !c.client_include_usage);
             let mut tracker = StreamTracker::new(self.response_api(), strip);
             if let Some(d) = self.translate {
-                tracker = tracker.translating(d.stream(super::now_ms(self) / 1000, chat.is_some_and(|c| c.client_include_usage)));
+                tracker = tracker.translating(d.stream(super::now_ms() / 1000, chat.is_some_and(|c| c.client_include_usage)));
             }
             let mut out = tracker.push(&body);
             out.extend_from_slice(&tracker.finish());
@@ -156,7 +156,7 @@ impl TollgateHttp {
     pub(super) fn admission(&mut self, cfg: &Config, key: &crate::config::KeyInfo, worst: crate::budget::Amount) -> Decision {
         let Some(ctl) = &cfg.control else { return Decision::Unchecked { decision: crate::record::BudgetDecision::Off } };
         let meta = self.state();
-        let now = super::now_ms(self);
+        let now = super::now_ms();
         let held = meta.map(|m| super::budgets_for(m, &key.id, &key.team, &self.project)).unwrap_or_default();
         let budgets: Vec<&crate::state::BudgetDoc> = held.iter().map(|b| b.as_ref()).collect();
         let situation = admission::Situation {
