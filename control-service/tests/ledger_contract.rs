@@ -991,6 +991,69 @@ fn a_database_from_a_newer_tollgate_is_refused_on_both_backends() {
     assert!(e.to_string().contains("schema version 999"), "{e}");
 }
 
+/// Tombstones of deleted budgets go once no delta can reach them (a
+/// cursor that far behind gets the full state): deleting budgets for
+/// years never grows the table past `DELTA_MAX_CHANGES` rows, and a
+/// delta at the horizon still carries every removal it needs. `sql` runs
+/// a statement on the store's database and returns the first column.
+fn tombstones_are_kept_exactly_as_long_as_a_delta_can_need_them(s: Arc<dyn Store>, sql: &dyn Fn(&str) -> Vec<String>) {
+    let horizon = tollgate_control::ledger::DELTA_MAX_CHANGES;
+    for t in ["a", "b", "c", "d"] {
+        s.put_budget(&budget(t, 1000), NOW).unwrap();
+    }
+    let mut v = View::new(tollgate_control::ledger::STATE_PAGE_MAX);
+    v.poll(&s, "n1", NOW);
+    s.delete_budget(ScopeType::Team, "a").unwrap();
+    // Budget changes up to the horizon (as a bulk import would make them).
+    sql(&format!("UPDATE budget_seq SET seq = seq + {}", horizon - 2));
+    s.delete_budget(ScopeType::Team, "b").unwrap();
+    assert_eq!(sql("SELECT scope_id FROM budget_removed ORDER BY scope_id"), ["a", "b"], "a's tombstone is still within reach");
+    let g = v.poll(&s, "n1", NOW + 1);
+    assert_eq!((g.full, names(&g).2), (false, vec!["a".to_string(), "b".to_string()]), "a delta spanning the horizon carries both");
+    v.check(&s, "n1", NOW + 1);
+    // One more change: a's tombstone is out of every delta's reach and goes.
+    s.delete_budget(ScopeType::Team, "c").unwrap();
+    assert_eq!(sql("SELECT scope_id FROM budget_removed ORDER BY scope_id"), ["b", "c"]);
+    let g = v.poll(&s, "n1", NOW + 2);
+    assert_eq!((g.full, names(&g).2), (false, vec!["c".to_string()]));
+    v.check(&s, "n1", NOW + 2);
+    // A cursor from before a's deletion is past the horizon: the full state, without a.
+    let old = s.grant("n1", NOW + 3, 60_000, None, tollgate_control::ledger::STATE_PAGE_MAX).unwrap();
+    assert_eq!(names(&old), (true, vec!["d".to_string()], vec![]));
+}
+
+#[test]
+fn tombstones_are_kept_exactly_as_long_as_a_delta_can_need_them_on_both_backends() {
+    let dir = tempdir::Dir::new();
+    let path = dir.path.join("t.db");
+    let lite: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    let c = rusqlite::Connection::open(&path).unwrap();
+    tombstones_are_kept_exactly_as_long_as_a_delta_can_need_them(lite, &|q| {
+        let mut st = c.prepare(q).unwrap();
+        let n = st.column_count();
+        let mut rows = st.query([]).unwrap();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().unwrap() {
+            if n > 0 {
+                out.push(r.get::<_, String>(0).unwrap());
+            }
+        }
+        out
+    });
+
+    let url = support::pg::fresh_database();
+    let rt = &support::pg::server().rt;
+    let pg: Arc<dyn Store> = Arc::new(rt.block_on(tollgate_control::postgres::PgStore::connect(&url)).unwrap());
+    let client = rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        c
+    });
+    tombstones_are_kept_exactly_as_long_as_a_delta_can_need_them(pg, &|q| {
+        rt.block_on(client.query(q, &[])).unwrap().iter().map(|r| r.get::<_, String>(0)).collect()
+    });
+}
+
 #[test]
 fn postgres_leaves_brin_summaries_to_vacuum_and_time_windows_still_count_every_record() {
     // With autosummarize, every block range ingest filled queued an

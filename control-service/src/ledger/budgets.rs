@@ -65,7 +65,9 @@ pub fn get(tx: &mut dyn Tx, st: ScopeType, id: &str) -> Result<Option<Budget>> {
         .transpose()
 }
 
-/// Deletes a budget; a tombstone tells the Envoys to drop it.
+/// Deletes a budget; a tombstone tells the Envoys to drop it. Tombstones
+/// no delta can reach any more go at the same time (the table stays at
+/// most `DELTA_MAX_CHANGES` rows, whatever is deleted over the years).
 pub fn delete(tx: &mut dyn Tx, st: ScopeType, id: &str) -> Result<()> {
     let n = tx.execute("DELETE FROM budgets WHERE scope_type = ?1 AND scope_id = ?2", &[st.as_str().into(), id.into()])?;
     if n == 0 {
@@ -76,6 +78,7 @@ pub fn delete(tx: &mut dyn Tx, st: ScopeType, id: &str) -> Result<()> {
         "INSERT INTO budget_removed (scope_type, scope_id, seq) VALUES (?1, ?2, ?3) ON CONFLICT (scope_type, scope_id) DO UPDATE SET seq = excluded.seq",
         &[st.as_str().into(), id.into(), int(seq)],
     )?;
+    tx.execute("DELETE FROM budget_removed WHERE seq <= ?1", &[int(seq.saturating_sub(super::grants::DELTA_MAX_CHANGES))])?;
     Ok(())
 }
 

@@ -85,6 +85,11 @@ pub const STATE_PAGE_MAX: usize = 5000;
 /// past which the full state is sent instead of the delta.
 const DELTA_PAGES: u64 = 4;
 
+/// The most budget changes a delta ever spans (pages are at most
+/// `STATE_PAGE_MAX`): a cursor further behind gets the full state, so a
+/// deleted budget's tombstone older than this is never read again.
+pub const DELTA_MAX_CHANGES: u64 = DELTA_PAGES * STATE_PAGE_MAX as u64;
+
 /// The budget change sequence (limits set, budgets deleted).
 pub fn budget_seq(tx: &mut dyn Tx) -> Result<u64> {
     tx.query_one("SELECT seq FROM budget_seq", &[])?.u64(0)
@@ -141,7 +146,7 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
     // A delta of more changes than a few pages (a bulk import) is sent as
     // the full state: its pages walk the primary key, while a delta's
     // changed set is read and ordered again for each page.
-    let delta_max = (page as u64).saturating_mul(DELTA_PAGES);
+    let delta_max = (page.min(STATE_PAGE_MAX) as u64) * DELTA_PAGES;
     let since = cursor.filter(|_| was_active).and_then(Cursor::decode).filter(|c| {
         c.ingest <= seq
             && c.budgets <= budget_seq

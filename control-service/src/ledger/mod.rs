@@ -16,7 +16,7 @@ mod evals;
 mod prompts;
 mod budgets;
 mod grants;
-pub use grants::STATE_PAGE_MAX;
+pub use grants::{DELTA_MAX_CHANGES, STATE_PAGE_MAX};
 mod ingest;
 mod keys;
 mod reports;
