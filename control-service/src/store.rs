@@ -552,6 +552,9 @@ pub trait Store: Send + Sync + 'static {
     /// The number of the last key change.
     fn keys_seq(&self) -> Result<u64>;
     fn list_keys(&self) -> Result<Vec<KeyRow>>;
+    /// How many keys exist, and at most `limit` of them in the order they
+    /// were made, after the key with id `after`.
+    fn keys_page(&self, after: Option<&str>, limit: usize) -> Result<(u64, Vec<KeyRow>)>;
     fn get_key(&self, id: &str) -> Result<Option<KeyRow>>;
     /// The live (not revoked) key with this hash, through the unique index.
     fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyRow>>;

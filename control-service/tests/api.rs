@@ -292,3 +292,39 @@ async fn budgets_in_bulk_and_metrics_that_stay_small_with_many_key_budgets() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_are_listed_a_page_at_a_time() {
+    let (base, _dir) = start().await;
+    tokio::task::spawn_blocking(move || {
+        let url = format!("{base}/v1/keys");
+        for i in 0..5 {
+            let (s, _, _) = call("POST", &url, Some(ADMIN), Some(json!({"team": "t", "project": "p", "id": format!("pk{i}")})), None);
+            assert_eq!(s, 201);
+        }
+        let ids = |v: &Value| v["keys"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+        let (_, all, _) = call("GET", &url, Some(ADMIN), None, None);
+        assert_eq!((ids(&all).len(), all["total"].as_u64(), all["next"].is_null()), (5, Some(5), true), "no limit: every key, as before");
+        // Walk the pages by `next`: every key once, in the order they were made.
+        let (mut seen, mut after) = (Vec::new(), String::new());
+        loop {
+            let (s, page, _) = call("GET", &format!("{url}?limit=2&after={after}"), Some(ADMIN), None, None);
+            assert_eq!((s, page["total"].as_u64()), (200, Some(5)));
+            assert!(ids(&page).len() <= 2);
+            seen.extend(ids(&page));
+            match page["next"].as_str() {
+                Some(n) => after = n.to_string(),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ids(&all));
+        assert!(all["keys"].as_array().unwrap().iter().all(|k| k.get("key").is_none()), "never the key itself (its hash only)");
+        // Hostile pages: an id that is no key, bytes that are no text, a limit of 0 or of no number.
+        assert_eq!(ids(&call("GET", &format!("{url}?limit=2&after=%00%ff%fe"), Some(ADMIN), None, None).1), Vec::<String>::new());
+        assert_eq!(ids(&call("GET", &format!("{url}?limit=0"), Some(ADMIN), None, None).1).len(), 1);
+        assert_eq!(call("GET", &format!("{url}?limit=abc"), Some(ADMIN), None, None).0, 400);
+        assert_eq!(call("GET", &format!("{url}?limit=2"), Some(FILTER), None, None).0, 403, "the filter's token lists no keys");
+    })
+    .await
+    .unwrap();
+}

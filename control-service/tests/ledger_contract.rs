@@ -44,6 +44,7 @@ contract!(
     thresholds_raise_one_alert_each_per_period,
     keys_create_revoke_rotate,
     keys_in_bulk_all_or_none,
+    keys_are_listed_a_page_at_a_time_in_the_order_they_were_made,
     reports_group_bucket_filter_and_monthly_markdown,
     concurrent_approvals_act_once_and_apply_the_limit_with_the_decision,
     a_key_is_found_by_its_hash_until_revoked,
@@ -423,6 +424,22 @@ fn keys_in_bulk_all_or_none(s: Arc<dyn Store>) {
     assert_eq!(s.list_keys().unwrap().len(), 2);
     let same_hash = [key("b3", 'a')];
     assert!(matches!(s.create_keys(&same_hash), Err(StoreError::Conflict(_))), "two keys cannot share a hash");
+}
+
+fn keys_are_listed_a_page_at_a_time_in_the_order_they_were_made(s: Arc<dyn Store>) {
+    // Made out of id order, two in the same millisecond (then by id).
+    let mut ks = vec![key("m", 'a'), key("z", 'b'), key("a", 'c'), key("b", 'd')];
+    for (k, at) in ks.iter_mut().zip([NOW + 2, NOW, NOW + 1, NOW + 1]) {
+        k.created_ms = at;
+    }
+    s.create_keys(&ks).unwrap();
+    s.revoke_key("a", NOW + 5).unwrap();
+    let ids = |(n, v): (u64, Vec<KeyRow>)| (n, v.into_iter().map(|k| k.id).collect::<Vec<_>>());
+    assert_eq!(ids(s.keys_page(None, 3).unwrap()), (4, vec!["z".to_string(), "a".into(), "b".into()]));
+    assert_eq!(ids(s.keys_page(Some("a"), 2).unwrap()), (4, vec!["b".to_string(), "m".into()]), "revoked keys keep their place");
+    assert_eq!(ids(s.keys_page(Some("m"), 2).unwrap()), (4, vec![]));
+    assert_eq!(ids(s.keys_page(Some("no-such-key"), 2).unwrap()), (4, vec![]));
+    assert_eq!(s.list_keys().unwrap().into_iter().map(|k| k.id).collect::<Vec<_>>(), ["z", "a", "b", "m"]);
 }
 
 fn grants_share_the_room_and_never_exceed_the_limit(s: Arc<dyn Store>) {

@@ -90,6 +90,32 @@ def test_keys_budgets_spend_report(cli_stack):
     assert p.returncode == 2 and "404" in p.stderr
 
 
+def test_long_lists_come_a_page_at_a_time(cli_stack):
+    for i in range(3):
+        tg(cli_stack, "keys", "create", "--team", "paging", "--project", "p", "--id", f"page-key-{i}")
+        tg(cli_stack, "budgets", "set", "key", f"page-key-{i}", "--limit-usd", "1", "--period", "daily")
+    every = [json.loads(line) for line in tg(cli_stack, "keys", "list", "--all", "--json").stdout.splitlines()]
+    ids = [k["id"] for k in every]
+    assert {"page-key-0", "page-key-1", "page-key-2"} <= set(ids) and len(ids) == len(set(ids))
+    # One page: a table of --limit rows, and where the next page starts (on stderr).
+    p = tg(cli_stack, "keys", "list", "--limit", "1")
+    lines = p.stdout.splitlines()
+    assert lines[0].split()[:2] == ["ID", "TEAM"] and len(lines) == 2 and lines[1].split()[0] == ids[0]
+    assert f"1 of {len(ids)}; the next page: --after {ids[0]}" in p.stderr
+    second = tg(cli_stack, "keys", "list", "--limit", "1", "--after", ids[0]).stdout.splitlines()
+    assert second[1].split()[0] == ids[1]
+    page = json.loads(tg(cli_stack, "keys", "list", "--limit", "2", "--json").stdout)
+    assert [k["id"] for k in page["keys"]] == ids[:2] and page["total"] == len(ids)
+    budgets = tg(cli_stack, "budgets", "show", "--all").stdout.splitlines()
+    assert budgets[0].startswith("SCOPE") and sum(line.startswith("key:page-key-") for line in budgets) == 3
+    p = tg(cli_stack, "budgets", "show", "--limit", "1")
+    assert len(p.stdout.splitlines()) == 2 and "the next page: --after " in p.stderr
+    p = tg(cli_stack, "keys", "list", "--limit", "0", ok=False)
+    assert p.returncode == 2 and "--limit" in p.stderr
+    p = tg(cli_stack, "keys", "list", "--all", "--after", "x", ok=False)
+    assert p.returncode == 2 and "cannot be used with" in p.stderr
+
+
 def test_cli_reports_clear_errors(cli_stack):
     env = {**os.environ, "TOLLGATE_URL": cli_stack.control.url, "TOLLGATE_ADMIN_TOKEN": "wrong-token-0000000000"}
     p = subprocess.run([str(sm.TOLLGATE_BIN), "keys", "list"], capture_output=True, text=True, env=env, timeout=30)

@@ -215,19 +215,9 @@ pub(super) async fn delete_budget(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-pub(super) struct ListQuery {
-    /// At most this many budgets (each is a few reads): a page.
-    #[serde(default)]
-    limit: Option<usize>,
-    /// `scope_type:scope_id` of the last budget of the previous page.
-    #[serde(default)]
-    after: Option<String>,
-}
-
 /// `GET /v1/budgets[?limit=N&after=type:id]`: every budget in scope order,
 /// or a page of them; `total` counts them all, `next` names the page after.
-pub(super) async fn list_budgets(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+pub(super) async fn list_budgets(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<super::PageQuery>) -> ApiResult<Json<Value>> {
     admin(&st, &headers)?;
     let after = match q.after.as_deref() {
         None | Some("") => None,

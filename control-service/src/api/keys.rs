@@ -159,11 +159,20 @@ pub(super) async fn import_keys(State(st): State<Arc<AppState>>, headers: Header
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-pub(super) async fn list_keys(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+/// `GET /v1/keys[?limit=N&after=id]`: keys in the order they were made,
+/// all of them or a page; `total` counts them all, `next` names the page
+/// after (pass it as `after`).
+pub(super) async fn list_keys(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<super::PageQuery>) -> ApiResult<Json<Value>> {
     admin(&st, &headers)?;
     let store = st.store.clone();
-    let keys = blocking(move || store.list_keys()).await?;
-    Ok(Json(json!({"keys": keys.iter().map(key_json).collect::<Vec<_>>()})))
+    let limit = q.limit.unwrap_or(usize::MAX).max(1);
+    let after = q.after.filter(|a| !a.is_empty());
+    let (total, mut keys) = blocking(move || store.keys_page(after.as_deref(), limit.saturating_add(1))).await?;
+    let next = (keys.len() > limit).then(|| {
+        keys.truncate(limit);
+        keys.last().map(|k| k.id.clone())
+    });
+    Ok(Json(json!({"keys": keys.iter().map(key_json).collect::<Vec<_>>(), "total": total, "next": next.flatten()})))
 }
 
 pub(super) async fn get_key(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Value>> {

@@ -246,3 +246,14 @@ async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
     let seq = blocking(move || store.seq()).await?;
     Ok(Json(json!({"status": "ok", "seq": seq})))
 }
+
+/// A page of a list (`GET /v1/keys`, `GET /v1/budgets`): at most `limit`
+/// items after the one `after` names (the previous page's `next`). Without
+/// `limit`, every item (the answer then grows with the list).
+#[derive(serde::Deserialize)]
+pub(super) struct PageQuery {
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub after: Option<String>,
+}

@@ -127,7 +127,10 @@ pub enum KeysCmd {
         tags: Vec<String>,
     },
     /// List keys (never the keys themselves)
-    List,
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+    },
     /// Revoke a key: every Envoy refuses it within two polls
     Revoke { id: String },
     /// Replace a key: the old one stops working, the new one is printed once
@@ -141,6 +144,20 @@ pub enum KeysCmd {
         #[arg(long)]
         made: Option<String>,
     },
+}
+
+/// Which page of a long list to show (keys and budgets alike).
+#[derive(Args, Debug)]
+pub struct PageArgs {
+    /// At most this many
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub limit: u64,
+    /// Start after this one (the 'next' a page names)
+    #[arg(long)]
+    pub after: Option<String>,
+    /// Every one, a page at a time (with --json: one JSON object a line)
+    #[arg(long, conflicts_with_all = ["after"])]
+    pub all: bool,
 }
 
 /// Where an import reads from and how it sends (keys and budgets alike).
@@ -201,11 +218,13 @@ pub enum BudgetsCmd {
         #[arg(long)]
         window_end: Option<String>,
     },
-    /// Show all budgets, or one
+    /// Show budgets a page at a time, or one
     Show {
         scope_type: Option<String>,
         #[arg(requires = "scope_type")]
         id: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Delete a budget
     Delete { scope_type: String, id: String },

@@ -81,15 +81,12 @@ pub fn run(c: &Client, cmd: BudgetsCmd) {
             let v = c.call("PUT", &format!("/v1/budgets/{scope_type}/{id}"), Some(body));
             c.print(&v, |v| table(&BUDGET_HEADERS, vec![budget_row(v)]));
         }
-        BudgetsCmd::Show { scope_type: Some(t), id: Some(id) } => {
+        BudgetsCmd::Show { scope_type: Some(t), id: Some(id), .. } => {
             let v = c.call("GET", &format!("/v1/budgets/{t}/{id}"), None);
             c.print(&v, |v| table(&BUDGET_HEADERS, vec![budget_row(v)]));
         }
-        BudgetsCmd::Show { scope_type: Some(_), id: None } => fail("budgets show takes a scope and an id, or nothing"),
-        BudgetsCmd::Show { .. } => {
-            let v = c.call("GET", "/v1/budgets", None);
-            c.print(&v, |v| table(&BUDGET_HEADERS, v["budgets"].as_array().cloned().unwrap_or_default().iter().map(budget_row).collect()));
-        }
+        BudgetsCmd::Show { scope_type: Some(_), id: None, .. } => fail("budgets show takes a scope and an id, or nothing"),
+        BudgetsCmd::Show { page, .. } => super::list_pages(c, "/v1/budgets", "budgets", &page, &BUDGET_HEADERS, budget_row),
         BudgetsCmd::Import { from } => super::import::run(&super::import::BUDGETS, c, &from, None),
         BudgetsCmd::Delete { scope_type, id } => {
             c.call_text("DELETE", &format!("/v1/budgets/{scope_type}/{id}"), None);

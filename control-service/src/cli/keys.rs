@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 use tollgate_protocol::keys::{hash_key, to_hex};
 
 use super::args::{KeyCmd, KeysCmd};
-use super::{fail, out, s, table, Client};
+use super::{fail, out, s, Client};
 
 pub fn run(c: &Client, cmd: KeysCmd) {
     match cmd {
@@ -38,28 +38,7 @@ pub fn run(c: &Client, cmd: KeysCmd) {
             });
         }
         KeysCmd::Import { from, made } => super::import::run(&super::import::KEYS, c, &from, made.as_deref()),
-        KeysCmd::List => {
-            let v = c.call("GET", "/v1/keys", None);
-            c.print(&v, |v| {
-                let rows = v["keys"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|k| {
-                        vec![
-                            s(&k["id"]),
-                            s(&k["team"]),
-                            s(&k["project"]),
-                            s(&k["status"]),
-                            k["models"].as_array().map(|m| m.iter().map(s).collect::<Vec<_>>().join(",")).unwrap_or_else(|| "all".into()),
-                            tollgate_protocol::format::rfc3339(k["created_ms"].as_u64().unwrap_or(0)),
-                        ]
-                    })
-                    .collect();
-                table(&["id", "team", "project", "status", "models", "created"], rows);
-            });
-        }
+        KeysCmd::List { page } => super::list_pages(c, "/v1/keys", "keys", &page, &["id", "team", "project", "status", "models", "created"], key_row),
         KeysCmd::Revoke { id } => {
             let v = c.call("POST", &format!("/v1/keys/{id}/revoke"), None);
             c.print(&v, |_| out(&format!("key {id} revoked; every Envoy refuses it within two polls (about 2 s).\n")));
@@ -112,4 +91,15 @@ pub fn offline(json: bool, cmd: KeyCmd) {
             out(&if json { format!("{}\n", json!({"key_hash": hash})) } else { format!("{hash}\n") });
         }
     }
+}
+
+fn key_row(k: &Value) -> Vec<String> {
+    vec![
+        s(&k["id"]),
+        s(&k["team"]),
+        s(&k["project"]),
+        s(&k["status"]),
+        k["models"].as_array().map(|m| m.iter().map(s).collect::<Vec<_>>().join(",")).unwrap_or_else(|| "all".into()),
+        tollgate_protocol::format::rfc3339(k["created_ms"].as_u64().unwrap_or(0)),
+    ]
 }

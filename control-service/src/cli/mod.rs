@@ -109,6 +109,11 @@ impl Client {
 
 /// Prints rows as aligned columns.
 pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    rows_table(headers, rows, true)
+}
+
+/// Rows as aligned columns, under the headers or not (a later page).
+fn rows_table(headers: &[&str], rows: Vec<Vec<String>>, with_headers: bool) {
     let mut w: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -121,9 +126,50 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
         let parts: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w.get(i).copied().unwrap_or(0))).collect();
         out(&format!("{}\n", parts.join("  ").trim_end()));
     };
-    line(headers.iter().map(|h| h.to_uppercase()).collect());
+    if with_headers {
+        line(headers.iter().map(|h| h.to_uppercase()).collect());
+    }
     for r in rows {
         line(r);
+    }
+}
+
+/// Shows a list endpoint that answers `{field: [...], total, next}` for
+/// `limit` and `after` (`GET /v1/keys`, `GET /v1/budgets`): one page, with
+/// where the next starts, or with `--all` every page in turn, never the
+/// whole list in one answer.
+pub fn list_pages(c: &Client, path: &str, field: &str, page: &args::PageArgs, headers: &[&str], row: fn(&Value) -> Vec<String>) {
+    let get = |limit: u64, after: Option<&str>| {
+        let after = after.map(|a| format!("&after={}", path_segment(a))).unwrap_or_default();
+        c.call("GET", &format!("{path}?limit={limit}{after}"), None)
+    };
+    if !page.all {
+        let v = get(page.limit, page.after.as_deref());
+        c.print(&v, |v| {
+            let items = v[field].as_array().map(Vec::as_slice).unwrap_or_default();
+            table(headers, items.iter().map(row).collect());
+            if let Some(next) = v["next"].as_str() {
+                eprintln!("{} of {}; the next page: --after {}", items.len(), s(&v["total"]), terminal_safe(next));
+            }
+        });
+        return;
+    }
+    let mut after: Option<String> = None;
+    let mut first = true;
+    loop {
+        let v = get(1000, after.as_deref());
+        let items = v[field].as_array().map(Vec::as_slice).unwrap_or_default();
+        if c.json {
+            let lines: String = items.iter().map(|i| format!("{i}\n")).collect();
+            out(&lines);
+        } else {
+            rows_table(headers, items.iter().map(row).collect(), first);
+        }
+        first = false;
+        match v["next"].as_str() {
+            Some(n) if !items.is_empty() => after = Some(n.to_string()),
+            _ => return,
+        }
     }
 }
 

@@ -78,6 +78,27 @@ pub fn list(tx: &mut dyn Tx) -> Result<Vec<KeyRow>> {
     rows::all(tx.query(&format!("SELECT {KEY_COLS} FROM keys ORDER BY created_ms, id"), &[])?, rows::key)
 }
 
+/// At most `limit` keys in the order they were made, after the key `after`
+/// (keys are never deleted, so a page's last id always names its place).
+pub fn page(tx: &mut dyn Tx, after: Option<&str>, limit: usize) -> Result<Vec<KeyRow>> {
+    let limit = int(limit as u64);
+    let found = match after {
+        None => tx.query(&format!("SELECT {KEY_COLS} FROM keys ORDER BY created_ms, id LIMIT ?1"), &[limit])?,
+        Some(id) => tx.query(
+            &format!(
+                "SELECT {KEY_COLS} FROM keys WHERE (created_ms, id) > ((SELECT created_ms FROM keys WHERE id = ?1), ?1)
+                 ORDER BY created_ms, id LIMIT ?2"
+            ),
+            &[id.into(), limit],
+        )?,
+    };
+    rows::all(found, rows::key)
+}
+
+pub fn count(tx: &mut dyn Tx) -> Result<u64> {
+    tx.query_one("SELECT COUNT(*) FROM keys", &[])?.u64(0)
+}
+
 pub fn by_id(tx: &mut dyn Tx, id: &str) -> Result<Option<KeyRow>> {
     tx.query_opt(&format!("SELECT {KEY_COLS} FROM keys WHERE id = ?1"), &[id.into()])?.as_ref().map(rows::key).transpose()
 }

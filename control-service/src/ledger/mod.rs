@@ -58,6 +58,9 @@ impl<D: Db> Store for Ledger<D> {
     fn list_keys(&self) -> Result<Vec<KeyRow>> {
         self.db.run(TxKind::Read, keys::list)
     }
+    fn keys_page(&self, after: Option<&str>, limit: usize) -> Result<(u64, Vec<KeyRow>)> {
+        self.db.run(TxKind::Read, |tx| Ok((keys::count(tx)?, keys::page(tx, after, limit)?)))
+    }
     fn get_key(&self, id: &str) -> Result<Option<KeyRow>> {
         self.db.run(TxKind::Read, |tx| keys::by_id(tx, id))
     }
