@@ -551,7 +551,6 @@ pub trait Store: Send + Sync + 'static {
     fn key_changes(&self, since: u64, limit: u32) -> Result<tollgate_protocol::state::KeyChanges>;
     /// The number of the last key change.
     fn keys_seq(&self) -> Result<u64>;
-    fn list_keys(&self) -> Result<Vec<KeyRow>>;
     /// How many keys exist, and at most `limit` of them in the order they
     /// were made, after the key with id `after`.
     fn keys_page(&self, after: Option<&str>, limit: usize) -> Result<(u64, Vec<KeyRow>)>;
@@ -566,7 +565,6 @@ pub trait Store: Send + Sync + 'static {
     fn put_budget(&self, budget: &Budget, now_ms: u64) -> Result<()>;
     /// Sets many budgets in one transaction, all or none (`POST /v1/budget-imports`).
     fn put_budgets(&self, budgets: &[Budget], now_ms: u64) -> Result<()>;
-    fn list_budgets(&self) -> Result<Vec<Budget>>;
     /// How many budgets of this scope type, and up to `limit` of them (scope order).
     fn budgets_of_type(&self, scope_type: ScopeType, limit: usize) -> Result<(u64, Vec<Budget>)>;
     /// Up to `limit` budgets after `after`, in scope order.

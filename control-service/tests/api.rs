@@ -117,6 +117,12 @@ async fn roles_validation_state_and_etag() {
         assert_eq!((all["budgets"].as_array().map(Vec::len), all.get("budgets_more")), (Some(3), None));
         let (_, first, _) = call("GET", &format!("{url}&cursor=&limit=1"), Some(FILTER), None, None);
         assert_eq!((first["budgets"].as_array().map(Vec::len), &first["budgets_more"]), (Some(1), &json!(true)));
+        // The fleet view (no node) is one page too, whoever asks: never every budget at once.
+        let (s, fleet, _) = call("GET", &format!("{base}/v1/state?limit=2"), Some(FILTER), None, None);
+        assert_eq!((s, fleet["budgets"].as_array().map(Vec::len), &fleet["budgets_more"]), (200, Some(2), &json!(true)));
+        assert!(fleet["budgets"].as_array().unwrap().iter().all(|b| b["share_micros"].is_null()), "no shares in the fleet view");
+        let (_, fleet, _) = call("GET", &format!("{base}/v1/state"), Some(ADMIN), None, None);
+        assert_eq!((fleet["budgets"].as_array().map(Vec::len), fleet.get("budgets_more")), (Some(3), None));
         for t in ["u", "v"] {
             assert_eq!(call("DELETE", &format!("{base}/v1/budgets/team/{t}"), Some(ADMIN), None, None).0, 204);
         }

@@ -374,13 +374,13 @@ fn concurrent_approvals_act_once_and_apply_the_limit_with_the_decision(s: Arc<dy
         .map(|t| t.join().unwrap())
         .collect();
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "exactly one approval acts");
-    let b = s.list_budgets().unwrap().into_iter().find(|b| b.scope_id == "growth").unwrap();
+    let b = s.budgets_page(None, usize::MAX).unwrap().into_iter().find(|b| b.scope_id == "growth").unwrap();
     assert_eq!(b.limit_micros, Some(9_000_000), "the limit applied with the decision");
     // a refused request changes no budget
     let mut other = s.create_request(&IncreaseRequest { scope_id: "ops".into(), ..r.clone() }).unwrap();
     other = s.decide_request(other.id, false, "admin", Some("no"), 20).unwrap();
     assert_eq!(other.status, "refused");
-    assert!(s.list_budgets().unwrap().iter().all(|b| b.scope_id != "ops"));
+    assert!(s.budgets_page(None, usize::MAX).unwrap().iter().all(|b| b.scope_id != "ops"));
 }
 
 fn a_key_is_found_by_its_hash_until_revoked(s: Arc<dyn Store>) {
@@ -419,9 +419,9 @@ fn key(id: &str, hash: char) -> KeyRow {
 fn keys_in_bulk_all_or_none(s: Arc<dyn Store>) {
     let clash = [key("b1", 'a'), key("b2", 'b'), key("b1", 'c')];
     assert!(matches!(s.create_keys(&clash), Err(StoreError::Conflict(_))));
-    assert!(s.list_keys().unwrap().is_empty(), "a refused batch creates no key");
+    assert!(s.keys_page(None, usize::MAX).unwrap().1.is_empty(), "a refused batch creates no key");
     s.create_keys(&[key("b1", 'a'), key("b2", 'b')]).unwrap();
-    assert_eq!(s.list_keys().unwrap().len(), 2);
+    assert_eq!(s.keys_page(None, usize::MAX).unwrap().1.len(), 2);
     let same_hash = [key("b3", 'a')];
     assert!(matches!(s.create_keys(&same_hash), Err(StoreError::Conflict(_))), "two keys cannot share a hash");
 }
@@ -439,7 +439,7 @@ fn keys_are_listed_a_page_at_a_time_in_the_order_they_were_made(s: Arc<dyn Store
     assert_eq!(ids(s.keys_page(Some("a"), 2).unwrap()), (4, vec!["b".to_string(), "m".into()]), "revoked keys keep their place");
     assert_eq!(ids(s.keys_page(Some("m"), 2).unwrap()), (4, vec![]));
     assert_eq!(ids(s.keys_page(Some("no-such-key"), 2).unwrap()), (4, vec![]));
-    assert_eq!(s.list_keys().unwrap().into_iter().map(|k| k.id).collect::<Vec<_>>(), ["z", "a", "b", "m"]);
+    assert_eq!(s.keys_page(None, usize::MAX).unwrap().1.into_iter().map(|k| k.id).collect::<Vec<_>>(), ["z", "a", "b", "m"]);
 }
 
 fn grants_share_the_room_and_never_exceed_the_limit(s: Arc<dyn Store>) {
@@ -474,8 +474,12 @@ fn grants_of_ended_periods_deleted_budgets_and_gone_envoys_are_pruned(s: Arc<dyn
     assert!(old_start < start);
     s.grant("old", last_month, 60_000, None, 5000).unwrap();
     s.ingest("old", &[UsageRecord { ts_ms: last_month, ..rec("p1", "t", 40, 0, 0) }], None, last_month).unwrap();
-    // This month: "n1" holds room in "t" and in "g", a budget then deleted.
+    // This month: "n1" holds room in "t" and in "g", a budget then deleted,
+    // and today in "d", a daily budget in another timezone (its period
+    // starts later than the month's: pruning goes by the earliest).
     s.put_budget(&budget("g", 500), NOW).unwrap();
+    let daily = Budget { period: tollgate_control::periods::Period::Daily, timezone: "Asia/Tokyo".into(), ..budget("d", 100) };
+    s.put_budget(&daily, NOW).unwrap();
     s.grant("n1", NOW, 60_000, None, 5000).unwrap();
     s.ingest("n1", &[rec("p2", "t", 30, 0, 0)], None, NOW).unwrap();
     s.grant("n1", NOW, 60_000, None, 5000).unwrap();
@@ -491,7 +495,7 @@ fn grants_of_ended_periods_deleted_budgets_and_gone_envoys_are_pruned(s: Arc<dyn
     assert_eq!(s.used(ScopeType::Team, "t", old_start).unwrap().micros, 40);
     assert_eq!(s.used(ScopeType::Team, "t", start).unwrap().micros, 30);
     let g = s.grant("n1", NOW, 60_000, None, 5000).unwrap();
-    assert_eq!((g.nodes_active, g.budgets.len()), (1, 1));
+    assert_eq!((g.nodes_active, g.budgets.len()), (1, 2));
     // Nothing more to prune; a recent Envoy is not forgotten.
     assert_eq!(s.prune_grants(NOW, DAY).unwrap(), Pruned::default());
 }
@@ -734,7 +738,7 @@ fn key_changes_replay_to_the_live_key_set(s: Arc<dyn Store>) {
             }
         }
     }
-    let live = |s: &dyn Store| s.list_keys().unwrap().into_iter().filter(|k| k.revoked_ms.is_none()).map(|k| k.key_hash).collect::<BTreeSet<_>>();
+    let live = |s: &dyn Store| s.keys_page(None, usize::MAX).unwrap().1.into_iter().filter(|k| k.revoked_ms.is_none()).map(|k| k.key_hash).collect::<BTreeSet<_>>();
     assert_eq!(s.keys_seq().unwrap(), 0);
     s.create_keys(&(0..7).map(|i| key(&format!("c{i}"), char::from(b'a' + i))).collect::<Vec<_>>()).unwrap();
     let (mut since, mut set) = (0, BTreeSet::new());

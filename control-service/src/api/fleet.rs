@@ -103,6 +103,8 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
         None => usize::MAX,
     };
     let cursor = q.cursor.filter(|c| !c.is_empty());
+    // The fleet view is for people: one page, whoever asks (the filter's token may).
+    let fleet_page = q.limit.unwrap_or(st.settings.state_page).clamp(1, crate::ledger::STATE_PAGE_MAX);
     let ttl = st.settings.node_ttl_ms;
     let store = st.store.clone();
     let doc = blocking(move || {
@@ -129,17 +131,32 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
                     budgets_cursor: g.cursor,
                 })
             }
-            // Anyone else (an admin looking): the fleet view, no shares.
+            // Anyone else (an admin looking): the fleet view, no shares, of
+            // the first page of budgets (`budgets_more`: GET /v1/budgets has the rest).
             None => {
                 let seq = store.seq()?;
+                let mut page = store.budgets_page(None, fleet_page.saturating_add(1))?;
+                let more = page.len() > fleet_page;
+                page.truncate(fleet_page);
                 let mut budgets = Vec::new();
-                for b in store.list_budgets()? {
-                    if let Some(d) = budget_doc(store.as_ref(), &b, now)? {
+                for b in &page {
+                    if let Some(d) = budget_doc(store.as_ref(), b, now)? {
                         budgets.push(d);
                     }
                 }
                 let nodes_active = store.nodes_active(now, ttl)?;
-                Ok(StateDoc { seq, generated_ms: now, nodes_active, keys_seq, guardrails_seq, prompts_seq, routing_seq, budgets, ..StateDoc::default() })
+                Ok(StateDoc {
+                    seq,
+                    generated_ms: now,
+                    nodes_active,
+                    keys_seq,
+                    guardrails_seq,
+                    prompts_seq,
+                    routing_seq,
+                    budgets,
+                    budgets_more: more,
+                    ..StateDoc::default()
+                })
             }
         }
     })

@@ -9,8 +9,16 @@ use crate::store::*;
 
 use super::rows::{self, scope_column, BUDGET_COLS};
 
-pub fn list(tx: &mut dyn Tx) -> Result<Vec<Budget>> {
-    rows::all(tx.query(&format!("SELECT {BUDGET_COLS} FROM budgets ORDER BY scope_type, scope_id"), &[])?, rows::budget)
+/// The earliest start of any budget's current period: periods are cut by
+/// (period, timezone, window) alone, so one row per distinct rule is read,
+/// not a row per budget (a budget on each of a million keys shares one).
+pub fn earliest_start(tx: &mut dyn Tx, now_ms: u64) -> Result<Option<u64>> {
+    let rules = tx.query(
+        "SELECT DISTINCT 'team', '', CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), period, timezone, window_start_ms, window_end_ms,
+                CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), CAST(0 AS BIGINT) FROM budgets",
+        &[],
+    )?;
+    Ok(rows::all(rules, rows::budget)?.iter().filter_map(|b| b.bounds(now_ms)).map(|(start, _)| start).min())
 }
 
 /// How many budgets of a scope type, and up to `limit` of them.

@@ -371,7 +371,7 @@ fn absorb(periods: &mut Periods, node: &str, rows: &[crate::db::Row]) -> Result<
 /// (it counts for its own period) until the next run.
 pub fn prune(tx: &mut dyn Tx, now_ms: u64, forget_after_ms: u64) -> Result<Pruned> {
     let mut out = Pruned::default();
-    let earliest = budgets::list(tx)?.iter().filter_map(|b| b.bounds(now_ms)).map(|(start, _)| start).min();
+    let earliest = budgets::earliest_start(tx, now_ms)?;
     if let Some(e) = earliest {
         out.grants += tx.execute("DELETE FROM budget_grants WHERE period_start_ms < ?1", &[int(e)])?;
         out.node_use += tx.execute("DELETE FROM budget_usage_node WHERE period_start_ms < ?1", &[int(e)])?;

@@ -74,10 +74,6 @@ pub fn changes(tx: &mut dyn Tx, since: u64, limit: u32) -> Result<KeyChanges> {
     Ok(out)
 }
 
-pub fn list(tx: &mut dyn Tx) -> Result<Vec<KeyRow>> {
-    rows::all(tx.query(&format!("SELECT {KEY_COLS} FROM keys ORDER BY created_ms, id"), &[])?, rows::key)
-}
-
 /// At most `limit` keys in the order they were made, after the key `after`
 /// (keys are never deleted, so a page's last id always names its place).
 pub fn page(tx: &mut dyn Tx, after: Option<&str>, limit: usize) -> Result<Vec<KeyRow>> {

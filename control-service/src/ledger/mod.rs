@@ -55,9 +55,6 @@ impl<D: Db> Store for Ledger<D> {
     fn keys_seq(&self) -> Result<u64> {
         self.db.run(TxKind::Read, keys::seq)
     }
-    fn list_keys(&self) -> Result<Vec<KeyRow>> {
-        self.db.run(TxKind::Read, keys::list)
-    }
     fn keys_page(&self, after: Option<&str>, limit: usize) -> Result<(u64, Vec<KeyRow>)> {
         self.db.run(TxKind::Read, |tx| Ok((keys::count(tx)?, keys::page(tx, after, limit)?)))
     }
@@ -79,9 +76,6 @@ impl<D: Db> Store for Ledger<D> {
     }
     fn put_budgets(&self, batch: &[Budget], now_ms: u64) -> Result<()> {
         self.db.run(TxKind::Budget, |tx| batch.iter().try_for_each(|b| budgets::put(tx, b, now_ms)))
-    }
-    fn list_budgets(&self) -> Result<Vec<Budget>> {
-        self.db.run(TxKind::Read, budgets::list)
     }
     fn budgets_of_type(&self, scope_type: ScopeType, limit: usize) -> Result<(u64, Vec<Budget>)> {
         self.db.run(TxKind::Read, |tx| budgets::of_type(tx, scope_type, limit))
