@@ -197,9 +197,14 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
         let earliest = if more { Some(0) } else { current.iter().map(|(_, (start, _))| *start).min() };
         reclaim(tx, node, alive_since, earliest)?;
     }
-    // Every budget in one answer: one pass over the current periods. A
-    // delta or one page of many: one indexed read per budget.
-    let mut periods = if first_page && !more { every_period(tx, node, &current)? } else { these_periods(tx, node, &current)? };
+    // Every budget in one answer: one pass over the current periods. One
+    // page of a full state: one range of scopes. A delta (scattered
+    // budgets): one indexed read per budget.
+    let mut periods = match (delta, first_page && !more) {
+        (false, true) => every_period(tx, node, &current)?,
+        (false, false) => page_periods(tx, node, &current)?,
+        (true, _) => these_periods(tx, node, &current)?,
+    };
     let mut out = Vec::with_capacity(current.len());
     for (b, (start, end)) in current {
         let found = periods.remove(&(b.scope_type.as_str().to_string(), b.scope_id.clone(), start)).unwrap_or_default();
@@ -327,6 +332,19 @@ fn every_period(tx: &mut dyn Tx, node: &str, current: &[(Budget, (u64, u64))]) -
     let Some(earliest) = current.iter().map(|(_, (start, _))| *start).min() else { return Ok(periods) };
     let rows = tx.query(&PERIOD_ROWS.replace("{where}", "period_start_ms >= ?1"), &[int(earliest)])?;
     absorb(&mut periods, node, &rows)?;
+    Ok(periods)
+}
+
+/// The same for one page of a full state (budgets in scope order): one
+/// range of the tables' primary keys, from the page's first scope to its
+/// last, instead of a read per budget.
+fn page_periods(tx: &mut dyn Tx, node: &str, current: &[(Budget, (u64, u64))]) -> Result<Periods> {
+    let mut periods = Periods::new();
+    let (Some((first, _)), Some((last, _))) = (current.first(), current.last()) else { return Ok(periods) };
+    let earliest = current.iter().map(|(_, (start, _))| *start).min().unwrap_or(0);
+    let range = "(scope_type, scope_id) >= (?1, ?2) AND (scope_type, scope_id) <= (?3, ?4) AND period_start_ms >= ?5";
+    let args = [Arg::Text(first.scope_type.as_str()), Arg::Text(&first.scope_id), Arg::Text(last.scope_type.as_str()), Arg::Text(&last.scope_id), int(earliest)];
+    absorb(&mut periods, node, &tx.query(&PERIOD_ROWS.replace("{where}", range), &args)?)?;
     Ok(periods)
 }
 
