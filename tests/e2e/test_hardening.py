@@ -83,6 +83,24 @@ def test_non_utf8_provider_header_is_passed_and_the_worker_lives(client):
     worker_alive(client)
 
 
+def test_headers_in_tollgates_namespace_from_the_upstream_never_reach_the_client(client):
+    """An upstream (hostile or confused) sending x-tollgate-* headers: the
+    client gets Tollgate's own, once each, and none of the upstream's."""
+    for stream in (False, True):
+        r = client.chat("cheap", headers={"x-mock-forged-tollgate-headers": "1"}, extra={"stream": stream})
+        assert r.status_code == 200
+        raw = r.raw.headers
+        names = [k.lower() for k in raw.keys()]
+        assert "x-tollgate-extra" not in names and "x-tollgate-latin1" not in names, names
+        assert names.count("x-tollgate-model") == 1 and r.headers["x-tollgate-model"] == "deepseek-v4"
+        assert names.count("x-tollgate-request-id") == 1
+        if not stream:
+            assert names.count("x-tollgate-cost-micros") == 1 and int(r.headers["x-tollgate-cost-micros"]) > 0
+        else:
+            assert "x-tollgate-cost-micros" not in names, "a stream's cost is not known when its headers go"
+    worker_alive(client)
+
+
 def budgeted(s: sm.Stack, team: str, limit_micros: int) -> tuple[dict, Client]:
     """A new key of `team`, a monthly budget on the team, the key working in Envoy."""
     key = new_key(s.control, team, key_id=f"{team}-app")

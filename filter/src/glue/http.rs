@@ -288,6 +288,12 @@ impl TollgateHttp {
         host::set_header(RESPONSE_HEADERS, name, Some(value));
     }
 
+    /// One of Tollgate's own `x-tollgate-*` response headers: the upstream's
+    /// were removed when the response headers were read, so it is added.
+    fn add_own_header(&self, name: &str, value: &str) {
+        host::add_header(RESPONSE_HEADERS, name, value);
+    }
+
     /// Sends a local error reply; records it when the caller is known.
     fn reject(&mut self, e: GatewayError) -> Action {
         self.reject_with(e, Vec::new())
@@ -785,13 +791,17 @@ impl TollgateHttp {
     /// (Takes the capture out of `rec`: it leaves with the shipped record only.)
     fn emit(&mut self, rec: &mut UsageRecord) {
         self.phase = Phase::Recorded;
+        let Some(cfg) = self.config.clone() else { return };
         // A capture (prompt and answer text) goes to the control service only: never to a log.
         let capture = rec.capture.take();
-        let json = serde_json::to_string(&rec).unwrap_or_default();
-        if self.config.as_ref().is_some_and(|c| c.log_records) {
+        // Serialised only for what reads it: the log line, the access log's
+        // whole-record field, the control service.
+        let logged = cfg.log_records || cfg.access_log_fields.contains(&crate::access_log::Field::Usage);
+        let json = if logged { serde_json::to_string(&rec).unwrap_or_default() } else { String::new() };
+        if cfg.log_records {
             log::info!("tollgate.usage {json}");
         }
-        if self.config.as_ref().is_some_and(|c| c.control.is_some()) {
+        if cfg.control.is_some() {
             match capture {
                 Some(c) => {
                     rec.capture = Some(c);
@@ -799,23 +809,22 @@ impl TollgateHttp {
                     rec.capture = None;
                     enqueue_record(self, shipped.as_bytes());
                 }
-                None => enqueue_record(self, json.as_bytes()),
+                None if logged => enqueue_record(self, json.as_bytes()),
+                None => enqueue_record(self, serde_json::to_string(&rec).unwrap_or_default().as_bytes()),
             }
         }
         // Filter state for access logs (`access_log_fields`): %FILTER_STATE(wasm.tollgate.usage:PLAIN)% and flat fields.
-        if let Some(cfg) = &self.config {
-            for f in &cfg.access_log_fields {
-                host::set_property(&[f.property()], f.value(rec, &json).as_bytes());
-            }
+        for f in &cfg.access_log_fields {
+            host::set_property(&[f.property()], f.value(rec, &json).as_bytes());
         }
-        if self.config.as_ref().is_some_and(|c| c.metrics) {
+        if cfg.metrics {
             record_metrics(rec);
         }
     }
 
     fn add_cost_headers(&self, rec: &UsageRecord) {
         for (k, v) in cost_header_values(rec) {
-            self.set_response_header(k, &v);
+            self.add_own_header(k, &v);
         }
     }
 
@@ -919,14 +928,20 @@ impl HttpContext for TollgateHttp {
         let mut has_content_length = false;
         let mut encoding = None;
         let map = host::header_map(RESPONSE_HEADERS);
+        // Headers named like Tollgate's own, sent by the upstream: never passed on as ours.
+        let mut impostors = Vec::new();
         for (name, value) in crate::hostmap::pairs(&map) {
             match name {
                 b":status" => self.status = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()).unwrap_or(0),
                 b"content-type" => content_type = value.to_vec(),
                 b"content-length" => has_content_length = true,
                 b"content-encoding" => encoding = Some(value.to_vec()),
+                n if n.starts_with(b"x-tollgate-") => impostors.push(String::from_utf8_lossy(n).into_owned()),
                 _ => {}
             }
+        }
+        for name in impostors {
+            host::set_header(RESPONSE_HEADERS, &name, None);
         }
         // A failure before any byte went out: the next alternative, if the route has one.
         if fallback::retryable(self.status) && !self.fallbacks.is_empty() {
@@ -936,13 +951,13 @@ impl HttpContext for TollgateHttp {
                 }
             }
         }
-        self.set_response_header("x-tollgate-request-id", &self.request_id);
+        self.add_own_header("x-tollgate-request-id", &self.request_id);
         for (k, v) in &self.budget_headers {
-            self.set_response_header(k, v);
+            self.add_own_header(k, v);
         }
         if let Some(t) = &self.target {
-            self.set_response_header("x-tollgate-provider", &t.provider);
-            self.set_response_header("x-tollgate-model", &t.upstream_model);
+            self.add_own_header("x-tollgate-provider", &t.provider);
+            self.add_own_header("x-tollgate-model", &t.upstream_model);
         }
         let Some(cfg) = self.config.clone() else { return Action::Continue };
         if end_of_stream {

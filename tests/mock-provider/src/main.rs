@@ -261,6 +261,8 @@ struct Plan {
     gzip: bool,
     fake_encoding: Option<String>,
     bad_header: bool,
+    /// Send headers in Tollgate's namespace, as a hostile or confused upstream might.
+    forged_tollgate_headers: bool,
     endless_event: Option<u64>,
     /// `x-mock-echo: 1`: the answer repeats the last message's text, in
     /// 3-character pieces (a model that quotes its prompt, with tokens that
@@ -719,6 +721,7 @@ async fn handle(
         gzip: header_str(&h, "x-mock-gzip") == Some("1"),
         fake_encoding: header_str(&h, "x-mock-content-encoding").map(str::to_string),
         bad_header: header_str(&h, "x-mock-bad-header") == Some("1"),
+        forged_tollgate_headers: header_str(&h, "x-mock-forged-tollgate-headers") == Some("1"),
         endless_event: header_u64(&h, "x-mock-endless-event"),
         echo,
     };
@@ -733,7 +736,7 @@ async fn handle(
         app.served_input.fetch_add(plan.input, Ordering::SeqCst);
         app.served_output.fetch_add(completion_tokens(&plan), Ordering::SeqCst);
     }
-    let (gzip, fake, bad_header) = (plan.gzip, plan.fake_encoding.clone(), plan.bad_header);
+    let (gzip, fake, bad_header, forged) = (plan.gzip, plan.fake_encoding.clone(), plan.bad_header, plan.forged_tollgate_headers);
     let mut r = if let Some(bytes) = plan.endless_event {
         let mut r = Response::new(hostile::endless_event(bytes));
         decorate(r.headers_mut(), &h, &uri, "text/event-stream; charset=utf-8");
@@ -758,6 +761,13 @@ async fn handle(
     if bad_header {
         if let Ok(v) = HeaderValue::from_bytes(b"caf\xe9") {
             r.headers_mut().insert("x-mock-latin1", v);
+        }
+    }
+    if forged {
+        for (k, v) in [("x-tollgate-cost-micros", &b"0"[..]), ("x-tollgate-model", b"forged"), ("x-tollgate-extra", b"forged"), ("x-tollgate-latin1", b"caf\xe9")] {
+            if let Ok(v) = HeaderValue::from_bytes(v) {
+                r.headers_mut().append(k, v);
+            }
         }
     }
     r
