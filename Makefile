@@ -54,7 +54,8 @@ bench: build
 
 # Keys at scale (SCALE_KEYS, default 1,000,000): bulk import, key sync,
 # per-VM memory, req/s against 3 keys, key changes, state polls; per-key
-# budgets (SCALE_BUDGETS, default 100,000): deltas, pages, polls, req/s.
+# budgets (SCALE_BUDGETS, default a budget on every key): deltas, pages,
+# polls, req/s. SCALE_DB=postgres: the keys and budgets in PostgreSQL.
 bench-scale: build
 	@tests/tools/setup.sh bench
 	@$(PY) tests/bench/scale.py

@@ -21,6 +21,9 @@ Prints, each with its target (issue 10):
   effect, a new Envoy's full state (in pages), the state poll with the
   Envoy's cursor when nothing changed (target < 10 ms), the VMs' memory and
   req/s over budgeted keys against the 3-key Envoy.
+
+SCALE_DB=postgres keeps the many keys and budgets in a real PostgreSQL
+(started for the run) instead of a SQLite file.
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ from bench import body, rss_mib, wrk  # noqa: E402
 
 KEYS = int(os.environ.get("SCALE_KEYS", "1000000"))
 BUDGETS = min(int(os.environ.get("SCALE_BUDGETS", str(KEYS))), KEYS - 1)
+DB = os.environ.get("SCALE_DB", "sqlite")
 SAMPLE = 10_000
 MIB = 1024 * 1024
 
@@ -179,7 +183,11 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="tollgate-scale-"))
     mock = sm.Mock(log_path=work / "mock.log")
     small_ctl = sm.Control(work, db=work / "small.db", name="control-small")
-    big_ctl = sm.Control(work, db=work / "big.db", name="control-big")
+    if DB not in ("sqlite", "postgres"):
+        print(f"SCALE_DB is sqlite or postgres, not {DB!r}", file=sys.stderr)
+        return 2
+    pg = sm.Postgres(work) if DB == "postgres" else None
+    big_ctl = sm.Control(work, db=pg.conninfo if pg else work / "big.db", name="control-big")
     small = big = None
     try:
         # Two Envoys, same configuration: one whose control service has 3
@@ -288,8 +296,10 @@ def main() -> int:
         mock.stop()
         small_ctl.stop()
         big_ctl.stop()
+        if pg:
+            pg.stop()
 
-    print(f"\nTollgate at scale: {KEYS:,} keys, two Envoys (--concurrency 2) measured alternately, wrk -t1 -c16, "
+    print(f"\nTollgate at scale: {KEYS:,} keys on {DB}, two Envoys (--concurrency 2) measured alternately, wrk -t1 -c16, "
           f"median of 3 runs, {os.cpu_count()} cores\n")
     print(f"bulk creation ({KEYS:,} keys, tollgate keys import):   {import_s:7.1f} s  ({KEYS / import_s:,.0f} keys/s)")
     print(f"Envoy holds them all after the import:            {load_s:7.1f} s")
