@@ -41,6 +41,7 @@ contract!(
     concurrent_batches_with_the_same_ids_count_each_record_once,
     budgets_count_their_scope_and_period_and_recount_on_change,
     a_batch_counts_against_its_own_scopes_among_many_budgets,
+    budgets_set_in_bulk_recount_each_scope_in_its_own_period,
     thresholds_raise_one_alert_each_per_period,
     keys_create_revoke_rotate,
     keys_in_bulk_all_or_none,
@@ -222,6 +223,43 @@ fn budgets_count_their_scope_and_period_and_recount_on_change(s: Arc<dyn Store>)
     late.ts_ms = start - 1; // last month
     s.ingest("n", &[late], None, NOW).unwrap();
     assert_eq!(s.used(ScopeType::Team, "t", start).unwrap().micros, 150);
+}
+
+/// A bulk batch is set as one put after the other would set it: each
+/// scope's current period recounted from the records (in total and per
+/// Envoy), whatever its type and period, a scope given twice keeps its
+/// last, thresholds crossed raise their alert, and an Envoy's next delta
+/// carries every budget of the batch.
+fn budgets_set_in_bulk_recount_each_scope_in_its_own_period(s: Arc<dyn Store>) {
+    let mut yesterday = rec("y", "t1", 7, 0, 0);
+    yesterday.ts_ms = NOW - 86_400_000;
+    s.ingest("n1", &[rec("a", "t1", 100, 1, 2), rec("b", "t2", 30, 0, 0), yesterday], None, NOW).unwrap();
+    s.ingest("n2", &[rec("c", "t1", 20, 0, 0)], None, NOW).unwrap();
+    let mut v = View::new(5000);
+    v.poll(&s, "n1", NOW);
+    let daily = |t: &str| Budget { period: tollgate_control::periods::Period::Daily, limit_micros: Some(1000), ..budget(t, 0) };
+    let key = Budget { limit_micros: Some(100), ..Budget::monthly(ScopeType::Key, "k1", NOW) };
+    let batch = vec![budget("t1", 5), daily("t2"), key, budget("t3", 50), budget("t1", 1000)];
+    s.put_budgets(&batch, NOW).unwrap();
+    let start = |b: &Budget| b.bounds(NOW).unwrap().0;
+    let t1 = s.get_budget(ScopeType::Team, "t1").unwrap().unwrap();
+    assert_eq!(t1.limit_micros, Some(1000), "the last of a scope given twice");
+    assert_eq!(s.used(ScopeType::Team, "t1", start(&t1)).unwrap().micros, 127, "the month: both Envoys, yesterday included");
+    assert_eq!(s.used(ScopeType::Team, "t2", start(&daily("t2"))).unwrap().micros, 30, "today only");
+    assert_eq!(s.used(ScopeType::Key, "k1", start(&batch[2])).unwrap().micros, 157, "every record of the key");
+    assert_eq!(s.used(ScopeType::Team, "t3", start(&t1)).unwrap().micros, 0);
+    // The key's 157 of 100: over the hard threshold, one alert.
+    let alerts = s.list_alerts(10).unwrap();
+    assert!(alerts.iter().any(|a| a.scope_id == "k1" && a.threshold == "hard"), "{alerts:?}");
+    assert!(!alerts.iter().any(|a| a.scope_id == "t1"), "{alerts:?}");
+    // Each Envoy's own use of the period, recounted: n1 is granted t1's room less n2's 20.
+    let g = v.poll(&s, "n1", NOW + 1);
+    assert!(!g.full);
+    let ids: std::collections::BTreeSet<_> = g.budgets.iter().map(|b| format!("{}:{}", b.scope_type.as_str(), b.scope_id)).collect();
+    assert_eq!(ids.into_iter().collect::<Vec<_>>(), ["key:k1", "team:t1", "team:t2", "team:t3"]);
+    v.check(&s, "n1", NOW + 1);
+    let t1_doc = g.budgets.iter().find(|b| b.scope_id == "t1").unwrap();
+    assert_eq!((t1_doc.used_micros, t1_doc.share_micros), (127, Some(873)));
 }
 
 fn a_batch_counts_against_its_own_scopes_among_many_budgets(s: Arc<dyn Store>) {

@@ -157,7 +157,7 @@ pub fn list_pages(c: &Client, path: &str, field: &str, page: &args::PageArgs, he
     let mut after: Option<String> = None;
     let mut first = true;
     loop {
-        let v = get(1000, after.as_deref());
+        let v = get(5000, after.as_deref());
         let items = v[field].as_array().map(Vec::as_slice).unwrap_or_default();
         if c.json {
             let lines: String = items.iter().map(|i| format!("{i}\n")).collect();

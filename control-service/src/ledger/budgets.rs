@@ -90,64 +90,143 @@ pub fn delete(tx: &mut dyn Tx, st: ScopeType, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Sets a budget: the row (stamped with the next budget sequence), fresh grants (never more than the new limit),
-/// the current period recounted from the records (the period may have
-/// changed), thresholds checked.
+/// Sets a budget (see [`put_many`]).
 pub fn put(tx: &mut dyn Tx, b: &Budget, now_ms: u64) -> Result<()> {
-    let st = b.scope_type.as_str();
+    put_many(tx, std::slice::from_ref(b), now_ms)
+}
+
+/// Rows one multi-row statement carries (12 parameters a row at most: far
+/// below both dialects' limits).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// `?{from}, ?{from + 1}, …` for `n` parameters.
+fn params(from: usize, n: usize) -> String {
+    (from..from + n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Sets budgets: the rows, each stamped with its own next budget sequence
+/// (in batch order; a scope given twice keeps its last), fresh grants (never
+/// more than a new limit), the current periods recounted from the records,
+/// thresholds checked. Set-based: a batch of 10,000 (a bulk import) is a
+/// few dozen statements, not ten a budget, each a round trip to PostgreSQL
+/// (about 800 budgets/s that way, against 44,000 on SQLite).
+pub fn put_many(tx: &mut dyn Tx, batch: &[Budget], now_ms: u64) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    let mut batch: Vec<&Budget> = batch.iter().rev().filter(|b| seen.insert((b.scope_type, b.scope_id.as_str()))).collect();
+    batch.reverse();
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let last = tx.query_one("UPDATE budget_seq SET seq = seq + ?1 RETURNING seq", &[int(batch.len() as u64)])?.u64(0)?;
+    let first = last + 1 - batch.len() as u64;
+    for (i, chunk) in batch.chunks(ROWS_PER_STATEMENT).enumerate() {
+        let mut rows = Vec::with_capacity(chunk.len());
+        let mut args: Vec<Arg<'_>> = Vec::with_capacity(chunk.len() * 12);
+        for (j, b) in chunk.iter().enumerate() {
+            rows.push(format!("({})", params(j * 12 + 1, 12)));
+            args.extend([
+                b.scope_type.as_str().into(),
+                (&b.scope_id).into(),
+                opt_int(b.limit_micros),
+                opt_int(b.limit_tokens),
+                b.period.as_str().into(),
+                (&b.timezone).into(),
+                opt_int(b.window_start_ms),
+                opt_int(b.window_end_ms),
+                opt_int(b.soft_pct.map(u64::from)),
+                opt_int(b.hard_pct.map(u64::from)),
+                int(b.updated_ms),
+                int(first + (i * ROWS_PER_STATEMENT + j) as u64),
+            ]);
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO budgets ({BUDGET_COLS}, changed_seq) VALUES {}
+                 ON CONFLICT (scope_type, scope_id) DO UPDATE SET limit_micros = excluded.limit_micros, limit_tokens = excluded.limit_tokens,
+                   period = excluded.period, timezone = excluded.timezone, window_start_ms = excluded.window_start_ms,
+                   window_end_ms = excluded.window_end_ms, soft_pct = excluded.soft_pct, hard_pct = excluded.hard_pct,
+                   updated_ms = excluded.updated_ms, changed_seq = excluded.changed_seq",
+                rows.join(", ")
+            ),
+            &args,
+        )?;
+    }
+    for t in ScopeType::ALL {
+        let ids: Vec<&str> = batch.iter().filter(|b| b.scope_type == t).map(|b| b.scope_id.as_str()).collect();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let mut args: Vec<Arg<'_>> = vec![t.as_str().into()];
+            args.extend(chunk.iter().map(|id| Arg::Text(id)));
+            let list = params(2, chunk.len());
+            tx.execute(&format!("DELETE FROM budget_removed WHERE scope_type = ?1 AND scope_id IN ({list})"), &args)?;
+            tx.execute(&format!("DELETE FROM budget_grants WHERE scope_type = ?1 AND scope_id IN ({list})"), &args)?;
+        }
+    }
+    // The current period of each, recounted: by scope type and period.
+    let mut periods: std::collections::BTreeMap<(ScopeType, u64, u64), Vec<&Budget>> = std::collections::BTreeMap::new();
+    for b in &batch {
+        if let Some((start, end)) = b.bounds(now_ms) {
+            periods.entry((b.scope_type, start, end)).or_default().push(b);
+        }
+    }
+    for ((t, start, end), bs) in periods {
+        for chunk in bs.chunks(ROWS_PER_STATEMENT) {
+            recount(tx, t, (start, end), chunk, now_ms)?;
+        }
+    }
+    Ok(())
+}
+
+/// The use of these budgets (one scope type, one period) from the records:
+/// in total and per Envoy, and their thresholds.
+fn recount(tx: &mut dyn Tx, t: ScopeType, (start, end): (u64, u64), chunk: &[&Budget], now_ms: u64) -> Result<()> {
+    let col = scope_column(t);
+    let n = chunk.len();
+    let ids = chunk.iter().map(|b| Arg::Text(&b.scope_id));
+    // Every parameter of a statement is used (PostgreSQL types each from its use).
+    let period: Vec<Arg<'_>> = [int(start), int(end)].into_iter().chain(ids.clone()).collect();
+    let mut used: std::collections::HashMap<String, Used> = std::collections::HashMap::new();
+    for r in tx.query(
+        &format!(
+            "SELECT {col}, CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT), CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT)
+             FROM usage WHERE {col} IN ({}) AND ts_ms >= ?1 AND ts_ms < ?2 GROUP BY {col}",
+            params(3, n)
+        ),
+        &period,
+    )? {
+        used.insert(r.text(0)?, Used { micros: r.u64(1)?, tokens: r.u64(2)? });
+    }
+    let mut rows = Vec::with_capacity(n);
+    let mut uargs: Vec<Arg<'_>> = vec![t.as_str().into(), int(start)];
+    for (j, b) in chunk.iter().enumerate() {
+        let u = used.get(&b.scope_id).copied().unwrap_or_default();
+        let p = 3 + j * 3;
+        rows.push(format!("(?1, ?{p}, ?2, ?{}, ?{})", p + 1, p + 2));
+        uargs.extend([Arg::Text(&b.scope_id), int(u.micros), int(u.tokens)]);
+    }
     tx.execute(
         &format!(
-            "INSERT INTO budgets ({BUDGET_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (scope_type, scope_id) DO UPDATE SET limit_micros = excluded.limit_micros, limit_tokens = excluded.limit_tokens,
-               period = excluded.period, timezone = excluded.timezone, window_start_ms = excluded.window_start_ms,
-               window_end_ms = excluded.window_end_ms, soft_pct = excluded.soft_pct, hard_pct = excluded.hard_pct, updated_ms = excluded.updated_ms"
+            "INSERT INTO budget_usage (scope_type, scope_id, period_start_ms, used_micros, used_tokens) VALUES {}
+             ON CONFLICT (scope_type, scope_id, period_start_ms) DO UPDATE SET used_micros = excluded.used_micros, used_tokens = excluded.used_tokens",
+            rows.join(", ")
         ),
-        &[
-            st.into(),
-            (&b.scope_id).into(),
-            opt_int(b.limit_micros),
-            opt_int(b.limit_tokens),
-            b.period.as_str().into(),
-            (&b.timezone).into(),
-            opt_int(b.window_start_ms),
-            opt_int(b.window_end_ms),
-            opt_int(b.soft_pct.map(u64::from)),
-            opt_int(b.hard_pct.map(u64::from)),
-            int(b.updated_ms),
-        ],
+        &uargs,
     )?;
-    let seq = super::grants::next_budget_seq(tx)?;
-    tx.execute("UPDATE budgets SET changed_seq = ?3 WHERE scope_type = ?1 AND scope_id = ?2", &[st.into(), (&b.scope_id).into(), int(seq)])?;
-    tx.execute("DELETE FROM budget_removed WHERE scope_type = ?1 AND scope_id = ?2", &[st.into(), (&b.scope_id).into()])?;
-    tx.execute("DELETE FROM budget_grants WHERE scope_type = ?1 AND scope_id = ?2", &[st.into(), (&b.scope_id).into()])?;
-    let Some((start, end)) = b.bounds(now_ms) else { return Ok(()) };
-    let col = scope_column(b.scope_type);
-    let args = [st.into(), (&b.scope_id).into(), int(start), int(end)];
-    let used = rows::used(tx.query_opt(
-        &format!(
-            "SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT), CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT)
-             FROM usage WHERE {col} = ?1 AND ts_ms >= ?2 AND ts_ms < ?3"
-        ),
-        &args[1..],
-    )?)?;
-    tx.execute(
-        "INSERT INTO budget_usage (scope_type, scope_id, period_start_ms, used_micros, used_tokens) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (scope_type, scope_id, period_start_ms) DO UPDATE SET used_micros = excluded.used_micros, used_tokens = excluded.used_tokens",
-        &[st.into(), (&b.scope_id).into(), int(start), int(used.micros), int(used.tokens)],
-    )?;
-    tx.execute(
-        "DELETE FROM budget_usage_node WHERE scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3",
-        &[st.into(), (&b.scope_id).into(), int(start)],
-    )?;
+    let scoped: Vec<Arg<'_>> = [t.as_str().into(), int(start)].into_iter().chain(ids.clone()).collect();
+    tx.execute(&format!("DELETE FROM budget_usage_node WHERE scope_type = ?1 AND period_start_ms = ?2 AND scope_id IN ({})", params(3, n)), &scoped)?;
+    let all: Vec<Arg<'_>> = [t.as_str().into(), int(start), int(end)].into_iter().chain(ids).collect();
     tx.execute(
         &format!(
             "INSERT INTO budget_usage_node (scope_type, scope_id, period_start_ms, node, used_micros, used_tokens)
-             SELECT ?1, ?2, ?3, node, CAST(SUM(cost_micros) AS BIGINT), CAST(SUM(input_tokens + output_tokens) AS BIGINT)
-             FROM usage WHERE {col} = ?2 AND ts_ms >= ?3 AND ts_ms < ?4 GROUP BY node"
+             SELECT ?1, {col}, ?2, node, CAST(SUM(cost_micros) AS BIGINT), CAST(SUM(input_tokens + output_tokens) AS BIGINT)
+             FROM usage WHERE {col} IN ({}) AND ts_ms >= ?2 AND ts_ms < ?3 GROUP BY {col}, node",
+            params(4, n)
         ),
-        &args,
+        &all,
     )?;
-    thresholds(tx, b, start, used, now_ms, false)
+    for b in chunk {
+        thresholds(tx, b, start, used.get(&b.scope_id).copied().unwrap_or_default(), now_ms, false)?;
+    }
+    Ok(())
 }
 
 /// Raises the soft/hard alert of a budget period if its use crossed them.

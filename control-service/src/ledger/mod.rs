@@ -75,7 +75,7 @@ impl<D: Db> Store for Ledger<D> {
         self.db.run(TxKind::Budget, |tx| budgets::put(tx, budget, now_ms))
     }
     fn put_budgets(&self, batch: &[Budget], now_ms: u64) -> Result<()> {
-        self.db.run(TxKind::Budget, |tx| batch.iter().try_for_each(|b| budgets::put(tx, b, now_ms)))
+        self.db.run(TxKind::Budget, |tx| budgets::put_many(tx, batch, now_ms))
     }
     fn budgets_of_type(&self, scope_type: ScopeType, limit: usize) -> Result<(u64, Vec<Budget>)> {
         self.db.run(TxKind::Read, |tx| budgets::of_type(tx, scope_type, limit))
