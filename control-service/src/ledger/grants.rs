@@ -371,13 +371,23 @@ fn page_periods(tx: &mut dyn Tx, node: &str, current: &[(Budget, (u64, u64))]) -
     Ok(periods)
 }
 
-/// The same for a few budgets (a delta): one indexed read each.
+/// The same for the budgets of a delta (scattered in scope order): one
+/// read per scope type and period, of up to 500 scopes each (not one a
+/// budget: a round trip each on PostgreSQL).
 fn these_periods(tx: &mut dyn Tx, node: &str, current: &[(Budget, (u64, u64))]) -> Result<Periods> {
     let mut periods = Periods::new();
-    let sql = PERIOD_ROWS.replace("{where}", "scope_type = ?1 AND scope_id = ?2 AND period_start_ms = ?3");
+    let mut groups: BTreeMap<(ScopeType, u64), Vec<&str>> = BTreeMap::new();
     for (b, (start, _)) in current {
-        let rows = tx.query(&sql, &[Arg::Text(b.scope_type.as_str()), Arg::Text(&b.scope_id), int(*start)])?;
-        absorb(&mut periods, node, &rows)?;
+        groups.entry((b.scope_type, *start)).or_default().push(&b.scope_id);
+    }
+    for ((t, start), ids) in groups {
+        for chunk in ids.chunks(500) {
+            let list = (3..3 + chunk.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+            let mut args: Vec<Arg<'_>> = vec![Arg::Text(t.as_str()), int(start)];
+            args.extend(chunk.iter().map(|id| Arg::Text(id)));
+            let sql = PERIOD_ROWS.replace("{where}", &format!("scope_type = ?1 AND period_start_ms = ?2 AND scope_id IN ({list})"));
+            absorb(&mut periods, node, &tx.query(&sql, &args)?)?;
+        }
     }
     Ok(periods)
 }
