@@ -169,7 +169,7 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
             let last = cut_page(&mut found, page).map(|b| (b.scope_type, b.scope_id.clone()));
             (found, last, Vec::new())
         }
-        Some(from) => changed(tx, node, from, after, page)?,
+        Some(from) => changed(tx, node, from, (next.ingest, next.budgets), after, page)?,
     };
     if after.is_some() {
         removed.clear(); // sent with the first page
@@ -277,17 +277,24 @@ fn changed(
     tx: &mut dyn Tx,
     node: &str,
     from: (u64, u64),
+    upto: (u64, u64),
     after: Option<(ScopeType, &str)>,
     page: usize,
 ) -> Result<(Vec<Budget>, Option<(ScopeType, String)>, Vec<BudgetScope>)> {
-    let mut args: Vec<Arg<'_>> = vec![int(from.1), int(from.0), node.into(), int(page.saturating_add(1) as u64)];
+    let mut args: Vec<Arg<'_>> =
+        vec![int(from.1), int(from.0), node.into(), int(page.saturating_add(1) as u64), int(upto.1), int(upto.0)];
     let cut = match after {
         None => "",
         Some((t, id)) => {
             args.extend([Arg::Text(t.as_str()), Arg::Text(id)]);
-            "AND (scope_type, scope_id) > (?5, ?6)"
+            "AND (scope_type, scope_id) > (?7, ?8)"
         }
     };
+    // Changes up to the sequences of the delta's first page (later ones
+    // come in the next delta). The closed range also keeps PostgreSQL on
+    // the index: with `> $1` alone and statistics not yet gathered after a
+    // bulk import, it expected a third of the table and read all of it
+    // (35 ms a poll at 300,000 budgets).
     // Cut in the database's own order, as the pages of a full state are.
     // The changed limits and use are few (at most DELTA_PAGES pages); short
     // grants may be many (every budget, when an Envoy joins a fleet that
@@ -295,8 +302,8 @@ fn changed(
     // page at a time.
     let sql = format!(
         "SELECT scope_type, scope_id FROM (
-           SELECT scope_type, scope_id FROM budgets WHERE changed_seq > ?1 {cut}
-           UNION SELECT scope_type, scope_id FROM budget_usage WHERE changed_seq > ?2 {cut}
+           SELECT scope_type, scope_id FROM budgets WHERE changed_seq > ?1 AND changed_seq <= ?5 {cut}
+           UNION SELECT scope_type, scope_id FROM budget_usage WHERE changed_seq > ?2 AND changed_seq <= ?6 {cut}
            UNION SELECT * FROM (SELECT scope_type, scope_id FROM budget_grants WHERE node = ?3 AND short = 1 {cut}
                                 ORDER BY scope_type, scope_id LIMIT ?4) AS short_grants
          ) AS changed ORDER BY scope_type, scope_id LIMIT ?4"
