@@ -744,6 +744,20 @@ fn a_delta_larger_than_a_few_pages_comes_as_the_full_state(s: Arc<dyn Store>) {
     let g = v.poll(&s, "n1", NOW + 2);
     assert_eq!((g.full, g.budgets.len(), v.pages), (true, 18, 9));
     v.check(&s, "n1", NOW + 2);
+    // Many ingest batches (more than the delta's four pages hold budgets) on few
+    // budgets: a delta of those budgets, not the full state again (a busy
+    // fleet would get nothing but full states).
+    for i in 0..30 {
+        s.ingest("n1", &[rec(&format!("busy{i}"), if i % 2 == 0 { "few0" } else { "few1" }, 1, 0, 0)], None, NOW + 3).unwrap();
+    }
+    let g = v.poll(&s, "n1", NOW + 3);
+    assert_eq!((g.full, names(&g).1), (false, vec!["few0".to_string(), "few1".to_string()]));
+    v.check(&s, "n1", NOW + 3);
+    // Use changed on more budgets than four pages: the full state.
+    let spread: Vec<UsageRecord> = (0..9).map(|i| rec(&format!("spread{i}"), &format!("many{i}"), 1, 0, 0)).collect();
+    s.ingest("n1", &spread, None, NOW + 4).unwrap();
+    assert!(v.poll(&s, "n1", NOW + 4).full);
+    v.check(&s, "n1", NOW + 4);
 }
 
 fn sums_saturate_instead_of_failing(s: Arc<dyn Store>) {

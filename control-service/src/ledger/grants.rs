@@ -147,13 +147,21 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
     // the full state: its pages walk the primary key, while a delta's
     // changed set is read and ordered again for each page.
     let delta_max = (page.min(STATE_PAGE_MAX) as u64) * DELTA_PAGES;
-    let since = cursor.filter(|_| was_active).and_then(Cursor::decode).filter(|c| {
+    let mut since = cursor.filter(|_| was_active).and_then(Cursor::decode).filter(|c| {
         c.ingest <= seq
             && c.budgets <= budget_seq
             && c.active == active
             && now_ms < c.boundary_ms
-            && (c.after.is_some() || (budget_seq - c.budgets <= delta_max && seq - c.ingest <= delta_max))
+            && (c.after.is_some() || budget_seq - c.budgets <= delta_max)
     });
+    // Use changed since the cursor: counted in budgets, not in records (a
+    // busy fleet ingests more records during a full state of many pages
+    // than a delta holds budgets, and every poll was then a full state).
+    if let Some(c) = since.as_ref().filter(|c| c.after.is_none() && c.ingest < seq) {
+        if use_changes(tx, c.ingest, seq, delta_max)? > delta_max {
+            since = None;
+        }
+    }
     let first_page = since.is_none();
     // What the answer's cursor will say: the sequences of now, or of the
     // first page of the state being sent in pages.
@@ -232,6 +240,16 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
         removed,
         cursor: next.encode(),
     })
+}
+
+/// Budget periods whose use changed in the ingest sequences (from, to],
+/// counted up to `cap + 1` (an index range, however busy ingest was).
+fn use_changes(tx: &mut dyn Tx, from: u64, to: u64, cap: u64) -> Result<u64> {
+    tx.query_one(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM budget_usage WHERE changed_seq > ?1 AND changed_seq <= ?2 LIMIT ?3) AS changed",
+        &[int(from), int(to), int(cap.saturating_add(1))],
+    )?
+    .u64(0)
 }
 
 /// Grant rows written in multi-row statements (a full state's page of
