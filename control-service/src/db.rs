@@ -29,6 +29,16 @@ pub fn opt_int(v: Option<u64>) -> Arg<'static> {
     v.map(int).unwrap_or(Arg::Null)
 }
 
+/// Rows (or listed values) one statement carries when the ledger writes or
+/// reads many at once: a few thousand parameters, far below both dialects'
+/// limits, and one round trip instead of hundreds on PostgreSQL.
+pub const ROWS_PER_STATEMENT: usize = 500;
+
+/// `?{from}, ?{from + 1}, …`: `n` numbered parameters.
+pub fn params(from: usize, n: usize) -> String {
+    (from..from + n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+}
+
 impl<'a> From<&'a str> for Arg<'a> {
     fn from(v: &'a str) -> Self {
         Arg::Text(v)

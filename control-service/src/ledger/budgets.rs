@@ -4,7 +4,7 @@
 
 use tollgate_protocol::state::{pct_of, ScopeType};
 
-use crate::db::{int, opt_int, Arg, Tx};
+use crate::db::{int, opt_int, params, Arg, Tx, ROWS_PER_STATEMENT};
 use crate::store::*;
 
 use super::rows::{self, scope_column, BUDGET_COLS};
@@ -81,7 +81,7 @@ pub fn delete(tx: &mut dyn Tx, st: ScopeType, id: &str) -> Result<()> {
     if n == 0 {
         return Err(StoreError::NotFound(format!("no budget for {} '{id}'", st.as_str())));
     }
-    let seq = super::grants::next_budget_seq(tx)?;
+    let seq = super::grants::next_budget_seqs(tx, 1)?;
     tx.execute(
         "INSERT INTO budget_removed (scope_type, scope_id, seq) VALUES (?1, ?2, ?3) ON CONFLICT (scope_type, scope_id) DO UPDATE SET seq = excluded.seq",
         &[st.as_str().into(), id.into(), int(seq)],
@@ -93,15 +93,6 @@ pub fn delete(tx: &mut dyn Tx, st: ScopeType, id: &str) -> Result<()> {
 /// Sets a budget (see [`put_many`]).
 pub fn put(tx: &mut dyn Tx, b: &Budget, now_ms: u64) -> Result<()> {
     put_many(tx, std::slice::from_ref(b), now_ms)
-}
-
-/// Rows one multi-row statement carries (12 parameters a row at most: far
-/// below both dialects' limits).
-const ROWS_PER_STATEMENT: usize = 500;
-
-/// `?{from}, ?{from + 1}, …` for `n` parameters.
-fn params(from: usize, n: usize) -> String {
-    (from..from + n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Sets budgets: the rows, each stamped with its own next budget sequence
@@ -117,8 +108,7 @@ pub fn put_many(tx: &mut dyn Tx, batch: &[Budget], now_ms: u64) -> Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
-    let last = tx.query_one("UPDATE budget_seq SET seq = seq + ?1 RETURNING seq", &[int(batch.len() as u64)])?.u64(0)?;
-    let first = last + 1 - batch.len() as u64;
+    let first = super::grants::next_budget_seqs(tx, batch.len() as u64)?;
     for (i, chunk) in batch.chunks(ROWS_PER_STATEMENT).enumerate() {
         let mut rows = Vec::with_capacity(chunk.len());
         let mut args: Vec<Arg<'_>> = Vec::with_capacity(chunk.len() * 12);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use tollgate_protocol::state::{BudgetDoc, BudgetScope, ScopeType};
 
-use crate::db::{int, Arg, Tx};
+use crate::db::{int, params, Arg, Tx, ROWS_PER_STATEMENT};
 use crate::store::*;
 
 use super::{budgets, rows};
@@ -95,9 +95,11 @@ pub fn budget_seq(tx: &mut dyn Tx) -> Result<u64> {
     tx.query_one("SELECT seq FROM budget_seq", &[])?.u64(0)
 }
 
-/// The next budget change number; the row's lock orders budget changes.
-pub fn next_budget_seq(tx: &mut dyn Tx) -> Result<u64> {
-    tx.query_one("UPDATE budget_seq SET seq = seq + 1 RETURNING seq", &[])?.u64(0)
+/// The first of the next `n` budget change numbers (taken at once); the
+/// row's lock orders budget changes.
+pub fn next_budget_seqs(tx: &mut dyn Tx, n: u64) -> Result<u64> {
+    let last = tx.query_one("UPDATE budget_seq SET seq = seq + ?1 RETURNING seq", &[int(n)])?.u64(0)?;
+    Ok(last + 1 - n)
 }
 
 /// `rows` read with one more than a page: cut to the page, and its last
@@ -154,9 +156,10 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
             && now_ms < c.boundary_ms
             && (c.after.is_some() || budget_seq - c.budgets <= delta_max)
     });
-    // Use changed since the cursor: counted in budgets, not in records (a
-    // busy fleet ingests more records during a full state of many pages
-    // than a delta holds budgets, and every poll was then a full state).
+    // Use changed since the cursor: counted in budget periods, not in
+    // ingest batches (a fleet retrying or splitting batches passed four
+    // pages of them within one full state, and every poll was then a full
+    // state).
     if let Some(c) = since.as_ref().filter(|c| c.after.is_none() && c.ingest < seq) {
         if use_changes(tx, c.ingest, seq, delta_max)? > delta_max {
             since = None;
@@ -207,7 +210,7 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
     }
     // Every budget in one answer: one pass over the current periods. One
     // page of a full state: one range of scopes. A delta (scattered
-    // budgets): one indexed read per budget.
+    // budgets): reads by scope, a statement per scope type and period.
     let mut periods = match (delta, first_page && !more) {
         (false, true) => every_period(tx, node, &current)?,
         (false, false) => page_periods(tx, node, &current)?,
@@ -255,8 +258,7 @@ fn use_changes(tx: &mut dyn Tx, from: u64, to: u64, cap: u64) -> Result<u64> {
 /// Grant rows written in multi-row statements (a full state's page of
 /// 5,000 is ten statements, not 5,000 round trips to PostgreSQL).
 fn write_grants(tx: &mut dyn Tx, node: &str, writes: &[(ScopeType, String, u64, u64, u64, bool)]) -> Result<()> {
-    const ROWS: usize = 500;
-    for chunk in writes.chunks(ROWS) {
+    for chunk in writes.chunks(ROWS_PER_STATEMENT) {
         let mut rows = Vec::with_capacity(chunk.len());
         let mut args: Vec<Arg<'_>> = vec![node.into()];
         for (j, (t, id, start, gm, gt, short)) in chunk.iter().enumerate() {
@@ -397,8 +399,8 @@ fn page_periods(tx: &mut dyn Tx, node: &str, current: &[(Budget, (u64, u64))]) -
 }
 
 /// The same for the budgets of a delta (scattered in scope order): one
-/// read per scope type and period, of up to 500 scopes each (not one a
-/// budget: a round trip each on PostgreSQL).
+/// read per scope type and period, of up to `ROWS_PER_STATEMENT` scopes
+/// each (not one a budget: a round trip each on PostgreSQL).
 fn these_periods(tx: &mut dyn Tx, node: &str, current: &[(Budget, (u64, u64))]) -> Result<Periods> {
     let mut periods = Periods::new();
     let mut groups: BTreeMap<(ScopeType, u64), Vec<&str>> = BTreeMap::new();
@@ -406,8 +408,8 @@ fn these_periods(tx: &mut dyn Tx, node: &str, current: &[(Budget, (u64, u64))]) 
         groups.entry((b.scope_type, *start)).or_default().push(&b.scope_id);
     }
     for ((t, start), ids) in groups {
-        for chunk in ids.chunks(500) {
-            let list = (3..3 + chunk.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let list = params(3, chunk.len());
             let mut args: Vec<Arg<'_>> = vec![Arg::Text(t.as_str()), int(start)];
             args.extend(chunk.iter().map(|id| Arg::Text(id)));
             let sql = PERIOD_ROWS.replace("{where}", &format!("scope_type = ?1 AND period_start_ms = ?2 AND scope_id IN ({list})"));
