@@ -156,6 +156,13 @@ pub trait Db: Send + Sync + 'static {
     fn writers(&self) -> usize {
         1
     }
+    /// Brings the planner's statistics up to date on the tables the state
+    /// poll reads, where they have changed by more than a tenth since last
+    /// measured; the tables it measured. SQLite: none (its planner uses no
+    /// statistics unless ANALYZE ran, and the schema's indexes decide its plans).
+    fn refresh_statistics(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 }
 
 /// One schema change. Versions ascend from 1; an applied version is never

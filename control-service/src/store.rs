@@ -580,6 +580,9 @@ pub trait Store: Send + Sync + 'static {
     /// budgets, and Envoys silent for `forget_after_ms` (each budget's use
     /// per period stays).
     fn prune_grants(&self, now_ms: u64, forget_after_ms: u64) -> Result<Pruned>;
+    /// Refreshes the database's planner statistics where they are stale
+    /// (`Db::refresh_statistics`); the tables refreshed.
+    fn refresh_statistics(&self) -> Result<Vec<String>>;
     /// Budget room handed to Envoys and not yet recorded as used, summed over
     /// Envoys: what they may be spending right now (in flight or not yet shipped).
     fn reserved(&self, scope_type: ScopeType, scope_id: &str, period_start_ms: u64) -> Result<Used>;

@@ -993,6 +993,32 @@ fn a_new_prompt_version_that_loses_the_cache_raises_one_alert(s: Arc<dyn Store>)
     assert_eq!(s.list_cache_alerts(10).unwrap()[0].delivered_ms, Some(NOW));
 }
 
+// ---- PostgreSQL only ----
+
+/// A table filled in bulk gets planner statistics within one check (the
+/// service checks every few seconds), not at autovacuum's next round, and
+/// is not measured again until it changes again.
+#[test]
+fn postgres_statistics_follow_a_bulk_import() {
+    let s = support::pg::store();
+    let batch: Vec<Budget> = (0..3000).map(|i| Budget::monthly(ScopeType::Key, &format!("k{i}"), NOW)).collect();
+    s.put_budgets(&batch, NOW).unwrap();
+    // The server's table counters are flushed within a second or so of the commit.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let measured = loop {
+        let t = s.refresh_statistics().unwrap();
+        if t.iter().any(|t| t == "budgets") || std::time::Instant::now() > deadline {
+            break t;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(measured.iter().any(|t| t == "budgets"), "{measured:?}");
+    assert!(!measured.iter().any(|t| t == "usage"), "only the tables the state poll reads: {measured:?}");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let again = s.refresh_statistics().unwrap();
+    assert!(!again.iter().any(|t| t == "budgets"), "measured once: {again:?}");
+}
+
 // ---- SQLite only ----
 
 #[test]

@@ -242,6 +242,24 @@ pub async fn grant_retention_loop(st: Arc<AppState>) {
     }
 }
 
+/// How often the planner statistics are checked (see `Db::refresh_statistics`).
+const STATISTICS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keeps the database's planner statistics current on the tables the state
+/// poll reads, so that a bulk import is planned for within seconds, not at
+/// autovacuum's next round.
+pub async fn statistics_loop(st: Arc<AppState>) {
+    loop {
+        tokio::time::sleep(STATISTICS_EVERY).await;
+        let store = st.store.clone();
+        match tokio::task::spawn_blocking(move || store.refresh_statistics()).await {
+            Ok(Ok(tables)) if !tables.is_empty() => log_event("info", "planner statistics refreshed", json!({"tables": tables})),
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(e)) => log_event("warn", "planner statistics not refreshed", json!({"error": e.to_string()})),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -95,6 +95,9 @@ impl<D: Db> Store for Ledger<D> {
     fn prune_grants(&self, now_ms: u64, forget_after_ms: u64) -> Result<Pruned> {
         self.db.run(TxKind::Grant, |tx| grants::prune(tx, now_ms, forget_after_ms))
     }
+    fn refresh_statistics(&self) -> Result<Vec<String>> {
+        self.db.refresh_statistics()
+    }
     fn reserved(&self, scope_type: ScopeType, scope_id: &str, period_start_ms: u64) -> Result<Used> {
         self.db.run(TxKind::Read, |tx| budgets::reserved(tx, scope_type, scope_id, period_start_ms))
     }
