@@ -462,6 +462,32 @@ fn keys_in_bulk_all_or_none(s: Arc<dyn Store>) {
     assert_eq!(s.keys_page(None, usize::MAX).unwrap().1.len(), 2);
     let same_hash = [key("b3", 'a')];
     assert!(matches!(s.create_keys(&same_hash), Err(StoreError::Conflict(_))), "two keys cannot share a hash");
+    // Batches longer than one statement: a clash in the second statement
+    // (the id, then the hash, of a key made before; two keys of the batch
+    // with one hash) names its key, and the first statement's keys are not made.
+    let many = |n: usize| -> Vec<KeyRow> {
+        (0..n).map(|i| KeyRow { id: format!("m{i}"), key_hash: format!("{i:064x}"), ..key("x", 'x') }).collect()
+    };
+    let conflict = |batch: &[KeyRow]| match s.create_keys(batch) {
+        Err(StoreError::Conflict(m)) => m,
+        other => panic!("{other:?}"),
+    };
+    let mut by_id = many(700);
+    by_id[650].id = "b2".into();
+    assert!(conflict(&by_id).contains("'b2'"));
+    let mut by_hash = many(700);
+    by_hash[600].key_hash = key("", 'b').key_hash;
+    assert!(conflict(&by_hash).contains("'m600'"));
+    let mut twice = many(700);
+    twice[699].key_hash = twice[3].key_hash.clone();
+    assert!(conflict(&twice).contains("'m699'"));
+    assert_eq!(s.keys_page(None, usize::MAX).unwrap().0, 2, "a refused batch creates no key");
+    let seq = s.keys_seq().unwrap();
+    s.create_keys(&many(700)).unwrap();
+    assert_eq!(s.keys_page(None, usize::MAX).unwrap().0, 702);
+    let ch = s.key_changes(seq, 1000).unwrap();
+    assert_eq!(ch.changes.len(), 700, "one change each");
+    assert_eq!(s.key_by_hash(&format!("{:064x}", 699)).unwrap().unwrap().id, "m699");
 }
 
 fn keys_are_listed_a_page_at_a_time_in_the_order_they_were_made(s: Arc<dyn Store>) {

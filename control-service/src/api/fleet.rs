@@ -107,6 +107,8 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
     let fleet_page = q.limit.unwrap_or(st.settings.state_page).clamp(1, crate::ledger::STATE_PAGE_MAX);
     let ttl = st.settings.node_ttl_ms;
     let store = st.store.clone();
+    let started = std::time::Instant::now();
+    let who = node.clone();
     let doc = blocking(move || {
         let keys_seq = store.keys_seq()?;
         let guardrails_seq = store.guard_policy_seq()?;
@@ -161,6 +163,18 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
         }
     })
     .await?;
+    if doc.budgets_full {
+        st.counters.state_full_pages.fetch_add(1, Relaxed);
+    }
+    let took = started.elapsed();
+    if took >= SLOW_STATE {
+        st.counters.state_slow.fetch_add(1, Relaxed);
+        log_event(
+            "warn",
+            "slow state poll",
+            json!({"node": who, "ms": took.as_millis() as u64, "full": doc.budgets_full, "more": doc.budgets_more, "budgets": doc.budgets.len()}),
+        );
+    }
     // Serialised once: the body, and the ETag over it without the generation time.
     let body = serde_json::to_vec(&doc).unwrap_or_default();
     let tag = state_etag(&body);
@@ -177,6 +191,10 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
     }
     Ok(r)
 }
+
+/// A state poll slower than this is logged: an Envoy polls once a second,
+/// so its budgets and key changes are that much later.
+const SLOW_STATE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The ETag of a serialised state: a hash of everything but the value of
 /// its top-level `generated_ms` (a poll that changes nothing else is a 304).

@@ -47,7 +47,7 @@ impl<D: Db> Store for Ledger<D> {
         self.db.run(TxKind::Keys, |tx| keys::create(tx, key))
     }
     fn create_keys(&self, batch: &[KeyRow]) -> Result<()> {
-        self.db.run(TxKind::Keys, |tx| batch.iter().try_for_each(|k| keys::create(tx, k)))
+        self.db.run(TxKind::Keys, |tx| keys::create_many(tx, batch))
     }
     fn key_changes(&self, since: u64, limit: u32) -> Result<KeyChanges> {
         self.db.run(TxKind::Read, |tx| keys::changes(tx, since, limit))
