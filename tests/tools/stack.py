@@ -111,6 +111,8 @@ class Postgres:
         self.bin = Path(bins[-1])
         self.port = free_port()
         # Its own directory under /tmp: the server user must be able to reach it.
+        # Its log (statements over 2 s included) is copied into `workdir` at stop.
+        self.keep_log = workdir
         workdir = Path(tempfile.mkdtemp(prefix="tollgate-pg-"))
         self.base = workdir
         self.dir = workdir / "pgdata"
@@ -123,7 +125,7 @@ class Postgres:
             shutil.chown(self.sock, "postgres")
         self._run("initdb", "-D", str(self.dir), "-A", "trust", "-U", "tollgate", "--no-sync")
         self._run("pg_ctl", "-D", str(self.dir), "-l", str(workdir / "postgres.log"), "-w", "-o",
-                  f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+                  f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off -c log_min_duration_statement=2000", "start")
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "tollgate", "tollgate")
 
     def _run(self, tool: str, *args: str) -> None:
@@ -137,6 +139,8 @@ class Postgres:
         import shutil
         subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.dir), "-m", "fast", "-w", "stop"],
                        capture_output=True, timeout=60)
+        if self.keep_log is not None and (self.base / "postgres.log").exists():
+            shutil.copy(self.base / "postgres.log", Path(self.keep_log) / "postgres.log")
         shutil.rmtree(self.base, ignore_errors=True)
 
 

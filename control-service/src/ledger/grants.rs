@@ -386,15 +386,22 @@ fn every_period(tx: &mut dyn Tx, node: &str, current: &[(Budget, (u64, u64))]) -
 }
 
 /// The same for one page of a full state (budgets in scope order): one
-/// range of the tables' primary keys, from the page's first scope to its
-/// last, instead of a read per budget.
+/// range of the tables' primary keys per scope type on the page, from the
+/// type's first scope to its last, instead of a read per budget. The type
+/// is compared for equality: PostgreSQL estimates a row comparison
+/// `(scope_type, scope_id) >= (…)` by its first column alone, took the
+/// range for the whole table and scanned it (300–470 ms a page at 200,000
+/// budgets, 30–45 ms on the key).
 fn page_periods(tx: &mut dyn Tx, node: &str, current: &[(Budget, (u64, u64))]) -> Result<Periods> {
     let mut periods = Periods::new();
-    let (Some((first, _)), Some((last, _))) = (current.first(), current.last()) else { return Ok(periods) };
-    let earliest = current.iter().map(|(_, (start, _))| *start).min().unwrap_or(0);
-    let range = "(scope_type, scope_id) >= (?1, ?2) AND (scope_type, scope_id) <= (?3, ?4) AND period_start_ms >= ?5";
-    let args = [Arg::Text(first.scope_type.as_str()), Arg::Text(&first.scope_id), Arg::Text(last.scope_type.as_str()), Arg::Text(&last.scope_id), int(earliest)];
-    absorb(&mut periods, node, &tx.query(&PERIOD_ROWS.replace("{where}", range), &args)?)?;
+    let Some(earliest) = current.iter().map(|(_, (start, _))| *start).min() else { return Ok(periods) };
+    let range = "scope_type = ?1 AND scope_id >= ?2 AND scope_id <= ?3 AND period_start_ms >= ?4";
+    let sql = PERIOD_ROWS.replace("{where}", range);
+    for run in current.chunk_by(|(a, _), (b, _)| a.scope_type == b.scope_type) {
+        let (Some((first, _)), Some((last, _))) = (run.first(), run.last()) else { continue };
+        let args = [Arg::Text(first.scope_type.as_str()), Arg::Text(&first.scope_id), Arg::Text(&last.scope_id), int(earliest)];
+        absorb(&mut periods, node, &tx.query(&sql, &args)?)?;
+    }
     Ok(periods)
 }
 

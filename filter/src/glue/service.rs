@@ -210,8 +210,11 @@ impl Service {
             self.state_token = None;
             let etag = header(b"etag").map(|e| crate::text::loggable(&e, 256)).unwrap_or_default();
             self.on_state(status, body_size, etag, now);
-            // The next page of a state in pages is asked at once.
-            if self.budgets.more() {
+            // The next page of a state in pages is asked at once; a page
+            // that failed is asked again on the retry delay (at once, it
+            // doubled the load of a control service already too slow, and
+            // asked a cluster Envoy was tearing down at exit).
+            if self.budgets.more() && self.poll_failures == 0 {
                 self.poll(ctx, cfg, now);
             }
             // A newer policy or registry is fetched at once, not on the next tick.
