@@ -294,6 +294,16 @@ async fn budgets_in_bulk_and_metrics_that_stay_small_with_many_key_budgets() {
         assert!(text.contains("tollgate_control_budgets{scope_type=\"key\"} 1001"), "{text}");
         assert!(text.contains("tollgate_budget_limit_micros{scope_type=\"team\",scope_id=\"t\"} 9"));
         assert!(!text.contains("scope_type=\"key\",scope_id="));
+        assert!(text.contains("tollgate_control_state_full_total 0\n"), "{text}");
+        // An Envoy's first poll begins its full state, counted; a delta is not.
+        let state = |cursor: &str| call("GET", &format!("{base}/v1/state?node=n1&cursor={cursor}"), Some(FILTER), None, None).1;
+        let first = state("");
+        assert_eq!((first["budgets_full"].as_bool(), first["budgets_more"].as_bool()), (Some(true), Some(false)), "{first}");
+        let delta = state(first["budgets_cursor"].as_str().unwrap());
+        assert_eq!(delta["budgets_full"].as_bool(), Some(false), "{delta}");
+        let text = agent.get(&format!("{base}/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
+        assert!(text.contains("tollgate_control_state_full_total 1\n"), "{text}");
+        assert!(text.contains("tollgate_control_state_slow_total 0\n"), "{text}");
     })
     .await
     .unwrap();

@@ -163,8 +163,8 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
         }
     })
     .await?;
-    if doc.budgets_full {
-        st.counters.state_full_pages.fetch_add(1, Relaxed);
+    if who.is_some() && doc.budgets_full {
+        st.counters.state_full.fetch_add(1, Relaxed);
     }
     let took = started.elapsed();
     if took >= SLOW_STATE {

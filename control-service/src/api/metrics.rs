@@ -21,7 +21,7 @@ pub(super) async fn metrics(State(st): State<Arc<AppState>>) -> ApiResult<Respon
         ("tollgate_control_ingest_rejected_total", "usage records refused as invalid (listed in the ack, not stored)", c.ingest_rejected.load(Relaxed)),
         ("tollgate_control_state_polls_total", "budget state polls by Envoys", c.state_polls.load(Relaxed)),
         ("tollgate_control_state_not_modified_total", "polls answered 304", c.state_not_modified.load(Relaxed)),
-        ("tollgate_control_state_full_pages_total", "polls answered with a page of an Envoy's full state", c.state_full_pages.load(Relaxed)),
+        ("tollgate_control_state_full_total", "full states begun (their first page sent to an Envoy)", c.state_full.load(Relaxed)),
         ("tollgate_control_state_slow_total", "polls that took the control service over a second", c.state_slow.load(Relaxed)),
         ("tollgate_control_key_change_pages_total", "key-change pages served to Envoys", c.key_change_pages.load(Relaxed)),
         ("tollgate_control_keys_imported_total", "keys created through /v1/key-imports", c.keys_imported.load(Relaxed)),

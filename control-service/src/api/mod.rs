@@ -84,7 +84,7 @@ pub struct Counters {
     pub ingest_rejected: std::sync::atomic::AtomicU64,
     pub state_polls: std::sync::atomic::AtomicU64,
     pub state_not_modified: std::sync::atomic::AtomicU64,
-    pub state_full_pages: std::sync::atomic::AtomicU64,
+    pub state_full: std::sync::atomic::AtomicU64,
     pub state_slow: std::sync::atomic::AtomicU64,
     pub key_change_pages: std::sync::atomic::AtomicU64,
     pub keys_imported: std::sync::atomic::AtomicU64,
