@@ -29,7 +29,13 @@ pub fn create_many(tx: &mut dyn Tx, batch: &[KeyRow]) -> Result<()> {
         let n = chunk.len();
         let mut args: Vec<Arg<'_>> = chunk.iter().map(|k| (&k.id).into()).collect();
         args.extend(chunk.iter().map(|k| Arg::from(&k.key_hash)));
-        let taken = tx.query(&format!("SELECT id FROM keys WHERE id IN ({}) OR key_hash IN ({}) LIMIT 1", params(1, n), params(n + 1, n)), &args)?;
+        // Each list on its own unique index. With `OR … LIMIT 1`, PostgreSQL
+        // expected an early match and scanned the table: 300 ms a statement
+        // at a million keys (EXPLAIN ANALYZE), slower than a row at a time.
+        let taken = tx.query(
+            &format!("SELECT id FROM keys WHERE id IN ({}) UNION ALL SELECT id FROM keys WHERE key_hash IN ({})", params(1, n), params(n + 1, n)),
+            &args,
+        )?;
         if let Some(r) = taken.first() {
             let id = r.text(0)?;
             // The batch's key that clashes with it: the same id, or else the same hash.
