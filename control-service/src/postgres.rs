@@ -204,8 +204,9 @@ impl Db for PgDb {
     /// round, up to a minute later), PostgreSQL guessed that a period matches
     /// 0.5 % of `budget_usage` and read a delta's 500 budgets through the
     /// period index, every row of a million: state polls took seconds
-    /// (EXPLAIN ANALYZE, docs/budgets.md). Autovacuum's own rule (a tenth
-    /// changed), checked every few seconds, on the tables the state poll reads.
+    /// (EXPLAIN ANALYZE, docs/budgets.md; the slowest statements of that run
+    /// were others, since fixed). Autovacuum's own rule (a tenth changed),
+    /// checked every few seconds, on the tables the state poll reads.
     fn refresh_statistics(&self) -> Result<Vec<String>> {
         let stale = self.run(TxKind::Read, |tx| {
             tx.query(
