@@ -39,6 +39,12 @@ pub fn params(from: usize, n: usize) -> String {
     (from..from + n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
 }
 
+/// `(?1, …, ?{width}), (…), …`: `rows` rows of `width` numbered
+/// parameters, for a multi-row `INSERT … VALUES`.
+pub fn values(rows: usize, width: usize) -> String {
+    (0..rows).map(|j| format!("({})", params(j * width + 1, width))).collect::<Vec<_>>().join(", ")
+}
+
 impl<'a> From<&'a str> for Arg<'a> {
     fn from(v: &'a str) -> Self {
         Arg::Text(v)
@@ -237,6 +243,12 @@ pub fn dollar_placeholders(sql: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_number_rows_of_parameters() {
+        assert_eq!(values(2, 3), "(?1, ?2, ?3), (?4, ?5, ?6)");
+        assert_eq!(values(3, 1), "(?1), (?2), (?3)");
+    }
 
     #[test]
     fn placeholders_outside_quotes_only() {

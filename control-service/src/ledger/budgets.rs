@@ -4,7 +4,7 @@
 
 use tollgate_protocol::state::{pct_of, ScopeType};
 
-use crate::db::{int, opt_int, params, Arg, Tx, ROWS_PER_STATEMENT};
+use crate::db::{int, opt_int, params, values, Arg, Tx, ROWS_PER_STATEMENT};
 use crate::store::*;
 
 use super::rows::{self, scope_column, BUDGET_COLS};
@@ -110,10 +110,8 @@ pub fn put_many(tx: &mut dyn Tx, batch: &[Budget], now_ms: u64) -> Result<()> {
     }
     let first = super::grants::next_budget_seqs(tx, batch.len() as u64)?;
     for (i, chunk) in batch.chunks(ROWS_PER_STATEMENT).enumerate() {
-        let mut rows = Vec::with_capacity(chunk.len());
         let mut args: Vec<Arg<'_>> = Vec::with_capacity(chunk.len() * 12);
         for (j, b) in chunk.iter().enumerate() {
-            rows.push(format!("({})", params(j * 12 + 1, 12)));
             args.extend([
                 b.scope_type.as_str().into(),
                 (&b.scope_id).into(),
@@ -136,7 +134,7 @@ pub fn put_many(tx: &mut dyn Tx, batch: &[Budget], now_ms: u64) -> Result<()> {
                    period = excluded.period, timezone = excluded.timezone, window_start_ms = excluded.window_start_ms,
                    window_end_ms = excluded.window_end_ms, soft_pct = excluded.soft_pct, hard_pct = excluded.hard_pct,
                    updated_ms = excluded.updated_ms, changed_seq = excluded.changed_seq",
-                rows.join(", ")
+                values(chunk.len(), 12)
             ),
             &args,
         )?;

@@ -2,7 +2,7 @@
 
 use tollgate_protocol::state::{KeyChange, KeyChanges, KeyDoc};
 
-use crate::db::{int, opt_int, params, Arg, Tx, ROWS_PER_STATEMENT};
+use crate::db::{int, opt_int, params, values, Arg, Tx, ROWS_PER_STATEMENT};
 use crate::store::*;
 
 use super::rows::{self, KEY_COLS};
@@ -33,21 +33,22 @@ pub fn create_many(tx: &mut dyn Tx, batch: &[KeyRow]) -> Result<()> {
         // expected an early match and scanned the table: 300 ms a statement
         // at a million keys (EXPLAIN ANALYZE), slower than a row at a time.
         let taken = tx.query(
-            &format!("SELECT id FROM keys WHERE id IN ({}) UNION ALL SELECT id FROM keys WHERE key_hash IN ({})", params(1, n), params(n + 1, n)),
+            &format!(
+                "SELECT id, key_hash FROM keys WHERE id IN ({}) UNION ALL SELECT id, key_hash FROM keys WHERE key_hash IN ({})",
+                params(1, n),
+                params(n + 1, n)
+            ),
             &args,
         )?;
         if let Some(r) = taken.first() {
-            let id = r.text(0)?;
+            let (id, hash) = (r.text(0)?, r.text(1)?);
             // The batch's key that clashes with it: the same id, or else the same hash.
-            let hash = tx.query_one("SELECT key_hash FROM keys WHERE id = ?1", &[(&id).into()])?.text(0)?;
             let k = chunk.iter().find(|k| k.id == id).or_else(|| chunk.iter().find(|k| k.key_hash == hash));
             return Err(clash(k.map_or(id.as_str(), |k| k.id.as_str())));
         }
         let json_cols: Vec<(Option<String>, String, String)> = chunk.iter().map(|k| (k.models.as_ref().map(json), json(&k.projects), json(&k.tags))).collect();
-        let mut rows = Vec::with_capacity(n);
         let mut args: Vec<Arg<'_>> = Vec::with_capacity(n * 9);
-        for (j, (k, (models, projects, tags))) in chunk.iter().zip(&json_cols).enumerate() {
-            rows.push(format!("({})", params(j * 9 + 1, 9)));
+        for (k, (models, projects, tags)) in chunk.iter().zip(&json_cols) {
             args.extend([
                 (&k.id).into(),
                 (&k.key_hash).into(),
@@ -60,11 +61,10 @@ pub fn create_many(tx: &mut dyn Tx, batch: &[KeyRow]) -> Result<()> {
                 opt_int(k.revoked_ms),
             ]);
         }
-        tx.execute(&format!("INSERT INTO keys ({KEY_COLS}) VALUES {}", rows.join(", ")), &args)?;
+        tx.execute(&format!("INSERT INTO keys ({KEY_COLS}) VALUES {}", values(n, 9)), &args)?;
         // Numbered in the batch's order.
-        let events: Vec<String> = (1..=n).map(|i| format!("(?{i})")).collect();
         let args: Vec<Arg<'_>> = chunk.iter().map(|k| (&k.key_hash).into()).collect();
-        tx.execute(&format!("INSERT INTO key_events (key_hash) VALUES {}", events.join(", ")), &args)?;
+        tx.execute(&format!("INSERT INTO key_events (key_hash) VALUES {}", values(n, 1)), &args)?;
     }
     Ok(())
 }
