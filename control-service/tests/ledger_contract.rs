@@ -464,7 +464,7 @@ fn keys_in_bulk_all_or_none(s: Arc<dyn Store>) {
     assert!(matches!(s.create_keys(&same_hash), Err(StoreError::Conflict(_))), "two keys cannot share a hash");
     // Batches longer than one statement: a clash in the second statement
     // (the id, then the hash, of a key made before; two keys of the batch
-    // with one hash) names its key, and the first statement's keys are not made.
+    // with one hash or one id) names its key, and the first statement's keys are not made.
     let many = |n: usize| -> Vec<KeyRow> {
         (0..n).map(|i| KeyRow { id: format!("m{i}"), key_hash: format!("{i:064x}"), ..key("x", 'x') }).collect()
     };
@@ -481,6 +481,9 @@ fn keys_in_bulk_all_or_none(s: Arc<dyn Store>) {
     let mut twice = many(700);
     twice[699].key_hash = twice[3].key_hash.clone();
     assert!(conflict(&twice).contains("'m699'"));
+    let mut id_twice = many(700);
+    id_twice[690].id = "m5".into();
+    assert!(conflict(&id_twice).contains("'m5'"), "two keys of the batch with one id");
     assert_eq!(s.keys_page(None, usize::MAX).unwrap().0, 2, "a refused batch creates no key");
     let seq = s.keys_seq().unwrap();
     s.create_keys(&many(700)).unwrap();
