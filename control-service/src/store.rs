@@ -580,6 +580,11 @@ pub trait Store: Send + Sync + 'static {
     /// budgets, and Envoys silent for `forget_after_ms` (each budget's use
     /// per period stays).
     fn prune_grants(&self, now_ms: u64, forget_after_ms: u64) -> Result<Pruned>;
+    /// The Envoy `node` was answered at `now_ms`: it counts as seen then.
+    /// `grant` records a poll's start; an answer that took longer than the
+    /// node TTL would otherwise leave the Envoy silent by its next poll, and
+    /// it would start over at its first page, again and again.
+    fn node_seen(&self, node: &str, now_ms: u64) -> Result<()>;
     /// Refreshes the database's planner statistics where they are stale
     /// (`Db::refresh_statistics`); the tables refreshed.
     fn refresh_statistics(&self) -> Result<Vec<String>>;

@@ -55,6 +55,7 @@ contract!(
     a_full_state_in_pages_misses_nothing_that_changes_meanwhile,
     a_delta_larger_than_a_few_pages_comes_as_the_full_state,
     an_envoy_back_from_silence_gets_the_full_state_with_its_reclaimed_share,
+    an_envoy_answered_slowly_counts_as_seen_when_answered,
     budgets_are_read_by_scope_by_type_and_a_page_at_a_time,
     sums_saturate_instead_of_failing,
     key_changes_replay_to_the_live_key_set,
@@ -756,6 +757,21 @@ fn an_envoy_back_from_silence_gets_the_full_state_with_its_reclaimed_share(s: Ar
     assert!(g.full, "a silent Envoy starts over");
     assert_eq!(share(&b), Some(0), "a holds everything until it polls again");
     b.check(&s, "b", NOW + 101_000);
+}
+
+fn an_envoy_answered_slowly_counts_as_seen_when_answered(s: Arc<dyn Store>) {
+    s.put_budget(&budget("t", 1000), NOW).unwrap();
+    let mut v = View::new(5000);
+    v.poll(&s, "a", NOW);
+    // The answer took 50 s of the 60 s TTL; the next poll comes 20 s after it.
+    s.node_seen("a", NOW + 50_000).unwrap();
+    s.node_seen("a", NOW + 1).unwrap(); // never moved back
+    let g = v.poll(&s, "a", NOW + 70_000);
+    assert!(!g.full, "the Envoy was not silent: its cursor still holds");
+    assert_eq!(s.nodes_active(NOW + 70_000, 60_000).unwrap(), 1);
+    s.node_seen("nobody", NOW).unwrap();
+    assert_eq!(s.nodes_active(NOW, 60_000).unwrap(), 1, "a node is made only by its poll");
+    v.check(&s, "a", NOW + 70_000);
 }
 
 fn a_delta_larger_than_a_few_pages_comes_as_the_full_state(s: Arc<dyn Store>) {

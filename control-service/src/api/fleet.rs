@@ -169,6 +169,13 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
     let took = started.elapsed();
     if took >= SLOW_STATE {
         st.counters.state_slow.fetch_add(1, Relaxed);
+        // Seen when answered, not only when asked (`Store::node_seen`).
+        if let Some(n) = who.clone() {
+            let store = st.store.clone();
+            if let Err(e) = blocking(move || store.node_seen(&n, now_ms())).await {
+                log_event("warn", "node not marked seen after a slow state poll", json!({"error": e.message}));
+            }
+        }
         log_event(
             "warn",
             "slow state poll",

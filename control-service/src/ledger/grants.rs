@@ -112,6 +112,11 @@ fn cut_page<T>(rows: &mut Vec<T>, page: usize) -> Option<&T> {
     rows.last()
 }
 
+/// See `Store::node_seen` (never moves a node's time back).
+pub fn seen(tx: &mut dyn Tx, node: &str, now_ms: u64) -> Result<()> {
+    tx.execute("UPDATE nodes SET last_seen_ms = ?2 WHERE node = ?1 AND last_seen_ms < ?2", &[node.into(), int(now_ms)]).map(|_| ())
+}
+
 /// When a budget's state next changes by itself: the end of its current
 /// period, or the opening of a window still ahead.
 fn next_change(b: &Budget, now_ms: u64) -> Option<u64> {

@@ -92,6 +92,9 @@ impl<D: Db> Store for Ledger<D> {
     fn grant(&self, node: &str, now_ms: u64, node_ttl_ms: u64, cursor: Option<&str>, page: usize) -> Result<GrantSnapshot> {
         self.db.run(TxKind::Grant, |tx| grants::grant(tx, node, now_ms, node_ttl_ms, cursor, page))
     }
+    fn node_seen(&self, node: &str, now_ms: u64) -> Result<()> {
+        self.db.run(TxKind::Grant, |tx| grants::seen(tx, node, now_ms))
+    }
     fn prune_grants(&self, now_ms: u64, forget_after_ms: u64) -> Result<Pruned> {
         self.db.run(TxKind::Grant, |tx| grants::prune(tx, now_ms, forget_after_ms))
     }
