@@ -56,6 +56,7 @@ contract!(
     a_delta_larger_than_a_few_pages_comes_as_the_full_state,
     an_envoy_back_from_silence_gets_the_full_state_with_its_reclaimed_share,
     an_envoy_answered_slowly_counts_as_seen_when_answered,
+    a_newcomer_gets_its_fair_part_after_envoys_come_and_go,
     budgets_are_read_by_scope_by_type_and_a_page_at_a_time,
     sums_saturate_instead_of_failing,
     key_changes_replay_to_the_live_key_set,
@@ -772,6 +773,78 @@ fn an_envoy_answered_slowly_counts_as_seen_when_answered(s: Arc<dyn Store>) {
     s.node_seen("nobody", NOW).unwrap();
     assert_eq!(s.nodes_active(NOW, 60_000).unwrap(), 1, "a node is made only by its poll");
     v.check(&s, "a", NOW + 70_000);
+}
+
+/// An Envoy as the filter's background service runs it: polls once a
+/// second, the next page at once while a state comes in pages.
+struct Sim {
+    name: &'static str,
+    cursor: String,
+    more: bool,
+    next_at: u64,
+    last: Option<tollgate_control::store::GrantSnapshot>,
+    /// Each budget's share as the Envoy holds it.
+    shares: BTreeMap<String, Option<u64>>,
+}
+
+impl Sim {
+    fn new(name: &'static str, at: u64) -> Sim {
+        Sim { name, cursor: String::new(), more: false, next_at: at, last: None, shares: BTreeMap::new() }
+    }
+    fn tick(&mut self, s: &Arc<dyn Store>, now: u64, ttl: u64, page: usize) {
+        if now < self.next_at {
+            return;
+        }
+        let cursor = (!self.cursor.is_empty()).then_some(self.cursor.as_str());
+        let g = s.grant(self.name, now, ttl, cursor, page).unwrap();
+        if g.full {
+            // The first page of a full state: what it leaves out is gone.
+            self.shares.clear();
+        }
+        for b in &g.budgets {
+            self.shares.insert(b.scope_id.clone(), b.share_micros);
+        }
+        for r in &g.removed {
+            self.shares.remove(&r.scope_id);
+        }
+        self.cursor = g.cursor.clone();
+        self.more = g.more;
+        self.next_at = now + if g.more { 100 } else { 1000 };
+        self.last = Some(g);
+    }
+}
+
+fn a_newcomer_gets_its_fair_part_after_envoys_come_and_go(s: Arc<dyn Store>) {
+    let budgets: Vec<Budget> = (0..30).map(|i| budget(&format!("b{i:02}"), 1000)).collect();
+    s.put_budgets(&budgets, NOW).unwrap();
+    let (ttl, page) = (5_000, 4);
+    // The bench's sequence: one Envoy alone; a new one fetches its full
+    // state and falls silent; 6 s later a probe joins and keeps polling.
+    let mut big = Sim::new("big", NOW);
+    let mut new = Sim::new("new", NOW + 5_000);
+    let mut probe = Sim::new("probe", u64::MAX);
+    let mut new_done = false;
+    let mut t = NOW;
+    while t < NOW + 120_000 {
+        big.tick(&s, t, ttl, page);
+        if !new_done {
+            new.tick(&s, t, ttl, page);
+            if new.last.as_ref().is_some_and(|g| !g.more) {
+                new_done = true;
+                probe.next_at = t + 6_000;
+            }
+        }
+        probe.tick(&s, t, ttl, page);
+        t += 100;
+    }
+    let g = probe.last.clone().expect("the probe polled");
+    assert!(!g.full && !g.more && g.budgets.is_empty(), "the probe's deltas empty: {:?}", g.budgets.iter().map(|b| (&b.scope_id, b.share_micros)).collect::<Vec<_>>());
+    // Two Envoys active, nothing spent: each holds half of every budget.
+    for sim in [&big, &probe] {
+        assert_eq!(sim.shares.len(), 30, "{} holds every budget", sim.name);
+        let unfair: Vec<_> = sim.shares.iter().filter(|(_, v)| **v != Some(500)).collect();
+        assert!(unfair.is_empty(), "{} short of its fair part: {unfair:?}", sim.name);
+    }
 }
 
 fn a_delta_larger_than_a_few_pages_comes_as_the_full_state(s: Arc<dyn Store>) {
