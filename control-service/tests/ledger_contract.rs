@@ -780,7 +780,6 @@ fn an_envoy_answered_slowly_counts_as_seen_when_answered(s: Arc<dyn Store>) {
 struct Sim {
     name: &'static str,
     cursor: String,
-    more: bool,
     next_at: u64,
     last: Option<tollgate_control::store::GrantSnapshot>,
     /// Each budget's share as the Envoy holds it.
@@ -789,7 +788,7 @@ struct Sim {
 
 impl Sim {
     fn new(name: &'static str, at: u64) -> Sim {
-        Sim { name, cursor: String::new(), more: false, next_at: at, last: None, shares: BTreeMap::new() }
+        Sim { name, cursor: String::new(), next_at: at, last: None, shares: BTreeMap::new() }
     }
     fn tick(&mut self, s: &Arc<dyn Store>, now: u64, ttl: u64, page: usize) {
         if now < self.next_at {
@@ -808,7 +807,6 @@ impl Sim {
             self.shares.remove(&r.scope_id);
         }
         self.cursor = g.cursor.clone();
-        self.more = g.more;
         self.next_at = now + if g.more { 100 } else { 1000 };
         self.last = Some(g);
     }
