@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 13, name: "budget_deltas", sql: include_str!("../migrations/sqlite/0013_budget_deltas.sql") },
     Migration { version: 14, name: "keys_by_creation", sql: include_str!("../migrations/sqlite/0014_keys_by_creation.sql") },
     Migration { version: 15, name: "grants_by_node", sql: include_str!("../migrations/sqlite/0015_grants_by_node.sql") },
+    Migration { version: 16, name: "node_answers", sql: include_str!("../migrations/sqlite/0016_node_answers.sql") },
 ];
 
 pub struct SqliteDb {

@@ -193,6 +193,10 @@ pub struct GrantSnapshot {
     pub nodes_active: u32,
     /// `budgets` is every budget in force (else only those changed since the cursor).
     pub full: bool,
+    /// Why the Envoy's cursor did not hold (a full state's first page).
+    pub full_because: Option<&'static str>,
+    /// Grants of silent Envoys reclaimed by this answer.
+    pub reclaimed: u64,
     pub budgets: Vec<tollgate_protocol::state::BudgetDoc>,
     /// A full state continues: ask again with `cursor` for the next page.
     pub more: bool,
@@ -200,6 +204,15 @@ pub struct GrantSnapshot {
     pub removed: Vec<tollgate_protocol::state::BudgetScope>,
     /// What to send back at the next poll.
     pub cursor: String,
+}
+
+/// See `Store::state_seqs`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateSeqs {
+    pub keys: u64,
+    pub guardrails: u64,
+    pub prompts: u64,
+    pub routing: u64,
 }
 
 /// What one run of grant pruning removed (`Store::prune_grants`).
@@ -549,8 +562,6 @@ pub trait Store: Send + Sync + 'static {
     /// What changed in the set of live keys after change `since` (at most
     /// `limit` changes), for Envoys keeping their key entries in step.
     fn key_changes(&self, since: u64, limit: u32) -> Result<tollgate_protocol::state::KeyChanges>;
-    /// The number of the last key change.
-    fn keys_seq(&self) -> Result<u64>;
     /// How many keys exist, and at most `limit` of them in the order they
     /// were made, after the key with id `after`.
     fn keys_page(&self, after: Option<&str>, limit: usize) -> Result<(u64, Vec<KeyRow>)>;
@@ -576,6 +587,9 @@ pub trait Store: Send + Sync + 'static {
     /// docs/budgets.md, "Grants"): grants are durable and their sum never
     /// exceeds a hard limit, so the fleet cannot spend past it.
     fn grant(&self, node: &str, now_ms: u64, node_ttl_ms: u64, cursor: Option<&str>, page: usize) -> Result<GrantSnapshot>;
+    /// The numbers of the last key change, guardrail policy, prompt and
+    /// routing change, read at once (an Envoy's state names them).
+    fn state_seqs(&self) -> Result<StateSeqs>;
     /// Retention: grants and per-Envoy use of ended periods and deleted
     /// budgets, and Envoys silent for `forget_after_ms` (each budget's use
     /// per period stays).
@@ -636,7 +650,6 @@ pub trait Store: Send + Sync + 'static {
     fn purge_audit(&self, before_ms: u64) -> Result<u64>;
     /// The guardrail policy every Envoy applies (none: their own).
     fn guard_policy(&self) -> Result<tollgate_protocol::guard::GuardrailsDoc>;
-    fn guard_policy_seq(&self) -> Result<u64>;
     /// Puts a (validated) policy in force, or none.
     fn set_guard_policy(&self, policy: Option<&tollgate_protocol::guard::PolicyDoc>, now_ms: u64) -> Result<tollgate_protocol::guard::GuardrailsDoc>;
 
@@ -654,7 +667,6 @@ pub trait Store: Send + Sync + 'static {
     fn prompt(&self, name: &str) -> Result<Option<PromptView>>;
     fn list_prompts(&self) -> Result<Vec<PromptSummary>>;
     fn prompts_current(&self) -> Result<tollgate_protocol::prompts::PromptsDoc>;
-    fn prompts_seq(&self) -> Result<u64>;
 
     /// Prompt-cache misses the filters explained, summed.
     fn cache_misses(&self, q: &CacheMissQuery) -> Result<Vec<CacheMissSum>>;
@@ -680,7 +692,6 @@ pub trait Store: Send + Sync + 'static {
     fn routing_policies(&self) -> Result<Vec<RoutingPolicyRow>>;
     fn choose_route(&self, feature: &str, model: Option<&str>, reason: &str, by: &str, now_ms: u64) -> Result<u64>;
     fn routing_current(&self) -> Result<tollgate_protocol::routing::RoutingDoc>;
-    fn routing_seq(&self) -> Result<u64>;
 }
 
 #[cfg(test)]

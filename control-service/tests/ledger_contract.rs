@@ -57,6 +57,7 @@ contract!(
     an_envoy_back_from_silence_gets_the_full_state_with_its_reclaimed_share,
     an_envoy_answered_slowly_counts_as_seen_when_answered,
     a_newcomer_gets_its_fair_part_after_envoys_come_and_go,
+    an_answer_that_never_arrived_is_sent_again,
     budgets_are_read_by_scope_by_type_and_a_page_at_a_time,
     sums_saturate_instead_of_failing,
     key_changes_replay_to_the_live_key_set,
@@ -487,7 +488,7 @@ fn keys_in_bulk_all_or_none(s: Arc<dyn Store>) {
     id_twice[690].id = "m5".into();
     assert!(conflict(&id_twice).contains("'m5'"), "two keys of the batch with one id");
     assert_eq!(s.keys_page(None, usize::MAX).unwrap().0, 2, "a refused batch creates no key");
-    let seq = s.keys_seq().unwrap();
+    let seq = s.state_seqs().unwrap().keys;
     s.create_keys(&many(700)).unwrap();
     assert_eq!(s.keys_page(None, usize::MAX).unwrap().0, 702);
     let ch = s.key_changes(seq, 1000).unwrap();
@@ -679,7 +680,7 @@ fn budget_deltas_carry_only_changes_and_add_up_to_the_full_state(s: Arc<dyn Stor
     v1.poll(&s, "n1", NOW + 9);
     v1.check(&s, "n1", NOW + 9);
     // A cursor this service did not write, or whose period has ended: the full state.
-    assert!(s.grant("n1", NOW + 10, 60_000, Some("b1.99999.0.2.1"), 5000).unwrap().full);
+    assert!(s.grant("n1", NOW + 10, 60_000, Some("b2.99999.0.2.1.0"), 5000).unwrap().full);
     assert!(s.grant("n1", NOW + 10, 60_000, Some("garbage"), 5000).unwrap().full);
     let (_, end) = budget("t1", 0).bounds(NOW).unwrap();
     let mut late = View { cursor: v1.cursor.clone(), ..View::new(5000) };
@@ -784,11 +785,13 @@ struct Sim {
     last: Option<tollgate_control::store::GrantSnapshot>,
     /// Each budget's share as the Envoy holds it.
     shares: BTreeMap<String, Option<u64>>,
+    /// The next answer never arrives.
+    lose_next: bool,
 }
 
 impl Sim {
     fn new(name: &'static str, at: u64) -> Sim {
-        Sim { name, cursor: String::new(), next_at: at, last: None, shares: BTreeMap::new() }
+        Sim { name, cursor: String::new(), next_at: at, last: None, shares: BTreeMap::new(), lose_next: false }
     }
     fn tick(&mut self, s: &Arc<dyn Store>, now: u64, ttl: u64, page: usize) {
         if now < self.next_at {
@@ -796,6 +799,13 @@ impl Sim {
         }
         let cursor = (!self.cursor.is_empty()).then_some(self.cursor.as_str());
         let g = s.grant(self.name, now, ttl, cursor, page).unwrap();
+        if self.lose_next {
+            // The answer was written but never arrived (the Envoy gave up
+            // waiting): it asks again later with the cursor it has.
+            self.lose_next = false;
+            self.next_at = now + 1000;
+            return;
+        }
         if g.full {
             // The first page of a full state: what it leaves out is gone.
             self.shares.clear();
@@ -842,6 +852,43 @@ fn a_newcomer_gets_its_fair_part_after_envoys_come_and_go(s: Arc<dyn Store>) {
         assert_eq!(sim.shares.len(), 30, "{} holds every budget", sim.name);
         let unfair: Vec<_> = sim.shares.iter().filter(|(_, v)| **v != Some(500)).collect();
         assert!(unfair.is_empty(), "{} short of its fair part: {unfair:?}", sim.name);
+    }
+}
+
+/// The stuck newcomer of `make bench-scale`: an Envoy's full state whose
+/// first page took longer than the filter waits (it reclaimed a silent
+/// Envoy's million grants) was written but never applied, and the Envoy's
+/// old cursor still held, the count of active Envoys being back where it
+/// was (2, 1, then 2 again with another Envoy). The ledger believed it held
+/// the whole of every budget of that page, and the newcomer got none of
+/// them, for good.
+fn an_answer_that_never_arrived_is_sent_again(s: Arc<dyn Store>) {
+    let budgets: Vec<Budget> = (0..8).map(|i| budget(&format!("b{i}"), 1000)).collect();
+    s.put_budgets(&budgets, NOW).unwrap();
+    let (ttl, page) = (5_000, 4);
+    let mut big = Sim::new("big", NOW);
+    let mut gone = Sim::new("gone", NOW + 1_000);
+    let mut probe = Sim::new("probe", u64::MAX);
+    let mut t = NOW;
+    while t < NOW + 60_000 {
+        if t == NOW + 8_000 {
+            // "gone" fell silent at 3 s: big's next poll is a full state
+            // (alone again), and its answer is lost; the probe joins.
+            big.next_at = t;
+            big.lose_next = true;
+            probe.next_at = t + 100;
+        }
+        big.tick(&s, t, ttl, page);
+        if t < NOW + 3_000 {
+            gone.tick(&s, t, ttl, page);
+        }
+        probe.tick(&s, t, ttl, page);
+        t += 100;
+    }
+    for sim in [&big, &probe] {
+        assert_eq!(sim.shares.len(), 8, "{} holds every budget", sim.name);
+        let unfair: Vec<_> = sim.shares.iter().filter(|(_, v)| **v != Some(500)).collect();
+        assert!(unfair.is_empty(), "{} not at its fair part: {unfair:?}", sim.name);
     }
 }
 
@@ -907,12 +954,12 @@ fn key_changes_replay_to_the_live_key_set(s: Arc<dyn Store>) {
         }
     }
     let live = |s: &dyn Store| s.keys_page(None, usize::MAX).unwrap().1.into_iter().filter(|k| k.revoked_ms.is_none()).map(|k| k.key_hash).collect::<BTreeSet<_>>();
-    assert_eq!(s.keys_seq().unwrap(), 0);
+    assert_eq!(s.state_seqs().unwrap().keys, 0);
     s.create_keys(&(0..7).map(|i| key(&format!("c{i}"), char::from(b'a' + i))).collect::<Vec<_>>()).unwrap();
     let (mut since, mut set) = (0, BTreeSet::new());
     replay(&*s, &mut since, 3, &mut set);
     assert_eq!(set, live(&*s));
-    assert_eq!(since, s.keys_seq().unwrap());
+    assert_eq!(since, s.state_seqs().unwrap().keys);
     // revoke, rotate twice (the middle hash must not survive), create
     s.revoke_key("c1", NOW).unwrap();
     s.revoke_key("c1", NOW).unwrap(); // again: no change
@@ -1009,7 +1056,7 @@ fn guardrail_findings_answer_who_sent_what_where_and_expire(s: Arc<dyn Store>) {
 
 fn the_guardrail_policy_has_one_current_version_and_a_history(s: Arc<dyn Store>) {
     use tollgate_protocol::guard::PolicyDoc;
-    assert_eq!((s.guard_policy_seq().unwrap(), s.guard_policy().unwrap().policy), (0, None), "never set");
+    assert_eq!((s.state_seqs().unwrap().guardrails, s.guard_policy().unwrap().policy), (0, None), "never set");
     let p1: PolicyDoc = serde_json::from_value(serde_json::json!({"version": "v1", "actions": {"email": "redact"}, "responses": "observe"})).unwrap();
     let d = s.set_guard_policy(Some(&p1), NOW).unwrap();
     assert_eq!((d.seq, d.policy.as_ref()), (1, Some(&p1)));
@@ -1018,13 +1065,13 @@ fn the_guardrail_policy_has_one_current_version_and_a_history(s: Arc<dyn Store>)
     let now = s.guard_policy().unwrap();
     assert_eq!((now.seq, now.policy, now.updated_ms), (2, Some(p2), NOW + 1), "the newest is in force, exactly as put");
     let cleared = s.set_guard_policy(None, NOW + 2).unwrap();
-    assert_eq!((cleared.seq, s.guard_policy().unwrap().policy, s.guard_policy_seq().unwrap()), (3, None, 3), "cleared is a change too");
+    assert_eq!((cleared.seq, s.guard_policy().unwrap().policy, s.state_seqs().unwrap().guardrails), (3, None, 3), "cleared is a change too");
 }
 
 fn prompt_versions_are_immutable_and_labels_move(s: Arc<dyn Store>) {
     use tollgate_protocol::prompts::{content_hash, PromptContent};
     let c = |sys: &str| serde_json::from_value::<PromptContent>(serde_json::json!({"system": sys, "messages": [{"role": "user", "content": "Q: {{q}}"}]})).unwrap();
-    assert_eq!((s.prompts_seq().unwrap(), s.prompts_current().unwrap().prompts.len()), (0, 0));
+    assert_eq!((s.state_seqs().unwrap().prompts, s.prompts_current().unwrap().prompts.len()), (0, 0));
     let (v1, created) = s.add_prompt_version("support", &c("You help."), "ann", Some("first"), NOW).unwrap();
     assert_eq!((v1.version, created, v1.hash.clone()), (1, true, content_hash(&c("You help."))));
     let (again, created) = s.add_prompt_version("support", &c("You help."), "bob", None, NOW + 1).unwrap();
@@ -1046,7 +1093,7 @@ fn prompt_versions_are_immutable_and_labels_move(s: Arc<dyn Store>) {
         ("label".into(), Some(1), Some("production".into()), "ann".into()), ("label".into(), Some(2), Some("production".into()), "bob".into()),
     ]);
     let doc = s.prompts_current().unwrap();
-    assert_eq!(doc.seq, s.prompts_seq().unwrap());
+    assert_eq!(doc.seq, s.state_seqs().unwrap().prompts);
     assert_eq!(doc.seq, 5, "every change numbered: 3 versions, 2 label moves, and not the unchanged push");
     assert_eq!(doc.prompts.iter().map(|p| (p.name.as_str(), p.versions.len(), p.labels.get("production").copied())).collect::<Vec<_>>(),
                vec![("billing", 1, None), ("support", 2, Some(2))]);

@@ -192,6 +192,36 @@ def poll_ms(control: sm.Control, etag: str | None, n: int = 50, cursor: str | No
     return statistics.median(times), times[int(len(times) * 0.99) - 1]
 
 
+def stuck_evidence(control: sm.Control, pg, db: Path, doc: dict) -> list[str]:
+    """What the ledger holds for one budget the probe stays short of, and
+    the control service's full-state lines: the evidence a stuck newcomer
+    needs (it appeared in some runs only)."""
+    if not doc["budgets"]:
+        return []
+    b = doc["budgets"][0]
+    if not re.fullmatch(r"s[0-9]+", b["scope_id"]):  # the bench's own ids only reach the SQL text
+        return [f"stuck budget with an unexpected id {b['scope_id']!r}"]
+    sql = ("SELECT g.node, g.granted_micros, g.short, n.last_seen_ms FROM budget_grants g LEFT JOIN nodes n ON n.node = g.node "
+           f"WHERE g.scope_type = 'key' AND g.scope_id = '{b['scope_id']}' ORDER BY g.node")
+    nodes_sql = "SELECT node, last_seen_ms FROM nodes ORDER BY node"
+    out = [f"stuck budget {b['scope_type']}/{b['scope_id']}: share {b.get('share_micros')}, {doc.get('nodes_active')} active, "
+           f"answer at {doc.get('generated_ms')}"]
+    try:
+        if pg:
+            psql = [*pg.as_user, str(pg.bin / "psql"), pg.conninfo, "-At", "-c"]
+            rows = [subprocess.run([*psql, q], capture_output=True, text=True, timeout=60).stdout for q in (sql, nodes_sql)]
+        else:
+            import sqlite3
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as c:
+                rows = ["\n".join("|".join(map(str, r)) for r in c.execute(q)) for q in (sql, nodes_sql)]
+        out += [f"  grant: {line}" for line in rows[0].splitlines()] + [f"  node: {line}" for line in rows[1].splitlines()]
+    except Exception as e:  # evidence only: the failure is already reported
+        out.append(f"  (ledger not readable: {e})")
+    lines = [line for line in control.log_path.read_text(errors="replace").splitlines()
+             if "full budget state" in line or "slow state poll" in line]
+    return out + [f"  log: {line}" for line in lines[-40:]]
+
+
 def gateway(work: Path, mock: sm.Mock, control: sm.Control, name: str) -> sm.Envoy:
     cfg = sm.demo_config(sm.free_port(), sm.free_port(), mock.port, access_log="/dev/null", control_port=control.port,
                          plugin_patch=lambda c: c.update(log_records=False))
@@ -319,6 +349,7 @@ def main() -> int:
         else:
             issues.append(f"the probe's deltas never emptied in 180 s: {probe_left} budgets in each "
                           "(grants short of the fair part that the other Envoy does not give back)")
+            issues.extend(stuck_evidence(big_ctl, pg, work / "big.db", doc))
         cursor, etag = probe["cursor"], probe["etag"]
         d200 = poll_ms(big_ctl, None, cursor=cursor)
         d304 = poll_ms(big_ctl, etag, cursor=cursor)

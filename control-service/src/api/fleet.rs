@@ -108,17 +108,17 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
     let ttl = st.settings.node_ttl_ms;
     let store = st.store.clone();
     let started = std::time::Instant::now();
-    let who = node.clone();
+    let app = st.clone();
     let doc = blocking(move || {
-        let keys_seq = store.keys_seq()?;
-        let guardrails_seq = store.guard_policy_seq()?;
-        let prompts_seq = store.prompts_seq()?;
-        let routing_seq = store.routing_seq()?;
+        let crate::store::StateSeqs { keys: keys_seq, guardrails: guardrails_seq, prompts: prompts_seq, routing: routing_seq } = store.state_seqs()?;
         match node {
             // An Envoy: grant it its share (durably) and return it.
             Some(n) => {
                 let g = store.grant(&n, now, ttl, cursor.as_deref(), page)?;
-                Ok(StateDoc {
+                // Accounted here, not once answered: an Envoy that gave up
+                // waiting drops the request, and what was done must still show.
+                account(&app, &n, &g, started.elapsed());
+                let doc = StateDoc {
                     seq: g.seq,
                     generated_ms: now,
                     nodes_active: g.nodes_active,
@@ -131,7 +131,8 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
                     budgets: g.budgets,
                     budgets_removed: g.removed,
                     budgets_cursor: g.cursor,
-                })
+                };
+                Ok(doc)
             }
             // Anyone else (an admin looking): the fleet view, no shares, of
             // the first page of budgets (`budgets_more`: GET /v1/budgets has the rest).
@@ -147,7 +148,7 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
                     }
                 }
                 let nodes_active = store.nodes_active(now, ttl)?;
-                Ok(StateDoc {
+                let doc = StateDoc {
                     seq,
                     generated_ms: now,
                     nodes_active,
@@ -158,30 +159,16 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
                     budgets,
                     budgets_more: more,
                     ..StateDoc::default()
-                })
+                };
+                if started.elapsed() >= SLOW_STATE {
+                    app.counters.state_slow.fetch_add(1, Relaxed);
+                    log_event("warn", "slow state poll", json!({"node": null, "ms": started.elapsed().as_millis() as u64}));
+                }
+                Ok(doc)
             }
         }
     })
     .await?;
-    if who.is_some() && doc.budgets_full {
-        st.counters.state_full.fetch_add(1, Relaxed);
-    }
-    let took = started.elapsed();
-    if took >= SLOW_STATE {
-        st.counters.state_slow.fetch_add(1, Relaxed);
-        // Seen when answered, not only when asked (`Store::node_seen`).
-        if let Some(n) = who.clone() {
-            let store = st.store.clone();
-            if let Err(e) = blocking(move || store.node_seen(&n, now_ms())).await {
-                log_event("warn", "node not marked seen after a slow state poll", json!({"error": e.message}));
-            }
-        }
-        log_event(
-            "warn",
-            "slow state poll",
-            json!({"node": who, "ms": took.as_millis() as u64, "full": doc.budgets_full, "more": doc.budgets_more, "budgets": doc.budgets.len()}),
-        );
-    }
     // Serialised once: the body, and the ETag over it without the generation time.
     let body = serde_json::to_vec(&doc).unwrap_or_default();
     let tag = state_etag(&body);
@@ -202,6 +189,29 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
 /// A state poll slower than this is logged: an Envoy polls once a second,
 /// so its budgets and key changes are that much later.
 const SLOW_STATE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Counts and logs what one Envoy's state poll did: a full state (why its
+/// cursor did not hold, grants reclaimed), a slow answer.
+fn account(st: &AppState, node: &str, g: &crate::store::GrantSnapshot, took: std::time::Duration) {
+    if let Some(why) = g.full_because {
+        st.counters.state_full.fetch_add(1, Relaxed);
+        // Every Envoy's full state follows a join or a leave: worth a line,
+        // with why its cursor did not hold (a loop of them shows here).
+        log_event("info", "full budget state", json!({"node": node, "because": why, "active": g.nodes_active, "reclaimed_grants": g.reclaimed}));
+    }
+    if took >= SLOW_STATE {
+        st.counters.state_slow.fetch_add(1, Relaxed);
+        // Seen when answered, not only when asked (`Store::node_seen`).
+        if let Err(e) = st.store.node_seen(node, now_ms()) {
+            log_event("warn", "node not marked seen after a slow state poll", json!({"error": e.to_string()}));
+        }
+        log_event(
+            "warn",
+            "slow state poll",
+            json!({"node": node, "ms": took.as_millis() as u64, "full": g.full, "more": g.more, "budgets": g.budgets.len()}),
+        );
+    }
+}
 
 /// The ETag of a serialised state: a hash of everything but the value of
 /// its top-level `generated_ms` (a poll that changes nothing else is a 304).

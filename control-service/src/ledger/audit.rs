@@ -122,8 +122,10 @@ pub fn policy(tx: &mut dyn Tx) -> Result<GuardrailsDoc> {
 }
 
 /// The policy's change sequence (0: never set).
-pub fn policy_seq(tx: &mut dyn Tx) -> Result<u64> {
-    tx.query_one("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM guard_policies", &[])?.u64(0)
+pub const POLICY_SEQ: &str = "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM guard_policies";
+
+fn policy_seq(tx: &mut dyn Tx) -> Result<u64> {
+    tx.query_one(POLICY_SEQ, &[])?.u64(0)
 }
 
 /// Puts `policy` (validated by the caller) in force, or none (each Envoy's own).

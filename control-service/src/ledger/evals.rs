@@ -162,8 +162,10 @@ pub fn feature_requests(tx: &mut dyn Tx, feature: &str, from_ms: u64) -> Result<
     tx.query_one("SELECT COUNT(*) FROM usage WHERE feature = ?1 AND ts_ms >= ?2", &[feature.into(), int(from_ms)])?.u64(0)
 }
 
-pub fn routing_seq(tx: &mut dyn Tx) -> Result<u64> {
-    tx.query_one("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM routing_events", &[])?.u64(0)
+pub const ROUTING_SEQ: &str = "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM routing_events";
+
+fn routing_seq(tx: &mut dyn Tx) -> Result<u64> {
+    tx.query_one(ROUTING_SEQ, &[])?.u64(0)
 }
 
 pub fn set_policy(tx: &mut dyn Tx, feature: &str, policy: &serde_json::Value, now_ms: u64) -> Result<()> {

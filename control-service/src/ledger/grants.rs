@@ -18,7 +18,10 @@ use super::{budgets, rows};
 /// period changes a budget without any write). A cursor that no longer
 /// holds (fewer or more Envoys, a boundary passed, a database behind it,
 /// or an Envoy silent past the node TTL, whose grants may have been
-/// reclaimed) gets the whole state.
+/// reclaimed) gets the whole state. So does a cursor older than the last
+/// answer that changed the Envoy's grants (`answer`, counted per node):
+/// that answer was written but never applied (the Envoy gave up waiting),
+/// and what it changed may not come again in a delta.
 ///
 /// A state of more budgets than a page comes in pages: `after` names the
 /// last budget sent, and `from` the sequences a delta started from (none:
@@ -30,17 +33,18 @@ pub struct Cursor {
     pub budgets: u64,
     pub active: u64,
     pub boundary_ms: u64,
+    pub answer: u64,
     pub from: Option<(u64, u64)>,
     pub after: Option<(ScopeType, String)>,
 }
 
 impl Cursor {
     pub fn encode(&self) -> String {
-        let head = format!("{}.{}.{}.{}", self.ingest, self.budgets, self.active, self.boundary_ms);
+        let head = format!("{}.{}.{}.{}.{}", self.ingest, self.budgets, self.active, self.boundary_ms, self.answer);
         match (&self.after, self.from) {
-            (None, _) => format!("b1.{head}"),
-            (Some((t, id)), None) => format!("p1.{head}.{}.{}", t.as_str(), hex(id.as_bytes())),
-            (Some((t, id)), Some((fi, fb))) => format!("d1.{head}.{fi}.{fb}.{}.{}", t.as_str(), hex(id.as_bytes())),
+            (None, _) => format!("b2.{head}"),
+            (Some((t, id)), None) => format!("p2.{head}.{}.{}", t.as_str(), hex(id.as_bytes())),
+            (Some((t, id)), Some((fi, fb))) => format!("d2.{head}.{fi}.{fb}.{}.{}", t.as_str(), hex(id.as_bytes())),
         }
     }
 
@@ -49,19 +53,19 @@ impl Cursor {
         let (kind, rest) = s.split_at_checked(3)?;
         let mut parts = rest.split('.');
         let mut num = || parts.next().filter(|p| p.bytes().all(|b| b.is_ascii_digit())).and_then(|p| p.parse::<u64>().ok());
-        let (ingest, budgets, active, boundary_ms) = (num()?, num()?, num()?, num()?);
+        let (ingest, budgets, active, boundary_ms, answer) = (num()?, num()?, num()?, num()?, num()?);
         let from = match kind {
-            "b1." | "p1." => None,
-            "d1." => Some((num()?, num()?)),
+            "b2." | "p2." => None,
+            "d2." => Some((num()?, num()?)),
             _ => return None,
         };
-        let after = if kind == "b1." {
+        let after = if kind == "b2." {
             None
         } else {
             let st = ScopeType::parse(parts.next()?)?;
             Some((st, String::from_utf8(unhex(parts.next()?)?).ok()?))
         };
-        parts.next().is_none().then_some(Cursor { ingest, budgets, active, boundary_ms, from, after })
+        parts.next().is_none().then_some(Cursor { ingest, budgets, active, boundary_ms, answer, from, after })
     }
 }
 
@@ -91,9 +95,7 @@ const DELTA_PAGES: u64 = 4;
 pub const DELTA_MAX_CHANGES: u64 = DELTA_PAGES * STATE_PAGE_MAX as u64;
 
 /// The budget change sequence (limits set, budgets deleted).
-pub fn budget_seq(tx: &mut dyn Tx) -> Result<u64> {
-    tx.query_one("SELECT seq FROM budget_seq", &[])?.u64(0)
-}
+const BUDGET_SEQ: &str = "SELECT seq FROM budget_seq";
 
 /// The first of the next `n` budget change numbers (taken at once); the
 /// row's lock orders budget changes.
@@ -134,47 +136,59 @@ fn next_change(b: &Budget, now_ms: u64) -> Option<u64> {
 /// The backend serialises grant transactions (`TxKind::Grant`).
 pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor: Option<&str>, page: usize) -> Result<GrantSnapshot> {
     let page = page.max(1);
-    // Sequences first: what is read after them includes at least those changes.
-    let seq = super::ingest::seq(tx)?;
-    let budget_seq = budget_seq(tx)?;
     let alive_since = now_ms.saturating_sub(node_ttl_ms);
+    // One statement (a round trip on PostgreSQL): the sequences first (what
+    // is read after them includes at least those changes), the node's row,
+    // and the other active nodes.
+    let head = tx.query_one(
+        &format!(
+            "SELECT ({}), ({BUDGET_SEQ}), (SELECT last_seen_ms FROM nodes WHERE node = ?1), (SELECT answer FROM nodes WHERE node = ?1),
+                    (SELECT COUNT(*) FROM nodes WHERE last_seen_ms >= ?2 AND node <> ?1)",
+            super::ingest::SEQ
+        ),
+        &[node.into(), int(alive_since)],
+    )?;
+    let (seq, budget_seq, answer) = (head.u64(0)?, head.u64(1)?, head.opt_u64(3)?.unwrap_or(0));
     // A node silent past the TTL may have had its grants reclaimed (and
     // handed to others) without a change any cursor sees: it starts over.
-    let was_active = tx
-        .query_opt("SELECT last_seen_ms FROM nodes WHERE node = ?1", &[node.into()])?
-        .map(|r| r.u64(0))
-        .transpose()?
-        .is_some_and(|seen| seen >= alive_since);
+    let was_active = head.opt_u64(2)?.is_some_and(|seen| seen >= alive_since);
     tx.execute(
         "INSERT INTO nodes (node, last_seen_ms) VALUES (?1, ?2) ON CONFLICT (node) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
         &[node.into(), int(now_ms)],
     )?;
-    let active = tx.query_one("SELECT COUNT(*) FROM nodes WHERE last_seen_ms >= ?1", &[int(alive_since)])?.u64(0)?;
+    let active = head.u64(4)? + 1;
     // A delta of more changes than a few pages (a bulk import) is sent as
     // the full state: its pages walk the primary key, while a delta's
     // changed set is read and ordered again for each page.
     let delta_max = (page.min(STATE_PAGE_MAX) as u64) * DELTA_PAGES;
-    let mut since = cursor.filter(|_| was_active).and_then(Cursor::decode).filter(|c| {
-        c.ingest <= seq
-            && c.budgets <= budget_seq
-            && c.active == active
-            && now_ms < c.boundary_ms
-            && (c.after.is_some() || budget_seq - c.budgets <= delta_max)
-    });
+    // Why the cursor does not hold (the full state's first page logs it).
+    let mut since = match cursor.map(|c| (c, Cursor::decode(c))) {
+        None => Err("no cursor"),
+        Some(_) if !was_active => Err("silent past the node TTL"),
+        Some((_, None)) => Err("not a cursor of this service"),
+        Some((_, Some(c))) if c.answer != answer => Err("its last answer did not arrive (or another Envoy has its node name)"),
+        Some((_, Some(c))) if c.ingest > seq || c.budgets > budget_seq => Err("ahead of the database"),
+        Some((_, Some(c))) if c.active != active => Err("the number of active Envoys changed"),
+        Some((_, Some(c))) if now_ms >= c.boundary_ms => Err("a budget period ended or a window opened"),
+        Some((_, Some(c))) if c.after.is_none() && budget_seq - c.budgets > delta_max => Err("too many budget changes"),
+        Some((_, Some(c))) => Ok(c),
+    };
     // Use changed since the cursor: counted in budget periods, not in
     // ingest batches (a fleet retrying or splitting batches passed four
     // pages of them within one full state, and every poll was then a full
     // state).
-    if let Some(c) = since.as_ref().filter(|c| c.after.is_none() && c.ingest < seq) {
-        if use_changes(tx, c.ingest, seq, delta_max)? > delta_max {
-            since = None;
+    if let Ok(c) = &since {
+        if c.after.is_none() && c.ingest < seq && use_changes(tx, c.ingest, seq, delta_max)? > delta_max {
+            since = Err("too many use changes");
         }
     }
+    let full_because = since.as_ref().err().copied();
+    let since = since.ok();
     let first_page = since.is_none();
     // What the answer's cursor will say: the sequences of now, or of the
     // first page of the state being sent in pages.
     let mut next = match &since {
-        None => Cursor { ingest: seq, budgets: budget_seq, active, boundary_ms: u64::MAX, from: None, after: None },
+        None => Cursor { ingest: seq, budgets: budget_seq, active, boundary_ms: u64::MAX, answer, from: None, after: None },
         Some(c) if c.after.is_none() => Cursor { ingest: seq, budgets: budget_seq, from: Some((c.ingest, c.budgets)), ..c.clone() },
         Some(c) => c.clone(),
     };
@@ -196,6 +210,7 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
     if !more {
         next.from = None;
     }
+    let mut reclaimed = 0;
     let mut current: Vec<(Budget, (u64, u64))> = Vec::with_capacity(candidates.len());
     for b in candidates {
         if let Some(t) = next_change(&b, now_ms) {
@@ -211,7 +226,7 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
     if first_page {
         // One page of many does not know the earliest current period: all periods.
         let earliest = if more { Some(0) } else { current.iter().map(|(_, (start, _))| *start).min() };
-        reclaim(tx, node, alive_since, earliest)?;
+        reclaimed = reclaim(tx, node, alive_since, earliest)?;
     }
     // Every budget in one answer: one pass over the current periods. One
     // page of a full state: one range of scopes. A delta (scattered
@@ -238,12 +253,22 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
         }
         writes.push((b.scope_type, b.scope_id, start, gm, gt, short));
     }
+    if !writes.is_empty() {
+        // An answer that changes the node's grants gets a number of its own:
+        // one that never arrives is sent again, as a full state. Answers
+        // that change nothing keep the number, so they stay the same
+        // document (the ETag's 304).
+        next.answer = answer + 1;
+        tx.execute("UPDATE nodes SET answer = ?2 WHERE node = ?1", &[node.into(), int(next.answer)])?;
+    }
     write_grants(tx, node, &writes)?;
     Ok(GrantSnapshot {
         seq,
         nodes_active: u32::try_from(active).unwrap_or(u32::MAX),
         budgets: out,
         full: first_page,
+        full_because,
+        reclaimed,
         more,
         removed,
         cursor: next.encode(),
@@ -356,13 +381,12 @@ fn changed(
 /// again by its next poll and started over. Only on a full state: a node
 /// falling silent changes the active count, which makes every Envoy's next
 /// poll a full one.
-fn reclaim(tx: &mut dyn Tx, node: &str, alive_since: u64, earliest: Option<u64>) -> Result<()> {
-    let Some(earliest) = earliest else { return Ok(()) };
+fn reclaim(tx: &mut dyn Tx, node: &str, alive_since: u64, earliest: Option<u64>) -> Result<u64> {
+    let Some(earliest) = earliest else { return Ok(0) };
     tx.execute(
         "DELETE FROM budget_grants WHERE node IN (SELECT node FROM nodes WHERE last_seen_ms < ?2 AND node <> ?1) AND period_start_ms >= ?3",
         &[node.into(), int(alive_since), int(earliest)],
-    )?;
-    Ok(())
+    )
 }
 
 type Periods = std::collections::HashMap<(String, String, u64), PeriodUse>;
@@ -505,7 +529,8 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_refuse_anything_else() {
-        let c = Cursor { ingest: 7, budgets: 3, active: 2, boundary_ms: u64::MAX, from: None, after: None };
+        let c = Cursor { ingest: 7, budgets: 3, active: 2, boundary_ms: u64::MAX, answer: 4, from: None, after: None };
+        assert_eq!(c.encode(), "b2.7.3.2.18446744073709551615.4");
         assert_eq!(Cursor::decode(&c.encode()), Some(c.clone()));
         let odd = "a.b é\u{0}%&=\"'\n";
         let p = Cursor { after: Some((ScopeType::Key, odd.to_string())), ..c.clone() };
@@ -516,9 +541,12 @@ mod tests {
             assert_eq!(Cursor::decode(&text), Some(c));
         }
         for bad in [
-            "", "b1", "b1.", "b1.7.3.2", "b1.7.3.2.9.1", "b2.7.3.2.9", "b1.7.3.+2.9", "b1.7.3.-2.9", "b1.7.3.2.99999999999999999999", "b1.7. 3.2.9",
-            "B1.7.3.2.9", "p1.7.3.2.9", "p1.7.3.2.9.key", "p1.7.3.2.9.key.6", "p1.7.3.2.9.key.6g", "p1.7.3.2.9.nope.61", "p1.7.3.2.9.key.ff",
-            "p1.7.3.2.9.key.61.1", "é1.7", "b", "d1.7.3.2.9.key.61", "d1.7.3.2.9.5.key.61", "d1.7.3.2.9.5.1", "b1.7.3.2.9.5.1",
+            "", "b2", "b2.", "b2.7.3.2.9", "b2.7.3.2.9.4.1", "b3.7.3.2.9.4", "b2.7.3.+2.9.4", "b2.7.3.-2.9.4", "b2.7.3.2.99999999999999999999.4",
+            "b2.7. 3.2.9.4", "B2.7.3.2.9.4", "p2.7.3.2.9.4", "p2.7.3.2.9.4.key", "p2.7.3.2.9.4.key.6", "p2.7.3.2.9.4.key.6g", "p2.7.3.2.9.4.nope.61",
+            "p2.7.3.2.9.4.key.ff", "p2.7.3.2.9.4.key.61.1", "é1.7", "b", "d2.7.3.2.9.4.key.61", "d2.7.3.2.9.4.5.key.61", "d2.7.3.2.9.4.5.1",
+            "b2.7.3.2.9.4.5.1",
+            // A cursor from before the answer number: refused, so a full state.
+            "b1.7.3.2.9", "p1.7.3.2.9.key.61", "d1.7.3.2.9.5.1.key.61",
         ] {
             assert_eq!(Cursor::decode(bad), None, "{bad:?}");
         }
@@ -526,7 +554,7 @@ mod tests {
 
     #[test]
     fn any_mutation_of_a_cursor_is_refused_or_read_never_a_panic() {
-        let good = Cursor { ingest: 7, budgets: 3, active: 2, boundary_ms: 99, from: Some((1, 2)), after: Some((ScopeType::Team, "té".into())) }.encode();
+        let good = Cursor { ingest: 7, budgets: 3, active: 2, boundary_ms: 99, answer: 4, from: Some((1, 2)), after: Some((ScopeType::Team, "té".into())) }.encode();
         for cut in 0..=good.len() {
             let _ = Cursor::decode(good.get(..cut).unwrap_or(""));
         }

@@ -12,8 +12,10 @@ use crate::store::*;
 use super::budgets;
 
 /// The ingest sequence: every batch up to it is counted.
+pub const SEQ: &str = "SELECT seq FROM ingest_seq";
+
 pub fn seq(tx: &mut dyn Tx) -> Result<u64> {
-    tx.query_one("SELECT seq FROM ingest_seq", &[])?.u64(0)
+    tx.query_one(SEQ, &[])?.u64(0)
 }
 
 const COLUMNS: &str = "id, seq, node, ts_ms, key_id, team, project, feature, prompt_version, provider, model,

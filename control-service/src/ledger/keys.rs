@@ -97,9 +97,7 @@ fn changed(tx: &mut dyn Tx, key_hash: &str) -> Result<()> {
 }
 
 /// The key-change sequence.
-pub fn seq(tx: &mut dyn Tx) -> Result<u64> {
-    tx.query_one("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM key_events", &[])?.u64(0)
-}
+pub const SEQ: &str = "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM key_events";
 
 /// The changes after `since`, oldest first, at most `limit`, each as the
 /// key set is now: a live key with the hash is a Put, none is a Del.

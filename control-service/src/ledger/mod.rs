@@ -52,9 +52,6 @@ impl<D: Db> Store for Ledger<D> {
     fn key_changes(&self, since: u64, limit: u32) -> Result<KeyChanges> {
         self.db.run(TxKind::Read, |tx| keys::changes(tx, since, limit))
     }
-    fn keys_seq(&self) -> Result<u64> {
-        self.db.run(TxKind::Read, keys::seq)
-    }
     fn keys_page(&self, after: Option<&str>, limit: usize) -> Result<(u64, Vec<KeyRow>)> {
         self.db.run(TxKind::Read, |tx| Ok((keys::count(tx)?, keys::page(tx, after, limit)?)))
     }
@@ -91,6 +88,14 @@ impl<D: Db> Store for Ledger<D> {
     }
     fn grant(&self, node: &str, now_ms: u64, node_ttl_ms: u64, cursor: Option<&str>, page: usize) -> Result<GrantSnapshot> {
         self.db.run(TxKind::Grant, |tx| grants::grant(tx, node, now_ms, node_ttl_ms, cursor, page))
+    }
+    fn state_seqs(&self) -> Result<StateSeqs> {
+        // One statement: a round trip on PostgreSQL, not four.
+        let sql = format!("SELECT ({}), ({}), ({}), ({})", keys::SEQ, audit::POLICY_SEQ, prompts::SEQ, evals::ROUTING_SEQ);
+        self.db.run(TxKind::Read, |tx| {
+            let r = tx.query_one(&sql, &[])?;
+            Ok(StateSeqs { keys: r.u64(0)?, guardrails: r.u64(1)?, prompts: r.u64(2)?, routing: r.u64(3)? })
+        })
     }
     fn node_seen(&self, node: &str, now_ms: u64) -> Result<()> {
         self.db.run(TxKind::Grant, |tx| grants::seen(tx, node, now_ms))
@@ -171,9 +176,6 @@ impl<D: Db> Store for Ledger<D> {
     fn guard_policy(&self) -> Result<tollgate_protocol::guard::GuardrailsDoc> {
         self.db.run(TxKind::Read, audit::policy)
     }
-    fn guard_policy_seq(&self) -> Result<u64> {
-        self.db.run(TxKind::Read, audit::policy_seq)
-    }
     fn set_guard_policy(&self, policy: Option<&tollgate_protocol::guard::PolicyDoc>, now_ms: u64) -> Result<tollgate_protocol::guard::GuardrailsDoc> {
         self.db.run(TxKind::Write, |tx| audit::set_policy(tx, policy, now_ms))
     }
@@ -199,9 +201,6 @@ impl<D: Db> Store for Ledger<D> {
     }
     fn prompts_current(&self) -> Result<tollgate_protocol::prompts::PromptsDoc> {
         self.db.run(TxKind::Read, prompts::current)
-    }
-    fn prompts_seq(&self) -> Result<u64> {
-        self.db.run(TxKind::Read, prompts::seq)
     }
     fn cache_misses(&self, q: &CacheMissQuery) -> Result<Vec<CacheMissSum>> {
         self.db.run(TxKind::Read, |tx| cache_misses::summary(tx, q))
@@ -260,8 +259,5 @@ impl<D: Db> Store for Ledger<D> {
     }
     fn routing_current(&self) -> Result<tollgate_protocol::routing::RoutingDoc> {
         self.db.run(TxKind::Read, evals::routing_current)
-    }
-    fn routing_seq(&self) -> Result<u64> {
-        self.db.run(TxKind::Read, evals::routing_seq)
     }
 }

@@ -20,8 +20,10 @@ fn log(tx: &mut dyn Tx, name: &str, what: &str, version: Option<u32>, label: Opt
 }
 
 /// The registry's change number (0: empty).
-pub fn seq(tx: &mut dyn Tx) -> Result<u64> {
-    tx.query_one("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM prompt_events", &[])?.u64(0)
+pub const SEQ: &str = "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM prompt_events";
+
+fn seq(tx: &mut dyn Tx) -> Result<u64> {
+    tx.query_one(SEQ, &[])?.u64(0)
 }
 
 fn version_row(r: &Row) -> Result<PromptVersion> {
