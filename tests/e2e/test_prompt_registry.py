@@ -52,8 +52,11 @@ def registry(stack, client, tmp_path_factory):
     # the same content again is the same version
     p = cli(stack, "prompts", "push", "support", str(v1))
     assert "unchanged: same content as support@1#" in p.stdout, p.stdout
+    # Both pushes in force: the Envoy may have fetched the registry between
+    # them, and the second comes with its next state poll.
     t0 = time.monotonic()
-    while (r := ask(client)).status_code != 200:
+    while (r := ask(client)).status_code != 200 or \
+            (r := ask(client, label="staging", variables={"customer": "Ann", "tier": "gold"})).status_code != 200:
         assert time.monotonic() - t0 < 10, r.text
         time.sleep(0.1)
     print(f"registry in force {time.monotonic() - t0:.2f} s after the push")

@@ -162,16 +162,16 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
     // changed set is read and ordered again for each page.
     let delta_max = (page.min(STATE_PAGE_MAX) as u64) * DELTA_PAGES;
     // Why the cursor does not hold (the full state's first page logs it).
-    let mut since = match cursor.map(|c| (c, Cursor::decode(c))) {
+    let mut since = match cursor.map(Cursor::decode) {
         None => Err("no cursor"),
         Some(_) if !was_active => Err("silent past the node TTL"),
-        Some((_, None)) => Err("not a cursor of this service"),
-        Some((_, Some(c))) if c.answer != answer => Err("its last answer did not arrive (or another Envoy has its node name)"),
-        Some((_, Some(c))) if c.ingest > seq || c.budgets > budget_seq => Err("ahead of the database"),
-        Some((_, Some(c))) if c.active != active => Err("the number of active Envoys changed"),
-        Some((_, Some(c))) if now_ms >= c.boundary_ms => Err("a budget period ended or a window opened"),
-        Some((_, Some(c))) if c.after.is_none() && budget_seq - c.budgets > delta_max => Err("too many budget changes"),
-        Some((_, Some(c))) => Ok(c),
+        Some(None) => Err("not a cursor of this service"),
+        Some(Some(c)) if c.answer != answer => Err("its last answer did not arrive (or another Envoy has its node name)"),
+        Some(Some(c)) if c.ingest > seq || c.budgets > budget_seq => Err("ahead of the database"),
+        Some(Some(c)) if c.active != active => Err("the number of active Envoys changed"),
+        Some(Some(c)) if now_ms >= c.boundary_ms => Err("a budget period ended or a window opened"),
+        Some(Some(c)) if c.after.is_none() && budget_seq - c.budgets > delta_max => Err("too many budget changes"),
+        Some(Some(c)) => Ok(c),
     };
     // Use changed since the cursor: counted in budget periods, not in
     // ingest batches (a fleet retrying or splitting batches passed four
@@ -258,7 +258,7 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
         // one that never arrives is sent again, as a full state. Answers
         // that change nothing keep the number, so they stay the same
         // document (the ETag's 304).
-        next.answer = answer + 1;
+        next.answer = answer.saturating_add(1);
         tx.execute("UPDATE nodes SET answer = ?2 WHERE node = ?1", &[node.into(), int(next.answer)])?;
     }
     write_grants(tx, node, &writes)?;
