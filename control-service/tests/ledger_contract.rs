@@ -58,6 +58,7 @@ contract!(
     an_envoy_answered_slowly_counts_as_seen_when_answered,
     a_newcomer_gets_its_fair_part_after_envoys_come_and_go,
     an_answer_that_never_arrived_is_sent_again,
+    a_silent_envoys_grants_are_reclaimed_page_by_page,
     budgets_are_read_by_scope_by_type_and_a_page_at_a_time,
     sums_saturate_instead_of_failing,
     key_changes_replay_to_the_live_key_set,
@@ -736,6 +737,38 @@ fn budgets_are_read_by_scope_by_type_and_a_page_at_a_time(s: Arc<dyn Store>) {
     assert_eq!(ids(s.budgets_page(None, 2).unwrap()), ["key:k1", "team:a"]);
     assert_eq!(ids(s.budgets_page(Some((ScopeType::Team, "a")), 5).unwrap()), ["team:b", "team:c"]);
     assert!(s.budgets_page(Some((ScopeType::Team, "c")), 5).unwrap().is_empty());
+}
+
+/// A silent Envoy's grants go page by page, each page's before its grants
+/// are cut: all of them at the first page took longer than the filter
+/// waits at a million budgets.
+fn a_silent_envoys_grants_are_reclaimed_page_by_page(s: Arc<dyn Store>) {
+    let budgets: Vec<Budget> = (0..8).map(|i| budget(&format!("b{i}"), 1000)).collect();
+    s.put_budgets(&budgets, NOW).unwrap();
+    let (ttl, page) = (5_000, 4);
+    let walk = |node: &str, now: u64| {
+        let mut out = Vec::new();
+        let mut g = s.grant(node, now, ttl, None, page).unwrap();
+        loop {
+            out.push((g.reclaimed, g.budgets.iter().map(|b| b.share_micros).collect::<Vec<_>>()));
+            if !g.more {
+                return out;
+            }
+            g = s.grant(node, now, ttl, Some(&g.cursor), page).unwrap();
+        }
+    };
+    walk("a", NOW);
+    walk("b", NOW + 1);
+    walk("a", NOW + 2);
+    // b held half of each; silent since NOW + 1, a walks its pages alone.
+    let pages = walk("a", NOW + 10_000);
+    assert_eq!(pages.len(), 2);
+    for (reclaimed, shares) in &pages {
+        assert_eq!(*reclaimed, 4, "b's grants of this page, and only those");
+        assert_eq!(shares, &vec![Some(1000); 4], "a holds the whole of each once b's grant is gone");
+    }
+    // Nothing left to reclaim: the next walk deletes nothing.
+    assert!(walk("a", NOW + 10_001).iter().all(|(r, _)| *r == 0));
 }
 
 fn an_envoy_back_from_silence_gets_the_full_state_with_its_reclaimed_share(s: Arc<dyn Store>) {
