@@ -823,6 +823,14 @@ struct Sim {
 }
 
 impl Sim {
+    /// Each of `sims` holds `budgets` budgets, a share of `fair` in each.
+    fn assert_fair(sims: &[&Sim], budgets: usize, fair: u64) {
+        for sim in sims {
+            assert_eq!(sim.shares.len(), budgets, "{} holds every budget", sim.name);
+            let unfair: Vec<_> = sim.shares.iter().filter(|(_, v)| **v != Some(fair)).collect();
+            assert!(unfair.is_empty(), "{} not at its fair part: {unfair:?}", sim.name);
+        }
+    }
     fn new(name: &'static str, at: u64) -> Sim {
         Sim { name, cursor: String::new(), next_at: at, last: None, shares: BTreeMap::new(), lose_next: false }
     }
@@ -881,11 +889,7 @@ fn a_newcomer_gets_its_fair_part_after_envoys_come_and_go(s: Arc<dyn Store>) {
     let g = probe.last.clone().expect("the probe polled");
     assert!(!g.full && !g.more && g.budgets.is_empty(), "the probe's deltas empty: {:?}", g.budgets.iter().map(|b| (&b.scope_id, b.share_micros)).collect::<Vec<_>>());
     // Two Envoys active, nothing spent: each holds half of every budget.
-    for sim in [&big, &probe] {
-        assert_eq!(sim.shares.len(), 30, "{} holds every budget", sim.name);
-        let unfair: Vec<_> = sim.shares.iter().filter(|(_, v)| **v != Some(500)).collect();
-        assert!(unfair.is_empty(), "{} short of its fair part: {unfair:?}", sim.name);
-    }
+    Sim::assert_fair(&[&big, &probe], 30, 500);
 }
 
 /// The stuck newcomer of `make bench-scale`: an Envoy's full state whose
@@ -918,11 +922,7 @@ fn an_answer_that_never_arrived_is_sent_again(s: Arc<dyn Store>) {
         probe.tick(&s, t, ttl, page);
         t += 100;
     }
-    for sim in [&big, &probe] {
-        assert_eq!(sim.shares.len(), 8, "{} holds every budget", sim.name);
-        let unfair: Vec<_> = sim.shares.iter().filter(|(_, v)| **v != Some(500)).collect();
-        assert!(unfair.is_empty(), "{} not at its fair part: {unfair:?}", sim.name);
-    }
+    Sim::assert_fair(&[&big, &probe], 8, 500);
 }
 
 fn a_delta_larger_than_a_few_pages_comes_as_the_full_state(s: Arc<dyn Store>) {

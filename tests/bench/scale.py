@@ -156,21 +156,22 @@ def state_polls(control: sm.Control) -> int:
 
 def settle(control: sm.Control, timeout: float = 600, keepalive=None) -> float:
     """Waits until the Envoys poll at their regular pace (no pages in a row):
-    at most 3 polls a second for 3 seconds running (a state in pages after
-    a bulk import may be followed by another, a poll interval later).
+    over the last 3 seconds, at most one poll a second per Envoy, plus one
+    (a state in pages after a bulk import may be followed by another, a
+    poll interval later; on PostgreSQL a page takes 0.3-0.5 s, so a walk
+    is 2-3 polls a second, which a fixed 3 a second took for quiet).
     `keepalive` is called each second (a probe's own poll, so it stays an
     active Envoy). Returns the time waited."""
     t0 = time.monotonic()
-    last, quiet = state_polls(control), 0
+    envoys = 2 if keepalive else 1
+    counts = [state_polls(control)]
     while time.monotonic() - t0 < timeout:
         time.sleep(1)
         if keepalive:
             keepalive()
-        now = state_polls(control)
-        quiet = quiet + 1 if now - last <= 3 else 0
-        if quiet == 3:
+        counts.append(state_polls(control))
+        if len(counts) > 3 and counts[-1] - counts[-4] <= 3 * envoys + 1:
             return time.monotonic() - t0
-        last = now
     raise TimeoutError("the Envoys never settled")
 
 
