@@ -160,10 +160,7 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
                     budgets_more: more,
                     ..StateDoc::default()
                 };
-                if started.elapsed() >= SLOW_STATE {
-                    app.counters.state_slow.fetch_add(1, Relaxed);
-                    log_event("warn", "slow state poll", json!({"node": null, "ms": started.elapsed().as_millis() as u64}));
-                }
+                slow(&app, started.elapsed(), json!({"node": null}));
                 Ok(doc)
             }
         }
@@ -199,18 +196,26 @@ fn account(st: &AppState, node: &str, g: &crate::store::GrantSnapshot, took: std
         // with why its cursor did not hold (a loop of them shows here).
         log_event("info", "full budget state", json!({"node": node, "because": why, "active": g.nodes_active, "reclaimed_grants": g.reclaimed}));
     }
-    if took >= SLOW_STATE {
-        st.counters.state_slow.fetch_add(1, Relaxed);
+    if slow(st, took, json!({"node": node, "full": g.full, "more": g.more, "budgets": g.budgets.len()})) {
         // Seen when answered, not only when asked (`Store::node_seen`).
         if let Err(e) = st.store.node_seen(node, now_ms()) {
             log_event("warn", "node not marked seen after a slow state poll", json!({"error": e.to_string()}));
         }
-        log_event(
-            "warn",
-            "slow state poll",
-            json!({"node": node, "ms": took.as_millis() as u64, "full": g.full, "more": g.more, "budgets": g.budgets.len()}),
-        );
     }
+}
+
+/// Counts and logs a state poll that took `SLOW_STATE` or more (`fields`
+/// say which); true when it did.
+fn slow(st: &AppState, took: std::time::Duration, mut fields: Value) -> bool {
+    if took < SLOW_STATE {
+        return false;
+    }
+    st.counters.state_slow.fetch_add(1, Relaxed);
+    if let Some(f) = fields.as_object_mut() {
+        f.insert("ms".into(), json!(took.as_millis() as u64));
+    }
+    log_event("warn", "slow state poll", fields);
+    true
 }
 
 /// The ETag of a serialised state: a hash of everything but the value of

@@ -224,7 +224,7 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
         }
     }
     if !delta && !current.is_empty() {
-        let silent = silent_holders(tx, node, alive_since)?;
+        let silent = silent_holders(tx, alive_since)?;
         if first_page && !more {
             let earliest = current.iter().map(|(_, (start, _))| *start).min().unwrap_or(0);
             reclaimed = reclaim(tx, &silent, "period_start_ms >= ?1", &[int(earliest)])?;
@@ -405,14 +405,13 @@ fn reclaim(tx: &mut dyn Tx, silent: &[String], range: &str, args: &[Arg<'_>]) ->
     Ok(n)
 }
 
-/// The nodes other than `node` silent since `alive_since` that still hold
-/// grants (index `budget_grants_node`): usually none, and then a page
-/// reclaims nothing without a statement.
-fn silent_holders(tx: &mut dyn Tx, node: &str, alive_since: u64) -> Result<Vec<String>> {
+/// The nodes silent since `alive_since` that still hold grants (index
+/// `budget_grants_node`): usually none, and then a page reclaims nothing
+/// without a statement. Never the polling node: its row was just seen.
+fn silent_holders(tx: &mut dyn Tx, alive_since: u64) -> Result<Vec<String>> {
     tx.query(
-        "SELECT node FROM nodes n WHERE last_seen_ms < ?2 AND node <> ?1
-           AND EXISTS (SELECT 1 FROM budget_grants g WHERE g.node = n.node)",
-        &[node.into(), int(alive_since)],
+        "SELECT node FROM nodes n WHERE last_seen_ms < ?1 AND EXISTS (SELECT 1 FROM budget_grants g WHERE g.node = n.node)",
+        &[int(alive_since)],
     )?
     .iter()
     .map(|r| r.text(0))
