@@ -53,6 +53,7 @@ contract!(
     grants_of_ended_periods_deleted_budgets_and_gone_envoys_are_pruned,
     budget_deltas_carry_only_changes_and_add_up_to_the_full_state,
     a_full_state_in_pages_misses_nothing_that_changes_meanwhile,
+    a_budget_changed_during_a_walk_comes_with_the_next_page,
     a_delta_larger_than_a_few_pages_comes_as_the_full_state,
     an_envoy_back_from_silence_gets_the_full_state_with_its_reclaimed_share,
     an_envoy_answered_slowly_counts_as_seen_when_answered,
@@ -599,7 +600,8 @@ impl View {
         for b in &g.budgets {
             self.budgets.insert((b.scope_type, b.scope_id.clone()), b.clone());
         }
-        assert!(g.budgets.len() <= self.page);
+        // A later page of a full state may also bring up to a page of changed budgets.
+        assert!(g.budgets.len() <= 2 * self.page);
         self.cursor = g.cursor.clone();
         self.pages += 1;
         g
@@ -702,11 +704,14 @@ fn a_full_state_in_pages_misses_nothing_that_changes_meanwhile(s: Arc<dyn Store>
     s.delete_budget(ScopeType::Team, "d").unwrap();
     s.put_budget(&budget("bb", 1000), NOW).unwrap();
     let second = v.step(&s, "n1", NOW + 1);
-    assert_eq!((second.full, second.more, names(&second).1), (false, false, vec!["bb".to_string(), "c".to_string()]));
-    // The delta after the last page brings what changed since the first.
+    // The deletion comes with the next page (budget changes are caught up
+    // page by page); the new budget is on that page already.
+    assert_eq!(names(&second), (false, vec!["bb".to_string(), "c".to_string()], vec!["d".to_string()]));
+    assert!(!second.more);
+    // The delta after the last page brings the use that changed since the first.
     let after = v.poll(&s, "n1", NOW + 2);
     assert!(!after.full);
-    assert_eq!(names(&after).2, vec!["d".to_string()]);
+    assert!(names(&after).2.is_empty(), "the deletion was sent already");
     assert!(after.budgets.iter().any(|b| b.scope_id == "a" && b.used_micros == 10));
     v.check(&s, "n1", NOW + 2);
     // A delta of more budgets than a page comes in pages too; removals once.
@@ -722,6 +727,42 @@ fn a_full_state_in_pages_misses_nothing_that_changes_meanwhile(s: Arc<dyn Store>
     other.poll(&s, "n2", NOW + 3);
     let restart = w.step(&s, "n1", NOW + 4);
     assert!(restart.full, "another Envoy came: the shares are cut anew");
+}
+
+/// A limit set or a budget deleted while an Envoy walks the pages of a
+/// full state reaches it with the walk's next page, wherever the budget
+/// is in scope order; more changes than a page wait for the walk's end.
+fn a_budget_changed_during_a_walk_comes_with_the_next_page(s: Arc<dyn Store>) {
+    for t in ["a", "b", "c", "d", "e", "f", "g"] {
+        s.put_budget(&budget(t, 1000), NOW).unwrap();
+    }
+    let share = |g: &tollgate_control::store::GrantSnapshot, t: &str| g.budgets.iter().find(|b| b.scope_id == t).and_then(|b| b.share_micros);
+    let mut v = View::new(3);
+    assert_eq!(names(&v.step(&s, "n1", NOW)).1, ["a", "b", "c"]);
+    // Walked already, not walked yet, deleted: three changes, a page's worth.
+    s.put_budget(&budget("a", 400), NOW).unwrap();
+    s.put_budget(&budget("f", 300), NOW).unwrap();
+    s.delete_budget(ScopeType::Team, "b").unwrap();
+    let second = v.step(&s, "n1", NOW + 1);
+    let (full, mut sent, gone) = names(&second);
+    sent.sort();
+    assert_eq!((full, sent, gone), (false, vec!["a".into(), "d".into(), "e".into(), "f".into()], vec!["b".to_string()]));
+    assert_eq!((share(&second, "a"), share(&second, "f"), second.more), (Some(400), Some(300), true));
+    assert_eq!(names(&v.step(&s, "n1", NOW + 2)), (false, vec!["g".to_string()], vec![]));
+    // Nothing is sent twice after the walk.
+    assert_eq!(names(&v.poll(&s, "n1", NOW + 3)), (false, vec![], vec![]));
+    v.check(&s, "n1", NOW + 3);
+    // Four changes, more than a page: the walk goes on without them.
+    let mut w = View::new(3);
+    assert_eq!(names(&w.step(&s, "n2", NOW + 4)).1, ["a", "c", "d"]);
+    v.poll(&s, "n1", NOW + 4); // n2 joined: n1 takes its new shares
+    for (t, l) in [("c", 100), ("d", 200), ("e", 300), ("g", 400)] {
+        s.put_budget(&budget(t, l), NOW).unwrap();
+    }
+    assert_eq!(names(&w.step(&s, "n2", NOW + 5)), (false, vec!["e".into(), "f".into(), "g".into()], vec![]), "only its own page");
+    let rest = w.poll(&s, "n2", NOW + 6);
+    assert!(rest.budgets.iter().any(|b| b.scope_id == "c"), "the delta after the walk brings them");
+    w.check(&s, "n2", NOW + 6);
 }
 
 fn budgets_are_read_by_scope_by_type_and_a_page_at_a_time(s: Arc<dyn Store>) {

@@ -200,6 +200,11 @@ mod tests {
         let first = StateDoc { budgets_more: true, seq: 7, ..state(true, vec![doc("a", 2)], &[], "p1") };
         assert_eq!(put(&mut shared, s.apply(&first, 200).unwrap()), None, "not settled before the last page");
         assert_eq!((s.more(), s.cursor(), s.epoch()), (true, Some("p1"), 100), "the old epoch until the last page");
+        // Meanwhile a page's entries are newer than the trusted epoch, so
+        // they are used at once (what a page brings, a limit changed during
+        // the walk included, is in force with that page); the rest of the
+        // old state still counts.
+        assert_eq!((seen(&shared, "a", 100), seen(&shared, "z", 100)), (Some(2), Some(1)));
         let last = StateDoc { seq: 9, ..state(false, vec![doc("b", 3)], &[], "c2") };
         assert_eq!(put(&mut shared, s.apply(&last, 300).unwrap()), Some(7), "the first page's sequence");
         assert_eq!((s.more(), s.epoch()), (false, 200));

@@ -18,7 +18,8 @@ Prints, each with its target (issue 10):
 - per-key budgets on SCALE_BUDGETS of the keys (default: every key), set
   with `tollgate budgets import`: how long they take to set and to be in
   force on the Envoy, a budget change taking
-  effect, a new Envoy's full state (in pages), the state poll with the
+  effect, a new Envoy's full state (in pages) and a budget change made
+  during it (target < 2 s: it comes with the next page), the state poll with the
   Envoy's cursor when nothing changed (target < 10 ms), the VMs' memory and
   req/s over budgeted keys against the 3-key Envoy.
 
@@ -318,13 +319,26 @@ def main() -> int:
         big_ctl.api("PUT", f"/v1/budgets/key/s{BUDGETS}", {"limit_micros": 10**12, "period": "monthly"}, expect=200)
         budget_change_s = until(lambda: status(big, key_of(BUDGETS)) == 200, 10)
         # A new Envoy's full state, every page, as the filter fetches it.
+        # Midway, the limit of the first budget (walked already) is set:
+        # it must come with the walk's next page, not after its last.
+        change_page = max(1, min(10, (BUDGETS + 1) // 5000 // 2))
+        changed_at = caught_s = caught_page = None
         t0 = time.monotonic()
         doc, _ = state(big_ctl, "scale-new")
         pages, held = 1, len(doc["budgets"])
         while doc.get("budgets_more"):
+            if pages == change_page:
+                changed_at = time.monotonic()
+                big_ctl.api("PUT", "/v1/budgets/key/s0", {"limit_micros": 1, "period": "monthly"}, expect=200)
             doc, _ = state(big_ctl, "scale-new", doc["budgets_cursor"])
             pages, held = pages + 1, held + len(doc["budgets"])
+            if changed_at and caught_s is None and any(
+                    b["scope_type"] == "key" and b["scope_id"] == "s0" and b["limit_micros"] == 1 for b in doc["budgets"]):
+                caught_s, caught_page, held = time.monotonic() - changed_at, pages, held - 1
         full_s = time.monotonic() - t0
+        big_ctl.api("PUT", "/v1/budgets/key/s0", {"limit_micros": 10**12, "period": "monthly"}, expect=200)
+        if changed_at is not None and caught_s is None:
+            issues.append(f"a budget changed at page {change_page} of a full state never came in its later pages")
         # The probe's own state, once the fleet is stable again: "scale-new"
         # gone silent past the node TTL (5 s here), every Envoy's full state
         # after the count changed, and the probe's shares made fair (it was
@@ -403,6 +417,9 @@ def main() -> int:
     print(f"the Envoy back to one poll a second after that:   {settle_s:7.1f} s")
     print(f"a budget change takes effect:                     {budget_change_s:7.2f} s (target < 2 s: {'met' if budget_change_s < 2 else 'NOT met'})")
     print(f"a new Envoy's full state: {held:,} budgets in {pages} pages, {full_s:.1f} s")
+    if caught_s is not None:
+        print(f"a budget change during that walk (after page {change_page}): with page {caught_page}, {caught_s:.2f} s after it was made "
+              f"(target < 2 s: {'met' if caught_s < 2 else 'NOT met'})")
     print(f"state poll with the Envoy's cursor, nothing changed: 200 p50 {d200[0]:.2f} ms p99 {d200[1]:.2f} ms; 304 p50 {d304[0]:.2f} ms "
           f"p99 {d304[1]:.2f} ms (target < 10 ms: {'met' if max(d200[1], d304[1]) < 10 else 'NOT met'})")
     worst_b = 0.0

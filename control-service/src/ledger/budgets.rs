@@ -28,6 +28,13 @@ pub fn of_type(tx: &mut dyn Tx, st: ScopeType, limit: usize) -> Result<(u64, Vec
     Ok((n, rows::all(tx.query(&sql, &[st.as_str().into(), int(limit as u64)])?, rows::budget)?))
 }
 
+/// The budgets whose limits were set under the budget sequences (from, to]
+/// (index `budgets_changed`).
+pub fn changed_between(tx: &mut dyn Tx, from: u64, to: u64) -> Result<Vec<Budget>> {
+    let sql = format!("SELECT {BUDGET_COLS} FROM budgets WHERE changed_seq > ?1 AND changed_seq <= ?2");
+    rows::all(tx.query(&sql, &[int(from), int(to)])?, rows::budget)
+}
+
 /// Up to `limit` budgets after `after`, in scope order (the pages of a
 /// full state; the row comparison walks the primary key).
 pub fn page(tx: &mut dyn Tx, after: Option<(ScopeType, &str)>, limit: usize) -> Result<Vec<Budget>> {

@@ -192,6 +192,18 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
         Some(c) if c.after.is_none() => Cursor { ingest: seq, budgets: budget_seq, from: Some((c.ingest, c.budgets)), ..c.clone() },
         Some(c) => c.clone(),
     };
+    // A later page of a full state also brings the budgets set or deleted
+    // since the page before it, wherever they are in scope order: a limit
+    // changed during a long walk (200 pages of a million budgets take 20 to
+    // 80 s) is in force on this Envoy with its next page, not after the
+    // last one. The walk then counts budget changes from now. More changes
+    // than a page (a bulk import) wait for the delta after the walk.
+    let catch_up = match &since {
+        Some(c) if c.after.is_some() && c.from.is_none() && budget_seq > c.budgets => {
+            (budget_seq - c.budgets <= page.min(STATE_PAGE_MAX) as u64).then_some(c.budgets)
+        }
+        _ => None,
+    };
     let after = since.as_ref().and_then(|c| c.after.as_ref()).map(|(t, id)| (*t, id.as_str()));
     let (candidates, last, mut removed) = match next.from {
         None => {
@@ -203,6 +215,14 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
     };
     if after.is_some() {
         removed.clear(); // sent with the first page
+    }
+    let mut caught = Vec::new();
+    if let Some(from) = catch_up {
+        let (set, gone) = limits_changed(tx, from, budget_seq)?;
+        let on_page: std::collections::HashSet<(ScopeType, &str)> = candidates.iter().map(|b| (b.scope_type, b.scope_id.as_str())).collect();
+        caught = set.into_iter().filter(|b| !on_page.contains(&(b.scope_type, b.scope_id.as_str()))).collect();
+        removed.extend(gone);
+        next.budgets = budget_seq;
     }
     let delta = next.from.is_some();
     let more = last.is_some();
@@ -221,6 +241,17 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
             // Out of its window: the Envoy drops it.
             None if delta => removed.push(BudgetScope { scope_type: b.scope_type, scope_id: b.scope_id }),
             None => {}
+        }
+    }
+    // Caught-up budgets are scattered, as a delta's are.
+    let mut caught_current = Vec::with_capacity(caught.len());
+    for b in caught {
+        if let Some(t) = next_change(&b, now_ms) {
+            next.boundary_ms = next.boundary_ms.min(t);
+        }
+        match b.bounds(now_ms) {
+            Some(p) => caught_current.push((b, p)),
+            None => removed.push(BudgetScope { scope_type: b.scope_type, scope_id: b.scope_id }),
         }
     }
     if !delta && !current.is_empty() {
@@ -246,6 +277,10 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
         (false, false) => page_periods(tx, node, &current)?,
         (true, _) => these_periods(tx, node, &current)?,
     };
+    if !caught_current.is_empty() {
+        periods.extend(these_periods(tx, node, &caught_current)?);
+        current.extend(caught_current);
+    }
     let mut out = Vec::with_capacity(current.len());
     // Grants that changed: (scope type, scope id, period start, micros, tokens, short).
     let mut writes: Vec<(ScopeType, String, u64, u64, u64, bool)> = Vec::new();
@@ -379,6 +414,19 @@ fn changed(
         .map(|r| Ok(BudgetScope { scope_type: rows::scope(&r.text(0)?)?, scope_id: r.text(1)? }))
         .collect::<Result<_>>()?;
     Ok((found, last, removed))
+}
+
+/// The budgets set and the scopes deleted under the budget sequences
+/// (from, to].
+fn limits_changed(tx: &mut dyn Tx, from: u64, to: u64) -> Result<(Vec<Budget>, Vec<BudgetScope>)> {
+    let range = [int(from), int(to)];
+    let set = budgets::changed_between(tx, from, to)?;
+    let gone = tx
+        .query("SELECT scope_type, scope_id FROM budget_removed WHERE seq > ?1 AND seq <= ?2", &range)?
+        .iter()
+        .map(|r| Ok(BudgetScope { scope_type: rows::scope(&r.text(0)?)?, scope_id: r.text(1)? }))
+        .collect::<Result<_>>()?;
+    Ok((set, gone))
 }
 
 /// Reclaims what the `silent` nodes hold but did not spend, among the
