@@ -130,8 +130,12 @@ impl Shipper {
         self.parked
     }
 
+    /// Records held for shipping: waiting, split off a refused batch, or
+    /// in flight until the control service answers (the
+    /// `tollgate.usage_buffered` gauge).
     pub fn buffered(&self) -> usize {
-        self.buffer.len() + self.split.iter().map(Vec::len).sum::<usize>()
+        let in_flight = self.in_flight.as_ref().map_or(0, |(_, p)| p.records.len());
+        self.buffer.len() + self.split.iter().map(Vec::len).sum::<usize>() + in_flight
     }
 
     /// Is a batch due now?
@@ -300,7 +304,9 @@ mod tests {
         assert_eq!(ids(&body), ["r2", "r3"]);
         s.sent(1, p);
         assert!(!s.due(0), "one batch at a time");
+        assert_eq!(s.buffered(), 5, "a batch in flight is still held");
         assert_eq!(s.on_answer(200, &ack(1), 0), Answer::Acked { refused: vec![] });
+        assert_eq!(s.buffered(), 3, "until it is acknowledged");
         let one = rec("x", 1, "team:t").len();
         let (body, _) = s.take_batch("n", 100, 64 + one + 2).unwrap();
         assert_eq!(ids(&body).len(), 1, "the byte limit holds");

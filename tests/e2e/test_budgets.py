@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -307,6 +308,13 @@ def test_control_service_killed_and_restarted_mid_load_loses_and_doubles_nothing
         s.stop()
 
 
+def envoy_gauge(stack: sm.Stack, name: str) -> int:
+    """One of the background service's gauges (`tollgate.<name>`), from Envoy's admin stats."""
+    text = requests.get(f"http://127.0.0.1:{stack.envoy.admin_port}/stats?filter=tollgate", timeout=5).text
+    m = re.search(rf"^(?:wasmcustom\.)?tollgate\.{name}: (\d+)$", text, re.M)
+    return int(m.group(1)) if m else -1
+
+
 def exhaust(stack: sm.Stack, key: str) -> None:
     cli = Client(stack)
     for _ in range(50):
@@ -344,11 +352,20 @@ def test_failure_modes_when_control_service_is_down(tmp_path, mode):
         else:
             assert r_capped.status_code == 503 and error_of(r_capped)["code"] == "budget_state_unavailable"
             assert r_free.status_code == 503
+        # The Envoy says it serves from its last state, and holds the
+        # records made meanwhile (docs/metrics.md).
+        served = 3
+        for _ in range(served):
+            cli.chat("cheap", key=free["key"])
+        wait_until(lambda: envoy_gauge(s, "control_stale") == 1 and envoy_gauge(s, "usage_buffered") >= served,
+                   timeout=5, what="the stale and usage-buffered gauges while the control service is down")
         # Back up: normal service resumes, and the records made meanwhile arrive.
         c.start()
         wait_until(lambda: cli.chat("cheap", key=free["key"]).status_code == 200, timeout=10, what="recovery")
         stats = mock_stats(s)
         wait_until(lambda: spend(s)["requests"] >= stats["requests"], timeout=10, what="records after recovery")
+        wait_until(lambda: envoy_gauge(s, "usage_buffered") == 0 and envoy_gauge(s, "control_stale") == 0,
+                   timeout=10, what="both gauges back to 0")
     finally:
         s.stop()
 

@@ -86,6 +86,8 @@ impl Service {
         let stale = u64::from(self.last_ok_ms == 0 || now.saturating_sub(self.last_ok_ms) > 3 * self.poll_ms.max(1000));
         add_metric(crate::metrics::Kind::Gauge, "tollgate.control_stale".into(), stale);
         add_metric(crate::metrics::Kind::Gauge, "tollgate.prompt_registry_change".into(), self.synced[1].held());
+        // What this VM holds for the control service (its memory follows it).
+        add_metric(crate::metrics::Kind::Gauge, "tollgate.usage_buffered".into(), self.shipper.buffered() as u64);
     }
 
     /// Asks for the next page of key changes when this Envoy is behind.
