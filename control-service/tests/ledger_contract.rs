@@ -763,6 +763,21 @@ fn a_budget_changed_during_a_walk_comes_with_the_next_page(s: Arc<dyn Store>) {
     let rest = w.poll(&s, "n2", NOW + 6);
     assert!(rest.budgets.iter().any(|b| b.scope_id == "c"), "the delta after the walk brings them");
     w.check(&s, "n2", NOW + 6);
+    // A delta in pages catches up the same way (both Envoys fair first, so
+    // the delta is the use below).
+    v.poll(&s, "n1", NOW + 6);
+    w.poll(&s, "n2", NOW + 6);
+    s.ingest("n2", &[rec("w1", "a", 1, 0, 0), rec("w2", "c", 1, 0, 0), rec("w3", "d", 1, 0, 0), rec("w4", "e", 1, 0, 0)], None, NOW).unwrap();
+    let first = w.step(&s, "n2", NOW + 7);
+    assert_eq!((first.full, first.more, names(&first).1), (false, true, vec!["a".to_string(), "c".to_string(), "d".to_string()]));
+    s.put_budget(&budget("a", 50), NOW).unwrap();
+    let second = w.step(&s, "n2", NOW + 8);
+    let mut sent = names(&second).1;
+    sent.sort();
+    let limit = second.budgets.iter().find(|b| b.scope_id == "a").and_then(|b| b.limit_micros);
+    assert_eq!((sent, limit, second.more), (vec!["a".to_string(), "e".to_string()], Some(50), false));
+    w.poll(&s, "n2", NOW + 9);
+    w.check(&s, "n2", NOW + 9);
 }
 
 fn budgets_are_read_by_scope_by_type_and_a_page_at_a_time(s: Arc<dyn Store>) {

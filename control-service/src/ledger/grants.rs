@@ -192,14 +192,15 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
         Some(c) if c.after.is_none() => Cursor { ingest: seq, budgets: budget_seq, from: Some((c.ingest, c.budgets)), ..c.clone() },
         Some(c) => c.clone(),
     };
-    // A later page of a full state also brings the budgets set or deleted
-    // since the page before it, wherever they are in scope order: a limit
-    // changed during a long walk (200 pages of a million budgets take 20 to
-    // 80 s) is in force on this Envoy with its next page, not after the
-    // last one. The walk then counts budget changes from now. More changes
-    // than a page (a bulk import) wait for the delta after the walk.
+    // A later page of a state (a full state's, or a long delta's) also
+    // brings the budgets set or deleted since the page before it, wherever
+    // they are in scope order: a limit changed during a long walk (200
+    // pages of a million budgets take 20 to 80 s) is in force on this Envoy
+    // with its next page, not after the last one. The walk then counts
+    // budget changes from now. More changes than a page (a bulk import)
+    // wait for the delta after the walk.
     let catch_up = match &since {
-        Some(c) if c.after.is_some() && c.from.is_none() && budget_seq > c.budgets => {
+        Some(c) if c.after.is_some() && budget_seq > c.budgets => {
             (budget_seq - c.budgets <= page.min(STATE_PAGE_MAX) as u64).then_some(c.budgets)
         }
         _ => None,
