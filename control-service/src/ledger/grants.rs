@@ -219,10 +219,10 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
     }
     let mut caught = Vec::new();
     if let Some(from) = catch_up {
-        let (set, gone) = limits_changed(tx, from, budget_seq)?;
         let on_page: std::collections::HashSet<(ScopeType, &str)> = candidates.iter().map(|b| (b.scope_type, b.scope_id.as_str())).collect();
-        caught = set.into_iter().filter(|b| !on_page.contains(&(b.scope_type, b.scope_id.as_str()))).collect();
-        removed.extend(gone);
+        caught = budgets::changed_between(tx, from, budget_seq)?;
+        caught.retain(|b| !on_page.contains(&(b.scope_type, b.scope_id.as_str())));
+        removed.extend(removed_between(tx, from, budget_seq)?);
         next.budgets = budget_seq;
     }
     let delta = next.from.is_some();
@@ -232,29 +232,9 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
         next.from = None;
     }
     let mut reclaimed = 0;
-    let mut current: Vec<(Budget, (u64, u64))> = Vec::with_capacity(candidates.len());
-    for b in candidates {
-        if let Some(t) = next_change(&b, now_ms) {
-            next.boundary_ms = next.boundary_ms.min(t);
-        }
-        match b.bounds(now_ms) {
-            Some(p) => current.push((b, p)),
-            // Out of its window: the Envoy drops it.
-            None if delta => removed.push(BudgetScope { scope_type: b.scope_type, scope_id: b.scope_id }),
-            None => {}
-        }
-    }
+    let mut current = in_force(candidates, now_ms, &mut next.boundary_ms, delta.then_some(&mut removed));
     // Caught-up budgets are scattered, as a delta's are.
-    let mut caught_current = Vec::with_capacity(caught.len());
-    for b in caught {
-        if let Some(t) = next_change(&b, now_ms) {
-            next.boundary_ms = next.boundary_ms.min(t);
-        }
-        match b.bounds(now_ms) {
-            Some(p) => caught_current.push((b, p)),
-            None => removed.push(BudgetScope { scope_type: b.scope_type, scope_id: b.scope_id }),
-        }
-    }
+    let caught_current = in_force(caught, now_ms, &mut next.boundary_ms, Some(&mut removed));
     if !delta && !current.is_empty() {
         let silent = silent_holders(tx, alive_since)?;
         if first_page && !more {
@@ -409,25 +389,33 @@ fn changed(
     let last = cut_page(&mut scopes, page).cloned();
     // A scope whose budget is gone (its use changed just before) is no budget.
     let found = budgets::of_scopes(tx, scopes.iter().map(|(t, id)| (*t, id.as_str())))?;
-    let removed = tx
-        .query("SELECT scope_type, scope_id FROM budget_removed WHERE seq > ?1", &[int(from.1)])?
-        .iter()
-        .map(|r| Ok(BudgetScope { scope_type: rows::scope(&r.text(0)?)?, scope_id: r.text(1)? }))
-        .collect::<Result<_>>()?;
-    Ok((found, last, removed))
+    Ok((found, last, removed_between(tx, from.1, u64::MAX)?))
 }
 
-/// The budgets set and the scopes deleted under the budget sequences
-/// (from, to].
-fn limits_changed(tx: &mut dyn Tx, from: u64, to: u64) -> Result<(Vec<Budget>, Vec<BudgetScope>)> {
-    let range = [int(from), int(to)];
-    let set = budgets::changed_between(tx, from, to)?;
-    let gone = tx
-        .query("SELECT scope_type, scope_id FROM budget_removed WHERE seq > ?1 AND seq <= ?2", &range)?
+/// The scopes whose budgets were deleted under the budget sequences (from, to].
+fn removed_between(tx: &mut dyn Tx, from: u64, to: u64) -> Result<Vec<BudgetScope>> {
+    tx.query("SELECT scope_type, scope_id FROM budget_removed WHERE seq > ?1 AND seq <= ?2", &[int(from), int(to)])?
         .iter()
         .map(|r| Ok(BudgetScope { scope_type: rows::scope(&r.text(0)?)?, scope_id: r.text(1)? }))
-        .collect::<Result<_>>()?;
-    Ok((set, gone))
+        .collect()
+}
+
+/// The budgets with their current period, each period's end (or a window's
+/// opening) lowering `boundary_ms`; those out of their window go to
+/// `removed` when given (the Envoy drops them), else are left out.
+fn in_force(budgets: Vec<Budget>, now_ms: u64, boundary_ms: &mut u64, mut removed: Option<&mut Vec<BudgetScope>>) -> Vec<(Budget, (u64, u64))> {
+    let mut out = Vec::with_capacity(budgets.len());
+    for b in budgets {
+        if let Some(t) = next_change(&b, now_ms) {
+            *boundary_ms = (*boundary_ms).min(t);
+        }
+        match (b.bounds(now_ms), removed.as_deref_mut()) {
+            (Some(p), _) => out.push((b, p)),
+            (None, Some(r)) => r.push(BudgetScope { scope_type: b.scope_type, scope_id: b.scope_id }),
+            (None, None) => {}
+        }
+    }
+    out
 }
 
 /// Reclaims what the `silent` nodes hold but did not spend, among the
