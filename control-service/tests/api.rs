@@ -78,6 +78,14 @@ async fn roles_validation_state_and_etag() {
         assert_eq!(put(json!({"limit_micros": 5, "period": "daily", "timezone": "Mars/Base"})).1["error"]["code"], "invalid_timezone");
         assert_eq!(put(json!({"limit_micros": 5, "period": "fixed"})).1["error"]["code"], "invalid_window");
         assert_eq!(put(json!({"limit_micros": 5, "period": "daily", "soft_pct": "x"})).0, 400);
+        // A limit the ledger cannot store as sent is refused, naming the field.
+        let (s, e, _) = put(json!({"limit_micros": 5, "limit_tokens": u64::MAX, "period": "daily"}));
+        assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_field")));
+        assert!(e["error"]["message"].as_str().unwrap().contains("limit_tokens"), "{e}");
+        let (s, b, _) = put(json!({"limit_micros": i64::MAX, "period": "daily"}));
+        assert_eq!((s, b["limit_micros"].as_u64()), (200, Some(i64::MAX as u64)));
+        let (_, got, _) = call("GET", &format!("{base}/v1/budgets/team/t"), Some(ADMIN), None, None);
+        assert_eq!(got["limit_micros"].as_u64(), Some(i64::MAX as u64), "stored as sent: {got}");
         let (s, b, _) = put(json!({"limit_micros": 1000, "period": "daily", "soft_pct": null}));
         assert_eq!(s, 200);
         assert!(b["soft_pct"].is_null() && b["hard_pct"] == 100);

@@ -15,6 +15,17 @@ pub(super) fn pct_field(v: &Option<Value>, name: &str, default: u32) -> ApiResul
     }
 }
 
+/// A limit as the ledger stores it (a signed 64-bit integer): a larger one
+/// would be stored as another number than the one sent, so it is refused.
+pub(super) fn limits_fit(limit_micros: Option<u64>, limit_tokens: Option<u64>) -> ApiResult<()> {
+    for (name, v) in [("limit_micros", limit_micros), ("limit_tokens", limit_tokens)] {
+        if v.is_some_and(|v| i64::try_from(v).is_err()) {
+            return Err(ApiError::bad("invalid_field", format!("'{name}' must be at most {}", i64::MAX)));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct BudgetReq {
@@ -97,6 +108,7 @@ fn budget_of(scope_type: &str, scope_id: String, req: BudgetReq) -> ApiResult<Bu
     if req.limit_micros.is_none() && req.limit_tokens.is_none() {
         return Err(ApiError::bad("missing_limit", "set limit_micros and/or limit_tokens"));
     }
+    limits_fit(req.limit_micros, req.limit_tokens)?;
     let period = Period::parse(&req.period)
         .ok_or_else(|| ApiError::bad("invalid_period", "period must be daily, weekly, monthly or fixed"))?;
     let timezone = req.timezone.unwrap_or_else(|| "UTC".into());

@@ -25,6 +25,7 @@ pub(super) async fn create_request(State(st): State<Arc<AppState>>, headers: Hea
     if req.limit_micros.is_none() && req.limit_tokens.is_none() {
         return Err(ApiError::bad("missing_limit", "ask for a new limit_micros and/or limit_tokens"));
     }
+    super::budgets::limits_fit(req.limit_micros, req.limit_tokens)?;
     if req.justification.trim().len() < 10 {
         return Err(ApiError::bad("missing_justification", "say why (10 characters or more)"));
     }
