@@ -116,6 +116,21 @@ def test_long_lists_come_a_page_at_a_time(cli_stack):
     assert p.returncode == 2 and "cannot be used with" in p.stderr
 
 
+def test_ids_with_every_allowed_character_go_through_the_cli(cli_stack):
+    # Ids may hold [A-Za-z0-9-_.:/@] (docs/control-api.md): each reaches its own resource.
+    odd = "ops/eu@team:a.b"
+    created = json.loads(tg(cli_stack, "keys", "create", "--team", "t", "--project", "p", "--id", odd, "--json").stdout)
+    assert created["id"] == odd
+    assert json.loads(tg(cli_stack, "keys", "rotate", odd, "--json").stdout)["key"] != created["key"]
+    tg(cli_stack, "keys", "revoke", odd)
+    set_ = json.loads(tg(cli_stack, "budgets", "set", "key", odd, "--limit-usd", "1", "--period", "daily", "--json").stdout)
+    assert (set_["scope_type"], set_["scope_id"]) == ("key", odd)
+    assert json.loads(tg(cli_stack, "budgets", "show", "key", odd, "--json").stdout)["scope_id"] == odd
+    tg(cli_stack, "budgets", "delete", "key", odd)
+    p = tg(cli_stack, "budgets", "show", "key", odd, ok=False)
+    assert p.returncode == 2 and "404" in p.stderr
+
+
 def test_cli_reports_clear_errors(cli_stack):
     env = {**os.environ, "TOLLGATE_URL": cli_stack.control.url, "TOLLGATE_ADMIN_TOKEN": "wrong-token-0000000000"}
     p = subprocess.run([str(sm.TOLLGATE_BIN), "keys", "list"], capture_output=True, text=True, env=env, timeout=30)

@@ -78,18 +78,18 @@ pub fn run(c: &Client, cmd: BudgetsCmd) {
             if let Some(w) = window_end {
                 body["window_end_ms"] = json!(parse_time(&w));
             }
-            let v = c.call("PUT", &format!("/v1/budgets/{scope_type}/{id}"), Some(body));
+            let v = c.call("PUT", &format!("/v1/budgets/{scope_type}/{}", super::path_segment(&id)), Some(body));
             c.print(&v, |v| table(&BUDGET_HEADERS, vec![budget_row(v)]));
         }
         BudgetsCmd::Show { scope_type: Some(t), id: Some(id), .. } => {
-            let v = c.call("GET", &format!("/v1/budgets/{t}/{id}"), None);
+            let v = c.call("GET", &format!("/v1/budgets/{t}/{}", super::path_segment(&id)), None);
             c.print(&v, |v| table(&BUDGET_HEADERS, vec![budget_row(v)]));
         }
         BudgetsCmd::Show { scope_type: Some(_), id: None, .. } => fail("budgets show takes a scope and an id, or nothing"),
         BudgetsCmd::Show { page, .. } => super::list_pages(c, "/v1/budgets", "budgets", &page, &BUDGET_HEADERS, budget_row),
         BudgetsCmd::Import { from } => super::import::run(&super::import::BUDGETS, c, &from, None),
         BudgetsCmd::Delete { scope_type, id } => {
-            c.call_text("DELETE", &format!("/v1/budgets/{scope_type}/{id}"), None);
+            c.call_text("DELETE", &format!("/v1/budgets/{scope_type}/{}", super::path_segment(&id)), None);
             out(&if c.json {
                 format!("{}\n", json!({"deleted": format!("{scope_type}:{id}")}))
             } else {

@@ -40,11 +40,11 @@ pub fn run(c: &Client, cmd: KeysCmd) {
         KeysCmd::Import { from, made } => super::import::run(&super::import::KEYS, c, &from, made.as_deref()),
         KeysCmd::List { page } => super::list_pages(c, "/v1/keys", "keys", &page, &["id", "team", "project", "status", "models", "created"], key_row),
         KeysCmd::Revoke { id } => {
-            let v = c.call("POST", &format!("/v1/keys/{id}/revoke"), None);
+            let v = c.call("POST", &format!("/v1/keys/{}/revoke", super::path_segment(&id)), None);
             c.print(&v, |_| out(&format!("key {id} revoked; every Envoy refuses it within two polls (about 2 s).\n")));
         }
         KeysCmd::Rotate { id } => {
-            let v = c.call("POST", &format!("/v1/keys/{id}/rotate"), None);
+            let v = c.call("POST", &format!("/v1/keys/{}/rotate", super::path_segment(&id)), None);
             c.print(&v, |v| {
                 out(&format!(
                     "new key:  {}\nkey_hash: {}\n\nThe old key stopped working; the new one is shown once.\n",
