@@ -393,7 +393,7 @@ impl StreamTracker {
             } else if self.strip_usage {
                 match keep {
                     Keep::Event => out.extend_from_slice(raw),
-                    Keep::WithoutNullUsage => out.extend_from_slice(&strip_null_usage(raw)),
+                    Keep::WithoutNullUsage => strip_null_usage(raw, &mut out),
                     Keep::Drop => {}
                 }
             }
@@ -568,40 +568,76 @@ fn char_len(s: &Option<Chars>) -> u64 {
     s.as_ref().map_or(0, |c| c.0)
 }
 
-/// Removes the `"usage":null` member the gateway caused by forcing
-/// `include_usage`. In JSON text a `"` inside a string is always escaped, so
-/// the unescaped sequence can only be a member name; whitespace variants
-/// (`"usage": null`) are handled too.
-fn strip_null_usage(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    let mut from = 0;
-    // Only where a `"usage"` name starts (memmem), not at every byte.
-    while let Some(at) = raw.get(from..).and_then(|rest| memchr::memmem::find(rest, b"\"usage\"")) {
-        let p = from + at;
-        let Some(len) = null_usage_member_at(raw, p) else {
-            from = p + 1;
-            continue;
-        };
-        out.extend_from_slice(raw.get(i..p).unwrap_or_default());
-        // Drop a preceding comma (",\"usage\":null") or else a following one.
-        let prev_comma = out.iter().rposition(|b: &u8| !b.is_ascii_whitespace()).filter(|&q| out.get(q) == Some(&b','));
-        let mut j = p + len;
-        if let Some(q) = prev_comma {
-            out.truncate(q);
-        } else {
-            while raw.get(j).is_some_and(|b| b.is_ascii_whitespace()) {
-                j += 1;
+/// Writes `raw` to `out` without the chunk's top-level `"usage":null`
+/// member, which the gateway caused by forcing `include_usage` (whitespace
+/// variants, `"usage" : null`, too). Members named `usage` deeper in the
+/// chunk are the provider's and stay.
+///
+/// OpenAI sends the member last, so it is looked for from the end first: a
+/// `"usage":null` followed only by the closing brace is the top level's
+/// (a forward search read the whole chunk for it: in wasm, three times the
+/// rest of the chunk's reading). Anywhere else, the chunk is followed brace
+/// by brace, strings skipped, to find it. In JSON text a `"` inside a string
+/// is always escaped, so an unescaped `"usage"` is a member name.
+fn strip_null_usage(raw: &[u8], out: &mut Vec<u8>) {
+    static LAST: std::sync::OnceLock<memchr::memmem::FinderRev<'static>> = std::sync::OnceLock::new();
+    let last = LAST.get_or_init(|| memchr::memmem::FinderRev::new(b"\"usage\""));
+    let at_end = last.rfind(raw).and_then(|p| {
+        let len = null_usage_member_at(raw, p)?;
+        let rest = raw.get(p + len..)?;
+        let brace = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+        (rest.get(brace) == Some(&b'}') && rest.get(brace + 1..)?.iter().all(u8::is_ascii_whitespace)).then_some((p, len))
+    });
+    let Some((p, len)) = at_end.or_else(|| top_level_null_usage(raw)) else {
+        out.extend_from_slice(raw);
+        return;
+    };
+    let before = raw.get(..p).unwrap_or_default();
+    let mut after = p + len;
+    // Drop a preceding comma (`,"usage":null`) or else a following one.
+    match before.iter().rposition(|b| !b.is_ascii_whitespace()).filter(|&q| before.get(q) == Some(&b',')) {
+        Some(comma) => out.extend_from_slice(before.get(..comma).unwrap_or_default()),
+        None => {
+            out.extend_from_slice(before);
+            while raw.get(after).is_some_and(u8::is_ascii_whitespace) {
+                after += 1;
             }
-            if raw.get(j) == Some(&b',') {
-                j += 1;
+            if raw.get(after) == Some(&b',') {
+                after += 1;
             }
         }
-        i = j;
-        from = j;
     }
-    out.extend_from_slice(raw.get(i..).unwrap_or_default());
-    out
+    out.extend_from_slice(raw.get(after..).unwrap_or_default());
+}
+
+/// Where the top-level object's `"usage":null` member starts, and its
+/// length: the chunk followed brace by brace, strings skipped.
+fn top_level_null_usage(raw: &[u8]) -> Option<(usize, usize)> {
+    let (mut depth, mut i) = (0u32, 0usize);
+    while let Some(&b) = raw.get(i) {
+        match b {
+            b'"' => {
+                if depth == 1 {
+                    if let Some(len) = null_usage_member_at(raw, i) {
+                        return Some((i, len));
+                    }
+                }
+                i += 1;
+                while let Some(&c) = raw.get(i) {
+                    match c {
+                        b'\\' => i = i.saturating_add(2),
+                        b'"' => break,
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'{' | b'[' => depth = depth.saturating_add(1),
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 fn null_usage_member_at(raw: &[u8], i: usize) -> Option<usize> {
@@ -790,12 +826,30 @@ mod tests {
 
     #[test]
     fn strip_null_usage_variants() {
-        assert_eq!(strip_null_usage(br#"{"a":1,"usage":null}"#), br#"{"a":1}"#.to_vec());
-        assert_eq!(strip_null_usage(br#"{"usage":null,"a":1}"#), br#"{"a":1}"#.to_vec());
-        assert_eq!(strip_null_usage(br#"{"a":1, "usage" : null }"#), br#"{"a":1 }"#.to_vec());
+        let strip = |raw: &[u8]| {
+            let mut out = b"kept:".to_vec();
+            strip_null_usage(raw, &mut out);
+            String::from_utf8(out).unwrap_or_default()
+        };
+        assert_eq!(strip(br#"{"a":1,"usage":null}"#), r#"kept:{"a":1}"#);
+        assert_eq!(strip(b"data: {\"a\":1,\"usage\":null}\r\n\r\n"), "kept:data: {\"a\":1}\r\n\r\n");
+        assert_eq!(strip(br#"{"usage":null,"a":1}"#), r#"kept:{"a":1}"#);
+        assert_eq!(strip(br#"{"a":1, "usage" : null }"#), r#"kept:{"a":1 }"#);
+        assert_eq!(strip(br#"{"usage":null}"#), r#"kept:{}"#);
+        // Not last: found by following the nesting.
+        assert_eq!(strip(br#"{"a":[{"b":"}"}],"usage":null,"c":{"d":1}}"#), r#"kept:{"a":[{"b":"}"}],"c":{"d":1}}"#);
         // escaped inside a string: untouched
-        assert_eq!(strip_null_usage(br#"{"c":"\"usage\":null"}"#), br#"{"c":"\"usage\":null"}"#.to_vec());
-        assert_eq!(strip_null_usage(br#"{"usage":{"x":1}}"#), br#"{"usage":{"x":1}}"#.to_vec());
+        assert_eq!(strip(br#"{"c":"\"usage\":null"}"#), r#"kept:{"c":"\"usage\":null"}"#);
+        assert_eq!(strip(br#"{"c":"\\","usage":null}"#), r#"kept:{"c":"\\"}"#);
+        assert_eq!(strip(br#"{"usage":{"x":1}}"#), r#"kept:{"usage":{"x":1}}"#);
+        // A member named usage deeper in the chunk is the provider's.
+        assert_eq!(strip(br#"{"x":{"usage":null}}"#), r#"kept:{"x":{"usage":null}}"#);
+        assert_eq!(strip(br#"{"x":{"usage":null},"usage":null}"#), r#"kept:{"x":{"usage":null}}"#);
+        assert_eq!(strip(br#"{"usage":null,"x":{"usage":null}}"#), r#"kept:{"x":{"usage":null}}"#);
+        // Broken JSON is passed on as it came (or nearly): never a panic.
+        for raw in [&b"{\"usage\":nul"[..], b"\"usage\":null}", b"{\"a\":\"\\", b"}}}\"usage\":null", b""] {
+            let _ = strip(raw);
+        }
     }
 
     #[test]
