@@ -4,9 +4,13 @@
 //!     cargo run --release -p tollgate-filter --example hot_path
 //!
 //! Wasm in V8 runs the same code about 1.5-2x slower; the host calls (headers,
-//! bodies, properties, shared data) come on top (docs/architecture.md).
+//! bodies, properties, shared data) come on top (docs/architecture.md). Each
+//! step also prints the heap allocations it makes; the last lines measure
+//! what `smol_str` and hashbrown + foldhash would save ("Packages" there).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::hint::black_box;
 use std::rc::Rc;
 use std::time::Instant;
@@ -37,15 +41,52 @@ fn openai_stream() -> Vec<u8> {
     s.into_bytes()
 }
 
+/// Counts heap allocations (and their bytes), to say what each step
+/// allocates: in wasm every allocation is dlmalloc's work in the VM.
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+static SMALL: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call goes to the system allocator unchanged; only counted.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        BYTES.fetch_add(layout.size() as u64, Relaxed);
+        if layout.size() <= 23 {
+            SMALL.fetch_add(1, Relaxed);
+        }
+        // SAFETY: the caller's layout, passed on.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: allocated by `alloc` above with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        BYTES.fetch_add(new_size as u64, Relaxed);
+        // SAFETY: as for `alloc`; `ptr` came from it with `layout`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
 fn time<T>(name: &str, n: u32, mut f: impl FnMut() -> T) {
     for _ in 0..n / 10 {
         black_box(f());
     }
+    let (a0, b0, s0) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed), SMALL.load(Relaxed));
     let t = Instant::now();
     for _ in 0..n {
         black_box(f());
     }
-    println!("{name:<40} {:>8.2} µs", t.elapsed().as_secs_f64() * 1e6 / f64::from(n));
+    let us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    let per = |now: u64, then: u64| (now - then) as f64 / f64::from(n);
+    let (a, b, s) = (per(ALLOCS.load(Relaxed), a0), per(BYTES.load(Relaxed), b0), per(SMALL.load(Relaxed), s0));
+    println!("{name:<44} {us:>7.2} µs {a:>6.1} allocations ({s:.1} of <= 23 bytes) {b:>8.0} bytes");
 }
 
 fn main() -> Result<(), String> {
@@ -70,6 +111,28 @@ fn main() -> Result<(), String> {
         tollgate_filter::route::plan(&cfg, &key, Api::OpenAiChat, body.as_bytes(), "/v1/chat/completions", false).is_ok()
     });
     let stream = openai_stream();
+    time("stream: split into events", n / 4, || {
+        let mut sp = tollgate_filter::sse::SseSplitter::new();
+        let (a, b) = stream.split_at(stream.len() / 2);
+        let mut k = 0;
+        sp.push(a, |e, _| k += e.len());
+        sp.push(b, |e, _| k += e.len());
+        k
+    });
+    time("stream: split + each event's fields", n / 4, || {
+        let mut sp = tollgate_filter::sse::SseSplitter::new();
+        let (a, b) = stream.split_at(stream.len() / 2);
+        let mut k = 0;
+        sp.push(a, |e, _| k += tollgate_filter::sse::parse_event(e).data.len());
+        sp.push(b, |e, _| k += tollgate_filter::sse::parse_event(e).data.len());
+        k
+    });
+    time("stream: 16 events followed, not rewritten", n / 4, || {
+        let mut t = tollgate_filter::usage::StreamTracker::new(Api::OpenAiChat, false);
+        let (a, b) = stream.split_at(stream.len() / 2);
+        let out = t.push(a).len() + t.push(b).len() + t.finish().len();
+        (out, t.summary().usage.is_some())
+    });
     time("stream: 16 events followed, usage stripped", n / 4, || {
         let mut t = tollgate_filter::usage::StreamTracker::new(Api::OpenAiChat, true);
         let (a, b) = stream.split_at(stream.len() / 2);
@@ -136,5 +199,35 @@ fn main() -> Result<(), String> {
     let part = || serde_json::from_slice::<tollgate_protocol::record::BudgetPart>(json.as_bytes()).is_ok();
     time("service: read the record's budget part", n, part);
     println!("(record {} bytes, request body {} bytes)", json.len(), body.len());
+    packages(n);
     Ok(())
+}
+
+/// What the design's packages would save on the work above
+/// (docs/architecture.md, "Packages"): the small strings a request copies
+/// (the plan's and the record's: ids, team, project, provider, route,
+/// models, header values), as `String` and as `smol_str` (inline up to 23
+/// bytes); and the hash-map lookups a request makes (its key, its budgets'
+/// entries, its metric set), with std's SipHash and with hashbrown and
+/// foldhash.
+fn packages(n: u32) {
+    let words: Vec<String> = ["key-search", "search", "web", "openai", "openai/gpt-5.4", "gpt-5.4", "gpt-5.4-2026-03-01", "application/json"]
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+    let smol: Vec<smol_str::SmolStr> = words.iter().map(smol_str::SmolStr::new).collect();
+    // 33 copies a request, as counted above (plan 23, record 10).
+    time("33 small strings copied, String", n, || words.iter().cycle().take(33).cloned().collect::<Vec<_>>().len());
+    time("33 small strings copied, smol_str", n, || smol.iter().cycle().take(33).cloned().collect::<Vec<_>>().len());
+    let keys: Vec<String> = (0..64).map(|i| format!("{:064x}", i * 7919)).collect();
+    let mut std_map = std::collections::HashMap::new();
+    let mut fast_map: hashbrown::HashMap<String, usize, foldhash::fast::RandomState> = hashbrown::HashMap::default();
+    for (i, k) in keys.iter().enumerate() {
+        std_map.insert(k.clone(), i);
+        fast_map.insert(k.clone(), i);
+    }
+    // Six lookups a request: the key cache, two budget entries, the metric
+    // set and its series, the body-wait table (keys of 64 bytes).
+    time("6 map lookups, std (SipHash)", n, || (0..6).filter_map(|i| keys.get(i * 9 % 64).and_then(|k| std_map.get(k))).sum::<usize>());
+    time("6 map lookups, hashbrown + foldhash", n, || (0..6).filter_map(|i| keys.get(i * 9 % 64).and_then(|k| fast_map.get(k))).sum::<usize>());
 }
