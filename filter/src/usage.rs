@@ -573,22 +573,21 @@ fn char_len(s: &Option<Chars>) -> u64 {
 /// variants, `"usage" : null`, too). Members named `usage` deeper in the
 /// chunk are the provider's and stay.
 ///
-/// OpenAI sends the member last, so it is looked for from the end first: a
-/// `"usage":null` followed only by the closing brace is the top level's
-/// (a forward search read the whole chunk for it: in wasm, three times the
-/// rest of the chunk's reading). Anywhere else, the chunk is followed brace
-/// by brace, strings skipped, to find it. In JSON text a `"` inside a string
-/// is always escaped, so an unescaped `"usage"` is a member name.
+/// OpenAI sends the member near the end (last, or before `obfuscation`),
+/// so it is looked for from the end first: the last `"usage":null` is the
+/// top level's when what follows it closes the chunk's object. (A forward
+/// search read the whole chunk for it: in wasm, three times the rest of the
+/// chunk's reading.) Otherwise the chunk is followed brace by brace, strings
+/// skipped, to find it. In JSON text a `"` inside a string is always
+/// escaped, so an unescaped `"usage"` is a member name.
 fn strip_null_usage(raw: &[u8], out: &mut Vec<u8>) {
     static LAST: std::sync::OnceLock<memchr::memmem::FinderRev<'static>> = std::sync::OnceLock::new();
     let last = LAST.get_or_init(|| memchr::memmem::FinderRev::new(b"\"usage\""));
-    let at_end = last.rfind(raw).and_then(|p| {
+    let last_one = last.rfind(raw).and_then(|p| {
         let len = null_usage_member_at(raw, p)?;
-        let rest = raw.get(p + len..)?;
-        let brace = rest.iter().position(|b| !b.is_ascii_whitespace())?;
-        (rest.get(brace) == Some(&b'}') && rest.get(brace + 1..)?.iter().all(u8::is_ascii_whitespace)).then_some((p, len))
+        closes_the_object(raw.get(p + len..)?).then_some((p, len))
     });
-    let Some((p, len)) = at_end.or_else(|| top_level_null_usage(raw)) else {
+    let Some((p, len)) = last_one.or_else(|| top_level_null_usage(raw)) else {
         out.extend_from_slice(raw);
         return;
     };
@@ -613,31 +612,56 @@ fn strip_null_usage(raw: &[u8], out: &mut Vec<u8>) {
 /// Where the top-level object's `"usage":null` member starts, and its
 /// length: the chunk followed brace by brace, strings skipped.
 fn top_level_null_usage(raw: &[u8]) -> Option<(usize, usize)> {
-    let (mut depth, mut i) = (0u32, 0usize);
-    while let Some(&b) = raw.get(i) {
+    let mut depth = 0u32;
+    for (i, b) in outside_strings(raw) {
         match b {
-            b'"' => {
-                if depth == 1 {
-                    if let Some(len) = null_usage_member_at(raw, i) {
-                        return Some((i, len));
-                    }
-                }
-                i += 1;
-                while let Some(&c) = raw.get(i) {
-                    match c {
-                        b'\\' => i = i.saturating_add(2),
-                        b'"' => break,
-                        _ => i += 1,
-                    }
+            b'"' if depth == 1 => {
+                if let Some(len) = null_usage_member_at(raw, i) {
+                    return Some((i, len));
                 }
             }
             b'{' | b'[' => depth = depth.saturating_add(1),
             b'}' | b']' => depth = depth.saturating_sub(1),
             _ => {}
         }
-        i += 1;
     }
     None
+}
+
+/// Whether `rest`, the text after a member, closes the object the member is
+/// in with nothing but whitespace after: the member is then one of the
+/// outermost object's.
+fn closes_the_object(rest: &[u8]) -> bool {
+    let mut depth = 0u32;
+    for (i, b) in outside_strings(rest) {
+        match b {
+            b'{' | b'[' => depth = depth.saturating_add(1),
+            b'}' | b']' if depth == 0 => return b == b'}' && rest.get(i + 1..).is_some_and(|t| t.iter().all(u8::is_ascii_whitespace)),
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The bytes of JSON text outside its strings, with their offsets; a string
+/// shows as its opening quote.
+fn outside_strings(raw: &[u8]) -> impl Iterator<Item = (usize, u8)> + '_ {
+    let mut i = 0usize;
+    std::iter::from_fn(move || {
+        let at = i;
+        let b = *raw.get(at)?;
+        i = at + 1;
+        if b == b'"' {
+            while let Some(&c) = raw.get(i) {
+                i = i.saturating_add(if c == b'\\' { 2 } else { 1 });
+                if c == b'"' {
+                    break;
+                }
+            }
+        }
+        Some((at, b))
+    })
 }
 
 fn null_usage_member_at(raw: &[u8], i: usize) -> Option<usize> {
@@ -836,6 +860,10 @@ mod tests {
         assert_eq!(strip(br#"{"usage":null,"a":1}"#), r#"kept:{"a":1}"#);
         assert_eq!(strip(br#"{"a":1, "usage" : null }"#), r#"kept:{"a":1 }"#);
         assert_eq!(strip(br#"{"usage":null}"#), r#"kept:{}"#);
+        // OpenAI's own order since 2025: usage, then obfuscation (tests/captures).
+        assert_eq!(strip(br#"{"a":1,"usage":null,"obfuscation":"x}\"y"}"#), r#"kept:{"a":1,"obfuscation":"x}\"y"}"#);
+        // Last but nested, with more after it: not the top level's.
+        assert_eq!(strip(br#"{"x":{"usage":null,"o":"}"},"y":1}"#), r#"kept:{"x":{"usage":null,"o":"}"},"y":1}"#);
         // Not last: found by following the nesting.
         assert_eq!(strip(br#"{"a":[{"b":"}"}],"usage":null,"c":{"d":1}}"#), r#"kept:{"a":[{"b":"}"}],"c":{"d":1}}"#);
         // escaped inside a string: untouched
