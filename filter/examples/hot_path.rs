@@ -28,15 +28,16 @@ const CFG: &str = r#"{
 const RESPONSE: &[u8] = br#"{"id":"chatcmpl-abc123","object":"chat.completion","created":1741569952,"model":"gpt-5.4-2026-03-01","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I assist you today? lorem ipsum dolor sit amet","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":250,"completion_tokens":12,"total_tokens":262,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_abc"}"#;
 
 /// An OpenAI chat stream as the mock provider sends it for a short answer
-/// (`stream_options.include_usage` forced: `"usage":null` on every chunk).
+/// (`stream_options.include_usage` forced: `"usage":null` on every chunk,
+/// then the `obfuscation` member api.openai.com pads every chunk with).
 fn openai_stream() -> Vec<u8> {
     let head = r#"{"id":"chatcmpl-mock00000000000000000001","object":"chat.completion.chunk","created":1767225601,"model":"gpt-5.4","service_tier":"default","system_fingerprint":"fp_mock","choices":"#;
-    let mut s = format!("data: {head}[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}},\"logprobs\":null,\"finish_reason\":null}}],\"usage\":null}}\n\n");
+    let mut s = format!("data: {head}[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}},\"logprobs\":null,\"finish_reason\":null}}],\"usage\":null,\"obfuscation\":\"k3Ze\"}}\n\n");
     for word in "Hello! How can I assist you today? lorem ipsum dolor sit amet".split(' ') {
-        s += &format!("data: {head}[{{\"index\":0,\"delta\":{{\"content\":\"{word} \"}},\"logprobs\":null,\"finish_reason\":null}}],\"usage\":null}}\n\n");
+        s += &format!("data: {head}[{{\"index\":0,\"delta\":{{\"content\":\"{word} \"}},\"logprobs\":null,\"finish_reason\":null}}],\"usage\":null,\"obfuscation\":\"k3Ze\"}}\n\n");
     }
-    s += &format!("data: {head}[{{\"index\":0,\"delta\":{{}},\"logprobs\":null,\"finish_reason\":\"stop\"}}],\"usage\":null}}\n\n");
-    s += &format!("data: {head}[],\"usage\":{{\"prompt_tokens\":235,\"completion_tokens\":12,\"total_tokens\":247,\"prompt_tokens_details\":{{\"cached_tokens\":0,\"audio_tokens\":0}},\"completion_tokens_details\":{{\"reasoning_tokens\":0,\"audio_tokens\":0,\"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}}}}}\n\n");
+    s += &format!("data: {head}[{{\"index\":0,\"delta\":{{}},\"logprobs\":null,\"finish_reason\":\"stop\"}}],\"usage\":null,\"obfuscation\":\"IPio8PDe\"}}\n\n");
+    s += &format!("data: {head}[],\"usage\":{{\"prompt_tokens\":235,\"completion_tokens\":12,\"total_tokens\":247,\"prompt_tokens_details\":{{\"cached_tokens\":0,\"audio_tokens\":0}},\"completion_tokens_details\":{{\"reasoning_tokens\":0,\"audio_tokens\":0,\"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}}},\"obfuscation\":\"pVAV\"}}\n\n");
     s += "data: [DONE]\n\n";
     s.into_bytes()
 }

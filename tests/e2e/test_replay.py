@@ -175,9 +175,14 @@ def test_mock_streams_have_the_shape_of_real_streams(client, capture, api, model
         mock = [json.loads(d) for d in sse_data(r.text) if d != "[DONE]"]
         assert sse_data(r.text)[-1] == "[DONE]"
         for real_c, mock_c in ((real[0], mock[0]), (real[-1], mock[-1])):
-            gaps = [g for g in missing(shape(real_c), shape(mock_c)) if g not in (".obfuscation",)]
+            gaps = missing(shape(real_c), shape(mock_c))
             assert not gaps, gaps
+            assert list(mock_c)[-2:] == list(real_c)[-2:] == ["usage", "obfuscation"], (list(real_c), list(mock_c))
         assert mock[-1]["choices"] == [] and all(c["usage"] is None for c in mock[:-1])
+        # As the real API: no padding when the client turns it off.
+        body["stream_options"]["include_obfuscation"] = False
+        r = client.post("/v1/chat/completions", body, key=SEARCH_KEY)
+        assert not [d for d in sse_data(r.text) if "obfuscation" in d], r.text
 
 
 def test_the_mock_refuses_what_the_real_apis_refuse(stack):

@@ -4,7 +4,10 @@
 //! - OpenAI chat completions (`POST /v1/chat/completions`): JSON, and SSE
 //!   `chat.completion.chunk` events ending in `data: [DONE]`; the final usage
 //!   chunk (`choices: []`) and `"usage":null` on every other chunk only when
-//!   `stream_options.include_usage` is true; `prompt_tokens_details.cached_tokens`.
+//!   `stream_options.include_usage` is true; `prompt_tokens_details.cached_tokens`;
+//!   an `obfuscation` member (random characters padding the chunk) last on
+//!   every chunk unless `stream_options.include_obfuscation` is false, as
+//!   api.openai.com has sent since 2025 (tests/captures/openai_chat_stream_usage.sse).
 //! - DeepSeek (OpenAI format, chosen when the Host or model says deepseek):
 //!   `prompt_cache_hit_tokens` / `prompt_cache_miss_tokens`.
 //! - Anthropic messages (`POST /v1/messages`): JSON, and SSE `message_start`
@@ -243,6 +246,8 @@ struct Plan {
     model: String,
     stream: bool,
     include_usage: bool,
+    /// OpenAI streams: an `obfuscation` member on every chunk (the default).
+    include_obfuscation: bool,
     input: u64,
     cached: u64,
     cache_write: u64,
@@ -704,6 +709,8 @@ async fn handle(
         model,
         stream: req.get("stream").and_then(Value::as_bool).unwrap_or(false),
         include_usage: req.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false),
+        include_obfuscation: dialect == Dialect::OpenAi
+            && req.pointer("/stream_options/include_obfuscation").and_then(Value::as_bool).unwrap_or(true),
         // Anthropic's input_tokens leave out cache reads and writes; OpenAI's prompt_tokens include them.
         input: if dialect == Dialect::Anthropic { input.saturating_sub(cached + cache_write).max(1) } else { input.max(cached) },
         cached,
@@ -897,12 +904,23 @@ fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
         _ => {
             let id = format!("chatcmpl-mock{n:020}");
             let created = 1_767_225_600u64 + n;
-            let chunk = |choices: Value| {
+            // Random characters in the real API, padding chunk sizes; here
+            // 1 to 15, varying from chunk to chunk.
+            let mut k = 0u64;
+            let mut obfuscate = |c: &mut Value| {
+                if p.include_obfuscation {
+                    k += 1;
+                    let pad = "Zk3WuQNXpVAVIPio8PDeczEmdPr";
+                    c["obfuscation"] = json!(pad.get(..((n + 7 * k) % 15 + 1) as usize).unwrap_or(pad));
+                }
+            };
+            let mut chunk = |choices: Value| {
                 let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": p.model,
                                    "service_tier": "default", "system_fingerprint": "fp_mock", "choices": choices});
                 if p.include_usage {
                     c["usage"] = Value::Null;
                 }
+                obfuscate(&mut c);
                 sse(None, &c.to_string())
             };
             ev.push(chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": null}, "logprobs": null, "finish_reason": null}])));
@@ -911,8 +929,9 @@ fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
             }
             ev.push(chunk(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": p.finish}])));
             if p.include_usage {
-                let u = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": p.model,
-                               "service_tier": "default", "system_fingerprint": "fp_mock", "choices": [], "usage": openai_usage(p)});
+                let mut u = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": p.model,
+                                   "service_tier": "default", "system_fingerprint": "fp_mock", "choices": [], "usage": openai_usage(p)});
+                obfuscate(&mut u);
                 ev.push(sse(None, &u.to_string()));
             }
             ev.push(Bytes::from_static(b"data: [DONE]\n\n"));
