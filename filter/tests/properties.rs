@@ -65,6 +65,27 @@ fn run_tracker(api: Api, strip: bool, chunks: &[&[u8]]) -> (Vec<u8>, tollgate_fi
     (out, t.summary())
 }
 
+/// Any JSON value, with strings full of quotes, backslashes and braces (and
+/// the text `"usage":null`), and objects that may hold a member named
+/// `usage` themselves.
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        "[a-z\"\\\\{}\\[\\]:, ]{0,8}".prop_map(Value::from),
+        Just(Value::from("\"usage\":null}")),
+    ];
+    leaf.prop_recursive(3, 16, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::vec((prop_oneof![Just("usage"), Just("a"), Just("b")], inner), 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+        ]
+    })
+}
+
 /// Cases per property: proptest's default, or PROPTEST_CASES (`make fuzz`).
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
@@ -111,6 +132,41 @@ proptest! {
             prop_assert_eq!(&cut.1, &whole.1);
             prop_assert!(whole.1.usage.is_some());
         }
+    }
+
+    #[test]
+    fn stripping_removes_the_top_level_null_usage_and_nothing_else(
+        members in prop::collection::vec((0usize..6, json_value()), 0..6),
+        at in 0usize..7,
+        spaced in any::<bool>(),
+        obfuscation in any::<bool>(),
+    ) {
+        // Members the tracker reads (choices, model) stay out: any value is
+        // allowed for these, and the chunk still parses.
+        let names = ["id", "object", "x", "usage_x", "created", "service_tier"];
+        let mut list: Vec<(String, serde_json::Value)> = Vec::new();
+        for (n, v) in members {
+            if !list.iter().any(|(k, _)| k == names[n]) {
+                list.push((names[n].to_string(), v));
+            }
+        }
+        let expected = serde_json::Value::Object(list.iter().cloned().collect());
+        list.insert(at.min(list.len()), ("usage".to_string(), serde_json::Value::Null));
+        if obfuscation {
+            // api.openai.com's order: usage, then obfuscation.
+            list.push(("obfuscation".to_string(), serde_json::Value::from("k3}\"Ze")));
+        }
+        let sp = if spaced { " " } else { "" };
+        let text: Vec<String> = list.iter().map(|(k, v)| format!("{}{sp}:{sp}{}", serde_json::Value::from(k.as_str()), v)).collect();
+        let stream = format!("data: {{{}}}\n\n", text.join(&format!(",{sp}")));
+        let (out, _) = run_tracker(Api::OpenAiChat, true, &[stream.as_bytes()]);
+        let out = String::from_utf8(out).unwrap();
+        let data = out.strip_prefix("data: ").unwrap().trim_end();
+        let mut got: serde_json::Value = serde_json::from_str(data).unwrap();
+        if obfuscation {
+            prop_assert!(got.as_object_mut().unwrap().remove("obfuscation").is_some(), "{}", out);
+        }
+        prop_assert_eq!(got, expected, "{} -> {}", stream, out);
     }
 
     #[test]
