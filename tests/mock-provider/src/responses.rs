@@ -33,6 +33,9 @@ pub struct Plan {
     pub incomplete: bool,
     pub store: bool,
     pub previous: Option<String>,
+    /// Streams: an `obfuscation` member on each delta event (the default;
+    /// `stream_options.include_obfuscation: false` turns it off).
+    pub obfuscation: bool,
 }
 
 fn text_of(v: &Value, out: &mut String) {
@@ -104,6 +107,7 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
         incomplete: wanted + reasoning > cap,
         store: m.get("store").and_then(Value::as_bool).unwrap_or(true),
         previous,
+        obfuscation: m.get("stream_options").and_then(|o| o.get("include_obfuscation")).and_then(Value::as_bool).unwrap_or(true),
     })
 }
 
@@ -146,9 +150,15 @@ pub fn events(p: &Plan, id: &str, created: u64) -> Vec<(String, String)> {
         json!({"type": "response.content_part.added", "item_id": mid, "output_index": 0, "content_index": 0,
                "part": {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}}),
     ];
-    for piece in output_pieces(p.output - p.reasoning) {
-        ev.push(json!({"type": "response.output_text.delta", "item_id": mid, "output_index": 0, "content_index": 0,
-                       "delta": piece, "logprobs": []}));
+    for (k, piece) in output_pieces(p.output - p.reasoning).into_iter().enumerate() {
+        let mut d = json!({"type": "response.output_text.delta", "item_id": mid, "output_index": 0, "content_index": 0,
+                           "delta": piece, "logprobs": []});
+        // api.openai.com pads delta events with random characters
+        // (OpenAI API reference, ResponseStreamOptions.include_obfuscation).
+        if p.obfuscation {
+            d["obfuscation"] = json!("k3ZeWuQNXpVAVIP".get(..k % 15 + 1).unwrap_or("k"));
+        }
+        ev.push(d);
     }
     ev.push(json!({"type": "response.output_text.done", "item_id": mid, "output_index": 0, "content_index": 0,
                    "text": text(p), "logprobs": []}));
@@ -194,5 +204,9 @@ mod tests {
         assert_eq!(ev.last().unwrap().0, "response.completed");
         assert_eq!(ev.iter().filter(|(n, _)| n == "response.output_text.delta").count(), 5);
         assert!(ev[0].1.contains(r#""usage":null"#));
+        let padded = |ev: &[(String, String)]| ev.iter().filter(|(_, d)| d.contains(r#""obfuscation":"#)).count();
+        assert_eq!(padded(&ev), 5, "every delta event, and only those");
+        let off = obj(json!({"model": "m", "input": "x", "stream": true, "stream_options": {"include_obfuscation": false}}));
+        assert_eq!(padded(&events(&plan(&off, 5, 0, 0).unwrap(), "1", 0)), 0);
     }
 }
