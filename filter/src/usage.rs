@@ -583,10 +583,13 @@ fn char_len(s: &Option<Chars>) -> u64 {
 fn strip_null_usage(raw: &[u8], out: &mut Vec<u8>) {
     static LAST: std::sync::OnceLock<memchr::memmem::FinderRev<'static>> = std::sync::OnceLock::new();
     let last = LAST.get_or_init(|| memchr::memmem::FinderRev::new(b"\"usage\""));
-    let last_one = last.rfind(raw).and_then(|p| {
-        let len = null_usage_member_at(raw, p)?;
-        closes_the_object(raw.get(p + len..)?).then_some((p, len))
-    });
+    // No `"usage"` at all (providers that leave the member out): nothing to
+    // walk for.
+    let Some(at) = last.rfind(raw) else {
+        out.extend_from_slice(raw);
+        return;
+    };
+    let last_one = null_usage_member_at(raw, at).filter(|&len| raw.get(at + len..).is_some_and(closes_the_object)).map(|len| (at, len));
     let Some((p, len)) = last_one.or_else(|| top_level_null_usage(raw)) else {
         out.extend_from_slice(raw);
         return;
@@ -613,7 +616,7 @@ fn strip_null_usage(raw: &[u8], out: &mut Vec<u8>) {
 /// length: the chunk followed brace by brace, strings skipped.
 fn top_level_null_usage(raw: &[u8]) -> Option<(usize, usize)> {
     let mut depth = 0u32;
-    for (i, b) in outside_strings(raw) {
+    for (i, b) in tollgate_protocol::json::outside_strings(raw) {
         match b {
             b'"' if depth == 1 => {
                 if let Some(len) = null_usage_member_at(raw, i) {
@@ -633,7 +636,7 @@ fn top_level_null_usage(raw: &[u8]) -> Option<(usize, usize)> {
 /// outermost object's.
 fn closes_the_object(rest: &[u8]) -> bool {
     let mut depth = 0u32;
-    for (i, b) in outside_strings(rest) {
+    for (i, b) in tollgate_protocol::json::outside_strings(rest) {
         match b {
             b'{' | b'[' => depth = depth.saturating_add(1),
             b'}' | b']' if depth == 0 => return b == b'}' && rest.get(i + 1..).is_some_and(|t| t.iter().all(u8::is_ascii_whitespace)),
@@ -642,26 +645,6 @@ fn closes_the_object(rest: &[u8]) -> bool {
         }
     }
     false
-}
-
-/// The bytes of JSON text outside its strings, with their offsets; a string
-/// shows as its opening quote.
-fn outside_strings(raw: &[u8]) -> impl Iterator<Item = (usize, u8)> + '_ {
-    let mut i = 0usize;
-    std::iter::from_fn(move || {
-        let at = i;
-        let b = *raw.get(at)?;
-        i = at + 1;
-        if b == b'"' {
-            while let Some(&c) = raw.get(i) {
-                i = i.saturating_add(if c == b'\\' { 2 } else { 1 });
-                if c == b'"' {
-                    break;
-                }
-            }
-        }
-        Some((at, b))
-    })
 }
 
 fn null_usage_member_at(raw: &[u8], i: usize) -> Option<usize> {

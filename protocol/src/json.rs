@@ -1,8 +1,30 @@
 //! JSON strictness both sides need: a document whose object has the same
 //! member twice is refused (serde keeps the last one silently, other
-//! parsers the first, so such a document can mean two things).
+//! parsers the first, so such a document can mean two things). And JSON
+//! text walked by its structure without parsing it.
 
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// The bytes of JSON text outside its strings, with their offsets; a string
+/// shows as its opening quote (its escapes respected). For walking nesting
+/// (braces and brackets) in text that may be cut or broken.
+pub fn outside_strings(raw: &[u8]) -> impl Iterator<Item = (usize, u8)> + '_ {
+    let mut i = 0usize;
+    std::iter::from_fn(move || {
+        let at = i;
+        let b = *raw.get(at)?;
+        i = at + 1;
+        if b == b'"' {
+            while let Some(&c) = raw.get(i) {
+                i = i.saturating_add(if c == b'\\' { 2 } else { 1 });
+                if c == b'"' {
+                    break;
+                }
+            }
+        }
+        Some((at, b))
+    })
+}
 
 /// Err names the first member found twice (cleaned, bounded).
 pub fn no_duplicate_members(bytes: &[u8]) -> Result<(), String> {

@@ -44,24 +44,13 @@ pub fn first_value(text: &str) -> Option<(usize, usize)> {
     let b = text.as_bytes();
     let start = b.iter().position(|&c| c == b'{' || c == b'[')?;
     let mut depth = 0usize;
-    let (mut in_str, mut esc) = (false, false);
-    for (i, &c) in b.iter().enumerate().skip(start) {
-        if in_str {
-            match (esc, c) {
-                (true, _) => esc = false,
-                (false, b'\\') => esc = true,
-                (false, b'"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
+    for (i, c) in crate::json::outside_strings(b.get(start..)?) {
         match c {
-            b'"' => in_str = true,
             b'{' | b'[' => depth += 1,
             b'}' | b']' => {
                 depth = depth.checked_sub(1)?;
                 if depth == 0 {
-                    return Some((start, i + 1));
+                    return Some((start, start + i + 1));
                 }
             }
             _ => {}

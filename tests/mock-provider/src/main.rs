@@ -709,8 +709,7 @@ async fn handle(
         model,
         stream: req.get("stream").and_then(Value::as_bool).unwrap_or(false),
         include_usage: req.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false),
-        include_obfuscation: dialect == Dialect::OpenAi
-            && req.pointer("/stream_options/include_obfuscation").and_then(Value::as_bool).unwrap_or(true),
+        include_obfuscation: dialect == Dialect::OpenAi && obfuscation_asked(req.get("stream_options")),
         // Anthropic's input_tokens leave out cache reads and writes; OpenAI's prompt_tokens include them.
         input: if dialect == Dialect::Anthropic { input.saturating_sub(cached + cache_write).max(1) } else { input.max(cached) },
         cached,
@@ -872,6 +871,20 @@ fn add_common(h: &mut HeaderMap, p: &Plan, n: u64) {
     }
 }
 
+/// Whether OpenAI stream events carry the `obfuscation` member: by
+/// default, unless `stream_options.include_obfuscation` is false (OpenAI API
+/// reference: ChatCompletionStreamOptions, ResponseStreamOptions).
+pub fn obfuscation_asked(stream_options: Option<&Value>) -> bool {
+    stream_options.and_then(|o| o.get("include_obfuscation")).and_then(Value::as_bool).unwrap_or(true)
+}
+
+/// Event `i`'s `obfuscation`: random characters padding the event's size in
+/// the real API; here 1 to 15 of a fixed string, varying from event to event.
+pub fn obfuscation_pad(i: u64) -> &'static str {
+    const PAD: &str = "Zk3WuQNXpVAVIPi";
+    PAD.get(..(i % 15 + 1) as usize).unwrap_or(PAD)
+}
+
 fn sse(name: Option<&str>, data: &str) -> Bytes {
     match name {
         Some(n) => Bytes::from(format!("event: {n}\ndata: {data}\n\n")),
@@ -904,14 +917,11 @@ fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
         _ => {
             let id = format!("chatcmpl-mock{n:020}");
             let created = 1_767_225_600u64 + n;
-            // Random characters in the real API, padding chunk sizes; here
-            // 1 to 15, varying from chunk to chunk.
             let mut k = 0u64;
             let mut obfuscate = |c: &mut Value| {
                 if p.include_obfuscation {
                     k += 1;
-                    let pad = "Zk3WuQNXpVAVIPio8PDeczEmdPr";
-                    c["obfuscation"] = json!(pad.get(..((n + 7 * k) % 15 + 1) as usize).unwrap_or(pad));
+                    c["obfuscation"] = json!(obfuscation_pad(n + 7 * k));
                 }
             };
             let mut chunk = |choices: Value| {

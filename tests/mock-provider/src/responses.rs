@@ -107,7 +107,7 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
         incomplete: wanted + reasoning > cap,
         store: m.get("store").and_then(Value::as_bool).unwrap_or(true),
         previous,
-        obfuscation: m.get("stream_options").and_then(|o| o.get("include_obfuscation")).and_then(Value::as_bool).unwrap_or(true),
+        obfuscation: crate::obfuscation_asked(m.get("stream_options")),
     })
 }
 
@@ -150,13 +150,12 @@ pub fn events(p: &Plan, id: &str, created: u64) -> Vec<(String, String)> {
         json!({"type": "response.content_part.added", "item_id": mid, "output_index": 0, "content_index": 0,
                "part": {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}}),
     ];
-    for (k, piece) in output_pieces(p.output - p.reasoning).into_iter().enumerate() {
+    for (k, piece) in (0u64..).zip(output_pieces(p.output - p.reasoning)) {
         let mut d = json!({"type": "response.output_text.delta", "item_id": mid, "output_index": 0, "content_index": 0,
                            "delta": piece, "logprobs": []});
-        // api.openai.com pads delta events with random characters
-        // (OpenAI API reference, ResponseStreamOptions.include_obfuscation).
+        // api.openai.com pads delta events too.
         if p.obfuscation {
-            d["obfuscation"] = json!("k3ZeWuQNXpVAVIP".get(..k % 15 + 1).unwrap_or("k"));
+            d["obfuscation"] = json!(crate::obfuscation_pad(k));
         }
         ev.push(d);
     }
