@@ -223,13 +223,32 @@ pub struct Pruned {
     pub nodes: u64,
 }
 
+/// Of what is left of a limit, the part grants leave free (1/16): an Envoy
+/// joining the fleet gets its first share from it at once. Without it the
+/// Envoys already there held the whole limit between them, and a newcomer's
+/// first share was 0: it refused every budgeted request as exhausted until
+/// they had polled and given back (a second on a small fleet, the length of
+/// a full state's walk at a million budgets). Near the limit it costs a
+/// sixteenth of what is left: an Envoy refuses when what is left of its
+/// share is below 16/15 of a request's worst case instead of below it.
+pub const JOIN_RESERVE: u64 = 16;
+
+/// A node's fair part of what is left of a limit: an equal part among the
+/// active nodes, less the [`JOIN_RESERVE`].
+pub fn fair_part(limit: u64, used_total: u64, active: u64) -> u64 {
+    let equal = limit.saturating_sub(used_total) / active.max(1);
+    equal - equal / JOIN_RESERVE
+}
+
 /// The grant arithmetic, for one limit. `grants` holds every node's
 /// (used, granted) for the period, `me` indexes the polling node. Its new
-/// grant is its own use plus a fair share of what is left,
-/// `(limit − used by all) / active nodes`, but never more than what the
-/// other nodes' grants leave free: the grants' sum never exceeds the limit.
-/// A node's grant may shrink when it polls (it learns the smaller share in
-/// the same answer). Integers only.
+/// grant is its own use plus its [`fair_part`] of what is left, but never
+/// more than what the other nodes' grants leave free: the grants' sum never
+/// exceeds the limit. A node joining a budget others hold room in (it has
+/// no grant of it yet) takes at most half of what nobody holds, so that
+/// Envoys starting together each get a part. A node's grant may shrink
+/// when it polls (it learns the smaller share in the same answer).
+/// Integers only.
 pub fn rebalance(limit: u64, used_total: u64, grants: &[(u64, Option<u64>)], me: usize, active: u64) -> u64 {
     let effective = |(used, granted): (u64, Option<u64>)| granted.unwrap_or(used).max(used);
     let others: u64 = grants
@@ -239,9 +258,14 @@ pub fn rebalance(limit: u64, used_total: u64, grants: &[(u64, Option<u64>)], me:
         .map(|(_, g)| effective(*g))
         .fold(0u64, |a, b| a.saturating_add(b));
     let used_me = grants.get(me).map(|g| g.0).unwrap_or(0);
-    let available = limit.saturating_sub(others).saturating_sub(used_me);
-    let desired = limit.saturating_sub(used_total) / active.max(1);
-    used_me.saturating_add(desired.min(available))
+    let mine = grants.get(me).map(|g| effective(*g)).unwrap_or(0);
+    // Room it holds (granted, not used) and what nobody holds.
+    let held = mine - used_me;
+    let free = limit.saturating_sub(others).saturating_sub(mine);
+    let joining = grants.get(me).is_none_or(|g| g.1.is_none())
+        && grants.iter().enumerate().any(|(i, g)| i != me && effective(*g) > g.0);
+    let growth = if joining { free.div_ceil(2) } else { free };
+    used_me.saturating_add(fair_part(limit, used_total, active).min(held.saturating_add(growth)))
 }
 
 /// What one new usage record does to the budgets (indices into `budgets`,
@@ -696,7 +720,7 @@ pub trait Store: Send + Sync + 'static {
 
 #[cfg(test)]
 mod tests {
-    use super::rebalance;
+    use super::{fair_part, rebalance};
 
     fn sum_ok(limit: u64, grants: &[(u64, Option<u64>)]) -> bool {
         grants.iter().map(|(u, g)| g.unwrap_or(*u).max(*u)).sum::<u64>() <= limit
@@ -704,21 +728,29 @@ mod tests {
 
     #[test]
     fn grants_share_fairly_and_never_exceed_the_limit() {
-        // alone: everything left
-        assert_eq!(rebalance(1000, 0, &[(0, None)], 0, 1), 1000);
-        // a second node arrives while the first holds it all: nothing free yet
-        assert_eq!(rebalance(1000, 0, &[(0, Some(1000)), (0, None)], 1, 2), 0);
-        // the first polls again and shrinks to its fair half...
-        assert_eq!(rebalance(1000, 0, &[(0, Some(1000)), (0, Some(0))], 0, 2), 500);
-        // ...which frees the other half for the second
-        let g = [(0, Some(500)), (0, Some(0))];
-        assert_eq!(rebalance(1000, 0, &g, 1, 2), 500);
-        // node 0 used 400: fair headroom is (1000-400)/2 = 300 on top of its use
+        // alone: everything left but the sixteenth kept for Envoys joining
+        assert_eq!(rebalance(1000, 0, &[(0, None)], 0, 1), 938);
+        // a second node arrives while the first holds its part: half of what is free, at once
+        assert_eq!(rebalance(1000, 0, &[(0, Some(938)), (0, None)], 1, 2), 31);
+        // a third arriving with it: half of what is still free
+        assert_eq!(rebalance(1000, 0, &[(0, Some(938)), (0, Some(31)), (0, None)], 2, 3), 16);
+        // the first polls again and shrinks to its fair part...
+        assert_eq!(rebalance(1000, 0, &[(0, Some(938)), (0, Some(31))], 0, 2), 469);
+        // ...which frees room for the second, which takes all it may now
+        let g = [(0, Some(469)), (0, Some(31))];
+        assert_eq!(rebalance(1000, 0, &g, 1, 2), 469);
+        // node 0 used 400: its fair part is (1000-400)/2 less a sixteenth on top of its use
         assert_eq!(rebalance(1000, 400, &[(400, Some(500)), (0, Some(500))], 0, 2), 500);
         // the limit was raised: more for everyone
-        assert_eq!(rebalance(2000, 400, &[(400, Some(500)), (0, Some(500))], 0, 2), 1200);
+        assert_eq!(rebalance(2000, 400, &[(400, Some(500)), (0, Some(500))], 0, 2), 1150);
         // spend over a grant is committed; nothing more
         assert_eq!(rebalance(1000, 1100, &[(1100, Some(1000))], 0, 1), 1100);
+        // a node that spent all its room is not a newcomer: it takes what is free, up to its part
+        assert_eq!(rebalance(1000, 469, &[(469, Some(469)), (0, Some(469))], 0, 2), 531);
+        // a budget of one micro-dollar: the one is granted
+        assert_eq!(rebalance(1, 0, &[(0, None)], 0, 1), 1);
+        assert_eq!(fair_part(1000, 0, 1) + 62, 1000);
+        assert_eq!(fair_part(0, 5, 3), 0);
         // random walks keep the sum within the limit
         let mut grants = vec![(0u64, None::<u64>); 3];
         let mut x = 12345u64;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::collections::BTreeMap;
 
 use tollgate_control::sqlite::SqliteStore;
-use tollgate_control::store::{Budget, KeyRow, SpendFilter, Store, StoreError};
+use tollgate_control::store::{fair_part as part, Budget, KeyRow, SpendFilter, Store, StoreError};
 use tollgate_protocol::record::{BudgetDecision, Outcome, UsageRecord, UsageSource};
 use tollgate_protocol::Api;
 use tollgate_protocol::state::ScopeType;
@@ -50,6 +50,7 @@ contract!(
     concurrent_approvals_act_once_and_apply_the_limit_with_the_decision,
     a_key_is_found_by_its_hash_until_revoked,
     grants_share_the_room_and_never_exceed_the_limit,
+    envoys_joining_together_each_get_a_part_at_once,
     grants_of_ended_periods_deleted_budgets_and_gone_envoys_are_pruned,
     budget_deltas_carry_only_changes_and_add_up_to_the_full_state,
     a_full_state_in_pages_misses_nothing_that_changes_meanwhile,
@@ -257,14 +258,15 @@ fn budgets_set_in_bulk_recount_each_scope_in_its_own_period(s: Arc<dyn Store>) {
     let alerts = s.list_alerts(10).unwrap();
     assert!(alerts.iter().any(|a| a.scope_id == "k1" && a.threshold == "hard"), "{alerts:?}");
     assert!(!alerts.iter().any(|a| a.scope_id == "t1"), "{alerts:?}");
-    // Each Envoy's own use of the period, recounted: n1 is granted t1's room less n2's 20.
+    // Each Envoy's own use of the period, recounted: n1, alone, is granted
+    // its part of t1's room (n2's 20 counted in the use).
     let g = v.poll(&s, "n1", NOW + 1);
     assert!(!g.full);
     let ids: std::collections::BTreeSet<_> = g.budgets.iter().map(|b| format!("{}:{}", b.scope_type.as_str(), b.scope_id)).collect();
     assert_eq!(ids.into_iter().collect::<Vec<_>>(), ["key:k1", "team:t1", "team:t2", "team:t3"]);
     v.check(&s, "n1", NOW + 1);
     let t1_doc = g.budgets.iter().find(|b| b.scope_id == "t1").unwrap();
-    assert_eq!((t1_doc.used_micros, t1_doc.share_micros), (127, Some(873)));
+    assert_eq!((t1_doc.used_micros, t1_doc.share_micros), (127, Some(part(1000, 127, 1))));
 }
 
 fn a_batch_counts_against_its_own_scopes_among_many_budgets(s: Arc<dyn Store>) {
@@ -518,21 +520,48 @@ fn grants_share_the_room_and_never_exceed_the_limit(s: Arc<dyn Store>) {
     s.put_budget(&budget("t", 1000), NOW).unwrap();
     let start = budget("t", 0).bounds(NOW).unwrap().0;
     let share = |g: &tollgate_control::store::GrantSnapshot| g.budgets[0].share_micros;
-    // alone: everything
-    assert_eq!(share(&s.grant("n1", NOW, 60_000, None, 5000).unwrap()), Some(1000));
-    // a second node: nothing free until the first polls again
+    // alone: everything but the sixteenth kept free for Envoys joining (938)
+    let alone = part(1000, 0, 1);
+    assert_eq!((alone, share(&s.grant("n1", NOW, 60_000, None, 5000).unwrap())), (938, Some(938)));
+    // a second node: half of what is free at once, the rest once the first polls again
     let g2 = s.grant("n2", NOW, 60_000, None, 5000).unwrap();
-    assert_eq!((share(&g2), g2.nodes_active), (Some(0), 2));
-    assert_eq!(s.reserved(ScopeType::Team, "t", start).unwrap().micros, 1000);
+    assert_eq!((share(&g2), g2.nodes_active), (Some(31), 2));
+    assert_eq!(s.reserved(ScopeType::Team, "t", start).unwrap().micros, 969);
     s.ingest("n1", &[rec("g1", "t", 300, 0, 0)], None, NOW).unwrap();
-    // n1: its use plus half of what is left, (1000 - 300) / 2
-    assert_eq!(share(&s.grant("n1", NOW, 60_000, None, 5000).unwrap()), Some(350));
-    assert_eq!(share(&s.grant("n2", NOW, 60_000, None, 5000).unwrap()), Some(350));
+    // n1: its use plus its part of what is left, (1000 - 300) / 2 less a sixteenth
+    let half = part(1000, 300, 2);
+    assert_eq!(half, 329);
+    assert_eq!(share(&s.grant("n1", NOW, 60_000, None, 5000).unwrap()), Some(half));
+    assert_eq!(share(&s.grant("n2", NOW, 60_000, None, 5000).unwrap()), Some(half));
     let reserved = s.reserved(ScopeType::Team, "t", start).unwrap().micros;
-    assert_eq!(reserved, 700);
+    assert_eq!(reserved, 2 * half);
     assert!(reserved + s.used(ScopeType::Team, "t", start).unwrap().micros <= 1000);
     // a node silent past the TTL gives back what it did not spend
-    assert_eq!(share(&s.grant("n1", NOW + 120_000, 60_000, None, 5000).unwrap()), Some(700));
+    assert_eq!(share(&s.grant("n1", NOW + 120_000, 60_000, None, 5000).unwrap()), Some(part(1000, 300, 1)));
+}
+
+/// Envoys joining a fleet (a scale-up, a rollout) each get a part of a
+/// budget at once, from what the grants leave free: before, the Envoys
+/// already there held all of it and a newcomer's share was 0 (it refused
+/// every budgeted request) until they had polled and given back.
+fn envoys_joining_together_each_get_a_part_at_once(s: Arc<dyn Store>) {
+    s.put_budget(&budget("t", 1_000_000), NOW).unwrap();
+    let start = budget("t", 0).bounds(NOW).unwrap().0;
+    let share = |node: &str, at: u64| s.grant(node, at, 60_000, None, 5000).unwrap().budgets[0].share_micros.unwrap_or(0);
+    assert_eq!(share("a", NOW), part(1_000_000, 0, 1));
+    let joined: Vec<u64> = ["b", "c", "d"].iter().map(|n| share(n, NOW + 1)).collect();
+    // Half of what is free, then half of what is left of it: 31,250, 15,625, 7,813.
+    assert_eq!(joined, [31_250, 15_625, 7_813]);
+    assert!(s.reserved(ScopeType::Team, "t", start).unwrap().micros <= 1_000_000);
+    // Two rounds of polls later, everyone holds its part of four.
+    for at in [NOW + 2, NOW + 3] {
+        for n in ["a", "b", "c", "d"] {
+            share(n, at);
+        }
+    }
+    let parts: Vec<u64> = ["a", "b", "c", "d"].iter().map(|n| share(n, NOW + 4)).collect();
+    assert_eq!(parts, [part(1_000_000, 0, 4); 4]);
+    assert!(s.reserved(ScopeType::Team, "t", start).unwrap().micros <= 1_000_000);
 }
 
 fn grants_of_ended_periods_deleted_budgets_and_gone_envoys_are_pruned(s: Arc<dyn Store>) {
@@ -647,7 +676,7 @@ fn budget_deltas_carry_only_changes_and_add_up_to_the_full_state(s: Arc<dyn Stor
     s.ingest("n1", &[rec("d1", "t1", 100, 0, 0)], None, NOW).unwrap();
     let g = v1.poll(&s, "n1", NOW + 3);
     assert_eq!(names(&g), (false, vec!["t1".into()], none.clone()));
-    assert_eq!((g.budgets[0].used_micros, g.budgets[0].share_micros), (100, Some(900)));
+    assert_eq!((g.budgets[0].used_micros, g.budgets[0].share_micros), (100, Some(part(1000, 100, 1))));
     v1.check(&s, "n1", NOW + 3);
     // Use of a scope without a budget changes nothing.
     s.ingest("n1", &[rec("d2", "nobody", 100, 0, 0)], None, NOW).unwrap();
@@ -660,7 +689,7 @@ fn budget_deltas_carry_only_changes_and_add_up_to_the_full_state(s: Arc<dyn Stor
     s.put_budget(&budget("t4", 60), NOW).unwrap();
     let g = v1.poll(&s, "n1", NOW + 5);
     assert_eq!(names(&g), (false, vec!["t2".into(), "t4".into()], vec!["t3".into()]));
-    assert_eq!(g.budgets[0].share_micros, Some(800));
+    assert_eq!(g.budgets[0].share_micros, Some(part(800, 0, 1)));
     v1.check(&s, "n1", NOW + 5);
     // A second Envoy, whose full state comes a budget a page: every
     // Envoy's next state is full (shares are cut anew).
@@ -668,15 +697,17 @@ fn budget_deltas_carry_only_changes_and_add_up_to_the_full_state(s: Arc<dyn Stor
     let g2 = v2.poll(&s, "n2", NOW + 6);
     assert_eq!((g2.full, g2.budgets.len(), v2.pages), (true, 3, 3));
     let t1 = |g: &tollgate_control::store::GrantSnapshot| g.budgets.iter().find(|b| b.scope_id == "t1").and_then(|b| b.share_micros);
-    assert_eq!(t1(&g2), Some(0), "n1 still holds all of t1's room");
+    // n1 holds its part of t1's room; n2 gets half of the rest at once.
+    let free = 1000 - 100 - part(1000, 100, 1);
+    assert_eq!(t1(&g2), Some(free.div_ceil(2)), "half of what n1 leaves free");
     let g1 = v1.poll(&s, "n1", NOW + 7);
     assert!(g1.full, "the number of Envoys changed");
-    assert_eq!(t1(&g1), Some(450), "n1 gives back half of what is left");
+    assert_eq!(t1(&g1), Some(part(1000, 100, 2)), "n1 gives back: its part of two");
     // n2's share of t1 was short of its fair part: sent again although nothing changed.
     let g2 = v2.poll(&s, "n2", NOW + 8);
     assert!(!g2.full);
-    assert_eq!(t1(&g2), Some(450));
-    assert!(g2.budgets.iter().all(|b| b.scope_id != "t4" || b.share_micros == Some(30)));
+    assert_eq!(t1(&g2), Some(part(1000, 100, 2)));
+    assert!(g2.budgets.iter().all(|b| b.scope_id != "t4" || b.share_micros == Some(part(60, 0, 2))));
     v2.check(&s, "n2", NOW + 8);
     // Once fair, quiet again.
     assert_eq!(names(&v2.poll(&s, "n2", NOW + 9)), (false, none.clone(), none.clone()));
@@ -747,7 +778,7 @@ fn a_budget_changed_during_a_walk_comes_with_the_next_page(s: Arc<dyn Store>) {
     let (full, mut sent, gone) = names(&second);
     sent.sort();
     assert_eq!((full, sent, gone), (false, vec!["a".into(), "d".into(), "e".into(), "f".into()], vec!["b".to_string()]));
-    assert_eq!((share(&second, "a"), share(&second, "f"), second.more), (Some(400), Some(300), true));
+    assert_eq!((share(&second, "a"), share(&second, "f"), second.more), (Some(part(400, 0, 1)), Some(part(300, 0, 1)), true));
     assert_eq!(names(&v.step(&s, "n1", NOW + 2)), (false, vec!["g".to_string()], vec![]));
     // Nothing is sent twice after the walk.
     assert_eq!(names(&v.poll(&s, "n1", NOW + 3)), (false, vec![], vec![]));
@@ -821,7 +852,7 @@ fn a_silent_envoys_grants_are_reclaimed_page_by_page(s: Arc<dyn Store>) {
     assert_eq!(pages.len(), 2);
     for (reclaimed, shares) in &pages {
         assert_eq!(*reclaimed, 4, "b's grants of this page, and only those");
-        assert_eq!(shares, &vec![Some(1000); 4], "a holds the whole of each once b's grant is gone");
+        assert_eq!(shares, &vec![Some(part(1000, 0, 1)); 4], "a holds its part of one once b's grant is gone");
     }
     // Nothing left to reclaim: the next walk deletes nothing.
     assert!(walk("a", NOW + 10_001).iter().all(|(r, _)| *r == 0));
@@ -835,19 +866,23 @@ fn an_envoy_back_from_silence_gets_the_full_state_with_its_reclaimed_share(s: Ar
     a.poll(&s, "a", NOW + 2);
     let share = |v: &View| v.budgets.values().next().and_then(|d| d.share_micros);
     b.poll(&s, "b", NOW + 3);
-    assert_eq!(share(&b), Some(500));
+    assert_eq!(share(&b), Some(part(1000, 0, 2)));
     // b falls silent past the TTL (60 s here) with its cursor; a polls on and
     // is handed the room b held.
     for t in [30_000, 70_000, 100_000] {
         a.poll(&s, "a", NOW + t);
     }
-    assert_eq!(share(&a), Some(1000), "b's grant was reclaimed");
+    assert_eq!(share(&a), Some(part(1000, 0, 1)), "b's grant was reclaimed");
     // b comes back: the number of Envoys is what its cursor says, but its
     // grant is gone; it must not keep spending the share it remembers.
     let g = b.poll(&s, "b", NOW + 101_000);
     assert!(g.full, "a silent Envoy starts over");
-    assert_eq!(share(&b), Some(0), "a holds everything until it polls again");
-    b.check(&s, "b", NOW + 101_000);
+    let free = 1000 - part(1000, 0, 1);
+    assert_eq!(share(&b), Some(free.div_ceil(2)), "half of what a leaves free, until a polls again");
+    // Its next poll (no longer joining) takes the rest of what is free.
+    b.poll(&s, "b", NOW + 101_001);
+    assert_eq!(share(&b), Some(free));
+    b.check(&s, "b", NOW + 101_001);
 }
 
 fn an_envoy_answered_slowly_counts_as_seen_when_answered(s: Arc<dyn Store>) {
@@ -944,8 +979,8 @@ fn a_newcomer_gets_its_fair_part_after_envoys_come_and_go(s: Arc<dyn Store>) {
     }
     let g = probe.last.clone().expect("the probe polled");
     assert!(!g.full && !g.more && g.budgets.is_empty(), "the probe's deltas empty: {:?}", g.budgets.iter().map(|b| (&b.scope_id, b.share_micros)).collect::<Vec<_>>());
-    // Two Envoys active, nothing spent: each holds half of every budget.
-    Sim::assert_fair(&[&big, &probe], 30, 500);
+    // Two Envoys active, nothing spent: each holds its part of two of every budget.
+    Sim::assert_fair(&[&big, &probe], 30, part(1000, 0, 2));
 }
 
 /// The stuck newcomer of `make bench-scale`: an Envoy's full state whose
@@ -978,7 +1013,7 @@ fn an_answer_that_never_arrived_is_sent_again(s: Arc<dyn Store>) {
         probe.tick(&s, t, ttl, page);
         t += 100;
     }
-    Sim::assert_fair(&[&big, &probe], 8, 500);
+    Sim::assert_fair(&[&big, &probe], 8, part(1000, 0, 2));
 }
 
 fn a_delta_larger_than_a_few_pages_comes_as_the_full_state(s: Arc<dyn Store>) {

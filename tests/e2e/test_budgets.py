@@ -204,7 +204,7 @@ def test_budget_states_in_pages_and_deltas_are_enforced_on_every_envoy(tmp_path)
         late.wait_keys_loaded()
         for url in (s.url, late.url):
             wait_until(lambda url=url: status_of(url, keys[4]) == 429, what="the last page's budget")
-            # (The late Envoy's share comes once the first one has given back half.)
+            # (The late Envoy's first shares come from the sixteenth kept free; its part once the first has given back.)
             wait_until(lambda url=url: [status_of(url, k) for k in keys[:4]] == [200] * 4, what="the other budgets' shares")
         # Deltas: a raised limit, a new tight one, then that one deleted.
         c.api("PUT", "/v1/budgets/team/pg4", {"limit_micros": 10**9, "period": "monthly"}, expect=200)
@@ -219,6 +219,44 @@ def test_budget_states_in_pages_and_deltas_are_enforced_on_every_envoy(tmp_path)
     finally:
         if late:
             late.stop()
+        s.stop()
+
+
+def test_a_new_envoy_serves_budgeted_requests_from_its_first_state(tmp_path):
+    """An Envoy joining a fleet (a pod scaled up, or rolled out) serves a
+    budget far from its limit at once. Before, the Envoys already there held
+    the whole budget between them, so the newcomer's first share was 0 and
+    it refused every budgeted request as exhausted ("budget_exhausted",
+    x-should-retry: false) until they had polled and given back; two
+    newcomers starting together each get a part too."""
+    s = sm.Stack(tmp_path)
+    late = []
+    try:
+        c = s.control
+        key = new_key(c, "joiners")["key"]
+        c.api("PUT", "/v1/budgets/team/joiners", {"limit_micros": 10**9, "period": "monthly"}, expect=200)
+        wait_until(lambda: key_works(s.url, key), what="the key on the first Envoy")
+        # The first Envoy holds its grant (a few polls).
+        time.sleep(2.5)
+        for name in ("late1", "late2"):
+            cfg = sm.demo_config(sm.free_port(), sm.free_port(), s.mock.port, access_log=str(tmp_path / f"{name}.log"), control_port=c.port)
+            late.append(sm.Envoy(cfg, tmp_path, concurrency=1, name=name))
+        statuses = {e.log_path.stem: [] for e in late}
+        for e in late:
+            e.wait_keys_loaded()
+        # From the first budget state on, every request is served.
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            for e in late:
+                statuses[e.log_path.stem].append(status_of(e.url, key))
+            time.sleep(0.05)
+        for name, got in statuses.items():
+            assert set(got) == {200}, f"{name}: {got.count(429)} of {len(got)} refused while joining: {got}"
+        budget = c.api("GET", "/v1/budgets/team/joiners", expect=200)[1]
+        assert budget["used_micros"] <= budget["limit_micros"]
+    finally:
+        for e in late:
+            e.stop()
         s.stop()
 
 

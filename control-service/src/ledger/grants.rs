@@ -339,7 +339,7 @@ fn write_grants(tx: &mut dyn Tx, node: &str, writes: &[(ScopeType, String, u64, 
 /// The node's share is below its fair part of what is left (other nodes
 /// hold the rest): looked at again at its next poll, changed or not.
 fn short_of_fair(doc: &BudgetDoc, active: u64) -> bool {
-    let fair = |limit: Option<u64>, used: u64| limit.map(|l| l.saturating_sub(used) / active.max(1));
+    let fair = |limit: Option<u64>, used: u64| limit.map(|l| crate::store::fair_part(l, used, active));
     let below = |fair: Option<u64>, share: Option<u64>| matches!((fair, share), (Some(f), Some(s)) if s < f);
     below(fair(doc.hard_limit_micros(), doc.used_micros), doc.share_micros) || below(fair(doc.hard_limit_tokens(), doc.used_tokens), doc.share_tokens)
 }
