@@ -245,8 +245,9 @@ pub fn fair_part(limit: u64, used_total: u64, active: u64) -> u64 {
 /// grant is its own use plus its [`fair_part`] of what is left, but never
 /// more than what the other nodes' grants leave free: the grants' sum never
 /// exceeds the limit. A node joining a budget others hold room in (it has
-/// no grant of it yet) takes at most half of what nobody holds, so that
-/// Envoys starting together each get a part. A node's grant may shrink
+/// no grant of it yet) leaves half of what nobody holds (at most half the
+/// reserve) for the next, so that Envoys starting together each get a
+/// part. A node's grant may shrink
 /// when it polls (it learns the smaller share in the same answer).
 /// Integers only.
 pub fn rebalance(limit: u64, used_total: u64, grants: &[(u64, Option<u64>)], me: usize, active: u64) -> u64 {
@@ -264,7 +265,11 @@ pub fn rebalance(limit: u64, used_total: u64, grants: &[(u64, Option<u64>)], me:
     let free = limit.saturating_sub(others).saturating_sub(mine);
     let joining = grants.get(me).is_none_or(|g| g.1.is_none())
         && grants.iter().enumerate().any(|(i, g)| i != me && effective(*g) > g.0);
-    let growth = if joining { free.div_ceil(2) } else { free };
+    // A joining node leaves half of what is free for the next one, but
+    // never more than half the reserve: where much is free (an Envoy that
+    // left held it), it takes its whole part at once.
+    let leave = if joining { (free / 2).min(limit.saturating_sub(used_total) / (2 * JOIN_RESERVE)) } else { 0 };
+    let growth = free - leave;
     used_me.saturating_add(fair_part(limit, used_total, active).min(held.saturating_add(growth)))
 }
 
@@ -747,6 +752,10 @@ mod tests {
         assert_eq!(rebalance(1000, 1100, &[(1100, Some(1000))], 0, 1), 1100);
         // a node that spent all its room is not a newcomer: it takes what is free, up to its part
         assert_eq!(rebalance(1000, 469, &[(469, Some(469)), (0, Some(469))], 0, 2), 531);
+        // a newcomer where much is free (a node that left held it): its whole part at once,
+        // half the reserve left for the next newcomer
+        assert_eq!(rebalance(1000, 0, &[(0, Some(469)), (0, None)], 1, 2), 469);
+        assert_eq!(rebalance(1000, 0, &[(0, Some(469)), (0, Some(31)), (0, None)], 2, 2), 469);
         // a budget of one micro-dollar: the one is granted
         assert_eq!(rebalance(1, 0, &[(0, None)], 0, 1), 1);
         assert_eq!(fair_part(1000, 0, 1) + 62, 1000);
