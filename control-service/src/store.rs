@@ -247,9 +247,8 @@ pub fn fair_part(limit: u64, used_total: u64, active: u64) -> u64 {
 /// exceeds the limit. A node joining a budget others hold room in (it has
 /// no grant of it yet) leaves half of what nobody holds (at most half the
 /// reserve) for the next, so that Envoys starting together each get a
-/// part. A node's grant may shrink
-/// when it polls (it learns the smaller share in the same answer).
-/// Integers only.
+/// part. A node's grant may shrink when it polls (it learns the smaller
+/// share in the same answer). Integers only.
 pub fn rebalance(limit: u64, used_total: u64, grants: &[(u64, Option<u64>)], me: usize, active: u64) -> u64 {
     let effective = |(used, granted): (u64, Option<u64>)| granted.unwrap_or(used).max(used);
     let others: u64 = grants
@@ -261,7 +260,7 @@ pub fn rebalance(limit: u64, used_total: u64, grants: &[(u64, Option<u64>)], me:
     let used_me = grants.get(me).map(|g| g.0).unwrap_or(0);
     let mine = grants.get(me).map(|g| effective(*g)).unwrap_or(0);
     // Room it holds (granted, not used) and what nobody holds.
-    let held = mine - used_me;
+    let held = mine.saturating_sub(used_me);
     let free = limit.saturating_sub(others).saturating_sub(mine);
     let joining = grants.get(me).is_none_or(|g| g.1.is_none())
         && grants.iter().enumerate().any(|(i, g)| i != me && effective(*g) > g.0);
@@ -269,7 +268,7 @@ pub fn rebalance(limit: u64, used_total: u64, grants: &[(u64, Option<u64>)], me:
     // never more than half the reserve: where much is free (an Envoy that
     // left held it), it takes its whole part at once.
     let leave = if joining { (free / 2).min(limit.saturating_sub(used_total) / (2 * JOIN_RESERVE)) } else { 0 };
-    let growth = free - leave;
+    let growth = free.saturating_sub(leave);
     used_me.saturating_add(fair_part(limit, used_total, active).min(held.saturating_add(growth)))
 }
 
