@@ -759,6 +759,14 @@ mod tests {
         assert_eq!(rebalance(1, 0, &[(0, None)], 0, 1), 1);
         assert_eq!(fair_part(1000, 0, 1) + 62, 1000);
         assert_eq!(fair_part(0, 5, 3), 0);
+        // extremes: no overflow, never past the limit
+        let max = u64::MAX;
+        assert_eq!(rebalance(max, 0, &[(0, None)], 0, 1), max - max / 16);
+        assert_eq!(rebalance(max, max, &[(max, Some(max)), (max, None)], 1, 2), max);
+        assert_eq!(rebalance(max, 0, &[(0, Some(max)), (0, None)], 1, 0), 0);
+        assert!(sum_ok(max, &[(0, Some(max - max / 16)), (0, Some(rebalance(max, 0, &[(0, Some(max - max / 16)), (0, None)], 1, 2)))]));
+        // an index past the list (never given): what is free, up to the part
+        assert_eq!(rebalance(5, 0, &[], 3, 1), 5);
         // random walks keep the sum within the limit
         let mut grants = vec![(0u64, None::<u64>); 3];
         let mut x = 12345u64;
