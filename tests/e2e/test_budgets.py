@@ -187,7 +187,6 @@ def test_budget_states_in_pages_and_deltas_are_enforced_on_every_envoy(tmp_path)
     a budget on the last page of a full state or of a delta is enforced; a
     change, a new budget and a deletion arrive as deltas."""
     s = sm.Stack(tmp_path, control_env={"TOLLGATE_STATE_PAGE": "2"})
-    late = None
     try:
         c = s.control
         keys = [new_key(c, f"pg{i}")["key"] for i in range(5)]
@@ -199,8 +198,7 @@ def test_budget_states_in_pages_and_deltas_are_enforced_on_every_envoy(tmp_path)
         assert [status_of(s.url, k) for k in keys[:4]] == [200] * 4
         # A second Envoy: its first state is full, in three pages (and the
         # first Envoy's next one too: the number of Envoys changed).
-        cfg = sm.demo_config(sm.free_port(), sm.free_port(), s.mock.port, access_log=str(tmp_path / "late.log"), control_port=c.port)
-        late = sm.Envoy(cfg, tmp_path, concurrency=2, name="late")
+        late = s.add_envoy("late")
         late.wait_keys_loaded()
         for url in (s.url, late.url):
             wait_until(lambda url=url: status_of(url, keys[4]) == 429, what="the last page's budget")
@@ -217,8 +215,6 @@ def test_budget_states_in_pages_and_deltas_are_enforced_on_every_envoy(tmp_path)
         for log in (s.envoy.log_path, late.log_path):
             assert "without a full state" not in log.read_text() and "cannot store a budget" not in log.read_text()
     finally:
-        if late:
-            late.stop()
         s.stop()
 
 
@@ -230,7 +226,6 @@ def test_a_new_envoy_serves_budgeted_requests_from_its_first_state(tmp_path):
     x-should-retry: false) until they had polled and given back; two
     newcomers starting together each get a part too."""
     s = sm.Stack(tmp_path)
-    late = []
     try:
         c = s.control
         key = new_key(c, "joiners")["key"]
@@ -238,9 +233,7 @@ def test_a_new_envoy_serves_budgeted_requests_from_its_first_state(tmp_path):
         wait_until(lambda: key_works(s.url, key), what="the key on the first Envoy")
         # The first Envoy holds its grant (a few polls).
         time.sleep(2.5)
-        for name in ("late1", "late2"):
-            cfg = sm.demo_config(sm.free_port(), sm.free_port(), s.mock.port, access_log=str(tmp_path / f"{name}.log"), control_port=c.port)
-            late.append(sm.Envoy(cfg, tmp_path, concurrency=1, name=name))
+        late = [s.add_envoy(name, concurrency=1) for name in ("late1", "late2")]
         statuses = {e.log_path.stem: [] for e in late}
         for e in late:
             e.wait_keys_loaded()
@@ -255,8 +248,6 @@ def test_a_new_envoy_serves_budgeted_requests_from_its_first_state(tmp_path):
         budget = c.api("GET", "/v1/budgets/team/joiners", expect=200)[1]
         assert budget["used_micros"] <= budget["limit_micros"]
     finally:
-        for e in late:
-            e.stop()
         s.stop()
 
 

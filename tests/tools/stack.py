@@ -321,6 +321,7 @@ class Stack:
                  wait_keys: bool = True, control_env: dict | None = None):
         self.wait_keys = wait_keys
         self.control_env = control_env or {}
+        self.plugin_patch = plugin_patch
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tollgate-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         args = (listen_port, admin_port, mock_port, plugin_patch, concurrency, access_log, control_port, webhook,
@@ -350,17 +351,8 @@ class Stack:
             self.control = self.controls[0]
             self.mock = Mock(mock_port, log_path=self.workdir / "mock.log")
             for i in range(envoys):
-                cfg = demo_config(first_port if i == 0 else free_port(),
-                                  admin_port if i == 0 and admin_port else free_port(), self.mock.port,
-                                  access_log=str(self.access_log), plugin_patch=plugin_patch,
-                                  control_port=self.control.port)
-                if control_replicas > 1:
-                    # Envoy balances the control-service replicas itself.
-                    for c in cfg["static_resources"]["clusters"]:
-                        if c["name"] == "tollgate_control":
-                            c["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
-                                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": r.port}}}}
-                                for r in self.controls]
+                cfg = self._envoy_config(first_port if i == 0 else free_port(),
+                                         admin_port if i == 0 and admin_port else free_port(), str(self.access_log))
                 self.envoys.append(Envoy(cfg, self.workdir, concurrency=concurrency, name=f"envoy{i}" if i else "envoy"))
         except Exception:
             for e in self.envoys:
@@ -374,6 +366,27 @@ class Stack:
         if self.wait_keys:
             for e in self.envoys:
                 e.wait_keys_loaded()
+
+    def _envoy_config(self, listen_port: int, admin_port: int, access_log: str) -> dict:
+        """An Envoy of this fleet: this stack's mock provider and control service."""
+        cfg = demo_config(listen_port, admin_port, self.mock.port, access_log=access_log,
+                          plugin_patch=self.plugin_patch, control_port=self.control.port)
+        if len(self.controls) > 1:
+            # Envoy balances the control-service replicas itself.
+            for c in cfg["static_resources"]["clusters"]:
+                if c["name"] == "tollgate_control":
+                    c["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
+                        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": r.port}}}}
+                        for r in self.controls]
+        return cfg
+
+    def add_envoy(self, name: str, concurrency: int = 2) -> "Envoy":
+        """Another Envoy joining this fleet now (a pod scaled up), stopped
+        with the stack; its access log is `<name>.access.log`."""
+        cfg = self._envoy_config(free_port(), free_port(), str(self.workdir / f"{name}.access.log"))
+        e = Envoy(cfg, self.workdir, concurrency=concurrency, name=name)
+        self.envoys.append(e)
+        return e
 
     @property
     def url(self) -> str:

@@ -924,25 +924,25 @@ fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
                     c["obfuscation"] = json!(obfuscation_pad(n + 7 * k));
                 }
             };
-            let mut chunk = |choices: Value| {
+            // `usage`: null on every chunk but the last (when asked), the
+            // counts on the last, which has no choices.
+            let mut chunk_with = |choices: Value, usage: Option<Value>| {
                 let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": p.model,
                                    "service_tier": "default", "system_fingerprint": "fp_mock", "choices": choices});
                 if p.include_usage {
-                    c["usage"] = Value::Null;
+                    c["usage"] = usage.unwrap_or(Value::Null);
                 }
                 obfuscate(&mut c);
                 sse(None, &c.to_string())
             };
+            let mut chunk = |choices: Value| chunk_with(choices, None);
             ev.push(chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": null}, "logprobs": null, "finish_reason": null}])));
             for piece in pieces {
                 ev.push(chunk(json!([{"index": 0, "delta": {"content": piece}, "logprobs": null, "finish_reason": null}])));
             }
             ev.push(chunk(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": p.finish}])));
             if p.include_usage {
-                let mut u = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": p.model,
-                                   "service_tier": "default", "system_fingerprint": "fp_mock", "choices": [], "usage": openai_usage(p)});
-                obfuscate(&mut u);
-                ev.push(sse(None, &u.to_string()));
+                ev.push(chunk_with(json!([]), Some(openai_usage(p))));
             }
             ev.push(Bytes::from_static(b"data: [DONE]\n\n"));
         }
