@@ -162,6 +162,22 @@ async fn roles_validation_state_and_etag() {
         assert_eq!((s, ack["accepted"].as_u64(), ack["rejected"][0]["index"].as_u64()), (200, Some(0), Some(0)));
         let (s, e, _) = call("POST", &format!("{base}/v1/usage"), Some(FILTER), Some(json!({"records": "nope"})), None);
         assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_json")));
+        // One rule for an Envoy's name on both of its endpoints: a name the
+        // ingest refuses is refused by the state poll too, never read as an
+        // admin's (before, a 200-character name of 3-byte characters was
+        // stored with its usage but polled as the fleet view, with no shares).
+        let long_multibyte = "\u{4e16}".repeat(200);
+        let (s, st, _) = call("GET", &format!("{base}/v1/state?node={long_multibyte}"), Some(FILTER), None, None);
+        assert_eq!((s, st["budgets"][0]["share_micros"].is_u64()), (200, true), "{st}");
+        let usage = |node: &str| call("POST", &format!("{base}/v1/usage"), Some(FILTER), Some(json!({"node": node, "records": []})), None).0;
+        assert_eq!(usage(&long_multibyte), 200);
+        for bad in ["%0d%0aset-cookie:%20x", "a%00b", &"n".repeat(257)] {
+            let (s, e, _) = call("GET", &format!("{base}/v1/state?node={bad}"), Some(FILTER), None, None);
+            assert_eq!((s, e["error"]["message"].as_str().map(|m| m.starts_with("node: "))), (400, Some(true)), "{bad}");
+        }
+        for bad in ["a\r\nb", "a\0b", &"n".repeat(257)] {
+            assert_eq!(usage(bad), 400, "{bad:?}");
+        }
         let (_, h, _) = call("GET", &format!("{base}/healthz"), None, None, None);
         assert_eq!(h["status"], "ok");
     })

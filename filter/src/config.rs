@@ -681,6 +681,9 @@ impl Config {
                 if !((64 << 10)..=(16 << 20)).contains(&max_batch_bytes) {
                     return Err(err("control.max_batch_bytes", "must be between 65536 and 16777216"));
                 }
+                if let Some(why) = c.node.as_deref().filter(|n| !n.is_empty()).and_then(tollgate_protocol::state::node_problem) {
+                    return Err(err("control.node", why));
+                }
                 let max_buffered_records = c.max_buffered_records.unwrap_or(100_000);
                 if !(max_batch..=10_000_000).contains(&max_buffered_records) {
                     return Err(err("control.max_buffered_records", "must be between max_batch and 10000000"));
@@ -928,7 +931,15 @@ mod tests {
         assert_eq!(field_of(v.clone()), "control.token");
         v["control"]["token"] = json!("filter-token-0123456789");
         v["control"]["stale_after_ms"] = json!(500);
-        assert_eq!(field_of(v), "control.stale_after_ms");
+        assert_eq!(field_of(v.clone()), "control.stale_after_ms");
+        v["control"]["stale_after_ms"] = json!(10_000);
+        // The control service refuses these names; Envoy refuses them first.
+        for bad in [json!("a\r\nb"), json!("n".repeat(257))] {
+            v["control"]["node"] = bad;
+            assert_eq!(field_of(v.clone()), "control.node");
+        }
+        v["control"]["node"] = json!("\u{4e16}".repeat(256));
+        assert!(parse(v).is_ok());
     }
 
     #[test]

@@ -181,6 +181,18 @@ pub struct IngestAck {
     pub seq: u64,
 }
 
+/// The most characters an Envoy's name (`node`) may have.
+pub const NODE_MAX_CHARS: usize = 256;
+
+/// Why `node` cannot name an Envoy, if it cannot: one rule for the filter's
+/// `control.node`, the ingest batch and the state poll, so a name one of
+/// them takes the others take too (an Envoy whose polls were read as an
+/// admin's would get no budget shares while its usage was stored).
+pub fn node_problem(node: &str) -> Option<&'static str> {
+    let ok = !node.is_empty() && node.chars().count() <= NODE_MAX_CHARS && !node.chars().any(char::is_control);
+    (!ok).then_some("1 to 256 characters, no control characters")
+}
+
 /// `POST /v1/usage`: a batch of usage records from one Envoy. Records stay
 /// raw JSON text on both sides (the filter serialised them once; the service
 /// stores the text as received and checks each record on its own).

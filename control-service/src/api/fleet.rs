@@ -12,8 +12,8 @@ pub(super) async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, 
     role(&st, &headers)?;
     let (n, rejected, parsed) = blocking(move || {
         let batch: IngestBatch = serde_json::from_slice(&body).map_err(|e| StoreError::Invalid(format!("invalid JSON: {e}")))?;
-        if batch.node.is_empty() || batch.node.chars().count() > 256 || batch.node.chars().any(char::is_control) {
-            return Err(StoreError::Invalid("node: 1 to 256 characters, no control characters".into()));
+        if let Some(why) = tollgate_protocol::state::node_problem(&batch.node) {
+            return Err(StoreError::Invalid(format!("node: {why}")));
         }
         let mut raw = Vec::with_capacity(batch.records.len());
         let mut records = Vec::with_capacity(batch.records.len());
@@ -95,7 +95,12 @@ pub(super) struct StateQuery {
 pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<StateQuery>) -> ApiResult<Response> {
     role(&st, &headers)?;
     let now = now_ms();
-    let node = q.node.filter(|n| !n.is_empty() && n.len() <= 256);
+    // No node (or an empty one) is an admin looking; a node that cannot
+    // name an Envoy is refused, never read as an admin's poll.
+    let node = q.node.filter(|n| !n.is_empty());
+    if let Some(why) = node.as_deref().and_then(tollgate_protocol::state::node_problem) {
+        return Err(StoreError::Invalid(format!("node: {why}")).into());
+    }
     // An Envoy that sends a cursor (even empty) reads pages; one from before
     // deltas sends none and gets every budget in one answer, as it expects.
     let page = match &q.cursor {
