@@ -101,10 +101,10 @@ fn member<T: DeserializeOwned>(w: &[u8], name: &[u8]) -> Option<T> {
 }
 
 fn rfind(h: &[u8], n: &[u8]) -> Option<usize> {
-    if n.is_empty() || h.len() < n.len() {
+    if n.is_empty() {
         return None;
     }
-    (0..=h.len() - n.len()).rev().find(|&i| h.get(i..i + n.len()) == Some(n))
+    memchr::memmem::rfind(h, n)
 }
 
 fn trim_start(b: &[u8]) -> &[u8] {
