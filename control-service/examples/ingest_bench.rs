@@ -61,6 +61,25 @@ fn record(i: u64, now: u64) -> UsageRecord {
     }
 }
 
+/// With `BENCH_FINDINGS=1`, what a fleet with the cache-miss detector,
+/// guardrails and JSON checks on sends: a third of the records explain a
+/// cache miss, a tenth carry two guardrail findings (an email address and
+/// a phone number in the request), a tenth a JSON check.
+fn with_findings(mut r: UsageRecord, i: u64) -> UsageRecord {
+    use tollgate_protocol::record::{CacheMiss, Guardrails, JsonCheck};
+    if i.is_multiple_of(3) {
+        r.cache_miss = Some(CacheMiss { reason: "prefix_changed".into(), segment: Some("system".into()), offset: Some(1200), lost_micros: 310 });
+    }
+    if i.is_multiple_of(10) {
+        let classes = [("email".to_string(), 1), ("phone".to_string(), 2)].into_iter().collect();
+        r.guardrails = Some(Guardrails { classes, action: "observed".into(), policy: "p1".into(), response_classes: Default::default(), response_action: None, restored: 0 });
+    }
+    if i % 10 == 5 {
+        r.json_check = Some(JsonCheck { valid: true, repaired: false, error: None });
+    }
+    r
+}
+
 /// Budgets besides the three that match: per-key budgets of keys that send
 /// nothing here (`BENCH_BUDGETS`, default 0), as a fleet with many keys has.
 fn idle_budgets() -> usize {
@@ -87,7 +106,8 @@ fn main() {
     // 1. Directly through the store.
     let store = SqliteStore::open(&dir.join("direct.db")).unwrap_or_else(|e| panic!("{e}"));
     budgets(&store, now);
-    let recs: Vec<UsageRecord> = (0..n).map(|i| record(i, now)).collect();
+    let findings = std::env::var("BENCH_FINDINGS").is_ok_and(|v| v == "1");
+    let recs: Vec<UsageRecord> = (0..n).map(|i| if findings { with_findings(record(i, now), i) } else { record(i, now) }).collect();
     let t = Instant::now();
     for chunk in recs.chunks(batch as usize) {
         store.ingest("bench", chunk, None, now).unwrap_or_else(|e| panic!("{e}"));

@@ -71,6 +71,7 @@ contract!(
     prompt_versions_are_immutable_and_labels_move,
     cache_misses_sum_per_feature_and_say_why,
     a_new_prompt_version_that_loses_the_cache_raises_one_alert,
+    findings_of_batches_of_every_size_are_stored_once,
 );
 
 mod tempdir {
@@ -1490,4 +1491,138 @@ fn postgres_leaves_brin_summaries_to_vacuum_and_time_windows_still_count_every_r
         assert_eq!(n, 1_800);
     });
     assert_eq!(s.spend(&SpendFilter::default()).unwrap().requests, 2_000);
+}
+
+/// Guardrail findings, cache misses, JSON checks and captures go in with
+/// multi-row statements cut into a few sizes (`db::statement_chunks`):
+/// batches on each side of every cut keep every row, once, and a batch
+/// sent again adds none.
+fn findings_of_batches_of_every_size_are_stored_once(s: Arc<dyn Store>) {
+    use tollgate_control::store::{AuditQuery, CacheMissQuery};
+    use tollgate_protocol::record::{CacheMiss, Capture, Guardrails, JsonCheck};
+    let with_findings = |id: String| {
+        let mut r = rec(&id, "t", 1, 1, 1);
+        r.feature = Some("summarise".into());
+        r.guardrails = Some(Guardrails {
+            classes: [("email".to_string(), 1), ("phone".to_string(), 2)].into(),
+            action: "observed".into(),
+            policy: "p1".into(),
+            response_classes: [("card".to_string(), 1)].into(),
+            response_action: Some("observed".into()),
+            restored: 0,
+        });
+        r.cache_miss = Some(CacheMiss { reason: "prefix_changed".into(), segment: Some("system".into()), offset: Some(7), lost_micros: 2 });
+        r.json_check = Some(JsonCheck { valid: true, repaired: false, error: None });
+        r.capture = Some(Capture { request: format!("{{\"q\":\"{id}\"}}"), response: "{}".into() });
+        r
+    };
+    let sizes = [1usize, 2, 3, 255, 256, 257, 499, 500, 501, 1023];
+    let mut batches = Vec::new();
+    for (b, n) in sizes.iter().enumerate() {
+        let batch: Vec<UsageRecord> = (0..*n).map(|i| with_findings(format!("f{b}-{i}"))).collect();
+        let ack = s.ingest("n", &batch, None, NOW).unwrap();
+        assert_eq!((ack.accepted, ack.duplicates), (*n as u64, 0), "batch of {n}");
+        batches.push(batch);
+    }
+    // Sent again (a retry), and once more with new records among the old.
+    assert_eq!(s.ingest("n", &batches[5], None, NOW).unwrap().accepted, 0);
+    let mut mixed = batches[6].clone();
+    mixed.extend((0..3).map(|i| with_findings(format!("late-{i}"))));
+    let ack = s.ingest("n", &mixed, None, NOW).unwrap();
+    assert_eq!((ack.accepted, ack.duplicates), (3, 499));
+    let total: u64 = sizes.iter().sum::<usize>() as u64 + 3;
+    let q = AuditQuery { from_ms: NOW - 1000, to_ms: NOW + 1000, class: None, team: None, provider: None, action: None, direction: None };
+    let per_class: BTreeMap<(String, String), (u64, u64)> =
+        s.audit_summary(&q).unwrap().into_iter().map(|a| ((a.direction, a.class), (a.requests, a.values))).collect();
+    let expected: BTreeMap<(String, String), (u64, u64)> = [
+        (("request".to_string(), "email".to_string()), (total, total)),
+        (("request".to_string(), "phone".to_string()), (total, 2 * total)),
+        (("response".to_string(), "card".to_string()), (total, total)),
+    ]
+    .into();
+    assert_eq!(per_class, expected);
+    let misses = s.cache_misses(&CacheMissQuery { from_ms: NOW - 1000, to_ms: NOW + 1000, team: None, feature: None }).unwrap();
+    assert_eq!(misses.iter().map(|m| (m.requests, m.lost_micros)).collect::<Vec<_>>(), [(total, 2 * total)]);
+    let checks = s.json_compliance(NOW - 1000, NOW + 1000).unwrap();
+    assert_eq!(checks.iter().map(|c| (c.asked, c.valid)).collect::<Vec<_>>(), [(total, total)]);
+    let items = s.eval_items("summarise", 10_000).unwrap();
+    assert_eq!(items.len() as u64, total);
+    assert!(items.iter().any(|i| i.record_id == "late-2" && i.request == "{\"q\":\"late-2\"}"));
+}
+
+/// Every statement text the ledger sends, counted: the database keeps one
+/// prepared statement per text (PostgreSQL for the connection's life).
+struct Counting<D> {
+    db: D,
+    texts: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+struct CountingTx<'a> {
+    tx: &'a mut dyn tollgate_control::db::Tx,
+    texts: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl CountingTx<'_> {
+    fn seen(&self, sql: &str) {
+        self.texts.lock().unwrap().insert(sql.to_string());
+    }
+}
+
+impl tollgate_control::db::Tx for CountingTx<'_> {
+    fn execute(&mut self, sql: &str, args: &[tollgate_control::db::Arg<'_>]) -> Result<u64, StoreError> {
+        self.seen(sql);
+        self.tx.execute(sql, args)
+    }
+    fn query(&mut self, sql: &str, args: &[tollgate_control::db::Arg<'_>]) -> Result<Vec<tollgate_control::db::Row>, StoreError> {
+        self.seen(sql);
+        self.tx.query(sql, args)
+    }
+    fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.tx.batch(sql)
+    }
+}
+
+impl<D: tollgate_control::db::Db> tollgate_control::db::Db for Counting<D> {
+    fn run<T>(&self, kind: tollgate_control::db::TxKind, f: impl FnOnce(&mut dyn tollgate_control::db::Tx) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.db.run(kind, |tx| f(&mut CountingTx { tx, texts: &self.texts }))
+    }
+}
+
+#[test]
+fn statements_stay_few_whatever_the_batch_sizes() {
+    let dir = tempdir::Dir::new();
+    let db = tollgate_control::sqlite::SqliteDb::open(&dir.path.join("t.db")).unwrap();
+    tollgate_control::db::migrate(&db, tollgate_control::sqlite::MIGRATIONS, NOW).unwrap();
+    let counting = Arc::new(Counting { db, texts: Default::default() });
+    let store = tollgate_control::ledger::Ledger::new(CountingDb(counting.clone()));
+    let budgets: Vec<Budget> = (0..200).map(|i| budget(&format!("t{i}"), 1_000_000)).collect();
+    // Envoys send batches of every size (what gathered in a flush), and
+    // budgets come in imports of every size: before, each size was a
+    // statement text of its own (500 for the ingest's INSERT alone).
+    for n in 1..=200usize {
+        let batch: Vec<UsageRecord> = (0..n)
+            .map(|i| {
+                let mut r = rec(&format!("b{n}-{i}"), &format!("t{}", i % 200), 1, 1, 1);
+                r.cache_miss = Some(tollgate_protocol::record::CacheMiss { reason: "prefix_changed".into(), segment: None, offset: None, lost_micros: 1 });
+                r
+            })
+            .collect();
+        store.ingest("n", &batch, None, NOW).unwrap();
+        if n % 3 == 0 {
+            store.put_budgets(budgets.get(..n).unwrap(), NOW).unwrap();
+            store.grant("n", NOW, 60_000, None, n).unwrap();
+        }
+    }
+    // Up to 300: 3,012 texts before, 110 now.
+    let texts = counting.texts.lock().unwrap().len();
+    assert!(texts <= 160, "{texts} statement texts");
+}
+
+/// `Ledger` owns its database; the test keeps a handle on the counts.
+struct CountingDb(Arc<Counting<tollgate_control::sqlite::SqliteDb>>);
+
+impl tollgate_control::db::Db for CountingDb {
+    fn run<T>(&self, kind: tollgate_control::db::TxKind, f: impl FnOnce(&mut dyn tollgate_control::db::Tx) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.0.run(kind, f)
+    }
 }

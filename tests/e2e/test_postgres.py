@@ -129,3 +129,46 @@ def test_lost_database_connections_are_replaced(pg, tmp_path):
         assert c.api("POST", "/v1/usage", {"node": "n", "records": [record("pooled", 7)]}, token=sm.FILTER_TOKEN)[0] == 200
     finally:
         c.stop()
+
+
+def private_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return sum(int(line.split()[1]) for line in f if line.startswith(("Private_Clean", "Private_Dirty"))) / 1024
+
+
+def test_batches_of_every_size_leave_postgres_and_the_service_memory_flat(pg, tmp_path):
+    """Envoys send whatever gathered since their last flush, so batches come in every
+    size. A statement's text followed its row count and PostgreSQL keeps every statement
+    a connection prepared: 500 sizes grew PostgreSQL's backends by 440 MiB and the
+    service by 90 MiB, and it went on with every new size. Now statements are cut into
+    ten sizes (db::statement_chunks) and a connection forgets them past 256."""
+    db = pg.conninfo + "?application_name=tollgate-memory-test"
+    c = sm.Control(tmp_path, db=db, name="memory")
+    sql = ("SELECT pid FROM pg_stat_activity WHERE application_name = 'tollgate-memory-test' "
+           "AND pid <> pg_backend_pid()")
+
+    def backends() -> float:
+        out = subprocess.run([str(pg.bin / "psql"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "tollgate", "-d", "tollgate",
+                              "-tAc", sql], capture_output=True, text=True, timeout=30, check=True).stdout
+        return sum(private_mib(int(p)) for p in out.split())
+
+    def service() -> float:
+        return private_mib(c.proc.pid)
+
+    def send(sizes):
+        for n in sizes:
+            batch = {"node": "memory", "records": [record("memory", 1) for _ in range(n)]}
+            status, ack = c.api("POST", "/v1/usage", batch, token=sm.FILTER_TOKEN)
+            assert status == 200 and ack["accepted"] == n, ack
+
+    try:
+        send([500, 1] * 8)  # every connection of the pool open, the full statement prepared
+        before = (backends(), service())
+        send(range(2, 500))
+        after = (backends(), service())
+        print(f"PostgreSQL backends {before[0]:.1f} -> {after[0]:.1f} MiB, service {before[1]:.1f} -> {after[1]:.1f} MiB")
+        assert after[0] - before[0] < 150, (before, after)
+        assert after[1] - before[1] < 40, (before, after)
+        assert c.api("GET", "/v1/spend", expect=200)[1]["requests"] == 8 * 501 + sum(range(2, 500))
+    finally:
+        c.stop()

@@ -7,21 +7,21 @@
 use tollgate_protocol::guard::{GuardrailsDoc, PolicyDoc};
 use tollgate_protocol::record::UsageRecord;
 
-use crate::db::{int, Arg, Tx};
+use crate::db::{insert_rows, int, Arg, Tx};
 use crate::store::*;
 
-const INSERT: &str = "INSERT INTO guard_findings (record_id, ts_ms, key_id, team, project, provider, model, direction, class, count, action, policy)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (record_id, direction, class) DO NOTHING";
-
-/// The findings of a record stored just now.
-pub fn insert(tx: &mut dyn Tx, r: &UsageRecord) -> Result<()> {
-    let Some(g) = &r.guardrails else { return Ok(()) };
-    let request = g.classes.iter().map(|c| ("request", c, g.action.as_str()));
-    let response = g.response_classes.iter().map(|c| ("response", c, g.response_action.as_deref().unwrap_or("observed")));
-    for (direction, (class, count), action) in request.chain(response) {
-        tx.execute(
-            INSERT,
-            &[
+/// The findings of the records stored just now: a few multi-row
+/// statements a batch (a statement a finding took PostgreSQL's ingest from
+/// about 45,000 to 16,000 records/s when a tenth of the records had two
+/// findings and a third a cache miss).
+pub fn insert_all(tx: &mut dyn Tx, records: &[&UsageRecord]) -> Result<()> {
+    let mut args: Vec<Arg<'_>> = Vec::new();
+    for r in records {
+        let Some(g) = &r.guardrails else { continue };
+        let request = g.classes.iter().map(|c| ("request", c, g.action.as_str()));
+        let response = g.response_classes.iter().map(|c| ("response", c, g.response_action.as_deref().unwrap_or("observed")));
+        for (direction, (class, count), action) in request.chain(response) {
+            args.extend([
                 (&r.id).into(),
                 int(r.ts_ms),
                 (&r.key_id).into(),
@@ -34,9 +34,16 @@ pub fn insert(tx: &mut dyn Tx, r: &UsageRecord) -> Result<()> {
                 int(*count),
                 action.into(),
                 g.policy.as_str().into(),
-            ],
-        )?;
+            ]);
+        }
     }
+    insert_rows(
+        tx,
+        "guard_findings (record_id, ts_ms, key_id, team, project, provider, model, direction, class, count, action, policy)",
+        "ON CONFLICT (record_id, direction, class) DO NOTHING",
+        12,
+        &args,
+    )?;
     Ok(())
 }
 

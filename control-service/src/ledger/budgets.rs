@@ -4,7 +4,7 @@
 
 use tollgate_protocol::state::{pct_of, ScopeType};
 
-use crate::db::{int, opt_int, params, values, Arg, Tx, ROWS_PER_STATEMENT};
+use crate::db::{int, opt_int, params, statement_chunks, values, Arg, Tx};
 use crate::store::*;
 
 use super::rows::{self, scope_column, BUDGET_COLS};
@@ -62,7 +62,7 @@ pub fn of_scopes<'a>(tx: &mut dyn Tx, scopes: impl IntoIterator<Item = (ScopeTyp
     let mut out = Vec::new();
     for st in ScopeType::ALL {
         let ids: Vec<&str> = wanted.iter().filter(|(t, _)| *t == st).map(|(_, id)| *id).collect();
-        for chunk in ids.chunks(500) {
+        for chunk in statement_chunks(&ids) {
             let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("?{i}")).collect();
             let mut args: Vec<Arg<'_>> = vec![st.as_str().into()];
             args.extend(chunk.iter().map(|id| Arg::Text(id)));
@@ -116,7 +116,8 @@ pub fn put_many(tx: &mut dyn Tx, batch: &[Budget], now_ms: u64) -> Result<()> {
         return Ok(());
     }
     let first = super::grants::next_budget_seqs(tx, batch.len() as u64)?;
-    for (i, chunk) in batch.chunks(ROWS_PER_STATEMENT).enumerate() {
+    let mut numbered = 0u64;
+    for chunk in statement_chunks(&batch) {
         let mut args: Vec<Arg<'_>> = Vec::with_capacity(chunk.len() * 12);
         for (j, b) in chunk.iter().enumerate() {
             args.extend([
@@ -131,7 +132,7 @@ pub fn put_many(tx: &mut dyn Tx, batch: &[Budget], now_ms: u64) -> Result<()> {
                 opt_int(b.soft_pct.map(u64::from)),
                 opt_int(b.hard_pct.map(u64::from)),
                 int(b.updated_ms),
-                int(first + (i * ROWS_PER_STATEMENT + j) as u64),
+                int(first + numbered + j as u64),
             ]);
         }
         tx.execute(
@@ -145,10 +146,11 @@ pub fn put_many(tx: &mut dyn Tx, batch: &[Budget], now_ms: u64) -> Result<()> {
             ),
             &args,
         )?;
+        numbered += chunk.len() as u64;
     }
     for t in ScopeType::ALL {
         let ids: Vec<&str> = batch.iter().filter(|b| b.scope_type == t).map(|b| b.scope_id.as_str()).collect();
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&ids) {
             let mut args: Vec<Arg<'_>> = vec![t.as_str().into()];
             args.extend(chunk.iter().map(|id| Arg::Text(id)));
             let list = params(2, chunk.len());
@@ -164,7 +166,7 @@ pub fn put_many(tx: &mut dyn Tx, batch: &[Budget], now_ms: u64) -> Result<()> {
         }
     }
     for ((t, start, end), bs) in periods {
-        for chunk in bs.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&bs) {
             recount(tx, t, (start, end), chunk, now_ms)?;
         }
     }

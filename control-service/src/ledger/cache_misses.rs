@@ -4,16 +4,16 @@
 
 use tollgate_protocol::record::UsageRecord;
 
-use crate::db::{int, opt_int, Arg, Tx};
+use crate::db::{insert_rows, int, opt_int, Arg, Tx};
 use crate::store::*;
 
-/// The explanation of a record stored just now.
-pub fn insert(tx: &mut dyn Tx, r: &UsageRecord) -> Result<()> {
-    let Some(m) = &r.cache_miss else { return Ok(()) };
-    tx.execute(
-        "INSERT INTO cache_misses (record_id, ts_ms, key_id, team, project, feature, prompt_version, provider, model, reason, segment, offset_bytes, lost_micros)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT (record_id) DO NOTHING",
-        &[
+/// The explanations of the records stored just now (multi-row statements,
+/// as `audit::insert_all`).
+pub fn insert_all(tx: &mut dyn Tx, records: &[&UsageRecord]) -> Result<()> {
+    let mut args: Vec<Arg<'_>> = Vec::new();
+    for r in records {
+        let Some(m) = &r.cache_miss else { continue };
+        args.extend([
             (&r.id).into(),
             int(r.ts_ms),
             (&r.key_id).into(),
@@ -27,7 +27,14 @@ pub fn insert(tx: &mut dyn Tx, r: &UsageRecord) -> Result<()> {
             (&m.segment).into(),
             opt_int(m.offset),
             int(m.lost_micros),
-        ],
+        ]);
+    }
+    insert_rows(
+        tx,
+        "cache_misses (record_id, ts_ms, key_id, team, project, feature, prompt_version, provider, model, reason, segment, offset_bytes, lost_micros)",
+        "ON CONFLICT (record_id) DO NOTHING",
+        13,
+        &args,
     )?;
     Ok(())
 }

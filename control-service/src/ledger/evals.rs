@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use tollgate_protocol::record::UsageRecord;
 use tollgate_protocol::routing::{Routed, RoutingDoc};
 
-use crate::db::{int, opt_int, Arg, Row, Tx};
+use crate::db::{insert_rows, int, opt_int, Arg, Row, Tx};
 use crate::store::*;
 
 /// The evaluation set a record's capture belongs to: its feature, else `route:<route>`.
@@ -20,34 +20,40 @@ pub fn set_of(r: &UsageRecord) -> String {
     }
 }
 
-/// A stored record's JSON check and capture.
-pub fn insert(tx: &mut dyn Tx, r: &UsageRecord) -> Result<()> {
-    if let Some(j) = &r.json_check {
-        tx.execute(
-            "INSERT INTO json_checks (record_id, ts_ms, team, feature, provider, model, valid, repaired) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (record_id) DO NOTHING",
-            &[(&r.id).into(), int(r.ts_ms), (&r.team).into(), (&r.feature).into(), (&r.provider).into(), (&r.model_upstream).into(), int(u64::from(j.valid)), int(u64::from(j.repaired))],
-        )?;
+/// The JSON checks and captures of the records stored just now
+/// (multi-row statements, as `audit::insert_all`).
+pub fn insert_all(tx: &mut dyn Tx, records: &[&UsageRecord]) -> Result<()> {
+    let mut checks: Vec<Arg<'_>> = Vec::new();
+    for r in records {
+        if let Some(j) = &r.json_check {
+            checks.extend([(&r.id).into(), int(r.ts_ms), (&r.team).into(), (&r.feature).into(), (&r.provider).into(), (&r.model_upstream).into(), int(u64::from(j.valid)), int(u64::from(j.repaired))]);
+        }
     }
-    if let Some(c) = &r.capture {
-        let set = set_of(r);
-        tx.execute(
-            "INSERT INTO eval_items (feature, record_id, ts_ms, api, route, model, request, response, cost_micros, latency_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (record_id) DO NOTHING",
-            &[
-                set.as_str().into(),
-                (&r.id).into(),
-                int(r.ts_ms),
-                if r.api == tollgate_protocol::Api::AnthropicMessages { "anthropic_messages" } else { "openai_chat" }.into(),
-                (&r.route).into(),
-                (&r.model_upstream).into(),
-                c.request.as_str().into(),
-                c.response.as_str().into(),
-                int(r.cost_micros),
-                int(r.latency_ms),
-            ],
-        )?;
+    insert_rows(tx, "json_checks (record_id, ts_ms, team, feature, provider, model, valid, repaired)", "ON CONFLICT (record_id) DO NOTHING", 8, &checks)?;
+    let sets: Vec<String> = records.iter().filter(|r| r.capture.is_some()).map(|r| set_of(r)).collect();
+    let mut items: Vec<Arg<'_>> = Vec::new();
+    for (r, set) in records.iter().filter(|r| r.capture.is_some()).zip(&sets) {
+        let Some(c) = &r.capture else { continue };
+        items.extend([
+            set.as_str().into(),
+            (&r.id).into(),
+            int(r.ts_ms),
+            if r.api == tollgate_protocol::Api::AnthropicMessages { "anthropic_messages" } else { "openai_chat" }.into(),
+            (&r.route).into(),
+            (&r.model_upstream).into(),
+            c.request.as_str().into(),
+            c.response.as_str().into(),
+            int(r.cost_micros),
+            int(r.latency_ms),
+        ]);
     }
+    insert_rows(
+        tx,
+        "eval_items (feature, record_id, ts_ms, api, route, model, request, response, cost_micros, latency_ms)",
+        "ON CONFLICT (record_id) DO NOTHING",
+        10,
+        &items,
+    )?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use tollgate_protocol::state::{BudgetDoc, BudgetScope, ScopeType};
 
-use crate::db::{int, params, Arg, Tx, ROWS_PER_STATEMENT};
+use crate::db::{int, params, statement_chunks, Arg, Tx};
 use crate::store::*;
 
 use super::{budgets, rows};
@@ -314,7 +314,7 @@ fn use_changes(tx: &mut dyn Tx, from: u64, to: u64, cap: u64) -> Result<u64> {
 /// Grant rows written in multi-row statements (a full state's page of
 /// 5,000 is ten statements, not 5,000 round trips to PostgreSQL).
 fn write_grants(tx: &mut dyn Tx, node: &str, writes: &[(ScopeType, String, u64, u64, u64, bool)]) -> Result<()> {
-    for chunk in writes.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(writes) {
         let mut rows = Vec::with_capacity(chunk.len());
         let mut args: Vec<Arg<'_>> = vec![node.into()];
         for (j, (t, id, start, gm, gt, short)) in chunk.iter().enumerate() {
@@ -433,7 +433,7 @@ fn in_force(budgets: Vec<Budget>, now_ms: u64, boundary_ms: &mut u64, mut remove
 /// instead, before, read every grant of the fleet: 17–34 s on PostgreSQL).
 fn reclaim(tx: &mut dyn Tx, silent: &[String], range: &str, args: &[Arg<'_>]) -> Result<u64> {
     let mut n = 0;
-    for chunk in silent.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(silent) {
         let mut all: Vec<Arg<'_>> = args.to_vec();
         all.extend(chunk.iter().map(|s| Arg::Text(s)));
         let list = params(args.len() + 1, chunk.len());
@@ -499,7 +499,7 @@ fn page_periods(tx: &mut dyn Tx, node: &str, current: &[(Budget, (u64, u64))]) -
 }
 
 /// The same for the budgets of a delta (scattered in scope order): one
-/// read per scope type and period, of up to `ROWS_PER_STATEMENT` scopes
+/// read per scope type and period, of up to `db::ROWS_PER_STATEMENT` scopes
 /// each (not one a budget: a round trip each on PostgreSQL).
 fn these_periods(tx: &mut dyn Tx, node: &str, current: &[(Budget, (u64, u64))]) -> Result<Periods> {
     let mut periods = Periods::new();
@@ -508,7 +508,7 @@ fn these_periods(tx: &mut dyn Tx, node: &str, current: &[(Budget, (u64, u64))]) 
         groups.entry((b.scope_type, *start)).or_default().push(&b.scope_id);
     }
     for ((t, start), ids) in groups {
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&ids) {
             let list = params(3, chunk.len());
             let mut args: Vec<Arg<'_>> = vec![Arg::Text(t.as_str()), int(start)];
             args.extend(chunk.iter().map(|id| Arg::Text(id)));

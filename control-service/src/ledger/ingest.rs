@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use tollgate_protocol::record::UsageRecord;
 use tollgate_protocol::state::IngestAck;
 
-use crate::db::{int, Arg, Tx};
+use crate::db::{int, statement_chunks, Arg, Tx, ROWS_PER_STATEMENT};
 use crate::store::*;
 
 use super::budgets;
@@ -21,10 +21,10 @@ pub fn seq(tx: &mut dyn Tx) -> Result<u64> {
 const COLUMNS: &str = "id, seq, node, ts_ms, key_id, team, project, feature, prompt_version, provider, model,
         status, outcome, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_micros, record,
         cache_reported_input_tokens, cache_savings_micros";
+/// Arguments per record: a full statement of `ROWS_PER_STATEMENT` records,
+/// one round trip per 500, binds 11,000 (below SQLite's 32,766 and
+/// PostgreSQL's 65,535).
 const PER_ROW: usize = 22;
-/// Records per statement: one round trip per 500 records (11,000 arguments,
-/// below SQLite's 32,766 and PostgreSQL's 65,535).
-const ROWS_PER_INSERT: usize = 500;
 
 /// Which of `n` ids (`?2`…) this batch (`?1`, its seq) stored.
 fn stored_now_sql(n: usize) -> String {
@@ -35,7 +35,7 @@ fn stored_now_sql(n: usize) -> String {
 /// The INSERT of a full chunk, built once (11,000 placeholders).
 fn full_insert_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SQL.get_or_init(|| insert_sql(ROWS_PER_INSERT))
+    SQL.get_or_init(|| insert_sql(ROWS_PER_STATEMENT))
 }
 
 /// One INSERT for `rows` records; a record whose id is stored already is
@@ -106,7 +106,7 @@ pub fn batch(tx: &mut dyn Tx, node: &str, records: &[UsageRecord], raw: Option<&
     order.sort_by(|&a, &b| records[a].id.cmp(&records[b].id));
     order.dedup_by_key(|i| records[*i].id.as_str());
     duplicates += (records.len() - order.len()) as u64;
-    for chunk in order.chunks(ROWS_PER_INSERT) {
+    for chunk in statement_chunks(&order) {
         let mut fresh: Vec<(usize, &UsageRecord)> = chunk.iter().map(|&i| (i, &records[i])).collect();
         let texts: Vec<std::borrow::Cow<'_, str>> = fresh
             .iter()
@@ -143,7 +143,7 @@ pub fn batch(tx: &mut dyn Tx, node: &str, records: &[UsageRecord], raw: Option<&
                 Arg::Int(r.cache_savings_micros),
             ]);
         }
-        let sql = if fresh.len() == ROWS_PER_INSERT { std::borrow::Cow::Borrowed(full_insert_sql()) } else { insert_sql(fresh.len()).into() };
+        let sql = if fresh.len() == ROWS_PER_STATEMENT { std::borrow::Cow::Borrowed(full_insert_sql()) } else { insert_sql(fresh.len()).into() };
         let stored = tx.execute(&sql, &args)?;
         if stored < fresh.len() as u64 {
             // Some were stored before (another batch, another replica): keep the new ones.
@@ -153,14 +153,12 @@ pub fn batch(tx: &mut dyn Tx, node: &str, records: &[UsageRecord], raw: Option<&
             duplicates += fresh.len() as u64 - now.len() as u64;
             fresh.retain(|(_, r)| now.contains(&r.id));
         }
-        for (_, r) in fresh {
-            accepted += 1;
-            super::audit::insert(tx, r)?;
-            super::cache_misses::insert(tx, r)?;
-            super::evals::insert(tx, r)?;
-            counted.push(r);
-        }
+        accepted += fresh.len() as u64;
+        counted.extend(fresh.into_iter().map(|(_, r)| r));
     }
+    super::audit::insert_all(tx, &counted)?;
+    super::cache_misses::insert_all(tx, &counted)?;
+    super::evals::insert_all(tx, &counted)?;
     // The counter row's lock orders the counting (across replicas on
     // PostgreSQL): every batch up to `seq` is in the budgets' use when this
     // transaction commits, and the budgets read are those in force now.

@@ -2,7 +2,7 @@
 
 use tollgate_protocol::state::{KeyChange, KeyChanges, KeyDoc};
 
-use crate::db::{int, opt_int, params, values, Arg, Tx, ROWS_PER_STATEMENT};
+use crate::db::{int, opt_int, params, statement_chunks, values, Arg, Tx};
 use crate::store::*;
 
 use super::rows::{self, KEY_COLS};
@@ -15,7 +15,7 @@ pub fn create(tx: &mut dyn Tx, k: &KeyRow) -> Result<()> {
     create_many(tx, std::slice::from_ref(k))
 }
 
-/// Creates keys all or none, `ROWS_PER_STATEMENT` to a statement (a
+/// Creates keys all or none, up to `db::ROWS_PER_STATEMENT` to a statement (a
 /// million keys on PostgreSQL were two round trips a key, 5,000 keys a
 /// second). A clash with a key made before, or two keys of the batch with
 /// one id or hash, names the key.
@@ -33,7 +33,7 @@ pub fn create_many(tx: &mut dyn Tx, batch: &[KeyRow]) -> Result<()> {
     if let Some(k) = batch.iter().find(|k| !ids.insert(k.id.as_str()) || !hashes.insert(k.key_hash.as_str())) {
         return Err(StoreError::Conflict(format!("key '{}' appears twice in the batch (its id or its hash)", k.id)));
     }
-    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(batch) {
         let n = chunk.len();
         let json_cols: Vec<(Option<String>, String, String)> = chunk.iter().map(|k| (k.models.as_ref().map(json), json(&k.projects), json(&k.tags))).collect();
         let mut args: Vec<Arg<'_>> = Vec::with_capacity(n * 9);
