@@ -25,7 +25,7 @@ fn record(i: u64, now: u64) -> UsageRecord {
         id: format!("bench-{i:012}"),
         client_request_id: None,
         ts_ms: now,
-        key_id: format!("key-{}", i % 50),
+        key_id: format!("key-{}", i % keys()),
         key_hash: "0".repeat(64),
         team: format!("team-{}", i % 10),
         project: format!("project-{}", i % 20),
@@ -80,6 +80,17 @@ fn with_findings(mut r: UsageRecord, i: u64) -> UsageRecord {
     r
 }
 
+/// Keys the records come from (`BENCH_KEYS`, default 50); with
+/// `BENCH_KEY_BUDGETS=1` each has a budget of its own, as a fleet with
+/// per-key budgets has (a batch then touches hundreds of budgets).
+fn keys() -> u64 {
+    std::env::var("BENCH_KEYS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(50)
+}
+
+fn key_budgets() -> bool {
+    std::env::var("BENCH_KEY_BUDGETS").is_ok_and(|v| v == "1")
+}
+
 /// Budgets besides the three that match: per-key budgets of keys that send
 /// nothing here (`BENCH_BUDGETS`, default 0), as a fleet with many keys has.
 fn idle_budgets() -> usize {
@@ -89,10 +100,13 @@ fn idle_budgets() -> usize {
 fn budgets(s: &dyn Store, now: u64) {
     let idle: Vec<String> = (0..idle_budgets()).map(|i| format!("idle-key-{i}")).collect();
     let matching = [(ScopeType::Team, "team-1"), (ScopeType::Project, "project-1"), (ScopeType::Key, "key-1")];
-    for (t, id) in matching.into_iter().chain(idle.iter().map(|k| (ScopeType::Key, k.as_str()))) {
-        s.put_budget(&Budget { limit_micros: Some(u64::MAX / 4), ..Budget::monthly(t, id, now) }, now)
-        .unwrap_or_else(|e| panic!("{e}"));
-    }
+    let per_key: Vec<String> = if key_budgets() { (0..keys()).map(|i| format!("key-{i}")).collect() } else { Vec::new() };
+    let all: Vec<Budget> = matching
+        .into_iter()
+        .chain(idle.iter().chain(&per_key).map(|k| (ScopeType::Key, k.as_str())))
+        .map(|(t, id)| Budget { limit_micros: Some(u64::MAX / 4), ..Budget::monthly(t, id, now) })
+        .collect();
+    s.put_budgets(&all, now).unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn main() {
@@ -127,7 +141,8 @@ fn main() {
         over_http(&rt, store, &bodies, n, now)
     });
     let _ = std::fs::remove_dir_all(&dir);
-    println!("control-service ingest, SQLite (synchronous=FULL, WAL), {n} records in batches of {batch}, {} budgets:", 3 + idle_budgets());
+    let per_key = if key_budgets() { format!(", one on each of the {} keys", keys()) } else { String::new() };
+    println!("control-service ingest, SQLite (synchronous=FULL, WAL), {n} records in batches of {batch}, {} budgets{per_key}:", 3 + idle_budgets());
     println!("  store direct           : {direct:>10.0} records/s");
     let verdict = |v: f64| if v >= 50_000.0 { "met" } else { "NOT met" };
     println!("  HTTP /v1/usage, {SENDERS} senders: {http:>10.0} records/s   (target >= 50000/s: {})", verdict(http));

@@ -275,9 +275,8 @@ fn a_batch_counts_against_its_own_scopes_among_many_budgets(s: Arc<dyn Store>) {
     for i in 0..40 {
         s.put_budget(&budget(&format!("idle-{i}"), 1000), NOW).unwrap();
     }
-    for t in ["t-000", "t-510", "t-599"] {
-        s.put_budget(&budget(t, 1_000_000), NOW).unwrap();
-    }
+    // A budget on each of 600 teams: more than one statement adds to
+    s.put_budgets(&(0..600).map(|i| budget(&format!("t-{i:03}"), 1_000_000)).collect::<Vec<_>>(), NOW).unwrap();
     // 600 records of 600 teams: more scopes than one lookup takes
     let mut recs: Vec<UsageRecord> = (0..600).map(|i| rec(&format!("r{i}"), &format!("t-{i:03}"), 10 + i, 1, 1)).collect();
     // refused by a budget that is not its own team's
@@ -292,6 +291,18 @@ fn a_batch_counts_against_its_own_scopes_among_many_budgets(s: Arc<dyn Store>) {
     }
     let alerts = s.list_alerts(10).unwrap();
     assert_eq!(alerts.iter().map(|a| (a.scope_id.as_str(), a.threshold.as_str())).collect::<Vec<_>>(), vec![("t-510", "hard"), ("t-510", "soft")]);
+    // The same teams again, from a second Envoy: every period adds, each
+    // Envoy's part apart (what the grants reclaim by).
+    let again: Vec<UsageRecord> = (0..600).map(|i| rec(&format!("s{i}"), &format!("t-{i:03}"), 10 + i, 1, 1)).collect();
+    s.ingest("m", &again, None, NOW).unwrap();
+    for i in 0..600u64 {
+        let used = s.used(ScopeType::Team, &format!("t-{i:03}"), start).unwrap();
+        assert_eq!((used.micros, used.tokens), (2 * (10 + i), 4), "t-{i:03}");
+    }
+    let g = s.grant("m", NOW, 60_000, None, 5000).unwrap();
+    let t599 = g.budgets.iter().find(|b| b.scope_id == "t-599").unwrap();
+    assert_eq!(t599.used_micros, 2 * 609);
+    assert_eq!(s.list_alerts(10).unwrap().len(), 2);
 }
 
 fn thresholds_raise_one_alert_each_per_period(s: Arc<dyn Store>) {
