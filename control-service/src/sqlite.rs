@@ -71,8 +71,12 @@ impl SqliteDb {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
         )
         .map_err(be)?;
-        // The ledger has about 30 distinct statements; keep them all prepared.
-        conn.set_prepared_statement_cache_capacity(64);
+        // The ledger's statements are about 150 texts (multi-row statements
+        // come in ten sizes, `db::statement_chunks`); with room for 64,
+        // batches of mixed sizes evicted and prepared again statements in use.
+        // 256, as PostgreSQL's bound (`postgres::MAX_PREPARED`): one
+        // connection, a few KiB a statement. Report shapes past it are LRU-evicted.
+        conn.set_prepared_statement_cache_capacity(256);
         let checkpoints = checkpointer(path, &conn);
         Ok(SqliteDb { conn: Mutex::new(conn), _checkpoints: checkpoints })
     }
