@@ -84,7 +84,9 @@ fn with_findings(mut r: UsageRecord, i: u64) -> UsageRecord {
 /// `BENCH_KEY_BUDGETS=1` each has a budget of its own, as a fleet with
 /// per-key budgets has (a batch then touches hundreds of budgets).
 fn keys() -> u64 {
-    std::env::var("BENCH_KEYS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(50)
+    // Read once: every record asks.
+    static KEYS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *KEYS.get_or_init(|| std::env::var("BENCH_KEYS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(50))
 }
 
 fn key_budgets() -> bool {

@@ -176,6 +176,19 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def ingest_bench(env: dict, postgres: bool = True) -> None:
+    """The control service's ingest (cargo example ingest_bench) with `env`:
+    on SQLite and, when `postgres`, on a fresh real PostgreSQL started for it."""
+    pg = sm.Postgres() if postgres else None
+    try:
+        extra = {"BENCH_PG": pg.conninfo} if pg else {}
+        subprocess.run(["cargo", "run", "--release", "-q", "-p", "tollgate-control", "--example", "ingest_bench"],
+                       cwd=sm.ROOT, check=True, env={**os.environ, **env, **extra})
+    finally:
+        if pg:
+            pg.stop()
+
+
 def main() -> int:
     if not shutil.which("wrk"):
         print("wrk is not installed: run 'make bench' (it installs it)", file=sys.stderr)
@@ -417,37 +430,20 @@ def main() -> int:
     print()
     sys.stdout.flush()
     # Ingest on SQLite and, on a real PostgreSQL started for it, the same batches.
-    pg = sm.Postgres()
-    try:
-        subprocess.run(["cargo", "run", "--release", "-q", "-p", "tollgate-control", "--example", "ingest_bench"],
-                       cwd=sm.ROOT, check=True, env={**os.environ, "BENCH_PG": pg.conninfo})
-    finally:
-        pg.stop()
+    ingest_bench({})
     # The same on SQLite with 10,000 more budgets (idle per-key ones): ingest
     # must not slow down with the number of budgets.
     print("\nwith 10,000 idle per-key budgets besides:", flush=True)
-    subprocess.run(["cargo", "run", "--release", "-q", "-p", "tollgate-control", "--example", "ingest_bench"],
-                   cwd=sm.ROOT, check=True, env={**os.environ, "BENCH_BUDGETS": "10000", "BENCH_RECORDS": "100000"})
+    ingest_bench({"BENCH_BUDGETS": "10000", "BENCH_RECORDS": "100000"}, postgres=False)
     # And with what the cache-miss detector, guardrails and JSON checks add to
     # records (a third explain a cache miss, a tenth carry two findings, a
     # tenth a JSON check), on a fresh PostgreSQL.
     print("\nwith findings (cache misses, guardrails, JSON checks) on a third of the records:", flush=True)
-    pg = sm.Postgres()
-    try:
-        subprocess.run(["cargo", "run", "--release", "-q", "-p", "tollgate-control", "--example", "ingest_bench"],
-                       cwd=sm.ROOT, check=True, env={**os.environ, "BENCH_PG": pg.conninfo, "BENCH_FINDINGS": "1", "BENCH_RECORDS": "100000"})
-    finally:
-        pg.stop()
+    ingest_bench({"BENCH_FINDINGS": "1", "BENCH_RECORDS": "100000"})
     # And with a budget on each of 10,000 keys the records come from (a batch
     # of 500 then adds to about 500 budgets), on a fresh PostgreSQL.
     print("\nwith a budget on each of 10,000 keys (records spread over them):", flush=True)
-    pg = sm.Postgres()
-    try:
-        subprocess.run(["cargo", "run", "--release", "-q", "-p", "tollgate-control", "--example", "ingest_bench"],
-                       cwd=sm.ROOT, check=True, env={**os.environ, "BENCH_PG": pg.conninfo, "BENCH_KEYS": "10000",
-                                                     "BENCH_KEY_BUDGETS": "1", "BENCH_RECORDS": "100000"})
-    finally:
-        pg.stop()
+    ingest_bench({"BENCH_KEYS": "10000", "BENCH_KEY_BUDGETS": "1", "BENCH_RECORDS": "100000"})
     return 0
 
 

@@ -30,10 +30,11 @@ pub fn insert_all(tx: &mut dyn Tx, records: &[&UsageRecord]) -> Result<()> {
         }
     }
     insert_rows(tx, "json_checks (record_id, ts_ms, team, feature, provider, model, valid, repaired)", "ON CONFLICT (record_id) DO NOTHING", 8, &checks)?;
-    let sets: Vec<String> = records.iter().filter(|r| r.capture.is_some()).map(|r| set_of(r)).collect();
+    // (The set names are made first: the arguments borrow them.)
+    let captured: Vec<(&UsageRecord, &tollgate_protocol::record::Capture, String)> =
+        records.iter().filter_map(|r| r.capture.as_ref().map(|c| (*r, c, set_of(r)))).collect();
     let mut items: Vec<Arg<'_>> = Vec::new();
-    for (r, set) in records.iter().filter(|r| r.capture.is_some()).zip(&sets) {
-        let Some(c) = &r.capture else { continue };
+    for (r, c, set) in &captured {
         items.extend([
             set.as_str().into(),
             (&r.id).into(),
