@@ -185,6 +185,39 @@ async fn roles_validation_state_and_etag() {
     .unwrap();
 }
 
+/// A query or path the service cannot read is refused with the API's JSON
+/// error, never read lossily: axum's own extractors answered plain text,
+/// and decoded `%FF` as U+FFFD, so `node=%FF` polled as an Envoy named
+/// "\u{FFFD}" (200) and every such name was the same Envoy.
+#[tokio::test(flavor = "multi_thread")]
+async fn queries_and_paths_not_utf8_or_unreadable_are_refused_as_json() {
+    let (base, _dir) = start().await;
+    tokio::task::spawn_blocking(move || {
+        let refused = |token: &str, path: &str, code: &str, says: &str| {
+            let (s, e, _) = call("GET", &format!("{base}{path}"), Some(token), None, None);
+            let m = e["error"]["message"].as_str().unwrap_or_default().to_string();
+            assert_eq!((s, e["error"]["code"].as_str()), (400, Some(code)), "{path}: {e}");
+            assert!(m.contains(says) && m.chars().count() <= 201, "{path}: {m}");
+        };
+        refused(FILTER, "/v1/state?node=%FF", "invalid_query", "parameter \"node\" is not UTF-8");
+        refused(FILTER, "/v1/state?node=envoy-a&cursor=%C3%28", "invalid_query", "\"cursor\"");
+        refused(FILTER, "/v1/state?n%FFde=x", "invalid_query", "is not UTF-8");
+        refused(ADMIN, "/v1/spend?scope_type=team&scope_id=%ED%A0%80", "invalid_query", "\"scope_id\"");
+        refused(ADMIN, "/v1/keys?limit=abc", "invalid_query", "limit: invalid digit");
+        refused(ADMIN, &format!("/v1/keys?limit={}", "9".repeat(5000)), "invalid_query", "limit: number too large");
+        refused(ADMIN, "/v1/keys/%FF", "invalid_path", "Invalid UTF-8 in `id`");
+        refused(ADMIN, "/v1/budgets/team/%FF%FE", "invalid_path", "`scope_id`");
+        refused(ADMIN, &format!("/v1/evals/{}", "x".repeat(5000)), "invalid_path", "Cannot parse");
+        // Percent-encoded UTF-8 and bytes that encode nothing stay readable.
+        let (s, st, _) = call("GET", &format!("{base}/v1/state?node=%E4%B8%96%E7%95%8C"), Some(FILTER), None, None);
+        assert_eq!((s, st["nodes_active"].as_u64()), (200, Some(1)), "{st}");
+        assert_eq!(call("GET", &format!("{base}/v1/keys?x=%ZZ&limit=1"), Some(ADMIN), None, None).0, 200);
+        assert_eq!(call("GET", &format!("{base}/v1/keys?after=a+b%20c"), Some(ADMIN), None, None).0, 200);
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_guardrail_policy_is_validated_versioned_and_named_by_the_state() {
     let (base, _dir) = start().await;

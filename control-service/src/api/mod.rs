@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -139,6 +140,68 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// A refusal's message, cut to 200 characters: it may quote what the
+/// client sent, and an answer need not echo a 100,000-character parameter.
+fn cut(message: String) -> String {
+    match message.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…", &message[..at]),
+        None => message,
+    }
+}
+
+/// The query string, as axum's `Query` reads it, with two differences: a
+/// refusal is the API's JSON error (axum answers plain text), and a
+/// parameter that is not UTF-8 once percent-decoded is refused. axum reads
+/// those bytes lossily as U+FFFD, so `node=%FF` polled the state as an
+/// Envoy named "\u{FFFD}", and every such name was the same Envoy.
+pub(super) struct Query<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let raw = parts.uri.query().unwrap_or_default();
+        if let Some(name) = non_utf8_parameter(raw) {
+            return Err(ApiError::bad("invalid_query", cut(format!("query: parameter {name:?} is not UTF-8 once percent-decoded"))));
+        }
+        axum::extract::Query::<T>::try_from_uri(&parts.uri).map(|q| Query(q.0)).map_err(|r| {
+            let text = r.body_text();
+            let why = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
+            ApiError::bad("invalid_query", cut(format!("query: {why}")))
+        })
+    }
+}
+
+/// The first parameter of `query` whose name or value is not UTF-8 once
+/// percent-decoded, by its name read lossily (`None` when all are).
+fn non_utf8_parameter(query: &str) -> Option<String> {
+    let decodes = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8().is_ok();
+    query.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (!decodes(name) || !decodes(value)).then(|| percent_encoding::percent_decode_str(name).decode_utf8_lossy().into_owned())
+    })
+}
+
+/// Path parameters as axum's `Path` reads them, refused with the API's
+/// JSON error instead of axum's plain text.
+pub(super) struct Path<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(p) => Ok(Path(p.0)),
+            Err(r) if r.status().is_client_error() => {
+                let text = r.body_text();
+                let why = text.strip_prefix("Invalid URL: ").unwrap_or(&text);
+                Err(ApiError::bad("invalid_path", cut(format!("path: {why}"))))
+            }
+            Err(r) => Err(ApiError::new(r.status(), "api_error", "internal", cut(r.body_text()))),
+        }
+    }
+}
 
 /// A JSON request body: a member given twice is refused, and a refusal
 /// names the field (`custom[0].pattern: …`).
