@@ -12,7 +12,8 @@ fn main() {
         Err(e) => {
             use clap::error::ErrorKind;
             if e.kind() == ErrorKind::InvalidSubcommand {
-                let what = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+                // args_os: `std::env::args` panics on an argument that is not UTF-8.
+                let what = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
                 eprintln!("tollgate: unknown command: {}\n", tollgate_control::cli::terminal_safe(&what));
             }
             e.exit()

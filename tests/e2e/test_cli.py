@@ -36,6 +36,10 @@ def test_every_command_has_help(cli_stack):
         assert "tollgate" in p.stdout, cmd
     p = tg(cli_stack, "frobnicate", ok=False)
     assert p.returncode == 2 and "unknown command" in p.stderr
+    # An argument that is not UTF-8 is an error, never a panic (std::env::args panicked on it).
+    for args in (["frobnicate", b"\xff"], ["budgets", "show", "team", b"\xff"], ["keys", b"\xfe"]):
+        p = tg(cli_stack, *args, ok=False)
+        assert p.returncode == 2 and "panicked" not in p.stderr, (args, p.stderr)
 
 
 def test_keys_budgets_spend_report(cli_stack):

@@ -304,6 +304,28 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/prompts/{name}/labels/{label}", put(prompt_set_label))
         .route("/v1/prompts/{name}/diff", get(prompt_diff))
         .with_state(state)
+        .layer(axum::middleware::map_response(json_errors))
+}
+
+/// Every refusal in the API's JSON error shape, also those axum writes
+/// itself: an unknown endpoint (404, empty), a method the endpoint does
+/// not take (405, empty) and a body over the endpoint's limit (413, plain
+/// text). A client reads `error.code` whatever went wrong.
+async fn json_errors(method: axum::http::Method, resp: Response) -> Response {
+    let status = resp.status();
+    let json = resp.headers().get(axum::http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let (kind, code, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found_error", "not_found", "no such endpoint".to_string()),
+        // axum adds the `Allow` header after this layer.
+        StatusCode::METHOD_NOT_ALLOWED => ("invalid_request_error", "method_not_allowed", format!("this endpoint does not take {method} (its Allow header lists what it takes)")),
+        StatusCode::PAYLOAD_TOO_LARGE => ("invalid_request_error", "too_large", "the body is larger than this endpoint takes".to_string()),
+        s if s.is_client_error() => ("invalid_request_error", "invalid", s.canonical_reason().unwrap_or("refused").to_string()),
+        s => ("api_error", "internal", s.canonical_reason().unwrap_or("failed").to_string()),
+    };
+    ApiError::new(status, kind, code, message).into_response()
 }
 
 async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
