@@ -1,4 +1,5 @@
-//! Content-Encoding of provider responses, decoded for reading only.
+//! Content-Encoding of provider responses, decoded for reading only, and
+//! of client requests, decoded before they go on (`request_body`).
 //!
 //! The filter asks providers for identity encoding (it drops the client's
 //! `accept-encoding`), but a provider or a proxy on the way may compress
@@ -151,6 +152,42 @@ impl Inflater {
     }
 }
 
+/// A request body that came with `content-encoding`, decoded: the filter
+/// must read its JSON, and sends it on decoded (the header removed), so the
+/// provider gets what was read and priced. `Ok(None)`: not encoded. At most
+/// `limit` decoded bytes (`max_request_bytes`) are made: the body is fed in
+/// 4 KiB slices, so a compression bomb stops within a few MiB of the limit
+/// instead of at 64 MiB. A body that does not end its stream is refused:
+/// what was cut off would never be read.
+pub fn request_body(coding: Option<&[u8]>, body: &[u8], limit: usize) -> Result<Option<Vec<u8>>, crate::errors::GatewayError> {
+    use crate::errors::GatewayError;
+    let coding = Coding::from_header(coding);
+    let Some(mut inflater) = Inflater::new(&coding) else {
+        return match coding {
+            Coding::Unreadable(name) => Err(GatewayError::unsupported_encoding(&name)),
+            _ => Ok(None),
+        };
+    };
+    let mut out = Vec::new();
+    for slice in body.chunks(4 << 10) {
+        inflater.push(slice, |d| out.extend_from_slice(d));
+        if out.len() > limit {
+            return Err(GatewayError::too_large(limit));
+        }
+        if inflater.error().is_some() {
+            break;
+        }
+    }
+    match inflater.error() {
+        Some(DecodeError::TooLarge) => Err(GatewayError::too_large(limit)),
+        None if inflater.finished() => Ok(Some(out)),
+        _ => Err(GatewayError::bad_request(
+            "invalid_encoding",
+            format!("The request body is not whole, valid {} data, as its content-encoding says.", if coding == Coding::Gzip { "gzip" } else { "deflate" }),
+        )),
+    }
+}
+
 /// The length of a complete gzip header at the start of `b`, `Ok(None)`
 /// while more bytes are needed, `Err` when it is not gzip.
 fn gzip_header_len(b: &[u8]) -> Result<Option<usize>, ()> {
@@ -231,6 +268,28 @@ mod tests {
         inf.push(&bomb, |d| n += d.len() as u64);
         assert_eq!(inf.error(), Some(DecodeError::TooLarge));
         assert!(n <= MAX_DECODED_BYTES);
+    }
+
+    #[test]
+    fn a_compressed_request_is_decoded_whole_or_refused() {
+        let json = br#"{"model":"cheap","messages":[{"role":"user","content":"hi"}]}"#.to_vec();
+        let limit = 1 << 20;
+        assert_eq!(request_body(None, &json, limit), Ok(None));
+        assert_eq!(request_body(Some(b"identity"), &json, limit), Ok(None));
+        assert_eq!(request_body(Some(b"gzip"), &gzip(&json, true), limit), Ok(Some(json.clone())));
+        assert_eq!(request_body(Some(b"deflate"), &miniz_oxide::deflate::compress_to_vec_zlib(&json, 6), limit), Ok(Some(json.clone())));
+        let code = |r: Result<Option<Vec<u8>>, crate::errors::GatewayError>| r.map_err(|e| (e.status, e.code));
+        assert_eq!(code(request_body(Some(b"br"), &json, limit)), Err((415, "unsupported_encoding")));
+        assert_eq!(code(request_body(Some(b"gzip, gzip"), &json, limit)), Err((415, "unsupported_encoding")));
+        assert_eq!(code(request_body(Some(b"gzip"), &json, limit)), Err((400, "invalid_encoding")), "not gzip");
+        let whole = gzip(&json, false);
+        assert_eq!(code(request_body(Some(b"gzip"), &whole[..whole.len() - 20], limit)), Err((400, "invalid_encoding")), "cut short");
+        assert_eq!(code(request_body(Some(b"gzip"), &[], limit)), Err((400, "invalid_encoding")), "empty");
+        // A bomb stops near the limit, not at 64 MiB.
+        let bomb = gzip(&vec![b' '; 48 << 20], false);
+        assert_eq!(code(request_body(Some(b"gzip"), &bomb, limit)), Err((413, "request_too_large")));
+        assert_eq!(code(request_body(Some(b"gzip"), &gzip(&vec![b' '; limit + 1], false), limit)), Err((413, "request_too_large")));
+        assert_eq!(request_body(Some(b"gzip"), &gzip(&vec![b' '; limit], false), limit).map(|b| b.map(|b| b.len())), Ok(Some(limit)));
     }
 
     #[test]

@@ -97,6 +97,16 @@ impl GatewayError {
         )
     }
 
+    /// A request body in a `content-encoding` the filter cannot decode.
+    pub fn unsupported_encoding(name: &str) -> Self {
+        Self::new(
+            415,
+            "invalid_request_error",
+            "unsupported_encoding",
+            format!("The request body's content-encoding '{name}' cannot be read here: send it uncompressed, or as gzip or deflate."),
+        )
+    }
+
     pub fn unknown_model(model: &str, available: &[String]) -> Self {
         let list = if available.is_empty() {
             "none are configured for this key".to_string()

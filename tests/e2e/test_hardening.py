@@ -300,6 +300,31 @@ def test_an_unreadable_encoding_is_estimated_never_free(client):
     assert rec["usage"]["output_tokens"] > 0 and rec["cost_micros"] > 0
 
 
+def test_a_compressed_request_is_read_priced_and_sent_on_decoded(client):
+    """A client may gzip its request (before: 400 "not valid JSON" at column 1).
+    The filter reads it decoded and sends the decoded body on, without the
+    header, so the provider gets exactly what was read and priced."""
+    import gzip
+    import zlib
+    say = "compressed hello " * 40
+    body = json.dumps({"model": "openai/gpt-5.4", "messages": [{"role": "user", "content": say}]}).encode()
+    for coding, data in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body))):
+        r = client.post("/v1/chat/completions", raw=data, headers={"content-encoding": coding, "x-mock-echo": "1"})
+        assert r.status_code == 200, (coding, r.text)
+        assert r.headers["x-mock-request-encoding"] == "", "the header goes with the encoding"
+        assert r.json()["choices"][0]["message"]["content"] == say, "the provider read the decoded text"
+        u = r.json()["usage"]
+        assert int(r.headers["x-tollgate-cost-micros"]) == expected_cost("openai/gpt-5.4", u["prompt_tokens"], u["completion_tokens"])
+    # What cannot be decoded is refused clearly, and counted as refused.
+    for coding, data, status, code in (("br", body, 415, "unsupported_encoding"), ("gzip", body, 400, "invalid_encoding"),
+                                       ("gzip", gzip.compress(body)[:-30], 400, "invalid_encoding"),
+                                       ("gzip", gzip.compress(b" " * (48 << 20)), 413, "request_too_large")):
+        r = client.post("/v1/chat/completions", raw=data, headers={"content-encoding": coding})
+        assert (r.status_code, error_of(r)["code"]) == (status, code), (coding, r.text)
+        rec = client.record(r.headers["x-tollgate-request-id"])
+        assert rec["outcome"] == "rejected" and rec["cost_micros"] == 0
+
+
 # ---- 7. HTTP/2 request trailers --------------------------------------------------------------
 
 def test_http2_request_with_trailers_is_routed_and_counted(stack, client):

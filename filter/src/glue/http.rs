@@ -43,6 +43,8 @@ struct RequestHeaders {
     feature: Option<Vec<u8>>,
     prompt_version: Option<Vec<u8>>,
     has_anthropic_version: bool,
+    /// The body's `content-encoding` (several headers joined, so refused).
+    content_encoding: Option<Vec<u8>>,
     /// Headers present that must not go upstream.
     to_remove: Vec<String>,
 }
@@ -82,6 +84,13 @@ impl RequestHeaders {
                     remove(&mut h);
                 }
                 b"anthropic-version" => h.has_anthropic_version = true,
+                b"content-encoding" => match &mut h.content_encoding {
+                    Some(joined) => {
+                        joined.extend_from_slice(b", ");
+                        joined.extend(value());
+                    }
+                    None => h.content_encoding = Some(value()),
+                },
                 // The response must be readable (uncompressed) to count its usage.
                 b"accept-encoding" => remove(&mut h),
                 n if n == cluster_header.as_bytes() => remove(&mut h),
@@ -456,6 +465,15 @@ impl TollgateHttp {
             self.pause_verified.set(true);
         }
         let mut body = host::buffer(REQUEST_BODY, 0, body_size);
+        // A compressed body is read, and sent on, decoded.
+        let decoded = match crate::decode::request_body(self.headers.content_encoding.as_deref(), &body, cfg.max_request_bytes) {
+            Ok(Some(plain)) => {
+                body = plain;
+                true
+            }
+            Ok(None) => false,
+            Err(e) => return self.reject(e),
+        };
         // The auto router's pick for this feature (a lookup in what the control service synced).
         let routing = super::synced::routing();
         let auto = self.feature.as_deref().and_then(|f| routing.as_ref()?.features.get(f));
@@ -547,7 +565,10 @@ impl TollgateHttp {
                 self.cache_verdict = Some((verdict, markers));
             }
         }
-        if rendered && plan.body.is_none() {
+        if decoded {
+            self.set_request_header("content-encoding", None);
+        }
+        if (rendered || decoded) && plan.body.is_none() {
             plan.headers.retain(|(k, _)| k != "content-length");
             plan.headers.push(("content-length".to_string(), body.len().to_string()));
             plan.body = Some(body);

@@ -339,6 +339,7 @@ fn decorate(h: &mut HeaderMap, req_h: &HeaderMap, uri: &Uri, ctype: &str) {
     h.insert("x-mock-host", echo(header_str(req_h, "host")));
     h.insert("x-mock-path", echo(uri.path_and_query().map(|p| p.as_str())));
     h.insert("x-mock-anthropic-version", echo(header_str(req_h, "anthropic-version")));
+    h.insert("x-mock-request-encoding", echo(header_str(req_h, "content-encoding")));
     h.insert("x-mock-cache-breakpoints", echo(Some(header_str(req_h, "x-mock-internal-breakpoints").unwrap_or("0"))));
     h.insert("x-mock-tollgate-headers", echo(Some(
         &req_h.keys().filter(|k| k.as_str().starts_with("x-tollgate")).map(|k| k.as_str()).collect::<Vec<_>>().join(","),
