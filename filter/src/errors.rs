@@ -67,6 +67,18 @@ impl GatewayError {
         )
     }
 
+    /// A presented key no key matches; `several` when it holds a comma,
+    /// most likely several keys: Envoy joins a repeated `Authorization`
+    /// header's values with commas, so two headers (even with the same key)
+    /// never match.
+    pub fn unknown_key(several: bool) -> Self {
+        let mut e = Self::invalid_key();
+        if several {
+            e.message = "The request carries several API keys (repeated Authorization headers, which Envoy joins with a comma): send one.".into();
+        }
+        e
+    }
+
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(400, "invalid_request_error", code, message.into())
     }
@@ -202,6 +214,14 @@ impl GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_keys_are_named_as_such() {
+        assert_eq!(GatewayError::unknown_key(false), GatewayError::invalid_key());
+        let e = GatewayError::unknown_key(true);
+        assert_eq!((e.status, e.code), (401, "invalid_api_key"));
+        assert!(e.message.contains("several API keys"), "{}", e.message);
+    }
 
     #[test]
     fn body_has_both_openai_and_anthropic_fields() {

@@ -300,6 +300,19 @@ def test_an_unreadable_encoding_is_estimated_never_free(client):
     assert rec["usage"]["output_tokens"] > 0 and rec["cost_micros"] > 0
 
 
+def test_two_authorization_headers_are_refused_as_several_keys(stack):
+    """Envoy joins a repeated Authorization header with a comma: even the same
+    key twice never matches, and the answer says why (not "unknown key")."""
+    body = json.dumps({"model": "openai/gpt-5.4", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    req = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+           + f"authorization: Bearer {SEARCH_KEY}\r\nauthorization: Bearer {SEARCH_KEY}\r\n".encode()
+           + f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body)
+    resp = raw_http(stack.envoy.listen_port, req)
+    assert status_of(resp) == 401, resp[:300]
+    err = json.loads(resp.split(b"\r\n\r\n", 1)[1])["error"]
+    assert err["code"] == "invalid_api_key" and "several API keys" in err["message"] and SEARCH_KEY not in err["message"]
+
+
 def test_a_compressed_request_is_read_priced_and_sent_on_decoded(client):
     """A client may gzip its request (before: 400 "not valid JSON" at column 1).
     The filter reads it decoded and sends the decoded body on, without the

@@ -342,6 +342,7 @@ impl TollgateHttp {
         let xkey = xkey.or_else(|| crate::request::query_key(&self.path).filter(|_| crate::gemini::path_model(&self.path).is_some()));
         let presented = presented_key(auth, xkey).ok_or_else(GatewayError::missing_key)?;
         let hash = hash_key(presented);
+        let several = presented.contains(',');
         if let Some(k) = cfg.key_by_hash(&hash) {
             return Ok(k.clone());
         }
@@ -356,7 +357,7 @@ impl TollgateHttp {
                 return Err(GatewayError::keys_loading());
             }
         }
-        Err(GatewayError::invalid_key())
+        Err(GatewayError::unknown_key(several))
     }
 
     fn on_request_headers(&mut self, cfg: &Config, end_of_stream: bool) -> Action {
