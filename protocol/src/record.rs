@@ -297,6 +297,11 @@ impl BudgetDecision {
 
 /// The most a record's cost may say: 10^15 micro-dollars ($1 billion).
 pub const MAX_COST_MICROS: u64 = 1_000_000_000_000_000;
+/// The latest request time a record may carry: 9999-12-31T23:59:59.999Z,
+/// the control service's bound on every instant (budget windows, reports).
+/// Before, a record stamped later was stored, counted by `/v1/spend` and
+/// missing from the bucketed reports of the same range.
+pub const MAX_TS_MS: u64 = 253_402_300_799_999;
 /// Bounds on a record's text fields (characters) and lists.
 pub const MAX_ID: usize = 128;
 pub const MAX_NAME: usize = 128;
@@ -426,6 +431,9 @@ impl UsageRecord {
         };
         if self.id.is_empty() {
             return Err("id: empty".into());
+        }
+        if self.ts_ms > MAX_TS_MS {
+            return Err(format!("ts_ms: after {MAX_TS_MS} (9999-12-31)"));
         }
         text("id", &self.id, MAX_ID)?;
         for (n, v) in [("key_id", &self.key_id), ("key_hash", &self.key_hash), ("team", &self.team), ("project", &self.project)] {

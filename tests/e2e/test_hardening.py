@@ -233,14 +233,17 @@ def test_control_service_refuses_a_bad_record_and_keeps_the_rest(stack):
             "latency_ms": 1, "ttfb_ms": 1}
     bad_model = dict(good, id="ingest-bad-1", model_served="m" * 300_000)
     bad_count = dict(good, id="ingest-bad-2", usage=dict(good["usage"], input_tokens=9 * 10**18))
-    batch = {"node": "test", "records": [bad_model, good, bad_count, {"id": 5}]}
+    # stamped after 9999-12-31: was stored, counted by /v1/spend and missing from bucketed reports
+    bad_time = dict(good, id="ingest-bad-3", ts_ms=10**17)
+    batch = {"node": "test", "records": [bad_model, good, bad_count, {"id": 5}, bad_time]}
     status, ack = stack.control.api("POST", "/v1/usage", batch, token=sm.FILTER_TOKEN)
     assert status == 200, ack
     assert ack["accepted"] == 1
-    assert [(x["index"], x["id"]) for x in ack["rejected"]] == [(0, "ingest-bad-1"), (2, "ingest-bad-2"), (3, "")]
+    assert [(x["index"], x["id"]) for x in ack["rejected"]] == [(0, "ingest-bad-1"), (2, "ingest-bad-2"), (3, ""), (4, "ingest-bad-3")]
     assert "model_served" in ack["rejected"][0]["reason"] and "usage" in ack["rejected"][1]["reason"]
+    assert ack["rejected"][3]["reason"].startswith("ts_ms: after")
     metrics = requests.get(stack.control.url + "/metrics", timeout=5).text
-    assert "tollgate_control_ingest_rejected_total 3" in metrics
+    assert "tollgate_control_ingest_rejected_total 4" in metrics
 
 
 # ---- 6. memory and size: bounded, and never a silent undercharge -----------------------------

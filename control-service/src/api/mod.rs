@@ -51,7 +51,7 @@ use requests::*;
 
 
 /// The latest instant the service accepts in a budget window: 9999-12-31T23:59:59.999Z.
-pub const MAX_TIME_MS: u64 = 253_402_300_799_999;
+pub const MAX_TIME_MS: u64 = tollgate_protocol::record::MAX_TS_MS;
 
 pub struct Settings {
     pub admin_token_hash: String,
