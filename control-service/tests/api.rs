@@ -175,10 +175,14 @@ async fn roles_validation_state_and_etag() {
         assert_eq!(usage(&long_multibyte), 200);
         for bad in ["%0d%0aset-cookie:%20x", "a%00b", &"n".repeat(257)] {
             let (s, e, _) = call("GET", &format!("{base}/v1/state?node={bad}"), Some(FILTER), None, None);
-            assert_eq!((s, e["error"]["message"].as_str().map(|m| m.starts_with("node: "))), (400, Some(true)), "{bad}");
+            assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_field")), "{bad}");
+            assert!(e["error"]["message"].as_str().is_some_and(|m| m.starts_with("node: ")), "{bad}: {e}");
         }
         for bad in ["a\r\nb", "a\0b", &"n".repeat(257)] {
             assert_eq!(usage(bad), 400, "{bad:?}");
+            // The same code as the state poll's (it was `invalid_json` for valid JSON).
+            let (_, e, _) = call("POST", &format!("{base}/v1/usage"), Some(FILTER), Some(json!({"node": bad, "records": []})), None);
+            assert_eq!((e["error"]["code"].as_str(), e["error"]["message"].as_str().map(|m| m.starts_with("node: "))), (Some("invalid_field"), Some(true)), "{bad:?}");
         }
         let (_, h, _) = call("GET", &format!("{base}/healthz"), None, None, None);
         assert_eq!(h["status"], "ok");

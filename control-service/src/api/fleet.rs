@@ -12,9 +12,6 @@ pub(super) async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, 
     role(&st, &headers)?;
     let (n, rejected, parsed) = blocking(move || {
         let batch: IngestBatch = serde_json::from_slice(&body).map_err(|e| StoreError::Invalid(format!("invalid JSON: {e}")))?;
-        if let Some(why) = tollgate_protocol::state::node_problem(&batch.node) {
-            return Err(StoreError::Invalid(format!("node: {why}")));
-        }
         let mut raw = Vec::with_capacity(batch.records.len());
         let mut records = Vec::with_capacity(batch.records.len());
         let mut rejected = Vec::new();
@@ -48,6 +45,11 @@ pub(super) async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, 
             _ => e,
         }
     })?;
+    // Valid JSON naming no Envoy: the field at fault, as the state poll says it.
+    if let Some(why) = tollgate_protocol::state::node_problem(&parsed.node) {
+        st.counters.ingest_errors.fetch_add(1, Relaxed);
+        return Err(ApiError::bad("invalid_field", format!("node: {why}")));
+    }
     // A full queue is not a storage failure: the sender keeps its records and retries.
     let committed = st.ingest.submit(parsed).map_err(|e| {
         st.counters.ingest_errors.fetch_add(1, Relaxed);
@@ -99,7 +101,7 @@ pub(super) async fn get_state(State(st): State<Arc<AppState>>, headers: HeaderMa
     // name an Envoy is refused, never read as an admin's poll.
     let node = q.node.filter(|n| !n.is_empty());
     if let Some(why) = node.as_deref().and_then(tollgate_protocol::state::node_problem) {
-        return Err(StoreError::Invalid(format!("node: {why}")).into());
+        return Err(ApiError::bad("invalid_field", format!("node: {why}")));
     }
     // An Envoy that sends a cursor (even empty) reads pages; one from before
     // deltas sends none and gets every budget in one answer, as it expects.
