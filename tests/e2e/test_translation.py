@@ -38,6 +38,22 @@ def test_a_chat_completion_from_a_claude_model(oai, client):
     assert rec["cost_micros"] == cost and rec["usage"]["output_tokens"] == u.completion_tokens
 
 
+def test_empty_content_openai_takes_is_left_out_for_claude(oai):
+    """OpenAI takes an empty system prompt, an empty assistant turn and empty
+    text parts; Anthropic refuses each (the strict mock cites the errors).
+    What carries nothing is left out, so the request is served."""
+    raw = oai.chat.completions.with_raw_response.create(
+        model=MODEL, max_tokens=20, extra_headers={"x-mock-echo": "1"},
+        messages=[{"role": "system", "content": ""}, {"role": "user", "content": "First"},
+                  {"role": "assistant", "content": ""},
+                  {"role": "user", "content": [{"type": "text", "text": ""}, {"type": "text", "text": "Second"}]}])
+    assert raw.parse().choices[0].message.content == "Second"
+    # All of it empty: nothing is left to send, and Anthropic's refusal comes back as an OpenAI error.
+    with pytest.raises(openai.BadRequestError) as e:
+        oai.chat.completions.create(model=MODEL, max_tokens=20, messages=[{"role": "user", "content": ""}])
+    assert "at least one message is required" in str(e.value)
+
+
 @pytest.mark.parametrize("include_usage", [True, False])
 def test_a_stream_from_a_claude_model(oai, client, include_usage):
     kw = {"stream_options": {"include_usage": True}} if include_usage else {}

@@ -85,7 +85,11 @@ fn user_content(v: &Value, i: usize) -> Result<Value, GatewayError> {
             let mut blocks = Vec::with_capacity(parts.len());
             for p in parts {
                 match p.get("type").and_then(Value::as_str) {
-                    Some("text") => blocks.push(json!({"type": "text", "text": p.get("text").and_then(Value::as_str).unwrap_or("")})),
+                    // An empty text part carries nothing, and Anthropic refuses it.
+                    Some("text") => match p.get("text").and_then(Value::as_str).unwrap_or("") {
+                        "" => {}
+                        text => blocks.push(json!({"type": "text", "text": text})),
+                    },
                     Some("image_url") => {
                         let url = p.pointer("/image_url/url").and_then(Value::as_str).ok_or_else(|| bad_message(i, "image_url without url"))?;
                         blocks.push(image_block(url, i)?);
@@ -100,14 +104,30 @@ fn user_content(v: &Value, i: usize) -> Result<Value, GatewayError> {
     }
 }
 
+/// The messages, in Anthropic's terms. OpenAI takes empty content where
+/// Anthropic refuses it (an empty text block, or a turn with no content
+/// before the last: tests/mock-provider/src/strict.rs cites the errors), so
+/// system text, turns and text parts that carry nothing are left out
+/// (Anthropic joins the consecutive turns that may leave).
 fn messages(list: &Value) -> Result<(Vec<Value>, Vec<Value>), GatewayError> {
     let list = list.as_array().ok_or_else(|| GatewayError::bad_request("invalid_type", "'messages' must be an array.").with_param("messages"))?;
     let (mut system, mut out) = (Vec::new(), Vec::new());
+    let empty = |v: &Value| v.as_str().is_some_and(str::is_empty) || v.as_array().is_some_and(Vec::is_empty);
     for (i, m) in list.iter().enumerate() {
         let content = m.get("content").unwrap_or(&Value::Null);
         match m.get("role").and_then(Value::as_str) {
-            Some("system" | "developer") => system.push(json!({"type": "text", "text": text_parts(content, i)?})),
-            Some("user") => out.push(json!({"role": "user", "content": user_content(content, i)?})),
+            Some("system" | "developer") => {
+                let text = text_parts(content, i)?;
+                if !text.is_empty() {
+                    system.push(json!({"type": "text", "text": text}));
+                }
+            }
+            Some("user") => {
+                let content = user_content(content, i)?;
+                if !empty(&content) {
+                    out.push(json!({"role": "user", "content": content}));
+                }
+            }
             Some("assistant") => {
                 let mut blocks = Vec::new();
                 let text = text_parts(content, i)?;
@@ -121,7 +141,9 @@ fn messages(list: &Value) -> Result<(Vec<Value>, Vec<Value>), GatewayError> {
                     blocks.push(json!({"type": "tool_use", "id": c.get("id").cloned().unwrap_or(Value::Null),
                                        "name": c.pointer("/function/name").cloned().unwrap_or(Value::Null), "input": input}));
                 }
-                out.push(json!({"role": "assistant", "content": blocks}));
+                if !blocks.is_empty() {
+                    out.push(json!({"role": "assistant", "content": blocks}));
+                }
             }
             Some("tool") => {
                 let id = m.get("tool_call_id").and_then(Value::as_str).ok_or_else(|| bad_message(i, "a tool message without tool_call_id"))?;
@@ -331,6 +353,23 @@ mod tests {
             "tools": [{"name": "lookup", "description": "d", "input_schema": {"type": "object"}}],
             "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
             "max_tokens": 4096}));
+    }
+
+    #[test]
+    fn what_carries_nothing_is_left_out_as_anthropic_refuses_it() {
+        let got = tr(json!({"model": "m", "messages": [
+            {"role": "system", "content": ""},
+            {"role": "user", "content": [{"type": "text", "text": ""}, {"type": "text", "text": "Hi"}]},
+            {"role": "assistant", "content": ""},
+            {"role": "user", "content": ""},
+            {"role": "user", "content": [{"type": "text", "text": ""}]},
+            {"role": "user", "content": "Still there?"},
+            {"role": "assistant", "content": null}]}))
+        .unwrap();
+        assert_eq!(got["messages"], json!([
+            {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+            {"role": "user", "content": "Still there?"}]));
+        assert!(got.get("system").is_none(), "{got}");
     }
 
     #[test]

@@ -12,6 +12,16 @@
 //!   `400 invalid_request_error "<field>: Extra inputs are not permitted"`
 //!   (anthropics/claude-code#21612 for `context_management`, amrit110/oli#7
 //!   for `response_format`); `max_tokens` is required and ≥ 1.
+//! - Empty messages. Anthropic: no message at all is `"messages: at least
+//!   one message is required"` (langchain-ai/langchain#31657, #31696); an
+//!   empty text block `"messages: text content blocks must be non-empty"`
+//!   (cecli-dev/cecli#102, a real response body); empty content before the
+//!   last message `"messages.<i>: all messages must have non-empty content
+//!   except for the optional final assistant message"`
+//!   (glowingjade/obsidian-smart-composer#156, a real response body).
+//!   OpenAI: `"[] is too short - 'messages'"`, `param` and `code` null
+//!   (run-llama/llama_index#9373, a real response body); empty strings
+//!   in content are accepted.
 //! - DeepSeek documents no refusal of unknown members: the mock accepts them,
 //!   but checks types like OpenAI.
 
@@ -160,6 +170,36 @@ fn check_cache_control(req: &Map<String, Value>) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Anthropic's rules on empty messages (sources in the module's notes).
+fn anthropic_messages_not_empty(msgs: &[Value]) -> Result<(), Refusal> {
+    let Some(last) = msgs.len().checked_sub(1) else {
+        return Err(refuse(400, "messages: at least one message is required".into(), None, None));
+    };
+    for (i, m) in msgs.iter().enumerate() {
+        let final_assistant = i == last && m.get("role").and_then(Value::as_str) == Some("assistant");
+        let empty = match m.get("content") {
+            Some(Value::String(t)) => t.is_empty(),
+            Some(Value::Array(blocks)) => {
+                let text_empty = |b: &Value| b.get("type").and_then(Value::as_str) == Some("text") && b.get("text").and_then(Value::as_str) == Some("");
+                if blocks.iter().any(text_empty) {
+                    return Err(refuse(400, "messages: text content blocks must be non-empty".into(), None, None));
+                }
+                blocks.is_empty()
+            }
+            _ => false,
+        };
+        if empty && !final_assistant {
+            return Err(refuse(
+                400,
+                format!("messages.{i}: all messages must have non-empty content except for the optional final assistant message"),
+                None,
+                None,
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a request body as the provider would.
 pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: bool) -> Result<(), Refusal> {
     match dialect {
@@ -185,6 +225,9 @@ pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: bool) -> Result<(
                     return Err(refuse(400, "max_tokens: Input should be greater than or equal to 1".into(), None, None))
                 }
                 _ => {}
+            }
+            if let Some(msgs) = req.get("messages").and_then(Value::as_array) {
+                anthropic_messages_not_empty(msgs)?;
             }
         }
         Dialect::OpenAi | Dialect::DeepSeek => {
@@ -220,6 +263,9 @@ pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: bool) -> Result<(
                     None,
                 ));
             }
+            if dialect == Dialect::OpenAi && req.get("messages").and_then(Value::as_array).is_some_and(Vec::is_empty) {
+                return Err(refuse(400, "[] is too short - 'messages'".into(), None, None));
+            }
             if let Some(n) = req.get("n").and_then(Value::as_i64) {
                 if !(1..=128).contains(&n) {
                     return Err(refuse(400, format!("{n} is less than the minimum of 1 - 'n'"), Some("n"), None));
@@ -253,22 +299,37 @@ mod tests {
             "messages": []});
         assert!(check(Dialect::Anthropic, &obj(bad_ttl), false).is_err());
         let ok = json!({"model": "m", "max_tokens": 1, "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
-            "messages": []});
+            "messages": [{"role": "user", "content": "hi"}]});
         assert!(check(Dialect::Anthropic, &obj(ok), false).is_ok());
     }
 
     #[test]
     fn anthropic_refuses_what_the_real_api_refuses() {
-        let ok = json!({"model": "claude", "max_tokens": 5, "messages": [], "stream": true});
+        let ok = json!({"model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], "stream": true});
         assert!(check(Dialect::Anthropic, &obj(ok), false).is_ok());
         let bad = json!({"model": "claude", "max_tokens": 5, "messages": [], "stream": true, "stream_options": {"include_usage": true}});
         let e = check(Dialect::Anthropic, &obj(bad), false).err().unwrap();
         assert_eq!(e.message, "stream_options: Extra inputs are not permitted");
         let e = check(Dialect::Anthropic, &obj(json!({"model": "c", "messages": []})), false).err().unwrap();
         assert_eq!(e.message, "max_tokens: Field required");
-        let cm = json!({"model": "c", "max_tokens": 1, "messages": [], "context_management": {}});
+        let cm = json!({"model": "c", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}], "context_management": {}});
         assert!(check(Dialect::Anthropic, &obj(cm.clone()), false).is_err());
         assert!(check(Dialect::Anthropic, &obj(cm), true).is_ok());
+    }
+
+    #[test]
+    fn empty_messages_are_refused_as_each_api_does() {
+        let anthropic = |messages: Value| check(Dialect::Anthropic, &obj(json!({"model": "c", "max_tokens": 5, "messages": messages})), false).err().map(|e| e.message);
+        assert_eq!(anthropic(json!([])).as_deref(), Some("messages: at least one message is required"));
+        assert_eq!(anthropic(json!([{"role": "user", "content": [{"type": "text", "text": ""}]}])).as_deref(), Some("messages: text content blocks must be non-empty"));
+        let not_last = "messages.0: all messages must have non-empty content except for the optional final assistant message";
+        assert_eq!(anthropic(json!([{"role": "user", "content": ""}, {"role": "assistant", "content": "a"}])).as_deref(), Some(not_last));
+        assert_eq!(anthropic(json!([{"role": "assistant", "content": []}, {"role": "user", "content": "q"}])).as_deref(), Some(not_last));
+        assert_eq!(anthropic(json!([{"role": "user", "content": ""}])).as_deref(), Some(not_last), "a last user message too");
+        assert_eq!(anthropic(json!([{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}])), None, "the final assistant prefill may be empty");
+        let openai = |messages: Value| check(Dialect::OpenAi, &obj(json!({"model": "m", "messages": messages})), false).err().map(|e| (e.message, e.param, e.code));
+        assert_eq!(openai(json!([])), Some(("[] is too short - 'messages'".to_string(), None, None)));
+        assert_eq!(openai(json!([{"role": "user", "content": ""}])), None);
     }
 
     #[test]
