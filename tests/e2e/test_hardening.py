@@ -2,9 +2,11 @@
 crashes the filter, bypasses a budget or miscounts (issue 7, each class)."""
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import time
+import zlib
 
 import h2.config
 import h2.connection
@@ -320,8 +322,6 @@ def test_a_compressed_request_is_read_priced_and_sent_on_decoded(client):
     """A client may gzip its request (before: 400 "not valid JSON" at column 1).
     The filter reads it decoded and sends the decoded body on, without the
     header, so the provider gets exactly what was read and priced."""
-    import gzip
-    import zlib
     say = "compressed hello " * 40
     body = json.dumps({"model": "openai/gpt-5.4", "messages": [{"role": "user", "content": say}]}).encode()
     for coding, data in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body))):

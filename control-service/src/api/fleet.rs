@@ -12,6 +12,11 @@ pub(super) async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, 
     role(&st, &headers)?;
     let (n, rejected, parsed) = blocking(move || {
         let batch: IngestBatch = serde_json::from_slice(&body).map_err(|e| StoreError::Invalid(format!("invalid JSON: {e}")))?;
+        // Valid JSON naming no Envoy: refused before its records are read,
+        // with the field at fault, as the state poll says it.
+        if let Some(why) = tollgate_protocol::state::node_problem(&batch.node) {
+            return Ok(Err(ApiError::bad("invalid_field", format!("node: {why}"))));
+        }
         let mut raw = Vec::with_capacity(batch.records.len());
         let mut records = Vec::with_capacity(batch.records.len());
         let mut rejected = Vec::new();
@@ -35,21 +40,17 @@ pub(super) async fn ingest(State(st): State<Arc<AppState>>, headers: HeaderMap, 
             }
         }
         let n = records.len();
-        Ok((n, rejected, Batch { node: batch.node.to_string(), records, raw, now_ms: now_ms() }))
+        Ok(Ok((n, rejected, Batch { node: batch.node.to_string(), records, raw, now_ms: now_ms() })))
     })
     .await
-    .map_err(|e| {
+    .map_err(|e| match e.code {
+        "invalid" => ApiError::bad("invalid_json", e.message),
+        _ => e,
+    })
+    .and_then(|checked| checked)
+    .inspect_err(|_| {
         st.counters.ingest_errors.fetch_add(1, Relaxed);
-        match e.code {
-            "invalid" => ApiError::bad("invalid_json", e.message),
-            _ => e,
-        }
     })?;
-    // Valid JSON naming no Envoy: the field at fault, as the state poll says it.
-    if let Some(why) = tollgate_protocol::state::node_problem(&parsed.node) {
-        st.counters.ingest_errors.fetch_add(1, Relaxed);
-        return Err(ApiError::bad("invalid_field", format!("node: {why}")));
-    }
     // A full queue is not a storage failure: the sender keeps its records and retries.
     let committed = st.ingest.submit(parsed).map_err(|e| {
         st.counters.ingest_errors.fetch_add(1, Relaxed);

@@ -141,13 +141,11 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// A refusal's message, cut to 200 characters: it may quote what the
-/// client sent, and an answer need not echo a 100,000-character parameter.
+/// A refusal's message: it may quote what the client sent, so it is cut to
+/// 200 characters (an answer need not echo a 100,000-character parameter)
+/// and loses control characters.
 fn cut(message: String) -> String {
-    match message.char_indices().nth(200) {
-        Some((at, _)) => format!("{}…", &message[..at]),
-        None => message,
-    }
+    tollgate_protocol::text::clean_field(&message, 200)
 }
 
 /// The query string, as axum's `Query` reads it, with two differences: a

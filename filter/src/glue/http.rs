@@ -342,10 +342,11 @@ impl TollgateHttp {
         let xkey = xkey.or_else(|| crate::request::query_key(&self.path).filter(|_| crate::gemini::path_model(&self.path).is_some()));
         let presented = presented_key(auth, xkey).ok_or_else(GatewayError::missing_key)?;
         let hash = hash_key(presented);
-        let several = presented.contains(',');
         if let Some(k) = cfg.key_by_hash(&hash) {
             return Ok(k.clone());
         }
+        // Several keys (a repeated Authorization header Envoy joined with a comma)?
+        let several = presented.contains(',');
         if cfg.control.is_some() {
             if let Some(k) = shared_key(&hash) {
                 return Ok(k);
