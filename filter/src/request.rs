@@ -18,6 +18,9 @@ pub enum Endpoint {
     Chat(Api),
     /// `GET /v1/models`: answered by the gateway from its route table.
     Models,
+    /// `POST /v1/messages/count_tokens`: Anthropic's token counting, free,
+    /// passed to the provider that would serve the messages request.
+    CountTokens,
     Other,
 }
 
@@ -28,6 +31,7 @@ pub fn classify_path(path: &str) -> Endpoint {
     match p {
         "/v1/chat/completions" | "/chat/completions" => Endpoint::Chat(Api::OpenAiChat),
         "/v1/messages" => Endpoint::Chat(Api::AnthropicMessages),
+        "/v1/messages/count_tokens" => Endpoint::CountTokens,
         "/v1/embeddings" | "/embeddings" => Endpoint::Chat(Api::OpenAiEmbeddings),
         "/v1/completions" | "/completions" => Endpoint::Chat(Api::OpenAiCompletions),
         "/v1/responses" | "/responses" => Endpoint::Chat(Api::OpenAiResponses),
@@ -435,6 +439,8 @@ mod tests {
         assert_eq!(classify_path("/v1/completions"), Endpoint::Chat(Api::OpenAiCompletions));
         assert_eq!(classify_path("/v1/responses"), Endpoint::Chat(Api::OpenAiResponses));
         assert_eq!(classify_path("/v1/responses/resp_1/input_items"), Endpoint::Other);
+        assert_eq!(classify_path("/v1/messages/count_tokens?beta=true"), Endpoint::CountTokens);
+        assert_eq!(classify_path("/v1/messages/batches"), Endpoint::Other);
         assert_eq!(query_of("/v1/messages?beta=true"), "?beta=true");
         assert_eq!(query_of("/v1/messages"), "");
         assert_eq!(upstream_query("/v1beta/models/m:streamGenerateContent?alt=sse&key=tg-1"), "?alt=sse");

@@ -85,6 +85,11 @@ pub struct Choice<'a> {
     /// Render a named prompt (`tollgate_prompt`) with this registry (`None`
     /// inside: never loaded); not set: such a body is refused with [`NEEDS_RENDER`].
     pub prompts: Option<Option<&'a crate::prompts::Registry>>,
+    /// Anthropic's token counting (`POST /v1/messages/count_tokens`):
+    /// routed like the messages request it counts, to an Anthropic-format
+    /// provider only, with nothing added (no output cap: the endpoint
+    /// refuses `max_tokens`), free, so neither priced nor sent to fallbacks.
+    pub count_tokens: bool,
 }
 
 /// [`plan`], with the model chosen by a fallback or the auto router.
@@ -169,6 +174,15 @@ pub fn plan_for(
     let target = Target { provider: provider.name.clone(), route: resolved.route.to_string(), upstream_model };
     // A chat request in the other provider's format: translated both ways.
     let translate = Direction::between(api, provider.format == ProviderFormat::Anthropic);
+    if choice.count_tokens && (translate.is_some() || provider.format != ProviderFormat::Anthropic) {
+        // Not found, as Anthropic-format clients expect of a gateway that
+        // cannot count: Claude Code then counts locally.
+        let e = GatewayError::not_found(format!(
+            "Token counting is served for models routed to an Anthropic-format provider; the model '{model}' is served by provider '{}'.",
+            provider.name
+        ));
+        return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
+    }
     if translate.is_none() && !provider.format.serves(api) {
         let e = match (provider.format, api) {
             (_, Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses | Api::GeminiGenerateContent) => GatewayError::bad_request(
@@ -190,7 +204,7 @@ pub fn plan_for(
         return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
     }
     let price = cfg.price(&provider.name, &target.upstream_model);
-    if cfg.unpriced_models == UnpricedModels::Deny && price.is_none() {
+    if cfg.unpriced_models == UnpricedModels::Deny && price.is_none() && !choice.count_tokens {
         let e = GatewayError::bad_request(
             "model_not_priced",
             format!("The model '{model}' has no price configured, and this gateway refuses unpriced models."),
@@ -204,10 +218,13 @@ pub fn plan_for(
         ..Default::default()
     };
     let worst = Amount { micros: price.map(|p| p.cost_micros(&worst_usage)).unwrap_or(0), tokens: worst_usage.budget_tokens() };
-    let opts = Rewrite {
-        force_include_usage: cfg.force_stream_usage,
-        output_cap: api.output_cap_field().or(provider.output_cap_field).map(|f| (f, cfg.default_max_tokens)),
-        auto_cache: resolved.auto_cache,
+    let opts = match choice.count_tokens {
+        true => Rewrite { force_include_usage: false, output_cap: None, auto_cache: None },
+        false => Rewrite {
+            force_include_usage: cfg.force_stream_usage,
+            output_cap: api.output_cap_field().or(provider.output_cap_field).map(|f| (f, cfg.default_max_tokens)),
+            auto_cache: resolved.auto_cache,
+        },
     };
     let body = match translate {
         Some(Direction::OpenAiToAnthropic) => Some(to_anthropic::chat_to_messages(&parsed, &target.upstream_model, cfg.default_max_tokens)),
@@ -220,6 +237,7 @@ pub fn plan_for(
     .map_err(|e| refuse(e, Some(&chat), Some(&target)))?;
     let upstream_api = translate.map_or(api, Direction::upstream_api);
     let upstream_path = match (upstream_api, provider.format) {
+        _ if choice.count_tokens => format!("{}/messages/count_tokens{}", provider.path_prefix, upstream_query(path)),
         (Api::GeminiGenerateContent, _) => {
             let method = if chat.stream { "streamGenerateContent" } else { "generateContent" };
             format!("{}/models/{}:{method}{}", provider.path_prefix, target.upstream_model, upstream_query(path))
@@ -261,8 +279,32 @@ pub fn plan_for(
             }
         }
     }
-    let fallbacks = resolved.fallbacks.to_vec();
+    let fallbacks = if choice.count_tokens { Vec::new() } else { resolved.fallbacks.to_vec() };
     Ok(Plan { chat, target, worst, body, headers, cluster: provider.cluster.clone(), translate, json_repair: resolved.json_repair, fallbacks, routed, prefix, rendered: None })
+}
+
+/// `GET /v1/models`: the models a key may name exactly, in the list shape
+/// of the client's API. Anthropic clients (they send `anthropic-version`:
+/// the Anthropic SDKs, Claude Code's gateway model discovery) get
+/// Anthropic's (`ModelInfo` = `type`, `id`, `display_name`, `created_at`,
+/// "an epoch value if the release date is unknown", and the page's
+/// `has_more`, `first_id`, `last_id`: platform.claude.com/docs/en/api/models);
+/// every other client OpenAI's (`object: list`, `id`, `object`, `created`,
+/// `owned_by`). One page: the route table is small.
+pub fn models_document(models: &[(&str, &str)], anthropic: bool) -> String {
+    use serde_json::json;
+    let doc = if anthropic {
+        let data: Vec<_> = models
+            .iter()
+            .map(|(id, _)| json!({"type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z"}))
+            .collect();
+        let (first, last) = (models.first().map(|m| m.0), models.last().map(|m| m.0));
+        json!({"data": data, "has_more": false, "first_id": first, "last_id": last})
+    } else {
+        let data: Vec<_> = models.iter().map(|(id, owner)| json!({"id": id, "object": "model", "created": 0, "owned_by": owner})).collect();
+        json!({"object": "list", "data": data})
+    };
+    doc.to_string()
 }
 
 #[cfg(test)]
@@ -339,6 +381,58 @@ mod tests {
         assert!(p.body.is_none(), "nothing to change");
         let p = plan(&cfg, &key(None), Api::AnthropicMessages, body, "/v1/messages", true).unwrap();
         assert!(!p.headers.iter().any(|(k, _)| k == "anthropic-version"));
+    }
+
+    #[test]
+    fn models_are_listed_in_the_clients_shape() {
+        let models = [("cheap", "openai"), ("claude-sonnet-4-6", "anthropic")];
+        let openai: serde_json::Value = serde_json::from_str(&models_document(&models, false)).unwrap();
+        assert_eq!(
+            openai,
+            serde_json::json!({"object": "list", "data": [
+                {"id": "cheap", "object": "model", "created": 0, "owned_by": "openai"},
+                {"id": "claude-sonnet-4-6", "object": "model", "created": 0, "owned_by": "anthropic"}]})
+        );
+        let anthropic: serde_json::Value = serde_json::from_str(&models_document(&models, true)).unwrap();
+        assert_eq!(anthropic["data"][1], serde_json::json!({"type": "model", "id": "claude-sonnet-4-6",
+            "display_name": "claude-sonnet-4-6", "created_at": "1970-01-01T00:00:00Z"}));
+        assert_eq!((&anthropic["first_id"], &anthropic["last_id"], &anthropic["has_more"]), (&"cheap".into(), &"claude-sonnet-4-6".into(), &false.into()));
+        let empty: serde_json::Value = serde_json::from_str(&models_document(&[], true)).unwrap();
+        assert_eq!(empty, serde_json::json!({"data": [], "has_more": false, "first_id": null, "last_id": null}));
+    }
+
+    #[test]
+    fn a_token_count_goes_to_the_anthropic_provider_as_counted_with_nothing_added() {
+        let routes = r#""routes": [{"model": "sonnet", "provider": "anthropic", "upstream_model": "claude-sonnet-4-5",
+                                    "auto_cache": {"min_tokens": 1}, "fallbacks": ["claude-y"]},"#;
+        let priced = r#""pricing": {"anthropic/claude-sonnet-4-5": {"input": 3000000, "output": 15000000},"#;
+        let cfg = Config::from_json(CFG.replace(r#""routes": ["#, routes).replace(r#""pricing": {"#, priced).as_bytes()).unwrap();
+        let count = Choice { count_tokens: true, ..Default::default() };
+        let body = br#"{"model":"sonnet","messages":[{"role":"user","content":"hi"}],"system":"be brief"}"#;
+        let p = plan_for(&cfg, &key(None), Api::AnthropicMessages, body, "/v1/messages/count_tokens?beta=true", false, count).unwrap();
+        let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+        assert_eq!((h[":path"].as_str(), h["anthropic-version"].as_str()), ("/v1/messages/count_tokens?beta=true", "2023-06-01"));
+        assert_eq!((p.target.provider.as_str(), p.target.upstream_model.as_str()), ("anthropic", "claude-sonnet-4-5"));
+        // The model rewritten, nothing added (no cache marker), no fallback.
+        let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            sent,
+            serde_json::json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}], "system": "be brief"})
+        );
+        assert!(p.fallbacks.is_empty());
+        // The same body as a messages request gets the route's cache marker and fallbacks.
+        let m = plan(&cfg, &key(None), Api::AnthropicMessages, body, "/v1/messages", false).unwrap();
+        assert!(String::from_utf8_lossy(m.body.as_ref().unwrap()).contains("cache_control"));
+        assert_eq!(m.fallbacks, vec!["claude-y".to_string()]);
+        // Free, so an unpriced model is counted even where unpriced models are refused.
+        assert!(plan_for(&cfg, &key(None), Api::AnthropicMessages, br#"{"model":"claude-z","messages":[]}"#, "/", false, count).is_ok());
+        // A model served in another format cannot be counted there: 404, as Claude Code expects.
+        let r = plan_for(&cfg, &key(None), Api::AnthropicMessages, br#"{"model":"cheap","messages":[]}"#, "/", false, count).unwrap_err();
+        assert_eq!((r.error.status, r.error.code), (404, "unknown_endpoint"));
+        assert!(r.error.message.contains("provider 'openai'"), "{}", r.error.message);
+        // The key's model list holds as for any request.
+        let r = plan_for(&cfg, &key(Some(vec!["cheap"])), Api::AnthropicMessages, body, "/", false, count).unwrap_err();
+        assert_eq!(r.error.code, "model_not_allowed");
     }
 
     #[test]

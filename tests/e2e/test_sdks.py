@@ -53,6 +53,17 @@ def test_openai_sdk_models(oai):
     assert "cheap" in ids and "openai/gpt-5.4" in ids
 
 
+def test_anthropic_sdk_models_in_anthropics_shape(claude):
+    # Anthropic clients (anthropic-version sent) get Anthropic's list shape: Claude Code's
+    # gateway model discovery lists the ids starting with claude or anthropic.
+    page = claude.models.list()
+    ids = [m.id for m in page.data]
+    assert "anthropic/claude-sonnet-4-6" in ids and "cheap" in ids
+    m = next(m for m in page.data if m.id == "anthropic/claude-sonnet-4-6")
+    assert (m.type, m.display_name, m.created_at.year) == ("model", "anthropic/claude-sonnet-4-6", 1970)
+    assert page.has_more is False and (page.first_id, page.last_id) == (ids[0], ids[-1])
+
+
 def test_openai_sdk_errors(stack, oai):
     bad = openai.OpenAI(base_url=stack.url + "/v1", api_key="tg-wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as e:

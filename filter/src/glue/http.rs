@@ -112,6 +112,8 @@ enum Phase {
     Upstream,
     /// Not ours (other paths in `pass` mode): touch nothing.
     Passthrough,
+    /// A token count went upstream: its answer is passed on as it is.
+    Counting,
     /// The gateway answered itself (local reply).
     Replied,
     /// The usage record was emitted: nothing more to do.
@@ -214,6 +216,9 @@ pub(super) struct TollgateHttp {
     routed_by: Option<String>,
     /// A request sampled for evaluations (its answer added when it comes).
     capture: Option<tollgate_protocol::record::Capture>,
+    /// A token count (`/v1/messages/count_tokens`): routed and checked like
+    /// a messages request, but free: no budget, no record.
+    counting: bool,
 }
 
 impl Context for TollgateHttp {
@@ -286,6 +291,7 @@ impl TollgateHttp {
             fallback_call: None,
             routed_by: None,
             capture: None,
+            counting: false,
         }
     }
 
@@ -324,7 +330,7 @@ impl TollgateHttp {
         log::debug!("[{}] rejected {} {}", self.context_id, e.status, e.code);
         host::send_response(u32::from(e.status), &headers, body.as_bytes());
         self.phase = Phase::Replied;
-        if self.key.is_some() {
+        if self.key.is_some() && !self.counting {
             let mut rec = self.build_record(Usage::default(), UsageSource::None, Outcome::Rejected, Some(e.code.to_string()), 0, false);
             self.emit(&mut rec);
         }
@@ -378,7 +384,7 @@ impl TollgateHttp {
                 OtherPaths::Deny => {
                     let p = crate::text::clean_field(path.split('?').next().unwrap_or(""), 128);
                     self.reject(GatewayError::not_found(format!(
-                        "Tollgate serves POST /v1/chat/completions, /v1/messages, /v1/responses, /v1/embeddings, /v1/completions and Gemini's /v1beta/models/{{model}}:generateContent, and GET /v1/models; '{p}' is not routed."
+                        "Tollgate serves POST /v1/chat/completions, /v1/messages, /v1/messages/count_tokens, /v1/responses, /v1/embeddings, /v1/completions and Gemini's /v1beta/models/{{model}}:generateContent, and GET /v1/models; '{p}' is not routed."
                     )))
                 }
             };
@@ -396,19 +402,19 @@ impl TollgateHttp {
                 return self.reject(GatewayError::method_not_allowed("Use GET /v1/models."));
             }
             self.key = None; // listing models is not usage
-            let data: Vec<serde_json::Value> = cfg
-                .listable_models(&key)
-                .into_iter()
-                .map(|(id, owner)| serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": owner}))
-                .collect();
-            let body = serde_json::json!({"object": "list", "data": data}).to_string();
+            let body = route::models_document(&cfg.listable_models(&key), self.headers.has_anthropic_version);
             host::send_response(200, &[("content-type", "application/json")], body.as_bytes());
             self.phase = Phase::Replied;
             return Action::Pause;
         }
 
-        let Endpoint::Chat(api) = endpoint else {
-            return Action::Continue;
+        let api = match endpoint {
+            Endpoint::Chat(api) => api,
+            Endpoint::CountTokens => {
+                self.counting = true;
+                Api::AnthropicMessages
+            }
+            Endpoint::Models | Endpoint::Other => return Action::Continue,
         };
         self.api = Some(api);
         if method != b"POST" {
@@ -481,7 +487,13 @@ impl TollgateHttp {
         let auto = self.feature.as_deref().and_then(|f| routing.as_ref()?.features.get(f));
         // A named prompt is rendered inside planning, from the synced registry.
         let registry = super::synced::registry();
-        let choice = route::Choice { model: None, auto, fingerprint: cfg.cache_insights, prompts: Some(registry.as_deref()) };
+        let choice = route::Choice {
+            model: None,
+            auto,
+            fingerprint: cfg.cache_insights && !self.counting,
+            prompts: Some(registry.as_deref()),
+            count_tokens: self.counting,
+        };
         let mut planned = route::plan_for(cfg, &key, api, &body, &self.path, self.headers.has_anthropic_version, choice);
         let mut rendered = false;
         if let Ok(p) = planned.as_mut() {
@@ -527,7 +539,7 @@ impl TollgateHttp {
                 plan.headers.push(("content-length".to_string(), new_body.len().to_string()));
                 plan.body = Some(new_body);
             }
-            if policy.reads_answers() {
+            if policy.reads_answers() && !self.counting {
                 // The answer must be readable to be scanned or restored.
                 self.set_request_header("accept-encoding", None);
                 let owner = crate::guard::answer::Owner {
@@ -540,7 +552,7 @@ impl TollgateHttp {
             }
         }
         // Sampled for evaluations: the request as sent (after redaction), in the client's API.
-        if let Some(c) = &cfg.capture {
+        if let Some(c) = cfg.capture.as_ref().filter(|_| !self.counting) {
             let sent = plan.body.as_deref().unwrap_or(&body);
             let chat_like = matches!(api, Api::OpenAiChat | Api::AnthropicMessages);
             if chat_like && plan.translate.is_none() && !plan.chat.stream && sent.len() <= c.max_bytes
@@ -550,12 +562,12 @@ impl TollgateHttp {
             }
         }
         // Budgets: reserve the worst case against every budgeted scope.
-        if cfg.control.is_some() {
+        if cfg.control.is_some() && !self.counting {
             if let Err(action) = self.admit(cfg, &key, plan.worst) {
                 return action;
             }
         }
-        if cfg.cache_insights {
+        if cfg.cache_insights && !self.counting {
             use crate::fingerprint::{Markers, Verdict};
             let sent = plan.body.as_deref().unwrap_or(&body);
             let markers = crate::fingerprint::markers(plan.translate.map_or(api, |d| d.upstream_api()), sent);
@@ -590,8 +602,26 @@ impl TollgateHttp {
             plan.cluster,
             plan.target.upstream_model
         );
-        self.phase = Phase::Upstream;
+        self.phase = if self.counting { Phase::Counting } else { Phase::Upstream };
         Action::Continue
+    }
+
+    /// A token count's answer: passed on as the provider sent it, with
+    /// Tollgate's headers (the provider's own in that namespace removed).
+    fn tag_count_answer(&self) {
+        let map = host::header_map(RESPONSE_HEADERS);
+        let impostors: Vec<String> = crate::hostmap::pairs(&map)
+            .filter(|(n, _)| n.starts_with(b"x-tollgate-"))
+            .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        for name in impostors {
+            host::set_header(RESPONSE_HEADERS, &name, None);
+        }
+        self.add_own_header("x-tollgate-request-id", &self.request_id);
+        if let Some(t) = &self.target {
+            self.add_own_header("x-tollgate-provider", &t.provider);
+            self.add_own_header("x-tollgate-model", &t.upstream_model);
+        }
     }
 
     fn build_record(
@@ -939,6 +969,10 @@ impl HttpContext for TollgateHttp {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if self.phase == Phase::Counting {
+            self.tag_count_answer();
+            return Action::Continue;
+        }
         if self.phase != Phase::Upstream {
             return Action::Continue;
         }

@@ -133,6 +133,7 @@ async fn main() {
         .route("/v1/chat/completions", post(chat))
         .route("/chat/completions", post(chat))
         .route("/v1/messages", post(messages))
+        .route("/v1/messages/count_tokens", post(count_message_tokens))
         .route("/v1/embeddings", post(embed))
         .route("/v1/completions", post(complete))
         .route("/v1/responses", post(respond_api))
@@ -598,6 +599,32 @@ async fn messages(State(app): State<Arc<App>>, uri: Uri, mut h: HeaderMap, body:
     let marks = req.as_ref().ok().and_then(Value::as_object).map(|m| strict::cache_breakpoints(m).len()).unwrap_or(0);
     h.insert("x-mock-internal-breakpoints", HeaderValue::from(marks));
     handle(app, Dialect::Anthropic, uri, h, req, model).await
+}
+
+/// Anthropic's token counting: the input tokens the same body would take
+/// as a message (cache reads and writes included), refused as the real
+/// endpoint refuses (strict.rs). Free: not counted as served.
+async fn count_message_tokens(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+    remember(&app, &body);
+    let err = |status: u16, message: &str, param: Option<&str>| {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+        respond(code, &h, &uri, error_body_with(Dialect::Anthropic, status, message, param, None), "application/json")
+    };
+    if let Err(m) = check_key(&app, Dialect::Anthropic, &h) {
+        return err(401, &m, None);
+    }
+    if header_str(&h, "anthropic-version").is_none() {
+        return err(400, "anthropic-version: header is required", None);
+    }
+    let req = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(m)) => m,
+        _ => return err(400, "There was an error parsing the body of your request.", None),
+    };
+    if let Err(r) = strict::check_count_tokens(&req, header_str(&h, "anthropic-beta").is_some()) {
+        return err(r.status, &r.message, r.param.as_deref());
+    }
+    let input = prompt_tokens(&Value::Object(req));
+    respond(StatusCode::OK, &h, &uri, json!({ "input_tokens": input }).to_string(), "application/json")
 }
 
 async fn handle(

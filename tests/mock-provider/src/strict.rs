@@ -22,6 +22,14 @@
 //!   OpenAI: `"[] is too short - 'messages'"`, `param` and `code` null
 //!   (run-llama/llama_index#9373, a real response body); empty strings
 //!   in content are accepted.
+//! - Anthropic token counting (`POST /v1/messages/count_tokens`): the API
+//!   reference's body (platform.claude.com/docs/en/api/messages/count_tokens:
+//!   `messages`, `model`, `cache_control`, `output_config`, `system`,
+//!   `thinking`, `tool_choice`, `tools`; beta adds `context_management`,
+//!   `mcp_servers`, `output_format`); the same refusal for anything else,
+//!   `max_tokens` included (Wei-Shaw/sub2api#4913: "Anthropic
+//!   /v1/messages/count_tokens does not accept max_tokens … Extra inputs are
+//!   not permitted"). The answer is `{"input_tokens": n}`.
 //! - DeepSeek documents no refusal of unknown members: the mock accepts them,
 //!   but checks types like OpenAI.
 
@@ -51,6 +59,10 @@ const ANTHROPIC_PARAMS: &[&str] = &[
 ];
 /// Accepted only with an `anthropic-beta` header.
 const ANTHROPIC_BETA_PARAMS: &[&str] = &["context_management", "mcp_servers"];
+
+const COUNT_TOKENS_PARAMS: &[&str] =
+    &["model", "messages", "cache_control", "output_config", "system", "thinking", "tool_choice", "tools"];
+const COUNT_TOKENS_BETA_PARAMS: &[&str] = &["context_management", "mcp_servers", "output_format"];
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -200,25 +212,40 @@ fn anthropic_messages_not_empty(msgs: &[Value]) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Anthropic's checks of a body's members: known, typed, cache markers well placed.
+fn anthropic_members(req: &Map<String, Value>, params: &[&str], beta: &[&str]) -> Result<(), Refusal> {
+    check_cache_control(req)?;
+    if let Some(k) = req.keys().find(|k| !params.contains(&k.as_str()) && !beta.contains(&k.as_str())) {
+        return Err(refuse(400, format!("{k}: Extra inputs are not permitted"), None, None));
+    }
+    for (name, kind) in TYPES {
+        match req.get(*name) {
+            Some(v) if !kind_ok(v, *kind) => return Err(refuse(400, format!("{name}: Input should be {}", anthropic_type_name(*kind)), None, None)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a token count's body as Anthropic would.
+pub fn check_count_tokens(req: &Map<String, Value>, beta: bool) -> Result<(), Refusal> {
+    anthropic_members(req, COUNT_TOKENS_PARAMS, if beta { COUNT_TOKENS_BETA_PARAMS } else { &[] })?;
+    for field in ["model", "messages"] {
+        if !req.contains_key(field) {
+            return Err(refuse(400, format!("{field}: Field required"), None, None));
+        }
+    }
+    match req.get("messages").and_then(Value::as_array) {
+        Some(msgs) => anthropic_messages_not_empty(msgs),
+        None => Ok(()),
+    }
+}
+
 /// Checks a request body as the provider would.
 pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: bool) -> Result<(), Refusal> {
     match dialect {
         Dialect::Anthropic => {
-            check_cache_control(req)?;
-            for k in req.keys() {
-                let known = ANTHROPIC_PARAMS.contains(&k.as_str()) || (beta && ANTHROPIC_BETA_PARAMS.contains(&k.as_str()));
-                if !known {
-                    return Err(refuse(400, format!("{k}: Extra inputs are not permitted"), None, None));
-                }
-            }
-            for (name, kind) in TYPES {
-                match req.get(*name) {
-                    Some(v) if !kind_ok(v, *kind) => {
-                        return Err(refuse(400, format!("{name}: Input should be {}", anthropic_type_name(*kind)), None, None))
-                    }
-                    _ => {}
-                }
-            }
+            anthropic_members(req, ANTHROPIC_PARAMS, if beta { ANTHROPIC_BETA_PARAMS } else { &[] })?;
             match req.get("max_tokens").and_then(Value::as_i64) {
                 None => return Err(refuse(400, "max_tokens: Field required".into(), None, None)),
                 Some(n) if n < 1 => {
@@ -315,6 +342,26 @@ mod tests {
         let cm = json!({"model": "c", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}], "context_management": {}});
         assert!(check(Dialect::Anthropic, &obj(cm.clone()), false).is_err());
         assert!(check(Dialect::Anthropic, &obj(cm), true).is_ok());
+    }
+
+    #[test]
+    fn a_token_count_refuses_what_only_a_message_takes() {
+        let ok = obj(json!({"model": "claude-x", "messages": [{"role": "user", "content": "hi"}], "system": "s", "tools": []}));
+        assert!(check_count_tokens(&ok, false).is_ok());
+        for (extra, value) in [("max_tokens", json!(10)), ("stream", json!(true)), ("temperature", json!(0.5)), ("metadata", json!({}))] {
+            let mut body = ok.clone();
+            body.insert(extra.into(), value);
+            let r = check_count_tokens(&body, false).err().unwrap();
+            assert_eq!((r.status, r.message), (400, format!("{extra}: Extra inputs are not permitted")));
+        }
+        let mut beta = ok.clone();
+        beta.insert("context_management".into(), json!({}));
+        assert!(check_count_tokens(&beta, false).is_err());
+        assert!(check_count_tokens(&beta, true).is_ok());
+        let r = check_count_tokens(&obj(json!({"model": "claude-x"})), false).err().unwrap();
+        assert_eq!(r.message, "messages: Field required");
+        let r = check_count_tokens(&obj(json!({"model": "claude-x", "messages": []})), false).err().unwrap();
+        assert_eq!(r.message, "messages: at least one message is required");
     }
 
     #[test]

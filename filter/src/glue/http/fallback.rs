@@ -42,7 +42,7 @@ impl TollgateHttp {
         }
         let (Some(api), Some(key), Some(body)) = (self.api, self.key.clone(), self.client_body.clone()) else { return false };
         while let Some(model) = self.fallbacks.pop_front() {
-            let Ok(plan) = route::plan_for(cfg, &key, api, &body, &self.path, self.headers.has_anthropic_version, route::Choice { model: Some(&model), auto: None, fingerprint: false, prompts: None }) else {
+            let Ok(plan) = route::plan_for(cfg, &key, api, &body, &self.path, self.headers.has_anthropic_version, route::Choice { model: Some(&model), ..Default::default() }) else {
                 log::debug!("[{}] fallback '{}' cannot serve this request; next", self.context_id, crate::text::clean_field(&model, 64));
                 continue;
             };
