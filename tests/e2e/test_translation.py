@@ -170,3 +170,21 @@ def test_anthropic_sdk_errors_and_refusals_from_an_openai_format_model(claude_sd
         claude_sdk.messages.create(model="openai/gpt-5.4", max_tokens=10, extra_body={"top_k": 5},
                                    messages=[{"role": "user", "content": "x"}])
     assert "top_k" in e.value.body["error"]["message"]
+
+
+def test_claude_codes_attribution_line_does_not_keep_an_openai_cache_cold(claude_sdk, client):
+    # Claude Code's first system block (its shape from a real capture, speakerdeck.com/sumedhbala/act1-costs:
+    # "x-anthropic-billing-header: … cch=b2984;" then the cached system prompt) carries a new cch on every
+    # turn. Translated for an OpenAI-format model it is left out, so the provider's automatic prefix
+    # cache (the mock's: exact prefix, from 1,024 tokens) hits from the second turn on.
+    long_prompt = "You are an interactive CLI tool that helps users with software engineering tasks. " * 80
+    costs = []
+    for cch in ("97bd6", "24c2d"):
+        raw = claude_sdk.messages.with_raw_response.create(
+            model="openai/gpt-5.4", max_tokens=20, messages=[{"role": "user", "content": "Turn one."}],
+            system=[{"type": "text", "text": f"x-anthropic-billing-header: cc_version=2.1.153.d02; cc_entrypoint=cli; cch={cch};"},
+                    {"type": "text", "text": long_prompt, "cache_control": {"type": "ephemeral", "ttl": "1h"}}])
+        u = raw.parse().usage
+        costs.append(client.record(raw.headers["x-tollgate-request-id"])["cost_micros"])
+    assert (u.cache_read_input_tokens or 0) >= 1024, "the second turn read the first one's prefix"
+    assert costs[1] < costs[0]

@@ -34,6 +34,36 @@ fn text_of(v: &Value, i: usize) -> Result<String, GatewayError> {
     }
 }
 
+/// The line Claude Code puts first in its system prompt for Anthropic's
+/// billing ("x-anthropic-billing-header: cc_version=2.1.153.d02;
+/// cc_entrypoint=cli; cch=97bd6;"), a new `cch` on every request: it means
+/// nothing to another provider and, first in the prompt, it would make
+/// every prefix new there, so their prompt caches could never hit
+/// (jwadow/kiro-gateway#215 measured the cost; insightflo/chatgpt-codex-proxy#2).
+const CLAUDE_CODE_ATTRIBUTION: &str = "x-anthropic-billing-header:";
+
+/// A system prompt without Claude Code's attribution line, wherever a text
+/// (the whole string, or a block) starts with it.
+fn without_attribution(mut v: Value) -> Value {
+    fn strip(t: &mut String) {
+        if t.starts_with(CLAUDE_CODE_ATTRIBUTION) {
+            *t = t.split_once('\n').map_or("", |(_, rest)| rest).to_string();
+        }
+    }
+    match &mut v {
+        Value::String(t) => strip(t),
+        Value::Array(blocks) => {
+            for b in blocks.iter_mut() {
+                if let Some(Value::String(t)) = b.get_mut("text") {
+                    strip(t);
+                }
+            }
+        }
+        _ => {}
+    }
+    v
+}
+
 fn image_part(b: &Value, i: usize) -> Result<Value, GatewayError> {
     let src = b.get("source").unwrap_or(&Value::Null);
     let url = match src.get("type").and_then(Value::as_str) {
@@ -118,7 +148,7 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
         match k {
             // OpenAI caches prompt prefixes by itself: the markers have no effect there.
             "model" | "cache_control" => {}
-            "system" => system = Some(text_of(&v, 0).map_err(|_| refuse("system", "may hold only text"))?),
+            "system" => system = Some(text_of(&without_attribution(v), 0).map_err(|_| refuse("system", "may hold only text"))?),
             "messages" => {
                 let list = v.as_array().ok_or_else(|| refuse("messages", "must be an array"))?;
                 for (i, m) in list.iter().enumerate() {
@@ -283,6 +313,28 @@ mod tests {
             "tools": [{"type": "function", "function": {"name": "lookup", "description": "d", "parameters": {"type": "object"}}}],
             "tool_choice": "required", "parallel_tool_calls": false,
             "stream_options": {"include_usage": true}}));
+    }
+
+    #[test]
+    fn claude_codes_attribution_line_is_left_out_so_the_prefix_stays_cacheable() {
+        let system = |cch: &str| json!([
+            {"type": "text", "text": format!("x-anthropic-billing-header: cc_version=2.1.153.d02; cc_entrypoint=cli; cch={cch};")},
+            {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]);
+        let msgs = json!([{"role": "user", "content": "hi"}]);
+        let a = tr(json!({"model": "m", "max_tokens": 5, "system": system("97bd6"), "messages": msgs})).unwrap();
+        let b = tr(json!({"model": "m", "max_tokens": 5, "system": system("24c2d"), "messages": msgs})).unwrap();
+        assert_eq!(a["messages"][0], json!({"role": "system", "content": "You are Claude Code."}));
+        assert_eq!(a, b, "two turns differing only in cch are the same prompt upstream");
+        // In a string, or first in a block with more text: only that line goes.
+        let c = tr(json!({"model": "m", "max_tokens": 5, "messages": msgs,
+                          "system": "x-anthropic-billing-header: cc_version=2.1.1; cch=1;\nBe brief."})).unwrap();
+        assert_eq!(c["messages"][0]["content"], "Be brief.");
+        // Only at the start: the same words elsewhere are the client's text.
+        let d = tr(json!({"model": "m", "max_tokens": 5, "messages": msgs, "system": "Quote: x-anthropic-billing-header: x"})).unwrap();
+        assert_eq!(d["messages"][0]["content"], "Quote: x-anthropic-billing-header: x");
+        // Nothing else left: no system message.
+        let e = tr(json!({"model": "m", "max_tokens": 5, "messages": msgs, "system": "x-anthropic-billing-header: cch=1;"})).unwrap();
+        assert_eq!(e["messages"][0]["role"], "user");
     }
 
     #[test]
