@@ -188,3 +188,25 @@ def test_claude_codes_attribution_line_does_not_keep_an_openai_cache_cold(claude
         costs.append(client.record(raw.headers["x-tollgate-request-id"])["cost_micros"])
     assert (u.cache_read_input_tokens or 0) >= 1024, "the second turn read the first one's prefix"
     assert costs[1] < costs[0]
+
+
+def test_claude_codes_thinking_reaches_an_openai_format_model_as_reasoning_effort(stack, claude_sdk, client):
+    # Claude Code sends `thinking` whatever the model (weave-os/router#323); it was refused here.
+    import requests
+    raw = claude_sdk.messages.with_raw_response.create(
+        model="openai/gpt-5.4", max_tokens=20000, thinking={"type": "enabled", "budget_tokens": 16384},
+        messages=[{"role": "user", "content": "Think, then answer."}], extra_headers={"x-mock-reasoning-tokens": "40"})
+    m = raw.parse()
+    sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+    assert (sent["reasoning_effort"], sent["max_completion_tokens"]) == ("high", 20000)
+    assert "thinking" not in sent
+    # The reasoning tokens are output, priced as such.
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert m.usage.output_tokens == rec["usage"]["output_tokens"] == 52
+    # An explicit effort wins; disabled thinking sends none.
+    claude_sdk.messages.create(model="openai/gpt-5.4", max_tokens=100, thinking={"type": "adaptive"},
+                               extra_body={"output_config": {"effort": "low"}}, messages=[{"role": "user", "content": "x"}])
+    assert requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()["reasoning_effort"] == "low"
+    claude_sdk.messages.create(model="openai/gpt-5.4", max_tokens=100, thinking={"type": "disabled"},
+                               messages=[{"role": "user", "content": "x"}])
+    assert "reasoning_effort" not in requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()

@@ -7,7 +7,7 @@ use crate::errors::GatewayError;
 use crate::request::ParsedBody;
 
 /// Untranslatable members, by name (for a static `param`).
-const REFUSED: &[&str] = &["top_k", "thinking", "container", "mcp_servers", "service_tier", "context_management"];
+const REFUSED: &[&str] = &["top_k", "container", "mcp_servers", "service_tier", "context_management"];
 
 use super::bad_message;
 
@@ -62,6 +62,41 @@ fn without_attribution(mut v: Value) -> Value {
         _ => {}
     }
     v
+}
+
+/// How much an OpenAI-format model reasons, from how much Claude would
+/// think: `output_config.effort` when given (`max` is OpenAI's `high`),
+/// else `thinking.budget_tokens` (below 4,096 `low`, below 16,384
+/// `medium`, else `high`); `disabled`, or `adaptive` without an effort,
+/// leave the model's default. Either way the output cap bounds the
+/// reasoning tokens, as Anthropic's `max_tokens` bounds thinking, so the
+/// reservation still holds. Claude Code sends `thinking` to whatever model
+/// it is pointed at: refused, every Claude Code turn to an OpenAI-format
+/// model failed (weave-os/router#323: dropping it instead left reasoning
+/// models at their least effort).
+fn reasoning_effort(thinking: Option<&Value>, config: Option<&Value>) -> Result<Option<&'static str>, GatewayError> {
+    let from_config = match config {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(c)) if c.keys().all(|k| k == "effort") => match c.get("effort").and_then(Value::as_str) {
+            Some("low") => Some("low"),
+            Some("medium") => Some("medium"),
+            Some("high" | "max") => Some("high"),
+            None => None,
+            Some(_) => return Err(refuse("output_config", "effort must be low, medium, high or max")),
+        },
+        Some(_) => return Err(refuse("output_config", "only its effort has a translation")),
+    };
+    let from_thinking = match thinking {
+        None | Some(Value::Null) => None,
+        Some(t) => match (t.get("type").and_then(Value::as_str), t.get("budget_tokens").and_then(Value::as_u64)) {
+            (Some("disabled" | "adaptive"), _) => None,
+            (Some("enabled"), Some(b)) if b < 4096 => Some("low"),
+            (Some("enabled"), Some(b)) if b < 16384 => Some("medium"),
+            (Some("enabled"), Some(_)) => Some("high"),
+            _ => return Err(refuse("thinking", "must be enabled with budget_tokens, adaptive or disabled")),
+        },
+    };
+    Ok(from_config.or(from_thinking))
 }
 
 fn image_part(b: &Value, i: usize) -> Result<Value, GatewayError> {
@@ -143,6 +178,7 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
     let mut msgs = Vec::new();
     let mut parallel = None;
     let mut stream = false;
+    let (mut thinking, mut output_config) = (None, None);
     for (k, raw) in p.members() {
         let v: Value = serde_json::from_str(raw).map_err(|_| GatewayError::bad_request("invalid_json", "The request body is not valid JSON."))?;
         match k {
@@ -202,8 +238,13 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
                 }
                 out.insert("tool_choice".into(), choice);
             }
+            "thinking" => thinking = Some(v),
+            "output_config" => output_config = Some(v),
             other => return Err(super::unknown_member(other, REFUSED, "an OpenAI-format model")),
         }
+    }
+    if let Some(effort) = reasoning_effort(thinking.as_ref(), output_config.as_ref())? {
+        out.insert("reasoning_effort".into(), Value::from(effort));
     }
     if let Some(s) = system.filter(|s| !s.is_empty()) {
         msgs.insert(0, json!({"role": "system", "content": s}));
@@ -338,10 +379,31 @@ mod tests {
     }
 
     #[test]
+    fn how_much_claude_would_think_is_how_much_the_model_reasons() {
+        let effort = |extra: Value| {
+            let mut body = json!({"model": "m", "max_tokens": 32000, "messages": [{"role": "user", "content": "hi"}]});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            tr(body).unwrap().get("reasoning_effort").cloned()
+        };
+        let budget = |b: u64| effort(json!({"thinking": {"type": "enabled", "budget_tokens": b}}));
+        assert_eq!((budget(1024), budget(4095)), (Some(json!("low")), Some(json!("low"))));
+        assert_eq!((budget(4096), budget(16383)), (Some(json!("medium")), Some(json!("medium"))));
+        assert_eq!(budget(31999), Some(json!("high")), "Claude Code's usual budget");
+        assert_eq!(effort(json!({"thinking": {"type": "disabled"}})), None);
+        assert_eq!(effort(json!({"thinking": {"type": "adaptive"}})), None, "the model's default");
+        assert_eq!(effort(json!({"thinking": {"type": "adaptive"}, "output_config": {"effort": "medium"}})), Some(json!("medium")));
+        assert_eq!(effort(json!({"thinking": {"type": "enabled", "budget_tokens": 1024}, "output_config": {"effort": "max"}})), Some(json!("high")));
+        assert_eq!(effort(json!({})), None);
+        let e = tr(json!({"model": "m", "max_tokens": 5, "messages": [], "output_config": {"effort": "extreme"}})).unwrap_err();
+        assert_eq!(e.param, Some("output_config"));
+    }
+
+    #[test]
     fn what_cannot_be_translated_is_refused_by_name() {
         for (body, param) in [
             (json!({"model": "m", "max_tokens": 5, "messages": [], "top_k": 5}), "top_k"),
-            (json!({"model": "m", "max_tokens": 5, "messages": [], "thinking": {"type": "enabled", "budget_tokens": 1024}}), "thinking"),
+            (json!({"model": "m", "max_tokens": 5, "messages": [], "thinking": {"type": "enabled"}}), "thinking"),
+            (json!({"model": "m", "max_tokens": 5, "messages": [], "output_config": {"format": {"type": "json_schema"}}}), "output_config"),
             (json!({"model": "m", "max_tokens": 5, "messages": [], "tools": [{"type": "web_search_20250305", "name": "web_search"}]}), "tools"),
             (json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "document"}]}]}), "messages"),
         ] {
