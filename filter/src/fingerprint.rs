@@ -113,6 +113,20 @@ pub fn fingerprint(api: Api, body: &[u8], scope: u64) -> Option<Fingerprint> {
     fingerprint_raw([top.tools.map(RawValue::get), top.system.map(RawValue::get), top.messages.map(RawValue::get)], scope)
 }
 
+/// Where the `cch` value of Claude Code's attribution line is, when the
+/// system prompt starts with it ("x-anthropic-billing-header:
+/// cc_version=2.1.153.d02; cc_entrypoint=cli; cch=97bd6;"). It is new on
+/// every request, yet the turns of one session read Anthropic's cache
+/// (motiful/cc-cache-audit; the other providers never see the line, see
+/// `translate::to_openai`): compared as zeros, it is not a change.
+fn attestation(system: &[u8]) -> Option<std::ops::Range<usize>> {
+    let head = system.get(..system.len().min(256))?;
+    let at = memchr::memmem::find(head, b"x-anthropic-billing-header:")?;
+    let start = at + memchr::memmem::find(head.get(at..)?, b"cch=")? + 4;
+    let len = head.get(start..)?.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    Some(start..start + len)
+}
+
 /// Fingerprints the raw JSON text of a request's `tools`, `system` and
 /// `messages` members (segments 0, 1, 2: no parsing, the request parser
 /// found them already); `None` when shorter than the providers' minimum.
@@ -125,11 +139,20 @@ pub fn fingerprint_raw(parts: [Option<&str>; 3], scope: u64) -> Option<Fingerpri
     'outer: for (seg, part) in parts.iter().enumerate() {
         let Some(text) = part else { continue };
         fp.prefix_bytes += text.len();
-        for chunk in text.as_bytes().chunks(BLOCK) {
+        let cch = if seg == 1 { attestation(text.as_bytes()) } else { None };
+        for (i, chunk) in text.as_bytes().chunks(BLOCK).enumerate() {
             if fp.blocks.len() == MAX_BLOCKS {
                 break 'outer;
             }
-            fp.blocks.push((seg as u8, hash(chunk)));
+            let h = match cch.clone().filter(|r| i == 0 && r.end <= chunk.len()) {
+                Some(r) => {
+                    let mut zeroed = chunk.to_vec();
+                    zeroed.get_mut(r).into_iter().flatten().for_each(|b| *b = b'0');
+                    hash(&zeroed)
+                }
+                None => hash(chunk),
+            };
+            fp.blocks.push((seg as u8, h));
             fp.lens.push(chunk.len() as u16);
         }
     }
@@ -389,6 +412,26 @@ mod tests {
         assert_eq!(at_top("y").verdict(&[]), Verdict::Unknown);
         // a different prompt altogether is not a cache buster
         assert_eq!(fp(&"Other text entirely. ".repeat(300)).verdict(&recent), Verdict::Unknown);
+    }
+
+    #[test]
+    fn claude_codes_attestation_is_not_a_change_but_its_version_is() {
+        let handbook = "Refunds are possible within 30 days. ".repeat(300);
+        let cc = |version: &str, cch: &str| {
+            let system = json!([{"type": "text", "text": format!("x-anthropic-billing-header: cc_version={version}; cc_entrypoint=cli; cch={cch};")},
+                                {"type": "text", "text": handbook, "cache_control": {"type": "ephemeral"}}]);
+            let b = serde_json::to_vec(&json!({"model": "m", "max_tokens": 10, "system": system,
+                                               "messages": [{"role": "user", "content": "hi"}]})).unwrap();
+            fingerprint(Api::AnthropicMessages, &b, 7).unwrap()
+        };
+        // Turns of one session: a new cch each, the same prefix.
+        let turn = cc("2.1.153.d02", "97bd6");
+        assert_eq!(cc("2.1.153.d02", "24c2d").verdict(std::slice::from_ref(&turn)), Verdict::Matched { prefix_bytes: turn.prefix_bytes });
+        // Another conversation's version hash is a different prefix for the provider too.
+        assert!(matches!(cc("2.1.153.a3f", "24c2d").verdict(&[turn]), Verdict::Changed { ref segment, offset: 0, .. } if segment == "system"));
+        // The words elsewhere, or a cch of the client's own text, are compared as they are.
+        assert_eq!(attestation(br#"[{"type":"text","text":"cch=12345; x-anthropic-billing-header: none"}]"#), None);
+        assert_eq!(attestation(format!("{}x-anthropic-billing-header: cch=1;", " ".repeat(300)).as_bytes()), None);
     }
 
     #[test]

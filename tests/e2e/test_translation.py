@@ -185,9 +185,12 @@ def test_claude_codes_attribution_line_does_not_keep_an_openai_cache_cold(claude
             system=[{"type": "text", "text": f"x-anthropic-billing-header: cc_version=2.1.153.d02; cc_entrypoint=cli; cch={cch};"},
                     {"type": "text", "text": long_prompt, "cache_control": {"type": "ephemeral", "ttl": "1h"}}])
         u = raw.parse().usage
-        costs.append(client.record(raw.headers["x-tollgate-request-id"])["cost_micros"])
+        rec = client.record(raw.headers["x-tollgate-request-id"])
+        costs.append(rec["cost_micros"])
     assert (u.cache_read_input_tokens or 0) >= 1024, "the second turn read the first one's prefix"
     assert costs[1] < costs[0]
+    # Nor does the cache-miss detector take the new cch for a changed prefix.
+    assert rec.get("cache_miss") is None, rec.get("cache_miss")
 
 
 def test_claude_codes_thinking_reaches_an_openai_format_model_as_reasoning_effort(stack, claude_sdk, client):

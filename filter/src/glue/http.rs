@@ -617,6 +617,11 @@ impl TollgateHttp {
         for name in impostors {
             host::set_header(RESPONSE_HEADERS, &name, None);
         }
+        self.add_target_headers();
+    }
+
+    /// The request's id, and where it went.
+    fn add_target_headers(&self) {
         self.add_own_header("x-tollgate-request-id", &self.request_id);
         if let Some(t) = &self.target {
             self.add_own_header("x-tollgate-provider", &t.provider);
@@ -1008,13 +1013,9 @@ impl HttpContext for TollgateHttp {
                 }
             }
         }
-        self.add_own_header("x-tollgate-request-id", &self.request_id);
+        self.add_target_headers();
         for (k, v) in &self.budget_headers {
             self.add_own_header(k, v);
-        }
-        if let Some(t) = &self.target {
-            self.add_own_header("x-tollgate-provider", &t.provider);
-            self.add_own_header("x-tollgate-model", &t.upstream_model);
         }
         let Some(cfg) = self.config.clone() else { return Action::Continue };
         if end_of_stream {
