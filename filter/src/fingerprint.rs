@@ -116,9 +116,12 @@ pub fn fingerprint(api: Api, body: &[u8], scope: u64) -> Option<Fingerprint> {
 /// Where the `cch` value of Claude Code's attribution line is, when the
 /// system prompt starts with it ("x-anthropic-billing-header:
 /// cc_version=2.1.153.d02; cc_entrypoint=cli; cch=97bd6;"). It is new on
-/// every request, yet the turns of one session read Anthropic's cache
-/// (motiful/cc-cache-audit; the other providers never see the line, see
-/// `translate::to_openai`): compared as zeros, it is not a change.
+/// every request, and a Claude Code session's turns are still read from
+/// Anthropic's cache (else none could be; the version's hash, which changes
+/// per conversation, does start a new prefix there: motiful/cc-cache-audit);
+/// other providers never see the line (`translate::to_openai`). Compared
+/// as zeros, it is not a change; if Anthropic's cache did see it, the
+/// provider reports no read and the record still says `not_cached`.
 fn attestation(system: &[u8]) -> Option<std::ops::Range<usize>> {
     let head = system.get(..system.len().min(256))?;
     let at = memchr::memmem::find(head, b"x-anthropic-billing-header:")?;
