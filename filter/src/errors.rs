@@ -96,6 +96,13 @@ impl GatewayError {
         Self::new(404, "not_found_error", "unknown_endpoint", message.into())
     }
 
+    /// 404 for `GET /v1/models/{id}`: not a model this key may use here.
+    pub fn no_such_model(model: &str) -> Self {
+        let shown = crate::text::clean_field(model, 256);
+        Self::new(404, "not_found_error", "model_not_found", format!("The model '{shown}' does not exist or this key may not use it."))
+            .with_param("model")
+    }
+
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::new(405, "invalid_request_error", "method_not_allowed", message.into())
     }

@@ -18,6 +18,8 @@ pub enum Endpoint {
     Chat(Api),
     /// `GET /v1/models`: answered by the gateway from its route table.
     Models,
+    /// `GET /v1/models/{id}`: one model, from the route table too.
+    Model,
     /// `POST /v1/messages/count_tokens`: Anthropic's token counting, free,
     /// passed to the provider that would serve the messages request.
     CountTokens,
@@ -37,8 +39,17 @@ pub fn classify_path(path: &str) -> Endpoint {
         "/v1/responses" | "/responses" => Endpoint::Chat(Api::OpenAiResponses),
         "/v1/models" | "/models" => Endpoint::Models,
         _ if crate::gemini::path_model(p).is_some() => Endpoint::Chat(Api::GeminiGenerateContent),
+        _ if model_path_id(p).is_some() => Endpoint::Model,
         _ => Endpoint::Other,
     }
+}
+
+/// The model id of `/v1/models/{id}` (an SDK may escape the `/` of
+/// `openai/gpt-5.4` as `%2F`).
+pub fn model_path_id(path: &str) -> Option<String> {
+    let p = path.split(['?', '#']).next().unwrap_or("");
+    let id = ["/v1/models/", "/models/"].iter().find_map(|pre| p.strip_prefix(pre))?;
+    Some(id.replace("%2F", "/").replace("%2f", "/")).filter(|id| !id.is_empty())
 }
 
 /// The query string of a path, with its `?`, or "".
@@ -435,6 +446,9 @@ mod tests {
         assert_eq!(classify_path("/v1/chat/completions?x=1"), Endpoint::Chat(Api::OpenAiChat));
         assert_eq!(classify_path("/v1/messages?beta=true"), Endpoint::Chat(Api::AnthropicMessages));
         assert_eq!(classify_path("/v1/models"), Endpoint::Models);
+        assert_eq!(classify_path("/v1/models/gpt-5.4"), Endpoint::Model);
+        assert_eq!(model_path_id("/v1/models/openai%2Fgpt-5.4?x=1").as_deref(), Some("openai/gpt-5.4"));
+        assert_eq!(classify_path("/v1/models/gemini-2.5-flash:generateContent"), Endpoint::Chat(Api::GeminiGenerateContent));
         assert_eq!(classify_path("/v1/embeddings"), Endpoint::Chat(Api::OpenAiEmbeddings));
         assert_eq!(classify_path("/v1/completions"), Endpoint::Chat(Api::OpenAiCompletions));
         assert_eq!(classify_path("/v1/responses"), Endpoint::Chat(Api::OpenAiResponses));

@@ -292,19 +292,31 @@ pub fn plan_for(
 /// every other client OpenAI's (`object: list`, `id`, `object`, `created`,
 /// `owned_by`). One page: the route table is small.
 pub fn models_document(models: &[(&str, &str)], anthropic: bool) -> String {
-    use serde_json::json;
+    let data: Vec<_> = models.iter().map(|(id, owner)| model_item(id, owner, anthropic)).collect();
     let doc = if anthropic {
-        let data: Vec<_> = models
-            .iter()
-            .map(|(id, _)| json!({"type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z"}))
-            .collect();
         let (first, last) = (models.first().map(|m| m.0), models.last().map(|m| m.0));
-        json!({"data": data, "has_more": false, "first_id": first, "last_id": last})
+        serde_json::json!({"data": data, "has_more": false, "first_id": first, "last_id": last})
     } else {
-        let data: Vec<_> = models.iter().map(|(id, owner)| json!({"id": id, "object": "model", "created": 0, "owned_by": owner})).collect();
-        json!({"object": "list", "data": data})
+        serde_json::json!({"object": "list", "data": data})
     };
     doc.to_string()
+}
+
+fn model_item(id: &str, owner: &str, anthropic: bool) -> serde_json::Value {
+    match anthropic {
+        true => serde_json::json!({"type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z"}),
+        false => serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": owner}),
+    }
+}
+
+/// `GET /v1/models/{id}`: the model when this key may use it and a route
+/// serves it (a wildcard's too), in the client's shape; else 404.
+pub fn model_document(cfg: &Config, key: &KeyInfo, id: &str, anthropic: bool) -> Result<String, GatewayError> {
+    let served = crate::request::valid_model_name(id) && key.may_use(id);
+    match cfg.resolve(id).filter(|_| served) {
+        Some((r, _)) => Ok(model_item(id, &r.provider.name, anthropic).to_string()),
+        None => Err(GatewayError::no_such_model(id)),
+    }
 }
 
 #[cfg(test)]
@@ -397,6 +409,13 @@ mod tests {
         assert_eq!(anthropic["data"][1], serde_json::json!({"type": "model", "id": "claude-sonnet-4-6",
             "display_name": "claude-sonnet-4-6", "created_at": "1970-01-01T00:00:00Z"}));
         assert_eq!((&anthropic["first_id"], &anthropic["last_id"], &anthropic["has_more"]), (&"cheap".into(), &"claude-sonnet-4-6".into(), &false.into()));
+        // One model: a wildcard's too, never one the key may not use.
+        let cfg = Config::from_json(CFG.as_bytes()).unwrap();
+        let one: serde_json::Value = serde_json::from_str(&model_document(&cfg, &key(None), "openai/gpt-9", false).unwrap()).unwrap();
+        assert_eq!(one, serde_json::json!({"id": "openai/gpt-9", "object": "model", "created": 0, "owned_by": "openai"}));
+        let e = model_document(&cfg, &key(Some(vec!["cheap"])), "openai/gpt-9", true).unwrap_err();
+        assert_eq!((e.status, e.code), (404, "model_not_found"));
+        assert_eq!(model_document(&cfg, &key(None), "nope", true).unwrap_err().status, 404);
         let empty: serde_json::Value = serde_json::from_str(&models_document(&[], true)).unwrap();
         assert_eq!(empty, serde_json::json!({"data": [], "has_more": false, "first_id": null, "last_id": null}));
     }

@@ -64,6 +64,19 @@ def test_anthropic_sdk_models_in_anthropics_shape(claude):
     assert page.has_more is False and (page.first_id, page.last_id) == (ids[0], ids[-1])
 
 
+def test_one_model_in_each_sdks_shape(oai, claude):
+    # A wildcard route's model too (openai/*), in the client's shape; one the key may not use is not found.
+    m = oai.models.retrieve("openai/gpt-5.4-nano")
+    assert (m.id, m.owned_by) == ("openai/gpt-5.4-nano", "openai")
+    c = claude.models.retrieve("claude-sonnet-4-6")
+    assert (c.id, c.type, c.display_name) == ("claude-sonnet-4-6", "model", "claude-sonnet-4-6")
+    with pytest.raises(openai.NotFoundError) as e:
+        oai.models.retrieve("no-such-model")
+    assert e.value.code == "model_not_found"
+    with pytest.raises(anthropic.NotFoundError):
+        claude.models.retrieve("no-such-model")
+
+
 def test_openai_sdk_errors(stack, oai):
     bad = openai.OpenAI(base_url=stack.url + "/v1", api_key="tg-wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as e:

@@ -384,7 +384,7 @@ impl TollgateHttp {
                 OtherPaths::Deny => {
                     let p = crate::text::clean_field(path.split('?').next().unwrap_or(""), 128);
                     self.reject(GatewayError::not_found(format!(
-                        "Tollgate serves POST /v1/chat/completions, /v1/messages, /v1/messages/count_tokens, /v1/responses, /v1/embeddings, /v1/completions and Gemini's /v1beta/models/{{model}}:generateContent, and GET /v1/models; '{p}' is not routed."
+                        "Tollgate serves POST /v1/chat/completions, /v1/messages, /v1/messages/count_tokens, /v1/responses, /v1/embeddings, /v1/completions and Gemini's /v1beta/models/{{model}}:generateContent, and GET /v1/models and /v1/models/{{id}}; '{p}' is not routed."
                     )))
                 }
             };
@@ -397,12 +397,19 @@ impl TollgateHttp {
         self.key = Some(key.clone());
         let method = std::mem::take(&mut self.headers.method);
 
-        if endpoint == Endpoint::Models {
+        if matches!(endpoint, Endpoint::Models | Endpoint::Model) {
             if method != b"GET" {
                 return self.reject(GatewayError::method_not_allowed("Use GET /v1/models."));
             }
             self.key = None; // listing models is not usage
-            let body = route::models_document(&cfg.listable_models(&key), self.headers.has_anthropic_version);
+            let anthropic = self.headers.has_anthropic_version;
+            let body = match crate::request::model_path_id(&path).filter(|_| endpoint == Endpoint::Model) {
+                None => route::models_document(&cfg.listable_models(&key), anthropic),
+                Some(id) => match route::model_document(cfg, &key, &id, anthropic) {
+                    Ok(b) => b,
+                    Err(e) => return self.reject(e),
+                },
+            };
             host::send_response(200, &[("content-type", "application/json")], body.as_bytes());
             self.phase = Phase::Replied;
             return Action::Pause;
@@ -414,7 +421,7 @@ impl TollgateHttp {
                 self.counting = true;
                 Api::AnthropicMessages
             }
-            Endpoint::Models | Endpoint::Other => return Action::Continue,
+            Endpoint::Models | Endpoint::Model | Endpoint::Other => return Action::Continue,
         };
         self.api = Some(api);
         if method != b"POST" {
