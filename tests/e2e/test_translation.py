@@ -198,11 +198,13 @@ def test_claude_codes_thinking_reaches_an_openai_format_model_as_reasoning_effor
     import requests
     raw = claude_sdk.messages.with_raw_response.create(
         model="openai/gpt-5.4", max_tokens=20000, thinking={"type": "enabled", "budget_tokens": 16384},
-        messages=[{"role": "user", "content": "Think, then answer."}], extra_headers={"x-mock-reasoning-tokens": "40"})
+        messages=[{"role": "user", "content": "Think, then answer."}], extra_headers={"x-mock-reasoning-tokens": "40"},
+        # and context editing, which it sends on every request too (decolua/9router#1468)
+        extra_body={"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}})
     m = raw.parse()
     sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
     assert (sent["reasoning_effort"], sent["max_completion_tokens"]) == ("high", 20000)
-    assert "thinking" not in sent
+    assert "thinking" not in sent and "context_management" not in sent
     # The reasoning tokens are output, priced as such.
     rec = client.record(raw.headers["x-tollgate-request-id"])
     assert m.usage.output_tokens == rec["usage"]["output_tokens"] == 52

@@ -7,7 +7,7 @@ use crate::errors::GatewayError;
 use crate::request::ParsedBody;
 
 /// Untranslatable members, by name (for a static `param`).
-const REFUSED: &[&str] = &["top_k", "container", "mcp_servers", "service_tier", "context_management"];
+const REFUSED: &[&str] = &["top_k", "container", "mcp_servers", "service_tier"];
 
 use super::bad_message;
 
@@ -183,7 +183,13 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
         let v: Value = serde_json::from_str(raw).map_err(|_| GatewayError::bad_request("invalid_json", "The request body is not valid JSON."))?;
         match k {
             // OpenAI caches prompt prefixes by itself: the markers have no effect there.
-            "model" | "cache_control" => {}
+            // Context editing (`context_management`: clear old tool results or
+            // thinking as the context grows) is Anthropic's; Claude Code sends it
+            // on every request (decolua/9router#1468, teremterem/claude-code-gpt-5-codex#116)
+            // and refused, no turn reached the model. Left out, the model reads
+            // the whole context: more input, all of it in the request, so
+            // estimated and reserved as sent.
+            "model" | "cache_control" | "context_management" => {}
             "system" => system = Some(text_of(&without_attribution(v), 0).map_err(|_| refuse("system", "may hold only text"))?),
             "messages" => {
                 let list = v.as_array().ok_or_else(|| refuse("messages", "must be an array"))?;
@@ -394,6 +400,10 @@ mod tests {
         assert_eq!(effort(json!({"thinking": {"type": "adaptive"}, "output_config": {"effort": "medium"}})), Some(json!("medium")));
         assert_eq!(effort(json!({"thinking": {"type": "enabled", "budget_tokens": 1024}, "output_config": {"effort": "max"}})), Some(json!("high")));
         assert_eq!(effort(json!({})), None);
+        // Claude Code's context editing is left out: the model reads the whole context.
+        let cm = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+                        "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}});
+        assert!(tr(cm).unwrap().get("context_management").is_none());
         let e = tr(json!({"model": "m", "max_tokens": 5, "messages": [], "output_config": {"effort": "extreme"}})).unwrap_err();
         assert_eq!(e.param, Some("output_config"));
     }
@@ -402,6 +412,7 @@ mod tests {
     fn what_cannot_be_translated_is_refused_by_name() {
         for (body, param) in [
             (json!({"model": "m", "max_tokens": 5, "messages": [], "top_k": 5}), "top_k"),
+            (json!({"model": "m", "max_tokens": 5, "messages": [], "mcp_servers": []}), "mcp_servers"),
             (json!({"model": "m", "max_tokens": 5, "messages": [], "thinking": {"type": "enabled"}}), "thinking"),
             (json!({"model": "m", "max_tokens": 5, "messages": [], "output_config": {"format": {"type": "json_schema"}}}), "output_config"),
             (json!({"model": "m", "max_tokens": 5, "messages": [], "tools": [{"type": "web_search_20250305", "name": "web_search"}]}), "tools"),
