@@ -77,10 +77,10 @@ fn without_attribution(mut v: Value) -> Value {
 fn reasoning_effort(thinking: Option<&Value>, config: Option<&Value>) -> Result<Option<&'static str>, GatewayError> {
     let from_config = match config {
         None | Some(Value::Null) => None,
-        Some(Value::Object(c)) if c.keys().all(|k| k == "effort") => match c.get("effort").and_then(Value::as_str) {
-            Some("low") => Some("low"),
-            Some("medium") => Some("medium"),
-            Some("high" | "max") => Some("high"),
+        Some(Value::Object(c)) if c.keys().all(|k| k == "effort") => match c.get("effort").map(Value::as_str) {
+            Some(Some("low")) => Some("low"),
+            Some(Some("medium")) => Some("medium"),
+            Some(Some("high" | "max")) => Some("high"),
             None => None,
             Some(_) => return Err(refuse("output_config", "effort must be low, medium, high or max")),
         },
@@ -405,6 +405,9 @@ mod tests {
                         "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}});
         assert!(tr(cm).unwrap().get("context_management").is_none());
         let e = tr(json!({"model": "m", "max_tokens": 5, "messages": [], "output_config": {"effort": "extreme"}})).unwrap_err();
+        assert_eq!(e.param, Some("output_config"));
+        // Not a string (was left out silently, the model then reasoning at its default).
+        let e = tr(json!({"model": "m", "max_tokens": 5, "messages": [], "output_config": {"effort": 7}})).unwrap_err();
         assert_eq!(e.param, Some("output_config"));
     }
 
