@@ -124,7 +124,7 @@ pub fn fingerprint(api: Api, body: &[u8], scope: u64) -> Option<Fingerprint> {
 /// provider reports no read and the record still says `not_cached`.
 fn attestation(system: &[u8]) -> Option<std::ops::Range<usize>> {
     let head = system.get(..system.len().min(256))?;
-    let at = memchr::memmem::find(head, b"x-anthropic-billing-header:")?;
+    let at = memchr::memmem::find(head, crate::translate::to_openai::CLAUDE_CODE_ATTRIBUTION.as_bytes())?;
     let start = at + memchr::memmem::find(head.get(at..)?, b"cch=")? + 4;
     let len = head.get(start..)?.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     Some(start..start + len)

@@ -40,7 +40,7 @@ fn text_of(v: &Value, i: usize) -> Result<String, GatewayError> {
 /// nothing to another provider and, first in the prompt, it would make
 /// every prefix new there, so their prompt caches could never hit
 /// (jwadow/kiro-gateway#215 measured the cost; insightflo/chatgpt-codex-proxy#2).
-const CLAUDE_CODE_ATTRIBUTION: &str = "x-anthropic-billing-header:";
+pub(crate) const CLAUDE_CODE_ATTRIBUTION: &str = "x-anthropic-billing-header:";
 
 /// A system prompt without Claude Code's attribution line, wherever a text
 /// (the whole string, or a block) starts with it.
