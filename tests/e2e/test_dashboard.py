@@ -71,8 +71,10 @@ def seeded(tmp_path_factory):
     c.api("POST", "/v1/prompts/support/versions", {"system": "You are Acme support. Be brief.", "by": "bob",
           "messages": [{"role": "user", "content": "Customer {{name}} ({{tier}}):"}]}, expect=201)
     c.api("PUT", "/v1/prompts/support/labels/production", {"version": 2, "by": "carol"}, expect=200)
-    # the seeded search spend this month (>= $0.28 in the last week alone) is over this limit: a hard alert
-    c.api("PUT", "/v1/budgets/team/search", {"limit_micros": 250_000, "period": "monthly"}, expect=200)
+    # the seeded search spend ($0.56 over 14 days) is over this limit: a hard alert. A fixed window
+    # around the seeded days, not "monthly": on a month's first day its period held none of them
+    c.api("PUT", "/v1/budgets/team/search", {"limit_micros": 250_000, "period": "fixed",
+          "window_start_ms": now - 30 * day, "window_end_ms": now + day}, expect=200)
     c.api("PUT", "/v1/budgets/team/support", {"limit_micros": 5_000_000, "period": "monthly"}, expect=200)
     # real traffic through Envoy too, and an evaluation of it (captured: feature triage)
     cl = Client(s)
