@@ -78,6 +78,18 @@ async fn roles_validation_state_and_etag() {
         assert_eq!(put(json!({"limit_micros": 5, "period": "daily", "timezone": "Mars/Base"})).1["error"]["code"], "invalid_timezone");
         assert_eq!(put(json!({"limit_micros": 5, "period": "fixed"})).1["error"]["code"], "invalid_window");
         assert_eq!(put(json!({"limit_micros": 5, "period": "daily", "soft_pct": "x"})).0, 400);
+        // The warning may not come after the stop, the default warning included; null turns it off.
+        for (body, says) in [
+            (json!({"limit_micros": 5, "period": "daily", "soft_pct": 120}), "'soft_pct' (120) must not exceed 'hard_pct' (100)"),
+            (json!({"limit_micros": 5, "period": "daily", "hard_pct": 50}), "'soft_pct' (80, the default) must not exceed 'hard_pct' (50)"),
+        ] {
+            let (s, e, _) = put(body);
+            assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_field")));
+            assert!(e["error"]["message"].as_str().unwrap().starts_with(says), "{e}");
+        }
+        assert_eq!(put(json!({"limit_micros": 5, "period": "daily", "hard_pct": 50, "soft_pct": null})).0, 200);
+        assert_eq!(put(json!({"limit_micros": 5, "period": "daily", "soft_pct": 150, "hard_pct": null})).0, 200);
+        assert_eq!(put(json!({"limit_micros": 5, "period": "daily", "soft_pct": 120, "hard_pct": 120})).0, 200);
         // A limit the ledger cannot store as sent is refused, naming the field.
         let (s, e, _) = put(json!({"limit_micros": 5, "limit_tokens": u64::MAX, "period": "daily"}));
         assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_field")));

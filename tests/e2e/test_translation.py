@@ -215,3 +215,15 @@ def test_claude_codes_thinking_reaches_an_openai_format_model_as_reasoning_effor
     claude_sdk.messages.create(model="openai/gpt-5.4", max_tokens=100, thinking={"type": "disabled"},
                                messages=[{"role": "user", "content": "x"}])
     assert "reasoning_effort" not in requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+
+
+def test_claude_codes_thinking_reaches_a_model_that_does_not_reason(stack, claude_sdk):
+    # OpenAI's models that do not reason refuse reasoning_effort (carlrobertoh/ProxyAI#1203;
+    # the mock too): the effort is left out for them, so Claude Code's turn is answered.
+    import requests
+    m = claude_sdk.messages.create(model="openai/gpt-4.1", max_tokens=20000, thinking={"type": "enabled", "budget_tokens": 16384},
+                                   messages=[{"role": "user", "content": "Answer."}])
+    assert m.type == "message" and m.content[0].type == "text"
+    sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+    assert (sent["model"], sent["max_completion_tokens"]) == ("gpt-4.1", 20000)
+    assert "reasoning_effort" not in sent and "thinking" not in sent

@@ -127,6 +127,17 @@ fn budget_of(scope_type: &str, scope_id: String, req: BudgetReq) -> ApiResult<Bu
             }
         }
     }
+    let (soft_pct, hard_pct) = (pct_field(&req.soft_pct, "soft_pct", 80)?, pct_field(&req.hard_pct, "hard_pct", 100)?);
+    // A warning after the stop warns of nothing: the stop comes first.
+    if let (Some(soft), Some(hard)) = (soft_pct, hard_pct) {
+        if soft > hard {
+            let given = if req.soft_pct.is_none() { ", the default" } else { "" };
+            return Err(ApiError::bad(
+                "invalid_field",
+                format!("'soft_pct' ({soft}{given}) must not exceed 'hard_pct' ({hard}): set soft_pct at most {hard}, or null to turn the warning off"),
+            ));
+        }
+    }
     Ok(Budget {
         scope_type,
         scope_id,
@@ -136,8 +147,8 @@ fn budget_of(scope_type: &str, scope_id: String, req: BudgetReq) -> ApiResult<Bu
         timezone,
         window_start_ms: req.window_start_ms,
         window_end_ms: req.window_end_ms,
-        soft_pct: pct_field(&req.soft_pct, "soft_pct", 80)?,
-        hard_pct: pct_field(&req.hard_pct, "hard_pct", 100)?,
+        soft_pct,
+        hard_pct,
         updated_ms: now_ms(),
     })
 }

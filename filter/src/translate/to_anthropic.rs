@@ -86,9 +86,11 @@ fn user_content(v: &Value, i: usize) -> Result<Value, GatewayError> {
             for p in parts {
                 match p.get("type").and_then(Value::as_str) {
                     // An empty text part carries nothing, and Anthropic refuses it.
-                    Some("text") => match p.get("text").and_then(Value::as_str).unwrap_or("") {
-                        "" => {}
-                        text => blocks.push(json!({"type": "text", "text": text})),
+                    // A part whose text is not a string is refused, as OpenAI refuses it.
+                    Some("text") => match p.get("text").and_then(Value::as_str) {
+                        Some("") => {}
+                        Some(text) => blocks.push(json!({"type": "text", "text": text})),
+                        None => return Err(bad_message(i, "a text part's text must be a string")),
                     },
                     Some("image_url") => {
                         let url = p.pointer("/image_url/url").and_then(Value::as_str).ok_or_else(|| bad_message(i, "image_url without url"))?;
@@ -382,6 +384,8 @@ mod tests {
             (json!({"model": "m", "messages": [], "frobnicate": 1}), "(root)"),
             (json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}), "messages"),
             (json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}]}), "messages"),
+            // A text part whose text is not a string (was read as empty and left out).
+            (json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": {"a": 1}}]}]}), "messages"),
         ] {
             let e = tr(body).unwrap_err();
             assert_eq!((e.status, e.code, e.param), (400, "untranslatable_field", Some(param)), "{}", e.message);

@@ -15,6 +15,13 @@ fn refuse(param: &'static str, why: &str) -> GatewayError {
     super::refuse(param, why, "an OpenAI-format model")
 }
 
+/// A text block's text: a block whose `text` is missing or not a string is
+/// refused, as Anthropic refuses it (read as empty, it was sent on as if
+/// the client had written nothing).
+fn block_text(b: &Value, i: usize) -> Result<&str, GatewayError> {
+    b.get("text").and_then(Value::as_str).ok_or_else(|| bad_message(i, "a text block's text must be a string"))
+}
+
 /// Text of a string or of `text` blocks (other blocks refused).
 fn text_of(v: &Value, i: usize) -> Result<String, GatewayError> {
     match v {
@@ -23,7 +30,7 @@ fn text_of(v: &Value, i: usize) -> Result<String, GatewayError> {
             let mut out = String::new();
             for b in blocks {
                 match b.get("type").and_then(Value::as_str) {
-                    Some("text") => out.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
+                    Some("text") => out.push_str(block_text(b, i)?),
                     _ => return Err(bad_message(i, "only text blocks can be translated here")),
                 }
             }
@@ -99,6 +106,23 @@ fn reasoning_effort(thinking: Option<&Value>, config: Option<&Value>) -> Result<
     Ok(from_config.or(from_thinking))
 }
 
+/// Whether an OpenAI-format model takes `reasoning_effort`. OpenAI's models
+/// that do not reason refuse it (`400 unsupported_parameter` "Unsupported
+/// parameter: 'reasoning_effort' is not supported with this model.",
+/// carlrobertoh/ProxyAI#1203), so every Claude Code turn (it sends
+/// `thinking` whatever the model) to gpt-4.1 or gpt-4o failed; for them the
+/// effort is left out, as BerriAI/litellm#38842 does: they do not reason
+/// either way, and the output cap still bounds the answer. Known by name:
+/// the GPT-4 and GPT-3.5 families, `chatgpt-*`, GPT-5's chat models
+/// (`gpt-5-chat-latest`); a router's provider prefix (`openai/gpt-4o`) is
+/// looked past. Any other model (o-series, GPT-5, DeepSeek, Gemini, models
+/// this list does not know) gets the effort.
+fn takes_reasoning_effort(model: &str) -> bool {
+    let name = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
+    let chat_only = name.starts_with("gpt-5") && name.contains("-chat");
+    !(chat_only || ["gpt-4", "gpt-3.5", "chatgpt-"].iter().any(|family| name.starts_with(family)))
+}
+
 fn image_part(b: &Value, i: usize) -> Result<Value, GatewayError> {
     let src = b.get("source").unwrap_or(&Value::Null);
     let url = match src.get("type").and_then(Value::as_str) {
@@ -125,7 +149,7 @@ fn turn(m: &Value, i: usize, out: &mut Vec<Value>) -> Result<(), GatewayError> {
             let mut parts = Vec::new();
             for b in blocks {
                 match b.get("type").and_then(Value::as_str) {
-                    Some("text") => parts.push(json!({"type": "text", "text": b.get("text").and_then(Value::as_str).unwrap_or("")})),
+                    Some("text") => parts.push(json!({"type": "text", "text": block_text(b, i)?})),
                     Some("image") => parts.push(image_part(b, i)?),
                     Some("tool_result") => out.push(json!({"role": "tool", "tool_call_id": b.get("tool_use_id"),
                                                            "content": text_of(b.get("content").unwrap_or(&Value::Null), i)?})),
@@ -144,7 +168,7 @@ fn turn(m: &Value, i: usize, out: &mut Vec<Value>) -> Result<(), GatewayError> {
                 Value::Array(blocks) => {
                     for b in blocks {
                         match b.get("type").and_then(Value::as_str) {
-                            Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
+                            Some("text") => text.push_str(block_text(b, i)?),
                             Some("tool_use") => calls.push(json!({"id": b.get("id"), "type": "function", "function": {
                                 "name": b.get("name"), "arguments": b.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into())}})),
                             // Earlier reasoning has no place in an OpenAI conversation.
@@ -249,7 +273,9 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
             other => return Err(super::unknown_member(other, REFUSED, "an OpenAI-format model")),
         }
     }
-    if let Some(effort) = reasoning_effort(thinking.as_ref(), output_config.as_ref())? {
+    // Read (and refused when malformed) whatever the model, sent only to one that reasons.
+    let effort = reasoning_effort(thinking.as_ref(), output_config.as_ref())?;
+    if let Some(effort) = effort.filter(|_| takes_reasoning_effort(upstream_model)) {
         out.insert("reasoning_effort".into(), Value::from(effort));
     }
     if let Some(s) = system.filter(|s| !s.is_empty()) {
@@ -330,9 +356,13 @@ mod tests {
     use crate::request::{parse_chat, Api};
 
     fn tr(body: Value) -> Result<Value, GatewayError> {
+        tr_for("gpt-5.4", body)
+    }
+
+    fn tr_for(model: &str, body: Value) -> Result<Value, GatewayError> {
         let b = serde_json::to_vec(&body).unwrap();
         let p = parse_chat(Api::AnthropicMessages, &b).unwrap();
-        messages_to_chat_request(&p, "gpt-5.4", "max_completion_tokens").map(|v| serde_json::from_slice(&v).unwrap())
+        messages_to_chat_request(&p, model, "max_completion_tokens").map(|v| serde_json::from_slice(&v).unwrap())
     }
 
     #[test]
@@ -400,6 +430,18 @@ mod tests {
         assert_eq!(effort(json!({"thinking": {"type": "adaptive"}, "output_config": {"effort": "medium"}})), Some(json!("medium")));
         assert_eq!(effort(json!({"thinking": {"type": "enabled", "budget_tokens": 1024}, "output_config": {"effort": "max"}})), Some(json!("high")));
         assert_eq!(effort(json!({})), None);
+        // A model that does not reason refuses the member: left out for it, still checked.
+        let to = |model: &str, thinking: Value| {
+            tr_for(model, json!({"model": "m", "max_tokens": 32000, "messages": [{"role": "user", "content": "hi"}], "thinking": thinking}))
+        };
+        let enabled = json!({"type": "enabled", "budget_tokens": 31999});
+        for model in ["gpt-4.1", "gpt-4o-mini", "GPT-4o", "gpt-3.5-turbo", "chatgpt-4o-latest", "gpt-5-chat-latest", "openai/gpt-4.1"] {
+            assert!(to(model, enabled.clone()).unwrap().get("reasoning_effort").is_none(), "{model}");
+        }
+        for model in ["gpt-5.4", "o4-mini", "o3", "gpt-5.4-mini", "deepseek-reasoner", "gemini-2.5-flash", "openai/gpt-5.4"] {
+            assert_eq!(to(model, enabled.clone()).unwrap()["reasoning_effort"], "high", "{model}");
+        }
+        assert_eq!(to("gpt-4.1", json!({"type": "enabled"})).unwrap_err().param, Some("thinking"));
         // Claude Code's context editing is left out: the model reads the whole context.
         let cm = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
                         "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}});
@@ -420,6 +462,12 @@ mod tests {
             (json!({"model": "m", "max_tokens": 5, "messages": [], "output_config": {"format": {"type": "json_schema"}}}), "output_config"),
             (json!({"model": "m", "max_tokens": 5, "messages": [], "tools": [{"type": "web_search_20250305", "name": "web_search"}]}), "tools"),
             (json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "document"}]}]}), "messages"),
+            // A text block whose text is not a string (was read as empty and sent on).
+            (json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "text", "text": 7}]}]}), "messages"),
+            (json!({"model": "m", "max_tokens": 5, "messages": [{"role": "assistant", "content": [{"type": "text"}]}]}), "messages"),
+            (json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": null}]}]}]}), "messages"),
+            (json!({"model": "m", "max_tokens": 5, "messages": [], "system": [{"type": "text", "text": ["x"]}]}), "system"),
         ] {
             let e = tr(body).unwrap_err();
             assert_eq!((e.code, e.param), ("untranslatable_field", Some(param)), "{}", e.message);

@@ -65,6 +65,9 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => return Err((400, "Missing required parameter: 'model'.".into(), Some("model"), Some("missing_required_parameter"))),
     };
+    if m.get("reasoning").and_then(|r| r.get("effort")).is_some_and(|e| !e.is_null()) && !crate::strict::openai_model_reasons(&model) {
+        return Err((400, "Unsupported parameter: 'reasoning.effort' is not supported with this model.".into(), Some("reasoning.effort"), Some("unsupported_parameter")));
+    }
     let cap = match m.get("max_output_tokens") {
         None | Some(Value::Null) => u64::MAX,
         Some(v) => match v.as_i64() {
@@ -191,6 +194,9 @@ mod tests {
         assert!(plan(&obj(json!({"model": "m", "input": "x", "stream_options": {}, "n": 2})), 12, 0, 0).is_err());
         assert!(plan(&obj(json!({"model": "m"})), 12, 0, 0).is_err());
         assert!(plan(&obj(json!({"model": "m", "previous_response_id": "resp_1"})), 12, 0, 0).is_ok());
+        let e = plan(&obj(json!({"model": "gpt-4.1", "input": "x", "reasoning": {"effort": "low"}})), 12, 0, 0).err().unwrap();
+        assert_eq!((e.1.as_str(), e.2, e.3), ("Unsupported parameter: 'reasoning.effort' is not supported with this model.", Some("reasoning.effort"), Some("unsupported_parameter")));
+        assert!(plan(&obj(json!({"model": "gpt-5.4", "input": "x", "reasoning": {"effort": "low"}})), 12, 0, 0).is_ok());
     }
 
     #[test]

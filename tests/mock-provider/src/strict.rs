@@ -30,6 +30,18 @@
 //!   `max_tokens` included (Wei-Shaw/sub2api#4913: "Anthropic
 //!   /v1/messages/count_tokens does not accept max_tokens … Extra inputs are
 //!   not permitted"). The answer is `{"input_tokens": n}`.
+//! - OpenAI's models that do not reason (GPT-4, GPT-3.5, `chatgpt-4o-latest`,
+//!   the GPT-5 `-chat-latest` models) refuse a reasoning effort: in chat
+//!   `400 "Unsupported parameter: 'reasoning_effort' is not supported with
+//!   this model."`, `param` `reasoning_effort`, `code`
+//!   `unsupported_parameter` (carlrobertoh/ProxyAI#1203, a real response
+//!   body); in the Responses API the same for `'reasoning.effort'`
+//!   (BoundaryML/baml#2708 and RageAgainstThePixel/OpenAI-DotNet#500, gpt-4.1
+//!   and gpt-4o, real response bodies).
+//! - Anthropic refuses an empty tool result marked as an error:
+//!   `"messages.<i>.content.<j>.tool_result: content cannot be empty if
+//!   `is_error` is true"` (bytedance/trae-agent#231, a real response body);
+//!   an empty one not so marked is accepted.
 //! - DeepSeek documents no refusal of unknown members: the mock accepts them,
 //!   but checks types like OpenAI.
 
@@ -182,12 +194,38 @@ fn check_cache_control(req: &Map<String, Value>) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Whether an OpenAI model takes a reasoning effort (the families that do
+/// not are in the module's notes).
+pub fn openai_model_reasons(model: &str) -> bool {
+    const PLAIN: &[&str] = &["gpt-4", "gpt-3.5", "chatgpt-4o"];
+    !(PLAIN.iter().any(|p| model.starts_with(p)) || (model.starts_with("gpt-5") && model.ends_with("-chat-latest")))
+}
+
+/// Anthropic's rule on tool results marked as errors (source in the module's notes).
+fn anthropic_error_results_not_empty(i: usize, blocks: &[Value]) -> Result<(), Refusal> {
+    for (j, b) in blocks.iter().enumerate() {
+        let empty = match b.get("content") {
+            None | Some(Value::Null) => true,
+            Some(Value::String(t)) => t.is_empty(),
+            Some(Value::Array(parts)) => parts.is_empty(),
+            Some(_) => false,
+        };
+        if b.get("type").and_then(Value::as_str) == Some("tool_result") && b.get("is_error").and_then(Value::as_bool) == Some(true) && empty {
+            return Err(refuse(400, format!("messages.{i}.content.{j}.tool_result: content cannot be empty if `is_error` is true"), None, None));
+        }
+    }
+    Ok(())
+}
+
 /// Anthropic's rules on empty messages (sources in the module's notes).
 fn anthropic_messages_not_empty(msgs: &[Value]) -> Result<(), Refusal> {
     let Some(last) = msgs.len().checked_sub(1) else {
         return Err(refuse(400, "messages: at least one message is required".into(), None, None));
     };
     for (i, m) in msgs.iter().enumerate() {
+        if let Some(Value::Array(blocks)) = m.get("content") {
+            anthropic_error_results_not_empty(i, blocks)?;
+        }
         let final_assistant = i == last && m.get("role").and_then(Value::as_str) == Some("assistant");
         let empty = match m.get("content") {
             Some(Value::String(t)) => t.is_empty(),
@@ -290,6 +328,15 @@ pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: bool) -> Result<(
                     None,
                 ));
             }
+            let model = req.get("model").and_then(Value::as_str).unwrap_or("");
+            if dialect == Dialect::OpenAi && req.get("reasoning_effort").is_some_and(|v| !v.is_null()) && !openai_model_reasons(model) {
+                return Err(refuse(
+                    400,
+                    "Unsupported parameter: 'reasoning_effort' is not supported with this model.".into(),
+                    Some("reasoning_effort"),
+                    Some("unsupported_parameter"),
+                ));
+            }
             if dialect == Dialect::OpenAi && req.get("messages").and_then(Value::as_array).is_some_and(Vec::is_empty) {
                 return Err(refuse(400, "[] is too short - 'messages'".into(), None, None));
             }
@@ -390,5 +437,38 @@ mod tests {
             .unwrap();
         assert_eq!(e.param.as_deref(), Some("stream_options"));
         assert!(check(Dialect::DeepSeek, &obj(json!({"model": "m", "messages": [], "foo": 1})), false).is_ok());
+    }
+
+    #[test]
+    fn a_model_that_does_not_reason_refuses_a_reasoning_effort() {
+        let with_effort = |model: &str| {
+            let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "high"});
+            check(Dialect::OpenAi, &obj(body), false).err().map(|e| (e.message, e.param, e.code))
+        };
+        for model in ["gpt-4.1", "gpt-4o-mini", "gpt-3.5-turbo", "chatgpt-4o-latest", "gpt-5-chat-latest"] {
+            let (message, param, code) = with_effort(model).unwrap();
+            assert_eq!(message, "Unsupported parameter: 'reasoning_effort' is not supported with this model.");
+            assert_eq!((param.as_deref(), code), (Some("reasoning_effort"), Some("unsupported_parameter")));
+        }
+        for model in ["gpt-5.4", "gpt-5.4-mini", "o4-mini", "o3"] {
+            assert_eq!(with_effort(model), None, "{model}");
+        }
+        let null = json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": null});
+        assert!(check(Dialect::OpenAi, &obj(null), false).is_ok());
+    }
+
+    #[test]
+    fn anthropic_refuses_an_empty_tool_result_marked_as_an_error() {
+        let turn = |result: Value| {
+            let body = json!({"model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
+                {"role": "user", "content": [result]}]});
+            check(Dialect::Anthropic, &obj(body), false).err().map(|e| e.message)
+        };
+        let msg = "messages.2.content.0.tool_result: content cannot be empty if `is_error` is true";
+        assert_eq!(turn(json!({"type": "tool_result", "tool_use_id": "t", "is_error": true, "content": ""})).as_deref(), Some(msg));
+        assert_eq!(turn(json!({"type": "tool_result", "tool_use_id": "t", "is_error": true})).as_deref(), Some(msg));
+        assert_eq!(turn(json!({"type": "tool_result", "tool_use_id": "t", "content": ""})), None);
+        assert_eq!(turn(json!({"type": "tool_result", "tool_use_id": "t", "is_error": true, "content": "boom"})), None);
     }
 }
