@@ -229,6 +229,20 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
                 Ok(None) => {}
                 _ => return Err(bad("invalid_type", "'best_of' must be an integer from 1 to 128.").with_param("best_of")),
             },
+            // A background response answers "queued" with no usage and runs on at the
+            // provider: its cost would be known only if someone polled for it, so
+            // it could be neither priced nor held to a budget.
+            "background" if api == Api::OpenAiResponses => match serde_json::from_str::<Option<bool>>(raw) {
+                Ok(Some(true)) => {
+                    return Err(bad(
+                        "unsupported_field",
+                        "Background responses are not served: their usage is known only when polled, so they cannot be priced or held to a budget. Send the request without 'background' (stream it for long tasks).",
+                    )
+                    .with_param("background"))
+                }
+                Ok(_) => {}
+                Err(_) => return Err(bad("invalid_type", "'background' must be a boolean.").with_param("background")),
+            },
             "user" => user = serde_json::from_str::<Option<String>>(raw).ok().flatten(),
             "response_format" if api == Api::OpenAiChat => json = crate::jsonfix::ask_of(raw),
             crate::prompts::MEMBER => names_prompt = true,
@@ -501,6 +515,18 @@ mod tests {
         for err in [e(b""), e(b"{")] {
             assert_eq!(err.status, 400);
         }
+    }
+
+    #[test]
+    fn a_background_response_is_refused_as_it_could_not_be_priced() {
+        let r = |b: &[u8]| parse_chat(Api::OpenAiResponses, b).map(|p| p.request.model).map_err(|e| (e.code, e.param));
+        assert_eq!(r(br#"{"model":"m","input":"x","background":true}"#), Err(("unsupported_field", Some("background"))));
+        assert_eq!(r(br#"{"model":"m","input":"x","background":"yes"}"#), Err(("invalid_type", Some("background"))));
+        for ok in [&br#"{"model":"m","input":"x","background":false}"#[..], br#"{"model":"m","input":"x","background":null}"#] {
+            assert_eq!(r(ok), Ok("m".to_string()));
+        }
+        // Only the Responses API has background runs.
+        assert!(parse_chat(Api::OpenAiChat, br#"{"model":"m","messages":[],"background":true}"#).is_ok());
     }
 
     #[test]

@@ -78,7 +78,7 @@ struct App {
     served_requests: AtomicU64,
     served_input: AtomicU64,
     served_output: AtomicU64,
-    /// The last chat or messages request body (GET /mock/last-body): what
+    /// The last chat, messages, token-count or Responses request body (GET /mock/last-body): what
     /// the gateway actually sent upstream.
     last_body: std::sync::Mutex<Bytes>,
     /// Prompt prefixes served recently ([`prefix_cache`]).
@@ -543,6 +543,7 @@ async fn gemini_compat_embed(State(app): State<Arc<App>>, uri: Uri, mut h: Heade
 }
 
 async fn respond_api(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+    remember(&app, &body);
     let err = |status: u16, msg: &str, param: Option<&str>, code: Option<&str>| openai_error(&h, &uri, status, msg, param, code);
     let m = match openai_prelude(&app, &uri, &h, &body) {
         Ok(m) => m,
