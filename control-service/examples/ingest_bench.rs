@@ -24,6 +24,7 @@ fn record(i: u64, now: u64) -> UsageRecord {
         v: 1,
         id: format!("bench-{i:012}"),
         client_request_id: None,
+        session_id: None,
         ts_ms: now,
         key_id: format!("key-{}", i % keys()),
         key_hash: "0".repeat(64),

@@ -15,10 +15,12 @@ pub enum Dim {
     Provider,
     Feature,
     PromptVersion,
+    /// The client's session (`x-tollgate-session`, Claude Code's `x-claude-code-session-id`).
+    Session,
 }
 
 impl Dim {
-    pub const ALL: [Dim; 7] = [Dim::Team, Dim::Project, Dim::Key, Dim::Model, Dim::Provider, Dim::Feature, Dim::PromptVersion];
+    pub const ALL: [Dim; 8] = [Dim::Team, Dim::Project, Dim::Key, Dim::Model, Dim::Provider, Dim::Feature, Dim::PromptVersion, Dim::Session];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -29,6 +31,7 @@ impl Dim {
             Dim::Provider => "provider",
             Dim::Feature => "feature",
             Dim::PromptVersion => "prompt_version",
+            Dim::Session => "session",
         }
     }
 
@@ -46,6 +49,7 @@ impl Dim {
             Dim::Provider => "provider",
             Dim::Feature => "feature",
             Dim::PromptVersion => "prompt_version",
+            Dim::Session => "session_id",
         }
     }
 }

@@ -99,6 +99,7 @@ fn rec(id: &str, team: &str, cost: u64, input: u64, output: u64) -> UsageRecord 
         v: 1,
         id: id.into(),
         client_request_id: None,
+        session_id: None,
         ts_ms: NOW,
         key_id: "k1".into(),
         key_hash: "h".into(),
@@ -362,6 +363,12 @@ fn reports_group_bucket_filter_and_monthly_markdown(s: Arc<dyn Store>) {
         r.usage.cached_input_tokens = 250;
         r.feature = Some("summarise".into());
         r.ts_ms = NOW - (i % 3) * day;
+        // Sessions: three records of one Claude Code session, one of another, the rest none.
+        r.session_id = match i {
+            0..=2 => Some("cc-session-1".into()),
+            3 => Some("cc-session-2".into()),
+            _ => None,
+        };
         if i == 9 {
             r.status = 429;
             r.outcome = Outcome::Rejected;
@@ -393,6 +400,16 @@ fn reports_group_bucket_filter_and_monthly_markdown(s: Arc<dyn Store>) {
     let mut t = q(vec![Dim::Model]);
     t.top = Some(1);
     assert_eq!(s.report(&t).unwrap().len(), 1);
+
+    // What one session cost, and every session's cost (records without one grouped as none).
+    let by_session = s.report(&q(vec![Dim::Session])).unwrap();
+    let of = |sid: Option<&str>| by_session.iter().find(|r| r.group == vec![sid.map(str::to_string)]).map(|r| (r.requests, r.cost_micros));
+    assert_eq!(of(Some("cc-session-1")), Some((3, 100 + 101 + 102)));
+    assert_eq!(of(Some("cc-session-2")), Some((1, 103)));
+    assert_eq!(of(None).map(|x| x.0), Some(6));
+    let mut one = q(vec![Dim::Model]);
+    one.filters = vec![(Dim::Session, "cc-session-1".into())];
+    assert_eq!(s.report(&one).unwrap().iter().map(|r| r.requests).sum::<u64>(), 3);
 
     let month = tollgate_control::monthly::current_month(NOW);
     let (from, to, prev) = tollgate_control::monthly::month_bounds(&month).unwrap();

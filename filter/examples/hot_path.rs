@@ -151,6 +151,7 @@ fn main() -> Result<(), String> {
         v: RECORD_VERSION,
         id: "0f3a9c2b7d104e5f-000000000001".into(),
         client_request_id: None,
+        session_id: None,
         ts_ms: 1_764_000_000_000,
         key_id: key.id.clone(),
         key_hash: key.key_hash.clone(),

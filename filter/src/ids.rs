@@ -47,10 +47,20 @@ fn base36(mut n: u64) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// The client's `x-request-id`, kept for correlation when it is clean.
+/// The client's `x-request-id`, kept for correlation when it is clean:
+/// 1 to 128 visible ASCII characters once trimmed (it is copied into
+/// records, logs and CSVs); anything else is left out, never refused.
 pub fn client_request_id(v: Option<&[u8]>) -> Option<String> {
     let s = std::str::from_utf8(v?).ok()?.trim();
     (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| (0x21..0x7f).contains(&b))).then(|| s.to_string())
+}
+
+/// The request's session: the client's own `x-tollgate-session`, else the
+/// one Claude Code sends every request (`x-claude-code-session-id`, which
+/// its gateway contract offers a gateway "to group a session's
+/// requests"), each kept only when clean as [`client_request_id`].
+pub fn session_id(own: Option<&[u8]>, claude_code: Option<&[u8]>) -> Option<String> {
+    client_request_id(own).or_else(|| client_request_id(claude_code))
 }
 
 #[cfg(test)]
@@ -81,5 +91,11 @@ mod tests {
         assert_eq!(client_request_id(Some(b"caf\xe9")), None);
         assert_eq!(client_request_id(Some(b"a\r\nb")), None);
         assert_eq!(client_request_id(Some("x".repeat(129).as_bytes())), None);
+        // The client's own session header first; Claude Code's when it has none (or not a clean one).
+        let cc = Some(&b"3f0c5b1e-7d2a-4c55-9a7e-1b2c3d4e5f60"[..]);
+        assert_eq!(session_id(Some(b"run-42"), cc).as_deref(), Some("run-42"));
+        assert_eq!(session_id(None, cc).as_deref(), Some("3f0c5b1e-7d2a-4c55-9a7e-1b2c3d4e5f60"));
+        assert_eq!(session_id(Some(b"\x1b[31m"), cc).as_deref(), Some("3f0c5b1e-7d2a-4c55-9a7e-1b2c3d4e5f60"));
+        assert_eq!(session_id(Some(b"a b"), Some(b"caf\xe9")), None);
     }
 }

@@ -230,6 +230,7 @@ pub(crate) mod tests {
             v: RECORD_VERSION,
             id: "req-1".into(),
             client_request_id: None,
+            session_id: None,
             ts_ms: 1,
             key_id: "k".into(),
             key_hash: "ab".into(),

@@ -61,6 +61,11 @@ pub struct UsageRecord {
     /// correlation only, never used to de-duplicate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_request_id: Option<String>,
+    /// The client's session (a Claude Code conversation, an agent's run):
+    /// `x-tollgate-session`, else Claude Code's `x-claude-code-session-id`,
+    /// when clean as `client_request_id`. Reports group and filter by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
     /// Request start, Unix milliseconds.
     pub ts_ms: u64,
     pub key_id: String,
@@ -361,6 +366,7 @@ impl UsageRecord {
         };
         c(&mut self.id, MAX_ID);
         opt(&mut self.client_request_id, MAX_ID);
+        opt(&mut self.session_id, MAX_ID);
         for s in [&mut self.key_id, &mut self.key_hash, &mut self.team, &mut self.project] {
             c(s, MAX_NAME);
         }
@@ -441,6 +447,7 @@ impl UsageRecord {
         }
         for (n, v, max) in [
             ("client_request_id", &self.client_request_id, MAX_ID),
+            ("session_id", &self.session_id, MAX_ID),
             ("feature", &self.feature, MAX_NAME),
             ("prompt_version", &self.prompt_version, MAX_NAME),
             ("user", &self.user, 256),

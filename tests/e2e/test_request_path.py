@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import socket
 import time
+import uuid
 
 import requests
 
+import stack as sm
 from conftest import Client, LABS_KEY, RESTRICTED_KEY, SEARCH_KEY, error_of, expected_cost, sse_data
 
 # ---- routing and credentials ---------------------------------------------
@@ -179,6 +181,36 @@ def test_tags_are_recorded(client):
     assert (rec["team"], rec["project"], rec["feature"], rec["prompt_version"], rec["user"]) == \
         ("search", "billing", "search-summary", "v7", "end-user-42")
     assert rec["tags"] == {"env": "demo"} and rec["key_id"] == "demo-search"
+
+
+def test_sessions_are_recorded_and_reported(stack, client):
+    # Claude Code sends x-claude-code-session-id on every request; a client's own x-tollgate-session wins.
+    cc = str(uuid.uuid4())
+    ids = []
+    for _ in range(2):
+        r = client.messages("claude-sonnet-4-6", key=LABS_KEY, headers={"x-claude-code-session-id": cc})
+        assert r.status_code == 200, r.text
+        ids.append(r.headers["x-tollgate-request-id"])
+    own = client.chat("cheap", headers={"x-tollgate-session": "nightly-run-7", "x-claude-code-session-id": cc})
+    assert own.headers["x-mock-tollgate-headers"] == "", "the session header does not go upstream"
+    # Not clean (not UTF-8, too long): left out, the request still served (Envoy itself refuses control characters).
+    dirty = client.chat("cheap", headers={"x-tollgate-session": "caf\xe9".encode("latin-1"), "x-claude-code-session-id": "s" * 200})
+    assert dirty.status_code == 200, dirty.text
+    assert [client.record(i)["session_id"] for i in ids] == [cc, cc]
+    assert client.record(own.headers["x-tollgate-request-id"])["session_id"] == "nightly-run-7"
+    assert "session_id" not in client.record(dirty.headers["x-tollgate-request-id"])
+    # What the session cost, from the control service.
+    def session_rows():
+        r = requests.get(f"{stack.control.url}/v1/reports/spend?group_by=session,model&session={cc}",
+                         headers={"authorization": f"Bearer {sm.ADMIN_TOKEN}"}, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()["rows"]
+    deadline = time.monotonic() + 15
+    while sum(x["requests"] for x in session_rows()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    rows = session_rows()
+    assert [(x["session"], x["model"], x["requests"]) for x in rows] == [(cc, "claude-sonnet-4-6", 2)], rows
+    assert rows[0]["cost_micros"] == sum(client.record(i)["cost_micros"] for i in ids) > 0
 
 
 def test_project_override_needs_permission(client):

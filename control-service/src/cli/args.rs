@@ -251,7 +251,7 @@ pub struct Range {
 
 #[derive(Args, Debug)]
 pub struct SpendArgs {
-    /// Dimensions: team,project,key,model,provider,feature,prompt_version
+    /// Dimensions: team,project,key,model,provider,feature,prompt_version,session
     #[arg(long)]
     pub group_by: Option<String>,
     /// hour or day
@@ -273,6 +273,9 @@ pub struct SpendArgs {
     pub feature: Option<String>,
     #[arg(long)]
     pub prompt_version: Option<String>,
+    /// Only this session (a Claude Code session id, or the client's x-tollgate-session)
+    #[arg(long)]
+    pub session: Option<String>,
     /// CSV instead of a table
     #[arg(long)]
     pub csv: bool,

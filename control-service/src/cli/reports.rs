@@ -40,6 +40,7 @@ pub fn spend(c: &Client, a: SpendArgs) {
         ("provider", a.provider.as_deref()),
         ("feature", a.feature.as_deref()),
         ("prompt_version", a.prompt_version.as_deref()),
+        ("session", a.session.as_deref()),
     ]);
     let mut qs = query_string(&pairs);
     if a.csv {

@@ -20,11 +20,11 @@ pub fn seq(tx: &mut dyn Tx) -> Result<u64> {
 
 const COLUMNS: &str = "id, seq, node, ts_ms, key_id, team, project, feature, prompt_version, provider, model,
         status, outcome, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_micros, record,
-        cache_reported_input_tokens, cache_savings_micros";
+        cache_reported_input_tokens, cache_savings_micros, session_id";
 /// Arguments per record: a full statement of `ROWS_PER_STATEMENT` records,
-/// one round trip per 500, binds 11,000 (below SQLite's 32,766 and
+/// one round trip per 500, binds 11,500 (below SQLite's 32,766 and
 /// PostgreSQL's 65,535).
-const PER_ROW: usize = 22;
+const PER_ROW: usize = 23;
 
 /// Which of `n` ids (`?2`…) this batch (`?1`, its seq) stored.
 fn stored_now_sql(n: usize) -> String {
@@ -32,7 +32,7 @@ fn stored_now_sql(n: usize) -> String {
     format!("SELECT id FROM usage WHERE seq = ?1 AND id IN ({})", marks.join(", "))
 }
 
-/// The INSERT of a full chunk, built once (11,000 placeholders).
+/// The INSERT of a full chunk, built once (11,500 placeholders).
 fn full_insert_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| insert_sql(ROWS_PER_STATEMENT))
@@ -177,6 +177,7 @@ pub fn batch(tx: &mut dyn Tx, node: &str, records: &[UsageRecord], raw: Option<&
                 text.as_ref().into(),
                 int(if r.usage.cache_reported { r.usage.input_tokens } else { 0 }),
                 Arg::Int(r.cache_savings_micros),
+                (&r.session_id).into(),
             ]);
         }
         let sql = if fresh.len() == ROWS_PER_STATEMENT { std::borrow::Cow::Borrowed(full_insert_sql()) } else { insert_sql(fresh.len()).into() };

@@ -24,6 +24,7 @@ use crate::state::Meta;
 use crate::usage::{ResponseInfo, StreamTracker, Usage};
 
 const HDR_PROJECT: &str = "x-tollgate-project";
+const HDR_SESSION: &str = "x-tollgate-session";
 const HDR_FEATURE: &str = "x-tollgate-feature";
 const HDR_PROMPT_VERSION: &str = "x-tollgate-prompt-version";
 
@@ -39,6 +40,8 @@ struct RequestHeaders {
     /// Gemini clients send their key here.
     x_goog_api_key: Option<Vec<u8>>,
     request_id: Option<Vec<u8>>,
+    session: Option<Vec<u8>>,
+    claude_code_session: Option<Vec<u8>>,
     project: Option<Vec<u8>>,
     feature: Option<Vec<u8>>,
     prompt_version: Option<Vec<u8>>,
@@ -71,6 +74,11 @@ impl RequestHeaders {
                     remove(&mut h);
                 }
                 b"x-request-id" => h.request_id = Some(value()),
+                b"x-claude-code-session-id" => h.claude_code_session = Some(value()),
+                n if n == HDR_SESSION.as_bytes() => {
+                    h.session = Some(value());
+                    remove(&mut h);
+                }
                 n if n == HDR_PROJECT.as_bytes() => {
                     h.project = Some(value());
                     remove(&mut h);
@@ -165,6 +173,7 @@ pub(super) struct TollgateHttp {
     path: String,
     request_id: String,
     client_request_id: Option<String>,
+    session_id: Option<String>,
     api: Option<Api>,
     key: Option<Rc<KeyInfo>>,
     project: String,
@@ -256,6 +265,7 @@ impl TollgateHttp {
             path: String::new(),
             request_id: String::new(),
             client_request_id: None,
+            session_id: None,
             api: None,
             key: None,
             project: String::new(),
@@ -656,6 +666,7 @@ impl TollgateHttp {
             v: RECORD_VERSION,
             id: self.request_id.clone(),
             client_request_id: self.client_request_id.clone(),
+            session_id: self.session_id.clone(),
             ts_ms: self.start_ms,
             key_id: key.map(|k| k.id.clone()).unwrap_or_default(),
             key_hash: key.map(|k| k.key_hash.clone()).unwrap_or_default(),
@@ -946,6 +957,7 @@ impl HttpContext for TollgateHttp {
         self.headers = RequestHeaders::read(crate::hostmap::pairs(&map), &cfg.cluster_header);
         self.request_id = next_request_id();
         self.client_request_id = crate::ids::client_request_id(self.headers.request_id.take().as_deref());
+        self.session_id = crate::ids::session_id(self.headers.session.take().as_deref(), self.headers.claude_code_session.take().as_deref());
         self.on_request_headers(&cfg, end_of_stream)
     }
 
