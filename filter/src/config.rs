@@ -495,7 +495,14 @@ impl Config {
             if !crate::text::header_safe(&anthropic_version) || !crate::text::header_safe(&p.host) {
                 return Err(err(f("host"), "host and anthropic_version must be visible ASCII"));
             }
+            // Unset on an OpenAI-format provider: OpenAI's own API (and Azure
+            // OpenAI's) takes `max_completion_tokens`, its reasoning models only
+            // that; other OpenAI-compatible APIs document `max_tokens`, and
+            // DeepSeek ignores `max_completion_tokens` (earendil-works/pi#8018),
+            // so a cap sent there in it would bound nothing.
+            let openai_itself = p.host == "api.openai.com" || p.host.ends_with(".openai.azure.com");
             let output_cap_field = match (p.output_cap_field.as_deref(), p.format) {
+                (None, ProviderFormat::Openai) if !openai_itself => Some("max_tokens"),
                 (None, ProviderFormat::Openai) | (Some("max_completion_tokens"), _) => Some("max_completion_tokens"),
                 (None, ProviderFormat::Gemini) | (Some("max_tokens"), _) => Some("max_tokens"),
                 (None, ProviderFormat::Anthropic) | (Some("none"), _) => None,
@@ -859,6 +866,14 @@ mod tests {
         assert_eq!(c.providers[0].path_prefix, "/v1");
         assert_eq!(c.providers[2].path_prefix, "");
         assert_eq!(c.providers[1].anthropic_version, "2023-06-01");
+        // The output cap member: OpenAI's own, else the one compatible APIs honour (DeepSeek ignores the other).
+        let caps: Vec<_> = c.providers.iter().map(|p| p.output_cap_field).collect();
+        assert_eq!(caps, vec![Some("max_completion_tokens"), None, Some("max_tokens")]);
+        let mut v = base();
+        v["providers"][0]["host"] = json!("my-team.openai.azure.com");
+        v["providers"][2]["output_cap_field"] = json!("max_completion_tokens");
+        let caps: Vec<_> = parse(v).unwrap().providers.iter().map(|p| p.output_cap_field).collect();
+        assert_eq!(caps, vec![Some("max_completion_tokens"), None, Some("max_completion_tokens")], "as configured");
     }
 
     #[test]

@@ -211,11 +211,11 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
                 Ok(s) => stream = s.unwrap_or(false),
                 Err(_) => return Err(bad("invalid_type", "'stream' must be a boolean.").with_param("stream")),
             },
-            "max_tokens" | "max_completion_tokens" | "max_output_tokens" => match serde_json::from_str::<Option<u64>>(raw) {
+            cap if api.cap_members().contains(&cap) => match serde_json::from_str::<Option<u64>>(raw) {
                 Ok(Some(n)) => max_tokens = Some(max_tokens.map_or(n, |m: u64| m.max(n))),
                 Ok(None) => {}
                 Err(_) => {
-                    return Err(bad("invalid_type", format!("'{k}' must be a non-negative integer.")).with_param("max_tokens"))
+                    return Err(bad("invalid_type", format!("'{cap}' must be a non-negative integer.")).with_param("max_tokens"))
                 }
             },
             "n" if matches!(api, Api::OpenAiChat | Api::OpenAiCompletions) => match serde_json::from_str::<Option<u64>>(raw) {
@@ -362,6 +362,21 @@ impl ParsedBody<'_> {
         let add_cap = opts
             .output_cap
             .filter(|_| self.request.max_tokens.is_none() && self.api.has_output() && self.api.default_max_tokens().is_none());
+        let caps = self.api.cap_members();
+        // A chat client's cap goes in the member the provider honours:
+        // OpenAI's reasoning models refuse `max_tokens` ("Use
+        // 'max_completion_tokens' instead"), DeepSeek ignores
+        // `max_completion_tokens` (so the output, and the spend, would not be
+        // bounded by what the reservation assumed). One member, the larger
+        // value when the client sent both (the reservation's bound).
+        let moved_cap = match (opts.output_cap, self.request.max_tokens) {
+            (Some((field, _)), Some(n)) if self.api == Api::OpenAiChat => {
+                let elsewhere = self.members.0.iter().any(|(k, v)| k != field && caps.contains(&k.as_str()) && v.get() != "null");
+                elsewhere.then_some((field, n))
+            }
+            _ => None,
+        };
+        let cap = add_cap.or(moved_cap);
         let cache = match opts.auto_cache.filter(|_| self.api == Api::AnthropicMessages) {
             Some(ac) => {
                 let raw = |name: &str| self.members.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.get());
@@ -370,7 +385,7 @@ impl ParsedBody<'_> {
             None => None,
         };
         let replaced = |k: &str| cache.as_ref().and_then(|c| c.iter().find(|(n, _)| *n == k)).map(|(_, v)| v.as_bytes());
-        if !change_model && !add_usage && add_cap.is_none() && cache.is_none() {
+        if !change_model && !add_usage && cap.is_none() && cache.is_none() {
             return None;
         }
         let model_json = serde_json::to_string(upstream_model).ok()?;
@@ -406,7 +421,7 @@ impl ParsedBody<'_> {
                     push_member(&mut out, k, s.as_bytes());
                 }
                 // A `null` cap counts as none: replaced by the gateway's cap.
-                "max_tokens" | "max_completion_tokens" | "max_output_tokens" if add_cap.is_some() => {}
+                k if cap.is_some() && caps.contains(&k) => {}
                 "tools" | "system" | "messages" if replaced(k).is_some() => push_member(&mut out, k, replaced(k).unwrap_or_default()),
                 _ => push_member(&mut out, k, v.get().as_bytes()),
             }
@@ -414,7 +429,7 @@ impl ParsedBody<'_> {
         if add_usage && !saw_stream_options {
             push_member(&mut out, "stream_options", br#"{"include_usage":true}"#);
         }
-        if let Some((field, n)) = add_cap {
+        if let Some((field, n)) = cap {
             push_member(&mut out, field, n.to_string().as_bytes());
         }
         out.push(b'}');
@@ -634,8 +649,27 @@ mod tests {
         let out = v(&p.rewrite("m", cap).unwrap());
         assert_eq!(out["max_completion_tokens"], 4096);
         assert!(out.get("max_tokens").is_none());
-        // the client's own cap stays
+        // the client's own cap stays, in the member the provider honours
+        let p = parse_chat(Api::OpenAiChat, br#"{"model":"m","messages":[],"max_completion_tokens":7}"#).unwrap();
+        assert!(p.rewrite("m", cap).is_none());
         let p = parse_chat(Api::OpenAiChat, br#"{"model":"m","messages":[],"max_tokens":7}"#).unwrap();
+        let out = v(&p.rewrite("m", cap).unwrap());
+        assert_eq!((out["max_completion_tokens"].as_u64(), out.get("max_tokens")), (Some(7), None), "OpenAI's reasoning models refuse max_tokens");
+        let deepseek = Rewrite { output_cap: Some(("max_tokens", 4096)), ..cap };
+        let p = parse_chat(Api::OpenAiChat, br#"{"max_completion_tokens":7,"model":"m","messages":[]}"#).unwrap();
+        let out = v(&p.rewrite("m", deepseek).unwrap());
+        assert_eq!((out["max_tokens"].as_u64(), out.get("max_completion_tokens")), (Some(7), None), "DeepSeek ignores max_completion_tokens");
+        // both sent: one member, the larger (the reservation's bound)
+        let p = parse_chat(Api::OpenAiChat, br#"{"model":"m","messages":[],"max_tokens":9,"max_completion_tokens":7}"#).unwrap();
+        assert_eq!(v(&p.rewrite("m", deepseek).unwrap()), json!({"model": "m", "messages": [], "max_tokens": 9}));
+        // a member of another API is no cap: the gateway's is added (DeepSeek would ignore it)
+        let p = parse_chat(Api::OpenAiChat, br#"{"model":"m","messages":[],"max_output_tokens":7}"#).unwrap();
+        assert_eq!(p.request.max_tokens, None);
+        assert_eq!(v(&p.rewrite("m", deepseek).unwrap())["max_tokens"], 4096);
+        let p = parse_chat(Api::AnthropicMessages, br#"{"model":"m","messages":[],"max_tokens":5,"max_completion_tokens":900}"#).unwrap();
+        assert_eq!(p.request.max_tokens, Some(5));
+        // legacy completions and the Responses API keep their one member
+        let p = parse_chat(Api::OpenAiCompletions, br#"{"model":"m","prompt":"x","max_tokens":7}"#).unwrap();
         assert!(p.rewrite("m", cap).is_none());
         // n choices multiply the bound
         let p = parse_chat(Api::OpenAiChat, br#"{"model":"m","messages":[],"n":3,"max_tokens":10}"#).unwrap();

@@ -62,6 +62,19 @@ impl Api {
         }
     }
 
+    /// The top-level members that cap output in this API's requests (Gemini's
+    /// cap is inside `generationConfig`). A member of another API is not a
+    /// cap here: a provider may ignore it (DeepSeek ignores
+    /// `max_completion_tokens`), so it cannot bound a reservation.
+    pub fn cap_members(self) -> &'static [&'static str] {
+        match self {
+            Api::OpenAiChat => &["max_tokens", "max_completion_tokens"],
+            Api::AnthropicMessages | Api::OpenAiCompletions => &["max_tokens"],
+            Api::OpenAiResponses => &["max_output_tokens"],
+            Api::OpenAiEmbeddings | Api::GeminiGenerateContent => &[],
+        }
+    }
+
     /// The member that caps output in this API, where it differs from the
     /// provider's chat setting (`output_cap_field`).
     pub fn output_cap_field(self) -> Option<&'static str> {

@@ -178,6 +178,29 @@ def test_output_is_capped_when_the_client_sets_no_cap(client):
     assert r.status_code == 200 and int(r.headers["x-tollgate-output-tokens"]) == 60
 
 
+def test_a_clients_cap_goes_in_the_member_the_provider_honours(stack, client):
+    # DeepSeek ignores max_completion_tokens (earendil-works/pi#8018; the mock too): a cap left there
+    # would bound neither the answer nor the spend the reservation assumed.
+    r = client.chat("cheap", headers={"x-mock-output-tokens": "50"}, extra={"max_completion_tokens": 5})
+    assert r.status_code == 200, r.text
+    sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+    assert (sent.get("max_tokens"), "max_completion_tokens" in sent) == (5, False), sent
+    assert r.json()["usage"]["completion_tokens"] == 5
+    # OpenAI's reasoning models refuse max_tokens ("Use 'max_completion_tokens' instead"; the mock too).
+    r = client.chat("openai/gpt-5.4", extra={"max_tokens": 20})
+    assert r.status_code == 200, r.text
+    sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+    assert (sent.get("max_completion_tokens"), "max_tokens" in sent) == (20, False), sent
+    # Both: one member, the larger (what the reservation assumed).
+    client.chat("cheap", extra={"max_tokens": 3, "max_completion_tokens": 9})
+    sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+    assert (sent.get("max_tokens"), "max_completion_tokens" in sent) == (9, False), sent
+    # A member of another API is no cap: the gateway's own is added (DeepSeek would ignore it).
+    r = client.chat("cheap", extra={"max_output_tokens": 5})
+    sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+    assert sent["max_tokens"] == 4096 and sent["max_output_tokens"] == 5, sent
+
+
 def test_budget_holds_against_uncapped_long_answers(tmp_path):
     s = sm.Stack(tmp_path)
     try:

@@ -692,8 +692,14 @@ async fn handle(
     if req.get("messages").and_then(Value::as_array).is_none() {
         return err(400, "messages: Field required");
     }
-    // Both caps given: the provider honours the newer one.
-    let max_tokens = req.get("max_completion_tokens").or_else(|| req.get("max_tokens")).and_then(Value::as_u64);
+    // The cap the provider honours: OpenAI's newer member when both are
+    // given; DeepSeek only `max_tokens` (it ignores `max_completion_tokens`,
+    // strict.rs cites the measurement).
+    let cap_of = |name: &str| req.get(name).and_then(Value::as_u64);
+    let max_tokens = match dialect {
+        Dialect::OpenAi => cap_of("max_completion_tokens").or_else(|| cap_of("max_tokens")),
+        Dialect::DeepSeek | Dialect::Anthropic => cap_of("max_tokens"),
+    };
     let choices = if dialect == Dialect::Anthropic { 1 } else { req.get("n").and_then(Value::as_u64).unwrap_or(1).max(1) };
     if dialect == Dialect::Anthropic && max_tokens.is_none() {
         return err(400, "max_tokens: Field required");

@@ -65,7 +65,7 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => return Err((400, "Missing required parameter: 'model'.".into(), Some("model"), Some("missing_required_parameter"))),
     };
-    if m.get("reasoning").and_then(|r| r.get("effort")).is_some_and(|e| !e.is_null()) && !crate::strict::openai_model_reasons(&model) {
+    if m.get("reasoning").and_then(|r| r.get("effort")).is_some_and(|e| !e.is_null()) && crate::strict::openai_plain_model(&model) {
         return Err((400, "Unsupported parameter: 'reasoning.effort' is not supported with this model.".into(), Some("reasoning.effort"), Some("unsupported_parameter")));
     }
     let cap = match m.get("max_output_tokens") {

@@ -38,6 +38,17 @@
 //!   body); in the Responses API the same for `'reasoning.effort'`
 //!   (BoundaryML/baml#2708 and RageAgainstThePixel/OpenAI-DotNet#500, gpt-4.1
 //!   and gpt-4o, real response bodies).
+//! - OpenAI's reasoning models (o-series, GPT-5) refuse `max_tokens`:
+//!   `400 "Unsupported parameter: 'max_tokens' is not supported with this
+//!   model. Use 'max_completion_tokens' instead."`, `param` `max_tokens`,
+//!   `code` `unsupported_parameter` (a real api.openai.com answer for
+//!   gpt-5-nano recorded in envoyproxy/ai-gateway
+//!   `tests/internal/testopenai/cassettes/chat-bad-request.yaml`).
+//! - DeepSeek documents only `max_tokens` as its output cap and ignores
+//!   `max_completion_tokens` (earendil-works/pi#8018, measured on
+//!   api.deepseek.com: `max_completion_tokens: 5` gave 76 output tokens,
+//!   `max_tokens: 5` gave 5); the mock caps DeepSeek answers by
+//!   `max_tokens` only.
 //! - Anthropic refuses an empty tool result marked as an error:
 //!   `"messages.<i>.content.<j>.tool_result: content cannot be empty if
 //!   `is_error` is true"` (bytedance/trae-agent#231, a real response body);
@@ -194,11 +205,18 @@ fn check_cache_control(req: &Map<String, Value>) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Whether an OpenAI model takes a reasoning effort (the families that do
-/// not are in the module's notes).
-pub fn openai_model_reasons(model: &str) -> bool {
+/// OpenAI's models that do not reason: they refuse a reasoning effort
+/// (sources in the module's notes).
+pub fn openai_plain_model(model: &str) -> bool {
     const PLAIN: &[&str] = &["gpt-4", "gpt-3.5", "chatgpt-4o"];
-    !(PLAIN.iter().any(|p| model.starts_with(p)) || (model.starts_with("gpt-5") && model.ends_with("-chat-latest")))
+    PLAIN.iter().any(|p| model.starts_with(p)) || (model.starts_with("gpt-5") && model.ends_with("-chat-latest"))
+}
+
+/// OpenAI's reasoning models (the o-series, GPT-5 but its chat models):
+/// they refuse `max_tokens` (sources in the module's notes).
+fn openai_reasoning_model(model: &str) -> bool {
+    let o_series = model.strip_prefix('o').is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
+    o_series || (model.starts_with("gpt-5") && !openai_plain_model(model))
 }
 
 /// Anthropic's rule on tool results marked as errors (source in the module's notes).
@@ -329,7 +347,15 @@ pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: bool) -> Result<(
                 ));
             }
             let model = req.get("model").and_then(Value::as_str).unwrap_or("");
-            if dialect == Dialect::OpenAi && req.get("reasoning_effort").is_some_and(|v| !v.is_null()) && !openai_model_reasons(model) {
+            if dialect == Dialect::OpenAi && req.get("max_tokens").is_some_and(|v| !v.is_null()) && openai_reasoning_model(model) {
+                return Err(refuse(
+                    400,
+                    "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.".into(),
+                    Some("max_tokens"),
+                    Some("unsupported_parameter"),
+                ));
+            }
+            if dialect == Dialect::OpenAi && req.get("reasoning_effort").is_some_and(|v| !v.is_null()) && openai_plain_model(model) {
                 return Err(refuse(
                     400,
                     "Unsupported parameter: 'reasoning_effort' is not supported with this model.".into(),
@@ -450,11 +476,30 @@ mod tests {
             assert_eq!(message, "Unsupported parameter: 'reasoning_effort' is not supported with this model.");
             assert_eq!((param.as_deref(), code), (Some("reasoning_effort"), Some("unsupported_parameter")));
         }
-        for model in ["gpt-5.4", "gpt-5.4-mini", "o4-mini", "o3"] {
+        for model in ["gpt-5.4", "gpt-5.4-mini", "o4-mini", "o3", "gemini-2.5-flash"] {
             assert_eq!(with_effort(model), None, "{model}");
         }
         let null = json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": null});
         assert!(check(Dialect::OpenAi, &obj(null), false).is_ok());
+    }
+
+    #[test]
+    fn a_reasoning_model_refuses_max_tokens() {
+        let capped = |model: &str, cap: &str| {
+            let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}], cap: 10});
+            check(Dialect::OpenAi, &obj(body), false).err().map(|e| (e.message, e.param, e.code))
+        };
+        for model in ["gpt-5-nano", "gpt-5.4", "o3", "o4-mini"] {
+            let (message, param, code) = capped(model, "max_tokens").unwrap();
+            assert_eq!(message, "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.");
+            assert_eq!((param.as_deref(), code), (Some("max_tokens"), Some("unsupported_parameter")));
+            assert_eq!(capped(model, "max_completion_tokens"), None);
+        }
+        for model in ["gpt-4.1", "gpt-4o-mini", "gpt-5-chat-latest", "gemini-2.5-flash", "omni-x"] {
+            assert_eq!(capped(model, "max_tokens"), None, "{model}");
+        }
+        let deepseek = json!({"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10});
+        assert!(check(Dialect::DeepSeek, &obj(deepseek), false).is_ok());
     }
 
     #[test]
