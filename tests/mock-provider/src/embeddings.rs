@@ -63,12 +63,9 @@ pub fn check(m: &Map<String, Value>) -> Result<(Vec<u64>, u64, bool), Refusal> {
         Some(Value::String(s)) if !s.is_empty() => {}
         _ => return Err(bad("you must provide a model parameter", None)),
     }
-    let base64 = match m.get("encoding_format") {
-        None | Some(Value::Null) => false,
-        Some(Value::String(s)) if s == "float" => false,
-        Some(Value::String(s)) if s == "base64" => true,
-        Some(other) => return Err(bad(format!("{other} is not one of ['float', 'base64'] - 'encoding_format'"), None)),
-    };
+    // `dimensions` is checked before `encoding_format`: a recorded request
+    // with both wrong was answered about `dimensions`
+    // (envoyproxy/ai-gateway cassettes/embeddings-bad-request.yaml).
     let dimensions = match m.get("dimensions") {
         None | Some(Value::Null) => DEFAULT_DIMENSIONS,
         Some(v) => match v.as_i64() {
@@ -76,6 +73,12 @@ pub fn check(m: &Map<String, Value>) -> Result<(Vec<u64>, u64, bool), Refusal> {
             Some(d) => return Err(bad(format!("{d} is less than the minimum of 1 - 'dimensions'"), None)),
             None => return Err(bad(format!("Invalid type for 'dimensions': expected an integer, but got {v} instead."), Some("dimensions"))),
         },
+    };
+    let base64 = match m.get("encoding_format") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) if s == "float" => false,
+        Some(Value::String(s)) if s == "base64" => true,
+        Some(other) => return Err(bad(format!("{other} is not one of ['float', 'base64'] - 'encoding_format'"), None)),
     };
     if !matches!(m.get("user"), None | Some(Value::String(_))) {
         return Err(bad("Invalid type for 'user': expected a string.", Some("user")));

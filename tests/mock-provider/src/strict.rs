@@ -19,9 +19,13 @@
 //!   last message `"messages.<i>: all messages must have non-empty content
 //!   except for the optional final assistant message"`
 //!   (glowingjade/obsidian-smart-composer#156, a real response body).
-//!   OpenAI: `"[] is too short - 'messages'"`, `param` and `code` null
-//!   (run-llama/llama_index#9373, a real response body); empty strings
-//!   in content are accepted.
+//!   OpenAI: `"Invalid 'messages': empty array. Expected an array with
+//!   minimum length 1, but got an empty array instead."`, `param`
+//!   `messages`, `code` `empty_array` (a real api.openai.com answer of
+//!   2025 recorded in envoyproxy/ai-gateway
+//!   `tests/internal/testopenai/cassettes/chat-no-messages.yaml`; in 2023
+//!   it was "[] is too short - 'messages'", run-llama/llama_index#9373);
+//!   empty strings in content are accepted.
 //! - Anthropic token counting (`POST /v1/messages/count_tokens`): the API
 //!   reference's body (platform.claude.com/docs/en/api/messages/count_tokens:
 //!   `messages`, `model`, `cache_control`, `output_config`, `system`,
@@ -364,7 +368,12 @@ pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: bool) -> Result<(
                 ));
             }
             if dialect == Dialect::OpenAi && req.get("messages").and_then(Value::as_array).is_some_and(Vec::is_empty) {
-                return Err(refuse(400, "[] is too short - 'messages'".into(), None, None));
+                return Err(refuse(
+                    400,
+                    "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.".into(),
+                    Some("messages"),
+                    Some("empty_array"),
+                ));
             }
             if let Some(n) = req.get("n").and_then(Value::as_i64) {
                 if !(1..=128).contains(&n) {
@@ -448,7 +457,8 @@ mod tests {
         assert_eq!(anthropic(json!([{"role": "user", "content": ""}])).as_deref(), Some(not_last), "a last user message too");
         assert_eq!(anthropic(json!([{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}])), None, "the final assistant prefill may be empty");
         let openai = |messages: Value| check(Dialect::OpenAi, &obj(json!({"model": "m", "messages": messages})), false).err().map(|e| (e.message, e.param, e.code));
-        assert_eq!(openai(json!([])), Some(("[] is too short - 'messages'".to_string(), None, None)));
+        let empty = "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.";
+        assert_eq!(openai(json!([])), Some((empty.to_string(), Some("messages".to_string()), Some("empty_array"))));
         assert_eq!(openai(json!([{"role": "user", "content": ""}])), None);
     }
 
