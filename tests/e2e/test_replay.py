@@ -40,6 +40,9 @@ CASES = [
     # 472 x 3 + 89 x 15 = 1416 + 1335
     ("anthropic_stream_tool_use.sse", "anthropic", "claude-sonnet-4-6", True, False,
      dict(input_tokens=472, output_tokens=89), 2751, "ok", "provider"),
+    # extended thinking (thinking and signature deltas before the text): 778 x 3 + 104 x 15 = 2334 + 1560
+    ("anthropic_stream_thinking.sse", "anthropic", "claude-sonnet-4-6", True, False,
+     dict(input_tokens=778, cached_input_tokens=0, cache_write_tokens=0, output_tokens=104), 3894, "ok", "provider"),
     # overloaded mid-stream: input as reported (25), output estimated from "Hello" (2): 75 + 30
     ("anthropic_stream_overloaded.sse", "anthropic", "claude-sonnet-4-6", True, False,
      dict(input_tokens=25, output_tokens=2), 105, "provider_error", "estimated"),

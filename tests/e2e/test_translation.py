@@ -96,6 +96,25 @@ def test_tool_calls_come_back_as_openai_tool_calls(oai):
     assert all(isinstance(json.loads(d["arguments"]), dict) for d in calls.values())
 
 
+def test_claudes_thinking_stays_out_of_an_openai_clients_answer(oai, client):
+    """A real extended-thinking stream (tests/captures), seen through the OpenAI SDK: the
+    thinking and its signature are not content; the answer's text is, and all 104 output
+    tokens (thinking included) are priced."""
+    raw = oai.chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": "hey"}], stream=True,
+        stream_options={"include_usage": True},
+        extra_headers={"x-mock-replay": "anthropic_stream_thinking.sse", "x-mock-chunk-bytes": "37"})
+    chunks = list(raw.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == ("Hello! I'm Assistant, an AI here to help you. How can I assist you today? Feel free to ask "
+                    "questions or let me know what you're looking for, and I'll do my best to help.")
+    dumped = json.dumps([c.model_dump() for c in chunks])
+    assert "greeting" not in dumped and "ErUBCkYI" not in dumped, "neither the thinking nor its signature"
+    assert [c.usage.completion_tokens for c in chunks if c.usage] == [104]
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert (rec["usage"]["input_tokens"], rec["usage"]["output_tokens"]) == (778, 104)
+
+
 def test_a_tool_conversation_with_an_image_is_accepted_by_anthropic(oai):
     r = oai.chat.completions.create(model=MODEL, messages=[
         {"role": "user", "content": [{"type": "text", "text": "What is this?"},
