@@ -215,7 +215,8 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
                 Ok(Some(n)) => max_tokens = Some(max_tokens.map_or(n, |m: u64| m.max(n))),
                 Ok(None) => {}
                 Err(_) => {
-                    return Err(bad("invalid_type", format!("'{cap}' must be a non-negative integer.")).with_param("max_tokens"))
+                    let param = api.cap_members().iter().copied().find(|m| *m == cap).unwrap_or("max_tokens");
+                    return Err(bad("invalid_type", format!("'{cap}' must be a non-negative integer.")).with_param(param));
                 }
             },
             "n" if matches!(api, Api::OpenAiChat | Api::OpenAiCompletions) => match serde_json::from_str::<Option<u64>>(raw) {
@@ -526,6 +527,7 @@ mod tests {
         assert_eq!(e(br#"{"model":"","messages":[]}"#).code, "invalid_model");
         assert_eq!(e(br#"{"model":"a","messages":[],"stream":"yes"}"#).param, Some("stream"));
         assert_eq!(e(br#"{"model":"a","messages":[],"max_tokens":-1}"#).param, Some("max_tokens"));
+        assert_eq!(e(br#"{"model":"a","messages":[],"max_completion_tokens":"9"}"#).param, Some("max_completion_tokens"));
         assert_eq!(e(br#"{"model":"a"}"#).code, "missing_messages");
         for err in [e(b""), e(b"{")] {
             assert_eq!(err.status, 400);
