@@ -63,6 +63,12 @@ def seeded(tmp_path_factory):
         r["usage"].update(input_tokens=0, cached_input_tokens=0, output_tokens=0, cache_reported=False)
         r["cache_miss"] = {"reason": "prefix_changed", "segment": "system", "offset": 0, "lost_micros": 2_000}
         recs.append(r)
+    # a Claude Code session of three requests, and a session id that is markup
+    for i, sid in enumerate(["3f0c5b1e-7d2a-4c55-9a7e-1b2c3d4e5f60"] * 3 + ["<b>x</b>"]):
+        r = record(now - 9_000_000 - i, "labs", "anthropic/claude-sonnet-4-6", 7_000, "labs-key")
+        r["session_id"] = sid
+        r["cache_savings_micros"] = 0  # the savings asserted below stay as seeded
+        recs.append(r)
     c.api("POST", "/v1/usage", {"node": "seed", "records": recs}, expect=200)
     c.api("PUT", "/v1/guardrails", {"version": "p-7", "actions": {"email": "redact"}, "responses": "redact"}, expect=200)
     # a prompt with two versions and a label moved by someone
@@ -131,6 +137,12 @@ def test_dashboard_renders_in_chromium(seeded, tmp_path):
         assert m.group(0).count("<rect") >= 14, f"{chart}: one bar per day and team"
     assert 'data-budget="team:search"' in dom and 'data-budget="team:support"' in dom
     assert "search-key" in dom and "claude-sonnet-4-6" in dom
+    sessions = re.search(r'<div id="top-sessions">(.*?)</div>', dom, re.S).group(1)
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", sessions, re.S)[1:]]
+    cc = '<span data-session="3f0c5b1e-7d2a-4c55-9a7e-1b2c3d4e5f60">3f0c5b1e-7d2a-4c55-9a7e-1b2c3d4e5f60</span>'
+    assert rows[0] == [cc, "labs", "3", "$0.02"], rows
+    assert "&lt;b&gt;x&lt;/b&gt;" in sessions and "<b>x</b>" not in sessions, "escaped"
+    assert len(rows) == 2, "records without a session are not a row"
     assert "40.0%" in dom  # cache share of the seeded records
     assert "saved by prompt caches" in dom and "cache hit rate (where reported)" in dom
     assert "$0.03" in dom  # 28 records reported a cache and saved $0.001 each
