@@ -40,6 +40,9 @@ struct Inner<'a> {
 }
 
 impl GatewayError {
+    /// The code of a request a guardrail policy stopped.
+    pub const CONTENT_BLOCKED: &'static str = "content_blocked";
+
     fn new(status: u16, kind: &'static str, code: &'static str, message: String) -> Self {
         GatewayError { status, kind, code, message, param: None, details: None }
     }

@@ -3,7 +3,8 @@ gateway, with the official Anthropic SDK: Claude Code calls it through a
 gateway (code.claude.com/docs/en/llm-gateway: "Anthropic Messages:
 /v1/messages, /v1/messages/count_tokens") and counts locally when the
 gateway answers 404. Routed like the message it counts, with the
-provider's key, checked by the guardrails, free: no budget, no record.
+provider's key, checked by the guardrails, free: no budget, no record
+(but for a count the guardrails stop: the audit sees the attempt).
 The mock refuses what the real endpoint refuses (`max_tokens` and every
 other member a message takes and a count does: mock-provider/src/strict.rs)."""
 from __future__ import annotations
@@ -75,6 +76,11 @@ def test_a_count_is_refused_as_a_message_would_be(stack, client):
                     key=LABS_KEY, auth="x-api-key")
     assert r.status_code == 400 and error_of(r)["code"] == "content_blocked"
     assert upstream_body(stack) == before, "never sent"
+    # A count is no usage, but a stopped attempt is in the record the audit reads (else counts
+    # could probe what the guardrails catch without a trace); free all the same.
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["outcome"], rec["error_code"], rec["cost_micros"]) == ("rejected", "content_blocked", 0)
+    assert rec["guardrails"]["action"] == "blocked" and rec["guardrails"]["classes"], rec["guardrails"]
     # ...and its e-mail addresses redacted.
     r = client.post("/v1/messages/count_tokens", {"model": "claude-sonnet-4-6", "messages": [
                     {"role": "user", "content": "Write to maria.gonzalez@acme-corp.com."}]}, key=LABS_KEY, auth="x-api-key")

@@ -340,7 +340,10 @@ impl TollgateHttp {
         log::debug!("[{}] rejected {} {}", self.context_id, e.status, e.code);
         host::send_response(u32::from(e.status), &headers, body.as_bytes());
         self.phase = Phase::Replied;
-        if self.key.is_some() && !self.counting {
+        // A token count is no usage, but one the guardrails stopped is an
+        // attempt the audit must see: without its record, counts could
+        // probe what the guardrails catch without a trace.
+        if self.key.is_some() && (!self.counting || e.code == GatewayError::CONTENT_BLOCKED) {
             let mut rec = self.build_record(Usage::default(), UsageSource::None, Outcome::Rejected, Some(e.code.to_string()), 0, false);
             self.emit(&mut rec);
         }

@@ -354,7 +354,7 @@ pub fn decide(
         Outcome::Redacted(b, f) => (Decision { record: record(&f), body: Some(b) }, None),
         Outcome::Blocked(class, f) => {
             let e = crate::errors::GatewayError::bad_request(
-                "content_blocked",
+                crate::errors::GatewayError::CONTENT_BLOCKED,
                 format!(
                     "The request contains data of class '{class}', which guardrail policy '{}' does not allow to be sent to provider '{}'.",
                     f.policy, target.provider
