@@ -236,6 +236,25 @@ def test_claude_codes_thinking_reaches_an_openai_format_model_as_reasoning_effor
     assert "reasoning_effort" not in requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
 
 
+@pytest.mark.parametrize("model,capture,usage", [
+    # GPT-5.6's cache writes (tests/captures): Anthropic's cache creation, not plain input
+    ("openai/gpt-5.4", "openai_chat_cache_write.json",
+     dict(input_tokens=32, cache_read_input_tokens=4096, cache_creation_input_tokens=15872, output_tokens=120)),
+    # DeepSeek bills its hit tokens (640), not its cached_tokens (768)
+    ("cheap", "deepseek_stream_keepalive.sse",
+     dict(input_tokens=360, cache_read_input_tokens=640, cache_creation_input_tokens=0, output_tokens=2)),
+])
+def test_a_translated_answers_usage_is_split_as_anthropic_splits_it(claude_sdk, model, capture, usage):
+    h = {"x-mock-replay": capture, "x-mock-chunk-bytes": "61"}
+    msgs = [{"role": "user", "content": "replay"}]
+    if capture.endswith(".sse"):
+        with claude_sdk.messages.stream(model=model, max_tokens=50, messages=msgs, extra_headers=h) as s:
+            u = s.get_final_message().usage
+    else:
+        u = claude_sdk.messages.create(model=model, max_tokens=50, messages=msgs, extra_headers=h).usage
+    assert {k: getattr(u, k) for k in usage} == usage
+
+
 def test_claude_codes_thinking_reaches_a_model_that_does_not_reason(stack, claude_sdk):
     # OpenAI's models that do not reason refuse reasoning_effort (carlrobertoh/ProxyAI#1203;
     # the mock too): the effort is left out for them, so Claude Code's turn is answered.

@@ -302,12 +302,19 @@ pub fn stop_reason(finish: Option<&str>) -> &'static str {
     }
 }
 
-/// Anthropic's `usage` for OpenAI's.
+/// Anthropic's `usage` for OpenAI's, split as Anthropic splits it (input
+/// not read from or written to the cache, reads, writes): the cache read
+/// is DeepSeek's `prompt_cache_hit_tokens` where given (what it bills;
+/// its `cached_tokens` may differ), else `cached_tokens`; the writes are
+/// GPT-5.6's `cache_write_tokens` (../shared/WIRE.md), which were counted
+/// as plain input.
 pub fn usage_of(u: &Value) -> Value {
-    let n = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-    let cached = n("/prompt_tokens_details/cached_tokens").min(n("/prompt_tokens"));
-    json!({"input_tokens": n("/prompt_tokens") - cached, "cache_creation_input_tokens": 0,
-           "cache_read_input_tokens": cached, "output_tokens": n("/completion_tokens")})
+    let n = |p: &str| u.pointer(p).and_then(Value::as_u64);
+    let prompt = n("/prompt_tokens").unwrap_or(0);
+    let read = n("/prompt_cache_hit_tokens").or(n("/prompt_tokens_details/cached_tokens")).unwrap_or(0).min(prompt);
+    let written = n("/prompt_tokens_details/cache_write_tokens").unwrap_or(0).min(prompt - read);
+    json!({"input_tokens": prompt - read - written, "cache_creation_input_tokens": written,
+           "cache_read_input_tokens": read, "output_tokens": n("/completion_tokens").unwrap_or(0)})
 }
 
 /// The Anthropic message for a chat completion body (or, for an error
@@ -484,6 +491,17 @@ mod tests {
         assert_eq!(v["content"], json!([{"type": "text", "text": "Looking."}, {"type": "tool_use", "id": "call_1", "name": "f", "input": {"a": 1}}]));
         assert_eq!(v["stop_reason"], "tool_use");
         assert_eq!(v["usage"], json!({"input_tokens": 36, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 64, "output_tokens": 9}));
+        // GPT-5.6's cache writes are Anthropic's cache creation, not plain input.
+        let u = json!({"prompt_tokens": 20000, "completion_tokens": 120, "prompt_tokens_details": {"cached_tokens": 4096, "cache_write_tokens": 15872}});
+        assert_eq!(usage_of(&u), json!({"input_tokens": 32, "cache_creation_input_tokens": 15872, "cache_read_input_tokens": 4096, "output_tokens": 120}));
+        // DeepSeek's hit tokens are what it bills as read, whatever cached_tokens says.
+        let u = json!({"prompt_tokens": 1000, "completion_tokens": 2, "prompt_cache_hit_tokens": 640, "prompt_cache_miss_tokens": 360,
+                       "prompt_tokens_details": {"cached_tokens": 768}});
+        assert_eq!(usage_of(&u)["cache_read_input_tokens"], 640);
+        assert_eq!(usage_of(&u)["input_tokens"], 360);
+        // Hostile counts: never below zero.
+        let u = json!({"prompt_tokens": 10, "prompt_tokens_details": {"cached_tokens": 50, "cache_write_tokens": 50}});
+        assert_eq!(usage_of(&u), json!({"input_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 10, "output_tokens": 0}));
         let e: Value = serde_json::from_slice(&chat_to_message(br#"{"error":{"message":"slow down","type":"requests"}}"#, 429).unwrap()).unwrap();
         assert_eq!(e, json!({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}));
     }
