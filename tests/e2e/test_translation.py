@@ -255,6 +255,14 @@ def test_a_translated_answers_usage_is_split_as_anthropic_splits_it(claude_sdk, 
     assert {k: getattr(u, k) for k in usage} == usage
 
 
+def test_claudes_cache_writes_reach_an_openai_client_apart_from_plain_input(oai):
+    # tests/captures: 21 input, 1,800 read, 2,500 written (500 for 5 minutes, 2,000 for an hour)
+    raw = oai.chat.completions.with_raw_response.create(model=MODEL, messages=[{"role": "user", "content": "replay"}],
+                                                        extra_headers={"x-mock-replay": "anthropic_message_cache_1h.json"})
+    u = json.loads(raw.text)["usage"]
+    assert (u["prompt_tokens"], u["prompt_tokens_details"]) == (4321, {"cached_tokens": 1800, "cache_write_tokens": 2500})
+
+
 def test_claude_codes_thinking_reaches_a_model_that_does_not_reason(stack, claude_sdk):
     # OpenAI's models that do not reason refuse reasoning_effort (carlrobertoh/ProxyAI#1203;
     # the mock too): the effort is left out for them, so Claude Code's turn is answered.

@@ -26,7 +26,8 @@
 //! `stop_reason` `end_turn`/`stop_sequence` → `stop`, `max_tokens` → `length`,
 //! `tool_use` → `tool_calls`, `refusal` → `content_filter`; usage:
 //! `prompt_tokens` = input + cache reads + cache writes, `cached_tokens` =
-//! cache reads. Errors keep their status, in OpenAI's error shape.
+//! cache reads, `cache_write_tokens` = cache writes (OpenAI's own member
+//! since GPT-5.6). Errors keep their status, in OpenAI's error shape.
 
 use serde_json::{json, Map, Value};
 
@@ -271,14 +272,16 @@ pub fn finish_reason(stop: Option<&str>) -> &'static str {
     }
 }
 
-/// OpenAI's `usage` for Anthropic's counts.
+/// OpenAI's `usage` for Anthropic's counts: cache writes in
+/// `cache_write_tokens`, where OpenAI itself reports them since GPT-5.6
+/// (../shared/WIRE.md), so a client can tell them from plain input.
 pub fn usage_json(u: &Value) -> Value {
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
     let (cr, cw) = (n("cache_read_input_tokens"), n("cache_creation_input_tokens"));
     let prompt = n("input_tokens").saturating_add(cr).saturating_add(cw);
     let out = n("output_tokens");
     json!({"prompt_tokens": prompt, "completion_tokens": out, "total_tokens": prompt.saturating_add(out),
-           "prompt_tokens_details": {"cached_tokens": cr}})
+           "prompt_tokens_details": {"cached_tokens": cr, "cache_write_tokens": cw}})
 }
 
 /// The OpenAI chat completion for an Anthropic response body (or, for an
@@ -407,7 +410,7 @@ mod tests {
         assert_eq!(v["choices"][0]["message"]["content"], "Let me look.");
         assert_eq!(v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], r#"{"q":"x"}"#);
         assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
-        assert_eq!(v["usage"], json!({"prompt_tokens": 115, "completion_tokens": 7, "total_tokens": 122, "prompt_tokens_details": {"cached_tokens": 100}}));
+        assert_eq!(v["usage"], json!({"prompt_tokens": 115, "completion_tokens": 7, "total_tokens": 122, "prompt_tokens_details": {"cached_tokens": 100, "cache_write_tokens": 5}}));
         let e = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
         let v: Value = serde_json::from_slice(&messages_to_chat(e, 529, 0).unwrap()).unwrap();
         assert_eq!(v, json!({"error": {"message": "Overloaded", "type": "overloaded_error", "param": null, "code": null}}));
