@@ -295,6 +295,29 @@ proptest! {
         }
     }
 
+    /// What the reservation assumed is what the provider is told: a chat
+    /// request goes upstream with one cap, in the provider's member, equal
+    /// to the bound the filter reserved for (the client's cap, the larger
+    /// of two, or the gateway's own when it named none of chat's members).
+    #[test]
+    fn a_chat_request_goes_upstream_capped_as_reserved(
+            caps in prop::collection::vec((prop::sample::select(vec!["max_tokens", "max_completion_tokens", "max_output_tokens"]),
+                                           prop::option::of(0u64..100_000)), 0..3),
+            field in prop::sample::select(vec!["max_tokens", "max_completion_tokens"])) {
+        let mut obj = serde_json::Map::new();
+        obj.insert("model".into(), "m".into());
+        obj.insert("messages".into(), serde_json::json!([{"role": "user", "content": "hi"}]));
+        for (k, v) in caps { obj.insert(k.to_string(), v.map_or(serde_json::Value::Null, Into::into)); }
+        let body = serde_json::to_vec(&obj).unwrap();
+        let p = parse_chat(Api::OpenAiChat, &body).unwrap();
+        let bound = p.request.output_bound(4096);
+        let out = p.rewrite("m", Rewrite { force_include_usage: false, output_cap: Some((field, 4096)), auto_cache: None });
+        let sent: serde_json::Value = serde_json::from_slice(out.as_deref().unwrap_or(&body)).unwrap();
+        let other = if field == "max_tokens" { "max_completion_tokens" } else { "max_tokens" };
+        prop_assert_eq!(sent[field].as_u64(), Some(bound), "{}", sent);
+        prop_assert!(sent.get(other).is_none_or(serde_json::Value::is_null), "{}", sent);
+    }
+
     #[test]
     fn large_bodies_give_the_same_usage_at_any_chunking(pad in 0usize..200_000, c in cuts(200_000), max in 1000usize..300_000) {
         let body = format!(r#"{{"model":"m","choices":[{{"message":{{"content":"{}"}}}}],"usage":{{"prompt_tokens":3,"completion_tokens":{pad}}}}}"#, "x".repeat(pad));
