@@ -496,11 +496,13 @@ impl Config {
                 return Err(err(f("host"), "host and anthropic_version must be visible ASCII"));
             }
             // Unset on an OpenAI-format provider: OpenAI's own API (and Azure
-            // OpenAI's) takes `max_completion_tokens`, its reasoning models only
-            // that; other OpenAI-compatible APIs document `max_tokens`, and
-            // DeepSeek ignores `max_completion_tokens` (earendil-works/pi#8018),
-            // so a cap sent there in it would bound nothing.
-            let openai_itself = p.host == "api.openai.com" || p.host.ends_with(".openai.azure.com");
+            // OpenAI's, under its three domains) takes `max_completion_tokens`,
+            // its reasoning models only that; other OpenAI-compatible APIs
+            // document `max_tokens`, and DeepSeek ignores
+            // `max_completion_tokens` (earendil-works/pi#8018), so a cap sent
+            // there in it would bound nothing.
+            const AZURE: [&str; 3] = [".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com"];
+            let openai_itself = p.host == "api.openai.com" || AZURE.iter().any(|d| p.host.ends_with(d));
             let output_cap_field = match (p.output_cap_field.as_deref(), p.format) {
                 (None, ProviderFormat::Openai) if !openai_itself => Some("max_tokens"),
                 (None, ProviderFormat::Openai) | (Some("max_completion_tokens"), _) => Some("max_completion_tokens"),
@@ -869,11 +871,13 @@ mod tests {
         // The output cap member: OpenAI's own, else the one compatible APIs honour (DeepSeek ignores the other).
         let caps: Vec<_> = c.providers.iter().map(|p| p.output_cap_field).collect();
         assert_eq!(caps, vec![Some("max_completion_tokens"), None, Some("max_tokens")]);
-        let mut v = base();
-        v["providers"][0]["host"] = json!("my-team.openai.azure.com");
-        v["providers"][2]["output_cap_field"] = json!("max_completion_tokens");
-        let caps: Vec<_> = parse(v).unwrap().providers.iter().map(|p| p.output_cap_field).collect();
-        assert_eq!(caps, vec![Some("max_completion_tokens"), None, Some("max_completion_tokens")], "as configured");
+        for azure in ["my-team.openai.azure.com", "resource-name.cognitiveservices.azure.com", "hub.services.ai.azure.com"] {
+            let mut v = base();
+            v["providers"][0]["host"] = json!(azure);
+            v["providers"][2]["output_cap_field"] = json!("max_completion_tokens");
+            let caps: Vec<_> = parse(v).unwrap().providers.iter().map(|p| p.output_cap_field).collect();
+            assert_eq!(caps, vec![Some("max_completion_tokens"), None, Some("max_completion_tokens")], "{azure}, and as configured");
+        }
     }
 
     #[test]
