@@ -60,7 +60,8 @@ pub(super) fn report_query(params: &HashMap<String, String>) -> ApiResult<crate:
     if let Some(g) = params.get("group_by").filter(|g| !g.is_empty()) {
         for name in g.split(',') {
             let d = Dim::parse(name.trim()).ok_or_else(|| {
-                ApiError::bad("invalid_dimension", format!("unknown dimension '{name}' (team, project, key, model, provider, feature, prompt_version, session)"))
+                let known: Vec<&str> = Dim::ALL.iter().map(|d| d.name()).collect();
+                ApiError::bad("invalid_dimension", format!("unknown dimension '{name}' ({})", known.join(", ")))
             })?;
             group_by.push(d);
         }

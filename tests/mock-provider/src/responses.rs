@@ -66,7 +66,8 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
         _ => return Err((400, "Missing required parameter: 'model'.".into(), Some("model"), Some("missing_required_parameter"))),
     };
     if m.get("reasoning").and_then(|r| r.get("effort")).is_some_and(|e| !e.is_null()) && crate::strict::openai_plain_model(&model) {
-        return Err((400, "Unsupported parameter: 'reasoning.effort' is not supported with this model.".into(), Some("reasoning.effort"), Some("unsupported_parameter")));
+        let r = crate::strict::unsupported_parameter("reasoning.effort", "");
+        return Err((r.status, r.message, Some("reasoning.effort"), r.code));
     }
     let cap = match m.get("max_output_tokens") {
         None | Some(Value::Null) => u64::MAX,

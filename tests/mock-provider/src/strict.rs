@@ -209,6 +209,13 @@ fn check_cache_control(req: &Map<String, Value>) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// OpenAI's refusal of a member the model does not take (`then`: what it
+/// suggests instead, after the sentence).
+pub fn unsupported_parameter(param: &'static str, then: &str) -> Refusal {
+    let message = format!("Unsupported parameter: '{param}' is not supported with this model.{then}");
+    refuse(400, message, Some(param), Some("unsupported_parameter"))
+}
+
 /// OpenAI's models that do not reason: they refuse a reasoning effort
 /// (sources in the module's notes).
 pub fn openai_plain_model(model: &str) -> bool {
@@ -351,21 +358,12 @@ pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: bool) -> Result<(
                 ));
             }
             let model = req.get("model").and_then(Value::as_str).unwrap_or("");
-            if dialect == Dialect::OpenAi && req.get("max_tokens").is_some_and(|v| !v.is_null()) && openai_reasoning_model(model) {
-                return Err(refuse(
-                    400,
-                    "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.".into(),
-                    Some("max_tokens"),
-                    Some("unsupported_parameter"),
-                ));
+            let given = |name: &str| dialect == Dialect::OpenAi && req.get(name).is_some_and(|v| !v.is_null());
+            if given("max_tokens") && openai_reasoning_model(model) {
+                return Err(unsupported_parameter("max_tokens", " Use 'max_completion_tokens' instead."));
             }
-            if dialect == Dialect::OpenAi && req.get("reasoning_effort").is_some_and(|v| !v.is_null()) && openai_plain_model(model) {
-                return Err(refuse(
-                    400,
-                    "Unsupported parameter: 'reasoning_effort' is not supported with this model.".into(),
-                    Some("reasoning_effort"),
-                    Some("unsupported_parameter"),
-                ));
+            if given("reasoning_effort") && openai_plain_model(model) {
+                return Err(unsupported_parameter("reasoning_effort", ""));
             }
             if dialect == Dialect::OpenAi && req.get("messages").and_then(Value::as_array).is_some_and(Vec::is_empty) {
                 return Err(refuse(
