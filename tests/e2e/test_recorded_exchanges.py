@@ -1,6 +1,8 @@
 """Real api.openai.com exchanges (tests/captures/openai_exchanges.json: each
 request a client sent and the status and error the API answered, recorded in
-envoyproxy/ai-gateway's cassettes; sources in tests/captures/README.md).
+envoyproxy/ai-gateway's cassettes) and real api.anthropic.com ones
+(tests/captures/anthropic_exchanges.json, recorded by braintrustdata/lingua's
+payload snapshots); sources in tests/captures/README.md.
 
 The mock must answer each recorded request as the real API did: accept what
 it accepted (a mock stricter than the API hides nothing but fails real
@@ -68,3 +70,37 @@ def test_the_recorded_max_tokens_refusal_is_avoided_by_moving_the_cap(stack, cli
     requests.post(stack.url + ex["path"], json=body, timeout=30, headers={"authorization": f"Bearer {SEARCH_KEY}"})
     sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
     assert (sent.get("max_completion_tokens"), "max_tokens" in sent) == (ex["request"]["max_tokens"], False), sent
+
+
+ANTHROPIC = json.loads((Path(__file__).resolve().parents[1] / "captures" / "anthropic_exchanges.json").read_text())
+ANTHROPIC_IDS = [f"{e['case']}-{e['stage']}" for e in ANTHROPIC]
+
+
+def anthropic_headers(ex: dict, auth: dict) -> dict:
+    return {**auth, "anthropic-version": "2023-06-01", **ex.get("headers", {})}
+
+
+@pytest.mark.parametrize("ex", ANTHROPIC, ids=ANTHROPIC_IDS)
+def test_the_mock_answers_a_recorded_anthropic_request_as_the_api_did(stack, ex):
+    """Adaptive thinking with an effort (Opus 4.7 and later take no other
+    thinking), structured outputs in `output_config`, thinking blocks handed
+    back in a follow-up, server tools, documents, images, cache markers: the
+    mock refused `output_config` until these recordings said otherwise."""
+    r = requests.post(stack.mock.url + "/v1/messages", json=ex["request"], timeout=30,
+                      headers=anthropic_headers(ex, {"x-api-key": "sk-ant-mock"}))
+    assert r.status_code == ex["status"], r.text
+    if "error" in ex:
+        assert r.json()["error"] == ex["error"]
+
+
+@pytest.mark.parametrize("ex", ANTHROPIC, ids=ANTHROPIC_IDS)
+def test_a_recorded_anthropic_request_through_tollgate_is_served_as_the_api_did(stack, client, ex):
+    r = requests.post(stack.url + "/v1/messages", json=ex["request"], timeout=30,
+                      headers=anthropic_headers(ex, {"x-api-key": SEARCH_KEY}))
+    assert r.status_code == ex["status"], r.text
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["outcome"] == "ok" and rec["usage_source"] == "provider", rec
+    assert rec["usage"]["input_tokens"] > 0 and rec["model_upstream"] == ex["request"]["model"]
+    sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+    for member in ("thinking", "output_config", "output_format", "context_management"):
+        assert sent.get(member) == ex["request"].get(member), f"{member} reaches the provider unchanged"

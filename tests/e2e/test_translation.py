@@ -273,3 +273,41 @@ def test_claude_codes_thinking_reaches_a_model_that_does_not_reason(stack, claud
     sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
     assert (sent["model"], sent["max_completion_tokens"]) == ("gpt-4.1", 20000)
     assert "reasoning_effort" not in sent and "thinking" not in sent
+
+
+def test_an_openai_clients_reasoning_effort_reaches_claude_as_the_thinking_each_model_takes(stack, oai, client):
+    """reasoning_effort was refused for Claude. Each Claude model takes one
+    form of thinking and refuses the other (the mock holds Anthropic's real
+    refusals: budget form on Opus 4.8, any thinking on Claude 3.5 Haiku, a
+    budget not below max_tokens, thinking in a tool loop without the
+    previous turn's thinking blocks, thinking with a forced tool)."""
+    import requests
+
+    def sent():
+        return requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+
+    ask = [{"role": "user", "content": "Think, then answer."}]
+    oai.chat.completions.create(model="anthropic/claude-sonnet-4-5", reasoning_effort="high", max_completion_tokens=64000, messages=ask)
+    assert (sent()["thinking"], sent()["max_tokens"]) == ({"type": "enabled", "budget_tokens": 16384}, 64000)
+    raw = oai.chat.completions.with_raw_response.create(model="anthropic/claude-opus-4-8", reasoning_effort="medium", messages=ask)
+    assert (sent()["thinking"], sent()["output_config"]) == ({"type": "adaptive"}, {"effort": "medium"})
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert rec["outcome"] == "ok" and rec["usage"]["output_tokens"] == raw.parse().usage.completion_tokens
+    # The gateway's default cap (4096) leaves a budget of half of it; a model that does not think gets none.
+    oai.chat.completions.create(model="anthropic/claude-sonnet-4-5", reasoning_effort="xhigh", messages=ask)
+    assert sent()["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    oai.chat.completions.create(model="anthropic/claude-3-5-haiku-20241022", reasoning_effort="high", messages=ask)
+    assert "thinking" not in sent()
+    # A tool loop's next step and a forced tool go without thinking: Anthropic would refuse both.
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}]
+    loop = ask + [{"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function",
+                                                                          "function": {"name": "lookup", "arguments": "{}"}}]},
+                  {"role": "tool", "tool_call_id": "call_1", "content": "42"}]
+    r = oai.chat.completions.create(model="anthropic/claude-opus-4-8", reasoning_effort="high", tools=tools, messages=loop)
+    assert r.choices[0].message.content and "thinking" not in sent()
+    oai.chat.completions.create(model="anthropic/claude-opus-4-8", reasoning_effort="high", tools=tools, tool_choice="required", messages=ask)
+    assert "thinking" not in sent()
+    # Claude thinks only at temperature 1: another is refused before anything is sent.
+    with pytest.raises(openai.BadRequestError) as e:
+        oai.chat.completions.create(model="anthropic/claude-opus-4-8", reasoning_effort="high", temperature=0.3, messages=ask)
+    assert e.value.body["param"] == "temperature" and e.value.body["code"] == "untranslatable_field"

@@ -5,6 +5,8 @@
 //! - [`to_anthropic`]: an OpenAI chat request for an Anthropic model, and
 //!   the Anthropic answer (JSON, errors) as a chat completion;
 //!   [`from_anthropic_stream`]: the Anthropic stream as chat chunks.
+//!   [`thinking`]: an OpenAI client's `reasoning_effort` as the thinking
+//!   the Claude model takes.
 //! - [`to_openai`]: an Anthropic messages request for an OpenAI-format
 //!   model, and the chat completion as an Anthropic message;
 //!   [`from_openai_stream`]: the chat chunks as Anthropic events.
@@ -13,6 +15,7 @@ pub mod from_anthropic_stream;
 pub mod from_openai_stream;
 pub mod to_anthropic;
 pub mod to_openai;
+pub mod thinking;
 
 use crate::request::Api;
 

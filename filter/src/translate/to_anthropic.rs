@@ -15,6 +15,7 @@
 //! | `tools` (`function`) | `tools` (`name`, `description`, `input_schema`) |
 //! | `tool_choice` `auto` / `none` / `required` / `{function}`, `parallel_tool_calls: false` | `tool_choice` `auto` / `none` / `any` / `{tool}`, `disable_parallel_tool_use` |
 //! | `stream_options.include_usage` | a final usage chunk in the translated stream |
+//! | `reasoning_effort` | `thinking` in the form the model takes, `enabled` with a budget (Claude 3.7–4.5) or `adaptive` with `output_config.effort` (4.6 and later); none where Anthropic would refuse it (see [`think`]) |
 //! | `prompt_cache_key`, `safety_identifier`, `store: false`, `n: 1` | nothing (no effect on the answer) |
 //!
 //! Anything else (`n` > 1, `logprobs`, `response_format` other than text,
@@ -39,7 +40,7 @@ const IGNORED: &[&str] = &["prompt_cache_key", "safety_identifier"];
 const REFUSED: &[&str] = &[
     "n", "logprobs", "top_logprobs", "logit_bias", "presence_penalty", "frequency_penalty", "seed", "response_format",
     "audio", "modalities", "prediction", "service_tier", "web_search_options", "functions", "function_call",
-    "reasoning_effort", "verbosity", "store", "metadata",
+    "verbosity", "store", "metadata",
 ];
 
 use super::bad_message;
@@ -195,12 +196,43 @@ fn tool_choice(v: &Value, parallel: Option<bool>) -> Result<Value, GatewayError>
     Ok(choice)
 }
 
+/// Claude's thinking for the client's `reasoning_effort` (the form the
+/// model takes: [`super::thinking`]), except where Anthropic refuses
+/// thinking and an OpenAI client could not have avoided it:
+/// - a forced tool (`tool_choice` `required` or a function): "Thinking may
+///   not be enabled when tool_choice forces tool use.";
+/// - in a tool loop (the last turn carries tool results): Anthropic wants
+///   the last assistant turn to start with the thinking blocks it answered
+///   with, which an OpenAI client never received to send back.
+///
+/// There the request goes without thinking. A `temperature` other than 1
+/// is refused by name: Anthropic refuses it while Claude thinks, as
+/// OpenAI refuses it with reasoning models.
+fn think(out: &mut Map<String, Value>, effort: &str, model: &str, max_tokens: u64) -> Result<(), GatewayError> {
+    let forced = matches!(out.get("tool_choice").and_then(|c| c.get("type")).and_then(Value::as_str), Some("any" | "tool"));
+    let in_tool_loop = out.get("messages").and_then(Value::as_array).and_then(|m| m.last()).is_some_and(|m| {
+        m.get("content").and_then(Value::as_array).is_some_and(|b| b.iter().any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result")))
+    });
+    let Some((thinking, config)) = super::thinking::members(effort, model, max_tokens).filter(|_| !forced && !in_tool_loop) else {
+        return Ok(());
+    };
+    if out.get("temperature").and_then(Value::as_f64).is_some_and(|t| t != 1.0) {
+        return Err(untranslatable("temperature", "must be 1 or left out with 'reasoning_effort' (Claude thinks only at temperature 1)"));
+    }
+    out.insert("thinking".into(), thinking);
+    if let Some(config) = config {
+        out.insert("output_config".into(), config);
+    }
+    Ok(())
+}
+
 /// The Anthropic request for an OpenAI chat request.
 pub fn chat_to_messages(p: &ParsedBody<'_>, upstream_model: &str, default_max_tokens: u64) -> Result<Vec<u8>, GatewayError> {
     let mut out = Map::new();
     out.insert("model".into(), Value::from(upstream_model));
     let mut parallel = None;
     let mut choice = None;
+    let mut effort = None;
     for (k, raw) in p.members() {
         let v: Value = serde_json::from_str(raw).map_err(|_| GatewayError::bad_request("invalid_json", "The request body is not valid JSON."))?;
         match k {
@@ -244,6 +276,7 @@ pub fn chat_to_messages(p: &ParsedBody<'_>, upstream_model: &str, default_max_to
                 out.insert("tools".into(), tools(&v)?);
             }
             "tool_choice" if !v.is_null() => choice = Some(v),
+            "reasoning_effort" => effort = super::thinking::effort(&v)?.map(str::to_string),
             "parallel_tool_calls" => parallel = v.as_bool(),
             "n" if v.is_null() || v.as_u64() == Some(1) => {}
             "store" if v.is_null() || v == Value::Bool(false) => {}
@@ -258,7 +291,11 @@ pub fn chat_to_messages(p: &ParsedBody<'_>, upstream_model: &str, default_max_to
     } else if parallel == Some(false) && out.contains_key("tools") {
         out.insert("tool_choice".into(), json!({"type": "auto", "disable_parallel_tool_use": true}));
     }
-    out.insert("max_tokens".into(), Value::from(p.request.max_tokens.unwrap_or(default_max_tokens)));
+    let max_tokens = p.request.max_tokens.unwrap_or(default_max_tokens);
+    if let Some(effort) = effort {
+        think(&mut out, &effort, upstream_model, max_tokens)?;
+    }
+    out.insert("max_tokens".into(), Value::from(max_tokens));
     serde_json::to_vec(&Value::Object(out)).map_err(|_| GatewayError::internal("the translated request could not be written"))
 }
 
@@ -397,6 +434,45 @@ mod tests {
         let ok = tr(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 1, "store": false,
                            "response_format": {"type": "text"}, "prompt_cache_key": "k", "max_completion_tokens": 99})).unwrap();
         assert_eq!(ok["max_tokens"], 99);
+    }
+
+    #[test]
+    fn a_reasoning_effort_becomes_the_thinking_the_model_takes() {
+        let to = |model: &str, body: Value| {
+            let b = serde_json::to_vec(&body).unwrap();
+            let p = parse_chat(Api::OpenAiChat, &b).unwrap();
+            chat_to_messages(&p, model, 4096).map(|v| serde_json::from_slice::<Value>(&v).unwrap())
+        };
+        let ask = |extra: Value| {
+            let mut b = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "high"});
+            b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            b
+        };
+        let got = to("claude-sonnet-4-5", ask(json!({"max_completion_tokens": 64000}))).unwrap();
+        assert_eq!((&got["thinking"], got.get("output_config"), &got["max_tokens"]), (&json!({"type": "enabled", "budget_tokens": 16384}), None, &json!(64000)));
+        let got = to("claude-opus-4-8", ask(json!({}))).unwrap();
+        assert_eq!((&got["thinking"], &got["output_config"], &got["max_tokens"]), (&json!({"type": "adaptive"}), &json!({"effort": "high"}), &json!(4096)));
+        // No thinking: `none`, a model that does not think, a cap too small for Anthropic's least budget.
+        for (model, extra) in [("claude-opus-4-8", json!({"reasoning_effort": "none"})), ("claude-3-5-haiku-20241022", json!({})),
+                               ("claude-sonnet-4-5", json!({"max_tokens": 2000}))] {
+            let got = to(model, ask(extra)).unwrap();
+            assert!(got.get("thinking").is_none() && got.get("output_config").is_none(), "{model}: {got}");
+        }
+        // A forced tool, or a tool loop's next step: Anthropic would refuse thinking there.
+        let tools = json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);
+        let forced = to("claude-opus-4-8", ask(json!({"tools": tools, "tool_choice": "required"}))).unwrap();
+        assert!(forced.get("thinking").is_none(), "{forced}");
+        let lp = json!([{"role": "user", "content": "hi"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "ok"}]);
+        let in_loop = to("claude-opus-4-8", ask(json!({"tools": tools, "messages": lp}))).unwrap();
+        assert!(in_loop.get("thinking").is_none(), "{in_loop}");
+        // Claude thinks only at temperature 1: another is refused by name, 1 passes.
+        let e = to("claude-opus-4-8", ask(json!({"temperature": 0.2}))).unwrap_err();
+        assert_eq!((e.code, e.param), ("untranslatable_field", Some("temperature")), "{}", e.message);
+        assert!(to("claude-opus-4-8", ask(json!({"temperature": 1}))).is_ok());
+        assert!(to("claude-3-5-haiku-20241022", ask(json!({"temperature": 0.2}))).is_ok(), "no thinking, no conflict");
+        assert_eq!(to("claude-opus-4-8", ask(json!({"reasoning_effort": "max"}))).unwrap_err().param, Some("reasoning_effort"));
     }
 
     #[test]

@@ -72,7 +72,8 @@ fn without_attribution(mut v: Value) -> Value {
 }
 
 /// How much an OpenAI-format model reasons, from how much Claude would
-/// think: `output_config.effort` when given (`max` is OpenAI's `high`),
+/// think: `output_config.effort` when given (`xhigh` and `max` are
+/// OpenAI's `high`, which every OpenAI reasoning model takes),
 /// else `thinking.budget_tokens` (below 4,096 `low`, below 16,384
 /// `medium`, else `high`); `disabled`, or `adaptive` without an effort,
 /// leave the model's default. Either way the output cap bounds the
@@ -87,9 +88,9 @@ fn reasoning_effort(thinking: Option<&Value>, config: Option<&Value>) -> Result<
         Some(Value::Object(c)) if c.keys().all(|k| k == "effort") => match c.get("effort").map(Value::as_str) {
             Some(Some("low")) => Some("low"),
             Some(Some("medium")) => Some("medium"),
-            Some(Some("high" | "max")) => Some("high"),
+            Some(Some("high" | "xhigh" | "max")) => Some("high"),
             None => None,
-            Some(_) => return Err(refuse("output_config", "effort must be low, medium, high or max")),
+            Some(_) => return Err(refuse("output_config", "effort must be low, medium, high, xhigh or max")),
         },
         Some(_) => return Err(refuse("output_config", "only its effort has a translation")),
     };
@@ -436,6 +437,7 @@ mod tests {
         assert_eq!(effort(json!({"thinking": {"type": "adaptive"}})), None, "the model's default");
         assert_eq!(effort(json!({"thinking": {"type": "adaptive"}, "output_config": {"effort": "medium"}})), Some(json!("medium")));
         assert_eq!(effort(json!({"thinking": {"type": "enabled", "budget_tokens": 1024}, "output_config": {"effort": "max"}})), Some(json!("high")));
+        assert_eq!(effort(json!({"thinking": {"type": "adaptive"}, "output_config": {"effort": "xhigh"}})), Some(json!("high")), "Opus 4.7's level");
         assert_eq!(effort(json!({})), None);
         // A model that does not reason refuses the member: left out for it, still checked.
         let to = |model: &str, thinking: Value| {

@@ -58,6 +58,7 @@ mod hostile;
 mod prefix_cache;
 mod responses;
 mod strict;
+mod thinking;
 mod tasks;
 
 #[derive(Default)]
@@ -676,7 +677,7 @@ async fn handle(
         }
     };
     if let Value::Object(m) = &req {
-        if let Err(r) = strict::check(dialect, m, header_str(&h, "anthropic-beta").is_some()) {
+        if let Err(r) = strict::check(dialect, m, header_str(&h, "anthropic-beta")) {
             let body = error_body_with(dialect, r.status, &r.message, r.param.as_deref(), r.code);
             return respond(StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST), &h, &uri, body, "application/json");
         }

@@ -57,6 +57,11 @@
 //!   `"messages.<i>.content.<j>.tool_result: content cannot be empty if
 //!   `is_error` is true"` (bytedance/trae-agent#231, a real response body);
 //!   an empty one not so marked is accepted.
+//! - Anthropic's `output_config` (`effort`, `format`) is a request member
+//!   like any other; `output_format` (structured outputs) needs a beta
+//!   header. 116 real api.anthropic.com exchanges say so
+//!   (tests/captures/anthropic_exchanges.json); the mock refused
+//!   `output_config` until they did. Thinking's rules: `thinking.rs`.
 //! - DeepSeek documents no refusal of unknown members: the mock accepts them,
 //!   but checks types like OpenAI.
 
@@ -81,11 +86,11 @@ const OPENAI_PARAMS: &[&str] = &[
 ];
 
 const ANTHROPIC_PARAMS: &[&str] = &[
-    "model", "messages", "max_tokens", "cache_control", "container", "metadata", "service_tier", "stop_sequences", "stream", "system",
-    "temperature", "thinking", "tool_choice", "tools", "top_k", "top_p",
+    "model", "messages", "max_tokens", "cache_control", "container", "metadata", "output_config", "service_tier", "stop_sequences",
+    "stream", "system", "temperature", "thinking", "tool_choice", "tools", "top_k", "top_p",
 ];
 /// Accepted only with an `anthropic-beta` header.
-const ANTHROPIC_BETA_PARAMS: &[&str] = &["context_management", "mcp_servers"];
+const ANTHROPIC_BETA_PARAMS: &[&str] = &["context_management", "mcp_servers", "output_format"];
 
 const COUNT_TOKENS_PARAMS: &[&str] =
     &["model", "messages", "cache_control", "output_config", "system", "thinking", "tool_choice", "tools"];
@@ -309,10 +314,11 @@ pub fn check_count_tokens(req: &Map<String, Value>, beta: bool) -> Result<(), Re
 }
 
 /// Checks a request body as the provider would.
-pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: bool) -> Result<(), Refusal> {
+/// `beta`: the request's `anthropic-beta` header, if any.
+pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: Option<&str>) -> Result<(), Refusal> {
     match dialect {
         Dialect::Anthropic => {
-            anthropic_members(req, ANTHROPIC_PARAMS, if beta { ANTHROPIC_BETA_PARAMS } else { &[] })?;
+            anthropic_members(req, ANTHROPIC_PARAMS, if beta.is_some() { ANTHROPIC_BETA_PARAMS } else { &[] })?;
             match req.get("max_tokens").and_then(Value::as_i64) {
                 None => return Err(refuse(400, "max_tokens: Field required".into(), None, None)),
                 Some(n) if n < 1 => {
@@ -323,6 +329,7 @@ pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: bool) -> Result<(
             if let Some(msgs) = req.get("messages").and_then(Value::as_array) {
                 anthropic_messages_not_empty(msgs)?;
             }
+            crate::thinking::check(req, beta.unwrap_or(""))?;
         }
         Dialect::OpenAi | Dialect::DeepSeek => {
             if dialect == Dialect::OpenAi {
@@ -401,27 +408,27 @@ mod tests {
                                                       {"type": "text", "text": "b", "cache_control": cc},
                                                       {"type": "text", "text": "c", "cache_control": cc}]}]});
         assert_eq!(cache_breakpoints(&obj(five.clone())).len(), 5);
-        assert!(check(Dialect::Anthropic, &obj(five), false).unwrap_err().message.contains("A maximum of 4 blocks with cache_control"));
+        assert!(check(Dialect::Anthropic, &obj(five), None).unwrap_err().message.contains("A maximum of 4 blocks with cache_control"));
         let bad_ttl = json!({"model": "m", "max_tokens": 1, "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1d"}}],
             "messages": []});
-        assert!(check(Dialect::Anthropic, &obj(bad_ttl), false).is_err());
+        assert!(check(Dialect::Anthropic, &obj(bad_ttl), None).is_err());
         let ok = json!({"model": "m", "max_tokens": 1, "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
             "messages": [{"role": "user", "content": "hi"}]});
-        assert!(check(Dialect::Anthropic, &obj(ok), false).is_ok());
+        assert!(check(Dialect::Anthropic, &obj(ok), None).is_ok());
     }
 
     #[test]
     fn anthropic_refuses_what_the_real_api_refuses() {
         let ok = json!({"model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], "stream": true});
-        assert!(check(Dialect::Anthropic, &obj(ok), false).is_ok());
+        assert!(check(Dialect::Anthropic, &obj(ok), None).is_ok());
         let bad = json!({"model": "claude", "max_tokens": 5, "messages": [], "stream": true, "stream_options": {"include_usage": true}});
-        let e = check(Dialect::Anthropic, &obj(bad), false).err().unwrap();
+        let e = check(Dialect::Anthropic, &obj(bad), None).err().unwrap();
         assert_eq!(e.message, "stream_options: Extra inputs are not permitted");
-        let e = check(Dialect::Anthropic, &obj(json!({"model": "c", "messages": []})), false).err().unwrap();
+        let e = check(Dialect::Anthropic, &obj(json!({"model": "c", "messages": []})), None).err().unwrap();
         assert_eq!(e.message, "max_tokens: Field required");
         let cm = json!({"model": "c", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}], "context_management": {}});
-        assert!(check(Dialect::Anthropic, &obj(cm.clone()), false).is_err());
-        assert!(check(Dialect::Anthropic, &obj(cm), true).is_ok());
+        assert!(check(Dialect::Anthropic, &obj(cm.clone()), None).is_err());
+        assert!(check(Dialect::Anthropic, &obj(cm), Some("x")).is_ok());
     }
 
     #[test]
@@ -446,7 +453,7 @@ mod tests {
 
     #[test]
     fn empty_messages_are_refused_as_each_api_does() {
-        let anthropic = |messages: Value| check(Dialect::Anthropic, &obj(json!({"model": "c", "max_tokens": 5, "messages": messages})), false).err().map(|e| e.message);
+        let anthropic = |messages: Value| check(Dialect::Anthropic, &obj(json!({"model": "c", "max_tokens": 5, "messages": messages})), None).err().map(|e| e.message);
         assert_eq!(anthropic(json!([])).as_deref(), Some("messages: at least one message is required"));
         assert_eq!(anthropic(json!([{"role": "user", "content": [{"type": "text", "text": ""}]}])).as_deref(), Some("messages: text content blocks must be non-empty"));
         let not_last = "messages.0: all messages must have non-empty content except for the optional final assistant message";
@@ -454,7 +461,7 @@ mod tests {
         assert_eq!(anthropic(json!([{"role": "assistant", "content": []}, {"role": "user", "content": "q"}])).as_deref(), Some(not_last));
         assert_eq!(anthropic(json!([{"role": "user", "content": ""}])).as_deref(), Some(not_last), "a last user message too");
         assert_eq!(anthropic(json!([{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}])), None, "the final assistant prefill may be empty");
-        let openai = |messages: Value| check(Dialect::OpenAi, &obj(json!({"model": "m", "messages": messages})), false).err().map(|e| (e.message, e.param, e.code));
+        let openai = |messages: Value| check(Dialect::OpenAi, &obj(json!({"model": "m", "messages": messages})), None).err().map(|e| (e.message, e.param, e.code));
         let empty = "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.";
         assert_eq!(openai(json!([])), Some((empty.to_string(), Some("messages".to_string()), Some("empty_array"))));
         assert_eq!(openai(json!([{"role": "user", "content": ""}])), None);
@@ -462,22 +469,22 @@ mod tests {
 
     #[test]
     fn openai_refuses_unknown_arguments_and_wrong_types() {
-        let e = check(Dialect::OpenAi, &obj(json!({"model": "m", "messages": [], "foo": 1})), false).err().unwrap();
+        let e = check(Dialect::OpenAi, &obj(json!({"model": "m", "messages": [], "foo": 1})), None).err().unwrap();
         assert_eq!(e.message, "Unrecognized request argument supplied: foo");
-        let e = check(Dialect::OpenAi, &obj(json!({"model": "m", "messages": [], "max_tokens": "5"})), false).err().unwrap();
+        let e = check(Dialect::OpenAi, &obj(json!({"model": "m", "messages": [], "max_tokens": "5"})), None).err().unwrap();
         assert_eq!(e.message, "Invalid type for 'max_tokens': expected an integer, but got a string instead.");
-        let e = check(Dialect::OpenAi, &obj(json!({"model": "m", "messages": [], "stream_options": {"include_usage": true}})), false)
+        let e = check(Dialect::OpenAi, &obj(json!({"model": "m", "messages": [], "stream_options": {"include_usage": true}})), None)
             .err()
             .unwrap();
         assert_eq!(e.param.as_deref(), Some("stream_options"));
-        assert!(check(Dialect::DeepSeek, &obj(json!({"model": "m", "messages": [], "foo": 1})), false).is_ok());
+        assert!(check(Dialect::DeepSeek, &obj(json!({"model": "m", "messages": [], "foo": 1})), None).is_ok());
     }
 
     #[test]
     fn a_model_that_does_not_reason_refuses_a_reasoning_effort() {
         let with_effort = |model: &str| {
             let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "high"});
-            check(Dialect::OpenAi, &obj(body), false).err().map(|e| (e.message, e.param, e.code))
+            check(Dialect::OpenAi, &obj(body), None).err().map(|e| (e.message, e.param, e.code))
         };
         for model in ["gpt-4.1", "gpt-4o-mini", "gpt-3.5-turbo", "chatgpt-4o-latest", "gpt-5-chat-latest"] {
             let (message, param, code) = with_effort(model).unwrap();
@@ -488,14 +495,14 @@ mod tests {
             assert_eq!(with_effort(model), None, "{model}");
         }
         let null = json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": null});
-        assert!(check(Dialect::OpenAi, &obj(null), false).is_ok());
+        assert!(check(Dialect::OpenAi, &obj(null), None).is_ok());
     }
 
     #[test]
     fn a_reasoning_model_refuses_max_tokens() {
         let capped = |model: &str, cap: &str| {
             let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}], cap: 10});
-            check(Dialect::OpenAi, &obj(body), false).err().map(|e| (e.message, e.param, e.code))
+            check(Dialect::OpenAi, &obj(body), None).err().map(|e| (e.message, e.param, e.code))
         };
         for model in ["gpt-5-nano", "gpt-5.4", "o3", "o4-mini"] {
             let (message, param, code) = capped(model, "max_tokens").unwrap();
@@ -507,7 +514,7 @@ mod tests {
             assert_eq!(capped(model, "max_tokens"), None, "{model}");
         }
         let deepseek = json!({"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10});
-        assert!(check(Dialect::DeepSeek, &obj(deepseek), false).is_ok());
+        assert!(check(Dialect::DeepSeek, &obj(deepseek), None).is_ok());
     }
 
     #[test]
@@ -516,7 +523,7 @@ mod tests {
             let body = json!({"model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"},
                 {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
                 {"role": "user", "content": [result]}]});
-            check(Dialect::Anthropic, &obj(body), false).err().map(|e| e.message)
+            check(Dialect::Anthropic, &obj(body), None).err().map(|e| e.message)
         };
         let msg = "messages.2.content.0.tool_result: content cannot be empty if `is_error` is true";
         assert_eq!(turn(json!({"type": "tool_result", "tool_use_id": "t", "is_error": true, "content": ""})).as_deref(), Some(msg));

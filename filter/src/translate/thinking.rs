@@ -1,0 +1,164 @@
+//! An OpenAI client's `reasoning_effort` as a Claude model's thinking.
+//!
+//! Claude models take thinking in one of two forms, by model (sources in
+//! docs/translation.md): `{"type": "enabled", "budget_tokens": n}` from
+//! Claude 3.7 to 4.5, and `{"type": "adaptive"}` with
+//! `output_config.effort` from 4.6 on (Opus 4.7 and later, and the Claude 5
+//! models, refuse the budget form: "\"thinking.type.enabled\" is not
+//! supported for this model"). Models before 3.7 refuse thinking ("does not
+//! support thinking").
+
+use serde_json::{json, Value};
+
+use crate::errors::GatewayError;
+
+/// The thinking a model takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// It does not think (Claude before 3.7).
+    None,
+    /// `enabled` with a token budget (Claude 3.7 to 4.5; other
+    /// Anthropic-format models, whose APIs copied this form).
+    Budget,
+    /// `adaptive` with an effort (Claude 4.6 and later, and Claude models
+    /// whose names carry no version: new families).
+    Adaptive,
+}
+
+/// The version in a Claude model name (`claude-3-7-sonnet-20250219` 3.7,
+/// `claude-sonnet-4-20250514` 4.0, `claude-opus-4.7` 4.7, Bedrock's
+/// `us.anthropic.claude-opus-4-1-…-v1:0` 4.1); a date is no version.
+fn claude_version(rest: &str) -> Option<(u32, u32)> {
+    let mut nums = rest
+        .split(['-', '.', '@', ':', '_'])
+        .skip_while(|t| t.parse::<u32>().is_err())
+        .map_while(|t| t.parse::<u32>().ok().filter(|n| *n < 100));
+    let major = nums.next()?;
+    Some((major, nums.next().unwrap_or(0)))
+}
+
+/// The thinking form of an upstream model, by name (a router's prefix,
+/// `anthropic/claude-…`, looked past).
+pub fn form(model: &str) -> Form {
+    let name = model.to_ascii_lowercase();
+    let Some(at) = name.find("claude") else {
+        return Form::Budget;
+    };
+    match name.get(at + "claude".len()..).and_then(claude_version) {
+        Some(v) if v < (3, 7) => Form::None,
+        Some(v) if v < (4, 6) => Form::Budget,
+        _ => Form::Adaptive,
+    }
+}
+
+/// Thinking tokens per effort in the budget form: the bands the other
+/// direction reads back (`to_openai`: below 4,096 low, below 16,384
+/// medium), Anthropic's least (1,024) for `minimal`.
+fn budget_for(effort: &str) -> u64 {
+    match effort {
+        "minimal" => 1024,
+        "low" => 2048,
+        "medium" => 8192,
+        "high" => 16_384,
+        _ => 32_768, // xhigh
+    }
+}
+
+/// The smallest budget Anthropic takes.
+const MIN_BUDGET: u64 = 1024;
+
+/// The members to send for an OpenAI `reasoning_effort` (already checked
+/// by [`effort`]) on `model` with `max_tokens` as the output cap: the
+/// `thinking` and, in the adaptive form, the `output_config`. `None`: no
+/// thinking (`none`, a model that does not think, or a cap too small).
+///
+/// A budget never takes more than half the cap, so the answer keeps room:
+/// thinking counts against `max_tokens` as OpenAI's reasoning counts
+/// against `max_completion_tokens`, so the cap, and with it the budget
+/// reservation, still bounds the whole output.
+pub fn members(effort: &str, model: &str, max_tokens: u64) -> Option<(Value, Option<Value>)> {
+    if effort == "none" {
+        return None;
+    }
+    match form(model) {
+        Form::None => None,
+        Form::Budget => {
+            let budget = budget_for(effort).min(max_tokens / 2);
+            (budget >= MIN_BUDGET).then(|| (json!({"type": "enabled", "budget_tokens": budget}), None))
+        }
+        Form::Adaptive => {
+            // The levels every adaptive model takes (`xhigh` and `max` are not on all of them).
+            let level = match effort {
+                "minimal" | "low" => "low",
+                "medium" => "medium",
+                _ => "high",
+            };
+            Some((json!({"type": "adaptive"}), Some(json!({"effort": level}))))
+        }
+    }
+}
+
+/// A client's `reasoning_effort` value, as OpenAI accepts it; `None` for null.
+pub fn effort(v: &Value) -> Result<Option<&str>, GatewayError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) if matches!(s.as_str(), "none" | "minimal" | "low" | "medium" | "high" | "xhigh") => Ok(Some(s)),
+        _ => Err(super::refuse("reasoning_effort", "must be none, minimal, low, medium, high or xhigh", "an Anthropic model")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_model_gets_the_form_it_takes() {
+        for m in ["claude-3-5-haiku-20241022", "claude-3-haiku-20240307", "claude-2.1", "claude-instant-1.2", "anthropic.claude-3-5-sonnet-20240620-v1:0"] {
+            assert_eq!(form(m), Form::None, "{m}");
+        }
+        for m in ["claude-3-7-sonnet-20250219", "claude-sonnet-4-20250514", "claude-opus-4-1-20250805", "claude-sonnet-4-5", "claude-haiku-4-5@20251001",
+                  "us.anthropic.claude-sonnet-4-5-20250929-v1:0", "deepseek-chat", "glm-4.6"] {
+            assert_eq!(form(m), Form::Budget, "{m}");
+        }
+        for m in ["claude-sonnet-4-6", "claude-opus-4-6", "claude-opus-4-7", "claude-opus-4.8", "claude-opus-5", "claude-sonnet-5",
+                  "claude-mythos-preview", "anthropic/claude-opus-4-8", "Claude-Opus-4-7"] {
+            assert_eq!(form(m), Form::Adaptive, "{m}");
+        }
+    }
+
+    #[test]
+    fn a_budget_leaves_half_the_cap_for_the_answer() {
+        let budget = |effort, cap| members(effort, "claude-sonnet-4-5", cap).map(|(t, _)| t["budget_tokens"].as_u64().unwrap());
+        assert_eq!(budget("high", 64_000), Some(16_384));
+        assert_eq!(budget("xhigh", 64_000), Some(32_000));
+        assert_eq!(budget("medium", 4096), Some(2048));
+        assert_eq!(budget("low", 2048), Some(1024));
+        assert_eq!(budget("low", 2047), None, "below Anthropic's least budget: no thinking");
+        assert_eq!(budget("none", 64_000), None);
+        assert_eq!(members("high", "claude-3-5-haiku-20241022", 64_000), None);
+        // Every budget the form sends is one Anthropic takes: at least 1,024, below the cap.
+        for cap in [1, 1024, 2048, 2049, 5000, 100_000] {
+            for e in ["minimal", "low", "medium", "high", "xhigh"] {
+                if let Some(b) = budget(e, cap) {
+                    assert!(b >= 1024 && b < cap, "{e} {cap}: {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn adaptive_models_get_an_effort_every_one_of_them_takes() {
+        let (t, c) = members("xhigh", "claude-opus-4-8", 100).unwrap();
+        assert_eq!((t, c), (json!({"type": "adaptive"}), Some(json!({"effort": "high"}))));
+        assert_eq!(members("minimal", "claude-sonnet-4-6", 100).unwrap().1, Some(json!({"effort": "low"})));
+    }
+
+    #[test]
+    fn an_effort_openai_would_refuse_is_refused() {
+        assert_eq!(effort(&json!("high")).unwrap(), Some("high"));
+        assert_eq!(effort(&Value::Null).unwrap(), None);
+        for bad in [json!("max"), json!(3), json!({"effort": "high"})] {
+            assert_eq!(effort(&bad).unwrap_err().param, Some("reasoning_effort"));
+        }
+    }
+}
