@@ -1,8 +1,9 @@
 """Real api.openai.com exchanges (tests/captures/openai_exchanges.json: each
 request a client sent and the status and error the API answered, recorded in
-envoyproxy/ai-gateway's cassettes) and real api.anthropic.com ones
-(tests/captures/anthropic_exchanges.json, recorded by braintrustdata/lingua's
-payload snapshots); sources in tests/captures/README.md.
+envoyproxy/ai-gateway's cassettes; openai_lingua_exchanges.json, chat and
+Responses API, recorded by braintrustdata/lingua's payload snapshots) and
+real api.anthropic.com ones (anthropic_exchanges.json, lingua too); sources
+in tests/captures/README.md.
 
 The mock must answer each recorded request as the real API did: accept what
 it accepted (a mock stricter than the API hides nothing but fails real
@@ -34,6 +35,35 @@ def test_the_mock_answers_a_recorded_request_as_the_api_did(stack, ex):
             {k: ex["error"].get(k) for k in ("message", "param", "code", "type")}
     elif "object" in ex and not ex["request"].get("stream"):
         assert r.json()["object"] == ex["object"]
+
+
+LINGUA = json.loads((Path(__file__).resolve().parents[1] / "captures" / "openai_lingua_exchanges.json").read_text())
+LINGUA_IDS = [f"{e['path'].rsplit('/', 1)[1]}-{e['case']}-{e['stage']}" for e in LINGUA]
+
+
+@pytest.mark.parametrize("ex", LINGUA, ids=LINGUA_IDS)
+def test_the_mock_answers_a_recorded_lingua_request_as_the_api_did(stack, ex):
+    """GPT-5.2+ refusing function tools beside a reasoning effort, reasoning
+    models refusing top_p, strict schemas, file parts, GPT-5.6's
+    prompt_cache_options: the recordings found each of these."""
+    r = requests.post(stack.mock.url + ex["path"], json=ex["request"], timeout=30,
+                      headers={"authorization": "Bearer sk-mock-openai", "host": "api.openai.com"})
+    assert r.status_code == ex["status"], r.text
+    if "error" in ex:
+        assert r.json()["error"]["message"] == ex["error"]["message"]
+
+
+@pytest.mark.parametrize("ex", LINGUA, ids=LINGUA_IDS)
+def test_a_recorded_lingua_request_through_tollgate_is_served_or_refused_as_the_api_did(stack, client, ex):
+    body = {**ex["request"], "model": "openai/" + ex["request"]["model"]}
+    r = requests.post(stack.url + ex["path"], json=body, timeout=30, headers={"authorization": f"Bearer {SEARCH_KEY}"})
+    assert r.status_code == ex["status"], r.text
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    if ex["status"] == 200:
+        assert rec["outcome"] == "ok" and rec["usage_source"] == "provider", rec
+    else:
+        assert r.json()["error"]["message"] == ex["error"]["message"], "the provider's refusal reaches the client"
+        assert rec["cost_micros"] == 0 and rec["outcome"] != "ok", rec
 
 
 # Refused by the API for `max_tokens` on a reasoning model, which Tollgate

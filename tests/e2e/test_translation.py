@@ -311,3 +311,18 @@ def test_an_openai_clients_reasoning_effort_reaches_claude_as_the_thinking_each_
     with pytest.raises(openai.BadRequestError) as e:
         oai.chat.completions.create(model="anthropic/claude-opus-4-8", reasoning_effort="high", temperature=0.3, messages=ask)
     assert e.value.body["param"] == "temperature" and e.value.body["code"] == "untranslatable_field"
+
+
+def test_claude_codes_tool_turns_reach_new_gpts_which_refuse_tools_beside_reasoning(stack, claude_sdk):
+    """GPT-5.2 and later refuse function tools beside a reasoning effort in
+    chat completions, and from 5.6 their own default effort too (the mock
+    holds the real refusals). Claude Code sends tools and thinking on every
+    turn: every one failed on these models."""
+    import requests
+    tools = [{"name": "Read", "description": "Read a file", "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}}]
+    for model, effort in [("openai/gpt-5.4", None), ("openai/gpt-5.6-terra", "none"), ("openai/gpt-5.1", "high")]:
+        m = claude_sdk.messages.create(model=model, max_tokens=20000, thinking={"type": "enabled", "budget_tokens": 16384},
+                                       tools=tools, messages=[{"role": "user", "content": "Read a.txt"}])
+        assert m.type == "message", model
+        sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+        assert sent.get("reasoning_effort") == effort and sent["tools"][0]["function"]["name"] == "Read", (model, sent)

@@ -124,6 +124,35 @@ fn takes_reasoning_effort(model: &str) -> bool {
     !(chat_only || ["gpt-4", "gpt-3.5", "chatgpt-"].iter().any(|family| name.starts_with(family)))
 }
 
+/// The GPT version in a model name (`gpt-5.4-mini` 5.4, `openai/gpt-6-astra` 6.0).
+fn gpt_version(model: &str) -> Option<(u32, u32)> {
+    let name = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
+    let version = name.strip_prefix("gpt-")?.split('-').next()?.to_string();
+    let mut parts = version.split('.');
+    let major = parts.next()?.parse().ok()?;
+    Some((major, parts.next().map_or(Some(0), |m| m.parse().ok())?))
+}
+
+/// The `reasoning_effort` to send beside function tools. OpenAI's GPT-5.2
+/// and later refuse function tools with a reasoning effort in chat
+/// completions (400, `param: reasoning_effort`, "Function tools with
+/// reasoning_effort are not supported for gpt-5.4 in /v1/chat/completions.
+/// Please use /v1/responses instead.": pipecat-ai/pipecat#4043, and a
+/// recorded answer for gpt-5.4-mini in braintrustdata/lingua), and from
+/// GPT-5.6 their own default effort too, so `none` must be sent ("… or set
+/// reasoning_effort to 'none'": GoogleChromeLabs/webmcp-tools#417,
+/// laurent22/joplin#16451). Claude Code sends tools on every turn, so every
+/// turn it thought in failed on these models; now it is answered without
+/// reasoning, as livekit/agents#5088 does. (GPT-6 models refuse `none` as
+/// well, decolua/9router#4031: their tool turns need the Responses API.)
+fn effort_beside_tools(effort: Option<&'static str>, model: &str) -> Option<&'static str> {
+    match gpt_version(model) {
+        Some(v) if v >= (5, 6) && takes_reasoning_effort(model) => Some("none"),
+        Some(v) if v >= (5, 2) => None,
+        _ => effort,
+    }
+}
+
 fn image_part(b: &Value, i: usize) -> Result<Value, GatewayError> {
     let src = b.get("source").unwrap_or(&Value::Null);
     let url = match src.get("type").and_then(Value::as_str) {
@@ -275,8 +304,9 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
         }
     }
     // Read (and refused when malformed) whatever the model, sent only to one that reasons.
-    let effort = reasoning_effort(thinking.as_ref(), output_config.as_ref())?;
-    if let Some(effort) = effort.filter(|_| takes_reasoning_effort(upstream_model)) {
+    let effort = reasoning_effort(thinking.as_ref(), output_config.as_ref())?.filter(|_| takes_reasoning_effort(upstream_model));
+    let effort = if out.contains_key("tools") { effort_beside_tools(effort, upstream_model) } else { effort };
+    if let Some(effort) = effort {
         out.insert("reasoning_effort".into(), Value::from(effort));
     }
     if let Some(s) = system.filter(|s| !s.is_empty()) {
@@ -439,6 +469,19 @@ mod tests {
         assert_eq!(effort(json!({"thinking": {"type": "enabled", "budget_tokens": 1024}, "output_config": {"effort": "max"}})), Some(json!("high")));
         assert_eq!(effort(json!({"thinking": {"type": "adaptive"}, "output_config": {"effort": "xhigh"}})), Some(json!("high")), "Opus 4.7's level");
         assert_eq!(effort(json!({})), None);
+        // Beside function tools, GPT-5.2 and later take no effort in chat, and from 5.6 need `none`.
+        let tools = json!([{"name": "Read", "input_schema": {"type": "object"}}]);
+        let with_tools = |model: &str| {
+            tr_for(model, json!({"model": "m", "max_tokens": 32000, "messages": [{"role": "user", "content": "hi"}], "tools": tools,
+                                 "thinking": {"type": "enabled", "budget_tokens": 31999}})).unwrap().get("reasoning_effort").cloned()
+        };
+        assert_eq!(with_tools("gpt-5.1"), Some(json!("high")));
+        assert_eq!(with_tools("o3"), Some(json!("high")));
+        assert_eq!(with_tools("deepseek-v4"), Some(json!("high")));
+        assert_eq!((with_tools("gpt-5.2"), with_tools("openai/gpt-5.4-mini")), (None, None));
+        assert_eq!((with_tools("gpt-5.6-terra"), with_tools("gpt-6-astra")), (Some(json!("none")), Some(json!("none"))));
+        assert_eq!(with_tools("gpt-5.6-chat-latest"), None, "a chat model takes no effort at all");
+        assert_eq!((gpt_version("gpt-5"), gpt_version("gpt-5.4-mini"), gpt_version("gpt-4o"), gpt_version("o3")), (Some((5, 0)), Some((5, 4)), None, None));
         // A model that does not reason refuses the member: left out for it, still checked.
         let to = |model: &str, thinking: Value| {
             tr_for(model, json!({"model": "m", "max_tokens": 32000, "messages": [{"role": "user", "content": "hi"}], "thinking": thinking}))

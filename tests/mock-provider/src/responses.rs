@@ -15,7 +15,7 @@ use crate::{count_tokens, output_pieces};
 
 const PARAMS: &[&str] = &[
     "background", "conversation", "include", "input", "instructions", "max_output_tokens", "max_tool_calls", "metadata",
-    "model", "parallel_tool_calls", "previous_response_id", "prompt", "prompt_cache_key", "prompt_cache_retention",
+    "model", "parallel_tool_calls", "previous_response_id", "prompt", "prompt_cache_key", "prompt_cache_options", "prompt_cache_retention",
     "reasoning", "safety_identifier", "service_tier", "store", "stream", "stream_options", "temperature", "text",
     "tool_choice", "tools", "top_logprobs", "top_p", "truncation", "user",
 ];
@@ -68,6 +68,17 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
     if m.get("reasoning").and_then(|r| r.get("effort")).is_some_and(|e| !e.is_null()) && crate::strict::openai_plain_model(&model) {
         let r = crate::strict::unsupported_parameter("reasoning.effort", "");
         return Err((r.status, r.message, Some("reasoning.effort"), r.code));
+    }
+    let format = m.get("text").and_then(|t| t.get("format")).filter(|f| f.get("type").and_then(Value::as_str) == Some("json_schema"));
+    let strict = format.filter(|f| f.get("strict").and_then(Value::as_bool) == Some(true));
+    let name = strict.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or("");
+    if let Some(msg) = strict.and_then(|f| f.get("schema")).and_then(|schema| crate::strict::strict_schema(name, schema)) {
+        return Err((400, msg, None, None));
+    }
+    // A real answer for gpt-5-nano (braintrustdata/lingua `topPReasoningModelParam`).
+    if m.get("top_p").is_some_and(|v| !v.is_null()) && crate::strict::openai_reasoning_model(&model) {
+        let r = crate::strict::unsupported_parameter("top_p", "");
+        return Err((r.status, r.message, Some("top_p"), r.code));
     }
     let cap = match m.get("max_output_tokens") {
         None | Some(Value::Null) => u64::MAX,

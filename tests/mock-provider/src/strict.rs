@@ -48,6 +48,19 @@
 //!   `code` `unsupported_parameter` (a real api.openai.com answer for
 //!   gpt-5-nano recorded in envoyproxy/ai-gateway
 //!   `tests/internal/testopenai/cassettes/chat-bad-request.yaml`).
+//! - OpenAI's reasoning models refuse `top_p`: `400 "Unsupported parameter:
+//!   'top_p' is not supported with this model."` (a real answer for
+//!   gpt-5-nano recorded in braintrustdata/lingua
+//!   `payloads/snapshots/topPReasoningModelParam`).
+//! - GPT-5.2 and later refuse function tools beside a reasoning effort in
+//!   chat completions: `400 "Function tools with reasoning_effort are not
+//!   supported for gpt-5.4-mini in /v1/chat/completions. Please use
+//!   /v1/responses instead."`, `param` `reasoning_effort`, `code` null
+//!   (lingua `functionToolsWithReasoningEffortParam`; pipecat-ai/pipecat#4043
+//!   for gpt-5.4); from GPT-5.6 with "To use function tools, use
+//!   /v1/responses or set reasoning_effort to 'none'.", and without an
+//!   effort too, the model's default being `medium`
+//!   (GoogleChromeLabs/webmcp-tools#417, laurent22/joplin#16451).
 //! - DeepSeek documents only `max_tokens` as its output cap and ignores
 //!   `max_completion_tokens` (earendil-works/pi#8018, measured on
 //!   api.deepseek.com: `max_completion_tokens: 5` gave 76 output tokens,
@@ -228,11 +241,60 @@ pub fn openai_plain_model(model: &str) -> bool {
     PLAIN.iter().any(|p| model.starts_with(p)) || (model.starts_with("gpt-5") && model.ends_with("-chat-latest"))
 }
 
-/// OpenAI's reasoning models (the o-series, GPT-5 but its chat models):
-/// they refuse `max_tokens` (sources in the module's notes).
-fn openai_reasoning_model(model: &str) -> bool {
+/// OpenAI's reasoning models (the o-series, GPT-5 and GPT-6 but their chat
+/// models): they refuse `max_tokens` and `top_p` (sources in the module's notes).
+pub fn openai_reasoning_model(model: &str) -> bool {
     let o_series = model.strip_prefix('o').is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
-    o_series || (model.starts_with("gpt-5") && !openai_plain_model(model))
+    o_series || ((model.starts_with("gpt-5") || model.starts_with("gpt-6")) && !openai_plain_model(model))
+}
+
+/// A `file` part's `file_data` must be a `data:` URL (lingua
+/// `chatCompletionsGcsBackedVideoFileParam`, a real answer).
+fn openai_file_parts(req: &Map<String, Value>) -> Result<(), Refusal> {
+    for (i, m) in req.get("messages").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (j, part) in m.get("content").and_then(Value::as_array).into_iter().flatten().enumerate() {
+            let data = part.get("file").and_then(|f| f.get("file_data")).and_then(Value::as_str);
+            if part.get("type").and_then(Value::as_str) == Some("file") && data.is_some_and(|d| !d.starts_with("data:")) {
+                return Err(refuse(
+                    400,
+                    format!("Invalid file data: 'messages[{i}].content[{j}].file.file_data'. Expected a base64-encoded data URL with an application/pdf MIME type (e.g. 'data:application/pdf;base64,SGVsbG8sIFdvcmxkIQ=='), but got a value without the 'data:' prefix."),
+                    None,
+                    None,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A strict JSON schema names every property of its top-level object in
+/// `required` (lingua `textFormatJsonSchemaMissingRequiredPropertyParam`,
+/// a real answer, chat and Responses alike; nested objects not checked).
+pub fn strict_schema(name: &str, schema: &Value) -> Option<String> {
+    let required: Vec<&str> = schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+    let missing = schema.get("properties").and_then(Value::as_object)?.keys().find(|k| !required.contains(&k.as_str()))?;
+    Some(format!(
+        "Invalid schema for response_format '{name}': In context=(), 'required' is required to be supplied and to be an array including every key in properties. Missing '{missing}'."
+    ))
+}
+
+/// GPT-5.2 and later refuse function tools beside a reasoning effort in chat
+/// completions, their default effort included from 5.6 (sources in the
+/// module's notes): the refusal, if this request earns it.
+fn openai_tools_with_reasoning(model: &str, req: &Map<String, Value>) -> Option<Refusal> {
+    let tools = req.get("tools").and_then(Value::as_array).is_some_and(|t| t.iter().any(|t| t.get("type").and_then(Value::as_str) == Some("function")));
+    let v = model.strip_prefix("gpt-")?.split('-').next()?;
+    let (major, minor) = v.split_once('.').unwrap_or((v, "0"));
+    let version = (major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?);
+    if !tools || version < (5, 2) || !openai_reasoning_model(model) {
+        return None;
+    }
+    let default = if version >= (5, 6) { "medium" } else { "none" };
+    let effort = req.get("reasoning_effort").and_then(Value::as_str).unwrap_or(default);
+    let advice = if version >= (5, 6) { "To use function tools, use /v1/responses or set reasoning_effort to 'none'." } else { "Please use /v1/responses instead." };
+    (effort != "none").then(|| {
+        refuse(400, format!("Function tools with reasoning_effort are not supported for {model} in /v1/chat/completions. {advice}"), Some("reasoning_effort"), None)
+    })
 }
 
 /// Anthropic's rule on tool results marked as errors (source in the module's notes).
@@ -371,6 +433,21 @@ pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: Option<&str>) -> 
             }
             if given("reasoning_effort") && openai_plain_model(model) {
                 return Err(unsupported_parameter("reasoning_effort", ""));
+            }
+            if given("top_p") && openai_reasoning_model(model) {
+                return Err(unsupported_parameter("top_p", ""));
+            }
+            if let Some(r) = openai_tools_with_reasoning(model, req).filter(|_| dialect == Dialect::OpenAi) {
+                return Err(r);
+            }
+            if dialect == Dialect::OpenAi {
+                openai_file_parts(req)?;
+                let format = req.get("response_format").filter(|f| f.get("type").and_then(Value::as_str) == Some("json_schema"));
+                let spec = format.and_then(|f| f.get("json_schema")).filter(|j| j.get("strict").and_then(Value::as_bool) == Some(true));
+                let name = spec.and_then(|j| j.get("name")).and_then(Value::as_str).unwrap_or("");
+                if let Some(msg) = spec.and_then(|j| j.get("schema")).and_then(|schema| strict_schema(name, schema)) {
+                    return Err(refuse(400, msg, None, None));
+                }
             }
             if dialect == Dialect::OpenAi && req.get("messages").and_then(Value::as_array).is_some_and(Vec::is_empty) {
                 return Err(refuse(
@@ -515,6 +592,26 @@ mod tests {
         }
         let deepseek = json!({"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10});
         assert!(check(Dialect::DeepSeek, &obj(deepseek), None).is_ok());
+    }
+
+    #[test]
+    fn new_gpts_refuse_function_tools_beside_a_reasoning_effort_in_chat() {
+        let tools = json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);
+        let chat = |model: &str, extra: Value| {
+            let mut v = json!({"model": model, "messages": [{"role": "user", "content": "hi"}], "tools": tools});
+            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            check(Dialect::OpenAi, &obj(v), None).err().map(|e| (e.message, e.param))
+        };
+        let (msg, param) = chat("gpt-5.4-mini", json!({"reasoning_effort": "medium"})).unwrap();
+        assert_eq!((msg.as_str(), param.as_deref()), ("Function tools with reasoning_effort are not supported for gpt-5.4-mini in /v1/chat/completions. Please use /v1/responses instead.", Some("reasoning_effort")));
+        assert!(chat("gpt-5.4", json!({})).is_none(), "5.4's default effort is none");
+        assert!(chat("gpt-5.6-terra", json!({})).unwrap().0.ends_with("set reasoning_effort to 'none'."), "5.6's default is medium");
+        assert!(chat("gpt-5.6-terra", json!({"reasoning_effort": "none"})).is_none());
+        assert!(chat("gpt-5.1", json!({"reasoning_effort": "high"})).is_none() && chat("o3", json!({"reasoning_effort": "high"})).is_none());
+        assert!(chat("gpt-5.4", json!({"reasoning_effort": "high", "tools": null})).is_none(), "no tools, no refusal");
+        let top_p = chat("gpt-5-nano", json!({"top_p": 0.9, "tools": null})).unwrap();
+        assert_eq!(top_p.0, "Unsupported parameter: 'top_p' is not supported with this model.");
+        assert!(chat("gpt-4.1", json!({"top_p": 0.9})).is_none());
     }
 
     #[test]
