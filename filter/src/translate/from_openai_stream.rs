@@ -4,6 +4,7 @@
 //! | OpenAI chunk | Anthropic events |
 //! |---|---|
 //! | the first chunk | `message_start` (usage 0 so far) |
+//! | `delta.reasoning_content` (DeepSeek) | `content_block_start` (thinking, empty signature) once, then `content_block_delta` `thinking_delta` |
 //! | `delta.content` | `content_block_start` (text) once, then `content_block_delta` `text_delta` |
 //! | `delta.tool_calls[i]` with an id | `content_block_stop` for the open block, `content_block_start` (`tool_use`) |
 //! | `delta.tool_calls[i].function.arguments` | `content_block_delta` `input_json_delta` |
@@ -16,11 +17,18 @@ use serde_json::{json, Value};
 
 use super::to_openai::{stop_reason, usage_of};
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Block {
+    Thinking,
+    Text,
+    Tool,
+}
+
 #[derive(Debug, Default)]
 pub struct OpenAiToAnthropic {
     started: bool,
-    /// Index of the open content block, and whether it is text.
-    open: Option<(u64, bool)>,
+    /// Index of the open content block, and which kind it is.
+    open: Option<(u64, Block)>,
     next_index: u64,
     /// OpenAI tool call index -> Anthropic block index.
     tools: Vec<(u64, u64)>,
@@ -41,6 +49,22 @@ impl OpenAiToAnthropic {
     fn close(&mut self, out: &mut Vec<u8>) {
         if let Some((i, _)) = self.open.take() {
             out.extend(event("content_block_stop", &json!({"type": "content_block_stop", "index": i})));
+        }
+    }
+
+    /// The index of the open block of `kind`, opening one (`start`) after
+    /// closing any other.
+    fn block(&mut self, out: &mut Vec<u8>, kind: Block, start: Value) -> u64 {
+        match self.open {
+            Some((i, k)) if k == kind => i,
+            _ => {
+                self.close(out);
+                let i = self.next_index;
+                self.next_index += 1;
+                self.open = Some((i, kind));
+                out.extend(event("content_block_start", &json!({"type": "content_block_start", "index": i, "content_block": start})));
+                i
+            }
         }
     }
 
@@ -82,19 +106,13 @@ impl super::StreamTranslator for OpenAiToAnthropic {
         }
         let choice = c.pointer("/choices/0").unwrap_or(&Value::Null);
         let delta = choice.get("delta").unwrap_or(&Value::Null);
+        if let Some(r) = delta.get("reasoning_content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            let index = self.block(&mut out, Block::Thinking, json!({"type": "thinking", "thinking": "", "signature": ""}));
+            out.extend(event("content_block_delta", &json!({"type": "content_block_delta", "index": index,
+                                                            "delta": {"type": "thinking_delta", "thinking": r}})));
+        }
         if let Some(text) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-            let index = match self.open {
-                Some((i, true)) => i,
-                _ => {
-                    self.close(&mut out);
-                    let i = self.next_index;
-                    self.next_index += 1;
-                    self.open = Some((i, true));
-                    out.extend(event("content_block_start", &json!({"type": "content_block_start", "index": i,
-                                                                    "content_block": {"type": "text", "text": ""}})));
-                    i
-                }
-            };
+            let index = self.block(&mut out, Block::Text, json!({"type": "text", "text": ""}));
             out.extend(event("content_block_delta", &json!({"type": "content_block_delta", "index": index,
                                                             "delta": {"type": "text_delta", "text": text}})));
         }
@@ -108,7 +126,7 @@ impl super::StreamTranslator for OpenAiToAnthropic {
                     let b = self.next_index;
                     self.next_index += 1;
                     self.tools.push((k, b));
-                    self.open = Some((b, false));
+                    self.open = Some((b, Block::Tool));
                     out.extend(event("content_block_start", &json!({"type": "content_block_start", "index": b,
                         "content_block": {"type": "tool_use", "id": tc.get("id"), "name": tc.pointer("/function/name"), "input": {}}})));
                     b
@@ -143,6 +161,25 @@ mod tests {
                 (name.trim_start_matches("event: ").to_string(), serde_json::from_str(data.trim_start_matches("data: ")).unwrap())
             })
             .collect()
+    }
+
+    #[test]
+    fn deepseeks_reasoning_comes_first_as_a_thinking_block() {
+        let ev = events(&[
+            r#"{"id":"c1","model":"deepseek-v4","choices":[{"index":0,"delta":{"role":"assistant","content":null,"reasoning_content":""}}]}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{"content":null,"reasoning_content":"The user "}}]}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{"content":null,"reasoning_content":"wants a file."}}]}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"Reading."}}]}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+            "[DONE]",
+        ]);
+        let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["message_start", "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
+                               "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop"]);
+        assert_eq!(ev[1].1["content_block"], json!({"type": "thinking", "thinking": "", "signature": ""}));
+        let thought: String = ev.iter().filter_map(|(_, v)| v.pointer("/delta/thinking").and_then(Value::as_str)).collect();
+        assert_eq!(thought, "The user wants a file.");
+        assert_eq!((ev[5].1["index"].as_u64(), ev[6].1["delta"]["text"].as_str()), (Some(1), Some("Reading.")));
     }
 
     #[test]

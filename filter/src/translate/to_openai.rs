@@ -168,7 +168,18 @@ fn image_part(b: &Value, i: usize) -> Result<Value, GatewayError> {
 }
 
 /// One Anthropic turn as OpenAI messages (tool results become `tool` messages).
-fn turn(m: &Value, i: usize, out: &mut Vec<Value>) -> Result<(), GatewayError> {
+/// Whether a model takes its earlier reasoning back as the assistant
+/// message's `reasoning_content`. DeepSeek's thinking mode (on by default
+/// for its V4 models) requires it for every assistant turn between two user
+/// messages that called tools: "The `reasoning_content` in the thinking mode
+/// must be passed back to the API." (api-docs.deepseek.com, Thinking Mode;
+/// Gitlawb/openclaude#878, syt2/paper-chat-for-zotero#16). OpenAI's own
+/// models never get the member.
+pub fn keeps_reasoning(model: &str) -> bool {
+    model.to_ascii_lowercase().contains("deepseek")
+}
+
+fn turn(m: &Value, i: usize, out: &mut Vec<Value>, keep_reasoning: bool) -> Result<(), GatewayError> {
     let content = m.get("content").unwrap_or(&Value::Null);
     match m.get("role").and_then(Value::as_str) {
         Some("user") => {
@@ -192,6 +203,7 @@ fn turn(m: &Value, i: usize, out: &mut Vec<Value>) -> Result<(), GatewayError> {
         }
         Some("assistant") => {
             let mut text = String::new();
+            let mut reasoning = String::new();
             let mut calls = Vec::new();
             match content {
                 Value::String(s) => text.push_str(s),
@@ -201,8 +213,9 @@ fn turn(m: &Value, i: usize, out: &mut Vec<Value>) -> Result<(), GatewayError> {
                             Some("text") => text.push_str(block_text(b, i)?),
                             Some("tool_use") => calls.push(json!({"id": b.get("id"), "type": "function", "function": {
                                 "name": b.get("name"), "arguments": b.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into())}})),
-                            // Earlier reasoning has no place in an OpenAI conversation.
-                            Some("thinking" | "redacted_thinking") => {}
+                            // Earlier reasoning goes back only to a model that takes it (see `keeps_reasoning`).
+                            Some("thinking") => reasoning.push_str(b.get("thinking").and_then(Value::as_str).unwrap_or("")),
+                            Some("redacted_thinking") => {}
                             _ => return Err(bad_message(i, "assistant blocks other than text, tool_use and thinking cannot be translated")),
                         }
                     }
@@ -212,6 +225,9 @@ fn turn(m: &Value, i: usize, out: &mut Vec<Value>) -> Result<(), GatewayError> {
             let mut msg = Map::new();
             msg.insert("role".into(), "assistant".into());
             msg.insert("content".into(), if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::from(text) });
+            if keep_reasoning && !reasoning.is_empty() {
+                msg.insert("reasoning_content".into(), Value::from(reasoning));
+            }
             if !calls.is_empty() {
                 msg.insert("tool_calls".into(), Value::Array(calls));
             }
@@ -248,7 +264,7 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
             "messages" => {
                 let list = v.as_array().ok_or_else(|| refuse("messages", "must be an array"))?;
                 for (i, m) in list.iter().enumerate() {
-                    turn(m, i, &mut msgs)?;
+                    turn(m, i, &mut msgs, keeps_reasoning(upstream_model))?;
                 }
             }
             "max_tokens" => {
@@ -371,6 +387,12 @@ pub fn chat_to_message(body: &[u8], status: u16) -> Option<Vec<u8>> {
     let choice = v.pointer("/choices/0").unwrap_or(&Value::Null);
     let msg = choice.get("message").unwrap_or(&Value::Null);
     let mut content = Vec::new();
+    // DeepSeek's (and other OpenAI-format reasoners') reasoning, as the
+    // thinking block an Anthropic client keeps and sends back (see
+    // `keeps_reasoning`); no signature: no Anthropic model wrote it.
+    if let Some(r) = msg.get("reasoning_content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
+    }
     if let Some(t) = msg.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
         content.push(json!({"type": "text", "text": t}));
     }
@@ -524,6 +546,26 @@ mod tests {
             let e = tr(body).unwrap_err();
             assert_eq!((e.code, e.param), ("untranslatable_field", Some(param)), "{}", e.message);
         }
+    }
+
+    #[test]
+    fn deepseeks_reasoning_goes_back_and_forth_as_thinking() {
+        // The answer: reasoning_content becomes the first block, a thinking block Claude Code keeps.
+        let body = br#"{"id":"c1","model":"deepseek-v4","choices":[{"index":0,"message":{"role":"assistant","content":null,
+            "reasoning_content":"Read it first.","tool_calls":[{"id":"call_1","type":"function","function":{"name":"Read","arguments":"{}"}}]},
+            "finish_reason":"tool_calls"}],"usage":{"prompt_tokens":10,"completion_tokens":5}}"#;
+        let v: Value = serde_json::from_slice(&chat_to_message(body, 200).unwrap()).unwrap();
+        assert_eq!(v["content"][0], json!({"type": "thinking", "thinking": "Read it first.", "signature": ""}));
+        assert_eq!(v["content"][1]["type"], "tool_use");
+        // The next request: the thinking goes back as reasoning_content to DeepSeek, never to OpenAI.
+        let next = json!({"model": "m", "max_tokens": 100, "messages": [
+            {"role": "user", "content": "Read a.txt"},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "Read it first.", "signature": ""},
+                                              {"type": "tool_use", "id": "call_1", "name": "Read", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "hello"}]}]});
+        let to_deepseek = tr_for("deepseek-v4", next.clone()).unwrap();
+        assert_eq!(to_deepseek["messages"][1]["reasoning_content"], "Read it first.");
+        assert!(tr_for("gpt-5.4", next).unwrap()["messages"][1].get("reasoning_content").is_none());
     }
 
     #[test]

@@ -9,7 +9,10 @@
 //!   every chunk unless `stream_options.include_obfuscation` is false, as
 //!   api.openai.com has sent since 2025 (tests/captures/openai_chat_stream_usage.sse).
 //! - DeepSeek (OpenAI format, chosen when the Host or model says deepseek):
-//!   `prompt_cache_hit_tokens` / `prompt_cache_miss_tokens`.
+//!   `prompt_cache_hit_tokens` / `prompt_cache_miss_tokens`; thinking mode
+//!   on by default (its `reasoning_content` in the message or in deltas
+//!   before the answer when reasoning tokens are asked for), and a tool loop
+//!   without it handed back refused (strict.rs).
 //! - Anthropic messages (`POST /v1/messages`): JSON, and SSE `message_start`
 //!   … `message_delta` (usage) … `message_stop`; cache read/write counts.
 //!
@@ -29,7 +32,7 @@
 //! - `x-mock-cached-tokens: N` / `x-mock-cache-write-tokens: N`: prompt-cache counts
 //!   (otherwise the mock's prompt cache decides them, as the provider would:
 //!   prefix_cache.rs).
-//! - `x-mock-reasoning-tokens: N`: OpenAI reasoning tokens (added to output).
+//! - `x-mock-reasoning-tokens: N`: OpenAI and DeepSeek reasoning tokens (added to output).
 //!
 //! Every response carries `x-mock-auth` (the credential received),
 //! `x-mock-host`, `x-mock-path`, `x-mock-model`, `x-mock-cache-breakpoints`
@@ -271,6 +274,9 @@ struct Plan {
     /// Send headers in Tollgate's namespace, as a hostile or confused upstream might.
     forged_tollgate_headers: bool,
     endless_event: Option<u64>,
+    /// DeepSeek in thinking mode with reasoning tokens asked for: the
+    /// reasoning it returns as `reasoning_content`, before the answer.
+    reasoning_text: Option<&'static str>,
     /// `x-mock-echo: 1`: the answer repeats the last message's text, in
     /// 3-character pieces (a model that quotes its prompt, with tokens that
     /// split words and placeholders).
@@ -740,7 +746,9 @@ async fn handle(
         (None, None) => (cache_read.min(input), cache_written.min(input.saturating_sub(cache_read))),
         (c, w) => (c.unwrap_or(0), w.unwrap_or(0)),
     };
+    let thinks = dialect == Dialect::DeepSeek && reasoning > 0 && req.as_object().is_some_and(strict::deepseek_thinks);
     let plan = Plan {
+        reasoning_text: thinks.then_some("The user wants an answer; let me think it through."),
         dialect,
         model,
         stream: req.get("stream").and_then(Value::as_bool).unwrap_or(false),
@@ -827,6 +835,7 @@ fn openai_usage(p: &Plan) -> Value {
         Dialect::DeepSeek => json!({
             "prompt_tokens": p.input, "completion_tokens": completion, "total_tokens": p.input + completion,
             "prompt_tokens_details": {"cached_tokens": p.cached},
+            "completion_tokens_details": {"reasoning_tokens": p.reasoning},
             "prompt_cache_hit_tokens": p.cached, "prompt_cache_miss_tokens": p.input - p.cached.min(p.input)
         }),
         _ => json!({
@@ -867,8 +876,13 @@ fn json_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
         _ => json!({
             "id": format!("chatcmpl-mock{n:020}"), "object": "chat.completion", "created": 1_767_225_600u64 + n,
             "model": p.model,
-            "choices": (0..p.choices).map(|i| json!({"index": i, "message": {"role": "assistant", "content": text, "refusal": null, "annotations": []},
-                         "logprobs": null, "finish_reason": p.finish})).collect::<Vec<_>>(),
+            "choices": (0..p.choices).map(|i| {
+                let mut message = json!({"role": "assistant", "content": text, "refusal": null, "annotations": []});
+                if let Some(r) = p.reasoning_text {
+                    message["reasoning_content"] = json!(r);
+                }
+                json!({"index": i, "message": message, "logprobs": null, "finish_reason": p.finish})
+            }).collect::<Vec<_>>(),
             "usage": openai_usage(&p), "service_tier": "default", "system_fingerprint": "fp_mock"
         }),
     }
@@ -973,6 +987,9 @@ fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
             };
             let mut chunk = |choices: Value| chunk_with(choices, None);
             ev.push(chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": null}, "logprobs": null, "finish_reason": null}])));
+            if let Some(r) = p.reasoning_text {
+                ev.push(chunk(json!([{"index": 0, "delta": {"content": null, "reasoning_content": r}, "logprobs": null, "finish_reason": null}])));
+            }
             for piece in pieces {
                 ev.push(chunk(json!([{"index": 0, "delta": {"content": piece}, "logprobs": null, "finish_reason": null}])));
             }

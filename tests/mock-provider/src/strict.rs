@@ -248,6 +248,31 @@ pub fn openai_reasoning_model(model: &str) -> bool {
     o_series || ((model.starts_with("gpt-5") || model.starts_with("gpt-6")) && !openai_plain_model(model))
 }
 
+/// DeepSeek's thinking mode (on by default; `thinking: {"type":
+/// "disabled"}` or the legacy `deepseek-chat` turns it off) wants every
+/// assistant message between two user messages that called tools to carry
+/// its `reasoning_content` back (api-docs.deepseek.com, Thinking Mode; the
+/// refusal: Gitlawb/openclaude#878, syt2/paper-chat-for-zotero#16).
+pub fn deepseek_thinks(req: &Map<String, Value>) -> bool {
+    let off = req.get("thinking").and_then(|t| t.get("type")).and_then(Value::as_str) == Some("disabled");
+    !off && req.get("model").and_then(Value::as_str) != Some("deepseek-chat")
+}
+
+fn deepseek_reasoning_passed_back(req: &Map<String, Value>) -> Result<(), Refusal> {
+    if !deepseek_thinks(req) {
+        return Ok(());
+    }
+    let msgs = req.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    for span in msgs.split(|m| m.get("role").and_then(Value::as_str) == Some("user")) {
+        let assistants = || span.iter().filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"));
+        let called = assistants().any(|m| m.get("tool_calls").and_then(Value::as_array).is_some_and(|c| !c.is_empty()));
+        if called && assistants().any(|m| !m.get("reasoning_content").is_some_and(Value::is_string)) {
+            return Err(refuse(400, "The `reasoning_content` in the thinking mode must be passed back to the API.".into(), None, None));
+        }
+    }
+    Ok(())
+}
+
 /// A `file` part's `file_data` must be a `data:` URL (lingua
 /// `chatCompletionsGcsBackedVideoFileParam`, a real answer).
 fn openai_file_parts(req: &Map<String, Value>) -> Result<(), Refusal> {
@@ -440,6 +465,9 @@ pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: Option<&str>) -> 
             if let Some(r) = openai_tools_with_reasoning(model, req).filter(|_| dialect == Dialect::OpenAi) {
                 return Err(r);
             }
+            if dialect == Dialect::DeepSeek {
+                deepseek_reasoning_passed_back(req)?;
+            }
             if dialect == Dialect::OpenAi {
                 openai_file_parts(req)?;
                 let format = req.get("response_format").filter(|f| f.get("type").and_then(Value::as_str) == Some("json_schema"));
@@ -592,6 +620,27 @@ mod tests {
         }
         let deepseek = json!({"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10});
         assert!(check(Dialect::DeepSeek, &obj(deepseek), None).is_ok());
+    }
+
+    #[test]
+    fn deepseek_wants_its_reasoning_back_in_a_tool_loop() {
+        let call = json!({"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]});
+        let mut with_reasoning = call.clone();
+        with_reasoning["reasoning_content"] = json!("need f");
+        let ds = |msgs: Value, extra: Value| {
+            let mut v = json!({"model": "deepseek-v4", "messages": msgs});
+            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            check(Dialect::DeepSeek, &obj(v), None).err().map(|e| e.message)
+        };
+        let tool = json!({"role": "tool", "tool_call_id": "c1", "content": "ok"});
+        let user = json!({"role": "user", "content": "go"});
+        assert_eq!(ds(json!([user, call, tool]), json!({})).as_deref(), Some("The `reasoning_content` in the thinking mode must be passed back to the API."));
+        assert!(ds(json!([user, with_reasoning, tool]), json!({})).is_none());
+        // Every later turn too, but a span without tool calls needs none.
+        assert!(ds(json!([user, call, tool, {"role": "assistant", "content": "done", "reasoning_content": "x"}, user]), json!({})).is_some());
+        assert!(ds(json!([user, {"role": "assistant", "content": "hi"}, user]), json!({})).is_none());
+        assert!(ds(json!([user, call, tool]), json!({"thinking": {"type": "disabled"}})).is_none(), "thinking off");
+        assert!(ds(json!([user, call, tool]), json!({"model": "deepseek-chat"})).is_none(), "the non-thinking model");
     }
 
     #[test]
