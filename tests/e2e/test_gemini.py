@@ -5,6 +5,7 @@ priced from Gemini's usageMetadata and recorded."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import openai
 import pytest
@@ -107,3 +108,21 @@ def test_a_key_in_the_query_authenticates_and_never_reaches_the_provider(stack, 
     assert r.status_code == 200, r.text
     assert r.headers["x-mock-path"] == NATIVE.replace(":generateContent", ":streamGenerateContent") + "?alt=sse"
     assert SEARCH_KEY not in r.text
+
+
+EXCHANGES = json.loads((Path(__file__).resolve().parents[1] / "captures" / "gemini_exchanges.json").read_text())
+
+
+@pytest.mark.parametrize("ex", EXCHANGES, ids=[f"{e['case']}-{e['stage']}" for e in EXCHANGES])
+def test_a_recorded_gemini_request_is_served_by_the_mock_and_through_tollgate(stack, client, ex):
+    """89 requests the Gemini API answered 200 (braintrustdata/lingua, tests/captures/README.md):
+    thinking levels and budgets, tools with thought signatures handed back, code execution,
+    Google Search, URL context, JSON schemas, images, audio, speech."""
+    path = f"/v1beta/models/{ex['model']}:generateContent"
+    mock = requests.post(stack.mock.url + path, json=ex["request"], timeout=30, headers={"x-goog-api-key": "mock-gemini-key"})
+    assert mock.status_code == 200, mock.text
+    r = native(stack, path=path, body=ex["request"])
+    assert r.status_code == 200, r.text
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["outcome"] == "ok" and rec["usage_source"] == "provider" and rec["model_upstream"] == ex["model"], rec
+    assert rec["usage"]["input_tokens"] == r.json()["usageMetadata"]["promptTokenCount"]
