@@ -357,3 +357,39 @@ def test_claude_codes_tool_loop_on_deepseek_carries_its_reasoning_back(stack, cl
         claude_sdk.messages.create(model="deepseek/deepseek-v4", max_tokens=2000, tools=tools,
                                    messages=ask + [{"role": "assistant", "content": [call]}, result])
     assert "reasoning_content" in str(e.value)
+
+
+def test_structured_outputs_are_translated_both_ways(stack, oai, claude_sdk):
+    """The OpenAI SDK's .parse() (a strict json_schema response_format) reaches
+    Claude as Anthropic's structured output, and an Anthropic client's
+    output_config.format reaches an OpenAI model as a strict json_schema: both
+    were refused as untranslatable."""
+    import requests
+    from pydantic import BaseModel
+
+    class Person(BaseModel):
+        name: str
+        age: int
+
+    def sent():
+        return requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+
+    answer = {"x-mock-say": '{"name":"John","age":25}', "x-mock-output-tokens": "100"}
+    r = oai.chat.completions.parse(model="anthropic/claude-sonnet-4-5", response_format=Person, extra_headers=answer,
+                                   messages=[{"role": "user", "content": "Extract: John is 25."}])
+    assert r.choices[0].message.parsed == Person(name="John", age=25)
+    fmt = sent()["output_config"]["format"]
+    assert fmt["type"] == "json_schema" and set(fmt["schema"]["required"]) == {"name", "age"}
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+              "required": ["name", "age"], "additionalProperties": False}
+    m = claude_sdk.messages.create(model="openai/gpt-5.4", max_tokens=500, extra_headers=answer,
+                                   extra_body={"output_config": {"format": {"type": "json_schema", "schema": schema}}},
+                                   messages=[{"role": "user", "content": "Extract: John is 25."}])
+    assert m.content[0].text == '{"name":"John","age":25}'
+    assert sent()["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "strict": True, "schema": schema}}
+    # A schema OpenAI's strict mode refuses comes back with OpenAI's reason.
+    loose = {**schema, "required": ["name"]}
+    with pytest.raises(Exception) as e:
+        claude_sdk.messages.create(model="openai/gpt-5.4", max_tokens=500, extra_body={"output_config": {"format": {"type": "json_schema", "schema": loose}}},
+                                   messages=[{"role": "user", "content": "Extract: John is 25."}])
+    assert "Missing 'age'" in str(e.value)

@@ -15,6 +15,7 @@
 //! | `tools` (`function`) | `tools` (`name`, `description`, `input_schema`) |
 //! | `tool_choice` `auto` / `none` / `required` / `{function}`, `parallel_tool_calls: false` | `tool_choice` `auto` / `none` / `any` / `{tool}`, `disable_parallel_tool_use` |
 //! | `stream_options.include_usage` | a final usage chunk in the translated stream |
+//! | `response_format` `json_schema` | `output_config.format` (`json_schema` with the schema): Anthropic's structured outputs |
 //! | `reasoning_effort` | `thinking` in the form the model takes, `enabled` with a budget (Claude 3.7–4.5) or `adaptive` with `output_config.effort` (4.6 and later); none where Anthropic would refuse it (see [`think`]) |
 //! | `prompt_cache_key`, `safety_identifier`, `store: false`, `n: 1` | nothing (no effect on the answer) |
 //!
@@ -220,8 +221,14 @@ fn think(out: &mut Map<String, Value>, effort: &str, model: &str, max_tokens: u6
         return Err(untranslatable("temperature", "must be 1 or left out with 'reasoning_effort' (Claude thinks only at temperature 1)"));
     }
     out.insert("thinking".into(), thinking);
-    if let Some(config) = config {
-        out.insert("output_config".into(), config);
+    // Beside a structured output's format, if the request asked for one.
+    if let Some(Value::Object(config)) = config {
+        match out.get_mut("output_config") {
+            Some(Value::Object(existing)) => existing.extend(config),
+            _ => {
+                out.insert("output_config".into(), Value::Object(config));
+            }
+        }
     }
     Ok(())
 }
@@ -281,6 +288,12 @@ pub fn chat_to_messages(p: &ParsedBody<'_>, upstream_model: &str, default_max_to
             "n" if v.is_null() || v.as_u64() == Some(1) => {}
             "store" if v.is_null() || v == Value::Bool(false) => {}
             "response_format" if v.is_null() || v.get("type").and_then(Value::as_str) == Some("text") => {}
+            "response_format" if v.get("type").and_then(Value::as_str) == Some("json_schema") => {
+                let schema = v.pointer("/json_schema/schema").filter(|s| s.is_object());
+                let schema = schema.ok_or_else(|| untranslatable("response_format", "of type json_schema needs json_schema.schema, an object"))?;
+                // Anthropic's structured outputs (output_config.format), constrained decoding like OpenAI's strict mode.
+                out.insert("output_config".into(), json!({"format": {"type": "json_schema", "schema": schema}}));
+            }
             "logprobs" if v.is_null() || v == Value::Bool(false) => {}
             "tools" | "tool_choice" => {}
             other => return Err(super::unknown_member(other, REFUSED, "an Anthropic model")),
@@ -419,6 +432,7 @@ mod tests {
         for (body, param) in [
             (json!({"model": "m", "messages": [], "n": 2}), "n"),
             (json!({"model": "m", "messages": [], "response_format": {"type": "json_object"}}), "response_format"),
+            (json!({"model": "m", "messages": [], "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}), "response_format"),
             (json!({"model": "m", "messages": [], "temperature": 1.5}), "temperature"),
             (json!({"model": "m", "messages": [], "seed": 1}), "seed"),
             (json!({"model": "m", "messages": [], "frobnicate": 1}), "(root)"),
@@ -434,6 +448,23 @@ mod tests {
         let ok = tr(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 1, "store": false,
                            "response_format": {"type": "text"}, "prompt_cache_key": "k", "max_completion_tokens": 99})).unwrap();
         assert_eq!(ok["max_tokens"], 99);
+    }
+
+    #[test]
+    fn a_json_schema_response_format_becomes_anthropics_structured_output() {
+        // The OpenAI SDK's `.parse()` sends this; the schema from lingua's outputConfigJsonSchemaParam.
+        let schema = json!({"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "number"}},
+                            "required": ["name", "age"], "additionalProperties": false});
+        let body = |extra: Value| {
+            let mut b = json!({"model": "m", "messages": [{"role": "user", "content": "Extract: John is 25."}],
+                               "response_format": {"type": "json_schema", "json_schema": {"name": "person", "strict": true, "schema": schema}}});
+            b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            b
+        };
+        assert_eq!(tr(body(json!({}))).unwrap()["output_config"], json!({"format": {"type": "json_schema", "schema": schema}}));
+        // With thinking (adaptive: an effort), both in one output_config.
+        let both = tr(body(json!({"reasoning_effort": "low"}))).unwrap();
+        assert_eq!(both["output_config"], json!({"format": {"type": "json_schema", "schema": schema}, "effort": "low"}));
     }
 
     #[test]

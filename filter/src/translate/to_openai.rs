@@ -85,14 +85,14 @@ fn without_attribution(mut v: Value) -> Value {
 fn reasoning_effort(thinking: Option<&Value>, config: Option<&Value>) -> Result<Option<&'static str>, GatewayError> {
     let from_config = match config {
         None | Some(Value::Null) => None,
-        Some(Value::Object(c)) if c.keys().all(|k| k == "effort") => match c.get("effort").map(Value::as_str) {
+        Some(Value::Object(c)) if c.keys().all(|k| k == "effort" || k == "format") => match c.get("effort").map(Value::as_str) {
             Some(Some("low")) => Some("low"),
             Some(Some("medium")) => Some("medium"),
             Some(Some("high" | "xhigh" | "max")) => Some("high"),
             None => None,
             Some(_) => return Err(refuse("output_config", "effort must be low, medium, high, xhigh or max")),
         },
-        Some(_) => return Err(refuse("output_config", "only its effort has a translation")),
+        Some(_) => return Err(refuse("output_config", "only its effort and format have a translation")),
     };
     let from_thinking = match thinking {
         None | Some(Value::Null) => None,
@@ -122,6 +122,17 @@ fn takes_reasoning_effort(model: &str) -> bool {
     let name = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
     let chat_only = name.starts_with("gpt-5") && name.contains("-chat");
     !(chat_only || ["gpt-4", "gpt-3.5", "chatgpt-"].iter().any(|family| name.starts_with(family)))
+}
+
+/// OpenAI's `response_format` for Anthropic's structured output
+/// (`output_config.format`, `json_schema`): strict, as Anthropic's
+/// constrained decoding is (OpenAI then wants every property `required`
+/// and `additionalProperties: false`, and says so when a schema lacks them).
+fn response_format(format: &Value) -> Result<Value, GatewayError> {
+    match (format.get("type").and_then(Value::as_str), format.get("schema").filter(|s| s.is_object())) {
+        (Some("json_schema"), Some(schema)) => Ok(json!({"type": "json_schema", "json_schema": {"name": "output", "strict": true, "schema": schema}})),
+        _ => Err(refuse("output_config", "format must be json_schema with a schema object")),
+    }
 }
 
 /// The GPT version in a model name (`gpt-5.4-mini` 5.4, `openai/gpt-6-astra` 6.0).
@@ -320,6 +331,9 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
         }
     }
     // Read (and refused when malformed) whatever the model, sent only to one that reasons.
+    if let Some(format) = output_config.as_ref().and_then(|c| c.get("format")).filter(|f| !f.is_null()) {
+        out.insert("response_format".into(), response_format(format)?);
+    }
     let effort = reasoning_effort(thinking.as_ref(), output_config.as_ref())?.filter(|_| takes_reasoning_effort(upstream_model));
     let effort = if out.contains_key("tools") { effort_beside_tools(effort, upstream_model) } else { effort };
     if let Some(effort) = effort {
@@ -546,6 +560,18 @@ mod tests {
             let e = tr(body).unwrap_err();
             assert_eq!((e.code, e.param), ("untranslatable_field", Some(param)), "{}", e.message);
         }
+    }
+
+    #[test]
+    fn a_structured_output_becomes_a_strict_json_schema_response_format() {
+        // lingua's outputConfigEffortWithJsonSchemaParam: a format and an effort together.
+        let schema = json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"], "additionalProperties": false});
+        let got = tr(json!({"model": "m", "max_tokens": 100, "messages": [{"role": "user", "content": "Extract"}],
+                            "output_config": {"effort": "low", "format": {"type": "json_schema", "schema": schema}}})).unwrap();
+        assert_eq!(got["response_format"], json!({"type": "json_schema", "json_schema": {"name": "output", "strict": true, "schema": schema}}));
+        assert_eq!(got["reasoning_effort"], "low");
+        let bad = tr(json!({"model": "m", "max_tokens": 100, "messages": [], "output_config": {"format": {"type": "json_object"}}})).unwrap_err();
+        assert_eq!(bad.param, Some("output_config"));
     }
 
     #[test]
