@@ -5,6 +5,7 @@
 //! kept as raw JSON text, so the rewrite touches just `model` and
 //! `stream_options` and copies everything else byte for byte.
 
+use crate::translate::thinking::Fit;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
@@ -344,6 +345,20 @@ pub struct Rewrite<'a> {
 }
 
 impl ParsedBody<'_> {
+    /// An Anthropic request's `thinking` fitted to the upstream model
+    /// ([`crate::translate::thinking::fit`]); `Keep` for other APIs and
+    /// requests without thinking.
+    fn fitted_thinking(&self, upstream_model: &str) -> Fit {
+        let raw = |name: &str| self.members.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.get());
+        let Some(t) = raw("thinking").filter(|_| self.api == Api::AnthropicMessages) else {
+            return Fit::Keep;
+        };
+        let (Ok(t), config) = (serde_json::from_str::<serde_json::Value>(t), raw("output_config").and_then(|c| serde_json::from_str(c).ok())) else {
+            return Fit::Keep;
+        };
+        crate::translate::thinking::fit(&t, config.as_ref(), upstream_model, self.request.max_tokens.unwrap_or(0))
+    }
+
     /// The top-level members, in order, values as raw JSON text.
     pub fn members(&self) -> impl Iterator<Item = (&str, &str)> {
         self.members.0.iter().map(|(k, v)| (k.as_str(), v.get()))
@@ -386,7 +401,8 @@ impl ParsedBody<'_> {
             None => None,
         };
         let replaced = |k: &str| cache.as_ref().and_then(|c| c.iter().find(|(n, _)| *n == k)).map(|(_, v)| v.as_bytes());
-        if !change_model && !add_usage && cap.is_none() && cache.is_none() {
+        let thinking = self.fitted_thinking(upstream_model);
+        if !change_model && !add_usage && cap.is_none() && cache.is_none() && thinking == Fit::Keep {
             return None;
         }
         let model_json = serde_json::to_string(upstream_model).ok()?;
@@ -424,8 +440,23 @@ impl ParsedBody<'_> {
                 // A `null` cap counts as none: replaced by the gateway's cap.
                 k if cap.is_some() && caps.contains(&k) => {}
                 "tools" | "system" | "messages" if replaced(k).is_some() => push_member(&mut out, k, replaced(k).unwrap_or_default()),
+                "thinking" => match &thinking {
+                    Fit::Keep => push_member(&mut out, k, v.get().as_bytes()),
+                    Fit::Drop => {}
+                    Fit::Replace { thinking, .. } => push_member(&mut out, k, thinking.to_string().as_bytes()),
+                },
+                "output_config" if matches!(thinking, Fit::Replace { drop_effort: true, .. }) => {
+                    let mut config: serde_json::Map<String, serde_json::Value> = serde_json::from_str(v.get()).unwrap_or_default();
+                    config.remove("effort");
+                    if !config.is_empty() {
+                        push_member(&mut out, k, serde_json::Value::Object(config).to_string().as_bytes());
+                    }
+                }
                 _ => push_member(&mut out, k, v.get().as_bytes()),
             }
+        }
+        if let Fit::Replace { effort: Some(effort), .. } = thinking {
+            push_member(&mut out, "output_config", format!(r#"{{"effort":"{effort}"}}"#).as_bytes());
         }
         if add_usage && !saw_stream_options {
             push_member(&mut out, "stream_options", br#"{"include_usage":true}"#);
@@ -551,6 +582,27 @@ mod tests {
         let body = br#"{"model":"gpt-5.4","messages":[]}"#;
         let p = parse_chat(Api::OpenAiChat, body).unwrap();
         assert!(p.rewrite("gpt-5.4", usage_only()).is_none());
+    }
+
+    #[test]
+    fn an_anthropic_clients_thinking_goes_in_the_form_the_upstream_model_takes() {
+        let body = |thinking: Value| {
+            serde_json::to_vec(&json!({"model": "claude-opus-4-5", "max_tokens": 32000, "messages": [{"role": "user", "content": "q"}], "thinking": thinking}))
+                .unwrap()
+        };
+        let sent = |b: &[u8], to: &str| parse_chat(Api::AnthropicMessages, b).unwrap().rewrite(to, Rewrite::default()).map(|o| serde_json::from_slice::<Value>(&o).unwrap());
+        let enabled = body(json!({"type": "enabled", "budget_tokens": 31999}));
+        let v = sent(&enabled, "claude-opus-4-8").unwrap();
+        assert_eq!((&v["thinking"], &v["output_config"], &v["max_tokens"]), (&json!({"type": "adaptive"}), &json!({"effort": "high"}), &json!(32000)));
+        let v = sent(&body(json!({"type": "adaptive"})), "claude-sonnet-4-5").unwrap();
+        assert_eq!(v["thinking"], json!({"type": "enabled", "budget_tokens": 16000}));
+        let with_config = serde_json::to_vec(&json!({"model": "claude-opus-4-8", "max_tokens": 32000, "messages": [{"role": "user", "content": "q"}],
+            "thinking": {"type": "adaptive"}, "output_config": {"effort": "low", "format": {"type": "json_schema", "schema": {"type": "object"}}}})).unwrap();
+        let v = sent(&with_config, "claude-sonnet-4-5").unwrap();
+        assert_eq!((&v["thinking"]["budget_tokens"], &v["output_config"]), (&json!(2048), &json!({"format": {"type": "json_schema", "schema": {"type": "object"}}})));
+        let v = sent(&enabled, "claude-3-5-haiku-20241022").unwrap();
+        assert!(v.get("thinking").is_none() && v["messages"][0]["content"] == "q", "{v}");
+        assert_eq!(sent(&enabled, "claude-opus-4-5"), None, "the form the model takes: the body goes as it came");
     }
 
     #[test]

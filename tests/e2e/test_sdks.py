@@ -3,6 +3,7 @@ used as an application would: only base URL and key change."""
 from __future__ import annotations
 
 import anthropic
+import requests
 import openai
 import pytest
 
@@ -170,3 +171,24 @@ def test_anthropic_sdk_reaches_every_provider_format(claude, client, model, fmt,
     inp = u.input_tokens + cached + (u.cache_creation_input_tokens or 0)
     assert rec["usage"]["output_tokens"] == u.output_tokens
     assert rec["cost_micros"] == expected_cost(price, inp, u.output_tokens, cached=cached)
+
+
+def test_an_anthropic_clients_thinking_reaches_each_claude_model_in_the_form_it_takes(stack, claude):
+    """Opus 4.7 and later refuse the budget form of thinking, Claude before 4.6
+    the adaptive one, Claude 3.5 any (the mock holds the refusals). A client
+    written for one model, or sent to another by a route, a fallback or the
+    auto router, is fitted to the model it reaches instead of failing."""
+    def sent():
+        return requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+
+    ask = [{"role": "user", "content": "Think, then answer."}]
+    claude.messages.create(model="claude-opus-4-8", max_tokens=20000, thinking={"type": "enabled", "budget_tokens": 16384}, messages=ask)
+    assert (sent()["thinking"], sent()["output_config"]) == ({"type": "adaptive"}, {"effort": "high"})
+    claude.messages.create(model="claude-sonnet-4-5", max_tokens=20000, thinking={"type": "adaptive"},
+                           extra_body={"output_config": {"effort": "medium"}}, messages=ask)
+    assert (sent()["thinking"], "output_config" in sent()) == ({"type": "enabled", "budget_tokens": 8192}, False), "the effort became the budget"
+    claude.messages.create(model="claude-3-5-haiku-20241022", max_tokens=2000, thinking={"type": "enabled", "budget_tokens": 1024}, messages=ask)
+    assert "thinking" not in sent()
+    # The form the model takes goes as it came.
+    claude.messages.create(model="claude-sonnet-4-5", max_tokens=20000, thinking={"type": "enabled", "budget_tokens": 4096}, messages=ask)
+    assert sent()["thinking"] == {"type": "enabled", "budget_tokens": 4096}

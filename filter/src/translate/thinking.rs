@@ -98,6 +98,61 @@ pub fn members(effort: &str, model: &str, max_tokens: u64) -> Option<(Value, Opt
     }
 }
 
+/// What becomes of an Anthropic client's `thinking` on a Claude model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fit {
+    /// It is the form the model takes (or thinking is off): sent as it came.
+    Keep,
+    /// The model does not think: left out.
+    Drop,
+    /// The other form: this `thinking`; in the adaptive form the effort
+    /// (an `output_config` the request did not have); in the budget form the
+    /// client's effort taken out of its `output_config` (the budget carries
+    /// it, and Claude before Opus 4.5 takes no effort).
+    Replace { thinking: Value, effort: Option<&'static str>, drop_effort: bool },
+}
+
+/// An Anthropic client's `thinking` fitted to the form `model` takes. A
+/// client written for one Claude model, a route, a fallback or the auto
+/// router may send it to another that refuses its form: Opus 4.7 and later
+/// refuse `enabled` (the budget form of Claude Code before 2.1 and of most
+/// SDK integrations: anomalyco/opencode#22863), Claude 3.5 refuses any
+/// thinking, and adaptive thinking is for Claude 4.6 and later only
+/// (Anthropic's adaptive-thinking docs list its models). A budget becomes
+/// the effort band the other direction uses (below 4,096 `low`, below
+/// 16,384 `medium`, else `high`); an effort (`high` when none is given,
+/// Anthropic's default) becomes a budget as for OpenAI clients, never over
+/// half of `max_tokens`.
+pub fn fit(thinking: &Value, output_config: Option<&Value>, model: &str, max_tokens: u64) -> Fit {
+    let kind = thinking.get("type").and_then(Value::as_str);
+    // Claude 4.6 takes both forms (the budget one deprecated): kept as sent.
+    let both = model.to_ascii_lowercase().split("claude").nth(1).and_then(claude_version) == Some((4, 6));
+    match (kind, form(model)) {
+        (Some("enabled" | "adaptive"), Form::None) => Fit::Drop,
+        (Some("enabled"), Form::Adaptive) if !both => {
+            let effort = match thinking.get("budget_tokens").and_then(Value::as_u64).unwrap_or(0) {
+                b if b < 4096 => "low",
+                b if b < 16_384 => "medium",
+                _ => "high",
+            };
+            Fit::Replace { thinking: json!({"type": "adaptive"}), effort: Some(effort).filter(|_| output_config.is_none()), drop_effort: false }
+        }
+        (Some("adaptive"), Form::Budget) => {
+            let effort = match output_config.and_then(|c| c.get("effort")).and_then(Value::as_str) {
+                Some("low") => "low",
+                Some("medium") => "medium",
+                Some("xhigh" | "max") => "xhigh",
+                _ => "high",
+            };
+            match budget_for(effort).min(max_tokens / 2) {
+                b if b >= MIN_BUDGET => Fit::Replace { thinking: json!({"type": "enabled", "budget_tokens": b}), effort: None, drop_effort: true },
+                _ => Fit::Drop,
+            }
+        }
+        _ => Fit::Keep,
+    }
+}
+
 /// A client's `reasoning_effort` value, as OpenAI accepts it; `None` for null.
 pub fn effort(v: &Value) -> Result<Option<&str>, GatewayError> {
     match v {
@@ -151,6 +206,25 @@ mod tests {
         let (t, c) = members("xhigh", "claude-opus-4-8", 100).unwrap();
         assert_eq!((t, c), (json!({"type": "adaptive"}), Some(json!({"effort": "high"}))));
         assert_eq!(members("minimal", "claude-sonnet-4-6", 100).unwrap().1, Some(json!({"effort": "low"})));
+    }
+
+    #[test]
+    fn an_anthropic_clients_thinking_is_fitted_to_the_model() {
+        let enabled = json!({"type": "enabled", "budget_tokens": 31999});
+        let adaptive = json!({"type": "adaptive"});
+        assert_eq!(fit(&enabled, None, "claude-opus-4-8", 32000), Fit::Replace { thinking: adaptive.clone(), effort: Some("high"), drop_effort: false });
+        assert_eq!(fit(&json!({"type": "enabled", "budget_tokens": 2048}), Some(&json!({"format": {}})), "claude-sonnet-5", 32000),
+                   Fit::Replace { thinking: adaptive.clone(), effort: None, drop_effort: false }, "the client's output_config stays as it is");
+        assert_eq!(fit(&adaptive, Some(&json!({"effort": "medium"})), "claude-sonnet-4-5", 32000),
+                   Fit::Replace { thinking: json!({"type": "enabled", "budget_tokens": 8192}), effort: None, drop_effort: true });
+        assert_eq!(fit(&adaptive, None, "claude-haiku-4-5", 64000), Fit::Replace { thinking: json!({"type": "enabled", "budget_tokens": 16384}), effort: None, drop_effort: true });
+        assert_eq!(fit(&adaptive, None, "claude-haiku-4-5", 20000), Fit::Replace { thinking: json!({"type": "enabled", "budget_tokens": 10000}), effort: None, drop_effort: true });
+        assert_eq!(fit(&adaptive, None, "claude-sonnet-4-5", 2000), Fit::Drop, "no room for Anthropic's least budget");
+        assert_eq!(fit(&enabled, None, "claude-3-5-haiku-20241022", 32000), Fit::Drop);
+        for (t, m) in [(&enabled, "claude-sonnet-4-5"), (&adaptive, "claude-opus-4-8"), (&json!({"type": "disabled"}), "claude-3-5-haiku"),
+                       (&json!({"type": "weird"}), "claude-opus-4-8"), (&enabled, "claude-opus-4-6"), (&adaptive, "claude-sonnet-4-6")] {
+            assert_eq!(fit(t, None, m, 32000), Fit::Keep, "{t} on {m}");
+        }
     }
 
     #[test]

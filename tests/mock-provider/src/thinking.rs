@@ -40,6 +40,14 @@ fn adaptive_only(model: &str) -> bool {
     }
 }
 
+/// Models that take adaptive thinking: Claude 4.6 and later, and the
+/// Mythos and Fable families (Anthropic's adaptive-thinking docs list
+/// Mythos Preview, Opus 4.7, Opus 4.6 and Sonnet 4.6, quoted in
+/// openclaw/openclaw#67814; Claude 5 models since).
+fn takes_adaptive(model: &str) -> bool {
+    adaptive_only(model) || version(model).is_none_or(|v| v >= (4, 6))
+}
+
 /// Whether an assistant message starts with a thinking block.
 fn starts_with_thinking(m: &Value) -> Option<(&str, bool)> {
     let first = m.get("content")?.as_array()?.first()?;
@@ -59,6 +67,11 @@ pub fn check(req: &Map<String, Value>, beta: &str) -> Result<(), Refusal> {
     let msgs = req.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
     if on && !thinks(model) {
         return Err(refuse(format!("'{model}' does not support thinking.")));
+    }
+    if kind == Some("adaptive") && thinks(model) && !takes_adaptive(model) {
+        // No recorded answer gives the wording (the refusal follows the docs'
+        // list of models): the mock's own words.
+        return Err(refuse(format!("thinking.type.adaptive: '{model}' does not support adaptive thinking. Use \"thinking.type.enabled\" with \"budget_tokens\".")));
     }
     if kind == Some("enabled") {
         if adaptive_only(model) {
@@ -150,6 +163,8 @@ mod tests {
         assert!(checked(base(json!({"thinking": enabled, "model": "claude-3-5-haiku-20241022"})), "").unwrap_err().contains("does not support thinking"));
         assert!(checked(base(json!({"thinking": enabled, "model": "claude-opus-4-8"})), "").unwrap_err().contains("thinking.type.enabled"));
         assert!(checked(base(json!({"thinking": {"type": "adaptive"}, "model": "claude-opus-4-8"})), "").is_ok());
+        assert!(checked(base(json!({"thinking": {"type": "adaptive"}, "model": "claude-sonnet-4-6"})), "").is_ok());
+        assert!(checked(base(json!({"thinking": {"type": "adaptive"}})), "").unwrap_err().contains("does not support adaptive thinking"), "Sonnet 4.5");
         // Mid tool loop: the last assistant turn must start with its thinking.
         let lp = |first: Value| json!([{"role": "user", "content": "hi"},
             {"role": "assistant", "content": [first, {"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
