@@ -349,8 +349,11 @@ impl ParsedBody<'_> {
     /// ([`crate::translate::thinking::fit`]); `Keep` for other APIs and
     /// requests without thinking.
     fn fitted_thinking(&self, upstream_model: &str) -> Fit {
+        if self.api != Api::AnthropicMessages {
+            return Fit::Keep;
+        }
         let raw = |name: &str| self.members.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.get());
-        let Some(t) = raw("thinking").filter(|_| self.api == Api::AnthropicMessages) else {
+        let Some(t) = raw("thinking") else {
             return Fit::Keep;
         };
         let (Ok(t), config) = (serde_json::from_str::<serde_json::Value>(t), raw("output_config").and_then(|c| serde_json::from_str(c).ok())) else {

@@ -318,6 +318,43 @@ proptest! {
         prop_assert!(sent.get(other).is_none_or(serde_json::Value::is_null), "{}", sent);
     }
 
+    /// Whatever thinking an Anthropic client sends (any type, budget or
+    /// effort, any cap) to whichever Claude model, what goes upstream is one
+    /// Anthropic takes for that model (the rules the mock holds, cited in
+    /// tests/mock-provider/src/thinking.rs): no thinking on Claude 3.5, no
+    /// budget form where only adaptive is taken, a budget of at least 1,024
+    /// below `max_tokens`, and no adaptive form before Claude 4.6.
+    #[test]
+    fn an_anthropic_clients_thinking_goes_upstream_in_a_form_the_model_takes(
+            kind in prop::sample::select(vec!["enabled", "adaptive", "disabled"]), budget in 0u64..70_000,
+            effort in prop::option::of(prop::sample::select(vec!["low", "medium", "high", "xhigh", "max"])), max_tokens in 1u64..70_000,
+            model in prop::sample::select(vec!["claude-3-5-haiku-20241022", "claude-3-7-sonnet-20250219", "claude-sonnet-4-20250514",
+                                              "claude-sonnet-4-5", "claude-opus-4-5", "claude-sonnet-4-6", "claude-opus-4-7",
+                                              "claude-opus-4-8", "claude-sonnet-5", "claude-mythos-preview"])) {
+        let mut thinking = serde_json::json!({"type": kind});
+        if kind == "enabled" { thinking["budget_tokens"] = budget.into(); }
+        let mut req = serde_json::json!({"model": "claude-opus-4-5", "max_tokens": max_tokens, "messages": [{"role": "user", "content": "hi"}], "thinking": thinking});
+        if let Some(e) = effort { req["output_config"] = serde_json::json!({"effort": e}); }
+        let body = serde_json::to_vec(&req).unwrap();
+        let p = parse_chat(Api::AnthropicMessages, &body).unwrap();
+        let out = p.rewrite(model, Rewrite::default()).unwrap_or_else(|| body.clone());
+        let sent: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let v = |i: usize| model.trim_start_matches("claude-").split('-').filter_map(|t| t.parse::<u32>().ok()).filter(|n| *n < 100).nth(i);
+        let version = v(0).map(|major| (major, v(1).unwrap_or(0)));
+        let sent_kind = sent.pointer("/thinking/type").and_then(serde_json::Value::as_str);
+        let on = matches!(sent_kind, Some("enabled" | "adaptive"));
+        let client_on = kind != "disabled";
+        prop_assert!(!(on && version.is_some_and(|v| v < (3, 7))), "{}", sent);
+        if sent_kind == Some("enabled") && client_on && kind != "enabled" {
+            let b = sent["thinking"]["budget_tokens"].as_u64().unwrap_or(0);
+            prop_assert!(b >= 1024 && b < max_tokens, "{}", sent);
+        }
+        let adaptive_only = version.is_none_or(|v| v >= (5, 0) || (model.contains("opus") && v >= (4, 7)));
+        prop_assert!(!(sent_kind == Some("enabled") && adaptive_only), "{}", sent);
+        prop_assert!(!(sent_kind == Some("adaptive") && version.is_some_and(|v| v < (4, 6))), "{}", sent);
+        prop_assert_eq!(sent["messages"].clone(), req["messages"].clone());
+    }
+
     #[test]
     fn large_bodies_give_the_same_usage_at_any_chunking(pad in 0usize..200_000, c in cuts(200_000), max in 1000usize..300_000) {
         let body = format!(r#"{{"model":"m","choices":[{{"message":{{"content":"{}"}}}}],"usage":{{"prompt_tokens":3,"completion_tokens":{pad}}}}}"#, "x".repeat(pad));
