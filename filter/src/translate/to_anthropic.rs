@@ -202,7 +202,7 @@ fn tool_choice(v: &Value, parallel: Option<bool>) -> Result<Value, GatewayError>
 /// thinking and an OpenAI client could not have avoided it:
 /// - a forced tool (`tool_choice` `required` or a function): "Thinking may
 ///   not be enabled when tool_choice forces tool use.";
-/// - in a tool loop (the last turn carries tool results): Anthropic wants
+/// - in a tool loop (the last assistant turn called tools): Anthropic wants
 ///   the last assistant turn to start with the thinking blocks it answered
 ///   with, which an OpenAI client never received to send back.
 ///
@@ -211,9 +211,10 @@ fn tool_choice(v: &Value, parallel: Option<bool>) -> Result<Value, GatewayError>
 /// OpenAI refuses it with reasoning models.
 fn think(out: &mut Map<String, Value>, effort: &str, model: &str, max_tokens: u64) -> Result<(), GatewayError> {
     let forced = matches!(out.get("tool_choice").and_then(|c| c.get("type")).and_then(Value::as_str), Some("any" | "tool"));
-    let in_tool_loop = out.get("messages").and_then(Value::as_array).and_then(|m| m.last()).is_some_and(|m| {
-        m.get("content").and_then(Value::as_array).is_some_and(|b| b.iter().any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result")))
-    });
+    // The last assistant turn called tools: what follows (Anthropic joins consecutive user turns) holds their results.
+    let has = |m: &Value, kind: &str| m.get("content").and_then(Value::as_array).is_some_and(|b| b.iter().any(|b| b.get("type").and_then(Value::as_str) == Some(kind)));
+    let msgs = out.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let in_tool_loop = msgs.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("assistant")).is_some_and(|m| has(m, "tool_use"));
     let Some((thinking, config)) = super::thinking::members(effort, model, max_tokens).filter(|_| !forced && !in_tool_loop) else {
         return Ok(());
     };
@@ -498,6 +499,10 @@ mod tests {
             {"role": "tool", "tool_call_id": "c1", "content": "ok"}]);
         let in_loop = to("claude-opus-4-8", ask(json!({"tools": tools, "messages": lp}))).unwrap();
         assert!(in_loop.get("thinking").is_none(), "{in_loop}");
+        // A user's words after the results are still that turn (Anthropic joins the user turns).
+        let mut more = lp.clone();
+        more.as_array_mut().unwrap().push(json!({"role": "user", "content": "and then?"}));
+        assert!(to("claude-opus-4-8", ask(json!({"tools": tools, "messages": more}))).unwrap().get("thinking").is_none());
         // Claude thinks only at temperature 1: another is refused by name, 1 passes.
         let e = to("claude-opus-4-8", ask(json!({"temperature": 0.2}))).unwrap_err();
         assert_eq!((e.code, e.param), ("untranslatable_field", Some("temperature")), "{}", e.message);

@@ -178,7 +178,6 @@ fn image_part(b: &Value, i: usize) -> Result<Value, GatewayError> {
     Ok(json!({"type": "image_url", "image_url": {"url": url}}))
 }
 
-/// One Anthropic turn as OpenAI messages (tool results become `tool` messages).
 /// Whether a model takes its earlier reasoning back as the assistant
 /// message's `reasoning_content`. DeepSeek's thinking mode (on by default
 /// for its V4 models) requires it for every assistant turn between two user
@@ -186,10 +185,11 @@ fn image_part(b: &Value, i: usize) -> Result<Value, GatewayError> {
 /// must be passed back to the API." (api-docs.deepseek.com, Thinking Mode;
 /// Gitlawb/openclaude#878, syt2/paper-chat-for-zotero#16). OpenAI's own
 /// models never get the member.
-pub fn keeps_reasoning(model: &str) -> bool {
+fn keeps_reasoning(model: &str) -> bool {
     model.to_ascii_lowercase().contains("deepseek")
 }
 
+/// One Anthropic turn as OpenAI messages (tool results become `tool` messages).
 fn turn(m: &Value, i: usize, out: &mut Vec<Value>, keep_reasoning: bool) -> Result<(), GatewayError> {
     let content = m.get("content").unwrap_or(&Value::Null);
     match m.get("role").and_then(Value::as_str) {
@@ -335,7 +335,8 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
         out.insert("response_format".into(), response_format(format)?);
     }
     let effort = reasoning_effort(thinking.as_ref(), output_config.as_ref())?.filter(|_| takes_reasoning_effort(upstream_model));
-    let effort = if out.contains_key("tools") { effort_beside_tools(effort, upstream_model) } else { effort };
+    let has_tools = out.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty());
+    let effort = if has_tools { effort_beside_tools(effort, upstream_model) } else { effort };
     if let Some(effort) = effort {
         out.insert("reasoning_effort".into(), Value::from(effort));
     }

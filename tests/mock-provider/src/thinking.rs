@@ -100,10 +100,10 @@ pub fn check(req: &Map<String, Value>, beta: &str) -> Result<(), Refusal> {
         if matches!(req.get("tool_choice").and_then(|c| c.get("type")).and_then(Value::as_str), Some("any" | "tool")) {
             return Err(refuse("Thinking may not be enabled when tool_choice forces tool use.".into()));
         }
-        // Mid tool loop (the last message carries tool results), the last
-        // assistant message must start with its thinking (n8n-io/n8n#22550,
-        // OpenRouterTeam/ai-sdk-provider#162).
-        let in_loop = msgs.last().is_some_and(|m| m.get("role").and_then(Value::as_str) == Some("user") && has_block(m, "tool_result"));
+        // Mid tool loop (the last user turn, consecutive user messages joined,
+        // carries tool results), the last assistant message must start with
+        // its thinking (n8n-io/n8n#22550, OpenRouterTeam/ai-sdk-provider#162).
+        let in_loop = msgs.iter().rev().take_while(|m| m.get("role").and_then(Value::as_str) == Some("user")).any(|m| has_block(m, "tool_result"));
         let last_assistant = msgs.iter().enumerate().rev().find(|(_, m)| m.get("role").and_then(Value::as_str) == Some("assistant"));
         if let (true, Some((i, m))) = (in_loop, last_assistant) {
             if let Some((found, false)) = starts_with_thinking(m) {
@@ -172,7 +172,10 @@ mod tests {
         let text = json!({"type": "text", "text": "calling"});
         assert!(checked(base(json!({"thinking": enabled, "messages": lp(text.clone())})), "").unwrap_err().starts_with("messages.1.content.0.type: Expected `thinking`"));
         assert!(checked(base(json!({"thinking": enabled, "messages": lp(json!({"type": "thinking", "thinking": "x", "signature": "s"}))})), "").is_ok());
-        assert!(checked(base(json!({"messages": lp(text)})), "").is_ok(), "without thinking there is no such rule");
+        assert!(checked(base(json!({"messages": lp(text.clone())})), "").is_ok(), "without thinking there is no such rule");
+        let mut joined = lp(text);
+        joined.as_array_mut().unwrap().push(json!({"role": "user", "content": "and then?"}));
+        assert!(checked(base(json!({"thinking": enabled, "messages": joined})), "").is_err(), "consecutive user turns are one");
         // A final assistant message (a prefill) with thinking, thinking off.
         let prefill = json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": [{"type": "thinking", "thinking": "x", "signature": "s"}]}]);
         assert!(checked(base(json!({"messages": prefill})), "").unwrap_err().contains("When thinking is disabled"));
