@@ -1,4 +1,6 @@
-//! An OpenAI client's `reasoning_effort` as a Claude model's thinking.
+//! Claude's thinking in the form each model takes: an OpenAI client's
+//! `reasoning_effort` turned into it ([`members`]), and an Anthropic
+//! client's `thinking` fitted to the model it reaches ([`fit`]).
 //!
 //! Claude models take thinking in one of two forms, by model (sources in
 //! docs/translation.md): `{"type": "enabled", "budget_tokens": n}` from
@@ -115,8 +117,9 @@ pub enum Fit {
 /// An Anthropic client's `thinking` fitted to the form `model` takes. A
 /// client written for one Claude model, a route, a fallback or the auto
 /// router may send it to another that refuses its form: Opus 4.7 and later
-/// refuse `enabled` (the budget form of Claude Code before 2.1 and of most
-/// SDK integrations: anomalyco/opencode#22863), Claude 3.5 refuses any
+/// refuse `enabled` (the budget form older Claude Code and Agent SDK
+/// versions and most SDK integrations send: anomalyco/opencode#22863,
+/// zhukunpenglinyutong/jetbrains-cc-gui#1003), Claude 3.5 refuses any
 /// thinking, and adaptive thinking is for Claude 4.6 and later only
 /// (Anthropic's adaptive-thinking docs list its models). A budget becomes
 /// the effort band the other direction uses (below 4,096 `low`, below
