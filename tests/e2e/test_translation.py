@@ -338,25 +338,34 @@ def test_claude_codes_tool_loop_on_deepseek_carries_its_reasoning_back(stack, cl
     tools = [{"name": "Read", "description": "Read a file", "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}}]
     ask = [{"role": "user", "content": "Read a.txt"}]
     think = {"x-mock-reasoning-tokens": "20"}
-    m = claude_sdk.messages.create(model="deepseek/deepseek-v4", max_tokens=2000, tools=tools, messages=ask, extra_headers=think)
+    on = {"type": "enabled", "budget_tokens": 1024}
+    m = claude_sdk.messages.create(model="deepseek/deepseek-v4", max_tokens=2000, tools=tools, messages=ask, extra_headers=think, thinking=on)
     assert [b.type for b in m.content] == ["thinking", "text"] and m.content[0].thinking.startswith("The user wants")
-    with claude_sdk.messages.stream(model="deepseek/deepseek-v4", max_tokens=2000, tools=tools, messages=ask, extra_headers=think) as s:
+    assert requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()["thinking"] == {"type": "enabled"}
+    with claude_sdk.messages.stream(model="deepseek/deepseek-v4", max_tokens=2000, tools=tools, messages=ask, extra_headers=think,
+                                    thinking=on) as s:
         streamed = s.get_final_message()
     assert [b.type for b in streamed.content] == ["thinking", "text"] and streamed.content[0].thinking == m.content[0].thinking
     # The tool loop's next step, the thinking handed back as Claude Code does.
     call = {"type": "tool_use", "id": "call_1", "name": "Read", "input": {"path": "a.txt"}}
     result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "hello"}]}
     thinking = m.content[0].model_dump()
-    after = claude_sdk.messages.create(model="deepseek/deepseek-v4", max_tokens=2000, tools=tools, extra_headers=think,
+    after = claude_sdk.messages.create(model="deepseek/deepseek-v4", max_tokens=2000, tools=tools, extra_headers=think, thinking=on,
                                        messages=ask + [{"role": "assistant", "content": [thinking, call]}, result])
     assert after.content[-1].type == "text"
     sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
     assert sent["messages"][1]["reasoning_content"] == m.content[0].thinking and sent["messages"][1]["tool_calls"]
     # Without it DeepSeek refuses, as it does for every client that drops it.
     with pytest.raises(anthropic.BadRequestError) as e:
-        claude_sdk.messages.create(model="deepseek/deepseek-v4", max_tokens=2000, tools=tools,
+        claude_sdk.messages.create(model="deepseek/deepseek-v4", max_tokens=2000, tools=tools, thinking=on,
                                    messages=ask + [{"role": "assistant", "content": [call]}, result])
     assert "reasoning_content" in str(e.value)
+    # A request that does not ask for thinking gets none: DeepSeek, which thinks by
+    # default and bills it as output, is told so, and the loop needs no reasoning back.
+    plain = claude_sdk.messages.create(model="deepseek/deepseek-v4", max_tokens=2000, tools=tools, extra_headers=think,
+                                       messages=ask + [{"role": "assistant", "content": [call]}, result])
+    assert [b.type for b in plain.content] == ["text"]
+    assert requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()["thinking"] == {"type": "disabled"}
 
 
 def test_structured_outputs_are_translated_both_ways(stack, oai, claude_sdk):

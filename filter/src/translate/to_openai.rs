@@ -178,14 +178,15 @@ fn image_part(b: &Value, i: usize) -> Result<Value, GatewayError> {
     Ok(json!({"type": "image_url", "image_url": {"url": url}}))
 }
 
-/// Whether a model takes its earlier reasoning back as the assistant
-/// message's `reasoning_content`. DeepSeek's thinking mode (on by default
-/// for its V4 models) requires it for every assistant turn between two user
-/// messages that called tools: "The `reasoning_content` in the thinking mode
-/// must be passed back to the API." (api-docs.deepseek.com, Thinking Mode;
-/// Gitlawb/openclaude#878, syt2/paper-chat-for-zotero#16). OpenAI's own
-/// models never get the member.
-fn keeps_reasoning(model: &str) -> bool {
+/// DeepSeek's models (by name), whose thinking mode (api-docs.deepseek.com,
+/// Thinking Mode) is on unless the request says `thinking: {"type":
+/// "disabled"}`, and which then want their earlier reasoning back as the
+/// assistant message's `reasoning_content` for every assistant turn between
+/// two user messages that called tools: "The `reasoning_content` in the
+/// thinking mode must be passed back to the API." (Gitlawb/openclaude#878,
+/// syt2/paper-chat-for-zotero#16). OpenAI's own models never get either
+/// member.
+fn is_deepseek(model: &str) -> bool {
     model.to_ascii_lowercase().contains("deepseek")
 }
 
@@ -224,7 +225,7 @@ fn turn(m: &Value, i: usize, out: &mut Vec<Value>, keep_reasoning: bool) -> Resu
                             Some("text") => text.push_str(block_text(b, i)?),
                             Some("tool_use") => calls.push(json!({"id": b.get("id"), "type": "function", "function": {
                                 "name": b.get("name"), "arguments": b.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into())}})),
-                            // Earlier reasoning goes back only to a model that takes it (see `keeps_reasoning`).
+                            // Earlier reasoning goes back only to a model that takes it (see `is_deepseek`).
                             Some("thinking") => reasoning.push_str(b.get("thinking").and_then(Value::as_str).unwrap_or("")),
                             Some("redacted_thinking") => {}
                             _ => return Err(bad_message(i, "assistant blocks other than text, tool_use and thinking cannot be translated")),
@@ -275,7 +276,7 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
             "messages" => {
                 let list = v.as_array().ok_or_else(|| refuse("messages", "must be an array"))?;
                 for (i, m) in list.iter().enumerate() {
-                    turn(m, i, &mut msgs, keeps_reasoning(upstream_model))?;
+                    turn(m, i, &mut msgs, is_deepseek(upstream_model))?;
                 }
             }
             "max_tokens" => {
@@ -336,7 +337,14 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
     }
     let effort = reasoning_effort(thinking.as_ref(), output_config.as_ref())?.filter(|_| takes_reasoning_effort(upstream_model));
     let has_tools = out.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty());
-    let effort = if has_tools { effort_beside_tools(effort, upstream_model) } else { effort };
+    let mut effort = if has_tools { effort_beside_tools(effort, upstream_model) } else { effort };
+    if is_deepseek(upstream_model) {
+        // An Anthropic request thinks only when it asks to; DeepSeek thinks
+        // unless told not to, and its reasoning tokens are billed as output.
+        let asked = matches!(thinking.as_ref().and_then(|t| t.get("type")).and_then(Value::as_str), Some("enabled" | "adaptive"));
+        out.insert("thinking".into(), json!({"type": if asked { "enabled" } else { "disabled" }}));
+        effort = effort.filter(|_| asked);
+    }
     if let Some(effort) = effort {
         out.insert("reasoning_effort".into(), Value::from(effort));
     }
@@ -404,7 +412,7 @@ pub fn chat_to_message(body: &[u8], status: u16) -> Option<Vec<u8>> {
     let mut content = Vec::new();
     // DeepSeek's (and other OpenAI-format reasoners') reasoning, as the
     // thinking block an Anthropic client keeps and sends back (see
-    // `keeps_reasoning`); no signature: no Anthropic model wrote it.
+    // `is_deepseek`); no signature: no Anthropic model wrote it.
     if let Some(r) = msg.get("reasoning_content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
         content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
     }
@@ -592,6 +600,17 @@ mod tests {
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "hello"}]}]});
         let to_deepseek = tr_for("deepseek-v4", next.clone()).unwrap();
         assert_eq!(to_deepseek["messages"][1]["reasoning_content"], "Read it first.");
+        // DeepSeek thinks by default: told to only when the client asked, with its effort.
+        assert_eq!((&to_deepseek["thinking"], to_deepseek.get("reasoning_effort")), (&json!({"type": "disabled"}), None));
+        let mut asked = next.clone();
+        asked["thinking"] = json!({"type": "enabled", "budget_tokens": 8192});
+        asked["output_config"] = json!({"effort": "high"});
+        let on = tr_for("deepseek-v4", asked.clone()).unwrap();
+        assert_eq!((&on["thinking"], &on["reasoning_effort"]), (&json!({"type": "enabled"}), &json!("high")));
+        asked["thinking"] = json!({"type": "disabled"});
+        let off = tr_for("deepseek-v4", asked).unwrap();
+        assert_eq!((&off["thinking"], off.get("reasoning_effort")), (&json!({"type": "disabled"}), None), "an effort with thinking off asks nothing");
+        assert!(tr_for("gpt-5.4", next.clone()).unwrap().get("thinking").is_none());
         assert!(tr_for("gpt-5.4", next).unwrap()["messages"][1].get("reasoning_content").is_none());
     }
 
