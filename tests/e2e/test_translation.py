@@ -402,3 +402,21 @@ def test_structured_outputs_are_translated_both_ways(stack, oai, claude_sdk):
         claude_sdk.messages.create(model="openai/gpt-5.4", max_tokens=500, extra_body={"output_config": {"format": {"type": "json_schema", "schema": loose}}},
                                    messages=[{"role": "user", "content": "Extract: John is 25."}])
     assert "Missing 'age'" in str(e.value)
+
+
+def test_a_pdf_goes_both_ways(stack, oai, claude_sdk):
+    """An OpenAI client's `file` part (a PDF as a data: URL) reaches Claude as a
+    document block, and an Anthropic client's PDF document reaches an OpenAI
+    model as a file part: both were refused as untranslatable."""
+    import base64
+    import requests
+    pdf = base64.b64encode(b"%PDF-1.4 a tiny document").decode()
+    oai.chat.completions.create(model="anthropic/claude-sonnet-4-6", max_tokens=50, messages=[{"role": "user", "content": [
+        {"type": "text", "text": "Summarise"}, {"type": "file", "file": {"filename": "a.pdf", "file_data": f"data:application/pdf;base64,{pdf}"}}]}])
+    sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+    assert sent["messages"][0]["content"][1] == {"type": "document", "title": "a.pdf",
+                                                 "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}}
+    claude_sdk.messages.create(model="openai/gpt-5.4", max_tokens=50, messages=[{"role": "user", "content": [
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}}, {"type": "text", "text": "Summarise"}]}])
+    sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+    assert sent["messages"][0]["content"][0] == {"type": "file", "file": {"filename": "document.pdf", "file_data": f"data:application/pdf;base64,{pdf}"}}

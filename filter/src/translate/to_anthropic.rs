@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `model` | the route's upstream model |
 //! | `messages`: `system` / `developer` | `system` (text blocks, in order) |
-//! | `messages`: `user` text and `image_url` parts | `user` text and `image` blocks (`data:` URLs as base64, others as `url`) |
+//! | `messages`: `user` text, `image_url` and `file` parts | `user` text, `image` blocks (`data:` URLs as base64, others as `url`) and `document` blocks (a PDF's `file_data`) |
 //! | `messages`: `assistant` content and `tool_calls` | `assistant` text and `tool_use` blocks (`arguments` parsed) |
 //! | `messages`: `tool` (`tool_call_id`, content) | `user` turn with a `tool_result` block |
 //! | `max_tokens` / `max_completion_tokens` | `max_tokens` (the gateway's `default_max_tokens` when absent: Anthropic requires it) |
@@ -81,6 +81,19 @@ fn image_block(url: &str, i: usize) -> Result<Value, GatewayError> {
     Err(bad_message(i, "an image URL must be https:// or a base64 data: URL"))
 }
 
+/// An OpenAI `file` part (a PDF as a base64 `data:` URL, as OpenAI takes
+/// it) as an Anthropic `document` block; a file uploaded to OpenAI
+/// (`file_id`) exists only there.
+fn document_block(f: &Value, i: usize) -> Result<Value, GatewayError> {
+    let data = f.get("file_data").and_then(Value::as_str).ok_or_else(|| bad_message(i, "only a file given as file_data can be translated (a file_id exists only at OpenAI)"))?;
+    let pdf = data.strip_prefix("data:application/pdf;base64,").ok_or_else(|| bad_message(i, "a file's file_data must be a base64 data: URL of a PDF"))?;
+    let mut block = json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}});
+    if let (Some(name), Some(b)) = (f.get("filename").and_then(Value::as_str), block.as_object_mut()) {
+        b.insert("title".into(), Value::from(name));
+    }
+    Ok(block)
+}
+
 fn user_content(v: &Value, i: usize) -> Result<Value, GatewayError> {
     match v {
         Value::String(s) => Ok(Value::from(s.as_str())),
@@ -99,6 +112,7 @@ fn user_content(v: &Value, i: usize) -> Result<Value, GatewayError> {
                         let url = p.pointer("/image_url/url").and_then(Value::as_str).ok_or_else(|| bad_message(i, "image_url without url"))?;
                         blocks.push(image_block(url, i)?);
                     }
+                    Some("file") => blocks.push(document_block(p.get("file").unwrap_or(&Value::Null), i)?),
                     Some(other) => return Err(bad_message(i, &format!("content parts of type '{}' cannot be translated", crate::text::clean_field(other, 32)))),
                     None => return Err(bad_message(i, "a content part without a type")),
                 }
@@ -449,6 +463,16 @@ mod tests {
         let ok = tr(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 1, "store": false,
                            "response_format": {"type": "text"}, "prompt_cache_key": "k", "max_completion_tokens": 99})).unwrap();
         assert_eq!(ok["max_tokens"], 99);
+    }
+
+    #[test]
+    fn a_pdf_file_part_becomes_a_document_block() {
+        let part = |file: Value| tr(json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "Summarise"}, {"type": "file", "file": file}]}]}));
+        let got = part(json!({"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0x"})).unwrap();
+        assert_eq!(got["messages"][0]["content"][1], json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0x"}, "title": "a.pdf"}));
+        for bad in [json!({"file_id": "file-abc"}), json!({"file_data": "gs://bucket/x.mp4"}), json!({"file_data": "data:text/csv;base64,YQ=="})] {
+            assert_eq!(part(bad).unwrap_err().param, Some("messages"));
+        }
     }
 
     #[test]

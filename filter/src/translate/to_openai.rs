@@ -164,6 +164,22 @@ fn effort_beside_tools(effort: Option<&'static str>, model: &str) -> Option<&'st
     }
 }
 
+/// An Anthropic `document` block as an OpenAI part: a base64 PDF as a
+/// `file` part (`file_data`, the `data:` URL OpenAI wants), a plain-text
+/// document as text. A URL or an uploaded file exists only at Anthropic.
+fn file_part(b: &Value, i: usize) -> Result<Value, GatewayError> {
+    let src = b.get("source").unwrap_or(&Value::Null);
+    let field = |k: &str| src.get(k).and_then(Value::as_str);
+    match (field("type"), field("media_type")) {
+        (Some("base64"), Some("application/pdf")) => {
+            let name = b.get("title").and_then(Value::as_str).unwrap_or("document.pdf");
+            Ok(json!({"type": "file", "file": {"filename": name, "file_data": format!("data:application/pdf;base64,{}", field("data").unwrap_or(""))}}))
+        }
+        (Some("text"), _) => Ok(json!({"type": "text", "text": field("data").unwrap_or("")})),
+        _ => Err(bad_message(i, "only base64 PDF and plain-text documents can be translated")),
+    }
+}
+
 fn image_part(b: &Value, i: usize) -> Result<Value, GatewayError> {
     let src = b.get("source").unwrap_or(&Value::Null);
     let url = match src.get("type").and_then(Value::as_str) {
@@ -204,9 +220,10 @@ fn turn(m: &Value, i: usize, out: &mut Vec<Value>, keep_reasoning: bool) -> Resu
                 match b.get("type").and_then(Value::as_str) {
                     Some("text") => parts.push(json!({"type": "text", "text": block_text(b, i)?})),
                     Some("image") => parts.push(image_part(b, i)?),
+                    Some("document") => parts.push(file_part(b, i)?),
                     Some("tool_result") => out.push(json!({"role": "tool", "tool_call_id": b.get("tool_use_id"),
                                                            "content": text_of(b.get("content").unwrap_or(&Value::Null), i)?})),
-                    _ => return Err(bad_message(i, "user blocks other than text, image and tool_result cannot be translated")),
+                    _ => return Err(bad_message(i, "user blocks other than text, image, document and tool_result cannot be translated")),
                 }
             }
             if !parts.is_empty() {
@@ -569,6 +586,17 @@ mod tests {
             let e = tr(body).unwrap_err();
             assert_eq!((e.code, e.param), ("untranslatable_field", Some(param)), "{}", e.message);
         }
+    }
+
+    #[test]
+    fn a_document_becomes_a_file_part() {
+        let doc = |source: Value| tr(json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": [
+            {"type": "document", "source": source, "title": "report.pdf"}, {"type": "text", "text": "Summarise"}]}]}));
+        let got = doc(json!({"type": "base64", "media_type": "application/pdf", "data": "JVBERi0x"})).unwrap();
+        assert_eq!(got["messages"][0]["content"][0], json!({"type": "file", "file": {"filename": "report.pdf", "file_data": "data:application/pdf;base64,JVBERi0x"}}));
+        assert_eq!(doc(json!({"type": "text", "media_type": "text/plain", "data": "plain words"})).unwrap()["messages"][0]["content"][0],
+                   json!({"type": "text", "text": "plain words"}));
+        assert_eq!(doc(json!({"type": "url", "url": "https://x.test/a.pdf"})).unwrap_err().param, Some("messages"));
     }
 
     #[test]
