@@ -420,3 +420,21 @@ def test_a_pdf_goes_both_ways(stack, oai, claude_sdk):
         {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}}, {"type": "text", "text": "Summarise"}]}])
     sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
     assert sent["messages"][0]["content"][0] == {"type": "file", "file": {"filename": "document.pdf", "file_data": f"data:application/pdf;base64,{pdf}"}}
+
+
+def test_claude_codes_screenshot_in_a_tool_result_reaches_an_openai_model(stack, claude_sdk):
+    """Claude Code's Read tool answers with an image block for a screenshot;
+    an OpenAI tool message holds text only, so the translation refused it and
+    the session broke there. The image now follows the tool message."""
+    import requests
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    tools = [{"name": "Read", "description": "Read a file", "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}}]
+    m = claude_sdk.messages.create(model="openai/gpt-5.4", max_tokens=200, tools=tools, messages=[
+        {"role": "user", "content": "What is in shot.png?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"path": "shot.png"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}]}]}])
+    assert m.content[0].type == "text"
+    sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()["messages"]
+    assert [x["role"] for x in sent] == ["user", "assistant", "tool", "user"]
+    assert sent[3]["content"] == [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}}]

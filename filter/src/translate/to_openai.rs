@@ -164,6 +164,35 @@ fn effort_beside_tools(effort: Option<&'static str>, model: &str) -> Option<&'st
     }
 }
 
+/// A tool result's content for an OpenAI `tool` message, which holds text
+/// only, and the images and documents it carried (Claude Code's Read tool
+/// answers with an image block for a screenshot, a document block for a
+/// PDF: refused, a session on an OpenAI-format model broke at the first
+/// one). They go in the user message that follows the tool messages (OpenAI
+/// wants every tool message right after the assistant's calls), and the
+/// tool message says so.
+fn tool_result(content: &Value, i: usize) -> Result<(String, Vec<Value>), GatewayError> {
+    let Value::Array(blocks) = content else {
+        return Ok((text_of(content, i)?, Vec::new()));
+    };
+    let (mut text, mut attached) = (String::new(), Vec::new());
+    for b in blocks {
+        match b.get("type").and_then(Value::as_str) {
+            Some("text") => text.push_str(block_text(b, i)?),
+            Some("image") => attached.push(image_part(b, i)?),
+            Some("document") => attached.push(file_part(b, i)?),
+            _ => return Err(bad_message(i, "tool_result blocks other than text, image and document cannot be translated")),
+        }
+    }
+    if !attached.is_empty() {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str("(The result's images and documents follow in the next user message.)");
+    }
+    Ok((text, attached))
+}
+
 /// An Anthropic `document` block as an OpenAI part: a base64 PDF as a
 /// `file` part (`file_data`, the `data:` URL OpenAI wants), a plain-text
 /// document as text. A URL or an uploaded file exists only at Anthropic.
@@ -221,8 +250,11 @@ fn turn(m: &Value, i: usize, out: &mut Vec<Value>, keep_reasoning: bool) -> Resu
                     Some("text") => parts.push(json!({"type": "text", "text": block_text(b, i)?})),
                     Some("image") => parts.push(image_part(b, i)?),
                     Some("document") => parts.push(file_part(b, i)?),
-                    Some("tool_result") => out.push(json!({"role": "tool", "tool_call_id": b.get("tool_use_id"),
-                                                           "content": text_of(b.get("content").unwrap_or(&Value::Null), i)?})),
+                    Some("tool_result") => {
+                        let (text, attached) = tool_result(b.get("content").unwrap_or(&Value::Null), i)?;
+                        out.push(json!({"role": "tool", "tool_call_id": b.get("tool_use_id"), "content": text}));
+                        parts.extend(attached);
+                    }
                     _ => return Err(bad_message(i, "user blocks other than text, image, document and tool_result cannot be translated")),
                 }
             }
@@ -586,6 +618,27 @@ mod tests {
             let e = tr(body).unwrap_err();
             assert_eq!((e.code, e.param), ("untranslatable_field", Some(param)), "{}", e.message);
         }
+    }
+
+    #[test]
+    fn a_tool_results_image_follows_the_tool_messages() {
+        let got = tr(json!({"model": "m", "max_tokens": 10, "messages": [
+            {"role": "user", "content": "Look at both"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Read", "input": {}},
+                                              {"type": "tool_use", "id": "t2", "name": "Read", "input": {}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBOR"}}]},
+                {"type": "tool_result", "tool_use_id": "t2", "content": [{"type": "text", "text": "a.txt: hello"}]},
+                {"type": "text", "text": "Which is newer?"}]}]})).unwrap();
+        let m = got["messages"].as_array().unwrap();
+        let roles: Vec<&str> = m.iter().map(|x| x["role"].as_str().unwrap()).collect();
+        assert_eq!(roles, ["user", "assistant", "tool", "tool", "user"]);
+        assert_eq!(m[2]["content"], "(The result's images and documents follow in the next user message.)");
+        assert_eq!(m[3]["content"], "a.txt: hello");
+        // The results' attachments where the results were, then the user's own words.
+        assert_eq!(m[4]["content"], json!([{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}}, {"type": "text", "text": "Which is newer?"}]));
+        let bad = json!([{"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "search_result", "source": "x"}]}]);
+        assert_eq!(tr(json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": bad}]})).unwrap_err().param, Some("messages"));
     }
 
     #[test]
