@@ -134,3 +134,28 @@ def test_a_recorded_anthropic_request_through_tollgate_is_served_as_the_api_did(
     sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
     for member in ("thinking", "output_config", "output_format", "context_management"):
         assert sent.get(member) == ex["request"].get(member), f"{member} reaches the provider unchanged"
+
+
+CROSS = [("anthropic", e, "openai/gpt-5.4") for e in ANTHROPIC] + \
+        [("openai", e, "anthropic/claude-sonnet-4-6") for e in LINGUA if e["path"] == "/v1/chat/completions" and e["status"] == 200]
+
+
+@pytest.mark.parametrize("client_api,ex,model", CROSS,
+                         ids=[f"{a}-{e['case']}-{e['stage']}" for a, e, _ in CROSS])
+def test_a_recorded_request_for_the_other_format_is_translated_or_refused_by_name(stack, client_api, ex, model):
+    """Every real request of one format sent to a model of the other: served
+    (the strict mock accepted what the translation wrote), or refused by the
+    gateway naming the member it cannot translate. Never refused by the
+    provider: that would be a translation writing what the provider refuses
+    (top_p to a reasoning model was one)."""
+    if client_api == "anthropic":
+        r = requests.post(stack.url + "/v1/messages", json={**ex["request"], "model": model}, timeout=30,
+                          headers=anthropic_headers(ex, {"x-api-key": SEARCH_KEY}))
+    else:
+        r = requests.post(stack.url + ex["path"], json={**ex["request"], "model": model}, timeout=30,
+                          headers={"authorization": f"Bearer {SEARCH_KEY}"})
+    if r.status_code != 200:
+        assert "x-mock-path" not in r.headers, f"the provider refused the translation: {r.text}"
+        err = r.json()["error"]
+        code = err.get("code") or err.get("type")
+        assert (r.status_code, err["code"]) == (400, "untranslatable_field"), (code, r.text)

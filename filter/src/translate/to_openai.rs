@@ -124,6 +124,14 @@ fn takes_reasoning_effort(model: &str) -> bool {
     !(chat_only || ["gpt-4", "gpt-3.5", "chatgpt-"].iter().any(|family| name.starts_with(family)))
 }
 
+/// OpenAI's reasoning models (the o-series, GPT-5 and later but their
+/// chat models), by name past a router's prefix.
+fn openai_reasoning_model(model: &str) -> bool {
+    let name = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
+    let o_series = name.strip_prefix('o').is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
+    o_series || (gpt_version(&name).is_some_and(|v| v >= (5, 0)) && takes_reasoning_effort(&name))
+}
+
 /// OpenAI's `response_format` for Anthropic's structured output
 /// (`output_config.format`, `json_schema`): strict, as Anthropic's
 /// constrained decoding is (OpenAI then wants every property `required`
@@ -294,7 +302,11 @@ fn turn(m: &Value, i: usize, out: &mut Vec<Value>, keep_reasoning: bool) -> Resu
             }
             out.push(Value::Object(msg));
         }
-        _ => return Err(bad_message(i, "the role must be user or assistant")),
+        // A system message inside the conversation (Anthropic takes one on
+        // recent models: a recorded claude-opus-4-8 answer in braintrustdata/lingua)
+        // stays where it is, as OpenAI takes one anywhere.
+        Some("system") => out.push(json!({"role": "system", "content": text_of(content, i)?})),
+        _ => return Err(bad_message(i, "the role must be user, assistant or system")),
     }
     Ok(())
 }
@@ -309,7 +321,7 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
     let mut msgs = Vec::new();
     let mut parallel = None;
     let mut stream = false;
-    let (mut thinking, mut output_config) = (None, None);
+    let (mut thinking, mut output_config, mut output_format) = (None, None, None);
     for (k, raw) in p.members() {
         let v: Value = serde_json::from_str(raw).map_err(|_| GatewayError::bad_request("invalid_json", "The request body is not valid JSON."))?;
         match k {
@@ -331,6 +343,11 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
             "max_tokens" => {
                 out.insert(cap_field.to_string(), v);
             }
+            // OpenAI's reasoning models refuse `top_p` ("Unsupported parameter:
+            // 'top_p' is not supported with this model.", a real answer for
+            // gpt-5-nano in braintrustdata/lingua): left out for them, as it
+            // shapes nothing a reasoning model samples.
+            "top_p" if openai_reasoning_model(upstream_model) => {}
             "temperature" | "top_p" => {
                 out.insert(k.to_string(), v);
             }
@@ -377,11 +394,13 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
             }
             "thinking" => thinking = Some(v),
             "output_config" => output_config = Some(v),
+            // The structured-outputs beta's member, before it moved into `output_config.format`.
+            "output_format" if !v.is_null() => output_format = Some(v),
             other => return Err(super::unknown_member(other, REFUSED, "an OpenAI-format model")),
         }
     }
     // Read (and refused when malformed) whatever the model, sent only to one that reasons.
-    if let Some(format) = output_config.as_ref().and_then(|c| c.get("format")).filter(|f| !f.is_null()) {
+    if let Some(format) = output_config.as_ref().and_then(|c| c.get("format")).filter(|f| !f.is_null()).or(output_format.as_ref()) {
         out.insert("response_format".into(), response_format(format)?);
     }
     let effort = reasoning_effort(thinking.as_ref(), output_config.as_ref())?.filter(|_| takes_reasoning_effort(upstream_model));
@@ -639,6 +658,24 @@ mod tests {
         assert_eq!(m[4]["content"], json!([{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}}, {"type": "text", "text": "Which is newer?"}]));
         let bad = json!([{"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "search_result", "source": "x"}]}]);
         assert_eq!(tr(json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": bad}]})).unwrap_err().param, Some("messages"));
+    }
+
+    #[test]
+    fn what_a_recorded_anthropic_request_carries_reaches_an_openai_model() {
+        // braintrustdata/lingua's recorded requests, sent to an OpenAI model: top_p
+        // (refused by reasoning models), a system message mid-conversation, the
+        // structured-outputs beta's output_format.
+        let base = json!({"model": "m", "max_tokens": 100, "top_p": 0.9, "messages": [{"role": "user", "content": "hi"},
+            {"role": "system", "content": "Answer in French."}],
+            "output_format": {"type": "json_schema", "schema": {"type": "object", "properties": {}, "required": [], "additionalProperties": false}}});
+        let to_reasoner = tr_for("openai/gpt-5.4", base.clone()).unwrap();
+        assert!(to_reasoner.get("top_p").is_none(), "{to_reasoner}");
+        assert_eq!(to_reasoner["messages"][1], json!({"role": "system", "content": "Answer in French."}));
+        assert_eq!(to_reasoner["response_format"]["json_schema"]["strict"], true);
+        for keeps in ["gpt-4.1", "gpt-5.2-chat-latest", "deepseek-v4"] {
+            assert_eq!(tr_for(keeps, base.clone()).unwrap()["top_p"], 0.9, "{keeps}");
+        }
+        assert!(openai_reasoning_model("o3-mini") && openai_reasoning_model("gpt-6-astra") && !openai_reasoning_model("gpt-4o"));
     }
 
     #[test]
