@@ -39,17 +39,22 @@ fn claude_version(rest: &str) -> Option<(u32, u32)> {
     Some((major, nums.next().unwrap_or(0)))
 }
 
-/// The thinking form of an upstream model, by name (a router's prefix,
-/// `anthropic/claude-…`, looked past).
-pub fn form(model: &str) -> Form {
+/// `Some` for a Claude model (a router's prefix, `anthropic/claude-…`, and
+/// Bedrock's `us.anthropic.` looked past), with its version if its name
+/// carries one; `None` for any other model.
+fn claude(model: &str) -> Option<Option<(u32, u32)>> {
     let name = model.to_ascii_lowercase();
-    let Some(at) = name.find("claude") else {
-        return Form::Budget;
-    };
-    match name.get(at + "claude".len()..).and_then(claude_version) {
-        Some(v) if v < (3, 7) => Form::None,
-        Some(v) if v < (4, 6) => Form::Budget,
-        _ => Form::Adaptive,
+    let at = name.find("claude")?;
+    Some(name.get(at + "claude".len()..).and_then(claude_version))
+}
+
+/// The thinking form of an upstream model, by name.
+pub fn form(model: &str) -> Form {
+    match claude(model) {
+        None => Form::Budget,
+        Some(Some(v)) if v < (3, 7) => Form::None,
+        Some(Some(v)) if v < (4, 6) => Form::Budget,
+        Some(_) => Form::Adaptive,
     }
 }
 
@@ -129,7 +134,7 @@ pub enum Fit {
 pub fn fit(thinking: &Value, output_config: Option<&Value>, model: &str, max_tokens: u64) -> Fit {
     let kind = thinking.get("type").and_then(Value::as_str);
     // Claude 4.6 takes both forms (the budget one deprecated): kept as sent.
-    let both = model.to_ascii_lowercase().split("claude").nth(1).and_then(claude_version) == Some((4, 6));
+    let both = claude(model) == Some(Some((4, 6)));
     match (kind, form(model)) {
         (Some("enabled" | "adaptive"), Form::None) => Fit::Drop,
         (Some("enabled"), Form::Adaptive) if !both => {

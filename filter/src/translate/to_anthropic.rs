@@ -339,14 +339,14 @@ pub fn finish_reason(stop: Option<&str>) -> &'static str {
 
 /// OpenAI's `usage` for Anthropic's counts: cache writes in
 /// `cache_write_tokens`, where OpenAI itself reports them since GPT-5.6
-/// (../shared/WIRE.md), so a client can tell them from plain input.
+/// (../shared/WIRE.md), so a client can tell them from plain input. Read
+/// by the filter's own usage parser (`usage::usage_from_value`), so what
+/// the client is told is what was priced.
 pub fn usage_json(u: &Value) -> Value {
-    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let (cr, cw) = (n("cache_read_input_tokens"), n("cache_creation_input_tokens"));
-    let prompt = n("input_tokens").saturating_add(cr).saturating_add(cw);
-    let out = n("output_tokens");
+    let u = crate::usage::usage_from_value(crate::request::Api::AnthropicMessages, u.clone()).unwrap_or_default();
+    let (prompt, out) = (u.input_tokens, u.output_tokens);
     json!({"prompt_tokens": prompt, "completion_tokens": out, "total_tokens": prompt.saturating_add(out),
-           "prompt_tokens_details": {"cached_tokens": cr, "cache_write_tokens": cw}})
+           "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens, "cache_write_tokens": u.cache_write_tokens}})
 }
 
 /// The OpenAI chat completion for an Anthropic response body (or, for an

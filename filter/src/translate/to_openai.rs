@@ -336,8 +336,9 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
             "system" => system = Some(text_of(&without_attribution(v), 0).map_err(|_| refuse("system", "may hold only text"))?),
             "messages" => {
                 let list = v.as_array().ok_or_else(|| refuse("messages", "must be an array"))?;
+                let keep_reasoning = is_deepseek(upstream_model);
                 for (i, m) in list.iter().enumerate() {
-                    turn(m, i, &mut msgs, is_deepseek(upstream_model))?;
+                    turn(m, i, &mut msgs, keep_reasoning)?;
                 }
             }
             "max_tokens" => {
@@ -446,13 +447,12 @@ pub fn stop_reason(finish: Option<&str>) -> &'static str {
 /// its `cached_tokens` may differ), else `cached_tokens`; the writes are
 /// GPT-5.6's `cache_write_tokens` (../shared/WIRE.md), which were counted
 /// as plain input.
+/// Read by the filter's own usage parser (`usage::usage_from_value`), so
+/// what the client is told is what was priced.
 pub fn usage_of(u: &Value) -> Value {
-    let n = |p: &str| u.pointer(p).and_then(Value::as_u64);
-    let prompt = n("/prompt_tokens").unwrap_or(0);
-    let read = n("/prompt_cache_hit_tokens").or(n("/prompt_tokens_details/cached_tokens")).unwrap_or(0).min(prompt);
-    let written = n("/prompt_tokens_details/cache_write_tokens").unwrap_or(0).min(prompt - read);
-    json!({"input_tokens": prompt - read - written, "cache_creation_input_tokens": written,
-           "cache_read_input_tokens": read, "output_tokens": n("/completion_tokens").unwrap_or(0)})
+    let u = crate::usage::usage_from_value(crate::request::Api::OpenAiChat, u.clone()).unwrap_or_default();
+    json!({"input_tokens": u.input_tokens - u.cached_input_tokens - u.cache_write_tokens, "cache_creation_input_tokens": u.cache_write_tokens,
+           "cache_read_input_tokens": u.cached_input_tokens, "output_tokens": u.output_tokens})
 }
 
 /// The Anthropic message for a chat completion body (or, for an error
