@@ -183,6 +183,24 @@ mod tests {
     }
 
     #[test]
+    fn a_misbehaving_providers_reasoning_makes_valid_events() {
+        // reasoning that is no string is ignored; control characters stay escaped;
+        // reasoning after the text opens a thinking block of its own.
+        let ev = events(&[
+            r#"{"id":"c1","model":"deepseek-v4","choices":[{"index":0,"delta":{"reasoning_content":{"a":1}}}]}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{"reasoning_content":7,"content":"Hi"}}]}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{"reasoning_content":"late\u0000\u001b[2J"}}]}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+            "[DONE]",
+        ]);
+        let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["message_start", "content_block_start", "content_block_delta", "content_block_stop", "content_block_start",
+                               "content_block_delta", "content_block_stop", "message_delta", "message_stop"]);
+        assert_eq!((ev[1].1["content_block"]["type"].as_str(), ev[4].1["content_block"]["type"].as_str()), (Some("text"), Some("thinking")));
+        assert_eq!(ev[5].1["delta"]["thinking"], "late\u{0}\u{1b}[2J", "a JSON string again, escaped on the wire");
+    }
+
+    #[test]
     fn text_then_a_tool_call_then_usage() {
         let ev = events(&[
             r#"{"id":"c1","model":"gpt-5.4","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,

@@ -131,8 +131,20 @@ pub enum Fit {
 /// 16,384 `medium`, else `high`); an effort (`high` when none is given,
 /// Anthropic's default) becomes a budget as for OpenAI clients, never over
 /// half of `max_tokens`.
+///
+/// Only a well-formed request is fitted: a budget that is no whole number
+/// of tokens, an `output_config` that is no object, or an effort Anthropic
+/// does not name goes as it came, for the provider to refuse in its own
+/// words (the gateway does not quietly mend what a client got wrong).
 pub fn fit(thinking: &Value, output_config: Option<&Value>, model: &str, max_tokens: u64) -> Fit {
     let kind = thinking.get("type").and_then(Value::as_str);
+    let budget_ok = kind != Some("enabled") || thinking.get("budget_tokens").is_some_and(Value::is_u64);
+    let config_ok = output_config.is_none_or(|c| {
+        c.is_object() && c.get("effort").is_none_or(|e| matches!(e.as_str(), Some("low" | "medium" | "high" | "xhigh" | "max")))
+    });
+    if !budget_ok || !config_ok {
+        return Fit::Keep;
+    }
     // Claude 4.6 takes both forms (the budget one deprecated): kept as sent.
     let both = claude(model) == Some(Some((4, 6)));
     match (kind, form(model)) {
@@ -229,6 +241,14 @@ mod tests {
         assert_eq!(fit(&adaptive, None, "claude-haiku-4-5", 20000), Fit::Replace { thinking: json!({"type": "enabled", "budget_tokens": 10000}), effort: None, drop_effort: true });
         assert_eq!(fit(&adaptive, None, "claude-sonnet-4-5", 2000), Fit::Drop, "no room for Anthropic's least budget");
         assert_eq!(fit(&enabled, None, "claude-3-5-haiku-20241022", 32000), Fit::Drop);
+        // Malformed: sent as it came, for the provider to refuse in its own words.
+        for bad in [json!({"type": "enabled", "budget_tokens": 1e30}), json!({"type": "enabled", "budget_tokens": -5}),
+                    json!({"type": "enabled", "budget_tokens": "lots"}), json!({"type": "enabled"})] {
+            assert_eq!(fit(&bad, None, "claude-opus-4-8", 32000), Fit::Keep, "{bad}");
+        }
+        for bad in [json!("x"), json!([]), json!({"effort": 7}), json!({"effort": "huge"})] {
+            assert_eq!(fit(&adaptive, Some(&bad), "claude-sonnet-4-5", 32000), Fit::Keep, "{bad}");
+        }
         for (t, m) in [(&enabled, "claude-sonnet-4-5"), (&adaptive, "claude-opus-4-8"), (&json!({"type": "disabled"}), "claude-3-5-haiku"),
                        (&json!({"type": "weird"}), "claude-opus-4-8"), (&enabled, "claude-opus-4-6"), (&adaptive, "claude-sonnet-4-6")] {
             assert_eq!(fit(t, None, m, 32000), Fit::Keep, "{t} on {m}");

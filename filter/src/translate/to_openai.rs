@@ -207,12 +207,13 @@ fn tool_result(content: &Value, i: usize) -> Result<(String, Vec<Value>), Gatewa
 fn file_part(b: &Value, i: usize) -> Result<Value, GatewayError> {
     let src = b.get("source").unwrap_or(&Value::Null);
     let field = |k: &str| src.get(k).and_then(Value::as_str);
+    let data = || field("data").ok_or_else(|| bad_message(i, "a document's source.data must be a string"));
     match (field("type"), field("media_type")) {
         (Some("base64"), Some("application/pdf")) => {
             let name = b.get("title").and_then(Value::as_str).unwrap_or("document.pdf");
-            Ok(json!({"type": "file", "file": {"filename": name, "file_data": format!("data:application/pdf;base64,{}", field("data").unwrap_or(""))}}))
+            Ok(json!({"type": "file", "file": {"filename": name, "file_data": format!("data:application/pdf;base64,{}", data()?)}}))
         }
-        (Some("text"), _) => Ok(json!({"type": "text", "text": field("data").unwrap_or("")})),
+        (Some("text"), _) => Ok(json!({"type": "text", "text": data()?})),
         _ => Err(bad_message(i, "only base64 PDF and plain-text documents can be translated")),
     }
 }
@@ -687,6 +688,11 @@ mod tests {
         assert_eq!(doc(json!({"type": "text", "media_type": "text/plain", "data": "plain words"})).unwrap()["messages"][0]["content"][0],
                    json!({"type": "text", "text": "plain words"}));
         assert_eq!(doc(json!({"type": "url", "url": "https://x.test/a.pdf"})).unwrap_err().param, Some("messages"));
+        // Data that is no string is refused by name, not sent as an empty document.
+        for bad in [json!({"type": "base64", "media_type": "application/pdf", "data": 7}), json!({"type": "base64", "media_type": "application/pdf"}),
+                    json!({"type": "text", "data": null})] {
+            assert!(doc(bad).unwrap_err().message.contains("source.data must be a string"));
+        }
     }
 
     #[test]
