@@ -182,6 +182,8 @@ struct RawRoute {
     json_repair: Option<bool>,
     #[serde(default)]
     fallbacks: Vec<String>,
+    #[serde(default)]
+    upstream_api: Option<String>,
 }
 
 /// Which requests are captured for evaluations (`capture`).
@@ -385,6 +387,29 @@ struct Route {
     auto_cache: Option<crate::caching::AutoCache>,
     json_repair: bool,
     fallbacks: Vec<String>,
+    upstream_api: UpstreamApi,
+}
+
+/// Which OpenAI API a route's chat requests (OpenAI chat and Anthropic
+/// messages clients) go to upstream (`routes[].upstream_api`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamApi {
+    /// The Responses API for the models OpenAI serves only there
+    /// ([`crate::translate::to_responses::responses_only`]), chat completions otherwise.
+    ByModel,
+    ChatCompletions,
+    Responses,
+}
+
+impl UpstreamApi {
+    /// Whether a request for `upstream_model` goes to the Responses API.
+    pub fn responses(self, upstream_model: &str) -> bool {
+        match self {
+            UpstreamApi::ByModel => crate::translate::to_responses::responses_only(upstream_model),
+            UpstreamApi::ChatCompletions => false,
+            UpstreamApi::Responses => true,
+        }
+    }
 }
 
 /// Where a request goes.
@@ -398,6 +423,8 @@ pub struct Resolved<'a> {
     pub json_repair: bool,
     /// Models to try, in order, when this route's upstream fails before answering.
     pub fallbacks: &'a [String],
+    /// Chat completions or the Responses API, for an OpenAI-format provider.
+    pub upstream_api: UpstreamApi,
 }
 
 #[derive(Debug)]
@@ -574,6 +601,17 @@ impl Config {
                     Some(crate::caching::AutoCache { min_tokens, ttl_1h })
                 }
             };
+            let upstream_api = match r.upstream_api.as_deref() {
+                None => UpstreamApi::ByModel,
+                Some(_) if providers.get(provider).is_some_and(|p: &Provider| p.format != ProviderFormat::Openai) => {
+                    return Err(err(f("upstream_api"), "only for routes to a provider with format 'openai'"));
+                }
+                Some("chat_completions") => UpstreamApi::ChatCompletions,
+                Some("responses") => UpstreamApi::Responses,
+                Some(other) => {
+                    return Err(err(f("upstream_api"), format!("'{}' is not one of chat_completions, responses", crate::text::clean_field(other, 64))))
+                }
+            };
             if r.fallbacks.len() > 3 || r.fallbacks.iter().any(|m| !crate::request::valid_model_name(m) || *m == r.model) {
                 return Err(err(f("fallbacks"), "at most 3 models, each a valid model name other than the route's own"));
             }
@@ -585,6 +623,7 @@ impl Config {
                 auto_cache,
                 json_repair: r.json_repair.unwrap_or(false),
                 fallbacks: r.fallbacks,
+                upstream_api,
             });
         }
 
@@ -796,7 +835,7 @@ impl Config {
                 model.strip_prefix(prefix.as_str()).unwrap_or(model).to_string()
             }
         };
-        Some((Resolved { route: &route.name, provider, auto_cache: route.auto_cache, json_repair: route.json_repair, fallbacks: &route.fallbacks }, upstream))
+        Some((Resolved { route: &route.name, provider, auto_cache: route.auto_cache, json_repair: route.json_repair, fallbacks: &route.fallbacks, upstream_api: route.upstream_api }, upstream))
     }
 
     /// Route names (patterns included) a key may use, in configuration order.

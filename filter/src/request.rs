@@ -367,6 +367,14 @@ impl ParsedBody<'_> {
         self.members.0.iter().map(|(k, v)| (k.as_str(), v.get()))
     }
 
+    /// The top-level members as JSON values (a translation that rebuilds the request).
+    pub fn members_map(&self) -> Result<serde_json::Map<String, serde_json::Value>, GatewayError> {
+        self.members()
+            .map(|(k, raw)| serde_json::from_str(raw).map(|v| (k.to_string(), v)))
+            .collect::<Result<_, _>>()
+            .map_err(|_| GatewayError::bad_request("invalid_json", "The request body is not valid JSON."))
+    }
+
     /// The body to send upstream, or `None` when it needs no change.
     pub fn rewrite(&self, upstream_model: &str, opts: Rewrite<'_>) -> Option<Vec<u8>> {
         if self.api == Api::GeminiGenerateContent {

@@ -8,7 +8,7 @@
 
 use crate::budget::Amount;
 use crate::config::{Config, KeyInfo, ProviderFormat, UnpricedModels};
-use crate::translate::{to_anthropic, to_openai, Direction};
+use crate::translate::{to_anthropic, to_openai, to_responses, Direction};
 use crate::errors::GatewayError;
 use crate::request::{parse_chat, upstream_query, Api, ChatRequest, Rewrite};
 use crate::usage::Usage;
@@ -173,7 +173,8 @@ pub fn plan_for(
     let provider = resolved.provider;
     let target = Target { provider: provider.name.clone(), route: resolved.route.to_string(), upstream_model };
     // A chat request in the other provider's format: translated both ways.
-    let translate = Direction::between(api, provider.format == ProviderFormat::Anthropic);
+    let responses = provider.format == ProviderFormat::Openai && resolved.upstream_api.responses(&target.upstream_model);
+    let translate = Direction::between(api, provider.format == ProviderFormat::Anthropic, responses);
     if choice.count_tokens && (translate.is_some() || provider.format != ProviderFormat::Anthropic) {
         // Not found, as Anthropic-format clients expect of a gateway that
         // cannot count: Claude Code then counts locally.
@@ -231,6 +232,10 @@ pub fn plan_for(
         Some(Direction::AnthropicToOpenAi) => {
             Some(to_openai::messages_to_chat_request(&parsed, &target.upstream_model, provider.output_cap_field.unwrap_or("max_tokens")))
         }
+        Some(Direction::ChatToResponses) => {
+            Some(parsed.members_map().and_then(|m| to_responses::chat_to_responses(m, &target.upstream_model, cfg.default_max_tokens)))
+        }
+        Some(Direction::AnthropicToResponses) => Some(to_openai::messages_to_responses_request(&parsed, &target.upstream_model, cfg.default_max_tokens)),
         None => parsed.rewrite(&target.upstream_model, opts).map(Ok),
     }
     .transpose()
@@ -527,6 +532,45 @@ mod tests {
         assert_eq!(p.worst.tokens, p.chat.estimated_input_tokens + 4096);
         let r = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"claude-x","messages":[],"n":3}"#, "/", false).unwrap_err();
         assert_eq!((r.error.code, r.error.param), ("untranslatable_field", Some("n")));
+    }
+
+    #[test]
+    fn chat_and_anthropic_requests_for_a_responses_only_model_go_to_the_responses_api() {
+        let cfg = Config::from_json(CFG.replace("\"unpriced_models\": \"deny\"", "\"unpriced_models\": \"allow\"").as_bytes()).unwrap();
+        let chat = br#"{"model":"openai/gpt-5.1-codex","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#;
+        let p = plan(&cfg, &key(None), Api::OpenAiChat, chat, "/v1/chat/completions", false).unwrap();
+        assert_eq!(p.translate, Some(Direction::ChatToResponses));
+        assert!(p.headers.iter().any(|(k, v)| k == ":path" && v == "/v1/responses"));
+        let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+        assert_eq!(sent, serde_json::json!({"model": "gpt-5.1-codex", "input": [{"role": "user", "content": "hi"}], "stream": true,
+                                            "store": false, "max_output_tokens": 4096}));
+        // An Anthropic client: through chat (no stream_options, the effort kept beside tools: the Responses API takes both).
+        let msgs = br#"{"model":"openai/gpt-5.3-codex","max_tokens":900,"stream":true,"thinking":{"type":"enabled","budget_tokens":20000},
+                        "tools":[{"name":"Read","input_schema":{"type":"object"}}],"messages":[{"role":"user","content":"hi"}]}"#;
+        let p = plan(&cfg, &key(None), Api::AnthropicMessages, msgs, "/v1/messages", false).unwrap();
+        assert_eq!(p.translate, Some(Direction::AnthropicToResponses));
+        let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+        assert_eq!((sent["max_output_tokens"].as_u64(), &sent["reasoning"]), (Some(900), &serde_json::json!({"effort": "high"})));
+        assert_eq!(sent["tools"][0]["name"], "Read");
+        assert!(sent.get("stream_options").is_none());
+        // Other models stay on chat completions; a route may say which API.
+        let p = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"openai/gpt-5.4","messages":[]}"#, "/", false).unwrap();
+        assert_eq!(p.translate, None);
+        let forced = CFG.replace("\"unpriced_models\": \"deny\"", "\"unpriced_models\": \"allow\"")
+            .replace(r#"{"model": "openai/*", "provider": "openai"}"#, r#"{"model": "openai/*", "provider": "openai", "upstream_api": "chat_completions"}, {"model": "r/*", "provider": "openai", "upstream_api": "responses"}"#);
+        let cfg = Config::from_json(forced.as_bytes()).unwrap();
+        assert_eq!(plan(&cfg, &key(None), Api::OpenAiChat, chat, "/", false).unwrap().translate, None);
+        let p = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"r/gpt-6","messages":[]}"#, "/", false).unwrap();
+        assert_eq!(p.translate, Some(Direction::ChatToResponses));
+        // A Responses client for such a model is not translated.
+        let p = plan(&cfg, &key(None), Api::OpenAiResponses, br#"{"model":"r/gpt-6","input":"x"}"#, "/v1/responses", false).unwrap();
+        assert_eq!(p.translate, None);
+        for (route, field) in [(r#"{"model": "x", "provider": "anthropic", "upstream_api": "responses"}"#, "routes[0].upstream_api"),
+                               (r#"{"model": "x", "provider": "openai", "upstream_api": "assistants"}"#, "routes[0].upstream_api")] {
+            let bad = CFG.replace(r#""routes": [{"model": "cheap", "provider": "openai", "upstream_model": "gpt-5.4-mini"},"#, &format!(r#""routes": [{route},"#));
+            let e = Config::from_json(bad.as_bytes()).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
     }
 
     #[test]

@@ -10,11 +10,18 @@
 //! - [`to_openai`]: an Anthropic messages request for an OpenAI-format
 //!   model, and the chat completion as an Anthropic message;
 //!   [`from_openai_stream`]: the chat chunks as Anthropic events.
+//! - [`to_responses`]: a chat request for a model OpenAI serves only
+//!   through its Responses API, and the response as a chat completion;
+//!   [`from_responses_stream`]: the Responses stream as chat chunks. An
+//!   Anthropic client's request goes through both translations (Anthropic
+//!   to chat, chat to Responses), and the answer back through both.
 
 pub mod from_anthropic_stream;
 pub mod from_openai_stream;
+pub mod from_responses_stream;
 pub mod to_anthropic;
 pub mod to_openai;
+pub mod to_responses;
 pub mod thinking;
 
 use crate::request::Api;
@@ -26,14 +33,21 @@ pub enum Direction {
     OpenAiToAnthropic,
     /// An Anthropic messages client, an OpenAI-format provider.
     AnthropicToOpenAi,
+    /// An OpenAI chat client, a model served only through OpenAI's Responses API.
+    ChatToResponses,
+    /// An Anthropic messages client, a model served only through OpenAI's Responses API.
+    AnthropicToResponses,
 }
 
 impl Direction {
-    /// The translation for a client API and a provider's API, if any.
-    pub fn between(client: Api, provider_serves_anthropic: bool) -> Option<Direction> {
-        match (client, provider_serves_anthropic) {
-            (Api::OpenAiChat, true) => Some(Direction::OpenAiToAnthropic),
-            (Api::AnthropicMessages, false) => Some(Direction::AnthropicToOpenAi),
+    /// The translation for a client API and a provider's API (`responses`:
+    /// the model takes only OpenAI's Responses API), if any.
+    pub fn between(client: Api, provider_serves_anthropic: bool, responses: bool) -> Option<Direction> {
+        match (client, provider_serves_anthropic, responses) {
+            (Api::OpenAiChat, true, _) => Some(Direction::OpenAiToAnthropic),
+            (Api::OpenAiChat, false, true) => Some(Direction::ChatToResponses),
+            (Api::AnthropicMessages, false, true) => Some(Direction::AnthropicToResponses),
+            (Api::AnthropicMessages, false, false) => Some(Direction::AnthropicToOpenAi),
             _ => None,
         }
     }
@@ -43,6 +57,7 @@ impl Direction {
         match self {
             Direction::OpenAiToAnthropic => Api::AnthropicMessages,
             Direction::AnthropicToOpenAi => Api::OpenAiChat,
+            Direction::ChatToResponses | Direction::AnthropicToResponses => Api::OpenAiResponses,
         }
     }
 
@@ -51,6 +66,11 @@ impl Direction {
         match self {
             Direction::OpenAiToAnthropic => to_anthropic::messages_to_chat(body, status, now_s),
             Direction::AnthropicToOpenAi => to_openai::chat_to_message(body, status),
+            Direction::ChatToResponses => to_responses::responses_to_chat(body, status),
+            Direction::AnthropicToResponses => {
+                let chat = to_responses::responses_to_chat(body, status);
+                to_openai::chat_to_message(chat.as_deref().unwrap_or(body), status)
+            }
         }
     }
 
@@ -59,7 +79,34 @@ impl Direction {
         match self {
             Direction::OpenAiToAnthropic => Box::new(from_anthropic_stream::AnthropicToOpenAi::new(now_s, include_usage)),
             Direction::AnthropicToOpenAi => Box::new(from_openai_stream::OpenAiToAnthropic::new()),
+            Direction::ChatToResponses => Box::new(from_responses_stream::ResponsesToChat::new(now_s, include_usage)),
+            // The chat stream between the two carries its usage chunk: Anthropic's message_delta reports it.
+            Direction::AnthropicToResponses => Box::new(Chain {
+                first: Box::new(from_responses_stream::ResponsesToChat::new(now_s, true)),
+                then: from_openai_stream::OpenAiToAnthropic::new(),
+            }),
         }
+    }
+}
+
+/// Two stream translations one after the other: each chat chunk the first
+/// writes (`data: …` blocks, whole, JSON on one line) is an event of the second.
+#[derive(Debug)]
+struct Chain {
+    first: Box<dyn StreamTranslator>,
+    then: from_openai_stream::OpenAiToAnthropic,
+}
+
+impl StreamTranslator for Chain {
+    fn event(&mut self, name: Option<&str>, data: &str) -> Vec<u8> {
+        let mid = self.first.event(name, data);
+        let mut out = Vec::new();
+        for block in String::from_utf8_lossy(&mid).split("\n\n") {
+            if let Some(d) = block.strip_prefix("data: ") {
+                out.extend(self.then.event(None, d));
+            }
+        }
+        out
     }
 }
 

@@ -126,7 +126,7 @@ fn takes_reasoning_effort(model: &str) -> bool {
 
 /// OpenAI's reasoning models (the o-series, GPT-5 and later but their
 /// chat models), by name past a router's prefix.
-fn openai_reasoning_model(model: &str) -> bool {
+pub(super) fn openai_reasoning_model(model: &str) -> bool {
     let name = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
     let o_series = name.strip_prefix('o').is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
     o_series || (gpt_version(&name).is_some_and(|v| v >= (5, 0)) && takes_reasoning_effort(&name))
@@ -316,6 +316,20 @@ fn turn(m: &Value, i: usize, out: &mut Vec<Value>, keep_reasoning: bool) -> Resu
 /// is the provider's output cap member (`max_completion_tokens` for
 /// OpenAI, `max_tokens` for DeepSeek and most compatible APIs).
 pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_field: &str) -> Result<Vec<u8>, GatewayError> {
+    chat_request(p, upstream_model, cap_field, true)
+}
+
+/// The same request on its way to OpenAI's Responses API
+/// ([`super::to_responses`]), which takes a reasoning effort beside
+/// function tools, and streams its usage unasked.
+pub fn messages_to_responses_request(p: &ParsedBody<'_>, upstream_model: &str, default_cap: u64) -> Result<Vec<u8>, GatewayError> {
+    let chat = chat_request(p, upstream_model, "max_completion_tokens", false)?;
+    super::to_responses::chat_body_to_responses(&chat, upstream_model, default_cap)
+}
+
+/// `chat_api`: the request goes to chat completions itself (its rules for
+/// tools beside an effort, and the stream's usage asked for).
+fn chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_field: &str, chat_api: bool) -> Result<Vec<u8>, GatewayError> {
     let mut out = Map::new();
     out.insert("model".into(), Value::from(upstream_model));
     let mut system = None;
@@ -407,7 +421,7 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
     }
     let effort = reasoning_effort(thinking.as_ref(), output_config.as_ref())?.filter(|_| takes_reasoning_effort(upstream_model));
     let has_tools = out.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty());
-    let mut effort = if has_tools { effort_beside_tools(effort, upstream_model) } else { effort };
+    let mut effort = if has_tools && chat_api { effort_beside_tools(effort, upstream_model) } else { effort };
     if is_deepseek(upstream_model) {
         // An Anthropic request thinks only when it asks to; DeepSeek thinks
         // unless told not to, and its reasoning tokens are billed as output.
@@ -425,7 +439,7 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
     if let Some(p) = parallel {
         out.insert("parallel_tool_calls".into(), Value::Bool(p));
     }
-    if stream {
+    if stream && chat_api {
         // The usage arrives only when asked for; the client never sees the chunk.
         out.insert("stream_options".into(), json!({"include_usage": true}));
     }

@@ -95,6 +95,12 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
             None => return Err((400, "Invalid type for 'max_output_tokens': expected an integer.".into(), Some("max_output_tokens"), Some("invalid_type"))),
         },
     };
+    tools(m.get("tools"))?;
+    if m.get("previous_response_id").is_none_or(Value::is_null) {
+        if let Some(Value::Array(items)) = m.get("input") {
+            input(items)?;
+        }
+    }
     if m.get("input").is_none() && m.get("prompt").is_none() && m.get("previous_response_id").is_none() {
         return Err((400, "Missing required parameter: 'input'.".into(), Some("input"), Some("missing_required_parameter")));
     }
@@ -124,6 +130,93 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
         previous,
         obfuscation: crate::obfuscation_asked(m.get("stream_options")),
     })
+}
+
+fn missing(param: String) -> Refusal {
+    (400, format!("Missing required parameter: '{param}'."), None, Some("missing_required_parameter"))
+}
+
+/// Function tools in the Responses API's flat shape: a chat completions
+/// tool (`{"type": "function", "function": {…}}`) is refused "Missing
+/// required parameter: 'tools[0].name'." (the real answer, quoted by the
+/// projects that met it: e.g. a Responses adapter's note "A nested shape
+/// 400s with …" and Codex-backend adapters).
+fn tools(v: Option<&Value>) -> Result<(), Refusal> {
+    for (i, t) in v.and_then(Value::as_array).into_iter().flatten().enumerate() {
+        if t.get("type").and_then(Value::as_str) == Some("function") && !t.get("name").is_some_and(Value::is_string) {
+            return Err(missing(format!("tools[{i}].name")));
+        }
+    }
+    Ok(())
+}
+
+const USER_PARTS: &[&str] = &["input_text", "input_image", "input_file", "input_audio"];
+const ASSISTANT_PARTS: &[&str] = &["output_text", "refusal"];
+
+/// The input items, as the Responses API reads them in order: messages
+/// (a role and a string or parts of the role's kinds), function calls (a
+/// `call_id`, `name` and `arguments`) and their outputs, which must follow
+/// a call with their `call_id` when no previous response holds it ("No tool
+/// call found for function call output with call_id call_….", param
+/// `input`: a real answer quoted in Codex session-repair code and batch
+/// error reports).
+fn input(items: &[Value]) -> Result<(), Refusal> {
+    let mut calls = std::collections::HashSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let field = |k: &str| item.get(k).is_some_and(Value::is_string);
+        match item.get("type").and_then(Value::as_str) {
+            None | Some("message") => {
+                let role = item.get("role").and_then(Value::as_str).unwrap_or("");
+                let kinds = match role {
+                    "user" | "system" | "developer" => USER_PARTS,
+                    "assistant" => ASSISTANT_PARTS,
+                    "" => return Err(missing(format!("input[{i}].role"))),
+                    other => {
+                        return Err((400, format!("Invalid value: '{other}'. Supported values are: 'assistant', 'system', 'developer', and 'user'."),
+                                    None, Some("invalid_value")))
+                    }
+                };
+                match item.get("content") {
+                    Some(Value::String(_)) => {}
+                    Some(Value::Array(parts)) => {
+                        for part in parts {
+                            let t = part.get("type").and_then(Value::as_str).unwrap_or("");
+                            if !kinds.contains(&t) {
+                                let supported = match role {
+                                    "assistant" => "'output_text' and 'refusal'",
+                                    _ => "'input_text', 'input_image', 'input_file', and 'input_audio'",
+                                };
+                                return Err((400, format!("Invalid value: '{t}'. Supported values are: {supported}."), None, Some("invalid_value")));
+                            }
+                        }
+                    }
+                    _ => return Err(missing(format!("input[{i}].content"))),
+                }
+            }
+            Some("function_call") => {
+                for k in ["call_id", "name", "arguments"] {
+                    if !field(k) {
+                        return Err(missing(format!("input[{i}].{k}")));
+                    }
+                }
+                calls.insert(item.get("call_id").and_then(Value::as_str).unwrap_or("").to_string());
+            }
+            Some("function_call_output") => {
+                if !field("call_id") {
+                    return Err(missing(format!("input[{i}].call_id")));
+                }
+                if item.get("output").is_none_or(Value::is_null) {
+                    return Err(missing(format!("input[{i}].output")));
+                }
+                let id = item.get("call_id").and_then(Value::as_str).unwrap_or("");
+                if !calls.contains(id) {
+                    return Err((400, format!("No tool call found for function call output with call_id {id}."), None, None));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 fn text(p: &Plan) -> String {
@@ -209,6 +302,34 @@ mod tests {
         let e = plan(&obj(json!({"model": "gpt-4.1", "input": "x", "reasoning": {"effort": "low"}})), 12, 0, 0).err().unwrap();
         assert_eq!((e.1.as_str(), e.2, e.3), ("Unsupported parameter: 'reasoning.effort' is not supported with this model.", Some("reasoning.effort"), Some("unsupported_parameter")));
         assert!(plan(&obj(json!({"model": "gpt-5.4", "input": "x", "reasoning": {"effort": "low"}})), 12, 0, 0).is_ok());
+    }
+
+    #[test]
+    fn input_items_and_tools_as_the_responses_api_reads_them() {
+        let call = json!({"type": "function_call", "call_id": "call_1", "name": "w", "arguments": "{}"});
+        let output = json!({"type": "function_call_output", "call_id": "call_1", "output": "21 C"});
+        let flat = json!([{"type": "function", "name": "w", "parameters": {"type": "object"}, "strict": false}]);
+        let ok = |input: Value, tools: Value| plan(&obj(json!({"model": "gpt-5.1-codex", "input": input, "tools": tools})), 12, 0, 0).map(|_| ()).map_err(|e| e.1);
+        assert_eq!(ok(json!([{"role": "user", "content": "w?"}, call, output, {"role": "assistant", "content": "21 C."}]), flat.clone()), Ok(()));
+        assert_eq!(ok(json!([{"role": "user", "content": "w?"}]), json!([{"type": "function", "function": {"name": "w"}}])),
+                   Err("Missing required parameter: 'tools[0].name'.".into()));
+        assert_eq!(ok(json!([{"role": "user", "content": "w?"}, output]), flat.clone()),
+                   Err("No tool call found for function call output with call_id call_1.".into()));
+        assert_eq!(ok(json!([{"role": "assistant", "content": [{"type": "input_text", "text": "x"}]}]), flat.clone()),
+                   Err("Invalid value: 'input_text'. Supported values are: 'output_text' and 'refusal'.".into()));
+        assert!(ok(json!([{"role": "tool", "content": "x"}]), flat.clone()).is_err());
+        assert!(ok(json!([{"type": "function_call", "call_id": "c", "name": "w"}]), flat.clone()).is_err(), "no arguments");
+        // With a previous response the calls are stored there.
+        assert!(plan(&obj(json!({"model": "m", "previous_response_id": "resp_1", "input": [output]})), 12, 0, 0).is_ok());
+        // A real follow-up (braintrustdata/lingua functionToolsWithReasoningEffortParam): the reasoning item and the call handed back.
+        let lingua = json!([{"role": "user", "content": "Tokyo weather"}, {"id": "rs_1", "type": "reasoning", "summary": []},
+            {"id": "fc_1", "type": "function_call", "status": "completed", "arguments": "{\"location\":\"Tokyo\"}", "call_id": "call_q", "name": "get_weather"},
+            {"type": "function_call_output", "call_id": "call_q", "output": "71 degrees"}]);
+        assert_eq!(ok(lingua, flat), Ok(()));
+        for m in ["gpt-5.1-codex", "codex-mini-latest", "o3-pro", "gpt-5.4-pro-2026-03-05", "gpt-4o-deep-research"] {
+            assert!(crate::strict::openai_responses_only(m), "{m}");
+        }
+        assert!(!crate::strict::openai_responses_only("gpt-5.4") && !crate::strict::openai_responses_only("o3"));
     }
 
     #[test]

@@ -248,6 +248,20 @@ pub fn openai_reasoning_model(model: &str) -> bool {
     o_series || ((model.starts_with("gpt-5") || model.starts_with("gpt-6")) && !openai_plain_model(model))
 }
 
+/// OpenAI's models served only by the Responses API: the Codex models, the
+/// `-pro` models, deep research, computer use. Chat completions answers them
+/// 404 "This model is only supported in v1/responses and not in
+/// v1/chat/completions." (param `model`, code null: the body in
+/// n8n-io/n8n#18352 for gpt-4o-deep-research; openai/codex#1306 for
+/// codex-mini-latest; the families from OpenAI's model pages, as
+/// langchain-ai/langchain#35594 and run-llama/llama_index#21922 list them).
+pub fn openai_responses_only(model: &str) -> bool {
+    let family = model.starts_with("gpt-") || model.starts_with('o');
+    model.starts_with("codex-")
+        || model.starts_with("computer-use-preview")
+        || (family && (model.contains("deep-research") || model.split('-').any(|t| t == "codex" || t == "pro")))
+}
+
 /// DeepSeek's thinking mode (on by default; `thinking: {"type":
 /// "disabled"}` or the legacy `deepseek-chat` turns it off) wants every
 /// assistant message between two user messages that called tools to carry
@@ -452,6 +466,9 @@ pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: Option<&str>) -> 
                 ));
             }
             let model = req.get("model").and_then(Value::as_str).unwrap_or("");
+            if dialect == Dialect::OpenAi && openai_responses_only(model) {
+                return Err(refuse(404, "This model is only supported in v1/responses and not in v1/chat/completions.".into(), Some("model"), None));
+            }
             let given = |name: &str| dialect == Dialect::OpenAi && req.get(name).is_some_and(|v| !v.is_null());
             if given("max_tokens") && openai_reasoning_model(model) {
                 return Err(unsupported_parameter("max_tokens", " Use 'max_completion_tokens' instead."));

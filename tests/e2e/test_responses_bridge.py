@@ -1,0 +1,173 @@
+"""Chat clients on models OpenAI serves only through its Responses API (the
+Codex and -pro models): the stock OpenAI SDK's chat.completions and the
+stock Anthropic SDK's messages reach gpt-5.1-codex through /v1/responses
+(the strict mock refuses the model on chat completions, a chat-shaped tool,
+an output without its call, as api.openai.com does), and the answers, JSON
+and streamed, come back in the client's own format, priced from the
+Responses usage. Tool calls are checked on a real recorded gpt-5.4-mini
+answer and stream (tests/captures/README.md)."""
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+import requests
+
+from conftest import SEARCH_KEY, expected_cost
+
+MODEL = "openai/gpt-5.1-codex"
+PRICE = "openai/gpt-5.1-codex"
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Get weather",
+                                           "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}}]
+
+
+@pytest.fixture(scope="module")
+def oai(stack):
+    return openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def claude(stack):
+    import anthropic
+    return anthropic.Anthropic(base_url=stack.url, api_key=SEARCH_KEY, max_retries=0)
+
+
+def sent(stack) -> dict:
+    return requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+
+
+def test_the_mock_refuses_a_responses_only_model_on_chat_completions_as_openai_does(stack):
+    r = requests.post(stack.mock.url + "/v1/chat/completions", timeout=5, headers={"authorization": "Bearer sk-mock-openai"},
+                      json={"model": "gpt-5.1-codex", "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 404, r.text
+    assert r.json()["error"]["message"] == "This model is only supported in v1/responses and not in v1/chat/completions."
+
+
+def test_a_chat_completion_from_a_codex_model(stack, oai, client):
+    raw = oai.chat.completions.with_raw_response.create(
+        model=MODEL, max_completion_tokens=200, reasoning_effort="low", user="u-9",
+        messages=[{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Say hello"}])
+    assert raw.headers["x-mock-path"] == "/v1/responses"
+    up = sent(stack)
+    assert (up["model"], up["max_output_tokens"], up["reasoning"], up["store"]) == ("gpt-5.1-codex", 200, {"effort": "low"}, False)
+    assert up["input"] == [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Say hello"}]
+    r = raw.parse()
+    assert r.object == "chat.completion" and r.choices[0].message.content and r.choices[0].finish_reason == "stop"
+    cost = expected_cost(PRICE, r.usage.prompt_tokens, r.usage.completion_tokens)
+    assert int(raw.headers["x-tollgate-cost-micros"]) == cost
+    assert int(raw.headers["content-length"]) == len(raw.content)
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert (rec["api"], rec["provider"], rec["model_upstream"], rec["cost_micros"]) == ("openai_chat", "openai", "gpt-5.1-codex", cost)
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_a_stream_from_a_codex_model(oai, client, include_usage):
+    kw = {"stream_options": {"include_usage": True}} if include_usage else {}
+    raw = oai.chat.completions.with_raw_response.create(
+        model=MODEL, stream=True, messages=[{"role": "user", "content": "Count to five"}], **kw)
+    chunks = list(raw.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text and [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    usage = [c.usage for c in chunks if c.usage]
+    assert len(usage) == (1 if include_usage else 0)
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert rec["usage"]["output_tokens"] > 0 and rec["cost_micros"] > 0
+    if include_usage:
+        assert rec["cost_micros"] == expected_cost(PRICE, usage[0].prompt_tokens, usage[0].completion_tokens)
+
+
+def test_a_tool_loop_reaches_the_responses_api_as_items(stack, oai):
+    """The whole loop as the SDK sends it: tools without `strict` (sent
+    `strict: false`: the Responses API's default is strict), an assistant's
+    tool calls and their tool message. The mock refuses a chat-shaped tool
+    and an output without its call, so this is served only if translated."""
+    r = oai.chat.completions.create(model=MODEL, tools=TOOLS, parallel_tool_calls=False, messages=[
+        {"role": "user", "content": [{"type": "text", "text": "Tokyo weather?"},
+                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"location\": \"Tokyo\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "71 degrees"}])
+    assert r.choices[0].message.content
+    up = sent(stack)
+    assert up["tools"] == [{"type": "function", "name": "get_weather", "description": "Get weather",
+                            "parameters": TOOLS[0]["function"]["parameters"], "strict": False}]
+    assert [i.get("type", "message") for i in up["input"]] == ["message", "function_call", "function_call_output"]
+    assert up["input"][0]["content"][1] == {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo=", "detail": "auto"}
+    assert up["parallel_tool_calls"] is False
+
+
+def test_what_the_responses_api_has_no_place_for_is_refused_by_name(oai):
+    with pytest.raises(openai.BadRequestError) as e:
+        oai.chat.completions.create(model=MODEL, stop=["END"], messages=[{"role": "user", "content": "hi"}])
+    assert e.value.body["code"] == "untranslatable_field" and e.value.body["param"] == "stop"
+
+
+def test_a_real_recorded_tool_call_stream_reaches_the_openai_sdk_as_tool_calls(oai, client):
+    raw = oai.chat.completions.with_raw_response.create(
+        model=MODEL, stream=True, stream_options={"include_usage": True}, tools=TOOLS,
+        messages=[{"role": "user", "content": "Tokyo weather"}],
+        extra_headers={"x-mock-replay": "openai_response_stream_function_call.sse", "x-mock-chunk-bytes": "97"})
+    chunks = list(raw.parse())
+    calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert calls[0].id == "call_ahg2yVSnxIlU0OsPkAmndF76" and calls[0].function.name == "get_weather"
+    assert json.loads("".join(tc.function.arguments or "" for tc in calls)) == {"location": "Tokyo"}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+    u = [c.usage for c in chunks if c.usage][0]
+    assert (u.prompt_tokens, u.completion_tokens, u.completion_tokens_details.reasoning_tokens) == (41, 43, 23)
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert rec["cost_micros"] == expected_cost(PRICE, 41, 43) and rec["usage"]["reasoning_tokens"] == 23
+
+
+def test_a_real_recorded_tool_call_answer_reaches_the_openai_sdk(oai, client):
+    raw = oai.chat.completions.with_raw_response.create(
+        model=MODEL, tools=TOOLS, messages=[{"role": "user", "content": "Tokyo weather"}],
+        extra_headers={"x-mock-replay": "openai_response_function_call.json"})
+    r = raw.parse()
+    call = r.choices[0].message.tool_calls[0]
+    assert (call.function.name, json.loads(call.function.arguments), r.choices[0].finish_reason) == ("get_weather", {"location": "Tokyo"}, "tool_calls")
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens) == (41, 42)
+    assert int(raw.headers["x-tollgate-cost-micros"]) == expected_cost(PRICE, 41, 42)
+
+
+def test_claude_code_style_requests_reach_a_codex_model(stack, claude, client):
+    """An Anthropic client (Claude Code's shape: tools, thinking) on a Codex
+    model: translated to chat, then to the Responses API, where the effort
+    stays beside the tools (the Responses API takes both)."""
+    tools = [{"name": "get_weather", "description": "Get weather", "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}}}]
+    raw = claude.messages.with_raw_response.create(
+        model=MODEL, max_tokens=2000, thinking={"type": "enabled", "budget_tokens": 1024}, tools=tools,
+        system="Be terse.", messages=[{"role": "user", "content": "Say hello"}])
+    assert raw.headers["x-mock-path"] == "/v1/responses"
+    up = sent(stack)
+    assert (up["max_output_tokens"], up["reasoning"], up["tools"][0]["name"]) == (2000, {"effort": "low"}, "get_weather")
+    m = raw.parse()
+    assert m.type == "message" and m.content[0].type == "text" and m.content[0].text and m.stop_reason == "end_turn"
+    assert int(raw.headers["x-tollgate-cost-micros"]) == expected_cost(PRICE, m.usage.input_tokens, m.usage.output_tokens)
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert (rec["api"], rec["provider"], rec["model_upstream"]) == ("anthropic_messages", "openai", "gpt-5.1-codex")
+
+
+def test_a_real_recorded_tool_call_reaches_the_anthropic_sdk_streamed_and_whole(claude, client):
+    tools = [{"name": "get_weather", "input_schema": {"type": "object"}}]
+    ask = dict(model=MODEL, max_tokens=500, tools=tools, messages=[{"role": "user", "content": "Tokyo weather"}])
+    with claude.messages.stream(**ask, extra_headers={"x-mock-replay": "openai_response_stream_function_call.sse", "x-mock-chunk-bytes": "53"}) as s:
+        final = s.get_final_message()
+    use = [b for b in final.content if b.type == "tool_use"][0]
+    assert (use.id, use.name, use.input, final.stop_reason) == ("call_ahg2yVSnxIlU0OsPkAmndF76", "get_weather", {"location": "Tokyo"}, "tool_use")
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (41, 43)
+    m = claude.messages.create(**ask, extra_headers={"x-mock-replay": "openai_response_function_call.json"})
+    use = [b for b in m.content if b.type == "tool_use"][0]
+    assert (use.name, use.input, m.stop_reason, m.usage.output_tokens) == ("get_weather", {"location": "Tokyo"}, "tool_use", 42)
+
+
+def test_provider_refusals_come_back_in_the_clients_shape(oai, claude):
+    """A provider's refusal on the Responses API (the same error shape as
+    chat completions) reaches each client as its own error."""
+    with pytest.raises(openai.BadRequestError) as e:
+        oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], extra_headers={"x-mock-status": "400"})
+    assert "x-mock-status" in str(e.value)
+    import anthropic
+    with pytest.raises(anthropic.BadRequestError) as e:
+        claude.messages.create(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "hi"}], extra_headers={"x-mock-status": "400"})
+    assert e.value.body["type"] == "error" and e.value.body["error"]["type"] == "invalid_request_error"
