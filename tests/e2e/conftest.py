@@ -101,6 +101,20 @@ def client(stack) -> Client:
     return Client(stack)
 
 
+@pytest.fixture(scope="session")
+def oai(stack):
+    """The stock OpenAI SDK with the search team's key."""
+    import openai
+    return openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+
+
+@pytest.fixture(scope="session")
+def claude_sdk(stack):
+    """The stock Anthropic SDK with the search team's key."""
+    import anthropic
+    return anthropic.Anthropic(base_url=stack.url, api_key=SEARCH_KEY, max_retries=0)
+
+
 def error_of(resp: requests.Response) -> dict:
     body = resp.json()
     assert body.get("type") == "error", body

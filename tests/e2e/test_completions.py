@@ -14,11 +14,6 @@ from conftest import SEARCH_KEY, expected_cost, sse_data
 MODEL = "gpt-3.5-turbo-instruct"
 
 
-@pytest.fixture(scope="module")
-def oai(stack):
-    return openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
-
-
 def test_openai_sdk_completion_is_priced_and_recorded(oai, client):
     raw = oai.completions.with_raw_response.create(model=MODEL, prompt="Say this is a test", max_tokens=7)
     r = raw.parse()

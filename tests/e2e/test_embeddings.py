@@ -14,11 +14,6 @@ from conftest import RESTRICTED_KEY, SEARCH_KEY, expected_cost
 MODEL = "text-embedding-3-small"
 
 
-@pytest.fixture(scope="module")
-def oai(stack):
-    return openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
-
-
 def test_openai_sdk_embeddings_are_priced_and_recorded(oai, client):
     raw = oai.embeddings.with_raw_response.create(model=MODEL, input=["How do I reset my password?", "And my key?"])
     r = raw.parse()

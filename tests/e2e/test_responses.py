@@ -15,11 +15,6 @@ from conftest import SEARCH_KEY, expected_cost, sse_data
 MODEL = "openai/gpt-5.4"
 
 
-@pytest.fixture(scope="module")
-def oai(stack):
-    return openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
-
-
 def test_openai_sdk_response_is_priced_and_recorded(oai, client):
     raw = oai.responses.with_raw_response.create(model=MODEL, input="Say hello", instructions="Be brief.")
     r = raw.parse()

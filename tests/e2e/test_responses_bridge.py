@@ -22,17 +22,6 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
                                            "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}}]
 
 
-@pytest.fixture(scope="module")
-def oai(stack):
-    return openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
-
-
-@pytest.fixture(scope="module")
-def claude(stack):
-    import anthropic
-    return anthropic.Anthropic(base_url=stack.url, api_key=SEARCH_KEY, max_retries=0)
-
-
 def sent(stack) -> dict:
     return requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
 
@@ -130,12 +119,12 @@ def test_a_real_recorded_tool_call_answer_reaches_the_openai_sdk(oai, client):
     assert int(raw.headers["x-tollgate-cost-micros"]) == expected_cost(PRICE, 41, 42)
 
 
-def test_claude_code_style_requests_reach_a_codex_model(stack, claude, client):
+def test_claude_code_style_requests_reach_a_codex_model(stack, claude_sdk, client):
     """An Anthropic client (Claude Code's shape: tools, thinking) on a Codex
     model: translated to chat, then to the Responses API, where the effort
     stays beside the tools (the Responses API takes both)."""
     tools = [{"name": "get_weather", "description": "Get weather", "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}}}]
-    raw = claude.messages.with_raw_response.create(
+    raw = claude_sdk.messages.with_raw_response.create(
         model=MODEL, max_tokens=2000, thinking={"type": "enabled", "budget_tokens": 1024}, tools=tools,
         system="Be terse.", messages=[{"role": "user", "content": "Say hello"}])
     assert raw.headers["x-mock-path"] == "/v1/responses"
@@ -148,20 +137,20 @@ def test_claude_code_style_requests_reach_a_codex_model(stack, claude, client):
     assert (rec["api"], rec["provider"], rec["model_upstream"]) == ("anthropic_messages", "openai", "gpt-5.1-codex")
 
 
-def test_a_real_recorded_tool_call_reaches_the_anthropic_sdk_streamed_and_whole(claude, client):
+def test_a_real_recorded_tool_call_reaches_the_anthropic_sdk_streamed_and_whole(claude_sdk, client):
     tools = [{"name": "get_weather", "input_schema": {"type": "object"}}]
     ask = dict(model=MODEL, max_tokens=500, tools=tools, messages=[{"role": "user", "content": "Tokyo weather"}])
-    with claude.messages.stream(**ask, extra_headers={"x-mock-replay": "openai_response_stream_function_call.sse", "x-mock-chunk-bytes": "53"}) as s:
+    with claude_sdk.messages.stream(**ask, extra_headers={"x-mock-replay": "openai_response_stream_function_call.sse", "x-mock-chunk-bytes": "53"}) as s:
         final = s.get_final_message()
     use = [b for b in final.content if b.type == "tool_use"][0]
     assert (use.id, use.name, use.input, final.stop_reason) == ("call_ahg2yVSnxIlU0OsPkAmndF76", "get_weather", {"location": "Tokyo"}, "tool_use")
     assert (final.usage.input_tokens, final.usage.output_tokens) == (41, 43)
-    m = claude.messages.create(**ask, extra_headers={"x-mock-replay": "openai_response_function_call.json"})
+    m = claude_sdk.messages.create(**ask, extra_headers={"x-mock-replay": "openai_response_function_call.json"})
     use = [b for b in m.content if b.type == "tool_use"][0]
     assert (use.name, use.input, m.stop_reason, m.usage.output_tokens) == ("get_weather", {"location": "Tokyo"}, "tool_use", 42)
 
 
-def test_provider_refusals_come_back_in_the_clients_shape(oai, claude):
+def test_provider_refusals_come_back_in_the_clients_shape(oai, claude_sdk):
     """A provider's refusal on the Responses API (the same error shape as
     chat completions) reaches each client as its own error."""
     with pytest.raises(openai.BadRequestError) as e:
@@ -169,5 +158,45 @@ def test_provider_refusals_come_back_in_the_clients_shape(oai, claude):
     assert "x-mock-status" in str(e.value)
     import anthropic
     with pytest.raises(anthropic.BadRequestError) as e:
-        claude.messages.create(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "hi"}], extra_headers={"x-mock-status": "400"})
+        claude_sdk.messages.create(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "hi"}], extra_headers={"x-mock-status": "400"})
     assert e.value.body["type"] == "error" and e.value.body["error"]["type"] == "invalid_request_error"
+
+
+HOSTILE = [
+    ({"max_tokens": 18446744073709551615}, None),
+    ({"max_tokens": 1e30}, None),
+    ({"max_tokens": -3}, None),
+    ({"messages": "hello"}, "messages"),
+    ({"messages": [{"role": "function", "name": "f", "content": "x"}]}, "messages"),
+    ({"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "w", "arguments": {"a": 1}}}]}]}, "messages"),
+    ({"messages": [{"role": "tool", "content": "x"}]}, "messages"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": 5}]}]}, "messages"),
+    ({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "AA==", "format": "wav"}}]}]}, "messages"),
+    ({"messages": [{"role": "user", "content": "\u0000\u001b[31m\u202e" * 500}]}, None),
+    ({"tools": [{"type": "function", "function": {"name": "w", "parameters": "nope"}}]}, None),
+    ({"tools": [{"type": "custom", "custom": {"name": "x"}}]}, "tools"),
+    ({"tool_choice": {"type": "function"}}, "tool_choice"),
+    ({"tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}}}, "tool_choice"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": "no"}}}, "response_format"),
+    ({"response_format": {"type": "xml"}}, "response_format"),
+    ({"reasoning_effort": {"deep": True}}, "reasoning_effort"),
+    ({"n": 3}, "n"),
+]
+
+
+@pytest.mark.parametrize("extra,param", HOSTILE, ids=[str(i) for i in range(len(HOSTILE))])
+def test_hostile_requests_for_a_codex_model_are_served_or_refused_clearly(client, extra, param):
+    """Malformed members on the way to the Responses API: refused by the
+    gateway naming the member, or sent as they came for the provider to
+    refuse in its own words (a 4xx with a message), never mended quietly or
+    answered with a crash; a plain request is served afterwards."""
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], **extra}
+    r = client.post("/v1/chat/completions", body)
+    assert r.status_code in (200, 400, 404), r.text
+    if r.status_code != 200:
+        err = r.json()["error"]
+        assert err["message"]
+        if param is not None:
+            assert (err["code"], err["param"]) == ("untranslatable_field", param), r.text
+            assert "x-mock-path" not in r.headers, "refused before anything was sent"
+    assert client.chat(MODEL).status_code == 200

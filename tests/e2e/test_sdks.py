@@ -11,11 +11,6 @@ from conftest import LABS_KEY, SEARCH_KEY, expected_cost
 
 
 @pytest.fixture(scope="module")
-def oai(stack):
-    return openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
-
-
-@pytest.fixture(scope="module")
 def claude(stack):
     return anthropic.Anthropic(base_url=stack.url, api_key=LABS_KEY, max_retries=0)
 

@@ -15,11 +15,6 @@ from conftest import SEARCH_KEY, expected_cost
 MODEL = "anthropic/claude-sonnet-4-6"
 
 
-@pytest.fixture(scope="module")
-def oai(stack):
-    return openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
-
-
 def test_a_chat_completion_from_a_claude_model(oai, client):
     raw = oai.chat.completions.with_raw_response.create(
         model=MODEL, max_tokens=50, temperature=0.2, stop=["END"], user="u-42",
@@ -144,12 +139,6 @@ def test_what_cannot_be_translated_is_refused_by_name(oai):
 
 
 # ---- the other direction: an Anthropic SDK using an OpenAI-format model ----------------------
-
-@pytest.fixture(scope="module")
-def claude_sdk(stack):
-    import anthropic
-    return anthropic.Anthropic(base_url=stack.url, api_key=SEARCH_KEY, max_retries=0)
-
 
 @pytest.mark.parametrize("model,price,cap", [("openai/gpt-5.4", "openai/gpt-5.4", "max_completion_tokens"),
                                              ("cheap", "deepseek/deepseek-v4", "max_tokens")])

@@ -141,14 +141,7 @@ mod tests {
                 out.extend(t.on_event(ev.name, &ev.data));
             });
         }
-        let text = String::from_utf8(out).unwrap();
-        text.split("\n\n")
-            .filter(|b| !b.is_empty())
-            .map(|b| {
-                let d = b.strip_prefix("data: ").unwrap();
-                if d == "[DONE]" { Value::from("[DONE]") } else { serde_json::from_str(d).unwrap() }
-            })
-            .collect()
+        crate::translate::chat_chunks(out)
     }
 
     #[test]

@@ -140,3 +140,14 @@ pub trait StreamTranslator: std::fmt::Debug {
     /// The client's bytes for one provider event (`name` from its `event:` line).
     fn event(&mut self, name: Option<&str>, data: &str) -> Vec<u8>;
 }
+
+/// The chat chunks a translator wrote (`data:` blocks), `[DONE]` as a string.
+#[cfg(test)]
+pub(crate) fn chat_chunks(out: Vec<u8>) -> Vec<serde_json::Value> {
+    let text = String::from_utf8(out).unwrap_or_default();
+    text.split("\n\n")
+        .filter(|b| !b.is_empty())
+        .filter_map(|b| b.strip_prefix("data: "))
+        .map(|d| if d == "[DONE]" { serde_json::Value::from("[DONE]") } else { serde_json::from_str(d).unwrap_or_default() })
+        .collect()
+}

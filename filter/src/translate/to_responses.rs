@@ -124,7 +124,9 @@ fn input(messages: &Value) -> Result<Vec<Value>, GatewayError> {
                     let (Some(id), Some(name)) = (c.get("id").and_then(Value::as_str), f.get("name").and_then(Value::as_str)) else {
                         return Err(super::bad_message(i, "a tool call needs an id and function.name, strings"));
                     };
-                    let arguments = f.get("arguments").and_then(Value::as_str).unwrap_or("{}");
+                    let Some(arguments) = f.get("arguments").and_then(Value::as_str) else {
+                        return Err(super::bad_message(i, "a tool call's function.arguments must be a string (JSON text)"));
+                    };
                     out.push(json!({"type": "function_call", "call_id": id, "name": name, "arguments": arguments}));
                 }
             }
@@ -228,9 +230,12 @@ pub fn chat_to_responses(chat: Map<String, Value>, upstream_model: &str, default
                     out.insert("max_output_tokens".into(), v);
                 }
             },
-            "reasoning_effort" if !v.is_null() => {
+            // A level this gateway does not know goes as it came (the
+            // provider names its levels); a value that is no level at all is refused.
+            "reasoning_effort" if v.is_string() => {
                 out.insert("reasoning".into(), json!({"effort": v}));
             }
+            "reasoning_effort" if !v.is_null() => return Err(refuse("reasoning_effort", "must be a string (low, medium, high, …)")),
             "verbosity" if !v.is_null() => {
                 text.insert("verbosity".into(), v);
             }
@@ -404,12 +409,17 @@ mod tests {
         assert_eq!(r["max_output_tokens"], 16, "raised to the API's least");
         assert_eq!(r["store"], true);
         assert_eq!(r["text"], json!({"verbosity": "low", "format": {"type": "json_schema", "name": "p", "schema": {"type": "object"}, "strict": true}}));
+        assert_eq!(translate(json!({"reasoning_effort": {"deep": true}})).unwrap_err().param, Some("reasoning_effort"));
         for (k, v) in [("stop", json!("\n")), ("seed", json!(1)), ("n", json!(2)), ("logit_bias", json!({})), ("frequency_penalty", json!(0.5)), ("weird", json!(1))] {
             let e = translate(json!({"messages": [], k: v})).unwrap_err();
             assert_eq!(e.code, "untranslatable_field", "{k}");
         }
         assert!(translate(json!({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]})).is_err());
         assert!(translate(json!({"messages": [{"role": "tool", "content": "x"}]})).is_err(), "no tool_call_id");
+        for args in [json!({"a": 1}), Value::Null, json!(5)] {
+            let m = json!({"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "w", "arguments": args}}]});
+            assert!(translate(json!({"messages": [m]})).is_err(), "arguments {args} are no JSON text: refused, not mended");
+        }
         assert!(translate(json!({"tools": [{"type": "custom", "custom": {"name": "x"}}]})).is_err());
         let r = translate(json!({"messages": [], "stop": null, "n": 1, "logprobs": false, "top_p": 0.9})).unwrap();
         assert!(r.get("top_p").is_none(), "a reasoning model refuses it");

@@ -143,8 +143,15 @@ fn missing(param: String) -> Refusal {
 /// 400s with …" and Codex-backend adapters).
 fn tools(v: Option<&Value>) -> Result<(), Refusal> {
     for (i, t) in v.and_then(Value::as_array).into_iter().flatten().enumerate() {
-        if t.get("type").and_then(Value::as_str) == Some("function") && !t.get("name").is_some_and(Value::is_string) {
+        if t.get("type").and_then(Value::as_str) != Some("function") {
+            continue;
+        }
+        if !t.get("name").is_some_and(Value::is_string) {
             return Err(missing(format!("tools[{i}].name")));
+        }
+        if let Some(p) = t.get("parameters").filter(|p| !p.is_null() && !p.is_object()) {
+            let got = crate::strict::openai_value_name(p);
+            return Err((400, format!("Invalid type for 'tools[{i}].parameters': expected an object, but got {got} instead."), None, Some("invalid_type")));
         }
     }
     Ok(())
@@ -318,6 +325,8 @@ mod tests {
         assert_eq!(ok(json!([{"role": "assistant", "content": [{"type": "input_text", "text": "x"}]}]), flat.clone()),
                    Err("Invalid value: 'input_text'. Supported values are: 'output_text' and 'refusal'.".into()));
         assert!(ok(json!([{"role": "tool", "content": "x"}]), flat.clone()).is_err());
+        assert_eq!(ok(json!("x"), json!([{"type": "function", "name": "w", "parameters": "nope"}])),
+                   Err("Invalid type for 'tools[0].parameters': expected an object, but got a string instead.".into()));
         assert!(ok(json!([{"type": "function_call", "call_id": "c", "name": "w"}]), flat.clone()).is_err(), "no arguments");
         // With a previous response the calls are stored there.
         assert!(plan(&obj(json!({"model": "m", "previous_response_id": "resp_1", "input": [output]})), 12, 0, 0).is_ok());

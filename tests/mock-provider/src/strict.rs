@@ -141,7 +141,7 @@ fn openai_type_name(k: Kind) -> &'static str {
     }
 }
 
-fn openai_value_name(v: &Value) -> &'static str {
+pub fn openai_value_name(v: &Value) -> &'static str {
     match v {
         Value::String(_) => "a string",
         Value::Number(n) if n.is_f64() => "a decimal",
