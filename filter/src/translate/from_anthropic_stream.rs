@@ -17,24 +17,15 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use super::to_anthropic::{finish_reason, usage_json};
+use super::{data, ChatChunks};
 
 #[derive(Debug)]
 pub struct AnthropicToOpenAi {
-    created_s: u64,
-    include_usage: bool,
-    id: String,
-    model: Value,
+    out: ChatChunks,
     /// Anthropic content block index -> OpenAI tool call index.
     tools: HashMap<u64, u64>,
     usage: serde_json::Map<String, Value>,
     finish: Option<&'static str>,
-}
-
-fn data(v: &Value) -> Vec<u8> {
-    let mut out = b"data: ".to_vec();
-    out.extend_from_slice(v.to_string().as_bytes());
-    out.extend_from_slice(b"\n\n");
-    out
 }
 
 impl super::StreamTranslator for AnthropicToOpenAi {
@@ -46,10 +37,7 @@ impl super::StreamTranslator for AnthropicToOpenAi {
 impl AnthropicToOpenAi {
     pub fn new(created_s: u64, include_usage: bool) -> Self {
         AnthropicToOpenAi {
-            created_s,
-            include_usage,
-            id: String::new(),
-            model: Value::Null,
+            out: ChatChunks::new(created_s, include_usage),
             tools: HashMap::new(),
             usage: serde_json::Map::new(),
             finish: None,
@@ -57,12 +45,7 @@ impl AnthropicToOpenAi {
     }
 
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Vec<u8> {
-        let mut c = json!({"id": format!("chatcmpl-{}", self.id), "object": "chat.completion.chunk", "created": self.created_s,
-                           "model": self.model, "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
-        if let (true, Some(o)) = (self.include_usage, c.as_object_mut()) {
-            o.insert("usage".into(), Value::Null);
-        }
-        data(&c)
+        self.out.chunk(delta, finish)
     }
 
     fn merge_usage(&mut self, u: Option<&Value>) {
@@ -80,8 +63,8 @@ impl AnthropicToOpenAi {
         match kind {
             "message_start" => {
                 let m = ev.get("message").unwrap_or(&Value::Null);
-                self.id = crate::text::clean_field(m.get("id").and_then(Value::as_str).unwrap_or(""), 128);
-                self.model = m.get("model").cloned().unwrap_or(Value::Null);
+                self.out.id = crate::text::clean_field(m.get("id").and_then(Value::as_str).unwrap_or(""), 128);
+                self.out.model = m.get("model").cloned().unwrap_or(Value::Null);
                 self.merge_usage(m.get("usage"));
                 self.chunk(json!({"role": "assistant", "content": ""}), None)
             }
@@ -116,12 +99,7 @@ impl AnthropicToOpenAi {
                 self.chunk(json!({}), Some(f))
             }
             "message_stop" => {
-                let mut out = Vec::new();
-                if self.include_usage {
-                    out = data(&json!({"id": format!("chatcmpl-{}", self.id), "object": "chat.completion.chunk",
-                                       "created": self.created_s, "model": self.model, "choices": [],
-                                       "usage": usage_json(&Value::Object(self.usage.clone()))}));
-                }
+                let mut out = self.out.usage(usage_json(&Value::Object(self.usage.clone())));
                 out.extend_from_slice(b"data: [DONE]\n\n");
                 out
             }
@@ -137,18 +115,10 @@ impl AnthropicToOpenAi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sse::{parse_event, SseSplitter};
 
     fn run(stream: &[u8], include_usage: bool) -> Vec<Value> {
         let mut t = AnthropicToOpenAi::new(7, include_usage);
-        let mut out = Vec::new();
-        let mut s = SseSplitter::new();
-        s.push(stream, |raw, whole| {
-            assert!(whole);
-            let ev = parse_event(raw);
-            out.extend(t.on_event(ev.name, &ev.data));
-        });
-        crate::translate::chat_chunks(out)
+        crate::translate::chat_chunks(crate::translate::run_stream(&mut t, stream, stream.len()))
     }
 
     #[test]

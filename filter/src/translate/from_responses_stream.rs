@@ -17,23 +17,14 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use super::to_responses::{chat_usage, finish_reason};
+use super::{data, ChatChunks};
 
 #[derive(Debug)]
 pub struct ResponsesToChat {
-    created_s: u64,
-    include_usage: bool,
-    id: String,
-    model: Value,
+    out: ChatChunks,
     /// Responses output index -> chat tool call index.
     tools: HashMap<u64, u64>,
     done: bool,
-}
-
-pub(super) fn data(v: &Value) -> Vec<u8> {
-    let mut out = b"data: ".to_vec();
-    out.extend_from_slice(v.to_string().as_bytes());
-    out.extend_from_slice(b"\n\n");
-    out
 }
 
 impl super::StreamTranslator for ResponsesToChat {
@@ -44,16 +35,11 @@ impl super::StreamTranslator for ResponsesToChat {
 
 impl ResponsesToChat {
     pub fn new(created_s: u64, include_usage: bool) -> Self {
-        ResponsesToChat { created_s, include_usage, id: String::new(), model: Value::Null, tools: HashMap::new(), done: false }
+        ResponsesToChat { out: ChatChunks::new(created_s, include_usage), tools: HashMap::new(), done: false }
     }
 
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Vec<u8> {
-        let mut c = json!({"id": format!("chatcmpl-{}", self.id), "object": "chat.completion.chunk", "created": self.created_s,
-                           "model": self.model, "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
-        if let (true, Some(o)) = (self.include_usage, c.as_object_mut()) {
-            o.insert("usage".into(), Value::Null);
-        }
-        data(&c)
+        self.out.chunk(delta, finish)
     }
 
     fn tool_index(&self, ev: &Value) -> u64 {
@@ -71,10 +57,10 @@ impl ResponsesToChat {
         match kind {
             "response.created" => {
                 let r = ev.get("response").unwrap_or(&Value::Null);
-                self.id = crate::text::clean_field(r.get("id").and_then(Value::as_str).unwrap_or(""), 128);
-                self.model = r.get("model").filter(|m| m.is_string()).cloned().unwrap_or(Value::Null);
+                self.out.id = crate::text::clean_field(r.get("id").and_then(Value::as_str).unwrap_or(""), 128);
+                self.out.model = r.get("model").filter(|m| m.is_string()).cloned().unwrap_or(Value::Null);
                 if let Some(c) = r.get("created_at").and_then(Value::as_u64) {
-                    self.created_s = c;
+                    self.out.created_s = c;
                 }
                 self.chunk(json!({"role": "assistant", "content": ""}), None)
             }
@@ -102,9 +88,8 @@ impl ResponsesToChat {
                 self.done = true;
                 let r = ev.get("response").unwrap_or(&Value::Null);
                 let mut out = self.chunk(json!({}), Some(finish_reason(r, !self.tools.is_empty())));
-                if let (true, Some(u)) = (self.include_usage, r.get("usage").filter(|u| u.is_object())) {
-                    out.extend(data(&json!({"id": format!("chatcmpl-{}", self.id), "object": "chat.completion.chunk",
-                                            "created": self.created_s, "model": self.model, "choices": [], "usage": chat_usage(u)})));
+                if let Some(u) = r.get("usage").filter(|u| u.is_object()) {
+                    out.extend(self.out.usage(chat_usage(u)));
                 }
                 out.extend_from_slice(b"data: [DONE]\n\n");
                 out
@@ -128,20 +113,10 @@ impl ResponsesToChat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sse::{parse_event, SseSplitter};
 
-    pub(crate) fn run(stream: &[u8], include_usage: bool, piece: usize) -> Vec<Value> {
+    fn run(stream: &[u8], include_usage: bool, piece: usize) -> Vec<Value> {
         let mut t = ResponsesToChat::new(7, include_usage);
-        let mut out = Vec::new();
-        let mut s = SseSplitter::new();
-        for c in stream.chunks(piece) {
-            s.push(c, |raw, whole| {
-                assert!(whole);
-                let ev = parse_event(raw);
-                out.extend(t.on_event(ev.name, &ev.data));
-            });
-        }
-        crate::translate::chat_chunks(out)
+        crate::translate::chat_chunks(crate::translate::run_stream(&mut t, stream, piece))
     }
 
     #[test]
@@ -183,15 +158,7 @@ mod tests {
         let stream = include_bytes!("../../../tests/captures/openai_response_stream_function_call.sse");
         for piece in [1, 64, 100_000] {
             let mut t = crate::translate::Direction::AnthropicToResponses.stream(7, false);
-            let mut out = Vec::new();
-            let mut s = SseSplitter::new();
-            for c in stream.chunks(piece) {
-                s.push(c, |raw, _| {
-                    let ev = parse_event(raw);
-                    out.extend(t.event(ev.name, &ev.data));
-                });
-            }
-            let text = String::from_utf8(out).unwrap();
+            let text = String::from_utf8(crate::translate::run_stream(t.as_mut(), stream, piece)).unwrap();
             let events: Vec<Value> = text.split("\n\n").filter(|b| !b.is_empty()).map(|b| serde_json::from_str(b.split_once("data: ").unwrap().1).unwrap()).collect();
             let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
             assert_eq!(kinds.first(), Some(&"message_start"));

@@ -135,10 +135,68 @@ pub(crate) fn unknown_member(name: &str, refused: &[&'static str], target: &str)
     .with_param(param)
 }
 
+/// An SSE `data:` block holding `v`.
+pub(crate) fn data(v: &serde_json::Value) -> Vec<u8> {
+    let mut out = b"data: ".to_vec();
+    out.extend_from_slice(v.to_string().as_bytes());
+    out.extend_from_slice(b"\n\n");
+    out
+}
+
+/// The chat chunks a stream translated for a chat client is written as:
+/// one id, time and model for all, `usage: null` on each when the client
+/// asked for the usage chunk (as OpenAI sends them), then that chunk.
+#[derive(Debug)]
+pub(crate) struct ChatChunks {
+    pub created_s: u64,
+    pub include_usage: bool,
+    pub id: String,
+    pub model: serde_json::Value,
+}
+
+impl ChatChunks {
+    pub fn new(created_s: u64, include_usage: bool) -> Self {
+        ChatChunks { created_s, include_usage, id: String::new(), model: serde_json::Value::Null }
+    }
+
+    pub fn chunk(&self, delta: serde_json::Value, finish: Option<&str>) -> Vec<u8> {
+        let mut c = serde_json::json!({"id": format!("chatcmpl-{}", self.id), "object": "chat.completion.chunk", "created": self.created_s,
+                                       "model": self.model, "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+        if let (true, Some(o)) = (self.include_usage, c.as_object_mut()) {
+            o.insert("usage".into(), serde_json::Value::Null);
+        }
+        data(&c)
+    }
+
+    /// The usage chunk (`choices: []`), when the client asked for it.
+    pub fn usage(&self, usage: serde_json::Value) -> Vec<u8> {
+        if !self.include_usage {
+            return Vec::new();
+        }
+        data(&serde_json::json!({"id": format!("chatcmpl-{}", self.id), "object": "chat.completion.chunk",
+                                 "created": self.created_s, "model": self.model, "choices": [], "usage": usage}))
+    }
+}
+
 /// Rewrites a stream event by event.
 pub trait StreamTranslator: std::fmt::Debug {
     /// The client's bytes for one provider event (`name` from its `event:` line).
     fn event(&mut self, name: Option<&str>, data: &str) -> Vec<u8>;
+}
+
+/// What `t` writes for `stream` read in pieces of `piece` bytes.
+#[cfg(test)]
+pub(crate) fn run_stream(t: &mut dyn StreamTranslator, stream: &[u8], piece: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut s = crate::sse::SseSplitter::new();
+    for c in stream.chunks(piece.max(1)) {
+        s.push(c, |raw, whole| {
+            assert!(whole, "an event past the splitter's limit");
+            let ev = crate::sse::parse_event(raw);
+            out.extend(t.event(ev.name, &ev.data));
+        });
+    }
+    out
 }
 
 /// The chat chunks a translator wrote (`data:` blocks), `[DONE]` as a string.
