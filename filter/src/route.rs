@@ -7,8 +7,8 @@
 //! result to Envoy.
 
 use crate::budget::Amount;
-use crate::config::{Config, KeyInfo, ProviderFormat, UnpricedModels};
-use crate::translate::{to_anthropic, to_openai, to_responses, Direction};
+use crate::config::{Config, KeyInfo, ProviderFormat, UnpricedModels, UpstreamApi};
+use crate::translate::{responses_client, to_anthropic, to_openai, to_responses, Direction, Upstream};
 use crate::errors::GatewayError;
 use crate::request::{parse_chat, upstream_query, Api, ChatRequest, Rewrite};
 use crate::usage::Usage;
@@ -173,8 +173,14 @@ pub fn plan_for(
     let provider = resolved.provider;
     let target = Target { provider: provider.name.clone(), route: resolved.route.to_string(), upstream_model };
     // A chat request in the other provider's format: translated both ways.
-    let responses = provider.format == ProviderFormat::Openai && resolved.upstream_api.responses(&target.upstream_model);
-    let translate = Direction::between(api, provider.format == ProviderFormat::Anthropic, responses);
+    let upstream = match provider.format {
+        ProviderFormat::Anthropic => Upstream::Anthropic,
+        ProviderFormat::Gemini => Upstream::ChatOnly,
+        ProviderFormat::Openai if resolved.upstream_api.responses(&target.upstream_model) => Upstream::Responses,
+        ProviderFormat::Openai if resolved.upstream_api == UpstreamApi::ChatCompletions => Upstream::ChatOnly,
+        ProviderFormat::Openai => Upstream::Chat,
+    };
+    let translate = Direction::between(api, upstream);
     if choice.count_tokens && (translate.is_some() || provider.format != ProviderFormat::Anthropic) {
         // Not found, as Anthropic-format clients expect of a gateway that
         // cannot count: Claude Code then counts locally.
@@ -236,6 +242,16 @@ pub fn plan_for(
             Some(parsed.members_map().and_then(|m| to_responses::chat_to_responses(m, &target.upstream_model, cfg.default_max_tokens)))
         }
         Some(Direction::AnthropicToResponses) => Some(to_openai::messages_to_responses_request(&parsed, &target.upstream_model, cfg.default_max_tokens)),
+        Some(Direction::ResponsesToChat) => {
+            let cap = provider.output_cap_field.unwrap_or("max_tokens");
+            Some(parsed.members_map().and_then(|m| responses_client::chat_request(m, &target.upstream_model, cap, cfg.default_max_tokens)))
+        }
+        Some(Direction::ResponsesToAnthropic) => Some(
+            parsed
+                .members_map()
+                .and_then(|m| responses_client::chat_request(m, &target.upstream_model, "max_tokens", cfg.default_max_tokens))
+                .and_then(|chat| to_anthropic::chat_to_messages(&parse_chat(Api::OpenAiChat, &chat)?, &target.upstream_model, cfg.default_max_tokens)),
+        ),
         None => parsed.rewrite(&target.upstream_model, opts).map(Ok),
     }
     .transpose()
@@ -377,8 +393,8 @@ mod tests {
         let r = plan(&cfg, &key(Some(vec!["cheap"])), Api::OpenAiChat, br#"{"model":"openai/gpt-5.4","messages":[]}"#, "/", false)
             .unwrap_err();
         assert_eq!((r.error.code, r.chat.is_some(), r.target.is_some()), ("model_not_allowed", true, false));
-        // A Responses API request for an Anthropic model has no translation: refused by name.
-        let r = plan(&cfg, &key(None), Api::OpenAiResponses, br#"{"model":"claude-x","input":"x"}"#, "/", false).unwrap_err();
+        // An embeddings request for an Anthropic model has no translation: refused by name.
+        let r = plan(&cfg, &key(None), Api::OpenAiEmbeddings, br#"{"model":"claude-x","input":"x"}"#, "/", false).unwrap_err();
         assert_eq!((r.error.code, r.target.map(|t| t.provider)), ("wrong_api_for_model", Some("anthropic".into())));
         let r = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"openai/gpt-9","messages":[]}"#, "/", false).unwrap_err();
         assert_eq!(r.error.code, "model_not_priced");

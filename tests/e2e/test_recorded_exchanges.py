@@ -137,17 +137,21 @@ def test_a_recorded_anthropic_request_through_tollgate_is_served_as_the_api_did(
 
 
 CHAT_SERVED = [e for e in LINGUA if e["path"] == "/v1/chat/completions" and e["status"] == 200]
-# The last two: a Responses-only model, reached through the Responses API
-# (the Anthropic requests through chat first), where the strict mock holds
-# the Responses API's own rules (flat tools, outputs after their calls).
+# Then a Responses-only model, reached through the Responses API (the
+# Anthropic requests through chat first), where the strict mock holds the
+# Responses API's own rules (flat tools, outputs after their calls); and
+# every recorded Responses API request sent to Claude and to DeepSeek
+# (which has no Responses API), translated to their own APIs.
 CROSS = [("anthropic", e, "openai/gpt-5.4") for e in ANTHROPIC] + \
         [("openai", e, "anthropic/claude-sonnet-4-6") for e in CHAT_SERVED] + \
         [("anthropic", e, "openai/gpt-5.1-codex") for e in ANTHROPIC] + \
-        [("openai", e, "openai/gpt-5.1-codex") for e in CHAT_SERVED]
+        [("openai", e, "openai/gpt-5.1-codex") for e in CHAT_SERVED] + \
+        [("responses", e, m) for e in LINGUA if e["path"] == "/v1/responses" and e["status"] == 200
+         for m in ("anthropic/claude-sonnet-4-6", "cheap")]
 
 
 @pytest.mark.parametrize("client_api,ex,model", CROSS,
-                         ids=[f"{a}-{e['case']}-{e['stage']}-{m.split('/')[1]}" for a, e, m in CROSS])
+                         ids=[f"{a}-{e['case']}-{e['stage']}-{m.split('/')[-1]}" for a, e, m in CROSS])
 def test_a_recorded_request_for_the_other_format_is_translated_or_refused_by_name(stack, client_api, ex, model):
     """Every real request of one format sent to a model of the other: served
     (the strict mock accepted what the translation wrote), or refused by the

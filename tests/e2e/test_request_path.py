@@ -128,12 +128,13 @@ def test_key_restricted_to_some_models(client):
 
 
 def test_model_on_the_wrong_api_is_400(client):
-    # Chat requests are translated between the two formats (tests/e2e/test_translation.py);
-    # the Responses API has no Anthropic counterpart.
-    r = client.post("/v1/responses", {"model": "claude-sonnet-4-6", "input": "hi"})
+    # Chat and Responses requests are translated between the formats
+    # (tests/e2e/test_translation.py, test_responses_bridge.py); legacy
+    # completions have no Anthropic counterpart.
+    r = client.post("/v1/completions", {"model": "claude-sonnet-4-6", "prompt": "hi"})
     assert r.status_code == 400
     e = r.json()["error"]
-    assert e["code"] == "wrong_api_for_model" and "no OpenAI responses API" in e["message"], e
+    assert e["code"] == "wrong_api_for_model" and "no OpenAI completions API" in e["message"], e
 
 
 def test_body_over_limit_is_413(client):

@@ -95,8 +95,12 @@ def test_a_background_response_is_refused_before_anything_is_sent(oai, stack, cl
 
 
 def test_responses_are_refused_where_they_cannot_go(client):
-    r = client.post("/v1/responses", {"model": "anthropic/claude-sonnet-4-6", "input": "x"})
-    assert r.status_code == 400 and "no OpenAI responses API" in r.json()["error"]["message"]
+    """A Claude model is reached through a translation (test_responses_bridge.py),
+    which cannot carry what needs OpenAI's stored state: refused by name."""
+    r = client.post("/v1/responses", {"model": "anthropic/claude-sonnet-4-6", "input": "x", "previous_response_id": "resp_abc"})
+    e = r.json()["error"]
+    assert (r.status_code, e["code"], e["param"]) == (400, "untranslatable_field", "previous_response_id"), r.text
+    assert "x-mock-path" not in r.headers
 
 
 def test_mock_response_has_the_shape_of_the_recorded_one(client):

@@ -200,3 +200,88 @@ def test_hostile_requests_for_a_codex_model_are_served_or_refused_clearly(client
             assert (err["code"], err["param"]) == ("untranslatable_field", param), r.text
             assert "x-mock-path" not in r.headers, "refused before anything was sent"
     assert client.chat(MODEL).status_code == 200
+
+
+# ---- Responses API clients (the Codex CLI, the Agents SDK) on chat and Anthropic providers ----
+
+CODEX_TOOLS = [{"type": "function", "name": "get_weather", "description": "Get weather", "strict": False,
+                "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}]
+
+
+@pytest.mark.parametrize("model,price,path", [("anthropic/claude-sonnet-4-6", "anthropic/claude-sonnet-4-6", "/v1/messages"),
+                                              ("cheap", "deepseek/deepseek-v4", "/chat/completions")])
+def test_the_openai_sdks_responses_reach_claude_and_deepseek(stack, oai, client, model, price, path):
+    """`client.responses.create` on a Claude model (through chat to Anthropic
+    messages) and on DeepSeek (a route with upstream_api: chat_completions:
+    DeepSeek has no Responses API). The strict mock refuses anything its API
+    would; the SDK parses the answer as a response."""
+    raw = oai.responses.with_raw_response.create(model=model, instructions="Be terse.", input="Say hello", max_output_tokens=300, store=False)
+    assert raw.headers["x-mock-path"] == path
+    up = sent(stack)
+    system = up["system"][0]["text"] if path == "/v1/messages" else up["messages"][0]["content"]
+    assert system == "Be terse."
+    r = raw.parse()
+    assert r.object == "response" and r.status == "completed" and r.output_text
+    assert int(raw.headers["x-tollgate-cost-micros"]) == expected_cost(price, r.usage.input_tokens, r.usage.output_tokens,
+                                                                      cached=r.usage.input_tokens_details.cached_tokens)
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert rec["api"] == "openai_responses" and rec["cost_micros"] == int(raw.headers["x-tollgate-cost-micros"])
+
+
+def test_a_codex_style_tool_loop_streams_from_claude_as_responses_events(stack, oai, client):
+    """The Codex CLI's shape: instructions, tools, a stream, reasoning, store
+    false, a call and its output handed back; Anthropic's documented tool-use
+    stream comes back as Responses events the SDK assembles."""
+    ask = dict(model="anthropic/claude-sonnet-4-6", instructions="You are a coding agent.", tools=CODEX_TOOLS, stream=True, store=False,
+               reasoning={"effort": "low"}, include=["reasoning.encrypted_content"], parallel_tool_calls=False,
+               input=[{"role": "user", "content": [{"type": "input_text", "text": "Weather in SF?"}]},
+                      {"type": "function_call", "call_id": "toolu_1", "name": "get_weather", "arguments": "{\"location\": \"SF\"}"},
+                      {"type": "function_call_output", "call_id": "toolu_1", "output": "64 F"}])
+    with oai.responses.stream(**{k: v for k, v in ask.items() if k != "stream"},
+                              extra_headers={"x-mock-replay": "anthropic_stream_tool_use.sse", "x-mock-chunk-bytes": "71"}) as s:
+        kinds = [e.type for e in s]
+        final = s.get_final_response()
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    call = [o for o in final.output if o.type == "function_call"][0]
+    assert call.name == "get_weather" and isinstance(json.loads(call.arguments), dict)
+    assert final.usage.output_tokens > 0
+    up = sent(stack)
+    assert up["messages"][1]["content"][0]["type"] == "tool_use" and up["messages"][2]["content"][0]["type"] == "tool_result"
+    # Without a replay: the mock's own stream, priced from Anthropic's usage.
+    raw = oai.responses.with_raw_response.create(model="anthropic/claude-sonnet-4-6", input="Count to three", stream=True)
+    events = list(raw.parse())
+    done = [e for e in events if e.type == "response.completed"][0].response
+    assert done.output_text
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert rec["usage"]["output_tokens"] == done.usage.output_tokens
+    assert rec["cost_micros"] == expected_cost("anthropic/claude-sonnet-4-6", done.usage.input_tokens, done.usage.output_tokens)
+
+
+def test_what_needs_openais_stored_state_is_refused_by_name_for_claude(oai):
+    for extra in [{"previous_response_id": "resp_1"}, {"conversation": "conv_1"}, {"tools": [{"type": "web_search"}]}]:
+        with pytest.raises(openai.BadRequestError) as e:
+            oai.responses.create(model="anthropic/claude-sonnet-4-6", input="x", **extra)
+        assert e.value.body["code"] == "untranslatable_field" and e.value.body["param"] in extra, e.value.body
+
+
+def test_deepseeks_reasoning_reaches_a_responses_client_and_goes_back_in_its_tool_loop(stack, oai):
+    """DeepSeek thinks when the request asks (reasoning.effort), its reasoning
+    comes back as a reasoning item, and handed back with the loop's call it
+    returns as reasoning_content, which DeepSeek's thinking mode requires
+    (the mock holds the refusal)."""
+    think = {"x-mock-reasoning-tokens": "20"}
+    first = oai.responses.create(model="cheap", reasoning={"effort": "high"}, tools=CODEX_TOOLS, input="Weather in SF?", extra_headers=think)
+    assert sent(stack)["thinking"] == {"type": "enabled"}
+    reasoning = [o for o in first.output if o.type == "reasoning"]
+    assert reasoning and reasoning[0].summary[0].text
+    loop = [{"role": "user", "content": "Weather in SF?"}, reasoning[0].model_dump(exclude_none=True),
+            {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{\"location\": \"SF\"}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "64 F"}]
+    after = oai.responses.create(model="cheap", reasoning={"effort": "high"}, tools=CODEX_TOOLS, input=loop, extra_headers=think)
+    assert after.output_text
+    up = sent(stack)
+    assert up["thinking"] == {"type": "enabled"} and up["messages"][1]["reasoning_content"] == reasoning[0].summary[0].text
+    # Streamed, the reasoning item comes whole before the text.
+    with oai.responses.stream(model="cheap", reasoning={"effort": "high"}, input="Weather in SF?", extra_headers=think) as s:
+        final = s.get_final_response()
+    assert [o.type for o in final.output] == ["reasoning", "message"] and final.output[0].summary[0].text == reasoning[0].summary[0].text

@@ -15,10 +15,14 @@
 //!   [`from_responses_stream`]: the Responses stream as chat chunks. An
 //!   Anthropic client's request goes through both translations (Anthropic
 //!   to chat, chat to Responses), and the answer back through both.
+//! - [`responses_client`]: a Responses API client (the Codex CLI) on a
+//!   model whose provider speaks chat completions or Anthropic messages:
+//!   the request as chat (then Anthropic), the answer as a response.
 
 pub mod from_anthropic_stream;
 pub mod from_openai_stream;
 pub mod from_responses_stream;
+pub mod responses_client;
 pub mod to_anthropic;
 pub mod to_openai;
 pub mod to_responses;
@@ -37,17 +41,36 @@ pub enum Direction {
     ChatToResponses,
     /// An Anthropic messages client, a model served only through OpenAI's Responses API.
     AnthropicToResponses,
+    /// A Responses API client, an Anthropic provider (through chat both ways).
+    ResponsesToAnthropic,
+    /// A Responses API client, a provider that speaks chat completions only.
+    ResponsesToChat,
+}
+
+/// What the provider speaks for a route's model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    /// Anthropic messages.
+    Anthropic,
+    /// Chat completions, and the Responses API for Responses clients (OpenAI's own API).
+    Chat,
+    /// Chat completions and nothing else (Gemini's OpenAI endpoint; a route
+    /// with `upstream_api: chat_completions`, as for DeepSeek).
+    ChatOnly,
+    /// The Responses API only (OpenAI's Codex and -pro models, or a route's choice).
+    Responses,
 }
 
 impl Direction {
-    /// The translation for a client API and a provider's API (`responses`:
-    /// the model takes only OpenAI's Responses API), if any.
-    pub fn between(client: Api, provider_serves_anthropic: bool, responses: bool) -> Option<Direction> {
-        match (client, provider_serves_anthropic, responses) {
-            (Api::OpenAiChat, true, _) => Some(Direction::OpenAiToAnthropic),
-            (Api::OpenAiChat, false, true) => Some(Direction::ChatToResponses),
-            (Api::AnthropicMessages, false, true) => Some(Direction::AnthropicToResponses),
-            (Api::AnthropicMessages, false, false) => Some(Direction::AnthropicToOpenAi),
+    /// The translation for a client API and what the provider speaks, if any.
+    pub fn between(client: Api, upstream: Upstream) -> Option<Direction> {
+        match (client, upstream) {
+            (Api::OpenAiChat, Upstream::Anthropic) => Some(Direction::OpenAiToAnthropic),
+            (Api::OpenAiChat, Upstream::Responses) => Some(Direction::ChatToResponses),
+            (Api::AnthropicMessages, Upstream::Responses) => Some(Direction::AnthropicToResponses),
+            (Api::AnthropicMessages, Upstream::Chat | Upstream::ChatOnly) => Some(Direction::AnthropicToOpenAi),
+            (Api::OpenAiResponses, Upstream::Anthropic) => Some(Direction::ResponsesToAnthropic),
+            (Api::OpenAiResponses, Upstream::ChatOnly) => Some(Direction::ResponsesToChat),
             _ => None,
         }
     }
@@ -55,8 +78,8 @@ impl Direction {
     /// The API the provider answers in.
     pub fn upstream_api(self) -> Api {
         match self {
-            Direction::OpenAiToAnthropic => Api::AnthropicMessages,
-            Direction::AnthropicToOpenAi => Api::OpenAiChat,
+            Direction::OpenAiToAnthropic | Direction::ResponsesToAnthropic => Api::AnthropicMessages,
+            Direction::AnthropicToOpenAi | Direction::ResponsesToChat => Api::OpenAiChat,
             Direction::ChatToResponses | Direction::AnthropicToResponses => Api::OpenAiResponses,
         }
     }
@@ -71,6 +94,12 @@ impl Direction {
                 let chat = to_responses::responses_to_chat(body, status);
                 to_openai::chat_to_message(chat.as_deref().unwrap_or(body), status)
             }
+            Direction::ResponsesToChat => responses_client::response_for_chat(body, status),
+            // An error comes back in chat's shape, which is the Responses API's too.
+            Direction::ResponsesToAnthropic => {
+                let chat = to_anthropic::messages_to_chat(body, status, now_s);
+                responses_client::response_for_chat(chat.as_deref().unwrap_or(body), status).or(chat)
+            }
         }
     }
 
@@ -83,7 +112,12 @@ impl Direction {
             // The chat stream between the two carries its usage chunk: Anthropic's message_delta reports it.
             Direction::AnthropicToResponses => Box::new(Chain {
                 first: Box::new(from_responses_stream::ResponsesToChat::new(now_s, true)),
-                then: from_openai_stream::OpenAiToAnthropic::new(),
+                then: Box::new(from_openai_stream::OpenAiToAnthropic::new()),
+            }),
+            Direction::ResponsesToChat => Box::new(responses_client::ChatToResponses::new(now_s)),
+            Direction::ResponsesToAnthropic => Box::new(Chain {
+                first: Box::new(from_anthropic_stream::AnthropicToOpenAi::new(now_s, true)),
+                then: Box::new(responses_client::ChatToResponses::new(now_s)),
             }),
         }
     }
@@ -94,7 +128,7 @@ impl Direction {
 #[derive(Debug)]
 struct Chain {
     first: Box<dyn StreamTranslator>,
-    then: from_openai_stream::OpenAiToAnthropic,
+    then: Box<dyn StreamTranslator>,
 }
 
 impl StreamTranslator for Chain {

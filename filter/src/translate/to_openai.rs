@@ -240,8 +240,30 @@ fn image_part(b: &Value, i: usize) -> Result<Value, GatewayError> {
 /// thinking mode must be passed back to the API." (Gitlawb/openclaude#878,
 /// syt2/paper-chat-for-zotero#16). OpenAI's own models never get either
 /// member.
-fn is_deepseek(model: &str) -> bool {
+pub(super) fn is_deepseek(model: &str) -> bool {
     model.to_ascii_lowercase().contains("deepseek")
+}
+
+/// DeepSeek's `thinking` for a request that `asked` for it: enabled, but
+/// not when a tool loop in `msgs` lacks the reasoning DeepSeek wants back
+/// (every assistant turn between two user turns where one called tools
+/// must carry its `reasoning_content`, api-docs.deepseek.com, Thinking
+/// Mode): a conversation begun on another model, or whose reasoning the
+/// client dropped, would be refused ("The `reasoning_content` in the
+/// thinking mode must be passed back to the API."); that turn goes without
+/// thinking instead, as a Claude tool loop's does.
+pub(super) fn deepseek_thinking(msgs: &[Value], asked: bool) -> Value {
+    json!({"type": if asked && deepseek_loops_complete(msgs) { "enabled" } else { "disabled" }})
+}
+
+/// Whether every tool loop in `msgs` carries DeepSeek's reasoning back.
+fn deepseek_loops_complete(msgs: &[Value]) -> bool {
+    let role = |m: &Value, r: &str| m.get("role").and_then(Value::as_str) == Some(r);
+    msgs.split(|m| role(m, "user")).all(|span| {
+        let mut assistants = span.iter().filter(|m| role(m, "assistant"));
+        let called = assistants.clone().any(|m| m.get("tool_calls").and_then(Value::as_array).is_some_and(|c| !c.is_empty()));
+        !called || assistants.all(|m| m.get("reasoning_content").is_some_and(Value::is_string))
+    })
 }
 
 /// One Anthropic turn as OpenAI messages (tool results become `tool` messages).
@@ -426,8 +448,9 @@ fn chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_field: &str, chat_
         // An Anthropic request thinks only when it asks to; DeepSeek thinks
         // unless told not to, and its reasoning tokens are billed as output.
         let asked = matches!(thinking.as_ref().and_then(|t| t.get("type")).and_then(Value::as_str), Some("enabled" | "adaptive"));
-        out.insert("thinking".into(), json!({"type": if asked { "enabled" } else { "disabled" }}));
-        effort = effort.filter(|_| asked);
+        let thinks = deepseek_thinking(&msgs, asked);
+        effort = effort.filter(|_| thinks.get("type").and_then(Value::as_str) == Some("enabled"));
+        out.insert("thinking".into(), thinks);
     }
     if let Some(effort) = effort {
         out.insert("reasoning_effort".into(), Value::from(effort));
