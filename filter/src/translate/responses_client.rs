@@ -247,7 +247,8 @@ pub fn chat_request(members: Map<String, Value>, model: &str, cap_field: &str, d
                 out.insert("tool_choice".into(), tool_choice(&v)?);
             }
             "store" | "include" | "stream_options" | "truncation" | "max_output_tokens" | "tools" | "tool_choice" => {}
-            "prompt_cache_retention" => {}
+            // Cache options mean nothing to another provider (GPT-5.6's `prompt_cache_options`).
+            "prompt_cache_retention" | "prompt_cache_options" => {}
             other if REFUSED.contains(&other) && v.is_null() => {}
             other => return Err(super::unknown_member(other, REFUSED, TARGET)),
         }

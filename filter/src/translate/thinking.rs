@@ -67,7 +67,7 @@ fn budget_for(effort: &str) -> u64 {
         "low" => 2048,
         "medium" => 8192,
         "high" => 16_384,
-        _ => 32_768, // xhigh
+        _ => 32_768, // xhigh, max
     }
 }
 
@@ -173,12 +173,14 @@ pub fn fit(thinking: &Value, output_config: Option<&Value>, model: &str, max_tok
     }
 }
 
-/// A client's `reasoning_effort` value, as OpenAI accepts it; `None` for null.
+/// A client's `reasoning_effort` value, as OpenAI accepts it (`max` since
+/// GPT-5.6: real requests in tests/captures/openai_lingua_exchanges.json,
+/// answered 200); `None` for null.
 pub fn effort(v: &Value) -> Result<Option<&str>, GatewayError> {
     match v {
         Value::Null => Ok(None),
-        Value::String(s) if matches!(s.as_str(), "none" | "minimal" | "low" | "medium" | "high" | "xhigh") => Ok(Some(s)),
-        _ => Err(super::refuse("reasoning_effort", "must be none, minimal, low, medium, high or xhigh", "an Anthropic model")),
+        Value::String(s) if matches!(s.as_str(), "none" | "minimal" | "low" | "medium" | "high" | "xhigh" | "max") => Ok(Some(s)),
+        _ => Err(super::refuse("reasoning_effort", "must be none, minimal, low, medium, high, xhigh or max", "an Anthropic model")),
     }
 }
 
@@ -258,8 +260,11 @@ mod tests {
     #[test]
     fn an_effort_openai_would_refuse_is_refused() {
         assert_eq!(effort(&json!("high")).unwrap(), Some("high"));
+        assert_eq!(effort(&json!("max")).unwrap(), Some("max"));
         assert_eq!(effort(&Value::Null).unwrap(), None);
-        for bad in [json!("max"), json!(3), json!({"effort": "high"})] {
+        assert_eq!(members("max", "claude-sonnet-4-5", 64_000).map(|m| m.0), Some(json!({"type": "enabled", "budget_tokens": 32_000})));
+        assert_eq!(members("max", "claude-opus-4-8", 64_000).and_then(|m| m.1), Some(json!({"effort": "high"})));
+        for bad in [json!("maximum"), json!(3), json!({"effort": "high"})] {
             assert_eq!(effort(&bad).unwrap_err().param, Some("reasoning_effort"));
         }
     }

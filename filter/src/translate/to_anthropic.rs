@@ -532,7 +532,9 @@ mod tests {
         assert_eq!((e.code, e.param), ("untranslatable_field", Some("temperature")), "{}", e.message);
         assert!(to("claude-opus-4-8", ask(json!({"temperature": 1}))).is_ok());
         assert!(to("claude-3-5-haiku-20241022", ask(json!({"temperature": 0.2}))).is_ok(), "no thinking, no conflict");
-        assert_eq!(to("claude-opus-4-8", ask(json!({"reasoning_effort": "max"}))).unwrap_err().param, Some("reasoning_effort"));
+        assert_eq!(to("claude-opus-4-8", ask(json!({"reasoning_effort": "maximum"}))).unwrap_err().param, Some("reasoning_effort"));
+        // GPT-5.6's `max` (real requests answered 200): the highest level every adaptive model takes.
+        assert_eq!(to("claude-opus-4-8", ask(json!({"reasoning_effort": "max"}))).unwrap()["output_config"], json!({"effort": "high"}));
     }
 
     #[test]
