@@ -285,3 +285,44 @@ def test_deepseeks_reasoning_reaches_a_responses_client_and_goes_back_in_its_too
     with oai.responses.stream(model="cheap", reasoning={"effort": "high"}, input="Weather in SF?", extra_headers=think) as s:
         final = s.get_final_response()
     assert [o.type for o in final.output] == ["reasoning", "message"] and final.output[0].summary[0].text == reasoning[0].summary[0].text
+
+
+HOSTILE_RESPONSES = [
+    ({"input": 5}, "input"),
+    ({"input": [{"role": "tool", "content": "x"}]}, "input"),
+    ({"input": [{"type": "function_call", "call_id": "c", "name": "w", "arguments": {"a": 1}}]}, "input"),
+    ({"input": [{"type": "function_call_output", "call_id": "c", "output": [{"type": "input_image", "image_url": "x"}]}]}, "input"),
+    ({"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file_1"}]}]}, "input"),
+    ({"input": [{"role": "user", "content": [{"type": "input_text", "text": 7}]}]}, "input"),
+    ({"input": [{"role": "user", "content": {"text": "x"}}]}, "input"),
+    ({"input": "\u0000\u001b[2J\u202e" * 300}, None),
+    ({"instructions": ["a"]}, "instructions"),
+    ({"reasoning": "high"}, "reasoning"),
+    ({"reasoning": {"effort": 3}}, "reasoning"),
+    ({"text": "json"}, "text"),
+    ({"text": {"format": {"type": "grammar"}}}, "text"),
+    ({"tools": {"type": "function"}}, "tools"),
+    ({"tool_choice": {"type": "mcp"}}, "tool_choice"),
+    ({"max_output_tokens": 18446744073709551615}, None),
+    ({"max_output_tokens": "lots"}, "max_output_tokens"),
+    ({"previous_response_id": None, "include": {"x": 1}, "truncation": "auto"}, None),
+]
+
+
+@pytest.mark.parametrize("model", ["anthropic/claude-sonnet-4-6", "cheap"])
+@pytest.mark.parametrize("extra,param", HOSTILE_RESPONSES, ids=[str(i) for i in range(len(HOSTILE_RESPONSES))])
+def test_hostile_responses_requests_for_claude_and_deepseek_are_served_or_refused_clearly(client, model, extra, param):
+    """Malformed Responses requests on the way to chat and Anthropic
+    providers: refused naming the member before anything is sent, or sent
+    for the provider to refuse in its words; a plain request served after."""
+    r = client.post("/v1/responses", {"model": model, "input": "hi", **extra})
+    assert r.status_code in (200, 400), r.text
+    if r.status_code != 200:
+        err = r.json()["error"]
+        assert err["message"]
+        if param is not None:
+            assert err["param"] == param, r.text
+            assert "x-mock-path" not in r.headers, "refused before anything was sent"
+    else:
+        assert r.json()["object"] == "response"
+    assert client.post("/v1/responses", {"model": model, "input": "hi"}).status_code == 200
