@@ -8,7 +8,7 @@
 
 use crate::budget::Amount;
 use crate::config::{Config, KeyInfo, ProviderFormat, UnpricedModels, UpstreamApi};
-use crate::translate::{responses_client, to_anthropic, to_openai, to_responses, Direction, Upstream};
+use crate::translate::{Direction, Upstream};
 use crate::errors::GatewayError;
 use crate::request::{parse_chat, upstream_query, Api, ChatRequest, Rewrite};
 use crate::usage::Usage;
@@ -234,24 +234,7 @@ pub fn plan_for(
         },
     };
     let body = match translate {
-        Some(Direction::OpenAiToAnthropic) => Some(to_anthropic::chat_to_messages(&parsed, &target.upstream_model, cfg.default_max_tokens)),
-        Some(Direction::AnthropicToOpenAi) => {
-            Some(to_openai::messages_to_chat_request(&parsed, &target.upstream_model, provider.output_cap_field.unwrap_or("max_tokens")))
-        }
-        Some(Direction::ChatToResponses) => {
-            Some(parsed.members_map().and_then(|m| to_responses::chat_to_responses(m, &target.upstream_model, cfg.default_max_tokens)))
-        }
-        Some(Direction::AnthropicToResponses) => Some(to_openai::messages_to_responses_request(&parsed, &target.upstream_model, cfg.default_max_tokens)),
-        Some(Direction::ResponsesToChat) => {
-            let cap = provider.output_cap_field.unwrap_or("max_tokens");
-            Some(parsed.members_map().and_then(|m| responses_client::chat_request(m, &target.upstream_model, cap, cfg.default_max_tokens)))
-        }
-        Some(Direction::ResponsesToAnthropic) => Some(
-            parsed
-                .members_map()
-                .and_then(|m| responses_client::chat_request(m, &target.upstream_model, "max_tokens", cfg.default_max_tokens))
-                .and_then(|chat| to_anthropic::chat_to_messages(&parse_chat(Api::OpenAiChat, &chat)?, &target.upstream_model, cfg.default_max_tokens)),
-        ),
+        Some(d) => Some(d.request(&parsed, &target.upstream_model, provider.output_cap_field.unwrap_or("max_tokens"), cfg.default_max_tokens)),
         None => parsed.rewrite(&target.upstream_model, opts).map(Ok),
     }
     .transpose()

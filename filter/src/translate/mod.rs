@@ -17,7 +17,8 @@
 //!   to chat, chat to Responses), and the answer back through both.
 //! - [`responses_client`]: a Responses API client (the Codex CLI) on a
 //!   model whose provider speaks chat completions or Anthropic messages:
-//!   the request as chat (then Anthropic), the answer as a response.
+//!   the request as chat (then Anthropic), the answer as a response;
+//!   [`to_responses_stream`]: chat chunks as Responses events.
 
 pub mod from_anthropic_stream;
 pub mod from_openai_stream;
@@ -26,9 +27,11 @@ pub mod responses_client;
 pub mod to_anthropic;
 pub mod to_openai;
 pub mod to_responses;
+pub mod to_responses_stream;
 pub mod thinking;
 
-use crate::request::Api;
+use crate::errors::GatewayError;
+use crate::request::{Api, ParsedBody};
 
 /// Which way a request is translated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +78,25 @@ impl Direction {
         }
     }
 
+    /// The provider's request for the client's (`parsed`): for
+    /// `upstream_model`, its output cap in `cap_field` (the provider's member
+    /// on chat completions), `default_cap` when the client set none (the
+    /// gateway's `default_max_tokens`, which the reservation assumed).
+    pub fn request(self, parsed: &ParsedBody<'_>, upstream_model: &str, cap_field: &str, default_cap: u64) -> Result<Vec<u8>, GatewayError> {
+        match self {
+            Direction::OpenAiToAnthropic => to_anthropic::chat_to_messages(parsed, upstream_model, default_cap),
+            Direction::AnthropicToOpenAi => to_openai::messages_to_chat_request(parsed, upstream_model, cap_field),
+            Direction::ChatToResponses => to_responses::chat_to_responses(parsed.members_map()?, upstream_model, default_cap),
+            Direction::AnthropicToResponses => to_openai::messages_to_responses_request(parsed, upstream_model, default_cap),
+            Direction::ResponsesToChat => responses_client::chat_request(parsed.members_map()?, upstream_model, cap_field, default_cap),
+            // Through chat: the translation to Anthropic reads a chat request.
+            Direction::ResponsesToAnthropic => {
+                let chat = responses_client::chat_request(parsed.members_map()?, upstream_model, "max_tokens", default_cap)?;
+                to_anthropic::chat_to_messages(&crate::request::parse_chat(Api::OpenAiChat, &chat)?, upstream_model, default_cap)
+            }
+        }
+    }
+
     /// The API the provider answers in.
     pub fn upstream_api(self) -> Api {
         match self {
@@ -114,10 +136,10 @@ impl Direction {
                 first: Box::new(from_responses_stream::ResponsesToChat::new(now_s, true)),
                 then: Box::new(from_openai_stream::OpenAiToAnthropic::new()),
             }),
-            Direction::ResponsesToChat => Box::new(responses_client::ChatToResponses::new(now_s)),
+            Direction::ResponsesToChat => Box::new(to_responses_stream::ChatToResponses::new(now_s)),
             Direction::ResponsesToAnthropic => Box::new(Chain {
                 first: Box::new(from_anthropic_stream::AnthropicToOpenAi::new(now_s, true)),
-                then: Box::new(responses_client::ChatToResponses::new(now_s)),
+                then: Box::new(to_responses_stream::ChatToResponses::new(now_s)),
             }),
         }
     }
