@@ -310,9 +310,15 @@ pub(super) fn response(id: &str, created: u64, model: &Value, output: Vec<Value>
         (true, Some("content_filter")) => ("incomplete", json!({"reason": "content_filter"})),
         (true, _) => ("completed", Value::Null),
     };
-    json!({"id": format!("resp_{id}"), "object": "response", "created_at": created, "status": status, "error": null,
-           "incomplete_details": incomplete, "model": model, "output": output,
-           "usage": u.filter(|_| done).map(usage).unwrap_or(Value::Null)})
+    // Every member of the recorded response object (tests/captures/openai_response.json):
+    // clients that read it strictly find them all. What the request set is
+    // not known here; the values are the API's defaults.
+    json!({"id": format!("resp_{id}"), "object": "response", "created_at": created, "status": status, "background": false, "error": null,
+           "incomplete_details": incomplete, "instructions": null, "max_output_tokens": null, "max_tool_calls": null, "metadata": {},
+           "model": model, "output": output, "parallel_tool_calls": true, "previous_response_id": null, "prompt_cache_key": null,
+           "reasoning": {"effort": null, "summary": null}, "safety_identifier": null, "service_tier": "default", "store": false,
+           "temperature": null, "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_logprobs": 0,
+           "top_p": null, "truncation": "disabled", "usage": u.filter(|_| done).map(usage).unwrap_or(Value::Null), "user": null})
 }
 
 /// The response object for a chat completion body; an error body (the
@@ -411,6 +417,20 @@ mod tests {
         let done = super::super::to_responses_stream::tests::events(&raw).pop().unwrap();
         assert_eq!(done["response"]["output"][0]["summary"][0]["text"], "Sum.");
         assert_eq!(done["response"]["output"][1]["content"][0]["text"], "21.");
+    }
+
+    #[test]
+    fn the_response_object_has_every_member_of_a_recorded_one() {
+        let recorded: Value = serde_json::from_str(include_str!("../../../tests/captures/openai_response.json")).unwrap();
+        let body = json!({"object": "chat.completion", "id": "x", "choices": [{"finish_reason": "stop", "message": {"content": "hi"}}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}});
+        let ours: Value = serde_json::from_slice(&response_for_chat(body.to_string().as_bytes(), 200).unwrap()).unwrap();
+        let missing: Vec<&String> = recorded.as_object().unwrap().keys().filter(|k| ours.get(k.as_str()).is_none()).collect();
+        assert!(missing.is_empty(), "members a strict client would miss: {missing:?}");
+        let (r, o) = (&recorded["output"][0], &ours["output"][0]);
+        let missing: Vec<&String> = r.as_object().unwrap().keys().filter(|k| o.get(k.as_str()).is_none()).collect();
+        assert!(missing.is_empty(), "message item members missing: {missing:?}");
+        let missing: Vec<&String> = recorded["usage"].as_object().unwrap().keys().filter(|k| ours["usage"].get(k.as_str()).is_none()).collect();
+        assert!(missing.is_empty(), "usage members missing: {missing:?}");
     }
 
     #[test]

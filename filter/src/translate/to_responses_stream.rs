@@ -236,6 +236,45 @@ pub(crate) mod tests {
         }
     }
 
+    /// The first event of each type in a recorded stream.
+    fn recorded(stream: &str) -> std::collections::HashMap<String, Value> {
+        let mut out = std::collections::HashMap::new();
+        for v in events(stream.as_bytes()) {
+            out.entry(v["type"].as_str().unwrap_or("").to_string()).or_insert(v);
+        }
+        out
+    }
+
+    #[test]
+    fn every_event_has_the_members_of_the_recorded_ones() {
+        // Real streams: a function call (lingua) and a text answer (the documented order around a recorded response).
+        let mut real = recorded(include_str!("../../../tests/captures/openai_response_stream_function_call.sse"));
+        real.extend(recorded(include_str!("../../../tests/captures/openai_response_stream.sse")));
+        let mut t = ChatToResponses::new(1);
+        let mut out = Vec::new();
+        for d in [r#"{"id":"a","model":"m","choices":[{"delta":{"role":"assistant","content":"Hi"}}]}"#,
+                  r#"{"id":"a","choices":[{"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"w","arguments":""}}]}}]}"#,
+                  r#"{"id":"a","choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}"#,
+                  r#"{"id":"a","choices":[{"delta":{},"finish_reason":"tool_calls"}]}"#,
+                  r#"{"id":"a","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#, "[DONE]"] {
+            out.extend(super::super::StreamTranslator::event(&mut t, None, d));
+        }
+        let ours = events(&out);
+        for kind in ["response.created", "response.in_progress", "response.output_item.added", "response.content_part.added", "response.output_text.delta",
+                     "response.output_text.done", "response.content_part.done", "response.output_item.done", "response.function_call_arguments.delta",
+                     "response.function_call_arguments.done", "response.completed"] {
+            let r = &real[kind];
+            let o = ours.iter().find(|e| e["type"] == kind).unwrap_or_else(|| panic!("no {kind}"));
+            let missing: Vec<&String> = r.as_object().unwrap().keys().filter(|k| *k != "obfuscation" && o.get(k.as_str()).is_none()).collect();
+            assert!(missing.is_empty(), "{kind}: {missing:?}");
+            if let (Some(ri), Some(oi)) = (r.get("response"), o.get("response")) {
+                let missing: Vec<&String> = ri.as_object().unwrap().keys().filter(|k| oi.get(k.as_str()).is_none() && !matches!(k.as_str(),
+                    "completed_at" | "frequency_penalty" | "presence_penalty" | "moderation" | "prompt_cache_retention")).collect();
+                assert!(missing.is_empty(), "{kind}.response: {missing:?}");
+            }
+        }
+    }
+
     #[test]
     fn errors_and_hostile_chunks_give_valid_events() {
         let mut t = ChatToResponses::new(1);
