@@ -209,12 +209,14 @@ CODEX_TOOLS = [{"type": "function", "name": "get_weather", "description": "Get w
 
 
 @pytest.mark.parametrize("model,price,path", [("anthropic/claude-sonnet-4-6", "anthropic/claude-sonnet-4-6", "/v1/messages"),
-                                              ("cheap", "deepseek/deepseek-v4", "/chat/completions")])
-def test_the_openai_sdks_responses_reach_claude_and_deepseek(stack, oai, client, model, price, path):
+                                              ("cheap", "deepseek/deepseek-v4", "/chat/completions"),
+                                              ("google/gemini-2.5-flash", "google/gemini-2.5-flash", "/v1beta/openai/chat/completions")])
+def test_the_openai_sdks_responses_reach_claude_deepseek_and_gemini(stack, oai, client, model, price, path):
     """`client.responses.create` on a Claude model (through chat to Anthropic
-    messages) and on DeepSeek (a route with upstream_api: chat_completions:
-    DeepSeek has no Responses API). The strict mock refuses anything its API
-    would; the SDK parses the answer as a response."""
+    messages), on DeepSeek (a route with upstream_api: chat_completions:
+    DeepSeek has no Responses API) and on Gemini (its OpenAI-compatible chat
+    endpoint). The strict mock refuses anything its API would; the SDK
+    parses the answer as a response."""
     raw = oai.responses.with_raw_response.create(model=model, instructions="Be terse.", input="Say hello", max_output_tokens=300, store=False)
     assert raw.headers["x-mock-path"] == path
     up = sent(stack)
