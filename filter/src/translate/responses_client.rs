@@ -321,6 +321,13 @@ pub(super) fn response(id: &str, created: u64, model: &Value, output: Vec<Value>
            "top_p": null, "truncation": "disabled", "usage": u.filter(|_| done).map(usage).unwrap_or(Value::Null), "user": null})
 }
 
+/// The provider's id for a chat completion or chunk, without the
+/// `chatcmpl-` a translation to chat put before it (`resp_msg_…` for Claude).
+pub(super) fn chat_id(v: &Value) -> String {
+    let id = v.get("id").and_then(Value::as_str).unwrap_or("");
+    crate::text::clean_field(id.strip_prefix("chatcmpl-").unwrap_or(id), 128)
+}
+
 /// The response object for a chat completion body; an error body (the
 /// same shape in both APIs) or anything else is passed on (`None`).
 pub fn response_for_chat(body: &[u8], status: u16) -> Option<Vec<u8>> {
@@ -328,7 +335,7 @@ pub fn response_for_chat(body: &[u8], status: u16) -> Option<Vec<u8>> {
     if status >= 400 || v.get("object").and_then(Value::as_str) != Some("chat.completion") {
         return None;
     }
-    let id = crate::text::clean_field(v.get("id").and_then(Value::as_str).unwrap_or(""), 128);
+    let id = chat_id(&v);
     let msg = v.pointer("/choices/0/message").unwrap_or(&Value::Null);
     let mut output = Vec::new();
     if let Some(r) = msg.get("reasoning_content").and_then(Value::as_str).filter(|r| !r.is_empty()) {

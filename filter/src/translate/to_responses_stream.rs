@@ -9,7 +9,7 @@
 
 use serde_json::{json, Value};
 
-use super::responses_client::{call_item, message_item, reasoning_item, response};
+use super::responses_client::{call_item, chat_id, message_item, reasoning_item, response};
 
 /// An item being streamed: a message's text or a function call's arguments.
 #[derive(Debug)]
@@ -164,7 +164,7 @@ impl super::StreamTranslator for ChatToResponses {
         }
         if !self.started {
             self.started = true;
-            self.id = crate::text::clean_field(c.get("id").and_then(Value::as_str).unwrap_or(""), 128);
+            self.id = chat_id(&c);
             self.model = c.get("model").filter(|m| m.is_string()).cloned().unwrap_or(Value::Null);
             let r = self.now(false);
             self.emit(&mut out, json!({"type": "response.created", "response": r}));
