@@ -112,15 +112,17 @@ impl Direction {
             Direction::OpenAiToAnthropic => to_anthropic::messages_to_chat(body, status, now_s),
             Direction::AnthropicToOpenAi => to_openai::chat_to_message(body, status),
             Direction::ChatToResponses => to_responses::responses_to_chat(body, status),
+            // Through chat: the body parsed once, written once.
             Direction::AnthropicToResponses => {
-                let chat = to_responses::responses_to_chat(body, status);
-                to_openai::chat_to_message(chat.as_deref().unwrap_or(body), status)
+                let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+                let chat = to_responses::responses_value_to_chat(&v, status);
+                serde_json::to_vec(&to_openai::chat_value_to_message(chat.as_ref().unwrap_or(&v), status)?).ok()
             }
             Direction::ResponsesToChat => responses_client::response_for_chat(body, status),
             // An error comes back in chat's shape, which is the Responses API's too.
             Direction::ResponsesToAnthropic => {
-                let chat = to_anthropic::messages_to_chat(body, status, now_s);
-                responses_client::response_for_chat(chat.as_deref().unwrap_or(body), status).or(chat)
+                let chat = to_anthropic::message_value_to_chat(&serde_json::from_slice(body).ok()?, status, now_s)?;
+                serde_json::to_vec(&responses_client::response_for_chat_value(&chat, status).unwrap_or(chat)).ok()
             }
         }
     }

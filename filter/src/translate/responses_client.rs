@@ -331,11 +331,15 @@ pub(super) fn chat_id(v: &Value) -> String {
 /// The response object for a chat completion body; an error body (the
 /// same shape in both APIs) or anything else is passed on (`None`).
 pub fn response_for_chat(body: &[u8], status: u16) -> Option<Vec<u8>> {
-    let v: Value = serde_json::from_slice(body).ok()?;
+    serde_json::to_vec(&response_for_chat_value(&serde_json::from_slice(body).ok()?, status)?).ok()
+}
+
+/// The same, on the parsed body (a chain of translations parses once).
+pub fn response_for_chat_value(v: &Value, status: u16) -> Option<Value> {
     if status >= 400 || v.get("object").and_then(Value::as_str) != Some("chat.completion") {
         return None;
     }
-    let id = chat_id(&v);
+    let id = chat_id(v);
     let msg = v.pointer("/choices/0/message").unwrap_or(&Value::Null);
     let mut output = Vec::new();
     if let Some(r) = msg.get("reasoning_content").and_then(Value::as_str).filter(|r| !r.is_empty()) {
@@ -355,7 +359,7 @@ pub fn response_for_chat(body: &[u8], status: u16) -> Option<Vec<u8>> {
     }
     let created = v.get("created").and_then(Value::as_u64).unwrap_or(0);
     let finish = v.pointer("/choices/0/finish_reason").and_then(Value::as_str);
-    serde_json::to_vec(&response(&id, created, v.get("model").unwrap_or(&Value::Null), output, finish, v.get("usage"), true)).ok()
+    Some(response(&id, created, v.get("model").unwrap_or(&Value::Null), output, finish, v.get("usage"), true))
 }
 
 #[cfg(test)]

@@ -352,12 +352,16 @@ pub fn usage_json(u: &Value) -> Value {
 /// The OpenAI chat completion for an Anthropic response body (or, for an
 /// error status, the OpenAI error). `None`: not JSON, passed on as it is.
 pub fn messages_to_chat(body: &[u8], status: u16, created_s: u64) -> Option<Vec<u8>> {
-    let v: Value = serde_json::from_slice(body).ok()?;
+    serde_json::to_vec(&message_value_to_chat(&serde_json::from_slice(body).ok()?, status, created_s)?).ok()
+}
+
+/// The same, on the parsed body (a chain of translations parses once).
+pub fn message_value_to_chat(v: &Value, status: u16, created_s: u64) -> Option<Value> {
     if status >= 400 || v.get("type").and_then(Value::as_str) == Some("error") {
         let e = v.get("error").unwrap_or(&Value::Null);
         let out = json!({"error": {"message": e.get("message").cloned().unwrap_or_else(|| Value::from("The provider refused the request.")),
                                    "type": e.get("type").cloned().unwrap_or(Value::from("api_error")), "param": null, "code": null}});
-        return serde_json::to_vec(&out).ok();
+        return Some(out);
     }
     let mut text = String::new();
     let mut calls = Vec::new();
@@ -381,7 +385,7 @@ pub fn messages_to_chat(body: &[u8], status: u16, created_s: u64) -> Option<Vec<
                      "finish_reason": finish_reason(v.get("stop_reason").and_then(Value::as_str))}],
         "usage": usage_json(v.get("usage").unwrap_or(&Value::Null)),
     });
-    serde_json::to_vec(&out).ok()
+    Some(out)
 }
 
 #[cfg(test)]

@@ -338,7 +338,8 @@ fn turn(m: &Value, i: usize, out: &mut Vec<Value>, keep_reasoning: bool) -> Resu
 /// is the provider's output cap member (`max_completion_tokens` for
 /// OpenAI, `max_tokens` for DeepSeek and most compatible APIs).
 pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_field: &str) -> Result<Vec<u8>, GatewayError> {
-    chat_request(p, upstream_model, cap_field, true)
+    let chat = chat_request(p, upstream_model, cap_field, true)?;
+    serde_json::to_vec(&Value::Object(chat)).map_err(|_| GatewayError::internal("the translated request could not be written"))
 }
 
 /// The same request on its way to OpenAI's Responses API
@@ -346,12 +347,12 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
 /// function tools, and streams its usage unasked.
 pub fn messages_to_responses_request(p: &ParsedBody<'_>, upstream_model: &str, default_cap: u64) -> Result<Vec<u8>, GatewayError> {
     let chat = chat_request(p, upstream_model, "max_completion_tokens", false)?;
-    super::to_responses::chat_body_to_responses(&chat, upstream_model, default_cap)
+    super::to_responses::chat_to_responses(chat, upstream_model, default_cap)
 }
 
 /// `chat_api`: the request goes to chat completions itself (its rules for
 /// tools beside an effort, and the stream's usage asked for).
-fn chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_field: &str, chat_api: bool) -> Result<Vec<u8>, GatewayError> {
+fn chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_field: &str, chat_api: bool) -> Result<Map<String, Value>, GatewayError> {
     let mut out = Map::new();
     out.insert("model".into(), Value::from(upstream_model));
     let mut system = None;
@@ -466,7 +467,7 @@ fn chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_field: &str, chat_
         // The usage arrives only when asked for; the client never sees the chunk.
         out.insert("stream_options".into(), json!({"include_usage": true}));
     }
-    serde_json::to_vec(&Value::Object(out)).map_err(|_| GatewayError::internal("the translated request could not be written"))
+    Ok(out)
 }
 
 /// Anthropic's `stop_reason` for an OpenAI `finish_reason`.
@@ -496,7 +497,11 @@ pub fn usage_of(u: &Value) -> Value {
 /// The Anthropic message for a chat completion body (or, for an error
 /// status, Anthropic's error). `None`: not JSON, passed on as it is.
 pub fn chat_to_message(body: &[u8], status: u16) -> Option<Vec<u8>> {
-    let v: Value = serde_json::from_slice(body).ok()?;
+    serde_json::to_vec(&chat_value_to_message(&serde_json::from_slice(body).ok()?, status)?).ok()
+}
+
+/// The same, on the parsed body (a chain of translations parses once).
+pub fn chat_value_to_message(v: &Value, status: u16) -> Option<Value> {
     if status >= 400 || v.get("error").is_some_and(|e| !e.is_null()) {
         let e = v.get("error").unwrap_or(&Value::Null);
         let kind = match status {
@@ -511,7 +516,7 @@ pub fn chat_to_message(body: &[u8], status: u16) -> Option<Vec<u8>> {
         };
         let out = json!({"type": "error", "error": {"type": kind,
                          "message": e.get("message").cloned().unwrap_or_else(|| Value::from("The provider refused the request."))}});
-        return serde_json::to_vec(&out).ok();
+        return Some(out);
     }
     let choice = v.pointer("/choices/0").unwrap_or(&Value::Null);
     let msg = choice.get("message").unwrap_or(&Value::Null);
@@ -536,7 +541,7 @@ pub fn chat_to_message(body: &[u8], status: u16) -> Option<Vec<u8>> {
         "stop_reason": stop_reason(choice.get("finish_reason").and_then(Value::as_str)), "stop_sequence": null,
         "usage": usage_of(v.get("usage").unwrap_or(&Value::Null)),
     });
-    serde_json::to_vec(&out).ok()
+    Some(out)
 }
 
 #[cfg(test)]

@@ -29,12 +29,17 @@ const REFUSED: &[&str] = &[
 /// `o3-pro`, `gpt-5-pro`, `gpt-5.4-pro` and their snapshots), deep research
 /// and computer use (OpenAI's model pages; langchain-ai/langchain#35594,
 /// run-llama/llama_index#21922). A route's `upstream_api` overrides this.
+///
+/// Asked for every chat request to an OpenAI-format route, so it reads the
+/// name in place (no lowercased copy).
 pub fn responses_only(model: &str) -> bool {
-    let m = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
-    let openai_family = m.starts_with("gpt-") || m.starts_with("o1") || m.starts_with("o3") || m.starts_with("o4");
-    m.starts_with("codex-")
-        || m.starts_with("computer-use-preview")
-        || (openai_family && (m.contains("deep-research") || m.split('-').any(|t| t == "codex" || t == "pro")))
+    let m = model.rsplit('/').next().unwrap_or(model);
+    let starts = |p: &str| m.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
+    let openai_family = ["gpt-", "o1", "o3", "o4"].into_iter().any(starts);
+    let deep_research = m.as_bytes().windows(13).any(|w| w.eq_ignore_ascii_case(b"deep-research"));
+    starts("codex-")
+        || starts("computer-use-preview")
+        || (openai_family && (deep_research || m.split('-').any(|t| t.eq_ignore_ascii_case("codex") || t.eq_ignore_ascii_case("pro"))))
 }
 
 fn refuse(param: &'static str, why: &str) -> GatewayError {
@@ -274,14 +279,6 @@ pub fn chat_to_responses(chat: Map<String, Value>, upstream_model: &str, default
     serde_json::to_vec(&Value::Object(out)).map_err(|_| GatewayError::internal("the translated request could not be written"))
 }
 
-/// A chat request body (what [`super::to_openai`] wrote) as the Responses request.
-pub fn chat_body_to_responses(body: &[u8], upstream_model: &str, default_cap: u64) -> Result<Vec<u8>, GatewayError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => chat_to_responses(m, upstream_model, default_cap),
-        _ => Err(GatewayError::internal("the translated request could not be read")),
-    }
-}
-
 /// Chat's `usage` for a Responses usage object, read by the filter's own
 /// usage parser so the client is told what was priced.
 pub fn chat_usage(u: &Value) -> Value {
@@ -306,7 +303,11 @@ pub fn finish_reason(response: &Value, called: bool) -> &'static str {
 /// {…}}`, the same shape in both APIs) and anything not JSON are passed on
 /// as they are (`None`); a response that failed becomes chat's error shape.
 pub fn responses_to_chat(body: &[u8], status: u16) -> Option<Vec<u8>> {
-    let v: Value = serde_json::from_slice(body).ok()?;
+    serde_json::to_vec(&responses_value_to_chat(&serde_json::from_slice(body).ok()?, status)?).ok()
+}
+
+/// The same, on the parsed body (a chain of translations parses once).
+pub fn responses_value_to_chat(v: &Value, status: u16) -> Option<Value> {
     if status >= 400 || v.get("object").and_then(Value::as_str) != Some("response") {
         return None;
     }
@@ -314,7 +315,7 @@ pub fn responses_to_chat(body: &[u8], status: u16) -> Option<Vec<u8>> {
         let e = v.get("error").unwrap_or(&Value::Null);
         let err = json!({"error": {"message": e.get("message").cloned().unwrap_or_else(|| Value::from("The response failed.")),
                                    "type": "server_error", "param": null, "code": e.get("code")}});
-        return serde_json::to_vec(&err).ok();
+        return Some(err);
     }
     let (mut text, mut refusal, mut calls) = (String::new(), String::new(), Vec::new());
     for item in v.get("output").and_then(Value::as_array).into_iter().flatten() {
@@ -337,7 +338,7 @@ pub fn responses_to_chat(body: &[u8], status: u16) -> Option<Vec<u8>> {
     message.insert("role".into(), Value::from("assistant"));
     message.insert("content".into(), if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::from(text) });
     message.insert("refusal".into(), if refusal.is_empty() { Value::Null } else { Value::from(refusal) });
-    let finish = finish_reason(&v, !calls.is_empty());
+    let finish = finish_reason(v, !calls.is_empty());
     if !calls.is_empty() {
         message.insert("tool_calls".into(), Value::Array(calls));
     }
@@ -354,7 +355,7 @@ pub fn responses_to_chat(body: &[u8], status: u16) -> Option<Vec<u8>> {
     if let Some(t) = v.get("service_tier").filter(|t| t.is_string()) {
         out.insert("service_tier".into(), t.clone());
     }
-    serde_json::to_vec(&Value::Object(out)).ok()
+    Some(Value::Object(out))
 }
 
 #[cfg(test)]
@@ -368,7 +369,7 @@ mod tests {
 
     #[test]
     fn knows_the_models_openai_serves_only_through_responses() {
-        for m in ["gpt-5-codex", "openai/gpt-5.1-codex-max", "gpt-5.3-codex", "codex-mini-latest", "o1-pro", "o3-pro-2025-06-10", "gpt-5-pro",
+        for m in ["gpt-5-codex", "OpenAI/GPT-5-Codex", "openai/gpt-5.1-codex-max", "gpt-5.3-codex", "codex-mini-latest", "o1-pro", "o3-pro-2025-06-10", "gpt-5-pro",
                   "gpt-5.4-pro-2026-03-05", "o3-deep-research", "o4-mini-deep-research", "computer-use-preview"] {
             assert!(responses_only(m), "{m}");
         }
