@@ -3,9 +3,13 @@
 //!
 //! The filter asks providers for identity encoding (it drops the client's
 //! `accept-encoding`), but a provider or a proxy on the way may compress
-//! anyway. The client always receives the bytes as they came; the filter
-//! inflates a copy (gzip, deflate) to read the usage, with a cap on the
-//! decoded size so a small compression bomb cannot make it work forever.
+//! anyway. The filter inflates a copy (gzip, deflate) to read the usage,
+//! with a cap on the decoded size so a small compression bomb cannot make
+//! it work forever; the client receives the bytes as they came, unless
+//! the filter rewrites the answer (translates, guards, checks its JSON,
+//! strips a usage chunk): then it gets the decoded answer, rewritten, and
+//! no `content-encoding` ([`whole`] for a held answer, chunk by chunk for
+//! a stream).
 //! Encodings it cannot read (br, zstd, …) are reported, never guessed at.
 
 use miniz_oxide::inflate::stream::{inflate, InflateState};
@@ -48,6 +52,7 @@ enum Stage {
 
 /// Inflates a gzip or deflate body incrementally.
 pub struct Inflater {
+    coding: Coding,
     state: Box<InflateState>,
     stage: Stage,
     zlib_checked: bool,
@@ -71,6 +76,7 @@ impl Inflater {
             _ => return None,
         };
         Some(Inflater {
+            coding: coding.clone(),
             state: InflateState::new_boxed(format),
             stage,
             zlib_checked: !matches!(coding, Coding::Deflate),
@@ -78,6 +84,11 @@ impl Inflater {
             decoded: 0,
             out: vec![0; 32 << 10],
         })
+    }
+
+    /// A new inflater for the same coding, at the start.
+    pub fn fresh(&self) -> Option<Inflater> {
+        Inflater::new(&self.coding)
     }
 
     pub fn error(&self) -> Option<DecodeError> {
@@ -168,23 +179,35 @@ pub fn request_body(coding: Option<&[u8]>, body: &[u8], limit: usize) -> Result<
             _ => Ok(None),
         };
     };
+    match whole(&mut inflater, body, limit) {
+        Ok(out) => Ok(Some(out)),
+        Err(DecodeError::TooLarge) => Err(GatewayError::too_large(limit)),
+        Err(DecodeError::Corrupt) => Err(GatewayError::bad_request(
+            "invalid_encoding",
+            format!("The request body is not whole, valid {} data, as its content-encoding says.", if coding == Coding::Gzip { "gzip" } else { "deflate" }),
+        )),
+    }
+}
+
+/// A whole body decoded through `inflater`: at most `limit` decoded bytes
+/// are made (the body is fed in 4 KiB slices, so a compression bomb stops
+/// within a few MiB of the limit), and a body that does not end its
+/// stream is `Corrupt` (what was cut off would never be read).
+pub fn whole(inflater: &mut Inflater, body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
     let mut out = Vec::new();
     for slice in body.chunks(4 << 10) {
         inflater.push(slice, |d| out.extend_from_slice(d));
         if out.len() > limit {
-            return Err(GatewayError::too_large(limit));
+            return Err(DecodeError::TooLarge);
         }
         if inflater.error().is_some() {
             break;
         }
     }
     match inflater.error() {
-        Some(DecodeError::TooLarge) => Err(GatewayError::too_large(limit)),
-        None if inflater.finished() => Ok(Some(out)),
-        _ => Err(GatewayError::bad_request(
-            "invalid_encoding",
-            format!("The request body is not whole, valid {} data, as its content-encoding says.", if coding == Coding::Gzip { "gzip" } else { "deflate" }),
-        )),
+        Some(e) => Err(e),
+        None if inflater.finished() => Ok(out),
+        None => Err(DecodeError::Corrupt),
     }
 }
 
@@ -268,6 +291,23 @@ mod tests {
         inf.push(&bomb, |d| n += d.len() as u64);
         assert_eq!(inf.error(), Some(DecodeError::TooLarge));
         assert!(n <= MAX_DECODED_BYTES);
+    }
+
+    #[test]
+    fn a_whole_answer_decodes_within_its_limit_and_a_fresh_inflater_starts_over() {
+        let data = br#"{"id":"msg_1","usage":{"input_tokens":3,"output_tokens":12}}"#.repeat(20);
+        let packed = gzip(&data, true);
+        let mut inf = Inflater::new(&Coding::Gzip).unwrap();
+        assert_eq!(whole(&mut inf, &packed, data.len()), Ok(data.clone()));
+        // Used up; a fresh one for the same coding reads the same bytes again.
+        let (mut again, mut out) = (inf.fresh().unwrap(), Vec::new());
+        again.push(&packed, |d| out.extend_from_slice(d));
+        assert!(out == data && again.finished());
+        assert_eq!(whole(&mut Inflater::new(&Coding::Gzip).unwrap(), &packed, data.len() - 1), Err(DecodeError::TooLarge));
+        assert_eq!(whole(&mut Inflater::new(&Coding::Gzip).unwrap(), &packed[..packed.len() - 9], 1 << 20), Err(DecodeError::Corrupt), "cut short");
+        assert_eq!(whole(&mut Inflater::new(&Coding::Gzip).unwrap(), &data, 1 << 20), Err(DecodeError::Corrupt), "not gzip");
+        let zlib = miniz_oxide::deflate::compress_to_vec_zlib(&data, 6);
+        assert_eq!(whole(&mut Inflater::new(&Coding::Deflate).unwrap(), &zlib, 1 << 20), Ok(data));
     }
 
     #[test]

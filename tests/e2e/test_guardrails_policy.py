@@ -179,9 +179,18 @@ def test_hostile_answers_while_answers_are_read(stack, client, central):
     except requests.exceptions.ChunkedEncodingError:
         pass
     assert client.record(r.headers["x-tollgate-request-id"])["outcome"] != "ok"
-    # a provider that compresses although not asked: passed on unread, intact
-    r = client.chat("cheap", content=f"Mail {EMAIL} now", headers={"x-mock-gzip": "1", "x-mock-echo": "1"})
-    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "Mail [EMAIL_1] now"
+    # a provider that compresses although not asked: decoded, restored, sent on decoded (before: passed on unread)
+    for stream in (False, True):
+        r = client.chat("cheap", content=f"Mail {EMAIL} now", extra={"stream": stream}, stream=stream,
+                        headers={"x-mock-gzip": "1", "x-mock-echo": "1"})
+        assert r.status_code == 200 and "content-encoding" not in r.headers
+        if stream:
+            text = "".join(c["delta"].get("content") or "" for line in r.iter_lines() if line.startswith(b"data: {")
+                           for c in json.loads(line[6:])["choices"])
+        else:
+            text = r.json()["choices"][0]["message"]["content"]
+        assert text == f"Mail {EMAIL} now", (stream, text)
+        assert client.record(r.headers["x-tollgate-request-id"])["guardrails"]["restored"] == 1
     # an error answer is not rewritten
     r = client.chat("cheap", content=f"Mail {EMAIL}", headers={"x-mock-status": "400"})
     assert r.status_code == 400 and EMAIL not in r.text

@@ -131,8 +131,9 @@ enum Phase {
 /// How the response body is read.
 enum Reader {
     None,
-    /// SSE: followed event by event (through an inflater when compressed).
-    Stream { tracker: StreamTracker, inflater: Option<Inflater> },
+    /// SSE: followed event by event (through an inflater when compressed;
+    /// `decoded`: the client gets the inflater's output, rewritten).
+    Stream { tracker: StreamTracker, inflater: Option<Inflater>, decoded: bool },
     /// JSON held until complete (cost headers), up to `max_response_bytes`.
     Held { inflater: Option<Inflater> },
     /// JSON read as it passes.
@@ -764,14 +765,15 @@ impl TollgateHttp {
     /// A whole answer as the client gets it — translated, captured (the
     /// provider's, before anything is restored in it), guarded, JSON-checked
     /// (and repaired on a json_repair route) — before the record is
-    /// settled, which carries what was found. `None`: send `body` as it is.
+    /// settled, which carries what was found. `None`: send `body` as it is
+    /// (always so for a `compressed` one, which could not be decoded).
     fn client_answer(&mut self, cfg: &Config, body: &[u8], compressed: bool) -> Option<Vec<u8>> {
+        if compressed {
+            return None;
+        }
         let ok = (200..300).contains(&self.status);
-        let mut new = match (self.translate, compressed) {
-            (Some(d), false) => d.answer(body, self.status, now_ms() / 1000),
-            _ => None,
-        };
-        if let (Some(c), false, true) = (self.capture.as_mut(), compressed, ok) {
+        let mut new = self.translate.and_then(|d| d.answer(body, self.status, now_ms() / 1000));
+        if let (Some(c), true) = (self.capture.as_mut(), ok) {
             let answer = new.as_deref().unwrap_or(body);
             if answer.len() <= cfg.capture.as_ref().map_or(0, |k| k.max_bytes) {
                 c.response = String::from_utf8_lossy(answer).into_owned();
@@ -782,7 +784,7 @@ impl TollgateHttp {
                 new = Some(guarded);
             }
         }
-        if let (Some(ask), false, true) = (self.chat.as_ref().and_then(|c| c.json.clone()), compressed, ok) {
+        if let (Some(ask), true) = (self.chat.as_ref().and_then(|c| c.json.clone()), ok) {
             let (checked, fixed) = crate::jsonfix::answer(new.as_deref().unwrap_or(body), &ask, self.json_repair);
             if fixed.is_some() {
                 new = fixed;
@@ -790,6 +792,11 @@ impl TollgateHttp {
             self.json_check = checked.map(|c| tollgate_protocol::record::JsonCheck { valid: c.valid, repaired: c.repaired, error: c.error });
         }
         new
+    }
+
+    /// Whether the filter rewrites a JSON answer (so decodes a compressed one).
+    fn rewrites_json(&self) -> bool {
+        self.translate.is_some() || self.answer_guard.is_some() || self.chat.as_ref().is_some_and(|c| c.json.is_some())
     }
 
     /// The request's finding with the answer's added.
@@ -837,7 +844,7 @@ impl TollgateHttp {
         let cfg = self.config.clone()?;
         let target = self.target.as_ref()?;
         let (stream, body_note, body_bytes) = match &self.reader {
-            Reader::Stream { tracker, inflater } => {
+            Reader::Stream { tracker, inflater, .. } => {
                 (Some(tracker.summary()), inflater.as_ref().and_then(|i| i.error()).map(|_| "usage_unreadable:content_encoding"), 0)
             }
             Reader::Unreadable { bytes } => (None, Some("usage_unreadable:content_encoding"), bytes.saturating_mul(4)),
@@ -1056,23 +1063,29 @@ impl HttpContext for TollgateHttp {
             return Action::Continue;
         }
         let inflater = Inflater::new(&coding);
-        if let (Some((policy, owner, placeholders)), None, true) = (self.answer_seed.take(), &inflater, (200..300).contains(&self.status)) {
+        // Made whether the answer is compressed or not: a compressed answer
+        // the filter rewrites is decoded for it (see `decode`).
+        if let (Some((policy, owner, placeholders)), true) = (self.answer_seed.take(), (200..300).contains(&self.status)) {
             self.answer_guard = crate::guard::answer::AnswerGuard::new(policy, owner, placeholders, self.api.unwrap_or(Api::OpenAiChat));
         }
         if content_type.starts_with(b"text/event-stream") {
             let chat = self.chat.as_ref();
-            // A compressed stream cannot be rewritten: the client then also
-            // gets the usage chunk it did not ask for (SDKs ignore it).
-            let strip = inflater.is_none() && cfg.force_stream_usage && chat.is_some_and(|c| c.stream && !c.client_include_usage);
-            let mut tracker = StreamTracker::new(self.response_api(), strip);
-            if let (Some(d), None) = (self.translate, &inflater) {
+            let strip = cfg.force_stream_usage && chat.is_some_and(|c| c.stream && !c.client_include_usage);
+            // A compressed stream the filter rewrites (translated, guarded,
+            // a usage chunk stripped) goes on decoded, chunk by chunk.
+            let decoded = inflater.is_some() && (strip || self.translate.is_some() || self.answer_guard.is_some());
+            if decoded {
+                host::set_header(RESPONSE_HEADERS, "content-encoding", None);
+            }
+            let mut tracker = StreamTracker::new(self.response_api(), strip && (decoded || inflater.is_none()));
+            if let (Some(d), true) = (self.translate, decoded || inflater.is_none()) {
                 let include_usage = chat.is_some_and(|c| c.client_include_usage);
                 tracker = tracker.translating(d.stream(now_ms() / 1000, include_usage));
             }
-            if (tracker.rewrites() || self.answer_guard.is_some()) && has_content_length {
+            if (tracker.rewrites() || self.answer_guard.is_some() || decoded) && has_content_length {
                 host::set_header(RESPONSE_HEADERS, "content-length", None);
             }
-            self.reader = Reader::Stream { tracker, inflater };
+            self.reader = Reader::Stream { tracker, inflater, decoded };
             return Action::Continue;
         }
         let wants_json = self.chat.as_ref().is_some_and(|c| c.json.is_some());
@@ -1097,30 +1110,41 @@ impl HttpContext for TollgateHttp {
             return Action::Continue;
         };
         match &mut self.reader {
-            Reader::Stream { tracker, inflater } => {
-                let chunk = host::buffer(RESPONSE_BODY, 0, body_size);
-                match inflater {
-                    Some(inf) => inf.push(&chunk, |d| {
-                        tracker.push(d);
-                    }),
-                    None => {
-                        let mut out = tracker.push(&chunk);
+            Reader::Stream { tracker, inflater, decoded } => {
+                let raw = host::buffer(RESPONSE_BODY, 0, body_size);
+                let chunk = match inflater {
+                    Some(inf) if *decoded => {
+                        let mut plain = Vec::new();
+                        inf.push(&raw, |d| plain.extend_from_slice(d));
+                        Some(plain)
+                    }
+                    Some(inf) => {
+                        inf.push(&raw, |d| {
+                            tracker.push(d);
+                        });
+                        None
+                    }
+                    None => Some(raw),
+                };
+                if let Some(chunk) = chunk {
+                    let mut out = tracker.push(&chunk);
+                    if end_of_stream {
+                        out.extend_from_slice(&tracker.finish());
+                    }
+                    if let Some(g) = self.answer_guard.as_mut() {
+                        let mut guarded = g.push(if tracker.rewrites() { &out } else { &chunk });
                         if end_of_stream {
-                            out.extend_from_slice(&tracker.finish());
+                            guarded.extend_from_slice(&g.finish());
                         }
-                        if let Some(g) = self.answer_guard.as_mut() {
-                            let mut guarded = g.push(if tracker.rewrites() { &out } else { &chunk });
-                            if end_of_stream {
-                                guarded.extend_from_slice(&g.finish());
-                            }
-                            host::set_buffer(RESPONSE_BODY, 0, body_size, &guarded);
-                        } else if tracker.rewrites() {
-                            host::set_buffer(RESPONSE_BODY, 0, body_size, &out);
-                        }
+                        host::set_buffer(RESPONSE_BODY, 0, body_size, &guarded);
+                    } else if tracker.rewrites() {
+                        host::set_buffer(RESPONSE_BODY, 0, body_size, &out);
+                    } else if *decoded {
+                        host::set_buffer(RESPONSE_BODY, 0, body_size, &chunk);
                     }
                 }
                 if end_of_stream {
-                    if inflater.is_some() {
+                    if inflater.is_some() && !*decoded {
                         tracker.finish();
                     }
                     self.response_complete = true;
@@ -1135,17 +1159,42 @@ impl HttpContext for TollgateHttp {
                 }
                 // Everything so far is buffered: read it once.
                 let inflater = inflater.take();
-                self.reader = Reader::Json { collector: JsonCollector::new(cfg.max_response_bytes), inflater };
-                let body = host::buffer(RESPONSE_BODY, 0, body_size);
-                let compressed = matches!(&self.reader, Reader::Json { inflater: Some(_), .. });
+                let mut body = host::buffer(RESPONSE_BODY, 0, body_size);
+                // A compressed answer the filter rewrites goes on decoded
+                // (its headers are still held), if it decodes whole within
+                // what the filter holds; otherwise as it came, unrewritten.
+                let decoded = match inflater {
+                    Some(mut inf) if end_of_stream && self.rewrites_json() => match crate::decode::whole(&mut inf, &body, cfg.max_response_bytes) {
+                        Ok(plain) => Ok(plain),
+                        Err(_) => Err(inf.fresh()),
+                    },
+                    other => Err(other),
+                };
+                let compressed = match decoded {
+                    Ok(plain) => {
+                        host::set_header(RESPONSE_HEADERS, "content-encoding", None);
+                        body = plain;
+                        self.reader = Reader::Json { collector: JsonCollector::new(cfg.max_response_bytes), inflater: None };
+                        None
+                    }
+                    Err(inflater) => {
+                        let compressed = inflater.is_some();
+                        self.reader = Reader::Json { collector: JsonCollector::new(cfg.max_response_bytes), inflater };
+                        Some(compressed)
+                    }
+                };
                 self.feed_json(&body);
                 if end_of_stream {
-                    let new = self.client_answer(&cfg, &body, compressed);
+                    let new = self.client_answer(&cfg, &body, compressed.unwrap_or(false));
                     if let Some(rec) = self.finish_json() {
                         if cfg.cost_headers {
                             self.add_cost_headers(&rec);
                         }
                     }
+                    let new = match (new, compressed) {
+                        (None, None) => Some(body),
+                        (new, _) => new,
+                    };
                     if let Some(new) = new {
                         host::set_buffer(RESPONSE_BODY, 0, body_size, &new);
                         self.set_response_header("content-length", &new.len().to_string());

@@ -4,10 +4,13 @@
 //!
 //! - `x-mock-replay: <file>`: answer with tests/captures/<file> (status 200,
 //!   content type by extension), in `x-mock-chunk-bytes` pieces;
-//! - `x-mock-gzip: 1`: gzip the body (and say so in `content-encoding`);
+//! - `x-mock-gzip: 1`, or any request to a host named `gzip.*` (for the
+//!   calls the gateway makes itself): gzip the body, and say so in
+//!   `content-encoding`, although no accept-encoding asked for it;
 //! - `x-mock-content-encoding: br`: claim an encoding the body does not have;
 //! - `x-mock-endless-event: N`: an SSE event of N bytes that never ends;
 //! - `x-mock-bad-header: 1`: a response header with a byte that is not UTF-8;
+//! - `x-mock-forged-tollgate-headers: 1`: headers in Tollgate's namespace;
 //! - `x-mock-model-bytes: N`: a model name of N bytes in the response;
 //! - `x-mock-usage-output: N`: report N output tokens whatever was generated.
 
@@ -15,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, Response};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -27,6 +31,38 @@ pub fn replay(dir: &Path, name: &str) -> Option<(Vec<u8>, &'static str)> {
     let bytes = std::fs::read(path).ok()?;
     let ctype = if name.ends_with(".sse") { "text/event-stream; charset=utf-8" } else { "application/json" };
     Some((bytes, ctype))
+}
+
+/// A successful answer as the request's `x-mock-*` headers (or host) ask
+/// it to misbehave: compressed, mislabelled, with a header that is not
+/// UTF-8 or in Tollgate's namespace. Chat, messages and Responses alike.
+pub async fn misbehave(mut r: Response<Body>, h: &HeaderMap) -> Response<Body> {
+    let asked = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+    if asked("x-mock-gzip") == Some("1") || asked("host").is_some_and(|v| v.starts_with("gzip.")) {
+        // Compress what would have been sent, then send it in small pieces.
+        let (parts, body) = r.into_parts();
+        let bytes = axum::body::to_bytes(body, 256 << 20).await.unwrap_or_default();
+        let mut out = Response::from_parts(parts, chunked(gzip(&bytes), 512));
+        out.headers_mut().insert("content-encoding", HeaderValue::from_static("gzip"));
+        out.headers_mut().remove("content-length");
+        r = out;
+    }
+    if let Some(enc) = asked("x-mock-content-encoding") {
+        r.headers_mut().insert("content-encoding", HeaderValue::from_str(enc).unwrap_or(HeaderValue::from_static("br")));
+    }
+    if asked("x-mock-bad-header") == Some("1") {
+        if let Ok(v) = HeaderValue::from_bytes(b"caf\xe9") {
+            r.headers_mut().insert("x-mock-latin1", v);
+        }
+    }
+    if asked("x-mock-forged-tollgate-headers") == Some("1") {
+        for (k, v) in [("x-tollgate-cost-micros", &b"0"[..]), ("x-tollgate-model", b"forged"), ("x-tollgate-extra", b"forged"), ("x-tollgate-latin1", b"caf\xe9")] {
+            if let Ok(v) = HeaderValue::from_bytes(v) {
+                r.headers_mut().append(k, v);
+            }
+        }
+    }
+    r
 }
 
 pub fn gzip(b: &[u8]) -> Vec<u8> {

@@ -27,6 +27,8 @@
 //! - `x-mock-output-tokens: N`: generate N output tokens (default 12, capped by max_tokens).
 //! - A last message `TASK: add A B` or `JUDGE: …` is answered by models of
 //!   different quality (tasks.rs): evaluations can tell them apart.
+//! - `x-mock-gzip: 1` (or a `Host` starting `gzip.`): the answer gzipped
+//!   although no accept-encoding asked for it (hostile.rs).
 //! - `x-mock-echo: 1`: answer with the last message's text, 3 characters a token;
 //!   `x-mock-say: TEXT`: answer with TEXT, the same way.
 //! - `x-mock-cached-tokens: N` / `x-mock-cache-write-tokens: N`: prompt-cache counts
@@ -268,11 +270,6 @@ struct Plan {
     web_searches: u64,
     /// Report this many output tokens, whatever was generated (a lying provider).
     usage_output: Option<u64>,
-    gzip: bool,
-    fake_encoding: Option<String>,
-    bad_header: bool,
-    /// Send headers in Tollgate's namespace, as a hostile or confused upstream might.
-    forged_tollgate_headers: bool,
     endless_event: Option<u64>,
     /// DeepSeek in thinking mode with reasoning tokens asked for: the
     /// reasoning it returns as `reasoning_content`, before the answer.
@@ -570,13 +567,14 @@ async fn respond_api(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: 
     app.served_input.fetch_add(plan.input, Ordering::SeqCst);
     app.served_output.fetch_add(plan.output, Ordering::SeqCst);
     if !plan.stream {
-        return respond(StatusCode::OK, &h, &uri, responses::object(&plan, &id, created, true).to_string(), "application/json");
+        let r = respond(StatusCode::OK, &h, &uri, responses::object(&plan, &id, created, true).to_string(), "application/json");
+        return hostile::misbehave(r, &h).await;
     }
     let events: Vec<Result<Bytes, std::io::Error>> =
         responses::events(&plan, &id, created).iter().map(|(n, d)| Ok(sse(Some(n), d))).collect();
     let mut r = Response::new(Body::from_stream(tokio_stream::iter(events)));
     decorate(r.headers_mut(), &h, &uri, "text/event-stream");
-    r
+    hostile::misbehave(r, &h).await
 }
 
 async fn embed(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
@@ -768,10 +766,6 @@ async fn handle(
         cache_write_1h: header_u64(&h, "x-mock-cache-write-1h-tokens").unwrap_or(0),
         web_searches: header_u64(&h, "x-mock-web-searches").unwrap_or(0),
         usage_output: header_u64(&h, "x-mock-usage-output"),
-        gzip: header_str(&h, "x-mock-gzip") == Some("1"),
-        fake_encoding: header_str(&h, "x-mock-content-encoding").map(str::to_string),
-        bad_header: header_str(&h, "x-mock-bad-header") == Some("1"),
-        forged_tollgate_headers: header_str(&h, "x-mock-forged-tollgate-headers") == Some("1"),
         endless_event: header_u64(&h, "x-mock-endless-event"),
         echo,
     };
@@ -786,8 +780,7 @@ async fn handle(
         app.served_input.fetch_add(plan.input, Ordering::SeqCst);
         app.served_output.fetch_add(completion_tokens(&plan), Ordering::SeqCst);
     }
-    let (gzip, fake, bad_header, forged) = (plan.gzip, plan.fake_encoding.clone(), plan.bad_header, plan.forged_tollgate_headers);
-    let mut r = if let Some(bytes) = plan.endless_event {
+    let r = if let Some(bytes) = plan.endless_event {
         let mut r = Response::new(hostile::endless_event(bytes));
         decorate(r.headers_mut(), &h, &uri, "text/event-stream; charset=utf-8");
         r
@@ -796,31 +789,7 @@ async fn handle(
     } else {
         json_response(plan, n, &h, &uri)
     };
-    if gzip {
-        // Compress what would have been sent, then send it in small pieces.
-        let (parts, body) = r.into_parts();
-        let bytes = axum::body::to_bytes(body, 256 << 20).await.unwrap_or_default();
-        let mut out = Response::from_parts(parts, hostile::chunked(hostile::gzip(&bytes), 512));
-        out.headers_mut().insert("content-encoding", HeaderValue::from_static("gzip"));
-        out.headers_mut().remove("content-length");
-        r = out;
-    }
-    if let Some(enc) = fake {
-        r.headers_mut().insert("content-encoding", HeaderValue::from_str(&enc).unwrap_or(HeaderValue::from_static("br")));
-    }
-    if bad_header {
-        if let Ok(v) = HeaderValue::from_bytes(b"caf\xe9") {
-            r.headers_mut().insert("x-mock-latin1", v);
-        }
-    }
-    if forged {
-        for (k, v) in [("x-tollgate-cost-micros", &b"0"[..]), ("x-tollgate-model", b"forged"), ("x-tollgate-extra", b"forged"), ("x-tollgate-latin1", b"caf\xe9")] {
-            if let Ok(v) = HeaderValue::from_bytes(v) {
-                r.headers_mut().append(k, v);
-            }
-        }
-    }
-    r
+    hostile::misbehave(r, &h).await
 }
 
 /// Output tokens billed: every choice's, reasoning included (or what a lying

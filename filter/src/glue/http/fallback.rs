@@ -17,6 +17,7 @@ use proxy_wasm::traits::Context;
 use proxy_wasm::types::Action;
 
 use super::super::host;
+use crate::decode::{Coding, Inflater};
 use super::TollgateHttp;
 use crate::admission::{self, Decision};
 use crate::config::Config;
@@ -103,15 +104,35 @@ impl TollgateHttp {
         if retryable(status) && self.try_fallback(&cfg, status) {
             return;
         }
-        let body = host::buffer(host::CALL_RESPONSE_BODY, 0, body_size);
+        let mut body = host::buffer(host::CALL_RESPONSE_BODY, 0, body_size);
         self.status = status;
         self.upstream_responded = true;
         let content_type = String::from_utf8_lossy(&header(b"content-type")).into_owned();
+        // Compressed although not asked: decoded and answered decoded, as a
+        // first attempt's rewritten answer is; one that does not decode (or
+        // in a coding the filter cannot read) goes on as it came, unread.
+        let encoding = header(b"content-encoding");
+        let coding = Coding::from_header((!encoding.is_empty()).then_some(encoding.as_slice()));
+        let undecoded = match Inflater::new(&coding) {
+            Some(mut inf) => match crate::decode::whole(&mut inf, &body, cfg.max_response_bytes) {
+                Ok(plain) => {
+                    body = plain;
+                    false
+                }
+                Err(_) => true,
+            },
+            None => coding != Coding::Identity,
+        };
         // The answer is read like a first attempt's: guarded when the policy reads answers.
         if let (Some((policy, owner, placeholders)), true) = (self.answer_seed.take(), (200..300).contains(&status)) {
             self.answer_guard = crate::guard::answer::AnswerGuard::new(policy, owner, placeholders, self.api.unwrap_or(tollgate_protocol::Api::OpenAiChat));
         }
-        let (out, costs) = if content_type.starts_with("text/event-stream") {
+        let (out, costs) = if undecoded {
+            self.reader = super::Reader::Unreadable { bytes: body.len() as u64 };
+            self.response_complete = true;
+            let rec = self.settle(Termination::Complete);
+            (body, rec.filter(|_| cfg.cost_headers).map(|r| super::cost_header_values(&r)).unwrap_or_default())
+        } else if content_type.starts_with("text/event-stream") {
             let chat = self.chat.as_ref();
             let strip = cfg.force_stream_usage && chat.is_some_and(|c| c.stream && !c.client_include_usage);
             let mut tracker = StreamTracker::new(self.response_api(), strip);
@@ -121,7 +142,7 @@ impl TollgateHttp {
             let mut out = tracker.push(&body);
             out.extend_from_slice(&tracker.finish());
             let rewrites = tracker.rewrites();
-            self.reader = super::Reader::Stream { tracker, inflater: None };
+            self.reader = super::Reader::Stream { tracker, inflater: None, decoded: false };
             let out = if rewrites { out } else { body };
             let out = match self.answer_guard.as_mut() {
                 Some(g) => [g.push(&out), g.finish()].concat(),
@@ -140,6 +161,10 @@ impl TollgateHttp {
             (new.unwrap_or(body), costs)
         };
         let mut reply: Vec<(&str, &str)> = vec![("content-type", if content_type.is_empty() { "application/json" } else { content_type.as_str() })];
+        let encoding = String::from_utf8_lossy(&encoding).into_owned();
+        if undecoded {
+            reply.push(("content-encoding", encoding.as_str()));
+        }
         reply.push(("x-tollgate-request-id", self.request_id.as_str()));
         let (provider, model) = self.target.as_ref().map(|t| (t.provider.clone(), t.upstream_model.clone())).unwrap_or_default();
         reply.push(("x-tollgate-provider", &provider));

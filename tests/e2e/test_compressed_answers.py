@@ -1,0 +1,196 @@
+"""A provider that compresses its answer although the gateway asked for none
+(the client's accept-encoding is not sent upstream): an answer the gateway
+rewrites — translated to the client's API, guarded, its JSON checked, an
+unasked usage chunk left out — is decoded and reaches the client rewritten,
+without content-encoding. Before, such an answer went on as it came: a
+Claude answer in Anthropic's format to an OpenAI SDK, a fallback's gzip
+bytes without their content-encoding. One that does not decode goes on as
+it came, is priced by estimate, and the next request is served.
+
+The mock gzips an answer when asked with `x-mock-gzip: 1`, or for any
+request to a host whose name starts with `gzip.` (the fallback below)."""
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+import requests
+
+import stack as sm
+from conftest import SEARCH_KEY, expected_cost
+
+GZ = {"x-mock-gzip": "1"}
+CLAUDE = "anthropic/claude-sonnet-4-6"
+
+
+def no_encoding(headers) -> None:
+    assert "content-encoding" not in headers, dict(headers)
+
+
+def test_a_compressed_claude_answer_reaches_an_openai_client_translated(oai, client):
+    raw = oai.chat.completions.with_raw_response.create(
+        model=CLAUDE, max_tokens=50, messages=[{"role": "user", "content": "Say hello"}], extra_headers=GZ)
+    assert raw.headers["x-mock-path"] == "/v1/messages"
+    no_encoding(raw.headers)
+    r = raw.parse()
+    assert r.object == "chat.completion" and r.choices[0].message.content.startswith("Sure")
+    assert int(raw.headers["content-length"]) == len(raw.content)
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert rec["usage_source"] == "provider" and rec["usage"]["output_tokens"] == r.usage.completion_tokens
+    assert int(raw.headers["x-tollgate-cost-micros"]) == rec["cost_micros"] == expected_cost(
+        CLAUDE, r.usage.prompt_tokens, r.usage.completion_tokens)
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_a_compressed_claude_stream_reaches_an_openai_client_as_chunks(oai, client, include_usage):
+    kw = {"stream_options": {"include_usage": True}} if include_usage else {}
+    raw = oai.chat.completions.with_raw_response.create(
+        model=CLAUDE, messages=[{"role": "user", "content": "Stream it"}], stream=True, extra_headers=GZ, **kw)
+    no_encoding(raw.headers)
+    chunks = list(raw.parse())
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).startswith("Sure, here is a mock answer")
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert rec["usage_source"] == "provider" and rec["usage"]["output_tokens"] == 12
+    assert [c.usage.completion_tokens for c in chunks if c.usage] == ([12] if include_usage else [])
+
+
+def test_a_compressed_openai_answer_reaches_an_anthropic_client_translated(claude_sdk, client):
+    raw = claude_sdk.messages.with_raw_response.create(
+        model="openai/gpt-5.4", max_tokens=50, messages=[{"role": "user", "content": "Say hello"}], extra_headers=GZ)
+    assert raw.headers["x-mock-path"].endswith("/chat/completions")
+    no_encoding(raw.headers)
+    m = raw.parse()
+    assert m.type == "message" and m.content[0].text.startswith("Sure") and m.stop_reason == "end_turn"
+    with claude_sdk.messages.stream(model="openai/gpt-5.4", max_tokens=50, extra_headers=GZ,
+                                    messages=[{"role": "user", "content": "Stream it"}]) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+        no_encoding(s.response.headers)
+        rid = s.response.headers["x-tollgate-request-id"]
+    assert text.startswith("Sure, here is a mock answer") and final.usage.output_tokens == 12
+    rec = client.record(rid)
+    assert rec["usage_source"] == "provider" and rec["usage"]["output_tokens"] == 12
+
+
+@pytest.mark.parametrize("model,path", [(CLAUDE, "/v1/messages"), ("cheap", "/chat/completions")])
+def test_a_compressed_answer_reaches_a_responses_client_translated(oai, client, model, path):
+    raw = oai.responses.with_raw_response.create(model=model, input="Say hello", max_output_tokens=50, extra_headers=GZ)
+    assert raw.headers["x-mock-path"].endswith(path)
+    no_encoding(raw.headers)
+    r = raw.parse()
+    assert r.object == "response" and r.status == "completed" and r.output_text.startswith("Sure")
+    with oai.responses.stream(model=model, input="Stream it", extra_headers=GZ) as s:
+        text = "".join(e.delta for e in s if e.type == "response.output_text.delta")
+        final = s.get_final_response()
+    assert text.startswith("Sure, here is a mock answer") and final.usage.output_tokens == 12
+
+
+def test_a_compressed_responses_answer_reaches_a_chat_client_for_a_codex_model(oai):
+    model = "openai/gpt-5.1-codex"
+    raw = oai.chat.completions.with_raw_response.create(
+        model=model, max_completion_tokens=50, messages=[{"role": "user", "content": "Say hello"}], extra_headers=GZ)
+    assert raw.headers["x-mock-path"] == "/v1/responses"
+    no_encoding(raw.headers)
+    assert raw.parse().choices[0].message.content.startswith("Sure")
+    stream = oai.chat.completions.create(model=model, messages=[{"role": "user", "content": "Stream it"}], stream=True,
+                                         stream_options={"include_usage": True}, extra_headers=GZ)
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).startswith("Sure, here is a mock answer")
+    assert [c.usage.completion_tokens for c in chunks if c.usage] == [12]
+
+
+def test_a_compressed_stream_loses_the_usage_chunk_the_client_did_not_ask_for(client):
+    """The gateway asks for the usage chunk; a client that did not gets none,
+    compressed or not (before: a compressed stream kept it)."""
+    r = client.chat("openai/gpt-5.4", extra={"stream": True}, headers=GZ, stream=True)
+    no_encoding(r.headers)
+    events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith(b"data: {")]
+    assert events and not [e for e in events if e.get("usage")], events[-1]
+    assert all(e["choices"] for e in events), "the choices: [] usage chunk is left out"
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["usage_source"] == "provider" and rec["usage"]["output_tokens"] == 12
+
+
+def test_a_compressed_answer_is_json_checked_and_repaired(client):
+    body = {"model": "json-mini", "messages": [{"role": "user", "content": "TASK: add 2 3"}], "response_format": {"type": "json_object"}}
+    r = client.post("/v1/chat/completions", body, headers=GZ)
+    no_encoding(r.headers)
+    assert r.json()["choices"][0]["message"]["content"] == '{"answer": 5}'
+    assert client.record(r.headers["x-tollgate-request-id"])["json_check"] == {"valid": True, "repaired": True}
+
+
+def raw_exchange(port: int, body: bytes, headers: dict) -> tuple[int, dict, bytes]:
+    """One request over a plain socket: the answer's bytes as they came (no client decodes them)."""
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    req = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {len(body)}\r\n{head}\r\n").encode() + body
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(req)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    hdrs = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if hdrs.get("transfer-encoding") == "chunked":
+        out = b""
+        while rest:
+            size, _, rest = rest.partition(b"\r\n")
+            n = int(size.split(b";")[0], 16)
+            if n == 0:
+                break
+            out, rest = out + rest[:n], rest[n + 2:]
+        rest = out
+    return int(lines[0].split()[1]), hdrs, rest
+
+
+def test_an_answer_that_says_gzip_but_is_not_goes_on_as_it_came_and_is_estimated(stack, client):
+    body = json.dumps({"model": CLAUDE, "max_tokens": 50, "messages": [{"role": "user", "content": "Say hello"}]}).encode()
+    h = {"content-type": "application/json", "authorization": f"Bearer {SEARCH_KEY}", "x-mock-content-encoding": "gzip"}
+    status, headers, content = raw_exchange(stack.envoy.listen_port, body, h)
+    assert status == 200 and headers["content-encoding"] == "gzip"
+    assert json.loads(content)["type"] == "message", "passed on untranslated: it could not be read"
+    rec = client.record(headers["x-tollgate-request-id"])
+    assert rec["usage_source"] == "estimated" and rec["error_code"] == "usage_unreadable:content_encoding"
+    assert rec["cost_micros"] > 0
+    r = client.chat(CLAUDE)
+    assert r.status_code == 200 and r.json()["object"] == "chat.completion"
+
+
+def test_a_fallbacks_compressed_answer_is_decoded_and_translated(stack, tmp_path):
+    """The first attempt fails; the alternative (a provider whose host makes
+    the mock gzip) answers compressed. Before, its gzip bytes reached the
+    client without a content-encoding, untranslated and unpriced."""
+    def patch(c):
+        c["providers"].append({"name": "squeezed", "format": "anthropic", "cluster": "anthropic", "host": "gzip.anthropic.test",
+                               "path_prefix": "/v1", "api_key": "sk-ant-mock", "anthropic_version": "2023-06-01"})
+        c["routes"][:0] = [{"model": "squeezy", "provider": "openai", "upstream_model": "gpt-5.4", "fallbacks": ["squeezed-claude"]},
+                           {"model": "squeezed-claude", "provider": "squeezed", "upstream_model": "claude-sonnet-4-6"}]
+        c["pricing"]["squeezed/claude-sonnet-4-6"] = c["pricing"]["anthropic/claude-sonnet-4-6"]
+    # The mock compresses for that host (the fallback's :authority) unasked.
+    direct = requests.post(f"http://127.0.0.1:{stack.mock.port}/v1/messages", stream=True, timeout=10,
+                           headers={"host": "gzip.anthropic.test", "x-api-key": "sk-ant-mock", "anthropic-version": "2023-06-01"},
+                           json={"model": "claude-sonnet-4-6", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]})
+    assert direct.status_code == 200 and direct.headers["content-encoding"] == "gzip", direct.headers
+    cfg = sm.demo_config(sm.free_port(), sm.free_port(), stack.mock.port, plugin_patch=patch, control_port=stack.control.port)
+    e = sm.Envoy(cfg, tmp_path, concurrency=1, name="squeezed")
+    try:
+        h = {"content-type": "application/json", "authorization": f"Bearer {SEARCH_KEY}", "x-mock-status": "500"}
+        for stream in (False, True):
+            r = requests.post(e.url + "/v1/chat/completions", headers=h, timeout=30,
+                              json={"model": "squeezy", "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 200 and r.headers["x-tollgate-provider"] == "squeezed", r.text
+            no_encoding(r.headers)
+            if stream:
+                events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith(b"data: {")]
+                text = "".join(c["delta"].get("content") or "" for e_ in events for c in e_["choices"])
+            else:
+                text = r.json()["choices"][0]["message"]["content"]
+            assert text.startswith("Sure"), (stream, r.content[:200])
+            if not stream:
+                u = r.json()["usage"]
+                assert int(r.headers["x-tollgate-cost-micros"]) == expected_cost(
+                    "anthropic/claude-sonnet-4-6", u["prompt_tokens"], u["completion_tokens"])
+    finally:
+        e.stop()
