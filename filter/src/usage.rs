@@ -304,6 +304,25 @@ pub struct StreamTracker {
     translator: Option<Box<dyn crate::translate::StreamTranslator>>,
 }
 
+/// The error event a provider in `api`'s format would send for a stream
+/// event too large to read, as the translators read such events.
+fn oversized_error(api: Api) -> (Option<&'static str>, &'static str) {
+    match api {
+        Api::AnthropicMessages => (
+            Some("error"),
+            r#"{"type":"error","error":{"type":"api_error","message":"The provider sent a stream event larger than the gateway reads (1 MiB): the rest of the answer cannot be translated."}}"#,
+        ),
+        Api::OpenAiResponses => (
+            Some("error"),
+            r#"{"type":"error","code":"event_too_large","message":"The provider sent a stream event larger than the gateway reads (1 MiB): the rest of the answer cannot be translated.","param":null}"#,
+        ),
+        _ => (
+            None,
+            r#"{"error":{"message":"The provider sent a stream event larger than the gateway reads (1 MiB): the rest of the answer cannot be translated.","type":"server_error","param":null,"code":"event_too_large"}}"#,
+        ),
+    }
+}
+
 /// What one event of a stream whose every event is typed JSON (Responses
 /// API, Gemini) says: read by [`crate::responses_api`] and [`crate::gemini`].
 #[derive(Default, Debug, PartialEq, Eq)]
@@ -375,6 +394,7 @@ impl StreamTracker {
         let mut out = Vec::new();
         let mut splitter = std::mem::take(&mut self.splitter);
         splitter.push(chunk, |raw, whole| {
+            let first_oversized = !whole && !self.oversized;
             let keep = if whole {
                 self.observe(raw)
             } else {
@@ -385,10 +405,16 @@ impl StreamTracker {
                 Keep::Event
             };
             if let Some(t) = self.translator.as_mut() {
-                // An over-long fragment cannot be translated: dropped.
-                if whole {
+                if !self.oversized {
                     let ev = parse_event(raw);
                     out.extend(t.event(ev.name, &ev.data));
+                } else if first_oversized {
+                    // An event past the splitter's limit cannot be
+                    // translated: the client is told so in its own format
+                    // (an error event in the provider's, translated) and
+                    // gets nothing more of this stream.
+                    let (name, data) = oversized_error(self.api);
+                    out.extend(t.event(name, data));
                 }
             } else if self.strip_usage {
                 match keep {
@@ -412,7 +438,7 @@ impl StreamTracker {
         }
         if let Some(t) = self.translator.as_mut() {
             let ev = parse_event(&tail);
-            return if tail.is_empty() || skipping { Vec::new() } else { t.event(ev.name, &ev.data) };
+            return if tail.is_empty() || skipping || self.oversized { Vec::new() } else { t.event(ev.name, &ev.data) };
         }
         if self.strip_usage {
             tail
@@ -678,6 +704,33 @@ fn null_usage_member_at(raw: &[u8], i: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_too_large_to_translate_ends_the_clients_stream_with_an_error_in_its_format() {
+        use crate::translate::Direction::*;
+        for (d, client_error) in [
+            (OpenAiToAnthropic, "data: {\"error\""),
+            (ChatToResponses, "data: {\"error\""),
+            (AnthropicToOpenAi, "event: error"),
+            (AnthropicToResponses, "event: error"),
+            (ResponsesToChat, "\"type\":\"error\""),
+            (ResponsesToAnthropic, "\"type\":\"error\""),
+        ] {
+            let mut t = StreamTracker::new(d.upstream_api(), false).translating(d.stream(1, true));
+            // An event that never ends, in pieces, then more events the client must not get.
+            let mut out = Vec::new();
+            out.extend(t.push(b"data: {\"x\":\""));
+            for _ in 0..40 {
+                out.extend(t.push(&[b'a'; 64 << 10]));
+            }
+            out.extend(t.push(b"\"}\n\ndata: {\"later\":1}\n\n"));
+            out.extend(t.finish());
+            let text = String::from_utf8(out).unwrap_or_default();
+            assert_eq!(text.matches(client_error).count(), 1, "{d:?}: {text}");
+            assert!(text.contains("larger than the gateway reads") && !text.contains("later") && !text.contains("aaaa"), "{d:?}: {text}");
+            assert!(t.summary().oversized, "{d:?}");
+        }
+    }
 
     #[test]
     fn openai_json_usage_with_cache_and_reasoning() {

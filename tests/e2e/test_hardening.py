@@ -295,6 +295,36 @@ def test_an_endless_sse_event_stays_bounded(stack, client):
     worker_alive(client)
 
 
+@pytest.mark.parametrize("path,model", [("/v1/chat/completions", "anthropic/claude-sonnet-4-6"),
+                                        ("/v1/messages", "openai/gpt-5.4"),
+                                        ("/v1/responses", "anthropic/claude-sonnet-4-6"),
+                                        ("/v1/responses", "cheap")])
+def test_an_endless_event_on_a_translated_stream_ends_it_with_an_error_the_client_reads(stack, client, path, model):
+    """An event past what the gateway reads cannot be translated. Before, its
+    pieces were dropped and the client's stream just stopped (a Responses
+    client got nothing at all); now the client gets an error event in its own
+    format, then nothing more, and the request is priced by estimate."""
+    body = {"model": model, "stream": True, "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}
+    if path == "/v1/responses":
+        body = {"model": model, "stream": True, "input": "hi"}
+    h = {"x-mock-endless-event": str(3 << 20), **({"anthropic-version": "2023-06-01"} if path == "/v1/messages" else {})}
+    r = client.post(path, body, headers=h, stream=True)
+    assert r.status_code == 200
+    data = b"".join(r.iter_content(1 << 16))
+    assert len(data) < 64 << 10 and b"xxxx" not in data, data[:300]
+    blocks = [b for b in data.decode().split("\n\n") if "data:" in b]
+    last = json.loads(blocks[-1].split("data:", 1)[1])
+    message = {"/v1/chat/completions": lambda e: e["error"]["message"], "/v1/messages": lambda e: e["error"]["message"],
+               "/v1/responses": lambda e: e["message"]}[path](last)
+    assert "larger than the gateway reads" in message, blocks[-1]
+    if path != "/v1/chat/completions":
+        assert blocks[-1].startswith("event: error"), blocks[-1]
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["usage_source"] == "estimated" and rec["cost_micros"] > 0
+    assert rec["error_code"] in ("usage_unreadable:event_too_large", "stream_cut"), rec["error_code"]
+    worker_alive(client)
+
+
 def test_a_json_answer_larger_than_max_response_bytes_is_priced(client):
     # 2.5M output tokens: a ~12 MB body, over the 8 MiB max_response_bytes
     r = client.chat("openai/gpt-5.4", headers={"x-mock-output-tokens": "2500000"}, extra={"max_tokens": 2_500_000})
