@@ -53,6 +53,8 @@ enum Stage {
 /// Inflates a gzip or deflate body incrementally.
 pub struct Inflater {
     coding: Coding,
+    /// Most decoded bytes made ([`MAX_DECODED_BYTES`] unless set lower).
+    limit: u64,
     state: Box<InflateState>,
     stage: Stage,
     zlib_checked: bool,
@@ -70,6 +72,14 @@ pub enum DecodeError {
 
 impl Inflater {
     pub fn new(coding: &Coding) -> Option<Inflater> {
+        Self::with_limit(coding, MAX_DECODED_BYTES)
+    }
+
+    /// An inflater that makes at most `limit` decoded bytes (at most
+    /// [`MAX_DECODED_BYTES`]): for a stream sent on decoded, whose pieces
+    /// the filter holds one at a time, so a small compressed piece cannot
+    /// become tens of MiB in the VM.
+    pub fn with_limit(coding: &Coding, limit: u64) -> Option<Inflater> {
         let (format, stage) = match coding {
             Coding::Gzip => (DataFormat::Raw, Stage::GzipHeader(Vec::new())),
             Coding::Deflate => (DataFormat::Zlib, Stage::Body),
@@ -77,6 +87,7 @@ impl Inflater {
         };
         Some(Inflater {
             coding: coding.clone(),
+            limit: limit.min(MAX_DECODED_BYTES),
             state: InflateState::new_boxed(format),
             stage,
             zlib_checked: !matches!(coding, Coding::Deflate),
@@ -88,12 +99,12 @@ impl Inflater {
 
     /// A new inflater for the same coding, at the start.
     pub fn fresh(&self) -> Option<Inflater> {
-        Inflater::new(&self.coding)
+        Inflater::with_limit(&self.coding, self.limit)
     }
 
     pub fn error(&self) -> Option<DecodeError> {
         match self.stage {
-            Stage::Failed if self.decoded >= MAX_DECODED_BYTES => Some(DecodeError::TooLarge),
+            Stage::Failed if self.decoded >= self.limit => Some(DecodeError::TooLarge),
             Stage::Failed => Some(DecodeError::Corrupt),
             _ => None,
         }
@@ -136,13 +147,13 @@ impl Inflater {
             let r = inflate(&mut self.state, input, &mut self.out, MZFlush::None);
             let written = r.bytes_written.min(self.out.len());
             if let Some(out) = self.out.get(..written) {
-                let room = MAX_DECODED_BYTES.saturating_sub(self.decoded);
+                let room = self.limit.saturating_sub(self.decoded);
                 let take = (written as u64).min(room) as usize;
                 if let Some(part) = out.get(..take) {
                     sink(part);
                 }
                 self.decoded = self.decoded.saturating_add(written as u64);
-                if self.decoded >= MAX_DECODED_BYTES {
+                if self.decoded >= self.limit {
                     self.stage = Stage::Failed;
                     return;
                 }
@@ -291,6 +302,15 @@ mod tests {
         inf.push(&bomb, |d| n += d.len() as u64);
         assert_eq!(inf.error(), Some(DecodeError::TooLarge));
         assert!(n <= MAX_DECODED_BYTES);
+        // A lower limit stops there, and a fresh inflater keeps it.
+        let small = gzip(&vec![0u8; 1 << 20], false);
+        let mut inf = Inflater::with_limit(&Coding::Gzip, 64 << 10).unwrap();
+        let mut n = 0u64;
+        inf.push(&small, |d| n += d.len() as u64);
+        assert_eq!((inf.error(), n), (Some(DecodeError::TooLarge), 64 << 10));
+        let mut again = inf.fresh().unwrap();
+        again.push(&small, |_| {});
+        assert_eq!(again.error(), Some(DecodeError::TooLarge));
     }
 
     #[test]

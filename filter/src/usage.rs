@@ -300,28 +300,25 @@ pub struct StreamTracker {
     output_chars: u64,
     usage_final: bool,
     oversized: bool,
+    /// A translated stream ended for the client ([`Self::end_with_error`]).
+    client_ended: bool,
     /// Rewrites the (Anthropic) stream as OpenAI chunks ([`crate::translate_stream`]).
     translator: Option<Box<dyn crate::translate::StreamTranslator>>,
 }
 
-/// The error event a provider in `api`'s format would send for a stream
-/// event too large to read, as the translators read such events.
-fn oversized_error(api: Api) -> (Option<&'static str>, &'static str) {
+/// The error event a provider in `api`'s format would send saying
+/// `message`, as the translators read such events.
+fn provider_error(api: Api, code: &str, message: &str) -> (Option<&'static str>, String) {
     match api {
-        Api::AnthropicMessages => (
-            Some("error"),
-            r#"{"type":"error","error":{"type":"api_error","message":"The provider sent a stream event larger than the gateway reads (1 MiB): the rest of the answer cannot be translated."}}"#,
-        ),
-        Api::OpenAiResponses => (
-            Some("error"),
-            r#"{"type":"error","code":"event_too_large","message":"The provider sent a stream event larger than the gateway reads (1 MiB): the rest of the answer cannot be translated.","param":null}"#,
-        ),
-        _ => (
-            None,
-            r#"{"error":{"message":"The provider sent a stream event larger than the gateway reads (1 MiB): the rest of the answer cannot be translated.","type":"server_error","param":null,"code":"event_too_large"}}"#,
-        ),
+        Api::AnthropicMessages => (Some("error"), serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}}).to_string()),
+        Api::OpenAiResponses => (Some("error"), serde_json::json!({"type": "error", "code": code, "message": message, "param": null}).to_string()),
+        _ => (None, serde_json::json!({"error": {"message": message, "type": "server_error", "param": null, "code": code}}).to_string()),
     }
 }
+
+/// What the client of a translated stream is told when an event is too
+/// large to translate.
+pub const EVENT_TOO_LARGE: &str = "The provider sent a stream event larger than the gateway reads (1 MiB): the rest of the answer cannot be translated.";
 
 /// What one event of a stream whose every event is typed JSON (Responses
 /// API, Gemini) says: read by [`crate::responses_api`] and [`crate::gemini`].
@@ -370,6 +367,7 @@ impl StreamTracker {
             output_chars: 0,
             usage_final: false,
             oversized: false,
+            client_ended: false,
             translator: None,
         }
     }
@@ -404,17 +402,13 @@ impl StreamTracker {
                 self.output_chars = self.output_chars.saturating_add(raw.len() as u64);
                 Keep::Event
             };
-            if let Some(t) = self.translator.as_mut() {
-                if !self.oversized {
+            if self.translator.is_some() {
+                if first_oversized {
+                    // An event past the splitter's limit cannot be translated.
+                    out.extend(self.end_with_error("event_too_large", EVENT_TOO_LARGE));
+                } else if let (Some(t), false) = (self.translator.as_mut(), self.client_ended) {
                     let ev = parse_event(raw);
                     out.extend(t.event(ev.name, &ev.data));
-                } else if first_oversized {
-                    // An event past the splitter's limit cannot be
-                    // translated: the client is told so in its own format
-                    // (an error event in the provider's, translated) and
-                    // gets nothing more of this stream.
-                    let (name, data) = oversized_error(self.api);
-                    out.extend(t.event(name, data));
                 }
             } else if self.strip_usage {
                 match keep {
@@ -428,6 +422,17 @@ impl StreamTracker {
         out
     }
 
+    /// Ends a translated stream for the client: an error event in its API's
+    /// format saying `message` (the provider's error event, translated),
+    /// and nothing more of the stream after it. Empty when not translating
+    /// or already ended.
+    pub fn end_with_error(&mut self, code: &str, message: &str) -> Vec<u8> {
+        let Some(t) = self.translator.as_mut().filter(|_| !self.client_ended) else { return Vec::new() };
+        self.client_ended = true;
+        let (name, data) = provider_error(self.api, code, message);
+        t.event(name, &data)
+    }
+
     /// At end of stream: the held tail (when rewriting), to be sent as is.
     pub fn finish(&mut self) -> Vec<u8> {
         let skipping = self.splitter.skipping();
@@ -438,7 +443,7 @@ impl StreamTracker {
         }
         if let Some(t) = self.translator.as_mut() {
             let ev = parse_event(&tail);
-            return if tail.is_empty() || skipping || self.oversized { Vec::new() } else { t.event(ev.name, &ev.data) };
+            return if tail.is_empty() || skipping || self.client_ended { Vec::new() } else { t.event(ev.name, &ev.data) };
         }
         if self.strip_usage {
             tail
@@ -729,7 +734,14 @@ mod tests {
             assert_eq!(text.matches(client_error).count(), 1, "{d:?}: {text}");
             assert!(text.contains("larger than the gateway reads") && !text.contains("later") && !text.contains("aaaa"), "{d:?}: {text}");
             assert!(t.summary().oversized, "{d:?}");
+            // Ended another way (a compressed answer that stops decoding): once, then nothing more.
+            let mut t = StreamTracker::new(d.upstream_api(), false).translating(d.stream(1, true));
+            let said = String::from_utf8(t.end_with_error("content_encoding", "not valid gzip")).unwrap_or_default();
+            assert!(said.matches(client_error).count() == 1 && said.contains("not valid gzip"), "{d:?}: {said}");
+            assert!(t.end_with_error("content_encoding", "again").is_empty() && t.push(b"data: {\"later\":1}\n\n").is_empty() && t.finish().is_empty());
         }
+        let mut plain = StreamTracker::new(Api::OpenAiChat, true);
+        assert!(plain.end_with_error("content_encoding", "x").is_empty(), "only a translated stream is ended this way");
     }
 
     #[test]

@@ -194,3 +194,33 @@ def test_a_fallbacks_compressed_answer_is_decoded_and_translated(stack, tmp_path
                     "anthropic/claude-sonnet-4-6", u["prompt_tokens"], u["completion_tokens"])
     finally:
         e.stop()
+
+
+@pytest.mark.parametrize("path,model", [("/v1/chat/completions", CLAUDE),
+                                        ("/v1/messages", "openai/gpt-5.4"),
+                                        ("/v1/responses", CLAUDE)])
+def test_a_translated_stream_whose_compression_breaks_ends_with_an_error_the_client_reads(client, path, model):
+    """The provider's gzip turns invalid halfway (the mock's `corrupt`: a
+    reserved deflate block type). What decoded is translated and sent; then
+    the client gets one error event in its own API's format saying why, and
+    nothing more. Before, the stream just stopped, unexplained."""
+    body = {"model": model, "stream": True, "max_tokens": 50, "messages": [{"role": "user", "content": "Stream it"}]}
+    if path == "/v1/responses":
+        body = {"model": model, "stream": True, "input": "Stream it"}
+    h = {"x-mock-gzip": "corrupt", **({"anthropic-version": "2023-06-01"} if path == "/v1/messages" else {})}
+    r = client.post(path, body, headers=h, stream=True)
+    assert r.status_code == 200
+    no_encoding(r.headers)
+    blocks = [b for b in b"".join(r.iter_content(1 << 16)).decode().split("\n\n") if "data:" in b]
+    events = [json.loads(b.split("data:", 1)[1]) for b in blocks if "data: [DONE]" not in b]
+    assert len(events) > 1, "what decoded before the break is translated and sent"
+    message = {"/v1/chat/completions": lambda e: e["error"]["message"], "/v1/messages": lambda e: e["error"]["message"],
+               "/v1/responses": lambda e: e["message"]}[path](events[-1])
+    assert "not valid gzip or deflate data" in message, blocks[-1]
+    errors = [i for i, e in enumerate(events) if "error" in e or e.get("type") == "error"]
+    assert errors == [len(events) - 1], "one error event, nothing after it"
+    if path != "/v1/chat/completions":
+        assert blocks[-1].startswith("event: error"), blocks[-1]
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["cost_micros"] > 0, rec
+    assert client.chat("cheap").status_code == 200

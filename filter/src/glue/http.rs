@@ -1074,9 +1074,15 @@ impl HttpContext for TollgateHttp {
             // A compressed stream the filter rewrites (translated, guarded,
             // a usage chunk stripped) goes on decoded, chunk by chunk.
             let decoded = inflater.is_some() && (strip || self.translate.is_some() || self.answer_guard.is_some());
-            if decoded {
-                host::set_header(RESPONSE_HEADERS, "content-encoding", None);
-            }
+            let inflater = match decoded {
+                // Its pieces are held one at a time: at most
+                // max_response_bytes decoded (then it ends, as if cut).
+                true => {
+                    host::set_header(RESPONSE_HEADERS, "content-encoding", None);
+                    Inflater::with_limit(&coding, cfg.max_response_bytes as u64)
+                }
+                false => inflater,
+            };
             let mut tracker = StreamTracker::new(self.response_api(), strip && (decoded || inflater.is_none()));
             if let (Some(d), true) = (self.translate, decoded || inflater.is_none()) {
                 let include_usage = chat.is_some_and(|c| c.client_include_usage);
@@ -1128,6 +1134,14 @@ impl HttpContext for TollgateHttp {
                 };
                 if let Some(chunk) = chunk {
                     let mut out = tracker.push(&chunk);
+                    if let Some(e) = inflater.as_ref().and_then(|i| i.error()) {
+                        // What is sent on decoded stops decoding: a translated stream says why.
+                        let why = match e {
+                            crate::decode::DecodeError::Corrupt => "The provider's compressed answer is not valid gzip or deflate data past this point.",
+                            crate::decode::DecodeError::TooLarge => "The provider's compressed answer decodes to more than the gateway reads (max_response_bytes).",
+                        };
+                        out.extend(tracker.end_with_error("content_encoding", why));
+                    }
                     if end_of_stream {
                         out.extend_from_slice(&tracker.finish());
                     }
@@ -1163,38 +1177,29 @@ impl HttpContext for TollgateHttp {
                 // A compressed answer the filter rewrites goes on decoded
                 // (its headers are still held), if it decodes whole within
                 // what the filter holds; otherwise as it came, unrewritten.
-                let decoded = match inflater {
+                let mut sent_decoded = false;
+                let inflater = match inflater {
                     Some(mut inf) if end_of_stream && self.rewrites_json() => match crate::decode::whole(&mut inf, &body, cfg.max_response_bytes) {
-                        Ok(plain) => Ok(plain),
-                        Err(_) => Err(inf.fresh()),
+                        Ok(plain) => {
+                            host::set_header(RESPONSE_HEADERS, "content-encoding", None);
+                            (body, sent_decoded) = (plain, true);
+                            None
+                        }
+                        Err(_) => inf.fresh(),
                     },
-                    other => Err(other),
+                    other => other,
                 };
-                let compressed = match decoded {
-                    Ok(plain) => {
-                        host::set_header(RESPONSE_HEADERS, "content-encoding", None);
-                        body = plain;
-                        self.reader = Reader::Json { collector: JsonCollector::new(cfg.max_response_bytes), inflater: None };
-                        None
-                    }
-                    Err(inflater) => {
-                        let compressed = inflater.is_some();
-                        self.reader = Reader::Json { collector: JsonCollector::new(cfg.max_response_bytes), inflater };
-                        Some(compressed)
-                    }
-                };
+                let compressed = inflater.is_some();
+                self.reader = Reader::Json { collector: JsonCollector::new(cfg.max_response_bytes), inflater };
                 self.feed_json(&body);
                 if end_of_stream {
-                    let new = self.client_answer(&cfg, &body, compressed.unwrap_or(false));
+                    let new = self.client_answer(&cfg, &body, compressed);
                     if let Some(rec) = self.finish_json() {
                         if cfg.cost_headers {
                             self.add_cost_headers(&rec);
                         }
                     }
-                    let new = match (new, compressed) {
-                        (None, None) => Some(body),
-                        (new, _) => new,
-                    };
+                    let new = new.or_else(|| sent_decoded.then_some(body));
                     if let Some(new) = new {
                         host::set_buffer(RESPONSE_BODY, 0, body_size, &new);
                         self.set_response_header("content-length", &new.len().to_string());

@@ -28,7 +28,8 @@
 //! - A last message `TASK: add A B` or `JUDGE: …` is answered by models of
 //!   different quality (tasks.rs): evaluations can tell them apart.
 //! - `x-mock-gzip: 1` (or a `Host` starting `gzip.`): the answer gzipped
-//!   although no accept-encoding asked for it (hostile.rs).
+//!   although no accept-encoding asked for it (hostile.rs); `corrupt`:
+//!   the same, turning invalid halfway.
 //! - `x-mock-echo: 1`: answer with the last message's text, 3 characters a token;
 //!   `x-mock-say: TEXT`: answer with TEXT, the same way.
 //! - `x-mock-cached-tokens: N` / `x-mock-cache-write-tokens: N`: prompt-cache counts
