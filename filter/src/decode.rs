@@ -70,16 +70,19 @@ pub enum DecodeError {
     TooLarge,
 }
 
+impl DecodeError {
+    /// What the client of a provider's answer sent on decoded is told when
+    /// it stops decoding.
+    pub fn answer_message(self) -> &'static str {
+        match self {
+            DecodeError::Corrupt => "The provider's compressed answer is not valid gzip or deflate data past this point.",
+            DecodeError::TooLarge => "The provider's compressed answer decodes to more than the gateway reads (max_response_bytes).",
+        }
+    }
+}
+
 impl Inflater {
     pub fn new(coding: &Coding) -> Option<Inflater> {
-        Self::with_limit(coding, MAX_DECODED_BYTES)
-    }
-
-    /// An inflater that makes at most `limit` decoded bytes (at most
-    /// [`MAX_DECODED_BYTES`]): for a stream sent on decoded, whose pieces
-    /// the filter holds one at a time, so a small compressed piece cannot
-    /// become tens of MiB in the VM.
-    pub fn with_limit(coding: &Coding, limit: u64) -> Option<Inflater> {
         let (format, stage) = match coding {
             Coding::Gzip => (DataFormat::Raw, Stage::GzipHeader(Vec::new())),
             Coding::Deflate => (DataFormat::Zlib, Stage::Body),
@@ -87,7 +90,7 @@ impl Inflater {
         };
         Some(Inflater {
             coding: coding.clone(),
-            limit: limit.min(MAX_DECODED_BYTES),
+            limit: MAX_DECODED_BYTES,
             state: InflateState::new_boxed(format),
             stage,
             zlib_checked: !matches!(coding, Coding::Deflate),
@@ -97,9 +100,18 @@ impl Inflater {
         })
     }
 
-    /// A new inflater for the same coding, at the start.
+    /// The same inflater making at most `limit` decoded bytes (never more
+    /// than [`MAX_DECODED_BYTES`]): for a stream sent on decoded, whose
+    /// pieces the filter holds one at a time, so a small compressed piece
+    /// cannot become tens of MiB in the VM.
+    pub fn limited(mut self, limit: u64) -> Inflater {
+        self.limit = self.limit.min(limit);
+        self
+    }
+
+    /// A new inflater for the same coding and limit, at the start.
     pub fn fresh(&self) -> Option<Inflater> {
-        Inflater::with_limit(&self.coding, self.limit)
+        Inflater::new(&self.coding).map(|i| i.limited(self.limit))
     }
 
     pub fn error(&self) -> Option<DecodeError> {
@@ -304,7 +316,7 @@ mod tests {
         assert!(n <= MAX_DECODED_BYTES);
         // A lower limit stops there, and a fresh inflater keeps it.
         let small = gzip(&vec![0u8; 1 << 20], false);
-        let mut inf = Inflater::with_limit(&Coding::Gzip, 64 << 10).unwrap();
+        let mut inf = Inflater::new(&Coding::Gzip).unwrap().limited(64 << 10);
         let mut n = 0u64;
         inf.push(&small, |d| n += d.len() as u64);
         assert_eq!((inf.error(), n), (Some(DecodeError::TooLarge), 64 << 10));

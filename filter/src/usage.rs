@@ -318,7 +318,7 @@ fn provider_error(api: Api, code: &str, message: &str) -> (Option<&'static str>,
 
 /// What the client of a translated stream is told when an event is too
 /// large to translate.
-pub const EVENT_TOO_LARGE: &str = "The provider sent a stream event larger than the gateway reads (1 MiB): the rest of the answer cannot be translated.";
+const EVENT_TOO_LARGE: &str = "The provider sent a stream event larger than the gateway reads (1 MiB): the rest of the answer cannot be translated.";
 
 /// What one event of a stream whose every event is typed JSON (Responses
 /// API, Gemini) says: read by [`crate::responses_api`] and [`crate::gemini`].

@@ -1079,7 +1079,7 @@ impl HttpContext for TollgateHttp {
                 // max_response_bytes decoded (then it ends, as if cut).
                 true => {
                     host::set_header(RESPONSE_HEADERS, "content-encoding", None);
-                    Inflater::with_limit(&coding, cfg.max_response_bytes as u64)
+                    inflater.map(|i| i.limited(cfg.max_response_bytes as u64))
                 }
                 false => inflater,
             };
@@ -1136,11 +1136,7 @@ impl HttpContext for TollgateHttp {
                     let mut out = tracker.push(&chunk);
                     if let Some(e) = inflater.as_ref().and_then(|i| i.error()) {
                         // What is sent on decoded stops decoding: a translated stream says why.
-                        let why = match e {
-                            crate::decode::DecodeError::Corrupt => "The provider's compressed answer is not valid gzip or deflate data past this point.",
-                            crate::decode::DecodeError::TooLarge => "The provider's compressed answer decodes to more than the gateway reads (max_response_bytes).",
-                        };
-                        out.extend(tracker.end_with_error("content_encoding", why));
+                        out.extend(tracker.end_with_error("content_encoding", e.answer_message()));
                     }
                     if end_of_stream {
                         out.extend_from_slice(&tracker.finish());
