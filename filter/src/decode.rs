@@ -8,8 +8,9 @@
 //! it work forever; the client receives the bytes as they came, unless
 //! the filter rewrites the answer (translates, guards, checks its JSON,
 //! strips a usage chunk): then it gets the decoded answer, rewritten, and
-//! no `content-encoding` ([`whole`] for a held answer, chunk by chunk for
-//! a stream).
+//! no `content-encoding` ([`whole`] for a held answer, chunk by chunk in
+//! whole events for a stream, which ends with an error event in the
+//! client's format if it stops decoding).
 //! Encodings it cannot read (br, zstd, …) are reported, never guessed at.
 
 use miniz_oxide::inflate::stream::{inflate, InflateState};

@@ -114,6 +114,21 @@ fn line_break_len(buf: &[u8], i: usize) -> Option<usize> {
     }
 }
 
+/// An event written out: an `event:` line when named, one `data:` line
+/// (`data` holds no line break: JSON as serde writes it), a blank line.
+pub fn event_bytes(name: Option<&str>, data: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 32);
+    if let Some(n) = name {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(n.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(data.as_bytes());
+    out.extend_from_slice(b"\n\n");
+    out
+}
+
 /// One parsed event: its `event:` name and its `data:` lines joined by '\n'.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Event<'a> {

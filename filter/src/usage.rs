@@ -300,7 +300,10 @@ pub struct StreamTracker {
     output_chars: u64,
     usage_final: bool,
     oversized: bool,
-    /// A translated stream ended for the client ([`Self::end_with_error`]).
+    /// Sent on in whole events only (a decoded stream), so that an error
+    /// event can follow what was sent ([`Self::whole_events`]).
+    whole_events: bool,
+    /// The stream ended for the client ([`Self::end_with_error`]).
     client_ended: bool,
     /// Rewrites the (Anthropic) stream as OpenAI chunks ([`crate::translate_stream`]).
     translator: Option<Box<dyn crate::translate::StreamTranslator>>,
@@ -367,9 +370,18 @@ impl StreamTracker {
             output_chars: 0,
             usage_final: false,
             oversized: false,
+            whole_events: false,
             client_ended: false,
             translator: None,
         }
+    }
+
+    /// Sends on only whole events (a partial one is held until its end),
+    /// as a rewriting tracker does: for a stream the filter decodes, whose
+    /// decoding may stop mid-event and be followed by an error event.
+    pub fn whole_events(mut self) -> Self {
+        self.whole_events = true;
+        self
     }
 
     /// Also rewrites the stream with `t` (a stream in the other provider format).
@@ -381,7 +393,7 @@ impl StreamTracker {
     /// True when the tracker rewrites the stream (then the caller must send
     /// what [`push`](Self::push) returns instead of the chunk).
     pub fn rewrites(&self) -> bool {
-        self.strip_usage || self.translator.is_some()
+        self.strip_usage || self.whole_events || self.translator.is_some()
     }
 
     /// Consumes a chunk. When rewriting, returns the bytes to send in its
@@ -410,27 +422,36 @@ impl StreamTracker {
                     let ev = parse_event(raw);
                     out.extend(t.event(ev.name, &ev.data));
                 }
+            } else if self.client_ended {
             } else if self.strip_usage {
                 match keep {
                     Keep::Event => out.extend_from_slice(raw),
                     Keep::WithoutNullUsage => strip_null_usage(raw, &mut out),
                     Keep::Drop => {}
                 }
+            } else if self.whole_events {
+                out.extend_from_slice(raw);
             }
         });
         self.splitter = splitter;
         out
     }
 
-    /// Ends a translated stream for the client: an error event in its API's
-    /// format saying `message` (the provider's error event, translated),
-    /// and nothing more of the stream after it. Empty when not translating
-    /// or already ended.
+    /// Ends a rewritten stream for the client: an error event in its API's
+    /// format saying `message` (the provider's error event, translated when
+    /// translating), and nothing more of the stream after it. Empty when
+    /// the stream is not rewritten (its bytes go on as they come, so an
+    /// event may be half sent) or already ended.
     pub fn end_with_error(&mut self, code: &str, message: &str) -> Vec<u8> {
-        let Some(t) = self.translator.as_mut().filter(|_| !self.client_ended) else { return Vec::new() };
+        if self.client_ended || !self.rewrites() {
+            return Vec::new();
+        }
         self.client_ended = true;
         let (name, data) = provider_error(self.api, code, message);
-        t.event(name, &data)
+        match self.translator.as_mut() {
+            Some(t) => t.event(name, &data),
+            None => crate::sse::event_bytes(name, &data),
+        }
     }
 
     /// At end of stream: the held tail (when rewriting), to be sent as is.
@@ -445,7 +466,7 @@ impl StreamTracker {
             let ev = parse_event(&tail);
             return if tail.is_empty() || skipping || self.client_ended { Vec::new() } else { t.event(ev.name, &ev.data) };
         }
-        if self.strip_usage {
+        if (self.strip_usage || self.whole_events) && !self.client_ended {
             tail
         } else {
             Vec::new()
@@ -740,8 +761,33 @@ mod tests {
             assert!(said.matches(client_error).count() == 1 && said.contains("not valid gzip"), "{d:?}: {said}");
             assert!(t.end_with_error("content_encoding", "again").is_empty() && t.push(b"data: {\"later\":1}\n\n").is_empty() && t.finish().is_empty());
         }
-        let mut plain = StreamTracker::new(Api::OpenAiChat, true);
-        assert!(plain.end_with_error("content_encoding", "x").is_empty(), "only a translated stream is ended this way");
+        // A stream passed on as it comes cannot be ended cleanly (an event may be half sent).
+        assert!(StreamTracker::new(Api::OpenAiChat, false).end_with_error("content_encoding", "x").is_empty());
+        // One sent on decoded in whole events is ended in its own API's format, after the last whole event.
+        for (api, strip, event_line, message) in [
+            (Api::OpenAiChat, true, None, "/error/message"),
+            (Api::OpenAiChat, false, None, "/error/message"),
+            (Api::AnthropicMessages, false, Some("event: error"), "/error/message"),
+            (Api::OpenAiResponses, false, Some("event: error"), "/message"),
+        ] {
+            let mut t = StreamTracker::new(api, strip).whole_events();
+            assert!(t.rewrites());
+            let mut out = t.push(b"data: {\"a\":1}\n\ndata: {\"half");
+            assert_eq!(out, b"data: {\"a\":1}\n\n", "{api:?}: a partial event is held");
+            out.extend(t.end_with_error("content_encoding", "not valid gzip"));
+            out.extend(t.push(b"\"}\n\ndata: {\"later\":1}\n\n"));
+            out.extend(t.finish());
+            let text = String::from_utf8(out).unwrap_or_default();
+            let mut events = text.split("\n\n").filter(|e| !e.is_empty());
+            assert_eq!(events.next(), Some("data: {\"a\":1}"), "{api:?}: {text}");
+            let last = events.next().unwrap_or_default();
+            assert_eq!(events.next(), None, "{api:?}: nothing after the error: {text}");
+            let ev = parse_event(last.as_bytes());
+            assert_eq!(ev.name, event_line.map(|l| &l[7..]), "{api:?}: {last}");
+            let v: serde_json::Value = serde_json::from_str(&ev.data).unwrap_or_default();
+            assert_eq!(v.pointer(message).and_then(|m| m.as_str()), Some("not valid gzip"), "{api:?}: {last}");
+            assert!(t.end_with_error("content_encoding", "again").is_empty());
+        }
     }
 
     #[test]

@@ -198,12 +198,16 @@ def test_a_fallbacks_compressed_answer_is_decoded_and_translated(stack, tmp_path
 
 @pytest.mark.parametrize("path,model", [("/v1/chat/completions", CLAUDE),
                                         ("/v1/messages", "openai/gpt-5.4"),
-                                        ("/v1/responses", CLAUDE)])
-def test_a_translated_stream_whose_compression_breaks_ends_with_an_error_the_client_reads(client, path, model):
+                                        ("/v1/responses", CLAUDE),
+                                        # untranslated, sent on decoded to leave out the usage chunk
+                                        ("/v1/chat/completions", "openai/gpt-5.4")])
+def test_a_decoded_stream_whose_compression_breaks_ends_with_an_error_the_client_reads(client, path, model):
     """The provider's gzip turns invalid halfway (the mock's `corrupt`: a
-    reserved deflate block type). What decoded is translated and sent; then
-    the client gets one error event in its own API's format saying why, and
-    nothing more. Before, the stream just stopped, unexplained."""
+    reserved deflate block type). What decoded is sent in whole events
+    (translated where the client speaks another API); then the client gets
+    one error event in its own API's format saying why, and nothing more.
+    Before, a translated stream just stopped, unexplained, and an
+    untranslated one stopped mid-event."""
     body = {"model": model, "stream": True, "max_tokens": 50, "messages": [{"role": "user", "content": "Stream it"}]}
     if path == "/v1/responses":
         body = {"model": model, "stream": True, "input": "Stream it"}

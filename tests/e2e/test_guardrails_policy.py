@@ -191,6 +191,16 @@ def test_hostile_answers_while_answers_are_read(stack, client, central):
             text = r.json()["choices"][0]["message"]["content"]
         assert text == f"Mail {EMAIL} now", (stream, text)
         assert client.record(r.headers["x-tollgate-request-id"])["guardrails"]["restored"] == 1
+    # a compressed guarded stream that turns invalid halfway: whole events restored, then one error event
+    r = client.chat("cheap", content=f"Mail {EMAIL} now " * 40, extra={"stream": True}, stream=True,
+                    headers={"x-mock-gzip": "corrupt", "x-mock-echo": "1"})
+    blocks = [b for b in r.content.decode().split("\n\n") if b]
+    assert all(b.startswith("data: {") for b in blocks), blocks[-3:]
+    events = [json.loads(b[6:]) for b in blocks]
+    assert [i for i, e in enumerate(events) if "error" in e] == [len(events) - 1], blocks[-2:]
+    assert "not valid gzip or deflate data" in events[-1]["error"]["message"]
+    text = "".join(c["delta"].get("content") or "" for e in events[:-1] for c in e["choices"])
+    assert text and f"Mail {EMAIL} now ".startswith(text[:20]) and "[EMAIL" not in text, text[:200]
     # an error answer is not rewritten
     r = client.chat("cheap", content=f"Mail {EMAIL}", headers={"x-mock-status": "400"})
     assert r.status_code == 400 and EMAIL not in r.text

@@ -1084,6 +1084,11 @@ impl HttpContext for TollgateHttp {
                 false => inflater,
             };
             let mut tracker = StreamTracker::new(self.response_api(), strip && (decoded || inflater.is_none()));
+            if decoded {
+                // Its decoding may stop mid-event: what goes on is whole
+                // events, then an error event saying why.
+                tracker = tracker.whole_events();
+            }
             if let (Some(d), true) = (self.translate, decoded || inflater.is_none()) {
                 let include_usage = chat.is_some_and(|c| c.client_include_usage);
                 tracker = tracker.translating(d.stream(now_ms() / 1000, include_usage));
@@ -1135,7 +1140,7 @@ impl HttpContext for TollgateHttp {
                 if let Some(chunk) = chunk {
                     let mut out = tracker.push(&chunk);
                     if let Some(e) = inflater.as_ref().and_then(|i| i.error()) {
-                        // What is sent on decoded stops decoding: a translated stream says why.
+                        // What is sent on decoded stops decoding: the client is told why.
                         out.extend(tracker.end_with_error("content_encoding", e.answer_message()));
                     }
                     if end_of_stream {
@@ -1148,9 +1153,8 @@ impl HttpContext for TollgateHttp {
                         }
                         host::set_buffer(RESPONSE_BODY, 0, body_size, &guarded);
                     } else if tracker.rewrites() {
+                        // (A stream sent on decoded is always rewritten: whole events.)
                         host::set_buffer(RESPONSE_BODY, 0, body_size, &out);
-                    } else if *decoded {
-                        host::set_buffer(RESPONSE_BODY, 0, body_size, &chunk);
                     }
                 }
                 if end_of_stream {
