@@ -116,6 +116,8 @@ fn line_break_len(buf: &[u8], i: usize) -> Option<usize> {
 
 /// An event written out: an `event:` line when named, one `data:` line
 /// (`data` holds no line break: JSON as serde writes it), a blank line.
+/// Every event the filter writes itself (translations, the error that
+/// ends a stream) is written here.
 pub fn event_bytes(name: Option<&str>, data: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 32);
     if let Some(n) = name {

@@ -423,6 +423,7 @@ impl StreamTracker {
                     out.extend(t.event(ev.name, &ev.data));
                 }
             } else if self.client_ended {
+                // Ended for the client: nothing more of the stream.
             } else if self.strip_usage {
                 match keep {
                     Keep::Event => out.extend_from_slice(raw),

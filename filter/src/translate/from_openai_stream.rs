@@ -38,7 +38,7 @@ pub struct OpenAiToAnthropic {
 }
 
 fn event(name: &str, v: &Value) -> Vec<u8> {
-    format!("event: {name}\ndata: {v}\n\n").into_bytes()
+    crate::sse::event_bytes(Some(name), &v.to_string())
 }
 
 impl OpenAiToAnthropic {

@@ -195,10 +195,7 @@ pub(crate) fn unknown_member(name: &str, refused: &[&'static str], target: &str)
 
 /// An SSE `data:` block holding `v`.
 pub(crate) fn data(v: &serde_json::Value) -> Vec<u8> {
-    let mut out = b"data: ".to_vec();
-    out.extend_from_slice(v.to_string().as_bytes());
-    out.extend_from_slice(b"\n\n");
-    out
+    crate::sse::event_bytes(None, &v.to_string())
 }
 
 /// The chat chunks a stream translated for a chat client is written as:

@@ -46,7 +46,7 @@ impl ChatToResponses {
             o.insert("sequence_number".into(), Value::from(self.seq));
         }
         self.seq += 1;
-        out.extend(format!("event: {kind}\ndata: {ev}\n\n").into_bytes());
+        out.extend(crate::sse::event_bytes(Some(&kind), &ev.to_string()));
     }
 
     fn now(&self, done: bool) -> Value {
