@@ -72,6 +72,15 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
+    /// Why a held answer that does not decode cannot be translated
+    /// ([`crate::errors::GatewayError::untranslatable_answer`]).
+    pub fn untranslatable(self) -> &'static str {
+        match self {
+            DecodeError::Corrupt => "its compressed body is not valid gzip or deflate data",
+            DecodeError::TooLarge => "its compressed body decodes to more than the gateway holds to translate (max_response_bytes)",
+        }
+    }
+
     /// What the client of a provider's answer sent on decoded is told when
     /// it stops decoding.
     pub fn answer_message(self) -> &'static str {

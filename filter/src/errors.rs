@@ -193,6 +193,21 @@ impl GatewayError {
         )
     }
 
+    /// What a client of a translated request gets in place of an answer the
+    /// filter cannot translate (`why`: too large to hold, or in an encoding
+    /// it cannot decode), in the shape its API's errors take: a provider
+    /// success becomes 502, a provider error keeps its status (a 429 stays
+    /// retryable). The answer's usage is still read and recorded.
+    pub fn untranslatable_answer(provider_status: u16, why: &str) -> Self {
+        let status = if (200..300).contains(&provider_status) || !(400..600).contains(&provider_status) { 502 } else { provider_status };
+        Self::new(
+            status,
+            "api_error",
+            "answer_untranslatable",
+            format!("The provider answered ({provider_status}), but its answer cannot be translated to this API: {why}. Its usage is recorded; retrying may not help."),
+        )
+    }
+
     /// 429 budget exhausted (see budget::exhausted_error for the message).
     pub fn budget_exhausted(message: String, details: serde_json::Value) -> Self {
         let mut e = Self::new(429, "budget_exhausted", "budget_exhausted", message);
@@ -244,6 +259,16 @@ mod tests {
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(msg.contains("gpt-x") && msg.contains("cheap, openai/*"), "{msg}");
         assert_eq!(e.status, 400);
+    }
+
+    #[test]
+    fn an_untranslatable_success_is_a_502_and_a_provider_error_keeps_its_status() {
+        let e = GatewayError::untranslatable_answer(200, "it is larger than the gateway holds");
+        assert_eq!((e.status, e.kind, e.code), (502, "api_error", "answer_untranslatable"));
+        assert!(e.message.contains("(200)") && e.message.contains("larger than the gateway holds"), "{}", e.message);
+        assert_eq!(GatewayError::untranslatable_answer(429, "x").status, 429, "a rate limit stays retryable");
+        assert_eq!(GatewayError::untranslatable_answer(529, "x").status, 529);
+        assert_eq!(GatewayError::untranslatable_answer(302, "x").status, 502);
     }
 
     #[test]

@@ -4,8 +4,10 @@ rewrites — translated to the client's API, guarded, its JSON checked, an
 unasked usage chunk left out — is decoded and reaches the client rewritten,
 without content-encoding. Before, such an answer went on as it came: a
 Claude answer in Anthropic's format to an OpenAI SDK, a fallback's gzip
-bytes without their content-encoding. One that does not decode goes on as
-it came, is priced by estimate, and the next request is served.
+bytes without their content-encoding. One that does not decode, or that
+is too large to hold, is priced all the same and the next request is
+served; the client of a translated request gets an error in its API's
+format in its place (it could not read the provider's format).
 
 The mock gzips an answer when asked with `x-mock-gzip: 1`, or for any
 request to a host whose name starts with `gzip.` (the fallback below)."""
@@ -121,10 +123,10 @@ def test_a_compressed_answer_is_json_checked_and_repaired(client):
     assert client.record(r.headers["x-tollgate-request-id"])["json_check"] == {"valid": True, "repaired": True}
 
 
-def raw_exchange(port: int, body: bytes, headers: dict) -> tuple[int, dict, bytes]:
+def raw_exchange(port: int, body: bytes, headers: dict, path: str = "/v1/chat/completions") -> tuple[int, dict, bytes]:
     """One request over a plain socket: the answer's bytes as they came (no client decodes them)."""
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    req = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {len(body)}\r\n{head}\r\n").encode() + body
+    req = (f"POST {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {len(body)}\r\n{head}\r\n").encode() + body
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
         s.sendall(req)
         data = b""
@@ -145,17 +147,82 @@ def raw_exchange(port: int, body: bytes, headers: dict) -> tuple[int, dict, byte
     return int(lines[0].split()[1]), hdrs, rest
 
 
-def test_an_answer_that_says_gzip_but_is_not_goes_on_as_it_came_and_is_estimated(stack, client):
+def untranslatable(status: int, headers: dict, content: bytes, why: str) -> dict:
+    """The error a client of a translated request gets in place of an answer
+    the gateway could not translate: a 502 in the shape both SDK families
+    read, saying why, and none of the provider's bytes."""
+    assert status == 502, (status, content[:300])
+    assert headers["content-type"] == "application/json" and "content-encoding" not in headers, headers
+    assert int(headers["content-length"]) == len(content)
+    assert headers["x-should-retry"] == "false", "the provider billed it: an SDK must not pay again"
+    err = json.loads(content)
+    assert err["type"] == "error" and err["error"]["type"] == "api_error", err
+    assert err["error"]["code"] == "answer_untranslatable" and why in err["error"]["message"], err
+    return err
+
+
+def test_a_translated_answer_that_says_gzip_but_is_not_becomes_an_error_and_is_priced(stack, client):
+    """Before, the Anthropic body went to the OpenAI client as it came,
+    with a content-encoding it did not have: unreadable twice over."""
     body = json.dumps({"model": CLAUDE, "max_tokens": 50, "messages": [{"role": "user", "content": "Say hello"}]}).encode()
     h = {"content-type": "application/json", "authorization": f"Bearer {SEARCH_KEY}", "x-mock-content-encoding": "gzip"}
     status, headers, content = raw_exchange(stack.envoy.listen_port, body, h)
-    assert status == 200 and headers["content-encoding"] == "gzip"
-    assert json.loads(content)["type"] == "message", "passed on untranslated: it could not be read"
+    untranslatable(status, headers, content, "not valid gzip or deflate data")
     rec = client.record(headers["x-tollgate-request-id"])
+    assert (rec["status"], rec["outcome"]) == (502, "ok"), "the client's status; the provider's answer is still accounted"
     assert rec["usage_source"] == "estimated" and rec["error_code"] == "usage_unreadable:content_encoding"
     assert rec["cost_micros"] > 0
     r = client.chat(CLAUDE)
     assert r.status_code == 200 and r.json()["object"] == "chat.completion"
+
+
+def test_an_untranslated_answer_that_says_gzip_but_is_not_goes_on_as_it_came(stack, client):
+    """The client speaks the provider's API: what came is what it gets."""
+    body = json.dumps({"model": "openai/gpt-5.4", "messages": [{"role": "user", "content": "Say hello"}]}).encode()
+    h = {"content-type": "application/json", "authorization": f"Bearer {SEARCH_KEY}", "x-mock-content-encoding": "gzip"}
+    status, headers, content = raw_exchange(stack.envoy.listen_port, body, h)
+    assert status == 200 and headers["content-encoding"] == "gzip" and json.loads(content)["object"] == "chat.completion"
+    rec = client.record(headers["x-tollgate-request-id"])
+    assert rec["status"] == 200 and rec["cost_micros"] > 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("path,model", [("/v1/chat/completions", CLAUDE), ("/v1/messages", "openai/gpt-5.4"),
+                                        ("/v1/responses", CLAUDE)])
+def test_a_translated_answer_in_an_encoding_the_gateway_cannot_read_becomes_an_error(stack, client, path, model, stream):
+    """br (or zstd) although the gateway asked for no encoding: it cannot be
+    decoded, so cannot be translated; before, a Claude answer in br went to
+    an OpenAI client as it came. The provider's usage is estimated."""
+    body = {"model": model, "stream": stream, "max_tokens": 50, "messages": [{"role": "user", "content": "Say hello"}]}
+    if path == "/v1/responses":
+        body = {"model": model, "stream": stream, "input": "Say hello"}
+    h = {"content-type": "application/json", "authorization": f"Bearer {SEARCH_KEY}", "x-mock-content-encoding": "br",
+         "x-mock-output-tokens": "400", **({"anthropic-version": "2023-06-01"} if path == "/v1/messages" else {})}
+    status, headers, content = raw_exchange(stack.envoy.listen_port, json.dumps(body).encode(), h, path=path)
+    untranslatable(status, headers, content, "content-encoding 'br' cannot be decoded")
+    rec = client.record(headers["x-tollgate-request-id"])
+    assert (rec["status"], rec["outcome"], rec["usage_source"]) == (502, "ok", "estimated"), rec
+    assert rec["usage"]["output_tokens"] > 0 and rec["cost_micros"] > 0
+
+
+def test_a_translated_answer_too_large_to_hold_becomes_an_error_and_is_priced_from_its_tail(client, claude_sdk):
+    """A chat completion of ~12 MB for an Anthropic client: over the 8 MiB
+    max_response_bytes the gateway holds to translate. Before, the client
+    got the chat completion as it came (the SDK read no message); now it
+    gets an error in Anthropic's format, and the provider's usage, read
+    from the answer's tail, is charged."""
+    import anthropic
+    with pytest.raises(anthropic.InternalServerError) as e:
+        claude_sdk.messages.create(model="openai/gpt-5.4", max_tokens=2_500_000, timeout=120, extra_headers={"x-mock-output-tokens": "2500000"},
+                                   messages=[{"role": "user", "content": "Say a lot"}])
+    r = e.value.response
+    err = untranslatable(r.status_code, dict(r.headers), r.content, "larger than the gateway holds to translate")
+    assert e.value.body == err, "the SDK read the gateway's error"
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["status"], rec["outcome"], rec["usage_source"]) == (502, "ok", "provider"), rec
+    assert rec["usage"]["output_tokens"] == 2_500_000 and rec["error_code"] == "usage_from_tail:response_too_large"
+    assert rec["cost_micros"] == expected_cost("openai/gpt-5.4", rec["usage"]["input_tokens"], 2_500_000,
+                                               cached=rec["usage"]["cached_input_tokens"])
 
 
 def test_a_fallbacks_compressed_answer_is_decoded_and_translated(stack, tmp_path):

@@ -179,11 +179,11 @@ def test_an_anthropic_clients_thinking_reaches_each_claude_model_in_the_form_it_
     ask = [{"role": "user", "content": "Think, then answer."}]
     claude.messages.create(model="claude-opus-4-8", max_tokens=20000, thinking={"type": "enabled", "budget_tokens": 16384}, messages=ask)
     assert (sent()["thinking"], sent()["output_config"]) == ({"type": "adaptive"}, {"effort": "high"})
-    claude.messages.create(model="claude-sonnet-4-5", max_tokens=20000, thinking={"type": "adaptive"},
+    claude.messages.create(model="claude-haiku-4-5", max_tokens=20000, thinking={"type": "adaptive"},
                            extra_body={"output_config": {"effort": "medium"}}, messages=ask)
     assert (sent()["thinking"], "output_config" in sent()) == ({"type": "enabled", "budget_tokens": 8192}, False), "the effort became the budget"
     claude.messages.create(model="claude-3-5-haiku-20241022", max_tokens=2000, thinking={"type": "enabled", "budget_tokens": 1024}, messages=ask)
     assert "thinking" not in sent()
     # The form the model takes goes as it came.
-    claude.messages.create(model="claude-sonnet-4-5", max_tokens=20000, thinking={"type": "enabled", "budget_tokens": 4096}, messages=ask)
+    claude.messages.create(model="claude-haiku-4-5", max_tokens=20000, thinking={"type": "enabled", "budget_tokens": 4096}, messages=ask)
     assert sent()["thinking"] == {"type": "enabled", "budget_tokens": 4096}

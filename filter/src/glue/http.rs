@@ -229,6 +229,10 @@ pub(super) struct TollgateHttp {
     /// A token count (`/v1/messages/count_tokens`): routed and checked like
     /// a messages request, but free: no budget, no record.
     counting: bool,
+    /// The client gets an error in place of the provider's answer (one the
+    /// filter cannot translate): its status, and its body until sent, then
+    /// empty ([`Self::replace_answer`]).
+    replacing: Option<(u16, Vec<u8>)>,
 }
 
 impl Context for TollgateHttp {
@@ -298,6 +302,7 @@ impl TollgateHttp {
             json_check: None,
             fallbacks: Default::default(),
             client_body: None,
+            replacing: None,
             attempts: Vec::new(),
             fallback_call: None,
             routed_by: None,
@@ -687,7 +692,8 @@ impl TollgateHttp {
             model_upstream: self.target.as_ref().map(|t| t.upstream_model.clone()),
             model_served,
             stream: self.chat.as_ref().is_some_and(|c| c.stream),
-            status: self.status,
+            // What the client got (the provider's status is what is accounted).
+            status: self.replacing.as_ref().map_or(self.status, |r| r.0),
             outcome,
             error_code,
             usage,
@@ -792,6 +798,32 @@ impl TollgateHttp {
             self.json_check = checked.map(|c| tollgate_protocol::record::JsonCheck { valid: c.valid, repaired: c.repaired, error: c.error });
         }
         new
+    }
+
+    /// Sends `e` to the client in place of the provider's answer, whose
+    /// headers are still held; the answer is read on for its usage and its
+    /// bytes dropped ([`Self::swallow_body`]).
+    fn replace_answer(&mut self, e: GatewayError) {
+        log::warn!("[{}] the provider's answer is replaced by a {} {}", self.context_id, e.status, e.code);
+        let body = e.body().into_bytes();
+        host::set_header(RESPONSE_HEADERS, ":status", Some(&e.status.to_string()));
+        host::set_header(RESPONSE_HEADERS, "content-type", Some("application/json"));
+        host::set_header(RESPONSE_HEADERS, "content-encoding", None);
+        host::set_header(RESPONSE_HEADERS, "content-length", Some(&body.len().to_string()));
+        if e.status != self.status {
+            // The provider answered (and billed): an SDK retrying the 502
+            // would pay again for an answer that cannot be read either.
+            host::set_header(RESPONSE_HEADERS, "x-should-retry", Some("false"));
+        }
+        self.replacing = Some((e.status, body));
+    }
+
+    /// For an answer replaced by an error: the error's body in place of the
+    /// first chunk, nothing in place of the rest.
+    fn swallow_body(&mut self, body_size: usize) {
+        if let Some((_, body)) = self.replacing.as_mut() {
+            host::set_buffer(RESPONSE_BODY, 0, body_size, &std::mem::take(body));
+        }
     }
 
     /// Whether the filter rewrites a JSON answer (so decodes a compressed one).
@@ -1059,6 +1091,9 @@ impl HttpContext for TollgateHttp {
         let coding = Coding::from_header(encoding.as_deref());
         if let Coding::Unreadable(name) = &coding {
             log::warn!("[{}] response content-encoding '{name}' cannot be read: usage will be estimated", self.context_id);
+            if self.translate.is_some() {
+                self.replace_answer(GatewayError::untranslatable_answer(self.status, &format!("its content-encoding '{name}' cannot be decoded here")));
+            }
             self.reader = Reader::Unreadable { bytes: 0 };
             return Action::Continue;
         }
@@ -1178,6 +1213,7 @@ impl HttpContext for TollgateHttp {
                 // (its headers are still held), if it decodes whole within
                 // what the filter holds; otherwise as it came, unrewritten.
                 let mut sent_decoded = false;
+                let mut undecoded = None;
                 let inflater = match inflater {
                     Some(mut inf) if end_of_stream && self.rewrites_json() => match crate::decode::whole(&mut inf, &body, cfg.max_response_bytes) {
                         Ok(plain) => {
@@ -1185,13 +1221,26 @@ impl HttpContext for TollgateHttp {
                             (body, sent_decoded) = (plain, true);
                             None
                         }
-                        Err(_) => inf.fresh(),
+                        Err(e) => {
+                            undecoded = Some(e);
+                            inf.fresh()
+                        }
                     },
                     other => other,
                 };
                 let compressed = inflater.is_some();
+                if self.translate.is_some() {
+                    // An answer the client cannot read untranslated: an error in its place.
+                    if let Some(e) = undecoded {
+                        self.replace_answer(GatewayError::untranslatable_answer(self.status, e.untranslatable()));
+                    } else if !end_of_stream {
+                        let why = format!("it is larger than the gateway holds to translate (max_response_bytes, {} bytes)", cfg.max_response_bytes);
+                        self.replace_answer(GatewayError::untranslatable_answer(self.status, &why));
+                    }
+                }
                 self.reader = Reader::Json { collector: JsonCollector::new(cfg.max_response_bytes), inflater };
                 self.feed_json(&body);
+                self.swallow_body(body_size);
                 if end_of_stream {
                     let new = self.client_answer(&cfg, &body, compressed);
                     if let Some(rec) = self.finish_json() {
@@ -1211,6 +1260,7 @@ impl HttpContext for TollgateHttp {
             Reader::Json { .. } => {
                 let chunk = host::buffer(RESPONSE_BODY, 0, body_size);
                 self.feed_json(&chunk);
+                self.swallow_body(body_size);
                 if end_of_stream {
                     self.finish_json();
                 }
@@ -1218,6 +1268,7 @@ impl HttpContext for TollgateHttp {
             }
             Reader::Unreadable { bytes } => {
                 *bytes = bytes.saturating_add(body_size as u64);
+                self.swallow_body(body_size);
                 if end_of_stream {
                     self.response_complete = true;
                     self.settle(Termination::Complete);
@@ -1235,8 +1286,11 @@ impl HttpContext for TollgateHttp {
             return;
         }
         // The status the client actually got: Envoy may have replaced a
-        // held or failed upstream response with its own (e.g. 502).
+        // held or failed upstream response with its own (e.g. 502). (Not
+        // when the filter replaced the answer: the provider's status and
+        // usage stand.)
         if let Some(code) = host::property(&["response", "code"])
+            .filter(|_| self.replacing.is_none())
             .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
             .map(|b| u64::from_le_bytes(b) as u16)
             .filter(|c| *c != 0)
