@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 import requests
@@ -259,6 +260,41 @@ def test_a_fallbacks_compressed_answer_is_decoded_and_translated(stack, tmp_path
                 u = r.json()["usage"]
                 assert int(r.headers["x-tollgate-cost-micros"]) == expected_cost(
                     "anthropic/claude-sonnet-4-6", u["prompt_tokens"], u["completion_tokens"])
+    finally:
+        e.stop()
+
+
+def test_a_fallbacks_answer_the_gateway_cannot_read_becomes_an_error_for_a_translating_client(stack, tmp_path):
+    """The first attempt fails; the alternative (a provider whose host makes
+    the mock claim br) answers in Anthropic's format, in an encoding the
+    gateway cannot decode. Before, those bytes went to the OpenAI client as
+    they came. Now it gets the gateway's 502, and the answer is priced."""
+    def patch(c):
+        c["providers"].append({"name": "brotli", "format": "anthropic", "cluster": "anthropic", "host": "br.anthropic.test",
+                               "path_prefix": "/v1", "api_key": "sk-ant-mock", "anthropic_version": "2023-06-01"})
+        c["routes"][:0] = [{"model": "brittle", "provider": "openai", "upstream_model": "gpt-5.4", "fallbacks": ["brotli-claude"]},
+                           {"model": "brotli-claude", "provider": "brotli", "upstream_model": "claude-sonnet-4-6"}]
+        c["pricing"]["brotli/claude-sonnet-4-6"] = c["pricing"]["anthropic/claude-sonnet-4-6"]
+    direct = requests.post(f"http://127.0.0.1:{stack.mock.port}/v1/messages", timeout=10,
+                           headers={"host": "br.anthropic.test", "x-api-key": "sk-ant-mock", "anthropic-version": "2023-06-01"},
+                           json={"model": "claude-sonnet-4-6", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]})
+    assert direct.status_code == 200 and direct.headers["content-encoding"] == "br", direct.headers
+    cfg = sm.demo_config(sm.free_port(), sm.free_port(), stack.mock.port, plugin_patch=patch, control_port=stack.control.port)
+    e = sm.Envoy(cfg, tmp_path, concurrency=1, name="brotli")
+    try:
+        h = {"content-type": "application/json", "authorization": f"Bearer {SEARCH_KEY}", "x-mock-status": "500"}
+        for stream in (False, True):
+            r = requests.post(e.url + "/v1/chat/completions", headers=h, timeout=30,
+                              json={"model": "brittle", "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+            assert r.headers["x-tollgate-provider"] == "brotli" and r.headers["x-tollgate-fallback-attempts"] == "1", r.headers
+            untranslatable(r.status_code, r.headers, r.content, "content-encoding 'br' cannot be decoded")
+            time.sleep(0.3)
+            recs = [json.loads(line.split("tollgate.usage ", 1)[1]) for line in e.log().splitlines() if "tollgate.usage " in line]
+            rec = [x for x in recs if x["id"] == r.headers["x-tollgate-request-id"]]
+            assert len(rec) == 1, recs
+            rec = rec[0]
+            assert (rec["status"], rec["outcome"], rec["usage_source"]) == (502, "ok", "estimated"), rec
+            assert rec["provider"] == "brotli" and rec["cost_micros"] > 0 and rec["attempts"][0]["status"] == 500, rec
     finally:
         e.stop()
 

@@ -229,10 +229,12 @@ pub(super) struct TollgateHttp {
     /// A token count (`/v1/messages/count_tokens`): routed and checked like
     /// a messages request, but free: no budget, no record.
     counting: bool,
-    /// The client gets an error in place of the provider's answer (one the
-    /// filter cannot translate): its status, and its body until sent, then
-    /// empty ([`Self::replace_answer`]).
-    replacing: Option<(u16, Vec<u8>)>,
+    /// The status of the error the client got in place of the provider's
+    /// answer (one the filter cannot translate; [`Self::replace_answer`]).
+    replaced: Option<u16>,
+    /// That error's body, in place of the held answer's body: until sent,
+    /// then empty ([`Self::swallow_body`]).
+    swallowing: Option<Vec<u8>>,
 }
 
 impl Context for TollgateHttp {
@@ -302,7 +304,8 @@ impl TollgateHttp {
             json_check: None,
             fallbacks: Default::default(),
             client_body: None,
-            replacing: None,
+            replaced: None,
+            swallowing: None,
             attempts: Vec::new(),
             fallback_call: None,
             routed_by: None,
@@ -693,7 +696,7 @@ impl TollgateHttp {
             model_served,
             stream: self.chat.as_ref().is_some_and(|c| c.stream),
             // What the client got (the provider's status is what is accounted).
-            status: self.replacing.as_ref().map_or(self.status, |r| r.0),
+            status: self.replaced.unwrap_or(self.status),
             outcome,
             error_code,
             usage,
@@ -815,13 +818,14 @@ impl TollgateHttp {
             // would pay again for an answer that cannot be read either.
             host::set_header(RESPONSE_HEADERS, "x-should-retry", Some("false"));
         }
-        self.replacing = Some((e.status, body));
+        self.replaced = Some(e.status);
+        self.swallowing = Some(body);
     }
 
     /// For an answer replaced by an error: the error's body in place of the
     /// first chunk, nothing in place of the rest.
     fn swallow_body(&mut self, body_size: usize) {
-        if let Some((_, body)) = self.replacing.as_mut() {
+        if let Some(body) = self.swallowing.as_mut() {
             host::set_buffer(RESPONSE_BODY, 0, body_size, &std::mem::take(body));
         }
     }
@@ -1290,7 +1294,7 @@ impl HttpContext for TollgateHttp {
         // when the filter replaced the answer: the provider's status and
         // usage stand.)
         if let Some(code) = host::property(&["response", "code"])
-            .filter(|_| self.replacing.is_none())
+            .filter(|_| self.replaced.is_none())
             .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
             .map(|b| u64::from_le_bytes(b) as u16)
             .filter(|c| *c != 0)

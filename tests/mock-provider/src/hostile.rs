@@ -9,7 +9,8 @@
 //!   `content-encoding`, although no accept-encoding asked for it;
 //!   `x-mock-gzip: corrupt`: the same, but after the first half of the
 //!   body the deflate data turns invalid (a reserved block type);
-//! - `x-mock-content-encoding: br`: claim an encoding the body does not have;
+//! - `x-mock-content-encoding: br`, or any request to a host named `br.*`:
+//!   claim an encoding the body does not have;
 //! - `x-mock-endless-event: N`: an SSE event of N bytes that never ends;
 //! - `x-mock-bad-header: 1`: a response header with a byte that is not UTF-8;
 //! - `x-mock-forged-tollgate-headers: 1`: headers in Tollgate's namespace;
@@ -51,7 +52,8 @@ pub async fn misbehave(mut r: Response<Body>, h: &HeaderMap) -> Response<Body> {
         out.headers_mut().remove("content-length");
         r = out;
     }
-    if let Some(enc) = asked("x-mock-content-encoding") {
+    let claimed = asked("x-mock-content-encoding").or(asked("host").filter(|v| v.starts_with("br.")).map(|_| "br"));
+    if let Some(enc) = claimed {
         r.headers_mut().insert("content-encoding", HeaderValue::from_str(enc).unwrap_or(HeaderValue::from_static("br")));
     }
     if asked("x-mock-bad-header") == Some("1") {

@@ -21,6 +21,7 @@ use crate::decode::{Coding, Inflater};
 use super::TollgateHttp;
 use crate::admission::{self, Decision};
 use crate::config::Config;
+use crate::errors::GatewayError;
 use crate::record::Termination;
 use crate::route;
 use crate::usage::StreamTracker;
@@ -110,24 +111,33 @@ impl TollgateHttp {
         let content_type = String::from_utf8_lossy(&header(b"content-type")).into_owned();
         // Compressed although not asked: decoded and answered decoded, as a
         // first attempt's rewritten answer is; one that does not decode (or
-        // in a coding the filter cannot read) goes on as it came, unread.
+        // in a coding the filter cannot read) goes on as it came, unread, or
+        // (translated) becomes an error in the client's format.
         let encoding = header(b"content-encoding");
         let coding = Coding::from_header((!encoding.is_empty()).then_some(encoding.as_slice()));
         let undecoded = match Inflater::new(&coding) {
             Some(mut inf) => match crate::decode::whole(&mut inf, &body, cfg.max_response_bytes) {
                 Ok(plain) => {
                     body = plain;
-                    false
+                    None
                 }
-                Err(_) => true,
+                Err(e) => Some(e.untranslatable().to_owned()),
             },
-            None => coding != Coding::Identity,
+            None => match &coding {
+                Coding::Unreadable(name) => Some(format!("its content-encoding '{name}' cannot be decoded here")),
+                _ => None,
+            },
         };
+        let replaced = match (&undecoded, self.translate) {
+            (Some(why), Some(_)) => Some(GatewayError::untranslatable_answer(status, why)),
+            _ => None,
+        };
+        self.replaced = replaced.as_ref().map(|e| e.status);
         // The answer is read like a first attempt's: guarded when the policy reads answers.
         if let (Some((policy, owner, placeholders)), true) = (self.answer_seed.take(), (200..300).contains(&status)) {
             self.answer_guard = crate::guard::answer::AnswerGuard::new(policy, owner, placeholders, self.api.unwrap_or(tollgate_protocol::Api::OpenAiChat));
         }
-        let (out, costs) = if undecoded {
+        let (out, costs) = if undecoded.is_some() {
             self.reader = super::Reader::Unreadable { bytes: body.len() as u64 };
             self.response_complete = true;
             let rec = self.settle(Termination::Complete);
@@ -160,9 +170,18 @@ impl TollgateHttp {
             let costs = rec.filter(|_| cfg.cost_headers).map(|r| super::cost_header_values(&r)).unwrap_or_default();
             (new.unwrap_or(body), costs)
         };
+        let retry_off = replaced.as_ref().is_some_and(|e| e.status != status);
+        let (status, out, content_type) = match replaced {
+            Some(e) => (e.status, e.body().into_bytes(), "application/json".to_owned()),
+            None => (status, out, content_type),
+        };
         let mut reply: Vec<(&str, &str)> = vec![("content-type", if content_type.is_empty() { "application/json" } else { content_type.as_str() })];
         let encoding = String::from_utf8_lossy(&encoding).into_owned();
-        if undecoded {
+        if retry_off {
+            // The provider answered (and billed): see replace_answer.
+            reply.push(("x-should-retry", "false"));
+        }
+        if undecoded.is_some() && self.replaced.is_none() {
             reply.push(("content-encoding", encoding.as_str()));
         }
         reply.push(("x-tollgate-request-id", self.request_id.as_str()));
