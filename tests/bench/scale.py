@@ -83,6 +83,13 @@ class Peak(threading.Thread):
                 self.peak = max(self.peak, int(m.group(1)))
 
 
+def counter(envoy: sm.Envoy, name: str) -> int:
+    """One of an Envoy's `tollgate.*` counters now (0 before its first increment)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{envoy.admin_port}/stats?filter={name}", timeout=5).read().decode()
+    m = re.search(rf"tollgate\.{re.escape(name)}: (\d+)", text)
+    return int(m.group(1)) if m else 0
+
+
 def status(envoy: sm.Envoy, key: str) -> int:
     req = urllib.request.Request(envoy.url + "/v1/chat/completions", method="POST",
                                  data=json.dumps({"model": "cheap", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}).encode(),
@@ -403,6 +410,9 @@ def main() -> int:
         scale_paired = paired_ratio(big, budgeted, small, one, others)
         budget_vm = vm_memory(big)
         budget_rss = rss_mib(big.proc.pid)
+        # Records past max_buffered_records are dropped, oldest first: the
+        # control service (on the same cores) fell that far behind.
+        dropped = counter(big, "usage_dropped")
         errors = sum(r["non2xx"] for r in runs + runs2)
     finally:
         if shipping:
@@ -455,7 +465,8 @@ def main() -> int:
     print(f"worst VM growth: +{worst_b:.1f} MiB (target <= 16 MiB: {'met' if worst_b <= 16 else 'NOT met'}); "
           f"Envoy RSS {budget_rss:.0f} MiB (+{budget_rss - scaled_rss:.0f} MiB for the budgets' entries)")
     print(f"usage records held for the control service on the budgeted Envoy: at most {shipping.peak:,} "
-          f"(tollgate.usage_buffered, read every 0.5 s; the background service's VM grows with them)")
+          f"(tollgate.usage_buffered, read every 0.5 s; the background service's VM grows with them); "
+          f"dropped past max_buffered_records: {dropped:,} (tollgate.usage_dropped)")
     print(f"req/s: 3 keys {base2['rps']:.0f} (p99 {base2['p99']:.2f} ms), 10,000 random budgeted keys {with_budgets['rps']:.0f} "
           f"(p99 {with_budgets['p99']:.2f} ms): {with_budgets['rps'] / base2['rps']:.1%} (sequential)")
     print(f"  {paired_line(budgets_paired, 'budgeted keys vs the 3-key Envoy without budgets (a budget costs, and so do many)')}")
