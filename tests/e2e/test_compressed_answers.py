@@ -226,28 +226,39 @@ def test_a_translated_answer_too_large_to_hold_becomes_an_error_and_is_priced_fr
                                                cached=rec["usage"]["cached_input_tokens"])
 
 
+def envoy_falling_back_to(stack, tmp_path, name: str, host: str, encoding: str) -> sm.Envoy:
+    """An Envoy whose route `<name>-first` (OpenAI's gpt-5.4) falls back to
+    provider `name`: Claude at `host`, for which the mock answers with
+    `content-encoding: <encoding>` unasked (checked first, directly)."""
+    def patch(c):
+        c["providers"].append({"name": name, "format": "anthropic", "cluster": "anthropic", "host": host,
+                               "path_prefix": "/v1", "api_key": "sk-ant-mock", "anthropic_version": "2023-06-01"})
+        c["routes"][:0] = [{"model": f"{name}-first", "provider": "openai", "upstream_model": "gpt-5.4", "fallbacks": [f"{name}-claude"]},
+                           {"model": f"{name}-claude", "provider": name, "upstream_model": "claude-sonnet-4-6"}]
+        c["pricing"][f"{name}/claude-sonnet-4-6"] = c["pricing"]["anthropic/claude-sonnet-4-6"]
+    direct = requests.post(f"http://127.0.0.1:{stack.mock.port}/v1/messages", stream=True, timeout=10,
+                           headers={"host": host, "x-api-key": "sk-ant-mock", "anthropic-version": "2023-06-01"},
+                           json={"model": "claude-sonnet-4-6", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]})
+    assert direct.status_code == 200 and direct.headers["content-encoding"] == encoding, direct.headers
+    cfg = sm.demo_config(sm.free_port(), sm.free_port(), stack.mock.port, plugin_patch=patch, control_port=stack.control.port)
+    return sm.Envoy(cfg, tmp_path, concurrency=1, name=name)
+
+
+def ask_failing_first(e: sm.Envoy, model: str, stream: bool) -> requests.Response:
+    """A chat request whose first attempt fails (500), so the route's fallback answers."""
+    h = {"content-type": "application/json", "authorization": f"Bearer {SEARCH_KEY}", "x-mock-status": "500"}
+    return requests.post(e.url + "/v1/chat/completions", headers=h, timeout=30,
+                         json={"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+
+
 def test_a_fallbacks_compressed_answer_is_decoded_and_translated(stack, tmp_path):
     """The first attempt fails; the alternative (a provider whose host makes
     the mock gzip) answers compressed. Before, its gzip bytes reached the
     client without a content-encoding, untranslated and unpriced."""
-    def patch(c):
-        c["providers"].append({"name": "squeezed", "format": "anthropic", "cluster": "anthropic", "host": "gzip.anthropic.test",
-                               "path_prefix": "/v1", "api_key": "sk-ant-mock", "anthropic_version": "2023-06-01"})
-        c["routes"][:0] = [{"model": "squeezy", "provider": "openai", "upstream_model": "gpt-5.4", "fallbacks": ["squeezed-claude"]},
-                           {"model": "squeezed-claude", "provider": "squeezed", "upstream_model": "claude-sonnet-4-6"}]
-        c["pricing"]["squeezed/claude-sonnet-4-6"] = c["pricing"]["anthropic/claude-sonnet-4-6"]
-    # The mock compresses for that host (the fallback's :authority) unasked.
-    direct = requests.post(f"http://127.0.0.1:{stack.mock.port}/v1/messages", stream=True, timeout=10,
-                           headers={"host": "gzip.anthropic.test", "x-api-key": "sk-ant-mock", "anthropic-version": "2023-06-01"},
-                           json={"model": "claude-sonnet-4-6", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]})
-    assert direct.status_code == 200 and direct.headers["content-encoding"] == "gzip", direct.headers
-    cfg = sm.demo_config(sm.free_port(), sm.free_port(), stack.mock.port, plugin_patch=patch, control_port=stack.control.port)
-    e = sm.Envoy(cfg, tmp_path, concurrency=1, name="squeezed")
+    e = envoy_falling_back_to(stack, tmp_path, "squeezed", "gzip.anthropic.test", "gzip")
     try:
-        h = {"content-type": "application/json", "authorization": f"Bearer {SEARCH_KEY}", "x-mock-status": "500"}
         for stream in (False, True):
-            r = requests.post(e.url + "/v1/chat/completions", headers=h, timeout=30,
-                              json={"model": "squeezy", "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+            r = ask_failing_first(e, "squeezed-first", stream)
             assert r.status_code == 200 and r.headers["x-tollgate-provider"] == "squeezed", r.text
             no_encoding(r.headers)
             if stream:
@@ -269,23 +280,10 @@ def test_a_fallbacks_answer_the_gateway_cannot_read_becomes_an_error_for_a_trans
     the mock claim br) answers in Anthropic's format, in an encoding the
     gateway cannot decode. Before, those bytes went to the OpenAI client as
     they came. Now it gets the gateway's 502, and the answer is priced."""
-    def patch(c):
-        c["providers"].append({"name": "brotli", "format": "anthropic", "cluster": "anthropic", "host": "br.anthropic.test",
-                               "path_prefix": "/v1", "api_key": "sk-ant-mock", "anthropic_version": "2023-06-01"})
-        c["routes"][:0] = [{"model": "brittle", "provider": "openai", "upstream_model": "gpt-5.4", "fallbacks": ["brotli-claude"]},
-                           {"model": "brotli-claude", "provider": "brotli", "upstream_model": "claude-sonnet-4-6"}]
-        c["pricing"]["brotli/claude-sonnet-4-6"] = c["pricing"]["anthropic/claude-sonnet-4-6"]
-    direct = requests.post(f"http://127.0.0.1:{stack.mock.port}/v1/messages", timeout=10,
-                           headers={"host": "br.anthropic.test", "x-api-key": "sk-ant-mock", "anthropic-version": "2023-06-01"},
-                           json={"model": "claude-sonnet-4-6", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]})
-    assert direct.status_code == 200 and direct.headers["content-encoding"] == "br", direct.headers
-    cfg = sm.demo_config(sm.free_port(), sm.free_port(), stack.mock.port, plugin_patch=patch, control_port=stack.control.port)
-    e = sm.Envoy(cfg, tmp_path, concurrency=1, name="brotli")
+    e = envoy_falling_back_to(stack, tmp_path, "brotli", "br.anthropic.test", "br")
     try:
-        h = {"content-type": "application/json", "authorization": f"Bearer {SEARCH_KEY}", "x-mock-status": "500"}
         for stream in (False, True):
-            r = requests.post(e.url + "/v1/chat/completions", headers=h, timeout=30,
-                              json={"model": "brittle", "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+            r = ask_failing_first(e, "brotli-first", stream)
             assert r.headers["x-tollgate-provider"] == "brotli" and r.headers["x-tollgate-fallback-attempts"] == "1", r.headers
             untranslatable(r.status_code, r.headers, r.content, "content-encoding 'br' cannot be decoded")
             time.sleep(0.3)
