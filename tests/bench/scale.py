@@ -49,7 +49,7 @@ from bench import body, paired, pin, rss_mib, wrk  # noqa: E402
 
 KEYS = int(os.environ.get("SCALE_KEYS", "1000000"))
 BUDGETS = min(int(os.environ.get("SCALE_BUDGETS", str(KEYS))), KEYS - 1)
-DB = os.environ.get("SCALE_DB", "sqlite")
+DB = os.environ.get("SCALE_DB") or "sqlite"  # unset or empty: the default
 SAMPLE = 10_000
 MIB = 1024 * 1024
 
