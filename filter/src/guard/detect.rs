@@ -338,6 +338,30 @@ fn ipv4(t: &[u8], hits: &mut Vec<Hit>) {
     }
 }
 
+/// [`SECRET_BYTES`]: the byte can begin a secret (`sk-`, `AKIA`, `ghp_`,
+/// `xoxb-`, `eyJ`, `-----BEGIN`, ...).
+const BEGINS: u8 = 1;
+/// [`SECRET_BYTES`]: the byte continues a token (so nothing begins after it).
+const CONTINUES: u8 = 2;
+
+/// Each byte's [`BEGINS`] and [`CONTINUES`] bits, looked up once per byte
+/// of a text (a table: the scan's inner loop is most of a clean text's cost).
+static SECRET_BYTES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let x = b as u8;
+        let begins = matches!(x, b's' | b'A' | b'g' | b'x' | b'e' | b'-');
+        let continues = x.is_ascii_alphanumeric() || x == b'-' || x == b'_';
+        #[allow(clippy::indexing_slicing)] // evaluated at compile time: b < 256
+        {
+            table[b] = if begins { BEGINS } else { 0 } | if continues { CONTINUES } else { 0 };
+        }
+        b += 1;
+    }
+    table
+};
+
 /// Provider API keys, cloud access keys, GitHub and Slack tokens, JWTs and
 /// private key blocks.
 fn secrets(t: &[u8], hits: &mut Vec<Hit>) {
@@ -361,13 +385,38 @@ fn secrets(t: &[u8], hits: &mut Vec<Hit>) {
         (b"AIza", 0, 35, 35),
     ];
     let mut i = 0;
-    while let Some(&first) = t.get(i) {
-        // Only where a secret can start: a cheap first-byte test before any comparison.
-        if !matches!(first, b's' | b'A' | b'g' | b'x' | b'e' | b'-') || (i > 0 && t.get(i - 1).is_some_and(|&b| token(b))) {
+    loop {
+        // Only where a secret can start: a byte that can begin one, after
+        // one that cannot continue it. One pass that carries whether the
+        // byte before continues a token (most bytes of a text begin
+        // nothing: this loop is most of a clean text's scan).
+        let mut after_token = i > 0 && t.get(i - 1).is_some_and(|&b| token(b));
+        let mut next = None;
+        for (k, &b) in t.iter().enumerate().skip(i) {
+            let class = SECRET_BYTES.get(usize::from(b)).copied().unwrap_or(0);
+            if !after_token && class & BEGINS != 0 {
+                next = Some((k, b));
+                break;
+            }
+            after_token = class & CONTINUES != 0;
+        }
+        let Some((start, first)) = next else { break };
+        i = start;
+        let rest = t.get(i..).unwrap_or_default();
+        // The second byte rules out most words (`sit`, `example`, `and`).
+        let second = rest.get(1).copied().unwrap_or(0);
+        let plausible = match first {
+            b's' => second == b'k',
+            b'A' => matches!(second, b'K' | b'S' | b'I'),
+            b'g' => matches!(second, b'h' | b'i'),
+            b'x' => second == b'o',
+            b'e' => second == b'y',
+            _ => second == b'-',
+        };
+        if !plausible {
             i += 1;
             continue;
         }
-        let rest = t.get(i..).unwrap_or_default();
         if first == b'-' && rest.starts_with(b"-----BEGIN ") {
             let head_end = rest.iter().skip(11).position(|&b| b == b'\n').map_or(rest.len(), |p| p + 11);
             let head = rest.get(..head_end).unwrap_or_default();
@@ -457,6 +506,34 @@ mod tests {
         assert_eq!(classes(jwt), vec![(Class::Secret, jwt)]);
         let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----\n";
         assert_eq!(classes(pem).len(), 1);
+    }
+
+    #[test]
+    fn a_secret_is_found_wherever_a_token_can_begin_and_nowhere_else() {
+        let secrets = [
+            "sk-ant-api03-abcdefghij0123456789ABCDEFGHIJ",
+            "sk-proj-abc123DEF456ghi789JKL012mno345PQR",
+            "AKIAIOSFODNN7EXAMPLE",
+            "ASIAIOSFODNN7EXAMPLE",
+            "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+            "ghp_0123456789abcdefghijklmnopqrstuvwxyz",
+            "github_pat_0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmn",
+            "xoxb-0123456789-abcdefghij",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        ];
+        for secret in secrets {
+            // After nothing, a space, punctuation, a newline, and after
+            // words that begin like secrets do ("sit", "ask", "example").
+            for before in ["", " ", "(", "\n", "\"", "sit ", "ask sk ", "example: ", "AKA "] {
+                let text = format!("{before}{secret} and more");
+                assert_eq!(classes(&text), vec![(Class::Secret, secret)], "{text:?}");
+            }
+            // Inside a token: not the start of one.
+            for before in ["x", "9", "_", "-", "s", "sk"] {
+                let text = format!("{before}{secret} and more");
+                assert_eq!(classes(&text), vec![], "{text:?}");
+            }
+        }
     }
 
     #[test]
