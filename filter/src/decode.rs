@@ -81,6 +81,11 @@ impl DecodeError {
         }
     }
 
+    /// Why an answer in `coding` (one the filter cannot read) cannot be translated.
+    pub fn unreadable_coding(name: &str) -> String {
+        format!("its content-encoding '{name}' cannot be decoded here")
+    }
+
     /// What the client of a provider's answer sent on decoded is told when
     /// it stops decoding.
     pub fn answer_message(self) -> &'static str {

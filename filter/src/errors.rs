@@ -208,6 +208,15 @@ impl GatewayError {
         )
     }
 
+    /// The `x-should-retry` an error sent in place of a provider's answer
+    /// goes with: `false` when its status is not the provider's (the
+    /// provider answered and billed; an SDK retrying the 502 would pay again
+    /// for an answer it could not read either), none when it is (a 429
+    /// stays retryable).
+    pub fn retry_header(&self, provider_status: u16) -> Option<(&'static str, &'static str)> {
+        (self.status != provider_status).then_some(("x-should-retry", "false"))
+    }
+
     /// 429 budget exhausted (see budget::exhausted_error for the message).
     pub fn budget_exhausted(message: String, details: serde_json::Value) -> Self {
         let mut e = Self::new(429, "budget_exhausted", "budget_exhausted", message);
@@ -269,6 +278,8 @@ mod tests {
         assert_eq!(GatewayError::untranslatable_answer(429, "x").status, 429, "a rate limit stays retryable");
         assert_eq!(GatewayError::untranslatable_answer(529, "x").status, 529);
         assert_eq!(GatewayError::untranslatable_answer(302, "x").status, 502);
+        assert_eq!(e.retry_header(200), Some(("x-should-retry", "false")), "the provider billed it");
+        assert_eq!(GatewayError::untranslatable_answer(429, "x").retry_header(429), None);
     }
 
     #[test]

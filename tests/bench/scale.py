@@ -63,31 +63,28 @@ def vm_memory(envoy: sm.Envoy) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"tollgate\.vm_memory_bytes\.(vm_\d+): (\d+)", text)}
 
 
+def stat(envoy: sm.Envoy, name: str) -> int:
+    """One of an Envoy's `tollgate.*` gauges or counters now (0 before it is first set)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{envoy.admin_port}/stats?filter={name}", timeout=5).read().decode()
+    m = re.search(rf"tollgate\.{re.escape(name)}: (\d+)", text)
+    return int(m.group(1)) if m else 0
+
+
 class Peak(threading.Thread):
     """The largest value of one of an Envoy's `tollgate.*` gauges, read every half second."""
 
     def __init__(self, envoy: sm.Envoy, gauge: str):
         super().__init__(daemon=True)
-        self.url = f"http://127.0.0.1:{envoy.admin_port}/stats?filter={gauge}"
-        self.pattern = re.compile(rf"tollgate\.{re.escape(gauge)}: (\d+)")
+        self.envoy, self.gauge = envoy, gauge
         self.peak, self.done = 0, threading.Event()
         self.start()
 
     def run(self) -> None:
         while not self.done.wait(0.5):
             try:
-                m = self.pattern.search(urllib.request.urlopen(self.url, timeout=5).read().decode())
+                self.peak = max(self.peak, stat(self.envoy, self.gauge))
             except OSError:
                 continue
-            if m:
-                self.peak = max(self.peak, int(m.group(1)))
-
-
-def counter(envoy: sm.Envoy, name: str) -> int:
-    """One of an Envoy's `tollgate.*` counters now (0 before its first increment)."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{envoy.admin_port}/stats?filter={name}", timeout=5).read().decode()
-    m = re.search(rf"tollgate\.{re.escape(name)}: (\d+)", text)
-    return int(m.group(1)) if m else 0
 
 
 def status(envoy: sm.Envoy, key: str) -> int:
@@ -412,7 +409,7 @@ def main() -> int:
         budget_rss = rss_mib(big.proc.pid)
         # Records past max_buffered_records are dropped, oldest first: the
         # control service (on the same cores) fell that far behind.
-        dropped = counter(big, "usage_dropped")
+        dropped = stat(big, "usage_dropped")
         errors = sum(r["non2xx"] for r in runs + runs2)
     finally:
         if shipping:

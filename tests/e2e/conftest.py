@@ -70,12 +70,7 @@ class Client:
         return self.post("/v1/messages", body, **kw)
 
     def records(self) -> list[dict]:
-        out = []
-        for line in self.stack.envoy.log().splitlines():
-            i = line.find("tollgate.usage ")
-            if i >= 0:
-                out.append(json.loads(line[i + len("tollgate.usage "):]))
-        return out
+        return self.stack.envoy.usage_records()
 
     def record(self, request_id: str, timeout: float = 5.0) -> dict:
         deadline = time.monotonic() + timeout

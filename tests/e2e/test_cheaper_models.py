@@ -213,7 +213,7 @@ def test_a_refused_connection_and_a_timeout_fall_back_too(stack, tmp_path):
                           headers={**h, "x-mock-delay-ms": "3000"}, timeout=30)
         assert r.status_code == 200 and r.headers["x-tollgate-provider"] == "deepseek", r.text
         time.sleep(0.5)
-        recs = [json.loads(line.split("tollgate.usage ", 1)[1]) for line in e.log().splitlines() if "tollgate.usage " in line]
+        recs = e.usage_records()
         assert [a["status"] for rec in recs for a in rec.get("attempts", [])] == [503, 504], recs
     finally:
         e.stop()

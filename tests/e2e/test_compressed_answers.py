@@ -287,7 +287,7 @@ def test_a_fallbacks_answer_the_gateway_cannot_read_becomes_an_error_for_a_trans
             assert r.headers["x-tollgate-provider"] == "brotli" and r.headers["x-tollgate-fallback-attempts"] == "1", r.headers
             untranslatable(r.status_code, r.headers, r.content, "content-encoding 'br' cannot be decoded")
             time.sleep(0.3)
-            recs = [json.loads(line.split("tollgate.usage ", 1)[1]) for line in e.log().splitlines() if "tollgate.usage " in line]
+            recs = e.usage_records()
             rec = [x for x in recs if x["id"] == r.headers["x-tollgate-request-id"]]
             assert len(rec) == 1, recs
             rec = rec[0]

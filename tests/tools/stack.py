@@ -304,6 +304,15 @@ class Envoy:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def usage_records(self) -> list[dict]:
+        """The usage records this Envoy logged (`tollgate.usage {...}` lines), in order."""
+        out = []
+        for line in self.log().splitlines():
+            i = line.find("tollgate.usage ")
+            if i >= 0:
+                out.append(json.loads(line[i + len("tollgate.usage "):]))
+        return out
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.listen_port}"

@@ -813,10 +813,8 @@ impl TollgateHttp {
         host::set_header(RESPONSE_HEADERS, "content-type", Some("application/json"));
         host::set_header(RESPONSE_HEADERS, "content-encoding", None);
         host::set_header(RESPONSE_HEADERS, "content-length", Some(&body.len().to_string()));
-        if e.status != self.status {
-            // The provider answered (and billed): an SDK retrying the 502
-            // would pay again for an answer that cannot be read either.
-            host::set_header(RESPONSE_HEADERS, "x-should-retry", Some("false"));
+        if let Some((name, value)) = e.retry_header(self.status) {
+            host::set_header(RESPONSE_HEADERS, name, Some(value));
         }
         self.replaced = Some(e.status);
         self.swallowing = Some(body);
@@ -1096,7 +1094,7 @@ impl HttpContext for TollgateHttp {
         if let Coding::Unreadable(name) = &coding {
             log::warn!("[{}] response content-encoding '{name}' cannot be read: usage will be estimated", self.context_id);
             if self.translate.is_some() {
-                self.replace_answer(GatewayError::untranslatable_answer(self.status, &format!("its content-encoding '{name}' cannot be decoded here")));
+                self.replace_answer(GatewayError::untranslatable_answer(self.status, &crate::decode::DecodeError::unreadable_coding(name)));
             }
             self.reader = Reader::Unreadable { bytes: 0 };
             return Action::Continue;

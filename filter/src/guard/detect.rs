@@ -338,6 +338,11 @@ fn ipv4(t: &[u8], hits: &mut Vec<Hit>) {
     }
 }
 
+/// A byte that continues a token (key bodies, base64url): nothing begins after one.
+const fn token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
 /// [`SECRET_BYTES`]: the byte can begin a secret (`sk-`, `AKIA`, `ghp_`,
 /// `xoxb-`, `eyJ`, `-----BEGIN`, ...).
 const BEGINS: u8 = 1;
@@ -352,7 +357,7 @@ static SECRET_BYTES: [u8; 256] = {
     while b < 256 {
         let x = b as u8;
         let begins = matches!(x, b's' | b'A' | b'g' | b'x' | b'e' | b'-');
-        let continues = x.is_ascii_alphanumeric() || x == b'-' || x == b'_';
+        let continues = token_byte(x);
         #[allow(clippy::indexing_slicing)] // evaluated at compile time: b < 256
         {
             table[b] = if begins { BEGINS } else { 0 } | if continues { CONTINUES } else { 0 };
@@ -365,8 +370,8 @@ static SECRET_BYTES: [u8; 256] = {
 /// Provider API keys, cloud access keys, GitHub and Slack tokens, JWTs and
 /// private key blocks.
 fn secrets(t: &[u8], hits: &mut Vec<Hit>) {
-    let token = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
-    let b64url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    let token = token_byte;
+    let b64url = token_byte;
     // (prefix, body chars, minimum body length, exact length or 0)
     const PREFIXED: &[(&[u8], u8, usize, usize)] = &[
         (b"sk-ant-", 0, 32, 0),
@@ -405,6 +410,7 @@ fn secrets(t: &[u8], hits: &mut Vec<Hit>) {
         let rest = t.get(i..).unwrap_or_default();
         // The second byte rules out most words (`sit`, `example`, `and`).
         let second = rest.get(1).copied().unwrap_or(0);
+        // (Each first byte here is one SECRET_BYTES marks BEGINS.)
         let plausible = match first {
             b's' => second == b'k',
             b'A' => matches!(second, b'K' | b'S' | b'I'),

@@ -124,7 +124,7 @@ impl TollgateHttp {
                 Err(e) => Some(e.untranslatable().to_owned()),
             },
             None => match &coding {
-                Coding::Unreadable(name) => Some(format!("its content-encoding '{name}' cannot be decoded here")),
+                Coding::Unreadable(name) => Some(crate::decode::DecodeError::unreadable_coding(name)),
                 _ => None,
             },
         };
@@ -170,17 +170,14 @@ impl TollgateHttp {
             let costs = rec.filter(|_| cfg.cost_headers).map(|r| super::cost_header_values(&r)).unwrap_or_default();
             (new.unwrap_or(body), costs)
         };
-        let retry_off = replaced.as_ref().is_some_and(|e| e.status != status);
+        let retry = replaced.as_ref().and_then(|e| e.retry_header(status));
         let (status, out, content_type) = match replaced {
             Some(e) => (e.status, e.body().into_bytes(), "application/json".to_owned()),
             None => (status, out, content_type),
         };
         let mut reply: Vec<(&str, &str)> = vec![("content-type", if content_type.is_empty() { "application/json" } else { content_type.as_str() })];
         let encoding = String::from_utf8_lossy(&encoding).into_owned();
-        if retry_off {
-            // The provider answered (and billed): see replace_answer.
-            reply.push(("x-should-retry", "false"));
-        }
+        reply.extend(retry);
         if undecoded.is_some() && self.replaced.is_none() {
             reply.push(("content-encoding", encoding.as_str()));
         }
