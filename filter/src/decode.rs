@@ -69,6 +69,8 @@ pub struct Inflater {
 pub enum DecodeError {
     Corrupt,
     TooLarge,
+    /// The body ended before its compressed data did.
+    Truncated,
 }
 
 impl DecodeError {
@@ -78,6 +80,7 @@ impl DecodeError {
         match self {
             DecodeError::Corrupt => "its compressed body is not valid gzip or deflate data",
             DecodeError::TooLarge => "its compressed body decodes to more than the gateway holds to translate (max_response_bytes)",
+            DecodeError::Truncated => "its compressed body ends before its compressed data does",
         }
     }
 
@@ -92,6 +95,7 @@ impl DecodeError {
         match self {
             DecodeError::Corrupt => "The provider's compressed answer is not valid gzip or deflate data past this point.",
             DecodeError::TooLarge => "The provider's compressed answer decodes to more than the gateway reads (max_response_bytes).",
+            DecodeError::Truncated => "The provider's compressed answer ended before its compressed data did.",
         }
     }
 }
@@ -199,6 +203,14 @@ impl Inflater {
     pub fn finished(&self) -> bool {
         matches!(self.stage, Stage::Done)
     }
+
+    /// At end of body: why what was decoded is not the whole answer, if it is not.
+    pub fn ended(&self) -> Option<DecodeError> {
+        match self.error() {
+            None if !self.finished() => Some(DecodeError::Truncated),
+            e => e,
+        }
+    }
 }
 
 /// A request body that came with `content-encoding`, decoded: the filter
@@ -220,7 +232,7 @@ pub fn request_body(coding: Option<&[u8]>, body: &[u8], limit: usize) -> Result<
     match whole(&mut inflater, body, limit) {
         Ok(out) => Ok(Some(out)),
         Err(DecodeError::TooLarge) => Err(GatewayError::too_large(limit)),
-        Err(DecodeError::Corrupt) => Err(GatewayError::bad_request(
+        Err(DecodeError::Corrupt | DecodeError::Truncated) => Err(GatewayError::bad_request(
             "invalid_encoding",
             format!("The request body is not whole, valid {} data, as its content-encoding says.", if coding == Coding::Gzip { "gzip" } else { "deflate" }),
         )),
@@ -230,7 +242,7 @@ pub fn request_body(coding: Option<&[u8]>, body: &[u8], limit: usize) -> Result<
 /// A whole body decoded through `inflater`: at most `limit` decoded bytes
 /// are made (the body is fed in 4 KiB slices, so a compression bomb stops
 /// within a few MiB of the limit), and a body that does not end its
-/// stream is `Corrupt` (what was cut off would never be read).
+/// stream is `Truncated` (what was cut off would never be read).
 pub fn whole(inflater: &mut Inflater, body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
     let mut out = Vec::new();
     for slice in body.chunks(4 << 10) {
@@ -242,10 +254,9 @@ pub fn whole(inflater: &mut Inflater, body: &[u8], limit: usize) -> Result<Vec<u
             break;
         }
     }
-    match inflater.error() {
+    match inflater.ended() {
         Some(e) => Err(e),
-        None if inflater.finished() => Ok(out),
-        None => Err(DecodeError::Corrupt),
+        None => Ok(out),
     }
 }
 
@@ -351,7 +362,7 @@ mod tests {
         again.push(&packed, |d| out.extend_from_slice(d));
         assert!(out == data && again.finished());
         assert_eq!(whole(&mut Inflater::new(&Coding::Gzip).unwrap(), &packed, data.len() - 1), Err(DecodeError::TooLarge));
-        assert_eq!(whole(&mut Inflater::new(&Coding::Gzip).unwrap(), &packed[..packed.len() - 9], 1 << 20), Err(DecodeError::Corrupt), "cut short");
+        assert_eq!(whole(&mut Inflater::new(&Coding::Gzip).unwrap(), &packed[..packed.len() - 9], 1 << 20), Err(DecodeError::Truncated), "cut short");
         assert_eq!(whole(&mut Inflater::new(&Coding::Gzip).unwrap(), &data, 1 << 20), Err(DecodeError::Corrupt), "not gzip");
         let zlib = miniz_oxide::deflate::compress_to_vec_zlib(&data, 6);
         assert_eq!(whole(&mut Inflater::new(&Coding::Deflate).unwrap(), &zlib, 1 << 20), Ok(data));

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod pricing;
 pub mod prompts;
+pub mod reader;
 pub mod record;
 pub mod request;
 pub mod responses_api;

@@ -297,22 +297,26 @@ def test_a_fallbacks_answer_the_gateway_cannot_read_becomes_an_error_for_a_trans
         e.stop()
 
 
+@pytest.mark.parametrize("gzip,why", [("corrupt", "not valid gzip or deflate data"),
+                                      ("truncated", "ended before its compressed data did")])
 @pytest.mark.parametrize("path,model", [("/v1/chat/completions", CLAUDE),
                                         ("/v1/messages", "openai/gpt-5.4"),
                                         ("/v1/responses", CLAUDE),
                                         # untranslated, sent on decoded to leave out the usage chunk
                                         ("/v1/chat/completions", "openai/gpt-5.4")])
-def test_a_decoded_stream_whose_compression_breaks_ends_with_an_error_the_client_reads(client, path, model):
+def test_a_decoded_stream_whose_compression_breaks_ends_with_an_error_the_client_reads(client, path, model, gzip, why):
     """The provider's gzip turns invalid halfway (the mock's `corrupt`: a
-    reserved deflate block type). What decoded is sent in whole events
-    (translated where the client speaks another API); then the client gets
-    one error event in its own API's format saying why, and nothing more.
-    Before, a translated stream just stopped, unexplained, and an
-    untranslated one stopped mid-event."""
+    reserved deflate block type), or the stream ends halfway where its
+    compressed data does not (`truncated`). What decoded is sent in whole
+    events (translated where the client speaks another API); then the
+    client gets one error event in its own API's format saying why, and
+    nothing more. Before, a translated stream just stopped, unexplained,
+    and an untranslated one stopped mid-event; a truncated one sent its
+    last, partial event (JSON no client parses) and no error."""
     body = {"model": model, "stream": True, "max_tokens": 50, "messages": [{"role": "user", "content": "Stream it"}]}
     if path == "/v1/responses":
         body = {"model": model, "stream": True, "input": "Stream it"}
-    h = {"x-mock-gzip": "corrupt", **({"anthropic-version": "2023-06-01"} if path == "/v1/messages" else {})}
+    h = {"x-mock-gzip": gzip, **({"anthropic-version": "2023-06-01"} if path == "/v1/messages" else {})}
     r = client.post(path, body, headers=h, stream=True)
     assert r.status_code == 200
     no_encoding(r.headers)
@@ -321,7 +325,7 @@ def test_a_decoded_stream_whose_compression_breaks_ends_with_an_error_the_client
     assert len(events) > 1, "what decoded before the break is translated and sent"
     message = {"/v1/chat/completions": lambda e: e["error"]["message"], "/v1/messages": lambda e: e["error"]["message"],
                "/v1/responses": lambda e: e["message"]}[path](events[-1])
-    assert "not valid gzip or deflate data" in message, blocks[-1]
+    assert why in message, blocks[-1]
     errors = [i for i, e in enumerate(events) if "error" in e or e.get("type") == "error"]
     assert errors == [len(events) - 1], "one error event, nothing after it"
     if path != "/v1/chat/completions":

@@ -13,15 +13,14 @@ use crate::record::BudgetDecision;
 use tollgate_protocol::scope::Scope;
 use crate::budget::Amount;
 use crate::config::{Config, KeyInfo, OtherPaths};
-use crate::decode::{Coding, Inflater};
 use crate::errors::GatewayError;
 use crate::keys::{hash_key, key_ref, presented_key};
 use crate::record::{account, Observed, Outcome, Termination, UsageRecord, UsageSource, RECORD_VERSION};
 use crate::request::{classify_path, Api, ChatRequest, Endpoint};
 use crate::route::{self, Target};
-use crate::response::JsonCollector;
+use crate::reader::{self, Reader, ResponseHead};
 use crate::state::Meta;
-use crate::usage::{ResponseInfo, StreamTracker, Usage};
+use crate::usage::{ResponseInfo, Usage};
 
 const HDR_PROJECT: &str = "x-tollgate-project";
 const HDR_SESSION: &str = "x-tollgate-session";
@@ -126,20 +125,6 @@ enum Phase {
     Replied,
     /// The usage record was emitted: nothing more to do.
     Recorded,
-}
-
-/// How the response body is read.
-enum Reader {
-    None,
-    /// SSE: followed event by event (through an inflater when compressed;
-    /// `decoded`: the client gets the inflater's output, rewritten).
-    Stream { tracker: StreamTracker, inflater: Option<Inflater>, decoded: bool },
-    /// JSON held until complete (cost headers), up to `max_response_bytes`.
-    Held { inflater: Option<Inflater> },
-    /// JSON read as it passes.
-    Json { collector: JsonCollector, inflater: Option<Inflater> },
-    /// An encoding the filter cannot read: only its size is counted.
-    Unreadable { bytes: u64 },
 }
 
 mod fallback;
@@ -828,9 +813,31 @@ impl TollgateHttp {
         }
     }
 
-    /// Whether the filter rewrites a JSON answer (so decodes a compressed one).
-    fn rewrites_json(&self) -> bool {
-        self.translate.is_some() || self.answer_guard.is_some() || self.chat.as_ref().is_some_and(|c| c.json.is_some())
+    /// What this request asked for that decides how its answer is read.
+    fn wants(&self, cfg: &Config) -> reader::Wants {
+        let chat = self.chat.as_ref();
+        reader::Wants {
+            api: self.response_api(),
+            translate: self.translate,
+            guarded: self.answer_guard.is_some(),
+            cost_headers: cfg.cost_headers,
+            force_stream_usage: cfg.force_stream_usage,
+            max_response_bytes: cfg.max_response_bytes,
+            client_stream: chat.is_some_and(|c| c.stream),
+            client_include_usage: chat.is_some_and(|c| c.client_include_usage),
+            json_checked: chat.is_some_and(|c| c.json.is_some()),
+            captured: self.capture.is_some(),
+            now_s: now_ms() / 1000,
+        }
+    }
+
+    /// The answer is guarded when the policy reads answers and the answer
+    /// is one a guard can read. (Made whether the answer is compressed or
+    /// not: a compressed answer the filter rewrites is decoded for it.)
+    fn start_answer_guard(&mut self, head: &ResponseHead) {
+        if let (true, Some((policy, owner, placeholders))) = (head.guardable(), self.answer_seed.take()) {
+            self.answer_guard = crate::guard::answer::AnswerGuard::new(policy, owner, placeholders, self.api.unwrap_or(Api::OpenAiChat));
+        }
     }
 
     /// The request's finding with the answer's added.
@@ -877,13 +884,7 @@ impl TollgateHttp {
         }
         let cfg = self.config.clone()?;
         let target = self.target.as_ref()?;
-        let (stream, body_note, body_bytes) = match &self.reader {
-            Reader::Stream { tracker, inflater, .. } => {
-                (Some(tracker.summary()), inflater.as_ref().and_then(|i| i.error()).map(|_| "usage_unreadable:content_encoding"), 0)
-            }
-            Reader::Unreadable { bytes } => (None, Some("usage_unreadable:content_encoding"), bytes.saturating_mul(4)),
-            _ => (None, self.body_note, self.body_bytes),
-        };
+        let (stream, body_note, body_bytes) = self.reader.observed().unwrap_or((None, self.body_note, self.body_bytes));
         let observed = Observed {
             status: self.status,
             upstream_responded: self.upstream_responded,
@@ -960,26 +961,12 @@ impl TollgateHttp {
         }
     }
 
-    /// Feeds response bytes (as they came) to the JSON reader.
-    fn feed_json(&mut self, bytes: &[u8]) {
-        if let Reader::Json { collector, inflater } = &mut self.reader {
-            match inflater {
-                Some(inf) => inf.push(bytes, |d| collector.push(d)),
-                None => collector.push(bytes),
-            }
-        }
-    }
-
     /// The JSON body is complete: read it and settle.
     fn finish_json(&mut self) -> Option<UsageRecord> {
         let api = self.response_api();
-        if let Reader::Json { collector, inflater } = std::mem::replace(&mut self.reader, Reader::None) {
-            let reading = collector.finish(api);
+        if let Some(reading) = self.reader.finish_json(api) {
             self.body_bytes = reading.bytes;
-            self.body_note = match inflater.as_ref().and_then(|i| i.error()) {
-                Some(_) if reading.info.usage.is_none() => Some("usage_unreadable:content_encoding"),
-                _ => reading.note,
-            };
+            self.body_note = reading.note;
             self.response_info = Some(reading.info);
         }
         self.response_complete = true;
@@ -1049,24 +1036,10 @@ impl HttpContext for TollgateHttp {
             self.upstream_responded = true;
             self.ttfb_ms = Some(now_ms().saturating_sub(self.start_ms));
         }
-        let mut content_type = Vec::new();
-        let mut has_content_length = false;
-        let mut encoding = None;
-        let map = host::header_map(RESPONSE_HEADERS);
-        // Headers named like Tollgate's own, sent by the upstream: never passed on as ours.
-        let mut impostors = Vec::new();
-        for (name, value) in crate::hostmap::pairs(&map) {
-            match name {
-                b":status" => self.status = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()).unwrap_or(0),
-                b"content-type" => content_type = value.to_vec(),
-                b"content-length" => has_content_length = true,
-                b"content-encoding" => encoding = Some(value.to_vec()),
-                n if n.starts_with(b"x-tollgate-") => impostors.push(String::from_utf8_lossy(n).into_owned()),
-                _ => {}
-            }
-        }
-        for name in impostors {
-            host::set_header(RESPONSE_HEADERS, &name, None);
+        let head = ResponseHead::read(crate::hostmap::pairs(&host::header_map(RESPONSE_HEADERS)));
+        self.status = head.status;
+        for name in &head.impostors {
+            host::set_header(RESPONSE_HEADERS, name, None);
         }
         // A failure before any byte went out: the next alternative, if the route has one.
         if fallback::retryable(self.status) && !self.fallbacks.is_empty() {
@@ -1090,61 +1063,26 @@ impl HttpContext for TollgateHttp {
             }
             return Action::Continue;
         }
-        let coding = Coding::from_header(encoding.as_deref());
-        if let Coding::Unreadable(name) = &coding {
+        self.start_answer_guard(&head);
+        let choice = reader::choose(&head, &self.wants(&cfg));
+        if let Some(name) = &choice.unreadable {
             log::warn!("[{}] response content-encoding '{name}' cannot be read: usage will be estimated", self.context_id);
-            if self.translate.is_some() {
-                self.replace_answer(GatewayError::untranslatable_answer(self.status, &crate::decode::DecodeError::unreadable_coding(name)));
-            }
-            self.reader = Reader::Unreadable { bytes: 0 };
-            return Action::Continue;
         }
-        let inflater = Inflater::new(&coding);
-        // Made whether the answer is compressed or not: a compressed answer
-        // the filter rewrites is decoded for it (see `decode`).
-        if let (Some((policy, owner, placeholders)), true) = (self.answer_seed.take(), (200..300).contains(&self.status)) {
-            self.answer_guard = crate::guard::answer::AnswerGuard::new(policy, owner, placeholders, self.api.unwrap_or(Api::OpenAiChat));
+        if let Some(e) = choice.replace {
+            self.replace_answer(e);
         }
-        if content_type.starts_with(b"text/event-stream") {
-            let chat = self.chat.as_ref();
-            let strip = cfg.force_stream_usage && chat.is_some_and(|c| c.stream && !c.client_include_usage);
-            // A compressed stream the filter rewrites (translated, guarded,
-            // a usage chunk stripped) goes on decoded, chunk by chunk.
-            let decoded = inflater.is_some() && (strip || self.translate.is_some() || self.answer_guard.is_some());
-            let inflater = match decoded {
-                // Its pieces are held one at a time: at most
-                // max_response_bytes decoded (then it ends, as if cut).
-                true => {
-                    host::set_header(RESPONSE_HEADERS, "content-encoding", None);
-                    inflater.map(|i| i.limited(cfg.max_response_bytes as u64))
-                }
-                false => inflater,
-            };
-            let mut tracker = StreamTracker::new(self.response_api(), strip && (decoded || inflater.is_none()));
-            if decoded {
-                // Its decoding may stop mid-event: what goes on is whole
-                // events, then an error event saying why.
-                tracker = tracker.whole_events();
-            }
-            if let (Some(d), true) = (self.translate, decoded || inflater.is_none()) {
-                let include_usage = chat.is_some_and(|c| c.client_include_usage);
-                tracker = tracker.translating(d.stream(now_ms() / 1000, include_usage));
-            }
-            if (tracker.rewrites() || self.answer_guard.is_some() || decoded) && has_content_length {
-                host::set_header(RESPONSE_HEADERS, "content-length", None);
-            }
-            self.reader = Reader::Stream { tracker, inflater, decoded };
-            return Action::Continue;
+        if choice.drop_encoding {
+            host::set_header(RESPONSE_HEADERS, "content-encoding", None);
         }
-        let wants_json = self.chat.as_ref().is_some_and(|c| c.json.is_some());
-        if cfg.cost_headers || self.translate.is_some() || self.answer_guard.is_some() || wants_json || self.capture.is_some() {
-            // Hold the headers until the body (and so the cost, and the
-            // translated or guarded body's length) is known.
-            self.reader = Reader::Held { inflater };
-            return Action::Pause;
+        if choice.drop_length {
+            host::set_header(RESPONSE_HEADERS, "content-length", None);
         }
-        self.reader = Reader::Json { collector: JsonCollector::new(cfg.max_response_bytes), inflater };
-        Action::Continue
+        self.reader = choice.reader;
+        if choice.hold {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -1158,90 +1096,35 @@ impl HttpContext for TollgateHttp {
             return Action::Continue;
         };
         match &mut self.reader {
-            Reader::Stream { tracker, inflater, decoded } => {
+            Reader::Stream { .. } => {
                 let raw = host::buffer(RESPONSE_BODY, 0, body_size);
-                let chunk = match inflater {
-                    Some(inf) if *decoded => {
-                        let mut plain = Vec::new();
-                        inf.push(&raw, |d| plain.extend_from_slice(d));
-                        Some(plain)
-                    }
-                    Some(inf) => {
-                        inf.push(&raw, |d| {
-                            tracker.push(d);
-                        });
-                        None
-                    }
-                    None => Some(raw),
-                };
-                if let Some(chunk) = chunk {
-                    let mut out = tracker.push(&chunk);
-                    if let Some(e) = inflater.as_ref().and_then(|i| i.error()) {
-                        // What is sent on decoded stops decoding: the client is told why.
-                        out.extend(tracker.end_with_error("content_encoding", e.answer_message()));
-                    }
-                    if end_of_stream {
-                        out.extend_from_slice(&tracker.finish());
-                    }
-                    if let Some(g) = self.answer_guard.as_mut() {
-                        let mut guarded = g.push(if tracker.rewrites() { &out } else { &chunk });
-                        if end_of_stream {
-                            guarded.extend_from_slice(&g.finish());
-                        }
-                        host::set_buffer(RESPONSE_BODY, 0, body_size, &guarded);
-                    } else if tracker.rewrites() {
-                        // (A stream sent on decoded is always rewritten: whole events.)
-                        host::set_buffer(RESPONSE_BODY, 0, body_size, &out);
-                    }
+                if let Some(out) = self.reader.stream_chunk(self.answer_guard.as_mut(), raw, end_of_stream) {
+                    host::set_buffer(RESPONSE_BODY, 0, body_size, &out);
                 }
                 if end_of_stream {
-                    if inflater.is_some() && !*decoded {
-                        tracker.finish();
-                    }
                     self.response_complete = true;
                     self.settle(Termination::Complete);
                 }
                 Action::Continue
             }
             Reader::Held { inflater } => {
-                let too_big = body_size > cfg.max_response_bytes;
-                if !end_of_stream && !too_big {
+                if reader::holds_more(body_size, end_of_stream, cfg.max_response_bytes) {
                     return Action::Pause;
                 }
                 // Everything so far is buffered: read it once.
                 let inflater = inflater.take();
-                let mut body = host::buffer(RESPONSE_BODY, 0, body_size);
-                // A compressed answer the filter rewrites goes on decoded
-                // (its headers are still held), if it decodes whole within
-                // what the filter holds; otherwise as it came, unrewritten.
-                let mut sent_decoded = false;
-                let mut undecoded = None;
-                let inflater = match inflater {
-                    Some(mut inf) if end_of_stream && self.rewrites_json() => match crate::decode::whole(&mut inf, &body, cfg.max_response_bytes) {
-                        Ok(plain) => {
-                            host::set_header(RESPONSE_HEADERS, "content-encoding", None);
-                            (body, sent_decoded) = (plain, true);
-                            None
-                        }
-                        Err(e) => {
-                            undecoded = Some(e);
-                            inf.fresh()
-                        }
-                    },
-                    other => other,
-                };
-                let compressed = inflater.is_some();
-                if self.translate.is_some() {
-                    // An answer the client cannot read untranslated: an error in its place.
-                    if let Some(e) = undecoded {
-                        self.replace_answer(GatewayError::untranslatable_answer(self.status, e.untranslatable()));
-                    } else if !end_of_stream {
-                        let why = format!("it is larger than the gateway holds to translate (max_response_bytes, {} bytes)", cfg.max_response_bytes);
-                        self.replace_answer(GatewayError::untranslatable_answer(self.status, &why));
-                    }
+                let body = host::buffer(RESPONSE_BODY, 0, body_size);
+                let held = reader::held(inflater, body, end_of_stream, self.status, &self.wants(&cfg));
+                if held.sent_decoded {
+                    host::set_header(RESPONSE_HEADERS, "content-encoding", None);
                 }
-                self.reader = Reader::Json { collector: JsonCollector::new(cfg.max_response_bytes), inflater };
-                self.feed_json(&body);
+                if let Some(e) = held.replace {
+                    self.replace_answer(e);
+                }
+                let compressed = matches!(&held.reader, Reader::Json { inflater: Some(_), .. });
+                self.reader = held.reader;
+                let body = held.body;
+                self.reader.feed_json(&body);
                 self.swallow_body(body_size);
                 if end_of_stream {
                     let new = self.client_answer(&cfg, &body, compressed);
@@ -1250,7 +1133,7 @@ impl HttpContext for TollgateHttp {
                             self.add_cost_headers(&rec);
                         }
                     }
-                    let new = new.or_else(|| sent_decoded.then_some(body));
+                    let new = new.or_else(|| held.sent_decoded.then_some(body));
                     if let Some(new) = new {
                         host::set_buffer(RESPONSE_BODY, 0, body_size, &new);
                         self.set_response_header("content-length", &new.len().to_string());
@@ -1261,7 +1144,7 @@ impl HttpContext for TollgateHttp {
             }
             Reader::Json { .. } => {
                 let chunk = host::buffer(RESPONSE_BODY, 0, body_size);
-                self.feed_json(&chunk);
+                self.reader.feed_json(&chunk);
                 self.swallow_body(body_size);
                 if end_of_stream {
                     self.finish_json();
@@ -1303,8 +1186,7 @@ impl HttpContext for TollgateHttp {
             // The body ended early: what was read still says what it can.
             let termination = self.termination_from_host();
             let api = self.response_api();
-            if let Reader::Json { collector, .. } = std::mem::replace(&mut self.reader, Reader::None) {
-                let reading = collector.finish(api);
+            if let Some(reading) = self.reader.finish_json(api) {
                 self.body_bytes = reading.bytes;
                 self.response_info = Some(reading.info);
             }

@@ -9,6 +9,8 @@
 //!   `content-encoding`, although no accept-encoding asked for it;
 //!   `x-mock-gzip: corrupt`: the same, but after the first half of the
 //!   body the deflate data turns invalid (a reserved block type);
+//!   `x-mock-gzip: truncated`: only the first half, and the body ends
+//!   where the compressed data does not (no final block, no trailer);
 //! - `x-mock-content-encoding: br`, or any request to a host named `br.*`:
 //!   claim an encoding the body does not have;
 //! - `x-mock-endless-event: N`: an SSE event of N bytes that never ends;
@@ -41,12 +43,17 @@ pub fn replay(dir: &Path, name: &str) -> Option<(Vec<u8>, &'static str)> {
 /// UTF-8 or in Tollgate's namespace. Chat, messages and Responses alike.
 pub async fn misbehave(mut r: Response<Body>, h: &HeaderMap) -> Response<Body> {
     let asked = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
-    let corrupt = asked("x-mock-gzip") == Some("corrupt");
-    if corrupt || asked("x-mock-gzip") == Some("1") || asked("host").is_some_and(|v| v.starts_with("gzip.")) {
+    let mode = asked("x-mock-gzip");
+    let (corrupt, truncated) = (mode == Some("corrupt"), mode == Some("truncated"));
+    if corrupt || truncated || mode == Some("1") || asked("host").is_some_and(|v| v.starts_with("gzip.")) {
         // Compress what would have been sent, then send it in small pieces.
         let (parts, body) = r.into_parts();
         let bytes = axum::body::to_bytes(body, 256 << 20).await.unwrap_or_default();
-        let packed = if corrupt { gzip_turning_invalid(&bytes) } else { gzip(&bytes) };
+        let packed = match (corrupt, truncated) {
+            (true, _) => gzip_turning_invalid(&bytes),
+            (_, true) => gzip_first_half(&bytes),
+            _ => gzip(&bytes),
+        };
         let mut out = Response::from_parts(parts, chunked(packed, 512));
         out.headers_mut().insert("content-encoding", HeaderValue::from_static("gzip"));
         out.headers_mut().remove("content-length");
@@ -78,14 +85,20 @@ pub fn gzip(b: &[u8]) -> Vec<u8> {
     e.finish().unwrap_or_default()
 }
 
-/// The first half of `b` gzipped and flushed to a byte boundary, then a
-/// deflate block of the reserved type 3, which every inflater refuses.
-fn gzip_turning_invalid(b: &[u8]) -> Vec<u8> {
+/// The first half of `b` gzipped and flushed to a byte boundary: no
+/// final block, no trailer.
+fn gzip_first_half(b: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     let _ = e.write_all(b.get(..b.len() / 2).unwrap_or_default());
     let _ = e.flush();
-    let mut out = std::mem::take(e.get_mut());
+    std::mem::take(e.get_mut())
+}
+
+/// [`gzip_first_half`], then a deflate block of the reserved type 3, which
+/// every inflater refuses.
+fn gzip_turning_invalid(b: &[u8]) -> Vec<u8> {
+    let mut out = gzip_first_half(b);
     out.extend_from_slice(&[0x07, 0xff, 0xff, 0xff]);
     out
 }

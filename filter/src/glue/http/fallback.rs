@@ -22,9 +22,9 @@ use super::TollgateHttp;
 use crate::admission::{self, Decision};
 use crate::config::Config;
 use crate::errors::GatewayError;
+use crate::reader::{Reader, ResponseHead};
 use crate::record::Termination;
 use crate::route;
-use crate::usage::StreamTracker;
 use tollgate_protocol::record::Attempt;
 
 /// How long an alternative may take to answer.
@@ -100,21 +100,20 @@ impl TollgateHttp {
         self.fallback_call = None;
         let Some(cfg) = self.config.clone() else { return };
         let headers = host::header_pairs(host::CALL_RESPONSE_HEADERS);
-        let header = |n: &[u8]| headers.iter().find(|(k, _)| k.as_slice() == n).map(|(_, v)| v.clone()).unwrap_or_default();
-        let status: u16 = std::str::from_utf8(&header(b":status")).ok().and_then(|s| s.parse().ok()).unwrap_or(502);
+        let head = ResponseHead::read(headers.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
+        let status = if head.status == 0 { 502 } else { head.status };
         if retryable(status) && self.try_fallback(&cfg, status) {
             return;
         }
         let mut body = host::buffer(host::CALL_RESPONSE_BODY, 0, body_size);
         self.status = status;
         self.upstream_responded = true;
-        let content_type = String::from_utf8_lossy(&header(b"content-type")).into_owned();
+        let content_type = String::from_utf8_lossy(&head.content_type).into_owned();
         // Compressed although not asked: decoded and answered decoded, as a
         // first attempt's rewritten answer is; one that does not decode (or
         // in a coding the filter cannot read) goes on as it came, unread, or
         // (translated) becomes an error in the client's format.
-        let encoding = header(b"content-encoding");
-        let coding = Coding::from_header((!encoding.is_empty()).then_some(encoding.as_slice()));
+        let coding = head.coding();
         let undecoded = match Inflater::new(&coding) {
             Some(mut inf) => match crate::decode::whole(&mut inf, &body, cfg.max_response_bytes) {
                 Ok(plain) => {
@@ -134,25 +133,18 @@ impl TollgateHttp {
         };
         self.replaced = replaced.as_ref().map(|e| e.status);
         // The answer is read like a first attempt's: guarded when the policy reads answers.
-        if let (Some((policy, owner, placeholders)), true) = (self.answer_seed.take(), (200..300).contains(&status)) {
-            self.answer_guard = crate::guard::answer::AnswerGuard::new(policy, owner, placeholders, self.api.unwrap_or(tollgate_protocol::Api::OpenAiChat));
-        }
+        self.start_answer_guard(&ResponseHead { status, ..head.clone() });
         let (out, costs) = if undecoded.is_some() {
-            self.reader = super::Reader::Unreadable { bytes: body.len() as u64 };
+            self.reader = Reader::Unreadable { bytes: body.len() as u64 };
             self.response_complete = true;
             let rec = self.settle(Termination::Complete);
             (body, rec.filter(|_| cfg.cost_headers).map(|r| super::cost_header_values(&r)).unwrap_or_default())
         } else if content_type.starts_with("text/event-stream") {
-            let chat = self.chat.as_ref();
-            let strip = cfg.force_stream_usage && chat.is_some_and(|c| c.stream && !c.client_include_usage);
-            let mut tracker = StreamTracker::new(self.response_api(), strip);
-            if let Some(d) = self.translate {
-                tracker = tracker.translating(d.stream(super::now_ms() / 1000, chat.is_some_and(|c| c.client_include_usage)));
-            }
+            let mut tracker = self.wants(&cfg).tracker(true);
             let mut out = tracker.push(&body);
             out.extend_from_slice(&tracker.finish());
             let rewrites = tracker.rewrites();
-            self.reader = super::Reader::Stream { tracker, inflater: None, decoded: false };
+            self.reader = Reader::Stream { tracker, inflater: None, decoded: false };
             let out = if rewrites { out } else { body };
             let out = match self.answer_guard.as_mut() {
                 Some(g) => [g.push(&out), g.finish()].concat(),
@@ -163,8 +155,8 @@ impl TollgateHttp {
             self.settle(Termination::Complete);
             (out, Vec::new())
         } else {
-            self.reader = super::Reader::Json { collector: crate::response::JsonCollector::new(cfg.max_response_bytes), inflater: None };
-            self.feed_json(&body);
+            self.reader = Reader::Json { collector: crate::response::JsonCollector::new(cfg.max_response_bytes), inflater: None };
+            self.reader.feed_json(&body);
             let new = self.client_answer(&cfg, &body, false);
             let rec = self.finish_json();
             let costs = rec.filter(|_| cfg.cost_headers).map(|r| super::cost_header_values(&r)).unwrap_or_default();
@@ -176,7 +168,7 @@ impl TollgateHttp {
             None => (status, out, content_type),
         };
         let mut reply: Vec<(&str, &str)> = vec![("content-type", if content_type.is_empty() { "application/json" } else { content_type.as_str() })];
-        let encoding = String::from_utf8_lossy(&encoding).into_owned();
+        let encoding = String::from_utf8_lossy(head.encoding.as_deref().unwrap_or_default()).into_owned();
         reply.extend(retry);
         if undecoded.is_some() && self.replaced.is_none() {
             reply.push(("content-encoding", encoding.as_str()));
