@@ -27,6 +27,7 @@ pub mod prompts;
 pub mod reader;
 pub mod record;
 pub mod request;
+pub mod request_head;
 pub mod responses_api;
 pub mod response;
 pub mod route;

@@ -128,6 +128,25 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
     }
 }
 
+/// The cost headers of a record: always cost, input, cached input and
+/// output; cache writes and reasoning tokens only when non-zero (each
+/// header is a host call).
+pub fn cost_headers(rec: &UsageRecord) -> Vec<(&'static str, String)> {
+    let u = &rec.usage;
+    [
+        ("x-tollgate-cost-micros", rec.cost_micros, true),
+        ("x-tollgate-input-tokens", u.input_tokens, true),
+        ("x-tollgate-cached-input-tokens", u.cached_input_tokens, true),
+        ("x-tollgate-output-tokens", u.output_tokens, true),
+        ("x-tollgate-cache-write-tokens", u.cache_write_tokens, false),
+        ("x-tollgate-reasoning-tokens", u.reasoning_tokens, false),
+    ]
+    .into_iter()
+    .filter(|(_, v, always)| *always || *v > 0)
+    .map(|(k, v, _)| (k, v.to_string()))
+    .collect()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use std::collections::BTreeMap;
@@ -266,6 +285,15 @@ pub(crate) mod tests {
             routed_by: None,
             capture: None,
         }
+    }
+
+    #[test]
+    fn cost_headers_always_say_cost_and_tokens_and_the_rest_when_there_is_any() {
+        let mut rec = sample();
+        let names = |r: &UsageRecord| cost_headers(r).into_iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>();
+        assert_eq!(names(&rec), ["x-tollgate-cost-micros=5", "x-tollgate-input-tokens=120", "x-tollgate-cached-input-tokens=20", "x-tollgate-output-tokens=30"]);
+        (rec.usage.cache_write_tokens, rec.usage.reasoning_tokens) = (7, 9);
+        assert_eq!(names(&rec)[4..], ["x-tollgate-cache-write-tokens=7", "x-tollgate-reasoning-tokens=9"]);
     }
 
     #[test]

@@ -138,7 +138,7 @@ impl TollgateHttp {
             self.reader = Reader::Unreadable { bytes: body.len() as u64 };
             self.response_complete = true;
             let rec = self.settle(Termination::Complete);
-            (body, rec.filter(|_| cfg.cost_headers).map(|r| super::cost_header_values(&r)).unwrap_or_default())
+            (body, rec.filter(|_| cfg.cost_headers).map(|r| crate::record::cost_headers(&r)).unwrap_or_default())
         } else if content_type.starts_with("text/event-stream") {
             let mut tracker = self.wants(&cfg).tracker(true);
             let mut out = tracker.push(&body);
@@ -159,7 +159,7 @@ impl TollgateHttp {
             self.reader.feed_json(&body);
             let new = self.client_answer(&cfg, &body, false);
             let rec = self.finish_json();
-            let costs = rec.filter(|_| cfg.cost_headers).map(|r| super::cost_header_values(&r)).unwrap_or_default();
+            let costs = rec.filter(|_| cfg.cost_headers).map(|r| crate::record::cost_headers(&r)).unwrap_or_default();
             (new.unwrap_or(body), costs)
         };
         let retry = replaced.as_ref().and_then(|e| e.retry_header(status));

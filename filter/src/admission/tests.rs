@@ -1,0 +1,206 @@
+use super::*;
+
+fn budget(limit: u64) -> BudgetDoc {
+    serde_json::from_value(serde_json::json!({
+        "scope_type": "team", "scope_id": "t", "limit_micros": limit, "limit_tokens": null,
+        "period_start_ms": 0, "period_end_ms": 86_400_000, "used_micros": 0, "used_tokens": 0,
+        "soft_pct": 80, "hard_pct": 100, "share_micros": limit, "share_tokens": null
+    }))
+    .unwrap()
+}
+
+fn situation<'a>(b: &'a [&'a BudgetDoc]) -> Situation<'a> {
+    Situation { budgets: b, stale: false, have_state: true, failure_mode: FailureMode::Local, now_ms: 1000, generation: 1 }
+}
+
+const W: Amount = Amount { micros: 300, tokens: 10 };
+
+#[test]
+fn reserves_until_the_worst_case_no_longer_fits_then_settles() {
+    let store = MemCounters::default();
+    let mut u = Local::default();
+    let b0 = budget(1000);
+    let b = [&b0];
+    let mut taken = Vec::new();
+    for _ in 0..3 {
+        match admit(&store, &mut u, &situation(&b), W) {
+            Decision::Admitted { reservations, .. } => taken.push(reservations),
+            d => panic!("{d:?}"),
+        }
+    }
+    assert!(matches!(admit(&store, &mut u, &situation(&b), W), Decision::Denied { scope: Some(ref s), .. } if s.to_string() == "team:t"));
+    // 1000 is fewer than 32 worst cases: no room ahead, each request reserves its own
+    let c = store.counter(ScopeType::Team, "t");
+    assert_eq!(c.reserved_micros, 900, "{c:?}");
+    // the real cost was lower: the rest of its worst case is room for the next request
+    settle(&store, &mut u, &taken[0], Amount { micros: 100, tokens: 3 });
+    let Decision::Admitted { headers, .. } = admit(&store, &mut u, &situation(&b), W) else { panic!("room again") };
+    assert!(headers.iter().any(|(k, _)| k == "x-tollgate-budget-remaining-micros"), "{headers:?}");
+    // settlements of several requests add up; the tick's flush writes them and gives room back
+    settle(&store, &mut u, &taken[1], Amount { micros: 50, tokens: 1 });
+    settle(&store, &mut u, &taken[2], Amount { micros: 70, tokens: 2 });
+    flush(&store, &mut u);
+    assert!(u.is_empty());
+    let c = store.counter(ScopeType::Team, "t");
+    assert_eq!((c.reserved_micros, c.pending_micros, c.pending_tokens), (300, 220, 6), "only the request in flight is reserved");
+}
+
+#[test]
+fn room_ahead_admits_without_shared_data_and_never_past_the_share() {
+    let store = MemCounters::default();
+    let mut u = Local::default();
+    let b0 = budget(1_000_000);
+    let b = [&b0];
+    let w = Amount { micros: 100, tokens: 1 };
+    assert!(matches!(admit(&store, &mut u, &situation(&b), w), Decision::Admitted { .. }));
+    // 100 + 15 x 100 reserved at once; the next 15 come from the room
+    assert_eq!(store.counter(ScopeType::Team, "t").reserved_micros, 1600);
+    store.lose_races.set(u32::MAX); // any write now would fail: these must not write
+    for _ in 0..15 {
+        match admit(&store, &mut u, &situation(&b), w) {
+            Decision::Admitted { reservations, .. } => assert_eq!(reservations.len(), 1),
+            d => panic!("{d:?}"),
+        }
+    }
+    store.lose_races.set(0);
+    // a newer budget state: the room is not used, the next request asks the counter again
+    let mut newer = situation(&b);
+    newer.generation = 2;
+    assert!(matches!(admit(&store, &mut u, &newer, w), Decision::Admitted { .. }));
+    // whatever the order of requests, settlements and flushes, reserved + pending never passes the share
+    let small = budget(1000);
+    let store = MemCounters::default();
+    let mut u = Local::default();
+    let mut inflight = Vec::new();
+    for i in 0..200u64 {
+        if let Decision::Admitted { reservations, .. } = admit(&store, &mut u, &situation(&[&small]), Amount { micros: 7 + i % 13, tokens: 1 }) {
+            inflight.push(reservations);
+        }
+        if i % 3 == 0 && !inflight.is_empty() {
+            let r = inflight.remove(0);
+            settle(&store, &mut u, &r, Amount { micros: 5, tokens: 1 });
+        }
+        if i % 17 == 0 {
+            flush(&store, &mut u);
+        }
+        let c = store.counter(ScopeType::Team, "t");
+        assert!(c.reserved_micros + c.pending_micros <= 1000, "{c:?}");
+    }
+}
+
+#[test]
+fn an_exhausted_scope_refuses_free_requests_even_with_room() {
+    let store = MemCounters::default();
+    let mut u = Local::default();
+    let b0 = budget(100);
+    let b = [&b0];
+    let Decision::Admitted { reservations, .. } = admit(&store, &mut u, &situation(&b), Amount { micros: 100, tokens: 0 }) else { panic!() };
+    settle(&store, &mut u, &reservations, Amount { micros: 100, tokens: 0 });
+    assert!(matches!(admit(&store, &mut u, &situation(&b), Amount::default()), Decision::Denied { .. }));
+}
+
+#[test]
+fn a_busy_counter_keeps_its_settlement_for_the_next_flush() {
+    let store = MemCounters::default();
+    let mut u = Local::default();
+    let b0 = budget(1_000_000);
+    let Decision::Admitted { reservations, .. } = admit(&store, &mut u, &situation(&[&b0]), W) else { panic!() };
+    settle(&store, &mut u, &reservations, Amount { micros: 10, tokens: 1 });
+    store.lose_races.set(CAS_RETRIES as u32);
+    flush(&store, &mut u);
+    assert!(!u.is_empty(), "lost every race: kept");
+    flush(&store, &mut u);
+    assert!(u.is_empty());
+    let c = store.counter(ScopeType::Team, "t");
+    assert_eq!((c.reserved_micros, c.pending_micros), (0, 10));
+}
+
+/// A request admitted before a tick's flush and finished after it: its
+/// worker no longer knows how near the limit the counter is, so the
+/// settlement is written at once (a refused request must stay refused
+/// until something really changes).
+#[test]
+fn a_settlement_after_a_flush_is_written_at_once() {
+    let store = MemCounters::default();
+    let mut u = Local::default();
+    let b0 = budget(1_000_000);
+    let Decision::Admitted { reservations, .. } = admit(&store, &mut u, &situation(&[&b0]), W) else { panic!() };
+    flush(&store, &mut u);
+    settle(&store, &mut u, &reservations, Amount { micros: 10, tokens: 1 });
+    let c = store.counter(ScopeType::Team, "t");
+    assert_eq!((c.reserved_micros, c.pending_micros), (0, 10), "{c:?}");
+}
+
+#[test]
+fn many_counters_are_written_at_once() {
+    let store = MemCounters::default();
+    let mut u = Local::default();
+    for i in 0..=MAX_LOCAL {
+        let r = Reservation { scope_type: ScopeType::Key, scope_id: format!("k{i}"), amount: W };
+        settle(&store, &mut u, &[r], Amount { micros: 1, tokens: 1 });
+    }
+    assert!(u.is_empty(), "more than {MAX_LOCAL} counters: flushed");
+    assert_eq!(store.counter(ScopeType::Key, "k0").pending_micros, 1);
+}
+
+#[test]
+fn lost_races_are_retried_and_contention_never_answers_exhausted() {
+    let store = MemCounters::default();
+    let b0 = budget(1000);
+    let b = [&b0];
+    store.lose_races.set(5);
+    assert!(matches!(admit(&store, &mut Local::default(), &situation(&b), W), Decision::Admitted { ref reservations, .. } if reservations.len() == 1));
+    // more lost races than retries: served, unreserved, never a 429
+    store.lose_races.set(CAS_RETRIES as u32 + 1);
+    match admit(&store, &mut Local::default(), &situation(&b), W) {
+        Decision::Admitted { reservations, decision, .. } => assert!(reservations.is_empty() && decision == BudgetDecision::Ok),
+        d => panic!("contention must not refuse: {d:?}"),
+    }
+}
+
+#[test]
+fn a_refusal_gives_back_what_was_reserved_in_other_scopes() {
+    let store = MemCounters::default();
+    let mut u = Local::default();
+    let mut project = budget(100);
+    project.scope_type = ScopeType::Project;
+    project.scope_id = "p".into();
+    let team = budget(1000);
+    let b = [&team, &project];
+    assert!(matches!(admit(&store, &mut u, &situation(&b), W), Decision::Denied { .. }));
+    // the team's reservation is this worker's room now, and goes back with the tick
+    flush(&store, &mut u);
+    assert_eq!(store.counter(ScopeType::Team, "t").reserved_micros, 0, "team reservation released");
+}
+
+#[test]
+fn stale_state_follows_the_failure_mode() {
+    let store = MemCounters::default();
+    let b0 = budget(1000);
+    let b = [&b0];
+    let mut s = situation(&b);
+    s.stale = true;
+    s.failure_mode = FailureMode::Open;
+    assert_eq!(admit(&store, &mut Local::default(), &s, W), Decision::Unchecked { decision: BudgetDecision::Unenforced });
+    s.failure_mode = FailureMode::Closed;
+    assert!(matches!(admit(&store, &mut Local::default(), &s, W), Decision::Denied { scope: None, ref error, .. } if error.status == 503));
+    s.failure_mode = FailureMode::Local;
+    assert!(matches!(admit(&store, &mut Local::default(), &s, W), Decision::Admitted { .. }), "local: enforce from the last state");
+    assert_eq!(admit(&store, &mut Local::default(), &situation(&[]), W), Decision::Unchecked { decision: BudgetDecision::Off });
+}
+
+#[test]
+fn soft_threshold_warns() {
+    let store = MemCounters::default();
+    let mut b = budget(1000);
+    b.used_micros = 850;
+    b.share_micros = Some(150);
+    let d = admit(&store, &mut Local::default(), &situation(&[&b]), Amount { micros: 100, tokens: 1 });
+    match d {
+        Decision::Admitted { headers, decision, .. } => {
+            assert_eq!(decision, BudgetDecision::Soft);
+            assert!(headers.iter().any(|(k, v)| k == "x-tollgate-budget-warning" && v == "team:t at 85% of its budget"));
+        }
+        d => panic!("{d:?}"),
+    }
+}

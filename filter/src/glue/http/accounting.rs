@@ -1,0 +1,162 @@
+//! What a request cost: accounted once its answer is read (or cut), the
+//! budget settled, the record shipped, logged and counted.
+
+use super::super::host;
+use super::super::{enqueue_record, now_ms, record_metrics, HostCounters};
+use super::{Phase, TollgateHttp};
+use crate::admission;
+use crate::budget::Amount;
+use crate::reader::Reader;
+use crate::record::{account, Observed, Outcome, Termination, UsageRecord, UsageSource, RECORD_VERSION};
+use crate::request::Api;
+use crate::usage::Usage;
+use tollgate_protocol::scope::Scope;
+
+impl TollgateHttp {
+    pub(super) fn build_record(
+        &self,
+        usage: Usage,
+        source: UsageSource,
+        outcome: Outcome,
+        error_code: Option<String>,
+        cost_micros: u64,
+        priced: bool,
+    ) -> UsageRecord {
+        let key = self.key.as_deref();
+        let end = now_ms();
+        let model_served = match &self.reader {
+            Reader::Stream { tracker, .. } => tracker.summary().model,
+            _ => None,
+        }
+        .or_else(|| self.response_info.as_ref().and_then(|r| r.model.clone()));
+        UsageRecord {
+            v: RECORD_VERSION,
+            id: self.request_id.clone(),
+            client_request_id: self.client_request_id.clone(),
+            session_id: self.session_id.clone(),
+            ts_ms: self.start_ms,
+            key_id: key.map(|k| k.id.clone()).unwrap_or_default(),
+            key_hash: key.map(|k| k.key_hash.clone()).unwrap_or_default(),
+            team: key.map(|k| k.team.clone()).unwrap_or_default(),
+            project: self.project.clone(),
+            feature: self.feature.clone(),
+            prompt_version: self.prompt_version.clone(),
+            user: self.chat.as_ref().and_then(|c| c.user.clone()),
+            tags: key.map(|k| k.tags.clone()).unwrap_or_default(),
+            api: self.api.unwrap_or(Api::OpenAiChat),
+            provider: self.target.as_ref().map(|t| t.provider.clone()),
+            route: self.target.as_ref().map(|t| t.route.clone()),
+            model_requested: self.chat.as_ref().map(|c| c.model.clone()),
+            model_upstream: self.target.as_ref().map(|t| t.upstream_model.clone()),
+            model_served,
+            stream: self.chat.as_ref().is_some_and(|c| c.stream),
+            // What the client got (the provider's status is what is accounted).
+            status: self.replaced.unwrap_or(self.status),
+            outcome,
+            error_code,
+            usage,
+            usage_source: source,
+            cost_micros,
+            cache_savings_micros: 0,
+            priced,
+            latency_ms: end.saturating_sub(self.start_ms),
+            ttfb_ms: self.ttfb_ms,
+            budget_scopes: match &self.denied_scope {
+                Some(d) => vec![d.clone()],
+                None => self.reservations.iter().map(|r| Scope::new(r.scope_type, &r.scope_id)).collect(),
+            },
+            budget_decision: self.budget_decision,
+            guardrails: self.guardrails_for_record(),
+            cache_miss: None,
+            json_check: self.json_check.clone(),
+            attempts: self.attempts.clone(),
+            routed_by: self.routed_by.clone(),
+            capture: self.capture.clone().filter(|c| !c.response.is_empty()),
+        }
+        .bounded()
+    }
+
+    /// Accounts for the response and emits the usage record (once).
+    pub(super) fn settle(&mut self, termination: Termination) -> Option<UsageRecord> {
+        if self.phase != Phase::Upstream {
+            return None;
+        }
+        let cfg = self.config.clone()?;
+        let target = self.target.as_ref()?;
+        let (stream, body_note, body_bytes) = self.reader.observed().unwrap_or((None, self.body_note, self.body_bytes));
+        let observed = Observed {
+            status: self.status,
+            upstream_responded: self.upstream_responded,
+            termination,
+            estimated_input_tokens: self.chat.as_ref().map(|c| c.estimated_input_tokens).unwrap_or(0),
+            json: self.response_info.clone(),
+            stream,
+            body_note,
+            body_bytes,
+        };
+        let (usage, source, outcome, error) = account(&observed);
+        let price = cfg.price(&target.provider, &target.upstream_model);
+        let (cost, savings) = price.map(|p| p.cost_and_savings(&usage)).unwrap_or((0, 0));
+        let mut rec = self.build_record(usage, source, outcome, error, cost, price.is_some());
+        rec.cache_savings_micros = savings;
+        if let (Some((verdict, marker)), true) = (&self.cache_verdict, outcome == Outcome::Ok) {
+            rec.cache_miss = crate::fingerprint::explain(verdict, *marker, &rec.usage, price.as_ref());
+        }
+        let actual = Amount { micros: rec.cost_micros, tokens: rec.usage.budget_tokens() };
+        super::super::with_budget_local(|u| admission::settle(&HostCounters, u, &self.reservations, actual));
+        self.emit(&mut rec);
+        Some(rec)
+    }
+
+    /// (Takes the capture out of `rec`: it leaves with the shipped record only.)
+    pub(super) fn emit(&mut self, rec: &mut UsageRecord) {
+        self.phase = Phase::Recorded;
+        let Some(cfg) = self.config.clone() else { return };
+        // A capture (prompt and answer text) goes to the control service only: never to a log.
+        let capture = rec.capture.take();
+        // Serialised only for what reads it: the log line, the access log's
+        // whole-record field, the control service.
+        let logged = cfg.log_records || cfg.access_log_fields.contains(&crate::access_log::Field::Usage);
+        let json = if logged { serde_json::to_string(&rec).unwrap_or_default() } else { String::new() };
+        if cfg.log_records {
+            log::info!("tollgate.usage {json}");
+        }
+        if cfg.control.is_some() {
+            match capture {
+                Some(c) => {
+                    rec.capture = Some(c);
+                    let shipped = serde_json::to_string(&*rec).unwrap_or_default();
+                    rec.capture = None;
+                    enqueue_record(self, shipped.as_bytes());
+                }
+                None if logged => enqueue_record(self, json.as_bytes()),
+                None => enqueue_record(self, serde_json::to_string(&rec).unwrap_or_default().as_bytes()),
+            }
+        }
+        // Filter state for access logs (`access_log_fields`): %FILTER_STATE(wasm.tollgate.usage:PLAIN)% and flat fields.
+        for f in &cfg.access_log_fields {
+            host::set_property(&[f.property()], f.value(rec, &json).as_bytes());
+        }
+        if cfg.metrics {
+            record_metrics(rec);
+        }
+    }
+
+    pub(super) fn add_cost_headers(&self, rec: &UsageRecord) {
+        for (k, v) in crate::record::cost_headers(rec) {
+            self.add_own_header(k, &v);
+        }
+    }
+
+    pub(super) fn termination_from_host(&self) -> Termination {
+        if self.response_complete {
+            return Termination::Complete;
+        }
+        let details = host::property(&["response", "code_details"]).unwrap_or_default();
+        if details.windows(10).any(|w| w == b"downstream") {
+            Termination::DownstreamReset
+        } else {
+            Termination::UpstreamReset
+        }
+    }
+}

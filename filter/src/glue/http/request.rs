@@ -1,0 +1,340 @@
+//! A request's way in: its headers (path, key, tags), then its whole body
+//! (planned by `route`, guarded, budgeted, rewritten).
+
+use std::rc::Rc;
+
+use proxy_wasm::types::Action;
+
+use super::super::host::{self, REQUEST_BODY};
+use super::super::{awaiting_body, shared_key};
+use super::{Phase, TollgateHttp};
+use crate::admission::Decision;
+use crate::budget::Amount;
+use crate::config::{Config, KeyInfo, OtherPaths};
+use crate::errors::GatewayError;
+use crate::keys::{hash_key, key_ref, presented_key};
+use crate::record::BudgetDecision;
+use crate::request::{classify_path, Api, Endpoint};
+use crate::route;
+
+impl TollgateHttp {
+    pub(super) fn authenticate(&mut self, cfg: &Config) -> Result<Rc<KeyInfo>, GatewayError> {
+        fn text(v: &Option<Vec<u8>>) -> Result<Option<&str>, GatewayError> {
+            v.as_deref().map(|b| std::str::from_utf8(b).map_err(|_| GatewayError::invalid_key())).transpose()
+        }
+        let auth = text(&self.headers.authorization)?;
+        let xkey = text(&self.headers.x_api_key)?.or(text(&self.headers.x_goog_api_key)?);
+        // Gemini's REST convention `?key=`, on Gemini's native paths only;
+        // never sent upstream (request::upstream_query).
+        let xkey = xkey.or_else(|| crate::request::query_key(&self.path).filter(|_| crate::gemini::path_model(&self.path).is_some()));
+        let presented = presented_key(auth, xkey).ok_or_else(GatewayError::missing_key)?;
+        let hash = hash_key(presented);
+        if let Some(k) = cfg.key_by_hash(&hash) {
+            return Ok(k.clone());
+        }
+        // Several keys (a repeated Authorization header Envoy joined with a comma)?
+        let several = presented.contains(',');
+        if cfg.control.is_some() {
+            if let Some(k) = shared_key(&hash) {
+                return Ok(k);
+            }
+            // Until this Envoy holds every key the control service has (just
+            // started, or the service is unreachable since), an unknown key
+            // may be a valid one not loaded yet: retryable, not "invalid".
+            if !self.state().is_some_and(|m| m.keys_synced) {
+                return Err(GatewayError::keys_loading());
+            }
+        }
+        Err(GatewayError::unknown_key(several))
+    }
+
+    pub(super) fn on_request_headers(&mut self, cfg: &Config, end_of_stream: bool) -> Action {
+        let Ok(path) = String::from_utf8(std::mem::take(&mut self.headers.path)) else {
+            return self.reject(GatewayError::bad_request("invalid_path", "The request path is not valid UTF-8."));
+        };
+        self.path = path.clone();
+        let endpoint = classify_path(&path);
+        if endpoint == Endpoint::Other {
+            return match cfg.other_paths {
+                OtherPaths::Pass => {
+                    self.phase = Phase::Passthrough;
+                    // Never let a client pick the upstream cluster itself.
+                    self.set_request_header(&cfg.cluster_header, None);
+                    Action::Continue
+                }
+                OtherPaths::Deny => {
+                    let p = crate::text::clean_field(path.split('?').next().unwrap_or(""), 128);
+                    self.reject(GatewayError::not_found(format!(
+                        "Tollgate serves POST /v1/chat/completions, /v1/messages, /v1/messages/count_tokens, /v1/responses, /v1/embeddings, /v1/completions and Gemini's /v1beta/models/{{model}}:generateContent, and GET /v1/models and /v1/models/{{id}}; '{p}' is not routed."
+                    )))
+                }
+            };
+        }
+        let key = match self.authenticate(cfg) {
+            Ok(k) => k,
+            Err(e) => return self.reject(e),
+        };
+        self.project = key.project.clone();
+        self.key = Some(key.clone());
+        let method = std::mem::take(&mut self.headers.method);
+
+        if matches!(endpoint, Endpoint::Models | Endpoint::Model) {
+            if method != b"GET" {
+                return self.reject(GatewayError::method_not_allowed("Use GET /v1/models."));
+            }
+            self.key = None; // listing models is not usage
+            let anthropic = self.headers.has_anthropic_version;
+            let body = match crate::request::model_path_id(&path).filter(|_| endpoint == Endpoint::Model) {
+                None => route::models_document(&cfg.listable_models(&key), anthropic),
+                Some(id) => match route::model_document(cfg, &key, &id, anthropic) {
+                    Ok(b) => b,
+                    Err(e) => return self.reject(e),
+                },
+            };
+            host::send_response(200, &[("content-type", "application/json")], body.as_bytes());
+            self.phase = Phase::Replied;
+            return Action::Pause;
+        }
+
+        let api = match endpoint {
+            Endpoint::Chat(api) => api,
+            Endpoint::CountTokens => {
+                self.counting = true;
+                Api::AnthropicMessages
+            }
+            Endpoint::Models | Endpoint::Model | Endpoint::Other => return Action::Continue,
+        };
+        self.api = Some(api);
+        if method != b"POST" {
+            return self.reject(GatewayError::method_not_allowed("These requests must be POST."));
+        }
+
+        // Attribution tags.
+        match self.headers.project(&key) {
+            Ok(Some(p)) => self.project = p,
+            Ok(None) => {}
+            Err(e) => return self.reject(e),
+        }
+        match self.headers.feature() {
+            Ok(v) => self.feature = v,
+            Err(e) => return self.reject(e),
+        }
+        match self.headers.prompt_version() {
+            Ok(v) => self.prompt_version = v,
+            Err(e) => return self.reject(e),
+        }
+
+        // Nothing of the client's credentials or Tollgate's own headers goes upstream.
+        for h in std::mem::take(&mut self.headers.to_remove) {
+            self.set_request_header(&h, None);
+        }
+
+        if end_of_stream {
+            return self.reject(GatewayError::bad_request("missing_body", "The request has no body; send a JSON request."));
+        }
+        // Wait for the body: routing depends on its `model`.
+        self.phase = Phase::AwaitBody;
+        awaiting_body(self.context_id, self.start_ms);
+        Action::Pause
+    }
+
+    /// The whole request body is buffered (end of stream, or trailers).
+    pub(super) fn on_request_complete(&mut self, cfg: &Config, body_size: usize) -> Action {
+        let (Some(api), Some(key)) = (self.api, self.key.clone()) else {
+            return Action::Continue;
+        };
+        // Never route wrong silently: if Envoy did not honour the pause in
+        // the headers, the router already picked an upstream. Whether it
+        // does is a property of the filter's configuration in this Envoy:
+        // checked until one request shows it (a host call saved after that).
+        if !self.pause_verified.get() {
+            if host::property(&["upstream", "address"]).is_some_and(|a| !a.is_empty()) {
+                log::error!("[{}] request headers went upstream before the body was read: 'allow_on_headers_stop_iteration: true' is missing on the Wasm filter", self.context_id);
+                return self.reject(GatewayError::headers_already_forwarded());
+            }
+            self.pause_verified.set(true);
+        }
+        let mut body = host::buffer(REQUEST_BODY, 0, body_size);
+        // A compressed body is read, and sent on, decoded.
+        let decoded = match crate::decode::request_body(self.headers.content_encoding.as_deref(), &body, cfg.max_request_bytes) {
+            Ok(Some(plain)) => {
+                body = plain;
+                true
+            }
+            Ok(None) => false,
+            Err(e) => return self.reject(e),
+        };
+        // The auto router's pick for this feature (a lookup in what the control service synced).
+        let routing = super::super::synced::routing();
+        let auto = self.feature.as_deref().and_then(|f| routing.as_ref()?.features.get(f));
+        // A named prompt is rendered inside planning, from the synced registry.
+        let registry = super::super::synced::registry();
+        let choice = route::Choice {
+            model: None,
+            auto,
+            fingerprint: cfg.cache_insights && !self.counting,
+            prompts: Some(registry.as_deref()),
+            count_tokens: self.counting,
+        };
+        let mut planned = route::plan_for(cfg, &key, api, &body, &self.path, self.headers.has_anthropic_version, choice);
+        let mut rendered = false;
+        if let Ok(p) = planned.as_mut() {
+            if let Some((b, tag)) = p.rendered.take() {
+                body = b;
+                self.prompt_version = Some(tag);
+                rendered = true;
+            }
+        }
+        let plan = match planned {
+            Ok(p) => p,
+            Err(r) => {
+                self.chat = r.chat;
+                self.target = r.target;
+                return self.reject(r.error);
+            }
+        };
+        self.chat = Some(plan.chat.clone());
+        self.target = Some(plan.target.clone());
+        self.translate = plan.translate;
+        self.json_repair = plan.json_repair;
+        if let (true, Some(r)) = (plan.routed, auto) {
+            self.routed_by = Some(format!("auto: {}", r.reason));
+        }
+        let mut plan = plan;
+        // Alternatives are planned from the body as the client sent it (or as rendered).
+        self.fallbacks = std::mem::take(&mut plan.fallbacks).into();
+        if !self.fallbacks.is_empty() {
+            self.client_body = Some(body.clone());
+        }
+        // Guardrails look at exactly what would go upstream.
+        if let Some(policy) = super::super::synced::guard_policy(cfg) {
+            let sent = plan.body.as_deref().unwrap_or(&body);
+            let who = crate::guard::Subject { key: &key.id, project: &self.project, team: &key.team, route: &plan.target.route };
+            let mut placeholders = crate::guard::Placeholders::default();
+            let (outcome, error) = crate::guard::decide(&policy, who, &plan.target, sent, &mut placeholders);
+            self.guardrails = outcome.record;
+            if let Some(e) = error {
+                return self.reject(e);
+            }
+            if let Some(new_body) = outcome.body {
+                plan.headers.retain(|(k, _)| k != "content-length");
+                plan.headers.push(("content-length".to_string(), new_body.len().to_string()));
+                plan.body = Some(new_body);
+            }
+            if policy.reads_answers() && !self.counting {
+                // The answer must be readable to be scanned or restored.
+                self.set_request_header("accept-encoding", None);
+                let owner = crate::guard::answer::Owner {
+                    key: key.id.clone(),
+                    project: self.project.clone(),
+                    team: key.team.clone(),
+                    route: plan.target.route.clone(),
+                };
+                self.answer_seed = Some((policy, owner, placeholders));
+            }
+        }
+        // Sampled for evaluations: the request as sent (after redaction), in the client's API.
+        if let Some(c) = cfg.capture.as_ref().filter(|_| !self.counting) {
+            let sent = plan.body.as_deref().unwrap_or(&body);
+            let chat_like = matches!(api, Api::OpenAiChat | Api::AnthropicMessages);
+            if chat_like && plan.translate.is_none() && !plan.chat.stream && sent.len() <= c.max_bytes
+                && c.wants(self.feature.as_deref(), &plan.target.route, &self.request_id)
+            {
+                self.capture = std::str::from_utf8(sent).ok().map(|r| tollgate_protocol::record::Capture { request: r.to_string(), response: String::new() });
+            }
+        }
+        // Budgets: reserve the worst case against every budgeted scope.
+        if cfg.control.is_some() && !self.counting {
+            if let Err(action) = self.admit(cfg, &key, plan.worst) {
+                return action;
+            }
+        }
+        if cfg.cache_insights && !self.counting {
+            use crate::fingerprint::{Markers, Verdict};
+            let sent = plan.body.as_deref().unwrap_or(&body);
+            let markers = crate::fingerprint::markers(plan.translate.map_or(api, |d| d.upstream_api()), sent);
+            let verdict = match plan.prefix.take() {
+                Some(prefix) => self.compare_prefix(&key, &plan.target.upstream_model, prefix, &body),
+                None => Verdict::Unknown,
+            };
+            if verdict != Verdict::Unknown || markers != Markers::NotApplicable {
+                self.cache_verdict = Some((verdict, markers));
+            }
+        }
+        if decoded {
+            self.set_request_header("content-encoding", None);
+        }
+        if (rendered || decoded) && plan.body.is_none() {
+            plan.headers.retain(|(k, _)| k != "content-length");
+            plan.headers.push(("content-length".to_string(), body.len().to_string()));
+            plan.body = Some(body);
+        }
+        if let Some(new_body) = &plan.body {
+            host::set_buffer(REQUEST_BODY, 0, body_size, new_body);
+        }
+        for (name, value) in &plan.headers {
+            self.set_request_header(name, Some(value));
+        }
+        log::debug!(
+            "[{}] key={} model={} -> provider={} cluster={} upstream_model={}",
+            self.context_id,
+            key_ref(&key.key_hash),
+            plan.chat.model,
+            plan.target.provider,
+            plan.cluster,
+            plan.target.upstream_model
+        );
+        self.phase = if self.counting { Phase::Counting } else { Phase::Upstream };
+        Action::Continue
+    }
+
+    /// Reserves `worst` against every budget of this request's scopes
+    /// ([`admission::admit`]), or answers 429 (exhausted) / 503 (fail
+    /// closed) and returns the action.
+    pub(super) fn admit(&mut self, cfg: &Config, key: &KeyInfo, worst: Amount) -> Result<(), Action> {
+        if cfg.control.is_none() {
+            return Ok(());
+        }
+        match self.admission(cfg, key, worst) {
+            Decision::Unchecked { decision } => {
+                self.budget_decision = decision;
+                Ok(())
+            }
+            Decision::Admitted { reservations, headers, decision } => {
+                self.reservations = reservations;
+                self.budget_headers = headers;
+                self.budget_decision = decision;
+                Ok(())
+            }
+            Decision::Denied { error, headers, scope } => {
+                self.budget_decision = BudgetDecision::Denied;
+                log::debug!("[{}] budget refused: {}", self.context_id, scope.as_ref().map_or_else(|| "state unavailable".to_string(), |s| s.to_string()));
+                self.denied_scope = scope;
+                Err(self.reject_with(error, headers))
+            }
+        }
+    }
+
+    /// Compares the request's prefix with its scope's recent ones and puts
+    /// it first among them (shared data; skipped when it is the newest
+    /// already; a concurrent writer wins: the entry is a sample).
+    pub(super) fn compare_prefix(&self, key: &KeyInfo, model: &str, mut current: crate::fingerprint::Fingerprint, body: &[u8]) -> crate::fingerprint::Verdict {
+        use crate::fingerprint as fp;
+        current.scope = fp::scope(&key.id, self.feature.as_deref().unwrap_or(""), self.prompt_version.as_deref().unwrap_or(""), model);
+        let bucket = fp::bucket_key(current.scope);
+        let (entry, cas) = host::shared(&bucket);
+        let entry = entry.unwrap_or_default();
+        let recent = fp::decode(&entry);
+        let verdict = match current.verdict(&recent) {
+            fp::Verdict::Changed { segment, offset, lost_bytes } if segment == "messages" => {
+                let (segment, offset) = fp::locate(body, 2, offset);
+                fp::Verdict::Changed { segment, offset, lost_bytes }
+            }
+            v => v,
+        };
+        if !recent.first().is_some_and(|newest| current.same_as(newest)) {
+            let _ = host::set_shared(&bucket, &fp::updated(&current, &entry), cas);
+        }
+        verdict
+    }
+}

@@ -1,0 +1,137 @@
+//! The request headers the filter decides on, read from one host call as
+//! bytes, and the attribution tags they carry. Pure: the glue hands the
+//! header map's pairs in and applies what comes out (headers to remove, a
+//! 400/403 to send).
+
+use crate::config::KeyInfo;
+use crate::errors::GatewayError;
+
+pub const HDR_PROJECT: &str = "x-tollgate-project";
+pub const HDR_SESSION: &str = "x-tollgate-session";
+pub const HDR_FEATURE: &str = "x-tollgate-feature";
+pub const HDR_PROMPT_VERSION: &str = "x-tollgate-prompt-version";
+
+/// The request headers the filter looks at, read with one host call, as
+/// bytes: a value is only turned into text where it is used, and a value
+/// that is not valid there is a 400/401, never a panic.
+#[derive(Default)]
+pub struct RequestHead {
+    pub path: Vec<u8>,
+    pub method: Vec<u8>,
+    pub authorization: Option<Vec<u8>>,
+    pub x_api_key: Option<Vec<u8>>,
+    /// Gemini clients send their key here.
+    pub x_goog_api_key: Option<Vec<u8>>,
+    pub request_id: Option<Vec<u8>>,
+    pub session: Option<Vec<u8>>,
+    pub claude_code_session: Option<Vec<u8>>,
+    pub project: Option<Vec<u8>>,
+    pub feature: Option<Vec<u8>>,
+    pub prompt_version: Option<Vec<u8>>,
+    pub has_anthropic_version: bool,
+    /// The body's `content-encoding` (several headers joined, so refused).
+    pub content_encoding: Option<Vec<u8>>,
+    /// Headers present that must not go upstream.
+    pub to_remove: Vec<String>,
+}
+
+impl RequestHead {
+    pub fn read<'a>(all: impl Iterator<Item = (&'a [u8], &'a [u8])>, cluster_header: &str) -> Self {
+        let mut h = RequestHead::default();
+        for (name, value) in all {
+            let remove = |h: &mut RequestHead| h.to_remove.push(String::from_utf8_lossy(name).into_owned());
+            let value = || value.to_vec();
+            match name {
+                b":path" => h.path = value(),
+                b":method" => h.method = value(),
+                b"authorization" => {
+                    h.authorization = Some(value());
+                    remove(&mut h);
+                }
+                b"x-api-key" => {
+                    h.x_api_key = Some(value());
+                    remove(&mut h);
+                }
+                b"x-goog-api-key" => {
+                    h.x_goog_api_key = Some(value());
+                    remove(&mut h);
+                }
+                b"x-request-id" => h.request_id = Some(value()),
+                b"x-claude-code-session-id" => h.claude_code_session = Some(value()),
+                n if n == HDR_SESSION.as_bytes() => {
+                    h.session = Some(value());
+                    remove(&mut h);
+                }
+                n if n == HDR_PROJECT.as_bytes() => {
+                    h.project = Some(value());
+                    remove(&mut h);
+                }
+                n if n == HDR_FEATURE.as_bytes() => {
+                    h.feature = Some(value());
+                    remove(&mut h);
+                }
+                n if n == HDR_PROMPT_VERSION.as_bytes() => {
+                    h.prompt_version = Some(value());
+                    remove(&mut h);
+                }
+                b"anthropic-version" => h.has_anthropic_version = true,
+                b"content-encoding" => match &mut h.content_encoding {
+                    Some(joined) => {
+                        joined.extend_from_slice(b", ");
+                        joined.extend(value());
+                    }
+                    None => h.content_encoding = Some(value()),
+                },
+                // The response must be readable (uncompressed) to count its usage.
+                b"accept-encoding" => remove(&mut h),
+                n if n == cluster_header.as_bytes() => remove(&mut h),
+                _ => {}
+            }
+        }
+        h
+    }
+}
+
+
+/// A tag header's value: trimmed, at most 128 visible ASCII characters.
+fn tag_value(v: Option<Vec<u8>>) -> Result<Option<String>, ()> {
+    let Some(v) = v else { return Ok(None) };
+    let s = std::str::from_utf8(&v).map_err(|_| ())?.trim();
+    if s.is_empty() {
+        Ok(None)
+    } else if s.len() > 128 || !s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        Err(())
+    } else {
+        Ok(Some(s.to_string()))
+    }
+}
+
+fn bad_tag(header: &'static str) -> GatewayError {
+    GatewayError::bad_request("invalid_tag", format!("The header '{header}' must be 1 to 128 printable ASCII characters."))
+}
+
+impl RequestHead {
+    /// The project a request is charged to, when its `x-tollgate-project`
+    /// names one (else the key's): only one the key may charge.
+    pub fn project(&mut self, key: &KeyInfo) -> Result<Option<String>, GatewayError> {
+        match tag_value(self.project.take()) {
+            Ok(Some(p)) if key.may_tag_project(&p) => Ok(Some(p)),
+            Ok(Some(p)) => Err(GatewayError::forbidden("project_not_allowed", format!("This key may not charge requests to project '{p}'."))),
+            Ok(None) => Ok(None),
+            Err(()) => Err(bad_tag(HDR_PROJECT)),
+        }
+    }
+
+    /// The `x-tollgate-feature` tag.
+    pub fn feature(&mut self) -> Result<Option<String>, GatewayError> {
+        tag_value(self.feature.take()).map_err(|()| bad_tag(HDR_FEATURE))
+    }
+
+    /// The `x-tollgate-prompt-version` tag.
+    pub fn prompt_version(&mut self) -> Result<Option<String>, GatewayError> {
+        tag_value(self.prompt_version.take()).map_err(|()| bad_tag(HDR_PROMPT_VERSION))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,82 @@
+use super::*;
+
+fn read(pairs: &[(&str, &[u8])]) -> RequestHead {
+    RequestHead::read(pairs.iter().map(|(k, v)| (k.as_bytes(), *v)), "x-tollgate-cluster")
+}
+
+fn key(projects: &[&str]) -> KeyInfo {
+    KeyInfo {
+        id: "k1".into(),
+        key_hash: "h".into(),
+        team: "search".into(),
+        project: "web".into(),
+        models: None,
+        projects: projects.iter().map(|p| p.to_string()).collect(),
+        tags: Default::default(),
+    }
+}
+
+#[test]
+fn credentials_tags_and_routing_headers_never_go_upstream() {
+    let h = read(&[
+        (":path", b"/v1/chat/completions"),
+        ("authorization", b"Bearer tg-1"),
+        ("x-api-key", b"\xff"),
+        ("x-goog-api-key", b"g"),
+        ("x-tollgate-project", b"web"),
+        ("x-tollgate-session", b"s"),
+        ("x-tollgate-feature", b"f"),
+        ("x-tollgate-prompt-version", b"v"),
+        ("accept-encoding", b"br"),
+        ("x-tollgate-cluster", b"openai"),
+        ("x-request-id", b"r"),
+        ("content-type", b"application/json"),
+    ]);
+    let removed: Vec<&str> = h.to_remove.iter().map(String::as_str).collect();
+    assert_eq!(
+        removed,
+        [
+            "authorization",
+            "x-api-key",
+            "x-goog-api-key",
+            "x-tollgate-project",
+            "x-tollgate-session",
+            "x-tollgate-feature",
+            "x-tollgate-prompt-version",
+            "accept-encoding",
+            "x-tollgate-cluster"
+        ]
+    );
+    assert_eq!(h.x_api_key.as_deref(), Some(&b"\xff"[..]), "kept as bytes: refused where it is read, never a panic");
+    assert_eq!((h.path.as_slice(), h.request_id.as_deref()), (&b"/v1/chat/completions"[..], Some(&b"r"[..])));
+}
+
+#[test]
+fn several_content_encodings_are_joined_so_they_are_refused() {
+    let h = read(&[("content-encoding", b"gzip"), ("content-encoding", b"gzip")]);
+    assert_eq!(h.content_encoding.as_deref(), Some(&b"gzip, gzip"[..]));
+    assert_eq!(crate::decode::request_body(h.content_encoding.as_deref(), b"{}", 1 << 20).map_err(|e| e.status), Err(415));
+}
+
+#[test]
+fn a_project_tag_must_be_one_the_key_may_charge() {
+    let tagged = |v: &[u8], projects: &[&str]| read(&[("x-tollgate-project", v)]).project(&key(projects)).map_err(|e| (e.status, e.code));
+    assert_eq!(tagged(b"web", &[]), Ok(Some("web".into())), "its own");
+    assert_eq!(tagged(b" ads ", &["ads"]), Ok(Some("ads".into())), "trimmed, and listed");
+    assert_eq!(tagged(b"ads", &["*"]), Ok(Some("ads".into())));
+    assert_eq!(tagged(b"ads", &["maps"]).map_err(|e| e.0), Err(403));
+    assert_eq!(tagged(b"  ", &[]), Ok(None), "blank: the key's own");
+    assert_eq!(read(&[]).project(&key(&[])).map_err(|e| e.status), Ok(None));
+}
+
+#[test]
+fn tags_are_short_printable_ascii_or_refused() {
+    let feature = |v: &[u8]| read(&[("x-tollgate-feature", v)]).feature().map_err(|e| (e.status, e.code));
+    assert_eq!(feature(b"search-v2"), Ok(Some("search-v2".into())));
+    assert_eq!(feature(&[b'a'; 128]), Ok(Some("a".repeat(128))));
+    for bad in [&[b'a'; 129][..], b"caf\xc3\xa9", b"\xff", b"a\x07b", b"tab\there"] {
+        assert_eq!(feature(bad).map_err(|e| e.0), Err(400), "{bad:?}");
+    }
+    let err = read(&[("x-tollgate-prompt-version", b"\x1b[31m")]).prompt_version().expect_err("a control byte");
+    assert!(err.body().contains("x-tollgate-prompt-version"), "the error names the header: {}", err.body());
+}

@@ -1,0 +1,274 @@
+use super::*;
+use std::rc::Rc;
+
+const CFG: &str = r#"{
+  "providers": [
+    {"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com", "api_key": "sk-up"},
+    {"name": "anthropic", "format": "anthropic", "cluster": "anthropic", "host": "api.anthropic.com"}],
+  "routes": [{"model": "cheap", "provider": "openai", "upstream_model": "gpt-5.4-mini"},
+             {"model": "openai/*", "provider": "openai"}, {"model": "claude-*", "provider": "anthropic"}],
+  "pricing": {"openai/gpt-5.4-mini": {"input": 1000000, "output": 2000000},
+              "openai/text-embedding-3-small": {"input": 20000, "output": 0}},
+  "unpriced_models": "deny"}"#;
+
+fn key(models: Option<Vec<&str>>) -> Rc<KeyInfo> {
+    Rc::new(KeyInfo {
+        id: "k".into(),
+        key_hash: "h".into(),
+        team: "t".into(),
+        project: "p".into(),
+        models: models.map(|ms| ms.into_iter().map(|m| crate::config::Pattern::parse(m).unwrap()).collect()),
+        projects: vec![],
+        tags: Default::default(),
+    })
+}
+
+#[test]
+fn plans_the_rewrite_headers_and_worst_case() {
+    let cfg = Config::from_json(CFG.as_bytes()).unwrap();
+    let body = br#"{"model":"cheap","messages":[{"role":"user","content":"12345678"}],"max_tokens":100}"#;
+    let p = plan(&cfg, &key(None), Api::OpenAiChat, body, "/v1/chat/completions?x=1", false).unwrap();
+    assert_eq!(p.target, Target { provider: "openai".into(), route: "cheap".into(), upstream_model: "gpt-5.4-mini".into() });
+    let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+    assert_eq!(h[":path"], "/v1/chat/completions?x=1");
+    assert_eq!(h[":authority"], "api.openai.com");
+    assert_eq!(h["x-tollgate-cluster"], "openai");
+    assert_eq!(h["authorization"], "Bearer sk-up");
+    let new_body: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+    assert_eq!(new_body["model"], "gpt-5.4-mini");
+    assert_eq!(h["content-length"], p.body.as_ref().unwrap().len().to_string());
+    // input estimate: the messages' raw JSON / 4; output: the client's cap
+    let input = p.chat.estimated_input_tokens;
+    assert_eq!(p.worst.tokens, input + 100);
+    assert_eq!(p.worst.micros, (input * 1_000_000 + 100 * 2_000_000).div_ceil(1_000_000));
+}
+
+#[test]
+fn refusals_carry_what_was_known() {
+    let cfg = Config::from_json(CFG.as_bytes()).unwrap();
+    let r = plan(&cfg, &key(Some(vec!["cheap"])), Api::OpenAiChat, br#"{"model":"openai/gpt-5.4","messages":[]}"#, "/", false)
+        .unwrap_err();
+    assert_eq!((r.error.code, r.chat.is_some(), r.target.is_some()), ("model_not_allowed", true, false));
+    // An embeddings request for an Anthropic model has no translation: refused by name.
+    let r = plan(&cfg, &key(None), Api::OpenAiEmbeddings, br#"{"model":"claude-x","input":"x"}"#, "/", false).unwrap_err();
+    assert_eq!((r.error.code, r.target.map(|t| t.provider)), ("wrong_api_for_model", Some("anthropic".into())));
+    let r = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"openai/gpt-9","messages":[]}"#, "/", false).unwrap_err();
+    assert_eq!(r.error.code, "model_not_priced");
+    let r = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"nope","messages":[]}"#, "/", false).unwrap_err();
+    assert_eq!(r.error.code, "model_not_found");
+    let r = plan(&cfg, &key(None), Api::OpenAiChat, b"{", "/", false).unwrap_err();
+    assert_eq!((r.error.code, r.chat.is_none()), ("invalid_json", true));
+}
+
+#[test]
+fn anthropic_gets_its_version_unless_the_client_sent_one() {
+    let cfg = Config::from_json(CFG.replace("\"unpriced_models\": \"deny\"", "\"unpriced_models\": \"allow\"").as_bytes()).unwrap();
+    let body = br#"{"model":"claude-x","max_tokens":5,"messages":[]}"#;
+    let p = plan(&cfg, &key(None), Api::AnthropicMessages, body, "/v1/messages", false).unwrap();
+    assert!(p.headers.iter().any(|(k, v)| k == "anthropic-version" && v == "2023-06-01"));
+    assert!(!p.headers.iter().any(|(k, _)| k == "x-api-key"), "Envoy injects it: none configured");
+    assert!(p.body.is_none(), "nothing to change");
+    let p = plan(&cfg, &key(None), Api::AnthropicMessages, body, "/v1/messages", true).unwrap();
+    assert!(!p.headers.iter().any(|(k, _)| k == "anthropic-version"));
+}
+
+#[test]
+fn models_are_listed_in_the_clients_shape() {
+    let models = [("cheap", "openai"), ("claude-sonnet-4-6", "anthropic")];
+    let openai: serde_json::Value = serde_json::from_str(&models_document(&models, false)).unwrap();
+    assert_eq!(
+        openai,
+        serde_json::json!({"object": "list", "data": [
+            {"id": "cheap", "object": "model", "created": 0, "owned_by": "openai"},
+            {"id": "claude-sonnet-4-6", "object": "model", "created": 0, "owned_by": "anthropic"}]})
+    );
+    let anthropic: serde_json::Value = serde_json::from_str(&models_document(&models, true)).unwrap();
+    assert_eq!(anthropic["data"][1], serde_json::json!({"type": "model", "id": "claude-sonnet-4-6",
+        "display_name": "claude-sonnet-4-6", "created_at": "1970-01-01T00:00:00Z"}));
+    assert_eq!((&anthropic["first_id"], &anthropic["last_id"], &anthropic["has_more"]), (&"cheap".into(), &"claude-sonnet-4-6".into(), &false.into()));
+    // One model: a wildcard's too, never one the key may not use.
+    let cfg = Config::from_json(CFG.as_bytes()).unwrap();
+    let one: serde_json::Value = serde_json::from_str(&model_document(&cfg, &key(None), "openai/gpt-9", false).unwrap()).unwrap();
+    assert_eq!(one, serde_json::json!({"id": "openai/gpt-9", "object": "model", "created": 0, "owned_by": "openai"}));
+    let e = model_document(&cfg, &key(Some(vec!["cheap"])), "openai/gpt-9", true).unwrap_err();
+    assert_eq!((e.status, e.code), (404, "model_not_found"));
+    assert_eq!(model_document(&cfg, &key(None), "nope", true).unwrap_err().status, 404);
+    let empty: serde_json::Value = serde_json::from_str(&models_document(&[], true)).unwrap();
+    assert_eq!(empty, serde_json::json!({"data": [], "has_more": false, "first_id": null, "last_id": null}));
+}
+
+#[test]
+fn a_token_count_goes_to_the_anthropic_provider_as_counted_with_nothing_added() {
+    let routes = r#""routes": [{"model": "sonnet", "provider": "anthropic", "upstream_model": "claude-sonnet-4-5",
+                                "auto_cache": {"min_tokens": 1}, "fallbacks": ["claude-y"]},"#;
+    let priced = r#""pricing": {"anthropic/claude-sonnet-4-5": {"input": 3000000, "output": 15000000},"#;
+    let cfg = Config::from_json(CFG.replace(r#""routes": ["#, routes).replace(r#""pricing": {"#, priced).as_bytes()).unwrap();
+    let count = Choice { count_tokens: true, ..Default::default() };
+    let body = br#"{"model":"sonnet","messages":[{"role":"user","content":"hi"}],"system":"be brief"}"#;
+    let p = plan_for(&cfg, &key(None), Api::AnthropicMessages, body, "/v1/messages/count_tokens?beta=true", false, count).unwrap();
+    let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+    assert_eq!((h[":path"].as_str(), h["anthropic-version"].as_str()), ("/v1/messages/count_tokens?beta=true", "2023-06-01"));
+    assert_eq!((p.target.provider.as_str(), p.target.upstream_model.as_str()), ("anthropic", "claude-sonnet-4-5"));
+    // The model rewritten, nothing added (no cache marker), no fallback.
+    let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+    assert_eq!(
+        sent,
+        serde_json::json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}], "system": "be brief"})
+    );
+    assert!(p.fallbacks.is_empty());
+    // The same body as a messages request gets the route's cache marker and fallbacks.
+    let m = plan(&cfg, &key(None), Api::AnthropicMessages, body, "/v1/messages", false).unwrap();
+    assert!(String::from_utf8_lossy(m.body.as_ref().unwrap()).contains("cache_control"));
+    assert_eq!(m.fallbacks, vec!["claude-y".to_string()]);
+    // Free, so an unpriced model is counted even where unpriced models are refused.
+    assert!(plan_for(&cfg, &key(None), Api::AnthropicMessages, br#"{"model":"claude-z","messages":[]}"#, "/", false, count).is_ok());
+    // A model served in another format cannot be counted there: 404, as Claude Code expects.
+    let r = plan_for(&cfg, &key(None), Api::AnthropicMessages, br#"{"model":"cheap","messages":[]}"#, "/", false, count).unwrap_err();
+    assert_eq!((r.error.status, r.error.code), (404, "unknown_endpoint"));
+    assert!(r.error.message.contains("provider 'openai'"), "{}", r.error.message);
+    // The key's model list holds as for any request.
+    let r = plan_for(&cfg, &key(Some(vec!["cheap"])), Api::AnthropicMessages, body, "/", false, count).unwrap_err();
+    assert_eq!(r.error.code, "model_not_allowed");
+}
+
+#[test]
+fn embeddings_reserve_input_only_and_get_no_output_cap() {
+    let cfg = Config::from_json(CFG.replace(r#""api_key": "sk-up""#, r#""api_key": "sk-up", "output_cap_field": "max_tokens""#).as_bytes()).unwrap();
+    let body = br#"{"model":"openai/text-embedding-3-small","input":["abcdefgh","ijkl"],"encoding_format":"float"}"#;
+    let p = plan(&cfg, &key(None), Api::OpenAiEmbeddings, body, "/v1/embeddings", false).unwrap();
+    let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+    assert_eq!(h[":path"], "/v1/embeddings");
+    let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+    assert_eq!(sent, serde_json::json!({"model": "text-embedding-3-small", "input": ["abcdefgh", "ijkl"], "encoding_format": "float"}));
+    assert_eq!(p.worst.tokens, p.chat.estimated_input_tokens, "no output side");
+    assert!(p.chat.estimated_input_tokens > 0);
+    // Anthropic has no embeddings; a chat body on the embeddings path lacks `input`.
+    let r = plan(&cfg, &key(None), Api::OpenAiEmbeddings, br#"{"model":"claude-x","input":"a"}"#, "/", false).unwrap_err();
+    assert_eq!(r.error.code, "wrong_api_for_model");
+    assert!(r.error.message.contains("no OpenAI embeddings API"), "{}", r.error.message);
+    let r = plan(&cfg, &key(None), Api::OpenAiEmbeddings, br#"{"model":"cheap","messages":[]}"#, "/", false).unwrap_err();
+    assert_eq!(r.error.code, "missing_input");
+}
+
+#[test]
+fn legacy_completions_bound_output_by_the_apis_default_and_best_of() {
+    let cfg = Config::from_json(CFG.replace("\"unpriced_models\": \"deny\"", "\"unpriced_models\": \"allow\"").as_bytes()).unwrap();
+    // No max_tokens: the API's own default (16) is the bound, and nothing is added upstream.
+    let body = br#"{"model":"openai/gpt-3.5-turbo-instruct","prompt":"Say this is a test","n":2,"best_of":3,"stream":true}"#;
+    let p = plan(&cfg, &key(None), Api::OpenAiCompletions, body, "/v1/completions", false).unwrap();
+    assert_eq!(p.chat.output_bound(4096), 16 * 3, "best_of candidates are all billed");
+    assert_eq!(p.worst.tokens, p.chat.estimated_input_tokens + 48);
+    let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+    assert_eq!(sent["stream_options"], serde_json::json!({"include_usage": true}), "usage forced as for chat");
+    assert!(sent.get("max_completion_tokens").is_none() && sent.get("max_tokens").is_none());
+    assert!(p.headers.iter().any(|(k, v)| k == ":path" && v == "/v1/completions"));
+    let body = br#"{"model":"openai/gpt-3.5-turbo-instruct","prompt":["a","b"],"max_tokens":100}"#;
+    let p = plan(&cfg, &key(None), Api::OpenAiCompletions, body, "/v1/completions", false).unwrap();
+    assert_eq!(p.chat.output_bound(4096), 100);
+    let r = plan(&cfg, &key(None), Api::OpenAiCompletions, br#"{"model":"cheap","messages":[]}"#, "/", false).unwrap_err();
+    assert_eq!(r.error.code, "missing_prompt");
+    let r = plan(&cfg, &key(None), Api::OpenAiCompletions, br#"{"model":"claude-x","prompt":"a"}"#, "/", false).unwrap_err();
+    assert!(r.error.message.contains("no OpenAI completions API"), "{}", r.error.message);
+}
+
+#[test]
+fn responses_get_max_output_tokens_when_the_client_set_no_cap() {
+    let cfg = Config::from_json(CFG.replace("\"unpriced_models\": \"deny\"", "\"unpriced_models\": \"allow\"").as_bytes()).unwrap();
+    let body = br#"{"model":"cheap","input":"hi","previous_response_id":"resp_1","store":false,"stream":true}"#;
+    let p = plan(&cfg, &key(None), Api::OpenAiResponses, body, "/v1/responses", false).unwrap();
+    let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+    assert_eq!(sent["max_output_tokens"], 4096);
+    assert!(sent.get("max_completion_tokens").is_none() && sent.get("stream_options").is_none());
+    assert_eq!((sent["previous_response_id"].as_str(), sent["store"].as_bool()), (Some("resp_1"), Some(false)));
+    assert!(p.headers.iter().any(|(k, v)| k == ":path" && v == "/v1/responses"));
+    let body = br#"{"model":"cheap","input":"hi","max_output_tokens":300}"#;
+    let p = plan(&cfg, &key(None), Api::OpenAiResponses, body, "/v1/responses", false).unwrap();
+    assert_eq!(p.chat.output_bound(4096), 300);
+    assert!(p.body.as_ref().is_some_and(|b| !String::from_utf8_lossy(b).contains("4096")));
+    // input may come from a stored prompt or a previous response
+    assert!(plan(&cfg, &key(None), Api::OpenAiResponses, br#"{"model":"cheap","prompt":{"id":"pmpt_1"}}"#, "/", false).is_ok());
+}
+
+#[test]
+fn an_openai_chat_request_for_a_claude_model_goes_up_translated() {
+    let cfg = Config::from_json(CFG.replace("\"unpriced_models\": \"deny\"", "\"unpriced_models\": \"allow\"").as_bytes()).unwrap();
+    let body = br#"{"model":"claude-x","messages":[{"role":"system","content":"s"},{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#;
+    let p = plan(&cfg, &key(None), Api::OpenAiChat, body, "/v1/chat/completions", false).unwrap();
+    assert_eq!(p.translate, Some(Direction::OpenAiToAnthropic));
+    let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+    assert_eq!((h[":path"].as_str(), h["anthropic-version"].as_str()), ("/v1/messages", "2023-06-01"));
+    let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+    assert_eq!(sent["system"], serde_json::json!([{"type": "text", "text": "s"}]));
+    assert_eq!(sent["max_tokens"], 4096);
+    assert!(sent.get("stream_options").is_none());
+    assert_eq!(p.worst.tokens, p.chat.estimated_input_tokens + 4096);
+    let r = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"claude-x","messages":[],"n":3}"#, "/", false).unwrap_err();
+    assert_eq!((r.error.code, r.error.param), ("untranslatable_field", Some("n")));
+}
+
+#[test]
+fn chat_and_anthropic_requests_for_a_responses_only_model_go_to_the_responses_api() {
+    let cfg = Config::from_json(CFG.replace("\"unpriced_models\": \"deny\"", "\"unpriced_models\": \"allow\"").as_bytes()).unwrap();
+    let chat = br#"{"model":"openai/gpt-5.1-codex","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#;
+    let p = plan(&cfg, &key(None), Api::OpenAiChat, chat, "/v1/chat/completions", false).unwrap();
+    assert_eq!(p.translate, Some(Direction::ChatToResponses));
+    assert!(p.headers.iter().any(|(k, v)| k == ":path" && v == "/v1/responses"));
+    let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+    assert_eq!(sent, serde_json::json!({"model": "gpt-5.1-codex", "input": [{"role": "user", "content": "hi"}], "stream": true,
+                                        "store": false, "max_output_tokens": 4096}));
+    // An Anthropic client: through chat (no stream_options, the effort kept beside tools: the Responses API takes both).
+    let msgs = br#"{"model":"openai/gpt-5.3-codex","max_tokens":900,"stream":true,"thinking":{"type":"enabled","budget_tokens":20000},
+                    "tools":[{"name":"Read","input_schema":{"type":"object"}}],"messages":[{"role":"user","content":"hi"}]}"#;
+    let p = plan(&cfg, &key(None), Api::AnthropicMessages, msgs, "/v1/messages", false).unwrap();
+    assert_eq!(p.translate, Some(Direction::AnthropicToResponses));
+    let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+    assert_eq!((sent["max_output_tokens"].as_u64(), &sent["reasoning"]), (Some(900), &serde_json::json!({"effort": "high"})));
+    assert_eq!(sent["tools"][0]["name"], "Read");
+    assert!(sent.get("stream_options").is_none());
+    // Other models stay on chat completions; a route may say which API.
+    let p = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"openai/gpt-5.4","messages":[]}"#, "/", false).unwrap();
+    assert_eq!(p.translate, None);
+    let forced = CFG.replace("\"unpriced_models\": \"deny\"", "\"unpriced_models\": \"allow\"")
+        .replace(r#"{"model": "openai/*", "provider": "openai"}"#, r#"{"model": "openai/*", "provider": "openai", "upstream_api": "chat_completions"}, {"model": "r/*", "provider": "openai", "upstream_api": "responses"}"#);
+    let cfg = Config::from_json(forced.as_bytes()).unwrap();
+    assert_eq!(plan(&cfg, &key(None), Api::OpenAiChat, chat, "/", false).unwrap().translate, None);
+    let p = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"r/gpt-6","messages":[]}"#, "/", false).unwrap();
+    assert_eq!(p.translate, Some(Direction::ChatToResponses));
+    // A Responses client for such a model is not translated.
+    let p = plan(&cfg, &key(None), Api::OpenAiResponses, br#"{"model":"r/gpt-6","input":"x"}"#, "/v1/responses", false).unwrap();
+    assert_eq!(p.translate, None);
+    for (route, field) in [(r#"{"model": "x", "provider": "anthropic", "upstream_api": "responses"}"#, "routes[0].upstream_api"),
+                           (r#"{"model": "x", "provider": "openai", "upstream_api": "assistants"}"#, "routes[0].upstream_api")] {
+        let bad = CFG.replace(r#""routes": [{"model": "cheap", "provider": "openai", "upstream_model": "gpt-5.4-mini"},"#, &format!(r#""routes": [{route},"#));
+        let e = Config::from_json(bad.as_bytes()).unwrap_err();
+        assert_eq!(e.field, field, "{e}");
+    }
+}
+
+#[test]
+fn gemini_native_requests_name_the_model_in_the_path_and_chat_goes_to_its_openai_endpoint() {
+    let cfg = Config::from_json(br#"{
+      "providers": [{"name": "google", "format": "gemini", "cluster": "google", "host": "generativelanguage.googleapis.com", "api_key": "g-up"}],
+      "routes": [{"model": "google/*", "provider": "google"}],
+      "pricing": {"google/gemini-2.5-flash": {"input": 300000, "output": 2500000}}}"#).unwrap();
+    let body = br#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}],"generationConfig":{"temperature":0.2}}"#;
+    let p = plan(&cfg, &key(None), Api::GeminiGenerateContent, body, "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", false).unwrap();
+    let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+    assert_eq!(h[":path"], "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse");
+    assert_eq!(h["x-goog-api-key"], "g-up");
+    assert!(p.chat.stream && p.target.route == "google/*" && p.target.upstream_model == "gemini-2.5-flash");
+    let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+    assert_eq!(sent["generationConfig"], serde_json::json!({"temperature": 0.2, "maxOutputTokens": 4096}));
+    let body = br#"{"contents":[],"generationConfig":{"maxOutputTokens":50,"candidateCount":2}}"#;
+    let p = plan(&cfg, &key(None), Api::GeminiGenerateContent, body, "/v1beta/models/google/gemini-2.5-flash:generateContent", false).unwrap();
+    assert!(p.body.is_none() && !p.chat.stream);
+    assert_eq!(p.chat.output_bound(4096), 100);
+    // an OpenAI chat request goes to Gemini's OpenAI-compatible endpoint
+    let p = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"google/gemini-2.5-flash","messages":[]}"#, "/v1/chat/completions", false).unwrap();
+    let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+    assert_eq!((h[":path"].as_str(), h["authorization"].as_str()), ("/v1beta/openai/chat/completions", "Bearer g-up"));
+    let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+    assert_eq!((sent["model"].as_str(), sent["max_tokens"].as_u64()), (Some("gemini-2.5-flash"), Some(4096)));
+    let r = plan(&cfg, &key(None), Api::GeminiGenerateContent, b"{}", "/v1beta/models/gemini-2.5-flash:generateContent", false).unwrap_err();
+    assert_eq!(r.error.code, "missing_contents");
+}

@@ -1,0 +1,306 @@
+use super::*;
+
+#[test]
+fn an_event_too_large_to_translate_ends_the_clients_stream_with_an_error_in_its_format() {
+    use crate::translate::Direction::*;
+    for (d, client_error) in [
+        (OpenAiToAnthropic, "data: {\"error\""),
+        (ChatToResponses, "data: {\"error\""),
+        (AnthropicToOpenAi, "event: error"),
+        (AnthropicToResponses, "event: error"),
+        (ResponsesToChat, "\"type\":\"error\""),
+        (ResponsesToAnthropic, "\"type\":\"error\""),
+    ] {
+        let mut t = StreamTracker::new(d.upstream_api(), false).translating(d.stream(1, true));
+        // An event that never ends, in pieces, then more events the client must not get.
+        let mut out = Vec::new();
+        out.extend(t.push(b"data: {\"x\":\""));
+        for _ in 0..40 {
+            out.extend(t.push(&[b'a'; 64 << 10]));
+        }
+        out.extend(t.push(b"\"}\n\ndata: {\"later\":1}\n\n"));
+        out.extend(t.finish());
+        let text = String::from_utf8(out).unwrap_or_default();
+        assert_eq!(text.matches(client_error).count(), 1, "{d:?}: {text}");
+        assert!(text.contains("larger than the gateway reads") && !text.contains("later") && !text.contains("aaaa"), "{d:?}: {text}");
+        assert!(t.summary().oversized, "{d:?}");
+        // Ended another way (a compressed answer that stops decoding): once, then nothing more.
+        let mut t = StreamTracker::new(d.upstream_api(), false).translating(d.stream(1, true));
+        let said = String::from_utf8(t.end_with_error("content_encoding", "not valid gzip")).unwrap_or_default();
+        assert!(said.matches(client_error).count() == 1 && said.contains("not valid gzip"), "{d:?}: {said}");
+        assert!(t.end_with_error("content_encoding", "again").is_empty() && t.push(b"data: {\"later\":1}\n\n").is_empty() && t.finish().is_empty());
+    }
+    // A stream passed on as it comes cannot be ended cleanly (an event may be half sent).
+    assert!(StreamTracker::new(Api::OpenAiChat, false).end_with_error("content_encoding", "x").is_empty());
+    // One sent on decoded in whole events is ended in its own API's format, after the last whole event.
+    for (api, strip, event_line, message) in [
+        (Api::OpenAiChat, true, None, "/error/message"),
+        (Api::OpenAiChat, false, None, "/error/message"),
+        (Api::AnthropicMessages, false, Some("event: error"), "/error/message"),
+        (Api::OpenAiResponses, false, Some("event: error"), "/message"),
+    ] {
+        let mut t = StreamTracker::new(api, strip).whole_events();
+        assert!(t.rewrites());
+        let mut out = t.push(b"data: {\"a\":1}\n\ndata: {\"half");
+        assert_eq!(out, b"data: {\"a\":1}\n\n", "{api:?}: a partial event is held");
+        out.extend(t.end_with_error("content_encoding", "not valid gzip"));
+        out.extend(t.push(b"\"}\n\ndata: {\"later\":1}\n\n"));
+        out.extend(t.finish());
+        let text = String::from_utf8(out).unwrap_or_default();
+        let mut events = text.split("\n\n").filter(|e| !e.is_empty());
+        assert_eq!(events.next(), Some("data: {\"a\":1}"), "{api:?}: {text}");
+        let last = events.next().unwrap_or_default();
+        assert_eq!(events.next(), None, "{api:?}: nothing after the error: {text}");
+        let ev = parse_event(last.as_bytes());
+        assert_eq!(ev.name, event_line.map(|l| &l[7..]), "{api:?}: {last}");
+        let v: serde_json::Value = serde_json::from_str(&ev.data).unwrap_or_default();
+        assert_eq!(v.pointer(message).and_then(|m| m.as_str()), Some("not valid gzip"), "{api:?}: {last}");
+        assert!(t.end_with_error("content_encoding", "again").is_empty());
+    }
+}
+
+#[test]
+fn openai_json_usage_with_cache_and_reasoning() {
+    let body = br#"{"id":"x","object":"chat.completion","model":"gpt-5.4-2026","choices":[],
+        "usage":{"prompt_tokens":120,"completion_tokens":30,"total_tokens":150,
+        "prompt_tokens_details":{"cached_tokens":64,"audio_tokens":0},
+        "completion_tokens_details":{"reasoning_tokens":10}}}"#;
+    let r = parse_json_response(Api::OpenAiChat, body);
+    assert_eq!(r.model.as_deref(), Some("gpt-5.4-2026"));
+    assert_eq!(
+        r.usage,
+        Some(Usage { input_tokens: 120, cached_input_tokens: 64, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 10, cache_reported: true, ..Default::default() })
+    );
+}
+
+#[test]
+fn deepseek_cache_hit_fields() {
+    let body = br#"{"model":"deepseek-v4","usage":{"prompt_tokens":100,"completion_tokens":5,"total_tokens":105,
+        "prompt_cache_hit_tokens":80,"prompt_cache_miss_tokens":20}}"#;
+    let u = parse_json_response(Api::OpenAiChat, body).usage.unwrap();
+    assert_eq!((u.input_tokens, u.cached_input_tokens, u.output_tokens, u.cache_reported), (100, 80, 5, true));
+}
+
+#[test]
+fn null_details_are_zero() {
+    let body = br#"{"usage":{"prompt_tokens":1,"completion_tokens":2,"prompt_tokens_details":null,"completion_tokens_details":{"reasoning_tokens":null}}}"#;
+    let u = parse_json_response(Api::OpenAiChat, body).usage.unwrap();
+    assert_eq!(u, Usage { input_tokens: 1, output_tokens: 2, ..Default::default() });
+    assert!(!u.cache_reported, "no cache figure: not reported, which is not 0 %");
+}
+
+#[test]
+fn anthropic_json_usage_counts_cache_in_input() {
+    let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[],
+        "usage":{"input_tokens":50,"cache_creation_input_tokens":200,"cache_read_input_tokens":1000,"output_tokens":40}}"#;
+    let u = parse_json_response(Api::AnthropicMessages, body).usage.unwrap();
+    assert_eq!(u, Usage { input_tokens: 1250, cached_input_tokens: 1000, cache_write_tokens: 200, output_tokens: 40, reasoning_tokens: 0, cache_reported: true, ..Default::default() });
+}
+
+#[test]
+fn embeddings_usage_is_input_only() {
+    // A real api.openai.com response (tests/captures/README.md).
+    let body = include_bytes!("../../../tests/captures/openai_embeddings.json");
+    let info = parse_json_response(Api::OpenAiEmbeddings, body);
+    assert_eq!(info.model.as_deref(), Some("text-embedding-3-small"));
+    assert_eq!(info.usage, Some(Usage { input_tokens: 7, ..Default::default() }));
+}
+
+#[test]
+fn legacy_completion_streams_are_read_and_their_null_usage_stripped() {
+    // A real api.openai.com stream (tests/captures/README.md).
+    let stream = include_bytes!("../../../tests/captures/openai_completion_stream_usage.sse");
+    let mut t = StreamTracker::new(Api::OpenAiCompletions, true);
+    let mut out = t.push(stream);
+    out.extend(t.finish());
+    let s = t.summary();
+    assert_eq!(s.usage, Some(Usage { input_tokens: 31, output_tokens: 25, cache_reported: false, ..Default::default() }));
+    assert_eq!(s.model.as_deref(), Some("babbage:2023-07-21-v2"));
+    assert!(s.finished && s.output_chars > 40, "{s:?}");
+    let out = String::from_utf8(out).unwrap();
+    assert!(!out.contains("usage"), "the usage chunk and the null usage members are gone: {out}");
+    assert!(out.contains(r#""text":" fib""#) && out.ends_with("data: [DONE]\n\n"));
+    let json = include_bytes!("../../../tests/captures/openai_completion.json");
+    assert_eq!(parse_json_response(Api::OpenAiCompletions, json).usage.map(|u| (u.input_tokens, u.output_tokens)), Some((31, 25)));
+}
+
+#[test]
+fn responses_api_streams_are_read_in_any_chunking_and_left_unchanged() {
+    let stream = include_bytes!("../../../tests/captures/openai_response_stream.sse");
+    for size in [1, 7, 61, stream.len()] {
+        let mut t = StreamTracker::new(Api::OpenAiResponses, true);
+        assert!(!t.rewrites(), "nothing is added upstream, so nothing is removed");
+        for c in stream.chunks(size) {
+            t.push(c);
+        }
+        t.finish();
+        let s = t.summary();
+        assert_eq!(s.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((14, 50)), "chunks of {size}");
+        assert!(s.finished && s.usage_final && !s.error_event);
+        assert_eq!(s.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+        assert!(s.output_chars > 200);
+    }
+}
+
+#[test]
+fn a_responses_stream_cut_before_its_last_event_has_no_usage_but_its_text_counted() {
+    let stream = include_bytes!("../../../tests/captures/openai_response_stream.sse");
+    let cut = &stream[..stream.len() / 2];
+    let mut t = StreamTracker::new(Api::OpenAiResponses, false);
+    t.push(cut);
+    let s = t.summary();
+    assert!(s.usage.is_none() && !s.finished && s.output_chars > 0, "{s:?}");
+    let o = crate::record::Observed {
+        status: 200,
+        upstream_responded: true,
+        termination: crate::record::Termination::UpstreamReset,
+        estimated_input_tokens: 9,
+        json: None,
+        stream: Some(s.clone()),
+        body_note: None,
+        body_bytes: 0,
+    };
+    let (u, source, outcome, _) = crate::record::account(&o);
+    assert_eq!((source, outcome), (crate::record::UsageSource::Estimated, crate::record::Outcome::UpstreamCut));
+    assert_eq!((u.input_tokens, u.output_tokens), (9, s.output_chars.div_ceil(4)));
+}
+
+#[test]
+fn error_and_garbage_bodies_have_no_usage() {
+    assert_eq!(parse_json_response(Api::OpenAiChat, br#"{"error":{"message":"x"}}"#).usage, None);
+    assert_eq!(parse_json_response(Api::OpenAiChat, b"not json"), ResponseInfo::default());
+}
+
+const OPENAI_STREAM: &str = include_str!("../../fixtures/openai_stream_include_usage.sse");
+const ANTHROPIC_STREAM: &str = include_str!("../../fixtures/anthropic_stream.sse");
+
+fn run(api: Api, strip: bool, stream: &[u8], chunk: usize) -> (Vec<u8>, StreamSummary) {
+    let mut t = StreamTracker::new(api, strip);
+    let mut out = Vec::new();
+    for c in stream.chunks(chunk) {
+        let o = t.push(c);
+        if t.rewrites() {
+            out.extend_from_slice(&o);
+        } else {
+            out.extend_from_slice(c);
+        }
+    }
+    out.extend_from_slice(&t.finish());
+    (out, t.summary())
+}
+
+#[test]
+fn openai_stream_usage_at_every_chunk_size() {
+    for size in [1, 2, 3, 7, 16, 64, 10_000] {
+        let (out, s) = run(Api::OpenAiChat, false, OPENAI_STREAM.as_bytes(), size);
+        assert_eq!(out, OPENAI_STREAM.as_bytes());
+        assert!(s.finished);
+        assert_eq!(s.model.as_deref(), Some("gpt-5.4-2026-03-05"));
+        assert_eq!(s.usage, Some(Usage { input_tokens: 19, cached_input_tokens: 0, output_tokens: 10, reasoning_tokens: 0, cache_write_tokens: 0, cache_reported: true, ..Default::default() }));
+        assert_eq!(s.output_chars, "Hello! How can I help you today?".len() as u64);
+    }
+}
+
+#[test]
+fn stripping_gives_the_stream_without_include_usage() {
+    let expected = include_str!("../../fixtures/openai_stream_plain.sse");
+    for size in [1, 5, 13, 100, 10_000] {
+        let (out, s) = run(Api::OpenAiChat, true, OPENAI_STREAM.as_bytes(), size);
+        assert_eq!(String::from_utf8(out).unwrap(), expected, "chunk size {size}");
+        assert_eq!(s.usage.unwrap().output_tokens, 10);
+    }
+}
+
+#[test]
+fn strip_null_usage_variants() {
+    let strip = |raw: &[u8]| {
+        let mut out = b"kept:".to_vec();
+        strip_null_usage(raw, &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    };
+    assert_eq!(strip(br#"{"a":1,"usage":null}"#), r#"kept:{"a":1}"#);
+    assert_eq!(strip(b"data: {\"a\":1,\"usage\":null}\r\n\r\n"), "kept:data: {\"a\":1}\r\n\r\n");
+    assert_eq!(strip(br#"{"usage":null,"a":1}"#), r#"kept:{"a":1}"#);
+    assert_eq!(strip(br#"{"a":1, "usage" : null }"#), r#"kept:{"a":1 }"#);
+    assert_eq!(strip(br#"{"usage":null}"#), r#"kept:{}"#);
+    // OpenAI's own order since 2025: usage, then obfuscation (tests/captures).
+    assert_eq!(strip(br#"{"a":1,"usage":null,"obfuscation":"x}\"y"}"#), r#"kept:{"a":1,"obfuscation":"x}\"y"}"#);
+    // Last but nested, with more after it: not the top level's.
+    assert_eq!(strip(br#"{"x":{"usage":null,"o":"}"},"y":1}"#), r#"kept:{"x":{"usage":null,"o":"}"},"y":1}"#);
+    // Not last: found by following the nesting.
+    assert_eq!(strip(br#"{"a":[{"b":"}"}],"usage":null,"c":{"d":1}}"#), r#"kept:{"a":[{"b":"}"}],"c":{"d":1}}"#);
+    // escaped inside a string: untouched
+    assert_eq!(strip(br#"{"c":"\"usage\":null"}"#), r#"kept:{"c":"\"usage\":null"}"#);
+    assert_eq!(strip(br#"{"c":"\\","usage":null}"#), r#"kept:{"c":"\\"}"#);
+    assert_eq!(strip(br#"{"usage":{"x":1}}"#), r#"kept:{"usage":{"x":1}}"#);
+    // A member named usage deeper in the chunk is the provider's.
+    assert_eq!(strip(br#"{"x":{"usage":null}}"#), r#"kept:{"x":{"usage":null}}"#);
+    assert_eq!(strip(br#"{"x":{"usage":null},"usage":null}"#), r#"kept:{"x":{"usage":null}}"#);
+    assert_eq!(strip(br#"{"usage":null,"x":{"usage":null}}"#), r#"kept:{"x":{"usage":null}}"#);
+    // Broken JSON is passed on as it came (or nearly): never a panic.
+    for raw in [&b"{\"usage\":nul"[..], b"\"usage\":null}", b"{\"a\":\"\\", b"}}}\"usage\":null", b""] {
+        let _ = strip(raw);
+    }
+}
+
+#[test]
+fn anthropic_stream_at_every_chunk_size() {
+    for size in [1, 2, 9, 33, 10_000] {
+        let (out, s) = run(Api::AnthropicMessages, true, ANTHROPIC_STREAM.as_bytes(), size);
+        assert_eq!(out, ANTHROPIC_STREAM.as_bytes(), "anthropic streams are never rewritten");
+        assert!(s.finished);
+        assert_eq!(s.model.as_deref(), Some("claude-sonnet-4-6"));
+        assert_eq!(
+            s.usage,
+            Some(Usage { input_tokens: 25 + 2048 + 512, cached_input_tokens: 2048, cache_write_tokens: 512, output_tokens: 15, reasoning_tokens: 0, cache_reported: true, ..Default::default() })
+        );
+        assert_eq!(s.output_chars, "Hello! How can I help?".len() as u64);
+    }
+}
+
+#[test]
+fn cut_stream_is_not_finished() {
+    let cut = &OPENAI_STREAM.as_bytes()[..OPENAI_STREAM.len() / 2];
+    let (_, s) = run(Api::OpenAiChat, false, cut, 17);
+    assert!(!s.finished);
+    assert_eq!(s.usage, None);
+    assert!(s.output_chars > 0);
+    let cut = &ANTHROPIC_STREAM.as_bytes()[..ANTHROPIC_STREAM.len() / 2];
+    let (_, s) = run(Api::AnthropicMessages, false, cut, 17);
+    assert!(!s.finished);
+    assert_eq!(s.usage.map(|u| u.input_tokens), Some(25 + 2048 + 512), "message_start already told the input");
+}
+
+#[test]
+fn hostile_chunks_are_counted_unescaped_or_skipped_never_misread() {
+    let chunk = |body: &str| format!("data: {body}\n\n");
+    let mut s = String::new();
+    // Escaped text counts as the characters it stands for: é, a newline, a quote, an emoji (a surrogate pair).
+    s += &chunk(r#"{"model":"gpt-\u0035","choices":[{"delta":{"content":"\u00e9\n\"\ud83d\ude00"}}],"usage":null}"#);
+    // Control characters and NUL are characters too.
+    s += &chunk(r#"{"choices":[{"delta":{"content":"a\u0000\u001b"}}],"usage":null}"#);
+    // Text that is not a string, a lone surrogate, a duplicate member: unreadable, so not counted.
+    s += &chunk(r#"{"choices":[{"delta":{"content":{"x":"yyyyyyyy"}}}],"usage":null}"#);
+    s += &chunk(r#"{"choices":[{"delta":{"content":"\ud800"}}],"usage":null}"#);
+    s += &chunk(r#"{"model":"a","model":"b","choices":[{"delta":{"content":"zzzz"}}]}"#);
+    // A reply quoting the member the gateway strips keeps its text.
+    s += &chunk(r#"{"choices":[{"delta":{"content":"say \"usage\":null"}}],"usage":null}"#);
+    s += &chunk(r#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3}}"#);
+    s += "data: [DONE]\n\n";
+    for size in [1, 7, 10_000] {
+        let (out, sum) = run(Api::OpenAiChat, true, s.as_bytes(), size);
+        assert_eq!(sum.model.as_deref(), Some("gpt-5"), "chunk size {size}");
+        assert_eq!(sum.output_chars, 4 + 3 + 16, "chunk size {size}");
+        assert_eq!(sum.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((7, 3)));
+        let out = String::from_utf8(out).unwrap_or_default();
+        assert!(out.contains(r#"{"choices":[{"delta":{"content":"say \"usage\":null"}}]}"#), "{out}");
+        assert!(!out.contains("prompt_tokens"), "the forced usage chunk is not passed on: {out}");
+    }
+}
+
+#[test]
+fn error_event_is_noted() {
+    let stream = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+    let (_, s) = run(Api::AnthropicMessages, false, stream, 4);
+    assert!(s.error_event && !s.finished);
+}
