@@ -79,7 +79,7 @@ pub struct Wants {
     pub json_checked: bool,
     /// The answer is captured for evaluations.
     pub captured: bool,
-    /// For the translated stream's `created`.
+    /// For a translated stream's `created` (read only when translating).
     pub now_s: u64,
 }
 

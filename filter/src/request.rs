@@ -264,6 +264,11 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
                 }
                 match serde_json::from_str::<Option<So>>(raw) {
                     Ok(so) => include_usage = so.and_then(|s| s.include_usage).unwrap_or(false),
+                    // An object whose member is wrong is named by that member, as OpenAI does.
+                    Err(_) if raw.starts_with('{') => {
+                        return Err(bad("invalid_type", "Invalid type for 'stream_options.include_usage': expected a boolean.")
+                            .with_param("stream_options.include_usage"))
+                    }
                     Err(_) => {
                         return Err(bad("invalid_type", "'stream_options' must be an object.").with_param("stream_options"))
                     }

@@ -74,6 +74,18 @@ fn clear_errors() {
 }
 
 #[test]
+fn a_bad_stream_options_is_refused_by_the_member_that_is_wrong() {
+    let r = |so: &str| {
+        let body = format!(r#"{{"model":"m","messages":[],"stream":true,"stream_options":{so}}}"#);
+        parse_chat(Api::OpenAiChat, body.as_bytes()).map(|_| ()).map_err(|e| (e.code, e.param))
+    };
+    assert_eq!(r(r#"{"include_usage":"yes"}"#), Err(("invalid_type", Some("stream_options.include_usage"))));
+    assert_eq!(r("true"), Err(("invalid_type", Some("stream_options"))));
+    assert_eq!(r(r#"{"include_usage":true,"include_obfuscation":false}"#), Ok(()));
+    assert_eq!(r("null"), Ok(()));
+}
+
+#[test]
 fn a_background_response_is_refused_as_it_could_not_be_priced() {
     let r = |b: &[u8]| parse_chat(Api::OpenAiResponses, b).map(|p| p.request.model).map_err(|e| (e.code, e.param));
     assert_eq!(r(br#"{"model":"m","input":"x","background":true}"#), Err(("unsupported_field", Some("background"))));

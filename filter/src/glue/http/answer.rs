@@ -268,7 +268,8 @@ impl TollgateHttp {
             client_include_usage: chat.is_some_and(|c| c.client_include_usage),
             json_checked: chat.is_some_and(|c| c.json.is_some()),
             captured: self.capture.is_some(),
-            now_s: now_ms() / 1000,
+            // (A clock read is a host call: made only for what uses it.)
+            now_s: if self.translate.is_some() { now_ms() / 1000 } else { 0 },
         }
     }
 
