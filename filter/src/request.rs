@@ -100,6 +100,29 @@ impl<'de> serde::Deserialize<'de> for Members<'de> {
     }
 }
 
+/// Whether `stream_options` (raw JSON) asks for the usage chunk. Read with
+/// [`Members`], so a repeated `include_usage` is refused as the body's own
+/// repeated members are, and a wrong one is named by its path, as OpenAI
+/// names it.
+fn stream_options_usage(raw: &str) -> Result<bool, GatewayError> {
+    const PARAM: &str = "stream_options.include_usage";
+    if raw == "null" {
+        return Ok(false);
+    }
+    let members: Members = serde_json::from_str(raw)
+        .map_err(|_| bad("invalid_type", "'stream_options' must be an object.").with_param("stream_options"))?;
+    let mut found: Option<Option<bool>> = None;
+    for (k, v) in members.0.iter().filter(|(k, _)| k == "include_usage") {
+        if found.is_some() {
+            return Err(bad("duplicate_key", format!("'stream_options' has the member '{k}' more than once.")).with_param(PARAM));
+        }
+        let value = serde_json::from_str::<Option<bool>>(v.get())
+            .map_err(|_| bad("invalid_type", "Invalid type for 'stream_options.include_usage': expected a boolean.").with_param(PARAM))?;
+        found = Some(value);
+    }
+    Ok(found.flatten().unwrap_or(false))
+}
+
 /// What the gateway needs to know about a chat request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatRequest {
@@ -257,23 +280,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
                     user = m.user_id.or(user);
                 }
             }
-            "stream_options" => {
-                #[derive(serde::Deserialize)]
-                struct So {
-                    include_usage: Option<bool>,
-                }
-                match serde_json::from_str::<Option<So>>(raw) {
-                    Ok(so) => include_usage = so.and_then(|s| s.include_usage).unwrap_or(false),
-                    // An object whose member is wrong is named by that member, as OpenAI does.
-                    Err(_) if raw.starts_with('{') => {
-                        return Err(bad("invalid_type", "Invalid type for 'stream_options.include_usage': expected a boolean.")
-                            .with_param("stream_options.include_usage"))
-                    }
-                    Err(_) => {
-                        return Err(bad("invalid_type", "'stream_options' must be an object.").with_param("stream_options"))
-                    }
-                }
-            }
+            "stream_options" => include_usage = stream_options_usage(raw)?,
             "messages" | "system" | "tools" | "functions" | "prompt" | "suffix" | "input" | "instructions" | "contents"
             | "systemInstruction" => prompt_bytes += raw.len(),
             "generationConfig" if api == Api::GeminiGenerateContent => {

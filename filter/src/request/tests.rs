@@ -80,6 +80,7 @@ fn a_bad_stream_options_is_refused_by_the_member_that_is_wrong() {
         parse_chat(Api::OpenAiChat, body.as_bytes()).map(|_| ()).map_err(|e| (e.code, e.param))
     };
     assert_eq!(r(r#"{"include_usage":"yes"}"#), Err(("invalid_type", Some("stream_options.include_usage"))));
+    assert_eq!(r(r#"{"include_usage":false,"include_usage":true}"#), Err(("duplicate_key", Some("stream_options.include_usage"))));
     assert_eq!(r("true"), Err(("invalid_type", Some("stream_options"))));
     assert_eq!(r(r#"{"include_usage":true,"include_obfuscation":false}"#), Ok(()));
     assert_eq!(r("null"), Ok(()));
