@@ -290,10 +290,11 @@ fn gzip_header_len(b: &[u8]) -> Result<Option<usize>, ()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn gzip(data: &[u8], with_name: bool) -> Vec<u8> {
+    /// A gzip member (the inflater checks neither CRC nor size).
+    pub(crate) fn gzip(data: &[u8], with_name: bool) -> Vec<u8> {
         let mut out = vec![0x1f, 0x8b, 8, if with_name { 8 } else { 0 }, 0, 0, 0, 0, 0, 3];
         if with_name {
             out.extend_from_slice(b"body.json\0");

@@ -4,12 +4,8 @@ const OPENAI_STREAM: &[u8] = include_bytes!("../../fixtures/openai_stream_includ
 const ANTHROPIC_STREAM: &[u8] = include_bytes!("../../fixtures/anthropic_stream.sse");
 const CHAT_JSON: &[u8] = br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-5.4","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#;
 
-/// A gzip member (the inflater checks neither CRC nor size).
 fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
-    out.extend(miniz_oxide::deflate::compress_to_vec(data, 6));
-    out.extend_from_slice(&[0; 8]);
-    out
+    crate::decode::tests::gzip(data, false)
 }
 
 fn head(status: u16, content_type: &str, encoding: Option<&str>, length: bool) -> ResponseHead {

@@ -108,7 +108,6 @@ impl TollgateHttp {
         let mut body = host::buffer(host::CALL_RESPONSE_BODY, 0, body_size);
         self.status = status;
         self.upstream_responded = true;
-        let content_type = String::from_utf8_lossy(&head.content_type).into_owned();
         // Compressed although not asked: decoded and answered decoded, as a
         // first attempt's rewritten answer is; one that does not decode (or
         // in a coding the filter cannot read) goes on as it came, unread, or
@@ -133,13 +132,14 @@ impl TollgateHttp {
         };
         self.replaced = replaced.as_ref().map(|e| e.status);
         // The answer is read like a first attempt's: guarded when the policy reads answers.
-        self.start_answer_guard(&ResponseHead { status, ..head.clone() });
+        // (A status it could not read, 502 here, is no success either way.)
+        self.start_answer_guard(&head);
         let (out, costs) = if undecoded.is_some() {
             self.reader = Reader::Unreadable { bytes: body.len() as u64 };
             self.response_complete = true;
             let rec = self.settle(Termination::Complete);
             (body, rec.filter(|_| cfg.cost_headers).map(|r| crate::record::cost_headers(&r)).unwrap_or_default())
-        } else if content_type.starts_with("text/event-stream") {
+        } else if head.is_stream() {
             let mut tracker = self.wants(&cfg).tracker(true);
             let mut out = tracker.push(&body);
             out.extend_from_slice(&tracker.finish());
@@ -163,6 +163,7 @@ impl TollgateHttp {
             (new.unwrap_or(body), costs)
         };
         let retry = replaced.as_ref().and_then(|e| e.retry_header(status));
+        let content_type = String::from_utf8_lossy(&head.content_type).into_owned();
         let (status, out, content_type) = match replaced {
             Some(e) => (e.status, e.body().into_bytes(), "application/json".to_owned()),
             None => (status, out, content_type),
