@@ -42,6 +42,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 15, name: "grants_by_node", sql: include_str!("../migrations/postgres/0015_grants_by_node.sql") },
     Migration { version: 16, name: "node_answers", sql: include_str!("../migrations/postgres/0016_node_answers.sql") },
     Migration { version: 17, name: "usage_sessions", sql: include_str!("../migrations/postgres/0017_usage_sessions.sql") },
+    Migration { version: 18, name: "budget_use_fillfactor", sql: include_str!("../migrations/postgres/0018_budget_use_fillfactor.sql") },
 ];
 
 /// Connections per replica.

@@ -72,6 +72,7 @@ contract!(
     cache_misses_sum_per_feature_and_say_why,
     a_new_prompt_version_that_loses_the_cache_raises_one_alert,
     findings_of_batches_of_every_size_are_stored_once,
+    budgets_set_changed_or_deleted_between_batches_count_from_the_next_batch,
 );
 
 mod tempdir {
@@ -304,6 +305,34 @@ fn a_batch_counts_against_its_own_scopes_among_many_budgets(s: Arc<dyn Store>) {
     let t599 = g.budgets.iter().find(|b| b.scope_id == "t-599").unwrap();
     assert_eq!(t599.used_micros, 2 * 609);
     assert_eq!(s.list_alerts(10).unwrap().len(), 2);
+}
+
+/// Ingest keeps the budgets it counted against between batches
+/// (`ledger/budget_cache.rs`): a budget set, changed or deleted between
+/// two batches counts for the second as if read afresh, also after more
+/// changes than it reads one by one (a bulk import).
+fn budgets_set_changed_or_deleted_between_batches_count_from_the_next_batch(s: Arc<dyn Store>) {
+    let start = budget("t", 0).bounds(NOW).unwrap().0;
+    let used = |t: &str| s.used(ScopeType::Team, t, start).unwrap().micros;
+    s.put_budget(&budget("a", 1000), NOW).unwrap();
+    s.ingest("n", &[rec("1", "a", 10, 0, 0), rec("2", "b", 20, 0, 0)], None, NOW).unwrap();
+    assert_eq!((used("a"), used("b")), (10, 0));
+    // b had none when the first batch was counted; a is deleted.
+    s.put_budget(&budget("b", 1000), NOW).unwrap();
+    s.delete_budget(ScopeType::Team, "a").unwrap();
+    s.ingest("n", &[rec("3", "a", 7, 0, 0), rec("4", "b", 5, 0, 0)], None, NOW).unwrap();
+    assert_eq!((used("a"), used("b")), (10, 25), "a deleted budget counts no more; a new one at once");
+    // b's limit lowered to just above its use: the next batch crosses it.
+    s.put_budget(&budget("b", 34), NOW).unwrap();
+    assert!(s.list_alerts(10).unwrap().is_empty());
+    s.ingest("n", &[rec("5", "b", 10, 0, 0)], None, NOW).unwrap();
+    let alerts = s.list_alerts(10).unwrap();
+    assert!(alerts.iter().any(|a| a.scope_id == "b" && a.threshold == "hard" && a.limit_micros == Some(34)), "{alerts:?}");
+    // More changes than are read one by one, c among them.
+    s.ingest("n", &[rec("6", "c", 1, 0, 0)], None, NOW).unwrap();
+    s.put_budgets(&(0..6000).map(|i| budget(&format!("c{i}"), 1000)).chain([budget("c", 1000)]).collect::<Vec<_>>(), NOW).unwrap();
+    s.ingest("n", &[rec("7", "c", 2, 0, 0)], None, NOW).unwrap();
+    assert_eq!(used("c"), 3);
 }
 
 fn thresholds_raise_one_alert_each_per_period(s: Arc<dyn Store>) {
@@ -1357,6 +1386,24 @@ fn postgres_statistics_follow_a_bulk_import() {
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let again = s.refresh_statistics().unwrap();
     assert!(!again.iter().any(|t| t == "budgets"), "measured once: {again:?}");
+}
+
+/// Two replicas over one PostgreSQL: budgets one sets or deletes count in
+/// the other's next batch (each replica's ingest keeps the budgets it
+/// read, and checks them against the database's in every batch).
+#[test]
+fn postgres_replicas_count_against_each_others_budget_changes_at_once() {
+    let url = support::pg::fresh_database();
+    let rt = &support::pg::server().rt;
+    let (one, two) = (rt.block_on(tollgate_control::postgres::PgStore::connect(&url)).unwrap(), rt.block_on(tollgate_control::postgres::PgStore::connect(&url)).unwrap());
+    let start = budget("t", 0).bounds(NOW).unwrap().0;
+    one.ingest("n", &[rec("1", "x", 10, 0, 0)], None, NOW).unwrap();
+    two.put_budget(&budget("x", 1000), NOW).unwrap();
+    one.ingest("n", &[rec("2", "x", 5, 0, 0)], None, NOW).unwrap();
+    assert_eq!(two.used(ScopeType::Team, "x", start).unwrap().micros, 15);
+    two.delete_budget(ScopeType::Team, "x").unwrap();
+    one.ingest("n", &[rec("3", "x", 7, 0, 0)], None, NOW).unwrap();
+    assert_eq!(one.used(ScopeType::Team, "x", start).unwrap().micros, 15);
 }
 
 // ---- SQLite only ----

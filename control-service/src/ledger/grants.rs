@@ -95,7 +95,7 @@ const DELTA_PAGES: u64 = 4;
 pub const DELTA_MAX_CHANGES: u64 = DELTA_PAGES * STATE_PAGE_MAX as u64;
 
 /// The budget change sequence (limits set, budgets deleted).
-const BUDGET_SEQ: &str = "SELECT seq FROM budget_seq";
+pub(super) const BUDGET_SEQ: &str = "SELECT seq FROM budget_seq";
 
 /// The first of the next `n` budget change numbers (taken at once); the
 /// row's lock orders budget changes.
@@ -393,7 +393,7 @@ fn changed(
 }
 
 /// The scopes whose budgets were deleted under the budget sequences (from, to].
-fn removed_between(tx: &mut dyn Tx, from: u64, to: u64) -> Result<Vec<BudgetScope>> {
+pub(super) fn removed_between(tx: &mut dyn Tx, from: u64, to: u64) -> Result<Vec<BudgetScope>> {
     tx.query("SELECT scope_type, scope_id FROM budget_removed WHERE seq > ?1 AND seq <= ?2", &[int(from), int(to)])?
         .iter()
         .map(|r| Ok(BudgetScope { scope_type: rows::scope(&r.text(0)?)?, scope_id: r.text(1)? }))

@@ -9,6 +9,7 @@ use tollgate_protocol::state::{IngestAck, ScopeType};
 use crate::db::{int, statement_chunks, Arg, Tx, ROWS_PER_STATEMENT};
 use crate::store::*;
 
+use super::budget_cache::BudgetCache;
 use super::budgets;
 
 /// The ingest sequence: every batch up to it is counted.
@@ -123,7 +124,7 @@ fn bump(tx: &mut dyn Tx, node: &str, seq: u64, mut bumps: Vec<Bump<'_>>) -> Resu
 /// Records go in with multi-row INSERTs; what they add to each budget
 /// period is summed in memory and written once per period, so a batch
 /// costs a few statements, not a few per record.
-pub fn batch(tx: &mut dyn Tx, node: &str, records: &[UsageRecord], raw: Option<&[&str]>, now_ms: u64) -> Result<IngestAck> {
+pub fn batch(tx: &mut dyn Tx, cache: &std::sync::Mutex<BudgetCache>, node: &str, records: &[UsageRecord], raw: Option<&[&str]>, now_ms: u64) -> Result<IngestAck> {
     if records.iter().any(|r| r.id.is_empty()) {
         return Err(StoreError::Invalid("a record has an empty id".into()));
     }
@@ -198,9 +199,18 @@ pub fn batch(tx: &mut dyn Tx, node: &str, records: &[UsageRecord], raw: Option<&
     super::evals::insert_all(tx, &counted)?;
     // The counter row's lock orders the counting (across replicas on
     // PostgreSQL): every batch up to `seq` is in the budgets' use when this
-    // transaction commits, and the budgets read are those in force now.
+    // transaction commits, and the budgets read are those in force now
+    // (the cache is checked against them here, under that lock).
     let seq = tx.query_one("UPDATE ingest_seq SET seq = seq + 1 RETURNING seq", &[])?.u64(0)?;
-    let budgets = budgets::of_scopes(tx, counted.iter().flat_map(|r| scopes_touched(r)))?;
+    // (A cache poisoned by a panic elsewhere is emptied: it is only reads.)
+    let mut held = cache.lock().unwrap_or_else(|poisoned| {
+        cache.clear_poison();
+        let mut c = poisoned.into_inner();
+        *c = BudgetCache::default();
+        c
+    });
+    let budgets = held.of_scopes(tx, counted.iter().flat_map(|r| scopes_touched(r)))?;
+    drop(held);
     let index = ScopeIndex::new(&budgets);
     // (budget index, period start) -> (micros, tokens) added, refused by it
     let mut touched: HashMap<(usize, u64), (u64, u64, bool)> = HashMap::new();

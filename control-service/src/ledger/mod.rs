@@ -14,6 +14,7 @@ mod audit;
 mod cache_misses;
 mod evals;
 mod prompts;
+mod budget_cache;
 mod budgets;
 mod grants;
 pub use grants::{DELTA_MAX_CHANGES, STATE_PAGE_MAX};
@@ -33,12 +34,14 @@ use crate::store::*;
 /// The ledger over one database.
 pub struct Ledger<D> {
     db: D,
+    /// The budgets ingest counts against, between batches (`budget_cache.rs`).
+    budgets: std::sync::Mutex<budget_cache::BudgetCache>,
 }
 
 impl<D: Db> Ledger<D> {
     /// A ledger over a database whose schema is already migrated.
     pub fn new(db: D) -> Ledger<D> {
-        Ledger { db }
+        Ledger { db, budgets: Default::default() }
     }
 }
 
@@ -114,13 +117,13 @@ impl<D: Db> Store for Ledger<D> {
     }
 
     fn ingest(&self, node: &str, records: &[UsageRecord], raw: Option<&[&str]>, now_ms: u64) -> Result<IngestAck> {
-        self.db.run(TxKind::Write, |tx| ingest::batch(tx, node, records, raw, now_ms))
+        self.db.run(TxKind::Write, |tx| ingest::batch(tx, &self.budgets, node, records, raw, now_ms))
     }
     fn ingest_writers(&self) -> usize {
         self.db.writers()
     }
     fn ingest_many(&self, jobs: &[IngestJob<'_>], now_ms: u64) -> Vec<Result<IngestAck>> {
-        let together: Result<Vec<IngestAck>> = self.db.run(TxKind::Write, |tx| jobs.iter().map(|j| ingest::batch(tx, j.node, j.records, j.raw, now_ms)).collect());
+        let together: Result<Vec<IngestAck>> = self.db.run(TxKind::Write, |tx| jobs.iter().map(|j| ingest::batch(tx, &self.budgets, j.node, j.records, j.raw, now_ms)).collect());
         match together {
             Ok(acks) => acks.into_iter().map(Ok).collect(),
             Err(e) if jobs.len() == 1 => vec![Err(e)],
