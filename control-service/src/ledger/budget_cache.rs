@@ -33,12 +33,18 @@ const MAX_SCOPES: usize = 100_000;
 /// budgets' tombstones are kept that long, no longer.
 const MAX_CHANGES: u64 = 5_000;
 
-#[derive(Default)]
 pub struct BudgetCache {
     /// The budget sequence the entries are current at (none: nothing read yet).
     seq: Option<u64>,
     /// Per scope type (indexed as `ScopeType::ALL`): scope id -> its budget, or none.
     by_type: [HashMap<String, Option<Budget>>; ScopeType::ALL.len()],
+    max_scopes: usize,
+}
+
+impl Default for BudgetCache {
+    fn default() -> Self {
+        BudgetCache { seq: None, by_type: Default::default(), max_scopes: MAX_SCOPES }
+    }
 }
 
 impl BudgetCache {
@@ -49,10 +55,12 @@ impl BudgetCache {
         let mut wanted: Vec<(ScopeType, &str)> = scopes.into_iter().collect();
         wanted.sort_unstable();
         wanted.dedup();
-        let missing: Vec<(ScopeType, &str)> = wanted.iter().copied().filter(|(t, id)| !self.map(*t).is_some_and(|m| m.contains_key(*id))).collect();
+        let mut missing: Vec<(ScopeType, &str)> = wanted.iter().copied().filter(|(t, id)| !self.map(*t).is_some_and(|m| m.contains_key(*id))).collect();
         if !missing.is_empty() {
-            if self.len() + missing.len() > MAX_SCOPES {
+            if self.len() + missing.len() > self.max_scopes {
+                // Full: start again, and read every scope asked for.
                 self.by_type = Default::default();
+                missing.clone_from(&wanted);
             }
             let found = budgets::of_scopes(tx, missing.iter().copied())?;
             for (t, id) in missing {
@@ -104,5 +112,43 @@ impl BudgetCache {
 
     fn map_mut(&mut self, t: ScopeType) -> Option<&mut HashMap<String, Option<Budget>>> {
         self.by_type.get_mut(t as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{Db, TxKind};
+    use crate::sqlite::SqliteStore;
+
+    fn team(id: &str) -> Budget {
+        Budget { limit_micros: Some(100), ..Budget::monthly(ScopeType::Team, id, 1_795_885_000_000) }
+    }
+
+    #[test]
+    fn kept_scopes_are_not_read_again_until_their_budget_changes_and_a_full_cache_starts_again() {
+        let dir = std::env::temp_dir().join(format!("tollgate-budget-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqliteStore::open(&dir.join("t.db")).unwrap();
+        store.put_budgets(&["t0", "t1", "t2", "t3"].map(team), 1).unwrap();
+        let mut cache = BudgetCache { max_scopes: 5, ..BudgetCache::default() };
+        let mut ask = |cache: &mut BudgetCache, ids: &[&str]| -> Vec<String> {
+            let got = store.db.run(TxKind::Read, |tx| cache.of_scopes(tx, ids.iter().map(|id| (ScopeType::Team, *id)))).unwrap();
+            got.into_iter().map(|b| b.scope_id).collect()
+        };
+        assert_eq!(ask(&mut cache, &["t0", "t1", "none"]), ["t0", "t1"]);
+        // Gone from the table behind the ledger's back (no budget sequence
+        // moved): still served, so it was not read again.
+        store.db.run(TxKind::Write, |tx| tx.execute("DELETE FROM budgets WHERE scope_id = 't0'", &[])).unwrap();
+        assert_eq!(ask(&mut cache, &["t0"]), ["t0"]);
+        // Deleted through the ledger: the sequence moved, read again.
+        store.put_budget(&team("t0"), 1).unwrap();
+        store.delete_budget(ScopeType::Team, "t0").unwrap();
+        assert_eq!(ask(&mut cache, &["t0", "t1"]), ["t1"]);
+        // 3 kept + 4 new > 5: emptied, and every scope asked for is read.
+        assert_eq!(ask(&mut cache, &["t1", "t2", "t3", "x", "y"]), ["t1", "t2", "t3"]);
+        assert_eq!(cache.len(), 5);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
