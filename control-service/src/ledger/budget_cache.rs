@@ -133,7 +133,7 @@ mod tests {
         let store = SqliteStore::open(&dir.join("t.db")).unwrap();
         store.put_budgets(&["t0", "t1", "t2", "t3"].map(team), 1).unwrap();
         let mut cache = BudgetCache { max_scopes: 5, ..BudgetCache::default() };
-        let mut ask = |cache: &mut BudgetCache, ids: &[&str]| -> Vec<String> {
+        let ask = |cache: &mut BudgetCache, ids: &[&str]| -> Vec<String> {
             let got = store.db.run(TxKind::Read, |tx| cache.of_scopes(tx, ids.iter().map(|id| (ScopeType::Team, *id)))).unwrap();
             got.into_iter().map(|b| b.scope_id).collect()
         };
