@@ -9,7 +9,8 @@
 //! The cache is checked against the budget sequence (`budget_seq`, which
 //! every budget put or delete moves in its transaction) inside the
 //! batch's own transaction, under the ingest lock: scopes changed or
-//! deleted since the last batch are forgotten and read again, so a batch
+//! deleted since the last batch are brought up to date from the rows
+//! that say so, so a batch
 //! counts against exactly the budgets it would have read from the
 //! database, whichever replica changed them. It is a cache of reads, not
 //! a second copy: it never holds a budget the database did not hold.
@@ -77,17 +78,19 @@ impl BudgetCache {
         Ok(wanted.iter().filter_map(|(t, id)| self.map(*t).and_then(|m| m.get(*id)).cloned().flatten()).collect())
     }
 
-    /// Forgets the scopes whose budgets changed since the entries were read.
+    /// Brings the held scopes whose budgets changed since up to date.
     fn sync(&mut self, tx: &mut dyn Tx) -> Result<()> {
         let now = tx.query_one(grants::BUDGET_SEQ, &[])?.u64(0)?;
         match self.seq {
             Some(seq) if seq == now => return Ok(()),
             Some(seq) if seq < now && now - seq <= MAX_CHANGES => {
+                // Read after `now`: at least as new as it. Held scopes take
+                // the rows as read (no second read); others stay unheld.
                 for b in budgets::changed_between(tx, seq, now)? {
-                    self.forget(b.scope_type, &b.scope_id);
+                    self.replace(b.scope_type, &b.scope_id.clone(), Some(b));
                 }
                 for s in grants::removed_between(tx, seq, now)? {
-                    self.forget(s.scope_type, &s.scope_id);
+                    self.replace(s.scope_type, &s.scope_id, None);
                 }
             }
             _ => self.by_type = Default::default(),
@@ -96,9 +99,9 @@ impl BudgetCache {
         Ok(())
     }
 
-    fn forget(&mut self, t: ScopeType, id: &str) {
-        if let Some(m) = self.map_mut(t) {
-            m.remove(id);
+    fn replace(&mut self, t: ScopeType, id: &str, budget: Option<Budget>) {
+        if let Some(held) = self.map_mut(t).and_then(|m| m.get_mut(id)) {
+            *held = budget;
         }
     }
 
