@@ -43,6 +43,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 16, name: "node_answers", sql: include_str!("../migrations/postgres/0016_node_answers.sql") },
     Migration { version: 17, name: "usage_sessions", sql: include_str!("../migrations/postgres/0017_usage_sessions.sql") },
     Migration { version: 18, name: "budget_use_fillfactor", sql: include_str!("../migrations/postgres/0018_budget_use_fillfactor.sql") },
+    Migration { version: 19, name: "budget_use_log", sql: include_str!("../migrations/postgres/0019_budget_use_log.sql") },
 ];
 
 /// Connections per replica.
@@ -163,6 +164,9 @@ impl PgTx<'_> {
 }
 
 impl Tx for PgTx<'_> {
+    fn json_pairs(&self, table: &str, col: &str, filter: &str) -> String {
+        format!("SELECT p->>0 AS first, p->>1 AS second FROM {table} AS t, jsonb_array_elements(t.{col}::jsonb) AS p WHERE {filter}")
+    }
     fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64> {
         let st = self.statement(sql)?;
         let params = Self::params(args);
@@ -222,7 +226,7 @@ impl Db for PgDb {
         let stale = self.run(TxKind::Read, |tx| {
             tx.query(
                 "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname IN \
-                 ('keys', 'budgets', 'budget_usage', 'budget_usage_node', 'budget_grants', 'budget_removed', 'nodes') \
+                 ('keys', 'budgets', 'budget_usage', 'budget_usage_node', 'budget_use_log', 'budget_grants', 'budget_removed', 'nodes') \
                  AND n_mod_since_analyze > 1000 + n_live_tup / 10 ORDER BY relname",
                 &[],
             )?

@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 15, name: "grants_by_node", sql: include_str!("../migrations/sqlite/0015_grants_by_node.sql") },
     Migration { version: 16, name: "node_answers", sql: include_str!("../migrations/sqlite/0016_node_answers.sql") },
     Migration { version: 17, name: "usage_sessions", sql: include_str!("../migrations/sqlite/0017_usage_sessions.sql") },
+    Migration { version: 18, name: "budget_use_log", sql: include_str!("../migrations/sqlite/0018_budget_use_log.sql") },
 ];
 
 pub struct SqliteDb {
@@ -131,6 +132,9 @@ struct SqliteTx<'a> {
 }
 
 impl Tx for SqliteTx<'_> {
+    fn json_pairs(&self, table: &str, col: &str, filter: &str) -> String {
+        format!("SELECT json_extract(p.value, '$[0]') AS first, json_extract(p.value, '$[1]') AS second FROM {table} AS t, json_each(t.{col}) AS p WHERE {filter}")
+    }
     fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64> {
         let mut s = self.c.prepare_cached(sql).map_err(be)?;
         Ok(s.execute(rusqlite::params_from_iter(args.iter())).map_err(be)? as u64)

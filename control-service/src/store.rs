@@ -622,6 +622,10 @@ pub trait Store: Send + Sync + 'static {
     /// budgets, and Envoys silent for `forget_after_ms` (each budget's use
     /// per period stays).
     fn prune_grants(&self, now_ms: u64, forget_after_ms: u64) -> Result<Pruned>;
+    /// Retention of the log of which budgets' use changed (what state-poll
+    /// deltas read): the batches of the last `keep_ms` stay. The number of
+    /// batches' entries removed.
+    fn prune_use_log(&self, now_ms: u64, keep_ms: u64) -> Result<u64>;
     /// The Envoy `node` was answered at `now_ms`: it counts as seen then.
     /// `grant` records a poll's start; an answer that took longer than the
     /// node TTL would otherwise leave the Envoy silent by its next poll, and

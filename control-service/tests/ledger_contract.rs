@@ -54,6 +54,7 @@ contract!(
     a_newcomer_takes_its_whole_part_where_room_is_free,
     grants_of_ended_periods_deleted_budgets_and_gone_envoys_are_pruned,
     budget_deltas_carry_only_changes_and_add_up_to_the_full_state,
+    the_use_log_keeps_what_deltas_need_and_an_older_cursor_gets_the_full_state,
     a_full_state_in_pages_misses_nothing_that_changes_meanwhile,
     a_budget_changed_during_a_walk_comes_with_the_next_page,
     a_delta_larger_than_a_few_pages_comes_as_the_full_state,
@@ -741,6 +742,52 @@ impl View {
 
 fn names(g: &tollgate_control::store::GrantSnapshot) -> (bool, Vec<String>, Vec<String>) {
     (g.full, g.budgets.iter().map(|b| b.scope_id.clone()).collect(), g.removed.iter().map(|r| r.scope_id.clone()).collect())
+}
+
+/// Which budgets' use changed is logged a batch at a time (scope ids as
+/// JSON in the database, read back by each dialect's JSON functions) and
+/// pruned after a while: a cursor from before what is kept gets the whole
+/// state, one after it goes on with deltas.
+fn the_use_log_keeps_what_deltas_need_and_an_older_cursor_gets_the_full_state(s: Arc<dyn Store>) {
+    // Team names as odd as a client can make them: quotes, backslashes,
+    // control characters, something that looks like the log's own JSON.
+    let odd = ["q\"uo\\te", "tab\tnew\nline\u{1}", "é✓ [\"team\",\"x\"]", "t1"];
+    for t in odd {
+        s.put_budget(&budget(t, 1_000_000), NOW).unwrap();
+    }
+    let (mut early, mut late) = (View::new(5000), View::new(5000));
+    for k in 0..2 {
+        early.poll(&s, "n1", NOW + k);
+        late.poll(&s, "n2", NOW + k);
+    }
+    assert!(!late.poll(&s, "n2", NOW + 2).full, "both Envoys settled");
+    let before = NOW - 600_000;
+    for (i, t) in odd.iter().enumerate() {
+        s.ingest("n1", &[rec(&format!("u{i}"), t, 10, 0, 0)], None, before).unwrap();
+    }
+    let g = late.poll(&s, "n2", NOW + 3);
+    let mut got = names(&g).1;
+    got.sort();
+    let mut want: Vec<String> = odd.iter().map(|t| t.to_string()).collect();
+    want.sort();
+    assert_eq!((g.full, got), (false, want), "every changed scope, its id as it was");
+    assert!(g.budgets.iter().all(|b| b.used_micros == 10));
+    late.check(&s, "n2", NOW + 3);
+    // Within the time kept nothing goes; past it, the four batches do.
+    assert_eq!(s.prune_use_log(before + 1000, 300_000).unwrap(), 0);
+    assert_eq!(s.prune_use_log(NOW, 300_000).unwrap(), 4);
+    assert_eq!(s.prune_use_log(NOW, 300_000).unwrap(), 0);
+    // `early` last polled before those batches: what changed since is gone from the log.
+    let g = early.poll(&s, "n1", NOW + 4);
+    assert_eq!((g.full, g.full_because), (true, Some("its use changes are no longer logged")));
+    early.check(&s, "n1", NOW + 4);
+    // `late` polled after them: deltas go on, and a change after the prune comes.
+    assert!(!late.poll(&s, "n2", NOW + 5).full);
+    s.ingest("n1", &[rec("v", odd[0], 5, 0, 0)], None, NOW).unwrap();
+    let g = late.poll(&s, "n2", NOW + 6);
+    assert!(!g.full);
+    assert!(g.budgets.iter().any(|b| b.scope_id == odd[0] && b.used_micros == 15), "{:?}", names(&g));
+    late.check(&s, "n2", NOW + 6);
 }
 
 fn budget_deltas_carry_only_changes_and_add_up_to_the_full_state(s: Arc<dyn Store>) {
@@ -1644,6 +1691,9 @@ impl CountingTx<'_> {
 }
 
 impl tollgate_control::db::Tx for CountingTx<'_> {
+    fn json_pairs(&self, table: &str, col: &str, filter: &str) -> String {
+        self.tx.json_pairs(table, col, filter)
+    }
     fn execute(&mut self, sql: &str, args: &[tollgate_control::db::Arg<'_>]) -> Result<u64, StoreError> {
         self.seen(sql);
         self.tx.execute(sql, args)

@@ -36,7 +36,7 @@ mod requests;
 pub use alerts::alert_loop;
 use alerts::cache_alerts_check;
 pub use audit::audit_retention_loop;
-pub use fleet::{grant_retention_loop, statistics_loop};
+pub use fleet::{grant_retention_loop, statistics_loop, use_log_retention_loop};
 pub use budgets::budget_doc;
 use audit::*;
 use budgets::*;

@@ -6,7 +6,7 @@ use tollgate_protocol::keys::{hash_key, to_hex};
 
 use super::args::ServeArgs;
 use super::{fail, out};
-use crate::api::{alert_loop, audit_retention_loop, grant_retention_loop, router, statistics_loop, AppState, Settings};
+use crate::api::{alert_loop, audit_retention_loop, grant_retention_loop, router, statistics_loop, use_log_retention_loop, AppState, Settings};
 use crate::sqlite::SqliteStore;
 use crate::store::Store;
 use crate::log_event;
@@ -84,6 +84,7 @@ pub fn run(a: ServeArgs) {
         tokio::spawn(audit_retention_loop(state.clone(), retention_days, capture_days));
         tokio::spawn(grant_retention_loop(state.clone()));
         tokio::spawn(statistics_loop(state.clone()));
+        tokio::spawn(use_log_retention_loop(state.clone()));
         log_event("info", "listening", serde_json::json!({"addr": addr, "db": db}));
         out(&format!("tollgate control service listening on {addr}\n"));
         let shutdown = async {

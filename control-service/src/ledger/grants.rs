@@ -69,6 +69,18 @@ impl Cursor {
     }
 }
 
+impl Cursor {
+    /// The ingest sequence a delta reads use changes from: the cursor's
+    /// own for the delta it asks for, the first page's for a later page of
+    /// a delta, none for a page of a full state.
+    fn use_from(&self) -> Option<u64> {
+        match (&self.after, self.from) {
+            (None, _) => Some(self.ingest),
+            (Some(_), from) => from.map(|(ingest, _)| ingest),
+        }
+    }
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -143,12 +155,12 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
     let head = tx.query_one(
         &format!(
             "SELECT ({}), ({BUDGET_SEQ}), (SELECT last_seen_ms FROM nodes WHERE node = ?1), (SELECT answer FROM nodes WHERE node = ?1),
-                    (SELECT COUNT(*) FROM nodes WHERE last_seen_ms >= ?2 AND node <> ?1)",
+                    (SELECT COUNT(*) FROM nodes WHERE last_seen_ms >= ?2 AND node <> ?1), ({USE_LOG_FROM})",
             super::ingest::SEQ
         ),
         &[node.into(), int(alive_since)],
     )?;
-    let (seq, budget_seq, answer) = (head.u64(0)?, head.u64(1)?, head.opt_u64(3)?.unwrap_or(0));
+    let (seq, budget_seq, answer, use_log_from) = (head.u64(0)?, head.u64(1)?, head.opt_u64(3)?.unwrap_or(0), head.u64(5)?);
     // A node silent past the TTL may have had its grants reclaimed (and
     // handed to others) without a change any cursor sees: it starts over.
     let was_active = head.opt_u64(2)?.is_some_and(|seen| seen >= alive_since);
@@ -171,6 +183,7 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
         Some(Some(c)) if c.active != active => Err("the number of active Envoys changed"),
         Some(Some(c)) if now_ms >= c.boundary_ms => Err("a budget period ended or a window opened"),
         Some(Some(c)) if c.after.is_none() && budget_seq - c.budgets > delta_max => Err("too many budget changes"),
+        Some(Some(c)) if c.use_from().is_some_and(|f| f < use_log_from) => Err("its use changes are no longer logged"),
         Some(Some(c)) => Ok(c),
     };
     // Use changed since the cursor: counted in budget periods, not in
@@ -301,14 +314,37 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
     })
 }
 
-/// Budget periods whose use changed in the ingest sequences (from, to],
-/// counted up to `cap + 1` (an index range, however busy ingest was).
+/// The ingest sequence after which `budget_use_log` holds every batch's
+/// use changes (see `prune_use_log`).
+const USE_LOG_FROM: &str = "SELECT seq FROM budget_use_log_from";
+
+/// The scopes whose use the batches (`?{from}`, `?{to}`] changed, as
+/// `scope_type, scope_id` (with repeats: one a batch that changed it).
+fn use_changed_sql(tx: &dyn Tx, from: usize, to: usize) -> String {
+    let pairs = tx.json_pairs("budget_use_log", "scopes", &format!("t.seq > ?{from} AND t.seq <= ?{to}"));
+    format!("SELECT first AS scope_type, second AS scope_id FROM ({pairs}) AS logged")
+}
+
+/// Scopes whose use changed in the ingest sequences (from, to], counted
+/// up to `cap + 1` (the log's rows of those batches, however many budgets
+/// exist).
 fn use_changes(tx: &mut dyn Tx, from: u64, to: u64, cap: u64) -> Result<u64> {
-    tx.query_one(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM budget_usage WHERE changed_seq > ?1 AND changed_seq <= ?2 LIMIT ?3) AS changed",
-        &[int(from), int(to), int(cap.saturating_add(1))],
-    )?
-    .u64(0)
+    let sql = format!("SELECT COUNT(*) FROM (SELECT DISTINCT scope_type, scope_id FROM ({}) AS u LIMIT ?3) AS changed", use_changed_sql(tx, 1, 2));
+    tx.query_one(&sql, &[int(from), int(to), int(cap.saturating_add(1))])?.u64(0)
+}
+
+/// Keeps `budget_use_log` to the batches of the last `keep_ms`: a cursor
+/// from before them gets the whole state.
+/// In a grant transaction, so never beside a poll reading the log. The
+/// number of batches' rows removed.
+pub fn prune_use_log(tx: &mut dyn Tx, now_ms: u64, keep_ms: u64) -> Result<u64> {
+    let cut = tx.query_one(
+        "SELECT MAX(seq) FROM budget_use_log WHERE ts_ms < ?1",
+        &[int(now_ms.saturating_sub(keep_ms))],
+    )?;
+    let Some(upto) = cut.opt_u64(0)? else { return Ok(0) };
+    tx.execute("UPDATE budget_use_log_from SET seq = ?1 WHERE seq < ?1", &[int(upto)])?;
+    tx.execute("DELETE FROM budget_use_log WHERE seq <= ?1", &[int(upto)])
 }
 
 /// Grant rows written in multi-row statements (a full state's page of
@@ -376,10 +412,11 @@ fn changed(
     // grants may be many (every budget, when an Envoy joins a fleet that
     // holds all of them), so they are read in order from their index, a
     // page at a time.
+    let used = use_changed_sql(tx, 2, 6);
     let sql = format!(
         "SELECT scope_type, scope_id FROM (
            SELECT scope_type, scope_id FROM budgets WHERE changed_seq > ?1 AND changed_seq <= ?5 {cut}
-           UNION SELECT scope_type, scope_id FROM budget_usage WHERE changed_seq > ?2 AND changed_seq <= ?6 {cut}
+           UNION SELECT scope_type, scope_id FROM ({used}) AS used WHERE 1 = 1 {cut}
            UNION SELECT * FROM (SELECT scope_type, scope_id FROM budget_grants WHERE node = ?3 AND short = 1 {cut}
                                 ORDER BY scope_type, scope_id LIMIT ?4) AS short_grants
          ) AS changed ORDER BY scope_type, scope_id LIMIT ?4"

@@ -106,6 +106,9 @@ impl<D: Db> Store for Ledger<D> {
     fn prune_grants(&self, now_ms: u64, forget_after_ms: u64) -> Result<Pruned> {
         self.db.run(TxKind::Grant, |tx| grants::prune(tx, now_ms, forget_after_ms))
     }
+    fn prune_use_log(&self, now_ms: u64, keep_ms: u64) -> Result<u64> {
+        self.db.run(TxKind::Grant, |tx| grants::prune_use_log(tx, now_ms, keep_ms))
+    }
     fn refresh_statistics(&self) -> Result<Vec<String>> {
         self.db.refresh_statistics()
     }
