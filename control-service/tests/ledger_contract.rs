@@ -1453,6 +1453,89 @@ fn postgres_replicas_count_against_each_others_budget_changes_at_once() {
     assert_eq!(one.used(ScopeType::Team, "x", start).unwrap().micros, 15);
 }
 
+/// A budget set while another replica's batch is being counted (it holds
+/// the counting lock, has read the budgets without this one, and its
+/// records are not yet committed): the budget's use includes that batch.
+/// Before, the budget's recount ran at once, missed the uncommitted
+/// records, and the batch counted against no budget: its spend was lost
+/// to the budget for the whole period.
+#[test]
+fn a_budget_set_while_a_batch_is_being_counted_counts_that_batch() {
+    let url = support::pg::fresh_database();
+    let rt = &support::pg::server().rt;
+    let connect = || rt.block_on(tollgate_control::postgres::PgStore::connect(&url)).unwrap();
+    let paused = Arc::new(Pausing { db: connect().into_db(), armed: Default::default(), held: Default::default(), go: Default::default() });
+    let one = Arc::new(tollgate_control::ledger::Ledger::new(SharedDb(paused.clone())));
+    let two = connect();
+    let start = budget("x", 0).bounds(NOW).unwrap().0;
+    paused.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let batch = std::thread::spawn({
+        let one = one.clone();
+        move || one.ingest("n", &[rec("1", "x", 10, 0, 0)], None, NOW).unwrap()
+    });
+    // The batch has run every statement and holds its transaction open.
+    paused.held.wait();
+    let setting = std::thread::spawn(move || {
+        two.put_budget(&budget("x", 1000), NOW).unwrap();
+        two
+    });
+    // Long enough for the budget to be set, had it not waited for the batch.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    paused.go.wait();
+    batch.join().unwrap();
+    let two = setting.join().unwrap();
+    assert_eq!(two.used(ScopeType::Team, "x", start).unwrap().micros, 10);
+    // And the next batch counts on top of it.
+    one.ingest("n", &[rec("2", "x", 5, 0, 0)], None, NOW).unwrap();
+    assert_eq!(two.used(ScopeType::Team, "x", start).unwrap().micros, 15);
+}
+
+/// A database whose next write transaction, once `armed`, stops before
+/// committing: it meets `held`, then waits at `go`.
+struct Pausing<D> {
+    db: D,
+    armed: std::sync::atomic::AtomicBool,
+    held: Barrier,
+    go: Barrier,
+}
+
+/// A two-party barrier (the paused transaction and the test).
+struct Barrier(std::sync::Barrier);
+
+impl Default for Barrier {
+    fn default() -> Barrier {
+        Barrier(std::sync::Barrier::new(2))
+    }
+}
+
+impl Barrier {
+    fn wait(&self) {
+        self.0.wait();
+    }
+}
+
+impl<D: tollgate_control::db::Db> tollgate_control::db::Db for Pausing<D> {
+    fn run<T>(&self, kind: tollgate_control::db::TxKind, f: impl FnOnce(&mut dyn tollgate_control::db::Tx) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.db.run(kind, |tx| {
+            let out = f(tx);
+            if kind == tollgate_control::db::TxKind::Write && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                self.held.wait();
+                self.go.wait();
+            }
+            out
+        })
+    }
+}
+
+/// `Ledger` owns its database; the test keeps a handle on it.
+struct SharedDb<D>(Arc<D>);
+
+impl<D: tollgate_control::db::Db> tollgate_control::db::Db for SharedDb<D> {
+    fn run<T>(&self, kind: tollgate_control::db::TxKind, f: impl FnOnce(&mut dyn tollgate_control::db::Tx) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.0.run(kind, f)
+    }
+}
+
 // ---- SQLite only ----
 
 #[test]

@@ -158,7 +158,16 @@ pub fn put_many(tx: &mut dyn Tx, batch: &[Budget], now_ms: u64) -> Result<()> {
             tx.execute(&format!("DELETE FROM budget_grants WHERE scope_type = ?1 AND scope_id IN ({list})"), &args)?;
         }
     }
-    // The current period of each, recounted: by scope type and period.
+    // The current period of each, recounted: by scope type and period,
+    // under the lock that orders the counting (ingest's). A batch holding
+    // it has read the budgets without these and counts its records against
+    // none of them; its records are not committed, so a recount now would
+    // miss them too (PostgreSQL contract test
+    // `a_budget_set_while_a_batch_is_being_counted_counts_that_batch`).
+    // Waiting for it, the recount sees them; batches after count against
+    // these budgets. (Budget lock, then budget_seq, then ingest_seq: ingest
+    // takes none of the first two, so no cycle.)
+    tx.execute("UPDATE ingest_seq SET seq = seq", &[])?;
     let mut periods: std::collections::BTreeMap<(ScopeType, u64, u64), Vec<&Budget>> = std::collections::BTreeMap::new();
     for b in &batch {
         if let Some((start, end)) = b.bounds(now_ms) {

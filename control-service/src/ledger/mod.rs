@@ -43,6 +43,11 @@ impl<D: Db> Ledger<D> {
     pub fn new(db: D) -> Ledger<D> {
         Ledger { db, budgets: Default::default() }
     }
+    /// The database, to run the ledger over it wrapped (tests that count
+    /// or pause its statements).
+    pub fn into_db(self) -> D {
+        self.db
+    }
 }
 
 impl<D: Db> Store for Ledger<D> {
