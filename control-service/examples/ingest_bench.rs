@@ -165,7 +165,7 @@ fn over_http(rt: &tokio::runtime::Runtime, store: Arc<dyn Store>, bodies: &Arc<V
     budgets(store.as_ref(), now);
     let st = AppState::new(
         store,
-        Settings { admin_token_hash: hash_key("a".repeat(20).as_str()), filter_token_hash: hash_key("f".repeat(20).as_str()), webhook_url: None, node_ttl_ms: 15_000, state_page: 5000, filter_wasm: None },
+        Settings { admin_token_hash: hash_key("a".repeat(20).as_str()), filter_token_hash: hash_key("f".repeat(20).as_str()), webhook_url: None, node_ttl_ms: 15_000, use_log_keep_ms: 600_000, state_page: 5000, filter_wasm: None },
     );
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));

@@ -18,7 +18,7 @@ async fn start() -> (String, std::path::PathBuf) {
     let store = Arc::new(SqliteStore::open(&dir.join("t.db")).unwrap());
     let st = AppState::new(
         store,
-        Settings { admin_token_hash: hash_key(ADMIN), filter_token_hash: hash_key(FILTER), webhook_url: None, node_ttl_ms: 60_000, state_page: 5000, filter_wasm: None },
+        Settings { admin_token_hash: hash_key(ADMIN), filter_token_hash: hash_key(FILTER), webhook_url: None, node_ttl_ms: 60_000, use_log_keep_ms: 600_000, state_page: 5000, filter_wasm: None },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -330,7 +330,7 @@ async fn audit_findings_older_than_the_retention_go_on_schedule() {
     store.ingest("n", &[rec("old", 40), rec("new", 1)], None, now).unwrap();
     let st = AppState::new(
         store.clone(),
-        Settings { admin_token_hash: hash_key(ADMIN), filter_token_hash: hash_key(FILTER), webhook_url: None, node_ttl_ms: 60_000, state_page: 5000, filter_wasm: None },
+        Settings { admin_token_hash: hash_key(ADMIN), filter_token_hash: hash_key(FILTER), webhook_url: None, node_ttl_ms: 60_000, use_log_keep_ms: 600_000, state_page: 5000, filter_wasm: None },
     );
     let sweep = tokio::spawn(tollgate_control::api::audit_retention_loop(st, 30, 0));
     let all = AuditQuery { from_ms: 0, to_ms: now + 1, ..Default::default() };

@@ -42,6 +42,20 @@ def test_every_command_has_help(cli_stack):
         assert p.returncode == 2 and "panicked" not in p.stderr, (args, p.stderr)
 
 
+def test_serve_refuses_a_use_log_too_short_for_its_envoys(tmp_path):
+    """The use log must outlast twice the node TTL (and a minute): a shorter
+    one would send every poll of a slow Envoy the full state. Refused at
+    start, naming the setting."""
+    base = {**os.environ, "TOLLGATE_ADMIN_TOKEN": sm.ADMIN_TOKEN, "TOLLGATE_FILTER_TOKEN": sm.FILTER_TOKEN}
+    for extra in ({"TOLLGATE_USE_LOG_KEEP_MS": "ten minutes"}, {"TOLLGATE_USE_LOG_KEEP_MS": "59999"},
+                  {"TOLLGATE_USE_LOG_KEEP_MS": "-1"},
+                  {"TOLLGATE_NODE_TTL_MS": "60000", "TOLLGATE_USE_LOG_KEEP_MS": "119999"}):
+        p = subprocess.run([str(sm.TOLLGATE_BIN), "serve", "--listen", "127.0.0.1:0", "--db", str(tmp_path / "t.db")],
+                           capture_output=True, text=True, env={**base, **extra}, timeout=30)
+        assert p.returncode != 0 and "TOLLGATE_USE_LOG_KEEP_MS must be" in p.stderr, (extra, p.returncode, p.stderr)
+        assert "panicked" not in p.stderr
+
+
 def test_keys_budgets_spend_report(cli_stack):
     created = json.loads(tg(cli_stack, "keys", "create", "--team", "research", "--project", "lab", "--id", "cli-key",
                             "--tag", "env=test", "--json").stdout)

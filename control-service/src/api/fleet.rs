@@ -290,18 +290,19 @@ pub async fn grant_retention_loop(st: Arc<AppState>) {
     }
 }
 
-/// How often the log of budget use changes is pruned, and how long it
-/// keeps a batch's entry at least: longer than a state in pages takes to
-/// walk (a million budgets: 20 to 80 s) and than the node TTL, so a cursor
-/// of an Envoy that kept polling finds every change since it. About 10 KB
-/// a batch when each of its 500 records has a budget of its own: at
-/// 100 batches/s, five minutes are about 300 MB before compression.
+/// How often the log of budget use changes is pruned. It keeps
+/// `Settings::use_log_keep_ms` (10 minutes unless set): longer than a
+/// state in pages takes to walk (a million budgets: 20 to 80 s measured;
+/// an Envoy whose walk outlasts the log gets the full state again) and
+/// than the node TTL, so a cursor of an Envoy that kept polling finds
+/// every change since it. About 10 KB a batch when each of its 500
+/// records has a budget of its own: at 100 batches/s, ten minutes are
+/// about 600 MB before compression.
 const USE_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
-const USE_LOG_KEEP_MS: u64 = 5 * 60 * 1000;
 
 /// Prunes the log of which budgets' use changed (`Store::prune_use_log`).
 pub async fn use_log_retention_loop(st: Arc<AppState>) {
-    let keep_ms = USE_LOG_KEEP_MS.max(st.settings.node_ttl_ms.saturating_mul(2));
+    let keep_ms = st.settings.use_log_keep_ms;
     loop {
         tokio::time::sleep(USE_LOG_EVERY).await;
         let store = st.store.clone();

@@ -59,6 +59,10 @@ pub struct Settings {
     pub webhook_url: Option<String>,
     /// An Envoy counts as active this long after its last state poll.
     pub node_ttl_ms: u64,
+    /// How long the log of budget use changes keeps a batch
+    /// (`TOLLGATE_USE_LOG_KEEP_MS`): a delta's cursor older than that
+    /// gets the full state.
+    pub use_log_keep_ms: u64,
     /// Budgets per page of a state sent in pages (`TOLLGATE_STATE_PAGE`, 1 to 5,000).
     pub state_page: usize,
     /// The filter's .wasm (`TOLLGATE_FILTER_WASM`), served at

@@ -89,6 +89,7 @@ pub enum Cmd {
     TOLLGATE_FILTER_TOKEN  token of the Envoy filters: ingest + state only (required, differs from the admin token)
     TOLLGATE_WEBHOOK_URL   where budget alerts are POSTed (optional)
     TOLLGATE_NODE_TTL_MS   an Envoy counts as active this long after its last poll (15000)
+    TOLLGATE_USE_LOG_KEEP_MS how long budget use changes are kept for deltas (600000; at least 60000 and 2x the node TTL)
     TOLLGATE_STATE_PAGE    budgets per page when an Envoy's state comes in pages (5000, the most)
     TOLLGATE_FILTER_WASM   a filter .wasm to serve at GET /v1/filter.wasm (optional)")]
 pub struct ServeArgs {

@@ -31,8 +31,15 @@ fn settings() -> Settings {
     if admin == filter {
         fail("TOLLGATE_ADMIN_TOKEN and TOLLGATE_FILTER_TOKEN must differ");
     }
-    let node_ttl_ms =
+    let node_ttl_ms: u64 =
         env_or("TOLLGATE_NODE_TTL_MS", "15000").parse().unwrap_or_else(|_| fail("TOLLGATE_NODE_TTL_MS must be an integer"));
+    // The log of budget use changes must outlast a silent-but-active
+    // Envoy's cursor (twice the node TTL) and a full state's walk of pages.
+    let use_log_keep_ms = env_or("TOLLGATE_USE_LOG_KEEP_MS", "600000")
+        .parse()
+        .ok()
+        .filter(|&ms: &u64| ms >= node_ttl_ms.saturating_mul(2).max(60_000))
+        .unwrap_or_else(|| fail("TOLLGATE_USE_LOG_KEEP_MS must be an integer of at least 60000 and twice TOLLGATE_NODE_TTL_MS"));
     let state_page = env_or("TOLLGATE_STATE_PAGE", "5000")
         .parse()
         .ok()
@@ -48,6 +55,7 @@ fn settings() -> Settings {
         filter_token_hash: hash_key(&filter),
         webhook_url: std::env::var("TOLLGATE_WEBHOOK_URL").ok().filter(|v| !v.is_empty()),
         node_ttl_ms,
+        use_log_keep_ms,
         state_page,
         filter_wasm,
     }
