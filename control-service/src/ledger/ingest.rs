@@ -74,7 +74,7 @@ fn batch_mark() -> Result<u64> {
 /// sums of many are not); `{rows}` are `(scope_type, scope_id,
 /// period_start_ms, micros, tokens)`. Returns each period's use after it.
 /// No indexed column changes: on PostgreSQL a heap-only update (which
-/// periods changed is in `budget_use_log`, see `log_use`).
+/// periods changed is in `budget_use_log`, see `LOG_USE`).
 const BUMP: &str = "INSERT INTO budget_usage (scope_type, scope_id, period_start_ms, used_micros, used_tokens) VALUES {rows}
      ON CONFLICT (scope_type, scope_id, period_start_ms) DO UPDATE SET
         used_micros = CASE WHEN budget_usage.used_micros > 9223372036854775807 - excluded.used_micros THEN 9223372036854775807 ELSE budget_usage.used_micros + excluded.used_micros END,
