@@ -54,6 +54,11 @@ def test_serve_refuses_a_use_log_too_short_for_its_envoys(tmp_path):
                            capture_output=True, text=True, env={**base, **extra}, timeout=30)
         assert p.returncode != 0 and "TOLLGATE_USE_LOG_KEEP_MS must be" in p.stderr, (extra, p.returncode, p.stderr)
         assert "panicked" not in p.stderr
+    # A value that is not UTF-8 is refused by name, not taken as unset.
+    for name in ("TOLLGATE_USE_LOG_KEEP_MS", "TOLLGATE_NODE_TTL_MS", "TOLLGATE_STATE_PAGE"):
+        p = subprocess.run([str(sm.TOLLGATE_BIN), "serve", "--listen", "127.0.0.1:0", "--db", str(tmp_path / "t.db")],
+                           capture_output=True, text=True, env={**base, name: b"6\xff0000"}, timeout=30)
+        assert p.returncode != 0 and f"{name} is not valid UTF-8" in p.stderr, (name, p.returncode, p.stderr)
 
 
 def test_keys_budgets_spend_report(cli_stack):

@@ -11,8 +11,15 @@ use crate::sqlite::SqliteStore;
 use crate::store::Store;
 use crate::log_event;
 
+/// A setting from the environment, `default` when unset or empty; a value
+/// that is not UTF-8 is refused by name (it was taken as unset: the
+/// default ran while the operator believed their value did).
 fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        Err(std::env::VarError::NotUnicode(_)) => fail(&format!("{name} is not valid UTF-8")),
+        _ => default.to_string(),
+    }
 }
 
 /// SHA-256 of `bytes`, lowercase hex.
