@@ -176,9 +176,9 @@ pub enum TxKind {
 pub trait Tx {
     /// A SELECT of the `[first, second]` text pairs in the JSON array
     /// column `col` of the rows of `table` that `filter` keeps (its
-    /// columns as `t.name`), as columns `first` and `second`: the one
-    /// thing the two dialects spell differently (SQLite's `json_each`,
-    /// PostgreSQL's `jsonb_array_elements`).
+    /// columns as `t.name`), as columns `first` and `second`, in each
+    /// dialect's words (SQLite's `json_each`, PostgreSQL's
+    /// `jsonb_array_elements`).
     fn json_pairs(&self, table: &str, col: &str, filter: &str) -> String;
     /// Runs a statement; the number of rows it changed.
     fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64>;

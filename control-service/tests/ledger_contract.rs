@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 
 use std::collections::BTreeMap;
 
@@ -1464,7 +1464,7 @@ fn a_budget_set_while_a_batch_is_being_counted_counts_that_batch() {
     let url = support::pg::fresh_database();
     let rt = &support::pg::server().rt;
     let connect = || rt.block_on(tollgate_control::postgres::PgStore::connect(&url)).unwrap();
-    let paused = Arc::new(Pausing { db: connect().into_db(), armed: Default::default(), held: Default::default(), go: Default::default() });
+    let paused = Arc::new(Pausing { db: connect().into_db(), armed: Default::default(), held: Barrier::new(2), go: Barrier::new(2) });
     let one = Arc::new(tollgate_control::ledger::Ledger::new(SharedDb(paused.clone())));
     let two = connect();
     let start = budget("x", 0).bounds(NOW).unwrap().0;
@@ -1495,23 +1495,9 @@ fn a_budget_set_while_a_batch_is_being_counted_counts_that_batch() {
 struct Pausing<D> {
     db: D,
     armed: std::sync::atomic::AtomicBool,
+    /// Two parties each: the paused transaction and the test.
     held: Barrier,
     go: Barrier,
-}
-
-/// A two-party barrier (the paused transaction and the test).
-struct Barrier(std::sync::Barrier);
-
-impl Default for Barrier {
-    fn default() -> Barrier {
-        Barrier(std::sync::Barrier::new(2))
-    }
-}
-
-impl Barrier {
-    fn wait(&self) {
-        self.0.wait();
-    }
 }
 
 impl<D: tollgate_control::db::Db> tollgate_control::db::Db for Pausing<D> {
@@ -1527,7 +1513,8 @@ impl<D: tollgate_control::db::Db> tollgate_control::db::Db for Pausing<D> {
     }
 }
 
-/// `Ledger` owns its database; the test keeps a handle on it.
+/// `Ledger` owns its database; the test keeps a handle on it (to count or
+/// pause its statements).
 struct SharedDb<D>(Arc<D>);
 
 impl<D: tollgate_control::db::Db> tollgate_control::db::Db for SharedDb<D> {
@@ -1802,7 +1789,7 @@ fn statements_stay_few_whatever_the_batch_sizes() {
     let db = tollgate_control::sqlite::SqliteDb::open(&dir.path.join("t.db")).unwrap();
     tollgate_control::db::migrate(&db, tollgate_control::sqlite::MIGRATIONS, NOW).unwrap();
     let counting = Arc::new(Counting { db, texts: Default::default() });
-    let store = tollgate_control::ledger::Ledger::new(CountingDb(counting.clone()));
+    let store = tollgate_control::ledger::Ledger::new(SharedDb(counting.clone()));
     let budgets: Vec<Budget> = (0..200).map(|i| budget(&format!("t{i}"), 1_000_000)).collect();
     // Envoys send batches of every size (what gathered in a flush), and
     // budgets come in imports of every size: before, each size was a
@@ -1826,11 +1813,3 @@ fn statements_stay_few_whatever_the_batch_sizes() {
     assert!(texts <= 160, "{texts} statement texts");
 }
 
-/// `Ledger` owns its database; the test keeps a handle on the counts.
-struct CountingDb(Arc<Counting<tollgate_control::sqlite::SqliteDb>>);
-
-impl tollgate_control::db::Db for CountingDb {
-    fn run<T>(&self, kind: tollgate_control::db::TxKind, f: impl FnOnce(&mut dyn tollgate_control::db::Tx) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        self.0.run(kind, f)
-    }
-}

@@ -67,9 +67,7 @@ impl Cursor {
         };
         parts.next().is_none().then_some(Cursor { ingest, budgets, active, boundary_ms, answer, from, after })
     }
-}
 
-impl Cursor {
     /// The ingest sequence a delta reads use changes from: the cursor's
     /// own for the delta it asks for, the first page's for a later page of
     /// a delta, none for a page of a full state.
