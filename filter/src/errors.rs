@@ -42,6 +42,9 @@ struct Inner<'a> {
 impl GatewayError {
     /// The code of a request a guardrail policy stopped.
     pub const CONTENT_BLOCKED: &'static str = "content_blocked";
+    /// The code of a request a guardrail policy applies to whose body it
+    /// cannot read (see `guard::Outcome::Unreadable`).
+    pub const CONTENT_UNREADABLE: &'static str = "content_unreadable";
 
     fn new(status: u16, kind: &'static str, code: &'static str, message: String) -> Self {
         GatewayError { status, kind, code, message, param: None, details: None }

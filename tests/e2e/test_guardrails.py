@@ -81,6 +81,33 @@ def test_an_iban_is_redacted_for_everyone(stack, client):
     assert upstream_body(stack)["messages"][0]["content"] == "Pay [IBAN_1] today."
 
 
+def test_a_body_the_guardrails_cannot_read_is_refused_not_sent_unchecked(stack, client):
+    """JSON the request path reads (it skips members it does not use) but
+    the guardrails' scan cannot: nested deeper than 128, a number out of
+    range, a lone surrogate escape. Each went to the provider unchecked,
+    the card number beside it with it (found by probing)."""
+    deep = "[" * 200 + "1" + "]" * 200
+    for extra, why in ((deep, "recursion limit"), ("1e400", "number out of range"), ('"\\ud800 x"', "hex escape")):
+        before = served(stack)
+        raw = ('{"model": "cheap", "messages": [{"role": "user", "content": "Charge %s now."}], "user": %s}' % (CARD, extra)).encode()
+        r = client.post("/v1/chat/completions", raw=raw)
+        assert r.status_code == 400, (why, r.text)
+        e = r.json()["error"]
+        assert e["code"] == "content_unreadable" and why in e["message"] and "demo-1" in e["message"], e
+        assert CARD not in r.text and CARD.replace(" ", "") not in r.text
+        assert served(stack) == before, f"{why}: nothing reaches the provider"
+        rec = client.record(r.headers["x-tollgate-request-id"])
+        assert (rec["outcome"], rec["error_code"], rec["cost_micros"]) == ("rejected", "content_unreadable", 0)
+    # The same on Anthropic's API, and on a token count (an attempt the audit keeps).
+    raw = ('{"model": "claude-sonnet-4-6", "max_tokens": 64, "messages": [{"role": "user", "content": "Charge %s."}], '
+           '"metadata": {"user_id": 1e400}}' % CARD).encode()
+    for path in ("/v1/messages", "/v1/messages/count_tokens"):
+        r = client.post(path, raw=raw, auth="x-api-key", headers={"anthropic-version": "2023-06-01"})
+        assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error", (path, r.text)
+        assert "content_unreadable" in r.text and CARD not in r.text, r.text
+        assert client.record(r.headers["x-tollgate-request-id"])["error_code"] == "content_unreadable"
+
+
 def test_no_caught_value_appears_in_any_log(stack):
     log = stack.envoy.log() + (stack.access_log.read_text() if stack.access_log.exists() else "")
     for v in (CARD, CARD.replace(" ", ""), EMAIL, SECRET, "DE89 3704 0044 0532 0130 00"):

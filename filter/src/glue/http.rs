@@ -216,7 +216,7 @@ impl TollgateHttp {
         // A token count is no usage, but one the guardrails stopped is an
         // attempt the audit must see: without its record, counts could
         // probe what the guardrails catch without a trace.
-        if self.key.is_some() && (!self.counting || e.code == GatewayError::CONTENT_BLOCKED) {
+        if self.key.is_some() && (!self.counting || [GatewayError::CONTENT_BLOCKED, GatewayError::CONTENT_UNREADABLE].contains(&e.code)) {
             let mut rec = self.build_record(Usage::default(), UsageSource::None, Outcome::Rejected, Some(e.code.to_string()), 0, false);
             self.emit(&mut rec);
         }

@@ -138,6 +138,12 @@ pub enum Outcome {
     Redacted(Vec<u8>, Finding),
     /// Refused: the first blocked class.
     Blocked(String, Finding),
+    /// Refused: the body is JSON the request path reads (it skips what it
+    /// does not use) but the scan cannot (nested deeper than 128, a number
+    /// out of range such as `1e400`, a lone surrogate `\ud800`), so what it
+    /// holds cannot be checked. Sending it unchecked let any value past the
+    /// policy; why, as serde_json says it (a position, never a value).
+    Unreadable(String),
 }
 
 /// A value the scanners found: byte range, class name and placeholder stem.
@@ -301,7 +307,10 @@ impl Policy {
 
     /// Scans a JSON request body for `who`; redactions use (and add to) `placeholders`.
     pub fn apply(&self, who: Subject<'_>, body: &[u8], placeholders: &mut Placeholders) -> Outcome {
-        let Ok(mut v) = serde_json::from_slice::<Value>(body) else { return Outcome::Clean };
+        let mut v = match serde_json::from_slice::<Value>(body) {
+            Ok(v) => v,
+            Err(e) => return Outcome::Unreadable(e.to_string()),
+        };
         let action = |c: &str| self.action_for(who, c);
         let mut w = Walk { policy: self, action: &action, counts: BTreeMap::new(), placeholders, redacted: false };
         w.value(&mut v);
@@ -362,6 +371,18 @@ pub fn decide(
             );
             (Decision { record: record(&f), body: None }, Some(e))
         }
+        Outcome::Unreadable(why) => {
+            let e = crate::errors::GatewayError::bad_request(
+                crate::errors::GatewayError::CONTENT_UNREADABLE,
+                format!(
+                    "The request body cannot be checked by guardrail policy '{}' ({}), so it is not sent to provider '{}'. Send it without numbers out of range, lone surrogate escapes or nesting deeper than 128.",
+                    policy.version,
+                    crate::text::clean_field(&why, 160),
+                    target.provider
+                ),
+            );
+            (Decision { record: None, body: None }, Some(e))
+        }
     }
 }
 
@@ -415,6 +436,33 @@ mod tests {
         assert_eq!(at("k9", "search", "r", "card"), Action::Observe, "a key override");
         assert_eq!(at("k1", "search", "r", "card"), Action::Block, "built-in default");
         assert_eq!(at("k1", "search", "r", "phone"), Action::Redact, "a project override");
+    }
+
+    /// JSON the request path accepts (it skips members it does not use,
+    /// whatever their depth or numbers) but a `Value` cannot hold: each
+    /// went upstream unchecked, the e-mail beside it with it, until the
+    /// scan refused what it cannot read. (Found by probing: the request
+    /// parser took all three, the scan said "clean".)
+    #[test]
+    fn a_body_the_scan_cannot_read_is_refused_not_sent_unchecked() {
+        let p = policy(json!({"version": "v3", "actions": {"email": "block"}}));
+        let target = crate::route::Target { provider: "openai".into(), route: "r".into(), upstream_model: "m".into() };
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        for (extra, why) in [(deep.as_str(), "recursion limit"), ("1e400", "number out of range"), ("\"\\ud800 x\"", "hex escape")] {
+            let body = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"mail bob@example.com"}}],"user":{extra}}}"#);
+            assert!(crate::request::parse_chat(crate::request::Api::OpenAiChat, body.as_bytes()).is_ok(), "the request path reads {extra:.20}");
+            let Outcome::Unreadable(reason) = apply(&p, "t", "r", body.as_bytes()) else { panic!("{extra:.20} was not refused") };
+            assert!(reason.contains(why), "{reason}");
+            let (d, e) = decide(&p, who("t", "r"), &target, body.as_bytes(), &mut Placeholders::default());
+            let e = e.expect("refused");
+            assert_eq!((e.status, e.code, d.body, d.record), (400, crate::errors::GatewayError::CONTENT_UNREADABLE, None, None));
+            assert!(e.message.contains("'v3'") && e.message.contains(why) && !e.message.contains("bob@"), "{}", e.message);
+        }
+        // JSON a Value holds, however odd, is still scanned (and blocked).
+        for extra in ["123456789012345678901234567890", "-0", "{\"a\":1,\"a\":2}", "\"\\ud83d\\ude00\""] {
+            let body = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"mail bob@example.com"}}],"user":{extra}}}"#);
+            assert!(matches!(apply(&p, "t", "r", body.as_bytes()), Outcome::Blocked(..)), "{extra}");
+        }
     }
 
     #[test]
