@@ -138,7 +138,7 @@ pub struct ChatRequest {
     pub user: Option<String>,
     /// The client asked for OpenAI's final usage chunk itself.
     pub client_include_usage: bool,
-    /// Bytes of prompt content (messages, system, tools) — basis of the estimate.
+    /// Bytes of the body's members (messages, system, tools, a schema…) — basis of the estimate.
     pub prompt_bytes: usize,
     pub estimated_input_tokens: u64,
     /// The API the request came in on.
@@ -220,6 +220,14 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
     let mut names_prompt = false;
     for (k, v) in &members.0 {
         let raw = v.get();
+        // Every member counts towards the input estimate, not only the
+        // messages: providers bill what they read as input, and that
+        // includes a structured output's JSON schema (`response_format`,
+        // the Responses API's `text.format`, Anthropic's `output_config`),
+        // a `prediction`, `tool_choice`… A schema left out let a request
+        // reserve far less than it cost. (The scalars counted with them add
+        // a few tokens.)
+        prompt_bytes = prompt_bytes.saturating_add(raw.len());
         match k.as_str() {
             "model" => match serde_json::from_str::<String>(raw) {
                 Ok(m) if valid_model_name(&m) => model = Some(m),
@@ -281,8 +289,6 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
                 }
             }
             "stream_options" => include_usage = stream_options_usage(raw)?,
-            "messages" | "system" | "tools" | "functions" | "prompt" | "suffix" | "input" | "instructions" | "contents"
-            | "systemInstruction" => prompt_bytes += raw.len(),
             "generationConfig" if api == Api::GeminiGenerateContent => {
                 #[derive(serde::Deserialize)]
                 #[serde(rename_all = "camelCase")]

@@ -46,6 +46,24 @@ fn parses_what_matters() {
     assert!(p.request.estimated_input_tokens > 0);
 }
 
+/// A structured output's schema is input the provider bills: a request
+/// whose messages are short and whose schema is 40 KB reserved ~10 input
+/// tokens before every member counted.
+#[test]
+fn every_member_counts_towards_the_input_estimate() {
+    let props: Vec<String> = (0..800).map(|i| format!(r#""field_{i}":{{"type":"string","description":"the value"}}"#)).collect();
+    let schema = format!(r#"{{"type":"object","properties":{{{}}}}}"#, props.join(","));
+    let msgs = r#"[{"role":"user","content":"hi"}]"#;
+    for (api, body) in [
+        (Api::OpenAiChat, format!(r#"{{"model":"m","messages":{msgs},"response_format":{{"type":"json_schema","json_schema":{{"name":"x","schema":{schema}}}}}}}"#)),
+        (Api::OpenAiResponses, format!(r#"{{"model":"m","input":"hi","text":{{"format":{{"type":"json_schema","name":"x","schema":{schema}}}}}}}"#)),
+        (Api::AnthropicMessages, format!(r#"{{"model":"m","max_tokens":9,"messages":{msgs},"output_config":{{"format":{{"type":"json_schema","schema":{schema}}}}}}}"#)),
+    ] {
+        let p = parse_chat(api, body.as_bytes()).unwrap();
+        assert!(schema.len() > 40_000 && p.request.estimated_input_tokens >= (schema.len() / 4) as u64, "{api:?}: {}", p.request.estimated_input_tokens);
+    }
+}
+
 #[test]
 fn anthropic_user_from_metadata() {
     let body = br#"{"model":"m","max_tokens":10,"messages":[],"metadata":{"user_id":"abc"}}"#;
