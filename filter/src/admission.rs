@@ -96,6 +96,10 @@ pub struct Situation<'a> {
     pub now_ms: u64,
     /// The budget state's generation (room is used only under the one it was taken in).
     pub generation: u64,
+    /// The request's model has a price. One without is served at a recorded
+    /// cost of 0 (`unpriced_models: allow`), so a budget in dollars could
+    /// not hold it: such a request is refused where one applies.
+    pub priced: bool,
 }
 
 fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -212,6 +216,15 @@ pub fn admit(store: &dyn SharedCounters, local: &mut Local, s: &Situation<'_>, w
     }
     if !s.have_state || s.budgets.is_empty() {
         return Decision::Unchecked { decision: BudgetDecision::Off };
+    }
+    if let Some(b) = s.budgets.iter().find(|b| !s.priced && b.limit_micros.is_some()) {
+        let scope = Scope::new(b.scope_type, &b.scope_id);
+        let error = GatewayError::bad_request(
+            "model_not_priced",
+            format!("The model has no price configured, and budget '{scope}' limits spend in dollars, which a request it cannot price would pass unseen. Give the model a price (the plugin's 'pricing') or use a priced model."),
+        )
+        .with_param("model");
+        return Decision::Denied { error, headers: Vec::new(), scope: Some(scope) };
     }
     let mut reservations: Vec<Reservation> = Vec::new();
     let mut soft: Option<(String, u64)> = None;

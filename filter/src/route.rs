@@ -36,6 +36,9 @@ pub struct Plan {
     pub target: Target,
     /// The budget reservation: estimated input + the output bound, priced.
     pub worst: Amount,
+    /// The upstream model has a price (`worst.micros` is 0 when not: a
+    /// budget in dollars cannot hold the request, see `admission::admit`).
+    pub priced: bool,
     /// The new body, when it changes.
     pub body: Option<Vec<u8>>,
     /// Request headers to set (credentials included: never log these).
@@ -284,7 +287,7 @@ pub fn plan_for(
         }
     }
     let fallbacks = if choice.count_tokens { Vec::new() } else { resolved.fallbacks.to_vec() };
-    Ok(Plan { chat, target, worst, body, headers, cluster: provider.cluster.clone(), translate, json_repair: resolved.json_repair, fallbacks, routed, prefix, rendered: None })
+    Ok(Plan { chat, target, worst, priced: price.is_some(), body, headers, cluster: provider.cluster.clone(), translate, json_repair: resolved.json_repair, fallbacks, routed, prefix, rendered: None })
 }
 
 /// `GET /v1/models`: the models a key may name exactly, in the list shape

@@ -142,6 +142,30 @@ def test_api_key_with_budget_warns_then_stops_and_spend_adds_up(fresh, hook):
     assert len(c.api("GET", "/v1/alerts", expect=200)[1]["alerts"]) == 2
 
 
+def test_an_unpriced_model_cannot_spend_past_a_dollar_budget(fresh):
+    """A wildcard route reaches models the prices do not name; served at a
+    recorded cost of 0 (unpriced_models: allow), such a request reserved
+    nothing and a budget in dollars never saw it. Where one applies it is
+    now refused; a token budget still serves it (tokens are counted)."""
+    c = fresh.control
+    key = new_key(c, "unpriced")
+    c.api("PUT", "/v1/budgets/team/unpriced", {"limit_micros": 10**9, "period": "monthly"}, expect=200)
+    cli = Client(fresh)
+    wait_until(lambda: key_works(fresh.url, key["key"]), what="the key with its budget")
+    served = mock_stats(fresh)["requests"]
+    r = cli.chat("openai/gpt-5.4-nano", key=key["key"])
+    assert r.status_code == 400, r.text
+    e = error_of(r)
+    assert (e["code"], e["param"]) == ("model_not_priced", "model") and "team:unpriced" in e["message"], e
+    assert mock_stats(fresh)["requests"] == served, "nothing reached the provider"
+    rec = cli.record(r.headers["x-tollgate-request-id"])
+    assert (rec["outcome"], rec["error_code"], rec["budget_decision"]) == ("rejected", "model_not_priced", "denied"), rec
+    c.api("PUT", "/v1/budgets/team/unpriced", {"limit_tokens": 10**6, "period": "monthly"}, expect=200)
+    r = wait_until(lambda: (r := cli.chat("openai/gpt-5.4-nano", key=key["key"])).status_code == 200 and r, what="the token budget")
+    rec = cli.record(r.headers["x-tollgate-request-id"])
+    assert (rec["priced"], rec["cost_micros"], rec["budget_decision"]) == (False, 0, "ok"), rec
+
+
 def test_raising_the_budget_lets_the_key_through_again(fresh):
     c = fresh.control
     key = new_key(c, "ops")

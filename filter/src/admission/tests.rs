@@ -10,7 +10,7 @@ fn budget(limit: u64) -> BudgetDoc {
 }
 
 fn situation<'a>(b: &'a [&'a BudgetDoc]) -> Situation<'a> {
-    Situation { budgets: b, stale: false, have_state: true, failure_mode: FailureMode::Local, now_ms: 1000, generation: 1 }
+    Situation { budgets: b, stale: false, have_state: true, failure_mode: FailureMode::Local, now_ms: 1000, generation: 1, priced: true }
 }
 
 const W: Amount = Amount { micros: 300, tokens: 10 };
@@ -203,4 +203,32 @@ fn soft_threshold_warns() {
         }
         d => panic!("{d:?}"),
     }
+}
+
+/// A model without a price costs 0 in the record (`unpriced_models: allow`),
+/// so it reserved nothing and a budget in dollars never saw it: a wildcard
+/// route to a model missing from the prices spent past any dollar limit.
+#[test]
+fn an_unpriced_model_is_refused_where_a_dollar_budget_applies() {
+    let store = MemCounters::default();
+    let mut u = Local::default();
+    let dollars = budget(1000);
+    let tokens: BudgetDoc = serde_json::from_value(serde_json::json!({
+        "scope_type": "project", "scope_id": "p", "limit_micros": null, "limit_tokens": 500,
+        "period_start_ms": 0, "period_end_ms": 86_400_000, "used_micros": 0, "used_tokens": 0,
+        "soft_pct": null, "hard_pct": 100, "share_micros": null, "share_tokens": 500
+    }))
+    .unwrap();
+    let free = Amount { micros: 0, tokens: 10 };
+    let unpriced = |b| Situation { priced: false, ..situation(b) };
+    let both = [&tokens, &dollars];
+    let Decision::Denied { error, scope, .. } = admit(&store, &mut u, &unpriced(&both), free) else { panic!("served") };
+    assert_eq!((error.status, error.code, error.param, scope.map(|s| s.to_string())), (400, "model_not_priced", Some("model"), Some("team:t".into())));
+    assert!(error.message.contains("team:t"), "{}", error.message);
+    assert_eq!(store.counter(ScopeType::Project, "p").reserved_tokens, 0, "nothing reserved");
+    // Tokens are counted whatever the price: a token budget still holds it.
+    let only_tokens = [&tokens];
+    assert!(matches!(admit(&store, &mut u, &unpriced(&only_tokens), free), Decision::Admitted { .. }));
+    assert!(matches!(admit(&store, &mut u, &unpriced(&[]), free), Decision::Unchecked { .. }), "no budget: served, cost 0");
+    assert!(matches!(admit(&store, &mut u, &situation(&both), W), Decision::Admitted { .. }), "priced: as before");
 }

@@ -63,7 +63,7 @@ impl TollgateHttp {
             if cfg.control.is_some() {
                 super::super::with_budget_local(|u| admission::release(&super::HostCounters, u, &self.reservations));
                 self.reservations.clear();
-                match self.admission(cfg, &key, plan.worst) {
+                match self.admission(cfg, &key, plan.worst, plan.priced) {
                     Decision::Admitted { reservations, .. } => self.reservations = reservations,
                     Decision::Unchecked { .. } => {}
                     Decision::Denied { .. } => return false,
@@ -187,7 +187,7 @@ impl TollgateHttp {
     }
 
     /// The budgets' answer for `worst`, without replying.
-    pub(super) fn admission(&mut self, cfg: &Config, key: &crate::config::KeyInfo, worst: crate::budget::Amount) -> Decision {
+    pub(super) fn admission(&mut self, cfg: &Config, key: &crate::config::KeyInfo, worst: crate::budget::Amount, priced: bool) -> Decision {
         let Some(ctl) = &cfg.control else { return Decision::Unchecked { decision: crate::record::BudgetDecision::Off } };
         let meta = self.state();
         let now = super::now_ms();
@@ -200,6 +200,7 @@ impl TollgateHttp {
             failure_mode: ctl.failure_mode,
             now_ms: now,
             generation: meta.map_or(0, |m| m.generation),
+            priced,
         };
         super::super::with_budget_local(|u| admission::admit(&super::HostCounters, u, &situation, worst))
     }

@@ -245,7 +245,7 @@ impl TollgateHttp {
         }
         // Budgets: reserve the worst case against every budgeted scope.
         if cfg.control.is_some() && !self.counting {
-            if let Err(action) = self.admit(cfg, &key, plan.worst) {
+            if let Err(action) = self.admit(cfg, &key, plan.worst, plan.priced) {
                 return action;
             }
         }
@@ -291,11 +291,11 @@ impl TollgateHttp {
     /// Reserves `worst` against every budget of this request's scopes
     /// ([`admission::admit`]), or answers 429 (exhausted) / 503 (fail
     /// closed) and returns the action.
-    pub(super) fn admit(&mut self, cfg: &Config, key: &KeyInfo, worst: Amount) -> Result<(), Action> {
+    pub(super) fn admit(&mut self, cfg: &Config, key: &KeyInfo, worst: Amount, priced: bool) -> Result<(), Action> {
         if cfg.control.is_none() {
             return Ok(());
         }
-        match self.admission(cfg, key, worst) {
+        match self.admission(cfg, key, worst, priced) {
             Decision::Unchecked { decision } => {
                 self.budget_decision = decision;
                 Ok(())
