@@ -217,7 +217,9 @@ pub fn admit(store: &dyn SharedCounters, local: &mut Local, s: &Situation<'_>, w
     if !s.have_state || s.budgets.is_empty() {
         return Decision::Unchecked { decision: BudgetDecision::Off };
     }
-    if let Some(b) = s.budgets.iter().find(|b| !s.priced && b.limit_micros.is_some()) {
+    // A budget in dollars this request would pass unseen (priced requests skip the search).
+    let unpriceable = if s.priced { None } else { s.budgets.iter().find(|b| b.limit_micros.is_some()) };
+    if let Some(b) = unpriceable {
         let scope = Scope::new(b.scope_type, &b.scope_id);
         let error = GatewayError::bad_request(
             "model_not_priced",

@@ -213,12 +213,16 @@ fn an_unpriced_model_is_refused_where_a_dollar_budget_applies() {
     let store = MemCounters::default();
     let mut u = Local::default();
     let dollars = budget(1000);
-    let tokens: BudgetDoc = serde_json::from_value(serde_json::json!({
-        "scope_type": "project", "scope_id": "p", "limit_micros": null, "limit_tokens": 500,
-        "period_start_ms": 0, "period_end_ms": 86_400_000, "used_micros": 0, "used_tokens": 0,
-        "soft_pct": null, "hard_pct": 100, "share_micros": null, "share_tokens": 500
-    }))
-    .unwrap();
+    let tokens = BudgetDoc {
+        scope_type: ScopeType::Project,
+        scope_id: "p".into(),
+        limit_micros: None,
+        limit_tokens: Some(500),
+        soft_pct: None,
+        share_micros: None,
+        share_tokens: Some(500),
+        ..budget(1000)
+    };
     let free = Amount { micros: 0, tokens: 10 };
     let unpriced = |b| Situation { priced: false, ..situation(b) };
     let both = [&tokens, &dollars];
