@@ -79,7 +79,7 @@ impl DecodeError {
     pub fn untranslatable(self) -> &'static str {
         match self {
             DecodeError::Corrupt => "its compressed body is not valid gzip or deflate data",
-            DecodeError::TooLarge => "its compressed body decodes to more than the gateway holds to translate (max_response_bytes)",
+            DecodeError::TooLarge => "its compressed body decodes to more than the gateway holds (max_response_bytes)",
             DecodeError::Truncated => "its compressed body ends before its compressed data does",
         }
     }

@@ -45,6 +45,9 @@ impl GatewayError {
     /// The code of a request a guardrail policy applies to whose body it
     /// cannot read (see `guard::Outcome::Unreadable`).
     pub const CONTENT_UNREADABLE: &'static str = "content_unreadable";
+    /// The code of an answer a guardrail policy redacts whose body it
+    /// cannot read (see [`GatewayError::unread_answer`]).
+    pub const ANSWER_UNREADABLE: &'static str = "answer_unreadable";
 
     fn new(status: u16, kind: &'static str, code: &'static str, message: String) -> Self {
         GatewayError { status, kind, code, message, param: None, details: None }
@@ -211,6 +214,24 @@ impl GatewayError {
         )
     }
 
+    /// What a client gets in place of a successful answer that a guardrail
+    /// policy redacting answers (`responses: redact`) cannot read (`why`:
+    /// not JSON a scan can hold, too large to hold, in an encoding the
+    /// filter cannot decode): a 502, never the answer unscanned. Its usage
+    /// is still read and recorded.
+    pub fn unread_answer(policy: &str, why: &str) -> Self {
+        Self::new(
+            502,
+            "api_error",
+            Self::ANSWER_UNREADABLE,
+            format!(
+                "The provider answered, but guardrail policy '{}' redacts answers and cannot read this one ({}), so it is not passed on. Its usage is recorded.",
+                crate::text::clean_field(policy, 64),
+                crate::text::clean_field(why, 200)
+            ),
+        )
+    }
+
     /// The `x-should-retry` an error sent in place of a provider's answer
     /// goes with: `false` when its status is not the provider's (the
     /// provider answered and billed; an SDK retrying the 502 would pay again
@@ -283,6 +304,14 @@ mod tests {
         assert_eq!(GatewayError::untranslatable_answer(302, "x").status, 502);
         assert_eq!(e.retry_header(200), Some(("x-should-retry", "false")), "the provider billed it");
         assert_eq!(GatewayError::untranslatable_answer(429, "x").retry_header(429), None);
+    }
+
+    #[test]
+    fn an_answer_a_redacting_policy_cannot_read_is_a_502_not_retried() {
+        let e = GatewayError::unread_answer("2026-11-29", "it is in an encoding the gateway cannot decode (br)");
+        assert_eq!((e.status, e.kind, e.code), (502, "api_error", "answer_unreadable"));
+        assert!(e.message.contains("'2026-11-29'") && e.message.contains("(br)"), "{}", e.message);
+        assert_eq!(e.retry_header(200), Some(("x-should-retry", "false")), "the provider billed it");
     }
 
     #[test]

@@ -53,21 +53,25 @@ impl ResponseHead {
         self.content_type.starts_with(b"text/event-stream")
     }
 
-    /// A guard reads the answer (when the policy reads answers): a success
-    /// in a coding the filter can read.
+    /// A guard reads the answer (when the policy reads answers): a success.
+    /// (One in a coding the filter cannot read, br or zstd, goes on unread,
+    /// or, when the policy redacts answers, not at all: [`choose`].)
     pub fn guardable(&self) -> bool {
-        (200..300).contains(&self.status) && !matches!(self.coding(), Coding::Unreadable(_))
+        (200..300).contains(&self.status)
     }
 }
 
 /// What the request asked for that decides how its answer is read.
 #[derive(Debug, Clone, Copy)]
-pub struct Wants {
+pub struct Wants<'a> {
     /// The API the provider answers in.
     pub api: Api,
     pub translate: Option<Direction>,
     /// A guard reads the answer.
     pub guarded: bool,
+    /// The guard redacts answers: one it cannot read is not passed on, and
+    /// this names its policy for the error the client gets instead.
+    pub redacts: Option<&'a str>,
     pub cost_headers: bool,
     pub force_stream_usage: bool,
     pub max_response_bytes: usize,
@@ -83,7 +87,7 @@ pub struct Wants {
     pub now_s: u64,
 }
 
-impl Wants {
+impl Wants<'_> {
     /// Whether the filter rewrites a JSON answer (so decodes a compressed one).
     pub fn rewrites_json(&self) -> bool {
         self.translate.is_some() || self.guarded || self.json_checked
@@ -142,8 +146,9 @@ impl Choice {
 pub fn choose(head: &ResponseHead, w: &Wants) -> Choice {
     let coding = head.coding();
     if let Coding::Unreadable(name) = &coding {
-        // A client that speaks the other API cannot read it either: an error it can.
-        let replace = w.translate.map(|_| GatewayError::untranslatable_answer(head.status, &DecodeError::unreadable_coding(name)));
+        // A client that speaks the other API cannot read it either: an
+        // error it can. Nor is it passed on unread when it must be scanned.
+        let replace = unread_error(&DecodeError::unreadable_coding(name), head.status, w);
         return Choice { unreadable: Some(name.clone()), replace, ..Choice::read(Reader::Unreadable { bytes: 0 }) };
     }
     let inflater = Inflater::new(&coding);
@@ -179,6 +184,17 @@ pub fn holds_more(buffered: usize, end_of_stream: bool, max_response_bytes: usiz
     !end_of_stream && buffered <= max_response_bytes
 }
 
+/// The error the client gets in place of an answer the filter cannot read
+/// (`why`): its client could not read it untranslated, or a guard that
+/// redacts answers could not scan it. None: it goes on as it came.
+pub fn unread_error(why: &str, status: u16, w: &Wants) -> Option<GatewayError> {
+    match (w.translate, w.redacts) {
+        (Some(_), _) => Some(GatewayError::untranslatable_answer(status, why)),
+        (None, Some(policy)) if (200..300).contains(&status) => Some(GatewayError::unread_answer(policy, why)),
+        (None, _) => None,
+    }
+}
+
 /// A held JSON answer, read once: whole (`end_of_stream`), or larger than
 /// the filter holds.
 pub struct HeldAnswer {
@@ -211,15 +227,17 @@ pub fn held(inflater: Option<Inflater>, body: Vec<u8>, end_of_stream: bool, stat
         },
         other => other,
     };
-    let replace = match (w.translate, undecoded) {
-        (None, _) => None,
-        (Some(_), Some(e)) => Some(GatewayError::untranslatable_answer(status, e.untranslatable())),
-        (Some(_), None) if !end_of_stream => {
-            let why = format!("it is larger than the gateway holds to translate (max_response_bytes, {} bytes)", w.max_response_bytes);
-            Some(GatewayError::untranslatable_answer(status, &why))
+    // Not whole, or not decoded: a translated answer's client could not
+    // read it, a redacting guard cannot scan it.
+    let why = match undecoded {
+        Some(e) => Some(e.untranslatable().to_string()),
+        None if !end_of_stream => {
+            let to = if w.translate.is_some() { "translate" } else { "scan" };
+            Some(format!("it is larger than the gateway holds to {to} (max_response_bytes, {} bytes)", w.max_response_bytes))
         }
-        (Some(_), None) => None,
+        None => None,
     };
+    let replace = why.and_then(|why| unread_error(&why, status, w));
     HeldAnswer { body, sent_decoded, reader: Reader::Json { collector: JsonCollector::new(w.max_response_bytes), inflater }, replace }
 }
 

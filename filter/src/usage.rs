@@ -311,7 +311,7 @@ pub struct StreamTracker {
 
 /// The error event a provider in `api`'s format would send saying
 /// `message`, as the translators read such events.
-fn provider_error(api: Api, code: &str, message: &str) -> (Option<&'static str>, String) {
+pub(crate) fn provider_error(api: Api, code: &str, message: &str) -> (Option<&'static str>, String) {
     match api {
         Api::AnthropicMessages => (Some("error"), serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}}).to_string()),
         Api::OpenAiResponses => (Some("error"), serde_json::json!({"type": "error", "code": code, "message": message, "param": null}).to_string()),

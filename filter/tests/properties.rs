@@ -221,7 +221,7 @@ proptest! {
             ph.for_value("email", "EMAIL", "a@b.io");
             let owner = tollgate_filter::guard::answer::Owner::default();
             if let Some(mut g) = tollgate_filter::guard::answer::AnswerGuard::new(p, owner, ph, api) {
-                if let Some(b) = g.json(&bytes) {
+                if let Ok(Some(b)) = g.json(&bytes) {
                     prop_assert!(serde_json::from_slice::<serde_json::Value>(&b).is_ok());
                 }
                 let cut = bytes.len() / 3;

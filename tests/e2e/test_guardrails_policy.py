@@ -167,10 +167,26 @@ def test_the_cli_shows_the_policy_in_force(stack, central):
     assert p.returncode != 0 and "custom[0].pattern" in (p.stderr + p.stdout), (p.stdout, p.stderr)
 
 
+def unread_error_event(r) -> dict:
+    """The stream a redacting policy ended: whole events, the last one an
+    error saying why, nothing of the provider's after it."""
+    blocks = [b for b in r.content.decode().split("\n\n") if b]
+    assert all(b.startswith("data: {") for b in blocks), [b[:80] for b in blocks[-3:]]
+    err = json.loads(blocks[-1][6:])
+    assert err["error"]["code"] == "answer_unreadable" and "central-2" in err["error"]["message"], err
+    assert not any(b == "data: [DONE]" for b in blocks)
+    return err
+
+
 def test_hostile_answers_while_answers_are_read(stack, client, central):
-    # an endless event: passed on in fragments, every byte, memory bounded by the splitters
-    r = client.chat("cheap", extra={"stream": True}, headers={"x-mock-endless-event": str(16 << 20)}, stream=True)
-    assert sum(len(c) for c in r.iter_content(1 << 16)) >= 16 << 20
+    # an endless event: the policy redacts answers, so one it cannot hold
+    # whole is not passed on (before: in fragments, unscanned); the stream
+    # ends with an error event, and memory stays bounded by the splitters
+    r = client.chat("cheap", extra={"stream": True}, headers={"x-mock-endless-event": str(16 << 20)})
+    assert r.status_code == 200 and len(r.content) < 1 << 20, len(r.content)
+    assert "larger than the gateway reads" in unread_error_event(r)["error"]["message"]
+    # (what the answer itself says comes first: this provider never finished)
+    assert client.record(r.headers["x-tollgate-request-id"])["error_code"] == "stream_cut"
     # a stream cut mid-way: the record is written, the worker serves on
     r = client.chat("cheap", content=f"Mail {EMAIL} now", extra={"stream": True}, stream=True,
                     headers={"x-mock-echo": "1", "x-mock-cut-after": "4"})
@@ -206,3 +222,50 @@ def test_hostile_answers_while_answers_are_read(stack, client, central):
     assert r.status_code == 400 and EMAIL not in r.text
     r = client.chat("cheap", content="still serving?")
     assert r.status_code == 200
+
+
+def test_an_answer_the_redacting_policy_cannot_read_is_not_passed_on(stack, client, central):
+    """The policy redacts values the model generates. An answer it cannot
+    read — JSON nested deeper than a scan holds, an encoding the gateway
+    cannot decode — used to go to the client as it came, card number and
+    all. Now a JSON answer becomes a 502 the SDK reads (not retried: the
+    provider billed it), a stream ends with an error event; the record
+    says why and keeps the provider's usage."""
+    say = "Reach bob.smith@example.org, card 4111 1111 1111 1111."
+    hidden = ("4111", "bob.smith@example.org")
+    oa = openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+    # (the record's code: why the client did not get it, unless the answer's
+    # own reading has a reason first: usage estimated from a br body's size)
+    for hostile, code in (({"x-mock-unreadable": "1"}, "answer_unreadable"),
+                          ({"x-mock-content-encoding": "br"}, "usage_unreadable:content_encoding")):
+        with pytest.raises(openai.APIStatusError) as e:
+            oa.chat.completions.create(model="cheap", messages=[{"role": "user", "content": "Who?"}],
+                                       extra_headers={"x-mock-say": say, **hostile})
+        r = e.value.response
+        assert r.status_code == 502 and r.headers["x-should-retry"] == "false", (hostile, r.status_code, r.headers)
+        assert e.value.code == "answer_unreadable" and "central-2" in e.value.message, e.value.body
+        assert not any(h in r.text for h in hidden) and int(r.headers["content-length"]) == len(r.content)
+        rec = client.record(r.headers["x-tollgate-request-id"])
+        assert (rec["status"], rec["error_code"]) == (502, code), (hostile, rec)
+        assert rec["usage"]["output_tokens"] > 0 and rec["cost_micros"] > 0, rec
+    # streamed: nothing of the unreadable events, one error event in their place
+    r = client.chat("cheap", key=SEARCH_KEY, content="Who?", extra={"stream": True},
+                    headers={"x-mock-say": say, "x-mock-unreadable": "1"})
+    assert r.status_code == 200 and not any(h in r.text for h in hidden), r.text[:300]
+    assert "not JSON the scan can read" in unread_error_event(r)["error"]["message"]
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["error_code"] == "answer_unreadable" and rec["usage"]["output_tokens"] > 0, rec
+    # a stream in an encoding the gateway cannot decode: the same 502 before any byte
+    r = client.chat("cheap", key=SEARCH_KEY, content="Who?", extra={"stream": True},
+                    headers={"x-mock-say": say, "x-mock-content-encoding": "br"})
+    assert r.status_code == 502 and r.json()["error"]["code"] == "answer_unreadable", r.text[:300]
+    # an Anthropic client's stream: its SDK raises the error event
+    an = anthropic.Anthropic(base_url=stack.url, api_key=LABS_KEY, max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as e:
+        with an.messages.stream(model="claude-sonnet-4-6", max_tokens=400, messages=[{"role": "user", "content": "Who?"}],
+                                extra_headers={"x-mock-say": say, "x-mock-unreadable": "1"}) as s:
+            "".join(s.text_stream)
+    assert "redacts answers" in str(e.value) and not any(h in str(e.value) for h in hidden), e.value
+    # what the policy can read is redacted as ever
+    r = client.chat("cheap", key=SEARCH_KEY, content="Who?", headers={"x-mock-say": say})
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "Reach [EMAIL_1], card [CARD_1]."

@@ -111,9 +111,10 @@ pub(super) struct TollgateHttp {
     /// A token count (`/v1/messages/count_tokens`): routed and checked like
     /// a messages request, but free: no budget, no record.
     counting: bool,
-    /// The status of the error the client got in place of the provider's
-    /// answer (one the filter cannot translate; [`Self::replace_answer`]).
-    replaced: Option<u16>,
+    /// The status and code of the error the client got in place of the
+    /// provider's answer (one the filter cannot translate, or a redacting
+    /// guard cannot read; [`Self::replace_answer`]).
+    replaced: Option<(u16, &'static str)>,
     /// That error's body, in place of the held answer's body: until sent,
     /// then empty ([`Self::swallow_body`]).
     swallowing: Option<Vec<u8>>,

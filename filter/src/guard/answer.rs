@@ -35,6 +35,8 @@ const MAX_PEM: usize = 16 * 1024;
 /// Channels that may hold text at once (a provider naming endless choice
 /// or block indexes gets the rest released unheld, never more memory).
 const MAX_CHANNELS: usize = 64;
+/// Why a stream is ended when one of its events is too long to hold.
+const EVENT_TOO_LARGE: &str = "a stream event is larger than the gateway reads (1 MiB)";
 
 /// Who the request was for, owned (the answer outlives the request's borrows).
 #[derive(Debug, Clone, Default)]
@@ -71,6 +73,9 @@ pub struct AnswerGuard {
     pub restored: u64,
     splitter: SseSplitter,
     channels: BTreeMap<String, Channel>,
+    /// Why the stream was ended for the client: a policy redacting answers
+    /// met an event it cannot read, and sends nothing after it.
+    pub unread: Option<String>,
 }
 
 impl AnswerGuard {
@@ -91,6 +96,7 @@ impl AnswerGuard {
             restored: 0,
             splitter: SseSplitter::new(),
             channels: BTreeMap::new(),
+            unread: None,
         })
     }
 
@@ -161,15 +167,29 @@ impl AnswerGuard {
         }
     }
 
-    /// A whole JSON answer: the body to send instead, when anything changed.
-    pub fn json(&mut self, body: &[u8]) -> Option<Vec<u8>> {
-        let mut v: Value = serde_json::from_slice(body).ok()?;
+    /// The policy redacts answers: one it cannot read is not passed on
+    /// (restoring or observing alone lets it go unread: nothing in it is
+    /// kept from the client).
+    pub fn redacts(&self) -> bool {
+        self.policy.responses == ResponseMode::Redact
+    }
+
+    /// A whole JSON answer: the body to send instead, when anything
+    /// changed. `Err(why)`: the policy redacts answers and this one is not
+    /// JSON a scan can hold (an empty body holds no text and passes).
+    pub fn json(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let mut v: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(_) if body.trim_ascii().is_empty() => return Ok(None),
+            Err(e) if self.redacts() => return Err(format!("it is not JSON the scan can read: {e}")),
+            Err(_) => return Ok(None),
+        };
         let before = (self.redacted, self.restored);
         for_each_text(&mut v, &mut |s| self.whole_text(s, true));
         if (self.redacted, self.restored) == before {
-            return None;
+            return Ok(None);
         }
-        serde_json::to_vec(&v).ok()
+        Ok(serde_json::to_vec(&v).ok())
     }
 
     /// A piece of a stream (as the client would get it); returns what to
@@ -178,8 +198,12 @@ impl AnswerGuard {
         let mut out = Vec::new();
         let mut splitter = std::mem::take(&mut self.splitter);
         splitter.push(chunk, |raw, whole| {
-            if whole {
+            if self.unread.is_some() {
+                // Ended for the client: nothing more of the stream.
+            } else if whole {
                 self.event(raw, &mut out);
+            } else if self.redacts() {
+                self.end_unread(EVENT_TOO_LARGE, &mut out);
             } else {
                 // Part of an event too long to hold: passed on unread.
                 out.extend_from_slice(raw);
@@ -192,18 +216,47 @@ impl AnswerGuard {
     /// At the end of the stream: the rest, and all held text.
     pub fn finish(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
+        let skipping = self.splitter.skipping();
         let tail = self.splitter.take_pending();
-        if !tail.is_empty() {
+        if self.unread.is_some() {
+            return out;
+        }
+        if skipping {
+            // The last fragment of an over-long event (a redacting policy
+            // ended the stream at its first).
+            out.extend_from_slice(&tail);
+        } else if !tail.is_empty() {
             self.event(&tail, &mut out);
         }
         self.flush_all(&mut out);
         out
     }
 
+    /// Ends the stream for the client: held text (scanned whole), then one
+    /// error event in the client's API format saying why, and nothing after.
+    fn end_unread(&mut self, why: &str, out: &mut Vec<u8>) {
+        self.flush_all(out);
+        let e = crate::errors::GatewayError::unread_answer(&self.policy.version, why);
+        let (name, data) = crate::usage::provider_error(self.api, e.code, &e.message);
+        out.extend(crate::sse::event_bytes(name, &data));
+        self.unread = Some(why.to_string());
+    }
+
     fn event(&mut self, raw: &[u8], out: &mut Vec<u8>) {
         let ev = parse_event(raw);
         let name = ev.name.map(str::to_string);
         let parsed = if ev.has_data { serde_json::from_str::<Value>(&ev.data).ok() } else { None };
+        if parsed.is_none() && self.redacts() {
+            // Text the scan cannot read is not passed on: a data line
+            // that is not JSON ("[DONE]" and an empty one carry no text),
+            // or bytes that are not UTF-8 (the parse stops before them).
+            let data = ev.data.trim();
+            let readable = std::str::from_utf8(raw).is_ok() && (!ev.has_data || data.is_empty() || data == "[DONE]");
+            if !readable {
+                self.end_unread("a stream event is not JSON the scan can read", out);
+                return;
+            }
+        }
         let Some(mut v) = parsed else {
             // "[DONE]", comments, keep-alives: held text goes first.
             if ev.has_data {
@@ -574,7 +627,7 @@ mod tests {
         // A JSON answer: every text, in any shape.
         let mut g = guard(policy, Api::OpenAiChat);
         let body = json!({"id": "x@y.io", "choices": [{"message": {"role": "assistant", "content": "[EMAIL_1], meet q@z.io"}}]});
-        let out: Value = serde_json::from_slice(&g.json(&serde_json::to_vec(&body).unwrap()).unwrap()).unwrap();
+        let out: Value = serde_json::from_slice(&g.json(&serde_json::to_vec(&body).unwrap()).unwrap().unwrap()).unwrap();
         assert_eq!(out["choices"][0]["message"]["content"], "ann@corp.example, meet [EMAIL_2]");
         assert_eq!(out["id"], "x@y.io", "identifiers are not text");
     }
@@ -599,5 +652,55 @@ mod tests {
         let mut g = guard(json!({"responses": "observe"}), Api::OpenAiChat);
         let plain = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n: keep-alive\n\ndata: [DONE]\n\n";
         assert_eq!([g.push(plain), g.finish()].concat(), plain.to_vec());
+    }
+
+    #[test]
+    fn a_redacting_guard_never_passes_what_it_cannot_read() {
+        let redact = json!({"responses": "redact", "actions": {"email": "redact"}});
+        let hidden = "card 4111 1111 1111 1111, mail bob@example.com";
+        let ok = |p: &str| format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {"content": p}}]}));
+        // A data line that is not JSON, bytes that are not UTF-8, an
+        // event too long to hold: the stream ends there for the client,
+        // held text first (scanned whole), then one error event.
+        let nested = format!("data: {}{{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{hidden}\"}}}}]}}{}\n\n", "[".repeat(200), "]".repeat(200));
+        let mut bad_utf8 = format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{hidden}").into_bytes();
+        bad_utf8.extend_from_slice(b"\xff\"}}]}\n\n");
+        let long = ok(&"x ".repeat(crate::sse::MAX_EVENT_BYTES));
+        for (bad, why) in [(nested.into_bytes(), "not JSON"), (bad_utf8, "not JSON"), (long.into_bytes(), "larger than the gateway reads")] {
+            let stream = [ok("Dear bob@exa").into_bytes(), bad.clone(), ok(hidden).into_bytes(), b"data: [DONE]\n\n".to_vec()].concat();
+            // (An event is too long to hold when its end is not yet there.)
+            for cuts in [vec![stream.len() * 3 / 4], (1..stream.len()).step_by(4096).collect::<Vec<_>>()] {
+                let mut g = guard(redact.clone(), Api::OpenAiChat);
+                let out = String::from_utf8(run(&mut g, &stream, &cuts)).unwrap();
+                assert!(!out.contains("4111") && !out.contains("bob@example.com") && !out.contains("[DONE]"), "{why}: {}", &out[..out.len().min(400)]);
+                let (text, last) = out.trim_end().rsplit_once("\n\n").unwrap();
+                assert_eq!(assembled(format!("{text}\n\n").as_bytes()), "Dear bob@exa", "{why}: the text before, the held part too");
+                let err: Value = serde_json::from_str(last.trim_start_matches("data: ")).unwrap();
+                assert_eq!(err["error"]["code"], "answer_unreadable");
+                assert!(err["error"]["message"].as_str().unwrap().contains(why), "{err}");
+                assert!(g.unread.is_some());
+            }
+            // Observing: the event passes unread, byte for byte, and the stream goes on.
+            let mut g = guard(json!({"responses": "observe"}), Api::OpenAiChat);
+            let out = run(&mut g, &stream, &[stream.len() * 3 / 4]);
+            assert!(out.windows(bad.len()).any(|w| w == bad.as_slice()) && out.ends_with(b"data: [DONE]\n\n"), "{why}");
+            assert!(g.unread.is_none());
+        }
+        // An Anthropic client gets the error event its SDK reads.
+        let mut g = guard(redact.clone(), Api::AnthropicMessages);
+        let out = String::from_utf8([g.push(b"event: content_block_delta\ndata: {not json\n\n"), g.finish()].concat()).unwrap();
+        assert!(out.starts_with("event: error\ndata: {") && out.contains("\"type\":\"error\"") && out.contains("redacts answers"), "{out}");
+        // What carries no text is read as ever: keep-alives, [DONE], pings.
+        let mut g = guard(redact.clone(), Api::OpenAiChat);
+        let plain = b": keep-alive\n\ndata:\n\nevent: ping\ndata: {\"type\": \"ping\"}\n\ndata: [DONE]\n\n";
+        assert_eq!(run(&mut g, plain, &[]), plain.to_vec());
+        // A JSON answer: an error when redacting, as it came otherwise; empty is no text.
+        let nested = format!("{}\"{hidden}\"{}", "[".repeat(200), "]".repeat(200));
+        for body in [nested.as_str(), "{\"n\": 1e400}", "{\"t\": \"\\ud800\"}", "not json"] {
+            let why = guard(redact.clone(), Api::OpenAiChat).json(body.as_bytes()).expect_err(body);
+            assert!(why.contains("not JSON the scan can read"), "{why}");
+            assert_eq!(guard(json!({"responses": "observe"}), Api::OpenAiChat).json(body.as_bytes()), Ok(None));
+        }
+        assert_eq!(guard(redact, Api::OpenAiChat).json(b" \n"), Ok(None));
     }
 }

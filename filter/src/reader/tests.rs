@@ -20,11 +20,12 @@ fn head(status: u16, content_type: &str, encoding: Option<&str>, length: bool) -
     ResponseHead::read(pairs)
 }
 
-fn wants() -> Wants {
+fn wants() -> Wants<'static> {
     Wants {
         api: Api::OpenAiChat,
         translate: None,
         guarded: false,
+        redacts: None,
         cost_headers: false,
         force_stream_usage: true,
         max_response_bytes: 1 << 20,
@@ -52,8 +53,8 @@ fn the_head_is_read_as_bytes_and_impostors_are_named() {
     assert_eq!((h.status, h.is_stream(), h.encoding.clone()), (429, true, None), "an empty coding names none");
     assert_eq!(h.impostors, vec!["x-tollgate-cost-micros".to_string()]);
     assert_eq!(ResponseHead::read([(&b":status"[..], &b"2OO"[..])]).status, 0, "not a number");
-    assert!(!head(200, "application/json", Some("br"), false).guardable(), "a guard cannot read br");
-    assert!(!head(500, "application/json", None, false).guardable(), "nor an error");
+    assert!(head(200, "application/json", Some("br"), false).guardable(), "a guard decides on a success in any coding");
+    assert!(!head(500, "application/json", None, false).guardable(), "not on an error");
     assert!(head(201, "application/json", Some("gzip"), false).guardable());
 }
 
@@ -145,6 +146,32 @@ fn a_held_answer_a_translating_client_cannot_read_becomes_an_error() {
     // Not translating: the same answers go on as they came.
     assert!(held(None, CHAT_JSON.to_vec(), false, 200, &wants()).replace.is_none());
     assert!(held(Inflater::new(&Coding::Gzip), broken, true, 200, &Wants { guarded: true, ..wants() }).replace.is_none());
+}
+
+#[test]
+fn an_answer_a_redacting_guard_cannot_read_is_never_passed_on() {
+    // Observing or restoring, such answers go on unread; redacting, each
+    // becomes a 502 naming the policy (the provider billed it: not retried).
+    let w = Wants { guarded: true, redacts: Some("pol-7"), ..wants() };
+    let unread = |e: Option<GatewayError>, why: &str| {
+        let e = e.expect("an error in place of the answer");
+        assert_eq!((e.status, e.code, e.retry_header(200)), (502, GatewayError::ANSWER_UNREADABLE, Some(("x-should-retry", "false"))));
+        assert!(e.body().contains("pol-7") && e.body().contains(why), "{}", e.body());
+    };
+    // In a coding the filter cannot decode, JSON or a stream.
+    for ct in ["application/json", "text/event-stream"] {
+        let h = head(200, ct, Some("br"), false);
+        unread(choose(&h, &w).replace, "'br'");
+        assert!(choose(&h, &Wants { guarded: true, ..wants() }).replace.is_none(), "observing: unread, as it came");
+    }
+    // Not decoding, or larger than the filter holds.
+    let broken = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03not deflate at all".to_vec();
+    unread(held(Inflater::new(&Coding::Gzip), broken, true, 200, &w).replace, "not valid gzip");
+    unread(held(None, CHAT_JSON.to_vec(), false, 200, &w).replace, "larger than the gateway holds to scan");
+    assert!(held(None, CHAT_JSON.to_vec(), true, 200, &w).replace.is_none(), "a whole plain answer is read by the guard");
+    // A translated answer's client gets the translation error (it says why too).
+    let t = Wants { translate: Some(Direction::OpenAiToAnthropic), ..w };
+    assert_eq!(choose(&head(200, "application/json", Some("br"), false), &t).replace.map(|e| e.code), Some("answer_untranslatable"));
 }
 
 #[test]

@@ -17,7 +17,10 @@
 //! - `x-mock-bad-header: 1`: a response header with a byte that is not UTF-8;
 //! - `x-mock-forged-tollgate-headers: 1`: headers in Tollgate's namespace;
 //! - `x-mock-model-bytes: N`: a model name of N bytes in the response;
-//! - `x-mock-usage-output: N`: report N output tokens whatever was generated.
+//! - `x-mock-usage-output: N`: report N output tokens whatever was generated;
+//! - `x-mock-unreadable: 1`: valid JSON that a parser with a nesting limit
+//!   cannot hold: a member 200 arrays deep (`x_pad`) at the start of the
+//!   answer object, or of every JSON event of a stream.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,6 +46,18 @@ pub fn replay(dir: &Path, name: &str) -> Option<(Vec<u8>, &'static str)> {
 /// UTF-8 or in Tollgate's namespace. Chat, messages and Responses alike.
 pub async fn misbehave(mut r: Response<Body>, h: &HeaderMap) -> Response<Body> {
     let asked = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+    if asked("x-mock-unreadable") == Some("1") {
+        let (mut parts, body) = r.into_parts();
+        let bytes = axum::body::to_bytes(body, 256 << 20).await.unwrap_or_default();
+        let deep = format!("{{\"x_pad\":{}{},", "[".repeat(200), "]".repeat(200));
+        let text = String::from_utf8_lossy(&bytes);
+        let out = match text.strip_prefix('{') {
+            Some(rest) => format!("{deep}{rest}"),
+            None => text.replace("data: {", &format!("data: {deep}")),
+        };
+        parts.headers.remove("content-length");
+        r = Response::from_parts(parts, Body::from(out));
+    }
     let mode = asked("x-mock-gzip");
     let (corrupt, truncated) = (mode == Some("corrupt"), mode == Some("truncated"));
     if corrupt || truncated || mode == Some("1") || asked("host").is_some_and(|v| v.starts_with("gzip.")) {

@@ -51,9 +51,10 @@ impl TollgateHttp {
             model_served,
             stream: self.chat.as_ref().is_some_and(|c| c.stream),
             // What the client got (the provider's status is what is accounted).
-            status: self.replaced.unwrap_or(self.status),
+            status: self.replaced.map_or(self.status, |r| r.0),
             outcome,
-            error_code,
+            // (Why the answer read says, else why the client did not get it.)
+            error_code: error_code.or_else(|| self.withheld().map(str::to_string)),
             usage,
             usage_source: source,
             cost_micros,

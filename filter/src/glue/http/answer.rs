@@ -117,7 +117,14 @@ impl TollgateHttp {
                 self.reader.feed_json(&body);
                 self.swallow_body(body_size);
                 if end_of_stream {
-                    let new = self.client_answer(&cfg, &body, compressed);
+                    let new = match self.client_answer(&cfg, &body, compressed) {
+                        Ok(new) => new,
+                        Err(e) => {
+                            // (The headers are still held: the error goes in the answer's place.)
+                            self.replace_answer(e);
+                            self.swallowing.take()
+                        }
+                    };
                     if let Some(rec) = self.finish_json() {
                         if cfg.cost_headers {
                             self.add_cost_headers(&rec);
@@ -200,11 +207,13 @@ impl TollgateHttp {
     /// A whole answer as the client gets it — translated, captured (the
     /// provider's, before anything is restored in it), guarded, JSON-checked
     /// (and repaired on a json_repair route) — before the record is
-    /// settled, which carries what was found. `None`: send `body` as it is
-    /// (always so for a `compressed` one, which could not be decoded).
-    pub(super) fn client_answer(&mut self, cfg: &Config, body: &[u8], compressed: bool) -> Option<Vec<u8>> {
+    /// settled, which carries what was found. `Ok(None)`: send `body` as it
+    /// is (always so for a `compressed` one, which could not be decoded).
+    /// `Err`: a policy redacting answers cannot read it; the client gets
+    /// the error instead.
+    pub(super) fn client_answer(&mut self, cfg: &Config, body: &[u8], compressed: bool) -> Result<Option<Vec<u8>>, GatewayError> {
         if compressed {
-            return None;
+            return Ok(None);
         }
         let ok = (200..300).contains(&self.status);
         let mut new = self.translate.and_then(|d| d.answer(body, self.status, now_ms() / 1000));
@@ -215,8 +224,10 @@ impl TollgateHttp {
             }
         }
         if let Some(g) = self.answer_guard.as_mut() {
-            if let Some(guarded) = g.json(new.as_deref().unwrap_or(body)) {
-                new = Some(guarded);
+            match g.json(new.as_deref().unwrap_or(body)) {
+                Ok(Some(guarded)) => new = Some(guarded),
+                Ok(None) => {}
+                Err(why) => return Err(GatewayError::unread_answer(g.policy_version(), &why)),
             }
         }
         if let (Some(ask), true) = (self.chat.as_ref().and_then(|c| c.json.clone()), ok) {
@@ -226,7 +237,7 @@ impl TollgateHttp {
             }
             self.json_check = checked.map(|c| tollgate_protocol::record::JsonCheck { valid: c.valid, repaired: c.repaired, error: c.error });
         }
-        new
+        Ok(new)
     }
 
     /// Sends `e` to the client in place of the provider's answer, whose
@@ -242,8 +253,15 @@ impl TollgateHttp {
         if let Some((name, value)) = e.retry_header(self.status) {
             host::set_header(RESPONSE_HEADERS, name, Some(value));
         }
-        self.replaced = Some(e.status);
+        self.replaced = Some((e.status, e.code));
         self.swallowing = Some(body);
+    }
+
+    /// The code of why the client did not get the provider's answer
+    /// (whole): replaced by an error, or a stream a redacting guard ended.
+    pub(super) fn withheld(&self) -> Option<&'static str> {
+        let ended = self.answer_guard.as_ref().is_some_and(|g| g.unread.is_some());
+        self.replaced.map(|r| r.1).or(ended.then_some(GatewayError::ANSWER_UNREADABLE))
     }
 
     /// For an answer replaced by an error: the error's body in place of the
@@ -255,12 +273,13 @@ impl TollgateHttp {
     }
 
     /// What this request asked for that decides how its answer is read.
-    pub(super) fn wants(&self, cfg: &Config) -> reader::Wants {
+    pub(super) fn wants(&self, cfg: &Config) -> reader::Wants<'_> {
         let chat = self.chat.as_ref();
         reader::Wants {
             api: self.response_api(),
             translate: self.translate,
             guarded: self.answer_guard.is_some(),
+            redacts: self.answer_guard.as_ref().filter(|g| g.redacts()).map(|g| g.policy_version()),
             cost_headers: cfg.cost_headers,
             force_stream_usage: cfg.force_stream_usage,
             max_response_bytes: cfg.max_response_bytes,

@@ -21,7 +21,6 @@ use crate::decode::{Coding, Inflater};
 use super::TollgateHttp;
 use crate::admission::{self, Decision};
 use crate::config::Config;
-use crate::errors::GatewayError;
 use crate::reader::{Reader, ResponseHead};
 use crate::record::Termination;
 use crate::route;
@@ -126,14 +125,11 @@ impl TollgateHttp {
                 _ => None,
             },
         };
-        let replaced = match (&undecoded, self.translate) {
-            (Some(why), Some(_)) => Some(GatewayError::untranslatable_answer(status, why)),
-            _ => None,
-        };
-        self.replaced = replaced.as_ref().map(|e| e.status);
         // The answer is read like a first attempt's: guarded when the policy reads answers.
         // (A status it could not read, 502 here, is no success either way.)
         self.start_answer_guard(&head);
+        let mut replaced = undecoded.as_deref().and_then(|why| crate::reader::unread_error(why, status, &self.wants(&cfg)));
+        self.replaced = replaced.as_ref().map(|e| (e.status, e.code));
         let (out, costs) = if undecoded.is_some() {
             self.reader = Reader::Unreadable { bytes: body.len() as u64 };
             self.response_complete = true;
@@ -157,7 +153,14 @@ impl TollgateHttp {
         } else {
             self.reader = Reader::Json { collector: crate::response::JsonCollector::new(cfg.max_response_bytes), inflater: None };
             self.reader.feed_json(&body);
-            let new = self.client_answer(&cfg, &body, false);
+            let new = match self.client_answer(&cfg, &body, false) {
+                Ok(new) => new,
+                Err(e) => {
+                    self.replaced = Some((e.status, e.code));
+                    replaced = Some(e);
+                    None
+                }
+            };
             let rec = self.finish_json();
             let costs = rec.filter(|_| cfg.cost_headers).map(|r| crate::record::cost_headers(&r)).unwrap_or_default();
             (new.unwrap_or(body), costs)
