@@ -84,8 +84,9 @@ def test_an_iban_is_redacted_for_everyone(stack, client):
 def test_a_body_the_guardrails_cannot_read_is_refused_not_sent_unchecked(stack, client):
     """JSON the request path reads (it skips members it does not use) but
     the guardrails' scan cannot: nested deeper than 128, a number out of
-    range, a lone surrogate escape. Each went to the provider unchecked,
-    the card number beside it with it (found by probing)."""
+    range, a lone surrogate escape, a member given twice. Each went to the
+    provider unchecked, the card number beside it with it (found by
+    probing)."""
     deep = "[" * 200 + "1" + "]" * 200
     for extra, why in ((deep, "recursion limit"), ("1e400", "number out of range"), ('"\\ud800 x"', "hex escape")):
         before = served(stack)
@@ -98,6 +99,15 @@ def test_a_body_the_guardrails_cannot_read_is_refused_not_sent_unchecked(stack, 
         assert served(stack) == before, f"{why}: nothing reaches the provider"
         rec = client.record(r.headers["x-tollgate-request-id"])
         assert (rec["outcome"], rec["error_code"], rec["cost_micros"]) == ("rejected", "content_unreadable", 0)
+    # A member given twice in a message: the scan's JSON value kept the
+    # last ("hi") and called it clean; the card number in the first went
+    # upstream with the body (found by probing).
+    before = served(stack)
+    raw = ('{"model": "cheap", "messages": [{"role": "user", "content": "Charge %s now.", "content": "hi"}]}' % CARD).encode()
+    r = client.post("/v1/chat/completions", raw=raw)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "content_unreadable", r.text
+    assert "'content' is given twice" in r.json()["error"]["message"] and CARD not in r.text, r.text
+    assert served(stack) == before, "nothing reaches the provider"
     # The same on Anthropic's API, and on a token count (an attempt the audit keeps).
     raw = ('{"model": "claude-sonnet-4-6", "max_tokens": 64, "messages": [{"role": "user", "content": "Charge %s."}], '
            '"metadata": {"user_id": 1e400}}' % CARD).encode()

@@ -14,6 +14,7 @@
 
 pub mod answer;
 pub mod detect;
+mod unique;
 
 use std::collections::BTreeMap;
 
@@ -140,8 +141,9 @@ pub enum Outcome {
     Blocked(String, Finding),
     /// Refused: the body is JSON the request path reads (it skips what it
     /// does not use) but the scan cannot (nested deeper than 128, a number
-    /// out of range such as `1e400`, a lone surrogate `\ud800`), so what it
-    /// holds cannot be checked. Sending it unchecked let any value past the
+    /// out of range such as `1e400`, a lone surrogate `\ud800`, a member
+    /// given twice in one object: [`unique`]), so what it holds cannot be
+    /// checked. Sending it unchecked let any value past the
     /// policy; why, as serde_json says it (a position, never a value).
     Unreadable(String),
 }
@@ -307,7 +309,7 @@ impl Policy {
 
     /// Scans a JSON request body for `who`; redactions use (and add to) `placeholders`.
     pub fn apply(&self, who: Subject<'_>, body: &[u8], placeholders: &mut Placeholders) -> Outcome {
-        let mut v = match serde_json::from_slice::<Value>(body) {
+        let mut v = match unique::parse(body) {
             Ok(v) => v,
             Err(e) => return Outcome::Unreadable(e.to_string()),
         };
@@ -375,7 +377,7 @@ pub fn decide(
             let e = crate::errors::GatewayError::bad_request(
                 crate::errors::GatewayError::CONTENT_UNREADABLE,
                 format!(
-                    "The request body cannot be checked by guardrail policy '{}' ({}), so it is not sent to provider '{}'. Send it without numbers out of range, lone surrogate escapes or nesting deeper than 128.",
+                    "The request body cannot be checked by guardrail policy '{}' ({}), so it is not sent to provider '{}'. Send it without members given twice, numbers out of range, lone surrogate escapes or nesting deeper than 128.",
                     policy.version,
                     crate::text::clean_field(&why, 160),
                     target.provider
@@ -448,7 +450,10 @@ mod tests {
         let p = policy(json!({"version": "v3", "actions": {"email": "block"}}));
         let target = crate::route::Target { provider: "openai".into(), route: "r".into(), upstream_model: "m".into() };
         let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
-        for (extra, why) in [(deep.as_str(), "recursion limit"), ("1e400", "number out of range"), ("\"\\ud800 x\"", "hex escape")] {
+        // (A member given twice: a Value keeps the last, the provider may
+        // read the first, and it leaves with the body either way.)
+        let twice = r#"[{"content":"4111 1111 1111 1111","content":"hi"}]"#;
+        for (extra, why) in [(deep.as_str(), "recursion limit"), ("1e400", "number out of range"), ("\"\\ud800 x\"", "hex escape"), (twice, "'content' is given twice")] {
             let body = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"mail bob@example.com"}}],"user":{extra}}}"#);
             assert!(crate::request::parse_chat(crate::request::Api::OpenAiChat, body.as_bytes()).is_ok(), "the request path reads {extra:.20}");
             let Outcome::Unreadable(reason) = apply(&p, "t", "r", body.as_bytes()) else { panic!("{extra:.20} was not refused") };
@@ -459,7 +464,7 @@ mod tests {
             assert!(e.message.contains("'v3'") && e.message.contains(why) && !e.message.contains("bob@"), "{}", e.message);
         }
         // JSON a Value holds, however odd, is still scanned (and blocked).
-        for extra in ["123456789012345678901234567890", "-0", "{\"a\":1,\"a\":2}", "\"\\ud83d\\ude00\""] {
+        for extra in ["123456789012345678901234567890", "-0", "{\"a\":1,\"b\":{\"a\":2}}", "\"\\ud83d\\ude00\""] {
             let body = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"mail bob@example.com"}}],"user":{extra}}}"#);
             assert!(matches!(apply(&p, "t", "r", body.as_bytes()), Outcome::Blocked(..)), "{extra}");
         }
