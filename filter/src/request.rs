@@ -160,6 +160,11 @@ impl ChatRequest {
     }
 }
 
+/// Gemini's generation config, by its JSON name and by its proto name
+/// (Gemini takes either, as every protobuf JSON parser does).
+const GEMINI_CONFIG: &str = "generationConfig";
+const GEMINI_CONFIG_PROTO: &str = "generation_config";
+
 /// Longest model name accepted (provider model ids are far shorter).
 pub const MAX_MODEL_LEN: usize = 256;
 /// Largest `n` OpenAI accepts.
@@ -218,6 +223,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
     let mut prompt_bytes = 0usize;
     let mut json = None;
     let mut names_prompt = false;
+    let mut saw_generation_config = false;
     for (k, v) in &members.0 {
         let raw = v.get();
         // Every member counts towards the input estimate, not only the
@@ -289,11 +295,21 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
                 }
             }
             "stream_options" => include_usage = stream_options_usage(raw)?,
-            "generationConfig" if api == Api::GeminiGenerateContent => {
+            // Gemini reads JSON as protobuf does: a field by its JSON name
+            // or its proto name (`generation_config`, `max_output_tokens`).
+            // Both read here, so a cap or a candidate count under the other
+            // spelling is neither missed (reserved as if absent, and a
+            // second cap added beside it) nor given twice.
+            GEMINI_CONFIG | GEMINI_CONFIG_PROTO if api == Api::GeminiGenerateContent => {
+                if std::mem::replace(&mut saw_generation_config, true) {
+                    return Err(bad("duplicate_key", format!("'{GEMINI_CONFIG}' and '{GEMINI_CONFIG_PROTO}' name the same field: send one.")).with_param(GEMINI_CONFIG));
+                }
                 #[derive(serde::Deserialize)]
                 #[serde(rename_all = "camelCase")]
                 struct Gc {
+                    #[serde(alias = "max_output_tokens")]
                     max_output_tokens: Option<u64>,
+                    #[serde(alias = "candidate_count")]
                     candidate_count: Option<u64>,
                 }
                 match serde_json::from_str::<Option<Gc>>(raw) {
@@ -306,7 +322,10 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
                             Some(_) => return Err(bad("invalid_type", "'generationConfig.candidateCount' must be an integer from 1 to 128.").with_param("generationConfig")),
                         }
                     }
-                    Err(_) => return Err(bad("invalid_type", "'generationConfig' must be an object with integer counts.").with_param("generationConfig")),
+                    Err(e) if e.to_string().starts_with("duplicate field") => {
+                        return Err(bad("duplicate_key", format!("'{GEMINI_CONFIG}' names a field twice ({}): send one.", crate::text::clean_field(&e.to_string(), 120))).with_param(GEMINI_CONFIG))
+                    }
+                    Err(_) => return Err(bad("invalid_type", "'generationConfig' must be an object with integer counts.").with_param(GEMINI_CONFIG)),
                 }
             }
             _ => {}
@@ -500,20 +519,46 @@ impl ParsedBody<'_> {
 
 impl ParsedBody<'_> {
     /// Gemini: the model is in the path; only the output cap may be added
-    /// (`generationConfig.maxOutputTokens`), everything else stays as sent.
+    /// (`maxOutputTokens`, first in the generation config the client sent,
+    /// under whichever name, or in a new one), every byte else stays as
+    /// sent. Spliced, not parsed: a member a JSON value cannot hold (too
+    /// deep, `1e400`) once made the rewrite give up and the request go
+    /// upstream without the cap its reservation assumed.
     fn rewrite_gemini(&self, cap: Option<u64>) -> Option<Vec<u8>> {
         let cap = cap.filter(|_| self.request.max_tokens.is_none())?;
-        let mut obj = serde_json::Map::new();
+        let field = format!("\"maxOutputTokens\":{cap}");
+        let mut out = Vec::with_capacity(self.members.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + field.len() + 24);
+        out.push(b'{');
+        let mut placed = false;
         for (k, v) in &self.members.0 {
-            let value: serde_json::Value = serde_json::from_str(v.get()).ok()?;
-            obj.insert(k.clone(), value);
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            out.extend_from_slice(serde_json::to_string(k).ok()?.as_bytes());
+            out.push(b':');
+            let raw = v.get().trim();
+            if (k == GEMINI_CONFIG || k == GEMINI_CONFIG_PROTO) && !placed {
+                placed = true;
+                // An object (parse_chat read it as one) or null.
+                let rest = raw.strip_prefix('{').map(str::trim_start).unwrap_or("}");
+                out.push(b'{');
+                out.extend_from_slice(field.as_bytes());
+                if !rest.starts_with('}') {
+                    out.push(b',');
+                }
+                out.extend_from_slice(rest.as_bytes());
+            } else {
+                out.extend_from_slice(raw.as_bytes());
+            }
         }
-        let gc = obj.entry("generationConfig").or_insert_with(|| serde_json::json!({}));
-        if gc.is_null() {
-            *gc = serde_json::json!({});
+        if !placed {
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            out.extend_from_slice(format!("\"{GEMINI_CONFIG}\":{{{field}}}").as_bytes());
         }
-        gc.as_object_mut()?.insert("maxOutputTokens".into(), cap.into());
-        serde_json::to_vec(&obj).ok()
+        out.push(b'}');
+        Some(out)
     }
 }
 

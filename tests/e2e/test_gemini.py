@@ -62,6 +62,30 @@ def test_native_requests_get_an_output_cap_and_gemini_refusals_pass_through(stac
     assert native(stack, key="tg-wrong").status_code == 401
 
 
+def test_a_config_under_its_proto_name_is_capped_and_bounded_as_gemini_reads_it(stack, client):
+    """Gemini reads `generation_config` / `max_output_tokens` as it reads
+    `generationConfig` / `maxOutputTokens` (protobuf's JSON mapping; the
+    mock does the same). Before, the gateway read only the camelCase names:
+    with no cap it added a second config beside the client's (refused by
+    Gemini as a duplicate field), and a cap or candidate count spelled the
+    proto way went unreserved."""
+    body = {"contents": BODY["contents"], "system_instruction": BODY["systemInstruction"],
+            "generation_config": {"temperature": 0.2}}
+    r = native(stack, body=body, headers={"x-mock-output-tokens": "5000"})
+    assert r.status_code == 200, r.text
+    assert r.json()["candidates"][0]["finishReason"] == "MAX_TOKENS", "the cap went into the client's own config"
+    assert r.json()["usageMetadata"]["candidatesTokenCount"] == 4096
+    # the client's own cap, the proto way, is the one in force
+    body["generation_config"] = {"max_output_tokens": 40, "candidate_count": 1}
+    r = native(stack, body=body, headers={"x-mock-output-tokens": "5000"})
+    assert r.status_code == 200 and r.json()["usageMetadata"]["candidatesTokenCount"] == 40, r.text
+    # one field under both names: refused before the provider, never guessed
+    for bad in ({**body, "generationConfig": {}}, {**body, "generation_config": {"maxOutputTokens": 9, "max_output_tokens": 60000}}):
+        r = native(stack, body=bad)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "duplicate_key", r.text
+        assert "x-mock-path" not in r.headers
+
+
 def test_a_recorded_vertex_response_is_priced_exactly(stack, client):
     r = native(stack, headers={"x-mock-replay": "gemini_function_call.json"})
     rec = client.record(r.headers["x-tollgate-request-id"])

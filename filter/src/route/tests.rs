@@ -272,3 +272,42 @@ fn gemini_native_requests_name_the_model_in_the_path_and_chat_goes_to_its_openai
     let r = plan(&cfg, &key(None), Api::GeminiGenerateContent, b"{}", "/v1beta/models/gemini-2.5-flash:generateContent", false).unwrap_err();
     assert_eq!(r.error.code, "missing_contents");
 }
+
+/// Gemini takes a field by its JSON name or its proto name, as protobuf's
+/// JSON parsers do. Before, a cap or candidate count spelled the proto way
+/// was not read: the request reserved 4,096 tokens for one candidate, a
+/// second cap was added beside the client's (or a second config beside
+/// theirs), and the provider ran what the client asked.
+#[test]
+fn a_gemini_cap_under_either_name_is_read_and_never_given_twice() {
+    let cfg = Config::from_json(br#"{
+      "providers": [{"name": "google", "format": "gemini", "cluster": "google", "host": "generativelanguage.googleapis.com", "api_key": "g-up"}],
+      "routes": [{"model": "google/*", "provider": "google"}]}"#).unwrap();
+    let path = "/v1beta/models/gemini-2.5-flash:generateContent";
+    let run = |body: &str| plan(&cfg, &key(None), Api::GeminiGenerateContent, body.as_bytes(), path, false);
+    for body in [
+        r#"{"contents":[],"generation_config":{"max_output_tokens":60000,"candidate_count":4}}"#,
+        r#"{"contents":[],"generationConfig":{"max_output_tokens":60000,"candidateCount":4}}"#,
+    ] {
+        let p = run(body).unwrap();
+        assert_eq!(p.chat.output_bound(4096), 240_000, "{body}");
+        assert!(p.body.is_none(), "the client's own cap stands: {body}");
+    }
+    // No cap: the gateway's goes into the config the client sent, under its name.
+    let p = run(r#"{"contents":[], "generation_config" : { "temperature": 0.5 }, "x": [1e400]}"#).unwrap();
+    let sent = String::from_utf8(p.body.unwrap()).unwrap();
+    assert_eq!(sent, r#"{"contents":[],"generation_config":{"maxOutputTokens":4096,"temperature": 0.5 },"x":[1e400]}"#, "spliced, every other byte as sent");
+    for (body, sent_config) in [(r#"{"contents":[],"generationConfig":null}"#, "generationConfig"), (r#"{"contents":[]}"#, "generationConfig"), (r#"{"generation_config":{},"contents":[]}"#, "generation_config")] {
+        let v: serde_json::Value = serde_json::from_slice(&run(body).unwrap().body.unwrap()).unwrap();
+        assert_eq!(v[sent_config], serde_json::json!({"maxOutputTokens": 4096}), "{body}");
+    }
+    // The same field twice, under two names: refused, never guessed.
+    for body in [
+        r#"{"contents":[],"generationConfig":{},"generation_config":{"maxOutputTokens":9}}"#,
+        r#"{"contents":[],"generationConfig":{"maxOutputTokens":9,"max_output_tokens":60000}}"#,
+        r#"{"contents":[],"generationConfig":{"candidateCount":1,"candidate_count":8}}"#,
+    ] {
+        let e = run(body).unwrap_err().error;
+        assert_eq!((e.status, e.code), (400, "duplicate_key"), "{body}: {}", e.message);
+    }
+}

@@ -11,7 +11,10 @@
 //! (`x-goog-api-key`; a wrong key is `400 INVALID_ARGUMENT "API key not
 //! valid. Please pass a valid API key."`); Google's JSON error shape
 //! (`{"error": {code, message, status}}`, unknown members "Invalid JSON
-//! payload received. Unknown name …"). A Vertex AI response recorded in
+//! payload received. Unknown name …"); a field by its JSON or its proto
+//! name, as protobuf's JSON mapping reads it — protobuf.dev/programming-guides/proto3
+//! "JSON Mapping": "parsers accept both the lowerCamelCase name … and the
+//! original proto field name"). A Vertex AI response recorded in
 //! envoyproxy/ai-gateway (tests/captures/gemini_function_call.json) has the
 //! same members.
 
@@ -20,6 +23,19 @@ use serde_json::{json, Map, Value};
 use crate::{count_tokens, output_pieces};
 
 const MEMBERS: &[&str] = &["contents", "systemInstruction", "tools", "toolConfig", "safetySettings", "generationConfig", "cachedContent"];
+
+/// `systemInstruction` → `system_instruction`.
+fn proto_name(json: &str) -> String {
+    json.chars().fold(String::new(), |mut s, c| {
+        if c.is_ascii_uppercase() {
+            s.push('_');
+            s.push(c.to_ascii_lowercase());
+        } else {
+            s.push(c);
+        }
+        s
+    })
+}
 
 pub fn error(code: u16, status: &str, message: &str) -> String {
     json!({"error": {"code": code, "message": message, "status": status}}).to_string()
@@ -52,18 +68,30 @@ pub fn plan(rest: &str, m: &Map<String, Value>, wanted: u64, thoughts: u64, cach
         "streamGenerateContent" => true,
         _ => return Err((404, format!("Method {method} not found."))),
     };
-    if let Some(k) = m.keys().find(|k| !MEMBERS.contains(&k.as_str())) {
-        return Err((400, format!("Invalid JSON payload received. Unknown name \"{k}\": Cannot find field.")));
+    // Protobuf's JSON mapping: a field by its JSON name or its proto name
+    // (`generation_config`); the same field under both is refused.
+    let json_name = |k: &str| MEMBERS.iter().find(|m| **m == k || proto_name(m) == k).copied();
+    let mut seen: Vec<&str> = Vec::new();
+    for k in m.keys() {
+        match json_name(k) {
+            None => return Err((400, format!("Invalid JSON payload received. Unknown name \"{k}\": Cannot find field."))),
+            Some(f) if seen.contains(&f) => return Err((400, format!("Invalid JSON payload received. Duplicate field \"{k}\"."))),
+            Some(f) => seen.push(f),
+        }
     }
     let contents = m.get("contents").and_then(Value::as_array).filter(|c| !c.is_empty());
     let Some(contents) = contents else {
         return Err((400, "* GenerateContentRequest.contents: contents is not specified\n".into()));
     };
-    let gc = m.get("generationConfig").cloned().unwrap_or(Value::Null);
-    let cap = gc.get("maxOutputTokens").and_then(Value::as_u64).unwrap_or(u64::MAX);
+    let gc = m.get("generationConfig").or(m.get("generation_config")).cloned().unwrap_or(Value::Null);
+    let caps: Vec<u64> = ["maxOutputTokens", "max_output_tokens"].iter().filter_map(|k| gc.get(*k).and_then(Value::as_u64)).collect();
+    if caps.len() > 1 {
+        return Err((400, "Invalid JSON payload received. Duplicate field \"max_output_tokens\".".into()));
+    }
+    let cap = caps.first().copied().unwrap_or(u64::MAX);
     let mut text = String::new();
     text_of(&Value::Array(contents.clone()), &mut text);
-    if let Some(si) = m.get("systemInstruction") {
+    if let Some(si) = m.get("systemInstruction").or(m.get("system_instruction")) {
         text_of(si, &mut text);
     }
     let input = count_tokens(&text).max(1);
@@ -136,6 +164,13 @@ mod tests {
         assert!(e.1.contains(r#"Unknown name "model""#));
         assert_eq!(plan("m:countTokens", &obj(json!({})), 5, 0, 0).err().unwrap().0, 404);
         assert!(plan("m:generateContent", &obj(json!({"contents": []})), 5, 0, 0).is_err());
+        // A field by its proto name reads the same; under both names it is refused.
+        let p = plan("m:generateContent", &obj(json!({"contents": [{"parts": [{"text": "x"}]}], "generation_config": {"max_output_tokens": 3}})), 8, 0, 0).unwrap();
+        assert_eq!((p.output, p.finish), (3, "MAX_TOKENS"));
+        let e = plan("m:generateContent", &obj(json!({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {}, "generation_config": {}})), 8, 0, 0).err().unwrap();
+        assert!(e.0 == 400 && e.1.contains("Duplicate field"), "{e:?}");
+        let e = plan("m:generateContent", &obj(json!({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"maxOutputTokens": 1, "max_output_tokens": 9}})), 8, 0, 0).err().unwrap();
+        assert!(e.1.contains("Duplicate field"), "{e:?}");
         let p = plan("m:streamGenerateContent", &obj(json!({"contents": [{"parts": [{"text": "abcdefgh"}]}],
                      "generationConfig": {"maxOutputTokens": 10}})), 8, 4, 0).unwrap();
         assert_eq!((p.input, p.output, p.thoughts, p.finish, p.stream), (2, 6, 4, "MAX_TOKENS", true));
