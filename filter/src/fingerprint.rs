@@ -49,7 +49,7 @@ pub fn segment_name(seg: u8) -> String {
 }
 
 /// A fast word-at-a-time hash (not cryptographic: only for comparing prefixes).
-fn hash(bytes: &[u8]) -> u64 {
+pub(crate) fn hash(bytes: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let mut h: u64 = bytes.len() as u64;
     let mut chunks = bytes.chunks_exact(8);

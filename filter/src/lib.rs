@@ -10,6 +10,7 @@ pub mod admission;
 pub mod budget;
 pub mod caching;
 pub mod config;
+pub mod context;
 pub mod decode;
 pub mod errors;
 pub mod fingerprint;

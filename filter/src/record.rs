@@ -156,7 +156,7 @@ pub(crate) mod tests {
     use super::*;
 
     fn stream(usage: Option<Usage>, finished: bool, chars: u64) -> StreamSummary {
-        StreamSummary { usage, model: Some("m".into()), finished, error_event: false, output_chars: chars, usage_final: finished && usage.is_some(), oversized: false }
+        StreamSummary { usage, model: Some("m".into()), finished, error_event: false, output_chars: chars, usage_final: finished && usage.is_some(), oversized: false, response_id: None }
     }
 
     fn obs(status: u16, t: Termination, json: Option<ResponseInfo>, s: Option<StreamSummary>) -> Observed {
@@ -167,7 +167,7 @@ pub(crate) mod tests {
 
     #[test]
     fn complete_json_uses_provider_usage() {
-        let r = account(&obs(200, Termination::Complete, Some(ResponseInfo { model: None, usage: Some(U) }), None));
+        let r = account(&obs(200, Termination::Complete, Some(ResponseInfo { model: None, usage: Some(U), response_id: None }), None));
         assert_eq!(r, (U, UsageSource::Provider, Outcome::Ok, None));
     }
 

@@ -123,6 +123,21 @@ fn stream_options_usage(raw: &str) -> Result<bool, GatewayError> {
     Ok(found.flatten().unwrap_or(false))
 }
 
+/// The id a Responses API request's `previous_response_id` or
+/// `conversation` (an id, or `{"id": …}`) names, when it is one.
+fn context_id(raw: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Named {
+        Id(String),
+        Object { id: String },
+    }
+    let id = match serde_json::from_str::<Option<Named>>(raw).ok()?? {
+        Named::Id(id) | Named::Object { id } => id,
+    };
+    (!id.is_empty() && id.len() <= 256).then_some(id)
+}
+
 /// What the gateway needs to know about a chat request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatRequest {
@@ -147,6 +162,13 @@ pub struct ChatRequest {
     pub json: Option<crate::jsonfix::JsonAsk>,
     /// The request names a registered prompt (`tollgate_prompt`).
     pub names_prompt: bool,
+    /// Responses API: the stored context this request continues (the
+    /// `previous_response_id`, or the `conversation`'s id), billed as input
+    /// although the body does not hold it ([`crate::context`]).
+    pub continues: Option<String>,
+    /// Responses API: the answer is stored (`store`, true unless false),
+    /// so a later request may continue it.
+    pub stored: bool,
 }
 
 impl ChatRequest {
@@ -224,6 +246,8 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
     let mut json = None;
     let mut names_prompt = false;
     let mut saw_generation_config = false;
+    let mut continues = None;
+    let mut stored = api == Api::OpenAiResponses;
     for (k, v) in &members.0 {
         let raw = v.get();
         // Every member counts towards the input estimate, not only the
@@ -282,6 +306,11 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
                 Ok(_) => {}
                 Err(_) => return Err(bad("invalid_type", "'background' must be a boolean.").with_param("background")),
             },
+            // (The provider refuses a wrong one; read here only to find its context.)
+            "previous_response_id" | "conversation" if api == Api::OpenAiResponses => {
+                continues = continues.or_else(|| context_id(raw));
+            }
+            "store" if api == Api::OpenAiResponses => stored = serde_json::from_str::<Option<bool>>(raw).ok().flatten() != Some(false),
             "user" => user = serde_json::from_str::<Option<String>>(raw).ok().flatten(),
             "response_format" if api == Api::OpenAiChat => json = crate::jsonfix::ask_of(raw),
             crate::prompts::MEMBER => names_prompt = true,
@@ -364,6 +393,8 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
         api,
         json,
         names_prompt,
+        continues,
+        stored,
     };
     Ok(ParsedBody { members, api, request })
 }

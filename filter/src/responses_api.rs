@@ -68,6 +68,9 @@ struct OutputItem {
 /// The response object (a JSON body, or the `response` of a stream event).
 #[derive(Deserialize, Default)]
 pub(crate) struct ResponseObject {
+    /// `resp_…`: what a later request names to continue it.
+    #[serde(default)]
+    pub id: Option<String>,
     #[serde(default)]
     pub model: Option<String>,
     #[serde(default)]
@@ -116,10 +119,15 @@ pub(crate) fn observe(name: Option<&str>, data: &str) -> Seen {
             seen.error = kind == "response.failed";
             if let Some(r) = ev.response {
                 seen.model = r.model.clone();
+                seen.id = r.id.clone();
                 seen.usage = r.usage();
             }
         }
-        "response.created" | "response.in_progress" => seen.model = ev.response.and_then(|r| r.model),
+        "response.created" | "response.in_progress" => {
+            if let Some(r) = ev.response {
+                (seen.model, seen.id) = (r.model, r.id);
+            }
+        }
         "error" => {
             seen.terminal = true;
             seen.error = true;
@@ -138,6 +146,7 @@ mod tests {
         let body = include_bytes!("../../tests/captures/openai_response.json");
         let r: ResponseObject = serde_json::from_slice(body).unwrap();
         assert_eq!(r.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+        assert!(r.id.as_deref().is_some_and(|id| id.starts_with("resp_")), "{:?}", r.id);
         let u = r.usage().unwrap();
         assert_eq!((u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cache_reported), (14, 50, 0, true));
     }
@@ -152,6 +161,7 @@ mod tests {
                "usage":{"input_tokens":100,"input_tokens_details":{"cached_tokens":64},"output_tokens":30,"output_tokens_details":{"reasoning_tokens":20}}}}"#,
         );
         assert!(done.terminal && !done.error);
+        assert_eq!(observe(None, r#"{"type":"response.created","response":{"id":"resp_1","model":"gpt-5"}}"#).id.as_deref(), Some("resp_1"));
         let u = done.usage.unwrap();
         assert_eq!((u.input_tokens, u.cached_input_tokens, u.output_tokens, u.reasoning_tokens, u.web_search_requests), (100, 64, 30, 20, 1));
         assert!(observe(None, r#"{"type":"error","code":"server_error"}"#).error);

@@ -59,6 +59,28 @@ pub struct Plan {
     pub rendered: Option<(Vec<u8>, String)>,
 }
 
+/// The budget reservation: the estimated input and the output bound,
+/// priced. (The output side is a real bound: the cap goes upstream when
+/// the client set none.)
+fn worst_of(cfg: &Config, chat: &ChatRequest, price: Option<&crate::pricing::Price>) -> Amount {
+    let worst_usage = Usage {
+        input_tokens: chat.estimated_input_tokens,
+        output_tokens: chat.output_bound(cfg.default_max_tokens),
+        ..Default::default()
+    };
+    Amount { micros: price.map(|p| p.cost_micros(&worst_usage)).unwrap_or(0), tokens: worst_usage.budget_tokens() }
+}
+
+impl Plan {
+    /// The request continues a stored context of `tokens` (billed as input,
+    /// not in its body: [`crate::context`]): its estimate and reservation
+    /// grow by it.
+    pub fn add_context(&mut self, cfg: &Config, tokens: u64) {
+        self.chat.estimated_input_tokens = self.chat.estimated_input_tokens.saturating_add(tokens);
+        self.worst = worst_of(cfg, &self.chat, cfg.price(&self.target.provider, &self.target.upstream_model).as_ref());
+    }
+}
+
 /// Plans a request whose whole body is `body`. `path` is the client's
 /// `:path` (its query string is kept).
 pub fn plan(
@@ -221,13 +243,7 @@ pub fn plan_for(
         );
         return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
     }
-    // The output side is a real bound: the cap goes upstream when the client set none.
-    let worst_usage = Usage {
-        input_tokens: chat.estimated_input_tokens,
-        output_tokens: chat.output_bound(cfg.default_max_tokens),
-        ..Default::default()
-    };
-    let worst = Amount { micros: price.map(|p| p.cost_micros(&worst_usage)).unwrap_or(0), tokens: worst_usage.budget_tokens() };
+    let worst = worst_of(cfg, &chat, price.as_ref());
     let opts = match choice.count_tokens {
         true => Rewrite { force_include_usage: false, output_cap: None, auto_cache: None },
         false => Rewrite {

@@ -144,6 +144,8 @@ struct AnthropicBody {
 pub struct ResponseInfo {
     pub model: Option<String>,
     pub usage: Option<Usage>,
+    /// The Responses API's response id (what a later request continues).
+    pub response_id: Option<String>,
 }
 
 /// Reads model and usage from a non-streamed JSON response body.
@@ -151,19 +153,19 @@ pub struct ResponseInfo {
 pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
     match api {
         Api::GeminiGenerateContent => match serde_json::from_slice::<crate::gemini::GenerateResponse>(body) {
-            Ok(r) => ResponseInfo { model: r.model_version.clone(), usage: r.usage() },
+            Ok(r) => ResponseInfo { model: r.model_version.clone(), usage: r.usage(), response_id: None },
             Err(_) => ResponseInfo::default(),
         },
         Api::OpenAiResponses => match serde_json::from_slice::<crate::responses_api::ResponseObject>(body) {
-            Ok(r) => ResponseInfo { model: r.model.clone(), usage: r.usage() },
+            Ok(r) => ResponseInfo { model: r.model.clone(), response_id: r.id.clone(), usage: r.usage() },
             Err(_) => ResponseInfo::default(),
         },
         Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => match serde_json::from_slice::<OpenAiBody>(body) {
-            Ok(b) => ResponseInfo { model: b.model, usage: b.usage.map(Usage::from) },
+            Ok(b) => ResponseInfo { model: b.model, usage: b.usage.map(Usage::from), response_id: None },
             Err(_) => ResponseInfo::default(),
         },
         Api::AnthropicMessages => match serde_json::from_slice::<AnthropicBody>(body) {
-            Ok(b) => ResponseInfo { model: b.model, usage: b.usage.map(|u| u.normalise()) },
+            Ok(b) => ResponseInfo { model: b.model, usage: b.usage.map(|u| u.normalise()), response_id: None },
             Err(_) => ResponseInfo::default(),
         },
     }
@@ -307,6 +309,7 @@ pub struct StreamTracker {
     client_ended: bool,
     /// Rewrites the (Anthropic) stream as OpenAI chunks ([`crate::translate_stream`]).
     translator: Option<Box<dyn crate::translate::StreamTranslator>>,
+    response_id: Option<String>,
 }
 
 /// The error event a provider in `api`'s format would send saying
@@ -328,6 +331,8 @@ const EVENT_TOO_LARGE: &str = "The provider sent a stream event larger than the 
 #[derive(Default, Debug, PartialEq, Eq)]
 pub(crate) struct EventSeen {
     pub model: Option<String>,
+    /// The Responses API's response id.
+    pub id: Option<String>,
     /// The usage in the event (the terminal event's is final).
     pub usage: Option<Usage>,
     /// Characters of generated output.
@@ -354,6 +359,8 @@ pub struct StreamSummary {
     pub usage_final: bool,
     /// An event longer than the splitter's limit went by unread.
     pub oversized: bool,
+    /// The Responses API's response id (what a later request continues).
+    pub response_id: Option<String>,
 }
 
 impl StreamTracker {
@@ -373,6 +380,7 @@ impl StreamTracker {
             whole_events: false,
             client_ended: false,
             translator: None,
+            response_id: None,
         }
     }
 
@@ -489,6 +497,7 @@ impl StreamTracker {
             output_chars: self.output_chars,
             usage_final: self.usage_final,
             oversized: self.oversized,
+            response_id: self.response_id.clone(),
         }
     }
 
@@ -518,6 +527,9 @@ impl StreamTracker {
                 self.output_chars = self.output_chars.saturating_add(seen.output_chars);
                 if self.model.is_none() {
                     self.model = seen.model;
+                }
+                if self.response_id.is_none() {
+                    self.response_id = seen.id;
                 }
                 if let Some(u) = seen.usage {
                     self.openai_usage = Some(u);

@@ -166,6 +166,42 @@ def test_an_unpriced_model_cannot_spend_past_a_dollar_budget(fresh):
     assert (rec["priced"], rec["cost_micros"], rec["budget_decision"]) == (False, 0, "ok"), rec
 
 
+def test_a_response_continuing_a_stored_one_reserves_the_context_it_is_billed(fresh):
+    """A Responses API request naming `previous_response_id` is billed the
+    whole chain as input (the mock bills it as OpenAI's conversation-state
+    guide says), though its body holds only the new turn. Before, its
+    reservation counted the body: near a limit, one such request could
+    pass it by the conversation so far. Now the Envoy remembers each stored
+    answer's context, and the continuation reserves it."""
+    c = fresh.control
+    key = new_key(c, "stateful")
+    c.api("PUT", "/v1/budgets/key/" + key["id"], {"limit_tokens": 30_000, "period": "daily"}, expect=200)
+    cli = Client(fresh)
+    wait_until(lambda: key_works(fresh.url, key["key"]), what="the key with its budget")
+    ask = {"model": "openai/gpt-5.4", "max_output_tokens": 16}
+    r = cli.post("/v1/responses", {**ask, "input": "word " * 16_000}, key=key["key"], headers={"x-mock-output-tokens": "16"})
+    assert r.status_code == 200, r.text
+    first = r.json()
+    context = first["usage"]["input_tokens"] + first["usage"]["output_tokens"]
+    assert context > 20_000, first["usage"]
+    # ~10,000 tokens left; the turn's own body is a few tokens, its context ~20,000
+    served = mock_stats(fresh)["requests"]
+    follow = {**ask, "input": "and then?", "previous_response_id": first["id"]}
+    r = cli.post("/v1/responses", follow, key=key["key"])
+    assert r.status_code == 429 and error_of(r)["code"] == "budget_exhausted", r.text
+    assert mock_stats(fresh)["requests"] == served, "nothing reached the provider"
+    # A continuation of something this Envoy never saw stored reserves its body, as before
+    # (the provider refuses the unknown id, free).
+    r = cli.post("/v1/responses", {**follow, "previous_response_id": "resp_never_seen"}, key=key["key"])
+    assert r.status_code == 400 and r.json()["error"]["code"] == "previous_response_not_found", r.text
+    # With room for it, the continuation is served and billed its context.
+    c.api("PUT", "/v1/budgets/key/" + key["id"], {"limit_tokens": 100_000, "period": "daily"}, expect=200)
+    r = wait_until(lambda: (r := cli.post("/v1/responses", follow, key=key["key"])).status_code == 200 and r, what="the raised budget")
+    assert r.json()["usage"]["input_tokens"] > context, r.json()["usage"]
+    rec = cli.record(r.headers["x-tollgate-request-id"])
+    assert rec["usage"]["input_tokens"] == r.json()["usage"]["input_tokens"] and rec["usage_source"] == "provider"
+
+
 def test_raising_the_budget_lets_the_key_through_again(fresh):
     c = fresh.control
     key = new_key(c, "ops")

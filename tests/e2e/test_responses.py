@@ -52,10 +52,16 @@ def test_reasoning_and_cached_tokens_are_priced_at_their_rates(client):
 
 
 def test_conversation_state_members_pass_through(client):
-    r = client.post("/v1/responses", {"model": MODEL, "input": "and then?", "previous_response_id": "resp_abc",
+    first = client.post("/v1/responses", {"model": MODEL, "input": "Hello"}).json()
+    r = client.post("/v1/responses", {"model": MODEL, "input": "and then?", "previous_response_id": first["id"],
                                       "store": False})
     assert r.status_code == 200, r.text
-    assert r.json()["previous_response_id"] == "resp_abc" and r.json()["store"] is False
+    assert r.json()["previous_response_id"] == first["id"] and r.json()["store"] is False
+    # billed the chain as input: the first turn's input and output, and this one's
+    assert r.json()["usage"]["input_tokens"] > first["usage"]["input_tokens"] + first["usage"]["output_tokens"]
+    # not stored (store: false), so nothing continues it
+    r = client.post("/v1/responses", {"model": MODEL, "input": "more", "previous_response_id": r.json()["id"]})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "previous_response_not_found", r.text
     # the provider's own refusals reach the client and cost nothing
     r = client.post("/v1/responses", {"model": MODEL, "input": "x", "max_output_tokens": 5})
     assert r.status_code == 400 and r.json()["error"]["code"] == "integer_below_min_value"

@@ -311,3 +311,31 @@ fn a_gemini_cap_under_either_name_is_read_and_never_given_twice() {
         assert_eq!((e.status, e.code), (400, "duplicate_key"), "{body}: {}", e.message);
     }
 }
+
+/// A Responses API request continuing a stored context is billed that
+/// context as input; its body holds only the new turn. Planned, it names
+/// the context; given the context's size, its estimate and reservation
+/// grow by it (priced at the input price).
+#[test]
+fn a_request_continuing_a_stored_response_reserves_its_context() {
+    let cfg = Config::from_json(CFG.as_bytes()).unwrap();
+    let run = |body: &str| plan(&cfg, &key(None), Api::OpenAiResponses, body.as_bytes(), "/v1/responses", false).unwrap();
+    let mut p = run(r#"{"model":"cheap","input":"and then?","max_output_tokens":100,"previous_response_id":"resp_68af"}"#);
+    assert_eq!((p.chat.continues.as_deref(), p.chat.stored), (Some("resp_68af"), true));
+    let before = p.worst;
+    p.add_context(&cfg, 40_000);
+    assert_eq!(p.worst.tokens, before.tokens + 40_000);
+    assert_eq!(p.worst.micros, before.micros + 40_000 * 1_000_000 / 1_000_000, "40,000 input tokens at $1/M");
+    assert_eq!(p.chat.estimated_input_tokens, before.tokens - 100 + 40_000, "a cut answer is estimated with it too");
+    // A conversation, by id or as an object; storing turned off.
+    assert_eq!(run(r#"{"model":"cheap","input":"x","conversation":"conv_9"}"#).chat.continues.as_deref(), Some("conv_9"));
+    let p = run(r#"{"model":"cheap","input":"x","conversation":{"id":"conv_9"},"store":false}"#);
+    assert_eq!((p.chat.continues.as_deref(), p.chat.stored), (Some("conv_9"), false));
+    // Nothing to continue, or not an id: nothing named.
+    for body in [r#"{"model":"cheap","input":"x"}"#, r#"{"model":"cheap","input":"x","previous_response_id":null}"#, r#"{"model":"cheap","input":"x","previous_response_id":""}"#] {
+        assert_eq!(run(body).chat.continues, None, "{body}");
+    }
+    // Other APIs never continue one.
+    let chat = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"cheap","messages":[],"previous_response_id":"resp_1"}"#, "/v1/chat/completions", false).unwrap();
+    assert_eq!((chat.chat.continues, chat.chat.stored), (None, false));
+}

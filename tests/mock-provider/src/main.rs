@@ -90,6 +90,9 @@ struct App {
     last_body: std::sync::Mutex<Bytes>,
     /// Prompt prefixes served recently ([`prefix_cache`]).
     cache: prefix_cache::PrefixCache,
+    /// Stored Responses API answers (`store` not false): id → the context
+    /// a response continuing it is billed as input ([`responses::Stored`]).
+    stored: responses::Stored,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -134,6 +137,7 @@ async fn main() {
         served_output: AtomicU64::new(0),
         last_body: std::sync::Mutex::new(Bytes::new()),
         cache: prefix_cache::PrefixCache::default(),
+        stored: responses::Stored::default(),
     });
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -557,12 +561,16 @@ async fn respond_api(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: 
     let wanted = header_u64(&h, "x-mock-output-tokens").unwrap_or(12);
     let reasoning = header_u64(&h, "x-mock-reasoning-tokens").unwrap_or(0);
     let cached = header_u64(&h, "x-mock-cached-tokens").unwrap_or(0);
-    let plan = match responses::plan(&m, wanted, reasoning, cached) {
+    let mut plan = match responses::plan(&m, wanted, reasoning, cached) {
         Ok(p) => p,
         Err((status, msg, param, code)) => return err(status, &msg, param, code),
     };
+    if let Err((status, msg, param, code)) = app.stored.continue_from(&mut plan) {
+        return err(status, &msg, param, code);
+    }
     let seq = app.seq.fetch_add(1, Ordering::SeqCst);
     let id = format!("mock{seq:024}");
+    app.stored.keep(&plan, &format!("resp_{id}"));
     let created = 1_767_225_600 + seq;
     app.served_requests.fetch_add(1, Ordering::SeqCst);
     app.served_input.fetch_add(plan.input, Ordering::SeqCst);

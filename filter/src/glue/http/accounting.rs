@@ -103,10 +103,29 @@ impl TollgateHttp {
         if let (Some((verdict, marker)), true) = (&self.cache_verdict, outcome == Outcome::Ok) {
             rec.cache_miss = crate::fingerprint::explain(verdict, *marker, &rec.usage, price.as_ref());
         }
+        self.remember_context(&rec);
         let actual = Amount { micros: rec.cost_micros, tokens: rec.usage.budget_tokens() };
         super::super::with_budget_local(|u| admission::settle(&HostCounters, u, &self.reservations, actual));
         self.emit(&mut rec);
         Some(rec)
+    }
+
+    /// A stored Responses API answer: the context a request continuing it
+    /// (by its id, or by the conversation it continued) carries, for this
+    /// Envoy to reserve ([`crate::context`]).
+    fn remember_context(&self, rec: &UsageRecord) {
+        let Some(chat) = self.chat.as_ref().filter(|c| c.api == Api::OpenAiResponses && c.stored && self.translate.is_none()) else { return };
+        if rec.outcome != Outcome::Ok || rec.usage_source != UsageSource::Provider {
+            return;
+        }
+        let id = match &self.reader {
+            Reader::Stream { tracker, .. } => tracker.summary().response_id,
+            _ => self.response_info.as_ref().and_then(|r| r.response_id.clone()),
+        };
+        let tokens = crate::context::carried(&rec.usage);
+        for id in id.iter().chain(chat.continues.iter()).filter(|id| !id.is_empty() && id.len() <= 256) {
+            let _ = host::set_shared(&crate::context::slot_key(id), &crate::context::entry(id, tokens), None);
+        }
     }
 
     /// (Takes the capture out of `rec`: it leaves with the shipped record only.)

@@ -43,10 +43,11 @@ impl TollgateHttp {
         }
         let (Some(api), Some(key), Some(body)) = (self.api, self.key.clone(), self.client_body.clone()) else { return false };
         while let Some(model) = self.fallbacks.pop_front() {
-            let Ok(plan) = route::plan_for(cfg, &key, api, &body, &self.path, self.headers.has_anthropic_version, route::Choice { model: Some(&model), ..Default::default() }) else {
+            let Ok(mut plan) = route::plan_for(cfg, &key, api, &body, &self.path, self.headers.has_anthropic_version, route::Choice { model: Some(&model), ..Default::default() }) else {
                 log::debug!("[{}] fallback '{}' cannot serve this request; next", self.context_id, crate::text::clean_field(&model, 64));
                 continue;
             };
+            super::request::add_stored_context(cfg, &mut plan);
             let mut sent = plan.body.clone().unwrap_or_else(|| body.clone());
             if let Some(policy) = super::super::synced::guard_policy(cfg) {
                 let who = crate::guard::Subject { key: &key.id, project: &self.project, team: &key.team, route: &plan.target.route };

@@ -185,7 +185,7 @@ impl TollgateHttp {
                 rendered = true;
             }
         }
-        let plan = match planned {
+        let mut plan = match planned {
             Ok(p) => p,
             Err(r) => {
                 self.chat = r.chat;
@@ -193,6 +193,7 @@ impl TollgateHttp {
                 return self.reject(r.error);
             }
         };
+        add_stored_context(cfg, &mut plan);
         self.chat = Some(plan.chat.clone());
         self.target = Some(plan.target.clone());
         self.translate = plan.translate;
@@ -200,7 +201,6 @@ impl TollgateHttp {
         if let (true, Some(r)) = (plan.routed, auto) {
             self.routed_by = Some(format!("auto: {}", r.reason));
         }
-        let mut plan = plan;
         // Alternatives are planned from the body as the client sent it (or as rendered).
         self.fallbacks = std::mem::take(&mut plan.fallbacks).into();
         if !self.fallbacks.is_empty() {
@@ -336,5 +336,16 @@ impl TollgateHttp {
             let _ = host::set_shared(&bucket, &fp::updated(&current, &entry), cas);
         }
         verdict
+    }
+}
+
+/// A Responses API request continuing a stored context this Envoy
+/// remembers (`previous_response_id`, `conversation`): estimated and
+/// reserved with it ([`crate::context`]).
+pub(super) fn add_stored_context(cfg: &Config, plan: &mut route::Plan) {
+    let Some(id) = plan.chat.continues.as_deref() else { return };
+    let (entry, _) = host::shared(&crate::context::slot_key(id));
+    if let Some(tokens) = entry.and_then(|e| crate::context::tokens(id, &e)) {
+        plan.add_context(cfg, tokens);
     }
 }
