@@ -174,11 +174,21 @@ impl AnswerGuard {
         self.policy.responses == ResponseMode::Redact
     }
 
+    /// JSON as the scan reads it. Redacting, a member given twice in one
+    /// object is unreadable too: a JSON value keeps the last, and an answer
+    /// the scan found clean goes on as it came, the other one in it.
+    fn parse(&self, json: &[u8]) -> Result<Value, serde_json::Error> {
+        match self.redacts() {
+            true => super::unique::parse(json),
+            false => serde_json::from_slice(json),
+        }
+    }
+
     /// A whole JSON answer: the body to send instead, when anything
     /// changed. `Err(why)`: the policy redacts answers and this one is not
     /// JSON a scan can hold (an empty body holds no text and passes).
     pub fn json(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        let mut v: Value = match serde_json::from_slice(body) {
+        let mut v: Value = match self.parse(body) {
             Ok(v) => v,
             Err(_) if body.trim_ascii().is_empty() => return Ok(None),
             Err(e) if self.redacts() => return Err(format!("it is not JSON the scan can read: {e}")),
@@ -245,19 +255,23 @@ impl AnswerGuard {
     fn event(&mut self, raw: &[u8], out: &mut Vec<u8>) {
         let ev = parse_event(raw);
         let name = ev.name.map(str::to_string);
-        let parsed = if ev.has_data { serde_json::from_str::<Value>(&ev.data).ok() } else { None };
-        if parsed.is_none() && self.redacts() {
+        let parsed = if ev.has_data { Some(self.parse(ev.data.as_bytes())) } else { None };
+        if self.redacts() {
             // Text the scan cannot read is not passed on: a data line
             // that is not JSON ("[DONE]" and an empty one carry no text),
             // or bytes that are not UTF-8 (the parse stops before them).
             let data = ev.data.trim();
-            let readable = std::str::from_utf8(raw).is_ok() && (!ev.has_data || data.is_empty() || data == "[DONE]");
-            if !readable {
-                self.end_unread("a stream event is not JSON the scan can read", out);
+            let why = match &parsed {
+                _ if std::str::from_utf8(raw).is_err() => Some("it is not UTF-8".to_string()),
+                Some(Err(e)) if !data.is_empty() && data != "[DONE]" => Some(e.to_string()),
+                _ => None,
+            };
+            if let Some(why) = why {
+                self.end_unread(&format!("a stream event is not JSON the scan can read: {why}"), out);
                 return;
             }
         }
-        let Some(mut v) = parsed else {
+        let Some(mut v) = parsed.and_then(Result::ok) else {
             // "[DONE]", comments, keep-alives: held text goes first.
             if ev.has_data {
                 self.flush_all(out);
@@ -666,7 +680,9 @@ mod tests {
         let mut bad_utf8 = format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{hidden}").into_bytes();
         bad_utf8.extend_from_slice(b"\xff\"}}]}\n\n");
         let long = ok(&"x ".repeat(crate::sse::MAX_EVENT_BYTES));
-        for (bad, why) in [(nested.into_bytes(), "not JSON"), (bad_utf8, "not JSON"), (long.into_bytes(), "larger than the gateway reads")] {
+        let shadowed = format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{hidden}\",\"content\":\"x\"}}}}]}}\n\n");
+        // (A member given twice is refused only when redacting: a value holds it.)
+        for (bad, why) in [(nested.into_bytes(), "not JSON"), (bad_utf8, "not JSON"), (shadowed.into_bytes(), "given twice"), (long.into_bytes(), "larger than the gateway reads")] {
             let stream = [ok("Dear bob@exa").into_bytes(), bad.clone(), ok(hidden).into_bytes(), b"data: [DONE]\n\n".to_vec()].concat();
             // (An event is too long to hold when its end is not yet there.)
             for cuts in [vec![stream.len() * 3 / 4], (1..stream.len()).step_by(4096).collect::<Vec<_>>()] {
@@ -679,6 +695,9 @@ mod tests {
                 assert_eq!(err["error"]["code"], "answer_unreadable");
                 assert!(err["error"]["message"].as_str().unwrap().contains(why), "{err}");
                 assert!(g.unread.is_some());
+            }
+            if why == "given twice" {
+                continue;
             }
             // Observing: the event passes unread, byte for byte, and the stream goes on.
             let mut g = guard(json!({"responses": "observe"}), Api::OpenAiChat);
@@ -696,7 +715,8 @@ mod tests {
         assert_eq!(run(&mut g, plain, &[]), plain.to_vec());
         // A JSON answer: an error when redacting, as it came otherwise; empty is no text.
         let nested = format!("{}\"{hidden}\"{}", "[".repeat(200), "]".repeat(200));
-        for body in [nested.as_str(), "{\"n\": 1e400}", "{\"t\": \"\\ud800\"}", "not json"] {
+        let twice = format!("{{\"choices\":[{{\"message\":{{\"content\":\"{hidden}\",\"content\":\"hi\"}}}}]}}");
+        for body in [nested.as_str(), "{\"n\": 1e400}", "{\"t\": \"\\ud800\"}", "not json", twice.as_str()] {
             let why = guard(redact.clone(), Api::OpenAiChat).json(body.as_bytes()).expect_err(body);
             assert!(why.contains("not JSON the scan can read"), "{why}");
             assert_eq!(guard(json!({"responses": "observe"}), Api::OpenAiChat).json(body.as_bytes()), Ok(None));
