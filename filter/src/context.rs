@@ -22,6 +22,12 @@ fn id_hash(id: &str) -> u64 {
     crate::fingerprint::hash(id.as_bytes())
 }
 
+/// An id worth remembering or looking up: one a provider could have made
+/// (not empty, at most 256 bytes).
+pub fn usable(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 256
+}
+
 /// The shared-data key of the slot `id` takes.
 pub fn slot_key(id: &str) -> String {
     format!("tollgate:v1:ctx:{}", id_hash(id) % SLOTS)

@@ -156,7 +156,7 @@ pub(crate) mod tests {
     use super::*;
 
     fn stream(usage: Option<Usage>, finished: bool, chars: u64) -> StreamSummary {
-        StreamSummary { usage, model: Some("m".into()), finished, error_event: false, output_chars: chars, usage_final: finished && usage.is_some(), oversized: false, response_id: None }
+        StreamSummary { usage, model: Some("m".into()), finished, error_event: false, output_chars: chars, usage_final: finished && usage.is_some(), oversized: false }
     }
 
     fn obs(status: u16, t: Termination, json: Option<ResponseInfo>, s: Option<StreamSummary>) -> Observed {

@@ -135,7 +135,7 @@ fn context_id(raw: &str) -> Option<String> {
     let id = match serde_json::from_str::<Option<Named>>(raw).ok()?? {
         Named::Id(id) | Named::Object { id } => id,
     };
-    (!id.is_empty() && id.len() <= 256).then_some(id)
+    crate::context::usable(&id).then_some(id)
 }
 
 /// What the gateway needs to know about a chat request.

@@ -137,15 +137,17 @@ pub struct Event<'a> {
     pub name: Option<&'a str>,
     pub data: std::borrow::Cow<'a, str>,
     pub has_data: bool,
+    /// The raw bytes stop being UTF-8 somewhere: what follows was left out.
+    pub cut: bool,
 }
 
 /// Parses a raw event (as given by [`SseSplitter::push`]). Invalid UTF-8 lines are skipped.
 pub fn parse_event(raw: &[u8]) -> Event<'_> {
-    let text = match std::str::from_utf8(raw) {
-        Ok(t) => t,
-        Err(e) => raw.get(..e.valid_up_to()).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default(),
+    let (text, cut) = match std::str::from_utf8(raw) {
+        Ok(t) => (t, false),
+        Err(e) => (raw.get(..e.valid_up_to()).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default(), true),
     };
-    let mut ev = Event::default();
+    let mut ev = Event { cut, ..Event::default() };
     let mut data_lines = 0;
     for line in lines(text) {
         if line.is_empty() || line.starts_with(':') {
@@ -286,5 +288,9 @@ mod tests {
         assert_eq!(ev.name, None);
         assert_eq!(ev.data, "a\nb");
         assert!(parse_event(b": only a comment\n\n").data.is_empty());
+        // Bytes that are not UTF-8: read up to them, and said.
+        let ev = parse_event(b"data: {\"x\":1}\n: caf\xe9\n\n");
+        assert!(ev.cut && ev.data == "{\"x\":1}");
+        assert!(!parse_event(b"data: caf\xc3\xa9\n\n").cut);
     }
 }

@@ -359,8 +359,6 @@ pub struct StreamSummary {
     pub usage_final: bool,
     /// An event longer than the splitter's limit went by unread.
     pub oversized: bool,
-    /// The Responses API's response id (what a later request continues).
-    pub response_id: Option<String>,
 }
 
 impl StreamTracker {
@@ -497,8 +495,12 @@ impl StreamTracker {
             output_chars: self.output_chars,
             usage_final: self.usage_final,
             oversized: self.oversized,
-            response_id: self.response_id.clone(),
         }
+    }
+
+    /// The Responses API's response id (what a later request continues).
+    pub fn response_id(&self) -> Option<&str> {
+        self.response_id.as_deref()
     }
 
     fn observe(&mut self, raw: &[u8]) -> Keep {

@@ -73,9 +73,9 @@ pub struct AnswerGuard {
     pub restored: u64,
     splitter: SseSplitter,
     channels: BTreeMap<String, Channel>,
-    /// Why the stream was ended for the client: a policy redacting answers
-    /// met an event it cannot read, and sends nothing after it.
-    pub unread: Option<String>,
+    /// The stream was ended for the client: a policy redacting answers met
+    /// an event it cannot read, and sends nothing after it.
+    pub unread: bool,
 }
 
 impl AnswerGuard {
@@ -96,7 +96,7 @@ impl AnswerGuard {
             restored: 0,
             splitter: SseSplitter::new(),
             channels: BTreeMap::new(),
-            unread: None,
+            unread: false,
         })
     }
 
@@ -208,7 +208,7 @@ impl AnswerGuard {
         let mut out = Vec::new();
         let mut splitter = std::mem::take(&mut self.splitter);
         splitter.push(chunk, |raw, whole| {
-            if self.unread.is_some() {
+            if self.unread {
                 // Ended for the client: nothing more of the stream.
             } else if whole {
                 self.event(raw, &mut out);
@@ -228,7 +228,7 @@ impl AnswerGuard {
         let mut out = Vec::new();
         let skipping = self.splitter.skipping();
         let tail = self.splitter.take_pending();
-        if self.unread.is_some() {
+        if self.unread {
             return out;
         }
         if skipping {
@@ -249,7 +249,7 @@ impl AnswerGuard {
         let e = crate::errors::GatewayError::unread_answer(&self.policy.version, why);
         let (name, data) = crate::usage::provider_error(self.api, e.code, &e.message);
         out.extend(crate::sse::event_bytes(name, &data));
-        self.unread = Some(why.to_string());
+        self.unread = true;
     }
 
     fn event(&mut self, raw: &[u8], out: &mut Vec<u8>) {
@@ -262,7 +262,7 @@ impl AnswerGuard {
             // or bytes that are not UTF-8 (the parse stops before them).
             let data = ev.data.trim();
             let why = match &parsed {
-                _ if std::str::from_utf8(raw).is_err() => Some("it is not UTF-8".to_string()),
+                _ if ev.cut => Some("it is not UTF-8".to_string()),
                 Some(Err(e)) if !data.is_empty() && data != "[DONE]" => Some(e.to_string()),
                 _ => None,
             };
@@ -694,7 +694,7 @@ mod tests {
                 let err: Value = serde_json::from_str(last.trim_start_matches("data: ")).unwrap();
                 assert_eq!(err["error"]["code"], "answer_unreadable");
                 assert!(err["error"]["message"].as_str().unwrap().contains(why), "{err}");
-                assert!(g.unread.is_some());
+                assert!(g.unread);
             }
             if why == "given twice" {
                 continue;
@@ -703,7 +703,7 @@ mod tests {
             let mut g = guard(json!({"responses": "observe"}), Api::OpenAiChat);
             let out = run(&mut g, &stream, &[stream.len() * 3 / 4]);
             assert!(out.windows(bad.len()).any(|w| w == bad.as_slice()) && out.ends_with(b"data: [DONE]\n\n"), "{why}");
-            assert!(g.unread.is_none());
+            assert!(!g.unread);
         }
         // An Anthropic client gets the error event its SDK reads.
         let mut g = guard(redact.clone(), Api::AnthropicMessages);

@@ -62,7 +62,7 @@ impl Stored {
     pub fn keep(&self, p: &Plan, id: &str) {
         if let (true, Ok(mut m)) = (p.store, self.0.lock()) {
             if m.len() < 100_000 {
-                m.insert(id.to_string(), p.input + p.output - p.reasoning);
+                m.insert(id.to_string(), (p.input + p.output).saturating_sub(p.reasoning));
             }
         }
     }

@@ -119,11 +119,11 @@ impl TollgateHttp {
             return;
         }
         let id = match &self.reader {
-            Reader::Stream { tracker, .. } => tracker.summary().response_id,
-            _ => self.response_info.as_ref().and_then(|r| r.response_id.clone()),
+            Reader::Stream { tracker, .. } => tracker.response_id(),
+            _ => self.response_info.as_ref().and_then(|r| r.response_id.as_deref()),
         };
         let tokens = crate::context::carried(&rec.usage);
-        for id in id.iter().chain(chat.continues.iter()).filter(|id| !id.is_empty() && id.len() <= 256) {
+        for id in id.into_iter().chain(chat.continues.as_deref()).filter(|id| crate::context::usable(id)) {
             let _ = host::set_shared(&crate::context::slot_key(id), &crate::context::entry(id, tokens), None);
         }
     }

@@ -260,7 +260,7 @@ impl TollgateHttp {
     /// The code of why the client did not get the provider's answer
     /// (whole): replaced by an error, or a stream a redacting guard ended.
     pub(super) fn withheld(&self) -> Option<&'static str> {
-        let ended = self.answer_guard.as_ref().is_some_and(|g| g.unread.is_some());
+        let ended = self.answer_guard.as_ref().is_some_and(|g| g.unread);
         self.replaced.map(|r| r.1).or(ended.then_some(GatewayError::ANSWER_UNREADABLE))
     }
 
