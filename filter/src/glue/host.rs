@@ -4,7 +4,8 @@
 //! and unwrap UTF-8 on header maps; a panic kills the VM. Every call the
 //! request path makes on headers, bodies, properties and local replies goes
 //! through these raw ABI calls instead: bytes in, bytes out, errors ignored
-//! or returned, never a trap; so do shared data, metrics and the clock.
+//! or returned, never a trap; so do shared data, metrics, the clock and
+//! the plugin configuration.
 //! (Queues, timers, HTTP calls and logs stay with the SDK: Envoy answers
 //! them only with the statuses it handles.)
 
@@ -18,6 +19,7 @@ pub const CALL_RESPONSE_HEADERS: u32 = 6;
 pub const REQUEST_BODY: u32 = 0;
 pub const RESPONSE_BODY: u32 = 1;
 pub const CALL_RESPONSE_BODY: u32 = 4;
+pub const PLUGIN_CONFIGURATION: u32 = 7;
 
 const OK: u32 = 0;
 

@@ -78,7 +78,8 @@ fn node_id() -> String {
 
 impl RootContext for TollgateRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        // (Not the SDK's get_plugin_configuration: it unwraps the host's status.)
+        let bytes = host::buffer(host::PLUGIN_CONFIGURATION, 0, usize::MAX);
         let c = match Config::from_json(&bytes) {
             Ok(c) => c,
             Err(e) => {
