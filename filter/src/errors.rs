@@ -83,8 +83,17 @@ impl GatewayError {
     pub fn unknown_key(several: bool) -> Self {
         let mut e = Self::invalid_key();
         if several {
-            e.message = "The request carries several API keys (repeated Authorization headers, which Envoy joins with a comma): send one.".into();
+            e.message = "The request carries several API keys in one header (a repeated header, joined with a comma): send one.".into();
         }
+        e
+    }
+
+    /// Two different virtual keys in one request (say `Authorization` and
+    /// `x-api-key`): which one to charge is the client's to say, not ours to
+    /// guess.
+    pub fn two_keys() -> Self {
+        let mut e = Self::invalid_key();
+        e.message = "The request carries two different Tollgate virtual keys (in Authorization, x-api-key or x-goog-api-key): send one.".into();
         e
     }
 

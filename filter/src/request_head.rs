@@ -45,15 +45,15 @@ impl RequestHead {
                 b":path" => h.path = value(),
                 b":method" => h.method = value(),
                 b"authorization" => {
-                    h.authorization = Some(value());
+                    join(&mut h.authorization, value());
                     remove(&mut h);
                 }
                 b"x-api-key" => {
-                    h.x_api_key = Some(value());
+                    join(&mut h.x_api_key, value());
                     remove(&mut h);
                 }
                 b"x-goog-api-key" => {
-                    h.x_goog_api_key = Some(value());
+                    join(&mut h.x_goog_api_key, value());
                     remove(&mut h);
                 }
                 b"x-request-id" => h.request_id = Some(value()),
@@ -75,13 +75,7 @@ impl RequestHead {
                     remove(&mut h);
                 }
                 b"anthropic-version" => h.has_anthropic_version = true,
-                b"content-encoding" => match &mut h.content_encoding {
-                    Some(joined) => {
-                        joined.extend_from_slice(b", ");
-                        joined.extend(value());
-                    }
-                    None => h.content_encoding = Some(value()),
-                },
+                b"content-encoding" => join(&mut h.content_encoding, value()),
                 // The response must be readable (uncompressed) to count its usage.
                 b"accept-encoding" => remove(&mut h),
                 n if n == cluster_header.as_bytes() => remove(&mut h),
@@ -92,6 +86,38 @@ impl RequestHead {
     }
 }
 
+
+impl RequestHead {
+    /// Every key the request presents, in the order they are tried: the
+    /// bearer token of `authorization`, then `x-api-key`, then
+    /// `x-goog-api-key`, each trimmed, empty ones left out, each once. A
+    /// value that is not UTF-8 is an invalid key (never a panic).
+    pub fn keys(&self) -> Result<Vec<&str>, GatewayError> {
+        fn text(v: &Option<Vec<u8>>) -> Result<Option<&str>, GatewayError> {
+            v.as_deref().map(|b| std::str::from_utf8(b).map_err(|_| GatewayError::invalid_key())).transpose()
+        }
+        let bearer = crate::keys::presented_key(text(&self.authorization)?, None);
+        let mut keys: Vec<&str> = Vec::with_capacity(1);
+        for k in [bearer, text(&self.x_api_key)?, text(&self.x_goog_api_key)?].into_iter().flatten() {
+            let k = k.trim();
+            if !k.is_empty() && !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        Ok(keys)
+    }
+}
+/// A header given more than once, as Envoy joins an inline one (with a
+/// comma): a key given twice is then no key, and refused as several.
+fn join(slot: &mut Option<Vec<u8>>, value: Vec<u8>) {
+    match slot {
+        Some(joined) => {
+            joined.extend_from_slice(b", ");
+            joined.extend(value);
+        }
+        None => *slot = Some(value),
+    }
+}
 
 /// A tag header's value: trimmed, at most 128 visible ASCII characters.
 fn tag_value(v: Option<Vec<u8>>) -> Result<Option<String>, ()> {

@@ -371,6 +371,38 @@ def test_two_authorization_headers_are_refused_as_several_keys(stack):
     assert err["code"] == "invalid_api_key" and "several API keys" in err["message"] and SEARCH_KEY not in err["message"]
 
 
+def test_two_different_virtual_keys_in_one_request_are_refused_not_guessed(client):
+    """Authorization and x-api-key (or x-goog-api-key) naming two different
+    virtual keys: before, the bearer key was charged and the other ignored.
+    Now a 401 says so. The same key twice is one key, and a header that
+    holds no virtual key (a provider key left in the client's environment)
+    is dropped as before, never sent upstream."""
+    from conftest import LABS_KEY
+    for other in ({"x-api-key": LABS_KEY}, {"x-goog-api-key": f"{LABS_KEY} "}):
+        r = client.chat("openai/gpt-5.4", headers=other)
+        assert r.status_code == 401, (other, r.text)
+        err = error_of(r)
+        assert err["code"] == "invalid_api_key" and "two different" in err["message"]
+        assert SEARCH_KEY not in r.text and LABS_KEY not in r.text
+    r = client.chat("openai/gpt-5.4", headers={"x-api-key": SEARCH_KEY})
+    assert r.status_code == 200, r.text
+    assert client.record(r.headers["x-tollgate-request-id"])["team"] == "search"
+    r = client.chat("openai/gpt-5.4", headers={"x-api-key": "sk-ant-api03-not-a-virtual-key"})
+    assert r.status_code == 200, r.text
+    assert client.record(r.headers["x-tollgate-request-id"])["team"] == "search"
+    # x-api-key given twice (not an inline header, so Envoy keeps both): one
+    # value joined with a comma, refused as several keys, never the last one.
+    body = json.dumps({"model": "anthropic/claude-sonnet-4-6", "max_tokens": 16,
+                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+    req = (b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nanthropic-version: 2023-06-01\r\n"
+           + f"x-api-key: {SEARCH_KEY}\r\nx-api-key: {LABS_KEY}\r\n".encode()
+           + f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body)
+    resp = raw_http(client.stack.envoy.listen_port, req)
+    assert status_of(resp) == 401, resp[:300]
+    err = json.loads(resp.split(b"\r\n\r\n", 1)[1])["error"]
+    assert "several API keys" in err["message"] and SEARCH_KEY not in err["message"] and LABS_KEY not in err["message"]
+
+
 def test_a_compressed_request_is_read_priced_and_sent_on_decoded(client):
     """A client may gzip its request (before: 400 "not valid JSON" at column 1).
     The filter reads it decoded and sends the decoded body on, without the

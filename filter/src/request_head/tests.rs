@@ -80,3 +80,21 @@ fn tags_are_short_printable_ascii_or_refused() {
     let err = read(&[("x-tollgate-prompt-version", b"\x1b[31m")]).prompt_version().expect_err("a control byte");
     assert!(err.body().contains("x-tollgate-prompt-version"), "the error names the header: {}", err.body());
 }
+
+#[test]
+fn every_key_a_request_presents_is_listed_once_in_the_order_tried() {
+    let keys = |pairs: &[(&str, &[u8])]| read(pairs).keys().map(|k| k.into_iter().map(str::to_string).collect::<Vec<_>>());
+    assert_eq!(keys(&[]).unwrap(), Vec::<String>::new());
+    assert_eq!(
+        keys(&[("x-goog-api-key", b"g"), ("x-api-key", b" a "), ("authorization", b"Bearer  b ")]).unwrap(),
+        ["b", "a", "g"]
+    );
+    // The same key in two headers is one key; a non-bearer scheme and empty values are none.
+    assert_eq!(keys(&[("authorization", b"Bearer a"), ("x-api-key", b"a")]).unwrap(), ["a"]);
+    assert_eq!(keys(&[("authorization", b"Basic YTpi"), ("x-api-key", b" "), ("x-goog-api-key", b"g")]).unwrap(), ["g"]);
+    // A header given twice is one value joined with a comma: never a known key.
+    assert_eq!(keys(&[("x-api-key", b"a"), ("x-api-key", b"b")]).unwrap(), ["a, b"]);
+    // Bytes that are not UTF-8 in any key header: an invalid key, never a panic.
+    let e = keys(&[("authorization", b"Bearer a"), ("x-goog-api-key", b"\xff")]).unwrap_err();
+    assert_eq!((e.status, e.code), (401, "invalid_api_key"));
+}

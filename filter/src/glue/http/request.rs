@@ -12,38 +12,40 @@ use crate::admission::Decision;
 use crate::budget::Amount;
 use crate::config::{Config, KeyInfo, OtherPaths};
 use crate::errors::GatewayError;
-use crate::keys::{hash_key, key_ref, presented_key};
+use crate::keys::{hash_key, key_ref};
 use crate::record::BudgetDecision;
 use crate::request::{classify_path, Api, Endpoint};
 use crate::route;
 
 impl TollgateHttp {
     pub(super) fn authenticate(&mut self, cfg: &Config) -> Result<Rc<KeyInfo>, GatewayError> {
-        fn text(v: &Option<Vec<u8>>) -> Result<Option<&str>, GatewayError> {
-            v.as_deref().map(|b| std::str::from_utf8(b).map_err(|_| GatewayError::invalid_key())).transpose()
-        }
-        let auth = text(&self.headers.authorization)?;
-        let xkey = text(&self.headers.x_api_key)?.or(text(&self.headers.x_goog_api_key)?);
+        let mut keys = self.headers.keys()?;
         // Gemini's REST convention `?key=`, on Gemini's native paths only;
         // never sent upstream (request::upstream_query).
-        let xkey = xkey.or_else(|| crate::request::query_key(&self.path).filter(|_| crate::gemini::path_model(&self.path).is_some()));
-        let presented = presented_key(auth, xkey).ok_or_else(GatewayError::missing_key)?;
-        let hash = hash_key(presented);
-        if let Some(k) = cfg.key_by_hash(&hash) {
-            return Ok(k.clone());
+        if keys.is_empty() {
+            keys.extend(crate::request::query_key(&self.path).filter(|_| crate::gemini::path_model(&self.path).is_some()));
+        }
+        let (&presented, others) = keys.split_first().ok_or_else(GatewayError::missing_key)?;
+        let resolve = |k: &str| {
+            let hash = hash_key(k);
+            cfg.key_by_hash(&hash).cloned().or_else(|| cfg.control.as_ref().and_then(|_| shared_key(&hash)))
+        };
+        if let Some(k) = resolve(presented) {
+            // A second header naming another known key: refused, not guessed.
+            // One that is no virtual key (a provider key left in the client's
+            // environment) is dropped with the other key headers.
+            if others.iter().any(|o| resolve(o).is_some_and(|ok| ok.key_hash != k.key_hash)) {
+                return Err(GatewayError::two_keys());
+            }
+            return Ok(k);
         }
         // Several keys (a repeated Authorization header Envoy joined with a comma)?
         let several = presented.contains(',');
-        if cfg.control.is_some() {
-            if let Some(k) = shared_key(&hash) {
-                return Ok(k);
-            }
-            // Until this Envoy holds every key the control service has (just
-            // started, or the service is unreachable since), an unknown key
-            // may be a valid one not loaded yet: retryable, not "invalid".
-            if !self.state().is_some_and(|m| m.keys_synced) {
-                return Err(GatewayError::keys_loading());
-            }
+        // Until this Envoy holds every key the control service has (just
+        // started, or the service is unreachable since), an unknown key
+        // may be a valid one not loaded yet: retryable, not "invalid".
+        if cfg.control.is_some() && !self.state().is_some_and(|m| m.keys_synced) {
+            return Err(GatewayError::keys_loading());
         }
         Err(GatewayError::unknown_key(several))
     }
