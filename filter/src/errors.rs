@@ -114,6 +114,16 @@ impl GatewayError {
         Self::new(404, "not_found_error", "unknown_endpoint", message.into())
     }
 
+    /// A path that names an endpoint only once normalised
+    /// ([`crate::request::Endpoint::Disguised`]). The path is not echoed:
+    /// it is the client's text.
+    pub fn disguised_path() -> Self {
+        Self::bad_request(
+            "invalid_path",
+            "The request path names a Tollgate endpoint only once normalised (repeated or dot segments, escapes, ';' parameters, backslashes or capitals): send it as written in the API reference, e.g. /v1/chat/completions.",
+        )
+    }
+
     /// 404 for `GET /v1/models/{id}`: not a model this key may use here.
     pub fn no_such_model(model: &str) -> Self {
         let shown = crate::text::clean_field(model, 256);

@@ -24,13 +24,25 @@ pub enum Endpoint {
     /// `POST /v1/messages/count_tokens`: Anthropic's token counting, free,
     /// passed to the provider that would serve the messages request.
     CountTokens,
+    /// A path that is none of these as written but one of them once a
+    /// server normalises it (`//`, `.`/`..` segments, percent escapes,
+    /// `;params`, backslashes, letter case): refused, so that with
+    /// `other_paths: pass` a provider that normalises paths cannot be
+    /// reached around the key check and the accounting.
+    Disguised,
     Other,
 }
 
 /// Classifies a `:path` (the query string is ignored).
 pub fn classify_path(path: &str) -> Endpoint {
     let p = path.split(['?', '#']).next().unwrap_or("");
-    let p = p.strip_suffix('/').unwrap_or(p);
+    match exact_endpoint(p.strip_suffix('/').unwrap_or(p)) {
+        Endpoint::Other if path::disguises_endpoint(p, exact_endpoint) => Endpoint::Disguised,
+        e => e,
+    }
+}
+
+fn exact_endpoint(p: &str) -> Endpoint {
     match p {
         "/v1/chat/completions" | "/chat/completions" => Endpoint::Chat(Api::OpenAiChat),
         "/v1/messages" => Endpoint::Chat(Api::AnthropicMessages),
@@ -593,5 +605,6 @@ impl ParsedBody<'_> {
     }
 }
 
+mod path;
 #[cfg(test)]
 mod tests;

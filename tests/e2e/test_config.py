@@ -4,6 +4,7 @@ work; optional behaviours (other_paths, cost_headers) do what they say."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import subprocess
 import time
@@ -138,6 +139,32 @@ def test_other_paths_pass_through_when_configured(pass_stack):
     # No route picks a cluster for it (and the client cannot): Envoy's own 404/503, not Tollgate's.
     assert r.status_code in (404, 503)
     assert "x-mock-host" not in r.headers
+
+
+def test_a_path_that_names_a_chat_endpoint_only_once_normalised_is_refused_not_passed(pass_stack):
+    """With `other_paths: pass`, "/v1//chat/completions" and the like were
+    passed untouched, with no key check and no accounting; a provider
+    behind a server that merges slashes or decodes escapes would serve them
+    as chat. Now they are refused before anything is sent, whichever key."""
+    body = {"model": "openai/gpt-5.4", "messages": [{"role": "user", "content": "hi"}]}
+    for path in ("/v1//chat/completions", "/v1/./chat/completions", "/v1/chat%2Fcompletions", "/V1/chat/completions",
+                 "/v1/chat/completions;x=1", "/v1/messages//", "/v1beta/models/gemini-2.5-flash%3AgenerateContent"):
+        for key in (None, SEARCH_KEY):
+            h = {"x-tollgate-cluster": "openai"} | ({"authorization": f"Bearer {key}"} if key else {})
+            # http.client sends the path as written (requests would remove the dot segments).
+            conn = http.client.HTTPConnection("127.0.0.1", pass_stack.envoy.listen_port, timeout=10)
+            conn.request("POST", path, body=json.dumps(body), headers=h | {"content-type": "application/json"})
+            r = conn.getresponse()
+            text = r.read().decode()
+            conn.close()
+            assert r.status == 400, (path, r.status, text)
+            err = json.loads(text)["error"]
+            assert err["code"] == "invalid_path" and "/v1/chat/completions" in err["message"], (path, text)
+            assert r.getheader("x-mock-host") is None
+    # The endpoints as written, and a real other path, are what they were.
+    assert Client(pass_stack).chat("openai/gpt-5.4").status_code == 200
+    r = requests.get(pass_stack.url + "/v1/chat/completions/chatcmpl-1/messages", timeout=10)
+    assert r.status_code in (404, 503) and "x-mock-host" not in r.headers
 
 
 def test_without_cost_headers_the_response_is_not_held_but_still_priced(pass_stack):

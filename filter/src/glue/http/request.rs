@@ -56,6 +56,9 @@ impl TollgateHttp {
         };
         self.path = path.clone();
         let endpoint = classify_path(&path);
+        if endpoint == Endpoint::Disguised {
+            return self.reject(GatewayError::disguised_path());
+        }
         if endpoint == Endpoint::Other {
             return match cfg.other_paths {
                 OtherPaths::Pass => {
@@ -104,7 +107,7 @@ impl TollgateHttp {
                 self.counting = true;
                 Api::AnthropicMessages
             }
-            Endpoint::Models | Endpoint::Model | Endpoint::Other => return Action::Continue,
+            Endpoint::Models | Endpoint::Model | Endpoint::Disguised | Endpoint::Other => return Action::Continue,
         };
         self.api = Some(api);
         if method != b"POST" {
