@@ -322,7 +322,7 @@ fn error_body_with(dialect: Dialect, status: u16, message: &str, param: Option<&
         }
         _ => {
             let (t, default_code) = match status {
-                400 => ("invalid_request_error", Value::Null),
+                400 | 404 => ("invalid_request_error", Value::Null),
                 401 => ("invalid_request_error", json!("invalid_api_key")),
                 429 => ("requests", json!("rate_limit_exceeded")),
                 _ => ("server_error", Value::Null),

@@ -77,6 +77,15 @@
 //!   `output_config` until they did. Thinking's rules: `thinking.rs`.
 //! - DeepSeek documents no refusal of unknown members: the mock accepts them,
 //!   but checks types like OpenAI.
+//! - A model the provider does not have. Anthropic: `404 not_found_error
+//!   "model: <name>"` (anthropics/anthropic-sdk-typescript#690 for
+//!   `invalid-model`, anthropics/claude-code#5349 for `sonnet4`, real
+//!   response bodies); its models are all named `claude-…`. OpenAI: `404
+//!   invalid_request_error "The model `<name>` does not exist or you do not
+//!   have access to it."`, `code` `model_not_found`. The mock knows no
+//!   model list, so it refuses what no provider names a model: a name with
+//!   a `/` or white space (a gateway that left its `provider/` prefix on),
+//!   and for Anthropic one not starting `claude-`.
 
 use serde_json::{Map, Value};
 
@@ -401,6 +410,13 @@ fn anthropic_members(req: &Map<String, Value>, params: &[&str], beta: &[&str]) -
 }
 
 /// Checks a token count's body as Anthropic would.
+/// Whether `model` could be one of the provider's model names (see the
+/// module's sources).
+pub fn known_model_name(dialect: Dialect, model: &str) -> bool {
+    let plain = !model.contains('/') && !model.chars().any(char::is_whitespace);
+    plain && (dialect != Dialect::Anthropic || model.starts_with("claude-"))
+}
+
 pub fn check_count_tokens(req: &Map<String, Value>, beta: bool) -> Result<(), Refusal> {
     anthropic_members(req, COUNT_TOKENS_PARAMS, if beta { COUNT_TOKENS_BETA_PARAMS } else { &[] })?;
     for field in ["model", "messages"] {
@@ -417,6 +433,19 @@ pub fn check_count_tokens(req: &Map<String, Value>, beta: bool) -> Result<(), Re
 /// Checks a request body as the provider would.
 /// `beta`: the request's `anthropic-beta` header, if any.
 pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: Option<&str>) -> Result<(), Refusal> {
+    if let Some(model) = req.get("model").and_then(Value::as_str).filter(|m| !m.is_empty()) {
+        if !known_model_name(dialect, model) {
+            return Err(match dialect {
+                Dialect::Anthropic => refuse(404, format!("model: {model}"), None, None),
+                _ => refuse(
+                    404,
+                    format!("The model `{model}` does not exist or you do not have access to it."),
+                    None,
+                    Some("model_not_found"),
+                ),
+            });
+        }
+    }
     match dialect {
         Dialect::Anthropic => {
             anthropic_members(req, ANTHROPIC_PARAMS, if beta.is_some() { ANTHROPIC_BETA_PARAMS } else { &[] })?;
@@ -524,31 +553,31 @@ mod tests {
     #[test]
     fn anthropic_cache_control_rules() {
         let cc = json!({"type": "ephemeral"});
-        let five = json!({"model": "m", "max_tokens": 1, "system": [{"type": "text", "text": "s", "cache_control": cc}],
+        let five = json!({"model": "claude-m", "max_tokens": 1, "system": [{"type": "text", "text": "s", "cache_control": cc}],
             "tools": [{"name": "t", "input_schema": {}, "cache_control": cc}],
             "messages": [{"role": "user", "content": [{"type": "text", "text": "a", "cache_control": cc},
                                                       {"type": "text", "text": "b", "cache_control": cc},
                                                       {"type": "text", "text": "c", "cache_control": cc}]}]});
         assert_eq!(cache_breakpoints(&obj(five.clone())).len(), 5);
         assert!(check(Dialect::Anthropic, &obj(five), None).unwrap_err().message.contains("A maximum of 4 blocks with cache_control"));
-        let bad_ttl = json!({"model": "m", "max_tokens": 1, "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1d"}}],
+        let bad_ttl = json!({"model": "claude-m", "max_tokens": 1, "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1d"}}],
             "messages": []});
         assert!(check(Dialect::Anthropic, &obj(bad_ttl), None).is_err());
-        let ok = json!({"model": "m", "max_tokens": 1, "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+        let ok = json!({"model": "claude-m", "max_tokens": 1, "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
             "messages": [{"role": "user", "content": "hi"}]});
         assert!(check(Dialect::Anthropic, &obj(ok), None).is_ok());
     }
 
     #[test]
     fn anthropic_refuses_what_the_real_api_refuses() {
-        let ok = json!({"model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], "stream": true});
+        let ok = json!({"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], "stream": true});
         assert!(check(Dialect::Anthropic, &obj(ok), None).is_ok());
-        let bad = json!({"model": "claude", "max_tokens": 5, "messages": [], "stream": true, "stream_options": {"include_usage": true}});
+        let bad = json!({"model": "claude-x", "max_tokens": 5, "messages": [], "stream": true, "stream_options": {"include_usage": true}});
         let e = check(Dialect::Anthropic, &obj(bad), None).err().unwrap();
         assert_eq!(e.message, "stream_options: Extra inputs are not permitted");
-        let e = check(Dialect::Anthropic, &obj(json!({"model": "c", "messages": []})), None).err().unwrap();
+        let e = check(Dialect::Anthropic, &obj(json!({"model": "claude-c", "messages": []})), None).err().unwrap();
         assert_eq!(e.message, "max_tokens: Field required");
-        let cm = json!({"model": "c", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}], "context_management": {}});
+        let cm = json!({"model": "claude-c", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}], "context_management": {}});
         assert!(check(Dialect::Anthropic, &obj(cm.clone()), None).is_err());
         assert!(check(Dialect::Anthropic, &obj(cm), Some("x")).is_ok());
     }
@@ -575,7 +604,7 @@ mod tests {
 
     #[test]
     fn empty_messages_are_refused_as_each_api_does() {
-        let anthropic = |messages: Value| check(Dialect::Anthropic, &obj(json!({"model": "c", "max_tokens": 5, "messages": messages})), None).err().map(|e| e.message);
+        let anthropic = |messages: Value| check(Dialect::Anthropic, &obj(json!({"model": "claude-c", "max_tokens": 5, "messages": messages})), None).err().map(|e| e.message);
         assert_eq!(anthropic(json!([])).as_deref(), Some("messages: at least one message is required"));
         assert_eq!(anthropic(json!([{"role": "user", "content": [{"type": "text", "text": ""}]}])).as_deref(), Some("messages: text content blocks must be non-empty"));
         let not_last = "messages.0: all messages must have non-empty content except for the optional final assistant message";
@@ -583,7 +612,7 @@ mod tests {
         assert_eq!(anthropic(json!([{"role": "assistant", "content": []}, {"role": "user", "content": "q"}])).as_deref(), Some(not_last));
         assert_eq!(anthropic(json!([{"role": "user", "content": ""}])).as_deref(), Some(not_last), "a last user message too");
         assert_eq!(anthropic(json!([{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}])), None, "the final assistant prefill may be empty");
-        let openai = |messages: Value| check(Dialect::OpenAi, &obj(json!({"model": "m", "messages": messages})), None).err().map(|e| (e.message, e.param, e.code));
+        let openai = |messages: Value| check(Dialect::OpenAi, &obj(json!({"model": "claude-m", "messages": messages})), None).err().map(|e| (e.message, e.param, e.code));
         let empty = "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.";
         assert_eq!(openai(json!([])), Some((empty.to_string(), Some("messages".to_string()), Some("empty_array"))));
         assert_eq!(openai(json!([{"role": "user", "content": ""}])), None);
@@ -591,15 +620,15 @@ mod tests {
 
     #[test]
     fn openai_refuses_unknown_arguments_and_wrong_types() {
-        let e = check(Dialect::OpenAi, &obj(json!({"model": "m", "messages": [], "foo": 1})), None).err().unwrap();
+        let e = check(Dialect::OpenAi, &obj(json!({"model": "claude-m", "messages": [], "foo": 1})), None).err().unwrap();
         assert_eq!(e.message, "Unrecognized request argument supplied: foo");
-        let e = check(Dialect::OpenAi, &obj(json!({"model": "m", "messages": [], "max_tokens": "5"})), None).err().unwrap();
+        let e = check(Dialect::OpenAi, &obj(json!({"model": "claude-m", "messages": [], "max_tokens": "5"})), None).err().unwrap();
         assert_eq!(e.message, "Invalid type for 'max_tokens': expected an integer, but got a string instead.");
-        let e = check(Dialect::OpenAi, &obj(json!({"model": "m", "messages": [], "stream_options": {"include_usage": true}})), None)
+        let e = check(Dialect::OpenAi, &obj(json!({"model": "claude-m", "messages": [], "stream_options": {"include_usage": true}})), None)
             .err()
             .unwrap();
         assert_eq!(e.param.as_deref(), Some("stream_options"));
-        assert!(check(Dialect::DeepSeek, &obj(json!({"model": "m", "messages": [], "foo": 1})), None).is_ok());
+        assert!(check(Dialect::DeepSeek, &obj(json!({"model": "claude-m", "messages": [], "foo": 1})), None).is_ok());
     }
 
     #[test]
@@ -683,7 +712,7 @@ mod tests {
     #[test]
     fn anthropic_refuses_an_empty_tool_result_marked_as_an_error() {
         let turn = |result: Value| {
-            let body = json!({"model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"},
+            let body = json!({"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"},
                 {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
                 {"role": "user", "content": [result]}]});
             check(Dialect::Anthropic, &obj(body), None).err().map(|e| e.message)
@@ -693,5 +722,19 @@ mod tests {
         assert_eq!(turn(json!({"type": "tool_result", "tool_use_id": "t", "is_error": true})).as_deref(), Some(msg));
         assert_eq!(turn(json!({"type": "tool_result", "tool_use_id": "t", "content": ""})), None);
         assert_eq!(turn(json!({"type": "tool_result", "tool_use_id": "t", "is_error": true, "content": "boom"})), None);
+    }
+
+    #[test]
+    fn a_model_no_provider_names_so_is_not_found() {
+        let body = |m: &str| obj(json!({"model": m, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}));
+        let r = check(Dialect::Anthropic, &body("anthropic/claude-sonnet-4-6"), None).unwrap_err();
+        assert_eq!((r.status, r.message.as_str()), (404, "model: anthropic/claude-sonnet-4-6"));
+        assert_eq!(check(Dialect::Anthropic, &body("sonnet4"), None).unwrap_err().status, 404);
+        assert!(check(Dialect::Anthropic, &body("claude-sonnet-4-6"), None).is_ok());
+        let r = check(Dialect::OpenAi, &body("openai/gpt-5.4"), None).unwrap_err();
+        assert_eq!((r.status, r.code), (404, Some("model_not_found")));
+        assert_eq!(check(Dialect::DeepSeek, &body("deepseek-chat "), None).unwrap_err().status, 404);
+        let chat = obj(json!({"model": "gpt-5.4", "messages": [{"role": "user", "content": "hi"}]}));
+        assert!(check(Dialect::OpenAi, &chat, None).is_ok());
     }
 }
