@@ -4,8 +4,8 @@
 //! The ledger (`ledger/`) writes its flows once against [`Db`] and [`Tx`],
 //! in the SQL both SQLite (≥ 3.35) and PostgreSQL accept: `?N` placeholders
 //! (PostgreSQL's `$N` are substituted by its backend), `ON CONFLICT … DO`,
-//! `RETURNING`, `CAST(SUM(…) AS BIGINT)` (PostgreSQL's SUM of BIGINT is
-//! NUMERIC), `CASE` instead of two-argument `MAX`/`GREATEST`. A backend
+//! `RETURNING`, [`sum`] for money and tokens (SUM saturating; PostgreSQL's
+//! SUM of BIGINT is NUMERIC, so counts are `CAST(SUM(…) AS BIGINT)`), `CASE` instead of two-argument `MAX`/`GREATEST`. A backend
 //! (`sqlite.rs`, `postgres.rs`) holds only its connection handling, its
 //! locks and its schema migrations (`migrations/<dialect>/`).
 
@@ -17,6 +17,25 @@ pub enum Arg<'a> {
     Null,
     Int(i64),
     Text(&'a str),
+}
+
+/// `SUM(expr)` of BIGINT values as a BIGINT, in the SQL of both dialects,
+/// saturating instead of failing. SQLite's SUM of integers raises "integer
+/// overflow" and PostgreSQL's CAST of a NUMERIC past BIGINT fails, so a
+/// report or a budget recount over enough records at the bounds a record
+/// may carry (9,224 records of $1 billion, a filter-token holder's or a
+/// provider's doing) failed for good. The sum is taken in millions and
+/// units (each part far from overflow for any number of rows a database
+/// holds), exact up to ±9,223,372,036,853,999,999 and saturating beyond.
+/// A single expression: each backend computes each SUM once.
+pub fn sum(expr: &str) -> String {
+    let hi = format!("CAST(COALESCE(SUM(({expr}) / 1000000), 0) AS BIGINT)");
+    let lo = format!("CAST(COALESCE(SUM(({expr}) % 1000000), 0) AS BIGINT)");
+    let m = format!("({hi} + {lo} / 1000000)");
+    format!(
+        "(CASE WHEN {m} >= 9223372036854 THEN 9223372036854775807 WHEN {m} <= -9223372036854 THEN -9223372036854775807 \
+         ELSE {m} * 1000000 + {lo} % 1000000 END)"
+    )
 }
 
 /// Numbers above `i64::MAX` are stored as `i64::MAX` (every count is

@@ -140,11 +140,15 @@ pub struct Mover {
 pub fn movers(dim: Dim, current: &[ReportRow], previous: &[ReportRow], top: usize) -> Vec<Mover> {
     use std::collections::BTreeMap;
     let mut m: BTreeMap<Option<String>, (u64, u64)> = BTreeMap::new();
+    // Saturating: each row's sum is at most i64::MAX (db::sum), and a
+    // bucketed report has many rows per value.
     for r in previous {
-        m.entry(r.group.first().cloned().flatten()).or_default().0 += r.cost_micros;
+        let e = m.entry(r.group.first().cloned().flatten()).or_default();
+        e.0 = e.0.saturating_add(r.cost_micros);
     }
     for r in current {
-        m.entry(r.group.first().cloned().flatten()).or_default().1 += r.cost_micros;
+        let e = m.entry(r.group.first().cloned().flatten()).or_default();
+        e.1 = e.1.saturating_add(r.cost_micros);
     }
     let mut out: Vec<Mover> = m
         .into_iter()

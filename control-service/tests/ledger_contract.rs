@@ -1184,6 +1184,46 @@ fn sums_saturate_instead_of_failing(s: Arc<dyn Store>) {
     s.ingest("n", &[rec("s2", "t", big, 0, 0)], None, NOW).unwrap();
     assert_eq!(s.used(ScopeType::Team, "t", start).unwrap().micros, i64::MAX as u64);
     assert_eq!(s.ingest("n", &[rec("s3", "t", 1, 0, 0)], None, NOW).unwrap().accepted, 1, "later records still count");
+    // Reports, and the recount a budget change runs, sum in SQL: they
+    // saturate too. Before, SQLite's SUM raised "integer overflow" and
+    // PostgreSQL's CAST "bigint out of range", for good.
+    let scope = Some((ScopeType::Team, "t".to_string()));
+    let t = s.spend(&SpendFilter { scope: scope.clone(), ..Default::default() }).unwrap();
+    assert_eq!((t.requests, t.cost_micros), (3, i64::MAX as u64));
+    s.put_budget(&budget("t", 2000), NOW).unwrap();
+    assert_eq!(s.used(ScopeType::Team, "t", start).unwrap().micros, i64::MAX as u64, "recounted, saturated");
+    // Exact below the bound, tokens as well as money, with the parts in
+    // millions and units both carrying.
+    let (a, b) = (4_000_000_000_000_999_999u64, 5_000_000_000_000_999_999u64);
+    s.ingest("n", &[rec("e1", "u", a, 999_999, 1), rec("e2", "u", b, 2_000_001, 0)], None, NOW).unwrap();
+    let t = s.spend(&SpendFilter { scope: Some((ScopeType::Team, "u".into())), ..Default::default() }).unwrap();
+    assert_eq!((t.cost_micros, t.input_tokens, t.output_tokens), (a + b, 3_000_000, 1));
+    s.put_budget(&budget("u", 1), NOW).unwrap();
+    let u = s.used(ScopeType::Team, "u", start).unwrap();
+    assert_eq!((u.micros, u.tokens), (a + b, 3_000_001));
+    // A grouped report: each team's row its own sum, one saturated, one exact.
+    let rows = s
+        .report(&tollgate_control::reports::ReportQuery {
+            group_by: vec![tollgate_control::reports::Dim::Team],
+            bucket: None,
+            from_ms: 0,
+            to_ms: i64::MAX as u64,
+            filters: vec![],
+            top: None,
+        })
+        .unwrap();
+    let by: BTreeMap<_, _> = rows.iter().map(|r| (r.group[0].clone().unwrap_or_default(), r.cost_micros)).collect();
+    assert_eq!((by["t"], by["u"]), (i64::MAX as u64, a + b));
+    // Records the service accepts (each at most MAX_COST_MICROS, $1 billion)
+    // reach the bound too: 9,224 of them.
+    use tollgate_protocol::record::MAX_COST_MICROS;
+    for batch in 0..10 {
+        let recs: Vec<UsageRecord> = (0..1000).map(|i| rec(&format!("v{batch}-{i}"), "v", MAX_COST_MICROS, 0, 0)).collect();
+        assert!(recs.iter().all(|r| r.validate().is_ok()));
+        s.ingest("n", &recs, None, NOW).unwrap();
+    }
+    let t = s.spend(&SpendFilter { scope: Some((ScopeType::Team, "v".into())), ..Default::default() }).unwrap();
+    assert_eq!((t.requests, t.cost_micros), (10_000, i64::MAX as u64));
 }
 
 fn key_changes_replay_to_the_live_key_set(s: Arc<dyn Store>) {

@@ -7,7 +7,7 @@
 use tollgate_protocol::guard::{GuardrailsDoc, PolicyDoc};
 use tollgate_protocol::record::UsageRecord;
 
-use crate::db::{insert_rows, int, Arg, Tx};
+use crate::db::{insert_rows, int, sum, Arg, Tx};
 use crate::store::*;
 
 /// The findings of the records stored just now: a few multi-row
@@ -64,8 +64,9 @@ fn filter<'a>(q: &'a AuditQuery) -> (String, Vec<Arg<'a>>) {
 pub fn summary(tx: &mut dyn Tx, q: &AuditQuery) -> Result<Vec<AuditSum>> {
     let (wh, args) = filter(q);
     let sql = format!(
-        "SELECT team, provider, direction, class, action, COUNT(*), CAST(COALESCE(SUM(count),0) AS BIGINT) FROM guard_findings{wh}
-         GROUP BY team, provider, direction, class, action ORDER BY 6 DESC, 1, 2, 3, 4, 5"
+        "SELECT team, provider, direction, class, action, COUNT(*), {} FROM guard_findings{wh}
+         GROUP BY team, provider, direction, class, action ORDER BY 6 DESC, 1, 2, 3, 4, 5",
+        sum("count")
     );
     tx.query(&sql, &args)?
         .iter()

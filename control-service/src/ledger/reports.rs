@@ -2,7 +2,7 @@
 
 use tollgate_protocol::state::ScopeType;
 
-use crate::db::{int, Arg, Tx};
+use crate::db::{int, sum, Arg, Tx};
 use crate::reports::{Dim, ReportQuery, ReportRow};
 use crate::store::*;
 
@@ -51,13 +51,17 @@ pub fn report(tx: &mut dyn Tx, q: &ReportQuery) -> Result<Vec<ReportRow>> {
         None => select.push("CAST(NULL AS BIGINT)".into()),
     }
     let mut sql = format!(
-        "SELECT {}, COUNT(*), CAST(COALESCE(SUM(input_tokens),0) AS BIGINT), CAST(COALESCE(SUM(cached_input_tokens),0) AS BIGINT),
-                CAST(COALESCE(SUM(output_tokens),0) AS BIGINT), CAST(COALESCE(SUM(cost_micros),0) AS BIGINT),
+        "SELECT {}, COUNT(*), {}, {}, {}, {},
                 CAST(COALESCE(SUM(CASE WHEN outcome IN ('provider_error','upstream_cut') THEN 1 ELSE 0 END),0) AS BIGINT),
-                CAST(COALESCE(SUM(CASE WHEN status = 429 THEN 1 ELSE 0 END),0) AS BIGINT),
-                CAST(COALESCE(SUM(cache_reported_input_tokens),0) AS BIGINT), CAST(COALESCE(SUM(cache_savings_micros),0) AS BIGINT)
+                CAST(COALESCE(SUM(CASE WHEN status = 429 THEN 1 ELSE 0 END),0) AS BIGINT), {}, {}
          FROM usage WHERE ts_ms >= ?1 AND ts_ms < ?2",
-        select.join(", ")
+        select.join(", "),
+        sum("input_tokens"),
+        sum("cached_input_tokens"),
+        sum("output_tokens"),
+        sum("cost_micros"),
+        sum("cache_reported_input_tokens"),
+        sum("cache_savings_micros"),
     );
     let mut args: Vec<Arg<'_>> = vec![int(q.from_ms), int(q.to_ms)];
     for (d, v) in &q.filters {
