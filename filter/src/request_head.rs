@@ -107,6 +107,25 @@ impl RequestHead {
         Ok(keys)
     }
 }
+/// The key a request is charged to, from the keys it presents (in the
+/// order of [`RequestHead::keys`]) and a lookup of the known ones: the
+/// first, when it is known and no other names a different known key (which
+/// one pays is the client's to say, not ours to guess). A key that is no
+/// virtual key (a provider key left in the client's environment) is no
+/// conflict. `Ok(None)`: the first is not a known key.
+pub fn charged_key<K>(
+    keys: &[&str],
+    resolve: impl Fn(&str) -> Option<K>,
+    same: impl Fn(&K, &K) -> bool,
+) -> Result<Option<K>, GatewayError> {
+    let (&first, others) = keys.split_first().ok_or_else(GatewayError::missing_key)?;
+    let Some(k) = resolve(first) else { return Ok(None) };
+    if others.iter().any(|o| resolve(o).is_some_and(|other| !same(&other, &k))) {
+        return Err(GatewayError::two_keys());
+    }
+    Ok(Some(k))
+}
+
 /// A header given more than once, as Envoy joins an inline one (with a
 /// comma): a key given twice is then no key, and refused as several.
 fn join(slot: &mut Option<Vec<u8>>, value: Vec<u8>) {

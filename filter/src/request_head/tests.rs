@@ -98,3 +98,21 @@ fn every_key_a_request_presents_is_listed_once_in_the_order_tried() {
     let e = keys(&[("authorization", b"Bearer a"), ("x-goog-api-key", b"\xff")]).unwrap_err();
     assert_eq!((e.status, e.code), (401, "invalid_api_key"));
 }
+
+#[test]
+fn the_first_key_pays_unless_another_header_names_a_different_known_key() {
+    let known = |k: &str| match k {
+        "a" | "a2" => Some("team-a"), // two keys of one record cannot happen; same() decides
+        "b" => Some("team-b"),
+        _ => None,
+    };
+    let charged = |keys: &[&str]| charged_key(keys, known, |x, y| x == y).map_err(|e| (e.status, e.message));
+    assert_eq!(charged(&["a"]), Ok(Some("team-a")));
+    assert_eq!(charged(&["a", "sk-ant-provider-key"]), Ok(Some("team-a")), "no virtual key: no conflict");
+    assert_eq!(charged(&["a", "a2"]), Ok(Some("team-a")), "the same key record");
+    assert_eq!(charged(&["unknown", "b"]), Ok(None), "the first decides: unknown, never the second");
+    let (status, message) = charged(&["a", "sk-x", "b"]).unwrap_err();
+    assert_eq!(status, 401);
+    assert!(message.contains("two different"), "{message}");
+    assert_eq!(charged(&[]).unwrap_err().0, 401);
+}

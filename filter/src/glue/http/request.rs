@@ -15,6 +15,7 @@ use crate::errors::GatewayError;
 use crate::keys::{hash_key, key_ref};
 use crate::record::BudgetDecision;
 use crate::request::{classify_path, Api, Endpoint};
+use crate::request_head::charged_key;
 use crate::route;
 
 impl TollgateHttp {
@@ -25,22 +26,15 @@ impl TollgateHttp {
         if keys.is_empty() {
             keys.extend(crate::request::query_key(&self.path).filter(|_| crate::gemini::path_model(&self.path).is_some()));
         }
-        let (&presented, others) = keys.split_first().ok_or_else(GatewayError::missing_key)?;
         let resolve = |k: &str| {
             let hash = hash_key(k);
             cfg.key_by_hash(&hash).cloned().or_else(|| cfg.control.as_ref().and_then(|_| shared_key(&hash)))
         };
-        if let Some(k) = resolve(presented) {
-            // A second header naming another known key: refused, not guessed.
-            // One that is no virtual key (a provider key left in the client's
-            // environment) is dropped with the other key headers.
-            if others.iter().any(|o| resolve(o).is_some_and(|ok| ok.key_hash != k.key_hash)) {
-                return Err(GatewayError::two_keys());
-            }
+        if let Some(k) = charged_key(&keys, resolve, |a, b| a.key_hash == b.key_hash)? {
             return Ok(k);
         }
         // Several keys (a repeated Authorization header Envoy joined with a comma)?
-        let several = presented.contains(',');
+        let several = keys.first().is_some_and(|k| k.contains(','));
         // Until this Envoy holds every key the control service has (just
         // started, or the service is unreachable since), an unknown key
         // may be a valid one not loaded yet: retryable, not "invalid".
