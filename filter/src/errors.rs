@@ -260,6 +260,21 @@ impl GatewayError {
         (self.status != provider_status).then_some(("x-should-retry", "false"))
     }
 
+    /// A fallback's call that brought back no answer at all: Envoy's call
+    /// failed (no connection, a reset, its timeout) or the answer was larger
+    /// than Envoy buffers for a call (`http.async_response_buffer_limit`,
+    /// 32 MiB by default). Before, the client got a 502 with an empty body.
+    pub fn no_answer(provider: &str) -> Self {
+        Self::new(
+            502,
+            "api_error",
+            "upstream_no_answer",
+            format!(
+                "The provider '{provider}' (a fallback) gave no answer: the connection failed, was reset or timed out, or the answer was larger than Envoy buffers for a call (32 MiB unless the runtime key http.async_response_buffer_limit says otherwise)."
+            ),
+        )
+    }
+
     /// 429 budget exhausted (see budget::exhausted_error for the message).
     pub fn budget_exhausted(message: String, details: serde_json::Value) -> Self {
         let mut e = Self::new(429, "budget_exhausted", "budget_exhausted", message);

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 import stack as sm
-from conftest import SEARCH_KEY, expected_cost
+from conftest import SEARCH_KEY, error_of, expected_cost
 
 GZ = {"x-mock-gzip": "1"}
 CLAUDE = "anthropic/claude-sonnet-4-6"
@@ -226,20 +226,22 @@ def test_a_translated_answer_too_large_to_hold_becomes_an_error_and_is_priced_fr
                                                cached=rec["usage"]["cached_input_tokens"])
 
 
-def envoy_falling_back_to(stack, tmp_path, name: str, host: str, encoding: str) -> sm.Envoy:
+def envoy_falling_back_to(stack, tmp_path, name: str, host: str, encoding: str | None) -> sm.Envoy:
     """An Envoy whose route `<name>-first` (OpenAI's gpt-5.4) falls back to
     provider `name`: Claude at `host`, for which the mock answers with
-    `content-encoding: <encoding>` unasked (checked first, directly)."""
+    `content-encoding: <encoding>` unasked (checked first, directly; None:
+    not checked)."""
     def patch(c):
         c["providers"].append({"name": name, "format": "anthropic", "cluster": "anthropic", "host": host,
                                "path_prefix": "/v1", "api_key": "sk-ant-mock", "anthropic_version": "2023-06-01"})
         c["routes"][:0] = [{"model": f"{name}-first", "provider": "openai", "upstream_model": "gpt-5.4", "fallbacks": [f"{name}-claude"]},
                            {"model": f"{name}-claude", "provider": name, "upstream_model": "claude-sonnet-4-6"}]
         c["pricing"][f"{name}/claude-sonnet-4-6"] = c["pricing"]["anthropic/claude-sonnet-4-6"]
-    direct = requests.post(f"http://127.0.0.1:{stack.mock.port}/v1/messages", stream=True, timeout=10,
-                           headers={"host": host, "x-api-key": "sk-ant-mock", "anthropic-version": "2023-06-01"},
-                           json={"model": "claude-sonnet-4-6", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]})
-    assert direct.status_code == 200 and direct.headers["content-encoding"] == encoding, direct.headers
+    if encoding is not None:
+        direct = requests.post(f"http://127.0.0.1:{stack.mock.port}/v1/messages", stream=True, timeout=10,
+                               headers={"host": host, "x-api-key": "sk-ant-mock", "anthropic-version": "2023-06-01"},
+                               json={"model": "claude-sonnet-4-6", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]})
+        assert direct.status_code == 200 and direct.headers["content-encoding"] == encoding, direct.headers
     cfg = sm.demo_config(sm.free_port(), sm.free_port(), stack.mock.port, plugin_patch=patch, control_port=stack.control.port)
     return sm.Envoy(cfg, tmp_path, concurrency=1, name=name)
 
@@ -293,6 +295,36 @@ def test_a_fallbacks_answer_the_gateway_cannot_read_becomes_an_error_for_a_trans
             rec = rec[0]
             assert (rec["status"], rec["outcome"], rec["usage_source"]) == (502, "ok", "estimated"), rec
             assert rec["provider"] == "brotli" and rec["cost_micros"] > 0 and rec["attempts"][0]["status"] == 500, rec
+    finally:
+        e.stop()
+
+
+def test_a_fallback_that_brings_back_no_answer_is_a_clear_error_not_an_empty_502(stack, tmp_path):
+    """The first attempt fails; the alternative answers 40 MiB, more than
+    Envoy buffers for a call (32 MiB by default): Envoy drops the call, so
+    no answer comes back. Before, the client got a 502 with an empty body;
+    now the gateway's JSON error names the provider and the likely causes,
+    the record says so, and the Envoy goes on serving."""
+    direct = requests.post(f"http://127.0.0.1:{stack.mock.port}/v1/messages", timeout=30,
+                           headers={"host": "huge.anthropic.test", "x-api-key": "sk-ant-mock", "anthropic-version": "2023-06-01"},
+                           json={"model": "claude-sonnet-4-6", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]})
+    assert direct.status_code == 200 and len(direct.content) > 40 << 20, "the mock answers over Envoy's 32 MiB"
+    e = envoy_falling_back_to(stack, tmp_path, "vast", "huge.anthropic.test", None)
+    try:
+        for stream in (False, True):
+            r = ask_failing_first(e, "vast-first", stream)
+            assert r.status_code == 502 and r.headers["content-type"] == "application/json", (stream, r.headers, r.content[:300])
+            err = error_of(r)
+            assert err["code"] == "upstream_no_answer" and "'vast'" in err["message"] and "32 MiB" in err["message"], err
+            assert r.headers["x-tollgate-provider"] == "vast" and r.headers["x-tollgate-fallback-attempts"] == "2", r.headers
+            time.sleep(0.3)
+            rec = [x for x in e.usage_records() if x["id"] == r.headers["x-tollgate-request-id"]]
+            assert len(rec) == 1 and rec[0]["error_code"] == "no_upstream_response" and rec[0]["status"] == 502, rec
+            assert rec[0]["outcome"] == "provider_error" and rec[0]["cost_micros"] == 0, rec
+            assert rec[0]["attempts"][0]["status"] == 500, rec
+        r = requests.post(e.url + "/v1/chat/completions", headers={"authorization": f"Bearer {SEARCH_KEY}"}, timeout=10,
+                          json={"model": "openai/gpt-5.4", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200
     finally:
         e.stop()
 

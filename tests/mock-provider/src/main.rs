@@ -30,6 +30,8 @@
 //! - `x-mock-gzip: 1` (or a `Host` starting `gzip.`): the answer gzipped
 //!   although no accept-encoding asked for it (hostile.rs); `corrupt`:
 //!   the same, turning invalid halfway.
+//! - A `Host` starting `huge.`: an answer whose model name is 40 MiB long
+//!   (as `x-mock-model-bytes`), for calls whose headers a client cannot set.
 //! - `x-mock-echo: 1`: answer with the last message's text, 3 characters a token;
 //!   `x-mock-say: TEXT`: answer with TEXT, the same way.
 //! - `x-mock-cached-tokens: N` / `x-mock-cache-write-tokens: N`: prompt-cache counts
@@ -779,7 +781,10 @@ async fn handle(
         echo,
     };
     let mut plan = plan;
-    if let Some(n) = header_u64(&h, "x-mock-model-bytes") {
+    // A Host starting `huge.` asks for a 40 MiB answer: for calls whose
+    // headers the client does not choose (a fallback's).
+    let huge = header_str(&h, "host").is_some_and(|v| v.starts_with("huge.")).then_some(40 << 20);
+    if let Some(n) = header_u64(&h, "x-mock-model-bytes").or(huge) {
         plan.model = "m".repeat(n.min(64 << 20) as usize);
     }
     let _ = plan.delay;

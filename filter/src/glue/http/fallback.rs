@@ -21,6 +21,7 @@ use crate::decode::{Coding, Inflater};
 use super::TollgateHttp;
 use crate::admission::{self, Decision};
 use crate::config::Config;
+use crate::errors::GatewayError;
 use crate::reader::{Reader, ResponseHead};
 use crate::record::Termination;
 use crate::route;
@@ -107,7 +108,8 @@ impl TollgateHttp {
         }
         let mut body = host::buffer(host::CALL_RESPONSE_BODY, 0, body_size);
         self.status = status;
-        self.upstream_responded = true;
+        // Status 0: the call brought back nothing (failed, reset, timed out or over Envoy's buffer).
+        self.upstream_responded = head.status != 0;
         // Compressed although not asked: decoded and answered decoded, as a
         // first attempt's rewritten answer is; one that does not decode (or
         // in a coding the filter cannot read) goes on as it came, unread, or
@@ -129,7 +131,11 @@ impl TollgateHttp {
         // The answer is read like a first attempt's: guarded when the policy reads answers.
         // (A status it could not read, 502 here, is no success either way.)
         self.start_answer_guard(&head);
-        let mut replaced = undecoded.as_deref().and_then(|why| crate::reader::unread_error(why, status, &self.wants(&cfg)));
+        let (provider, model) = self.target.as_ref().map(|t| (t.provider.clone(), t.upstream_model.clone())).unwrap_or_default();
+        let mut replaced = match head.status {
+            0 => Some(GatewayError::no_answer(&provider)),
+            _ => undecoded.as_deref().and_then(|why| crate::reader::unread_error(why, status, &self.wants(&cfg))),
+        };
         self.replaced = replaced.as_ref().map(|e| (e.status, e.code));
         let (out, costs) = if undecoded.is_some() {
             self.reader = Reader::Unreadable { bytes: body.len() as u64 };
@@ -156,11 +162,12 @@ impl TollgateHttp {
             self.reader.feed_json(&body);
             let new = match self.client_answer(&cfg, &body, false) {
                 Ok(new) => new,
-                Err(e) => {
+                Err(e) if replaced.is_none() => {
                     self.replaced = Some((e.status, e.code));
                     replaced = Some(e);
                     None
                 }
+                Err(_) => None,
             };
             let rec = self.finish_json();
             let costs = rec.filter(|_| cfg.cost_headers).map(|r| crate::record::cost_headers(&r)).unwrap_or_default();
@@ -179,7 +186,6 @@ impl TollgateHttp {
             reply.push(("content-encoding", encoding.as_str()));
         }
         reply.push(("x-tollgate-request-id", self.request_id.as_str()));
-        let (provider, model) = self.target.as_ref().map(|t| (t.provider.clone(), t.upstream_model.clone())).unwrap_or_default();
         reply.push(("x-tollgate-provider", &provider));
         reply.push(("x-tollgate-model", &model));
         let attempts = self.attempts.len().to_string();
