@@ -58,6 +58,7 @@ fn record(i: u64, now: u64) -> UsageRecord {
         json_check: None,
         attempts: Vec::new(),
         routed_by: None,
+        service_tier: None,
         capture: None,
     }
 }

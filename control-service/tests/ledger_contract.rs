@@ -135,6 +135,7 @@ fn rec(id: &str, team: &str, cost: u64, input: u64, output: u64) -> UsageRecord 
         json_check: None,
         attempts: Vec::new(),
         routed_by: None,
+        service_tier: None,
         capture: None,
     }
 }

@@ -185,6 +185,7 @@ fn main() -> Result<(), String> {
         json_check: None,
         attempts: Vec::new(),
         routed_by: None,
+        service_tier: None,
         capture: None,
     };
     time("record: build", n, &rec);

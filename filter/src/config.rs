@@ -679,6 +679,11 @@ impl Config {
                 return Err(err(field, format!("unknown provider '{prov}'")));
             }
             Pattern::parse(model).map_err(|e| err(field.clone(), e))?;
+            for (f, v) in [("priority_percent", price.priority_percent), ("flex_percent", price.flex_percent)] {
+                if v.is_some_and(|p| !(1..=1000).contains(&p)) {
+                    return Err(err(format!("{field}.{f}"), "must be 1 to 1000 (percent of the standard prices)"));
+                }
+            }
             let pattern = Pattern::parse(&name).map_err(|e| err(field, e))?;
             pricing.push((pattern, price));
         }

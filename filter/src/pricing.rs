@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::usage::Usage;
+use tollgate_protocol::record::ServiceTier;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,7 +33,20 @@ pub struct Price {
     /// 10,000,000 ($10 per 1,000, Anthropic's published price).
     #[serde(default)]
     pub web_search_per_1k: Option<u64>,
+    /// The token prices of OpenAI's Priority processing (a request's
+    /// `service_tier: "priority"`), in percent of these. Defaults to 200:
+    /// OpenAI's published priority prices are 1.75 to 2 times standard, so
+    /// an unset one never counts less than the provider bills.
+    #[serde(default)]
+    pub priority_percent: Option<u32>,
+    /// Flex processing (`service_tier: "flex"`), in percent. Defaults to
+    /// 100 (never less than billed); OpenAI bills flex at 50.
+    #[serde(default)]
+    pub flex_percent: Option<u32>,
 }
+
+/// [`Price::priority_percent`]'s default.
+pub const DEFAULT_PRIORITY_PERCENT: u32 = 200;
 
 /// $10 per 1,000 web searches.
 pub const DEFAULT_WEB_SEARCH_PER_1K: u64 = 10_000_000;
@@ -40,6 +54,26 @@ pub const DEFAULT_WEB_SEARCH_PER_1K: u64 = 10_000_000;
 const PICOS_PER_MICRO: u128 = 1_000_000;
 
 impl Price {
+    /// These prices at a processing tier: every token price scaled by the
+    /// tier's percent, rounded up (web searches are not token prices).
+    pub fn at_tier(self, tier: Option<ServiceTier>) -> Price {
+        let percent = match tier {
+            None => return self,
+            Some(ServiceTier::Priority) => self.priority_percent.unwrap_or(DEFAULT_PRIORITY_PERCENT),
+            Some(ServiceTier::Flex) => self.flex_percent.unwrap_or(100),
+        };
+        let scale = |v: u64| u64::try_from((v as u128 * u128::from(percent)).div_ceil(100)).unwrap_or(u64::MAX);
+        // The write defaults derive from `input`: fixed before it is scaled.
+        Price {
+            input: scale(self.input),
+            cached_input: Some(scale(self.cached_input.unwrap_or(self.input))),
+            cache_write: Some(scale(self.cache_write.unwrap_or_else(|| self.input.saturating_mul(5).div_ceil(4)))),
+            cache_write_1h: Some(scale(self.cache_write_1h.unwrap_or_else(|| self.input.saturating_mul(2)))),
+            output: scale(self.output),
+            ..self
+        }
+    }
+
     /// Exact cost in pico-dollars.
     pub fn cost_picos(&self, u: &Usage) -> u128 {
         let cached = u.cached_input_tokens.min(u.input_tokens);
@@ -98,7 +132,7 @@ mod tests {
     use super::*;
 
     fn none() -> Price {
-        Price { input: 0, cached_input: None, cache_write: None, cache_write_1h: None, output: 0, web_search_per_1k: None }
+        Price { input: 0, cached_input: None, cache_write: None, cache_write_1h: None, output: 0, web_search_per_1k: None, priority_percent: None, flex_percent: None }
     }
 
     fn price() -> Price {
@@ -165,5 +199,26 @@ mod tests {
         let p = Price { input: u64::MAX, output: u64::MAX, web_search_per_1k: Some(u64::MAX), ..none() };
         let u = Usage { input_tokens: u64::MAX, output_tokens: u64::MAX, ..Default::default() };
         assert_eq!(p.cost_micros(&u), u64::MAX);
+    }
+
+    #[test]
+    fn a_tier_scales_every_token_price_and_defaults_never_count_less_than_billed() {
+        let u = Usage { input_tokens: 1000, cached_input_tokens: 400, cache_write_tokens: 100, output_tokens: 100, web_search_requests: 1, ..Default::default() };
+        let p = price();
+        assert_eq!(p.at_tier(None), p);
+        // priority unset: 2x the tokens, the search as it was
+        let searches = 10_000 * PICOS_PER_MICRO;
+        assert_eq!(p.at_tier(Some(ServiceTier::Priority)).cost_picos(&u), 2 * (p.cost_picos(&u) - searches) + searches);
+        // flex unset: standard
+        assert_eq!(p.at_tier(Some(ServiceTier::Flex)).cost_micros(&u), p.cost_micros(&u));
+        // configured: OpenAI's gpt-4.1 priority at 175 %, flex at 50 %, rounded up per price
+        let q = Price { priority_percent: Some(175), flex_percent: Some(50), input: 2_000_001, ..none() };
+        assert_eq!(q.at_tier(Some(ServiceTier::Priority)).input, 3_500_002);
+        assert_eq!(q.at_tier(Some(ServiceTier::Flex)).input, 1_000_001);
+        // defaults derived from the unscaled input (write 1.25x, 1h 2x, cached = input)
+        let r = Price { input: 1_000_000, ..none() }.at_tier(Some(ServiceTier::Priority));
+        assert_eq!((r.cached_input, r.cache_write, r.cache_write_1h), (Some(2_000_000), Some(2_500_000), Some(4_000_000)));
+        let huge = Price { input: u64::MAX, output: u64::MAX, priority_percent: Some(1000), ..none() };
+        assert_eq!(huge.at_tier(Some(ServiceTier::Priority)).output, u64::MAX, "saturates");
     }
 }

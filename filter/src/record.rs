@@ -283,6 +283,7 @@ pub(crate) mod tests {
             json_check: None,
             attempts: Vec::new(),
             routed_by: None,
+            service_tier: None,
             capture: None,
         }
     }

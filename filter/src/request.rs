@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use crate::errors::GatewayError;
 
 pub use tollgate_protocol::Api;
+use tollgate_protocol::record::ServiceTier;
 
 /// What a request path is, for the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +182,9 @@ pub struct ChatRequest {
     /// Responses API: the answer is stored (`store`, true unless false),
     /// so a later request may continue it.
     pub stored: bool,
+    /// OpenAI formats: the processing tier asked for, when not standard
+    /// (it is the price: [`crate::pricing::Price::at_tier`]).
+    pub service_tier: Option<ServiceTier>,
 }
 
 impl ChatRequest {
@@ -260,6 +264,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
     let mut saw_generation_config = false;
     let mut continues = None;
     let mut stored = api == Api::OpenAiResponses;
+    let mut service_tier = None;
     for (k, v) in &members.0 {
         let raw = v.get();
         // Every member counts towards the input estimate, not only the
@@ -321,6 +326,20 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
             // (The provider refuses a wrong one; read here only to find its context.)
             "previous_response_id" | "conversation" if api == Api::OpenAiResponses => {
                 continues = continues.or_else(|| context_id(raw));
+            }
+            // OpenAI prices Priority and Flex processing apart: the tier a
+            // request asks for is the price it is reserved and charged at
+            // (before: priced standard, so a request could spend twice
+            // what its budget counted). `auto`/`default`/`scale`: standard.
+            "service_tier" if matches!(api, Api::OpenAiChat | Api::OpenAiResponses | Api::OpenAiCompletions) => {
+                service_tier = match serde_json::from_str::<Option<String>>(raw) {
+                    Ok(t) => match t.as_deref() {
+                        Some("priority") => Some(ServiceTier::Priority),
+                        Some("flex") => Some(ServiceTier::Flex),
+                        _ => None,
+                    },
+                    Err(_) => return Err(bad("invalid_type", "'service_tier' must be a string.").with_param("service_tier")),
+                }
             }
             "store" if api == Api::OpenAiResponses => stored = serde_json::from_str::<Option<bool>>(raw).ok().flatten() != Some(false),
             "user" => user = serde_json::from_str::<Option<String>>(raw).ok().flatten(),
@@ -407,6 +426,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
         names_prompt,
         continues,
         stored,
+        service_tier,
     };
     Ok(ParsedBody { members, api, request })
 }

@@ -50,6 +50,17 @@ pub enum UsageSource {
     None,
 }
 
+/// The processing tier a request asked an OpenAI-format provider for
+/// (`service_tier`), when it is not the standard one: it changes the price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceTier {
+    /// Priority processing, billed above the standard price.
+    Priority,
+    /// Flex processing, billed below it.
+    Flex,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRecord {
     /// Schema version.
@@ -131,6 +142,10 @@ pub struct UsageRecord {
     /// Why the model was chosen when the gateway chose it (`auto` routing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routed_by: Option<String>,
+    /// The tier the request asked for, when priced other than standard
+    /// (`cost_micros` is at that tier's price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<ServiceTier>,
     /// A sampled request and its answer, for evaluations (opt-in per
     /// feature or route; after guardrail redaction). The control service
     /// keeps it apart from the record.

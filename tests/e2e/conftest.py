@@ -31,9 +31,11 @@ PRICES = {
 }
 
 
-def expected_cost(model: str, input_tokens: int, output_tokens: int, cached: int = 0, cache_write: int = 0) -> int:
-    """Independent re-statement of the pricing rule: exact pico-dollars, rounded up once."""
-    p = PRICES[model]
+def expected_cost(model: str, input_tokens: int, output_tokens: int, cached: int = 0, cache_write: int = 0,
+                  percent: int = 100) -> int:
+    """Independent re-statement of the pricing rule: exact pico-dollars, rounded up once
+    (`percent`: a processing tier's token prices, each rounded up)."""
+    p = {k: -(-v * percent // 100) for k, v in PRICES[model].items()}
     picos = ((input_tokens - cached - cache_write) * p["input"]
              + cached * p.get("cached_input", p["input"])
              + cache_write * p.get("cache_write", p["input"])

@@ -489,3 +489,30 @@ def test_one_record_per_request_under_concurrency(client):
     time.sleep(0.3)
     recs = [r for r in client.records() if r["id"] in ids]
     assert len(recs) == 64
+
+
+def test_a_priority_request_is_charged_at_the_priority_price(client):
+    """OpenAI bills Priority processing at 1.75 to 2 times the standard
+    prices. Before, a request asking `service_tier: "priority"` was priced
+    and budgeted standard: a client could spend twice what its budget
+    counted. Now the tier asked for is the price (200 % unless the pricing
+    says `priority_percent`); flex stays standard unless `flex_percent`
+    says less; other tiers are standard. JSON and stream alike."""
+    for tier, percent in (("priority", 200), ("flex", 100), ("auto", 100), ("default", 100)):
+        for stream in (False, True):
+            extra = {"service_tier": tier, "max_completion_tokens": 50}
+            if stream:
+                extra |= {"stream": True, "stream_options": {"include_usage": True}}
+            r = client.chat("openai/gpt-5.4", extra=extra, headers={"x-mock-output-tokens": "30"})
+            assert r.status_code == 200, r.text
+            rec = client.record(r.headers["x-tollgate-request-id"])
+            u = rec["usage"]
+            want = expected_cost("openai/gpt-5.4", u["input_tokens"], u["output_tokens"], cached=u["cached_input_tokens"],
+                                 percent=percent)
+            assert rec["cost_micros"] == want, (tier, stream, rec["cost_micros"], want)
+            assert rec.get("service_tier") == (tier if tier in ("priority", "flex") else None), rec
+            if not stream:
+                assert int(r.headers["x-tollgate-cost-micros"]) == want
+                assert r.json()["service_tier"] == (tier if tier in ("priority", "flex") else "default"), "the mock says the tier"
+    r = client.chat("openai/gpt-5.4", extra={"service_tier": 2})
+    assert r.status_code == 400 and error_of(r)["param"] == "service_tier", r.text

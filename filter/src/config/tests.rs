@@ -90,6 +90,21 @@ fn pricing_exact_then_longest_prefix() {
 }
 
 #[test]
+fn tier_percents_are_read_and_bounded_naming_the_field() {
+    let mut v = base();
+    v["pricing"]["openai/gpt-5.4"]["priority_percent"] = json!(175);
+    v["pricing"]["openai/gpt-5.4"]["flex_percent"] = json!(50);
+    let p = parse(v.clone()).unwrap().price("openai", "gpt-5.4").unwrap();
+    assert_eq!((p.priority_percent, p.flex_percent), (Some(175), Some(50)));
+    for (f, bad) in [("priority_percent", json!(0)), ("flex_percent", json!(1001)), ("priority_percent", json!(-1)), ("flex_percent", json!("50"))] {
+        let mut v = base();
+        v["pricing"]["openai/gpt-5.4"][f] = bad.clone();
+        let e = parse(v).err().map(|e| (e.field, e.message)).unwrap_or_default();
+        assert!(e.0.starts_with("pricing") && (e.0.ends_with(f) || e.1.contains(f)), "{f}={bad}: {e:?}");
+    }
+}
+
+#[test]
 fn key_permissions() {
     let c = parse(base()).unwrap();
     let k = c.key_by_hash(&hash_key("tg-1")).unwrap();

@@ -339,3 +339,30 @@ fn a_request_continuing_a_stored_response_reserves_its_context() {
     let chat = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"cheap","messages":[],"previous_response_id":"resp_1"}"#, "/v1/chat/completions", false).unwrap();
     assert_eq!((chat.chat.continues, chat.chat.stored), (None, false));
 }
+
+#[test]
+fn a_tier_the_request_asks_for_is_the_price_it_is_reserved_at() {
+    let cfg = Config::from_json(CFG.as_bytes()).unwrap();
+    let worst = |tier: &str| {
+        let body = format!(r#"{{"model":"cheap","messages":[{{"role":"user","content":"12345678"}}],"max_tokens":100{tier}}}"#);
+        let p = plan(&cfg, &key(None), Api::OpenAiChat, body.as_bytes(), "/v1/chat/completions", false).unwrap();
+        (p.chat.service_tier, p.worst)
+    };
+    assert_eq!(worst("").0, None);
+    for t in [r#","service_tier":"auto""#, r#","service_tier":"default""#, r#","service_tier":null"#, r#","service_tier":"scale""#] {
+        assert_eq!(worst(t).0, None, "{t}");
+    }
+    // (Compared with a body of the same length: every member counts toward the input estimate.)
+    let standard = worst(r#","service_tier":"prioritx""#).1;
+    let (tier, priority) = worst(r#","service_tier":"priority""#);
+    assert_eq!(tier, Some(tollgate_protocol::record::ServiceTier::Priority));
+    assert_eq!((priority.tokens, priority.micros), (standard.tokens, standard.micros * 2), "unset: 200 %");
+    assert_eq!(worst(r#","service_tier":"flex""#).1, worst(r#","service_tier":"flez""#).1, "unset: standard, never less");
+    let body = br#"{"model":"cheap","messages":[],"service_tier":1}"#;
+    let e = plan(&cfg, &key(None), Api::OpenAiChat, body, "/v1/chat/completions", false).unwrap_err();
+    assert_eq!((e.error.code, e.error.param), ("invalid_type", Some("service_tier")));
+    // Anthropic's own service_tier (auto / standard_only) prices nothing apart.
+    let body = br#"{"model":"claude-x","max_tokens":5,"messages":[],"service_tier":"priority"}"#;
+    let p = plan(&cfg, &key(None), Api::AnthropicMessages, body, "/v1/messages", false);
+    assert!(p.map(|p| p.chat.service_tier).unwrap_or(None).is_none());
+}

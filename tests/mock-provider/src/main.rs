@@ -258,6 +258,9 @@ fn output_pieces(n: u64) -> Vec<&'static str> {
 struct Plan {
     dialect: Dialect,
     model: String,
+    /// OpenAI: the tier the answer says served it (`priority` and `flex` as
+    /// asked, else `default`), as api.openai.com answers.
+    service_tier: &'static str,
     stream: bool,
     include_usage: bool,
     /// OpenAI streams: an `obfuscation` member on every chunk (the default).
@@ -779,6 +782,11 @@ async fn handle(
         usage_output: header_u64(&h, "x-mock-usage-output"),
         endless_event: header_u64(&h, "x-mock-endless-event"),
         echo,
+        service_tier: match req.get("service_tier").and_then(Value::as_str) {
+            Some("priority") => "priority",
+            Some("flex") => "flex",
+            _ => "default",
+        },
     };
     let mut plan = plan;
     // A Host starting `huge.` asks for a 40 MiB answer: for calls whose
@@ -866,7 +874,7 @@ fn json_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
                 }
                 json!({"index": i, "message": message, "logprobs": null, "finish_reason": p.finish})
             }).collect::<Vec<_>>(),
-            "usage": openai_usage(&p), "service_tier": "default", "system_fingerprint": "fp_mock"
+            "usage": openai_usage(&p), "service_tier": p.service_tier, "system_fingerprint": "fp_mock"
         }),
     }
     .to_string();
@@ -961,7 +969,7 @@ fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
             // counts on the last, which has no choices.
             let mut chunk_with = |choices: Value, usage: Option<Value>| {
                 let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": p.model,
-                                   "service_tier": "default", "system_fingerprint": "fp_mock", "choices": choices});
+                                   "service_tier": p.service_tier, "system_fingerprint": "fp_mock", "choices": choices});
                 if p.include_usage {
                     c["usage"] = usage.unwrap_or(Value::Null);
                 }

@@ -72,6 +72,7 @@ impl TollgateHttp {
             json_check: self.json_check.clone(),
             attempts: self.attempts.clone(),
             routed_by: self.routed_by.clone(),
+            service_tier: self.chat.as_ref().and_then(|c| c.service_tier),
             capture: self.capture.clone().filter(|c| !c.response.is_empty()),
         }
         .bounded()
@@ -96,7 +97,8 @@ impl TollgateHttp {
             body_bytes,
         };
         let (usage, source, outcome, error) = account(&observed);
-        let price = cfg.price(&target.provider, &target.upstream_model);
+        let tier = self.chat.as_ref().and_then(|c| c.service_tier);
+        let price = cfg.price(&target.provider, &target.upstream_model).map(|p| p.at_tier(tier));
         let (cost, savings) = price.map(|p| p.cost_and_savings(&usage)).unwrap_or((0, 0));
         let mut rec = self.build_record(usage, source, outcome, error, cost, price.is_some());
         rec.cache_savings_micros = savings;
