@@ -59,6 +59,7 @@ fn record(i: u64, now: u64) -> UsageRecord {
         attempts: Vec::new(),
         routed_by: None,
         service_tier: None,
+        inference_geo: None,
         capture: None,
     }
 }

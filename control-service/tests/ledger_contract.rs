@@ -136,6 +136,7 @@ fn rec(id: &str, team: &str, cost: u64, input: u64, output: u64) -> UsageRecord 
         attempts: Vec::new(),
         routed_by: None,
         service_tier: None,
+        inference_geo: None,
         capture: None,
     }
 }

@@ -186,6 +186,7 @@ fn main() -> Result<(), String> {
         attempts: Vec::new(),
         routed_by: None,
         service_tier: None,
+        inference_geo: None,
         capture: None,
     };
     time("record: build", n, &rec);

@@ -679,9 +679,15 @@ impl Config {
                 return Err(err(field, format!("unknown provider '{prov}'")));
             }
             Pattern::parse(model).map_err(|e| err(field.clone(), e))?;
-            for (f, v) in [("priority_percent", price.priority_percent), ("flex_percent", price.flex_percent)] {
-                if v.is_some_and(|p| !(1..=1000).contains(&p)) {
-                    return Err(err(format!("{field}.{f}"), "must be 1 to 1000 (percent of the standard prices)"));
+            for (f, v) in [
+                ("priority_percent", price.priority_percent),
+                ("ultrafast_percent", price.ultrafast_percent),
+                ("flex_percent", price.flex_percent),
+                ("fast_percent", price.fast_percent),
+                ("us_inference_percent", price.us_inference_percent),
+            ] {
+                if v.is_some_and(|p| !(1..=10_000).contains(&p)) {
+                    return Err(err(format!("{field}.{f}"), "must be 1 to 10000 (percent of the standard prices)"));
                 }
             }
             let pattern = Pattern::parse(&name).map_err(|e| err(field, e))?;

@@ -476,7 +476,7 @@ mod tests {
         assert_eq!(markers(Api::AnthropicMessages, &body("z", "q")), Markers::None);
         assert_eq!(markers(Api::OpenAiChat, &short), Markers::NotApplicable);
         // what the record says, and what it costs
-        let price = crate::pricing::Price { input: 3_000_000, cached_input: Some(300_000), cache_write: None, cache_write_1h: None, output: 0, web_search_per_1k: None, priority_percent: None, flex_percent: None };
+        let price = crate::pricing::Price { input: 3_000_000, cached_input: Some(300_000), cache_write: None, cache_write_1h: None, output: 0, web_search_per_1k: None, ..Default::default() };
         let usage = crate::usage::Usage { input_tokens: 2000, cache_reported: true, ..Default::default() };
         let m = explain(&Verdict::Changed { segment: "system".into(), offset: 0, lost_bytes: 4000 }, Markers::Fine, &usage, Some(&price)).unwrap();
         assert_eq!((m.reason.as_str(), m.segment.as_deref(), m.offset, m.lost_micros), ("prefix_changed", Some("system"), Some(0), 2700), "1,000 tokens at $2.70/M");

@@ -9,9 +9,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::usage::Usage;
-use tollgate_protocol::record::ServiceTier;
+use tollgate_protocol::record::{InferenceGeo, ServiceTier};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
     /// Uncached input tokens.
@@ -33,20 +33,68 @@ pub struct Price {
     /// 10,000,000 ($10 per 1,000, Anthropic's published price).
     #[serde(default)]
     pub web_search_per_1k: Option<u64>,
-    /// The token prices of OpenAI's Priority processing (a request's
-    /// `service_tier: "priority"`), in percent of these. Defaults to 200:
-    /// OpenAI's published priority prices are 1.75 to 2 times standard, so
-    /// an unset one never counts less than the provider bills.
+    /// The token prices of a processing tier or geography a request asks
+    /// for, each in percent of these prices ([`Premium`]). The defaults
+    /// are at or above what the providers publish, so an unset one never
+    /// counts less than billed; set the model's own.
+    ///
+    /// Sources: developers.openai.com/api/docs/guides/fast-mode (Priority
+    /// renamed Fast mode on 2026-07-30, `"priority"` and `"fast"` alike;
+    /// falls back to standard, billed standard, under a traffic surge),
+    /// developers.openai.com/api/docs/guides/ultrafast-mode,
+    /// platform.claude.com/docs/en/build-with-claude/fast-mode,
+    /// platform.claude.com/docs/en/manage-claude/data-residency (and
+    /// docs.aws.amazon.com/claude-platform: "US: … A 1.1x pricing
+    /// multiplier applies").
+    ///
+    /// OpenAI's Priority / Fast mode (`service_tier: "priority"` or
+    /// `"fast"`): default 200 (published 1.75 to 2 ×).
     #[serde(default)]
     pub priority_percent: Option<u32>,
-    /// Flex processing (`service_tier: "flex"`), in percent. Defaults to
-    /// 100 (never less than billed); OpenAI bills flex at 50.
+    /// OpenAI's Ultrafast mode (`service_tier: "ultrafast"`): default 600
+    /// (GPT-6 Astra's published 6 ×).
+    #[serde(default)]
+    pub ultrafast_percent: Option<u32>,
+    /// OpenAI's Flex processing (`service_tier: "flex"`): default 100
+    /// (OpenAI bills 50).
     #[serde(default)]
     pub flex_percent: Option<u32>,
+    /// Anthropic's fast mode (`speed: "fast"`): default 600 (Opus 4.6's
+    /// 6 ×; 2 × on later Opus models).
+    #[serde(default)]
+    pub fast_percent: Option<u32>,
+    /// Anthropic's US-only inference (`inference_geo: "us"`), on top of
+    /// the tier: default 110 (the published 1.1 ×).
+    #[serde(default)]
+    pub us_inference_percent: Option<u32>,
 }
 
-/// [`Price::priority_percent`]'s default.
-pub const DEFAULT_PRIORITY_PERCENT: u32 = 200;
+/// What a request asked for that the provider prices apart: a processing
+/// tier and an inference geography (read from the request: a request the
+/// provider serves at a cheaper tier than asked is charged as asked).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Premium {
+    pub tier: Option<ServiceTier>,
+    pub geo: Option<InferenceGeo>,
+}
+
+impl Price {
+    /// The percent of these prices a premium is billed at (tier × geography).
+    pub fn percent(&self, p: Premium) -> u64 {
+        let tier = match p.tier {
+            None => 100,
+            Some(ServiceTier::Priority) => self.priority_percent.unwrap_or(200),
+            Some(ServiceTier::Ultrafast) => self.ultrafast_percent.unwrap_or(600),
+            Some(ServiceTier::Flex) => self.flex_percent.unwrap_or(100),
+            Some(ServiceTier::Fast) => self.fast_percent.unwrap_or(600),
+        };
+        let geo = match p.geo {
+            None => 100,
+            Some(InferenceGeo::Us) => self.us_inference_percent.unwrap_or(110),
+        };
+        u64::from(tier) * u64::from(geo) / 100
+    }
+}
 
 /// $10 per 1,000 web searches.
 pub const DEFAULT_WEB_SEARCH_PER_1K: u64 = 10_000_000;
@@ -54,14 +102,13 @@ pub const DEFAULT_WEB_SEARCH_PER_1K: u64 = 10_000_000;
 const PICOS_PER_MICRO: u128 = 1_000_000;
 
 impl Price {
-    /// These prices at a processing tier: every token price scaled by the
-    /// tier's percent, rounded up (web searches are not token prices).
-    pub fn at_tier(self, tier: Option<ServiceTier>) -> Price {
-        let percent = match tier {
-            None => return self,
-            Some(ServiceTier::Priority) => self.priority_percent.unwrap_or(DEFAULT_PRIORITY_PERCENT),
-            Some(ServiceTier::Flex) => self.flex_percent.unwrap_or(100),
-        };
+    /// These prices for a premium: every token price times its
+    /// [`percent`](Self::percent), rounded up (web searches are not token prices).
+    pub fn at(self, premium: Premium) -> Price {
+        let percent = self.percent(premium);
+        if percent == 100 {
+            return self;
+        }
         let scale = |v: u64| u64::try_from((v as u128 * u128::from(percent)).div_ceil(100)).unwrap_or(u64::MAX);
         // The write defaults derive from `input`: fixed before it is scaled.
         Price {
@@ -132,7 +179,7 @@ mod tests {
     use super::*;
 
     fn none() -> Price {
-        Price { input: 0, cached_input: None, cache_write: None, cache_write_1h: None, output: 0, web_search_per_1k: None, priority_percent: None, flex_percent: None }
+        Price::default()
     }
 
     fn price() -> Price {
@@ -202,23 +249,29 @@ mod tests {
     }
 
     #[test]
-    fn a_tier_scales_every_token_price_and_defaults_never_count_less_than_billed() {
+    fn a_premium_scales_every_token_price_and_defaults_never_count_less_than_billed() {
+        let tier = |t| Premium { tier: Some(t), geo: None };
         let u = Usage { input_tokens: 1000, cached_input_tokens: 400, cache_write_tokens: 100, output_tokens: 100, web_search_requests: 1, ..Default::default() };
         let p = price();
-        assert_eq!(p.at_tier(None), p);
+        assert_eq!(p.at(Premium::default()), p);
         // priority unset: 2x the tokens, the search as it was
         let searches = 10_000 * PICOS_PER_MICRO;
-        assert_eq!(p.at_tier(Some(ServiceTier::Priority)).cost_picos(&u), 2 * (p.cost_picos(&u) - searches) + searches);
-        // flex unset: standard
-        assert_eq!(p.at_tier(Some(ServiceTier::Flex)).cost_micros(&u), p.cost_micros(&u));
+        assert_eq!(p.at(tier(ServiceTier::Priority)).cost_picos(&u), 2 * (p.cost_picos(&u) - searches) + searches);
+        // the unset defaults: at or above what the providers publish
+        let percents: Vec<u64> = [ServiceTier::Priority, ServiceTier::Ultrafast, ServiceTier::Flex, ServiceTier::Fast].map(|t| p.percent(tier(t))).into();
+        assert_eq!(percents, [200, 600, 100, 600]);
+        assert_eq!(p.percent(Premium { tier: None, geo: Some(InferenceGeo::Us) }), 110);
+        // compounded: fast mode in the US, 6 x 1.1
+        assert_eq!(p.percent(Premium { tier: Some(ServiceTier::Fast), geo: Some(InferenceGeo::Us) }), 660);
         // configured: OpenAI's gpt-4.1 priority at 175 %, flex at 50 %, rounded up per price
         let q = Price { priority_percent: Some(175), flex_percent: Some(50), input: 2_000_001, ..none() };
-        assert_eq!(q.at_tier(Some(ServiceTier::Priority)).input, 3_500_002);
-        assert_eq!(q.at_tier(Some(ServiceTier::Flex)).input, 1_000_001);
+        assert_eq!(q.at(tier(ServiceTier::Priority)).input, 3_500_002);
+        assert_eq!(q.at(tier(ServiceTier::Flex)).input, 1_000_001);
         // defaults derived from the unscaled input (write 1.25x, 1h 2x, cached = input)
-        let r = Price { input: 1_000_000, ..none() }.at_tier(Some(ServiceTier::Priority));
+        let r = Price { input: 1_000_000, ..none() }.at(tier(ServiceTier::Priority));
         assert_eq!((r.cached_input, r.cache_write, r.cache_write_1h), (Some(2_000_000), Some(2_500_000), Some(4_000_000)));
-        let huge = Price { input: u64::MAX, output: u64::MAX, priority_percent: Some(1000), ..none() };
-        assert_eq!(huge.at_tier(Some(ServiceTier::Priority)).output, u64::MAX, "saturates");
+        let huge = Price { input: u64::MAX, output: u64::MAX, priority_percent: Some(u32::MAX), us_inference_percent: Some(u32::MAX), ..none() };
+        let most = Premium { tier: Some(ServiceTier::Priority), geo: Some(InferenceGeo::Us) };
+        assert_eq!(huge.at(most).output, u64::MAX, "saturates");
     }
 }

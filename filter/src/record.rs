@@ -284,6 +284,7 @@ pub(crate) mod tests {
             attempts: Vec::new(),
             routed_by: None,
             service_tier: None,
+            inference_geo: None,
             capture: None,
         }
     }

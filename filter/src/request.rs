@@ -12,7 +12,8 @@ use serde_json::value::RawValue;
 use crate::errors::GatewayError;
 
 pub use tollgate_protocol::Api;
-use tollgate_protocol::record::ServiceTier;
+use crate::pricing::Premium;
+use tollgate_protocol::record::{InferenceGeo, ServiceTier};
 
 /// What a request path is, for the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +152,21 @@ fn context_id(raw: &str) -> Option<String> {
     crate::context::usable(&id).then_some(id)
 }
 
+/// A member that is a string or null.
+fn text_member(raw: &str, name: &'static str) -> Result<Option<String>, GatewayError> {
+    serde_json::from_str::<Option<String>>(raw)
+        .map_err(|_| GatewayError::bad_request("invalid_type", format!("'{name}' must be a string.")).with_param(name))
+}
+
+/// A value of a priced member the gateway does not know.
+fn unknown_value(name: &'static str, known: &str) -> GatewayError {
+    GatewayError::bad_request(
+        "unsupported_value",
+        format!("'{name}' must be one of {known}: the gateway prices each, and knows no price for this one."),
+    )
+    .with_param(name)
+}
+
 /// What the gateway needs to know about a chat request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatRequest {
@@ -182,9 +198,9 @@ pub struct ChatRequest {
     /// Responses API: the answer is stored (`store`, true unless false),
     /// so a later request may continue it.
     pub stored: bool,
-    /// OpenAI formats: the processing tier asked for, when not standard
-    /// (it is the price: [`crate::pricing::Price::at_tier`]).
-    pub service_tier: Option<ServiceTier>,
+    /// The tier and geography asked for that the provider prices apart
+    /// (they are the price: [`crate::pricing::Price::at`]).
+    pub premium: Premium,
 }
 
 impl ChatRequest {
@@ -264,7 +280,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
     let mut saw_generation_config = false;
     let mut continues = None;
     let mut stored = api == Api::OpenAiResponses;
-    let mut service_tier = None;
+    let mut premium = Premium::default();
     for (k, v) in &members.0 {
         let raw = v.get();
         // Every member counts towards the input estimate, not only the
@@ -327,18 +343,33 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
             "previous_response_id" | "conversation" if api == Api::OpenAiResponses => {
                 continues = continues.or_else(|| context_id(raw));
             }
-            // OpenAI prices Priority and Flex processing apart: the tier a
-            // request asks for is the price it is reserved and charged at
-            // (before: priced standard, so a request could spend twice
-            // what its budget counted). `auto`/`default`/`scale`: standard.
+            // What the provider prices apart from standard: the tier (and,
+            // Anthropic, the geography) asked for is the price the request is
+            // reserved and charged at (before: priced standard, so a request
+            // could spend up to six times what its budget counted). A value
+            // the gateway does not know the price of is refused: the
+            // provider would refuse one it does not know either.
             "service_tier" if matches!(api, Api::OpenAiChat | Api::OpenAiResponses | Api::OpenAiCompletions) => {
-                service_tier = match serde_json::from_str::<Option<String>>(raw) {
-                    Ok(t) => match t.as_deref() {
-                        Some("priority") => Some(ServiceTier::Priority),
-                        Some("flex") => Some(ServiceTier::Flex),
-                        _ => None,
-                    },
-                    Err(_) => return Err(bad("invalid_type", "'service_tier' must be a string.").with_param("service_tier")),
+                premium.tier = match text_member(raw, "service_tier")?.as_deref() {
+                    None | Some("auto" | "default" | "scale") => None,
+                    Some("priority" | "fast") => Some(ServiceTier::Priority),
+                    Some("ultrafast") => Some(ServiceTier::Ultrafast),
+                    Some("flex") => Some(ServiceTier::Flex),
+                    Some(_) => return Err(unknown_value("service_tier", "auto, default, flex, priority, fast, ultrafast, scale")),
+                }
+            }
+            "speed" if api == Api::AnthropicMessages => {
+                premium.tier = match text_member(raw, "speed")?.as_deref() {
+                    None | Some("standard") => None,
+                    Some("fast") => Some(ServiceTier::Fast),
+                    Some(_) => return Err(unknown_value("speed", "standard, fast")),
+                }
+            }
+            "inference_geo" if api == Api::AnthropicMessages => {
+                premium.geo = match text_member(raw, "inference_geo")?.as_deref() {
+                    None | Some("global") => None,
+                    Some("us") => Some(InferenceGeo::Us),
+                    Some(_) => return Err(unknown_value("inference_geo", "global, us")),
                 }
             }
             "store" if api == Api::OpenAiResponses => stored = serde_json::from_str::<Option<bool>>(raw).ok().flatten() != Some(false),
@@ -426,7 +457,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
         names_prompt,
         continues,
         stored,
-        service_tier,
+        premium,
     };
     Ok(ParsedBody { members, api, request })
 }

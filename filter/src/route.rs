@@ -68,7 +68,7 @@ fn worst_of(cfg: &Config, chat: &ChatRequest, price: Option<&crate::pricing::Pri
         output_tokens: chat.output_bound(cfg.default_max_tokens),
         ..Default::default()
     };
-    let micros = price.map(|p| p.at_tier(chat.service_tier).cost_micros(&worst_usage)).unwrap_or(0);
+    let micros = price.map(|p| p.at(chat.premium).cost_micros(&worst_usage)).unwrap_or(0);
     Amount { micros, tokens: worst_usage.budget_tokens() }
 }
 

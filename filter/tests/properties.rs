@@ -371,7 +371,7 @@ proptest! {
             input in any::<u64>(), cached in any::<u64>(), write in any::<u64>(), w1h in any::<u64>(), out in any::<u64>(),
             searches in any::<u64>(), more in 0u64..1_000_000, p_in in any::<u64>(), p_out in any::<u64>(),
             p_c in prop::option::of(any::<u64>()), p_w in prop::option::of(any::<u64>())) {
-        let p = Price { input: p_in, cached_input: p_c, cache_write: p_w, cache_write_1h: None, output: p_out, web_search_per_1k: None, priority_percent: None, flex_percent: None };
+        let p = Price { input: p_in, cached_input: p_c, cache_write: p_w, cache_write_1h: None, output: p_out, web_search_per_1k: None, ..Default::default() };
         let u = Usage { input_tokens: input, cached_input_tokens: cached, cache_write_tokens: write, output_tokens: out,
                         reasoning_tokens: 0, cache_write_1h_tokens: w1h, web_search_requests: searches, cache_reported: true };
         let base = p.cost_micros(&u);

@@ -50,15 +50,28 @@ pub enum UsageSource {
     None,
 }
 
-/// The processing tier a request asked an OpenAI-format provider for
-/// (`service_tier`), when it is not the standard one: it changes the price.
+/// A processing tier a request asked for that the provider prices apart
+/// from the standard one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceTier {
-    /// Priority processing, billed above the standard price.
+    /// OpenAI's Priority processing, renamed Fast mode in July 2026
+    /// (`service_tier: "priority"` or `"fast"`).
     Priority,
-    /// Flex processing, billed below it.
+    /// OpenAI's Ultrafast mode (`service_tier: "ultrafast"`, 6 × on GPT-6 Astra).
+    Ultrafast,
+    /// OpenAI's Flex processing (`service_tier: "flex"`), billed below standard.
     Flex,
+    /// Anthropic's fast mode (`speed: "fast"`; 2 × to 6 × by model).
+    Fast,
+}
+
+/// Where a request asked its inference to run, when that is priced apart
+/// (Anthropic's `inference_geo: "us"`, 1.1 ×).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InferenceGeo {
+    Us,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +159,10 @@ pub struct UsageRecord {
     /// (`cost_micros` is at that tier's price).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_tier: Option<ServiceTier>,
+    /// The inference geography the request asked for, when priced apart
+    /// (`cost_micros` is at its price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference_geo: Option<InferenceGeo>,
     /// A sampled request and its answer, for evaluations (opt-in per
     /// feature or route; after guardrail redaction). The control service
     /// keeps it apart from the record.

@@ -491,14 +491,19 @@ def test_one_record_per_request_under_concurrency(client):
     assert len(recs) == 64
 
 
-def test_a_priority_request_is_charged_at_the_priority_price(client):
-    """OpenAI bills Priority processing at 1.75 to 2 times the standard
-    prices. Before, a request asking `service_tier: "priority"` was priced
-    and budgeted standard: a client could spend twice what its budget
-    counted. Now the tier asked for is the price (200 % unless the pricing
-    says `priority_percent`); flex stays standard unless `flex_percent`
-    says less; other tiers are standard. JSON and stream alike."""
-    for tier, percent in (("priority", 200), ("flex", 100), ("auto", 100), ("default", 100)):
+def test_a_premium_tier_or_geography_is_charged_at_its_price(client):
+    """Providers price some request members apart: OpenAI's Priority / Fast
+    mode (1.75-2x), Ultrafast (6x) and Flex (0.5x) by `service_tier`;
+    Anthropic's fast mode (2-6x) by `speed` and US-only inference (1.1x) by
+    `inference_geo`. Before, all were priced standard: a client could spend
+    up to six times what its budget counted. Now what the request asks is
+    the price, at the defaults (priority 200 %, ultrafast 600 %, flex 100 %,
+    fast 600 %, us 110 %, never less than published) unless the pricing
+    says the model's own. JSON and stream alike; a value the gateway knows
+    no price for is refused before anything is sent."""
+    openai = (("priority", 200, "priority"), ("fast", 200, "priority"), ("ultrafast", 600, "ultrafast"),
+              ("flex", 100, "flex"), ("auto", 100, None), ("default", 100, None))
+    for tier, percent, recorded in openai:
         for stream in (False, True):
             extra = {"service_tier": tier, "max_completion_tokens": 50}
             if stream:
@@ -510,9 +515,24 @@ def test_a_priority_request_is_charged_at_the_priority_price(client):
             want = expected_cost("openai/gpt-5.4", u["input_tokens"], u["output_tokens"], cached=u["cached_input_tokens"],
                                  percent=percent)
             assert rec["cost_micros"] == want, (tier, stream, rec["cost_micros"], want)
-            assert rec.get("service_tier") == (tier if tier in ("priority", "flex") else None), rec
+            assert rec.get("service_tier") == recorded, rec
             if not stream:
                 assert int(r.headers["x-tollgate-cost-micros"]) == want
-                assert r.json()["service_tier"] == (tier if tier in ("priority", "flex") else "default"), "the mock says the tier"
-    r = client.chat("openai/gpt-5.4", extra={"service_tier": 2})
-    assert r.status_code == 400 and error_of(r)["param"] == "service_tier", r.text
+                assert r.json()["service_tier"] == (recorded or "default"), "the mock says the tier"
+    anthropic = ((({"speed": "fast"}), 600, "fast", None), ({"inference_geo": "us"}, 110, None, "us"),
+                 ({"speed": "fast", "inference_geo": "us"}, 660, "fast", "us"),
+                 ({"speed": "standard", "inference_geo": "global"}, 100, None, None))
+    for extra, percent, tier, geo in anthropic:
+        r = client.messages("anthropic/claude-sonnet-4-6", extra=extra, headers={"x-mock-output-tokens": "30"})
+        assert r.status_code == 200, (extra, r.text)
+        rec = client.record(r.headers["x-tollgate-request-id"])
+        u = rec["usage"]
+        want = expected_cost("anthropic/claude-sonnet-4-6", u["input_tokens"], u["output_tokens"],
+                             cached=u["cached_input_tokens"], cache_write=u["cache_write_tokens"], percent=percent)
+        assert rec["cost_micros"] == want == int(r.headers["x-tollgate-cost-micros"]), (extra, rec["cost_micros"], want)
+        assert (rec.get("service_tier"), rec.get("inference_geo")) == (tier, geo), rec
+    for body, param in (({"service_tier": "hyperfast"}, "service_tier"), ({"service_tier": 2}, "service_tier")):
+        r = client.chat("openai/gpt-5.4", extra=body)
+        assert r.status_code == 400 and error_of(r)["param"] == param, r.text
+    r = client.messages("anthropic/claude-sonnet-4-6", extra={"inference_geo": "eu"})
+    assert r.status_code == 400 and error_of(r)["param"] == "inference_geo", r.text

@@ -96,7 +96,7 @@ fn tier_percents_are_read_and_bounded_naming_the_field() {
     v["pricing"]["openai/gpt-5.4"]["flex_percent"] = json!(50);
     let p = parse(v.clone()).unwrap().price("openai", "gpt-5.4").unwrap();
     assert_eq!((p.priority_percent, p.flex_percent), (Some(175), Some(50)));
-    for (f, bad) in [("priority_percent", json!(0)), ("flex_percent", json!(1001)), ("priority_percent", json!(-1)), ("flex_percent", json!("50"))] {
+    for (f, bad) in [("priority_percent", json!(0)), ("ultrafast_percent", json!(10_001)), ("priority_percent", json!(-1)), ("flex_percent", json!("50"))] {
         let mut v = base();
         v["pricing"]["openai/gpt-5.4"][f] = bad.clone();
         let e = parse(v).err().map(|e| (e.field, e.message)).unwrap_or_default();

@@ -341,28 +341,42 @@ fn a_request_continuing_a_stored_response_reserves_its_context() {
 }
 
 #[test]
-fn a_tier_the_request_asks_for_is_the_price_it_is_reserved_at() {
+fn a_tier_or_geography_the_request_asks_for_is_the_price_it_is_reserved_at() {
+    use tollgate_protocol::record::{InferenceGeo, ServiceTier};
     let cfg = Config::from_json(CFG.as_bytes()).unwrap();
-    let worst = |tier: &str| {
-        let body = format!(r#"{{"model":"cheap","messages":[{{"role":"user","content":"12345678"}}],"max_tokens":100{tier}}}"#);
-        let p = plan(&cfg, &key(None), Api::OpenAiChat, body.as_bytes(), "/v1/chat/completions", false).unwrap();
-        (p.chat.service_tier, p.worst)
+    let openai = |extra: &str| {
+        let body = format!(r#"{{"model":"cheap","messages":[{{"role":"user","content":"12345678"}}],"max_tokens":100{extra}}}"#);
+        plan(&cfg, &key(None), Api::OpenAiChat, body.as_bytes(), "/v1/chat/completions", false).map(|p| (p.chat.premium, p.worst))
     };
-    assert_eq!(worst("").0, None);
-    for t in [r#","service_tier":"auto""#, r#","service_tier":"default""#, r#","service_tier":null"#, r#","service_tier":"scale""#] {
-        assert_eq!(worst(t).0, None, "{t}");
+    let tier = |extra: &str| openai(extra).map(|(p, _)| p.tier).map_err(|e| (e.error.code, e.error.param));
+    assert_eq!(tier(""), Ok(None));
+    for t in ["auto", "default", "scale"] {
+        assert_eq!(tier(&format!(r#","service_tier":"{t}""#)), Ok(None), "{t}");
     }
+    assert_eq!(tier(r#","service_tier":null"#), Ok(None));
+    for (t, want) in [("priority", ServiceTier::Priority), ("fast", ServiceTier::Priority), ("ultrafast", ServiceTier::Ultrafast), ("flex", ServiceTier::Flex)] {
+        assert_eq!(tier(&format!(r#","service_tier":"{t}""#)), Ok(Some(want)), "{t}");
+    }
+    // A tier the gateway knows no price for is refused, not priced standard.
+    assert_eq!(tier(r#","service_tier":"hyperfast""#), Err(("unsupported_value", Some("service_tier"))));
+    assert_eq!(tier(r#","service_tier":1"#), Err(("invalid_type", Some("service_tier"))));
     // (Compared with a body of the same length: every member counts toward the input estimate.)
-    let standard = worst(r#","service_tier":"prioritx""#).1;
-    let (tier, priority) = worst(r#","service_tier":"priority""#);
-    assert_eq!(tier, Some(tollgate_protocol::record::ServiceTier::Priority));
-    assert_eq!((priority.tokens, priority.micros), (standard.tokens, standard.micros * 2), "unset: 200 %");
-    assert_eq!(worst(r#","service_tier":"flex""#).1, worst(r#","service_tier":"flez""#).1, "unset: standard, never less");
-    let body = br#"{"model":"cheap","messages":[],"service_tier":1}"#;
-    let e = plan(&cfg, &key(None), Api::OpenAiChat, body, "/v1/chat/completions", false).unwrap_err();
-    assert_eq!((e.error.code, e.error.param), ("invalid_type", Some("service_tier")));
+    let worst = |extra: &str| openai(extra).unwrap().1;
+    // cheap: $1 input, $2 output per million; the priority price is twice that.
+    let priority = worst(r#","service_tier":"priority""#);
+    let input = priority.tokens - 100;
+    assert_eq!(priority.micros, 2 * (input + 100 * 2), "unset: 200 %");
+    assert_eq!(worst(r#","service_tier":"flex""#).micros, worst(r#","service_tier":"auto""#).micros, "unset: standard, never less");
+    // Anthropic: speed and inference_geo.
+    let anthropic = |extra: &str| {
+        let body = format!(r#"{{"model":"claude-x","max_tokens":5,"messages":[{{"role":"user","content":"hi"}}]{extra}}}"#);
+        crate::request::parse_chat(Api::AnthropicMessages, body.as_bytes()).map(|c| c.request.premium).map_err(|e| (e.code, e.param))
+    };
+    use crate::pricing::Premium;
+    assert_eq!(anthropic(r#","speed":"fast","inference_geo":"us""#), Ok(Premium { tier: Some(ServiceTier::Fast), geo: Some(InferenceGeo::Us) }));
+    assert_eq!(anthropic(r#","speed":"standard","inference_geo":"global""#), Ok(Premium::default()));
+    assert_eq!(anthropic(r#","inference_geo":"eu""#), Err(("unsupported_value", Some("inference_geo"))));
+    assert_eq!(anthropic(r#","speed":"turbo""#), Err(("unsupported_value", Some("speed"))));
     // Anthropic's own service_tier (auto / standard_only) prices nothing apart.
-    let body = br#"{"model":"claude-x","max_tokens":5,"messages":[],"service_tier":"priority"}"#;
-    let p = plan(&cfg, &key(None), Api::AnthropicMessages, body, "/v1/messages", false);
-    assert!(p.map(|p| p.chat.service_tier).unwrap_or(None).is_none());
+    assert_eq!(anthropic(r#","service_tier":"standard_only""#), Ok(Premium::default()));
 }

@@ -261,6 +261,8 @@ struct Plan {
     /// OpenAI: the tier the answer says served it (`priority` and `flex` as
     /// asked, else `default`), as api.openai.com answers.
     service_tier: &'static str,
+    /// Anthropic: where inference ran, when the request said (`usage.inference_geo`).
+    inference_geo: Option<&'static str>,
     stream: bool,
     include_usage: bool,
     /// OpenAI streams: an `obfuscation` member on every chunk (the default).
@@ -783,9 +785,15 @@ async fn handle(
         endless_event: header_u64(&h, "x-mock-endless-event"),
         echo,
         service_tier: match req.get("service_tier").and_then(Value::as_str) {
-            Some("priority") => "priority",
+            Some("priority" | "fast") => "priority",
+            Some("ultrafast") => "ultrafast",
             Some("flex") => "flex",
             _ => "default",
+        },
+        inference_geo: match req.get("inference_geo").and_then(Value::as_str) {
+            Some("us") => Some("us"),
+            Some(_) => Some("global"),
+            None => None,
         },
     };
     let mut plan = plan;
@@ -851,6 +859,9 @@ fn anthropic_usage(p: &Plan, output: u64) -> Value {
                               "ephemeral_1h_input_tokens": p.cache_write_1h.min(p.cache_write)}});
     if p.web_searches > 0 {
         u["server_tool_use"] = json!({"web_search_requests": p.web_searches});
+    }
+    if let Some(geo) = p.inference_geo {
+        u["inference_geo"] = json!(geo);
     }
     u
 }

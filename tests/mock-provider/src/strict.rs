@@ -77,6 +77,11 @@
 //!   `output_config` until they did. Thinking's rules: `thinking.rs`.
 //! - DeepSeek documents no refusal of unknown members: the mock accepts them,
 //!   but checks types like OpenAI.
+//! - Anthropic's `inference_geo` (`global`, `us`: platform.claude.com
+//!   "Data residency"; supported from Claude Opus 4.6 and Sonnet 4.6, "Requests
+//!   with inference_geo on legacy models return a 400 error"; the answer's
+//!   `usage.inference_geo` says where it ran) and `speed` (`standard`,
+//!   `fast`: "Fast mode"), request members like any other.
 //! - A model the provider does not have. Anthropic: `404 not_found_error
 //!   "model: <name>"` (anthropics/anthropic-sdk-typescript#690 for
 //!   `invalid-model`, anthropics/claude-code#5349 for `sonnet4`, real
@@ -108,8 +113,8 @@ const OPENAI_PARAMS: &[&str] = &[
 ];
 
 const ANTHROPIC_PARAMS: &[&str] = &[
-    "model", "messages", "max_tokens", "cache_control", "container", "metadata", "output_config", "service_tier", "stop_sequences",
-    "stream", "system", "temperature", "thinking", "tool_choice", "tools", "top_k", "top_p",
+    "model", "messages", "max_tokens", "cache_control", "container", "inference_geo", "metadata", "output_config", "service_tier",
+    "speed", "stop_sequences", "stream", "system", "temperature", "thinking", "tool_choice", "tools", "top_k", "top_p",
 ];
 /// Accepted only with an `anthropic-beta` header.
 const ANTHROPIC_BETA_PARAMS: &[&str] = &["context_management", "mcp_servers", "output_format"];
@@ -410,6 +415,11 @@ fn anthropic_members(req: &Map<String, Value>, params: &[&str], beta: &[&str]) -
 }
 
 /// Checks a token count's body as Anthropic would.
+/// Claude models before Opus and Sonnet 4.6 (3.x, 4, 4.1, 4.5), which refuse `inference_geo`.
+pub fn anthropic_before_4_6(model: &str) -> bool {
+    model.starts_with("claude-3") || ["-4-5", "-4-1", "-4-2025", "-4-0"].iter().any(|v| model.contains(v))
+}
+
 /// Whether `model` could be one of the provider's model names (see the
 /// module's sources).
 pub fn known_model_name(dialect: Dialect, model: &str) -> bool {
@@ -448,6 +458,10 @@ pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: Option<&str>) -> 
     }
     match dialect {
         Dialect::Anthropic => {
+            let model = req.get("model").and_then(Value::as_str).unwrap_or("");
+            if req.get("inference_geo").is_some_and(|g| !g.is_null()) && anthropic_before_4_6(model) {
+                return Err(refuse(400, format!("inference_geo: not supported on {model}"), None, None));
+            }
             anthropic_members(req, ANTHROPIC_PARAMS, if beta.is_some() { ANTHROPIC_BETA_PARAMS } else { &[] })?;
             match req.get("max_tokens").and_then(Value::as_i64) {
                 None => return Err(refuse(400, "max_tokens: Field required".into(), None, None)),

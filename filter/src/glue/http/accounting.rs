@@ -72,7 +72,8 @@ impl TollgateHttp {
             json_check: self.json_check.clone(),
             attempts: self.attempts.clone(),
             routed_by: self.routed_by.clone(),
-            service_tier: self.chat.as_ref().and_then(|c| c.service_tier),
+            service_tier: self.chat.as_ref().and_then(|c| c.premium.tier),
+            inference_geo: self.chat.as_ref().and_then(|c| c.premium.geo),
             capture: self.capture.clone().filter(|c| !c.response.is_empty()),
         }
         .bounded()
@@ -97,8 +98,8 @@ impl TollgateHttp {
             body_bytes,
         };
         let (usage, source, outcome, error) = account(&observed);
-        let tier = self.chat.as_ref().and_then(|c| c.service_tier);
-        let price = cfg.price(&target.provider, &target.upstream_model).map(|p| p.at_tier(tier));
+        let premium = self.chat.as_ref().map(|c| c.premium).unwrap_or_default();
+        let price = cfg.price(&target.provider, &target.upstream_model).map(|p| p.at(premium));
         let (cost, savings) = price.map(|p| p.cost_and_savings(&usage)).unwrap_or((0, 0));
         let mut rec = self.build_record(usage, source, outcome, error, cost, price.is_some());
         rec.cache_savings_micros = savings;
