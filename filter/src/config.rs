@@ -690,6 +690,9 @@ impl Config {
                     return Err(err(format!("{field}.{f}"), "must be 1 to 10000 (percent of the standard prices)"));
                 }
             }
+            if price.long_context.is_some_and(|lc| lc.above_input_tokens == 0) {
+                return Err(err(format!("{field}.long_context.above_input_tokens"), "must be at least 1 (the band applies above it)"));
+            }
             let pattern = Pattern::parse(&name).map_err(|e| err(field, e))?;
             pricing.push((pattern, price));
         }

@@ -67,6 +67,30 @@ pub struct Price {
     /// the tier: default 110 (the published 1.1 ×).
     #[serde(default)]
     pub us_inference_percent: Option<u32>,
+    /// The prices of a request whose input is long: providers price the
+    /// whole request higher above a number of input tokens (Anthropic's
+    /// 1M-context models above 200K, OpenAI's GPT-5.4 and later above 272K,
+    /// Gemini 2.5 Pro above 200K: about 2 × input and 1.5 × output).
+    #[serde(default)]
+    pub long_context: Option<LongContext>,
+}
+
+/// [`Price::long_context`]: the prices that apply to the whole request
+/// when its input tokens (cache reads and writes included, as the
+/// providers count them) are more than `above_input_tokens`. Unset cache
+/// prices default from this band's `input`, as the standard band's do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LongContext {
+    pub above_input_tokens: u64,
+    pub input: u64,
+    #[serde(default)]
+    pub cached_input: Option<u64>,
+    #[serde(default)]
+    pub cache_write: Option<u64>,
+    #[serde(default)]
+    pub cache_write_1h: Option<u64>,
+    pub output: u64,
 }
 
 /// What a request asked for that the provider prices apart: a processing
@@ -110,19 +134,56 @@ impl Price {
             return self;
         }
         let scale = |v: u64| u64::try_from((v as u128 * u128::from(percent)).div_ceil(100)).unwrap_or(u64::MAX);
-        // The write defaults derive from `input`: fixed before it is scaled.
+        let scaled = |b: Price| Price {
+            // The write defaults derive from `input`: fixed before it is scaled.
+            input: scale(b.input),
+            cached_input: Some(scale(b.cached_input.unwrap_or(b.input))),
+            cache_write: Some(scale(b.cache_write.unwrap_or_else(|| b.input.saturating_mul(5).div_ceil(4)))),
+            cache_write_1h: Some(scale(b.cache_write_1h.unwrap_or_else(|| b.input.saturating_mul(2)))),
+            output: scale(b.output),
+            ..b
+        };
         Price {
-            input: scale(self.input),
-            cached_input: Some(scale(self.cached_input.unwrap_or(self.input))),
-            cache_write: Some(scale(self.cache_write.unwrap_or_else(|| self.input.saturating_mul(5).div_ceil(4)))),
-            cache_write_1h: Some(scale(self.cache_write_1h.unwrap_or_else(|| self.input.saturating_mul(2)))),
-            output: scale(self.output),
+            long_context: self.long_context.map(|lc| {
+                let b = scaled(self.long_band(lc));
+                LongContext {
+                    input: b.input,
+                    cached_input: b.cached_input,
+                    cache_write: b.cache_write,
+                    cache_write_1h: b.cache_write_1h,
+                    output: b.output,
+                    ..lc
+                }
+            }),
+            ..scaled(self)
+        }
+    }
+
+    /// The long-context band as prices of its own.
+    fn long_band(self, lc: LongContext) -> Price {
+        Price {
+            input: lc.input,
+            cached_input: lc.cached_input,
+            cache_write: lc.cache_write,
+            cache_write_1h: lc.cache_write_1h,
+            output: lc.output,
+            long_context: None,
             ..self
+        }
+    }
+
+    /// The prices a request with `input_tokens` input is billed at: the
+    /// long-context band above its threshold, else these.
+    pub fn band(&self, input_tokens: u64) -> Price {
+        match self.long_context {
+            Some(lc) if input_tokens > lc.above_input_tokens => self.long_band(lc),
+            _ => *self,
         }
     }
 
     /// Exact cost in pico-dollars.
     pub fn cost_picos(&self, u: &Usage) -> u128 {
+        let p = self.band(u.input_tokens);
         let cached = u.cached_input_tokens.min(u.input_tokens);
         let written = u.cache_write_tokens.min(u.input_tokens - cached);
         let written_1h = u.cache_write_1h_tokens.min(written);
@@ -131,13 +192,13 @@ impl Price {
         let term = |tokens: u64, price: u64| (tokens as u128).saturating_mul(price as u128);
         // per 1,000 searches in micros = per search in nano-dollars = 1000 picos each
         let searches = (u.web_search_requests as u128)
-            .saturating_mul(self.web_search_per_1k.unwrap_or(DEFAULT_WEB_SEARCH_PER_1K) as u128)
+            .saturating_mul(p.web_search_per_1k.unwrap_or(DEFAULT_WEB_SEARCH_PER_1K) as u128)
             .saturating_mul(1000);
-        term(uncached, self.input)
-            .saturating_add(term(cached, self.cached_input.unwrap_or(self.input)))
-            .saturating_add(term(written_5m, self.cache_write.unwrap_or_else(|| self.input.saturating_mul(5).div_ceil(4))))
-            .saturating_add(term(written_1h, self.cache_write_1h.unwrap_or_else(|| self.input.saturating_mul(2))))
-            .saturating_add(term(u.output_tokens, self.output))
+        term(uncached, p.input)
+            .saturating_add(term(cached, p.cached_input.unwrap_or(p.input)))
+            .saturating_add(term(written_5m, p.cache_write.unwrap_or_else(|| p.input.saturating_mul(5).div_ceil(4))))
+            .saturating_add(term(written_1h, p.cache_write_1h.unwrap_or_else(|| p.input.saturating_mul(2))))
+            .saturating_add(term(u.output_tokens, p.output))
             .saturating_add(searches)
     }
 
@@ -273,5 +334,24 @@ mod tests {
         let huge = Price { input: u64::MAX, output: u64::MAX, priority_percent: Some(u32::MAX), us_inference_percent: Some(u32::MAX), ..none() };
         let most = Premium { tier: Some(ServiceTier::Priority), geo: Some(InferenceGeo::Us) };
         assert_eq!(huge.at(most).output, u64::MAX, "saturates");
+    }
+
+    #[test]
+    fn a_long_input_prices_the_whole_request_at_the_long_context_band() {
+        // Claude Sonnet 4.6: $3 / $15, and above 200K input tokens $6 / $22.50 (cache reads 0.1x, writes 1.25x of the band).
+        let lc = LongContext { above_input_tokens: 200_000, input: 6_000_000, cached_input: Some(600_000), output: 22_500_000, ..Default::default() };
+        let p = Price { input: 3_000_000, cached_input: Some(300_000), output: 15_000_000, long_context: Some(lc), ..none() };
+        let at = |input, cached, output| p.cost_micros(&Usage { input_tokens: input, cached_input_tokens: cached, output_tokens: output, ..Default::default() });
+        assert_eq!(at(200_000, 0, 1000), 600_000 + 15_000, "at the threshold: standard");
+        assert_eq!(at(200_001, 0, 1000), 1_200_006 + 22_500, "one above: every token at the band, output too");
+        // cache reads count toward the threshold and are priced at the band's cached price
+        assert_eq!(at(250_000, 200_000, 0), 50_000 * 6 + 200_000 * 6 / 10);
+        // unset band write price: 1.25 x the band's input
+        let w = Usage { input_tokens: 300_000, cache_write_tokens: 100_000, ..Default::default() };
+        assert_eq!(p.cost_micros(&w), 200_000 * 6 + 100_000 * 6 * 5 / 4);
+        // a premium scales the band too: fast mode on a long prompt, 6 x the band
+        let fast = p.at(Premium { tier: Some(ServiceTier::Fast), geo: None });
+        assert_eq!(fast.cost_micros(&Usage { input_tokens: 200_001, ..Default::default() }), 6 * 1_200_006);
+        assert_eq!(fast.long_context.map(|l| l.above_input_tokens), Some(200_000));
     }
 }

@@ -150,3 +150,26 @@ def test_a_recorded_gemini_request_is_served_by_the_mock_and_through_tollgate(st
     rec = client.record(r.headers["x-tollgate-request-id"])
     assert rec["outcome"] == "ok" and rec["usage_source"] == "provider" and rec["model_upstream"] == ex["model"], rec
     assert rec["usage"]["input_tokens"] == r.json()["usageMetadata"]["promptTokenCount"]
+
+
+def test_a_long_prompt_is_priced_at_the_long_context_band(stack, client):
+    """Gemini 2.5 Pro bills a prompt over 200K tokens at $2.50 / $15 instead
+    of $1.25 / $10 per million, the whole request (ai.google.dev/pricing);
+    the demo pricing says so in `long_context`. Before, every prompt was
+    priced at the short band: a long one cost twice what its budget counted.
+    Just under and just over the threshold, JSON and stream."""
+    path = "/v1beta/models/gemini-2.5-pro:generateContent"
+    short_band, long_band = (1_250_000, 125_000, 10_000_000), (2_500_000, 250_000, 15_000_000)
+    for words, band in ((150_000, short_band), (210_000, long_band)):
+        # The mock counts a token per 4 bytes of text.
+        body = {"contents": [{"role": "user", "parts": [{"text": "abc " * words}]}]}
+        for stream in (False, True):
+            p = path.replace(":generateContent", ":streamGenerateContent?alt=sse") if stream else path
+            r = native(stack, path=p, body=body, headers={"x-mock-output-tokens": "20"})
+            assert r.status_code == 200, r.text[:300]
+            rec = client.record(r.headers["x-tollgate-request-id"])
+            u = rec["usage"]
+            assert (u["input_tokens"] > 200_000) == (band == long_band), u
+            cached = u["cached_input_tokens"]
+            want = -(-((u["input_tokens"] - cached) * band[0] + cached * band[1] + u["output_tokens"] * band[2]) // 1_000_000)
+            assert rec["cost_micros"] == want, (words, stream, rec["cost_micros"], want)

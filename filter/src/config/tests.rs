@@ -90,6 +90,20 @@ fn pricing_exact_then_longest_prefix() {
 }
 
 #[test]
+fn a_long_context_band_is_read_and_checked_naming_the_field() {
+    let mut v = base();
+    v["pricing"]["openai/gpt-5.4"]["long_context"] = json!({"above_input_tokens": 272000, "input": 5000000, "output": 22500000});
+    let lc = parse(v.clone()).unwrap().price("openai", "gpt-5.4").unwrap().long_context.unwrap();
+    assert_eq!((lc.above_input_tokens, lc.input, lc.cached_input, lc.output), (272_000, 5_000_000, None, 22_500_000));
+    v["pricing"]["openai/gpt-5.4"]["long_context"]["above_input_tokens"] = json!(0);
+    assert_eq!(field_of(v.clone()), "pricing.openai/gpt-5.4.long_context.above_input_tokens");
+    v["pricing"]["openai/gpt-5.4"]["long_context"] = json!({"above_input_tokens": 1, "input": 1});
+    assert!(field_of(v.clone()).starts_with("pricing"), "output is required");
+    v["pricing"]["openai/gpt-5.4"]["long_context"] = json!({"above_input_tokens": 1, "input": 1, "output": 1, "typo": 1});
+    assert!(field_of(v).starts_with("pricing"), "unknown fields refused");
+}
+
+#[test]
 fn tier_percents_are_read_and_bounded_naming_the_field() {
     let mut v = base();
     v["pricing"]["openai/gpt-5.4"]["priority_percent"] = json!(175);
