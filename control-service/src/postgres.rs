@@ -167,6 +167,10 @@ impl Tx for PgTx<'_> {
     fn json_pairs(&self, table: &str, col: &str, filter: &str) -> String {
         format!("SELECT p->>0 AS first, p->>1 AS second FROM {table} AS t, jsonb_array_elements(t.{col}::jsonb) AS p WHERE {filter}")
     }
+    /// SUM of BIGINT is an exact NUMERIC here: only the cast back can fail.
+    fn sum(&self, expr: &str) -> String {
+        format!("CAST(GREATEST(LEAST(COALESCE(SUM({expr}), 0), 9223372036854775807), -9223372036854775807) AS BIGINT)")
+    }
     fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64> {
         let st = self.statement(sql)?;
         let params = Self::params(args);

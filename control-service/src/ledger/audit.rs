@@ -7,7 +7,7 @@
 use tollgate_protocol::guard::{GuardrailsDoc, PolicyDoc};
 use tollgate_protocol::record::UsageRecord;
 
-use crate::db::{insert_rows, int, sum, Arg, Tx};
+use crate::db::{insert_rows, int, Arg, Tx};
 use crate::store::*;
 
 /// The findings of the records stored just now: a few multi-row
@@ -66,7 +66,7 @@ pub fn summary(tx: &mut dyn Tx, q: &AuditQuery) -> Result<Vec<AuditSum>> {
     let sql = format!(
         "SELECT team, provider, direction, class, action, COUNT(*), {} FROM guard_findings{wh}
          GROUP BY team, provider, direction, class, action ORDER BY 6 DESC, 1, 2, 3, 4, 5",
-        sum("count")
+        tx.sum("count")
     );
     tx.query(&sql, &args)?
         .iter()

@@ -4,7 +4,7 @@
 
 use tollgate_protocol::state::{pct_of, ScopeType};
 
-use crate::db::{int, opt_int, params, statement_chunks, sum, values, Arg, Tx};
+use crate::db::{int, opt_int, params, statement_chunks, values, Arg, Tx};
 use crate::store::*;
 
 use super::rows::{self, scope_column, BUDGET_COLS};
@@ -195,8 +195,8 @@ fn recount(tx: &mut dyn Tx, t: ScopeType, (start, end): (u64, u64), chunk: &[&Bu
         &format!(
             "SELECT {col}, {}, {}
              FROM usage WHERE {col} IN ({}) AND ts_ms >= ?1 AND ts_ms < ?2 GROUP BY {col}",
-            sum("cost_micros"),
-            sum("input_tokens + output_tokens"),
+            tx.sum("cost_micros"),
+            tx.sum("input_tokens + output_tokens"),
             params(3, n)
         ),
         &period,
@@ -227,8 +227,8 @@ fn recount(tx: &mut dyn Tx, t: ScopeType, (start, end): (u64, u64), chunk: &[&Bu
             "INSERT INTO budget_usage_node (scope_type, scope_id, period_start_ms, node, used_micros, used_tokens)
              SELECT ?1, {col}, ?2, node, {}, {}
              FROM usage WHERE {col} IN ({}) AND ts_ms >= ?2 AND ts_ms < ?3 GROUP BY {col}, node",
-            sum("cost_micros"),
-            sum("input_tokens + output_tokens"),
+            tx.sum("cost_micros"),
+            tx.sum("input_tokens + output_tokens"),
             params(4, n)
         ),
         &all,

@@ -4,7 +4,7 @@
 
 use tollgate_protocol::record::UsageRecord;
 
-use crate::db::{insert_rows, int, opt_int, sum, Arg, Tx};
+use crate::db::{insert_rows, int, opt_int, Arg, Tx};
 use crate::store::*;
 
 /// The explanations of the records stored just now (multi-row statements,
@@ -45,7 +45,7 @@ pub fn summary(tx: &mut dyn Tx, q: &CacheMissQuery) -> Result<Vec<CacheMissSum>>
         "SELECT feature, prompt_version, model, reason, segment, CAST(MIN(offset_bytes) AS BIGINT), COUNT(*),
                 {}, CAST(MIN(ts_ms) AS BIGINT), CAST(MAX(ts_ms) AS BIGINT)
          FROM cache_misses WHERE ts_ms >= ?1 AND ts_ms < ?2",
-        sum("lost_micros")
+        tx.sum("lost_micros")
     );
     let mut args: Vec<Arg<'_>> = vec![int(q.from_ms), int(q.to_ms)];
     for (col, v) in [("team", &q.team), ("feature", &q.feature)] {
@@ -94,8 +94,8 @@ pub fn check_drops(tx: &mut dyn Tx, now_ms: u64, rule: DropRule) -> Result<u64> 
             "SELECT feature, prompt_version, COUNT(*), {}, {}, CAST(MIN(ts_ms) AS BIGINT)
              FROM usage WHERE ts_ms >= ?1 AND feature IS NOT NULL AND prompt_version IS NOT NULL AND cache_reported_input_tokens > 0
              GROUP BY feature, prompt_version ORDER BY feature, 6",
-            sum("cached_input_tokens"),
-            sum("cache_reported_input_tokens")
+            tx.sum("cached_input_tokens"),
+            tx.sum("cache_reported_input_tokens")
         ),
         &[int(now_ms.saturating_sub(rule.window_ms))],
     )?;

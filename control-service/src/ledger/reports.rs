@@ -2,7 +2,7 @@
 
 use tollgate_protocol::state::ScopeType;
 
-use crate::db::{int, sum, Arg, Tx};
+use crate::db::{int, Arg, Tx};
 use crate::reports::{Dim, ReportQuery, ReportRow};
 use crate::store::*;
 
@@ -56,12 +56,12 @@ pub fn report(tx: &mut dyn Tx, q: &ReportQuery) -> Result<Vec<ReportRow>> {
                 CAST(COALESCE(SUM(CASE WHEN status = 429 THEN 1 ELSE 0 END),0) AS BIGINT), {}, {}
          FROM usage WHERE ts_ms >= ?1 AND ts_ms < ?2",
         select.join(", "),
-        sum("input_tokens"),
-        sum("cached_input_tokens"),
-        sum("output_tokens"),
-        sum("cost_micros"),
-        sum("cache_reported_input_tokens"),
-        sum("cache_savings_micros"),
+        tx.sum("input_tokens"),
+        tx.sum("cached_input_tokens"),
+        tx.sum("output_tokens"),
+        tx.sum("cost_micros"),
+        tx.sum("cache_reported_input_tokens"),
+        tx.sum("cache_savings_micros"),
     );
     let mut args: Vec<Arg<'_>> = vec![int(q.from_ms), int(q.to_ms)];
     for (d, v) in &q.filters {
