@@ -90,37 +90,38 @@ impl RequestHead {
 impl RequestHead {
     /// Every key the request presents, in the order they are tried: the
     /// bearer token of `authorization`, then `x-api-key`, then
-    /// `x-goog-api-key`, each trimmed, empty ones left out, each once. A
-    /// value that is not UTF-8 is an invalid key (never a panic).
-    pub fn keys(&self) -> Result<Vec<&str>, GatewayError> {
+    /// `x-goog-api-key`, each trimmed, empty ones left out, each once (a
+    /// fixed array: nothing allocated on every request). A value that is
+    /// not UTF-8 is an invalid key (never a panic).
+    pub fn keys(&self) -> Result<[Option<&str>; 3], GatewayError> {
         fn text(v: &Option<Vec<u8>>) -> Result<Option<&str>, GatewayError> {
             v.as_deref().map(|b| std::str::from_utf8(b).map_err(|_| GatewayError::invalid_key())).transpose()
         }
-        let bearer = crate::keys::presented_key(text(&self.authorization)?, None);
-        let mut keys: Vec<&str> = Vec::with_capacity(1);
-        for k in [bearer, text(&self.x_api_key)?, text(&self.x_goog_api_key)?].into_iter().flatten() {
-            let k = k.trim();
-            if !k.is_empty() && !keys.contains(&k) {
-                keys.push(k);
-            }
+        fn clean(k: Option<&str>) -> Option<&str> {
+            k.map(str::trim).filter(|k| !k.is_empty())
         }
-        Ok(keys)
+        let bearer = clean(crate::keys::presented_key(text(&self.authorization)?, None));
+        let x = clean(text(&self.x_api_key)?).filter(|k| Some(*k) != bearer);
+        let goog = clean(text(&self.x_goog_api_key)?).filter(|k| Some(*k) != bearer && Some(*k) != x);
+        Ok([bearer, x, goog])
     }
 }
+
 /// The key a request is charged to, from the keys it presents (in the
 /// order of [`RequestHead::keys`]) and a lookup of the known ones: the
 /// first, when it is known and no other names a different known key (which
 /// one pays is the client's to say, not ours to guess). A key that is no
 /// virtual key (a provider key left in the client's environment) is no
 /// conflict. `Ok(None)`: the first is not a known key.
-pub fn charged_key<K>(
-    keys: &[&str],
+pub fn charged_key<'a, K>(
+    keys: impl IntoIterator<Item = &'a str>,
     resolve: impl Fn(&str) -> Option<K>,
     same: impl Fn(&K, &K) -> bool,
 ) -> Result<Option<K>, GatewayError> {
-    let (&first, others) = keys.split_first().ok_or_else(GatewayError::missing_key)?;
+    let mut keys = keys.into_iter();
+    let first = keys.next().ok_or_else(GatewayError::missing_key)?;
     let Some(k) = resolve(first) else { return Ok(None) };
-    if others.iter().any(|o| resolve(o).is_some_and(|other| !same(&other, &k))) {
+    if keys.any(|o| resolve(o).is_some_and(|other| !same(&other, &k))) {
         return Err(GatewayError::two_keys());
     }
     Ok(Some(k))

@@ -83,7 +83,7 @@ fn tags_are_short_printable_ascii_or_refused() {
 
 #[test]
 fn every_key_a_request_presents_is_listed_once_in_the_order_tried() {
-    let keys = |pairs: &[(&str, &[u8])]| read(pairs).keys().map(|k| k.into_iter().map(str::to_string).collect::<Vec<_>>());
+    let keys = |pairs: &[(&str, &[u8])]| read(pairs).keys().map(|k| k.into_iter().flatten().map(str::to_string).collect::<Vec<_>>());
     assert_eq!(keys(&[]).unwrap(), Vec::<String>::new());
     assert_eq!(
         keys(&[("x-goog-api-key", b"g"), ("x-api-key", b" a "), ("authorization", b"Bearer  b ")]).unwrap(),
@@ -106,7 +106,7 @@ fn the_first_key_pays_unless_another_header_names_a_different_known_key() {
         "b" => Some("team-b"),
         _ => None,
     };
-    let charged = |keys: &[&str]| charged_key(keys, known, |x, y| x == y).map_err(|e| (e.status, e.message));
+    let charged = |keys: &[&str]| charged_key(keys.iter().copied(), known, |x, y| x == y).map_err(|e| (e.status, e.message));
     assert_eq!(charged(&["a"]), Ok(Some("team-a")));
     assert_eq!(charged(&["a", "sk-ant-provider-key"]), Ok(Some("team-a")), "no virtual key: no conflict");
     assert_eq!(charged(&["a", "a2"]), Ok(Some("team-a")), "the same key record");

@@ -20,21 +20,24 @@ use crate::route;
 
 impl TollgateHttp {
     pub(super) fn authenticate(&mut self, cfg: &Config) -> Result<Rc<KeyInfo>, GatewayError> {
-        let mut keys = self.headers.keys()?;
+        let keys = self.headers.keys()?;
         // Gemini's REST convention `?key=`, on Gemini's native paths only;
         // never sent upstream (request::upstream_query).
-        if keys.is_empty() {
-            keys.extend(crate::request::query_key(&self.path).filter(|_| crate::gemini::path_model(&self.path).is_some()));
-        }
+        let query = match keys {
+            [None, None, None] => crate::request::query_key(&self.path).filter(|_| crate::gemini::path_model(&self.path).is_some()),
+            _ => None,
+        };
+        let presented = keys.into_iter().flatten().chain(query);
         let resolve = |k: &str| {
             let hash = hash_key(k);
             cfg.key_by_hash(&hash).cloned().or_else(|| cfg.control.as_ref().and_then(|_| shared_key(&hash)))
         };
-        if let Some(k) = charged_key(&keys, resolve, |a, b| a.key_hash == b.key_hash)? {
+        if let Some(k) = charged_key(presented.clone(), resolve, |a, b| a.key_hash == b.key_hash)? {
             return Ok(k);
         }
         // Several keys (a repeated Authorization header Envoy joined with a comma)?
-        let several = keys.first().is_some_and(|k| k.contains(','));
+        let several = presented.clone().next().is_some_and(|k| k.contains(','));
+        drop(presented); // (it borrows the headers; the state check below needs self)
         // Until this Envoy holds every key the control service has (just
         // started, or the service is unreachable since), an unknown key
         // may be a valid one not loaded yet: retryable, not "invalid".
