@@ -30,6 +30,7 @@ pub mod record;
 pub mod request;
 pub mod request_head;
 pub mod responses_api;
+pub mod served;
 pub mod response;
 pub mod route;
 pub mod shipper;

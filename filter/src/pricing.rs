@@ -93,9 +93,9 @@ pub struct LongContext {
     pub output: u64,
 }
 
-/// What a request asked for that the provider prices apart: a processing
-/// tier and an inference geography (read from the request: a request the
-/// provider serves at a cheaper tier than asked is charged as asked).
+/// What the provider prices apart: a processing tier and an inference
+/// geography. Read from the request (its reservation), then settled by
+/// what the answer says served it ([`crate::served`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Premium {
     pub tier: Option<ServiceTier>,

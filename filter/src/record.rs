@@ -36,6 +36,17 @@ pub struct Observed {
     pub stream: Option<StreamSummary>,
 }
 
+impl Observed {
+    /// The tier and geography the answer says served it ([`crate::served`]).
+    pub fn served(&self) -> crate::served::Served {
+        match (&self.stream, &self.json) {
+            (Some(s), _) => s.served,
+            (None, Some(j)) => j.served,
+            (None, None) => Default::default(),
+        }
+    }
+}
+
 /// The accounting rule (docs/usage-record.md, "What a request costs"):
 ///
 /// - Provider-reported usage is used whenever it is complete.
@@ -156,7 +167,7 @@ pub(crate) mod tests {
     use super::*;
 
     fn stream(usage: Option<Usage>, finished: bool, chars: u64) -> StreamSummary {
-        StreamSummary { usage, model: Some("m".into()), finished, error_event: false, output_chars: chars, usage_final: finished && usage.is_some(), oversized: false }
+        StreamSummary { usage, model: Some("m".into()), finished, error_event: false, output_chars: chars, usage_final: finished && usage.is_some(), oversized: false, served: Default::default() }
     }
 
     fn obs(status: u16, t: Termination, json: Option<ResponseInfo>, s: Option<StreamSummary>) -> Observed {
@@ -167,7 +178,7 @@ pub(crate) mod tests {
 
     #[test]
     fn complete_json_uses_provider_usage() {
-        let r = account(&obs(200, Termination::Complete, Some(ResponseInfo { model: None, usage: Some(U), response_id: None }), None));
+        let r = account(&obs(200, Termination::Complete, Some(ResponseInfo { usage: Some(U), ..Default::default() }), None));
         assert_eq!(r, (U, UsageSource::Provider, Outcome::Ok, None));
     }
 

@@ -75,7 +75,7 @@ impl JsonCollector {
         let model = member::<String>(&self.head, b"\"model\"").map(|m| crate::text::clean_field(&m, 256));
         let note = if usage.is_some() { "usage_from_tail:response_too_large" } else { "usage_unreadable:response_too_large" };
         let note = Some(note);
-        BodyReading { info: ResponseInfo { model, usage, response_id: None }, bytes: self.total, note }
+        BodyReading { info: ResponseInfo { model, usage, ..Default::default() }, bytes: self.total, note }
     }
 }
 

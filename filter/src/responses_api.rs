@@ -17,6 +17,7 @@
 
 use serde::Deserialize;
 
+use crate::served::{Served, Word};
 use crate::usage::{EventSeen as Seen, Usage};
 
 #[derive(Deserialize, Default)]
@@ -73,6 +74,9 @@ pub(crate) struct ResponseObject {
     pub id: Option<String>,
     #[serde(default)]
     pub model: Option<String>,
+    /// The tier that served it ([`crate::served`]).
+    #[serde(default)]
+    service_tier: Word,
     #[serde(default)]
     usage: Option<ResponsesUsage>,
     #[serde(default)]
@@ -80,6 +84,10 @@ pub(crate) struct ResponseObject {
 }
 
 impl ResponseObject {
+    pub fn served(&self) -> Served {
+        Served::openai(self.service_tier)
+    }
+
     pub fn usage(self) -> Option<Usage> {
         let searches = self.output.iter().flatten().filter(|i| i.kind == "web_search_call").count() as u64;
         self.usage.map(|u| u.normalise(searches))
@@ -120,11 +128,13 @@ pub(crate) fn observe(name: Option<&str>, data: &str) -> Seen {
             if let Some(r) = ev.response {
                 seen.model = r.model.clone();
                 seen.id = r.id.clone();
+                seen.served = r.served();
                 seen.usage = r.usage();
             }
         }
         "response.created" | "response.in_progress" => {
             if let Some(r) = ev.response {
+                seen.served = r.served();
                 (seen.model, seen.id) = (r.model, r.id);
             }
         }

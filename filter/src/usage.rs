@@ -10,6 +10,7 @@
 use serde::Deserialize;
 
 use crate::request::Api;
+use crate::served::{Served, Word};
 use crate::sse::{parse_event, SseSplitter};
 
 pub use tollgate_protocol::usage::{Usage, MAX_COUNT};
@@ -87,6 +88,12 @@ struct AnthropicUsage {
     cache_creation: Option<CacheCreation>,
     #[serde(default)]
     server_tool_use: Option<ServerToolUse>,
+    /// `"standard"` or `"fast"` ([`crate::served`]).
+    #[serde(default)]
+    speed: Word,
+    /// Where inference ran: `"global"` or `"us"`.
+    #[serde(default)]
+    inference_geo: Word,
 }
 
 impl AnthropicUsage {
@@ -98,6 +105,12 @@ impl AnthropicUsage {
         self.cache_read_input_tokens = later.cache_read_input_tokens.or(self.cache_read_input_tokens);
         self.cache_creation = later.cache_creation.or(self.cache_creation);
         self.server_tool_use = later.server_tool_use.or(self.server_tool_use);
+        self.speed = if later.speed == Word::Unknown { self.speed } else { later.speed };
+        self.inference_geo = if later.inference_geo == Word::Unknown { self.inference_geo } else { later.inference_geo };
+    }
+
+    fn served(&self) -> Served {
+        Served::anthropic(self.speed, self.inference_geo)
     }
 
     fn normalise(&self) -> Usage {
@@ -128,6 +141,8 @@ struct OpenAiBody {
     #[serde(default)]
     model: Option<String>,
     #[serde(default)]
+    service_tier: Word,
+    #[serde(default)]
     usage: Option<OpenAiUsage>,
 }
 
@@ -146,6 +161,8 @@ pub struct ResponseInfo {
     pub usage: Option<Usage>,
     /// The Responses API's response id (what a later request continues).
     pub response_id: Option<String>,
+    /// The tier and geography the answer says served it.
+    pub served: Served,
 }
 
 /// Reads model and usage from a non-streamed JSON response body.
@@ -153,19 +170,24 @@ pub struct ResponseInfo {
 pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
     match api {
         Api::GeminiGenerateContent => match serde_json::from_slice::<crate::gemini::GenerateResponse>(body) {
-            Ok(r) => ResponseInfo { model: r.model_version.clone(), usage: r.usage(), response_id: None },
+            Ok(r) => ResponseInfo { model: r.model_version.clone(), usage: r.usage(), ..Default::default() },
             Err(_) => ResponseInfo::default(),
         },
         Api::OpenAiResponses => match serde_json::from_slice::<crate::responses_api::ResponseObject>(body) {
-            Ok(r) => ResponseInfo { model: r.model.clone(), response_id: r.id.clone(), usage: r.usage() },
+            Ok(r) => ResponseInfo { model: r.model.clone(), response_id: r.id.clone(), served: r.served(), usage: r.usage() },
             Err(_) => ResponseInfo::default(),
         },
         Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => match serde_json::from_slice::<OpenAiBody>(body) {
-            Ok(b) => ResponseInfo { model: b.model, usage: b.usage.map(Usage::from), response_id: None },
+            Ok(b) => ResponseInfo { model: b.model, usage: b.usage.map(Usage::from), served: Served::openai(b.service_tier), response_id: None },
             Err(_) => ResponseInfo::default(),
         },
         Api::AnthropicMessages => match serde_json::from_slice::<AnthropicBody>(body) {
-            Ok(b) => ResponseInfo { model: b.model, usage: b.usage.map(|u| u.normalise()), response_id: None },
+            Ok(b) => ResponseInfo {
+                model: b.model,
+                served: b.usage.map(|u| u.served()).unwrap_or_default(),
+                usage: b.usage.map(|u| u.normalise()),
+                response_id: None,
+            },
             Err(_) => ResponseInfo::default(),
         },
     }
@@ -251,6 +273,8 @@ struct OpenAiChunk<'a> {
     #[serde(default, borrow)]
     model: Option<Text<'a>>,
     #[serde(default)]
+    service_tier: Word,
+    #[serde(default)]
     usage: Option<OpenAiUsage>,
     #[serde(default, borrow)]
     choices: Vec<OpenAiChoice<'a>>,
@@ -310,6 +334,8 @@ pub struct StreamTracker {
     /// Rewrites the (Anthropic) stream as OpenAI chunks ([`crate::translate_stream`]).
     translator: Option<Box<dyn crate::translate::StreamTranslator>>,
     response_id: Option<String>,
+    /// OpenAI formats: the tier the chunks say (Anthropic's is in its usage).
+    served: Served,
 }
 
 /// The error event a provider in `api`'s format would send saying
@@ -335,6 +361,8 @@ pub(crate) struct EventSeen {
     pub id: Option<String>,
     /// The usage in the event (the terminal event's is final).
     pub usage: Option<Usage>,
+    /// The tier the event says served the answer.
+    pub served: Served,
     /// Characters of generated output.
     pub output_chars: u64,
     /// A terminal event (completed, incomplete, failed, finished, or an error).
@@ -359,6 +387,8 @@ pub struct StreamSummary {
     pub usage_final: bool,
     /// An event longer than the splitter's limit went by unread.
     pub oversized: bool,
+    /// The tier and geography the stream says served it.
+    pub served: Served,
 }
 
 impl StreamTracker {
@@ -379,6 +409,7 @@ impl StreamTracker {
             client_ended: false,
             translator: None,
             response_id: None,
+            served: Served::default(),
         }
     }
 
@@ -487,8 +518,13 @@ impl StreamTracker {
             }
             Api::AnthropicMessages => self.anthropic_usage.map(|u| u.normalise()),
         };
+        let served = match self.api {
+            Api::AnthropicMessages => self.anthropic_usage.map(|u| u.served()).unwrap_or_default(),
+            _ => self.served,
+        };
         StreamSummary {
             usage,
+            served,
             model: self.model.clone(),
             finished: self.finished,
             error_event: self.error_event,
@@ -533,6 +569,7 @@ impl StreamTracker {
                 if self.response_id.is_none() {
                     self.response_id = seen.id;
                 }
+                self.served = self.served.then(seen.served);
                 if let Some(u) = seen.usage {
                     self.openai_usage = Some(u);
                     self.usage_final = true;
@@ -563,6 +600,7 @@ impl StreamTracker {
         if self.model.is_none() {
             self.model = chunk.model.map(|m| m.0.into_owned());
         }
+        self.served = self.served.then(Served::openai(chunk.service_tier));
         for c in &chunk.choices {
             self.output_chars += char_len(&c.text);
             if let Some(d) = &c.delta {

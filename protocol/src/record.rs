@@ -155,11 +155,13 @@ pub struct UsageRecord {
     /// Why the model was chosen when the gateway chose it (`auto` routing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routed_by: Option<String>,
-    /// The tier the request asked for, when priced other than standard
+    /// The tier the request was charged at, when priced other than
+    /// standard: the one the answer says served it, else the one asked
     /// (`cost_micros` is at that tier's price).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_tier: Option<ServiceTier>,
-    /// The inference geography the request asked for, when priced apart
+    /// The inference geography the request was charged at, when priced
+    /// apart: where the answer says it ran, else the one asked
     /// (`cost_micros` is at its price).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference_geo: Option<InferenceGeo>,

@@ -536,3 +536,54 @@ def test_a_premium_tier_or_geography_is_charged_at_its_price(client):
         assert r.status_code == 400 and error_of(r)["param"] == param, r.text
     r = client.messages("anthropic/claude-sonnet-4-6", extra={"inference_geo": "eu"})
     assert r.status_code == 400 and error_of(r)["param"] == "inference_geo", r.text
+
+
+def test_the_tier_and_geography_that_served_an_answer_are_what_it_costs(client):
+    """What a request asks is not all the provider bills. OpenAI serves
+    `auto` (or no tier) at the project's tier, which its owner may set to
+    Fast mode (2x), and falls Fast mode back to standard under a surge;
+    an Anthropic workspace may default to US-only inference (1.1x). The
+    answer names what served it (`service_tier`; `usage.speed`,
+    `usage.inference_geo`) and billing follows it. Before, a project on
+    Fast mode was counted at half its bill. The mock answers as told by
+    `x-mock-served-*` (the provider's settings a request cannot see)."""
+    def check(r, model, percent, tier, geo=None):
+        assert r.status_code == 200, r.text
+        rec = client.record(r.headers["x-tollgate-request-id"])
+        u = rec["usage"]
+        want = expected_cost(model, u["input_tokens"], u["output_tokens"], cached=u["cached_input_tokens"],
+                             cache_write=u["cache_write_tokens"], percent=percent)
+        assert rec["cost_micros"] == want, (rec, want)
+        assert (rec.get("service_tier"), rec.get("inference_geo")) == (tier, geo), rec
+        return rec
+
+    for stream in (False, True):
+        extra = {"max_completion_tokens": 50}
+        if stream:
+            extra |= {"stream": True, "stream_options": {"include_usage": True}}
+        # the project's tier is Fast mode: nothing asked, priority served
+        r = client.chat("openai/gpt-5.4", extra=extra, headers={"x-mock-served-tier": "priority"})
+        check(r, "openai/gpt-5.4", 200, "priority")
+        r = client.chat("openai/gpt-5.4", extra=extra | {"service_tier": "auto"}, headers={"x-mock-served-tier": "priority"})
+        check(r, "openai/gpt-5.4", 200, "priority")
+        # Fast mode asked, standard served under a surge: billed standard
+        r = client.chat("openai/gpt-5.4", extra=extra | {"service_tier": "fast"}, headers={"x-mock-served-tier": "default"})
+        check(r, "openai/gpt-5.4", 100, None)
+        # the Responses API says it in its response object (and its stream's)
+        body = {"model": "openai/gpt-5.4", "input": "Hello there", "stream": stream}
+        r = client.post("/v1/responses", body, headers={"x-mock-served-tier": "priority"}, stream=stream)
+        if stream:
+            assert b"response.completed" in r.content
+        check(r, "openai/gpt-5.4", 200, "priority")
+        # a workspace whose default geography is the US: billed 1.1x
+        extra = {"stream": True} if stream else {}
+        r = client.messages("anthropic/claude-sonnet-4-6", extra=extra, headers={"x-mock-served-geo": "us"})
+        check(r, "anthropic/claude-sonnet-4-6", 110, None, "us")
+        # fast mode asked, standard speed served: billed standard
+        r = client.messages("anthropic/claude-sonnet-4-6", extra=extra | {"speed": "fast"},
+                            headers={"x-mock-served-speed": "standard"})
+        check(r, "anthropic/claude-sonnet-4-6", 100, None)
+    # The cost header says the same as the record.
+    r = client.chat("openai/gpt-5.4", headers={"x-mock-served-tier": "ultrafast"})
+    rec = check(r, "openai/gpt-5.4", 600, "ultrafast")
+    assert int(r.headers["x-tollgate-cost-micros"]) == rec["cost_micros"]

@@ -304,3 +304,42 @@ fn error_event_is_noted() {
     let (_, s) = run(Api::AnthropicMessages, false, stream, 4);
     assert!(s.error_event && !s.finished);
 }
+
+#[test]
+fn every_format_says_the_tier_and_geography_that_served_it_in_body_and_stream() {
+    use crate::served::Served;
+    use tollgate_protocol::record::{InferenceGeo, ServiceTier};
+    let priority = Served { tier: Some(Some(ServiceTier::Priority)), geo: None };
+    // OpenAI chat: the answer's top-level `service_tier`, even beside a usage it cannot spoil.
+    let chat = br#"{"model":"gpt-5","service_tier":"priority","usage":{"prompt_tokens":3,"completion_tokens":2}}"#;
+    let info = parse_json_response(Api::OpenAiChat, chat);
+    assert_eq!((info.served, info.usage.map(|u| u.output_tokens)), (priority, Some(2)));
+    let odd = br#"{"model":"gpt-5","service_tier":{"x":1},"usage":{"prompt_tokens":3,"completion_tokens":2}}"#;
+    let info = parse_json_response(Api::OpenAiChat, odd);
+    assert_eq!((info.served, info.usage.map(|u| u.output_tokens)), (Served::default(), Some(2)));
+    // Responses API: the response object's.
+    let resp = br#"{"id":"resp_1","model":"gpt-5","service_tier":"default","usage":{"input_tokens":3,"output_tokens":2}}"#;
+    assert_eq!(parse_json_response(Api::OpenAiResponses, resp).served.tier, Some(None));
+    // Anthropic: the usage's `speed` and `inference_geo`.
+    let msg = br#"{"model":"claude-opus-4-6","usage":{"input_tokens":3,"output_tokens":2,"speed":"fast","inference_geo":"us"}}"#;
+    let info = parse_json_response(Api::AnthropicMessages, msg);
+    assert_eq!((info.served.tier, info.served.geo), (Some(Some(ServiceTier::Fast)), Some(Some(InferenceGeo::Us))));
+    // Streams, at every chunk size: each chunk's word, the last one said winning.
+    let chunks = "data: {\"model\":\"gpt-5\",\"service_tier\":\"default\",\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n\
+                  data: {\"model\":\"gpt-5\",\"service_tier\":\"priority\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n\
+                  data: [DONE]\n\n";
+    let anthropic = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-opus-4-6\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1,\"inference_geo\":\"us\",\"speed\":\"fast\"}}}\n\n\
+                     event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":2}}\n\n\
+                     event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    let responses = "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-5\",\"service_tier\":\"auto\"}}\n\n\
+                     event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-5\",\"service_tier\":\"flex\",\"usage\":{\"input_tokens\":3,\"output_tokens\":2}}}\n\n";
+    for chunk in [1, 7, 4096] {
+        assert_eq!(run(Api::OpenAiChat, true, chunks.as_bytes(), chunk).1.served, priority, "{chunk}");
+        let s = run(Api::AnthropicMessages, false, anthropic.as_bytes(), chunk).1.served;
+        assert_eq!((s.tier, s.geo), (Some(Some(ServiceTier::Fast)), Some(Some(InferenceGeo::Us))), "{chunk}");
+        assert_eq!(run(Api::OpenAiResponses, false, responses.as_bytes(), chunk).1.served.tier, Some(Some(ServiceTier::Flex)), "{chunk}");
+    }
+    // A stream that never says: nothing served is known (charged as asked).
+    let silent = "data: {\"model\":\"gpt-5\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n";
+    assert_eq!(run(Api::OpenAiChat, true, silent.as_bytes(), 5).1.served, Served::default());
+}

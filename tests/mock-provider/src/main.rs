@@ -38,6 +38,11 @@
 //!   (otherwise the mock's prompt cache decides them, as the provider would:
 //!   prefix_cache.rs).
 //! - `x-mock-reasoning-tokens: N`: OpenAI and DeepSeek reasoning tokens (added to output).
+//! - `x-mock-served-tier: priority|default|flex|…`: the tier an OpenAI answer
+//!   says served it, whatever was asked (a project's default tier, or Fast
+//!   mode falling back to standard); `x-mock-served-speed: fast|standard`
+//!   and `x-mock-served-geo: us|global`: Anthropic's `usage.speed` and
+//!   `usage.inference_geo` (a workspace's default geography).
 //!
 //! Every response carries `x-mock-auth` (the credential received),
 //! `x-mock-host`, `x-mock-path`, `x-mock-model`, `x-mock-cache-breakpoints`
@@ -261,8 +266,11 @@ struct Plan {
     /// OpenAI: the tier the answer says served it (`priority` and `flex` as
     /// asked, else `default`), as api.openai.com answers.
     service_tier: &'static str,
-    /// Anthropic: where inference ran, when the request said (`usage.inference_geo`).
+    /// Anthropic: where inference ran, when the request said or the
+    /// workspace's default is set (`usage.inference_geo`).
     inference_geo: Option<&'static str>,
+    /// Anthropic: the speed it ran at, when the request said (`usage.speed`).
+    speed: Option<&'static str>,
     stream: bool,
     include_usage: bool,
     /// OpenAI streams: an `obfuscation` member on every chunk (the default).
@@ -572,6 +580,7 @@ async fn respond_api(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: 
         Ok(p) => p,
         Err((status, msg, param, code)) => return err(status, &msg, param, code),
     };
+    plan.service_tier = served_tier(m.get("service_tier").and_then(Value::as_str), &h);
     if let Err((status, msg, param, code)) = app.stored.continue_from(&mut plan) {
         return err(status, &msg, param, code);
     }
@@ -784,13 +793,13 @@ async fn handle(
         usage_output: header_u64(&h, "x-mock-usage-output"),
         endless_event: header_u64(&h, "x-mock-endless-event"),
         echo,
-        service_tier: match req.get("service_tier").and_then(Value::as_str) {
-            Some("priority" | "fast") => "priority",
-            Some("ultrafast") => "ultrafast",
-            Some("flex") => "flex",
-            _ => "default",
+        service_tier: served_tier(req.get("service_tier").and_then(Value::as_str), &h),
+        speed: match header_str(&h, "x-mock-served-speed").or(req.get("speed").and_then(Value::as_str)) {
+            Some("fast") => Some("fast"),
+            Some(_) => Some("standard"),
+            None => None,
         },
-        inference_geo: match req.get("inference_geo").and_then(Value::as_str) {
+        inference_geo: match header_str(&h, "x-mock-served-geo").or(req.get("inference_geo").and_then(Value::as_str)) {
             Some("us") => Some("us"),
             Some(_) => Some("global"),
             None => None,
@@ -863,7 +872,25 @@ fn anthropic_usage(p: &Plan, output: u64) -> Value {
     if let Some(geo) = p.inference_geo {
         u["inference_geo"] = json!(geo);
     }
+    if let Some(speed) = p.speed {
+        u["speed"] = json!(speed);
+    }
     u
+}
+
+/// The tier an OpenAI answer says served it (`service_tier`): as asked
+/// (`fast` is reported as `priority`; `auto`, `default`, `scale` and none
+/// as `default`), unless `x-mock-served-tier` says otherwise: the
+/// project's default tier serving `auto`, or Fast mode falling back to
+/// standard under a surge, as api.openai.com answers (developers.openai.com/
+/// api/docs/guides/fast-mode).
+fn served_tier(asked: Option<&str>, h: &HeaderMap) -> &'static str {
+    match header_str(h, "x-mock-served-tier").or(asked) {
+        Some("priority" | "fast") => "priority",
+        Some("ultrafast") => "ultrafast",
+        Some("flex") => "flex",
+        _ => "default",
+    }
 }
 
 fn json_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {

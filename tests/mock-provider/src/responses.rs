@@ -36,6 +36,8 @@ pub struct Plan {
     /// Streams: an `obfuscation` member on each delta event (the default;
     /// `stream_options.include_obfuscation: false` turns it off).
     pub obfuscation: bool,
+    /// The tier the answer says served it.
+    pub service_tier: &'static str,
 }
 
 /// Stored responses, as the provider keeps them for `previous_response_id`:
@@ -159,6 +161,7 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
         store: m.get("store").and_then(Value::as_bool).unwrap_or(true),
         previous,
         obfuscation: crate::obfuscation_asked(m.get("stream_options")),
+        service_tier: "default",
     })
 }
 
@@ -279,7 +282,7 @@ pub fn object(p: &Plan, id: &str, created: u64, done: bool) -> Value {
            "instructions": null, "max_output_tokens": null, "max_tool_calls": null, "model": p.model,
            "output": if done { json!([message(p, id, true)]) } else { json!([]) },
            "parallel_tool_calls": true, "previous_response_id": p.previous, "prompt_cache_key": null,
-           "reasoning": {"effort": null, "summary": null}, "safety_identifier": null, "service_tier": "default",
+           "reasoning": {"effort": null, "summary": null}, "safety_identifier": null, "service_tier": p.service_tier,
            "store": p.store, "temperature": 1.0, "text": {"format": {"type": "text"}, "verbosity": "medium"},
            "tool_choice": "auto", "tools": [], "top_logprobs": 0, "top_p": 1.0, "truncation": "disabled",
            "usage": usage, "user": null, "metadata": {}})

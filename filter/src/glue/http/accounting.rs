@@ -98,11 +98,13 @@ impl TollgateHttp {
             body_bytes,
         };
         let (usage, source, outcome, error) = account(&observed);
-        let premium = self.chat.as_ref().map(|c| c.premium).unwrap_or_default();
+        // Billed at the tier and geography the answer says served it.
+        let premium = self.chat.as_ref().map(|c| c.premium).unwrap_or_default().settled(observed.served());
         let price = cfg.price(&target.provider, &target.upstream_model).map(|p| p.at(premium));
         let (cost, savings) = price.map(|p| p.cost_and_savings(&usage)).unwrap_or((0, 0));
         let mut rec = self.build_record(usage, source, outcome, error, cost, price.is_some());
         rec.cache_savings_micros = savings;
+        (rec.service_tier, rec.inference_geo) = (premium.tier, premium.geo);
         if let (Some((verdict, marker)), true) = (&self.cache_verdict, outcome == Outcome::Ok) {
             rec.cache_miss = crate::fingerprint::explain(verdict, *marker, &rec.usage, price.as_ref());
         }
