@@ -61,6 +61,12 @@
 //!   /v1/responses or set reasoning_effort to 'none'.", and without an
 //!   effort too, the model's default being `medium`
 //!   (GoogleChromeLabs/webmcp-tools#417, laurent22/joplin#16451).
+//! - An output cap below 1 is refused: OpenAI `400 "Invalid 'max_tokens':
+//!   integer below minimum value. Expected a value >= 1, but got 0
+//!   instead."`, `param` the cap, `code` `integer_below_min_value`
+//!   (it-at-m/mucgpt#608, OpenBMB/ChatDev#446); DeepSeek `"Invalid
+//!   max_tokens value, the valid range of max_tokens is [1, 8192]"`
+//!   (we0-dev/we0#56, Backtthefuture/chatlogwebUI#7).
 //! - DeepSeek documents only `max_tokens` as its output cap and ignores
 //!   `max_completion_tokens` (earendil-works/pi#8018, measured on
 //!   api.deepseek.com: `max_completion_tokens: 5` gave 76 output tokens,
@@ -516,6 +522,23 @@ pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: Option<&str>) -> 
             if given("max_tokens") && openai_reasoning_model(model) {
                 return Err(unsupported_parameter("max_tokens", " Use 'max_completion_tokens' instead."));
             }
+            for cap in ["max_tokens", "max_completion_tokens"] {
+                let n = req.get(cap).and_then(Value::as_i64).filter(|n| *n < 1);
+                match (n, dialect) {
+                    (Some(n), Dialect::OpenAi) => {
+                        return Err(refuse(
+                            400,
+                            format!("Invalid '{cap}': integer below minimum value. Expected a value >= 1, but got {n} instead."),
+                            Some(cap),
+                            Some("integer_below_min_value"),
+                        ))
+                    }
+                    (Some(_), Dialect::DeepSeek) if cap == "max_tokens" => {
+                        return Err(refuse(400, "Invalid max_tokens value, the valid range of max_tokens is [1, 8192]".into(), None, Some("invalid_request_error")))
+                    }
+                    _ => {}
+                }
+            }
             if given("reasoning_effort") && openai_plain_model(model) {
                 return Err(unsupported_parameter("reasoning_effort", ""));
             }
@@ -594,6 +617,21 @@ mod tests {
         let cm = json!({"model": "claude-c", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}], "context_management": {}});
         assert!(check(Dialect::Anthropic, &obj(cm.clone()), None).is_err());
         assert!(check(Dialect::Anthropic, &obj(cm), Some("x")).is_ok());
+    }
+
+    #[test]
+    fn an_output_cap_below_one_is_refused_as_each_provider_refuses_it() {
+        let req = |cap: &str, n: i64| obj(json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}], cap: n}));
+        for cap in ["max_tokens", "max_completion_tokens"] {
+            let e = check(Dialect::OpenAi, &req(cap, 0), None).err().unwrap();
+            assert_eq!(e.message, format!("Invalid '{cap}': integer below minimum value. Expected a value >= 1, but got 0 instead."));
+            assert_eq!((e.param.as_deref(), e.code), (Some(cap), Some("integer_below_min_value")));
+            assert!(check(Dialect::OpenAi, &req(cap, 1), None).is_ok());
+        }
+        let e = check(Dialect::DeepSeek, &req("max_tokens", 0), None).err().unwrap();
+        assert_eq!(e.message, "Invalid max_tokens value, the valid range of max_tokens is [1, 8192]");
+        let e = check(Dialect::Anthropic, &obj(json!({"model": "claude-x", "max_tokens": 0, "messages": []})), None).err().unwrap();
+        assert_eq!(e.message, "max_tokens: Input should be greater than or equal to 1");
     }
 
     #[test]
