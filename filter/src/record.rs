@@ -124,8 +124,15 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
             o.body_note.map(str::to_string),
         ),
         (_, None) => (
-            // A 2xx body without usage: the provider billed the input at least.
-            Usage { input_tokens: o.estimated_input_tokens, ..Default::default() },
+            // A 2xx body without usage (or not JSON, or with a usage the
+            // parser refuses: a token count past u64, a float): the provider
+            // billed the input and the output it sent, estimated from the
+            // body's size as for an unreadable one. Never a silent zero.
+            Usage {
+                input_tokens: o.estimated_input_tokens,
+                output_tokens: estimate_tokens(o.body_bytes),
+                ..Default::default()
+            },
             UsageSource::Estimated,
             Outcome::Ok,
             Some("usage_missing".to_string()),
@@ -206,6 +213,20 @@ pub(crate) mod tests {
         let (u, src, out, err) = account(&o);
         assert_eq!((u.input_tokens, u.output_tokens, src, out), (100, 2_500_000, UsageSource::Estimated, Outcome::Ok));
         assert_eq!(err.as_deref(), Some("usage_unreadable:content_encoding"));
+    }
+
+    #[test]
+    fn an_answer_without_a_usage_it_can_read_is_charged_its_output_too() {
+        // Not JSON, a usage the parser refuses (`"prompt_tokens": 1e30`), one that counts nothing, or none at all.
+        for body in [&b"<html>oops</html>"[..], br#"{"usage":{"prompt_tokens":1e30,"completion_tokens":5}}"#, br#"{"usage":{}}"#,
+                     br#"{"usage":{"prompt_tokens_details":{"cached_tokens":9}}}"#, br#"{"choices":[]}"#] {
+            let json = crate::usage::parse_json_response(Api::OpenAiChat, body);
+            let mut o = obs(200, Termination::Complete, Some(json), None);
+            o.body_bytes = body.len() as u64;
+            let (u, src, out, err) = account(&o);
+            assert_eq!((u.input_tokens, u.output_tokens), (100, (body.len() as u64).div_ceil(4)), "{body:?}");
+            assert_eq!((src, out, err.as_deref()), (UsageSource::Estimated, Outcome::Ok, Some("usage_missing")));
+        }
     }
 
     #[test]

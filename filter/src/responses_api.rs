@@ -90,13 +90,14 @@ impl ResponseObject {
 
     pub fn usage(self) -> Option<Usage> {
         let searches = self.output.iter().flatten().filter(|i| i.kind == "web_search_call").count() as u64;
-        self.usage.map(|u| u.normalise(searches))
+        // `{}` is no count (as chat's `OpenAiUsage::counted`).
+        self.usage.filter(|u| u.input_tokens.is_some() || u.output_tokens.is_some()).map(|u| u.normalise(searches))
     }
 }
 
 /// Usage from a `usage` object found on its own (the tail of a large body).
 pub(crate) fn usage_from_value(v: serde_json::Value) -> Option<Usage> {
-    serde_json::from_value::<ResponsesUsage>(v).ok().map(|u| u.normalise(0))
+    serde_json::from_value::<ResponsesUsage>(v).ok().filter(|u| u.input_tokens.is_some() || u.output_tokens.is_some()).map(|u| u.normalise(0))
 }
 
 #[derive(Deserialize)]

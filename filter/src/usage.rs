@@ -40,6 +40,14 @@ struct OpenAiUsage {
     prompt_cache_hit_tokens: Option<u64>,
 }
 
+impl OpenAiUsage {
+    /// A usage that counts something: `{}` (or one with only details) is
+    /// no provider's count, and is read as no usage rather than as zero.
+    fn counted(&self) -> bool {
+        self.prompt_tokens.is_some() || self.completion_tokens.is_some()
+    }
+}
+
 impl From<OpenAiUsage> for Usage {
     fn from(u: OpenAiUsage) -> Usage {
         // DeepSeek bills by its own hit/miss split: prefer it where present.
@@ -97,6 +105,11 @@ struct AnthropicUsage {
 }
 
 impl AnthropicUsage {
+    /// As [`OpenAiUsage::counted`].
+    fn counted(&self) -> bool {
+        self.input_tokens.is_some() || self.output_tokens.is_some()
+    }
+
     /// Later events carry cumulative counts; a field present later wins.
     fn merge(&mut self, later: AnthropicUsage) {
         self.input_tokens = later.input_tokens.or(self.input_tokens);
@@ -178,14 +191,19 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
             Err(_) => ResponseInfo::default(),
         },
         Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => match serde_json::from_slice::<OpenAiBody>(body) {
-            Ok(b) => ResponseInfo { model: b.model, usage: b.usage.map(Usage::from), served: Served::openai(b.service_tier), response_id: None },
+            Ok(b) => ResponseInfo {
+                model: b.model,
+                usage: b.usage.filter(OpenAiUsage::counted).map(Usage::from),
+                served: Served::openai(b.service_tier),
+                response_id: None,
+            },
             Err(_) => ResponseInfo::default(),
         },
         Api::AnthropicMessages => match serde_json::from_slice::<AnthropicBody>(body) {
             Ok(b) => ResponseInfo {
                 model: b.model,
                 served: b.usage.map(|u| u.served()).unwrap_or_default(),
-                usage: b.usage.map(|u| u.normalise()),
+                usage: b.usage.filter(AnthropicUsage::counted).map(|u| u.normalise()),
                 response_id: None,
             },
             Err(_) => ResponseInfo::default(),
@@ -199,8 +217,10 @@ pub fn usage_from_value(api: Api, v: serde_json::Value) -> Option<Usage> {
     match api {
         Api::OpenAiResponses => crate::responses_api::usage_from_value(v),
         Api::GeminiGenerateContent => crate::gemini::usage_from_value(v),
-        Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => serde_json::from_value::<OpenAiUsage>(v).ok().map(Usage::from),
-        Api::AnthropicMessages => serde_json::from_value::<AnthropicUsage>(v).ok().map(|u| u.normalise()),
+        Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => {
+            serde_json::from_value::<OpenAiUsage>(v).ok().filter(OpenAiUsage::counted).map(Usage::from)
+        }
+        Api::AnthropicMessages => serde_json::from_value::<AnthropicUsage>(v).ok().filter(AnthropicUsage::counted).map(|u| u.normalise()),
     }
 }
 
@@ -612,8 +632,11 @@ impl StreamTracker {
         }
         match chunk.usage {
             Some(u) => {
-                self.openai_usage = Some(Usage::from(u));
-                self.usage_final = true;
+                // (`{}` is no count: the stream is then estimated.)
+                if u.counted() {
+                    self.openai_usage = Some(Usage::from(u));
+                    self.usage_final = true;
+                }
                 if chunk.choices.is_empty() {
                     Keep::Drop
                 } else {

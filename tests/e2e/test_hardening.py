@@ -358,6 +358,22 @@ def test_an_unreadable_encoding_is_estimated_never_free(client):
     assert rec["usage"]["output_tokens"] > 0 and rec["cost_micros"] > 0
 
 
+@pytest.mark.parametrize("usage", ["none", '{"prompt_tokens":1e30,"completion_tokens":5}',
+                                   '{"prompt_tokens":12.5,"completion_tokens":400}', '"lots"'])
+def test_an_answer_whose_usage_cannot_be_read_is_charged_its_output_too(client, usage):
+    """A 200 with no usage the filter can read (none, a count past u64, a
+    float, a string) was charged only the input estimate: its output, which
+    the provider billed, counted zero. It is estimated from the body."""
+    for api in ("chat", "messages"):
+        r = getattr(client, api)("openai/gpt-5.4" if api == "chat" else "anthropic/claude-sonnet-4-6",
+                                 headers={"x-mock-usage-json": usage, "x-mock-output-tokens": "400"})
+        assert r.status_code == 200 and ('"usage"' in r.text) == (usage != "none"), r.text
+        rec = client.record(r.headers["x-tollgate-request-id"])
+        assert (rec["usage_source"], rec["error_code"]) == ("estimated", "usage_missing"), rec
+        assert rec["usage"]["output_tokens"] == -(-len(r.content) // 4) > 200, (rec["usage"], len(r.content))
+        assert rec["cost_micros"] == int(r.headers["x-tollgate-cost-micros"]) > 0
+
+
 def test_two_authorization_headers_are_refused_as_several_keys(stack):
     """Envoy joins a repeated Authorization header with a comma: even the same
     key twice never matches, and the answer says why (not "unknown key")."""

@@ -343,3 +343,21 @@ fn every_format_says_the_tier_and_geography_that_served_it_in_body_and_stream() 
     let silent = "data: {\"model\":\"gpt-5\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n";
     assert_eq!(run(Api::OpenAiChat, true, silent.as_bytes(), 5).1.served, Served::default());
 }
+
+#[test]
+fn a_usage_that_counts_nothing_is_no_usage_in_any_format() {
+    for (api, body) in [
+        (Api::OpenAiChat, &br#"{"usage":{}}"#[..]),
+        (Api::AnthropicMessages, br#"{"usage":{"prompt_tokens":5,"completion_tokens":5}}"#),
+        (Api::AnthropicMessages, br#"{"usage":{"cache_read_input_tokens":5}}"#),
+        (Api::OpenAiResponses, br#"{"usage":{}}"#),
+    ] {
+        assert_eq!(parse_json_response(api, body).usage, None, "{api:?}");
+    }
+    assert!(parse_json_response(Api::AnthropicMessages, br#"{"usage":{"input_tokens":0,"output_tokens":0}}"#).usage.is_some());
+    // A stream's usage chunk that counts nothing: the stream is estimated, and the chunk still removed.
+    let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"hello\"}}]}\n\ndata: {\"choices\":[],\"usage\":{}}\n\ndata: [DONE]\n\n";
+    let (out, s) = run(Api::OpenAiChat, true, stream.as_bytes(), 9);
+    assert_eq!((s.usage, s.usage_final, s.output_chars), (None, false, 5));
+    assert!(!String::from_utf8_lossy(&out).contains("usage"));
+}

@@ -18,6 +18,9 @@
 //! - `x-mock-forged-tollgate-headers: 1`: headers in Tollgate's namespace;
 //! - `x-mock-model-bytes: N`: a model name of N bytes in the response;
 //! - `x-mock-usage-output: N`: report N output tokens whatever was generated;
+//! - `x-mock-usage-json: <JSON text>`: a JSON answer's `usage` member is
+//!   this text as it is (`1e30` counts, floats, a string); `none` leaves
+//!   the member out;
 //! - `x-mock-unreadable: 1`: valid JSON that a parser with a nesting limit
 //!   cannot hold: a member 200 arrays deep (`x_pad`) at the start of the
 //!   answer object, or of every JSON event of a stream.
@@ -58,6 +61,13 @@ pub async fn misbehave(mut r: Response<Body>, h: &HeaderMap) -> Response<Body> {
         parts.headers.remove("content-length");
         r = Response::from_parts(parts, Body::from(out));
     }
+    if let Some(usage) = asked("x-mock-usage-json") {
+        let (mut parts, body) = r.into_parts();
+        let bytes = axum::body::to_bytes(body, 256 << 20).await.unwrap_or_default();
+        let out = with_usage_text(&bytes, usage);
+        parts.headers.remove("content-length");
+        r = Response::from_parts(parts, Body::from(out));
+    }
     let mode = asked("x-mock-gzip");
     let (corrupt, truncated) = (mode == Some("corrupt"), mode == Some("truncated"));
     if corrupt || truncated || mode == Some("1") || asked("host").is_some_and(|v| v.starts_with("gzip.")) {
@@ -91,6 +101,19 @@ pub async fn misbehave(mut r: Response<Body>, h: &HeaderMap) -> Response<Body> {
         }
     }
     r
+}
+
+/// A JSON answer with its top-level `usage` member's value replaced by
+/// `text` verbatim (or left out for `none`); other bodies as they are.
+fn with_usage_text(body: &[u8], text: &str) -> Vec<u8> {
+    let Ok(serde_json::Value::Object(mut m)) = serde_json::from_slice(body) else { return body.to_vec() };
+    m.remove("usage");
+    let rest = serde_json::Value::Object(m).to_string();
+    match (text, rest.strip_suffix('}')) {
+        ("none", _) | (_, None) => rest.into_bytes(),
+        (_, Some(open)) if open.len() > 1 => format!("{open},\"usage\":{text}}}").into_bytes(),
+        (_, Some(open)) => format!("{open}\"usage\":{text}}}").into_bytes(),
+    }
 }
 
 pub fn gzip(b: &[u8]) -> Vec<u8> {
