@@ -583,6 +583,11 @@ def test_the_tier_and_geography_that_served_an_answer_are_what_it_costs(client):
         r = client.messages("anthropic/claude-sonnet-4-6", extra=extra | {"speed": "fast"},
                             headers={"x-mock-served-speed": "standard"})
         check(r, "anthropic/claude-sonnet-4-6", 100, None)
+    # A provider without tiers answers with none (DeepSeek ignores `service_tier`):
+    # charged as asked, which the shipped configs price at 100 % for it.
+    r = client.chat("deepseek/deepseek-v4", extra={"service_tier": "priority"})
+    assert "service_tier" not in r.json()
+    check(r, "deepseek/deepseek-v4", 100, "priority")
     # The cost header says the same as the record.
     r = client.chat("openai/gpt-5.4", headers={"x-mock-served-tier": "ultrafast"})
     rec = check(r, "openai/gpt-5.4", 600, "ultrafast")

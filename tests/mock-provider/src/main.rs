@@ -893,9 +893,19 @@ fn served_tier(asked: Option<&str>, h: &HeaderMap) -> &'static str {
     }
 }
 
+/// DeepSeek has no tiers: its answers carry no `service_tier` (the
+/// "Your first API call" example, api-docs.deepseek.com; tests/captures/
+/// deepseek_chat_blank_lines.json).
+fn without_tier_for_deepseek(mut v: Value, dialect: Dialect) -> Value {
+    if let (Dialect::DeepSeek, Some(o)) = (dialect, v.as_object_mut()) {
+        o.remove("service_tier");
+    }
+    v
+}
+
 fn json_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
     let text: String = p.pieces().concat();
-    let body = match p.dialect {
+    let body: Value = match p.dialect {
         Dialect::Anthropic => json!({
             "id": format!("msg_mock{n:020}"), "type": "message", "role": "assistant", "model": p.model,
             "content": [{"type": "text", "text": text}],
@@ -914,8 +924,8 @@ fn json_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
             }).collect::<Vec<_>>(),
             "usage": openai_usage(&p), "service_tier": p.service_tier, "system_fingerprint": "fp_mock"
         }),
-    }
-    .to_string();
+    };
+    let body = without_tier_for_deepseek(body, p.dialect).to_string();
     let mut resp = if let Some(_cut) = p.cut_after {
         // Half the body, then the connection drops.
         let half = Bytes::from(body.into_bytes());
@@ -1006,8 +1016,9 @@ fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
             // `usage`: null on every chunk but the last (when asked), the
             // counts on the last, which has no choices.
             let mut chunk_with = |choices: Value, usage: Option<Value>| {
-                let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": p.model,
+                let c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": p.model,
                                    "service_tier": p.service_tier, "system_fingerprint": "fp_mock", "choices": choices});
+                let mut c = without_tier_for_deepseek(c, p.dialect);
                 if p.include_usage {
                     c["usage"] = usage.unwrap_or(Value::Null);
                 }
