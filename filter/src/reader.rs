@@ -26,6 +26,8 @@ pub struct ResponseHead {
     /// Headers named like Tollgate's own, sent by the upstream: removed,
     /// never passed on as the gateway's.
     pub impostors: Vec<String>,
+    /// Gemini's `x-gemini-service-tier` (only a Gemini answer's is read).
+    pub gemini_tier: crate::served::Served,
 }
 
 impl ResponseHead {
@@ -38,6 +40,7 @@ impl ResponseHead {
                 b"content-length" => h.has_content_length = true,
                 // (An empty value names no coding.)
                 b"content-encoding" if !value.is_empty() => h.encoding = Some(value.to_vec()),
+                b"x-gemini-service-tier" => h.gemini_tier = crate::served::Served::gemini(value),
                 n if n.starts_with(b"x-tollgate-") => h.impostors.push(String::from_utf8_lossy(n).into_owned()),
                 _ => {}
             }

@@ -34,16 +34,19 @@ pub struct Observed {
     pub body_bytes: u64,
     /// Streamed: what the events said.
     pub stream: Option<StreamSummary>,
+    /// What the answer's headers say served it (Gemini's tier).
+    pub head_served: crate::served::Served,
 }
 
 impl Observed {
     /// The tier and geography the answer says served it ([`crate::served`]).
     pub fn served(&self) -> crate::served::Served {
-        match (&self.stream, &self.json) {
+        let body = match (&self.stream, &self.json) {
             (Some(s), _) => s.served,
             (None, Some(j)) => j.served,
             (None, None) => Default::default(),
-        }
+        };
+        self.head_served.then(body)
     }
 }
 
@@ -178,7 +181,7 @@ pub(crate) mod tests {
     }
 
     fn obs(status: u16, t: Termination, json: Option<ResponseInfo>, s: Option<StreamSummary>) -> Observed {
-        Observed { status, upstream_responded: true, termination: t, estimated_input_tokens: 100, json, stream: s, body_note: None, body_bytes: 0 }
+        Observed { status, upstream_responded: true, termination: t, estimated_input_tokens: 100, json, stream: s, body_note: None, body_bytes: 0, head_served: Default::default() }
     }
 
     const U: Usage = Usage { input_tokens: 120, cached_input_tokens: 20, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 0, cache_write_1h_tokens: 0, web_search_requests: 0, cache_reported: true };

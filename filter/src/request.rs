@@ -218,6 +218,8 @@ impl ChatRequest {
 /// (Gemini takes either, as every protobuf JSON parser does).
 const GEMINI_CONFIG: &str = "generationConfig";
 const GEMINI_CONFIG_PROTO: &str = "generation_config";
+const GEMINI_TIER: &str = "serviceTier";
+const GEMINI_TIER_PROTO: &str = "service_tier";
 
 /// Longest model name accepted (provider model ids are far shorter).
 pub const MAX_MODEL_LEN: usize = 256;
@@ -278,6 +280,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
     let mut json = None;
     let mut names_prompt = false;
     let mut saw_generation_config = false;
+    let mut saw_gemini_tier = false;
     let mut continues = None;
     let mut stored = api == Api::OpenAiResponses;
     let mut premium = Premium::default();
@@ -356,6 +359,20 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
                     Some("ultrafast") => Some(ServiceTier::Ultrafast),
                     Some("flex") => Some(ServiceTier::Flex),
                     Some(_) => return Err(unknown_value("service_tier", "auto, default, flex, priority, fast, ultrafast, scale")),
+                }
+            }
+            // Gemini's Priority (1.75-2 x) and Flex (0.5 x), by its JSON
+            // or its proto name (ai.google.dev/gemini-api/docs/priority-inference,
+            // flex-inference): priced at `priority_percent` / `flex_percent`.
+            GEMINI_TIER | GEMINI_TIER_PROTO if api == Api::GeminiGenerateContent => {
+                if std::mem::replace(&mut saw_gemini_tier, true) {
+                    return Err(bad("duplicate_key", format!("'{GEMINI_TIER}' and '{GEMINI_TIER_PROTO}' name the same field: send one.")).with_param(GEMINI_TIER));
+                }
+                premium.tier = match text_member(raw, GEMINI_TIER)?.as_deref() {
+                    None | Some("standard" | "unspecified" | "SERVICE_TIER_STANDARD" | "SERVICE_TIER_UNSPECIFIED") => None,
+                    Some("priority" | "SERVICE_TIER_PRIORITY") => Some(ServiceTier::Priority),
+                    Some("flex" | "SERVICE_TIER_FLEX") => Some(ServiceTier::Flex),
+                    Some(_) => return Err(unknown_value(GEMINI_TIER, "standard, flex, priority")),
                 }
             }
             "speed" if api == Api::AnthropicMessages => {

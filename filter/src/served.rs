@@ -12,6 +12,8 @@
 //!   stream's `response` objects.
 //! - Anthropic: `usage.speed` (`"standard"`, `"fast"`) and
 //!   `usage.inference_geo` (`"global"`, `"us"`).
+//! - Gemini: the `x-gemini-service-tier` header (`"standard"` when
+//!   Priority was downgraded).
 //!
 //! Sources: developers.openai.com/api/docs/guides/fast-mode ("To opt in at
 //! the project level … Requests that don't specify a service tier"; "The
@@ -140,6 +142,20 @@ impl Served {
         }
     }
 
+    /// Gemini's `x-gemini-service-tier` answer header ("standard" when
+    /// Priority was over its limit and downgraded: ai.google.dev/
+    /// gemini-api/docs/priority-inference), in the REST enum's values or
+    /// its names.
+    pub fn gemini(header: &[u8]) -> Served {
+        let tier = match header {
+            b"standard" | b"unspecified" | b"SERVICE_TIER_STANDARD" | b"SERVICE_TIER_UNSPECIFIED" => Some(None),
+            b"priority" | b"SERVICE_TIER_PRIORITY" => Some(Some(ServiceTier::Priority)),
+            b"flex" | b"SERVICE_TIER_FLEX" => Some(Some(ServiceTier::Flex)),
+            _ => None,
+        };
+        Served { tier, geo: None }
+    }
+
     /// A later event's word wins where it says one.
     pub(crate) fn then(self, later: Served) -> Served {
         Served { tier: later.tier.or(self.tier), geo: later.geo.or(self.geo) }
@@ -216,6 +232,10 @@ mod tests {
         // silence, or a word not known: as asked
         assert_eq!(asked.settled(Served::default()), asked);
         assert_eq!(asked.settled(Served::openai(Word::Unknown)), asked);
+        // Gemini says it in a header
+        assert_eq!(Premium::default().settled(Served::gemini(b"priority")).tier, Some(ServiceTier::Priority));
+        assert_eq!(asked.settled(Served::gemini(b"standard")).tier, None);
+        assert_eq!(asked.settled(Served::gemini(b"\xff")), asked);
         // a later event's word wins
         let s = Served::openai(Word::Standard).then(Served::openai(Word::Priority)).then(Served::default());
         assert_eq!(s.tier, Some(Some(ServiceTier::Priority)));

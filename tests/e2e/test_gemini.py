@@ -173,3 +173,38 @@ def test_a_long_prompt_is_priced_at_the_long_context_band(stack, client):
             cached = u["cached_input_tokens"]
             want = -(-((u["input_tokens"] - cached) * band[0] + cached * band[1] + u["output_tokens"] * band[2]) // 1_000_000)
             assert rec["cost_micros"] == want, (words, stream, rec["cost_micros"], want)
+
+
+def test_a_gemini_tier_is_charged_at_its_price_and_a_downgrade_at_standard(stack, client):
+    """Gemini prices Priority at 1.75-2x and Flex at 0.5x, asked for by
+    `serviceTier` (or its proto name) in the request body
+    (ai.google.dev/gemini-api/docs/priority-inference, flex-inference).
+    Before, Gemini's tier was not read: a Priority request counted half its
+    bill. Priority over its limit is served standard and says so in
+    `x-gemini-service-tier`: billed standard, charged standard."""
+    def cost_of(r):
+        assert r.status_code == 200, r.text[:300]
+        rec = client.record(r.headers["x-tollgate-request-id"])
+        u = rec["usage"]
+        return rec, u, expected_cost(PRICE, u["input_tokens"], u["output_tokens"], cached=u["cached_input_tokens"], percent=200)
+
+    stream_path = NATIVE.replace(":generateContent", ":streamGenerateContent?alt=sse")
+    for path in (NATIVE, stream_path):
+        for name in ("serviceTier", "service_tier"):
+            r = native(stack, path=path, body={**BODY, name: "priority"})
+            assert r.headers["x-gemini-service-tier"] == "priority"
+            rec, u, want = cost_of(r)
+            assert (rec["cost_micros"], rec.get("service_tier")) == (want, "priority"), (path, name, rec)
+        # over the Priority limit: served and billed standard
+        r = native(stack, path=path, body={**BODY, "serviceTier": "priority"}, headers={"x-mock-served-tier": "standard"})
+        rec, u, _ = cost_of(r)
+        assert rec["cost_micros"] == expected_cost(PRICE, u["input_tokens"], u["output_tokens"], cached=u["cached_input_tokens"])
+        assert rec.get("service_tier") is None, rec
+    # Flex at flex_percent (unset: 100, never less than billed).
+    rec, u, _ = cost_of(native(stack, body={**BODY, "serviceTier": "flex"}))
+    assert (rec["cost_micros"], rec.get("service_tier")) == (expected_cost(PRICE, u["input_tokens"], u["output_tokens"], cached=u["cached_input_tokens"]), "flex")
+    # A value with no known price, or the field under both names: refused before anything is sent.
+    for body, code in (({**BODY, "serviceTier": "turbo"}, "unsupported_value"),
+                       ({**BODY, "serviceTier": "flex", "service_tier": "priority"}, "duplicate_key")):
+        r = native(stack, body=body)
+        assert r.status_code == 400 and r.json()["error"]["code"] == code and "x-mock-path" not in r.headers, r.text

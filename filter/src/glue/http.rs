@@ -72,6 +72,8 @@ pub(super) struct TollgateHttp {
     reader: Reader,
     response_info: Option<ResponseInfo>,
     body_note: Option<&'static str>,
+    /// What the answer's headers say served it ([`crate::served`]).
+    head_served: crate::served::Served,
     body_bytes: u64,
     /// Budget reservations taken for this request.
     reservations: Vec<Reservation>,
@@ -153,6 +155,7 @@ impl TollgateHttp {
             reader: Reader::None,
             response_info: None,
             body_note: None,
+            head_served: Default::default(),
             body_bytes: 0,
             reservations: Vec::new(),
             budget_decision: BudgetDecision::Off,

@@ -379,4 +379,17 @@ fn a_tier_or_geography_the_request_asks_for_is_the_price_it_is_reserved_at() {
     assert_eq!(anthropic(r#","speed":"turbo""#), Err(("unsupported_value", Some("speed"))));
     // Anthropic's own service_tier (auto / standard_only) prices nothing apart.
     assert_eq!(anthropic(r#","service_tier":"standard_only""#), Ok(Premium::default()));
+    // Gemini: `serviceTier` or its proto name, never both.
+    let gemini = |extra: &str| {
+        let body = format!(r#"{{"contents":[{{"parts":[{{"text":"hi"}}]}}]{extra}}}"#);
+        crate::request::parse_chat(Api::GeminiGenerateContent, body.as_bytes()).map(|c| c.request.premium.tier).map_err(|e| (e.code, e.param))
+    };
+    assert_eq!(gemini(""), Ok(None));
+    for (t, want) in [("priority", Some(ServiceTier::Priority)), ("SERVICE_TIER_PRIORITY", Some(ServiceTier::Priority)), ("flex", Some(ServiceTier::Flex)),
+                      ("standard", None), ("unspecified", None)] {
+        assert_eq!(gemini(&format!(r#","serviceTier":"{t}""#)), Ok(want), "{t}");
+        assert_eq!(gemini(&format!(r#","service_tier":"{t}""#)), Ok(want), "{t}");
+    }
+    assert_eq!(gemini(r#","serviceTier":"PRIORITY""#), Err(("unsupported_value", Some("serviceTier"))));
+    assert_eq!(gemini(r#","serviceTier":"flex","service_tier":"priority""#), Err(("duplicate_key", Some("serviceTier"))));
 }

@@ -159,6 +159,7 @@ fn a_responses_stream_cut_before_its_last_event_has_no_usage_but_its_text_counte
         stream: Some(s.clone()),
         body_note: None,
         body_bytes: 0,
+        head_served: Default::default(),
     };
     let (u, source, outcome, _) = crate::record::account(&o);
     assert_eq!((source, outcome), (crate::record::UsageSource::Estimated, crate::record::Outcome::UpstreamCut));

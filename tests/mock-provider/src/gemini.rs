@@ -22,7 +22,26 @@ use serde_json::{json, Map, Value};
 
 use crate::{count_tokens, output_pieces};
 
-const MEMBERS: &[&str] = &["contents", "systemInstruction", "tools", "toolConfig", "safetySettings", "generationConfig", "cachedContent"];
+const MEMBERS: &[&str] =
+    &["contents", "systemInstruction", "tools", "toolConfig", "safetySettings", "generationConfig", "cachedContent", "serviceTier"];
+
+/// The `service_tier` of a request (ai.google.dev/gemini-api/docs/
+/// priority-inference and flex-inference: "set the service_tier field in
+/// the request body to priority"; "standard if the field is omitted"),
+/// as the REST enum's values (`standard`, `flex`, `priority`,
+/// `unspecified`) or, as protobuf's JSON mapping reads an enum, its names
+/// (`SERVICE_TIER_PRIORITY`, …; the docs named it so before). Any other
+/// value is refused as Google refuses a bad enum (`PRIORITY`, `Flex`
+/// among them: enum names are matched exactly).
+pub fn service_tier(m: &Map<String, Value>) -> Result<&'static str, (u16, String)> {
+    let Some(v) = m.get("serviceTier").or(m.get("service_tier")).filter(|v| !v.is_null()) else { return Ok("standard") };
+    match v.as_str().map(|s| s.strip_prefix("SERVICE_TIER_").map_or(s.to_string(), str::to_ascii_lowercase)).as_deref() {
+        Some("standard" | "unspecified") => Ok("standard"),
+        Some("priority") => Ok("priority"),
+        Some("flex") => Ok("flex"),
+        _ => Err((400, format!("Invalid value at 'service_tier' (type.googleapis.com/google.ai.generativelanguage.v1beta.ServiceTier), {v}"))),
+    }
+}
 
 /// `systemInstruction` → `system_instruction`.
 fn proto_name(json: &str) -> String {
@@ -156,6 +175,21 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn a_service_tier_is_read_by_either_name_and_a_bad_one_refused() {
+        let tier = |v: Value| service_tier(&obj(v));
+        assert_eq!(tier(json!({})), Ok("standard"));
+        assert_eq!(tier(json!({"serviceTier": null})), Ok("standard"));
+        assert_eq!(tier(json!({"service_tier": "priority"})), Ok("priority"));
+        assert_eq!(tier(json!({"serviceTier": "SERVICE_TIER_FLEX"})), Ok("flex"));
+        assert_eq!(tier(json!({"serviceTier": "unspecified"})), Ok("standard"));
+        for bad in [json!("PRIORITY"), json!("fast"), json!(3)] {
+            assert!(tier(json!({"serviceTier": bad})).unwrap_err().1.starts_with("Invalid value at 'service_tier'"));
+        }
+        let both = json!({"contents": [{"parts": [{"text": "x"}]}], "serviceTier": "flex", "service_tier": "flex"});
+        assert!(plan("m:generateContent", &obj(both), 5, 0, 0).err().unwrap().1.contains("Duplicate field"));
     }
 
     #[test]

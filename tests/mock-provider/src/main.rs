@@ -521,13 +521,23 @@ async fn gemini_native(State(app): State<Arc<App>>, axum::extract::Path(rest): a
         Ok(p) => p,
         Err((code, msg)) => return err(code, if code == 404 { "NOT_FOUND" } else { "INVALID_ARGUMENT" }, &msg),
     };
+    // The tier that served it, in `x-gemini-service-tier` ("standard" when
+    // Priority is over its limit and downgraded: ai.google.dev/gemini-api/
+    // docs/priority-inference); `x-mock-served-tier` plays the downgrade.
+    let tier = match gemini::service_tier(&m) {
+        Ok(t) => header_str(&h, "x-mock-served-tier").unwrap_or(t).to_string(),
+        Err((code, msg)) => return err(code, "INVALID_ARGUMENT", &msg),
+    };
+    let tier = HeaderValue::from_str(&tier).unwrap_or(HeaderValue::from_static("standard"));
     let seq = app.seq.fetch_add(1, Ordering::SeqCst);
     let id = format!("mock{seq:020}");
     app.served_requests.fetch_add(1, Ordering::SeqCst);
     app.served_input.fetch_add(plan.input, Ordering::SeqCst);
     app.served_output.fetch_add(plan.output + plan.thoughts, Ordering::SeqCst);
     if !plan.stream {
-        return respond(StatusCode::OK, &h, &uri, gemini::json_body(&plan, &id), "application/json");
+        let mut r = respond(StatusCode::OK, &h, &uri, gemini::json_body(&plan, &id), "application/json");
+        r.headers_mut().insert("x-gemini-service-tier", tier);
+        return r;
     }
     if !uri.query().is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse")) {
         // Without alt=sse Gemini streams a JSON array; the gateway's clients ask for SSE.
@@ -536,6 +546,7 @@ async fn gemini_native(State(app): State<Arc<App>>, axum::extract::Path(rest): a
     let events: Vec<Result<Bytes, std::io::Error>> = gemini::stream_events(&plan, &id).into_iter().map(|e| Ok(Bytes::from(e))).collect();
     let mut r = Response::new(Body::from_stream(tokio_stream::iter(events)));
     decorate(r.headers_mut(), &h, &uri, "text/event-stream");
+    r.headers_mut().insert("x-gemini-service-tier", tier);
     r
 }
 

@@ -96,6 +96,7 @@ impl TollgateHttp {
             stream,
             body_note,
             body_bytes,
+            head_served: self.head_served,
         };
         let (usage, source, outcome, error) = account(&observed);
         // Billed at the tier and geography the answer says served it.

@@ -39,6 +39,10 @@ impl TollgateHttp {
                 }
             }
         }
+        // (After a fallback is tried: the answer that is accounted is the fallback's.)
+        if self.response_api() == Api::GeminiGenerateContent {
+            self.head_served = head.gemini_tier;
+        }
         self.add_target_headers();
         for (k, v) in &self.budget_headers {
             self.add_own_header(k, v);
