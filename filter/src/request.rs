@@ -158,6 +158,30 @@ fn text_member(raw: &str, name: &'static str) -> Result<Option<String>, GatewayE
         .map_err(|_| GatewayError::bad_request("invalid_type", format!("'{name}' must be a string.")).with_param(name))
 }
 
+/// Vertex AI's request header for its tiers: Priority PayGo (`priority`,
+/// priority token rates) and Flex PayGo (`flex`), for Gemini models
+/// (docs.cloud.google.com/vertex-ai/generative-ai/docs/deploy/consumption-options;
+/// docs.litellm.ai/docs/tutorials/vertex_ai_pay_go: "Send a priority
+/// header, get priority queueing, and pay priority token rates"). A
+/// header passes to the provider, so it is priced like the body's tier.
+pub const VERTEX_TIER: &str = "x-vertex-ai-llm-shared-request-type";
+
+/// The tier a request asks for with its body's `asked` and Vertex AI's
+/// header `header`: a header value with no known price is refused, and
+/// so is a header that names another tier than the body.
+pub fn with_tier_header(asked: Option<ServiceTier>, header: Option<&[u8]>) -> Result<Option<ServiceTier>, GatewayError> {
+    let Some(h) = header else { return Ok(asked) };
+    let tier = match h {
+        b"priority" => ServiceTier::Priority,
+        b"flex" => ServiceTier::Flex,
+        _ => return Err(unknown_value(VERTEX_TIER, "priority, flex")),
+    };
+    match asked {
+        Some(t) if t != tier => Err(bad("duplicate_key", format!("The body and '{VERTEX_TIER}' name two different tiers: send one.")).with_param(VERTEX_TIER)),
+        _ => Ok(Some(tier)),
+    }
+}
+
 /// A value of a priced member the gateway does not know.
 fn unknown_value(name: &'static str, known: &str) -> GatewayError {
     GatewayError::bad_request(

@@ -31,6 +31,8 @@ pub struct RequestHead {
     pub has_anthropic_version: bool,
     /// The body's `content-encoding` (several headers joined, so refused).
     pub content_encoding: Option<Vec<u8>>,
+    /// Vertex AI's tier header ([`crate::request::VERTEX_TIER`]; several joined, so refused).
+    pub vertex_tier: Option<Vec<u8>>,
     /// Headers present that must not go upstream.
     pub to_remove: Vec<String>,
 }
@@ -76,6 +78,7 @@ impl RequestHead {
                 }
                 b"anthropic-version" => h.has_anthropic_version = true,
                 b"content-encoding" => join(&mut h.content_encoding, value()),
+                n if n == crate::request::VERTEX_TIER.as_bytes() => join(&mut h.vertex_tier, value()),
                 // The response must be readable (uncompressed) to count its usage.
                 b"accept-encoding" => remove(&mut h),
                 n if n == cluster_header.as_bytes() => remove(&mut h),

@@ -116,6 +116,8 @@ pub struct Choice<'a> {
     /// provider only, with nothing added (no output cap: the endpoint
     /// refuses `max_tokens`), free, so neither priced nor sent to fallbacks.
     pub count_tokens: bool,
+    /// Vertex AI's tier header, as the client sent it ([`crate::request::VERTEX_TIER`]).
+    pub tier_header: Option<&'a [u8]>,
 }
 
 /// [`plan`], with the model chosen by a fallback or the auto router.
@@ -133,6 +135,7 @@ pub fn plan_for(
     };
     let parsed = parse_chat(api, body).map_err(|e| refuse(e, None, None))?;
     let mut chat = parsed.request.clone();
+    chat.premium.tier = crate::request::with_tier_header(chat.premium.tier, choice.tier_header).map_err(|e| refuse(e, Some(&chat), None))?;
     // A named prompt: rendered from the members just parsed, then the
     // rendered body is planned.
     if chat.names_prompt {

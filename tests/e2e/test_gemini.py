@@ -203,6 +203,12 @@ def test_a_gemini_tier_is_charged_at_its_price_and_a_downgrade_at_standard(stack
     # Flex at flex_percent (unset: 100, never less than billed).
     rec, u, _ = cost_of(native(stack, body={**BODY, "serviceTier": "flex"}))
     assert (rec["cost_micros"], rec.get("service_tier")) == (expected_cost(PRICE, u["input_tokens"], u["output_tokens"], cached=u["cached_input_tokens"]), "flex")
+    # Vertex AI asks its Priority PayGo with a header, which goes to the provider: priced the same.
+    rec, u, want = cost_of(native(stack, headers={"x-vertex-ai-llm-shared-request-type": "priority"}))
+    assert (rec["cost_micros"], rec.get("service_tier")) == (want, "priority"), rec
+    for value in ("dedicated", "PRIORITY"):
+        r = native(stack, headers={"x-vertex-ai-llm-shared-request-type": value})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "unsupported_value" and "x-mock-path" not in r.headers, r.text
     # A value with no known price, or the field under both names: refused before anything is sent.
     for body, code in (({**BODY, "serviceTier": "turbo"}, "unsupported_value"),
                        ({**BODY, "serviceTier": "flex", "service_tier": "priority"}, "duplicate_key")):

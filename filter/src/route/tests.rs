@@ -392,4 +392,20 @@ fn a_tier_or_geography_the_request_asks_for_is_the_price_it_is_reserved_at() {
     }
     assert_eq!(gemini(r#","serviceTier":"PRIORITY""#), Err(("unsupported_value", Some("serviceTier"))));
     assert_eq!(gemini(r#","serviceTier":"flex","service_tier":"priority""#), Err(("duplicate_key", Some("serviceTier"))));
+    // Vertex AI's tier header is priced like the body's tier.
+    let with_header = |body_tier: &str, header: &[u8]| {
+        let body = format!(r#"{{"model":"cheap","messages":[{{"role":"user","content":"hi"}}]{body_tier}}}"#);
+        let choice = Choice { tier_header: Some(header), ..Default::default() };
+        plan_for(&cfg, &key(None), Api::OpenAiChat, body.as_bytes(), "/v1/chat/completions", false, choice)
+            .map(|p| p.chat.premium.tier)
+            .map_err(|e| (e.error.code, e.error.param))
+    };
+    let header = Some(crate::request::VERTEX_TIER);
+    assert_eq!(with_header("", b"priority"), Ok(Some(ServiceTier::Priority)));
+    assert_eq!(with_header("", b"flex"), Ok(Some(ServiceTier::Flex)));
+    assert_eq!(with_header(r#","service_tier":"priority""#, b"priority"), Ok(Some(ServiceTier::Priority)));
+    assert_eq!(with_header(r#","service_tier":"flex""#, b"priority"), Err(("duplicate_key", header)));
+    for odd in [&b"dedicated"[..], b"PRIORITY", b"priority,flex", b"\xff"] {
+        assert_eq!(with_header("", odd), Err(("unsupported_value", header)), "{odd:?}");
+    }
 }

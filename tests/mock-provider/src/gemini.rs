@@ -33,7 +33,17 @@ const MEMBERS: &[&str] =
 /// (`SERVICE_TIER_PRIORITY`, …; the docs named it so before). Any other
 /// value is refused as Google refuses a bad enum (`PRIORITY`, `Flex`
 /// among them: enum names are matched exactly).
-pub fn service_tier(m: &Map<String, Value>) -> Result<&'static str, (u16, String)> {
+///
+/// Vertex AI takes the tier in a header instead, `X-Vertex-AI-LLM-Shared-
+/// Request-Type: priority | flex` (docs.cloud.google.com/vertex-ai/
+/// generative-ai/docs/deploy/consumption-options): `vertex` is its value.
+pub fn service_tier(m: &Map<String, Value>, vertex: Option<&str>) -> Result<&'static str, (u16, String)> {
+    match vertex {
+        Some("priority") => return Ok("priority"),
+        Some("flex") => return Ok("flex"),
+        Some(other) => return Err((400, format!("Invalid X-Vertex-AI-LLM-Shared-Request-Type: {other}"))),
+        None => {}
+    }
     let Some(v) = m.get("serviceTier").or(m.get("service_tier")).filter(|v| !v.is_null()) else { return Ok("standard") };
     match v.as_str().map(|s| s.strip_prefix("SERVICE_TIER_").map_or(s.to_string(), str::to_ascii_lowercase)).as_deref() {
         Some("standard" | "unspecified") => Ok("standard"),
@@ -179,7 +189,9 @@ mod tests {
 
     #[test]
     fn a_service_tier_is_read_by_either_name_and_a_bad_one_refused() {
-        let tier = |v: Value| service_tier(&obj(v));
+        let tier = |v: Value| service_tier(&obj(v), None);
+        assert_eq!(service_tier(&obj(json!({})), Some("priority")), Ok("priority"));
+        assert!(service_tier(&obj(json!({})), Some("dedicated")).is_err());
         assert_eq!(tier(json!({})), Ok("standard"));
         assert_eq!(tier(json!({"serviceTier": null})), Ok("standard"));
         assert_eq!(tier(json!({"service_tier": "priority"})), Ok("priority"));

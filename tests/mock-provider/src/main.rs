@@ -524,7 +524,7 @@ async fn gemini_native(State(app): State<Arc<App>>, axum::extract::Path(rest): a
     // The tier that served it, in `x-gemini-service-tier` ("standard" when
     // Priority is over its limit and downgraded: ai.google.dev/gemini-api/
     // docs/priority-inference); `x-mock-served-tier` plays the downgrade.
-    let tier = match gemini::service_tier(&m) {
+    let tier = match gemini::service_tier(&m, header_str(&h, "x-vertex-ai-llm-shared-request-type")) {
         Ok(t) => header_str(&h, "x-mock-served-tier").unwrap_or(t).to_string(),
         Err((code, msg)) => return err(code, "INVALID_ARGUMENT", &msg),
     };

@@ -177,6 +177,7 @@ impl TollgateHttp {
             fingerprint: cfg.cache_insights && !self.counting,
             prompts: Some(registry.as_deref()),
             count_tokens: self.counting,
+            tier_header: self.headers.vertex_tier.as_deref(),
         };
         let mut planned = route::plan_for(cfg, &key, api, &body, &self.path, self.headers.has_anthropic_version, choice);
         let mut rendered = false;
