@@ -40,9 +40,12 @@ use tollgate_protocol::record::{InferenceGeo, ServiceTier};
 pub(crate) enum Word {
     #[default]
     Unknown,
-    /// `"default"`, `"auto"`, `"scale"` (OpenAI's committed Scale Tier,
-    /// billed apart from tokens), `"standard"`.
+    /// `"default"`, `"scale"` (OpenAI's committed Scale Tier, billed
+    /// apart from tokens), `"standard"`.
     Standard,
+    /// `"auto"`: the request's word echoed (a Responses stream's first
+    /// events), not a tier that served it.
+    Auto,
     Priority,
     Fast,
     Ultrafast,
@@ -54,7 +57,8 @@ pub(crate) enum Word {
 impl Word {
     fn of(s: &str) -> Word {
         match s {
-            "default" | "auto" | "scale" | "standard" => Word::Standard,
+            "default" | "scale" | "standard" => Word::Standard,
+            "auto" => Word::Auto,
             "priority" => Word::Priority,
             "fast" => Word::Fast,
             "ultrafast" => Word::Ultrafast,
@@ -121,7 +125,7 @@ impl Served {
             Word::Priority | Word::Fast => Some(Some(ServiceTier::Priority)),
             Word::Ultrafast => Some(Some(ServiceTier::Ultrafast)),
             Word::Flex => Some(Some(ServiceTier::Flex)),
-            Word::Unknown | Word::Global | Word::Us => None,
+            Word::Unknown | Word::Auto | Word::Global | Word::Us => None,
         };
         Served { tier, geo: None }
     }
@@ -207,6 +211,7 @@ mod tests {
         assert_eq!(Served::openai(Word::Flex).tier, Some(Some(ServiceTier::Flex)));
         assert_eq!(Served::openai(Word::Standard).tier, Some(None));
         assert_eq!(Served::openai(Word::Unknown), Served::default());
+        assert_eq!(Served::openai(Word::Auto), Served::default(), "an echo of the request says nothing");
         assert_eq!(Served::openai(Word::Us), Served::default());
     }
 
