@@ -92,7 +92,26 @@ struct Candidate {
     content: Option<Content>,
     #[serde(default)]
     finish_reason: Option<String>,
+    #[serde(default)]
+    grounding_metadata: Option<Grounding>,
 }
+
+/// Grounding with Google Search: the queries it ran. Google bills them
+/// apart from tokens: Gemini 3 per search query ($14 per 1,000), Gemini
+/// 2.5 per grounded prompt ($35 per 1,000); "for billing purposes, we
+/// ignore the empty web search queries when counting unique queries"
+/// (ai.google.dev/gemini-api/docs/google-search, …/pricing). Counted here
+/// as web searches, priced at the model's `web_search_per_1k`.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Grounding {
+    /// (Any JSON: an entry that is not a string is not a query.)
+    #[serde(default)]
+    web_search_queries: Option<serde_json::Value>,
+}
+
+/// At most this many queries are counted from one answer.
+const MAX_QUERIES: usize = 10_000;
 
 /// One `GenerateContentResponse` (a JSON body, or one stream event).
 #[derive(Deserialize, Default)]
@@ -110,7 +129,21 @@ pub(crate) struct GenerateResponse {
 
 impl GenerateResponse {
     pub fn usage(&self) -> Option<Usage> {
-        self.usage_metadata.as_ref().map(UsageMetadata::normalise)
+        let searches = self.searches();
+        self.usage_metadata.as_ref().map(|u| Usage { web_search_requests: searches, ..u.normalise() }.bounded())
+    }
+
+    /// The distinct non-empty search queries of every candidate's grounding.
+    fn searches(&self) -> u64 {
+        let mut seen = std::collections::HashSet::new();
+        let queries = self.candidates.iter().filter_map(|c| c.grounding_metadata.as_ref()?.web_search_queries.as_ref()?.as_array());
+        for q in queries.flatten().filter_map(serde_json::Value::as_str).filter(|q| !q.is_empty()) {
+            if seen.len() >= MAX_QUERIES {
+                break;
+            }
+            seen.insert(q);
+        }
+        seen.len() as u64
     }
 }
 
@@ -121,7 +154,7 @@ pub(crate) fn usage_from_value(v: serde_json::Value) -> Option<Usage> {
 
 pub(crate) fn observe(data: &str) -> Seen {
     let Ok(r) = serde_json::from_str::<GenerateResponse>(data) else { return Seen::default() };
-    let mut seen = Seen { usage: r.usage(), error: r.error.is_some(), ..Default::default() };
+    let mut seen = Seen { usage: r.usage(), error: r.error.is_some(), searches: r.searches(), ..Default::default() };
     for c in &r.candidates {
         for p in c.content.iter().flat_map(|c| &c.parts) {
             seen.output_chars += p.text.as_deref().map(|t| t.chars().count() as u64).unwrap_or(0);
@@ -147,6 +180,34 @@ mod tests {
         for bad in ["../../v1/files", "gem%0Aini", "a/b", ".hidden", "x..y", ""] {
             assert_eq!(path_model(&format!("/v1beta/models/{bad}:generateContent")), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn grounding_queries_are_counted_distinct_and_non_empty_in_body_and_stream() {
+        let body = r#"{"candidates":[{"content":{"parts":[{"text":"x"}]},"finishReason":"STOP",
+            "groundingMetadata":{"webSearchQueries":["", "euro 2024 winner", "euro 2024 winner", "spain", 7, null, {"q":1}],
+                                 "searchEntryPoint":{"renderedContent":"<div/>"}}}],
+            "usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":5}}"#;
+        let u = serde_json::from_str::<GenerateResponse>(body).unwrap().usage().unwrap();
+        assert_eq!((u.web_search_requests, u.output_tokens), (2, 5));
+        // Not a list, or no grounding: no searches, the usage still read.
+        let odd = r#"{"candidates":[{"groundingMetadata":{"webSearchQueries":"spain"}}],"usageMetadata":{"promptTokenCount":10}}"#;
+        assert_eq!(serde_json::from_str::<GenerateResponse>(odd).unwrap().usage().map(|u| (u.web_search_requests, u.input_tokens)), Some((0, 10)));
+        // A stream whose grounding comes in an event before the last usage.
+        let stream = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\"}]},\"groundingMetadata\":{\"webSearchQueries\":[\"q1\",\"q2\",\"q3\"]}}],\"usageMetadata\":{\"promptTokenCount\":4}}\r\n\r\n\
+                      data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"b\"}]},\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":4,\"candidatesTokenCount\":2}}\r\n\r\n";
+        let mut t = crate::usage::StreamTracker::new(crate::request::Api::GeminiGenerateContent, false);
+        for c in stream.as_bytes().chunks(5) {
+            t.push(c);
+        }
+        t.finish();
+        let u = t.summary().usage.unwrap();
+        assert_eq!((u.web_search_requests, u.output_tokens), (3, 2));
+        // A hostile answer naming 20,000 queries counts at most MAX_QUERIES.
+        let many: Vec<String> = (0..20_000).map(|i| format!("q{i}")).collect();
+        let body = serde_json::json!({"candidates": [{"groundingMetadata": {"webSearchQueries": many}}], "usageMetadata": {"promptTokenCount": 1}});
+        let u = serde_json::from_value::<GenerateResponse>(body).unwrap().usage().unwrap();
+        assert_eq!(u.web_search_requests, MAX_QUERIES as u64);
     }
 
     #[test]

@@ -356,6 +356,8 @@ pub struct StreamTracker {
     response_id: Option<String>,
     /// OpenAI formats: the tier the chunks say (Anthropic's is in its usage).
     served: Served,
+    /// Gemini: the most grounding queries an event named.
+    searches: u64,
 }
 
 /// The error event a provider in `api`'s format would send saying
@@ -383,6 +385,9 @@ pub(crate) struct EventSeen {
     pub usage: Option<Usage>,
     /// The tier the event says served the answer.
     pub served: Served,
+    /// Gemini: the grounding search queries the event names (its last
+    /// events may carry them apart from the usage).
+    pub searches: u64,
     /// Characters of generated output.
     pub output_chars: u64,
     /// A terminal event (completed, incomplete, failed, finished, or an error).
@@ -430,6 +435,7 @@ impl StreamTracker {
             translator: None,
             response_id: None,
             served: Served::default(),
+            searches: 0,
         }
     }
 
@@ -533,8 +539,9 @@ impl StreamTracker {
 
     pub fn summary(&self) -> StreamSummary {
         let usage = match self.api {
-            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses | Api::GeminiGenerateContent => {
-                self.openai_usage
+            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses => self.openai_usage,
+            Api::GeminiGenerateContent => {
+                self.openai_usage.map(|u| Usage { web_search_requests: u.web_search_requests.max(self.searches), ..u })
             }
             Api::AnthropicMessages => self.anthropic_usage.map(|u| u.normalise()),
         };
@@ -572,6 +579,7 @@ impl StreamTracker {
                 if self.model.is_none() {
                     self.model = seen.model;
                 }
+                self.searches = self.searches.max(seen.searches);
                 if let Some(u) = seen.usage {
                     self.openai_usage = Some(u);
                 }

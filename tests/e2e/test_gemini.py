@@ -214,3 +214,27 @@ def test_a_gemini_tier_is_charged_at_its_price_and_a_downgrade_at_standard(stack
                        ({**BODY, "serviceTier": "flex", "service_tier": "priority"}, "duplicate_key")):
         r = native(stack, body=body)
         assert r.status_code == 400 and r.json()["error"]["code"] == code and "x-mock-path" not in r.headers, r.text
+
+
+def test_grounding_searches_are_priced_in_json_and_stream(stack, client):
+    """Grounding with Google Search is billed apart from tokens (Gemini 2.5:
+    $35 per 1,000 grounded prompts; Gemini 3: $14 per 1,000 queries). The
+    answer names the queries it ran (`groundingMetadata.webSearchQueries`);
+    before, they were not read and the fee counted nothing. Distinct
+    non-empty queries are counted, as Google bills them (the mock adds an
+    empty one and a repeat), at the model's `web_search_per_1k` (the demo:
+    $35 per 1,000, counted per query: never less than the per-prompt bill)."""
+    body = {**BODY, "tools": [{"google_search": {}}]}
+    for path in (NATIVE, NATIVE.replace(":generateContent", ":streamGenerateContent?alt=sse")):
+        r = native(stack, path=path, body=body, headers={"x-mock-web-searches": "3"})
+        assert r.status_code == 200, r.text[:300]
+        assert "webSearchQueries" in r.text
+        rec = client.record(r.headers["x-tollgate-request-id"])
+        u = rec["usage"]
+        assert u["web_search_requests"] == 3, u
+        tokens = expected_cost(PRICE, u["input_tokens"], u["output_tokens"], cached=u["cached_input_tokens"])
+        assert rec["cost_micros"] == tokens + 3 * 35_000, (path, rec["cost_micros"], tokens)
+    # Without the tool the mock grounds nothing and nothing is added.
+    r = native(stack, headers={"x-mock-web-searches": "3"})
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["usage"]["web_search_requests"] == 0

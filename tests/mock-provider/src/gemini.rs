@@ -78,6 +78,30 @@ pub struct Plan {
     pub output: u64,
     pub thoughts: u64,
     pub finish: &'static str,
+    /// Grounding with Google Search (a `google_search` tool): the distinct
+    /// queries it ran (`x-mock-web-searches`).
+    pub searches: u64,
+}
+
+/// Whether the request asks for Grounding with Google Search
+/// (`tools: [{"google_search": {}}]`, or `googleSearch`).
+pub fn grounded(m: &Map<String, Value>) -> bool {
+    m.get("tools").and_then(Value::as_array).is_some_and(|t| t.iter().any(|x| x.get("google_search").or(x.get("googleSearch")).is_some()))
+}
+
+/// The candidate's `groundingMetadata` for `n` queries, as Gemini answers
+/// it (ai.google.dev/gemini-api/docs/google-search: `webSearchQueries`,
+/// `searchEntryPoint`, `groundingChunks`, `groundingSupports`); it lists
+/// an empty query and one twice, which are not billed.
+fn grounding(n: u64) -> Value {
+    let mut queries: Vec<Value> = (0..n).map(|i| json!(format!("mock query {i}"))).collect();
+    if n > 0 {
+        queries.push(json!(""));
+        queries.push(json!("mock query 0"));
+    }
+    json!({"webSearchQueries": queries, "searchEntryPoint": {"renderedContent": "<div class=\"container\"></div>"},
+           "groundingChunks": [{"web": {"uri": "https://vertexaisearch.cloud.google.com/grounding-api-redirect/mock", "title": "example.com"}}],
+           "groundingSupports": []})
 }
 
 fn text_of(v: &Value, out: &mut String) {
@@ -134,6 +158,7 @@ pub fn plan(rest: &str, m: &Map<String, Value>, wanted: u64, thoughts: u64, cach
         output,
         thoughts,
         finish: if wanted + thoughts > cap { "MAX_TOKENS" } else { "STOP" },
+        searches: 0,
     })
 }
 
@@ -153,10 +178,12 @@ fn usage(p: &Plan, candidates: u64) -> Value {
 }
 
 pub fn json_body(p: &Plan, id: &str) -> String {
-    json!({"candidates": [{"content": {"parts": [{"text": output_pieces(p.output).concat()}], "role": "model"},
-                           "finishReason": p.finish, "index": 0}],
-           "usageMetadata": usage(p, p.output), "modelVersion": p.model, "responseId": id})
-    .to_string()
+    let mut cand = json!({"content": {"parts": [{"text": output_pieces(p.output).concat()}], "role": "model"},
+                          "finishReason": p.finish, "index": 0});
+    if p.searches > 0 {
+        cand["groundingMetadata"] = grounding(p.searches);
+    }
+    json!({"candidates": [cand], "usageMetadata": usage(p, p.output), "modelVersion": p.model, "responseId": id}).to_string()
 }
 
 /// The stream's events (each a whole response with the usage so far).
@@ -171,6 +198,10 @@ pub fn stream_events(p: &Plan, id: &str) -> Vec<String> {
                 if let Some(o) = cand.as_object_mut() {
                     o.insert("finishReason".into(), p.finish.into());
                 }
+            }
+            // The grounding comes with the first event, before the last usage.
+            if i == 0 && p.searches > 0 {
+                cand["groundingMetadata"] = grounding(p.searches);
             }
             let body = json!({"candidates": [cand], "usageMetadata": usage(p, (i as u64 + 1).min(p.output)),
                               "modelVersion": p.model, "responseId": id});

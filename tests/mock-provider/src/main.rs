@@ -521,6 +521,10 @@ async fn gemini_native(State(app): State<Arc<App>>, axum::extract::Path(rest): a
         Ok(p) => p,
         Err((code, msg)) => return err(code, if code == 404 { "NOT_FOUND" } else { "INVALID_ARGUMENT" }, &msg),
     };
+    let mut plan = plan;
+    if gemini::grounded(&m) {
+        plan.searches = header_u64(&h, "x-mock-web-searches").unwrap_or(1).min(100_000);
+    }
     // The tier that served it, in `x-gemini-service-tier` ("standard" when
     // Priority is over its limit and downgraded: ai.google.dev/gemini-api/
     // docs/priority-inference); `x-mock-served-tier` plays the downgrade.
