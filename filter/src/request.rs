@@ -392,11 +392,9 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
                 if std::mem::replace(&mut saw_gemini_tier, true) {
                     return Err(bad("duplicate_key", format!("'{GEMINI_TIER}' and '{GEMINI_TIER_PROTO}' name the same field: send one.")).with_param(GEMINI_TIER));
                 }
-                premium.tier = match text_member(raw, GEMINI_TIER)?.as_deref() {
-                    None | Some("standard" | "unspecified" | "SERVICE_TIER_STANDARD" | "SERVICE_TIER_UNSPECIFIED") => None,
-                    Some("priority" | "SERVICE_TIER_PRIORITY") => Some(ServiceTier::Priority),
-                    Some("flex" | "SERVICE_TIER_FLEX") => Some(ServiceTier::Flex),
-                    Some(_) => return Err(unknown_value(GEMINI_TIER, "standard, flex, priority")),
+                premium.tier = match text_member(raw, GEMINI_TIER)? {
+                    None => None,
+                    Some(t) => crate::served::gemini_tier(t.as_bytes()).ok_or_else(|| unknown_value(GEMINI_TIER, "standard, flex, priority"))?,
                 }
             }
             "speed" if api == Api::AnthropicMessages => {

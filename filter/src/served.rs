@@ -151,18 +151,24 @@ impl Served {
     /// gemini-api/docs/priority-inference), in the REST enum's values or
     /// its names.
     pub fn gemini(header: &[u8]) -> Served {
-        let tier = match header {
-            b"standard" | b"unspecified" | b"SERVICE_TIER_STANDARD" | b"SERVICE_TIER_UNSPECIFIED" => Some(None),
-            b"priority" | b"SERVICE_TIER_PRIORITY" => Some(Some(ServiceTier::Priority)),
-            b"flex" | b"SERVICE_TIER_FLEX" => Some(Some(ServiceTier::Flex)),
-            _ => None,
-        };
-        Served { tier, geo: None }
+        Served { tier: gemini_tier(header), geo: None }
     }
 
     /// A later event's word wins where it says one.
     pub(crate) fn then(self, later: Served) -> Served {
         Served { tier: later.tier.or(self.tier), geo: later.geo.or(self.geo) }
+    }
+}
+
+/// A Gemini tier word, in the REST enum's values or its names, as the
+/// request's `serviceTier` and the answer's `x-gemini-service-tier` say
+/// it: `Some(None)` standard, `None` a word not known.
+pub fn gemini_tier(word: &[u8]) -> Option<Option<ServiceTier>> {
+    match word {
+        b"standard" | b"unspecified" | b"SERVICE_TIER_STANDARD" | b"SERVICE_TIER_UNSPECIFIED" => Some(None),
+        b"priority" | b"SERVICE_TIER_PRIORITY" => Some(Some(ServiceTier::Priority)),
+        b"flex" | b"SERVICE_TIER_FLEX" => Some(Some(ServiceTier::Flex)),
+        _ => None,
     }
 }
 
