@@ -114,23 +114,12 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
     }
     match (&o.json, incomplete_outcome) {
         (Some(ResponseInfo { usage: Some(u), .. }), None) => (*u, UsageSource::Provider, Outcome::Ok, o.body_note.map(str::to_string)),
-        (_, None) if o.body_note.is_some() => (
-            // Unreadable, not empty: the provider billed the output it sent,
-            // estimated from the body's size (JSON framing makes it high).
-            Usage {
-                input_tokens: o.estimated_input_tokens,
-                output_tokens: estimate_tokens(o.body_bytes),
-                ..Default::default()
-            },
-            UsageSource::Estimated,
-            Outcome::Ok,
-            o.body_note.map(str::to_string),
-        ),
         (_, None) => (
-            // A 2xx body without usage (or not JSON, or with a usage the
-            // parser refuses: a token count past u64, a float): the provider
-            // billed the input and the output it sent, estimated from the
-            // body's size as for an unreadable one. Never a silent zero.
+            // No usage read from a 2xx body: too large or undecodable (the
+            // note says which), none, not JSON, or one the parser refuses
+            // (a token count past u64, a float). The provider billed the
+            // input and the output it sent: the output is estimated from
+            // the body's size (JSON framing makes it high). Never a silent zero.
             Usage {
                 input_tokens: o.estimated_input_tokens,
                 output_tokens: estimate_tokens(o.body_bytes),
@@ -138,7 +127,7 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
             },
             UsageSource::Estimated,
             Outcome::Ok,
-            Some("usage_missing".to_string()),
+            Some(o.body_note.unwrap_or("usage_missing").to_string()),
         ),
         (_, Some(out)) => (
             Usage { input_tokens: o.estimated_input_tokens, ..Default::default() },
