@@ -129,7 +129,11 @@ pub(crate) struct GenerateResponse {
 
 impl GenerateResponse {
     pub fn usage(&self) -> Option<Usage> {
-        let searches = self.searches();
+        self.usage_with(self.searches())
+    }
+
+    /// The usage, with the grounding queries already counted.
+    fn usage_with(&self, searches: u64) -> Option<Usage> {
         self.usage_metadata.as_ref().map(|u| Usage { web_search_requests: searches, ..u.normalise() }.bounded())
     }
 
@@ -154,7 +158,8 @@ pub(crate) fn usage_from_value(v: serde_json::Value) -> Option<Usage> {
 
 pub(crate) fn observe(data: &str) -> Seen {
     let Ok(r) = serde_json::from_str::<GenerateResponse>(data) else { return Seen::default() };
-    let mut seen = Seen { usage: r.usage(), error: r.error.is_some(), searches: r.searches(), ..Default::default() };
+    let searches = r.searches();
+    let mut seen = Seen { usage: r.usage_with(searches), error: r.error.is_some(), searches, ..Default::default() };
     for c in &r.candidates {
         for p in c.content.iter().flat_map(|c| &c.parts) {
             seen.output_chars += p.text.as_deref().map(|t| t.chars().count() as u64).unwrap_or(0);
