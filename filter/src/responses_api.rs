@@ -45,6 +45,11 @@ pub(crate) struct ResponsesUsage {
 }
 
 impl ResponsesUsage {
+    /// `{}` is no count (as chat's `OpenAiUsage::counted`).
+    fn counted(&self) -> bool {
+        self.input_tokens.is_some() || self.output_tokens.is_some()
+    }
+
     fn normalise(self, web_searches: u64) -> Usage {
         let cached = self.input_tokens_details.as_ref().and_then(|d| d.cached_tokens);
         Usage {
@@ -90,14 +95,13 @@ impl ResponseObject {
 
     pub fn usage(self) -> Option<Usage> {
         let searches = self.output.iter().flatten().filter(|i| i.kind == "web_search_call").count() as u64;
-        // `{}` is no count (as chat's `OpenAiUsage::counted`).
-        self.usage.filter(|u| u.input_tokens.is_some() || u.output_tokens.is_some()).map(|u| u.normalise(searches))
+        self.usage.filter(ResponsesUsage::counted).map(|u| u.normalise(searches))
     }
 }
 
 /// Usage from a `usage` object found on its own (the tail of a large body).
 pub(crate) fn usage_from_value(v: serde_json::Value) -> Option<Usage> {
-    serde_json::from_value::<ResponsesUsage>(v).ok().filter(|u| u.input_tokens.is_some() || u.output_tokens.is_some()).map(|u| u.normalise(0))
+    serde_json::from_value::<ResponsesUsage>(v).ok().filter(ResponsesUsage::counted).map(|u| u.normalise(0))
 }
 
 #[derive(Deserialize)]
