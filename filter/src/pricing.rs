@@ -137,9 +137,9 @@ impl Price {
         let scaled = |b: Price| Price {
             // The write defaults derive from `input`: fixed before it is scaled.
             input: scale(b.input),
-            cached_input: Some(scale(b.cached_input.unwrap_or(b.input))),
-            cache_write: Some(scale(b.cache_write.unwrap_or_else(|| b.input.saturating_mul(5).div_ceil(4)))),
-            cache_write_1h: Some(scale(b.cache_write_1h.unwrap_or_else(|| b.input.saturating_mul(2)))),
+            cached_input: Some(scale(b.cached())),
+            cache_write: Some(scale(b.write_5m())),
+            cache_write_1h: Some(scale(b.write_1h())),
             output: scale(b.output),
             ..b
         };
@@ -157,6 +157,21 @@ impl Price {
             }),
             ..scaled(self)
         }
+    }
+
+    /// Cache reads: `cached_input`, else `input`.
+    fn cached(&self) -> u64 {
+        self.cached_input.unwrap_or(self.input)
+    }
+
+    /// 5-minute cache writes: `cache_write`, else 1.25 × `input`.
+    fn write_5m(&self) -> u64 {
+        self.cache_write.unwrap_or_else(|| self.input.saturating_mul(5).div_ceil(4))
+    }
+
+    /// 1-hour cache writes: `cache_write_1h`, else 2 × `input`.
+    fn write_1h(&self) -> u64 {
+        self.cache_write_1h.unwrap_or_else(|| self.input.saturating_mul(2))
     }
 
     /// The long-context band as prices of its own.
@@ -195,9 +210,9 @@ impl Price {
             .saturating_mul(p.web_search_per_1k.unwrap_or(DEFAULT_WEB_SEARCH_PER_1K) as u128)
             .saturating_mul(1000);
         term(uncached, p.input)
-            .saturating_add(term(cached, p.cached_input.unwrap_or(p.input)))
-            .saturating_add(term(written_5m, p.cache_write.unwrap_or_else(|| p.input.saturating_mul(5).div_ceil(4))))
-            .saturating_add(term(written_1h, p.cache_write_1h.unwrap_or_else(|| p.input.saturating_mul(2))))
+            .saturating_add(term(cached, p.cached()))
+            .saturating_add(term(written_5m, p.write_5m()))
+            .saturating_add(term(written_1h, p.write_1h()))
             .saturating_add(term(u.output_tokens, p.output))
             .saturating_add(searches)
     }
@@ -220,7 +235,7 @@ impl Price {
     /// What `tokens` input tokens cost above the cached price (the price of
     /// a prefix the cache could have served), rounded up.
     pub fn cache_loss_micros(&self, tokens: u64) -> u64 {
-        let per = self.input.saturating_sub(self.cached_input.unwrap_or(self.input));
+        let per = self.input.saturating_sub(self.cached());
         u64::try_from((tokens as u128).saturating_mul(per as u128).div_ceil(PICOS_PER_MICRO)).unwrap_or(u64::MAX)
     }
 
