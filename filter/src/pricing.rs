@@ -33,6 +33,11 @@ pub struct Price {
     /// 10,000,000 ($10 per 1,000, Anthropic's published price).
     #[serde(default)]
     pub web_search_per_1k: Option<u64>,
+    /// Micro-dollars per 1,000 hosted file searches (the Responses API's
+    /// `file_search` tool). Defaults to 2,500,000 ($2.50 per 1,000 calls,
+    /// OpenAI's published price).
+    #[serde(default)]
+    pub file_search_per_1k: Option<u64>,
     /// The token prices of a processing tier or geography a request asks
     /// for, each in percent of these prices ([`Premium`]). The defaults
     /// are at or above what the providers publish, so an unset one never
@@ -123,6 +128,9 @@ impl Price {
 /// $10 per 1,000 web searches.
 pub const DEFAULT_WEB_SEARCH_PER_1K: u64 = 10_000_000;
 
+/// $2.50 per 1,000 file search calls.
+pub const DEFAULT_FILE_SEARCH_PER_1K: u64 = 2_500_000;
+
 const PICOS_PER_MICRO: u128 = 1_000_000;
 
 impl Price {
@@ -205,10 +213,10 @@ impl Price {
         let written_5m = written - written_1h;
         let uncached = u.input_tokens - cached - written;
         let term = |tokens: u64, price: u64| (tokens as u128).saturating_mul(price as u128);
-        // per 1,000 searches in micros = per search in nano-dollars = 1000 picos each
-        let searches = (u.web_search_requests as u128)
-            .saturating_mul(p.web_search_per_1k.unwrap_or(DEFAULT_WEB_SEARCH_PER_1K) as u128)
-            .saturating_mul(1000);
+        // per 1,000 calls in micros = per call in nano-dollars = 1000 picos each
+        let calls = |n: u64, per_1k: Option<u64>, default: u64| (n as u128).saturating_mul(per_1k.unwrap_or(default) as u128).saturating_mul(1000);
+        let searches = calls(u.web_search_requests, p.web_search_per_1k, DEFAULT_WEB_SEARCH_PER_1K)
+            .saturating_add(calls(u.file_search_calls, p.file_search_per_1k, DEFAULT_FILE_SEARCH_PER_1K));
         term(uncached, p.input)
             .saturating_add(term(cached, p.cached()))
             .saturating_add(term(written_5m, p.write_5m()))
@@ -315,12 +323,18 @@ mod tests {
         assert_eq!(p.cost_micros(&u), 60_000, "1h writes at 2x input, not at the 5m price");
         let u = Usage { web_search_requests: 3, ..Default::default() };
         assert_eq!(p.cost_micros(&u), 30_000, "$10 per 1,000 searches");
+        let u = Usage { web_search_requests: 1, file_search_calls: 3, ..Default::default() };
+        assert_eq!(p.cost_micros(&u), 10_000 + 7_500, "$2.50 per 1,000 file search calls, beside the searches");
+        let own = Price { file_search_per_1k: Some(1_000_000), web_search_per_1k: Some(0), ..p };
+        assert_eq!(own.cost_micros(&u), 3_000);
     }
 
     #[test]
     fn huge_counts_saturate_without_overflow() {
-        let p = Price { input: u64::MAX, output: u64::MAX, web_search_per_1k: Some(u64::MAX), ..none() };
+        let p = Price { input: u64::MAX, output: u64::MAX, web_search_per_1k: Some(u64::MAX), file_search_per_1k: Some(u64::MAX), ..none() };
         let u = Usage { input_tokens: u64::MAX, output_tokens: u64::MAX, ..Default::default() };
+        assert_eq!(p.cost_micros(&u), u64::MAX);
+        let u = Usage { web_search_requests: u64::MAX, file_search_calls: u64::MAX, ..Default::default() };
         assert_eq!(p.cost_micros(&u), u64::MAX);
     }
 

@@ -3,8 +3,10 @@
 //!
 //! - JSON: `usage.input_tokens` (including `input_tokens_details.cached_tokens`),
 //!   `usage.output_tokens` (including `output_tokens_details.reasoning_tokens`);
-//!   built-in web searches are `web_search_call` items in `output`, billed
-//!   per call.
+//!   built-in web searches are `web_search_call` items in `output`, and
+//!   hosted file searches `file_search_call` items, each billed per call
+//!   (openai/openai-python `types/responses/response_file_search_tool_call.py`;
+//!   "File search tool call: $2.50 / 1k calls", openai.com/api/pricing).
 //! - Stream: typed events (`event: response.output_text.delta` …); the usage
 //!   comes once, in the terminal event's `response` (`response.completed`,
 //!   `response.incomplete` or `response.failed`); no `include_usage` is
@@ -50,19 +52,27 @@ impl ResponsesUsage {
         self.input_tokens.is_some() || self.output_tokens.is_some()
     }
 
-    fn normalise(self, web_searches: u64) -> Usage {
+    fn normalise(self, calls: Calls) -> Usage {
         let cached = self.input_tokens_details.as_ref().and_then(|d| d.cached_tokens);
         Usage {
             input_tokens: self.input_tokens.unwrap_or(0),
             cached_input_tokens: cached.unwrap_or(0),
             output_tokens: self.output_tokens.unwrap_or(0),
             reasoning_tokens: self.output_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
-            web_search_requests: web_searches,
+            web_search_requests: calls.web_searches,
+            file_search_calls: calls.file_searches,
             cache_reported: cached.is_some(),
             ..Default::default()
         }
         .bounded()
     }
+}
+
+/// The hosted tool calls an answer's `output` lists, each billed apart.
+#[derive(Default, Clone, Copy)]
+struct Calls {
+    web_searches: u64,
+    file_searches: u64,
 }
 
 #[derive(Deserialize)]
@@ -94,14 +104,15 @@ impl ResponseObject {
     }
 
     pub fn usage(self) -> Option<Usage> {
-        let searches = self.output.iter().flatten().filter(|i| i.kind == "web_search_call").count() as u64;
-        self.usage.filter(ResponsesUsage::counted).map(|u| u.normalise(searches))
+        let count = |kind: &str| self.output.iter().flatten().filter(|i| i.kind == kind).count() as u64;
+        let calls = Calls { web_searches: count("web_search_call"), file_searches: count("file_search_call") };
+        self.usage.filter(ResponsesUsage::counted).map(|u| u.normalise(calls))
     }
 }
 
 /// Usage from a `usage` object found on its own (the tail of a large body).
 pub(crate) fn usage_from_value(v: serde_json::Value) -> Option<Usage> {
-    serde_json::from_value::<ResponsesUsage>(v).ok().filter(ResponsesUsage::counted).map(|u| u.normalise(0))
+    serde_json::from_value::<ResponsesUsage>(v).ok().filter(ResponsesUsage::counted).map(|u| u.normalise(Calls::default()))
 }
 
 #[derive(Deserialize)]
@@ -185,5 +196,22 @@ mod tests {
         // hostile numbers are clamped, not overflowed
         let big = observe(None, r#"{"type":"response.completed","response":{"usage":{"input_tokens":18446744073709551615,"output_tokens":1}}}"#);
         assert!(big.usage.unwrap().input_tokens <= crate::usage::MAX_COUNT);
+    }
+
+    #[test]
+    fn hosted_file_searches_are_counted_per_call_beside_web_searches() {
+        // The item as openai-python's ResponseFileSearchToolCall has it.
+        let body = r#"{"model":"gpt-5","output":[
+            {"id":"fs_1","type":"file_search_call","status":"completed","queries":["refund policy"],"results":null},
+            {"id":"fs_2","type":"file_search_call","status":"completed","queries":["returns"]},
+            {"id":"ws_1","type":"web_search_call","status":"completed","action":{"type":"search","query":"x"}},
+            {"type":"message","content":[]}, {"type":"file_search"}, {"kind":"file_search_call"}],
+            "usage":{"input_tokens":10,"output_tokens":2}}"#;
+        let u = serde_json::from_str::<ResponseObject>(body).unwrap().usage().unwrap();
+        assert_eq!((u.file_search_calls, u.web_search_requests), (2, 1));
+        let done = observe(None, &format!(r#"{{"type":"response.completed","response":{body}}}"#));
+        assert_eq!(done.usage.map(|u| u.file_search_calls), Some(2));
+        // Without a usage there is nothing to hang the calls on: an estimate follows.
+        assert!(serde_json::from_str::<ResponseObject>(r#"{"output":[{"type":"file_search_call"}]}"#).unwrap().usage().is_none());
     }
 }

@@ -143,6 +143,7 @@ impl AnthropicUsage {
             reasoning_tokens: 0,
             cache_write_1h_tokens: split.ephemeral_1h_input_tokens.unwrap_or(0),
             web_search_requests: self.server_tool_use.and_then(|s| s.web_search_requests).unwrap_or(0),
+            file_search_calls: 0,
             cache_reported: self.cache_read_input_tokens.is_some(),
         }
         .bounded()

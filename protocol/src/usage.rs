@@ -22,6 +22,10 @@ pub struct Usage {
     /// Server-side web searches the provider ran and bills per search.
     #[serde(default)]
     pub web_search_requests: u64,
+    /// Hosted file searches the provider ran and bills per call (the
+    /// Responses API's `file_search_call` items).
+    #[serde(default)]
+    pub file_search_calls: u64,
     /// The provider's usage said how much input its prompt cache served
     /// (OpenAI `prompt_tokens_details.cached_tokens`, DeepSeek
     /// `prompt_cache_hit_tokens`, Anthropic `cache_read_input_tokens`),
@@ -53,6 +57,7 @@ impl Usage {
             &mut self.reasoning_tokens,
             &mut self.cache_write_1h_tokens,
             &mut self.web_search_requests,
+            &mut self.file_search_calls,
         ] {
             *v = (*v).min(MAX_COUNT);
         }

@@ -114,3 +114,27 @@ def test_mock_response_has_the_shape_of_the_recorded_one(client):
     real = json.loads((CAPTURES / "openai_response.json").read_text())
     r = client.post("/v1/responses", {"model": MODEL, "input": "shape"})
     assert not missing(shape(real), shape(r.json()))
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_hosted_file_and_web_searches_are_priced_per_call(oai, client, stream):
+    """OpenAI bills each hosted tool call apart from the tokens: $2.50 per 1,000
+    file searches, $10 per 1,000 web searches (openai.com/api/pricing). The
+    calls are the answer's `file_search_call` / `web_search_call` items; the
+    configured model sets neither price, so the defaults apply."""
+    tools = [{"type": "file_search", "vector_store_ids": ["vs_handbook"]}, {"type": "web_search"}]
+    raw = oai.responses.with_raw_response.create(model=MODEL, input="What is our refund policy?", tools=tools, stream=stream,
+                                                 extra_headers={"x-mock-file-searches": "3", "x-mock-web-searches": "2"})
+    parsed = raw.parse()
+    r = list(parsed)[-1].response if stream else parsed
+    assert [i.type for i in r.output] == ["file_search_call"] * 3 + ["web_search_call"] * 2 + ["message"]
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert (rec["usage"]["file_search_calls"], rec["usage"]["web_search_requests"]) == (3, 2)
+    tokens = expected_cost(MODEL, r.usage.input_tokens, r.usage.output_tokens)
+    assert rec["cost_micros"] == tokens + 3 * 2_500 + 2 * 10_000
+    if not stream:
+        assert int(raw.headers["x-tollgate-cost-micros"]) == rec["cost_micros"]
+    # The same question without the tools: no call is billed.
+    plain = client.post("/v1/responses", {"model": MODEL, "input": "What is our refund policy?"}, headers={"x-mock-file-searches": "3"})
+    assert plain.status_code == 200, plain.text
+    assert client.record(plain.headers["x-tollgate-request-id"])["usage"]["file_search_calls"] == 0

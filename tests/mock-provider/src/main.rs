@@ -596,6 +596,7 @@ async fn respond_api(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: 
         Err((status, msg, param, code)) => return err(status, &msg, param, code),
     };
     plan.service_tier = served_tier(m.get("service_tier").and_then(Value::as_str), &h);
+    plan.run_tools(header_u64(&h, "x-mock-file-searches"), header_u64(&h, "x-mock-web-searches"));
     if let Err((status, msg, param, code)) = app.stored.continue_from(&mut plan) {
         return err(status, &msg, param, code);
     }

@@ -8,6 +8,15 @@
 //! openai_response.json, whose members this mock's answer carries).
 //! Usage is always reported, at the end; a stream ends with
 //! `response.completed` (no `[DONE]`).
+//!
+//! Hosted tools: a request with a `file_search` or `web_search` tool gets
+//! its calls as `file_search_call` / `web_search_call` items before the
+//! message (openai-python `types/responses/response_file_search_tool_call.py`,
+//! `response_function_web_search.py`; the stream's
+//! `response.file_search_call.in_progress` / `.searching` / `.completed`
+//! events, `response_file_search_call_*_event.py`). OpenAI bills each call
+//! apart from the tokens; `x-mock-file-searches` / `x-mock-web-searches`
+//! say how many the model ran (default 1 when the tool is there).
 
 use serde_json::{json, Map, Value};
 
@@ -38,6 +47,29 @@ pub struct Plan {
     pub obfuscation: bool,
     /// The tier the answer says served it.
     pub service_tier: &'static str,
+    /// The hosted tools the request enables.
+    pub hosted: Hosted,
+    /// The hosted tool calls the answer lists, in order: their item types.
+    pub calls: Vec<&'static str>,
+}
+
+/// Which hosted (billed-per-call) tools a request enables.
+#[derive(Default, Clone, Copy)]
+pub struct Hosted {
+    pub file_search: bool,
+    pub web_search: bool,
+}
+
+impl Plan {
+    /// The calls the model runs: as many as asked, of the tools it has.
+    pub fn run_tools(&mut self, file_searches: Option<u64>, web_searches: Option<u64>) {
+        let mut add = |on: bool, asked: Option<u64>, kind: &'static str| {
+            let n = if on { asked.unwrap_or(1).min(1000) } else { 0 };
+            self.calls.extend(std::iter::repeat_n(kind, n as usize));
+        };
+        add(self.hosted.file_search, file_searches, "file_search_call");
+        add(self.hosted.web_search, web_searches, "web_search_call");
+    }
 }
 
 /// Stored responses, as the provider keeps them for `previous_response_id`:
@@ -127,7 +159,7 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
             None => return Err((400, "Invalid type for 'max_output_tokens': expected an integer.".into(), Some("max_output_tokens"), Some("invalid_type"))),
         },
     };
-    tools(m.get("tools"))?;
+    let hosted = tools(m.get("tools"))?;
     if m.get("previous_response_id").is_none_or(Value::is_null) {
         if let Some(Value::Array(items)) = m.get("input") {
             input(items)?;
@@ -162,6 +194,8 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
         previous,
         obfuscation: crate::obfuscation_asked(m.get("stream_options")),
         service_tier: "default",
+        hosted,
+        calls: Vec::new(),
     })
 }
 
@@ -173,11 +207,25 @@ fn missing(param: String) -> Refusal {
 /// tool (`{"type": "function", "function": {…}}`) is refused "Missing
 /// required parameter: 'tools[0].name'." (the real answer, quoted by the
 /// projects that met it: e.g. a Responses adapter's note "A nested shape
-/// 400s with …" and Codex-backend adapters).
-fn tools(v: Option<&Value>) -> Result<(), Refusal> {
+/// 400s with …" and Codex-backend adapters). A `file_search` tool needs
+/// its `vector_store_ids` (required in openai-python's `FileSearchToolParam`).
+fn tools(v: Option<&Value>) -> Result<Hosted, Refusal> {
+    let mut hosted = Hosted::default();
     for (i, t) in v.and_then(Value::as_array).into_iter().flatten().enumerate() {
-        if t.get("type").and_then(Value::as_str) != Some("function") {
-            continue;
+        match t.get("type").and_then(Value::as_str) {
+            Some("function") => {}
+            Some("file_search") => {
+                if !t.get("vector_store_ids").is_some_and(Value::is_array) {
+                    return Err(missing(format!("tools[{i}].vector_store_ids")));
+                }
+                hosted.file_search = true;
+                continue;
+            }
+            Some(w) if w.starts_with("web_search") => {
+                hosted.web_search = true;
+                continue;
+            }
+            _ => continue,
         }
         if !t.get("name").is_some_and(Value::is_string) {
             return Err(missing(format!("tools[{i}].name")));
@@ -187,7 +235,7 @@ fn tools(v: Option<&Value>) -> Result<(), Refusal> {
             return Err((400, format!("Invalid type for 'tools[{i}].parameters': expected an object, but got {got} instead."), None, Some("invalid_type")));
         }
     }
-    Ok(())
+    Ok(hosted)
 }
 
 const USER_PARTS: &[&str] = &["input_text", "input_image", "input_file", "input_audio"];
@@ -269,6 +317,23 @@ fn message(p: &Plan, id: &str, done: bool) -> Value {
            "content": content, "role": "assistant"})
 }
 
+/// A hosted tool call's output item (`kind` its item type, `k` its place).
+fn call_item(p: &Plan, id: &str, k: usize, kind: &str, done: bool) -> Value {
+    let status = if done { "completed" } else { "in_progress" };
+    let query = p.model.clone();
+    match kind {
+        "file_search_call" => json!({"id": format!("fs_{id}_{k}"), "type": kind, "status": status, "queries": [query], "results": null}),
+        _ => json!({"id": format!("ws_{id}_{k}"), "type": kind, "status": status, "action": {"type": "search", "query": query}}),
+    }
+}
+
+/// The answer's output items: its hosted tool calls, then the message.
+fn output(p: &Plan, id: &str) -> Value {
+    let mut items: Vec<Value> = p.calls.iter().enumerate().map(|(k, kind)| call_item(p, id, k, kind, true)).collect();
+    items.push(message(p, id, true));
+    Value::Array(items)
+}
+
 /// The response object; `usage` and output only once done.
 pub fn object(p: &Plan, id: &str, created: u64, done: bool) -> Value {
     let status = if !done { "in_progress" } else if p.incomplete { "incomplete" } else { "completed" };
@@ -280,7 +345,7 @@ pub fn object(p: &Plan, id: &str, created: u64, done: bool) -> Value {
            "background": false, "error": null,
            "incomplete_details": if done && p.incomplete { json!({"reason": "max_output_tokens"}) } else { Value::Null },
            "instructions": null, "max_output_tokens": null, "max_tool_calls": null, "model": p.model,
-           "output": if done { json!([message(p, id, true)]) } else { json!([]) },
+           "output": if done { output(p, id) } else { json!([]) },
            "parallel_tool_calls": true, "previous_response_id": p.previous, "prompt_cache_key": null,
            "reasoning": {"effort": null, "summary": null}, "safety_identifier": null, "service_tier": p.service_tier,
            "store": p.store, "temperature": 1.0, "text": {"format": {"type": "text"}, "verbosity": "medium"},
@@ -294,12 +359,22 @@ pub fn events(p: &Plan, id: &str, created: u64) -> Vec<(String, String)> {
     let mut ev: Vec<Value> = vec![
         json!({"type": "response.created", "response": object(p, id, created, false)}),
         json!({"type": "response.in_progress", "response": object(p, id, created, false)}),
-        json!({"type": "response.output_item.added", "output_index": 0, "item": message(p, id, false)}),
-        json!({"type": "response.content_part.added", "item_id": mid, "output_index": 0, "content_index": 0,
-               "part": {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}}),
     ];
+    for (k, kind) in p.calls.iter().enumerate() {
+        let item = call_item(p, id, k, kind, false);
+        let item_id = item["id"].clone();
+        ev.push(json!({"type": "response.output_item.added", "output_index": k, "item": item}));
+        for phase in ["in_progress", "searching", "completed"] {
+            ev.push(json!({"type": format!("response.{kind}.{phase}"), "output_index": k, "item_id": item_id}));
+        }
+        ev.push(json!({"type": "response.output_item.done", "output_index": k, "item": call_item(p, id, k, kind, true)}));
+    }
+    let at = p.calls.len();
+    ev.push(json!({"type": "response.output_item.added", "output_index": at, "item": message(p, id, false)}));
+    ev.push(json!({"type": "response.content_part.added", "item_id": mid, "output_index": at, "content_index": 0,
+               "part": {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}}));
     for (k, piece) in (0u64..).zip(output_pieces(p.output - p.reasoning)) {
-        let mut d = json!({"type": "response.output_text.delta", "item_id": mid, "output_index": 0, "content_index": 0,
+        let mut d = json!({"type": "response.output_text.delta", "item_id": mid, "output_index": at, "content_index": 0,
                            "delta": piece, "logprobs": []});
         // api.openai.com pads delta events too.
         if p.obfuscation {
@@ -307,9 +382,9 @@ pub fn events(p: &Plan, id: &str, created: u64) -> Vec<(String, String)> {
         }
         ev.push(d);
     }
-    ev.push(json!({"type": "response.output_text.done", "item_id": mid, "output_index": 0, "content_index": 0,
+    ev.push(json!({"type": "response.output_text.done", "item_id": mid, "output_index": at, "content_index": 0,
                    "text": text(p), "logprobs": []}));
-    ev.push(json!({"type": "response.output_item.done", "output_index": 0, "item": message(p, id, true)}));
+    ev.push(json!({"type": "response.output_item.done", "output_index": at, "item": message(p, id, true)}));
     let terminal = if p.incomplete { "response.incomplete" } else { "response.completed" };
     ev.push(json!({"type": terminal, "response": object(p, id, created, true)}));
     ev.into_iter()
@@ -388,5 +463,24 @@ mod tests {
         assert_eq!(padded(&ev), 5, "every delta event, and only those");
         let off = obj(json!({"model": "m", "input": "x", "stream": true, "stream_options": {"include_obfuscation": false}}));
         assert_eq!(padded(&events(&plan(&off, 5, 0, 0).unwrap(), "1", 0)), 0);
+    }
+
+    #[test]
+    fn hosted_tool_calls_come_before_the_message_and_only_for_tools_the_request_has() {
+        let req = |tools: Value| obj(json!({"model": "gpt-5", "input": "x", "stream": true, "tools": tools}));
+        assert_eq!(plan(&req(json!([{"type": "file_search"}])), 5, 0, 0).err().map(|e| e.1),
+                   Some("Missing required parameter: 'tools[0].vector_store_ids'.".into()));
+        let mut p = plan(&req(json!([{"type": "file_search", "vector_store_ids": ["vs_1"]}, {"type": "web_search"}])), 5, 0, 0).unwrap();
+        p.run_tools(Some(2), None);
+        assert_eq!(p.calls, ["file_search_call", "file_search_call", "web_search_call"]);
+        let kinds: Vec<String> = object(&p, "1", 0, true)["output"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap().to_string()).collect();
+        assert_eq!(kinds, ["file_search_call", "file_search_call", "web_search_call", "message"]);
+        let ev = events(&p, "1", 0);
+        assert_eq!(ev.iter().filter(|(n, _)| n == "response.file_search_call.completed").count(), 2);
+        assert!(ev.iter().any(|(n, d)| n == "response.output_text.delta" && d.contains(r#""output_index":3"#)));
+        // No tool, no call, whatever the test asks.
+        let mut bare = plan(&req(json!([])), 5, 0, 0).unwrap();
+        bare.run_tools(Some(3), Some(3));
+        assert!(bare.calls.is_empty());
     }
 }
