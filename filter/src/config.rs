@@ -690,6 +690,9 @@ impl Config {
                     return Err(err(format!("{field}.{f}"), "must be 1 to 10000 (percent of the standard prices)"));
                 }
             }
+            if price.web_searches_per_request.is_some_and(|n| n > 100) {
+                return Err(err(format!("{field}.web_searches_per_request"), "must be 0 to 100 (searches billed on every answered request)"));
+            }
             if price.long_context.is_some_and(|lc| lc.above_input_tokens == 0) {
                 return Err(err(format!("{field}.long_context.above_input_tokens"), "must be at least 1 (the band applies above it)"));
             }

@@ -38,6 +38,15 @@ pub struct Price {
     /// OpenAI's published price).
     #[serde(default)]
     pub file_search_per_1k: Option<u64>,
+    /// Web searches the provider bills on every answered request whatever
+    /// its answer says: OpenAI's chat completions search models
+    /// (`gpt-5-search-api`, `gpt-4o-search-preview`: "the model always
+    /// retrieves information from the web before responding", a web search
+    /// call each, $10–25 per 1,000), or a provider's per-request fee priced
+    /// as `web_search_per_1k` (Perplexity's Sonar request fees). An answer
+    /// counts at least these; they are reserved too. 0 to 100.
+    #[serde(default)]
+    pub web_searches_per_request: Option<u64>,
     /// The token prices of a processing tier or geography a request asks
     /// for, each in percent of these prices ([`Premium`]). The defaults
     /// are at or above what the providers publish, so an unset one never
@@ -204,6 +213,13 @@ impl Price {
         }
     }
 
+    /// The usage of an answered request as billed: at least the searches
+    /// the provider runs on every request ([`Self::web_searches_per_request`]).
+    pub fn billed(&self, mut u: Usage) -> Usage {
+        u.web_search_requests = u.web_search_requests.max(self.web_searches_per_request.unwrap_or(0));
+        u
+    }
+
     /// Exact cost in pico-dollars.
     pub fn cost_picos(&self, u: &Usage) -> u128 {
         let p = self.band(u.input_tokens);
@@ -327,6 +343,11 @@ mod tests {
         assert_eq!(p.cost_micros(&u), 10_000 + 7_500, "$2.50 per 1,000 file search calls, beside the searches");
         let own = Price { file_search_per_1k: Some(1_000_000), web_search_per_1k: Some(0), ..p };
         assert_eq!(own.cost_micros(&u), 3_000);
+        // A search model: a search a request, whatever the answer reports; more when it reports more.
+        let search = Price { web_searches_per_request: Some(1), ..p };
+        assert_eq!(search.billed(Usage::default()).web_search_requests, 1);
+        assert_eq!(search.billed(Usage { web_search_requests: 4, ..Default::default() }).web_search_requests, 4);
+        assert_eq!(p.billed(Usage::default()), Usage::default());
     }
 
     #[test]

@@ -50,6 +50,17 @@ impl Observed {
     }
 }
 
+/// The usage a request is charged: what [`account`] read, with the web
+/// searches its price bills on every answered request
+/// ([`Price::billed`](crate::pricing::Price::billed)); a request nothing
+/// was billed for (no answer, an error status) stays free.
+pub fn charged(usage: Usage, source: UsageSource, price: Option<&crate::pricing::Price>) -> Usage {
+    match price {
+        Some(p) if source != UsageSource::None => p.billed(usage),
+        _ => usage,
+    }
+}
+
 /// The accounting rule (docs/usage-record.md, "What a request costs"):
 ///
 /// - Provider-reported usage is used whenever it is complete.
@@ -186,6 +197,26 @@ pub(crate) mod tests {
         let r = account(&obs(429, Termination::Complete, Some(ResponseInfo::default()), None));
         assert_eq!((r.0, r.1, r.2), (Usage::default(), UsageSource::None, Outcome::ProviderError));
         assert_eq!(r.3.as_deref(), Some("upstream_429"));
+    }
+
+    #[test]
+    fn a_search_model_is_charged_its_search_on_every_answered_request_only() {
+        let search = crate::pricing::Price { input: 1, output: 1, web_searches_per_request: Some(1), ..Default::default() };
+        let charged = |o: &Observed| {
+            let (u, source, ..) = account(o);
+            charged(u, source, Some(&search)).web_search_requests
+        };
+        assert_eq!(charged(&obs(200, Termination::Complete, Some(ResponseInfo { usage: Some(U), ..Default::default() }), None)), 1);
+        // cut short, estimated: it searched before it answered
+        assert_eq!(charged(&obs(200, Termination::UpstreamReset, None, Some(stream(None, false, 40)))), 1);
+        // an error status, or no answer: nothing billed
+        assert_eq!(charged(&obs(429, Termination::Complete, Some(ResponseInfo::default()), None)), 0);
+        let mut gone = obs(200, Termination::UpstreamReset, None, None);
+        gone.upstream_responded = false;
+        assert_eq!(charged(&gone), 0);
+        // unpriced: as read
+        let (u, source, ..) = account(&obs(200, Termination::Complete, Some(ResponseInfo { usage: Some(U), ..Default::default() }), None));
+        assert_eq!(super::charged(u, source, None), U);
     }
 
     #[test]

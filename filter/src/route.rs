@@ -60,7 +60,7 @@ pub struct Plan {
 }
 
 /// The budget reservation: the estimated input and the output bound,
-/// priced. (The output side is a real bound: the cap goes upstream when
+/// priced, with the searches billed on every request. (The output side is a real bound: the cap goes upstream when
 /// the client set none.)
 fn worst_of(cfg: &Config, chat: &ChatRequest, price: Option<&crate::pricing::Price>) -> Amount {
     let worst_usage = Usage {
@@ -68,7 +68,7 @@ fn worst_of(cfg: &Config, chat: &ChatRequest, price: Option<&crate::pricing::Pri
         output_tokens: chat.output_bound(cfg.default_max_tokens),
         ..Default::default()
     };
-    let micros = price.map(|p| p.at(chat.premium).cost_micros(&worst_usage)).unwrap_or(0);
+    let micros = price.map(|p| p.at(chat.premium).cost_micros(&p.billed(worst_usage))).unwrap_or(0);
     Amount { micros, tokens: worst_usage.budget_tokens() }
 }
 

@@ -592,3 +592,31 @@ def test_the_tier_and_geography_that_served_an_answer_are_what_it_costs(client):
     r = client.chat("openai/gpt-5.4", headers={"x-mock-served-tier": "ultrafast"})
     rec = check(r, "openai/gpt-5.4", 600, "ultrafast")
     assert int(r.headers["x-tollgate-cost-micros"]) == rec["cost_micros"]
+
+
+def test_a_search_model_is_charged_the_search_it_runs_on_every_request(client):
+    """OpenAI's chat completions search models search the web before every
+    answer and bill each as a web search call ($10 per 1,000 for
+    gpt-5-search-api), though the answer's usage says nothing of it. The
+    demo prices the model with `web_searches_per_request: 1`. Before, such a
+    request counted its tokens only. An error status is still free."""
+    model = "openai/gpt-5-search-api"
+    for stream in (False, True):
+        extra = {"max_completion_tokens": 40}
+        if stream:
+            extra |= {"stream": True, "stream_options": {"include_usage": True}}
+        r = client.chat(model, extra=extra)
+        assert r.status_code == 200, r.text
+        rec = client.record(r.headers["x-tollgate-request-id"])
+        u = rec["usage"]
+        assert u["web_search_requests"] == 1, rec
+        assert rec["cost_micros"] == expected_cost(model, u["input_tokens"], u["output_tokens"]) + 10_000, rec
+        if not stream:
+            assert int(r.headers["x-tollgate-cost-micros"]) == rec["cost_micros"]
+    r = client.chat(model, headers={"x-mock-status": "500"})
+    assert r.status_code == 500
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["cost_micros"], rec["usage"]["web_search_requests"]) == (0, 0), rec
+    # A model priced without it counts none.
+    r = client.chat("openai/gpt-5.4", extra={"max_completion_tokens": 40})
+    assert client.record(r.headers["x-tollgate-request-id"])["usage"]["web_search_requests"] == 0

@@ -44,6 +44,21 @@ fn plans_the_rewrite_headers_and_worst_case() {
 }
 
 #[test]
+fn a_search_models_reservation_holds_its_per_request_search() {
+    let mut v: serde_json::Value = serde_json::from_str(CFG).unwrap();
+    v["pricing"]["openai/gpt-5-search-api"] = serde_json::json!({"input": 1000000, "output": 2000000, "web_searches_per_request": 1});
+    let cfg = Config::from_json(v.to_string().as_bytes()).unwrap();
+    let body = br#"{"model":"openai/gpt-5-search-api","messages":[{"role":"user","content":"12345678"}],"max_tokens":100}"#;
+    let p = plan(&cfg, &key(None), Api::OpenAiChat, body, "/v1/chat/completions", false).unwrap();
+    let input = p.chat.estimated_input_tokens;
+    assert_eq!(p.worst.micros, (input * 1_000_000 + 100 * 2_000_000).div_ceil(1_000_000) + 10_000, "tokens and one $10-per-1,000 search");
+    assert_eq!(p.worst.tokens, input + 100, "a search is no token");
+    v["pricing"]["openai/gpt-5-search-api"]["web_searches_per_request"] = serde_json::json!(101);
+    let e = Config::from_json(v.to_string().as_bytes()).err().unwrap();
+    assert!(e.to_string().contains("pricing.openai/gpt-5-search-api.web_searches_per_request"), "{e}");
+}
+
+#[test]
 fn refusals_carry_what_was_known() {
     let cfg = Config::from_json(CFG.as_bytes()).unwrap();
     let r = plan(&cfg, &key(Some(vec!["cheap"])), Api::OpenAiChat, br#"{"model":"openai/gpt-5.4","messages":[]}"#, "/", false)
