@@ -7,6 +7,7 @@
 
 pub mod access_log;
 pub mod admission;
+pub mod big_event;
 pub mod budget;
 pub mod caching;
 pub mod config;

@@ -9,7 +9,7 @@
 use serde::de::DeserializeOwned;
 
 use crate::request::Api;
-use crate::usage::{parse_json_response, usage_from_value, ResponseInfo};
+use crate::usage::{parse_json_response, usage_from_value, usage_member, ResponseInfo};
 
 /// Bytes kept from each end of a body too large to hold.
 pub const WINDOW: usize = 64 << 10;
@@ -71,7 +71,7 @@ impl JsonCollector {
         let tail = self.tail.get(tail_start..).unwrap_or_default();
         let usage = [tail, &self.head]
             .into_iter()
-            .find_map(|w| member::<serde_json::Value>(w, b"\"usage\"").and_then(|v| usage_from_value(api, v)));
+            .find_map(|w| member::<serde_json::Value>(w, usage_member(api)).and_then(|v| usage_from_value(api, v)));
         let model = member::<String>(&self.head, b"\"model\"").map(|m| crate::text::clean_field(&m, 256));
         let note = if usage.is_some() { "usage_from_tail:response_too_large" } else { "usage_unreadable:response_too_large" };
         let note = Some(note);
@@ -82,7 +82,7 @@ impl JsonCollector {
 /// The value of the last member `name` (given with its quotes) in a window
 /// of JSON text. An unescaped `"name"` followed by `:` can only be a member
 /// name: inside a string its quotes would be escaped.
-fn member<T: DeserializeOwned>(w: &[u8], name: &[u8]) -> Option<T> {
+pub(crate) fn member<T: DeserializeOwned>(w: &[u8], name: &[u8]) -> Option<T> {
     let mut end = w.len();
     while let Some(pos) = w.get(..end).and_then(|s| rfind(s, name)) {
         end = pos;
@@ -174,5 +174,19 @@ mod tests {
         c.push(body.as_bytes());
         let u = c.finish(Api::AnthropicMessages).info.usage.unwrap();
         assert_eq!((u.input_tokens, u.cached_input_tokens, u.output_tokens), (105, 100, 75_000));
+    }
+
+    #[test]
+    fn gemini_tail_is_its_usage_metadata() {
+        // Several images (base64) past the limit: the usage comes after them.
+        let image = "iVBORw0KGgo".repeat(100_000);
+        let body = format!(
+            r#"{{"candidates":[{{"content":{{"parts":[{{"inlineData":{{"mimeType":"image/png","data":"{image}"}}}}],"role":"model"}},"finishReason":"STOP"}}],"usageMetadata":{{"promptTokenCount":12,"candidatesTokenCount":2580,"totalTokenCount":2592}},"modelVersion":"gemini-2.5-flash-image"}}"#
+        );
+        let mut c = JsonCollector::new(1000);
+        c.push(body.as_bytes());
+        let r = c.finish(Api::GeminiGenerateContent);
+        assert_eq!(r.info.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((12, 2580)));
+        assert_eq!(r.note, Some("usage_from_tail:response_too_large"));
     }
 }

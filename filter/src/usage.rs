@@ -214,6 +214,14 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
 
 /// Usage from a `usage` object found on its own (in the tail of a body too
 /// large to parse whole).
+/// The name (with its quotes) of the member holding an answer's usage in `api`'s format.
+pub fn usage_member(api: Api) -> &'static [u8] {
+    match api {
+        Api::GeminiGenerateContent => b"\"usageMetadata\"",
+        _ => b"\"usage\"",
+    }
+}
+
 pub fn usage_from_value(api: Api, v: serde_json::Value) -> Option<Usage> {
     match api {
         Api::OpenAiResponses => crate::responses_api::usage_from_value(v),
@@ -359,6 +367,8 @@ pub struct StreamTracker {
     served: Served,
     /// Gemini: the most grounding queries an event named.
     searches: u64,
+    /// The ends of an over-long event going by ([`crate::big_event`]).
+    big: Option<crate::big_event::BigEvent>,
 }
 
 /// The error event a provider in `api`'s format would send saying
@@ -437,6 +447,7 @@ impl StreamTracker {
             response_id: None,
             served: Served::default(),
             searches: 0,
+            big: None,
         }
     }
 
@@ -472,10 +483,11 @@ impl StreamTracker {
             let keep = if whole {
                 self.observe(raw)
             } else {
-                // A fragment of an over-long event: passed on unread, its
-                // size counted as generated output for the estimate.
+                // A fragment of an over-long event: passed on unread but
+                // for its ends, its size counted as generated output for the estimate.
                 self.oversized = true;
                 self.output_chars = self.output_chars.saturating_add(raw.len() as u64);
+                self.observe_big(raw);
                 Keep::Event
             };
             if self.translator.is_some() {
@@ -612,6 +624,20 @@ impl StreamTracker {
                 Keep::Event
             }
         }
+    }
+
+    /// A fragment of an over-long event; at its end, what its ends say.
+    fn observe_big(&mut self, fragment: &[u8]) {
+        if !self.big.get_or_insert_with(Default::default).push(fragment) {
+            return;
+        }
+        let Some(seen) = self.big.take().map(|b| b.read(self.api)) else { return };
+        if let Some(u) = seen.usage {
+            self.openai_usage = Some(u);
+        }
+        self.usage_final |= seen.terminal && self.openai_usage.is_some();
+        self.finished |= seen.terminal;
+        self.error_event |= seen.failed;
     }
 
     fn observe_openai(&mut self, name: Option<&str>, data: &str) -> Keep {

@@ -29,6 +29,7 @@ PRICES = {
     "openai/gpt-3.5-turbo-instruct": dict(input=1_500_000, output=2_000_000),
     "openai/babbage-002": dict(input=400_000, output=400_000),
     "google/gemini-2.5-flash": dict(input=300_000, cached_input=30_000, output=2_500_000),
+    "google/gemini-2.5-flash-image": dict(input=300_000, output=30_000_000),
 }
 
 

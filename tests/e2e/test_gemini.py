@@ -238,3 +238,27 @@ def test_grounding_searches_are_priced_in_json_and_stream(stack, client):
     r = native(stack, headers={"x-mock-web-searches": "3"})
     rec = client.record(r.headers["x-tollgate-request-id"])
     assert rec["usage"]["web_search_requests"] == 0
+
+
+def test_an_image_answer_past_the_event_and_body_limits_is_priced_from_its_usage(stack, client):
+    """Gemini's image models answer an image as base64 (`inlineData`, about
+    2 MB for a 1024x1024 PNG) with the usage after it: in a stream, in the
+    same last event. An event past the 1 MiB the gateway reads, or a body
+    past `max_response_bytes` (8 MiB), was charged an estimate from its
+    bytes: the base64 counted as output tokens, hundreds of times the 1,290
+    an image bills. Their ends are read now, as a large body's always were
+    (and a Gemini body's usage is found by its own name, `usageMetadata`).
+    The mock refuses images from a model that does not draw them, as Gemini does."""
+    body = {**BODY, "generationConfig": {"responseModalities": ["TEXT", "IMAGE"]}}
+    refused = native(stack, body=body)
+    assert refused.status_code == 400 and "response modalities" in refused.text, refused.text
+    path = NATIVE.replace("gemini-2.5-flash", "gemini-2.5-flash-image")
+    for p, size in ((path.replace(":generateContent", ":streamGenerateContent?alt=sse"), 6_000_000), (path, 9_000_000)):
+        r = native(stack, path=p, body=body, headers={"x-mock-image-bytes": str(size)})
+        assert r.status_code == 200, r.text[:300]
+        assert len(r.content) > size
+        rec = client.record(r.headers["x-tollgate-request-id"])
+        u = rec["usage"]
+        assert rec["usage_source"] == "provider", rec
+        assert u["output_tokens"] == 12 + 1290, (p, u)
+        assert rec["cost_micros"] == expected_cost("google/gemini-2.5-flash-image", u["input_tokens"], u["output_tokens"]), rec

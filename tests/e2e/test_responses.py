@@ -138,3 +138,22 @@ def test_hosted_file_and_web_searches_are_priced_per_call(oai, client, stream):
     plain = client.post("/v1/responses", {"model": MODEL, "input": "What is our refund policy?"}, headers={"x-mock-file-searches": "3"})
     assert plain.status_code == 200, plain.text
     assert client.record(plain.headers["x-tollgate-request-id"])["usage"]["file_search_calls"] == 0
+
+
+def test_a_terminal_event_past_the_event_limit_is_priced_from_its_usage(client):
+    """A Responses stream's `response.completed` holds the whole response
+    object: the answer's text and the request's `instructions`, echoed. A
+    long system prompt (here 3 MB) or a long answer makes it pass the 1 MiB
+    event the gateway reads. Before, its usage was lost and the answer
+    estimated (its reasoning tokens not at all). Its ends are read now."""
+    r = client.post("/v1/responses", {"model": MODEL, "instructions": "Follow the manual. " * 160_000, "input": "Summarise",
+                                      "stream": True, "max_output_tokens": 2000},
+                    headers={"x-mock-output-tokens": "40", "x-mock-reasoning-tokens": "900"})
+    assert r.status_code == 200, r.text[:300]
+    events = [json.loads(d) for d in sse_data(r.text)]
+    assert events[-1]["type"] == "response.completed" and len(json.dumps(events[-1])) > 3_000_000
+    u = events[-1]["response"]["usage"]
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["usage_source"] == "provider", rec
+    assert (rec["usage"]["input_tokens"], rec["usage"]["output_tokens"], rec["usage"]["reasoning_tokens"]) == (u["input_tokens"], 940, 900)
+    assert rec["cost_micros"] == expected_cost(MODEL, u["input_tokens"], u["output_tokens"])

@@ -81,6 +81,43 @@ pub struct Plan {
     /// Grounding with Google Search (a `google_search` tool): the distinct
     /// queries it ran (`x-mock-web-searches`).
     pub searches: u64,
+    /// An image model asked for images (`responseModalities` holding
+    /// `IMAGE`): the base64 bytes of the one it answers (`x-mock-image-bytes`).
+    pub image_bytes: usize,
+}
+
+/// Output tokens of one 1024×1024 image (ai.google.dev/gemini-api/docs/pricing,
+/// Gemini 2.5 Flash Image: "1290 tokens per image").
+pub const IMAGE_TOKENS: u64 = 1290;
+
+/// Whether the request asks for images (ai.google.dev/gemini-api/docs/image-generation:
+/// `generationConfig.responseModalities: ["TEXT", "IMAGE"]`).
+pub fn wants_image(m: &Map<String, Value>) -> bool {
+    let gc = m.get("generationConfig").or(m.get("generation_config"));
+    let modalities = gc.and_then(|g| g.get("responseModalities").or(g.get("response_modalities"))).and_then(Value::as_array);
+    modalities.is_some_and(|a| a.iter().any(|v| v == "IMAGE"))
+}
+
+/// A model that does not draw refuses images: "Model does not support
+/// the requested response modalities: image,text" (400, quoted in
+/// Laisky/one-api#45 for gemini-2.0-flash). Image models are the
+/// `-image` ones (gemini-2.5-flash-image, gemini-3-pro-image-preview).
+pub fn image_refusal(model: &str, m: &Map<String, Value>) -> Option<String> {
+    if !wants_image(m) || model.contains("-image") {
+        return None;
+    }
+    let gc = m.get("generationConfig").or(m.get("generation_config"));
+    let asked = gc.and_then(|g| g.get("responseModalities").or(g.get("response_modalities"))).and_then(Value::as_array);
+    let mut names: Vec<String> = asked.into_iter().flatten().filter_map(Value::as_str).map(str::to_ascii_lowercase).collect();
+    names.sort();
+    Some(format!("Model does not support the requested response modalities: {}", names.join(",")))
+}
+
+/// The image part: `inlineData` with base64 PNG data of `bytes` characters.
+fn image_part(bytes: usize) -> Value {
+    let mut data = String::from("iVBORw0KGgo");
+    data.extend(std::iter::repeat_n('A', bytes.saturating_sub(data.len()).div_ceil(4) * 4 + 1));
+    json!({"inlineData": {"mimeType": "image/png", "data": data}})
 }
 
 /// Whether the request asks for Grounding with Google Search
@@ -159,14 +196,21 @@ pub fn plan(rest: &str, m: &Map<String, Value>, wanted: u64, thoughts: u64, cach
         thoughts,
         finish: if wanted + thoughts > cap { "MAX_TOKENS" } else { "STOP" },
         searches: 0,
+        image_bytes: 0,
     })
 }
 
-fn usage(p: &Plan, candidates: u64) -> Value {
+/// The usage so far: `text` output tokens, and the image's once it came.
+fn usage(p: &Plan, text: u64, image: bool) -> Value {
+    let image = if image && p.image_bytes > 0 { IMAGE_TOKENS } else { 0 };
+    let candidates = text + image;
     let mut u = json!({"promptTokenCount": p.input, "candidatesTokenCount": candidates,
                        "totalTokenCount": p.input + candidates + p.thoughts,
                        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": p.input}]});
     if let Some(o) = u.as_object_mut() {
+        if image > 0 {
+            o.insert("candidatesTokensDetails".into(), json!([{"modality": "TEXT", "tokenCount": text}, {"modality": "IMAGE", "tokenCount": image}]));
+        }
         if p.cached > 0 {
             o.insert("cachedContentTokenCount".into(), p.cached.into());
         }
@@ -178,12 +222,15 @@ fn usage(p: &Plan, candidates: u64) -> Value {
 }
 
 pub fn json_body(p: &Plan, id: &str) -> String {
-    let mut cand = json!({"content": {"parts": [{"text": output_pieces(p.output).concat()}], "role": "model"},
-                          "finishReason": p.finish, "index": 0});
+    let mut parts = vec![json!({"text": output_pieces(p.output).concat()})];
+    if p.image_bytes > 0 {
+        parts.push(image_part(p.image_bytes));
+    }
+    let mut cand = json!({"content": {"parts": parts, "role": "model"}, "finishReason": p.finish, "index": 0});
     if p.searches > 0 {
         cand["groundingMetadata"] = grounding(p.searches);
     }
-    json!({"candidates": [cand], "usageMetadata": usage(p, p.output), "modelVersion": p.model, "responseId": id}).to_string()
+    json!({"candidates": [cand], "usageMetadata": usage(p, p.output, true), "modelVersion": p.model, "responseId": id}).to_string()
 }
 
 /// The stream's events (each a whole response with the usage so far).
@@ -193,8 +240,14 @@ pub fn stream_events(p: &Plan, id: &str) -> Vec<String> {
     (0..n)
         .map(|i| {
             let text = pieces.get(i).copied().unwrap_or("");
-            let mut cand = json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": 0});
-            if i + 1 == n {
+            let last = i + 1 == n;
+            let mut parts = vec![json!({"text": text})];
+            // The image comes whole in the last chunk, with the finish and the final usage.
+            if last && p.image_bytes > 0 {
+                parts.push(image_part(p.image_bytes));
+            }
+            let mut cand = json!({"content": {"parts": parts, "role": "model"}, "index": 0});
+            if last {
                 if let Some(o) = cand.as_object_mut() {
                     o.insert("finishReason".into(), p.finish.into());
                 }
@@ -203,7 +256,7 @@ pub fn stream_events(p: &Plan, id: &str) -> Vec<String> {
             if i == 0 && p.searches > 0 {
                 cand["groundingMetadata"] = grounding(p.searches);
             }
-            let body = json!({"candidates": [cand], "usageMetadata": usage(p, (i as u64 + 1).min(p.output)),
+            let body = json!({"candidates": [cand], "usageMetadata": usage(p, (i as u64 + 1).min(p.output), last),
                               "modelVersion": p.model, "responseId": id});
             format!("data: {body}\r\n\r\n")
         })
@@ -257,5 +310,24 @@ mod tests {
         let v: Value = serde_json::from_str(&json_body(&p, "r")).unwrap();
         assert_eq!(v["usageMetadata"]["candidatesTokenCount"], 6);
         assert!(v["usageMetadata"].get("cachedContentTokenCount").is_none(), "reported only when the cache served something");
+    }
+
+    #[test]
+    fn an_image_comes_whole_in_the_last_chunk_with_its_tokens() {
+        let req = |modalities: Value| obj(json!({"contents": [{"parts": [{"text": "a cat"}]}], "generationConfig": {"responseModalities": modalities}}));
+        assert!(wants_image(&req(json!(["TEXT", "IMAGE"]))) && !wants_image(&req(json!(["TEXT"]))));
+        assert_eq!(image_refusal("gemini-2.5-flash", &req(json!(["TEXT", "IMAGE"]))).as_deref(),
+                   Some("Model does not support the requested response modalities: image,text"));
+        assert_eq!(image_refusal("gemini-2.5-flash-image", &req(json!(["TEXT", "IMAGE"]))), None);
+        let mut p = plan("gemini-2.5-flash-image:streamGenerateContent", &req(json!(["TEXT", "IMAGE"])), 3, 0, 0).unwrap();
+        p.image_bytes = 5000;
+        let ev = stream_events(&p, "r");
+        let last: Value = serde_json::from_str(ev[2].trim_start_matches("data: ").trim()).unwrap();
+        assert_eq!(last["usageMetadata"]["candidatesTokenCount"], 3 + IMAGE_TOKENS);
+        assert!(last["candidates"][0]["content"]["parts"][1]["inlineData"]["data"].as_str().unwrap().len() >= 5000);
+        let first: Value = serde_json::from_str(ev[0].trim_start_matches("data: ").trim()).unwrap();
+        assert_eq!(first["usageMetadata"]["candidatesTokenCount"], 1, "no image yet");
+        let v: Value = serde_json::from_str(&json_body(&p, "r")).unwrap();
+        assert_eq!(v["usageMetadata"]["candidatesTokensDetails"][1], json!({"modality": "IMAGE", "tokenCount": IMAGE_TOKENS}));
     }
 }

@@ -525,6 +525,12 @@ async fn gemini_native(State(app): State<Arc<App>>, axum::extract::Path(rest): a
     if gemini::grounded(&m) {
         plan.searches = header_u64(&h, "x-mock-web-searches").unwrap_or(1).min(100_000);
     }
+    if let Some(msg) = gemini::image_refusal(&plan.model, &m) {
+        return err(400, "INVALID_ARGUMENT", &msg);
+    }
+    if gemini::wants_image(&m) {
+        plan.image_bytes = header_u64(&h, "x-mock-image-bytes").unwrap_or(4096).min(64 << 20) as usize;
+    }
     // The tier that served it, in `x-gemini-service-tier` ("standard" when
     // Priority is over its limit and downgraded: ai.google.dev/gemini-api/
     // docs/priority-inference); `x-mock-served-tier` plays the downgrade.
@@ -537,7 +543,8 @@ async fn gemini_native(State(app): State<Arc<App>>, axum::extract::Path(rest): a
     let id = format!("mock{seq:020}");
     app.served_requests.fetch_add(1, Ordering::SeqCst);
     app.served_input.fetch_add(plan.input, Ordering::SeqCst);
-    app.served_output.fetch_add(plan.output + plan.thoughts, Ordering::SeqCst);
+    let images = if plan.image_bytes > 0 { gemini::IMAGE_TOKENS } else { 0 };
+    app.served_output.fetch_add(plan.output + plan.thoughts + images, Ordering::SeqCst);
     if !plan.stream {
         let mut r = respond(StatusCode::OK, &h, &uri, gemini::json_body(&plan, &id), "application/json");
         r.headers_mut().insert("x-gemini-service-tier", tier);

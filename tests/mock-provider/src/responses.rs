@@ -51,6 +51,11 @@ pub struct Plan {
     pub hosted: Hosted,
     /// The hosted tool calls the answer lists, in order: their item types.
     pub calls: Vec<&'static str>,
+    /// The request's `instructions`, echoed in every response object
+    /// (openai-python `types/responses/response.py`: `instructions`, "A
+    /// system (or developer) message inserted into the model's context";
+    /// a long system prompt makes every event carrying the object long).
+    pub instructions: Value,
 }
 
 /// Which hosted (billed-per-call) tools a request enables.
@@ -196,6 +201,7 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
         service_tier: "default",
         hosted,
         calls: Vec::new(),
+        instructions: m.get("instructions").cloned().unwrap_or(Value::Null),
     })
 }
 
@@ -344,7 +350,7 @@ pub fn object(p: &Plan, id: &str, created: u64, done: bool) -> Value {
     json!({"id": format!("resp_{id}"), "object": "response", "created_at": created, "status": status,
            "background": false, "error": null,
            "incomplete_details": if done && p.incomplete { json!({"reason": "max_output_tokens"}) } else { Value::Null },
-           "instructions": null, "max_output_tokens": null, "max_tool_calls": null, "model": p.model,
+           "instructions": p.instructions, "max_output_tokens": null, "max_tool_calls": null, "model": p.model,
            "output": if done { output(p, id) } else { json!([]) },
            "parallel_tool_calls": true, "previous_response_id": p.previous, "prompt_cache_key": null,
            "reasoning": {"effort": null, "summary": null}, "safety_identifier": null, "service_tier": p.service_tier,
