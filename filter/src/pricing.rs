@@ -38,6 +38,13 @@ pub struct Price {
     /// OpenAI's published price).
     #[serde(default)]
     pub file_search_per_1k: Option<u64>,
+    /// Uncached input tokens of audio (OpenAI's audio models bill them
+    /// about 13 × text: gpt-audio $32 against $2.50 per million). Defaults to `input`.
+    #[serde(default)]
+    pub audio_input: Option<u64>,
+    /// Output tokens of audio (gpt-audio $64 against $10). Defaults to `output`.
+    #[serde(default)]
+    pub audio_output: Option<u64>,
     /// Web searches the provider bills on every answered request whatever
     /// its answer says: OpenAI's chat completions search models
     /// (`gpt-5-search-api`, `gpt-4o-search-preview`: "the model always
@@ -158,6 +165,8 @@ impl Price {
             cache_write: Some(scale(b.write_5m())),
             cache_write_1h: Some(scale(b.write_1h())),
             output: scale(b.output),
+            audio_input: b.audio_input.map(scale),
+            audio_output: b.audio_output.map(scale),
             ..b
         };
         Price {
@@ -228,16 +237,20 @@ impl Price {
         let written_1h = u.cache_write_1h_tokens.min(written);
         let written_5m = written - written_1h;
         let uncached = u.input_tokens - cached - written;
+        let audio_in = u.audio_input_tokens.min(uncached);
+        let audio_out = u.audio_output_tokens.min(u.output_tokens);
         let term = |tokens: u64, price: u64| (tokens as u128).saturating_mul(price as u128);
         // per 1,000 calls in micros = per call in nano-dollars = 1000 picos each
         let calls = |n: u64, per_1k: Option<u64>, default: u64| (n as u128).saturating_mul(per_1k.unwrap_or(default) as u128).saturating_mul(1000);
         let searches = calls(u.web_search_requests, p.web_search_per_1k, DEFAULT_WEB_SEARCH_PER_1K)
             .saturating_add(calls(u.file_search_calls, p.file_search_per_1k, DEFAULT_FILE_SEARCH_PER_1K));
-        term(uncached, p.input)
+        term(uncached - audio_in, p.input)
+            .saturating_add(term(audio_in, p.audio_input.unwrap_or(p.input)))
             .saturating_add(term(cached, p.cached()))
             .saturating_add(term(written_5m, p.write_5m()))
             .saturating_add(term(written_1h, p.write_1h()))
-            .saturating_add(term(u.output_tokens, p.output))
+            .saturating_add(term(u.output_tokens - audio_out, p.output))
+            .saturating_add(term(audio_out, p.audio_output.unwrap_or(p.output)))
             .saturating_add(searches)
     }
 
@@ -348,6 +361,23 @@ mod tests {
         assert_eq!(search.billed(Usage::default()).web_search_requests, 1);
         assert_eq!(search.billed(Usage { web_search_requests: 4, ..Default::default() }).web_search_requests, 4);
         assert_eq!(p.billed(Usage::default()), Usage::default());
+    }
+
+    #[test]
+    fn audio_tokens_are_priced_at_their_own_rates() {
+        // gpt-audio: text $2.50 / $10, audio $32 / $64 per million.
+        let p = Price { input: 2_500_000, output: 10_000_000, audio_input: Some(32_000_000), audio_output: Some(64_000_000), ..none() };
+        let u = Usage { input_tokens: 1000, audio_input_tokens: 600, output_tokens: 500, audio_output_tokens: 400, ..Default::default() };
+        assert_eq!(p.cost_micros(&u), 400 * 5 / 2 + 600 * 32 + 100 * 10 + 400 * 64);
+        // unset: the text prices
+        let text = Price { audio_input: None, audio_output: None, ..p };
+        assert_eq!(text.cost_micros(&u), 1000 * 5 / 2 + 500 * 10);
+        // a tier scales them too
+        let fast = p.at(Premium { tier: Some(ServiceTier::Priority), geo: None });
+        assert_eq!((fast.audio_input, fast.audio_output), (Some(64_000_000), Some(128_000_000)));
+        // more audio than uncached input or output is clamped, never underflows
+        let odd = Usage { input_tokens: 10, cached_input_tokens: 8, audio_input_tokens: 50, output_tokens: 1, audio_output_tokens: 9, ..Default::default() };
+        assert_eq!(p.cost_picos(&odd), 8 * 2_500_000 + 2 * 32_000_000 + 64_000_000);
     }
 
     #[test]

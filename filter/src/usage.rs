@@ -24,6 +24,10 @@ struct Details {
     cache_write_tokens: Option<u64>,
     #[serde(default)]
     reasoning_tokens: Option<u64>,
+    /// Audio tokens of the prompt or of the completion (openai-python
+    /// `types/completion_usage.py`), priced at the audio rates.
+    #[serde(default)]
+    audio_tokens: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -60,6 +64,8 @@ impl From<OpenAiUsage> for Usage {
             cached_input_tokens: cached,
             cache_write_tokens: details.and_then(|d| d.cache_write_tokens).unwrap_or(0),
             output_tokens: u.completion_tokens.unwrap_or(0),
+            audio_input_tokens: details.and_then(|d| d.audio_tokens).unwrap_or(0),
+            audio_output_tokens: u.completion_tokens_details.as_ref().and_then(|d| d.audio_tokens).unwrap_or(0),
             reasoning_tokens: u.completion_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
             ..Default::default()
         }
@@ -144,6 +150,8 @@ impl AnthropicUsage {
             cache_write_1h_tokens: split.ephemeral_1h_input_tokens.unwrap_or(0),
             web_search_requests: self.server_tool_use.and_then(|s| s.web_search_requests).unwrap_or(0),
             file_search_calls: 0,
+            audio_input_tokens: 0,
+            audio_output_tokens: 0,
             cache_reported: self.cache_read_input_tokens.is_some(),
         }
         .bounded()

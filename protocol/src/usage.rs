@@ -26,6 +26,15 @@ pub struct Usage {
     /// Responses API's `file_search_call` items).
     #[serde(default)]
     pub file_search_calls: u64,
+    /// Uncached input tokens of audio, priced at their own rate (OpenAI
+    /// `prompt_tokens_details.audio_tokens`; Gemini's `AUDIO` modality in
+    /// `promptTokensDetails`; a subset of `input_tokens`).
+    #[serde(default)]
+    pub audio_input_tokens: u64,
+    /// Output tokens of audio (OpenAI `completion_tokens_details.audio_tokens`;
+    /// a subset of `output_tokens`).
+    #[serde(default)]
+    pub audio_output_tokens: u64,
     /// The provider's usage said how much input its prompt cache served
     /// (OpenAI `prompt_tokens_details.cached_tokens`, DeepSeek
     /// `prompt_cache_hit_tokens`, Anthropic `cache_read_input_tokens`),
@@ -58,6 +67,8 @@ impl Usage {
             &mut self.cache_write_1h_tokens,
             &mut self.web_search_requests,
             &mut self.file_search_calls,
+            &mut self.audio_input_tokens,
+            &mut self.audio_output_tokens,
         ] {
             *v = (*v).min(MAX_COUNT);
         }
@@ -65,6 +76,8 @@ impl Usage {
         self.cache_write_tokens = self.cache_write_tokens.min(self.input_tokens - self.cached_input_tokens);
         self.cache_write_1h_tokens = self.cache_write_1h_tokens.min(self.cache_write_tokens);
         self.reasoning_tokens = self.reasoning_tokens.min(self.output_tokens);
+        self.audio_input_tokens = self.audio_input_tokens.min(self.input_tokens - self.cached_input_tokens - self.cache_write_tokens);
+        self.audio_output_tokens = self.audio_output_tokens.min(self.output_tokens);
         self
     }
 }

@@ -23,6 +23,7 @@ PRICES = {
     "openai/gpt-5.4-mini": dict(input=250_000, cached_input=25_000, output=2_000_000),
     "openai/gpt-5.1-codex": dict(input=1_250_000, cached_input=125_000, output=10_000_000),
     "openai/gpt-5-search-api": dict(input=1_250_000, cached_input=125_000, output=10_000_000),
+    "openai/gpt-audio": dict(input=2_500_000, output=10_000_000),
     "anthropic/claude-sonnet-4-6": dict(input=3_000_000, cached_input=300_000, cache_write=3_750_000, output=15_000_000),
     "deepseek/deepseek-v4": dict(input=270_000, cached_input=70_000, output=1_100_000),
     "openai/text-embedding-3-small": dict(input=20_000, output=0),

@@ -620,3 +620,37 @@ def test_a_search_model_is_charged_the_search_it_runs_on_every_request(client):
     # A model priced without it counts none.
     r = client.chat("openai/gpt-5.4", extra={"max_completion_tokens": 40})
     assert client.record(r.headers["x-tollgate-request-id"])["usage"]["web_search_requests"] == 0
+
+
+def test_audio_tokens_are_priced_at_the_audio_rates(oai, client):
+    """OpenAI's audio models bill audio tokens at their own rates (gpt-audio:
+    $32 / $64 per million against $2.50 / $10 for text); the usage names them
+    (`prompt_tokens_details.audio_tokens`, `completion_tokens_details.audio_tokens`).
+    Before, they were priced as text: a spoken answer counted about a sixth
+    of its bill. The demo prices gpt-audio with `audio_input` / `audio_output`.
+    The stock SDK, a spoken question and a spoken answer, JSON and stream."""
+    import base64
+    speech = base64.b64encode(b"RIFF" + bytes(3000)).decode()
+    ask = dict(model="openai/gpt-audio", modalities=["text", "audio"], audio={"voice": "alloy", "format": "wav"},
+               messages=[{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": speech, "format": "wav"}}]}])
+    raw = oai.chat.completions.with_raw_response.create(**ask)
+    r = raw.parse()
+    assert r.choices[0].message.audio.transcript and r.choices[0].message.content is None
+    u = r.usage
+    audio_in, audio_out = u.prompt_tokens_details.audio_tokens, u.completion_tokens_details.audio_tokens
+    assert audio_in > 0 and audio_out > 0
+    want = -(-((u.prompt_tokens - audio_in) * 2_500_000 + audio_in * 32_000_000
+               + (u.completion_tokens - audio_out) * 10_000_000 + audio_out * 64_000_000) // 1_000_000)
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert (rec["usage"]["audio_input_tokens"], rec["usage"]["audio_output_tokens"]) == (audio_in, audio_out)
+    assert rec["cost_micros"] == int(raw.headers["x-tollgate-cost-micros"]) == want
+    assert want > expected_cost("openai/gpt-audio", u.prompt_tokens, u.completion_tokens) * 3
+    raw = oai.chat.completions.with_raw_response.create(**ask, stream=True, stream_options={"include_usage": True})
+    chunks = list(raw.parse())
+    u = chunks[-1].usage
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert rec["usage"]["audio_output_tokens"] == u.completion_tokens_details.audio_tokens > 0
+    assert rec["cost_micros"] == want
+    # The mock refuses an audio model asked for text only, as OpenAI does.
+    r = client.chat("openai/gpt-audio")
+    assert r.status_code == 400 and "requires that either input content or output modality contain audio" in r.text

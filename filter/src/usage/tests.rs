@@ -74,6 +74,34 @@ fn openai_json_usage_with_cache_and_reasoning() {
 }
 
 #[test]
+fn openai_audio_tokens_are_read_in_json_and_stream() {
+    // gpt-audio: spoken input and a spoken answer (openai-python CompletionUsage's details).
+    let usage = r#"{"prompt_tokens":220,"completion_tokens":480,"total_tokens":700,
+        "prompt_tokens_details":{"cached_tokens":0,"audio_tokens":200},
+        "completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":400,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}"#;
+    let body = format!(r#"{{"id":"x","object":"chat.completion","model":"gpt-audio","choices":[],"usage":{usage}}}"#);
+    let u = parse_json_response(Api::OpenAiChat, body.as_bytes()).usage.unwrap();
+    assert_eq!((u.input_tokens, u.audio_input_tokens, u.output_tokens, u.audio_output_tokens), (220, 200, 480, 400));
+    let mut t = StreamTracker::new(Api::OpenAiChat, false);
+    let usage = usage.replace('\n', "");
+    t.push(format!("data: {{\"choices\":[],\"usage\":{usage}}}\n\ndata: [DONE]\n\n").as_bytes());
+    let s = t.summary().usage.unwrap();
+    assert_eq!((s.audio_input_tokens, s.audio_output_tokens), (200, 400));
+}
+
+#[test]
+fn gemini_audio_modalities_are_read() {
+    let body = br#"{"candidates":[],"usageMetadata":{"promptTokenCount":330,"candidatesTokenCount":900,"totalTokenCount":1230,
+        "promptTokensDetails":[{"modality":"TEXT","tokenCount":30},{"modality":"AUDIO","tokenCount":300}],
+        "candidatesTokensDetails":[{"modality":"AUDIO","tokenCount":880},{"modality":"TEXT","tokenCount":20},{"modality":"AUDIO"},{"tokenCount":5}]}}"#;
+    let u = parse_json_response(Api::GeminiGenerateContent, body).usage.unwrap();
+    assert_eq!((u.input_tokens, u.audio_input_tokens, u.output_tokens, u.audio_output_tokens), (330, 300, 900, 880));
+    // an odd entry never fails the usage beside it
+    let odd = br#"{"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":1,"promptTokensDetails":[{"modality":7,"tokenCount":"x"}]}}"#;
+    assert_eq!(parse_json_response(Api::GeminiGenerateContent, odd).usage.map(|u| u.input_tokens), Some(3));
+}
+
+#[test]
 fn deepseek_cache_hit_fields() {
     let body = br#"{"model":"deepseek-v4","usage":{"prompt_tokens":100,"completion_tokens":5,"total_tokens":105,
         "prompt_cache_hit_tokens":80,"prompt_cache_miss_tokens":20}}"#;

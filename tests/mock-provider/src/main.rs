@@ -64,6 +64,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+mod audio;
 mod completions;
 mod embeddings;
 mod gemini;
@@ -298,6 +299,8 @@ struct Plan {
     /// 3-character pieces (a model that quotes its prompt, with tokens that
     /// split words and placeholders).
     echo: Option<Vec<String>>,
+    /// OpenAI audio models: the audio tokens in the prompt and the answer ([`audio`]).
+    audio: audio::Audio,
 }
 
 impl Plan {
@@ -792,6 +795,13 @@ async fn handle(
         (None, None) => (cache_read.min(input), cache_written.min(input.saturating_sub(cache_read))),
         (c, w) => (c.unwrap_or(0), w.unwrap_or(0)),
     };
+    let audio = match dialect {
+        Dialect::OpenAi => match audio::plan(&req, &model, output, header_u64(&h, "x-mock-audio-output-tokens")) {
+            Ok(a) => a,
+            Err((msg, param)) => return openai_error(&h, &uri, 400, &msg, param, None),
+        },
+        _ => audio::Audio::default(),
+    };
     let thinks = dialect == Dialect::DeepSeek && reasoning > 0 && req.as_object().is_some_and(strict::deepseek_thinks);
     let plan = Plan {
         reasoning_text: thinks.then_some("The user wants an answer; let me think it through."),
@@ -800,8 +810,8 @@ async fn handle(
         stream: req.get("stream").and_then(Value::as_bool).unwrap_or(false),
         include_usage: req.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false),
         include_obfuscation: dialect == Dialect::OpenAi && obfuscation_asked(req.get("stream_options")),
-        // Anthropic's input_tokens leave out cache reads and writes; OpenAI's prompt_tokens include them.
-        input: if dialect == Dialect::Anthropic { input.saturating_sub(cached + cache_write).max(1) } else { input.max(cached) },
+        // Anthropic's input_tokens leave out cache reads and writes; OpenAI's prompt_tokens include them (and audio).
+        input: if dialect == Dialect::Anthropic { input.saturating_sub(cached + cache_write).max(1) } else { input.max(cached) + audio.input },
         cached,
         cache_write,
         output,
@@ -816,6 +826,7 @@ async fn handle(
         usage_output: header_u64(&h, "x-mock-usage-output"),
         endless_event: header_u64(&h, "x-mock-endless-event"),
         echo,
+        audio,
         service_tier: served_tier(req.get("service_tier").and_then(Value::as_str), &h),
         speed: match header_str(&h, "x-mock-served-speed").or(req.get("speed").and_then(Value::as_str)) {
             Some("fast") => Some("fast"),
@@ -857,7 +868,7 @@ async fn handle(
 /// Output tokens billed: every choice's, reasoning included (or what a lying
 /// provider reports).
 fn completion_tokens(p: &Plan) -> u64 {
-    p.usage_output.unwrap_or((p.output + p.reasoning).saturating_mul(p.choices))
+    p.usage_output.unwrap_or((p.output + p.reasoning + p.audio.output).saturating_mul(p.choices))
 }
 
 fn openai_usage(p: &Plan) -> Value {
@@ -873,11 +884,11 @@ fn openai_usage(p: &Plan) -> Value {
             "prompt_tokens": p.input, "completion_tokens": completion, "total_tokens": p.input + completion,
             "prompt_tokens_details": if p.cache_write > 0 {
                 // GPT-5.6 and later report cache writes.
-                json!({"cached_tokens": p.cached, "cache_write_tokens": p.cache_write, "audio_tokens": 0})
+                json!({"cached_tokens": p.cached, "cache_write_tokens": p.cache_write, "audio_tokens": p.audio.input})
             } else {
-                json!({"cached_tokens": p.cached, "audio_tokens": 0})
+                json!({"cached_tokens": p.cached, "audio_tokens": p.audio.input})
             },
-            "completion_tokens_details": {"reasoning_tokens": p.reasoning, "audio_tokens": 0,
+            "completion_tokens_details": {"reasoning_tokens": p.reasoning, "audio_tokens": p.audio.output * p.choices,
                                           "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
         }),
     }
@@ -940,6 +951,11 @@ fn json_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
             "model": p.model,
             "choices": (0..p.choices).map(|i| {
                 let mut message = json!({"role": "assistant", "content": text, "refusal": null, "annotations": []});
+                if p.audio.output > 0 {
+                    // A spoken answer: its text is the audio's transcript.
+                    message["audio"] = audio::message(&text, n);
+                    message["content"] = Value::Null;
+                }
                 if let Some(r) = p.reasoning_text {
                     message["reasoning_content"] = json!(r);
                 }
