@@ -24,16 +24,16 @@ pub struct Usage {
     pub web_search_requests: u64,
     /// Hosted file searches the provider ran and bills per call (the
     /// Responses API's `file_search_call` items).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub file_search_calls: u64,
     /// Uncached input tokens of audio, priced at their own rate (OpenAI
     /// `prompt_tokens_details.audio_tokens`; Gemini's `AUDIO` modality in
     /// `promptTokensDetails`; a subset of `input_tokens`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub audio_input_tokens: u64,
     /// Output tokens of audio (OpenAI `completion_tokens_details.audio_tokens`;
     /// a subset of `output_tokens`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub audio_output_tokens: u64,
     /// The provider's usage said how much input its prompt cache served
     /// (OpenAI `prompt_tokens_details.cached_tokens`, DeepSeek
@@ -42,6 +42,12 @@ pub struct Usage {
     /// "not reported".
     #[serde(default)]
     pub cache_reported: bool,
+}
+
+/// The newer counts are left out of a record when 0: most requests use
+/// none of them, and every byte of a record is shipped and stored.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The largest count any usage field may carry (10^12 tokens): far beyond
