@@ -26,6 +26,11 @@ use crate::usage::{EventSeen as Seen, Usage};
 struct InputDetails {
     #[serde(default)]
     cached_tokens: Option<u64>,
+    /// GPT-5.6 and later: input written to the prompt cache, billed 1.25 ×
+    /// input (a live gpt-5.6-sol answer's `usage.input_tokens_details.cache_write_tokens`,
+    /// recorded in coder/mux#3705), as chat completions' `prompt_tokens_details` says it.
+    #[serde(default)]
+    cache_write_tokens: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -57,6 +62,7 @@ impl ResponsesUsage {
         Usage {
             input_tokens: self.input_tokens.unwrap_or(0),
             cached_input_tokens: cached.unwrap_or(0),
+            cache_write_tokens: self.input_tokens_details.as_ref().and_then(|d| d.cache_write_tokens).unwrap_or(0),
             output_tokens: self.output_tokens.unwrap_or(0),
             reasoning_tokens: self.output_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
             web_search_requests: calls.web_searches,
@@ -196,6 +202,15 @@ mod tests {
         // hostile numbers are clamped, not overflowed
         let big = observe(None, r#"{"type":"response.completed","response":{"usage":{"input_tokens":18446744073709551615,"output_tokens":1}}}"#);
         assert!(big.usage.unwrap().input_tokens <= crate::usage::MAX_COUNT);
+    }
+
+    #[test]
+    fn cache_writes_are_read_as_chat_completions_reads_them() {
+        let body = r#"{"usage":{"input_tokens":5000,"input_tokens_details":{"cached_tokens":0,"cache_write_tokens":3207},"output_tokens":9}}"#;
+        let u = serde_json::from_str::<ResponseObject>(body).unwrap().usage().unwrap();
+        assert_eq!((u.input_tokens, u.cache_write_tokens, u.cached_input_tokens), (5000, 3207, 0));
+        let tail = usage_from_value(serde_json::json!({"input_tokens": 10, "input_tokens_details": {"cache_write_tokens": 99}})).unwrap();
+        assert_eq!(tail.cache_write_tokens, 10, "never more than the input");
     }
 
     #[test]

@@ -137,7 +137,7 @@ def test_hosted_file_and_web_searches_are_priced_per_call(oai, client, stream):
     # The same question without the tools: no call is billed.
     plain = client.post("/v1/responses", {"model": MODEL, "input": "What is our refund policy?"}, headers={"x-mock-file-searches": "3"})
     assert plain.status_code == 200, plain.text
-    assert client.record(plain.headers["x-tollgate-request-id"])["usage"]["file_search_calls"] == 0
+    assert client.record(plain.headers["x-tollgate-request-id"])["usage"].get("file_search_calls", 0) == 0
 
 
 def test_a_terminal_event_past_the_event_limit_is_priced_from_its_usage(client):
@@ -157,3 +157,21 @@ def test_a_terminal_event_past_the_event_limit_is_priced_from_its_usage(client):
     assert rec["usage_source"] == "provider", rec
     assert (rec["usage"]["input_tokens"], rec["usage"]["output_tokens"], rec["usage"]["reasoning_tokens"]) == (u["input_tokens"], 940, 900)
     assert rec["cost_micros"] == expected_cost(MODEL, u["input_tokens"], u["output_tokens"])
+
+
+def test_cache_writes_are_priced_as_the_responses_api_reports_them(client):
+    """GPT-5.6 and later bill prompt-cache writes at 1.25x input and report
+    them in `usage.input_tokens_details.cache_write_tokens` (a live answer
+    recorded in coder/mux#3705), as chat completions does in
+    `prompt_tokens_details`. Before, the Responses API's were priced as
+    plain input."""
+    r = client.post("/v1/responses", {"model": MODEL, "input": "x" * 12_000}, headers={"x-mock-cache-write-tokens": "2048"})
+    assert r.status_code == 200, r.text
+    u = r.json()["usage"]
+    assert u["input_tokens_details"]["cache_write_tokens"] == 2048
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["usage"]["cache_write_tokens"] == 2048
+    plain = expected_cost(MODEL, u["input_tokens"], u["output_tokens"])
+    # 2,048 tokens at $2.50 x 1.25 instead of $2.50 per million
+    assert rec["cost_micros"] == -(-((u["input_tokens"] - 2048) * 2_500_000 + 2048 * 3_125_000 + u["output_tokens"] * 15_000_000) // 1_000_000)
+    assert rec["cost_micros"] > plain

@@ -37,6 +37,10 @@ pub struct Plan {
     pub stream: bool,
     pub input: u64,
     pub cached: u64,
+    /// Input written to the prompt cache, reported as GPT-5.6 and later
+    /// report it (`input_tokens_details.cache_write_tokens`, coder/mux#3705;
+    /// `x-mock-cache-write-tokens`).
+    pub cache_write: u64,
     pub output: u64,
     pub reasoning: u64,
     pub incomplete: bool,
@@ -192,6 +196,7 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
         stream: m.get("stream").and_then(Value::as_bool).unwrap_or(false),
         input: input.max(cached),
         cached,
+        cache_write: 0,
         output,
         reasoning,
         incomplete: wanted + reasoning > cap,
@@ -343,8 +348,13 @@ fn output(p: &Plan, id: &str) -> Value {
 /// The response object; `usage` and output only once done.
 pub fn object(p: &Plan, id: &str, created: u64, done: bool) -> Value {
     let status = if !done { "in_progress" } else if p.incomplete { "incomplete" } else { "completed" };
+    let details = if p.cache_write > 0 {
+        json!({"cached_tokens": p.cached, "cache_write_tokens": p.cache_write})
+    } else {
+        json!({"cached_tokens": p.cached})
+    };
     let usage = done.then(|| json!({
-        "input_tokens": p.input, "input_tokens_details": {"cached_tokens": p.cached},
+        "input_tokens": p.input, "input_tokens_details": details,
         "output_tokens": p.output, "output_tokens_details": {"reasoning_tokens": p.reasoning},
         "total_tokens": p.input + p.output}));
     json!({"id": format!("resp_{id}"), "object": "response", "created_at": created, "status": status,
