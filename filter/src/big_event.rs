@@ -15,17 +15,20 @@
 //! tokens, a long answer's reasoning not at all.
 
 use crate::request::Api;
-use crate::response::{member, WINDOW};
+use crate::response::{member, Ends};
 use crate::usage::{usage_from_value, usage_member, Usage};
 
 /// Bytes kept from an event's start: enough for its `event:` line and `"type"`.
 const HEAD: usize = 512;
 
 /// The ends of one over-long event, in bounded memory.
-#[derive(Debug, Default)]
-pub struct BigEvent {
-    head: Vec<u8>,
-    tail: Vec<u8>,
+#[derive(Debug)]
+pub struct BigEvent(Ends);
+
+impl Default for BigEvent {
+    fn default() -> Self {
+        BigEvent(Ends::new(HEAD))
+    }
 }
 
 /// What the ends of an over-long event say.
@@ -44,22 +47,14 @@ impl BigEvent {
     /// blank line: no earlier fragment can, the splitter would have ended
     /// the event there).
     pub fn push(&mut self, fragment: &[u8]) -> bool {
-        if self.head.len() < HEAD {
-            let need = HEAD - self.head.len();
-            self.head.extend_from_slice(fragment.get(..need.min(fragment.len())).unwrap_or_default());
-        }
-        self.tail.extend_from_slice(fragment);
-        if self.tail.len() > 2 * WINDOW {
-            let cut = self.tail.len() - WINDOW;
-            self.tail.drain(..cut);
-        }
+        self.0.push(fragment);
         ends_with_blank_line(fragment)
     }
 
     /// Reads the ended event's usage and whether it ends the stream.
     pub fn read(self, api: Api) -> BigSeen {
-        let tail = self.tail.get(self.tail.len().saturating_sub(WINDOW)..).unwrap_or_default();
-        let named = |k: &[u8]| memchr::memmem::find(&self.head, k).is_some();
+        let tail = self.0.tail();
+        let named = |k: &[u8]| memchr::memmem::find(&self.0.head, k).is_some();
         let failed = api == Api::OpenAiResponses && named(b"response.failed");
         let terminal = match api {
             Api::OpenAiResponses => failed || named(b"response.completed") || named(b"response.incomplete"),
@@ -168,6 +163,6 @@ mod tests {
         for _ in 0..1000 {
             big.push(&[b'x'; 10_000]);
         }
-        assert!(big.head.len() <= HEAD && big.tail.len() <= 2 * WINDOW + 10_000);
+        assert!(big.0.held() <= HEAD + 2 * crate::response::WINDOW);
     }
 }

@@ -14,15 +14,53 @@ use crate::usage::{parse_json_response, usage_from_value, usage_member, Response
 /// Bytes kept from each end of a body too large to hold.
 pub const WINDOW: usize = 64 << 10;
 
+/// The two ends of a byte run too long to hold: its first `head_max`
+/// bytes and at least its last [`WINDOW`], in at most `head_max` + 2 ×
+/// [`WINDOW`] bytes (a large body here, an over-long stream event in
+/// [`crate::big_event`]).
+#[derive(Debug, Default)]
+pub struct Ends {
+    head_max: usize,
+    pub head: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl Ends {
+    pub fn new(head_max: usize) -> Self {
+        Ends { head_max, ..Default::default() }
+    }
+
+    pub fn push(&mut self, b: &[u8]) {
+        if self.head.len() < self.head_max {
+            let need = self.head_max - self.head.len();
+            self.head.extend_from_slice(b.get(..need.min(b.len())).unwrap_or_default());
+        }
+        self.tail.extend_from_slice(b);
+        if self.tail.len() > 2 * WINDOW {
+            let cut = self.tail.len() - WINDOW;
+            self.tail.drain(..cut);
+        }
+    }
+
+    /// Bytes held.
+    pub fn held(&self) -> usize {
+        self.head.len() + self.tail.len()
+    }
+
+    /// The last [`WINDOW`] bytes.
+    pub fn tail(&self) -> &[u8] {
+        self.tail.get(self.tail.len().saturating_sub(WINDOW)..).unwrap_or_default()
+    }
+}
+
 /// Collects a (decoded) JSON response body.
 #[derive(Debug, Default)]
 pub struct JsonCollector {
     max: usize,
     whole: Vec<u8>,
-    head: Vec<u8>,
-    tail: Vec<u8>,
+    /// Past `max`: its ends only.
+    ends: Option<Ends>,
     total: u64,
-    overflow: bool,
 }
 
 /// What reading a response body gave.
@@ -42,37 +80,24 @@ impl JsonCollector {
 
     pub fn push(&mut self, b: &[u8]) {
         self.total = self.total.saturating_add(b.len() as u64);
-        if !self.overflow {
-            if self.whole.len() + b.len() <= self.max {
-                self.whole.extend_from_slice(b);
-                return;
-            }
-            self.overflow = true;
-            let whole = std::mem::take(&mut self.whole);
-            self.head = whole.get(..WINDOW.min(whole.len())).unwrap_or_default().to_vec();
-            self.tail = whole;
+        if self.ends.is_none() && self.whole.len() + b.len() <= self.max {
+            self.whole.extend_from_slice(b);
+            return;
         }
-        if self.head.len() < WINDOW {
-            let need = WINDOW - self.head.len();
-            self.head.extend_from_slice(b.get(..need.min(b.len())).unwrap_or_default());
-        }
-        self.tail.extend_from_slice(b);
-        if self.tail.len() > 2 * WINDOW {
-            let cut = self.tail.len() - WINDOW;
-            self.tail.drain(..cut);
-        }
+        let whole = std::mem::take(&mut self.whole);
+        let ends = self.ends.get_or_insert_with(|| Ends::new(WINDOW));
+        ends.push(&whole);
+        ends.push(b);
     }
 
     pub fn finish(self, api: Api) -> BodyReading {
-        if !self.overflow {
+        let Some(ends) = self.ends else {
             return BodyReading { info: parse_json_response(api, &self.whole), bytes: self.total, note: None };
-        }
-        let tail_start = self.tail.len().saturating_sub(WINDOW);
-        let tail = self.tail.get(tail_start..).unwrap_or_default();
-        let usage = [tail, &self.head]
+        };
+        let usage = [ends.tail(), &ends.head]
             .into_iter()
             .find_map(|w| member::<serde_json::Value>(w, usage_member(api)).and_then(|v| usage_from_value(api, v)));
-        let model = member::<String>(&self.head, b"\"model\"").map(|m| crate::text::clean_field(&m, 256));
+        let model = member::<String>(&ends.head, b"\"model\"").map(|m| crate::text::clean_field(&m, 256));
         let note = if usage.is_some() { "usage_from_tail:response_too_large" } else { "usage_unreadable:response_too_large" };
         let note = Some(note);
         BodyReading { info: ResponseInfo { model, usage, ..Default::default() }, bytes: self.total, note }
@@ -143,7 +168,7 @@ mod tests {
         let mut c = JsonCollector::new(100_000);
         for ch in body.chunks(16_384) {
             c.push(ch);
-            assert!(c.whole.len() + c.head.len() + c.tail.len() <= 100_000 + 3 * WINDOW + 16_384);
+            assert!(c.whole.len() + c.ends.as_ref().map_or(0, Ends::held) <= 100_000 + 3 * WINDOW + 16_384);
         }
         let r = c.finish(Api::OpenAiChat);
         assert_eq!(r.note, Some("usage_from_tail:response_too_large"));
