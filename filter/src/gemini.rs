@@ -59,20 +59,21 @@ struct UsageMetadata {
     /// Per modality (`TEXT`, `IMAGE`, `AUDIO`, `VIDEO`): audio input is
     /// priced apart (Gemini 2.5 Flash: $1.00 against $0.30 per million;
     /// ai.google.dev/gemini-api/docs/pricing), and audio output of the
-    /// native-audio and TTS models.
+    /// native-audio and TTS models, and image output of the image models
+    /// (Gemini 3 Pro Image: $120 against $12 for text per million).
     #[serde(default)]
     prompt_tokens_details: Option<serde_json::Value>,
     #[serde(default)]
     candidates_tokens_details: Option<serde_json::Value>,
 }
 
-/// The tokens of the `AUDIO` entries (`{"modality": "AUDIO", "tokenCount": n}`);
+/// The tokens of one modality's entries (`{"modality": "AUDIO", "tokenCount": n}`);
 /// an entry of another shape counts nothing and fails nothing.
-fn audio(details: &Option<serde_json::Value>) -> u64 {
+fn modality(details: &Option<serde_json::Value>, name: &str) -> u64 {
     let entries = details.as_ref().and_then(serde_json::Value::as_array).map(Vec::as_slice).unwrap_or_default();
     entries
         .iter()
-        .filter(|d| d.get("modality").is_some_and(|m| m == "AUDIO"))
+        .filter(|d| d.get("modality").is_some_and(|m| m == name))
         .filter_map(|d| d.get("tokenCount").and_then(serde_json::Value::as_u64))
         .fold(0, u64::saturating_add)
 }
@@ -85,8 +86,9 @@ impl UsageMetadata {
             cached_input_tokens: self.cached_content_token_count.unwrap_or(0),
             output_tokens: self.candidates_token_count.unwrap_or(0).saturating_add(thoughts),
             reasoning_tokens: thoughts,
-            audio_input_tokens: audio(&self.prompt_tokens_details),
-            audio_output_tokens: audio(&self.candidates_tokens_details),
+            audio_input_tokens: modality(&self.prompt_tokens_details, "AUDIO"),
+            audio_output_tokens: modality(&self.candidates_tokens_details, "AUDIO"),
+            image_output_tokens: modality(&self.candidates_tokens_details, "IMAGE"),
             cache_reported: true,
             ..Default::default()
         }

@@ -45,6 +45,11 @@ pub struct Price {
     /// Output tokens of audio (gpt-audio $64 against $10). Defaults to `output`.
     #[serde(default)]
     pub audio_output: Option<u64>,
+    /// Output tokens of images (Gemini's image models: Gemini 3 Pro Image
+    /// $120 against $12 for its text per million; an image is 1,120 to
+    /// 2,000 tokens). Defaults to `output`.
+    #[serde(default)]
+    pub image_output: Option<u64>,
     /// Web searches the provider bills on every answered request whatever
     /// its answer says: OpenAI's chat completions search models
     /// (`gpt-5-search-api`, `gpt-4o-search-preview`: "the model always
@@ -54,6 +59,12 @@ pub struct Price {
     /// counts at least these; they are reserved too. 0 to 100.
     #[serde(default)]
     pub web_searches_per_request: Option<u64>,
+    /// What `web_search_per_1k` counts: each search the answer reports
+    /// (`search`, the default), or one for an answer that ran any
+    /// (`prompt`: Gemini 2.5 bills grounding "per grounded prompt",
+    /// whatever number of queries it ran; Gemini 3 per query).
+    #[serde(default)]
+    pub web_search_unit: Option<SearchUnit>,
     /// The token prices of a processing tier or geography a request asks
     /// for, each in percent of these prices ([`Premium`]). The defaults
     /// are at or above what the providers publish, so an unset one never
@@ -94,6 +105,14 @@ pub struct Price {
     /// Gemini 2.5 Pro above 200K: about 2 × input and 1.5 × output).
     #[serde(default)]
     pub long_context: Option<LongContext>,
+}
+
+/// [`Price::web_search_unit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchUnit {
+    Search,
+    Prompt,
 }
 
 /// [`Price::long_context`]: the prices that apply to the whole request
@@ -167,6 +186,7 @@ impl Price {
             output: scale(b.output),
             audio_input: b.audio_input.map(scale),
             audio_output: b.audio_output.map(scale),
+            image_output: b.image_output.map(scale),
             ..b
         };
         Price {
@@ -222,9 +242,26 @@ impl Price {
         }
     }
 
-    /// The usage of an answered request as billed: at least the searches
-    /// the provider runs on every request ([`Self::web_searches_per_request`]).
+    /// The prices a reservation is made at: every output token at the
+    /// dearest output rate, in both bands, since an answer's output may be
+    /// all audio or all image (a spoken answer of gpt-audio bills $64 a
+    /// million against its text's $10).
+    pub fn reserving(self) -> Price {
+        let dearest = |text: u64| text.max(self.audio_output.unwrap_or(0)).max(self.image_output.unwrap_or(0));
+        Price {
+            output: dearest(self.output),
+            long_context: self.long_context.map(|lc| LongContext { output: dearest(lc.output), ..lc }),
+            ..self
+        }
+    }
+
+    /// The usage of an answered request as billed: its searches counted in
+    /// the price's unit ([`Self::web_search_unit`]), and at least those the
+    /// provider runs on every request ([`Self::web_searches_per_request`]).
     pub fn billed(&self, mut u: Usage) -> Usage {
+        if self.web_search_unit == Some(SearchUnit::Prompt) {
+            u.web_search_requests = u.web_search_requests.min(1);
+        }
         u.web_search_requests = u.web_search_requests.max(self.web_searches_per_request.unwrap_or(0));
         u
     }
@@ -239,6 +276,7 @@ impl Price {
         let uncached = u.input_tokens - cached - written;
         let audio_in = u.audio_input_tokens.min(uncached);
         let audio_out = u.audio_output_tokens.min(u.output_tokens);
+        let image_out = u.image_output_tokens.min(u.output_tokens - audio_out);
         let term = |tokens: u64, price: u64| (tokens as u128).saturating_mul(price as u128);
         // per 1,000 calls in micros = per call in nano-dollars = 1000 picos each
         let calls = |n: u64, per_1k: Option<u64>, default: u64| (n as u128).saturating_mul(per_1k.unwrap_or(default) as u128).saturating_mul(1000);
@@ -249,8 +287,9 @@ impl Price {
             .saturating_add(term(cached, p.cached()))
             .saturating_add(term(written_5m, p.write_5m()))
             .saturating_add(term(written_1h, p.write_1h()))
-            .saturating_add(term(u.output_tokens - audio_out, p.output))
+            .saturating_add(term(u.output_tokens - audio_out - image_out, p.output))
             .saturating_add(term(audio_out, p.audio_output.unwrap_or(p.output)))
+            .saturating_add(term(image_out, p.image_output.unwrap_or(p.output)))
             .saturating_add(searches)
     }
 
@@ -378,6 +417,47 @@ mod tests {
         // more audio than uncached input or output is clamped, never underflows
         let odd = Usage { input_tokens: 10, cached_input_tokens: 8, audio_input_tokens: 50, output_tokens: 1, audio_output_tokens: 9, ..Default::default() };
         assert_eq!(p.cost_picos(&odd), 8 * 2_500_000 + 2 * 32_000_000 + 64_000_000);
+    }
+
+    #[test]
+    fn image_tokens_are_priced_at_their_own_rate() {
+        // Gemini 3 Pro Image: $2 input, $12 text output, $120 image output per million.
+        let p = Price { input: 2_000_000, output: 12_000_000, image_output: Some(120_000_000), ..none() };
+        let u = Usage { input_tokens: 50, output_tokens: 1_400, image_output_tokens: 1_120, ..Default::default() };
+        assert_eq!(p.cost_picos(&u), 50 * 2_000_000 + 280 * 12_000_000 + 1_120 * 120_000_000);
+        assert_eq!(Price { image_output: None, ..p }.cost_micros(&u), 100 + 1_400 * 12);
+        assert_eq!(p.at(Premium { tier: Some(ServiceTier::Priority), geo: None }).image_output, Some(240_000_000));
+        // audio and images together never count an output token twice
+        let both = Usage { output_tokens: 10, audio_output_tokens: 6, image_output_tokens: 9, ..Default::default() };
+        let p = Price { audio_output: Some(1_000_000), image_output: Some(10_000_000), output: 100, ..none() };
+        assert_eq!(p.cost_picos(&both), 6 * 1_000_000 + 4 * 10_000_000);
+    }
+
+    #[test]
+    fn a_reservation_prices_output_at_the_dearest_output_rate() {
+        let lc = LongContext { above_input_tokens: 10, input: 4, output: 30, ..Default::default() };
+        let p = Price { input: 2, output: 10, audio_output: Some(64), image_output: Some(40), long_context: Some(lc), ..none() };
+        let r = p.reserving();
+        assert_eq!((r.output, r.long_context.map(|l| l.output)), (64, Some(64)));
+        let out = Usage { output_tokens: 1_000_000, ..Default::default() };
+        assert_eq!(r.cost_micros(&out), 64);
+        // text-only prices reserve as before; a dearer text rate stays
+        assert_eq!(Price { audio_output: None, image_output: None, ..p }.reserving(), Price { audio_output: None, image_output: None, ..p });
+        assert_eq!(Price { output: 99, ..p }.reserving().output, 99);
+    }
+
+    #[test]
+    fn searches_billed_per_prompt_count_one_an_answer() {
+        let per_prompt = Price { input: 1, output: 1, web_search_unit: Some(SearchUnit::Prompt), ..none() };
+        let three = Usage { web_search_requests: 3, ..Default::default() };
+        assert_eq!(per_prompt.billed(three).web_search_requests, 1);
+        assert_eq!(per_prompt.billed(Usage::default()).web_search_requests, 0, "no search, no fee");
+        let per_search = Price { web_search_unit: Some(SearchUnit::Search), ..per_prompt };
+        assert_eq!(per_search.billed(three).web_search_requests, 3);
+        assert_eq!(Price { web_search_unit: None, ..per_prompt }.billed(three).web_search_requests, 3);
+        // a per-request fee still counts on every answer
+        let both = Price { web_searches_per_request: Some(2), ..per_prompt };
+        assert_eq!(both.billed(three).web_search_requests, 2);
     }
 
     #[test]

@@ -225,6 +225,10 @@ pub struct ChatRequest {
     /// The tier and geography asked for that the provider prices apart
     /// (they are the price: [`crate::pricing::Price::at`]).
     pub premium: Premium,
+    /// The server-side searches the request bounds (Anthropic's `max_uses`,
+    /// the Responses API's `max_tool_calls`): held by its reservation
+    /// ([`server_tools`]).
+    pub reserved_searches: u64,
 }
 
 impl ChatRequest {
@@ -308,6 +312,8 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
     let mut continues = None;
     let mut stored = api == Api::OpenAiResponses;
     let mut premium = Premium::default();
+    let mut server_tools = server_tools::ServerTools::default();
+    let mut max_tool_calls = None;
     for (k, v) in &members.0 {
         let raw = v.get();
         // Every member counts towards the input estimate, not only the
@@ -411,6 +417,9 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
                     Some(_) => return Err(unknown_value("inference_geo", "global, us")),
                 }
             }
+            "tools" if matches!(api, Api::AnthropicMessages | Api::OpenAiResponses) => server_tools = server_tools::read(raw),
+            // (The provider refuses a wrong one: read as no bound.)
+            "max_tool_calls" if api == Api::OpenAiResponses => max_tool_calls = serde_json::from_str::<Option<u64>>(raw).ok().flatten(),
             "store" if api == Api::OpenAiResponses => stored = serde_json::from_str::<Option<bool>>(raw).ok().flatten() != Some(false),
             "user" => user = serde_json::from_str::<Option<String>>(raw).ok().flatten(),
             "response_format" if api == Api::OpenAiChat => json = crate::jsonfix::ask_of(raw),
@@ -497,6 +506,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
         continues,
         stored,
         premium,
+        reserved_searches: server_tools::reserved(api, server_tools, max_tool_calls),
     };
     Ok(ParsedBody { members, api, request })
 }
@@ -696,5 +706,6 @@ impl ParsedBody<'_> {
 }
 
 mod path;
+pub mod server_tools;
 #[cfg(test)]
 mod tests;

@@ -66,9 +66,10 @@ fn worst_of(cfg: &Config, chat: &ChatRequest, price: Option<&crate::pricing::Pri
     let worst_usage = Usage {
         input_tokens: chat.estimated_input_tokens,
         output_tokens: chat.output_bound(cfg.default_max_tokens),
+        web_search_requests: chat.reserved_searches,
         ..Default::default()
     };
-    let micros = price.map(|p| p.at(chat.premium).cost_micros(&p.billed(worst_usage))).unwrap_or(0);
+    let micros = price.map(|p| p.at(chat.premium).reserving().cost_micros(&p.billed(worst_usage))).unwrap_or(0);
     Amount { micros, tokens: worst_usage.budget_tokens() }
 }
 

@@ -152,6 +152,7 @@ impl AnthropicUsage {
             file_search_calls: 0,
             audio_input_tokens: 0,
             audio_output_tokens: 0,
+            image_output_tokens: 0,
             cache_reported: self.cache_read_input_tokens.is_some(),
         }
         .bounded()

@@ -35,6 +35,11 @@ pub struct Usage {
     /// a subset of `output_tokens`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub audio_output_tokens: u64,
+    /// Output tokens of images (Gemini's `IMAGE` entries of
+    /// `candidatesTokensDetails`; a subset of `output_tokens`), priced at
+    /// their own rate.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub image_output_tokens: u64,
     /// The provider's usage said how much input its prompt cache served
     /// (OpenAI `prompt_tokens_details.cached_tokens`, DeepSeek
     /// `prompt_cache_hit_tokens`, Anthropic `cache_read_input_tokens`),
@@ -75,6 +80,7 @@ impl Usage {
             &mut self.file_search_calls,
             &mut self.audio_input_tokens,
             &mut self.audio_output_tokens,
+            &mut self.image_output_tokens,
         ] {
             *v = (*v).min(MAX_COUNT);
         }
@@ -84,6 +90,7 @@ impl Usage {
         self.reasoning_tokens = self.reasoning_tokens.min(self.output_tokens);
         self.audio_input_tokens = self.audio_input_tokens.min(self.input_tokens - self.cached_input_tokens - self.cache_write_tokens);
         self.audio_output_tokens = self.audio_output_tokens.min(self.output_tokens);
+        self.image_output_tokens = self.image_output_tokens.min(self.output_tokens - self.audio_output_tokens);
         self
     }
 }

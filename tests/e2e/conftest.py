@@ -30,19 +30,21 @@ PRICES = {
     "openai/gpt-3.5-turbo-instruct": dict(input=1_500_000, output=2_000_000),
     "openai/babbage-002": dict(input=400_000, output=400_000),
     "google/gemini-2.5-flash": dict(input=300_000, cached_input=30_000, output=2_500_000),
-    "google/gemini-2.5-flash-image": dict(input=300_000, output=30_000_000),
+    "google/gemini-3-flash-preview": dict(input=500_000, cached_input=50_000, output=3_000_000),
+    "google/gemini-2.5-flash-image": dict(input=300_000, output=2_500_000, image_output=30_000_000),
 }
 
 
 def expected_cost(model: str, input_tokens: int, output_tokens: int, cached: int = 0, cache_write: int = 0,
-                  percent: int = 100) -> int:
+                  percent: int = 100, image: int = 0) -> int:
     """Independent re-statement of the pricing rule: exact pico-dollars, rounded up once
-    (`percent`: a processing tier's token prices, each rounded up)."""
+    (`percent`: a processing tier's token prices, each rounded up; `image`: output tokens of images)."""
     p = {k: -(-v * percent // 100) for k, v in PRICES[model].items()}
     picos = ((input_tokens - cached - cache_write) * p["input"]
              + cached * p.get("cached_input", p["input"])
              + cache_write * p.get("cache_write", p["input"])
-             + output_tokens * p["output"])
+             + (output_tokens - image) * p["output"]
+             + image * p.get("image_output", p["output"]))
     return -(-picos // 1_000_000)
 
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 import stack as sm
-from conftest import Client, error_of
+from conftest import Client, error_of, expected_cost
 
 
 def wait_until(pred, timeout=10.0, step=0.1, what="condition"):
@@ -200,6 +200,42 @@ def test_a_response_continuing_a_stored_one_reserves_the_context_it_is_billed(fr
     assert r.json()["usage"]["input_tokens"] > context, r.json()["usage"]
     rec = cli.record(r.headers["x-tollgate-request-id"])
     assert rec["usage"]["input_tokens"] == r.json()["usage"]["input_tokens"] and rec["usage_source"] == "provider"
+
+
+def test_the_searches_a_request_bounds_are_held_by_its_reservation(fresh):
+    """A server-side web search is billed apart from tokens ($10 per 1,000).
+    A request that bounds its searches (Anthropic's web search tool
+    `max_uses`; the Responses API's `max_tool_calls` beside a hosted search
+    tool) reserves them now: before, it reserved only its tokens, so near a
+    dollar limit its searches passed the limit. Unbounded searches are not
+    reserved (docs/security.md). The mock, as the providers, runs no more
+    searches than the bound."""
+    c = fresh.control
+    key = new_key(c, "searchers")
+    c.api("PUT", "/v1/budgets/key/" + key["id"], {"limit_micros": 60_000, "period": "daily"}, expect=200)
+    cli = Client(fresh)
+    wait_until(lambda: key_works(fresh.url, key["key"]), what="the key with its budget")
+    ask = {"model": "claude-sonnet-4-6", "max_tokens": 16, "messages": [{"role": "user", "content": "Any news?"}]}
+    search = lambda **bound: [{"type": "web_search_20250305", "name": "web_search", **bound}]
+    served = mock_stats(fresh)["requests"]
+    # Ten searches are $0.10, past the $0.06 left, whatever the tokens.
+    for path, body in (("/v1/messages", {**ask, "tools": search(max_uses=10)}),
+                       ("/v1/responses", {"model": "openai/gpt-5.4", "input": "Any news?", "tools": [{"type": "web_search"}], "max_tool_calls": 10})):
+        r = cli.post(path, body, key=key["key"], headers={"x-mock-web-searches": "10"}, auth="x-api-key" if "messages" in path else "bearer")
+        assert r.status_code == 429 and error_of(r)["code"] == "budget_exhausted", (path, r.text)
+    assert mock_stats(fresh)["requests"] == served, "nothing reached the provider"
+    # Two fit: served, billed the two it ran (the mock stops at max_uses, as Anthropic does).
+    r = cli.post("/v1/messages", {**ask, "tools": search(max_uses=2)}, key=key["key"], headers={"x-mock-web-searches": "5"}, auth="x-api-key")
+    assert r.status_code == 200, r.text
+    u = r.json()["usage"]
+    assert u["server_tool_use"] == {"web_search_requests": 2}, u
+    rec = cli.record(r.headers["x-tollgate-request-id"])
+    assert rec["usage"]["web_search_requests"] == 2 and rec["budget_decision"] in ("ok", "soft"), rec
+    assert rec["cost_micros"] == int(r.headers["x-tollgate-cost-micros"]) == expected_cost(
+        "anthropic/claude-sonnet-4-6", u["input_tokens"], u["output_tokens"]) + 2 * 10_000
+    # An unbounded search tool reserves its tokens only, as before.
+    r = cli.post("/v1/messages", {**ask, "tools": search()}, key=key["key"], headers={"x-mock-web-searches": "1"}, auth="x-api-key")
+    assert r.status_code == 200, r.text
 
 
 def test_raising_the_budget_lets_the_key_through_again(fresh):

@@ -223,17 +223,22 @@ def test_grounding_searches_are_priced_in_json_and_stream(stack, client):
     before, they were not read and the fee counted nothing. Distinct
     non-empty queries are counted, as Google bills them (the mock adds an
     empty one and a repeat), at the model's `web_search_per_1k` (the demo:
-    $35 per 1,000, counted per query: never less than the per-prompt bill)."""
+    Gemini 3 Flash $14 per 1,000 queries; Gemini 2.5 Flash $35 per 1,000
+    grounded prompts, `web_search_unit: "prompt"`, one an answer however
+    many queries it ran: before, three queries counted three fees)."""
     body = {**BODY, "tools": [{"google_search": {}}]}
-    for path in (NATIVE, NATIVE.replace(":generateContent", ":streamGenerateContent?alt=sse")):
-        r = native(stack, path=path, body=body, headers={"x-mock-web-searches": "3"})
-        assert r.status_code == 200, r.text[:300]
-        assert "webSearchQueries" in r.text
-        rec = client.record(r.headers["x-tollgate-request-id"])
-        u = rec["usage"]
-        assert u["web_search_requests"] == 3, u
-        tokens = expected_cost(PRICE, u["input_tokens"], u["output_tokens"], cached=u["cached_input_tokens"])
-        assert rec["cost_micros"] == tokens + 3 * 35_000, (path, rec["cost_micros"], tokens)
+    for model, price, searches, fee in (("gemini-3-flash-preview", "google/gemini-3-flash-preview", 3, 14_000),
+                                        ("gemini-2.5-flash", PRICE, 1, 35_000)):
+        for path in (NATIVE, NATIVE.replace(":generateContent", ":streamGenerateContent?alt=sse")):
+            path = path.replace("gemini-2.5-flash", model)
+            r = native(stack, path=path, body=body, headers={"x-mock-web-searches": "3"})
+            assert r.status_code == 200, r.text[:300]
+            assert r.text.count("webSearchQueries") >= 1
+            rec = client.record(r.headers["x-tollgate-request-id"])
+            u = rec["usage"]
+            assert u["web_search_requests"] == searches, (model, u)
+            tokens = expected_cost(price, u["input_tokens"], u["output_tokens"], cached=u["cached_input_tokens"])
+            assert rec["cost_micros"] == tokens + searches * fee, (path, rec["cost_micros"], tokens)
     # Without the tool the mock grounds nothing and nothing is added.
     r = native(stack, headers={"x-mock-web-searches": "3"})
     rec = client.record(r.headers["x-tollgate-request-id"])
@@ -248,7 +253,10 @@ def test_an_image_answer_past_the_event_and_body_limits_is_priced_from_its_usage
     bytes: the base64 counted as output tokens, hundreds of times the 1,290
     an image bills. Their ends are read now, as a large body's always were
     (and a Gemini body's usage is found by its own name, `usageMetadata`).
-    The mock refuses images from a model that does not draw them, as Gemini does."""
+    The mock refuses images from a model that does not draw them, as Gemini does.
+    The image's tokens (the `IMAGE` entry of `candidatesTokensDetails`) are
+    priced at the model's `image_output` ($30 a million against $2.50 for its
+    text); before, every output token was priced at one rate."""
     body = {**BODY, "generationConfig": {"responseModalities": ["TEXT", "IMAGE"]}}
     refused = native(stack, body=body)
     assert refused.status_code == 400 and "response modalities" in refused.text, refused.text
@@ -260,5 +268,10 @@ def test_an_image_answer_past_the_event_and_body_limits_is_priced_from_its_usage
         rec = client.record(r.headers["x-tollgate-request-id"])
         u = rec["usage"]
         assert rec["usage_source"] == "provider", rec
-        assert u["output_tokens"] == 12 + 1290, (p, u)
-        assert rec["cost_micros"] == expected_cost("google/gemini-2.5-flash-image", u["input_tokens"], u["output_tokens"]), rec
+        assert u["output_tokens"] == 12 + 1290 and u["image_output_tokens"] == 1290, (p, u)
+        # the image at the image rate ($30 a million), the text at the text rate ($2.50)
+        want = expected_cost("google/gemini-2.5-flash-image", u["input_tokens"], u["output_tokens"], image=1290)
+        assert rec["cost_micros"] == want, rec
+        if "stream" not in p:
+            assert int(r.headers["x-tollgate-cost-micros"]) == want
+        assert want > expected_cost("google/gemini-2.5-flash-image", u["input_tokens"], u["output_tokens"]) * 5

@@ -44,6 +44,34 @@ fn plans_the_rewrite_headers_and_worst_case() {
 }
 
 #[test]
+fn an_audio_or_image_models_reservation_holds_its_output_at_the_dearest_rate() {
+    let mut v: serde_json::Value = serde_json::from_str(CFG).unwrap();
+    v["pricing"]["openai/gpt-audio"] = serde_json::json!({"input": 1000000, "output": 2000000, "audio_output": 64000000});
+    let cfg = Config::from_json(v.to_string().as_bytes()).unwrap();
+    let body = br#"{"model":"openai/gpt-audio","messages":[{"role":"user","content":"12345678"}],"max_tokens":100}"#;
+    let p = plan(&cfg, &key(None), Api::OpenAiChat, body, "/v1/chat/completions", false).unwrap();
+    let input = p.chat.estimated_input_tokens;
+    assert_eq!(p.worst.micros, (input * 1_000_000 + 100 * 64_000_000).div_ceil(1_000_000), "the answer may be all audio");
+    assert_eq!(p.worst.tokens, input + 100);
+}
+
+#[test]
+fn the_searches_a_request_bounds_are_reserved() {
+    let mut v: serde_json::Value = serde_json::from_str(CFG).unwrap();
+    v["pricing"]["anthropic/claude-x"] = serde_json::json!({"input": 1000000, "output": 2000000, "web_search_per_1k": 10000000});
+    let cfg = Config::from_json(v.to_string().as_bytes()).unwrap();
+    let body = |tool: &str| format!(r#"{{"model":"claude-x","max_tokens":100,"messages":[{{"role":"user","content":"hi"}}],"tools":[{tool}]}}"#);
+    let worst = |tool: &str| {
+        let p = plan(&cfg, &key(None), Api::AnthropicMessages, body(tool).as_bytes(), "/v1/messages", true).unwrap();
+        (p.worst.micros, (p.chat.estimated_input_tokens * 1_000_000 + 100 * 2_000_000).div_ceil(1_000_000))
+    };
+    let (micros, tokens) = worst(r#"{"type":"web_search_20250305","name":"web_search","max_uses":5}"#);
+    assert_eq!(micros, tokens + 5 * 10_000, "five $10-per-1,000 searches");
+    let (micros, tokens) = worst(r#"{"type":"web_search_20250305","name":"web_search"}"#);
+    assert_eq!(micros, tokens, "unbounded: none");
+}
+
+#[test]
 fn a_search_models_reservation_holds_its_per_request_search() {
     let mut v: serde_json::Value = serde_json::from_str(CFG).unwrap();
     v["pricing"]["openai/gpt-5-search-api"] = serde_json::json!({"input": 1000000, "output": 2000000, "web_searches_per_request": 1});
@@ -56,6 +84,10 @@ fn a_search_models_reservation_holds_its_per_request_search() {
     v["pricing"]["openai/gpt-5-search-api"]["web_searches_per_request"] = serde_json::json!(101);
     let e = Config::from_json(v.to_string().as_bytes()).err().unwrap();
     assert!(e.to_string().contains("pricing.openai/gpt-5-search-api.web_searches_per_request"), "{e}");
+    v["pricing"]["openai/gpt-5-search-api"]["web_searches_per_request"] = serde_json::json!(1);
+    v["pricing"]["openai/gpt-5-search-api"]["web_search_unit"] = serde_json::json!("query");
+    let e = Config::from_json(v.to_string().as_bytes()).err().unwrap();
+    assert!(e.to_string().contains("web_search_unit"), "{e}");
 }
 
 #[test]

@@ -96,6 +96,16 @@ fn gemini_audio_modalities_are_read() {
         "candidatesTokensDetails":[{"modality":"AUDIO","tokenCount":880},{"modality":"TEXT","tokenCount":20},{"modality":"AUDIO"},{"tokenCount":5}]}}"#;
     let u = parse_json_response(Api::GeminiGenerateContent, body).usage.unwrap();
     assert_eq!((u.input_tokens, u.audio_input_tokens, u.output_tokens, u.audio_output_tokens), (330, 300, 900, 880));
+    // image output of the image models, beside their text
+    let img = br#"{"usageMetadata":{"promptTokenCount":7,"candidatesTokenCount":1302,"thoughtsTokenCount":100,
+        "candidatesTokensDetails":[{"modality":"TEXT","tokenCount":12},{"modality":"IMAGE","tokenCount":1290}]}}"#;
+    let u = parse_json_response(Api::GeminiGenerateContent, img).usage.unwrap();
+    assert_eq!((u.output_tokens, u.image_output_tokens, u.audio_output_tokens), (1402, 1290, 0));
+    // Gemini 3 Pro Image's answers list the image alone, the text beyond it unlisted
+    let only = br#"{"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":1223,"thoughtsTokenCount":106,
+        "candidatesTokensDetails":[{"modality":"IMAGE","tokenCount":1120}]}}"#;
+    let u = parse_json_response(Api::GeminiGenerateContent, only).usage.unwrap();
+    assert_eq!((u.output_tokens, u.image_output_tokens), (1223 + 106, 1120));
     // an odd entry never fails the usage beside it
     let odd = br#"{"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":1,"promptTokensDetails":[{"modality":7,"tokenCount":"x"}]}}"#;
     assert_eq!(parse_json_response(Api::GeminiGenerateContent, odd).usage.map(|u| u.input_tokens), Some(3));

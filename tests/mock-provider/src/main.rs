@@ -823,7 +823,10 @@ async fn handle(
         cut_after: header_u64(&h, "x-mock-cut-after"),
         choices,
         cache_write_1h: header_u64(&h, "x-mock-cache-write-1h-tokens").unwrap_or(0),
-        web_searches: header_u64(&h, "x-mock-web-searches").unwrap_or(0),
+        web_searches: match dialect {
+            Dialect::Anthropic => strict::anthropic_searches(&req, header_u64(&h, "x-mock-web-searches")),
+            _ => header_u64(&h, "x-mock-web-searches").unwrap_or(0),
+        },
         usage_output: header_u64(&h, "x-mock-usage-output"),
         endless_event: header_u64(&h, "x-mock-endless-event"),
         echo,

@@ -67,6 +67,9 @@ pub struct Plan {
 pub struct Hosted {
     pub file_search: bool,
     pub web_search: bool,
+    /// `max_tool_calls`: "the maximum number of total calls to built-in
+    /// tools that can be processed in a response" (the API reference).
+    pub max_calls: Option<u64>,
 }
 
 impl Plan {
@@ -78,6 +81,7 @@ impl Plan {
         };
         add(self.hosted.file_search, file_searches, "file_search_call");
         add(self.hosted.web_search, web_searches, "web_search_call");
+        self.calls.truncate(self.hosted.max_calls.map_or(usize::MAX, |n| n as usize));
     }
 }
 
@@ -168,7 +172,14 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
             None => return Err((400, "Invalid type for 'max_output_tokens': expected an integer.".into(), Some("max_output_tokens"), Some("invalid_type"))),
         },
     };
-    let hosted = tools(m.get("tools"))?;
+    let mut hosted = tools(m.get("tools"))?;
+    hosted.max_calls = match m.get("max_tool_calls") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n) => Some(n),
+            None => return Err((400, "Invalid type for 'max_tool_calls': expected an integer.".into(), Some("max_tool_calls"), Some("invalid_type"))),
+        },
+    };
     if m.get("previous_response_id").is_none_or(Value::is_null) {
         if let Some(Value::Array(items)) = m.get("input") {
             input(items)?;
@@ -360,7 +371,7 @@ pub fn object(p: &Plan, id: &str, created: u64, done: bool) -> Value {
     json!({"id": format!("resp_{id}"), "object": "response", "created_at": created, "status": status,
            "background": false, "error": null,
            "incomplete_details": if done && p.incomplete { json!({"reason": "max_output_tokens"}) } else { Value::Null },
-           "instructions": p.instructions, "max_output_tokens": null, "max_tool_calls": null, "model": p.model,
+           "instructions": p.instructions, "max_output_tokens": null, "max_tool_calls": p.hosted.max_calls, "model": p.model,
            "output": if done { output(p, id) } else { json!([]) },
            "parallel_tool_calls": true, "previous_response_id": p.previous, "prompt_cache_key": null,
            "reasoning": {"effort": null, "summary": null}, "safety_identifier": null, "service_tier": p.service_tier,
@@ -498,5 +509,9 @@ mod tests {
         let mut bare = plan(&req(json!([])), 5, 0, 0).unwrap();
         bare.run_tools(Some(3), Some(3));
         assert!(bare.calls.is_empty());
+        let capped = obj(json!({"model": "gpt-5", "input": "x", "tools": [{"type": "web_search"}], "max_tool_calls": 2}));
+        let mut capped = plan(&capped, 5, 0, 0).unwrap();
+        capped.run_tools(None, Some(5));
+        assert_eq!(capped.calls, ["web_search_call"; 2], "max_tool_calls bounds the calls");
     }
 }

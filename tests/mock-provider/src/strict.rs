@@ -426,6 +426,23 @@ pub fn anthropic_before_4_6(model: &str) -> bool {
     model.starts_with("claude-3") || ["-4-5", "-4-1", "-4-2025", "-4-0"].iter().any(|v| model.contains(v))
 }
 
+/// The web searches an Anthropic answer runs (`x-mock-web-searches`):
+/// only with a web search tool (`web_search_*`), and at most the tools'
+/// `max_uses` ("limit the number of searches per request"; past it the
+/// tool answers `max_uses_exceeded`: platform.claude.com, web search tool).
+pub fn anthropic_searches(req: &Value, asked: Option<u64>) -> u64 {
+    let tools = req.get("tools").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let is_search = |t: &&Value| t.get("type").and_then(Value::as_str).is_some_and(|k| k.starts_with("web_search_"));
+    let searches: Vec<&Value> = tools.iter().filter(is_search).collect();
+    if searches.is_empty() {
+        return 0;
+    }
+    // None when one of them is unbounded
+    let bound = searches.iter().try_fold(0u64, |n, t| t.get("max_uses").and_then(Value::as_u64).map(|m| n.saturating_add(m)));
+    let asked = asked.unwrap_or(0);
+    bound.map_or(asked, |b| asked.min(b))
+}
+
 /// Whether `model` could be one of the provider's model names (see the
 /// module's sources).
 pub fn known_model_name(dialect: Dialect, model: &str) -> bool {
@@ -585,6 +602,16 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn anthropic_searches_need_the_tool_and_stop_at_max_uses() {
+        let with = |tools: Value| json!({"model": "claude-m", "max_tokens": 1, "messages": [], "tools": tools});
+        assert_eq!(anthropic_searches(&json!({"model": "claude-m"}), Some(3)), 0, "no tool, no search");
+        assert_eq!(anthropic_searches(&with(json!([{"type": "web_search_20250305", "name": "web_search"}])), Some(3)), 3);
+        let capped = with(json!([{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}, {"name": "f", "input_schema": {}}]));
+        assert_eq!(anthropic_searches(&capped, Some(3)), 2);
+        assert_eq!(anthropic_searches(&capped, None), 0);
     }
 
     #[test]
