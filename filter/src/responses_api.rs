@@ -11,6 +11,8 @@
 //!   comes once, in the terminal event's `response` (`response.completed`,
 //!   `response.incomplete` or `response.failed`); no `include_usage` is
 //!   needed and nothing is rewritten. An `error` event ends a stream too.
+//!   Hosted calls are counted from their `response.output_item.done`
+//!   events as well, the larger count kept.
 //!
 //! Sources: OpenAI API reference, "Responses" and "Streaming events"
 //! (platform.openai.com/docs/api-reference/responses,
@@ -129,6 +131,9 @@ struct Event {
     delta: Option<String>,
     #[serde(default)]
     response: Option<ResponseObject>,
+    /// `response.output_item.done`: the item finished.
+    #[serde(default)]
+    item: Option<OutputItem>,
 }
 
 /// Reads one event (`name` from its `event:` line, `data` its payload).
@@ -154,6 +159,14 @@ pub(crate) fn observe(name: Option<&str>, data: &str) -> Seen {
                 seen.usage = r.usage();
             }
         }
+        // Each hosted call is its own item, done before the answer goes on:
+        // counted as they finish, they are billed even when the stream is
+        // cut before its terminal event, or that event is too long to read whole.
+        "response.output_item.done" => match ev.item.as_ref().map(|i| i.kind.as_str()) {
+            Some("web_search_call") => seen.searches = 1,
+            Some("file_search_call") => seen.file_searches = 1,
+            _ => {}
+        },
         "response.created" | "response.in_progress" => {
             if let Some(r) = ev.response {
                 seen.served = r.served();

@@ -374,8 +374,11 @@ pub struct StreamTracker {
     response_id: Option<String>,
     /// OpenAI formats: the tier the chunks say (Anthropic's is in its usage).
     served: Served,
-    /// Gemini: the most grounding queries an event named.
+    /// Gemini: the most grounding queries an event named. Responses API:
+    /// the hosted web search calls done so far.
     searches: u64,
+    /// Responses API: the hosted file search calls done so far.
+    file_searches: u64,
     /// The ends of an over-long event going by ([`crate::big_event`]).
     big: Option<crate::big_event::BigEvent>,
 }
@@ -406,8 +409,11 @@ pub(crate) struct EventSeen {
     /// The tier the event says served the answer.
     pub served: Served,
     /// Gemini: the grounding search queries the event names (its last
-    /// events may carry them apart from the usage).
+    /// events may carry them apart from the usage). Responses API: a
+    /// hosted web search call done.
     pub searches: u64,
+    /// Responses API: a hosted file search call done.
+    pub file_searches: u64,
     /// Characters of generated output.
     pub output_chars: u64,
     /// A terminal event (completed, incomplete, failed, finished, or an error).
@@ -456,6 +462,7 @@ impl StreamTracker {
             response_id: None,
             served: Served::default(),
             searches: 0,
+            file_searches: 0,
             big: None,
         }
     }
@@ -561,7 +568,19 @@ impl StreamTracker {
 
     pub fn summary(&self) -> StreamSummary {
         let usage = match self.api {
-            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses => self.openai_usage,
+            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => self.openai_usage,
+            // Calls done count even when the final usage never came (a cut stream is charged an estimate with them).
+            Api::OpenAiResponses => match self.openai_usage {
+                Some(u) => Some(Usage {
+                    web_search_requests: u.web_search_requests.max(self.searches),
+                    file_search_calls: u.file_search_calls.max(self.file_searches),
+                    ..u
+                }),
+                None if self.searches > 0 || self.file_searches > 0 => {
+                    Some(Usage { web_search_requests: self.searches, file_search_calls: self.file_searches, ..Default::default() })
+                }
+                None => None,
+            },
             Api::GeminiGenerateContent => {
                 self.openai_usage.map(|u| Usage { web_search_requests: u.web_search_requests.max(self.searches), ..u })
             }
@@ -620,6 +639,8 @@ impl StreamTracker {
                     self.response_id = seen.id;
                 }
                 self.served = self.served.then(seen.served);
+                self.searches = self.searches.saturating_add(seen.searches);
+                self.file_searches = self.file_searches.saturating_add(seen.file_searches);
                 if let Some(u) = seen.usage {
                     self.openai_usage = Some(u);
                     self.usage_final = true;

@@ -9,6 +9,7 @@ import json
 
 import openai
 import pytest
+import requests
 
 from conftest import SEARCH_KEY, expected_cost, sse_data
 
@@ -175,3 +176,33 @@ def test_cache_writes_are_priced_as_the_responses_api_reports_them(client):
     # 2,048 tokens at $2.50 x 1.25 instead of $2.50 per million
     assert rec["cost_micros"] == -(-((u["input_tokens"] - 2048) * 2_500_000 + 2048 * 3_125_000 + u["output_tokens"] * 15_000_000) // 1_000_000)
     assert rec["cost_micros"] > plain
+
+
+def test_hosted_calls_done_before_a_cut_are_billed(client):
+    """Each hosted call is an output item, done before the answer goes on;
+    OpenAI bills it once done. A stream cut after them (the provider's
+    connection dropped, or the client gone) never sends the terminal event
+    whose output listed them: it was charged an estimate of its tokens and
+    none of its searches. The calls are counted from their
+    `response.output_item.done` events now."""
+    body = {"model": MODEL, "input": "Latest news?", "tools": [{"type": "web_search"}], "stream": True}
+    asked = {"x-mock-web-searches": "2"}
+    full = client.post("/v1/responses", body, headers=asked)
+    names = [line[len("event: "):] for line in full.text.splitlines() if line.startswith("event: ")]
+    assert names.count("response.web_search_call.completed") == 2 and names[-1] == "response.completed", names
+    rec = client.record(full.headers["x-tollgate-request-id"])
+    assert rec["usage"]["web_search_requests"] == 2 and rec["usage_source"] == "provider", rec
+    # Cut after the first text: the two calls were done.
+    cut_at = names.index("response.output_text.delta") + 1
+    r = client.post("/v1/responses", body, headers={**asked, "x-mock-cut-after": str(cut_at)}, stream=True)
+    got = b""
+    try:
+        for chunk in r.iter_content(None):
+            got += chunk
+    except requests.exceptions.ChunkedEncodingError:
+        pass  # the stream was cut: this is what the client sees
+    assert b"response.completed" not in got and got.count(b"web_search_call.completed") == 2
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    u = rec["usage"]
+    assert (rec["outcome"], rec["usage_source"], u["web_search_requests"]) == ("upstream_cut", "estimated", 2), rec
+    assert rec["cost_micros"] == expected_cost(MODEL, u["input_tokens"], u["output_tokens"]) + 2 * 10_000

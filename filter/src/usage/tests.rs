@@ -205,6 +205,43 @@ fn a_responses_stream_cut_before_its_last_event_has_no_usage_but_its_text_counte
 }
 
 #[test]
+fn hosted_calls_done_are_billed_though_the_stream_is_cut_or_its_last_event_unread() {
+    let item = |kind: &str| format!("event: response.output_item.done\ndata: {{\"type\":\"response.output_item.done\",\"output_index\":0,\"item\":{{\"id\":\"x\",\"type\":\"{kind}\",\"status\":\"completed\"}}}}\n\n");
+    let calls = [item("web_search_call"), item("file_search_call"), item("web_search_call"), item("message"), item("function_call")].concat();
+    let mut t = StreamTracker::new(Api::OpenAiResponses, false);
+    t.push(calls.as_bytes());
+    let s = t.summary();
+    assert_eq!(s.usage.map(|u| (u.web_search_requests, u.file_search_calls, u.input_tokens)), Some((2, 1, 0)));
+    // cut there: an estimate, with the calls
+    let o = crate::record::Observed {
+        status: 200,
+        upstream_responded: true,
+        termination: crate::record::Termination::DownstreamReset,
+        estimated_input_tokens: 9,
+        json: None,
+        stream: Some(s),
+        body_note: None,
+        body_bytes: 0,
+        head_served: Default::default(),
+    };
+    let (u, source, _, _) = crate::record::account(&o);
+    assert_eq!((source, u.input_tokens, u.web_search_requests, u.file_search_calls), (crate::record::UsageSource::Estimated, 9, 2, 1));
+    // The terminal event lists the same calls: counted once. One whose output could not be read (over 1 MiB) lists none: the items count.
+    for output in [r#"[{"type":"web_search_call"},{"type":"file_search_call"},{"type":"web_search_call"},{"type":"message"}]"#, "[]"] {
+        let mut t = StreamTracker::new(Api::OpenAiResponses, false);
+        t.push(calls.as_bytes());
+        t.push(format!("event: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{{\"output\":{output},\"usage\":{{\"input_tokens\":5,\"output_tokens\":7}}}}}}\n\n").as_bytes());
+        let s = t.summary();
+        assert!(s.usage_final);
+        assert_eq!(s.usage.map(|u| (u.web_search_requests, u.file_search_calls, u.input_tokens)), Some((2, 1, 5)), "{output}");
+    }
+    // No call: no usage made up.
+    let mut t = StreamTracker::new(Api::OpenAiResponses, false);
+    t.push(item("message").as_bytes());
+    assert_eq!(t.summary().usage, None);
+}
+
+#[test]
 fn error_and_garbage_bodies_have_no_usage() {
     assert_eq!(parse_json_response(Api::OpenAiChat, br#"{"error":{"message":"x"}}"#).usage, None);
     assert_eq!(parse_json_response(Api::OpenAiChat, b"not json"), ResponseInfo::default());

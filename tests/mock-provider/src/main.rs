@@ -622,9 +622,9 @@ async fn respond_api(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: 
         let r = respond(StatusCode::OK, &h, &uri, responses::object(&plan, &id, created, true).to_string(), "application/json");
         return hostile::misbehave(r, &h).await;
     }
-    let events: Vec<Result<Bytes, std::io::Error>> =
-        responses::events(&plan, &id, created).iter().map(|(n, d)| Ok(sse(Some(n), d))).collect();
-    let mut r = Response::new(Body::from_stream(tokio_stream::iter(events)));
+    let events = responses::events(&plan, &id, created).iter().map(|(n, d)| sse(Some(n), d)).collect();
+    let pace = Duration::from_millis(header_u64(&h, "x-mock-chunk-delay-ms").unwrap_or(0));
+    let mut r = Response::new(paced(events, pace, header_u64(&h, "x-mock-cut-after")));
     decorate(r.headers_mut(), &h, &uri, "text/event-stream");
     hostile::misbehave(r, &h).await
 }
@@ -1087,10 +1087,17 @@ fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
 }
 
 fn stream_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
-    let events = stream_events(&p, n);
+    let mut r = Response::new(paced(stream_events(&p, n), p.chunk_delay, p.cut_after));
+    decorate(r.headers_mut(), h, uri, "text/event-stream; charset=utf-8");
+    r.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache"));
+    add_common(r.headers_mut(), &p, n);
+    r
+}
+
+/// A stream's events, `chunk_delay` apart (`x-mock-chunk-delay-ms`), the
+/// connection dropped after `cut_after` of them (`x-mock-cut-after`).
+fn paced(events: Vec<Bytes>, chunk_delay: Duration, cut_after: Option<u64>) -> Body {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
-    let chunk_delay = p.chunk_delay;
-    let cut_after = p.cut_after;
     tokio::spawn(async move {
         for (i, e) in events.into_iter().enumerate() {
             if cut_after.is_some_and(|c| i as u64 >= c) {
@@ -1107,9 +1114,5 @@ fn stream_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> 
             }
         }
     });
-    let mut r = Response::new(Body::from_stream(ReceiverStream::new(rx)));
-    decorate(r.headers_mut(), h, uri, "text/event-stream; charset=utf-8");
-    r.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache"));
-    add_common(r.headers_mut(), &p, n);
-    r
+    Body::from_stream(ReceiverStream::new(rx))
 }
