@@ -201,7 +201,7 @@ def test_hosted_calls_done_before_a_cut_are_billed(client):
             got += chunk
     except requests.exceptions.ChunkedEncodingError:
         pass  # the stream was cut: this is what the client sees
-    assert b"response.completed" not in got and got.count(b"web_search_call.completed") == 2
+    assert b"response.completed" not in got and got.count(b"event: response.web_search_call.completed") == 2
     rec = client.record(r.headers["x-tollgate-request-id"])
     u = rec["usage"]
     assert (rec["outcome"], rec["usage_source"], u["web_search_requests"]) == ("upstream_cut", "estimated", 2), rec
