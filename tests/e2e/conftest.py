@@ -123,6 +123,18 @@ def error_of(resp: requests.Response) -> dict:
     return body["error"]
 
 
+def read_until_cut(resp: requests.Response) -> bytes:
+    """What a client reads of a streamed answer the provider (or the gateway)
+    cut: every byte up to the cut, without the error the cut raises."""
+    got = b""
+    try:
+        for chunk in resp.iter_content(None):
+            got += chunk
+    except requests.exceptions.ChunkedEncodingError:
+        pass  # the stream was cut: this is what the client sees
+    return got
+
+
 def sse_data(text: str) -> list[str]:
     """The data payloads of an SSE stream, in order."""
     out = []

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 import stack as sm
-from conftest import LABS_KEY, SEARCH_KEY
+from conftest import LABS_KEY, SEARCH_KEY, read_until_cut
 
 EMAIL = "maria.gonzalez@acme-corp.com"
 POLICY = {
@@ -190,10 +190,7 @@ def test_hostile_answers_while_answers_are_read(stack, client, central):
     # a stream cut mid-way: the record is written, the worker serves on
     r = client.chat("cheap", content=f"Mail {EMAIL} now", extra={"stream": True}, stream=True,
                     headers={"x-mock-echo": "1", "x-mock-cut-after": "4"})
-    try:
-        b"".join(r.iter_content(1024))
-    except requests.exceptions.ChunkedEncodingError:
-        pass
+    read_until_cut(r)
     assert client.record(r.headers["x-tollgate-request-id"])["outcome"] != "ok"
     # a provider that compresses although not asked: decoded, restored, sent on decoded (before: passed on unread)
     for stream in (False, True):
