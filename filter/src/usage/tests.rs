@@ -437,3 +437,34 @@ fn a_usage_that_counts_nothing_is_no_usage_in_any_format() {
     assert_eq!((s.usage, s.usage_final, s.output_chars), (None, false, 5));
     assert!(!String::from_utf8_lossy(&out).contains("usage"));
 }
+
+#[test]
+fn hostile_audio_image_and_cache_write_counts_never_count_past_their_totals() {
+    // A count a provider should never send (negative, a float, past u64, a
+    // string, an object, a duplicate member) in OpenAI's or the Responses
+    // API's details leaves no provider usage: the record is estimated (see
+    // record::unreadable_bodies_are_estimated_never_free), never cheaper
+    // for a part read wrong. Gemini's modality entries are a list of
+    // entries, each read on its own: an odd one counts nothing (but a
+    // number past f64, which no JSON reader here takes, leaves none).
+    let detail = |v: &str| {
+        let chat = format!(r#"{{"usage":{{"prompt_tokens":220,"completion_tokens":480,"prompt_tokens_details":{{"audio_tokens":{v}}},"completion_tokens_details":{{"audio_tokens":{v}}}}}}}"#);
+        let responses = format!(r#"{{"usage":{{"input_tokens":220,"output_tokens":480,"input_tokens_details":{{"cache_write_tokens":{v}}}}}}}"#);
+        let gemini = format!(r#"{{"usageMetadata":{{"promptTokenCount":7,"candidatesTokenCount":100,"candidatesTokensDetails":[{{"modality":"IMAGE","tokenCount":{v}}},{{"modality":"IMAGE","tokenCount":{v}}}]}}}}"#);
+        (
+            parse_json_response(Api::OpenAiChat, chat.as_bytes()).usage.map(|u| (u.audio_input_tokens, u.audio_output_tokens)),
+            parse_json_response(Api::OpenAiResponses, responses.as_bytes()).usage.map(|u| u.cache_write_tokens),
+            parse_json_response(Api::GeminiGenerateContent, gemini.as_bytes()).usage.map(|u| (u.output_tokens, u.image_output_tokens)),
+        )
+    };
+    for odd in ["-5", "1.5", "1e999", "18446744073709551616", r#""400""#, "{}"] {
+        let (chat, responses, gemini) = detail(odd);
+        assert_eq!((chat, responses), (None, None), "{odd}");
+        assert_eq!(gemini, if odd == "1e999" { None } else { Some((100, 0)) }, "{odd}");
+    }
+    // The largest count there is: no part counts more than its total.
+    assert_eq!(detail("18446744073709551615"), (Some((220, 480)), Some(220), Some((100, 100))));
+    assert_eq!(detail("null"), (Some((0, 0)), Some(0), Some((100, 0))));
+    let dup = br#"{"usage":{"prompt_tokens":2,"completion_tokens":480,"completion_tokens_details":{"audio_tokens":400,"audio_tokens":1}}}"#;
+    assert_eq!(parse_json_response(Api::OpenAiChat, dup).usage, None);
+}
