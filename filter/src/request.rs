@@ -682,14 +682,23 @@ impl ParsedBody<'_> {
             let raw = v.get().trim();
             if (k == GEMINI_CONFIG || k == GEMINI_CONFIG_PROTO) && !placed {
                 placed = true;
-                // An object (parse_chat read it as one) or null.
-                let rest = raw.strip_prefix('{').map(str::trim_start).unwrap_or("}");
+                // An object (parse_chat read it as one) or null; a cap of
+                // null in it (unset, to protobuf's JSON) is left out, or it
+                // would go up beside the one added, and a parser that takes
+                // the last of two would read no cap at all.
                 out.push(b'{');
                 out.extend_from_slice(field.as_bytes());
-                if !rest.starts_with('}') {
+                let inner = serde_json::from_str::<Members<'_>>(raw).map(|m| m.0).unwrap_or_default();
+                for (name, value) in inner {
+                    if matches!(name.as_str(), "maxOutputTokens" | "max_output_tokens") && value.get().trim() == "null" {
+                        continue;
+                    }
                     out.push(b',');
+                    out.extend_from_slice(serde_json::to_string(&name).ok()?.as_bytes());
+                    out.push(b':');
+                    out.extend_from_slice(value.get().as_bytes());
                 }
-                out.extend_from_slice(rest.as_bytes());
+                out.push(b'}');
             } else {
                 out.extend_from_slice(raw.as_bytes());
             }

@@ -251,7 +251,7 @@ proptest! {
             if let Ok(t) = tollgate_filter::translate::to_anthropic::chat_to_messages(&p, "m", 7) {
                 prop_assert!(serde_json::from_slice::<serde_json::Value>(&t).is_ok());
             }
-            if let Ok(t) = tollgate_filter::translate::to_openai::messages_to_chat_request(&p, "m", "max_tokens") {
+            if let Ok(t) = tollgate_filter::translate::to_openai::messages_to_chat_request(&p, "m", "max_tokens", 7) {
                 prop_assert!(serde_json::from_slice::<serde_json::Value>(&t).is_ok());
             }
             // with breakpoints added wherever the prefix allows (1 token), on hostile bodies too

@@ -86,6 +86,21 @@ def test_a_config_under_its_proto_name_is_capped_and_bounded_as_gemini_reads_it(
         assert "x-mock-path" not in r.headers
 
 
+def test_a_cap_of_null_is_replaced_not_sent_beside_the_gateways(stack, client):
+    """`maxOutputTokens: null` is unset to protobuf's JSON. The gateway
+    added its own cap beside it, so Gemini got the field twice (refused as
+    a duplicate; a reader taking the last would have read no cap at all).
+    Found by filter/tests/mutated_captures.rs."""
+    for cap in ("maxOutputTokens", "max_output_tokens"):
+        body = {**BODY, "generationConfig": {cap: None, "temperature": 0.2}}
+        r = native(stack, body=body, headers={"x-mock-output-tokens": "5000"})
+        assert r.status_code == 200, r.text
+        sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+        assert sent["generationConfig"] == {"maxOutputTokens": 4096, "temperature": 0.2}, sent
+        assert r.json()["usageMetadata"]["candidatesTokenCount"] == 4096
+        assert client.record(r.headers["x-tollgate-request-id"])["usage"]["output_tokens"] == 4096
+
+
 def test_a_recorded_vertex_response_is_priced_exactly(stack, client):
     r = native(stack, headers={"x-mock-replay": "gemini_function_call.json"})
     rec = client.record(r.headers["x-tollgate-request-id"])

@@ -252,6 +252,25 @@ def test_claudes_cache_writes_reach_an_openai_client_apart_from_plain_input(oai)
     assert (u["prompt_tokens"], u["prompt_tokens_details"]) == (4321, {"cached_tokens": 1800, "cache_write_tokens": 2500})
 
 
+def test_an_anthropic_request_without_a_cap_reaches_an_openai_model_capped_as_reserved(stack, client):
+    """`max_tokens` null, or none at all (Anthropic refuses both; OpenAI
+    takes either as no cap): the request went to OpenAI uncapped while its
+    budget reservation assumed `default_max_tokens` (4096), so one answer
+    could run to the model's limit past a budget. Now the gateway's cap
+    goes up, as for every other client. Found by filter/tests/mutated_captures.rs."""
+    import requests
+    h = {"x-api-key": SEARCH_KEY, "anthropic-version": "2023-06-01", "x-mock-output-tokens": "20000"}
+    for extra in ({"max_tokens": None}, {}):
+        body = {"model": "openai/gpt-5.4", "messages": [{"role": "user", "content": "Write at length."}], **extra}
+        r = requests.post(stack.url + "/v1/messages", json=body, headers=h, timeout=30)
+        assert r.status_code == 200, r.text
+        sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+        assert sent["max_completion_tokens"] == 4096, (extra, sent)
+        m = r.json()
+        assert (m["usage"]["output_tokens"], m["stop_reason"]) == (4096, "max_tokens"), m["usage"]
+        assert client.record(r.headers["x-tollgate-request-id"])["usage"]["output_tokens"] == 4096
+
+
 def test_claude_codes_thinking_reaches_a_model_that_does_not_reason(stack, claude_sdk):
     # OpenAI's models that do not reason refuse reasoning_effort (carlrobertoh/ProxyAI#1203;
     # the mock too): the effort is left out for them, so Claude Code's turn is answered.

@@ -85,7 +85,7 @@ impl Direction {
     pub fn request(self, parsed: &ParsedBody<'_>, upstream_model: &str, cap_field: &str, default_cap: u64) -> Result<Vec<u8>, GatewayError> {
         match self {
             Direction::OpenAiToAnthropic => to_anthropic::chat_to_messages(parsed, upstream_model, default_cap),
-            Direction::AnthropicToOpenAi => to_openai::messages_to_chat_request(parsed, upstream_model, cap_field),
+            Direction::AnthropicToOpenAi => to_openai::messages_to_chat_request(parsed, upstream_model, cap_field, default_cap),
             Direction::ChatToResponses => to_responses::chat_to_responses(parsed.members_map()?, upstream_model, default_cap),
             Direction::AnthropicToResponses => to_openai::messages_to_responses_request(parsed, upstream_model, default_cap),
             Direction::ResponsesToChat => responses_client::chat_request(parsed.members_map()?, upstream_model, cap_field, default_cap),

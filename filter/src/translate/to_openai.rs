@@ -336,9 +336,11 @@ fn turn(m: &Value, i: usize, out: &mut Vec<Value>, keep_reasoning: bool) -> Resu
 
 /// The OpenAI chat request for an Anthropic messages request. `cap_field`
 /// is the provider's output cap member (`max_completion_tokens` for
-/// OpenAI, `max_tokens` for DeepSeek and most compatible APIs).
-pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_field: &str) -> Result<Vec<u8>, GatewayError> {
-    let chat = chat_request(p, upstream_model, cap_field, true)?;
+/// OpenAI, `max_tokens` for DeepSeek and most compatible APIs); it carries
+/// the client's `max_tokens`, or `default_cap` (the gateway's
+/// `default_max_tokens`) when it set none.
+pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_field: &str, default_cap: u64) -> Result<Vec<u8>, GatewayError> {
+    let chat = chat_request(p, upstream_model, (cap_field, default_cap), true)?;
     serde_json::to_vec(&Value::Object(chat)).map_err(|_| GatewayError::internal("the translated request could not be written"))
 }
 
@@ -346,15 +348,22 @@ pub fn messages_to_chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_fi
 /// ([`super::to_responses`]), which takes a reasoning effort beside
 /// function tools, and streams its usage unasked.
 pub fn messages_to_responses_request(p: &ParsedBody<'_>, upstream_model: &str, default_cap: u64) -> Result<Vec<u8>, GatewayError> {
-    let chat = chat_request(p, upstream_model, "max_completion_tokens", false)?;
+    let chat = chat_request(p, upstream_model, ("max_completion_tokens", default_cap), false)?;
     super::to_responses::chat_to_responses(chat, upstream_model, default_cap)
 }
 
 /// `chat_api`: the request goes to chat completions itself (its rules for
 /// tools beside an effort, and the stream's usage asked for).
-fn chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_field: &str, chat_api: bool) -> Result<Map<String, Value>, GatewayError> {
+/// `cap`: the provider's cap member and the cap for a request that set none.
+fn chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap: (&str, u64), chat_api: bool) -> Result<Map<String, Value>, GatewayError> {
     let mut out = Map::new();
     out.insert("model".into(), Value::from(upstream_model));
+    // The cap the reservation assumed, as read (a `max_tokens` of null or
+    // none at all went up as null or nothing before, and OpenAI took that as
+    // no cap: an answer up to the model's limit against a reservation of
+    // `default_max_tokens`).
+    let (cap_field, default_cap) = cap;
+    out.insert(cap_field.to_string(), Value::from(p.request.max_tokens.unwrap_or(default_cap)));
     let mut system = None;
     let mut msgs = Vec::new();
     let mut parallel = None;
@@ -379,9 +388,7 @@ fn chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap_field: &str, chat_
                     turn(m, i, &mut msgs, keep_reasoning)?;
                 }
             }
-            "max_tokens" => {
-                out.insert(cap_field.to_string(), v);
-            }
+            "max_tokens" => {}
             // OpenAI's reasoning models refuse `top_p` ("Unsupported parameter:
             // 'top_p' is not supported with this model.", a real answer for
             // gpt-5-nano in braintrustdata/lingua): left out for them, as it

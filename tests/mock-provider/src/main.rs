@@ -93,7 +93,7 @@ struct App {
     served_requests: AtomicU64,
     served_input: AtomicU64,
     served_output: AtomicU64,
-    /// The last chat, messages, token-count or Responses request body (GET /mock/last-body): what
+    /// The last chat, messages, token-count, Responses or Gemini request body (GET /mock/last-body): what
     /// the gateway actually sent upstream.
     last_body: std::sync::Mutex<Bytes>,
     /// Prompt prefixes served recently ([`prefix_cache`]).
@@ -499,6 +499,7 @@ async fn gemini_native(State(app): State<Arc<App>>, axum::extract::Path(rest): a
     let err = |code: u16, status: &str, msg: &str| {
         respond(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), &h, &uri, gemini::error(code, status, msg), "application/json")
     };
+    remember(&app, &body);
     if !gemini_key_ok(&app, &h, &uri) {
         return err(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.");
     }

@@ -8,7 +8,7 @@ fn tr(body: Value) -> Result<Value, GatewayError> {
 fn tr_for(model: &str, body: Value) -> Result<Value, GatewayError> {
     let b = serde_json::to_vec(&body).unwrap();
     let p = parse_chat(Api::AnthropicMessages, &b).unwrap();
-    messages_to_chat_request(&p, model, "max_completion_tokens").map(|v| serde_json::from_slice(&v).unwrap())
+    messages_to_chat_request(&p, model, "max_completion_tokens", 4096).map(|v| serde_json::from_slice(&v).unwrap())
 }
 
 #[test]
@@ -255,4 +255,27 @@ fn a_chat_completion_comes_back_as_an_anthropic_message() {
     assert_eq!(usage_of(&u), json!({"input_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 10, "output_tokens": 0}));
     let e: Value = serde_json::from_slice(&chat_to_message(br#"{"error":{"message":"slow down","type":"requests"}}"#, 429).unwrap()).unwrap();
     assert_eq!(e, json!({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}));
+}
+
+/// The cap that goes to OpenAI is the one the reservation assumed: the
+/// client's `max_tokens`, or the gateway's default when it sent none or
+/// null (before, none went up, and OpenAI took that as no cap at all).
+/// Found by `tests/mutated_captures.rs` (a captured Anthropic request with
+/// `max_tokens: null`, routed to an OpenAI model).
+#[test]
+fn an_anthropic_request_without_a_cap_goes_to_openai_with_the_reserved_one() {
+    let msgs = json!([{"role": "user", "content": "hi"}]);
+    for (body, want) in [
+        (json!({"model": "m", "messages": msgs, "max_tokens": 300}), 300),
+        (json!({"model": "m", "messages": msgs, "max_tokens": null}), 4096),
+        (json!({"model": "m", "messages": msgs}), 4096),
+    ] {
+        let b = serde_json::to_vec(&body).unwrap();
+        let p = parse_chat(Api::AnthropicMessages, &b).unwrap();
+        assert_eq!(p.request.output_bound(4096), want, "{body}");
+        let got = tr(body.clone()).unwrap();
+        assert_eq!(got["max_completion_tokens"], want, "{body}");
+        let to_responses: Value = serde_json::from_slice(&messages_to_responses_request(&p, "gpt-5.4", 4096).unwrap()).unwrap();
+        assert_eq!(to_responses["max_output_tokens"], want, "{body}");
+    }
 }
