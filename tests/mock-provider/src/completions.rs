@@ -57,6 +57,10 @@ pub fn plan(m: &Map<String, Value>, wanted: u64) -> Result<Plan, Refusal> {
     if let Some(k) = m.keys().find(|k| !PARAMS.contains(&k.as_str())) {
         return Err((400, format!("Unrecognized request argument supplied: {k}"), None, None));
     }
+    if let Err(r) = crate::strict::completions_types(m) {
+        let param = r.param.and_then(|p| PARAMS.iter().copied().chain(["stream_options.include_usage"]).find(|k| *k == p));
+        return Err((r.status, r.message, param, r.code));
+    }
     let model = match m.get("model") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => return Err((400, "you must provide a model parameter".into(), None, None)),
@@ -151,6 +155,14 @@ mod tests {
         assert_eq!(e.1, "Unrecognized request argument supplied: max_completion_tokens");
         assert!(plan(&obj(json!({"model": "m"})), 12).is_err());
         assert!(plan(&obj(json!({"model": "m", "prompt": "x", "stream_options": {"include_usage": true}})), 12).is_err());
+        // Typed as chat's members are (found by tests/e2e/test_mutated_exchanges.py).
+        for (body, param) in [(json!({"model": "m", "prompt": "x", "stream": true, "stream_options": 7}), "stream_options"),
+                              (json!({"model": "m", "prompt": "x", "stream": true, "stream_options": {"include_usage": 1}}), "stream_options.include_usage"),
+                              (json!({"model": "m", "prompt": "x", "temperature": "hot"}), "temperature")] {
+            let Err((status, message, got, code)) = plan(&obj(body), 12) else { panic!("accepted") };
+            assert_eq!((status, got, code), (400, Some(param), Some("invalid_type")), "{message}");
+            assert!(message.starts_with(&format!("Invalid type for '{param}': expected ")), "{message}");
+        }
     }
 
     #[test]

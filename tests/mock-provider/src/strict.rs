@@ -139,6 +139,52 @@ enum Kind {
     Arr,
 }
 
+/// OpenAI's check of member types (`"Invalid type for '<name>': expected
+/// <type>, but got <type> instead."`, `code` `invalid_type`), with the same
+/// for `stream_options.include_usage` (OpenAI names a nested member by its
+/// path).
+fn openai_types(req: &Map<String, Value>, types: &[(&'static str, Kind)]) -> Result<(), Refusal> {
+    let nested = req.get("stream_options").and_then(|o| o.get("include_usage")).map(|v| ("stream_options.include_usage", Kind::Bool, v));
+    let top = types.iter().filter_map(|(name, kind)| req.get(*name).map(|v| (*name, *kind, v)));
+    for (name, kind, v) in top.chain(nested) {
+        if !v.is_null() && !kind_ok(v, kind) {
+            return Err(refuse(
+                400,
+                format!("Invalid type for '{name}': expected {}, but got {} instead.", openai_type_name(kind), openai_value_name(v)),
+                Some(name),
+                Some("invalid_type"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Legacy completions' members, typed as chat's are (`prompt` and `stop`
+/// take a string or an array: checked where they are read).
+const COMPLETIONS_TYPES: &[(&str, Kind)] = &[
+    ("model", Kind::Str),
+    ("best_of", Kind::Int),
+    ("echo", Kind::Bool),
+    ("frequency_penalty", Kind::Num),
+    ("logit_bias", Kind::Obj),
+    ("logprobs", Kind::Int),
+    ("max_tokens", Kind::Int),
+    ("n", Kind::Int),
+    ("presence_penalty", Kind::Num),
+    ("seed", Kind::Int),
+    ("stream", Kind::Bool),
+    ("stream_options", Kind::Obj),
+    ("suffix", Kind::Str),
+    ("temperature", Kind::Num),
+    ("top_p", Kind::Num),
+    ("user", Kind::Str),
+];
+
+/// [`openai_types`] for a legacy completions request.
+pub fn completions_types(req: &Map<String, Value>) -> Result<(), Refusal> {
+    openai_types(req, COMPLETIONS_TYPES)
+}
+
 fn kind_ok(v: &Value, k: Kind) -> bool {
     match k {
         Kind::Str => v.is_string(),
@@ -504,24 +550,7 @@ pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: Option<&str>) -> 
                     return Err(refuse(400, format!("Unrecognized request argument supplied: {k}"), None, None));
                 }
             }
-            for (name, kind) in TYPES {
-                match req.get(*name) {
-                    Some(Value::Null) | None => {}
-                    Some(v) if !kind_ok(v, *kind) => {
-                        return Err(refuse(
-                            400,
-                            format!(
-                                "Invalid type for '{name}': expected {}, but got {} instead.",
-                                openai_type_name(*kind),
-                                openai_value_name(v)
-                            ),
-                            Some(name),
-                            Some("invalid_type"),
-                        ))
-                    }
-                    _ => {}
-                }
-            }
+            openai_types(req, TYPES)?;
             let streaming = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
             if req.get("stream_options").is_some_and(|v| !v.is_null()) && !streaming {
                 return Err(refuse(
