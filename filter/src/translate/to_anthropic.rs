@@ -314,6 +314,12 @@ pub fn chat_to_messages(p: &ParsedBody<'_>, upstream_model: &str, default_max_to
             other => return Err(super::unknown_member(other, REFUSED, "an Anthropic model")),
         }
     }
+    // OpenAI takes a conversation of empty texts or system messages only;
+    // Anthropic refuses one with no message left ("messages: at least one
+    // message is required"): refused here by name rather than upstream.
+    if out.get("messages").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+        return Err(untranslatable("messages", "must hold a user or assistant message with content (the Responses API's input likewise)"));
+    }
     if let Some(c) = choice {
         out.insert("tool_choice".into(), tool_choice(&c, parallel)?);
     } else if parallel == Some(false) && out.contains_key("tools") {
@@ -459,6 +465,9 @@ mod tests {
             (json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}]}), "messages"),
             // A text part whose text is not a string (was read as empty and left out).
             (json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": {"a": 1}}]}]}), "messages"),
+            // No message with content left: Anthropic would refuse it ("messages: at least one message is required").
+            (json!({"model": "m", "messages": []}), "messages"),
+            (json!({"model": "m", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": ""}]}), "messages"),
         ] {
             let e = tr(body).unwrap_err();
             assert_eq!((e.status, e.code, e.param), (400, "untranslatable_field", Some(param)), "{}", e.message);

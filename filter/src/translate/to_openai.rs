@@ -134,13 +134,49 @@ pub(super) fn openai_reasoning_model(model: &str) -> bool {
 
 /// OpenAI's `response_format` for Anthropic's structured output
 /// (`output_config.format`, `json_schema`): strict, as Anthropic's
-/// constrained decoding is (OpenAI then wants every property `required`
-/// and `additionalProperties: false`, and says so when a schema lacks them).
+/// constrained decoding is, when the schema is one OpenAI's strict mode
+/// takes. Anthropic takes optional properties (a `required` that leaves
+/// some out: a Pydantic model's defaults); OpenAI's strict mode refuses
+/// them ("'required' is required to be supplied and to be an array
+/// including every key in properties"), so such a schema goes non-strict:
+/// served and followed, not guaranteed, where it was refused upstream
+/// before.
 fn response_format(format: &Value) -> Result<Value, GatewayError> {
     match (format.get("type").and_then(Value::as_str), format.get("schema").filter(|s| s.is_object())) {
-        (Some("json_schema"), Some(schema)) => Ok(json!({"type": "json_schema", "json_schema": {"name": "output", "strict": true, "schema": schema}})),
+        (Some("json_schema"), Some(schema)) => {
+            Ok(json!({"type": "json_schema", "json_schema": {"name": "output", "strict": strict_compatible(schema, 0), "schema": schema}}))
+        }
         _ => Err(refuse("output_config", "format must be json_schema with a schema object")),
     }
+}
+
+/// Whether OpenAI's strict mode takes `schema`: every object with
+/// `properties` lists them all in `required` and closes itself with
+/// `additionalProperties: false`, at every depth (properties, items,
+/// `anyOf`, `$defs`). Deeper than 64 levels counts as not (OpenAI's own
+/// limit is lower).
+fn strict_compatible(schema: &Value, depth: usize) -> bool {
+    if depth > 64 {
+        return false;
+    }
+    let Some(o) = schema.as_object() else {
+        return schema.is_boolean();
+    };
+    if let Some(props) = o.get("properties").and_then(Value::as_object) {
+        let required: Vec<&str> = o.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        if props.keys().any(|k| !required.contains(&k.as_str())) || o.get("additionalProperties") != Some(&Value::Bool(false)) {
+            return false;
+        }
+    }
+    let nested = |name: &str| -> Vec<&Value> {
+        match o.get(name) {
+            Some(Value::Object(m)) if matches!(name, "properties" | "$defs" | "definitions") => m.values().collect(),
+            Some(Value::Array(a)) => a.iter().collect(),
+            Some(v @ Value::Object(_)) => vec![v],
+            _ => Vec::new(),
+        }
+    };
+    ["properties", "$defs", "definitions", "items", "anyOf", "allOf"].iter().flat_map(|n| nested(n)).all(|s| strict_compatible(s, depth + 1))
 }
 
 /// The GPT version in a model name (`gpt-5.4-mini` 5.4, `openai/gpt-6-astra` 6.0).

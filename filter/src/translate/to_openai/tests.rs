@@ -199,6 +199,28 @@ fn a_structured_output_becomes_a_strict_json_schema_response_format() {
     assert_eq!(got["reasoning_effort"], "low");
     let bad = tr(json!({"model": "m", "max_tokens": 100, "messages": [], "output_config": {"format": {"type": "json_object"}}})).unwrap_err();
     assert_eq!(bad.param, Some("output_config"));
+    // Optional properties (Anthropic takes them; OpenAI's strict mode refuses
+    // them): sent non-strict, at any depth. Found by tests/e2e's hostile
+    // captures: OpenAI refused what the translation wrote.
+    let strict_of = |schema: Value| {
+        let got = tr(json!({"model": "m", "max_tokens": 100, "messages": [{"role": "user", "content": "Extract"}],
+                            "output_config": {"format": {"type": "json_schema", "schema": schema.clone()}}})).unwrap();
+        assert_eq!(got["response_format"]["json_schema"]["schema"], schema, "the schema goes as it came");
+        got["response_format"]["json_schema"]["strict"].clone()
+    };
+    let closed = |props: Value, required: Value| json!({"type": "object", "properties": props, "required": required, "additionalProperties": false});
+    let nested = closed(json!({"tags": {"type": "array", "items": closed(json!({"k": {"type": "string"}}), json!(["k"]))}}), json!(["tags"]));
+    assert_eq!(strict_of(nested.clone()), true);
+    for loose in [
+        closed(json!({"name": {"type": "string"}, "age": {"type": "integer"}}), json!(["name"])),
+        json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}),
+        closed(json!({"tags": {"type": "array", "items": closed(json!({"k": {"type": "string"}}), json!([]))}}), json!(["tags"])),
+        closed(json!({"a": {"anyOf": [{"type": "null"}, closed(json!({"k": {"type": "string"}}), json!(null))]}}), json!(["a"])),
+        json!({"$defs": {"D": closed(json!({"x": {}}), json!([]))}, "type": "object", "properties": {}, "required": [], "additionalProperties": false}),
+        (0..80).fold(json!({"type": "string"}), |s, _| json!({"type": "array", "items": s})),
+    ] {
+        assert_eq!(strict_of(loose.clone()), false, "{loose}");
+    }
 }
 
 #[test]
