@@ -9,8 +9,12 @@
 //! where the release build would wrap it silently (a bill counted small).
 //! What must hold whatever the values:
 //! - nothing panics: planning, answers and streams read, priced, recorded;
-//! - what goes upstream is capped within what the request reserved;
-//! - a stream gives the same usage however it is cut into chunks;
+//! - what goes upstream is capped within what the request reserved, a
+//!   guardrail's redaction changes neither its members nor its cap, cache
+//!   breakpoints are added only where the client set none (at most four),
+//!   and a token count goes up with nothing added;
+//! - a stream gives the same usage however it is cut into chunks, and
+//!   what reaches the client (translated, guarded) is JSON event by event;
 //! - the record is one the control service accepts.
 
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)] // a test crate: a panic is a failed test
@@ -101,6 +105,13 @@ fn corpus() -> &'static [Capture] {
 fn config(crossed: bool) -> Config {
     {
         let (openai, anthropic) = if crossed { ("anthropic", "openai") } else { ("openai", "anthropic") };
+        // Breakpoints added wherever a prefix allows (Anthropic routes only).
+        let auto_cache = |mut route: Value| {
+            if !crossed {
+                route["auto_cache"] = json!({"min_tokens": 1});
+            }
+            route
+        };
         let price = json!({"input": 2_500_000, "output": 10_000_000, "cached_input": 250_000, "cache_write": 3_125_000, "cache_write_1h": 5_000_000,
             "audio_input": 32_000_000, "audio_output": 64_000_000, "image_output": 120_000_000, "web_search_per_1k": 25_000_000,
             "file_search_per_1k": 2_500_000, "web_searches_per_request": 1,
@@ -110,7 +121,7 @@ fn config(crossed: bool) -> Config {
                 {"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com", "api_key": "sk-up"},
                 {"name": "anthropic", "format": "anthropic", "cluster": "anthropic", "host": "api.anthropic.com", "api_key": "sk-ant"},
                 {"name": "gemini", "format": "gemini", "cluster": "gemini", "host": "generativelanguage.googleapis.com", "api_key": "g"}],
-            "routes": [{"model": "*", "provider": openai}, {"model": "claude-*", "provider": anthropic}, {"model": "gemini-*", "provider": "gemini"},
+            "routes": [{"model": "*", "provider": openai}, auto_cache(json!({"model": "claude-*", "provider": anthropic})), {"model": "gemini-*", "provider": "gemini"},
                        {"model": "text-embedding-*", "provider": "openai"}, {"model": "babbage-*", "provider": "openai"},
                        {"model": "gpt-3.5-turbo-instruct", "provider": "openai"}],
             "pricing": {"openai/*": price, "anthropic/*": price, "gemini/*": price},
@@ -305,8 +316,37 @@ fn sent_cap_in(object: &[u8], name: &str) -> Result<Option<u64>, String> {
     }
 }
 
+/// Anthropic's `cache_control` markers (where the mock and the API count
+/// them: the request, tools, system blocks, message content blocks), or
+/// `None` for a body a JSON value cannot hold.
+fn cache_markers(body: &[u8]) -> Option<usize> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let blocks = |v: Option<&Value>| v.and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut n = usize::from(v.get("cache_control").is_some());
+    for b in blocks(v.get("tools")).iter().chain(&blocks(v.get("system"))) {
+        n += usize::from(b.get("cache_control").is_some());
+    }
+    for m in blocks(v.get("messages")) {
+        n += blocks(m.get("content")).iter().filter(|b| b.get("cache_control").is_some()).count();
+    }
+    Some(n)
+}
+
+/// A guardrail policy redacting what it finds in requests and answers.
+fn policy() -> std::rc::Rc<tollgate_filter::guard::Policy> {
+    let doc: tollgate_filter::guard::PolicyDoc = serde_json::from_value(json!({
+        "actions": {"email": "redact", "card": "redact", "secret": "redact", "phone": "redact", "ip": "observe"},
+        "custom": [{"name": "w", "words": ["weather"]}, {"name": "p", "pattern": "[0-9]{3}"}],
+        "responses": "redact", "restore": true}))
+    .unwrap();
+    std::rc::Rc::new(tollgate_filter::guard::Policy::build(doc).unwrap())
+}
+
 fn check_request(api: Api, path: &str, body: &[u8], crossed: bool) -> Result<(), TestCaseError> {
     let cfg = &config(crossed);
+    if api == Api::AnthropicMessages && !crossed {
+        check_count_tokens(cfg, body)?;
+    }
     let choice = Choice { fingerprint: true, prompts: Some(None), ..Choice::default() };
     let Ok(plan) = plan_for(cfg, &key(), api, body, path, api == Api::AnthropicMessages, choice) else {
         return Ok(()); // refused: a clear error, nothing went upstream
@@ -314,6 +354,19 @@ fn check_request(api: Api, path: &str, body: &[u8], crossed: bool) -> Result<(),
     let sent = plan.body.as_deref().unwrap_or(body);
     let upstream = plan.translate.map_or(api, |d| d.upstream_api());
     let shown = || String::from_utf8_lossy(sent).chars().take(600).collect::<String>();
+    // Breakpoints are added only where the client set none, and never past Anthropic's four.
+    if upstream == Api::AnthropicMessages && plan.translate.is_none() {
+        if let (Some(client), Some(now)) = (cache_markers(body), cache_markers(sent)) {
+            prop_assert!(now == client || (client == 0 && now <= 4), "{} breakpoints sent for the client's {}: {}", now, client, shown());
+        }
+    }
+    // A redacting guardrail changes text, never the members the gateway bounded the request by.
+    let who = tollgate_filter::guard::Subject { key: "k", project: "p", team: "t", route: "r" };
+    if let tollgate_filter::guard::Outcome::Redacted(redacted, _) = policy().apply(who, sent, &mut Default::default()) {
+        let names = |b: &[u8]| members(b).map(|m| m.into_iter().map(|(k, _)| k).collect::<Vec<_>>());
+        prop_assert_eq!(names(&redacted), names(sent), "a redaction changed the members");
+        prop_assert_eq!(sent_cap(upstream, &redacted), sent_cap(upstream, sent), "a redaction changed the cap");
+    }
     prop_assert!(plan.priced, "every route is priced");
     if upstream != Api::OpenAiEmbeddings {
         prop_assert!(plan.worst.micros > 0, "a priced request reserves something: {}", shown());
@@ -325,6 +378,20 @@ fn check_request(api: Api, path: &str, body: &[u8], crossed: bool) -> Result<(),
         let refused_upstream = cap.is_none() && upstream == Api::AnthropicMessages;
         prop_assert!(cap.is_some_and(|c| c <= bound) || refused_upstream, "sent cap {:?} above the reserved bound {} ({:?} → {:?}): {}", cap, bound, api, upstream, shown());
     }
+    Ok(())
+}
+
+/// Anthropic's token counting: routed as the messages request would be,
+/// with nothing added (the endpoint refuses `max_tokens`), never priced.
+fn check_count_tokens(cfg: &Config, body: &[u8]) -> Result<(), TestCaseError> {
+    let choice = Choice { count_tokens: true, prompts: Some(None), ..Choice::default() };
+    let Ok(plan) = plan_for(cfg, &key(), Api::AnthropicMessages, body, "/v1/messages/count_tokens", true, choice) else {
+        return Ok(());
+    };
+    let sent = plan.body.as_deref().unwrap_or(body);
+    let has_cap = |b: &[u8]| members(b).is_some_and(|m| m.iter().any(|(k, _)| k == "max_tokens"));
+    prop_assert_eq!(has_cap(sent), has_cap(body), "a cap added to a token count: {}", String::from_utf8_lossy(sent).chars().take(400).collect::<String>());
+    prop_assert!(plan.fallbacks.is_empty());
     Ok(())
 }
 
@@ -375,10 +442,22 @@ fn check_answer(api: Api, body: &[u8]) -> Result<(), TestCaseError> {
             }
         }
     }
+    // The answer guard (redact, placeholders restored): what it passes on is JSON.
+    if let Some(mut g) = answer_guard(api) {
+        if let Ok(Some(out)) = g.json(body) {
+            prop_assert!(serde_json::from_slice::<serde::de::IgnoredAny>(&out).is_ok(), "a guarded answer is not JSON");
+        }
+    }
     let o = Observed { json: Some(info), body_bytes: body.len() as u64, ..observed(200) };
     let (usage, source, _, _) = account(&o);
     prop_assert!(usage.input_tokens + usage.output_tokens > 0 || source == UsageSource::Provider, "a 200 answer is never free unread");
     record_of(api, usage, source)
+}
+
+fn answer_guard(api: Api) -> Option<tollgate_filter::guard::answer::AnswerGuard> {
+    let mut ph = tollgate_filter::guard::Placeholders::default();
+    ph.for_value("email", "EMAIL", "a@b.io");
+    tollgate_filter::guard::answer::AnswerGuard::new(policy(), Default::default(), ph, api)
 }
 
 /// The translations that read an answer in `api`'s format.
@@ -390,12 +469,15 @@ fn directions_from(api: Api) -> Vec<Direction> {
         .collect()
 }
 
-/// Every event a client is sent carries JSON (or OpenAI's `[DONE]`).
+/// Every event a client is sent carries JSON (or OpenAI's `[DONE]`; or,
+/// passed on as the provider sent it, no data at all, which has nothing to
+/// scan and which an SSE client does not dispatch).
 fn check_events(d: Option<Direction>, out: &[u8]) -> Result<(), TestCaseError> {
     let text = String::from_utf8_lossy(out);
     for line in text.lines().filter_map(|l| l.strip_prefix("data:")) {
         let data = line.trim();
-        prop_assert!(data == "[DONE]" || serde_json::from_str::<serde::de::IgnoredAny>(data).is_ok(), "{:?}: an event the client cannot read: {}", d, data);
+        let empty_passed_on = d.is_none() && data.is_empty();
+        prop_assert!(data == "[DONE]" || empty_passed_on || serde_json::from_str::<serde::de::IgnoredAny>(data).is_ok(), "{:?}: an event the client cannot read: {}", d, data);
     }
     Ok(())
 }
@@ -423,6 +505,14 @@ fn check_stream(api: Api, events: &[u8], cuts: &[usize]) -> Result<(), TestCaseE
     let (whole, _) = run(None, &[events]);
     let (chunked, _) = run(None, &pieces);
     prop_assert_eq!(&whole, &chunked, "the usage depends on how the stream was cut");
+    if let Some(mut g) = answer_guard(api) {
+        let mut out = Vec::new();
+        for p in &pieces {
+            out.extend(g.push(p));
+        }
+        out.extend(g.finish());
+        check_events(None, &out)?;
+    }
     for d in directions_from(api) {
         let (translated, out) = run(Some(d), &pieces);
         prop_assert_eq!(translated.usage, whole.usage, "{:?} reads another usage", d);
