@@ -574,3 +574,29 @@ def test_without_fail_reload_a_trap_would_cost_the_worker(stack, tmp_path):
         assert 200 not in after, after
     finally:
         e.stop()
+
+
+def test_a_client_that_waits_for_100_continue_is_answered_and_counted(stack, client):
+    """curl and libcurl-based clients send `Expect: 100-continue` before a
+    large body and wait for the interim answer. The filter holds the
+    request's headers until the body is read (routing depends on it): Envoy
+    must still send 100 Continue, or such a client would wait out its
+    timeout (curl 1 s) or hang."""
+    body = json.dumps({"model": "openai/gpt-5.4", "messages": [{"role": "user", "content": "x" * 3000}]}).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {SEARCH_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", stack.envoy.listen_port), timeout=10) as s:
+        s.sendall(head)
+        s.settimeout(0.5)
+        assert s.recv(4096).startswith(b"HTTP/1.1 100 Continue\r\n"), "no interim answer before the body"
+        s.sendall(body)
+        s.settimeout(10)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = s.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    assert status_of(answer) == 200, answer[:300]
+    request_id = next(line.split(b":", 1)[1].strip().decode() for line in answer.split(b"\r\n")
+                      if line.lower().startswith(b"x-tollgate-request-id:"))
+    assert client.record(request_id)["outcome"] == "ok"
