@@ -81,6 +81,13 @@ impl RequestHead {
                 n if n == crate::request::VERTEX_TIER.as_bytes() => join(&mut h.vertex_tier, value()),
                 // The response must be readable (uncompressed) to count its usage.
                 b"accept-encoding" => remove(&mut h),
+                // Which OpenAI organization and project the provider bills is
+                // the gateway key's, never the client's: the SDKs send these
+                // when OPENAI_ORG_ID / OPENAI_PROJECT_ID are set, and beside
+                // the gateway's key api.openai.com refuses every request (401
+                // mismatched_organization), or, for a key of several
+                // organizations, bills the one the client named.
+                b"openai-organization" | b"openai-project" => remove(&mut h),
                 n if n == cluster_header.as_bytes() => remove(&mut h),
                 _ => {}
             }

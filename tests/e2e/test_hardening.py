@@ -600,3 +600,20 @@ def test_a_client_that_waits_for_100_continue_is_answered_and_counted(stack, cli
     request_id = next(line.split(b":", 1)[1].strip().decode() for line in answer.split(b"\r\n")
                       if line.lower().startswith(b"x-tollgate-request-id:"))
     assert client.record(request_id)["outcome"] == "ok"
+
+
+def test_a_clients_openai_organization_and_project_never_reach_the_provider(stack, client):
+    """The OpenAI SDKs send `OpenAI-Organization` / `OpenAI-Project` when
+    OPENAI_ORG_ID / OPENAI_PROJECT_ID are set, as they are on machines that
+    called OpenAI directly before. Beside the gateway's key they name an
+    organization the key is not in: api.openai.com answers 401
+    mismatched_organization (the mock too), so every request failed; and a
+    key of several organizations would bill the one the client named."""
+    import openai
+    oai = openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0,
+                        organization="org-client", project="proj_client")
+    raw = oai.chat.completions.with_raw_response.create(model="openai/gpt-5.4", messages=[{"role": "user", "content": "hi"}])
+    assert raw.http_response.status_code == 200
+    assert client.record(raw.headers["x-tollgate-request-id"])["outcome"] == "ok"
+    r = oai.responses.with_raw_response.create(model="openai/gpt-5.4", input="hi")
+    assert r.http_response.status_code == 200

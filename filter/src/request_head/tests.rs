@@ -29,6 +29,8 @@ fn credentials_tags_and_routing_headers_never_go_upstream() {
         ("x-tollgate-prompt-version", b"v"),
         ("accept-encoding", b"br"),
         ("x-tollgate-cluster", b"openai"),
+        ("openai-organization", b"org-client"),
+        ("openai-project", b"proj_client"),
         ("x-request-id", b"r"),
         ("content-type", b"application/json"),
     ]);
@@ -44,7 +46,9 @@ fn credentials_tags_and_routing_headers_never_go_upstream() {
             "x-tollgate-feature",
             "x-tollgate-prompt-version",
             "accept-encoding",
-            "x-tollgate-cluster"
+            "x-tollgate-cluster",
+            "openai-organization",
+            "openai-project"
         ]
     );
     assert_eq!(h.x_api_key.as_deref(), Some(&b"\xff"[..]), "kept as bytes: refused where it is read, never a panic");

@@ -374,6 +374,24 @@ fn decorate(h: &mut HeaderMap, req_h: &HeaderMap, uri: &Uri, ctype: &str) {
     )));
 }
 
+/// The mock's OpenAI key belongs to organization `org-mock`, project
+/// `proj_mock`: a request naming another in `OpenAI-Organization` /
+/// `OpenAI-Project` is refused as api.openai.com refuses it (401
+/// "OpenAI-Organization header should match organization for API key",
+/// `code` `mismatched_organization`: real response bodies in
+/// microsoft/foundry-dev-tools#262 and Realiserad/fish-ai#62; the project
+/// header the same way). A client's own headers reaching the provider
+/// beside the gateway's key fail so.
+fn foreign_organization(h: &HeaderMap) -> Option<(&'static str, &'static str)> {
+    if header_str(h, "openai-organization").is_some_and(|o| o != "org-mock") {
+        return Some(("OpenAI-Organization header should match organization for API key", "mismatched_organization"));
+    }
+    if header_str(h, "openai-project").is_some_and(|p| p != "proj_mock") {
+        return Some(("OpenAI-Project header should match project for API key", "mismatched_project"));
+    }
+    None
+}
+
 fn check_key(app: &App, dialect: Dialect, h: &HeaderMap) -> Result<(), String> {
     let presented = match dialect {
         Dialect::Anthropic => header_str(h, "x-api-key").map(str::to_string),
@@ -442,6 +460,9 @@ fn openai_prelude(app: &App, uri: &Uri, h: &HeaderMap, body: &Bytes) -> Result<s
     let err = |status: u16, msg: &str| Box::new(openai_error(h, uri, status, msg, None, None));
     if let Err(m) = check_key(app, Dialect::OpenAi, h) {
         return Err(err(401, &m));
+    }
+    if let Some((msg, code)) = foreign_organization(h) {
+        return Err(Box::new(openai_error(h, uri, 401, msg, None, Some(code))));
     }
     if let Some(s) = header_u64(h, "x-mock-status") {
         return Err(err(s as u16, "Mock error requested by x-mock-status."));
@@ -713,6 +734,9 @@ async fn handle(
     }
     if let Err(m) = check_key(&app, dialect, &h) {
         return err(401, &m);
+    }
+    if let Some((msg, code)) = foreign_organization(&h).filter(|_| dialect == Dialect::OpenAi) {
+        return openai_error(&h, &uri, 401, msg, None, Some(code));
     }
     if dialect == Dialect::Anthropic && header_str(&h, "anthropic-version").is_none() {
         return err(400, "anthropic-version: header is required");
