@@ -86,8 +86,9 @@ impl RequestHead {
                 // when OPENAI_ORG_ID / OPENAI_PROJECT_ID are set, and beside
                 // the gateway's key api.openai.com refuses every request (401
                 // mismatched_organization), or, for a key of several
-                // organizations, bills the one the client named.
-                b"openai-organization" | b"openai-project" => remove(&mut h),
+                // organizations, bills the one the client named. Google's
+                // quota and billing project (`x-goog-user-project`) likewise.
+                b"openai-organization" | b"openai-project" | b"x-goog-user-project" => remove(&mut h),
                 n if n == cluster_header.as_bytes() => remove(&mut h),
                 _ => {}
             }

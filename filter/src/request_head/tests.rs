@@ -31,6 +31,7 @@ fn credentials_tags_and_routing_headers_never_go_upstream() {
         ("x-tollgate-cluster", b"openai"),
         ("openai-organization", b"org-client"),
         ("openai-project", b"proj_client"),
+        ("x-goog-user-project", b"client-project"),
         ("x-request-id", b"r"),
         ("content-type", b"application/json"),
     ]);
@@ -48,7 +49,8 @@ fn credentials_tags_and_routing_headers_never_go_upstream() {
             "accept-encoding",
             "x-tollgate-cluster",
             "openai-organization",
-            "openai-project"
+            "openai-project",
+            "x-goog-user-project"
         ]
     );
     assert_eq!(h.x_api_key.as_deref(), Some(&b"\xff"[..]), "kept as bytes: refused where it is read, never a panic");
