@@ -22,8 +22,28 @@ use serde::Deserialize;
 
 use crate::usage::{EventSeen as Seen, Usage};
 
+/// What a native path asks of its model (`…/models/{model}:{method}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Generate,
+    /// `:streamGenerateContent`
+    Stream,
+    /// `:countTokens`: free, routed as the generate request would be.
+    CountTokens,
+}
+
 /// The model and method of a native path, `…/models/{model}:{method}`.
 pub fn path_model(path: &str) -> Option<(&str, bool)> {
+    path_method(path).and_then(|(m, method)| match method {
+        Method::Generate => Some((m, false)),
+        Method::Stream => Some((m, true)),
+        Method::CountTokens => None,
+    })
+}
+
+/// A native path's model and method; `None` for a method not served here
+/// (`embedContent` answers no usage to price it by) or an unsafe model id.
+pub fn path_method(path: &str) -> Option<(&str, Method)> {
     let p = path.split(['?', '#']).next().unwrap_or("");
     let rest = ["/v1beta/models/", "/v1/models/", "/models/"].iter().find_map(|pre| p.strip_prefix(pre))?;
     let (model, method) = rest.rsplit_once(':')?;
@@ -35,12 +55,13 @@ pub fn path_model(path: &str) -> Option<(&str, bool)> {
     if id.is_empty() || id.len() > 128 || id.starts_with('.') || id.contains("..") || !id.bytes().all(plain) {
         return None;
     }
-    let stream = match method {
-        "generateContent" => false,
-        "streamGenerateContent" => true,
+    let method = match method {
+        "generateContent" => Method::Generate,
+        "streamGenerateContent" => Method::Stream,
+        "countTokens" => Method::CountTokens,
         _ => return None,
     };
-    Some((model, stream))
+    Some((model, method))
 }
 
 #[derive(Deserialize, Default)]
@@ -203,6 +224,8 @@ mod tests {
         assert_eq!(path_model("/v1beta/models/gemini-2.5-flash:generateContent"), Some(("gemini-2.5-flash", false)));
         assert_eq!(path_model("/v1beta/models/google/gemini-2.5-flash:streamGenerateContent?alt=sse"), Some(("google/gemini-2.5-flash", true)));
         assert_eq!(path_model("/v1beta/models/gemini-2.5-flash:countTokens"), None);
+        assert_eq!(path_method("/v1/models/gemini-2.5-flash:countTokens"), Some(("gemini-2.5-flash", Method::CountTokens)));
+        assert_eq!(path_method("/v1/models/gemini-embedding-001:batchEmbedContents"), None);
         assert_eq!(path_model("/v1beta/models/gemini-2.5-flash"), None);
         assert_eq!(path_model("/v1/chat/completions"), None);
         for bad in ["../../v1/files", "gem%0Aini", "a/b", ".hidden", "x..y", ""] {

@@ -24,8 +24,9 @@ pub enum Endpoint {
     /// `GET /v1/models/{id}`: one model, from the route table too.
     Model,
     /// `POST /v1/messages/count_tokens`: Anthropic's token counting, free,
-    /// passed to the provider that would serve the messages request.
-    CountTokens,
+    /// passed to the provider that would serve the messages request; or
+    /// Gemini's (`…/models/{model}:countTokens`, the API named).
+    CountTokens(Api),
     /// A path that is none of these as written but one of them once a
     /// server normalises it (`//`, `.`/`..` segments, percent escapes,
     /// `;params`, backslashes, letter case): refused, so that with
@@ -48,23 +49,36 @@ fn exact_endpoint(p: &str) -> Endpoint {
     match p {
         "/v1/chat/completions" | "/chat/completions" => Endpoint::Chat(Api::OpenAiChat),
         "/v1/messages" => Endpoint::Chat(Api::AnthropicMessages),
-        "/v1/messages/count_tokens" => Endpoint::CountTokens,
+        "/v1/messages/count_tokens" => Endpoint::CountTokens(Api::AnthropicMessages),
         "/v1/embeddings" | "/embeddings" => Endpoint::Chat(Api::OpenAiEmbeddings),
         "/v1/completions" | "/completions" => Endpoint::Chat(Api::OpenAiCompletions),
         "/v1/responses" | "/responses" => Endpoint::Chat(Api::OpenAiResponses),
         "/v1/models" | "/models" => Endpoint::Models,
-        _ if crate::gemini::path_model(p).is_some() => Endpoint::Chat(Api::GeminiGenerateContent),
-        _ if model_path_id(p).is_some() => Endpoint::Model,
-        _ => Endpoint::Other,
+        _ => match crate::gemini::path_method(p) {
+            Some((_, crate::gemini::Method::CountTokens)) => Endpoint::CountTokens(Api::GeminiGenerateContent),
+            Some(_) => Endpoint::Chat(Api::GeminiGenerateContent),
+            None if model_path_id(p).is_some() => Endpoint::Model,
+            None => Endpoint::Other,
+        },
     }
 }
 
 /// The model id of `/v1/models/{id}` (an SDK may escape the `/` of
-/// `openai/gpt-5.4` as `%2F`).
+/// `openai/gpt-5.4` as `%2F`). Not `{id}:{method}` for a method of
+/// Gemini's models API: google-genai sends `countTokens` and
+/// `batchEmbedContents` to `/v1/models/…`, a call, never a model to
+/// describe (a fine-tuned OpenAI id has colons too: `ft:gpt-4o-mini:org::id`).
 pub fn model_path_id(path: &str) -> Option<String> {
+    const GEMINI_METHODS: &[&str] = &[
+        "generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents", "batchGenerateContent",
+        "asyncBatchEmbedContent", "predict", "predictLongRunning", "generateAnswer", "generateMessage", "generateText",
+        "countMessageTokens", "countTextTokens", "embedText", "batchEmbedText",
+    ];
     let p = path.split(['?', '#']).next().unwrap_or("");
     let id = ["/v1/models/", "/models/"].iter().find_map(|pre| p.strip_prefix(pre))?;
-    Some(id.replace("%2F", "/").replace("%2f", "/")).filter(|id| !id.is_empty())
+    // (Any letter case: a path is also read lower-cased, to find disguised endpoints.)
+    let gemini_call = id.rsplit_once(':').is_some_and(|(_, m)| GEMINI_METHODS.iter().any(|g| g.eq_ignore_ascii_case(m)));
+    Some(id.replace("%2F", "/").replace("%2f", "/")).filter(|id| !id.is_empty() && !gemini_call)
 }
 
 /// The query string of a path, with its `?`, or "".

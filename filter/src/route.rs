@@ -112,10 +112,11 @@ pub struct Choice<'a> {
     /// Render a named prompt (`tollgate_prompt`) with this registry (`None`
     /// inside: never loaded); not set: such a body is refused with [`NEEDS_RENDER`].
     pub prompts: Option<Option<&'a crate::prompts::Registry>>,
-    /// Anthropic's token counting (`POST /v1/messages/count_tokens`):
-    /// routed like the messages request it counts, to an Anthropic-format
-    /// provider only, with nothing added (no output cap: the endpoint
-    /// refuses `max_tokens`), free, so neither priced nor sent to fallbacks.
+    /// Token counting (Anthropic's `POST /v1/messages/count_tokens`,
+    /// Gemini's `…/models/{model}:countTokens`): routed like the request it
+    /// counts, to a provider of the client's own format only, with nothing
+    /// added (no output cap: Anthropic's endpoint refuses `max_tokens`),
+    /// free, so neither priced nor sent to fallbacks.
     pub count_tokens: bool,
     /// Vertex AI's tier header, as the client sent it ([`crate::request::VERTEX_TIER`]).
     pub tier_header: Option<&'a [u8]>,
@@ -183,12 +184,12 @@ pub fn plan_for(
     // model ids are routed as they are or as `google/<id>`.
     let mut google = None;
     if api == Api::GeminiGenerateContent {
-        let Some((m, stream)) = crate::gemini::path_model(path).filter(|(m, _)| crate::request::valid_model_name(m)) else {
+        let Some((m, method)) = crate::gemini::path_method(path).filter(|(m, _)| crate::request::valid_model_name(m)) else {
             let e = GatewayError::bad_request("invalid_model", "The model in the path must be 1 to 256 visible ASCII characters.");
             return Err(refuse(e.with_param("model"), None, None));
         };
         chat.model = m.to_string();
-        chat.stream = stream;
+        chat.stream = method == crate::gemini::Method::Stream;
         google = Some(format!("google/{m}"));
     }
     let model = chat.model.as_str();
@@ -211,11 +212,18 @@ pub fn plan_for(
         ProviderFormat::Openai => Upstream::Chat,
     };
     let translate = Direction::between(api, upstream);
-    if choice.count_tokens && (translate.is_some() || provider.format != ProviderFormat::Anthropic) {
-        // Not found, as Anthropic-format clients expect of a gateway that
-        // cannot count: Claude Code then counts locally.
+    // A count goes to a provider of the client's own format (Anthropic's
+    // count_tokens, Gemini's countTokens), or is not found, as
+    // Anthropic-format clients expect of a gateway that cannot count:
+    // Claude Code then counts locally.
+    let counts_here = match provider.format {
+        ProviderFormat::Anthropic => api == Api::AnthropicMessages,
+        ProviderFormat::Gemini => api == Api::GeminiGenerateContent,
+        ProviderFormat::Openai => false,
+    };
+    if choice.count_tokens && (translate.is_some() || !counts_here) {
         let e = GatewayError::not_found(format!(
-            "Token counting is served for models routed to an Anthropic-format provider; the model '{model}' is served by provider '{}'.",
+            "Token counting is served for models routed to a provider of the request's own format (Anthropic, Gemini); the model '{model}' is served by provider '{}'.",
             provider.name
         ));
         return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
@@ -265,6 +273,9 @@ pub fn plan_for(
     .map_err(|e| refuse(e, Some(&chat), Some(&target)))?;
     let upstream_api = translate.map_or(api, Direction::upstream_api);
     let upstream_path = match (upstream_api, provider.format) {
+        (Api::GeminiGenerateContent, _) if choice.count_tokens => {
+            format!("{}/models/{}:countTokens{}", provider.path_prefix, target.upstream_model, upstream_query(path))
+        }
         _ if choice.count_tokens => format!("{}/messages/count_tokens{}", provider.path_prefix, upstream_query(path)),
         (Api::GeminiGenerateContent, _) => {
             let method = if chat.stream { "streamGenerateContent" } else { "generateContent" };

@@ -5,6 +5,7 @@ priced from Gemini's usageMetadata and recorded."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import openai
@@ -291,3 +292,35 @@ def test_an_image_answer_past_the_event_and_body_limits_is_priced_from_its_usage
         # no cost header is promised, the record carries the price.
         assert "x-tollgate-cost-micros" not in r.headers
         assert want > expected_cost("google/gemini-2.5-flash-image", u["input_tokens"], u["output_tokens"]) * 5
+
+
+def test_the_google_genai_sdk_generates_streams_and_counts_through_tollgate(stack, client):
+    """Google's own SDK (google-genai), pointed at the gateway with a virtual
+    key: generate, stream, chat, and count tokens. It counts (and embeds) on
+    `/v1/models/{model}:countTokens`, which the gateway took for `GET
+    /v1/models/{id}` and answered 405 "Use GET /v1/models."; counting is
+    now served like Anthropic's (free, routed to the model's Gemini
+    provider, nothing added, no record), and native embeddings, whose answer
+    carries no usage to price them by, get a 404 that names what is served."""
+    from google import genai
+    from google.genai import errors, types
+    g = genai.Client(api_key=SEARCH_KEY, http_options=types.HttpOptions(base_url=stack.url))
+    before = len(client.records())
+    r = g.models.generate_content(model="gemini-2.5-flash", contents="Say hi",
+                                  config=types.GenerateContentConfig(max_output_tokens=50, system_instruction="Be terse."))
+    assert r.text and r.usage_metadata.prompt_token_count > 0
+    chunks = list(g.models.generate_content_stream(model="gemini-2.5-flash", contents="Say hi"))
+    assert chunks[-1].usage_metadata.candidates_token_count > 0
+    assert g.chats.create(model="gemini-2.5-flash").send_message("hi").text
+    counted = g.models.count_tokens(model="gemini-2.5-flash", contents="Say hi to everyone here")
+    assert counted.total_tokens > 0
+    sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+    assert sent == {"contents": [{"parts": [{"text": "Say hi to everyone here"}], "role": "user"}]}, "nothing added to a count"
+    deadline = time.monotonic() + 5
+    while len(client.records()) < before + 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    records = client.records()[before:]
+    assert len(records) == 3 and all(rec["api"] == "gemini_generate_content" for rec in records), "three generations recorded, the count not"
+    with pytest.raises(errors.ClientError) as e:
+        g.models.embed_content(model="gemini-embedding-001", contents="Say hi")
+    assert e.value.code == 404 and ":countTokens" in str(e.value)

@@ -22,7 +22,12 @@ fn classifies_paths() {
     assert_eq!(classify_path("/v1/completions"), Endpoint::Chat(Api::OpenAiCompletions));
     assert_eq!(classify_path("/v1/responses"), Endpoint::Chat(Api::OpenAiResponses));
     assert_eq!(classify_path("/v1/responses/resp_1/input_items"), Endpoint::Other);
-    assert_eq!(classify_path("/v1/messages/count_tokens?beta=true"), Endpoint::CountTokens);
+    assert_eq!(classify_path("/v1/messages/count_tokens?beta=true"), Endpoint::CountTokens(Api::AnthropicMessages));
+    // google-genai counts and embeds on /v1/models/…: a call, not a model to describe.
+    assert_eq!(classify_path("/v1/models/gemini-2.5-flash:countTokens"), Endpoint::CountTokens(Api::GeminiGenerateContent));
+    assert_eq!(classify_path("/v1beta/models/gemini-2.5-flash:countTokens"), Endpoint::CountTokens(Api::GeminiGenerateContent));
+    assert_eq!(classify_path("/v1/models/gemini-embedding-001:batchEmbedContents"), Endpoint::Other);
+    assert_eq!(classify_path("/v1/models/ft:gpt-4o-mini-2024-07-18:org:custom:9vKy6BDo"), Endpoint::Model);
     assert_eq!(classify_path("/v1/messages/batches"), Endpoint::Other);
     assert_eq!(query_of("/v1/messages?beta=true"), "?beta=true");
     assert_eq!(query_of("/v1/messages"), "");

@@ -320,6 +320,28 @@ fn gemini_native_requests_name_the_model_in_the_path_and_chat_goes_to_its_openai
     assert_eq!(r.error.code, "missing_contents");
 }
 
+/// Gemini's token counting is routed as the generation it counts would be,
+/// to `:countTokens` on the route's upstream model, with nothing added,
+/// free; for a model of another format it is not found.
+#[test]
+fn a_gemini_count_goes_to_count_tokens_with_nothing_added() {
+    let cfg = Config::from_json(br#"{
+      "providers": [{"name": "google", "format": "gemini", "cluster": "google", "host": "generativelanguage.googleapis.com", "api_key": "g-up"},
+                    {"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com"}],
+      "routes": [{"model": "google/*", "provider": "google"}, {"model": "gpt-*", "provider": "openai"}],
+      "unpriced_models": "deny"}"#).unwrap();
+    let count = |path: &str| {
+        let choice = Choice { count_tokens: true, ..Choice::default() };
+        plan_for(&cfg, &key(None), Api::GeminiGenerateContent, br#"{"contents":[{"parts":[{"text":"hi"}]}]}"#, path, false, choice)
+    };
+    let p = count("/v1/models/gemini-2.5-flash:countTokens").unwrap();
+    let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+    assert_eq!((h[":path"].as_str(), h["x-goog-api-key"].as_str()), ("/v1beta/models/gemini-2.5-flash:countTokens", "g-up"));
+    assert!(p.body.is_none() && p.fallbacks.is_empty() && !p.chat.stream, "no cap added, unpriced yet served");
+    let e = count("/v1/models/gpt-5.4:countTokens").unwrap_err().error;
+    assert_eq!((e.status, e.code), (404, "unknown_endpoint"), "{}", e.message);
+}
+
 /// Gemini takes a field by its JSON name or its proto name, as protobuf's
 /// JSON parsers do. Before, a cap or candidate count spelled the proto way
 /// was not read: the request reserved 4,096 tokens for one candidate, a

@@ -151,6 +151,31 @@ fn text_of(v: &Value, out: &mut String) {
 }
 
 /// `rest` is the path after `models/`: `{model}:{method}`.
+/// `models/{model}:countTokens` (ai.google.dev/api/tokens): `contents`, or
+/// a whole `generateContentRequest`, not both; answers `totalTokens` and
+/// `promptTokensDetails`, counted as `generateContent` counts its prompt.
+/// Free: nothing is generated.
+pub fn count(m: &Map<String, Value>) -> Result<Value, (u16, String)> {
+    if let Some(k) = m.keys().find(|k| !["contents", "generateContentRequest", "generate_content_request"].contains(&k.as_str())) {
+        return Err((400, format!("Invalid JSON payload received. Unknown name \"{k}\": Cannot find field.")));
+    }
+    let inner = m.get("generateContentRequest").or(m.get("generate_content_request"));
+    let mut text = String::new();
+    match (m.get("contents"), inner) {
+        (Some(_), Some(_)) => return Err((400, "contents and generate_content_request are mutually exclusive".into())),
+        (Some(c), None) => text_of(c, &mut text),
+        (None, Some(r)) => {
+            text_of(r.get("contents").unwrap_or(&Value::Null), &mut text);
+            if let Some(si) = r.get("systemInstruction").or(r.get("system_instruction")) {
+                text_of(si, &mut text);
+            }
+        }
+        (None, None) => return Err((400, "* CountTokensRequest.contents: contents is not specified\n".into())),
+    }
+    let n = count_tokens(&text);
+    Ok(json!({"totalTokens": n, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": n}]}))
+}
+
 pub fn plan(rest: &str, m: &Map<String, Value>, wanted: u64, thoughts: u64, cached: u64) -> Result<Plan, (u16, String)> {
     let (model, method) = rest.rsplit_once(':').ok_or((404, "Method not found.".to_string()))?;
     let stream = match method {

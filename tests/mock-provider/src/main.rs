@@ -536,6 +536,12 @@ async fn gemini_native(State(app): State<Arc<App>>, axum::extract::Path(rest): a
         Some(Err(())) => return err(404, "NOT_FOUND", "x-mock-replay: no such capture"),
         None => {}
     }
+    if rest.ends_with(":countTokens") {
+        return match gemini::count(&m) {
+            Ok(v) => respond(StatusCode::OK, &h, &uri, v.to_string(), "application/json"),
+            Err((code, msg)) => err(code, "INVALID_ARGUMENT", &msg),
+        };
+    }
     let plan = match gemini::plan(
         &rest,
         &m,

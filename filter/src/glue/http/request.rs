@@ -67,7 +67,7 @@ impl TollgateHttp {
                 OtherPaths::Deny => {
                     let p = crate::text::clean_field(path.split('?').next().unwrap_or(""), 128);
                     self.reject(GatewayError::not_found(format!(
-                        "Tollgate serves POST /v1/chat/completions, /v1/messages, /v1/messages/count_tokens, /v1/responses, /v1/embeddings, /v1/completions and Gemini's /v1beta/models/{{model}}:generateContent, and GET /v1/models and /v1/models/{{id}}; '{p}' is not routed."
+                        "Tollgate serves POST /v1/chat/completions, /v1/messages, /v1/messages/count_tokens, /v1/responses, /v1/embeddings, /v1/completions and Gemini's /v1beta/models/{{model}}:generateContent, :streamGenerateContent and :countTokens, and GET /v1/models and /v1/models/{{id}}; '{p}' is not routed."
                     )))
                 }
             };
@@ -100,9 +100,9 @@ impl TollgateHttp {
 
         let api = match endpoint {
             Endpoint::Chat(api) => api,
-            Endpoint::CountTokens => {
+            Endpoint::CountTokens(api) => {
                 self.counting = true;
-                Api::AnthropicMessages
+                api
             }
             Endpoint::Models | Endpoint::Model | Endpoint::Disguised | Endpoint::Other => return Action::Continue,
         };
