@@ -352,8 +352,8 @@ fn policy() -> std::rc::Rc<tollgate_filter::guard::Policy> {
 
 fn check_request(api: Api, path: &str, body: &[u8], crossed: bool) -> Result<(), TestCaseError> {
     let cfg = &config(crossed);
-    if api == Api::AnthropicMessages && !crossed {
-        check_count_tokens(cfg, body)?;
+    if matches!(api, Api::AnthropicMessages | Api::GeminiGenerateContent) && !crossed {
+        check_count_tokens(cfg, api, path, body)?;
     }
     let choice = Choice { fingerprint: true, prompts: Some(None), ..Choice::default() };
     let Ok(plan) = plan_for(cfg, &key(), api, body, path, api == Api::AnthropicMessages, choice) else {
@@ -389,15 +389,20 @@ fn check_request(api: Api, path: &str, body: &[u8], crossed: bool) -> Result<(),
     Ok(())
 }
 
-/// Anthropic's token counting: routed as the messages request would be,
-/// with nothing added (the endpoint refuses `max_tokens`), never priced.
-fn check_count_tokens(cfg: &Config, body: &[u8]) -> Result<(), TestCaseError> {
+/// Token counting (Anthropic's, Gemini's): routed as the request it counts
+/// would be, with nothing added (Anthropic's endpoint refuses `max_tokens`),
+/// never priced.
+fn check_count_tokens(cfg: &Config, api: Api, path: &str, body: &[u8]) -> Result<(), TestCaseError> {
     let choice = Choice { count_tokens: true, prompts: Some(None), ..Choice::default() };
-    let Ok(plan) = plan_for(cfg, &key(), Api::AnthropicMessages, body, "/v1/messages/count_tokens", true, choice) else {
+    let (path, cap) = match api {
+        Api::GeminiGenerateContent => (path.replace(":generateContent", ":countTokens"), "generationConfig"),
+        _ => ("/v1/messages/count_tokens".to_string(), "max_tokens"),
+    };
+    let Ok(plan) = plan_for(cfg, &key(), api, body, &path, api == Api::AnthropicMessages, choice) else {
         return Ok(());
     };
     let sent = plan.body.as_deref().unwrap_or(body);
-    let has_cap = |b: &[u8]| members(b).is_some_and(|m| m.iter().any(|(k, _)| k == "max_tokens"));
+    let has_cap = |b: &[u8]| members(b).is_some_and(|m| m.iter().any(|(k, _)| k == cap));
     prop_assert_eq!(has_cap(sent), has_cap(body), "a cap added to a token count: {}", String::from_utf8_lossy(sent).chars().take(400).collect::<String>());
     prop_assert!(plan.fallbacks.is_empty());
     Ok(())
