@@ -32,15 +32,6 @@ pub enum Method {
     CountTokens,
 }
 
-/// The model and method of a native path, `…/models/{model}:{method}`.
-pub fn path_model(path: &str) -> Option<(&str, bool)> {
-    path_method(path).and_then(|(m, method)| match method {
-        Method::Generate => Some((m, false)),
-        Method::Stream => Some((m, true)),
-        Method::CountTokens => None,
-    })
-}
-
 /// A native path's model and method; `None` for a method not served here
 /// (`embedContent` answers no usage to price it by) or an unsafe model id.
 pub fn path_method(path: &str) -> Option<(&str, Method)> {
@@ -221,15 +212,14 @@ mod tests {
 
     #[test]
     fn native_paths_name_the_model_and_the_method() {
-        assert_eq!(path_model("/v1beta/models/gemini-2.5-flash:generateContent"), Some(("gemini-2.5-flash", false)));
-        assert_eq!(path_model("/v1beta/models/google/gemini-2.5-flash:streamGenerateContent?alt=sse"), Some(("google/gemini-2.5-flash", true)));
-        assert_eq!(path_model("/v1beta/models/gemini-2.5-flash:countTokens"), None);
+        assert_eq!(path_method("/v1beta/models/gemini-2.5-flash:generateContent"), Some(("gemini-2.5-flash", Method::Generate)));
+        assert_eq!(path_method("/v1beta/models/google/gemini-2.5-flash:streamGenerateContent?alt=sse"), Some(("google/gemini-2.5-flash", Method::Stream)));
         assert_eq!(path_method("/v1/models/gemini-2.5-flash:countTokens"), Some(("gemini-2.5-flash", Method::CountTokens)));
         assert_eq!(path_method("/v1/models/gemini-embedding-001:batchEmbedContents"), None);
-        assert_eq!(path_model("/v1beta/models/gemini-2.5-flash"), None);
-        assert_eq!(path_model("/v1/chat/completions"), None);
+        assert_eq!(path_method("/v1beta/models/gemini-2.5-flash"), None);
+        assert_eq!(path_method("/v1/chat/completions"), None);
         for bad in ["../../v1/files", "gem%0Aini", "a/b", ".hidden", "x..y", ""] {
-            assert_eq!(path_model(&format!("/v1beta/models/{bad}:generateContent")), None, "{bad}");
+            assert_eq!(path_method(&format!("/v1beta/models/{bad}:generateContent")), None, "{bad}");
         }
     }
 

@@ -324,3 +324,8 @@ def test_the_google_genai_sdk_generates_streams_and_counts_through_tollgate(stac
     with pytest.raises(errors.ClientError) as e:
         g.models.embed_content(model="gemini-embedding-001", contents="Say hi")
     assert e.value.code == 404 and ":countTokens" in str(e.value)
+    # A count keyed by Google's `?key=` convention too; the key never goes upstream.
+    r = requests.post(stack.url + f"/v1beta/models/gemini-2.5-flash:countTokens?key={SEARCH_KEY}", timeout=10,
+                      json={"contents": [{"parts": [{"text": "hi"}]}]})
+    assert r.status_code == 200 and r.json()["totalTokens"] > 0, r.text
+    assert r.headers["x-mock-path"] == "/v1beta/models/gemini-2.5-flash:countTokens"

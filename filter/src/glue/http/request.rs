@@ -24,7 +24,7 @@ impl TollgateHttp {
         // Gemini's REST convention `?key=`, on Gemini's native paths only;
         // never sent upstream (request::upstream_query).
         let query = match keys {
-            [None, None, None] => crate::request::query_key(&self.path).filter(|_| crate::gemini::path_model(&self.path).is_some()),
+            [None, None, None] => crate::request::query_key(&self.path).filter(|_| crate::gemini::path_method(&self.path).is_some()),
             _ => None,
         };
         let presented = keys.into_iter().flatten().chain(query);
