@@ -25,7 +25,8 @@ pub enum Endpoint {
     Model,
     /// `POST /v1/messages/count_tokens`: Anthropic's token counting, free,
     /// passed to the provider that would serve the messages request; or
-    /// Gemini's (`…/models/{model}:countTokens`, the API named).
+    /// Gemini's (`…/models/{model}:countTokens`) or the Responses API's
+    /// (`/v1/responses/input_tokens`), the API named.
     CountTokens(Api),
     /// A path that is none of these as written but one of them once a
     /// server normalises it (`//`, `.`/`..` segments, percent escapes,
@@ -53,6 +54,7 @@ fn exact_endpoint(p: &str) -> Endpoint {
         "/v1/embeddings" | "/embeddings" => Endpoint::Chat(Api::OpenAiEmbeddings),
         "/v1/completions" | "/completions" => Endpoint::Chat(Api::OpenAiCompletions),
         "/v1/responses" | "/responses" => Endpoint::Chat(Api::OpenAiResponses),
+        "/v1/responses/input_tokens" | "/responses/input_tokens" => Endpoint::CountTokens(Api::OpenAiResponses),
         "/v1/models" | "/models" => Endpoint::Models,
         _ => match crate::gemini::path_method(p) {
             Some((_, crate::gemini::Method::CountTokens)) => Endpoint::CountTokens(Api::GeminiGenerateContent),

@@ -113,7 +113,8 @@ pub struct Choice<'a> {
     /// inside: never loaded); not set: such a body is refused with [`NEEDS_RENDER`].
     pub prompts: Option<Option<&'a crate::prompts::Registry>>,
     /// Token counting (Anthropic's `POST /v1/messages/count_tokens`,
-    /// Gemini's `…/models/{model}:countTokens`): routed like the request it
+    /// Gemini's `…/models/{model}:countTokens`, the Responses API's
+    /// `/v1/responses/input_tokens`): routed like the request it
     /// counts, to a provider of the client's own format only, with nothing
     /// added (no output cap: Anthropic's endpoint refuses `max_tokens`),
     /// free, so neither priced nor sent to fallbacks.
@@ -219,11 +220,11 @@ pub fn plan_for(
     let counts_here = match provider.format {
         ProviderFormat::Anthropic => api == Api::AnthropicMessages,
         ProviderFormat::Gemini => api == Api::GeminiGenerateContent,
-        ProviderFormat::Openai => false,
+        ProviderFormat::Openai => api == Api::OpenAiResponses,
     };
     if choice.count_tokens && (translate.is_some() || !counts_here) {
         let e = GatewayError::not_found(format!(
-            "Token counting is served for models routed to a provider of the request's own format (Anthropic, Gemini); the model '{model}' is served by provider '{}'.",
+            "Token counting is served for models routed to a provider of the request's own format (Anthropic, Gemini, OpenAI's Responses API); the model '{model}' is served by provider '{}'.",
             provider.name
         ));
         return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
@@ -276,6 +277,7 @@ pub fn plan_for(
         (Api::GeminiGenerateContent, _) if choice.count_tokens => {
             format!("{}/models/{}:countTokens{}", provider.path_prefix, target.upstream_model, upstream_query(path))
         }
+        (Api::OpenAiResponses, _) if choice.count_tokens => format!("{}/responses/input_tokens{}", provider.path_prefix, upstream_query(path)),
         _ if choice.count_tokens => format!("{}/messages/count_tokens{}", provider.path_prefix, upstream_query(path)),
         (Api::GeminiGenerateContent, _) => {
             let method = if chat.stream { "streamGenerateContent" } else { "generateContent" };

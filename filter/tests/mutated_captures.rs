@@ -352,7 +352,7 @@ fn policy() -> std::rc::Rc<tollgate_filter::guard::Policy> {
 
 fn check_request(api: Api, path: &str, body: &[u8], crossed: bool) -> Result<(), TestCaseError> {
     let cfg = &config(crossed);
-    if matches!(api, Api::AnthropicMessages | Api::GeminiGenerateContent) && !crossed {
+    if matches!(api, Api::AnthropicMessages | Api::GeminiGenerateContent | Api::OpenAiResponses) && !crossed {
         check_count_tokens(cfg, api, path, body)?;
     }
     let choice = Choice { fingerprint: true, prompts: Some(None), ..Choice::default() };
@@ -389,13 +389,14 @@ fn check_request(api: Api, path: &str, body: &[u8], crossed: bool) -> Result<(),
     Ok(())
 }
 
-/// Token counting (Anthropic's, Gemini's): routed as the request it counts
+/// Token counting (Anthropic's, Gemini's, the Responses API's): routed as the request it counts
 /// would be, with nothing added (Anthropic's endpoint refuses `max_tokens`),
 /// never priced.
 fn check_count_tokens(cfg: &Config, api: Api, path: &str, body: &[u8]) -> Result<(), TestCaseError> {
     let choice = Choice { count_tokens: true, prompts: Some(None), ..Choice::default() };
     let (path, cap) = match api {
         Api::GeminiGenerateContent => (path.replace(":generateContent", ":countTokens"), "generationConfig"),
+        Api::OpenAiResponses => ("/v1/responses/input_tokens".to_string(), "max_output_tokens"),
         _ => ("/v1/messages/count_tokens".to_string(), "max_tokens"),
     };
     let Ok(plan) = plan_for(cfg, &key(), api, body, &path, api == Api::AnthropicMessages, choice) else {

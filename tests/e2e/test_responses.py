@@ -6,6 +6,7 @@ response replayed (tests/captures)."""
 from __future__ import annotations
 
 import json
+import time
 
 import openai
 import pytest
@@ -201,3 +202,24 @@ def test_hosted_calls_done_before_a_cut_are_billed(client):
     u = rec["usage"]
     assert (rec["outcome"], rec["usage_source"], u["web_search_requests"]) == ("upstream_cut", "estimated", 2), rec
     assert rec["cost_micros"] == expected_cost(MODEL, u["input_tokens"], u["output_tokens"]) + 2 * 10_000
+
+
+def test_the_sdks_input_token_count_is_routed_free_with_nothing_added(stack, client):
+    """`client.responses.input_tokens.count` (POST /v1/responses/input_tokens,
+    free) was refused 404 by the gateway. It is now routed like the response
+    it counts: the route's upstream model, the provider's key, nothing added
+    (no output cap: the endpoint takes none), no budget, no record; for a
+    model served in another format, a 404 that says so."""
+    import openai
+    import requests
+    oai = openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+    before = len(client.records())
+    counted = oai.responses.input_tokens.count(model="openai/gpt-5.4", input="Count the words in this sentence please",
+                                                instructions="Be brief.")
+    assert counted.object == "response.input_tokens" and counted.input_tokens > 0
+    sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+    assert sent == {"model": "gpt-5.4", "input": "Count the words in this sentence please", "instructions": "Be brief."}, sent
+    time.sleep(0.5)
+    assert len(client.records()) == before, "a count is not usage"
+    with pytest.raises(openai.NotFoundError):
+        oai.responses.input_tokens.count(model="anthropic/claude-sonnet-4-6", input="hi")

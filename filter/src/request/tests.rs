@@ -27,6 +27,7 @@ fn classifies_paths() {
     assert_eq!(classify_path("/v1/models/gemini-2.5-flash:countTokens"), Endpoint::CountTokens(Api::GeminiGenerateContent));
     assert_eq!(classify_path("/v1beta/models/gemini-2.5-flash:countTokens"), Endpoint::CountTokens(Api::GeminiGenerateContent));
     assert_eq!(classify_path("/v1/models/gemini-embedding-001:batchEmbedContents"), Endpoint::Other);
+    assert_eq!(classify_path("/v1/responses/input_tokens"), Endpoint::CountTokens(Api::OpenAiResponses));
     assert_eq!(classify_path("/v1/models/ft:gpt-4o-mini-2024-07-18:org:custom:9vKy6BDo"), Endpoint::Model);
     assert_eq!(classify_path("/v1/messages/batches"), Endpoint::Other);
     assert_eq!(query_of("/v1/messages?beta=true"), "?beta=true");

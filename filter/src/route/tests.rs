@@ -340,6 +340,13 @@ fn a_gemini_count_goes_to_count_tokens_with_nothing_added() {
     assert!(p.body.is_none() && p.fallbacks.is_empty() && !p.chat.stream, "no cap added, unpriced yet served");
     let e = count("/v1/models/gpt-5.4:countTokens").unwrap_err().error;
     assert_eq!((e.status, e.code), (404, "unknown_endpoint"), "{}", e.message);
+    // The Responses API's count goes to the OpenAI-format provider, its model rewritten, no cap added.
+    let choice = Choice { count_tokens: true, ..Choice::default() };
+    let p = plan_for(&cfg, &key(None), Api::OpenAiResponses, br#"{"model":"gpt-5.4","input":"hi"}"#, "/v1/responses/input_tokens", false, choice).unwrap();
+    let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+    assert_eq!(h[":path"], "/v1/responses/input_tokens");
+    let sent: serde_json::Value = serde_json::from_slice(p.body.as_deref().unwrap_or(br#"{"model":"gpt-5.4","input":"hi"}"#)).unwrap();
+    assert_eq!(sent, serde_json::json!({"model": "gpt-5.4", "input": "hi"}), "nothing added");
 }
 
 /// Gemini takes a field by its JSON name or its proto name, as protobuf's

@@ -156,6 +156,7 @@ async fn main() {
         .route("/v1/embeddings", post(embed))
         .route("/v1/completions", post(complete))
         .route("/v1/responses", post(respond_api))
+        .route("/v1/responses/input_tokens", post(count_input_tokens))
         .route("/v1beta/models/{*rest}", post(gemini_native))
         .route("/v1beta/openai/chat/completions", post(gemini_compat))
         .route("/v1beta/openai/embeddings", post(gemini_compat_embed))
@@ -616,6 +617,18 @@ async fn gemini_compat_embed(State(app): State<Arc<App>>, uri: Uri, mut h: Heade
     match gemini_compat_key(&app, &uri, &mut h) {
         Ok(()) => embed(State(app), uri, h, body).await,
         Err(r) => *r,
+    }
+}
+
+async fn count_input_tokens(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+    remember(&app, &body);
+    let m = match openai_prelude(&app, &uri, &h, &body) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    match responses::count(&m) {
+        Ok(v) => respond(StatusCode::OK, &h, &uri, v.to_string(), "application/json"),
+        Err((status, msg, param, code)) => openai_error(&h, &uri, status, &msg, param, code),
     }
 }
 

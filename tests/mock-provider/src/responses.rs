@@ -131,6 +131,30 @@ fn text_of(v: &Value, out: &mut String) {
 }
 
 /// Checks a request. `wanted`, `reasoning` and `cached` are what the test asked for.
+/// `POST /v1/responses/input_tokens` (the API reference, "Get input token
+/// counts"; the SDKs' `InputTokenCountParams` and `InputTokenCountResponse`):
+/// the members a response takes that shape its input, and the count as
+/// `{"object": "response.input_tokens", "input_tokens": n}`. Free.
+pub fn count(m: &Map<String, Value>) -> Result<Value, Refusal> {
+    const COUNT_PARAMS: &[&str] = &[
+        "model", "conversation", "input", "instructions", "parallel_tool_calls", "personality", "previous_response_id", "reasoning",
+        "text", "tool_choice", "tools", "truncation",
+    ];
+    if let Some(k) = m.keys().find(|k| !COUNT_PARAMS.contains(&k.as_str())) {
+        return Err((400, format!("Unknown parameter: '{k}'."), None, Some("unknown_parameter")));
+    }
+    if m.get("model").and_then(Value::as_str).is_none_or(str::is_empty) {
+        return Err((400, "Missing required parameter: 'model'.".into(), Some("model"), Some("missing_required_parameter")));
+    }
+    let mut text = String::new();
+    for k in ["instructions", "input"] {
+        if let Some(v) = m.get(k) {
+            text_of(v, &mut text);
+        }
+    }
+    Ok(json!({"object": "response.input_tokens", "input_tokens": count_tokens(&text)}))
+}
+
 pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) -> Result<Plan, Refusal> {
     if let Some(k) = m.keys().find(|k| !PARAMS.contains(&k.as_str())) {
         if k == "max_tokens" || k == "max_completion_tokens" {
