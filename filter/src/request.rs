@@ -704,17 +704,29 @@ impl ParsedBody<'_> {
                 // the last of two would read no cap at all.
                 out.push(b'{');
                 out.extend_from_slice(field.as_bytes());
-                let inner = serde_json::from_str::<Members<'_>>(raw).map(|m| m.0).unwrap_or_default();
-                for (name, value) in inner {
-                    if matches!(name.as_str(), "maxOutputTokens" | "max_output_tokens") && value.get().trim() == "null" {
-                        continue;
+                match serde_json::from_str::<Option<Members<'_>>>(raw) {
+                    Ok(inner) => {
+                        for (name, value) in inner.map(|m| m.0).unwrap_or_default() {
+                            if matches!(name.as_str(), "maxOutputTokens" | "max_output_tokens") && value.get().trim() == "null" {
+                                continue;
+                            }
+                            out.push(b',');
+                            out.extend_from_slice(serde_json::to_string(&name).ok()?.as_bytes());
+                            out.push(b':');
+                            out.extend_from_slice(value.get().as_bytes());
+                        }
+                        out.push(b'}');
                     }
-                    out.push(b',');
-                    out.extend_from_slice(serde_json::to_string(&name).ok()?.as_bytes());
-                    out.push(b':');
-                    out.extend_from_slice(value.get().as_bytes());
+                    // (Not expected: parse_chat read it. Spliced as it came
+                    // rather than any member of the client's dropped.)
+                    Err(_) => {
+                        let rest = raw.strip_prefix('{').map(str::trim_start).unwrap_or("}");
+                        if !rest.starts_with('}') {
+                            out.push(b',');
+                        }
+                        out.extend_from_slice(rest.as_bytes());
+                    }
                 }
-                out.push(b'}');
             } else {
                 out.extend_from_slice(raw.as_bytes());
             }
