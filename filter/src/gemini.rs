@@ -32,6 +32,21 @@ pub enum Method {
     CountTokens,
 }
 
+/// The methods of Gemini's models API (`…/models/{model}:{method}`), served
+/// here or not: a path naming one is a call, never a model id to describe
+/// ([`crate::request::model_path_id`]).
+const MODEL_METHODS: &[&str] = &[
+    "generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents", "batchGenerateContent",
+    "asyncBatchEmbedContent", "predict", "predictLongRunning", "generateAnswer", "generateMessage", "generateText",
+    "countMessageTokens", "countTextTokens", "embedText", "batchEmbedText",
+];
+
+/// Whether `name` is a method of Gemini's models API, in any letter case
+/// (a path is also read lower-cased, to find disguised endpoints).
+pub fn is_model_method(name: &str) -> bool {
+    MODEL_METHODS.iter().any(|m| m.eq_ignore_ascii_case(name))
+}
+
 /// A native path's model and method; `None` for a method not served here
 /// (`embedContent` answers no usage to price it by) or an unsafe model id.
 pub fn path_method(path: &str) -> Option<(&str, Method)> {

@@ -71,15 +71,9 @@ fn exact_endpoint(p: &str) -> Endpoint {
 /// `batchEmbedContents` to `/v1/models/…`, a call, never a model to
 /// describe (a fine-tuned OpenAI id has colons too: `ft:gpt-4o-mini:org::id`).
 pub fn model_path_id(path: &str) -> Option<String> {
-    const GEMINI_METHODS: &[&str] = &[
-        "generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents", "batchGenerateContent",
-        "asyncBatchEmbedContent", "predict", "predictLongRunning", "generateAnswer", "generateMessage", "generateText",
-        "countMessageTokens", "countTextTokens", "embedText", "batchEmbedText",
-    ];
     let p = path.split(['?', '#']).next().unwrap_or("");
     let id = ["/v1/models/", "/models/"].iter().find_map(|pre| p.strip_prefix(pre))?;
-    // (Any letter case: a path is also read lower-cased, to find disguised endpoints.)
-    let gemini_call = id.rsplit_once(':').is_some_and(|(_, m)| GEMINI_METHODS.iter().any(|g| g.eq_ignore_ascii_case(m)));
+    let gemini_call = id.rsplit_once(':').is_some_and(|(_, m)| crate::gemini::is_model_method(m));
     Some(id.replace("%2F", "/").replace("%2f", "/")).filter(|id| !id.is_empty() && !gemini_call)
 }
 

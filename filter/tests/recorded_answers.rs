@@ -11,6 +11,9 @@
 
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)] // a test crate: a panic is a failed test
 
+mod common;
+
+use common::api_of;
 use serde_json::Value;
 use tollgate_filter::request::Api;
 use tollgate_filter::usage::{parse_json_response, StreamTracker};
@@ -85,19 +88,9 @@ fn stream_usage(api: Api, sse: &str) -> Option<Value> {
     }
 }
 
-fn api_of(name: &str) -> Api {
-    match name {
-        "anthropic_messages" => Api::AnthropicMessages,
-        "openai_chat" => Api::OpenAiChat,
-        "openai_responses" => Api::OpenAiResponses,
-        "gemini" => Api::GeminiGenerateContent,
-        other => panic!("unknown api {other}"),
-    }
-}
-
 #[test]
 fn every_recorded_answer_is_counted_as_its_provider_reported_it() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/captures/recorded_answers.jsonl")).unwrap();
+    let text = common::RECORDED_ANSWERS;
     let (mut checked, mut with_output, mut streams) = (0, 0, 0);
     for line in text.lines() {
         let rec: Value = serde_json::from_str(line).unwrap();

@@ -168,7 +168,6 @@ def test_a_real_request_with_a_null_cap_goes_upstream_with_the_cap_it_reserved(s
     bound its reservation assumed, in one member (before: a Gemini one went
     up with the field twice, and an Anthropic client's request to an OpenAI
     model went up uncapped)."""
-    requests.get(stack.mock.url + "/mock/last-body", timeout=5)  # (nothing to reset: each request replaces it)
     r = send(stack.url, api, path, through_tollgate(text, api), SEARCH_KEY)
     if api == "anthropic" and r.status_code != 200:
         return  # refused, by the gateway or by Anthropic, which requires an integer
