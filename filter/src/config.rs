@@ -860,13 +860,25 @@ impl Config {
         self.routes.iter().filter(|r| key.may_use(&r.name)).map(|r| r.name.clone()).collect()
     }
 
-    /// (model name, provider name) of every exact route a key may use.
-    pub fn listable_models(&self, key: &KeyInfo) -> Vec<(&str, &str)> {
-        self.routes
-            .iter()
-            .filter(|r| matches!(r.pattern, Pattern::Exact(_)) && key.may_use(&r.name))
-            .filter_map(|r| Some((r.name.as_str(), self.providers.get(r.provider)?.name.as_str())))
-            .collect()
+    /// (model name, provider) of what a key may name: every exact route,
+    /// then every exactly priced `provider/model` a wildcard route serves
+    /// as priced (`google/*` → provider `google` serves the price
+    /// `google/gemini-2.5-flash` under that name), in configuration order.
+    pub fn listable_models(&self, key: &KeyInfo) -> Vec<(&str, &Provider)> {
+        let exact = self.routes.iter().filter(|r| matches!(r.pattern, Pattern::Exact(_)));
+        let mut listed: Vec<(&str, &Provider)> = exact
+            .filter(|r| key.may_use(&r.name))
+            .filter_map(|r| Some((r.name.as_str(), self.providers.get(r.provider)?)))
+            .collect();
+        for (pattern, _) in &self.pricing {
+            let Pattern::Exact(name) = pattern else { continue };
+            let Some((r, upstream)) = self.resolve(name).filter(|_| key.may_use(name)) else { continue };
+            let served_as_priced = name.strip_prefix(r.provider.name.as_str()).and_then(|m| m.strip_prefix('/')) == Some(upstream.as_str());
+            if served_as_priced && !listed.iter().any(|(n, _)| n == name) {
+                listed.push((name.as_str(), r.provider));
+            }
+        }
+        listed
     }
 
     /// The price of `provider/upstream_model`, if configured.

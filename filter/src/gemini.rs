@@ -70,6 +70,13 @@ pub fn path_method(path: &str) -> Option<(&str, Method)> {
     Some((model, method))
 }
 
+/// Whether a key may come as `?key=` (Gemini's REST convention): on a
+/// native call or Gemini's models list (`/v1beta/models`, `…/models/{id}`).
+pub fn takes_query_key(path: &str) -> bool {
+    let p = path.split(['?', '#']).next().unwrap_or("");
+    path_method(p).is_some() || p == "/v1beta/models" || p.starts_with("/v1beta/models/")
+}
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct UsageMetadata {

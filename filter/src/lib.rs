@@ -23,6 +23,7 @@ pub use tollgate_protocol::jsonfix;
 pub mod budgetsync;
 pub mod keysync;
 pub mod metrics;
+pub mod models;
 pub mod outbox;
 pub mod pricing;
 pub mod prompts;

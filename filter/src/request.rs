@@ -19,9 +19,11 @@ use tollgate_protocol::record::{InferenceGeo, ServiceTier};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Chat(Api),
-    /// `GET /v1/models`: answered by the gateway from its route table.
+    /// `GET /v1/models` (Gemini's `/v1beta/models` too): answered by the
+    /// gateway from its route table ([`crate::models`]).
     Models,
-    /// `GET /v1/models/{id}`: one model, from the route table too.
+    /// `GET /v1/models/{id}` (or `/v1beta/models/{id}`): one model, from
+    /// the route table too.
     Model,
     /// `POST /v1/messages/count_tokens`: Anthropic's token counting, free,
     /// passed to the provider that would serve the messages request; or
@@ -55,7 +57,7 @@ fn exact_endpoint(p: &str) -> Endpoint {
         "/v1/completions" | "/completions" => Endpoint::Chat(Api::OpenAiCompletions),
         "/v1/responses" | "/responses" => Endpoint::Chat(Api::OpenAiResponses),
         "/v1/responses/input_tokens" | "/responses/input_tokens" => Endpoint::CountTokens(Api::OpenAiResponses),
-        "/v1/models" | "/models" => Endpoint::Models,
+        "/v1/models" | "/models" | "/v1beta/models" => Endpoint::Models,
         _ => match crate::gemini::path_method(p) {
             Some((_, crate::gemini::Method::CountTokens)) => Endpoint::CountTokens(Api::GeminiGenerateContent),
             Some(_) => Endpoint::Chat(Api::GeminiGenerateContent),
@@ -65,15 +67,19 @@ fn exact_endpoint(p: &str) -> Endpoint {
     }
 }
 
-/// The model id of `/v1/models/{id}` (an SDK may escape the `/` of
+/// The model id of `/v1/models/{id}` or Gemini's `/v1beta/models/{id}`
+/// (google-genai's `models.get`) (an SDK may escape the `/` of
 /// `openai/gpt-5.4` as `%2F`). Not `{id}:{method}` for a method of
 /// Gemini's models API: google-genai sends `countTokens` and
 /// `batchEmbedContents` to `/v1/models/…`, a call, never a model to
 /// describe (a fine-tuned OpenAI id has colons too: `ft:gpt-4o-mini:org::id`).
 pub fn model_path_id(path: &str) -> Option<String> {
     let p = path.split(['?', '#']).next().unwrap_or("");
-    let id = ["/v1/models/", "/models/"].iter().find_map(|pre| p.strip_prefix(pre))?;
-    let gemini_call = id.rsplit_once(':').is_some_and(|(_, m)| crate::gemini::is_model_method(m));
+    let id = ["/v1/models/", "/models/", "/v1beta/models/"].iter().find_map(|pre| p.strip_prefix(pre))?;
+    // (`%3A` read as the `:` a server would decode it to: such a path is a
+    // disguised call, refused as one, never a model to describe.)
+    let colon = id.replace("%3A", ":").replace("%3a", ":");
+    let gemini_call = colon.rsplit_once(':').is_some_and(|(_, m)| crate::gemini::is_model_method(m));
     Some(id.replace("%2F", "/").replace("%2f", "/")).filter(|id| !id.is_empty() && !gemini_call)
 }
 
@@ -93,6 +99,15 @@ pub fn upstream_query(path: &str) -> String {
     } else {
         format!("?{}", kept.join("&"))
     }
+}
+
+/// The path without its `key` query parameters, when it has one: what
+/// Envoy's access log (`%REQ(:PATH)%`) must read instead of the client's
+/// path, so that a virtual key given as `?key=` is never logged, whether
+/// the request is served, refused or answered by the gateway itself.
+pub fn path_without_key(path: &str) -> Option<String> {
+    let has_key = query_of(path).trim_start_matches('?').split('&').any(|kv| kv.split('=').next() == Some("key"));
+    has_key.then(|| format!("{}{}", path.split(['?', '#']).next().unwrap_or(""), upstream_query(path)))
 }
 
 /// A key given as `?key=…` (Gemini's REST convention), percent-decoding

@@ -324,41 +324,5 @@ pub fn plan_for(
     Ok(Plan { chat, target, worst, priced: price.is_some(), body, headers, cluster: provider.cluster.clone(), translate, json_repair: resolved.json_repair, fallbacks, routed, prefix, rendered: None })
 }
 
-/// `GET /v1/models`: the models a key may name exactly, in the list shape
-/// of the client's API. Anthropic clients (they send `anthropic-version`:
-/// the Anthropic SDKs, Claude Code's gateway model discovery) get
-/// Anthropic's (`ModelInfo` = `type`, `id`, `display_name`, `created_at`,
-/// "an epoch value if the release date is unknown", and the page's
-/// `has_more`, `first_id`, `last_id`: platform.claude.com/docs/en/api/models);
-/// every other client OpenAI's (`object: list`, `id`, `object`, `created`,
-/// `owned_by`). One page: the route table is small.
-pub fn models_document(models: &[(&str, &str)], anthropic: bool) -> String {
-    let data: Vec<_> = models.iter().map(|(id, owner)| model_item(id, owner, anthropic)).collect();
-    let doc = if anthropic {
-        let (first, last) = (models.first().map(|m| m.0), models.last().map(|m| m.0));
-        serde_json::json!({"data": data, "has_more": false, "first_id": first, "last_id": last})
-    } else {
-        serde_json::json!({"object": "list", "data": data})
-    };
-    doc.to_string()
-}
-
-fn model_item(id: &str, owner: &str, anthropic: bool) -> serde_json::Value {
-    match anthropic {
-        true => serde_json::json!({"type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z"}),
-        false => serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": owner}),
-    }
-}
-
-/// `GET /v1/models/{id}`: the model when this key may use it and a route
-/// serves it (a wildcard's too), in the client's shape; else 404.
-pub fn model_document(cfg: &Config, key: &KeyInfo, id: &str, anthropic: bool) -> Result<String, GatewayError> {
-    let served = crate::request::valid_model_name(id) && key.may_use(id);
-    match cfg.resolve(id).filter(|_| served) {
-        Some((r, _)) => Ok(model_item(id, &r.provider.name, anthropic).to_string()),
-        None => Err(GatewayError::no_such_model(id)),
-    }
-}
-
 #[cfg(test)]
 mod tests;

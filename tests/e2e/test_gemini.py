@@ -329,3 +329,47 @@ def test_the_google_genai_sdk_generates_streams_and_counts_through_tollgate(stac
                       json={"contents": [{"parts": [{"text": "hi"}]}]})
     assert r.status_code == 200 and r.json()["totalTokens"] > 0, r.text
     assert r.headers["x-mock-path"] == "/v1beta/models/gemini-2.5-flash:countTokens"
+
+
+def test_the_google_genai_sdk_lists_and_gets_models_in_geminis_shape(stack):
+    """google-genai's `models.list()` and `models.get()` (GET /v1beta/models,
+    /v1beta/models/{id}) were 404 "not routed": the gateway answers them
+    from its route table in Gemini's `Model` shape, with only the models a
+    Gemini client can generate on. The demo routes Gemini by wildcard
+    (`google/*`, `gemini-*`): its exactly priced models are what is listed."""
+    from google import genai
+    from google.genai import errors, types
+    g = genai.Client(api_key=SEARCH_KEY, http_options=types.HttpOptions(base_url=stack.url))
+    listed = list(g.models.list())
+    names = [m.name for m in listed]
+    assert "models/gemini-2.5-flash" in names and "models/gemini-2.5-pro" in names, names
+    assert not any("gpt" in n or "claude" in n or n.startswith("models/google/") for n in names), names
+    assert len(names) == len(set(names))
+    flash = next(m for m in listed if m.name == "models/gemini-2.5-flash")
+    assert "generateContent" in flash.supported_actions
+    # The name a listed model has is one the client can generate on.
+    r = g.models.generate_content(model=flash.name, contents="Say hi", config=types.GenerateContentConfig(max_output_tokens=20))
+    assert r.text
+    # One model: a wildcard route's too; never one a Gemini client cannot use.
+    m = g.models.get(model="gemini-3-flash-preview")
+    assert (m.name, m.display_name) == ("models/gemini-3-flash-preview", "gemini-3-flash-preview")
+    with pytest.raises(errors.ClientError) as e:
+        g.models.get(model="gpt-5.4")
+    assert e.value.code == 404
+    # The REST convention `?key=` on the list, as on every native call; no key, 401.
+    r = requests.get(stack.url + f"/v1beta/models?pageSize=50&key={SEARCH_KEY}", timeout=5)
+    assert r.status_code == 200 and {"name": "models/gemini-2.5-flash", "baseModelId": "gemini-2.5-flash",
+                                     "displayName": "gemini-2.5-flash",
+                                     "supportedGenerationMethods": ["generateContent", "countTokens"]} in r.json()["models"], r.text
+    assert requests.get(stack.url + "/v1beta/models", timeout=5).status_code == 401
+    # Answered by the gateway or refused by it, a `?key=` never reaches the
+    # access log (it logs the path: the key was logged before).
+    refused = requests.post(stack.url + f"/v1beta/models/gpt-5.4:generateContent?key={SEARCH_KEY}", timeout=5,
+                            json={"contents": [{"parts": [{"text": "hi"}]}]})
+    assert refused.status_code == 400, refused.text
+    time.sleep(0.3)
+    log = stack.envoy.log() + stack.access_log.read_text()
+    assert "/v1beta/models?pageSize=50" in log and "gpt-5.4:generateContent" in log and SEARCH_KEY not in log
+    # google-genai with api_version="v1" lists on /v1/models: Gemini's shape for its Google-style key.
+    v1 = genai.Client(api_key=SEARCH_KEY, http_options=types.HttpOptions(base_url=stack.url, api_version="v1"))
+    assert "models/gemini-2.5-flash" in [m.name for m in v1.models.list()]

@@ -126,7 +126,26 @@ fn key_permissions() {
     assert!(!k.may_use("claude-sonnet-4-6"));
     assert!(k.may_tag_project("labs") && k.may_tag_project("ranker") && !k.may_tag_project("x"));
     assert_eq!(c.models_for(k), vec!["openai/gpt-5.4", "cheap", "openai/*"]);
-    assert_eq!(c.listable_models(k), vec![("openai/gpt-5.4", "openai"), ("cheap", "deepseek")]);
+    let listed = |c: &Config, k| c.listable_models(k).into_iter().map(|(m, p)| (m.to_string(), p.name.clone())).collect::<Vec<_>>();
+    let named = |l: &[(&str, &str)]| l.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect::<Vec<_>>();
+    assert_eq!(listed(&c, k), named(&[("openai/gpt-5.4", "openai"), ("cheap", "deepseek")]));
+    // Exactly priced models a wildcard route serves as priced are listed
+    // too; not one no route serves (`deepseek/…`), one the key may not use,
+    // one a wildcard sends elsewhere, or a price pattern.
+    let mut v = base();
+    for m in ["openai/gpt-5.4-mini", "anthropic/claude-x", "openai/gpt-5.4"] {
+        v["pricing"][m] = json!({"input": 1, "output": 1});
+    }
+    v["routes"][2] = json!({"model": "openai/*", "provider": "openai", "upstream_model": "gpt-5.4-nano"});
+    v["pricing"]["openai/gpt-5.4-nano"] = json!({"input": 1, "output": 1});
+    let c = parse(v.clone()).unwrap();
+    let k = c.key_by_hash(&hash_key("tg-1")).unwrap();
+    assert_eq!(listed(&c, k), named(&[("openai/gpt-5.4", "openai"), ("cheap", "deepseek"), ("openai/gpt-5.4-nano", "openai")]),
+               "openai/* serves every name as gpt-5.4-nano: openai/gpt-5.4-mini is not served as priced");
+    v["routes"][2] = json!({"model": "openai/*", "provider": "openai"});
+    let c = parse(v).unwrap();
+    let k = c.key_by_hash(&hash_key("tg-1")).unwrap();
+    assert_eq!(listed(&c, k), named(&[("openai/gpt-5.4", "openai"), ("cheap", "deepseek"), ("openai/gpt-5.4-mini", "openai"), ("openai/gpt-5.4-nano", "openai")]));
     assert!(c.key_by_hash(&hash_key("tg-2")).is_none());
 }
 

@@ -70,6 +70,8 @@ mod tests {
             "/v1/messages/./count_tokens?beta=true",
             "/v1/MESSAGES",
             "/v1beta/models/gemini-2.5-flash%3AgenerateContent",
+            "/v1/models/gemini-2.5-flash%3astreamGenerateContent",
+            "/v1beta/models%2Fgemini-2.5-flash:countTokens",
             "/v1beta//models/gemini-2.5-flash:streamGenerateContent?alt=sse",
             "/v1/responses/",
             "/v1/embeddings/.",

@@ -17,6 +17,20 @@ fn classifies_paths() {
     assert_eq!(classify_path("/v1/models"), Endpoint::Models);
     assert_eq!(classify_path("/v1/models/gpt-5.4"), Endpoint::Model);
     assert_eq!(model_path_id("/v1/models/openai%2Fgpt-5.4?x=1").as_deref(), Some("openai/gpt-5.4"));
+    // Gemini's models list and get (google-genai's models.list / models.get).
+    assert_eq!(classify_path("/v1beta/models?pageSize=50"), Endpoint::Models);
+    assert_eq!(classify_path("/v1beta/models/gemini-2.5-flash"), Endpoint::Model);
+    assert_eq!(model_path_id("/v1beta/models/gemini-2.5-flash?key=k").as_deref(), Some("gemini-2.5-flash"));
+    assert_eq!(classify_path("/v1beta/models/gemini-embedding-001:embedContent"), Endpoint::Other);
+    assert_eq!(classify_path("/V1BETA/models"), Endpoint::Disguised);
+    assert!(crate::gemini::takes_query_key("/v1beta/models?key=k") && crate::gemini::takes_query_key("/v1beta/models/x?key=k"));
+    assert!(!crate::gemini::takes_query_key("/v1/models?key=k") && !crate::gemini::takes_query_key("/v1/chat/completions?key=k"));
+    // What the access log reads: never the key.
+    assert_eq!(path_without_key("/v1beta/models?pageSize=5&key=tg-1").as_deref(), Some("/v1beta/models?pageSize=5"));
+    assert_eq!(path_without_key("/v1beta/models/m:generateContent?key=tg-1&key=tg-2&alt=sse").as_deref(), Some("/v1beta/models/m:generateContent?alt=sse"));
+    assert_eq!(path_without_key("/v1beta/models?key").as_deref(), Some("/v1beta/models"));
+    assert_eq!(path_without_key("/v1beta/models?pageSize=5&monkey=1"), None);
+    assert_eq!(path_without_key("/v1/models"), None);
     assert_eq!(classify_path("/v1/models/gemini-2.5-flash:generateContent"), Endpoint::Chat(Api::GeminiGenerateContent));
     assert_eq!(classify_path("/v1/embeddings"), Endpoint::Chat(Api::OpenAiEmbeddings));
     assert_eq!(classify_path("/v1/completions"), Endpoint::Chat(Api::OpenAiCompletions));

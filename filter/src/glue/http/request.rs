@@ -13,6 +13,7 @@ use crate::budget::Amount;
 use crate::config::{Config, KeyInfo, OtherPaths};
 use crate::errors::GatewayError;
 use crate::keys::{hash_key, key_ref};
+use crate::models;
 use crate::record::BudgetDecision;
 use crate::request::{classify_path, Api, Endpoint};
 use crate::request_head::charged_key;
@@ -24,7 +25,7 @@ impl TollgateHttp {
         // Gemini's REST convention `?key=`, on Gemini's native paths only;
         // never sent upstream (request::upstream_query).
         let query = match keys {
-            [None, None, None] => crate::request::query_key(&self.path).filter(|_| crate::gemini::path_method(&self.path).is_some()),
+            [None, None, None] => crate::request::query_key(&self.path).filter(|_| crate::gemini::takes_query_key(&self.path)),
             _ => None,
         };
         let presented = keys.into_iter().flatten().chain(query);
@@ -67,10 +68,13 @@ impl TollgateHttp {
                 OtherPaths::Deny => {
                     let p = crate::text::clean_field(path.split('?').next().unwrap_or(""), 128);
                     self.reject(GatewayError::not_found(format!(
-                        "Tollgate serves POST /v1/chat/completions, /v1/messages, /v1/messages/count_tokens, /v1/responses, /v1/responses/input_tokens, /v1/embeddings, /v1/completions and Gemini's /v1beta/models/{{model}}:generateContent, :streamGenerateContent and :countTokens, and GET /v1/models and /v1/models/{{id}}; '{p}' is not routed."
+                        "Tollgate serves POST /v1/chat/completions, /v1/messages, /v1/messages/count_tokens, /v1/responses, /v1/responses/input_tokens, /v1/embeddings, /v1/completions and Gemini's /v1beta/models/{{model}}:generateContent, :streamGenerateContent and :countTokens, and GET /v1/models and /v1/models/{{id}} (Gemini's /v1beta/models too); '{p}' is not routed."
                     )))
                 }
             };
+        }
+        if let Some(clean) = crate::request::path_without_key(&path) {
+            self.set_request_header(":path", Some(&clean));
         }
         let key = match self.authenticate(cfg) {
             Ok(k) => k,
@@ -85,10 +89,11 @@ impl TollgateHttp {
                 return self.reject(GatewayError::method_not_allowed("Use GET /v1/models."));
             }
             self.key = None; // listing models is not usage
-            let anthropic = self.headers.has_anthropic_version;
+            let google_key = self.headers.x_goog_api_key.is_some() || crate::request::query_key(&path).is_some();
+            let shape = models::Shape::of(&path, self.headers.has_anthropic_version, google_key);
             let body = match crate::request::model_path_id(&path).filter(|_| endpoint == Endpoint::Model) {
-                None => route::models_document(&cfg.listable_models(&key), anthropic),
-                Some(id) => match route::model_document(cfg, &key, &id, anthropic) {
+                None => models::list(&cfg.listable_models(&key), shape),
+                Some(id) => match models::one(cfg, &key, &id, shape) {
                     Ok(b) => b,
                     Err(e) => return self.reject(e),
                 },
