@@ -40,11 +40,25 @@ impl Shape {
 /// (`streamGenerateContent` is `generateContent`'s, as Gemini lists it).
 const GEMINI_METHODS: [&str; 2] = ["generateContent", "countTokens"];
 
-/// The list: `models` (route name, provider) are the exact routes the key
-/// may use. One page: the route table is small (Gemini's `pageSize` and
-/// `pageToken` are read as asking for the first page, so no
-/// `nextPageToken` is answered).
-pub fn list(models: &[(&str, &Provider)], shape: Shape) -> String {
+/// The list of what the key may name ([`Config::listable_models`]). One
+/// page: the route table is small (Gemini's `pageSize` and `pageToken` are
+/// read as asking for the first page, so no `nextPageToken` is answered).
+pub fn list(cfg: &Config, key: &KeyInfo, shape: Shape) -> String {
+    let mut models = cfg.listable_models(key);
+    if shape == Shape::Gemini {
+        // Gemini's list says what each model is called with: a model priced
+        // with no output (an embedding model) answers no `generateContent`,
+        // and Gemini's native embeddings are not served.
+        models.retain(|(name, _)| generates(cfg, name));
+    }
+    document(&models, shape)
+}
+
+fn generates(cfg: &Config, name: &str) -> bool {
+    cfg.resolve(name).is_some_and(|(r, upstream)| cfg.price(&r.provider.name, &upstream).is_none_or(|p| p.output > 0))
+}
+
+fn document(models: &[(&str, &Provider)], shape: Shape) -> String {
     let doc = match shape {
         Shape::OpenAi => serde_json::json!({"object": "list", "data": items(models, shape)}),
         Shape::Anthropic => {
@@ -89,14 +103,17 @@ fn item(id: &str, provider: &Provider, shape: Shape) -> serde_json::Value {
 /// One model, when this key may use it and a route serves it (a
 /// wildcard's too), in the client's shape; else 404. A Gemini client's id
 /// is read as the generate path's is (as it is, or as `google/<id>`), and
-/// must be served by a Gemini-format provider.
+/// must be served by a Gemini-format provider and generate (as listed).
 pub fn one(cfg: &Config, key: &KeyInfo, id: &str, shape: Shape) -> Result<String, GatewayError> {
     let google = (shape == Shape::Gemini).then(|| format!("google/{id}"));
     let found = std::iter::once(id)
         .chain(google.as_deref())
         .filter(|m| crate::request::valid_model_name(m) && key.may_use(m))
         .find_map(|m| cfg.resolve(m))
-        .filter(|(r, _)| shape != Shape::Gemini || r.provider.format == ProviderFormat::Gemini);
+        .filter(|(r, upstream)| {
+            let generates = || cfg.price(&r.provider.name, upstream).is_none_or(|p| p.output > 0);
+            shape != Shape::Gemini || (r.provider.format == ProviderFormat::Gemini && generates())
+        });
     match found {
         Some((r, _)) => Ok(item(id, r.provider, shape).to_string()),
         None => Err(GatewayError::no_such_model(id)),

@@ -345,6 +345,7 @@ def test_the_google_genai_sdk_lists_and_gets_models_in_geminis_shape(stack):
     assert "models/gemini-2.5-flash" in names and "models/gemini-2.5-pro" in names, names
     assert not any("gpt" in n or "claude" in n or n.startswith("models/google/") for n in names), names
     assert len(names) == len(set(names))
+    assert "models/gemini-embedding-001" not in names, "priced with no output: no generateContent to list"
     flash = next(m for m in listed if m.name == "models/gemini-2.5-flash")
     assert "generateContent" in flash.supported_actions
     # The name a listed model has is one the client can generate on.

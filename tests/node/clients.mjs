@@ -1,0 +1,139 @@
+// The stock JavaScript clients, pointed at Tollgate with a virtual key: the
+// OpenAI, Anthropic and Google SDKs and the Vercel AI SDK, as an application
+// would use them. Each scenario prints one JSON line: what the client read
+// (text, usage as it parsed it) and the gateway's request id, so the test
+// (tests/e2e/test_node_clients.py) can hold the record to what the client saw.
+// Usage: TOLLGATE_URL=http://127.0.0.1:PORT TOLLGATE_KEY=tg-... node clients.mjs [name...]
+import OpenAI from "openai";
+import Anthropic from "@anthropic-ai/sdk";
+import { GoogleGenAI } from "@google/genai";
+import { generateText, streamText, embed } from "ai";
+import { createOpenAI } from "@ai-sdk/openai";
+import { createAnthropic } from "@ai-sdk/anthropic";
+
+const url = process.env.TOLLGATE_URL;
+const key = process.env.TOLLGATE_KEY;
+const oai = new OpenAI({ baseURL: `${url}/v1`, apiKey: key, maxRetries: 0 });
+const claude = new Anthropic({ baseURL: url, apiKey: key, maxRetries: 0 });
+const gemini = new GoogleGenAI({ apiKey: key, httpOptions: { baseUrl: url } });
+const vOpenai = createOpenAI({ baseURL: `${url}/v1`, apiKey: key });
+const vAnthropic = createAnthropic({ baseURL: `${url}/v1`, apiKey: key });
+
+const id = (headers) => (headers?.get ? headers.get("x-tollgate-request-id") : headers?.["x-tollgate-request-id"]) ?? null;
+const say = "Say hello in five words";
+
+const scenarios = {
+  async openai_chat() {
+    const { data, response } = await oai.chat.completions.create({ model: "default", messages: [{ role: "user", content: say }], max_completion_tokens: 50 }).withResponse();
+    return { id: id(response.headers), text: data.choices[0].message.content, input: data.usage.prompt_tokens, output: data.usage.completion_tokens };
+  },
+  async openai_chat_stream() {
+    const { data, response } = await oai.chat.completions
+      .create({ model: "default", messages: [{ role: "user", content: say }], stream: true, stream_options: { include_usage: true } })
+      .withResponse();
+    let text = "", usage = null;
+    for await (const chunk of data) {
+      text += chunk.choices[0]?.delta?.content ?? "";
+      usage = chunk.usage ?? usage;
+    }
+    return { id: id(response.headers), text, input: usage.prompt_tokens, output: usage.completion_tokens };
+  },
+  async openai_responses() {
+    const { data, response } = await oai.responses.create({ model: "openai/gpt-5.4", input: say, max_output_tokens: 50 }).withResponse();
+    return { id: id(response.headers), text: data.output_text, input: data.usage.input_tokens, output: data.usage.output_tokens };
+  },
+  async openai_responses_stream() {
+    const { data, response } = await oai.responses.create({ model: "openai/gpt-5.4", input: say, stream: true }).withResponse();
+    let text = "", usage = null;
+    for await (const ev of data) {
+      if (ev.type === "response.output_text.delta") text += ev.delta;
+      if (ev.type === "response.completed") usage = ev.response.usage;
+    }
+    return { id: id(response.headers), text, input: usage.input_tokens, output: usage.output_tokens };
+  },
+  async openai_embeddings() {
+    // The Node SDK asks for base64 and decodes it itself.
+    const { data, response } = await oai.embeddings.create({ model: "text-embedding-3-small", input: "hello" }).withResponse();
+    return { id: id(response.headers), dims: data.data[0].embedding.length, input: data.usage.prompt_tokens, output: 0 };
+  },
+  async openai_models() {
+    const ids = [];
+    for await (const m of oai.models.list()) ids.push(m.id);
+    return { models: ids };
+  },
+  async anthropic_messages() {
+    const { data, response } = await claude.messages.create({ model: "claude-sonnet-4-6", max_tokens: 50, messages: [{ role: "user", content: say }] }).withResponse();
+    return { id: id(response.headers), text: data.content[0].text, input: data.usage.input_tokens, output: data.usage.output_tokens };
+  },
+  async anthropic_stream() {
+    const stream = claude.messages.stream({ model: "claude-sonnet-4-6", max_tokens: 50, messages: [{ role: "user", content: say }] });
+    const { response } = await stream.withResponse();
+    const msg = await stream.finalMessage();
+    return { id: id(response.headers), text: msg.content[0].text, input: msg.usage.input_tokens, output: msg.usage.output_tokens };
+  },
+  async anthropic_count_tokens() {
+    const c = await claude.messages.countTokens({ model: "claude-sonnet-4-6", messages: [{ role: "user", content: say }] });
+    return { counted: c.input_tokens };
+  },
+  async anthropic_models() {
+    const ids = [];
+    for await (const m of claude.models.list()) ids.push(m.id);
+    return { models: ids };
+  },
+  async gemini_generate() {
+    const r = await gemini.models.generateContent({ model: "gemini-2.5-flash", contents: say, config: { maxOutputTokens: 50 } });
+    const u = r.usageMetadata;
+    return { id: id(r.sdkHttpResponse?.headers), text: r.text, input: u.promptTokenCount, output: u.candidatesTokenCount + (u.thoughtsTokenCount ?? 0) };
+  },
+  async gemini_stream() {
+    let text = "", u = null, rid = null;
+    for await (const chunk of await gemini.models.generateContentStream({ model: "gemini-2.5-flash", contents: say })) {
+      text += chunk.text ?? "";
+      u = chunk.usageMetadata ?? u;
+      rid = rid ?? id(chunk.sdkHttpResponse?.headers);
+    }
+    return { id: rid, text, input: u.promptTokenCount, output: u.candidatesTokenCount + (u.thoughtsTokenCount ?? 0) };
+  },
+  async gemini_count_tokens() {
+    const c = await gemini.models.countTokens({ model: "gemini-2.5-flash", contents: say });
+    return { counted: c.totalTokens };
+  },
+  async gemini_models() {
+    const ids = [];
+    for await (const m of await gemini.models.list()) ids.push(m.name);
+    return { models: ids };
+  },
+  async vercel_openai_responses() {
+    // The AI SDK's default OpenAI model speaks the Responses API.
+    const r = await generateText({ model: vOpenai("openai/gpt-5.4"), prompt: say, maxOutputTokens: 50, maxRetries: 0 });
+    return { id: id(r.response.headers), text: r.text, input: r.usage.inputTokens, output: r.usage.outputTokens };
+  },
+  async vercel_openai_chat_stream() {
+    const r = streamText({ model: vOpenai.chat("default"), prompt: say, maxRetries: 0 });
+    const text = await r.text, usage = await r.usage, response = await r.response;
+    return { id: id(response.headers), text, input: usage.inputTokens, output: usage.outputTokens };
+  },
+  async vercel_anthropic() {
+    const r = await generateText({ model: vAnthropic("claude-sonnet-4-6"), prompt: say, maxOutputTokens: 50, maxRetries: 0 });
+    return { id: id(r.response.headers), text: r.text, input: r.usage.inputTokens, output: r.usage.outputTokens };
+  },
+  async vercel_anthropic_stream() {
+    const r = streamText({ model: vAnthropic("claude-sonnet-4-6"), prompt: say, maxRetries: 0 });
+    const text = await r.text, usage = await r.usage, response = await r.response;
+    return { id: id(response.headers), text, input: usage.inputTokens, output: usage.outputTokens };
+  },
+  async vercel_embed() {
+    const r = await embed({ model: vOpenai.embedding("text-embedding-3-small"), value: "hello", maxRetries: 0 });
+    return { id: id(r.response?.headers), dims: r.embedding.length, input: r.usage.tokens, output: 0 };
+  },
+};
+
+const wanted = process.argv.slice(2);
+for (const [name, run] of Object.entries(scenarios)) {
+  if (wanted.length && !wanted.includes(name)) continue;
+  try {
+    console.log(JSON.stringify({ name, ok: true, ...(await run()) }));
+  } catch (e) {
+    console.log(JSON.stringify({ name, ok: false, error: String(e?.message ?? e).slice(0, 500), status: e?.status ?? e?.statusCode ?? null }));
+  }
+}
