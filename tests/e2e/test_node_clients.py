@@ -32,7 +32,8 @@ def node_results(stack):
 
 GENERATIONS = ["openai_chat", "openai_chat_stream", "openai_responses", "openai_responses_stream", "openai_embeddings",
                "anthropic_messages", "anthropic_stream", "gemini_generate", "gemini_stream",
-               "vercel_openai_responses", "vercel_openai_chat_stream", "vercel_anthropic", "vercel_anthropic_stream", "vercel_embed"]
+               "vercel_openai_responses", "vercel_openai_chat_stream", "vercel_anthropic", "vercel_anthropic_stream", "vercel_embed",
+               "vercel_openai_to_claude"]
 
 
 @pytest.mark.parametrize("name", GENERATIONS)
@@ -56,3 +57,11 @@ def test_node_clients_list_and_count(node_results):
     assert "models/gemini-2.5-flash" in node_results["gemini_models"]["models"]
     for name in ["anthropic_count_tokens", "gemini_count_tokens"]:
         assert node_results[name]["ok"] and node_results[name]["counted"] > 0, node_results[name]
+
+
+def test_a_node_client_that_aborts_a_stream_is_recorded_as_aborted(node_results, client):
+    r = node_results["openai_stream_aborted"]
+    assert r["ok"] and r["chunks"] == 1, r
+    rec = client.record(r["id"])
+    assert (rec["outcome"], rec["error_code"]) == ("client_aborted", "client_aborted"), rec
+    assert rec["usage"]["input_tokens"] > 0 and rec["cost_micros"] > 0, "what was read is charged, never a silent zero"

@@ -122,6 +122,29 @@ const scenarios = {
     const text = await r.text, usage = await r.usage, response = await r.response;
     return { id: id(response.headers), text, input: usage.inputTokens, output: usage.outputTokens };
   },
+  async openai_stream_aborted() {
+    // The application gives up after the first chunk (an AbortController, as a
+    // UI's stop button does): the gateway records what was read, as aborted.
+    const controller = new AbortController();
+    const { data, response } = await oai.chat.completions
+      .create({ model: "default", messages: [{ role: "user", content: say }], stream: true, stream_options: { include_usage: true } },
+              { signal: controller.signal, headers: { "x-mock-chunk-delay-ms": "300", "x-mock-output-tokens": "400" } })
+      .withResponse();
+    let chunks = 0;
+    try {
+      for await (const _ of data) {
+        if (++chunks === 1) controller.abort();
+      }
+    } catch (e) {
+      if (e.name !== "AbortError" && !String(e).includes("abort")) throw e;
+    }
+    return { id: id(response.headers), chunks };
+  },
+  async vercel_openai_to_claude() {
+    // The AI SDK's OpenAI provider (Responses API) naming a Claude model: translated.
+    const r = await generateText({ model: vOpenai("anthropic/claude-sonnet-4-6"), prompt: say, maxOutputTokens: 50, maxRetries: 0 });
+    return { id: id(r.response.headers), text: r.text, input: r.usage.inputTokens, output: r.usage.outputTokens };
+  },
   async vercel_embed() {
     const r = await embed({ model: vOpenai.embedding("text-embedding-3-small"), value: "hello", maxRetries: 0 });
     return { id: id(r.response?.headers), dims: r.embedding.length, input: r.usage.tokens, output: 0 };
