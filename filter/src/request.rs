@@ -30,6 +30,11 @@ pub enum Endpoint {
     /// Gemini's (`…/models/{model}:countTokens`) or the Responses API's
     /// (`/v1/responses/input_tokens`), the API named.
     CountTokens(Api),
+    /// `POST /v1/responses/compact`: the Responses API's conversation
+    /// compaction (Codex's remote compaction), billed like a response:
+    /// routed to an OpenAI-format provider's Responses API only, nothing
+    /// added (it takes no output cap), never streamed or sent to fallbacks.
+    Compact,
     /// A path that is none of these as written but one of them once a
     /// server normalises it (`//`, `.`/`..` segments, percent escapes,
     /// `;params`, backslashes, letter case): refused, so that with
@@ -57,6 +62,7 @@ fn exact_endpoint(p: &str) -> Endpoint {
         "/v1/completions" | "/completions" => Endpoint::Chat(Api::OpenAiCompletions),
         "/v1/responses" | "/responses" => Endpoint::Chat(Api::OpenAiResponses),
         "/v1/responses/input_tokens" | "/responses/input_tokens" => Endpoint::CountTokens(Api::OpenAiResponses),
+        "/v1/responses/compact" | "/responses/compact" => Endpoint::Compact,
         "/v1/models" | "/models" | "/v1beta/models" => Endpoint::Models,
         _ => match crate::gemini::path_method(p) {
             Some((_, crate::gemini::Method::CountTokens)) => Endpoint::CountTokens(Api::GeminiGenerateContent),

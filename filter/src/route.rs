@@ -119,6 +119,12 @@ pub struct Choice<'a> {
     /// added (no output cap: Anthropic's endpoint refuses `max_tokens`),
     /// free, so neither priced nor sent to fallbacks.
     pub count_tokens: bool,
+    /// A compaction (`/v1/responses/compact`): billed like a response, but
+    /// to an OpenAI-format provider's Responses API only (no other API
+    /// compacts), with no output cap added (the endpoint takes none: its
+    /// output is reserved at `default_max_tokens`, an estimate, and charged
+    /// as reported), never sent to fallbacks, and not a stored response.
+    pub compact: bool,
     /// Vertex AI's tier header, as the client sent it ([`crate::request::VERTEX_TIER`]).
     pub tier_header: Option<&'a [u8]>,
 }
@@ -229,6 +235,19 @@ pub fn plan_for(
         ));
         return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
     }
+    if choice.compact && (translate.is_some() || !matches!(upstream, Upstream::Chat | Upstream::Responses)) {
+        let e = GatewayError::bad_request(
+            "wrong_api_for_model",
+            format!(
+                "Compaction (POST /v1/responses/compact) is served for models routed to an OpenAI-format provider's Responses API; the model '{model}' is served by provider '{}' on another API.",
+                provider.name
+            ),
+        );
+        return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
+    }
+    if choice.compact {
+        chat.stored = false;
+    }
     if translate.is_none() && !provider.format.serves(api) {
         let e = match (provider.format, api) {
             (_, Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses | Api::GeminiGenerateContent) => GatewayError::bad_request(
@@ -258,7 +277,7 @@ pub fn plan_for(
         return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
     }
     let worst = worst_of(cfg, &chat, price.as_ref());
-    let opts = match choice.count_tokens {
+    let opts = match choice.count_tokens || choice.compact {
         true => Rewrite { force_include_usage: false, output_cap: None, auto_cache: None },
         false => Rewrite {
             force_include_usage: cfg.force_stream_usage,
@@ -278,6 +297,7 @@ pub fn plan_for(
             format!("{}/models/{}:countTokens{}", provider.path_prefix, target.upstream_model, upstream_query(path))
         }
         (Api::OpenAiResponses, _) if choice.count_tokens => format!("{}/responses/input_tokens{}", provider.path_prefix, upstream_query(path)),
+        (Api::OpenAiResponses, _) if choice.compact => format!("{}/responses/compact{}", provider.path_prefix, upstream_query(path)),
         _ if choice.count_tokens => format!("{}/messages/count_tokens{}", provider.path_prefix, upstream_query(path)),
         (Api::GeminiGenerateContent, _) => {
             let method = if chat.stream { "streamGenerateContent" } else { "generateContent" };
@@ -320,7 +340,7 @@ pub fn plan_for(
             }
         }
     }
-    let fallbacks = if choice.count_tokens { Vec::new() } else { resolved.fallbacks.to_vec() };
+    let fallbacks = if choice.count_tokens || choice.compact { Vec::new() } else { resolved.fallbacks.to_vec() };
     Ok(Plan { chat, target, worst, priced: price.is_some(), body, headers, cluster: provider.cluster.clone(), translate, json_repair: resolved.json_repair, fallbacks, routed, prefix, rendered: None })
 }
 

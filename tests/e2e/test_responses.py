@@ -223,3 +223,42 @@ def test_the_sdks_input_token_count_is_routed_free_with_nothing_added(stack, cli
     assert len(client.records()) == before, "a count is not usage"
     with pytest.raises(openai.NotFoundError):
         oai.responses.input_tokens.count(model="anthropic/claude-sonnet-4-6", input="hi")
+
+
+def test_a_conversation_is_compacted_through_the_gateway_and_billed(stack, client):
+    """`POST /v1/responses/compact` (the OpenAI SDK's `responses.compact`;
+    Codex's remote compaction, which has no fallback: on a 404 the turn fails,
+    caozhiyuan/copilot-api#359) was refused 404 "not routed". It is routed
+    like a response to the model's OpenAI-format provider, the upstream
+    model written, nothing added (the endpoint takes no output cap: the mock
+    refuses one, as it refuses any member the endpoint does not take), and
+    billed from the usage it reports. Sources of the shapes: openai-python
+    `types/responses/response_compact_params.py`, `compacted_response.py`;
+    openai/codex `codex-rs/codex-api/src/common.rs` (`CompactionInput`) and
+    `endpoint/compact.rs` (it reads `output`)."""
+    oai = openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+    raw = oai.responses.with_raw_response.compact(model="openai/gpt-5.4", input=[
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Refactor the parser"}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Done: three functions."}]}],
+        instructions="Compact the conversation.")
+    done = raw.parse()
+    assert done.object == "response.compaction" and done.output[-1].type == "compaction"
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    u = rec["usage"]
+    assert (rec["api"], rec["model_upstream"], rec["outcome"], rec["usage_source"]) == ("openai_responses", "gpt-5.4", "ok", "provider"), rec
+    assert (u["input_tokens"], u["output_tokens"]) == (done.usage.input_tokens, done.usage.output_tokens)
+    assert rec["cost_micros"] == expected_cost("openai/gpt-5.4", u["input_tokens"], u["output_tokens"]) > 0
+    assert int(raw.headers["x-tollgate-cost-micros"]) == rec["cost_micros"]
+    sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+    assert sent["model"] == "gpt-5.4" and set(sent) == {"model", "input", "instructions"}, "nothing added"
+    # Codex's body, with its tools, reasoning and cache key, goes as it came.
+    codex = {"model": "openai/gpt-5.4", "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+             "instructions": "Summarise.", "tools": [], "parallel_tool_calls": False, "reasoning": {"effort": "medium"},
+             "prompt_cache_key": "session-1"}
+    r = client.post("/v1/responses/compact", codex)
+    assert r.status_code == 200 and r.json()["output"][-1]["type"] == "compaction", r.text
+    assert r.headers["x-mock-path"] == "/v1/responses/compact"
+    # A model no Responses API serves: refused before sending, naming the model.
+    with pytest.raises(openai.BadRequestError) as e:
+        oai.responses.compact(model="anthropic/claude-sonnet-4-6", input="hi")
+    assert e.value.body["code"] == "wrong_api_for_model" and e.value.body["param"] == "model"

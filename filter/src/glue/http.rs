@@ -113,6 +113,8 @@ pub(super) struct TollgateHttp {
     /// A token count (`/v1/messages/count_tokens`): routed and checked like
     /// a messages request, but free: no budget, no record.
     counting: bool,
+    /// A compaction (`/v1/responses/compact`, [`crate::request::Endpoint::Compact`]).
+    compacting: bool,
     /// The status and code of the error the client got in place of the
     /// provider's answer (one the filter cannot translate, or a redacting
     /// guard cannot read; [`Self::replace_answer`]).
@@ -179,6 +181,7 @@ impl TollgateHttp {
             routed_by: None,
             capture: None,
             counting: false,
+            compacting: false,
         }
     }
 

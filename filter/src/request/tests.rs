@@ -17,6 +17,8 @@ fn classifies_paths() {
     assert_eq!(classify_path("/v1/models"), Endpoint::Models);
     assert_eq!(classify_path("/v1/models/gpt-5.4"), Endpoint::Model);
     assert_eq!(model_path_id("/v1/models/openai%2Fgpt-5.4?x=1").as_deref(), Some("openai/gpt-5.4"));
+    assert_eq!(classify_path("/v1/responses/compact"), Endpoint::Compact);
+    assert_eq!(classify_path("/responses/compact?x=1"), Endpoint::Compact);
     // Gemini's models list and get (google-genai's models.list / models.get).
     assert_eq!(classify_path("/v1beta/models?pageSize=50"), Endpoint::Models);
     assert_eq!(classify_path("/v1beta/models/gemini-2.5-flash"), Endpoint::Model);

@@ -324,6 +324,51 @@ fn a_gemini_count_goes_to_count_tokens_with_nothing_added() {
     assert_eq!(sent, serde_json::json!({"model": "gpt-5.4", "input": "hi"}), "nothing added");
 }
 
+/// Conversation compaction (`/v1/responses/compact`, Codex's remote
+/// compaction, which has no fallback when it fails) is billed like a
+/// response: priced and reserved, its model rewritten, nothing added (the
+/// endpoint takes no output cap), no fallbacks, not stored; refused for a
+/// model no Responses API serves.
+#[test]
+fn a_compaction_goes_to_the_responses_apis_compact_endpoint_priced_with_nothing_added() {
+    let cfg = Config::from_json(br#"{
+      "providers": [{"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com", "api_key": "sk-up"},
+                    {"name": "anthropic", "format": "anthropic", "cluster": "anthropic", "host": "api.anthropic.com"},
+                    {"name": "deepseek", "format": "openai", "cluster": "deepseek", "host": "api.deepseek.com", "path_prefix": ""}],
+      "routes": [{"model": "codex", "provider": "openai", "upstream_model": "gpt-5.1-codex", "fallbacks": ["claude-x"]},
+                 {"model": "gpt-*", "provider": "openai"}, {"model": "claude-*", "provider": "anthropic"},
+                 {"model": "cheap", "provider": "deepseek", "upstream_model": "deepseek-v4", "upstream_api": "chat_completions"}],
+      "pricing": {"openai/gpt-5.1-codex": {"input": 1000000, "output": 8000000}, "openai/gpt-5.4": {"input": 1000000, "output": 8000000},
+                  "anthropic/claude-x": {"input": 1, "output": 1}, "deepseek/deepseek-v4": {"input": 1, "output": 1}},
+      "default_max_tokens": 2000,
+      "unpriced_models": "deny"}"#).unwrap();
+    let compact = |body: &str, path: &str| {
+        let choice = Choice { compact: true, ..Choice::default() };
+        plan_for(&cfg, &key(None), Api::OpenAiResponses, body.as_bytes(), path, false, choice)
+    };
+    // Codex's body (openai/codex `CompactionInput`).
+    let body = r#"{"model":"codex","input":[{"type":"message","role":"user","content":[{"type":"input_text","text":"fix the bug"}]}],"instructions":"Summarise.","tools":[],"parallel_tool_calls":false,"reasoning":{"effort":"medium"},"prompt_cache_key":"s1"}"#;
+    let p = compact(body, "/v1/responses/compact").unwrap();
+    let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+    assert_eq!((h[":path"].as_str(), h["authorization"].as_str()), ("/v1/responses/compact", "Bearer sk-up"));
+    let sent: serde_json::Value = serde_json::from_slice(p.body.as_deref().unwrap()).unwrap();
+    let mut want: serde_json::Value = serde_json::from_str(body).unwrap();
+    want["model"] = "gpt-5.1-codex".into();
+    assert_eq!(sent, want, "the model rewritten, nothing added: no max_output_tokens, no stream_options");
+    assert!(p.fallbacks.is_empty() && !p.chat.stored && !p.chat.stream);
+    assert!(p.priced && p.worst.tokens == p.chat.estimated_input_tokens + 2000, "reserved at default_max_tokens");
+    assert_eq!(p.worst.micros, (p.chat.estimated_input_tokens * 1_000_000 + 2000 * 8_000_000).div_ceil(1_000_000));
+    // The query is kept; a model served on another API is refused before sending.
+    let p = compact(r#"{"model":"gpt-5.4","input":"hi"}"#, "/responses/compact?x=1").unwrap();
+    assert_eq!(p.headers.iter().find(|(k, _)| k == ":path").map(|(_, v)| v.as_str()), Some("/v1/responses/compact?x=1"));
+    for model in ["claude-x", "cheap"] {
+        let e = compact(&format!(r#"{{"model":"{model}","input":"hi"}}"#), "/v1/responses/compact").unwrap_err().error;
+        assert_eq!((e.status, e.code, e.param), (400, "wrong_api_for_model", Some("model")), "{model}: {}", e.message);
+    }
+    let e = compact(r#"{"model":"gpt-unpriced","input":"hi"}"#, "/v1/responses/compact").unwrap_err().error;
+    assert_eq!(e.code, "model_not_priced", "billed: the price rule holds");
+}
+
 /// Gemini takes a field by its JSON name or its proto name, as protobuf's
 /// JSON parsers do. Before, a cap or candidate count spelled the proto way
 /// was not read: the request reserved 4,096 tokens for one candidate, a

@@ -157,6 +157,7 @@ async fn main() {
         .route("/v1/completions", post(complete))
         .route("/v1/responses", post(respond_api))
         .route("/v1/responses/input_tokens", post(count_input_tokens))
+        .route("/v1/responses/compact", post(compact_responses))
         .route("/v1beta/models/{*rest}", post(gemini_native))
         .route("/v1beta/openai/chat/completions", post(gemini_compat))
         .route("/v1beta/openai/embeddings", post(gemini_compat_embed))
@@ -628,6 +629,26 @@ async fn count_input_tokens(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap,
     };
     match responses::count(&m) {
         Ok(v) => respond(StatusCode::OK, &h, &uri, v.to_string(), "application/json"),
+        Err((status, msg, param, code)) => openai_error(&h, &uri, status, &msg, param, code),
+    }
+}
+
+/// Compaction: billed like a response (counted as served), never streamed.
+async fn compact_responses(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+    remember(&app, &body);
+    let m = match openai_prelude(&app, &uri, &h, &body) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    let seq = app.seq.fetch_add(1, Ordering::SeqCst);
+    let wanted = header_u64(&h, "x-mock-output-tokens").unwrap_or(12);
+    match responses::compact(&m, &format!("mock{seq:024}"), 1_767_225_600 + seq, wanted) {
+        Ok((doc, input, output)) => {
+            app.served_requests.fetch_add(1, Ordering::SeqCst);
+            app.served_input.fetch_add(input, Ordering::SeqCst);
+            app.served_output.fetch_add(output, Ordering::SeqCst);
+            respond(StatusCode::OK, &h, &uri, doc.to_string(), "application/json")
+        }
         Err((status, msg, param, code)) => openai_error(&h, &uri, status, &msg, param, code),
     }
 }

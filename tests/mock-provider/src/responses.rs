@@ -155,6 +155,51 @@ pub fn count(m: &Map<String, Value>) -> Result<Value, Refusal> {
     Ok(json!({"object": "response.input_tokens", "input_tokens": count_tokens(&text)}))
 }
 
+/// `POST /v1/responses/compact` (the API reference, "Compact a response";
+/// openai-python `types/responses/response_compact_params.py` and
+/// `compacted_response.py`; Codex's `CompactionInput`, openai/codex
+/// `codex-rs/codex-api/src/common.rs`, which also sends `tools`,
+/// `parallel_tool_calls`, `reasoning` and `text`): the conversation is
+/// compacted into `{"object": "response.compaction", "output": [...the user
+/// messages, one compaction item], "usage": {...}}`, billed as a response:
+/// the input read, the compaction item written as output (`wanted` tokens).
+/// No stream, no output cap.
+pub fn compact(m: &Map<String, Value>, id: &str, created: u64, wanted: u64) -> Result<(Value, u64, u64), Refusal> {
+    const COMPACT_PARAMS: &[&str] = &[
+        "model", "image", "input", "instructions", "previous_response_id", "prompt_cache_key", "prompt_cache_options",
+        "prompt_cache_retention", "service_tier", "tools", "parallel_tool_calls", "reasoning", "text",
+    ];
+    if let Some(k) = m.keys().find(|k| !COMPACT_PARAMS.contains(&k.as_str())) {
+        return Err((400, format!("Unknown parameter: '{k}'."), None, Some("unknown_parameter")));
+    }
+    if m.get("model").and_then(Value::as_str).is_none_or(str::is_empty) {
+        return Err((400, "Missing required parameter: 'model'.".into(), Some("model"), Some("missing_required_parameter")));
+    }
+    tools(m.get("tools"))?;
+    let items = match m.get("input") {
+        Some(Value::Array(items)) => {
+            input(items)?;
+            items.clone()
+        }
+        Some(Value::String(s)) => vec![json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": s}]})],
+        _ => Vec::new(),
+    };
+    let mut text = String::new();
+    for k in ["instructions", "input"] {
+        if let Some(v) = m.get(k) {
+            text_of(v, &mut text);
+        }
+    }
+    let input_tokens = count_tokens(&text).max(1);
+    let mut output: Vec<Value> = items.into_iter().filter(|i| i.get("role").and_then(Value::as_str) == Some("user")).collect();
+    output.push(json!({"type": "compaction", "id": format!("cmp_{id}"), "encrypted_content": "gAAAAABmock-compacted"}));
+    let usage = json!({"input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0},
+                       "output_tokens": wanted, "output_tokens_details": {"reasoning_tokens": 0},
+                       "total_tokens": input_tokens + wanted});
+    let doc = json!({"id": format!("cmp_{id}"), "object": "response.compaction", "created_at": created, "output": output, "usage": usage});
+    Ok((doc, input_tokens, wanted))
+}
+
 pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) -> Result<Plan, Refusal> {
     if let Some(k) = m.keys().find(|k| !PARAMS.contains(&k.as_str())) {
         if k == "max_tokens" || k == "max_completion_tokens" {
@@ -454,6 +499,24 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn a_compaction_keeps_the_user_messages_adds_one_compaction_item_and_takes_no_cap() {
+        let m = obj(json!({"model": "gpt-5.4", "instructions": "Summarise.", "input": [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "hello"}]}]}));
+        let (doc, input, output) = compact(&m, "x", 1, 30).unwrap();
+        assert_eq!(doc["object"], "response.compaction");
+        let kinds: Vec<_> = doc["output"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap_or("")).collect();
+        assert_eq!(kinds, ["message", "compaction"]);
+        assert_eq!((doc["usage"]["input_tokens"].as_u64(), doc["usage"]["output_tokens"].as_u64()), (Some(input), Some(output)));
+        for extra in ["max_output_tokens", "stream", "store", "stream_options"] {
+            let mut bad = m.clone();
+            bad.insert(extra.into(), json!(16));
+            assert_eq!(compact(&bad, "x", 1, 30).err().map(|e| e.3), Some(Some("unknown_parameter")), "{extra}");
+        }
+        assert_eq!(compact(&obj(json!({"input": "x"})), "x", 1, 30).err().map(|e| e.3), Some(Some("missing_required_parameter")));
     }
 
     #[test]
