@@ -260,6 +260,10 @@ pub struct ChatRequest {
     /// the Responses API's `max_tool_calls`): held by its reservation
     /// ([`server_tools`]).
     pub reserved_searches: u64,
+    /// The member by which the request lets the provider run a model of its
+    /// own choosing (Anthropic's advisor tool in `tools`, its server-side
+    /// `fallbacks` chain): refused when sent ([`crate::route`]).
+    pub other_model: Option<&'static str>,
 }
 
 impl ChatRequest {
@@ -345,6 +349,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
     let mut premium = Premium::default();
     let mut server_tools = server_tools::ServerTools::default();
     let mut max_tool_calls = None;
+    let mut other_model = None;
     for (k, v) in &members.0 {
         let raw = v.get();
         // Every member counts towards the input estimate, not only the
@@ -448,7 +453,19 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
                     Some(_) => return Err(unknown_value("inference_geo", "global, us")),
                 }
             }
-            "tools" if matches!(api, Api::AnthropicMessages | Api::OpenAiResponses) => server_tools = server_tools::read(raw),
+            "tools" if matches!(api, Api::AnthropicMessages | Api::OpenAiResponses) => {
+                server_tools = server_tools::read(raw);
+                if server_tools.advisor && api == Api::AnthropicMessages {
+                    other_model = Some("tools");
+                }
+            }
+            // Anthropic's server-side fallbacks: other models serve the turn.
+            "fallbacks" if api == Api::AnthropicMessages => {
+                let chain = serde_json::from_str::<Option<Vec<serde::de::IgnoredAny>>>(raw);
+                if !chain.is_ok_and(|c| c.is_none_or(|v| v.is_empty())) {
+                    other_model = Some("fallbacks");
+                }
+            }
             // (The provider refuses a wrong one: read as no bound.)
             "max_tool_calls" if api == Api::OpenAiResponses => max_tool_calls = serde_json::from_str::<Option<u64>>(raw).ok().flatten(),
             "store" if api == Api::OpenAiResponses => stored = serde_json::from_str::<Option<bool>>(raw).ok().flatten() != Some(false),
@@ -538,6 +555,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
         stored,
         premium,
         reserved_searches: server_tools::reserved(api, server_tools, max_tool_calls),
+        other_model,
     };
     Ok(ParsedBody { members, api, request })
 }

@@ -199,6 +199,22 @@ pub fn plan_for(
         chat.stream = method == crate::gemini::Method::Stream;
         google = Some(format!("google/{m}"));
     }
+    // Anthropic's advisor tool and server-side fallbacks let the provider
+    // run a model the client names, beyond the route: its tokens are
+    // reported apart from the request's usage (an advisor's) or priced as
+    // another model's (a fallback's), so neither the key's models nor the
+    // price would hold. (A count runs no model: it is served.)
+    if let Some(param) = chat.other_model.filter(|_| !choice.count_tokens) {
+        let what = match param {
+            "tools" => "The advisor tool runs another model, whose tokens Anthropic reports apart from the request's usage",
+            _ => "Server-side fallbacks let other models serve the turn, priced as theirs",
+        };
+        let e = GatewayError::bad_request(
+            "unsupported_field",
+            format!("{what}: the gateway could neither hold them to this key's models nor price them, so it does not serve them. Send the request without it (route fallbacks, configured in the gateway, are accounted)."),
+        );
+        return Err(refuse(e.with_param(param), Some(&chat), None));
+    }
     let model = chat.model.as_str();
     let candidates = || std::iter::once(model).chain(google.as_deref()).filter(|m| key.may_use(m));
     if candidates().next().is_none() {

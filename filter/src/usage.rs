@@ -108,6 +108,66 @@ struct AnthropicUsage {
     /// Where inference ran: `"global"` or `"us"`.
     #[serde(default)]
     inference_geo: Word,
+    /// Server-side compaction's passes ([`Compactions`]).
+    #[serde(default, rename = "iterations", deserialize_with = "compactions")]
+    compactions: Option<Compactions>,
+}
+
+/// Anthropic's server-side compaction (`context_management`'s `compact_*`
+/// edit): its summarising passes are listed in `usage.iterations` as
+/// `type: "compaction"` entries, billed at the model's rates, and "A
+/// `compaction` entry's tokens are not included in the top-level `usage`
+/// fields" (anthropic-sdk-python `types/beta/beta_usage.py`,
+/// `beta_compaction_iteration_usage.py`): summed here and added to them.
+/// (`message` entries are what the top level sums; an `advisor_message`
+/// is another model's, and a request offering the advisor is refused.)
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+struct Compactions {
+    input: u64,
+    read: u64,
+    write: u64,
+    write_1h: u64,
+    output: u64,
+}
+
+fn compactions<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Compactions>, D::Error> {
+    #[derive(Deserialize)]
+    struct Iteration {
+        #[serde(rename = "type", default)]
+        kind: IterationKind,
+        #[serde(default)]
+        input_tokens: Option<u64>,
+        #[serde(default)]
+        output_tokens: Option<u64>,
+        #[serde(default)]
+        cache_creation_input_tokens: Option<u64>,
+        #[serde(default)]
+        cache_read_input_tokens: Option<u64>,
+        #[serde(default)]
+        cache_creation: Option<CacheCreation>,
+    }
+    /// Only whether the entry is a compaction (no allocation per entry).
+    #[derive(Default, PartialEq, Eq)]
+    enum IterationKind {
+        Compaction,
+        #[default]
+        Other,
+    }
+    impl<'de> Deserialize<'de> for IterationKind {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let s = std::borrow::Cow::<str>::deserialize(d)?;
+            Ok(if s == "compaction" { IterationKind::Compaction } else { IterationKind::Other })
+        }
+    }
+    let Some(items) = Option::<Vec<Iteration>>::deserialize(d)? else { return Ok(None) };
+    let add = |a: u64, b: Option<u64>| a.saturating_add(b.unwrap_or(0));
+    Ok(Some(items.iter().filter(|i| i.kind == IterationKind::Compaction).fold(Compactions::default(), |c, i| Compactions {
+        input: add(c.input, i.input_tokens),
+        read: add(c.read, i.cache_read_input_tokens),
+        write: add(c.write, i.cache_creation_input_tokens),
+        write_1h: add(c.write_1h, i.cache_creation.and_then(|s| s.ephemeral_1h_input_tokens)),
+        output: add(c.output, i.output_tokens),
+    })))
 }
 
 impl AnthropicUsage {
@@ -126,6 +186,7 @@ impl AnthropicUsage {
         self.server_tool_use = later.server_tool_use.or(self.server_tool_use);
         self.speed = if later.speed == Word::Unknown { self.speed } else { later.speed };
         self.inference_geo = if later.inference_geo == Word::Unknown { self.inference_geo } else { later.inference_geo };
+        self.compactions = later.compactions.or(self.compactions);
     }
 
     fn served(&self) -> Served {
@@ -141,13 +202,15 @@ impl AnthropicUsage {
             .saturating_add(split.ephemeral_1h_input_tokens.unwrap_or(0));
         // The total is the provider's word; the split only says how much of it lives an hour.
         let write = self.cache_creation_input_tokens.unwrap_or(split_sum);
+        let c = self.compactions.unwrap_or_default();
+        let (read, write) = (read.saturating_add(c.read), write.saturating_add(c.write));
         Usage {
-            input_tokens: self.input_tokens.unwrap_or(0).saturating_add(read).saturating_add(write),
+            input_tokens: self.input_tokens.unwrap_or(0).saturating_add(c.input).saturating_add(read).saturating_add(write),
             cached_input_tokens: read,
             cache_write_tokens: write,
-            output_tokens: self.output_tokens.unwrap_or(0),
+            output_tokens: self.output_tokens.unwrap_or(0).saturating_add(c.output),
             reasoning_tokens: 0,
-            cache_write_1h_tokens: split.ephemeral_1h_input_tokens.unwrap_or(0),
+            cache_write_1h_tokens: split.ephemeral_1h_input_tokens.unwrap_or(0).saturating_add(c.write_1h),
             web_search_requests: self.server_tool_use.and_then(|s| s.web_search_requests).unwrap_or(0),
             file_search_calls: 0,
             audio_input_tokens: 0,

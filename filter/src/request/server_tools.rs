@@ -10,6 +10,13 @@
 //!   to built-in tools that can be processed in a response").
 //!
 //! Unbounded searches stay in the overshoot bound docs/security.md states.
+//!
+//! Anthropic's advisor tool (`advisor_*`, `"model": …`) is noted too: it
+//! runs another model whose tokens Anthropic reports apart from the
+//! request's usage (`usage.iterations`, `advisor_message`: "billed under
+//! their own model but absent from the top-level counters", anthropic-sdk
+//! `types/beta/beta_iterations_usage.py`; ccusage/ccusage#1115 with a real
+//! record), so the gateway refuses it ([`crate::route`]).
 
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -21,6 +28,8 @@ pub struct ServerTools {
     pub max_uses: u64,
     /// A hosted search tool of the Responses API is offered.
     pub hosted_search: bool,
+    /// An Anthropic advisor tool is offered.
+    pub advisor: bool,
 }
 
 #[derive(Deserialize)]
@@ -35,8 +44,8 @@ struct Head<'a> {
 /// an array, odd entries) bounds nothing: it is read as no server tool.
 pub fn read(raw: &str) -> ServerTools {
     // Most tools are functions: the whole array is parsed only when a
-    // search tool may be in it.
-    if !raw.contains("_search") {
+    // search or advisor tool may be in it (or a `\u` escape may spell one).
+    if !raw.contains("_search") && !raw.contains("advisor") && !raw.contains('\\') {
         return ServerTools::default();
     }
     let Ok(tools) = serde_json::from_str::<Vec<Head<'_>>>(raw) else {
@@ -50,6 +59,7 @@ pub fn read(raw: &str) -> ServerTools {
         if kind.starts_with("web_search") || kind == "file_search" {
             t.hosted_search = true;
         }
+        t.advisor |= kind.starts_with("advisor_");
         t
     })
 }
@@ -94,6 +104,15 @@ mod tests {
         let functions = read(r#"[{"type":"function","name":"web_search_like","parameters":{}}]"#);
         assert_eq!(reserved(Api::OpenAiResponses, functions, Some(4)), 0, "a function of that name is the client's");
         assert_eq!(reserved(Api::OpenAiChat, read(r#"[{"type":"web_search_20250305","max_uses":5}]"#), Some(4)), 0);
+    }
+
+    #[test]
+    fn an_advisor_tool_is_seen_however_it_is_spelled() {
+        let t = read(r#"[{"type":"advisor_20260301","name":"advisor","model":"claude-opus-4-7"}]"#);
+        assert!(t.advisor);
+        assert!(read(r#"[{"type":"\u0061dvisor_20260301","name":"a","model":"m"}]"#).advisor, "an escaped type");
+        assert!(read(r#"[{"type":"web\u005fsearch_20250305","name":"w","max_uses":2}]"#).max_uses == 2, "an escaped search, named otherwise");
+        assert!(!read(r#"[{"type":"custom","name":"advisor","input_schema":{}}]"#).advisor, "a client tool of that name is the client's");
     }
 
     #[test]

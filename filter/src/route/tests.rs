@@ -324,6 +324,38 @@ fn a_gemini_count_goes_to_count_tokens_with_nothing_added() {
     assert_eq!(sent, serde_json::json!({"model": "gpt-5.4", "input": "hi"}), "nothing added");
 }
 
+/// Anthropic's advisor tool (Claude Code's `/advisor`) runs another model
+/// whose tokens Anthropic leaves out of the top-level usage, and its
+/// server-side `fallbacks` let other models serve: both were passed on, so
+/// a key limited to Haiku could have Opus answer, priced as Haiku or not at
+/// all (an advisor's Opus tokens were 90 % of a real turn's cost,
+/// ccusage/ccusage#1115). Refused before sending; a count runs no model.
+#[test]
+fn a_request_that_lets_anthropic_run_another_model_is_refused() {
+    let cfg = Config::from_json(CFG.replace("\"unpriced_models\": \"deny\"", "\"unpriced_models\": \"allow\"").as_bytes()).unwrap();
+    let body = |extra: &str| format!(r#"{{"model":"claude-x","max_tokens":5,"messages":[{{"role":"user","content":"hi"}}]{extra}}}"#);
+    let refused = |extra: &str| {
+        plan(&cfg, &key(Some(vec!["claude-x"])), Api::AnthropicMessages, body(extra).as_bytes(), "/v1/messages", true)
+            .err()
+            .map(|r| (r.error.status, r.error.code, r.error.param))
+    };
+    let advisor = r#","tools":[{"name":"get","input_schema":{"type":"object"}},{"type":"advisor_20260301","name":"advisor","model":"claude-opus-4-7"}]"#;
+    assert_eq!(refused(advisor), Some((400, "unsupported_field", Some("tools"))));
+    assert_eq!(refused(r#","tools":[{"type":"\u0061dvisor_20260301","name":"advisor","model":"claude-opus-4-7"}]"#), Some((400, "unsupported_field", Some("tools"))));
+    for chain in [r#"[{"model":"claude-opus-4-7"}]"#, r#"{"model":"x"}"#, r#""claude-opus-4-7""#] {
+        assert_eq!(refused(&format!(r#","fallbacks":{chain}"#)), Some((400, "unsupported_field", Some("fallbacks"))), "{chain}");
+    }
+    for fine in ["", r#","fallbacks":null"#, r#","fallbacks":[]"#, r#","tools":[{"name":"advisor","input_schema":{"type":"object"}}]"#] {
+        assert_eq!(refused(fine), None, "{fine}");
+    }
+    // A count runs no model: served.
+    let choice = Choice { count_tokens: true, ..Choice::default() };
+    assert!(plan_for(&cfg, &key(None), Api::AnthropicMessages, body(advisor).as_bytes(), "/v1/messages/count_tokens", true, choice).is_ok());
+    // OpenAI-format requests have no such members: a `fallbacks` there is the provider's to refuse.
+    let chat = br#"{"model":"cheap","messages":[{"role":"user","content":"hi"}],"fallbacks":["x"]}"#;
+    assert!(plan(&cfg, &key(None), Api::OpenAiChat, chat, "/v1/chat/completions", false).is_ok());
+}
+
 /// Conversation compaction (`/v1/responses/compact`, Codex's remote
 /// compaction, which has no fallback when it fails) is billed like a
 /// response: priced and reserved, its model rewritten, nothing added (the

@@ -135,6 +135,36 @@ fn anthropic_json_usage_counts_cache_in_input() {
     assert_eq!(u, Usage { input_tokens: 1250, cached_input_tokens: 1000, cache_write_tokens: 200, output_tokens: 40, reasoning_tokens: 0, cache_reported: true, ..Default::default() });
 }
 
+/// Server-side compaction's passes are billed at the model's rates but left
+/// out of the top-level usage (anthropic-sdk-python `types/beta/beta_usage.py`):
+/// they are added; `message` entries, which the top level sums, are not.
+#[test]
+fn anthropic_compaction_iterations_are_added_to_the_top_level_usage() {
+    let usage = r#"{"input_tokens":50,"cache_creation_input_tokens":200,"cache_read_input_tokens":1000,"output_tokens":40,
+        "iterations":[{"type":"compaction","input_tokens":180000,"output_tokens":3000,"cache_read_input_tokens":5000,"cache_creation_input_tokens":100,
+                       "cache_creation":{"ephemeral_5m_input_tokens":40,"ephemeral_1h_input_tokens":60}},
+                      {"type":"message","input_tokens":50,"output_tokens":40,"cache_read_input_tokens":1000,"cache_creation_input_tokens":200}]}"#;
+    let body = format!(r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[],"usage":{usage}}}"#);
+    let want = Usage { input_tokens: 1250 + 185_100, cached_input_tokens: 6000, cache_write_tokens: 300, cache_write_1h_tokens: 60,
+                       output_tokens: 3040, cache_reported: true, ..Default::default() };
+    assert_eq!(parse_json_response(Api::AnthropicMessages, body.as_bytes()).usage, Some(want));
+    // In a stream, from the message_delta that carries them.
+    let stream = format!(concat!(
+        "event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"model\":\"claude-sonnet-4-6\",\"usage\":{{\"input_tokens\":50,\"cache_creation_input_tokens\":200,\"cache_read_input_tokens\":1000,\"output_tokens\":1}}}}}}\n\n",
+        "event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\"}},\"usage\":{usage}}}\n\n",
+        "event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"), usage = usage.replace('\n', ""));
+    for size in [1, 7, 10_000] {
+        assert_eq!(run(Api::AnthropicMessages, false, stream.as_bytes(), size).1.usage, Some(want), "{size}");
+    }
+    // No compaction, or iterations the parser cannot read as such, add nothing.
+    for its in [r#"[]"#, r#"[{"type":"message","input_tokens":9}]"#, r#"null"#, r#"[{"type":"advisor_message","input_tokens":9,"model":"m"}]"#] {
+        let body = format!(r#"{{"model":"m","usage":{{"input_tokens":5,"output_tokens":2,"iterations":{its}}}}}"#);
+        assert_eq!(parse_json_response(Api::AnthropicMessages, body.as_bytes()).usage.map(|u| (u.input_tokens, u.output_tokens)), Some((5, 2)), "{its}");
+    }
+    let huge = r#"{"model":"m","usage":{"input_tokens":5,"output_tokens":2,"iterations":[{"type":"compaction","input_tokens":18446744073709551615},{"type":"compaction","input_tokens":18446744073709551615}]}}"#;
+    assert_eq!(parse_json_response(Api::AnthropicMessages, huge.as_bytes()).usage.map(|u| u.input_tokens), Some(tollgate_protocol::usage::MAX_COUNT), "clamped, never wrapped");
+}
+
 #[test]
 fn embeddings_usage_is_input_only() {
     // A real api.openai.com response (tests/captures/README.md).

@@ -290,6 +290,11 @@ struct Plan {
     /// OpenAI `n`: choices generated, each with `output` tokens.
     choices: u64,
     cache_write_1h: u64,
+    /// Anthropic server-side compaction that ran (the request's
+    /// `context_management` has a `compact_*` edit and the test says the
+    /// context crossed its trigger: `x-mock-compaction-tokens: IN,OUT`):
+    /// the pass's tokens, reported apart in `usage.iterations`.
+    compaction: Option<(u64, u64)>,
     web_searches: u64,
     /// Report this many output tokens, whatever was generated (a lying provider).
     usage_output: Option<u64>,
@@ -888,6 +893,10 @@ async fn handle(
         cut_after: header_u64(&h, "x-mock-cut-after"),
         choices,
         cache_write_1h: header_u64(&h, "x-mock-cache-write-1h-tokens").unwrap_or(0),
+        compaction: header_str(&h, "x-mock-compaction-tokens")
+            .and_then(|v| v.split_once(','))
+            .and_then(|(i, o)| Some((i.trim().parse().ok()?, o.trim().parse().ok()?)))
+            .filter(|_| dialect == Dialect::Anthropic && strict::asks_compaction(&req)),
         web_searches: match dialect {
             Dialect::Anthropic => strict::anthropic_searches(&req, header_u64(&h, "x-mock-web-searches")),
             _ => header_u64(&h, "x-mock-web-searches").unwrap_or(0),
@@ -963,6 +972,27 @@ fn openai_usage(p: &Plan) -> Value {
     }
 }
 
+/// The `iterations` of an answer whose context was compacted: the
+/// compaction pass (its tokens not in the top-level counts), then the
+/// message, whose tokens the top level repeats (anthropic-sdk-python
+/// `types/beta/beta_iterations_usage.py`; the shape of a real record in
+/// ccusage/ccusage#1115).
+fn compaction_iterations(p: &Plan, output: u64) -> Option<Value> {
+    let (input, out) = p.compaction?;
+    Some(json!([
+        {"type": "compaction", "input_tokens": input, "output_tokens": out, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
+        {"type": "message", "input_tokens": p.input, "output_tokens": output, "cache_read_input_tokens": p.cached, "cache_creation_input_tokens": p.cache_write}
+    ]))
+}
+
+fn anthropic_usage_with_iterations(p: &Plan) -> Value {
+    let mut u = anthropic_usage(p, p.output);
+    if let Some(it) = compaction_iterations(p, p.usage_output.unwrap_or(p.output)) {
+        u["iterations"] = it;
+    }
+    u
+}
+
 fn anthropic_usage(p: &Plan, output: u64) -> Value {
     let output = p.usage_output.unwrap_or(output);
     let mut u = json!({"input_tokens": p.input, "cache_creation_input_tokens": p.cache_write,
@@ -1013,7 +1043,7 @@ fn json_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
             "id": format!("msg_mock{n:020}"), "type": "message", "role": "assistant", "model": p.model,
             "content": [{"type": "text", "text": text}],
             "stop_reason": if p.finish == "length" { "max_tokens" } else { "end_turn" }, "stop_sequence": null,
-            "usage": anthropic_usage(&p, p.output)
+            "usage": anthropic_usage_with_iterations(&p)
         }),
         _ => json!({
             "id": format!("chatcmpl-mock{n:020}"), "object": "chat.completion", "created": 1_767_225_600u64 + n,
@@ -1106,8 +1136,11 @@ fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
             }
             ev.push(sse(Some("content_block_stop"), r#"{"type":"content_block_stop","index":0}"#));
             let stop = if p.finish == "length" { "max_tokens" } else { "end_turn" };
-            let d = json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
+            let mut d = json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
                            "usage": {"output_tokens": p.usage_output.unwrap_or(p.output)}});
+            if let Some(it) = compaction_iterations(p, p.usage_output.unwrap_or(p.output)) {
+                d["usage"]["iterations"] = it;
+            }
             ev.push(sse(Some("message_delta"), &d.to_string()));
             ev.push(sse(Some("message_stop"), r#"{"type":"message_stop"}"#));
         }

@@ -624,6 +624,14 @@ pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: Option<&str>) -> 
     Ok(())
 }
 
+/// Whether an Anthropic request asks for server-side compaction: a
+/// `compact_*` edit in `context_management.edits` (platform.claude.com
+/// compaction; the `compact_20260112` strategy).
+pub fn asks_compaction(req: &Value) -> bool {
+    req.get("context_management").and_then(|c| c.get("edits")).and_then(Value::as_array).into_iter().flatten()
+        .any(|e| e.get("type").and_then(Value::as_str).is_some_and(|t| t.starts_with("compact_")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
