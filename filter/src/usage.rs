@@ -159,7 +159,15 @@ fn compactions<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Compacti
             Ok(if s == "compaction" { IterationKind::Compaction } else { IterationKind::Other })
         }
     }
-    let Some(items) = Option::<Vec<Iteration>>::deserialize(d)? else { return Ok(None) };
+    /// A list the parser cannot read as iterations is ignored, as an unknown
+    /// member was before: the top-level usage still counts.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Listed {
+        Iterations(Vec<Iteration>),
+        Other(serde::de::IgnoredAny),
+    }
+    let Some(Listed::Iterations(items)) = Option::<Listed>::deserialize(d)? else { return Ok(None) };
     let add = |a: u64, b: Option<u64>| a.saturating_add(b.unwrap_or(0));
     Ok(Some(items.iter().filter(|i| i.kind == IterationKind::Compaction).fold(Compactions::default(), |c, i| Compactions {
         input: add(c.input, i.input_tokens),

@@ -157,7 +157,8 @@ fn anthropic_compaction_iterations_are_added_to_the_top_level_usage() {
         assert_eq!(run(Api::AnthropicMessages, false, stream.as_bytes(), size).1.usage, Some(want), "{size}");
     }
     // No compaction, or iterations the parser cannot read as such, add nothing.
-    for its in [r#"[]"#, r#"[{"type":"message","input_tokens":9}]"#, r#"null"#, r#"[{"type":"advisor_message","input_tokens":9,"model":"m"}]"#] {
+    for its in [r#"[]"#, r#"[{"type":"message","input_tokens":9}]"#, r#"null"#, r#"[{"type":"advisor_message","input_tokens":9,"model":"m"}]"#,
+                r#""x""#, r#"{"type":"compaction"}"#, r#"[{"type":"compaction","input_tokens":"9"}]"#, r#"[1]"#, r#"[{"type":7,"input_tokens":9}]"#] {
         let body = format!(r#"{{"model":"m","usage":{{"input_tokens":5,"output_tokens":2,"iterations":{its}}}}}"#);
         assert_eq!(parse_json_response(Api::AnthropicMessages, body.as_bytes()).usage.map(|u| (u.input_tokens, u.output_tokens)), Some((5, 2)), "{its}");
     }
