@@ -131,6 +131,21 @@ impl GatewayError {
             .with_param("model")
     }
 
+    /// 426: a WebSocket upgrade (Codex asks for the Responses API over one
+    /// first, where the HTTP connection manager allows upgrades, as Istio's
+    /// does). 426 is what Codex reads as "use HTTP": it falls back at once
+    /// (openai/codex#43353); any other status it retries, then fails or
+    /// falls back late. Envoy's own refusal (403, no body, upgrades not
+    /// configured) is mapped to the same answer in envoy/*/envoy.yaml.
+    pub fn websocket_not_supported() -> Self {
+        Self::new(
+            426,
+            "invalid_request_error",
+            "websocket_not_supported",
+            "This gateway serves HTTP (and SSE streams), not WebSockets: send the request over HTTP. (Codex: set supports_websockets = false on the provider.)".into(),
+        )
+    }
+
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::new(405, "invalid_request_error", "method_not_allowed", message.into())
     }

@@ -29,6 +29,8 @@ pub struct RequestHead {
     pub feature: Option<Vec<u8>>,
     pub prompt_version: Option<Vec<u8>>,
     pub has_anthropic_version: bool,
+    /// `Upgrade: websocket` (in any letter case).
+    pub websocket: bool,
     /// The body's `content-encoding` (several headers joined, so refused).
     pub content_encoding: Option<Vec<u8>>,
     /// Vertex AI's tier header ([`crate::request::VERTEX_TIER`]; several joined, so refused).
@@ -77,6 +79,7 @@ impl RequestHead {
                     remove(&mut h);
                 }
                 b"anthropic-version" => h.has_anthropic_version = true,
+                b"upgrade" => h.websocket |= value().split(|b| *b == b',').any(|v| v.trim_ascii().eq_ignore_ascii_case(b"websocket")),
                 b"content-encoding" => join(&mut h.content_encoding, value()),
                 n if n == crate::request::VERTEX_TIER.as_bytes() => join(&mut h.vertex_tier, value()),
                 // The response must be readable (uncompressed) to count its usage.

@@ -143,3 +143,26 @@ def sse_data(text: str) -> list[str]:
         if data:
             out.append("\n".join(data))
     return out
+
+
+def websocket_upgrade(url: str, path: str) -> tuple[int, bytes]:
+    """A WebSocket handshake (RFC 6455) as Codex opens one: the status and body answered."""
+    import socket
+    host, port = url.rsplit("/", 1)[-1].rsplit(":", 1)
+    req = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+           "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           "Authorization: Bearer tg-demo-search-key\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=10) as c:
+        c.sendall(req)
+        data = b""
+        while True:
+            head, sep, rest = data.partition(b"\r\n\r\n")
+            if sep:
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0)
+                if len(rest) >= length:
+                    return int(head.split(b" ", 2)[1]), rest[:length]
+            chunk = c.recv(65536)
+            if not chunk:
+                return int(data.split(b" ", 2)[1]) if data else 0, rest
+            data += chunk
+

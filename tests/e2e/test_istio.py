@@ -27,7 +27,7 @@ from cloudcoil.models.istio.networking import v1alpha3 as istio_v1alpha3
 import istio
 import oci
 import stack as sm
-from conftest import expected_cost
+from conftest import expected_cost, websocket_upgrade
 from test_budgets import new_key, spend, wait_until
 
 K8S_VERSION = "1.30.0"
@@ -177,6 +177,10 @@ def test_translated_config_runs_on_istio_1_28_envoy(istio_gateway):
     r = requests.post(e.url + "/v1/chat/completions", json={"model": "cheap", "messages": []},
                       headers={"authorization": "Bearer tg-not-a-key"}, timeout=10)
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    # Istio lets WebSocket upgrades through to the filter: Codex's first try
+    # (the Responses API over a WebSocket) gets 426, which it reads as "use HTTP".
+    status, body = websocket_upgrade(e.url, "/v1/responses")
+    assert status == 426 and json.loads(body)["error"]["code"] == "websocket_not_supported", (status, body)
 
     key = new_key(control, "mesh", key_id="mesh-app")
     auth = {"authorization": f"Bearer {key['key']}"}

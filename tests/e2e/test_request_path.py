@@ -10,7 +10,7 @@ import uuid
 import requests
 
 import stack as sm
-from conftest import Client, LABS_KEY, RESTRICTED_KEY, SEARCH_KEY, error_of, expected_cost, read_until_cut, sse_data
+from conftest import Client, LABS_KEY, RESTRICTED_KEY, SEARCH_KEY, error_of, expected_cost, read_until_cut, sse_data, websocket_upgrade
 
 # ---- routing and credentials ---------------------------------------------
 
@@ -645,3 +645,20 @@ def test_audio_tokens_are_priced_at_the_audio_rates(oai, client):
     # The mock refuses an audio model asked for text only, as OpenAI does.
     r = client.chat("openai/gpt-audio")
     assert r.status_code == 400 and "requires that either input content or output modality contain audio" in r.text
+
+
+def test_a_websocket_upgrade_is_told_to_use_http(client):
+    """Codex opens the Responses API over a WebSocket first and falls back to
+    HTTP at once only on 426 (openai/codex#43353; on other statuses it
+    retries, then fails the turn or falls back late). Envoy, with no upgrade
+    configured, refused it 403 with no body: the Envoy configurations map
+    that refusal to 426 with an error in the APIs' JSON shape (and the filter
+    answers 426 itself where upgrades reach it, as under Istio)."""
+    for path in ("/v1/responses", "/v1/chat/completions"):
+        status, body = websocket_upgrade(client.url, path)
+        assert status == 426, (status, body)
+        assert json.loads(body)["error"]["code"] == "websocket_not_supported"
+    # Any other 403 is left as it is.
+    r = client.chat("claude-sonnet-4-6", key=RESTRICTED_KEY)
+    assert r.status_code == 403, r.text
+

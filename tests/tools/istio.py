@@ -75,6 +75,10 @@ def istio_gateway_config(listen_port: int, admin_port: int, upstream_port: int, 
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": f"outbound_{listener}",
+        # istiod allows WebSocket upgrades on every HTTP listener (pilot's
+        # listener builder sets upgrade_configs websocket): an upgrade
+        # reaches the filter, which answers it (426).
+        "upgrade_configs": [{"upgrade_type": "websocket"}],
         "route_config": {"name": listener, "virtual_hosts": [{
             "name": vhost, "domains": ["*"],
             "routes": [{"name": "no-provider", "match": {"prefix": "/"},

@@ -122,3 +122,16 @@ fn the_first_key_pays_unless_another_header_names_a_different_known_key() {
     assert!(message.contains("two different"), "{message}");
     assert_eq!(charged(&[]).unwrap_err().0, 401);
 }
+
+#[test]
+fn a_websocket_upgrade_is_seen_in_any_case_and_list() {
+    for v in [&b"websocket"[..], b"WebSocket", b"h2c, websocket", b" websocket "] {
+        assert!(read(&[("upgrade", v)]).websocket, "{v:?}");
+    }
+    for v in [&b"h2c"[..], b"websockets", b"", b"\xff"] {
+        assert!(!read(&[("upgrade", v)]).websocket, "{v:?}");
+    }
+    assert!(!read(&[]).websocket);
+    let e = crate::errors::GatewayError::websocket_not_supported();
+    assert_eq!((e.status, e.code), (426, "websocket_not_supported"));
+}

@@ -73,6 +73,9 @@ impl TollgateHttp {
                 }
             };
         }
+        if self.headers.websocket {
+            return self.reject(GatewayError::websocket_not_supported());
+        }
         if let Some(clean) = crate::request::path_without_key(&path) {
             self.set_request_header(":path", Some(&clean));
         }
