@@ -108,73 +108,55 @@ struct AnthropicUsage {
     /// Where inference ran: `"global"` or `"us"`.
     #[serde(default)]
     inference_geo: Word,
-    /// Server-side compaction's passes ([`Compactions`]).
+    /// An entry of `usage.iterations`: its `type` ([`compactions`]).
+    #[serde(rename = "type", default)]
+    kind: IterationKind,
+    /// Server-side compaction's passes, normalised and summed ([`compactions`]).
     #[serde(default, rename = "iterations", deserialize_with = "compactions")]
-    compactions: Option<Compactions>,
+    compactions: Option<Usage>,
+}
+
+/// Only whether an `iterations` entry is a compaction pass (no allocation per entry).
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+enum IterationKind {
+    Compaction,
+    #[default]
+    Other,
+}
+
+impl<'de> Deserialize<'de> for IterationKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<str>::deserialize(d)?;
+        Ok(if s == "compaction" { IterationKind::Compaction } else { IterationKind::Other })
+    }
 }
 
 /// Anthropic's server-side compaction (`context_management`'s `compact_*`
 /// edit): its summarising passes are listed in `usage.iterations` as
-/// `type: "compaction"` entries, billed at the model's rates, and "A
-/// `compaction` entry's tokens are not included in the top-level `usage`
-/// fields" (anthropic-sdk-python `types/beta/beta_usage.py`,
-/// `beta_compaction_iteration_usage.py`): summed here and added to them.
-/// (`message` entries are what the top level sums; an `advisor_message`
-/// is another model's, and a request offering the advisor is refused.)
-#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
-struct Compactions {
-    input: u64,
-    read: u64,
-    write: u64,
-    write_1h: u64,
-    output: u64,
-}
-
-fn compactions<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Compactions>, D::Error> {
-    #[derive(Deserialize)]
-    struct Iteration {
-        #[serde(rename = "type", default)]
-        kind: IterationKind,
-        #[serde(default)]
-        input_tokens: Option<u64>,
-        #[serde(default)]
-        output_tokens: Option<u64>,
-        #[serde(default)]
-        cache_creation_input_tokens: Option<u64>,
-        #[serde(default)]
-        cache_read_input_tokens: Option<u64>,
-        #[serde(default)]
-        cache_creation: Option<CacheCreation>,
-    }
-    /// Only whether the entry is a compaction (no allocation per entry).
-    #[derive(Default, PartialEq, Eq)]
-    enum IterationKind {
-        Compaction,
-        #[default]
-        Other,
-    }
-    impl<'de> Deserialize<'de> for IterationKind {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            let s = std::borrow::Cow::<str>::deserialize(d)?;
-            Ok(if s == "compaction" { IterationKind::Compaction } else { IterationKind::Other })
-        }
-    }
-    /// A list the parser cannot read as iterations is ignored, as an unknown
-    /// member was before: the top-level usage still counts.
+/// `type: "compaction"` entries (each a usage of its own), billed at the
+/// model's rates, and "A `compaction` entry's tokens are not included in
+/// the top-level `usage` fields" (anthropic-sdk-python
+/// `types/beta/beta_usage.py`, `beta_compaction_iteration_usage.py`):
+/// summed here and added to them. (`message` entries are what the top
+/// level sums; an `advisor_message` is another model's, and a request
+/// offering the advisor is refused.) A member that is not a list of such
+/// entries is ignored, as any unknown member was: the top level still counts.
+fn compactions<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Usage>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Listed {
-        Iterations(Vec<Iteration>),
+        Iterations(Vec<AnthropicUsage>),
         Other(serde::de::IgnoredAny),
     }
     let Some(Listed::Iterations(items)) = Option::<Listed>::deserialize(d)? else { return Ok(None) };
-    let add = |a: u64, b: Option<u64>| a.saturating_add(b.unwrap_or(0));
-    Ok(Some(items.iter().filter(|i| i.kind == IterationKind::Compaction).fold(Compactions::default(), |c, i| Compactions {
-        input: add(c.input, i.input_tokens),
-        read: add(c.read, i.cache_read_input_tokens),
-        write: add(c.write, i.cache_creation_input_tokens),
-        write_1h: add(c.write_1h, i.cache_creation.and_then(|s| s.ephemeral_1h_input_tokens)),
-        output: add(c.output, i.output_tokens),
+    let passes = items.iter().filter(|i| i.kind == IterationKind::Compaction).map(AnthropicUsage::normalise);
+    Ok(Some(passes.fold(Usage::default(), |sum, u| Usage {
+        input_tokens: sum.input_tokens.saturating_add(u.input_tokens),
+        cached_input_tokens: sum.cached_input_tokens.saturating_add(u.cached_input_tokens),
+        cache_write_tokens: sum.cache_write_tokens.saturating_add(u.cache_write_tokens),
+        cache_write_1h_tokens: sum.cache_write_1h_tokens.saturating_add(u.cache_write_1h_tokens),
+        output_tokens: sum.output_tokens.saturating_add(u.output_tokens),
+        ..Usage::default()
     })))
 }
 
@@ -211,14 +193,13 @@ impl AnthropicUsage {
         // The total is the provider's word; the split only says how much of it lives an hour.
         let write = self.cache_creation_input_tokens.unwrap_or(split_sum);
         let c = self.compactions.unwrap_or_default();
-        let (read, write) = (read.saturating_add(c.read), write.saturating_add(c.write));
         Usage {
-            input_tokens: self.input_tokens.unwrap_or(0).saturating_add(c.input).saturating_add(read).saturating_add(write),
-            cached_input_tokens: read,
-            cache_write_tokens: write,
-            output_tokens: self.output_tokens.unwrap_or(0).saturating_add(c.output),
+            input_tokens: self.input_tokens.unwrap_or(0).saturating_add(read).saturating_add(write).saturating_add(c.input_tokens),
+            cached_input_tokens: read.saturating_add(c.cached_input_tokens),
+            cache_write_tokens: write.saturating_add(c.cache_write_tokens),
+            output_tokens: self.output_tokens.unwrap_or(0).saturating_add(c.output_tokens),
             reasoning_tokens: 0,
-            cache_write_1h_tokens: split.ephemeral_1h_input_tokens.unwrap_or(0).saturating_add(c.write_1h),
+            cache_write_1h_tokens: split.ephemeral_1h_input_tokens.unwrap_or(0).saturating_add(c.cache_write_1h_tokens),
             web_search_requests: self.server_tool_use.and_then(|s| s.web_search_requests).unwrap_or(0),
             file_search_calls: 0,
             audio_input_tokens: 0,
