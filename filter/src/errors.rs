@@ -133,9 +133,9 @@ impl GatewayError {
 
     /// 426: a WebSocket upgrade (Codex asks for the Responses API over one
     /// first, where the HTTP connection manager allows upgrades, as Istio's
-    /// does). 426 is what Codex reads as "use HTTP": it falls back at once
-    /// (openai/codex#43353); any other status it retries, then fails or
-    /// falls back late. Envoy's own refusal (403, no body, upgrades not
+    /// does). 426 is the signal Codex documents for "use HTTP" (openai/codex
+    /// #43353; "codex-rs only falls back to HTTP on an HTTP 426", Soju06/codex-lb#1886),
+    /// and the body says why. Envoy's own refusal (403, no body: upgrades not
     /// configured) is mapped to the same answer in envoy/*/envoy.yaml.
     pub fn websocket_not_supported() -> Self {
         Self::new(

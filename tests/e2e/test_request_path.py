@@ -648,12 +648,12 @@ def test_audio_tokens_are_priced_at_the_audio_rates(oai, client):
 
 
 def test_a_websocket_upgrade_is_told_to_use_http(client):
-    """Codex opens the Responses API over a WebSocket first and falls back to
-    HTTP at once only on 426 (openai/codex#43353; on other statuses it
-    retries, then fails the turn or falls back late). Envoy, with no upgrade
-    configured, refused it 403 with no body: the Envoy configurations map
-    that refusal to 426 with an error in the APIs' JSON shape (and the filter
-    answers 426 itself where upgrades reach it, as under Istio)."""
+    """Codex may open the Responses API over a WebSocket first; 426 is the
+    signal it documents for "use HTTP" (openai/codex#43353). Envoy, with no
+    upgrade configured, refused it 403 with no body: the Envoy configurations
+    map that refusal to 426 with a reason in the APIs' JSON shape (and the
+    filter answers 426 itself where upgrades reach it, as under Istio).
+    Codex itself: test_codex_cli.py."""
     for path in ("/v1/responses", "/v1/chat/completions"):
         status, body = websocket_upgrade(client.url, path)
         assert status == 426, (status, body)

@@ -66,7 +66,8 @@ apt_install chromium
 apt_install postgresql
 
 # 5. Node and the stock JavaScript clients (tests/node: the OpenAI, Anthropic
-#    and Google SDKs, the Vercel AI SDK), exactly as locked; again only when
+#    and Google SDKs, the Vercel AI SDK, and OpenAI's Codex CLI, whose npm
+#    package brings its native binary), exactly as locked; again only when
 #    the lock changes
 # (a nodejs that ships its own npm, as NodeSource's does, is kept as it is)
 command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm

@@ -248,8 +248,10 @@ pub fn chat_request(members: Map<String, Value>, model: &str, cap_field: &str, d
                 out.insert("tool_choice".into(), tool_choice(&v)?);
             }
             "store" | "include" | "stream_options" | "truncation" | "max_output_tokens" | "tools" | "tool_choice" => {}
-            // Cache options mean nothing to another provider (GPT-5.6's `prompt_cache_options`).
-            "prompt_cache_retention" | "prompt_cache_options" => {}
+            // Cache options mean nothing to another provider (GPT-5.6's `prompt_cache_options`),
+            // nor a client's own telemetry ids (`client_metadata`: Codex's
+            // installation, session and turn ids, on every request).
+            "prompt_cache_retention" | "prompt_cache_options" | "client_metadata" => {}
             other if REFUSED.contains(&other) && v.is_null() => {}
             other => return Err(super::unknown_member(other, REFUSED, TARGET)),
         }
@@ -376,6 +378,8 @@ mod tests {
         // The lingua follow-up (functionToolsWithReasoningEffortParam), with instructions and a stream.
         let r = chat(json!({"model": "claude-sonnet-4-6", "instructions": "You are a coding agent.", "stream": true, "store": false,
             "include": ["reasoning.encrypted_content"], "reasoning": {"effort": "medium", "summary": "auto"}, "max_output_tokens": 900,
+            // Codex 0.171.0 sends its ids on every request: dropped, nothing reads them.
+            "client_metadata": {"x-codex-installation-id": "i", "session_id": "s"},
             "input": [{"role": "user", "content": [{"type": "input_text", "text": "Tokyo weather"}]},
                       {"id": "rs_1", "type": "reasoning", "summary": []},
                       {"id": "fc_1", "type": "function_call", "status": "completed", "arguments": "{\"location\":\"Tokyo\"}", "call_id": "call_q", "name": "get_weather"},

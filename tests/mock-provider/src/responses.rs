@@ -22,8 +22,12 @@ use serde_json::{json, Map, Value};
 
 use crate::{count_tokens, output_pieces};
 
+/// (`client_metadata`: the string map Codex sends on every request, its
+/// installation, session and turn ids: openai/codex `codex-rs/core`
+/// `client_metadata()`; Codex 0.171.0 sent it through this gateway, and
+/// the API takes it, Codex being its first-party client.)
 const PARAMS: &[&str] = &[
-    "background", "conversation", "include", "input", "instructions", "max_output_tokens", "max_tool_calls", "metadata",
+    "background", "client_metadata", "conversation", "include", "input", "instructions", "max_output_tokens", "max_tool_calls", "metadata",
     "model", "parallel_tool_calls", "previous_response_id", "prompt", "prompt_cache_key", "prompt_cache_options", "prompt_cache_retention",
     "reasoning", "safety_identifier", "service_tier", "store", "stream", "stream_options", "temperature", "text",
     "tool_choice", "tools", "top_logprobs", "top_p", "truncation", "user",

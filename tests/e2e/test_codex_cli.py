@@ -1,0 +1,71 @@
+"""OpenAI's Codex CLI (0.171.0, pinned in tests/node/package-lock.json: the
+npm package runs its native binary) pointed at the gateway as a custom
+provider with a virtual key, as its users configure it
+(`model_providers.<name>` with `base_url`, `env_key`, `wire_api =
+"responses"`). It found two things our own tests had not: the mock refused
+the `client_metadata` Codex sends on every request (the API takes it), and
+a Responses request translated for another provider was refused for it
+(it is dropped: telemetry ids nothing reads)."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import requests
+
+from conftest import SEARCH_KEY
+
+CODEX = Path(__file__).resolve().parents[1] / "node" / "node_modules" / ".bin" / "codex"
+
+
+def codex(stack, tmp_path, *config: str, model: str = "openai/gpt-5.4") -> subprocess.CompletedProcess:
+    assert CODEX.exists(), "npm ci in tests/node is run by make setup"
+    home = tmp_path / "codex-home"
+    home.mkdir(exist_ok=True)
+    provider = f'{{name="tollgate", base_url="{stack.url}/v1", env_key="TOLLGATE_KEY", wire_api="responses"{"".join(config)}}}'
+    cmd = [str(CODEX), "exec", "--skip-git-repo-check", "--sandbox", "read-only", "-c", "model_provider=tollgate",
+           "-c", f"model_providers.tollgate={provider}", "-m", model, "Say hi"]
+    env = {**os.environ, "CODEX_HOME": str(home), "HOME": str(home), "TOLLGATE_KEY": SEARCH_KEY}
+    return subprocess.run(cmd, env=env, cwd=home, capture_output=True, text=True, timeout=120)
+
+
+def mock_stats(stack) -> dict:
+    return requests.get(stack.mock.url + "/mock/stats", timeout=5).json()
+
+
+def test_codex_runs_a_turn_through_the_gateway_priced_as_served(stack, client, tmp_path):
+    before_records, before = len(client.records()), mock_stats(stack)
+    out = codex(stack, tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "mock answer from the provider" in out.stdout, out.stdout
+    sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+    assert sent["model"] == "gpt-5.4" and "client_metadata" in sent, "Codex's body went as it came, its model routed"
+    records = [r for r in client.records()[before_records:] if r["api"] == "openai_responses"]
+    assert len(records) == 1, records
+    rec, after = records[0], mock_stats(stack)
+    assert (rec["outcome"], rec["usage_source"], rec["stream"], rec["provider"]) == ("ok", "provider", True, "openai"), rec
+    assert rec["usage"]["input_tokens"] == after["input_tokens"] - before["input_tokens"]
+    assert rec["usage"]["output_tokens"] == after["output_tokens"] - before["output_tokens"]
+    assert rec["cost_micros"] > 0 and rec["key_id"] == "demo-search"
+
+
+def test_codex_over_a_websocket_falls_back_to_http_on_the_gateways_426(stack, client, tmp_path):
+    """With `supports_websockets = true` Codex opens the Responses API over a
+    WebSocket first; the gateway answers 426 and Codex falls back to HTTP."""
+    before = len(client.records())
+    out = codex(stack, tmp_path, ", supports_websockets=true")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "mock answer from the provider" in out.stdout
+    log = stack.access_log.read_text()
+    assert '"method":"GET","model":null,"outcome":null,"output_tokens":null,"path":"/v1/responses"' in log and '"status":426' in log
+    assert [r["outcome"] for r in client.records()[before:] if r["api"] == "openai_responses"] == ["ok"]
+
+
+def test_codex_naming_a_model_of_another_format_gets_a_clear_refusal(stack, tmp_path):
+    """Codex offers OpenAI's hosted and freeform tools (web search, apply_patch),
+    which no other provider runs: the turn is refused, naming `tools`, before
+    anything is sent (docs/translation.md)."""
+    out = codex(stack, tmp_path, model="anthropic/claude-sonnet-4-6")
+    assert out.returncode != 0
+    assert "untranslatable_field" in out.stdout + out.stderr and "'tools'" in out.stdout + out.stderr
