@@ -308,20 +308,28 @@ pub fn plan_for(
     .transpose()
     .map_err(|e| refuse(e, Some(&chat), Some(&target)))?;
     let upstream_api = translate.map_or(api, Direction::upstream_api);
+    // The client's query string belongs to its own API (the Anthropic SDK's
+    // `?beta=true`): it goes on only to a provider of that API. Google's
+    // frontend refuses a parameter it does not bind ("Cannot bind query
+    // parameter"), so Claude Code's requests translated for Gemini failed.
+    let query = match translate {
+        None => upstream_query(path),
+        Some(_) => String::new(),
+    };
     let upstream_path = match (upstream_api, provider.format) {
         (Api::GeminiGenerateContent, _) if choice.count_tokens => {
-            format!("{}/models/{}:countTokens{}", provider.path_prefix, target.upstream_model, upstream_query(path))
+            format!("{}/models/{}:countTokens{}", provider.path_prefix, target.upstream_model, query)
         }
-        (Api::OpenAiResponses, _) if choice.count_tokens => format!("{}/responses/input_tokens{}", provider.path_prefix, upstream_query(path)),
-        (Api::OpenAiResponses, _) if choice.compact => format!("{}/responses/compact{}", provider.path_prefix, upstream_query(path)),
-        _ if choice.count_tokens => format!("{}/messages/count_tokens{}", provider.path_prefix, upstream_query(path)),
+        (Api::OpenAiResponses, _) if choice.count_tokens => format!("{}/responses/input_tokens{}", provider.path_prefix, query),
+        (Api::OpenAiResponses, _) if choice.compact => format!("{}/responses/compact{}", provider.path_prefix, query),
+        _ if choice.count_tokens => format!("{}/messages/count_tokens{}", provider.path_prefix, query),
         (Api::GeminiGenerateContent, _) => {
             let method = if chat.stream { "streamGenerateContent" } else { "generateContent" };
-            format!("{}/models/{}:{method}{}", provider.path_prefix, target.upstream_model, upstream_query(path))
+            format!("{}/models/{}:{method}{}", provider.path_prefix, target.upstream_model, query)
         }
         // Gemini answers OpenAI-format requests on its compatible endpoint.
-        (_, ProviderFormat::Gemini) => format!("{}/openai{}{}", provider.path_prefix, upstream_api.upstream_suffix(), upstream_query(path)),
-        _ => format!("{}{}{}", provider.path_prefix, upstream_api.upstream_suffix(), upstream_query(path)),
+        (_, ProviderFormat::Gemini) => format!("{}/openai{}{}", provider.path_prefix, upstream_api.upstream_suffix(), query),
+        _ => format!("{}{}{}", provider.path_prefix, upstream_api.upstream_suffix(), query),
     };
     let mut headers = vec![
         (":path".to_string(), upstream_path),

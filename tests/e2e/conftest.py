@@ -166,3 +166,13 @@ def websocket_upgrade(url: str, path: str) -> tuple[int, bytes]:
                 return int(data.split(b" ", 2)[1]) if data else 0, rest
             data += chunk
 
+
+def access_log_has(stack, *texts: str, timeout: float = 5.0) -> bool:
+    """Whether Envoy's access log holds every text, once written (Envoy
+    writes it every 200 ms here)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = stack.access_log.read_text()
+        if all(t in log for t in texts) or time.monotonic() > deadline:
+            return all(t in log for t in texts)
+        time.sleep(0.1)

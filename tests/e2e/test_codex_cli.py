@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from conftest import SEARCH_KEY
+from conftest import SEARCH_KEY, access_log_has
 
 CODEX = Path(__file__).resolve().parents[1] / "node" / "node_modules" / ".bin" / "codex"
 
@@ -57,8 +57,7 @@ def test_codex_over_a_websocket_falls_back_to_http_on_the_gateways_426(stack, cl
     out = codex(stack, tmp_path, ", supports_websockets=true")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "mock answer from the provider" in out.stdout
-    log = stack.access_log.read_text()
-    assert '"method":"GET","model":null,"outcome":null,"output_tokens":null,"path":"/v1/responses"' in log and '"status":426' in log
+    assert access_log_has(stack, '"method":"GET","model":null,"outcome":null,"output_tokens":null,"path":"/v1/responses"', '"status":426')
     assert [r["outcome"] for r in client.records()[before:] if r["api"] == "openai_responses"] == ["ok"]
 
 

@@ -324,6 +324,33 @@ fn a_gemini_count_goes_to_count_tokens_with_nothing_added() {
     assert_eq!(sent, serde_json::json!({"model": "gpt-5.4", "input": "hi"}), "nothing added");
 }
 
+/// The client's query string (the Anthropic SDK's `?beta=true`, which
+/// Claude Code sends on every request) goes on only to a provider of the
+/// client's own API: Google's frontend refuses a parameter it does not bind,
+/// so Claude Code's requests translated for Gemini were all refused.
+#[test]
+fn a_clients_query_goes_on_only_to_a_provider_of_its_own_api() {
+    let cfg = Config::from_json(br#"{
+      "providers": [{"name": "google", "format": "gemini", "cluster": "google", "host": "generativelanguage.googleapis.com"},
+                    {"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com"},
+                    {"name": "anthropic", "format": "anthropic", "cluster": "anthropic", "host": "api.anthropic.com"}],
+      "routes": [{"model": "google/*", "provider": "google"}, {"model": "gpt-*", "provider": "openai"}, {"model": "claude-*", "provider": "anthropic"}],
+      "unpriced_models": "allow"}"#).unwrap();
+    let path_for = |api: Api, body: &str, path: &str| {
+        let p = plan(&cfg, &key(None), api, body.as_bytes(), path, true).unwrap();
+        p.headers.iter().find(|(k, _)| k == ":path").map(|(_, v)| v.clone()).unwrap()
+    };
+    let messages = |m: &str| format!(r#"{{"model":"{m}","max_tokens":5,"messages":[{{"role":"user","content":"hi"}}]}}"#);
+    assert_eq!(path_for(Api::AnthropicMessages, &messages("google/gemini-2.5-flash"), "/v1/messages?beta=true"), "/v1beta/openai/chat/completions");
+    assert_eq!(path_for(Api::AnthropicMessages, &messages("gpt-5.4"), "/v1/messages?beta=true"), "/v1/chat/completions");
+    assert_eq!(path_for(Api::AnthropicMessages, &messages("claude-x"), "/v1/messages?beta=true"), "/v1/messages?beta=true", "its own API: kept");
+    let chat = r#"{"model":"gpt-5.4","messages":[{"role":"user","content":"hi"}]}"#;
+    assert_eq!(path_for(Api::OpenAiChat, chat, "/v1/chat/completions?x=1"), "/v1/chat/completions?x=1");
+    let gemini = r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#;
+    assert_eq!(path_for(Api::GeminiGenerateContent, gemini, "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&key=k"),
+               "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", "the key never, alt=sse kept");
+}
+
 /// Anthropic's advisor tool (Claude Code's `/advisor`) runs another model
 /// whose tokens Anthropic leaves out of the top-level usage, and its
 /// server-side `fallbacks` let other models serve: both were passed on, so

@@ -510,6 +510,19 @@ async fn complete(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Byt
     r
 }
 
+/// A query parameter Google's API frontend does not bind: it refuses the
+/// request, as for any Google API ("Invalid JSON payload received. Unknown
+/// name \"beta\": Cannot bind query parameter. Field 'beta' could not be
+/// found in request message.", quoted from real answers in
+/// demisto/content's GoogleChronicleBackstory tests and others). Google's
+/// system parameters are taken (cloud.google.com/apis/docs/system-parameters).
+fn gemini_unbound_query(uri: &Uri) -> Option<String> {
+    const SYSTEM: &[&str] = &["alt", "$alt", "key", "fields", "$fields", "prettyPrint", "$prettyPrint", "quotaUser", "$quotaUser",
+                              "callback", "$callback", "access_token", "upload_protocol", "uploadType", "userIp", "$userIp"];
+    let name = uri.query()?.split('&').filter(|kv| !kv.is_empty()).map(|kv| kv.split('=').next().unwrap_or(kv)).find(|n| !SYSTEM.contains(n))?;
+    Some(format!("Invalid JSON payload received. Unknown name \"{name}\": Cannot bind query parameter. Field '{name}' could not be found in request message."))
+}
+
 /// Gemini's key: `x-goog-api-key` or `?key=` (native), `Authorization: Bearer` (compatible endpoint).
 fn gemini_key_ok(app: &App, h: &HeaderMap, uri: &Uri) -> bool {
     let presented = header_str(h, "x-goog-api-key")
@@ -528,6 +541,9 @@ async fn gemini_native(State(app): State<Arc<App>>, axum::extract::Path(rest): a
         respond(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), &h, &uri, gemini::error(code, status, msg), "application/json")
     };
     remember(&app, &body);
+    if let Some(msg) = gemini_unbound_query(&uri) {
+        return err(400, "INVALID_ARGUMENT", &msg);
+    }
     if !gemini_key_ok(&app, &h, &uri) {
         return err(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.");
     }
@@ -602,6 +618,10 @@ async fn gemini_native(State(app): State<Arc<App>>, axum::extract::Path(rest): a
 /// Gemini's OpenAI-compatible endpoint: Gemini's key, then the mock's OpenAI
 /// dialect (`Err`: the refusal of a wrong key).
 fn gemini_compat_key(app: &App, uri: &Uri, h: &mut HeaderMap) -> Result<(), Box<Response<Body>>> {
+    if let Some(msg) = gemini_unbound_query(uri) {
+        let body = json!([{"error": {"code": 400, "message": msg, "status": "INVALID_ARGUMENT"}}]).to_string();
+        return Err(Box::new(respond(StatusCode::BAD_REQUEST, h, uri, body, "application/json")));
+    }
     if !gemini_key_ok(app, h, uri) {
         let body = json!([{"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT"}}]).to_string();
         return Err(Box::new(respond(StatusCode::BAD_REQUEST, h, uri, body, "application/json")));
