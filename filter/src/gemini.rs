@@ -53,12 +53,7 @@ pub fn path_method(path: &str) -> Option<(&str, Method)> {
     let p = path.split(['?', '#']).next().unwrap_or("");
     let rest = ["/v1beta/models/", "/v1/models/", "/models/"].iter().find_map(|pre| p.strip_prefix(pre))?;
     let (model, method) = rest.rsplit_once(':')?;
-    // The model goes into the upstream path: a plain id (optionally
-    // `google/<id>`), never `..`, `%`-escapes or other path syntax that
-    // could reach another endpoint with the provider's key.
-    let id = model.strip_prefix("google/").unwrap_or(model);
-    let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.';
-    if id.is_empty() || id.len() > 128 || id.starts_with('.') || id.contains("..") || !id.bytes().all(plain) {
+    if !plain_model_id(model) {
         return None;
     }
     let method = match method {
@@ -68,6 +63,15 @@ pub fn path_method(path: &str) -> Option<(&str, Method)> {
         _ => return None,
     };
     Some((model, method))
+}
+
+/// A model id a native path may name: it goes into the upstream path, so a
+/// plain id (optionally `google/<id>`), never `..`, `%`-escapes or other
+/// path syntax that could reach another endpoint with the provider's key.
+pub fn plain_model_id(model: &str) -> bool {
+    let id = model.strip_prefix("google/").unwrap_or(model);
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.';
+    !id.is_empty() && id.len() <= 128 && !id.starts_with('.') && !id.contains("..") && id.bytes().all(plain)
 }
 
 /// Whether a key may come as `?key=` (Gemini's REST convention): on a

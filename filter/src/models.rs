@@ -49,13 +49,15 @@ pub fn list(cfg: &Config, key: &KeyInfo, shape: Shape) -> String {
         // Gemini's list says what each model is called with: a model priced
         // with no output (an embedding model) answers no `generateContent`,
         // and Gemini's native embeddings are not served.
-        models.retain(|(name, _)| generates(cfg, name));
+        models.retain(|(name, _)| cfg.resolve(name).is_some_and(|(r, upstream)| generates(cfg, &r.provider.name, &upstream)));
     }
     document(&models, shape)
 }
 
-fn generates(cfg: &Config, name: &str) -> bool {
-    cfg.resolve(name).is_some_and(|(r, upstream)| cfg.price(&r.provider.name, &upstream).is_none_or(|p| p.output > 0))
+/// Whether `provider/upstream` answers generations: not priced with a zero
+/// output rate (an embedding model).
+fn generates(cfg: &Config, provider: &str, upstream: &str) -> bool {
+    cfg.price(provider, upstream).is_none_or(|p| p.output > 0)
 }
 
 fn document(models: &[(&str, &Provider)], shape: Shape) -> String {
@@ -110,10 +112,7 @@ pub fn one(cfg: &Config, key: &KeyInfo, id: &str, shape: Shape) -> Result<String
         .chain(google.as_deref())
         .filter(|m| crate::request::valid_model_name(m) && key.may_use(m))
         .find_map(|m| cfg.resolve(m))
-        .filter(|(r, upstream)| {
-            let generates = || cfg.price(&r.provider.name, upstream).is_none_or(|p| p.output > 0);
-            shape != Shape::Gemini || (r.provider.format == ProviderFormat::Gemini && generates())
-        });
+        .filter(|(r, upstream)| shape != Shape::Gemini || (r.provider.format == ProviderFormat::Gemini && generates(cfg, &r.provider.name, upstream)));
     match found {
         Some((r, _)) => Ok(item(id, r.provider, shape).to_string()),
         None => Err(GatewayError::no_such_model(id)),

@@ -3,6 +3,7 @@ the mock provider, started once per session on free ports."""
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import time
 from pathlib import Path
@@ -145,27 +146,45 @@ def sse_data(text: str) -> list[str]:
     return out
 
 
+def raw_http(port: int, request: bytes, timeout: float = 5.0) -> bytes:
+    """Sends bytes as they are (requests would refuse them) and reads the
+    answer: until the connection closes, or its content-length is read."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as c:
+        c.sendall(request)
+        out = b""
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                out += d
+                head, sep, body = out.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), None)
+                if sep and length is not None and len(body) >= length:
+                    break
+        except socket.timeout:
+            pass
+    return out
+
+
+def status_of(resp: bytes) -> int:
+    return int(resp.split(b" ", 2)[1])
+
+
 def websocket_upgrade(url: str, path: str) -> tuple[int, bytes]:
     """A WebSocket handshake (RFC 6455) as Codex opens one: the status and body answered."""
-    import socket
-    host, port = url.rsplit("/", 1)[-1].rsplit(":", 1)
-    req = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    port = int(url.rsplit(":", 1)[1])
+    req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-           "Authorization: Bearer tg-demo-search-key\r\n\r\n").encode()
-    with socket.create_connection((host, int(port)), timeout=10) as c:
-        c.sendall(req)
-        data = b""
-        while True:
-            head, sep, rest = data.partition(b"\r\n\r\n")
-            if sep:
-                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0)
-                if len(rest) >= length:
-                    return int(head.split(b" ", 2)[1]), rest[:length]
-            chunk = c.recv(65536)
-            if not chunk:
-                return int(data.split(b" ", 2)[1]) if data else 0, rest
-            data += chunk
+           f"Authorization: Bearer {SEARCH_KEY}\r\n\r\n").encode()
+    resp = raw_http(port, req, timeout=10)
+    return status_of(resp), resp.partition(b"\r\n\r\n")[2]
 
+
+def mock_stats(stack) -> dict:
+    """What the mock provider has served: requests, input and output tokens."""
+    return requests.get(stack.mock.url + "/mock/stats", timeout=5).json()
 
 def access_log_has(stack, *texts: str, timeout: float = 5.0) -> bool:
     """Whether Envoy's access log holds every text, once written (Envoy

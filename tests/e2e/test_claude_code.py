@@ -17,9 +17,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import requests
 
-from conftest import SEARCH_KEY, access_log_has, expected_cost
+from conftest import SEARCH_KEY, access_log_has, mock_stats, expected_cost
 
 CLAUDE = Path(__file__).resolve().parents[1] / "node" / "node_modules" / "@anthropic-ai" / "claude-code-linux-x64" / "claude"
 
@@ -32,10 +31,6 @@ def claude(stack, tmp_path, model: str) -> subprocess.CompletedProcess:
            "ANTHROPIC_BASE_URL": stack.url, "ANTHROPIC_API_KEY": SEARCH_KEY,
            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"}
     return subprocess.run([str(CLAUDE), "-p", "Say hi", "--model", model], env=env, cwd=home, capture_output=True, text=True, timeout=120)
-
-
-def mock_stats(stack) -> dict:
-    return requests.get(stack.mock.url + "/mock/stats", timeout=5).json()
 
 
 @pytest.mark.parametrize("model, provider, upstream_path", [

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from conftest import SEARCH_KEY, access_log_has
+from conftest import SEARCH_KEY, access_log_has, mock_stats
 
 CODEX = Path(__file__).resolve().parents[1] / "node" / "node_modules" / ".bin" / "codex"
 
@@ -28,10 +28,6 @@ def codex(stack, tmp_path, *config: str, model: str = "openai/gpt-5.4") -> subpr
            "-c", f"model_providers.tollgate={provider}", "-m", model, "Say hi"]
     env = {**os.environ, "CODEX_HOME": str(home), "HOME": str(home), "TOLLGATE_KEY": SEARCH_KEY}
     return subprocess.run(cmd, env=env, cwd=home, capture_output=True, text=True, timeout=120)
-
-
-def mock_stats(stack) -> dict:
-    return requests.get(stack.mock.url + "/mock/stats", timeout=5).json()
 
 
 def test_codex_runs_a_turn_through_the_gateway_priced_as_served(stack, client, tmp_path):

@@ -15,30 +15,10 @@ import pytest
 import requests
 
 import stack as sm
-from conftest import SEARCH_KEY, Client, error_of, expected_cost
+from conftest import SEARCH_KEY, Client, error_of, expected_cost, raw_http, status_of
 from test_budgets import new_key, spend, wait_until
 
 AUTH = {"authorization": f"Bearer {SEARCH_KEY}"}
-
-
-def raw_http(port: int, request: bytes, timeout: float = 5.0) -> bytes:
-    """Sends bytes as they are (requests would refuse them) and reads the answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as c:
-        c.sendall(request)
-        out = b""
-        try:
-            while True:
-                d = c.recv(65536)
-                if not d:
-                    break
-                out += d
-        except socket.timeout:
-            pass
-    return out
-
-
-def status_of(resp: bytes) -> int:
-    return int(resp.split(b" ", 2)[1])
 
 
 def control_text(stack, path: str) -> str:

@@ -44,8 +44,9 @@ struct Head<'a> {
 /// an array, odd entries) bounds nothing: it is read as no server tool.
 pub fn read(raw: &str) -> ServerTools {
     // Most tools are functions: the whole array is parsed only when a
-    // search or advisor tool may be in it (or a `\u` escape may spell one).
-    if !raw.contains("_search") && !raw.contains("advisor") && !raw.contains('\\') {
+    // search or advisor tool may be in it (or a `\u` escape may spell one:
+    // not any backslash, which every description with a newline holds).
+    if !raw.contains("_search") && !raw.contains("advisor") && !raw.contains("\\u") {
         return ServerTools::default();
     }
     let Ok(tools) = serde_json::from_str::<Vec<Head<'_>>>(raw) else {
