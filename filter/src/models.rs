@@ -104,9 +104,13 @@ fn item(id: &str, provider: &Provider, shape: Shape) -> serde_json::Value {
 
 /// One model, when this key may use it and a route serves it (a
 /// wildcard's too), in the client's shape; else 404. A Gemini client's id
-/// is read as the generate path's is (as it is, or as `google/<id>`), and
-/// must be served by a Gemini-format provider and generate (as listed).
+/// is read as the generate path's is (a plain id, as it is or as
+/// `google/<id>`), and must be served by a Gemini-format provider and
+/// generate (as listed).
 pub fn one(cfg: &Config, key: &KeyInfo, id: &str, shape: Shape) -> Result<String, GatewayError> {
+    if shape == Shape::Gemini && !crate::gemini::plain_model_id(id) {
+        return Err(GatewayError::no_such_model(id));
+    }
     let google = (shape == Shape::Gemini).then(|| format!("google/{id}"));
     let found = std::iter::once(id)
         .chain(google.as_deref())

@@ -89,6 +89,10 @@ fn one_model_is_answered_when_the_key_may_use_it() {
     // A model a Gemini client cannot generate on is not found for it.
     assert_eq!(one(&cfg, &key(None), "cheap", Shape::Gemini).unwrap_err().code, "model_not_found");
     assert_eq!(one(&cfg, &key(None), "bad id", Shape::Gemini).unwrap_err().status, 404);
+    // Only an id the generate path takes: `google/*` would route any name, path syntax too.
+    for odd in ["../../v1/chat", "%FF", "google/..", ".hidden"] {
+        assert_eq!(one(&cfg, &key(None), odd, Shape::Gemini).unwrap_err().status, 404, "{odd}");
+    }
     assert_eq!(one(&cfg, &key(None), "gemini-embedding-001", Shape::Gemini).unwrap_err().status, 404, "listed for no Gemini client either");
     assert!(one(&cfg, &key(None), "google/gemini-embedding-001", Shape::OpenAi).is_ok());
 }
