@@ -111,6 +111,7 @@ fn main() -> Result<(), String> {
     time("plan (parse, route, rewrite, price)", n, || {
         tollgate_filter::route::plan(&cfg, &key, Api::OpenAiChat, body.as_bytes(), "/v1/chat/completions", false).is_ok()
     });
+    prompts(&cfg, &key, n);
     let stream = openai_stream();
     time("stream: split into events", n / 4, || {
         let mut sp = tollgate_filter::sse::SseSplitter::new();
@@ -205,6 +206,26 @@ fn main() -> Result<(), String> {
     println!("(record {} bytes, request body {} bytes)", json.len(), body.len());
     packages(n);
     Ok(())
+}
+
+/// A request naming a registered prompt (1 KB system prompt) against the
+/// same request carrying it: the work `make bench`'s rendering pair compares.
+fn prompts(cfg: &Config, key: &Rc<KeyInfo>, n: u32) {
+    let system = "The quick brown fox jumps over the lazy dog. ".repeat(23)[..1024].to_string();
+    let doc = serde_json::json!({"seq": 1, "prompts": [{"name": "bench", "labels": {"production": 1},
+        "versions": [{"version": 1, "hash": "aaaaaaaabbbb", "system": system, "messages": [{"role": "user", "content": "Context: {{ctx}}"}]}]}]});
+    let Ok(doc) = serde_json::from_value(doc) else { return };
+    let registry = tollgate_filter::prompts::Registry::from_doc(doc);
+    let ask = serde_json::json!({"role": "user", "content": "Where is my order?"});
+    let named = serde_json::json!({"model": "openai/gpt-5.4", "tollgate_prompt": {"name": "bench", "variables": {"ctx": "order 42"}}, "messages": [ask]}).to_string();
+    let carried = serde_json::json!({"model": "openai/gpt-5.4", "messages": [{"role": "system", "content": system}, {"role": "user", "content": "Context: order 42"}, ask]}).to_string();
+    let choice = tollgate_filter::route::Choice { prompts: Some(Some(&registry)), ..Default::default() };
+    let plan = |body: &str| tollgate_filter::route::plan_for(cfg, key, Api::OpenAiChat, body.as_bytes(), "/v1/chat/completions", false, choice).is_ok();
+    time("plan, 1 KB prompt carried", n, || plan(&carried));
+    time("plan, the same prompt named (rendered)", n, || plan(&named));
+    time("  parse named", n, || tollgate_filter::request::parse_chat(Api::OpenAiChat, named.as_bytes()).is_ok());
+    time("  render", n, || tollgate_filter::prompts::render(Api::OpenAiChat, named.as_bytes(), Some(&registry)).is_ok());
+    time("  parse carried", n, || tollgate_filter::request::parse_chat(Api::OpenAiChat, carried.as_bytes()).is_ok());
 }
 
 /// What the design's packages would save on the work above

@@ -143,24 +143,23 @@ pub fn plan_for(
         Box::new(Refusal { error, chat: chat.cloned(), target: target.cloned() })
     };
     let parsed = parse_chat(api, body).map_err(|e| refuse(e, None, None))?;
-    let mut chat = parsed.request.clone();
-    chat.premium.tier = crate::request::with_tier_header(chat.premium.tier, choice.tier_header).map_err(|e| refuse(e, Some(&chat), None))?;
     // A named prompt: rendered from the members just parsed, then the
-    // rendered body is planned.
-    if chat.names_prompt {
-        let Some(registry) = choice.prompts else {
+    // rendered body is planned (the request as named is not copied: it is
+    // only read again on a refusal).
+    if parsed.request.names_prompt {
+        let not_rendered = || {
             let e = GatewayError::bad_request(NEEDS_RENDER, "The request names a prompt ('tollgate_prompt') this gateway did not render.");
-            return Err(refuse(e.with_param(crate::prompts::MEMBER), Some(&chat), None));
+            refuse(e.with_param(crate::prompts::MEMBER), Some(&parsed.request), None)
         };
+        let registry = choice.prompts.ok_or_else(not_rendered)?;
         let members: Vec<(&str, &str)> = parsed.members().collect();
-        let Some(r) = crate::prompts::render_members(api, &members, registry).map_err(|e| refuse(e, Some(&chat), None))? else {
-            let e = GatewayError::bad_request(NEEDS_RENDER, "The request names a prompt ('tollgate_prompt') this gateway did not render.");
-            return Err(refuse(e.with_param(crate::prompts::MEMBER), Some(&chat), None));
-        };
+        let r = crate::prompts::render_members(api, &members, registry).map_err(|e| refuse(e, Some(&parsed.request), None))?.ok_or_else(not_rendered)?;
         let mut plan = plan_for(cfg, key, api, &r.body, path, has_anthropic_version, Choice { prompts: None, ..choice })?;
         plan.rendered = Some((r.body, r.tag));
         return Ok(plan);
     }
+    let mut chat = parsed.request.clone();
+    chat.premium.tier = crate::request::with_tier_header(chat.premium.tier, choice.tier_header).map_err(|e| refuse(e, Some(&chat), None))?;
     // From the members the parser found: no second parse.
     let prefix = if choice.fingerprint && matches!(api, Api::OpenAiChat | Api::AnthropicMessages) {
         let raw = |n: &str| parsed.members().find(|(k, _)| *k == n).map(|(_, v)| v);
@@ -309,12 +308,15 @@ pub fn plan_for(
     .map_err(|e| refuse(e, Some(&chat), Some(&target)))?;
     let upstream_api = translate.map_or(api, Direction::upstream_api);
     // The client's query string belongs to its own API (the Anthropic SDK's
-    // `?beta=true`): it goes on only to a provider of that API. Google's
-    // frontend refuses a parameter it does not bind ("Cannot bind query
-    // parameter"), so Claude Code's requests translated for Gemini failed.
+    // `?beta=true`, Azure OpenAI's `api-version`): it goes on only to a
+    // provider of that API. Google's frontend refuses a parameter it does
+    // not bind ("Cannot bind query parameter"), so Claude Code's requests
+    // translated for Gemini failed, and so would an OpenAI client's own
+    // query on Gemini's OpenAI-compatible endpoint.
+    let compat_gemini = provider.format == ProviderFormat::Gemini && upstream_api != Api::GeminiGenerateContent;
     let query = match translate {
-        None => upstream_query(path),
-        Some(_) => String::new(),
+        None if !compat_gemini => upstream_query(path),
+        _ => String::new(),
     };
     let upstream_path = match (upstream_api, provider.format) {
         (Api::GeminiGenerateContent, _) if choice.count_tokens => {

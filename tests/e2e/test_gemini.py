@@ -110,7 +110,11 @@ def test_a_recorded_vertex_response_is_priced_exactly(stack, client):
 
 
 def test_openai_sdk_reaches_gemini_through_its_openai_compatible_endpoint(stack, client):
-    oai = openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+    # The client's own query (Azure OpenAI's api-version, the SDK's
+    # default_query) stays out: Google's frontend refuses a parameter it
+    # does not bind, as the mock does.
+    oai = openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0,
+                        default_query={"api-version": "2024-10-21"})
     raw = oai.chat.completions.with_raw_response.create(model="google/gemini-2.5-flash",
                                                         messages=[{"role": "user", "content": "hi"}])
     assert raw.headers["x-mock-path"] == "/v1beta/openai/chat/completions"

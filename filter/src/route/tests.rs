@@ -327,7 +327,8 @@ fn a_gemini_count_goes_to_count_tokens_with_nothing_added() {
 /// The client's query string (the Anthropic SDK's `?beta=true`, which
 /// Claude Code sends on every request) goes on only to a provider of the
 /// client's own API: Google's frontend refuses a parameter it does not bind,
-/// so Claude Code's requests translated for Gemini were all refused.
+/// so Claude Code's requests translated for Gemini were all refused, and
+/// an OpenAI client's query to Gemini's OpenAI-compatible endpoint would be.
 #[test]
 fn a_clients_query_goes_on_only_to_a_provider_of_its_own_api() {
     let cfg = Config::from_json(br#"{
@@ -346,6 +347,10 @@ fn a_clients_query_goes_on_only_to_a_provider_of_its_own_api() {
     assert_eq!(path_for(Api::AnthropicMessages, &messages("claude-x"), "/v1/messages?beta=true"), "/v1/messages?beta=true", "its own API: kept");
     let chat = r#"{"model":"gpt-5.4","messages":[{"role":"user","content":"hi"}]}"#;
     assert_eq!(path_for(Api::OpenAiChat, chat, "/v1/chat/completions?x=1"), "/v1/chat/completions?x=1");
+    // Gemini's OpenAI-compatible endpoint is Google's frontend too: an
+    // OpenAI client's own query (Azure's api-version) does not go there.
+    let on_gemini = r#"{"model":"google/gemini-2.5-flash","messages":[{"role":"user","content":"hi"}]}"#;
+    assert_eq!(path_for(Api::OpenAiChat, on_gemini, "/v1/chat/completions?api-version=2024-10-21"), "/v1beta/openai/chat/completions");
     let gemini = r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#;
     assert_eq!(path_for(Api::GeminiGenerateContent, gemini, "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&key=k"),
                "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", "the key never, alt=sse kept");
