@@ -260,10 +260,12 @@ pub struct ChatRequest {
     /// the Responses API's `max_tool_calls`): held by its reservation
     /// ([`server_tools`]).
     pub reserved_searches: u64,
-    /// The member by which the request lets the provider run a model of its
-    /// own choosing (Anthropic's advisor tool in `tools`, its server-side
-    /// `fallbacks` chain): refused when sent ([`crate::route`]).
-    pub other_model: Option<&'static str>,
+    /// Anthropic's server-side `fallbacks` chain is set: other models serve
+    /// the turn, priced as theirs; refused when sent ([`crate::route`]).
+    pub server_fallbacks: bool,
+    /// Anthropic's advisor tool, offered in `tools`: another model runs
+    /// within the request, routed, priced and reserved as well ([`crate::route`]).
+    pub advisor: Option<server_tools::Advisor>,
 }
 
 impl ChatRequest {
@@ -349,7 +351,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
     let mut premium = Premium::default();
     let mut server_tools = server_tools::ServerTools::default();
     let mut max_tool_calls = None;
-    let mut other_model = None;
+    let mut server_fallbacks = false;
     for (k, v) in &members.0 {
         let raw = v.get();
         // Every member counts towards the input estimate, not only the
@@ -455,16 +457,11 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
             }
             "tools" if matches!(api, Api::AnthropicMessages | Api::OpenAiResponses) => {
                 server_tools = server_tools::read(raw);
-                if server_tools.advisor && api == Api::AnthropicMessages {
-                    other_model = Some("tools");
-                }
             }
             // Anthropic's server-side fallbacks: other models serve the turn.
             "fallbacks" if api == Api::AnthropicMessages => {
                 let chain = serde_json::from_str::<Option<Vec<serde::de::IgnoredAny>>>(raw);
-                if !chain.is_ok_and(|c| c.is_none_or(|v| v.is_empty())) {
-                    other_model = Some("fallbacks");
-                }
+                server_fallbacks = !chain.is_ok_and(|c| c.is_none_or(|v| v.is_empty()));
             }
             // (The provider refuses a wrong one: read as no bound.)
             "max_tool_calls" if api == Api::OpenAiResponses => max_tool_calls = serde_json::from_str::<Option<u64>>(raw).ok().flatten(),
@@ -554,8 +551,10 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
         continues,
         stored,
         premium,
-        reserved_searches: server_tools::reserved(api, server_tools, max_tool_calls),
-        other_model,
+        reserved_searches: server_tools::reserved(api, &server_tools, max_tool_calls),
+        server_fallbacks,
+        // (Only Anthropic's Messages API has it.)
+        advisor: server_tools.advisor.filter(|_| api == Api::AnthropicMessages),
     };
     Ok(ParsedBody { members, api, request })
 }

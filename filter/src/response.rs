@@ -94,13 +94,15 @@ impl JsonCollector {
         let Some(ends) = self.ends else {
             return BodyReading { info: parse_json_response(api, &self.whole), bytes: self.total, note: None };
         };
-        let usage = [ends.tail(), &ends.head]
-            .into_iter()
-            .find_map(|w| member::<serde_json::Value>(w, usage_member(api)).and_then(|v| usage_from_value(api, v)));
+        let found = [ends.tail(), &ends.head].into_iter().find_map(|w| {
+            let v = member::<serde_json::Value>(w, usage_member(api))?;
+            Some((crate::usage::advisor_from_value(api, &v), usage_from_value(api, v)?))
+        });
+        let (advisor, usage) = found.map_or((None, None), |(a, u)| (a, Some(u)));
         let model = member::<String>(&ends.head, b"\"model\"").map(|m| crate::text::clean_field(&m, 256));
         let note = if usage.is_some() { "usage_from_tail:response_too_large" } else { "usage_unreadable:response_too_large" };
         let note = Some(note);
-        BodyReading { info: ResponseInfo { model, usage, ..Default::default() }, bytes: self.total, note }
+        BodyReading { info: ResponseInfo { model, usage, advisor, ..Default::default() }, bytes: self.total, note }
     }
 }
 

@@ -19,6 +19,9 @@ pub struct Target {
     pub provider: String,
     pub route: String,
     pub upstream_model: String,
+    /// Anthropic's advisor tool runs this model too, at the same provider
+    /// (recorded apart: [`advisor`]).
+    pub advisor: Option<Box<advisor::AdvisorTarget>>,
 }
 
 /// A refusal, with what was known of the request when it was refused.
@@ -79,7 +82,8 @@ impl Plan {
     /// grow by it.
     pub fn add_context(&mut self, cfg: &Config, tokens: u64) {
         self.chat.estimated_input_tokens = self.chat.estimated_input_tokens.saturating_add(tokens);
-        self.worst = worst_of(cfg, &self.chat, cfg.price(&self.target.provider, &self.target.upstream_model).as_ref());
+        self.worst = worst_of(cfg, &self.chat, cfg.price(&self.target.provider, &self.target.upstream_model).as_ref())
+            .saturating_add(advisor::worst(cfg, &self.target, &self.chat));
     }
 }
 
@@ -198,21 +202,16 @@ pub fn plan_for(
         chat.stream = method == crate::gemini::Method::Stream;
         google = Some(format!("google/{m}"));
     }
-    // Anthropic's advisor tool and server-side fallbacks let the provider
-    // run a model the client names, beyond the route: its tokens are
-    // reported apart from the request's usage (an advisor's) or priced as
-    // another model's (a fallback's), so neither the key's models nor the
-    // price would hold. (A count runs no model: it is served.)
-    if let Some(param) = chat.other_model.filter(|_| !choice.count_tokens) {
-        let what = match param {
-            "tools" => "The advisor tool runs another model, whose tokens Anthropic reports apart from the request's usage",
-            _ => "Server-side fallbacks let other models serve the turn, priced as theirs",
-        };
+    // Anthropic's server-side fallbacks let the provider serve the turn with
+    // models the client names, beyond the route, priced as theirs: neither
+    // the key's models nor the price would hold. (A count runs no model: it
+    // is served.)
+    if chat.server_fallbacks && !choice.count_tokens {
         let e = GatewayError::bad_request(
             "unsupported_field",
-            format!("{what}: the gateway could neither hold them to this key's models nor price them, so it does not serve them. Send the request without it (route fallbacks, configured in the gateway, are accounted)."),
+            "Server-side fallbacks let other models serve the turn, priced as theirs: the gateway could neither hold them to this key's models nor price them, so it does not serve them. Send the request without it (route fallbacks, configured in the gateway, are accounted).",
         );
-        return Err(refuse(e.with_param(param), Some(&chat), None));
+        return Err(refuse(e.with_param("fallbacks"), Some(&chat), None));
     }
     let model = chat.model.as_str();
     let candidates = || std::iter::once(model).chain(google.as_deref()).filter(|m| key.may_use(m));
@@ -224,7 +223,7 @@ pub fn plan_for(
         return Err(refuse(GatewayError::unknown_model(model, &cfg.models_for(key)), Some(&chat), None));
     };
     let provider = resolved.provider;
-    let target = Target { provider: provider.name.clone(), route: resolved.route.to_string(), upstream_model };
+    let mut target = Target { provider: provider.name.clone(), route: resolved.route.to_string(), upstream_model, advisor: None };
     // A chat request in the other provider's format: translated both ways.
     let upstream = match provider.format {
         ProviderFormat::Anthropic => Upstream::Anthropic,
@@ -291,7 +290,12 @@ pub fn plan_for(
         );
         return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
     }
-    let worst = worst_of(cfg, &chat, price.as_ref());
+    // Anthropic's advisor tool runs another model within the request.
+    if let Some(a) = chat.advisor.as_ref().filter(|_| !choice.count_tokens) {
+        let routed = advisor::plan(cfg, key, provider, translate.is_some(), a).map_err(|e| refuse(e, Some(&chat), Some(&target)))?;
+        target.advisor = Some(Box::new(routed));
+    }
+    let worst = worst_of(cfg, &chat, price.as_ref()).saturating_add(advisor::worst(cfg, &target, &chat));
     let opts = match choice.count_tokens || choice.compact {
         true => Rewrite { force_include_usage: false, output_cap: None, auto_cache: None },
         false => Rewrite {
@@ -367,8 +371,11 @@ pub fn plan_for(
         }
     }
     let fallbacks = if choice.count_tokens || choice.compact { Vec::new() } else { resolved.fallbacks.to_vec() };
-    Ok(Plan { chat, target, worst, priced: price.is_some(), body, headers, cluster: provider.cluster.clone(), translate, json_repair: resolved.json_repair, fallbacks, routed, prefix, rendered: None })
+    // (An unpriced advisor makes the request unpriced: a budget in dollars could not hold it.)
+    let priced = price.is_some() && target.advisor.as_deref().is_none_or(|a| cfg.price(&target.provider, &a.model).is_some());
+    Ok(Plan { chat, target, worst, priced, body, headers, cluster: provider.cluster.clone(), translate, json_repair: resolved.json_repair, fallbacks, routed, prefix, rendered: None })
 }
 
+pub mod advisor;
 #[cfg(test)]
 mod tests;

@@ -108,18 +108,19 @@ struct AnthropicUsage {
     /// Where inference ran: `"global"` or `"us"`.
     #[serde(default)]
     inference_geo: Word,
-    /// An entry of `usage.iterations`: its `type` ([`compactions`]).
+    /// An entry of `usage.iterations`: its `type` ([`iterations`]).
     #[serde(rename = "type", default)]
     kind: IterationKind,
-    /// Server-side compaction's passes, normalised and summed ([`compactions`]).
-    #[serde(default, rename = "iterations", deserialize_with = "compactions")]
-    compactions: Option<Usage>,
+    /// What `usage.iterations` adds to the top level ([`iterations`]).
+    #[serde(default, deserialize_with = "iterations")]
+    iterations: Option<Iterations>,
 }
 
-/// Only whether an `iterations` entry is a compaction pass (no allocation per entry).
+/// An `iterations` entry's kind: only the ones read apart (no allocation per entry).
 #[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
 enum IterationKind {
     Compaction,
+    Advisor,
     #[default]
     Other,
 }
@@ -127,21 +128,53 @@ enum IterationKind {
 impl<'de> Deserialize<'de> for IterationKind {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = std::borrow::Cow::<str>::deserialize(d)?;
-        Ok(if s == "compaction" { IterationKind::Compaction } else { IterationKind::Other })
+        Ok(match s.as_ref() {
+            "compaction" => IterationKind::Compaction,
+            "advisor_message" => IterationKind::Advisor,
+            _ => IterationKind::Other,
+        })
     }
 }
 
-/// Anthropic's server-side compaction (`context_management`'s `compact_*`
-/// edit): its summarising passes are listed in `usage.iterations` as
-/// `type: "compaction"` entries (each a usage of its own), billed at the
-/// model's rates, and "A `compaction` entry's tokens are not included in
-/// the top-level `usage` fields" (anthropic-sdk-python
-/// `types/beta/beta_usage.py`, `beta_compaction_iteration_usage.py`):
-/// summed here and added to them. (`message` entries are what the top
-/// level sums; an `advisor_message` is another model's, and a request
-/// offering the advisor is refused.) A member that is not a list of such
-/// entries is ignored, as any unknown member was: the top level still counts.
-fn compactions<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Usage>, D::Error> {
+/// The passes `usage.iterations` lists apart from the top-level counts,
+/// each kind summed: compaction (the same model's) and the advisor's
+/// calls (another model's; `None` when none ran).
+#[derive(Default, Clone, Copy, Debug)]
+struct Iterations {
+    compaction: Usage,
+    advisor: Option<Usage>,
+}
+
+fn sum(a: Usage, u: Usage) -> Usage {
+    Usage {
+        input_tokens: a.input_tokens.saturating_add(u.input_tokens),
+        cached_input_tokens: a.cached_input_tokens.saturating_add(u.cached_input_tokens),
+        cache_write_tokens: a.cache_write_tokens.saturating_add(u.cache_write_tokens),
+        cache_write_1h_tokens: a.cache_write_1h_tokens.saturating_add(u.cache_write_1h_tokens),
+        output_tokens: a.output_tokens.saturating_add(u.output_tokens),
+        cache_reported: a.cache_reported || u.cache_reported,
+        ..Usage::default()
+    }
+    .bounded()
+}
+
+/// What `usage.iterations` lists apart from the top-level counts.
+///
+/// - Server-side compaction (`context_management`'s `compact_*` edit): its
+///   summarising passes are `type: "compaction"` entries, billed at the
+///   model's rates, and "A `compaction` entry's tokens are not included in
+///   the top-level `usage` fields" (anthropic-sdk-python
+///   `types/beta/beta_usage.py`, `beta_compaction_iteration_usage.py`):
+///   added to them ([`AnthropicUsage::normalise`]).
+/// - The advisor tool's calls: `type: "advisor_message"` entries, the
+///   advisor model's tokens (`beta_advisor_message_iteration_usage.py`),
+///   also absent from the top level: summed apart, charged at that model's
+///   price ([`AnthropicUsage::advisor`]).
+///
+/// (`message` entries are what the top level sums.) A member that is not a
+/// list of such entries is ignored, as any unknown member was: the top
+/// level still counts.
+fn iterations<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Iterations>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Listed {
@@ -149,14 +182,13 @@ fn compactions<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Usage>, 
         Other(serde::de::IgnoredAny),
     }
     let Some(Listed::Iterations(items)) = Option::<Listed>::deserialize(d)? else { return Ok(None) };
-    let passes = items.iter().filter(|i| i.kind == IterationKind::Compaction).map(AnthropicUsage::normalise);
-    Ok(Some(passes.fold(Usage::default(), |sum, u| Usage {
-        input_tokens: sum.input_tokens.saturating_add(u.input_tokens),
-        cached_input_tokens: sum.cached_input_tokens.saturating_add(u.cached_input_tokens),
-        cache_write_tokens: sum.cache_write_tokens.saturating_add(u.cache_write_tokens),
-        cache_write_1h_tokens: sum.cache_write_1h_tokens.saturating_add(u.cache_write_1h_tokens),
-        output_tokens: sum.output_tokens.saturating_add(u.output_tokens),
-        ..Usage::default()
+    Ok(Some(items.iter().fold(Iterations::default(), |mut it, i| {
+        match i.kind {
+            IterationKind::Compaction => it.compaction = sum(it.compaction, i.normalise()),
+            IterationKind::Advisor => it.advisor = Some(sum(it.advisor.unwrap_or_default(), i.normalise())),
+            IterationKind::Other => {}
+        }
+        it
     })))
 }
 
@@ -176,11 +208,16 @@ impl AnthropicUsage {
         self.server_tool_use = later.server_tool_use.or(self.server_tool_use);
         self.speed = if later.speed == Word::Unknown { self.speed } else { later.speed };
         self.inference_geo = if later.inference_geo == Word::Unknown { self.inference_geo } else { later.inference_geo };
-        self.compactions = later.compactions.or(self.compactions);
+        self.iterations = later.iterations.or(self.iterations);
     }
 
     fn served(&self) -> Served {
         Served::anthropic(self.speed, self.inference_geo)
+    }
+
+    /// The advisor tool's calls, summed (`None`: none reported).
+    fn advisor(&self) -> Option<Usage> {
+        self.iterations.and_then(|i| i.advisor)
     }
 
     fn normalise(&self) -> Usage {
@@ -192,7 +229,7 @@ impl AnthropicUsage {
             .saturating_add(split.ephemeral_1h_input_tokens.unwrap_or(0));
         // The total is the provider's word; the split only says how much of it lives an hour.
         let write = self.cache_creation_input_tokens.unwrap_or(split_sum);
-        let c = self.compactions.unwrap_or_default();
+        let c = self.iterations.unwrap_or_default().compaction;
         Usage {
             input_tokens: self.input_tokens.unwrap_or(0).saturating_add(read).saturating_add(write).saturating_add(c.input_tokens),
             cached_input_tokens: read.saturating_add(c.cached_input_tokens),
@@ -238,6 +275,8 @@ pub struct ResponseInfo {
     pub response_id: Option<String>,
     /// The tier and geography the answer says served it.
     pub served: Served,
+    /// Anthropic's advisor calls, reported apart from `usage`.
+    pub advisor: Option<Usage>,
 }
 
 /// Reads model and usage from a non-streamed JSON response body.
@@ -249,7 +288,7 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
             Err(_) => ResponseInfo::default(),
         },
         Api::OpenAiResponses => match serde_json::from_slice::<crate::responses_api::ResponseObject>(body) {
-            Ok(r) => ResponseInfo { model: r.model.clone(), response_id: r.id.clone(), served: r.served(), usage: r.usage() },
+            Ok(r) => ResponseInfo { model: r.model.clone(), response_id: r.id.clone(), served: r.served(), usage: r.usage(), advisor: None },
             Err(_) => ResponseInfo::default(),
         },
         Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => match serde_json::from_slice::<OpenAiBody>(body) {
@@ -258,6 +297,7 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
                 usage: b.usage.filter(OpenAiUsage::counted).map(Usage::from),
                 served: Served::openai(b.service_tier),
                 response_id: None,
+                advisor: None,
             },
             Err(_) => ResponseInfo::default(),
         },
@@ -266,6 +306,7 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
                 model: b.model,
                 served: b.usage.map(|u| u.served()).unwrap_or_default(),
                 usage: b.usage.filter(AnthropicUsage::counted).map(|u| u.normalise()),
+                advisor: b.usage.and_then(|u| u.advisor()),
                 response_id: None,
             },
             Err(_) => ResponseInfo::default(),
@@ -291,6 +332,14 @@ pub fn usage_from_value(api: Api, v: serde_json::Value) -> Option<Usage> {
             serde_json::from_value::<OpenAiUsage>(v).ok().filter(OpenAiUsage::counted).map(Usage::from)
         }
         Api::AnthropicMessages => serde_json::from_value::<AnthropicUsage>(v).ok().filter(AnthropicUsage::counted).map(|u| u.normalise()),
+    }
+}
+
+/// Anthropic's advisor calls in a `usage` object found on its own.
+pub fn advisor_from_value(api: Api, v: &serde_json::Value) -> Option<Usage> {
+    match api {
+        Api::AnthropicMessages => AnthropicUsage::deserialize(v).ok()?.advisor(),
+        _ => None,
     }
 }
 
@@ -492,6 +541,8 @@ pub struct StreamSummary {
     pub oversized: bool,
     /// The tier and geography the stream says served it.
     pub served: Served,
+    /// Anthropic's advisor calls, reported apart from `usage`.
+    pub advisor: Option<Usage>,
 }
 
 impl StreamTracker {
@@ -651,6 +702,7 @@ impl StreamTracker {
             output_chars: self.output_chars,
             usage_final: self.usage_final,
             oversized: self.oversized,
+            advisor: self.anthropic_usage.and_then(|u| u.advisor()),
         }
     }
 

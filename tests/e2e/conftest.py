@@ -26,6 +26,7 @@ PRICES = {
     "openai/gpt-5-search-api": dict(input=1_250_000, cached_input=125_000, output=10_000_000),
     "openai/gpt-audio": dict(input=2_500_000, output=10_000_000),
     "anthropic/claude-sonnet-4-6": dict(input=3_000_000, cached_input=300_000, cache_write=3_750_000, output=15_000_000),
+    "anthropic/claude-opus-4-8": dict(input=5_000_000, cached_input=500_000, cache_write=6_250_000, output=25_000_000),
     "deepseek/deepseek-v4": dict(input=270_000, cached_input=70_000, output=1_100_000),
     "openai/text-embedding-3-small": dict(input=20_000, output=0),
     "openai/gpt-3.5-turbo-instruct": dict(input=1_500_000, output=2_000_000),

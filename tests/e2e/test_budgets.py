@@ -555,3 +555,41 @@ def test_sdks_get_a_rate_limit_error_at_once_without_retrying(fresh):
         claude.messages.create(model="claude-sonnet-4-6", max_tokens=20, messages=[{"role": "user", "content": "hi"}])
     assert time.monotonic() - t0 < 1.0
     assert e2.value.body["error"]["type"] == "budget_exhausted"
+
+
+def test_an_advisors_calls_count_against_the_budget_and_are_reported_under_its_model(fresh):
+    """Anthropic's advisor tool runs Opus inside a Sonnet request. Its calls are
+    reserved (one call of the gateway's default cap: Claude Code names no
+    bounds), recorded as the advisor model's own record, counted against
+    the team's budget and reported under the advisor's model."""
+    c = fresh.control
+    key = new_key(c, "advisees", key_id="advisee-app")
+    c.api("PUT", "/v1/budgets/team/advisees", {"limit_micros": 300_000, "period": "monthly"}, expect=200)
+    wait_until(lambda: key_works(fresh.url, key["key"]), what="the new key to work in Envoy")
+    cli = Client(fresh)
+    tools = {"tools": [{"type": "advisor_20260301", "name": "advisor", "model": "claude-opus-4-8"}]}
+    headers = {"anthropic-beta": "advisor-tool-2026-03-01", "x-mock-advisor-tokens": "20000,900"}
+    # Each request: the executor's few tokens plus the advisor's 20,000 in / 900 out at $5 / $25 ($0.1225).
+    costs, denied = [], None
+    for _ in range(10):
+        r = cli.messages("anthropic/claude-sonnet-4-6", key=key["key"], headers=headers, extra=tools)
+        if r.status_code == 429:
+            denied = r
+            break
+        assert r.status_code == 200, r.text
+        costs.append(int(r.headers["x-tollgate-cost-micros"]))
+        time.sleep(0.2)
+    assert costs and all(cost > 122_500 for cost in costs), costs
+    assert denied is not None and error_of(denied)["scope"] == "team:advisees", "the advisor's spend never reached the budget"
+    # Three at most: each reserves its advisor's call at the default cap, the spend
+    # arrives with the records (the mock's advisor reads more than the estimate: the
+    # overshoot docs/security.md bounds).
+    assert len(costs) <= 3, costs
+    # The control service counted both records of every request; the report splits them by model.
+    total = wait_until(lambda: (s := spend(fresh, ("team", "advisees")))["cost_micros"] >= sum(costs) and s,
+                       what="the advisor records to reach the control service")
+    rows = c.api("GET", "/v1/reports/spend?group_by=model&team=advisees", expect=200)[1]["rows"]
+    by_model = {row["model"]: row for row in rows}
+    assert by_model["claude-opus-4-8"]["cost_micros"] == 122_500 * len(costs), by_model
+    assert by_model["claude-opus-4-8"]["requests"] == len(costs)
+    assert sum(row["cost_micros"] for row in rows) == total["cost_micros"]

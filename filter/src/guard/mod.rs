@@ -448,7 +448,7 @@ mod tests {
     #[test]
     fn a_body_the_scan_cannot_read_is_refused_not_sent_unchecked() {
         let p = policy(json!({"version": "v3", "actions": {"email": "block"}}));
-        let target = crate::route::Target { provider: "openai".into(), route: "r".into(), upstream_model: "m".into() };
+        let target = crate::route::Target { provider: "openai".into(), route: "r".into(), upstream_model: "m".into(), advisor: None };
         let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
         // (A member given twice: a Value keeps the last, the provider may
         // read the first, and it leaves with the body either way.)

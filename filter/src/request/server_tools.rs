@@ -11,25 +11,40 @@
 //!
 //! Unbounded searches stay in the overshoot bound docs/security.md states.
 //!
-//! Anthropic's advisor tool (`advisor_*`, `"model": …`) is noted too: it
-//! runs another model whose tokens Anthropic reports apart from the
-//! request's usage (`usage.iterations`, `advisor_message`: "billed under
-//! their own model but absent from the top-level counters", anthropic-sdk
-//! `types/beta/beta_iterations_usage.py`; ccusage/ccusage#1115 with a real
-//! record), so the gateway refuses it ([`crate::route`]).
+//! Anthropic's advisor tool (`{"type": "advisor_20260301", "name":
+//! "advisor", "model": …, "max_uses"?, "max_tokens"?}`, Claude Code's
+//! `/advisor`) is read too: it runs another model whose tokens Anthropic
+//! reports apart from the request's usage (`usage.iterations`,
+//! `advisor_message`, anthropic-sdk-python
+//! `types/beta/beta_advisor_message_iteration_usage.py`; ccusage/ccusage#1115
+//! with a real record), so the gateway routes, prices and reserves that
+//! model as well ([`crate::route`]).
 
 use serde::Deserialize;
+use serde_json::Value;
 use std::borrow::Cow;
 
 /// What a request's `tools` member says of its server tools.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ServerTools {
     /// The sum of the Anthropic web search tools' `max_uses`.
     pub max_uses: u64,
     /// A hosted search tool of the Responses API is offered.
     pub hosted_search: bool,
-    /// An Anthropic advisor tool is offered.
-    pub advisor: bool,
+    /// An Anthropic advisor tool, as offered.
+    pub advisor: Option<Advisor>,
+}
+
+/// Anthropic's advisor tool: the model it runs and what bounds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Advisor {
+    /// `model` as sent; `max_uses` (calls in this request) and
+    /// `max_tokens` (each call's output, thinking included) when given.
+    Offered { model: String, max_uses: Option<u64>, max_tokens: Option<u64> },
+    /// Offered in a form the gateway cannot hold to a model and a bound
+    /// (no model string, a bound that is not a whole number, two advisor
+    /// tools): refused, with why.
+    Unreadable(&'static str),
 }
 
 #[derive(Deserialize)]
@@ -37,11 +52,35 @@ struct Head<'a> {
     #[serde(rename = "type", default, borrow)]
     kind: Option<Cow<'a, str>>,
     #[serde(default)]
-    max_uses: Option<u64>,
+    max_uses: Option<Value>,
+    #[serde(default)]
+    model: Option<Value>,
+    #[serde(default)]
+    max_tokens: Option<Value>,
+}
+
+/// A bound: absent or null is none; a whole number is it; anything else
+/// cannot be read (`Err`).
+fn bound(v: &Option<Value>) -> Result<Option<u64>, ()> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or(()),
+    }
+}
+
+fn advisor_of(tool: &Head<'_>) -> Advisor {
+    let Some(Value::String(model)) = &tool.model else {
+        return Advisor::Unreadable("The advisor tool must name its model (a string).");
+    };
+    match (bound(&tool.max_uses), bound(&tool.max_tokens)) {
+        (Ok(max_uses), Ok(max_tokens)) => Advisor::Offered { model: model.clone(), max_uses, max_tokens },
+        _ => Advisor::Unreadable("The advisor tool's max_uses and max_tokens must be whole numbers."),
+    }
 }
 
 /// Reads `tools` (its raw JSON). A member the provider would refuse (not
-/// an array, odd entries) bounds nothing: it is read as no server tool.
+/// an array, odd entries) bounds no search; an advisor in it is still
+/// seen, so that it cannot run unpriced.
 pub fn read(raw: &str) -> ServerTools {
     // Most tools are functions: the whole array is parsed only when a
     // search or advisor tool may be in it (or a `\u` escape may spell one:
@@ -50,24 +89,30 @@ pub fn read(raw: &str) -> ServerTools {
         return ServerTools::default();
     }
     let Ok(tools) = serde_json::from_str::<Vec<Head<'_>>>(raw) else {
-        return ServerTools::default();
+        let advisor = raw.contains("advisor").then_some(Advisor::Unreadable("The tools list could not be read, and it may offer the advisor tool."));
+        return ServerTools { advisor, ..ServerTools::default() };
     };
     tools.iter().fold(ServerTools::default(), |mut t, tool| {
         let kind = tool.kind.as_deref().unwrap_or_default();
         if kind.starts_with("web_search_") {
-            t.max_uses = t.max_uses.saturating_add(tool.max_uses.unwrap_or(0));
+            t.max_uses = t.max_uses.saturating_add(bound(&tool.max_uses).ok().flatten().unwrap_or(0));
         }
         if kind.starts_with("web_search") || kind == "file_search" {
             t.hosted_search = true;
         }
-        t.advisor |= kind.starts_with("advisor_");
+        if kind.starts_with("advisor_") {
+            t.advisor = Some(match t.advisor {
+                None => advisor_of(tool),
+                Some(_) => Advisor::Unreadable("Only one advisor tool may be offered."),
+            });
+        }
         t
     })
 }
 
 /// The searches a request's reservation holds: Anthropic's `max_uses`;
 /// the Responses API's `max_tool_calls` when a hosted search tool is offered.
-pub fn reserved(api: tollgate_protocol::Api, tools: ServerTools, max_tool_calls: Option<u64>) -> u64 {
+pub fn reserved(api: tollgate_protocol::Api, tools: &ServerTools, max_tool_calls: Option<u64>) -> u64 {
     let n = match api {
         tollgate_protocol::Api::AnthropicMessages => tools.max_uses,
         tollgate_protocol::Api::OpenAiResponses if tools.hosted_search => max_tool_calls.unwrap_or(0),
@@ -87,42 +132,64 @@ mod tests {
             {"type":"web_search_20250305","name":"web_search","max_uses":5},
             {"type":"web_search_20260209","name":"web_search_2","max_uses":3,"allowed_domains":["x.com"]},
             {"type":"web_fetch_20250910","name":"web_fetch","max_uses":9}]"#);
-        assert_eq!(reserved(Api::AnthropicMessages, t, None), 8, "web fetches bill no fee");
+        assert_eq!(reserved(Api::AnthropicMessages, &t, None), 8, "web fetches bill no fee");
         // unbounded: none reserved
         let t = read(r#"[{"type":"web_search_20250305","name":"web_search"}]"#);
-        assert_eq!(reserved(Api::AnthropicMessages, t, None), 0);
+        assert_eq!(reserved(Api::AnthropicMessages, &t, None), 0);
         // escaped type names are read as well
         let t = read(r#"[{"type":"web\u005fsearch_20250305","name":"web_search","max_uses":2}]"#);
-        assert_eq!(reserved(Api::AnthropicMessages, t, None), 2);
+        assert_eq!(reserved(Api::AnthropicMessages, &t, None), 2);
     }
 
     #[test]
     fn hosted_searches_are_bounded_by_max_tool_calls() {
         for tools in [r#"[{"type":"web_search"}]"#, r#"[{"type":"web_search_preview"}]"#, r#"[{"type":"file_search","vector_store_ids":["vs_1"]}]"#] {
-            assert_eq!(reserved(Api::OpenAiResponses, read(tools), Some(4)), 4, "{tools}");
-            assert_eq!(reserved(Api::OpenAiResponses, read(tools), None), 0, "unbounded: {tools}");
+            assert_eq!(reserved(Api::OpenAiResponses, &read(tools), Some(4)), 4, "{tools}");
+            assert_eq!(reserved(Api::OpenAiResponses, &read(tools), None), 0, "unbounded: {tools}");
         }
         let functions = read(r#"[{"type":"function","name":"web_search_like","parameters":{}}]"#);
-        assert_eq!(reserved(Api::OpenAiResponses, functions, Some(4)), 0, "a function of that name is the client's");
-        assert_eq!(reserved(Api::OpenAiChat, read(r#"[{"type":"web_search_20250305","max_uses":5}]"#), Some(4)), 0);
+        assert_eq!(reserved(Api::OpenAiResponses, &functions, Some(4)), 0, "a function of that name is the client's");
+        assert_eq!(reserved(Api::OpenAiChat, &read(r#"[{"type":"web_search_20250305","max_uses":5}]"#), Some(4)), 0);
     }
 
     #[test]
-    fn an_advisor_tool_is_seen_however_it_is_spelled() {
+    fn an_advisor_tool_is_read_however_it_is_spelled() {
+        let offered = |model: &str, max_uses, max_tokens| Some(Advisor::Offered { model: model.into(), max_uses, max_tokens });
         let t = read(r#"[{"type":"advisor_20260301","name":"advisor","model":"claude-opus-4-7"}]"#);
-        assert!(t.advisor);
-        assert!(read(r#"[{"type":"\u0061dvisor_20260301","name":"a","model":"m"}]"#).advisor, "an escaped type");
+        assert_eq!(t.advisor, offered("claude-opus-4-7", None, None), "Claude Code's form: no bounds");
+        let t = read(r#"[{"name":"f","input_schema":{}},{"type":"advisor_20260301","name":"advisor","model":"claude-opus-4-8","max_uses":3,"max_tokens":2048,"caching":{"type":"ephemeral"}}]"#);
+        assert_eq!(t.advisor, offered("claude-opus-4-8", Some(3), Some(2048)));
+        assert_eq!(read(r#"[{"type":"\u0061dvisor_20260301","name":"a","model":"m","max_uses":null}]"#).advisor, offered("m", None, None), "an escaped type");
         assert!(read(r#"[{"type":"web\u005fsearch_20250305","name":"w","max_uses":2}]"#).max_uses == 2, "an escaped search, named otherwise");
-        assert!(!read(r#"[{"type":"custom","name":"advisor","input_schema":{}}]"#).advisor, "a client tool of that name is the client's");
+        assert_eq!(read(r#"[{"type":"custom","name":"advisor","input_schema":{}}]"#).advisor, None, "a client tool of that name is the client's");
+    }
+
+    /// An advisor the gateway cannot hold to a model and a bound is never
+    /// read as no advisor: it would run unpriced.
+    #[test]
+    fn an_advisor_that_cannot_be_read_is_unreadable_not_absent() {
+        for raw in [
+            r#"[{"type":"advisor_20260301","name":"advisor"}]"#,
+            r#"[{"type":"advisor_20260301","name":"advisor","model":7}]"#,
+            r#"[{"type":"advisor_20260301","name":"advisor","model":"m","max_uses":-1}]"#,
+            r#"[{"type":"advisor_20260301","name":"advisor","model":"m","max_tokens":1.5}]"#,
+            r#"[{"type":"advisor_20260301","name":"advisor","model":"m","max_uses":"3"}]"#,
+            r#"[{"type":"advisor_20260301","model":"m"},{"type":"advisor_20260301","model":"n"}]"#,
+            r#"[{"type":"advisor_20260301","name":"advisor","model":"m","model":"n"}]"#,
+            r#"[{"type":"advisor_20260301","name":"advisor","model":"m"}"#,
+        ] {
+            assert!(matches!(read(raw).advisor, Some(Advisor::Unreadable(_))), "{raw}");
+        }
     }
 
     #[test]
     fn hostile_tools_bound_nothing_and_never_fail() {
         for raw in ["{}", "null", "[1,2]", r#"[{"type":"web_search_20250305","max_uses":-1}]"#, r#"[{"type":"web_search_1","max_uses":1e999}]"#,
-            r#"[{"type":"web_search_1","max_uses":1,"max_uses":100}]"#, "[", r#""_search""#] {
-            assert_eq!(read(raw), ServerTools::default(), "{raw}");
+            r#"[{"type":"web_search_1","max_uses":1,"max_uses":100}]"#, "[", r#""_search""#, r#"[{"type":"web_search_1","max_uses":2.5}]"#] {
+            let t = read(raw);
+            assert_eq!((t.max_uses, t.advisor), (0, None), "{raw}");
         }
         let huge = read(r#"[{"type":"web_search_1","max_uses":18446744073709551615},{"type":"web_search_2","max_uses":18446744073709551615}]"#);
-        assert_eq!(reserved(Api::AnthropicMessages, huge, None), tollgate_protocol::usage::MAX_COUNT);
+        assert_eq!(reserved(Api::AnthropicMessages, &huge, None), tollgate_protocol::usage::MAX_COUNT);
     }
 }

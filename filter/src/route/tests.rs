@@ -28,7 +28,7 @@ fn plans_the_rewrite_headers_and_worst_case() {
     let cfg = Config::from_json(CFG.as_bytes()).unwrap();
     let body = br#"{"model":"cheap","messages":[{"role":"user","content":"12345678"}],"max_tokens":100}"#;
     let p = plan(&cfg, &key(None), Api::OpenAiChat, body, "/v1/chat/completions?x=1", false).unwrap();
-    assert_eq!(p.target, Target { provider: "openai".into(), route: "cheap".into(), upstream_model: "gpt-5.4-mini".into() });
+    assert_eq!(p.target, Target { provider: "openai".into(), route: "cheap".into(), upstream_model: "gpt-5.4-mini".into(), advisor: None });
     let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
     assert_eq!(h[":path"], "/v1/chat/completions?x=1");
     assert_eq!(h[":authority"], "api.openai.com");
@@ -356,14 +356,11 @@ fn a_clients_query_goes_on_only_to_a_provider_of_its_own_api() {
                "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", "the key never, alt=sse kept");
 }
 
-/// Anthropic's advisor tool (Claude Code's `/advisor`) runs another model
-/// whose tokens Anthropic leaves out of the top-level usage, and its
-/// server-side `fallbacks` let other models serve: both were passed on, so
-/// a key limited to Haiku could have Opus answer, priced as Haiku or not at
-/// all (an advisor's Opus tokens were 90 % of a real turn's cost,
-/// ccusage/ccusage#1115). Refused before sending; a count runs no model.
+/// Anthropic's server-side `fallbacks` let other models serve the turn,
+/// priced as theirs: passed on, a key limited to Haiku could have Opus
+/// answer, priced as Haiku. Refused before sending; a count runs no model.
 #[test]
-fn a_request_that_lets_anthropic_run_another_model_is_refused() {
+fn server_side_fallbacks_are_refused() {
     let cfg = Config::from_json(CFG.replace("\"unpriced_models\": \"deny\"", "\"unpriced_models\": \"allow\"").as_bytes()).unwrap();
     let body = |extra: &str| format!(r#"{{"model":"claude-x","max_tokens":5,"messages":[{{"role":"user","content":"hi"}}]{extra}}}"#);
     let refused = |extra: &str| {
@@ -371,21 +368,98 @@ fn a_request_that_lets_anthropic_run_another_model_is_refused() {
             .err()
             .map(|r| (r.error.status, r.error.code, r.error.param))
     };
-    let advisor = r#","tools":[{"name":"get","input_schema":{"type":"object"}},{"type":"advisor_20260301","name":"advisor","model":"claude-opus-4-7"}]"#;
-    assert_eq!(refused(advisor), Some((400, "unsupported_field", Some("tools"))));
-    assert_eq!(refused(r#","tools":[{"type":"\u0061dvisor_20260301","name":"advisor","model":"claude-opus-4-7"}]"#), Some((400, "unsupported_field", Some("tools"))));
     for chain in [r#"[{"model":"claude-opus-4-7"}]"#, r#"{"model":"x"}"#, r#""claude-opus-4-7""#] {
         assert_eq!(refused(&format!(r#","fallbacks":{chain}"#)), Some((400, "unsupported_field", Some("fallbacks"))), "{chain}");
     }
     for fine in ["", r#","fallbacks":null"#, r#","fallbacks":[]"#, r#","tools":[{"name":"advisor","input_schema":{"type":"object"}}]"#] {
         assert_eq!(refused(fine), None, "{fine}");
     }
-    // A count runs no model: served.
     let choice = Choice { count_tokens: true, ..Choice::default() };
-    assert!(plan_for(&cfg, &key(None), Api::AnthropicMessages, body(advisor).as_bytes(), "/v1/messages/count_tokens", true, choice).is_ok());
+    let counted = body(r#","fallbacks":[{"model":"claude-opus-4-7"}]"#);
+    assert!(plan_for(&cfg, &key(None), Api::AnthropicMessages, counted.as_bytes(), "/v1/messages/count_tokens", true, choice).is_ok());
     // OpenAI-format requests have no such members: a `fallbacks` there is the provider's to refuse.
     let chat = br#"{"model":"cheap","messages":[{"role":"user","content":"hi"}],"fallbacks":["x"]}"#;
     assert!(plan(&cfg, &key(None), Api::OpenAiChat, chat, "/v1/chat/completions", false).is_ok());
+}
+
+/// Anthropic's advisor tool (Claude Code's `/advisor`) runs another model
+/// within the request, whose tokens Anthropic reports apart from the
+/// top-level usage (an advisor's Opus tokens were 90 % of a real turn's
+/// cost, ccusage/ccusage#1115). It is held to what the executor is: the
+/// key's models, a route to the same provider, a price; and its calls are
+/// reserved: `max_uses` calls of the whole input and `max_tokens` output
+/// each, or one call of `default_max_tokens` when it names no bounds.
+#[test]
+fn an_advisor_is_held_to_the_key_routed_priced_and_reserved() {
+    let cfg = Config::from_json(br#"{
+      "providers": [{"name": "anthropic", "format": "anthropic", "cluster": "anthropic", "host": "api.anthropic.com"},
+                    {"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com"}],
+      "routes": [{"model": "claude-*", "provider": "anthropic"}, {"model": "opus", "provider": "anthropic", "upstream_model": "claude-opus-4-8"},
+                 {"model": "claude-gpt", "provider": "openai", "upstream_model": "gpt-5.4"}, {"model": "gpt-*", "provider": "openai"}],
+      "pricing": {"anthropic/claude-haiku-4-5": {"input": 1000000, "output": 5000000}, "anthropic/claude-opus-4-8": {"input": 5000000, "output": 25000000},
+                  "openai/gpt-5.4": {"input": 1, "output": 1}},
+      "default_max_tokens": 2000,
+      "unpriced_models": "deny"}"#).unwrap();
+    let tool = |extra: &str| format!(r#"{{"type":"advisor_20260301","name":"advisor","model":"claude-opus-4-8"{extra}}}"#);
+    let body = |model: &str, tools: &str| format!(r#"{{"model":"{model}","max_tokens":100,"messages":[{{"role":"user","content":"{}"}}],"tools":[{tools}]}}"#, "x".repeat(400));
+    let run = |k: Option<Vec<&str>>, b: &str| plan(&cfg, &key(k), Api::AnthropicMessages, b.as_bytes(), "/v1/messages", true);
+    let refused = |k: Option<Vec<&str>>, b: &str| run(k, b).err().map(|r| (r.error.status, r.error.code, r.error.param));
+    // Claude Code's form: routed, one call of default_max_tokens reserved
+    // on top of the executor's input and its 100 output tokens (Haiku $1 /
+    // $5, Opus $5 / $25 a million).
+    let p = run(None, &body("claude-haiku-4-5", &tool(""))).unwrap();
+    let a = p.target.advisor.as_deref().unwrap();
+    assert_eq!((a.model.as_str(), a.route.as_str(), a.calls, a.output_per_call), ("claude-opus-4-8", "claude-*", 1, 2000));
+    let input = p.chat.estimated_input_tokens;
+    assert!(input > 100);
+    let executor = input + 100 * 5;
+    let opus = |calls: u64, out: u64| calls * (input * 5 + out * 25);
+    assert_eq!(p.worst.micros, executor + opus(1, 2000), "{:?}", p.worst);
+    assert_eq!(p.worst.tokens, input + 100 + input + 2000);
+    // Its own bounds: max_uses calls of max_tokens each.
+    let p = run(None, &body("claude-haiku-4-5", &tool(r#","max_uses":3,"max_tokens":1024"#))).unwrap();
+    let input = p.chat.estimated_input_tokens;
+    assert_eq!(p.worst.tokens, input + 100 + 3 * (input + 1024));
+    assert_eq!(p.worst.micros, input + 500 + 3 * (input * 5 + 1024 * 25));
+    // The tool goes upstream as sent.
+    assert!(p.body.as_deref().is_none_or(|b| String::from_utf8_lossy(b).contains(r#""model":"claude-opus-4-8""#)));
+    // A key that may not use the advisor's model.
+    assert_eq!(refused(Some(vec!["claude-haiku-*"]), &body("claude-haiku-4-5", &tool(""))), Some((403, "model_not_allowed", Some("tools"))));
+    assert!(run(Some(vec!["claude-haiku-*", "claude-opus-*"]), &body("claude-haiku-4-5", &tool(""))).is_ok());
+    // Routes that name models under the provider's name (`anthropic/*`): the
+    // tool's provider id is found there, and the key is read the same way.
+    let prefixed = Config::from_json(br#"{"providers": [{"name": "anthropic", "format": "anthropic", "cluster": "anthropic", "host": "api.anthropic.com"}],
+      "routes": [{"model": "anthropic/*", "provider": "anthropic"}], "unpriced_models": "allow"}"#).unwrap();
+    let b = body("anthropic/claude-haiku-4-5", &tool(""));
+    let p = plan(&prefixed, &key(Some(vec!["anthropic/claude-haiku-*", "anthropic/claude-opus-*"])), Api::AnthropicMessages, b.as_bytes(), "/v1/messages", true).unwrap();
+    assert_eq!(p.target.advisor.map(|a| (a.model, a.route)), Some(("claude-opus-4-8".to_string(), "anthropic/*".to_string())));
+    let r = plan(&prefixed, &key(Some(vec!["anthropic/claude-haiku-*"])), Api::AnthropicMessages, b.as_bytes(), "/v1/messages", true).err().unwrap();
+    assert_eq!((r.error.status, r.error.code), (403, "model_not_allowed"));
+    // Not priced, not routed, renamed by its route, routed elsewhere, unreadable, translated.
+    let named = |m: &str| format!(r#"{{"type":"advisor_20260301","name":"advisor","model":"{m}"}}"#);
+    for (tools, code) in [
+        (named("claude-opus-9"), "model_not_priced"),
+        (named("mystery"), "model_not_found"),
+        (named("opus"), "invalid_model"),
+        (named("gpt-5.4"), "unsupported_field"),
+        (named("bad model"), "invalid_model"),
+        (r#"{"type":"advisor_20260301","name":"advisor","model":"claude-opus-4-8","max_uses":-1}"#.to_string(), "invalid_request"),
+        (format!("{},{}", tool(""), tool("")), "invalid_request"),
+    ] {
+        assert_eq!(refused(None, &body("claude-haiku-4-5", &tools)), Some((400, code, Some("tools"))), "{tools}");
+    }
+    assert_eq!(refused(None, &body("claude-gpt", &tool(""))), Some((400, "unsupported_field", Some("tools"))), "translated for OpenAI");
+    // Under `unpriced_models: allow` an unpriced advisor is served, but the
+    // request counts as unpriced: a budget in dollars could not hold it.
+    let allow = Config::from_json(br#"{"providers": [{"name": "anthropic", "format": "anthropic", "cluster": "anthropic", "host": "api.anthropic.com"}],
+      "routes": [{"model": "claude-*", "provider": "anthropic"}], "pricing": {"anthropic/claude-haiku-4-5": {"input": 1, "output": 1}}}"#).unwrap();
+    let b = body("claude-haiku-4-5", &tool(""));
+    assert!(!plan(&allow, &key(None), Api::AnthropicMessages, b.as_bytes(), "/v1/messages", true).unwrap().priced);
+    assert!(plan(&allow, &key(None), Api::AnthropicMessages, body("claude-haiku-4-5", r#"{"name":"f","input_schema":{}}"#).as_bytes(), "/v1/messages", true).unwrap().priced);
+    // A count runs no model: served, nothing reserved for the advisor.
+    let choice = Choice { count_tokens: true, ..Choice::default() };
+    let p = plan_for(&cfg, &key(None), Api::AnthropicMessages, body("claude-haiku-4-5", &named("mystery")).as_bytes(), "/v1/messages/count_tokens", true, choice).unwrap();
+    assert_eq!(p.target.advisor, None);
 }
 
 /// Conversation compaction (`/v1/responses/compact`, Codex's remote

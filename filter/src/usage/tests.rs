@@ -166,6 +166,52 @@ fn anthropic_compaction_iterations_are_added_to_the_top_level_usage() {
     assert_eq!(parse_json_response(Api::AnthropicMessages, huge.as_bytes()).usage.map(|u| u.input_tokens), Some(tollgate_protocol::usage::MAX_COUNT), "clamped, never wrapped");
 }
 
+/// The advisor tool's calls (`advisor_message` entries, the advisor
+/// model's tokens) are left out of the top-level usage and read apart. The
+/// shape and the figures are a real Claude Code record quoted in
+/// ccusage/ccusage#1115 (Sonnet 4.6 executor, Opus 4.7 advisor: top level
+/// 2 / 491 / 226,584 read / 7,853 written; a `message` iteration 1 / 45 /
+/// 109,696 / 7,192; the advisor 159,419 in / 7,805 out); the quote stops
+/// inside the advisor entry, so its cache members and the last `message`
+/// entry are filled in here.
+#[test]
+fn anthropic_advisor_iterations_are_read_apart_from_the_top_level_usage() {
+    let usage = r#"{"input_tokens":2,"output_tokens":491,"cache_read_input_tokens":226584,"cache_creation_input_tokens":7853,
+        "iterations":[{"type":"message","input_tokens":1,"output_tokens":45,"cache_read_input_tokens":109696,"cache_creation_input_tokens":7192},
+                      {"type":"advisor_message","model":"claude-opus-4-7","input_tokens":159419,"output_tokens":7805,"cache_read_input_tokens":0,"cache_creation_input_tokens":0},
+                      {"type":"message","input_tokens":1,"output_tokens":446,"cache_read_input_tokens":116888,"cache_creation_input_tokens":661}]}"#;
+    let body = format!(r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[],"usage":{usage}}}"#);
+    let main = Usage { input_tokens: 2 + 226_584 + 7853, cached_input_tokens: 226_584, cache_write_tokens: 7853, output_tokens: 491, cache_reported: true, ..Default::default() };
+    let advisor = Usage { input_tokens: 159_419, output_tokens: 7805, cache_reported: true, ..Default::default() };
+    let info = parse_json_response(Api::AnthropicMessages, body.as_bytes());
+    assert_eq!((info.usage, info.advisor), (Some(main), Some(advisor)), "the top level is the executor's alone");
+    // In a stream, from the message_delta that carries them, in any chunking.
+    let stream = format!(concat!(
+        "event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"model\":\"claude-sonnet-4-6\",\"usage\":{{\"input_tokens\":2,\"cache_creation_input_tokens\":7853,\"cache_read_input_tokens\":226584,\"output_tokens\":1}}}}}}\n\n",
+        "event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\"}},\"usage\":{usage}}}\n\n",
+        "event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"), usage = usage.replace('\n', ""));
+    for size in [1, 7, 10_000] {
+        let s = run(Api::AnthropicMessages, false, stream.as_bytes(), size).1;
+        assert_eq!((s.usage, s.advisor), (Some(main), Some(advisor)), "{size}");
+    }
+    // Several calls are summed; with a compaction pass beside them, each goes where it belongs.
+    let two = r#"{"model":"m","usage":{"input_tokens":5,"output_tokens":2,"iterations":[{"type":"advisor_message","model":"a","input_tokens":10,"output_tokens":3,"cache_read_input_tokens":4},
+        {"type":"compaction","input_tokens":100,"output_tokens":7},{"type":"advisor_message","model":"a","input_tokens":20,"output_tokens":4,"cache_creation_input_tokens":6}]}}"#;
+    let info = parse_json_response(Api::AnthropicMessages, two.as_bytes());
+    assert_eq!(info.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((105, 9)));
+    assert_eq!(info.advisor.map(|u| (u.input_tokens, u.cached_input_tokens, u.cache_write_tokens, u.output_tokens)), Some((40, 4, 6, 7)));
+    // None ran, or iterations the parser cannot read: no advisor usage, the top level still counts.
+    for its in ["[]", r#"[{"type":"message","input_tokens":9}]"#, "null", r#""x""#, r#"[{"type":"advisor_message","input_tokens":"9"}]"#, "[1]"] {
+        let body = format!(r#"{{"model":"m","usage":{{"input_tokens":5,"output_tokens":2,"iterations":{its}}}}}"#);
+        let info = parse_json_response(Api::AnthropicMessages, body.as_bytes());
+        assert_eq!((info.usage.map(|u| u.input_tokens), info.advisor), (Some(5), None), "{its}");
+    }
+    let huge = r#"{"model":"m","usage":{"input_tokens":5,"iterations":[{"type":"advisor_message","output_tokens":18446744073709551615},{"type":"advisor_message","output_tokens":18446744073709551615}]}}"#;
+    assert_eq!(parse_json_response(Api::AnthropicMessages, huge.as_bytes()).advisor.map(|u| u.output_tokens), Some(tollgate_protocol::usage::MAX_COUNT), "clamped, never wrapped");
+    // Only Anthropic's answers have it.
+    assert_eq!(advisor_from_value(Api::OpenAiChat, &serde_json::json!({"iterations": [{"type": "advisor_message", "input_tokens": 1}]})), None);
+}
+
 #[test]
 fn embeddings_usage_is_input_only() {
     // A real api.openai.com response (tests/captures/README.md).

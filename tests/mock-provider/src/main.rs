@@ -295,6 +295,12 @@ struct Plan {
     /// context crossed its trigger: `x-mock-compaction-tokens: IN,OUT`):
     /// the pass's tokens, reported apart in `usage.iterations`.
     compaction: Option<(u64, u64)>,
+    /// Anthropic's advisor tool, consulted: its model and each call's
+    /// (input, output) tokens, reported apart in `usage.iterations`
+    /// (`x-mock-advisor-tokens: IN,OUT`, `x-mock-advisor-calls: N`, at most
+    /// the tool's `max_uses`; by default one call reading the whole prompt
+    /// and writing 600 tokens).
+    advisor: Option<(String, Vec<(u64, u64)>)>,
     web_searches: u64,
     /// Report this many output tokens, whatever was generated (a lying provider).
     usage_output: Option<u64>,
@@ -917,6 +923,17 @@ async fn handle(
             .and_then(|v| v.split_once(','))
             .and_then(|(i, o)| Some((i.trim().parse().ok()?, o.trim().parse().ok()?)))
             .filter(|_| dialect == Dialect::Anthropic && strict::asks_compaction(&req)),
+        advisor: match req.as_object().map(|m| strict::advisor(m, header_str(&h, "anthropic-beta").unwrap_or(""))) {
+            Some(Ok(Some((advisor, max_uses)))) if dialect == Dialect::Anthropic => {
+                let each = header_str(&h, "x-mock-advisor-tokens")
+                    .and_then(|v| v.split_once(','))
+                    .and_then(|(i, o)| Some((i.trim().parse().ok()?, o.trim().parse().ok()?)))
+                    .unwrap_or((input, 600));
+                let calls = header_u64(&h, "x-mock-advisor-calls").unwrap_or(1).min(max_uses.unwrap_or(u64::MAX)).min(16);
+                Some((advisor, vec![each; calls as usize])).filter(|(_, c)| !c.is_empty())
+            }
+            _ => None,
+        },
         web_searches: match dialect {
             Dialect::Anthropic => strict::anthropic_searches(&req, header_u64(&h, "x-mock-web-searches")),
             _ => header_u64(&h, "x-mock-web-searches").unwrap_or(0),
@@ -992,22 +1009,58 @@ fn openai_usage(p: &Plan) -> Value {
     }
 }
 
-/// The `iterations` of an answer whose context was compacted: the
-/// compaction pass (its tokens not in the top-level counts), then the
-/// message, whose tokens the top level repeats (anthropic-sdk-python
-/// `types/beta/beta_iterations_usage.py`; the shape of a real record in
-/// ccusage/ccusage#1115).
-fn compaction_iterations(p: &Plan, output: u64) -> Option<Value> {
-    let (input, out) = p.compaction?;
-    Some(json!([
-        {"type": "compaction", "input_tokens": input, "output_tokens": out, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
-        {"type": "message", "input_tokens": p.input, "output_tokens": output, "cache_read_input_tokens": p.cached, "cache_creation_input_tokens": p.cache_write}
-    ]))
+/// The `iterations` of an answer whose context was compacted or whose
+/// advisor was consulted: the compaction pass (its tokens not in the
+/// top-level counts), then the messages, whose tokens the top level sums,
+/// with the advisor's calls between them (each `advisor_message` with its
+/// model, also not in the top-level counts): anthropic-sdk-python
+/// `types/beta/beta_iterations_usage.py`, the shape of a real record in
+/// ccusage/ccusage#1115.
+fn iterations(p: &Plan, output: u64) -> Option<Value> {
+    if p.compaction.is_none() && p.advisor.is_none() {
+        return None;
+    }
+    let mut it = Vec::new();
+    if let Some((input, out)) = p.compaction {
+        it.push(json!({"type": "compaction", "input_tokens": input, "output_tokens": out, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}));
+    }
+    let message = |input: u64, output: u64, read: u64, write: u64| {
+        json!({"type": "message", "input_tokens": input, "output_tokens": output, "cache_read_input_tokens": read, "cache_creation_input_tokens": write})
+    };
+    match &p.advisor {
+        None => it.push(message(p.input, output, p.cached, p.cache_write)),
+        Some((model, calls)) => {
+            // The executor asks for advice, then answers: its tokens split across the two.
+            let asked = output.min(5);
+            it.push(message(p.input, asked, p.cached, p.cache_write));
+            for (input, out) in calls {
+                it.push(json!({"type": "advisor_message", "model": model, "input_tokens": input, "output_tokens": out,
+                               "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}));
+            }
+            it.push(message(0, output - asked, 0, 0));
+        }
+    }
+    Some(Value::Array(it))
+}
+
+/// The advisor's blocks before the answer's text: a `server_tool_use`
+/// (name `advisor`, empty input: "the executor only decides the timing")
+/// and its `advisor_tool_result`, per call.
+fn advisor_blocks(p: &Plan, n: u64) -> Vec<Value> {
+    let Some((_, calls)) = &p.advisor else { return Vec::new() };
+    (0..calls.len())
+        .flat_map(|i| {
+            let id = format!("srvtoolu_mock{n:012}{i:04}");
+            [json!({"type": "server_tool_use", "id": id, "name": "advisor", "input": {}}),
+             json!({"type": "advisor_tool_result", "tool_use_id": id,
+                    "content": {"type": "advisor_result", "text": "Plan: check the inputs first, then answer briefly.", "stop_reason": "end_turn"}})]
+        })
+        .collect()
 }
 
 fn anthropic_usage_with_iterations(p: &Plan) -> Value {
     let mut u = anthropic_usage(p, p.output);
-    if let Some(it) = compaction_iterations(p, p.usage_output.unwrap_or(p.output)) {
+    if let Some(it) = iterations(p, p.usage_output.unwrap_or(p.output)) {
         u["iterations"] = it;
     }
     u
@@ -1061,7 +1114,7 @@ fn json_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
     let body: Value = match p.dialect {
         Dialect::Anthropic => json!({
             "id": format!("msg_mock{n:020}"), "type": "message", "role": "assistant", "model": p.model,
-            "content": [{"type": "text", "text": text}],
+            "content": advisor_blocks(&p, n).into_iter().chain([json!({"type": "text", "text": text})]).collect::<Vec<_>>(),
             "stop_reason": if p.finish == "length" { "max_tokens" } else { "end_turn" }, "stop_sequence": null,
             "usage": anthropic_usage_with_iterations(&p)
         }),
@@ -1148,17 +1201,24 @@ fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
                 "id": format!("msg_mock{n:020}"), "type": "message", "role": "assistant", "content": [], "model": p.model,
                 "stop_reason": null, "stop_sequence": null, "usage": anthropic_usage(p, 1)}});
             ev.push(sse(Some("message_start"), &start.to_string()));
-            ev.push(sse(Some("content_block_start"), r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#));
+            // The advisor's blocks come whole, each started and stopped.
+            let advised = advisor_blocks(p, n);
+            for (i, b) in advised.iter().enumerate() {
+                ev.push(sse(Some("content_block_start"), &json!({"type": "content_block_start", "index": i, "content_block": b}).to_string()));
+                ev.push(sse(Some("content_block_stop"), &json!({"type": "content_block_stop", "index": i}).to_string()));
+            }
+            let t = advised.len();
+            ev.push(sse(Some("content_block_start"), &json!({"type": "content_block_start", "index": t, "content_block": {"type": "text", "text": ""}}).to_string()));
             ev.push(sse(Some("ping"), r#"{"type": "ping"}"#));
             for piece in pieces {
-                let d = json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}});
+                let d = json!({"type": "content_block_delta", "index": t, "delta": {"type": "text_delta", "text": piece}});
                 ev.push(sse(Some("content_block_delta"), &d.to_string()));
             }
-            ev.push(sse(Some("content_block_stop"), r#"{"type":"content_block_stop","index":0}"#));
+            ev.push(sse(Some("content_block_stop"), &json!({"type": "content_block_stop", "index": t}).to_string()));
             let stop = if p.finish == "length" { "max_tokens" } else { "end_turn" };
             let mut d = json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
                            "usage": {"output_tokens": p.usage_output.unwrap_or(p.output)}});
-            if let Some(it) = compaction_iterations(p, p.usage_output.unwrap_or(p.output)) {
+            if let Some(it) = iterations(p, p.usage_output.unwrap_or(p.output)) {
                 d["usage"]["iterations"] = it;
             }
             ev.push(sse(Some("message_delta"), &d.to_string()));

@@ -103,6 +103,7 @@ use serde_json::{Map, Value};
 use crate::Dialect;
 
 /// A refusal: status, message, and the parameter at fault.
+#[derive(Debug)]
 pub struct Refusal {
     pub status: u16,
     pub message: String,
@@ -543,6 +544,7 @@ pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: Option<&str>) -> 
                 anthropic_messages_not_empty(msgs)?;
             }
             crate::thinking::check(req, beta.unwrap_or(""))?;
+            advisor(req, beta.unwrap_or(""))?;
         }
         Dialect::OpenAi | Dialect::DeepSeek => {
             if dialect == Dialect::OpenAi {
@@ -624,6 +626,51 @@ pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: Option<&str>) -> 
     Ok(())
 }
 
+/// Anthropic's advisor tool (platform.claude.com, "Advisor tool";
+/// anthropic-sdk-python `types/beta/beta_advisor_tool_20260301_param.py`):
+/// in beta, so only with the `advisor-tool-2026-03-01` beta header; `name`
+/// must be `advisor`, `model` is required, the bounds are whole numbers
+/// (`max_tokens` at least 1,024: the AI SDK's `@ai-sdk/anthropic` docs
+/// "Minimum 1024"), and the advisor "must be at least as capable as the
+/// executor": the documented pairs all take an Opus advisor (anything else
+/// is "a 400 invalid_request_error naming the unsupported combination").
+/// The advisor the request offers: its model, and how many calls it allows.
+pub fn advisor(req: &Map<String, Value>, beta: &str) -> Result<Option<(String, Option<u64>)>, Refusal> {
+    let tools = req.get("tools").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let mut found = None;
+    for (i, t) in tools.iter().enumerate() {
+        let Some(kind) = t.get("type").and_then(Value::as_str).filter(|k| k.starts_with("advisor_")) else { continue };
+        let bad = |msg: String| Err(refuse(400, format!("tools.{i}.{kind}: {msg}"), None, None));
+        if kind != "advisor_20260301" {
+            return bad("Input tag does not match any of the expected tags".into());
+        }
+        if !beta.split(',').any(|b| b.trim() == "advisor-tool-2026-03-01") {
+            return bad("The advisor tool requires the beta header 'advisor-tool-2026-03-01'.".into());
+        }
+        if t.get("name").and_then(Value::as_str) != Some("advisor") {
+            return bad("name: Input should be 'advisor'".into());
+        }
+        let Some(model) = t.get("model").and_then(Value::as_str) else { return bad("model: Field required".into()) };
+        for bound in ["max_uses", "max_tokens"] {
+            if t.get(bound).is_some_and(|v| !v.is_null() && v.as_u64().is_none_or(|n| n < 1)) {
+                return bad(format!("{bound}: Input should be a valid integer greater than or equal to 1"));
+            }
+        }
+        if t.get("max_tokens").and_then(Value::as_u64).is_some_and(|n| n < 1024) {
+            return bad("max_tokens: Input should be greater than or equal to 1024".into());
+        }
+        let executor = req.get("model").and_then(Value::as_str).unwrap_or("");
+        if !model.starts_with("claude-opus-") {
+            return bad(format!("The advisor model '{model}' cannot advise the executor model '{executor}': this combination is not supported."));
+        }
+        if found.is_some() {
+            return bad("Tool names must be unique.".into());
+        }
+        found = Some((model.to_string(), t.get("max_uses").and_then(Value::as_u64)));
+    }
+    Ok(found)
+}
+
 /// Whether an Anthropic request asks for server-side compaction: a
 /// `compact_*` edit in `context_management.edits` (platform.claude.com
 /// compaction; the `compact_20260112` strategy).
@@ -639,6 +686,31 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn the_advisor_tool_needs_its_beta_its_name_a_model_and_an_opus_advisor() {
+        let beta = "advisor-tool-2026-03-01";
+        let with = |tool: Value| obj(json!({"model": "claude-haiku-4-5", "max_tokens": 1, "messages": [], "tools": [{"name": "f", "input_schema": {}}, tool]}));
+        let good = json!({"type": "advisor_20260301", "name": "advisor", "model": "claude-opus-4-8"});
+        assert_eq!(advisor(&with(good.clone()), beta).unwrap(), Some(("claude-opus-4-8".to_string(), None)));
+        assert_eq!(advisor(&with(good.clone()), &format!("files-api-2025-04-14, {beta}")).unwrap().map(|a| a.0), Some("claude-opus-4-8".into()));
+        let capped = json!({"type": "advisor_20260301", "name": "advisor", "model": "claude-opus-4-8", "max_uses": 2, "max_tokens": 2048});
+        assert_eq!(advisor(&with(capped), beta).unwrap(), Some(("claude-opus-4-8".to_string(), Some(2))));
+        assert_eq!(advisor(&obj(json!({"model": "claude-m", "tools": [{"name": "advisor", "input_schema": {}}]})), "").unwrap(), None, "a client tool of that name");
+        for (tool, b) in [
+            (good.clone(), ""),
+            (json!({"type": "advisor_20260301", "name": "helper", "model": "claude-opus-4-8"}), beta),
+            (json!({"type": "advisor_20260301", "name": "advisor"}), beta),
+            (json!({"type": "advisor_20260301", "name": "advisor", "model": "claude-sonnet-4-6"}), beta),
+            (json!({"type": "advisor_20260301", "name": "advisor", "model": "claude-opus-4-8", "max_tokens": 512}), beta),
+            (json!({"type": "advisor_20260301", "name": "advisor", "model": "claude-opus-4-8", "max_uses": 0}), beta),
+            (json!({"type": "advisor_20990101", "name": "advisor", "model": "claude-opus-4-8"}), beta),
+        ] {
+            assert_eq!(advisor(&with(tool.clone()), b).map_err(|r| r.status), Err(400), "{tool} {b}");
+        }
+        let twice = obj(json!({"model": "claude-m", "tools": [good.clone(), good]}));
+        assert!(advisor(&twice, beta).is_err());
     }
 
     #[test]

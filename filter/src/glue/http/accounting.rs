@@ -111,9 +111,18 @@ impl TollgateHttp {
             rec.cache_miss = crate::fingerprint::explain(verdict, *marker, &rec.usage, price.as_ref());
         }
         self.remember_context(&rec);
-        let actual = Amount { micros: rec.cost_micros, tokens: rec.usage.budget_tokens() };
+        // Anthropic's advisor calls: the advisor model's own record.
+        let advisor_usage = observed.stream.as_ref().and_then(|s| s.advisor).or_else(|| observed.json.as_ref().and_then(|j| j.advisor));
+        let mut advisor = target.advisor.as_deref().zip(advisor_usage).map(|(a, u)| crate::record::advisor_record(&rec, a, u, cfg.price(&target.provider, &a.model)));
+        let spent = |r: &UsageRecord| Amount { micros: r.cost_micros, tokens: r.usage.budget_tokens() };
+        let actual = spent(&rec).saturating_add(advisor.as_ref().map(spent).unwrap_or_default());
         super::super::with_budget_local(|u| admission::settle(&HostCounters, u, &self.reservations, actual));
         self.emit(&mut rec);
+        if let Some(a) = advisor.as_mut() {
+            self.ship(&cfg, a, false);
+            // What the client is told the request cost includes its advisor's.
+            rec.cost_micros = rec.cost_micros.saturating_add(a.cost_micros);
+        }
         Some(rec)
     }
 
@@ -139,6 +148,12 @@ impl TollgateHttp {
     pub(super) fn emit(&mut self, rec: &mut UsageRecord) {
         self.phase = Phase::Recorded;
         let Some(cfg) = self.config.clone() else { return };
+        self.ship(&cfg, rec, true);
+    }
+
+    /// Logs, ships and counts a record; the request's own (`primary`) is
+    /// also what the access log's fields read.
+    fn ship(&self, cfg: &crate::config::Config, rec: &mut UsageRecord, primary: bool) {
         // A capture (prompt and answer text) goes to the control service only: never to a log.
         let capture = rec.capture.take();
         // Serialised only for what reads it: the log line, the access log's
@@ -161,7 +176,7 @@ impl TollgateHttp {
             }
         }
         // Filter state for access logs (`access_log_fields`): %FILTER_STATE(wasm.tollgate.usage:PLAIN)% and flat fields.
-        for f in &cfg.access_log_fields {
+        for f in cfg.access_log_fields.iter().filter(|_| primary) {
             host::set_property(&[f.property()], f.value(rec, &json).as_bytes());
         }
         if cfg.metrics {
