@@ -191,6 +191,21 @@ mod tests {
         assert_eq!(r.note, Some("usage_unreadable:response_too_large"));
     }
 
+    /// An answer past the limit still says what its advisor's calls took
+    /// (its usage is read from the tail).
+    #[test]
+    fn anthropic_tail_keeps_the_advisors_calls() {
+        let text = "x".repeat(300_000);
+        let body = format!(
+            r#"{{"model":"claude-sonnet-4-6","content":[{{"type":"text","text":"{text}"}}],"usage":{{"input_tokens":5,"output_tokens":70,"iterations":[{{"type":"advisor_message","model":"claude-opus-4-8","input_tokens":9000,"output_tokens":800}}]}}}}"#
+        );
+        let mut c = JsonCollector::new(1000);
+        c.push(body.as_bytes());
+        let r = c.finish(Api::AnthropicMessages);
+        assert_eq!(r.info.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((5, 70)));
+        assert_eq!(r.info.advisor.map(|u| (u.input_tokens, u.output_tokens)), Some((9000, 800)));
+    }
+
     #[test]
     fn anthropic_tail() {
         let text = "x".repeat(300_000);
