@@ -154,7 +154,8 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
 /// priced at its rates, with the request's key, tags and scopes, under
 /// the id `<request id>-advisor` and `routed_by: "advisor: <request id>"`
 /// (docs/usage-record.md). Budgets count both records.
-pub fn advisor_record(main: &UsageRecord, advisor: &crate::route::advisor::AdvisorTarget, usage: Usage, price: Option<crate::pricing::Price>) -> UsageRecord {
+pub fn advisor_record(main: &UsageRecord, advisor: &crate::route::advisor::AdvisorTarget, usage: Usage) -> UsageRecord {
+    let price = advisor.price;
     let usage = charged(usage, UsageSource::Provider, price.as_ref());
     let (cost_micros, cache_savings_micros) = price.map(|p| p.cost_and_savings(&usage)).unwrap_or((0, 0));
     UsageRecord {
@@ -383,17 +384,17 @@ pub(crate) mod tests {
     fn an_advisors_record_is_its_models_own_within_the_request() {
         let mut main = sample();
         main.capture = Some(tollgate_protocol::record::Capture { request: "{}".into(), response: "{}".into() });
-        let target = crate::route::advisor::AdvisorTarget { model: "claude-opus-4-8".into(), route: "claude-*".into(), calls: 1, output_per_call: 1 };
         let opus = crate::pricing::Price { input: 5_000_000, output: 25_000_000, cached_input: Some(500_000), ..crate::pricing::Price::default() };
+        let target = crate::route::advisor::AdvisorTarget { model: "claude-opus-4-8".into(), route: "claude-*".into(), calls: 1, output_per_call: 1, price: Some(opus) };
         let usage = Usage { input_tokens: 1000, cached_input_tokens: 400, output_tokens: 100, cache_reported: true, ..Usage::default() };
-        let a = advisor_record(&main, &target, usage, Some(opus));
+        let a = advisor_record(&main, &target, usage);
         assert_eq!((a.id.as_str(), a.routed_by.as_deref()), ("req-1-advisor", Some("advisor: req-1")));
         assert_eq!((a.model_requested.as_deref(), a.model_upstream.as_deref(), a.route.as_deref()), (Some("claude-opus-4-8"), Some("claude-opus-4-8"), Some("claude-*")));
         // 600 uncached at $5, 400 read at $0.50, 100 out at $25 a million.
         assert_eq!((a.cost_micros, a.priced, a.usage_source), (3000 + 200 + 2500, true, UsageSource::Provider));
         assert_eq!((&a.key_id, &a.team, &a.budget_scopes, &a.tags), (&main.key_id, &main.team, &main.budget_scopes, &main.tags));
         assert!(a.capture.is_none() && a.attempts.is_empty() && a.guardrails.is_none());
-        let unpriced = advisor_record(&main, &target, usage, None);
+        let unpriced = advisor_record(&main, &crate::route::advisor::AdvisorTarget { price: None, ..target }, usage);
         assert_eq!((unpriced.cost_micros, unpriced.priced), (0, false));
     }
 

@@ -63,9 +63,10 @@ pub struct Plan {
 }
 
 /// The budget reservation: the estimated input and the output bound,
-/// priced, with the searches billed on every request. (The output side is a real bound: the cap goes upstream when
-/// the client set none.)
-fn worst_of(cfg: &Config, chat: &ChatRequest, price: Option<&crate::pricing::Price>) -> Amount {
+/// priced, with the searches billed on every request, and what an
+/// advisor's calls reserve ([`advisor::worst`]). (The output side is a real
+/// bound: the cap goes upstream when the client set none.)
+fn worst_of(cfg: &Config, chat: &ChatRequest, target: &Target, price: Option<&crate::pricing::Price>) -> Amount {
     let worst_usage = Usage {
         input_tokens: chat.estimated_input_tokens,
         output_tokens: chat.output_bound(cfg.default_max_tokens),
@@ -73,7 +74,7 @@ fn worst_of(cfg: &Config, chat: &ChatRequest, price: Option<&crate::pricing::Pri
         ..Default::default()
     };
     let micros = price.map(|p| p.at(chat.premium).reserving().cost_micros(&p.billed(worst_usage))).unwrap_or(0);
-    Amount { micros, tokens: worst_usage.budget_tokens() }
+    Amount { micros, tokens: worst_usage.budget_tokens() }.saturating_add(advisor::worst(target, chat))
 }
 
 impl Plan {
@@ -82,8 +83,7 @@ impl Plan {
     /// grow by it.
     pub fn add_context(&mut self, cfg: &Config, tokens: u64) {
         self.chat.estimated_input_tokens = self.chat.estimated_input_tokens.saturating_add(tokens);
-        self.worst = worst_of(cfg, &self.chat, cfg.price(&self.target.provider, &self.target.upstream_model).as_ref())
-            .saturating_add(advisor::worst(cfg, &self.target, &self.chat));
+        self.worst = worst_of(cfg, &self.chat, &self.target, cfg.price(&self.target.provider, &self.target.upstream_model).as_ref());
     }
 }
 
@@ -295,7 +295,7 @@ pub fn plan_for(
         let routed = advisor::plan(cfg, key, provider, translate.is_some(), a).map_err(|e| refuse(e, Some(&chat), Some(&target)))?;
         target.advisor = Some(Box::new(routed));
     }
-    let worst = worst_of(cfg, &chat, price.as_ref()).saturating_add(advisor::worst(cfg, &target, &chat));
+    let worst = worst_of(cfg, &chat, &target, price.as_ref());
     let opts = match choice.count_tokens || choice.compact {
         true => Rewrite { force_include_usage: false, output_cap: None, auto_cache: None },
         false => Rewrite {
@@ -372,7 +372,7 @@ pub fn plan_for(
     }
     let fallbacks = if choice.count_tokens || choice.compact { Vec::new() } else { resolved.fallbacks.to_vec() };
     // (An unpriced advisor makes the request unpriced: a budget in dollars could not hold it.)
-    let priced = price.is_some() && target.advisor.as_deref().is_none_or(|a| cfg.price(&target.provider, &a.model).is_some());
+    let priced = price.is_some() && target.advisor.as_deref().is_none_or(|a| a.price.is_some());
     Ok(Plan { chat, target, worst, priced, body, headers, cluster: provider.cluster.clone(), translate, json_repair: resolved.json_repair, fallbacks, routed, prefix, rendered: None })
 }
 

@@ -16,6 +16,7 @@ use super::Target;
 use crate::budget::Amount;
 use crate::config::{Config, KeyInfo, Provider, ProviderFormat, UnpricedModels};
 use crate::errors::GatewayError;
+use crate::pricing::Price;
 use crate::request::server_tools::Advisor;
 use crate::request::ChatRequest;
 use crate::usage::Usage;
@@ -29,6 +30,8 @@ pub struct AdvisorTarget {
     /// Calls and output tokens a call the reservation holds.
     pub calls: u64,
     pub output_per_call: u64,
+    /// Its price (looked up once: reserved, checked and charged with it).
+    pub price: Option<Price>,
 }
 
 fn shown(s: &str) -> String {
@@ -73,7 +76,8 @@ pub fn plan(cfg: &Config, key: &KeyInfo, provider: &Provider, translated: bool, 
             format!("The advisor's model goes to the provider as named: name it by the provider's id ('{}'), not '{}'.", shown(&upstream), shown(model)),
         ));
     }
-    if cfg.unpriced_models == UnpricedModels::Deny && cfg.price(&provider.name, model).is_none() {
+    let price = cfg.price(&provider.name, model);
+    if cfg.unpriced_models == UnpricedModels::Deny && price.is_none() {
         return Err(bad("model_not_priced", format!("The advisor model '{}' has no price configured, and this gateway refuses unpriced models.", shown(model))));
     }
     Ok(AdvisorTarget {
@@ -81,18 +85,19 @@ pub fn plan(cfg: &Config, key: &KeyInfo, provider: &Provider, translated: bool, 
         route: resolved.route.to_string(),
         calls: max_uses.unwrap_or(1).min(tollgate_protocol::usage::MAX_COUNT),
         output_per_call: max_tokens.unwrap_or(cfg.default_max_tokens),
+        price,
     })
 }
 
 /// What the advisor's calls reserve: each reads the whole conversation
 /// (the request's estimated input) and writes up to its output bound.
-pub fn worst(cfg: &Config, target: &Target, chat: &ChatRequest) -> Amount {
+pub fn worst(target: &Target, chat: &ChatRequest) -> Amount {
     let Some(a) = target.advisor.as_deref() else { return Amount::default() };
     let usage = Usage {
         input_tokens: chat.estimated_input_tokens.saturating_mul(a.calls),
         output_tokens: a.output_per_call.saturating_mul(a.calls),
         ..Usage::default()
     };
-    let micros = cfg.price(&target.provider, &a.model).map(|p| p.reserving().cost_micros(&p.billed(usage))).unwrap_or(0);
+    let micros = a.price.map(|p| p.reserving().cost_micros(&p.billed(usage))).unwrap_or(0);
     Amount { micros, tokens: usage.budget_tokens() }
 }

@@ -113,7 +113,7 @@ impl TollgateHttp {
         self.remember_context(&rec);
         // Anthropic's advisor calls: the advisor model's own record.
         let advisor_usage = observed.stream.as_ref().and_then(|s| s.advisor).or_else(|| observed.json.as_ref().and_then(|j| j.advisor));
-        let mut advisor = target.advisor.as_deref().zip(advisor_usage).map(|(a, u)| crate::record::advisor_record(&rec, a, u, cfg.price(&target.provider, &a.model)));
+        let mut advisor = target.advisor.as_deref().zip(advisor_usage).map(|(a, u)| crate::record::advisor_record(&rec, a, u));
         let spent = |r: &UsageRecord| Amount { micros: r.cost_micros, tokens: r.usage.budget_tokens() };
         let actual = spent(&rec).saturating_add(advisor.as_ref().map(spent).unwrap_or_default());
         super::super::with_budget_local(|u| admission::settle(&HostCounters, u, &self.reservations, actual));
