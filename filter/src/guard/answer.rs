@@ -315,7 +315,13 @@ impl AnswerGuard {
         if deltas.is_empty() {
             // An event without text for any channel ends the held text of all.
             self.flush_all(out);
-            for_each_text(&mut v, &mut |s| self.whole_text(s, false));
+            // Its text is counted only where it is said nowhere else: an
+            // Anthropic block's start holds a server tool's whole result
+            // (the advisor's advice, a search's or a fetch's), which no
+            // delta repeats; a `done` event or a whole item repeats the
+            // deltas already counted.
+            let first_said = api == Api::AnthropicMessages && v.get("type").and_then(Value::as_str) == Some("content_block_start");
+            for_each_text(&mut v, &mut |s| self.whole_text(s, first_said));
             write_event(name.as_deref(), &v, raw, out, true);
             return;
         }
@@ -644,6 +650,38 @@ mod tests {
         let out: Value = serde_json::from_slice(&g.json(&serde_json::to_vec(&body).unwrap()).unwrap().unwrap()).unwrap();
         assert_eq!(out["choices"][0]["message"]["content"], "ann@corp.example, meet [EMAIL_2]");
         assert_eq!(out["id"], "x@y.io", "identifiers are not text");
+    }
+
+    #[test]
+    fn a_server_tools_result_in_an_anthropic_stream_is_scanned_and_counted_once() {
+        // The advisor's advice (and a search's results) arrive whole in the
+        // block's start, never as deltas: the same finding a JSON answer
+        // records, and redacted when the policy redacts.
+        let ev = |t: &str, v: Value| format!("event: {t}\ndata: {v}\n\n");
+        let advice = "Ask ops@corp.example before you migrate.";
+        let stream = [
+            ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "server_tool_use", "id": "srvtoolu_1", "name": "advisor", "input": {}}})),
+            ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+            ev("content_block_start", json!({"type": "content_block_start", "index": 1, "content_block": {"type": "advisor_tool_result", "tool_use_id": "srvtoolu_1", "content": {"type": "advisor_result", "text": advice}}})),
+            ev("content_block_stop", json!({"type": "content_block_stop", "index": 1})),
+            ev("content_block_start", json!({"type": "content_block_start", "index": 2, "content_block": {"type": "text", "text": ""}})),
+            ev("content_block_delta", json!({"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "Done."}})),
+            ev("content_block_stop", json!({"type": "content_block_stop", "index": 2})),
+        ]
+        .concat();
+        let mut g = guard(json!({"responses": "observe"}), Api::AnthropicMessages);
+        let out = String::from_utf8(run(&mut g, stream.as_bytes(), &[40, 300])).unwrap();
+        assert!(out.contains(&format!("\"text\":\"{advice}\"")), "observing changes no text: {out}");
+        assert_eq!(g.counts, BTreeMap::from([("email".into(), 1)]));
+        let mut g = guard(json!({"responses": "redact", "actions": {"email": "redact"}}), Api::AnthropicMessages);
+        let out = String::from_utf8(run(&mut g, stream.as_bytes(), &[])).unwrap();
+        assert!(!out.contains("ops@corp.example") && out.contains("Ask [EMAIL_2] before"), "{out}");
+        assert_eq!((g.counts.get("email"), g.redacted), (Some(&1), true));
+        // The same answer as JSON records the same finding.
+        let body = json!({"type": "message", "content": [{"type": "advisor_tool_result", "tool_use_id": "srvtoolu_1", "content": {"type": "advisor_result", "text": advice}}]});
+        let mut g = guard(json!({"responses": "observe"}), Api::AnthropicMessages);
+        assert_eq!(g.json(&serde_json::to_vec(&body).unwrap()), Ok(None));
+        assert_eq!(g.counts, BTreeMap::from([("email".into(), 1)]));
     }
 
     #[test]
