@@ -244,9 +244,9 @@ impl ProviderFormat {
     /// Whether a provider of this format answers requests of `api`.
     pub fn serves(self, api: Api) -> bool {
         match self {
-            ProviderFormat::Openai => !api.is_anthropic() && api != Api::GeminiGenerateContent,
+            ProviderFormat::Openai => !api.is_anthropic() && !api.is_gemini(),
             ProviderFormat::Anthropic => api == Api::AnthropicMessages,
-            ProviderFormat::Gemini => matches!(api, Api::GeminiGenerateContent | Api::OpenAiChat | Api::OpenAiEmbeddings),
+            ProviderFormat::Gemini => matches!(api, Api::GeminiGenerateContent | Api::GeminiEmbedContent | Api::OpenAiChat | Api::OpenAiEmbeddings),
         }
     }
 }

@@ -30,6 +30,29 @@ pub enum Method {
     Stream,
     /// `:countTokens`: free, routed as the generate request would be.
     CountTokens,
+    /// `:embedContent`: one embedding (`content`).
+    Embed,
+    /// `:batchEmbedContents`: several (`requests`, each naming the model),
+    /// what google-genai's `embed_content` sends to the Gemini API.
+    BatchEmbed,
+}
+
+impl Method {
+    /// The method's name in a path.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Generate => "generateContent",
+            Method::Stream => "streamGenerateContent",
+            Method::CountTokens => "countTokens",
+            Method::Embed => "embedContent",
+            Method::BatchEmbed => "batchEmbedContents",
+        }
+    }
+
+    /// Whether the method makes embeddings.
+    pub fn embeds(self) -> bool {
+        matches!(self, Method::Embed | Method::BatchEmbed)
+    }
 }
 
 /// The methods of Gemini's models API (`…/models/{model}:{method}`), served
@@ -48,7 +71,7 @@ pub fn is_model_method(name: &str) -> bool {
 }
 
 /// A native path's model and method; `None` for a method not served here
-/// (`embedContent` answers no usage to price it by) or an unsafe model id.
+/// or an unsafe model id.
 pub fn path_method(path: &str) -> Option<(&str, Method)> {
     let p = path.split(['?', '#']).next().unwrap_or("");
     let rest = ["/v1beta/models/", "/v1/models/", "/models/"].iter().find_map(|pre| p.strip_prefix(pre))?;
@@ -60,6 +83,8 @@ pub fn path_method(path: &str) -> Option<(&str, Method)> {
         "generateContent" => Method::Generate,
         "streamGenerateContent" => Method::Stream,
         "countTokens" => Method::CountTokens,
+        "embedContent" => Method::Embed,
+        "batchEmbedContents" => Method::BatchEmbed,
         _ => return None,
     };
     Some((model, method))
@@ -217,6 +242,26 @@ pub(crate) fn usage_from_value(v: serde_json::Value) -> Option<Usage> {
     serde_json::from_value::<UsageMetadata>(v).ok().map(|u| u.normalise())
 }
 
+/// An embedding answer (`embedContent`'s `{embedding, usageMetadata}`,
+/// `batchEmbedContents`' `{embeddings, usageMetadata}`): its input tokens,
+/// when it says them. The Gemini API's answer carries `usageMetadata`
+/// with `promptTokenCount` (google-genai reads it into `usage_metadata`
+/// and, on Vertex, into each embedding's `statistics.token_count`); one
+/// without a count is not read as free: `None`, and the record estimates
+/// the input from the request (`usage_missing`). Nothing is cached or
+/// generated, so the cache's share is not reported.
+pub(crate) fn embed_usage(body: &[u8]) -> Option<Usage> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct EmbedResponse {
+        #[serde(default)]
+        usage_metadata: Option<UsageMetadata>,
+    }
+    let u = serde_json::from_slice::<EmbedResponse>(body).ok()?.usage_metadata?;
+    u.prompt_token_count?;
+    Some(Usage { output_tokens: 0, reasoning_tokens: 0, audio_output_tokens: 0, image_output_tokens: 0, cache_reported: false, ..u.normalise() }.bounded())
+}
+
 pub(crate) fn observe(data: &str) -> Seen {
     let Ok(r) = serde_json::from_str::<GenerateResponse>(data) else { return Seen::default() };
     let searches = r.searches();
@@ -241,12 +286,31 @@ mod tests {
         assert_eq!(path_method("/v1beta/models/gemini-2.5-flash:generateContent"), Some(("gemini-2.5-flash", Method::Generate)));
         assert_eq!(path_method("/v1beta/models/google/gemini-2.5-flash:streamGenerateContent?alt=sse"), Some(("google/gemini-2.5-flash", Method::Stream)));
         assert_eq!(path_method("/v1/models/gemini-2.5-flash:countTokens"), Some(("gemini-2.5-flash", Method::CountTokens)));
-        assert_eq!(path_method("/v1/models/gemini-embedding-001:batchEmbedContents"), None);
+        assert_eq!(path_method("/v1/models/gemini-embedding-001:batchEmbedContents"), Some(("gemini-embedding-001", Method::BatchEmbed)));
+        assert_eq!(path_method("/v1beta/models/gemini-embedding-001:embedContent"), Some(("gemini-embedding-001", Method::Embed)));
+        assert_eq!(path_method("/v1beta/models/gemini-embedding-001:batchEmbedText"), None);
         assert_eq!(path_method("/v1beta/models/gemini-2.5-flash"), None);
         assert_eq!(path_method("/v1/chat/completions"), None);
         for bad in ["../../v1/files", "gem%0Aini", "a/b", ".hidden", "x..y", ""] {
             assert_eq!(path_method(&format!("/v1beta/models/{bad}:generateContent")), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn an_embedding_answer_is_read_for_its_input_and_never_read_as_free() {
+        // The Gemini API's batch answer (google-genai reads `usageMetadata`).
+        let body = br#"{"embeddings":[{"values":[0.1,-0.2]},{"values":[0.3,0.4]}],"usageMetadata":{"promptTokenCount":17,"promptTokensDetails":[{"modality":"TEXT","tokenCount":17}],"totalTokenCount":17}}"#;
+        let u = embed_usage(body).unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens, u.cache_reported), (17, 0, false));
+        // A count of something else is not input, and no count is no usage (estimated, not free).
+        let odd = br#"{"embedding":{"values":[0.1]},"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":9,"thoughtsTokenCount":3}}"#;
+        assert_eq!(embed_usage(odd).map(|u| (u.input_tokens, u.output_tokens, u.reasoning_tokens)), Some((5, 0, 0)));
+        for none in [&br#"{"embedding":{"values":[0.1]}}"#[..], br#"{"embeddings":[],"usageMetadata":{}}"#, br#"{"usageMetadata":{"promptTokenCount":-1}}"#, b"[1]", b""] {
+            assert_eq!(embed_usage(none), None, "{}", String::from_utf8_lossy(none));
+        }
+        let huge = format!(r#"{{"usageMetadata":{{"promptTokenCount":{}}}}}"#, u64::MAX);
+        assert!(embed_usage(huge.as_bytes()).unwrap().input_tokens <= 1_000_000_000_000, "bounded");
+        assert_eq!(crate::usage::parse_json_response(tollgate_protocol::Api::GeminiEmbedContent, body).usage.map(|u| u.input_tokens), Some(17));
     }
 
     #[test]

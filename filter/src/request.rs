@@ -66,6 +66,7 @@ fn exact_endpoint(p: &str) -> Endpoint {
         "/v1/models" | "/models" | "/v1beta/models" => Endpoint::Models,
         _ => match crate::gemini::path_method(p) {
             Some((_, crate::gemini::Method::CountTokens)) => Endpoint::CountTokens(Api::GeminiGenerateContent),
+            Some((_, m)) if m.embeds() => Endpoint::Chat(Api::GeminiEmbedContent),
             Some(_) => Endpoint::Chat(Api::GeminiGenerateContent),
             None if model_path_id(p).is_some() => Endpoint::Model,
             None => Endpoint::Other,
@@ -518,7 +519,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
     // Gemini names the model in the path: the caller sets it.
     let model = match (model, api) {
         (Some(m), _) => m,
-        (None, Api::GeminiGenerateContent) => String::new(),
+        (None, a) if a.is_gemini() => String::new(),
         (None, _) => return Err(bad("missing_model", "The request has no 'model'; name the model to use.").with_param("model")),
     };
     // The Responses API may take its input from a stored prompt or a previous response.
@@ -526,7 +527,8 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
         Api::OpenAiEmbeddings => Some(("input", "missing_input")),
         Api::OpenAiCompletions => Some(("prompt", "missing_prompt")),
         Api::OpenAiChat | Api::AnthropicMessages => Some(("messages", "missing_messages")),
-        Api::OpenAiResponses => None,
+        // (Which member depends on the method: see `check_gemini_embed`.)
+        Api::OpenAiResponses | Api::GeminiEmbedContent => None,
         Api::GeminiGenerateContent => Some(("contents", "missing_contents")),
     };
     if let Some((required, code)) = required.filter(|(r, _)| !members.0.iter().any(|(k, _)| k == r)) {
@@ -588,6 +590,17 @@ impl ParsedBody<'_> {
             return Fit::Keep;
         };
         crate::translate::thinking::fit(&t, config.as_ref(), upstream_model, self.request.max_tokens.unwrap_or(0))
+    }
+
+    /// A Gemini embedding body: what [`gemini_embed::check`] asks of it.
+    pub fn check_gemini_embed(&self, batch: bool) -> Result<(), GatewayError> {
+        gemini_embed::check(&self.members, batch)
+    }
+
+    /// A Gemini embedding body with the upstream model in every `model`
+    /// ([`gemini_embed::rewrite`]); always rewritten.
+    pub fn rewrite_gemini_embed(&self, upstream_model: &str) -> Result<Vec<u8>, GatewayError> {
+        gemini_embed::rewrite(&self.members, upstream_model).ok_or_else(|| bad("invalid_request", "The embed request could not be read.").with_param("requests"))
     }
 
     /// The top-level members, in order, values as raw JSON text.
@@ -774,6 +787,7 @@ impl ParsedBody<'_> {
     }
 }
 
+mod gemini_embed;
 mod path;
 pub mod server_tools;
 #[cfg(test)]

@@ -172,7 +172,7 @@ pub fn plan_for(
         None
     };
     let mut routed = false;
-    if api != Api::GeminiGenerateContent {
+    if !api.is_gemini() {
         if let Some(m) = choice.model {
             chat.model = m.to_string();
         } else if chat.model == tollgate_protocol::routing::AUTO {
@@ -193,14 +193,19 @@ pub fn plan_for(
     // Gemini's native API names the model and streaming in the path; its
     // model ids are routed as they are or as `google/<id>`.
     let mut google = None;
-    if api == Api::GeminiGenerateContent {
+    let mut gemini_method = None;
+    if api.is_gemini() {
         let Some((m, method)) = crate::gemini::path_method(path).filter(|(m, _)| crate::request::valid_model_name(m)) else {
             let e = GatewayError::bad_request("invalid_model", "The model in the path must be 1 to 256 visible ASCII characters.");
             return Err(refuse(e.with_param("model"), None, None));
         };
+        if method.embeds() {
+            parsed.check_gemini_embed(method == crate::gemini::Method::BatchEmbed).map_err(|e| refuse(e, None, None))?;
+        }
         chat.model = m.to_string();
         chat.stream = method == crate::gemini::Method::Stream;
         google = Some(format!("google/{m}"));
+        gemini_method = Some(method);
     }
     // Anthropic's server-side fallbacks let the provider serve the turn with
     // models the client names, beyond the route, priced as theirs: neither
@@ -264,7 +269,7 @@ pub fn plan_for(
     }
     if translate.is_none() && !provider.format.serves(api) {
         let e = match (provider.format, api) {
-            (_, Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses | Api::GeminiGenerateContent) => GatewayError::bad_request(
+            (_, Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses | Api::GeminiGenerateContent | Api::GeminiEmbedContent) => GatewayError::bad_request(
                 "wrong_api_for_model",
                 format!("The model '{model}' is served by provider '{}', which has no {} API.", provider.name, api.describe()),
             ),
@@ -306,6 +311,8 @@ pub fn plan_for(
     };
     let body = match translate {
         Some(d) => Some(d.request(&parsed, &target.upstream_model, provider.output_cap_field.unwrap_or("max_tokens"), cfg.default_max_tokens)),
+        // (Always rewritten: the model it names is the upstream one.)
+        None if api == Api::GeminiEmbedContent => Some(parsed.rewrite_gemini_embed(&target.upstream_model)),
         None => parsed.rewrite(&target.upstream_model, opts).map(Ok),
     }
     .transpose()
@@ -317,7 +324,7 @@ pub fn plan_for(
     // not bind ("Cannot bind query parameter"), so Claude Code's requests
     // translated for Gemini failed, and so would an OpenAI client's own
     // query on Gemini's OpenAI-compatible endpoint.
-    let compat_gemini = provider.format == ProviderFormat::Gemini && upstream_api != Api::GeminiGenerateContent;
+    let compat_gemini = provider.format == ProviderFormat::Gemini && !upstream_api.is_gemini();
     let query = match translate {
         None if !compat_gemini => upstream_query(path),
         _ => String::new(),
@@ -331,6 +338,10 @@ pub fn plan_for(
         _ if choice.count_tokens => format!("{}/messages/count_tokens{}", provider.path_prefix, query),
         (Api::GeminiGenerateContent, _) => {
             let method = if chat.stream { "streamGenerateContent" } else { "generateContent" };
+            format!("{}/models/{}:{method}{}", provider.path_prefix, target.upstream_model, query)
+        }
+        (Api::GeminiEmbedContent, _) => {
+            let method = gemini_method.unwrap_or(crate::gemini::Method::BatchEmbed).name();
             format!("{}/models/{}:{method}{}", provider.path_prefix, target.upstream_model, query)
         }
         // Gemini answers OpenAI-format requests on its compatible endpoint.
@@ -362,7 +373,7 @@ pub fn plan_for(
         }
         ProviderFormat::Gemini => {
             if let Some(k) = &provider.api_key {
-                if upstream_api == Api::GeminiGenerateContent {
+                if upstream_api.is_gemini() {
                     headers.push(("x-goog-api-key".to_string(), k.expose().to_string()));
                 } else {
                     headers.push(("authorization".to_string(), format!("Bearer {}", k.expose())));

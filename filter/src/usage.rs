@@ -287,6 +287,7 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
             Ok(r) => ResponseInfo { model: r.model_version.clone(), usage: r.usage(), ..Default::default() },
             Err(_) => ResponseInfo::default(),
         },
+        Api::GeminiEmbedContent => ResponseInfo { usage: crate::gemini::embed_usage(body), ..Default::default() },
         Api::OpenAiResponses => match serde_json::from_slice::<crate::responses_api::ResponseObject>(body) {
             Ok(r) => ResponseInfo { model: r.model.clone(), response_id: r.id.clone(), served: r.served(), usage: r.usage(), advisor: None },
             Err(_) => ResponseInfo::default(),
@@ -319,7 +320,7 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
 /// The name (with its quotes) of the member holding an answer's usage in `api`'s format.
 pub fn usage_member(api: Api) -> &'static [u8] {
     match api {
-        Api::GeminiGenerateContent => b"\"usageMetadata\"",
+        Api::GeminiGenerateContent | Api::GeminiEmbedContent => b"\"usageMetadata\"",
         _ => b"\"usage\"",
     }
 }
@@ -327,7 +328,7 @@ pub fn usage_member(api: Api) -> &'static [u8] {
 pub fn usage_from_value(api: Api, v: serde_json::Value) -> Option<Usage> {
     match api {
         Api::OpenAiResponses => crate::responses_api::usage_from_value(v),
-        Api::GeminiGenerateContent => crate::gemini::usage_from_value(v),
+        Api::GeminiGenerateContent | Api::GeminiEmbedContent => crate::gemini::usage_from_value(v),
         Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => {
             serde_json::from_value::<OpenAiUsage>(v).ok().filter(OpenAiUsage::counted).map(Usage::from)
         }
@@ -671,7 +672,8 @@ impl StreamTracker {
 
     pub fn summary(&self) -> StreamSummary {
         let usage = match self.api {
-            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => self.openai_usage,
+            // (Embeddings are never streamed.)
+            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::GeminiEmbedContent => self.openai_usage,
             // Calls done count even when the final usage never came (a cut stream is charged an estimate with them).
             Api::OpenAiResponses => match self.openai_usage {
                 Some(u) => Some(Usage {
@@ -718,7 +720,7 @@ impl StreamTracker {
         }
         match self.api {
             Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => self.observe_openai(ev.name, &ev.data),
-            Api::GeminiGenerateContent => {
+            Api::GeminiGenerateContent | Api::GeminiEmbedContent => {
                 let seen = crate::gemini::observe(&ev.data);
                 self.output_chars = self.output_chars.saturating_add(seen.output_chars);
                 if self.model.is_none() {

@@ -76,6 +76,10 @@ fn corpus() -> &'static [Capture] {
                 body: e["request"].clone(),
             });
         }
+        for e in file(include_str!("../../tests/captures/gemini_embed_requests.json")) {
+            let (model, method) = (e["model"].as_str().unwrap(), e["method"].as_str().unwrap());
+            out.push(Capture::Request { api: Api::GeminiEmbedContent, path: format!("/v1beta/models/{model}:{method}"), body: e["request"].clone() });
+        }
         for line in common::RECORDED_ANSWERS.lines().filter(|l| !l.trim().is_empty()) {
             let e: Value = serde_json::from_str(line).unwrap();
             let api = common::api_of(e["api"].as_str().unwrap());
@@ -295,7 +299,7 @@ fn sent_cap(api: Api, body: &[u8]) -> Result<Option<u64>, String> {
         Api::OpenAiResponses => ("max_output_tokens", None),
         Api::OpenAiCompletions | Api::AnthropicMessages => ("max_tokens", None),
         Api::GeminiGenerateContent => ("generationConfig", Some("maxOutputTokens")),
-        Api::OpenAiEmbeddings => return Ok(None),
+        Api::OpenAiEmbeddings | Api::GeminiEmbedContent => return Ok(None),
     };
     let top = members(body).ok_or("the body sent upstream is not a JSON object")?;
     let mut found = top.iter().filter(|(k, _)| k == outer).map(|(_, v)| v.get().as_bytes().to_vec());
@@ -370,7 +374,25 @@ fn check_request(api: Api, path: &str, body: &[u8], crossed: bool) -> Result<(),
         prop_assert_eq!(sent_cap(upstream, &redacted), sent_cap(upstream, sent), "a redaction changed the cap");
     }
     prop_assert!(plan.priced, "every route is priced");
-    if upstream != Api::OpenAiEmbeddings {
+    if api == Api::GeminiEmbedContent {
+        // The model priced is the model run: every `model` the body names is the upstream one, once.
+        let want = format!("\"models/{}\"", plan.target.upstream_model);
+        let top = members(sent).ok_or_else(|| TestCaseError::fail(format!("not an object: {}", shown())))?;
+        for (k, v) in &top {
+            match k.as_str() {
+                "model" => prop_assert_eq!(v.get(), want.as_str(), "{}", shown()),
+                "requests" => {
+                    let requests: Vec<Box<RawValue>> = serde_json::from_str(v.get()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    for r in requests {
+                        let models: Vec<String> = members(r.get().as_bytes()).unwrap_or_default().into_iter().filter(|(k, _)| k == "model").map(|(_, v)| v.get().to_string()).collect();
+                        prop_assert_eq!(models, vec![want.clone()], "{}", shown());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    if upstream.has_output() {
         prop_assert!(plan.worst.micros > 0, "a priced request reserves something: {}", shown());
         // (Legacy completions take none or null as their default, 16.)
         let cap = sent_cap(upstream, sent).map_err(|e| TestCaseError::fail(format!("{e}: {}", shown())))?.or(upstream.default_max_tokens());

@@ -24,6 +24,11 @@ pub enum Api {
     /// (and `:streamGenerateContent`): the model is in the path.
     #[serde(rename = "gemini_generate_content")]
     GeminiGenerateContent,
+    /// Gemini's native `POST /v1beta/models/{model}:embedContent` and
+    /// `:batchEmbedContents` (google-genai's `embed_content`): input tokens
+    /// only, the model in the path.
+    #[serde(rename = "gemini_embed_content")]
+    GeminiEmbedContent,
 }
 
 impl Api {
@@ -36,7 +41,7 @@ impl Api {
             Api::OpenAiCompletions => "/completions",
             Api::OpenAiResponses => "/responses",
             // The model and the method are part of the path (see the filter's route planning).
-            Api::GeminiGenerateContent => "/models",
+            Api::GeminiGenerateContent | Api::GeminiEmbedContent => "/models",
         }
     }
 
@@ -47,7 +52,17 @@ impl Api {
 
     /// Whether a request produces output tokens (embeddings do not).
     pub fn has_output(self) -> bool {
-        self != Api::OpenAiEmbeddings
+        !self.embeds()
+    }
+
+    /// Whether the API makes embeddings (input tokens only, never streamed).
+    pub fn embeds(self) -> bool {
+        matches!(self, Api::OpenAiEmbeddings | Api::GeminiEmbedContent)
+    }
+
+    /// Whether the API is Gemini's native one (the model in the path).
+    pub fn is_gemini(self) -> bool {
+        matches!(self, Api::GeminiGenerateContent | Api::GeminiEmbedContent)
     }
 
     /// What the API is called in messages.
@@ -59,6 +74,7 @@ impl Api {
             Api::OpenAiCompletions => "OpenAI completions",
             Api::OpenAiResponses => "OpenAI responses",
             Api::GeminiGenerateContent => "Gemini generateContent",
+            Api::GeminiEmbedContent => "Gemini embedContent",
         }
     }
 
@@ -71,7 +87,7 @@ impl Api {
             Api::OpenAiChat => &["max_tokens", "max_completion_tokens"],
             Api::AnthropicMessages | Api::OpenAiCompletions => &["max_tokens"],
             Api::OpenAiResponses => &["max_output_tokens"],
-            Api::OpenAiEmbeddings | Api::GeminiGenerateContent => &[],
+            Api::OpenAiEmbeddings | Api::GeminiGenerateContent | Api::GeminiEmbedContent => &[],
         }
     }
 

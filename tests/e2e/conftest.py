@@ -29,6 +29,7 @@ PRICES = {
     "anthropic/claude-opus-4-8": dict(input=5_000_000, cached_input=500_000, cache_write=6_250_000, output=25_000_000),
     "deepseek/deepseek-v4": dict(input=270_000, cached_input=70_000, output=1_100_000),
     "openai/text-embedding-3-small": dict(input=20_000, output=0),
+    "google/gemini-embedding-001": dict(input=150_000, output=0),
     "openai/gpt-3.5-turbo-instruct": dict(input=1_500_000, output=2_000_000),
     "openai/babbage-002": dict(input=400_000, output=400_000),
     "google/gemini-2.5-flash": dict(input=300_000, cached_input=30_000, output=2_500_000),

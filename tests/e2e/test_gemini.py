@@ -12,7 +12,7 @@ import openai
 import pytest
 import requests
 
-from conftest import SEARCH_KEY, expected_cost, sse_data
+from conftest import RESTRICTED_KEY, SEARCH_KEY, expected_cost, sse_data
 
 PRICE = "google/gemini-2.5-flash"
 NATIVE = "/v1beta/models/gemini-2.5-flash:generateContent"
@@ -304,8 +304,8 @@ def test_the_google_genai_sdk_generates_streams_and_counts_through_tollgate(stac
     `/v1/models/{model}:countTokens`, which the gateway took for `GET
     /v1/models/{id}` and answered 405 "Use GET /v1/models."; counting is
     now served like Anthropic's (free, routed to the model's Gemini
-    provider, nothing added, no record), and native embeddings, whose answer
-    carries no usage to price them by, get a 404 that names what is served."""
+    provider, nothing added, no record); its embeddings have a test of their
+    own below."""
     from google import genai
     from google.genai import errors, types
     g = genai.Client(api_key=SEARCH_KEY, http_options=types.HttpOptions(base_url=stack.url))
@@ -325,14 +325,83 @@ def test_the_google_genai_sdk_generates_streams_and_counts_through_tollgate(stac
         time.sleep(0.05)
     records = client.records()[before:]
     assert len(records) == 3 and all(rec["api"] == "gemini_generate_content" for rec in records), "three generations recorded, the count not"
-    with pytest.raises(errors.ClientError) as e:
-        g.models.embed_content(model="gemini-embedding-001", contents="Say hi")
-    assert e.value.code == 404 and ":countTokens" in str(e.value)
     # A count keyed by Google's `?key=` convention too; the key never goes upstream.
     r = requests.post(stack.url + f"/v1beta/models/gemini-2.5-flash:countTokens?key={SEARCH_KEY}", timeout=10,
                       json={"contents": [{"parts": [{"text": "hi"}]}]})
     assert r.status_code == 200 and r.json()["totalTokens"] > 0, r.text
     assert r.headers["x-mock-path"] == "/v1beta/models/gemini-2.5-flash:countTokens"
+
+
+EMBED = "google/gemini-embedding-001"
+
+
+def test_the_google_genai_sdk_embeds_natively_priced_from_geminis_usage(stack, client):
+    """google-genai's `embed_content` (POST /v1beta/models/{model}:batchEmbedContents,
+    each request naming the model) was refused 404 "not routed": a RAG
+    pipeline on Google's SDK could not go through the gateway. It is served
+    like OpenAI's embeddings: routed to the model's Gemini provider, priced
+    at the input price from the answer's `usageMetadata.promptTokenCount`,
+    recorded as `gemini_embed_content`; every `model` in the body becomes the
+    upstream one, so the model priced is the model run."""
+    from google import genai
+    from google.genai import types
+    g = genai.Client(api_key=SEARCH_KEY, http_options=types.HttpOptions(base_url=stack.url))
+    texts = ["What is the meaning of life?", "How does the brain work?", "How much wood would a woodchuck chuck?"]
+    r = g.models.embed_content(model="gemini-embedding-001", contents=texts,
+                               config=types.EmbedContentConfig(task_type="RETRIEVAL_DOCUMENT", output_dimensionality=8))
+    assert [len(e.values) for e in r.embeddings] == [8, 8, 8]
+    sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+    assert [q["model"] for q in sent["requests"]] == ["models/gemini-embedding-001"] * 3
+    assert [q["taskType"] for q in sent["requests"]] == ["RETRIEVAL_DOCUMENT"] * 3, "the client's fields go as sent"
+    rid = r.sdk_http_response.headers["x-tollgate-request-id"]
+    rec = client.record(rid)
+    tokens = rec["usage"]["input_tokens"]
+    assert tokens > 0 and rec["usage"]["output_tokens"] == 0 and rec["usage_source"] == "provider", rec
+    assert (rec["api"], rec["provider"], rec["model_upstream"], rec["stream"]) == ("gemini_embed_content", "google", "gemini-embedding-001", False)
+    assert rec["cost_micros"] == expected_cost(EMBED, tokens, 0) and rec["priced"] is True
+    # One content on :embedContent with Google's `?key=`: priced in the answer's headers.
+    r = requests.post(stack.url + f"/v1beta/models/gemini-embedding-001:embedContent?key={SEARCH_KEY}", timeout=10,
+                      json={"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "Say hi to everyone here"}]}})
+    assert r.status_code == 200 and len(r.json()["embedding"]["values"]) == 3072, r.text
+    assert r.headers["x-mock-path"] == "/v1beta/models/gemini-embedding-001:embedContent"
+    n = r.json()["usageMetadata"]["promptTokenCount"]
+    assert int(r.headers["x-tollgate-cost-micros"]) == expected_cost(EMBED, n, 0) > 0
+    # A batch whose requests name a dearer model runs (and is priced as) the path's.
+    body = {"requests": [{"model": "models/gemini-2.5-flash", "content": {"parts": [{"text": "x " * 400}]}}]}
+    r = native(stack, path="/v1beta/models/gemini-embedding-001:batchEmbedContents", body=body)
+    assert r.status_code == 200, r.text
+    assert requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()["requests"][0]["model"] == "models/gemini-embedding-001"
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["model_upstream"] == "gemini-embedding-001" and rec["cost_micros"] == expected_cost(EMBED, r.json()["usageMetadata"]["promptTokenCount"], 0)
+
+
+def test_a_gemini_embedding_without_usage_is_estimated_and_what_cannot_be_held_is_refused(stack, client):
+    """An answer without `usageMetadata` is charged its input estimated from
+    the request (never free); a batch over Google's 100, a body without what
+    its method embeds, a key held to other models, or a model of another
+    format are refused before anything is sent."""
+    path = "/v1beta/models/gemini-embedding-001:batchEmbedContents"
+    item = {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "Tollgate " * 100}]}}
+    r = native(stack, path=path, body={"requests": [item]}, headers={"x-mock-embed-usage": "none"})
+    assert r.status_code == 200 and "usageMetadata" not in r.json(), r.text
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["usage_source"], rec["error_code"]) == ("estimated", "usage_missing"), rec
+    assert rec["usage"]["input_tokens"] > 200 and rec["cost_micros"] == expected_cost(EMBED, rec["usage"]["input_tokens"], 0) > 0
+    seen = lambda: (requests.get(stack.mock.url + "/mock/stats", timeout=5).json()["requests"],
+                    requests.get(stack.mock.url + "/mock/last-body", timeout=5).text)
+    before = seen()
+    refusals = [
+        (path, {"requests": [item] * 101}, SEARCH_KEY, 400, "invalid_request"),
+        (path, {"content": item["content"]}, SEARCH_KEY, 400, "missing_requests"),
+        (path.replace("batchEmbedContents", "embedContent"), {"requests": [item]}, SEARCH_KEY, 400, "missing_content"),
+        (path, {"requests": [{"model": item["model"], "contents": [item["content"]]}]}, SEARCH_KEY, 400, "invalid_request"),
+        (path, {"requests": [item]}, RESTRICTED_KEY, 403, "model_not_allowed"),
+        ("/v1beta/models/text-embedding-3-small:embedContent", {"content": item["content"]}, SEARCH_KEY, 400, "wrong_api_for_model"),
+    ]
+    for p, body, key, status, code in refusals:
+        r = native(stack, path=p, body=body, key=key)
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), (p, r.text)
+    assert seen() == before, "nothing reached the provider"
 
 
 def test_the_google_genai_sdk_lists_and_gets_models_in_geminis_shape(stack):

@@ -23,7 +23,8 @@ fn classifies_paths() {
     assert_eq!(classify_path("/v1beta/models?pageSize=50"), Endpoint::Models);
     assert_eq!(classify_path("/v1beta/models/gemini-2.5-flash"), Endpoint::Model);
     assert_eq!(model_path_id("/v1beta/models/gemini-2.5-flash?key=k").as_deref(), Some("gemini-2.5-flash"));
-    assert_eq!(classify_path("/v1beta/models/gemini-embedding-001:embedContent"), Endpoint::Other);
+    assert_eq!(classify_path("/v1beta/models/gemini-embedding-001:embedContent"), Endpoint::Chat(Api::GeminiEmbedContent));
+    assert_eq!(classify_path("/v1beta/models/gemini-embedding-001:asyncBatchEmbedContent"), Endpoint::Other);
     assert_eq!(classify_path("/V1BETA/models"), Endpoint::Disguised);
     assert!(crate::gemini::takes_query_key("/v1beta/models?key=k") && crate::gemini::takes_query_key("/v1beta/models/x?key=k"));
     assert!(!crate::gemini::takes_query_key("/v1/models?key=k") && !crate::gemini::takes_query_key("/v1/chat/completions?key=k"));
@@ -42,7 +43,7 @@ fn classifies_paths() {
     // google-genai counts and embeds on /v1/models/…: a call, not a model to describe.
     assert_eq!(classify_path("/v1/models/gemini-2.5-flash:countTokens"), Endpoint::CountTokens(Api::GeminiGenerateContent));
     assert_eq!(classify_path("/v1beta/models/gemini-2.5-flash:countTokens"), Endpoint::CountTokens(Api::GeminiGenerateContent));
-    assert_eq!(classify_path("/v1/models/gemini-embedding-001:batchEmbedContents"), Endpoint::Other);
+    assert_eq!(classify_path("/v1/models/gemini-embedding-001:batchEmbedContents"), Endpoint::Chat(Api::GeminiEmbedContent));
     assert_eq!(classify_path("/v1/responses/input_tokens"), Endpoint::CountTokens(Api::OpenAiResponses));
     assert_eq!(classify_path("/v1/models/ft:gpt-4o-mini-2024-07-18:org:custom:9vKy6BDo"), Endpoint::Model);
     assert_eq!(classify_path("/v1/messages/batches"), Endpoint::Other);

@@ -295,6 +295,50 @@ fn gemini_native_requests_name_the_model_in_the_path_and_chat_goes_to_its_openai
     assert_eq!(r.error.code, "missing_contents");
 }
 
+/// Gemini's native embeddings (google-genai's `embed_content`) go to the
+/// route's upstream model on the same method, every `model` in the body
+/// made the upstream one, input reserved and no output; a model served by
+/// another format has no such API.
+#[test]
+fn gemini_embeddings_go_to_the_upstream_model_named_in_the_path_and_every_request() {
+    let cfg = Config::from_json(br#"{
+      "providers": [{"name": "google", "format": "gemini", "cluster": "google", "host": "generativelanguage.googleapis.com", "api_key": "g-up"},
+                    {"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com"}],
+      "routes": [{"model": "embed", "provider": "google", "upstream_model": "gemini-embedding-001"}, {"model": "google/*", "provider": "google"},
+                 {"model": "text-embedding-*", "provider": "openai"}],
+      "pricing": {"google/gemini-embedding-001": {"input": 150000, "output": 0}, "openai/text-embedding-3-small": {"input": 20000, "output": 0}},
+      "unpriced_models": "deny"}"#).unwrap();
+    let batch = br#"{"requests":[{"content":{"parts":[{"text":"What is the meaning of life?"}]},"model":"models/embed","taskType":"RETRIEVAL_DOCUMENT"},{"content":{"parts":[{"text":"How does the brain work?"}]},"model":"models/gemini-3-pro-preview"}]}"#;
+    let p = plan(&cfg, &key(None), Api::GeminiEmbedContent, batch, "/v1beta/models/embed:batchEmbedContents", false).unwrap();
+    let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+    assert_eq!((h[":path"].as_str(), h["x-goog-api-key"].as_str()), ("/v1beta/models/gemini-embedding-001:batchEmbedContents", "g-up"));
+    let sent: serde_json::Value = serde_json::from_slice(p.body.as_ref().unwrap()).unwrap();
+    let models: Vec<&str> = sent["requests"].as_array().unwrap().iter().filter_map(|r| r["model"].as_str()).collect();
+    assert_eq!(models, ["models/gemini-embedding-001"; 2], "the model priced is the model run");
+    assert_eq!(sent["requests"][0]["taskType"], "RETRIEVAL_DOCUMENT");
+    assert!(!p.chat.stream && p.chat.estimated_input_tokens > 0);
+    assert_eq!(p.worst.tokens, p.chat.estimated_input_tokens, "no output side");
+    assert_eq!(p.worst.micros, (p.chat.estimated_input_tokens * 150_000).div_ceil(1_000_000), "input at the input price");
+    // One content on :embedContent, the key in the query kept out.
+    let one = br#"{"content":{"parts":[{"text":"hi"}]},"outputDimensionality":8}"#;
+    let p = plan(&cfg, &key(None), Api::GeminiEmbedContent, one, "/v1beta/models/google/gemini-embedding-001:embedContent?key=tg-1", false).unwrap();
+    let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+    assert_eq!(h[":path"], "/v1beta/models/gemini-embedding-001:embedContent");
+    assert_eq!(p.body.as_deref(), Some(&one[..]), "nothing to change");
+    // The body each method needs; a key held to other models; another format's model.
+    let code = |body: &[u8], path: &str| plan(&cfg, &key(None), Api::GeminiEmbedContent, body, path, false).unwrap_err().error.code;
+    assert_eq!(code(one, "/v1beta/models/embed:batchEmbedContents"), "missing_requests");
+    assert_eq!(code(batch, "/v1beta/models/embed:embedContent"), "missing_content");
+    let r = plan(&cfg, &key(Some(vec!["google/gemini-2.5-*"])), Api::GeminiEmbedContent, one, "/v1beta/models/embed:embedContent", false).unwrap_err();
+    assert_eq!(r.error.code, "model_not_allowed");
+    let r = plan(&cfg, &key(None), Api::GeminiEmbedContent, one, "/v1beta/models/text-embedding-3-small:embedContent", false).unwrap_err();
+    assert_eq!(r.error.code, "wrong_api_for_model");
+    assert!(r.error.message.contains("no Gemini embedContent API"), "{}", r.error.message);
+    assert_eq!(crate::request::classify_path("/v1beta/models/embed:batchEmbedContents"), crate::request::Endpoint::Chat(Api::GeminiEmbedContent));
+    assert_eq!(crate::request::classify_path("/v1/models/embed:embedContent?key=k"), crate::request::Endpoint::Chat(Api::GeminiEmbedContent));
+    assert_eq!(crate::request::classify_path("/v1beta/models/embed%3AembedContent"), crate::request::Endpoint::Disguised);
+}
+
 /// Gemini's token counting is routed as the generation it counts would be,
 /// to `:countTokens` on the route's upstream model, with nothing added,
 /// free; for a model of another format it is not found.

@@ -68,6 +68,7 @@ mod audio;
 mod completions;
 mod embeddings;
 mod gemini;
+mod gemini_embed;
 mod hostile;
 mod prefix_cache;
 mod responses;
@@ -564,6 +565,18 @@ async fn gemini_native(State(app): State<Arc<App>>, axum::extract::Path(rest): a
         Some(Ok(r)) => return r,
         Some(Err(())) => return err(404, "NOT_FOUND", "x-mock-replay: no such capture"),
         None => {}
+    }
+    if let Some((model, method @ ("embedContent" | "batchEmbedContents"))) = rest.rsplit_once(':') {
+        // `x-mock-embed-usage: none` answers without `usageMetadata`.
+        let usage = header_str(&h, "x-mock-embed-usage") != Some("none");
+        return match gemini_embed::answer(model, method, &m, usage) {
+            Ok((v, tokens)) => {
+                app.served_requests.fetch_add(1, Ordering::SeqCst);
+                app.served_input.fetch_add(tokens, Ordering::SeqCst);
+                respond(StatusCode::OK, &h, &uri, v.to_string(), "application/json")
+            }
+            Err((code, msg)) => err(code, if code == 404 { "NOT_FOUND" } else { "INVALID_ARGUMENT" }, &msg),
+        };
     }
     if rest.ends_with(":countTokens") {
         return match gemini::count(&m) {

@@ -1,0 +1,144 @@
+//! Gemini's native embeddings: `models/{model}:embedContent` (`content`)
+//! and `:batchEmbedContents` (`requests`, each an `EmbedContentRequest`
+//! naming the model), what google-genai's `embed_content` sends.
+//!
+//! The model the provider runs must be the one the key was allowed and the
+//! request priced at: the path's. A batch names a model in every request
+//! (the API requires it, and that it match the path's), and `embedContent`
+//! may name one too; the gateway writes the upstream model into each, so a
+//! request naming another model inside its body cannot have it run.
+//!
+//! Sources: Gemini API reference, "Embeddings" (ai.google.dev/api/embeddings:
+//! `EmbedContentRequest` — `model`, `content`, `taskType`, `title`,
+//! `outputDimensionality` — and "The model in each of these requests must
+//! match the model specified BatchEmbedContentsRequest.model"); the batch
+//! limit Google answers with "* BatchEmbedContentsRequest.requests: at most
+//! 100 requests can be in one batch" (langchain-ai/langchainjs#4491,
+//! weaviate/weaviate#11277); google-genai's `models.embed_content`
+//! (`_EmbedContentParametersPrivate_to_mldev`: `requests[].content`,
+//! `requests[].model`, config as `taskType`, `title`, `outputDimensionality`).
+
+use super::{bad, Members};
+use crate::errors::GatewayError;
+
+/// Requests in one batch, at most (Google's limit).
+pub const MAX_BATCH: usize = 100;
+
+/// Checks what the gateway relies on in an embedding body: `content`, or
+/// `requests` as 1 to [`MAX_BATCH`] objects, each with a `content` and at
+/// most one `model`. The rest is the provider's to refuse.
+pub fn check(members: &Members<'_>, batch: bool) -> Result<(), GatewayError> {
+    let member = |name: &str| members.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.get());
+    if !batch {
+        return match member("content") {
+            Some(_) => Ok(()),
+            None => Err(bad("missing_content", "The request has no 'content'; :embedContent embeds one content (:batchEmbedContents takes 'requests').").with_param("content")),
+        };
+    }
+    let Some(raw) = member("requests") else {
+        return Err(bad("missing_requests", "The request has no 'requests'; :batchEmbedContents takes a list of embed requests (:embedContent takes one 'content').").with_param("requests"));
+    };
+    let requests = serde_json::from_str::<Vec<Members<'_>>>(raw)
+        .map_err(|_| bad("invalid_type", "'requests' must be a list of embed request objects.").with_param("requests"))?;
+    if requests.is_empty() || requests.len() > MAX_BATCH {
+        return Err(bad("invalid_request", format!("'requests' must hold 1 to {MAX_BATCH} embed requests; it holds {}.", requests.len())).with_param("requests"));
+    }
+    for (i, r) in requests.iter().enumerate() {
+        let named = |name: &str| r.0.iter().filter(|(k, _)| k == name).count();
+        if named("content") != 1 || named("model") > 1 {
+            return Err(bad("invalid_request", format!("'requests[{i}]' must have one 'content' and at most one 'model'.")).with_param("requests"));
+        }
+    }
+    Ok(())
+}
+
+/// The body with the upstream model (`models/{upstream_model}`) in its
+/// `model`, if it names one, and in every request of a batch. Spliced:
+/// every other byte stays as sent. `None` if the body is not what
+/// [`check`] passed (never sent unchanged: the caller refuses it).
+pub fn rewrite(members: &Members<'_>, upstream_model: &str) -> Option<Vec<u8>> {
+    let model = serde_json::to_string(&format!("models/{upstream_model}")).ok()?;
+    let mut out = Vec::with_capacity(members.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + 64);
+    out.push(b'{');
+    for (i, (k, v)) in members.0.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(serde_json::to_string(k).ok()?.as_bytes());
+        out.push(b':');
+        match k.as_str() {
+            "model" => out.extend_from_slice(model.as_bytes()),
+            "requests" => {
+                let requests = serde_json::from_str::<Vec<Members<'_>>>(v.get()).ok()?;
+                out.push(b'[');
+                for (j, r) in requests.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(b"{\"model\":");
+                    out.extend_from_slice(model.as_bytes());
+                    for (name, value) in r.0.iter().filter(|(name, _)| name != "model") {
+                        out.push(b',');
+                        out.extend_from_slice(serde_json::to_string(name).ok()?.as_bytes());
+                        out.push(b':');
+                        out.extend_from_slice(value.get().as_bytes());
+                    }
+                    out.push(b'}');
+                }
+                out.push(b']');
+            }
+            _ => out.extend_from_slice(v.get().as_bytes()),
+        }
+    }
+    out.push(b'}');
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn members(v: &str) -> Members<'_> {
+        serde_json::from_str(v).unwrap()
+    }
+
+    #[test]
+    fn a_batch_names_the_upstream_model_in_every_request_whatever_it_said() {
+        // google-genai's body, one request naming another model, one none.
+        let body = r#"{"requests":[{"content":{"parts":[{"text":"a"}]},"model":"models/gemini-embedding-001","taskType":"RETRIEVAL_DOCUMENT"},{"model":"models/gemini-3-pro","content":{"parts":[{"text":"b"}]}},{"content":{"parts":[{"text":"c"}]},"outputDimensionality":8}]}"#;
+        let m = members(body);
+        check(&m, true).unwrap();
+        let out: Value = serde_json::from_slice(&rewrite(&m, "gemini-embedding-001").unwrap()).unwrap();
+        let models: Vec<&str> = out["requests"].as_array().unwrap().iter().map(|r| r["model"].as_str().unwrap()).collect();
+        assert_eq!(models, ["models/gemini-embedding-001"; 3]);
+        assert_eq!(out["requests"][0]["taskType"], "RETRIEVAL_DOCUMENT");
+        assert_eq!(out["requests"][2]["outputDimensionality"], 8);
+        assert_eq!(out["requests"][1]["content"], json!({"parts": [{"text": "b"}]}));
+        // One content: its model, if it names one, is the upstream one; nothing is added.
+        let m = members(r#"{"model":"models/alias","content":{"parts":[{"text":"x"}]},"title":"t"}"#);
+        check(&m, false).unwrap();
+        let out: Value = serde_json::from_slice(&rewrite(&m, "gemini-embedding-001").unwrap()).unwrap();
+        assert_eq!(out, json!({"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "x"}]}, "title": "t"}));
+        let m = members(r#"{"content":{"parts":[{"text":"x"}]}}"#);
+        assert_eq!(rewrite(&m, "e").unwrap(), br#"{"content":{"parts":[{"text":"x"}]}}"#);
+    }
+
+    #[test]
+    fn what_the_gateway_could_not_hold_is_refused() {
+        let code = |body: &str, batch: bool| check(&members(body), batch).unwrap_err().code;
+        assert_eq!(code(r#"{"requests":[]}"#, false), "missing_content");
+        assert_eq!(code(r#"{"content":{}}"#, true), "missing_requests");
+        assert_eq!(code(r#"{"requests":{}}"#, true), "invalid_type");
+        assert_eq!(code(r#"{"requests":[1]}"#, true), "invalid_type");
+        assert_eq!(code(r#"{"requests":[]}"#, true), "invalid_request");
+        let many = format!(r#"{{"requests":[{}]}}"#, vec![r#"{"content":{}}"#; MAX_BATCH + 1].join(","));
+        assert_eq!(code(&many, true), "invalid_request");
+        let full = format!(r#"{{"requests":[{}]}}"#, vec![r#"{"content":{}}"#; MAX_BATCH].join(","));
+        assert!(check(&members(&full), true).is_ok());
+        // A model named twice in one request: which one would run is the parser's guess.
+        assert_eq!(code(r#"{"requests":[{"content":{},"model":"models/a","model":"models/b"}]}"#, true), "invalid_request");
+        assert_eq!(code(r#"{"requests":[{"model":"models/a"}]}"#, true), "invalid_request");
+        assert_eq!(code(r#"{"requests":[{"content":{},"content":{}}]}"#, true), "invalid_request");
+    }
+}
