@@ -202,9 +202,11 @@ pub fn plan_for(
         if method.embeds() {
             parsed.check_gemini_embed(method == crate::gemini::Method::BatchEmbed).map_err(|e| refuse(e, None, None))?;
         }
+        // (A fallback names its own model: the path's failed.)
+        let m = choice.model.unwrap_or(m);
         chat.model = m.to_string();
         chat.stream = method == crate::gemini::Method::Stream;
-        google = Some(format!("google/{m}"));
+        google = (!m.starts_with("google/")).then(|| format!("google/{m}"));
         gemini_method = Some(method);
     }
     // Anthropic's server-side fallbacks let the provider serve the turn with

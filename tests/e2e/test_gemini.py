@@ -12,6 +12,8 @@ import openai
 import pytest
 import requests
 
+import stack as sm
+
 from conftest import RESTRICTED_KEY, SEARCH_KEY, expected_cost, sse_data
 
 PRICE = "google/gemini-2.5-flash"
@@ -402,6 +404,36 @@ def test_a_gemini_embedding_without_usage_is_estimated_and_what_cannot_be_held_i
         r = native(stack, path=p, body=body, key=key)
         assert (r.status_code, r.json()["error"]["code"]) == (status, code), (p, r.text)
     assert seen() == before, "nothing reached the provider"
+
+
+def test_a_native_gemini_requests_fallback_goes_to_the_fallbacks_model(stack, tmp_path):
+    """A route's fallbacks for a native Gemini request were planned for the
+    model the path names, the one that had just failed: the "alternative"
+    was the same model again, and the record said otherwise. The fallback's
+    own model is asked now (a Gemini one: a native request cannot go to
+    another format), and the answer is priced as its."""
+    def patch(c):
+        c["routes"][:0] = [{"model": "gem-first", "provider": "google", "upstream_model": "gemini-2.5-flash", "fallbacks": ["gem-lite"]},
+                           {"model": "gem-lite", "provider": "google", "upstream_model": "gemini-2.5-flash-lite"}]
+        c["pricing"]["google/gemini-2.5-flash-lite"] = {"input": 100_000, "output": 400_000}
+    cfg = sm.demo_config(sm.free_port(), sm.free_port(), stack.mock.port, plugin_patch=patch, control_port=stack.control.port)
+    e = sm.Envoy(cfg, tmp_path, concurrency=1, name="gemfallback")
+    try:
+        for method in ("generateContent", "streamGenerateContent?alt=sse"):
+            r = requests.post(e.url + f"/v1beta/models/gem-first:{method}", data=json.dumps(BODY), timeout=30,
+                              headers={"content-type": "application/json", "x-goog-api-key": SEARCH_KEY, "x-mock-status": "500"})
+            assert r.status_code == 200 and r.headers["x-tollgate-fallback-attempts"] == "1", (r.status_code, r.text[:300])
+            assert r.headers["x-tollgate-model"] == "gemini-2.5-flash-lite", r.headers
+            time.sleep(0.3)
+            rec = [x for x in e.usage_records() if x["id"] == r.headers["x-tollgate-request-id"]]
+            assert len(rec) == 1, rec
+            rec = rec[0]
+            assert (rec["model_upstream"], rec["route"]) == ("gemini-2.5-flash-lite", "gem-lite"), rec
+            assert [(a["model"], a["status"]) for a in rec["attempts"]] == [("gemini-2.5-flash", 500)], rec
+            u = rec["usage"]
+            assert rec["cost_micros"] == -(-(u["input_tokens"] * 100_000 + u["output_tokens"] * 400_000) // 1_000_000) > 0, rec
+    finally:
+        e.stop()
 
 
 def test_the_google_genai_sdk_lists_and_gets_models_in_geminis_shape(stack):

@@ -94,6 +94,11 @@ const scenarios = {
     }
     return { id: rid, text, input: u.promptTokenCount, output: u.candidatesTokenCount + (u.thoughtsTokenCount ?? 0) };
   },
+  async gemini_embed() {
+    // google-genai's embedContent: :batchEmbedContents, each request naming the model.
+    const r = await gemini.models.embedContent({ model: "gemini-embedding-001", contents: ["hello", "world"], config: { outputDimensionality: 8 } });
+    return { id: id(r.sdkHttpResponse?.headers), dims: r.embeddings[0].values.length, input: r.usageMetadata.promptTokenCount, output: 0 };
+  },
   async gemini_count_tokens() {
     const c = await gemini.models.countTokens({ model: "gemini-2.5-flash", contents: say });
     return { counted: c.totalTokens };

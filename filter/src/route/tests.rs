@@ -339,6 +339,34 @@ fn gemini_embeddings_go_to_the_upstream_model_named_in_the_path_and_every_reques
     assert_eq!(crate::request::classify_path("/v1beta/models/embed%3AembedContent"), crate::request::Endpoint::Disguised);
 }
 
+/// A fallback of a Gemini-native request goes to the fallback's model (the
+/// path names the one that failed): it was planned for the path's model
+/// again, so the "alternative" was the failing model once more. A fallback
+/// of another format cannot take a native Gemini request.
+#[test]
+fn a_gemini_native_fallback_goes_to_the_fallbacks_model_not_the_paths() {
+    let cfg = Config::from_json(br#"{
+      "providers": [{"name": "google", "format": "gemini", "cluster": "google", "host": "generativelanguage.googleapis.com", "api_key": "g-up"},
+                    {"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com"}],
+      "routes": [{"model": "gemini-2.5-flash", "provider": "google", "fallbacks": ["lite", "gpt-5.4"]},
+                 {"model": "lite", "provider": "google", "upstream_model": "gemini-2.5-flash-lite"}, {"model": "gpt-*", "provider": "openai"},
+                 {"model": "google/*", "provider": "google"}],
+      "pricing": {"google/*": {"input": 300000, "output": 2500000}, "openai/*": {"input": 1, "output": 1}}}"#).unwrap();
+    let body = br#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#;
+    let path = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse";
+    let first = plan(&cfg, &key(None), Api::GeminiGenerateContent, body, path, false).unwrap();
+    assert_eq!(first.fallbacks, ["lite", "gpt-5.4"]);
+    let fallback = |model: &str| plan_for(&cfg, &key(None), Api::GeminiGenerateContent, body, path, false, Choice { model: Some(model), ..Choice::default() });
+    let p = fallback("lite").unwrap();
+    let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+    assert_eq!(h[":path"], "/v1beta/models/gemini-2.5-flash-lite:streamGenerateContent?alt=sse");
+    assert_eq!((p.target.route.as_str(), p.target.upstream_model.as_str(), p.chat.model.as_str()), ("lite", "gemini-2.5-flash-lite", "lite"));
+    assert!(p.chat.stream);
+    assert_eq!(fallback("gpt-5.4").unwrap_err().error.code, "wrong_api_for_model");
+    // (A key held to the path's model is held to it for its fallbacks too: each is the key's to use.)
+    assert_eq!(plan_for(&cfg, &key(Some(vec!["gemini-2.5-flash"])), Api::GeminiGenerateContent, body, path, false, Choice { model: Some("lite"), ..Choice::default() }).unwrap_err().error.code, "model_not_allowed");
+}
+
 /// Gemini's token counting is routed as the generation it counts would be,
 /// to `:countTokens` on the route's upstream model, with nothing added,
 /// free; for a model of another format it is not found.
