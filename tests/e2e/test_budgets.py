@@ -207,9 +207,9 @@ def test_the_searches_a_request_bounds_are_held_by_its_reservation(fresh):
     A request that bounds its searches (Anthropic's web search tool
     `max_uses`; the Responses API's `max_tool_calls` beside a hosted search
     tool) reserves them now: before, it reserved only its tokens, so near a
-    dollar limit its searches passed the limit. Unbounded searches are not
-    reserved (docs/security.md). The mock, as the providers, runs no more
-    searches than the bound."""
+    dollar limit its searches passed the limit. A search tool without a
+    bound reserves one search, an estimate (docs/security.md). The mock, as
+    the providers, runs no more searches than the bound."""
     c = fresh.control
     key = new_key(c, "searchers")
     c.api("PUT", "/v1/budgets/key/" + key["id"], {"limit_micros": 60_000, "period": "daily"}, expect=200)
@@ -233,8 +233,21 @@ def test_the_searches_a_request_bounds_are_held_by_its_reservation(fresh):
     assert rec["usage"]["web_search_requests"] == 2 and rec["budget_decision"] in ("ok", "soft"), rec
     assert rec["cost_micros"] == int(r.headers["x-tollgate-cost-micros"]) == expected_cost(
         "anthropic/claude-sonnet-4-6", u["input_tokens"], u["output_tokens"]) + 2 * 10_000
-    # An unbounded search tool reserves its tokens only, as before.
+    # An unbounded search tool reserves one search beside its tokens.
     r = cli.post("/v1/messages", {**ask, "tools": search()}, key=key["key"], headers={"x-mock-web-searches": "1"}, auth="x-api-key")
+    assert r.status_code == 200, r.text
+    # With less than one search's fee left, it is refused (before: reserved
+    # its tokens only, and let any number of searches start); without the tool it is served.
+    small = new_key(c, "searchers-small")
+    c.api("PUT", "/v1/budgets/key/" + small["id"], {"limit_micros": 5_000, "period": "daily"}, expect=200)
+    wait_until(lambda: key_works(fresh.url, small["key"]), what="the small key with its budget")
+    served = mock_stats(fresh)["requests"]
+    for path, body in (("/v1/messages", {**ask, "tools": search()}),
+                       ("/v1/responses", {"model": "openai/gpt-5.4", "input": "Any news?", "max_output_tokens": 16, "tools": [{"type": "web_search"}]})):
+        r = cli.post(path, body, key=small["key"], auth="x-api-key" if "messages" in path else "bearer")
+        assert r.status_code == 429 and error_of(r)["code"] == "budget_exhausted", (path, r.text)
+    assert mock_stats(fresh)["requests"] == served, "nothing reached the provider"
+    r = cli.post("/v1/messages", ask, key=small["key"], auth="x-api-key")
     assert r.status_code == 200, r.text
 
 

@@ -4,12 +4,16 @@
 //!
 //! - Anthropic: a `web_search_*` tool's `max_uses` (platform.claude.com,
 //!   web search tool: "max_uses: limit the number of searches per
-//!   request"). Without it the searches are unbounded and none is reserved.
+//!   request").
 //! - The Responses API: its hosted `web_search*` and `file_search` tools
 //!   run at most `max_tool_calls` calls ("the maximum number of total calls
 //!   to built-in tools that can be processed in a response").
 //!
-//! Unbounded searches stay in the overshoot bound docs/security.md states.
+//! A search tool offered without a bound reserves one search: an estimate
+//! (the model may search more, or not at all), as an advisor without
+//! `max_uses` reserves one call; it was none, so a budget near its end let
+//! any number of searches start. What runs past it stays in the overshoot
+//! bound docs/security.md states.
 //!
 //! Anthropic's advisor tool (`{"type": "advisor_20260301", "name":
 //! "advisor", "model": …, "max_uses"?, "max_tokens"?}`, Claude Code's
@@ -31,6 +35,8 @@ pub struct ServerTools {
     pub max_uses: u64,
     /// A hosted search tool of the Responses API is offered.
     pub hosted_search: bool,
+    /// An Anthropic web search tool without `max_uses` is offered.
+    pub unbounded_search: bool,
     /// An Anthropic advisor tool, as offered.
     pub advisor: Option<Advisor>,
 }
@@ -95,7 +101,10 @@ pub fn read(raw: &str) -> ServerTools {
     tools.iter().fold(ServerTools::default(), |mut t, tool| {
         let kind = tool.kind.as_deref().unwrap_or_default();
         if kind.starts_with("web_search_") {
-            t.max_uses = t.max_uses.saturating_add(bound(&tool.max_uses).ok().flatten().unwrap_or(0));
+            match bound(&tool.max_uses).ok().flatten() {
+                Some(n) => t.max_uses = t.max_uses.saturating_add(n),
+                None => t.unbounded_search = true,
+            }
         }
         if kind.starts_with("web_search") || kind == "file_search" {
             t.hosted_search = true;
@@ -110,12 +119,13 @@ pub fn read(raw: &str) -> ServerTools {
     })
 }
 
-/// The searches a request's reservation holds: Anthropic's `max_uses`;
-/// the Responses API's `max_tool_calls` when a hosted search tool is offered.
+/// The searches a request's reservation holds: Anthropic's `max_uses`
+/// (one more for a search tool without it); the Responses API's
+/// `max_tool_calls` when a hosted search tool is offered (one without it).
 pub fn reserved(api: tollgate_protocol::Api, tools: &ServerTools, max_tool_calls: Option<u64>) -> u64 {
     let n = match api {
-        tollgate_protocol::Api::AnthropicMessages => tools.max_uses,
-        tollgate_protocol::Api::OpenAiResponses if tools.hosted_search => max_tool_calls.unwrap_or(0),
+        tollgate_protocol::Api::AnthropicMessages => tools.max_uses.saturating_add(u64::from(tools.unbounded_search)),
+        tollgate_protocol::Api::OpenAiResponses if tools.hosted_search => max_tool_calls.unwrap_or(1),
         _ => 0,
     };
     n.min(tollgate_protocol::usage::MAX_COUNT)
@@ -133,9 +143,12 @@ mod tests {
             {"type":"web_search_20260209","name":"web_search_2","max_uses":3,"allowed_domains":["x.com"]},
             {"type":"web_fetch_20250910","name":"web_fetch","max_uses":9}]"#);
         assert_eq!(reserved(Api::AnthropicMessages, &t, None), 8, "web fetches bill no fee");
-        // unbounded: none reserved
+        // unbounded: one search reserved (an estimate), beside the bounded ones
         let t = read(r#"[{"type":"web_search_20250305","name":"web_search"}]"#);
-        assert_eq!(reserved(Api::AnthropicMessages, &t, None), 0);
+        assert_eq!(reserved(Api::AnthropicMessages, &t, None), 1);
+        let t = read(r#"[{"type":"web_search_20250305","name":"web_search","max_uses":null},{"type":"web_search_20260209","name":"w2","max_uses":4}]"#);
+        assert_eq!(reserved(Api::AnthropicMessages, &t, None), 5);
+        assert_eq!(reserved(Api::AnthropicMessages, &read(r#"[{"type":"web_fetch_20250910","name":"web_fetch"}]"#), None), 0, "a fetch bills no fee");
         // escaped type names are read as well
         let t = read(r#"[{"type":"web\u005fsearch_20250305","name":"web_search","max_uses":2}]"#);
         assert_eq!(reserved(Api::AnthropicMessages, &t, None), 2);
@@ -145,7 +158,7 @@ mod tests {
     fn hosted_searches_are_bounded_by_max_tool_calls() {
         for tools in [r#"[{"type":"web_search"}]"#, r#"[{"type":"web_search_preview"}]"#, r#"[{"type":"file_search","vector_store_ids":["vs_1"]}]"#] {
             assert_eq!(reserved(Api::OpenAiResponses, &read(tools), Some(4)), 4, "{tools}");
-            assert_eq!(reserved(Api::OpenAiResponses, &read(tools), None), 0, "unbounded: {tools}");
+            assert_eq!(reserved(Api::OpenAiResponses, &read(tools), None), 1, "unbounded, one estimated: {tools}");
         }
         let functions = read(r#"[{"type":"function","name":"web_search_like","parameters":{}}]"#);
         assert_eq!(reserved(Api::OpenAiResponses, &functions, Some(4)), 0, "a function of that name is the client's");
