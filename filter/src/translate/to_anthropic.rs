@@ -187,7 +187,8 @@ fn tools(v: &Value) -> Result<Value, GatewayError> {
         if let Some(d) = f.get("description") {
             tool.insert("description".into(), d.clone());
         }
-        tool.insert("input_schema".into(), f.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object", "properties": {}})));
+        // (OpenAI takes a function without parameters, or with `null`; Anthropic requires a schema object.)
+        tool.insert("input_schema".into(), f.get("parameters").filter(|p| !p.is_null()).cloned().unwrap_or_else(|| json!({"type": "object", "properties": {}})));
         out.push(Value::Object(tool));
     }
     Ok(Value::Array(out))
@@ -450,6 +451,16 @@ mod tests {
             {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
             {"role": "user", "content": "Still there?"}]));
         assert!(got.get("system").is_none(), "{got}");
+    }
+
+    #[test]
+    fn a_function_without_parameters_gets_the_schema_anthropic_requires() {
+        let got = tr(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [
+            {"type": "function", "function": {"name": "now"}},
+            {"type": "function", "function": {"name": "ping", "parameters": null}}]})).unwrap();
+        for t in got["tools"].as_array().unwrap() {
+            assert_eq!(t["input_schema"], json!({"type": "object", "properties": {}}), "{t}");
+        }
     }
 
     #[test]

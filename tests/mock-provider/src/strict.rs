@@ -464,6 +464,42 @@ fn anthropic_members(req: &Map<String, Value>, params: &[&str], beta: &[&str]) -
             _ => {}
         }
     }
+    anthropic_metadata(req)?;
+    anthropic_custom_tools(req)
+}
+
+/// `metadata` holds `user_id` only, a string or null (the Messages API
+/// reference: "user_id: an external identifier for the user"; anything
+/// else is an extra input, refused as every unknown member is).
+fn anthropic_metadata(req: &Map<String, Value>) -> Result<(), Refusal> {
+    let Some(Value::Object(m)) = req.get("metadata") else { return Ok(()) };
+    if let Some(k) = m.keys().find(|k| *k != "user_id") {
+        return Err(refuse(400, format!("metadata.{k}: Extra inputs are not permitted"), None, None));
+    }
+    match m.get("user_id") {
+        None | Some(Value::Null | Value::String(_)) => Ok(()),
+        Some(_) => Err(refuse(400, "metadata.user_id: Input should be a valid string".into(), None, None)),
+    }
+}
+
+/// A client tool (no `type`, or `custom`) needs a `name` of 1 to 128 of
+/// `[a-zA-Z0-9_-]` and an `input_schema` object (the tool reference:
+/// "name must match ^[a-zA-Z0-9_-]{1,128}$"; `input_schema` required).
+fn anthropic_custom_tools(req: &Map<String, Value>) -> Result<(), Refusal> {
+    let Some(Value::Array(tools)) = req.get("tools") else { return Ok(()) };
+    for (i, t) in tools.iter().enumerate() {
+        let Some(t) = t.as_object() else { return Err(refuse(400, format!("tools.{i}: Input should be a valid dictionary"), None, None)) };
+        if t.get("type").is_some_and(|ty| ty != "custom") {
+            continue;
+        }
+        let name_ok = t.get("name").and_then(Value::as_str).is_some_and(|n| (1..=128).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+        if !name_ok {
+            return Err(refuse(400, format!("tools.{i}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'"), None, None));
+        }
+        if !t.get("input_schema").is_some_and(Value::is_object) {
+            return Err(refuse(400, format!("tools.{i}.custom.input_schema: Field required"), None, None));
+        }
+    }
     Ok(())
 }
 
@@ -739,6 +775,25 @@ mod tests {
         let ok = json!({"model": "claude-m", "max_tokens": 1, "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
             "messages": [{"role": "user", "content": "hi"}]});
         assert!(check(Dialect::Anthropic, &obj(ok), None).is_ok());
+    }
+
+    #[test]
+    fn anthropic_refuses_extra_metadata_and_malformed_client_tools() {
+        let req = |extra: Value| {
+            let mut m = obj(json!({"model": "claude-sonnet-4-6", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}));
+            m.extend(obj(extra));
+            m
+        };
+        let refusal = |extra: Value| check(Dialect::Anthropic, &req(extra), None).err().map(|e| e.message);
+        assert_eq!(refusal(json!({"metadata": {"user_id": "u-1"}})), None);
+        assert_eq!(refusal(json!({"metadata": {"user_id": null}})), None);
+        assert_eq!(refusal(json!({"metadata": {"session": "s"}})).as_deref(), Some("metadata.session: Extra inputs are not permitted"));
+        assert!(refusal(json!({"metadata": {"user_id": 7}})).unwrap().contains("valid string"));
+        assert_eq!(refusal(json!({"tools": [{"name": "get_weather", "input_schema": {"type": "object"}}, {"type": "web_search_20250305", "name": "web_search"}]})), None);
+        assert!(refusal(json!({"tools": [{"name": "get weather", "input_schema": {}}]})).unwrap().contains("pattern"));
+        assert!(refusal(json!({"tools": [{"name": "f"}]})).unwrap().contains("input_schema: Field required"));
+        assert!(refusal(json!({"tools": [{"type": "custom", "input_schema": {}}]})).unwrap().contains("pattern"));
+        assert!(refusal(json!({"tools": ["f"]})).unwrap().contains("valid dictionary"));
     }
 
     #[test]
