@@ -338,12 +338,9 @@ pub fn plan_for(
         (Api::OpenAiResponses, _) if choice.count_tokens => format!("{}/responses/input_tokens{}", provider.path_prefix, query),
         (Api::OpenAiResponses, _) if choice.compact => format!("{}/responses/compact{}", provider.path_prefix, query),
         _ if choice.count_tokens => format!("{}/messages/count_tokens{}", provider.path_prefix, query),
-        (Api::GeminiGenerateContent, _) => {
-            let method = if chat.stream { "streamGenerateContent" } else { "generateContent" };
-            format!("{}/models/{}:{method}{}", provider.path_prefix, target.upstream_model, query)
-        }
-        (Api::GeminiEmbedContent, _) => {
-            let method = gemini_method.unwrap_or(crate::gemini::Method::BatchEmbed).name();
+        // (The method the path named; a translated request has none and generates.)
+        (a, _) if a.is_gemini() => {
+            let method = gemini_method.map_or(if chat.stream { "streamGenerateContent" } else { "generateContent" }, crate::gemini::Method::name);
             format!("{}/models/{}:{method}{}", provider.path_prefix, target.upstream_model, query)
         }
         // Gemini answers OpenAI-format requests on its compatible endpoint.
