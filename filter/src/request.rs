@@ -459,6 +459,7 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
             "tools" if matches!(api, Api::AnthropicMessages | Api::OpenAiResponses) => {
                 server_tools = server_tools::read(raw);
             }
+            "tools" if api == Api::GeminiGenerateContent => server_tools = server_tools::read_gemini(raw),
             // Anthropic's server-side fallbacks: other models serve the turn.
             "fallbacks" if api == Api::AnthropicMessages => {
                 let chain = serde_json::from_str::<Option<Vec<serde::de::IgnoredAny>>>(raw);

@@ -249,6 +249,20 @@ def test_the_searches_a_request_bounds_are_held_by_its_reservation(fresh):
     assert mock_stats(fresh)["requests"] == served, "nothing reached the provider"
     r = cli.post("/v1/messages", ask, key=small["key"], auth="x-api-key")
     assert r.status_code == 200, r.text
+    # Gemini's grounding has no bound at all: one query ($0.014 on Gemini 3
+    # Flash, one grounded prompt $0.035 on 2.5) is reserved, under either
+    # spelling of the tool (before: none, any number of searches started).
+    grounded = {"contents": [{"role": "user", "parts": [{"text": "Any news?"}]}], "generationConfig": {"maxOutputTokens": 16}}
+    gemini = lambda model, body: requests.post(f"{fresh.url}/v1beta/models/{model}:generateContent", json=body,
+                                               headers={"x-goog-api-key": small["key"]}, timeout=10)
+    served = mock_stats(fresh)["requests"]
+    for model in ("gemini-3-flash-preview", "gemini-2.5-flash"):
+        for tool in ({"google_search": {}}, {"googleSearch": {}}):
+            r = gemini(model, {**grounded, "tools": [tool]})
+            assert r.status_code == 429 and error_of(r)["code"] == "budget_exhausted", (model, tool, r.text)
+    assert mock_stats(fresh)["requests"] == served, "nothing reached the provider"
+    r = gemini("gemini-3-flash-preview", {**grounded, "tools": [{"functionDeclarations": [{"name": "search", "description": "Search the docs"}]}]})
+    assert r.status_code == 200, r.text
 
 
 def test_raising_the_budget_lets_the_key_through_again(fresh):

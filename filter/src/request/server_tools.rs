@@ -9,6 +9,13 @@
 //!   run at most `max_tool_calls` calls ("the maximum number of total calls
 //!   to built-in tools that can be processed in a response").
 //!
+//! - Gemini: its grounding tools, `{"googleSearch": {}}` (Gemini 2 and 3;
+//!   `google_search` by the proto name, which google-genai's Python SDK
+//!   and Google's REST examples send) and `{"googleSearchRetrieval": …}`
+//!   (Gemini 1.5), have no bound: the model runs as many queries as it
+//!   likes, and Gemini 3 bills each (ai.google.dev/gemini-api/docs/pricing,
+//!   "Grounding with Google Search").
+//!
 //! A search tool offered without a bound reserves one search: an estimate
 //! (the model may search more, or not at all), as an advisor without
 //! `max_uses` reserves one call; it was none, so a budget near its end let
@@ -37,6 +44,9 @@ pub struct ServerTools {
     pub hosted_search: bool,
     /// An Anthropic web search tool without `max_uses` is offered.
     pub unbounded_search: bool,
+    /// Gemini's grounding with Google Search is offered (or a tools list
+    /// that cannot be read may offer it).
+    pub grounding: bool,
     /// An Anthropic advisor tool, as offered.
     pub advisor: Option<Advisor>,
 }
@@ -119,13 +129,43 @@ pub fn read(raw: &str) -> ServerTools {
     })
 }
 
+/// One of Gemini's `tools` entries, as far as grounding goes. A member
+/// that is null is not offered (protobuf's JSON mapping reads null as
+/// unset); both spellings of one in an entry fail the read.
+#[derive(Deserialize)]
+struct GeminiTool {
+    #[serde(rename = "googleSearch", alias = "google_search", default)]
+    search: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "googleSearchRetrieval", alias = "google_search_retrieval", default)]
+    retrieval: Option<serde::de::IgnoredAny>,
+}
+
+/// Reads a Gemini request's `tools` (its raw JSON) for grounding. A list
+/// that cannot be read but may name it (or may spell it with escapes) is
+/// read as offering it: one search reserved too many is released when the
+/// answer is priced, one too few could run unheld.
+pub fn read_gemini(raw: &str) -> ServerTools {
+    let may_offer = raw.contains("oogle") || raw.contains("\\u");
+    if !may_offer {
+        return ServerTools::default();
+    }
+    let grounding = match serde_json::from_str::<Vec<GeminiTool>>(raw) {
+        Ok(tools) => tools.iter().any(|t| t.search.is_some() || t.retrieval.is_some()),
+        Err(_) => true,
+    };
+    ServerTools { grounding, ..ServerTools::default() }
+}
+
 /// The searches a request's reservation holds: Anthropic's `max_uses`
 /// (one more for a search tool without it); the Responses API's
-/// `max_tool_calls` when a hosted search tool is offered (one without it).
+/// `max_tool_calls` when a hosted search tool is offered (one without it);
+/// one for Gemini's grounding (one query, or under `web_search_unit:
+/// "prompt"` the one grounded prompt).
 pub fn reserved(api: tollgate_protocol::Api, tools: &ServerTools, max_tool_calls: Option<u64>) -> u64 {
     let n = match api {
         tollgate_protocol::Api::AnthropicMessages => tools.max_uses.saturating_add(u64::from(tools.unbounded_search)),
         tollgate_protocol::Api::OpenAiResponses if tools.hosted_search => max_tool_calls.unwrap_or(1),
+        tollgate_protocol::Api::GeminiGenerateContent => u64::from(tools.grounding),
         _ => 0,
     };
     n.min(tollgate_protocol::usage::MAX_COUNT)
@@ -163,6 +203,40 @@ mod tests {
         let functions = read(r#"[{"type":"function","name":"web_search_like","parameters":{}}]"#);
         assert_eq!(reserved(Api::OpenAiResponses, &functions, Some(4)), 0, "a function of that name is the client's");
         assert_eq!(reserved(Api::OpenAiChat, &read(r#"[{"type":"web_search_20250305","max_uses":5}]"#), Some(4)), 0);
+    }
+
+    /// Google's REST examples send `google_search` (the proto name),
+    /// google-genai's TypeScript SDK `googleSearch`; Gemini 1.5 took
+    /// `google_search_retrieval` with a dynamic retrieval config.
+    #[test]
+    fn geminis_grounding_reserves_one_search_however_it_is_spelled() {
+        let g = |raw: &str| reserved(Api::GeminiGenerateContent, &read_gemini(raw), None);
+        for offered in [
+            r#"[{"google_search":{}}]"#,
+            r#"[{"googleSearch":{}}]"#,
+            r#"[{"functionDeclarations":[{"name":"f"}]},{"googleSearch":{"timeRangeFilter":{}}}]"#,
+            r#"[{"google_search_retrieval":{"dynamic_retrieval_config":{"mode":"MODE_DYNAMIC","dynamic_threshold":0.7}}}]"#,
+            r#"[{"googleSearchRetrieval":{}}]"#,
+            r#"[{"google_search":{}}]"#,
+            r#"[{"googleSearch":{},"google_search":{}}]"#,
+            r#"[{"googleSearch":{}}"#,
+            r#"{"googleSearch":{}}"#,
+        ] {
+            assert_eq!(g(offered), 1, "{offered}");
+        }
+        for not_offered in [
+            r#"[{"functionDeclarations":[{"name":"search","description":"Search the docs"}]}]"#,
+            r#"[{"codeExecution":{}},{"urlContext":{}}]"#,
+            r#"[{"googleSearch":null}]"#,
+            r#"[]"#,
+            "null",
+        ] {
+            assert_eq!(g(not_offered), 0, "{not_offered}");
+        }
+        // a function named so is the client's
+        assert_eq!(g(r#"[{"functionDeclarations":[{"name":"googleSearch"}]}]"#), 0);
+        // other APIs do not read Gemini's tools
+        assert_eq!(reserved(Api::OpenAiChat, &read_gemini(r#"[{"googleSearch":{}}]"#), None), 0);
     }
 
     #[test]
