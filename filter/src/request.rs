@@ -528,9 +528,8 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
         Api::OpenAiEmbeddings => Some(("input", "missing_input")),
         Api::OpenAiCompletions => Some(("prompt", "missing_prompt")),
         Api::OpenAiChat | Api::AnthropicMessages => Some(("messages", "missing_messages")),
-        // (Which member depends on the method: see `check_gemini_embed`.)
-        Api::OpenAiResponses | Api::GeminiEmbedContent => None,
-        Api::GeminiGenerateContent => Some(("contents", "missing_contents")),
+        // (Which member depends on the method: see `check_gemini`.)
+        Api::OpenAiResponses | Api::GeminiEmbedContent | Api::GeminiGenerateContent => None,
     };
     if let Some((required, code)) = required.filter(|(r, _)| !members.0.iter().any(|(k, _)| k == r)) {
         return Err(bad(code, format!("The request has no '{required}'.")).with_param(required));
@@ -593,15 +592,32 @@ impl ParsedBody<'_> {
         crate::translate::thinking::fit(&t, config.as_ref(), upstream_model, self.request.max_tokens.unwrap_or(0))
     }
 
-    /// A Gemini embedding body: what [`gemini_embed::check`] asks of it.
-    pub fn check_gemini_embed(&self, batch: bool) -> Result<(), GatewayError> {
-        gemini_embed::check(&self.members, batch)
+    /// What a native Gemini body must hold for `method`: a content or
+    /// requests to embed ([`gemini_body::check`]), contents or a whole
+    /// request to count ([`gemini_body::check_count`]), contents to
+    /// generate from.
+    pub fn check_gemini(&self, method: crate::gemini::Method) -> Result<(), GatewayError> {
+        use crate::gemini::Method;
+        match method {
+            Method::Embed | Method::BatchEmbed => gemini_body::check(&self.members, method == Method::BatchEmbed),
+            Method::CountTokens => gemini_body::check_count(&self.members),
+            Method::Generate | Method::Stream if !self.members.0.iter().any(|(k, _)| k == "contents") => {
+                Err(bad("missing_contents", "The request has no 'contents'.").with_param("contents"))
+            }
+            Method::Generate | Method::Stream => Ok(()),
+        }
     }
 
-    /// A Gemini embedding body with the upstream model in every `model`
-    /// ([`gemini_embed::rewrite`]); always rewritten.
-    pub fn rewrite_gemini_embed(&self, upstream_model: &str) -> Result<Vec<u8>, GatewayError> {
-        gemini_embed::rewrite(&self.members, upstream_model).ok_or_else(|| bad("invalid_request", "The embed request could not be read.").with_param("requests"))
+    /// The body names a model besides the path (a native Gemini count:
+    /// its `model`, or a whole `generateContentRequest`, which names one).
+    pub fn names_model_inside(&self) -> bool {
+        self.members.0.iter().any(|(k, _)| k == "model" || gemini_body::COUNTED_REQUEST.contains(&k.as_str()))
+    }
+
+    /// A Gemini body that names its model inside, with the upstream model
+    /// in every `model` ([`gemini_body::rewrite`]): embeddings, a count.
+    pub fn rewrite_gemini_models(&self, upstream_model: &str) -> Result<Vec<u8>, GatewayError> {
+        gemini_body::rewrite(&self.members, upstream_model).ok_or_else(|| bad("invalid_request", "The request could not be read.").with_param("model"))
     }
 
     /// The top-level members, in order, values as raw JSON text.
@@ -788,7 +804,7 @@ impl ParsedBody<'_> {
     }
 }
 
-mod gemini_embed;
+mod gemini_body;
 mod path;
 pub mod server_tools;
 #[cfg(test)]

@@ -199,9 +199,7 @@ pub fn plan_for(
             let e = GatewayError::bad_request("invalid_model", "The model in the path must be 1 to 256 visible ASCII characters.");
             return Err(refuse(e.with_param("model"), None, None));
         };
-        if method.embeds() {
-            parsed.check_gemini_embed(method == crate::gemini::Method::BatchEmbed).map_err(|e| refuse(e, None, None))?;
-        }
+        parsed.check_gemini(method).map_err(|e| refuse(e, None, None))?;
         // (A fallback names its own model: the path's failed.)
         let m = choice.model.unwrap_or(m);
         chat.model = m.to_string();
@@ -313,8 +311,10 @@ pub fn plan_for(
     };
     let body = match translate {
         Some(d) => Some(d.request(&parsed, &target.upstream_model, provider.output_cap_field.unwrap_or("max_tokens"), cfg.default_max_tokens)),
-        // (Always rewritten: the model it names is the upstream one.)
-        None if api == Api::GeminiEmbedContent => Some(parsed.rewrite_gemini_embed(&target.upstream_model)),
+        // (Always rewritten: every model it names is the upstream one.)
+        None if api == Api::GeminiEmbedContent || (api == Api::GeminiGenerateContent && choice.count_tokens && parsed.names_model_inside()) => {
+            Some(parsed.rewrite_gemini_models(&target.upstream_model))
+        }
         None => parsed.rewrite(&target.upstream_model, opts).map(Ok),
     }
     .transpose()

@@ -422,6 +422,36 @@ fn check_count_tokens(cfg: &Config, api: Api, path: &str, body: &[u8]) -> Result
     let has_cap = |b: &[u8]| members(b).is_some_and(|m| m.iter().any(|(k, _)| k == cap));
     prop_assert_eq!(has_cap(sent), has_cap(body), "a cap added to a token count: {}", String::from_utf8_lossy(sent).chars().take(400).collect::<String>());
     prop_assert!(plan.fallbacks.is_empty());
+    if api == Api::GeminiGenerateContent {
+        check_whole_request_count(cfg, &path, body)?;
+    }
+    Ok(())
+}
+
+/// Gemini's count of a whole request (`{"generateContentRequest": …}`,
+/// what Google's legacy SDKs send): the body counted as a generation, its
+/// `model` the upstream one, named once, and nothing else of it changed.
+fn check_whole_request_count(cfg: &Config, path: &str, body: &[u8]) -> Result<(), TestCaseError> {
+    let Some(inner) = members(body) else { return Ok(()) };
+    let mut whole = b"{\"generateContentRequest\":{\"model\":\"models/not-the-route\"".to_vec();
+    for (k, v) in inner.iter().filter(|(k, _)| k != "model") {
+        whole.extend_from_slice(format!(",{}:{}", serde_json::to_string(k).unwrap(), v.get()).as_bytes());
+    }
+    whole.extend_from_slice(b"}}");
+    let choice = Choice { count_tokens: true, prompts: Some(None), ..Choice::default() };
+    let Ok(plan) = plan_for(cfg, &key(), Api::GeminiGenerateContent, &whole, path, false, choice) else {
+        return Ok(());
+    };
+    let sent = plan.body.as_deref().unwrap_or(&whole);
+    let shown = || String::from_utf8_lossy(sent).chars().take(400).collect::<String>();
+    let top = members(sent).ok_or_else(|| TestCaseError::fail(format!("not an object: {}", shown())))?;
+    prop_assert_eq!(top.len(), 1, "{}", shown());
+    let counted = members(top[0].1.get().as_bytes()).ok_or_else(|| TestCaseError::fail(shown()))?;
+    let models: Vec<&str> = counted.iter().filter(|(k, _)| k == "model").map(|(_, v)| v.get()).collect();
+    let want = format!("\"models/{}\"", plan.target.upstream_model);
+    prop_assert_eq!(models, vec![want.as_str()], "{}", shown());
+    let rest = |m: &[(String, Box<RawValue>)]| m.iter().filter(|(k, _)| k != "model").map(|(k, v)| (k.clone(), v.get().to_string())).collect::<Vec<_>>();
+    prop_assert_eq!(rest(&counted), rest(&inner), "the counted request changed: {}", shown());
     Ok(())
 }
 

@@ -334,6 +334,41 @@ def test_the_google_genai_sdk_generates_streams_and_counts_through_tollgate(stac
     assert r.headers["x-mock-path"] == "/v1beta/models/gemini-2.5-flash:countTokens"
 
 
+def test_a_count_of_a_whole_request_is_served_for_the_upstream_model(stack):
+    """`:countTokens` also takes a whole `generateContentRequest` (to count
+    a system instruction and tools as generation would): what Google's
+    legacy SDKs always send (@google/generative-ai's `countTokens`; its
+    Node scenario is in test_node_clients.py) and Google's reference
+    documents (ai.google.dev/api/tokens). It was refused 400
+    `missing_contents`. The model it names (required by the API) is written
+    as the route's upstream model, under either spelling of the member; a
+    body with both forms, or naming its model twice, is refused before
+    anything is sent."""
+    count = lambda body: native(stack, path="/v1beta/models/gemini-2.5-flash:countTokens", body=body)
+    whole = {"model": "models/gemini-3-pro-preview", "contents": [{"role": "user", "parts": [{"text": "How many tokens?"}]}],
+             "systemInstruction": {"parts": [{"text": "Be terse."}]}, "generationConfig": {"maxOutputTokens": 50}}
+    for member in ("generateContentRequest", "generate_content_request"):
+        r = count({member: whole})
+        assert r.status_code == 200 and r.json()["totalTokens"] > 0, r.text
+        sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+        assert sent == {member: {**whole, "model": "models/gemini-2.5-flash"}}, sent
+    served = requests.get(stack.mock.url + "/mock/stats", timeout=5).json()["requests"]
+    for body, code in (({"contents": whole["contents"], "generateContentRequest": whole}, "invalid_request"),
+                       ({"generateContentRequest": whole, "generate_content_request": whole}, "duplicate_key"),
+                       ({"generateContentRequest": [whole]}, "invalid_type"),
+                       ({"model": "models/gemini-2.5-flash"}, "missing_contents")):
+        r = count(body)
+        assert r.status_code == 400 and r.json()["error"]["code"] == code, (body.keys(), r.text)
+    raw = '{"generateContentRequest":{"model":"models/a","m\\u006fdel":"models/b","contents":[]}}'
+    r = requests.post(stack.url + "/v1beta/models/gemini-2.5-flash:countTokens", data=raw, timeout=10,
+                      headers={"content-type": "application/json", "x-goog-api-key": SEARCH_KEY})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request", r.text
+    assert requests.get(stack.mock.url + "/mock/stats", timeout=5).json()["requests"] == served, "nothing reached the provider"
+    # It cannot be generated from: generation takes contents.
+    r = native(stack, body={"generateContentRequest": whole})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "missing_contents", r.text
+
+
 EMBED = "google/gemini-embedding-001"
 
 

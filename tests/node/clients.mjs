@@ -7,6 +7,7 @@
 import OpenAI from "openai";
 import Anthropic from "@anthropic-ai/sdk";
 import { GoogleGenAI } from "@google/genai";
+import { GoogleGenerativeAI } from "@google/generative-ai";
 import { generateText, streamText, embed } from "ai";
 import { createOpenAI } from "@ai-sdk/openai";
 import { createAnthropic } from "@ai-sdk/anthropic";
@@ -16,6 +17,19 @@ const key = process.env.TOLLGATE_KEY;
 const oai = new OpenAI({ baseURL: `${url}/v1`, apiKey: key, maxRetries: 0 });
 const claude = new Anthropic({ baseURL: url, apiKey: key, maxRetries: 0 });
 const gemini = new GoogleGenAI({ apiKey: key, httpOptions: { baseUrl: url } });
+// Google's legacy SDK (@google/generative-ai, deprecated for @google/genai
+// but still in wide use): its answers hide the HTTP response, so the
+// request id is read from the last response fetch saw.
+let lastId = null;
+const fetched = globalThis.fetch;
+globalThis.fetch = async (...args) => {
+  const r = await fetched(...args);
+  lastId = r.headers.get("x-tollgate-request-id");
+  return r;
+};
+const legacy = new GoogleGenerativeAI(key).getGenerativeModel(
+  { model: "gemini-2.5-flash", systemInstruction: "Be terse.", generationConfig: { maxOutputTokens: 50 } },
+  { baseUrl: url });
 const vOpenai = createOpenAI({ baseURL: `${url}/v1`, apiKey: key });
 const vAnthropic = createAnthropic({ baseURL: `${url}/v1`, apiKey: key });
 
@@ -102,6 +116,29 @@ const scenarios = {
   async gemini_count_tokens() {
     const c = await gemini.models.countTokens({ model: "gemini-2.5-flash", contents: say });
     return { counted: c.totalTokens };
+  },
+  async gemini_legacy_generate() {
+    const r = await legacy.generateContent(say);
+    const u = r.response.usageMetadata;
+    return { id: lastId, text: r.response.text(), input: u.promptTokenCount, output: u.candidatesTokenCount + (u.thoughtsTokenCount ?? 0) };
+  },
+  async gemini_legacy_stream() {
+    const r = await legacy.generateContentStream(say);
+    let text = "";
+    for await (const chunk of r.stream) text += chunk.text();
+    const u = (await r.response).usageMetadata;
+    return { id: lastId, text, input: u.promptTokenCount, output: u.candidatesTokenCount + (u.thoughtsTokenCount ?? 0) };
+  },
+  async gemini_legacy_count_tokens() {
+    // Always the whole-request form: {generateContentRequest: {model, systemInstruction, generationConfig, contents}}.
+    const c = await legacy.countTokens(say);
+    return { counted: c.totalTokens };
+  },
+  async gemini_legacy_embed() {
+    const m = new GoogleGenerativeAI(key).getGenerativeModel({ model: "gemini-embedding-001" }, { baseUrl: url });
+    const r = await m.batchEmbedContents({ requests: [{ content: { role: "user", parts: [{ text: "hello" }] } }] });
+    // (Its types leave the usage out; the answer's JSON is passed on whole.)
+    return { id: lastId, dims: r.embeddings[0].values.length, input: r.usageMetadata?.promptTokenCount, output: 0 };
   },
   async gemini_models() {
     const ids = [];

@@ -387,6 +387,15 @@ fn a_gemini_count_goes_to_count_tokens_with_nothing_added() {
     assert!(p.body.is_none() && p.fallbacks.is_empty() && !p.chat.stream, "no cap added, unpriced yet served");
     let e = count("/v1/models/gpt-5.4:countTokens").unwrap_err().error;
     assert_eq!((e.status, e.code), (404, "unknown_endpoint"), "{}", e.message);
+    // The whole-request form (Google's legacy SDKs) counts for the upstream
+    // model, whatever model it names; it cannot be generated from.
+    let whole = br#"{"generateContentRequest":{"model":"models/gemini-3-pro","contents":[{"parts":[{"text":"hi"}]}]}}"#;
+    let choice = Choice { count_tokens: true, ..Choice::default() };
+    let p = plan_for(&cfg, &key(None), Api::GeminiGenerateContent, whole, "/v1beta/models/gemini-2.5-flash:countTokens", false, choice).unwrap();
+    let sent: serde_json::Value = serde_json::from_slice(p.body.as_deref().unwrap()).unwrap();
+    assert_eq!(sent["generateContentRequest"]["model"], "models/gemini-2.5-flash");
+    let e = plan(&cfg, &key(None), Api::GeminiGenerateContent, whole, "/v1beta/models/gemini-2.5-flash:generateContent", false).unwrap_err();
+    assert_eq!(e.error.code, "missing_contents");
     // The Responses API's count goes to the OpenAI-format provider, its model rewritten, no cap added.
     let choice = Choice { count_tokens: true, ..Choice::default() };
     let p = plan_for(&cfg, &key(None), Api::OpenAiResponses, br#"{"model":"gpt-5.4","input":"hi"}"#, "/v1/responses/input_tokens", false, choice).unwrap();

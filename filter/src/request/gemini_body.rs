@@ -1,12 +1,23 @@
-//! Gemini's native embeddings: `models/{model}:embedContent` (`content`)
-//! and `:batchEmbedContents` (`requests`, each an `EmbedContentRequest`
-//! naming the model), what google-genai's `embed_content` sends.
-//!
-//! The model the provider runs must be the one the key was allowed and the
-//! request priced at: the path's. A batch names a model in every request
-//! (the API requires it, and that it match the path's), and `embedContent`
-//! may name one too; the gateway writes the upstream model into each, so a
+//! Gemini bodies that name the model inside them, besides the path: the
+//! native embeddings and the `generateContentRequest` form of a token
+//! count. The model the provider runs (or counts for) must be the one the
+//! key was allowed and the request priced at: the path's. The gateway
+//! writes the upstream model into each `model` such a body holds, so a
 //! request naming another model inside its body cannot have it run.
+//!
+//! Embeddings: `models/{model}:embedContent` (`content`) and
+//! `:batchEmbedContents` (`requests`, each an `EmbedContentRequest` naming
+//! the model), what google-genai's `embed_content` sends. A batch names a
+//! model in every request (the API requires it, and that it match the
+//! path's), and `embedContent` may name one too.
+//!
+//! Counts: `models/{model}:countTokens` takes `contents`, or a whole
+//! `generateContentRequest` (its `model` required, `models/{model}`) to
+//! count a system instruction, tools and a cached content as
+//! `generateContent` would; "contents and generateContentRequest are
+//! mutually exclusive". The second is what Google's legacy JavaScript SDK
+//! (@google/generative-ai, `formatCountTokensInput`: always) and its Dart
+//! SDK (google-gemini/generative-ai-dart#169) send.
 //!
 //! Sources: Gemini API reference, "Embeddings" (ai.google.dev/api/embeddings:
 //! `EmbedContentRequest` — `model`, `content`, `taskType`, `title`,
@@ -16,7 +27,8 @@
 //! 100 requests can be in one batch" (langchain-ai/langchainjs#4491,
 //! weaviate/weaviate#11277); google-genai's `models.embed_content`
 //! (`_EmbedContentParametersPrivate_to_mldev`: `requests[].content`,
-//! `requests[].model`, config as `taskType`, `title`, `outputDimensionality`).
+//! `requests[].model`, config as `taskType`, `title`, `outputDimensionality`);
+//! "Counting tokens" (ai.google.dev/api/tokens: `CountTokensRequest`).
 
 use super::{bad, Members};
 use crate::errors::GatewayError;
@@ -52,10 +64,50 @@ pub fn check(members: &Members<'_>, batch: bool) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// The names a count's whole request goes by (JSON and proto).
+pub const COUNTED_REQUEST: [&str; 2] = ["generateContentRequest", "generate_content_request"];
+
+/// Checks a token count's body: `contents` or one `generateContentRequest`
+/// (an object naming its model at most once), not both. The rest is the
+/// provider's to refuse.
+pub fn check_count(members: &Members<'_>) -> Result<(), GatewayError> {
+    let contents = members.0.iter().any(|(k, _)| k == "contents");
+    let mut inner = members.0.iter().filter(|(k, _)| COUNTED_REQUEST.contains(&k.as_str()));
+    let param = COUNTED_REQUEST[0];
+    match (contents, inner.next(), inner.next()) {
+        (false, None, _) => Err(bad("missing_contents", "The request has no 'contents' (or 'generateContentRequest'): name what to count.").with_param("contents")),
+        (true, None, _) => Ok(()),
+        (_, Some(_), Some(_)) => Err(bad("duplicate_key", "'generateContentRequest' and 'generate_content_request' name the same field: send one.").with_param(param)),
+        (true, Some(_), None) => Err(bad("invalid_request", "'contents' and 'generateContentRequest' are mutually exclusive: send one.").with_param(param)),
+        (false, Some((_, raw)), None) => match serde_json::from_str::<Members<'_>>(raw.get()) {
+            Ok(r) if r.0.iter().filter(|(k, _)| k == "model").count() <= 1 => Ok(()),
+            Ok(_) => Err(bad("invalid_request", "'generateContentRequest' names its 'model' more than once.").with_param(param)),
+            Err(_) => Err(bad("invalid_type", "'generateContentRequest' must be an object (a generateContent request).").with_param(param)),
+        },
+    }
+}
+
+/// Writes `r` as an object whose `model` is `model` (JSON text), first,
+/// and its other members as sent. `None` if a name cannot be written.
+fn with_model(out: &mut Vec<u8>, r: &Members<'_>, model: &str) -> Option<()> {
+    out.extend_from_slice(b"{\"model\":");
+    out.extend_from_slice(model.as_bytes());
+    for (name, value) in r.0.iter().filter(|(name, _)| name != "model") {
+        out.push(b',');
+        out.extend_from_slice(serde_json::to_string(name).ok()?.as_bytes());
+        out.push(b':');
+        out.extend_from_slice(value.get().as_bytes());
+    }
+    out.push(b'}');
+    Some(())
+}
+
 /// The body with the upstream model (`models/{upstream_model}`) in its
-/// `model`, if it names one, and in every request of a batch. Spliced:
-/// every other byte stays as sent. `None` if the body is not what
-/// [`check`] passed (never sent unchanged: the caller refuses it).
+/// `model`, if it names one, in every request of a batch, and in a
+/// count's `generateContentRequest` (which must name one: it is added if
+/// missing). Spliced: every other byte stays as sent. `None` if the body
+/// is not what [`check`] or [`check_count`] passed (never sent unchanged:
+/// the caller refuses it).
 pub fn rewrite(members: &Members<'_>, upstream_model: &str) -> Option<Vec<u8>> {
     let model = serde_json::to_string(&format!("models/{upstream_model}")).ok()?;
     let mut out = Vec::with_capacity(members.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + 64);
@@ -75,18 +127,11 @@ pub fn rewrite(members: &Members<'_>, upstream_model: &str) -> Option<Vec<u8>> {
                     if j > 0 {
                         out.push(b',');
                     }
-                    out.extend_from_slice(b"{\"model\":");
-                    out.extend_from_slice(model.as_bytes());
-                    for (name, value) in r.0.iter().filter(|(name, _)| name != "model") {
-                        out.push(b',');
-                        out.extend_from_slice(serde_json::to_string(name).ok()?.as_bytes());
-                        out.push(b':');
-                        out.extend_from_slice(value.get().as_bytes());
-                    }
-                    out.push(b'}');
+                    with_model(&mut out, r, &model)?;
                 }
                 out.push(b']');
             }
+            k if COUNTED_REQUEST.contains(&k) => with_model(&mut out, &serde_json::from_str(v.get()).ok()?, &model)?,
             _ => out.extend_from_slice(v.get().as_bytes()),
         }
     }
@@ -122,6 +167,39 @@ mod tests {
         assert_eq!(out, json!({"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "x"}]}, "title": "t"}));
         let m = members(r#"{"content":{"parts":[{"text":"x"}]}}"#);
         assert_eq!(rewrite(&m, "e").unwrap(), br#"{"content":{"parts":[{"text":"x"}]}}"#);
+    }
+
+    /// @google/generative-ai 0.24's `countTokens` body (its
+    /// `formatCountTokensInput`: the model's settings beside the contents).
+    #[test]
+    fn a_counted_request_names_the_upstream_model_and_nothing_else_changes() {
+        let body = r#"{"generateContentRequest":{"model":"models/gemini-alias","contents":[{"role":"user","parts":[{"text":"How many?"}]}],"systemInstruction":{"role":"system","parts":[{"text":"Be terse."}]},"tools":[{"functionDeclarations":[{"name":"f"}]}]}}"#;
+        let m = members(body);
+        check_count(&m).unwrap();
+        let out: Value = serde_json::from_slice(&rewrite(&m, "gemini-2.5-flash").unwrap()).unwrap();
+        let mut want: Value = serde_json::from_str(body).unwrap();
+        want["generateContentRequest"]["model"] = json!("models/gemini-2.5-flash");
+        assert_eq!(out, want);
+        // Its model is required: one is added; the proto name is read the same.
+        let m = members(r#"{"generate_content_request":{"contents":[]}}"#);
+        check_count(&m).unwrap();
+        assert_eq!(rewrite(&m, "g").unwrap(), br#"{"generate_content_request":{"model":"models/g","contents":[]}}"#);
+        // The contents form is sent as it came.
+        let m = members(r#"{"contents":[{"parts":[{"text":"x"}]}]}"#);
+        check_count(&m).unwrap();
+        assert_eq!(rewrite(&m, "g").unwrap(), br#"{"contents":[{"parts":[{"text":"x"}]}]}"#);
+    }
+
+    #[test]
+    fn a_count_the_gateway_could_not_hold_to_one_model_is_refused() {
+        let code = |body: &str| check_count(&members(body)).unwrap_err().code;
+        assert_eq!(code(r#"{}"#), "missing_contents");
+        assert_eq!(code(r#"{"model":"models/x"}"#), "missing_contents");
+        assert_eq!(code(r#"{"contents":[],"generateContentRequest":{}}"#), "invalid_request");
+        assert_eq!(code(r#"{"generateContentRequest":{},"generate_content_request":{}}"#), "duplicate_key");
+        assert_eq!(code(r#"{"generateContentRequest":[]}"#), "invalid_type");
+        assert_eq!(code(r#"{"generateContentRequest":null}"#), "invalid_type");
+        assert_eq!(code(r#"{"generateContentRequest":{"model":"models/a","m\u006fdel":"models/b"}}"#), "invalid_request");
     }
 
     #[test]
