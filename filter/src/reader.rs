@@ -70,6 +70,8 @@ pub struct Wants<'a> {
     /// The API the provider answers in.
     pub api: Api,
     pub translate: Option<Direction>,
+    /// The flat names of a translated Responses request's namespaced functions.
+    pub tool_names: Option<&'a std::rc::Rc<crate::translate::namespaces::ToolNames>>,
     /// A guard reads the answer.
     pub guarded: bool,
     /// The guard redacts answers: one it cannot read is not passed on, and
@@ -106,7 +108,7 @@ impl Wants<'_> {
     pub fn tracker(&self, plain: bool) -> StreamTracker {
         let tracker = StreamTracker::new(self.api, self.strips_usage() && plain);
         match (self.translate, plain) {
-            (Some(d), true) => tracker.translating(d.stream(self.now_s, self.client_include_usage)),
+            (Some(d), true) => tracker.translating(d.stream(self.now_s, self.client_include_usage, self.tool_names.cloned())),
             _ => tracker,
         }
     }

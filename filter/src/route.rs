@@ -50,6 +50,9 @@ pub struct Plan {
     /// A request in the other provider format: the body went up translated,
     /// and the answer must come back translated ([`crate::translate`]).
     pub translate: Option<Direction>,
+    /// The flat names a translated Responses request's namespaced functions
+    /// went under, for its answer ([`crate::translate::namespaces`]).
+    pub tool_names: Option<std::rc::Rc<crate::translate::namespaces::ToolNames>>,
     /// The route repairs JSON answers ([`crate::jsonfix`]).
     pub json_repair: bool,
     /// Models to try next when this upstream fails before answering.
@@ -383,7 +386,8 @@ pub fn plan_for(
     let fallbacks = if choice.count_tokens || choice.compact { Vec::new() } else { resolved.fallbacks.to_vec() };
     // (An unpriced advisor makes the request unpriced: a budget in dollars could not hold it.)
     let priced = price.is_some() && target.advisor.as_deref().is_none_or(|a| a.price.is_some());
-    Ok(Plan { chat, target, worst, priced, body, headers, cluster: provider.cluster.clone(), translate, json_repair: resolved.json_repair, fallbacks, routed, prefix, rendered: None })
+    let tool_names = translate.and_then(|d| d.tool_names(&parsed)).map(std::rc::Rc::new);
+    Ok(Plan { chat, target, worst, priced, body, headers, cluster: provider.cluster.clone(), translate, tool_names, json_repair: resolved.json_repair, fallbacks, routed, prefix, rendered: None })
 }
 
 pub mod advisor;

@@ -497,7 +497,7 @@ fn check_answer(api: Api, body: &[u8]) -> Result<(), TestCaseError> {
     // Translated for a client of the other format: what it gets is JSON.
     for d in directions_from(api) {
         for status in [200, 400, 529] {
-            if let Some(out) = d.answer(body, status, 0) {
+            if let Some(out) = d.answer(body, status, 0, None) {
                 prop_assert!(serde_json::from_slice::<serde::de::IgnoredAny>(&out).is_ok(), "{:?} answer not JSON: {}", d, String::from_utf8_lossy(&out));
             }
         }
@@ -546,7 +546,7 @@ fn check_stream(api: Api, events: &[u8], cuts: &[usize]) -> Result<(), TestCaseE
     let run = |d: Option<Direction>, pieces: &[&[u8]]| {
         let mut t = StreamTracker::new(api, true);
         if let Some(d) = d {
-            t = t.translating(d.stream(0, true));
+            t = t.translating(d.stream(0, true, None));
         }
         let mut out = Vec::new();
         for p in pieces {

@@ -179,7 +179,7 @@ proptest! {
         }
         // the same bytes as a stream translated either way
         for d in [Direction::OpenAiToAnthropic, Direction::AnthropicToOpenAi] {
-            let mut t = StreamTracker::new(d.upstream_api(), false).translating(d.stream(0, strip));
+            let mut t = StreamTracker::new(d.upstream_api(), false).translating(d.stream(0, strip, None));
             for piece in split(&bytes, &c) {
                 t.push(piece);
             }
@@ -244,8 +244,8 @@ proptest! {
         }
         let _ = tollgate_filter::fingerprint::markers(api, &bytes);
         for d in [Direction::OpenAiToAnthropic, Direction::AnthropicToOpenAi] {
-            let _ = d.answer(&bytes, 200, 0);
-            let _ = d.answer(&bytes, 500, 0);
+            let _ = d.answer(&bytes, 200, 0, None);
+            let _ = d.answer(&bytes, 500, 0, None);
         }
         if let Ok(p) = parse_chat(api, &bytes) {
             if let Ok(t) = tollgate_filter::translate::to_anthropic::chat_to_messages(&p, "m", 7) {

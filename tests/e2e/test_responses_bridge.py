@@ -259,6 +259,53 @@ def test_a_codex_style_tool_loop_streams_from_claude_as_responses_events(stack, 
     assert rec["cost_micros"] == expected_cost("anthropic/claude-sonnet-4-6", done.usage.input_tokens, done.usage.output_tokens)
 
 
+# Codex 0.171.0's sub-agent tools, as it offers them (captured from the CLI
+# pointed at the mock): a namespace of functions (openai-python
+# `types/responses/namespace_tool.py`).
+NAMESPACE = {"type": "namespace", "name": "multi_agent_v1", "description": "Tools for spawning and managing sub-agents.",
+             "tools": [{"type": "function", "name": "spawn_agent", "description": "Spawn a sub-agent.", "strict": False,
+                        "parameters": {"type": "object", "properties": {"message": {"type": "string"}}, "additionalProperties": False}}]}
+
+
+@pytest.mark.parametrize("model", ["anthropic/claude-sonnet-4-6", "cheap"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_namespaced_tools_reach_another_provider_flat_and_their_calls_come_back_namespaced(stack, oai, model, stream):
+    """Codex offers its sub-agent tools as a namespace, which only OpenAI's
+    Responses API has: a Codex turn on Claude or DeepSeek was refused 400
+    naming `tools`. They are offered flat (`multi_agent_v1__spawn_agent`),
+    and the model's call comes back as the Responses API reports one: the
+    function's name and its `namespace`, JSON and streamed; a past call
+    handed back goes up under the flat name again. (The mock calls a tool
+    only if it was offered, so the flat name is what the provider got.)"""
+    call = {"x-mock-tool-call": "multi_agent_v1__spawn_agent"}
+    ask = dict(model=model, tools=CODEX_TOOLS + [NAMESPACE], input="Split the work", max_output_tokens=64)
+    if stream:
+        with oai.responses.stream(**ask, extra_headers=call) as s:
+            items = [e.item.model_dump() for e in s if e.type in ("response.output_item.added", "response.output_item.done")
+                     and e.item.type == "function_call"]
+            final = s.get_final_response()
+        assert len(items) == 2, items
+    else:
+        final = oai.responses.create(**ask, extra_headers=call)
+        items = []
+    up = sent(stack)
+    offered = [t.get("name") or t["function"]["name"] for t in up["tools"]]
+    assert offered == ["get_weather", "multi_agent_v1__spawn_agent"], offered
+    calls = [o.model_dump() for o in final.output if o.type == "function_call"]
+    assert len(calls) == 1, final.output
+    for c in calls + items:
+        assert (c["name"], c["namespace"]) == ("spawn_agent", "multi_agent_v1"), c
+    # The loop goes on: the call handed back with its output.
+    loop = [{"role": "user", "content": "Split the work"},
+            {"type": "function_call", "call_id": calls[0]["call_id"], "name": "spawn_agent", "namespace": "multi_agent_v1", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": calls[0]["call_id"], "output": "spawned"}]
+    r = oai.responses.create(**{**ask, "input": loop})
+    assert r.output_text
+    up = sent(stack)
+    names = json.dumps(up["messages"])
+    assert "multi_agent_v1__spawn_agent" in names and '"spawn_agent"' not in names, names
+
+
 def test_what_needs_openais_stored_state_is_refused_by_name_for_claude(oai):
     for extra in [{"previous_response_id": "resp_1"}, {"conversation": "conv_1"}, {"tools": [{"type": "web_search"}]}]:
         with pytest.raises(openai.BadRequestError) as e:

@@ -89,6 +89,8 @@ pub(super) struct TollgateHttp {
     /// A request sent in the other provider format: the answer is read in
     /// the provider's format and translated back ([`crate::translate`]).
     translate: Option<crate::translate::Direction>,
+    /// The flat names of a translated Responses request's namespaced functions.
+    tool_names: Option<std::rc::Rc<crate::translate::namespaces::ToolNames>>,
     /// What the guardrails found in the request, for the record.
     guardrails: Option<tollgate_protocol::record::Guardrails>,
     /// The policy, who the request was for and its placeholders, kept for
@@ -166,6 +168,7 @@ impl TollgateHttp {
             state: None,
             pause_verified,
             translate: None,
+            tool_names: None,
             guardrails: None,
             answer_seed: None,
             answer_guard: None,

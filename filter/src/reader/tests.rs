@@ -24,6 +24,7 @@ fn wants() -> Wants<'static> {
     Wants {
         api: Api::OpenAiChat,
         translate: None,
+        tool_names: None,
         guarded: false,
         redacts: None,
         cost_headers: false,

@@ -157,7 +157,7 @@ mod tests {
     fn an_anthropic_client_gets_the_stream_as_anthropic_events() {
         let stream = include_bytes!("../../../tests/captures/openai_response_stream_function_call.sse");
         for piece in [1, 64, 100_000] {
-            let mut t = crate::translate::Direction::AnthropicToResponses.stream(7, false);
+            let mut t = crate::translate::Direction::AnthropicToResponses.stream(7, false, None);
             let text = String::from_utf8(crate::translate::run_stream(t.as_mut(), stream, piece)).unwrap();
             let events: Vec<Value> = text.split("\n\n").filter(|b| !b.is_empty()).map(|b| serde_json::from_str(b.split_once("data: ").unwrap().1).unwrap()).collect();
             let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();

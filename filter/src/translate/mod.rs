@@ -23,6 +23,7 @@
 pub mod from_anthropic_stream;
 pub mod from_openai_stream;
 pub mod from_responses_stream;
+pub mod namespaces;
 pub mod responses_client;
 pub mod to_anthropic;
 pub mod to_openai;
@@ -106,8 +107,21 @@ impl Direction {
         }
     }
 
-    /// The client's answer for the provider's JSON body (`None`: passed on as it is).
-    pub fn answer(self, body: &[u8], status: u16, now_s: u64) -> Option<Vec<u8>> {
+    /// The flat names a Responses request's namespaced functions are
+    /// offered under, for its answer ([`namespaces`]); `None` when it has
+    /// none or is not translated from the Responses API.
+    pub fn tool_names(self, parsed: &ParsedBody<'_>) -> Option<namespaces::ToolNames> {
+        match self {
+            Direction::ResponsesToChat | Direction::ResponsesToAnthropic => {
+                responses_client::tool_names(parsed.members().find(|(k, _)| *k == "tools").map(|(_, v)| v))
+            }
+            _ => None,
+        }
+    }
+
+    /// The client's answer for the provider's JSON body (`None`: passed on
+    /// as it is); `names` as [`Self::tool_names`] gave them.
+    pub fn answer(self, body: &[u8], status: u16, now_s: u64, names: Option<&namespaces::ToolNames>) -> Option<Vec<u8>> {
         match self {
             Direction::OpenAiToAnthropic => to_anthropic::messages_to_chat(body, status, now_s),
             Direction::AnthropicToOpenAi => to_openai::chat_to_message(body, status),
@@ -118,17 +132,17 @@ impl Direction {
                 let chat = to_responses::responses_value_to_chat(&v, status);
                 serde_json::to_vec(&to_openai::chat_value_to_message(chat.as_ref().unwrap_or(&v), status)?).ok()
             }
-            Direction::ResponsesToChat => responses_client::response_for_chat(body, status),
+            Direction::ResponsesToChat => responses_client::response_for_chat(body, status, names),
             // An error comes back in chat's shape, which is the Responses API's too.
             Direction::ResponsesToAnthropic => {
                 let chat = to_anthropic::message_value_to_chat(&serde_json::from_slice(body).ok()?, status, now_s)?;
-                serde_json::to_vec(&responses_client::response_for_chat_value(&chat, status).unwrap_or(chat)).ok()
+                serde_json::to_vec(&responses_client::response_for_chat_value(&chat, status, names).unwrap_or(chat)).ok()
             }
         }
     }
 
-    /// The stream rewriter for this direction.
-    pub fn stream(self, now_s: u64, include_usage: bool) -> Box<dyn StreamTranslator> {
+    /// The stream rewriter for this direction (`names` as for [`Self::answer`]).
+    pub fn stream(self, now_s: u64, include_usage: bool, names: Option<std::rc::Rc<namespaces::ToolNames>>) -> Box<dyn StreamTranslator> {
         match self {
             Direction::OpenAiToAnthropic => Box::new(from_anthropic_stream::AnthropicToOpenAi::new(now_s, include_usage)),
             Direction::AnthropicToOpenAi => Box::new(from_openai_stream::OpenAiToAnthropic::new()),
@@ -138,10 +152,10 @@ impl Direction {
                 first: Box::new(from_responses_stream::ResponsesToChat::new(now_s, true)),
                 then: Box::new(from_openai_stream::OpenAiToAnthropic::new()),
             }),
-            Direction::ResponsesToChat => Box::new(to_responses_stream::ChatToResponses::new(now_s)),
+            Direction::ResponsesToChat => Box::new(to_responses_stream::ChatToResponses::new(now_s, names)),
             Direction::ResponsesToAnthropic => Box::new(Chain {
                 first: Box::new(from_anthropic_stream::AnthropicToOpenAi::new(now_s, true)),
-                then: Box::new(to_responses_stream::ChatToResponses::new(now_s)),
+                then: Box::new(to_responses_stream::ChatToResponses::new(now_s, names)),
             }),
         }
     }

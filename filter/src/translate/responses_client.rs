@@ -12,6 +12,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::namespaces::ToolNames;
 use crate::errors::GatewayError;
 
 const TARGET: &str = "a model served in another format";
@@ -115,6 +116,12 @@ fn messages(input: &Value, instructions: Option<&Value>, keep_reasoning: bool) -
                 let (Some(id), Some(name), Some(args)) = (s("call_id"), s("name"), s("arguments")) else {
                     return Err(bad_item(i, "a function_call needs call_id, name and arguments, strings"));
                 };
+                // A namespaced function's call, under the flat name it is offered by.
+                let name = match item.get("namespace") {
+                    None | Some(Value::Null) => name.to_string(),
+                    Some(Value::String(ns)) => super::namespaces::flat(ns, name),
+                    Some(_) => return Err(bad_item(i, "a function_call's namespace must be a string")),
+                };
                 let call = json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}});
                 // Calls after an assistant's words (or after another call) join that turn.
                 match out.last_mut().filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant")).and_then(Value::as_object_mut) {
@@ -157,22 +164,34 @@ fn messages(input: &Value, instructions: Option<&Value>, keep_reasoning: bool) -
     Ok(out)
 }
 
-fn tools(v: &Value) -> Result<Value, GatewayError> {
+/// A function tool's members a chat function keeps.
+const FUNCTION: &[&str] = &["name", "description", "parameters", "strict"];
+
+/// Chat's function tools for the request's `tools`, and the flat names its
+/// namespaced functions are offered under ([`ToolNames`]).
+fn tools(v: &Value) -> Result<(Value, ToolNames), GatewayError> {
     let list = v.as_array().ok_or_else(|| refuse("tools", "must be an array"))?;
+    let kind = |t: &Value| t.get("type").and_then(Value::as_str).map(str::to_string);
+    let taken: Vec<&str> = list.iter().filter(|t| kind(t).as_deref() == Some("function")).filter_map(|t| t.get("name").and_then(Value::as_str)).collect();
+    let mut names = ToolNames::default();
     let mut out = Vec::with_capacity(list.len());
     for t in list {
-        if t.get("type").and_then(Value::as_str) != Some("function") {
-            return Err(refuse("tools", "may hold only function tools (the provider's built-in tools, custom and MCP tools are OpenAI's)"));
-        }
-        let mut f = Map::new();
-        for k in ["name", "description", "parameters", "strict"] {
-            if let Some(x) = t.get(k).filter(|x| !x.is_null()) {
-                f.insert(k.into(), x.clone());
-            }
-        }
-        out.push(json!({"type": "function", "function": f}));
+        let functions = match kind(t).as_deref() {
+            Some("function") => vec![FUNCTION.iter().filter_map(|k| Some(((*k).to_string(), t.get(*k).filter(|x| !x.is_null())?.clone()))).collect::<Map<_, _>>().into()],
+            Some("namespace") => names.flatten(t, &taken, FUNCTION)?,
+            _ => return Err(refuse("tools", "may hold only function tools and namespaces of them (the provider's built-in tools, custom and MCP tools are OpenAI's)")),
+        };
+        out.extend(functions.into_iter().map(|f| json!({"type": "function", "function": f})));
     }
-    Ok(Value::Array(out))
+    Ok((Value::Array(out), names))
+}
+
+/// The flat names a Responses request's namespaced functions are offered
+/// under (none: `None`), for its answer ([`ToolNames::restore`]); read from
+/// its `tools` (raw JSON) as [`chat_request`] reads them.
+pub fn tool_names(tools_raw: Option<&str>) -> Option<ToolNames> {
+    let v: Value = serde_json::from_str(tools_raw?).ok()?;
+    tools(&v).ok().map(|(_, n)| n).filter(|n| !n.is_empty())
 }
 
 fn tool_choice(v: &Value) -> Result<Value, GatewayError> {
@@ -242,7 +261,7 @@ pub fn chat_request(members: Map<String, Value>, model: &str, cap_field: &str, d
                 }
             }
             "tools" if !v.is_null() => {
-                out.insert("tools".into(), tools(&v)?);
+                out.insert("tools".into(), tools(&v)?.0);
             }
             "tool_choice" if !v.is_null() => {
                 out.insert("tool_choice".into(), tool_choice(&v)?);
@@ -298,9 +317,15 @@ pub(super) fn message_item(item_id: &str, text: &str, done: bool) -> Value {
     json!({"id": item_id, "type": "message", "status": if done { "completed" } else { "in_progress" }, "content": content, "role": "assistant"})
 }
 
-pub(super) fn call_item(id: &str, call_id: &Value, name: &Value, args: &str, done: bool) -> Value {
-    json!({"id": format!("fc_{id}"), "type": "function_call", "status": if done { "completed" } else { "in_progress" },
-           "arguments": args, "call_id": call_id, "name": name})
+/// A function call item; a flat name of the request's namespaced
+/// functions (`names`) as the function and its `namespace`.
+pub(super) fn call_item(id: &str, call_id: &Value, name: &Value, args: &str, done: bool, names: Option<&ToolNames>) -> Value {
+    let mut item = json!({"id": format!("fc_{id}"), "type": "function_call", "status": if done { "completed" } else { "in_progress" },
+           "arguments": args, "call_id": call_id, "name": name});
+    if let Some(n) = names {
+        n.restore(&mut item);
+    }
+    item
 }
 
 /// The response object around `output`: `finish` is chat's finish reason
@@ -332,12 +357,13 @@ pub(super) fn chat_id(v: &Value) -> String {
 
 /// The response object for a chat completion body; an error body (the
 /// same shape in both APIs) or anything else is passed on (`None`).
-pub fn response_for_chat(body: &[u8], status: u16) -> Option<Vec<u8>> {
-    serde_json::to_vec(&response_for_chat_value(&serde_json::from_slice(body).ok()?, status)?).ok()
+/// `names`: the flat names of the request's namespaced functions.
+pub fn response_for_chat(body: &[u8], status: u16, names: Option<&ToolNames>) -> Option<Vec<u8>> {
+    serde_json::to_vec(&response_for_chat_value(&serde_json::from_slice(body).ok()?, status, names)?).ok()
 }
 
 /// The same, on the parsed body (a chain of translations parses once).
-pub fn response_for_chat_value(v: &Value, status: u16) -> Option<Value> {
+pub fn response_for_chat_value(v: &Value, status: u16, names: Option<&ToolNames>) -> Option<Value> {
     if status >= 400 || v.get("object").and_then(Value::as_str) != Some("chat.completion") {
         return None;
     }
@@ -357,7 +383,7 @@ pub fn response_for_chat_value(v: &Value, status: u16) -> Option<Value> {
     }
     for (k, c) in msg.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
         let args = c.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("{}");
-        output.push(call_item(&format!("{id}_{k}"), c.get("id").unwrap_or(&Value::Null), c.pointer("/function/name").unwrap_or(&Value::Null), args, true));
+        output.push(call_item(&format!("{id}_{k}"), c.get("id").unwrap_or(&Value::Null), c.pointer("/function/name").unwrap_or(&Value::Null), args, true, names));
     }
     let created = v.get("created").and_then(Value::as_u64).unwrap_or(0);
     let finish = v.pointer("/choices/0/finish_reason").and_then(Value::as_str);
@@ -398,6 +424,53 @@ mod tests {
         assert_eq!((&r["messages"], r["max_completion_tokens"].as_u64()), (&json!([{"role": "user", "content": "hi"}]), Some(4096)));
     }
 
+    /// Codex 0.171.0 offers its sub-agent tools as a namespace (captured
+    /// from the CLI pointed at the mock, its web search disabled): a model
+    /// of another format sees them flat, and its calls come back under
+    /// their namespace, JSON and stream, as the Responses API reports them.
+    #[test]
+    fn codexs_namespaced_tools_go_flat_and_their_calls_come_back_namespaced() {
+        let tools = json!([{"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+            {"type": "namespace", "name": "multi_agent_v1", "description": "Tools for spawning and managing sub-agents.",
+             "tools": [{"type": "function", "name": "spawn_agent", "description": "Spawn a sub-agent.", "strict": false, "parameters": {"type": "object"}}]}]);
+        let r = chat(json!({"input": [{"role": "user", "content": "go"},
+                {"type": "function_call", "call_id": "c0", "name": "spawn_agent", "namespace": "multi_agent_v1", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c0", "output": "spawned"}],
+            "tools": tools})).unwrap();
+        let names: Vec<&str> = r["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["exec_command", "multi_agent_v1__spawn_agent"]);
+        assert_eq!(r["tools"][1]["function"]["description"], "Tools for spawning and managing sub-agents.\n\nSpawn a sub-agent.");
+        assert_eq!(r["messages"][1]["tool_calls"][0]["function"]["name"], "multi_agent_v1__spawn_agent", "a past call under the name it was offered by");
+        let n = tool_names(Some(&tools.to_string())).unwrap();
+        // The answer: the call of the flat name is the namespace's; the plain function stays plain.
+        let body = json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "multi_agent_v1__spawn_agent", "arguments": "{}"}},
+                {"id": "c2", "type": "function", "function": {"name": "exec_command", "arguments": "{}"}}]}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2}});
+        let out: Value = serde_json::from_slice(&response_for_chat(body.to_string().as_bytes(), 200, Some(&n)).unwrap()).unwrap();
+        assert_eq!((out["output"][0]["name"].as_str(), out["output"][0]["namespace"].as_str()), (Some("spawn_agent"), Some("multi_agent_v1")));
+        assert_eq!((out["output"][1]["name"].as_str(), out["output"][1].get("namespace")), (Some("exec_command"), None));
+        let mut t = super::super::to_responses_stream::ChatToResponses::new(1, Some(std::rc::Rc::new(n)));
+        let mut raw = Vec::new();
+        for d in [r#"{"id":"a","model":"m","choices":[{"delta":{"tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"multi_agent_v1__spawn_agent","arguments":"{}"}}]}}]}"#,
+                  r#"{"id":"a","choices":[{"delta":{},"finish_reason":"tool_calls"}]}"#, r#"{"id":"a","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#, "[DONE]"] {
+            raw.extend(super::super::StreamTranslator::event(&mut t, None, d));
+        }
+        let ev = super::super::to_responses_stream::tests::events(&raw);
+        let items: Vec<&Value> = ev.iter().filter_map(|e| e.get("item")).chain(ev.last().and_then(|e| e.pointer("/response/output/0"))).collect();
+        assert_eq!(items.len(), 3, "added, done, and in the completed response");
+        for item in items {
+            assert_eq!((item["name"].as_str(), item["namespace"].as_str()), (Some("spawn_agent"), Some("multi_agent_v1")), "{item}");
+        }
+        // Without namespaces there is nothing to carry; a namespace that cannot go flat is refused by name.
+        assert_eq!(tool_names(Some(r#"[{"type":"function","name":"f"}]"#)), None);
+        let e = chat(json!({"input": "x", "tools": [{"type": "namespace", "name": "crm", "tools": [{"type": "custom", "name": "patch"}]}]})).unwrap_err();
+        assert_eq!((e.code, e.param), ("untranslatable_field", Some("tools")));
+        let e = chat(json!({"input": [{"type": "function_call", "call_id": "c", "name": "f", "namespace": 7, "arguments": "{}"}]})).unwrap_err();
+        assert_eq!(e.param, Some("input"));
+    }
+
     #[test]
     fn deepseek_thinks_when_asked_and_gets_its_reasoning_back() {
         let to = |v: Value| -> Value {
@@ -420,10 +493,10 @@ mod tests {
         assert!(r["messages"][1].get("reasoning_content").is_none() && r.get("thinking").is_none());
         // DeepSeek's reasoning comes back as a reasoning item, streamed and whole.
         let body = json!({"object": "chat.completion", "id": "d", "choices": [{"finish_reason": "stop", "message": {"content": "21.", "reasoning_content": "Sum."}}]});
-        let out: Value = serde_json::from_slice(&response_for_chat(body.to_string().as_bytes(), 200).unwrap()).unwrap();
+        let out: Value = serde_json::from_slice(&response_for_chat(body.to_string().as_bytes(), 200, None).unwrap()).unwrap();
         assert_eq!((out["output"][0]["type"].as_str(), out["output"][0]["summary"][0]["text"].as_str()), (Some("reasoning"), Some("Sum.")));
         assert_eq!(out["output"][1]["content"][0]["text"], "21.");
-        let mut t = super::super::to_responses_stream::ChatToResponses::new(1);
+        let mut t = super::super::to_responses_stream::ChatToResponses::new(1, None);
         let mut raw = Vec::new();
         for d in [r#"{"id":"d","choices":[{"delta":{"role":"assistant","reasoning_content":"Su"}}]}"#, r#"{"id":"d","choices":[{"delta":{"reasoning_content":"m."}}]}"#,
                   r#"{"id":"d","choices":[{"delta":{"content":"21."},"finish_reason":"stop"}]}"#, "[DONE]"] {
@@ -438,7 +511,7 @@ mod tests {
     fn the_response_object_has_every_member_of_a_recorded_one() {
         let recorded: Value = serde_json::from_str(include_str!("../../../tests/captures/openai_response.json")).unwrap();
         let body = json!({"object": "chat.completion", "id": "x", "choices": [{"finish_reason": "stop", "message": {"content": "hi"}}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}});
-        let ours: Value = serde_json::from_slice(&response_for_chat(body.to_string().as_bytes(), 200).unwrap()).unwrap();
+        let ours: Value = serde_json::from_slice(&response_for_chat(body.to_string().as_bytes(), 200, None).unwrap()).unwrap();
         let missing: Vec<&String> = recorded.as_object().unwrap().keys().filter(|k| ours.get(k.as_str()).is_none()).collect();
         assert!(missing.is_empty(), "members a strict client would miss: {missing:?}");
         let (r, o) = (&recorded["output"][0], &ours["output"][0]);
@@ -467,15 +540,15 @@ mod tests {
             "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": "Let me look.",
                 "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "w", "arguments": "{}"}}]}}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 4, "prompt_tokens_details": {"cached_tokens": 2}}});
-        let r: Value = serde_json::from_slice(&response_for_chat(body.to_string().as_bytes(), 200).unwrap()).unwrap();
+        let r: Value = serde_json::from_slice(&response_for_chat(body.to_string().as_bytes(), 200, None).unwrap()).unwrap();
         assert_eq!((r["object"].as_str(), r["status"].as_str(), r["created_at"].as_u64()), (Some("response"), Some("completed"), Some(5)));
         assert_eq!(r["output"][0]["content"][0]["text"], "Let me look.");
         assert_eq!((r["output"][1]["type"].as_str(), r["output"][1]["call_id"].as_str()), (Some("function_call"), Some("call_1")));
         assert_eq!(r["usage"], json!({"input_tokens": 10, "input_tokens_details": {"cached_tokens": 2}, "output_tokens": 4,
                                       "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 14}));
         let cut = json!({"object": "chat.completion", "choices": [{"finish_reason": "length", "message": {"content": "Hel"}}]});
-        let r: Value = serde_json::from_slice(&response_for_chat(cut.to_string().as_bytes(), 200).unwrap()).unwrap();
+        let r: Value = serde_json::from_slice(&response_for_chat(cut.to_string().as_bytes(), 200, None).unwrap()).unwrap();
         assert_eq!((r["status"].as_str(), r["incomplete_details"]["reason"].as_str()), (Some("incomplete"), Some("max_output_tokens")));
-        assert_eq!(response_for_chat(br#"{"error": {"message": "no"}}"#, 400), None);
+        assert_eq!(response_for_chat(br#"{"error": {"message": "no"}}"#, 400, None), None);
     }
 }

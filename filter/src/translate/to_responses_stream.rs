@@ -9,6 +9,7 @@
 
 use serde_json::{json, Value};
 
+use super::namespaces::ToolNames;
 use super::responses_client::{call_item, chat_id, message_item, reasoning_item, response};
 
 /// An item being streamed: a message's text or a function call's arguments.
@@ -33,11 +34,13 @@ pub struct ChatToResponses {
     finish: Option<String>,
     usage: Option<Value>,
     done: bool,
+    /// The flat names of the request's namespaced functions.
+    names: Option<std::rc::Rc<ToolNames>>,
 }
 
 impl ChatToResponses {
-    pub fn new(created_s: u64) -> Self {
-        ChatToResponses { created: created_s, ..Default::default() }
+    pub fn new(created_s: u64, names: Option<std::rc::Rc<ToolNames>>) -> Self {
+        ChatToResponses { created: created_s, names, ..Default::default() }
     }
 
     fn emit(&mut self, out: &mut Vec<u8>, mut ev: Value) {
@@ -71,7 +74,7 @@ impl ChatToResponses {
                 self.output.push(item);
             }
             Some(Open::Call { index, call_id, name, args, .. }) => {
-                let item = call_item(&format!("{}_{index}", self.id), &call_id, &name, &args, true);
+                let item = call_item(&format!("{}_{index}", self.id), &call_id, &name, &args, true, self.names.as_deref());
                 self.emit(out, json!({"type": "response.function_call_arguments.done", "item_id": item.get("id"), "output_index": index, "arguments": args}));
                 self.emit(out, json!({"type": "response.output_item.done", "output_index": index, "item": item}));
                 self.output.push(item);
@@ -121,7 +124,7 @@ impl ChatToResponses {
             let index = self.output.len() as u64;
             let (call_id, name) = (tc.get("id").cloned().unwrap_or(Value::Null), tc.pointer("/function/name").cloned().unwrap_or(Value::Null));
             self.emit(out, json!({"type": "response.output_item.added", "output_index": index,
-                                  "item": call_item(&format!("{}_{index}", self.id), &call_id, &name, "", false)}));
+                                  "item": call_item(&format!("{}_{index}", self.id), &call_id, &name, "", false, self.names.as_deref())}));
             self.open = Some(Open::Call { index, chat_index, call_id, name, args: String::new() });
         }
         let Some(delta) = tc.pointer("/function/arguments").and_then(Value::as_str).filter(|d| !d.is_empty()) else { return };
@@ -215,7 +218,7 @@ pub(crate) mod tests {
         // Anthropic's documented tool-use stream, through chat chunks, as a Codex client reads it.
         let stream = include_bytes!("../../../tests/captures/anthropic_stream_tool_use.sse");
         for piece in [1, 64, 100_000] {
-            let mut t = crate::translate::Direction::ResponsesToAnthropic.stream(9, false);
+            let mut t = crate::translate::Direction::ResponsesToAnthropic.stream(9, false, None);
             let ev = events(&crate::translate::run_stream(t.as_mut(), stream, piece));
             let kinds: Vec<&str> = ev.iter().filter_map(|e| e["type"].as_str()).collect();
             assert_eq!(&kinds[..2], ["response.created", "response.in_progress"]);
@@ -250,7 +253,7 @@ pub(crate) mod tests {
         // Real streams: a function call (lingua) and a text answer (the documented order around a recorded response).
         let mut real = recorded(include_str!("../../../tests/captures/openai_response_stream_function_call.sse"));
         real.extend(recorded(include_str!("../../../tests/captures/openai_response_stream.sse")));
-        let mut t = ChatToResponses::new(1);
+        let mut t = ChatToResponses::new(1, None);
         let mut out = Vec::new();
         for d in [r#"{"id":"a","model":"m","choices":[{"delta":{"role":"assistant","content":"Hi"}}]}"#,
                   r#"{"id":"a","choices":[{"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"w","arguments":""}}]}}]}"#,
@@ -277,7 +280,7 @@ pub(crate) mod tests {
 
     #[test]
     fn errors_and_hostile_chunks_give_valid_events() {
-        let mut t = ChatToResponses::new(1);
+        let mut t = ChatToResponses::new(1, None);
         let mut out = Vec::new();
         for d in ["{\"id\":5,\"model\":{\"x\":1},\"choices\":[{\"delta\":{\"content\":7,\"tool_calls\":[{\"index\":\"a\",\"function\":{\"arguments\":3}}]}}]}",
                   "not json", "{\"choices\":[{\"delta\":{\"content\":\"\\u0000\\u001b\"}}],\"usage\":{\"prompt_tokens\":1e30}}",

@@ -11,7 +11,7 @@ fn an_event_too_large_to_translate_ends_the_clients_stream_with_an_error_in_its_
         (ResponsesToChat, "\"type\":\"error\""),
         (ResponsesToAnthropic, "\"type\":\"error\""),
     ] {
-        let mut t = StreamTracker::new(d.upstream_api(), false).translating(d.stream(1, true));
+        let mut t = StreamTracker::new(d.upstream_api(), false).translating(d.stream(1, true, None));
         // An event that never ends, in pieces, then more events the client must not get.
         let mut out = Vec::new();
         out.extend(t.push(b"data: {\"x\":\""));
@@ -25,7 +25,7 @@ fn an_event_too_large_to_translate_ends_the_clients_stream_with_an_error_in_its_
         assert!(text.contains("larger than the gateway reads") && !text.contains("later") && !text.contains("aaaa"), "{d:?}: {text}");
         assert!(t.summary().oversized, "{d:?}");
         // Ended another way (a compressed answer that stops decoding): once, then nothing more.
-        let mut t = StreamTracker::new(d.upstream_api(), false).translating(d.stream(1, true));
+        let mut t = StreamTracker::new(d.upstream_api(), false).translating(d.stream(1, true, None));
         let said = String::from_utf8(t.end_with_error("content_encoding", "not valid gzip")).unwrap_or_default();
         assert!(said.matches(client_error).count() == 1 && said.contains("not valid gzip"), "{d:?}: {said}");
         assert!(t.end_with_error("content_encoding", "again").is_empty() && t.push(b"data: {\"later\":1}\n\n").is_empty() && t.finish().is_empty());

@@ -34,6 +34,9 @@
 //!   (as `x-mock-model-bytes`), for calls whose headers a client cannot set.
 //! - `x-mock-echo: 1`: answer with the last message's text, 3 characters a token;
 //!   `x-mock-say: TEXT`: answer with TEXT, the same way.
+//! - `x-mock-tool-call: NAME`: after its text the model calls the tool NAME
+//!   with `{}` (`tool_use`, or chat's `tool_calls`), which the request must
+//!   offer (400 otherwise: a model cannot call what it was not given).
 //! - `x-mock-cached-tokens: N` / `x-mock-cache-write-tokens: N`: prompt-cache counts
 //!   (otherwise the mock's prompt cache decides them, as the provider would:
 //!   prefix_cache.rs).
@@ -315,6 +318,18 @@ struct Plan {
     echo: Option<Vec<String>>,
     /// OpenAI audio models: the audio tokens in the prompt and the answer ([`audio`]).
     audio: audio::Audio,
+    /// `x-mock-tool-call`: the offered tool the model calls after its text.
+    tool_call: Option<String>,
+}
+
+/// The tool `x-mock-tool-call` names, when the request offers it (by its
+/// `name`, or chat's `function.name`).
+fn offered_tool(req: &Value, h: &HeaderMap) -> Result<Option<String>, String> {
+    let Some(name) = header_str(h, "x-mock-tool-call") else { return Ok(None) };
+    let offered = req.get("tools").and_then(Value::as_array).into_iter().flatten()
+        .filter_map(|t| t.get("name").or_else(|| t.pointer("/function/name")).and_then(Value::as_str))
+        .any(|n| n == name);
+    if offered { Ok(Some(name.to_string())) } else { Err(format!("x-mock-tool-call: the request offers no tool named '{name}'")) }
 }
 
 impl Plan {
@@ -913,7 +928,12 @@ async fn handle(
         _ => audio::Audio::default(),
     };
     let thinks = dialect == Dialect::DeepSeek && reasoning > 0 && req.as_object().is_some_and(strict::deepseek_thinks);
+    let tool_call = match offered_tool(&req, &h) {
+        Ok(t) => t,
+        Err(why) => return err(400, &why),
+    };
     let plan = Plan {
+        tool_call,
         reasoning_text: thinks.then_some("The user wants an answer; let me think it through."),
         dialect,
         model,
@@ -1122,13 +1142,32 @@ fn without_tier_for_deepseek(mut v: Value, dialect: Dialect) -> Value {
     v
 }
 
+/// Why an Anthropic answer stopped: its cap, a tool call, or its end.
+fn anthropic_stop(p: &Plan) -> &'static str {
+    match (p.finish, &p.tool_call) {
+        ("length", _) => "max_tokens",
+        (_, Some(_)) => "tool_use",
+        _ => "end_turn",
+    }
+}
+
+/// Why a chat answer stopped: its cap, a tool call, or its end.
+fn chat_finish(p: &Plan) -> &'static str {
+    match (p.finish, &p.tool_call) {
+        ("length", _) => "length",
+        (_, Some(_)) => "tool_calls",
+        (f, None) => f,
+    }
+}
+
 fn json_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
     let text: String = p.pieces().concat();
     let body: Value = match p.dialect {
         Dialect::Anthropic => json!({
             "id": format!("msg_mock{n:020}"), "type": "message", "role": "assistant", "model": p.model,
-            "content": advisor_blocks(&p, n).into_iter().chain([json!({"type": "text", "text": text})]).collect::<Vec<_>>(),
-            "stop_reason": if p.finish == "length" { "max_tokens" } else { "end_turn" }, "stop_sequence": null,
+            "content": advisor_blocks(&p, n).into_iter().chain([json!({"type": "text", "text": text})]).chain(
+                p.tool_call.as_ref().map(|name| json!({"type": "tool_use", "id": format!("toolu_mock{n:020}"), "name": name, "input": {}}))).collect::<Vec<_>>(),
+            "stop_reason": anthropic_stop(&p), "stop_sequence": null,
             "usage": anthropic_usage_with_iterations(&p)
         }),
         _ => json!({
@@ -1144,7 +1183,10 @@ fn json_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
                 if let Some(r) = p.reasoning_text {
                     message["reasoning_content"] = json!(r);
                 }
-                json!({"index": i, "message": message, "logprobs": null, "finish_reason": p.finish})
+                if let Some(name) = &p.tool_call {
+                    message["tool_calls"] = json!([{"id": format!("call_mock{n:020}"), "type": "function", "function": {"name": name, "arguments": "{}"}}]);
+                }
+                json!({"index": i, "message": message, "logprobs": null, "finish_reason": chat_finish(&p)})
             }).collect::<Vec<_>>(),
             "usage": openai_usage(&p), "service_tier": p.service_tier, "system_fingerprint": "fp_mock"
         }),
@@ -1228,7 +1270,16 @@ fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
                 ev.push(sse(Some("content_block_delta"), &d.to_string()));
             }
             ev.push(sse(Some("content_block_stop"), &json!({"type": "content_block_stop", "index": t}).to_string()));
-            let stop = if p.finish == "length" { "max_tokens" } else { "end_turn" };
+            if let Some(name) = &p.tool_call {
+                let block = json!({"type": "tool_use", "id": format!("toolu_mock{n:020}"), "name": name, "input": {}});
+                ev.push(sse(Some("content_block_start"), &json!({"type": "content_block_start", "index": t + 1, "content_block": block}).to_string()));
+                for partial in ["", "{}"] {
+                    let d = json!({"type": "content_block_delta", "index": t + 1, "delta": {"type": "input_json_delta", "partial_json": partial}});
+                    ev.push(sse(Some("content_block_delta"), &d.to_string()));
+                }
+                ev.push(sse(Some("content_block_stop"), &json!({"type": "content_block_stop", "index": t + 1}).to_string()));
+            }
+            let stop = anthropic_stop(p);
             let mut d = json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
                            "usage": {"output_tokens": p.usage_output.unwrap_or(p.output)}});
             if let Some(it) = iterations(p, p.usage_output.unwrap_or(p.output)) {
@@ -1267,7 +1318,13 @@ fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
             for piece in pieces {
                 ev.push(chunk(json!([{"index": 0, "delta": {"content": piece}, "logprobs": null, "finish_reason": null}])));
             }
-            ev.push(chunk(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": p.finish}])));
+            if let Some(name) = &p.tool_call {
+                let call = json!({"index": 0, "id": format!("call_mock{n:020}"), "type": "function", "function": {"name": name, "arguments": ""}});
+                ev.push(chunk(json!([{"index": 0, "delta": {"tool_calls": [call]}, "logprobs": null, "finish_reason": null}])));
+                let args = json!({"index": 0, "function": {"arguments": "{}"}});
+                ev.push(chunk(json!([{"index": 0, "delta": {"tool_calls": [args]}, "logprobs": null, "finish_reason": null}])));
+            }
+            ev.push(chunk(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": chat_finish(p)}])));
             if p.include_usage {
                 ev.push(chunk_with(json!([]), Some(openai_usage(p))));
             }

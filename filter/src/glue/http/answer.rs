@@ -220,7 +220,7 @@ impl TollgateHttp {
             return Ok(None);
         }
         let ok = (200..300).contains(&self.status);
-        let mut new = self.translate.and_then(|d| d.answer(body, self.status, now_ms() / 1000));
+        let mut new = self.translate.and_then(|d| d.answer(body, self.status, now_ms() / 1000, self.tool_names.as_deref()));
         if let (Some(c), true) = (self.capture.as_mut(), ok) {
             let answer = new.as_deref().unwrap_or(body);
             if answer.len() <= cfg.capture.as_ref().map_or(0, |k| k.max_bytes) {
@@ -282,6 +282,7 @@ impl TollgateHttp {
         reader::Wants {
             api: self.response_api(),
             translate: self.translate,
+            tool_names: self.tool_names.as_ref(),
             guarded: self.answer_guard.is_some(),
             redacts: self.answer_guard.as_ref().filter(|g| g.redacts()).map(|g| g.policy_version()),
             cost_headers: cfg.cost_headers,

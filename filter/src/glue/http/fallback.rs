@@ -84,6 +84,7 @@ impl TollgateHttp {
                     self.chat = Some(plan.chat);
                     self.target = Some(plan.target);
                     self.translate = plan.translate;
+                    self.tool_names = plan.tool_names;
                     self.json_repair = plan.json_repair;
                     return true;
                 }

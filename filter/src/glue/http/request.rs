@@ -213,6 +213,7 @@ impl TollgateHttp {
         self.chat = Some(plan.chat.clone());
         self.target = Some(plan.target.clone());
         self.translate = plan.translate;
+        self.tool_names = plan.tool_names.clone();
         self.json_repair = plan.json_repair;
         if let (true, Some(r)) = (plan.routed, auto) {
             self.routed_by = Some(format!("auto: {}", r.reason));
