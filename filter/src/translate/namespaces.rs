@@ -11,6 +11,8 @@
 //! are the request's own (no guess from the name's shape), so the plan
 //! carries them to the answer.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Value};
 
 use crate::errors::GatewayError;
@@ -19,9 +21,11 @@ use crate::errors::GatewayError;
 /// the tighter of the two APIs (Anthropic takes 128).
 const MAX_NAME: usize = 64;
 
-/// The flat names a request's namespaced tools were offered under.
+/// The flat names a request's namespaced tools were offered under: each
+/// flat name's namespace and function (found by hash: a request may offer
+/// thousands of functions).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ToolNames(Vec<(String, String, String)>);
+pub struct ToolNames(HashMap<String, (String, String)>);
 
 fn refuse(why: String) -> GatewayError {
     GatewayError::bad_request(
@@ -48,14 +52,14 @@ impl ToolNames {
     /// The namespace and function a flat name stands for, if it is one of
     /// this request's.
     pub fn split(&self, flat: &str) -> Option<(&str, &str)> {
-        self.0.iter().find(|(f, _, _)| f == flat).map(|(_, ns, name)| (ns.as_str(), name.as_str()))
+        self.0.get(flat).map(|(ns, name)| (ns.as_str(), name.as_str()))
     }
 
     /// A namespace tool's functions as chat function tools (`member` names
     /// each inner tool's members to keep), their flat names recorded.
     /// `taken`: the request's other function names, which a flat name
     /// must not repeat.
-    pub fn flatten(&mut self, tool: &Value, taken: &[&str], keep: &[&str]) -> Result<Vec<Value>, GatewayError> {
+    pub fn flatten(&mut self, tool: &Value, taken: &HashSet<&str>, keep: &[&str]) -> Result<Vec<Value>, GatewayError> {
         let Some(ns) = tool.get("name").and_then(Value::as_str).filter(|n| valid(n)) else {
             return Err(refuse("holds a namespace without a name of letters, digits, '_' or '-'".into()));
         };
@@ -93,7 +97,7 @@ impl ToolNames {
                 m.insert("description".into(), Value::from(d));
             }
             out.push(Value::Object(m));
-            self.0.push((f, ns.to_string(), name.to_string()));
+            self.0.insert(f, (ns.to_string(), name.to_string()));
         }
         Ok(out)
     }
@@ -122,7 +126,7 @@ mod tests {
                         "tools": [{"type": "function", "name": "spawn_agent", "description": "Spawn one.", "strict": false, "parameters": {"type": "object"}},
                                   {"type": "function", "name": "close_agent", "parameters": {"type": "object"}, "defer_loading": true}]});
         let mut names = ToolNames::default();
-        let tools = names.flatten(&ns, &["exec_command"], KEEP).unwrap();
+        let tools = names.flatten(&ns, &HashSet::from(["exec_command"]), KEEP).unwrap();
         assert_eq!(tools[0], json!({"name": "multi_agent_v1__spawn_agent", "description": "Tools for spawning and managing sub-agents.\n\nSpawn one.",
                                     "strict": false, "parameters": {"type": "object"}}));
         assert_eq!(tools[1]["name"], "multi_agent_v1__close_agent");
@@ -138,7 +142,7 @@ mod tests {
 
     #[test]
     fn a_namespace_that_cannot_be_offered_flat_is_refused_by_name() {
-        let refused = |ns: Value, taken: &[&str]| ToolNames::default().flatten(&ns, taken, KEEP).unwrap_err();
+        let refused = |ns: Value, taken: &[&str]| ToolNames::default().flatten(&ns, &taken.iter().copied().collect(), KEEP).unwrap_err();
         let f = |name: &str| json!({"type": "function", "name": name});
         for ns in [
             json!({"type": "namespace", "tools": [f("a")]}),

@@ -172,7 +172,7 @@ const FUNCTION: &[&str] = &["name", "description", "parameters", "strict"];
 fn tools(v: &Value) -> Result<(Value, ToolNames), GatewayError> {
     let list = v.as_array().ok_or_else(|| refuse("tools", "must be an array"))?;
     let kind = |t: &Value| t.get("type").and_then(Value::as_str).map(str::to_string);
-    let taken: Vec<&str> = list.iter().filter(|t| kind(t).as_deref() == Some("function")).filter_map(|t| t.get("name").and_then(Value::as_str)).collect();
+    let taken: std::collections::HashSet<&str> = list.iter().filter(|t| kind(t).as_deref() == Some("function")).filter_map(|t| t.get("name").and_then(Value::as_str)).collect();
     let mut names = ToolNames::default();
     let mut out = Vec::with_capacity(list.len());
     for t in list {
