@@ -53,7 +53,63 @@ pub fn classify_path(path: &str) -> Endpoint {
     }
 }
 
+/// Azure OpenAI's paths, as the `AzureOpenAI` clients of the OpenAI SDKs
+/// send them with the gateway as their `azure_endpoint`:
+/// `/openai/deployments/{deployment}/chat/completions` (and `completions`,
+/// `embeddings`), the deployment naming the model; `/openai/responses`,
+/// `/openai/models`; and Azure's v1 API, `/openai/v1/…` (an OpenAI client
+/// whose base URL ends `/openai/v1`). Each is served as the OpenAI path it
+/// stands for.
+fn azure_endpoint(p: &str) -> Option<Endpoint> {
+    let rest = p.strip_prefix("/openai")?;
+    if let Some(d) = rest.strip_prefix("/deployments/") {
+        return Some(match d.split_once('/').map(|(_, tail)| tail) {
+            Some("chat/completions") => Endpoint::Chat(Api::OpenAiChat),
+            Some("completions") => Endpoint::Chat(Api::OpenAiCompletions),
+            Some("embeddings") => Endpoint::Chat(Api::OpenAiEmbeddings),
+            _ => Endpoint::Other,
+        });
+    }
+    let rest = rest.strip_prefix("/v1").unwrap_or(rest);
+    Some(match rest {
+        "/chat/completions" => Endpoint::Chat(Api::OpenAiChat),
+        "/completions" => Endpoint::Chat(Api::OpenAiCompletions),
+        "/embeddings" => Endpoint::Chat(Api::OpenAiEmbeddings),
+        "/responses" => Endpoint::Chat(Api::OpenAiResponses),
+        "/responses/input_tokens" => Endpoint::CountTokens(Api::OpenAiResponses),
+        "/responses/compact" => Endpoint::Compact,
+        "/models" => Endpoint::Models,
+        _ if azure_model_id(rest).is_some() => Endpoint::Model,
+        _ => Endpoint::Other,
+    })
+}
+
+/// The deployment an Azure OpenAI path names (`/openai/deployments/{d}/…`):
+/// the model the request runs, whatever its body says (Azure runs the
+/// deployment; its SDK sends the deployment as the body's `model` too,
+/// and percent-encodes it in the path: `openai%2Fgpt-5.4`). Decoded; a
+/// segment that is not UTF-8 once decoded is kept as sent (and refused
+/// as no model name).
+pub fn azure_deployment(path: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let p = path.split(['?', '#']).next().unwrap_or("");
+    let (d, _) = p.strip_prefix("/openai/deployments/")?.split_once('/')?;
+    Some(percent_encoding::percent_decode_str(d).decode_utf8().unwrap_or(std::borrow::Cow::Borrowed(d)))
+}
+
+/// Whether a path is one of Azure OpenAI's (`/openai/…`): its `api-version`
+/// query parameter is Azure's and goes to no provider ([`upstream_query`]).
+fn is_azure(path: &str) -> bool {
+    path.starts_with("/openai/")
+}
+
+fn azure_model_id(rest: &str) -> Option<&str> {
+    rest.strip_prefix("/models/").filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
 fn exact_endpoint(p: &str) -> Endpoint {
+    if let Some(e) = azure_endpoint(p) {
+        return e;
+    }
     match p {
         "/v1/chat/completions" | "/chat/completions" => Endpoint::Chat(Api::OpenAiChat),
         "/v1/messages" => Endpoint::Chat(Api::AnthropicMessages),
@@ -82,7 +138,7 @@ fn exact_endpoint(p: &str) -> Endpoint {
 /// describe (a fine-tuned OpenAI id has colons too: `ft:gpt-4o-mini:org::id`).
 pub fn model_path_id(path: &str) -> Option<String> {
     let p = path.split(['?', '#']).next().unwrap_or("");
-    let id = ["/v1/models/", "/models/", "/v1beta/models/"].iter().find_map(|pre| p.strip_prefix(pre))?;
+    let id = ["/v1/models/", "/models/", "/v1beta/models/", "/openai/models/", "/openai/v1/models/"].iter().find_map(|pre| p.strip_prefix(pre))?;
     // (`%3A` read as the `:` a server would decode it to: such a path is a
     // disguised call, refused as one, never a model to describe.)
     let colon = id.replace("%3A", ":").replace("%3a", ":");
@@ -97,10 +153,16 @@ pub fn query_of(path: &str) -> &str {
 
 /// The query string to send upstream: the client's, without a `key`
 /// parameter (Gemini clients may put their key there; it is Tollgate's
-/// virtual key and must never reach a provider).
+/// virtual key and must never reach a provider), nor, on an Azure OpenAI
+/// path, `api-version` (the Azure client's, which the provider's own API,
+/// Azure's v1 included, does not take).
 pub fn upstream_query(path: &str) -> String {
     let q = query_of(path).trim_start_matches('?');
-    let kept: Vec<&str> = q.split('&').filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("key")).collect();
+    let azure = is_azure(path);
+    let kept: Vec<&str> = q
+        .split('&')
+        .filter(|kv| !kv.is_empty() && kv.split('=').next().is_none_or(|name| name != "key" && !(azure && name == "api-version")))
+        .collect();
     if kept.is_empty() {
         String::new()
     } else {
@@ -323,6 +385,13 @@ pub struct ParsedBody<'a> {
 /// price and bound exactly what the provider will run, and JSON parsers
 /// disagree on which duplicate wins.
 pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError> {
+    parse_chat_for(api, body, api.is_gemini())
+}
+
+/// [`parse_chat`] for a request whose path may name its model
+/// (`model_in_path`: Gemini's, an Azure deployment's): a body without
+/// `model` is then not refused, and the caller sets it.
+pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<ParsedBody<'_>, GatewayError> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(bad("missing_body", "The request has no body; send a JSON request."));
     }
@@ -517,11 +586,11 @@ pub fn parse_chat(api: Api, body: &[u8]) -> Result<ParsedBody<'_>, GatewayError>
             _ => {}
         }
     }
-    // Gemini names the model in the path: the caller sets it.
-    let model = match (model, api) {
-        (Some(m), _) => m,
-        (None, a) if a.is_gemini() => String::new(),
-        (None, _) => return Err(bad("missing_model", "The request has no 'model'; name the model to use.").with_param("model")),
+    // Gemini and an Azure deployment name the model in the path: the caller sets it.
+    let model = match model {
+        Some(m) => m,
+        None if model_in_path => String::new(),
+        None => return Err(bad("missing_model", "The request has no 'model'; name the model to use.").with_param("model")),
     };
     // The Responses API may take its input from a stored prompt or a previous response.
     let required = match api {
@@ -729,6 +798,10 @@ impl ParsedBody<'_> {
         }
         if add_usage && !saw_stream_options {
             push_member(&mut out, "stream_options", br#"{"include_usage":true}"#);
+        }
+        // (A body without one named its model in the path: an Azure deployment's.)
+        if change_model && !self.members.0.iter().any(|(k, _)| k == "model") {
+            push_member(&mut out, "model", model_json.as_bytes());
         }
         if let Some((field, n)) = cap {
             push_member(&mut out, field, n.to_string().as_bytes());

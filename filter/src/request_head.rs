@@ -22,6 +22,8 @@ pub struct RequestHead {
     pub x_api_key: Option<Vec<u8>>,
     /// Gemini clients send their key here.
     pub x_goog_api_key: Option<Vec<u8>>,
+    /// Azure OpenAI clients (the SDKs' `AzureOpenAI`) send theirs here.
+    pub azure_api_key: Option<Vec<u8>>,
     pub request_id: Option<Vec<u8>>,
     pub session: Option<Vec<u8>>,
     pub claude_code_session: Option<Vec<u8>>,
@@ -58,6 +60,10 @@ impl RequestHead {
                 }
                 b"x-goog-api-key" => {
                     join(&mut h.x_goog_api_key, value());
+                    remove(&mut h);
+                }
+                b"api-key" => {
+                    join(&mut h.azure_api_key, value());
                     remove(&mut h);
                 }
                 b"x-request-id" => h.request_id = Some(value()),
@@ -104,10 +110,10 @@ impl RequestHead {
 impl RequestHead {
     /// Every key the request presents, in the order they are tried: the
     /// bearer token of `authorization`, then `x-api-key`, then
-    /// `x-goog-api-key`, each trimmed, empty ones left out, each once (a
-    /// fixed array: nothing allocated on every request). A value that is
-    /// not UTF-8 is an invalid key (never a panic).
-    pub fn keys(&self) -> Result<[Option<&str>; 3], GatewayError> {
+    /// `x-goog-api-key`, then Azure's `api-key`, each trimmed, empty ones
+    /// left out, each once (a fixed array: nothing allocated on every
+    /// request). A value that is not UTF-8 is an invalid key (never a panic).
+    pub fn keys(&self) -> Result<[Option<&str>; 4], GatewayError> {
         fn text(v: &Option<Vec<u8>>) -> Result<Option<&str>, GatewayError> {
             v.as_deref().map(|b| std::str::from_utf8(b).map_err(|_| GatewayError::invalid_key())).transpose()
         }
@@ -117,7 +123,8 @@ impl RequestHead {
         let bearer = clean(crate::keys::presented_key(text(&self.authorization)?, None));
         let x = clean(text(&self.x_api_key)?).filter(|k| Some(*k) != bearer);
         let goog = clean(text(&self.x_goog_api_key)?).filter(|k| Some(*k) != bearer && Some(*k) != x);
-        Ok([bearer, x, goog])
+        let azure = clean(text(&self.azure_api_key)?).filter(|k| ![bearer, x, goog].contains(&Some(*k)));
+        Ok([bearer, x, goog, azure])
     }
 }
 

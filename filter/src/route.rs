@@ -10,7 +10,7 @@ use crate::budget::Amount;
 use crate::config::{Config, KeyInfo, ProviderFormat, UnpricedModels, UpstreamApi};
 use crate::translate::{Direction, Upstream};
 use crate::errors::GatewayError;
-use crate::request::{parse_chat, upstream_query, Api, ChatRequest, Rewrite};
+use crate::request::{azure_deployment, parse_chat_for, upstream_query, Api, ChatRequest, Rewrite};
 use crate::usage::Usage;
 
 /// Where a request goes (recorded in its usage record).
@@ -149,7 +149,9 @@ pub fn plan_for(
     let refuse = |error, chat: Option<&ChatRequest>, target: Option<&Target>| {
         Box::new(Refusal { error, chat: chat.cloned(), target: target.cloned() })
     };
-    let parsed = parse_chat(api, body).map_err(|e| refuse(e, None, None))?;
+    // An Azure OpenAI path names its deployment: the model run.
+    let deployment = azure_deployment(path);
+    let parsed = parse_chat_for(api, body, api.is_gemini() || deployment.is_some()).map_err(|e| refuse(e, None, None))?;
     // A named prompt: rendered from the members just parsed, then the
     // rendered body is planned (the request as named is not copied: it is
     // only read again on a refusal).
@@ -174,6 +176,13 @@ pub fn plan_for(
     } else {
         None
     };
+    if let Some(d) = deployment.as_deref() {
+        if !crate::request::valid_model_name(d) {
+            let e = GatewayError::bad_request("invalid_model", "The deployment in the path must be 1 to 256 visible ASCII characters.");
+            return Err(refuse(e.with_param("model"), None, None));
+        }
+        chat.model = d.to_string();
+    }
     let mut routed = false;
     if !api.is_gemini() {
         if let Some(m) = choice.model {

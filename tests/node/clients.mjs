@@ -4,7 +4,7 @@
 // (text, usage as it parsed it) and the gateway's request id, so the test
 // (tests/e2e/test_node_clients.py) can hold the record to what the client saw.
 // Usage: TOLLGATE_URL=http://127.0.0.1:PORT TOLLGATE_KEY=tg-... node clients.mjs [name...]
-import OpenAI from "openai";
+import OpenAI, { AzureOpenAI } from "openai";
 import Anthropic from "@anthropic-ai/sdk";
 import { GoogleGenAI } from "@google/genai";
 import { GoogleGenerativeAI } from "@google/generative-ai";
@@ -15,6 +15,8 @@ import { createAnthropic } from "@ai-sdk/anthropic";
 const url = process.env.TOLLGATE_URL;
 const key = process.env.TOLLGATE_KEY;
 const oai = new OpenAI({ baseURL: `${url}/v1`, apiKey: key, maxRetries: 0 });
+// An application written for Azure OpenAI: the gateway as its endpoint.
+const azure = new AzureOpenAI({ endpoint: url, apiKey: key, apiVersion: "2024-10-21", maxRetries: 0 });
 const claude = new Anthropic({ baseURL: url, apiKey: key, maxRetries: 0 });
 const gemini = new GoogleGenAI({ apiKey: key, httpOptions: { baseUrl: url } });
 // Google's legacy SDK (@google/generative-ai, deprecated for @google/genai
@@ -116,6 +118,10 @@ const scenarios = {
   async gemini_count_tokens() {
     const c = await gemini.models.countTokens({ model: "gemini-2.5-flash", contents: say });
     return { counted: c.totalTokens };
+  },
+  async azure_chat() {
+    const { data, response } = await azure.chat.completions.create({ model: "openai/gpt-5.4", messages: [{ role: "user", content: say }], max_completion_tokens: 50 }).withResponse();
+    return { id: id(response.headers), text: data.choices[0].message.content, input: data.usage.prompt_tokens, output: data.usage.completion_tokens };
   },
   async gemini_legacy_generate() {
     const r = await legacy.generateContent(say);

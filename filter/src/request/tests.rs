@@ -56,6 +56,41 @@ fn classifies_paths() {
     assert_eq!(query_key("/x?keyword=a"), None);
 }
 
+/// Azure OpenAI's paths, as the OpenAI SDKs' `AzureOpenAI` clients send
+/// them (openai-python `lib/azure.py`: `/deployments/{model}` before the
+/// chat, completions and embeddings paths, under `{azure_endpoint}/openai`,
+/// `?api-version=`), and Azure's v1 API (`/openai/v1/…`).
+#[test]
+fn azure_openai_paths_are_the_openai_paths_they_stand_for() {
+    for (p, e) in [
+        ("/openai/deployments/prod-4o/chat/completions?api-version=2024-10-21", Endpoint::Chat(Api::OpenAiChat)),
+        ("/openai/deployments/prod-4o/completions?api-version=2024-10-21", Endpoint::Chat(Api::OpenAiCompletions)),
+        ("/openai/deployments/emb/embeddings?api-version=2024-10-21", Endpoint::Chat(Api::OpenAiEmbeddings)),
+        ("/openai/responses?api-version=2025-04-01-preview", Endpoint::Chat(Api::OpenAiResponses)),
+        ("/openai/v1/chat/completions", Endpoint::Chat(Api::OpenAiChat)),
+        ("/openai/v1/responses", Endpoint::Chat(Api::OpenAiResponses)),
+        ("/openai/v1/responses/input_tokens", Endpoint::CountTokens(Api::OpenAiResponses)),
+        ("/openai/models?api-version=2024-10-21", Endpoint::Models),
+        ("/openai/v1/models/gpt-5.4", Endpoint::Model),
+        ("/openai/deployments/prod-4o/audio/speech", Endpoint::Other),
+        ("/openai/deployments/prod-4o", Endpoint::Other),
+        ("/openai/v1/messages", Endpoint::Other),
+        ("/openai/deployments/prod-4o/chat%2Fcompletions", Endpoint::Disguised),
+        ("/OPENAI/v1/chat/completions", Endpoint::Disguised),
+    ] {
+        assert_eq!(classify_path(p), e, "{p}");
+    }
+    assert_eq!(azure_deployment("/openai/deployments/prod-4o/chat/completions?api-version=1").as_deref(), Some("prod-4o"));
+    assert_eq!(azure_deployment("/openai/deployments/openai%2Fgpt-5.4/chat/completions").as_deref(), Some("openai/gpt-5.4"), "as the SDK encodes it");
+    assert_eq!(azure_deployment("/openai/deployments/%FF/chat/completions").as_deref(), Some("%FF"));
+    assert_eq!(azure_deployment("/openai/v1/chat/completions"), None);
+    assert_eq!(model_path_id("/openai/models/gpt-5.4?api-version=1").as_deref(), Some("gpt-5.4"));
+    // Azure's api-version is the Azure client's: no provider takes it (Azure's v1 API included).
+    assert_eq!(upstream_query("/openai/deployments/d/chat/completions?api-version=2024-10-21"), "");
+    assert_eq!(upstream_query("/openai/responses?api-version=1&x=2"), "?x=2");
+    assert_eq!(upstream_query("/v1/chat/completions?api-version=1"), "?api-version=1");
+}
+
 #[test]
 fn parses_what_matters() {
     let body = br#"{"model":"cheap","messages":[{"role":"user","content":"hello there"}],"stream":true,"max_completion_tokens":50,"max_tokens":80,"user":"u-1"}"#;

@@ -103,6 +103,11 @@ fn every_key_a_request_presents_is_listed_once_in_the_order_tried() {
     // Bytes that are not UTF-8 in any key header: an invalid key, never a panic.
     let e = keys(&[("authorization", b"Bearer a"), ("x-goog-api-key", b"\xff")]).unwrap_err();
     assert_eq!((e.status, e.code), (401, "invalid_api_key"));
+    // Azure OpenAI clients send `api-key`: tried last, removed before the request goes on.
+    assert_eq!(keys(&[("api-key", b"z"), ("authorization", b"Bearer b")]).unwrap(), ["b", "z"]);
+    assert_eq!(keys(&[("api-key", b"b"), ("authorization", b"Bearer b")]).unwrap(), ["b"]);
+    assert!(read(&[("api-key", b"z")]).to_remove.contains(&"api-key".to_string()));
+    assert_eq!(keys(&[("api-key", b"\xfe")]).unwrap_err().code, "invalid_api_key");
 }
 
 #[test]

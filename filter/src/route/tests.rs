@@ -731,3 +731,31 @@ fn a_tier_or_geography_the_request_asks_for_is_the_price_it_is_reserved_at() {
         assert_eq!(with_header("", odd), Err(("unsupported_value", header)), "{odd:?}");
     }
 }
+
+/// An Azure OpenAI client's request (`AzureOpenAI`, the gateway as its
+/// endpoint): the deployment in the path is the model run, whatever the
+/// body says, and a body without `model` (Azure's REST form) gets the
+/// upstream one; the `api-version` goes to no provider.
+#[test]
+fn an_azure_deployment_names_the_model_run() {
+    let cfg = Config::from_json(CFG.as_bytes()).unwrap();
+    let path = "/openai/deployments/cheap/chat/completions?api-version=2024-10-21";
+    for body in [&br#"{"model":"cheap","messages":[{"role":"user","content":"hi"}]}"#[..],
+                 br#"{"messages":[{"role":"user","content":"hi"}]}"#,
+                 br#"{"model":"claude-opus-4-8","messages":[{"role":"user","content":"hi"}]}"#] {
+        let p = plan(&cfg, &key(None), Api::OpenAiChat, body, path, false).unwrap();
+        assert_eq!((p.chat.model.as_str(), p.target.upstream_model.as_str()), ("cheap", "gpt-5.4-mini"));
+        let sent: serde_json::Value = serde_json::from_slice(p.body.as_deref().unwrap()).unwrap();
+        assert_eq!(sent["model"], "gpt-5.4-mini", "{}", String::from_utf8_lossy(body));
+        let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+        assert_eq!(h[":path"], "/v1/chat/completions");
+    }
+    // The key is held to the deployment's model.
+    let e = plan(&cfg, &key(Some(vec!["openai/*"])), Api::OpenAiChat, br#"{"model":"openai/gpt-5.4","messages":[]}"#, path, false).unwrap_err();
+    assert_eq!(e.error.code, "model_not_allowed");
+    // A body without a model is still refused where the path names none.
+    let e = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"messages":[]}"#, "/openai/v1/chat/completions", false).unwrap_err();
+    assert_eq!(e.error.code, "missing_model");
+    let e = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"messages":[]}"#, "/openai/deployments/a\u{1}b/chat/completions", false).unwrap_err();
+    assert_eq!(e.error.code, "invalid_model");
+}

@@ -47,7 +47,8 @@
 //!   and `x-mock-served-geo: us|global`: Anthropic's `usage.speed` and
 //!   `usage.inference_geo` (a workspace's default geography).
 //!
-//! Every response carries `x-mock-auth` (the credential received),
+//! Every response carries `x-mock-auth` (the credential received), `x-mock-api-key`
+//! (an Azure key header received),
 //! `x-mock-host`, `x-mock-path`, `x-mock-model`, `x-mock-cache-breakpoints`
 //! (Anthropic `cache_control` markers received) and `x-mock-anthropic-version`
 //! so tests can prove what the gateway sent upstream.
@@ -394,6 +395,8 @@ fn decorate(h: &mut HeaderMap, req_h: &HeaderMap, uri: &Uri, ctype: &str) {
     h.insert("content-type", HeaderValue::from_str(ctype).unwrap_or(HeaderValue::from_static("text/plain")));
     h.insert("x-mock-auth", echo(auth));
     h.insert("x-mock-host", echo(header_str(req_h, "host")));
+    // (Azure OpenAI's key header: the gateway's clients send a virtual key there.)
+    h.insert("x-mock-api-key", echo(header_str(req_h, "api-key")));
     h.insert("x-mock-path", echo(uri.path_and_query().map(|p| p.as_str())));
     h.insert("x-mock-anthropic-version", echo(header_str(req_h, "anthropic-version")));
     h.insert("x-mock-request-encoding", echo(header_str(req_h, "content-encoding")));
