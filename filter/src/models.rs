@@ -29,6 +29,8 @@ impl Shape {
     /// Anthropic SDKs, Claude Code's gateway model discovery); else OpenAI's.
     pub fn of(path: &str, anthropic_version: bool, google_key: bool) -> Shape {
         match () {
+            // (Gemini's OpenAI-compatible endpoint lists in OpenAI's shape.)
+            _ if path.starts_with("/v1beta/openai/") => Shape::OpenAi,
             _ if path.starts_with("/v1beta/") || google_key => Shape::Gemini,
             _ if anthropic_version => Shape::Anthropic,
             _ => Shape::OpenAi,

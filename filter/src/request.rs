@@ -102,12 +102,27 @@ fn is_azure(path: &str) -> bool {
     path.starts_with("/openai/")
 }
 
+/// `/models/{id}` (one segment) after an Azure or Gemini-compatible prefix.
 fn azure_model_id(rest: &str) -> Option<&str> {
     rest.strip_prefix("/models/").filter(|id| !id.is_empty() && !id.contains('/'))
 }
 
+/// Gemini's OpenAI-compatible endpoint (`/v1beta/openai/…`, what an
+/// OpenAI client whose base URL was Google's sends, as it reaches an Envoy
+/// in the mesh unchanged): its chat, embeddings and models, served as the
+/// OpenAI paths they stand for (Google documents these three).
+fn gemini_compat_endpoint(p: &str) -> Option<Endpoint> {
+    Some(match p.strip_prefix("/v1beta/openai")? {
+        "/chat/completions" => Endpoint::Chat(Api::OpenAiChat),
+        "/embeddings" => Endpoint::Chat(Api::OpenAiEmbeddings),
+        "/models" => Endpoint::Models,
+        rest if azure_model_id(rest).is_some() => Endpoint::Model,
+        _ => Endpoint::Other,
+    })
+}
+
 fn exact_endpoint(p: &str) -> Endpoint {
-    if let Some(e) = azure_endpoint(p) {
+    if let Some(e) = azure_endpoint(p).or_else(|| gemini_compat_endpoint(p)) {
         return e;
     }
     match p {
@@ -138,7 +153,9 @@ fn exact_endpoint(p: &str) -> Endpoint {
 /// describe (a fine-tuned OpenAI id has colons too: `ft:gpt-4o-mini:org::id`).
 pub fn model_path_id(path: &str) -> Option<String> {
     let p = path.split(['?', '#']).next().unwrap_or("");
-    let id = ["/v1/models/", "/models/", "/v1beta/models/", "/openai/models/", "/openai/v1/models/"].iter().find_map(|pre| p.strip_prefix(pre))?;
+    let id = ["/v1/models/", "/models/", "/v1beta/models/", "/openai/models/", "/openai/v1/models/", "/v1beta/openai/models/"]
+        .iter()
+        .find_map(|pre| p.strip_prefix(pre))?;
     // (`%3A` read as the `:` a server would decode it to: such a path is a
     // disguised call, refused as one, never a model to describe.)
     let colon = id.replace("%3A", ":").replace("%3a", ":");

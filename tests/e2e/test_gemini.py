@@ -126,6 +126,33 @@ def test_openai_sdk_reaches_gemini_through_its_openai_compatible_endpoint(stack,
     assert rec["cost_micros"] == expected_cost(PRICE, r.usage.prompt_tokens, r.usage.completion_tokens)
 
 
+def test_a_client_of_geminis_openai_compatible_endpoint_keeps_its_base_url(stack, client):
+    """An OpenAI client written for Gemini's OpenAI-compatible endpoint
+    (base URL `…/v1beta/openai/`, ai.google.dev/gemini-api/docs/openai), as
+    it reaches an Envoy in the mesh unchanged, or with only the host swapped:
+    its chat, embeddings and model list were refused 404 "not routed". They
+    are served as the OpenAI paths they stand for, routed by model like any
+    (a Gemini model to Google's endpoint, another model to its provider)."""
+    oai = openai.OpenAI(base_url=stack.url + "/v1beta/openai/", api_key=SEARCH_KEY, max_retries=0)
+    raw = oai.chat.completions.with_raw_response.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "hi"}])
+    assert raw.headers["x-mock-path"] == "/v1beta/openai/chat/completions"
+    r = raw.parse()
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert (rec["provider"], rec["api"]) == ("google", "openai_chat")
+    assert rec["cost_micros"] == expected_cost(PRICE, r.usage.prompt_tokens, r.usage.completion_tokens)
+    chunks = list(oai.chat.completions.create(model="gemini-2.5-flash", stream=True, messages=[{"role": "user", "content": "hi"}],
+                                              stream_options={"include_usage": True}))
+    assert [c.usage for c in chunks if c.usage]
+    raw = oai.embeddings.with_raw_response.create(model="gemini-embedding-001", input="a b c d")
+    assert raw.headers["x-mock-path"] == "/v1beta/openai/embeddings" and raw.parse().data[0].embedding
+    ids = [m.id for m in oai.models.list()]
+    assert "openai/gpt-5.4" in ids and "cheap" in ids, ids
+    assert oai.models.retrieve("gemini-2.5-flash").id == "gemini-2.5-flash"
+    # Another model on the same base URL goes to its own provider.
+    raw = oai.chat.completions.with_raw_response.create(model="openai/gpt-5.4", messages=[{"role": "user", "content": "hi"}])
+    assert raw.headers["x-mock-path"] == "/v1/chat/completions"
+
+
 def test_anthropic_sdk_reaches_gemini_translated(stack, client):
     import anthropic
     claude = anthropic.Anthropic(base_url=stack.url, api_key=SEARCH_KEY, max_retries=0)

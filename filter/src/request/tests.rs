@@ -91,6 +91,26 @@ fn azure_openai_paths_are_the_openai_paths_they_stand_for() {
     assert_eq!(upstream_query("/v1/chat/completions?api-version=1"), "?api-version=1");
 }
 
+/// Gemini's OpenAI-compatible endpoint as an OpenAI client whose base URL
+/// was Google's sends it (ai.google.dev/gemini-api/docs/openai): chat,
+/// embeddings and the model list.
+#[test]
+fn geminis_openai_compatible_paths_are_the_openai_paths_they_stand_for() {
+    for (p, e) in [
+        ("/v1beta/openai/chat/completions", Endpoint::Chat(Api::OpenAiChat)),
+        ("/v1beta/openai/embeddings", Endpoint::Chat(Api::OpenAiEmbeddings)),
+        ("/v1beta/openai/models", Endpoint::Models),
+        ("/v1beta/openai/models/gemini-2.5-flash", Endpoint::Model),
+        ("/v1beta/openai/images/generations", Endpoint::Other),
+        ("/v1beta/openai/chat/completions/", Endpoint::Chat(Api::OpenAiChat)),
+        ("/v1beta/openai//chat/completions", Endpoint::Disguised),
+    ] {
+        assert_eq!(classify_path(p), e, "{p}");
+    }
+    assert_eq!(model_path_id("/v1beta/openai/models/gemini-2.5-flash").as_deref(), Some("gemini-2.5-flash"));
+    assert_eq!(crate::models::Shape::of("/v1beta/openai/models", false, false), crate::models::Shape::OpenAi);
+}
+
 #[test]
 fn parses_what_matters() {
     let body = br#"{"model":"cheap","messages":[{"role":"user","content":"hello there"}],"stream":true,"max_completion_tokens":50,"max_tokens":80,"user":"u-1"}"#;
