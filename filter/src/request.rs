@@ -30,6 +30,10 @@ pub enum Endpoint {
     /// Gemini's (`…/models/{model}:countTokens`) or the Responses API's
     /// (`/v1/responses/input_tokens`), the API named.
     CountTokens(Api),
+    /// `POST /v1/moderations`: OpenAI's moderation classifier, free: routed
+    /// like a count (the key's models, the guardrails, the provider's key),
+    /// neither priced nor recorded, its answer passed on as it came.
+    Moderations,
     /// `POST /v1/responses/compact`: the Responses API's conversation
     /// compaction (Codex's remote compaction), billed like a response:
     /// routed to an OpenAI-format provider's Responses API only, nothing
@@ -135,6 +139,7 @@ fn exact_endpoint(p: &str) -> Endpoint {
         "/v1/responses/input_tokens" | "/responses/input_tokens" => Endpoint::CountTokens(Api::OpenAiResponses),
         "/v1/responses/compact" | "/responses/compact" => Endpoint::Compact,
         "/v1/models" | "/models" | "/v1beta/models" => Endpoint::Models,
+        "/v1/moderations" | "/moderations" => Endpoint::Moderations,
         _ => match crate::gemini::path_method(p) {
             Some((_, crate::gemini::Method::CountTokens)) => Endpoint::CountTokens(Api::GeminiGenerateContent),
             Some((_, m)) if m.embeds() => Endpoint::Chat(Api::GeminiEmbedContent),
@@ -611,7 +616,7 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
     };
     // The Responses API may take its input from a stored prompt or a previous response.
     let required = match api {
-        Api::OpenAiEmbeddings => Some(("input", "missing_input")),
+        Api::OpenAiEmbeddings | Api::OpenAiModerations => Some(("input", "missing_input")),
         Api::OpenAiCompletions => Some(("prompt", "missing_prompt")),
         Api::OpenAiChat | Api::AnthropicMessages => Some(("messages", "missing_messages")),
         // (Which member depends on the method: see `check_gemini`.)

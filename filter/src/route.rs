@@ -13,6 +13,10 @@ use crate::errors::GatewayError;
 use crate::request::{azure_deployment, parse_chat_for, upstream_query, Api, ChatRequest, Rewrite};
 use crate::usage::Usage;
 
+/// The model a moderation without one runs: OpenAI's default
+/// (openai-python `moderation_create_params.py`).
+pub const DEFAULT_MODERATION_MODEL: &str = "omni-moderation-latest";
+
 /// Where a request goes (recorded in its usage record).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -151,7 +155,9 @@ pub fn plan_for(
     };
     // An Azure OpenAI path names its deployment: the model run.
     let deployment = azure_deployment(path);
-    let parsed = parse_chat_for(api, body, api.is_gemini() || deployment.is_some()).map_err(|e| refuse(e, None, None))?;
+    // (A moderation names its model or takes OpenAI's default.)
+    let model_optional = api.is_gemini() || deployment.is_some() || api == Api::OpenAiModerations;
+    let parsed = parse_chat_for(api, body, model_optional).map_err(|e| refuse(e, None, None))?;
     // A named prompt: rendered from the members just parsed, then the
     // rendered body is planned (the request as named is not copied: it is
     // only read again on a refusal).
@@ -182,6 +188,9 @@ pub fn plan_for(
             return Err(refuse(e.with_param("model"), None, None));
         }
         chat.model = d.to_string();
+    }
+    if api == Api::OpenAiModerations && chat.model.is_empty() {
+        chat.model = DEFAULT_MODERATION_MODEL.to_string();
     }
     let mut routed = false;
     if !api.is_gemini() {
@@ -257,8 +266,15 @@ pub fn plan_for(
     let counts_here = match provider.format {
         ProviderFormat::Anthropic => api == Api::AnthropicMessages,
         ProviderFormat::Gemini => api == Api::GeminiGenerateContent,
-        ProviderFormat::Openai => api == Api::OpenAiResponses,
+        ProviderFormat::Openai => matches!(api, Api::OpenAiResponses | Api::OpenAiModerations),
     };
+    if choice.count_tokens && api == Api::OpenAiModerations && !counts_here {
+        let e = GatewayError::not_found(format!(
+            "Moderation is served for models routed to an OpenAI-format provider; the model '{model}' is served by provider '{}'.",
+            provider.name
+        ));
+        return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
+    }
     if choice.count_tokens && (translate.is_some() || !counts_here) {
         let e = GatewayError::not_found(format!(
             "Token counting is served for models routed to a provider of the request's own format (Anthropic, Gemini, OpenAI's Responses API); the model '{model}' is served by provider '{}'.",
@@ -348,6 +364,7 @@ pub fn plan_for(
             format!("{}/models/{}:countTokens{}", provider.path_prefix, target.upstream_model, query)
         }
         (Api::OpenAiResponses, _) if choice.count_tokens => format!("{}/responses/input_tokens{}", provider.path_prefix, query),
+        (Api::OpenAiModerations, _) => format!("{}/moderations{}", provider.path_prefix, query),
         (Api::OpenAiResponses, _) if choice.compact => format!("{}/responses/compact{}", provider.path_prefix, query),
         _ if choice.count_tokens => format!("{}/messages/count_tokens{}", provider.path_prefix, query),
         // (The method the path named; a translated request has none and generates.)

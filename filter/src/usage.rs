@@ -292,7 +292,7 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
             Ok(r) => ResponseInfo { model: r.model.clone(), response_id: r.id.clone(), served: r.served(), usage: r.usage(), advisor: None },
             Err(_) => ResponseInfo::default(),
         },
-        Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => match serde_json::from_slice::<OpenAiBody>(body) {
+        Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiModerations => match serde_json::from_slice::<OpenAiBody>(body) {
             Ok(b) => ResponseInfo {
                 model: b.model,
                 usage: b.usage.filter(OpenAiUsage::counted).map(Usage::from),
@@ -329,7 +329,7 @@ pub fn usage_from_value(api: Api, v: serde_json::Value) -> Option<Usage> {
     match api {
         Api::OpenAiResponses => crate::responses_api::usage_from_value(v),
         Api::GeminiGenerateContent | Api::GeminiEmbedContent => crate::gemini::usage_from_value(v),
-        Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => {
+        Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiModerations => {
             serde_json::from_value::<OpenAiUsage>(v).ok().filter(OpenAiUsage::counted).map(Usage::from)
         }
         Api::AnthropicMessages => serde_json::from_value::<AnthropicUsage>(v).ok().filter(AnthropicUsage::counted).map(|u| u.normalise()),
@@ -673,7 +673,7 @@ impl StreamTracker {
     pub fn summary(&self) -> StreamSummary {
         let usage = match self.api {
             // (Embeddings are never streamed.)
-            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::GeminiEmbedContent => self.openai_usage,
+            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::GeminiEmbedContent | Api::OpenAiModerations => self.openai_usage,
             // Calls done count even when the final usage never came (a cut stream is charged an estimate with them).
             Api::OpenAiResponses => match self.openai_usage {
                 Some(u) => Some(Usage {
@@ -719,7 +719,7 @@ impl StreamTracker {
             return Keep::Event;
         }
         match self.api {
-            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions => self.observe_openai(ev.name, &ev.data),
+            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiModerations => self.observe_openai(ev.name, &ev.data),
             Api::GeminiGenerateContent | Api::GeminiEmbedContent => {
                 let seen = crate::gemini::observe(&ev.data);
                 self.output_chars = self.output_chars.saturating_add(seen.output_chars);

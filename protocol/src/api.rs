@@ -29,6 +29,10 @@ pub enum Api {
     /// only, the model in the path.
     #[serde(rename = "gemini_embed_content")]
     GeminiEmbedContent,
+    /// `POST /v1/moderations`, OpenAI's moderation classifier: free, so
+    /// recorded only when the guardrails stop one (the audit sees it).
+    #[serde(rename = "openai_moderations")]
+    OpenAiModerations,
 }
 
 impl Api {
@@ -40,6 +44,7 @@ impl Api {
             Api::OpenAiEmbeddings => "/embeddings",
             Api::OpenAiCompletions => "/completions",
             Api::OpenAiResponses => "/responses",
+            Api::OpenAiModerations => "/moderations",
             // The model and the method are part of the path (see the filter's route planning).
             Api::GeminiGenerateContent | Api::GeminiEmbedContent => "/models",
         }
@@ -50,9 +55,10 @@ impl Api {
         self == Api::AnthropicMessages
     }
 
-    /// Whether a request produces output tokens (embeddings do not).
+    /// Whether a request produces output tokens (embeddings and
+    /// moderations do not).
     pub fn has_output(self) -> bool {
-        !self.embeds()
+        !self.embeds() && self != Api::OpenAiModerations
     }
 
     /// Whether the API makes embeddings (input tokens only, never streamed).
@@ -75,6 +81,7 @@ impl Api {
             Api::OpenAiResponses => "OpenAI responses",
             Api::GeminiGenerateContent => "Gemini generateContent",
             Api::GeminiEmbedContent => "Gemini embedContent",
+            Api::OpenAiModerations => "OpenAI moderations",
         }
     }
 
@@ -87,7 +94,7 @@ impl Api {
             Api::OpenAiChat => &["max_tokens", "max_completion_tokens"],
             Api::AnthropicMessages | Api::OpenAiCompletions => &["max_tokens"],
             Api::OpenAiResponses => &["max_output_tokens"],
-            Api::OpenAiEmbeddings | Api::GeminiGenerateContent | Api::GeminiEmbedContent => &[],
+            Api::OpenAiEmbeddings | Api::GeminiGenerateContent | Api::GeminiEmbedContent | Api::OpenAiModerations => &[],
         }
     }
 

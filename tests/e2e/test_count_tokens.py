@@ -13,7 +13,7 @@ import anthropic
 import pytest
 import requests
 
-from conftest import LABS_KEY, error_of
+from conftest import LABS_KEY, SEARCH_KEY, error_of
 
 
 def upstream_body(stack) -> dict:
@@ -93,3 +93,35 @@ def test_a_count_is_refused_as_a_message_would_be(stack, client):
     # Only POST, with a body.
     r = requests.get(stack.url + "/v1/messages/count_tokens", headers={"x-api-key": LABS_KEY}, timeout=10)
     assert r.status_code == 405
+
+
+def test_a_moderation_is_served_free_with_the_providers_key(stack, client):
+    """OpenAI's moderation classifier (`client.moderations.create`, which
+    apps call before sending a prompt) was refused 404 "not routed", so an
+    app that moderates broke behind the gateway. It is served like a count:
+    the key checked, routed to the OpenAI-format provider with the
+    provider's key, OpenAI's default model when none is named, guarded,
+    free: no budget, no record but for one the guardrails stop."""
+    import openai
+    oai = openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+    before = len(client.records())
+    raw = oai.moderations.with_raw_response.create(input=["Nice weather today.", "I will kill the stuck process."])
+    m = raw.parse()
+    assert [r.flagged for r in m.results] == [False, True] and m.model.startswith("omni-moderation-latest")
+    assert (raw.headers["x-mock-path"], raw.headers["x-mock-auth"]) == ("/v1/moderations", "Bearer sk-mock-openai")
+    assert upstream_body(stack) == {"input": ["Nice weather today.", "I will kill the stuck process."], "model": "omni-moderation-latest"}
+    m = oai.moderations.create(model="omni-moderation-2024-09-26",
+                               input=[{"type": "text", "text": "a photo"}, {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}])
+    assert m.results[0].category_applied_input_types.violence == ["text", "image"]
+    assert "x-tollgate-cost-micros" not in raw.headers and len(client.records()) == before, "free: no record"
+    # The key is checked; a model of another format is not found; the guardrails see the input.
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=stack.url + "/v1", api_key="tg-wrong", max_retries=0).moderations.create(input="hi")
+    with pytest.raises(openai.NotFoundError):
+        oai.moderations.create(model="claude-sonnet-4-6", input="hi")
+    sent = upstream_body(stack)
+    r = client.post("/v1/moderations", {"input": "Status of project bluebird?"}, key=LABS_KEY)
+    assert r.status_code == 400 and error_of(r)["code"] == "content_blocked", r.text
+    assert upstream_body(stack) == sent, "never sent"
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["api"], rec["outcome"], rec["cost_micros"]) == ("openai_moderations", "rejected", 0), rec

@@ -437,7 +437,7 @@ Demo virtual keys:
 {keys}
 
 Models: default, cheap, openai/gpt-5.4, anthropic/claude-sonnet-4-6, deepseek/deepseek-v4,
-        openai/*, anthropic/*, deepseek/*, google/*, gpt-*, claude-*, gemini-*, text-embedding-*
+        openai/*, anthropic/*, deepseek/*, google/*, gpt-*, claude-*, gemini-*, text-embedding-*, omni-moderation-*
         (list them: GET /v1/models; any of them from the OpenAI or the Anthropic SDK)
 
 Try it:

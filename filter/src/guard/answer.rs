@@ -444,7 +444,7 @@ fn for_each_delta(api: Api, v: &mut Value, f: &mut dyn FnMut(String, &mut String
                 }
             }
         }
-        Api::OpenAiEmbeddings | Api::GeminiEmbedContent => {}
+        Api::OpenAiEmbeddings | Api::GeminiEmbedContent | Api::OpenAiModerations => {}
     }
 }
 

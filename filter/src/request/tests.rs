@@ -47,6 +47,7 @@ fn classifies_paths() {
     assert_eq!(classify_path("/v1/responses/input_tokens"), Endpoint::CountTokens(Api::OpenAiResponses));
     assert_eq!(classify_path("/v1/models/ft:gpt-4o-mini-2024-07-18:org:custom:9vKy6BDo"), Endpoint::Model);
     assert_eq!(classify_path("/v1/messages/batches"), Endpoint::Other);
+    assert_eq!(classify_path("/v1/moderations"), Endpoint::Moderations);
     assert_eq!(query_of("/v1/messages?beta=true"), "?beta=true");
     assert_eq!(query_of("/v1/messages"), "");
     assert_eq!(upstream_query("/v1beta/models/m:streamGenerateContent?alt=sse&key=tg-1"), "?alt=sse");

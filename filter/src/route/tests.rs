@@ -759,3 +759,30 @@ fn an_azure_deployment_names_the_model_run() {
     let e = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"messages":[]}"#, "/openai/deployments/a\u{1}b/chat/completions", false).unwrap_err();
     assert_eq!(e.error.code, "invalid_model");
 }
+
+/// OpenAI's moderation classifier (`client.moderations.create`): free,
+/// routed like a count to an OpenAI-format provider, its model OpenAI's
+/// default when the body names none; another format's model is not found.
+#[test]
+fn a_moderation_is_routed_free_with_openais_default_model() {
+    let cfg = Config::from_json(br#"{
+      "providers": [{"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com", "api_key": "sk-up"},
+                    {"name": "anthropic", "format": "anthropic", "cluster": "anthropic", "host": "api.anthropic.com"}],
+      "routes": [{"model": "omni-moderation-*", "provider": "openai"}, {"model": "claude-*", "provider": "anthropic"}],
+      "unpriced_models": "deny"}"#).unwrap();
+    let moderate = |body: &[u8], k: Rc<KeyInfo>| {
+        let choice = Choice { count_tokens: true, ..Choice::default() };
+        plan_for(&cfg, &k, Api::OpenAiModerations, body, "/v1/moderations", false, choice)
+    };
+    let p = moderate(br#"{"input":"is this fine?"}"#, key(None)).unwrap();
+    let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+    assert_eq!((h[":path"].as_str(), h["authorization"].as_str()), ("/v1/moderations", "Bearer sk-up"));
+    let sent: serde_json::Value = serde_json::from_slice(p.body.as_deref().unwrap()).unwrap();
+    assert_eq!(sent, serde_json::json!({"input": "is this fine?", "model": "omni-moderation-latest"}), "the default named, nothing else added");
+    assert!(p.fallbacks.is_empty() && !p.chat.api.has_output(), "unpriced, yet served: it is free");
+    let p = moderate(br#"{"input":["a","b"],"model":"omni-moderation-2024-09-26"}"#, key(None)).unwrap();
+    assert!(p.body.is_none(), "sent as it came");
+    assert_eq!(moderate(br#"{"model":"omni-moderation-latest"}"#, key(None)).unwrap_err().error.code, "missing_input");
+    assert_eq!(moderate(br#"{"input":"x","model":"claude-sonnet-4-6"}"#, key(None)).unwrap_err().error.status, 404);
+    assert_eq!(moderate(br#"{"input":"x"}"#, key(Some(vec!["gpt-*"]))).unwrap_err().error.code, "model_not_allowed");
+}

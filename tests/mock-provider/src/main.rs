@@ -74,6 +74,7 @@ mod embeddings;
 mod gemini;
 mod gemini_embed;
 mod hostile;
+mod moderation;
 mod prefix_cache;
 mod responses;
 mod strict;
@@ -159,6 +160,7 @@ async fn main() {
         .route("/v1/messages", post(messages))
         .route("/v1/messages/count_tokens", post(count_message_tokens))
         .route("/v1/embeddings", post(embed))
+        .route("/v1/moderations", post(moderate))
         .route("/v1/completions", post(complete))
         .route("/v1/responses", post(respond_api))
         .route("/v1/responses/input_tokens", post(count_input_tokens))
@@ -771,6 +773,19 @@ async fn embed(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes)
     app.served_requests.fetch_add(1, Ordering::SeqCst);
     app.served_input.fetch_add(total, Ordering::SeqCst);
     respond(StatusCode::OK, &h, &uri, body, "application/json")
+}
+
+/// OpenAI's moderation classifier (moderation.rs). Free: not counted as served.
+async fn moderate(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+    remember(&app, &body);
+    let m = match openai_prelude(&app, &uri, &h, &body) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    match moderation::answer(&m, app.seq.fetch_add(1, Ordering::Relaxed)) {
+        Ok(body) => respond(StatusCode::OK, &h, &uri, body, "application/json"),
+        Err((status, msg, param, code)) => openai_error(&h, &uri, status, &msg, param, code),
+    }
 }
 
 async fn messages(State(app): State<Arc<App>>, uri: Uri, mut h: HeaderMap, body: Bytes) -> Response<Body> {

@@ -68,7 +68,7 @@ impl TollgateHttp {
                 OtherPaths::Deny => {
                     let p = crate::text::clean_field(path.split('?').next().unwrap_or(""), 128);
                     self.reject(GatewayError::not_found(format!(
-                        "Tollgate serves POST /v1/chat/completions, /v1/messages, /v1/messages/count_tokens, /v1/responses, /v1/responses/input_tokens, /v1/responses/compact, /v1/embeddings, /v1/completions and Gemini's /v1beta/models/{{model}}:generateContent, :streamGenerateContent, :countTokens, :embedContent and :batchEmbedContents, and GET /v1/models and /v1/models/{{id}} (Gemini's /v1beta/models too), and Azure OpenAI's and Gemini's OpenAI-compatible forms of these (/openai/deployments/{{deployment}}/chat/completions, /openai/responses, /openai/v1/..., /v1beta/openai/...); '{p}' is not routed."
+                        "Tollgate serves POST /v1/chat/completions, /v1/messages, /v1/messages/count_tokens, /v1/responses, /v1/responses/input_tokens, /v1/responses/compact, /v1/embeddings, /v1/completions, /v1/moderations and Gemini's /v1beta/models/{{model}}:generateContent, :streamGenerateContent, :countTokens, :embedContent and :batchEmbedContents, and GET /v1/models and /v1/models/{{id}} (Gemini's /v1beta/models too), and Azure OpenAI's and Gemini's OpenAI-compatible forms of these (/openai/deployments/{{deployment}}/chat/completions, /openai/responses, /openai/v1/..., /v1beta/openai/...); '{p}' is not routed."
                     )))
                 }
             };
@@ -111,6 +111,11 @@ impl TollgateHttp {
             Endpoint::CountTokens(api) => {
                 self.counting = true;
                 api
+            }
+            // (Free as a count is: routed and guarded the same way.)
+            Endpoint::Moderations => {
+                self.counting = true;
+                Api::OpenAiModerations
             }
             Endpoint::Compact => {
                 self.compacting = true;
