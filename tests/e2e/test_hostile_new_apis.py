@@ -7,6 +7,8 @@ from __future__ import annotations
 import http.client
 import json
 
+import requests
+
 from conftest import SEARCH_KEY
 
 
@@ -64,3 +66,38 @@ def test_non_utf8_and_control_bytes_in_new_places(stack, client):
     assert r.status_code == 400 and r.json()["error"]["code"] == "untranslatable_field"
     # and the worker still serves
     assert client.chat("cheap").status_code == 200
+
+
+def test_hostile_bytes_on_the_azure_namespace_moderation_and_count_paths(stack, client):
+    """The thirty-fourth session's paths, fed what a hostile client sends:
+    each refused with a clear 4xx before anything reaches the provider, or
+    served bounded; the worker serves on."""
+    served = lambda: requests.get(stack.mock.url + "/mock/stats", timeout=5).json()["requests"]
+    before = served()
+    chat = json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode()
+    # An Azure deployment names the model: escapes, traversal, NUL, bytes that are not UTF-8, 300 characters.
+    for d in ("gem%0Aini", "..%2F..%2Fv1%2Ffiles", "a%00b", "%FF%FE", "x" * 300, "%20"):
+        status = raw_post(stack, f"/openai/deployments/{d}/chat/completions?api-version=1", chat, {b"api-key": SEARCH_KEY.encode()})
+        assert status in (400, 403, 404), (d, status)
+    # A key header that is not UTF-8, or two different keys, are no key.
+    assert raw_post(stack, "/openai/deployments/cheap/chat/completions", chat, {b"api-key": b"tg-\xff"}) == 401
+    assert raw_post(stack, "/openai/deployments/cheap/chat/completions", chat,
+                    {b"api-key": SEARCH_KEY.encode(), b"authorization": b"Bearer tg-demo-labs-key"}) == 401
+    # Namespaces: a name that cannot go flat, a namespace that is not a string, 4,000 functions.
+    claude = "anthropic/claude-sonnet-4-6"
+    for tools, input_ in (([{"type": "namespace", "name": "n\u00e9", "tools": [{"type": "function", "name": "f"}]}], "x"),
+                          ([{"type": "namespace", "name": "n", "tools": "f"}], "x"),
+                          ([], [{"type": "function_call", "call_id": "c", "name": "f", "namespace": {"x": 1}, "arguments": "{}"}])):
+        r = client.post("/v1/responses", {"model": claude, "input": input_, "tools": tools})
+        assert r.status_code == 400, (tools, r.text)
+    many = [{"type": "namespace", "name": f"ns{i}", "tools": [{"type": "function", "name": f"f{j}", "parameters": {"type": "object"}} for j in range(40)]}
+            for i in range(100)]
+    r = client.post("/v1/responses", {"model": claude, "input": "x", "tools": many, "max_output_tokens": 16})
+    assert r.status_code in (200, 400, 413), r.text[:300]
+    assert served() - before <= 1, "only the 4,000-function request may have reached the provider"
+    # A moderation 5,000 arrays deep, a whole-request count 5,000 objects deep: refused as JSON, never a crash.
+    deep = "[" * 5000 + '"x"' + "]" * 5000
+    assert raw_post(stack, "/v1/moderations", ('{"input":%s}' % deep).encode(), {b"authorization": f"Bearer {SEARCH_KEY}".encode()}) == 400
+    nested = '{"generateContentRequest":' + '{"a":' * 5000 + "1" + "}" * 5001
+    assert raw_post(stack, "/v1beta/models/gemini-2.5-flash:countTokens", nested.encode(), {b"x-goog-api-key": SEARCH_KEY.encode()}) == 400
+    assert client.chat("cheap").status_code == 200, "the worker still serves"
