@@ -33,6 +33,7 @@ def node_results(stack):
 GENERATIONS = ["openai_chat", "openai_chat_stream", "openai_responses", "openai_responses_stream", "openai_embeddings",
                "anthropic_messages", "anthropic_stream", "gemini_generate", "gemini_stream", "gemini_embed",
                "gemini_legacy_generate", "gemini_legacy_stream", "gemini_legacy_embed", "azure_chat",
+               "vercel_azure_responses", "vercel_azure_deployment_chat",
                "vercel_openai_responses", "vercel_openai_chat_stream", "vercel_anthropic", "vercel_anthropic_stream", "vercel_embed",
                "vercel_openai_to_claude"]
 

@@ -11,6 +11,7 @@ import { GoogleGenerativeAI } from "@google/generative-ai";
 import { generateText, streamText, embed } from "ai";
 import { createOpenAI } from "@ai-sdk/openai";
 import { createAnthropic } from "@ai-sdk/anthropic";
+import { createAzure } from "@ai-sdk/azure";
 
 const url = process.env.TOLLGATE_URL;
 const key = process.env.TOLLGATE_KEY;
@@ -33,6 +34,10 @@ const legacy = new GoogleGenerativeAI(key).getGenerativeModel(
   { model: "gemini-2.5-flash", systemInstruction: "Be terse.", generationConfig: { maxOutputTokens: 50 } },
   { baseUrl: url });
 const vOpenai = createOpenAI({ baseURL: `${url}/v1`, apiKey: key });
+// The Vercel AI SDK's Azure provider, the gateway as its base URL (its key in `api-key`):
+// the Responses API on `/openai/responses`, or Azure's deployment URLs.
+const vAzure = createAzure({ baseURL: `${url}/openai`, apiKey: key });
+const vAzureDeployments = createAzure({ baseURL: `${url}/openai`, apiKey: key, useDeploymentBasedUrls: true, apiVersion: "2024-10-21" });
 const vAnthropic = createAnthropic({ baseURL: `${url}/v1`, apiKey: key });
 
 const id = (headers) => (headers?.get ? headers.get("x-tollgate-request-id") : headers?.["x-tollgate-request-id"]) ?? null;
@@ -191,6 +196,14 @@ const scenarios = {
   async vercel_openai_to_claude() {
     // The AI SDK's OpenAI provider (Responses API) naming a Claude model: translated.
     const r = await generateText({ model: vOpenai("anthropic/claude-sonnet-4-6"), prompt: say, maxOutputTokens: 50, maxRetries: 0 });
+    return { id: id(r.response.headers), text: r.text, input: r.usage.inputTokens, output: r.usage.outputTokens };
+  },
+  async vercel_azure_responses() {
+    const r = await generateText({ model: vAzure("openai/gpt-5.4"), prompt: say, maxOutputTokens: 50, maxRetries: 0 });
+    return { id: id(r.response.headers), text: r.text, input: r.usage.inputTokens, output: r.usage.outputTokens };
+  },
+  async vercel_azure_deployment_chat() {
+    const r = await generateText({ model: vAzureDeployments.chat("cheap"), prompt: say, maxOutputTokens: 50, maxRetries: 0 });
     return { id: id(r.response.headers), text: r.text, input: r.usage.inputTokens, output: r.usage.outputTokens };
   },
   async vercel_embed() {
