@@ -203,7 +203,7 @@ const scenarios = {
     return { id: id(r.response.headers), text: r.text, input: r.usage.inputTokens, output: r.usage.outputTokens };
   },
   async vercel_azure_deployment_chat() {
-    const r = await generateText({ model: vAzureDeployments.chat("cheap"), prompt: say, maxOutputTokens: 50, maxRetries: 0 });
+    const r = await generateText({ model: vAzureDeployments.chat("openai/gpt-5.4"), prompt: say, maxOutputTokens: 50, maxRetries: 0 });
     return { id: id(r.response.headers), text: r.text, input: r.usage.inputTokens, output: r.usage.outputTokens };
   },
   async vercel_embed() {

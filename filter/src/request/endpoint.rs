@@ -57,12 +57,7 @@ pub fn classify_path(path: &str) -> Endpoint {
 fn azure_endpoint(p: &str) -> Option<Endpoint> {
     let rest = p.strip_prefix("/openai")?;
     if let Some(d) = rest.strip_prefix("/deployments/") {
-        return Some(match d.split_once('/').map(|(_, tail)| tail) {
-            Some("chat/completions") => Endpoint::Chat(Api::OpenAiChat),
-            Some("completions") => Endpoint::Chat(Api::OpenAiCompletions),
-            Some("embeddings") => Endpoint::Chat(Api::OpenAiEmbeddings),
-            _ => Endpoint::Other,
-        });
+        return Some(deployment_call(d).map_or(Endpoint::Other, |(_, api)| Endpoint::Chat(api)));
     }
     let rest = rest.strip_prefix("/v1").unwrap_or(rest);
     Some(match rest {
@@ -86,8 +81,20 @@ fn azure_endpoint(p: &str) -> Option<Endpoint> {
 /// as no model name).
 pub fn azure_deployment(path: &str) -> Option<std::borrow::Cow<'_, str>> {
     let p = path.split(['?', '#']).next().unwrap_or("");
-    let (d, _) = p.strip_prefix("/openai/deployments/")?.split_once('/')?;
+    let (d, _) = deployment_call(p.strip_prefix("/openai/deployments/")?)?;
     Some(percent_encoding::percent_decode_str(d).decode_utf8().unwrap_or(std::borrow::Cow::Borrowed(d)))
+}
+
+/// `{deployment}/{call}` split at the call it ends with: a route's model
+/// may hold a `/` that a client did not escape (the Vercel AI SDK's Azure
+/// provider sends `deployments/openai/gpt-5.4/chat/completions`), which
+/// Azure's own deployment names never do.
+fn deployment_call(rest: &str) -> Option<(&str, Api)> {
+    [("/chat/completions", Api::OpenAiChat), ("/completions", Api::OpenAiCompletions), ("/embeddings", Api::OpenAiEmbeddings)]
+        .into_iter()
+        .find_map(|(call, api)| rest.strip_suffix(call).map(|d| (d, api)))
+        // (`…/chat/completions` ends with `/completions` too: the longest call first, and a deployment named.)
+        .filter(|(d, _)| !d.is_empty() && !d.ends_with('/'))
 }
 
 /// Whether a path is one of Azure OpenAI's (`/openai/…`): its `api-version`

@@ -84,6 +84,10 @@ fn azure_openai_paths_are_the_openai_paths_they_stand_for() {
     assert_eq!(azure_deployment("/openai/deployments/prod-4o/chat/completions?api-version=1").as_deref(), Some("prod-4o"));
     assert_eq!(azure_deployment("/openai/deployments/openai%2Fgpt-5.4/chat/completions").as_deref(), Some("openai/gpt-5.4"), "as the SDK encodes it");
     assert_eq!(azure_deployment("/openai/deployments/%FF/chat/completions").as_deref(), Some("%FF"));
+    assert_eq!(azure_deployment("/openai/deployments/openai/gpt-5.4/chat/completions").as_deref(), Some("openai/gpt-5.4"), "unescaped");
+    assert_eq!(azure_deployment("/openai/deployments/m/embeddings").as_deref(), Some("m"));
+    assert_eq!(azure_deployment("/openai/deployments//chat/completions"), None);
+    assert_eq!(classify_path("/openai/deployments/openai/gpt-5.4/chat/completions"), Endpoint::Chat(Api::OpenAiChat));
     assert_eq!(azure_deployment("/openai/v1/chat/completions"), None);
     assert_eq!(model_path_id("/openai/models/gpt-5.4?api-version=1").as_deref(), Some("gpt-5.4"));
     // Azure's api-version is the Azure client's: no provider takes it (Azure's v1 API included).
