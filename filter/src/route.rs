@@ -268,18 +268,12 @@ pub fn plan_for(
         ProviderFormat::Gemini => api == Api::GeminiGenerateContent,
         ProviderFormat::Openai => matches!(api, Api::OpenAiResponses | Api::OpenAiModerations),
     };
-    if choice.count_tokens && api == Api::OpenAiModerations && !counts_here {
-        let e = GatewayError::not_found(format!(
-            "Moderation is served for models routed to an OpenAI-format provider; the model '{model}' is served by provider '{}'.",
-            provider.name
-        ));
-        return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
-    }
     if choice.count_tokens && (translate.is_some() || !counts_here) {
-        let e = GatewayError::not_found(format!(
-            "Token counting is served for models routed to a provider of the request's own format (Anthropic, Gemini, OpenAI's Responses API); the model '{model}' is served by provider '{}'.",
-            provider.name
-        ));
+        let what = match api {
+            Api::OpenAiModerations => "Moderation is served for models routed to an OpenAI-format provider",
+            _ => "Token counting is served for models routed to a provider of the request's own format (Anthropic, Gemini, OpenAI's Responses API)",
+        };
+        let e = GatewayError::not_found(format!("{what}; the model '{model}' is served by provider '{}'.", provider.name));
         return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
     }
     if choice.compact && (translate.is_some() || !matches!(upstream, Upstream::Chat | Upstream::Responses)) {
