@@ -1,11 +1,13 @@
 //! A stream event longer than the splitter holds ([`crate::sse::MAX_EVENT_BYTES`])
-//! goes on in fragments, unparsed. Two such events carry the usage:
+//! goes on in fragments, unparsed. Three such events carry the usage:
 //!
 //! - the Responses API's terminal event (`response.completed` …) holds the
 //!   whole response, its output text included, so an answer of a few
 //!   hundred thousand tokens makes it pass 1 MiB;
 //! - a Gemini chunk with an image (`inlineData`, base64: a 1024×1024 PNG is
-//!   about 2 MB) carries the usage and `finishReason` after it.
+//!   about 2 MB) carries the usage and `finishReason` after it;
+//! - an image generation's `image_generation.completed` event holds the
+//!   image (megabytes of base64) and its usage after it.
 //!
 //! Read like a body too large to hold ([`crate::response`]): only the
 //! event's first bytes (its name and type) and its last 64 KiB are kept,
@@ -59,6 +61,8 @@ impl BigEvent {
         let terminal = match api {
             Api::OpenAiResponses => failed || named(b"response.completed") || named(b"response.incomplete"),
             Api::GeminiGenerateContent => member::<String>(tail, b"\"finishReason\"").is_some(),
+            // An image of a stream, its usage after it (`crate::usage`'s images).
+            Api::OpenAiImages => named(b"image_generation.completed"),
             // Their usage comes in small events of its own (OpenAI's usage chunk,
             // Anthropic's message_start / message_delta).
             _ => return BigSeen::default(),

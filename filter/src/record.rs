@@ -25,6 +25,11 @@ pub struct Observed {
     pub upstream_responded: bool,
     pub termination: Termination,
     pub estimated_input_tokens: u64,
+    /// The image output tokens the request asked for (an image
+    /// generation's `n` images at their quality and size: its
+    /// reservation's output side), the estimate of an answer whose usage
+    /// is missing: its bytes are base64 images, no measure of tokens.
+    pub image_bound: Option<u64>,
     /// Non-streamed: what the JSON body said.
     pub json: Option<ResponseInfo>,
     /// Why the body could not be read whole, as the record's `error_code`
@@ -114,12 +119,15 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
             (None, true) => Some(o.body_note.unwrap_or("usage_unreadable:event_too_large").to_string()),
             (e, _) => e,
         };
-        let estimated_output = estimate_tokens(s.output_chars);
+        let estimated_output = o.image_bound.unwrap_or(estimate_tokens(s.output_chars));
         let mut u = s.usage.unwrap_or_default();
         if u.input_tokens == 0 {
             u.input_tokens = o.estimated_input_tokens;
         }
         u.output_tokens = u.output_tokens.max(estimated_output);
+        if o.image_bound.is_some() {
+            u.image_output_tokens = u.output_tokens;
+        }
         let source = if u == Usage::default() { UsageSource::None } else { UsageSource::Estimated };
         return (u, source, outcome, error);
     }
@@ -133,7 +141,8 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
             // the body's size (JSON framing makes it high). Never a silent zero.
             Usage {
                 input_tokens: o.estimated_input_tokens,
-                output_tokens: estimate_tokens(o.body_bytes),
+                output_tokens: o.image_bound.unwrap_or(estimate_tokens(o.body_bytes)),
+                image_output_tokens: o.image_bound.unwrap_or(0),
                 ..Default::default()
             },
             UsageSource::Estimated,
@@ -214,7 +223,7 @@ pub(crate) mod tests {
     }
 
     fn obs(status: u16, t: Termination, json: Option<ResponseInfo>, s: Option<StreamSummary>) -> Observed {
-        Observed { status, upstream_responded: true, termination: t, estimated_input_tokens: 100, json, stream: s, body_note: None, body_bytes: 0, head_served: Default::default() }
+        Observed { status, upstream_responded: true, termination: t, estimated_input_tokens: 100, image_bound: None, json, stream: s, body_note: None, body_bytes: 0, head_served: Default::default() }
     }
 
     const U: Usage = Usage { input_tokens: 120, cached_input_tokens: 20, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 0, cache_write_1h_tokens: 0, web_search_requests: 0, file_search_calls: 0, audio_input_tokens: 0, audio_output_tokens: 0, image_output_tokens: 0, cache_reported: true };
@@ -269,6 +278,34 @@ pub(crate) mod tests {
         let (u, src, out, err) = account(&o);
         assert_eq!((u.input_tokens, u.output_tokens, src, out), (100, 2_500_000, UsageSource::Estimated, Outcome::Ok));
         assert_eq!(err.as_deref(), Some("usage_unreadable:content_encoding"));
+    }
+
+    #[test]
+    fn a_real_dall_e_answer_reports_no_usage_and_is_charged_the_images_asked_for() {
+        // Recorded from api.openai.com (tests/captures/README.md): a URL, no usage.
+        let body = include_bytes!("../../tests/captures/openai_image_dalle2.json");
+        let json = crate::usage::parse_json_response(Api::OpenAiImages, body);
+        assert_eq!(json.usage, None);
+        let mut o = obs(200, Termination::Complete, Some(json), None);
+        (o.body_bytes, o.image_bound) = (body.len() as u64, Some(6240));
+        let (u, src, _, err) = account(&o);
+        assert_eq!((u.output_tokens, u.image_output_tokens, src, err.as_deref()), (6240, 6240, UsageSource::Estimated, Some("usage_missing")));
+    }
+
+    #[test]
+    fn an_image_answer_without_usage_is_charged_the_images_asked_for_not_its_base64() {
+        let body = format!(r#"{{"created":1,"data":[{{"b64_json":"{}"}}]}}"#, "A".repeat(400_000));
+        let json = crate::usage::parse_json_response(Api::OpenAiImages, body.as_bytes());
+        let mut o = obs(200, Termination::Complete, Some(json), None);
+        (o.body_bytes, o.image_bound) = (body.len() as u64, Some(2 * 1584));
+        let (u, src, _, err) = account(&o);
+        assert_eq!((u.output_tokens, u.image_output_tokens, src, err.as_deref()), (3168, 3168, UsageSource::Estimated, Some("usage_missing")));
+        // a stream cut before its images completed: the same
+        let s = stream(None, false, 2_000_000);
+        let mut o = obs(200, Termination::UpstreamReset, None, Some(s));
+        o.image_bound = Some(272);
+        let (u, _, out, _) = account(&o);
+        assert_eq!((u.output_tokens, u.image_output_tokens, out), (272, 272, Outcome::UpstreamCut));
     }
 
     #[test]

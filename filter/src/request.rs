@@ -254,6 +254,7 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
     let mut server_tools = server_tools::ServerTools::default();
     let mut max_tool_calls = None;
     let mut server_fallbacks = false;
+    let mut image = images::ImageAsk::default();
     for (k, v) in &members.0 {
         let raw = v.get();
         // Every member counts towards the input estimate, not only the
@@ -292,6 +293,11 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
                 Ok(None) => {}
                 _ => return Err(bad("invalid_type", "'n' must be an integer from 1 to 128.").with_param("n")),
             },
+            // Image generations: `n` images, each reserved by its quality and size.
+            "n" if api == Api::OpenAiImages => choices = images::images(raw)?,
+            "quality" if api == Api::OpenAiImages => image.quality(raw)?,
+            "size" if api == Api::OpenAiImages => image.size(raw)?,
+            "partial_images" if api == Api::OpenAiImages => image.partial_images(raw)?,
             // Legacy completions generate `best_of` candidates server-side and bill them all.
             "best_of" if api == Api::OpenAiCompletions => match serde_json::from_str::<Option<u64>>(raw) {
                 Ok(Some(n)) if (1..=MAX_CHOICES).contains(&n) => choices = choices.max(n),
@@ -427,7 +433,7 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
     // The Responses API may take its input from a stored prompt or a previous response.
     let required = match api {
         Api::OpenAiEmbeddings | Api::OpenAiModerations => Some(("input", "missing_input")),
-        Api::OpenAiCompletions => Some(("prompt", "missing_prompt")),
+        Api::OpenAiCompletions | Api::OpenAiImages => Some(("prompt", "missing_prompt")),
         Api::OpenAiChat | Api::AnthropicMessages => Some(("messages", "missing_messages")),
         // (Which member depends on the method: see `check_gemini`.)
         Api::OpenAiResponses | Api::GeminiEmbedContent | Api::GeminiGenerateContent => None,
@@ -437,6 +443,10 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
     }
     if let Some(u) = &mut user {
         *u = crate::text::clean_field(u, 256);
+    }
+    // An image's tokens cannot be capped: the request's own ask is its bound.
+    if api == Api::OpenAiImages {
+        max_tokens = Some(image.tokens_per_image(stream));
     }
     let request = ChatRequest {
         model,
@@ -711,6 +721,7 @@ impl ParsedBody<'_> {
 
 mod endpoint;
 mod gemini_body;
+pub mod images;
 mod path;
 pub mod server_tools;
 #[cfg(test)]

@@ -288,6 +288,7 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
             Err(_) => ResponseInfo::default(),
         },
         Api::GeminiEmbedContent => ResponseInfo { usage: crate::gemini::embed_usage(body), ..Default::default() },
+        Api::OpenAiImages => ResponseInfo { usage: images::from_body(body), ..Default::default() },
         Api::OpenAiResponses => match serde_json::from_slice::<crate::responses_api::ResponseObject>(body) {
             Ok(r) => ResponseInfo { model: r.model.clone(), response_id: r.id.clone(), served: r.served(), usage: r.usage(), advisor: None },
             Err(_) => ResponseInfo::default(),
@@ -329,6 +330,7 @@ pub fn usage_from_value(api: Api, v: serde_json::Value) -> Option<Usage> {
     match api {
         Api::OpenAiResponses => crate::responses_api::usage_from_value(v),
         Api::GeminiGenerateContent | Api::GeminiEmbedContent => crate::gemini::usage_from_value(v),
+        Api::OpenAiImages => images::from_value(v),
         Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiModerations => {
             serde_json::from_value::<OpenAiUsage>(v).ok().filter(OpenAiUsage::counted).map(Usage::from)
         }
@@ -673,7 +675,9 @@ impl StreamTracker {
     pub fn summary(&self) -> StreamSummary {
         let usage = match self.api {
             // (Embeddings are never streamed.)
-            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::GeminiEmbedContent | Api::OpenAiModerations => self.openai_usage,
+            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages => {
+                self.openai_usage
+            }
             // Calls done count even when the final usage never came (a cut stream is charged an estimate with them).
             Api::OpenAiResponses => match self.openai_usage {
                 Some(u) => Some(Usage {
@@ -759,7 +763,23 @@ impl StreamTracker {
                 self.observe_anthropic(ev.name, &ev.data);
                 Keep::Event
             }
+            Api::OpenAiImages => {
+                let seen = images::observe(ev.name, &ev.data);
+                self.image_done(seen.usage, seen.completed);
+                self.error_event |= seen.error;
+                Keep::Event
+            }
         }
+    }
+
+    /// An image of a stream completed (with its usage, when it says one):
+    /// added to the images before it.
+    fn image_done(&mut self, usage: Option<Usage>, completed: bool) {
+        if let Some(u) = usage {
+            self.openai_usage = Some(images::add(self.openai_usage, u));
+        }
+        self.usage_final |= completed && self.openai_usage.is_some();
+        self.finished |= completed;
     }
 
     /// A fragment of an over-long event; at its end, what its ends say.
@@ -768,6 +788,9 @@ impl StreamTracker {
             return;
         }
         let Some(seen) = self.big.take().map(|b| b.read(self.api)) else { return };
+        if self.api == Api::OpenAiImages {
+            return self.image_done(seen.usage, seen.terminal);
+        }
         if let Some(u) = seen.usage {
             self.openai_usage = Some(u);
         }
@@ -976,3 +999,4 @@ fn null_usage_member_at(raw: &[u8], i: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests;
+mod images;

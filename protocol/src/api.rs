@@ -33,6 +33,11 @@ pub enum Api {
     /// recorded only when the guardrails stop one (the audit sees it).
     #[serde(rename = "openai_moderations")]
     OpenAiModerations,
+    /// `POST /v1/images/generations`, OpenAI's GPT image models: priced
+    /// from the answer's token usage (its image output tokens at their own
+    /// rate), reserved by the images asked for ([`Api::has_output`]).
+    #[serde(rename = "openai_images")]
+    OpenAiImages,
 }
 
 impl Api {
@@ -45,6 +50,7 @@ impl Api {
             Api::OpenAiCompletions => "/completions",
             Api::OpenAiResponses => "/responses",
             Api::OpenAiModerations => "/moderations",
+            Api::OpenAiImages => "/images/generations",
             // The model and the method are part of the path (see the filter's route planning).
             Api::GeminiGenerateContent | Api::GeminiEmbedContent => "/models",
         }
@@ -82,6 +88,7 @@ impl Api {
             Api::GeminiGenerateContent => "Gemini generateContent",
             Api::GeminiEmbedContent => "Gemini embedContent",
             Api::OpenAiModerations => "OpenAI moderations",
+            Api::OpenAiImages => "OpenAI image generations",
         }
     }
 
@@ -94,7 +101,7 @@ impl Api {
             Api::OpenAiChat => &["max_tokens", "max_completion_tokens"],
             Api::AnthropicMessages | Api::OpenAiCompletions => &["max_tokens"],
             Api::OpenAiResponses => &["max_output_tokens"],
-            Api::OpenAiEmbeddings | Api::GeminiGenerateContent | Api::GeminiEmbedContent | Api::OpenAiModerations => &[],
+            Api::OpenAiEmbeddings | Api::GeminiGenerateContent | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages => &[],
         }
     }
 

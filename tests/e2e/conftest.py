@@ -35,6 +35,8 @@ PRICES = {
     "google/gemini-2.5-flash": dict(input=300_000, cached_input=30_000, output=2_500_000),
     "google/gemini-3-flash-preview": dict(input=500_000, cached_input=50_000, output=3_000_000),
     "google/gemini-2.5-flash-image": dict(input=300_000, output=2_500_000, image_output=30_000_000),
+    "openai/gpt-image-1.5": dict(input=5_000_000, cached_input=1_250_000, output=10_000_000, image_output=32_000_000),
+    "openai/gpt-image-1": dict(input=5_000_000, cached_input=1_250_000, output=40_000_000),
 }
 
 

@@ -620,3 +620,30 @@ def test_an_advisors_calls_count_against_the_budget_and_are_reported_under_its_m
     assert by_model["claude-opus-4-8"]["cost_micros"] == 122_500 * len(costs), by_model
     assert by_model["claude-opus-4-8"]["requests"] == len(costs)
     assert sum(row["cost_micros"] for row in rows) == total["cost_micros"]
+
+
+def test_an_image_generation_is_held_by_the_images_it_asks_for(fresh):
+    """An image's tokens cannot be capped: a generation reserves the images
+    it asks for (`n` × the tokens of their quality and size, at the image
+    output price). GPT Image 1.5 at high quality, 1536×1024: 6,240 tokens,
+    $0.20 an image; a key with $0.10 left is refused it before anything is
+    sent, as are ten low-quality portraits ($0.13) and a stream of six
+    squares with three partial images each ($0.11); a low-quality square
+    ($0.009) is served."""
+    c = fresh.control
+    key = new_key(c, "artists")
+    c.api("PUT", "/v1/budgets/key/" + key["id"], {"limit_micros": 100_000, "period": "daily"}, expect=200)
+    cli = Client(fresh)
+    wait_until(lambda: key_works(fresh.url, key["key"]), what="the key with its budget")
+    served = mock_stats(fresh)["requests"]
+    ask = {"model": "gpt-image-1.5", "prompt": "A sea otter reading a ledger"}
+    for body in ({**ask, "quality": "high", "size": "1536x1024"}, ask, {**ask, "quality": "low", "size": "1024x1536", "n": 10},
+                 {**ask, "quality": "low", "size": "1024x1024", "n": 6, "stream": True, "partial_images": 3}):
+        r = cli.post("/v1/images/generations", body, key=key["key"])
+        assert r.status_code == 429 and error_of(r)["code"] == "budget_exhausted", (body, r.text)
+    assert mock_stats(fresh)["requests"] == served, "nothing reached the provider"
+    r = cli.post("/v1/images/generations", {**ask, "quality": "low", "size": "1024x1024"}, key=key["key"])
+    assert r.status_code == 200, r.text
+    u = r.json()["usage"]
+    rec = cli.record(r.headers["x-tollgate-request-id"])
+    assert rec["cost_micros"] == expected_cost("openai/gpt-image-1.5", u["input_tokens"], 272, image=272) > 8_000, rec

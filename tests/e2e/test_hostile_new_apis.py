@@ -101,3 +101,39 @@ def test_hostile_bytes_on_the_azure_namespace_moderation_and_count_paths(stack, 
     nested = '{"generateContentRequest":' + '{"a":' * 5000 + "1" + "}" * 5001
     assert raw_post(stack, "/v1beta/models/gemini-2.5-flash:countTokens", nested.encode(), {b"x-goog-api-key": SEARCH_KEY.encode()}) == 400
     assert client.chat("cheap").status_code == 200, "the worker still serves"
+
+
+def test_hostile_image_generations_are_refused_or_bounded(stack, client):
+    """Image generations, fed what a hostile client or provider sends:
+    duplicate members that would change what is reserved, sizes and counts
+    past any model's, a disguised path, a provider reporting absurd usage
+    or none at all, a stream that never completes."""
+    served = lambda: requests.get(stack.mock.url + "/mock/stats", timeout=5).json()["requests"]
+    before = served()
+    gen = "/v1/images/generations"
+    for raw in (b'{"model":"gpt-image-1.5","prompt":"a","n":1,"n":10}', b'{"model":"gpt-image-1.5","prompt":"a","quality":"low","quality":"high"}',
+                b'{"model":"gpt-image-1.5","prompt":"a","size":"1024x1024","size":"3840x2160"}'):
+        r = client.post(gen, raw=raw)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "duplicate_key", r.text
+    for body in ({"n": 1e30}, {"n": -1}, {"n": 10**20}, {"size": "1x" + "9" * 40}, {"size": "\u0661\u0660\u0662\u0664x1024"},
+                 {"size": "1024x1024\u0000"}, {"quality": ["high"]}, {"partial_images": 2**64}, {"prompt": None}, {"prompt": 7}):
+        r = client.post(gen, {"model": "gpt-image-1.5", "prompt": "a", **body})
+        assert r.status_code == 400, (body, r.text)
+    for path in ("/v1/images/Generations", "/v1//images/generations", "/v1/images/%67enerations", "/v1/images/generations/..;/generations"):
+        assert raw_post(stack, path, b'{"model":"gpt-image-1.5","prompt":"a"}', {b"authorization": f"Bearer {SEARCH_KEY}".encode()}) in (400, 404), path
+    assert served() == before, "nothing reached the provider"
+    # usage past any count: clamped; none at all: the images asked for, never the base64's size
+    r = client.post(gen, {"model": "gpt-image-1.5", "prompt": "a", "quality": "low", "size": "1024x1024"},
+                    headers={"x-mock-replay": "openai_image_dalle2.json"})
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["usage_source"], rec["usage"]["output_tokens"], rec["error_code"]) == ("estimated", 272, "usage_missing"), rec
+    # a stream cut after its partial image: the images asked for, as an estimate
+    r = client.post(gen, {"model": "gpt-image-1.5", "prompt": "a", "quality": "low", "size": "1024x1024", "stream": True, "partial_images": 1},
+                    headers={"x-mock-cut-after": "1"}, stream=True)
+    try:
+        r.content
+    except requests.exceptions.ChunkedEncodingError:
+        pass  # the cut, as the client sees it
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["usage_source"], rec["outcome"], rec["usage"]["output_tokens"]) == ("estimated", "upstream_cut", 372), rec
+    assert client.chat("cheap").status_code == 200, "the worker still serves"

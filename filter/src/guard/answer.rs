@@ -83,7 +83,8 @@ impl AnswerGuard {
     /// nothing to restore and does not scan).
     pub fn new(policy: Rc<Policy>, owner: Owner, placeholders: Placeholders, api: Api) -> Option<AnswerGuard> {
         let restore = policy.restore && !placeholders.is_empty();
-        if policy.responses == ResponseMode::Off && !restore {
+        // An image generation answers images (megabytes of base64), no text to scan or restore.
+        if (policy.responses == ResponseMode::Off && !restore) || api == Api::OpenAiImages {
             return None;
         }
         Some(AnswerGuard {
@@ -444,7 +445,7 @@ fn for_each_delta(api: Api, v: &mut Value, f: &mut dyn FnMut(String, &mut String
                 }
             }
         }
-        Api::OpenAiEmbeddings | Api::GeminiEmbedContent | Api::OpenAiModerations => {}
+        Api::OpenAiEmbeddings | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages => {}
     }
 }
 

@@ -50,7 +50,7 @@ pub fn classify_path(path: &str) -> Endpoint {
 /// Azure OpenAI's paths, as the `AzureOpenAI` clients of the OpenAI SDKs
 /// send them with the gateway as their `azure_endpoint`:
 /// `/openai/deployments/{deployment}/chat/completions` (and `completions`,
-/// `embeddings`), the deployment naming the model; `/openai/responses`,
+/// `embeddings`, `images/generations`), the deployment naming the model; `/openai/responses`,
 /// `/openai/models`; and Azure's v1 API, `/openai/v1/…` (an OpenAI client
 /// whose base URL ends `/openai/v1`). Each is served as the OpenAI path it
 /// stands for.
@@ -64,6 +64,7 @@ fn azure_endpoint(p: &str) -> Option<Endpoint> {
         "/chat/completions" => Endpoint::Chat(Api::OpenAiChat),
         "/completions" => Endpoint::Chat(Api::OpenAiCompletions),
         "/embeddings" => Endpoint::Chat(Api::OpenAiEmbeddings),
+        "/images/generations" => Endpoint::Chat(Api::OpenAiImages),
         "/responses" => Endpoint::Chat(Api::OpenAiResponses),
         "/responses/input_tokens" => Endpoint::CountTokens(Api::OpenAiResponses),
         "/responses/compact" => Endpoint::Compact,
@@ -90,7 +91,12 @@ pub fn azure_deployment(path: &str) -> Option<std::borrow::Cow<'_, str>> {
 /// provider sends `deployments/openai/gpt-5.4/chat/completions`), which
 /// Azure's own deployment names never do.
 fn deployment_call(rest: &str) -> Option<(&str, Api)> {
-    [("/chat/completions", Api::OpenAiChat), ("/completions", Api::OpenAiCompletions), ("/embeddings", Api::OpenAiEmbeddings)]
+    [
+        ("/chat/completions", Api::OpenAiChat),
+        ("/completions", Api::OpenAiCompletions),
+        ("/embeddings", Api::OpenAiEmbeddings),
+        ("/images/generations", Api::OpenAiImages),
+    ]
         .into_iter()
         .find_map(|(call, api)| rest.strip_suffix(call).map(|d| (d, api)))
         // (`…/chat/completions` ends with `/completions` too: the longest call first, and a deployment named.)
@@ -132,6 +138,7 @@ fn exact_endpoint(p: &str) -> Endpoint {
         "/v1/messages/count_tokens" => Endpoint::CountTokens(Api::AnthropicMessages),
         "/v1/embeddings" | "/embeddings" => Endpoint::Chat(Api::OpenAiEmbeddings),
         "/v1/completions" | "/completions" => Endpoint::Chat(Api::OpenAiCompletions),
+        "/v1/images/generations" | "/images/generations" => Endpoint::Chat(Api::OpenAiImages),
         "/v1/responses" | "/responses" => Endpoint::Chat(Api::OpenAiResponses),
         "/v1/responses/input_tokens" | "/responses/input_tokens" => Endpoint::CountTokens(Api::OpenAiResponses),
         "/v1/responses/compact" | "/responses/compact" => Endpoint::Compact,

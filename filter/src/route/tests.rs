@@ -786,3 +786,37 @@ fn a_moderation_is_routed_free_with_openais_default_model() {
     assert_eq!(moderate(br#"{"input":"x","model":"claude-sonnet-4-6"}"#, key(None)).unwrap_err().error.status, 404);
     assert_eq!(moderate(br#"{"input":"x"}"#, key(Some(vec!["gpt-*"]))).unwrap_err().error.code, "model_not_allowed");
 }
+
+#[test]
+fn an_image_generation_reserves_its_images_at_the_image_price() {
+    // GPT Image 1.5: $5 text input, $10 text output, $32 image output per million.
+    let cfg = Config::from_json(br#"{
+      "providers": [{"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com", "api_key": "sk-up"},
+                    {"name": "anthropic", "format": "anthropic", "cluster": "anthropic", "host": "api.anthropic.com"}],
+      "routes": [{"model": "gpt-image-*", "provider": "openai"}, {"model": "claude-*", "provider": "anthropic"}],
+      "pricing": {"openai/gpt-image-1.5": {"input": 5000000, "output": 10000000, "image_output": 32000000}},
+      "unpriced_models": "allow"}"#).unwrap();
+    let image = |body: &[u8], path: &str| plan_for(&cfg, &key(None), Api::OpenAiImages, body, path, false, Choice::default());
+    let p = image(br#"{"model":"gpt-image-1.5","prompt":"an otter","n":2,"size":"1024x1536","quality":"medium"}"#, "/v1/images/generations").unwrap();
+    let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+    assert_eq!((h[":path"].as_str(), h["authorization"].as_str()), ("/v1/images/generations", "Bearer sk-up"));
+    assert!(p.body.is_none(), "sent as it came: no cap, no stream options added");
+    // 2 images of 1,584 tokens at $32, and the estimated input at $5
+    let input = p.chat.estimated_input_tokens;
+    assert_eq!(p.worst.tokens, input + 2 * 1584);
+    assert_eq!(p.worst.micros, (input * 5_000_000 + 2 * 1584 * 32_000_000).div_ceil(1_000_000));
+    // auto quality and size reserve the dearest; a stream's partial images add theirs
+    let p = image(br#"{"model":"gpt-image-1.5","prompt":"x","stream":true,"partial_images":2}"#, "/v1/images/generations").unwrap();
+    assert!(p.chat.stream && p.body.is_none());
+    assert_eq!(p.worst.tokens - p.chat.estimated_input_tokens, 6240 + 200);
+    // an Azure deployment names the model
+    let p = image(br#"{"prompt":"x","size":"1024x1024","quality":"low"}"#, "/openai/deployments/gpt-image-1.5/images/generations?api-version=2025-04-01-preview").unwrap();
+    assert_eq!((p.target.upstream_model.as_str(), p.worst.tokens - p.chat.estimated_input_tokens), ("gpt-image-1.5", 272));
+    // refused before anything is sent
+    let code = |body: &[u8]| image(body, "/v1/images/generations").unwrap_err().error.code;
+    assert_eq!(code(br#"{"model":"gpt-image-1.5"}"#), "missing_prompt");
+    assert_eq!(code(br#"{"prompt":"x"}"#), "missing_model");
+    assert_eq!(code(br#"{"model":"gpt-image-1.5","prompt":"x","n":11}"#), "invalid_type");
+    assert_eq!(code(br#"{"model":"gpt-image-1.5","prompt":"x","size":"9999x9999"}"#), "invalid_value");
+    assert_eq!(code(br#"{"model":"claude-sonnet-4-6","prompt":"x"}"#), "wrong_api_for_model");
+}

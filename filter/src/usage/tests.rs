@@ -270,6 +270,7 @@ fn a_responses_stream_cut_before_its_last_event_has_no_usage_but_its_text_counte
         upstream_responded: true,
         termination: crate::record::Termination::UpstreamReset,
         estimated_input_tokens: 9,
+        image_bound: None,
         json: None,
         stream: Some(s.clone()),
         body_note: None,
@@ -295,6 +296,7 @@ fn hosted_calls_done_are_billed_though_the_stream_is_cut_or_its_last_event_unrea
         upstream_responded: true,
         termination: crate::record::Termination::DownstreamReset,
         estimated_input_tokens: 9,
+        image_bound: None,
         json: None,
         stream: Some(s),
         body_note: None,
@@ -544,4 +546,29 @@ fn hostile_audio_image_and_cache_write_counts_never_count_past_their_totals() {
     assert_eq!(detail("null"), (Some((0, 0)), Some(0), Some((100, 0))));
     let dup = br#"{"usage":{"prompt_tokens":2,"completion_tokens":480,"completion_tokens_details":{"audio_tokens":400,"audio_tokens":1}}}"#;
     assert_eq!(parse_json_response(Api::OpenAiChat, dup).usage, None);
+}
+
+#[test]
+fn an_image_streams_completed_images_are_counted_even_past_the_event_limit() {
+    // openai-python ImageGenStreamEvent: partial images, then a completed event for each image.
+    let usage = r#""usage":{"input_tokens":7,"input_tokens_details":{"image_tokens":0,"text_tokens":7},"output_tokens":1056,"total_tokens":1063}"#;
+    let big = "A".repeat(2 << 20);
+    let events = format!(
+        "event: image_generation.partial_image\ndata: {{\"type\":\"image_generation.partial_image\",\"b64_json\":\"{big}\",\"partial_image_index\":0}}\n\n\
+         event: image_generation.completed\ndata: {{\"type\":\"image_generation.completed\",\"b64_json\":\"{big}\",\"size\":\"1024x1024\",{usage}}}\n\n\
+         event: image_generation.completed\ndata: {{\"type\":\"image_generation.completed\",\"b64_json\":\"AA==\",{usage}}}\n\n"
+    );
+    let mut t = StreamTracker::new(Api::OpenAiImages, false);
+    for chunk in events.as_bytes().chunks(100_000) {
+        t.push(chunk);
+    }
+    t.finish();
+    let s = t.summary();
+    assert!(s.finished && s.usage_final && !s.error_event, "{s:?}");
+    let u = s.usage.unwrap();
+    assert_eq!((u.input_tokens, u.output_tokens, u.image_output_tokens), (14, 2112, 2112));
+    // the partial image alone, cut there: no usage, not finished
+    let mut t = StreamTracker::new(Api::OpenAiImages, false);
+    t.push(&events.as_bytes()[..(2 << 20) + 200]);
+    assert!(t.summary().usage.is_none() && !t.summary().finished);
 }

@@ -74,6 +74,7 @@ mod embeddings;
 mod gemini;
 mod gemini_embed;
 mod hostile;
+mod images;
 mod moderation;
 mod prefix_cache;
 mod responses;
@@ -161,6 +162,7 @@ async fn main() {
         .route("/v1/messages/count_tokens", post(count_message_tokens))
         .route("/v1/embeddings", post(embed))
         .route("/v1/moderations", post(moderate))
+        .route("/v1/images/generations", post(generate_images))
         .route("/v1/completions", post(complete))
         .route("/v1/responses", post(respond_api))
         .route("/v1/responses/input_tokens", post(count_input_tokens))
@@ -786,6 +788,33 @@ async fn moderate(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Byt
         Ok(body) => respond(StatusCode::OK, &h, &uri, body, "application/json"),
         Err((status, msg, param, code)) => openai_error(&h, &uri, status, &msg, param, code),
     }
+}
+
+/// OpenAI's image generations (images.rs): `x-mock-image-bytes` sets the
+/// length of each image's base64 (a real image is megabytes).
+async fn generate_images(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+    remember(&app, &body);
+    let m = match openai_prelude(&app, &uri, &h, &body) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    let plan = match images::plan(&m) {
+        Ok(p) => p,
+        Err((status, msg, param, code)) => return openai_error(&h, &uri, status, &msg, param, code),
+    };
+    let created = 1_767_225_600 + app.seq.fetch_add(1, Ordering::SeqCst);
+    let b64 = header_u64(&h, "x-mock-image-bytes").map(|n| n as usize);
+    app.served_requests.fetch_add(1, Ordering::SeqCst);
+    app.served_input.fetch_add(plan.input, Ordering::SeqCst);
+    app.served_output.fetch_add(plan.output(), Ordering::SeqCst);
+    if !plan.stream {
+        return hostile::misbehave(respond(StatusCode::OK, &h, &uri, plan.answer(created, b64), "application/json"), &h).await;
+    }
+    let events = plan.events(created, b64).iter().map(|(n, d)| sse(Some(n), d)).collect();
+    let pace = Duration::from_millis(header_u64(&h, "x-mock-chunk-delay-ms").unwrap_or(0));
+    let mut r = Response::new(paced(events, pace, header_u64(&h, "x-mock-cut-after")));
+    decorate(r.headers_mut(), &h, &uri, "text/event-stream");
+    hostile::misbehave(r, &h).await
 }
 
 async fn messages(State(app): State<Arc<App>>, uri: Uri, mut h: HeaderMap, body: Bytes) -> Response<Body> {

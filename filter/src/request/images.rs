@@ -1,0 +1,171 @@
+//! OpenAI's image generations (`POST /v1/images/generations`): what a
+//! request may produce, as the output side of its reservation.
+//!
+//! The GPT image models bill tokens, and each answer reports them
+//! (`usage`, priced with the image output tokens at `image_output`). The
+//! gateway cannot cap an image's tokens; it reserves what the request asks
+//! for: `n` images at the tokens of their quality and size, and 100 more
+//! for each partial image a stream asks for.
+//!
+//! Sources: OpenAI's image generation guide, "Cost and latency" (GPT Image
+//! 1: a 1024×1024 image is 272 tokens at low quality, 1,056 at medium and
+//! 4,160 at high; 1024×1536 and 1536×1024 are 1.5 × these; the per-image
+//! prices published beside it, $0.011 / $0.042 / $0.167 at $40 a million,
+//! are these counts) and "Streaming" ("each partial image incurs an
+//! additional 100 image output tokens"); openai-python
+//! `types/image_generate_params.py` (`n` 1 to 10, `partial_images` 0 to 3,
+//! `gpt-image-2` sizes `WIDTHxHEIGHT` up to 3840×2160).
+//!
+//! The tokens of a size are taken in proportion to its pixels, which the
+//! three published sizes follow; `auto` quality is reserved as `high` and
+//! `auto` size as the largest standard size. An estimate for sizes the
+//! guide does not list (what runs past it stays within the overshoot
+//! bound, docs/security.md); the record is what the answer reports.
+
+use crate::errors::GatewayError;
+
+/// Most images one request may ask for (`n`).
+pub const MAX_IMAGES: u64 = 10;
+/// Most partial images a stream may ask for.
+pub const MAX_PARTIAL_IMAGES: u64 = 3;
+/// Image output tokens each partial image adds.
+pub const PARTIAL_IMAGE_TOKENS: u64 = 100;
+/// The largest edge and pixel count any size may have (`gpt-image-2`'s 3840×2160).
+const MAX_EDGE: u64 = 3840;
+const MAX_PIXELS: u64 = 3840 * 2160;
+/// A 1024×1024 image's tokens at each quality (GPT Image 1).
+const SQUARE_LOW: u64 = 272;
+const SQUARE_MEDIUM: u64 = 1056;
+const SQUARE_HIGH: u64 = 4160;
+const SQUARE_PIXELS: u64 = 1024 * 1024;
+/// The largest standard size, what `auto` is reserved as.
+const AUTO_PIXELS: u64 = 1536 * 1024;
+
+/// What an image generation asks for, as far as its cost goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageAsk {
+    /// Tokens of a 1024×1024 image at the quality asked for.
+    square_tokens: u64,
+    pixels: u64,
+    partial_images: u64,
+}
+
+impl Default for ImageAsk {
+    fn default() -> Self {
+        ImageAsk { square_tokens: SQUARE_HIGH, pixels: AUTO_PIXELS, partial_images: 0 }
+    }
+}
+
+fn bad(code: &'static str, param: &'static str, msg: String) -> GatewayError {
+    GatewayError::bad_request(code, msg).with_param(param)
+}
+
+impl ImageAsk {
+    /// Reads `quality` (raw JSON). `standard` and `hd` are DALL·E's,
+    /// reserved as `high`.
+    pub fn quality(&mut self, raw: &str) -> Result<(), GatewayError> {
+        self.square_tokens = match serde_json::from_str::<Option<String>>(raw).as_ref().map(Option::as_deref) {
+            Ok(Some("low")) => SQUARE_LOW,
+            Ok(Some("medium")) => SQUARE_MEDIUM,
+            Ok(None | Some("high" | "auto" | "hd" | "standard")) => SQUARE_HIGH,
+            _ => {
+                return Err(bad("invalid_value", "quality", "'quality' must be one of low, medium, high, auto (standard, hd for DALL·E).".into()))
+            }
+        };
+        Ok(())
+    }
+
+    /// Reads `size` (raw JSON): `auto`, or `WIDTHxHEIGHT` within the
+    /// largest size any model makes.
+    pub fn size(&mut self, raw: &str) -> Result<(), GatewayError> {
+        let refuse = || bad("invalid_value", "size", format!("'size' must be auto or WIDTHxHEIGHT in pixels, each edge at most {MAX_EDGE} and at most {MAX_PIXELS} pixels in all."));
+        let size = serde_json::from_str::<Option<String>>(raw).map_err(|_| refuse())?;
+        self.pixels = match size.as_deref() {
+            None | Some("auto") => AUTO_PIXELS,
+            Some(s) => {
+                let (w, h) = s.split_once('x').ok_or_else(refuse)?;
+                let edge = |e: &str| e.parse::<u64>().ok().filter(|v| (1..=MAX_EDGE).contains(v) && e.bytes().all(|b| b.is_ascii_digit()));
+                let (w, h) = edge(w).zip(edge(h)).ok_or_else(refuse)?;
+                Some(w * h).filter(|p| *p <= MAX_PIXELS).ok_or_else(refuse)?
+            }
+        };
+        Ok(())
+    }
+
+    /// Reads `partial_images` (raw JSON), 0 to 3.
+    pub fn partial_images(&mut self, raw: &str) -> Result<(), GatewayError> {
+        match serde_json::from_str::<Option<u64>>(raw) {
+            Ok(n) if n.unwrap_or(0) <= MAX_PARTIAL_IMAGES => self.partial_images = n.unwrap_or(0),
+            _ => return Err(bad("invalid_type", "partial_images", "'partial_images' must be an integer from 0 to 3.".into())),
+        }
+        Ok(())
+    }
+
+    /// The most image output tokens one image may take: its size's share
+    /// of a square image's tokens, and its partial images when streamed.
+    pub fn tokens_per_image(&self, stream: bool) -> u64 {
+        let image = (self.square_tokens * self.pixels).div_ceil(SQUARE_PIXELS);
+        image + if stream { self.partial_images * PARTIAL_IMAGE_TOKENS } else { 0 }
+    }
+}
+
+/// Reads `n` (raw JSON): 1 to 10 images.
+pub fn images(raw: &str) -> Result<u64, GatewayError> {
+    match serde_json::from_str::<Option<u64>>(raw) {
+        Ok(None) => Ok(1),
+        Ok(Some(n)) if (1..=MAX_IMAGES).contains(&n) => Ok(n),
+        _ => Err(bad("invalid_type", "n", "'n' must be an integer from 1 to 10.".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(quality: &str, size: &str) -> ImageAsk {
+        let mut a = ImageAsk::default();
+        a.quality(quality).unwrap();
+        a.size(size).unwrap();
+        a
+    }
+
+    #[test]
+    fn the_published_sizes_take_the_published_tokens() {
+        for (q, square, oblong) in [("\"low\"", 272, 408), ("\"medium\"", 1056, 1584), ("\"high\"", 4160, 6240)] {
+            assert_eq!(ask(q, "\"1024x1024\"").tokens_per_image(false), square, "{q}");
+            assert_eq!(ask(q, "\"1536x1024\"").tokens_per_image(false), oblong, "{q}");
+            assert_eq!(ask(q, "\"1024x1536\"").tokens_per_image(false), oblong, "{q}");
+        }
+        // auto is the dearest: high quality, the largest standard size
+        assert_eq!(ask("\"auto\"", "\"auto\"").tokens_per_image(false), 6240);
+        assert_eq!(ask("null", "null").tokens_per_image(false), 6240);
+        assert_eq!(ImageAsk::default().tokens_per_image(false), 6240);
+        // gpt-image-2's largest size: in proportion to its pixels
+        assert_eq!(ask("\"high\"", "\"3840x2160\"").tokens_per_image(false), (4160 * 3840 * 2160u64).div_ceil(1 << 20));
+    }
+
+    #[test]
+    fn partial_images_add_a_hundred_tokens_each_when_streamed() {
+        let mut a = ask("\"low\"", "\"1024x1024\"");
+        a.partial_images("3").unwrap();
+        assert_eq!(a.tokens_per_image(true), 272 + 300);
+        assert_eq!(a.tokens_per_image(false), 272);
+        for bad in ["4", "-1", "1.5", "\"2\""] {
+            assert!(a.partial_images(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn what_no_model_makes_is_refused() {
+        let mut a = ImageAsk::default();
+        for bad in ["\"huge\"", "\"4000x1000\"", "\"3840x3840\"", "\"0x1024\"", "\"1024x\"", "\"+1024x1024\"", "\"1024 x 1024\"", "7", "\"1024x1024x1\""] {
+            assert_eq!(a.size(bad).unwrap_err().code, "invalid_value", "{bad}");
+        }
+        assert_eq!(a.quality("\"ultra\"").unwrap_err().code, "invalid_value");
+        assert_eq!(a.quality("3").unwrap_err().code, "invalid_value");
+        for bad in ["0", "11", "-1", "2.0", "\"2\""] {
+            assert!(images(bad).is_err(), "{bad}");
+        }
+        assert_eq!((images("null").unwrap(), images("10").unwrap()), (1, 10));
+    }
+}
