@@ -298,6 +298,8 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
             "quality" if api == Api::OpenAiImages => image.quality(raw)?,
             "size" if api == Api::OpenAiImages => image.size(raw)?,
             "partial_images" if api == Api::OpenAiImages => image.partial_images(raw)?,
+            "output_format" if api == Api::OpenAiImages => image.output_format(raw),
+            "frame_count" if api == Api::OpenAiImages => image.frame_count(raw)?,
             // Legacy completions generate `best_of` candidates server-side and bill them all.
             "best_of" if api == Api::OpenAiCompletions => match serde_json::from_str::<Option<u64>>(raw) {
                 Ok(Some(n)) if (1..=MAX_CHOICES).contains(&n) => choices = choices.max(n),

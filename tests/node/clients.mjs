@@ -8,7 +8,7 @@ import OpenAI, { AzureOpenAI } from "openai";
 import Anthropic from "@anthropic-ai/sdk";
 import { GoogleGenAI } from "@google/genai";
 import { GoogleGenerativeAI } from "@google/generative-ai";
-import { generateText, streamText, embed } from "ai";
+import { generateText, streamText, embed, generateImage } from "ai";
 import { createOpenAI } from "@ai-sdk/openai";
 import { createAnthropic } from "@ai-sdk/anthropic";
 import { createAzure } from "@ai-sdk/azure";
@@ -205,6 +205,15 @@ const scenarios = {
   async vercel_azure_deployment_chat() {
     const r = await generateText({ model: vAzureDeployments.chat("openai/gpt-5.4"), prompt: say, maxOutputTokens: 50, maxRetries: 0 });
     return { id: id(r.response.headers), text: r.text, input: r.usage.inputTokens, output: r.usage.outputTokens };
+  },
+  async openai_images() {
+    const { data, response } = await oai.images.generate({ model: "gpt-image-1.5", prompt: "An otter", size: "1024x1024", quality: "low", n: 2 }).withResponse();
+    return { id: id(response.headers), images: data.data.length, input: data.usage.input_tokens, output: data.usage.output_tokens };
+  },
+  async vercel_image() {
+    const r = await generateImage({ model: vOpenai.image("gpt-image-1.5"), prompt: "An otter", size: "1024x1536",
+                                    providerOptions: { openai: { quality: "medium" } }, maxRetries: 0 });
+    return { id: id(r.responses[0]?.headers), images: r.images.length, input: r.usage.inputTokens, output: r.usage.outputTokens };
   },
   async vercel_embed() {
     const r = await embed({ model: vOpenai.embedding("text-embedding-3-small"), value: "hello", maxRetries: 0 });

@@ -18,14 +18,24 @@
 //!
 //! The tokens of a size are taken in proportion to its pixels, which the
 //! three published sizes follow; `auto` quality is reserved as `high` and
-//! `auto` size as the largest standard size. An estimate for sizes the
-//! guide does not list (what runs past it stays within the overshoot
-//! bound, docs/security.md); the record is what the answer reports.
+//! `auto` size as the largest standard size. Past the sizes the guide
+//! lists, twice that proportion: resellers' published rates for GPT Image
+//! 2 at 2048×2048 and 3840×2160 run 1.8 times it. GPT Image 2.5's
+//! `xhigh` and `max` qualities (the Vercel AI SDK's OpenAI provider 3.0.141,
+//! `openaiImageModelGenerationOptions`) are reserved at 2 and 4 times
+//! `high`, and GPT Image 2.6's animated GIFs (`output_format: "gif"`,
+//! `frame_count` 2 to 64, 9 when absent) at a whole image a frame. All
+//! estimates where no table is published (what runs past them stays within
+//! the overshoot bound, docs/security.md); the record is what the answer
+//! reports.
 
 use crate::errors::GatewayError;
 
 /// Most images one request may ask for (`n`).
 pub const MAX_IMAGES: u64 = 10;
+/// Most frames an animated GIF may ask for, and what it gets when it names none.
+pub const MAX_FRAMES: u64 = 64;
+const DEFAULT_FRAMES: u64 = 9;
 /// Most partial images a stream may ask for.
 pub const MAX_PARTIAL_IMAGES: u64 = 3;
 /// Image output tokens each partial image adds.
@@ -48,11 +58,13 @@ pub struct ImageAsk {
     square_tokens: u64,
     pixels: u64,
     partial_images: u64,
+    gif: bool,
+    frames: Option<u64>,
 }
 
 impl Default for ImageAsk {
     fn default() -> Self {
-        ImageAsk { square_tokens: SQUARE_HIGH, pixels: AUTO_PIXELS, partial_images: 0 }
+        ImageAsk { square_tokens: SQUARE_HIGH, pixels: AUTO_PIXELS, partial_images: 0, gif: false, frames: None }
     }
 }
 
@@ -68,8 +80,10 @@ impl ImageAsk {
             Ok(Some("low")) => SQUARE_LOW,
             Ok(Some("medium")) => SQUARE_MEDIUM,
             Ok(None | Some("high" | "auto" | "hd" | "standard")) => SQUARE_HIGH,
+            Ok(Some("xhigh")) => 2 * SQUARE_HIGH,
+            Ok(Some("max")) => 4 * SQUARE_HIGH,
             _ => {
-                return Err(bad("invalid_value", "quality", "'quality' must be one of low, medium, high, auto (standard, hd for DALL·E).".into()))
+                return Err(bad("invalid_value", "quality", "'quality' must be one of low, medium, high, xhigh, max, auto (standard, hd for DALL·E).".into()))
             }
         };
         Ok(())
@@ -92,6 +106,21 @@ impl ImageAsk {
         Ok(())
     }
 
+    /// Reads `output_format` (raw JSON): only whether it is an animated GIF
+    /// (the provider refuses a format it does not make).
+    pub fn output_format(&mut self, raw: &str) {
+        self.gif = serde_json::from_str::<Option<String>>(raw).ok().flatten().as_deref() == Some("gif");
+    }
+
+    /// Reads `frame_count` (raw JSON), 2 to 64.
+    pub fn frame_count(&mut self, raw: &str) -> Result<(), GatewayError> {
+        match serde_json::from_str::<Option<u64>>(raw) {
+            Ok(n) if n.is_none_or(|n| (2..=MAX_FRAMES).contains(&n)) => self.frames = n,
+            _ => return Err(bad("invalid_type", "frame_count", "'frame_count' must be an integer from 2 to 64.".into())),
+        }
+        Ok(())
+    }
+
     /// Reads `partial_images` (raw JSON), 0 to 3.
     pub fn partial_images(&mut self, raw: &str) -> Result<(), GatewayError> {
         match serde_json::from_str::<Option<u64>>(raw) {
@@ -104,8 +133,10 @@ impl ImageAsk {
     /// The most image output tokens one image may take: its size's share
     /// of a square image's tokens, and its partial images when streamed.
     pub fn tokens_per_image(&self, stream: bool) -> u64 {
-        let image = (self.square_tokens * self.pixels).div_ceil(SQUARE_PIXELS);
-        image + if stream { self.partial_images * PARTIAL_IMAGE_TOKENS } else { 0 }
+        let beyond_the_table = if self.pixels > AUTO_PIXELS { 2 } else { 1 };
+        let image = (self.square_tokens * self.pixels * beyond_the_table).div_ceil(SQUARE_PIXELS);
+        let frames = if self.gif { self.frames.unwrap_or(DEFAULT_FRAMES) } else { 1 };
+        image * frames + if stream { self.partial_images * PARTIAL_IMAGE_TOKENS } else { 0 }
     }
 }
 
@@ -140,8 +171,28 @@ mod tests {
         assert_eq!(ask("\"auto\"", "\"auto\"").tokens_per_image(false), 6240);
         assert_eq!(ask("null", "null").tokens_per_image(false), 6240);
         assert_eq!(ImageAsk::default().tokens_per_image(false), 6240);
-        // gpt-image-2's largest size: in proportion to its pixels
-        assert_eq!(ask("\"high\"", "\"3840x2160\"").tokens_per_image(false), (4160 * 3840 * 2160u64).div_ceil(1 << 20));
+        // gpt-image-2's largest size: twice its pixels' proportion, past the table
+        assert_eq!(ask("\"high\"", "\"3840x2160\"").tokens_per_image(false), (2 * 4160 * 3840 * 2160u64).div_ceil(1 << 20));
+        assert_eq!(ask("\"low\"", "\"2048x2048\"").tokens_per_image(false), 272 * 4 * 2);
+        // GPT Image 2.5's dearer qualities
+        assert_eq!(ask("\"xhigh\"", "\"1024x1024\"").tokens_per_image(false), 2 * 4160);
+        assert_eq!(ask("\"max\"", "\"1024x1024\"").tokens_per_image(false), 4 * 4160);
+    }
+
+    #[test]
+    fn an_animated_gif_is_reserved_a_whole_image_a_frame() {
+        let mut a = ask("\"low\"", "\"1024x1024\"");
+        a.frame_count("20").unwrap();
+        assert_eq!(a.tokens_per_image(false), 272, "frames count only for a GIF");
+        a.output_format("\"gif\"");
+        assert_eq!(a.tokens_per_image(false), 272 * 20);
+        a.frame_count("null").unwrap();
+        assert_eq!(a.tokens_per_image(false), 272 * 9, "the API's default");
+        for bad in ["1", "65", "2.5", "\"9\""] {
+            assert!(a.frame_count(bad).is_err(), "{bad}");
+        }
+        a.output_format("\"png\"");
+        assert_eq!(a.tokens_per_image(false), 272);
     }
 
     #[test]

@@ -12,12 +12,20 @@
 //! completed event with the usage); OpenAI's image generation guide
 //! ("Cost and latency": 272 / 1,056 / 4,160 tokens for a 1024×1024 image
 //! at low / medium / high, 1.5 × for 1024×1536 and 1536×1024; each partial
-//! image 100 more output tokens). The DALL·E models, which report no
-//! usage, are not served (OpenAI retired them on 2026-05-12).
+//! image 100 more output tokens). The Vercel AI SDK's OpenAI provider
+//! 3.0.141 (`modelMaxImagesPerCall`, `openaiImageModelGenerationOptions`)
+//! for the models after those: GPT Image 2.5 (`xhigh` and `max` quality)
+//! and 2.6 (`complexity`; animated GIFs, `frame_count` 2 to 64, 9 by
+//! default, `frame_duration_ms` 20 to 2000), and `safety_identifier`. The
+//! DALL·E models, which report no usage, are not served (OpenAI retired
+//! them on 2026-05-12).
 //!
 //! The mock's own choices where the API decides: `auto` quality is medium,
 //! `auto` size 1024×1024; a stream sends each image's usage in its
-//! completed event (the prompt's tokens with each).
+//! completed event (the prompt's tokens with each); past the published
+//! sizes, twice the pixels' share of tokens; `xhigh` and `max` 2 and 4
+//! times `high`; a GIF a whole image a frame (the gateway reserves the same:
+//! filter `request/images.rs`).
 
 use serde_json::{json, Map, Value};
 
@@ -25,9 +33,13 @@ use crate::embeddings::Refusal;
 
 const PARAMS: &[&str] = &[
     "prompt", "model", "background", "moderation", "n", "output_compression", "output_format", "partial_images",
-    "quality", "response_format", "size", "style", "user", "stream",
+    "quality", "response_format", "size", "style", "user", "stream", "complexity", "frame_count", "frame_duration_ms", "safety_identifier",
 ];
-const MODELS: &[&str] = &["gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "gpt-image-2", "gpt-image-2-2026-04-21", "chatgpt-image-latest"];
+const MODELS: &[&str] = &[
+    "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "gpt-image-2", "gpt-image-2-2026-04-21", "chatgpt-image-latest",
+    "gpt-image-2.5-flare", "gpt-image-2.5-flare-2026-09-08", "gpt-image-2.5-sunburst", "gpt-image-2.5-sunburst-2026-09-08",
+    "gpt-image-2.6-flare", "gpt-image-2.6-sunburst",
+];
 const STANDARD_SIZES: &[&str] = &["1024x1024", "1536x1024", "1024x1536"];
 /// A real 1×1 PNG.
 const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
@@ -52,6 +64,7 @@ pub struct Plan {
     pixels: u64,
     background: &'static str,
     output_format: &'static str,
+    frames: u64,
     pub input: u64,
 }
 
@@ -113,10 +126,20 @@ pub fn plan(m: &Map<String, Value>) -> Result<Plan, Refusal> {
     };
     let n = int(m, "n", 1..=10, 1)?;
     let partial_images = int(m, "partial_images", 0..=3, 0)?;
-    let quality = match one_of(m, "quality", &["low", "medium", "high", "auto"], "auto")? {
+    let v25 = model.starts_with("gpt-image-2.5");
+    let v26 = model.starts_with("gpt-image-2.6");
+    let qualities: &[&'static str] = if v25 { &["low", "medium", "high", "xhigh", "max", "auto"] } else { &["low", "medium", "high", "auto"] };
+    let quality = match one_of(m, "quality", qualities, "auto")? {
         "auto" => "medium",
         q => q,
     };
+    for only_26 in ["complexity", "frame_count", "frame_duration_ms"] {
+        if !v26 && m.get(only_26).is_some_and(|v| !v.is_null()) {
+            return Err(bad(format!("Unknown parameter: '{only_26}'."), if only_26 == "complexity" { "complexity" } else { "frame_count" }));
+        }
+    }
+    one_of(m, "complexity", &["low", "medium", "high"], "high")?;
+    int(m, "frame_duration_ms", 20..=2000, 200)?;
     let (size, pixels) = match text(m, "size")? {
         None | Some("auto") => ("1024x1024".to_string(), 1024 * 1024),
         Some(s) if STANDARD_SIZES.contains(&s) || model.starts_with("gpt-image-2") => {
@@ -125,7 +148,9 @@ pub fn plan(m: &Map<String, Value>) -> Result<Plan, Refusal> {
         }
         Some(s) => return Err(bad(format!("Invalid value: '{s}'. Supported values are: '1024x1024', '1024x1536', '1536x1024', and 'auto'."), "size")),
     };
-    let output_format = one_of(m, "output_format", &["png", "jpeg", "webp"], "png")?;
+    let formats: &[&'static str] = if v26 { &["png", "jpeg", "webp", "gif"] } else { &["png", "jpeg", "webp"] };
+    let output_format = one_of(m, "output_format", formats, "png")?;
+    let frames = int(m, "frame_count", 2..=64, 9)?;
     let background = match one_of(m, "background", &["transparent", "opaque", "auto"], "auto")? {
         "transparent" if output_format == "jpeg" => return Err(bad("Transparent background requires output_format png or webp.", "background")),
         "auto" => "opaque",
@@ -136,7 +161,11 @@ pub fn plan(m: &Map<String, Value>) -> Result<Plan, Refusal> {
     if m.get("user").is_some_and(|u| !u.is_string()) {
         return Err(invalid("user"));
     }
-    Ok(Plan { model, stream, n, partial_images, quality, size, pixels, background, output_format, input: (prompt.len() as u64).div_ceil(4) })
+    if m.get("safety_identifier").is_some_and(|u| u.as_str().is_none_or(|s| s.len() > 128)) {
+        return Err(invalid("safety_identifier"));
+    }
+    let frames = if output_format == "gif" { frames } else { 1 };
+    Ok(Plan { model, stream, n, partial_images, quality, size, pixels, background, output_format, frames, input: (prompt.len() as u64).div_ceil(4) })
 }
 
 impl Plan {
@@ -145,9 +174,12 @@ impl Plan {
         let square = match self.quality {
             "low" => 272,
             "medium" => 1056,
+            "xhigh" => 2 * 4160,
+            "max" => 4 * 4160,
             _ => 4160,
         };
-        (square * self.pixels).div_ceil(1024 * 1024) + if self.stream { self.partial_images * 100 } else { 0 }
+        let beyond_the_table = if self.pixels > 1536 * 1024 { 2 } else { 1 };
+        (square * self.pixels * beyond_the_table).div_ceil(1024 * 1024) * self.frames + if self.stream { self.partial_images * 100 } else { 0 }
     }
 
     /// All output tokens.
@@ -228,7 +260,11 @@ mod tests {
         assert_eq!(done["usage"]["output_tokens"], json!(272 + 200));
         assert!(done["usage"].get("output_tokens_details").is_none(), "GPT Image 1 reports none");
         let p = plan(&obj(json!({"model": "gpt-image-2", "prompt": "x", "size": "3840x2160", "quality": "high"}))).unwrap();
-        assert_eq!(p.output(), (4160 * 3840 * 2160u64).div_ceil(1 << 20));
+        assert_eq!(p.output(), (2 * 4160 * 3840 * 2160u64).div_ceil(1 << 20));
+        let p = plan(&obj(json!({"model": "gpt-image-2.6-flare", "prompt": "x", "output_format": "gif", "frame_count": 12, "quality": "low", "size": "1024x1024"}))).unwrap();
+        assert_eq!(p.output(), 12 * 272);
+        let p = plan(&obj(json!({"model": "gpt-image-2.5-sunburst", "prompt": "x", "quality": "max", "size": "1024x1024"}))).unwrap();
+        assert_eq!(p.output(), 4 * 4160);
     }
 
     #[test]
@@ -248,6 +284,10 @@ mod tests {
             (json!({"model": "gpt-image-1.5", "prompt": "x", "background": "transparent", "output_format": "jpeg"}), 400),
             (json!({"model": "gpt-image-1.5", "prompt": "x", "max_tokens": 5}), 400),
             (json!({"model": "gpt-image-1.5", "prompt": 7}), 400),
+            (json!({"model": "gpt-image-1.5", "prompt": "x", "quality": "xhigh"}), 400),
+            (json!({"model": "gpt-image-2.5-flare", "prompt": "x", "output_format": "gif"}), 400),
+            (json!({"model": "gpt-image-2.6-flare", "prompt": "x", "output_format": "gif", "frame_count": 65}), 400),
+            (json!({"model": "gpt-image-2", "prompt": "x", "frame_count": 9}), 400),
         ] {
             assert_eq!(plan(&obj(body.clone())).unwrap_err().0, status, "{body}");
         }
