@@ -42,6 +42,8 @@ pub struct BigSeen {
     pub terminal: bool,
     /// The Responses API's `response.failed`.
     pub failed: bool,
+    /// The Responses API's image generation tool's usage (`tool_usage.image_gen`).
+    pub image_gen: Option<Usage>,
 }
 
 impl BigEvent {
@@ -68,7 +70,11 @@ impl BigEvent {
             _ => return BigSeen::default(),
         };
         let usage = member::<serde_json::Value>(tail, usage_member(api)).and_then(|v| usage_from_value(api, v));
-        BigSeen { usage, terminal, failed }
+        let image_gen = match api {
+            Api::OpenAiResponses => member::<serde_json::Value>(tail, b"\"image_gen\"").and_then(crate::responses_api::image_gen_from_value),
+            _ => None,
+        };
+        BigSeen { usage, terminal, failed, image_gen }
     }
 }
 

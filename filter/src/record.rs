@@ -158,23 +158,34 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
     }
 }
 
-/// The record of an Anthropic advisor's calls within the request `main`
-/// records: the advisor model's tokens as the answer reported them,
-/// priced at its rates, with the request's key, tags and scopes, under
-/// the id `<request id>-advisor` and `routed_by: "advisor: <request id>"`
-/// (docs/usage-record.md). Budgets count both records.
-pub fn advisor_record(main: &UsageRecord, advisor: &crate::route::advisor::AdvisorTarget, usage: Usage) -> UsageRecord {
+/// What `calls` image generation calls are estimated to have used when
+/// the answer reports none: each the request's estimated input and the
+/// tokens of the image it asked for.
+pub fn images_estimated(calls: u64, estimated_input: u64, per_image: u64) -> Usage {
+    let output = per_image.saturating_mul(calls);
+    Usage { input_tokens: estimated_input.saturating_mul(calls), output_tokens: output, image_output_tokens: output, ..Default::default() }.bounded()
+}
+
+/// The record of a companion model's calls within the request `main`
+/// records (an Anthropic advisor's, the Responses API's image generation
+/// tool's): its tokens as the answer reported them (`source`), or as
+/// estimated when it reported none, priced at its rates, with the
+/// request's key, tags and scopes, under the id `<request id>-<kind>` and
+/// `routed_by: "<kind>: <request id>"` (docs/usage-record.md). Budgets
+/// count both records.
+pub fn advisor_record(main: &UsageRecord, advisor: &crate::route::advisor::AdvisorTarget, usage: Usage, source: UsageSource) -> UsageRecord {
     let price = advisor.price;
-    let usage = charged(usage, UsageSource::Provider, price.as_ref());
+    let usage = charged(usage, source, price.as_ref());
     let (cost_micros, cache_savings_micros) = price.map(|p| p.cost_and_savings(&usage)).unwrap_or((0, 0));
+    let kind = advisor.kind.name();
     UsageRecord {
-        id: format!("{}-advisor", main.id),
+        id: format!("{}-{kind}", main.id),
         route: Some(advisor.route.clone()),
         model_requested: Some(advisor.model.clone()),
         model_upstream: Some(advisor.model.clone()),
         model_served: None,
         usage,
-        usage_source: UsageSource::Provider,
+        usage_source: source,
         cost_micros,
         cache_savings_micros,
         priced: price.is_some(),
@@ -182,7 +193,7 @@ pub fn advisor_record(main: &UsageRecord, advisor: &crate::route::advisor::Advis
         cache_miss: None,
         json_check: None,
         attempts: Vec::new(),
-        routed_by: Some(format!("advisor: {}", main.id)),
+        routed_by: Some(format!("{kind}: {}", main.id)),
         service_tier: None,
         inference_geo: None,
         capture: None,
@@ -219,7 +230,7 @@ pub(crate) mod tests {
     use super::*;
 
     fn stream(usage: Option<Usage>, finished: bool, chars: u64) -> StreamSummary {
-        StreamSummary { usage, model: Some("m".into()), finished, error_event: false, output_chars: chars, usage_final: finished && usage.is_some(), oversized: false, served: Default::default(), advisor: None }
+        StreamSummary { usage, model: Some("m".into()), finished, error_event: false, output_chars: chars, usage_final: finished && usage.is_some(), oversized: false, served: Default::default(), advisor: None, image_calls: 0 }
     }
 
     fn obs(status: u16, t: Termination, json: Option<ResponseInfo>, s: Option<StreamSummary>) -> Observed {
@@ -422,16 +433,16 @@ pub(crate) mod tests {
         let mut main = sample();
         main.capture = Some(tollgate_protocol::record::Capture { request: "{}".into(), response: "{}".into() });
         let opus = crate::pricing::Price { input: 5_000_000, output: 25_000_000, cached_input: Some(500_000), ..crate::pricing::Price::default() };
-        let target = crate::route::advisor::AdvisorTarget { model: "claude-opus-4-8".into(), route: "claude-*".into(), calls: 1, output_per_call: 1, price: Some(opus) };
+        let target = crate::route::advisor::AdvisorTarget { kind: crate::route::advisor::Companion::Advisor, model: "claude-opus-4-8".into(), route: "claude-*".into(), calls: 1, output_per_call: 1, price: Some(opus) };
         let usage = Usage { input_tokens: 1000, cached_input_tokens: 400, output_tokens: 100, cache_reported: true, ..Usage::default() };
-        let a = advisor_record(&main, &target, usage);
+        let a = advisor_record(&main, &target, usage, UsageSource::Provider);
         assert_eq!((a.id.as_str(), a.routed_by.as_deref()), ("req-1-advisor", Some("advisor: req-1")));
         assert_eq!((a.model_requested.as_deref(), a.model_upstream.as_deref(), a.route.as_deref()), (Some("claude-opus-4-8"), Some("claude-opus-4-8"), Some("claude-*")));
         // 600 uncached at $5, 400 read at $0.50, 100 out at $25 a million.
         assert_eq!((a.cost_micros, a.priced, a.usage_source), (3000 + 200 + 2500, true, UsageSource::Provider));
         assert_eq!((&a.key_id, &a.team, &a.budget_scopes, &a.tags), (&main.key_id, &main.team, &main.budget_scopes, &main.tags));
         assert!(a.capture.is_none() && a.attempts.is_empty() && a.guardrails.is_none());
-        let unpriced = advisor_record(&main, &crate::route::advisor::AdvisorTarget { price: None, ..target }, usage);
+        let unpriced = advisor_record(&main, &crate::route::advisor::AdvisorTarget { price: None, ..target }, usage, UsageSource::Provider);
         assert_eq!((unpriced.cost_micros, unpriced.priced), (0, false));
     }
 

@@ -161,6 +161,12 @@ pub struct ChatRequest {
     /// Anthropic's advisor tool, offered in `tools`: another model runs
     /// within the request, routed, priced and reserved as well ([`crate::route`]).
     pub advisor: Option<server_tools::Advisor>,
+    /// The Responses API's image generation tool, offered in `tools`: an
+    /// image model runs within the request, routed, priced and reserved
+    /// as well ([`crate::route`]).
+    pub image_tool: Option<server_tools::ImageTool>,
+    /// The Responses API's `max_tool_calls`: the most hosted tool calls.
+    pub max_tool_calls: Option<u64>,
 }
 
 impl ChatRequest {
@@ -470,6 +476,8 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
         server_fallbacks,
         // (Only Anthropic's Messages API has it.)
         advisor: server_tools.advisor.filter(|_| api == Api::AnthropicMessages),
+        image_tool: server_tools.image_tool.filter(|_| api == Api::OpenAiResponses),
+        max_tool_calls,
     };
     Ok(ParsedBody { members, api, request })
 }

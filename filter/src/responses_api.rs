@@ -104,11 +104,36 @@ pub(crate) struct ResponseObject {
     usage: Option<ResponsesUsage>,
     #[serde(default)]
     output: Option<Vec<OutputItem>>,
+    /// Hosted tools' usage, apart from `usage` (`tool_usage.image_gen`).
+    #[serde(default)]
+    tool_usage: Option<ToolUsage>,
+}
+
+#[derive(Deserialize, Default)]
+struct ToolUsage {
+    #[serde(default)]
+    image_gen: Option<serde_json::Value>,
+}
+
+/// The image generation tool's usage in a `tool_usage.image_gen` object
+/// (all zero when the tool ran no call: none).
+pub(crate) fn image_gen_from_value(v: serde_json::Value) -> Option<Usage> {
+    crate::usage::images::from_value(v).filter(|u| u.budget_tokens() > 0)
 }
 
 impl ResponseObject {
     pub fn served(&self) -> Served {
         Served::openai(self.service_tier)
+    }
+
+    /// The image generation tool's usage (`tool_usage.image_gen`).
+    pub fn image_gen(&self) -> Option<Usage> {
+        self.tool_usage.as_ref().and_then(|t| t.image_gen.clone()).and_then(image_gen_from_value)
+    }
+
+    /// The image generation calls in `output`.
+    pub fn image_calls(&self) -> u64 {
+        self.output.iter().flatten().filter(|i| i.kind == "image_generation_call").count() as u64
     }
 
     pub fn usage(self) -> Option<Usage> {
@@ -156,6 +181,7 @@ pub(crate) fn observe(name: Option<&str>, data: &str) -> Seen {
                 seen.model = r.model.clone();
                 seen.id = r.id.clone();
                 seen.served = r.served();
+                seen.image_gen = r.image_gen();
                 seen.usage = r.usage();
             }
         }
@@ -165,6 +191,7 @@ pub(crate) fn observe(name: Option<&str>, data: &str) -> Seen {
         "response.output_item.done" => match ev.item.as_ref().map(|i| i.kind.as_str()) {
             Some("web_search_call") => seen.searches = 1,
             Some("file_search_call") => seen.file_searches = 1,
+            Some("image_generation_call") => seen.image_calls = 1,
             _ => {}
         },
         "response.created" | "response.in_progress" => {
@@ -241,5 +268,26 @@ mod tests {
         assert_eq!(done.usage.map(|u| u.file_search_calls), Some(2));
         // Without a usage there is nothing to hang the calls on: an estimate follows.
         assert!(serde_json::from_str::<ResponseObject>(r#"{"output":[{"type":"file_search_call"}]}"#).unwrap().usage().is_none());
+    }
+
+    #[test]
+    fn the_image_generation_tools_usage_is_read_apart_from_the_requests() {
+        // openai-python types/responses/response.py: `tool_usage.image_gen`, summed over the calls.
+        let body = br#"{"id":"resp_1","model":"gpt-5.4","output":[{"type":"image_generation_call","id":"ig_1","status":"completed","result":"iVBORw0KGgo="},{"type":"message"}],
+            "usage":{"input_tokens":40,"output_tokens":12},
+            "tool_usage":{"image_gen":{"input_tokens":30,"input_tokens_details":{"image_tokens":0,"text_tokens":30},"output_tokens":1056,"total_tokens":1086,
+                          "cached_tokens":10,"output_tokens_details":{"image_tokens":1056,"text_tokens":0}},"web_search":{"num_requests":0}}}"#;
+        let info = crate::usage::parse_json_response(crate::request::Api::OpenAiResponses, body);
+        let (u, g) = (info.usage.unwrap(), info.advisor.unwrap());
+        assert_eq!((u.input_tokens, u.output_tokens), (40, 12), "the request's own usage stays its own");
+        assert_eq!((g.input_tokens, g.cached_input_tokens, g.output_tokens, g.image_output_tokens), (30, 10, 1056, 1056));
+        assert_eq!(info.image_calls, 1);
+        // All zero (the tool ran no call): none. Absent: none, its calls counted.
+        let zero = br#"{"usage":{"input_tokens":1,"output_tokens":1},"tool_usage":{"image_gen":{"input_tokens":0,"input_tokens_details":{"image_tokens":0,"text_tokens":0},"output_tokens":0,"total_tokens":0},"web_search":{"num_requests":0}}}"#;
+        assert_eq!(crate::usage::parse_json_response(crate::request::Api::OpenAiResponses, zero).advisor, None);
+        let seen = observe(None, r#"{"type":"response.output_item.done","output_index":0,"item":{"type":"image_generation_call","id":"ig_1","status":"completed"}}"#);
+        assert_eq!((seen.image_calls, seen.image_gen), (1, None));
+        let done = observe(None, r#"{"type":"response.completed","response":{"usage":{"input_tokens":1,"output_tokens":1},"tool_usage":{"image_gen":{"input_tokens":5,"output_tokens":272,"total_tokens":277,"input_tokens_details":{"image_tokens":0,"text_tokens":5}}}}}"#);
+        assert_eq!(done.image_gen.map(|g| (g.input_tokens, g.image_output_tokens)), Some((5, 272)));
     }
 }

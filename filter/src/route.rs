@@ -23,8 +23,9 @@ pub struct Target {
     pub provider: String,
     pub route: String,
     pub upstream_model: String,
-    /// Anthropic's advisor tool runs this model too, at the same provider
-    /// (recorded apart: [`advisor`]).
+    /// Another model runs within the request at the same provider
+    /// (Anthropic's advisor tool, the Responses API's image generation
+    /// tool), recorded apart: [`advisor`].
     pub advisor: Option<Box<advisor::AdvisorTarget>>,
 }
 
@@ -320,6 +321,11 @@ pub fn plan_for(
     // Anthropic's advisor tool runs another model within the request.
     if let Some(a) = chat.advisor.as_ref().filter(|_| !choice.count_tokens) {
         let routed = advisor::plan(cfg, key, provider, translate.is_some(), a).map_err(|e| refuse(e, Some(&chat), Some(&target)))?;
+        target.advisor = Some(Box::new(routed));
+    }
+    // The Responses API's image generation tool runs an image model within it.
+    if let Some(t) = chat.image_tool.as_ref().filter(|_| !choice.count_tokens) {
+        let routed = advisor::image_tool(cfg, key, provider, translate.is_some(), t, &chat).map_err(|e| refuse(e, Some(&chat), Some(&target)))?;
         target.advisor = Some(Box::new(routed));
     }
     let worst = worst_of(cfg, &chat, &target, price.as_ref());

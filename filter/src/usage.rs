@@ -275,8 +275,11 @@ pub struct ResponseInfo {
     pub response_id: Option<String>,
     /// The tier and geography the answer says served it.
     pub served: Served,
-    /// Anthropic's advisor calls, reported apart from `usage`.
+    /// Anthropic's advisor calls, or the Responses API's image generation
+    /// tool's, reported apart from `usage`.
     pub advisor: Option<Usage>,
+    /// The Responses API's image generation calls in the answer.
+    pub image_calls: u64,
 }
 
 /// Reads model and usage from a non-streamed JSON response body.
@@ -290,7 +293,14 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
         Api::GeminiEmbedContent => ResponseInfo { usage: crate::gemini::embed_usage(body), ..Default::default() },
         Api::OpenAiImages => ResponseInfo { usage: images::from_body(body), ..Default::default() },
         Api::OpenAiResponses => match serde_json::from_slice::<crate::responses_api::ResponseObject>(body) {
-            Ok(r) => ResponseInfo { model: r.model.clone(), response_id: r.id.clone(), served: r.served(), usage: r.usage(), advisor: None },
+            Ok(r) => ResponseInfo {
+                model: r.model.clone(),
+                response_id: r.id.clone(),
+                served: r.served(),
+                advisor: r.image_gen(),
+                image_calls: r.image_calls(),
+                usage: r.usage(),
+            },
             Err(_) => ResponseInfo::default(),
         },
         Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiModerations => match serde_json::from_slice::<OpenAiBody>(body) {
@@ -300,6 +310,7 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
                 served: Served::openai(b.service_tier),
                 response_id: None,
                 advisor: None,
+                image_calls: 0,
             },
             Err(_) => ResponseInfo::default(),
         },
@@ -310,6 +321,7 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
                 usage: b.usage.filter(AnthropicUsage::counted).map(|u| u.normalise()),
                 advisor: b.usage.and_then(|u| u.advisor()),
                 response_id: None,
+                image_calls: 0,
             },
             Err(_) => ResponseInfo::default(),
         },
@@ -485,6 +497,9 @@ pub struct StreamTracker {
     file_searches: u64,
     /// The ends of an over-long event going by ([`crate::big_event`]).
     big: Option<crate::big_event::BigEvent>,
+    /// Responses API: the image generation tool's usage, and its calls done so far.
+    image_gen: Option<Usage>,
+    image_calls: u64,
 }
 
 /// The error event a provider in `api`'s format would send saying
@@ -518,6 +533,10 @@ pub(crate) struct EventSeen {
     pub searches: u64,
     /// Responses API: a hosted file search call done.
     pub file_searches: u64,
+    /// Responses API: an image generation call done, and the terminal
+    /// event's `tool_usage.image_gen`.
+    pub image_calls: u64,
+    pub image_gen: Option<Usage>,
     /// Characters of generated output.
     pub output_chars: u64,
     /// A terminal event (completed, incomplete, failed, finished, or an error).
@@ -544,8 +563,12 @@ pub struct StreamSummary {
     pub oversized: bool,
     /// The tier and geography the stream says served it.
     pub served: Served,
-    /// Anthropic's advisor calls, reported apart from `usage`.
+    /// Anthropic's advisor calls, or the Responses API's image generation
+    /// tool's (`tool_usage.image_gen`), reported apart from `usage`.
     pub advisor: Option<Usage>,
+    /// The Responses API's image generation calls done (an estimate's
+    /// basis when the answer reports no `tool_usage`).
+    pub image_calls: u64,
 }
 
 impl StreamTracker {
@@ -570,6 +593,8 @@ impl StreamTracker {
             searches: 0,
             file_searches: 0,
             big: None,
+            image_gen: None,
+            image_calls: 0,
         }
     }
 
@@ -708,7 +733,11 @@ impl StreamTracker {
             output_chars: self.output_chars,
             usage_final: self.usage_final,
             oversized: self.oversized,
-            advisor: self.anthropic_usage.and_then(|u| u.advisor()),
+            advisor: match self.api {
+                Api::OpenAiResponses => self.image_gen,
+                _ => self.anthropic_usage.and_then(|u| u.advisor()),
+            },
+            image_calls: self.image_calls,
         }
     }
 
@@ -751,6 +780,8 @@ impl StreamTracker {
                 self.served = self.served.then(seen.served);
                 self.searches = self.searches.saturating_add(seen.searches);
                 self.file_searches = self.file_searches.saturating_add(seen.file_searches);
+                self.image_calls = self.image_calls.saturating_add(seen.image_calls);
+                self.image_gen = seen.image_gen.or(self.image_gen);
                 if let Some(u) = seen.usage {
                     self.openai_usage = Some(u);
                     self.usage_final = true;
@@ -794,6 +825,7 @@ impl StreamTracker {
         if let Some(u) = seen.usage {
             self.openai_usage = Some(u);
         }
+        self.image_gen = seen.image_gen.or(self.image_gen);
         self.usage_final |= seen.terminal && self.openai_usage.is_some();
         self.finished |= seen.terminal;
         self.error_event |= seen.failed;
@@ -999,4 +1031,4 @@ fn null_usage_member_at(raw: &[u8], i: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests;
-mod images;
+pub(crate) mod images;

@@ -647,3 +647,26 @@ def test_an_image_generation_is_held_by_the_images_it_asks_for(fresh):
     u = r.json()["usage"]
     rec = cli.record(r.headers["x-tollgate-request-id"])
     assert rec["cost_micros"] == expected_cost("openai/gpt-image-1.5", u["input_tokens"], 272, image=272) > 8_000, rec
+
+
+def test_the_responses_image_generation_tool_is_held_by_its_reservation(fresh):
+    """The image generation tool's image is reserved (one a call: the
+    tool's default model, GPT Image 1 at $40 a million, high quality and
+    1536×1024 when it asks nothing: $0.25): a key with $0.10 left is
+    refused it before anything is sent, and served a low-quality square."""
+    c = fresh.control
+    key = new_key(c, "illustrators")
+    c.api("PUT", "/v1/budgets/key/" + key["id"], {"limit_micros": 100_000, "period": "daily"}, expect=200)
+    cli = Client(fresh)
+    wait_until(lambda: key_works(fresh.url, key["key"]), what="the key with its budget")
+    served = mock_stats(fresh)["requests"]
+    ask = {"model": "openai/gpt-5.4", "input": "Draw an otter", "max_output_tokens": 50}
+    for tools, extra in (([{"type": "image_generation"}], {}),
+                         ([{"type": "image_generation", "quality": "low", "size": "1024x1024"}], {"max_tool_calls": 10})):
+        r = cli.post("/v1/responses", {**ask, "tools": tools, **extra}, key=key["key"])
+        assert r.status_code == 429 and error_of(r)["code"] == "budget_exhausted", (tools, r.text)
+    assert mock_stats(fresh)["requests"] == served, "nothing reached the provider"
+    r = cli.post("/v1/responses", {**ask, "tools": [{"type": "image_generation", "quality": "low", "size": "1024x1024"}]}, key=key["key"])
+    assert r.status_code == 200, r.text
+    rec = cli.record(r.headers["x-tollgate-request-id"] + "-image_generation")
+    assert rec["cost_micros"] == expected_cost("openai/gpt-image-1", 20, 272, image=272) and rec["key_id"] == key["id"], rec

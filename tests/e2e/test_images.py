@@ -155,3 +155,48 @@ def test_the_mocks_answers_have_the_documented_shape(client):
     r = client.post("/v1/images/generations", {"model": "gpt-image-1", "prompt": "shape", "stream": True, "partial_images": 1}, stream=True)
     mock_done = [json.loads(line[6:]) for line in r.iter_lines(decode_unicode=True) if line.startswith("data: ")][-1]
     assert set(real_done) <= set(mock_done) and shape(real_done["usage"]) == shape(mock_done["usage"]), (real_done.keys(), mock_done.keys())
+
+
+def test_the_responses_image_generation_tool_is_recorded_under_its_image_model(oai, client):
+    """A Responses request offering the image generation tool runs a GPT
+    image model inside it, billed at that model's rates and reported apart
+    (`tool_usage.image_gen`): before, the gateway counted only the
+    request's own tokens, and the images went unpriced. Now the image
+    model is routed and priced like an advisor: its own record,
+    `<id>-image_generation`, under `gpt-image-1` (the tool's default)."""
+    tool = {"type": "image_generation", "quality": "low", "size": "1024x1024"}
+    raw = oai.responses.with_raw_response.create(model="openai/gpt-5.4", input="Draw an otter", max_output_tokens=50, tools=[tool])
+    r = raw.parse()
+    assert [o.type for o in r.output] == ["image_generation_call", "message"]
+    gen = r.tool_usage.image_gen
+    assert (gen.input_tokens, gen.output_tokens) == (20, 272)
+    rid = raw.headers["x-tollgate-request-id"]
+    main, image = client.record(rid), client.record(f"{rid}-image_generation")
+    assert (main["usage"]["output_tokens"], main["model_upstream"]) == (r.usage.output_tokens, "gpt-5.4")
+    want = expected_cost("openai/gpt-image-1", 20, 272, image=272)
+    assert (image["model_upstream"], image["routed_by"], image["usage_source"], image["usage"]["image_output_tokens"]) == ("gpt-image-1", f"image_generation: {rid}", "provider", 272), image
+    assert image["cost_micros"] == want == 100 + 10_880
+    assert int(raw.headers["x-tollgate-cost-micros"]) == main["cost_micros"] + want, "the client is told both"
+    # Streamed, two calls, partial images: the terminal event's tool_usage.
+    tool2 = {**tool, "model": "gpt-image-1.5", "partial_images": 1}
+    r = client.post("/v1/responses", {"model": "openai/gpt-5.4", "input": "Two otters", "stream": True, "tools": [tool2], "max_output_tokens": 50},
+                    headers={"x-mock-image-calls": "2"}, stream=True)
+    names = [line[7:] for line in r.iter_lines(decode_unicode=True) if line.startswith("event: ")]
+    assert names.count("response.image_generation_call.partial_image") == 2 and names[-1] == "response.completed"
+    image = client.record(r.headers["x-tollgate-request-id"] + "-image_generation")
+    assert (image["model_upstream"], image["usage"]["output_tokens"]) == ("gpt-image-1.5", 2 * 372)
+    assert image["cost_micros"] == expected_cost("openai/gpt-image-1.5", 40, 744, image=744)
+    # No tool_usage in the answer (the API may leave it out): the image asked for, estimated.
+    raw = oai.responses.with_raw_response.create(model="openai/gpt-5.4", input="Draw", max_output_tokens=50, tools=[tool],
+                                                 extra_headers={"x-mock-no-tool-usage": "1"})
+    image = client.record(raw.headers["x-tollgate-request-id"] + "-image_generation")
+    assert (image["usage_source"], image["usage"]["output_tokens"]) == ("estimated", 272), image
+    # Held to the key, the route and the price like the request's own model.
+    served = mock_requests(client)
+    r = client.post("/v1/responses", {"model": "openai/gpt-5.4", "input": "x", "tools": [{"type": "image_generation", "model": "gemini-2.5-flash-image"}]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tools" and "routes 'gemini-2.5-flash-image' to 'google'" in r.text, r.text
+    r = client.post("/v1/responses", {"model": "openai/gpt-5.4", "input": "x", "tools": [{"type": "image_generation", "quality": "ultra"}]})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request", r.text
+    assert mock_requests(client) == served
+    r = client.post("/v1/responses", {"model": "anthropic/claude-sonnet-4-6", "input": "x", "tools": [tool]})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unsupported_field", r.text

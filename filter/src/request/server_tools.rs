@@ -30,6 +30,15 @@
 //! `types/beta/beta_advisor_message_iteration_usage.py`; ccusage/ccusage#1115
 //! with a real record), so the gateway routes, prices and reserves that
 //! model as well ([`crate::route`]).
+//!
+//! So is the Responses API's image generation tool (`{"type":
+//! "image_generation", "model"?, "quality"?, "size"?, "partial_images"?,
+//! …}`, openai-python `types/responses/tool.py`, `gpt-image-1` when it
+//! names no model): the model calls a GPT image model, whose tokens the
+//! answer reports apart from the request's (`tool_usage.image_gen`,
+//! `types/responses/response.py`), billed at the image model's rates. It
+//! is routed, priced and reserved as the advisor is: one image at the
+//! tool's quality and size a call, `max_tool_calls` calls or one.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -49,6 +58,39 @@ pub struct ServerTools {
     pub grounding: bool,
     /// An Anthropic advisor tool, as offered.
     pub advisor: Option<Advisor>,
+    /// The Responses API's image generation tool, as offered.
+    pub image_tool: Option<ImageTool>,
+}
+
+/// The Responses API's image generation tool: the image model it runs
+/// and what one image asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageTool {
+    Offered { model: String, ask: super::images::ImageAsk },
+    /// Offered in a form the gateway cannot price (a model that is not a
+    /// string, a quality or size no model makes, two such tools): refused, with why.
+    Unreadable(&'static str),
+}
+
+/// The image model the tool runs when it names none (openai-python `types/responses/tool.py`).
+pub const DEFAULT_IMAGE_TOOL_MODEL: &str = "gpt-image-1";
+
+fn image_tool_of(tool: &Head<'_>) -> ImageTool {
+    let model = match &tool.model {
+        None | Some(Value::Null) => DEFAULT_IMAGE_TOOL_MODEL.to_string(),
+        Some(Value::String(m)) => m.clone(),
+        Some(_) => return ImageTool::Unreadable("The image_generation tool's model must be a string."),
+    };
+    let mut ask = super::images::ImageAsk::default();
+    let raw = |v: &Option<Value>| v.as_ref().map_or_else(|| "null".to_string(), Value::to_string);
+    let read = ask
+        .quality(&raw(&tool.quality))
+        .and_then(|()| ask.size(&raw(&tool.size)))
+        .and_then(|()| ask.partial_images(&raw(&tool.partial_images)));
+    match read {
+        Ok(()) => ImageTool::Offered { model, ask },
+        Err(_) => ImageTool::Unreadable("The image_generation tool's quality, size and partial_images must be ones a GPT image model takes."),
+    }
 }
 
 /// Anthropic's advisor tool: the model it runs and what bounds it.
@@ -73,6 +115,12 @@ struct Head<'a> {
     model: Option<Value>,
     #[serde(default)]
     max_tokens: Option<Value>,
+    #[serde(default)]
+    quality: Option<Value>,
+    #[serde(default)]
+    size: Option<Value>,
+    #[serde(default)]
+    partial_images: Option<Value>,
 }
 
 /// A bound: absent or null is none; a whole number is it; anything else
@@ -101,12 +149,15 @@ pub fn read(raw: &str) -> ServerTools {
     // Most tools are functions: the whole array is parsed only when a
     // search or advisor tool may be in it (or a `\u` escape may spell one:
     // not any backslash, which every description with a newline holds).
-    if !raw.contains("_search") && !raw.contains("advisor") && !raw.contains("\\u") {
+    if !raw.contains("_search") && !raw.contains("advisor") && !raw.contains("image_generation") && !raw.contains("\\u") {
         return ServerTools::default();
     }
     let Ok(tools) = serde_json::from_str::<Vec<Head<'_>>>(raw) else {
         let advisor = raw.contains("advisor").then_some(Advisor::Unreadable("The tools list could not be read, and it may offer the advisor tool."));
-        return ServerTools { advisor, ..ServerTools::default() };
+        let image_tool = raw
+            .contains("image_generation")
+            .then_some(ImageTool::Unreadable("The tools list could not be read, and it may offer the image_generation tool."));
+        return ServerTools { advisor, image_tool, ..ServerTools::default() };
     };
     tools.iter().fold(ServerTools::default(), |mut t, tool| {
         let kind = tool.kind.as_deref().unwrap_or_default();
@@ -118,6 +169,12 @@ pub fn read(raw: &str) -> ServerTools {
         }
         if kind.starts_with("web_search") || kind == "file_search" {
             t.hosted_search = true;
+        }
+        if kind == "image_generation" {
+            t.image_tool = Some(match t.image_tool {
+                None => image_tool_of(tool),
+                Some(_) => ImageTool::Unreadable("Only one image_generation tool may be offered."),
+            });
         }
         if kind.starts_with("advisor_") {
             t.advisor = Some(match t.advisor {

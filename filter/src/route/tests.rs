@@ -820,3 +820,45 @@ fn an_image_generation_reserves_its_images_at_the_image_price() {
     assert_eq!(code(br#"{"model":"gpt-image-1.5","prompt":"x","size":"9999x9999"}"#), "invalid_value");
     assert_eq!(code(br#"{"model":"claude-sonnet-4-6","prompt":"x"}"#), "wrong_api_for_model");
 }
+
+#[test]
+fn a_responses_image_generation_tool_is_held_to_the_key_routed_priced_and_reserved() {
+    // The tool runs a GPT image model at the provider serving the request:
+    // before, nothing of it was reserved or recorded.
+    let cfg = Config::from_json(br#"{
+      "providers": [{"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com"},
+                    {"name": "anthropic", "format": "anthropic", "cluster": "anthropic", "host": "api.anthropic.com"}],
+      "routes": [{"model": "gpt-*", "provider": "openai"}, {"model": "claude-*", "provider": "anthropic"}],
+      "pricing": {"openai/gpt-5.4": {"input": 2500000, "output": 15000000}, "anthropic/claude-sonnet-4-6": {"input": 3000000, "output": 15000000},
+                  "openai/gpt-image-1": {"input": 5000000, "output": 40000000},
+                  "openai/gpt-image-1.5": {"input": 5000000, "output": 10000000, "image_output": 32000000}},
+      "unpriced_models": "deny"}"#).unwrap();
+    let respond = |body: &str, k: Rc<KeyInfo>| plan(&cfg, &k, Api::OpenAiResponses, body.as_bytes(), "/v1/responses", false);
+    let ask = |tools: &str, extra: &str| format!(r#"{{"model":"gpt-5.4","input":"Draw an otter","max_output_tokens":100,"tools":{tools}{extra}}}"#);
+    let without = respond(&ask("[]", ""), key(None)).unwrap();
+    // The default model (gpt-image-1), one image at high quality, 1536x1024: 6,240 tokens at $40.
+    let p = respond(&ask(r#"[{"type":"image_generation"}]"#, ""), key(None)).unwrap();
+    let a = p.target.advisor.as_deref().unwrap();
+    assert_eq!((a.kind, a.model.as_str(), a.calls, a.output_per_call), (advisor::Companion::ImageGeneration, "gpt-image-1", 1, 6240));
+    let input = p.chat.estimated_input_tokens;
+    assert_eq!(p.worst.micros - without.worst.micros - (input - without.chat.estimated_input_tokens) * 5 / 2, (input * 5_000_000 + 6240 * 40_000_000).div_ceil(1_000_000));
+    // The tool's own model, quality, size and partial images; max_tool_calls bounds the calls.
+    let p = respond(&ask(r#"[{"type":"image_generation","model":"gpt-image-1.5","quality":"low","size":"1024x1024","partial_images":2}]"#, r#","stream":true,"max_tool_calls":3"#), key(None)).unwrap();
+    let a = p.target.advisor.as_deref().unwrap();
+    assert_eq!((a.model.as_str(), a.calls, a.output_per_call), ("gpt-image-1.5", 3, 272 + 200));
+    // Refused: a key that may not use the image model, an unpriced or unrouted one, an unreadable tool, through a translation.
+    let err = |body: &str, k: Rc<KeyInfo>| respond(body, k).unwrap_err().error;
+    let e = err(&ask(r#"[{"type":"image_generation"}]"#, ""), key(Some(vec!["gpt-5.4"])));
+    assert_eq!((e.code, e.param), ("model_not_allowed", Some("tools")));
+    assert_eq!(err(&ask(r#"[{"type":"image_generation","model":"gpt-image-2"}]"#, ""), key(None)).code, "model_not_priced");
+    assert_eq!(err(&ask(r#"[{"type":"image_generation","model":"dall-e-3"}]"#, ""), key(None)).code, "model_not_found");
+    for bad in [r#"[{"type":"image_generation","quality":"ultra"}]"#, r#"[{"type":"image_generation","model":7}]"#,
+                r#"[{"type":"image_generation"},{"type":"image_generation"}]"#, r#"[{"type":"image_generation","size":"99999x9"}]"#] {
+        assert_eq!(err(&ask(bad, ""), key(None)).code, "invalid_request", "{bad}");
+    }
+    let claude = r#"{"model":"claude-sonnet-4-6","input":"Draw","max_output_tokens":100,"tools":[{"type":"image_generation"}]}"#;
+    assert_eq!(err(claude, key(None)).code, "unsupported_field");
+    // A function of that name is the client's own.
+    let f = respond(&ask(r#"[{"type":"function","name":"image_generation","parameters":{}}]"#, ""), key(None)).unwrap();
+    assert!(f.target.advisor.is_none());
+}

@@ -22,18 +22,31 @@ struct Details {
     image_tokens: Option<u64>,
 }
 
+/// An image generation's usage; also the Responses API's
+/// `tool_usage.image_gen` (the image generation tool's calls, summed),
+/// which may carry `cached_tokens` (openai-python `types/responses/response.py`).
 #[derive(Deserialize)]
 struct ImagesUsage {
     input_tokens: u64,
     output_tokens: u64,
     #[serde(default)]
     output_tokens_details: Option<Details>,
+    #[serde(default)]
+    cached_tokens: Option<u64>,
 }
 
 impl From<ImagesUsage> for Usage {
     fn from(u: ImagesUsage) -> Usage {
         let image = u.output_tokens_details.and_then(|d| d.image_tokens).unwrap_or(u.output_tokens);
-        Usage { input_tokens: u.input_tokens, output_tokens: u.output_tokens, image_output_tokens: image, ..Default::default() }.bounded()
+        Usage {
+            input_tokens: u.input_tokens,
+            cached_input_tokens: u.cached_tokens.unwrap_or(0),
+            cache_reported: u.cached_tokens.is_some(),
+            output_tokens: u.output_tokens,
+            image_output_tokens: image,
+            ..Default::default()
+        }
+        .bounded()
     }
 }
 

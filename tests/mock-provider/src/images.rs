@@ -42,7 +42,7 @@ const MODELS: &[&str] = &[
 ];
 const STANDARD_SIZES: &[&str] = &["1024x1024", "1536x1024", "1024x1536"];
 /// A real 1×1 PNG.
-const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
+pub const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
 
 fn bad(msg: impl Into<String>, param: &'static str) -> Refusal {
     (400, msg.into(), Some(param), None)
@@ -167,6 +167,26 @@ pub fn plan(m: &Map<String, Value>) -> Result<Plan, Refusal> {
     let frames = if output_format == "gif" { frames } else { 1 };
     Ok(Plan { model, stream, n, partial_images, quality, size, pixels, background, output_format, frames, input: (prompt.len() as u64).div_ceil(4) })
 }
+
+/// The Responses API's image generation tool (openai-python
+/// `types/responses/tool.py`, `ImageGeneration`: `gpt-image-1` when it
+/// names no model), checked as an image generation asking the same:
+/// (tokens of one image, partial images a stream gets).
+pub fn tool(t: &Value) -> Result<(u64, u64), Refusal> {
+    let mut m = Map::new();
+    m.insert("prompt".into(), json!("the prompt the model writes"));
+    m.insert("model".into(), t.get("model").cloned().unwrap_or(json!("gpt-image-1")));
+    for k in ["quality", "size", "partial_images", "background", "output_format", "output_compression", "moderation"] {
+        if let Some(v) = t.get(k) {
+            m.insert(k.into(), v.clone());
+        }
+    }
+    let p = plan(&m)?;
+    Ok((p.image_tokens(), p.partial_images))
+}
+
+/// The tool's input tokens a call: the prompt the model writes for it (the mock's choice).
+pub const TOOL_PROMPT_TOKENS: u64 = 20;
 
 impl Plan {
     /// One image's output tokens (its partial images' with it when streamed).

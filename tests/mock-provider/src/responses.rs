@@ -17,6 +17,17 @@
 //! events, `response_file_search_call_*_event.py`). OpenAI bills each call
 //! apart from the tokens; `x-mock-file-searches` / `x-mock-web-searches`
 //! say how many the model ran (default 1 when the tool is there).
+//!
+//! The image generation tool (`{"type": "image_generation", …}`, checked
+//! as images.rs checks a generation) gets its calls as
+//! `image_generation_call` items (`result` the image), streamed with
+//! `response.image_generation_call.in_progress` / `.generating` /
+//! `.partial_image` / `.completed` (openai-python
+//! `response_image_gen_call_*_event.py`), and its tokens reported apart
+//! in `tool_usage.image_gen` (`types/responses/response.py`, with
+//! `web_search.num_requests`); `x-mock-image-calls` says how many calls
+//! (default 1), `x-mock-no-tool-usage` leaves `tool_usage` out, as the API
+//! may.
 
 use serde_json::{json, Map, Value};
 
@@ -59,6 +70,8 @@ pub struct Plan {
     pub hosted: Hosted,
     /// The hosted tool calls the answer lists, in order: their item types.
     pub calls: Vec<&'static str>,
+    /// `tool_usage` is reported (the API may leave it out).
+    pub tool_usage: bool,
     /// The request's `instructions`, echoed in every response object
     /// (openai-python `types/responses/response.py`: `instructions`, "A
     /// system (or developer) message inserted into the model's context";
@@ -74,17 +87,20 @@ pub struct Hosted {
     /// `max_tool_calls`: "the maximum number of total calls to built-in
     /// tools that can be processed in a response" (the API reference).
     pub max_calls: Option<u64>,
+    /// The image generation tool: one image's tokens, and its partial images.
+    pub image: Option<(u64, u64)>,
 }
 
 impl Plan {
     /// The calls the model runs: as many as asked, of the tools it has.
-    pub fn run_tools(&mut self, file_searches: Option<u64>, web_searches: Option<u64>) {
+    pub fn run_tools(&mut self, file_searches: Option<u64>, web_searches: Option<u64>, images: Option<u64>) {
         let mut add = |on: bool, asked: Option<u64>, kind: &'static str| {
             let n = if on { asked.unwrap_or(1).min(1000) } else { 0 };
             self.calls.extend(std::iter::repeat_n(kind, n as usize));
         };
         add(self.hosted.file_search, file_searches, "file_search_call");
         add(self.hosted.web_search, web_searches, "web_search_call");
+        add(self.hosted.image.is_some(), images, "image_generation_call");
         self.calls.truncate(self.hosted.max_calls.map_or(usize::MAX, |n| n as usize));
     }
 }
@@ -290,6 +306,7 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
         service_tier: "default",
         hosted,
         calls: Vec::new(),
+        tool_usage: true,
         instructions: m.get("instructions").cloned().unwrap_or(Value::Null),
     })
 }
@@ -318,6 +335,10 @@ fn tools(v: Option<&Value>) -> Result<Hosted, Refusal> {
             }
             Some(w) if w.starts_with("web_search") => {
                 hosted.web_search = true;
+                continue;
+            }
+            Some("image_generation") => {
+                hosted.image = Some(crate::images::tool(t)?);
                 continue;
             }
             _ => continue,
@@ -418,6 +439,10 @@ fn call_item(p: &Plan, id: &str, k: usize, kind: &str, done: bool) -> Value {
     let query = p.model.clone();
     match kind {
         "file_search_call" => json!({"id": format!("fs_{id}_{k}"), "type": kind, "status": status, "queries": [query], "results": null}),
+        "image_generation_call" => {
+            let status = if done { "completed" } else { "generating" };
+            json!({"id": format!("ig_{id}_{k}"), "type": kind, "status": status, "result": if done { json!(crate::images::PNG) } else { Value::Null }})
+        }
         _ => json!({"id": format!("ws_{id}_{k}"), "type": kind, "status": status, "action": {"type": "search", "query": query}}),
     }
 }
@@ -441,7 +466,7 @@ pub fn object(p: &Plan, id: &str, created: u64, done: bool) -> Value {
         "input_tokens": p.input, "input_tokens_details": details,
         "output_tokens": p.output, "output_tokens_details": {"reasoning_tokens": p.reasoning},
         "total_tokens": p.input + p.output}));
-    json!({"id": format!("resp_{id}"), "object": "response", "created_at": created, "status": status,
+    let mut o = json!({"id": format!("resp_{id}"), "object": "response", "created_at": created, "status": status,
            "background": false, "error": null,
            "incomplete_details": if done && p.incomplete { json!({"reason": "max_output_tokens"}) } else { Value::Null },
            "instructions": p.instructions, "max_output_tokens": null, "max_tool_calls": p.hosted.max_calls, "model": p.model,
@@ -450,7 +475,22 @@ pub fn object(p: &Plan, id: &str, created: u64, done: bool) -> Value {
            "reasoning": {"effort": null, "summary": null}, "safety_identifier": null, "service_tier": p.service_tier,
            "store": p.store, "temperature": 1.0, "text": {"format": {"type": "text"}, "verbosity": "medium"},
            "tool_choice": "auto", "tools": [], "top_logprobs": 0, "top_p": 1.0, "truncation": "disabled",
-           "usage": usage, "user": null, "metadata": {}})
+           "usage": usage, "user": null, "metadata": {}});
+    if let (true, true, Some(image)) = (done, p.tool_usage, p.hosted.image) {
+        o["tool_usage"] = tool_usage(p, image);
+    }
+    o
+}
+
+/// `tool_usage`: the image generation calls' tokens, summed; web searches counted.
+fn tool_usage(p: &Plan, (per_image, partials): (u64, u64)) -> Value {
+    let calls = p.calls.iter().filter(|k| **k == "image_generation_call").count() as u64;
+    let input = crate::images::TOOL_PROMPT_TOKENS * calls;
+    let output = (per_image + if p.stream { partials * 100 } else { 0 }) * calls;
+    json!({"image_gen": {"input_tokens": input, "input_tokens_details": {"image_tokens": 0, "text_tokens": input},
+                         "output_tokens": output, "output_tokens_details": {"image_tokens": output, "text_tokens": 0},
+                         "total_tokens": input + output},
+           "web_search": {"num_requests": p.calls.iter().filter(|k| **k == "web_search_call").count()}})
 }
 
 /// The stream's events: (name, data), in order.
@@ -464,9 +504,16 @@ pub fn events(p: &Plan, id: &str, created: u64) -> Vec<(String, String)> {
         let item = call_item(p, id, k, kind, false);
         let item_id = item["id"].clone();
         ev.push(json!({"type": "response.output_item.added", "output_index": k, "item": item}));
-        for phase in ["in_progress", "searching", "completed"] {
+        let image = *kind == "image_generation_call";
+        let phases: &[&str] = if image { &["in_progress", "generating"] } else { &["in_progress", "searching"] };
+        for phase in phases {
             ev.push(json!({"type": format!("response.{kind}.{phase}"), "output_index": k, "item_id": item_id}));
         }
+        for i in 0..if image { p.hosted.image.map_or(0, |(_, partials)| partials) } else { 0 } {
+            ev.push(json!({"type": "response.image_generation_call.partial_image", "output_index": k, "item_id": item_id,
+                           "partial_image_index": i, "partial_image_b64": crate::images::PNG}));
+        }
+        ev.push(json!({"type": format!("response.{kind}.completed"), "output_index": k, "item_id": item_id}));
         ev.push(json!({"type": "response.output_item.done", "output_index": k, "item": call_item(p, id, k, kind, true)}));
     }
     let at = p.calls.len();
@@ -589,7 +636,7 @@ mod tests {
         assert_eq!(plan(&req(json!([{"type": "file_search"}])), 5, 0, 0).err().map(|e| e.1),
                    Some("Missing required parameter: 'tools[0].vector_store_ids'.".into()));
         let mut p = plan(&req(json!([{"type": "file_search", "vector_store_ids": ["vs_1"]}, {"type": "web_search"}])), 5, 0, 0).unwrap();
-        p.run_tools(Some(2), None);
+        p.run_tools(Some(2), None, None);
         assert_eq!(p.calls, ["file_search_call", "file_search_call", "web_search_call"]);
         let kinds: Vec<String> = object(&p, "1", 0, true)["output"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap().to_string()).collect();
         assert_eq!(kinds, ["file_search_call", "file_search_call", "web_search_call", "message"]);
@@ -598,11 +645,35 @@ mod tests {
         assert!(ev.iter().any(|(n, d)| n == "response.output_text.delta" && d.contains(r#""output_index":3"#)));
         // No tool, no call, whatever the test asks.
         let mut bare = plan(&req(json!([])), 5, 0, 0).unwrap();
-        bare.run_tools(Some(3), Some(3));
+        bare.run_tools(Some(3), Some(3), None);
         assert!(bare.calls.is_empty());
         let capped = obj(json!({"model": "gpt-5", "input": "x", "tools": [{"type": "web_search"}], "max_tool_calls": 2}));
         let mut capped = plan(&capped, 5, 0, 0).unwrap();
-        capped.run_tools(None, Some(5));
+        capped.run_tools(None, Some(5), None);
         assert_eq!(capped.calls, ["web_search_call"; 2], "max_tool_calls bounds the calls");
+    }
+}
+
+#[cfg(test)]
+mod image_tool_tests {
+    use super::*;
+
+    #[test]
+    fn the_image_tool_runs_its_calls_and_reports_their_tokens_apart() {
+        let m = json!({"model": "gpt-5.4", "input": "Draw an otter", "stream": true,
+                       "tools": [{"type": "image_generation", "quality": "low", "size": "1024x1024", "partial_images": 1}]});
+        let mut p = plan(m.as_object().unwrap(), 12, 0, 0).unwrap();
+        p.run_tools(None, None, Some(2));
+        let o = object(&p, "x", 1, true);
+        assert_eq!(o["output"][0]["type"], "image_generation_call");
+        assert_eq!(o["tool_usage"]["image_gen"]["output_tokens"], json!(2 * (272 + 100)));
+        assert_eq!(o["usage"]["output_tokens"], json!(12), "the request's own usage apart");
+        let names: Vec<String> = events(&p, "x", 1).into_iter().map(|(n, _)| n).collect();
+        assert!(names.contains(&"response.image_generation_call.partial_image".to_string()) && names.contains(&"response.image_generation_call.generating".to_string()), "{names:?}");
+        // A tool no image model takes is refused, as a generation asking it is.
+        let bad = json!({"model": "gpt-5.4", "input": "x", "tools": [{"type": "image_generation", "quality": "ultra"}]});
+        assert_eq!(plan(bad.as_object().unwrap(), 12, 0, 0).err().map(|e| e.0), Some(400));
+        p.tool_usage = false;
+        assert!(object(&p, "x", 1, true).get("tool_usage").is_none());
     }
 }

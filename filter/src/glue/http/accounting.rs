@@ -112,9 +112,20 @@ impl TollgateHttp {
             rec.cache_miss = crate::fingerprint::explain(verdict, *marker, &rec.usage, price.as_ref());
         }
         self.remember_context(&rec);
-        // Anthropic's advisor calls: the advisor model's own record.
+        // Anthropic's advisor calls, the Responses API's image generation
+        // tool's: the companion model's own record.
         let advisor_usage = observed.stream.as_ref().and_then(|s| s.advisor).or_else(|| observed.json.as_ref().and_then(|j| j.advisor));
-        let mut advisor = target.advisor.as_deref().zip(advisor_usage).map(|(a, u)| crate::record::advisor_record(&rec, a, u));
+        let image_calls = observed.stream.as_ref().map(|s| s.image_calls).or_else(|| observed.json.as_ref().map(|j| j.image_calls)).unwrap_or(0);
+        let estimated_input = observed.estimated_input_tokens;
+        let mut advisor = target.advisor.as_deref().and_then(|a| match advisor_usage {
+            Some(u) => Some(crate::record::advisor_record(&rec, a, u, UsageSource::Provider)),
+            // Images made, their usage not reported: the images asked for, estimated.
+            None if a.kind == crate::route::advisor::Companion::ImageGeneration && image_calls > 0 => {
+                let u = crate::record::images_estimated(image_calls, estimated_input, a.output_per_call);
+                Some(crate::record::advisor_record(&rec, a, u, UsageSource::Estimated))
+            }
+            None => None,
+        });
         let spent = |r: &UsageRecord| Amount { micros: r.cost_micros, tokens: r.usage.budget_tokens() };
         let actual = spent(&rec).saturating_add(advisor.as_ref().map(spent).unwrap_or_default());
         super::super::with_budget_local(|u| admission::settle(&HostCounters, u, &self.reservations, actual));
