@@ -44,6 +44,8 @@ pub struct BigSeen {
     pub failed: bool,
     /// The Responses API's image generation tool's usage (`tool_usage.image_gen`).
     pub image_gen: Option<Usage>,
+    /// The Responses API's billable web searches (`tool_usage.web_search.num_requests`).
+    pub searches_reported: Option<u64>,
 }
 
 impl BigEvent {
@@ -70,11 +72,14 @@ impl BigEvent {
             _ => return BigSeen::default(),
         };
         let usage = member::<serde_json::Value>(tail, usage_member(api)).and_then(|v| usage_from_value(api, v));
-        let image_gen = match api {
-            Api::OpenAiResponses => member::<serde_json::Value>(tail, b"\"image_gen\"").and_then(crate::responses_api::image_gen_from_value),
-            _ => None,
+        let (image_gen, searches_reported) = match api {
+            Api::OpenAiResponses => (
+                member::<serde_json::Value>(tail, b"\"image_gen\"").and_then(crate::responses_api::image_gen_from_value),
+                member::<u64>(tail, b"\"num_requests\""),
+            ),
+            _ => (None, None),
         };
-        BigSeen { usage, terminal, failed, image_gen }
+        BigSeen { usage, terminal, failed, image_gen, searches_reported }
     }
 }
 

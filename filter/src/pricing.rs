@@ -42,6 +42,10 @@ pub struct Price {
     /// about 13 × text: gpt-audio $32 against $2.50 per million). Defaults to `input`.
     #[serde(default)]
     pub audio_input: Option<u64>,
+    /// Uncached input tokens of images (OpenAI's GPT image models: GPT
+    /// Image 1 $10 against $5 for text per million, 1.5 and 2 $8). Defaults to `input`.
+    #[serde(default)]
+    pub image_input: Option<u64>,
     /// Output tokens of audio (gpt-audio $64 against $10). Defaults to `output`.
     #[serde(default)]
     pub audio_output: Option<u64>,
@@ -185,6 +189,7 @@ impl Price {
             cache_write_1h: Some(scale(b.write_1h())),
             output: scale(b.output),
             audio_input: b.audio_input.map(scale),
+            image_input: b.image_input.map(scale),
             audio_output: b.audio_output.map(scale),
             image_output: b.image_output.map(scale),
             ..b
@@ -275,6 +280,7 @@ impl Price {
         let written_5m = written - written_1h;
         let uncached = u.input_tokens - cached - written;
         let audio_in = u.audio_input_tokens.min(uncached);
+        let image_in = u.image_input_tokens.min(uncached - audio_in);
         let audio_out = u.audio_output_tokens.min(u.output_tokens);
         let image_out = u.image_output_tokens.min(u.output_tokens - audio_out);
         let term = |tokens: u64, price: u64| (tokens as u128).saturating_mul(price as u128);
@@ -282,8 +288,9 @@ impl Price {
         let calls = |n: u64, per_1k: Option<u64>, default: u64| (n as u128).saturating_mul(per_1k.unwrap_or(default) as u128).saturating_mul(1000);
         let searches = calls(u.web_search_requests, p.web_search_per_1k, DEFAULT_WEB_SEARCH_PER_1K)
             .saturating_add(calls(u.file_search_calls, p.file_search_per_1k, DEFAULT_FILE_SEARCH_PER_1K));
-        term(uncached - audio_in, p.input)
+        term(uncached - audio_in - image_in, p.input)
             .saturating_add(term(audio_in, p.audio_input.unwrap_or(p.input)))
+            .saturating_add(term(image_in, p.image_input.unwrap_or(p.input)))
             .saturating_add(term(cached, p.cached()))
             .saturating_add(term(written_5m, p.write_5m()))
             .saturating_add(term(written_1h, p.write_1h()))
@@ -400,6 +407,19 @@ mod tests {
         assert_eq!(search.billed(Usage::default()).web_search_requests, 1);
         assert_eq!(search.billed(Usage { web_search_requests: 4, ..Default::default() }).web_search_requests, 4);
         assert_eq!(p.billed(Usage::default()), Usage::default());
+    }
+
+    #[test]
+    fn image_input_tokens_are_priced_at_their_own_rate() {
+        // GPT Image 1: text $5, image input $10, image output $40 per million.
+        let p = Price { input: 5_000_000, image_input: Some(10_000_000), output: 40_000_000, ..none() };
+        let u = Usage { input_tokens: 300, image_input_tokens: 200, output_tokens: 1000, image_output_tokens: 1000, ..Default::default() };
+        assert_eq!(p.cost_micros(&u), 100 * 5 + 200 * 10 + 1000 * 40);
+        assert_eq!(Price { image_input: None, ..p }.cost_micros(&u), 300 * 5 + 1000 * 40, "unset: the input price");
+        // more than the uncached input is clamped; a tier scales it
+        let odd = Usage { input_tokens: 10, cached_input_tokens: 8, image_input_tokens: 50, ..Default::default() };
+        assert_eq!(p.cost_picos(&odd), 8 * 5_000_000 + 2 * 10_000_000);
+        assert_eq!(p.at(Premium { tier: Some(ServiceTier::Priority), geo: None }).image_input, Some(20_000_000));
     }
 
     #[test]

@@ -237,7 +237,7 @@ pub(crate) mod tests {
         Observed { status, upstream_responded: true, termination: t, estimated_input_tokens: 100, image_bound: None, json, stream: s, body_note: None, body_bytes: 0, head_served: Default::default() }
     }
 
-    const U: Usage = Usage { input_tokens: 120, cached_input_tokens: 20, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 0, cache_write_1h_tokens: 0, web_search_requests: 0, file_search_calls: 0, audio_input_tokens: 0, audio_output_tokens: 0, image_output_tokens: 0, cache_reported: true };
+    const U: Usage = Usage { input_tokens: 120, cached_input_tokens: 20, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 0, cache_write_1h_tokens: 0, web_search_requests: 0, file_search_calls: 0, audio_input_tokens: 0, image_input_tokens: 0, audio_output_tokens: 0, image_output_tokens: 0, cache_reported: true };
 
     #[test]
     fn complete_json_uses_provider_usage() {

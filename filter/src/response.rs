@@ -98,7 +98,16 @@ impl JsonCollector {
             let v = member::<serde_json::Value>(w, usage_member(api))?;
             Some((crate::usage::advisor_from_value(api, &v), usage_from_value(api, v)?))
         });
-        let (advisor, usage) = found.map_or((None, None), |(a, u)| (a, Some(u)));
+        let (mut advisor, mut usage) = found.map_or((None, None), |(a, u)| (a, Some(u)));
+        // The Responses API reports its hosted tools apart (`tool_usage`):
+        // an image generation's images in `output` make such answers long.
+        if api == Api::OpenAiResponses {
+            let tail = ends.tail();
+            advisor = member::<serde_json::Value>(tail, b"\"image_gen\"").and_then(crate::responses_api::image_gen_from_value);
+            if let (Some(u), Some(n)) = (usage.as_mut(), member::<u64>(tail, b"\"num_requests\"")) {
+                u.web_search_requests = n.min(tollgate_protocol::usage::MAX_COUNT);
+            }
+        }
         let model = member::<String>(&ends.head, b"\"model\"").map(|m| crate::text::clean_field(&m, 256));
         let note = if usage.is_some() { "usage_from_tail:response_too_large" } else { "usage_unreadable:response_too_large" };
         let note = Some(note);
@@ -204,6 +213,21 @@ mod tests {
         let r = c.finish(Api::AnthropicMessages);
         assert_eq!(r.info.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((5, 70)));
         assert_eq!(r.info.advisor.map(|u| (u.input_tokens, u.output_tokens)), Some((9000, 800)));
+    }
+
+    /// A Responses answer past the limit (its images in `output`) still
+    /// says what its image generation tool and its web searches took.
+    #[test]
+    fn responses_tail_keeps_the_hosted_tools_usage() {
+        let image = "iVBORw0KGgo".repeat(100_000);
+        let body = format!(
+            r#"{{"id":"resp_1","model":"gpt-5.4","output":[{{"type":"image_generation_call","id":"ig_1","status":"completed","result":"{image}"}}],"usage":{{"input_tokens":40,"output_tokens":12}},"tool_usage":{{"image_gen":{{"input_tokens":20,"output_tokens":1056,"total_tokens":1076,"input_tokens_details":{{"image_tokens":0,"text_tokens":20}}}},"web_search":{{"num_requests":2}}}}}}"#
+        );
+        let mut c = JsonCollector::new(1000);
+        c.push(body.as_bytes());
+        let r = c.finish(Api::OpenAiResponses);
+        assert_eq!(r.info.usage.map(|u| (u.input_tokens, u.output_tokens, u.web_search_requests)), Some((40, 12, 2)));
+        assert_eq!(r.info.advisor.map(|u| (u.input_tokens, u.image_output_tokens)), Some((20, 1056)));
     }
 
     #[test]

@@ -13,6 +13,12 @@
 //!   needed and nothing is rewritten. An `error` event ends a stream too.
 //!   Hosted calls are counted from their `response.output_item.done`
 //!   events as well, the larger count kept.
+//! - Web searches: the answer's `tool_usage.web_search.num_requests` where
+//!   it has one ("counts billable searches. Discounted searches and
+//!   actions such as opening a page are excluded", openai-python
+//!   `types/responses/response.py`): a `web_search_call` item is also an
+//!   `open_page` or `find_in_page` action (`response_function_web_search.py`),
+//!   which counting items billed as a search. Without it, the items.
 //!
 //! Sources: OpenAI API reference, "Responses" and "Streaming events"
 //! (platform.openai.com/docs/api-reference/responses,
@@ -113,6 +119,14 @@ pub(crate) struct ResponseObject {
 struct ToolUsage {
     #[serde(default)]
     image_gen: Option<serde_json::Value>,
+    #[serde(default)]
+    web_search: Option<WebSearchUsage>,
+}
+
+#[derive(Deserialize, Default)]
+struct WebSearchUsage {
+    #[serde(default)]
+    num_requests: Option<u64>,
 }
 
 /// The image generation tool's usage in a `tool_usage.image_gen` object
@@ -136,9 +150,15 @@ impl ResponseObject {
         self.output.iter().flatten().filter(|i| i.kind == "image_generation_call").count() as u64
     }
 
+    /// The billable web searches the answer reports (`tool_usage.web_search.num_requests`).
+    pub fn searches_reported(&self) -> Option<u64> {
+        self.tool_usage.as_ref().and_then(|t| t.web_search.as_ref()).and_then(|w| w.num_requests)
+    }
+
     pub fn usage(self) -> Option<Usage> {
         let count = |kind: &str| self.output.iter().flatten().filter(|i| i.kind == kind).count() as u64;
-        let calls = Calls { web_searches: count("web_search_call"), file_searches: count("file_search_call") };
+        let web_searches = self.searches_reported().unwrap_or_else(|| count("web_search_call"));
+        let calls = Calls { web_searches, file_searches: count("file_search_call") };
         self.usage.filter(ResponsesUsage::counted).map(|u| u.normalise(calls))
     }
 }
@@ -182,6 +202,7 @@ pub(crate) fn observe(name: Option<&str>, data: &str) -> Seen {
                 seen.id = r.id.clone();
                 seen.served = r.served();
                 seen.image_gen = r.image_gen();
+                seen.searches_reported = r.searches_reported();
                 seen.usage = r.usage();
             }
         }
@@ -289,5 +310,24 @@ mod tests {
         assert_eq!((seen.image_calls, seen.image_gen), (1, None));
         let done = observe(None, r#"{"type":"response.completed","response":{"usage":{"input_tokens":1,"output_tokens":1},"tool_usage":{"image_gen":{"input_tokens":5,"output_tokens":272,"total_tokens":277,"input_tokens_details":{"image_tokens":0,"text_tokens":5}}}}}"#);
         assert_eq!(done.image_gen.map(|g| (g.input_tokens, g.image_output_tokens)), Some((5, 272)));
+    }
+
+    #[test]
+    fn billable_searches_are_the_answers_count_not_its_page_openings() {
+        let item = |action: &str| format!(r#"{{"type":"web_search_call","id":"ws","status":"completed","action":{{"type":"{action}"}}}}"#);
+        let items = [item("search"), item("open_page"), item("find_in_page")].join(",");
+        let body = |tool_usage: &str| format!(r#"{{"output":[{items}],"usage":{{"input_tokens":10,"output_tokens":2}}{tool_usage}}}"#);
+        let reported = body(r#","tool_usage":{"web_search":{"num_requests":1},"image_gen":{"input_tokens":0,"output_tokens":0,"total_tokens":0,"input_tokens_details":{"image_tokens":0,"text_tokens":0}}}"#);
+        let u = |b: &str| crate::usage::parse_json_response(crate::request::Api::OpenAiResponses, b.as_bytes()).usage.unwrap().web_search_requests;
+        assert_eq!((u(&reported), u(&body(""))), (1, 3), "the answer's count; without one, every call");
+        // Streamed: the calls as they finish, then the terminal event's count wins.
+        let mut t = crate::usage::StreamTracker::new(crate::request::Api::OpenAiResponses, false);
+        for action in ["search", "open_page", "find_in_page"] {
+            t.push(format!("event: response.output_item.done\ndata: {{\"type\":\"response.output_item.done\",\"output_index\":0,\"item\":{}}}\n\n", item(action)).as_bytes());
+        }
+        assert_eq!(t.summary().usage.map(|u| u.web_search_requests), Some(3), "cut here: every call counted");
+        let done = format!(r#"{{"type":"response.completed","response":{}}}"#, reported);
+        t.push(format!("event: response.completed\ndata: {done}\n\n").as_bytes());
+        assert_eq!(t.summary().usage.map(|u| u.web_search_requests), Some(1));
     }
 }

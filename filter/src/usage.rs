@@ -240,6 +240,7 @@ impl AnthropicUsage {
             web_search_requests: self.server_tool_use.and_then(|s| s.web_search_requests).unwrap_or(0),
             file_search_calls: 0,
             audio_input_tokens: 0,
+            image_input_tokens: 0,
             audio_output_tokens: 0,
             image_output_tokens: 0,
             cache_reported: self.cache_read_input_tokens.is_some(),
@@ -500,6 +501,7 @@ pub struct StreamTracker {
     /// Responses API: the image generation tool's usage, and its calls done so far.
     image_gen: Option<Usage>,
     image_calls: u64,
+    searches_reported: Option<u64>,
 }
 
 /// The error event a provider in `api`'s format would send saying
@@ -537,6 +539,9 @@ pub(crate) struct EventSeen {
     /// event's `tool_usage.image_gen`.
     pub image_calls: u64,
     pub image_gen: Option<Usage>,
+    /// Responses API: the billable web searches the terminal event reports
+    /// (`tool_usage.web_search.num_requests`), which the items cannot tell.
+    pub searches_reported: Option<u64>,
     /// Characters of generated output.
     pub output_chars: u64,
     /// A terminal event (completed, incomplete, failed, finished, or an error).
@@ -595,6 +600,7 @@ impl StreamTracker {
             big: None,
             image_gen: None,
             image_calls: 0,
+            searches_reported: None,
         }
     }
 
@@ -706,7 +712,8 @@ impl StreamTracker {
             // Calls done count even when the final usage never came (a cut stream is charged an estimate with them).
             Api::OpenAiResponses => match self.openai_usage {
                 Some(u) => Some(Usage {
-                    web_search_requests: u.web_search_requests.max(self.searches),
+                    // (The answer's own count of billable searches, where it gives one.)
+                    web_search_requests: self.searches_reported.unwrap_or(u.web_search_requests.max(self.searches)),
                     file_search_calls: u.file_search_calls.max(self.file_searches),
                     ..u
                 }),
@@ -782,6 +789,7 @@ impl StreamTracker {
                 self.file_searches = self.file_searches.saturating_add(seen.file_searches);
                 self.image_calls = self.image_calls.saturating_add(seen.image_calls);
                 self.image_gen = seen.image_gen.or(self.image_gen);
+                self.searches_reported = seen.searches_reported.or(self.searches_reported);
                 if let Some(u) = seen.usage {
                     self.openai_usage = Some(u);
                     self.usage_final = true;
@@ -826,6 +834,7 @@ impl StreamTracker {
             self.openai_usage = Some(u);
         }
         self.image_gen = seen.image_gen.or(self.image_gen);
+        self.searches_reported = seen.searches_reported.or(self.searches_reported);
         self.usage_final |= seen.terminal && self.openai_usage.is_some();
         self.finished |= seen.terminal;
         self.error_event |= seen.failed;

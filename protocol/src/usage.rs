@@ -31,6 +31,12 @@ pub struct Usage {
     /// `promptTokensDetails`; a subset of `input_tokens`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub audio_input_tokens: u64,
+    /// Uncached input tokens of images, priced at their own rate (OpenAI's
+    /// GPT image models: `input_tokens_details.image_tokens` of an image
+    /// generation or of the Responses API's `tool_usage.image_gen`; a
+    /// subset of `input_tokens`, beside the audio).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub image_input_tokens: u64,
     /// Output tokens of audio (OpenAI `completion_tokens_details.audio_tokens`;
     /// a subset of `output_tokens`).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -79,6 +85,7 @@ impl Usage {
             &mut self.web_search_requests,
             &mut self.file_search_calls,
             &mut self.audio_input_tokens,
+            &mut self.image_input_tokens,
             &mut self.audio_output_tokens,
             &mut self.image_output_tokens,
         ] {
@@ -89,6 +96,8 @@ impl Usage {
         self.cache_write_1h_tokens = self.cache_write_1h_tokens.min(self.cache_write_tokens);
         self.reasoning_tokens = self.reasoning_tokens.min(self.output_tokens);
         self.audio_input_tokens = self.audio_input_tokens.min(self.input_tokens - self.cached_input_tokens - self.cache_write_tokens);
+        self.image_input_tokens =
+            self.image_input_tokens.min(self.input_tokens - self.cached_input_tokens - self.cache_write_tokens - self.audio_input_tokens);
         self.audio_output_tokens = self.audio_output_tokens.min(self.output_tokens);
         self.image_output_tokens = self.image_output_tokens.min(self.output_tokens - self.audio_output_tokens);
         self

@@ -35,17 +35,19 @@ PRICES = {
     "google/gemini-2.5-flash": dict(input=300_000, cached_input=30_000, output=2_500_000),
     "google/gemini-3-flash-preview": dict(input=500_000, cached_input=50_000, output=3_000_000),
     "google/gemini-2.5-flash-image": dict(input=300_000, output=2_500_000, image_output=30_000_000),
-    "openai/gpt-image-1.5": dict(input=5_000_000, cached_input=1_250_000, output=10_000_000, image_output=32_000_000),
-    "openai/gpt-image-1": dict(input=5_000_000, cached_input=1_250_000, output=40_000_000),
+    "openai/gpt-image-1.5": dict(input=5_000_000, cached_input=1_250_000, image_input=8_000_000, output=10_000_000, image_output=32_000_000),
+    "openai/gpt-image-1": dict(input=5_000_000, cached_input=1_250_000, image_input=10_000_000, output=40_000_000),
 }
 
 
 def expected_cost(model: str, input_tokens: int, output_tokens: int, cached: int = 0, cache_write: int = 0,
-                  percent: int = 100, image: int = 0) -> int:
+                  percent: int = 100, image: int = 0, image_input: int = 0) -> int:
     """Independent re-statement of the pricing rule: exact pico-dollars, rounded up once
-    (`percent`: a processing tier's token prices, each rounded up; `image`: output tokens of images)."""
+    (`percent`: a processing tier's token prices, each rounded up; `image`: output tokens of images;
+    `image_input`: uncached input tokens of images)."""
     p = {k: -(-v * percent // 100) for k, v in PRICES[model].items()}
-    picos = ((input_tokens - cached - cache_write) * p["input"]
+    picos = ((input_tokens - cached - cache_write - image_input) * p["input"]
+             + image_input * p.get("image_input", p["input"])
              + cached * p.get("cached_input", p["input"])
              + cache_write * p.get("cache_write", p["input"])
              + (output_tokens - image) * p["output"]

@@ -133,15 +133,18 @@ CAPTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "captures
 @pytest.mark.parametrize("capture,stream", [("openai_image_generation.json", False), ("openai_image_stream.sse", True)])
 def test_answers_in_the_apis_documented_shape_are_counted_exactly(client, capture, stream, chunk):
     """tests/captures: OpenAI's API reference examples for an image answer and
-    an image stream (GPT Image 1: 50 input tokens, 50 output, no output
-    details), replayed in pieces: 50 × $5 + 50 × $32 a million."""
+    an image stream (GPT Image 1: 50 input tokens, 40 of them an image's,
+    50 output, no output details), replayed in pieces, priced as GPT Image
+    1.5: text in at $5, image in at $8, image out at $32 a million."""
     body = {"model": MODEL, "prompt": "replay", **({"stream": True} if stream else {})}
     r = client.post("/v1/images/generations", body, headers={"x-mock-replay": capture, "x-mock-chunk-bytes": str(chunk)}, stream=stream)
     assert r.status_code == 200 and r.content == (CAPTURES / capture).read_bytes(), "passed byte for byte"
     rec = client.record(r.headers["x-tollgate-request-id"])
-    assert (rec["usage"]["input_tokens"], rec["usage"]["output_tokens"], rec["usage"]["image_output_tokens"]) == (50, 50, 50), rec
-    assert expected_cost(f"openai/{MODEL}", 50, 50, image=50) == 250 + 1600
-    assert (rec["cost_micros"], rec["usage_source"], rec["outcome"]) == (1850, "provider", "ok"), rec
+    u = rec["usage"]
+    assert (u["input_tokens"], u["image_input_tokens"], u["output_tokens"], u["image_output_tokens"]) == (50, 40, 50, 50), rec
+    # 10 text tokens at $5, 40 image tokens at $8, 50 image tokens out at $32
+    assert expected_cost(f"openai/{MODEL}", 50, 50, image=50, image_input=40) == 50 + 320 + 1600
+    assert (rec["cost_micros"], rec["usage_source"], rec["outcome"]) == (1970, "provider", "ok"), rec
 
 
 def test_the_mocks_answers_have_the_documented_shape(client):
@@ -186,6 +189,12 @@ def test_the_responses_image_generation_tool_is_recorded_under_its_image_model(o
     image = client.record(r.headers["x-tollgate-request-id"] + "-image_generation")
     assert (image["model_upstream"], image["usage"]["output_tokens"]) == ("gpt-image-1.5", 2 * 372)
     assert image["cost_micros"] == expected_cost("openai/gpt-image-1.5", 40, 744, image=744)
+    # Editing an earlier image, the call reads it: input image tokens at the image input price ($10, not $5).
+    raw = oai.responses.with_raw_response.create(model="openai/gpt-5.4", input="Make it blue", max_output_tokens=50, tools=[tool],
+                                                 extra_headers={"x-mock-image-input-tokens": "1000"})
+    image = client.record(raw.headers["x-tollgate-request-id"] + "-image_generation")
+    assert (image["usage"]["input_tokens"], image["usage"]["image_input_tokens"]) == (1020, 1000), image
+    assert image["cost_micros"] == expected_cost("openai/gpt-image-1", 1020, 272, image=272, image_input=1000) == 100 + 10_000 + 10_880
     # No tool_usage in the answer (the API may leave it out): the image asked for, estimated.
     raw = oai.responses.with_raw_response.create(model="openai/gpt-5.4", input="Draw", max_output_tokens=50, tools=[tool],
                                                  extra_headers={"x-mock-no-tool-usage": "1"})

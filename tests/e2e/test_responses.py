@@ -142,6 +142,26 @@ def test_hosted_file_and_web_searches_are_priced_per_call(oai, client, stream):
     assert client.record(plain.headers["x-tollgate-request-id"])["usage"].get("file_search_calls", 0) == 0
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_opening_a_page_is_not_billed_as_a_search(oai, client, stream):
+    """A web search call is also the model opening a page or finding in it
+    (`action.type` `open_page`, `find_in_page`); OpenAI bills the searches
+    only, and says how many in `tool_usage.web_search.num_requests`
+    ("discounted searches and actions such as opening a page are
+    excluded", openai-python `types/responses/response.py`). Counting the
+    items billed every page opened as a $0.01 search; the answer's count is
+    read now (the items still where it gives none)."""
+    raw = oai.responses.with_raw_response.create(model=MODEL, input="Any news?", tools=[{"type": "web_search"}], stream=stream,
+                                                 extra_headers={"x-mock-web-searches": "2", "x-mock-page-opens": "3"})
+    parsed = raw.parse()
+    r = list(parsed)[-1].response if stream else parsed
+    assert [i.action.type for i in r.output if i.type == "web_search_call"] == ["search"] * 2 + ["open_page"] * 3
+    assert r.tool_usage.web_search.num_requests == 2
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert rec["usage"]["web_search_requests"] == 2, rec
+    assert rec["cost_micros"] == expected_cost(MODEL, r.usage.input_tokens, r.usage.output_tokens) + 2 * 10_000
+
+
 def test_a_terminal_event_past_the_event_limit_is_priced_from_its_usage(client):
     """A Responses stream's `response.completed` holds the whole response
     object: the answer's text and the request's `instructions`, echoed. A

@@ -22,6 +22,13 @@ struct Details {
     image_tokens: Option<u64>,
 }
 
+/// `cached_tokens_details` (the Responses API's image tool).
+#[derive(Deserialize, Default)]
+struct CachedDetails {
+    #[serde(default)]
+    cached_image_tokens: Option<u64>,
+}
+
 /// An image generation's usage; also the Responses API's
 /// `tool_usage.image_gen` (the image generation tool's calls, summed),
 /// which may carry `cached_tokens` (openai-python `types/responses/response.py`).
@@ -32,14 +39,22 @@ struct ImagesUsage {
     #[serde(default)]
     output_tokens_details: Option<Details>,
     #[serde(default)]
+    input_tokens_details: Option<Details>,
+    #[serde(default)]
     cached_tokens: Option<u64>,
+    #[serde(default)]
+    cached_tokens_details: Option<CachedDetails>,
 }
 
 impl From<ImagesUsage> for Usage {
     fn from(u: ImagesUsage) -> Usage {
         let image = u.output_tokens_details.and_then(|d| d.image_tokens).unwrap_or(u.output_tokens);
+        // Input image tokens read from the cache are priced as cache reads: the uncached rest at `image_input`.
+        let cached_images = u.cached_tokens_details.and_then(|d| d.cached_image_tokens).unwrap_or(0);
+        let image_in = u.input_tokens_details.and_then(|d| d.image_tokens).unwrap_or(0).saturating_sub(cached_images);
         Usage {
             input_tokens: u.input_tokens,
+            image_input_tokens: image_in,
             cached_input_tokens: u.cached_tokens.unwrap_or(0),
             cache_reported: u.cached_tokens.is_some(),
             output_tokens: u.output_tokens,
@@ -102,8 +117,11 @@ pub fn add(total: Option<Usage>, u: Usage) -> Usage {
     let t = total.unwrap_or_default();
     Usage {
         input_tokens: t.input_tokens.saturating_add(u.input_tokens),
+        cached_input_tokens: t.cached_input_tokens.saturating_add(u.cached_input_tokens),
+        image_input_tokens: t.image_input_tokens.saturating_add(u.image_input_tokens),
         output_tokens: t.output_tokens.saturating_add(u.output_tokens),
         image_output_tokens: t.image_output_tokens.saturating_add(u.image_output_tokens),
+        cache_reported: t.cache_reported || u.cache_reported,
         ..Default::default()
     }
     .bounded()
@@ -118,7 +136,12 @@ mod tests {
         // openai-python's ImagesResponse, GPT Image 1 (no output details)
         let b = br#"{"created":1,"data":[{"b64_json":"iVBORw0KGgo="}],"usage":{"input_tokens":50,"input_tokens_details":{"image_tokens":40,"text_tokens":10},"output_tokens":4160,"total_tokens":4210}}"#;
         let u = from_body(b).unwrap();
-        assert_eq!((u.input_tokens, u.output_tokens, u.image_output_tokens), (50, 4160, 4160));
+        assert_eq!((u.input_tokens, u.image_input_tokens, u.output_tokens, u.image_output_tokens), (50, 40, 4160, 4160));
+        // the tool's usage: cached image tokens are cache reads, not uncached image input
+        let tool = serde_json::json!({"input_tokens": 500, "input_tokens_details": {"image_tokens": 400, "text_tokens": 100},
+            "output_tokens": 272, "total_tokens": 772, "cached_tokens": 300, "cached_tokens_details": {"cached_image_tokens": 300, "cached_text_tokens": 0}});
+        let t = from_value(tool).unwrap();
+        assert_eq!((t.cached_input_tokens, t.image_input_tokens), (300, 100));
         // with output details, the text output is apart
         let b = br#"{"created":1,"usage":{"input_tokens":9,"input_tokens_details":{"image_tokens":0,"text_tokens":9},"output_tokens":1100,"output_tokens_details":{"image_tokens":1056,"text_tokens":44},"total_tokens":1109}}"#;
         assert_eq!(from_body(b).unwrap().image_output_tokens, 1056);
@@ -138,6 +161,9 @@ mod tests {
         assert!(s.completed && !s.error);
         let total = add(Some(add(None, s.usage.unwrap())), s.usage.unwrap());
         assert_eq!((total.input_tokens, total.output_tokens, total.image_output_tokens), (10, 544, 544));
+        // every count of each image is added, its input images too
+        let edit = from_value(serde_json::json!({"input_tokens": 300, "input_tokens_details": {"image_tokens": 250, "text_tokens": 50}, "output_tokens": 272})).unwrap();
+        assert_eq!(add(Some(edit), edit).image_input_tokens, 500);
         let partial = r#"{"type":"image_generation.partial_image","b64_json":"AA==","partial_image_index":0}"#;
         assert_eq!(observe(None, partial), Seen::default());
         assert!(observe(Some("error"), r#"{"error":{"message":"x"}}"#).error);

@@ -17,8 +17,11 @@
 //! for the models after those: GPT Image 2.5 (`xhigh` and `max` quality)
 //! and 2.6 (`complexity`; animated GIFs, `frame_count` 2 to 64, 9 by
 //! default, `frame_duration_ms` 20 to 2000), and `safety_identifier`. The
-//! DALL·E models, which report no usage, are not served (OpenAI retired
-//! them on 2026-05-12).
+//! DALL·E models, which report no usage, are not served: OpenAI's
+//! deprecations page retired them on 2026-05-12, since when a request
+//! naming one (or none: DALL·E 2 is the default) is refused "The model
+//! `dall-e-3` has been deprecated. …", `model_not_found` (as developers
+//! migrating quoted it, e.g. dev.to "DALL·E shuts down May 12").
 //!
 //! The mock's own choices where the API decides: `auto` quality is medium,
 //! `auto` size 1024×1024; a stream sends each image's usage in its
@@ -105,9 +108,11 @@ pub fn plan(m: &Map<String, Value>) -> Result<Plan, Refusal> {
     if let Some(k) = m.keys().find(|k| !PARAMS.contains(&k.as_str())) {
         return Err((400, format!("Unknown parameter: '{k}'."), None, Some("unknown_parameter")));
     }
+    let retired = |m: &str| (404, format!("The model `{m}` has been deprecated. Learn more: https://platform.openai.com/docs/deprecations"), None, Some("model_not_found"));
     let model = match text(m, "model")? {
         // OpenAI's default is DALL·E 2.
-        None => return Err((404, "The model `dall-e-2` does not exist or you do not have access to it.".into(), None, Some("model_not_found"))),
+        None => return Err(retired("dall-e-2")),
+        Some(s @ ("dall-e-2" | "dall-e-3")) => return Err(retired(s)),
         Some(s) => MODELS.iter().copied().find(|x| *x == s).ok_or((404, format!("The model `{s}` does not exist or you do not have access to it."), None, Some("model_not_found")))?,
     };
     let prompt = text(m, "prompt")?.ok_or_else(|| bad("Missing required parameter: 'prompt'.", "prompt"))?;

@@ -734,8 +734,10 @@ async fn respond_api(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: 
         Err((status, msg, param, code)) => return err(status, &msg, param, code),
     };
     plan.service_tier = served_tier(m.get("service_tier").and_then(Value::as_str), &h);
-    plan.run_tools(header_u64(&h, "x-mock-file-searches"), header_u64(&h, "x-mock-web-searches"), header_u64(&h, "x-mock-image-calls"));
     plan.tool_usage = h.get("x-mock-no-tool-usage").is_none();
+    plan.page_opens = header_u64(&h, "x-mock-page-opens").unwrap_or(0).min(100);
+    plan.image_input_tokens = header_u64(&h, "x-mock-image-input-tokens").unwrap_or(0).min(1 << 20);
+    plan.run_tools(header_u64(&h, "x-mock-file-searches"), header_u64(&h, "x-mock-web-searches"), header_u64(&h, "x-mock-image-calls"));
     plan.cache_write = header_u64(&h, "x-mock-cache-write-tokens").unwrap_or(0).min(plan.input - plan.cached);
     if let Err((status, msg, param, code)) = app.stored.continue_from(&mut plan) {
         return err(status, &msg, param, code);

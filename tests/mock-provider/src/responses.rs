@@ -27,7 +27,13 @@
 //! in `tool_usage.image_gen` (`types/responses/response.py`, with
 //! `web_search.num_requests`); `x-mock-image-calls` says how many calls
 //! (default 1), `x-mock-no-tool-usage` leaves `tool_usage` out, as the API
-//! may.
+//! may. `tool_usage` is reported whenever a web search or image tool is
+//! offered; `x-mock-page-opens` adds web search calls that open a page
+//! (`action.type` `open_page`, `response_function_web_search.py`), which
+//! are items but no billable searches (`tool_usage.web_search.num_requests`
+//! leaves them out, as its documentation says). `x-mock-image-input-tokens`
+//! makes each image call read that many input image tokens (an edit of an
+//! earlier image, reported in `input_tokens_details.image_tokens`).
 
 use serde_json::{json, Map, Value};
 
@@ -43,6 +49,9 @@ const PARAMS: &[&str] = &[
     "reasoning", "safety_identifier", "service_tier", "store", "stream", "stream_options", "temperature", "text",
     "tool_choice", "tools", "top_logprobs", "top_p", "truncation", "user",
 ];
+
+/// A web search call that opens a page, in `Plan::calls` (its item type is `web_search_call`).
+const OPEN_PAGE: &str = "web_search_call/open_page";
 
 /// A refusal: status, message, param, code.
 pub type Refusal = (u16, String, Option<&'static str>, Option<&'static str>);
@@ -72,6 +81,11 @@ pub struct Plan {
     pub calls: Vec<&'static str>,
     /// `tool_usage` is reported (the API may leave it out).
     pub tool_usage: bool,
+    /// Web search calls that open a page (`x-mock-page-opens`).
+    pub page_opens: u64,
+    /// Input image tokens each image generation call reads (an edit of an
+    /// earlier image: `x-mock-image-input-tokens`).
+    pub image_input_tokens: u64,
     /// The request's `instructions`, echoed in every response object
     /// (openai-python `types/responses/response.py`: `instructions`, "A
     /// system (or developer) message inserted into the model's context";
@@ -100,6 +114,7 @@ impl Plan {
         };
         add(self.hosted.file_search, file_searches, "file_search_call");
         add(self.hosted.web_search, web_searches, "web_search_call");
+        add(self.hosted.web_search && self.page_opens > 0, Some(self.page_opens), OPEN_PAGE);
         add(self.hosted.image.is_some(), images, "image_generation_call");
         self.calls.truncate(self.hosted.max_calls.map_or(usize::MAX, |n| n as usize));
     }
@@ -307,6 +322,8 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
         hosted,
         calls: Vec::new(),
         tool_usage: true,
+        page_opens: 0,
+        image_input_tokens: 0,
         instructions: m.get("instructions").cloned().unwrap_or(Value::Null),
     })
 }
@@ -443,6 +460,7 @@ fn call_item(p: &Plan, id: &str, k: usize, kind: &str, done: bool) -> Value {
             let status = if done { "completed" } else { "generating" };
             json!({"id": format!("ig_{id}_{k}"), "type": kind, "status": status, "result": if done { json!(crate::images::PNG) } else { Value::Null }})
         }
+        OPEN_PAGE => json!({"id": format!("ws_{id}_{k}"), "type": "web_search_call", "status": status, "action": {"type": "open_page", "url": "https://example.com/"}}),
         _ => json!({"id": format!("ws_{id}_{k}"), "type": kind, "status": status, "action": {"type": "search", "query": query}}),
     }
 }
@@ -476,8 +494,8 @@ pub fn object(p: &Plan, id: &str, created: u64, done: bool) -> Value {
            "store": p.store, "temperature": 1.0, "text": {"format": {"type": "text"}, "verbosity": "medium"},
            "tool_choice": "auto", "tools": [], "top_logprobs": 0, "top_p": 1.0, "truncation": "disabled",
            "usage": usage, "user": null, "metadata": {}});
-    if let (true, true, Some(image)) = (done, p.tool_usage, p.hosted.image) {
-        o["tool_usage"] = tool_usage(p, image);
+    if done && p.tool_usage && (p.hosted.image.is_some() || p.hosted.web_search) {
+        o["tool_usage"] = tool_usage(p, p.hosted.image.unwrap_or_default());
     }
     o
 }
@@ -485,9 +503,10 @@ pub fn object(p: &Plan, id: &str, created: u64, done: bool) -> Value {
 /// `tool_usage`: the image generation calls' tokens, summed; web searches counted.
 fn tool_usage(p: &Plan, (per_image, partials): (u64, u64)) -> Value {
     let calls = p.calls.iter().filter(|k| **k == "image_generation_call").count() as u64;
-    let input = crate::images::TOOL_PROMPT_TOKENS * calls;
+    let images_in = p.image_input_tokens * calls;
+    let input = crate::images::TOOL_PROMPT_TOKENS * calls + images_in;
     let output = (per_image + if p.stream { partials * 100 } else { 0 }) * calls;
-    json!({"image_gen": {"input_tokens": input, "input_tokens_details": {"image_tokens": 0, "text_tokens": input},
+    json!({"image_gen": {"input_tokens": input, "input_tokens_details": {"image_tokens": images_in, "text_tokens": input - images_in},
                          "output_tokens": output, "output_tokens_details": {"image_tokens": output, "text_tokens": 0},
                          "total_tokens": input + output},
            "web_search": {"num_requests": p.calls.iter().filter(|k| **k == "web_search_call").count()}})
@@ -505,6 +524,7 @@ pub fn events(p: &Plan, id: &str, created: u64) -> Vec<(String, String)> {
         let item_id = item["id"].clone();
         ev.push(json!({"type": "response.output_item.added", "output_index": k, "item": item}));
         let image = *kind == "image_generation_call";
+        let kind = if *kind == OPEN_PAGE { "web_search_call" } else { kind };
         let phases: &[&str] = if image { &["in_progress", "generating"] } else { &["in_progress", "searching"] };
         for phase in phases {
             ev.push(json!({"type": format!("response.{kind}.{phase}"), "output_index": k, "item_id": item_id}));
@@ -675,5 +695,23 @@ mod image_tool_tests {
         assert_eq!(plan(bad.as_object().unwrap(), 12, 0, 0).err().map(|e| e.0), Some(400));
         p.tool_usage = false;
         assert!(object(&p, "x", 1, true).get("tool_usage").is_none());
+    }
+}
+
+#[cfg(test)]
+mod page_open_tests {
+    use super::*;
+
+    #[test]
+    fn opening_a_page_is_a_web_search_call_but_no_billable_search() {
+        let m = json!({"model": "gpt-5.4", "input": "news?", "tools": [{"type": "web_search"}]});
+        let mut p = plan(m.as_object().unwrap(), 5, 0, 0).unwrap();
+        p.page_opens = 2;
+        p.run_tools(None, Some(1), None);
+        let o = object(&p, "x", 1, true);
+        let actions: Vec<&str> = o["output"].as_array().unwrap().iter().filter_map(|i| i["action"]["type"].as_str()).collect();
+        assert_eq!(actions, ["search", "open_page", "open_page"]);
+        assert_eq!(o["tool_usage"]["web_search"]["num_requests"], json!(1));
+        assert!(events(&p, "x", 1).iter().all(|(n, _)| !n.contains('/')), "streamed as web_search_call events");
     }
 }
