@@ -145,13 +145,17 @@ struct Iterations {
     advisor: Option<Usage>,
 }
 
+/// Two token counts added (Anthropic's iterations; a stream's images,
+/// [`images::add`]): the token classes, not the per-call ones.
 fn sum(a: Usage, u: Usage) -> Usage {
     Usage {
         input_tokens: a.input_tokens.saturating_add(u.input_tokens),
         cached_input_tokens: a.cached_input_tokens.saturating_add(u.cached_input_tokens),
         cache_write_tokens: a.cache_write_tokens.saturating_add(u.cache_write_tokens),
         cache_write_1h_tokens: a.cache_write_1h_tokens.saturating_add(u.cache_write_1h_tokens),
+        image_input_tokens: a.image_input_tokens.saturating_add(u.image_input_tokens),
         output_tokens: a.output_tokens.saturating_add(u.output_tokens),
+        image_output_tokens: a.image_output_tokens.saturating_add(u.image_output_tokens),
         cache_reported: a.cache_reported || u.cache_reported,
         ..Usage::default()
     }

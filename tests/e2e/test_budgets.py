@@ -622,6 +622,14 @@ def test_an_advisors_calls_count_against_the_budget_and_are_reported_under_its_m
     assert sum(row["cost_micros"] for row in rows) == total["cost_micros"]
 
 
+def key_with_budget(fresh, team: str, limit_micros: int) -> tuple[dict, Client]:
+    """A new key of `team` with a daily budget of its own, once Envoy has it."""
+    key = new_key(fresh.control, team)
+    fresh.control.api("PUT", "/v1/budgets/key/" + key["id"], {"limit_micros": limit_micros, "period": "daily"}, expect=200)
+    wait_until(lambda: key_works(fresh.url, key["key"]), what="the key with its budget")
+    return key, Client(fresh)
+
+
 def test_an_image_generation_is_held_by_the_images_it_asks_for(fresh):
     """An image's tokens cannot be capped: a generation reserves the images
     it asks for (`n` × the tokens of their quality and size, at the image
@@ -630,11 +638,7 @@ def test_an_image_generation_is_held_by_the_images_it_asks_for(fresh):
     sent, as are ten low-quality portraits ($0.13) and a stream of six
     squares with three partial images each ($0.11); a low-quality square
     ($0.009) is served."""
-    c = fresh.control
-    key = new_key(c, "artists")
-    c.api("PUT", "/v1/budgets/key/" + key["id"], {"limit_micros": 100_000, "period": "daily"}, expect=200)
-    cli = Client(fresh)
-    wait_until(lambda: key_works(fresh.url, key["key"]), what="the key with its budget")
+    key, cli = key_with_budget(fresh, "artists", 100_000)
     served = mock_stats(fresh)["requests"]
     ask = {"model": "gpt-image-1.5", "prompt": "A sea otter reading a ledger"}
     for body in ({**ask, "quality": "high", "size": "1536x1024"}, ask, {**ask, "quality": "low", "size": "1024x1536", "n": 10},
@@ -654,11 +658,7 @@ def test_the_responses_image_generation_tool_is_held_by_its_reservation(fresh):
     tool's default model, GPT Image 1 at $40 a million, high quality and
     1536×1024 when it asks nothing: $0.25): a key with $0.10 left is
     refused it before anything is sent, and served a low-quality square."""
-    c = fresh.control
-    key = new_key(c, "illustrators")
-    c.api("PUT", "/v1/budgets/key/" + key["id"], {"limit_micros": 100_000, "period": "daily"}, expect=200)
-    cli = Client(fresh)
-    wait_until(lambda: key_works(fresh.url, key["key"]), what="the key with its budget")
+    key, cli = key_with_budget(fresh, "illustrators", 100_000)
     served = mock_stats(fresh)["requests"]
     ask = {"model": "openai/gpt-5.4", "input": "Draw an otter", "max_output_tokens": 50}
     for tools, extra in (([{"type": "image_generation"}], {}),

@@ -114,17 +114,7 @@ pub fn observe(name: Option<&str>, data: &str) -> Seen {
 
 /// Adds an image's usage to what a stream counted so far.
 pub fn add(total: Option<Usage>, u: Usage) -> Usage {
-    let t = total.unwrap_or_default();
-    Usage {
-        input_tokens: t.input_tokens.saturating_add(u.input_tokens),
-        cached_input_tokens: t.cached_input_tokens.saturating_add(u.cached_input_tokens),
-        image_input_tokens: t.image_input_tokens.saturating_add(u.image_input_tokens),
-        output_tokens: t.output_tokens.saturating_add(u.output_tokens),
-        image_output_tokens: t.image_output_tokens.saturating_add(u.image_output_tokens),
-        cache_reported: t.cache_reported || u.cache_reported,
-        ..Default::default()
-    }
-    .bounded()
+    super::sum(total.unwrap_or_default(), u)
 }
 
 #[cfg(test)]
