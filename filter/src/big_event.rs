@@ -66,7 +66,8 @@ impl BigEvent {
             Api::OpenAiResponses => failed || named(b"response.completed") || named(b"response.incomplete"),
             Api::GeminiGenerateContent => member::<String>(tail, b"\"finishReason\"").is_some(),
             // An image of a stream, its usage after it (`crate::usage`'s images).
-            Api::OpenAiImages => named(b"image_generation.completed"),
+            Api::OpenAiImages => named(crate::usage::images::COMPLETED.as_bytes()),
+            Api::OpenAiImageEdits => named(crate::usage::images::EDIT_COMPLETED.as_bytes()),
             // Their usage comes in small events of its own (OpenAI's usage chunk,
             // Anthropic's message_start / message_delta).
             _ => return BigSeen::default(),

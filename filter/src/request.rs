@@ -167,6 +167,9 @@ pub struct ChatRequest {
     pub image_tool: Option<server_tools::ImageTool>,
     /// The Responses API's `max_tool_calls`: the most hosted tool calls.
     pub max_tool_calls: Option<u64>,
+    /// An image edit's images, as the most input image tokens they may be
+    /// billed ([`images::EditInputs`]): reserved at the image input rate.
+    pub input_image_tokens: u64,
 }
 
 impl ChatRequest {
@@ -261,6 +264,7 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
     let mut max_tool_calls = None;
     let mut server_fallbacks = false;
     let mut image = images::ImageAsk::default();
+    let mut edited = images::EditInputs::default();
     for (k, v) in &members.0 {
         let raw = v.get();
         // Every member counts towards the input estimate, not only the
@@ -299,13 +303,19 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
                 Ok(None) => {}
                 _ => return Err(bad("invalid_type", "'n' must be an integer from 1 to 128.").with_param("n")),
             },
-            // Image generations: `n` images, each reserved by its quality and size.
-            "n" if api == Api::OpenAiImages => choices = images::images(raw)?,
-            "quality" if api == Api::OpenAiImages => image.quality(raw)?,
-            "size" if api == Api::OpenAiImages => image.size(raw)?,
-            "partial_images" if api == Api::OpenAiImages => image.partial_images(raw)?,
-            "output_format" if api == Api::OpenAiImages => image.output_format(raw),
-            "frame_count" if api == Api::OpenAiImages => image.frame_count(raw)?,
+            // Image generations and edits: `n` images, each reserved by its quality and size.
+            "n" if api.makes_images() => choices = images::images(raw)?,
+            "quality" if api.makes_images() => image.quality(raw)?,
+            "size" if api.makes_images() => image.size(raw)?,
+            "partial_images" if api.makes_images() => image.partial_images(raw)?,
+            "output_format" if api.makes_images() => image.output_format(raw),
+            "frame_count" if api.makes_images() => image.frame_count(raw)?,
+            // An edit's images are priced as image input, not as the text of their bytes.
+            "images" | "mask" if api == Api::OpenAiImageEdits => {
+                prompt_bytes = prompt_bytes.saturating_sub(raw.len());
+                edited.input(k, raw)?;
+            }
+            "input_fidelity" if api == Api::OpenAiImageEdits => edited.fidelity(raw)?,
             // Legacy completions generate `best_of` candidates server-side and bill them all.
             "best_of" if api == Api::OpenAiCompletions => match serde_json::from_str::<Option<u64>>(raw) {
                 Ok(Some(n)) if (1..=MAX_CHOICES).contains(&n) => choices = choices.max(n),
@@ -441,7 +451,7 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
     // The Responses API may take its input from a stored prompt or a previous response.
     let required = match api {
         Api::OpenAiEmbeddings | Api::OpenAiModerations => Some(("input", "missing_input")),
-        Api::OpenAiCompletions | Api::OpenAiImages => Some(("prompt", "missing_prompt")),
+        Api::OpenAiCompletions | Api::OpenAiImages | Api::OpenAiImageEdits => Some(("prompt", "missing_prompt")),
         Api::OpenAiChat | Api::AnthropicMessages => Some(("messages", "missing_messages")),
         // (Which member depends on the method: see `check_gemini`.)
         Api::OpenAiResponses | Api::GeminiEmbedContent | Api::GeminiGenerateContent => None,
@@ -453,9 +463,10 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
         *u = crate::text::clean_field(u, 256);
     }
     // An image's tokens cannot be capped: the request's own ask is its bound.
-    if api == Api::OpenAiImages {
+    if api.makes_images() {
         max_tokens = Some(image.tokens_per_image(stream));
     }
+    let input_image_tokens = if api == Api::OpenAiImageEdits { edited.tokens(&model)? } else { 0 };
     let request = ChatRequest {
         model,
         // Embeddings have no streams (the provider refuses the member).
@@ -478,6 +489,7 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
         advisor: server_tools.advisor.filter(|_| api == Api::AnthropicMessages),
         image_tool: server_tools.image_tool.filter(|_| api == Api::OpenAiResponses),
         max_tool_calls,
+        input_image_tokens,
     };
     Ok(ParsedBody { members, api, request })
 }
@@ -732,6 +744,7 @@ impl ParsedBody<'_> {
 mod endpoint;
 mod gemini_body;
 pub mod images;
+pub mod multipart;
 mod path;
 pub mod server_tools;
 #[cfg(test)]

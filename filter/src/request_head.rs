@@ -35,6 +35,8 @@ pub struct RequestHead {
     pub websocket: bool,
     /// The body's `content-encoding` (several headers joined, so refused).
     pub content_encoding: Option<Vec<u8>>,
+    /// The body's `content-type` (a form's boundary: [`crate::request::multipart`]).
+    pub content_type: Option<Vec<u8>>,
     /// Vertex AI's tier header ([`crate::request::VERTEX_TIER`]; several joined, so refused).
     pub vertex_tier: Option<Vec<u8>>,
     /// Headers present that must not go upstream.
@@ -87,6 +89,7 @@ impl RequestHead {
                 b"anthropic-version" => h.has_anthropic_version = true,
                 b"upgrade" => h.websocket |= value().split(|b| *b == b',').any(|v| v.trim_ascii().eq_ignore_ascii_case(b"websocket")),
                 b"content-encoding" => join(&mut h.content_encoding, value()),
+                b"content-type" => join(&mut h.content_type, value()),
                 n if n == crate::request::VERTEX_TIER.as_bytes() => join(&mut h.vertex_tier, value()),
                 // The response must be readable (uncompressed) to count its usage.
                 b"accept-encoding" => remove(&mut h),

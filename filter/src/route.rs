@@ -76,7 +76,8 @@ pub struct Plan {
 /// bound: the cap goes upstream when the client set none.)
 fn worst_of(cfg: &Config, chat: &ChatRequest, target: &Target, price: Option<&crate::pricing::Price>) -> Amount {
     let worst_usage = Usage {
-        input_tokens: chat.estimated_input_tokens,
+        input_tokens: chat.estimated_input_tokens.saturating_add(chat.input_image_tokens),
+        image_input_tokens: chat.input_image_tokens,
         output_tokens: chat.output_bound(cfg.default_max_tokens),
         web_search_requests: chat.reserved_searches,
         ..Default::default()
@@ -292,7 +293,7 @@ pub fn plan_for(
     }
     if translate.is_none() && !provider.format.serves(api) {
         let e = match (provider.format, api) {
-            (_, Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses | Api::OpenAiImages | Api::GeminiGenerateContent | Api::GeminiEmbedContent) => GatewayError::bad_request(
+            (_, Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses | Api::OpenAiImages | Api::OpenAiImageEdits | Api::GeminiGenerateContent | Api::GeminiEmbedContent) => GatewayError::bad_request(
                 "wrong_api_for_model",
                 format!("The model '{model}' is served by provider '{}', which has no {} API.", provider.name, api.describe()),
             ),

@@ -296,7 +296,7 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
             Err(_) => ResponseInfo::default(),
         },
         Api::GeminiEmbedContent => ResponseInfo { usage: crate::gemini::embed_usage(body), ..Default::default() },
-        Api::OpenAiImages => ResponseInfo { usage: images::from_body(body), ..Default::default() },
+        Api::OpenAiImages | Api::OpenAiImageEdits => ResponseInfo { usage: images::from_body(body), ..Default::default() },
         Api::OpenAiResponses => match serde_json::from_slice::<crate::responses_api::ResponseObject>(body) {
             Ok(r) => ResponseInfo {
                 model: r.model.clone(),
@@ -347,7 +347,7 @@ pub fn usage_from_value(api: Api, v: serde_json::Value) -> Option<Usage> {
     match api {
         Api::OpenAiResponses => crate::responses_api::usage_from_value(v),
         Api::GeminiGenerateContent | Api::GeminiEmbedContent => crate::gemini::usage_from_value(v),
-        Api::OpenAiImages => images::from_value(v),
+        Api::OpenAiImages | Api::OpenAiImageEdits => images::from_value(v),
         Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiModerations => {
             serde_json::from_value::<OpenAiUsage>(v).ok().filter(OpenAiUsage::counted).map(Usage::from)
         }
@@ -710,7 +710,7 @@ impl StreamTracker {
     pub fn summary(&self) -> StreamSummary {
         let usage = match self.api {
             // (Embeddings are never streamed.)
-            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages => {
+            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages | Api::OpenAiImageEdits => {
                 self.openai_usage
             }
             // Calls done count even when the final usage never came (a cut stream is charged an estimate with them).
@@ -806,7 +806,7 @@ impl StreamTracker {
                 self.observe_anthropic(ev.name, &ev.data);
                 Keep::Event
             }
-            Api::OpenAiImages => {
+            Api::OpenAiImages | Api::OpenAiImageEdits => {
                 let seen = images::observe(ev.name, &ev.data);
                 self.image_done(seen.usage, seen.completed);
                 self.error_event |= seen.error;
@@ -831,7 +831,7 @@ impl StreamTracker {
             return;
         }
         let Some(seen) = self.big.take().map(|b| b.read(self.api)) else { return };
-        if self.api == Api::OpenAiImages {
+        if self.api.makes_images() {
             return self.image_done(seen.usage, seen.terminal);
         }
         if let Some(u) = seen.usage {

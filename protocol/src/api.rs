@@ -38,6 +38,11 @@ pub enum Api {
     /// rate), reserved by the images asked for ([`Api::has_output`]).
     #[serde(rename = "openai_images")]
     OpenAiImages,
+    /// `POST /v1/images/edits`, OpenAI's GPT image models editing the
+    /// images sent (multipart files, or JSON references): priced as image
+    /// generations are, the input images at the image input rate.
+    #[serde(rename = "openai_image_edits")]
+    OpenAiImageEdits,
 }
 
 impl Api {
@@ -51,6 +56,7 @@ impl Api {
             Api::OpenAiResponses => "/responses",
             Api::OpenAiModerations => "/moderations",
             Api::OpenAiImages => "/images/generations",
+            Api::OpenAiImageEdits => "/images/edits",
             // The model and the method are part of the path (see the filter's route planning).
             Api::GeminiGenerateContent | Api::GeminiEmbedContent => "/models",
         }
@@ -72,6 +78,12 @@ impl Api {
         matches!(self, Api::OpenAiEmbeddings | Api::GeminiEmbedContent)
     }
 
+    /// Whether the API makes images (generations and edits): priced from
+    /// the answer's image tokens, reserved by the images asked for.
+    pub fn makes_images(self) -> bool {
+        matches!(self, Api::OpenAiImages | Api::OpenAiImageEdits)
+    }
+
     /// Whether the API is Gemini's native one (the model in the path).
     pub fn is_gemini(self) -> bool {
         matches!(self, Api::GeminiGenerateContent | Api::GeminiEmbedContent)
@@ -89,6 +101,7 @@ impl Api {
             Api::GeminiEmbedContent => "Gemini embedContent",
             Api::OpenAiModerations => "OpenAI moderations",
             Api::OpenAiImages => "OpenAI image generations",
+            Api::OpenAiImageEdits => "OpenAI image edits",
         }
     }
 
@@ -101,7 +114,7 @@ impl Api {
             Api::OpenAiChat => &["max_tokens", "max_completion_tokens"],
             Api::AnthropicMessages | Api::OpenAiCompletions => &["max_tokens"],
             Api::OpenAiResponses => &["max_output_tokens"],
-            Api::OpenAiEmbeddings | Api::GeminiGenerateContent | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages => &[],
+            Api::OpenAiEmbeddings | Api::GeminiGenerateContent | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages | Api::OpenAiImageEdits => &[],
         }
     }
 

@@ -106,6 +106,8 @@ pub(super) struct TollgateHttp {
     /// the attempts that failed, and the fallback call in flight.
     fallbacks: std::collections::VecDeque<String>,
     client_body: Option<Vec<u8>>,
+    /// An image edit's form, for the fallbacks' bodies.
+    client_upload: Option<std::rc::Rc<crate::request::multipart::Upload>>,
     attempts: Vec<tollgate_protocol::record::Attempt>,
     fallback_call: Option<u32>,
     /// Why the gateway chose the model (auto router).
@@ -177,6 +179,7 @@ impl TollgateHttp {
             json_check: None,
             fallbacks: Default::default(),
             client_body: None,
+            client_upload: None,
             replaced: None,
             swallowing: None,
             attempts: Vec::new(),

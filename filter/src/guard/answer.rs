@@ -84,7 +84,7 @@ impl AnswerGuard {
     pub fn new(policy: Rc<Policy>, owner: Owner, placeholders: Placeholders, api: Api) -> Option<AnswerGuard> {
         let restore = policy.restore && !placeholders.is_empty();
         // An image generation answers images (megabytes of base64), no text to scan or restore.
-        if (policy.responses == ResponseMode::Off && !restore) || api == Api::OpenAiImages {
+        if (policy.responses == ResponseMode::Off && !restore) || api.makes_images() {
             return None;
         }
         Some(AnswerGuard {
@@ -445,7 +445,7 @@ fn for_each_delta(api: Api, v: &mut Value, f: &mut dyn FnMut(String, &mut String
                 }
             }
         }
-        Api::OpenAiEmbeddings | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages => {}
+        Api::OpenAiEmbeddings | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages | Api::OpenAiImageEdits => {}
     }
 }
 

@@ -50,7 +50,7 @@ pub fn classify_path(path: &str) -> Endpoint {
 /// Azure OpenAI's paths, as the `AzureOpenAI` clients of the OpenAI SDKs
 /// send them with the gateway as their `azure_endpoint`:
 /// `/openai/deployments/{deployment}/chat/completions` (and `completions`,
-/// `embeddings`, `images/generations`), the deployment naming the model; `/openai/responses`,
+/// `embeddings`, `images/generations`, `images/edits`), the deployment naming the model; `/openai/responses`,
 /// `/openai/models`; and Azure's v1 API, `/openai/v1/…` (an OpenAI client
 /// whose base URL ends `/openai/v1`). Each is served as the OpenAI path it
 /// stands for.
@@ -65,6 +65,7 @@ fn azure_endpoint(p: &str) -> Option<Endpoint> {
         "/completions" => Endpoint::Chat(Api::OpenAiCompletions),
         "/embeddings" => Endpoint::Chat(Api::OpenAiEmbeddings),
         "/images/generations" => Endpoint::Chat(Api::OpenAiImages),
+        "/images/edits" => Endpoint::Chat(Api::OpenAiImageEdits),
         "/responses" => Endpoint::Chat(Api::OpenAiResponses),
         "/responses/input_tokens" => Endpoint::CountTokens(Api::OpenAiResponses),
         "/responses/compact" => Endpoint::Compact,
@@ -96,6 +97,7 @@ fn deployment_call(rest: &str) -> Option<(&str, Api)> {
         ("/completions", Api::OpenAiCompletions),
         ("/embeddings", Api::OpenAiEmbeddings),
         ("/images/generations", Api::OpenAiImages),
+        ("/images/edits", Api::OpenAiImageEdits),
     ]
         .into_iter()
         .find_map(|(call, api)| rest.strip_suffix(call).map(|d| (d, api)))
@@ -139,6 +141,7 @@ fn exact_endpoint(p: &str) -> Endpoint {
         "/v1/embeddings" | "/embeddings" => Endpoint::Chat(Api::OpenAiEmbeddings),
         "/v1/completions" | "/completions" => Endpoint::Chat(Api::OpenAiCompletions),
         "/v1/images/generations" | "/images/generations" => Endpoint::Chat(Api::OpenAiImages),
+        "/v1/images/edits" | "/images/edits" => Endpoint::Chat(Api::OpenAiImageEdits),
         "/v1/responses" | "/responses" => Endpoint::Chat(Api::OpenAiResponses),
         "/v1/responses/input_tokens" | "/responses/input_tokens" => Endpoint::CountTokens(Api::OpenAiResponses),
         "/v1/responses/compact" | "/responses/compact" => Endpoint::Compact,

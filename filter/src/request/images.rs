@@ -1,5 +1,6 @@
-//! OpenAI's image generations (`POST /v1/images/generations`): what a
-//! request may produce, as the output side of its reservation.
+//! OpenAI's image generations (`POST /v1/images/generations`) and edits
+//! (`POST /v1/images/edits`): what a request may produce, as the output
+//! side of its reservation, and what an edit's images may cost as input.
 //!
 //! The GPT image models bill tokens, and each answer reports them
 //! (`usage`, priced with the image output tokens at `image_output`). The
@@ -140,6 +141,71 @@ impl ImageAsk {
     }
 }
 
+/// Most images one edit may send (its mask besides).
+pub const MAX_EDIT_IMAGES: u64 = 16;
+/// The most input image tokens one input image is reserved: at low input
+/// fidelity, four 512-pixel tiles of GPT Image 1's input pricing (65 a
+/// picture and 129 a tile; a 1024×1024 picture is billed one tile, 194
+/// tokens, as developers measured it on community.openai.com, "Vision
+/// pricing calculator inaccurate", 2025-06); at high fidelity 6,240 more
+/// (measured at about 3,050 for 1024×1024 on GPT Image 1: fal.ai's
+/// published rates; GPT Image 2 bills its inputs, always at high fidelity,
+/// in at most 1,536 32-pixel patches: community.openai.com, "OpenAI must
+/// document the input image pricing of gpt-image-2", 2026-06).
+const INPUT_IMAGE_LOW: u64 = 65 + 4 * 129;
+const INPUT_IMAGE_HIGH: u64 = INPUT_IMAGE_LOW + 6240;
+
+/// An image edit's input images: `images` (JSON references, or the files
+/// of a form: [`super::multipart`]) and `mask`, each billed as input image
+/// tokens, and `input_fidelity`, which makes them dearer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EditInputs {
+    images: u64,
+    mask: bool,
+    high: Option<bool>,
+}
+
+impl EditInputs {
+    /// Reads `images` (1 to 16 references) or `mask` (one), raw JSON.
+    pub fn input(&mut self, member: &str, raw: &str) -> Result<(), GatewayError> {
+        type Reference = serde_json::Map<String, serde_json::Value>;
+        if member == "mask" {
+            let mask = serde_json::from_str::<Option<Reference>>(raw)
+                .map_err(|_| bad("invalid_type", "mask", "'mask' must be an image reference (an object with 'image_url' or 'file_id'), or a 'mask' file in a form.".into()))?;
+            self.mask = mask.is_some();
+            return Ok(());
+        }
+        let images = serde_json::from_str::<Vec<Reference>>(raw).ok().filter(|v| (1..=MAX_EDIT_IMAGES as usize).contains(&v.len())).ok_or_else(|| {
+            bad("invalid_type", "images", format!("'images' must be 1 to {MAX_EDIT_IMAGES} image references (objects with 'image_url' or 'file_id'), or 'image' files in a form."))
+        })?;
+        self.images = images.len() as u64;
+        Ok(())
+    }
+
+    /// Reads `input_fidelity` (raw JSON): `high` or `low`.
+    pub fn fidelity(&mut self, raw: &str) -> Result<(), GatewayError> {
+        self.high = match serde_json::from_str::<Option<String>>(raw).as_ref().map(Option::as_deref) {
+            Ok(None) => None,
+            Ok(Some("high")) => Some(true),
+            Ok(Some("low")) => Some(false),
+            _ => return Err(bad("invalid_value", "input_fidelity", "'input_fidelity' must be high or low.".into())),
+        };
+        Ok(())
+    }
+
+    /// The most input image tokens the images may be billed, `model`
+    /// being the model asked for: high fidelity unless it is a GPT Image 1
+    /// model (1, 1 Mini, 1.5: low unless asked; later ones match their
+    /// inputs at high fidelity whatever is asked). Refused without an image.
+    pub fn tokens(&self, model: &str) -> Result<u64, GatewayError> {
+        if self.images == 0 {
+            return Err(bad("missing_images", "images", "The request has no image to edit: send 'image' files (multipart/form-data) or 'images' (JSON).".into()));
+        }
+        let low = model.starts_with("gpt-image-1") && self.high != Some(true);
+        Ok((self.images + u64::from(self.mask)) * if low { INPUT_IMAGE_LOW } else { INPUT_IMAGE_HIGH })
+    }
+}
+
 /// Reads `n` (raw JSON): 1 to 10 images.
 pub fn images(raw: &str) -> Result<u64, GatewayError> {
     match serde_json::from_str::<Option<u64>>(raw) {
@@ -204,6 +270,32 @@ mod tests {
         for bad in ["4", "-1", "1.5", "\"2\""] {
             assert!(a.partial_images(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_edits_images_are_reserved_as_input_image_tokens() {
+        let read = |members: &[(&str, &str)]| {
+            let mut e = EditInputs::default();
+            for (k, raw) in members {
+                if *k == "input_fidelity" { e.fidelity(raw)? } else { e.input(k, raw)? }
+            }
+            Ok::<_, GatewayError>(e)
+        };
+        let two = r#"[{"image_url": "https://example.com/a.png"}, {"file_id": "file-1"}]"#;
+        let e = read(&[("images", two)]).unwrap();
+        assert_eq!(e.tokens("gpt-image-1.5").unwrap(), 2 * 581);
+        assert_eq!(e.tokens("gpt-image-2").unwrap(), 2 * 6821, "GPT Image 2 matches its inputs at high fidelity");
+        let e = read(&[("images", two), ("mask", r#"{"upload": 10}"#), ("input_fidelity", "\"high\"")]).unwrap();
+        assert_eq!(e.tokens("gpt-image-1").unwrap(), 3 * 6821);
+        assert_eq!(read(&[("images", r#"[{"upload": 1}]"#), ("mask", "null")]).unwrap().tokens("gpt-image-1-mini").unwrap(), 581);
+        assert_eq!(EditInputs::default().tokens("gpt-image-1").unwrap_err().code, "missing_images");
+        for bad in ["[]", "{}", "\"a.png\"", "[\"a.png\"]", "null"] {
+            assert_eq!(read(&[("images", bad)]).unwrap_err().code, "invalid_type", "{bad}");
+        }
+        let seventeen = format!("[{}]", vec![r#"{"file_id":"f"}"#; 17].join(","));
+        assert!(read(&[("images", &seventeen)]).is_err());
+        assert!(read(&[("mask", "[]")]).is_err());
+        assert_eq!(read(&[("input_fidelity", "\"max\"")]).unwrap_err().code, "invalid_value");
     }
 
     #[test]

@@ -822,6 +822,43 @@ fn an_image_generation_reserves_its_images_at_the_image_price() {
 }
 
 #[test]
+fn an_image_edit_reserves_its_input_images_at_the_image_input_price() {
+    // GPT Image 1.5: $5 text input, $8 image input, $32 image output per million.
+    let cfg = Config::from_json(br#"{
+      "providers": [{"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com", "api_key": "sk-up"}],
+      "routes": [{"model": "gpt-image-*", "provider": "openai"}, {"model": "painter", "provider": "openai", "upstream_model": "gpt-image-1.5"}],
+      "pricing": {"openai/gpt-image-1.5": {"input": 5000000, "image_input": 8000000, "output": 10000000, "image_output": 32000000}},
+      "unpriced_models": "deny"}"#).unwrap();
+    let edit = |body: &[u8], path: &str| plan_for(&cfg, &key(None), Api::OpenAiImageEdits, body, path, false, Choice::default());
+    let refs = r#"[{"image_url":"data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="},{"file_id":"file-abc"}]"#;
+    let body = format!(r#"{{"model":"gpt-image-1.5","prompt":"add a hat","images":{refs},"size":"1024x1024","quality":"low"}}"#);
+    let p = edit(body.as_bytes(), "/v1/images/edits").unwrap();
+    let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
+    assert_eq!((h[":path"].as_str(), h["authorization"].as_str()), ("/v1/images/edits", "Bearer sk-up"));
+    assert!(p.body.is_none(), "sent as it came");
+    // the images' references are not prompt text: two images at low fidelity, 581 tokens each at $8
+    let text = p.chat.estimated_input_tokens;
+    assert!(text < 20, "{text}");
+    assert_eq!(p.chat.input_image_tokens, 2 * 581);
+    assert_eq!(p.worst.tokens, text + 2 * 581 + 272);
+    assert_eq!(p.worst.micros, (text * 5_000_000 + 2 * 581 * 8_000_000 + 272 * 32_000_000).div_ceil(1_000_000));
+    // high fidelity, a mask, a route's upstream model written into the body
+    let body = format!(r#"{{"model":"painter","prompt":"x","images":{refs},"mask":{{"file_id":"file-m"}},"input_fidelity":"high"}}"#);
+    let p = edit(body.as_bytes(), "/v1/images/edits").unwrap();
+    assert_eq!(p.chat.input_image_tokens, 3 * 6821);
+    let sent: serde_json::Value = serde_json::from_slice(p.body.as_deref().unwrap()).unwrap();
+    assert_eq!(sent["model"], "gpt-image-1.5");
+    // Azure's deployment path
+    let p = edit(format!(r#"{{"prompt":"x","images":{refs}}}"#).as_bytes(), "/openai/deployments/gpt-image-1.5/images/edits?api-version=2025-04-01-preview").unwrap();
+    assert_eq!(p.target.upstream_model, "gpt-image-1.5");
+    let code = |body: &str| edit(body.as_bytes(), "/v1/images/edits").unwrap_err().error.code;
+    assert_eq!(code(r#"{"model":"gpt-image-1.5","prompt":"x"}"#), "missing_images");
+    assert_eq!(code(&format!(r#"{{"model":"gpt-image-1.5","images":{refs}}}"#)), "missing_prompt");
+    assert_eq!(code(r#"{"model":"gpt-image-1.5","prompt":"x","images":[]}"#), "invalid_type");
+    assert_eq!(code(&format!(r#"{{"model":"gpt-image-1.5","prompt":"x","images":{refs},"input_fidelity":"ultra"}}"#)), "invalid_value");
+}
+
+#[test]
 fn a_responses_image_generation_tool_is_held_to_the_key_routed_priced_and_reserved() {
     // The tool runs a GPT image model at the provider serving the request:
     // before, nothing of it was reserved or recorded.

@@ -1,4 +1,6 @@
-//! The usage of OpenAI's image generations (`/v1/images/generations`).
+//! The usage of OpenAI's image generations (`/v1/images/generations`) and
+//! edits (`/v1/images/edits`: the same answer; its stream's events are
+//! `image_edit.partial_image` and `image_edit.completed`).
 //!
 //! A JSON answer ends with `usage` (openai-python `types/images_response.py`):
 //! `input_tokens` (text and images), `output_tokens`, and
@@ -92,6 +94,8 @@ pub struct Seen {
 /// The event type names an image's completion (the gateway's own
 /// reading of an over-long event looks for it in the event's first bytes).
 pub const COMPLETED: &str = "image_generation.completed";
+/// An edited image's completion (`types/image_edit_completed_event.py`).
+pub const EDIT_COMPLETED: &str = "image_edit.completed";
 
 pub fn observe(name: Option<&str>, data: &str) -> Seen {
     #[derive(Deserialize)]
@@ -106,7 +110,7 @@ pub fn observe(name: Option<&str>, data: &str) -> Seen {
     }
     let Ok(ev) = serde_json::from_str::<Event>(data) else { return Seen::default() };
     match ev.kind.as_deref() {
-        Some(COMPLETED) => Seen { usage: ev.usage.and_then(from_value), completed: true, error: false },
+        Some(COMPLETED | EDIT_COMPLETED) => Seen { usage: ev.usage.and_then(from_value), completed: true, error: false },
         Some("error") => Seen { error: true, ..Default::default() },
         _ => Seen::default(),
     }
@@ -154,6 +158,11 @@ mod tests {
         // every count of each image is added, its input images too
         let edit = from_value(serde_json::json!({"input_tokens": 300, "input_tokens_details": {"image_tokens": 250, "text_tokens": 50}, "output_tokens": 272})).unwrap();
         assert_eq!(add(Some(edit), edit).image_input_tokens, 500);
+        // an edit's stream (`types/image_edit_completed_event.py`) completes its images alike
+        let edited = r#"{"type":"image_edit.completed","b64_json":"AA==","usage":{"input_tokens":600,"input_tokens_details":{"image_tokens":580,"text_tokens":20},"output_tokens":272,"total_tokens":872}}"#;
+        let s = observe(Some(EDIT_COMPLETED), edited);
+        assert!(s.completed && s.usage.is_some_and(|u| u.image_input_tokens == 580));
+        assert_eq!(observe(None, r#"{"type":"image_edit.partial_image","b64_json":"AA==","partial_image_index":0}"#), Seen::default());
         let partial = r#"{"type":"image_generation.partial_image","b64_json":"AA==","partial_image_index":0}"#;
         assert_eq!(observe(None, partial), Seen::default());
         assert!(observe(Some("error"), r#"{"error":{"message":"x"}}"#).error);

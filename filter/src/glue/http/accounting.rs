@@ -92,7 +92,7 @@ impl TollgateHttp {
             upstream_responded: self.upstream_responded,
             termination,
             estimated_input_tokens: self.chat.as_ref().map(|c| c.estimated_input_tokens).unwrap_or(0),
-            image_bound: self.chat.as_ref().filter(|c| c.api == crate::request::Api::OpenAiImages).map(|c| c.output_bound(0)),
+            image_bound: self.chat.as_ref().filter(|c| c.api.makes_images()).map(|c| c.output_bound(0)),
             json: self.response_info.clone(),
             stream,
             body_note,

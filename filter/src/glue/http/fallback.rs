@@ -70,8 +70,18 @@ impl TollgateHttp {
                     Decision::Denied { .. } => return false,
                 }
             }
+            let content_type = match &self.client_upload {
+                Some(u) => match u.sent(&sent) {
+                    Ok(form) => {
+                        sent = form;
+                        self.headers.content_type.as_deref().and_then(|c| std::str::from_utf8(c).ok()).unwrap_or("multipart/form-data").to_string()
+                    }
+                    Err(_) => continue,
+                },
+                None => "application/json".to_string(),
+            };
             let length = sent.len().to_string();
-            let mut headers: Vec<(&str, &str)> = vec![(":method", "POST"), ("content-type", "application/json"), ("content-length", &length)];
+            let mut headers: Vec<(&str, &str)> = vec![(":method", "POST"), ("content-type", &content_type), ("content-length", &length)];
             for (k, v) in &plan.headers {
                 if k != "content-length" && *k != cfg.cluster_header {
                     headers.push((k.as_str(), v.as_str()));

@@ -183,6 +183,14 @@ impl TollgateHttp {
             Ok(None) => false,
             Err(e) => return self.reject(e),
         };
+        // An image edit's form is planned as the JSON it stands for, and written back.
+        let upload = match crate::request::multipart::Upload::read(api, self.headers.content_type.as_deref(), body) {
+            Ok((upload, view)) => {
+                body = view;
+                upload.map(std::rc::Rc::new)
+            }
+            Err(e) => return self.reject(e),
+        };
         // The auto router's pick for this feature (a lookup in what the control service synced).
         let routing = super::super::synced::routing();
         let auto = self.feature.as_deref().and_then(|f| routing.as_ref()?.features.get(f));
@@ -227,6 +235,7 @@ impl TollgateHttp {
         self.fallbacks = std::mem::take(&mut plan.fallbacks).into();
         if !self.fallbacks.is_empty() {
             self.client_body = Some(body.clone());
+            self.client_upload = upload.clone();
         }
         // Guardrails look at exactly what would go upstream.
         if let Some(policy) = super::super::synced::guard_policy(cfg) {
@@ -286,10 +295,18 @@ impl TollgateHttp {
         if decoded {
             self.set_request_header("content-encoding", None);
         }
-        if (rendered || decoded) && plan.body.is_none() {
-            plan.headers.retain(|(k, _)| k != "content-length");
-            plan.headers.push(("content-length".to_string(), body.len().to_string()));
+        if (rendered || decoded || upload.is_some()) && plan.body.is_none() {
             plan.body = Some(body);
+        }
+        if let (Some(u), Some(json)) = (&upload, plan.body.take()) {
+            match u.sent(&json) {
+                Ok(form) => plan.body = Some(form),
+                Err(e) => return self.reject(e),
+            }
+        }
+        if let Some(b) = &plan.body {
+            plan.headers.retain(|(k, _)| k != "content-length");
+            plan.headers.push(("content-length".to_string(), b.len().to_string()));
         }
         if let Some(new_body) = &plan.body {
             host::set_buffer(REQUEST_BODY, 0, body_size, new_body);

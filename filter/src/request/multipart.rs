@@ -1,0 +1,347 @@
+//! `multipart/form-data` request bodies (RFC 7578, framed as RFC 2046
+//! §5.1.1 says): how OpenAI's image edits upload their images
+//! (openai-python's and openai-node's `images.edit`, the Vercel AI SDK,
+//! curl `-F`).
+//!
+//! The request path reads JSON, so a form is read as the JSON it stands
+//! for ([`Form::view`]): its text fields as members (the integer and
+//! boolean ones as JSON numbers and booleans, as the provider reads them),
+//! its image files as `images: [{"upload": bytes}, …]` and its mask as
+//! `mask: {"upload": bytes}`, which is how the JSON form of the same
+//! request names its images (by reference). Whatever the planning and the
+//! guardrails change in that JSON (the upstream model, a redacted prompt)
+//! is written back into the form ([`Form::rebuild`]); the files go on byte
+//! for byte.
+//!
+//! Written here rather than taken from a crate: the maintained parsers
+//! (`multer`) are asynchronous streams built on `futures` and `http`, which
+//! a proxy-wasm filter holding the whole body has no use for, and none
+//! writes a form back with its parts in place. This one only finds the
+//! delimiters (a linear `memchr` search), reads each part's
+//! `Content-Disposition`, and refuses what it cannot read unambiguously.
+
+use std::ops::Range;
+
+use memchr::memmem;
+use serde_json::{Map, Value};
+
+use crate::errors::GatewayError;
+
+/// Most parts a form may have (16 images, a mask and every field of the API, with room).
+const MAX_PARTS: usize = 64;
+/// Largest header block of one part.
+const MAX_PART_HEAD: usize = 8 * 1024;
+/// Largest text field (a GPT image prompt is at most 32,000 characters).
+const MAX_TEXT: usize = 256 * 1024;
+/// Fields the provider reads as integers and as booleans.
+const INTEGERS: &[&str] = &["n", "partial_images", "output_compression", "frame_count", "frame_duration_ms"];
+const BOOLEANS: &[&str] = &["stream"];
+
+fn bad(msg: impl Into<String>) -> GatewayError {
+    GatewayError::bad_request("invalid_multipart", msg)
+}
+
+/// The boundary of a `multipart/form-data` content type; `None` for any
+/// other media type; refused when the form names no usable boundary.
+pub fn boundary(content_type: &[u8]) -> Result<Option<String>, GatewayError> {
+    let Ok(ct) = std::str::from_utf8(content_type) else { return Ok(None) };
+    let mut params = ct.split(';');
+    let media = params.next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("multipart/form-data") {
+        return Ok(None);
+    }
+    let mut found = None;
+    for p in params {
+        let Some((k, v)) = p.split_once('=') else { continue };
+        if k.trim().eq_ignore_ascii_case("boundary") {
+            if found.is_some() {
+                return Err(bad("The content-type names its boundary twice."));
+            }
+            let v = v.trim();
+            found = Some(v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v).to_string());
+        }
+    }
+    // RFC 2046: 1 to 70 characters, none a control character.
+    match found {
+        Some(b) if (1..=70).contains(&b.len()) && b.bytes().all(|c| (0x20..0x7f).contains(&c)) && !b.ends_with(' ') => Ok(Some(b)),
+        _ => Err(bad("A multipart/form-data body needs a boundary of 1 to 70 visible characters in its content-type.")),
+    }
+}
+
+/// One part: where its headers and its content lie in the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Part {
+    name: String,
+    file: bool,
+    head: Range<usize>,
+    content: Range<usize>,
+}
+
+/// What an uploaded file is to the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileField {
+    Image,
+    Mask,
+}
+
+/// The API's file fields: `image` (openai-python sends several as
+/// `image[]`, some clients `image[0]`, `image[1]`…) and `mask`.
+fn file_field(name: &str) -> Option<FileField> {
+    let indexed = |n: &str| n.strip_prefix("image[").and_then(|r| r.strip_suffix(']')).is_some_and(|i| i.bytes().all(|b| b.is_ascii_digit()));
+    match name {
+        "mask" => Some(FileField::Mask),
+        "image" => Some(FileField::Image),
+        n if indexed(n) => Some(FileField::Image),
+        _ => None,
+    }
+}
+
+/// A form, read: its parts in order, over the body it was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Form {
+    boundary: String,
+    parts: Vec<Part>,
+}
+
+/// A parameter of a `Content-Disposition` value (`name="x"`, `name=x`).
+fn param<'a>(value: &'a str, key: &str) -> Result<Option<&'a str>, GatewayError> {
+    let mut found = None;
+    let mut rest = value;
+    while let Some(i) = rest.find(';') {
+        rest = rest.get(i + 1..).unwrap_or("").trim_start();
+        let (k, tail) = rest.split_once('=').unwrap_or((rest, ""));
+        let k = k.trim();
+        let (v, after) = match tail.strip_prefix('"') {
+            // A quoted value ends at the next quote: browsers and SDKs
+            // escape a quote inside as `%22` (WHATWG), never with `\`.
+            Some(q) => match q.find('"') {
+                Some(end) => (q.get(..end).unwrap_or(""), q.get(end + 1..).unwrap_or("")),
+                None => return Err(bad("A part's Content-Disposition has an unterminated quoted value.")),
+            },
+            None => {
+                let end = tail.find(';').unwrap_or(tail.len());
+                (tail.get(..end).unwrap_or("").trim(), tail.get(end..).unwrap_or(""))
+            }
+        };
+        if k.eq_ignore_ascii_case(key) {
+            if found.is_some() {
+                return Err(bad(format!("A part's Content-Disposition names its {key} twice.")));
+            }
+            found = Some(v);
+        }
+        rest = after;
+    }
+    Ok(found)
+}
+
+/// Reads one part's header block: its field name, and whether it is a file.
+fn read_head(head: &[u8]) -> Result<(String, bool), GatewayError> {
+    let head = std::str::from_utf8(head).map_err(|_| bad("A part's headers are not UTF-8."))?;
+    let mut disposition = None;
+    let mut content_type = None;
+    for line in head.split("\r\n") {
+        let Some((k, v)) = line.split_once(':') else {
+            return Err(bad("A part has a header line that is not 'Name: value'."));
+        };
+        let v = v.trim();
+        if k.eq_ignore_ascii_case("content-disposition") {
+            if disposition.replace(v).is_some() {
+                return Err(bad("A part has two Content-Disposition headers."));
+            }
+        } else if k.eq_ignore_ascii_case("content-type") {
+            content_type = Some(v);
+        }
+    }
+    let d = disposition.ok_or_else(|| bad("A part has no Content-Disposition header: each field of a form needs one."))?;
+    if !d.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("form-data") {
+        return Err(bad("A part's Content-Disposition is not form-data."));
+    }
+    let name = param(d, "name")?.filter(|n| !n.is_empty()).ok_or_else(|| bad("A part's Content-Disposition has no name."))?;
+    if name.len() > 64 || name.chars().any(char::is_control) {
+        return Err(bad("A part's name must be 1 to 64 characters, none a control character."));
+    }
+    // A file has a file name (`filename`, or RFC 5987's `filename*`), or
+    // content that is not text.
+    let named = param(d, "filename")?.is_some() || param(d, "filename*")?.is_some();
+    let binary = content_type.is_some_and(|t| !t.to_ascii_lowercase().starts_with("text/plain"));
+    Ok((name.to_string(), named || binary))
+}
+
+impl Form {
+    /// Reads a whole body framed by `boundary`.
+    pub fn read(body: &[u8], boundary: &str) -> Result<Form, GatewayError> {
+        let dash = format!("--{boundary}");
+        let delimiter = format!("\r\n--{boundary}");
+        let finder = memmem::Finder::new(delimiter.as_bytes());
+        // The first delimiter may open the body or follow a preamble.
+        let mut at = if body.starts_with(dash.as_bytes()) {
+            dash.len()
+        } else {
+            finder.find(body).map(|i| i + delimiter.len()).ok_or_else(|| bad(format!("The body has no part: no line '--{boundary}' opens one.")))?
+        };
+        let mut parts: Vec<Part> = Vec::new();
+        loop {
+            let rest = body.get(at..).unwrap_or_default();
+            if rest.starts_with(b"--") {
+                break;
+            }
+            // Transport padding, then the line break that ends the delimiter line.
+            let pad = rest.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
+            if !rest.get(pad..).unwrap_or_default().starts_with(b"\r\n") {
+                return Err(bad("A boundary line is followed by more than white space."));
+            }
+            let start = at + pad + 2;
+            let part = body.get(start..).unwrap_or_default();
+            let (head, content_start) = if part.starts_with(b"\r\n") {
+                (start..start, start + 2)
+            } else {
+                let end = memmem::find(part.get(..MAX_PART_HEAD.min(part.len())).unwrap_or_default(), b"\r\n\r\n")
+                    .ok_or_else(|| bad("A part's headers do not end (with an empty line) within 8 KiB."))?;
+                (start..start + end, start + end + 4)
+            };
+            let end = finder
+                .find(body.get(content_start..).unwrap_or_default())
+                .map(|i| content_start + i)
+                .ok_or_else(|| bad(format!("The body ends inside a part: no closing '--{boundary}--'.")))?;
+            if parts.len() == MAX_PARTS {
+                return Err(bad(format!("A form may have at most {MAX_PARTS} parts.")));
+            }
+            let (name, file) = read_head(body.get(head.clone()).unwrap_or_default())?;
+            parts.push(Part { name, file, head, content: content_start..end });
+            at = end + delimiter.len();
+        }
+        Ok(Form { boundary: boundary.to_string(), parts })
+    }
+
+    /// The JSON the form stands for (see the module's docs); refuses a
+    /// field given twice, a text field that is not UTF-8 or is too long,
+    /// and a file the API takes none of.
+    pub fn view(&self, body: &[u8]) -> Result<Vec<u8>, GatewayError> {
+        let mut m = Map::new();
+        let mut images = Vec::new();
+        let mut mask = None;
+        for p in &self.parts {
+            let bytes = body.get(p.content.clone()).unwrap_or_default();
+            let upload = || serde_json::json!({ "upload": bytes.len() });
+            match (p.file, file_field(&p.name)) {
+                (true, Some(FileField::Image)) => images.push(upload()),
+                (true, Some(FileField::Mask)) if mask.is_none() => mask = Some(upload()),
+                (true, Some(FileField::Mask)) => return Err(bad("The form has more than one 'mask' file.").with_param("mask")),
+                (true, None) => {
+                    return Err(bad(format!("The form has a file in '{}': the API takes files only as 'image' (or 'image[]') and 'mask'.", crate::text::clean_field(&p.name, 64))))
+                }
+                (false, u) if u.is_some() || p.name == "images" => {
+                    return Err(bad(format!("'{}' must be an uploaded file (a part with a filename), not a text field.", crate::text::clean_field(&p.name, 64))))
+                }
+                (false, _) => {
+                    let text = std::str::from_utf8(bytes).map_err(|_| bad(format!("The field '{}' is not UTF-8 text.", crate::text::clean_field(&p.name, 64))))?;
+                    if text.len() > MAX_TEXT {
+                        return Err(bad(format!("The field '{}' is longer than {MAX_TEXT} bytes.", crate::text::clean_field(&p.name, 64))));
+                    }
+                    if m.insert(p.name.clone(), typed(&p.name, text)).is_some() {
+                        return Err(GatewayError::bad_request("duplicate_key", format!("The form has the field '{}' more than once.", crate::text::clean_field(&p.name, 64))));
+                    }
+                }
+            }
+        }
+        if !images.is_empty() {
+            m.insert("images".into(), Value::Array(images));
+        }
+        if let Some(mask) = mask {
+            m.insert("mask".into(), mask);
+        }
+        serde_json::to_vec(&Value::Object(m)).map_err(|_| bad("The form could not be read."))
+    }
+
+    /// The form to send: its parts in order, each text field with the
+    /// value `json` (the view, as planned and guarded) gives it (left out
+    /// where `json` has none), fields `json` adds after them, the files as
+    /// they came; without preamble or epilogue.
+    pub fn rebuild(&self, body: &[u8], json: &[u8]) -> Result<Vec<u8>, GatewayError> {
+        let mut values: Map<String, Value> = serde_json::from_slice(json).map_err(|_| bad("The form could not be written back."))?;
+        values.remove("images");
+        values.remove("mask");
+        let mut out = Vec::with_capacity(body.len() + 256);
+        let open = format!("--{}\r\n", self.boundary);
+        let field = |out: &mut Vec<u8>, head: &[u8], text: &[u8]| -> Result<(), GatewayError> {
+            // (A value the planner wrote must not end the part early.)
+            if memmem::find(text, format!("\r\n--{}", self.boundary).as_bytes()).is_some() {
+                return Err(bad("A field's new value holds the form's boundary."));
+            }
+            out.extend_from_slice(open.as_bytes());
+            out.extend_from_slice(head);
+            out.extend_from_slice(b"\r\n\r\n");
+            out.extend_from_slice(text);
+            out.extend_from_slice(b"\r\n");
+            Ok(())
+        };
+        for p in &self.parts {
+            let head = body.get(p.head.clone()).unwrap_or_default();
+            if p.file {
+                field(&mut out, head, body.get(p.content.clone()).unwrap_or_default())?;
+                continue;
+            }
+            match values.remove(&p.name) {
+                None | Some(Value::Null) => {}
+                Some(v) => field(&mut out, head, as_text(&v).as_bytes())?,
+            }
+        }
+        for (k, v) in values.iter().filter(|(_, v)| !v.is_null()) {
+            // (WHATWG's escapes for a field name: quote and line breaks.)
+            let name = k.replace('"', "%22").replace('\r', "%0D").replace('\n', "%0A");
+            field(&mut out, format!("Content-Disposition: form-data; name=\"{name}\"").as_bytes(), as_text(v).as_bytes())?;
+        }
+        out.extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
+        Ok(out)
+    }
+}
+
+/// A request body that is a form, as it came, and its reading.
+#[derive(Debug)]
+pub struct Upload {
+    body: Vec<u8>,
+    form: Form,
+}
+
+impl Upload {
+    /// Reads an image edit's body when its `content_type` is a form: the
+    /// upload and the JSON it stands for ([`Form::view`]), which the
+    /// request path plans. `None` for a JSON body (and for any other API,
+    /// which takes JSON only and refuses a form as such).
+    pub fn read(api: crate::request::Api, content_type: Option<&[u8]>, body: Vec<u8>) -> Result<(Option<Upload>, Vec<u8>), GatewayError> {
+        let b = match content_type.filter(|_| api == crate::request::Api::OpenAiImageEdits) {
+            Some(ct) => boundary(ct)?,
+            None => None,
+        };
+        let Some(b) = b else { return Ok((None, body)) };
+        let form = Form::read(&body, &b)?;
+        let view = form.view(&body)?;
+        Ok((Some(Upload { body, form }), view))
+    }
+
+    /// The form to send for `json`, the view as planned ([`Form::rebuild`]).
+    pub fn sent(&self, json: &[u8]) -> Result<Vec<u8>, GatewayError> {
+        self.form.rebuild(&self.body, json)
+    }
+}
+
+/// A text field's value as the JSON member the provider reads it as.
+fn typed(name: &str, text: &str) -> Value {
+    let integer = || text.parse::<i64>().ok().filter(|_| text.bytes().all(|b| b.is_ascii_digit() || b == b'-'));
+    match (INTEGERS.contains(&name), BOOLEANS.contains(&name)) {
+        (true, _) => integer().map_or_else(|| Value::String(text.into()), Value::from),
+        (_, true) if text == "true" || text == "false" => Value::Bool(text == "true"),
+        _ => Value::String(text.into()),
+    }
+}
+
+/// A member's value as a form field's text.
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,136 @@
+use super::*;
+
+/// A form as httpx (openai-python) writes one: text fields first, then files.
+fn form(boundary: &str, fields: &[(&str, &str)], files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (k, v) in fields {
+        b.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes());
+    }
+    for (k, data) in files {
+        b.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"; filename=\"x.png\"\r\nContent-Type: image/png\r\n\r\n").as_bytes());
+        b.extend_from_slice(data);
+        b.extend_from_slice(b"\r\n");
+    }
+    b.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    b
+}
+
+fn view(body: &[u8], boundary: &str) -> Result<Value, GatewayError> {
+    let f = Form::read(body, boundary)?;
+    Ok(serde_json::from_slice(&f.view(body)?).unwrap())
+}
+
+#[test]
+fn the_boundary_is_read_from_the_content_type() {
+    assert_eq!(boundary(b"multipart/form-data; boundary=abc").unwrap().as_deref(), Some("abc"));
+    assert_eq!(boundary(b"Multipart/Form-Data;boundary=\"a b:c\"").unwrap().as_deref(), Some("a b:c"));
+    // openai-node's FormData and curl
+    assert_eq!(boundary(b"multipart/form-data; boundary=----formdata-undici-0123456789").unwrap().as_deref(), Some("----formdata-undici-0123456789"));
+    assert_eq!(boundary(b"multipart/form-data; charset=utf-8; boundary=------------------------d74496d66958873e").unwrap().as_deref(), Some("------------------------d74496d66958873e"));
+    for other in [&b"application/json"[..], b"text/plain", b"", b"\xff\xfe"] {
+        assert_eq!(boundary(other).unwrap(), None);
+    }
+    for bad in [&b"multipart/form-data"[..], b"multipart/form-data; boundary=", b"multipart/form-data; boundary=\"\"", b"multipart/form-data; boundary=a; boundary=b"] {
+        assert_eq!(boundary(bad).unwrap_err().code, "invalid_multipart", "{}", String::from_utf8_lossy(bad));
+    }
+    let long = format!("multipart/form-data; boundary={}", "x".repeat(71));
+    assert!(boundary(long.as_bytes()).is_err());
+    assert!(boundary(b"multipart/form-data; boundary=a\x01b").is_err());
+}
+
+#[test]
+fn a_form_is_read_as_the_json_it_stands_for() {
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR--not-a-boundary\r\n--almost";
+    let body = form("XyZ", &[("model", "gpt-image-1.5"), ("prompt", "a hat, \"red\""), ("n", "2"), ("stream", "true"), ("size", "1024x1024")], &[("image[]", png), ("image[]", b"two"), ("mask", b"m")]);
+    let v = view(&body, "XyZ").unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"model": "gpt-image-1.5", "prompt": "a hat, \"red\"", "n": 2, "stream": true, "size": "1024x1024",
+            "images": [{"upload": png.len()}, {"upload": 3}], "mask": {"upload": 1}})
+    );
+    // a preamble, transport padding, an epilogue, a file without a type but with a name, image[0]
+    let mut b = b"preamble\r\n--b  \r\nContent-Disposition: form-data; name=prompt\r\n\r\nhi\r\n--b\r\ncontent-disposition: FORM-DATA; name=\"image[0]\"; filename=\"a\"\r\n\r\n\xff\xd8\r\n--b--\r\nepilogue".to_vec();
+    assert_eq!(view(&b, "b").unwrap(), serde_json::json!({"prompt": "hi", "images": [{"upload": 2}]}));
+    // an empty part content, and one with no headers at all refused
+    b = b"--b\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\n\r\n--b--".to_vec();
+    assert_eq!(view(&b, "b").unwrap(), serde_json::json!({"user": ""}));
+    // a number that is not one stays text (the provider refuses it, so does the gateway)
+    let b = form("b", &[("n", "two"), ("partial_images", "1.5"), ("stream", "yes")], &[]);
+    assert_eq!(view(&b, "b").unwrap(), serde_json::json!({"n": "two", "partial_images": "1.5", "stream": "yes"}));
+}
+
+#[test]
+fn what_cannot_be_read_unambiguously_is_refused() {
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"no delimiter at all".to_vec(), "invalid_multipart"),
+        (b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nunterminated".to_vec(), "invalid_multipart"),
+        (b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n--b".to_vec(), "invalid_multipart"),
+        (b"--bjunk\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n--b--".to_vec(), "invalid_multipart"),
+        (b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--".to_vec(), "invalid_multipart"),
+        (b"--b\r\nContent-Disposition: attachment; name=\"a\"\r\n\r\nx\r\n--b--".to_vec(), "invalid_multipart"),
+        (b"--b\r\nContent-Disposition: form-data; filename=\"a\"\r\n\r\nx\r\n--b--".to_vec(), "invalid_multipart"),
+        (b"--b\r\nContent-Disposition: form-data; name=\"a\r\n\r\nx\r\n--b--".to_vec(), "invalid_multipart"),
+        (b"--b\r\nContent-Disposition: form-data; name=\"a\"; name=\"b\"\r\n\r\nx\r\n--b--".to_vec(), "invalid_multipart"),
+        (b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\nContent-Disposition: form-data; name=\"c\"\r\n\r\nx\r\n--b--".to_vec(), "invalid_multipart"),
+        (b"--b\r\nbroken header\r\n\r\nx\r\n--b--".to_vec(), "invalid_multipart"),
+        (b"--b\r\nContent-Disposition: form-data; name=\"\xff\"\r\n\r\nx\r\n--b--".to_vec(), "invalid_multipart"),
+        (form("b", &[("prompt", "a"), ("prompt", "b")], &[]), "duplicate_key"),
+        (b"--b\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\n\xff\xfe\r\n--b--".to_vec(), "invalid_multipart"),
+        (form("b", &[("image", "https://example.com/a.png")], &[]), "invalid_multipart"),
+        (form("b", &[("images", "[]")], &[]), "invalid_multipart"),
+        (form("b", &[], &[("mask", b"1"), ("mask", b"2")]), "invalid_multipart"),
+        (form("b", &[], &[("prompt", b"a file where text goes")]), "invalid_multipart"),
+        (form("b", &[("prompt", &"x".repeat(MAX_TEXT + 1))], &[]), "invalid_multipart"),
+    ];
+    for (body, code) in cases {
+        let got = Form::read(&body, "b").and_then(|f| f.view(&body).map(|_| ()));
+        assert_eq!(got.unwrap_err().code, code, "{}", String::from_utf8_lossy(&body));
+    }
+    // headers that never end, and too many parts
+    let mut endless = b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\nX: ".to_vec();
+    endless.extend(std::iter::repeat_n(b'y', MAX_PART_HEAD + 10));
+    endless.extend_from_slice(b"\r\n\r\nx\r\n--b--");
+    assert!(Form::read(&endless, "b").is_err());
+    let many: Vec<(String, String)> = (0..=MAX_PARTS).map(|i| (format!("f{i}"), "v".to_string())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert!(Form::read(&form("b", &many, &[]), "b").is_err());
+}
+
+#[test]
+fn a_planned_view_is_written_back_into_the_form() {
+    let png = b"\x89PNG binary \r\n bytes";
+    let body = form("q", &[("model", "alias"), ("prompt", "mail bob@example.com"), ("n", "2"), ("user", "u1")], &[("image", png), ("mask", b"M")]);
+    let f = Form::read(&body, "q").unwrap();
+    // unchanged: the same parts, byte for byte
+    assert_eq!(f.rebuild(&body, &f.view(&body).unwrap()).unwrap(), body);
+    // the model renamed, the prompt redacted, `user` dropped, a field added
+    let mut v: Value = serde_json::from_slice(&f.view(&body).unwrap()).unwrap();
+    v["model"] = "gpt-image-1.5".into();
+    v["prompt"] = "mail [EMAIL]".into();
+    v.as_object_mut().unwrap().remove("user");
+    v["moderation"] = "low".into();
+    let out = f.rebuild(&body, &serde_json::to_vec(&v).unwrap()).unwrap();
+    let again = Form::read(&out, "q").unwrap();
+    let seen: Value = serde_json::from_slice(&again.view(&out).unwrap()).unwrap();
+    assert_eq!(
+        seen,
+        serde_json::json!({"model": "gpt-image-1.5", "prompt": "mail [EMAIL]", "n": 2, "moderation": "low", "images": [{"upload": png.len()}], "mask": {"upload": 1}})
+    );
+    assert!(memmem::find(&out, png).is_some(), "the file goes on as it came");
+    assert!(out.ends_with(b"--q--\r\n"));
+    // a value holding the boundary is refused, not sent as two parts
+    v["prompt"] = "x\r\n--q\r\nContent-Disposition: form-data; name=\"n\"\r\n\r\n10".into();
+    assert!(f.rebuild(&body, &serde_json::to_vec(&v).unwrap()).is_err());
+}
+
+#[test]
+fn hostile_forms_never_panic() {
+    use proptest::prelude::*;
+    proptest!(ProptestConfig::with_cases(512), |(bytes in proptest::collection::vec(prop_oneof![Just(b'-'), Just(b'\r'), Just(b'\n'), Just(b'b'), Just(b'"'), Just(b';'), Just(b':'), any::<u8>()], 0..300))| {
+        if let Ok(f) = Form::read(&bytes, "b") {
+            if let Ok(v) = f.view(&bytes) {
+                let _ = f.rebuild(&bytes, &v);
+            }
+        }
+    });
+}
