@@ -311,7 +311,7 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
             "output_format" if api.makes_images() => image.output_format(raw),
             "frame_count" if api.makes_images() => image.frame_count(raw)?,
             // An edit's images are priced as image input, not as the text of their bytes.
-            "images" | "mask" if api == Api::OpenAiImageEdits => {
+            "images" | "mask" | "markup" if api == Api::OpenAiImageEdits => {
                 prompt_bytes = prompt_bytes.saturating_sub(raw.len());
                 edited.input(k, raw)?;
             }
@@ -492,6 +492,19 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
         input_image_tokens,
     };
     Ok(ParsedBody { members, api, request })
+}
+
+/// The body to send upstream, or `None` to send the client's as it came:
+/// the planned body; else, when the body as read is not the client's
+/// (`changed`: rendered from a named prompt, or decoded), the body as read;
+/// an image edit's form written back from either ([`multipart::Upload`]).
+pub fn outgoing_body(planned: Option<Vec<u8>>, read: Vec<u8>, changed: bool, upload: Option<&multipart::Upload>) -> Result<Option<Vec<u8>>, GatewayError> {
+    match (planned, upload) {
+        (Some(json), Some(u)) => u.sent(&json).map(Some),
+        (None, Some(u)) => u.sent(&read).map(Some),
+        (Some(b), None) => Ok(Some(b)),
+        (None, None) => Ok(changed.then_some(read)),
+    }
 }
 
 /// What the gateway changes in a request body on its way upstream.

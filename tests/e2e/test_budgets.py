@@ -2,6 +2,8 @@
 settle in the filter, fleet-wide counting, alerts, failure modes."""
 from __future__ import annotations
 
+import base64
+
 import http.server
 import json
 import re
@@ -651,6 +653,31 @@ def test_an_image_generation_is_held_by_the_images_it_asks_for(fresh):
     u = r.json()["usage"]
     rec = cli.record(r.headers["x-tollgate-request-id"])
     assert rec["cost_micros"] == expected_cost("openai/gpt-image-1.5", u["input_tokens"], 272, image=272) > 8_000, rec
+
+
+def test_an_image_edit_is_held_by_its_images_not_their_bytes(fresh):
+    """An edit reserves its input images at the image input price (GPT
+    Image 1.5, $8 a million: 581 tokens an image at low fidelity, 6,821 at
+    high) and its output as a generation; each of `n` images as a call of
+    its own, its input with it. A key with $0.05 left is refused sixteen
+    images at high fidelity ($0.88) and four low-quality images of two
+    inputs ($0.07), before anything is sent, and served one image whose
+    3 MB data URL is an image, not 800,000 tokens of prompt text ($4)."""
+    key, cli = key_with_budget(fresh, "retouchers", 50_000)
+    served = mock_stats(fresh)["requests"]
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=")
+    ref = {"file_id": "file-otter"}
+    ask = {"model": "gpt-image-1.5", "prompt": "Put a hat on the otter", "quality": "low", "size": "1024x1024"}
+    for body in ({**ask, "images": [ref] * 16, "input_fidelity": "high"}, {**ask, "images": [ref] * 2, "n": 4}):
+        r = cli.post("/v1/images/edits", body, key=key["key"])
+        assert r.status_code == 429 and error_of(r)["code"] == "budget_exhausted", (body, r.text)
+    assert mock_stats(fresh)["requests"] == served, "nothing reached the provider"
+    big = "data:image/png;base64," + base64.b64encode(png + b"\0" * (3 << 20)).decode()
+    r = cli.post("/v1/images/edits", {**ask, "images": [{"image_url": big}]}, key=key["key"])
+    assert r.status_code == 200, r.text[:300]
+    u = r.json()["usage"]
+    rec = cli.record(r.headers["x-tollgate-request-id"])
+    assert rec["cost_micros"] == expected_cost("openai/gpt-image-1.5", u["input_tokens"], 272, image=272, image_input=194) > 10_000, rec
 
 
 def test_the_responses_image_generation_tool_is_held_by_its_reservation(fresh):

@@ -35,7 +35,7 @@ GENERATIONS = ["openai_chat", "openai_chat_stream", "openai_responses", "openai_
                "gemini_legacy_generate", "gemini_legacy_stream", "gemini_legacy_embed", "azure_chat",
                "vercel_azure_responses", "vercel_azure_deployment_chat",
                "vercel_openai_responses", "vercel_openai_chat_stream", "vercel_anthropic", "vercel_anthropic_stream", "vercel_embed",
-               "vercel_openai_to_claude", "openai_images", "vercel_image"]
+               "vercel_openai_to_claude", "openai_images", "vercel_image", "openai_image_edit", "vercel_image_edit"]
 
 
 @pytest.mark.parametrize("name", GENERATIONS)

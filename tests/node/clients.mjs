@@ -4,7 +4,7 @@
 // (text, usage as it parsed it) and the gateway's request id, so the test
 // (tests/e2e/test_node_clients.py) can hold the record to what the client saw.
 // Usage: TOLLGATE_URL=http://127.0.0.1:PORT TOLLGATE_KEY=tg-... node clients.mjs [name...]
-import OpenAI, { AzureOpenAI } from "openai";
+import OpenAI, { AzureOpenAI, toFile } from "openai";
 import Anthropic from "@anthropic-ai/sdk";
 import { GoogleGenAI } from "@google/genai";
 import { GoogleGenerativeAI } from "@google/generative-ai";
@@ -33,6 +33,8 @@ globalThis.fetch = async (...args) => {
 const legacy = new GoogleGenerativeAI(key).getGenerativeModel(
   { model: "gemini-2.5-flash", systemInstruction: "Be terse.", generationConfig: { maxOutputTokens: 50 } },
   { baseUrl: url });
+// A real 1×1 PNG (the mock refuses an image it cannot read, as OpenAI does).
+const PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
 const vOpenai = createOpenAI({ baseURL: `${url}/v1`, apiKey: key });
 // The Vercel AI SDK's Azure provider, the gateway as its base URL (its key in `api-key`):
 // the Responses API on `/openai/responses`, or Azure's deployment URLs.
@@ -213,6 +215,18 @@ const scenarios = {
   async vercel_image() {
     const r = await generateImage({ model: vOpenai.image("gpt-image-1.5"), prompt: "An otter", size: "1024x1536",
                                     providerOptions: { openai: { quality: "medium" } }, maxRetries: 0 });
+    return { id: id(r.responses[0]?.headers), images: r.images.length, input: r.usage.inputTokens, output: r.usage.outputTokens };
+  },
+  // Image edits: openai-node's images.edit uploads a multipart form (toFile),
+  // the Vercel AI SDK's generateImage with images in its prompt another.
+  async openai_image_edit() {
+    const image = await toFile(Buffer.from(PNG, "base64"), "otter.png", { type: "image/png" });
+    const { data, response } = await oai.images.edit({ model: "gpt-image-1.5", image: [image, image], prompt: "Add a hat", size: "1024x1024", quality: "low" }).withResponse();
+    return { id: id(response.headers), images: data.data.length, input: data.usage.input_tokens, output: data.usage.output_tokens };
+  },
+  async vercel_image_edit() {
+    const r = await generateImage({ model: vOpenai.image("gpt-image-1.5"), prompt: { images: [Buffer.from(PNG, "base64")], text: "Add a hat" },
+                                    size: "1024x1024", providerOptions: { openai: { quality: "low", inputFidelity: "high" } }, maxRetries: 0 });
     return { id: id(r.responses[0]?.headers), images: r.images.length, input: r.usage.inputTokens, output: r.usage.outputTokens };
   },
   async vercel_embed() {

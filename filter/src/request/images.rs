@@ -17,6 +17,11 @@
 //! `types/image_generate_params.py` (`n` 1 to 10, `partial_images` 0 to 3,
 //! `gpt-image-2` sizes `WIDTHxHEIGHT` up to 3840×2160).
 //!
+//! Each of `n` images is billed as a call of its own, its input tokens
+//! with it (measured on GPT Image 2 edits: community.openai.com, "OpenAI
+//! must document the input image pricing of gpt-image-2", 2026-06), so the
+//! input side is reserved `n` times too.
+//!
 //! The tokens of a size are taken in proportion to its pixels, which the
 //! three published sizes follow; `auto` quality is reserved as `high` and
 //! `auto` size as the largest standard size. Past the sizes the guide
@@ -161,18 +166,22 @@ const INPUT_IMAGE_HIGH: u64 = INPUT_IMAGE_LOW + 6240;
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct EditInputs {
     images: u64,
-    mask: bool,
+    /// `mask` and `markup`, one image each.
+    extra: [bool; 2],
     high: Option<bool>,
 }
 
 impl EditInputs {
-    /// Reads `images` (1 to 16 references) or `mask` (one), raw JSON.
+    /// Reads `images` (1 to 16 references), or `mask` or `markup` (one
+    /// image each: a reference, a URL, or a form's file), raw JSON.
     pub fn input(&mut self, member: &str, raw: &str) -> Result<(), GatewayError> {
         type Reference = serde_json::Map<String, serde_json::Value>;
-        if member == "mask" {
-            let mask = serde_json::from_str::<Option<Reference>>(raw)
-                .map_err(|_| bad("invalid_type", "mask", "'mask' must be an image reference (an object with 'image_url' or 'file_id'), or a 'mask' file in a form.".into()))?;
-            self.mask = mask.is_some();
+        if let Some(i) = ["mask", "markup"].iter().position(|m| *m == member) {
+            let one = serde_json::from_str::<serde_json::Value>(raw).ok().filter(|v| v.is_null() || v.is_object() || v.is_string());
+            let one = one.ok_or_else(|| bad("invalid_type", if i == 0 { "mask" } else { "markup" }, format!("'{member}' must be one image: a reference (an object with 'image_url' or 'file_id') or a file in a form.")))?;
+            if let Some(slot) = self.extra.get_mut(i) {
+                *slot = !one.is_null();
+            }
             return Ok(());
         }
         let images = serde_json::from_str::<Vec<Reference>>(raw).ok().filter(|v| (1..=MAX_EDIT_IMAGES as usize).contains(&v.len())).ok_or_else(|| {
@@ -202,7 +211,8 @@ impl EditInputs {
             return Err(bad("missing_images", "images", "The request has no image to edit: send 'image' files (multipart/form-data) or 'images' (JSON).".into()));
         }
         let low = model.starts_with("gpt-image-1") && self.high != Some(true);
-        Ok((self.images + u64::from(self.mask)) * if low { INPUT_IMAGE_LOW } else { INPUT_IMAGE_HIGH })
+        let extra = self.extra.iter().filter(|e| **e).count() as u64;
+        Ok((self.images + extra) * if low { INPUT_IMAGE_LOW } else { INPUT_IMAGE_HIGH })
     }
 }
 
@@ -295,6 +305,8 @@ mod tests {
         let seventeen = format!("[{}]", vec![r#"{"file_id":"f"}"#; 17].join(","));
         assert!(read(&[("images", &seventeen)]).is_err());
         assert!(read(&[("mask", "[]")]).is_err());
+        // GPT Image 2.5's markup is one image more
+        assert_eq!(read(&[("images", two), ("markup", r#"{"upload": 5}"#)]).unwrap().tokens("gpt-image-2.5-flare").unwrap(), 3 * 6821);
         assert_eq!(read(&[("input_fidelity", "\"max\"")]).unwrap_err().code, "invalid_value");
     }
 

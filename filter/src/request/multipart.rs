@@ -7,7 +7,7 @@
 //! for ([`Form::view`]): its text fields as members (the integer and
 //! boolean ones as JSON numbers and booleans, as the provider reads them),
 //! its image files as `images: [{"upload": bytes}, …]` and its mask as
-//! `mask: {"upload": bytes}`, which is how the JSON form of the same
+//! `mask: {"upload": bytes}` (GPT Image 2.5's `markup` likewise), which is how the JSON form of the same
 //! request names its images (by reference). Whatever the planning and the
 //! guardrails change in that JSON (the upstream model, a redacted prompt)
 //! is written back into the form ([`Form::rebuild`]); the files go on byte
@@ -81,15 +81,18 @@ struct Part {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FileField {
     Image,
-    Mask,
+    /// `mask`, or GPT Image 2.5's `markup`: one image more, by its name.
+    Single(&'static str),
 }
 
 /// The API's file fields: `image` (openai-python sends several as
-/// `image[]`, some clients `image[0]`, `image[1]`…) and `mask`.
+/// `image[]`, some clients `image[0]`, `image[1]`…), `mask`, and GPT Image
+/// 2.5's `markup` (the Vercel AI SDK's OpenAI provider 3.0.141).
 fn file_field(name: &str) -> Option<FileField> {
     let indexed = |n: &str| n.strip_prefix("image[").and_then(|r| r.strip_suffix(']')).is_some_and(|i| i.bytes().all(|b| b.is_ascii_digit()));
     match name {
-        "mask" => Some(FileField::Mask),
+        "mask" => Some(FileField::Single("mask")),
+        "markup" => Some(FileField::Single("markup")),
         "image" => Some(FileField::Image),
         n if indexed(n) => Some(FileField::Image),
         _ => None,
@@ -219,16 +222,19 @@ impl Form {
     pub fn view(&self, body: &[u8]) -> Result<Vec<u8>, GatewayError> {
         let mut m = Map::new();
         let mut images = Vec::new();
-        let mut mask = None;
+        let mut singles = Map::new();
         for p in &self.parts {
             let bytes = body.get(p.content.clone()).unwrap_or_default();
             let upload = || serde_json::json!({ "upload": bytes.len() });
             match (p.file, file_field(&p.name)) {
                 (true, Some(FileField::Image)) => images.push(upload()),
-                (true, Some(FileField::Mask)) if mask.is_none() => mask = Some(upload()),
-                (true, Some(FileField::Mask)) => return Err(bad("The form has more than one 'mask' file.").with_param("mask")),
+                (true, Some(FileField::Single(k))) => {
+                    if singles.insert(k.to_string(), upload()).is_some() {
+                        return Err(bad(format!("The form has more than one '{k}' file.")).with_param(k));
+                    }
+                }
                 (true, None) => {
-                    return Err(bad(format!("The form has a file in '{}': the API takes files only as 'image' (or 'image[]') and 'mask'.", crate::text::clean_field(&p.name, 64))))
+                    return Err(bad(format!("The form has a file in '{}': the API takes files only as 'image' (or 'image[]'), 'mask' and 'markup'.", crate::text::clean_field(&p.name, 64))))
                 }
                 (false, u) if u.is_some() || p.name == "images" => {
                     return Err(bad(format!("'{}' must be an uploaded file (a part with a filename), not a text field.", crate::text::clean_field(&p.name, 64))))
@@ -247,8 +253,10 @@ impl Form {
         if !images.is_empty() {
             m.insert("images".into(), Value::Array(images));
         }
-        if let Some(mask) = mask {
-            m.insert("mask".into(), mask);
+        for (k, v) in singles {
+            if m.insert(k.clone(), v).is_some() {
+                return Err(bad(format!("'{k}' must be an uploaded file (a part with a filename), not a text field.")).with_param("image"));
+            }
         }
         serde_json::to_vec(&Value::Object(m)).map_err(|_| bad("The form could not be read."))
     }
@@ -259,8 +267,9 @@ impl Form {
     /// they came; without preamble or epilogue.
     pub fn rebuild(&self, body: &[u8], json: &[u8]) -> Result<Vec<u8>, GatewayError> {
         let mut values: Map<String, Value> = serde_json::from_slice(json).map_err(|_| bad("The form could not be written back."))?;
-        values.remove("images");
-        values.remove("mask");
+        for file in ["images", "mask", "markup"] {
+            values.remove(file);
+        }
         let mut out = Vec::with_capacity(body.len() + 256);
         let open = format!("--{}\r\n", self.boundary);
         let field = |out: &mut Vec<u8>, head: &[u8], text: &[u8]| -> Result<(), GatewayError> {

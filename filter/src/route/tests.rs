@@ -801,10 +801,10 @@ fn an_image_generation_reserves_its_images_at_the_image_price() {
     let h: std::collections::HashMap<_, _> = p.headers.iter().cloned().collect();
     assert_eq!((h[":path"].as_str(), h["authorization"].as_str()), ("/v1/images/generations", "Bearer sk-up"));
     assert!(p.body.is_none(), "sent as it came: no cap, no stream options added");
-    // 2 images of 1,584 tokens at $32, and the estimated input at $5
+    // 2 images of 1,584 tokens at $32, and the estimated input at $5 for each
     let input = p.chat.estimated_input_tokens;
-    assert_eq!(p.worst.tokens, input + 2 * 1584);
-    assert_eq!(p.worst.micros, (input * 5_000_000 + 2 * 1584 * 32_000_000).div_ceil(1_000_000));
+    assert_eq!(p.worst.tokens, 2 * input + 2 * 1584);
+    assert_eq!(p.worst.micros, (2 * input * 5_000_000 + 2 * 1584 * 32_000_000).div_ceil(1_000_000));
     // auto quality and size reserve the dearest; a stream's partial images add theirs
     let p = image(br#"{"model":"gpt-image-1.5","prompt":"x","stream":true,"partial_images":2}"#, "/v1/images/generations").unwrap();
     assert!(p.chat.stream && p.body.is_none());

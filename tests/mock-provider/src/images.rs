@@ -23,6 +23,11 @@
 //! `dall-e-3` has been deprecated. …", `model_not_found` (as developers
 //! migrating quoted it, e.g. dev.to "DALL·E shuts down May 12").
 //!
+//! Each image of `n` is billed as a call of its own, its input tokens with
+//! it (measured: community.openai.com, "OpenAI must document the input
+//! image pricing of gpt-image-2", 2026-06: "n>1 constitutes billing as
+//! individual calls").
+//!
 //! The mock's own choices where the API decides: `auto` quality is medium,
 //! `auto` size 1024×1024; a stream sends each image's usage in its
 //! completed event (the prompt's tokens with each); past the published
@@ -69,6 +74,10 @@ pub struct Plan {
     output_format: &'static str,
     frames: u64,
     pub input: u64,
+    /// An edit's input image tokens (0 for a generation).
+    pub image_input: u64,
+    /// The stream's event prefix: `image_generation`, or `image_edit`.
+    pub kind: &'static str,
 }
 
 fn text<'a>(m: &'a Map<String, Value>, k: &'static str) -> Result<Option<&'a str>, Refusal> {
@@ -170,7 +179,8 @@ pub fn plan(m: &Map<String, Value>) -> Result<Plan, Refusal> {
         return Err(invalid("safety_identifier"));
     }
     let frames = if output_format == "gif" { frames } else { 1 };
-    Ok(Plan { model, stream, n, partial_images, quality, size, pixels, background, output_format, frames, input: (prompt.len() as u64).div_ceil(4) })
+    let input = (prompt.len() as u64).div_ceil(4);
+    Ok(Plan { model, stream, n, partial_images, quality, size, pixels, background, output_format, frames, input, image_input: 0, kind: "image_generation" })
 }
 
 /// The Responses API's image generation tool (openai-python
@@ -213,12 +223,14 @@ impl Plan {
     }
 
     fn usage(&self, images: u64) -> Value {
+        // Each image is billed as a call of its own, its input with it.
         let output = self.image_tokens() * images;
+        let input = (self.input + self.image_input) * images;
         let mut u = json!({
-            "input_tokens": self.input,
-            "input_tokens_details": {"image_tokens": 0, "text_tokens": self.input},
+            "input_tokens": input,
+            "input_tokens_details": {"image_tokens": self.image_input * images, "text_tokens": self.input * images},
             "output_tokens": output,
-            "total_tokens": self.input + output,
+            "total_tokens": input + output,
         });
         // (GPT Image 1 reports no output details.)
         if !self.model.starts_with("gpt-image-1") || self.model == "gpt-image-1.5" {
@@ -242,15 +254,20 @@ impl Plan {
     pub fn events(&self, created: u64, b64_bytes: Option<usize>) -> Vec<(&'static str, String)> {
         let b64 = image(b64_bytes);
         let mut out = Vec::new();
+        let (partial, completed) = if self.kind == "image_edit" {
+            ("image_edit.partial_image", "image_edit.completed")
+        } else {
+            ("image_generation.partial_image", "image_generation.completed")
+        };
         for _ in 0..self.n {
             for i in 0..self.partial_images {
-                let ev = json!({"type": "image_generation.partial_image", "b64_json": b64, "created_at": created, "size": self.size,
+                let ev = json!({"type": partial, "b64_json": b64, "created_at": created, "size": self.size,
                     "quality": self.quality, "background": self.background, "output_format": self.output_format, "partial_image_index": i});
-                out.push(("image_generation.partial_image", ev.to_string()));
+                out.push((partial, ev.to_string()));
             }
-            let ev = json!({"type": "image_generation.completed", "b64_json": b64, "created_at": created, "size": self.size,
+            let ev = json!({"type": completed, "b64_json": b64, "created_at": created, "size": self.size,
                 "quality": self.quality, "background": self.background, "output_format": self.output_format, "usage": self.usage(1)});
-            out.push(("image_generation.completed", ev.to_string()));
+            out.push((completed, ev.to_string()));
         }
         out
     }

@@ -74,6 +74,7 @@ mod embeddings;
 mod gemini;
 mod gemini_embed;
 mod hostile;
+mod image_edits;
 mod images;
 mod moderation;
 mod prefix_cache;
@@ -163,6 +164,7 @@ async fn main() {
         .route("/v1/embeddings", post(embed))
         .route("/v1/moderations", post(moderate))
         .route("/v1/images/generations", post(generate_images))
+        .route("/v1/images/edits", post(edit_images))
         .route("/v1/completions", post(complete))
         .route("/v1/responses", post(respond_api))
         .route("/v1/responses/input_tokens", post(count_input_tokens))
@@ -493,6 +495,16 @@ fn replayed(app: &App, h: &HeaderMap, uri: &Uri) -> Option<Result<Response<Body>
 /// What every OpenAI-format endpoint checks first: the key, a requested
 /// error status, a JSON object body, a requested replay. `Err`: the answer.
 fn openai_prelude(app: &App, uri: &Uri, h: &HeaderMap, body: &Bytes) -> Result<serde_json::Map<String, Value>, Box<Response<Body>>> {
+    openai_checks(app, uri, h)?;
+    let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) else {
+        return Err(Box::new(openai_error(h, uri, 400, "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)", None, None)));
+    };
+    Ok(m)
+}
+
+/// The key, a requested error status, a requested replay: what every
+/// OpenAI-format endpoint checks before it reads the body.
+fn openai_checks(app: &App, uri: &Uri, h: &HeaderMap) -> Result<(), Box<Response<Body>>> {
     let err = |status: u16, msg: &str| Box::new(openai_error(h, uri, status, msg, None, None));
     if let Err(m) = check_key(app, Dialect::OpenAi, h) {
         return Err(err(401, &m));
@@ -503,13 +515,10 @@ fn openai_prelude(app: &App, uri: &Uri, h: &HeaderMap, body: &Bytes) -> Result<s
     if let Some(s) = header_u64(h, "x-mock-status") {
         return Err(err(s as u16, "Mock error requested by x-mock-status."));
     }
-    let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) else {
-        return Err(err(400, "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)"));
-    };
     match replayed(app, h, uri) {
         Some(Ok(r)) => Err(Box::new(r)),
         Some(Err(())) => Err(err(404, "x-mock-replay: no such capture")),
-        None => Ok(m),
+        None => Ok(()),
     }
 }
 
@@ -805,10 +814,39 @@ async fn generate_images(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, bo
         Ok(p) => p,
         Err((status, msg, param, code)) => return openai_error(&h, &uri, status, &msg, param, code),
     };
+    serve_images(app, uri, h, plan).await
+}
+
+/// OpenAI's image edits (image_edits.rs): a multipart form, or JSON naming
+/// its images by reference; answered as a generation is.
+async fn edit_images(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+    remember(&app, &body);
+    let refuse = |(status, msg, param, code): embeddings::Refusal| openai_error(&h, &uri, status, &msg, param, code);
+    let content_type = header_str(&h, "content-type").unwrap_or("").to_string();
+    let read = if content_type.to_ascii_lowercase().starts_with("multipart/form-data") {
+        if let Err(r) = openai_checks(&app, &uri, &h) {
+            return *r;
+        }
+        image_edits::read_form(&content_type, body).await
+    } else {
+        match openai_prelude(&app, &uri, &h, &body) {
+            Ok(m) => image_edits::json_inputs(&m).map(|i| (m, i)),
+            Err(r) => return *r,
+        }
+    };
+    let plan = match read.and_then(|(m, inputs)| image_edits::plan(&m, &inputs)) {
+        Ok(p) => p,
+        Err(r) => return refuse(r),
+    };
+    serve_images(app, uri, h, plan).await
+}
+
+/// An image generation's or edit's answer: JSON, or its stream.
+async fn serve_images(app: Arc<App>, uri: Uri, h: HeaderMap, plan: images::Plan) -> Response<Body> {
     let created = 1_767_225_600 + app.seq.fetch_add(1, Ordering::SeqCst);
     let b64 = header_u64(&h, "x-mock-image-bytes").map(|n| n as usize);
     app.served_requests.fetch_add(1, Ordering::SeqCst);
-    app.served_input.fetch_add(plan.input, Ordering::SeqCst);
+    app.served_input.fetch_add((plan.input + plan.image_input) * plan.n, Ordering::SeqCst);
     app.served_output.fetch_add(plan.output(), Ordering::SeqCst);
     if !plan.stream {
         return hostile::misbehave(respond(StatusCode::OK, &h, &uri, plan.answer(created, b64), "application/json"), &h).await;

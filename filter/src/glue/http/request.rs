@@ -295,15 +295,10 @@ impl TollgateHttp {
         if decoded {
             self.set_request_header("content-encoding", None);
         }
-        if (rendered || decoded || upload.is_some()) && plan.body.is_none() {
-            plan.body = Some(body);
-        }
-        if let (Some(u), Some(json)) = (&upload, plan.body.take()) {
-            match u.sent(&json) {
-                Ok(form) => plan.body = Some(form),
-                Err(e) => return self.reject(e),
-            }
-        }
+        plan.body = match crate::request::outgoing_body(plan.body.take(), body, rendered || decoded, upload.as_deref()) {
+            Ok(b) => b,
+            Err(e) => return self.reject(e),
+        };
         if let Some(b) = &plan.body {
             plan.headers.retain(|(k, _)| k != "content-length");
             plan.headers.push(("content-length".to_string(), b.len().to_string()));

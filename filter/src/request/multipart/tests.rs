@@ -41,12 +41,12 @@ fn the_boundary_is_read_from_the_content_type() {
 #[test]
 fn a_form_is_read_as_the_json_it_stands_for() {
     let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR--not-a-boundary\r\n--almost";
-    let body = form("XyZ", &[("model", "gpt-image-1.5"), ("prompt", "a hat, \"red\""), ("n", "2"), ("stream", "true"), ("size", "1024x1024")], &[("image[]", png), ("image[]", b"two"), ("mask", b"m")]);
+    let body = form("XyZ", &[("model", "gpt-image-1.5"), ("prompt", "a hat, \"red\""), ("n", "2"), ("stream", "true"), ("size", "1024x1024")], &[("image[]", png), ("image[]", b"two"), ("mask", b"m"), ("markup", b"mk")]);
     let v = view(&body, "XyZ").unwrap();
     assert_eq!(
         v,
         serde_json::json!({"model": "gpt-image-1.5", "prompt": "a hat, \"red\"", "n": 2, "stream": true, "size": "1024x1024",
-            "images": [{"upload": png.len()}, {"upload": 3}], "mask": {"upload": 1}})
+            "images": [{"upload": png.len()}, {"upload": 3}], "mask": {"upload": 1}, "markup": {"upload": 2}})
     );
     // a preamble, transport padding, an epilogue, a file without a type but with a name, image[0]
     let mut b = b"preamble\r\n--b  \r\nContent-Disposition: form-data; name=prompt\r\n\r\nhi\r\n--b\r\ncontent-disposition: FORM-DATA; name=\"image[0]\"; filename=\"a\"\r\n\r\n\xff\xd8\r\n--b--\r\nepilogue".to_vec();
@@ -79,6 +79,8 @@ fn what_cannot_be_read_unambiguously_is_refused() {
         (form("b", &[("image", "https://example.com/a.png")], &[]), "invalid_multipart"),
         (form("b", &[("images", "[]")], &[]), "invalid_multipart"),
         (form("b", &[], &[("mask", b"1"), ("mask", b"2")]), "invalid_multipart"),
+        (form("b", &[("mask", "https://example.com/m.png")], &[]), "invalid_multipart"),
+        (form("b", &[("markup", "data:image/png;base64,AA==")], &[]), "invalid_multipart"),
         (form("b", &[], &[("prompt", b"a file where text goes")]), "invalid_multipart"),
         (form("b", &[("prompt", &"x".repeat(MAX_TEXT + 1))], &[]), "invalid_multipart"),
     ];
@@ -133,4 +135,25 @@ fn hostile_forms_never_panic() {
             }
         }
     });
+}
+
+#[test]
+fn the_body_sent_is_the_planned_one_or_the_form_written_back() {
+    use crate::request::{outgoing_body, Api};
+    // not a form: the planned body, else the body as read only when it is not the client's
+    assert_eq!(outgoing_body(Some(b"planned".to_vec()), b"read".to_vec(), false, None).unwrap().as_deref(), Some(&b"planned"[..]));
+    assert_eq!(outgoing_body(None, b"read".to_vec(), true, None).unwrap().as_deref(), Some(&b"read"[..]));
+    assert_eq!(outgoing_body(None, b"read".to_vec(), false, None).unwrap(), None);
+    // a form: always written back, from the planned view or the view as read
+    let body = form("f", &[("model", "alias"), ("prompt", "p")], &[("image", b"\x89PNG")]);
+    let (upload, view) = Upload::read(Api::OpenAiImageEdits, Some(b"multipart/form-data; boundary=f"), body.clone()).unwrap();
+    let upload = upload.unwrap();
+    assert_eq!(outgoing_body(None, view.clone(), false, Some(&upload)).unwrap(), Some(body.clone()));
+    let planned = String::from_utf8(view).unwrap().replace("alias", "gpt-image-1.5").into_bytes();
+    let sent = outgoing_body(Some(planned), Vec::new(), false, Some(&upload)).unwrap().unwrap();
+    assert!(memmem::find(&sent, b"\r\n\r\ngpt-image-1.5\r\n").is_some() && memmem::find(&sent, b"\x89PNG").is_some());
+    // another API, or JSON: no form
+    let (none, same) = Upload::read(Api::OpenAiChat, Some(b"multipart/form-data; boundary=f"), body.clone()).unwrap();
+    assert!(none.is_none() && same == body);
+    assert!(Upload::read(Api::OpenAiImageEdits, Some(b"application/json"), b"{}".to_vec()).unwrap().0.is_none());
 }
