@@ -207,3 +207,38 @@ def test_any_boundary_rfc_2046_allows_is_read(client, boundary):
     r = client.post("/v1/images/edits", raw=body, headers={"content-type": f'multipart/form-data; boundary="{boundary}"'})
     assert r.status_code == 200, r.text
     assert sent_form(client)["image"] == [OTTER]
+
+
+CAPTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "captures"
+RECORDED = "openai_image_edit_stream.sse"
+
+
+@pytest.mark.parametrize("chunk", [1, 13, 100_000])
+def test_a_recorded_edit_stream_is_counted_exactly(client, chunk):
+    """tests/captures: a real edit stream (sdcb/chats recorded it: one
+    1024×1024 input at low fidelity, high quality, three partial images),
+    replayed in pieces and priced as GPT Image 1.5: 33 text tokens at $5,
+    194 image tokens at $8, 4,460 image tokens out at $32 a million."""
+    body, ctype = multipart([("model", MODEL), ("prompt", "replay"), ("stream", "true"), ("partial_images", "3"), ("quality", "high")], [("image", OTTER)])
+    r = client.post("/v1/images/edits", raw=body, stream=True,
+                    headers={"content-type": ctype, "x-mock-replay": RECORDED, "x-mock-chunk-bytes": str(chunk)})
+    assert r.status_code == 200 and r.content == (CAPTURES / RECORDED).read_bytes(), "passed byte for byte"
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    u = rec["usage"]
+    assert (u["input_tokens"], u["image_input_tokens"], u["output_tokens"], u["image_output_tokens"]) == (227, 194, 4460, 4460), rec
+    assert expected_cost(f"openai/{MODEL}", 227, 4460, image=4460, image_input=194) == 33 * 5 + 194 * 8 + 4460 * 32
+    assert (rec["cost_micros"], rec["usage_source"], rec["outcome"], rec["stream"]) == (144_437, "provider", "ok", True), rec
+
+
+def test_the_mock_edits_as_the_recording_did(client):
+    """The mock's answer to the recorded ask has the recording's members and
+    its image counts: 194 input image tokens, 4,460 out."""
+    lines = [line for line in (CAPTURES / RECORDED).read_text().splitlines() if line.startswith("data: ")]
+    real = [json.loads(line[6:]) for line in lines]
+    r = post_form(client, [("model", "gpt-image-1"), ("prompt", "replay"), ("stream", "true"), ("partial_images", "3"), ("quality", "high"),
+                           ("size", "1024x1024"), ("moderation", "low")], [("image", OTTER)])
+    mock = [json.loads(line[6:]) for line in r.iter_lines(decode_unicode=True) if line.startswith("data: ")]
+    assert [e["type"] for e in mock] == [e["type"] for e in real]
+    for m, k in zip(mock, real):
+        assert set(k) <= set(m), (set(k) - set(m))
+    assert (mock[-1]["usage"]["input_tokens_details"]["image_tokens"], mock[-1]["usage"]["output_tokens"]) == (194, 4460)

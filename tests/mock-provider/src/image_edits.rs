@@ -12,7 +12,10 @@
 //! Foundry's reference "Create an image edit json", ZenMux's OpenAI-
 //! compatible reference); the Vercel AI SDK's OpenAI provider 3.0.141
 //! (`markup`, a PNG, for GPT Image 2.5 and 2.6; `complexity`,
-//! `safety_identifier`); OpenAI's answer to an image it cannot read (400
+//! `safety_identifier`); a client that edits in production, sdcb/chats
+//! (`moderation` on edits, and a recorded `image_edit.completed`: 194
+//! input image tokens for one 1024×1024 image at low fidelity, as the
+//! mock bills it; tests/captures/openai_image_edit_stream.sse); OpenAI's answer to an image it cannot read (400
 //! "Invalid image file or mode for image 1, please check your image
 //! file.", `invalid_image_file`, as quoted in lofcz/LLMTornado#105).
 //!
@@ -32,7 +35,7 @@ use crate::images::{self, Plan};
 /// Members an edit takes besides a generation's own (checked by `images::plan`).
 const PARAMS: &[&str] = &[
     "image", "images", "prompt", "background", "input_fidelity", "mask", "markup", "model", "n", "output_compression", "output_format",
-    "partial_images", "quality", "response_format", "size", "stream", "user", "complexity", "safety_identifier",
+    "partial_images", "quality", "response_format", "size", "stream", "user", "complexity", "safety_identifier", "moderation",
 ];
 const MAX_IMAGE: usize = 50 * 1024 * 1024;
 const MAX_MASK: usize = 4 * 1024 * 1024;
@@ -228,7 +231,7 @@ mod tests {
             (vec![("model", "gpt-image-1.5"), ("prompt", "x")], vec![("image", PNG), ("mask", b"\xff\xd8\xff")]),
             (vec![("model", "gpt-image-1.5"), ("prompt", "x"), ("image", "https://example.com/a.png")], vec![]),
             (vec![("model", "gpt-image-1.5"), ("prompt", "x"), ("input_fidelity", "max")], vec![("image", PNG)]),
-            (vec![("model", "gpt-image-1.5"), ("prompt", "x"), ("moderation", "low")], vec![("image", PNG)]),
+            (vec![("model", "gpt-image-1.5"), ("prompt", "x"), ("moderation", "strict")], vec![("image", PNG)]),
             (vec![("model", "gpt-image-1.5"), ("prompt", "x"), ("prompt", "y")], vec![("image", PNG)]),
             (vec![("model", "gpt-image-1.5"), ("prompt", "x"), ("n", "two")], vec![("image", PNG)]),
             (vec![("model", "dall-e-2"), ("prompt", "x")], vec![("image", PNG)]),
