@@ -137,3 +137,37 @@ def test_hostile_image_generations_are_refused_or_bounded(stack, client):
     rec = client.record(r.headers["x-tollgate-request-id"])
     assert (rec["usage_source"], rec["outcome"], rec["usage"]["output_tokens"]) == ("estimated", "upstream_cut", 372), rec
     assert client.chat("cheap").status_code == 200, "the worker still serves"
+
+
+def test_hostile_image_edit_forms_are_refused_or_sent_as_read(stack, client):
+    """Image edits' multipart forms, as a hostile client writes them: parts
+    by the thousand, headers that never end, a field smuggled past the
+    closing boundary or spelled for another parser (`name*`, a transfer
+    encoding, LF line ends), a duplicate field, a cut body. Each is refused
+    before it is sent, or sent as the gateway read it: the provider reads
+    the form the gateway wrote, whose headers it wrote itself."""
+    served = lambda: requests.get(stack.mock.url + "/mock/stats", timeout=5).json()["requests"]
+    png = bytes.fromhex("89504e470d0a1a0a0000000d49484452")
+    edit = lambda raw, b="b": client.post("/v1/images/edits", raw=raw, headers={"content-type": f"multipart/form-data; boundary={b}"})
+    part = lambda name, value, extra="": f'--b\r\nContent-Disposition: form-data; name="{name}"{extra}\r\n\r\n'.encode() + value + b"\r\n"
+    ok = part("model", b"gpt-image-1.5") + part("prompt", b"a hat") + part("image", png, '; filename="a.png"')
+    before = served()
+    for raw in (b"".join(part(f"f{i}", b"x") for i in range(5000)) + b"--b--\r\n",
+                b'--b\r\nContent-Disposition: form-data; name="prompt"\r\nX: ' + b"y" * 100_000 + b"\r\n\r\nx\r\n--b--\r\n",
+                ok + part("prompt", b"again") + b"--b--\r\n",
+                ok + b'--b\r\nContent-Disposition: form-data; name="n"; name*=UTF-8\'\'model\r\n\r\n2\r\n--b--\r\n',
+                ok + b'--b\r\nContent-Disposition: form-data; name="quality"\r\nContent-Transfer-Encoding: base64\r\n\r\naGlnaA==\r\n--b--\r\n',
+                ok.replace(b"\r\n", b"\n") + b"--b--\n",
+                ok[:-40],
+                ok + part("n", b"9" * 40) + b"--b--\r\n",
+                ok + part("size", "１０２４x１０２４".encode()) + b"--b--\r\n"):
+        r = edit(raw)
+        assert r.status_code == 400, (raw[:120], r.text)
+    assert served() == before, "nothing reached the provider"
+    # smuggled past the closing boundary: never sent
+    r = edit(ok + b"--b--\r\n" + part("n", b"10") + part("quality", b"high") + b"--b--\r\n")
+    assert r.status_code == 200, r.text
+    sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).content
+    assert b'name="n"' not in sent and b"high" not in sent and sent.endswith(b"--b--\r\n"), sent[-200:]
+    assert client.record(r.headers["x-tollgate-request-id"])["usage"]["output_tokens"] == r.json()["usage"]["output_tokens"]
+    assert client.chat("cheap").status_code == 200, "the worker still serves"

@@ -68,12 +68,13 @@ pub fn boundary(content_type: &[u8]) -> Result<Option<String>, GatewayError> {
     }
 }
 
-/// One part: where its headers and its content lie in the body.
+/// One part: its name, its headers as they are sent on, and where its
+/// content lies in the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Part {
     name: String,
     file: bool,
-    head: Range<usize>,
+    head: String,
     content: Range<usize>,
 }
 
@@ -137,8 +138,26 @@ fn param<'a>(value: &'a str, key: &str) -> Result<Option<&'a str>, GatewayError>
     Ok(found)
 }
 
-/// Reads one part's header block: its field name, and whether it is a file.
-fn read_head(head: &[u8]) -> Result<(String, bool), GatewayError> {
+/// A value written into a part's header: WHATWG's escapes for a quote and
+/// line breaks, nothing else that is not visible ASCII or a space.
+fn header_safe(v: &str) -> String {
+    v.chars()
+        .map(|c| match c {
+            '"' => "%22".to_string(),
+            '\r' => "%0D".to_string(),
+            '\n' => "%0A".to_string(),
+            c if c == ' ' || c.is_ascii_graphic() => c.to_string(),
+            _ => "_".to_string(),
+        })
+        .collect()
+}
+
+/// Reads one part's header block: its field name, whether it is a file,
+/// and the headers it is sent on with. Those are written anew, never
+/// copied: what the provider reads of a part is then exactly what the
+/// gateway read (a parameter or header another parser might read
+/// differently, `name*`, a transfer encoding, a second type, is refused).
+fn read_head(head: &[u8]) -> Result<(String, bool, String), GatewayError> {
     let head = std::str::from_utf8(head).map_err(|_| bad("A part's headers are not UTF-8."))?;
     let mut disposition = None;
     let mut content_type = None;
@@ -152,12 +171,19 @@ fn read_head(head: &[u8]) -> Result<(String, bool), GatewayError> {
                 return Err(bad("A part has two Content-Disposition headers."));
             }
         } else if k.eq_ignore_ascii_case("content-type") {
-            content_type = Some(v);
+            if content_type.replace(v).is_some() {
+                return Err(bad("A part has two Content-Type headers."));
+            }
+        } else if k.eq_ignore_ascii_case("content-transfer-encoding") && !["binary", "8bit", "7bit"].iter().any(|e| v.eq_ignore_ascii_case(e)) {
+            return Err(bad("A part has a Content-Transfer-Encoding: send its bytes as they are (RFC 7578)."));
         }
     }
     let d = disposition.ok_or_else(|| bad("A part has no Content-Disposition header: each field of a form needs one."))?;
     if !d.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("form-data") {
         return Err(bad("A part's Content-Disposition is not form-data."));
+    }
+    if param(d, "name*")?.is_some() {
+        return Err(bad("A part's Content-Disposition has 'name*': name it with 'name' only (RFC 7578)."));
     }
     let name = param(d, "name")?.filter(|n| !n.is_empty()).ok_or_else(|| bad("A part's Content-Disposition has no name."))?;
     if name.len() > 64 || name.chars().any(char::is_control) {
@@ -165,9 +191,18 @@ fn read_head(head: &[u8]) -> Result<(String, bool), GatewayError> {
     }
     // A file has a file name (`filename`, or RFC 5987's `filename*`), or
     // content that is not text.
-    let named = param(d, "filename")?.is_some() || param(d, "filename*")?.is_some();
+    let filename = param(d, "filename")?;
+    let named = filename.is_some() || param(d, "filename*")?.is_some();
     let binary = content_type.is_some_and(|t| !t.to_ascii_lowercase().starts_with("text/plain"));
-    Ok((name.to_string(), named || binary))
+    let mut sent = format!("Content-Disposition: form-data; name=\"{}\"", header_safe(name));
+    if named || binary {
+        let filename: String = header_safe(filename.unwrap_or("upload")).chars().take(128).collect();
+        sent.push_str(&format!("; filename=\"{filename}\""));
+        if let Some(t) = content_type.filter(|t| t.len() <= 128) {
+            sent.push_str(&format!("\r\nContent-Type: {}", header_safe(t)));
+        }
+    }
+    Ok((name.to_string(), named || binary, sent))
 }
 
 impl Form {
@@ -209,7 +244,7 @@ impl Form {
             if parts.len() == MAX_PARTS {
                 return Err(bad(format!("A form may have at most {MAX_PARTS} parts.")));
             }
-            let (name, file) = read_head(body.get(head.clone()).unwrap_or_default())?;
+            let (name, file, head) = read_head(body.get(head).unwrap_or_default())?;
             parts.push(Part { name, file, head, content: content_start..end });
             at = end + delimiter.len();
         }
@@ -263,8 +298,9 @@ impl Form {
 
     /// The form to send: its parts in order, each text field with the
     /// value `json` (the view, as planned and guarded) gives it (left out
-    /// where `json` has none), fields `json` adds after them, the files as
-    /// they came; without preamble or epilogue.
+    /// where `json` has none), fields `json` adds after them, the files'
+    /// bytes as they came; each part with the headers [`read_head`] wrote,
+    /// without preamble, padding or epilogue.
     pub fn rebuild(&self, body: &[u8], json: &[u8]) -> Result<Vec<u8>, GatewayError> {
         let mut values: Map<String, Value> = serde_json::from_slice(json).map_err(|_| bad("The form could not be written back."))?;
         for file in ["images", "mask", "markup"] {
@@ -285,7 +321,7 @@ impl Form {
             Ok(())
         };
         for p in &self.parts {
-            let head = body.get(p.head.clone()).unwrap_or_default();
+            let head = p.head.as_bytes();
             if p.file {
                 field(&mut out, head, body.get(p.content.clone()).unwrap_or_default())?;
                 continue;
@@ -296,9 +332,7 @@ impl Form {
             }
         }
         for (k, v) in values.iter().filter(|(_, v)| !v.is_null()) {
-            // (WHATWG's escapes for a field name: quote and line breaks.)
-            let name = k.replace('"', "%22").replace('\r', "%0D").replace('\n', "%0A");
-            field(&mut out, format!("Content-Disposition: form-data; name=\"{name}\"").as_bytes(), as_text(v).as_bytes())?;
+            field(&mut out, format!("Content-Disposition: form-data; name=\"{}\"", header_safe(k)).as_bytes(), as_text(v).as_bytes())?;
         }
         out.extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
         Ok(out)

@@ -83,6 +83,11 @@ fn what_cannot_be_read_unambiguously_is_refused() {
         (form("b", &[("markup", "data:image/png;base64,AA==")], &[]), "invalid_multipart"),
         (form("b", &[], &[("prompt", b"a file where text goes")]), "invalid_multipart"),
         (form("b", &[("prompt", &"x".repeat(MAX_TEXT + 1))], &[]), "invalid_multipart"),
+        // what another parser could read differently
+        (b"--b\r\nContent-Disposition: form-data; name=\"n\"; name*=UTF-8''model\r\n\r\nx\r\n--b--".to_vec(), "invalid_multipart"),
+        (b"--b\r\nContent-Disposition: form-data; name=\"prompt\"\r\nContent-Transfer-Encoding: base64\r\n\r\neA==\r\n--b--".to_vec(), "invalid_multipart"),
+        (b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a\"\r\nContent-Type: image/png\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--".to_vec(), "invalid_multipart"),
+        (b"--b\nContent-Disposition: form-data; name=\"prompt\"\n\nx\n--b--".to_vec(), "invalid_multipart"),
     ];
     for (body, code) in cases {
         let got = Form::read(&body, "b").and_then(|f| f.view(&body).map(|_| ()));
@@ -120,6 +125,14 @@ fn a_planned_view_is_written_back_into_the_form() {
     );
     assert!(memmem::find(&out, png).is_some(), "the file goes on as it came");
     assert!(out.ends_with(b"--q--\r\n"));
+    // headers are written anew: a preamble, padding, odd spellings and an epilogue do not reach the provider
+    let odd = b"preamble\r\n--q \r\ncontent-disposition: FORM-DATA;name=model\r\nX-Extra: 1\r\n\r\nm\r\n--q\r\nContent-Disposition: form-data; name=\"image\"; filename=\"\xc3\xb6 x.png\"\r\nContent-Type: image/png\r\n\r\nPNG\r\n--q--\r\n--q\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nsmuggled\r\n";
+    let f = Form::read(odd, "q").unwrap();
+    let out = f.rebuild(odd, &f.view(odd).unwrap()).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "--q\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nm\r\n--q\r\nContent-Disposition: form-data; name=\"image\"; filename=\"_ x.png\"\r\nContent-Type: image/png\r\n\r\nPNG\r\n--q--\r\n"
+    );
     // a value holding the boundary is refused, not sent as two parts
     v["prompt"] = "x\r\n--q\r\nContent-Disposition: form-data; name=\"n\"\r\n\r\n10".into();
     assert!(f.rebuild(&body, &serde_json::to_vec(&v).unwrap()).is_err());
