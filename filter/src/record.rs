@@ -30,6 +30,10 @@ pub struct Observed {
     /// reservation's output side), the estimate of an answer whose usage
     /// is missing: its bytes are base64 images, no measure of tokens.
     pub image_bound: Option<u64>,
+    /// An image edit's input images as its reservation counted them (`n`
+    /// times: each image a call of its own), the estimate's image input
+    /// when the usage is missing (part of `estimated_input_tokens`).
+    pub image_input_bound: u64,
     /// Non-streamed: what the JSON body said.
     pub json: Option<ResponseInfo>,
     /// Why the body could not be read whole, as the record's `error_code`
@@ -128,6 +132,9 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
         if o.image_bound.is_some() {
             u.image_output_tokens = u.output_tokens;
         }
+        if u.image_input_tokens == 0 && u.input_tokens == o.estimated_input_tokens {
+            u.image_input_tokens = o.image_input_bound;
+        }
         let source = if u == Usage::default() { UsageSource::None } else { UsageSource::Estimated };
         return (u, source, outcome, error);
     }
@@ -141,6 +148,7 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
             // the body's size (JSON framing makes it high). Never a silent zero.
             Usage {
                 input_tokens: o.estimated_input_tokens,
+                image_input_tokens: o.image_input_bound,
                 output_tokens: o.image_bound.unwrap_or(estimate_tokens(o.body_bytes)),
                 image_output_tokens: o.image_bound.unwrap_or(0),
                 ..Default::default()
@@ -150,7 +158,7 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
             Some(o.body_note.unwrap_or("usage_missing").to_string()),
         ),
         (_, Some(out)) => (
-            Usage { input_tokens: o.estimated_input_tokens, ..Default::default() },
+            Usage { input_tokens: o.estimated_input_tokens, image_input_tokens: o.image_input_bound, ..Default::default() },
             UsageSource::Estimated,
             out,
             Some(if out == Outcome::ClientAborted { "client_aborted" } else { "response_cut" }.to_string()),
@@ -234,7 +242,7 @@ pub(crate) mod tests {
     }
 
     fn obs(status: u16, t: Termination, json: Option<ResponseInfo>, s: Option<StreamSummary>) -> Observed {
-        Observed { status, upstream_responded: true, termination: t, estimated_input_tokens: 100, image_bound: None, json, stream: s, body_note: None, body_bytes: 0, head_served: Default::default() }
+        Observed { status, upstream_responded: true, termination: t, estimated_input_tokens: 100, image_bound: None, image_input_bound: 0, json, stream: s, body_note: None, body_bytes: 0, head_served: Default::default() }
     }
 
     const U: Usage = Usage { input_tokens: 120, cached_input_tokens: 20, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 0, cache_write_1h_tokens: 0, web_search_requests: 0, file_search_calls: 0, audio_input_tokens: 0, image_input_tokens: 0, audio_output_tokens: 0, image_output_tokens: 0, cache_reported: true };
@@ -317,6 +325,15 @@ pub(crate) mod tests {
         o.image_bound = Some(272);
         let (u, _, out, _) = account(&o);
         assert_eq!((u.output_tokens, u.image_output_tokens, out), (272, 272, Outcome::UpstreamCut));
+        // an edit's: its input images as reserved, at the image input price
+        let mut o = obs(200, Termination::Complete, Some(crate::usage::parse_json_response(Api::OpenAiImageEdits, b"{}")), None);
+        (o.estimated_input_tokens, o.image_input_bound, o.image_bound) = (600, 581, Some(272));
+        let (u, src, _, _) = account(&o);
+        assert_eq!((u.input_tokens, u.image_input_tokens, u.image_output_tokens, src), (600, 581, 272, UsageSource::Estimated));
+        let s = stream(None, false, 10);
+        let mut o = obs(200, Termination::UpstreamReset, None, Some(s));
+        (o.estimated_input_tokens, o.image_input_bound, o.image_bound) = (600, 581, Some(272));
+        assert_eq!(account(&o).0.image_input_tokens, 581);
     }
 
     #[test]

@@ -173,6 +173,23 @@ pub struct ChatRequest {
 }
 
 impl ChatRequest {
+    /// Calls the provider bills the request as: each of an image request's
+    /// `n` images is one, its input with it (request/images.rs); 1 otherwise.
+    fn billed_calls(&self) -> u64 {
+        if self.api.makes_images() { self.choices.max(1) } else { 1 }
+    }
+
+    /// The input tokens the reservation counts: the estimate, an edit's
+    /// input images, for each call billed.
+    pub fn input_bound(&self) -> u64 {
+        self.estimated_input_tokens.saturating_add(self.input_image_tokens).saturating_mul(self.billed_calls())
+    }
+
+    /// Of [`Self::input_bound`], the input image tokens.
+    pub fn image_input_bound(&self) -> u64 {
+        self.input_image_tokens.saturating_mul(self.billed_calls())
+    }
+
     /// The most output tokens this request can produce once `cap` is sent
     /// upstream for a request that set none: the reservation's output side.
     pub fn output_bound(&self, cap: u64) -> u64 {

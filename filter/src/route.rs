@@ -75,12 +75,9 @@ pub struct Plan {
 /// advisor's calls reserve ([`advisor::worst`]). (The output side is a real
 /// bound: the cap goes upstream when the client set none.)
 fn worst_of(cfg: &Config, chat: &ChatRequest, target: &Target, price: Option<&crate::pricing::Price>) -> Amount {
-    // Each of `n` images is billed as a call of its own, its input with it
-    // (request/images.rs).
-    let calls = if chat.api.makes_images() { chat.choices.max(1) } else { 1 };
     let worst_usage = Usage {
-        input_tokens: chat.estimated_input_tokens.saturating_add(chat.input_image_tokens).saturating_mul(calls),
-        image_input_tokens: chat.input_image_tokens.saturating_mul(calls),
+        input_tokens: chat.input_bound(),
+        image_input_tokens: chat.image_input_bound(),
         output_tokens: chat.output_bound(cfg.default_max_tokens),
         web_search_requests: chat.reserved_searches,
         ..Default::default()

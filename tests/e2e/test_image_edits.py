@@ -18,12 +18,14 @@ from __future__ import annotations
 import gzip
 import json
 import struct
+import time
 import zlib
 
 import openai
 import pytest
 import requests
 
+import stack as sm
 from conftest import LABS_KEY, RESTRICTED_KEY, SEARCH_KEY, expected_cost
 
 MODEL = "gpt-image-1.5"
@@ -242,3 +244,42 @@ def test_the_mock_edits_as_the_recording_did(client):
     for m, k in zip(mock, real):
         assert set(k) <= set(m), (set(k) - set(m))
     assert (mock[-1]["usage"]["input_tokens_details"]["image_tokens"], mock[-1]["usage"]["output_tokens"]) == (194, 4460)
+
+
+@pytest.mark.parametrize("size", [3 << 20, 10 << 20])
+def test_edited_images_the_size_of_real_ones_are_priced_from_their_usage(client, size):
+    """Past the 8 MiB held (`max_response_bytes`) an edit's usage is read
+    from the answer's tail; a stream's `image_edit.completed` event past the
+    1 MiB an event is read whole, from its end."""
+    fields = [("model", MODEL), ("prompt", "A hat"), ("quality", "low"), ("size", "1024x1024")]
+    r = post_form(client, fields, [("image", OTTER)], headers={"x-mock-image-bytes": str(size)})
+    assert r.status_code == 200 and len(r.content) > size
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["usage_source"], rec["usage"]["image_input_tokens"], rec["cost_micros"]) == ("provider", LOW_INPUT, edit_cost(r.json()["usage"])), rec
+    r = post_form(client, fields + [("stream", "true"), ("partial_images", "1")], [("image", OTTER)], headers={"x-mock-image-bytes": str(size)})
+    assert r.status_code == 200 and len(r.content) > 2 * size
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["usage_source"], rec["outcome"], rec["usage"]["output_tokens"], rec["usage"]["image_input_tokens"]) == ("provider", "ok", 372, LOW_INPUT), rec
+
+
+def test_a_fallback_sends_the_form_again_under_its_own_model(stack, tmp_path):
+    """The first attempt fails (500): the route's fallback gets the same form,
+    written back with its own model, the image byte for byte."""
+    def patch(c):
+        c["routes"][:0] = [{"model": "painter", "provider": "openai", "upstream_model": MODEL, "fallbacks": ["painter-old"]},
+                           {"model": "painter-old", "provider": "openai", "upstream_model": "gpt-image-1"}]
+    cfg = sm.demo_config(sm.free_port(), sm.free_port(), stack.mock.port, plugin_patch=patch, control_port=stack.control.port)
+    e = sm.Envoy(cfg, tmp_path, concurrency=1, name="painter")
+    try:
+        body, ctype = multipart([("model", "painter"), ("prompt", "A hat"), ("quality", "low"), ("size", "1024x1024")], [("image", OTTER)])
+        r = requests.post(e.url + "/v1/images/edits", data=body, timeout=30,
+                          headers={"content-type": ctype, "authorization": f"Bearer {SEARCH_KEY}", "x-mock-status": "500"})
+        assert r.status_code == 200 and r.headers["x-tollgate-fallback-attempts"] == "1", r.text
+        raw = requests.get(stack.mock.url + "/mock/last-body", timeout=5).content
+        assert b'name="model"\r\n\r\ngpt-image-1\r\n' in raw and OTTER in raw, raw[:300]
+        time.sleep(0.3)
+        rec = [x for x in e.usage_records() if x["id"] == r.headers["x-tollgate-request-id"]][0]
+        assert (rec["api"], rec["model_upstream"], rec["attempts"][0]["status"]) == ("openai_image_edits", "gpt-image-1", 500), rec
+        assert rec["cost_micros"] == edit_cost(r.json()["usage"], "gpt-image-1"), rec
+    finally:
+        e.stop()

@@ -8,7 +8,7 @@ use crate::admission;
 use crate::budget::Amount;
 use crate::reader::Reader;
 use crate::record::{account, Observed, Outcome, Termination, UsageRecord, UsageSource, RECORD_VERSION};
-use crate::request::Api;
+use crate::request::{Api, ChatRequest};
 use crate::usage::Usage;
 use tollgate_protocol::scope::Scope;
 
@@ -91,8 +91,9 @@ impl TollgateHttp {
             status: self.status,
             upstream_responded: self.upstream_responded,
             termination,
-            estimated_input_tokens: self.chat.as_ref().map(|c| c.estimated_input_tokens).unwrap_or(0),
+            estimated_input_tokens: self.chat.as_ref().map(ChatRequest::input_bound).unwrap_or(0),
             image_bound: self.chat.as_ref().filter(|c| c.api.makes_images()).map(|c| c.output_bound(0)),
+            image_input_bound: self.chat.as_ref().map(ChatRequest::image_input_bound).unwrap_or(0),
             json: self.response_info.clone(),
             stream,
             body_note,
