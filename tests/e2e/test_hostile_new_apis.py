@@ -171,3 +171,43 @@ def test_hostile_image_edit_forms_are_refused_or_sent_as_read(stack, client):
     assert b'name="n"' not in sent and b"high" not in sent and sent.endswith(b"--b--\r\n"), sent[-200:]
     assert client.record(r.headers["x-tollgate-request-id"])["usage"]["output_tokens"] == r.json()["usage"]["output_tokens"]
     assert client.chat("cheap").status_code == 200, "the worker still serves"
+
+
+def test_hostile_image_edit_json_and_provider_are_refused_or_bounded(stack, client):
+    """The JSON form of an edit, fed what a hostile client sends (repeated
+    members that would change the reservation, counts past any model's,
+    images that are not references, bytes that are not UTF-8, control
+    characters), refused before it is sent; a provider that cuts the stream
+    leaves a record charged the input images as reserved; a client that
+    sends one request id twice gets two records."""
+    served = lambda: requests.get(stack.mock.url + "/mock/stats", timeout=5).json()["requests"]
+    before = served()
+    edits = "/v1/images/edits"
+    ref = '{"file_id":"file-1"}'
+    for raw in (b'{"model":"gpt-image-1.5","prompt":"a","images":[' + ref.encode() + b'],"images":[' + b",".join([ref.encode()] * 16) + b']}',
+                b'{"model":"gpt-image-1.5","prompt":"a","images":[' + ref.encode() + b'],"input_fidelity":"low","input_fidelity":"high"}',
+                b'{"model":"gpt-image-1.5","prompt":"a\xff\xfe","images":[' + ref.encode() + b']}'):
+        r = client.post(edits, raw=raw)
+        assert r.status_code == 400 and r.json()["error"]["code"] in ("duplicate_key", "invalid_json"), r.text
+    ok = {"model": "gpt-image-1.5", "prompt": "a", "images": [{"file_id": "file-1"}]}
+    for body in ({"n": 1e30}, {"n": 10**20}, {"images": [{"file_id": "f"}] * 10_000}, {"images": ["https://x/a.png"]}, {"images": {"file_id": "f"}},
+                 {"images": None}, {"mask": [{"file_id": "f"}]}, {"input_fidelity": "\u0000high"}, {"size": "1024x1024\u0007"}):
+        r = client.post(edits, {**ok, **body})
+        assert r.status_code == 400, (str(body)[:80], r.text)
+    assert served() == before, "nothing reached the provider"
+    # control characters in the prompt go through as text (the provider reads them); the record is clean
+    r = client.post(edits, {**ok, "prompt": "a\u0000\u001b[31m hat", "quality": "low", "size": "1024x1024"})
+    assert r.status_code == 200, r.text
+    # a stream cut after its partial image: estimated, its input image as reserved (581 at low fidelity)
+    r = client.post(edits, {**ok, "quality": "low", "size": "1024x1024", "stream": True, "partial_images": 1},
+                    headers={"x-mock-cut-after": "1"}, stream=True)
+    try:
+        r.content
+    except requests.exceptions.ChunkedEncodingError:
+        pass  # the cut, as the client sees it
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["usage_source"], rec["outcome"], rec["usage"]["image_input_tokens"], rec["usage"]["output_tokens"]) == ("estimated", "upstream_cut", 581, 372), rec
+    # one request id, sent twice: two records
+    ids = [client.post(edits, {**ok, "quality": "low"}, headers={"x-request-id": "same-edit"}).headers["x-tollgate-request-id"] for _ in range(2)]
+    assert ids[0] != ids[1] and all(client.record(i)["api"] == "openai_image_edits" for i in ids)
+    assert client.chat("cheap").status_code == 200, "the worker still serves"
