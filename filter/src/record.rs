@@ -126,14 +126,11 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
         let estimated_output = o.image_bound.unwrap_or(estimate_tokens(s.output_chars));
         let mut u = s.usage.unwrap_or_default();
         if u.input_tokens == 0 {
-            u.input_tokens = o.estimated_input_tokens;
+            (u.input_tokens, u.image_input_tokens) = (o.estimated_input_tokens, o.image_input_bound);
         }
         u.output_tokens = u.output_tokens.max(estimated_output);
         if o.image_bound.is_some() {
             u.image_output_tokens = u.output_tokens;
-        }
-        if u.image_input_tokens == 0 && u.input_tokens == o.estimated_input_tokens {
-            u.image_input_tokens = o.image_input_bound;
         }
         let source = if u == Usage::default() { UsageSource::None } else { UsageSource::Estimated };
         return (u, source, outcome, error);

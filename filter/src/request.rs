@@ -517,8 +517,7 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
 /// an image edit's form written back from either ([`multipart::Upload`]).
 pub fn outgoing_body(planned: Option<Vec<u8>>, read: Vec<u8>, changed: bool, upload: Option<&multipart::Upload>) -> Result<Option<Vec<u8>>, GatewayError> {
     match (planned, upload) {
-        (Some(json), Some(u)) => u.sent(&json).map(Some),
-        (None, Some(u)) => u.sent(&read).map(Some),
+        (planned, Some(u)) => u.sent(planned.as_deref().unwrap_or(&read)).map(Some),
         (Some(b), None) => Ok(Some(b)),
         (None, None) => Ok(changed.then_some(read)),
     }

@@ -35,8 +35,6 @@ pub struct RequestHead {
     pub websocket: bool,
     /// The body's `content-encoding` (several headers joined, so refused).
     pub content_encoding: Option<Vec<u8>>,
-    /// The body's `content-type` (a form's boundary: [`crate::request::multipart`]).
-    pub content_type: Option<Vec<u8>>,
     /// Vertex AI's tier header ([`crate::request::VERTEX_TIER`]; several joined, so refused).
     pub vertex_tier: Option<Vec<u8>>,
     /// Headers present that must not go upstream.
@@ -89,7 +87,6 @@ impl RequestHead {
                 b"anthropic-version" => h.has_anthropic_version = true,
                 b"upgrade" => h.websocket |= value().split(|b| *b == b',').any(|v| v.trim_ascii().eq_ignore_ascii_case(b"websocket")),
                 b"content-encoding" => join(&mut h.content_encoding, value()),
-                b"content-type" => join(&mut h.content_type, value()),
                 n if n == crate::request::VERTEX_TIER.as_bytes() => join(&mut h.vertex_tier, value()),
                 // The response must be readable (uncompressed) to count its usage.
                 b"accept-encoding" => remove(&mut h),
@@ -153,6 +150,17 @@ pub fn charged_key<'a, K>(
 
 /// A header given more than once, as Envoy joins an inline one (with a
 /// comma): a key given twice is then no key, and refused as several.
+/// The request's `content-type` (several joined, so a form's boundary
+/// cannot be read from them): read only where a body may be a form
+/// ([`crate::request::multipart`]), not on every request's header pass.
+pub fn content_type<'a>(all: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Option<Vec<u8>> {
+    let mut found = None;
+    for (_, v) in all.filter(|(k, _)| *k == b"content-type") {
+        join(&mut found, v.to_vec());
+    }
+    found
+}
+
 fn join(slot: &mut Option<Vec<u8>>, value: Vec<u8>) {
     match slot {
         Some(joined) => {

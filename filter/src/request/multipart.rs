@@ -33,6 +33,8 @@ const MAX_PARTS: usize = 64;
 const MAX_PART_HEAD: usize = 8 * 1024;
 /// Largest text field (a GPT image prompt is at most 32,000 characters).
 const MAX_TEXT: usize = 256 * 1024;
+/// The view's members for a form's files ([`Form::view`]).
+const FILE_MEMBERS: [&str; 3] = ["images", "mask", "markup"];
 /// Fields the provider reads as integers and as booleans.
 const INTEGERS: &[&str] = &["n", "partial_images", "output_compression", "frame_count", "frame_duration_ms"];
 const BOOLEANS: &[&str] = &["stream"];
@@ -271,7 +273,7 @@ impl Form {
                 (true, None) => {
                     return Err(bad(format!("The form has a file in '{}': the API takes files only as 'image' (or 'image[]'), 'mask' and 'markup'.", crate::text::clean_field(&p.name, 64))))
                 }
-                (false, u) if u.is_some() || p.name == "images" => {
+                (false, u) if u.is_some() || FILE_MEMBERS.contains(&p.name.as_str()) => {
                     return Err(bad(format!("'{}' must be an uploaded file (a part with a filename), not a text field.", crate::text::clean_field(&p.name, 64))))
                 }
                 (false, _) => {
@@ -288,11 +290,8 @@ impl Form {
         if !images.is_empty() {
             m.insert("images".into(), Value::Array(images));
         }
-        for (k, v) in singles {
-            if m.insert(k.clone(), v).is_some() {
-                return Err(bad(format!("'{k}' must be an uploaded file (a part with a filename), not a text field.")).with_param("image"));
-            }
-        }
+        // (No text field has these names: refused above.)
+        m.extend(singles);
         serde_json::to_vec(&Value::Object(m)).map_err(|_| bad("The form could not be read."))
     }
 
@@ -303,14 +302,15 @@ impl Form {
     /// without preamble, padding or epilogue.
     pub fn rebuild(&self, body: &[u8], json: &[u8]) -> Result<Vec<u8>, GatewayError> {
         let mut values: Map<String, Value> = serde_json::from_slice(json).map_err(|_| bad("The form could not be written back."))?;
-        for file in ["images", "mask", "markup"] {
+        for file in FILE_MEMBERS {
             values.remove(file);
         }
         let mut out = Vec::with_capacity(body.len() + 256);
         let open = format!("--{}\r\n", self.boundary);
+        let delimiter = format!("\r\n--{}", self.boundary);
         let field = |out: &mut Vec<u8>, head: &[u8], text: &[u8]| -> Result<(), GatewayError> {
             // (A value the planner wrote must not end the part early.)
-            if memmem::find(text, format!("\r\n--{}", self.boundary).as_bytes()).is_some() {
+            if memmem::find(text, delimiter.as_bytes()).is_some() {
                 return Err(bad("A field's new value holds the form's boundary."));
             }
             out.extend_from_slice(open.as_bytes());
@@ -365,6 +365,11 @@ impl Upload {
     /// The form to send for `json`, the view as planned ([`Form::rebuild`]).
     pub fn sent(&self, json: &[u8]) -> Result<Vec<u8>, GatewayError> {
         self.form.rebuild(&self.body, json)
+    }
+
+    /// The content type of the form [`Self::sent`] writes.
+    pub fn content_type(&self) -> String {
+        format!("multipart/form-data; boundary=\"{}\"", self.form.boundary)
     }
 }
 

@@ -140,3 +140,13 @@ fn a_websocket_upgrade_is_seen_in_any_case_and_list() {
     let e = crate::errors::GatewayError::websocket_not_supported();
     assert_eq!((e.status, e.code), (426, "websocket_not_supported"));
 }
+
+#[test]
+fn the_content_type_is_read_whole_and_several_are_joined() {
+    let one = [(&b":path"[..], &b"/v1/images/edits"[..]), (b"content-type", b"multipart/form-data; boundary=x")];
+    assert_eq!(super::content_type(one.iter().copied()).as_deref(), Some(&b"multipart/form-data; boundary=x"[..]));
+    let two = [(&b"content-type"[..], &b"multipart/form-data; boundary=a"[..]), (b"content-type", b"multipart/form-data; boundary=b")];
+    let joined = super::content_type(two.iter().copied()).unwrap();
+    assert!(crate::request::multipart::boundary(&joined).is_err(), "two boundaries: refused");
+    assert_eq!(super::content_type(std::iter::empty()), None);
+}

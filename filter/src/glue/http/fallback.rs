@@ -74,7 +74,7 @@ impl TollgateHttp {
                 Some(u) => match u.sent(&sent) {
                     Ok(form) => {
                         sent = form;
-                        self.headers.content_type.as_deref().and_then(|c| std::str::from_utf8(c).ok()).unwrap_or("multipart/form-data").to_string()
+                        u.content_type()
                     }
                     Err(_) => continue,
                 },

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use proxy_wasm::types::Action;
 
-use super::super::host::{self, REQUEST_BODY};
+use super::super::host::{self, REQUEST_BODY, REQUEST_HEADERS};
 use super::super::{awaiting_body, shared_key};
 use super::{Phase, TollgateHttp};
 use crate::admission::Decision;
@@ -184,7 +184,10 @@ impl TollgateHttp {
             Err(e) => return self.reject(e),
         };
         // An image edit's form is planned as the JSON it stands for, and written back.
-        let upload = match crate::request::multipart::Upload::read(api, self.headers.content_type.as_deref(), body) {
+        let content_type = (api == Api::OpenAiImageEdits)
+            .then(|| crate::request_head::content_type(crate::hostmap::pairs(&host::header_map(REQUEST_HEADERS))))
+            .flatten();
+        let upload = match crate::request::multipart::Upload::read(api, content_type.as_deref(), body) {
             Ok((upload, view)) => {
                 body = view;
                 upload.map(std::rc::Rc::new)
