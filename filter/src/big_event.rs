@@ -68,6 +68,8 @@ impl BigEvent {
             // An image of a stream, its usage after it (`crate::usage`'s images).
             Api::OpenAiImages => named(crate::usage::images::COMPLETED.as_bytes()),
             Api::OpenAiImageEdits => named(crate::usage::images::EDIT_COMPLETED.as_bytes()),
+            // A transcript's end, its usage after its text (and logprobs).
+            Api::OpenAiTranscriptions | Api::OpenAiTranslations => named(crate::usage::audio::DONE.as_bytes()),
             // Their usage comes in small events of its own (OpenAI's usage chunk,
             // Anthropic's message_start / message_delta).
             _ => return BigSeen::default(),

@@ -42,6 +42,12 @@ pub struct Price {
     /// about 13 × text: gpt-audio $32 against $2.50 per million). Defaults to `input`.
     #[serde(default)]
     pub audio_input: Option<u64>,
+    /// Micro-dollars per hour of input audio billed by its length
+    /// ([`Usage::audio_input_ms`]): OpenAI's `whisper-1` is 360,000
+    /// ($0.006 a minute). Defaults to 0: a model billed so sets it (and its
+    /// token prices to 0).
+    #[serde(default)]
+    pub audio_per_hour: Option<u64>,
     /// Uncached input tokens of images (OpenAI's GPT image models: GPT
     /// Image 1 $10 against $5 for text per million, 1.5 and 2 $8). Defaults to `input`.
     #[serde(default)]
@@ -192,6 +198,7 @@ impl Price {
             image_input: b.image_input.map(scale),
             audio_output: b.audio_output.map(scale),
             image_output: b.image_output.map(scale),
+            audio_per_hour: b.audio_per_hour.map(scale),
             ..b
         };
         Price {
@@ -260,10 +267,20 @@ impl Price {
         }
     }
 
-    /// The usage of an answered request as billed: its searches counted in
+    /// The usage of an answered request as billed: its audio counted as
+    /// the model bills it, its searches counted in
     /// the price's unit ([`Self::web_search_unit`]), and at least those the
     /// provider runs on every request ([`Self::web_searches_per_request`]).
     pub fn billed(&self, mut u: Usage) -> Usage {
+        // An estimate counts audio both ways (its tokens, its length): the
+        // model bills it one way. One priced by the hour bills nothing else
+        // (`whisper-1`'s usage is its seconds alone).
+        if u.audio_input_ms > 0 && u.audio_input_tokens > 0 {
+            if self.audio_per_hour.is_some() {
+                return Usage { audio_input_ms: u.audio_input_ms, ..Default::default() };
+            }
+            u.audio_input_ms = 0;
+        }
         if self.web_search_unit == Some(SearchUnit::Prompt) {
             u.web_search_requests = u.web_search_requests.min(1);
         }
@@ -288,6 +305,8 @@ impl Price {
         let calls = |n: u64, per_1k: Option<u64>, default: u64| (n as u128).saturating_mul(per_1k.unwrap_or(default) as u128).saturating_mul(1000);
         let searches = calls(u.web_search_requests, p.web_search_per_1k, DEFAULT_WEB_SEARCH_PER_1K)
             .saturating_add(calls(u.file_search_calls, p.file_search_per_1k, DEFAULT_FILE_SEARCH_PER_1K));
+        // Micro-dollars an hour over 3,600,000 ms, in picos: ms × price / 3.6.
+        let audio_time = (u.audio_input_ms as u128).saturating_mul(p.audio_per_hour.unwrap_or(0) as u128).saturating_mul(10).div_ceil(36);
         term(uncached - audio_in - image_in, p.input)
             .saturating_add(term(audio_in, p.audio_input.unwrap_or(p.input)))
             .saturating_add(term(image_in, p.image_input.unwrap_or(p.input)))
@@ -298,6 +317,7 @@ impl Price {
             .saturating_add(term(audio_out, p.audio_output.unwrap_or(p.output)))
             .saturating_add(term(image_out, p.image_output.unwrap_or(p.output)))
             .saturating_add(searches)
+            .saturating_add(audio_time)
     }
 
     /// Cost in micro-dollars, rounded up; saturates at `u64::MAX`.
@@ -420,6 +440,20 @@ mod tests {
         let odd = Usage { input_tokens: 10, cached_input_tokens: 8, image_input_tokens: 50, ..Default::default() };
         assert_eq!(p.cost_picos(&odd), 8 * 5_000_000 + 2 * 10_000_000);
         assert_eq!(p.at(Premium { tier: Some(ServiceTier::Priority), geo: None }).image_input, Some(20_000_000));
+    }
+
+    #[test]
+    fn audio_billed_by_length_is_priced_per_hour() {
+        // whisper-1: $0.006 a minute; 9 seconds is $0.0009, a minute and a half $0.009.
+        let p = Price { audio_per_hour: Some(360_000), ..none() };
+        let at = |ms| p.cost_micros(&Usage { audio_input_ms: ms, ..Default::default() });
+        assert_eq!((at(9_000), at(90_000), at(0)), (900, 9_000, 0));
+        // Groq's $0.111 an hour: a second is 30.83 micro-dollars, rounded up once.
+        let groq = Price { audio_per_hour: Some(111_000), ..none() };
+        assert_eq!(groq.cost_micros(&Usage { audio_input_ms: 1_000, ..Default::default() }), 31);
+        assert_eq!(groq.cost_micros(&Usage { audio_input_ms: 3_600_000, ..Default::default() }), 111_000);
+        // A premium scales it as it scales tokens.
+        assert_eq!(p.at(Premium { tier: Some(ServiceTier::Priority), geo: None }).audio_per_hour, Some(720_000));
     }
 
     #[test]

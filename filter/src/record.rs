@@ -34,6 +34,11 @@ pub struct Observed {
     /// times: each image a call of its own), the estimate's image input
     /// when the usage is missing (part of `estimated_input_tokens`).
     pub image_input_bound: u64,
+    /// A transcription's or translation's audio length (ms): the
+    /// estimate's audio when the usage is missing, as tokens (part of
+    /// `estimated_input_tokens`) and as a length ([`crate::pricing::Price::billed`]
+    /// keeps the one the model bills).
+    pub audio_input_ms: u64,
     /// Non-streamed: what the JSON body said.
     pub json: Option<ResponseInfo>,
     /// Why the body could not be read whole, as the record's `error_code`
@@ -125,8 +130,9 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
         };
         let estimated_output = o.image_bound.unwrap_or(estimate_tokens(s.output_chars));
         let mut u = s.usage.unwrap_or_default();
-        if u.input_tokens == 0 {
-            (u.input_tokens, u.image_input_tokens) = (o.estimated_input_tokens, o.image_input_bound);
+        if u.input_tokens == 0 && u.audio_input_ms == 0 {
+            let input = estimated_input(o);
+            (u.input_tokens, u.image_input_tokens, u.audio_input_tokens, u.audio_input_ms) = (input.input_tokens, input.image_input_tokens, input.audio_input_tokens, input.audio_input_ms);
         }
         u.output_tokens = u.output_tokens.max(estimated_output);
         if o.image_bound.is_some() {
@@ -144,22 +150,32 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
             // input and the output it sent: the output is estimated from
             // the body's size (JSON framing makes it high). Never a silent zero.
             Usage {
-                input_tokens: o.estimated_input_tokens,
-                image_input_tokens: o.image_input_bound,
                 output_tokens: o.image_bound.unwrap_or(estimate_tokens(o.body_bytes)),
                 image_output_tokens: o.image_bound.unwrap_or(0),
-                ..Default::default()
+                ..estimated_input(o)
             },
             UsageSource::Estimated,
             Outcome::Ok,
             Some(o.body_note.unwrap_or("usage_missing").to_string()),
         ),
         (_, Some(out)) => (
-            Usage { input_tokens: o.estimated_input_tokens, image_input_tokens: o.image_input_bound, ..Default::default() },
+            estimated_input(o),
             UsageSource::Estimated,
             out,
             Some(if out == Outcome::ClientAborted { "client_aborted" } else { "response_cut" }.to_string()),
         ),
+    }
+}
+
+/// The input side of an estimate: the request's estimated input, with its
+/// input images and its audio (as tokens and as a length).
+fn estimated_input(o: &Observed) -> Usage {
+    Usage {
+        input_tokens: o.estimated_input_tokens,
+        image_input_tokens: o.image_input_bound,
+        audio_input_tokens: crate::request::audio::tokens(o.audio_input_ms),
+        audio_input_ms: o.audio_input_ms,
+        ..Default::default()
     }
 }
 
@@ -239,10 +255,10 @@ pub(crate) mod tests {
     }
 
     fn obs(status: u16, t: Termination, json: Option<ResponseInfo>, s: Option<StreamSummary>) -> Observed {
-        Observed { status, upstream_responded: true, termination: t, estimated_input_tokens: 100, image_bound: None, image_input_bound: 0, json, stream: s, body_note: None, body_bytes: 0, head_served: Default::default() }
+        Observed { status, upstream_responded: true, termination: t, estimated_input_tokens: 100, image_bound: None, image_input_bound: 0, audio_input_ms: 0, json, stream: s, body_note: None, body_bytes: 0, head_served: Default::default() }
     }
 
-    const U: Usage = Usage { input_tokens: 120, cached_input_tokens: 20, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 0, cache_write_1h_tokens: 0, web_search_requests: 0, file_search_calls: 0, audio_input_tokens: 0, image_input_tokens: 0, audio_output_tokens: 0, image_output_tokens: 0, cache_reported: true };
+    const U: Usage = Usage { input_tokens: 120, cached_input_tokens: 20, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 0, cache_write_1h_tokens: 0, web_search_requests: 0, file_search_calls: 0, audio_input_tokens: 0, image_input_tokens: 0, audio_output_tokens: 0, image_output_tokens: 0, audio_input_ms: 0, cache_reported: true };
 
     #[test]
     fn complete_json_uses_provider_usage() {
@@ -331,6 +347,34 @@ pub(crate) mod tests {
         let mut o = obs(200, Termination::UpstreamReset, None, Some(s));
         (o.estimated_input_tokens, o.image_input_bound, o.image_bound) = (600, 581, Some(272));
         assert_eq!(account(&o).0.image_input_tokens, 581);
+    }
+
+    #[test]
+    fn a_transcript_without_usage_is_charged_its_audio_as_its_model_bills_it() {
+        use crate::pricing::Price;
+        // `response_format: "srt"`: no JSON, no usage; 90 s of audio, a prompt of 10 tokens.
+        let body = b"1\n00:00:00,000 --> 00:00:02,000\nHello there.\n";
+        let mut o = obs(200, Termination::Complete, Some(crate::usage::parse_json_response(Api::OpenAiTranscriptions, body)), None);
+        (o.estimated_input_tokens, o.audio_input_ms, o.body_bytes) = (10 + 1_500, 90_000, body.len() as u64);
+        let (u, src, _, err) = account(&o);
+        assert_eq!((u.input_tokens, u.audio_input_tokens, u.audio_input_ms, src, err.as_deref()), (1_510, 1_500, 90_000, UsageSource::Estimated, Some("usage_missing")));
+        // whisper-1, priced by the hour: its seconds alone, $0.009.
+        let whisper = Price { input: 0, output: 0, audio_per_hour: Some(360_000), ..Default::default() };
+        let billed = charged(u, src, Some(&whisper));
+        assert_eq!((billed, whisper.cost_micros(&billed)), (Usage { audio_input_ms: 90_000, ..Default::default() }, 9_000));
+        // gpt-4o-transcribe: its tokens (audio at $6, text at $2.50, output at $10 a million).
+        let tokens = Price { input: 2_500_000, audio_input: Some(6_000_000), output: 10_000_000, ..Default::default() };
+        let billed = charged(u, src, Some(&tokens));
+        assert_eq!((billed.audio_input_ms, billed.audio_input_tokens, billed.output_tokens), (0, 1_500, u.output_tokens));
+        assert_eq!(tokens.cost_micros(&billed), (10 * 2_500_000 + 1_500 * 6_000_000 + u.output_tokens * 10_000_000).div_ceil(1_000_000));
+        // A stream cut before its usage: the same input, the text streamed so far.
+        let mut o = obs(200, Termination::UpstreamReset, None, Some(stream(None, false, 400)));
+        (o.estimated_input_tokens, o.audio_input_ms) = (1_510, 90_000);
+        let (u, _, out, _) = account(&o);
+        assert_eq!((u.audio_input_tokens, u.audio_input_ms, u.output_tokens, out), (1_500, 90_000, 100, Outcome::UpstreamCut));
+        // The provider's word, where it gives one, is all.
+        let o = obs(200, Termination::Complete, Some(crate::usage::parse_json_response(Api::OpenAiTranscriptions, br#"{"text":"x","usage":{"type":"duration","seconds":88}}"#)), None);
+        assert_eq!(account(&o).0, Usage { audio_input_ms: 88_000, ..Default::default() });
     }
 
     #[test]

@@ -170,6 +170,10 @@ pub struct ChatRequest {
     /// An image edit's images, as the most input image tokens they may be
     /// billed ([`images::EditInputs`]): reserved at the image input rate.
     pub input_image_tokens: u64,
+    /// A transcription's or translation's audio, its length in
+    /// milliseconds ([`audio`]): reserved (and charged, when the answer
+    /// carries no usage) as the model bills it, by its length or its tokens.
+    pub input_audio_ms: u64,
 }
 
 impl ChatRequest {
@@ -182,7 +186,7 @@ impl ChatRequest {
     /// The input tokens the reservation counts: the estimate, an edit's
     /// input images, for each call billed.
     pub fn input_bound(&self) -> u64 {
-        self.estimated_input_tokens.saturating_add(self.input_image_tokens).saturating_mul(self.billed_calls())
+        self.estimated_input_tokens.saturating_add(self.input_image_tokens).saturating_add(audio::tokens(self.input_audio_ms)).saturating_mul(self.billed_calls())
     }
 
     /// Of [`Self::input_bound`], the input image tokens.
@@ -282,6 +286,7 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
     let mut server_fallbacks = false;
     let mut image = images::ImageAsk::default();
     let mut edited = images::EditInputs::default();
+    let mut input_audio_ms = 0;
     for (k, v) in &members.0 {
         let raw = v.get();
         // Every member counts towards the input estimate, not only the
@@ -333,6 +338,14 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
                 edited.input(k, raw)?;
             }
             "input_fidelity" if api == Api::OpenAiImageEdits => edited.fidelity(raw)?,
+            // (The form's reading: `{"upload": bytes, "ms": length, …}`.)
+            "file" if api.hears() => {
+                #[derive(serde::Deserialize)]
+                struct Heard {
+                    ms: u64,
+                }
+                input_audio_ms = serde_json::from_str::<Heard>(raw).map_err(|_| bad("invalid_type", "'file' must be an uploaded audio file.").with_param("file"))?.ms;
+            }
             // Legacy completions generate `best_of` candidates server-side and bill them all.
             "best_of" if api == Api::OpenAiCompletions => match serde_json::from_str::<Option<u64>>(raw) {
                 Ok(Some(n)) if (1..=MAX_CHOICES).contains(&n) => choices = choices.max(n),
@@ -470,6 +483,7 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
         Api::OpenAiEmbeddings | Api::OpenAiModerations => Some(("input", "missing_input")),
         Api::OpenAiCompletions | Api::OpenAiImages | Api::OpenAiImageEdits => Some(("prompt", "missing_prompt")),
         Api::OpenAiChat | Api::AnthropicMessages => Some(("messages", "missing_messages")),
+        Api::OpenAiTranscriptions | Api::OpenAiTranslations => Some(("file", "missing_file")),
         // (Which member depends on the method: see `check_gemini`.)
         Api::OpenAiResponses | Api::GeminiEmbedContent | Api::GeminiGenerateContent => None,
     };
@@ -484,6 +498,10 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
         max_tokens = Some(image.tokens_per_image(stream));
     }
     let input_image_tokens = if api == Api::OpenAiImageEdits { edited.tokens(&model)? } else { 0 };
+    // Nor can a transcript's: its audio's length bounds it.
+    if api.hears() {
+        max_tokens = Some(audio::output_tokens(input_audio_ms));
+    }
     let request = ChatRequest {
         model,
         // Embeddings have no streams (the provider refuses the member).
@@ -507,6 +525,7 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
         image_tool: server_tools.image_tool.filter(|_| api == Api::OpenAiResponses),
         max_tool_calls,
         input_image_tokens,
+        input_audio_ms,
     };
     Ok(ParsedBody { members, api, request })
 }
@@ -770,6 +789,7 @@ impl ParsedBody<'_> {
     }
 }
 
+pub mod audio;
 mod endpoint;
 mod gemini_body;
 pub mod images;

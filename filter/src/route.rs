@@ -78,12 +78,15 @@ fn worst_of(cfg: &Config, chat: &ChatRequest, target: &Target, price: Option<&cr
     let worst_usage = Usage {
         input_tokens: chat.input_bound(),
         image_input_tokens: chat.image_input_bound(),
+        audio_input_tokens: crate::request::audio::tokens(chat.input_audio_ms),
+        audio_input_ms: chat.input_audio_ms,
         output_tokens: chat.output_bound(cfg.default_max_tokens),
         web_search_requests: chat.reserved_searches,
         ..Default::default()
     };
-    let micros = price.map(|p| p.at(chat.premium).reserving().cost_micros(&p.billed(worst_usage))).unwrap_or(0);
-    Amount { micros, tokens: worst_usage.budget_tokens() }.saturating_add(advisor::worst(target, chat))
+    let billed = price.map(|p| p.billed(worst_usage)).unwrap_or(worst_usage);
+    let micros = price.map(|p| p.at(chat.premium).reserving().cost_micros(&billed)).unwrap_or(0);
+    Amount { micros, tokens: billed.budget_tokens() }.saturating_add(advisor::worst(target, chat))
 }
 
 impl Plan {
@@ -293,7 +296,7 @@ pub fn plan_for(
     }
     if translate.is_none() && !provider.format.serves(api) {
         let e = match (provider.format, api) {
-            (_, Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses | Api::OpenAiImages | Api::OpenAiImageEdits | Api::GeminiGenerateContent | Api::GeminiEmbedContent) => GatewayError::bad_request(
+            (_, Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses | Api::OpenAiImages | Api::OpenAiImageEdits | Api::OpenAiTranscriptions | Api::OpenAiTranslations | Api::GeminiGenerateContent | Api::GeminiEmbedContent) => GatewayError::bad_request(
                 "wrong_api_for_model",
                 format!("The model '{model}' is served by provider '{}', which has no {} API.", provider.name, api.describe()),
             ),

@@ -43,6 +43,16 @@ pub enum Api {
     /// generations are, the input images at the image input rate.
     #[serde(rename = "openai_image_edits")]
     OpenAiImageEdits,
+    /// `POST /v1/audio/transcriptions`, OpenAI's speech to text (a
+    /// multipart upload of the audio): priced from the answer's usage,
+    /// tokens (`gpt-4o-transcribe`) or seconds of audio (`whisper-1`),
+    /// reserved by the audio's length.
+    #[serde(rename = "openai_audio_transcriptions")]
+    OpenAiTranscriptions,
+    /// `POST /v1/audio/translations`, OpenAI's speech to English text
+    /// (`whisper-1`): priced by the audio's seconds.
+    #[serde(rename = "openai_audio_translations")]
+    OpenAiTranslations,
 }
 
 impl Api {
@@ -57,6 +67,8 @@ impl Api {
             Api::OpenAiModerations => "/moderations",
             Api::OpenAiImages => "/images/generations",
             Api::OpenAiImageEdits => "/images/edits",
+            Api::OpenAiTranscriptions => "/audio/transcriptions",
+            Api::OpenAiTranslations => "/audio/translations",
             // The model and the method are part of the path (see the filter's route planning).
             Api::GeminiGenerateContent | Api::GeminiEmbedContent => "/models",
         }
@@ -84,6 +96,18 @@ impl Api {
         matches!(self, Api::OpenAiImages | Api::OpenAiImageEdits)
     }
 
+    /// Whether the API turns uploaded audio into text (transcriptions and
+    /// translations): a form only, reserved by the audio's length.
+    pub fn hears(self) -> bool {
+        matches!(self, Api::OpenAiTranscriptions | Api::OpenAiTranslations)
+    }
+
+    /// Whether a request may be a `multipart/form-data` upload (image
+    /// edits may be JSON too; audio is a form only).
+    pub fn takes_forms(self) -> bool {
+        self == Api::OpenAiImageEdits || self.hears()
+    }
+
     /// Whether the API is Gemini's native one (the model in the path).
     pub fn is_gemini(self) -> bool {
         matches!(self, Api::GeminiGenerateContent | Api::GeminiEmbedContent)
@@ -102,6 +126,8 @@ impl Api {
             Api::OpenAiModerations => "OpenAI moderations",
             Api::OpenAiImages => "OpenAI image generations",
             Api::OpenAiImageEdits => "OpenAI image edits",
+            Api::OpenAiTranscriptions => "OpenAI audio transcriptions",
+            Api::OpenAiTranslations => "OpenAI audio translations",
         }
     }
 
@@ -114,7 +140,7 @@ impl Api {
             Api::OpenAiChat => &["max_tokens", "max_completion_tokens"],
             Api::AnthropicMessages | Api::OpenAiCompletions => &["max_tokens"],
             Api::OpenAiResponses => &["max_output_tokens"],
-            Api::OpenAiEmbeddings | Api::GeminiGenerateContent | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages | Api::OpenAiImageEdits => &[],
+            Api::OpenAiEmbeddings | Api::GeminiGenerateContent | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages | Api::OpenAiImageEdits | Api::OpenAiTranscriptions | Api::OpenAiTranslations => &[],
         }
     }
 

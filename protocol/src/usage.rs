@@ -46,6 +46,11 @@ pub struct Usage {
     /// their own rate.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub image_output_tokens: u64,
+    /// Milliseconds of input audio billed by its length, not in tokens
+    /// (OpenAI's `whisper-1`: `usage: {"type": "duration", "seconds": …}`,
+    /// or a translation's `duration`), priced per hour of audio.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub audio_input_ms: u64,
     /// The provider's usage said how much input its prompt cache served
     /// (OpenAI `prompt_tokens_details.cached_tokens`, DeepSeek
     /// `prompt_cache_hit_tokens`, Anthropic `cache_read_input_tokens`),
@@ -88,6 +93,7 @@ impl Usage {
             &mut self.image_input_tokens,
             &mut self.audio_output_tokens,
             &mut self.image_output_tokens,
+            &mut self.audio_input_ms,
         ] {
             *v = (*v).min(MAX_COUNT);
         }

@@ -445,6 +445,15 @@ fn for_each_delta(api: Api, v: &mut Value, f: &mut dyn FnMut(String, &mut String
                 }
             }
         }
+        // A transcript's text (`transcript.text.done` repeats it whole, scanned as a whole event).
+        Api::OpenAiTranscriptions | Api::OpenAiTranslations => {
+            if v.get("type").and_then(Value::as_str) != Some("transcript.text.delta") {
+                return;
+            }
+            if let Some(Value::String(s)) = v.get_mut("delta") {
+                f("transcript".to_string(), s);
+            }
+        }
         Api::OpenAiEmbeddings | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages | Api::OpenAiImageEdits => {}
     }
 }

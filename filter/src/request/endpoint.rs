@@ -50,7 +50,8 @@ pub fn classify_path(path: &str) -> Endpoint {
 /// Azure OpenAI's paths, as the `AzureOpenAI` clients of the OpenAI SDKs
 /// send them with the gateway as their `azure_endpoint`:
 /// `/openai/deployments/{deployment}/chat/completions` (and `completions`,
-/// `embeddings`, `images/generations`, `images/edits`), the deployment naming the model; `/openai/responses`,
+/// `embeddings`, `images/generations`, `images/edits`, `audio/transcriptions`,
+/// `audio/translations`), the deployment naming the model; `/openai/responses`,
 /// `/openai/models`; and Azure's v1 API, `/openai/v1/…` (an OpenAI client
 /// whose base URL ends `/openai/v1`). Each is served as the OpenAI path it
 /// stands for.
@@ -66,6 +67,8 @@ fn azure_endpoint(p: &str) -> Option<Endpoint> {
         "/embeddings" => Endpoint::Chat(Api::OpenAiEmbeddings),
         "/images/generations" => Endpoint::Chat(Api::OpenAiImages),
         "/images/edits" => Endpoint::Chat(Api::OpenAiImageEdits),
+        "/audio/transcriptions" => Endpoint::Chat(Api::OpenAiTranscriptions),
+        "/audio/translations" => Endpoint::Chat(Api::OpenAiTranslations),
         "/responses" => Endpoint::Chat(Api::OpenAiResponses),
         "/responses/input_tokens" => Endpoint::CountTokens(Api::OpenAiResponses),
         "/responses/compact" => Endpoint::Compact,
@@ -98,6 +101,8 @@ fn deployment_call(rest: &str) -> Option<(&str, Api)> {
         ("/embeddings", Api::OpenAiEmbeddings),
         ("/images/generations", Api::OpenAiImages),
         ("/images/edits", Api::OpenAiImageEdits),
+        ("/audio/transcriptions", Api::OpenAiTranscriptions),
+        ("/audio/translations", Api::OpenAiTranslations),
     ]
         .into_iter()
         .find_map(|(call, api)| rest.strip_suffix(call).map(|d| (d, api)))
@@ -142,6 +147,8 @@ fn exact_endpoint(p: &str) -> Endpoint {
         "/v1/completions" | "/completions" => Endpoint::Chat(Api::OpenAiCompletions),
         "/v1/images/generations" | "/images/generations" => Endpoint::Chat(Api::OpenAiImages),
         "/v1/images/edits" | "/images/edits" => Endpoint::Chat(Api::OpenAiImageEdits),
+        "/v1/audio/transcriptions" | "/audio/transcriptions" => Endpoint::Chat(Api::OpenAiTranscriptions),
+        "/v1/audio/translations" | "/audio/translations" => Endpoint::Chat(Api::OpenAiTranslations),
         "/v1/responses" | "/responses" => Endpoint::Chat(Api::OpenAiResponses),
         "/v1/responses/input_tokens" | "/responses/input_tokens" => Endpoint::CountTokens(Api::OpenAiResponses),
         "/v1/responses/compact" | "/responses/compact" => Endpoint::Compact,

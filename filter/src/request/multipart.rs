@@ -1,14 +1,19 @@
 //! `multipart/form-data` request bodies (RFC 7578, framed as RFC 2046
 //! §5.1.1 says): how OpenAI's image edits upload their images
 //! (openai-python's and openai-node's `images.edit`, the Vercel AI SDK,
-//! curl `-F`).
+//! curl `-F`), and its transcriptions and translations their audio.
 //!
 //! The request path reads JSON, so a form is read as the JSON it stands
 //! for ([`Form::view`]): its text fields as members (the integer and
 //! boolean ones as JSON numbers and booleans, as the provider reads them),
 //! its image files as `images: [{"upload": bytes}, …]` and its mask as
 //! `mask: {"upload": bytes}` (GPT Image 2.5's `markup` likewise), which is how the JSON form of the same
-//! request names its images (by reference). Whatever the planning and the
+//! request names its images (by reference); an audio `file` as
+//! `file: {"upload": bytes, "ms": length, "stated": bool}` ([`super::audio`]).
+//! The SDKs send a list as `name[]` repeated and an object as `name[key]`
+//! (openai-python's `array_format="brackets"`, openai-node's
+//! `addFormValue`): read as the JSON array or object of strings, sent on
+//! as they came. Whatever the planning and the
 //! guardrails change in that JSON (the upstream model, a redacted prompt)
 //! is written back into the form ([`Form::rebuild`]); the files go on byte
 //! for byte.
@@ -26,6 +31,7 @@ use memchr::memmem;
 use serde_json::{Map, Value};
 
 use crate::errors::GatewayError;
+use crate::request::Api;
 
 /// Most parts a form may have (16 images, a mask and every field of the API, with room).
 const MAX_PARTS: usize = 64;
@@ -33,8 +39,10 @@ const MAX_PARTS: usize = 64;
 const MAX_PART_HEAD: usize = 8 * 1024;
 /// Largest text field (a GPT image prompt is at most 32,000 characters).
 const MAX_TEXT: usize = 256 * 1024;
-/// The view's members for a form's files ([`Form::view`]).
-const FILE_MEMBERS: [&str; 3] = ["images", "mask", "markup"];
+/// The view's members for a form's files ([`Form::view`]), by API.
+fn file_members(api: Api) -> &'static [&'static str] {
+    if api.hears() { &["file"] } else { &["images", "mask", "markup"] }
+}
 /// Fields the provider reads as integers and as booleans.
 const INTEGERS: &[&str] = &["n", "partial_images", "output_compression", "frame_count", "frame_duration_ms"];
 const BOOLEANS: &[&str] = &["stream"];
@@ -86,12 +94,18 @@ enum FileField {
     Image,
     /// `mask`, or GPT Image 2.5's `markup`: one image more, by its name.
     Single(&'static str),
+    /// The audio to transcribe or translate.
+    Audio,
 }
 
-/// The API's file fields: `image` (openai-python sends several as
-/// `image[]`, some clients `image[0]`, `image[1]`…), `mask`, and GPT Image
-/// 2.5's `markup` (the Vercel AI SDK's OpenAI provider 3.0.141).
-fn file_field(name: &str) -> Option<FileField> {
+/// The API's file fields. Image edits: `image` (openai-python sends
+/// several as `image[]`, some clients `image[0]`, `image[1]`…), `mask`,
+/// and GPT Image 2.5's `markup` (the Vercel AI SDK's OpenAI provider
+/// 3.0.141). Audio: `file`.
+fn file_field(api: Api, name: &str) -> Option<FileField> {
+    if api.hears() {
+        return (name == "file").then_some(FileField::Audio);
+    }
     let indexed = |n: &str| n.strip_prefix("image[").and_then(|r| r.strip_suffix(']')).is_some_and(|i| i.bytes().all(|b| b.is_ascii_digit()));
     match name {
         "mask" => Some(FileField::Single("mask")),
@@ -100,6 +114,14 @@ fn file_field(name: &str) -> Option<FileField> {
         n if indexed(n) => Some(FileField::Image),
         _ => None,
     }
+}
+
+/// A text field's name as a list item (`name[]`) or an object member
+/// (`name[key]`): the member and, for an object, the key.
+fn bracketed(name: &str) -> Option<(&str, Option<&str>)> {
+    let (base, rest) = name.split_once('[')?;
+    let key = rest.strip_suffix(']').filter(|k| !k.contains(['[', ']']))?;
+    (!base.is_empty()).then_some((base, (!key.is_empty()).then_some(key)))
 }
 
 /// A form, read: its parts in order, over the body it was read from.
@@ -256,24 +278,31 @@ impl Form {
     /// The JSON the form stands for (see the module's docs); refuses a
     /// field given twice, a text field that is not UTF-8 or is too long,
     /// and a file the API takes none of.
-    pub fn view(&self, body: &[u8]) -> Result<Vec<u8>, GatewayError> {
+    pub fn view(&self, body: &[u8], api: Api) -> Result<Vec<u8>, GatewayError> {
         let mut m = Map::new();
         let mut images = Vec::new();
         let mut singles = Map::new();
+        let twice = |name: &str| GatewayError::bad_request("duplicate_key", format!("The form has the field '{}' more than once.", crate::text::clean_field(name, 64)));
         for p in &self.parts {
             let bytes = body.get(p.content.clone()).unwrap_or_default();
             let upload = || serde_json::json!({ "upload": bytes.len() });
-            match (p.file, file_field(&p.name)) {
+            let single = |singles: &mut Map<String, Value>, k: &'static str, v: Value| match singles.insert(k.to_string(), v) {
+                Some(_) => Err(bad(format!("The form has more than one '{k}' file.")).with_param(k)),
+                None => Ok(()),
+            };
+            match (p.file, file_field(api, &p.name)) {
                 (true, Some(FileField::Image)) => images.push(upload()),
-                (true, Some(FileField::Single(k))) => {
-                    if singles.insert(k.to_string(), upload()).is_some() {
-                        return Err(bad(format!("The form has more than one '{k}' file.")).with_param(k));
-                    }
+                (true, Some(FileField::Single(k))) => single(&mut singles, k, upload())?,
+                (true, Some(FileField::Audio)) => {
+                    let stated = super::audio::duration_ms(bytes);
+                    let ms = stated.unwrap_or_else(|| super::audio::assumed_ms(bytes.len()));
+                    single(&mut singles, "file", serde_json::json!({ "upload": bytes.len(), "ms": ms, "stated": stated.is_some() }))?
                 }
                 (true, None) => {
-                    return Err(bad(format!("The form has a file in '{}': the API takes files only as 'image' (or 'image[]'), 'mask' and 'markup'.", crate::text::clean_field(&p.name, 64))))
+                    let takes = if api.hears() { "'file'" } else { "'image' (or 'image[]'), 'mask' and 'markup'" };
+                    return Err(bad(format!("The form has a file in '{}': the API takes files only as {takes}.", crate::text::clean_field(&p.name, 64))));
                 }
-                (false, u) if u.is_some() || FILE_MEMBERS.contains(&p.name.as_str()) => {
+                (false, u) if u.is_some() || file_members(api).contains(&p.name.as_str()) => {
                     return Err(bad(format!("'{}' must be an uploaded file (a part with a filename), not a text field.", crate::text::clean_field(&p.name, 64))))
                 }
                 (false, _) => {
@@ -281,8 +310,18 @@ impl Form {
                     if text.len() > MAX_TEXT {
                         return Err(bad(format!("The field '{}' is longer than {MAX_TEXT} bytes.", crate::text::clean_field(&p.name, 64))));
                     }
-                    if m.insert(p.name.clone(), typed(&p.name, text)).is_some() {
-                        return Err(GatewayError::bad_request("duplicate_key", format!("The form has the field '{}' more than once.", crate::text::clean_field(&p.name, 64))));
+                    let item = Value::String(text.into());
+                    match bracketed(&p.name) {
+                        // A list item: appended; a member of a list or an object only.
+                        Some((base, key)) => match (m.entry(base).or_insert_with(|| if key.is_some() { Value::Object(Map::new()) } else { Value::Array(Vec::new()) }), key) {
+                            (Value::Array(a), None) => a.push(item),
+                            (Value::Object(o), Some(k)) if !o.contains_key(k) => {
+                                o.insert(k.to_string(), item);
+                            }
+                            _ => return Err(twice(base)),
+                        },
+                        None if m.insert(p.name.clone(), typed(&p.name, text)).is_some() => return Err(twice(&p.name)),
+                        None => {}
                     }
                 }
             }
@@ -300,10 +339,10 @@ impl Form {
     /// where `json` has none), fields `json` adds after them, the files'
     /// bytes as they came; each part with the headers [`read_head`] wrote,
     /// without preamble, padding or epilogue.
-    pub fn rebuild(&self, body: &[u8], json: &[u8]) -> Result<Vec<u8>, GatewayError> {
+    pub fn rebuild(&self, body: &[u8], json: &[u8], api: Api) -> Result<Vec<u8>, GatewayError> {
         let mut values: Map<String, Value> = serde_json::from_slice(json).map_err(|_| bad("The form could not be written back."))?;
-        for file in FILE_MEMBERS {
-            values.remove(file);
+        for file in file_members(api) {
+            values.remove(*file);
         }
         let mut out = Vec::with_capacity(body.len() + 256);
         let open = format!("--{}\r\n", self.boundary);
@@ -320,9 +359,13 @@ impl Form {
             out.extend_from_slice(b"\r\n");
             Ok(())
         };
+        // (Lists and objects are sent as they came: the planning changes none.)
+        for base in self.parts.iter().filter(|p| !p.file).filter_map(|p| bracketed(&p.name)) {
+            values.remove(base.0);
+        }
         for p in &self.parts {
             let head = p.head.as_bytes();
-            if p.file {
+            if p.file || bracketed(&p.name).is_some() {
                 field(&mut out, head, body.get(p.content.clone()).unwrap_or_default())?;
                 continue;
             }
@@ -344,27 +387,34 @@ impl Form {
 pub struct Upload {
     body: Vec<u8>,
     form: Form,
+    api: Api,
 }
 
 impl Upload {
-    /// Reads an image edit's body when its `content_type` is a form: the
-    /// upload and the JSON it stands for ([`Form::view`]), which the
-    /// request path plans. `None` for a JSON body (and for any other API,
-    /// which takes JSON only and refuses a form as such).
-    pub fn read(api: crate::request::Api, content_type: Option<&[u8]>, body: Vec<u8>) -> Result<(Option<Upload>, Vec<u8>), GatewayError> {
-        let b = match content_type.filter(|_| api == crate::request::Api::OpenAiImageEdits) {
+    /// Reads the body of an API that takes forms ([`Api::takes_forms`])
+    /// when its `content_type` is a form: the upload and the JSON it
+    /// stands for ([`Form::view`]), which the request path plans. `None`
+    /// for a JSON body (and for any other API, which takes JSON only and
+    /// refuses a form as such); an audio API's body must be a form.
+    pub fn read(api: Api, content_type: Option<&[u8]>, body: Vec<u8>) -> Result<(Option<Upload>, Vec<u8>), GatewayError> {
+        let b = match content_type.filter(|_| api.takes_forms()) {
             Some(ct) => boundary(ct)?,
             None => None,
         };
-        let Some(b) = b else { return Ok((None, body)) };
+        let Some(b) = b else {
+            if api.hears() {
+                return Err(bad(format!("{} takes a multipart/form-data upload (the audio as 'file'), not JSON.", api.describe())));
+            }
+            return Ok((None, body));
+        };
         let form = Form::read(&body, &b)?;
-        let view = form.view(&body)?;
-        Ok((Some(Upload { body, form }), view))
+        let view = form.view(&body, api)?;
+        Ok((Some(Upload { body, form, api }), view))
     }
 
     /// The form to send for `json`, the view as planned ([`Form::rebuild`]).
     pub fn sent(&self, json: &[u8]) -> Result<Vec<u8>, GatewayError> {
-        self.form.rebuild(&self.body, json)
+        self.form.rebuild(&self.body, json, self.api)
     }
 
     /// The content type of the form [`Self::sent`] writes.

@@ -899,3 +899,40 @@ fn a_responses_image_generation_tool_is_held_to_the_key_routed_priced_and_reserv
     let f = respond(&ask(r#"[{"type":"function","name":"image_generation","parameters":{}}]"#, ""), key(None)).unwrap();
     assert!(f.target.advisor.is_none());
 }
+
+#[test]
+fn a_transcription_reserves_its_audio_as_its_model_bills_it() {
+    // whisper-1: $0.006 a minute; gpt-4o-transcribe: $2.50 text, $6 audio, $10 output a million.
+    let cfg = Config::from_json(br#"{
+      "providers": [{"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com", "api_key": "sk-up"},
+                    {"name": "anthropic", "format": "anthropic", "cluster": "anthropic", "host": "api.anthropic.com", "api_key": "sk-a"}],
+      "routes": [{"model": "whisper-1", "provider": "openai"}, {"model": "gpt-4o-transcribe", "provider": "openai"}, {"model": "claude-*", "provider": "anthropic"}],
+      "pricing": {"openai/whisper-1": {"input": 0, "output": 0, "audio_per_hour": 360000},
+                  "openai/gpt-4o-transcribe": {"input": 2500000, "audio_input": 6000000, "output": 10000000}},
+      "unpriced_models": "deny"}"#).unwrap();
+    // The view of a form with 90 s of audio (what `multipart::Form::view` writes).
+    let plan = |api, model: &str, path: &str| {
+        let body = format!(r#"{{"model":"{model}","file":{{"upload":1440044,"ms":90000,"stated":true}},"response_format":"text"}}"#);
+        plan_for(&cfg, &key(None), api, body.as_bytes(), path, false, Choice::default())
+    };
+    let w = plan(Api::OpenAiTranscriptions, "whisper-1", "/v1/audio/transcriptions").unwrap();
+    assert_eq!(w.chat.input_audio_ms, 90_000);
+    let h: std::collections::HashMap<_, _> = w.headers.iter().cloned().collect();
+    assert_eq!(h[":path"].as_str(), "/v1/audio/transcriptions");
+    // 90 s at $0.006 a minute; no token is billed, so none is reserved.
+    assert_eq!((w.worst.micros, w.worst.tokens), (9_000, 0));
+    assert!(w.body.is_none(), "nothing to change: no output cap is written into a form");
+    // gpt-4o-transcribe: 1,000 audio tokens a minute and 2,000 + 10 a second of output.
+    let g = plan(Api::OpenAiTranscriptions, "gpt-4o-transcribe", "/v1/audio/transcriptions").unwrap();
+    let text = g.chat.estimated_input_tokens;
+    let (audio, out) = (1_500, 2_000 + 900);
+    assert_eq!(g.worst.tokens, text + audio + out);
+    assert_eq!(g.worst.micros, (text * 2_500_000 + audio * 6_000_000 + out * 10_000_000).div_ceil(1_000_000));
+    // A translation, Azure's deployment path.
+    let t = plan(Api::OpenAiTranslations, "whisper-1", "/openai/deployments/whisper-1/audio/translations?api-version=2024-06-01").unwrap();
+    assert_eq!((t.target.upstream_model.as_str(), t.worst.micros), ("whisper-1", 9_000));
+    // No audio; a model on a provider with no audio API.
+    let body = br#"{"model":"whisper-1","prompt":"x"}"#;
+    assert_eq!(plan_for(&cfg, &key(None), Api::OpenAiTranscriptions, body, "/v1/audio/transcriptions", false, Choice::default()).unwrap_err().error.code, "missing_file");
+    assert_eq!(plan(Api::OpenAiTranscriptions, "claude-sonnet-4-6", "/v1/audio/transcriptions").unwrap_err().error.code, "wrong_api_for_model");
+}

@@ -94,6 +94,7 @@ impl TollgateHttp {
             estimated_input_tokens: self.chat.as_ref().map(ChatRequest::input_bound).unwrap_or(0),
             image_bound: self.chat.as_ref().filter(|c| c.api.makes_images()).map(|c| c.output_bound(0)),
             image_input_bound: self.chat.as_ref().map(ChatRequest::image_input_bound).unwrap_or(0),
+            audio_input_ms: self.chat.as_ref().map(|c| c.input_audio_ms).unwrap_or(0),
             json: self.response_info.clone(),
             stream,
             body_note,

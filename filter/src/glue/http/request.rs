@@ -183,8 +183,8 @@ impl TollgateHttp {
             Ok(None) => false,
             Err(e) => return self.reject(e),
         };
-        // An image edit's form is planned as the JSON it stands for, and written back.
-        let content_type = (api == Api::OpenAiImageEdits)
+        // A form (an image edit's, a transcription's) is planned as the JSON it stands for, and written back.
+        let content_type = api.takes_forms()
             .then(|| crate::request_head::content_type(crate::hostmap::pairs(&host::header_map(REQUEST_HEADERS))))
             .flatten();
         let upload = match crate::request::multipart::Upload::read(api, content_type.as_deref(), body) {

@@ -17,7 +17,7 @@ fn form(boundary: &str, fields: &[(&str, &str)], files: &[(&str, &[u8])]) -> Vec
 
 fn view(body: &[u8], boundary: &str) -> Result<Value, GatewayError> {
     let f = Form::read(body, boundary)?;
-    Ok(serde_json::from_slice(&f.view(body)?).unwrap())
+    Ok(serde_json::from_slice(&f.view(body, Api::OpenAiImageEdits)?).unwrap())
 }
 
 #[test]
@@ -90,7 +90,7 @@ fn what_cannot_be_read_unambiguously_is_refused() {
         (b"--b\nContent-Disposition: form-data; name=\"prompt\"\n\nx\n--b--".to_vec(), "invalid_multipart"),
     ];
     for (body, code) in cases {
-        let got = Form::read(&body, "b").and_then(|f| f.view(&body).map(|_| ()));
+        let got = Form::read(&body, "b").and_then(|f| f.view(&body, Api::OpenAiImageEdits).map(|_| ()));
         assert_eq!(got.unwrap_err().code, code, "{}", String::from_utf8_lossy(&body));
     }
     // headers that never end, and too many parts
@@ -109,16 +109,16 @@ fn a_planned_view_is_written_back_into_the_form() {
     let body = form("q", &[("model", "alias"), ("prompt", "mail bob@example.com"), ("n", "2"), ("user", "u1")], &[("image", png), ("mask", b"M")]);
     let f = Form::read(&body, "q").unwrap();
     // unchanged: the same parts, byte for byte
-    assert_eq!(f.rebuild(&body, &f.view(&body).unwrap()).unwrap(), body);
+    assert_eq!(f.rebuild(&body, &f.view(&body, Api::OpenAiImageEdits).unwrap(), Api::OpenAiImageEdits).unwrap(), body);
     // the model renamed, the prompt redacted, `user` dropped, a field added
-    let mut v: Value = serde_json::from_slice(&f.view(&body).unwrap()).unwrap();
+    let mut v: Value = serde_json::from_slice(&f.view(&body, Api::OpenAiImageEdits).unwrap()).unwrap();
     v["model"] = "gpt-image-1.5".into();
     v["prompt"] = "mail [EMAIL]".into();
     v.as_object_mut().unwrap().remove("user");
     v["moderation"] = "low".into();
-    let out = f.rebuild(&body, &serde_json::to_vec(&v).unwrap()).unwrap();
+    let out = f.rebuild(&body, &serde_json::to_vec(&v).unwrap(), Api::OpenAiImageEdits).unwrap();
     let again = Form::read(&out, "q").unwrap();
-    let seen: Value = serde_json::from_slice(&again.view(&out).unwrap()).unwrap();
+    let seen: Value = serde_json::from_slice(&again.view(&out, Api::OpenAiImageEdits).unwrap()).unwrap();
     assert_eq!(
         seen,
         serde_json::json!({"model": "gpt-image-1.5", "prompt": "mail [EMAIL]", "n": 2, "moderation": "low", "images": [{"upload": png.len()}], "mask": {"upload": 1}})
@@ -128,14 +128,14 @@ fn a_planned_view_is_written_back_into_the_form() {
     // headers are written anew: a preamble, padding, odd spellings and an epilogue do not reach the provider
     let odd = b"preamble\r\n--q \r\ncontent-disposition: FORM-DATA;name=model\r\nX-Extra: 1\r\n\r\nm\r\n--q\r\nContent-Disposition: form-data; name=\"image\"; filename=\"\xc3\xb6 x.png\"\r\nContent-Type: image/png\r\n\r\nPNG\r\n--q--\r\n--q\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nsmuggled\r\n";
     let f = Form::read(odd, "q").unwrap();
-    let out = f.rebuild(odd, &f.view(odd).unwrap()).unwrap();
+    let out = f.rebuild(odd, &f.view(odd, Api::OpenAiImageEdits).unwrap(), Api::OpenAiImageEdits).unwrap();
     assert_eq!(
         String::from_utf8(out).unwrap(),
         "--q\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nm\r\n--q\r\nContent-Disposition: form-data; name=\"image\"; filename=\"_ x.png\"\r\nContent-Type: image/png\r\n\r\nPNG\r\n--q--\r\n"
     );
     // a value holding the boundary is refused, not sent as two parts
     v["prompt"] = "x\r\n--q\r\nContent-Disposition: form-data; name=\"n\"\r\n\r\n10".into();
-    assert!(f.rebuild(&body, &serde_json::to_vec(&v).unwrap()).is_err());
+    assert!(f.rebuild(&body, &serde_json::to_vec(&v).unwrap(), Api::OpenAiImageEdits).is_err());
 }
 
 // (proptest is a native-only dev-dependency: filter/Cargo.toml.)
@@ -145,8 +145,8 @@ fn hostile_forms_never_panic() {
     use proptest::prelude::*;
     proptest!(ProptestConfig::with_cases(512), |(bytes in proptest::collection::vec(prop_oneof![Just(b'-'), Just(b'\r'), Just(b'\n'), Just(b'b'), Just(b'"'), Just(b';'), Just(b':'), any::<u8>()], 0..300))| {
         if let Ok(f) = Form::read(&bytes, "b") {
-            if let Ok(v) = f.view(&bytes) {
-                let _ = f.rebuild(&bytes, &v);
+            if let Ok(v) = f.view(&bytes, Api::OpenAiImageEdits) {
+                let _ = f.rebuild(&bytes, &v, Api::OpenAiImageEdits);
             }
         }
     });
@@ -171,4 +171,78 @@ fn the_body_sent_is_the_planned_one_or_the_form_written_back() {
     let (none, same) = Upload::read(Api::OpenAiChat, Some(b"multipart/form-data; boundary=f"), body.clone()).unwrap();
     assert!(none.is_none() && same == body);
     assert!(Upload::read(Api::OpenAiImageEdits, Some(b"application/json"), b"{}".to_vec()).unwrap().0.is_none());
+}
+
+/// A transcription's form as openai-python writes one: lists as `name[]`,
+/// an object as `name[key]`, the audio as `file`.
+fn transcription(extra: &[(&str, &str)], audio: &[u8]) -> Vec<u8> {
+    let mut fields = vec![("model", "gpt-4o-transcribe"), ("response_format", "json")];
+    fields.extend_from_slice(extra);
+    let mut b = form("t", &fields, &[]);
+    b.truncate(b.len() - "--t--\r\n".len());
+    b.extend_from_slice(b"--t\r\nContent-Disposition: form-data; name=\"file\"; filename=\"speech.wav\"\r\nContent-Type: audio/wav\r\n\r\n");
+    b.extend_from_slice(audio);
+    b.extend_from_slice(b"\r\n--t--\r\n");
+    b
+}
+
+/// One second of 8 kHz mono 16-bit PCM as a WAV.
+fn one_second() -> Vec<u8> {
+    let mut w = b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\x40\x1f\0\0\x80\x3e\0\0\x02\0\x10\0data\x80\x3e\0\0".to_vec();
+    w.extend(vec![0u8; 16_000]);
+    w
+}
+
+#[test]
+fn a_transcription_form_reads_its_audio_lists_and_objects() {
+    let lists = [("timestamp_granularities[]", "word"), ("timestamp_granularities[]", "segment"), ("include[]", "logprobs"), ("chunking_strategy[type]", "server_vad"), ("chunking_strategy[threshold]", "0.5"), ("stream", "true")];
+    let body = transcription(&lists, &one_second());
+    let f = Form::read(&body, "t").unwrap();
+    let v: Value = serde_json::from_slice(&f.view(&body, Api::OpenAiTranscriptions).unwrap()).unwrap();
+    assert_eq!(v["file"], serde_json::json!({"upload": 16_044, "ms": 1_000, "stated": true}));
+    assert_eq!(v["timestamp_granularities"], serde_json::json!(["word", "segment"]));
+    assert_eq!(v["include"], serde_json::json!(["logprobs"]));
+    assert_eq!(v["chunking_strategy"], serde_json::json!({"type": "server_vad", "threshold": "0.5"}));
+    assert_eq!(v["stream"], true);
+    // Written back: the model as planned, the lists, the object and the audio as they came.
+    let mut planned = v.clone();
+    planned["model"] = "gpt-4o-mini-transcribe".into();
+    let out = f.rebuild(&body, &serde_json::to_vec(&planned).unwrap(), Api::OpenAiTranscriptions).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out).matches("timestamp_granularities[]").count(), 2);
+    let again: Value = serde_json::from_slice(&Form::read(&out, "t").unwrap().view(&out, Api::OpenAiTranscriptions).unwrap()).unwrap();
+    assert_eq!(again["model"], "gpt-4o-mini-transcribe");
+    assert_eq!((&again["timestamp_granularities"], &again["chunking_strategy"], &again["file"]), (&v["timestamp_granularities"], &v["chunking_strategy"], &v["file"]));
+    // Audio no container states the length of: assumed at 32 kbit/s.
+    let body = transcription(&[], &[7u8; 40_000]);
+    let v: Value = serde_json::from_slice(&Form::read(&body, "t").unwrap().view(&body, Api::OpenAiTranscriptions).unwrap()).unwrap();
+    assert_eq!(v["file"], serde_json::json!({"upload": 40_000, "ms": 10_000, "stated": false}));
+}
+
+#[test]
+fn a_transcription_form_that_could_be_read_two_ways_is_refused() {
+    let read = |body: &[u8]| Form::read(body, "t").and_then(|f| f.view(body, Api::OpenAiTranscriptions)).map(|_| ()).map_err(|e| e.code);
+    let wav = one_second();
+    // A list and a scalar of one name, an object's key twice, a list item and an object key.
+    for extra in [
+        &[("include", "logprobs"), ("include[]", "logprobs")][..],
+        &[("include[]", "logprobs"), ("include", "logprobs")],
+        &[("chunking_strategy[type]", "server_vad"), ("chunking_strategy[type]", "auto")],
+        &[("chunking_strategy[type]", "server_vad"), ("chunking_strategy[]", "auto")],
+        &[("model", "whisper-1")],
+    ] {
+        assert_eq!(read(&transcription(extra, &wav)), Err("duplicate_key"), "{extra:?}");
+    }
+    // Text where the audio goes, two audio files, an image in a transcription.
+    assert_eq!(read(&form("t", &[("model", "whisper-1"), ("file", "speech.wav")], &[])), Err("invalid_multipart"));
+    let mut two = transcription(&[], &wav);
+    two.truncate(two.len() - "--t--\r\n".len());
+    two.extend_from_slice(b"--t\r\nContent-Disposition: form-data; name=\"file\"; filename=\"b.wav\"\r\n\r\nRIFF\r\n--t--\r\n");
+    assert_eq!(read(&two), Err("invalid_multipart"));
+    assert_eq!(read(&form("t", &[("model", "whisper-1")], &[("image", b"\x89PNG")])), Err("invalid_multipart"));
+    // A transcription is a form only: JSON is refused, an edit's JSON is not.
+    let json = Upload::read(Api::OpenAiTranscriptions, Some(b"application/json"), br#"{"model":"whisper-1"}"#.to_vec());
+    assert_eq!(json.unwrap_err().code, "invalid_multipart");
+    assert!(Upload::read(Api::OpenAiTranslations, None, b"x".to_vec()).is_err());
+    // An edit takes no `file`, a transcription no `image`: each is what its API names.
+    assert!(view(&form("t", &[("prompt", "p")], &[("file", b"\x89PNG")]), "t").is_err());
 }
