@@ -483,6 +483,7 @@ fn observed(status: u16) -> Observed {
         estimated_input_tokens: 12,
         image_bound: None,
         image_input_bound: 0,
+        audio_input_ms: 0,
         json: None,
         body_note: None,
         body_bytes: 0,
