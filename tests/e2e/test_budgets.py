@@ -680,6 +680,29 @@ def test_an_image_edit_is_held_by_its_images_not_their_bytes(fresh):
     assert rec["cost_micros"] == expected_cost("openai/gpt-image-1.5", u["input_tokens"], 272, image=272, image_input=194) > 10_000, rec
 
 
+def test_a_transcription_is_held_by_its_audios_length(fresh):
+    """A transcription reserves its audio as its model bills it, the length
+    read from the file's header: whisper-1 by the second ($0.006 a minute),
+    gpt-4o-transcribe by 1,000 audio tokens a minute and its output bound
+    (2,000 tokens and 10 a second: $0.02 for any recording). A key with
+    $0.01 left is refused 200 seconds of whisper-1 ($0.02) and any
+    gpt-4o-transcribe request before anything is sent, and served 9
+    seconds of whisper-1 ($0.0009)."""
+    from test_audio import multipart, wav
+    key, cli = key_with_budget(fresh, "listeners", 10_000)
+    served = mock_stats(fresh)["requests"]
+    def transcribe(model: str, seconds: float):
+        body, ctype = multipart([("model", model)], [("file", "speech.wav", wav(seconds, rate=8_000))])
+        return cli.post("/v1/audio/transcriptions", raw=body, key=key["key"], headers={"content-type": ctype})
+    for model, seconds in (("whisper-1", 200), ("gpt-4o-transcribe", 9)):
+        r = transcribe(model, seconds)
+        assert r.status_code == 429 and error_of(r)["code"] == "budget_exhausted", (model, r.text)
+    assert mock_stats(fresh)["requests"] == served, "nothing reached the provider"
+    r = transcribe("whisper-1", 8.47)
+    assert r.status_code == 200, r.text
+    assert cli.record(r.headers["x-tollgate-request-id"])["cost_micros"] == 900
+
+
 def test_the_responses_image_generation_tool_is_held_by_its_reservation(fresh):
     """The image generation tool's image is reserved (one a call: the
     tool's default model, GPT Image 1 at $40 a million, high quality and

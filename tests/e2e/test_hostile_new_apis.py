@@ -211,3 +211,42 @@ def test_hostile_image_edit_json_and_provider_are_refused_or_bounded(stack, clie
     ids = [client.post(edits, {**ok, "quality": "low"}, headers={"x-request-id": "same-edit"}).headers["x-tollgate-request-id"] for _ in range(2)]
     assert ids[0] != ids[1] and all(client.record(i)["api"] == "openai_image_edits" for i in ids)
     assert client.chat("cheap").status_code == 200, "the worker still serves"
+
+
+def test_hostile_audio_uploads_are_bounded_by_what_their_bytes_allow(stack, client):
+    """Audio a hostile client sends: a WAV header claiming a rate no
+    encoding has (to reserve nothing), or a length past its bytes (to
+    reserve a fortune), a cut header, a file of no format, another format
+    named `.wav`, an endless list of `include[]`, a field smuggled past the
+    closing boundary. The length the gateway reserves is never shorter than
+    the bytes allow at 1,536 kbit/s nor longer than they hold; a file whose
+    header states nothing is assumed at 32 kbit/s; the worker keeps serving."""
+    import struct
+    from test_audio import SPEECH, multipart, post_form, wav
+    one = wav(1)  # 16 kHz mono: 32,000 bytes a second
+    fast = one[:28] + struct.pack("<I", 100_000_000) + one[32:]  # byte rate 100 MB/s: 0.3 ms
+    long = one[:40] + struct.pack("<I", 0xFFFFFFF0) + one[44:]  # data 4 GB, 32 KB there
+    unstated = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\x00" * 39_990  # a tag, no frame: 40,000 bytes at 32 kbit/s
+    # (file, name, status, ms reserved): the mock decodes what it can (400 for the rest, costing nothing)
+    for data, name, status, reserved_ms in ((fast, "a.wav", 200, 1_000), (long, "a.wav", 200, 1_000), (unstated, "a.mp3", 200, 10_000),
+                                            (one[:30], "a.wav", 400, None), (b"\x00" * 40_000, "a.wav", 400, None), (bytes(range(256)) * 160, "a.wav", 400, None)):
+        r = post_form(client, [("model", "gpt-4o-transcribe"), ("response_format", "text")], files=[("file", name, data)])
+        rec = client.record(r.headers["x-tollgate-request-id"])
+        assert r.status_code == status, (len(data), r.text)
+        if status == 200:
+            # charged as the gateway read it: whole seconds, at 1,000 audio tokens a minute
+            assert (rec["usage_source"], rec["usage"]["audio_input_tokens"]) == ("estimated", -(-reserved_ms // 60)), (len(data), rec)
+        else:
+            assert rec["cost_micros"] == 0, rec
+    served = requests.get(stack.mock.url + "/mock/stats", timeout=5).json()["requests"]
+    body, ctype = multipart([("model", "whisper-1")] + [("include[]", "logprobs")] * 70, [("file", "a.wav", SPEECH)])
+    r = client.post("/v1/audio/transcriptions", raw=body, headers={"content-type": ctype})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_multipart", r.text
+    assert requests.get(stack.mock.url + "/mock/stats", timeout=5).json()["requests"] == served
+    # smuggled past the closing boundary: never sent
+    body, ctype = multipart([("model", "whisper-1")], [("file", "a.wav", SPEECH)])
+    r = client.post("/v1/audio/transcriptions", raw=body + b'--tollgate-a7d3\r\nContent-Disposition: form-data; name="model"\r\n\r\ngpt-4o-transcribe\r\n--tollgate-a7d3--\r\n',
+                    headers={"content-type": ctype})
+    assert r.status_code == 200 and client.record(r.headers["x-tollgate-request-id"])["model_upstream"] == "whisper-1"
+    assert b"gpt-4o-transcribe" not in requests.get(stack.mock.url + "/mock/last-body", timeout=5).content
+    assert client.chat("cheap").status_code == 200, "the worker still serves"

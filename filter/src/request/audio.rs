@@ -69,6 +69,13 @@ pub fn output_tokens(ms: u64) -> u64 {
     2_000u64.saturating_add(ms / 100)
 }
 
+/// `ms` rounded up to whole seconds, as audio is billed (OpenAI's API
+/// reference: 8.47 seconds of audio, `"usage": {"type": "duration",
+/// "seconds": 9}`).
+pub fn whole_seconds(ms: u64) -> u64 {
+    ms.div_ceil(1000).saturating_mul(1000)
+}
+
 /// The length assumed of an upload whose container states none: its bytes
 /// at 32 kbit/s (a browser's speech Opus runs 24 to 64).
 pub fn assumed_ms(len: usize) -> u64 {

@@ -295,7 +295,7 @@ impl Form {
                 (true, Some(FileField::Single(k))) => single(&mut singles, k, upload())?,
                 (true, Some(FileField::Audio)) => {
                     let stated = super::audio::duration_ms(bytes);
-                    let ms = stated.unwrap_or_else(|| super::audio::assumed_ms(bytes.len()));
+                    let ms = super::audio::whole_seconds(stated.unwrap_or_else(|| super::audio::assumed_ms(bytes.len())));
                     single(&mut singles, "file", serde_json::json!({ "upload": bytes.len(), "ms": ms, "stated": stated.is_some() }))?
                 }
                 (true, None) => {

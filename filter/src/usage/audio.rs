@@ -8,8 +8,8 @@
 //! for the token-billed models (`gpt-4o-transcribe` and its kin), or
 //! `{"type": "duration", "seconds"}` for those billed by the audio's length
 //! (`whisper-1`). A translation (`translation.py`) carries none; its
-//! `verbose_json` says the audio's `duration`, which is what `whisper-1`
-//! bills. `text`, `srt` and `vtt` answers are not JSON: the request's
+//! `verbose_json` says the audio's `duration`, which `whisper-1` bills in
+//! whole seconds, rounded up. `text`, `srt` and `vtt` answers are not JSON: the request's
 //! audio is charged as its length estimated it ([`crate::request::audio`]).
 //!
 //! A stream (`transcription_stream_event.py`) sends `transcript.text.delta`
@@ -28,18 +28,22 @@ struct Details {
     audio_tokens: Option<u64>,
 }
 
+/// A `usage` as OpenAI sends it. Its `type` names the kind, but a
+/// stream's `transcript.text.done` leaves it out (OpenAI's API reference,
+/// the streaming example: `"usage":{"input_tokens":14,…}`): a usage
+/// without one is read by its members.
 #[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum AudioUsage {
-    Tokens {
-        input_tokens: u64,
-        output_tokens: u64,
-        #[serde(default)]
-        input_token_details: Option<Details>,
-    },
-    Duration {
-        seconds: f64,
-    },
+struct AudioUsage {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    seconds: Option<f64>,
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    input_token_details: Option<Details>,
 }
 
 /// Seconds as whole milliseconds; `None` for a value that is no length.
@@ -49,18 +53,20 @@ fn ms(seconds: f64) -> Option<u64> {
 
 impl AudioUsage {
     fn usage(self) -> Option<Usage> {
-        match self {
-            AudioUsage::Tokens { input_tokens, output_tokens, input_token_details } => Some(
+        // (Without a type, one that could be read both ways is neither.)
+        match (self.kind.as_deref(), self.seconds, self.input_tokens, self.output_tokens) {
+            (Some("tokens"), _, Some(input_tokens), Some(output_tokens)) | (None, None, Some(input_tokens), Some(output_tokens)) => Some(
                 Usage {
                     input_tokens,
                     // (Text tokens, a prompt's, are the rest of the input.)
-                    audio_input_tokens: input_token_details.and_then(|d| d.audio_tokens).unwrap_or(input_tokens),
+                    audio_input_tokens: self.input_token_details.and_then(|d| d.audio_tokens).unwrap_or(input_tokens),
                     output_tokens,
                     ..Default::default()
                 }
                 .bounded(),
             ),
-            AudioUsage::Duration { seconds } => Some(Usage { audio_input_ms: ms(seconds)?, ..Default::default() }.bounded()),
+            (Some("duration") | None, Some(seconds), None, None) => Some(Usage { audio_input_ms: ms(seconds)?, ..Default::default() }.bounded()),
+            _ => None,
         }
     }
 }
@@ -78,7 +84,8 @@ pub fn from_body(body: &[u8]) -> Option<Usage> {
     let b = serde_json::from_slice::<Body>(body).ok()?;
     match (b.usage, b.duration) {
         (Some(u), _) => from_value(u),
-        (None, Some(d)) => Some(Usage { audio_input_ms: ms(d)?, ..Default::default() }),
+        // (A length, not a usage: billed in whole seconds.)
+        (None, Some(d)) => Some(Usage { audio_input_ms: crate::request::audio::whole_seconds(ms(d)?), ..Default::default() }.bounded()),
         (None, None) => None,
     }
 }
@@ -141,7 +148,7 @@ mod tests {
         let verbose = br#"{"task":"transcribe","language":"english","duration":8.47,"text":"x","segments":[],"usage":{"type":"duration","seconds":9}}"#;
         assert_eq!(from_body(verbose).unwrap().audio_input_ms, 9_000);
         // A translation's verbose_json: its duration; its json: nothing.
-        assert_eq!(from_body(br#"{"task":"translate","language":"german","duration":12.25,"text":"Hi"}"#).unwrap().audio_input_ms, 12_250);
+        assert_eq!(from_body(br#"{"task":"translate","language":"german","duration":12.25,"text":"Hi"}"#).unwrap().audio_input_ms, 13_000);
         assert_eq!(from_body(br#"{"text":"Hi"}"#), None);
         // text / srt / vtt are not JSON.
         assert_eq!(from_body(b"1\n00:00:00,000 --> 00:00:02,000\nHi\n"), None);
@@ -157,7 +164,10 @@ mod tests {
             serde_json::json!({"type":"duration","seconds":"9"}),
             serde_json::json!({"type":"tokens","input_tokens":-1,"output_tokens":1}),
             serde_json::json!({"type":"minutes","minutes":1}),
-            serde_json::json!({"input_tokens":1,"output_tokens":1}),
+            serde_json::json!({"type":"duration","input_tokens":1,"output_tokens":1}),
+            serde_json::json!({"type":"tokens","seconds":9}),
+            serde_json::json!({"seconds":9,"input_tokens":1,"output_tokens":1}),
+            serde_json::json!({"input_tokens":1}),
         ] {
             assert_eq!(from_value(bad.clone()), None, "{bad}");
         }
@@ -174,6 +184,11 @@ mod tests {
         assert_eq!((delta.output_chars, delta.done), (5, false));
         let done = observe(None, r#"{"type":"transcript.text.done","text":"Héllo","usage":{"type":"tokens","input_tokens":14,"input_token_details":{"text_tokens":0,"audio_tokens":14},"output_tokens":45,"total_tokens":59}}"#);
         assert!(done.done && done.usage.is_some_and(|u| u.output_tokens == 45));
+        // The published stream's done event names no usage type: read by its members.
+        let published = include_str!("../../../tests/captures/openai_transcription_stream.sse");
+        let last = published.trim_end().rsplit("\n\n").next().and_then(|e| e.strip_prefix("data: ")).unwrap();
+        let u = observe(None, last).usage.unwrap();
+        assert_eq!((u.input_tokens, u.audio_input_tokens, u.output_tokens), (14, 14, 45));
         assert_eq!(observe(None, r#"{"type":"transcript.text.segment","id":"seg_1","speaker":"A","text":"Hi","start":0.0,"end":1.0}"#), Seen::default());
         assert!(observe(Some("error"), r#"{"error":{"message":"x"}}"#).error);
         assert!(observe(None, r#"{"type":"error","error":{"message":"x"}}"#).error);

@@ -81,6 +81,7 @@ mod prefix_cache;
 mod responses;
 mod strict;
 mod thinking;
+mod transcriptions;
 mod tasks;
 
 #[derive(Default)]
@@ -101,6 +102,8 @@ struct App {
     served_requests: AtomicU64,
     served_input: AtomicU64,
     served_output: AtomicU64,
+    /// Milliseconds of audio billed by its length (whisper-1).
+    served_audio_ms: AtomicU64,
     /// The last chat, messages, token-count, Responses or Gemini request body (GET /mock/last-body): what
     /// the gateway actually sent upstream.
     last_body: std::sync::Mutex<Bytes>,
@@ -151,6 +154,7 @@ async fn main() {
         served_requests: AtomicU64::new(0),
         served_input: AtomicU64::new(0),
         served_output: AtomicU64::new(0),
+        served_audio_ms: AtomicU64::new(0),
         last_body: std::sync::Mutex::new(Bytes::new()),
         cache: prefix_cache::PrefixCache::default(),
         stored: responses::Stored::default(),
@@ -165,6 +169,8 @@ async fn main() {
         .route("/v1/moderations", post(moderate))
         .route("/v1/images/generations", post(generate_images))
         .route("/v1/images/edits", post(edit_images))
+        .route("/v1/audio/transcriptions", post(transcribe))
+        .route("/v1/audio/translations", post(translate))
         .route("/v1/completions", post(complete))
         .route("/v1/responses", post(respond_api))
         .route("/v1/responses/input_tokens", post(count_input_tokens))
@@ -207,6 +213,7 @@ async fn stats(State(app): State<Arc<App>>) -> Response<Body> {
         "requests": app.served_requests.load(Ordering::SeqCst),
         "input_tokens": app.served_input.load(Ordering::SeqCst),
         "output_tokens": app.served_output.load(Ordering::SeqCst),
+        "audio_ms": app.served_audio_ms.load(Ordering::SeqCst),
     });
     respond(StatusCode::OK, &HeaderMap::new(), &Uri::from_static("/mock/stats"), body.to_string(), "application/json")
 }
@@ -839,6 +846,42 @@ async fn edit_images(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: 
         Err(r) => return refuse(r),
     };
     serve_images(app, uri, h, plan).await
+}
+
+/// OpenAI's transcriptions (transcriptions.rs): a multipart form only.
+async fn transcribe(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+    hear(app, transcriptions::Task::Transcribe, uri, h, body).await
+}
+
+/// OpenAI's translations (transcriptions.rs): `whisper-1`, English text.
+async fn translate(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+    hear(app, transcriptions::Task::Translate, uri, h, body).await
+}
+
+async fn hear(app: Arc<App>, task: transcriptions::Task, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+    remember(&app, &body);
+    if let Err(r) = openai_checks(&app, &uri, &h) {
+        return *r;
+    }
+    let content_type = header_str(&h, "content-type").unwrap_or("").to_string();
+    let plan = match transcriptions::read_form(&content_type, body).await.and_then(|f| transcriptions::plan(task, &f)) {
+        Ok(p) => p,
+        Err((status, msg, param, code)) => return openai_error(&h, &uri, status, &msg, param, code),
+    };
+    let (input, output, ms) = plan.billed();
+    app.served_requests.fetch_add(1, Ordering::SeqCst);
+    app.served_input.fetch_add(input, Ordering::SeqCst);
+    app.served_output.fetch_add(output, Ordering::SeqCst);
+    app.served_audio_ms.fetch_add(ms, Ordering::SeqCst);
+    if !plan.stream {
+        let (body, ctype) = plan.answer();
+        return hostile::misbehave(respond(StatusCode::OK, &h, &uri, body, ctype), &h).await;
+    }
+    let events = plan.events().iter().map(|d| sse(None, d)).collect();
+    let pace = Duration::from_millis(header_u64(&h, "x-mock-chunk-delay-ms").unwrap_or(0));
+    let mut r = Response::new(paced(events, pace, header_u64(&h, "x-mock-cut-after")));
+    decorate(r.headers_mut(), &h, &uri, "text/event-stream");
+    hostile::misbehave(r, &h).await
 }
 
 /// An image generation's or edit's answer: JSON, or its stream.
