@@ -51,6 +51,24 @@ def test_a_node_clients_answer_is_the_one_recorded(node_results, client, name):
     assert rec["cost_micros"] > 0
 
 
+def test_node_clients_transcribe_priced_as_their_model_bills(node_results, client):
+    """openai-node's `audio.transcriptions.create` (whisper-1, word and
+    segment timestamps: `timestamp_granularities[]` twice in the form) and
+    the Vercel AI SDK's `experimental_transcribe` (gpt-4o-mini-transcribe),
+    each uploading a WAV of 8.47 seconds."""
+    r = node_results["openai_transcription"]
+    assert r["ok"] and r["text"] and r["seconds"] == 9 and r["words"] > 0, r
+    rec = client.record(r["id"])
+    assert (rec["api"], rec["usage_source"], rec["usage"]["audio_input_ms"], rec["cost_micros"]) == ("openai_audio_transcriptions", "provider", 9_000, 900), rec
+    v = node_results["vercel_transcribe"]
+    assert v["ok"] and v["text"], v
+    rec = client.record(v["id"])
+    # 85 audio tokens at $3 a million, the prompt's 3 at $1.25, the words at $5.
+    u = rec["usage"]
+    assert (rec["usage_source"], u["audio_input_tokens"], u["input_tokens"]) == ("provider", 85, 88), rec
+    assert rec["cost_micros"] == -(-(85 * 3_000_000 + 3 * 1_250_000 + u["output_tokens"] * 5_000_000) // 1_000_000)
+
+
 def test_node_clients_list_and_count(node_results):
     for name in ["openai_models", "anthropic_models", "gemini_models"]:
         assert node_results[name]["ok"], node_results[name]

@@ -8,7 +8,7 @@ import OpenAI, { AzureOpenAI, toFile } from "openai";
 import Anthropic from "@anthropic-ai/sdk";
 import { GoogleGenAI } from "@google/genai";
 import { GoogleGenerativeAI } from "@google/generative-ai";
-import { generateText, streamText, embed, generateImage } from "ai";
+import { generateText, streamText, embed, generateImage, experimental_transcribe } from "ai";
 import { createOpenAI } from "@ai-sdk/openai";
 import { createAnthropic } from "@ai-sdk/anthropic";
 import { createAzure } from "@ai-sdk/azure";
@@ -36,6 +36,15 @@ const legacy = new GoogleGenerativeAI(key).getGenerativeModel(
 // A real 1×1 PNG (the mock refuses an image it cannot read, as OpenAI does).
 const PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
 const vOpenai = createOpenAI({ baseURL: `${url}/v1`, apiKey: key });
+// A PCM WAV (16 kHz mono, 16-bit) of `seconds`: what a recorder writes.
+const wav = (seconds) => {
+  const data = Math.round(seconds * 16000) * 2;
+  const b = Buffer.alloc(44 + data);
+  b.write("RIFF", 0); b.writeUInt32LE(36 + data, 4); b.write("WAVEfmt ", 8); b.writeUInt32LE(16, 16);
+  b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22); b.writeUInt32LE(16000, 24); b.writeUInt32LE(32000, 28);
+  b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34); b.write("data", 36); b.writeUInt32LE(data, 40);
+  return b;
+};
 // The Vercel AI SDK's Azure provider, the gateway as its base URL (its key in `api-key`):
 // the Responses API on `/openai/responses`, or Azure's deployment URLs.
 const vAzure = createAzure({ baseURL: `${url}/openai`, apiKey: key });
@@ -228,6 +237,17 @@ const scenarios = {
     const r = await generateImage({ model: vOpenai.image("gpt-image-1.5"), prompt: { images: [Buffer.from(PNG, "base64")], text: "Add a hat" },
                                     size: "1024x1024", providerOptions: { openai: { quality: "low", inputFidelity: "high" } }, maxRetries: 0 });
     return { id: id(r.responses[0]?.headers), images: r.images.length, input: r.usage.inputTokens, output: r.usage.outputTokens };
+  },
+  async openai_transcription() {
+    const file = await toFile(wav(8.47), "speech.wav", { type: "audio/wav" });
+    const { data, response } = await oai.audio.transcriptions
+      .create({ model: "whisper-1", file, response_format: "verbose_json", timestamp_granularities: ["word", "segment"] }).withResponse();
+    return { id: id(response.headers), text: data.text, seconds: data.usage?.seconds, words: data.words?.length ?? 0 };
+  },
+  async vercel_transcribe() {
+    const r = await experimental_transcribe({ model: vOpenai.transcription("gpt-4o-mini-transcribe"), audio: wav(8.47), maxRetries: 0,
+                                              providerOptions: { openai: { prompt: "Names: Ada" } } });
+    return { id: id(r.responses[0]?.headers), text: r.text };
   },
   async vercel_embed() {
     const r = await embed({ model: vOpenai.embedding("text-embedding-3-small"), value: "hello", maxRetries: 0 });

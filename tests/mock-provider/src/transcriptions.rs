@@ -7,8 +7,8 @@
 //! `include[]`, `timestamp_granularities[]`, `known_speaker_names[]`,
 //! `known_speaker_references[]`, at most 4 speakers; `chunking_strategy`
 //! `auto` or `server_vad`, required for `gpt-4o-transcribe-diarize` past
-//! 30 seconds; `prompt` not for diarization; `timestamp_granularities` only
-//! with `verbose_json`; `logprobs` only with `json` on `gpt-4o-transcribe`
+//! 30 seconds; `prompt` not for diarization; `timestamp_granularities`
+//! only with `verbose_json` on `whisper-1`, ignored by the others; `logprobs` only with `json` on `gpt-4o-transcribe`
 //! and `gpt-4o-mini-transcribe`; "Streaming is not supported for the
 //! `whisper-1` model and will be ignored"); the formats each model answers
 //! (`whisper-1`: json, text, srt, verbose_json, vtt; the diarizing model:
@@ -196,8 +196,11 @@ pub fn plan(task: Task, form: &Form) -> Result<Plan, Refusal> {
     if granularities.iter().any(|g| g != "word" && g != "segment") {
         return Err(bad("Invalid value for 'timestamp_granularities': expected 'word' or 'segment'.", Some("timestamp_granularities")));
     }
-    if !granularities.is_empty() && (format != "verbose_json" || diarize) {
-        return Err(bad("timestamp_granularities requires response_format=verbose_json.", Some("timestamp_granularities")));
+    // whisper-1 refuses them without verbose_json (SubtitleEdit/subtitleedit#11151 quotes the
+    // error); the gpt-4o models ignore them (the Vercel AI SDK sends `segment` with `json` to
+    // gpt-4o-transcribe, verified against the API in vercel/ai#8246).
+    if !granularities.is_empty() && whisper && format != "verbose_json" {
+        return Err(bad("`response_format` must be `verbose_json` if `timestamp_granularities[]` is provided", Some("timestamp_granularities")));
     }
     let include = list("include")?;
     let logprobs = include.iter().any(|i| i == "logprobs");
