@@ -345,6 +345,8 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
                     ms: u64,
                 }
                 input_audio_ms = serde_json::from_str::<Heard>(raw).map_err(|_| bad("invalid_type", "'file' must be an uploaded audio file.").with_param("file"))?.ms;
+                // (The audio is counted as audio, not as the text of its reading.)
+                prompt_bytes = prompt_bytes.saturating_sub(raw.len());
             }
             // Legacy completions generate `best_of` candidates server-side and bill them all.
             "best_of" if api == Api::OpenAiCompletions => match serde_json::from_str::<Option<u64>>(raw) {

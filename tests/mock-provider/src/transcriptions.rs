@@ -407,11 +407,14 @@ mod tests {
         assert!(p.answer().0.starts_with("1\n00:00:00,000 --> 00:00:08,470\n"));
     }
 
+    type Fields<'a> = Vec<(&'a str, &'a str)>;
+    type File<'a> = Option<(&'a str, &'a [u8])>;
+
     #[tokio::test]
     async fn refuses_what_openai_refuses() {
         let audio = wav(1_000);
         let a: Option<(&str, &[u8])> = Some(("a.wav", &audio));
-        let cases: Vec<(Vec<(&str, &str)>, Option<(&str, &[u8])>)> = vec![
+        let cases: Vec<(Fields, File)> = vec![
             (vec![("model", "whisper-1")], None),
             (vec![], a),
             (vec![("model", "gpt-4o")], a),
