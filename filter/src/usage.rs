@@ -288,6 +288,26 @@ pub struct ResponseInfo {
     pub image_calls: u64,
 }
 
+/// An event of a stream whose events name their kind in `type` (OpenAI's
+/// image and transcript streams): its kind (`error` for an event named
+/// so), its `usage` and its text `delta`; `None` for data that is not one.
+#[derive(Deserialize, Default)]
+pub(crate) struct TypedEvent {
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub usage: Option<serde_json::Value>,
+    #[serde(default)]
+    pub delta: Option<String>,
+}
+
+pub(crate) fn typed_event(name: Option<&str>, data: &str) -> Option<TypedEvent> {
+    if name == Some("error") {
+        return Some(TypedEvent { kind: Some("error".into()), ..Default::default() });
+    }
+    serde_json::from_str(data).ok()
+}
+
 /// Reads model and usage from a non-streamed JSON response body.
 /// Error bodies and unparsable bodies give no usage.
 pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {

@@ -98,6 +98,23 @@ class Client:
             time.sleep(0.05)
 
 
+def sent_form(client) -> dict[str, list[bytes]]:
+    """The multipart form the provider got last, by field (read here, independently
+    of the gateway's parser and the mock's)."""
+    raw = requests.get(client.stack.mock.url + "/mock/last-body", timeout=5).content
+    delimiter = raw.split(b"\r\n", 1)[0]
+    assert delimiter.startswith(b"--"), raw[:80]
+    fields: dict[str, list[bytes]] = {}
+    for part in raw.split(b"\r\n" + delimiter)[0:]:
+        part = part.removeprefix(delimiter)
+        if part.startswith(b"--"):
+            break
+        head, _, content = part.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        name = head.split(b'name="', 1)[1].split(b'"', 1)[0].decode()
+        fields.setdefault(name, []).append(content)
+    return fields
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     s = stackmod.Stack(tmp_path_factory.mktemp("stack"))

@@ -29,7 +29,7 @@ import pytest
 import requests
 
 import stack as sm
-from conftest import LABS_KEY, RESTRICTED_KEY, SEARCH_KEY
+from conftest import LABS_KEY, RESTRICTED_KEY, SEARCH_KEY, sent_form
 
 WHISPER_PER_HOUR = 360_000  # $0.006 a minute, envoy/demo/envoy.yaml
 TRANSCRIBE = dict(input=2_500_000, audio_input=6_000_000, output=10_000_000)  # gpt-4o-transcribe
@@ -63,22 +63,6 @@ def multipart(fields: list[tuple[str, str]], files: list[tuple[str, str, bytes]]
 def post_form(client, fields, files=(("file", "speech.wav", SPEECH),), path="/v1/audio/transcriptions", key=SEARCH_KEY, headers=None, stream=False):
     body, ctype = multipart(fields, list(files))
     return client.post(path, raw=body, key=key, headers={"content-type": ctype, **(headers or {})}, stream=stream)
-
-
-def sent_form(client) -> dict[str, list[bytes]]:
-    """The form the provider got, by field (read independently of the gateway)."""
-    raw = requests.get(client.stack.mock.url + "/mock/last-body", timeout=5).content
-    delimiter = raw.split(b"\r\n", 1)[0]
-    assert delimiter.startswith(b"--"), raw[:80]
-    fields: dict[str, list[bytes]] = {}
-    for part in raw.split(b"\r\n" + delimiter):
-        part = part.removeprefix(delimiter)
-        if part.startswith(b"--"):
-            break
-        head, _, content = part.removeprefix(b"\r\n").partition(b"\r\n\r\n")
-        name = head.split(b'name="', 1)[1].split(b'"', 1)[0].decode()
-        fields.setdefault(name, []).append(content)
-    return fields
 
 
 def mock_stats(client) -> dict:

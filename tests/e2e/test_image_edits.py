@@ -26,7 +26,7 @@ import pytest
 import requests
 
 import stack as sm
-from conftest import LABS_KEY, RESTRICTED_KEY, SEARCH_KEY, expected_cost
+from conftest import LABS_KEY, RESTRICTED_KEY, SEARCH_KEY, expected_cost, sent_form
 
 MODEL = "gpt-image-1.5"
 LOW_INPUT = 194  # the mock's input tokens for one image at low fidelity
@@ -54,22 +54,6 @@ def multipart(fields: list[tuple[str, str]], files: list[tuple[str, bytes]], bou
     for k, data in files:
         out += f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"; filename="{k.strip("[]")}.png"\r\nContent-Type: image/png\r\n\r\n'.encode() + data + b"\r\n"
     return out + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
-
-
-def sent_form(client) -> dict[str, list[bytes]]:
-    """The form the provider got, by field (read independently of the gateway)."""
-    raw = requests.get(client.stack.mock.url + "/mock/last-body", timeout=5).content
-    delimiter = raw.split(b"\r\n", 1)[0]
-    assert delimiter.startswith(b"--"), raw[:80]
-    fields: dict[str, list[bytes]] = {}
-    for part in raw.split(b"\r\n" + delimiter)[0:]:
-        part = part.removeprefix(delimiter)
-        if part.startswith(b"--"):
-            break
-        head, _, content = part.removeprefix(b"\r\n").partition(b"\r\n\r\n")
-        name = head.split(b'name="', 1)[1].split(b'"', 1)[0].decode()
-        fields.setdefault(name, []).append(content)
-    return fields
 
 
 def mock_requests(client) -> int:

@@ -110,19 +110,7 @@ pub struct Seen {
 pub const DONE: &str = "transcript.text.done";
 
 pub fn observe(name: Option<&str>, data: &str) -> Seen {
-    #[derive(Deserialize)]
-    struct Event {
-        #[serde(default, rename = "type")]
-        kind: Option<String>,
-        #[serde(default)]
-        delta: Option<String>,
-        #[serde(default)]
-        usage: Option<serde_json::Value>,
-    }
-    if name == Some("error") {
-        return Seen { error: true, ..Default::default() };
-    }
-    let Ok(ev) = serde_json::from_str::<Event>(data) else { return Seen::default() };
+    let Some(ev) = super::typed_event(name, data) else { return Seen::default() };
     match ev.kind.as_deref() {
         Some(DONE) => Seen { usage: ev.usage.and_then(from_value), done: true, ..Default::default() },
         Some("transcript.text.delta") => Seen { output_chars: ev.delta.map_or(0, |d| d.chars().count() as u64), ..Default::default() },

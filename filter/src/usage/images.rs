@@ -98,17 +98,7 @@ pub const COMPLETED: &str = "image_generation.completed";
 pub const EDIT_COMPLETED: &str = "image_edit.completed";
 
 pub fn observe(name: Option<&str>, data: &str) -> Seen {
-    #[derive(Deserialize)]
-    struct Event {
-        #[serde(default, rename = "type")]
-        kind: Option<String>,
-        #[serde(default)]
-        usage: Option<serde_json::Value>,
-    }
-    if name == Some("error") {
-        return Seen { error: true, ..Default::default() };
-    }
-    let Ok(ev) = serde_json::from_str::<Event>(data) else { return Seen::default() };
+    let Some(ev) = super::typed_event(name, data) else { return Seen::default() };
     match ev.kind.as_deref() {
         Some(COMPLETED | EDIT_COMPLETED) => Seen { usage: ev.usage.and_then(from_value), completed: true, error: false },
         Some("error") => Seen { error: true, ..Default::default() },
