@@ -311,7 +311,13 @@ impl Form {
                         return Err(bad(format!("The field '{}' is longer than {MAX_TEXT} bytes.", crate::text::clean_field(&p.name, 64))));
                     }
                     let item = Value::String(text.into());
-                    match bracketed(&p.name) {
+                    let bracket = bracketed(&p.name);
+                    // A list or object named like a file member (`images[]`, `file[]`) would
+                    // reach the provider beside the files the reservation counted.
+                    if let Some((base, _)) = bracket.filter(|(b, _)| file_members(api).contains(b) || file_field(api, b).is_some()) {
+                        return Err(bad(format!("'{}' must be an uploaded file (a part with a filename), not a text field.", crate::text::clean_field(base, 64))));
+                    }
+                    match bracket {
                         // A list item: appended; a member of a list or an object only.
                         Some((base, key)) => match (m.entry(base).or_insert_with(|| if key.is_some() { Value::Object(Map::new()) } else { Value::Array(Vec::new()) }), key) {
                             (Value::Array(a), None) => a.push(item),

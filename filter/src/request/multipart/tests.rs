@@ -239,6 +239,13 @@ fn a_transcription_form_that_could_be_read_two_ways_is_refused() {
     two.extend_from_slice(b"--t\r\nContent-Disposition: form-data; name=\"file\"; filename=\"b.wav\"\r\n\r\nRIFF\r\n--t--\r\n");
     assert_eq!(read(&two), Err("invalid_multipart"));
     assert_eq!(read(&form("t", &[("model", "whisper-1")], &[("image", b"\x89PNG")])), Err("invalid_multipart"));
+    // Text named like a file member, as a list or an object: never beside the files counted.
+    for name in ["file[]", "file[0]", "file[name]"] {
+        assert_eq!(read(&transcription(&[(name, "file-abc")], &wav)), Err("invalid_multipart"), "{name}");
+    }
+    for name in ["images[]", "images[0]", "mask[file_id]", "image[x]"] {
+        assert!(view(&form("t", &[("model", "gpt-image-1.5"), ("prompt", "p"), (name, "file-abc")], &[("image", b"\x89PNG")]), "t").is_err(), "{name}");
+    }
     // A transcription is a form only: JSON is refused, an edit's JSON is not.
     let json = Upload::read(Api::OpenAiTranscriptions, Some(b"application/json"), br#"{"model":"whisper-1"}"#.to_vec());
     assert_eq!(json.unwrap_err().code, "invalid_multipart");
