@@ -105,7 +105,11 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
         return (Usage::default(), UsageSource::None, Outcome::ProviderError, Some(format!("upstream_{}", o.status)));
     }
     if let Some(s) = &o.stream {
-        let complete = o.termination == Termination::Complete && s.finished;
+        // A client that hangs up once the stream's terminal event and its
+        // final usage reached it (Codex closes on `response.completed`) got
+        // the whole answer. (Not an image stream: each image completes.)
+        let hung_up_after_end = o.termination == Termination::DownstreamReset && s.usage_final && o.image_bound.is_none();
+        let complete = s.finished && (o.termination == Termination::Complete || hung_up_after_end);
         let outcome = if s.error_event {
             Outcome::ProviderError
         } else if complete {
@@ -411,6 +415,19 @@ pub(crate) mod tests {
         assert_eq!(r.0, Usage { input_tokens: 100, output_tokens: 100, ..Default::default() });
         assert_eq!((r.1, r.2), (UsageSource::Estimated, Outcome::UpstreamCut));
         assert_eq!(r.3.as_deref(), Some("stream_cut"));
+    }
+
+    #[test]
+    fn a_client_that_hangs_up_after_the_end_got_the_whole_answer() {
+        let u = Usage { input_tokens: 10, output_tokens: 5, ..Default::default() };
+        let r = account(&obs(200, Termination::DownstreamReset, None, Some(stream(Some(u), true, 20))));
+        assert_eq!((r.0, r.1, r.2, r.3), (u, UsageSource::Provider, Outcome::Ok, None));
+        // before the end, or an image stream between its images: aborted
+        let r = account(&obs(200, Termination::DownstreamReset, None, Some(stream(Some(u), false, 20))));
+        assert_eq!(r.2, Outcome::ClientAborted);
+        let mut o = obs(200, Termination::DownstreamReset, None, Some(stream(Some(u), true, 20)));
+        o.image_bound = Some(272);
+        assert_eq!(account(&o).2, Outcome::ClientAborted);
     }
 
     #[test]
