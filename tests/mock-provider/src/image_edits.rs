@@ -67,20 +67,11 @@ pub struct Inputs {
 
 /// A form's fields, typed as the API reads them, and its files checked.
 pub async fn read_form(content_type: &str, body: Bytes) -> Result<(Map<String, Value>, Inputs), Refusal> {
-    let boundary = multer::parse_boundary(content_type).map_err(|_| bad("Invalid multipart/form-data body: no boundary.", None))?;
-    let mut form = multer::Multipart::new(tokio_stream::once(Ok::<Bytes, std::io::Error>(body)), boundary);
     let mut m = Map::new();
     let mut inputs = Inputs::default();
     let mut singles: Vec<String> = Vec::new();
-    loop {
-        let field = match form.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => return Err(bad(format!("Invalid multipart/form-data body: {e}."), None)),
-        };
-        let name = field.name().unwrap_or("").to_string();
-        let file = field.file_name().is_some();
-        let data = field.bytes().await.map_err(|e| bad(format!("Invalid multipart/form-data body: {e}."), None))?;
+    for crate::form::Part { name, file_name, data } in crate::form::parts(content_type, body).await? {
+        let file = file_name.is_some();
         match name.as_str() {
             "image" | "image[]" => {
                 inputs.images += 1;

@@ -71,6 +71,7 @@ use tokio_stream::wrappers::ReceiverStream;
 mod audio;
 mod completions;
 mod embeddings;
+mod form;
 mod gemini;
 mod gemini_embed;
 mod hostile;

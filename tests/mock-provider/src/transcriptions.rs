@@ -70,18 +70,8 @@ pub async fn read_form(content_type: &str, body: Bytes) -> Result<Form, Refusal>
     if !content_type.to_ascii_lowercase().starts_with("multipart/form-data") {
         return Err(bad("Invalid Content-Type header (application/json), expected multipart/form-data.", None));
     }
-    let boundary = multer::parse_boundary(content_type).map_err(|_| bad("Invalid multipart/form-data body: no boundary.", None))?;
-    let mut parts = multer::Multipart::new(tokio_stream::once(Ok::<Bytes, std::io::Error>(body)), boundary);
     let mut form = Form::default();
-    loop {
-        let field = match parts.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => return Err(bad(format!("Invalid multipart/form-data body: {e}."), None)),
-        };
-        let name = field.name().unwrap_or("").to_string();
-        let file_name = field.file_name().map(str::to_string);
-        let data = field.bytes().await.map_err(|e| bad(format!("Invalid multipart/form-data body: {e}."), None))?;
+    for crate::form::Part { name, file_name, data } in crate::form::parts(content_type, body).await? {
         if name == "file" {
             let Some(f) = file_name else { return Err(bad("Invalid file: 'file' must be an uploaded file.", Some("file"))) };
             if form.file.replace((f, data)).is_some() {
