@@ -218,7 +218,8 @@ def test_hostile_audio_uploads_are_bounded_by_what_their_bytes_allow(stack, clie
     encoding has (to reserve nothing), or a length past its bytes (to
     reserve a fortune), a cut header, a file of no format, another format
     named `.wav`, an endless list of `include[]`, a field smuggled past the
-    closing boundary. The length the gateway reserves is never shorter than
+    closing boundary, bytes that are not UTF-8, a control character in a
+    field's name, one request id sent twice. The length the gateway reserves is never shorter than
     the bytes allow at 1,536 kbit/s nor longer than they hold; a file whose
     header states nothing is assumed at 32 kbit/s; the worker keeps serving."""
     import struct
@@ -249,4 +250,13 @@ def test_hostile_audio_uploads_are_bounded_by_what_their_bytes_allow(stack, clie
                     headers={"content-type": ctype})
     assert r.status_code == 200 and client.record(r.headers["x-tollgate-request-id"])["model_upstream"] == "whisper-1"
     assert b"gpt-4o-transcribe" not in requests.get(stack.mock.url + "/mock/last-body", timeout=5).content
+    # non-UTF-8 text and a control character in a field's name: refused before sending
+    served = requests.get(stack.mock.url + "/mock/stats", timeout=5).json()["requests"]
+    for raw in (body.replace(b"whisper-1", b"whisper-\xff\xfe"), body.replace(b'name="model"', b'name="mo\x07del"')):
+        r = client.post("/v1/audio/transcriptions", raw=raw, headers={"content-type": ctype})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_multipart", r.text
+    assert requests.get(stack.mock.url + "/mock/stats", timeout=5).json()["requests"] == served
+    # one request id, sent twice: two records, each charged
+    ids = [client.post("/v1/audio/transcriptions", raw=body, headers={"content-type": ctype, "x-request-id": "same-audio"}).headers["x-tollgate-request-id"] for _ in range(2)]
+    assert ids[0] != ids[1] and all(client.record(i)["cost_micros"] == 900 for i in ids)
     assert client.chat("cheap").status_code == 200, "the worker still serves"
