@@ -70,6 +70,8 @@ impl BigEvent {
             Api::OpenAiImageEdits => named(crate::usage::images::EDIT_COMPLETED.as_bytes()),
             // A transcript's end, its usage after its text (and logprobs).
             Api::OpenAiTranscriptions | Api::OpenAiTranslations => named(crate::usage::audio::DONE.as_bytes()),
+            // (Its audio deltas may be long; its end is small, but read either way.)
+            Api::OpenAiSpeech => named(crate::usage::speech::DONE.as_bytes()),
             // Their usage comes in small events of its own (OpenAI's usage chunk,
             // Anthropic's message_start / message_delta).
             _ => return BigSeen::default(),

@@ -48,6 +48,12 @@ pub struct Price {
     /// token prices to 0).
     #[serde(default)]
     pub audio_per_hour: Option<u64>,
+    /// Micro-dollars per million characters of input text billed by the
+    /// character ([`Usage::input_characters`]): OpenAI's `tts-1` is
+    /// 15,000,000 ($15 a million), `tts-1-hd` 30,000,000. Defaults to 0: a
+    /// model billed so sets it (and its token prices to 0).
+    #[serde(default)]
+    pub characters_per_million: Option<u64>,
     /// Uncached input tokens of images (OpenAI's GPT image models: GPT
     /// Image 1 $10 against $5 for text per million, 1.5 and 2 $8). Defaults to `input`.
     #[serde(default)]
@@ -199,6 +205,7 @@ impl Price {
             audio_output: b.audio_output.map(scale),
             image_output: b.image_output.map(scale),
             audio_per_hour: b.audio_per_hour.map(scale),
+            characters_per_million: b.characters_per_million.map(scale),
             ..b
         };
         Price {
@@ -281,6 +288,14 @@ impl Price {
             }
             u.audio_input_ms = 0;
         }
+        // Speech's text counts both ways too: `tts-1` bills its characters
+        // alone, `gpt-4o-mini-tts` its tokens (and the audio it spoke).
+        if u.input_characters > 0 {
+            if self.characters_per_million.is_some() {
+                return Usage { input_characters: u.input_characters, ..Default::default() };
+            }
+            u.input_characters = 0;
+        }
         if self.web_search_unit == Some(SearchUnit::Prompt) {
             u.web_search_requests = u.web_search_requests.min(1);
         }
@@ -318,6 +333,7 @@ impl Price {
             .saturating_add(term(image_out, p.image_output.unwrap_or(p.output)))
             .saturating_add(searches)
             .saturating_add(audio_time)
+            .saturating_add(term(u.input_characters, p.characters_per_million.unwrap_or(0)))
     }
 
     /// Cost in micro-dollars, rounded up; saturates at `u64::MAX`.
@@ -454,6 +470,19 @@ mod tests {
         assert_eq!(groq.cost_micros(&Usage { audio_input_ms: 3_600_000, ..Default::default() }), 111_000);
         // A premium scales it as it scales tokens.
         assert_eq!(p.at(Premium { tier: Some(ServiceTier::Priority), geo: None }).audio_per_hour, Some(720_000));
+    }
+
+    #[test]
+    fn speech_billed_by_the_character_is_priced_per_million_and_nothing_else() {
+        // tts-1: $15 a million characters; the 45 of the API reference's fox cost 675 micro-dollars.
+        let p = Price { characters_per_million: Some(15_000_000), ..none() };
+        let estimate = Usage { input_tokens: 12, output_tokens: 118, audio_output_tokens: 118, input_characters: 45, ..Default::default() };
+        let billed = p.billed(estimate);
+        assert_eq!((billed, p.cost_micros(&billed)), (Usage { input_characters: 45, ..Default::default() }, 675));
+        // A model billed by tokens counts no characters.
+        let mini = Price { input: 600_000, output: 12_000_000, ..none() };
+        assert_eq!(mini.billed(estimate), Usage { input_characters: 0, ..estimate });
+        assert_eq!(p.at(Premium { tier: Some(ServiceTier::Priority), geo: None }).characters_per_million, Some(30_000_000));
     }
 
     #[test]

@@ -129,6 +129,9 @@ pub enum Reader {
     Json { collector: JsonCollector, inflater: Option<Inflater> },
     /// An encoding the filter cannot read: only its size is counted.
     Unreadable { bytes: u64 },
+    /// Speech: the audio itself, passed on as it comes, its length measured
+    /// (`plain`: not compressed, so its bytes are the audio's).
+    Audio { meter: crate::request::speech::Meter, plain: bool },
 }
 
 /// How to read an answer, and what to change before its headers go on.
@@ -178,6 +181,11 @@ pub fn choose(head: &ResponseHead, w: &Wants) -> Choice {
         }
         let drop_length = (tracker.rewrites() || w.guarded || decoded) && head.has_content_length;
         return Choice { drop_encoding: decoded, drop_length, ..Choice::read(Reader::Stream { tracker, inflater, decoded }) };
+    }
+    if w.api.speaks() && head.guardable() {
+        // Audio, megabytes of it, for a player that starts on the first
+        // bytes: never held (no cost headers), measured as it passes.
+        return Choice::read(Reader::Audio { meter: Default::default(), plain: inflater.is_none() });
     }
     if w.cost_headers || w.rewrites_json() || w.captured {
         // The headers wait for the body: its cost, and the length of what
@@ -318,12 +326,37 @@ impl Reader {
         Some(reading)
     }
 
+    /// Speech audio as it came, to its meter: `size` bytes, of which
+    /// `start` are the first (all its meter reads: [`Self::audio_wants`]).
+    pub fn feed_audio_sized(&mut self, start: &[u8], size: usize) {
+        if let Reader::Audio { meter, .. } = self {
+            meter.push_sized(start, size);
+        }
+    }
+
+    /// How many of the next audio bytes the meter reads.
+    pub fn audio_wants(&self) -> usize {
+        match self {
+            Reader::Audio { meter, .. } => meter.wants(),
+            _ => 0,
+        }
+    }
+
+    /// How long the speech audio passed plays, when its bytes say.
+    pub fn played_ms(&self, format: crate::request::speech::Format) -> Option<u64> {
+        match self {
+            Reader::Audio { meter, plain: true } => meter.played_ms(format),
+            _ => None,
+        }
+    }
+
     /// What a streamed or unreadable answer tells the record: the stream's
     /// summary, a note, and the bytes to estimate from (None: not one of those).
     pub fn observed(&self) -> Option<(Option<StreamSummary>, Option<&'static str>, u64)> {
         match self {
             Reader::Stream { tracker, inflater, .. } => Some((Some(tracker.summary()), inflater.as_ref().and_then(|i| i.error()).map(|_| UNREADABLE_CODING), 0)),
             Reader::Unreadable { bytes } => Some((None, Some(UNREADABLE_CODING), bytes.saturating_mul(4))),
+            Reader::Audio { meter, .. } => Some((None, None, meter.bytes())),
             _ => None,
         }
     }

@@ -39,6 +39,14 @@ pub struct Observed {
     /// `estimated_input_tokens`) and as a length ([`crate::pricing::Price::billed`]
     /// keeps the one the model bills).
     pub audio_input_ms: u64,
+    /// A speech request's input characters (what `tts-1` bills: counted
+    /// from the request, which its answer never reports).
+    pub input_characters: u64,
+    /// A speech answer's audio output tokens, when it reports no usage: its
+    /// audio's length where its bytes state it, else its text's expected
+    /// reading time ([`crate::request::speech`]). Its bytes are audio, no
+    /// measure of tokens.
+    pub spoken: Option<u64>,
     /// Non-streamed: what the JSON body said.
     pub json: Option<ResponseInfo>,
     /// Why the body could not be read whole, as the record's `error_code`
@@ -132,7 +140,7 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
             (None, true) => Some(o.body_note.unwrap_or("usage_unreadable:event_too_large").to_string()),
             (e, _) => e,
         };
-        let estimated_output = o.image_bound.unwrap_or(estimate_tokens(s.output_chars));
+        let estimated_output = o.image_bound.or(o.spoken).unwrap_or(estimate_tokens(s.output_chars));
         let mut u = s.usage.unwrap_or_default();
         if u.input_tokens == 0 && u.audio_input_ms == 0 {
             let input = estimated_input(o);
@@ -141,6 +149,9 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
         u.output_tokens = u.output_tokens.max(estimated_output);
         if o.image_bound.is_some() {
             u.image_output_tokens = u.output_tokens;
+        }
+        if o.spoken.is_some() {
+            u.audio_output_tokens = u.output_tokens;
         }
         let source = if u == Usage::default() { UsageSource::None } else { UsageSource::Estimated };
         return (u, source, outcome, error);
@@ -154,8 +165,9 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
             // input and the output it sent: the output is estimated from
             // the body's size (JSON framing makes it high). Never a silent zero.
             Usage {
-                output_tokens: o.image_bound.unwrap_or(estimate_tokens(o.body_bytes)),
+                output_tokens: o.image_bound.or(o.spoken).unwrap_or(estimate_tokens(o.body_bytes)),
                 image_output_tokens: o.image_bound.unwrap_or(0),
+                audio_output_tokens: o.spoken.unwrap_or(0),
                 ..estimated_input(o)
             },
             UsageSource::Estimated,
@@ -163,7 +175,8 @@ pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
             Some(o.body_note.unwrap_or("usage_missing").to_string()),
         ),
         (_, Some(out)) => (
-            estimated_input(o),
+            // (Speech cut short: the audio that came, or its text's.)
+            Usage { output_tokens: o.spoken.unwrap_or(0), audio_output_tokens: o.spoken.unwrap_or(0), ..estimated_input(o) },
             UsageSource::Estimated,
             out,
             Some(if out == Outcome::ClientAborted { "client_aborted" } else { "response_cut" }.to_string()),
@@ -179,6 +192,7 @@ fn estimated_input(o: &Observed) -> Usage {
         image_input_tokens: o.image_input_bound,
         audio_input_tokens: crate::request::audio::tokens(o.audio_input_ms),
         audio_input_ms: o.audio_input_ms,
+        input_characters: o.input_characters,
         ..Default::default()
     }
 }
@@ -259,10 +273,10 @@ pub(crate) mod tests {
     }
 
     fn obs(status: u16, t: Termination, json: Option<ResponseInfo>, s: Option<StreamSummary>) -> Observed {
-        Observed { status, upstream_responded: true, termination: t, estimated_input_tokens: 100, image_bound: None, image_input_bound: 0, audio_input_ms: 0, json, stream: s, body_note: None, body_bytes: 0, head_served: Default::default() }
+        Observed { status, upstream_responded: true, termination: t, estimated_input_tokens: 100, image_bound: None, image_input_bound: 0, audio_input_ms: 0, input_characters: 0, spoken: None, json, stream: s, body_note: None, body_bytes: 0, head_served: Default::default() }
     }
 
-    const U: Usage = Usage { input_tokens: 120, cached_input_tokens: 20, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 0, cache_write_1h_tokens: 0, web_search_requests: 0, file_search_calls: 0, audio_input_tokens: 0, image_input_tokens: 0, audio_output_tokens: 0, image_output_tokens: 0, audio_input_ms: 0, cache_reported: true };
+    const U: Usage = Usage { input_tokens: 120, cached_input_tokens: 20, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 0, cache_write_1h_tokens: 0, web_search_requests: 0, file_search_calls: 0, audio_input_tokens: 0, image_input_tokens: 0, audio_output_tokens: 0, image_output_tokens: 0, audio_input_ms: 0, input_characters: 0, cache_reported: true };
 
     #[test]
     fn complete_json_uses_provider_usage() {
@@ -351,6 +365,33 @@ pub(crate) mod tests {
         let mut o = obs(200, Termination::UpstreamReset, None, Some(s));
         (o.estimated_input_tokens, o.image_input_bound, o.image_bound) = (600, 581, Some(272));
         assert_eq!(account(&o).0.image_input_tokens, 581);
+    }
+
+    #[test]
+    fn speech_without_usage_is_charged_its_characters_or_the_audio_it_made() {
+        use crate::pricing::Price;
+        // 2 s of `pcm` audio (96,000 bytes), no usage; 45 characters, 12 tokens of text.
+        let mut o = obs(200, Termination::Complete, Some(crate::usage::parse_json_response(Api::OpenAiSpeech, &[0u8; 64])), None);
+        (o.estimated_input_tokens, o.input_characters, o.spoken, o.body_bytes) = (12, 45, Some(42), 96_000);
+        let (u, src, out, err) = account(&o);
+        assert_eq!((u.input_tokens, u.input_characters, u.output_tokens, u.audio_output_tokens), (12, 45, 42, 42));
+        assert_eq!((src, out, err.as_deref()), (UsageSource::Estimated, Outcome::Ok, Some("usage_missing")));
+        // tts-1, by the character: 45 at $15 a million, and nothing else.
+        let tts = Price { input: 0, output: 0, characters_per_million: Some(15_000_000), ..Default::default() };
+        let billed = charged(u, src, Some(&tts));
+        assert_eq!((billed, tts.cost_micros(&billed)), (Usage { input_characters: 45, ..Default::default() }, 675));
+        // gpt-4o-mini-tts, by its tokens: $0.60 text in, $12 audio out a million.
+        let mini = Price { input: 600_000, output: 12_000_000, ..Default::default() };
+        let billed = charged(u, src, Some(&mini));
+        assert_eq!((billed.input_characters, mini.cost_micros(&billed)), (0, (12 * 600_000 + 42 * 12_000_000u64).div_ceil(1_000_000)));
+        // Cut: the audio that came. A stream cut before its usage: the text's.
+        let mut cut = o.clone();
+        cut.termination = Termination::UpstreamReset;
+        assert_eq!(account(&cut).0.audio_output_tokens, 42);
+        let mut o = obs(200, Termination::UpstreamReset, None, Some(stream(None, false, 0)));
+        (o.estimated_input_tokens, o.spoken) = (12, Some(209));
+        let (u, _, out, _) = account(&o);
+        assert_eq!((u.output_tokens, u.audio_output_tokens, out), (209, 209, Outcome::UpstreamCut));
     }
 
     #[test]

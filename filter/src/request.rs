@@ -174,6 +174,8 @@ pub struct ChatRequest {
     /// milliseconds ([`audio`]): reserved (and charged, when the answer
     /// carries no usage) as the model bills it, by its length or its tokens.
     pub input_audio_ms: u64,
+    /// A speech request's text, speed and audio format ([`speech`]).
+    pub speech: Option<speech::Speech>,
 }
 
 impl ChatRequest {
@@ -287,6 +289,7 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
     let mut image = images::ImageAsk::default();
     let mut edited = images::EditInputs::default();
     let mut input_audio_ms = 0;
+    let mut speech = speech::Speech::default();
     for (k, v) in &members.0 {
         let raw = v.get();
         // Every member counts towards the input estimate, not only the
@@ -348,6 +351,10 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
                 // (The audio is counted as audio, not as the text of its reading.)
                 prompt_bytes = prompt_bytes.saturating_sub(raw.len());
             }
+            "input" if api.speaks() => speech.input(raw)?,
+            "speed" if api.speaks() => speech.speed(raw)?,
+            "response_format" if api.speaks() => speech.format(raw),
+            "stream_format" if api.speaks() => speech.stream_format(raw)?,
             // Legacy completions generate `best_of` candidates server-side and bill them all.
             "best_of" if api == Api::OpenAiCompletions => match serde_json::from_str::<Option<u64>>(raw) {
                 Ok(Some(n)) if (1..=MAX_CHOICES).contains(&n) => choices = choices.max(n),
@@ -482,7 +489,7 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
     };
     // The Responses API may take its input from a stored prompt or a previous response.
     let required = match api {
-        Api::OpenAiEmbeddings | Api::OpenAiModerations => Some(("input", "missing_input")),
+        Api::OpenAiEmbeddings | Api::OpenAiModerations | Api::OpenAiSpeech => Some(("input", "missing_input")),
         Api::OpenAiCompletions | Api::OpenAiImages | Api::OpenAiImageEdits => Some(("prompt", "missing_prompt")),
         Api::OpenAiChat | Api::AnthropicMessages => Some(("messages", "missing_messages")),
         Api::OpenAiTranscriptions | Api::OpenAiTranslations => Some(("file", "missing_file")),
@@ -503,6 +510,13 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
     // Nor can a transcript's: its audio's length bounds it.
     if api.hears() {
         max_tokens = Some(audio::output_tokens(input_audio_ms));
+    }
+    // Nor speech: its text bounds it. It streams events only when asked
+    // by `stream_format` (it has no `stream`: the provider refuses one).
+    let speech = api.speaks().then_some(speech);
+    if let Some(s) = &speech {
+        max_tokens = Some(s.output_bound());
+        stream = s.sse;
     }
     let request = ChatRequest {
         model,
@@ -528,6 +542,7 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
         max_tool_calls,
         input_image_tokens,
         input_audio_ms,
+        speech,
     };
     Ok(ParsedBody { members, api, request })
 }
@@ -798,5 +813,6 @@ pub mod images;
 pub mod multipart;
 mod path;
 pub mod server_tools;
+pub mod speech;
 #[cfg(test)]
 mod tests;

@@ -82,6 +82,9 @@ fn worst_of(cfg: &Config, chat: &ChatRequest, target: &Target, price: Option<&cr
         audio_input_ms: chat.input_audio_ms,
         output_tokens: chat.output_bound(cfg.default_max_tokens),
         web_search_requests: chat.reserved_searches,
+        // Speech: its characters (`tts-1`) or the audio it may speak.
+        input_characters: chat.speech.map_or(0, |s| s.characters),
+        audio_output_tokens: chat.speech.map_or(0, |s| s.output_bound()),
         ..Default::default()
     };
     let billed = price.map(|p| p.billed(worst_usage)).unwrap_or(worst_usage);
@@ -296,7 +299,7 @@ pub fn plan_for(
     }
     if translate.is_none() && !provider.format.serves(api) {
         let e = match (provider.format, api) {
-            (_, Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses | Api::OpenAiImages | Api::OpenAiImageEdits | Api::OpenAiTranscriptions | Api::OpenAiTranslations | Api::GeminiGenerateContent | Api::GeminiEmbedContent) => GatewayError::bad_request(
+            (_, Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses | Api::OpenAiImages | Api::OpenAiImageEdits | Api::OpenAiTranscriptions | Api::OpenAiTranslations | Api::OpenAiSpeech | Api::GeminiGenerateContent | Api::GeminiEmbedContent) => GatewayError::bad_request(
                 "wrong_api_for_model",
                 format!("The model '{model}' is served by provider '{}', which has no {} API.", provider.name, api.describe()),
             ),

@@ -248,6 +248,7 @@ impl AnthropicUsage {
             audio_output_tokens: 0,
             image_output_tokens: 0,
             audio_input_ms: 0,
+            input_characters: 0,
             cache_reported: self.cache_read_input_tokens.is_some(),
         }
         .bounded()
@@ -319,6 +320,7 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
         Api::GeminiEmbedContent => ResponseInfo { usage: crate::gemini::embed_usage(body), ..Default::default() },
         Api::OpenAiImages | Api::OpenAiImageEdits => ResponseInfo { usage: images::from_body(body), ..Default::default() },
         Api::OpenAiTranscriptions | Api::OpenAiTranslations => ResponseInfo { usage: audio::from_body(body), ..Default::default() },
+        Api::OpenAiSpeech => ResponseInfo { usage: speech::from_body(body), ..Default::default() },
         Api::OpenAiResponses => match serde_json::from_slice::<crate::responses_api::ResponseObject>(body) {
             Ok(r) => ResponseInfo {
                 model: r.model.clone(),
@@ -371,6 +373,7 @@ pub fn usage_from_value(api: Api, v: serde_json::Value) -> Option<Usage> {
         Api::GeminiGenerateContent | Api::GeminiEmbedContent => crate::gemini::usage_from_value(v),
         Api::OpenAiImages | Api::OpenAiImageEdits => images::from_value(v),
         Api::OpenAiTranscriptions | Api::OpenAiTranslations => audio::from_value(v),
+        Api::OpenAiSpeech => speech::from_value(v),
         Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiModerations => {
             serde_json::from_value::<OpenAiUsage>(v).ok().filter(OpenAiUsage::counted).map(Usage::from)
         }
@@ -736,7 +739,7 @@ impl StreamTracker {
             Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages | Api::OpenAiImageEdits => {
                 self.openai_usage
             }
-            Api::OpenAiTranscriptions | Api::OpenAiTranslations => self.openai_usage,
+            Api::OpenAiTranscriptions | Api::OpenAiTranslations | Api::OpenAiSpeech => self.openai_usage,
             // Calls done count even when the final usage never came (a cut stream is charged an estimate with them).
             Api::OpenAiResponses => match self.openai_usage {
                 Some(u) => Some(Usage {
@@ -833,6 +836,16 @@ impl StreamTracker {
             Api::OpenAiTranscriptions | Api::OpenAiTranslations => {
                 let seen = audio::observe(ev.name, &ev.data);
                 self.output_chars = self.output_chars.saturating_add(seen.output_chars);
+                if let Some(u) = seen.usage {
+                    self.openai_usage = Some(u);
+                }
+                self.usage_final |= seen.done && self.openai_usage.is_some();
+                self.finished |= seen.done;
+                self.error_event |= seen.error;
+                Keep::Event
+            }
+            Api::OpenAiSpeech => {
+                let seen = speech::observe(ev.name, &ev.data);
                 if let Some(u) = seen.usage {
                     self.openai_usage = Some(u);
                 }
@@ -1081,3 +1094,4 @@ fn null_usage_member_at(raw: &[u8], i: usize) -> Option<usize> {
 mod tests;
 pub(crate) mod audio;
 pub(crate) mod images;
+pub(crate) mod speech;

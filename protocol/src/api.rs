@@ -53,6 +53,13 @@ pub enum Api {
     /// (`whisper-1`): priced by the audio's seconds.
     #[serde(rename = "openai_audio_translations")]
     OpenAiTranslations,
+    /// `POST /v1/audio/speech`, OpenAI's text to speech: `tts-1` and
+    /// `tts-1-hd` bill the input's characters, `gpt-4o-mini-tts` its text
+    /// tokens and the audio tokens it speaks. The answer is the audio
+    /// itself (no usage) or, with `stream_format: "sse"`, events whose
+    /// last carries the usage.
+    #[serde(rename = "openai_audio_speech")]
+    OpenAiSpeech,
 }
 
 impl Api {
@@ -69,6 +76,7 @@ impl Api {
             Api::OpenAiImageEdits => "/images/edits",
             Api::OpenAiTranscriptions => "/audio/transcriptions",
             Api::OpenAiTranslations => "/audio/translations",
+            Api::OpenAiSpeech => "/audio/speech",
             // The model and the method are part of the path (see the filter's route planning).
             Api::GeminiGenerateContent | Api::GeminiEmbedContent => "/models",
         }
@@ -102,6 +110,11 @@ impl Api {
         matches!(self, Api::OpenAiTranscriptions | Api::OpenAiTranslations)
     }
 
+    /// Whether the API speaks text aloud (its answer is audio, not text).
+    pub fn speaks(self) -> bool {
+        self == Api::OpenAiSpeech
+    }
+
     /// Whether a request may be a `multipart/form-data` upload (image
     /// edits may be JSON too; audio is a form only).
     pub fn takes_forms(self) -> bool {
@@ -128,6 +141,7 @@ impl Api {
             Api::OpenAiImageEdits => "OpenAI image edits",
             Api::OpenAiTranscriptions => "OpenAI audio transcriptions",
             Api::OpenAiTranslations => "OpenAI audio translations",
+            Api::OpenAiSpeech => "OpenAI audio speech",
         }
     }
 
@@ -140,7 +154,7 @@ impl Api {
             Api::OpenAiChat => &["max_tokens", "max_completion_tokens"],
             Api::AnthropicMessages | Api::OpenAiCompletions => &["max_tokens"],
             Api::OpenAiResponses => &["max_output_tokens"],
-            Api::OpenAiEmbeddings | Api::GeminiGenerateContent | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages | Api::OpenAiImageEdits | Api::OpenAiTranscriptions | Api::OpenAiTranslations => &[],
+            Api::OpenAiEmbeddings | Api::GeminiGenerateContent | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages | Api::OpenAiImageEdits | Api::OpenAiTranscriptions | Api::OpenAiTranslations | Api::OpenAiSpeech => &[],
         }
     }
 

@@ -51,6 +51,11 @@ pub struct Usage {
     /// or a translation's `duration`), priced per hour of audio.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub audio_input_ms: u64,
+    /// Characters of input text billed by the character, not in tokens
+    /// (OpenAI's `tts-1` and `tts-1-hd`: the `input` of a speech request,
+    /// counted from the request, which the answer, audio, does not report).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub input_characters: u64,
     /// The provider's usage said how much input its prompt cache served
     /// (OpenAI `prompt_tokens_details.cached_tokens`, DeepSeek
     /// `prompt_cache_hit_tokens`, Anthropic `cache_read_input_tokens`),
@@ -94,6 +99,7 @@ impl Usage {
             &mut self.audio_output_tokens,
             &mut self.image_output_tokens,
             &mut self.audio_input_ms,
+            &mut self.input_characters,
         ] {
             *v = (*v).min(MAX_COUNT);
         }

@@ -83,8 +83,9 @@ impl AnswerGuard {
     /// nothing to restore and does not scan).
     pub fn new(policy: Rc<Policy>, owner: Owner, placeholders: Placeholders, api: Api) -> Option<AnswerGuard> {
         let restore = policy.restore && !placeholders.is_empty();
-        // An image generation answers images (megabytes of base64), no text to scan or restore.
-        if (policy.responses == ResponseMode::Off && !restore) || api.makes_images() {
+        // An image generation answers images (megabytes of base64), speech
+        // its audio: no text to scan or restore.
+        if (policy.responses == ResponseMode::Off && !restore) || api.makes_images() || api.speaks() {
             return None;
         }
         Some(AnswerGuard {
@@ -454,7 +455,7 @@ fn for_each_delta(api: Api, v: &mut Value, f: &mut dyn FnMut(String, &mut String
                 f("transcript".to_string(), s);
             }
         }
-        Api::OpenAiEmbeddings | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages | Api::OpenAiImageEdits => {}
+        Api::OpenAiEmbeddings | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages | Api::OpenAiImageEdits | Api::OpenAiSpeech => {}
     }
 }
 

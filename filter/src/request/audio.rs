@@ -37,7 +37,7 @@
 /// states none.
 pub fn duration_ms(bytes: &[u8]) -> Option<u64> {
     let ms = if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WAVE") {
-        wav(bytes)
+        wav(bytes, bytes.len() as u64)
     } else if bytes.starts_with(b"fLaC") {
         flac(bytes)
     } else if bytes.starts_with(b"OggS") {
@@ -47,9 +47,20 @@ pub fn duration_ms(bytes: &[u8]) -> Option<u64> {
     } else if bytes.get(4..8) == Some(b"ftyp") {
         mp4(bytes)
     } else {
-        mp3(bytes)
+        mp3(bytes, bytes.len() as u64)
     }?;
     Some(ms.max(floor_ms(bytes.len())))
+}
+
+/// The length of an audio stream of `total` bytes of which `head` are its
+/// first, when its header states the rate its bytes play at: a WAV (its
+/// data chunk's length, streamed, is unknown: its bytes are the data) or
+/// an MP3 (a Xing/VBRI frame count, else its bytes over its bit rate).
+/// What a text-to-speech answer, passed on as it comes, is measured by.
+pub fn streamed_ms(head: &[u8], total: u64) -> Option<u64> {
+    let total_len = usize::try_from(total).unwrap_or(usize::MAX);
+    let ms = if head.starts_with(b"RIFF") && head.get(8..12) == Some(b"WAVE") { wav(head, total) } else { mp3(head, total) }?;
+    Some(ms.max(floor_ms(total_len)))
 }
 
 /// Audio input tokens a token-billed model may bill for `ms` of audio:
@@ -122,7 +133,8 @@ fn ms(count: u64, per_second: u64) -> Option<u64> {
     (per_second > 0).then(|| u64::try_from(u128::from(count) * 1000 / u128::from(per_second)).unwrap_or(u64::MAX))
 }
 
-fn wav(b: &[u8]) -> Option<u64> {
+/// `total`: the file's whole length (`b` may be its start only).
+fn wav(b: &[u8], total: u64) -> Option<u64> {
     let mut at = 12usize;
     let mut byte_rate = None;
     while let (Some(id), Some(size)) = (slice(b, at, 4), at.checked_add(4).and_then(|i| u32le(b, i))) {
@@ -130,7 +142,7 @@ fn wav(b: &[u8]) -> Option<u64> {
         match id {
             b"fmt " => byte_rate = u32le(b, body.checked_add(8)?),
             // A streamed WAV names no length (0 or 0xFFFFFFFF): what follows is the data.
-            b"data" => return ms(size.min(b.len().saturating_sub(body) as u64), byte_rate?),
+            b"data" => return ms(size.min(total.saturating_sub(body as u64)), byte_rate?),
             _ => {}
         }
         // Chunks are padded to an even length.
@@ -313,7 +325,8 @@ fn mpeg_frame(b: &[u8], at: usize) -> Option<(u64, u64, u64, usize)> {
     Some((table.get(bitrate_index)? * 1000, *rates.get(rate_index)?, samples, side))
 }
 
-fn mp3(b: &[u8]) -> Option<u64> {
+/// `total`: the file's whole length (`b` may be its start only).
+fn mp3(b: &[u8], total: u64) -> Option<u64> {
     // An ID3v2 tag first: ten bytes, then a 28-bit "syncsafe" length.
     let mut at = 0usize;
     if b.starts_with(b"ID3") {
@@ -331,7 +344,7 @@ fn mp3(b: &[u8]) -> Option<u64> {
     if slice(b, at + 36, 4) == Some(b"VBRI") {
         return ms(u32be(b, at + 36 + 14)?.saturating_mul(samples), rate);
     }
-    ms((b.len().saturating_sub(at) as u64).saturating_mul(8), bitrate)
+    ms(total.saturating_sub(at as u64).saturating_mul(8), bitrate)
 }
 
 #[cfg(test)]

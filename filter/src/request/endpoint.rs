@@ -51,7 +51,7 @@ pub fn classify_path(path: &str) -> Endpoint {
 /// send them with the gateway as their `azure_endpoint`:
 /// `/openai/deployments/{deployment}/chat/completions` (and `completions`,
 /// `embeddings`, `images/generations`, `images/edits`, `audio/transcriptions`,
-/// `audio/translations`), the deployment naming the model; `/openai/responses`,
+/// `audio/translations`, `audio/speech`), the deployment naming the model; `/openai/responses`,
 /// `/openai/models`; and Azure's v1 API, `/openai/v1/…` (an OpenAI client
 /// whose base URL ends `/openai/v1`). Each is served as the OpenAI path it
 /// stands for.
@@ -69,6 +69,7 @@ fn azure_endpoint(p: &str) -> Option<Endpoint> {
         "/images/edits" => Endpoint::Chat(Api::OpenAiImageEdits),
         "/audio/transcriptions" => Endpoint::Chat(Api::OpenAiTranscriptions),
         "/audio/translations" => Endpoint::Chat(Api::OpenAiTranslations),
+        "/audio/speech" => Endpoint::Chat(Api::OpenAiSpeech),
         "/responses" => Endpoint::Chat(Api::OpenAiResponses),
         "/responses/input_tokens" => Endpoint::CountTokens(Api::OpenAiResponses),
         "/responses/compact" => Endpoint::Compact,
@@ -103,6 +104,7 @@ fn deployment_call(rest: &str) -> Option<(&str, Api)> {
         ("/images/edits", Api::OpenAiImageEdits),
         ("/audio/transcriptions", Api::OpenAiTranscriptions),
         ("/audio/translations", Api::OpenAiTranslations),
+        ("/audio/speech", Api::OpenAiSpeech),
     ]
         .into_iter()
         .find_map(|(call, api)| rest.strip_suffix(call).map(|d| (d, api)))
@@ -149,6 +151,7 @@ fn exact_endpoint(p: &str) -> Endpoint {
         "/v1/images/edits" | "/images/edits" => Endpoint::Chat(Api::OpenAiImageEdits),
         "/v1/audio/transcriptions" | "/audio/transcriptions" => Endpoint::Chat(Api::OpenAiTranscriptions),
         "/v1/audio/translations" | "/audio/translations" => Endpoint::Chat(Api::OpenAiTranslations),
+        "/v1/audio/speech" | "/audio/speech" => Endpoint::Chat(Api::OpenAiSpeech),
         "/v1/responses" | "/responses" => Endpoint::Chat(Api::OpenAiResponses),
         "/v1/responses/input_tokens" | "/responses/input_tokens" => Endpoint::CountTokens(Api::OpenAiResponses),
         "/v1/responses/compact" | "/responses/compact" => Endpoint::Compact,

@@ -86,7 +86,7 @@ mod tests {
     #[test]
     fn other_paths_stay_other_and_hostile_escapes_never_panic() {
         for p in [
-            "/v1/audio/speech",
+            "/v1/audio/voices",
             "/v1/chat/completions/chatcmpl-1/messages",
             "/v1/responses/resp_1/input_items",
             "/v1/messages/batches",

@@ -936,3 +936,41 @@ fn a_transcription_reserves_its_audio_as_its_model_bills_it() {
     assert_eq!(plan_for(&cfg, &key(None), Api::OpenAiTranscriptions, body, "/v1/audio/transcriptions", false, Choice::default()).unwrap_err().error.code, "missing_file");
     assert_eq!(plan(Api::OpenAiTranscriptions, "claude-sonnet-4-6", "/v1/audio/transcriptions").unwrap_err().error.code, "wrong_api_for_model");
 }
+
+#[test]
+fn speech_reserves_its_characters_or_the_audio_its_text_can_make() {
+    // tts-1: $15 a million characters; gpt-4o-mini-tts: $0.60 text in, $12 audio out a million.
+    let cfg = Config::from_json(br#"{
+      "providers": [{"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com", "api_key": "sk-up"},
+                    {"name": "anthropic", "format": "anthropic", "cluster": "anthropic", "host": "api.anthropic.com", "api_key": "sk-a"}],
+      "routes": [{"model": "tts-*", "provider": "openai"}, {"model": "gpt-4o-mini-tts", "provider": "openai"}, {"model": "claude-*", "provider": "anthropic"}],
+      "pricing": {"openai/tts-1": {"input": 0, "output": 0, "characters_per_million": 15000000},
+                  "openai/gpt-4o-mini-tts": {"input": 600000, "output": 12000000}},
+      "unpriced_models": "deny"}"#).unwrap();
+    let plan = |model: &str, extra: &str| {
+        let body = format!(r#"{{"model":"{model}","input":"The quick brown fox jumped over the lazy dog.","voice":"alloy"{extra}}}"#);
+        plan_for(&cfg, &key(None), Api::OpenAiSpeech, body.as_bytes(), "/v1/audio/speech", false, Choice::default())
+    };
+    let t = plan("tts-1", "").unwrap();
+    // 45 characters at $15 a million: 675 micro-dollars; no token is billed, so none is reserved.
+    assert_eq!((t.worst.micros, t.worst.tokens), (675, 0));
+    assert!(t.body.is_none() && !t.chat.stream, "no output cap is added: the provider takes none");
+    // gpt-4o-mini-tts: its text as tokens, and 45 characters read at 8 a second (118 audio tokens).
+    let g = plan("gpt-4o-mini-tts", r##","stream_format":"sse","instructions":"Cheerful.""##).unwrap();
+    let text = g.chat.estimated_input_tokens;
+    assert!(g.chat.stream && g.body.is_none(), "sse streams; `stream_options` is not added");
+    assert_eq!(g.worst.tokens, text + 118);
+    assert_eq!(g.worst.micros, (text * 600_000 + 118 * 12_000_000).div_ceil(1_000_000));
+    // Slowed to a quarter, four times the audio.
+    let slow = plan("gpt-4o-mini-tts", r#","speed":0.25"#).unwrap();
+    assert_eq!(slow.worst.tokens, slow.chat.estimated_input_tokens + 469);
+    // Refused before sending: no input, a speed the provider refuses, a provider with no speech.
+    let body = br#"{"model":"tts-1","voice":"alloy"}"#;
+    assert_eq!(plan_for(&cfg, &key(None), Api::OpenAiSpeech, body, "/v1/audio/speech", false, Choice::default()).unwrap_err().error.code, "missing_input");
+    assert_eq!(plan("tts-1", r#","speed":9"#).unwrap_err().error.param, Some("speed"));
+    assert_eq!(plan("claude-sonnet-4-6", "").unwrap_err().error.code, "wrong_api_for_model");
+    // Azure's deployment names the model.
+    let body = br#"{"input":"Hi","voice":"alloy"}"#;
+    let a = plan_for(&cfg, &key(None), Api::OpenAiSpeech, body, "/openai/deployments/tts-1/audio/speech?api-version=2024-06-01", true, Choice::default()).unwrap();
+    assert_eq!((a.target.upstream_model.as_str(), a.worst.micros), ("tts-1", 30));
+}

@@ -87,6 +87,7 @@ impl TollgateHttp {
         let cfg = self.config.clone()?;
         let target = self.target.as_ref()?;
         let (stream, body_note, body_bytes) = self.reader.observed().unwrap_or((None, self.body_note, self.body_bytes));
+        let speech = self.chat.as_ref().and_then(|c| c.speech);
         let observed = Observed {
             status: self.status,
             upstream_responded: self.upstream_responded,
@@ -95,6 +96,8 @@ impl TollgateHttp {
             image_bound: self.chat.as_ref().filter(|c| c.api.makes_images()).map(|c| c.output_bound(0)),
             image_input_bound: self.chat.as_ref().map(ChatRequest::image_input_bound).unwrap_or(0),
             audio_input_ms: self.chat.as_ref().map(|c| c.input_audio_ms).unwrap_or(0),
+            input_characters: speech.map_or(0, |s| s.characters),
+            spoken: speech.map(|s| s.charged_output(self.reader.played_ms(s.format))),
             json: self.response_info.clone(),
             stream,
             body_note,

@@ -152,6 +152,18 @@ impl TollgateHttp {
                 }
                 Action::Continue
             }
+            Reader::Audio { .. } => {
+                // (Read only to its meter's head: the rest is counted by its size.)
+                let wants = body_size.min(self.reader.audio_wants());
+                let start = if wants > 0 { host::buffer(RESPONSE_BODY, 0, wants) } else { Vec::new() };
+                self.reader.feed_audio_sized(&start, body_size);
+                self.swallow_body(body_size);
+                if end_of_stream {
+                    self.response_complete = true;
+                    self.settle(Termination::Complete);
+                }
+                Action::Continue
+            }
             Reader::Unreadable { bytes } => {
                 *bytes = bytes.saturating_add(body_size as u64);
                 self.swallow_body(body_size);

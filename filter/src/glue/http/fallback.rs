@@ -168,6 +168,13 @@ impl TollgateHttp {
             self.response_complete = true;
             self.settle(Termination::Complete);
             (out, Vec::new())
+        } else if self.response_api().speaks() && head.guardable() {
+            // Speech: the audio, measured.
+            self.reader = Reader::Audio { meter: Default::default(), plain: true };
+            self.reader.feed_audio_sized(&body, body.len());
+            self.response_complete = true;
+            self.settle(Termination::Complete);
+            (body, Vec::new())
         } else {
             self.reader = Reader::Json { collector: crate::response::JsonCollector::new(cfg.max_response_bytes), inflater: None };
             self.reader.feed_json(&body);

@@ -222,6 +222,7 @@ fn every_cut_of_a_file_is_read_without_panic() {
     for f in &files {
         for cut in 0..f.len().min(200) {
             let _ = duration_ms(&f[..cut]);
+            let _ = streamed_ms(&f[..cut], u64::MAX);
         }
     }
 }
@@ -232,10 +233,25 @@ mod properties {
 
     proptest! {
         #[test]
-        fn hostile_bytes_never_panic(prefix in prop::sample::select(vec![&b"RIFF\0\0\0\0WAVE"[..], b"fLaC", b"OggS", b"\x1a\x45\xdf\xa3", b"\0\0\0\x10ftyp", b"ID3", b"\xff\xfb"]), rest in prop::collection::vec(any::<u8>(), 0..600)) {
+        fn hostile_bytes_never_panic(prefix in prop::sample::select(vec![&b"RIFF\0\0\0\0WAVE"[..], b"fLaC", b"OggS", b"\x1a\x45\xdf\xa3", b"\0\0\0\x10ftyp", b"ID3", b"\xff\xfb"]), rest in prop::collection::vec(any::<u8>(), 0..600), total in any::<u64>()) {
             let mut b = prefix.to_vec();
             b.extend(rest);
             let _ = super::duration_ms(&b);
+            let _ = super::streamed_ms(&b, total);
         }
     }
+}
+
+#[test]
+fn a_stream_plays_its_bytes_at_its_first_headers_rate() {
+    // An MP3 at 128 kbit/s: 160,000 bytes are 10 s, whatever of it was kept.
+    let mut mp3 = MP3_FRAME.to_vec();
+    mp3.resize(16 << 10, 0);
+    assert_eq!(streamed_ms(&mp3, 160_000), Some(10_000));
+    // A streamed WAV names no length (0xFFFFFFFF): its bytes after the header are its data.
+    let wav = wav_of(0, 24_000, 1, Some(u32::MAX));
+    assert_eq!(streamed_ms(&wav, wav.len() as u64 + 96_000), Some(2_000));
+    // A head that is neither: not measured (the text's reading time stands in).
+    assert_eq!(streamed_ms(b"OggS\0\0", 1 << 20), None);
+    assert_eq!(streamed_ms(&[], 0), None);
 }
