@@ -82,6 +82,7 @@ mod prefix_cache;
 mod responses;
 mod strict;
 mod thinking;
+mod speech;
 mod transcriptions;
 mod tasks;
 
@@ -105,6 +106,8 @@ struct App {
     served_output: AtomicU64,
     /// Milliseconds of audio billed by its length (whisper-1).
     served_audio_ms: AtomicU64,
+    /// Characters of speech input served (tts-1 bills them).
+    served_characters: AtomicU64,
     /// The last chat, messages, token-count, Responses or Gemini request body (GET /mock/last-body): what
     /// the gateway actually sent upstream.
     last_body: std::sync::Mutex<Bytes>,
@@ -156,6 +159,7 @@ async fn main() {
         served_input: AtomicU64::new(0),
         served_output: AtomicU64::new(0),
         served_audio_ms: AtomicU64::new(0),
+        served_characters: AtomicU64::new(0),
         last_body: std::sync::Mutex::new(Bytes::new()),
         cache: prefix_cache::PrefixCache::default(),
         stored: responses::Stored::default(),
@@ -172,6 +176,7 @@ async fn main() {
         .route("/v1/images/edits", post(edit_images))
         .route("/v1/audio/transcriptions", post(transcribe))
         .route("/v1/audio/translations", post(translate))
+        .route("/v1/audio/speech", post(speak))
         .route("/v1/completions", post(complete))
         .route("/v1/responses", post(respond_api))
         .route("/v1/responses/input_tokens", post(count_input_tokens))
@@ -215,6 +220,7 @@ async fn stats(State(app): State<Arc<App>>) -> Response<Body> {
         "input_tokens": app.served_input.load(Ordering::SeqCst),
         "output_tokens": app.served_output.load(Ordering::SeqCst),
         "audio_ms": app.served_audio_ms.load(Ordering::SeqCst),
+        "characters": app.served_characters.load(Ordering::SeqCst),
     });
     respond(StatusCode::OK, &HeaderMap::new(), &Uri::from_static("/mock/stats"), body.to_string(), "application/json")
 }
@@ -882,6 +888,32 @@ async fn hear(app: Arc<App>, task: transcriptions::Task, uri: Uri, h: HeaderMap,
     let pace = Duration::from_millis(header_u64(&h, "x-mock-chunk-delay-ms").unwrap_or(0));
     let mut r = Response::new(paced(events, pace, header_u64(&h, "x-mock-cut-after")));
     decorate(r.headers_mut(), &h, &uri, "text/event-stream");
+    hostile::misbehave(r, &h).await
+}
+
+/// OpenAI's text to speech (speech.rs): the audio, chunked, or its events.
+async fn speak(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+    remember(&app, &body);
+    let plan = match openai_prelude(&app, &uri, &h, &body) {
+        Ok(m) => speech::plan(&m, header_u64(&h, "x-mock-speech-ms")),
+        Err(r) => return *r,
+    };
+    let plan = match plan {
+        Ok(p) => p,
+        Err((status, msg, param, code)) => return openai_error(&h, &uri, status, &msg, param, code),
+    };
+    app.served_requests.fetch_add(1, Ordering::SeqCst);
+    app.served_input.fetch_add(plan.input_tokens, Ordering::SeqCst);
+    app.served_output.fetch_add(plan.output_tokens(), Ordering::SeqCst);
+    app.served_characters.fetch_add(plan.characters, Ordering::SeqCst);
+    let pace = Duration::from_millis(header_u64(&h, "x-mock-chunk-delay-ms").unwrap_or(0));
+    let cut = header_u64(&h, "x-mock-cut-after");
+    let (chunks, ctype): (Vec<Bytes>, _) = match plan.sse {
+        true => (plan.events().iter().map(|d| sse(None, d)).collect(), "text/event-stream"),
+        false => (plan.audio(16 << 10).into_iter().map(Bytes::from).collect(), plan.content_type()),
+    };
+    let mut r = Response::new(paced(chunks, pace, cut));
+    decorate(r.headers_mut(), &h, &uri, ctype);
     hostile::misbehave(r, &h).await
 }
 
