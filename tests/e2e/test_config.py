@@ -134,7 +134,7 @@ def pass_stack(tmp_path_factory):
 
 
 def test_other_paths_pass_through_when_configured(pass_stack):
-    r = requests.post(pass_stack.url + "/v1/audio/speech", json={"input": "x"},
+    r = requests.post(pass_stack.url + "/v1/audio/voices", json={"name": "x"},
                       headers={"x-tollgate-cluster": "openai"}, timeout=10)
     # No route picks a cluster for it (and the client cannot): Envoy's own 404/503, not Tollgate's.
     assert r.status_code in (404, 503)

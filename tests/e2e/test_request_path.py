@@ -153,7 +153,7 @@ def test_large_body_under_limit_passes(client):
 
 
 def test_other_paths_are_404_by_default(client):
-    r = requests.get(client.url + "/v1/audio/speech", headers={"authorization": f"Bearer {SEARCH_KEY}"}, timeout=5)
+    r = requests.get(client.url + "/v1/audio/voices", headers={"authorization": f"Bearer {SEARCH_KEY}"}, timeout=5)
     assert r.status_code == 404
     assert error_of(r)["type"] == "not_found_error"
 
