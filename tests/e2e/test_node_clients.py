@@ -69,6 +69,24 @@ def test_node_clients_transcribe_priced_as_their_model_bills(node_results, clien
     assert rec["cost_micros"] == -(-(85 * 3_000_000 + 3 * 1_250_000 + u["output_tokens"] * 5_000_000) // 1_000_000)
 
 
+def test_node_clients_speak(node_results, client):
+    """openai-node's `audio.speech.create` (gpt-4o-mini-tts, `wav`) and the
+    Vercel AI SDK's `experimental_generateSpeech` (tts-1): the audio whole,
+    charged as each model bills it."""
+    r = node_results["openai_speech"]
+    # The mock's 3 s at 24 kHz 16-bit mono, behind a 44-byte header.
+    assert r["ok"] and r["riff"] == "RIFF" and r["bytes"] == 44 + 3 * 48_000, r
+    rec = client.record(r["id"])
+    u = rec["usage"]
+    # 63 audio tokens (3 s, one each 48 ms) at $12 a million, the text at $0.60.
+    assert (rec["api"], u["audio_output_tokens"], u["output_tokens"]) == ("openai_audio_speech", 63, 63), rec
+    assert rec["cost_micros"] == -(-(u["input_tokens"] * 600_000 + 63 * 12_000_000) // 1_000_000)
+    v = node_results["vercel_speech"]
+    assert v["ok"] and v["bytes"] == 125 * 192 and v["mediaType"] == "audio/mpeg", v
+    rec = client.record(v["id"])
+    assert (rec["usage"]["input_characters"], rec["cost_micros"]) == (45, 675), rec
+
+
 def test_node_clients_list_and_count(node_results):
     for name in ["openai_models", "anthropic_models", "gemini_models"]:
         assert node_results[name]["ok"], node_results[name]

@@ -8,7 +8,7 @@ import OpenAI, { AzureOpenAI, toFile } from "openai";
 import Anthropic from "@anthropic-ai/sdk";
 import { GoogleGenAI } from "@google/genai";
 import { GoogleGenerativeAI } from "@google/generative-ai";
-import { generateText, streamText, embed, generateImage, experimental_transcribe } from "ai";
+import { generateText, streamText, embed, generateImage, experimental_transcribe, experimental_generateSpeech } from "ai";
 import { createOpenAI } from "@ai-sdk/openai";
 import { createAnthropic } from "@ai-sdk/anthropic";
 import { createAzure } from "@ai-sdk/azure";
@@ -248,6 +248,16 @@ const scenarios = {
     const r = await experimental_transcribe({ model: vOpenai.transcription("gpt-4o-mini-transcribe"), audio: wav(8.47), maxRetries: 0,
                                               providerOptions: { openai: { prompt: "Names: Ada" } } });
     return { id: id(r.responses[0]?.headers), text: r.text };
+  },
+  async openai_speech() {
+    const { data, response } = await oai.audio.speech
+      .create({ model: "gpt-4o-mini-tts", voice: "coral", input: "The quick brown fox jumped over the lazy dog.", instructions: "Cheerful.", response_format: "wav" }).withResponse();
+    const audio = new Uint8Array(await data.arrayBuffer());
+    return { id: id(response.headers), bytes: audio.length, riff: String.fromCharCode(...audio.slice(0, 4)) };
+  },
+  async vercel_speech() {
+    const r = await experimental_generateSpeech({ model: vOpenai.speech("tts-1"), text: "The quick brown fox jumped over the lazy dog.", voice: "alloy", maxRetries: 0 });
+    return { id: id(r.responses[0]?.headers), bytes: r.audio.uint8Array.length, mediaType: r.audio.mediaType };
   },
   async vercel_embed() {
     const r = await embed({ model: vOpenai.embedding("text-embedding-3-small"), value: "hello", maxRetries: 0 });
