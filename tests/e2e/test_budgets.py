@@ -703,6 +703,24 @@ def test_a_transcription_is_held_by_its_audios_length(fresh):
     assert cli.record(r.headers["x-tollgate-request-id"])["cost_micros"] == 900
 
 
+def test_speech_is_held_by_its_characters_or_the_audio_its_text_can_make(fresh):
+    """tts-1 reserves its input's characters ($15 a million); gpt-4o-mini-tts
+    its text and the audio the text can make read at its slowest (8
+    characters a second, 1,250 audio tokens a minute at $12 a million). A
+    key with $0.01 left is refused 4,096 characters of tts-1 ($0.061) and
+    1,000 of gpt-4o-mini-tts ($0.031) before anything is sent, and served
+    the 45 characters of the API reference's fox ($0.000675)."""
+    key, cli = key_with_budget(fresh, "narrators", 10_000)
+    served = mock_stats(fresh)["requests"]
+    for model, text in (("tts-1", "x" * 4096), ("gpt-4o-mini-tts", "y" * 1000)):
+        r = cli.post("/v1/audio/speech", {"model": model, "input": text, "voice": "alloy"}, key=key["key"])
+        assert r.status_code == 429 and error_of(r)["code"] == "budget_exhausted", (model, r.text)
+    assert mock_stats(fresh)["requests"] == served, "nothing reached the provider"
+    r = cli.post("/v1/audio/speech", {"model": "tts-1", "input": "The quick brown fox jumped over the lazy dog.", "voice": "alloy"}, key=key["key"])
+    assert r.status_code == 200 and r.content[:2] == b"\xff\xf3", r.text[:200]
+    assert cli.record(r.headers["x-tollgate-request-id"])["cost_micros"] == 675
+
+
 def test_the_responses_image_generation_tool_is_held_by_its_reservation(fresh):
     """The image generation tool's image is reserved (one a call: the
     tool's default model, GPT Image 1 at $40 a million, high quality and

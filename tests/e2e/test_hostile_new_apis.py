@@ -260,3 +260,41 @@ def test_hostile_audio_uploads_are_bounded_by_what_their_bytes_allow(stack, clie
     ids = [client.post("/v1/audio/transcriptions", raw=body, headers={"content-type": ctype, "x-request-id": "same-audio"}).headers["x-tollgate-request-id"] for _ in range(2)]
     assert ids[0] != ids[1] and all(client.record(i)["cost_micros"] == 900 for i in ids)
     assert client.chat("cheap").status_code == 200, "the worker still serves"
+
+
+def test_hostile_speech_is_refused_or_charged_what_its_bytes_allow(stack, client):
+    """Speech a hostile client or provider sends: numbers past a float's
+    range, text that is not UTF-8, 100,000 characters (a reservation of
+    their slowest reading, refused by the provider for nothing), a
+    compressed answer (its compressed bytes are no measure of the audio:
+    the text's reading time stands in), one that claims an encoding it does
+    not have, a cut SSE stream, one request id sent twice. The worker keeps
+    serving."""
+    speech = lambda body, **kw: client.post("/v1/audio/speech", {"model": "gpt-4o-mini-tts", "voice": "alloy", **body}, **kw)
+    served = requests.get(stack.mock.url + "/mock/stats", timeout=5).json()["requests"]
+    for raw in (b'{"model":"tts-1","voice":"alloy","input":"hi","speed":1e400}', b'{"model":"tts-1","voice":"alloy","input":"\xff\xfe"}',
+                b'{"model":"tts-1","voice":"alloy","input":"hi","speed":0.2499}', b'{"model":"tts-1","voice":"alloy","input":"hi","stream_format":1}'):
+        r = client.post("/v1/audio/speech", raw=raw)
+        assert r.status_code == 400 and r.json()["error"]["code"] in ("invalid_json", "invalid_type"), (raw, r.text)
+    assert requests.get(stack.mock.url + "/mock/stats", timeout=5).json()["requests"] == served
+    r = speech({"model": "tts-1", "input": "z" * 100_000})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "string_above_max_length", r.text
+    assert client.record(r.headers["x-tollgate-request-id"])["cost_micros"] == 0
+    # compressed, or claiming a coding: charged the text's 3 s (45 characters at 15 a second), 63 tokens
+    fox = "The quick brown fox jumped over the lazy dog."
+    for headers in ({"x-mock-gzip": "1"}, {"x-mock-content-encoding": "br"}):
+        r = speech({"input": fox, "response_format": "pcm"}, headers={**headers, "x-mock-speech-ms": "60000"})
+        rec = client.record(r.headers["x-tollgate-request-id"])
+        assert (r.status_code, rec["usage"]["audio_output_tokens"], rec["usage_source"]) == (200, 63, "estimated"), (headers, rec)
+    # an SSE stream cut after two events: no usage came, the text's reading charged
+    r = speech({"input": fox, "stream_format": "sse"}, headers={"x-mock-cut-after": "2", "x-mock-speech-ms": "60000"}, stream=True)
+    try:
+        r.content
+    except requests.exceptions.RequestException:
+        pass
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["outcome"], rec["usage"]["audio_output_tokens"]) == ("upstream_cut", 63), rec
+    # one request id, sent twice: two records, each charged
+    ids = [speech({"model": "tts-1", "input": fox}, headers={"x-request-id": "same-speech"}).headers["x-tollgate-request-id"] for _ in range(2)]
+    assert ids[0] != ids[1] and all(client.record(i)["cost_micros"] == 675 for i in ids)
+    assert client.chat("cheap").status_code == 200, "the worker still serves"
