@@ -798,12 +798,7 @@ impl StreamTracker {
                     self.model = seen.model;
                 }
                 self.searches = self.searches.max(seen.searches);
-                if let Some(u) = seen.usage {
-                    self.openai_usage = Some(u);
-                }
-                self.usage_final |= seen.terminal && self.openai_usage.is_some();
-                self.finished |= seen.terminal;
-                self.error_event |= seen.error;
+                self.saw(seen.usage, seen.terminal, seen.error);
                 Keep::Event
             }
             Api::OpenAiResponses => {
@@ -833,25 +828,10 @@ impl StreamTracker {
                 self.observe_anthropic(ev.name, &ev.data);
                 Keep::Event
             }
-            Api::OpenAiTranscriptions | Api::OpenAiTranslations => {
-                let seen = audio::observe(ev.name, &ev.data);
+            Api::OpenAiTranscriptions | Api::OpenAiTranslations | Api::OpenAiSpeech => {
+                let seen = if self.api.speaks() { speech::observe(ev.name, &ev.data) } else { audio::observe(ev.name, &ev.data) };
                 self.output_chars = self.output_chars.saturating_add(seen.output_chars);
-                if let Some(u) = seen.usage {
-                    self.openai_usage = Some(u);
-                }
-                self.usage_final |= seen.done && self.openai_usage.is_some();
-                self.finished |= seen.done;
-                self.error_event |= seen.error;
-                Keep::Event
-            }
-            Api::OpenAiSpeech => {
-                let seen = speech::observe(ev.name, &ev.data);
-                if let Some(u) = seen.usage {
-                    self.openai_usage = Some(u);
-                }
-                self.usage_final |= seen.done && self.openai_usage.is_some();
-                self.finished |= seen.done;
-                self.error_event |= seen.error;
+                self.saw(seen.usage, seen.done, seen.error);
                 Keep::Event
             }
             Api::OpenAiImages | Api::OpenAiImageEdits => {
@@ -861,6 +841,17 @@ impl StreamTracker {
                 Keep::Event
             }
         }
+    }
+
+    /// An event with its usage (the latest stands), whether it ends the
+    /// stream (its usage is then final) and whether it is an error.
+    fn saw(&mut self, usage: Option<Usage>, terminal: bool, error: bool) {
+        if let Some(u) = usage {
+            self.openai_usage = Some(u);
+        }
+        self.usage_final |= terminal && self.openai_usage.is_some();
+        self.finished |= terminal;
+        self.error_event |= error;
     }
 
     /// An image of a stream completed (with its usage, when it says one):
@@ -882,14 +873,9 @@ impl StreamTracker {
         if self.api.makes_images() {
             return self.image_done(seen.usage, seen.terminal);
         }
-        if let Some(u) = seen.usage {
-            self.openai_usage = Some(u);
-        }
         self.image_gen = seen.image_gen.or(self.image_gen);
         self.searches_reported = seen.searches_reported.or(self.searches_reported);
-        self.usage_final |= seen.terminal && self.openai_usage.is_some();
-        self.finished |= seen.terminal;
-        self.error_event |= seen.failed;
+        self.saw(seen.usage, seen.terminal, seen.failed);
     }
 
     fn observe_openai(&mut self, name: Option<&str>, data: &str) -> Keep {

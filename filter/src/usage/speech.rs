@@ -37,13 +37,8 @@ pub fn from_body(body: &[u8]) -> Option<Usage> {
 /// The event type that ends a speech stream.
 pub const DONE: &str = "speech.audio.done";
 
-/// What one stream event says.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Seen {
-    pub usage: Option<Usage>,
-    pub done: bool,
-    pub error: bool,
-}
+/// What one stream event says (a transcript's shape; speech carries no text).
+pub use super::audio::Seen;
 
 pub fn observe(name: Option<&str>, data: &str) -> Seen {
     let Some(ev) = super::typed_event(name, data) else { return Seen::default() };
