@@ -177,3 +177,16 @@ def test_what_the_provider_refuses_costs_nothing(client):
         assert r.status_code == 400 and r.json()["error"]["param"] == param, (body, r.text)
         rec = client.record(r.headers["x-tollgate-request-id"])
         assert (rec["outcome"], rec["cost_micros"]) == ("provider_error", 0), rec
+
+
+def test_the_api_references_example_streams_the_audio_to_a_file(oai, client, tmp_path):
+    """The API reference's Python example: `with_streaming_response` and
+    `stream_to_file` (openai/openai-openapi, `/audio/speech`)."""
+    path = tmp_path / "speech.mp3"
+    with oai.audio.speech.with_streaming_response.create(model="gpt-4o-mini-tts", voice="alloy", input=FOX) as response:
+        response.stream_to_file(path)
+        request_id = response.headers["x-tollgate-request-id"]
+    assert path.read_bytes()[:4] == b"\xff\xf3\x84\xc0" and path.stat().st_size == 125 * 192
+    rec = client.record(request_id)
+    # 3 s of MP3 at its header's 64 kbit/s: 63 audio tokens.
+    assert (rec["usage"]["audio_output_tokens"], rec["outcome"]) == (63, "ok"), rec
