@@ -327,10 +327,11 @@ impl Reader {
     }
 
     /// Speech audio as it came, to its meter: `size` bytes, of which
-    /// `start` are the first (all its meter reads: [`Self::audio_wants`]).
-    pub fn feed_audio_sized(&mut self, start: &[u8], size: usize) {
+    /// `start` are the first (all its meter reads: [`Self::audio_wants`])
+    /// and `end` the last (at most [`crate::request::speech::TAIL`]).
+    pub fn feed_audio(&mut self, start: &[u8], end: &[u8], size: usize) {
         if let Reader::Audio { meter, .. } = self {
-            meter.push_sized(start, size);
+            meter.push_parts(start, end, size);
         }
     }
 

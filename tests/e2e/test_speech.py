@@ -9,7 +9,7 @@ is the audio itself, no usage; only `stream_format: "sse"` (on
 Served now, recorded as `api: openai_audio_speech`: the characters are
 counted from the request; the audio passes unheld, its length measured
 (`pcm` by its bytes at 24 kHz 16-bit, `wav` and `mp3` by their headers'
-rates) and charged at 1,250 audio tokens a minute. The mock refuses what
+rates, `opus` by its last Ogg page) and charged at 1,250 audio tokens a minute. The mock refuses what
 OpenAI refuses (tests/mock-provider/src/speech.rs cites its sources:
 openai/openai-openapi's `CreateSpeechRequest` and stream events, and
 sfortis/openai_tts#73 on `tts-1` ignoring `sse`)."""
@@ -72,11 +72,11 @@ def test_gpt_4o_mini_tts_is_charged_the_audio_it_made(client):
     """A binary answer has no usage: its audio's length, read from its bytes,
     is charged as the model bills it. The mock speaks 7 s (`x-mock-speech-ms`,
     a voice told to read slowly): more than the text's 3 s at a normal pace."""
-    for fmt, size in [("pcm", 7 * 48_000), ("wav", 44 + 7 * 48_000), ("mp3", 292 * 192)]:
+    for fmt, size in [("pcm", 7 * 48_000), ("wav", 44 + 7 * 48_000), ("mp3", 292 * 192), ("opus", None)]:
         before = stats(client)
         r = speak(client, {"model": "gpt-4o-mini-tts", "input": FOX, "instructions": "Slowly, warmly.", "response_format": fmt},
                   headers={"x-mock-speech-ms": "7000"})
-        assert r.status_code == 200 and len(r.content) == size, (fmt, r.status_code, len(r.content))
+        assert r.status_code == 200 and len(r.content) == (size or len(r.content)), (fmt, r.status_code, len(r.content))
         billed = stats(client)
         rec = client.record(r.headers["x-tollgate-request-id"])
         audio = billed["output_tokens"] - before["output_tokens"]
@@ -84,8 +84,8 @@ def test_gpt_4o_mini_tts_is_charged_the_audio_it_made(client):
         assert (rec["usage"]["output_tokens"], rec["usage"]["audio_output_tokens"], rec["usage_source"]) == (audio, audio, "estimated"), (fmt, rec)
         assert "input_characters" not in rec["usage"], "a token-billed model is charged no characters"
         assert rec["cost_micros"] == mini_cost(rec["usage"]["input_tokens"], audio)
-    # opus states no rate the gateway reads: the text's reading time (45 characters at 15 a second, 3 s).
-    r = speak(client, {"model": "gpt-4o-mini-tts", "input": FOX, "response_format": "opus"}, headers={"x-mock-speech-ms": "7000"})
+    # aac states no length the gateway reads: the text's reading time (45 characters at 15 a second, 3 s).
+    r = speak(client, {"model": "gpt-4o-mini-tts", "input": FOX, "response_format": "aac"}, headers={"x-mock-speech-ms": "7000"})
     assert client.record(r.headers["x-tollgate-request-id"])["usage"]["audio_output_tokens"] == 63
 
 

@@ -53,13 +53,21 @@ pub fn duration_ms(bytes: &[u8]) -> Option<u64> {
 }
 
 /// The length of an audio stream of `total` bytes of which `head` are its
-/// first, when its header states the rate its bytes play at: a WAV (its
-/// data chunk's length, streamed, is unknown: its bytes are the data) or
-/// an MP3 (a Xing/VBRI frame count, else its bytes over its bit rate).
-/// What a text-to-speech answer, passed on as it comes, is measured by.
-pub fn streamed_ms(head: &[u8], total: u64) -> Option<u64> {
+/// first and `tail` its last, when they state it: a WAV (its data chunk's
+/// length, streamed, is unknown: its bytes are the data), an MP3 (a
+/// Xing/VBRI frame count, else its bytes over its bit rate), an Ogg
+/// stream (its last page's granule position, in `tail`). What a
+/// text-to-speech answer, passed on as it comes, is measured by.
+pub fn streamed_ms(head: &[u8], tail: &[u8], total: u64) -> Option<u64> {
     let total_len = usize::try_from(total).unwrap_or(usize::MAX);
-    let ms = if head.starts_with(b"RIFF") && head.get(8..12) == Some(b"WAVE") { wav(head, total) } else { mp3(head, total) }?;
+    let ms = if head.starts_with(b"RIFF") && head.get(8..12) == Some(b"WAVE") {
+        wav(head, total)
+    } else if head.starts_with(b"OggS") {
+        // (The first page names the codec, the last says how far it played.)
+        ogg(&[head, tail].concat())
+    } else {
+        mp3(head, total)
+    }?;
     Some(ms.max(floor_ms(total_len)))
 }
 

@@ -9,7 +9,7 @@
 //! a `stream_format: "sse"` stream ends with one (`speech.audio.done`,
 //! `crate::usage::speech`). So an answer without usage is charged the
 //! audio's length as the model bills it: read from the audio's bytes where
-//! the format states its rate (`pcm`, `wav`, `mp3`: [`Meter`]), else the
+//! the format states it (`pcm`, `wav`, `mp3`, Ogg `opus`: [`Meter`]), else the
 //! text's expected reading time.
 //!
 //! Sources: openai/openai-openapi `openapi.yaml` (`CreateSpeechRequest`:
@@ -27,8 +27,10 @@ pub enum Format {
     Mp3,
     Wav,
     Pcm,
-    /// opus, aac, flac, or one the provider will refuse: the length is not
-    /// read from its bytes.
+    /// Ogg Opus: its last page says how far it played.
+    Opus,
+    /// aac, flac, or one the provider will refuse: the length is not read
+    /// from its bytes.
     Other,
 }
 
@@ -101,6 +103,7 @@ impl Speech {
             None | Some("mp3") => Format::Mp3,
             Some("wav") => Format::Wav,
             Some("pcm") => Format::Pcm,
+            Some("opus") => Format::Opus,
             Some(_) => Format::Other,
         };
     }
@@ -132,32 +135,47 @@ fn bad(msg: &'static str, param: &'static str) -> GatewayError {
     GatewayError::bad_request("invalid_type", msg).with_param(param)
 }
 
-/// Watches a speech answer's audio pass (never held): its size and its
-/// first bytes, where a container states its rate.
+/// Watches a speech answer's audio pass (never held): its size, its first
+/// bytes, where a container states its rate, and its last, where an Ogg
+/// stream's last page says how far it played.
 #[derive(Debug, Default)]
 pub struct Meter {
     head: Vec<u8>,
+    tail: Vec<u8>,
     bytes: u64,
 }
 
 /// Bytes of the answer's start kept for its header (an ID3 tag and the
-/// first MPEG frame, a WAV's chunks before its data).
+/// first MPEG frame, a WAV's chunks before its data, Ogg's first pages).
 const HEAD: usize = 16 << 10;
+/// Bytes of the answer's end kept: an Ogg page is at most 65,307 bytes;
+/// OpenAI's speech pages are a few kilobytes.
+pub const TAIL: usize = 16 << 10;
 
 impl Meter {
+    /// A whole chunk.
     pub fn push(&mut self, b: &[u8]) {
-        self.push_sized(b, b.len());
+        self.push_parts(b, b, b.len());
     }
 
-    /// `size` more bytes passed, of which `start` are the first (at least
-    /// [`Self::wants`] of them, when there are so many).
-    pub fn push_sized(&mut self, start: &[u8], size: usize) {
+    /// A chunk of `size` bytes, of which `start` are the first (at least
+    /// [`Self::wants`] of them, when there are so many) and `end` the last
+    /// (at least [`TAIL`] of them, when there are so many).
+    pub fn push_parts(&mut self, start: &[u8], end: &[u8], size: usize) {
         self.bytes = self.bytes.saturating_add(size as u64);
         let room = self.wants();
         self.head.extend_from_slice(start.get(..room.min(start.len()).min(size)).unwrap_or_default());
+        // (`end` is contiguous with the tail kept only when it is the whole chunk; past TAIL it replaces it.)
+        if end.len() >= TAIL {
+            self.tail.clear();
+        }
+        self.tail.extend_from_slice(end);
+        let cut = self.tail.len().saturating_sub(TAIL);
+        self.tail.drain(..cut);
     }
 
-    /// How many of the next bytes the meter reads (the rest it only counts).
+    /// How many of the next bytes the meter reads from their start (the
+    /// rest only counted, but for their last [`TAIL`]).
     pub fn wants(&self) -> usize {
         HEAD.saturating_sub(self.head.len())
     }
@@ -171,7 +189,7 @@ impl Meter {
     pub fn played_ms(&self, format: Format) -> Option<u64> {
         match format {
             Format::Pcm => Some(self.bytes.saturating_mul(1000) / PCM_BYTES_PER_SECOND),
-            Format::Wav | Format::Mp3 => super::audio::streamed_ms(&self.head, self.bytes),
+            Format::Wav | Format::Mp3 | Format::Opus => super::audio::streamed_ms(&self.head, &self.tail, self.bytes),
             Format::Other => None,
         }
     }
@@ -207,6 +225,13 @@ mod tests {
         m.push(&[0u8; 96_000]);
         assert_eq!(m.played_ms(Format::Pcm), Some(2_000));
         assert_eq!(m.played_ms(Format::Other), None);
+        // A chunk read in parts: its start, its end; the tail keeps the last TAIL bytes.
+        let mut m = Meter::default();
+        let chunk: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        m.push_parts(&chunk[..HEAD], &chunk[100_000 - TAIL..], 100_000);
+        m.push(&[7, 7]);
+        assert_eq!((m.bytes(), m.head.len(), m.tail.len()), (100_002, HEAD, TAIL));
+        assert_eq!(m.tail[TAIL - 3..], [chunk[99_999], 7, 7]);
         let s = Speech { characters: 150, ..Default::default() };
         // 150 characters at 15 a second: 10 s, 209 tokens.
         assert_eq!((s.charged_output(None), s.charged_output(Some(2_000))), (209, 42));

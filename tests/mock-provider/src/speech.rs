@@ -20,8 +20,9 @@
 //! a second at speed 1 (`x-mock-speech-ms` sets the length: a voice told to
 //! read slowly); its audio is silence, `mp3` as MPEG-2 Layer III frames at
 //! 24 kHz, 64 kbit/s, `wav` a RIFF header stating its length, then 24 kHz
-//! 16-bit mono; `opus`, `aac` and `flac` a container's first bytes, then
-//! silence at 64 kbit/s. `gpt-4o-mini-tts` bills its text (and
+//! 16-bit mono; `opus` Ogg pages (RFC 3533, RFC 7845) a second each, their
+//! granule positions the samples played; `aac` and `flac` a container's
+//! first bytes, then silence at 64 kbit/s. `gpt-4o-mini-tts` bills its text (and
 //! instructions) at a token per 4 bytes and 1,250 audio tokens a minute.
 
 use base64::Engine;
@@ -159,12 +160,9 @@ impl Plan {
                 b.resize(b.len() + data as usize, 0);
                 b
             }
+            "opus" => ogg_opus(self.ms),
             other => {
-                let magic: &[u8] = match other {
-                    "flac" => b"fLaC",
-                    "opus" => b"OggS",
-                    _ => &[0xff, 0xf1],
-                };
+                let magic: &[u8] = if other == "flac" { b"fLaC" } else { &[0xff, 0xf1] };
                 let mut b = magic.to_vec();
                 b.resize((self.ms * 8) as usize, 0);
                 b
@@ -187,6 +185,43 @@ impl Plan {
         ev.push(json!({"type": "speech.audio.done", "usage": {"input_tokens": self.input_tokens, "output_tokens": out, "total_tokens": self.input_tokens + out}}).to_string());
         ev
     }
+}
+
+/// One Ogg page (RFC 3533): `granule`, one packet (checksum left 0: the
+/// audio is silence no test plays).
+fn ogg_page(granule: u64, seq: u32, packet: &[u8]) -> Vec<u8> {
+    let mut p = b"OggS\0".to_vec();
+    p.push(if seq == 0 { 2 } else { 0 });
+    p.extend(granule.to_le_bytes());
+    p.extend(1u32.to_le_bytes());
+    p.extend(seq.to_le_bytes());
+    p.extend([0u8; 4]);
+    let lacing: Vec<u8> = std::iter::repeat_n(255u8, packet.len() / 255).chain([(packet.len() % 255) as u8]).collect();
+    p.push(lacing.len() as u8);
+    p.extend(lacing);
+    p.extend(packet);
+    p
+}
+
+/// Ogg Opus (RFC 7845): OpusHead (mono, 312 samples of pre-skip, 24 kHz
+/// input), OpusTags, then a page a second of 8,000 bytes (64 kbit/s), each
+/// page's granule the 48 kHz samples played by its end, pre-skip included.
+fn ogg_opus(ms: u64) -> Vec<u8> {
+    let mut head = b"OpusHead\x01\x01".to_vec();
+    head.extend(312u16.to_le_bytes());
+    head.extend(24_000u32.to_le_bytes());
+    head.extend([0, 0, 0]);
+    let mut b = ogg_page(0, 0, &head);
+    b.extend(ogg_page(0, 1, b"OpusTags\x04\0\0\0mock\0\0\0\0"));
+    let mut played = 0;
+    let mut seq = 2;
+    while played < ms {
+        let step = (ms - played).min(1000);
+        played += step;
+        b.extend(ogg_page(312 + played * 48, seq, &vec![0u8; (step * 8) as usize]));
+        seq += 1;
+    }
+    b
 }
 
 #[cfg(test)]
@@ -222,5 +257,9 @@ mod tests {
             assert_eq!(ask(v.clone()).unwrap_err().2, param, "{v}");
         }
         assert_eq!(ask(json!({"model": "tts-2", "input": fox, "voice": "alloy"})).unwrap_err().0, 404);
+        // Ogg Opus: the last page's granule is the 3 s played (at 48 kHz), pre-skip included.
+        let o = ask(json!({"model": "gpt-4o-mini-tts", "input": fox, "voice": "alloy", "response_format": "opus"})).unwrap().audio(1 << 20).concat();
+        let last = o.windows(4).rposition(|w| w == b"OggS").unwrap();
+        assert_eq!(u64::from_le_bytes(o[last + 6..last + 14].try_into().unwrap()), 312 + 3_000 * 48);
     }
 }

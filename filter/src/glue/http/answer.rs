@@ -153,10 +153,17 @@ impl TollgateHttp {
                 Action::Continue
             }
             Reader::Audio { .. } => {
-                // (Read only to its meter's head: the rest is counted by its size.)
-                let wants = body_size.min(self.reader.audio_wants());
-                let start = if wants > 0 { host::buffer(RESPONSE_BODY, 0, wants) } else { Vec::new() };
-                self.reader.feed_audio_sized(&start, body_size);
+                // (Read only for its meter's head and tail: the rest is counted by its size.)
+                let tail = crate::request::speech::TAIL;
+                let wants = self.reader.audio_wants();
+                if body_size <= wants.saturating_add(tail) {
+                    let chunk = host::buffer(RESPONSE_BODY, 0, body_size);
+                    self.reader.feed_audio(&chunk, &chunk, body_size);
+                } else {
+                    let start = if wants > 0 { host::buffer(RESPONSE_BODY, 0, wants) } else { Vec::new() };
+                    let end = host::buffer(RESPONSE_BODY, body_size.saturating_sub(tail), tail);
+                    self.reader.feed_audio(&start, &end, body_size);
+                }
                 self.swallow_body(body_size);
                 if end_of_stream {
                     self.response_complete = true;

@@ -171,7 +171,7 @@ impl TollgateHttp {
         } else if self.response_api().speaks() && head.guardable() {
             // Speech: the audio, measured.
             self.reader = Reader::Audio { meter: Default::default(), plain: true };
-            self.reader.feed_audio_sized(&body, body.len());
+            self.reader.feed_audio(&body, &body, body.len());
             self.response_complete = true;
             self.settle(Termination::Complete);
             (body, Vec::new())

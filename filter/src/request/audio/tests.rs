@@ -222,7 +222,7 @@ fn every_cut_of_a_file_is_read_without_panic() {
     for f in &files {
         for cut in 0..f.len().min(200) {
             let _ = duration_ms(&f[..cut]);
-            let _ = streamed_ms(&f[..cut], u64::MAX);
+            let _ = streamed_ms(&f[..cut], &f[cut..], u64::MAX);
         }
     }
 }
@@ -237,7 +237,7 @@ mod properties {
             let mut b = prefix.to_vec();
             b.extend(rest);
             let _ = super::duration_ms(&b);
-            let _ = super::streamed_ms(&b, total);
+            let _ = super::streamed_ms(&b, &b, total);
         }
     }
 }
@@ -247,11 +247,17 @@ fn a_stream_plays_its_bytes_at_its_first_headers_rate() {
     // An MP3 at 128 kbit/s: 160,000 bytes are 10 s, whatever of it was kept.
     let mut mp3 = MP3_FRAME.to_vec();
     mp3.resize(16 << 10, 0);
-    assert_eq!(streamed_ms(&mp3, 160_000), Some(10_000));
+    assert_eq!(streamed_ms(&mp3, &[], 160_000), Some(10_000));
     // A streamed WAV names no length (0xFFFFFFFF): its bytes after the header are its data.
     let wav = wav_of(0, 24_000, 1, Some(u32::MAX));
-    assert_eq!(streamed_ms(&wav, wav.len() as u64 + 96_000), Some(2_000));
+    assert_eq!(streamed_ms(&wav, &[], wav.len() as u64 + 96_000), Some(2_000));
     // A head that is neither: not measured (the text's reading time stands in).
-    assert_eq!(streamed_ms(b"OggS\0\0", 1 << 20), None);
-    assert_eq!(streamed_ms(&[], 0), None);
+    // Ogg Opus: the first page's OpusHead, the last page's granule (48 kHz, less the pre-skip) in the tail.
+    let mut head = ogg_page(0, b"OpusHead\x01\x01\x38\x01\xc0\x5d\0\0\0\0\0");
+    head.extend(ogg_page(0, b"OpusTags"));
+    let tail = ogg_page(312 + 7 * 48_000, &[0u8; 200]);
+    assert_eq!(streamed_ms(&head, &tail, 56_000), Some(7_000));
+    assert_eq!(streamed_ms(&head, &[], 56_000), None, "no page with a granule: not measured");
+    assert_eq!(streamed_ms(b"OggS\0\0", &[], 1 << 20), None);
+    assert_eq!(streamed_ms(&[], &[], 0), None);
 }
