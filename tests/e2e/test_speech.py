@@ -21,15 +21,11 @@ import json
 import openai
 import requests
 
-from conftest import LABS_KEY, SEARCH_KEY
+from conftest import LABS_KEY, SEARCH_KEY, mock_stats
 
 FOX = "The quick brown fox jumped over the lazy dog."  # 45 characters, the API reference's input
 MINI = dict(input=600_000, output=12_000_000)  # gpt-4o-mini-tts, envoy/demo/envoy.yaml
 TTS_1, TTS_1_HD = 15_000_000, 30_000_000  # per million characters
-
-
-def stats(client) -> dict:
-    return requests.get(client.stack.mock.url + "/mock/stats", timeout=5).json()
 
 
 def last_body(client) -> dict:
@@ -49,7 +45,7 @@ def mini_cost(input_tokens: int, audio_tokens: int) -> int:
 
 
 def test_the_stock_sdk_speaks_with_tts_1_priced_by_the_character(oai, client):
-    before = stats(client)
+    before = mock_stats(client.stack)
     raw = oai.audio.speech.with_raw_response.create(model="tts-1", voice="alloy", input=FOX)
     audio = raw.content
     # The mock's 3 s of MP3 (MPEG-2 Layer III, 64 kbit/s): every byte reached the client.
@@ -61,7 +57,7 @@ def test_the_stock_sdk_speaks_with_tts_1_priced_by_the_character(oai, client):
     # 45 characters at $15 a million, and nothing else: what OpenAI bills.
     assert rec["usage"]["input_characters"] == 45 and rec["usage"]["input_tokens"] == rec["usage"]["output_tokens"] == 0
     assert rec["cost_micros"] == by_characters(45) == 675
-    assert stats(client)["characters"] - before["characters"] == 45
+    assert mock_stats(client.stack)["characters"] - before["characters"] == 45
     # tts-1-hd at twice the rate; a non-ASCII input counts characters, not bytes.
     r = speak(client, {"model": "tts-1-hd", "input": "Grüße aus Köln, 東京"})
     rec = client.record(r.headers["x-tollgate-request-id"])
@@ -73,11 +69,11 @@ def test_gpt_4o_mini_tts_is_charged_the_audio_it_made(client):
     is charged as the model bills it. The mock speaks 7 s (`x-mock-speech-ms`,
     a voice told to read slowly): more than the text's 3 s at a normal pace."""
     for fmt, size in [("pcm", 7 * 48_000), ("wav", 44 + 7 * 48_000), ("mp3", 292 * 192), ("opus", None)]:
-        before = stats(client)
+        before = mock_stats(client.stack)
         r = speak(client, {"model": "gpt-4o-mini-tts", "input": FOX, "instructions": "Slowly, warmly.", "response_format": fmt},
                   headers={"x-mock-speech-ms": "7000"})
         assert r.status_code == 200 and len(r.content) == (size or len(r.content)), (fmt, r.status_code, len(r.content))
-        billed = stats(client)
+        billed = mock_stats(client.stack)
         rec = client.record(r.headers["x-tollgate-request-id"])
         audio = billed["output_tokens"] - before["output_tokens"]
         assert audio == 146, audio  # 7 s at one token each 48 ms
@@ -119,13 +115,13 @@ def test_a_long_answer_goes_on_unheld_and_whole(client):
     """4,096 characters of `pcm`: 273 s, 13 MB, more than the gateway holds
     (`max_response_bytes`): never held, measured as it passes."""
     text = ("All work and no play makes Jack a dull boy. " * 94)[:4096]
-    before = stats(client)["output_tokens"]
+    before = mock_stats(client.stack)["output_tokens"]
     r = speak(client, {"model": "gpt-4o-mini-tts", "input": text, "response_format": "pcm"}, stream=True)
     size = sum(len(c) for c in r.iter_content(1 << 16))
     ms = round(4096 * 1000 / 15)
     assert size == ms * 48, size
     rec = client.record(r.headers["x-tollgate-request-id"])
-    assert rec["usage"]["audio_output_tokens"] == -(-ms // 48) == stats(client)["output_tokens"] - before
+    assert rec["usage"]["audio_output_tokens"] == -(-ms // 48) == mock_stats(client.stack)["output_tokens"] - before
     assert rec["outcome"] == "ok"
 
 
@@ -149,7 +145,7 @@ def test_the_guardrails_read_the_text_and_leave_the_audio_alone(client):
 
 
 def test_what_cannot_be_spoken_is_refused_before_it_is_sent(client):
-    served = stats(client)["requests"]
+    served = mock_stats(client.stack)["requests"]
     for body, code, param in [
         ({"model": "tts-1"}, "missing_input", "input"),
         ({"model": "tts-1", "input": ["a", "b"]}, "invalid_type", "input"),
@@ -164,7 +160,7 @@ def test_what_cannot_be_spoken_is_refused_before_it_is_sent(client):
         assert (err["code"], err["param"]) == (code, param), (body, err)
     r = client.post("/v1/audio/speech", raw=b'{"model":"tts-1","input":"a","input":"b","voice":"alloy"}')
     assert r.json()["error"]["code"] == "duplicate_key"
-    assert stats(client)["requests"] == served
+    assert mock_stats(client.stack)["requests"] == served
 
 
 def test_what_the_provider_refuses_costs_nothing(client):

@@ -777,10 +777,7 @@ async fn respond_api(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: 
         return hostile::misbehave(r, &h).await;
     }
     let events = responses::events(&plan, &id, created).iter().map(|(n, d)| sse(Some(n), d)).collect();
-    let pace = Duration::from_millis(header_u64(&h, "x-mock-chunk-delay-ms").unwrap_or(0));
-    let mut r = Response::new(paced(events, pace, header_u64(&h, "x-mock-cut-after")));
-    decorate(r.headers_mut(), &h, &uri, "text/event-stream");
-    hostile::misbehave(r, &h).await
+    paced_answer(events, &h, &uri, "text/event-stream").await
 }
 
 async fn embed(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
@@ -885,10 +882,7 @@ async fn hear(app: Arc<App>, task: transcriptions::Task, uri: Uri, h: HeaderMap,
         return hostile::misbehave(respond(StatusCode::OK, &h, &uri, body, ctype), &h).await;
     }
     let events = plan.events().iter().map(|d| sse(None, d)).collect();
-    let pace = Duration::from_millis(header_u64(&h, "x-mock-chunk-delay-ms").unwrap_or(0));
-    let mut r = Response::new(paced(events, pace, header_u64(&h, "x-mock-cut-after")));
-    decorate(r.headers_mut(), &h, &uri, "text/event-stream");
-    hostile::misbehave(r, &h).await
+    paced_answer(events, &h, &uri, "text/event-stream").await
 }
 
 /// OpenAI's text to speech (speech.rs): the audio, chunked, or its events.
@@ -906,15 +900,11 @@ async fn speak(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes)
     app.served_input.fetch_add(plan.input_tokens, Ordering::SeqCst);
     app.served_output.fetch_add(plan.output_tokens(), Ordering::SeqCst);
     app.served_characters.fetch_add(plan.characters, Ordering::SeqCst);
-    let pace = Duration::from_millis(header_u64(&h, "x-mock-chunk-delay-ms").unwrap_or(0));
-    let cut = header_u64(&h, "x-mock-cut-after");
     let (chunks, ctype): (Vec<Bytes>, _) = match plan.sse {
         true => (plan.events().iter().map(|d| sse(None, d)).collect(), "text/event-stream"),
         false => (plan.audio(16 << 10).into_iter().map(Bytes::from).collect(), plan.content_type()),
     };
-    let mut r = Response::new(paced(chunks, pace, cut));
-    decorate(r.headers_mut(), &h, &uri, ctype);
-    hostile::misbehave(r, &h).await
+    paced_answer(chunks, &h, &uri, ctype).await
 }
 
 /// An image generation's or edit's answer: JSON, or its stream.
@@ -928,10 +918,7 @@ async fn serve_images(app: Arc<App>, uri: Uri, h: HeaderMap, plan: images::Plan)
         return hostile::misbehave(respond(StatusCode::OK, &h, &uri, plan.answer(created, b64), "application/json"), &h).await;
     }
     let events = plan.events(created, b64).iter().map(|(n, d)| sse(Some(n), d)).collect();
-    let pace = Duration::from_millis(header_u64(&h, "x-mock-chunk-delay-ms").unwrap_or(0));
-    let mut r = Response::new(paced(events, pace, header_u64(&h, "x-mock-cut-after")));
-    decorate(r.headers_mut(), &h, &uri, "text/event-stream");
-    hostile::misbehave(r, &h).await
+    paced_answer(events, &h, &uri, "text/event-stream").await
 }
 
 async fn messages(State(app): State<Arc<App>>, uri: Uri, mut h: HeaderMap, body: Bytes) -> Response<Body> {
@@ -1504,6 +1491,16 @@ fn stream_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> 
     r.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache"));
     add_common(r.headers_mut(), &p, n);
     r
+}
+
+/// A 200 whose body comes in `chunks` as the request's headers pace and
+/// cut them (`x-mock-chunk-delay-ms`, `x-mock-cut-after`), misbehaving as
+/// they ask (hostile.rs).
+async fn paced_answer(chunks: Vec<Bytes>, h: &HeaderMap, uri: &Uri, ctype: &str) -> Response<Body> {
+    let pace = Duration::from_millis(header_u64(h, "x-mock-chunk-delay-ms").unwrap_or(0));
+    let mut r = Response::new(paced(chunks, pace, header_u64(h, "x-mock-cut-after")));
+    decorate(r.headers_mut(), h, uri, ctype);
+    hostile::misbehave(r, h).await
 }
 
 /// A stream's events, `chunk_delay` apart (`x-mock-chunk-delay-ms`), the
