@@ -75,6 +75,8 @@ struct RawConfig {
     guardrails: Option<crate::guard::PolicyDoc>,
     #[serde(default)]
     capture: Option<RawCapture>,
+    #[serde(default)]
+    stored_objects: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -296,6 +298,14 @@ impl Pattern {
             Pattern::Prefix(p) => name.starts_with(p.as_str()),
         }
     }
+
+    /// Whether some name matches both patterns.
+    pub fn overlaps(&self, other: &Pattern) -> bool {
+        match (self, other) {
+            (Pattern::Exact(a), o) | (o, Pattern::Exact(a)) => o.matches(a),
+            (Pattern::Prefix(a), Pattern::Prefix(b)) => a.starts_with(b.as_str()) || b.starts_with(a.as_str()),
+        }
+    }
 }
 
 /// A virtual key's identity and permissions.
@@ -458,6 +468,8 @@ pub struct Config {
     pub guardrails: Option<std::rc::Rc<crate::guard::Policy>>,
     /// Requests captured for evaluations.
     pub capture: Option<Capture>,
+    /// The provider that keeps stored responses and conversations ([`crate::objects`]).
+    stored_objects: Option<usize>,
 }
 
 fn non_empty(field: String, v: &str) -> Result<(), ConfigError> {
@@ -799,7 +811,19 @@ impl Config {
             }
             None => None,
         };
+        let stored_objects = match raw.stored_objects {
+            None => None,
+            Some(name) => match by_name.get(&name) {
+                Some(&i) if providers.get(i).is_some_and(|p: &Provider| p.format == ProviderFormat::Openai) => Some(i),
+                Some(_) => return Err(err("stored_objects", "must name a provider with format 'openai' (stored responses and conversations are OpenAI's)")),
+                None => {
+                    let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+                    return Err(err("stored_objects", format!("unknown provider '{}' (configured: {})", crate::text::clean_field(&name, 64), names.join(", "))));
+                }
+            },
+        };
         Ok(Config {
+            stored_objects,
             guardrails,
             capture,
             control,
@@ -853,6 +877,20 @@ impl Config {
             }
         };
         Some((Resolved { route: &route.name, provider, auto_cache: route.auto_cache, json_repair: route.json_repair, fallbacks: &route.fallbacks, upstream_api: route.upstream_api }, upstream))
+    }
+
+    /// The provider that keeps stored responses and conversations, and its index.
+    pub fn stored_objects(&self) -> Option<(usize, &Provider)> {
+        let i = self.stored_objects?;
+        Some((i, self.providers.get(i)?))
+    }
+
+    /// Whether `key` may use some model a route sends to provider `index`
+    /// (a key limited to other providers' models cannot reach this one's
+    /// stored objects).
+    pub fn reaches(&self, key: &KeyInfo, index: usize) -> bool {
+        let Some(allowed) = &key.models else { return true };
+        self.routes.iter().filter(|r| r.provider == index).any(|r| allowed.iter().any(|k| k.overlaps(&r.pattern)))
     }
 
     /// Route names (patterns included) a key may use, in configuration order.

@@ -24,6 +24,7 @@ pub mod budgetsync;
 pub mod keysync;
 pub mod metrics;
 pub mod models;
+pub mod objects;
 pub mod outbox;
 pub mod pricing;
 pub mod prompts;

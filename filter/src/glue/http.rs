@@ -43,6 +43,7 @@ enum Phase {
 mod accounting;
 mod answer;
 mod fallback;
+mod objects;
 mod request;
 
 /// Per-request state.
@@ -119,6 +120,8 @@ pub(super) struct TollgateHttp {
     counting: bool,
     /// A compaction (`/v1/responses/compact`, [`crate::request::Endpoint::Compact`]).
     compacting: bool,
+    /// A stored-object request waiting for its body ([`crate::objects`]).
+    object_plan: Option<crate::objects::Plan>,
     /// The status and code of the error the client got in place of the
     /// provider's answer (one the filter cannot translate, or a redacting
     /// guard cannot read; [`Self::replace_answer`]).
@@ -188,6 +191,7 @@ impl TollgateHttp {
             capture: None,
             counting: false,
             compacting: false,
+            object_plan: None,
         }
     }
 

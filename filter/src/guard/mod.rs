@@ -110,6 +110,11 @@ impl Policy {
     pub fn reads_answers(&self) -> bool {
         self.responses != ResponseMode::Off || self.restore
     }
+
+    /// Whether answers are scanned for data classes (not only restored).
+    pub fn scans_answers(&self) -> bool {
+        self.responses != ResponseMode::Off
+    }
 }
 
 /// Who a request is for: the key's id, project and team, and the route.

@@ -29,6 +29,10 @@ pub enum Endpoint {
     /// routed to an OpenAI-format provider's Responses API only, nothing
     /// added (it takes no output cap), never streamed or sent to fallbacks.
     Compact,
+    /// A stored response or conversation ([`crate::objects`]): free, sent
+    /// with the provider's key to the `stored_objects` provider; without
+    /// one, an other path.
+    Stored(crate::objects::Object),
     /// A path that is none of these as written but one of them once a
     /// server normalises it (`//`, `.`/`..` segments, percent escapes,
     /// `;params`, backslashes, letter case): refused, so that with
@@ -75,7 +79,7 @@ fn azure_endpoint(p: &str) -> Option<Endpoint> {
         "/responses/compact" => Endpoint::Compact,
         "/models" => Endpoint::Models,
         _ if model_id_after(rest).is_some() => Endpoint::Model,
-        _ => Endpoint::Other,
+        _ => crate::objects::locate(p).map_or(Endpoint::Other, |(o, _)| Endpoint::Stored(o)),
     })
 }
 
@@ -162,7 +166,7 @@ fn exact_endpoint(p: &str) -> Endpoint {
             Some((_, m)) if m.embeds() => Endpoint::Chat(Api::GeminiEmbedContent),
             Some(_) => Endpoint::Chat(Api::GeminiGenerateContent),
             None if model_path_id(p).is_some() => Endpoint::Model,
-            None => Endpoint::Other,
+            None => crate::objects::locate(p).map_or(Endpoint::Other, |(o, _)| Endpoint::Stored(o)),
         },
     }
 }

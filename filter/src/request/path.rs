@@ -88,7 +88,7 @@ mod tests {
         for p in [
             "/v1/audio/voices",
             "/v1/chat/completions/chatcmpl-1/messages",
-            "/v1/responses/resp_1/input_items",
+            "/v1/responses/resp_1/input_tokens/x",
             "/v1/messages/batches",
             "/v1/files",
             "/",

@@ -38,7 +38,12 @@ fn classifies_paths() {
     assert_eq!(classify_path("/v1/embeddings"), Endpoint::Chat(Api::OpenAiEmbeddings));
     assert_eq!(classify_path("/v1/completions"), Endpoint::Chat(Api::OpenAiCompletions));
     assert_eq!(classify_path("/v1/responses"), Endpoint::Chat(Api::OpenAiResponses));
-    assert_eq!(classify_path("/v1/responses/resp_1/input_items"), Endpoint::Other);
+    assert_eq!(classify_path("/v1/responses/resp_1/input_items"), Endpoint::Stored(crate::objects::Object::ResponseInputItems));
+    assert_eq!(classify_path("/openai/v1/conversations/conv_1/items?api-version=preview"), Endpoint::Stored(crate::objects::Object::ConversationItems));
+    // Only an object once normalised: refused, as a disguised endpoint is.
+    for p in ["/v1/responses/resp%5F1", "/v1/Conversations/conv_1", "/v1/responses/resp_1;x", "/v1/responses/a/../resp_1/cancel"] {
+        assert_eq!(classify_path(p), Endpoint::Disguised, "{p}");
+    }
     assert_eq!(classify_path("/v1/messages/count_tokens?beta=true"), Endpoint::CountTokens(Api::AnthropicMessages));
     // google-genai counts and embeds on /v1/models/…: a call, not a model to describe.
     assert_eq!(classify_path("/v1/models/gemini-2.5-flash:countTokens"), Endpoint::CountTokens(Api::GeminiGenerateContent));

@@ -53,7 +53,10 @@ impl TollgateHttp {
             return self.reject(GatewayError::bad_request("invalid_path", "The request path is not valid UTF-8."));
         };
         self.path = path.clone();
-        let endpoint = classify_path(&path);
+        let endpoint = match classify_path(&path) {
+            Endpoint::Stored(_) if cfg.stored_objects().is_none() => Endpoint::Other,
+            e => e,
+        };
         if endpoint == Endpoint::Disguised {
             return self.reject(GatewayError::disguised_path());
         }
@@ -68,7 +71,7 @@ impl TollgateHttp {
                 OtherPaths::Deny => {
                     let p = crate::text::clean_field(path.split('?').next().unwrap_or(""), 128);
                     self.reject(GatewayError::not_found(format!(
-                        "Tollgate serves POST /v1/chat/completions, /v1/messages, /v1/messages/count_tokens, /v1/responses, /v1/responses/input_tokens, /v1/responses/compact, /v1/embeddings, /v1/completions, /v1/moderations and Gemini's /v1beta/models/{{model}}:generateContent, :streamGenerateContent, :countTokens, :embedContent and :batchEmbedContents, and GET /v1/models and /v1/models/{{id}} (Gemini's /v1beta/models too), and Azure OpenAI's and Gemini's OpenAI-compatible forms of these (/openai/deployments/{{deployment}}/chat/completions, /openai/responses, /openai/v1/..., /v1beta/openai/...); '{p}' is not routed."
+                        "Tollgate serves POST /v1/chat/completions, /v1/messages, /v1/messages/count_tokens, /v1/responses, /v1/responses/input_tokens, /v1/responses/compact, /v1/embeddings, /v1/completions, /v1/moderations and Gemini's /v1beta/models/{{model}}:generateContent, :streamGenerateContent, :countTokens, :embedContent and :batchEmbedContents, and GET /v1/models and /v1/models/{{id}} (Gemini's /v1beta/models too), stored responses and conversations (/v1/responses/{{id}}, /v1/conversations) when 'stored_objects' names their provider, and Azure OpenAI's and Gemini's OpenAI-compatible forms of these (/openai/deployments/{{deployment}}/chat/completions, /openai/responses, /openai/v1/..., /v1beta/openai/...); '{p}' is not routed."
                     )))
                 }
             };
@@ -106,6 +109,10 @@ impl TollgateHttp {
             return Action::Pause;
         }
 
+        if let Endpoint::Stored(_) = endpoint {
+            let method = String::from_utf8_lossy(&method).into_owned();
+            return self.stored_object(cfg, &key, &method, end_of_stream);
+        }
         let api = match endpoint {
             Endpoint::Chat(api) => api,
             Endpoint::CountTokens(api) => {
@@ -121,7 +128,7 @@ impl TollgateHttp {
                 self.compacting = true;
                 Api::OpenAiResponses
             }
-            Endpoint::Models | Endpoint::Model | Endpoint::Disguised | Endpoint::Other => return Action::Continue,
+            Endpoint::Models | Endpoint::Model | Endpoint::Stored(_) | Endpoint::Disguised | Endpoint::Other => return Action::Continue,
         };
         self.api = Some(api);
         if method != b"POST" {
@@ -159,6 +166,9 @@ impl TollgateHttp {
 
     /// The whole request body is buffered (end of stream, or trailers).
     pub(super) fn on_request_complete(&mut self, cfg: &Config, body_size: usize) -> Action {
+        if let Some(plan) = self.object_plan.take() {
+            return self.stored_object_body(cfg, plan, body_size);
+        }
         let (Some(api), Some(key)) = (self.api, self.key.clone()) else {
             return Action::Continue;
         };

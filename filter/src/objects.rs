@@ -1,0 +1,151 @@
+//! OpenAI's stored objects: a response kept by the provider (`store`, the
+//! default), read back, deleted or cancelled by its id, with its input
+//! items; and conversations with their items (the Conversations API the
+//! OpenAI Agents SDK's `OpenAIConversationsSession` keeps a session in).
+//! The SDKs call these as `responses.retrieve` / `delete` / `cancel` /
+//! `input_items.list` and `conversations.*`. They are free: no usage, no
+//! record, no budget. Each goes, with the provider's credential, to the one
+//! provider the configuration names (`stored_objects`): a client holding a
+//! virtual key could not reach them otherwise (its key is not the
+//! provider's).
+//!
+//! The path sent upstream is rebuilt from parts that were checked (ids of
+//! letters, digits, `_` and `-`), never the client's bytes as they came.
+
+use crate::config::{Config, KeyInfo};
+use crate::errors::GatewayError;
+
+/// Which stored object a path names (OpenAI API reference, "Responses" and
+/// "Conversations"; the paths of openai/openai-openapi's `openapi.yaml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Object {
+    /// `/responses/{id}`: GET, DELETE.
+    Response,
+    /// `/responses/{id}/cancel`: POST (background responses only).
+    ResponseCancel,
+    /// `/responses/{id}/input_items`: GET.
+    ResponseInputItems,
+    /// `/conversations`: POST (create, with up to 20 items).
+    Conversations,
+    /// `/conversations/{id}`: GET, POST (its metadata), DELETE.
+    Conversation,
+    /// `/conversations/{id}/items`: GET, POST (add items).
+    ConversationItems,
+    /// `/conversations/{id}/items/{item_id}`: GET, DELETE.
+    ConversationItem,
+}
+
+impl Object {
+    /// The methods the provider serves on it.
+    pub fn methods(self) -> &'static [&'static str] {
+        match self {
+            Object::Response | Object::ConversationItem => &["GET", "DELETE"],
+            Object::ResponseCancel | Object::Conversations => &["POST"],
+            Object::ResponseInputItems => &["GET"],
+            Object::Conversation => &["GET", "POST", "DELETE"],
+            Object::ConversationItems => &["GET", "POST"],
+        }
+    }
+
+    /// Whether a request of `method` sends text a model will read
+    /// (conversation items, metadata): what request guardrails look at.
+    pub fn sends_content(self, method: &str) -> bool {
+        method == "POST" && matches!(self, Object::Conversations | Object::Conversation | Object::ConversationItems)
+    }
+
+    /// Whether the answer to `method` carries text a model read or wrote:
+    /// a response's output, input items, conversation items.
+    pub fn answers_content(self, method: &str) -> bool {
+        match self {
+            Object::Response | Object::ConversationItem => method == "GET",
+            Object::ResponseCancel | Object::ResponseInputItems => true,
+            Object::ConversationItems => true,
+            Object::Conversations | Object::Conversation => false,
+        }
+    }
+}
+
+/// An object id as OpenAI writes them (`resp_…`, `conv_…`, `msg_…`).
+fn is_id(s: &str) -> bool {
+    (1..=256).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The object a path names below the API's version (`/responses/resp_1`),
+/// and that part of the path.
+fn below_version(rest: &str) -> Option<Object> {
+    let mut parts = rest.strip_prefix('/')?.split('/');
+    let kind = parts.next()?;
+    let id = parts.next();
+    let sub = parts.next();
+    let item = parts.next();
+    if parts.next().is_some() || id.is_some_and(|i| !is_id(i)) || item.is_some_and(|i| !is_id(i)) {
+        return None;
+    }
+    match (kind, id, sub, item) {
+        ("responses", Some(_), None, None) => Some(Object::Response),
+        ("responses", Some(_), Some("cancel"), None) => Some(Object::ResponseCancel),
+        ("responses", Some(_), Some("input_items"), None) => Some(Object::ResponseInputItems),
+        ("conversations", None, None, None) => Some(Object::Conversations),
+        ("conversations", Some(_), None, None) => Some(Object::Conversation),
+        ("conversations", Some(_), Some("items"), None) => Some(Object::ConversationItems),
+        ("conversations", Some(_), Some("items"), Some(_)) => Some(Object::ConversationItem),
+        _ => None,
+    }
+}
+
+/// The object a client's path (no query, no trailing `/`) names, and its
+/// part below the version: `/v1/…` or bare (`/responses/…`), or Azure
+/// OpenAI's `/openai/v1/…` and `/openai/…`.
+pub fn locate(p: &str) -> Option<(Object, &str)> {
+    let rest = ["/openai/v1", "/openai", "/v1"].iter().find_map(|pre| p.strip_prefix(pre).filter(|r| r.starts_with('/'))).unwrap_or(p);
+    below_version(rest).map(|o| (o, rest))
+}
+
+/// What to do with a stored-object request: the headers that send it to
+/// the provider, and whether its body must pass the guardrails first.
+#[derive(Debug)]
+pub struct Plan {
+    pub object: Object,
+    pub provider: String,
+    pub headers: Vec<(String, String)>,
+    pub scan: bool,
+}
+
+/// Plans a stored-object request of `key`; `Err` is the answer instead.
+/// `guard`: the guardrail policy in force, if any.
+pub fn plan(cfg: &Config, key: &KeyInfo, path: &str, method: &str, guard: Option<&crate::guard::Policy>) -> Result<Plan, GatewayError> {
+    let p = path.split(['?', '#']).next().unwrap_or("");
+    let (object, rest) = locate(p.strip_suffix('/').unwrap_or(p)).ok_or_else(|| GatewayError::not_found("No stored object is named by this path."))?;
+    let (index, provider) = cfg.stored_objects().ok_or_else(|| GatewayError::not_found("Stored responses and conversations are not served: the configuration names no 'stored_objects' provider."))?;
+    if !object.methods().contains(&method) {
+        return Err(GatewayError::method_not_allowed(format!("This path takes {}.", object.methods().join(" or "))));
+    }
+    if !cfg.reaches(key, index) {
+        return Err(GatewayError::forbidden(
+            "provider_not_allowed",
+            format!("This key may use no model of provider '{}', which keeps the stored responses and conversations.", provider.name),
+        ));
+    }
+    if let Some(g) = guard.filter(|g| g.scans_answers() && object.answers_content(method)) {
+        return Err(GatewayError::forbidden(
+            "stored_content_guarded",
+            format!(
+                "Guardrail policy '{}' scans answers, and stored responses and conversation items would come back unscanned: read them in the answer that made them.",
+                g.version
+            ),
+        ));
+    }
+    let query = crate::request::upstream_query(path);
+    let mut headers = vec![
+        (":path".to_string(), format!("{}{rest}{query}", provider.path_prefix)),
+        (":authority".to_string(), provider.host.clone()),
+        (cfg.cluster_header.clone(), provider.cluster.clone()),
+    ];
+    if let Some(k) = &provider.api_key {
+        headers.push(("authorization".to_string(), format!("Bearer {}", k.expose())));
+    }
+    Ok(Plan { object, provider: provider.name.clone(), headers, scan: guard.is_some() && object.sends_content(method) })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,120 @@
+use super::*;
+use crate::config::Pattern;
+use std::collections::HashMap;
+
+const CFG: &str = r#"{
+  "providers": [
+    {"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com", "api_key": "sk-up"},
+    {"name": "deepseek", "format": "openai", "cluster": "deepseek", "host": "api.deepseek.com", "path_prefix": ""},
+    {"name": "anthropic", "format": "anthropic", "cluster": "anthropic", "host": "api.anthropic.com"}],
+  "routes": [{"model": "cheap", "provider": "deepseek"}, {"model": "openai/*", "provider": "openai"},
+             {"model": "gpt-5.4", "provider": "openai"}, {"model": "claude-*", "provider": "anthropic"}],
+  "stored_objects": "openai"}"#;
+
+fn cfg() -> Config {
+    Config::from_json(CFG.as_bytes()).unwrap()
+}
+
+fn key(models: Option<&[&str]>) -> KeyInfo {
+    KeyInfo {
+        id: "k".into(),
+        key_hash: "h".into(),
+        team: "t".into(),
+        project: "p".into(),
+        models: models.map(|ms| ms.iter().map(|m| Pattern::parse(m).unwrap()).collect()),
+        projects: vec![],
+        tags: Default::default(),
+    }
+}
+
+fn headers(p: &Plan) -> HashMap<String, String> {
+    p.headers.iter().cloned().collect()
+}
+
+#[test]
+fn names_each_object_under_every_prefix_an_sdk_sends() {
+    for pre in ["/v1", "", "/openai/v1", "/openai"] {
+        for (rest, o) in [
+            ("/responses/resp_67cb71b3", Object::Response),
+            ("/responses/resp_1/cancel", Object::ResponseCancel),
+            ("/responses/resp_1/input_items", Object::ResponseInputItems),
+            ("/conversations", Object::Conversations),
+            ("/conversations/conv_123", Object::Conversation),
+            ("/conversations/conv_123/items", Object::ConversationItems),
+            ("/conversations/conv_123/items/msg_abc-1", Object::ConversationItem),
+        ] {
+            let p = format!("{pre}{rest}");
+            assert_eq!(locate(&p), Some((o, rest)), "{p}");
+        }
+    }
+    for p in [
+        "/v1/responses", "/v1/responses/", "/v1/responses/resp.1", "/v1/responses/resp_1/other", "/v1/responses/resp_1/cancel/x",
+        "/v1/conversations/conv_1/items/msg 1", "/v1/conversations/c/items/m/x", "/v1beta/responses/resp_1", "/v2/responses/r",
+        "/v1/responses/%2e%2e", "/v1/responses/r%2Fx", "/v1/conversations//items",
+    ] {
+        assert_eq!(locate(p), None, "{p}");
+    }
+    assert_eq!(locate(&format!("/v1/responses/{}", "r".repeat(257))), None, "ids are at most 256 characters");
+}
+
+#[test]
+fn the_path_and_key_sent_are_the_providers_and_the_query_stays_but_a_key_in_it() {
+    let p = plan(&cfg(), &key(None), "/v1/responses/resp_1/input_items?limit=5&key=tg-virtual&order=asc", "GET", None).unwrap();
+    let h = headers(&p);
+    assert_eq!(h[":path"], "/v1/responses/resp_1/input_items?limit=5&order=asc");
+    assert_eq!((h[":authority"].as_str(), h["x-tollgate-cluster"].as_str(), h["authorization"].as_str()), ("api.openai.com", "openai", "Bearer sk-up"));
+    assert!(!p.scan, "no policy: nothing to scan");
+    let azure = plan(&cfg(), &key(None), "/openai/v1/conversations/conv_1/items?api-version=preview", "POST", None).unwrap();
+    assert_eq!(headers(&azure)[":path"], "/v1/conversations/conv_1/items", "Azure's api-version is the Azure client's");
+}
+
+#[test]
+fn methods_the_provider_does_not_serve_are_refused() {
+    for (path, method) in [("/v1/responses/r", "POST"), ("/v1/responses/r/cancel", "GET"), ("/v1/conversations", "GET"), ("/v1/conversations/c/items/i", "POST")] {
+        let e = plan(&cfg(), &key(None), path, method, None).unwrap_err();
+        assert_eq!((e.status, e.code), (405, "method_not_allowed"), "{method} {path}");
+    }
+    assert!(plan(&cfg(), &key(None), "/v1/conversations/c", "DELETE", None).is_ok());
+}
+
+#[test]
+fn a_key_reaches_the_objects_only_through_a_model_of_their_provider() {
+    let c = cfg();
+    for models in [&["openai/*"][..], &["openai/gpt-5.4-mini"], &["gpt-5*"], &["gpt-5.4"], &["open*"]] {
+        assert!(plan(&c, &key(Some(models)), "/v1/responses/r", "GET", None).is_ok(), "{models:?}");
+    }
+    for models in [&["cheap"][..], &["claude-*"], &["gpt-4*"], &[]] {
+        let e = plan(&c, &key(Some(models)), "/v1/responses/r", "GET", None).unwrap_err();
+        assert_eq!((e.status, e.code), (403, "provider_not_allowed"), "{models:?}");
+    }
+}
+
+#[test]
+fn guardrails_scan_what_is_stored_and_refuse_what_would_come_back_unscanned() {
+    let policy = |v: serde_json::Value| crate::guard::Policy::build(serde_json::from_value(v).unwrap()).unwrap();
+    let requests = policy(serde_json::json!({"version": "g1"}));
+    let p = plan(&cfg(), &key(None), "/v1/conversations/c/items", "POST", Some(&requests)).unwrap();
+    assert!(p.scan, "items a model will read pass the request guardrails");
+    assert!(!plan(&cfg(), &key(None), "/v1/conversations/c/items", "GET", Some(&requests)).unwrap().scan);
+    let answers = policy(serde_json::json!({"version": "g2", "responses": "redact"}));
+    for (path, method) in [("/v1/responses/r", "GET"), ("/v1/responses/r/input_items", "GET"), ("/v1/conversations/c/items", "GET"), ("/v1/responses/r/cancel", "POST")] {
+        let e = plan(&cfg(), &key(None), path, method, Some(&answers)).unwrap_err();
+        assert_eq!((e.status, e.code), (403, "stored_content_guarded"), "{method} {path}");
+    }
+    for (path, method) in [("/v1/responses/r", "DELETE"), ("/v1/conversations/c", "GET"), ("/v1/conversations", "POST")] {
+        assert!(plan(&cfg(), &key(None), path, method, Some(&answers)).is_ok(), "{method} {path}: no content comes back");
+    }
+}
+
+#[test]
+fn only_an_openai_format_provider_keeps_them_and_without_one_none_is_served() {
+    let mut v: serde_json::Value = serde_json::from_str(CFG).unwrap();
+    v["stored_objects"] = "anthropic".into();
+    let e = Config::from_json(v.to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.field, "stored_objects");
+    v["stored_objects"] = "azure".into();
+    assert!(Config::from_json(v.to_string().as_bytes()).unwrap_err().message.contains("unknown provider 'azure'"));
+    v.as_object_mut().unwrap().remove("stored_objects");
+    let c = Config::from_json(v.to_string().as_bytes()).unwrap();
+    assert_eq!(plan(&c, &key(None), "/v1/responses/r", "GET", None).unwrap_err().status, 404);
+}
