@@ -78,6 +78,7 @@ mod hostile;
 mod image_edits;
 mod images;
 mod moderation;
+mod objects;
 mod prefix_cache;
 mod responses;
 mod strict;
@@ -113,9 +114,8 @@ struct App {
     last_body: std::sync::Mutex<Bytes>,
     /// Prompt prefixes served recently ([`prefix_cache`]).
     cache: prefix_cache::PrefixCache,
-    /// Stored Responses API answers (`store` not false): id → the context
-    /// a response continuing it is billed as input ([`responses::Stored`]).
-    stored: responses::Stored,
+    /// Stored responses and conversations ([`objects`]).
+    objects: objects::Store,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -162,7 +162,7 @@ async fn main() {
         served_characters: AtomicU64::new(0),
         last_body: std::sync::Mutex::new(Bytes::new()),
         cache: prefix_cache::PrefixCache::default(),
-        stored: responses::Stored::default(),
+        objects: objects::Store::default(),
     });
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -187,6 +187,7 @@ async fn main() {
         .route("/responses", post(respond_api))
         .route("/completions", post(complete))
         .route("/embeddings", post(embed))
+        .merge(objects::routes())
         .route("/mock/stats", get(stats))
         .route("/mock/last-body", get(last_body))
         .fallback(not_found)
@@ -762,13 +763,17 @@ async fn respond_api(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: 
     plan.image_input_tokens = header_u64(&h, "x-mock-image-input-tokens").unwrap_or(0).min(1 << 20);
     plan.run_tools(header_u64(&h, "x-mock-file-searches"), header_u64(&h, "x-mock-web-searches"), header_u64(&h, "x-mock-image-calls"));
     plan.cache_write = header_u64(&h, "x-mock-cache-write-tokens").unwrap_or(0).min(plan.input - plan.cached);
-    if let Err((status, msg, param, code)) = app.stored.continue_from(&mut plan) {
+    let conversation = match app.objects.conversation_of(&m, plan.previous.is_some()) {
+        Ok(c) => c,
+        Err((status, msg, param, code)) => return err(status, &msg, param, code),
+    };
+    if let Err((status, msg, param, code)) = app.objects.continue_from(&mut plan, conversation.as_deref()) {
         return err(status, &msg, param, code);
     }
     let seq = app.seq.fetch_add(1, Ordering::SeqCst);
     let id = format!("mock{seq:024}");
-    app.stored.keep(&plan, &format!("resp_{id}"));
     let created = 1_767_225_600 + seq;
+    app.objects.keep(&plan, &responses::object(&plan, &id, created, true), &m, conversation.as_deref());
     app.served_requests.fetch_add(1, Ordering::SeqCst);
     app.served_input.fetch_add(plan.input, Ordering::SeqCst);
     app.served_output.fetch_add(plan.output, Ordering::SeqCst);

@@ -120,37 +120,7 @@ impl Plan {
     }
 }
 
-/// Stored responses, as the provider keeps them for `previous_response_id`:
-/// a response continuing one is billed its context as input — the earlier
-/// turns' input and visible output ("all previous input tokens for
-/// responses in the chain are billed as input tokens": OpenAI's
-/// "Conversation state" guide, developers.openai.com/api/docs/guides/conversation-state).
-/// An id not stored (unknown, or stored with
-/// `store: false`) is refused as OpenAI refuses it.
-#[derive(Default)]
-pub struct Stored(std::sync::Mutex<std::collections::HashMap<String, u64>>);
-
-impl Stored {
-    pub fn continue_from(&self, p: &mut Plan) -> Result<(), Refusal> {
-        let Some(prev) = &p.previous else { return Ok(()) };
-        let context = self.0.lock().ok().and_then(|m| m.get(prev).copied());
-        let Some(context) = context else {
-            return Err((400, format!("Previous response with id '{prev}' not found."), Some("previous_response_id"), Some("previous_response_not_found")));
-        };
-        p.input = p.input.saturating_add(context);
-        Ok(())
-    }
-
-    pub fn keep(&self, p: &Plan, id: &str) {
-        if let (true, Ok(mut m)) = (p.store, self.0.lock()) {
-            if m.len() < 100_000 {
-                m.insert(id.to_string(), (p.input + p.output).saturating_sub(p.reasoning));
-            }
-        }
-    }
-}
-
-fn text_of(v: &Value, out: &mut String) {
+pub fn text_of(v: &Value, out: &mut String) {
     match v {
         Value::String(s) => out.push_str(s),
         Value::Array(items) => items.iter().for_each(|i| text_of(i, out)),
@@ -381,7 +351,7 @@ const ASSISTANT_PARTS: &[&str] = &["output_text", "refusal"];
 /// call found for function call output with call_id call_….", param
 /// `input`: a real answer quoted in Codex session-repair code and batch
 /// error reports).
-fn input(items: &[Value]) -> Result<(), Refusal> {
+pub fn input(items: &[Value]) -> Result<(), Refusal> {
     let mut calls = std::collections::HashSet::new();
     for (i, item) in items.iter().enumerate() {
         let field = |k: &str| item.get(k).is_some_and(Value::is_string);

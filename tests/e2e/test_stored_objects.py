@@ -1,0 +1,194 @@
+"""OpenAI's stored objects through Envoy: a stored response read back,
+listed, deleted, cancelled (`responses.retrieve`, `input_items.list`,
+`delete`, `cancel`) and conversations with their items (`conversations.*`,
+the OpenAI Agents SDK's `OpenAIConversationsSession` and `conversation_id`).
+
+They answered 404 (with `other_paths: pass` the client's virtual key went
+to OpenAI, which refused it: a client behind the gateway could not use
+them at all). Served now to the `stored_objects` provider with its own key,
+free (no record, no budget), for keys that may use one of its models;
+conversation items pass the request guardrails first. The mock keeps them
+as the API does (tests/mock-provider/src/objects.rs cites its sources:
+openai/openai-openapi's paths and schemas, OpenAI's conversation-state
+guide for the billed context)."""
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.parse
+
+import openai
+import pytest
+import requests
+
+import stack as sm
+from conftest import LABS_KEY, SEARCH_KEY, error_of
+
+MODEL = "openai/gpt-5.4"
+STORY = "Tell me a three sentence bedtime story about a unicorn."
+
+
+def call(client, method: str, path: str, key: str | None = SEARCH_KEY, **kw) -> requests.Response:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    headers.update(kw.pop("headers", {}))
+    return requests.request(method, client.url + path, headers=headers, timeout=30, **kw)
+
+
+def no_record_for(client, request_id: str) -> bool:
+    """The gateway writes no record for `request_id`: a later request's record
+    is out first (records leave in order), and none names it."""
+    marker = client.chat("default", "after")
+    client.record(marker.headers["x-tollgate-request-id"])
+    return not [r for r in client.records() if r["id"] == request_id]
+
+
+def test_the_sdk_reads_back_lists_deletes_and_cannot_cancel_a_stored_response(oai, client):
+    made = oai.responses.create(model=MODEL, input=STORY)
+    raw = oai.responses.with_raw_response.retrieve(made.id)
+    got = raw.parse()
+    # The provider's own object, as it kept it (the mock refuses any key but its own).
+    assert (got.id, got.output_text, got.usage.input_tokens, got.usage.output_tokens) == (
+        made.id, made.output_text, made.usage.input_tokens, made.usage.output_tokens)
+    assert raw.headers["x-mock-path"] == f"/v1/responses/{made.id}"
+    assert no_record_for(client, raw.headers["x-tollgate-request-id"]), "reading a response back is no usage"
+    items = oai.responses.input_items.list(made.id)
+    assert [(i.type, i.role, i.content[0].text) for i in items.data] == [("message", "user", STORY)]
+    # Only a background response can be cancelled: the provider's refusal, passed on.
+    with pytest.raises(openai.BadRequestError):
+        oai.responses.cancel(made.id)
+    # Streamed responses are kept too, and continued by id.
+    with oai.responses.stream(model=MODEL, input="Another one.") as s:
+        streamed = s.get_final_response()
+    assert oai.responses.retrieve(streamed.id).output_text == streamed.output_text
+    oai.responses.delete(made.id)
+    with pytest.raises(openai.NotFoundError):
+        oai.responses.retrieve(made.id)
+    with pytest.raises(openai.BadRequestError):
+        oai.responses.create(model=MODEL, input="and then?", previous_response_id=made.id)
+
+
+def test_a_conversation_is_kept_at_the_provider_and_billed_as_context(oai, client):
+    conv = oai.conversations.create(metadata={"topic": "demo"}, items=[{"type": "message", "role": "user", "content": "Hello!"}])
+    assert conv.id.startswith("conv_") and conv.metadata == {"topic": "demo"}
+    lone = oai.responses.create(model=MODEL, input="What did I say?")
+    r = oai.responses.with_raw_response.create(model=MODEL, input="What did I say?", conversation=conv.id)
+    turn = r.parse()
+    # The conversation's items are the provider's context, billed as input, and recorded so.
+    assert turn.usage.input_tokens > lone.usage.input_tokens
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert rec["usage"]["input_tokens"] == turn.usage.input_tokens and rec["cost_micros"] > 0, rec
+    items = oai.conversations.items.list(conv.id, order="asc")
+    texts = [i.content[0].text for i in items.data]
+    assert texts == ["Hello!", "What did I say?", turn.output_text], texts
+    added = oai.conversations.items.create(conv.id, items=[{"type": "message", "role": "user", "content": "One more."}])
+    one = oai.conversations.items.retrieve(added.data[0].id, conversation_id=conv.id)
+    assert one.content[0].text == "One more."
+    oai.conversations.items.delete(one.id, conversation_id=conv.id)
+    assert oai.conversations.update(conv.id, metadata={"topic": "done"}).metadata == {"topic": "done"}
+    assert oai.conversations.retrieve(conv.id).metadata == {"topic": "done"}
+    assert oai.conversations.delete(conv.id).deleted is True
+    with pytest.raises(openai.NotFoundError):
+        oai.conversations.retrieve(conv.id)
+
+
+def test_the_agents_sdk_keeps_a_session_in_a_conversation_through_the_gateway(stack, client):
+    """The OpenAI Agents SDK's `OpenAIConversationsSession` (what its docs
+    give for server-side session memory) and `Runner.run(conversation_id=…)`."""
+    import agents
+    from agents.memory import OpenAIConversationsSession
+
+    agents.set_tracing_disabled(True)  # (its traces would go to api.openai.com)
+    aclient = openai.AsyncOpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+    agent = agents.Agent(name="Assistant", instructions="Reply very concisely.",
+                         model=agents.OpenAIResponsesModel(model=MODEL, openai_client=aclient))
+
+    async def run() -> tuple[list, list]:
+        session = OpenAIConversationsSession(openai_client=aclient)
+        first = await agents.Runner.run(agent, "What city is the Golden Gate Bridge in?", session=session)
+        second = await agents.Runner.run(agent, "What state is it in?", session=session)
+        kept = await session.get_items()
+        conv = await aclient.conversations.create()
+        third = await agents.Runner.run(agent, "Remember this.", conversation_id=conv.id)
+        served = await aclient.conversations.items.list(conv.id, order="asc")
+        await session.clear_session()
+        return [first, second, third], kept, [i async for i in served]
+
+    results, kept, served = asyncio.run(run())
+    assert all(r.final_output for r in results)
+    said = [i["content"][0]["text"] if isinstance(i["content"], list) else i["content"] for i in kept if i.get("type", "message") == "message"]
+    assert said == ["What city is the Golden Gate Bridge in?", results[0].final_output, "What state is it in?", results[1].final_output], said
+    assert [i.content[0].text for i in served] == ["Remember this.", results[2].final_output]
+    # Each turn was a priced, recorded request; none of the session's bookkeeping was.
+    assert [r["api"] for r in client.records()[-3:]] == ["openai_responses"] * 3
+
+
+def test_keys_methods_and_paths_are_checked_before_the_provider_is_reached(stack, client):
+    made = client.post("/v1/responses", {"model": MODEL, "input": "hi"}).json()
+    path = f"/v1/responses/{made['id']}"
+    assert call(client, "GET", path, key=None).status_code == 401
+    assert call(client, "GET", path, key="tg-not-a-key").status_code == 401
+    for method in ["PUT", "PATCH", "POST"]:
+        r = call(client, method, path, json={})
+        assert (r.status_code, error_of(r)["code"]) == (405, "method_not_allowed"), (method, r.text)
+    # A key limited to models of another provider cannot reach OpenAI's objects.
+    cheap = stack.control.api("POST", "/v1/keys", {"team": "interns", "project": "p", "models": ["cheap"]}, expect=201)[1]["key"]
+    deadline = time.monotonic() + 10
+    while (r := call(client, "GET", path, key=cheap)).status_code == 401 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (r.status_code, error_of(r)["code"]) == (403, "provider_not_allowed"), r.text
+    # A virtual key in the query and Tollgate's own headers never go upstream; the rest of the query does.
+    r = call(client, "GET", f"/v1/responses/{made['id']}/input_items?limit=1&key={SEARCH_KEY}&order=asc",
+             headers={"x-tollgate-feature": "f", "x-tollgate-cluster": "anthropic"})
+    assert r.status_code == 200 and r.json()["object"] == "list", r.text
+    assert r.headers["x-mock-path"] == f"/v1/responses/{made['id']}/input_items?limit=1&order=asc"
+    assert (r.headers["x-mock-auth"], r.headers["x-mock-tollgate-headers"]) == ("Bearer sk-mock-openai", "")
+    # Ids that are not ids, or that become ones only once a server normalises them.
+    for bad, status in [("/v1/responses/resp_1%2Fcancel", 400), ("/v1/responses/resp_1;x", 400), ("/v1/Responses/resp_1", 400),
+                        ("/v1/responses/" + urllib.parse.quote("résumé"), 404), ("/v1/responses/resp_1%2F..%2F..%2Fchat%2Fcompletions", 400),
+                        ("/v1/conversations/conv_1/items/a/b", 404)]:
+        r = call(client, "GET", bad)
+        assert r.status_code == status, (bad, r.status_code, r.text)
+    assert call(client, "GET", "/v1/responses/resp_unknown").status_code == 404  # the provider's 404, passed on
+
+
+def test_guardrails_check_conversation_items_and_the_audit_sees_a_refusal(client, oai):
+    """The demo policy: the labs team's e-mail is redacted and 'Project
+    Bluebird' blocked; card numbers are blocked for everyone."""
+    labs = openai.OpenAI(base_url=client.url + "/v1", api_key=LABS_KEY, max_retries=0)
+    conv = labs.conversations.create(items=[{"type": "message", "role": "user", "content": "Write to ada@example.com"}])
+    kept = labs.conversations.items.list(conv.id).data[0].content[0].text
+    assert kept == "Write to [EMAIL_1]", kept
+    with pytest.raises(openai.BadRequestError) as e:
+        labs.conversations.items.create(conv.id, items=[{"type": "message", "role": "user", "content": "About Project Bluebird"}])
+    assert e.value.body["code"] == "content_blocked"
+    rec = client.record(e.value.response.headers["x-tollgate-request-id"])
+    assert (rec["outcome"], rec["guardrails"]["classes"], rec["provider"]) == ("rejected", {"codename": 1}, "openai"), rec
+    with pytest.raises(openai.BadRequestError):
+        oai.conversations.create(items=[{"type": "message", "role": "user", "content": "card 4111 1111 1111 1111"}])
+    assert [i.content[0].text for i in labs.conversations.items.list(conv.id).data] == ["Write to [EMAIL_1]"]
+
+
+def test_where_answers_are_scanned_stored_content_is_refused_and_without_a_provider_none_is_served(tmp_path):
+    def scan_answers(pc):
+        pc["guardrails"]["responses"] = "redact"
+
+    s = sm.Stack(tmp_path / "scan", plugin_patch=scan_answers)
+    try:
+        c = openai.OpenAI(base_url=s.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+        made = c.responses.create(model=MODEL, input="hi")
+        with pytest.raises(openai.PermissionDeniedError) as e:
+            c.responses.retrieve(made.id)
+        assert e.value.body["code"] == "stored_content_guarded"
+        c.responses.delete(made.id)  # nothing comes back but the deletion
+    finally:
+        s.stop()
+
+    def without(pc):
+        del pc["stored_objects"]
+
+    s = sm.Stack(tmp_path / "none", plugin_patch=without)
+    try:
+        r = requests.get(s.url + "/v1/responses/resp_1", headers={"authorization": f"Bearer {SEARCH_KEY}"}, timeout=10)
+        assert (r.status_code, error_of(r)["code"]) == (404, "unknown_endpoint"), r.text
+    finally:
+        s.stop()
