@@ -47,6 +47,8 @@ impl Coding {
 enum Stage {
     GzipHeader(Vec<u8>),
     Body,
+    /// A gzip member's CRC-32 and length (RFC 1952), after its deflate data.
+    GzipTrailer(Vec<u8>),
     Done,
     Failed,
 }
@@ -61,6 +63,8 @@ pub struct Inflater {
     zlib_checked: bool,
     sniff: Vec<u8>,
     decoded: u64,
+    /// The CRC-32 of what was decoded (gzip).
+    crc: crc32fast::Hasher,
     out: Vec<u8>,
 }
 
@@ -115,6 +119,7 @@ impl Inflater {
             zlib_checked: !matches!(coding, Coding::Deflate),
             sniff: Vec::new(),
             decoded: 0,
+            crc: crc32fast::Hasher::new(),
             out: vec![0; 32 << 10],
         })
     }
@@ -157,7 +162,22 @@ impl Inflater {
             }
             return;
         }
+        if matches!(self.stage, Stage::GzipTrailer(_)) {
+            return self.push_trailer(input);
+        }
         self.push_body(input, sink);
+    }
+
+    /// The gzip trailer's bytes: once all 8 are in, the decoded bytes'
+    /// CRC-32 and length must match them (a body cut or altered inside its
+    /// compressed data is refused, not read).
+    fn push_trailer(&mut self, input: &[u8]) {
+        let Stage::GzipTrailer(t) = &mut self.stage else { return };
+        let need = 8usize.saturating_sub(t.len());
+        t.extend_from_slice(input.get(..need.min(input.len())).unwrap_or(&[]));
+        let (Some(crc), Some(size)) = (t.get(..4), t.get(4..8)) else { return };
+        let matches = crc == self.crc.clone().finalize().to_le_bytes() && size == (self.decoded as u32).to_le_bytes();
+        self.stage = if matches { Stage::Done } else { Stage::Failed };
     }
 
     fn push_body(&mut self, mut input: &[u8], mut sink: impl FnMut(&[u8])) {
@@ -183,6 +203,7 @@ impl Inflater {
                 if let Some(part) = out.get(..take) {
                     sink(part);
                 }
+                self.crc.update(out);
                 self.decoded = self.decoded.saturating_add(written as u64);
                 if self.decoded >= self.limit {
                     self.stage = Stage::Failed;
@@ -191,11 +212,15 @@ impl Inflater {
             }
             input = input.get(r.bytes_consumed..).unwrap_or(&[]);
             match r.status {
+                Ok(MZStatus::StreamEnd) if self.coding == Coding::Gzip => self.stage = Stage::GzipTrailer(Vec::new()),
                 Ok(MZStatus::StreamEnd) => self.stage = Stage::Done,
                 Ok(_) if r.bytes_consumed == 0 && written == 0 => break,
                 Ok(_) => {}
                 Err(_) => self.stage = Stage::Failed,
             }
+        }
+        if matches!(self.stage, Stage::GzipTrailer(_)) {
+            self.push_trailer(input);
         }
     }
 
@@ -293,14 +318,15 @@ fn gzip_header_len(b: &[u8]) -> Result<Option<usize>, ()> {
 pub(crate) mod tests {
     use super::*;
 
-    /// A gzip member (the inflater checks neither CRC nor size).
+    /// A gzip member, its trailer the data's CRC-32 and length.
     pub(crate) fn gzip(data: &[u8], with_name: bool) -> Vec<u8> {
         let mut out = vec![0x1f, 0x8b, 8, if with_name { 8 } else { 0 }, 0, 0, 0, 0, 0, 3];
         if with_name {
             out.extend_from_slice(b"body.json\0");
         }
         out.extend(miniz_oxide::deflate::compress_to_vec(data, 6));
-        out.extend_from_slice(&[0; 8]); // crc + size: not checked
+        out.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
         out
     }
 
@@ -383,6 +409,14 @@ pub(crate) mod tests {
         assert_eq!(code(request_body(Some(b"gzip"), &json, limit)), Err((400, "invalid_encoding")), "not gzip");
         let whole = gzip(&json, false);
         assert_eq!(code(request_body(Some(b"gzip"), &whole[..whole.len() - 20], limit)), Err((400, "invalid_encoding")), "cut short");
+        // Its compressed data whole but its trailer cut, or not the data's: not the body the client compressed.
+        assert_eq!(code(request_body(Some(b"gzip"), &whole[..whole.len() - 3], limit)), Err((400, "invalid_encoding")), "trailer cut");
+        for at in [8, 4] {
+            let mut altered = whole.clone();
+            let i = altered.len() - at;
+            altered[i] ^= 1;
+            assert_eq!(code(request_body(Some(b"gzip"), &altered, limit)), Err((400, "invalid_encoding")), "trailer {at} from the end altered");
+        }
         assert_eq!(code(request_body(Some(b"gzip"), &[], limit)), Err((400, "invalid_encoding")), "empty");
         // A bomb stops near the limit, not at 64 MiB.
         let bomb = gzip(&vec![b' '; 48 << 20], false);

@@ -298,3 +298,39 @@ def test_hostile_speech_is_refused_or_charged_what_its_bytes_allow(stack, client
     ids = [speech({"model": "tts-1", "input": fox}, headers={"x-request-id": "same-speech"}).headers["x-tollgate-request-id"] for _ in range(2)]
     assert ids[0] != ids[1] and all(client.record(i)["cost_micros"] == 675 for i in ids)
     assert client.chat("cheap").status_code == 200, "the worker still serves"
+
+
+def test_hostile_stored_object_requests_are_refused_or_scanned_as_sent(stack, client):
+    """Conversation items under the demo's guardrails (the labs team's e-mail
+    redacted): compressed, given twice, out of range, not UTF-8, in HTTP/2
+    with trailers' worth of framing; ids and paths no provider names."""
+    import gzip
+
+    from conftest import LABS_KEY
+
+    labs = {b"authorization": f"Bearer {LABS_KEY}".encode()}
+    conv = requests.post(client.url + "/v1/conversations", json={}, headers={"authorization": f"Bearer {LABS_KEY}"}, timeout=10).json()["id"]
+    items = f"/v1/conversations/{conv}/items"
+    # Compressed: read as decoded, scanned, sent decoded (the e-mail redacted).
+    packed = gzip.compress(json.dumps({"items": [{"type": "message", "role": "user", "content": "to eve@example.com"}]}).encode())
+    assert raw_post(stack, items, packed, {**labs, b"content-encoding": b"gzip"}) == 200
+    listed = requests.get(client.url + items, headers={"authorization": f"Bearer {LABS_KEY}"}, timeout=10).json()
+    assert [i["content"][0]["text"] for i in listed["data"]] == ["to [EMAIL_1]"], listed
+    # What the scan cannot read is not stored unscanned.
+    for body in [b'{"items":[{"type":"message","role":"user","content":"a@b.io","content":"x"}]}',
+                 b'{"items":[{"type":"message","role":"user","content":"x"}],"metadata":{"n":1e400}}',
+                 b'{"items":[{"type":"message","role":"user","content":"\xff\xfe"}]}',
+                 gzip.compress(b'{"items":[]}')[:-6]]:
+        headers = {**labs, b"content-encoding": b"gzip"} if body[:2] == b"\x1f\x8b" else labs
+        assert raw_post(stack, items, body, headers) == 400, body
+    assert raw_post(stack, items, b'{"items":[]}', {**labs, b"content-encoding": b"br"}) == 415
+    assert raw_post(stack, items, b"x" * (9 << 20), labs) == 413
+    # Ids no provider names, a non-UTF-8 path, control bytes: never the provider's to read.
+    from conftest import raw_http, status_of
+
+    port = int(stack.url.rsplit(":", 1)[1])
+    for path in [b"/v1/conversations/conv_\xff", b"/v1/responses/resp_1\x01", b"/v1/responses/" + b"r" * 300]:
+        got = status_of(raw_http(port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + LABS_KEY.encode() + b"\r\n\r\n"))
+        assert got in (400, 404), (path, got)
+    # The worker still serves.
+    assert client.chat("default").status_code == 200
