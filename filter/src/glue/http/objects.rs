@@ -40,13 +40,8 @@ impl TollgateHttp {
         let (Some(key), Some(policy)) = (self.key.clone(), synced::guard_policy(cfg)) else {
             return self.send_object(&plan);
         };
-        let mut body = host::buffer(REQUEST_BODY, 0, body_size);
-        let decoded = match crate::decode::request_body(self.headers.content_encoding.as_deref(), &body, cfg.max_request_bytes) {
-            Ok(Some(plain)) => {
-                body = plain;
-                true
-            }
-            Ok(None) => false,
+        let (body, decoded) = match self.whole_body(cfg, body_size) {
+            Ok(b) => b,
             Err(e) => return self.reject(e),
         };
         let target = crate::route::Target { provider: plan.provider.clone(), route: String::new(), upstream_model: String::new(), advisor: None };

@@ -172,25 +172,8 @@ impl TollgateHttp {
         let (Some(api), Some(key)) = (self.api, self.key.clone()) else {
             return Action::Continue;
         };
-        // Never route wrong silently: if Envoy did not honour the pause in
-        // the headers, the router already picked an upstream. Whether it
-        // does is a property of the filter's configuration in this Envoy:
-        // checked until one request shows it (a host call saved after that).
-        if !self.pause_verified.get() {
-            if host::property(&["upstream", "address"]).is_some_and(|a| !a.is_empty()) {
-                log::error!("[{}] request headers went upstream before the body was read: 'allow_on_headers_stop_iteration: true' is missing on the Wasm filter", self.context_id);
-                return self.reject(GatewayError::headers_already_forwarded());
-            }
-            self.pause_verified.set(true);
-        }
-        let mut body = host::buffer(REQUEST_BODY, 0, body_size);
-        // A compressed body is read, and sent on, decoded.
-        let decoded = match crate::decode::request_body(self.headers.content_encoding.as_deref(), &body, cfg.max_request_bytes) {
-            Ok(Some(plain)) => {
-                body = plain;
-                true
-            }
-            Ok(None) => false,
+        let (mut body, decoded) = match self.whole_body(cfg, body_size) {
+            Ok(b) => b,
             Err(e) => return self.reject(e),
         };
         // A form (an image edit's, a transcription's) is planned as the JSON it stands for, and written back.
@@ -333,6 +316,27 @@ impl TollgateHttp {
         );
         self.phase = if self.counting { Phase::Counting } else { Phase::Upstream };
         Action::Continue
+    }
+
+    /// The buffered request body, decoded when compressed (and whether it
+    /// was). Never read past a pause Envoy did not honour: if it did not,
+    /// the router already picked an upstream and the headers went there.
+    /// Whether it does is a property of the filter's configuration in this
+    /// Envoy: checked until one request shows it (a host call saved after that).
+    pub(super) fn whole_body(&mut self, cfg: &Config, body_size: usize) -> Result<(Vec<u8>, bool), GatewayError> {
+        if !self.pause_verified.get() {
+            if host::property(&["upstream", "address"]).is_some_and(|a| !a.is_empty()) {
+                log::error!("[{}] request headers went upstream before the body was read: 'allow_on_headers_stop_iteration: true' is missing on the Wasm filter", self.context_id);
+                return Err(GatewayError::headers_already_forwarded());
+            }
+            self.pause_verified.set(true);
+        }
+        let body = host::buffer(REQUEST_BODY, 0, body_size);
+        // A compressed body is read, and sent on, decoded.
+        match crate::decode::request_body(self.headers.content_encoding.as_deref(), &body, cfg.max_request_bytes)? {
+            Some(plain) => Ok((plain, true)),
+            None => Ok((body, false)),
+        }
     }
 
     /// Reserves `worst` against every budget of this request's scopes
