@@ -87,6 +87,15 @@ def test_node_clients_speak(node_results, client):
     assert (rec["usage"]["input_characters"], rec["cost_micros"]) == (45, 675), rec
 
 
+def test_node_clients_keep_responses_and_conversations_at_the_provider(node_results):
+    """openai-node's `responses.retrieve`, `inputItems.list`, `delete` and
+    `conversations.*` through the gateway, with the provider's key."""
+    r = node_results["openai_stored"]
+    assert r["ok"] and r["same"] and r["gone"] and r["deleted"], r
+    assert r["input"] == ["Say hello in five words"], r
+    assert r["kept"] == ["Hello!", "And then?", r["turn"]], r
+
+
 def test_node_clients_list_and_count(node_results):
     for name in ["openai_models", "anthropic_models", "gemini_models"]:
         assert node_results[name]["ok"], node_results[name]

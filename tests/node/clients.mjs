@@ -255,6 +255,18 @@ const scenarios = {
     const audio = new Uint8Array(await data.arrayBuffer());
     return { id: id(response.headers), bytes: audio.length, riff: String.fromCharCode(...audio.slice(0, 4)) };
   },
+  async openai_stored() {
+    const made = await oai.responses.create({ model: "openai/gpt-5.4", input: say });
+    const back = await oai.responses.retrieve(made.id);
+    const items = await oai.responses.inputItems.list(made.id);
+    const gone = await oai.responses.delete(made.id).then(() => true);
+    const conv = await oai.conversations.create({ items: [{ type: "message", role: "user", content: "Hello!" }] });
+    const turn = await oai.responses.create({ model: "openai/gpt-5.4", input: "And then?", conversation: conv.id });
+    const kept = [];
+    for await (const item of oai.conversations.items.list(conv.id, { order: "asc" })) kept.push(item.content[0].text);
+    const deleted = (await oai.conversations.delete(conv.id)).deleted;
+    return { same: back.output_text === made.output_text, input: items.data.map((i) => i.content[0].text), gone, kept, turn: turn.output_text, deleted };
+  },
   async vercel_speech() {
     const r = await experimental_generateSpeech({ model: vOpenai.speech("tts-1"), text: "The quick brown fox jumped over the lazy dog.", voice: "alloy", maxRetries: 0 });
     return { id: id(r.responses[0]?.headers), bytes: r.audio.uint8Array.length, mediaType: r.audio.mediaType };
