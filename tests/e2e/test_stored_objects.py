@@ -192,3 +192,18 @@ def test_where_answers_are_scanned_stored_content_is_refused_and_without_a_provi
         assert (r.status_code, error_of(r)["code"]) == (404, "unknown_endpoint"), r.text
     finally:
         s.stop()
+
+
+def test_azure_clients_and_foreign_org_headers_reach_the_objects_with_the_gateways_key(stack, client):
+    """The `AzureOpenAI` client (a virtual key as its `api-key`, Azure's
+    `api-version`) and a client's own `OpenAI-Organization` / `OpenAI-Project`
+    headers (the mock refuses a foreign organization as OpenAI does): none of
+    them reaches the provider."""
+    made = client.post("/v1/responses", {"model": MODEL, "input": "hi"}).json()
+    az = openai.AzureOpenAI(azure_endpoint=stack.url, api_key=SEARCH_KEY, api_version="2025-04-01-preview", max_retries=0)
+    raw = az.responses.with_raw_response.retrieve(made["id"])
+    assert raw.parse().id == made["id"]
+    assert (raw.headers["x-mock-path"], raw.headers["x-mock-api-key"], raw.headers["x-mock-auth"]) == (
+        f"/v1/responses/{made['id']}", "", "Bearer sk-mock-openai")
+    r = call(client, "GET", f"/v1/responses/{made['id']}", headers={"OpenAI-Organization": "org-other", "OpenAI-Project": "proj_other"})
+    assert r.status_code == 200 and r.json()["id"] == made["id"], r.text
