@@ -1,9 +1,11 @@
 //! OpenAI's stored objects: a response kept by the provider (`store`, the
 //! default), read back, deleted or cancelled by its id, with its input
-//! items; and conversations with their items (the Conversations API the
-//! OpenAI Agents SDK's `OpenAIConversationsSession` keeps a session in).
-//! The SDKs call these as `responses.retrieve` / `delete` / `cancel` /
-//! `input_items.list` and `conversations.*`. They are free: no usage, no
+//! items; conversations with their items (the Conversations API the
+//! OpenAI Agents SDK's `OpenAIConversationsSession` keeps a session in);
+//! and files (uploaded to be read by a model: a PDF a response's
+//! `input_file` names by `file_id`). The SDKs call these as
+//! `responses.retrieve` / `delete` / `cancel` / `input_items.list`,
+//! `conversations.*` and `files.*`. They are free: no usage, no
 //! record, no budget. Each goes, with the provider's credential, to the one
 //! provider the configuration names (`stored_objects`): a client holding a
 //! virtual key could not reach them otherwise (its key is not the
@@ -33,17 +35,23 @@ pub enum Object {
     ConversationItems,
     /// `/conversations/{id}/items/{item_id}`: GET, DELETE.
     ConversationItem,
+    /// `/files`: POST (upload, a multipart form), GET (list).
+    Files,
+    /// `/files/{id}`: GET, DELETE.
+    File,
+    /// `/files/{id}/content`: GET.
+    FileContent,
 }
 
 impl Object {
     /// The methods the provider serves on it.
     pub fn methods(self) -> &'static [&'static str] {
         match self {
-            Object::Response | Object::ConversationItem => &["GET", "DELETE"],
+            Object::Response | Object::ConversationItem | Object::File => &["GET", "DELETE"],
             Object::ResponseCancel | Object::Conversations => &["POST"],
-            Object::ResponseInputItems => &["GET"],
+            Object::ResponseInputItems | Object::FileContent => &["GET"],
             Object::Conversation => &["GET", "POST", "DELETE"],
-            Object::ConversationItems => &["GET", "POST"],
+            Object::ConversationItems | Object::Files => &["GET", "POST"],
         }
     }
 
@@ -53,19 +61,25 @@ impl Object {
         method == "POST" && matches!(self, Object::Conversations | Object::Conversation | Object::ConversationItems)
     }
 
+    /// Whether a request of `method` uploads content the guardrails
+    /// cannot read (a file, in a multipart form).
+    pub fn uploads(self, method: &str) -> bool {
+        method == "POST" && self == Object::Files
+    }
+
     /// Whether the answer to `method` carries text a model read or wrote:
-    /// a response's output, input items, conversation items.
+    /// a response's output, input items, conversation items, a file's bytes.
     pub fn answers_content(self, method: &str) -> bool {
         match self {
             Object::Response | Object::ConversationItem => method == "GET",
-            Object::ResponseCancel | Object::ResponseInputItems => true,
+            Object::ResponseCancel | Object::ResponseInputItems | Object::FileContent => true,
             Object::ConversationItems => true,
-            Object::Conversations | Object::Conversation => false,
+            Object::Conversations | Object::Conversation | Object::Files | Object::File => false,
         }
     }
 }
 
-/// An object id as OpenAI writes them (`resp_…`, `conv_…`, `msg_…`).
+/// An object id as OpenAI writes them (`resp_…`, `conv_…`, `msg_…`, `file-…`).
 fn is_id(s: &str) -> bool {
     (1..=256).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
@@ -89,6 +103,9 @@ fn below_version(rest: &str) -> Option<Object> {
         ("conversations", Some(_), None, None) => Some(Object::Conversation),
         ("conversations", Some(_), Some("items"), None) => Some(Object::ConversationItems),
         ("conversations", Some(_), Some("items"), Some(_)) => Some(Object::ConversationItem),
+        ("files", None, None, None) => Some(Object::Files),
+        ("files", Some(_), None, None) => Some(Object::File),
+        ("files", Some(_), Some("content"), None) => Some(Object::FileContent),
         _ => None,
     }
 }
@@ -102,7 +119,9 @@ pub fn locate(p: &str) -> Option<(Object, &str)> {
 }
 
 /// What to do with a stored-object request: the headers that send it to
-/// the provider, and whether its body must pass the guardrails first.
+/// the provider, and whether its body must pass the guardrails first. A
+/// file upload under a policy that blocks or redacts is refused: its bytes
+/// (a PDF, an image) are not text the scan reads.
 #[derive(Debug)]
 pub struct Plan {
     pub object: Object,
@@ -132,6 +151,16 @@ pub fn plan(cfg: &Config, key: &KeyInfo, path: &str, method: &str, guard: Option
             format!(
                 "Guardrail policy '{}' scans answers, and stored responses and conversation items would come back unscanned: read them in the answer that made them.",
                 g.version
+            ),
+        ));
+    }
+    let who = crate::guard::Subject { key: &key.id, project: &key.project, team: &key.team, route: "" };
+    if let Some(g) = guard.filter(|g| object.uploads(method) && g.acts_for(who)) {
+        return Err(GatewayError::forbidden(
+            "content_unscannable",
+            format!(
+                "Guardrail policy '{}' blocks or redacts data classes, and an uploaded file cannot be checked for them, so it is not sent to provider '{}'.",
+                g.version, provider.name
             ),
         ));
     }

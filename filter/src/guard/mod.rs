@@ -312,6 +312,14 @@ impl Policy {
             .unwrap_or(Action::Observe)
     }
 
+    /// Whether some class is blocked or redacted for `who`: content the
+    /// scan cannot read (an uploaded file) would pass it unchecked.
+    pub fn acts_for(&self, who: Subject<'_>) -> bool {
+        let named = [self.keys.get(who.key), self.projects.get(who.project), self.teams.get(who.team), self.routes.get(who.route)];
+        let classes = self.defaults.keys().chain(named.iter().flatten().flat_map(|a| a.keys()));
+        classes.into_iter().any(|c| self.action_for(who, c) != Action::Observe)
+    }
+
     /// Scans a JSON request body for `who`; redactions use (and add to) `placeholders`.
     pub fn apply(&self, who: Subject<'_>, body: &[u8], placeholders: &mut Placeholders) -> Outcome {
         let mut v = match unique::parse(body) {

@@ -42,6 +42,9 @@ fn names_each_object_under_every_prefix_an_sdk_sends() {
             ("/conversations/conv_123", Object::Conversation),
             ("/conversations/conv_123/items", Object::ConversationItems),
             ("/conversations/conv_123/items/msg_abc-1", Object::ConversationItem),
+            ("/files", Object::Files),
+            ("/files/file-abc123", Object::File),
+            ("/files/file-abc123/content", Object::FileContent),
         ] {
             let p = format!("{pre}{rest}");
             assert_eq!(locate(&p), Some((o, rest)), "{p}");
@@ -50,7 +53,7 @@ fn names_each_object_under_every_prefix_an_sdk_sends() {
     for p in [
         "/v1/responses", "/v1/responses/", "/v1/responses/resp.1", "/v1/responses/resp_1/other", "/v1/responses/resp_1/cancel/x",
         "/v1/conversations/conv_1/items/msg 1", "/v1/conversations/c/items/m/x", "/v1beta/responses/resp_1", "/v2/responses/r",
-        "/v1/responses/%2e%2e", "/v1/responses/r%2Fx", "/v1/conversations//items",
+        "/v1/responses/%2e%2e", "/v1/responses/r%2Fx", "/v1/conversations//items", "/v1/files/file-1/other", "/v1/files/file.1",
     ] {
         assert_eq!(locate(p), None, "{p}");
     }
@@ -117,4 +120,28 @@ fn only_an_openai_format_provider_keeps_them_and_without_one_none_is_served() {
     v.as_object_mut().unwrap().remove("stored_objects");
     let c = Config::from_json(v.to_string().as_bytes()).unwrap();
     assert_eq!(plan(&c, &key(None), "/v1/responses/r", "GET", None).unwrap_err().status, 404);
+}
+
+#[test]
+fn a_file_upload_passes_only_where_no_class_would_be_blocked_or_redacted() {
+    let policy = |v: serde_json::Value| crate::guard::Policy::build(serde_json::from_value(v).unwrap()).unwrap();
+    let observing = policy(serde_json::json!({"version": "o", "actions": {"secret": "observe", "card": "observe", "ssn": "observe", "iban": "observe"}}));
+    let p = plan(&cfg(), &key(None), "/v1/files", "POST", Some(&observing)).unwrap();
+    assert!(!p.scan, "a form's file is not read");
+    assert_eq!(headers(&p)[":path"], "/v1/files");
+    // The defaults block secrets: an unreadable upload could carry one.
+    let defaults = policy(serde_json::json!({"version": "d"}));
+    let e = plan(&cfg(), &key(None), "/v1/files", "POST", Some(&defaults)).unwrap_err();
+    assert_eq!((e.status, e.code), (403, "content_unscannable"));
+    // A team's override counts for that team only.
+    let team = policy(serde_json::json!({"version": "t", "actions": {"secret": "observe", "card": "observe", "ssn": "observe", "iban": "observe"},
+                                         "teams": {"t": {"email": "redact"}}}));
+    assert_eq!(plan(&cfg(), &key(None), "/v1/files", "POST", Some(&team)).unwrap_err().code, "content_unscannable");
+    assert!(plan(&cfg(), &KeyInfo { team: "other".into(), ..key(None) }, "/v1/files", "POST", Some(&team)).is_ok());
+    // Listing and describing files carries no content; reading one back does.
+    for (path, method) in [("/v1/files", "GET"), ("/v1/files/file-1", "GET"), ("/v1/files/file-1", "DELETE")] {
+        assert!(plan(&cfg(), &key(None), path, method, Some(&defaults)).is_ok(), "{method} {path}");
+    }
+    let answers = policy(serde_json::json!({"version": "a", "responses": "observe"}));
+    assert_eq!(plan(&cfg(), &key(None), "/v1/files/file-1/content", "GET", Some(&answers)).unwrap_err().code, "stored_content_guarded");
 }
