@@ -207,3 +207,52 @@ def test_azure_clients_and_foreign_org_headers_reach_the_objects_with_the_gatewa
         f"/v1/responses/{made['id']}", "", "Bearer sk-mock-openai")
     r = call(client, "GET", f"/v1/responses/{made['id']}", headers={"OpenAI-Organization": "org-other", "OpenAI-Project": "proj_other"})
     assert r.status_code == 200 and r.json()["id"] == made["id"], r.text
+
+
+NOTES = b"Quarterly notes: revenue grew 12%, churn fell to 3%, the launch moved to March.\n" * 40
+
+
+def test_files_are_uploaded_read_and_named_by_a_response_where_no_guardrail_could_miss_them(tmp_path):
+    """`files.create` (a multipart form), `retrieve`, `list`, `content`,
+    `delete`, and a response whose `input_file` names the upload: billed
+    the file's text as input, as the provider bills it. Without a guardrail
+    policy (the demo's blocks secrets, which an uploaded file could carry:
+    see the next test)."""
+    def no_guardrails(pc):
+        del pc["guardrails"]
+
+    s = sm.Stack(tmp_path, plugin_patch=no_guardrails)
+    try:
+        c = openai.OpenAI(base_url=s.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+        up = c.files.with_raw_response.create(file=("notes.txt", NOTES, "text/plain"), purpose="user_data")
+        f = up.parse()
+        assert (f.object, f.bytes, f.filename, f.purpose) == ("file", len(NOTES), "notes.txt", "user_data")
+        assert up.headers["x-mock-auth"] == "Bearer sk-mock-openai"
+        assert c.files.retrieve(f.id).bytes == len(NOTES)
+        assert f.id in [x.id for x in c.files.list(purpose="user_data")]
+        assert c.files.content(f.id).read() == NOTES
+        ask = [{"role": "user", "content": [{"type": "input_file", "file_id": f.id}, {"type": "input_text", "text": "Summarize."}]}]
+        raw = c.responses.with_raw_response.create(model=MODEL, input=ask)
+        lone = c.responses.create(model=MODEL, input="Summarize.")
+        turn = raw.parse()
+        assert turn.usage.input_tokens - lone.usage.input_tokens == len(NOTES) // 4, (turn.usage, lone.usage)
+        rec = [r for r in s.envoy.usage_records() if r["id"] == raw.headers["x-tollgate-request-id"]]
+        assert rec and rec[0]["usage"]["input_tokens"] == turn.usage.input_tokens, rec
+        assert c.files.delete(f.id).deleted is True
+        with pytest.raises(openai.NotFoundError):
+            c.files.retrieve(f.id)
+        with pytest.raises(openai.NotFoundError):
+            c.responses.create(model=MODEL, input=ask)  # the provider no longer has it
+        with pytest.raises(openai.BadRequestError):
+            c.files.create(file=("x.txt", b"x"), purpose="training")  # the provider's own refusal, passed on
+    finally:
+        s.stop()
+
+
+def test_a_file_upload_under_a_blocking_policy_is_refused_before_it_is_sent(oai, client):
+    before = requests.get(client.stack.mock.url + "/mock/stats", timeout=5).json()
+    with pytest.raises(openai.PermissionDeniedError) as e:
+        oai.files.create(file=("notes.txt", NOTES, "text/plain"), purpose="user_data")
+    assert e.value.body["code"] == "content_unscannable"
+    assert requests.get(client.stack.mock.url + "/mock/stats", timeout=5).json() == before
+    assert isinstance(oai.files.list().data, list)  # listing carries no content

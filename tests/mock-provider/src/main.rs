@@ -770,6 +770,10 @@ async fn respond_api(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: 
     if let Err((status, msg, param, code)) = app.objects.continue_from(&mut plan, conversation.as_deref()) {
         return err(status, &msg, param, code);
     }
+    match app.objects.file_tokens(&m) {
+        Ok(n) => plan.input = plan.input.saturating_add(n),
+        Err((status, msg, param, code)) => return err(status, &msg, param, code),
+    }
     let seq = app.seq.fetch_add(1, Ordering::SeqCst);
     let id = format!("mock{seq:024}");
     let created = 1_767_225_600 + seq;

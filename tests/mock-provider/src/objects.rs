@@ -6,7 +6,12 @@
 //! `…/items`, `…/items/{item_id}`, and their schemas `Response`,
 //! `ResponseItemList`, `ConversationResource`, `CreateConversationBody`
 //! (`items` at most 20), `UpdateConversationBody` (`metadata` required),
-//! `DeletedConversationResource`, `ConversationItemList`).
+//! `DeletedConversationResource`, `ConversationItemList`); and files
+//! (`/files`, `…/{file_id}`, `…/content`: `CreateFileRequest`, its
+//! `purpose` one of six, `OpenAIFile`, `ListFilesResponse`,
+//! `DeleteFileResponse`; an unknown id is "No such File object", the
+//! API's wording). A response's `input_file` naming a kept file is billed
+//! the file's text as input; naming none is refused.
 //!
 //! What it bills: a response continuing a stored one (`previous_response_id`)
 //! or a conversation (`conversation`) is billed that context as input ("all
@@ -37,6 +42,11 @@ struct Kept {
     context: u64,
 }
 
+struct StoredFile {
+    object: Value,
+    data: Bytes,
+}
+
 struct Conversation {
     created_at: u64,
     metadata: Value,
@@ -49,6 +59,7 @@ struct Conversation {
 pub struct Store {
     responses: Mutex<HashMap<String, Kept>>,
     conversations: Mutex<HashMap<String, Conversation>>,
+    files: Mutex<HashMap<String, StoredFile>>,
     seq: std::sync::atomic::AtomicU64,
 }
 
@@ -92,6 +103,18 @@ impl Store {
         };
         p.input = p.input.saturating_add(context);
         Ok(())
+    }
+
+    /// The input tokens of the kept files a response's input names
+    /// (`input_file` parts with a `file_id`); an unknown one is refused.
+    pub fn file_tokens(&self, m: &Map<String, Value>) -> Result<u64, Refusal> {
+        let mut ids = Vec::new();
+        file_ids(m.get("input").unwrap_or(&Value::Null), &mut ids);
+        let files = self.files.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+        ids.iter().try_fold(0u64, |sum, id| {
+            let f = files.get(*id).ok_or_else(|| no_such_file(id))?;
+            Ok(sum + count_tokens(&String::from_utf8_lossy(&f.data)))
+        })
     }
 
     /// Keeps a response that was not sent with `store: false`, and adds
@@ -143,6 +166,28 @@ impl Store {
     }
 }
 
+/// The `file_id` of every `input_file` part in a response's input.
+fn file_ids<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Array(a) => a.iter().for_each(|x| file_ids(x, out)),
+        Value::Object(o) => {
+            if o.get("type").and_then(Value::as_str) == Some("input_file") {
+                if let Some(id) = o.get("file_id").and_then(Value::as_str) {
+                    out.push(id);
+                }
+            }
+            if let Some(c) = o.get("content") {
+                file_ids(c, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn no_such_file(id: &str) -> Refusal {
+    (404, format!("No such File object: {id}"), Some("id"), None)
+}
+
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/v1/responses/{id}", get(get_response).delete(delete_response))
@@ -152,6 +197,9 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/v1/conversations/{id}", get(get_conversation).post(update_conversation).delete(delete_conversation))
         .route("/v1/conversations/{id}/items", get(list_items).post(add_items))
         .route("/v1/conversations/{id}/items/{item}", get(get_item).delete(delete_item))
+        .route("/v1/files", post(upload_file).get(list_files))
+        .route("/v1/files/{id}", get(get_file).delete(delete_file))
+        .route("/v1/files/{id}/content", get(file_content))
 }
 
 type Answer = Result<Value, Refusal>;
@@ -363,6 +411,86 @@ async fn delete_item(State(app): State<Arc<App>>, Path((id, item)): Path<(String
             Ok(resource(&id, c))
         })
     })
+}
+
+const PURPOSES: &[&str] = &["assistants", "batch", "fine-tune", "vision", "user_data", "evals"];
+
+/// `POST /v1/files`: a form with `file` and `purpose` (and nothing else
+/// but `expires_after`), at most 512 MB.
+async fn upload_file(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+    if let Err(r) = openai_checks(&app, &uri, &h) {
+        return *r;
+    }
+    let ctype = crate::header_str(&h, "content-type").unwrap_or("").to_string();
+    let made = async {
+        let mut file = None;
+        let mut purpose = None;
+        for crate::form::Part { name, file_name, data } in crate::form::parts(&ctype, body).await? {
+            match name.as_str() {
+                "file" => file = Some((file_name.unwrap_or_else(|| "file".into()), data)),
+                "purpose" => purpose = Some(String::from_utf8_lossy(&data).into_owned()),
+                n if n.starts_with("expires_after") => {}
+                other => return Err((400, format!("Unknown parameter: '{other}'."), None, Some("unknown_parameter"))),
+            }
+        }
+        let Some((filename, data)) = file else {
+            return Err((400, "Missing required parameter: 'file'.".to_string(), Some("file"), Some("missing_required_parameter")));
+        };
+        let purpose = match purpose {
+            Some(p) if PURPOSES.contains(&p.as_str()) => p,
+            Some(p) => return Err((400, format!("Invalid value for 'purpose': '{p}'. Supported values are: {}.", PURPOSES.join(", ")), Some("purpose"), Some("invalid_value"))),
+            None => return Err((400, "Missing required parameter: 'purpose'.".to_string(), Some("purpose"), Some("missing_required_parameter"))),
+        };
+        let id = app.objects.next_id("file").replace('_', "-");
+        let object = json!({"id": id, "object": "file", "bytes": data.len(), "created_at": 1_767_225_600, "expires_at": null,
+                            "filename": filename, "purpose": purpose, "status": "processed", "status_details": null});
+        let mut all = app.objects.files.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+        if all.len() < LIMIT {
+            all.insert(id, StoredFile { object: object.clone(), data });
+        }
+        Ok(object)
+    };
+    match made.await {
+        Ok(v) => respond(StatusCode::OK, &h, &uri, v.to_string(), "application/json"),
+        Err((status, msg, param, code)) => openai_error(&h, &uri, status, &msg, param, code),
+    }
+}
+
+async fn list_files(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap) -> Response<Body> {
+    answer(&app, &uri, &h, || {
+        let files = app.objects.files.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+        let mut all: Vec<Value> = files.values().map(|f| f.object.clone()).collect();
+        all.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        page(&uri, &all)
+    })
+}
+
+async fn get_file(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri, h: HeaderMap) -> Response<Body> {
+    answer(&app, &uri, &h, || app.objects.files.lock().ok().and_then(|m| Some(m.get(&id)?.object.clone())).ok_or_else(|| no_such_file(&id)))
+}
+
+async fn delete_file(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri, h: HeaderMap) -> Response<Body> {
+    answer(&app, &uri, &h, || {
+        let gone = app.objects.files.lock().ok().and_then(|mut m| m.remove(&id));
+        gone.map(|_| json!({"id": id, "object": "file", "deleted": true})).ok_or_else(|| no_such_file(&id))
+    })
+}
+
+async fn file_content(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri, h: HeaderMap) -> Response<Body> {
+    if let Err(r) = openai_checks(&app, &uri, &h) {
+        return *r;
+    }
+    match app.objects.files.lock().ok().and_then(|m| Some(m.get(&id)?.data.clone())) {
+        Some(data) => {
+            let mut r = Response::new(Body::from(data));
+            crate::decorate(r.headers_mut(), &h, &uri, "application/octet-stream");
+            r
+        }
+        None => {
+            let (status, msg, param, code) = no_such_file(&id);
+            openai_error(&h, &uri, status, &msg, param, code)
+        }
+    }
 }
 
 #[cfg(test)]
