@@ -76,7 +76,15 @@ struct RawConfig {
     #[serde(default)]
     capture: Option<RawCapture>,
     #[serde(default)]
-    stored_objects: Option<String>,
+    stored_objects: Option<OneOrMany>,
+}
+
+/// A provider name, or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -468,8 +476,10 @@ pub struct Config {
     pub guardrails: Option<std::rc::Rc<crate::guard::Policy>>,
     /// Requests captured for evaluations.
     pub capture: Option<Capture>,
-    /// The provider that keeps stored responses and conversations ([`crate::objects`]).
-    stored_objects: Option<usize>,
+    /// The providers that keep stored objects ([`crate::objects`]): an
+    /// OpenAI-format one (responses, conversations, files) and an
+    /// Anthropic-format one (files), each at most once.
+    stored_objects: Vec<usize>,
 }
 
 fn non_empty(field: String, v: &str) -> Result<(), ConfigError> {
@@ -811,17 +821,27 @@ impl Config {
             }
             None => None,
         };
-        let stored_objects = match raw.stored_objects {
-            None => None,
-            Some(name) => match by_name.get(&name) {
-                Some(&i) if providers.get(i).is_some_and(|p: &Provider| p.format == ProviderFormat::Openai) => Some(i),
-                Some(_) => return Err(err("stored_objects", "must name a provider with format 'openai' (stored responses and conversations are OpenAI's)")),
-                None => {
-                    let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
-                    return Err(err("stored_objects", format!("unknown provider '{}' (configured: {})", crate::text::clean_field(&name, 64), names.join(", "))));
-                }
-            },
+        let (names, listed) = match raw.stored_objects {
+            None => (Vec::new(), false),
+            Some(OneOrMany::One(n)) => (vec![n], false),
+            Some(OneOrMany::Many(ns)) => (ns, true),
         };
+        let mut stored_objects: Vec<usize> = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            let field = if listed { format!("stored_objects[{i}]") } else { "stored_objects".to_string() };
+            let Some(&p) = by_name.get(name) else {
+                let known: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+                return Err(err(field, format!("unknown provider '{}' (configured: {})", crate::text::clean_field(name, 64), known.join(", "))));
+            };
+            let format = providers.get(p).map(|p: &Provider| p.format);
+            if format == Some(ProviderFormat::Gemini) {
+                return Err(err(field, "must name a provider with format 'openai' (responses, conversations, files) or 'anthropic' (files)"));
+            }
+            if stored_objects.iter().any(|&q| providers.get(q).map(|p: &Provider| p.format) == format) {
+                return Err(err(field, "at most one provider of each format: the objects of a format are kept by one"));
+            }
+            stored_objects.push(p);
+        }
         Ok(Config {
             stored_objects,
             guardrails,
@@ -879,10 +899,10 @@ impl Config {
         Some((Resolved { route: &route.name, provider, auto_cache: route.auto_cache, json_repair: route.json_repair, fallbacks: &route.fallbacks, upstream_api: route.upstream_api }, upstream))
     }
 
-    /// The provider that keeps stored responses and conversations, and its index.
-    pub fn stored_objects(&self) -> Option<(usize, &Provider)> {
-        let i = self.stored_objects?;
-        Some((i, self.providers.get(i)?))
+    /// The provider that keeps the stored objects of a format (OpenAI's, or
+    /// Anthropic's files), and its index.
+    pub fn stored_objects(&self, format: ProviderFormat) -> Option<(usize, &Provider)> {
+        self.stored_objects.iter().filter_map(|&i| Some((i, self.providers.get(i)?))).find(|(_, p)| p.format == format)
     }
 
     /// Whether `key` may use some model a route sends to provider `index`

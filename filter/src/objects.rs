@@ -5,16 +5,19 @@
 //! and files (uploaded to be read by a model: a PDF a response's
 //! `input_file` names by `file_id`). The SDKs call these as
 //! `responses.retrieve` / `delete` / `cancel` / `input_items.list`,
-//! `conversations.*` and `files.*`. They are free: no usage, no
-//! record, no budget. Each goes, with the provider's credential, to the one
-//! provider the configuration names (`stored_objects`): a client holding a
+//! `conversations.*` and `files.*`; Anthropic's Files API has the same
+//! file paths (`beta.files.*`, a `document` block naming a `file_id`). They
+//! are free: no usage, no record, no budget. Each goes, with the provider's
+//! credential, to the provider the configuration names for its format
+//! (`stored_objects`: an Anthropic client, one sending `anthropic-version`,
+//! to the Anthropic-format one, for files only): a client holding a
 //! virtual key could not reach them otherwise (its key is not the
 //! provider's).
 //!
 //! The path sent upstream is rebuilt from parts that were checked (ids of
 //! letters, digits, `_` and `-`), never the client's bytes as they came.
 
-use crate::config::{Config, KeyInfo};
+use crate::config::{Config, KeyInfo, ProviderFormat};
 use crate::errors::GatewayError;
 
 /// Which stored object a path names (OpenAI API reference, "Responses" and
@@ -59,6 +62,23 @@ impl Object {
     /// (conversation items, metadata): what request guardrails look at.
     pub fn sends_content(self, method: &str) -> bool {
         method == "POST" && matches!(self, Object::Conversations | Object::Conversation | Object::ConversationItems)
+    }
+
+    /// A file's path: Anthropic's Files API has the same paths
+    /// (`/v1/files…`), so a request of Anthropic's (`anthropic-version`
+    /// sent, as its SDKs always do) is not OpenAI's to have.
+    pub fn is_file(self) -> bool {
+        matches!(self, Object::Files | Object::File | Object::FileContent)
+    }
+
+    /// The format of the provider that keeps it for a client of
+    /// Anthropic's (`anthropic`) or not; `None`: no provider does.
+    pub fn format(self, anthropic: bool) -> Option<ProviderFormat> {
+        match (anthropic, self.is_file()) {
+            (false, _) => Some(ProviderFormat::Openai),
+            (true, true) => Some(ProviderFormat::Anthropic),
+            (true, false) => None,
+        }
     }
 
     /// Whether a request of `method` uploads content the guardrails
@@ -131,11 +151,15 @@ pub struct Plan {
 }
 
 /// Plans a stored-object request of `key`; `Err` is the answer instead.
-/// `guard`: the guardrail policy in force, if any.
-pub fn plan(cfg: &Config, key: &KeyInfo, path: &str, method: &str, guard: Option<&crate::guard::Policy>) -> Result<Plan, GatewayError> {
+/// `guard`: the guardrail policy in force, if any; `anthropic`: the client
+/// is Anthropic's (it sent `anthropic-version`).
+pub fn plan(cfg: &Config, key: &KeyInfo, path: &str, method: &str, anthropic: bool, guard: Option<&crate::guard::Policy>) -> Result<Plan, GatewayError> {
     let p = path.split(['?', '#']).next().unwrap_or("");
     let (object, rest) = locate(p.strip_suffix('/').unwrap_or(p)).ok_or_else(|| GatewayError::not_found("No stored object is named by this path."))?;
-    let (index, provider) = cfg.stored_objects().ok_or_else(|| GatewayError::not_found("Stored responses and conversations are not served: the configuration names no 'stored_objects' provider."))?;
+    let (index, provider) = object
+        .format(anthropic)
+        .and_then(|f| cfg.stored_objects(f))
+        .ok_or_else(|| GatewayError::not_found("These stored objects are not served: the configuration names no 'stored_objects' provider for them."))?;
     if !object.methods().contains(&method) {
         return Err(GatewayError::method_not_allowed(format!("This path takes {}.", object.methods().join(" or "))));
     }
@@ -170,8 +194,11 @@ pub fn plan(cfg: &Config, key: &KeyInfo, path: &str, method: &str, guard: Option
         (":authority".to_string(), provider.host.clone()),
         (cfg.cluster_header.clone(), provider.cluster.clone()),
     ];
-    if let Some(k) = &provider.api_key {
-        headers.push(("authorization".to_string(), format!("Bearer {}", k.expose())));
+    // (An Anthropic client sent its own `anthropic-version` and `anthropic-beta`: they go on.)
+    match (&provider.api_key, provider.format) {
+        (Some(k), ProviderFormat::Anthropic) => headers.push(("x-api-key".to_string(), k.expose().to_string())),
+        (Some(k), _) => headers.push(("authorization".to_string(), format!("Bearer {}", k.expose()))),
+        (None, _) => {}
     }
     Ok(Plan { object, provider: provider.name.clone(), headers, scan: guard.is_some() && object.sends_content(method) })
 }

@@ -96,8 +96,10 @@ impl RequestHead {
                 // the gateway's key api.openai.com refuses every request (401
                 // mismatched_organization), or, for a key of several
                 // organizations, bills the one the client named. Google's
-                // quota and billing project (`x-goog-user-project`) likewise.
-                b"openai-organization" | b"openai-project" | b"x-goog-user-project" => remove(&mut h),
+                // quota and billing project (`x-goog-user-project`) likewise,
+                // and Anthropic's workspace (`anthropic-workspace-id`, which
+                // its SDKs send for `workspace_id`).
+                b"openai-organization" | b"openai-project" | b"x-goog-user-project" | b"anthropic-workspace-id" => remove(&mut h),
                 n if n == cluster_header.as_bytes() => remove(&mut h),
                 _ => {}
             }

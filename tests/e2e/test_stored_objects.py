@@ -256,3 +256,70 @@ def test_a_file_upload_under_a_blocking_policy_is_refused_before_it_is_sent(oai,
     assert e.value.body["code"] == "content_unscannable"
     assert requests.get(client.stack.mock.url + "/mock/stats", timeout=5).json() == before
     assert isinstance(oai.files.list().data, list)  # listing carries no content
+
+
+def test_anthropic_clients_files_go_to_anthropic_with_its_key_and_a_document_names_them(tmp_path):
+    """The Anthropic SDK's `beta.files` (its Files API, on the same
+    `/v1/files` paths as OpenAI's, told apart by `anthropic-version`): to the
+    Anthropic-format `stored_objects` provider with its key; a message's
+    `document` block naming the file is billed its text. Without a guardrail
+    policy, as above."""
+    import anthropic
+
+    def no_guardrails(pc):
+        del pc["guardrails"]
+
+    s = sm.Stack(tmp_path, plugin_patch=no_guardrails)
+    try:
+        c = anthropic.Anthropic(base_url=s.url, api_key=SEARCH_KEY, max_retries=0)
+        up = c.beta.files.with_raw_response.upload(file=("notes.txt", NOTES, "text/plain"), expires_in_seconds=3600,
+                                                   extra_headers={"anthropic-workspace-id": "wrkspc_client"})
+        f = up.parse()
+        assert (f.type, f.filename, f.mime_type, f.size_bytes, f.downloadable) == ("file", "notes.txt", "text/plain", len(NOTES), False)
+        assert f.id.startswith("file_") and up.headers["x-mock-auth"] == "sk-ant-mock"
+        assert up.headers["x-mock-path"] == "/v1/files"
+        assert c.beta.files.retrieve_metadata(f.id).size_bytes == len(NOTES)
+        assert f.id in [x.id for x in c.beta.files.list()]
+        # OpenAI's files are another provider's: this one is not among them.
+        o = openai.OpenAI(base_url=s.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+        assert f.id not in [x.id for x in o.files.list()]
+        ask = [{"role": "user", "content": [{"type": "document", "source": {"type": "file", "file_id": f.id}}, {"type": "text", "text": "Summarize."}]}]
+        raw = c.beta.messages.with_raw_response.create(model="claude-sonnet-4-6", max_tokens=64, betas=["files-api-2025-04-14"], messages=ask)
+        lone = c.messages.create(model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": "Summarize."}])
+        msg = raw.parse()
+        assert msg.usage.input_tokens - lone.usage.input_tokens >= len(NOTES) // 4, (msg.usage, lone.usage)
+        rec = [r for r in s.envoy.usage_records() if r["id"] == raw.headers["x-tollgate-request-id"]]
+        assert rec and rec[0]["usage"]["input_tokens"] == msg.usage.input_tokens and rec[0]["cost_micros"] > 0, rec
+        with pytest.raises(anthropic.BadRequestError):
+            c.beta.files.download(f.id)  # an upload cannot be downloaded: the provider's refusal
+        c.beta.files.delete(f.id)
+        with pytest.raises(anthropic.NotFoundError):
+            c.beta.files.retrieve_metadata(f.id)
+    finally:
+        s.stop()
+
+
+def test_an_anthropic_clients_file_never_goes_to_openai(tmp_path, client):
+    """With OpenAI's keeper alone, Anthropic's Files API is an other path
+    (denied), never sent to OpenAI with OpenAI's key; with both (the demo),
+    the demo's blocking policy refuses the upload before it leaves."""
+    import anthropic
+
+    def openai_only(pc):
+        pc["stored_objects"] = "openai"
+        del pc["guardrails"]
+
+    s = sm.Stack(tmp_path, plugin_patch=openai_only)
+    try:
+        c = anthropic.Anthropic(base_url=s.url, api_key=SEARCH_KEY, max_retries=0)
+        with pytest.raises(anthropic.NotFoundError) as e:
+            c.beta.files.upload(file=("notes.txt", NOTES, "text/plain"))
+        assert "is not routed" in str(e.value)
+        o = openai.OpenAI(base_url=s.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+        assert o.files.list().data == []
+    finally:
+        s.stop()
+    demo = anthropic.Anthropic(base_url=client.url, api_key=SEARCH_KEY, max_retries=0)
+    with pytest.raises(anthropic.PermissionDeniedError) as e:
+        demo.beta.files.upload(file=("notes.txt", NOTES, "text/plain"))
+    assert e.value.body["error"]["code"] == "content_unscannable"

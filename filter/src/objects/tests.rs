@@ -62,32 +62,32 @@ fn names_each_object_under_every_prefix_an_sdk_sends() {
 
 #[test]
 fn the_path_and_key_sent_are_the_providers_and_the_query_stays_but_a_key_in_it() {
-    let p = plan(&cfg(), &key(None), "/v1/responses/resp_1/input_items?limit=5&key=tg-virtual&order=asc", "GET", None).unwrap();
+    let p = plan(&cfg(), &key(None), "/v1/responses/resp_1/input_items?limit=5&key=tg-virtual&order=asc", "GET", false, None).unwrap();
     let h = headers(&p);
     assert_eq!(h[":path"], "/v1/responses/resp_1/input_items?limit=5&order=asc");
     assert_eq!((h[":authority"].as_str(), h["x-tollgate-cluster"].as_str(), h["authorization"].as_str()), ("api.openai.com", "openai", "Bearer sk-up"));
     assert!(!p.scan, "no policy: nothing to scan");
-    let azure = plan(&cfg(), &key(None), "/openai/v1/conversations/conv_1/items?api-version=preview", "POST", None).unwrap();
+    let azure = plan(&cfg(), &key(None), "/openai/v1/conversations/conv_1/items?api-version=preview", "POST", false, None).unwrap();
     assert_eq!(headers(&azure)[":path"], "/v1/conversations/conv_1/items", "Azure's api-version is the Azure client's");
 }
 
 #[test]
 fn methods_the_provider_does_not_serve_are_refused() {
     for (path, method) in [("/v1/responses/r", "POST"), ("/v1/responses/r/cancel", "GET"), ("/v1/conversations", "GET"), ("/v1/conversations/c/items/i", "POST")] {
-        let e = plan(&cfg(), &key(None), path, method, None).unwrap_err();
+        let e = plan(&cfg(), &key(None), path, method, false, None).unwrap_err();
         assert_eq!((e.status, e.code), (405, "method_not_allowed"), "{method} {path}");
     }
-    assert!(plan(&cfg(), &key(None), "/v1/conversations/c", "DELETE", None).is_ok());
+    assert!(plan(&cfg(), &key(None), "/v1/conversations/c", "DELETE", false, None).is_ok());
 }
 
 #[test]
 fn a_key_reaches_the_objects_only_through_a_model_of_their_provider() {
     let c = cfg();
     for models in [&["openai/*"][..], &["openai/gpt-5.4-mini"], &["gpt-5*"], &["gpt-5.4"], &["open*"]] {
-        assert!(plan(&c, &key(Some(models)), "/v1/responses/r", "GET", None).is_ok(), "{models:?}");
+        assert!(plan(&c, &key(Some(models)), "/v1/responses/r", "GET", false, None).is_ok(), "{models:?}");
     }
     for models in [&["cheap"][..], &["claude-*"], &["gpt-4*"], &[]] {
-        let e = plan(&c, &key(Some(models)), "/v1/responses/r", "GET", None).unwrap_err();
+        let e = plan(&c, &key(Some(models)), "/v1/responses/r", "GET", false, None).unwrap_err();
         assert_eq!((e.status, e.code), (403, "provider_not_allowed"), "{models:?}");
     }
 }
@@ -96,52 +96,76 @@ fn a_key_reaches_the_objects_only_through_a_model_of_their_provider() {
 fn guardrails_scan_what_is_stored_and_refuse_what_would_come_back_unscanned() {
     let policy = |v: serde_json::Value| crate::guard::Policy::build(serde_json::from_value(v).unwrap()).unwrap();
     let requests = policy(serde_json::json!({"version": "g1"}));
-    let p = plan(&cfg(), &key(None), "/v1/conversations/c/items", "POST", Some(&requests)).unwrap();
+    let p = plan(&cfg(), &key(None), "/v1/conversations/c/items", "POST", false, Some(&requests)).unwrap();
     assert!(p.scan, "items a model will read pass the request guardrails");
-    assert!(!plan(&cfg(), &key(None), "/v1/conversations/c/items", "GET", Some(&requests)).unwrap().scan);
+    assert!(!plan(&cfg(), &key(None), "/v1/conversations/c/items", "GET", false, Some(&requests)).unwrap().scan);
     let answers = policy(serde_json::json!({"version": "g2", "responses": "redact"}));
     for (path, method) in [("/v1/responses/r", "GET"), ("/v1/responses/r/input_items", "GET"), ("/v1/conversations/c/items", "GET"), ("/v1/responses/r/cancel", "POST")] {
-        let e = plan(&cfg(), &key(None), path, method, Some(&answers)).unwrap_err();
+        let e = plan(&cfg(), &key(None), path, method, false, Some(&answers)).unwrap_err();
         assert_eq!((e.status, e.code), (403, "stored_content_guarded"), "{method} {path}");
     }
     for (path, method) in [("/v1/responses/r", "DELETE"), ("/v1/conversations/c", "GET"), ("/v1/conversations", "POST")] {
-        assert!(plan(&cfg(), &key(None), path, method, Some(&answers)).is_ok(), "{method} {path}: no content comes back");
+        assert!(plan(&cfg(), &key(None), path, method, false, Some(&answers)).is_ok(), "{method} {path}: no content comes back");
     }
 }
 
 #[test]
-fn only_an_openai_format_provider_keeps_them_and_without_one_none_is_served() {
+fn one_keeper_a_format_and_without_one_none_is_served() {
     let mut v: serde_json::Value = serde_json::from_str(CFG).unwrap();
-    v["stored_objects"] = "anthropic".into();
-    let e = Config::from_json(v.to_string().as_bytes()).unwrap_err();
-    assert_eq!(e.field, "stored_objects");
-    v["stored_objects"] = "azure".into();
-    assert!(Config::from_json(v.to_string().as_bytes()).unwrap_err().message.contains("unknown provider 'azure'"));
+    for (bad, field, why) in [
+        (serde_json::json!("azure"), "stored_objects", "unknown provider 'azure'"),
+        (serde_json::json!(["openai", "deepseek"]), "stored_objects[1]", "at most one provider of each format"),
+        (serde_json::json!(["anthropic", "nope"]), "stored_objects[1]", "unknown provider 'nope'"),
+        (serde_json::json!(7), "stored_objects", ""),
+    ] {
+        v["stored_objects"] = bad.clone();
+        let e = Config::from_json(v.to_string().as_bytes()).unwrap_err();
+        assert!(e.field == field && e.message.contains(why), "{bad}: {e}");
+    }
     v.as_object_mut().unwrap().remove("stored_objects");
     let c = Config::from_json(v.to_string().as_bytes()).unwrap();
-    assert_eq!(plan(&c, &key(None), "/v1/responses/r", "GET", None).unwrap_err().status, 404);
+    assert_eq!(plan(&c, &key(None), "/v1/responses/r", "GET", false, None).unwrap_err().status, 404);
+    // OpenAI's alone: an Anthropic client's files are not OpenAI's to have.
+    assert_eq!(plan(&cfg(), &key(None), "/v1/files", "POST", true, None).unwrap_err().status, 404);
+}
+
+#[test]
+fn an_anthropic_clients_files_go_to_the_anthropic_keeper_with_its_key() {
+    let mut v: serde_json::Value = serde_json::from_str(CFG).unwrap();
+    v["stored_objects"] = serde_json::json!(["openai", "anthropic"]);
+    v["providers"][2]["api_key"] = "sk-ant-up".into();
+    let c = Config::from_json(v.to_string().as_bytes()).unwrap();
+    let p = plan(&c, &key(None), "/v1/files?beta=true", "POST", true, None).unwrap();
+    let h = headers(&p);
+    assert_eq!((h[":path"].as_str(), h[":authority"].as_str(), h["x-api-key"].as_str()), ("/v1/files?beta=true", "api.anthropic.com", "sk-ant-up"));
+    assert!(!h.contains_key("authorization"));
+    assert_eq!(plan(&c, &key(None), "/v1/files/file_011CNha8", "GET", false, None).map(|p| p.provider).unwrap(), "openai");
+    // Anthropic keeps no responses or conversations.
+    assert_eq!(plan(&c, &key(None), "/v1/responses/r", "GET", true, None).unwrap_err().status, 404);
+    // A key for OpenAI's models only does not reach Anthropic's files.
+    assert_eq!(plan(&c, &key(Some(&["openai/*"])), "/v1/files", "GET", true, None).unwrap_err().code, "provider_not_allowed");
 }
 
 #[test]
 fn a_file_upload_passes_only_where_no_class_would_be_blocked_or_redacted() {
     let policy = |v: serde_json::Value| crate::guard::Policy::build(serde_json::from_value(v).unwrap()).unwrap();
     let observing = policy(serde_json::json!({"version": "o", "actions": {"secret": "observe", "card": "observe", "ssn": "observe", "iban": "observe"}}));
-    let p = plan(&cfg(), &key(None), "/v1/files", "POST", Some(&observing)).unwrap();
+    let p = plan(&cfg(), &key(None), "/v1/files", "POST", false, Some(&observing)).unwrap();
     assert!(!p.scan, "a form's file is not read");
     assert_eq!(headers(&p)[":path"], "/v1/files");
     // The defaults block secrets: an unreadable upload could carry one.
     let defaults = policy(serde_json::json!({"version": "d"}));
-    let e = plan(&cfg(), &key(None), "/v1/files", "POST", Some(&defaults)).unwrap_err();
+    let e = plan(&cfg(), &key(None), "/v1/files", "POST", false, Some(&defaults)).unwrap_err();
     assert_eq!((e.status, e.code), (403, "content_unscannable"));
     // A team's override counts for that team only.
     let team = policy(serde_json::json!({"version": "t", "actions": {"secret": "observe", "card": "observe", "ssn": "observe", "iban": "observe"},
                                          "teams": {"t": {"email": "redact"}}}));
-    assert_eq!(plan(&cfg(), &key(None), "/v1/files", "POST", Some(&team)).unwrap_err().code, "content_unscannable");
-    assert!(plan(&cfg(), &KeyInfo { team: "other".into(), ..key(None) }, "/v1/files", "POST", Some(&team)).is_ok());
+    assert_eq!(plan(&cfg(), &key(None), "/v1/files", "POST", false, Some(&team)).unwrap_err().code, "content_unscannable");
+    assert!(plan(&cfg(), &KeyInfo { team: "other".into(), ..key(None) }, "/v1/files", "POST", false, Some(&team)).is_ok());
     // Listing and describing files carries no content; reading one back does.
     for (path, method) in [("/v1/files", "GET"), ("/v1/files/file-1", "GET"), ("/v1/files/file-1", "DELETE")] {
-        assert!(plan(&cfg(), &key(None), path, method, Some(&defaults)).is_ok(), "{method} {path}");
+        assert!(plan(&cfg(), &key(None), path, method, false, Some(&defaults)).is_ok(), "{method} {path}");
     }
     let answers = policy(serde_json::json!({"version": "a", "responses": "observe"}));
-    assert_eq!(plan(&cfg(), &key(None), "/v1/files/file-1/content", "GET", Some(&answers)).unwrap_err().code, "stored_content_guarded");
+    assert_eq!(plan(&cfg(), &key(None), "/v1/files/file-1/content", "GET", false, Some(&answers)).unwrap_err().code, "stored_content_guarded");
 }

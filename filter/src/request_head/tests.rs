@@ -32,6 +32,7 @@ fn credentials_tags_and_routing_headers_never_go_upstream() {
         ("openai-organization", b"org-client"),
         ("openai-project", b"proj_client"),
         ("x-goog-user-project", b"client-project"),
+        ("anthropic-workspace-id", b"wrkspc_client"),
         ("x-request-id", b"r"),
         ("content-type", b"application/json"),
     ]);
@@ -50,7 +51,8 @@ fn credentials_tags_and_routing_headers_never_go_upstream() {
             "x-tollgate-cluster",
             "openai-organization",
             "openai-project",
-            "x-goog-user-project"
+            "x-goog-user-project",
+            "anthropic-workspace-id"
         ]
     );
     assert_eq!(h.x_api_key.as_deref(), Some(&b"\xff"[..]), "kept as bytes: refused where it is read, never a panic");

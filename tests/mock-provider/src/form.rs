@@ -11,6 +11,8 @@ use crate::embeddings::Refusal;
 pub struct Part {
     pub name: String,
     pub file_name: Option<String>,
+    /// The part's own `Content-Type`, when it gives one.
+    pub content_type: Option<String>,
     pub data: Bytes,
 }
 
@@ -26,8 +28,9 @@ pub async fn parts(content_type: &str, body: Bytes) -> Result<Vec<Part>, Refusal
     while let Some(field) = form.next_field().await.map_err(malformed)? {
         let name = field.name().unwrap_or("").to_string();
         let file_name = field.file_name().map(str::to_string);
+        let content_type = field.content_type().map(|m| m.to_string());
         let data = field.bytes().await.map_err(malformed)?;
-        out.push(Part { name, file_name, data });
+        out.push(Part { name, file_name, content_type, data });
     }
     Ok(out)
 }

@@ -70,7 +70,7 @@ pub async fn read_form(content_type: &str, body: Bytes) -> Result<(Map<String, V
     let mut m = Map::new();
     let mut inputs = Inputs::default();
     let mut singles: Vec<String> = Vec::new();
-    for crate::form::Part { name, file_name, data } in crate::form::parts(content_type, body).await? {
+    for crate::form::Part { name, file_name, data, .. } in crate::form::parts(content_type, body).await? {
         let file = file_name.is_some();
         match name.as_str() {
             "image" | "image[]" => {

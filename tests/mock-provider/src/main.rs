@@ -1045,7 +1045,13 @@ async fn handle(
     if dialect == Dialect::Anthropic && max_tokens.is_none() {
         return err(400, "max_tokens: Field required");
     }
-    let input = prompt_tokens(&req);
+    let mut input = prompt_tokens(&req);
+    if dialect == Dialect::Anthropic {
+        match app.objects.anthropic_file_tokens(&req) {
+            Ok(n) => input = input.saturating_add(n),
+            Err((status, msg, _, _)) => return err(status, &msg),
+        }
+    }
     let last_text = {
         let mut last = String::new();
         if let Some(c) = req.get("messages").and_then(Value::as_array).and_then(|m| m.last()).and_then(|m| m.get("content")) {

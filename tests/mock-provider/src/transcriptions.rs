@@ -71,7 +71,7 @@ pub async fn read_form(content_type: &str, body: Bytes) -> Result<Form, Refusal>
         return Err(bad("Invalid Content-Type header (application/json), expected multipart/form-data.", None));
     }
     let mut form = Form::default();
-    for crate::form::Part { name, file_name, data } in crate::form::parts(content_type, body).await? {
+    for crate::form::Part { name, file_name, data, .. } in crate::form::parts(content_type, body).await? {
         if name == "file" {
             let Some(f) = file_name else { return Err(bad("Invalid file: 'file' must be an uploaded file.", Some("file"))) };
             if form.file.replace((f, data)).is_some() {

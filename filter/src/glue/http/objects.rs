@@ -17,7 +17,7 @@ impl TollgateHttp {
         // (As a count is: a refusal leaves no record unless the guardrails made it.)
         self.counting = true;
         let policy = synced::guard_policy(cfg);
-        let plan = match crate::objects::plan(cfg, key, &self.path, method, policy.as_deref()) {
+        let plan = match crate::objects::plan(cfg, key, &self.path, method, self.headers.has_anthropic_version, policy.as_deref()) {
             Ok(p) => p,
             Err(e) => return self.reject(e),
         };

@@ -54,7 +54,8 @@ impl TollgateHttp {
         };
         self.path = path.clone();
         let endpoint = match classify_path(&path) {
-            Endpoint::Stored(_) if cfg.stored_objects().is_none() => Endpoint::Other,
+            // (An Anthropic client's `/v1/files` is Anthropic's Files API, never OpenAI's.)
+            Endpoint::Stored(o) if o.format(self.headers.has_anthropic_version).and_then(|f| cfg.stored_objects(f)).is_none() => Endpoint::Other,
             e => e,
         };
         if endpoint == Endpoint::Disguised {
