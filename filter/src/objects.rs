@@ -2,10 +2,11 @@
 //! default), read back, deleted or cancelled by its id, with its input
 //! items; conversations with their items (the Conversations API the
 //! OpenAI Agents SDK's `OpenAIConversationsSession` keeps a session in);
-//! and files (uploaded to be read by a model: a PDF a response's
-//! `input_file` names by `file_id`). The SDKs call these as
-//! `responses.retrieve` / `delete` / `cancel` / `input_items.list`,
-//! `conversations.*` and `files.*`; Anthropic's Files API has the same
+//! files (uploaded to be read by a model: a PDF a response's
+//! `input_file` names by `file_id`); and vector stores, the files a
+//! response's `file_search` tool searches (`vector_store_ids`). The SDKs
+//! call these as `responses.retrieve` / `delete` / `cancel` /
+//! `input_items.list`, `conversations.*`, `files.*` and `vector_stores.*`; Anthropic's Files API has the same
 //! file paths (`beta.files.*`, a `document` block naming a `file_id`). They
 //! are free: no usage, no record, no budget. Each goes, with the provider's
 //! credential, to the provider the configuration names for its format
@@ -44,6 +45,24 @@ pub enum Object {
     File,
     /// `/files/{id}/content`: GET.
     FileContent,
+    /// `/vector_stores`: POST (create, with file ids), GET (list).
+    VectorStores,
+    /// `/vector_stores/{id}`: GET, POST (modify), DELETE.
+    VectorStore,
+    /// `/vector_stores/{id}/search`: POST (a query; the answer is chunks of the files).
+    VectorStoreSearch,
+    /// `/vector_stores/{id}/files` and `…/file_batches/{batch_id}/files`: GET (list); the first also POST (attach a file).
+    VectorStoreFiles,
+    /// `/vector_stores/{id}/files/{file_id}`: GET, POST (its attributes), DELETE.
+    VectorStoreFile,
+    /// `/vector_stores/{id}/files/{file_id}/content`: GET (the file's parsed text).
+    VectorStoreFileContent,
+    /// `/vector_stores/{id}/file_batches`: POST (attach files).
+    FileBatches,
+    /// `/vector_stores/{id}/file_batches/{batch_id}`: GET.
+    FileBatch,
+    /// `/vector_stores/{id}/file_batches/{batch_id}/cancel`: POST.
+    FileBatchCancel,
 }
 
 impl Object {
@@ -51,17 +70,17 @@ impl Object {
     pub fn methods(self) -> &'static [&'static str] {
         match self {
             Object::Response | Object::ConversationItem | Object::File => &["GET", "DELETE"],
-            Object::ResponseCancel | Object::Conversations => &["POST"],
-            Object::ResponseInputItems | Object::FileContent => &["GET"],
-            Object::Conversation => &["GET", "POST", "DELETE"],
-            Object::ConversationItems | Object::Files => &["GET", "POST"],
+            Object::ResponseCancel | Object::Conversations | Object::VectorStoreSearch | Object::FileBatches | Object::FileBatchCancel => &["POST"],
+            Object::ResponseInputItems | Object::FileContent | Object::VectorStoreFileContent | Object::FileBatch => &["GET"],
+            Object::Conversation | Object::VectorStore | Object::VectorStoreFile => &["GET", "POST", "DELETE"],
+            Object::ConversationItems | Object::Files | Object::VectorStores | Object::VectorStoreFiles => &["GET", "POST"],
         }
     }
 
     /// Whether a request of `method` sends text a model will read
     /// (conversation items, metadata): what request guardrails look at.
     pub fn sends_content(self, method: &str) -> bool {
-        method == "POST" && matches!(self, Object::Conversations | Object::Conversation | Object::ConversationItems)
+        method == "POST" && matches!(self, Object::Conversations | Object::Conversation | Object::ConversationItems | Object::VectorStoreSearch)
     }
 
     /// A file's path: Anthropic's Files API has the same paths
@@ -93,8 +112,10 @@ impl Object {
         match self {
             Object::Response | Object::ConversationItem => method == "GET",
             Object::ResponseCancel | Object::ResponseInputItems | Object::FileContent => true,
-            Object::ConversationItems => true,
+            Object::ConversationItems | Object::VectorStoreSearch | Object::VectorStoreFileContent => true,
             Object::Conversations | Object::Conversation | Object::Files | Object::File => false,
+            Object::VectorStores | Object::VectorStore | Object::VectorStoreFiles | Object::VectorStoreFile => false,
+            Object::FileBatches | Object::FileBatch | Object::FileBatchCancel => false,
         }
     }
 }
@@ -104,30 +125,33 @@ fn is_id(s: &str) -> bool {
     (1..=256).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// The object a path names below the API's version (`/responses/resp_1`),
-/// and that part of the path.
+/// The object a path names below the API's version (`/responses/resp_1`).
 fn below_version(rest: &str) -> Option<Object> {
-    let mut parts = rest.strip_prefix('/')?.split('/');
-    let kind = parts.next()?;
-    let id = parts.next();
-    let sub = parts.next();
-    let item = parts.next();
-    if parts.next().is_some() || id.is_some_and(|i| !is_id(i)) || item.is_some_and(|i| !is_id(i)) {
-        return None;
-    }
-    match (kind, id, sub, item) {
-        ("responses", Some(_), None, None) => Some(Object::Response),
-        ("responses", Some(_), Some("cancel"), None) => Some(Object::ResponseCancel),
-        ("responses", Some(_), Some("input_items"), None) => Some(Object::ResponseInputItems),
-        ("conversations", None, None, None) => Some(Object::Conversations),
-        ("conversations", Some(_), None, None) => Some(Object::Conversation),
-        ("conversations", Some(_), Some("items"), None) => Some(Object::ConversationItems),
-        ("conversations", Some(_), Some("items"), Some(_)) => Some(Object::ConversationItem),
-        ("files", None, None, None) => Some(Object::Files),
-        ("files", Some(_), None, None) => Some(Object::File),
-        ("files", Some(_), Some("content"), None) => Some(Object::FileContent),
-        _ => None,
-    }
+    let segs: Vec<&str> = rest.strip_prefix('/')?.split('/').collect();
+    let ok = |ids: &[&str]| ids.iter().all(|i| is_id(i));
+    Some(match segs.as_slice() {
+        ["responses", r] if ok(&[r]) => Object::Response,
+        ["responses", r, "cancel"] if ok(&[r]) => Object::ResponseCancel,
+        ["responses", r, "input_items"] if ok(&[r]) => Object::ResponseInputItems,
+        ["conversations"] => Object::Conversations,
+        ["conversations", c] if ok(&[c]) => Object::Conversation,
+        ["conversations", c, "items"] if ok(&[c]) => Object::ConversationItems,
+        ["conversations", c, "items", i] if ok(&[c, i]) => Object::ConversationItem,
+        ["files"] => Object::Files,
+        ["files", f] if ok(&[f]) => Object::File,
+        ["files", f, "content"] if ok(&[f]) => Object::FileContent,
+        ["vector_stores"] => Object::VectorStores,
+        ["vector_stores", v] if ok(&[v]) => Object::VectorStore,
+        ["vector_stores", v, "search"] if ok(&[v]) => Object::VectorStoreSearch,
+        ["vector_stores", v, "files"] if ok(&[v]) => Object::VectorStoreFiles,
+        ["vector_stores", v, "files", f] if ok(&[v, f]) => Object::VectorStoreFile,
+        ["vector_stores", v, "files", f, "content"] if ok(&[v, f]) => Object::VectorStoreFileContent,
+        ["vector_stores", v, "file_batches"] if ok(&[v]) => Object::FileBatches,
+        ["vector_stores", v, "file_batches", b] if ok(&[v, b]) => Object::FileBatch,
+        ["vector_stores", v, "file_batches", b, "cancel"] if ok(&[v, b]) => Object::FileBatchCancel,
+        ["vector_stores", v, "file_batches", b, "files"] if ok(&[v, b]) => Object::VectorStoreFiles,
+        _ => return None,
+    })
 }
 
 /// The object a client's path (no query, no trailing `/`) names, and its

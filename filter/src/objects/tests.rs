@@ -45,6 +45,16 @@ fn names_each_object_under_every_prefix_an_sdk_sends() {
             ("/files", Object::Files),
             ("/files/file-abc123", Object::File),
             ("/files/file-abc123/content", Object::FileContent),
+            ("/vector_stores", Object::VectorStores),
+            ("/vector_stores/vs_abc123", Object::VectorStore),
+            ("/vector_stores/vs_abc123/search", Object::VectorStoreSearch),
+            ("/vector_stores/vs_abc123/files", Object::VectorStoreFiles),
+            ("/vector_stores/vs_abc123/files/file-abc123", Object::VectorStoreFile),
+            ("/vector_stores/vs_abc123/files/file-abc123/content", Object::VectorStoreFileContent),
+            ("/vector_stores/vs_abc123/file_batches", Object::FileBatches),
+            ("/vector_stores/vs_abc123/file_batches/vsfb_abc123", Object::FileBatch),
+            ("/vector_stores/vs_abc123/file_batches/vsfb_abc123/cancel", Object::FileBatchCancel),
+            ("/vector_stores/vs_abc123/file_batches/vsfb_abc123/files", Object::VectorStoreFiles),
         ] {
             let p = format!("{pre}{rest}");
             assert_eq!(locate(&p), Some((o, rest)), "{p}");
@@ -54,6 +64,7 @@ fn names_each_object_under_every_prefix_an_sdk_sends() {
         "/v1/responses", "/v1/responses/", "/v1/responses/resp.1", "/v1/responses/resp_1/other", "/v1/responses/resp_1/cancel/x",
         "/v1/conversations/conv_1/items/msg 1", "/v1/conversations/c/items/m/x", "/v1beta/responses/resp_1", "/v2/responses/r",
         "/v1/responses/%2e%2e", "/v1/responses/r%2Fx", "/v1/conversations//items", "/v1/files/file-1/other", "/v1/files/file.1",
+        "/v1/vector_stores/vs_1/search/x", "/v1/vector_stores/vs_1/file_batches/b/other", "/v1/vector_stores/vs.1",
     ] {
         assert_eq!(locate(p), None, "{p}");
     }
@@ -99,8 +110,11 @@ fn guardrails_scan_what_is_stored_and_refuse_what_would_come_back_unscanned() {
     let p = plan(&cfg(), &key(None), "/v1/conversations/c/items", "POST", false, Some(&requests)).unwrap();
     assert!(p.scan, "items a model will read pass the request guardrails");
     assert!(!plan(&cfg(), &key(None), "/v1/conversations/c/items", "GET", false, Some(&requests)).unwrap().scan);
+    assert!(plan(&cfg(), &key(None), "/v1/vector_stores/vs_1/search", "POST", false, Some(&requests)).unwrap().scan, "a search's query is text");
+    assert!(!plan(&cfg(), &key(None), "/v1/vector_stores/vs_1/files", "POST", false, Some(&requests)).unwrap().scan, "attaching names a file");
     let answers = policy(serde_json::json!({"version": "g2", "responses": "redact"}));
-    for (path, method) in [("/v1/responses/r", "GET"), ("/v1/responses/r/input_items", "GET"), ("/v1/conversations/c/items", "GET"), ("/v1/responses/r/cancel", "POST")] {
+    for (path, method) in [("/v1/responses/r", "GET"), ("/v1/responses/r/input_items", "GET"), ("/v1/conversations/c/items", "GET"), ("/v1/responses/r/cancel", "POST"),
+                           ("/v1/vector_stores/vs_1/search", "POST"), ("/v1/vector_stores/vs_1/files/f/content", "GET")] {
         let e = plan(&cfg(), &key(None), path, method, false, Some(&answers)).unwrap_err();
         assert_eq!((e.status, e.code), (403, "stored_content_guarded"), "{method} {path}");
     }
