@@ -323,3 +323,59 @@ def test_an_anthropic_clients_file_never_goes_to_openai(tmp_path, client):
     with pytest.raises(anthropic.PermissionDeniedError) as e:
         demo.beta.files.upload(file=("notes.txt", NOTES, "text/plain"))
     assert e.value.body["error"]["code"] == "content_unscannable"
+
+
+def test_a_vector_store_is_filled_searched_and_used_by_file_search_through_the_gateway(tmp_path):
+    """`vector_stores.*` with the SDK's own helpers (`files.upload_and_poll`,
+    `file_batches.create_and_poll`), a search, and a response whose
+    `file_search` tool searches the store: priced per search as before."""
+    def no_guardrails(pc):
+        del pc["guardrails"]
+
+    s = sm.Stack(tmp_path, plugin_patch=no_guardrails)
+    try:
+        c = openai.OpenAI(base_url=s.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+        vs = c.vector_stores.create(name="notes", metadata={"team": "search"})
+        assert (vs.object, vs.name, vs.file_counts.total) == ("vector_store", "notes", 0)
+        attached = c.vector_stores.files.upload_and_poll(vector_store_id=vs.id, file=("notes.txt", NOTES, "text/plain"))
+        assert (attached.object, attached.status, attached.vector_store_id) == ("vector_store.file", "completed", vs.id)
+        other = c.files.create(file=("faq.txt", b"Refunds take five business days.\n", "text/plain"), purpose="assistants")
+        batch = c.vector_stores.file_batches.create_and_poll(vector_store_id=vs.id, file_ids=[other.id])
+        assert (batch.status, batch.file_counts.completed) == ("completed", 1)
+        assert [f.id for f in c.vector_stores.file_batches.list_files(batch.id, vector_store_id=vs.id)] == [other.id]
+        with pytest.raises(openai.BadRequestError):
+            c.vector_stores.file_batches.cancel(batch.id, vector_store_id=vs.id)  # done: the provider's refusal
+        assert c.vector_stores.retrieve(vs.id).file_counts.total == 2
+        hits = c.vector_stores.search(vs.id, query="What happened to churn?")
+        assert [h.filename for h in hits.data] == ["notes.txt"] and "churn fell" in hits.data[0].content[0].text
+        text = c.vector_stores.files.content(attached.id, vector_store_id=vs.id)
+        assert "".join(p.text for p in text.data).encode() == NOTES
+        c.vector_stores.files.update(attached.id, vector_store_id=vs.id, attributes={"quarter": "q3"})
+        assert c.vector_stores.files.retrieve(attached.id, vector_store_id=vs.id).attributes == {"quarter": "q3"}
+        assert c.vector_stores.update(vs.id, name="q3 notes").name == "q3 notes"
+        # The file_search tool over the store: one search, priced per call.
+        raw = c.responses.with_raw_response.create(model=MODEL, input="What happened to churn?",
+                                                   tools=[{"type": "file_search", "vector_store_ids": [vs.id]}])
+        rec = [r for r in s.envoy.usage_records() if r["id"] == raw.headers["x-tollgate-request-id"]]
+        assert rec and rec[0]["usage"]["file_search_calls"] == 1 and rec[0]["cost_micros"] > 0, rec
+        c.vector_stores.files.delete(other.id, vector_store_id=vs.id)
+        assert c.vector_stores.delete(vs.id).deleted is True
+        with pytest.raises(openai.NotFoundError):
+            c.vector_stores.retrieve(vs.id)
+        with pytest.raises(openai.NotFoundError):
+            c.vector_stores.create(file_ids=["file-none"])  # a file the provider does not keep
+    finally:
+        s.stop()
+
+
+def test_a_vector_store_search_passes_the_guardrails(oai, client):
+    """The demo's policy blocks card numbers: a search query carrying one is
+    refused before it leaves, and the audit sees it."""
+    vs = oai.vector_stores.create(name="empty")
+    assert oai.vector_stores.search(vs.id, query="refund policy").data == []
+    with pytest.raises(openai.BadRequestError) as e:
+        oai.vector_stores.with_raw_response.search(vs.id, query="card 4111 1111 1111 1111")
+    assert e.value.body["code"] == "content_blocked"
+    rec = client.record(e.value.response.headers["x-tollgate-request-id"])
+    assert (rec["outcome"], rec["guardrails"]["classes"]) == ("rejected", {"card": 1}), rec
+    oai.vector_stores.delete(vs.id)
