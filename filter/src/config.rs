@@ -77,6 +77,8 @@ struct RawConfig {
     capture: Option<RawCapture>,
     #[serde(default)]
     stored_objects: Option<OneOrMany>,
+    #[serde(default)]
+    list_stored_objects: Option<bool>,
 }
 
 /// A provider name, or a list of them.
@@ -480,6 +482,8 @@ pub struct Config {
     /// OpenAI-format one (responses, conversations, files) and an
     /// Anthropic-format one (files), each at most once.
     stored_objects: Vec<usize>,
+    /// Whether stored files and vector stores may be listed (every key's).
+    pub list_stored_objects: bool,
 }
 
 fn non_empty(field: String, v: &str) -> Result<(), ConfigError> {
@@ -844,6 +848,7 @@ impl Config {
         }
         Ok(Config {
             stored_objects,
+            list_stored_objects: raw.list_stored_objects.unwrap_or(false),
             guardrails,
             capture,
             control,

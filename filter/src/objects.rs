@@ -100,6 +100,13 @@ impl Object {
         }
     }
 
+    /// Whether a request of `method` lists every object of its kind the
+    /// provider keeps (files, vector stores): every key's, under the one
+    /// provider key, where each key should reach only the ids it was told.
+    pub fn lists_all(self, method: &str) -> bool {
+        method == "GET" && matches!(self, Object::Files | Object::VectorStores)
+    }
+
     /// Whether a request of `method` uploads content the guardrails
     /// cannot read (a file, in a multipart form).
     pub fn uploads(self, method: &str) -> bool {
@@ -191,6 +198,12 @@ pub fn plan(cfg: &Config, key: &KeyInfo, path: &str, method: &str, anthropic: bo
         return Err(GatewayError::forbidden(
             "provider_not_allowed",
             format!("This key may use no model of provider '{}', which keeps the stored responses and conversations.", provider.name),
+        ));
+    }
+    if object.lists_all(method) && !cfg.list_stored_objects {
+        return Err(GatewayError::forbidden(
+            "listing_not_allowed",
+            "Listing files or vector stores would show every key's, kept under the provider's one key: name them by the ids you were given (the configuration's list_stored_objects allows listing).",
         ));
     }
     if let Some(g) = guard.filter(|g| g.scans_answers() && object.answers_content(method)) {

@@ -220,6 +220,7 @@ def test_files_are_uploaded_read_and_named_by_a_response_where_no_guardrail_coul
     see the next test)."""
     def no_guardrails(pc):
         del pc["guardrails"]
+        pc["list_stored_objects"] = True  # (one team's gateway: listing shows nothing of another's)
 
     s = sm.Stack(tmp_path, plugin_patch=no_guardrails)
     try:
@@ -255,7 +256,11 @@ def test_a_file_upload_under_a_blocking_policy_is_refused_before_it_is_sent(oai,
         oai.files.create(file=("notes.txt", NOTES, "text/plain"), purpose="user_data")
     assert e.value.body["code"] == "content_unscannable"
     assert requests.get(client.stack.mock.url + "/mock/stats", timeout=5).json() == before
-    assert isinstance(oai.files.list().data, list)  # listing carries no content
+    # Listing would show every key's files (all kept under the provider's one key): refused unless allowed.
+    for listing in (oai.files.list, oai.vector_stores.list):
+        with pytest.raises(openai.PermissionDeniedError) as e:
+            listing()
+        assert e.value.body["code"] == "listing_not_allowed"
 
 
 def test_anthropic_clients_files_go_to_anthropic_with_its_key_and_a_document_names_them(tmp_path):
@@ -268,6 +273,7 @@ def test_anthropic_clients_files_go_to_anthropic_with_its_key_and_a_document_nam
 
     def no_guardrails(pc):
         del pc["guardrails"]
+        pc["list_stored_objects"] = True
 
     s = sm.Stack(tmp_path, plugin_patch=no_guardrails)
     try:
@@ -307,6 +313,7 @@ def test_an_anthropic_clients_file_never_goes_to_openai(tmp_path, client):
 
     def openai_only(pc):
         pc["stored_objects"] = "openai"
+        pc["list_stored_objects"] = True
         del pc["guardrails"]
 
     s = sm.Stack(tmp_path, plugin_patch=openai_only)

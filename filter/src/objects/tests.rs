@@ -176,10 +176,26 @@ fn a_file_upload_passes_only_where_no_class_would_be_blocked_or_redacted() {
                                          "teams": {"t": {"email": "redact"}}}));
     assert_eq!(plan(&cfg(), &key(None), "/v1/files", "POST", false, Some(&team)).unwrap_err().code, "content_unscannable");
     assert!(plan(&cfg(), &KeyInfo { team: "other".into(), ..key(None) }, "/v1/files", "POST", false, Some(&team)).is_ok());
-    // Listing and describing files carries no content; reading one back does.
-    for (path, method) in [("/v1/files", "GET"), ("/v1/files/file-1", "GET"), ("/v1/files/file-1", "DELETE")] {
+    // Describing files carries no content; reading one back does.
+    for (path, method) in [("/v1/files/file-1", "GET"), ("/v1/files/file-1", "DELETE")] {
         assert!(plan(&cfg(), &key(None), path, method, false, Some(&defaults)).is_ok(), "{method} {path}");
     }
     let answers = policy(serde_json::json!({"version": "a", "responses": "observe"}));
     assert_eq!(plan(&cfg(), &key(None), "/v1/files/file-1/content", "GET", false, Some(&answers)).unwrap_err().code, "stored_content_guarded");
+}
+
+#[test]
+fn listing_every_keys_files_or_stores_is_refused_unless_allowed() {
+    for path in ["/v1/files", "/v1/vector_stores", "/v1/files?purpose=batch"] {
+        let e = plan(&cfg(), &key(None), path, "GET", false, None).unwrap_err();
+        assert_eq!((e.status, e.code), (403, "listing_not_allowed"), "{path}");
+    }
+    // What is named by id is not a listing of everyone's.
+    for path in ["/v1/vector_stores/vs_1/files", "/v1/conversations/c/items", "/v1/responses/r/input_items", "/v1/files/file-1"] {
+        assert!(plan(&cfg(), &key(None), path, "GET", false, None).is_ok(), "{path}");
+    }
+    let mut v: serde_json::Value = serde_json::from_str(CFG).unwrap();
+    v["list_stored_objects"] = true.into();
+    let c = Config::from_json(v.to_string().as_bytes()).unwrap();
+    assert!(plan(&c, &key(None), "/v1/files", "GET", false, None).is_ok());
 }
