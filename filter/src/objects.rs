@@ -6,9 +6,10 @@
 //! `input_file` names by `file_id`); and vector stores, the files a
 //! response's `file_search` tool searches (`vector_store_ids`). The SDKs
 //! call these as `responses.retrieve` / `delete` / `cancel` /
-//! `input_items.list`, `conversations.*`, `files.*` and `vector_stores.*`; Anthropic's Files API has the same
-//! file paths (`beta.files.*`, a `document` block naming a `file_id`). They
-//! are free: no usage, no record, no budget. Each goes, with the provider's
+//! `input_items.list`, `conversations.*`, `files.*` and
+//! `vector_stores.*`; Anthropic's Files API has the same file paths
+//! (`beta.files.*`, a `document` block naming a `file_id`). They are free:
+//! no usage, no record, no budget. Each goes, with the provider's
 //! credential, to the provider the configuration names for its format
 //! (`stored_objects`: an Anthropic client, one sending `anthropic-version`,
 //! to the Anthropic-format one, for files only): a client holding a
@@ -21,8 +22,8 @@
 use crate::config::{Config, KeyInfo, ProviderFormat};
 use crate::errors::GatewayError;
 
-/// Which stored object a path names (OpenAI API reference, "Responses" and
-/// "Conversations"; the paths of openai/openai-openapi's `openapi.yaml`).
+/// Which stored object a path names (the paths of openai/openai-openapi's
+/// `openapi.yaml`: Responses, Conversations, Files, Vector stores).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Object {
     /// `/responses/{id}`: GET, DELETE.
@@ -197,7 +198,7 @@ pub fn plan(cfg: &Config, key: &KeyInfo, path: &str, method: &str, anthropic: bo
     if !cfg.reaches(key, index) {
         return Err(GatewayError::forbidden(
             "provider_not_allowed",
-            format!("This key may use no model of provider '{}', which keeps the stored responses and conversations.", provider.name),
+            format!("This key may use no model of provider '{}', which keeps these stored objects.", provider.name),
         ));
     }
     if object.lists_all(method) && !cfg.list_stored_objects {
@@ -210,7 +211,7 @@ pub fn plan(cfg: &Config, key: &KeyInfo, path: &str, method: &str, anthropic: bo
         return Err(GatewayError::forbidden(
             "stored_content_guarded",
             format!(
-                "Guardrail policy '{}' scans answers, and stored responses and conversation items would come back unscanned: read them in the answer that made them.",
+                "Guardrail policy '{}' scans answers, and stored content (a response, items, a file, search results) would come back unscanned: read a response in the answer that made it.",
                 g.version
             ),
         ));
