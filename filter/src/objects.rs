@@ -4,10 +4,11 @@
 //! OpenAI Agents SDK's `OpenAIConversationsSession` keeps a session in);
 //! files (uploaded to be read by a model: a PDF a response's
 //! `input_file` names by `file_id`); and vector stores, the files a
-//! response's `file_search` tool searches (`vector_store_ids`). The SDKs
-//! call these as `responses.retrieve` / `delete` / `cancel` /
-//! `input_items.list`, `conversations.*`, `files.*` and
-//! `vector_stores.*`; Anthropic's Files API has the same file paths
+//! response's `file_search` tool searches (`vector_store_ids`); and chat
+//! completions sent with `store: true`, read back by id. The SDKs call
+//! these as `responses.retrieve` / `delete` / `cancel` /
+//! `input_items.list`, `conversations.*`, `files.*`, `vector_stores.*` and
+//! `chat.completions.retrieve` / `update` / `delete` / `messages.list`; Anthropic's Files API has the same file paths
 //! (`beta.files.*`, a `document` block naming a `file_id`). They are free:
 //! no usage, no record, no budget. Each goes, with the provider's
 //! credential, to the provider the configuration names for its format
@@ -64,6 +65,12 @@ pub enum Object {
     FileBatch,
     /// `/vector_stores/{id}/file_batches/{batch_id}/cancel`: POST.
     FileBatchCancel,
+    /// `/chat/completions/{id}`: GET, POST (its metadata), DELETE (a chat
+    /// completion made with `store: true`; the list of them all,
+    /// `GET /chat/completions`, is not served: it is every key's).
+    ChatCompletion,
+    /// `/chat/completions/{id}/messages`: GET.
+    ChatCompletionMessages,
 }
 
 impl Object {
@@ -72,8 +79,8 @@ impl Object {
         match self {
             Object::Response | Object::ConversationItem | Object::File => &["GET", "DELETE"],
             Object::ResponseCancel | Object::Conversations | Object::VectorStoreSearch | Object::FileBatches | Object::FileBatchCancel => &["POST"],
-            Object::ResponseInputItems | Object::FileContent | Object::VectorStoreFileContent | Object::FileBatch => &["GET"],
-            Object::Conversation | Object::VectorStore | Object::VectorStoreFile => &["GET", "POST", "DELETE"],
+            Object::ResponseInputItems | Object::FileContent | Object::VectorStoreFileContent | Object::FileBatch | Object::ChatCompletionMessages => &["GET"],
+            Object::Conversation | Object::VectorStore | Object::VectorStoreFile | Object::ChatCompletion => &["GET", "POST", "DELETE"],
             Object::ConversationItems | Object::Files | Object::VectorStores | Object::VectorStoreFiles => &["GET", "POST"],
         }
     }
@@ -124,6 +131,9 @@ impl Object {
             Object::Conversations | Object::Conversation | Object::Files | Object::File => false,
             Object::VectorStores | Object::VectorStore | Object::VectorStoreFiles | Object::VectorStoreFile => false,
             Object::FileBatches | Object::FileBatch | Object::FileBatchCancel => false,
+            // (Its metadata updated, a completion comes back whole.)
+            Object::ChatCompletion => method != "DELETE",
+            Object::ChatCompletionMessages => true,
         }
     }
 }
@@ -158,6 +168,8 @@ fn below_version(rest: &str) -> Option<Object> {
         ["vector_stores", v, "file_batches", b] if ok(&[v, b]) => Object::FileBatch,
         ["vector_stores", v, "file_batches", b, "cancel"] if ok(&[v, b]) => Object::FileBatchCancel,
         ["vector_stores", v, "file_batches", b, "files"] if ok(&[v, b]) => Object::VectorStoreFiles,
+        ["chat", "completions", c] if ok(&[c]) => Object::ChatCompletion,
+        ["chat", "completions", c, "messages"] if ok(&[c]) => Object::ChatCompletionMessages,
         _ => return None,
     })
 }

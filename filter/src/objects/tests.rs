@@ -55,6 +55,8 @@ fn names_each_object_under_every_prefix_an_sdk_sends() {
             ("/vector_stores/vs_abc123/file_batches/vsfb_abc123", Object::FileBatch),
             ("/vector_stores/vs_abc123/file_batches/vsfb_abc123/cancel", Object::FileBatchCancel),
             ("/vector_stores/vs_abc123/file_batches/vsfb_abc123/files", Object::VectorStoreFiles),
+            ("/chat/completions/chatcmpl-abc123", Object::ChatCompletion),
+            ("/chat/completions/chatcmpl-abc123/messages", Object::ChatCompletionMessages),
         ] {
             let p = format!("{pre}{rest}");
             assert_eq!(locate(&p), Some((o, rest)), "{p}");
@@ -64,7 +66,7 @@ fn names_each_object_under_every_prefix_an_sdk_sends() {
         "/v1/responses", "/v1/responses/", "/v1/responses/resp.1", "/v1/responses/resp_1/other", "/v1/responses/resp_1/cancel/x",
         "/v1/conversations/conv_1/items/msg 1", "/v1/conversations/c/items/m/x", "/v1beta/responses/resp_1", "/v2/responses/r",
         "/v1/responses/%2e%2e", "/v1/responses/r%2Fx", "/v1/conversations//items", "/v1/files/file-1/other", "/v1/files/file.1",
-        "/v1/vector_stores/vs_1/search/x", "/v1/vector_stores/vs_1/file_batches/b/other", "/v1/vector_stores/vs.1",
+        "/v1/vector_stores/vs_1/search/x", "/v1/chat/completions", "/v1/chat/completions/c/other", "/v1/chat/x/y", "/v1/vector_stores/vs_1/file_batches/b/other", "/v1/vector_stores/vs.1",
     ] {
         assert_eq!(locate(p), None, "{p}");
     }

@@ -87,7 +87,7 @@ mod tests {
     fn other_paths_stay_other_and_hostile_escapes_never_panic() {
         for p in [
             "/v1/audio/voices",
-            "/v1/chat/completions/chatcmpl-1/messages",
+            "/v1/chat/completions/chatcmpl-1/other",
             "/v1/responses/resp_1/input_tokens/x",
             "/v1/messages/batches",
             "/v1/batches",

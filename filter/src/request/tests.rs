@@ -39,6 +39,8 @@ fn classifies_paths() {
     assert_eq!(classify_path("/v1/completions"), Endpoint::Chat(Api::OpenAiCompletions));
     assert_eq!(classify_path("/v1/responses"), Endpoint::Chat(Api::OpenAiResponses));
     assert_eq!(classify_path("/v1/responses/resp_1/input_items"), Endpoint::Stored(crate::objects::Object::ResponseInputItems));
+    assert_eq!(classify_path("/v1/chat/completions"), Endpoint::Chat(Api::OpenAiChat), "the chat endpoint, not a list of stored ones");
+    assert_eq!(classify_path("/v1/chat/completions/chatcmpl-1"), Endpoint::Stored(crate::objects::Object::ChatCompletion));
     assert_eq!(classify_path("/openai/v1/conversations/conv_1/items?api-version=preview"), Endpoint::Stored(crate::objects::Object::ConversationItems));
     // Only an object once normalised: refused, as a disguised endpoint is.
     for p in ["/v1/responses/resp%5F1", "/v1/Conversations/conv_1", "/v1/responses/resp_1;x", "/v1/responses/a/../resp_1/cancel"] {
