@@ -386,3 +386,23 @@ def test_a_vector_store_search_passes_the_guardrails(oai, client):
     rec = client.record(e.value.response.headers["x-tollgate-request-id"])
     assert (rec["outcome"], rec["guardrails"]["classes"]) == ("rejected", {"card": 1}), rec
     oai.vector_stores.delete(vs.id)
+
+
+def test_a_stored_chat_completion_is_read_back_updated_and_deleted_but_not_listed(oai, client):
+    """`store: true` chat completions: `chat.completions.retrieve`,
+    `messages.list`, `update` (metadata), `delete` by id; the list of every
+    key's (`GET /v1/chat/completions`) is not served."""
+    made = oai.chat.completions.create(model="openai/gpt-5.4", messages=[{"role": "user", "content": "Hello there"}],
+                                       store=True, metadata={"feature": "greeting"})
+    raw = oai.chat.completions.with_raw_response.retrieve(made.id)
+    got = raw.parse()
+    assert (got.id, got.choices[0].message.content, got.metadata) == (made.id, made.choices[0].message.content, {"feature": "greeting"})
+    assert no_record_for(client, raw.headers["x-tollgate-request-id"]), "reading a completion back is no usage"
+    assert [m.content for m in oai.chat.completions.messages.list(made.id)] == ["Hello there"]
+    assert oai.chat.completions.update(made.id, metadata={"feature": "done"}).metadata == {"feature": "done"}
+    assert oai.chat.completions.delete(made.id).deleted is True
+    with pytest.raises(openai.NotFoundError):
+        oai.chat.completions.retrieve(made.id)
+    with pytest.raises(openai.APIStatusError) as e:
+        oai.chat.completions.list()
+    assert e.value.status_code == 405

@@ -1167,6 +1167,9 @@ async fn handle(
         app.served_input.fetch_add(plan.input, Ordering::SeqCst);
         app.served_output.fetch_add(completion_tokens(&plan), Ordering::SeqCst);
     }
+    if dialect == Dialect::OpenAi && req.get("store") == Some(&Value::Bool(true)) {
+        app.objects.keep_chat(chat_object(&plan, n, &plan.pieces().concat()), &req);
+    }
     let r = if let Some(bytes) = plan.endless_event {
         let mut r = Response::new(hostile::endless_event(bytes));
         decorate(r.headers_mut(), &h, &uri, "text/event-stream; charset=utf-8");
@@ -1326,6 +1329,30 @@ fn chat_finish(p: &Plan) -> &'static str {
     }
 }
 
+/// A chat completion as the API answers it (and keeps it, `store: true`).
+fn chat_object(p: &Plan, n: u64, text: &str) -> Value {
+    json!({
+        "id": format!("chatcmpl-mock{n:020}"), "object": "chat.completion", "created": 1_767_225_600u64 + n,
+        "model": p.model,
+        "choices": (0..p.choices).map(|i| {
+            let mut message = json!({"role": "assistant", "content": text, "refusal": null, "annotations": []});
+            if p.audio.output > 0 {
+                // A spoken answer: its text is the audio's transcript.
+                message["audio"] = audio::message(text, n);
+                message["content"] = Value::Null;
+            }
+            if let Some(r) = p.reasoning_text {
+                message["reasoning_content"] = json!(r);
+            }
+            if let Some(name) = &p.tool_call {
+                message["tool_calls"] = json!([{"id": format!("call_mock{n:020}"), "type": "function", "function": {"name": name, "arguments": "{}"}}]);
+            }
+            json!({"index": i, "message": message, "logprobs": null, "finish_reason": chat_finish(p)})
+        }).collect::<Vec<_>>(),
+        "usage": openai_usage(p), "service_tier": p.service_tier, "system_fingerprint": "fp_mock"
+    })
+}
+
 fn json_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
     let text: String = p.pieces().concat();
     let body: Value = match p.dialect {
@@ -1336,26 +1363,7 @@ fn json_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
             "stop_reason": anthropic_stop(&p), "stop_sequence": null,
             "usage": anthropic_usage_with_iterations(&p)
         }),
-        _ => json!({
-            "id": format!("chatcmpl-mock{n:020}"), "object": "chat.completion", "created": 1_767_225_600u64 + n,
-            "model": p.model,
-            "choices": (0..p.choices).map(|i| {
-                let mut message = json!({"role": "assistant", "content": text, "refusal": null, "annotations": []});
-                if p.audio.output > 0 {
-                    // A spoken answer: its text is the audio's transcript.
-                    message["audio"] = audio::message(&text, n);
-                    message["content"] = Value::Null;
-                }
-                if let Some(r) = p.reasoning_text {
-                    message["reasoning_content"] = json!(r);
-                }
-                if let Some(name) = &p.tool_call {
-                    message["tool_calls"] = json!([{"id": format!("call_mock{n:020}"), "type": "function", "function": {"name": name, "arguments": "{}"}}]);
-                }
-                json!({"index": i, "message": message, "logprobs": null, "finish_reason": chat_finish(&p)})
-            }).collect::<Vec<_>>(),
-            "usage": openai_usage(&p), "service_tier": p.service_tier, "system_fingerprint": "fp_mock"
-        }),
+        _ => chat_object(&p, n, &text),
     };
     let body = without_tier_for_deepseek(body, p.dialect).to_string();
     let mut resp = if let Some(_cut) = p.cut_after {

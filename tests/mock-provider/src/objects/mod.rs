@@ -1,6 +1,6 @@
 //! Stored objects, kept as the providers keep them, one file a kind:
-//! responses (here), conversations, files (OpenAI's and Anthropic's) and
-//! vector stores. Read back, listed, deleted by id (openai/openai-openapi
+//! responses (here), conversations, files (OpenAI's and Anthropic's),
+//! vector stores and chat completions made with `store: true`. Read back, listed, deleted by id (openai/openai-openapi
 //! `openapi.yaml`: `/responses/{response_id}`, `…/cancel`, `…/input_items`,
 //! their schemas `Response`, `ResponseItemList`).
 //!
@@ -25,6 +25,7 @@ use serde_json::{json, Map, Value};
 use crate::responses::{Plan, Refusal};
 use crate::{openai_checks, openai_error, respond, App};
 
+mod chat;
 mod conversations;
 mod files;
 mod vector_stores;
@@ -49,6 +50,7 @@ pub struct Store {
     /// Anthropic's, apart: another provider's store.
     anthropic_files: Mutex<HashMap<String, StoredFile>>,
     vector_stores: Mutex<HashMap<String, vector_stores::VectorStore>>,
+    chats: Mutex<HashMap<String, chat::KeptChat>>,
     seq: std::sync::atomic::AtomicU64,
 }
 
@@ -148,7 +150,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/v1/responses/{id}", get(get_response).delete(delete_response))
         .route("/v1/responses/{id}/cancel", post(cancel_response))
         .route("/v1/responses/{id}/input_items", get(input_items));
-    vector_stores::routes(files::routes(conversations::routes(r)))
+    chat::routes(vector_stores::routes(files::routes(conversations::routes(r))))
 }
 
 pub(super) type Answer = Result<Value, Refusal>;
@@ -175,8 +177,13 @@ pub(super) fn object_body(body: &Bytes) -> Result<Map<String, Value>, Refusal> {
 /// `limit` (1–100, default 20), `order` (`asc`/`desc`, default `desc`),
 /// `after` (an id): one page of `items`, as a list object.
 pub(super) fn page(uri: &Uri, items: &[Value]) -> Answer {
+    page_from(uri, items, true)
+}
+
+/// The same, oldest first unless `order` says (`desc` by default when `newest_first`).
+pub(super) fn page_from(uri: &Uri, items: &[Value], newest_first: bool) -> Answer {
     let mut limit = 20;
-    let mut desc = true;
+    let mut desc = newest_first;
     let mut after = None;
     for kv in uri.query().unwrap_or("").split('&').filter(|kv| !kv.is_empty()) {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
