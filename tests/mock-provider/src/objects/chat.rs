@@ -13,8 +13,8 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-use super::conversations::{metadata, only};
-use super::{answer, object_body, page_from, Store, LIMIT};
+use super::conversations::metadata_update;
+use super::{answer, page_from, Store, KEPT_BYTES, LIMIT};
 use crate::responses::Refusal;
 use crate::App;
 
@@ -35,18 +35,27 @@ fn not_found(id: &str) -> Refusal {
 
 impl Store {
     /// Keeps a completion made with `store: true` and its request's messages.
+    /// (Never by indexing: a hostile request's message may be a number,
+    /// and a panic would end the mock.)
     pub fn keep_chat(&self, mut object: Value, req: &Value) {
-        object["metadata"] = req.get("metadata").cloned().unwrap_or(json!({}));
         let id = object.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+        if let Some(o) = object.as_object_mut() {
+            o.insert("metadata".into(), req.get("metadata").cloned().unwrap_or(json!({})));
+        }
         let messages = req.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
         let messages = messages
             .into_iter()
             .enumerate()
             .map(|(i, mut m)| {
-                m["id"] = json!(format!("{id}-{i}"));
+                if let Some(o) = m.as_object_mut() {
+                    o.insert("id".into(), json!(format!("{id}-{i}")));
+                }
                 m
             })
             .collect();
+        if object.to_string().len() > KEPT_BYTES {
+            return;
+        }
         if let Ok(mut all) = self.chats.lock() {
             if all.len() < LIMIT {
                 all.insert(id, KeptChat { object, messages });
@@ -61,15 +70,12 @@ async fn retrieve(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri,
 
 async fn update(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
     answer(&app, &uri, &h, || {
-        let m = object_body(&body)?;
-        only(&m, &["metadata"])?;
-        if !m.contains_key("metadata") {
-            return Err((400, "Missing required parameter: 'metadata'.".into(), Some("metadata"), Some("missing_required_parameter")));
-        }
-        let md = metadata(m.get("metadata"))?;
+        let md = metadata_update(&body)?;
         let mut all = app.objects.chats.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
         let kept = all.get_mut(&id).ok_or_else(|| not_found(&id))?;
-        kept.object["metadata"] = md;
+        if let Some(o) = kept.object.as_object_mut() {
+            o.insert("metadata".into(), md);
+        }
         Ok(kept.object.clone())
     })
 }

@@ -100,14 +100,20 @@ async fn get_conversation(State(app): State<Arc<App>>, Path(id): Path<String>, u
     answer(&app, &uri, &h, || with_conversation(&app, &id, |c| Ok(resource(&id, c))))
 }
 
+/// An update's body: `metadata`, required, and nothing else (a
+/// conversation's, a stored chat completion's).
+pub(super) fn metadata_update(body: &Bytes) -> Result<Value, Refusal> {
+    let m = object_body(body)?;
+    only(&m, &["metadata"])?;
+    if !m.contains_key("metadata") {
+        return Err((400, "Missing required parameter: 'metadata'.".into(), Some("metadata"), Some("missing_required_parameter")));
+    }
+    metadata(m.get("metadata"))
+}
+
 async fn update_conversation(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
     answer(&app, &uri, &h, || {
-        let m = object_body(&body)?;
-        only(&m, &["metadata"])?;
-        if !m.contains_key("metadata") {
-            return Err((400, "Missing required parameter: 'metadata'.".into(), Some("metadata"), Some("missing_required_parameter")));
-        }
-        let md = metadata(m.get("metadata"))?;
+        let md = metadata_update(&body)?;
         with_conversation(&app, &id, |c| {
             c.metadata = md;
             Ok(resource(&id, c))
