@@ -709,6 +709,7 @@ impl Config {
                 ("priority_percent", price.priority_percent),
                 ("ultrafast_percent", price.ultrafast_percent),
                 ("flex_percent", price.flex_percent),
+                ("batch_percent", price.batch_percent),
                 ("fast_percent", price.fast_percent),
                 ("us_inference_percent", price.us_inference_percent),
             ] {

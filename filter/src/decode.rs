@@ -22,8 +22,9 @@ pub const MAX_DECODED_BYTES: u64 = 64 << 20;
 const MAX_GZIP_HEADER: usize = 64 << 10;
 
 /// A response's `content-encoding`, as far as the filter is concerned.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Coding {
+    #[default]
     Identity,
     Gzip,
     Deflate,

@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod admission;
 pub mod big_event;
+pub mod batch;
 pub mod budget;
 pub mod caching;
 pub mod config;

@@ -10,7 +10,8 @@
 //! `input_items.list`, `conversations.*`, `files.*`, `vector_stores.*` and
 //! `chat.completions.retrieve` / `update` / `delete` / `messages.list`; Anthropic's Files API has the same file paths
 //! (`beta.files.*`, a `document` block naming a `file_id`). They are free:
-//! no usage, no record, no budget. Each goes, with the provider's
+//! no usage, no record, no budget. Batches (`batches.*`) pass the same way,
+//! but what a batch ran is charged when it has ended ([`crate::batch`]). Each goes, with the provider's
 //! credential, to the provider the configuration names for its format
 //! (`stored_objects`: an Anthropic client, one sending `anthropic-version`,
 //! to the Anthropic-format one, for files only): a client holding a
@@ -71,6 +72,13 @@ pub enum Object {
     ChatCompletion,
     /// `/chat/completions/{id}/messages`: GET.
     ChatCompletionMessages,
+    /// `/batches`: POST (create, [`crate::batch`]: its owner written into
+    /// its metadata), GET (list).
+    Batches,
+    /// `/batches/{id}`: GET (an ended batch is charged: [`crate::batch`]).
+    Batch,
+    /// `/batches/{id}/cancel`: POST (answered with the batch, charged as a GET is).
+    BatchCancel,
 }
 
 impl Object {
@@ -78,10 +86,10 @@ impl Object {
     pub fn methods(self) -> &'static [&'static str] {
         match self {
             Object::Response | Object::ConversationItem | Object::File => &["GET", "DELETE"],
-            Object::ResponseCancel | Object::Conversations | Object::VectorStoreSearch | Object::FileBatches | Object::FileBatchCancel => &["POST"],
-            Object::ResponseInputItems | Object::FileContent | Object::VectorStoreFileContent | Object::FileBatch | Object::ChatCompletionMessages => &["GET"],
+            Object::ResponseCancel | Object::Conversations | Object::VectorStoreSearch | Object::FileBatches | Object::FileBatchCancel | Object::BatchCancel => &["POST"],
+            Object::ResponseInputItems | Object::FileContent | Object::VectorStoreFileContent | Object::FileBatch | Object::ChatCompletionMessages | Object::Batch => &["GET"],
             Object::Conversation | Object::VectorStore | Object::VectorStoreFile | Object::ChatCompletion => &["GET", "POST", "DELETE"],
-            Object::ConversationItems | Object::Files | Object::VectorStores | Object::VectorStoreFiles => &["GET", "POST"],
+            Object::ConversationItems | Object::Files | Object::VectorStores | Object::VectorStoreFiles | Object::Batches => &["GET", "POST"],
         }
     }
 
@@ -112,7 +120,7 @@ impl Object {
     /// provider keeps (files, vector stores): every key's, under the one
     /// provider key, where each key should reach only the ids it was told.
     pub fn lists_all(self, method: &str) -> bool {
-        method == "GET" && matches!(self, Object::Files | Object::VectorStores)
+        method == "GET" && matches!(self, Object::Files | Object::VectorStores | Object::Batches)
     }
 
     /// Whether a request of `method` uploads content the guardrails
@@ -134,7 +142,18 @@ impl Object {
             // (Its metadata updated, a completion comes back whole.)
             Object::ChatCompletion => method != "DELETE",
             Object::ChatCompletionMessages => true,
+            Object::Batches | Object::Batch | Object::BatchCancel => false,
         }
+    }
+
+    /// Whether the request creates a batch (its body rewritten: [`crate::batch::tag`]).
+    pub fn creates_batch(self, method: &str) -> bool {
+        method == "POST" && self == Object::Batches
+    }
+
+    /// Whether the answer is a batch object that may carry a batch's charge.
+    pub fn answers_batch(self, method: &str) -> bool {
+        matches!((self, method), (Object::Batch, "GET") | (Object::BatchCancel, "POST"))
     }
 }
 
@@ -170,6 +189,9 @@ fn below_version(rest: &str) -> Option<Object> {
         ["vector_stores", v, "file_batches", b, "files"] if ok(&[v, b]) => Object::VectorStoreFiles,
         ["chat", "completions", c] if ok(&[c]) => Object::ChatCompletion,
         ["chat", "completions", c, "messages"] if ok(&[c]) => Object::ChatCompletionMessages,
+        ["batches"] => Object::Batches,
+        ["batches", b] if ok(&[b]) => Object::Batch,
+        ["batches", b, "cancel"] if ok(&[b]) => Object::BatchCancel,
         _ => return None,
     })
 }
@@ -192,6 +214,10 @@ pub struct Plan {
     pub provider: String,
     pub headers: Vec<(String, String)>,
     pub scan: bool,
+    /// A batch created: its body gets its owner ([`crate::batch::tag`]).
+    pub creates_batch: bool,
+    /// The answer is a batch object, charged when the batch has ended.
+    pub answers_batch: bool,
 }
 
 /// Plans a stored-object request of `key`; `Err` is the answer instead.
@@ -216,7 +242,7 @@ pub fn plan(cfg: &Config, key: &KeyInfo, path: &str, method: &str, anthropic: bo
     if object.lists_all(method) && !cfg.list_stored_objects {
         return Err(GatewayError::forbidden(
             "listing_not_allowed",
-            "Listing files or vector stores would show every key's, kept under the provider's one key: name them by the ids you were given (the configuration's list_stored_objects allows listing).",
+            "Listing files, vector stores or batches would show every key's, kept under the provider's one key: name them by the ids you were given (the configuration's list_stored_objects allows listing).",
         ));
     }
     if let Some(g) = guard.filter(|g| g.scans_answers() && object.answers_content(method)) {
@@ -250,7 +276,17 @@ pub fn plan(cfg: &Config, key: &KeyInfo, path: &str, method: &str, anthropic: bo
         (Some(k), _) => headers.push(("authorization".to_string(), format!("Bearer {}", k.expose()))),
         (None, _) => {}
     }
-    Ok(Plan { object, provider: provider.name.clone(), headers, scan: guard.is_some() && object.sends_content(method) })
+    if object.creates_batch(method) {
+        crate::batch::allowed(key)?;
+    }
+    Ok(Plan {
+        object,
+        provider: provider.name.clone(),
+        headers,
+        scan: guard.is_some() && object.sends_content(method),
+        creates_batch: object.creates_batch(method),
+        answers_batch: object.answers_batch(method),
+    })
 }
 
 #[cfg(test)]

@@ -107,6 +107,10 @@ pub struct Price {
     /// (OpenAI bills 50).
     #[serde(default)]
     pub flex_percent: Option<u32>,
+    /// OpenAI's Batch API (a batch's requests, charged when the batch
+    /// ends): default 100 (OpenAI bills 50).
+    #[serde(default)]
+    pub batch_percent: Option<u32>,
     /// Anthropic's fast mode (`speed: "fast"`): default 600 (Opus 4.6's
     /// 6 ×; 2 × on later Opus models).
     #[serde(default)]
@@ -167,6 +171,7 @@ impl Price {
             Some(ServiceTier::Ultrafast) => self.ultrafast_percent.unwrap_or(600),
             Some(ServiceTier::Flex) => self.flex_percent.unwrap_or(100),
             Some(ServiceTier::Fast) => self.fast_percent.unwrap_or(600),
+            Some(ServiceTier::Batch) => self.batch_percent.unwrap_or(100),
         };
         let geo = match p.geo {
             None => 100,
@@ -562,15 +567,16 @@ mod tests {
         let searches = 10_000 * PICOS_PER_MICRO;
         assert_eq!(p.at(tier(ServiceTier::Priority)).cost_picos(&u), 2 * (p.cost_picos(&u) - searches) + searches);
         // the unset defaults: at or above what the providers publish
-        let percents: Vec<u64> = [ServiceTier::Priority, ServiceTier::Ultrafast, ServiceTier::Flex, ServiceTier::Fast].map(|t| p.percent(tier(t))).into();
-        assert_eq!(percents, [200, 600, 100, 600]);
+        let percents: Vec<u64> = [ServiceTier::Priority, ServiceTier::Ultrafast, ServiceTier::Flex, ServiceTier::Fast, ServiceTier::Batch].map(|t| p.percent(tier(t))).into();
+        assert_eq!(percents, [200, 600, 100, 600, 100]);
         assert_eq!(p.percent(Premium { tier: None, geo: Some(InferenceGeo::Us) }), 110);
         // compounded: fast mode in the US, 6 x 1.1
         assert_eq!(p.percent(Premium { tier: Some(ServiceTier::Fast), geo: Some(InferenceGeo::Us) }), 660);
         // configured: OpenAI's gpt-4.1 priority at 175 %, flex at 50 %, rounded up per price
-        let q = Price { priority_percent: Some(175), flex_percent: Some(50), input: 2_000_001, ..none() };
+        let q = Price { priority_percent: Some(175), flex_percent: Some(50), batch_percent: Some(50), input: 2_000_001, ..none() };
         assert_eq!(q.at(tier(ServiceTier::Priority)).input, 3_500_002);
         assert_eq!(q.at(tier(ServiceTier::Flex)).input, 1_000_001);
+        assert_eq!(q.at(tier(ServiceTier::Batch)).input, 1_000_001);
         // defaults derived from the unscaled input (write 1.25x, 1h 2x, cached = input)
         let r = Price { input: 1_000_000, ..none() }.at(tier(ServiceTier::Priority));
         assert_eq!((r.cached_input, r.cache_write, r.cache_write_1h), (Some(2_000_000), Some(2_500_000), Some(4_000_000)));

@@ -64,6 +64,9 @@ pub enum ServiceTier {
     Flex,
     /// Anthropic's fast mode (`speed: "fast"`; 2 × to 6 × by model).
     Fast,
+    /// OpenAI's Batch API: a batch's requests, billed below standard
+    /// (charged when Tollgate sees the batch ended: `filter/src/batch.rs`).
+    Batch,
 }
 
 /// Where a request asked its inference to run, when that is priced apart

@@ -163,7 +163,7 @@ def test_a_path_that_names_a_chat_endpoint_only_once_normalised_is_refused_not_p
             assert r.getheader("x-mock-host") is None
     # The endpoints as written, and a real other path, are what they were.
     assert Client(pass_stack).chat("openai/gpt-5.4").status_code == 200
-    r = requests.get(pass_stack.url + "/v1/batches/batch_1", timeout=10)
+    r = requests.get(pass_stack.url + "/v1/messages/batches/msgbatch_1", timeout=10)
     assert r.status_code in (404, 503) and "x-mock-host" not in r.headers
 
 

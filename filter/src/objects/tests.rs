@@ -57,6 +57,9 @@ fn names_each_object_under_every_prefix_an_sdk_sends() {
             ("/vector_stores/vs_abc123/file_batches/vsfb_abc123/files", Object::VectorStoreFiles),
             ("/chat/completions/chatcmpl-abc123", Object::ChatCompletion),
             ("/chat/completions/chatcmpl-abc123/messages", Object::ChatCompletionMessages),
+            ("/batches", Object::Batches),
+            ("/batches/batch_abc123", Object::Batch),
+            ("/batches/batch_abc123/cancel", Object::BatchCancel),
         ] {
             let p = format!("{pre}{rest}");
             assert_eq!(locate(&p), Some((o, rest)), "{p}");
@@ -67,6 +70,7 @@ fn names_each_object_under_every_prefix_an_sdk_sends() {
         "/v1/conversations/conv_1/items/msg 1", "/v1/conversations/c/items/m/x", "/v1beta/responses/resp_1", "/v2/responses/r",
         "/v1/responses/%2e%2e", "/v1/responses/r%2Fx", "/v1/conversations//items", "/v1/files/file-1/other", "/v1/files/file.1",
         "/v1/vector_stores/vs_1/search/x", "/v1/chat/completions", "/v1/chat/completions/c/other", "/v1/chat/x/y", "/v1/vector_stores/vs_1/file_batches/b/other", "/v1/vector_stores/vs.1",
+        "/v1/batches/b/other", "/v1/batches/b.1", "/v1/batches/b/cancel/x",
     ] {
         assert_eq!(locate(p), None, "{p}");
     }
@@ -188,7 +192,7 @@ fn a_file_upload_passes_only_where_no_class_would_be_blocked_or_redacted() {
 
 #[test]
 fn listing_every_keys_files_or_stores_is_refused_unless_allowed() {
-    for path in ["/v1/files", "/v1/vector_stores", "/v1/files?purpose=batch"] {
+    for path in ["/v1/files", "/v1/vector_stores", "/v1/files?purpose=batch", "/v1/batches", "/v1/batches?limit=2"] {
         let e = plan(&cfg(), &key(None), path, "GET", false, None).unwrap_err();
         assert_eq!((e.status, e.code), (403, "listing_not_allowed"), "{path}");
     }
@@ -200,4 +204,25 @@ fn listing_every_keys_files_or_stores_is_refused_unless_allowed() {
     v["list_stored_objects"] = true.into();
     let c = Config::from_json(v.to_string().as_bytes()).unwrap();
     assert!(plan(&c, &key(None), "/v1/files", "GET", false, None).is_ok());
+}
+
+#[test]
+fn batches_are_created_by_keys_allowed_every_model_and_their_answers_read_for_a_charge() {
+    let c = cfg();
+    let create = plan(&c, &key(None), "/v1/batches", "POST", false, None).unwrap();
+    assert_eq!((create.creates_batch, create.answers_batch), (true, false));
+    assert_eq!(headers(&create)[":path"], "/v1/batches");
+    // A key limited to some models could run any in a batch's file.
+    let e = plan(&c, &key(Some(&["gpt-5.4"])), "/v1/batches", "POST", false, None).unwrap_err();
+    assert_eq!((e.status, e.code), (403, "batch_not_allowed"));
+    // Reading or cancelling one is not creating it: any key of the provider.
+    for (path, method) in [("/v1/batches/batch_1", "GET"), ("/v1/batches/batch_1/cancel", "POST")] {
+        let p = plan(&c, &key(Some(&["gpt-5.4"])), path, method, false, None).unwrap();
+        assert_eq!((p.creates_batch, p.answers_batch), (false, true), "{method} {path}");
+    }
+    for (path, method) in [("/v1/batches/batch_1", "DELETE"), ("/v1/batches/batch_1/cancel", "GET"), ("/v1/batches", "DELETE")] {
+        assert_eq!(plan(&c, &key(None), path, method, false, None).unwrap_err().status, 405, "{method} {path}");
+    }
+    // Anthropic's batches are elsewhere (/v1/messages/batches): not these.
+    assert_eq!(plan(&c, &key(None), "/v1/batches", "POST", true, None).unwrap_err().status, 404);
 }

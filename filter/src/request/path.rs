@@ -90,7 +90,7 @@ mod tests {
             "/v1/chat/completions/chatcmpl-1/other",
             "/v1/responses/resp_1/input_tokens/x",
             "/v1/messages/batches",
-            "/v1/batches",
+            "/v1/messages/batches/msgbatch_1/results",
             "/",
             "",
             "%",

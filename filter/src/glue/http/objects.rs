@@ -1,14 +1,19 @@
 //! A stored response or conversation ([`crate::objects`]): sent on with
 //! the provider's key, its body (conversation items) first through the
 //! guardrails when a policy is in force. Free: no budget, no record (but
-//! for a guardrail refusal, which the audit must see).
+//! for a guardrail refusal, which the audit must see). A batch is created
+//! with its owner in its metadata, and read for its charge once it has
+//! ended ([`crate::batch`]).
 
 use proxy_wasm::types::Action;
 
-use super::super::host::{self, REQUEST_BODY};
-use super::super::{awaiting_body, synced};
+use super::super::host::{self, REQUEST_BODY, RESPONSE_BODY, RESPONSE_HEADERS};
+use super::super::{awaiting_body, enqueue_record, now_ms, synced, HostCounters};
 use super::{Phase, TollgateHttp};
+use crate::budget::Amount;
 use crate::config::{Config, KeyInfo};
+use crate::errors::GatewayError;
+use crate::reader::ResponseHead;
 use crate::objects::Plan;
 use crate::request::Api;
 
@@ -24,7 +29,14 @@ impl TollgateHttp {
         for h in std::mem::take(&mut self.headers.to_remove) {
             self.set_request_header(&h, None);
         }
-        if plan.scan && !end_of_stream {
+        if plan.creates_batch {
+            if end_of_stream {
+                return self.reject(GatewayError::bad_request("invalid_json", "A batch is created with a JSON body: none was sent."));
+            }
+            // (A refusal from here on is recorded, as a request's is.)
+            self.counting = false;
+        }
+        if (plan.scan || plan.creates_batch) && !end_of_stream {
             self.api = Some(Api::OpenAiResponses);
             self.object_plan = Some(plan);
             self.phase = Phase::AwaitBody;
@@ -37,6 +49,9 @@ impl TollgateHttp {
     /// The body of a stored-object request that sends content: what the
     /// guardrails let go (a redacted body in place of the client's).
     pub(super) fn stored_object_body(&mut self, cfg: &Config, plan: Plan, body_size: usize) -> Action {
+        if plan.creates_batch {
+            return self.create_batch(cfg, plan, body_size);
+        }
         let (Some(key), Some(policy)) = (self.key.clone(), synced::guard_policy(cfg)) else {
             return self.send_object(&plan);
         };
@@ -63,12 +78,125 @@ impl TollgateHttp {
         self.send_object(&plan)
     }
 
+    /// A batch created: its owner written into its metadata, refused when
+    /// the key's budget is spent (nothing is reserved: what the batch will
+    /// cost is in its file, and is charged when it ends).
+    fn create_batch(&mut self, cfg: &Config, plan: Plan, body_size: usize) -> Action {
+        let Some(key) = self.key.clone() else {
+            return self.send_object(&plan);
+        };
+        let (body, decoded) = match self.whole_body(cfg, body_size) {
+            Ok(b) => b,
+            Err(e) => return self.reject(e),
+        };
+        let owner = crate::batch::Owner { key: key.id.clone(), team: key.team.clone(), project: self.project.clone() };
+        let (new_body, api) = match crate::batch::tag(&body, &owner) {
+            Ok(t) => t,
+            Err(e) => return self.reject(e),
+        };
+        self.api = Some(api);
+        self.target = Some(crate::route::Target { provider: plan.provider.clone(), route: String::new(), upstream_model: String::new(), advisor: None });
+        // The smallest spend: refused where a budget has no room left.
+        let least = Amount { micros: 1, tokens: 1 };
+        if let Err(action) = self.admit(cfg, &key, least, true) {
+            return action;
+        }
+        let reservations = std::mem::take(&mut self.reservations);
+        super::super::with_budget_local(|u| crate::admission::settle(&HostCounters, u, &reservations, Amount::default()));
+        host::set_buffer(REQUEST_BODY, 0, body_size, &new_body);
+        self.set_request_header("content-length", Some(&new_body.len().to_string()));
+        if decoded {
+            self.set_request_header("content-encoding", None);
+        }
+        self.send_object(&plan)
+    }
+
     fn send_object(&mut self, plan: &Plan) -> Action {
         for (name, value) in &plan.headers {
             self.set_request_header(name, Some(value));
         }
         log::debug!("[{}] stored object {:?} -> provider={}", self.context_id, plan.object, plan.provider);
         self.phase = Phase::Counting;
+        if plan.answers_batch {
+            self.phase = Phase::Batch;
+            self.batch_read = Some(BatchRead { provider: plan.provider.clone(), ..BatchRead::default() });
+        }
         Action::Continue
     }
+
+    /// A batch object's head: passed on (impostor headers removed), its
+    /// status and coding kept for reading its body.
+    pub(super) fn batch_answer_head(&mut self) {
+        let head = ResponseHead::read(crate::hostmap::pairs(&host::header_map(RESPONSE_HEADERS)));
+        for name in &head.impostors {
+            host::set_header(RESPONSE_HEADERS, name, None);
+        }
+        self.add_target_headers();
+        self.status = head.status;
+        if let Some(b) = self.batch_read.as_mut() {
+            b.coding = head.coding();
+        }
+    }
+
+    /// A batch object's body, copied as it passes (never held): at its
+    /// end, an ended batch's charge.
+    pub(super) fn batch_answer_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(read) = self.batch_read.as_mut() else { return Action::Continue };
+        if read.body.len().saturating_add(body_size) <= crate::batch::MAX_ANSWER_BYTES {
+            read.body.extend_from_slice(&host::buffer(RESPONSE_BODY, 0, body_size));
+        } else {
+            read.too_large = true;
+        }
+        if end_of_stream {
+            if let Some(read) = self.batch_read.take() {
+                self.charge_batch(read);
+            }
+        }
+        Action::Continue
+    }
+
+    fn charge_batch(&mut self, read: BatchRead) {
+        let Some(cfg) = self.config.clone() else { return };
+        if self.status != 200 {
+            return;
+        }
+        if read.too_large {
+            log::warn!("[{}] a batch object over {} bytes was not read for its charge", self.context_id, crate::batch::MAX_ANSWER_BYTES);
+            return;
+        }
+        let body = match crate::decode::Inflater::new(&read.coding) {
+            None => read.body,
+            Some(mut inflater) => match crate::decode::whole(&mut inflater, &read.body, crate::batch::MAX_ANSWER_BYTES) {
+                Ok(b) => b,
+                Err(_) => {
+                    log::warn!("[{}] a batch object could not be decoded: not read for its charge", self.context_id);
+                    return;
+                }
+            },
+        };
+        let Some(charge) = crate::batch::charge(&body) else { return };
+        let price = charge.model.as_deref().and_then(|m| cfg.price(&read.provider, m));
+        let mut rec = crate::batch::record(&charge, &read.provider, price, now_ms());
+        // Charged once on this Envoy (metrics, logs); the control service
+        // gets it on every read, and counts its id once.
+        let seen = format!("tollgate.batch.{}", rec.id);
+        if host::shared(&seen).0.is_some() {
+            if cfg.control.is_some() {
+                enqueue_record(self, serde_json::to_string(&rec).unwrap_or_default().as_bytes());
+            }
+            return;
+        }
+        let _ = host::set_shared(&seen, b"1", None);
+        log::debug!("[{}] batch {} ended: {} micro-dollars charged to key {}", self.context_id, charge.batch_id, rec.cost_micros, rec.key_id);
+        self.emit(&mut rec);
+    }
+}
+
+/// A batch object being read for its charge.
+#[derive(Default)]
+pub(super) struct BatchRead {
+    provider: String,
+    coding: crate::decode::Coding,
+    body: Vec<u8>,
+    too_large: bool,
 }

@@ -1,6 +1,6 @@
 //! Stored objects, kept as the providers keep them, one file a kind:
 //! responses (here), conversations, files (OpenAI's and Anthropic's),
-//! vector stores and chat completions made with `store: true`. Read back, listed, deleted by id (openai/openai-openapi
+//! vector stores, chat completions made with `store: true` and batches. Read back, listed, deleted by id (openai/openai-openapi
 //! `openapi.yaml`: `/responses/{response_id}`, `…/cancel`, `…/input_items`,
 //! their schemas `Response`, `ResponseItemList`).
 //!
@@ -25,6 +25,7 @@ use serde_json::{json, Map, Value};
 use crate::responses::{Plan, Refusal};
 use crate::{openai_checks, openai_error, respond, App};
 
+mod batches;
 mod chat;
 mod conversations;
 mod files;
@@ -51,6 +52,7 @@ pub struct Store {
     anthropic_files: Mutex<HashMap<String, StoredFile>>,
     vector_stores: Mutex<HashMap<String, vector_stores::VectorStore>>,
     chats: Mutex<HashMap<String, chat::KeptChat>>,
+    batches: Mutex<HashMap<String, Value>>,
     seq: std::sync::atomic::AtomicU64,
 }
 
@@ -157,7 +159,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/v1/responses/{id}", get(get_response).delete(delete_response))
         .route("/v1/responses/{id}/cancel", post(cancel_response))
         .route("/v1/responses/{id}/input_items", get(input_items));
-    chat::routes(vector_stores::routes(files::routes(conversations::routes(r))))
+    batches::routes(chat::routes(vector_stores::routes(files::routes(conversations::routes(r)))))
 }
 
 pub(super) type Answer = Result<Value, Refusal>;

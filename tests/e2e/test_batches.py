@@ -1,0 +1,204 @@
+"""OpenAI's Batch API through Envoy (`files.create(purpose="batch")`,
+`batches.create` / `retrieve` / `cancel` with the stock SDK).
+
+Before, `/v1/batches` was an other path (404, or with `other_paths: pass`
+the virtual key went to OpenAI and was refused): a client behind the
+gateway could not run a batch, and a gateway that let one through would not
+have seen its spend. Now a batch is created with who asked for it written
+into its metadata (which the API lets no one change), and charged when a
+read of it shows it ended: its `model` and `usage` (the `Batch` object of
+openai/openai-openapi) at the model's prices times `batch_percent`, to the
+key, team and project its metadata names, once (the record id is the
+batch's). The mock runs a batch's lines through its own endpoints
+(tests/mock-provider/src/objects/batches.rs cites the sources)."""
+from __future__ import annotations
+
+import gzip
+import json
+import time
+
+import openai
+import pytest
+import requests
+
+import stack as sm
+from conftest import SEARCH_KEY, error_of, expected_cost
+
+LINES = [
+    {"custom_id": f"row-{i}", "method": "POST", "url": "/v1/chat/completions",
+     "body": {"model": "gpt-5.4", "max_completion_tokens": 40, "messages": [{"role": "user", "content": f"Classify ticket {i}: the app crashes on login."}]}}
+    for i in range(3)
+]
+
+
+def jsonl(lines) -> bytes:
+    return "".join(json.dumps(l) + "\n" for l in lines).encode()
+
+
+def no_guardrails(pc):
+    # (The demo's policy blocks secrets, which an uploaded file could carry unscanned: uploads are refused under it.)
+    del pc["guardrails"]
+
+
+def wait_until(pred, timeout=15.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def new_key(s: sm.Stack, team: str, **extra) -> str:
+    key = s.control.api("POST", "/v1/keys", {"team": team, "project": "batch-jobs", **extra}, expect=201)[1]
+    client = openai.OpenAI(base_url=s.url + "/v1", api_key=key["key"], max_retries=0)
+
+    def works():
+        try:
+            client.models.list()
+            return True
+        except openai.AuthenticationError:
+            return False
+    wait_until(works, what="the new key to reach Envoy")
+    return key["key"]
+
+
+def mock_stats(s: sm.Stack) -> dict:
+    return requests.get(s.mock.url + "/mock/stats", timeout=5).json()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    s = sm.Stack(tmp_path_factory.mktemp("batches"), plugin_patch=no_guardrails)
+    yield s
+    s.stop()
+
+
+def test_a_batch_runs_through_the_gateway_and_is_charged_once_to_whoever_created_it(stack):
+    owner_key = new_key(stack, "nightly")
+    owner = openai.OpenAI(base_url=stack.url + "/v1", api_key=owner_key, max_retries=0)
+    # Another team's key polls it: the batch is still the creator's to pay.
+    other = openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+    before = mock_stats(stack)
+    f = owner.files.create(file=("tickets.jsonl", jsonl(LINES), "application/jsonl"), purpose="batch")
+    raw = owner.batches.with_raw_response.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h",
+                                                 metadata={"job": "ticket-triage"})
+    made = raw.parse()
+    assert raw.headers["x-mock-auth"] == "Bearer sk-mock-openai", "the provider's key, never the virtual one"
+    assert made.status == "validating" and made.metadata["job"] == "ticket-triage"
+    assert made.metadata["tollgate_team"] == "nightly" and made.metadata["tollgate_project"] == "batch-jobs"
+    done = wait_until(lambda: (b := other.batches.retrieve(made.id)).status == "completed" and b, what="the batch to complete")
+    assert (done.request_counts.total, done.request_counts.completed, done.model) == (3, 3, "gpt-5.4")
+    ran = mock_stats(stack)
+    assert (ran["input_tokens"] - before["input_tokens"], ran["output_tokens"] - before["output_tokens"]) == (
+        done.usage.input_tokens, done.usage.output_tokens), "the batch's usage is what its requests were billed"
+    out = [json.loads(l) for l in owner.files.content(done.output_file_id).read().splitlines()]
+    assert sorted(o["custom_id"] for o in out) == ["row-0", "row-1", "row-2"]
+    assert sum(o["response"]["body"]["usage"]["prompt_tokens"] for o in out) == done.usage.input_tokens
+
+    rid = f"tg-batch-{made.id}"
+    recs = wait_until(lambda: [r for r in stack.envoy.usage_records() if r["id"] == rid], what="the batch's record")
+    r = recs[0]
+    key_id = made.metadata["tollgate_key"]
+    assert (r["key_id"], r["team"], r["project"], r["api"], r["service_tier"]) == (key_id, "nightly", "batch-jobs", "openai_chat", "batch")
+    assert (r["model_served"], r["usage"]["input_tokens"], r["usage"]["output_tokens"]) == ("gpt-5.4", done.usage.input_tokens, done.usage.output_tokens)
+    # The demo prices gpt-5.4's batches at OpenAI's 50 %.
+    cost = expected_cost("openai/gpt-5.4", done.usage.input_tokens, done.usage.output_tokens,
+                         cached=done.usage.input_tokens_details.cached_tokens, percent=50)
+    assert r["cost_micros"] == cost > 0 and r["priced"] is True
+    # Read again and again, by either key, and cancelled too late: one charge.
+    for c in (owner, other, owner):
+        assert c.batches.retrieve(made.id).status == "completed"
+    with pytest.raises(openai.ConflictError):
+        owner.batches.cancel(made.id)
+    spend = lambda: stack.control.api("GET", f"/v1/spend?scope_type=key&scope_id={key_id}", expect=200)[1]
+    got = wait_until(lambda: (s := spend())["cost_micros"] == cost and s, what="the charge in the ledger")
+    time.sleep(1.5)
+    assert spend()["cost_micros"] == cost and got["requests"] == spend()["requests"], "counted once"
+    assert len([x for x in stack.envoy.usage_records() if x["id"] == rid]) == 1, "logged once on this Envoy"
+
+
+def test_a_batch_is_refused_where_its_owner_or_its_spend_could_not_be_held(stack):
+    c = openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+    f = c.files.create(file=("t.jsonl", jsonl(LINES), "application/jsonl"), purpose="batch")
+    before = mock_stats(stack)
+
+    def refused(exc, code, **kw):
+        with pytest.raises(exc) as e:
+            c.batches.create(input_file_id=f.id, endpoint=kw.pop("endpoint", "/v1/chat/completions"), completion_window="24h", **kw)
+        assert e.value.body["code"] == code, e.value.body
+    # The client cannot name another owner.
+    refused(openai.BadRequestError, "reserved_metadata", metadata={"tollgate_key": "someone-else"})
+    refused(openai.BadRequestError, "metadata_full", metadata={f"m{i}": "v" for i in range(14)})
+    refused(openai.BadRequestError, "unsupported_batch_endpoint", endpoint="/v1/videos")
+    # Listing would show every team's batches, kept under the provider's one key.
+    with pytest.raises(openai.PermissionDeniedError) as e:
+        c.batches.list()
+    assert e.value.body["code"] == "listing_not_allowed"
+    # A key limited to some models could run any in a batch's file.
+    limited = openai.OpenAI(base_url=stack.url + "/v1", api_key=new_key(stack, "interns2", models=["openai/gpt-5.4-mini"]), max_retries=0)
+    with pytest.raises(openai.PermissionDeniedError) as e:
+        limited.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert e.value.body["code"] == "batch_not_allowed"
+    assert mock_stats(stack) == before
+    # A key whose budget is spent starts no batch.
+    broke_key = new_key(stack, "broke")
+    broke = openai.OpenAI(base_url=stack.url + "/v1", api_key=broke_key, max_retries=0)
+    stack.control.api("PUT", "/v1/budgets/team/broke", {"limit_micros": 1, "period": "monthly"}, expect=200)
+    broke.chat.completions.create(model="openai/gpt-5.4", messages=[{"role": "user", "content": "spend it"}])
+
+    def denied():
+        try:
+            broke.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+            return False
+        except openai.RateLimitError as e:
+            return e
+    e = wait_until(denied, what="the spent budget to refuse the batch")
+    assert e.body["code"] == "budget_exhausted" and e.body["scope"] == "team:broke"
+
+
+def test_a_cancelled_batch_is_charged_what_ran_and_a_foreign_batch_nothing(stack):
+    c = openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+    f = c.files.create(file=("t.jsonl", jsonl(LINES), "application/jsonl"), purpose="batch")
+    made = c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h",
+                            extra_headers={"x-mock-batch-delay-ms": "2000"})
+    assert c.batches.cancel(made.id).status == "cancelling"
+    ended = wait_until(lambda: (b := c.batches.retrieve(made.id)).status == "cancelled" and b, what="the cancel")
+    assert ended.usage.input_tokens == 0
+    rec = wait_until(lambda: [r for r in stack.envoy.usage_records() if r["id"] == f"tg-batch-{made.id}"], what="its record")[0]
+    assert (rec["error_code"], rec["cost_micros"], rec["team"]) == ("batch_cancelled", 0, "search")
+    # A batch made around the gateway (no owner in its metadata) is not the gateway's to charge.
+    direct = requests.post(stack.mock.url + "/v1/batches", json={"input_file_id": f.id, "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+                           headers={"authorization": "Bearer sk-mock-openai"}, timeout=10).json()
+    wait_until(lambda: c.batches.retrieve(direct["id"]).status == "completed", what="the foreign batch")
+    marker = c.chat.completions.with_raw_response.create(model="cheap", messages=[{"role": "user", "content": "after"}])
+    wait_until(lambda: [r for r in stack.envoy.usage_records() if r["id"] == marker.headers["x-tollgate-request-id"]], what="a later record")
+    assert not [r for r in stack.envoy.usage_records() if r["id"] == f"tg-batch-{direct['id']}"]
+
+
+def test_hostile_batch_requests_are_refused_or_sent_as_checked(stack):
+    url = stack.url + "/v1/batches"
+    auth = {"authorization": f"Bearer {SEARCH_KEY}", "content-type": "application/json"}
+    before = mock_stats(stack)
+    for body, code in [
+        (b'{"endpoint":"/v1/chat/completions","endpoint":"/v1/videos"}', "duplicate_key"),
+        (b'{"endpoint":"/v1/chat/completions","metadata":{"a":"1","a":"2"}}', "duplicate_key"),
+        (b'{"endpoint":"/v1/chat/completions","metadata":{"job":7}}', "invalid_type"),
+        (b'[1,2]', "invalid_json"),
+        (b'{"endpoint":"/v1/chat/\xff"}', "invalid_json"),
+        (b'', "invalid_json"),
+    ]:
+        r = requests.post(url, data=body, headers=auth, timeout=10)
+        assert (r.status_code, error_of(r)["code"]) == (400, code), (body, r.text)
+    assert mock_stats(stack) == before
+    # A gzip body is read whole, tagged and sent decoded; a number no parser holds goes as sent, for the provider to refuse.
+    z = gzip.compress(b'{"input_file_id":"file-none","endpoint":"/v1/chat/completions","completion_window":"24h"}')
+    r = requests.post(url, data=z, headers={**auth, "content-encoding": "gzip"}, timeout=10)
+    assert r.status_code == 400 and "file-none" in r.json()["error"]["message"] and r.headers["x-mock-path"] == "/v1/batches", r.text
+    r = requests.post(url, data=b'{"endpoint":"/v1/chat/completions","completion_window":"24h","input_file_id":"f","x":1e400}', headers=auth, timeout=10)
+    assert r.status_code == 400 and r.headers.get("x-mock-path") == "/v1/batches", r.text
+    # Ids that are ids only once decoded, and impostor headers.
+    for path in ["/v1/batches/batch%2F1", "/v1/batches/b.1", "/v1/batches/" + "b" * 300]:
+        r = requests.get(stack.url + path, headers=auth, timeout=10)
+        assert r.status_code in (400, 404) and "x-mock-path" not in r.headers, (path, r.status_code)
