@@ -274,6 +274,17 @@ pub fn charge(answer: &[u8]) -> Option<Charge> {
     })
 }
 
+/// A model name without the date the provider appends to it
+/// (`gpt-5-2025-08-07` → `gpt-5`): a batch reports the model that served
+/// it, dated, where prices name the model as requests do.
+pub fn undated(model: &str) -> Option<&str> {
+    let (name, date) = model.len().checked_sub(11).and_then(|i| Some((model.get(..i)?, model.get(i..)?)))?;
+    let b = date.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    (b.first() == Some(&b'-') && digits(1..5) && b.get(5) == Some(&b'-') && digits(6..8) && b.get(8) == Some(&b'-') && digits(9..11) && !name.is_empty())
+        .then_some(name)
+}
+
 /// The record id of a batch's charge: the same on every read of it.
 pub fn record_id(batch_id: &str) -> String {
     format!("tg-batch-{batch_id}")

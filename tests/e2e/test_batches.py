@@ -26,7 +26,7 @@ from conftest import SEARCH_KEY, error_of, expected_cost
 
 LINES = [
     {"custom_id": f"row-{i}", "method": "POST", "url": "/v1/chat/completions",
-     "body": {"model": "gpt-5.4", "max_completion_tokens": 40, "messages": [{"role": "user", "content": f"Classify ticket {i}: the app crashes on login."}]}}
+     "body": {"model": "gpt-5.4-2026-03-05", "max_completion_tokens": 40, "messages": [{"role": "user", "content": f"Classify ticket {i}: the app crashes on login."}]}}
     for i in range(3)
 ]
 
@@ -89,7 +89,7 @@ def test_a_batch_runs_through_the_gateway_and_is_charged_once_to_whoever_created
     assert made.status == "validating" and made.metadata["job"] == "ticket-triage"
     assert made.metadata["tollgate_team"] == "nightly" and made.metadata["tollgate_project"] == "batch-jobs"
     done = wait_until(lambda: (b := other.batches.retrieve(made.id)).status == "completed" and b, what="the batch to complete")
-    assert (done.request_counts.total, done.request_counts.completed, done.model) == (3, 3, "gpt-5.4")
+    assert (done.request_counts.total, done.request_counts.completed, done.model) == (3, 3, "gpt-5.4-2026-03-05")
     ran = mock_stats(stack)
     assert (ran["input_tokens"] - before["input_tokens"], ran["output_tokens"] - before["output_tokens"]) == (
         done.usage.input_tokens, done.usage.output_tokens), "the batch's usage is what its requests were billed"
@@ -102,8 +102,8 @@ def test_a_batch_runs_through_the_gateway_and_is_charged_once_to_whoever_created
     r = recs[0]
     key_id = made.metadata["tollgate_key"]
     assert (r["key_id"], r["team"], r["project"], r["api"], r["service_tier"]) == (key_id, "nightly", "batch-jobs", "openai_chat", "batch")
-    assert (r["model_served"], r["usage"]["input_tokens"], r["usage"]["output_tokens"]) == ("gpt-5.4", done.usage.input_tokens, done.usage.output_tokens)
-    # The demo prices gpt-5.4's batches at OpenAI's 50 %.
+    assert (r["model_served"], r["usage"]["input_tokens"], r["usage"]["output_tokens"]) == ("gpt-5.4-2026-03-05", done.usage.input_tokens, done.usage.output_tokens)
+    # The dated model the batch reports is priced as gpt-5.4, whose batches the demo prices at OpenAI's 50 %.
     cost = expected_cost("openai/gpt-5.4", done.usage.input_tokens, done.usage.output_tokens,
                          cached=done.usage.input_tokens_details.cached_tokens, percent=50)
     assert r["cost_micros"] == cost > 0 and r["priced"] is True

@@ -159,3 +159,15 @@ fn the_record_is_the_same_on_every_read_priced_at_the_batch_percent() {
     let r = record(&expired, "openai", Some(price), 7_000);
     assert_eq!((r.error_code.as_deref(), r.ts_ms), (Some("batch_expired"), 7_000));
 }
+
+#[test]
+fn a_dated_model_is_priced_as_the_model_it_dates() {
+    assert_eq!(undated("gpt-5-2025-08-07"), Some("gpt-5"));
+    assert_eq!(undated("gpt-4o-mini-2024-07-18"), Some("gpt-4o-mini"));
+    for m in ["gpt-5", "gpt-5.4", "-2025-08-07", "gpt-5-2025-08-7x", "gpt-5_2025-08-07", "gpt-5-2025_08-07", "", "é-2025-08-07x"] {
+        assert_eq!(undated(m), None, "{m}");
+    }
+    // (Multi-byte characters never split.)
+    assert_eq!(undated("modèle-2025-08-07"), Some("modèle"));
+    assert_eq!(undated("ééééééé"), None);
+}

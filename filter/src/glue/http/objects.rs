@@ -175,7 +175,7 @@ impl TollgateHttp {
             },
         };
         let Some(charge) = crate::batch::charge(&body) else { return };
-        let price = charge.model.as_deref().and_then(|m| cfg.price(&read.provider, m));
+        let price = charge.model.as_deref().and_then(|m| cfg.price(&read.provider, m).or_else(|| cfg.price(&read.provider, crate::batch::undated(m)?)));
         let mut rec = crate::batch::record(&charge, &read.provider, price, now_ms());
         // Charged once on this Envoy (metrics, logs); the control service
         // gets it on every read, and counts its id once.
