@@ -30,7 +30,7 @@ use serde::Deserialize;
 use crate::errors::GatewayError;
 use crate::pricing::{Premium, Price};
 use crate::request::{Api, Members};
-use tollgate_protocol::record::{BudgetDecision, Outcome, ServiceTier, UsageRecord, UsageSource, RECORD_VERSION};
+use tollgate_protocol::record::{BudgetDecision, Guardrails, Outcome, ServiceTier, UsageRecord, UsageSource, RECORD_VERSION};
 use tollgate_protocol::usage::Usage;
 
 /// The metadata members Tollgate writes into a batch it creates.
@@ -272,6 +272,63 @@ pub fn charge(answer: &[u8]) -> Option<Charge> {
         created_ms: b.created_at.map(|s| s.saturating_mul(1000)),
         ended_ms: ended.map(|s| s.saturating_mul(1000)),
     })
+}
+
+/// A batch input file (JSON Lines: one request a line) as the
+/// guardrails let it go: each line passed to `scan` whole (its `custom_id`
+/// and its request body alike), which answers `Ok(None)` (as it is),
+/// `Ok(Some(line))` (redacted) or the refusal. `Ok(None)`: the file goes
+/// as it came. Line breaks (`\n`, `\r\n`) and blank lines are kept.
+pub fn guard_lines(file: &[u8], mut scan: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>, GatewayError>) -> Result<Option<Vec<u8>>, GatewayError> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut at = 0;
+    for raw in file.split_inclusive(|b| *b == b'\n') {
+        let body = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let (line, cr) = match body.strip_suffix(b"\r") {
+            Some(l) => (l, true),
+            None => (body, false),
+        };
+        let changed = if line.iter().all(u8::is_ascii_whitespace) { None } else { scan(line)? };
+        match changed {
+            Some(new) => {
+                let o = out.get_or_insert_with(|| file.get(..at).unwrap_or_default().to_vec());
+                o.extend_from_slice(&new);
+                if cr {
+                    o.push(b'\r');
+                }
+                if raw.ends_with(b"\n") {
+                    o.push(b'\n');
+                }
+            }
+            None => {
+                if let Some(o) = out.as_mut() {
+                    o.extend_from_slice(raw);
+                }
+            }
+        }
+        at += raw.len();
+    }
+    Ok(out)
+}
+
+/// What the guardrails found in a batch file's lines, added up: every
+/// class counted, the strongest action (`blocked` over `redacted` over
+/// `observed`).
+pub fn merge(acc: Option<Guardrails>, next: Option<Guardrails>) -> Option<Guardrails> {
+    let rank = |a: &str| ["none", "observed", "redacted", "blocked"].iter().position(|x| *x == a).unwrap_or(0);
+    match (acc, next) {
+        (Some(mut a), Some(n)) => {
+            for (class, count) in n.classes {
+                let c = a.classes.entry(class).or_insert(0);
+                *c = c.saturating_add(count);
+            }
+            if rank(&n.action) > rank(&a.action) {
+                a.action = n.action;
+            }
+            Some(a)
+        }
+        (a, n) => a.or(n),
+    }
 }
 
 /// A model name without the date the provider appends to it

@@ -218,6 +218,9 @@ pub struct Plan {
     pub creates_batch: bool,
     /// The answer is a batch object, charged when the batch has ended.
     pub answers_batch: bool,
+    /// An upload under a policy that blocks or redacts: read whole, sent
+    /// only when it is a batch file, scanned line by line ([`crate::batch::guard_lines`]).
+    pub scan_upload: bool,
 }
 
 /// Plans a stored-object request of `key`; `Err` is the answer instead.
@@ -255,15 +258,13 @@ pub fn plan(cfg: &Config, key: &KeyInfo, path: &str, method: &str, anthropic: bo
         ));
     }
     let who = crate::guard::Subject { key: &key.id, project: &key.project, team: &key.team, route: "" };
-    if let Some(g) = guard.filter(|g| object.uploads(method) && g.acts_for(who)) {
-        return Err(GatewayError::forbidden(
-            "content_unscannable",
-            format!(
-                "Guardrail policy '{}' blocks or redacts data classes, and an uploaded file cannot be checked for them, so it is not sent to provider '{}'.",
-                g.version, provider.name
-            ),
-        ));
-    }
+    // An upload under a policy that acts: only an OpenAI batch file (JSON
+    // Lines of requests) is text the scan reads; which it is, the form says.
+    let scan_upload = match guard.filter(|g| object.uploads(method) && g.acts_for(who)) {
+        Some(g) if anthropic => return Err(unscannable(g, &provider.name)),
+        Some(_) => true,
+        None => false,
+    };
     let query = crate::request::upstream_query(path);
     let mut headers = vec![
         (":path".to_string(), format!("{}{rest}{query}", provider.path_prefix)),
@@ -286,7 +287,20 @@ pub fn plan(cfg: &Config, key: &KeyInfo, path: &str, method: &str, anthropic: bo
         scan: guard.is_some() && object.sends_content(method),
         creates_batch: object.creates_batch(method),
         answers_batch: object.answers_batch(method),
+        scan_upload,
     })
+}
+
+/// The refusal of an upload the guardrails cannot read (any file but a
+/// batch's JSON Lines) under a policy that blocks or redacts.
+pub fn unscannable(g: &crate::guard::Policy, provider: &str) -> GatewayError {
+    GatewayError::forbidden(
+        "content_unscannable",
+        format!(
+            "Guardrail policy '{}' blocks or redacts data classes, and an uploaded file cannot be checked for them (only a batch's JSON Lines, purpose 'batch', can), so it is not sent to provider '{provider}'.",
+            g.version
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -202,3 +202,69 @@ def test_hostile_batch_requests_are_refused_or_sent_as_checked(stack):
     for path in ["/v1/batches/batch%2F1", "/v1/batches/b.1", "/v1/batches/" + "b" * 300]:
         r = requests.get(stack.url + path, headers=auth, timeout=10)
         assert r.status_code in (400, 404) and "x-mock-path" not in r.headers, (path, r.status_code)
+
+
+def test_under_a_blocking_policy_a_batch_file_is_scanned_line_by_line(tmp_path):
+    """The demo's policy blocks secrets, cards and SSNs and redacts IBANs:
+    an upload it cannot read is refused, but a batch file is JSON Lines of
+    requests, each line scanned as a request is. Before, every upload was
+    refused under such a policy, so no batch could run behind it."""
+    s = sm.Stack(tmp_path)
+    try:
+        c = openai.OpenAI(base_url=s.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+        pay = dict(LINES[0], custom_id="pay", body=dict(LINES[0]["body"], messages=[{"role": "user", "content": "Pay DE89 3704 0044 0532 0130 00 today."}]))
+        f = c.files.create(file=("t.jsonl", jsonl([LINES[1], pay]), "application/jsonl"), purpose="batch")
+        kept = c.files.content(f.id).read().decode().splitlines()
+        assert json.loads(kept[0]) == LINES[1], "a clean line goes as it came"
+        assert json.loads(kept[1])["body"]["messages"][0]["content"] == "Pay [IBAN_1] today.", kept[1]
+        made = c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+        wait_until(lambda: c.batches.retrieve(made.id).status == "completed", what="the scanned batch")
+        assert wait_until(lambda: [r for r in s.envoy.usage_records() if r["id"] == f"tg-batch-{made.id}"], what="its charge")
+
+        before = mock_stats(s)
+        card = dict(LINES[2], body=dict(LINES[2]["body"], messages=[{"role": "user", "content": "Charge 4111 1111 1111 1111."}]))
+        r = c.files.with_raw_response
+        with pytest.raises(openai.BadRequestError) as e:
+            r.create(file=("t.jsonl", jsonl([LINES[0], card]), "application/jsonl"), purpose="batch")
+        assert e.value.body["code"] == "content_blocked", e.value.body
+        rid = e.value.response.headers["x-tollgate-request-id"]
+        rec = wait_until(lambda: [x for x in s.envoy.usage_records() if x["id"] == rid], what="the refusal's record")[0]
+        assert (rec["outcome"], rec["guardrails"]["classes"], rec["guardrails"]["action"]) == ("rejected", {"card": 1}, "blocked"), rec
+        # Not a batch's JSON Lines: nothing the scan reads.
+        for purpose in ("user_data", "assistants"):
+            with pytest.raises(openai.PermissionDeniedError) as e:
+                c.files.create(file=("t.jsonl", jsonl(LINES), "application/jsonl"), purpose=purpose)
+            assert e.value.body["code"] == "content_unscannable"
+        # A line the scan cannot read is refused, not sent unchecked beside a card number.
+        for bad in (b'{"custom_id":"x","n":1e400,"c":"4111 1111 1111 1111"}\n', b'not json 4111 1111 1111 1111\n', b'{"a":"\xff"}\n'):
+            with pytest.raises(openai.BadRequestError) as e:
+                c.files.create(file=("t.jsonl", bad, "application/jsonl"), purpose="batch")
+            assert e.value.body["code"] in ("content_blocked", "content_unreadable"), (bad, e.value.body)
+        assert mock_stats(s) == before
+    finally:
+        s.stop()
+
+
+def test_a_form_that_could_be_read_two_ways_is_refused_under_a_policy(tmp_path):
+    s = sm.Stack(tmp_path)
+    try:
+        url = s.url + "/v1/files"
+        auth = {"authorization": f"Bearer {SEARCH_KEY}"}
+        card = b'{"custom_id":"c","body":{"m":"4111 1111 1111 1111"}}\n'
+        # Two files (the scan reads one, the provider maybe the other), two purposes.
+        r = requests.post(url, headers=auth, files=[("purpose", (None, "batch")), ("file", ("a.jsonl", b"{}\n")), ("file", ("b.jsonl", card))], timeout=10)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "duplicate_key"), r.text
+        r = requests.post(url, headers=auth, files=[("purpose", (None, "batch")), ("purpose", (None, "user_data")), ("file", ("a.jsonl", card))], timeout=10)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "duplicate_key"), r.text
+        # Not a form, or no body.
+        r = requests.post(url, headers={**auth, "content-type": "application/json"}, data=card, timeout=10)
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "content_unscannable"), r.text
+        r = requests.post(url, headers=auth, timeout=10)
+        assert r.status_code == 403, r.text
+        # A gzip form is read decoded, and sent decoded.
+        body, ctype = requests.models.RequestEncodingMixin._encode_files([("purpose", (None, "batch")), ("file", ("a.jsonl", card))], {})
+        r = requests.post(url, headers={**auth, "content-type": ctype, "content-encoding": "gzip"}, data=gzip.compress(body), timeout=10)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "content_blocked"), r.text
+        assert mock_stats(s)["requests"] == 0
+    finally:
+        s.stop()

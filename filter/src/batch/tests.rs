@@ -171,3 +171,47 @@ fn a_dated_model_is_priced_as_the_model_it_dates() {
     assert_eq!(undated("modèle-2025-08-07"), Some("modèle"));
     assert_eq!(undated("ééééééé"), None);
 }
+
+#[test]
+fn a_batch_files_lines_are_scanned_whole_and_only_changed_lines_rewritten() {
+    let file = b"{\"custom_id\":\"a\",\"body\":{\"x\":\"ok\"}}\r\n\n  \n{\"custom_id\":\"b\",\"body\":{\"x\":\"SECRET\"}}\n{\"custom_id\":\"c\"}";
+    let mut seen = Vec::new();
+    let redact = |line: &[u8]| -> Result<Option<Vec<u8>>, GatewayError> {
+        let s = String::from_utf8(line.to_vec()).unwrap();
+        Ok(s.contains("SECRET").then(|| s.replace("SECRET", "[SECRET_1]").into_bytes()))
+    };
+    let out = guard_lines(file, |l| {
+        seen.push(String::from_utf8(l.to_vec()).unwrap());
+        redact(l)
+    })
+    .unwrap()
+    .unwrap();
+    // Blank lines are not requests; each line is scanned without its line break.
+    assert_eq!(seen, [r#"{"custom_id":"a","body":{"x":"ok"}}"#, r#"{"custom_id":"b","body":{"x":"SECRET"}}"#, r#"{"custom_id":"c"}"#]);
+    assert_eq!(out, b"{\"custom_id\":\"a\",\"body\":{\"x\":\"ok\"}}\r\n\n  \n{\"custom_id\":\"b\",\"body\":{\"x\":\"[SECRET_1]\"}}\n{\"custom_id\":\"c\"}");
+    // Nothing changed: the file goes as it came; a refusal is the first line's.
+    assert_eq!(guard_lines(b"{}\n{}\n", |_| Ok(None)).unwrap(), None);
+    let mut n = 0;
+    let e = guard_lines(b"{}\nno\n{}\n", |l| {
+        n += 1;
+        if l == b"no" { Err(GatewayError::bad_request("content_blocked", "x")) } else { Ok(None) }
+    });
+    assert_eq!((e.unwrap_err().code, n), ("content_blocked", 2));
+    assert_eq!(guard_lines(b"", |_| Ok(Some(Vec::new()))).unwrap(), None);
+}
+
+#[test]
+fn what_a_files_lines_held_is_added_up_the_strongest_action_kept() {
+    let g = |classes: &[(&str, u64)], action: &str| Some(Guardrails {
+        classes: classes.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        action: action.into(),
+        policy: "p".into(),
+        response_classes: Default::default(),
+        response_action: None,
+        restored: 0,
+    });
+    let m = merge(merge(g(&[("email", 1)], "observed"), g(&[("email", 2), ("card", 1)], "blocked")), g(&[("iban", 1)], "redacted")).unwrap();
+    assert_eq!((m.classes.get("email"), m.classes.get("card"), m.classes.get("iban"), m.action.as_str()), (Some(&3), Some(&1), Some(&1), "blocked"));
+    assert_eq!(merge(None, None), None);
+    assert_eq!(merge(None, g(&[], "observed")).unwrap().action, "observed");
+}

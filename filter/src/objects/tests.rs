@@ -171,17 +171,24 @@ fn a_file_upload_passes_only_where_no_class_would_be_blocked_or_redacted() {
     let policy = |v: serde_json::Value| crate::guard::Policy::build(serde_json::from_value(v).unwrap()).unwrap();
     let observing = policy(serde_json::json!({"version": "o", "actions": {"secret": "observe", "card": "observe", "ssn": "observe", "iban": "observe"}}));
     let p = plan(&cfg(), &key(None), "/v1/files", "POST", false, Some(&observing)).unwrap();
-    assert!(!p.scan, "a form's file is not read");
+    assert!(!p.scan && !p.scan_upload, "a form's file is not read");
     assert_eq!(headers(&p)[":path"], "/v1/files");
-    // The defaults block secrets: an unreadable upload could carry one.
+    // The defaults block secrets: an unreadable upload could carry one. Only
+    // a batch's JSON Lines can be read: the form is, to know which it is.
     let defaults = policy(serde_json::json!({"version": "d"}));
-    let e = plan(&cfg(), &key(None), "/v1/files", "POST", false, Some(&defaults)).unwrap_err();
+    assert!(plan(&cfg(), &key(None), "/v1/files", "POST", false, Some(&defaults)).unwrap().scan_upload);
+    assert_eq!(unscannable(&defaults, "openai").code, "content_unscannable");
+    // Anthropic's files hold no batches: refused at once.
+    let mut v: serde_json::Value = serde_json::from_str(CFG).unwrap();
+    v["stored_objects"] = serde_json::json!(["openai", "anthropic"]);
+    let both = Config::from_json(v.to_string().as_bytes()).unwrap();
+    let e = plan(&both, &key(None), "/v1/files", "POST", true, Some(&defaults)).unwrap_err();
     assert_eq!((e.status, e.code), (403, "content_unscannable"));
     // A team's override counts for that team only.
     let team = policy(serde_json::json!({"version": "t", "actions": {"secret": "observe", "card": "observe", "ssn": "observe", "iban": "observe"},
                                          "teams": {"t": {"email": "redact"}}}));
-    assert_eq!(plan(&cfg(), &key(None), "/v1/files", "POST", false, Some(&team)).unwrap_err().code, "content_unscannable");
-    assert!(plan(&cfg(), &KeyInfo { team: "other".into(), ..key(None) }, "/v1/files", "POST", false, Some(&team)).is_ok());
+    assert!(plan(&cfg(), &key(None), "/v1/files", "POST", false, Some(&team)).unwrap().scan_upload);
+    assert!(!plan(&cfg(), &KeyInfo { team: "other".into(), ..key(None) }, "/v1/files", "POST", false, Some(&team)).unwrap().scan_upload);
     // Describing files carries no content; reading one back does.
     for (path, method) in [("/v1/files/file-1", "GET"), ("/v1/files/file-1", "DELETE")] {
         assert!(plan(&cfg(), &key(None), path, method, false, Some(&defaults)).is_ok(), "{method} {path}");

@@ -275,6 +275,43 @@ impl Form {
         Ok(Form { boundary: boundary.to_string(), parts })
     }
 
+    /// The content of the one part named `name` (`None`: no part is);
+    /// refused when several are, since the provider might read another one
+    /// than the gateway did.
+    pub fn only<'b>(&self, body: &'b [u8], name: &str) -> Result<Option<&'b [u8]>, GatewayError> {
+        let mut named = self.parts.iter().filter(|p| p.name == name);
+        let first = named.next();
+        if named.next().is_some() {
+            return Err(GatewayError::bad_request("duplicate_key", format!("The form has the field '{}' more than once.", crate::text::clean_field(name, 64))));
+        }
+        Ok(first.map(|p| body.get(p.content.clone()).unwrap_or_default()))
+    }
+
+    /// The form with the part named `name` holding `content`, every other
+    /// part as it came (each with the headers [`read_head`] wrote), without
+    /// preamble, padding or epilogue.
+    pub fn replacing(&self, body: &[u8], name: &str, content: &[u8]) -> Result<Vec<u8>, GatewayError> {
+        let delimiter = format!("\r\n--{}", self.boundary);
+        if memmem::find(content, delimiter.as_bytes()).is_some() {
+            return Err(bad("A part's new content holds the form's boundary."));
+        }
+        let mut out = Vec::with_capacity(body.len() + content.len());
+        for p in &self.parts {
+            out.extend_from_slice(format!("--{}\r\n", self.boundary).as_bytes());
+            out.extend_from_slice(p.head.as_bytes());
+            out.extend_from_slice(b"\r\n\r\n");
+            out.extend_from_slice(if p.name == name { content } else { body.get(p.content.clone()).unwrap_or_default() });
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
+        Ok(out)
+    }
+
+    /// The content type of a form this one writes.
+    pub fn content_type(&self) -> String {
+        format!("multipart/form-data; boundary=\"{}\"", self.boundary)
+    }
+
     /// The JSON the form stands for (see the module's docs); refuses a
     /// field given twice, a text field that is not UTF-8 or is too long,
     /// and a file the API takes none of.
@@ -425,7 +462,7 @@ impl Upload {
 
     /// The content type of the form [`Self::sent`] writes.
     pub fn content_type(&self) -> String {
-        format!("multipart/form-data; boundary=\"{}\"", self.form.boundary)
+        self.form.content_type()
     }
 }
 

@@ -7,7 +7,7 @@
 
 use proxy_wasm::types::Action;
 
-use super::super::host::{self, REQUEST_BODY, RESPONSE_BODY, RESPONSE_HEADERS};
+use super::super::host::{self, REQUEST_BODY, REQUEST_HEADERS, RESPONSE_BODY, RESPONSE_HEADERS};
 use super::super::{awaiting_body, enqueue_record, now_ms, synced, HostCounters};
 use super::{Phase, TollgateHttp};
 use crate::budget::Amount;
@@ -36,7 +36,12 @@ impl TollgateHttp {
             // (A refusal from here on is recorded, as a request's is.)
             self.counting = false;
         }
-        if (plan.scan || plan.creates_batch) && !end_of_stream {
+        if plan.scan_upload && end_of_stream {
+            if let Some(g) = policy.as_deref() {
+                return self.reject(crate::objects::unscannable(g, &plan.provider));
+            }
+        }
+        if (plan.scan || plan.creates_batch || plan.scan_upload) && !end_of_stream {
             self.api = Some(Api::OpenAiResponses);
             self.object_plan = Some(plan);
             self.phase = Phase::AwaitBody;
@@ -51,6 +56,9 @@ impl TollgateHttp {
     pub(super) fn stored_object_body(&mut self, cfg: &Config, plan: Plan, body_size: usize) -> Action {
         if plan.creates_batch {
             return self.create_batch(cfg, plan, body_size);
+        }
+        if plan.scan_upload {
+            return self.scan_upload(cfg, plan, body_size);
         }
         let (Some(key), Some(policy)) = (self.key.clone(), synced::guard_policy(cfg)) else {
             return self.send_object(&plan);
@@ -107,6 +115,61 @@ impl TollgateHttp {
         self.set_request_header("content-length", Some(&new_body.len().to_string()));
         if decoded {
             self.set_request_header("content-encoding", None);
+        }
+        self.send_object(&plan)
+    }
+
+    /// An upload under a policy that blocks or redacts: sent only when the
+    /// form is a batch file (`purpose` `batch`, one `file`), each of its
+    /// lines through the guardrails as a request is (blocked: 400
+    /// `content_blocked`, recorded; redacted: the file sent redacted).
+    fn scan_upload(&mut self, cfg: &Config, plan: Plan, body_size: usize) -> Action {
+        let (Some(key), Some(policy)) = (self.key.clone(), synced::guard_policy(cfg)) else {
+            return self.send_object(&plan);
+        };
+        let (body, decoded) = match self.whole_body(cfg, body_size) {
+            Ok(b) => b,
+            Err(e) => return self.reject(e),
+        };
+        let content_type = crate::request_head::content_type(crate::hostmap::pairs(&host::header_map(REQUEST_HEADERS)));
+        let form = match content_type.as_deref().map(crate::request::multipart::boundary) {
+            Some(Ok(Some(b))) => crate::request::multipart::Form::read(&body, &b),
+            Some(Err(e)) => Err(e),
+            _ => Err(crate::objects::unscannable(&policy, &plan.provider)),
+        };
+        let scanned = form.and_then(|form| {
+            let (purpose, file) = (form.only(&body, "purpose")?, form.only(&body, "file")?);
+            let (Some(b"batch"), Some(file)) = (purpose, file) else {
+                return Err(crate::objects::unscannable(&policy, &plan.provider));
+            };
+            let target = crate::route::Target { provider: plan.provider.clone(), route: String::new(), upstream_model: String::new(), advisor: None };
+            let who = crate::guard::Subject { key: &key.id, project: &self.project, team: &key.team, route: "" };
+            let (mut found, mut placeholders) = (None, crate::guard::Placeholders::default());
+            let lines = crate::batch::guard_lines(file, |line| {
+                let (outcome, error) = crate::guard::decide(&policy, who, &target, line, &mut placeholders);
+                found = crate::batch::merge(found.take(), outcome.record);
+                error.map_or(Ok(outcome.body), Err)
+            });
+            self.guardrails = found;
+            match lines {
+                Ok(Some(new)) => form.replacing(&body, "file", &new).map(Some),
+                Ok(None) => Ok(None),
+                Err(e) => {
+                    self.target = Some(target);
+                    Err(e)
+                }
+            }
+        });
+        let new_body = match scanned {
+            Ok(new) => new.or(decoded.then_some(body)),
+            Err(e) => return self.reject(e),
+        };
+        if let Some(b) = &new_body {
+            host::set_buffer(REQUEST_BODY, 0, body_size, b);
+            self.set_request_header("content-length", Some(&b.len().to_string()));
+            if decoded {
+                self.set_request_header("content-encoding", None);
+            }
         }
         self.send_object(&plan)
     }

@@ -253,3 +253,23 @@ fn a_transcription_form_that_could_be_read_two_ways_is_refused() {
     // An edit takes no `file`, a transcription no `image`: each is what its API names.
     assert!(view(&form("t", &[("prompt", "p")], &[("file", b"\x89PNG")]), "t").is_err());
 }
+
+#[test]
+fn one_part_is_read_by_name_and_replaced_with_the_rest_as_it_came() {
+    let body = form("b0", &[("purpose", "batch")], &[("file", b"line 1\nline 2\n")]);
+    let f = Form::read(&body, "b0").unwrap();
+    assert_eq!(f.only(&body, "purpose").unwrap(), Some(&b"batch"[..]));
+    assert_eq!(f.only(&body, "file").unwrap(), Some(&b"line 1\nline 2\n"[..]));
+    assert_eq!(f.only(&body, "other").unwrap(), None);
+    let new = f.replacing(&body, "file", b"line 1\n[REDACTED]\n").unwrap();
+    let g = Form::read(&new, "b0").unwrap();
+    assert_eq!((g.only(&new, "purpose").unwrap(), g.only(&new, "file").unwrap()), (Some(&b"batch"[..]), Some(&b"line 1\n[REDACTED]\n"[..])));
+    assert_eq!(f.content_type(), "multipart/form-data; boundary=\"b0\"");
+    // Two parts of one name: which the provider reads is not known.
+    let twice = form("b0", &[("purpose", "batch"), ("purpose", "user_data")], &[("file", b"x")]);
+    assert_eq!(Form::read(&twice, "b0").unwrap().only(&twice, "purpose").unwrap_err().code, "duplicate_key");
+    let files = form("b0", &[("purpose", "batch")], &[("file", b"{}"), ("file", b"{\"secret\":1}")]);
+    assert_eq!(Form::read(&files, "b0").unwrap().only(&files, "file").unwrap_err().code, "duplicate_key");
+    // New content cannot end its part early.
+    assert_eq!(f.replacing(&body, "file", b"a\r\n--b0--\r\n").unwrap_err().code, "invalid_multipart");
+}
