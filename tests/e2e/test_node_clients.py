@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SEARCH_KEY
+from conftest import SEARCH_KEY, expected_cost
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 
@@ -94,6 +94,17 @@ def test_node_clients_keep_responses_and_conversations_at_the_provider(node_resu
     assert r["ok"] and r["same"] and r["gone"] and r["deleted"], r
     assert r["input"] == ["Say hello in five words"], r
     assert r["kept"] == ["Hello!", "And then?", r["turn"]], r
+
+
+def test_node_clients_run_a_batch_charged_to_their_key_when_it_ends(node_results, client):
+    """openai-node's `files.create` (purpose batch, scanned under the demo's
+    guardrails), `batches.create` and `retrieve` through the gateway; the
+    batch's charge is recorded once it ended, at the batch price."""
+    r = node_results["openai_batch"]
+    assert r["ok"] and (r["status"], r["model"], r["team"], r["rows"]) == ("completed", "gpt-5.4", "search", ["row-0", "row-1"]), r
+    rec = client.record(f"tg-batch-{r['batch']}")
+    assert (rec["usage"]["input_tokens"], rec["usage"]["output_tokens"], rec["service_tier"]) == (r["input"], r["output"], "batch"), rec
+    assert rec["cost_micros"] == expected_cost("openai/gpt-5.4", r["input"], r["output"], percent=50) > 0, rec
 
 
 def test_node_clients_list_and_count(node_results):

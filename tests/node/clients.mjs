@@ -267,6 +267,20 @@ const scenarios = {
     const deleted = (await oai.conversations.delete(conv.id)).deleted;
     return { same: back.output_text === made.output_text, input: items.data.map((i) => i.content[0].text), gone, kept, turn: turn.output_text, deleted };
   },
+  async openai_batch() {
+    const line = (i) => JSON.stringify({ custom_id: `row-${i}`, method: "POST", url: "/v1/chat/completions",
+      body: { model: "gpt-5.4", max_completion_tokens: 20, messages: [{ role: "user", content: `${say} (${i})` }] } });
+    const file = await oai.files.create({ file: await toFile(Buffer.from(`${line(0)}\n${line(1)}\n`), "rows.jsonl"), purpose: "batch" });
+    const made = await oai.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+    let b = made;
+    for (let i = 0; i < 100 && b.status !== "completed"; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      b = await oai.batches.retrieve(made.id);
+    }
+    const out = (await (await oai.files.content(b.output_file_id)).text()).trim().split("\n").map((l) => JSON.parse(l));
+    return { batch: made.id, status: b.status, model: b.model, input: b.usage.input_tokens, output: b.usage.output_tokens,
+             team: b.metadata.tollgate_team, rows: out.map((o) => o.custom_id).sort() };
+  },
   async vercel_speech() {
     const r = await experimental_generateSpeech({ model: vOpenai.speech("tts-1"), text: "The quick brown fox jumped over the lazy dog.", voice: "alloy", maxRetries: 0 });
     return { id: id(r.responses[0]?.headers), bytes: r.audio.uint8Array.length, mediaType: r.audio.mediaType };
