@@ -218,6 +218,10 @@ pub struct Plan {
     pub creates_batch: bool,
     /// The answer is a batch object, charged when the batch has ended.
     pub answers_batch: bool,
+    /// Request headers removed: a batch object is read whole for its
+    /// charge, so no part of it (`range`) and no "not modified" answer
+    /// (conditional headers) may stand in for it.
+    pub remove: &'static [&'static str],
     /// An upload under a policy that blocks or redacts: read whole, sent
     /// only when it is a batch file, scanned line by line ([`crate::batch::guard_lines`]).
     pub scan_upload: bool,
@@ -287,9 +291,13 @@ pub fn plan(cfg: &Config, key: &KeyInfo, path: &str, method: &str, anthropic: bo
         scan: guard.is_some() && object.sends_content(method),
         creates_batch: object.creates_batch(method),
         answers_batch: object.answers_batch(method),
+        remove: if object.answers_batch(method) { WHOLE_ANSWER } else { &[] },
         scan_upload,
     })
 }
+
+/// What a client could send to get a batch object in parts or not at all.
+const WHOLE_ANSWER: &[&str] = &["range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since"];
 
 /// The refusal of an upload the guardrails cannot read (any file but a
 /// batch's JSON Lines) under a policy that blocks or redacts.

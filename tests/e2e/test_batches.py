@@ -198,7 +198,18 @@ def test_hostile_batch_requests_are_refused_or_sent_as_checked(stack):
     assert r.status_code == 400 and "file-none" in r.json()["error"]["message"] and r.headers["x-mock-path"] == "/v1/batches", r.text
     r = requests.post(url, data=b'{"endpoint":"/v1/chat/completions","completion_window":"24h","input_file_id":"f","x":1e400}', headers=auth, timeout=10)
     assert r.status_code == 400 and r.headers.get("x-mock-path") == "/v1/batches", r.text
-    # Ids that are ids only once decoded, and impostor headers.
+    # A batch is read whole: a client asking for parts of it (which a CDN in
+    # front of the API would serve, 206) or for "not modified" gets it all.
+    c = openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+    f = c.files.create(file=("t.jsonl", jsonl(LINES[:1]), "application/jsonl"), purpose="batch")
+    made = c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert requests.get(stack.mock.url + f"/v1/batches/{made.id}", headers={"authorization": "Bearer sk-mock-openai", "range": "bytes=0-9"}, timeout=10).status_code == 206
+    wait_until(lambda: requests.get(stack.mock.url + f"/v1/batches/{made.id}", headers={"authorization": "Bearer sk-mock-openai"}, timeout=10).json()["status"] == "completed", what="the batch")
+    for extra in ({"range": "bytes=0-9"}, {"range": "bytes=10-99999"}, {"if-none-match": '"x"', "if-modified-since": "Sun, 06 Dec 2026 00:00:00 GMT"}):
+        r = requests.get(url + "/" + made.id, headers={**auth, **extra}, timeout=10)
+        assert r.status_code == 200 and r.json()["status"] == "completed", (extra, r.status_code, r.text[:100])
+    assert wait_until(lambda: [x for x in stack.envoy.usage_records() if x["id"] == f"tg-batch-{made.id}"], what="its charge")
+    # Ids that are ids only once decoded.
     for path in ["/v1/batches/batch%2F1", "/v1/batches/b.1", "/v1/batches/" + "b" * 300]:
         r = requests.get(stack.url + path, headers=auth, timeout=10)
         assert r.status_code in (400, 404) and "x-mock-path" not in r.headers, (path, r.status_code)

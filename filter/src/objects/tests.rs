@@ -226,6 +226,8 @@ fn batches_are_created_by_keys_allowed_every_model_and_their_answers_read_for_a_
     for (path, method) in [("/v1/batches/batch_1", "GET"), ("/v1/batches/batch_1/cancel", "POST")] {
         let p = plan(&c, &key(Some(&["gpt-5.4"])), path, method, false, None).unwrap();
         assert_eq!((p.creates_batch, p.answers_batch), (false, true), "{method} {path}");
+        // Read whole: never in parts, never "not modified".
+        assert!(p.remove.contains(&"range") && p.remove.contains(&"if-none-match"), "{method} {path}");
     }
     for (path, method) in [("/v1/batches/batch_1", "DELETE"), ("/v1/batches/batch_1/cancel", "GET"), ("/v1/batches", "DELETE")] {
         assert_eq!(plan(&c, &key(None), path, method, false, None).unwrap_err().status, 405, "{method} {path}");

@@ -294,8 +294,22 @@ async fn run(app: Arc<App>, id: String, h: HeaderMap, delay_ms: u64) {
     });
 }
 
+/// (A `range: bytes=A-B` is served as a CDN in front of an API would:
+/// 206 and those bytes. A gateway must not let a client read a batch that way.)
 async fn retrieve(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri, h: HeaderMap) -> Response<Body> {
-    answer(&app, &uri, &h, || update(&app, &id, |_| {}).ok_or_else(|| not_found(&id)))
+    let whole = answer(&app, &uri, &h, || update(&app, &id, |_| {}).ok_or_else(|| not_found(&id)));
+    let Some((a, b)) = crate::header_str(&h, "range").and_then(|r| r.strip_prefix("bytes=")?.split_once('-')) else { return whole };
+    let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) else { return whole };
+    if whole.status() != axum::http::StatusCode::OK {
+        return whole;
+    }
+    let (parts, body) = whole.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let Some(slice) = bytes.get(a..=b.min(bytes.len().saturating_sub(1))) else { return Response::from_parts(parts, Body::from(bytes)) };
+    let mut r = Response::from_parts(parts, Body::from(slice.to_vec()));
+    *r.status_mut() = axum::http::StatusCode::PARTIAL_CONTENT;
+    r.headers_mut().remove("content-length");
+    r
 }
 
 /// Only a batch not yet ended can be cancelled; it is `cancelling` until
