@@ -76,14 +76,7 @@ impl TollgateHttp {
             return self.reject(e);
         }
         let new_body = outcome.body.or(decoded.then_some(body));
-        if let Some(b) = &new_body {
-            host::set_buffer(REQUEST_BODY, 0, body_size, b);
-            self.set_request_header("content-length", Some(&b.len().to_string()));
-            if decoded {
-                self.set_request_header("content-encoding", None);
-            }
-        }
-        self.send_object(&plan)
+        self.send_object_with(&plan, body_size, new_body.as_deref(), decoded)
     }
 
     /// A batch created: its owner written into its metadata, refused when
@@ -111,12 +104,7 @@ impl TollgateHttp {
         }
         let reservations = std::mem::take(&mut self.reservations);
         super::super::with_budget_local(|u| crate::admission::settle(&HostCounters, u, &reservations, Amount::default()));
-        host::set_buffer(REQUEST_BODY, 0, body_size, &new_body);
-        self.set_request_header("content-length", Some(&new_body.len().to_string()));
-        if decoded {
-            self.set_request_header("content-encoding", None);
-        }
-        self.send_object(&plan)
+        self.send_object_with(&plan, body_size, Some(&new_body), decoded)
     }
 
     /// An upload under a policy that blocks or redacts: sent only when the
@@ -164,14 +152,20 @@ impl TollgateHttp {
             Ok(new) => new.or(decoded.then_some(body)),
             Err(e) => return self.reject(e),
         };
-        if let Some(b) = &new_body {
+        self.send_object_with(&plan, body_size, new_body.as_deref(), decoded)
+    }
+
+    /// Sends the request on with `body` in place of the client's (`None`:
+    /// the client's, as it came), decoded when it came compressed.
+    fn send_object_with(&mut self, plan: &Plan, body_size: usize, body: Option<&[u8]>, decoded: bool) -> Action {
+        if let Some(b) = body {
             host::set_buffer(REQUEST_BODY, 0, body_size, b);
             self.set_request_header("content-length", Some(&b.len().to_string()));
             if decoded {
                 self.set_request_header("content-encoding", None);
             }
         }
-        self.send_object(&plan)
+        self.send_object(plan)
     }
 
     fn send_object(&mut self, plan: &Plan) -> Action {
