@@ -43,9 +43,9 @@ const RESERVED: &str = "tollgate_";
 const MAX_METADATA: usize = 16;
 const MAX_VALUE: usize = 512;
 
-/// The largest batch object read for its charge (one is about 1 KB; its
-/// metadata at most 16 × 576 bytes).
-pub const MAX_ANSWER_BYTES: usize = 64 << 10;
+/// The largest answer read for charges: a batch object is about 1 KB, its
+/// metadata at most 16 × 576 bytes; a list holds up to 100 of them.
+pub const MAX_ANSWER_BYTES: usize = 2 << 20;
 
 /// The priced API a batch's `endpoint` runs; `None`: one Tollgate cannot
 /// price (`/v1/videos`, or anything new).
@@ -340,6 +340,22 @@ pub fn undated(model: &str) -> Option<&str> {
     let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
     (b.first() == Some(&b'-') && digits(1..5) && b.get(5) == Some(&b'-') && digits(6..8) && b.get(8) == Some(&b'-') && digits(9..11) && !name.is_empty())
         .then_some(name)
+}
+
+/// The charges an answer carries: a batch object's ([`charge`]), or those
+/// of each batch a list of them (`ListBatchesResponse`) holds, which hands
+/// out their output files as well as a read by id does.
+pub fn charges(answer: &[u8]) -> Vec<Charge> {
+    #[derive(Deserialize)]
+    struct List<'a> {
+        object: &'a str,
+        #[serde(borrow)]
+        data: Vec<&'a serde_json::value::RawValue>,
+    }
+    match serde_json::from_slice::<List>(answer) {
+        Ok(l) if l.object == "list" => l.data.iter().filter_map(|b| charge(b.get().as_bytes())).collect(),
+        _ => charge(answer).into_iter().collect(),
+    }
 }
 
 /// The record id of a batch's charge: the same on every read of it.

@@ -75,7 +75,8 @@ pub enum Object {
     /// `/batches`: POST (create, [`crate::batch`]: its owner written into
     /// its metadata), GET (list).
     Batches,
-    /// `/batches/{id}`: GET (an ended batch is charged: [`crate::batch`]).
+    /// `/batches/{id}`: GET (an ended batch is charged: [`crate::batch`];
+    /// so is each one a list shows, where listing is allowed).
     Batch,
     /// `/batches/{id}/cancel`: POST (answered with the batch, charged as a GET is).
     BatchCancel,
@@ -153,7 +154,7 @@ impl Object {
 
     /// Whether the answer is a batch object that may carry a batch's charge.
     pub fn answers_batch(self, method: &str) -> bool {
-        matches!((self, method), (Object::Batch, "GET") | (Object::BatchCancel, "POST"))
+        matches!((self, method), (Object::Batch | Object::Batches, "GET") | (Object::BatchCancel, "POST"))
     }
 }
 

@@ -279,3 +279,29 @@ def test_a_form_that_could_be_read_two_ways_is_refused_under_a_policy(tmp_path):
         assert mock_stats(s)["requests"] == 0
     finally:
         s.stop()
+
+
+def test_where_listing_is_allowed_an_ended_batch_a_list_shows_is_charged(tmp_path):
+    """A list of batches hands out each one's output file as a read by id
+    does: with `list_stored_objects` (one team's gateway) a client reading
+    only the list would otherwise run batches without a charge."""
+    def listing(pc):
+        no_guardrails(pc)
+        pc["list_stored_objects"] = True
+    s = sm.Stack(tmp_path, plugin_patch=listing)
+    try:
+        c = openai.OpenAI(base_url=s.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+        f = c.files.create(file=("t.jsonl", jsonl(LINES), "application/jsonl"), purpose="batch")
+        made = c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+        # (Its end seen at the provider only: the gateway is not asked for it by id.)
+        wait_until(lambda: requests.get(s.mock.url + f"/v1/batches/{made.id}", headers={"authorization": "Bearer sk-mock-openai"}, timeout=10).json()["status"] == "completed",
+                   what="the batch")
+        listed = [b for b in c.batches.list() if b.id == made.id]
+        assert listed and listed[0].output_file_id and listed[0].status == "completed"
+        rec = wait_until(lambda: [r for r in s.envoy.usage_records() if r["id"] == f"tg-batch-{made.id}"], what="its charge")[0]
+        assert rec["team"] == "search" and rec["usage"]["input_tokens"] == listed[0].usage.input_tokens > 0, rec
+        c.batches.list()
+        time.sleep(0.7)
+        assert len([r for r in s.envoy.usage_records() if r["id"] == f"tg-batch-{made.id}"]) == 1
+    finally:
+        s.stop()

@@ -215,3 +215,17 @@ fn what_a_files_lines_held_is_added_up_the_strongest_action_kept() {
     assert_eq!(merge(None, None), None);
     assert_eq!(merge(None, g(&[], "observed")).unwrap().action, "observed");
 }
+
+#[test]
+fn each_ended_batch_a_list_shows_is_charged_as_a_read_of_it() {
+    let list = json!({"object": "list", "data": [batch("completed", json!({})), batch("in_progress", json!({"id": "batch_2"})),
+        batch("expired", json!({"id": "batch_3"})), batch("completed", json!({"id": "batch_4", "metadata": {}}))],
+        "first_id": "batch_abc123", "last_id": "batch_4", "has_more": false});
+    let got: Vec<String> = charges(list.to_string().as_bytes()).into_iter().map(|c| c.batch_id).collect();
+    assert_eq!(got, ["batch_abc123", "batch_3"]);
+    // One batch, or anything else.
+    assert_eq!(charges(batch("completed", json!({})).to_string().as_bytes()).len(), 1);
+    assert!(charges(br#"{"object":"list","data":[1,"x",null]}"#).is_empty());
+    assert!(charges(br#"{"object":"list","data":{}}"#).is_empty());
+    assert!(charges(b"[]").is_empty());
+}

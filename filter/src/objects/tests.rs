@@ -211,6 +211,8 @@ fn listing_every_keys_files_or_stores_is_refused_unless_allowed() {
     v["list_stored_objects"] = true.into();
     let c = Config::from_json(v.to_string().as_bytes()).unwrap();
     assert!(plan(&c, &key(None), "/v1/files", "GET", false, None).is_ok());
+    // A list of batches hands out their output files as a read by id does: charged the same way.
+    assert!(plan(&c, &key(None), "/v1/batches", "GET", false, None).unwrap().answers_batch);
 }
 
 #[test]

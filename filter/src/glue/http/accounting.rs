@@ -170,7 +170,7 @@ impl TollgateHttp {
 
     /// Logs, ships and counts a record; the request's own (`primary`) is
     /// also what the access log's fields read.
-    fn ship(&self, cfg: &crate::config::Config, rec: &mut UsageRecord, primary: bool) {
+    pub(super) fn ship(&self, cfg: &crate::config::Config, rec: &mut UsageRecord, primary: bool) {
         // A capture (prompt and answer text) goes to the control service only: never to a log.
         let capture = rec.capture.take();
         // Serialised only for what reads it: the log line, the access log's

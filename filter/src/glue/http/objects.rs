@@ -234,21 +234,22 @@ impl TollgateHttp {
                 }
             },
         };
-        let Some(charge) = crate::batch::charge(&body) else { return };
-        let price = charge.model.as_deref().and_then(|m| cfg.price(&read.provider, m).or_else(|| cfg.price(&read.provider, crate::batch::undated(m)?)));
-        let mut rec = crate::batch::record(&charge, &read.provider, price, now_ms());
-        // Charged once on this Envoy (metrics, logs); the control service
-        // gets it on every read, and counts its id once.
-        let seen = format!("tollgate.batch.{}", rec.id);
-        if host::shared(&seen).0.is_some() {
-            if cfg.control.is_some() {
-                enqueue_record(self, serde_json::to_string(&rec).unwrap_or_default().as_bytes());
+        for (i, charge) in crate::batch::charges(&body).iter().enumerate() {
+            let price = charge.model.as_deref().and_then(|m| cfg.price(&read.provider, m).or_else(|| cfg.price(&read.provider, crate::batch::undated(m)?)));
+            let mut rec = crate::batch::record(charge, &read.provider, price, now_ms());
+            // Charged once on this Envoy (metrics, logs); the control service
+            // gets it on every read, and counts its id once.
+            let seen = format!("tollgate.batch.{}", rec.id);
+            if host::shared(&seen).0.is_some() {
+                if cfg.control.is_some() {
+                    enqueue_record(self, serde_json::to_string(&rec).unwrap_or_default().as_bytes());
+                }
+                continue;
             }
-            return;
+            let _ = host::set_shared(&seen, b"1", None);
+            log::debug!("[{}] batch {} ended: {} micro-dollars charged to key {}", self.context_id, charge.batch_id, rec.cost_micros, rec.key_id);
+            self.ship(&cfg, &mut rec, i == 0);
         }
-        let _ = host::set_shared(&seen, b"1", None);
-        log::debug!("[{}] batch {} ended: {} micro-dollars charged to key {}", self.context_id, charge.batch_id, rec.cost_micros, rec.key_id);
-        self.emit(&mut rec);
     }
 }
 
