@@ -209,6 +209,21 @@ def test_hostile_batch_requests_are_refused_or_sent_as_checked(stack):
         r = requests.get(url + "/" + made.id, headers={**auth, **extra}, timeout=10)
         assert r.status_code == 200 and r.json()["status"] == "completed", (extra, r.status_code, r.text[:100])
     assert wait_until(lambda: [x for x in stack.envoy.usage_records() if x["id"] == f"tg-batch-{made.id}"], what="its charge")
+    # A batch object the provider compressed unasked is read decoded (charged
+    # once, above); one whose compression breaks is passed on and not read.
+    f = c.files.create(file=("t.jsonl", jsonl(LINES[1:2]), "application/jsonl"), purpose="batch")
+    zipped = c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    wait_until(lambda: requests.get(stack.mock.url + f"/v1/batches/{zipped.id}", headers={"authorization": "Bearer sk-mock-openai"}, timeout=10).json()["status"] == "completed", what="the batch")
+    broken = requests.get(url + "/" + zipped.id, headers={**auth, "x-mock-gzip": "corrupt"}, timeout=10, stream=True)
+    assert broken.status_code == 200 and broken.headers["content-encoding"] == "gzip"
+    broken.raw.read()  # (as the provider sent it: the client's to refuse)
+    broken.close()
+    time.sleep(0.7)
+    assert not [x for x in stack.envoy.usage_records() if x["id"] == f"tg-batch-{zipped.id}"], "nothing read from a broken answer"
+    r = requests.get(url + "/" + zipped.id, headers={**auth, "x-mock-gzip": "1"}, timeout=10)
+    assert r.status_code == 200 and r.json()["status"] == "completed", r.text[:100]
+    rec = wait_until(lambda: [x for x in stack.envoy.usage_records() if x["id"] == f"tg-batch-{zipped.id}"], what="the gzipped batch's charge")
+    assert len(rec) == 1 and rec[0]["usage"]["input_tokens"] > 0, rec
     # Ids that are ids only once decoded.
     for path in ["/v1/batches/batch%2F1", "/v1/batches/b.1", "/v1/batches/" + "b" * 300]:
         r = requests.get(stack.url + path, headers=auth, timeout=10)

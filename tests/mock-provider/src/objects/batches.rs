@@ -16,7 +16,8 @@
 //! (and `/mock/stats` counts them).
 //!
 //! `x-mock-batch-delay-ms: N` on the create holds the batch `in_progress`
-//! for N ms first (a batch to cancel).
+//! for N ms first (a batch to cancel); a batch read back misbehaves as the
+//! other answers do when asked (`x-mock-gzip`, hostile.rs).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -298,6 +299,7 @@ async fn run(app: Arc<App>, id: String, h: HeaderMap, delay_ms: u64) {
 /// 206 and those bytes. A gateway must not let a client read a batch that way.)
 async fn retrieve(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri, h: HeaderMap) -> Response<Body> {
     let whole = answer(&app, &uri, &h, || update(&app, &id, |_| {}).ok_or_else(|| not_found(&id)));
+    let whole = if whole.status() == axum::http::StatusCode::OK { crate::hostile::misbehave(whole, &h).await } else { whole };
     let Some((a, b)) = crate::header_str(&h, "range").and_then(|r| r.strip_prefix("bytes=")?.split_once('-')) else { return whole };
     let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) else { return whole };
     if whole.status() != axum::http::StatusCode::OK {
