@@ -358,6 +358,28 @@ pub fn charges(answer: &[u8]) -> Vec<Charge> {
     }
 }
 
+/// The price of a batch's model at `provider`: as the batch names it, else
+/// without its date ([`undated`]); before the batch percent.
+pub fn price(cfg: &crate::config::Config, provider: &str, model: &str) -> Option<Price> {
+    cfg.price(provider, model).or_else(|| cfg.price(provider, undated(model)?))
+}
+
+/// The records of the charges an answer read whole carries ([`charges`]),
+/// decoded first when the provider compressed it (`coding`), priced by
+/// `cfg`; `Err` when it does not decode (nothing is charged from it).
+pub fn records(cfg: &crate::config::Config, provider: &str, answer: Vec<u8>, coding: &crate::decode::Coding, now_ms: u64) -> Result<Vec<UsageRecord>, crate::decode::DecodeError> {
+    let answer = match crate::decode::Inflater::new(coding) {
+        None => answer,
+        Some(mut inflater) => crate::decode::whole(&mut inflater, &answer, MAX_ANSWER_BYTES)?,
+    };
+    Ok(charges(&answer).iter().map(|c| record(c, provider, c.model.as_deref().and_then(|m| price(cfg, provider, m)), now_ms)).collect())
+}
+
+/// The shared-data entry that marks a charge as counted on this Envoy.
+pub fn counted_key(record_id: &str) -> String {
+    format!("tollgate.batch.{record_id}")
+}
+
 /// The record id of a batch's charge: the same on every read of it.
 pub fn record_id(batch_id: &str) -> String {
     format!("tg-batch-{batch_id}")

@@ -228,6 +228,14 @@ pub struct Plan {
     pub scan_upload: bool,
 }
 
+impl Plan {
+    /// Where the request goes, for the guardrails and the record: the
+    /// provider, no route (a stored object names none) and no model.
+    pub fn target(&self) -> crate::route::Target {
+        crate::route::Target { provider: self.provider.clone(), route: String::new(), upstream_model: String::new(), advisor: None }
+    }
+}
+
 /// Plans a stored-object request of `key`; `Err` is the answer instead.
 /// `guard`: the guardrail policy in force, if any; `anthropic`: the client
 /// is Anthropic's (it sent `anthropic-version`).

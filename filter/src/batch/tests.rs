@@ -229,3 +229,24 @@ fn each_ended_batch_a_list_shows_is_charged_as_a_read_of_it() {
     assert!(charges(br#"{"object":"list","data":{}}"#).is_empty());
     assert!(charges(b"[]").is_empty());
 }
+
+#[test]
+fn an_answer_is_decoded_then_each_charge_priced_by_the_configuration() {
+    let cfg = crate::config::Config::from_json(
+        br#"{"providers": [{"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com"}],
+             "routes": [{"model": "gpt-5*", "provider": "openai"}],
+             "pricing": {"openai/gpt-5": {"input": 1250000, "cached_input": 125000, "output": 10000000, "batch_percent": 50}}}"#,
+    )
+    .unwrap();
+    // The batch reports the dated model; the price names the undated one.
+    assert_eq!(price(&cfg, "openai", "gpt-5-2025-08-07").map(|p| p.input), Some(1_250_000));
+    assert_eq!(price(&cfg, "openai", "gpt-4o-2024-08-06"), None);
+    let answer = batch("completed", json!({})).to_string().into_bytes();
+    let plain = records(&cfg, "openai", answer.clone(), &crate::decode::Coding::Identity, 5).unwrap();
+    assert_eq!((plain.len(), plain[0].cost_micros, plain[0].priced), (1, 2_862, true));
+    let zipped = crate::decode::tests::gzip(&answer, false);
+    assert_eq!(records(&cfg, "openai", zipped.clone(), &crate::decode::Coding::Gzip, 5).unwrap(), plain);
+    // Broken compression: nothing charged from it.
+    assert!(records(&cfg, "openai", zipped[..zipped.len() - 4].to_vec(), &crate::decode::Coding::Gzip, 5).is_err());
+    assert_eq!(counted_key(&plain[0].id), "tollgate.batch.tg-batch-batch_abc123");
+}

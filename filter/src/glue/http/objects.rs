@@ -67,7 +67,7 @@ impl TollgateHttp {
             Ok(b) => b,
             Err(e) => return self.reject(e),
         };
-        let target = crate::route::Target { provider: plan.provider.clone(), route: String::new(), upstream_model: String::new(), advisor: None };
+        let target = plan.target();
         let who = crate::guard::Subject { key: &key.id, project: &self.project, team: &key.team, route: "" };
         let (outcome, error) = crate::guard::decide(&policy, who, &target, &body, &mut crate::guard::Placeholders::default());
         self.guardrails = outcome.record;
@@ -96,14 +96,14 @@ impl TollgateHttp {
             Err(e) => return self.reject(e),
         };
         self.api = Some(api);
-        self.target = Some(crate::route::Target { provider: plan.provider.clone(), route: String::new(), upstream_model: String::new(), advisor: None });
+        self.target = Some(plan.target());
         // The smallest spend: refused where a budget has no room left.
         let least = Amount { micros: 1, tokens: 1 };
         if let Err(action) = self.admit(cfg, &key, least, true) {
             return action;
         }
         let reservations = std::mem::take(&mut self.reservations);
-        super::super::with_budget_local(|u| crate::admission::settle(&HostCounters, u, &reservations, Amount::default()));
+        super::super::with_budget_local(|u| crate::admission::release(&HostCounters, u, &reservations));
         self.send_object_with(&plan, body_size, Some(&new_body), decoded)
     }
 
@@ -130,7 +130,7 @@ impl TollgateHttp {
             let (Some(b"batch"), Some(file)) = (purpose, file) else {
                 return Err(crate::objects::unscannable(&policy, &plan.provider));
             };
-            let target = crate::route::Target { provider: plan.provider.clone(), route: String::new(), upstream_model: String::new(), advisor: None };
+            let target = plan.target();
             let who = crate::guard::Subject { key: &key.id, project: &self.project, team: &key.team, route: "" };
             let (mut found, mut placeholders) = (None, crate::guard::Placeholders::default());
             let lines = crate::batch::guard_lines(file, |line| {
@@ -224,30 +224,25 @@ impl TollgateHttp {
             log::warn!("[{}] a batch object over {} bytes was not read for its charge", self.context_id, crate::batch::MAX_ANSWER_BYTES);
             return;
         }
-        let body = match crate::decode::Inflater::new(&read.coding) {
-            None => read.body,
-            Some(mut inflater) => match crate::decode::whole(&mut inflater, &read.body, crate::batch::MAX_ANSWER_BYTES) {
-                Ok(b) => b,
-                Err(_) => {
-                    log::warn!("[{}] a batch object could not be decoded: not read for its charge", self.context_id);
-                    return;
-                }
-            },
+        let records = match crate::batch::records(&cfg, &read.provider, read.body, &read.coding, now_ms()) {
+            Ok(r) => r,
+            Err(_) => {
+                log::warn!("[{}] a batch object could not be decoded: not read for its charge", self.context_id);
+                return;
+            }
         };
-        for (i, charge) in crate::batch::charges(&body).iter().enumerate() {
-            let price = charge.model.as_deref().and_then(|m| cfg.price(&read.provider, m).or_else(|| cfg.price(&read.provider, crate::batch::undated(m)?)));
-            let mut rec = crate::batch::record(charge, &read.provider, price, now_ms());
+        for (i, mut rec) in records.into_iter().enumerate() {
             // Charged once on this Envoy (metrics, logs); the control service
             // gets it on every read, and counts its id once.
-            let seen = format!("tollgate.batch.{}", rec.id);
-            if host::shared(&seen).0.is_some() {
+            let counted = crate::batch::counted_key(&rec.id);
+            if host::shared(&counted).0.is_some() {
                 if cfg.control.is_some() {
                     enqueue_record(self, serde_json::to_string(&rec).unwrap_or_default().as_bytes());
                 }
                 continue;
             }
-            let _ = host::set_shared(&seen, b"1", None);
-            log::debug!("[{}] batch {} ended: {} micro-dollars charged to key {}", self.context_id, charge.batch_id, rec.cost_micros, rec.key_id);
+            let _ = host::set_shared(&counted, b"1", None);
+            log::debug!("[{}] {} charged to key {}: {} micro-dollars", self.context_id, rec.id, rec.key_id, rec.cost_micros);
             self.ship(&cfg, &mut rec, i == 0);
         }
     }
