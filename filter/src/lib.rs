@@ -7,6 +7,7 @@
 
 pub mod access_log;
 pub mod admission;
+pub mod background;
 pub mod big_event;
 pub mod batch;
 pub mod budget;
@@ -26,6 +27,7 @@ pub mod keysync;
 pub mod metrics;
 pub mod models;
 pub mod objects;
+pub mod owned;
 pub mod outbox;
 pub mod pricing;
 pub mod prompts;

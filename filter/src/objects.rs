@@ -11,7 +11,8 @@
 //! `chat.completions.retrieve` / `update` / `delete` / `messages.list`; Anthropic's Files API has the same file paths
 //! (`beta.files.*`, a `document` block naming a `file_id`). They are free:
 //! no usage, no record, no budget. Batches (`batches.*`) pass the same way,
-//! but what a batch ran is charged when it has ended ([`crate::batch`]). Each goes, with the provider's
+//! but what a batch ran is charged when it has ended ([`crate::batch`]),
+//! and so is a background response read back ([`crate::background`]). Each goes, with the provider's
 //! credential, to the provider the configuration names for its format
 //! (`stored_objects`: an Anthropic client, one sending `anthropic-version`,
 //! to the Anthropic-format one, for files only): a client holding a
@@ -28,9 +29,11 @@ use crate::errors::GatewayError;
 /// `openapi.yaml`: Responses, Conversations, Files, Vector stores).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Object {
-    /// `/responses/{id}`: GET, DELETE.
+    /// `/responses/{id}`: GET (an ended background response is charged:
+    /// [`crate::background`]), DELETE.
     Response,
-    /// `/responses/{id}/cancel`: POST (background responses only).
+    /// `/responses/{id}/cancel`: POST (background responses only; answered
+    /// with the response, charged as a GET is).
     ResponseCancel,
     /// `/responses/{id}/input_items`: GET.
     ResponseInputItems,
@@ -152,9 +155,17 @@ impl Object {
         method == "POST" && self == Object::Batches
     }
 
-    /// Whether the answer is a batch object that may carry a batch's charge.
-    pub fn answers_batch(self, method: &str) -> bool {
-        matches!((self, method), (Object::Batch | Object::Batches, "GET") | (Object::BatchCancel, "POST"))
+    /// What the answer is read for: a batch object (or a list of them)
+    /// that may carry an ended batch's charge ([`crate::batch`]), a
+    /// response that may carry an ended background response's
+    /// ([`crate::background`]).
+    pub fn charged(self, method: &str) -> Option<crate::owned::Kind> {
+        use crate::owned::Kind;
+        match (self, method) {
+            (Object::Batch | Object::Batches, "GET") | (Object::BatchCancel, "POST") => Some(Kind::Batch),
+            (Object::Response, "GET") | (Object::ResponseCancel, "POST") => Some(Kind::Response),
+            _ => None,
+        }
     }
 }
 
@@ -217,10 +228,9 @@ pub struct Plan {
     pub scan: bool,
     /// A batch created: its body gets its owner ([`crate::batch::tag`]).
     pub creates_batch: bool,
-    /// The answer is a batch object, charged when the batch has ended.
-    pub answers_batch: bool,
-    /// Request headers removed: a batch object is read whole for its
-    /// charge, so no part of it (`range`) and no "not modified" answer
+    /// The answer is read for a charge: a batch's, a background response's.
+    pub charged: Option<crate::owned::Kind>,
+    /// Request headers removed: an object read for a charge is read whole, so no part of it (`range`) and no "not modified" answer
     /// (conditional headers) may stand in for it.
     pub remove: &'static [&'static str],
     /// An upload under a policy that blocks or redacts: read whole, sent
@@ -299,13 +309,13 @@ pub fn plan(cfg: &Config, key: &KeyInfo, path: &str, method: &str, anthropic: bo
         headers,
         scan: guard.is_some() && object.sends_content(method),
         creates_batch: object.creates_batch(method),
-        answers_batch: object.answers_batch(method),
-        remove: if object.answers_batch(method) { WHOLE_ANSWER } else { &[] },
+        charged: object.charged(method),
+        remove: if object.charged(method).is_some() { WHOLE_ANSWER } else { &[] },
         scan_upload,
     })
 }
 
-/// What a client could send to get a batch object in parts or not at all.
+/// What a client could send to get an object read for a charge in parts or not at all.
 const WHOLE_ANSWER: &[&str] = &["range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since"];
 
 /// The refusal of an upload the guardrails cannot read (any file but a

@@ -145,6 +145,12 @@ pub struct ChatRequest {
     /// `previous_response_id`, or the `conversation`'s id), billed as input
     /// although the body does not hold it ([`crate::context`]).
     pub continues: Option<String>,
+    /// Responses API: the request names a `conversation` (its answer is
+    /// added to it).
+    pub conversation: bool,
+    /// Responses API: `background: true`, run at the provider after the
+    /// answer ([`crate::background`]).
+    pub background: bool,
     /// Responses API: the answer is stored (`store`, true unless false),
     /// so a later request may continue it.
     pub stored: bool,
@@ -281,6 +287,8 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
     let mut saw_generation_config = false;
     let mut saw_gemini_tier = false;
     let mut continues = None;
+    let mut conversation = false;
+    let mut background = false;
     let mut stored = api == Api::OpenAiResponses;
     let mut premium = Premium::default();
     let mut server_tools = server_tools::ServerTools::default();
@@ -361,23 +369,16 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
                 Ok(None) => {}
                 _ => return Err(bad("invalid_type", "'best_of' must be an integer from 1 to 128.").with_param("best_of")),
             },
-            // A background response answers "queued" with no usage and runs on at the
-            // provider: its cost would be known only if someone polled for it, so
-            // it could be neither priced nor held to a budget.
+            // A background response answers "queued" and runs on at the
+            // provider: it is charged when a read shows it ended ([`crate::background`]).
             "background" if api == Api::OpenAiResponses => match serde_json::from_str::<Option<bool>>(raw) {
-                Ok(Some(true)) => {
-                    return Err(bad(
-                        "unsupported_field",
-                        "Background responses are not served: their usage is known only when polled, so they cannot be priced or held to a budget. Send the request without 'background' (stream it for long tasks).",
-                    )
-                    .with_param("background"))
-                }
-                Ok(_) => {}
+                Ok(b) => background = b.unwrap_or(false),
                 Err(_) => return Err(bad("invalid_type", "'background' must be a boolean.").with_param("background")),
             },
             // (The provider refuses a wrong one; read here only to find its context.)
             "previous_response_id" | "conversation" if api == Api::OpenAiResponses => {
                 continues = continues.or_else(|| context_id(raw));
+                conversation |= k == "conversation" && raw != "null";
             }
             // What the provider prices apart from standard: the tier (and,
             // Anthropic, the geography) asked for is the price the request is
@@ -532,6 +533,8 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
         json,
         names_prompt,
         continues,
+        conversation,
+        background,
         stored,
         premium,
         reserved_searches: server_tools::reserved(api, &server_tools, max_tool_calls),

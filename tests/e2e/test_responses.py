@@ -89,19 +89,6 @@ def test_a_live_recorded_response_is_priced_exactly(client, capture, stream):
     assert rec["cost_micros"] == expected_cost(MODEL, 14, 50)
 
 
-def test_a_background_response_is_refused_before_anything_is_sent(oai, stack, client):
-    # It would answer "queued" without usage and run on at the provider: unpriceable.
-    import requests
-    before = requests.get(stack.mock.url + "/mock/last-body", timeout=5).text
-    with pytest.raises(openai.BadRequestError) as e:
-        oai.responses.create(model=MODEL, input="A long task", background=True)
-    assert (e.value.code, e.value.param) == ("unsupported_field", "background")
-    assert "polled" in e.value.message
-    assert requests.get(stack.mock.url + "/mock/last-body", timeout=5).text == before, "nothing sent"
-    r = oai.responses.create(model=MODEL, input="Now", background=False)
-    assert r.status == "completed"
-
-
 def test_responses_are_refused_where_they_cannot_go(client):
     """A Claude model is reached through a translation (test_responses_bridge.py),
     which cannot carry what needs OpenAI's stored state: refused by name."""

@@ -1,4 +1,7 @@
 use super::*;
+use crate::owned::{counted_key, price, record, undated, Owner};
+use crate::pricing::Price;
+use tollgate_protocol::record::ServiceTier;
 use crate::config::{KeyInfo, Pattern};
 use serde_json::{json, Value};
 
@@ -94,12 +97,13 @@ fn an_ended_batch_is_charged_to_the_owner_its_metadata_names() {
     // The API reference's completed batch (openai/openai-openapi, `Batch`'s example), with our metadata.
     let c = charged(&batch("completed", json!({}))).unwrap();
     assert_eq!(c.owner, owner());
-    assert_eq!((c.batch_id.as_str(), c.model.as_deref(), c.api), ("batch_abc123", Some("gpt-5-2025-08-07"), Api::OpenAiChat));
+    assert_eq!((c.record_id.as_str(), c.model.as_deref(), c.api), ("tg-batch-batch_abc123", Some("gpt-5-2025-08-07"), Api::OpenAiChat));
+    assert_eq!((c.source, c.tier, c.error_code.as_deref()), (UsageSource::Provider, Some(ServiceTier::Batch), None));
     assert_eq!((c.usage.input_tokens, c.usage.cached_input_tokens, c.usage.output_tokens, c.usage.reasoning_tokens), (1500, 1024, 500, 300));
     assert_eq!((c.created_ms, c.ended_ms), (Some(1_711_471_533_000), Some(1_711_493_163_000)));
     // Ended otherwise: the requests that ran are billed.
     let failed = charged(&batch("failed", json!({"failed_at": 1711493000, "completed_at": null}))).unwrap();
-    assert_eq!((failed.status.as_str(), failed.ended_ms), ("failed", Some(1_711_493_000_000)));
+    assert_eq!((failed.error_code.as_deref(), failed.ended_ms), (Some("batch_failed"), Some(1_711_493_000_000)));
     for s in ["expired", "cancelled"] {
         assert_eq!(charged(&batch(s, json!({}))).unwrap().ended_ms, None, "{s}");
     }
@@ -221,8 +225,8 @@ fn each_ended_batch_a_list_shows_is_charged_as_a_read_of_it() {
     let list = json!({"object": "list", "data": [batch("completed", json!({})), batch("in_progress", json!({"id": "batch_2"})),
         batch("expired", json!({"id": "batch_3"})), batch("completed", json!({"id": "batch_4", "metadata": {}}))],
         "first_id": "batch_abc123", "last_id": "batch_4", "has_more": false});
-    let got: Vec<String> = charges(list.to_string().as_bytes()).into_iter().map(|c| c.batch_id).collect();
-    assert_eq!(got, ["batch_abc123", "batch_3"]);
+    let got: Vec<String> = charges(list.to_string().as_bytes()).into_iter().map(|c| c.record_id).collect();
+    assert_eq!(got, ["tg-batch-batch_abc123", "tg-batch-batch_3"]);
     // One batch, or anything else.
     assert_eq!(charges(batch("completed", json!({})).to_string().as_bytes()).len(), 1);
     assert!(charges(br#"{"object":"list","data":[1,"x",null]}"#).is_empty());
@@ -248,5 +252,5 @@ fn an_answer_is_decoded_then_each_charge_priced_by_the_configuration() {
     assert_eq!(records(&cfg, "openai", zipped.clone(), &crate::decode::Coding::Gzip, 5).unwrap(), plain);
     // Broken compression: nothing charged from it.
     assert!(records(&cfg, "openai", zipped[..zipped.len() - 4].to_vec(), &crate::decode::Coding::Gzip, 5).is_err());
-    assert_eq!(counted_key(&plain[0].id), "tollgate.batch.tg-batch-batch_abc123");
+    assert_eq!(counted_key(&plain[0].id), "tollgate.charged.tg-batch-batch_abc123");
 }

@@ -34,8 +34,9 @@ enum Phase {
     Passthrough,
     /// A token count went upstream: its answer is passed on as it is.
     Counting,
-    /// A batch object is being read as it passes, for an ended batch's charge.
-    Batch,
+    /// An answer is being read as it passes, for the charge it may carry
+    /// (an ended batch's, an ended background response's).
+    Charged,
     /// The gateway answered itself (local reply).
     Replied,
     /// The usage record was emitted: nothing more to do.
@@ -124,8 +125,8 @@ pub(super) struct TollgateHttp {
     compacting: bool,
     /// A stored-object request waiting for its body ([`crate::objects`]).
     object_plan: Option<crate::objects::Plan>,
-    /// A batch object read for its charge ([`crate::batch`]).
-    batch_read: Option<objects::BatchRead>,
+    /// An answer read for its charge ([`crate::owned`]).
+    charge_read: Option<objects::ChargeRead>,
     /// The status and code of the error the client got in place of the
     /// provider's answer (one the filter cannot translate, or a redacting
     /// guard cannot read; [`Self::replace_answer`]).
@@ -196,7 +197,7 @@ impl TollgateHttp {
             counting: false,
             compacting: false,
             object_plan: None,
-            batch_read: None,
+            charge_read: None,
         }
     }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::owned::Kind;
 use crate::config::Pattern;
 use std::collections::HashMap;
 
@@ -212,14 +213,14 @@ fn listing_every_keys_files_or_stores_is_refused_unless_allowed() {
     let c = Config::from_json(v.to_string().as_bytes()).unwrap();
     assert!(plan(&c, &key(None), "/v1/files", "GET", false, None).is_ok());
     // A list of batches hands out their output files as a read by id does: charged the same way.
-    assert!(plan(&c, &key(None), "/v1/batches", "GET", false, None).unwrap().answers_batch);
+    assert_eq!(plan(&c, &key(None), "/v1/batches", "GET", false, None).unwrap().charged, Some(Kind::Batch));
 }
 
 #[test]
 fn batches_are_created_by_keys_allowed_every_model_and_their_answers_read_for_a_charge() {
     let c = cfg();
     let create = plan(&c, &key(None), "/v1/batches", "POST", false, None).unwrap();
-    assert_eq!((create.creates_batch, create.answers_batch), (true, false));
+    assert_eq!((create.creates_batch, create.charged), (true, None));
     assert_eq!(headers(&create)[":path"], "/v1/batches");
     // A key limited to some models could run any in a batch's file.
     let e = plan(&c, &key(Some(&["gpt-5.4"])), "/v1/batches", "POST", false, None).unwrap_err();
@@ -227,7 +228,7 @@ fn batches_are_created_by_keys_allowed_every_model_and_their_answers_read_for_a_
     // Reading or cancelling one is not creating it: any key of the provider.
     for (path, method) in [("/v1/batches/batch_1", "GET"), ("/v1/batches/batch_1/cancel", "POST")] {
         let p = plan(&c, &key(Some(&["gpt-5.4"])), path, method, false, None).unwrap();
-        assert_eq!((p.creates_batch, p.answers_batch), (false, true), "{method} {path}");
+        assert_eq!((p.creates_batch, p.charged), (false, Some(Kind::Batch)), "{method} {path}");
         // Read whole: never in parts, never "not modified".
         assert!(p.remove.contains(&"range") && p.remove.contains(&"if-none-match"), "{method} {path}");
     }
@@ -236,4 +237,19 @@ fn batches_are_created_by_keys_allowed_every_model_and_their_answers_read_for_a_
     }
     // Anthropic's batches are elsewhere (/v1/messages/batches): not these.
     assert_eq!(plan(&c, &key(None), "/v1/batches", "POST", true, None).unwrap_err().status, 404);
+}
+
+#[test]
+fn a_response_read_or_cancelled_is_read_whole_for_a_background_responses_charge() {
+    let c = cfg();
+    for (path, method) in [("/v1/responses/resp_1", "GET"), ("/v1/responses/resp_1?stream=true&starting_after=3", "GET"), ("/v1/responses/resp_1/cancel", "POST")] {
+        let p = plan(&c, &key(None), path, method, false, None).unwrap();
+        assert_eq!(p.charged, Some(Kind::Response), "{method} {path}");
+        assert!(p.remove.contains(&"range") && p.remove.contains(&"if-modified-since"), "{method} {path}");
+    }
+    // Deleting one, or reading what it was asked: nothing to charge.
+    for (path, method) in [("/v1/responses/resp_1", "DELETE"), ("/v1/responses/resp_1/input_items", "GET"), ("/v1/conversations/c/items", "GET")] {
+        let p = plan(&c, &key(None), path, method, false, None).unwrap();
+        assert_eq!((p.charged, p.remove.len()), (None, 0), "{method} {path}");
+    }
 }

@@ -197,15 +197,19 @@ fn a_bad_stream_options_is_refused_by_the_member_that_is_wrong() {
 }
 
 #[test]
-fn a_background_response_is_refused_as_it_could_not_be_priced() {
-    let r = |b: &[u8]| parse_chat(Api::OpenAiResponses, b).map(|p| p.request.model).map_err(|e| (e.code, e.param));
-    assert_eq!(r(br#"{"model":"m","input":"x","background":true}"#), Err(("unsupported_field", Some("background"))));
+fn a_background_response_and_a_conversation_are_read_from_the_request() {
+    let r = |b: &[u8]| parse_chat(Api::OpenAiResponses, b).map(|p| (p.request.background, p.request.conversation)).map_err(|e| (e.code, e.param));
+    assert_eq!(r(br#"{"model":"m","input":"x","background":true}"#), Ok((true, false)));
     assert_eq!(r(br#"{"model":"m","input":"x","background":"yes"}"#), Err(("invalid_type", Some("background"))));
     for ok in [&br#"{"model":"m","input":"x","background":false}"#[..], br#"{"model":"m","input":"x","background":null}"#] {
-        assert_eq!(r(ok), Ok("m".to_string()));
+        assert_eq!(r(ok), Ok((false, false)));
     }
+    assert_eq!(r(br#"{"model":"m","input":"x","background":true,"conversation":"conv_1"}"#), Ok((true, true)));
+    assert_eq!(r(br#"{"model":"m","input":"x","conversation":{"id":"conv_1"}}"#), Ok((false, true)));
+    assert_eq!(r(br#"{"model":"m","input":"x","conversation":null,"previous_response_id":"resp_1"}"#), Ok((false, false)));
     // Only the Responses API has background runs.
-    assert!(parse_chat(Api::OpenAiChat, br#"{"model":"m","messages":[],"background":true}"#).is_ok());
+    let chat = parse_chat(Api::OpenAiChat, br#"{"model":"m","messages":[],"background":true}"#).unwrap();
+    assert!(!chat.request.background);
 }
 
 #[test]

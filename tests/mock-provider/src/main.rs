@@ -781,6 +781,17 @@ async fn respond_api(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: 
     app.served_requests.fetch_add(1, Ordering::SeqCst);
     app.served_input.fetch_add(plan.input, Ordering::SeqCst);
     app.served_output.fetch_add(plan.output, Ordering::SeqCst);
+    if plan.background {
+        // Run on: done after `x-mock-background-ms`, read back by id.
+        let delay = header_u64(&h, "x-mock-background-ms").unwrap_or(0).min(600_000);
+        app.objects.run_in_background(&format!("resp_{id}"), delay, plan.output, responses::events(&plan, &id, created));
+        if !plan.stream {
+            let mut queued = responses::object(&plan, &id, created, false);
+            queued["status"] = json!("queued");
+            let r = respond(StatusCode::OK, &h, &uri, queued.to_string(), "application/json");
+            return hostile::misbehave(r, &h).await;
+        }
+    }
     if !plan.stream {
         let r = respond(StatusCode::OK, &h, &uri, responses::object(&plan, &id, created, true).to_string(), "application/json");
         return hostile::misbehave(r, &h).await;
@@ -1414,7 +1425,7 @@ pub fn obfuscation_pad(i: u64) -> &'static str {
     PAD.get(..(i % 15 + 1) as usize).unwrap_or(PAD)
 }
 
-fn sse(name: Option<&str>, data: &str) -> Bytes {
+pub(crate) fn sse(name: Option<&str>, data: &str) -> Bytes {
     match name {
         Some(n) => Bytes::from(format!("event: {n}\ndata: {data}\n\n")),
         None => Bytes::from(format!("data: {data}\n\n")),
@@ -1519,7 +1530,7 @@ fn stream_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> 
 /// A 200 whose body comes in `chunks` as the request's headers pace and
 /// cut them (`x-mock-chunk-delay-ms`, `x-mock-cut-after`), misbehaving as
 /// they ask (hostile.rs).
-async fn paced_answer(chunks: Vec<Bytes>, h: &HeaderMap, uri: &Uri, ctype: &str) -> Response<Body> {
+pub(crate) async fn paced_answer(chunks: Vec<Bytes>, h: &HeaderMap, uri: &Uri, ctype: &str) -> Response<Body> {
     let pace = Duration::from_millis(header_u64(h, "x-mock-chunk-delay-ms").unwrap_or(0));
     let mut r = Response::new(paced(chunks, pace, header_u64(h, "x-mock-cut-after")));
     decorate(r.headers_mut(), h, uri, ctype);

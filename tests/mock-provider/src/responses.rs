@@ -91,6 +91,12 @@ pub struct Plan {
     /// system (or developer) message inserted into the model's context";
     /// a long system prompt makes every event carrying the object long).
     pub instructions: Value,
+    /// `background: true`: answered `queued`, run on (`crate::objects`),
+    /// read back by id; only with `store` (the background guide: "requires
+    /// store=true").
+    pub background: bool,
+    /// The request's `metadata`, echoed in every response object.
+    pub metadata: Value,
 }
 
 /// Which hosted (billed-per-call) tools a request enables.
@@ -267,6 +273,16 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
         Some(Value::String(s)) if s.starts_with("resp_") => Some(s.clone()),
         Some(_) => return Err((400, "Invalid 'previous_response_id': expected an ID that begins with 'resp'.".into(), Some("previous_response_id"), Some("invalid_value"))),
     };
+    let store = m.get("store").and_then(Value::as_bool).unwrap_or(true);
+    let background = match m.get("background") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err((400, "Invalid type for 'background': expected a boolean.".into(), Some("background"), Some("invalid_type"))),
+    };
+    if background && !store {
+        return Err((400, "Background mode requires 'store' to be true.".into(), Some("store"), Some("invalid_value")));
+    }
+    let metadata = crate::objects::metadata(m.get("metadata"))?;
     let mut text = String::new();
     for k in ["instructions", "input"] {
         if let Some(v) = m.get(k) {
@@ -285,7 +301,7 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
         output,
         reasoning,
         incomplete: wanted + reasoning > cap,
-        store: m.get("store").and_then(Value::as_bool).unwrap_or(true),
+        store,
         previous,
         obfuscation: crate::obfuscation_asked(m.get("stream_options")),
         service_tier: "default",
@@ -295,6 +311,8 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
         page_opens: 0,
         image_input_tokens: 0,
         instructions: m.get("instructions").cloned().unwrap_or(Value::Null),
+        background,
+        metadata,
     })
 }
 
@@ -455,7 +473,7 @@ pub fn object(p: &Plan, id: &str, created: u64, done: bool) -> Value {
         "output_tokens": p.output, "output_tokens_details": {"reasoning_tokens": p.reasoning},
         "total_tokens": p.input + p.output}));
     let mut o = json!({"id": format!("resp_{id}"), "object": "response", "created_at": created, "status": status,
-           "background": false, "error": null,
+           "background": p.background, "error": null,
            "incomplete_details": if done && p.incomplete { json!({"reason": "max_output_tokens"}) } else { Value::Null },
            "instructions": p.instructions, "max_output_tokens": null, "max_tool_calls": p.hosted.max_calls, "model": p.model,
            "output": if done { output(p, id) } else { json!([]) },
@@ -463,7 +481,7 @@ pub fn object(p: &Plan, id: &str, created: u64, done: bool) -> Value {
            "reasoning": {"effort": null, "summary": null}, "safety_identifier": null, "service_tier": p.service_tier,
            "store": p.store, "temperature": 1.0, "text": {"format": {"type": "text"}, "verbosity": "medium"},
            "tool_choice": "auto", "tools": [], "top_logprobs": 0, "top_p": 1.0, "truncation": "disabled",
-           "usage": usage, "user": null, "metadata": {}});
+           "usage": usage, "user": null, "metadata": if p.metadata.is_null() { json!({}) } else { p.metadata.clone() }});
     if done && p.tool_usage && (p.hosted.image.is_some() || p.hosted.web_search) {
         o["tool_usage"] = tool_usage(p, p.hosted.image.unwrap_or_default());
     }

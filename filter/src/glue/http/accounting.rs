@@ -116,6 +116,9 @@ impl TollgateHttp {
         if let (Some((verdict, marker)), true) = (&self.cache_verdict, outcome == Outcome::Ok) {
             rec.cache_miss = crate::fingerprint::explain(verdict, *marker, &rec.usage, price.as_ref());
         }
+        if self.chat.as_ref().is_some_and(|c| c.background) {
+            return self.settle_background(&cfg, rec);
+        }
         self.remember_context(&rec);
         // Anthropic's advisor calls, the Responses API's image generation
         // tool's: the companion model's own record.
@@ -141,6 +144,31 @@ impl TollgateHttp {
             rec.cost_micros = rec.cost_micros.saturating_add(a.cost_micros);
         }
         Some(rec)
+    }
+
+    /// A background response's create: charged now only when its answer
+    /// (a stream that ran to its end) reports the usage, under the id every
+    /// later read of it charges ([`crate::background`]); otherwise it runs
+    /// on at the provider, and its reservation is given back.
+    fn settle_background(&mut self, cfg: &crate::config::Config, mut rec: UsageRecord) -> Option<UsageRecord> {
+        self.phase = Phase::Recorded;
+        let id = match &self.reader {
+            Reader::Stream { tracker, .. } => tracker.response_id().map(str::to_string),
+            _ => self.response_info.as_ref().and_then(|r| r.response_id.clone()),
+        };
+        match id.filter(|_| rec.usage_source == UsageSource::Provider) {
+            Some(id) => {
+                let actual = Amount { micros: rec.cost_micros, tokens: rec.usage.budget_tokens() };
+                super::super::with_budget_local(|u| admission::settle(&HostCounters, u, &self.reservations, actual));
+                rec.id = crate::background::record_id(&id);
+                self.ship_charge(cfg, &mut rec, true);
+                Some(rec)
+            }
+            None => {
+                super::super::with_budget_local(|u| admission::release(&HostCounters, u, &self.reservations));
+                None
+            }
+        }
     }
 
     /// A stored Responses API answer: the context a request continuing it

@@ -18,8 +18,8 @@ impl TollgateHttp {
             self.tag_count_answer();
             return Action::Continue;
         }
-        if self.phase == Phase::Batch {
-            self.batch_answer_head();
+        if self.phase == Phase::Charged {
+            self.charged_answer_head();
             return Action::Continue;
         }
         if self.phase != Phase::Upstream {
@@ -84,8 +84,8 @@ impl TollgateHttp {
     }
 
     pub(super) fn response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.phase == Phase::Batch {
-            return self.batch_answer_body(body_size, end_of_stream);
+        if self.phase == Phase::Charged {
+            return self.charged_answer_body(body_size, end_of_stream);
         }
         if self.phase != Phase::Upstream {
             return Action::Continue;

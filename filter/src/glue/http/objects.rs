@@ -90,7 +90,7 @@ impl TollgateHttp {
             Ok(b) => b,
             Err(e) => return self.reject(e),
         };
-        let owner = crate::batch::Owner { key: key.id.clone(), team: key.team.clone(), project: self.project.clone() };
+        let owner = crate::owned::Owner { key: key.id.clone(), team: key.team.clone(), project: self.project.clone() };
         let (new_body, api) = match crate::batch::tag(&body, &owner) {
             Ok(t) => t,
             Err(e) => return self.reject(e),
@@ -177,82 +177,89 @@ impl TollgateHttp {
         }
         log::debug!("[{}] stored object {:?} -> provider={}", self.context_id, plan.object, plan.provider);
         self.phase = Phase::Counting;
-        if plan.answers_batch {
-            self.phase = Phase::Batch;
-            self.batch_read = Some(BatchRead { provider: plan.provider.clone(), ..BatchRead::default() });
+        if let Some(kind) = plan.charged {
+            self.read_for_charge(kind, &plan.provider);
         }
         Action::Continue
     }
 
-    /// A batch object's head: passed on (impostor headers removed), its
-    /// status and coding kept for reading its body.
-    pub(super) fn batch_answer_head(&mut self) {
+    /// The answer to come is read as it passes for the charge it may
+    /// carry ([`crate::owned`]).
+    pub(super) fn read_for_charge(&mut self, kind: crate::owned::Kind, provider: &str) {
+        self.phase = Phase::Charged;
+        self.charge_read = Some(ChargeRead { kind, provider: provider.to_string(), answer: None });
+    }
+
+    /// The head of an answer read for a charge: passed on (impostor
+    /// headers removed), its status, coding and kind kept for reading its body.
+    pub(super) fn charged_answer_head(&mut self) {
         let head = ResponseHead::read(crate::hostmap::pairs(&host::header_map(RESPONSE_HEADERS)));
         for name in &head.impostors {
             host::set_header(RESPONSE_HEADERS, name, None);
         }
         self.add_target_headers();
         self.status = head.status;
-        if let Some(b) = self.batch_read.as_mut() {
-            b.coding = head.coding();
+        if let Some(r) = self.charge_read.as_mut() {
+            r.answer = Some(crate::owned::Answer::new(r.kind, head.coding(), head.is_stream()));
         }
     }
 
-    /// A batch object's body, copied as it passes (never held): at its
-    /// end, an ended batch's charge.
-    pub(super) fn batch_answer_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Some(read) = self.batch_read.as_mut() else { return Action::Continue };
-        if read.body.len().saturating_add(body_size) <= crate::batch::MAX_ANSWER_BYTES {
-            read.body.extend_from_slice(&host::buffer(RESPONSE_BODY, 0, body_size));
-        } else {
-            read.too_large = true;
+    /// The body of an answer read for a charge, read as it passes (never
+    /// held): at its end, what it charges.
+    pub(super) fn charged_answer_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(answer) = self.charge_read.as_mut().and_then(|r| r.answer.as_mut()) {
+            answer.push(&host::buffer(RESPONSE_BODY, 0, body_size));
         }
         if end_of_stream {
-            if let Some(read) = self.batch_read.take() {
-                self.charge_batch(read);
+            if let Some(read) = self.charge_read.take() {
+                self.charge(read);
             }
         }
         Action::Continue
     }
 
-    fn charge_batch(&mut self, read: BatchRead) {
-        let Some(cfg) = self.config.clone() else { return };
+    fn charge(&mut self, read: ChargeRead) {
+        let (Some(cfg), Some(answer)) = (self.config.clone(), read.answer) else { return };
         if self.status != 200 {
             return;
         }
-        if read.too_large {
-            log::warn!("[{}] a batch object over {} bytes was not read for its charge", self.context_id, crate::batch::MAX_ANSWER_BYTES);
-            return;
-        }
-        let records = match crate::batch::records(&cfg, &read.provider, read.body, &read.coding, now_ms()) {
+        let records = match answer.records(&cfg, &read.provider, now_ms()) {
             Ok(r) => r,
-            Err(_) => {
-                log::warn!("[{}] a batch object could not be decoded: not read for its charge", self.context_id);
+            Err(crate::owned::Unread::TooLarge) => {
+                log::warn!("[{}] an answer over {} bytes was not read for its charge", self.context_id, crate::owned::MAX_ANSWER_BYTES);
+                return;
+            }
+            Err(crate::owned::Unread::Undecodable) => {
+                log::warn!("[{}] an answer could not be decoded: not read for its charge", self.context_id);
                 return;
             }
         };
         for (i, mut rec) in records.into_iter().enumerate() {
-            // Charged once on this Envoy (metrics, logs); the control service
-            // gets it on every read, and counts its id once.
-            let counted = crate::batch::counted_key(&rec.id);
-            if host::shared(&counted).0.is_some() {
-                if cfg.control.is_some() {
-                    enqueue_record(self, serde_json::to_string(&rec).unwrap_or_default().as_bytes());
-                }
-                continue;
-            }
-            let _ = host::set_shared(&counted, b"1", None);
-            log::debug!("[{}] {} charged to key {}: {} micro-dollars", self.context_id, rec.id, rec.key_id, rec.cost_micros);
-            self.ship(&cfg, &mut rec, i == 0);
+            self.ship_charge(&cfg, &mut rec, i == 0);
         }
+    }
+
+    /// Ships a charge read from an object: once on this Envoy (logs,
+    /// metrics); the control service gets it on every read, and counts
+    /// its id once.
+    pub(super) fn ship_charge(&self, cfg: &Config, rec: &mut crate::record::UsageRecord, primary: bool) {
+        let counted = crate::owned::counted_key(&rec.id);
+        if host::shared(&counted).0.is_some() {
+            if cfg.control.is_some() {
+                enqueue_record(self, serde_json::to_string(&*rec).unwrap_or_default().as_bytes());
+            }
+            return;
+        }
+        let _ = host::set_shared(&counted, b"1", None);
+        log::debug!("[{}] {} charged to key {}: {} micro-dollars", self.context_id, rec.id, rec.key_id, rec.cost_micros);
+        self.ship(cfg, rec, primary);
     }
 }
 
-/// A batch object being read for its charge.
-#[derive(Default)]
-pub(super) struct BatchRead {
+/// An answer being read for its charge.
+pub(super) struct ChargeRead {
+    kind: crate::owned::Kind,
     provider: String,
-    coding: crate::decode::Coding,
-    body: Vec<u8>,
-    too_large: bool,
+    /// Made when its head arrives.
+    answer: Option<crate::owned::Answer>,
 }

@@ -228,6 +228,13 @@ impl TollgateHttp {
         if let (true, Some(r)) = (plan.routed, auto) {
             self.routed_by = Some(format!("auto: {}", r.reason));
         }
+        // A background response is read back from the provider that ran it: no alternative.
+        if plan.chat.background {
+            plan.fallbacks.clear();
+            if let Err(e) = crate::background::check(cfg, &plan, super::super::synced::guard_policy(cfg).as_deref()) {
+                return self.reject(e);
+            }
+        }
         // Alternatives are planned from the body as the client sent it (or as rendered).
         self.fallbacks = std::mem::take(&mut plan.fallbacks).into();
         if !self.fallbacks.is_empty() {
@@ -259,6 +266,14 @@ impl TollgateHttp {
                     route: plan.target.route.clone(),
                 };
                 self.answer_seed = Some((policy, owner, placeholders));
+            }
+        }
+        // Who a background response is charged to, when a read shows it ended.
+        if plan.chat.background {
+            let owner = crate::owned::Owner { key: key.id.clone(), team: key.team.clone(), project: self.project.clone() };
+            match crate::background::tag(plan.body.as_deref().unwrap_or(&body), &owner, plan.chat.input_bound()) {
+                Ok(b) => plan.body = Some(b),
+                Err(e) => return self.reject(e),
             }
         }
         // Sampled for evaluations: the request as sent (after redaction), in the client's API.

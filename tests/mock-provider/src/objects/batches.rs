@@ -78,24 +78,7 @@ fn created(app: &App, body: &Bytes) -> Answer {
     if window != "24h" {
         return Err(invalid(format!("Invalid value for 'completion_window': '{window}'. Supported values are: '24h'."), "completion_window"));
     }
-    let metadata = match m.get("metadata") {
-        None | Some(Value::Null) => Value::Null,
-        Some(Value::Object(md)) => {
-            if md.len() > 16 {
-                return Err(invalid(format!("Invalid 'metadata': too many properties. Expected an object with at most 16 properties, but got {} instead.", md.len()), "metadata"));
-            }
-            for (k, v) in md {
-                if k.chars().count() > 64 {
-                    return Err(invalid(format!("Invalid 'metadata': key '{k}' is longer than 64 characters."), "metadata"));
-                }
-                if v.as_str().is_none_or(|s| s.chars().count() > 512) {
-                    return Err(invalid(format!("Invalid 'metadata': the value of '{k}' must be a string of at most 512 characters."), "metadata"));
-                }
-            }
-            Value::Object(md.clone())
-        }
-        Some(_) => return Err((400, "Invalid type for 'metadata': expected an object.".into(), Some("metadata"), Some("invalid_type"))),
-    };
+    let metadata = super::metadata(m.get("metadata"))?;
     let files = app.objects.files.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
     match files.get(&file).and_then(|f| f.object.get("purpose")?.as_str()) {
         Some("batch") => {}

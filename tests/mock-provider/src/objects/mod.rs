@@ -40,6 +40,16 @@ struct Kept {
     object: Value,
     input: Vec<Value>,
     context: u64,
+    /// A background response: when it is done (before: `in_progress`),
+    /// its output tokens (not billed when cancelled before), its events
+    /// (a `GET …?stream=true` replays them).
+    background: Option<Running>,
+}
+
+struct Running {
+    ready_at: std::time::Instant,
+    output: u64,
+    events: Vec<(String, String)>,
 }
 
 /// Every kind of stored object (at most 100,000 of each).
@@ -60,6 +70,30 @@ pub(super) const LIMIT: usize = 100_000;
 
 /// The largest object kept whole (a response, a chat completion).
 pub(super) const KEPT_BYTES: usize = 1 << 20;
+
+/// `metadata` as the API checks it on batches and responses: an object of
+/// at most 16 strings of at most 512 characters, keys of at most 64.
+pub fn metadata(v: Option<&Value>) -> Result<Value, Refusal> {
+    let invalid = |msg: String| (400, msg, Some("metadata"), Some("invalid_value"));
+    match v {
+        None | Some(Value::Null) => Ok(Value::Null),
+        Some(Value::Object(md)) => {
+            if md.len() > 16 {
+                return Err(invalid(format!("Invalid 'metadata': too many properties. Expected an object with at most 16 properties, but got {} instead.", md.len())));
+            }
+            for (k, v) in md {
+                if k.chars().count() > 64 {
+                    return Err(invalid(format!("Invalid 'metadata': key '{k}' is longer than 64 characters.")));
+                }
+                if v.as_str().is_none_or(|s| s.chars().count() > 512) {
+                    return Err(invalid(format!("Invalid 'metadata': the value of '{k}' must be a string of at most 512 characters.")));
+                }
+            }
+            Ok(Value::Object(md.clone()))
+        }
+        Some(_) => Err((400, "Invalid type for 'metadata': expected an object.".into(), Some("metadata"), Some("invalid_type"))),
+    }
+}
 
 pub(super) fn not_found(kind: &str, id: &str) -> Refusal {
     (404, format!("{kind} with id '{id}' not found."), None, None)
@@ -120,8 +154,16 @@ impl Store {
         let (object, input) = if small { (object.clone(), input) } else { (Value::Null, Vec::new()) };
         if let (true, Ok(mut m)) = (p.store, self.responses.lock()) {
             if m.len() < LIMIT {
-                m.insert(id, Kept { object, input, context });
+                m.insert(id, Kept { object, input, context, background: None });
             }
+        }
+    }
+
+    /// Runs kept response `id` in the background: done after `delay_ms`.
+    pub fn run_in_background(&self, id: &str, delay_ms: u64, output: u64, events: Vec<(String, String)>) {
+        if let Some(k) = self.responses.lock().ok().as_mut().and_then(|m| m.get_mut(id)) {
+            let ready_at = std::time::Instant::now() + std::time::Duration::from_millis(delay_ms);
+            k.background = Some(Running { ready_at, output, events });
         }
     }
 
@@ -221,8 +263,58 @@ pub(super) fn page_from(uri: &Uri, items: &[Value], newest_first: bool) -> Answe
     Ok(json!({"object": "list", "data": data, "first_id": id(data.first()), "last_id": id(data.last()), "has_more": rest.len() > limit}))
 }
 
+/// A background response still running: `in_progress`, no output, no usage.
+fn running(object: &Value) -> Value {
+    let mut o = object.clone();
+    o["status"] = json!("in_progress");
+    o["output"] = json!([]);
+    o["usage"] = Value::Null;
+    o["completed_at"] = Value::Null;
+    o
+}
+
+/// `?stream=true` (and `starting_after`): a background response's events
+/// replayed from there, once it is done.
+fn stream_query(uri: &Uri) -> Result<Option<u64>, Refusal> {
+    let (mut stream, mut after) = (false, None);
+    for kv in uri.query().unwrap_or("").split('&').filter(|kv| !kv.is_empty()) {
+        match kv.split_once('=').unwrap_or((kv, "")) {
+            ("stream", v) => stream = v == "true",
+            ("starting_after", v) => after = Some(v.parse::<u64>().map_err(|_| (400, format!("Invalid 'starting_after': expected an integer, but got '{v}' instead."), Some("starting_after"), Some("invalid_type")))?),
+            _ => {}
+        }
+    }
+    Ok(stream.then_some(after.map_or(0, |a| a + 1)))
+}
+
 async fn get_response(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri, h: HeaderMap) -> Response<Body> {
-    answer(&app, &uri, &h, || app.objects.responses.lock().ok().and_then(|m| Some(m.get(&id)?.object.clone())).filter(|o| !o.is_null()).ok_or_else(|| not_found("Response", &id)))
+    let from = match stream_query(&uri) {
+        Ok(f) => f,
+        Err((status, msg, param, code)) => return openai_error(&h, &uri, status, &msg, param, code),
+    };
+    if let Some(from) = from {
+        if let Err(r) = openai_checks(&app, &uri, &h) {
+            return *r;
+        }
+        let run = app.objects.responses.lock().ok().and_then(|m| m.get(&id).map(|k| k.background.as_ref().map(|b| (b.ready_at, b.events.clone()))));
+        let (ready_at, events) = match run {
+            None => return openai_error(&h, &uri, 404, &format!("Response with id '{id}' not found."), None, None),
+            Some(None) => return openai_error(&h, &uri, 400, "Only background responses can be streamed from a GET.", Some("stream"), None),
+            Some(Some(r)) => r,
+        };
+        tokio::time::sleep(ready_at.saturating_duration_since(std::time::Instant::now())).await;
+        let chunks = events.iter().skip(usize::try_from(from).unwrap_or(usize::MAX)).map(|(n, d)| crate::sse(Some(n), d)).collect();
+        return crate::paced_answer(chunks, &h, &uri, "text/event-stream").await;
+    }
+    let r = answer(&app, &uri, &h, || {
+        let m = app.objects.responses.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+        let k = m.get(&id).filter(|k| !k.object.is_null()).ok_or_else(|| not_found("Response", &id))?;
+        Ok(match &k.background {
+            Some(b) if std::time::Instant::now() < b.ready_at => running(&k.object),
+            _ => k.object.clone(),
+        })
+    });
+    crate::hostile::misbehave(r, &h).await
 }
 
 async fn delete_response(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri, h: HeaderMap) -> Response<Body> {
@@ -232,15 +324,33 @@ async fn delete_response(State(app): State<Arc<App>>, Path(id): Path<String>, ur
     })
 }
 
+/// Cancels a background response: one still running ends `cancelled`
+/// with the output so far and no usage (the API reference's example);
+/// one that has ended is returned as it is (cancelling is idempotent: the
+/// background guide).
 async fn cancel_response(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri, h: HeaderMap) -> Response<Body> {
-    answer(&app, &uri, &h, || {
-        let kept = app.objects.responses.lock().ok().and_then(|m| m.get(&id).map(|k| k.object.get("background") == Some(&json!(true))));
-        match kept {
-            None => Err(not_found("Response", &id)),
-            Some(false) => Err((400, "Only responses created with background=true can be cancelled.".into(), None, None)),
-            Some(true) => Err((400, "Background responses are not made by this mock.".into(), None, None)),
+    let r = answer(&app, &uri, &h, || {
+        let mut m = app.objects.responses.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+        let k = m.get_mut(&id).ok_or_else(|| not_found("Response", &id))?;
+        let Some(run) = k.background.as_mut() else {
+            return Err((400, "Only responses created with background=true can be cancelled.".into(), None, None));
+        };
+        if std::time::Instant::now() < run.ready_at && k.object["status"] != "cancelled" {
+            k.object["status"] = json!("cancelled");
+            k.object["usage"] = Value::Null;
+            k.object["completed_at"] = Value::Null;
+            if let Some(items) = k.object["output"].as_array_mut() {
+                for item in items {
+                    item["status"] = json!("in_progress");
+                }
+            }
+            // What it had not generated yet is not billed.
+            let _ = app.served_output.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |o| Some(o.saturating_sub(run.output)));
+            run.ready_at = std::time::Instant::now();
         }
-    })
+        Ok(k.object.clone())
+    });
+    crate::hostile::misbehave(r, &h).await
 }
 
 async fn input_items(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri, h: HeaderMap) -> Response<Body> {

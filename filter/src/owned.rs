@@ -1,0 +1,332 @@
+//! Work the provider runs after the request that asked for it was
+//! answered: an OpenAI batch ([`crate::batch`]) and a background response
+//! ([`crate::background`]). What such work costs is known only when a
+//! later read shows it ended, maybe through another Envoy, under another
+//! key. Both objects keep a `metadata` map that the API lets no one change
+//! afterwards; so:
+//!
+//! - **creating** one writes who asked into its metadata (`tollgate_key`,
+//!   `tollgate_team`, `tollgate_project`; a client may set no
+//!   `tollgate_*` member itself): [`with_owner`];
+//! - **reading** one that has ended with its usage is its [`Charge`], a
+//!   record for that owner ([`record`]) whose id is the same on every read
+//!   (`tg-batch-<id>`, `tg-bg-<id>`): the ledger counts it once, and each
+//!   Envoy logs and counts it once ([`counted_key`]).
+
+use std::collections::BTreeMap;
+
+use crate::errors::GatewayError;
+use crate::pricing::{Premium, Price};
+use crate::request::{Api, Members};
+use tollgate_protocol::record::{BudgetDecision, Outcome, ServiceTier, UsageRecord, UsageSource, RECORD_VERSION};
+use tollgate_protocol::usage::Usage;
+
+/// The metadata members Tollgate writes.
+pub const KEY: &str = "tollgate_key";
+pub const TEAM: &str = "tollgate_team";
+pub const PROJECT: &str = "tollgate_project";
+/// What a client's own metadata members may not start with.
+const RESERVED: &str = "tollgate_";
+/// The API's limits on `metadata` (batches and responses alike): 16
+/// members, values of 512 characters.
+const MAX_METADATA: usize = 16;
+const MAX_VALUE: usize = 512;
+
+/// Who the work is charged to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Owner {
+    pub key: String,
+    pub team: String,
+    pub project: String,
+}
+
+fn bad(code: &'static str, msg: impl Into<String>) -> GatewayError {
+    GatewayError::bad_request(code, msg)
+}
+
+/// A request body's members, each once (serde and the provider could
+/// disagree on which of two wins).
+pub(crate) fn members_once(body: &[u8]) -> Result<Members<'_>, GatewayError> {
+    let members: Members = serde_json::from_slice(body).map_err(|_| bad("invalid_json", "The request body is not a JSON object."))?;
+    let mut seen: Vec<&str> = Vec::with_capacity(members.0.len());
+    for (k, _) in &members.0 {
+        if seen.contains(&k.as_str()) {
+            return Err(bad("duplicate_key", format!("The request body has the member '{}' more than once.", crate::text::clean_field(k, 64))));
+        }
+        seen.push(k);
+    }
+    Ok(members)
+}
+
+/// The body of `members` with `owner` (and `extra` `tollgate_*` members)
+/// added to its `metadata` (the client's other members as sent,
+/// unparsed). Refused: a `tollgate_*` member of the client's, metadata
+/// with no room for Tollgate's. `what` names the object in the messages
+/// (`batch`, `response`).
+pub(crate) fn with_owner(members: &Members<'_>, owner: &Owner, extra: &[(&str, String)], what: &str) -> Result<Vec<u8>, GatewayError> {
+    let raw = members.0.iter().find(|(k, _)| k == "metadata").map(|(_, v)| v.get());
+    let mut metadata: Vec<(String, String)> = match raw {
+        None | Some("null") => Vec::new(),
+        Some(m) => metadata_of(m)?,
+    };
+    if let Some((k, _)) = metadata.iter().find(|(k, _)| k.starts_with(RESERVED)) {
+        return Err(bad(
+            "reserved_metadata",
+            format!("Metadata members starting with '{RESERVED}' are Tollgate's (who the {what} is charged to): '{}' cannot be set.", crate::text::clean_field(k, 64)),
+        )
+        .with_param("metadata"));
+    }
+    let ours = 3 + extra.len();
+    if metadata.len() + ours > MAX_METADATA {
+        return Err(bad(
+            "metadata_full",
+            format!("A {what}'s metadata holds {MAX_METADATA} members and Tollgate adds {ours} (who the {what} is charged to): send at most {}.", MAX_METADATA.saturating_sub(ours)),
+        )
+        .with_param("metadata"));
+    }
+    let owner_members = [(KEY, &owner.key), (TEAM, &owner.team), (PROJECT, &owner.project)];
+    for (name, v) in owner_members.into_iter().chain(extra.iter().map(|(k, v)| (*k, v))) {
+        if v.chars().count() > MAX_VALUE {
+            return Err(GatewayError::internal(format!("The key's {name} is longer than a {what}'s metadata holds.")));
+        }
+        metadata.push((name.to_string(), v.clone()));
+    }
+    let unwritable = || GatewayError::internal("The request could not be written.");
+    let mut out = Vec::with_capacity(members.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + 256);
+    out.push(b'{');
+    for (k, v) in members.0.iter().filter(|(k, _)| k != "metadata") {
+        out.extend_from_slice(&serde_json::to_vec(k).map_err(|_| unwritable())?);
+        out.push(b':');
+        out.extend_from_slice(v.get().as_bytes());
+        out.push(b',');
+    }
+    let meta: serde_json::Map<String, serde_json::Value> = metadata.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+    out.extend_from_slice(b"\"metadata\":");
+    out.extend_from_slice(&serde_json::to_vec(&meta).map_err(|_| unwritable())?);
+    out.push(b'}');
+    Ok(out)
+}
+
+/// A client's `metadata`: an object of strings, each member once.
+fn metadata_of(raw: &str) -> Result<Vec<(String, String)>, GatewayError> {
+    let not_object = || bad("invalid_type", "Invalid type for 'metadata': expected an object of strings.").with_param("metadata");
+    let members: Members = serde_json::from_str(raw).map_err(|_| not_object())?;
+    let mut out: Vec<(String, String)> = Vec::with_capacity(members.0.len());
+    for (k, v) in &members.0 {
+        if out.iter().any(|(seen, _)| seen == k) {
+            return Err(bad("duplicate_key", format!("'metadata' has the member '{}' more than once.", crate::text::clean_field(k, 64))).with_param("metadata"));
+        }
+        out.push((k.clone(), serde_json::from_str(v.get()).map_err(|_| not_object())?));
+    }
+    Ok(out)
+}
+
+/// The owner an object's metadata names; `None` when it names no key
+/// (made before Tollgate, or around it).
+pub fn owner_of(metadata: Option<BTreeMap<String, Option<String>>>) -> Option<Owner> {
+    let meta = metadata.unwrap_or_default();
+    let field = |name: &str| meta.get(name).cloned().flatten();
+    Some(Owner { key: field(KEY)?, team: field(TEAM).unwrap_or_default(), project: field(PROJECT).unwrap_or_default() })
+}
+
+/// What ended work cost, and who it is charged to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    /// The record's id: the same on every read of the object.
+    pub record_id: String,
+    pub model: Option<String>,
+    pub api: Api,
+    pub usage: Usage,
+    /// `Provider`, or `Estimated` where the object reports no usage.
+    pub source: UsageSource,
+    pub owner: Owner,
+    /// Why it ended, when not completed (`batch_expired`, `response_cancelled`).
+    pub error_code: Option<String>,
+    /// The tier it is priced at (a batch's: `Batch`).
+    pub tier: Option<ServiceTier>,
+    pub created_ms: Option<u64>,
+    pub ended_ms: Option<u64>,
+}
+
+/// A model name without the date the provider appends to it
+/// (`gpt-5-2025-08-07` → `gpt-5`): an object reports the model that served
+/// it, dated, where prices name the model as requests do.
+pub fn undated(model: &str) -> Option<&str> {
+    let (name, date) = model.len().checked_sub(11).and_then(|i| Some((model.get(..i)?, model.get(i..)?)))?;
+    let b = date.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    (b.first() == Some(&b'-') && digits(1..5) && b.get(5) == Some(&b'-') && digits(6..8) && b.get(8) == Some(&b'-') && digits(9..11) && !name.is_empty())
+        .then_some(name)
+}
+
+/// The price of a model at `provider`: as the object names it, else
+/// without its date ([`undated`]).
+pub fn price(cfg: &crate::config::Config, provider: &str, model: &str) -> Option<Price> {
+    cfg.price(provider, model).or_else(|| cfg.price(provider, undated(model)?))
+}
+
+/// The largest answer read for charges (a list of batches, a response
+/// object with its output).
+pub const MAX_ANSWER_BYTES: usize = 8 << 20;
+
+/// An answer read whole, decoded when the provider compressed it; `Err`
+/// when it does not decode (nothing is charged from it).
+pub fn decoded(answer: Vec<u8>, coding: &crate::decode::Coding) -> Result<Vec<u8>, crate::decode::DecodeError> {
+    match crate::decode::Inflater::new(coding) {
+        None => Ok(answer),
+        Some(mut inflater) => crate::decode::whole(&mut inflater, &answer, MAX_ANSWER_BYTES),
+    }
+}
+
+/// The shared-data entry that marks a charge as counted on this Envoy.
+pub fn counted_key(record_id: &str) -> String {
+    format!("tollgate.charged.{record_id}")
+}
+
+/// The usage record of `c` for `provider`, priced at `price` (the model's,
+/// before the charge's tier) or unpriced; `now_ms` dates work whose end
+/// time the provider did not say.
+pub fn record(c: &Charge, provider: &str, price: Option<Price>, now_ms: u64) -> UsageRecord {
+    let price = price.map(|p| p.at(Premium { tier: c.tier, geo: None }));
+    let usage = crate::record::charged(c.usage, c.source, price.as_ref());
+    let (cost, savings) = price.map(|p| p.cost_and_savings(&usage)).unwrap_or((0, 0));
+    let ended = c.ended_ms.unwrap_or(now_ms);
+    UsageRecord {
+        v: RECORD_VERSION,
+        id: c.record_id.clone(),
+        client_request_id: None,
+        session_id: None,
+        ts_ms: ended,
+        key_id: c.owner.key.clone(),
+        key_hash: String::new(),
+        team: c.owner.team.clone(),
+        project: c.owner.project.clone(),
+        feature: None,
+        prompt_version: None,
+        user: None,
+        tags: BTreeMap::new(),
+        api: c.api,
+        provider: Some(provider.to_string()),
+        route: None,
+        model_requested: None,
+        model_upstream: c.model.clone(),
+        model_served: c.model.clone(),
+        stream: false,
+        status: 200,
+        outcome: Outcome::Ok,
+        error_code: c.error_code.clone(),
+        usage,
+        usage_source: c.source,
+        cost_micros: cost,
+        cache_savings_micros: savings,
+        priced: price.is_some(),
+        latency_ms: c.created_ms.map_or(0, |s| ended.saturating_sub(s)),
+        ttfb_ms: None,
+        budget_scopes: Vec::new(),
+        budget_decision: BudgetDecision::Off,
+        guardrails: None,
+        cache_miss: None,
+        json_check: None,
+        attempts: Vec::new(),
+        routed_by: None,
+        service_tier: c.tier,
+        inference_geo: None,
+        capture: None,
+    }
+    .bounded()
+}
+
+/// Which object an answer is read for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A batch, or a list of them ([`crate::batch::records`]).
+    Batch,
+    /// A response object, or its event stream (the terminal event's `response`).
+    Response,
+}
+
+/// An answer read as it passes (never held back), for the charge it
+/// carries. A JSON object is copied up to [`MAX_ANSWER_BYTES`]; an
+/// uncompressed event stream is split as it comes and only its last
+/// terminal event's `response` kept, so a stream of any length is read.
+pub struct Answer {
+    kind: Kind,
+    coding: crate::decode::Coding,
+    event_stream: bool,
+    /// An uncompressed stream, split as it comes.
+    events: Option<crate::sse::SseSplitter>,
+    /// The JSON (or compressed stream) so far, or a stream's terminal `response`.
+    body: Vec<u8>,
+    too_large: bool,
+}
+
+/// Why an answer was not read for its charge.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unread {
+    TooLarge,
+    Undecodable,
+}
+
+impl Answer {
+    pub fn new(kind: Kind, coding: crate::decode::Coding, event_stream: bool) -> Self {
+        let events = (event_stream && coding == crate::decode::Coding::Identity).then(|| crate::sse::SseSplitter::with_max_event(MAX_ANSWER_BYTES));
+        Answer { kind, coding, event_stream, events, body: Vec::new(), too_large: false }
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) {
+        let body = &mut self.body;
+        match self.events.as_mut() {
+            Some(split) => split.push(chunk, |ev, whole| {
+                if let Some(r) = whole.then(|| terminal_response(ev)).flatten() {
+                    *body = r;
+                }
+            }),
+            None if body.len().saturating_add(chunk.len()) <= MAX_ANSWER_BYTES => body.extend_from_slice(chunk),
+            None => self.too_large = true,
+        }
+    }
+
+    /// The records the answer's charges make, priced by `cfg`.
+    pub fn records(mut self, cfg: &crate::config::Config, provider: &str, now_ms: u64) -> Result<Vec<UsageRecord>, Unread> {
+        if self.too_large {
+            return Err(Unread::TooLarge);
+        }
+        let body = match self.events.take() {
+            // (A last event without its blank line.)
+            Some(mut split) => terminal_response(&split.take_pending()).unwrap_or(self.body),
+            None => decoded(self.body, &self.coding).map_err(|_| Unread::Undecodable)?,
+        };
+        // A compressed stream, decoded: its terminal event.
+        let body = match (self.event_stream, self.coding) {
+            (true, crate::decode::Coding::Identity) => body,
+            (true, _) => {
+                let mut split = crate::sse::SseSplitter::with_max_event(MAX_ANSWER_BYTES);
+                let mut last = None;
+                split.push(&body, |ev, whole| last = whole.then(|| terminal_response(ev)).flatten().or(last.take()));
+                terminal_response(&split.take_pending()).or(last).unwrap_or_default()
+            }
+            (false, _) => body,
+        };
+        let identity = crate::decode::Coding::Identity;
+        match self.kind {
+            Kind::Batch => crate::batch::records(cfg, provider, body, &identity, now_ms),
+            Kind::Response => crate::background::records(cfg, provider, body, &identity, now_ms),
+        }
+        .map_err(|_| Unread::Undecodable)
+    }
+}
+
+/// The `response` of a stream's terminal event (`response.completed`,
+/// `.failed`, `.incomplete`, `.cancelled`), as its bytes.
+fn terminal_response(raw: &[u8]) -> Option<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct Terminal<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        #[serde(borrow)]
+        response: &'a serde_json::value::RawValue,
+    }
+    let ev = crate::sse::parse_event(raw);
+    let t: Terminal = serde_json::from_str(&ev.data).ok()?;
+    matches!(t.kind, "response.completed" | "response.failed" | "response.incomplete" | "response.cancelled").then(|| t.response.get().as_bytes().to_vec())
+}
