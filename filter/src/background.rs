@@ -101,7 +101,7 @@ struct Head {
 /// Tollgate wrote when it was created and the output it shows.
 pub fn charge(answer: &[u8]) -> Option<Charge> {
     let h: Head = serde_json::from_slice(answer).ok()?;
-    if h.object != "response" || h.background != Some(true) || !matches!(h.status.as_str(), "completed" | "failed" | "incomplete" | "cancelled") {
+    if h.object != "response" || !crate::owned::usable_id(&h.id) || h.background != Some(true) || !matches!(h.status.as_str(), "completed" | "failed" | "incomplete" | "cancelled") {
         return None;
     }
     let input: Option<u64> = h.metadata.as_ref().and_then(|m| m.get(INPUT)?.as_deref()?.parse().ok());

@@ -138,7 +138,7 @@ struct BatchObject {
 /// through Tollgate (its metadata names the key). `None` otherwise.
 pub fn charge(answer: &[u8]) -> Option<Charge> {
     let b: BatchObject = serde_json::from_slice(answer).ok()?;
-    if b.object != "batch" {
+    if b.object != "batch" || !crate::owned::usable_id(&b.id) {
         return None;
     }
     let ended = match b.status.as_str() {

@@ -11,7 +11,7 @@
 //! - **reading** one that has ended with its usage is its [`Charge`], a
 //!   record for that owner ([`record`]) whose id is the same on every read
 //!   (`tg-batch-<id>`, `tg-bg-<id>`): the ledger counts it once, and each
-//!   Envoy logs and counts it once ([`counted_key`]).
+//!   Envoy logs and counts it once ([`COUNTED`]).
 
 use std::collections::BTreeMap;
 
@@ -121,6 +121,12 @@ fn metadata_of(raw: &str) -> Result<Vec<(String, String)>, GatewayError> {
     Ok(out)
 }
 
+/// Whether a provider's object id can name a record (`tg-batch-<id>`):
+/// letters, digits, `_` and `-`, as the provider writes them, at most 200.
+pub fn usable_id(id: &str) -> bool {
+    (1..=200).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// The owner an object's metadata names; `None` when it names no key
 /// (made before Tollgate, or around it).
 pub fn owner_of(metadata: Option<BTreeMap<String, Option<String>>>) -> Option<Owner> {
@@ -178,9 +184,32 @@ pub fn decoded(answer: Vec<u8>, coding: &crate::decode::Coding) -> Result<Vec<u8
     }
 }
 
-/// The shared-data entry that marks a charge as counted on this Envoy.
-pub fn counted_key(record_id: &str) -> String {
-    format!("tollgate.charged.{record_id}")
+/// The shared-data entry listing the charges this Envoy counted lately
+/// (its logs and metrics count each once; the ledger counts an id once
+/// however often it comes). One bounded entry, not one a charge: shared
+/// data is never freed while Envoy runs.
+pub const COUNTED: &str = "tollgate.charged";
+
+/// How many recent charges [`COUNTED`] remembers (about 40 KB): a charge
+/// read again after this many others is logged and counted in this
+/// Envoy's metrics again, never in the ledger.
+pub const COUNTED_MAX: usize = 512;
+
+/// Whether `entry` (of [`COUNTED`]) lists `id`.
+pub fn counted(entry: &[u8], id: &str) -> bool {
+    entry.split(|b| *b == b'\n').any(|l| l == id.as_bytes())
+}
+
+/// `entry` with `id` added last, the oldest dropped past [`COUNTED_MAX`].
+pub fn with_counted(entry: &[u8], id: &str) -> Vec<u8> {
+    let ids: Vec<&[u8]> = entry.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    let keep = ids.get(ids.len().saturating_sub(COUNTED_MAX - 1)..).unwrap_or_default();
+    let mut out = keep.join(&b'\n');
+    if !out.is_empty() {
+        out.push(b'\n');
+    }
+    out.extend_from_slice(id.as_bytes());
+    out
 }
 
 /// The usage record of `c` for `provider`, priced at `price` (the model's,

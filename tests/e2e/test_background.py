@@ -192,6 +192,9 @@ def test_background_requests_that_could_not_be_charged_are_refused_before_they_r
     with pytest.raises(openai.BadRequestError) as e:
         c.responses.create(model="openai/gpt-5.4", input="x", background=True, store=False)
     assert e.value.body["param"] == "store"
+    # (Recorded as any refused request is: free, and seen.)
+    rec = wait_until(lambda: records(stack, e.value.response.headers["x-tollgate-request-id"]), what="the refusal's record")[0]
+    assert (rec["status"], rec["cost_micros"], rec["outcome"]) == (400, 0, "provider_error")
     # A key whose budget is spent starts none.
     _, broke = new_key(stack, "broke-bg")
     stack.control.api("PUT", "/v1/budgets/team/broke-bg", {"limit_micros": 1, "period": "monthly"}, expect=200)

@@ -150,6 +150,10 @@ fn a_response_not_ended_not_background_or_not_ours_charges_nothing() {
     let text = response("completed", json!({})).to_string();
     assert_eq!(charge(text.replacen("\"service_tier\":\"default\",\"status\":\"completed\"", "\"service_tier\":\"default\",\"status\":\"completed\",\"status\":\"queued\"", 1).as_bytes()), None);
     assert_eq!(charge(b"\xff{"), None);
+    // An id that could not name a record (a line break, a space, empty).
+    for id in ["resp_1\nx", "resp 1", ""] {
+        assert_eq!(charged(&response("completed", json!({"id": id}))), None, "{id:?}");
+    }
 }
 
 #[test]
@@ -232,4 +236,22 @@ fn an_answer_read_as_it_passes_finds_the_charge_in_json_or_in_a_streams_terminal
     let mut a = Answer::new(Kind::Response, crate::decode::Coding::Gzip, true);
     a.push(&zipped[..zipped.len() - 4]);
     assert_eq!(a.records(&c, "openai", 5).unwrap_err(), Unread::Undecodable);
+}
+
+#[test]
+fn this_envoy_remembers_the_charges_it_counted_in_one_bounded_entry() {
+    use crate::owned::{counted, with_counted, COUNTED_MAX};
+    let mut entry = Vec::new();
+    assert!(!counted(&entry, "tg-bg-resp_1"));
+    entry = with_counted(&entry, "tg-bg-resp_1");
+    entry = with_counted(&entry, "tg-batch-batch_1");
+    assert!(counted(&entry, "tg-bg-resp_1") && counted(&entry, "tg-batch-batch_1"));
+    assert!(!counted(&entry, "tg-bg-resp_") && !counted(&entry, "resp_1") && !counted(&entry, ""), "whole ids only");
+    for i in 0..2 * COUNTED_MAX {
+        entry = with_counted(&entry, &format!("tg-bg-resp_n{i}"));
+    }
+    assert_eq!(entry.split(|b| *b == b'\n').count(), COUNTED_MAX);
+    assert!(!counted(&entry, "tg-bg-resp_1"), "the oldest forgotten");
+    assert!(counted(&entry, &format!("tg-bg-resp_n{}", 2 * COUNTED_MAX - 1)) && counted(&entry, &format!("tg-bg-resp_n{}", COUNTED_MAX)));
+    assert!(!counted(&entry, &format!("tg-bg-resp_n{}", COUNTED_MAX - 1)));
 }

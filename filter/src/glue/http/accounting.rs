@@ -116,7 +116,8 @@ impl TollgateHttp {
         if let (Some((verdict, marker)), true) = (&self.cache_verdict, outcome == Outcome::Ok) {
             rec.cache_miss = crate::fingerprint::explain(verdict, *marker, &rec.usage, price.as_ref());
         }
-        if self.chat.as_ref().is_some_and(|c| c.background) {
+        // (A refusal of the provider's is recorded as any request's is.)
+        if self.chat.as_ref().is_some_and(|c| c.background) && (200..300).contains(&self.status) {
             return self.settle_background(&cfg, rec);
         }
         self.remember_context(&rec);

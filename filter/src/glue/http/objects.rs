@@ -243,14 +243,16 @@ impl TollgateHttp {
     /// metrics); the control service gets it on every read, and counts
     /// its id once.
     pub(super) fn ship_charge(&self, cfg: &Config, rec: &mut crate::record::UsageRecord, primary: bool) {
-        let counted = crate::owned::counted_key(&rec.id);
-        if host::shared(&counted).0.is_some() {
+        // (A concurrent writer wins: at worst the charge is logged twice here.)
+        let (entry, cas) = host::shared(crate::owned::COUNTED);
+        let entry = entry.unwrap_or_default();
+        if crate::owned::counted(&entry, &rec.id) {
             if cfg.control.is_some() {
                 enqueue_record(self, serde_json::to_string(&*rec).unwrap_or_default().as_bytes());
             }
             return;
         }
-        let _ = host::set_shared(&counted, b"1", None);
+        let _ = host::set_shared(crate::owned::COUNTED, &crate::owned::with_counted(&entry, &rec.id), cas);
         log::debug!("[{}] {} charged to key {}: {} micro-dollars", self.context_id, rec.id, rec.key_id, rec.cost_micros);
         self.ship(cfg, rec, primary);
     }
