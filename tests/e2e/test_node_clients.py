@@ -107,6 +107,17 @@ def test_node_clients_run_a_batch_charged_to_their_key_when_it_ends(node_results
     assert rec["cost_micros"] == expected_cost("openai/gpt-5.4", r["input"], r["output"], percent=50) > 0, rec
 
 
+def test_openai_node_runs_a_background_response_charged_once_it_ended(node_results, client):
+    """openai-node's `responses.create({background: true})`, `retrieve` until it
+    ended and `retrieve(id, {stream: true, starting_after})`: charged once, to the
+    key that created it."""
+    r = node_results["openai_background"]
+    assert r["ok"] and (r["queued"], r["status"], r["team"], r["last"]) == ("queued", "completed", "search", "response.completed"), r
+    rec = client.record(f"tg-bg-{r['response']}")
+    assert (rec["usage"]["input_tokens"], rec["usage"]["output_tokens"], rec["team"]) == (r["input"], r["output"], "search"), rec
+    assert rec["cost_micros"] == expected_cost("openai/gpt-5.4", r["input"], r["output"], cached=r["cached"]) > 0, rec
+
+
 def test_node_clients_list_and_count(node_results):
     for name in ["openai_models", "anthropic_models", "gemini_models"]:
         assert node_results[name]["ok"], node_results[name]

@@ -281,6 +281,19 @@ const scenarios = {
     return { batch: made.id, status: b.status, model: b.model, input: b.usage.input_tokens, output: b.usage.output_tokens,
              team: b.metadata.tollgate_team, rows: out.map((o) => o.custom_id).sort() };
   },
+  async openai_background() {
+    // openai-node's background mode: created, polled until it ends, then read as a resumed stream.
+    const made = await oai.responses.create({ model: "openai/gpt-5.4", input: say, background: true });
+    let r = made;
+    for (let i = 0; i < 100 && (r.status === "queued" || r.status === "in_progress"); i++) {
+      await new Promise((res) => setTimeout(res, 100));
+      r = await oai.responses.retrieve(made.id);
+    }
+    let last = null;
+    for await (const ev of await oai.responses.retrieve(made.id, { stream: true, starting_after: 1 })) last = ev.type;
+    return { response: made.id, queued: made.status, status: r.status, input: r.usage.input_tokens, output: r.usage.output_tokens,
+             cached: r.usage.input_tokens_details.cached_tokens, team: r.metadata.tollgate_team, last };
+  },
   async vercel_speech() {
     const r = await experimental_generateSpeech({ model: vOpenai.speech("tts-1"), text: "The quick brown fox jumped over the lazy dog.", voice: "alloy", maxRetries: 0 });
     return { id: id(r.responses[0]?.headers), bytes: r.audio.uint8Array.length, mediaType: r.audio.mediaType };
