@@ -91,6 +91,11 @@ struct Head {
     created_at: Option<u64>,
     #[serde(default)]
     completed_at: Option<u64>,
+}
+
+/// A response's `output`, read only for an estimate.
+#[derive(Deserialize)]
+struct Output {
     #[serde(default)]
     output: Option<Vec<serde_json::Value>>,
 }
@@ -110,7 +115,8 @@ pub fn charge(answer: &[u8]) -> Option<Charge> {
     let (usage, source) = match info.usage {
         Some(u) => (u, UsageSource::Provider),
         None => {
-            let shown: usize = h.output.iter().flatten().map(text_bytes).sum();
+            let output = serde_json::from_slice::<Output>(answer).ok().and_then(|o| o.output);
+            let shown: usize = output.iter().flatten().map(text_bytes).sum();
             let output = crate::request::estimate_tokens(shown as u64);
             (Usage { input_tokens: input.unwrap_or(0), output_tokens: output, ..Default::default() }.bounded(), UsageSource::Estimated)
         }

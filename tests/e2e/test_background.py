@@ -135,6 +135,26 @@ def test_a_background_stream_is_charged_at_its_end_and_its_resumption_does_not_c
     assert rec["cost_micros"] == expected_cost("openai/gpt-5.4", done.usage.input_tokens, done.usage.output_tokens,
                                                cached=done.usage.input_tokens_details.cached_tokens) > 0
 
+    # One that leaves after output came has taken it: charged then, as any stream left early
+    # (estimated), under the same id, so a later read does not count it again.
+    stream = c.responses.create(model="openai/gpt-5.4", input="And one more.", background=True, stream=True,
+                                extra_headers={"x-mock-chunk-delay-ms": "50", "x-mock-output-tokens": "200"})
+    seen = []
+    for ev in stream:
+        seen.append(ev)
+        if sum(e.type == "response.output_text.delta" for e in seen) == 3:
+            break
+    stream.close()
+    rid = f"tg-bg-{seen[0].response.id}"
+    rec = wait_until(lambda: records(stack, rid), what="the left stream's record")[0]
+    assert (rec["usage_source"], rec["outcome"]) == ("estimated", "client_aborted") and 0 < rec["usage"]["output_tokens"] < 200, rec
+    assert c.responses.retrieve(seen[0].response.id).status in ("in_progress", "completed")
+    done = wait_until(lambda: (r := c.responses.retrieve(seen[0].response.id)).status == "completed" and r, what="the response to end")
+    key_id = done.metadata["tollgate_key"]
+    time.sleep(1.5)
+    assert len(records(stack, rid)) == 1 and spend(stack, key_id)["cost_micros"] == sum(
+        r["cost_micros"] for r in stack.envoy.usage_records() if r["key_id"] == key_id)
+
 
 def test_a_response_cancelled_before_its_end_is_charged_its_estimate(stack):
     _, c = new_key(stack, "cancels")

@@ -147,17 +147,21 @@ impl TollgateHttp {
         Some(rec)
     }
 
-    /// A background response's create: charged now only when its answer
-    /// (a stream that ran to its end) reports the usage, under the id every
-    /// later read of it charges ([`crate::background`]); otherwise it runs
-    /// on at the provider, and its reservation is given back.
+    /// A background response's create: charged now when its answer (a
+    /// stream that ran to its end) reports the usage, or when the client
+    /// left its stream after output came (estimated, as any stream left
+    /// early: what it took is charged even if it never reads the rest),
+    /// under the id every later read of it charges, counted once
+    /// ([`crate::background`]). Otherwise it runs on at the provider, its
+    /// reservation given back, and is charged when read.
     fn settle_background(&mut self, cfg: &crate::config::Config, mut rec: UsageRecord) -> Option<UsageRecord> {
         self.phase = Phase::Recorded;
         let id = match &self.reader {
             Reader::Stream { tracker, .. } => tracker.response_id().map(str::to_string),
             _ => self.response_info.as_ref().and_then(|r| r.response_id.clone()),
         };
-        match id.filter(|_| rec.usage_source == UsageSource::Provider) {
+        let took_output = rec.stream && rec.usage_source == UsageSource::Estimated && rec.usage.output_tokens > 0;
+        match id.filter(|_| rec.usage_source == UsageSource::Provider || took_output) {
             Some(id) => {
                 let actual = Amount { micros: rec.cost_micros, tokens: rec.usage.budget_tokens() };
                 super::super::with_budget_local(|u| admission::settle(&HostCounters, u, &self.reservations, actual));
