@@ -100,40 +100,73 @@ struct Output {
     output: Option<Vec<serde_json::Value>>,
 }
 
-/// The charge a response object carries: a background one (`background:
-/// true`) that has ended and whose metadata names its owner. Usage as
-/// reported; where none is (a cancelled response), estimated: the input
-/// Tollgate wrote when it was created and the output it shows.
-pub fn charge(answer: &[u8]) -> Option<Charge> {
+/// A background response of ours: its head, its owner, the input
+/// Tollgate estimated when it was created, and what its JSON says.
+fn ours(answer: &[u8]) -> Option<(Head, Owner, Option<u64>, crate::usage::ResponseInfo)> {
     let h: Head = serde_json::from_slice(answer).ok()?;
-    if h.object != "response" || !crate::owned::usable_id(&h.id) || h.background != Some(true) || !matches!(h.status.as_str(), "completed" | "failed" | "incomplete" | "cancelled") {
+    if h.object != "response" || !crate::owned::usable_id(&h.id) || h.background != Some(true) {
         return None;
     }
     let input: Option<u64> = h.metadata.as_ref().and_then(|m| m.get(INPUT)?.as_deref()?.parse().ok());
-    let owner = crate::owned::owner_of(h.metadata)?;
+    let owner = crate::owned::owner_of(h.metadata.clone())?;
     let info = crate::usage::parse_json_response(Api::OpenAiResponses, answer);
-    let (usage, source) = match info.usage {
-        Some(u) => (u, UsageSource::Provider),
-        None => {
-            let output = serde_json::from_slice::<Output>(answer).ok().and_then(|o| o.output);
-            let shown: usize = output.iter().flatten().map(text_bytes).sum();
-            let output = crate::request::estimate_tokens(shown as u64);
-            (Usage { input_tokens: input.unwrap_or(0), output_tokens: output, ..Default::default() }.bounded(), UsageSource::Estimated)
-        }
-    };
+    Some((h, owner, input, info))
+}
+
+/// The charge of `usage` for response `h`.
+fn charge_of(h: Head, owner: Owner, info: crate::usage::ResponseInfo, usage: Usage, source: UsageSource, error_code: Option<String>) -> Charge {
     let premium = crate::pricing::Premium::default().settled(info.served);
-    Some(Charge {
+    Charge {
         record_id: record_id(&h.id),
         model: info.model.filter(|m| !m.is_empty()),
         api: Api::OpenAiResponses,
         usage,
         source,
         owner,
-        error_code: (h.status != "completed").then(|| format!("response_{}", h.status)),
+        error_code,
         tier: premium.tier,
         created_ms: h.created_at.map(|s| s.saturating_mul(1000)),
         ended_ms: h.completed_at.map(|s| s.saturating_mul(1000)),
-    })
+    }
+}
+
+/// The charge a response object carries: a background one (`background:
+/// true`) that has ended and whose metadata names its owner. Usage as
+/// reported; where none is (a cancelled response), estimated: the input
+/// Tollgate wrote when it was created and the output it shows.
+pub fn charge(answer: &[u8]) -> Option<Charge> {
+    let (h, owner, input, info) = ours(answer)?;
+    if !matches!(h.status.as_str(), "completed" | "failed" | "incomplete" | "cancelled") {
+        return None;
+    }
+    let (usage, source) = match info.usage {
+        Some(u) => (u, UsageSource::Provider),
+        None => {
+            let output = serde_json::from_slice::<Output>(answer).ok().and_then(|o| o.output);
+            let shown: usize = output.iter().flatten().map(text_bytes).sum();
+            (estimate(input, crate::request::estimate_tokens(shown as u64)), UsageSource::Estimated)
+        }
+    };
+    let error_code = (h.status != "completed").then(|| format!("response_{}", h.status));
+    Some(charge_of(h, owner, info, usage, source, error_code))
+}
+
+/// The charge of a background response's stream that ended before its
+/// terminal event, after `output_chars` of output came: `head` the
+/// response as the stream showed it (its first events carry it), charged
+/// the input estimated when it was created and the output streamed.
+/// `None` when no output came (nothing taken: a later read charges it).
+pub fn cut(head: &[u8], output_chars: u64) -> Option<Charge> {
+    if output_chars == 0 {
+        return None;
+    }
+    let (h, owner, input, info) = ours(head)?;
+    let usage = estimate(input, crate::request::estimate_tokens(output_chars));
+    Some(charge_of(h, owner, info, usage, UsageSource::Estimated, Some("response_cut".to_string())))
+}
+
+fn estimate(input: Option<u64>, output: u64) -> Usage {
+    Usage { input_tokens: input.unwrap_or(0), output_tokens: output, ..Default::default() }.bounded()
 }
 
 /// The bytes of text an output item shows (a message's parts, a

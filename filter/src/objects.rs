@@ -236,6 +236,10 @@ pub struct Plan {
     /// An upload under a policy that blocks or redacts: read whole, sent
     /// only when it is a batch file, scanned line by line ([`crate::batch::guard_lines`]).
     pub scan_upload: bool,
+    /// A stored response's stream resumed after this event
+    /// (`starting_after`): asked from its start, the events up to it read
+    /// and not passed on.
+    pub skip_through: Option<u64>,
 }
 
 impl Plan {
@@ -288,7 +292,10 @@ pub fn plan(cfg: &Config, key: &KeyInfo, path: &str, method: &str, anthropic: bo
         Some(_) => true,
         None => false,
     };
-    let query = crate::request::upstream_query(path);
+    let (query, skip_through) = match (object, method) {
+        (Object::Response, "GET") => resumed(path)?,
+        _ => (crate::request::upstream_query(path), None),
+    };
     let mut headers = vec![
         (":path".to_string(), format!("{}{rest}{query}", provider.path_prefix)),
         (":authority".to_string(), provider.host.clone()),
@@ -310,10 +317,45 @@ pub fn plan(cfg: &Config, key: &KeyInfo, path: &str, method: &str, anthropic: bo
         scan: guard.is_some() && object.sends_content(method),
         creates_batch: object.creates_batch(method),
         charged: object.charged(method),
-        remove: if object.charged(method).is_some() { WHOLE_ANSWER } else { &[] },
+        remove: match object.charged(method) {
+            // (A stream read back is filtered event by event: it must come uncompressed.)
+            Some(crate::owned::Kind::Response) => WHOLE_RESPONSE,
+            Some(_) => WHOLE_ANSWER,
+            None => &[],
+        },
         scan_upload,
+        skip_through,
     })
 }
+
+/// A stored response's read: its query without `starting_after`, and
+/// that number. A stream resumed after an event is asked from its start:
+/// the events before it (the response's model, its owner) are read, and
+/// not passed on ([`crate::owned::Answer`]); otherwise a client could take
+/// a background response's output from a resumed stream that it leaves
+/// before the end, with nothing to say what it was or whose.
+fn resumed(path: &str) -> Result<(String, Option<u64>), GatewayError> {
+    let query = crate::request::upstream_query(path);
+    let mut kept = Vec::new();
+    let mut after = None;
+    for kv in query.trim_start_matches('?').split('&').filter(|kv| !kv.is_empty()) {
+        let (name, v) = kv.split_once('=').unwrap_or((kv, ""));
+        if name != "starting_after" {
+            kept.push(kv);
+            continue;
+        }
+        let n = v.parse::<u64>().ok().filter(|_| after.is_none()).ok_or_else(|| {
+            GatewayError::bad_request("invalid_type", "'starting_after' must be given once, as a non-negative integer.").with_param("starting_after")
+        })?;
+        after = Some(n);
+    }
+    let query = if kept.is_empty() { String::new() } else { format!("?{}", kept.join("&")) };
+    Ok((query, after))
+}
+
+/// The same for a stored response, and its coding: a stream read back is
+/// filtered event by event.
+const WHOLE_RESPONSE: &[&str] = &["range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "accept-encoding"];
 
 /// What a client could send to get an object read for a charge in parts or not at all.
 const WHOLE_ANSWER: &[&str] = &["range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since"];

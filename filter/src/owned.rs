@@ -276,18 +276,70 @@ pub enum Kind {
 
 /// An answer read as it passes (never held back), for the charge it
 /// carries. A JSON object is copied up to [`MAX_ANSWER_BYTES`]; an
-/// uncompressed event stream is split as it comes and only its last
-/// terminal event's `response` kept, so a stream of any length is read.
+/// uncompressed event stream is split as it comes, and only what a charge
+/// needs kept: its terminal event's `response`, else the response as the
+/// stream showed it first and the output it streamed (a stream left before
+/// its end, after output came, is charged an estimate). A stream resumed
+/// after an event (`starting_after`, asked from its start:
+/// [`crate::objects::Plan::skip_through`]) has the events up to it left out.
 pub struct Answer {
     kind: Kind,
     coding: crate::decode::Coding,
     event_stream: bool,
-    /// An uncompressed stream, split as it comes.
-    events: Option<crate::sse::SseSplitter>,
-    /// The JSON (or compressed stream) so far, or a stream's terminal `response`.
+    events: Option<Events>,
+    /// The JSON (or a compressed stream) so far.
     body: Vec<u8>,
     too_large: bool,
 }
+
+struct Events {
+    split: crate::sse::SseSplitter,
+    /// The last terminal event's `response`.
+    terminal: Option<Vec<u8>>,
+    /// The response as the last other event carrying one showed it.
+    head: Option<Vec<u8>>,
+    /// Characters of output the events streamed.
+    output_chars: u64,
+    skip_through: Option<u64>,
+}
+
+impl Events {
+    /// Reads one event (`whole`; else a fragment of an over-long one,
+    /// passed on unread) and adds what the client gets of it to `out`.
+    fn read(&mut self, ev: &[u8], whole: bool, out: &mut Vec<u8>) {
+        #[derive(serde::Deserialize)]
+        struct Seen<'a> {
+            #[serde(rename = "type", default)]
+            kind: Option<std::borrow::Cow<'a, str>>,
+            #[serde(default)]
+            sequence_number: Option<u64>,
+            #[serde(borrow, default)]
+            response: Option<&'a serde_json::value::RawValue>,
+        }
+        if !whole {
+            out.extend_from_slice(ev);
+            return;
+        }
+        let parsed = crate::sse::parse_event(ev);
+        let seen: Option<Seen> = serde_json::from_str(&parsed.data).ok();
+        let seq = seen.as_ref().and_then(|s| s.sequence_number);
+        if let Some(s) = seen {
+            let kind = s.kind.as_deref().or(parsed.name).unwrap_or("");
+            match (s.response, TERMINAL.contains(&kind)) {
+                (Some(r), true) => self.terminal = Some(r.get().as_bytes().to_vec()),
+                (Some(r), false) => self.head = Some(r.get().as_bytes().to_vec()),
+                (None, _) => {}
+            }
+            self.output_chars = self.output_chars.saturating_add(crate::responses_api::observe(parsed.name, &parsed.data).output_chars);
+        }
+        if self.skip_through.is_none_or(|n| seq.is_none_or(|s| s > n)) {
+            out.extend_from_slice(ev);
+        }
+    }
+}
+
+/// The events that end a response's stream.
+const TERMINAL: &[&str] = &["response.completed", "response.failed", "response.incomplete", "response.cancelled"];
 
 /// Why an answer was not read for its charge.
 #[derive(Debug, PartialEq, Eq)]
@@ -297,44 +349,79 @@ pub enum Unread {
 }
 
 impl Answer {
-    pub fn new(kind: Kind, coding: crate::decode::Coding, event_stream: bool) -> Self {
-        let events = (event_stream && coding == crate::decode::Coding::Identity).then(|| crate::sse::SseSplitter::with_max_event(MAX_ANSWER_BYTES));
+    pub fn new(kind: Kind, coding: crate::decode::Coding, event_stream: bool, skip_through: Option<u64>) -> Self {
+        let events = (event_stream && coding == crate::decode::Coding::Identity).then(|| Events {
+            split: crate::sse::SseSplitter::with_max_event(MAX_ANSWER_BYTES),
+            terminal: None,
+            head: None,
+            output_chars: 0,
+            skip_through,
+        });
         Answer { kind, coding, event_stream, events, body: Vec::new(), too_large: false }
     }
 
-    pub fn push(&mut self, chunk: &[u8]) {
-        let body = &mut self.body;
+    /// Whether what the client gets is rewritten (a resumed stream's
+    /// events before its start left out): its length changes.
+    pub fn rewrites(&self) -> bool {
+        self.events.as_ref().is_some_and(|e| e.skip_through.is_some())
+    }
+
+    /// Reads a chunk; `Some`: what the client gets in its place.
+    pub fn push(&mut self, chunk: &[u8]) -> Option<Vec<u8>> {
         match self.events.as_mut() {
-            Some(split) => split.push(chunk, |ev, whole| {
-                if let Some(r) = whole.then(|| terminal_response(ev)).flatten() {
-                    *body = r;
-                }
-            }),
-            None if body.len().saturating_add(chunk.len()) <= MAX_ANSWER_BYTES => body.extend_from_slice(chunk),
-            None => self.too_large = true,
+            Some(e) => {
+                let mut out = Vec::new();
+                let Events { split, .. } = e;
+                let mut split = std::mem::take(split);
+                split.push(chunk, |ev, whole| e.read(ev, whole, &mut out));
+                e.split = split;
+                e.skip_through.is_some().then_some(out)
+            }
+            None if self.body.len().saturating_add(chunk.len()) <= MAX_ANSWER_BYTES => {
+                self.body.extend_from_slice(chunk);
+                None
+            }
+            None => {
+                self.too_large = true;
+                None
+            }
         }
+    }
+
+    /// At the end of the answer: a last event without its blank line,
+    /// read; `Some`: what the client gets of it.
+    pub fn finish(&mut self) -> Option<Vec<u8>> {
+        let e = self.events.as_mut()?;
+        let pending = e.split.take_pending();
+        let mut out = Vec::new();
+        if !pending.is_empty() {
+            e.read(&pending, true, &mut out);
+        }
+        e.skip_through.is_some().then_some(out)
     }
 
     /// The records the answer's charges make, priced by `cfg`.
     pub fn records(mut self, cfg: &crate::config::Config, provider: &str, now_ms: u64) -> Result<Vec<UsageRecord>, Unread> {
+        self.finish();
         if self.too_large {
             return Err(Unread::TooLarge);
         }
+        let priced = |c: &Charge| record(c, provider, c.model.as_deref().and_then(|m| price(cfg, provider, m)), now_ms);
         let body = match self.events.take() {
-            // (A last event without its blank line.)
-            Some(mut split) => terminal_response(&split.take_pending()).unwrap_or(self.body),
+            Some(Events { terminal: Some(t), .. }) => t,
+            // Left (or cut) before its end, after output came: an estimate.
+            Some(e) => return Ok(e.head.as_deref().and_then(|h| crate::background::cut(h, e.output_chars)).iter().map(priced).collect()),
             None => decoded(self.body, &self.coding).map_err(|_| Unread::Undecodable)?,
         };
         // A compressed stream, decoded: its terminal event.
-        let body = match (self.event_stream, self.coding) {
-            (true, crate::decode::Coding::Identity) => body,
+        let body = match (self.event_stream, &self.coding) {
+            (true, crate::decode::Coding::Identity) | (false, _) => body,
             (true, _) => {
                 let mut split = crate::sse::SseSplitter::with_max_event(MAX_ANSWER_BYTES);
                 let mut last = None;
                 split.push(&body, |ev, whole| last = whole.then(|| terminal_response(ev)).flatten().or(last.take()));
                 terminal_response(&split.take_pending()).or(last).unwrap_or_default()
             }
-            (false, _) => body,
         };
         let identity = crate::decode::Coding::Identity;
         match self.kind {
@@ -357,5 +444,5 @@ fn terminal_response(raw: &[u8]) -> Option<Vec<u8>> {
     }
     let ev = crate::sse::parse_event(raw);
     let t: Terminal = serde_json::from_str(&ev.data).ok()?;
-    matches!(t.kind, "response.completed" | "response.failed" | "response.incomplete" | "response.cancelled").then(|| t.response.get().as_bytes().to_vec())
+    TERMINAL.contains(&t.kind).then(|| t.response.get().as_bytes().to_vec())
 }

@@ -156,6 +156,30 @@ def test_a_background_stream_is_charged_at_its_end_and_its_resumption_does_not_c
         r["cost_micros"] for r in stack.envoy.usage_records() if r["key_id"] == key_id)
 
 
+def test_a_resumed_stream_left_before_its_end_is_charged_what_it_took_to_its_creator(stack):
+    _, c = new_key(stack, "resumers")
+    made = c.responses.create(model="openai/gpt-5.4", input="A report to read as a stream.", background=True,
+                              extra_headers={"x-mock-output-tokens": "200"})
+    other = openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+    # Resumed after event 2 (the events that say what it is and whose come before): read from the start, passed on after it.
+    stream = other.responses.retrieve(made.id, stream=True, starting_after=2, extra_headers={"x-mock-chunk-delay-ms": "50"})
+    seen = []
+    for ev in stream:
+        seen.append(ev)
+        if len(seen) == 4:
+            break
+    stream.close()
+    assert [e.sequence_number for e in seen] == [3, 4, 5, 6]
+    rid = f"tg-bg-{made.id}"
+    rec = wait_until(lambda: records(stack, rid), what="the left stream's record")[0]
+    assert (rec["usage_source"], rec["error_code"], rec["team"]) == ("estimated", "response_cut", "resumers"), rec
+    assert rec["usage"]["input_tokens"] == int(made.metadata["tollgate_input_tokens"]) and rec["usage"]["output_tokens"] > 0
+    # Read whole later: the same id, not counted again.
+    assert c.responses.retrieve(made.id).status == "completed"
+    time.sleep(1.0)
+    assert len(records(stack, rid)) == 1
+
+
 def test_a_response_cancelled_before_its_end_is_charged_its_estimate(stack):
     _, c = new_key(stack, "cancels")
     made = c.responses.create(model="openai/gpt-5.4", input="A report that will not be finished.", background=True,

@@ -197,7 +197,7 @@ fn an_answer_read_as_it_passes_finds_the_charge_in_json_or_in_a_streams_terminal
     let done = response("completed", json!({}));
     // JSON in any pieces.
     let text = done.to_string();
-    let mut a = Answer::new(Kind::Response, crate::decode::Coding::Identity, false);
+    let mut a = Answer::new(Kind::Response, crate::decode::Coding::Identity, false, None);
     for piece in text.as_bytes().chunks(7) {
         a.push(piece);
     }
@@ -212,30 +212,75 @@ fn an_answer_read_as_it_passes_finds_the_charge_in_json_or_in_a_streams_terminal
         stream += &format!("event: response.output_text.delta\r\ndata: {}\r\n\r\n", json!({"type": "response.output_text.delta", "sequence_number": 5 + i, "delta": "word "}));
     }
     stream += &format!("event: response.completed\ndata: {}", json!({"type": "response.completed", "sequence_number": 1005, "response": done}));
-    let mut a = Answer::new(Kind::Response, crate::decode::Coding::Identity, true);
+    let mut a = Answer::new(Kind::Response, crate::decode::Coding::Identity, true, None);
     for piece in stream.as_bytes().chunks(13) {
         a.push(piece);
     }
     let r = a.records(&c, "openai", 5).unwrap();
     assert_eq!((r.len(), r[0].cost_micros), (1, 5_723), "the last event, even without its blank line");
-    // A stream that ends before its terminal event: nothing to charge yet.
+    // A stream that ends before its terminal event, after output came (a client that
+    // left): the input estimated when it was created and the output streamed.
     let cut = stream.split("event: response.completed").next().unwrap();
-    let mut a = Answer::new(Kind::Response, crate::decode::Coding::Identity, true);
+    let mut a = Answer::new(Kind::Response, crate::decode::Coding::Identity, true, None);
     a.push(cut.as_bytes());
+    let r = a.records(&c, "openai", 5).unwrap();
+    assert_eq!((r[0].usage_source, r[0].usage.input_tokens, r[0].usage.output_tokens, r[0].error_code.as_deref()), (UsageSource::Estimated, 900, 1250, Some("response_cut")));
+    assert_eq!(r[0].id, "tg-bg-resp_67cb71b351908190a308f3859487620d06981a8637e6bc44");
+    // Before any output: nothing taken, nothing charged (a later read charges it).
+    let early = stream.split("event: response.output_text.delta").next().unwrap();
+    let mut a = Answer::new(Kind::Response, crate::decode::Coding::Identity, true, None);
+    a.push(early.as_bytes());
     assert!(a.records(&c, "openai", 5).unwrap().is_empty());
     // A JSON answer past the limit is not read (said so).
-    let mut a = Answer::new(Kind::Response, crate::decode::Coding::Identity, false);
+    let mut a = Answer::new(Kind::Response, crate::decode::Coding::Identity, false, None);
     a.push(&vec![b' '; crate::owned::MAX_ANSWER_BYTES]);
     a.push(b"{}");
     assert_eq!(a.records(&c, "openai", 5).unwrap_err(), Unread::TooLarge);
     // A compressed stream is held and decoded whole.
     let zipped = crate::decode::tests::gzip(stream.as_bytes(), false);
-    let mut a = Answer::new(Kind::Response, crate::decode::Coding::Gzip, true);
+    let mut a = Answer::new(Kind::Response, crate::decode::Coding::Gzip, true, None);
     a.push(&zipped);
     assert_eq!(a.records(&c, "openai", 5).unwrap()[0].cost_micros, 5_723);
-    let mut a = Answer::new(Kind::Response, crate::decode::Coding::Gzip, true);
+    let mut a = Answer::new(Kind::Response, crate::decode::Coding::Gzip, true, None);
     a.push(&zipped[..zipped.len() - 4]);
     assert_eq!(a.records(&c, "openai", 5).unwrap_err(), Unread::Undecodable);
+}
+
+#[test]
+fn a_stream_resumed_after_an_event_is_read_from_its_start_and_passed_on_after_it() {
+    let c = cfg();
+    let done = response("completed", json!({}));
+    let mut running = done.clone();
+    running["status"] = json!("in_progress");
+    running["usage"] = Value::Null;
+    let ev = |name: &str, v: Value| format!("event: {name}\ndata: {v}\n\n");
+    let mut events = vec![ev("response.created", json!({"type": "response.created", "sequence_number": 0, "response": running})),
+                          ev("response.in_progress", json!({"type": "response.in_progress", "sequence_number": 1, "response": running}))];
+    for i in 2..6 {
+        events.push(ev("response.output_text.delta", json!({"type": "response.output_text.delta", "sequence_number": i, "delta": "abcd"})));
+    }
+    events.push(": a comment, no number\n\n".to_string());
+    events.push(ev("response.completed", json!({"type": "response.completed", "sequence_number": 6, "response": done})));
+    let whole = events.concat();
+    // `starting_after=3`: the client gets 4, 5, the comment and 6, as if the provider had started there.
+    let mut a = Answer::new(Kind::Response, crate::decode::Coding::Identity, true, Some(3));
+    assert!(a.rewrites());
+    let mut out = Vec::new();
+    for piece in whole.as_bytes().chunks(5) {
+        out.extend(a.push(piece).unwrap());
+    }
+    out.extend(a.finish().unwrap());
+    assert_eq!(String::from_utf8(out).unwrap(), events[4..].concat());
+    assert_eq!(a.records(&c, "openai", 5).unwrap()[0].cost_micros, 5_723);
+    // Left after event 5: the events before the client's start say whose and what it is.
+    let mut a = Answer::new(Kind::Response, crate::decode::Coding::Identity, true, Some(3));
+    let sent = a.push(events[..6].concat().as_bytes()).unwrap();
+    assert_eq!(String::from_utf8(sent).unwrap(), events[4..6].concat());
+    let r = a.records(&c, "openai", 5).unwrap();
+    assert_eq!((r[0].usage.input_tokens, r[0].usage.output_tokens, r[0].key_id.as_str()), (900, 4, "key-1"), "16 characters streamed");
+    // Not resumed: passed on as it came (None: unchanged).
+    let mut a = Answer::new(Kind::Response, crate::decode::Coding::Identity, true, None);
+    assert!(!a.rewrites() && a.push(whole.as_bytes()).is_none() && a.finish().is_none());
 }
 
 #[test]

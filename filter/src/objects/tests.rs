@@ -247,6 +247,15 @@ fn a_response_read_or_cancelled_is_read_whole_for_a_background_responses_charge(
         assert_eq!(p.charged, Some(Kind::Response), "{method} {path}");
         assert!(p.remove.contains(&"range") && p.remove.contains(&"if-modified-since"), "{method} {path}");
     }
+    // A stream resumed after an event is asked from its start (the events before it are read, not passed on).
+    let p = plan(&c, &key(None), "/v1/responses/resp_1?stream=true&starting_after=3&include_obfuscation=false", "GET", false, None).unwrap();
+    assert_eq!((headers(&p)[":path"].as_str(), p.skip_through), ("/v1/responses/resp_1?stream=true&include_obfuscation=false", Some(3)));
+    assert!(p.remove.contains(&"accept-encoding"), "read uncompressed, to be filtered event by event");
+    assert_eq!(plan(&c, &key(None), "/v1/responses/resp_1", "GET", false, None).unwrap().skip_through, None);
+    for bad in ["starting_after=x", "starting_after=-1", "starting_after=", "starting_after=1&starting_after=2", "starting_after"] {
+        let e = plan(&c, &key(None), &format!("/v1/responses/resp_1?stream=true&{bad}"), "GET", false, None).unwrap_err();
+        assert_eq!((e.status, e.param), (400, Some("starting_after")), "{bad}");
+    }
     // Deleting one, or reading what it was asked: nothing to charge.
     for (path, method) in [("/v1/responses/resp_1", "DELETE"), ("/v1/responses/resp_1/input_items", "GET"), ("/v1/conversations/c/items", "GET")] {
         let p = plan(&c, &key(None), path, method, false, None).unwrap();

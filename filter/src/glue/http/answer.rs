@@ -194,6 +194,9 @@ impl TollgateHttp {
     pub(super) fn log_end(&mut self) {
         body_arrived(self.context_id);
         report_vm_memory();
+        if self.phase == Phase::Charged {
+            return self.charge_cut();
+        }
         if self.phase != Phase::Upstream {
             return;
         }

@@ -178,16 +178,16 @@ impl TollgateHttp {
         log::debug!("[{}] stored object {:?} -> provider={}", self.context_id, plan.object, plan.provider);
         self.phase = Phase::Counting;
         if let Some(kind) = plan.charged {
-            self.read_for_charge(kind, &plan.provider);
+            self.read_for_charge(kind, &plan.provider, plan.skip_through);
         }
         Action::Continue
     }
 
     /// The answer to come is read as it passes for the charge it may
     /// carry ([`crate::owned`]).
-    pub(super) fn read_for_charge(&mut self, kind: crate::owned::Kind, provider: &str) {
+    pub(super) fn read_for_charge(&mut self, kind: crate::owned::Kind, provider: &str, skip_through: Option<u64>) {
         self.phase = Phase::Charged;
-        self.charge_read = Some(ChargeRead { kind, provider: provider.to_string(), answer: None });
+        self.charge_read = Some(ChargeRead { kind, provider: provider.to_string(), skip_through, answer: None });
     }
 
     /// The head of an answer read for a charge: passed on (impostor
@@ -200,7 +200,13 @@ impl TollgateHttp {
         self.add_target_headers();
         self.status = head.status;
         if let Some(r) = self.charge_read.as_mut() {
-            r.answer = Some(crate::owned::Answer::new(r.kind, head.coding(), head.is_stream()));
+            let answer = crate::owned::Answer::new(r.kind, head.coding(), head.is_stream(), r.skip_through);
+            if answer.rewrites() {
+                host::set_header(RESPONSE_HEADERS, "content-length", None);
+            } else if r.skip_through.is_some() && head.is_stream() {
+                log::warn!("[{}] a resumed stream came compressed: passed on whole, its earlier events included", self.context_id);
+            }
+            r.answer = Some(answer);
         }
     }
 
@@ -208,7 +214,15 @@ impl TollgateHttp {
     /// held): at its end, what it charges.
     pub(super) fn charged_answer_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if let Some(answer) = self.charge_read.as_mut().and_then(|r| r.answer.as_mut()) {
-            answer.push(&host::buffer(RESPONSE_BODY, 0, body_size));
+            let mut out = answer.push(&host::buffer(RESPONSE_BODY, 0, body_size));
+            if end_of_stream {
+                if let (Some(o), Some(last)) = (out.as_mut(), answer.finish()) {
+                    o.extend_from_slice(&last);
+                }
+            }
+            if let Some(o) = out {
+                host::set_buffer(RESPONSE_BODY, 0, body_size, &o);
+            }
         }
         if end_of_stream {
             if let Some(read) = self.charge_read.take() {
@@ -216,6 +230,17 @@ impl TollgateHttp {
             }
         }
         Action::Continue
+    }
+
+    /// The answer ended before its end of stream (the client left, the
+    /// provider cut it): what it carried so far is read for a charge.
+    pub(super) fn charge_cut(&mut self) {
+        if let Some(mut read) = self.charge_read.take() {
+            if let Some(a) = read.answer.as_mut() {
+                a.finish();
+            }
+            self.charge(read);
+        }
     }
 
     fn charge(&mut self, read: ChargeRead) {
@@ -262,6 +287,8 @@ impl TollgateHttp {
 pub(super) struct ChargeRead {
     kind: crate::owned::Kind,
     provider: String,
+    /// A resumed stream's start ([`crate::objects::Plan::skip_through`]).
+    skip_through: Option<u64>,
     /// Made when its head arrives.
     answer: Option<crate::owned::Answer>,
 }
