@@ -209,6 +209,34 @@ def mock_stats(stack) -> dict:
     """What the mock provider has served: requests, input and output tokens."""
     return requests.get(stack.mock.url + "/mock/stats", timeout=5).json()
 
+
+def wait_until(pred, timeout=15.0, step=0.1, what="condition"):
+    """`pred()`'s first truthy value, asked every `step` seconds; fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def new_openai_key(stack, team: str, project: str, **extra):
+    """A key made through the control service, once this Envoy takes it:
+    the key, and the stock OpenAI client that holds it."""
+    import openai
+    key = stack.control.api("POST", "/v1/keys", {"team": team, "project": project, **extra}, expect=201)[1]
+    client = openai.OpenAI(base_url=stack.url + "/v1", api_key=key["key"], max_retries=0)
+
+    def works():
+        try:
+            client.models.list()
+            return True
+        except openai.AuthenticationError:
+            return False
+    wait_until(works, what="the new key to reach Envoy")
+    return key["key"], client
+
 def access_log_has(stack, *texts: str, timeout: float = 5.0) -> bool:
     """Whether Envoy's access log holds every text, once written (Envoy
     writes it every 200 ms here)."""

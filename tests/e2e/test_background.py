@@ -22,35 +22,7 @@ import pytest
 import requests
 
 import stack as sm
-from conftest import SEARCH_KEY, error_of, expected_cost
-
-
-def wait_until(pred, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def new_key(s: sm.Stack, team: str) -> tuple[str, openai.OpenAI]:
-    key = s.control.api("POST", "/v1/keys", {"team": team, "project": "research"}, expect=201)[1]
-    client = openai.OpenAI(base_url=s.url + "/v1", api_key=key["key"], max_retries=0)
-
-    def works():
-        try:
-            client.models.list()
-            return True
-        except openai.AuthenticationError:
-            return False
-    wait_until(works, what="the new key to reach Envoy")
-    return key["key"], client
-
-
-def mock_stats(s: sm.Stack) -> dict:
-    return requests.get(s.mock.url + "/mock/stats", timeout=5).json()
+from conftest import SEARCH_KEY, error_of, expected_cost, mock_stats, new_openai_key, wait_until
 
 
 def records(s: sm.Stack, rid: str) -> list[dict]:
@@ -70,7 +42,7 @@ def stack(tmp_path_factory):
 
 
 def test_a_background_response_is_charged_once_to_its_creator_when_a_read_shows_it_ended(stack):
-    _, owner = new_key(stack, "deep")
+    _, owner = new_openai_key(stack, "deep", "research")
     other = openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
     before = mock_stats(stack)
     raw = owner.responses.with_raw_response.create(model="openai/gpt-5.4", input="Write a long report on tide pools.", background=True,
@@ -105,7 +77,7 @@ def test_a_background_response_is_charged_once_to_its_creator_when_a_read_shows_
 
 
 def test_a_background_stream_is_charged_at_its_end_and_its_resumption_does_not_charge_again(stack):
-    _, c = new_key(stack, "streams")
+    _, c = new_openai_key(stack, "streams", "research")
     events = list(c.responses.create(model="openai/gpt-5.4", input="Summarise the tide tables.", background=True, stream=True))
     assert events[0].response.background is True and events[-1].type == "response.completed"
     final = events[-1].response
@@ -157,7 +129,7 @@ def test_a_background_stream_is_charged_at_its_end_and_its_resumption_does_not_c
 
 
 def test_a_resumed_stream_left_before_its_end_is_charged_what_it_took_to_its_creator(stack):
-    _, c = new_key(stack, "resumers")
+    _, c = new_openai_key(stack, "resumers", "research")
     made = c.responses.create(model="openai/gpt-5.4", input="A report to read as a stream.", background=True,
                               extra_headers={"x-mock-output-tokens": "200"})
     other = openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
@@ -181,7 +153,7 @@ def test_a_resumed_stream_left_before_its_end_is_charged_what_it_took_to_its_cre
 
 
 def test_a_response_cancelled_before_its_end_is_charged_its_estimate(stack):
-    _, c = new_key(stack, "cancels")
+    _, c = new_openai_key(stack, "cancels", "research")
     made = c.responses.create(model="openai/gpt-5.4", input="A report that will not be finished.", background=True,
                               extra_headers={"x-mock-background-ms": "30000"})
     cancelled = c.responses.cancel(made.id)
@@ -240,7 +212,7 @@ def test_background_requests_that_could_not_be_charged_are_refused_before_they_r
     rec = wait_until(lambda: records(stack, e.value.response.headers["x-tollgate-request-id"]), what="the refusal's record")[0]
     assert (rec["status"], rec["cost_micros"], rec["outcome"]) == (400, 0, "provider_error")
     # A key whose budget is spent starts none.
-    _, broke = new_key(stack, "broke-bg")
+    _, broke = new_openai_key(stack, "broke-bg", "research")
     stack.control.api("PUT", "/v1/budgets/team/broke-bg", {"limit_micros": 1, "period": "monthly"}, expect=200)
     broke.responses.create(model="openai/gpt-5.4", input="spend it")
 

@@ -22,7 +22,7 @@ import pytest
 import requests
 
 import stack as sm
-from conftest import SEARCH_KEY, error_of, expected_cost
+from conftest import SEARCH_KEY, error_of, expected_cost, mock_stats, new_openai_key, wait_until
 
 LINES = [
     {"custom_id": f"row-{i}", "method": "POST", "url": "/v1/chat/completions",
@@ -40,34 +40,6 @@ def no_guardrails(pc):
     del pc["guardrails"]
 
 
-def wait_until(pred, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def new_key(s: sm.Stack, team: str, **extra) -> str:
-    key = s.control.api("POST", "/v1/keys", {"team": team, "project": "batch-jobs", **extra}, expect=201)[1]
-    client = openai.OpenAI(base_url=s.url + "/v1", api_key=key["key"], max_retries=0)
-
-    def works():
-        try:
-            client.models.list()
-            return True
-        except openai.AuthenticationError:
-            return False
-    wait_until(works, what="the new key to reach Envoy")
-    return key["key"]
-
-
-def mock_stats(s: sm.Stack) -> dict:
-    return requests.get(s.mock.url + "/mock/stats", timeout=5).json()
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     s = sm.Stack(tmp_path_factory.mktemp("batches"), plugin_patch=no_guardrails)
@@ -76,7 +48,7 @@ def stack(tmp_path_factory):
 
 
 def test_a_batch_runs_through_the_gateway_and_is_charged_once_to_whoever_created_it(stack):
-    owner_key = new_key(stack, "nightly")
+    owner_key = new_openai_key(stack, "nightly", "batch-jobs")[0]
     owner = openai.OpenAI(base_url=stack.url + "/v1", api_key=owner_key, max_retries=0)
     # Another team's key polls it: the batch is still the creator's to pay.
     other = openai.OpenAI(base_url=stack.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
@@ -137,13 +109,13 @@ def test_a_batch_is_refused_where_its_owner_or_its_spend_could_not_be_held(stack
         c.batches.list()
     assert e.value.body["code"] == "listing_not_allowed"
     # A key limited to some models could run any in a batch's file.
-    limited = openai.OpenAI(base_url=stack.url + "/v1", api_key=new_key(stack, "interns2", models=["openai/gpt-5.4-mini"]), max_retries=0)
+    limited = openai.OpenAI(base_url=stack.url + "/v1", api_key=new_openai_key(stack, "interns2", "batch-jobs", models=["openai/gpt-5.4-mini"])[0], max_retries=0)
     with pytest.raises(openai.PermissionDeniedError) as e:
         limited.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
     assert e.value.body["code"] == "batch_not_allowed"
     assert mock_stats(stack) == before
     # A key whose budget is spent starts no batch.
-    broke_key = new_key(stack, "broke")
+    broke_key = new_openai_key(stack, "broke", "batch-jobs")[0]
     broke = openai.OpenAI(base_url=stack.url + "/v1", api_key=broke_key, max_retries=0)
     stack.control.api("PUT", "/v1/budgets/team/broke", {"limit_micros": 1, "period": "monthly"}, expect=200)
     broke.chat.completions.create(model="openai/gpt-5.4", messages=[{"role": "user", "content": "spend it"}])

@@ -15,17 +15,7 @@ import pytest
 import requests
 
 import stack as sm
-from conftest import Client, error_of, expected_cost
-
-
-def wait_until(pred, timeout=10.0, step=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}")
+from conftest import Client, error_of, expected_cost, wait_until
 
 
 def new_key(control: sm.Control, team: str, project: str = "p1", key_id: str | None = None) -> dict:
