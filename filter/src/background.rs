@@ -33,6 +33,10 @@ use tollgate_protocol::usage::Usage;
 
 /// The metadata member holding the input Tollgate estimated.
 pub const INPUT: &str = "tollgate_input_tokens";
+/// The metadata member holding the GB of code interpreter containers the
+/// request had the provider create (when it had any): billed however the
+/// response ends, and not in its usage.
+pub const CONTAINERS: &str = "tollgate_container_gb";
 
 fn refused(msg: impl Into<String>) -> GatewayError {
     GatewayError::bad_request("unsupported_field", msg).with_param("background")
@@ -64,11 +68,16 @@ pub fn check(cfg: &Config, plan: &crate::route::Plan, policy: Option<&crate::gua
     Ok(())
 }
 
-/// The create request with `owner` and the estimated input written into
-/// its metadata (the client's members as sent).
-pub fn tag(body: &[u8], owner: &Owner, input_tokens: u64) -> Result<Vec<u8>, GatewayError> {
+/// The create request with `owner`, the estimated input and the
+/// containers it creates written into its metadata (the client's members
+/// as sent).
+pub fn tag(body: &[u8], owner: &Owner, input_tokens: u64, container_gb: u64) -> Result<Vec<u8>, GatewayError> {
     let members = crate::owned::members_once(body)?;
-    crate::owned::with_owner(&members, owner, &[(INPUT, input_tokens.to_string())], "response")
+    let mut ours = vec![(INPUT, input_tokens.to_string())];
+    if container_gb > 0 {
+        ours.push((CONTAINERS, container_gb.to_string()));
+    }
+    crate::owned::with_owner(&members, owner, &ours, "response")
 }
 
 /// The record id of a background response's charge.
@@ -102,15 +111,22 @@ struct Output {
 
 /// A background response of ours: its head, its owner, the input
 /// Tollgate estimated when it was created, and what its JSON says.
-fn ours(answer: &[u8]) -> Option<(Head, Owner, Option<u64>, crate::usage::ResponseInfo)> {
+fn ours(answer: &[u8]) -> Option<(Head, Owner, Written, crate::usage::ResponseInfo)> {
     let h: Head = serde_json::from_slice(answer).ok()?;
     if h.object != "response" || !crate::owned::usable_id(&h.id) || h.background != Some(true) {
         return None;
     }
-    let input: Option<u64> = h.metadata.as_ref().and_then(|m| m.get(INPUT)?.as_deref()?.parse().ok());
+    let number = |name: &str| h.metadata.as_ref().and_then(|m| m.get(name)?.as_deref()?.parse::<u64>().ok());
+    let written = Written { input: number(INPUT), container_gb: number(CONTAINERS).unwrap_or(0) };
     let owner = crate::owned::owner_of(h.metadata.clone())?;
     let info = crate::usage::parse_json_response(Api::OpenAiResponses, answer);
-    Some((h, owner, input, info))
+    Some((h, owner, written, info))
+}
+
+/// What Tollgate wrote into a background response's metadata besides its owner.
+struct Written {
+    input: Option<u64>,
+    container_gb: u64,
 }
 
 /// The charge of `usage` for response `h`.
@@ -135,18 +151,20 @@ fn charge_of(h: Head, owner: Owner, info: crate::usage::ResponseInfo, usage: Usa
 /// reported; where none is (a cancelled response), estimated: the input
 /// Tollgate wrote when it was created and the output it shows.
 pub fn charge(answer: &[u8]) -> Option<Charge> {
-    let (h, owner, input, info) = ours(answer)?;
+    let (h, owner, written, info) = ours(answer)?;
     if !matches!(h.status.as_str(), "completed" | "failed" | "incomplete" | "cancelled") {
         return None;
     }
-    let (usage, source) = match info.usage {
+    let (mut usage, source) = match info.usage {
         Some(u) => (u, UsageSource::Provider),
         None => {
             let output = serde_json::from_slice::<Output>(answer).ok().and_then(|o| o.output);
             let shown: usize = output.iter().flatten().map(text_bytes).sum();
-            (estimate(input, crate::request::estimate_tokens(shown as u64)), UsageSource::Estimated)
+            (estimate(written.input, crate::request::estimate_tokens(shown as u64)), UsageSource::Estimated)
         }
     };
+    usage.container_gb = written.container_gb;
+    let usage = usage.bounded();
     let error_code = (h.status != "completed").then(|| format!("response_{}", h.status));
     Some(charge_of(h, owner, info, usage, source, error_code))
 }
@@ -160,8 +178,8 @@ pub fn cut(head: &[u8], output_chars: u64) -> Option<Charge> {
     if output_chars == 0 {
         return None;
     }
-    let (h, owner, input, info) = ours(head)?;
-    let usage = estimate(input, crate::request::estimate_tokens(output_chars));
+    let (h, owner, written, info) = ours(head)?;
+    let usage = Usage { container_gb: written.container_gb, ..estimate(written.input, crate::request::estimate_tokens(output_chars)) }.bounded();
     Some(charge_of(h, owner, info, usage, UsageSource::Estimated, Some("response_cut".to_string())))
 }
 

@@ -38,6 +38,14 @@ pub struct Price {
     /// OpenAI's published price).
     #[serde(default)]
     pub file_search_per_1k: Option<u64>,
+    /// Micro-dollars per GB of memory of a code interpreter container the
+    /// request has the provider create (the Responses API's
+    /// `code_interpreter` tool, `container: {"type": "auto"}`). Defaults
+    /// to 30,000: OpenAI's price of a container session, $0.03 for 1 GB
+    /// up to $1.92 for 64 GB, for 20 minutes (billed by the minute, at
+    /// least 5, since June 2026: a session this charges in full).
+    #[serde(default)]
+    pub container_per_gb: Option<u64>,
     /// Uncached input tokens of audio (OpenAI's audio models bill them
     /// about 13 × text: gpt-audio $32 against $2.50 per million). Defaults to `input`.
     #[serde(default)]
@@ -186,6 +194,8 @@ pub const DEFAULT_WEB_SEARCH_PER_1K: u64 = 10_000_000;
 
 /// $2.50 per 1,000 file search calls.
 pub const DEFAULT_FILE_SEARCH_PER_1K: u64 = 2_500_000;
+/// [`Price::container_per_gb`] when a price sets none: $0.03 a GB.
+pub const DEFAULT_CONTAINER_PER_GB: u64 = 30_000;
 
 const PICOS_PER_MICRO: u128 = 1_000_000;
 
@@ -325,6 +335,7 @@ impl Price {
         let calls = |n: u64, per_1k: Option<u64>, default: u64| (n as u128).saturating_mul(per_1k.unwrap_or(default) as u128).saturating_mul(1000);
         let searches = calls(u.web_search_requests, p.web_search_per_1k, DEFAULT_WEB_SEARCH_PER_1K)
             .saturating_add(calls(u.file_search_calls, p.file_search_per_1k, DEFAULT_FILE_SEARCH_PER_1K));
+        let containers = (u.container_gb as u128).saturating_mul(p.container_per_gb.unwrap_or(DEFAULT_CONTAINER_PER_GB) as u128).saturating_mul(PICOS_PER_MICRO);
         // Micro-dollars an hour over 3,600,000 ms, in picos: ms × price / 3.6.
         let audio_time = (u.audio_input_ms as u128).saturating_mul(p.audio_per_hour.unwrap_or(0) as u128).saturating_mul(10).div_ceil(36);
         term(uncached - audio_in - image_in, p.input)
@@ -337,6 +348,7 @@ impl Price {
             .saturating_add(term(audio_out, p.audio_output.unwrap_or(p.output)))
             .saturating_add(term(image_out, p.image_output.unwrap_or(p.output)))
             .saturating_add(searches)
+            .saturating_add(containers)
             .saturating_add(audio_time)
             .saturating_add(term(u.input_characters, p.characters_per_million.unwrap_or(0)))
     }
@@ -443,6 +455,11 @@ mod tests {
         assert_eq!(p.cost_micros(&u), 10_000 + 7_500, "$2.50 per 1,000 file search calls, beside the searches");
         let own = Price { file_search_per_1k: Some(1_000_000), web_search_per_1k: Some(0), ..p };
         assert_eq!(own.cost_micros(&u), 3_000);
+        // Code interpreter containers: $0.03 a GB of a session (1 GB $0.03 … 64 GB $1.92), at no tier's percent.
+        let boxes = Usage { container_gb: 1 + 4, ..Default::default() };
+        assert_eq!(p.cost_micros(&boxes), 150_000);
+        assert_eq!(Price { container_per_gb: Some(10_000), ..p }.cost_micros(&boxes), 50_000);
+        assert_eq!(p.at(Premium { tier: Some(ServiceTier::Priority), geo: None }).cost_micros(&boxes), 150_000);
         // A search model: a search a request, whatever the answer reports; more when it reports more.
         let search = Price { web_searches_per_request: Some(1), ..p };
         assert_eq!(search.billed(Usage::default()).web_search_requests, 1);

@@ -58,6 +58,10 @@ pub struct Observed {
     pub stream: Option<StreamSummary>,
     /// What the answer's headers say served it (Gemini's tier).
     pub head_served: crate::served::Served,
+    /// The GB of the code interpreter containers the request had the
+    /// provider create ([`crate::request::server_tools`]): billed when the
+    /// provider took it, what its answer says or not.
+    pub container_gb: u64,
 }
 
 impl Observed {
@@ -96,6 +100,20 @@ pub fn charged(usage: Usage, source: UsageSource, price: Option<&crate::pricing:
 ///   larger. Providers bill generated tokens even when the client stops
 ///   reading, so an estimate is closer to the bill than zero.
 pub fn account(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
+    let (mut u, mut source, outcome, error) = account_answer(o);
+    // A container the request had the provider create is billed once the
+    // provider took the request, whatever its answer says.
+    if o.container_gb > 0 && o.upstream_responded && o.status < 400 {
+        u.container_gb = o.container_gb;
+        if source == UsageSource::None {
+            source = UsageSource::Estimated;
+        }
+    }
+    (u, source, outcome, error)
+}
+
+/// The accounting rule for what the answer says (or shows) it used.
+fn account_answer(o: &Observed) -> (Usage, UsageSource, Outcome, Option<String>) {
     let incomplete_outcome = match o.termination {
         Termination::Complete => None,
         Termination::UpstreamReset => Some(Outcome::UpstreamCut),
@@ -273,10 +291,26 @@ pub(crate) mod tests {
     }
 
     fn obs(status: u16, t: Termination, json: Option<ResponseInfo>, s: Option<StreamSummary>) -> Observed {
-        Observed { status, upstream_responded: true, termination: t, estimated_input_tokens: 100, image_bound: None, image_input_bound: 0, audio_input_ms: 0, input_characters: 0, spoken: None, json, stream: s, body_note: None, body_bytes: 0, head_served: Default::default() }
+        Observed { status, upstream_responded: true, termination: t, estimated_input_tokens: 100, image_bound: None, image_input_bound: 0, audio_input_ms: 0, input_characters: 0, spoken: None, json, stream: s, body_note: None, body_bytes: 0, head_served: Default::default(), container_gb: 0 }
     }
 
-    const U: Usage = Usage { input_tokens: 120, cached_input_tokens: 20, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 0, cache_write_1h_tokens: 0, web_search_requests: 0, file_search_calls: 0, audio_input_tokens: 0, image_input_tokens: 0, audio_output_tokens: 0, image_output_tokens: 0, audio_input_ms: 0, input_characters: 0, cache_reported: true };
+    const U: Usage = Usage { input_tokens: 120, cached_input_tokens: 20, cache_write_tokens: 0, output_tokens: 30, reasoning_tokens: 0, cache_write_1h_tokens: 0, web_search_requests: 0, file_search_calls: 0, audio_input_tokens: 0, image_input_tokens: 0, audio_output_tokens: 0, image_output_tokens: 0, audio_input_ms: 0, input_characters: 0, container_gb: 0, cache_reported: true };
+
+    #[test]
+    fn a_container_the_request_had_created_is_charged_once_the_provider_took_it() {
+        let with = |status, t, json, s| Observed { container_gb: 4, ..obs(status, t, json, s) };
+        let answered = Some(ResponseInfo { usage: Some(U), ..Default::default() });
+        let (u, source, ..) = account(&with(200, Termination::Complete, answered.clone(), None));
+        assert_eq!((u.container_gb, u.input_tokens, source), (4, 120, UsageSource::Provider));
+        // Cut or left early: created all the same.
+        assert_eq!(account(&with(200, Termination::DownstreamReset, None, Some(stream(None, false, 0)))).0.container_gb, 4);
+        let (u, source, ..) = account(&with(200, Termination::UpstreamReset, None, Some(stream(None, false, 0))));
+        assert_eq!((u.container_gb, source), (4, UsageSource::Estimated), "billed even with nothing streamed");
+        // Refused, or never reached: none.
+        assert_eq!(account(&with(400, Termination::Complete, answered, None)).0.container_gb, 0);
+        let unanswered = Observed { upstream_responded: false, ..with(200, Termination::UpstreamReset, None, None) };
+        assert_eq!(account(&unanswered).0, Usage::default());
+    }
 
     #[test]
     fn complete_json_uses_provider_usage() {

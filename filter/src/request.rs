@@ -171,6 +171,10 @@ pub struct ChatRequest {
     /// image model runs within the request, routed, priced and reserved
     /// as well ([`crate::route`]).
     pub image_tool: Option<server_tools::ImageTool>,
+    /// The Responses API's code interpreter containers the request has
+    /// the provider create, in GB of memory ([`server_tools`]): reserved
+    /// and charged once the provider takes the request.
+    pub container_gb: u64,
     /// The Responses API's `max_tool_calls`: the most hosted tool calls.
     pub max_tool_calls: Option<u64>,
     /// An image edit's images, as the most input image tokens they may be
@@ -542,6 +546,7 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
         // (Only Anthropic's Messages API has it.)
         advisor: server_tools.advisor.filter(|_| api == Api::AnthropicMessages),
         image_tool: server_tools.image_tool.filter(|_| api == Api::OpenAiResponses),
+        container_gb: if api == Api::OpenAiResponses { server_tools.container_gb } else { 0 },
         max_tool_calls,
         input_image_tokens,
         input_audio_ms,

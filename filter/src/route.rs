@@ -85,6 +85,7 @@ fn worst_of(cfg: &Config, chat: &ChatRequest, target: &Target, price: Option<&cr
         // Speech: its characters (`tts-1`) or the audio it may speak.
         input_characters: chat.speech.map_or(0, |s| s.characters),
         audio_output_tokens: chat.speech.map_or(0, |s| s.output_bound()),
+        container_gb: chat.container_gb,
         ..Default::default()
     };
     let billed = price.map(|p| p.billed(worst_usage)).unwrap_or(worst_usage);

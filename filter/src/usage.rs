@@ -249,6 +249,7 @@ impl AnthropicUsage {
             image_output_tokens: 0,
             audio_input_ms: 0,
             input_characters: 0,
+            container_gb: 0,
             cache_reported: self.cache_read_input_tokens.is_some(),
         }
         .bounded()

@@ -491,6 +491,7 @@ fn observed(status: u16) -> Observed {
         body_bytes: 0,
         stream: None,
         head_served: Default::default(),
+        container_gb: 0,
     }
 }
 

@@ -373,7 +373,7 @@ proptest! {
             p_c in prop::option::of(any::<u64>()), p_w in prop::option::of(any::<u64>())) {
         let p = Price { input: p_in, cached_input: p_c, cache_write: p_w, cache_write_1h: None, output: p_out, web_search_per_1k: None, ..Default::default() };
         let u = Usage { input_tokens: input, cached_input_tokens: cached, cache_write_tokens: write, output_tokens: out,
-                        reasoning_tokens: 0, cache_write_1h_tokens: w1h, web_search_requests: searches, file_search_calls: 0, audio_input_tokens: 0, image_input_tokens: 0, audio_output_tokens: 0, image_output_tokens: 0, audio_input_ms: 0, input_characters: 0, cache_reported: true };
+                        reasoning_tokens: 0, cache_write_1h_tokens: w1h, web_search_requests: searches, file_search_calls: 0, audio_input_tokens: 0, image_input_tokens: 0, audio_output_tokens: 0, image_output_tokens: 0, audio_input_ms: 0, input_characters: 0, container_gb: 0, cache_reported: true };
         let base = p.cost_micros(&u);
         // more output, more uncached input, more searches: never cheaper
         let mut o = u; o.output_tokens = out.saturating_add(more);

@@ -56,6 +56,12 @@ pub struct Usage {
     /// counted from the request, which the answer, audio, does not report).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub input_characters: u64,
+    /// Code interpreter containers the request had the provider create
+    /// (the Responses API's `code_interpreter` tool with `container:
+    /// {"type": "auto"}`), in GB of memory: each is billed a session by
+    /// its memory (1, 4, 16 or 64 GB), whether or not the model runs code.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub container_gb: u64,
     /// The provider's usage said how much input its prompt cache served
     /// (OpenAI `prompt_tokens_details.cached_tokens`, DeepSeek
     /// `prompt_cache_hit_tokens`, Anthropic `cache_read_input_tokens`),
@@ -100,6 +106,7 @@ impl Usage {
             &mut self.image_output_tokens,
             &mut self.audio_input_ms,
             &mut self.input_characters,
+            &mut self.container_gb,
         ] {
             *v = (*v).min(MAX_COUNT);
         }

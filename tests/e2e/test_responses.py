@@ -12,7 +12,7 @@ import openai
 import pytest
 import requests
 
-from conftest import SEARCH_KEY, expected_cost, read_until_cut, sse_data
+from conftest import SEARCH_KEY, expected_cost, mock_stats, read_until_cut, sse_data
 
 MODEL = "openai/gpt-5.4"
 
@@ -87,6 +87,37 @@ def test_a_live_recorded_response_is_priced_exactly(client, capture, stream):
     rec = client.record(r.headers["x-tollgate-request-id"])
     assert (rec["usage"]["input_tokens"], rec["usage"]["output_tokens"]) == (14, 50)
     assert rec["cost_micros"] == expected_cost(MODEL, 14, 50)
+
+
+def test_a_code_interpreter_container_is_charged_whether_or_not_code_runs(oai, client, stack):
+    """The code interpreter tool with `container: {"type": "auto"}` has the
+    provider create a container before the model decides to run code, billed
+    a session by its memory whether it does or not (no item in the answer
+    says so: community.openai.com, "Responses API: Excessive charges due to
+    repetitive container creation when using Code Interpreter"). It was free
+    through the gateway; now it is reserved and charged, $0.03 a GB."""
+    before = mock_stats(stack)["container_gb"]
+    tool = {"type": "code_interpreter", "container": {"type": "auto", "memory_limit": "4g"}}
+    raw = oai.responses.with_raw_response.create(model=MODEL, input="What is 3x + 11 = 14?", tools=[tool])
+    r = raw.parse()
+    rec = client.record(raw.headers["x-tollgate-request-id"])
+    assert rec["usage"]["container_gb"] == 4 == mock_stats(stack)["container_gb"] - before
+    cost = expected_cost(MODEL, r.usage.input_tokens, r.usage.output_tokens) + 4 * 30_000
+    assert rec["cost_micros"] == int(raw.headers["x-tollgate-cost-micros"]) == cost
+    # Streamed, the default 1 GB.
+    with oai.responses.stream(model=MODEL, input="Again.", tools=[{"type": "code_interpreter", "container": {"type": "auto"}}]) as st:
+        final = st.get_final_response()
+    rec = [x for x in client.records() if x.get("usage", {}).get("container_gb") == 1]
+    assert rec and rec[-1]["cost_micros"] == expected_cost(MODEL, final.usage.input_tokens, final.usage.output_tokens) + 30_000
+    # A container made before: none created, none charged.
+    raw = oai.responses.with_raw_response.create(model=MODEL, input="And again.", tools=[{"type": "code_interpreter", "container": "cntr_abc"}])
+    assert "container_gb" not in client.record(raw.headers["x-tollgate-request-id"])["usage"]
+    # A memory limit no container has: the provider refuses it, nothing is created or charged.
+    with pytest.raises(openai.BadRequestError) as e:
+        oai.responses.create(model=MODEL, input="x", tools=[{"type": "code_interpreter", "container": {"type": "auto", "memory_limit": "2g"}}])
+    rec = client.record(e.value.response.headers["x-tollgate-request-id"])
+    assert (rec["cost_micros"], rec["usage"].get("container_gb", 0)) == (0, 0)
+    assert mock_stats(stack)["container_gb"] - before == 5
 
 
 def test_responses_are_refused_where_they_cannot_go(client):

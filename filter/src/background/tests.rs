@@ -69,23 +69,28 @@ fn a_background_request_is_served_only_where_a_read_can_charge_it() {
 #[test]
 fn a_created_response_names_its_owner_and_estimated_input_in_metadata() {
     let body = br#"{"model":"gpt-5","input":"x","background":true,"metadata":{"job":"nightly"},"n":1e400}"#;
-    let tagged: Value = serde_json::from_slice(&tag(body, &owner(), 1234).unwrap()).unwrap_or(Value::Null);
-    let raw = String::from_utf8(tag(body, &owner(), 1234).unwrap()).unwrap();
+    let tagged: Value = serde_json::from_slice(&tag(body, &owner(), 1234, 0).unwrap()).unwrap_or(Value::Null);
+    let raw = String::from_utf8(tag(body, &owner(), 1234, 0).unwrap()).unwrap();
     assert!(raw.contains(r#""n":1e400"#), "the client's members go as sent: {raw}");
     assert_eq!(tagged, Value::Null, "(serde_json cannot hold 1e400: the provider's to refuse)");
-    let plain: Value = serde_json::from_slice(&tag(br#"{"model":"gpt-5","input":"x","background":true,"metadata":{"job":"nightly"}}"#, &owner(), 1234).unwrap()).unwrap();
+    let plain: Value = serde_json::from_slice(&tag(br#"{"model":"gpt-5","input":"x","background":true,"metadata":{"job":"nightly"}}"#, &owner(), 1234, 0).unwrap()).unwrap();
     assert_eq!(
         plain["metadata"],
         json!({"job": "nightly", "tollgate_key": "key-1", "tollgate_team": "search", "tollgate_project": "ranking", "tollgate_input_tokens": "1234"})
     );
-    let code = |b: &str| tag(b.as_bytes(), &owner(), 1).unwrap_err().code;
+    let code = |b: &str| tag(b.as_bytes(), &owner(), 1, 0).unwrap_err().code;
     assert_eq!(code(r#"{"model":"gpt-5","metadata":{"tollgate_key":"someone-else"}}"#), "reserved_metadata");
     assert_eq!(code(r#"{"model":"gpt-5","metadata":{"tollgate_input_tokens":"1"}}"#), "reserved_metadata");
     let twelve: serde_json::Map<String, Value> = (0..12).map(|i| (format!("k{i}"), json!("v"))).collect();
-    assert!(tag(json!({"model": "gpt-5", "metadata": twelve}).to_string().as_bytes(), &owner(), 1).is_ok(), "12 of the client's and Tollgate's 4");
+    assert!(tag(json!({"model": "gpt-5", "metadata": twelve}).to_string().as_bytes(), &owner(), 1, 0).is_ok(), "12 of the client's and Tollgate's 4");
     let thirteen: serde_json::Map<String, Value> = (0..13).map(|i| (format!("k{i}"), json!("v"))).collect();
     assert_eq!(code(&json!({"model": "gpt-5", "metadata": thirteen}).to_string()), "metadata_full");
     assert_eq!(code(r#"{"model":"gpt-5","model":"o3"}"#), "duplicate_key");
+    // A code interpreter container it creates: written too (billed however it ends, in no usage), one member less for the client's.
+    let boxed: Value = serde_json::from_slice(&tag(br#"{"model":"gpt-5","input":"x"}"#, &owner(), 7, 4).unwrap()).unwrap();
+    assert_eq!((boxed["metadata"]["tollgate_container_gb"].as_str(), boxed["metadata"].as_object().unwrap().len()), (Some("4"), 5));
+    let eleven: serde_json::Map<String, Value> = (0..12).map(|i| (format!("k{i}"), json!("v"))).collect();
+    assert_eq!(tag(json!({"model": "gpt-5", "metadata": eleven}).to_string().as_bytes(), &owner(), 1, 4).unwrap_err().code, "metadata_full");
     assert_eq!(code(r#"{"model":"gpt-5","metadata":{"a":1}}"#), "invalid_type");
 }
 
@@ -130,6 +135,18 @@ fn an_ended_background_response_is_charged_to_the_owner_its_metadata_names() {
     for s in ["failed", "incomplete", "cancelled"] {
         assert_eq!(charged(&response(s, json!({}))).unwrap().error_code, Some(format!("response_{s}")), "{s}");
     }
+}
+
+#[test]
+fn the_containers_a_background_response_created_are_charged_however_it_ended() {
+    let c = cfg();
+    let mut meta = response("completed", json!({}))["metadata"].clone();
+    meta["tollgate_container_gb"] = json!("4");
+    for r in [response("completed", json!({"metadata": meta})), response("cancelled", json!({"metadata": meta, "usage": null}))] {
+        assert_eq!(charged(&r).unwrap().usage.container_gb, 4);
+    }
+    let rec = &records(&c, "openai", response("completed", json!({"metadata": meta})).to_string().into_bytes(), &crate::decode::Coding::Identity, 5).unwrap()[0];
+    assert_eq!(rec.cost_micros, 5_723 + 4 * 30_000);
 }
 
 #[test]

@@ -60,6 +60,10 @@ pub struct ServerTools {
     pub advisor: Option<Advisor>,
     /// The Responses API's image generation tool, as offered.
     pub image_tool: Option<ImageTool>,
+    /// The GB of memory of the code interpreter containers the Responses
+    /// API's `code_interpreter` tools have the provider create
+    /// ([`container_gb`]); each is billed, run or not.
+    pub container_gb: u64,
 }
 
 /// The Responses API's image generation tool: the image model it runs
@@ -121,6 +125,31 @@ struct Head<'a> {
     size: Option<Value>,
     #[serde(default)]
     partial_images: Option<Value>,
+    #[serde(default)]
+    container: Option<Value>,
+}
+
+/// The GB of memory of the container a `code_interpreter` tool has the
+/// provider create: `{"type": "auto", "memory_limit"?: "1g" | "4g" |
+/// "16g" | "64g"}` (1 GB when it names none: openai-python
+/// `types/responses/tool.py`, `CodeInterpreterContainerCodeInterpreterToolAuto`);
+/// a container's id (one made before, or by the Containers API) creates
+/// none. A limit no container has counts as the largest (the provider
+/// refuses it).
+fn container_gb(container: &Option<Value>) -> u64 {
+    match container {
+        Some(Value::Object(c)) => match c.get("memory_limit") {
+            None | Some(Value::Null) => 1,
+            Some(Value::String(m)) => match m.as_str() {
+                "1g" => 1,
+                "4g" => 4,
+                "16g" => 16,
+                _ => 64,
+            },
+            Some(_) => 64,
+        },
+        _ => 0,
+    }
 }
 
 /// A bound: absent or null is none; a whole number is it; anything else
@@ -149,7 +178,7 @@ pub fn read(raw: &str) -> ServerTools {
     // Most tools are functions: the whole array is parsed only when a
     // search or advisor tool may be in it (or a `\u` escape may spell one:
     // not any backslash, which every description with a newline holds).
-    if !raw.contains("_search") && !raw.contains("advisor") && !raw.contains("image_generation") && !raw.contains("\\u") {
+    if !raw.contains("_search") && !raw.contains("advisor") && !raw.contains("image_generation") && !raw.contains("code_interpreter") && !raw.contains("\\u") {
         return ServerTools::default();
     }
     let Ok(tools) = serde_json::from_str::<Vec<Head<'_>>>(raw) else {
@@ -157,7 +186,9 @@ pub fn read(raw: &str) -> ServerTools {
         let image_tool = raw
             .contains("image_generation")
             .then_some(ImageTool::Unreadable("The tools list could not be read, and it may offer the image_generation tool."));
-        return ServerTools { advisor, image_tool, ..ServerTools::default() };
+        // (It may create a container: the largest is reserved.)
+        let container_gb = if raw.contains("code_interpreter") { 64 } else { 0 };
+        return ServerTools { advisor, image_tool, container_gb, ..ServerTools::default() };
     };
     tools.iter().fold(ServerTools::default(), |mut t, tool| {
         let kind = tool.kind.as_deref().unwrap_or_default();
@@ -169,6 +200,9 @@ pub fn read(raw: &str) -> ServerTools {
         }
         if kind.starts_with("web_search") || kind == "file_search" {
             t.hosted_search = true;
+        }
+        if kind == "code_interpreter" {
+            t.container_gb = t.container_gb.saturating_add(container_gb(&tool.container));
         }
         if kind == "image_generation" {
             t.image_tool = Some(match t.image_tool {
@@ -232,6 +266,24 @@ pub fn reserved(api: tollgate_protocol::Api, tools: &ServerTools, max_tool_calls
 mod tests {
     use super::*;
     use tollgate_protocol::Api;
+
+    #[test]
+    fn a_code_interpreter_creates_the_container_its_auto_form_names() {
+        let gb = |raw: &str| read(raw).container_gb;
+        assert_eq!(gb(r#"[{"type":"code_interpreter","container":{"type":"auto"}}]"#), 1);
+        assert_eq!(gb(r#"[{"type":"code_interpreter","container":{"type":"auto","memory_limit":"4g","file_ids":["file-1"]}}]"#), 4);
+        assert_eq!(gb(r#"[{"type":"code_interpreter","container":{"type":"auto","memory_limit":"16g"}},{"type":"function","name":"f"}]"#), 16);
+        assert_eq!(gb(r#"[{"type":"code_interpreter","container":{"type":"auto","memory_limit":null}}]"#), 1);
+        // An existing container: none created.
+        assert_eq!(gb(r#"[{"type":"code_interpreter","container":"cntr_abc"}]"#), 0);
+        // A limit no container has, or unreadable tools that may offer it: the largest.
+        assert_eq!(gb(r#"[{"type":"code_interpreter","container":{"type":"auto","memory_limit":"2g"}}]"#), 64);
+        assert_eq!(gb(r#"[{"type":"code_interpreter","container":{"type":"auto","memory_limit":4}}]"#), 64);
+        assert_eq!(gb(r#"[{"type":"code_interpreter","container":{"type":"auto"}}, 7]"#), 64);
+        // Escaped, it is still read.
+        assert_eq!(gb(r#"[{"type":"code\u005finterpreter","container":{"type":"auto"}}]"#), 1);
+        assert_eq!(gb(r#"[{"type":"function","name":"code_interpreter_like"}]"#), 0);
+    }
 
     #[test]
     fn anthropic_web_searches_are_bounded_by_max_uses() {

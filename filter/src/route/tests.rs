@@ -859,6 +859,26 @@ fn an_image_edit_reserves_its_input_images_at_the_image_input_price() {
 }
 
 #[test]
+fn a_code_interpreter_container_the_request_creates_is_reserved() {
+    let cfg = Config::from_json(br#"{
+      "providers": [{"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com"}],
+      "routes": [{"model": "gpt-*", "provider": "openai"}],
+      "pricing": {"openai/gpt-5.4": {"input": 2500000, "output": 15000000}}}"#).unwrap();
+    let worst = |tools: &str| {
+        let body = format!(r#"{{"model":"gpt-5.4","input":"Plot it","max_output_tokens":100,"tools":{tools}}}"#);
+        let p = plan(&cfg, &key(None), Api::OpenAiResponses, body.as_bytes(), "/v1/responses", false).unwrap();
+        (p.chat.container_gb, p.worst.micros, p.chat.estimated_input_tokens)
+    };
+    let (_, plain, plain_input) = worst(r#"[{"type":"code_interpreter","container":"cntr_1"}]"#);
+    let (gb, micros, input) = worst(r#"[{"type":"code_interpreter","container":{"type":"auto","memory_limit":"4g"}}]"#);
+    // 4 GB at $0.03 a GB, beside the longer body's input.
+    assert_eq!((gb, micros - plain - ((input - plain_input) * 5).div_ceil(2)), (4, 120_000));
+    // Chat completions have no such tool: a function of that name is the client's own.
+    let chat = plan(&cfg, &key(None), Api::OpenAiChat, br#"{"model":"gpt-5.4","messages":[],"tools":[{"type":"code_interpreter","container":{"type":"auto"}}]}"#, "/v1/chat/completions", false).unwrap();
+    assert_eq!(chat.chat.container_gb, 0);
+}
+
+#[test]
 fn a_responses_image_generation_tool_is_held_to_the_key_routed_priced_and_reserved() {
     // The tool runs a GPT image model at the provider serving the request:
     // before, nothing of it was reserved or recorded.

@@ -280,6 +280,7 @@ fn a_responses_stream_cut_before_its_last_event_has_no_usage_but_its_text_counte
         body_note: None,
         body_bytes: 0,
         head_served: Default::default(),
+        container_gb: 0,
     };
     let (u, source, outcome, _) = crate::record::account(&o);
     assert_eq!((source, outcome), (crate::record::UsageSource::Estimated, crate::record::Outcome::UpstreamCut));
@@ -310,6 +311,7 @@ fn hosted_calls_done_are_billed_though_the_stream_is_cut_or_its_last_event_unrea
         body_note: None,
         body_bytes: 0,
         head_served: Default::default(),
+        container_gb: 0,
     };
     let (u, source, _, _) = crate::record::account(&o);
     assert_eq!((source, u.input_tokens, u.web_search_requests, u.file_search_calls), (crate::record::UsageSource::Estimated, 9, 2, 1));

@@ -105,6 +105,8 @@ struct App {
     served_requests: AtomicU64,
     served_input: AtomicU64,
     served_output: AtomicU64,
+    /// GB of code interpreter containers created (each billed a session).
+    served_container_gb: AtomicU64,
     /// Milliseconds of audio billed by its length (whisper-1).
     served_audio_ms: AtomicU64,
     /// Characters of speech input served (tts-1 bills them).
@@ -158,6 +160,7 @@ async fn main() {
         served_requests: AtomicU64::new(0),
         served_input: AtomicU64::new(0),
         served_output: AtomicU64::new(0),
+        served_container_gb: AtomicU64::new(0),
         served_audio_ms: AtomicU64::new(0),
         served_characters: AtomicU64::new(0),
         last_body: std::sync::Mutex::new(Bytes::new()),
@@ -222,6 +225,7 @@ async fn stats(State(app): State<Arc<App>>) -> Response<Body> {
         "output_tokens": app.served_output.load(Ordering::SeqCst),
         "audio_ms": app.served_audio_ms.load(Ordering::SeqCst),
         "characters": app.served_characters.load(Ordering::SeqCst),
+        "container_gb": app.served_container_gb.load(Ordering::SeqCst),
     });
     respond(StatusCode::OK, &HeaderMap::new(), &Uri::from_static("/mock/stats"), body.to_string(), "application/json")
 }
@@ -781,6 +785,7 @@ async fn respond_api(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: 
     app.served_requests.fetch_add(1, Ordering::SeqCst);
     app.served_input.fetch_add(plan.input, Ordering::SeqCst);
     app.served_output.fetch_add(plan.output, Ordering::SeqCst);
+    app.served_container_gb.fetch_add(plan.hosted.container_gb, Ordering::SeqCst);
     if plan.background {
         // Run on: done after `x-mock-background-ms`, read back by id.
         let delay = header_u64(&h, "x-mock-background-ms").unwrap_or(0).min(600_000);

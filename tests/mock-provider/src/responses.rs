@@ -109,6 +109,11 @@ pub struct Hosted {
     pub max_calls: Option<u64>,
     /// The image generation tool: one image's tokens, and its partial images.
     pub image: Option<(u64, u64)>,
+    /// The code interpreter containers created for the request (`container:
+    /// {"type": "auto"}`), in GB of memory: billed whether the model runs
+    /// code or not (community.openai.com, "Responses API: Excessive charges
+    /// due to repetitive container creation when using Code Interpreter").
+    pub container_gb: u64,
 }
 
 impl Plan {
@@ -346,6 +351,10 @@ fn tools(v: Option<&Value>) -> Result<Hosted, Refusal> {
                 hosted.image = Some(crate::images::tool(t)?);
                 continue;
             }
+            Some("code_interpreter") => {
+                hosted.container_gb += container(t, i)?;
+                continue;
+            }
             _ => continue,
         }
         if !t.get("name").is_some_and(Value::is_string) {
@@ -357,6 +366,32 @@ fn tools(v: Option<&Value>) -> Result<Hosted, Refusal> {
         }
     }
     Ok(hosted)
+}
+
+/// A code interpreter tool's `container` (openai-python
+/// `types/responses/tool.py`): a container id, or `{"type": "auto",
+/// "memory_limit"?: "1g" | "4g" | "16g" | "64g", "file_ids"?}`; the GB of
+/// the one created for the request (0 for an id).
+fn container(t: &Value, i: usize) -> Result<u64, Refusal> {
+    let param = format!("tools[{i}].container");
+    match t.get("container") {
+        Some(Value::String(id)) if !id.is_empty() => Ok(0),
+        Some(Value::Object(c)) => {
+            if c.get("type").and_then(Value::as_str) != Some("auto") {
+                return Err((400, format!("Invalid value for '{param}.type': expected 'auto'."), None, Some("invalid_value")));
+            }
+            match c.get("memory_limit") {
+                None | Some(Value::Null) => Ok(1),
+                Some(Value::String(m)) if m == "1g" => Ok(1),
+                Some(Value::String(m)) if m == "4g" => Ok(4),
+                Some(Value::String(m)) if m == "16g" => Ok(16),
+                Some(Value::String(m)) if m == "64g" => Ok(64),
+                Some(_) => Err((400, format!("Invalid value for '{param}.memory_limit': supported values are: '1g', '4g', '16g' and '64g'."), None, Some("invalid_value"))),
+            }
+        }
+        None | Some(Value::Null) => Err(missing(param)),
+        Some(_) => Err((400, format!("Invalid type for '{param}': expected a string or an object."), None, Some("invalid_type"))),
+    }
 }
 
 const USER_PARTS: &[&str] = &["input_text", "input_image", "input_file", "input_audio"];

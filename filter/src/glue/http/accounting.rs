@@ -103,6 +103,7 @@ impl TollgateHttp {
             body_note,
             body_bytes,
             head_served: self.head_served,
+            container_gb: self.chat.as_ref().map_or(0, |c| c.container_gb),
         };
         let (mut usage, source, outcome, error) = account(&observed);
         // Billed at the tier and geography the answer says served it.

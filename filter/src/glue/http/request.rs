@@ -271,7 +271,7 @@ impl TollgateHttp {
         // Who a background response is charged to, when a read shows it ended.
         if plan.chat.background {
             let owner = crate::owned::Owner { key: key.id.clone(), team: key.team.clone(), project: self.project.clone() };
-            match crate::background::tag(plan.body.as_deref().unwrap_or(&body), &owner, plan.chat.input_bound()) {
+            match crate::background::tag(plan.body.as_deref().unwrap_or(&body), &owner, plan.chat.input_bound(), plan.chat.container_gb) {
                 Ok(b) => plan.body = Some(b),
                 Err(e) => return self.reject(e),
             }
