@@ -171,8 +171,8 @@ pub fn price(cfg: &crate::config::Config, provider: &str, model: &str) -> Option
     cfg.price(provider, model).or_else(|| cfg.price(provider, undated(model)?))
 }
 
-/// The largest answer read for charges (a list of batches, a response
-/// object with its output).
+/// The largest event, or compressed stream, read for a charge (a
+/// response's terminal event carries the whole response).
 pub const MAX_ANSWER_BYTES: usize = 8 << 20;
 
 /// An answer read whole, decoded when the provider compressed it; `Err`
@@ -274,9 +274,8 @@ pub enum Kind {
     Response,
 }
 
-/// An answer read as it passes (never held back), for the charge it
-/// carries. A JSON object is copied up to [`MAX_ANSWER_BYTES`]; an
-/// uncompressed event stream is split as it comes, and only what a charge
+/// An answer read for the charge it carries. A JSON object is held whole
+/// ([`Answer::holds`]); an uncompressed event stream is split as it comes, and only what a charge
 /// needs kept: its terminal event's `response`, else the response as the
 /// stream showed it first and the output it streamed (a stream left before
 /// its end, after output came, is charged an estimate). A stream resumed
@@ -360,6 +359,14 @@ impl Answer {
         Answer { kind, coding, event_stream, events, body: Vec::new(), too_large: false }
     }
 
+    /// Whether the answer is held whole before any of it goes on: a JSON
+    /// object, whose charge (its usage, its owner) comes after what it
+    /// hands out (a response's output, a batch's output file), so a client
+    /// that left halfway would have had it uncharged.
+    pub fn holds(&self) -> bool {
+        !self.event_stream
+    }
+
     /// Whether what the client gets is rewritten (a resumed stream's
     /// events before its start left out): its length changes.
     pub fn rewrites(&self) -> bool {
@@ -377,7 +384,8 @@ impl Answer {
                 e.split = split;
                 e.skip_through.is_some().then_some(out)
             }
-            None if self.body.len().saturating_add(chunk.len()) <= MAX_ANSWER_BYTES => {
+            // (A JSON object is held whole by the glue, within `max_response_bytes`.)
+            None if !self.event_stream || self.body.len().saturating_add(chunk.len()) <= MAX_ANSWER_BYTES => {
                 self.body.extend_from_slice(chunk);
                 None
             }

@@ -249,10 +249,17 @@ fn an_answer_read_as_it_passes_finds_the_charge_in_json_or_in_a_streams_terminal
     let mut a = Answer::new(Kind::Response, crate::decode::Coding::Identity, true, None);
     a.push(early.as_bytes());
     assert!(a.records(&c, "openai", 5).unwrap().is_empty());
-    // A JSON answer past the limit is not read (said so).
+    // A JSON answer is held whole (by the glue, within max_response_bytes); a compressed stream
+    // past the limit is not read (said so).
     let mut a = Answer::new(Kind::Response, crate::decode::Coding::Identity, false, None);
+    assert!(a.holds());
     a.push(&vec![b' '; crate::owned::MAX_ANSWER_BYTES]);
-    a.push(b"{}");
+    a.push(text.as_bytes());
+    assert_eq!(a.records(&c, "openai", 5).unwrap()[0].cost_micros, 5_723);
+    let mut a = Answer::new(Kind::Response, crate::decode::Coding::Gzip, true, None);
+    assert!(!a.holds());
+    a.push(&vec![0; crate::owned::MAX_ANSWER_BYTES]);
+    a.push(b"x");
     assert_eq!(a.records(&c, "openai", 5).unwrap_err(), Unread::TooLarge);
     // A compressed stream is held and decoded whole.
     let zipped = crate::decode::tests::gzip(stream.as_bytes(), false);

@@ -210,10 +210,23 @@ impl TollgateHttp {
         }
     }
 
-    /// The body of an answer read for a charge, read as it passes (never
-    /// held): at its end, what it charges.
+    /// The body of an answer read for a charge: a JSON object held whole
+    /// (up to `max_response_bytes`) and charged before it goes on; an event
+    /// stream read as it passes. At its end, what it charges.
     pub(super) fn charged_answer_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if let Some(answer) = self.charge_read.as_mut().and_then(|r| r.answer.as_mut()) {
+        let max = self.config.as_ref().map_or(0, |c| c.max_response_bytes);
+        let Some(answer) = self.charge_read.as_mut().and_then(|r| r.answer.as_mut()) else { return Action::Continue };
+        if answer.holds() {
+            if crate::reader::holds_more(body_size, end_of_stream, max) {
+                return Action::Pause;
+            }
+            if !end_of_stream {
+                log::warn!("[{}] an answer over {max} bytes (max_response_bytes) was not held: not read for its charge", self.context_id);
+                self.charge_read = None;
+                return Action::Continue;
+            }
+            answer.push(&host::buffer(RESPONSE_BODY, 0, body_size));
+        } else {
             let mut out = answer.push(&host::buffer(RESPONSE_BODY, 0, body_size));
             if end_of_stream {
                 if let (Some(o), Some(last)) = (out.as_mut(), answer.finish()) {
