@@ -303,6 +303,26 @@ struct Events {
 }
 
 impl Events {
+    fn new(skip_through: Option<u64>) -> Self {
+        Events { split: crate::sse::SseSplitter::with_max_event(MAX_ANSWER_BYTES), terminal: None, head: None, output_chars: 0, skip_through }
+    }
+
+    /// Splits `bytes` into events and reads each, adding what the client
+    /// gets to `out`.
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        let mut split = std::mem::take(&mut self.split);
+        split.push(bytes, |ev, whole| self.read(ev, whole, out));
+        self.split = split;
+    }
+
+    /// Reads a last event that came without its blank line.
+    fn end(&mut self, out: &mut Vec<u8>) {
+        let pending = self.split.take_pending();
+        if !pending.is_empty() {
+            self.read(&pending, true, out);
+        }
+    }
+
     /// Reads one event (`whole`; else a fragment of an over-long one,
     /// passed on unread) and adds what the client gets of it to `out`.
     fn read(&mut self, ev: &[u8], whole: bool, out: &mut Vec<u8>) {
@@ -349,13 +369,7 @@ pub enum Unread {
 
 impl Answer {
     pub fn new(kind: Kind, coding: crate::decode::Coding, event_stream: bool, skip_through: Option<u64>) -> Self {
-        let events = (event_stream && coding == crate::decode::Coding::Identity).then(|| Events {
-            split: crate::sse::SseSplitter::with_max_event(MAX_ANSWER_BYTES),
-            terminal: None,
-            head: None,
-            output_chars: 0,
-            skip_through,
-        });
+        let events = (event_stream && coding == crate::decode::Coding::Identity).then(|| Events::new(skip_through));
         Answer { kind, coding, event_stream, events, body: Vec::new(), too_large: false }
     }
 
@@ -378,10 +392,7 @@ impl Answer {
         match self.events.as_mut() {
             Some(e) => {
                 let mut out = Vec::new();
-                let Events { split, .. } = e;
-                let mut split = std::mem::take(split);
-                split.push(chunk, |ev, whole| e.read(ev, whole, &mut out));
-                e.split = split;
+                e.feed(chunk, &mut out);
                 e.skip_through.is_some().then_some(out)
             }
             // (A JSON object is held whole by the glue, within `max_response_bytes`.)
@@ -400,11 +411,8 @@ impl Answer {
     /// read; `Some`: what the client gets of it.
     pub fn finish(&mut self) -> Option<Vec<u8>> {
         let e = self.events.as_mut()?;
-        let pending = e.split.take_pending();
         let mut out = Vec::new();
-        if !pending.is_empty() {
-            e.read(&pending, true, &mut out);
-        }
+        e.end(&mut out);
         e.skip_through.is_some().then_some(out)
     }
 
@@ -421,14 +429,14 @@ impl Answer {
             Some(e) => return Ok(e.head.as_deref().and_then(|h| crate::background::cut(h, e.output_chars)).iter().map(priced).collect()),
             None => decoded(self.body, &self.coding).map_err(|_| Unread::Undecodable)?,
         };
-        // A compressed stream, decoded: its terminal event.
+        // A compressed stream, decoded: its terminal event, read as an uncompressed one's is.
         let body = match (self.event_stream, &self.coding) {
             (true, crate::decode::Coding::Identity) | (false, _) => body,
             (true, _) => {
-                let mut split = crate::sse::SseSplitter::with_max_event(MAX_ANSWER_BYTES);
-                let mut last = None;
-                split.push(&body, |ev, whole| last = whole.then(|| terminal_response(ev)).flatten().or(last.take()));
-                terminal_response(&split.take_pending()).or(last).unwrap_or_default()
+                let mut e = Events::new(None);
+                e.feed(&body, &mut Vec::new());
+                e.end(&mut Vec::new());
+                e.terminal.unwrap_or_default()
             }
         };
         let identity = crate::decode::Coding::Identity;
@@ -440,17 +448,3 @@ impl Answer {
     }
 }
 
-/// The `response` of a stream's terminal event (`response.completed`,
-/// `.failed`, `.incomplete`, `.cancelled`), as its bytes.
-fn terminal_response(raw: &[u8]) -> Option<Vec<u8>> {
-    #[derive(serde::Deserialize)]
-    struct Terminal<'a> {
-        #[serde(rename = "type")]
-        kind: &'a str,
-        #[serde(borrow)]
-        response: &'a serde_json::value::RawValue,
-    }
-    let ev = crate::sse::parse_event(raw);
-    let t: Terminal = serde_json::from_str(&ev.data).ok()?;
-    TERMINAL.contains(&t.kind).then(|| t.response.get().as_bytes().to_vec())
-}
