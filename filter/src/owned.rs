@@ -128,11 +128,15 @@ pub fn usable_id(id: &str) -> bool {
 }
 
 /// The owner an object's metadata names; `None` when it names no key
-/// (made before Tollgate, or around it).
+/// (made before Tollgate, or around it), or names one no key could be
+/// (control characters, longer than a record holds: not written by
+/// Tollgate, and a record would carry it mangled).
 pub fn owner_of(metadata: Option<BTreeMap<String, Option<String>>>) -> Option<Owner> {
     let meta = metadata.unwrap_or_default();
     let field = |name: &str| meta.get(name).cloned().flatten();
-    Some(Owner { key: field(KEY)?, team: field(TEAM).unwrap_or_default(), project: field(PROJECT).unwrap_or_default() })
+    let owner = Owner { key: field(KEY)?, team: field(TEAM).unwrap_or_default(), project: field(PROJECT).unwrap_or_default() };
+    let fits = |v: &str| v.chars().count() <= tollgate_protocol::record::MAX_NAME && !v.chars().any(char::is_control);
+    (!owner.key.is_empty() && [&owner.key, &owner.team, &owner.project].iter().all(|v| fits(v))).then_some(owner)
 }
 
 /// What ended work cost, and who it is charged to.

@@ -159,8 +159,12 @@ fn a_response_not_ended_not_background_or_not_ours_charges_nothing() {
     for b in [json!(false), Value::Null] {
         assert_eq!(charged(&response("completed", json!({"background": b}))), None);
     }
-    // Made around the gateway, or before it served background responses.
+    // Made around the gateway, or before it served background responses; an owner no key could be.
     assert_eq!(charged(&response("completed", json!({"metadata": {}}))), None);
+    for hostile in [json!({"tollgate_key": "key-1\nx"}), json!({"tollgate_key": ""}), json!({"tollgate_key": "k".repeat(129)}),
+                    json!({"tollgate_key": "key-1", "tollgate_team": "a\u{7}b"})] {
+        assert_eq!(charged(&response("completed", json!({"metadata": hostile}))), None, "{hostile}");
+    }
     assert_eq!(charged(&response("completed", json!({"metadata": null}))), None);
     // Not a response; a member twice; not JSON.
     assert_eq!(charged(&response("completed", json!({"object": "response.compaction"}))), None);
