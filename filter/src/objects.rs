@@ -170,7 +170,7 @@ impl Object {
 }
 
 /// An object id as OpenAI writes them (`resp_…`, `conv_…`, `msg_…`, `file-…`).
-fn is_id(s: &str) -> bool {
+pub fn is_id(s: &str) -> bool {
     (1..=256).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 

@@ -122,9 +122,10 @@ fn metadata_of(raw: &str) -> Result<Vec<(String, String)>, GatewayError> {
 }
 
 /// Whether a provider's object id can name a record (`tg-batch-<id>`):
-/// letters, digits, `_` and `-`, as the provider writes them, at most 200.
+/// an id as a path may name it ([`crate::objects::is_id`]), short enough
+/// that the record's id holds it whole.
 pub fn usable_id(id: &str) -> bool {
-    (1..=200).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    crate::objects::is_id(id) && id.len() <= 200
 }
 
 /// The owner an object's metadata names; `None` when it names no key
