@@ -230,9 +230,6 @@ pub struct Plan {
     pub creates_batch: bool,
     /// The answer is read for a charge: a batch's, a background response's.
     pub charged: Option<crate::owned::Kind>,
-    /// Request headers removed: an object read for a charge is read whole, so no part of it (`range`) and no "not modified" answer
-    /// (conditional headers) may stand in for it.
-    pub remove: &'static [&'static str],
     /// An upload under a policy that blocks or redacts: read whole, sent
     /// only when it is a batch file, scanned line by line ([`crate::batch::guard_lines`]).
     pub scan_upload: bool,
@@ -243,6 +240,18 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Request headers removed: an object read for a charge is read whole,
+    /// so no part of it (`range`) and no "not modified" answer (conditional
+    /// headers) may stand in for it.
+    pub fn remove(&self) -> &'static [&'static str] {
+        match self.charged {
+            // (A stream read back is filtered event by event: it must come uncompressed.)
+            Some(crate::owned::Kind::Response) => WHOLE_RESPONSE,
+            Some(_) => WHOLE_ANSWER,
+            None => &[],
+        }
+    }
+
     /// Where the request goes, for the guardrails and the record: the
     /// provider, no route (a stored object names none) and no model.
     pub fn target(&self) -> crate::route::Target {
@@ -317,12 +326,6 @@ pub fn plan(cfg: &Config, key: &KeyInfo, path: &str, method: &str, anthropic: bo
         scan: guard.is_some() && object.sends_content(method),
         creates_batch: object.creates_batch(method),
         charged: object.charged(method),
-        remove: match object.charged(method) {
-            // (A stream read back is filtered event by event: it must come uncompressed.)
-            Some(crate::owned::Kind::Response) => WHOLE_RESPONSE,
-            Some(_) => WHOLE_ANSWER,
-            None => &[],
-        },
         scan_upload,
         skip_through,
     })

@@ -172,7 +172,7 @@ impl TollgateHttp {
         for (name, value) in &plan.headers {
             self.set_request_header(name, Some(value));
         }
-        for name in plan.remove {
+        for name in plan.remove() {
             self.set_request_header(name, None);
         }
         log::debug!("[{}] stored object {:?} -> provider={}", self.context_id, plan.object, plan.provider);
