@@ -3,7 +3,8 @@
 //! four senders), with three budgets matching every record (and
 //! `BENCH_BUDGETS` more that match none); and the same
 //! over HTTP on PostgreSQL when `BENCH_PG` names a database (make bench
-//! starts one). Prints records/s.
+//! starts one). Prints records/s. `BENCH_PG_ONLY=1` skips both SQLite
+//! runs (printed as 0), to measure PostgreSQL alone on a busy machine.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -127,11 +128,16 @@ fn main() {
     budgets(&store, now);
     let findings = std::env::var("BENCH_FINDINGS").is_ok_and(|v| v == "1");
     let recs: Vec<UsageRecord> = (0..n).map(|i| if findings { with_findings(record(i, now), i) } else { record(i, now) }).collect();
-    let t = Instant::now();
-    for chunk in recs.chunks(batch as usize) {
-        store.ingest("bench", chunk, None, now).unwrap_or_else(|e| panic!("{e}"));
-    }
-    let direct = n as f64 / t.elapsed().as_secs_f64();
+    let pg_only = std::env::var("BENCH_PG_ONLY").is_ok_and(|v| v == "1");
+    let direct = if pg_only {
+        0.0
+    } else {
+        let t = Instant::now();
+        for chunk in recs.chunks(batch as usize) {
+            store.ingest("bench", chunk, None, now).unwrap_or_else(|e| panic!("{e}"));
+        }
+        n as f64 / t.elapsed().as_secs_f64()
+    };
 
     // 2. Over HTTP, JSON batches, four senders (as four Envoys would be:
     // parsing overlaps with the serialised writes).
@@ -140,7 +146,7 @@ fn main() {
         recs.chunks(batch as usize).map(|c| serde_json::json!({"node": "bench", "records": c}).to_string()).collect(),
     );
     let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("http.db")).unwrap_or_else(|e| panic!("{e}")));
-    let http = over_http(&rt, sqlite, &bodies, n, now);
+    let http = if pg_only { 0.0 } else { over_http(&rt, sqlite, &bodies, n, now) };
     let pg = std::env::var("BENCH_PG").ok().filter(|v| !v.is_empty()).map(|conninfo| {
         let store: Arc<dyn Store> = Arc::new(rt.block_on(PgStore::connect(&conninfo)).unwrap_or_else(|e| panic!("{e}")));
         over_http(&rt, store, &bodies, n, now)
