@@ -8,7 +8,9 @@
 //! completions sent with `store: true`, read back by id. The SDKs call
 //! these as `responses.retrieve` / `delete` / `cancel` /
 //! `input_items.list`, `conversations.*`, `files.*`, `vector_stores.*` and
-//! `chat.completions.retrieve` / `update` / `delete` / `messages.list`; Anthropic's Files API has the same file paths
+//! `chat.completions.retrieve` / `update` / `delete` / `messages.list`,
+//! and a large file sent in parts (`uploads.*`, `upload_file_chunked`:
+//! it becomes a file); Anthropic's Files API has the same file paths
 //! (`beta.files.*`, a `document` block naming a `file_id`). They are free:
 //! no usage, no record, no budget. Batches (`batches.*`) pass the same way,
 //! but what a batch ran is charged when it has ended ([`crate::batch`]),
@@ -26,7 +28,8 @@ use crate::config::{Config, KeyInfo, ProviderFormat};
 use crate::errors::GatewayError;
 
 /// Which stored object a path names (the paths of openai/openai-openapi's
-/// `openapi.yaml`: Responses, Conversations, Files, Vector stores).
+/// `openapi.yaml`: Responses, Conversations, Files, Vector stores, Chat
+/// completions, Batches, Uploads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Object {
     /// `/responses/{id}`: GET (an ended background response is charged:
@@ -83,6 +86,14 @@ pub enum Object {
     Batch,
     /// `/batches/{id}/cancel`: POST (answered with the batch, charged as a GET is).
     BatchCancel,
+    /// `/uploads`: POST (create: a file to be sent in parts, up to 8 GB).
+    Uploads,
+    /// `/uploads/{id}/parts`: POST (a part, a multipart form of one `data`).
+    UploadParts,
+    /// `/uploads/{id}/complete`: POST (the parts in order: the upload becomes a file).
+    UploadComplete,
+    /// `/uploads/{id}/cancel`: POST.
+    UploadCancel,
 }
 
 impl Object {
@@ -91,6 +102,7 @@ impl Object {
         match self {
             Object::Response | Object::ConversationItem | Object::File => &["GET", "DELETE"],
             Object::ResponseCancel | Object::Conversations | Object::VectorStoreSearch | Object::FileBatches | Object::FileBatchCancel | Object::BatchCancel => &["POST"],
+            Object::Uploads | Object::UploadParts | Object::UploadComplete | Object::UploadCancel => &["POST"],
             Object::ResponseInputItems | Object::FileContent | Object::VectorStoreFileContent | Object::FileBatch | Object::ChatCompletionMessages | Object::Batch => &["GET"],
             Object::Conversation | Object::VectorStore | Object::VectorStoreFile | Object::ChatCompletion => &["GET", "POST", "DELETE"],
             Object::ConversationItems | Object::Files | Object::VectorStores | Object::VectorStoreFiles | Object::Batches => &["GET", "POST"],
@@ -128,9 +140,10 @@ impl Object {
     }
 
     /// Whether a request of `method` uploads content the guardrails
-    /// cannot read (a file, in a multipart form).
+    /// cannot read (a file, in a multipart form), or starts an upload
+    /// whose parts will be such content.
     pub fn uploads(self, method: &str) -> bool {
-        method == "POST" && self == Object::Files
+        method == "POST" && matches!(self, Object::Files | Object::Uploads | Object::UploadParts)
     }
 
     /// Whether the answer to `method` carries text a model read or wrote:
@@ -147,6 +160,7 @@ impl Object {
             Object::ChatCompletion => method != "DELETE",
             Object::ChatCompletionMessages => true,
             Object::Batches | Object::Batch | Object::BatchCancel => false,
+            Object::Uploads | Object::UploadParts | Object::UploadComplete | Object::UploadCancel => false,
         }
     }
 
@@ -204,6 +218,10 @@ fn below_version(rest: &str) -> Option<Object> {
         ["batches"] => Object::Batches,
         ["batches", b] if ok(&[b]) => Object::Batch,
         ["batches", b, "cancel"] if ok(&[b]) => Object::BatchCancel,
+        ["uploads"] => Object::Uploads,
+        ["uploads", u, "parts"] if ok(&[u]) => Object::UploadParts,
+        ["uploads", u, "complete"] if ok(&[u]) => Object::UploadComplete,
+        ["uploads", u, "cancel"] if ok(&[u]) => Object::UploadCancel,
         _ => return None,
     })
 }
@@ -295,9 +313,11 @@ pub fn plan(cfg: &Config, key: &KeyInfo, path: &str, method: &str, anthropic: bo
     }
     let who = crate::guard::Subject { key: &key.id, project: &key.project, team: &key.team, route: "" };
     // An upload under a policy that acts: only an OpenAI batch file (JSON
-    // Lines of requests) is text the scan reads; which it is, the form says.
+    // Lines of requests) sent whole is text the scan reads; which it is,
+    // the form says. A file sent in parts (the Uploads API) is not: a part
+    // is any slice of it, a line cut anywhere.
     let scan_upload = match guard.filter(|g| object.uploads(method) && g.acts_for(who)) {
-        Some(g) if anthropic => return Err(unscannable(g, &provider.name)),
+        Some(g) if anthropic || object != Object::Files => return Err(unscannable(g, &provider.name)),
         Some(_) => true,
         None => false,
     };
@@ -364,12 +384,12 @@ const WHOLE_RESPONSE: &[&str] = &["range", "if-range", "if-match", "if-none-matc
 const WHOLE_ANSWER: &[&str] = &["range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since"];
 
 /// The refusal of an upload the guardrails cannot read (any file but a
-/// batch's JSON Lines) under a policy that blocks or redacts.
+/// batch's JSON Lines sent whole) under a policy that blocks or redacts.
 pub fn unscannable(g: &crate::guard::Policy, provider: &str) -> GatewayError {
     GatewayError::forbidden(
         "content_unscannable",
         format!(
-            "Guardrail policy '{}' blocks or redacts data classes, and an uploaded file cannot be checked for them (only a batch's JSON Lines, purpose 'batch', can), so it is not sent to provider '{provider}'.",
+            "Guardrail policy '{}' blocks or redacts data classes, and an uploaded file cannot be checked for them (only a batch's JSON Lines, purpose 'batch', sent whole to POST /v1/files, can), so it is not sent to provider '{provider}'.",
             g.version
         ),
     )

@@ -263,6 +263,57 @@ def test_a_file_upload_under_a_blocking_policy_is_refused_before_it_is_sent(oai,
         assert e.value.body["code"] == "listing_not_allowed"
 
 
+def test_a_large_file_sent_in_parts_becomes_a_file_a_response_is_billed_for(tmp_path):
+    """The Uploads API (`uploads.upload_file_chunked`: `POST /v1/uploads`,
+    a form a part, `…/complete` naming the parts in order; `…/cancel`),
+    which a file over what `files.create` takes must use: sent to the
+    provider with its key, and the file it makes is read back and billed
+    as any upload is. (Before: 404, the paths were not served.) The mock
+    checks it as the API reference has it (tests/mock-provider/src/objects/uploads.rs)."""
+    def no_guardrails(pc):
+        del pc["guardrails"]
+
+    s = sm.Stack(tmp_path, plugin_patch=no_guardrails)
+    try:
+        c = openai.OpenAI(base_url=s.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+        up = c.uploads.upload_file_chunked(file=NOTES, bytes=len(NOTES), filename="notes.txt", mime_type="text/plain", purpose="user_data", part_size=1000)
+        assert (up.object, up.status, up.bytes, up.filename) == ("upload", "completed", len(NOTES), "notes.txt")
+        assert (up.file.object, up.file.bytes, up.file.purpose) == ("file", len(NOTES), "user_data")
+        assert c.files.content(up.file.id).read() == NOTES, "the parts, in order"
+        ask = [{"role": "user", "content": [{"type": "input_file", "file_id": up.file.id}, {"type": "input_text", "text": "Summarize."}]}]
+        turn = c.responses.create(model=MODEL, input=ask)
+        lone = c.responses.create(model=MODEL, input="Summarize.")
+        assert turn.usage.input_tokens - lone.usage.input_tokens == len(NOTES) // 4, (turn.usage, lone.usage)
+        # The provider's key went, not the client's; the provider's refusals come back as they are.
+        raw = c.uploads.with_raw_response.create(bytes=10, filename="x.txt", mime_type="text/plain", purpose="user_data")
+        assert raw.headers["x-mock-auth"] == "Bearer sk-mock-openai"
+        pending = raw.parse()
+        assert c.uploads.cancel(pending.id).status == "cancelled"
+        with pytest.raises(openai.BadRequestError):
+            c.uploads.parts.create(pending.id, data=b"0123456789")
+        with pytest.raises(openai.BadRequestError):
+            c.uploads.create(bytes=10, filename="x.txt", mime_type="text/plain", purpose="training")
+        # Only its methods, only with a key (which models reach it: the objects unit tests).
+        assert call(s, "GET", "/v1/uploads/" + pending.id + "/cancel").status_code == 405
+        assert call(s, "POST", "/v1/uploads", key=None, json={"bytes": 1, "filename": "x", "mime_type": "text/plain", "purpose": "user_data"}).status_code == 401
+    finally:
+        s.stop()
+
+
+def test_a_file_sent_in_parts_under_a_blocking_policy_is_refused_before_it_is_sent(oai, client):
+    """A part is any slice of a file, a batch's line cut anywhere: the
+    guardrails cannot read it as they read a batch file sent whole, so
+    under a policy that blocks or redacts neither an upload nor a part goes."""
+    with pytest.raises(openai.PermissionDeniedError) as e:
+        oai.uploads.create(bytes=len(NOTES), filename="notes.txt", mime_type="text/plain", purpose="batch")
+    assert e.value.body["code"] == "content_unscannable"
+    assert "x-mock-auth" not in e.value.response.headers, "answered by the gateway, not the provider"
+    with pytest.raises(openai.PermissionDeniedError) as e:
+        oai.uploads.parts.create("upload_abc123", data=NOTES)
+    assert e.value.body["code"] == "content_unscannable"
+    assert "x-mock-auth" not in e.value.response.headers
+
+
 def test_anthropic_clients_files_go_to_anthropic_with_its_key_and_a_document_names_them(tmp_path):
     """The Anthropic SDK's `beta.files` (its Files API, on the same
     `/v1/files` paths as OpenAI's, told apart by `anthropic-version`): to the

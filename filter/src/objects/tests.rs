@@ -61,6 +61,10 @@ fn names_each_object_under_every_prefix_an_sdk_sends() {
             ("/batches", Object::Batches),
             ("/batches/batch_abc123", Object::Batch),
             ("/batches/batch_abc123/cancel", Object::BatchCancel),
+            ("/uploads", Object::Uploads),
+            ("/uploads/upload_abc123/parts", Object::UploadParts),
+            ("/uploads/upload_abc123/complete", Object::UploadComplete),
+            ("/uploads/upload_abc123/cancel", Object::UploadCancel),
         ] {
             let p = format!("{pre}{rest}");
             assert_eq!(locate(&p), Some((o, rest)), "{p}");
@@ -72,6 +76,7 @@ fn names_each_object_under_every_prefix_an_sdk_sends() {
         "/v1/responses/%2e%2e", "/v1/responses/r%2Fx", "/v1/conversations//items", "/v1/files/file-1/other", "/v1/files/file.1",
         "/v1/vector_stores/vs_1/search/x", "/v1/chat/completions", "/v1/chat/completions/c/other", "/v1/chat/x/y", "/v1/vector_stores/vs_1/file_batches/b/other", "/v1/vector_stores/vs.1",
         "/v1/batches/b/other", "/v1/batches/b.1", "/v1/batches/b/cancel/x",
+        "/v1/uploads/u", "/v1/uploads/u/parts/part_1", "/v1/uploads/u.1/complete", "/v1/uploads/u/other",
     ] {
         assert_eq!(locate(p), None, "{p}");
     }
@@ -196,6 +201,32 @@ fn a_file_upload_passes_only_where_no_class_would_be_blocked_or_redacted() {
     }
     let answers = policy(serde_json::json!({"version": "a", "responses": "observe"}));
     assert_eq!(plan(&cfg(), &key(None), "/v1/files/file-1/content", "GET", false, Some(&answers)).unwrap_err().code, "stored_content_guarded");
+}
+
+#[test]
+fn a_file_sent_in_parts_passes_only_where_no_class_would_be_blocked_or_redacted() {
+    let policy = |v: serde_json::Value| crate::guard::Policy::build(serde_json::from_value(v).unwrap()).unwrap();
+    let observing = policy(serde_json::json!({"version": "o", "actions": {"secret": "observe", "card": "observe", "ssn": "observe", "iban": "observe"}}));
+    let defaults = policy(serde_json::json!({"version": "d"}));
+    for path in ["/v1/uploads", "/v1/uploads/upload_1/parts", "/v1/uploads/upload_1/complete", "/v1/uploads/upload_1/cancel"] {
+        let p = plan(&cfg(), &key(None), path, "POST", false, Some(&observing)).unwrap();
+        assert!(!p.scan && !p.scan_upload && p.charged.is_none() && !p.creates_batch, "{path}: sent as it came, not held");
+        assert_eq!((headers(&p)[":path"].as_str(), headers(&p)["authorization"].as_str()), (path, "Bearer sk-up"));
+        assert_eq!(plan(&cfg(), &key(None), path, "GET", false, None).unwrap_err().status, 405, "{path}");
+        assert_eq!(plan(&cfg(), &key(Some(&["cheap"])), path, "POST", false, None).unwrap_err().code, "provider_not_allowed");
+    }
+    // A part is any slice of the file (a batch's line cut anywhere): not
+    // read as a batch file sent whole is, so neither it nor the upload it
+    // would fill goes where a class is blocked or redacted.
+    for path in ["/v1/uploads", "/v1/uploads/upload_1/parts"] {
+        let e = plan(&cfg(), &key(None), path, "POST", false, Some(&defaults)).unwrap_err();
+        assert_eq!((e.status, e.code), (403, "content_unscannable"), "{path}");
+    }
+    for path in ["/v1/uploads/upload_1/complete", "/v1/uploads/upload_1/cancel"] {
+        assert!(plan(&cfg(), &key(None), path, "POST", false, Some(&defaults)).is_ok(), "{path}: names parts, carries none");
+    }
+    // Anthropic has no Uploads API: not sent to OpenAI for its client.
+    assert_eq!(plan(&cfg(), &key(None), "/v1/uploads", "POST", true, None).unwrap_err().status, 404);
 }
 
 #[test]

@@ -109,7 +109,7 @@ pub(super) fn no_such_file(id: &str) -> Refusal {
     (404, format!("No such File object: {id}"), Some("id"), None)
 }
 
-const PURPOSES: &[&str] = &["assistants", "batch", "fine-tune", "vision", "user_data", "evals"];
+pub(super) const PURPOSES: &[&str] = &["assistants", "batch", "fine-tune", "vision", "user_data", "evals"];
 
 /// `POST /v1/files`: a form with `file` and `purpose` (and nothing else
 /// but `expires_after`), at most 512 MB.

@@ -1,6 +1,7 @@
 //! Stored objects, kept as the providers keep them, one file a kind:
 //! responses (here), conversations, files (OpenAI's and Anthropic's),
-//! vector stores, chat completions made with `store: true` and batches. Read back, listed, deleted by id (openai/openai-openapi
+//! vector stores, chat completions made with `store: true`, batches and
+//! uploads (a file sent in parts). Read back, listed, deleted by id (openai/openai-openapi
 //! `openapi.yaml`: `/responses/{response_id}`, `…/cancel`, `…/input_items`,
 //! their schemas `Response`, `ResponseItemList`).
 //!
@@ -29,6 +30,7 @@ mod batches;
 mod chat;
 mod conversations;
 mod files;
+mod uploads;
 mod vector_stores;
 
 use conversations::Conversation;
@@ -63,6 +65,7 @@ pub struct Store {
     vector_stores: Mutex<HashMap<String, vector_stores::VectorStore>>,
     chats: Mutex<HashMap<String, chat::KeptChat>>,
     batches: Mutex<HashMap<String, Value>>,
+    uploads: Mutex<HashMap<String, uploads::Upload>>,
     seq: std::sync::atomic::AtomicU64,
 }
 
@@ -201,7 +204,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/v1/responses/{id}", get(get_response).delete(delete_response))
         .route("/v1/responses/{id}/cancel", post(cancel_response))
         .route("/v1/responses/{id}/input_items", get(input_items));
-    batches::routes(chat::routes(vector_stores::routes(files::routes(conversations::routes(r)))))
+    uploads::routes(batches::routes(chat::routes(vector_stores::routes(files::routes(conversations::routes(r))))))
 }
 
 pub(super) type Answer = Result<Value, Refusal>;
