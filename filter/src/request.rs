@@ -558,12 +558,21 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
 /// The body to send upstream, or `None` to send the client's as it came:
 /// the planned body; else, when the body as read is not the client's
 /// (`changed`: rendered from a named prompt, or decoded), the body as read;
-/// an image edit's form written back from either ([`multipart::Upload`]).
-pub fn outgoing_body(planned: Option<Vec<u8>>, read: Vec<u8>, changed: bool, upload: Option<&multipart::Upload>) -> Result<Option<Vec<u8>>, GatewayError> {
+/// a form (an image edit's, a transcription's) written back from either
+/// ([`multipart::Upload`]). In the pieces it is written to Envoy in, one
+/// after another: a form's files are borrowed from the form as read, never
+/// copied.
+pub fn outgoing_body<'a>(
+    planned: Option<Vec<u8>>,
+    read: Vec<u8>,
+    changed: bool,
+    upload: Option<&'a multipart::Upload>,
+) -> Result<Option<Vec<std::borrow::Cow<'a, [u8]>>>, GatewayError> {
+    use std::borrow::Cow;
     match (planned, upload) {
-        (planned, Some(u)) => u.sent(planned.as_deref().unwrap_or(&read)).map(Some),
-        (Some(b), None) => Ok(Some(b)),
-        (None, None) => Ok(changed.then_some(read)),
+        (planned, Some(u)) => u.sent_in_pieces(planned.as_deref().unwrap_or(&read)).map(Some),
+        (Some(b), None) => Ok(Some(vec![Cow::Owned(b)])),
+        (None, None) => Ok(changed.then(|| vec![Cow::Owned(read)])),
     }
 }
 

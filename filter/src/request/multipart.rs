@@ -381,35 +381,49 @@ impl Form {
     /// value `json` (the view, as planned and guarded) gives it (left out
     /// where `json` has none), fields `json` adds after them, the files'
     /// bytes as they came; each part with the headers [`read_head`] wrote,
-    /// without preamble, padding or epilogue.
+    /// without preamble, padding or epilogue. Joined: [`Self::pieces`].
     pub fn rebuild(&self, body: &[u8], json: &[u8], api: Api) -> Result<Vec<u8>, GatewayError> {
+        Ok(join(body, &self.pieces(json, api)?))
+    }
+
+    /// The same form as stretches of the body it was read from (files, lists) and bytes
+    /// written for it: sent to Envoy one after another, a file's bytes are
+    /// never copied in the VM (a 25 MB audio file was held twice there,
+    /// the form as read and the form written back).
+    pub fn pieces(&self, json: &[u8], api: Api) -> Result<Vec<Piece>, GatewayError> {
         let mut values: Map<String, Value> = serde_json::from_slice(json).map_err(|_| bad("The form could not be written back."))?;
         for file in file_members(api) {
             values.remove(*file);
         }
-        let mut out = Vec::with_capacity(body.len() + 256);
+        let mut out = Pieces(Vec::new());
         let open = format!("--{}\r\n", self.boundary);
         let delimiter = format!("\r\n--{}", self.boundary);
-        let field = |out: &mut Vec<u8>, head: &[u8], text: &[u8]| -> Result<(), GatewayError> {
-            // (A value the planner wrote must not end the part early.)
-            if memmem::find(text, delimiter.as_bytes()).is_some() {
-                return Err(bad("A field's new value holds the form's boundary."));
-            }
-            out.extend_from_slice(open.as_bytes());
-            out.extend_from_slice(head);
-            out.extend_from_slice(b"\r\n\r\n");
-            out.extend_from_slice(text);
-            out.extend_from_slice(b"\r\n");
-            Ok(())
+        let head_of = |out: &mut Pieces, head: &[u8]| {
+            out.write(open.as_bytes());
+            out.write(head);
+            out.write(b"\r\n\r\n");
         };
         // (Lists and objects are sent as they came: the planning changes none.)
         for base in self.parts.iter().filter(|p| !p.file).filter_map(|p| bracketed(&p.name)) {
             values.remove(base.0);
         }
+        let field = |out: &mut Pieces, head: &[u8], text: &[u8]| -> Result<(), GatewayError> {
+            // (A value the planner wrote must not end the part early.)
+            if memmem::find(text, delimiter.as_bytes()).is_some() {
+                return Err(bad("A field's new value holds the form's boundary."));
+            }
+            head_of(out, head);
+            out.write(text);
+            out.write(b"\r\n");
+            Ok(())
+        };
         for p in &self.parts {
             let head = p.head.as_bytes();
             if p.file || bracketed(&p.name).is_some() {
-                field(&mut out, head, body.get(p.content.clone()).unwrap_or_default())?;
+                // (As read: it ends where the first delimiter was found.)
+                head_of(&mut out, head);
+                out.0.push(Piece::Came(p.content.clone()));
+                out.write(b"\r\n");
                 continue;
             }
             match values.remove(&p.name) {
@@ -420,9 +434,48 @@ impl Form {
         for (k, v) in values.iter().filter(|(_, v)| !v.is_null()) {
             field(&mut out, format!("Content-Disposition: form-data; name=\"{}\"", header_safe(k)).as_bytes(), as_text(v).as_bytes())?;
         }
-        out.extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
-        Ok(out)
+        out.write(format!("--{}--\r\n", self.boundary).as_bytes());
+        Ok(out.0)
     }
+}
+
+/// A stretch of a form to send: bytes of the form as it came, or bytes
+/// written for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Came(Range<usize>),
+    Written(Vec<u8>),
+}
+
+impl Piece {
+    /// Its bytes, those of `body` (the form as it came) for a stretch of it.
+    pub fn bytes<'a>(&'a self, body: &'a [u8]) -> &'a [u8] {
+        match self {
+            Piece::Came(r) => body.get(r.clone()).unwrap_or_default(),
+            Piece::Written(b) => b,
+        }
+    }
+}
+
+/// Pieces being written: bytes written one after another make one piece.
+struct Pieces(Vec<Piece>);
+
+impl Pieces {
+    fn write(&mut self, b: &[u8]) {
+        match self.0.last_mut() {
+            Some(Piece::Written(w)) => w.extend_from_slice(b),
+            _ => self.0.push(Piece::Written(b.to_vec())),
+        }
+    }
+}
+
+/// The pieces as one body.
+fn join(body: &[u8], pieces: &[Piece]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(pieces.iter().map(|p| p.bytes(body).len()).sum());
+    for p in pieces {
+        out.extend_from_slice(p.bytes(body));
+    }
+    out
 }
 
 /// A request body that is a form, as it came, and its reading.
@@ -458,6 +511,20 @@ impl Upload {
     /// The form to send for `json`, the view as planned ([`Form::rebuild`]).
     pub fn sent(&self, json: &[u8]) -> Result<Vec<u8>, GatewayError> {
         self.form.rebuild(&self.body, json, self.api)
+    }
+
+    /// The same as slices, the files' borrowed from the form as it came
+    /// ([`Form::pieces`]): written to Envoy one after another.
+    pub fn sent_in_pieces(&self, json: &[u8]) -> Result<Vec<std::borrow::Cow<'_, [u8]>>, GatewayError> {
+        use std::borrow::Cow;
+        let pieces = self.form.pieces(json, self.api)?;
+        Ok(pieces
+            .into_iter()
+            .map(|p| match p {
+                Piece::Came(r) => Cow::Borrowed(self.body.get(r).unwrap_or_default()),
+                Piece::Written(b) => Cow::Owned(b),
+            })
+            .collect())
     }
 
     /// The content type of the form [`Self::sent`] writes.

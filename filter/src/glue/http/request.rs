@@ -307,16 +307,25 @@ impl TollgateHttp {
         if decoded {
             self.set_request_header("content-encoding", None);
         }
-        plan.body = match crate::request::outgoing_body(plan.body.take(), body, rendered || decoded, upload.as_deref()) {
+        let sent = match crate::request::outgoing_body(plan.body.take(), body, rendered || decoded, upload.as_deref()) {
             Ok(b) => b,
             Err(e) => return self.reject(e),
         };
-        if let Some(b) = &plan.body {
+        if let Some(pieces) = &sent {
             plan.headers.retain(|(k, _)| k != "content-length");
-            plan.headers.push(("content-length".to_string(), b.len().to_string()));
-        }
-        if let Some(new_body) = &plan.body {
-            host::set_buffer(REQUEST_BODY, 0, body_size, new_body);
+            plan.headers.push(("content-length".to_string(), pieces.iter().map(|p| p.len()).sum::<usize>().to_string()));
+            // The first replaces the body; each next one is appended (Envoy
+            // appends what is written at or past the body's end).
+            let mut at = 0;
+            for (i, piece) in pieces.iter().enumerate() {
+                let (start, replaced) = if i == 0 { (0, body_size) } else { (at, 0) };
+                if !host::set_buffer(REQUEST_BODY, start, replaced, piece) {
+                    // (Never a body cut short or out of order upstream.)
+                    log::error!("[{}] Envoy refused the request body written back (piece {i} at {start})", self.context_id);
+                    return self.reject(GatewayError::internal("The request body could not be written back for the provider."));
+                }
+                at += piece.len();
+            }
         }
         for (name, value) in &plan.headers {
             self.set_request_header(name, Some(value));

@@ -155,17 +155,24 @@ fn hostile_forms_never_panic() {
 #[test]
 fn the_body_sent_is_the_planned_one_or_the_form_written_back() {
     use crate::request::{outgoing_body, Api};
+    let joined = |pieces: Option<Vec<std::borrow::Cow<'_, [u8]>>>| pieces.map(|p| p.concat());
     // not a form: the planned body, else the body as read only when it is not the client's
-    assert_eq!(outgoing_body(Some(b"planned".to_vec()), b"read".to_vec(), false, None).unwrap().as_deref(), Some(&b"planned"[..]));
-    assert_eq!(outgoing_body(None, b"read".to_vec(), true, None).unwrap().as_deref(), Some(&b"read"[..]));
+    assert_eq!(joined(outgoing_body(Some(b"planned".to_vec()), b"read".to_vec(), false, None).unwrap()).as_deref(), Some(&b"planned"[..]));
+    assert_eq!(joined(outgoing_body(None, b"read".to_vec(), true, None).unwrap()).as_deref(), Some(&b"read"[..]));
     assert_eq!(outgoing_body(None, b"read".to_vec(), false, None).unwrap(), None);
     // a form: always written back, from the planned view or the view as read
     let body = form("f", &[("model", "alias"), ("prompt", "p")], &[("image", b"\x89PNG")]);
-    let (upload, view) = Upload::read(Api::OpenAiImageEdits, Some(b"multipart/form-data; boundary=f"), body.clone()).unwrap();
+    let read = body.clone();
+    let held = read.as_ptr_range(); // (the upload keeps this allocation: a Vec moved keeps its bytes in place)
+    let (upload, view) = Upload::read(Api::OpenAiImageEdits, Some(b"multipart/form-data; boundary=f"), read).unwrap();
     let upload = upload.unwrap();
-    assert_eq!(outgoing_body(None, view.clone(), false, Some(&upload)).unwrap(), Some(body.clone()));
+    assert_eq!(joined(outgoing_body(None, view.clone(), false, Some(&upload)).unwrap()), Some(body.clone()));
     let planned = String::from_utf8(view).unwrap().replace("alias", "gpt-image-1.5").into_bytes();
-    let sent = outgoing_body(Some(planned), Vec::new(), false, Some(&upload)).unwrap().unwrap();
+    let pieces = outgoing_body(Some(planned), Vec::new(), false, Some(&upload)).unwrap().unwrap();
+    // The file's bytes are the form's own, borrowed, not a copy.
+    let image = pieces.iter().find(|p| &p[..] == b"\x89PNG").expect("the file is a piece of its own");
+    assert!(matches!(image, std::borrow::Cow::Borrowed(_)) && held.contains(&image.as_ptr()));
+    let sent = pieces.concat();
     assert!(memmem::find(&sent, b"\r\n\r\ngpt-image-1.5\r\n").is_some() && memmem::find(&sent, b"\x89PNG").is_some());
     // another API, or JSON: no form
     let (none, same) = Upload::read(Api::OpenAiChat, Some(b"multipart/form-data; boundary=f"), body.clone()).unwrap();
