@@ -25,6 +25,7 @@
 //! delimiters (a linear `memchr` search), reads each part's
 //! `Content-Disposition`, and refuses what it cannot read unambiguously.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use memchr::memmem;
@@ -383,14 +384,14 @@ impl Form {
     /// bytes as they came; each part with the headers [`read_head`] wrote,
     /// without preamble, padding or epilogue. Joined: [`Self::pieces`].
     pub fn rebuild(&self, body: &[u8], json: &[u8], api: Api) -> Result<Vec<u8>, GatewayError> {
-        Ok(join(body, &self.pieces(json, api)?))
+        Ok(self.pieces(body, json, api)?.concat())
     }
 
-    /// The same form as stretches of the body it was read from (files, lists) and bytes
-    /// written for it: sent to Envoy one after another, a file's bytes are
-    /// never copied in the VM (a 25 MB audio file was held twice there,
-    /// the form as read and the form written back).
-    pub fn pieces(&self, json: &[u8], api: Api) -> Result<Vec<Piece>, GatewayError> {
+    /// The same form as stretches of `body`, the form as read (files,
+    /// lists: borrowed), and bytes written for it: sent to Envoy one after
+    /// another, a file's bytes are never copied in the VM (a 25 MB audio
+    /// file was held twice there, the form as read and the form written back).
+    pub fn pieces<'a>(&self, body: &'a [u8], json: &[u8], api: Api) -> Result<Vec<Cow<'a, [u8]>>, GatewayError> {
         let mut values: Map<String, Value> = serde_json::from_slice(json).map_err(|_| bad("The form could not be written back."))?;
         for file in file_members(api) {
             values.remove(*file);
@@ -422,7 +423,7 @@ impl Form {
             if p.file || bracketed(&p.name).is_some() {
                 // (As read: it ends where the first delimiter was found.)
                 head_of(&mut out, head);
-                out.0.push(Piece::Came(p.content.clone()));
+                out.0.push(Cow::Borrowed(body.get(p.content.clone()).unwrap_or_default()));
                 out.write(b"\r\n");
                 continue;
             }
@@ -439,43 +440,16 @@ impl Form {
     }
 }
 
-/// A stretch of a form to send: bytes of the form as it came, or bytes
-/// written for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Piece {
-    Came(Range<usize>),
-    Written(Vec<u8>),
-}
-
-impl Piece {
-    /// Its bytes, those of `body` (the form as it came) for a stretch of it.
-    pub fn bytes<'a>(&'a self, body: &'a [u8]) -> &'a [u8] {
-        match self {
-            Piece::Came(r) => body.get(r.clone()).unwrap_or_default(),
-            Piece::Written(b) => b,
-        }
-    }
-}
-
 /// Pieces being written: bytes written one after another make one piece.
-struct Pieces(Vec<Piece>);
+struct Pieces<'a>(Vec<Cow<'a, [u8]>>);
 
-impl Pieces {
+impl Pieces<'_> {
     fn write(&mut self, b: &[u8]) {
         match self.0.last_mut() {
-            Some(Piece::Written(w)) => w.extend_from_slice(b),
-            _ => self.0.push(Piece::Written(b.to_vec())),
+            Some(Cow::Owned(w)) => w.extend_from_slice(b),
+            _ => self.0.push(Cow::Owned(b.to_vec())),
         }
     }
-}
-
-/// The pieces as one body.
-fn join(body: &[u8], pieces: &[Piece]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(pieces.iter().map(|p| p.bytes(body).len()).sum());
-    for p in pieces {
-        out.extend_from_slice(p.bytes(body));
-    }
-    out
 }
 
 /// A request body that is a form, as it came, and its reading.
@@ -513,18 +487,10 @@ impl Upload {
         self.form.rebuild(&self.body, json, self.api)
     }
 
-    /// The same as slices, the files' borrowed from the form as it came
+    /// The same in pieces, the files' borrowed from the form as it came
     /// ([`Form::pieces`]): written to Envoy one after another.
-    pub fn sent_in_pieces(&self, json: &[u8]) -> Result<Vec<std::borrow::Cow<'_, [u8]>>, GatewayError> {
-        use std::borrow::Cow;
-        let pieces = self.form.pieces(json, self.api)?;
-        Ok(pieces
-            .into_iter()
-            .map(|p| match p {
-                Piece::Came(r) => Cow::Borrowed(self.body.get(r).unwrap_or_default()),
-                Piece::Written(b) => Cow::Owned(b),
-            })
-            .collect())
+    pub fn sent_in_pieces(&self, json: &[u8]) -> Result<Vec<Cow<'_, [u8]>>, GatewayError> {
+        self.form.pieces(&self.body, json, self.api)
     }
 
     /// The content type of the form [`Self::sent`] writes.
