@@ -30,7 +30,7 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 use super::files::StoredFile;
-use super::{answer, object_body, page, Answer, LIMIT};
+use super::{answer, missing, object_body, page, poisoned, Answer, LIMIT};
 use crate::responses::Refusal;
 use crate::App;
 
@@ -68,7 +68,7 @@ fn created(app: &App, body: &Bytes) -> Answer {
     }
     let text = |name: &'static str| match m.get(name) {
         Some(Value::String(s)) => Ok(s.clone()),
-        None | Some(Value::Null) => Err((400, format!("Missing required parameter: '{name}'."), Some(name), Some("missing_required_parameter"))),
+        None | Some(Value::Null) => Err(missing(name)),
         Some(_) => Err((400, format!("Invalid type for '{name}': expected a string."), Some(name), Some("invalid_type"))),
     };
     let (file, endpoint, window) = (text("input_file_id")?, text("endpoint")?, text("completion_window")?);
@@ -79,7 +79,7 @@ fn created(app: &App, body: &Bytes) -> Answer {
         return Err(invalid(format!("Invalid value for 'completion_window': '{window}'. Supported values are: '24h'."), "completion_window"));
     }
     let metadata = super::metadata(m.get("metadata"))?;
-    let files = app.objects.files.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+    let files = app.objects.files.lock().map_err(|_| poisoned())?;
     match files.get(&file).and_then(|f| f.object.get("purpose")?.as_str()) {
         Some("batch") => {}
         Some(_) => return Err(invalid(format!("Invalid 'input_file_id': '{file}'. The file must be uploaded with purpose 'batch'."), "input_file_id")),
@@ -99,7 +99,7 @@ async fn create(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes
     let r = answer(&app, &uri, &h, || {
         let b = created(&app, &body)?;
         let id = b["id"].as_str().unwrap_or_default().to_string();
-        let mut all = app.objects.batches.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+        let mut all = app.objects.batches.lock().map_err(|_| poisoned())?;
         if all.len() >= LIMIT {
             return Err((429, "Too many batches.".into(), None, None));
         }
@@ -317,7 +317,7 @@ async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri, h
 
 async fn list(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap) -> Response<Body> {
     answer(&app, &uri, &h, || {
-        let all = app.objects.batches.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+        let all = app.objects.batches.lock().map_err(|_| poisoned())?;
         let mut items: Vec<Value> = all.values().cloned().collect();
         items.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
         page(&uri, &items)

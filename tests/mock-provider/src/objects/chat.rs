@@ -14,7 +14,7 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use super::conversations::metadata_update;
-use super::{answer, page_from, Store, KEPT_BYTES, LIMIT};
+use super::{answer, page_from, poisoned, Store, KEPT_BYTES, LIMIT};
 use crate::responses::Refusal;
 use crate::App;
 
@@ -71,7 +71,7 @@ async fn retrieve(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri,
 async fn update(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
     answer(&app, &uri, &h, || {
         let md = metadata_update(&body)?;
-        let mut all = app.objects.chats.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+        let mut all = app.objects.chats.lock().map_err(|_| poisoned())?;
         let kept = all.get_mut(&id).ok_or_else(|| not_found(&id))?;
         if let Some(o) = kept.object.as_object_mut() {
             o.insert("metadata".into(), md);

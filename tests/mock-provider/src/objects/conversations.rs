@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::{answer, not_found, object_body, page, Answer, LIMIT};
+use super::{answer, missing, not_found, object_body, page, poisoned, Answer, LIMIT};
 use crate::responses::Refusal;
 use crate::{count_tokens, App};
 
@@ -35,7 +35,7 @@ pub fn routes(r: Router<Arc<App>>) -> Router<Arc<App>> {
 fn new_items(v: Option<&Value>, field: &'static str, required: bool) -> Result<Vec<Value>, Refusal> {
     match v {
         None | Some(Value::Null) if !required => Ok(Vec::new()),
-        None | Some(Value::Null) => Err((400, format!("Missing required parameter: '{field}'."), Some(field), Some("missing_required_parameter"))),
+        None | Some(Value::Null) => Err(missing(field)),
         Some(Value::Array(a)) if a.len() > 20 => {
             Err((400, format!("Invalid '{field}': array too long. Expected an array with maximum length 20, but got an array with length {} instead.", a.len()), Some(field), Some("array_above_max_length")))
         }
@@ -82,7 +82,7 @@ async fn create_conversation(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap
         let id = app.objects.next_id("conv");
         let c = Conversation { created_at: 1_767_225_600, metadata, context: item_text(&items), items };
         let out = resource(&id, &c);
-        let mut all = app.objects.conversations.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+        let mut all = app.objects.conversations.lock().map_err(|_| poisoned())?;
         if all.len() < LIMIT {
             all.insert(id, c);
         }
@@ -92,7 +92,7 @@ async fn create_conversation(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap
 
 /// `f` on conversation `id`, or 404.
 fn with_conversation(app: &App, id: &str, f: impl FnOnce(&mut Conversation) -> Answer) -> Answer {
-    let mut all = app.objects.conversations.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+    let mut all = app.objects.conversations.lock().map_err(|_| poisoned())?;
     f(all.get_mut(id).ok_or_else(|| not_found("Conversation", id))?)
 }
 

@@ -26,7 +26,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::{answer, page, Answer, Store, LIMIT};
+use super::{answer, page, poisoned, Answer, Store, LIMIT};
 use crate::responses::Refusal;
 use crate::{count_tokens, openai_checks, openai_error, respond, App};
 
@@ -47,7 +47,7 @@ impl Store {
     pub fn file_tokens(&self, m: &Map<String, Value>) -> Result<u64, Refusal> {
         let mut ids = Vec::new();
         file_ids(m.get("input").unwrap_or(&Value::Null), &mut ids);
-        let files = self.files.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+        let files = self.files.lock().map_err(|_| poisoned())?;
         ids.iter().try_fold(0u64, |sum, id| {
             let f = files.get(*id).ok_or_else(|| no_such_file(id))?;
             Ok(sum + count_tokens(&String::from_utf8_lossy(&f.data)))
@@ -62,7 +62,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(0);
         }
-        let files = self.anthropic_files.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+        let files = self.anthropic_files.lock().map_err(|_| poisoned())?;
         ids.iter().try_fold(0u64, |sum, id| {
             let f = files.get(*id).ok_or_else(|| (404, format!("File not found: {id}"), None, None))?;
             Ok(sum + count_tokens(&String::from_utf8_lossy(&f.data)))
@@ -143,7 +143,7 @@ async fn upload_file(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: 
         let id = app.objects.next_id("file").replace('_', "-");
         let object = json!({"id": id, "object": "file", "bytes": data.len(), "created_at": 1_767_225_600, "expires_at": null,
                             "filename": filename, "purpose": purpose, "status": "processed", "status_details": null});
-        let mut all = app.objects.files.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+        let mut all = app.objects.files.lock().map_err(|_| poisoned())?;
         if all.len() < LIMIT {
             all.insert(id, StoredFile { object: object.clone(), data });
         }
@@ -160,7 +160,7 @@ async fn list_files(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap) -> Resp
         return anthropic::list(&app, &uri, &h);
     }
     answer(&app, &uri, &h, || {
-        let files = app.objects.files.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+        let files = app.objects.files.lock().map_err(|_| poisoned())?;
         let mut all: Vec<Value> = files.values().map(|f| f.object.clone()).collect();
         all.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
         page(&uri, &all)
@@ -248,7 +248,7 @@ mod anthropic {
             let object = json!({"id": id, "created_at": "2026-01-01T00:00:00Z", "filename": filename,
                                 "mime_type": mime.unwrap_or_else(|| "application/octet-stream".into()), "size_bytes": data.len(),
                                 "type": "file", "downloadable": false});
-            let mut all = app.objects.anthropic_files.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+            let mut all = app.objects.anthropic_files.lock().map_err(|_| poisoned())?;
             if all.len() < LIMIT {
                 all.insert(id, StoredFile { object: object.clone(), data });
             }
@@ -269,7 +269,7 @@ mod anthropic {
                     _ => {}
                 }
             }
-            let files = app.objects.anthropic_files.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+            let files = app.objects.anthropic_files.lock().map_err(|_| poisoned())?;
             let mut all: Vec<Value> = files.values().map(|f| f.object.clone()).collect();
             all.sort_by(|a, b| b["id"].as_str().cmp(&a["id"].as_str()));
             let at = |id: &Option<String>| id.as_ref().and_then(|i| all.iter().position(|f| f["id"].as_str() == Some(i.as_str())));

@@ -209,6 +209,16 @@ pub fn routes() -> Router<Arc<App>> {
 
 pub(super) type Answer = Result<Value, Refusal>;
 
+/// A required member left out, in the API's words.
+pub(super) fn missing(name: &'static str) -> Refusal {
+    (400, format!("Missing required parameter: '{name}'."), Some(name), Some("missing_required_parameter"))
+}
+
+/// A store whose lock a panic poisoned.
+pub(super) fn poisoned() -> Refusal {
+    (500, "store poisoned".to_string(), None, None)
+}
+
 /// The key and requested errors checked, `f`'s answer or refusal sent.
 pub(super) fn answer(app: &App, uri: &Uri, h: &HeaderMap, f: impl FnOnce() -> Answer) -> Response<Body> {
     if let Err(r) = openai_checks(app, uri, h) {
@@ -310,7 +320,7 @@ async fn get_response(State(app): State<Arc<App>>, Path(id): Path<String>, uri: 
         return crate::paced_answer(chunks, &h, &uri, "text/event-stream").await;
     }
     let r = answer(&app, &uri, &h, || {
-        let m = app.objects.responses.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+        let m = app.objects.responses.lock().map_err(|_| poisoned())?;
         let k = m.get(&id).filter(|k| !k.object.is_null()).ok_or_else(|| not_found("Response", &id))?;
         Ok(match &k.background {
             Some(b) if std::time::Instant::now() < b.ready_at => running(&k.object),
@@ -333,7 +343,7 @@ async fn delete_response(State(app): State<Arc<App>>, Path(id): Path<String>, ur
 /// background guide).
 async fn cancel_response(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri, h: HeaderMap) -> Response<Body> {
     let r = answer(&app, &uri, &h, || {
-        let mut m = app.objects.responses.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+        let mut m = app.objects.responses.lock().map_err(|_| poisoned())?;
         let k = m.get_mut(&id).ok_or_else(|| not_found("Response", &id))?;
         let Some(run) = k.background.as_mut() else {
             return Err((400, "Only responses created with background=true can be cancelled.".into(), None, None));

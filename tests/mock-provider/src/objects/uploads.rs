@@ -23,7 +23,7 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use super::files::{StoredFile, PURPOSES};
-use super::{answer, object_body, Answer, LIMIT};
+use super::{answer, missing, object_body, poisoned, Answer, LIMIT};
 use crate::responses::Refusal;
 use crate::{openai_checks, openai_error, respond, App};
 
@@ -47,12 +47,14 @@ fn not_found(id: &str) -> Refusal {
     (404, format!("No such Upload object: {id}"), Some("upload_id"), None)
 }
 
-fn missing(name: &'static str) -> Refusal {
-    (400, format!("Missing required parameter: '{name}'."), Some(name), Some("missing_required_parameter"))
-}
-
-fn not_pending(id: &str, status: &str) -> Refusal {
-    (400, format!("Upload {id} is already {status}."), None, Some("invalid_state"))
+/// The pending upload `id`: parts are added to, and it is completed or
+/// cancelled, only while it is.
+fn pending<'a>(all: &'a mut HashMap<String, Upload>, id: &str) -> Result<&'a mut Upload, Refusal> {
+    let up = all.get_mut(id).ok_or_else(|| not_found(id))?;
+    match up.object["status"].as_str() {
+        Some("pending") => Ok(up),
+        other => Err((400, format!("Upload {id} is already {}.", other.unwrap_or("?")), None, Some("invalid_state"))),
+    }
 }
 
 async fn create(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
@@ -79,7 +81,7 @@ async fn create(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes
         let id = app.objects.next_id("upload");
         let object = json!({"id": id, "object": "upload", "bytes": bytes, "created_at": 1_767_225_600, "expires_at": 1_767_229_200,
                             "filename": filename, "purpose": purpose, "status": "pending", "file": null, "mime_type": mime});
-        let mut all = app.objects.uploads.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+        let mut all = app.objects.uploads.lock().map_err(|_| poisoned())?;
         if all.len() < LIMIT {
             all.insert(id, Upload { object: object.clone(), parts: HashMap::new() });
         }
@@ -113,12 +115,8 @@ async fn add_part(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri,
         if data.len() > MAX_PART {
             return Err((400, format!("A part may be at most {MAX_PART} bytes; this one is {}.", data.len()), Some("data"), Some("invalid_value")));
         }
-        let mut all = app.objects.uploads.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
-        let up = all.get_mut(&id).ok_or_else(|| not_found(&id))?;
-        match up.object["status"].as_str() {
-            Some("pending") => {}
-            other => return Err(not_pending(&id, other.unwrap_or("?"))),
-        }
+        let mut all = app.objects.uploads.lock().map_err(|_| poisoned())?;
+        let up = pending(&mut all, &id)?;
         let part = app.objects.next_id("part");
         up.parts.insert(part.clone(), data);
         Ok(json!({"id": part, "object": "upload.part", "created_at": 1_767_225_601, "upload_id": id}))
@@ -138,17 +136,12 @@ async fn complete(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri,
         }
         let ids: Vec<&str> = match m.get("part_ids") {
             None | Some(Value::Null) => return Err(missing("part_ids")),
-            Some(Value::Array(a)) => a.iter().map(Value::as_str).collect::<Option<_>>().ok_or_else(|| {
+            Some(v) => v.as_array().and_then(|a| a.iter().map(Value::as_str).collect::<Option<_>>()).ok_or_else(|| {
                 (400, "Invalid type for 'part_ids': expected an array of strings.".to_string(), Some("part_ids"), Some("invalid_type"))
             })?,
-            Some(_) => return Err((400, "Invalid type for 'part_ids': expected an array of strings.".into(), Some("part_ids"), Some("invalid_type"))),
         };
-        let mut all = app.objects.uploads.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
-        let up = all.get_mut(&id).ok_or_else(|| not_found(&id))?;
-        match up.object["status"].as_str() {
-            Some("pending") => {}
-            other => return Err(not_pending(&id, other.unwrap_or("?"))),
-        }
+        let mut all = app.objects.uploads.lock().map_err(|_| poisoned())?;
+        let up = pending(&mut all, &id)?;
         let mut data = Vec::new();
         for p in &ids {
             let part = up.parts.get(*p).ok_or_else(|| (400, format!("Part {p} does not belong to upload {id}."), Some("part_ids"), Some("invalid_value")))?;
@@ -166,7 +159,7 @@ async fn complete(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri,
         up.parts.clear();
         let done = public(&up.object);
         drop(all);
-        let mut files = app.objects.files.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
+        let mut files = app.objects.files.lock().map_err(|_| poisoned())?;
         if files.len() < LIMIT {
             files.insert(file_id, StoredFile { object: file, data: Bytes::from(data) });
         }
@@ -176,12 +169,8 @@ async fn complete(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri,
 
 async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>, uri: Uri, h: HeaderMap) -> Response<Body> {
     answer(&app, &uri, &h, || {
-        let mut all = app.objects.uploads.lock().map_err(|_| (500, "store poisoned".to_string(), None, None))?;
-        let up = all.get_mut(&id).ok_or_else(|| not_found(&id))?;
-        match up.object["status"].as_str() {
-            Some("pending") => {}
-            other => return Err(not_pending(&id, other.unwrap_or("?"))),
-        }
+        let mut all = app.objects.uploads.lock().map_err(|_| poisoned())?;
+        let up = pending(&mut all, &id)?;
         up.object["status"] = json!("cancelled");
         up.parts.clear();
         Ok(public(&up.object))

@@ -25,7 +25,7 @@ use serde_json::{json, Map, Value};
 
 use super::conversations::{metadata, only};
 use super::files::no_such_file;
-use super::{answer, object_body, page, Answer, Store, LIMIT};
+use super::{answer, missing, object_body, page, poisoned, Answer, Store, LIMIT};
 use crate::responses::Refusal;
 use crate::App;
 
@@ -48,10 +48,6 @@ pub fn routes(r: Router<Arc<App>>) -> Router<Arc<App>> {
         .route("/v1/vector_stores/{id}/file_batches/{batch}", get(get_batch))
         .route("/v1/vector_stores/{id}/file_batches/{batch}/cancel", post(cancel_batch))
         .route("/v1/vector_stores/{id}/file_batches/{batch}/files", get(batch_files))
-}
-
-fn poisoned() -> Refusal {
-    (500, "store poisoned".to_string(), None, None)
 }
 
 fn no_store(id: &str) -> Refusal {
@@ -95,7 +91,7 @@ fn file_ids(store: &Store, v: Option<&Value>, field: &'static str, (min, max): (
     let ids: Vec<String> = match v {
         None | Some(Value::Null) if min == 0 => Vec::new(),
         Some(Value::Array(a)) if a.iter().all(Value::is_string) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
-        None | Some(Value::Null) => return Err((400, format!("Missing required parameter: '{field}'."), Some(field), Some("missing_required_parameter"))),
+        None | Some(Value::Null) => return Err(missing(field)),
         Some(_) => return Err((400, format!("Invalid type for '{field}': expected an array of strings."), Some(field), Some("invalid_type"))),
     };
     if ids.len() < min || ids.len() > max {
