@@ -950,6 +950,16 @@ impl Config {
         let full = format!("{provider}/{upstream_model}");
         self.pricing.iter().find(|(p, _)| p.matches(&full)).map(|(_, price)| *price)
     }
+
+    /// [`Self::price`] as `api` bills it: the Decisions API bills the
+    /// model's input alone ([`Price::for_decisions`]).
+    pub fn price_for(&self, api: Api, provider: &str, upstream_model: &str) -> Option<Price> {
+        let price = self.price(provider, upstream_model);
+        if api == Api::OpenAiDecisions {
+            return price.map(Price::for_decisions);
+        }
+        price
+    }
 }
 
 #[cfg(test)]

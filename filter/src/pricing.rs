@@ -46,6 +46,12 @@ pub struct Price {
     /// least 5, since June 2026: a session this charges in full).
     #[serde(default)]
     pub container_per_gb: Option<u64>,
+    /// Input tokens of a Decisions API request (`POST /v1/decisions`),
+    /// every one, cached or written to the cache or not; its output is
+    /// not billed (OpenAI's GPT-6 Luna: $0.10 a million, "no output,
+    /// cache-read or cache-write charges"). Defaults to `input`.
+    #[serde(default)]
+    pub decisions_input: Option<u64>,
     /// Uncached input tokens of audio (OpenAI's audio models bill them
     /// about 13 × text: gpt-audio $32 against $2.50 per million). Defaults to `input`.
     #[serde(default)]
@@ -186,6 +192,28 @@ impl Price {
             Some(InferenceGeo::Us) => self.us_inference_percent.unwrap_or(110),
         };
         u64::from(tier) * u64::from(geo) / 100
+    }
+}
+
+impl Price {
+    /// These prices as the Decisions API bills them: every input token at
+    /// [`Self::decisions_input`] (images too), nothing for the output or
+    /// the cache, no long-context band.
+    pub fn for_decisions(self) -> Price {
+        let rate = self.decisions_input.unwrap_or(self.input);
+        Price {
+            input: rate,
+            cached_input: Some(rate),
+            cache_write: Some(rate),
+            cache_write_1h: Some(rate),
+            audio_input: Some(rate),
+            image_input: Some(rate),
+            output: 0,
+            audio_output: Some(0),
+            image_output: Some(0),
+            long_context: None,
+            ..self
+        }
     }
 }
 

@@ -99,7 +99,7 @@ impl Plan {
     /// grow by it.
     pub fn add_context(&mut self, cfg: &Config, tokens: u64) {
         self.chat.estimated_input_tokens = self.chat.estimated_input_tokens.saturating_add(tokens);
-        self.worst = worst_of(cfg, &self.chat, &self.target, cfg.price(&self.target.provider, &self.target.upstream_model).as_ref());
+        self.worst = worst_of(cfg, &self.chat, &self.target, cfg.price_for(self.chat.api, &self.target.provider, &self.target.upstream_model).as_ref());
     }
 }
 
@@ -300,7 +300,7 @@ pub fn plan_for(
     }
     if translate.is_none() && !provider.format.serves(api) {
         let e = match (provider.format, api) {
-            (_, Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses | Api::OpenAiImages | Api::OpenAiImageEdits | Api::OpenAiTranscriptions | Api::OpenAiTranslations | Api::OpenAiSpeech | Api::GeminiGenerateContent | Api::GeminiEmbedContent) => GatewayError::bad_request(
+            (_, Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses | Api::OpenAiImages | Api::OpenAiImageEdits | Api::OpenAiTranscriptions | Api::OpenAiTranslations | Api::OpenAiSpeech | Api::OpenAiDecisions | Api::GeminiGenerateContent | Api::GeminiEmbedContent) => GatewayError::bad_request(
                 "wrong_api_for_model",
                 format!("The model '{model}' is served by provider '{}', which has no {} API.", provider.name, api.describe()),
             ),
@@ -318,7 +318,7 @@ pub fn plan_for(
         };
         return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
     }
-    let price = cfg.price(&provider.name, &target.upstream_model);
+    let price = cfg.price_for(api, &provider.name, &target.upstream_model);
     if cfg.unpriced_models == UnpricedModels::Deny && price.is_none() && !choice.count_tokens {
         let e = GatewayError::bad_request(
             "model_not_priced",

@@ -322,6 +322,11 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
         Api::OpenAiImages | Api::OpenAiImageEdits => ResponseInfo { usage: images::from_body(body), ..Default::default() },
         Api::OpenAiTranscriptions | Api::OpenAiTranslations => ResponseInfo { usage: audio::from_body(body), ..Default::default() },
         Api::OpenAiSpeech => ResponseInfo { usage: speech::from_body(body), ..Default::default() },
+        // (A decision has the Responses API's usage, and no id to continue.)
+        Api::OpenAiDecisions => match serde_json::from_slice::<crate::responses_api::ResponseObject>(body) {
+            Ok(r) => ResponseInfo { model: r.model.clone(), usage: r.usage(), ..Default::default() },
+            Err(_) => ResponseInfo::default(),
+        },
         Api::OpenAiResponses => match serde_json::from_slice::<crate::responses_api::ResponseObject>(body) {
             Ok(r) => ResponseInfo {
                 model: r.model.clone(),
@@ -370,7 +375,7 @@ pub fn usage_member(api: Api) -> &'static [u8] {
 
 pub fn usage_from_value(api: Api, v: serde_json::Value) -> Option<Usage> {
     match api {
-        Api::OpenAiResponses => crate::responses_api::usage_from_value(v),
+        Api::OpenAiResponses | Api::OpenAiDecisions => crate::responses_api::usage_from_value(v),
         Api::GeminiGenerateContent | Api::GeminiEmbedContent => crate::gemini::usage_from_value(v),
         Api::OpenAiImages | Api::OpenAiImageEdits => images::from_value(v),
         Api::OpenAiTranscriptions | Api::OpenAiTranslations => audio::from_value(v),
@@ -740,7 +745,8 @@ impl StreamTracker {
             Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages | Api::OpenAiImageEdits => {
                 self.openai_usage
             }
-            Api::OpenAiTranscriptions | Api::OpenAiTranslations | Api::OpenAiSpeech => self.openai_usage,
+            // (Decisions are never streamed.)
+            Api::OpenAiTranscriptions | Api::OpenAiTranslations | Api::OpenAiSpeech | Api::OpenAiDecisions => self.openai_usage,
             // Calls done count even when the final usage never came (a cut stream is charged an estimate with them).
             Api::OpenAiResponses => match self.openai_usage {
                 Some(u) => Some(Usage {
@@ -791,7 +797,7 @@ impl StreamTracker {
             return Keep::Event;
         }
         match self.api {
-            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiModerations => self.observe_openai(ev.name, &ev.data),
+            Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiModerations | Api::OpenAiDecisions => self.observe_openai(ev.name, &ev.data),
             Api::GeminiGenerateContent | Api::GeminiEmbedContent => {
                 let seen = crate::gemini::observe(&ev.data);
                 self.output_chars = self.output_chars.saturating_add(seen.output_chars);

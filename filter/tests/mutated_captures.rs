@@ -299,7 +299,7 @@ fn sent_cap(api: Api, body: &[u8]) -> Result<Option<u64>, String> {
         Api::OpenAiResponses => ("max_output_tokens", None),
         Api::OpenAiCompletions | Api::AnthropicMessages => ("max_tokens", None),
         Api::GeminiGenerateContent => ("generationConfig", Some("maxOutputTokens")),
-        Api::OpenAiEmbeddings | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages | Api::OpenAiImageEdits | Api::OpenAiTranscriptions | Api::OpenAiTranslations | Api::OpenAiSpeech => return Ok(None),
+        Api::OpenAiEmbeddings | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages | Api::OpenAiImageEdits | Api::OpenAiTranscriptions | Api::OpenAiTranslations | Api::OpenAiSpeech | Api::OpenAiDecisions => return Ok(None),
     };
     let top = members(body).ok_or("the body sent upstream is not a JSON object")?;
     let mut found = top.iter().filter(|(k, _)| k == outer).map(|(_, v)| v.get().as_bytes().to_vec());

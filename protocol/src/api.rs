@@ -60,6 +60,12 @@ pub enum Api {
     /// last carries the usage.
     #[serde(rename = "openai_audio_speech")]
     OpenAiSpeech,
+    /// `POST /v1/decisions`, OpenAI's Decisions API (GPT-6 Luna): typed
+    /// answers (predicate, choice, score) to questions about an input,
+    /// not text. Billed by its input tokens alone, every one at the
+    /// input rate: no output, cache-read or cache-write charges.
+    #[serde(rename = "openai_decisions")]
+    OpenAiDecisions,
 }
 
 impl Api {
@@ -77,6 +83,7 @@ impl Api {
             Api::OpenAiTranscriptions => "/audio/transcriptions",
             Api::OpenAiTranslations => "/audio/translations",
             Api::OpenAiSpeech => "/audio/speech",
+            Api::OpenAiDecisions => "/decisions",
             // The model and the method are part of the path (see the filter's route planning).
             Api::GeminiGenerateContent | Api::GeminiEmbedContent => "/models",
         }
@@ -90,7 +97,7 @@ impl Api {
     /// Whether a request produces output tokens (embeddings and
     /// moderations do not).
     pub fn has_output(self) -> bool {
-        !self.embeds() && self != Api::OpenAiModerations
+        !self.embeds() && !matches!(self, Api::OpenAiModerations | Api::OpenAiDecisions)
     }
 
     /// Whether the API makes embeddings (input tokens only, never streamed).
@@ -142,6 +149,7 @@ impl Api {
             Api::OpenAiTranscriptions => "OpenAI audio transcriptions",
             Api::OpenAiTranslations => "OpenAI audio translations",
             Api::OpenAiSpeech => "OpenAI audio speech",
+            Api::OpenAiDecisions => "OpenAI decisions",
         }
     }
 
@@ -154,7 +162,7 @@ impl Api {
             Api::OpenAiChat => &["max_tokens", "max_completion_tokens"],
             Api::AnthropicMessages | Api::OpenAiCompletions => &["max_tokens"],
             Api::OpenAiResponses => &["max_output_tokens"],
-            Api::OpenAiEmbeddings | Api::GeminiGenerateContent | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages | Api::OpenAiImageEdits | Api::OpenAiTranscriptions | Api::OpenAiTranslations | Api::OpenAiSpeech => &[],
+            Api::OpenAiEmbeddings | Api::GeminiGenerateContent | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages | Api::OpenAiImageEdits | Api::OpenAiTranscriptions | Api::OpenAiTranslations | Api::OpenAiSpeech | Api::OpenAiDecisions => &[],
         }
     }
 

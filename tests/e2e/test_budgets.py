@@ -711,6 +711,28 @@ def test_speech_is_held_by_its_characters_or_the_audio_its_text_can_make(fresh):
     assert cli.record(r.headers["x-tollgate-request-id"])["cost_micros"] == 675
 
 
+def test_a_decision_is_held_by_its_input_alone(fresh):
+    """OpenAI's Decisions API bills only its input, every token at $0.10 a
+    million (envoy/demo/envoy.yaml's gpt-6-luna), and reserves no output: a
+    key with 5,000 tokens a day is refused a 400 KB ticket (about 100,000
+    tokens) before anything is sent, and served a short one, charged its
+    input alone (11 tokens: 1.1 micro-dollars, rounded up)."""
+    key = new_key(fresh.control, "classifiers")
+    fresh.control.api("PUT", "/v1/budgets/key/" + key["id"], {"limit_tokens": 5_000, "period": "daily"}, expect=200)
+    wait_until(lambda: key_works(fresh.url, key["key"]), what="the key with its budget")
+    cli = Client(fresh)
+    served = mock_stats(fresh)["requests"]
+    ask = {"model": "gpt-6-luna", "questions": [{"type": "predicate", "instructions": "Is it a refund request?"}]}
+    r = cli.post("/v1/decisions", {**ask, "input": "refund " * 58_000}, key=key["key"])
+    assert r.status_code == 429 and error_of(r)["code"] == "budget_exhausted", r.text
+    assert mock_stats(fresh)["requests"] == served, "nothing reached the provider"
+    r = cli.post("/v1/decisions", {**ask, "input": "I want my money back."}, key=key["key"])
+    assert r.status_code == 200, r.text
+    rec = cli.record(r.headers["x-tollgate-request-id"])
+    assert (rec["usage"]["input_tokens"], rec["usage"]["output_tokens"]) == (11, 1), rec
+    assert rec["cost_micros"] == 2, "11 input tokens at $0.10 a million; the answer's token free"
+
+
 def test_the_responses_image_generation_tool_is_held_by_its_reservation(fresh):
     """The image generation tool's image is reserved (one a call: the
     tool's default model, GPT Image 1 at $40 a million, high quality and

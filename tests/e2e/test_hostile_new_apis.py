@@ -334,3 +334,26 @@ def test_hostile_stored_object_requests_are_refused_or_scanned_as_sent(stack, cl
         assert got in (400, 404), (path, got)
     # The worker still serves.
     assert client.chat("default").status_code == 200
+
+
+def test_hostile_decisions_are_refused_or_charged_what_was_sent(stack, client):
+    """The Decisions API under hostile input: a member given twice (the
+    guardrails and the provider could read different questions), bytes that
+    are not UTF-8, questions of the wrong type (the provider's refusal,
+    charged nothing), an answer the provider compressed unasked (decoded,
+    charged its usage). The worker keeps serving."""
+    served = requests.get(stack.mock.url + "/mock/stats", timeout=5).json()["requests"]
+    q = b'[{"type":"predicate","instructions":"Refund?"}]'
+    for raw, code in ((b'{"model":"gpt-6-luna","input":"a","questions":' + q + b',"questions":[]}', "duplicate_key"),
+                      (b'{"model":"gpt-6-luna","model":"gpt-5.4","input":"a","questions":' + q + b'}', "duplicate_key"),
+                      (b'{"model":"gpt-6-luna","input":"\xff\xfe","questions":' + q + b'}', "invalid_json")):
+        r = client.post("/v1/decisions", raw=raw)
+        assert r.status_code == 400 and r.json()["error"]["code"] == code, (raw, r.text)
+    assert requests.get(stack.mock.url + "/mock/stats", timeout=5).json()["requests"] == served
+    r = client.post("/v1/decisions", {"model": "gpt-6-luna", "input": "a", "questions": "Refund?"})
+    assert r.status_code == 400 and client.record(r.headers["x-tollgate-request-id"])["cost_micros"] == 0, r.text
+    r = client.post("/v1/decisions", {"model": "gpt-6-luna", "input": "I want a refund.", "questions": json.loads(q)}, headers={"x-mock-gzip": "1"})
+    assert r.status_code == 200 and r.json()["answers"][0]["type"] == "predicate", r.text
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["usage_source"], rec["usage"]["input_tokens"], rec["cost_micros"]) == ("provider", 6, 1), rec
+    assert client.chat("cheap").status_code == 200, "the worker still serves"

@@ -455,7 +455,7 @@ fn for_each_delta(api: Api, v: &mut Value, f: &mut dyn FnMut(String, &mut String
                 f("transcript".to_string(), s);
             }
         }
-        Api::OpenAiEmbeddings | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages | Api::OpenAiImageEdits | Api::OpenAiSpeech => {}
+        Api::OpenAiEmbeddings | Api::GeminiEmbedContent | Api::OpenAiModerations | Api::OpenAiImages | Api::OpenAiImageEdits | Api::OpenAiSpeech | Api::OpenAiDecisions => {}
     }
 }
 

@@ -56,7 +56,7 @@ pub fn classify_path(path: &str) -> Endpoint {
 /// `/openai/deployments/{deployment}/chat/completions` (and `completions`,
 /// `embeddings`, `images/generations`, `images/edits`, `audio/transcriptions`,
 /// `audio/translations`, `audio/speech`), the deployment naming the model; `/openai/responses`,
-/// `/openai/models`; and Azure's v1 API, `/openai/v1/…` (an OpenAI client
+/// `/openai/models`, `/openai/decisions`; and Azure's v1 API, `/openai/v1/…` (an OpenAI client
 /// whose base URL ends `/openai/v1`). Each is served as the OpenAI path it
 /// stands for.
 fn azure_endpoint(p: &str) -> Option<Endpoint> {
@@ -75,6 +75,7 @@ fn azure_endpoint(p: &str) -> Option<Endpoint> {
         "/audio/translations" => Endpoint::Chat(Api::OpenAiTranslations),
         "/audio/speech" => Endpoint::Chat(Api::OpenAiSpeech),
         "/responses" => Endpoint::Chat(Api::OpenAiResponses),
+        "/decisions" => Endpoint::Chat(Api::OpenAiDecisions),
         "/responses/input_tokens" => Endpoint::CountTokens(Api::OpenAiResponses),
         "/responses/compact" => Endpoint::Compact,
         "/models" => Endpoint::Models,
@@ -156,6 +157,7 @@ fn exact_endpoint(p: &str) -> Endpoint {
         "/v1/audio/transcriptions" | "/audio/transcriptions" => Endpoint::Chat(Api::OpenAiTranscriptions),
         "/v1/audio/translations" | "/audio/translations" => Endpoint::Chat(Api::OpenAiTranslations),
         "/v1/audio/speech" | "/audio/speech" => Endpoint::Chat(Api::OpenAiSpeech),
+        "/v1/decisions" | "/decisions" => Endpoint::Chat(Api::OpenAiDecisions),
         "/v1/responses" | "/responses" => Endpoint::Chat(Api::OpenAiResponses),
         "/v1/responses/input_tokens" | "/responses/input_tokens" => Endpoint::CountTokens(Api::OpenAiResponses),
         "/v1/responses/compact" | "/responses/compact" => Endpoint::Compact,

@@ -55,6 +55,9 @@ fn classifies_paths() {
     assert_eq!(classify_path("/v1/models/ft:gpt-4o-mini-2024-07-18:org:custom:9vKy6BDo"), Endpoint::Model);
     assert_eq!(classify_path("/v1/messages/batches"), Endpoint::Other);
     assert_eq!(classify_path("/v1/moderations"), Endpoint::Moderations);
+    assert_eq!(classify_path("/v1/decisions"), Endpoint::Chat(Api::OpenAiDecisions));
+    assert_eq!(classify_path("/openai/v1/decisions"), Endpoint::Chat(Api::OpenAiDecisions), "langchain-azure-ai's path");
+    assert_eq!(classify_path("/v1/Decisions"), Endpoint::Disguised);
     assert_eq!(query_of("/v1/messages?beta=true"), "?beta=true");
     assert_eq!(query_of("/v1/messages"), "");
     assert_eq!(upstream_query("/v1beta/models/m:streamGenerateContent?alt=sse&key=tg-1"), "?alt=sse");

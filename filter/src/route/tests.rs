@@ -994,3 +994,45 @@ fn speech_reserves_its_characters_or_the_audio_its_text_can_make() {
     let a = plan_for(&cfg, &key(None), Api::OpenAiSpeech, body, "/openai/deployments/tts-1/audio/speech?api-version=2024-06-01", true, Choice::default()).unwrap();
     assert_eq!((a.target.upstream_model.as_str(), a.worst.micros), ("tts-1", 30));
 }
+
+#[test]
+fn a_decision_reserves_and_is_priced_by_its_input_alone() {
+    // GPT-6 Luna: $0.10 input, $0.01 cached, $0.50 output a million on chat; on
+    // /v1/decisions every input token is $0.10 and nothing else is billed.
+    let cfg = Config::from_json(br#"{
+      "providers": [{"name": "openai", "format": "openai", "cluster": "openai", "host": "api.openai.com", "api_key": "sk-up"},
+                    {"name": "anthropic", "format": "anthropic", "cluster": "anthropic", "host": "api.anthropic.com", "api_key": "sk-a"}],
+      "routes": [{"model": "gpt-*", "provider": "openai"}, {"model": "luna", "provider": "openai", "upstream_model": "gpt-6-luna"}, {"model": "claude-*", "provider": "anthropic"}],
+      "pricing": {"openai/gpt-6-luna": {"input": 100000, "cached_input": 10000, "output": 500000}},
+      "unpriced_models": "deny"}"#).unwrap();
+    let ask = r#""input":"I was charged twice for the same subscription renewal.","questions":[{"type":"predicate","name":"duplicate_charge","instructions":"The customer reports being charged more than once."}]"#;
+    let plan = |body: &str| plan_for(&cfg, &key(None), Api::OpenAiDecisions, body.as_bytes(), "/v1/decisions", false, Choice::default());
+    let p = plan(&format!(r#"{{"model":"gpt-6-luna",{ask}}}"#)).unwrap();
+    let input = p.chat.estimated_input_tokens;
+    assert!(input > 20, "the questions are read as input too: {input}");
+    // No output is reserved (none is billed) and no cap is added (the API takes none).
+    assert_eq!((p.worst.tokens, p.worst.micros), (input, (input * 100_000).div_ceil(1_000_000)));
+    assert!(p.body.is_none() && !p.chat.stream, "sent as it came");
+    // An alias is sent as the upstream model.
+    let a = plan(&format!(r#"{{"model":"luna",{ask}}}"#)).unwrap();
+    assert!(String::from_utf8(a.body.unwrap()).unwrap().contains(r#""model":"gpt-6-luna""#));
+    // What the API requires, refused before sending; a provider with no decisions API.
+    assert_eq!(plan(r#"{"model":"gpt-6-luna","questions":[]}"#).unwrap_err().error.code, "missing_input");
+    assert_eq!(plan(r#"{"model":"gpt-6-luna","input":"x"}"#).unwrap_err().error.code, "missing_questions");
+    assert_eq!(plan(r#"{"input":"x","questions":[]}"#).unwrap_err().error.code, "missing_model");
+    assert_eq!(plan(&format!(r#"{{"model":"claude-sonnet-4-6",{ask}}}"#)).unwrap_err().error.code, "wrong_api_for_model");
+    // Charged as the answer reports: all 1,000 input tokens at $0.10, cached or not; the output free.
+    let answer = br#"{"answers":[{"type":"predicate","name":"duplicate_charge","probability":0.97}],"model":"gpt-6-luna",
+      "usage":{"input_tokens":1000,"input_tokens_details":{"cache_write_tokens":0,"cached_tokens":600},"output_tokens":40,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":1040}}"#;
+    let info = crate::usage::parse_json_response(Api::OpenAiDecisions, answer);
+    let u = info.usage.unwrap();
+    assert_eq!((info.model.as_deref(), u.input_tokens, u.cached_input_tokens, u.output_tokens), (Some("gpt-6-luna"), 1000, 600, 40));
+    let price = cfg.price_for(Api::OpenAiDecisions, "openai", "gpt-6-luna").unwrap();
+    assert_eq!(price.cost_micros(&u), 100);
+    assert_eq!(price.cache_savings_micros(&u), 0, "no discount for cached input on decisions");
+    // The same usage on chat: cached input and output at their rates.
+    assert_eq!(cfg.price_for(Api::OpenAiChat, "openai", "gpt-6-luna").unwrap().cost_micros(&u), 40 + 6 + 20);
+    // A price may set the decisions rate apart.
+    let own = crate::pricing::Price { decisions_input: Some(200_000), ..cfg.price("openai", "gpt-6-luna").unwrap() };
+    assert_eq!(own.for_decisions().cost_micros(&u), 200);
+}

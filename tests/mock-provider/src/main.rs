@@ -70,6 +70,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 mod audio;
 mod completions;
+mod decisions;
 mod embeddings;
 mod form;
 mod gemini;
@@ -175,6 +176,7 @@ async fn main() {
         .route("/v1/messages/count_tokens", post(count_message_tokens))
         .route("/v1/embeddings", post(embed))
         .route("/v1/moderations", post(moderate))
+        .route("/v1/decisions", post(decide))
         .route("/v1/images/generations", post(generate_images))
         .route("/v1/images/edits", post(edit_images))
         .route("/v1/audio/transcriptions", post(transcribe))
@@ -736,14 +738,19 @@ async fn compact_responses(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, 
     };
     let seq = app.seq.fetch_add(1, Ordering::SeqCst);
     let wanted = header_u64(&h, "x-mock-output-tokens").unwrap_or(12);
-    match responses::compact(&m, &format!("mock{seq:024}"), 1_767_225_600 + seq, wanted) {
+    billed_json(&app, &h, &uri, responses::compact(&m, &format!("mock{seq:024}"), 1_767_225_600 + seq, wanted))
+}
+
+/// A JSON answer counted as served (its input and output tokens), or the refusal.
+fn billed_json(app: &App, h: &HeaderMap, uri: &Uri, made: Result<(Value, u64, u64), responses::Refusal>) -> Response<Body> {
+    match made {
         Ok((doc, input, output)) => {
             app.served_requests.fetch_add(1, Ordering::SeqCst);
             app.served_input.fetch_add(input, Ordering::SeqCst);
             app.served_output.fetch_add(output, Ordering::SeqCst);
-            respond(StatusCode::OK, &h, &uri, doc.to_string(), "application/json")
+            respond(StatusCode::OK, h, uri, doc.to_string(), "application/json")
         }
-        Err((status, msg, param, code)) => openai_error(&h, &uri, status, &msg, param, code),
+        Err((status, msg, param, code)) => openai_error(h, uri, status, &msg, param, code),
     }
 }
 
@@ -836,6 +843,17 @@ async fn moderate(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Byt
         Ok(body) => respond(StatusCode::OK, &h, &uri, body, "application/json"),
         Err((status, msg, param, code)) => openai_error(&h, &uri, status, &msg, param, code),
     }
+}
+
+/// OpenAI's Decisions API (decisions.rs): `x-mock-cached-tokens` sets
+/// how much of the input the cache served.
+async fn decide(State(app): State<Arc<App>>, uri: Uri, h: HeaderMap, body: Bytes) -> Response<Body> {
+    remember(&app, &body);
+    let m = match openai_prelude(&app, &uri, &h, &body) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    billed_json(&app, &h, &uri, decisions::answer(&m, header_u64(&h, "x-mock-cached-tokens").unwrap_or(0)))
 }
 
 /// OpenAI's image generations (images.rs): `x-mock-image-bytes` sets the

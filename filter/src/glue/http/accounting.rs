@@ -108,7 +108,8 @@ impl TollgateHttp {
         let (mut usage, source, outcome, error) = account(&observed);
         // Billed at the tier and geography the answer says served it.
         let premium = self.chat.as_ref().map(|c| c.premium).unwrap_or_default().settled(observed.served());
-        let price = cfg.price(&target.provider, &target.upstream_model).map(|p| p.at(premium));
+        let api = self.chat.as_ref().map_or(Api::OpenAiChat, |c| c.api);
+        let price = cfg.price_for(api, &target.provider, &target.upstream_model).map(|p| p.at(premium));
         usage = crate::record::charged(usage, source, price.as_ref());
         let (cost, savings) = price.map(|p| p.cost_and_savings(&usage)).unwrap_or((0, 0));
         let mut rec = self.build_record(usage, source, outcome, error, cost, price.is_some());
