@@ -735,18 +735,19 @@ def test_a_decision_is_held_by_its_input_alone(fresh):
 
 def test_the_responses_image_generation_tool_is_held_by_its_reservation(fresh):
     """The image generation tool's image is reserved (one a call: the
-    tool's default model, GPT Image 1 at $40 a million, high quality and
-    1536×1024 when it asks nothing: $0.25): a key with $0.10 left is
+    tool's default model, GPT Image 2.6 Sunburst at $30 a million, high
+    quality and 1536×1024 when it asks nothing: $0.19): a key with $0.10 left is
     refused it before anything is sent, and served a low-quality square."""
     key, cli = key_with_budget(fresh, "illustrators", 100_000)
     served = mock_stats(fresh)["requests"]
     ask = {"model": "openai/gpt-5.4", "input": "Draw an otter", "max_output_tokens": 50}
     for tools, extra in (([{"type": "image_generation"}], {}),
-                         ([{"type": "image_generation", "quality": "low", "size": "1024x1024"}], {"max_tool_calls": 10})):
+                         # (thirteen low-quality squares: 13 × 272 tokens at $30 a million, $0.106)
+                         ([{"type": "image_generation", "quality": "low", "size": "1024x1024"}], {"max_tool_calls": 13})):
         r = cli.post("/v1/responses", {**ask, "tools": tools, **extra}, key=key["key"])
         assert r.status_code == 429 and error_of(r)["code"] == "budget_exhausted", (tools, r.text)
     assert mock_stats(fresh)["requests"] == served, "nothing reached the provider"
     r = cli.post("/v1/responses", {**ask, "tools": [{"type": "image_generation", "quality": "low", "size": "1024x1024"}]}, key=key["key"])
     assert r.status_code == 200, r.text
     rec = cli.record(r.headers["x-tollgate-request-id"] + "-image_generation")
-    assert rec["cost_micros"] == expected_cost("openai/gpt-image-1", 20, 272, image=272) and rec["key_id"] == key["id"], rec
+    assert rec["cost_micros"] == expected_cost("openai/gpt-image-2.6-sunburst", 20, 272, image=272) and rec["key_id"] == key["id"], rec

@@ -166,7 +166,8 @@ def test_the_responses_image_generation_tool_is_recorded_under_its_image_model(o
     (`tool_usage.image_gen`): before, the gateway counted only the
     request's own tokens, and the images went unpriced. Now the image
     model is routed and priced like an advisor: its own record,
-    `<id>-image_generation`, under `gpt-image-1` (the tool's default)."""
+    `<id>-image_generation`, under `gpt-image-2.6-sunburst` (the tool's
+    default since `gpt-image-1` was shut down, openai-python 3.57)."""
     tool = {"type": "image_generation", "quality": "low", "size": "1024x1024"}
     raw = oai.responses.with_raw_response.create(model="openai/gpt-5.4", input="Draw an otter", max_output_tokens=50, tools=[tool])
     r = raw.parse()
@@ -176,9 +177,9 @@ def test_the_responses_image_generation_tool_is_recorded_under_its_image_model(o
     rid = raw.headers["x-tollgate-request-id"]
     main, image = client.record(rid), client.record(f"{rid}-image_generation")
     assert (main["usage"]["output_tokens"], main["model_upstream"]) == (r.usage.output_tokens, "gpt-5.4")
-    want = expected_cost("openai/gpt-image-1", 20, 272, image=272)
-    assert (image["model_upstream"], image["routed_by"], image["usage_source"], image["usage"]["image_output_tokens"]) == ("gpt-image-1", f"image_generation: {rid}", "provider", 272), image
-    assert image["cost_micros"] == want == 100 + 10_880
+    want = expected_cost("openai/gpt-image-2.6-sunburst", 20, 272, image=272)
+    assert (image["model_upstream"], image["routed_by"], image["usage_source"], image["usage"]["image_output_tokens"]) == ("gpt-image-2.6-sunburst", f"image_generation: {rid}", "provider", 272), image
+    assert image["cost_micros"] == want == 100 + 8_160
     assert int(raw.headers["x-tollgate-cost-micros"]) == main["cost_micros"] + want, "the client is told both"
     # Streamed, two calls, partial images: the terminal event's tool_usage.
     tool2 = {**tool, "model": "gpt-image-1.5", "partial_images": 1}
@@ -189,12 +190,12 @@ def test_the_responses_image_generation_tool_is_recorded_under_its_image_model(o
     image = client.record(r.headers["x-tollgate-request-id"] + "-image_generation")
     assert (image["model_upstream"], image["usage"]["output_tokens"]) == ("gpt-image-1.5", 2 * 372)
     assert image["cost_micros"] == expected_cost("openai/gpt-image-1.5", 40, 744, image=744)
-    # Editing an earlier image, the call reads it: input image tokens at the image input price ($10, not $5).
+    # Editing an earlier image, the call reads it: input image tokens at the image input price ($8, not $5).
     raw = oai.responses.with_raw_response.create(model="openai/gpt-5.4", input="Make it blue", max_output_tokens=50, tools=[tool],
                                                  extra_headers={"x-mock-image-input-tokens": "1000"})
     image = client.record(raw.headers["x-tollgate-request-id"] + "-image_generation")
     assert (image["usage"]["input_tokens"], image["usage"]["image_input_tokens"]) == (1020, 1000), image
-    assert image["cost_micros"] == expected_cost("openai/gpt-image-1", 1020, 272, image=272, image_input=1000) == 100 + 10_000 + 10_880
+    assert image["cost_micros"] == expected_cost("openai/gpt-image-2.6-sunburst", 1020, 272, image=272, image_input=1000) == 100 + 8_000 + 8_160
     # No tool_usage in the answer (the API may leave it out): the image asked for, estimated.
     raw = oai.responses.with_raw_response.create(model="openai/gpt-5.4", input="Draw", max_output_tokens=50, tools=[tool],
                                                  extra_headers={"x-mock-no-tool-usage": "1"})

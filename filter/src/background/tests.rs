@@ -11,9 +11,9 @@ const CFG: &str = r#"{
     {"name": "anthropic", "format": "anthropic", "cluster": "anthropic", "host": "api.anthropic.com"}],
   "routes": [{"model": "gpt-5*", "provider": "openai"}, {"model": "o3-deep-research*", "provider": "openai"},
              {"model": "cheap", "provider": "other"}, {"model": "claude-*", "provider": "anthropic"},
-             {"model": "gpt-image-1", "provider": "openai"}],
+             {"model": "gpt-image-*", "provider": "openai"}],
   "pricing": {"openai/gpt-5": {"input": 1250000, "cached_input": 125000, "output": 10000000, "web_search_per_1k": 10000000},
-              "openai/gpt-image-1": {"input": 5000000, "output": 40000000}},
+              "openai/gpt-image-2.6-sunburst": {"input": 5000000, "output": 30000000}},
   "stored_objects": "openai"}"#;
 
 fn cfg() -> Config {

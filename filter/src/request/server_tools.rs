@@ -33,8 +33,8 @@
 //!
 //! So is the Responses API's image generation tool (`{"type":
 //! "image_generation", "model"?, "quality"?, "size"?, "partial_images"?,
-//! …}`, openai-python `types/responses/tool.py`, `gpt-image-1` when it
-//! names no model): the model calls a GPT image model, whose tokens the
+//! …}`, openai-python `types/responses/tool.py`, `gpt-image-2.6-sunburst`
+//! when it names no model): the model calls a GPT image model, whose tokens the
 //! answer reports apart from the request's (`tool_usage.image_gen`,
 //! `types/responses/response.py`), billed at the image model's rates. It
 //! is routed, priced and reserved as the advisor is: one image at the
@@ -76,8 +76,10 @@ pub enum ImageTool {
     Unreadable(&'static str),
 }
 
-/// The image model the tool runs when it names none (openai-python `types/responses/tool.py`).
-pub const DEFAULT_IMAGE_TOOL_MODEL: &str = "gpt-image-1";
+/// The image model the tool runs when it names none (openai-python 3.57
+/// `types/responses/tool.py`: "Default: `gpt-image-2.6-sunburst`";
+/// `gpt-image-1`, the default before, "was shut down on October 23, 2026").
+pub const DEFAULT_IMAGE_TOOL_MODEL: &str = "gpt-image-2.6-sunburst";
 
 fn image_tool_of(tool: &Head<'_>) -> ImageTool {
     let model = match &tool.model {

@@ -887,18 +887,18 @@ fn a_responses_image_generation_tool_is_held_to_the_key_routed_priced_and_reserv
                     {"name": "anthropic", "format": "anthropic", "cluster": "anthropic", "host": "api.anthropic.com"}],
       "routes": [{"model": "gpt-*", "provider": "openai"}, {"model": "claude-*", "provider": "anthropic"}],
       "pricing": {"openai/gpt-5.4": {"input": 2500000, "output": 15000000}, "anthropic/claude-sonnet-4-6": {"input": 3000000, "output": 15000000},
-                  "openai/gpt-image-1": {"input": 5000000, "output": 40000000},
+                  "openai/gpt-image-2.6-sunburst": {"input": 5000000, "output": 30000000},
                   "openai/gpt-image-1.5": {"input": 5000000, "output": 10000000, "image_output": 32000000}},
       "unpriced_models": "deny"}"#).unwrap();
     let respond = |body: &str, k: Rc<KeyInfo>| plan(&cfg, &k, Api::OpenAiResponses, body.as_bytes(), "/v1/responses", false);
     let ask = |tools: &str, extra: &str| format!(r#"{{"model":"gpt-5.4","input":"Draw an otter","max_output_tokens":100,"tools":{tools}{extra}}}"#);
     let without = respond(&ask("[]", ""), key(None)).unwrap();
-    // The default model (gpt-image-1), one image at high quality, 1536x1024: 6,240 tokens at $40.
+    // The default model (gpt-image-2.6-sunburst), one image at high quality, 1536x1024: 6,240 tokens at $30.
     let p = respond(&ask(r#"[{"type":"image_generation"}]"#, ""), key(None)).unwrap();
     let a = p.target.advisor.as_deref().unwrap();
-    assert_eq!((a.kind, a.model.as_str(), a.calls, a.output_per_call), (advisor::Companion::ImageGeneration, "gpt-image-1", 1, 6240));
+    assert_eq!((a.kind, a.model.as_str(), a.calls, a.output_per_call), (advisor::Companion::ImageGeneration, "gpt-image-2.6-sunburst", 1, 6240));
     let input = p.chat.estimated_input_tokens;
-    assert_eq!(p.worst.micros - without.worst.micros - (input - without.chat.estimated_input_tokens) * 5 / 2, (input * 5_000_000 + 6240 * 40_000_000).div_ceil(1_000_000));
+    assert_eq!(p.worst.micros - without.worst.micros - (input - without.chat.estimated_input_tokens) * 5 / 2, (input * 5_000_000 + 6240 * 30_000_000).div_ceil(1_000_000));
     // The tool's own model, quality, size and partial images; max_tool_calls bounds the calls.
     let p = respond(&ask(r#"[{"type":"image_generation","model":"gpt-image-1.5","quality":"low","size":"1024x1024","partial_images":2}]"#, r#","stream":true,"max_tool_calls":3"#), key(None)).unwrap();
     let a = p.target.advisor.as_deref().unwrap();

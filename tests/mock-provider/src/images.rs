@@ -183,14 +183,14 @@ pub fn plan(m: &Map<String, Value>) -> Result<Plan, Refusal> {
     Ok(Plan { model, stream, n, partial_images, quality, size, pixels, background, output_format, frames, input, image_input: 0, kind: "image_generation" })
 }
 
-/// The Responses API's image generation tool (openai-python
-/// `types/responses/tool.py`, `ImageGeneration`: `gpt-image-1` when it
-/// names no model), checked as an image generation asking the same:
+/// The Responses API's image generation tool (openai-python 3.57
+/// `types/responses/tool.py`, `ImageGeneration`: `gpt-image-2.6-sunburst`
+/// when it names no model), checked as an image generation asking the same:
 /// (tokens of one image, partial images a stream gets).
 pub fn tool(t: &Value) -> Result<(u64, u64), Refusal> {
     let mut m = Map::new();
     m.insert("prompt".into(), json!("the prompt the model writes"));
-    m.insert("model".into(), t.get("model").cloned().unwrap_or(json!("gpt-image-1")));
+    m.insert("model".into(), t.get("model").cloned().unwrap_or(json!("gpt-image-2.6-sunburst")));
     for k in ["quality", "size", "partial_images", "background", "output_format", "output_compression", "moderation"] {
         if let Some(v) = t.get(k) {
             m.insert(k.into(), v.clone());
