@@ -37,6 +37,7 @@ PRICES = {
     "google/gemini-2.5-flash-image": dict(input=300_000, output=2_500_000, image_output=30_000_000),
     "openai/gpt-image-1.5": dict(input=5_000_000, cached_input=1_250_000, image_input=8_000_000, output=10_000_000, image_output=32_000_000),
     "openai/gpt-image-1": dict(input=5_000_000, cached_input=1_250_000, image_input=10_000_000, output=40_000_000),
+    "openai/gpt-image-1-mini": dict(input=2_000_000, cached_input=200_000, image_input=2_500_000, output=8_000_000),
     "openai/gpt-image-2.6-sunburst": dict(input=5_000_000, cached_input=1_250_000, image_input=8_000_000, output=30_000_000),
 }
 

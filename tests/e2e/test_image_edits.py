@@ -221,7 +221,8 @@ def test_the_mock_edits_as_the_recording_did(client):
     its image counts: 194 input image tokens, 4,460 out."""
     lines = [line for line in (CAPTURES / RECORDED).read_text().splitlines() if line.startswith("data: ")]
     real = [json.loads(line[6:]) for line in lines]
-    r = post_form(client, [("model", "gpt-image-1"), ("prompt", "replay"), ("stream", "true"), ("partial_images", "3"), ("quality", "high"),
+    # (The recording's model, GPT Image 1, is shut down: 1.5 reads its input at the same fidelity.)
+    r = post_form(client, [("model", "gpt-image-1.5"), ("prompt", "replay"), ("stream", "true"), ("partial_images", "3"), ("quality", "high"),
                            ("size", "1024x1024"), ("moderation", "low")], [("image", OTTER)])
     mock = [json.loads(line[6:]) for line in r.iter_lines(decode_unicode=True) if line.startswith("data: ")]
     assert [e["type"] for e in mock] == [e["type"] for e in real]
@@ -251,7 +252,7 @@ def test_a_fallback_sends_the_form_again_under_its_own_model(stack, tmp_path):
     written back with its own model, the image byte for byte."""
     def patch(c):
         c["routes"][:0] = [{"model": "painter", "provider": "openai", "upstream_model": MODEL, "fallbacks": ["painter-old"]},
-                           {"model": "painter-old", "provider": "openai", "upstream_model": "gpt-image-1"}]
+                           {"model": "painter-old", "provider": "openai", "upstream_model": "gpt-image-1-mini"}]
     cfg = sm.demo_config(sm.free_port(), sm.free_port(), stack.mock.port, plugin_patch=patch, control_port=stack.control.port)
     e = sm.Envoy(cfg, tmp_path, concurrency=1, name="painter")
     try:
@@ -260,10 +261,10 @@ def test_a_fallback_sends_the_form_again_under_its_own_model(stack, tmp_path):
                           headers={"content-type": ctype, "authorization": f"Bearer {SEARCH_KEY}", "x-mock-status": "500"})
         assert r.status_code == 200 and r.headers["x-tollgate-fallback-attempts"] == "1", r.text
         raw = requests.get(stack.mock.url + "/mock/last-body", timeout=5).content
-        assert b'name="model"\r\n\r\ngpt-image-1\r\n' in raw and OTTER in raw, raw[:300]
+        assert b'name="model"\r\n\r\ngpt-image-1-mini\r\n' in raw and OTTER in raw, raw[:300]
         time.sleep(0.3)
         rec = [x for x in e.usage_records() if x["id"] == r.headers["x-tollgate-request-id"]][0]
-        assert (rec["api"], rec["model_upstream"], rec["attempts"][0]["status"]) == ("openai_image_edits", "gpt-image-1", 500), rec
-        assert rec["cost_micros"] == edit_cost(r.json()["usage"], "gpt-image-1"), rec
+        assert (rec["api"], rec["model_upstream"], rec["attempts"][0]["status"]) == ("openai_image_edits", "gpt-image-1-mini", 500), rec
+        assert rec["cost_micros"] == edit_cost(r.json()["usage"], "gpt-image-1-mini"), rec
     finally:
         e.stop()

@@ -205,7 +205,7 @@ mod tests {
         assert_eq!((p.image_input, p.stream), (3050, true));
         assert_eq!(p.events(1, None).iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["image_edit.partial_image", "image_edit.completed"]);
         // the JSON form
-        let m = json!({"model": "gpt-image-1", "prompt": "x", "images": [{"file_id": "file-1"}, {"image_url": "https://example.com/a.png"}], "input_fidelity": "high"});
+        let m = json!({"model": "gpt-image-1.5", "prompt": "x", "images": [{"file_id": "file-1"}, {"image_url": "https://example.com/a.png"}], "input_fidelity": "high"});
         let m = m.as_object().unwrap();
         assert_eq!(plan(m, &json_inputs(m).unwrap()).unwrap().image_input, 2 * 3050);
     }

@@ -21,7 +21,9 @@
 //! deprecations page retired them on 2026-05-12, since when a request
 //! naming one (or none: DALL·E 2 is the default) is refused "The model
 //! `dall-e-3` has been deprecated. …", `model_not_found` (as developers
-//! migrating quoted it, e.g. dev.to "DALL·E shuts down May 12").
+//! migrating quoted it, e.g. dev.to "DALL·E shuts down May 12"). GPT
+//! Image 1 the same way: openai-python 3.57 `resources/images.py`,
+//! "`gpt-image-1` was shut down on October 23, 2026".
 //!
 //! Each image of `n` is billed as a call of its own, its input tokens with
 //! it (measured: community.openai.com, "OpenAI must document the input
@@ -44,7 +46,7 @@ const PARAMS: &[&str] = &[
     "quality", "response_format", "size", "style", "user", "stream", "complexity", "frame_count", "frame_duration_ms", "safety_identifier",
 ];
 const MODELS: &[&str] = &[
-    "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "gpt-image-2", "gpt-image-2-2026-04-21", "chatgpt-image-latest",
+    "gpt-image-1-mini", "gpt-image-1.5", "gpt-image-2", "gpt-image-2-2026-04-21", "chatgpt-image-latest",
     "gpt-image-2.5-flare", "gpt-image-2.5-flare-2026-09-08", "gpt-image-2.5-sunburst", "gpt-image-2.5-sunburst-2026-09-08",
     "gpt-image-2.6-flare", "gpt-image-2.6-sunburst",
 ];
@@ -121,7 +123,7 @@ pub fn plan(m: &Map<String, Value>) -> Result<Plan, Refusal> {
     let model = match text(m, "model")? {
         // OpenAI's default is DALL·E 2.
         None => return Err(retired("dall-e-2")),
-        Some(s @ ("dall-e-2" | "dall-e-3")) => return Err(retired(s)),
+        Some(s @ ("dall-e-2" | "dall-e-3" | "gpt-image-1")) => return Err(retired(s)),
         Some(s) => MODELS.iter().copied().find(|x| *x == s).ok_or((404, format!("The model `{s}` does not exist or you do not have access to it."), None, Some("model_not_found")))?,
     };
     let prompt = text(m, "prompt")?.ok_or_else(|| bad("Missing required parameter: 'prompt'.", "prompt"))?;
@@ -232,7 +234,7 @@ impl Plan {
             "output_tokens": output,
             "total_tokens": input + output,
         });
-        // (GPT Image 1 reports no output details.)
+        // (GPT Image 1 Mini reports no output details, as GPT Image 1 did.)
         if !self.model.starts_with("gpt-image-1") || self.model == "gpt-image-1.5" {
             u["output_tokens_details"] = json!({"image_tokens": output, "text_tokens": 0});
         }
@@ -295,12 +297,14 @@ mod tests {
         let a: Value = serde_json::from_str(&p.answer(1, None)).unwrap();
         assert_eq!((a["usage"]["output_tokens"].as_u64(), a["data"].as_array().unwrap().len()), (Some(2 * 6240), 2));
         assert_eq!(a["usage"]["output_tokens_details"]["image_tokens"], json!(12480));
-        let p = plan(&obj(json!({"model": "gpt-image-1", "prompt": "x", "stream": true, "partial_images": 2, "quality": "low"}))).unwrap();
+        let p = plan(&obj(json!({"model": "gpt-image-1-mini", "prompt": "x", "stream": true, "partial_images": 2, "quality": "low"}))).unwrap();
         let ev = p.events(1, None);
         assert_eq!(ev.iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["image_generation.partial_image", "image_generation.partial_image", "image_generation.completed"]);
         let done: Value = serde_json::from_str(&ev[2].1).unwrap();
         assert_eq!(done["usage"]["output_tokens"], json!(272 + 200));
-        assert!(done["usage"].get("output_tokens_details").is_none(), "GPT Image 1 reports none");
+        assert!(done["usage"].get("output_tokens_details").is_none(), "GPT Image 1 Mini reports none");
+        // Shut down on 2026-10-23: refused as the retired DALL·E models are.
+        assert_eq!(plan(&obj(json!({"model": "gpt-image-1", "prompt": "x"}))).unwrap_err().3, Some("model_not_found"));
         let p = plan(&obj(json!({"model": "gpt-image-2", "prompt": "x", "size": "3840x2160", "quality": "high"}))).unwrap();
         assert_eq!(p.output(), (2 * 4160 * 3840 * 2160u64).div_ceil(1 << 20));
         let p = plan(&obj(json!({"model": "gpt-image-2.6-flare", "prompt": "x", "output_format": "gif", "frame_count": 12, "quality": "low", "size": "1024x1024"}))).unwrap();
