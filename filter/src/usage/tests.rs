@@ -582,3 +582,18 @@ fn an_image_streams_completed_images_are_counted_even_past_the_event_limit() {
     t.push(&events.as_bytes()[..(2 << 20) + 200]);
     assert!(t.summary().usage.is_none() && !t.summary().finished);
 }
+
+#[test]
+fn a_decision_answer_a_provider_got_wrong_gives_bounded_usage_or_none() {
+    let read = |usage: &str| parse_json_response(Api::OpenAiDecisions, format!(r#"{{"answers":[],"model":"gpt-6-luna","usage":{usage}}}"#).as_bytes()).usage;
+    // Past any real count: clamped, cached never above the input.
+    let u = read(r#"{"input_tokens":18446744073709551615,"input_tokens_details":{"cached_tokens":18446744073709551615,"cache_write_tokens":5},"output_tokens":3}"#).unwrap();
+    assert_eq!((u.input_tokens, u.cached_input_tokens, u.cache_write_tokens), (tollgate_protocol::usage::MAX_COUNT, tollgate_protocol::usage::MAX_COUNT, 0));
+    // Not a count: no usage (the request's estimate is charged instead).
+    for wrong in [r#"{"input_tokens":1e30,"output_tokens":1}"#, r#"{"input_tokens":-5,"output_tokens":1}"#, r#"{"input_tokens":"12"}"#, "[]", "{}"] {
+        assert_eq!(read(wrong), None, "{wrong}");
+    }
+    // Two usages: which one the client reads is unknown, so neither is believed.
+    let twice = br#"{"answers":[],"model":"gpt-6-luna","usage":{"input_tokens":1,"output_tokens":0},"usage":{"input_tokens":900,"output_tokens":0}}"#;
+    assert_eq!(parse_json_response(Api::OpenAiDecisions, twice).usage, None);
+}
