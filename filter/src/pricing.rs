@@ -193,9 +193,7 @@ impl Price {
         };
         u64::from(tier) * u64::from(geo) / 100
     }
-}
 
-impl Price {
     /// These prices as the Decisions API bills them: every input token at
     /// [`Self::decisions_input`] (images too), nothing for the output or
     /// the cache, no long-context band.

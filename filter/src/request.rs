@@ -493,20 +493,18 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
         None => return Err(bad("missing_model", "The request has no 'model'; name the model to use.").with_param("model")),
     };
     // The Responses API may take its input from a stored prompt or a previous response.
-    let required = match api {
-        Api::OpenAiEmbeddings | Api::OpenAiModerations | Api::OpenAiSpeech | Api::OpenAiDecisions => Some(("input", "missing_input")),
-        Api::OpenAiCompletions | Api::OpenAiImages | Api::OpenAiImageEdits => Some(("prompt", "missing_prompt")),
-        Api::OpenAiChat | Api::AnthropicMessages => Some(("messages", "missing_messages")),
-        Api::OpenAiTranscriptions | Api::OpenAiTranslations => Some(("file", "missing_file")),
+    let required: &[(&'static str, &'static str)] = match api {
+        Api::OpenAiEmbeddings | Api::OpenAiModerations | Api::OpenAiSpeech => &[("input", "missing_input")],
+        Api::OpenAiCompletions | Api::OpenAiImages | Api::OpenAiImageEdits => &[("prompt", "missing_prompt")],
+        Api::OpenAiChat | Api::AnthropicMessages => &[("messages", "missing_messages")],
+        Api::OpenAiTranscriptions | Api::OpenAiTranslations => &[("file", "missing_file")],
+        // A decision asks questions (1 to 400: the provider counts them) about its input.
+        Api::OpenAiDecisions => &[("input", "missing_input"), ("questions", "missing_questions")],
         // (Which member depends on the method: see `check_gemini`.)
-        Api::OpenAiResponses | Api::GeminiEmbedContent | Api::GeminiGenerateContent => None,
+        Api::OpenAiResponses | Api::GeminiEmbedContent | Api::GeminiGenerateContent => &[],
     };
-    if let Some((required, code)) = required.filter(|(r, _)| !members.0.iter().any(|(k, _)| k == r)) {
+    if let Some((required, code)) = required.iter().find(|(r, _)| !members.0.iter().any(|(k, _)| k == r)) {
         return Err(bad(code, format!("The request has no '{required}'.")).with_param(required));
-    }
-    // A decision asks questions about its input (1 to 400: the provider counts them).
-    if api == Api::OpenAiDecisions && !members.0.iter().any(|(k, _)| k == "questions") {
-        return Err(bad("missing_questions", "The request has no 'questions'.").with_param("questions"));
     }
     if let Some(u) = &mut user {
         *u = crate::text::clean_field(u, 256);

@@ -22,6 +22,8 @@
 use serde_json::{json, Map, Value};
 
 use crate::embeddings::Refusal;
+use crate::objects::missing;
+use crate::responses::text_of;
 
 const PARAMS: &[&str] = &["model", "input", "questions", "prompt_cache_key", "prompt_cache_options", "safety_identifier"];
 const MODELS: &[&str] = &["gpt-6-luna"];
@@ -30,15 +32,6 @@ const ROLES: &[&str] = &["user", "developer", "system", "assistant"];
 
 fn bad(msg: impl Into<String>, param: &'static str, code: &'static str) -> Refusal {
     (400, msg.into(), Some(param), Some(code))
-}
-
-fn missing(name: &'static str) -> Refusal {
-    bad(format!("Missing required parameter: '{name}'."), name, "missing_required_parameter")
-}
-
-/// Text of the input and of the questions, as the model reads them.
-fn text_of(v: &Value, out: &mut String) {
-    crate::responses::text_of(v, out);
 }
 
 fn check_input(v: Option<&Value>) -> Result<(), Refusal> {

@@ -210,7 +210,7 @@ pub fn routes() -> Router<Arc<App>> {
 pub(super) type Answer = Result<Value, Refusal>;
 
 /// A required member left out, in the API's words.
-pub(super) fn missing(name: &'static str) -> Refusal {
+pub(crate) fn missing(name: &'static str) -> Refusal {
     (400, format!("Missing required parameter: '{name}'."), Some(name), Some("missing_required_parameter"))
 }
 
