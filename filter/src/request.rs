@@ -161,6 +161,10 @@ pub struct ChatRequest {
     /// the Responses API's `max_tool_calls`): held by its reservation
     /// ([`server_tools`]).
     pub reserved_searches: u64,
+    /// The model calls Anthropic's server-side tool loop may make within the
+    /// request, each reading the context and writing up to the cap: the
+    /// reservation holds them all ([`server_tools::sampling_calls`]).
+    pub sampling_calls: u64,
     /// Anthropic's server-side `fallbacks` chain is set: other models serve
     /// the turn, priced as theirs; refused when sent ([`crate::route`]).
     pub server_fallbacks: bool,
@@ -544,6 +548,7 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
         stored,
         premium,
         reserved_searches: server_tools::reserved(api, &server_tools, max_tool_calls),
+        sampling_calls: server_tools::sampling_calls(api, &server_tools),
         server_fallbacks,
         // (Only Anthropic's Messages API has it.)
         advisor: server_tools.advisor.filter(|_| api == Api::AnthropicMessages),

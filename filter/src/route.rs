@@ -71,16 +71,19 @@ pub struct Plan {
 }
 
 /// The budget reservation: the estimated input and the output bound,
-/// priced, with the searches billed on every request, and what an
+/// priced, for each call of a server tool loop, with the searches billed on every request, and what an
 /// advisor's calls reserve ([`advisor::worst`]). (The output side is a real
 /// bound: the cap goes upstream when the client set none.)
 fn worst_of(cfg: &Config, chat: &ChatRequest, target: &Target, price: Option<&crate::pricing::Price>) -> Amount {
+    // Each call of Anthropic's server tool loop reads the context and may
+    // write the cap (an answer without usage is still charged one call's estimate).
+    let calls = chat.sampling_calls.max(1);
     let worst_usage = Usage {
-        input_tokens: chat.input_bound(),
-        image_input_tokens: chat.image_input_bound(),
+        input_tokens: chat.input_bound().saturating_mul(calls),
+        image_input_tokens: chat.image_input_bound().saturating_mul(calls),
         audio_input_tokens: crate::request::audio::tokens(chat.input_audio_ms),
         audio_input_ms: chat.input_audio_ms,
-        output_tokens: chat.output_bound(cfg.default_max_tokens),
+        output_tokens: chat.output_bound(cfg.default_max_tokens).saturating_mul(calls),
         web_search_requests: chat.reserved_searches,
         // Speech: its characters (`tts-1`) or the audio it may speak.
         input_characters: chat.speech.map_or(0, |s| s.characters),

@@ -132,3 +132,37 @@ def test_an_advisor_the_gateway_cannot_hold_is_refused_before_anything_is_sent(s
     r = client.post("/v1/messages/count_tokens", {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], **ADVISOR},
                     auth="x-api-key", headers={"anthropic-version": "2023-06-01"})
     assert r.status_code == 200 and r.json()["input_tokens"] > 0, r.text
+
+
+LOOP = {"x-mock-web-searches": "3", "x-mock-output-tokens": "16", "x-mock-search-turn-tokens": "16",
+        "x-mock-search-result-tokens": "300"}
+
+
+def test_a_server_tool_loop_is_charged_every_call(client):
+    """Anthropic runs server tools in a loop of model calls inside the one
+    request, each reading the context so far and writing up to `max_tokens`
+    ("A request that uses server tools can call the model more than once, so
+    `usage.output_tokens` can exceed `max_tokens`", anthropic-sdk-python
+    2.17; the real stream tests/captures/anthropic_stream_web_search.sse
+    reads 2,679 input tokens in `message_start` and reports 10,682 at its
+    end). The summed usage is charged as reported, past the cap, JSON and
+    stream; a stream is charged its `message_delta` totals, not the first
+    call's `message_start`."""
+    search = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]
+    extra = {"max_tokens": 16, "tools": search}
+    r = client.messages(MODEL, "Any news about the loop?", headers=LOOP, extra=extra)
+    assert r.status_code == 200, r.text
+    u = r.json()["usage"]
+    assert (u["output_tokens"], u["server_tool_use"]) == (4 * 16, {"web_search_requests": 3}), u
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["usage"]["input_tokens"], rec["usage"]["output_tokens"], rec["usage"]["web_search_requests"]) == (u["input_tokens"], 64, 3), rec
+    assert rec["cost_micros"] == expected_cost(MODEL, u["input_tokens"], 64) + 3 * 10_000 == int(r.headers["x-tollgate-cost-micros"])
+    r = client.messages(MODEL, "Any news about the loop?", headers=LOOP, extra={**extra, "stream": True})
+    assert r.status_code == 200, r.text
+    events = [json.loads(d) for d in sse_data(r.text)]
+    first = next(e for e in events if e["type"] == "message_start")["message"]["usage"]["input_tokens"]
+    total = [e for e in events if e["type"] == "message_delta"][-1]["usage"]
+    assert first < total["input_tokens"] and total["output_tokens"] == 64, (first, total)
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["usage"]["input_tokens"], rec["usage"]["output_tokens"]) == (total["input_tokens"], 64), rec
+    assert rec["cost_micros"] == expected_cost(MODEL, total["input_tokens"], 64) + 3 * 10_000

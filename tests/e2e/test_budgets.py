@@ -257,6 +257,33 @@ def test_the_searches_a_request_bounds_are_held_by_its_reservation(fresh):
     assert r.status_code == 200, r.text
 
 
+def test_a_server_tool_loop_is_held_by_its_reservation(fresh):
+    """Each use of an Anthropic server tool may be a model call of its own
+    within the request (at most ten), reading the context and writing up to
+    `max_tokens` (request/server_tools.rs cites the sources). The
+    reservation holds them all: a request whose bounded loop could pass the
+    budget is refused before sending, where the same request with the
+    tool's bound lowered (two calls) is served. Before, one call was
+    reserved."""
+    c = fresh.control
+    key = new_key(c, "loop-holders")
+    c.api("PUT", "/v1/budgets/key/" + key["id"], {"limit_tokens": 3_000, "period": "daily"}, expect=200)
+    cli = Client(fresh)
+    wait_until(lambda: key_works(fresh.url, key["key"]), what="the key with its budget")
+    # About 800 tokens of input a call: four calls pass 3,000, two do not.
+    ask = {"model": "claude-sonnet-4-6", "max_tokens": 16, "messages": [{"role": "user", "content": "news " * 640}]}
+    search = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]
+    served = mock_stats(fresh)["requests"]
+    r = cli.post("/v1/messages", {**ask, "tools": search}, key=key["key"], headers={"x-mock-web-searches": "3"}, auth="x-api-key")
+    assert r.status_code == 429 and error_of(r)["code"] == "budget_exhausted", r.text
+    assert mock_stats(fresh)["requests"] == served, "nothing reached the provider"
+    # One search: two calls (about 1,600) fit, and both are charged.
+    r = cli.post("/v1/messages", {**ask, "tools": [{**search[0], "max_uses": 1}]}, key=key["key"], headers={"x-mock-web-searches": "1"}, auth="x-api-key")
+    assert r.status_code == 200, r.text
+    rec = cli.record(r.headers["x-tollgate-request-id"])
+    assert rec["usage"]["input_tokens"] == r.json()["usage"]["input_tokens"] > 1_200, rec
+
+
 def test_raising_the_budget_lets_the_key_through_again(fresh):
     c = fresh.control
     key = new_key(c, "ops")

@@ -31,6 +31,23 @@
 //! with a real record), so the gateway routes, prices and reserves that
 //! model as well ([`crate::route`]).
 //!
+//! Anthropic runs its server tools in a loop of model calls within the
+//! request ("The server-side sampling loop has a default limit of 10
+//! iterations", platform.claude.com "How to implement tool use"): each
+//! call reads the whole context so far (the answer's `usage` sums them:
+//! `usage.iterations`, anthropic-sdk-python
+//! `types/beta/beta_iterations_usage.py`; a real stream in
+//! tests/captures/anthropic_stream_web_search.sse reads 2,679 input tokens
+//! in `message_start` and reports 10,682 at its end) and may write
+//! `max_tokens` ("The limit applies to each call to the requested model. A
+//! request that uses server tools can call the model more than once, so
+//! `usage.output_tokens` can exceed `max_tokens`", anthropic-sdk-python
+//! 2.17 `resources/messages/messages.py`). So the reservation holds as many
+//! calls as the request bounds ([`sampling_calls`]): one more than its
+//! server tools' `max_uses`, at most the loop's ten. A server tool without
+//! a bound counts one use, an estimate, as a search tool without one
+//! reserves one search.
+//!
 //! So is the Responses API's image generation tool (`{"type":
 //! "image_generation", "model"?, "quality"?, "size"?, "partial_images"?,
 //! …}`, openai-python `types/responses/tool.py`, `gpt-image-2.6-sunburst`
@@ -64,6 +81,33 @@ pub struct ServerTools {
     /// API's `code_interpreter` tools have the provider create
     /// ([`container_gb`]); each is billed, run or not.
     pub container_gb: u64,
+    /// Anthropic tools the provider runs in its sampling loop
+    /// ([`LOOP_TOOLS`]) are offered: the sum of their `max_uses` (one for
+    /// a tool without a bound: an estimate).
+    pub loop_uses: Option<u64>,
+}
+
+/// Anthropic's tools that run on its side, within the request's sampling
+/// loop (platform.claude.com, "Server tools"; anthropic-sdk-python 2.17
+/// tool types): web search and fetch (bounded by `max_uses`), code
+/// execution, tool search, the advisor (the executor writes again after
+/// each advice; bounded by its `max_uses`) and the MCP connector's
+/// toolsets (no bound). Client tools (`bash_*`, `text_editor_*`,
+/// `computer_*`, `memory_*`, custom) end the turn instead.
+const LOOP_TOOLS: &[&str] = &["web_search_", "web_fetch_", "code_execution_", "tool_search_tool_", "advisor_", "mcp_toolset"];
+
+/// The loop's limit: "The server-side sampling loop has a default limit of
+/// 10 iterations" (then the answer stops with `pause_turn`).
+pub const SAMPLING_LOOP_LIMIT: u64 = 10;
+
+/// The model calls an Anthropic request's reservation holds: one, or with
+/// server tools one more than their uses (each may be a call of its own),
+/// at most [`SAMPLING_LOOP_LIMIT`].
+pub fn sampling_calls(api: tollgate_protocol::Api, tools: &ServerTools) -> u64 {
+    match tools.loop_uses {
+        Some(uses) if api == tollgate_protocol::Api::AnthropicMessages => uses.saturating_add(1).min(SAMPLING_LOOP_LIMIT),
+        _ => 1,
+    }
 }
 
 /// The Responses API's image generation tool: the image model it runs
@@ -180,7 +224,8 @@ pub fn read(raw: &str) -> ServerTools {
     // Most tools are functions: the whole array is parsed only when a
     // search or advisor tool may be in it (or a `\u` escape may spell one:
     // not any backslash, which every description with a newline holds).
-    if !raw.contains("_search") && !raw.contains("advisor") && !raw.contains("image_generation") && !raw.contains("code_interpreter") && !raw.contains("\\u") {
+    let may_loop = ["_search", "_fetch", "code_execution", "mcp_toolset"].iter().any(|k| raw.contains(k));
+    if !may_loop && !raw.contains("advisor") && !raw.contains("image_generation") && !raw.contains("code_interpreter") && !raw.contains("\\u") {
         return ServerTools::default();
     }
     let Ok(tools) = serde_json::from_str::<Vec<Head<'_>>>(raw) else {
@@ -202,6 +247,11 @@ pub fn read(raw: &str) -> ServerTools {
         }
         if kind.starts_with("web_search") || kind == "file_search" {
             t.hosted_search = true;
+        }
+        if LOOP_TOOLS.iter().any(|p| kind.starts_with(p)) {
+            let bounded = kind.starts_with("web_") || kind.starts_with("advisor_");
+            let uses = bound(&tool.max_uses).ok().flatten().filter(|_| bounded).unwrap_or(1);
+            t.loop_uses = Some(t.loop_uses.unwrap_or(0).saturating_add(uses));
         }
         if kind == "code_interpreter" {
             t.container_gb = t.container_gb.saturating_add(container_gb(&tool.container));
@@ -303,6 +353,33 @@ mod tests {
         // escaped type names are read as well
         let t = read(r#"[{"type":"web\u005fsearch_20250305","name":"web_search","max_uses":2}]"#);
         assert_eq!(reserved(Api::AnthropicMessages, &t, None), 2);
+    }
+
+    #[test]
+    fn anthropics_server_tool_loop_is_held_for_each_call_it_may_make() {
+        let calls = |raw: &str| sampling_calls(Api::AnthropicMessages, &read(raw));
+        assert_eq!(calls(r#"[{"name":"get_weather","input_schema":{"type":"object"}},{"type":"bash_20250124","name":"bash"}]"#), 1, "client tools end the turn");
+        assert_eq!(calls("[]"), 1);
+        assert_eq!(calls(r#"[{"type":"web_search_20250305","name":"web_search","max_uses":2}]"#), 3, "two searches, then the answer");
+        let both = r#"[{"type":"web_search_20260209","name":"web_search","max_uses":2},{"type":"web_fetch_20250910","name":"web_fetch","max_uses":3}]"#;
+        assert_eq!(calls(both), 6);
+        assert_eq!(calls(r#"[{"type":"web_search_20250305","name":"web_search","max_uses":50}]"#), SAMPLING_LOOP_LIMIT, "the loop stops at ten");
+        assert_eq!(calls(r#"[{"type":"web_search_20250305","name":"web_search","max_uses":0}]"#), 1, "no use: one call");
+        // A tool without a bound: one use, an estimate.
+        for unbounded in [
+            r#"[{"type":"web_search_20250305","name":"web_search"}]"#,
+            r#"[{"type":"web_fetch_20260318","name":"web_fetch","max_uses":null}]"#,
+            r#"[{"type":"code_execution_20250825","name":"code_execution"}]"#,
+            r#"[{"type":"tool_search_tool_regex_20251119","name":"tool_search_tool_regex"}]"#,
+            r#"[{"type":"mcp_toolset","mcp_server_name":"docs"}]"#,
+            r#"[{"type":"web\u005ffetch_20250910","name":"web_fetch"}]"#,
+        ] {
+            assert_eq!(calls(unbounded), 2, "{unbounded}");
+        }
+        let mixed = r#"[{"type":"web_search_20250305","name":"web_search","max_uses":3},{"type":"code_execution_20260120","name":"code_execution","max_uses":9}]"#;
+        assert_eq!(calls(mixed), 5, "code execution takes no max_uses: one, beside the three searches");
+        assert_eq!(calls(r#"[{"type":"advisor_20260301","name":"advisor","model":"claude-opus-4-8","max_uses":2}]"#), 3, "the executor writes again after each advice");
+        assert_eq!(sampling_calls(Api::OpenAiResponses, &read(r#"[{"type":"web_search"}]"#)), 1, "Anthropic's loop only");
     }
 
     #[test]

@@ -65,10 +65,34 @@ fn the_searches_a_request_bounds_are_reserved() {
         let p = plan(&cfg, &key(None), Api::AnthropicMessages, body(tool).as_bytes(), "/v1/messages", true).unwrap();
         (p.worst.micros, (p.chat.estimated_input_tokens * 1_000_000 + 100 * 2_000_000).div_ceil(1_000_000))
     };
+    // (Each search may be a model call of its own: tokens for six calls.)
     let (micros, tokens) = worst(r#"{"type":"web_search_20250305","name":"web_search","max_uses":5}"#);
-    assert_eq!(micros, tokens + 5 * 10_000, "five $10-per-1,000 searches");
+    assert_eq!(micros, 6 * tokens + 5 * 10_000, "five $10-per-1,000 searches");
     let (micros, tokens) = worst(r#"{"type":"web_search_20250305","name":"web_search"}"#);
-    assert_eq!(micros, tokens + 10_000, "unbounded: one search, an estimate");
+    assert_eq!(micros, 2 * tokens + 10_000, "unbounded: one search, an estimate");
+}
+
+/// Anthropic's server tools run in a loop of model calls within the
+/// request, each reading the context and writing up to `max_tokens`: the
+/// reservation holds every call the request allows (request/server_tools.rs).
+#[test]
+fn a_server_tool_loop_reserves_each_call() {
+    let mut v: serde_json::Value = serde_json::from_str(CFG).unwrap();
+    v["pricing"]["anthropic/claude-x"] = serde_json::json!({"input": 1000000, "output": 2000000, "web_search_per_1k": 10000000});
+    let cfg = Config::from_json(v.to_string().as_bytes()).unwrap();
+    let body = |tools: &str| format!(r#"{{"model":"claude-x","max_tokens":100,"messages":[{{"role":"user","content":"hi"}}],"tools":{tools}}}"#);
+    let plan_of = |tools: &str| plan(&cfg, &key(None), Api::AnthropicMessages, body(tools).as_bytes(), "/v1/messages", true).unwrap();
+    let one = plan_of(r#"[{"name":"f","input_schema":{"type":"object"}}]"#);
+    let input = one.chat.estimated_input_tokens;
+    assert_eq!(one.worst.tokens, input + 100, "a client tool: one call");
+    let searched = plan_of(r#"[{"type":"web_search_20250305","name":"web_search","max_uses":2}]"#);
+    let input = searched.chat.estimated_input_tokens;
+    assert_eq!(searched.worst.tokens, 3 * (input + 100), "two searches and the answer: three calls");
+    assert_eq!(searched.worst.micros, (3 * input * 1_000_000 + 300 * 2_000_000).div_ceil(1_000_000) + 2 * 10_000);
+    let coded = plan_of(r#"[{"type":"code_execution_20250825","name":"code_execution"}]"#);
+    assert_eq!(coded.worst.tokens, 2 * (coded.chat.estimated_input_tokens + 100), "no bound: one use, an estimate");
+    let many = plan_of(r#"[{"type":"web_search_20250305","name":"web_search","max_uses":40}]"#);
+    assert_eq!(many.worst.tokens, 10 * (many.chat.estimated_input_tokens + 100), "the loop's ten calls at most");
 }
 
 #[test]
@@ -493,15 +517,17 @@ fn an_advisor_is_held_to_the_key_routed_priced_and_reserved() {
     assert_eq!((a.model.as_str(), a.route.as_str(), a.calls, a.output_per_call), ("claude-opus-4-8", "claude-*", 1, 2000));
     let input = p.chat.estimated_input_tokens;
     assert!(input > 100);
-    let executor = input + 100 * 5;
+    // The executor writes again after the advice: two calls of its own.
+    let executor = 2 * (input + 100 * 5);
     let opus = |calls: u64, out: u64| calls * (input * 5 + out * 25);
     assert_eq!(p.worst.micros, executor + opus(1, 2000), "{:?}", p.worst);
-    assert_eq!(p.worst.tokens, input + 100 + input + 2000);
-    // Its own bounds: max_uses calls of max_tokens each.
+    assert_eq!(p.worst.tokens, 2 * (input + 100) + input + 2000);
+    // Its own bounds: max_uses calls of max_tokens each (and the executor's
+    // call after each).
     let p = run(None, &body("claude-haiku-4-5", &tool(r#","max_uses":3,"max_tokens":1024"#))).unwrap();
     let input = p.chat.estimated_input_tokens;
-    assert_eq!(p.worst.tokens, input + 100 + 3 * (input + 1024));
-    assert_eq!(p.worst.micros, input + 500 + 3 * (input * 5 + 1024 * 25));
+    assert_eq!(p.worst.tokens, 4 * (input + 100) + 3 * (input + 1024));
+    assert_eq!(p.worst.micros, 4 * (input + 500) + 3 * (input * 5 + 1024 * 25));
     // The tool goes upstream as sent.
     assert!(p.body.as_deref().is_none_or(|b| String::from_utf8_lossy(b).contains(r#""model":"claude-opus-4-8""#)));
     // A key that may not use the advisor's model.

@@ -41,6 +41,11 @@
 //!   (otherwise the mock's prompt cache decides them, as the provider would:
 //!   prefix_cache.rs).
 //! - `x-mock-reasoning-tokens: N`: OpenAI and DeepSeek reasoning tokens (added to output).
+//! - `x-mock-web-searches: N`: server-side web searches the model runs (an
+//!   Anthropic request's at most its tool's `max_uses`); on Anthropic each
+//!   is a call of the server tool loop (server_loop.rs), writing
+//!   `x-mock-search-turn-tokens: N` (default 20) and adding
+//!   `x-mock-search-result-tokens: N` (default 0) to what later calls read.
 //! - `x-mock-served-tier: priority|default|flex|…`: the tier an OpenAI answer
 //!   says served it, whatever was asked (a project's default tier, or Fast
 //!   mode falling back to standard); `x-mock-served-speed: fast|standard`
@@ -82,6 +87,7 @@ mod moderation;
 mod objects;
 mod prefix_cache;
 mod responses;
+mod server_loop;
 mod strict;
 mod thinking;
 mod speech;
@@ -334,6 +340,9 @@ struct Plan {
     /// and writing 600 tokens).
     advisor: Option<(String, Vec<(u64, u64)>)>,
     web_searches: u64,
+    /// Anthropic's server tool loop, when a search ran (server_loop.rs):
+    /// `input` above is already every call's.
+    server_loop: Option<server_loop::Loop>,
     /// Report this many output tokens, whatever was generated (a lying provider).
     usage_output: Option<u64>,
     endless_event: Option<u64>,
@@ -1171,6 +1180,7 @@ async fn handle(
             Dialect::Anthropic => strict::anthropic_searches(&req, header_u64(&h, "x-mock-web-searches")),
             _ => header_u64(&h, "x-mock-web-searches").unwrap_or(0),
         },
+        server_loop: None,
         usage_output: header_u64(&h, "x-mock-usage-output"),
         endless_event: header_u64(&h, "x-mock-endless-event"),
         echo,
@@ -1188,6 +1198,11 @@ async fn handle(
         },
     };
     let mut plan = plan;
+    if dialect == Dialect::Anthropic {
+        let (turn, results) = (header_u64(&h, "x-mock-search-turn-tokens").unwrap_or(20), header_u64(&h, "x-mock-search-result-tokens").unwrap_or(0));
+        plan.server_loop = server_loop::run(plan.input, plan.web_searches, cap, turn, results);
+        plan.input = plan.server_loop.map_or(plan.input, |l| l.input);
+    }
     // A Host starting `huge.` asks for a 40 MiB answer: for calls whose
     // headers the client does not choose (a fallback's).
     let huge = header_str(&h, "host").is_some_and(|v| v.starts_with("huge.")).then_some(40 << 20);
@@ -1219,7 +1234,12 @@ async fn handle(
 /// Output tokens billed: every choice's, reasoning included (or what a lying
 /// provider reports).
 fn completion_tokens(p: &Plan) -> u64 {
-    p.usage_output.unwrap_or((p.output + p.reasoning + p.audio.output).saturating_mul(p.choices))
+    p.usage_output.unwrap_or((p.output + p.reasoning + p.audio.output).saturating_mul(p.choices) + loop_output(p))
+}
+
+/// What the searching calls of Anthropic's server tool loop wrote.
+fn loop_output(p: &Plan) -> u64 {
+    p.server_loop.map_or(0, |l| l.output)
 }
 
 fn openai_usage(p: &Plan) -> Value {
@@ -1303,7 +1323,7 @@ fn anthropic_usage_with_iterations(p: &Plan) -> Value {
 }
 
 fn anthropic_usage(p: &Plan, output: u64) -> Value {
-    let output = p.usage_output.unwrap_or(output);
+    let output = p.usage_output.unwrap_or(output + loop_output(p));
     let mut u = json!({"input_tokens": p.input, "cache_creation_input_tokens": p.cache_write,
            "cache_read_input_tokens": p.cached, "output_tokens": output,
            "cache_creation": {"ephemeral_5m_input_tokens": p.cache_write - p.cache_write_1h.min(p.cache_write),
@@ -1316,6 +1336,20 @@ fn anthropic_usage(p: &Plan, output: u64) -> Value {
     }
     if let Some(speed) = p.speed {
         u["speed"] = json!(speed);
+    }
+    u
+}
+
+/// A stream's `message_start` usage: the first call's input, one output
+/// token (the totals come in `message_delta`).
+fn first_call_usage(p: &Plan) -> Value {
+    let mut u = anthropic_usage(p, 1);
+    if let Some(l) = p.server_loop {
+        u["input_tokens"] = json!(l.first_input);
+        u["output_tokens"] = json!(1);
+        if let Some(m) = u.as_object_mut() {
+            m.remove("server_tool_use");
+        }
     }
     u
 }
@@ -1348,6 +1382,8 @@ fn without_tier_for_deepseek(mut v: Value, dialect: Dialect) -> Value {
 /// Why an Anthropic answer stopped: its cap, a tool call, or its end.
 fn anthropic_stop(p: &Plan) -> &'static str {
     match (p.finish, &p.tool_call) {
+        // The loop's ten calls ran out before the searches did.
+        _ if p.web_searches >= server_loop::LIMIT && p.server_loop.is_some() => "pause_turn",
         ("length", _) => "max_tokens",
         (_, Some(_)) => "tool_use",
         _ => "end_turn",
@@ -1462,7 +1498,7 @@ fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
         Dialect::Anthropic => {
             let start = json!({"type": "message_start", "message": {
                 "id": format!("msg_mock{n:020}"), "type": "message", "role": "assistant", "content": [], "model": p.model,
-                "stop_reason": null, "stop_sequence": null, "usage": anthropic_usage(p, 1)}});
+                "stop_reason": null, "stop_sequence": null, "usage": first_call_usage(p)}});
             ev.push(sse(Some("message_start"), &start.to_string()));
             // The advisor's blocks come whole, each started and stopped.
             let advised = advisor_blocks(p, n);
@@ -1489,7 +1525,11 @@ fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
             }
             let stop = anthropic_stop(p);
             let mut d = json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
-                           "usage": {"output_tokens": p.usage_output.unwrap_or(p.output)}});
+                           "usage": {"output_tokens": p.usage_output.unwrap_or(p.output + loop_output(p))}});
+            if p.server_loop.is_some() {
+                // After a server tool loop, the totals of every call (as the real stream's).
+                d["usage"] = anthropic_usage(p, p.output);
+            }
             if let Some(it) = iterations(p, p.usage_output.unwrap_or(p.output)) {
                 d["usage"]["iterations"] = it;
             }
