@@ -278,8 +278,10 @@ def test_a_conversation_is_compacted_through_the_gateway_and_billed(stack, clien
     raw = oai.responses.with_raw_response.compact(model="openai/gpt-5.4", input=[
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Refactor the parser"}]},
         {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Done: three functions."}]}],
-        instructions="Compact the conversation.")
+        instructions="Compact the conversation.", safety_identifier="user-7f3a")
     done = raw.parse()
+    # (openai-python 3.63 added `safety_identifier`: sent on, and echoed.)
+    assert done.safety_identifier == "user-7f3a"
     assert done.object == "response.compaction" and done.output[-1].type == "compaction"
     rec = client.record(raw.headers["x-tollgate-request-id"])
     u = rec["usage"]
@@ -288,7 +290,7 @@ def test_a_conversation_is_compacted_through_the_gateway_and_billed(stack, clien
     assert rec["cost_micros"] == expected_cost("openai/gpt-5.4", u["input_tokens"], u["output_tokens"]) > 0
     assert int(raw.headers["x-tollgate-cost-micros"]) == rec["cost_micros"]
     sent = requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
-    assert sent["model"] == "gpt-5.4" and set(sent) == {"model", "input", "instructions"}, "nothing added"
+    assert sent["model"] == "gpt-5.4" and set(sent) == {"model", "input", "instructions", "safety_identifier"}, "nothing added"
     # Codex's body, with its tools, reasoning and cache key, goes as it came.
     codex = {"model": "openai/gpt-5.4", "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
              "instructions": "Summarise.", "tools": [], "parallel_tool_calls": False, "reasoning": {"effort": "medium"},

@@ -179,11 +179,13 @@ pub fn count(m: &Map<String, Value>) -> Result<Value, Refusal> {
 /// compacted into `{"object": "response.compaction", "output": [...the user
 /// messages, one compaction item], "usage": {...}}`, billed as a response:
 /// the input read, the compaction item written as output (`wanted` tokens).
-/// No stream, no output cap.
+/// No stream, no output cap. openai-python 3.63 adds `safety_identifier`
+/// to the parameters, and to the answer (`safety_identifier`, and the
+/// `service_tier` "used for compaction, when reported").
 pub fn compact(m: &Map<String, Value>, id: &str, created: u64, wanted: u64) -> Result<(Value, u64, u64), Refusal> {
     const COMPACT_PARAMS: &[&str] = &[
         "model", "image", "input", "instructions", "previous_response_id", "prompt_cache_key", "prompt_cache_options",
-        "prompt_cache_retention", "service_tier", "tools", "parallel_tool_calls", "reasoning", "text",
+        "prompt_cache_retention", "safety_identifier", "service_tier", "tools", "parallel_tool_calls", "reasoning", "text",
     ];
     if let Some(k) = m.keys().find(|k| !COMPACT_PARAMS.contains(&k.as_str())) {
         return Err((400, format!("Unknown parameter: '{k}'."), None, Some("unknown_parameter")));
@@ -212,7 +214,10 @@ pub fn compact(m: &Map<String, Value>, id: &str, created: u64, wanted: u64) -> R
     let usage = json!({"input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0},
                        "output_tokens": wanted, "output_tokens_details": {"reasoning_tokens": 0},
                        "total_tokens": input_tokens + wanted});
-    let doc = json!({"id": format!("cmp_{id}"), "object": "response.compaction", "created_at": created, "output": output, "usage": usage});
+    let mut doc = json!({"id": format!("cmp_{id}"), "object": "response.compaction", "created_at": created, "output": output, "usage": usage});
+    if let Some(s) = m.get("safety_identifier").filter(|s| !s.is_null()) {
+        doc["safety_identifier"] = s.clone();
+    }
     Ok((doc, input_tokens, wanted))
 }
 
