@@ -55,40 +55,25 @@ fn an_audio_or_image_models_reservation_holds_its_output_at_the_dearest_rate() {
     assert_eq!(p.worst.tokens, input + 100);
 }
 
+/// A request's bounded searches are reserved, and so is each model call
+/// Anthropic's server tool loop may make for them, reading the context and
+/// writing up to `max_tokens` (request/server_tools.rs).
 #[test]
-fn the_searches_a_request_bounds_are_reserved() {
-    let mut v: serde_json::Value = serde_json::from_str(CFG).unwrap();
-    v["pricing"]["anthropic/claude-x"] = serde_json::json!({"input": 1000000, "output": 2000000, "web_search_per_1k": 10000000});
-    let cfg = Config::from_json(v.to_string().as_bytes()).unwrap();
-    let body = |tool: &str| format!(r#"{{"model":"claude-x","max_tokens":100,"messages":[{{"role":"user","content":"hi"}}],"tools":[{tool}]}}"#);
-    let worst = |tool: &str| {
-        let p = plan(&cfg, &key(None), Api::AnthropicMessages, body(tool).as_bytes(), "/v1/messages", true).unwrap();
-        (p.worst.micros, (p.chat.estimated_input_tokens * 1_000_000 + 100 * 2_000_000).div_ceil(1_000_000))
-    };
-    // (Each search may be a model call of its own: tokens for six calls.)
-    let (micros, tokens) = worst(r#"{"type":"web_search_20250305","name":"web_search","max_uses":5}"#);
-    assert_eq!(micros, 6 * tokens + 5 * 10_000, "five $10-per-1,000 searches");
-    let (micros, tokens) = worst(r#"{"type":"web_search_20250305","name":"web_search"}"#);
-    assert_eq!(micros, 2 * tokens + 10_000, "unbounded: one search, an estimate");
-}
-
-/// Anthropic's server tools run in a loop of model calls within the
-/// request, each reading the context and writing up to `max_tokens`: the
-/// reservation holds every call the request allows (request/server_tools.rs).
-#[test]
-fn a_server_tool_loop_reserves_each_call() {
+fn the_searches_a_request_bounds_and_their_calls_are_reserved() {
     let mut v: serde_json::Value = serde_json::from_str(CFG).unwrap();
     v["pricing"]["anthropic/claude-x"] = serde_json::json!({"input": 1000000, "output": 2000000, "web_search_per_1k": 10000000});
     let cfg = Config::from_json(v.to_string().as_bytes()).unwrap();
     let body = |tools: &str| format!(r#"{{"model":"claude-x","max_tokens":100,"messages":[{{"role":"user","content":"hi"}}],"tools":{tools}}}"#);
     let plan_of = |tools: &str| plan(&cfg, &key(None), Api::AnthropicMessages, body(tools).as_bytes(), "/v1/messages", true).unwrap();
+    // One call's tokens, priced.
+    let call = |p: &Plan| (p.chat.estimated_input_tokens * 1_000_000 + 100 * 2_000_000).div_ceil(1_000_000);
     let one = plan_of(r#"[{"name":"f","input_schema":{"type":"object"}}]"#);
-    let input = one.chat.estimated_input_tokens;
-    assert_eq!(one.worst.tokens, input + 100, "a client tool: one call");
-    let searched = plan_of(r#"[{"type":"web_search_20250305","name":"web_search","max_uses":2}]"#);
-    let input = searched.chat.estimated_input_tokens;
-    assert_eq!(searched.worst.tokens, 3 * (input + 100), "two searches and the answer: three calls");
-    assert_eq!(searched.worst.micros, (3 * input * 1_000_000 + 300 * 2_000_000).div_ceil(1_000_000) + 2 * 10_000);
+    assert_eq!(one.worst.tokens, one.chat.estimated_input_tokens + 100, "a client tool: one call");
+    let five = plan_of(r#"[{"type":"web_search_20250305","name":"web_search","max_uses":5}]"#);
+    assert_eq!(five.worst.micros, 6 * call(&five) + 5 * 10_000, "five $10-per-1,000 searches, six calls");
+    assert_eq!(five.worst.tokens, 6 * (five.chat.estimated_input_tokens + 100));
+    let unbounded = plan_of(r#"[{"type":"web_search_20250305","name":"web_search"}]"#);
+    assert_eq!(unbounded.worst.micros, 2 * call(&unbounded) + 10_000, "unbounded: one search, an estimate");
     let coded = plan_of(r#"[{"type":"code_execution_20250825","name":"code_execution"}]"#);
     assert_eq!(coded.worst.tokens, 2 * (coded.chat.estimated_input_tokens + 100), "no bound: one use, an estimate");
     let many = plan_of(r#"[{"type":"web_search_20250305","name":"web_search","max_uses":40}]"#);
