@@ -430,7 +430,9 @@ pub fn parse_chat_for(api: Api, body: &[u8], model_in_path: bool) -> Result<Pars
                 }
             }
             "tools" if matches!(api, Api::AnthropicMessages | Api::OpenAiResponses) => {
-                server_tools = server_tools::read(raw);
+                server_tools = server_tools::read(raw).map_err(|dup| {
+                    bad("duplicate_key", format!("A tool in 'tools' names a field twice ({}): send it once.", crate::text::clean_field(&dup, 120))).with_param("tools")
+                })?;
             }
             "tools" if api == Api::GeminiGenerateContent => server_tools = server_tools::read_gemini(raw),
             // Anthropic's server-side fallbacks: other models serve the turn.

@@ -144,6 +144,30 @@ def test_duplicate_members_are_refused(client):
         assert error_of(r)["code"] == "duplicate_key"
 
 
+def test_a_server_tool_naming_its_bound_twice_is_refused(tmp_path):
+    """A tool that names `max_uses` or `type` twice: the provider takes one
+    of them, the gateway cannot tell which, and read it as no server tool, so
+    the searches and the loop's calls went unreserved. (A guardrail policy
+    refused such a body already: this stack has none.) Refused before
+    sending, naming `tools`; the same tool written once is served."""
+    s = sm.Stack(tmp_path, plugin_patch=lambda c: c.pop("guardrails"))
+    try:
+        client = Client(s)
+        once = '{"type":"web_search_20250305","name":"web_search","max_uses":5}'
+        ask = '{"model":"anthropic/claude-sonnet-4-6","max_tokens":16,"messages":[{"role":"user","content":"news?"}],"tools":[%s]}'
+        for tool in (once[:-1] + ',"max_uses":5}', '{"type":"function","type":"web_search_20250305","name":"web_search","max_uses":5}'):
+            r = client.post("/v1/messages", raw=(ask % tool).encode(), auth="x-api-key")
+            assert r.status_code == 400, r.text
+            assert (error_of(r)["code"], error_of(r).get("param")) == ("duplicate_key", "tools"), r.text
+        r = client.post("/v1/responses", raw=b'{"model":"openai/gpt-5.4","input":"news?","tools":[{"type":"web_search","type":"function"}]}')
+        assert r.status_code == 400 and error_of(r)["code"] == "duplicate_key", r.text
+        assert requests.get(s.mock.url + "/mock/stats", timeout=5).json()["requests"] == 0, "nothing reached the provider"
+        r = client.post("/v1/messages", raw=(ask % once).encode(), auth="x-api-key", headers={"x-mock-web-searches": "1"})
+        assert r.status_code == 200, r.text
+    finally:
+        s.stop()
+
+
 def test_output_is_capped_when_the_client_sets_no_cap(client):
     # The provider would write 20000 tokens; the request names no cap.
     r = client.chat("openai/gpt-5.4", headers={"x-mock-output-tokens": "20000"})

@@ -219,25 +219,25 @@ fn advisor_of(tool: &Head<'_>) -> Advisor {
 
 /// Reads `tools` (its raw JSON). A member the provider would refuse (not
 /// an array, odd entries) bounds no search; an advisor in it is still
-/// seen, so that it cannot run unpriced.
-pub fn read(raw: &str) -> ServerTools {
+/// seen, so that it cannot run unpriced. A tool that names a field this
+/// reads twice (`type`, `max_uses`, …) is `Err` (the field): the provider
+/// takes one of them, which this read could not tell, so its searches and
+/// calls could run unreserved.
+pub fn read(raw: &str) -> Result<ServerTools, String> {
     // Most tools are functions: the whole array is parsed only when a
     // search or advisor tool may be in it (or a `\u` escape may spell one:
     // not any backslash, which every description with a newline holds).
     let may_loop = ["_search", "_fetch", "code_execution", "mcp_toolset"].iter().any(|k| raw.contains(k));
     if !may_loop && !raw.contains("advisor") && !raw.contains("image_generation") && !raw.contains("code_interpreter") && !raw.contains("\\u") {
-        return ServerTools::default();
+        return Ok(ServerTools::default());
     }
-    let Ok(tools) = serde_json::from_str::<Vec<Head<'_>>>(raw) else {
-        let advisor = raw.contains("advisor").then_some(Advisor::Unreadable("The tools list could not be read, and it may offer the advisor tool."));
-        let image_tool = raw
-            .contains("image_generation")
-            .then_some(ImageTool::Unreadable("The tools list could not be read, and it may offer the image_generation tool."));
-        // (It may create a container: the largest is reserved.)
-        let container_gb = if raw.contains("code_interpreter") { 64 } else { 0 };
-        return ServerTools { advisor, image_tool, container_gb, ..ServerTools::default() };
+    let tools = match serde_json::from_str::<Vec<Head<'_>>>(raw) {
+        Ok(tools) => tools,
+        Err(e) if e.to_string().starts_with("duplicate field") => return Err(e.to_string()),
+        Err(_) => return Ok(unreadable(raw)),
     };
-    tools.iter().fold(ServerTools::default(), |mut t, tool| {
+    Ok(tools.iter().fold(ServerTools::default(), |mut t, tool| {
+
         let kind = tool.kind.as_deref().unwrap_or_default();
         if kind.starts_with("web_search_") {
             match bound(&tool.max_uses).ok().flatten() {
@@ -269,7 +269,19 @@ pub fn read(raw: &str) -> ServerTools {
             });
         }
         t
-    })
+    }))
+}
+
+/// A tools list that cannot be read (the provider refuses it): the
+/// advisor and image tools it may offer are unreadable, never absent, and
+/// the largest container it may create is reserved.
+fn unreadable(raw: &str) -> ServerTools {
+    let advisor = raw.contains("advisor").then_some(Advisor::Unreadable("The tools list could not be read, and it may offer the advisor tool."));
+    let image_tool = raw
+        .contains("image_generation")
+        .then_some(ImageTool::Unreadable("The tools list could not be read, and it may offer the image_generation tool."));
+    let container_gb = if raw.contains("code_interpreter") { 64 } else { 0 };
+    ServerTools { advisor, image_tool, container_gb, ..ServerTools::default() }
 }
 
 /// One of Gemini's `tools` entries, as far as grounding goes. A member
@@ -318,6 +330,29 @@ pub fn reserved(api: tollgate_protocol::Api, tools: &ServerTools, max_tool_calls
 mod tests {
     use super::*;
     use tollgate_protocol::Api;
+
+    /// A list whose tools name no field twice.
+    fn read(raw: &str) -> ServerTools {
+        super::read(raw).unwrap()
+    }
+
+    /// A tool naming a field twice: the provider takes one of them, which
+    /// the read cannot tell, so its searches and calls would go unreserved.
+    #[test]
+    fn a_tool_naming_a_field_twice_is_not_read_as_no_server_tool() {
+        for twice in [
+            r#"[{"type":"web_search_20250305","name":"web_search","max_uses":5,"max_uses":5}]"#,
+            r#"[{"type":"function","type":"web_search_20250305","name":"web_search","max_uses":5}]"#,
+            r#"[{"type":"web_search_1","max_uses":1,"max_uses":100}]"#,
+            r#"[{"type":"advisor_20260301","name":"advisor","model":"claude-opus-4-8","model":"claude-haiku-4-5"}]"#,
+        ] {
+            assert!(super::read(twice).is_err_and(|e| e.starts_with("duplicate field")), "{twice}");
+        }
+        // Fields the read does not use may repeat (the provider decides), and
+        // a list that cannot be read otherwise stays the provider's to refuse.
+        assert!(super::read(r#"[{"type":"web_search_20250305","name":"a","name":"b","max_uses":1}]"#).is_ok());
+        assert_eq!(read(r#"[7, {"type":"web_search_20250305","name":"web_search","max_uses":5}]"#), ServerTools::default());
+    }
 
     #[test]
     fn a_code_interpreter_creates_the_container_its_auto_form_names() {
@@ -450,7 +485,6 @@ mod tests {
             r#"[{"type":"advisor_20260301","name":"advisor","model":"m","max_tokens":1.5}]"#,
             r#"[{"type":"advisor_20260301","name":"advisor","model":"m","max_uses":"3"}]"#,
             r#"[{"type":"advisor_20260301","model":"m"},{"type":"advisor_20260301","model":"n"}]"#,
-            r#"[{"type":"advisor_20260301","name":"advisor","model":"m","model":"n"}]"#,
             r#"[{"type":"advisor_20260301","name":"advisor","model":"m"}"#,
         ] {
             assert!(matches!(read(raw).advisor, Some(Advisor::Unreadable(_))), "{raw}");
@@ -460,7 +494,7 @@ mod tests {
     #[test]
     fn hostile_tools_bound_nothing_and_never_fail() {
         for raw in ["{}", "null", "[1,2]", r#"[{"type":"web_search_20250305","max_uses":-1}]"#, r#"[{"type":"web_search_1","max_uses":1e999}]"#,
-            r#"[{"type":"web_search_1","max_uses":1,"max_uses":100}]"#, "[", r#""_search""#, r#"[{"type":"web_search_1","max_uses":2.5}]"#] {
+            "[", r#""_search""#, r#"[{"type":"web_search_1","max_uses":2.5}]"#] {
             let t = read(raw);
             assert_eq!((t.max_uses, t.advisor), (0, None), "{raw}");
         }
