@@ -1141,6 +1141,18 @@ async fn handle(
         Ok(t) => t,
         Err(why) => return err(400, &why),
     };
+    let web_searches = match dialect {
+        Dialect::Anthropic => strict::anthropic_searches(&req, header_u64(&h, "x-mock-web-searches")),
+        _ => header_u64(&h, "x-mock-web-searches").unwrap_or(0),
+    };
+    // Anthropic's input_tokens leave out cache reads and writes; OpenAI's prompt_tokens include them (and audio).
+    let first_input = if dialect == Dialect::Anthropic { input.saturating_sub(cached + cache_write).max(1) } else { input.max(cached) + audio.input };
+    let server_loop = (dialect == Dialect::Anthropic)
+        .then(|| {
+            let (turn, results) = (header_u64(&h, "x-mock-search-turn-tokens").unwrap_or(20), header_u64(&h, "x-mock-search-result-tokens").unwrap_or(0));
+            server_loop::run(first_input, web_searches, cap, turn, results)
+        })
+        .flatten();
     let plan = Plan {
         tool_call,
         reasoning_text: thinks.then_some("The user wants an answer; let me think it through."),
@@ -1149,8 +1161,7 @@ async fn handle(
         stream: req.get("stream").and_then(Value::as_bool).unwrap_or(false),
         include_usage: req.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false),
         include_obfuscation: dialect == Dialect::OpenAi && obfuscation_asked(req.get("stream_options")),
-        // Anthropic's input_tokens leave out cache reads and writes; OpenAI's prompt_tokens include them (and audio).
-        input: if dialect == Dialect::Anthropic { input.saturating_sub(cached + cache_write).max(1) } else { input.max(cached) + audio.input },
+        input: server_loop.map_or(first_input, |l| l.input),
         cached,
         cache_write,
         output,
@@ -1176,11 +1187,8 @@ async fn handle(
             }
             _ => None,
         },
-        web_searches: match dialect {
-            Dialect::Anthropic => strict::anthropic_searches(&req, header_u64(&h, "x-mock-web-searches")),
-            _ => header_u64(&h, "x-mock-web-searches").unwrap_or(0),
-        },
-        server_loop: None,
+        web_searches,
+        server_loop,
         usage_output: header_u64(&h, "x-mock-usage-output"),
         endless_event: header_u64(&h, "x-mock-endless-event"),
         echo,
@@ -1198,11 +1206,6 @@ async fn handle(
         },
     };
     let mut plan = plan;
-    if dialect == Dialect::Anthropic {
-        let (turn, results) = (header_u64(&h, "x-mock-search-turn-tokens").unwrap_or(20), header_u64(&h, "x-mock-search-result-tokens").unwrap_or(0));
-        plan.server_loop = server_loop::run(plan.input, plan.web_searches, cap, turn, results);
-        plan.input = plan.server_loop.map_or(plan.input, |l| l.input);
-    }
     // A Host starting `huge.` asks for a 40 MiB answer: for calls whose
     // headers the client does not choose (a fallback's).
     let huge = header_str(&h, "host").is_some_and(|v| v.starts_with("huge.")).then_some(40 << 20);
@@ -1315,7 +1318,7 @@ fn advisor_blocks(p: &Plan, n: u64) -> Vec<Value> {
 }
 
 fn anthropic_usage_with_iterations(p: &Plan) -> Value {
-    let mut u = anthropic_usage(p, p.output);
+    let mut u = anthropic_usage(p, p.output + loop_output(p));
     if let Some(it) = iterations(p, p.usage_output.unwrap_or(p.output)) {
         u["iterations"] = it;
     }
@@ -1323,7 +1326,7 @@ fn anthropic_usage_with_iterations(p: &Plan) -> Value {
 }
 
 fn anthropic_usage(p: &Plan, output: u64) -> Value {
-    let output = p.usage_output.unwrap_or(output + loop_output(p));
+    let output = p.usage_output.unwrap_or(output);
     let mut u = json!({"input_tokens": p.input, "cache_creation_input_tokens": p.cache_write,
            "cache_read_input_tokens": p.cached, "output_tokens": output,
            "cache_creation": {"ephemeral_5m_input_tokens": p.cache_write - p.cache_write_1h.min(p.cache_write),
@@ -1346,7 +1349,6 @@ fn first_call_usage(p: &Plan) -> Value {
     let mut u = anthropic_usage(p, 1);
     if let Some(l) = p.server_loop {
         u["input_tokens"] = json!(l.first_input);
-        u["output_tokens"] = json!(1);
         if let Some(m) = u.as_object_mut() {
             m.remove("server_tool_use");
         }
@@ -1528,7 +1530,7 @@ fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
                            "usage": {"output_tokens": p.usage_output.unwrap_or(p.output + loop_output(p))}});
             if p.server_loop.is_some() {
                 // After a server tool loop, the totals of every call (as the real stream's).
-                d["usage"] = anthropic_usage(p, p.output);
+                d["usage"] = anthropic_usage(p, p.output + loop_output(p));
             }
             if let Some(it) = iterations(p, p.usage_output.unwrap_or(p.output)) {
                 d["usage"]["iterations"] = it;
