@@ -695,7 +695,11 @@ impl ParsedBody<'_> {
         };
         let replaced = |k: &str| cache.as_ref().and_then(|c| c.iter().find(|(n, _)| *n == k)).map(|(_, v)| v.as_bytes());
         let thinking = self.fitted_thinking(upstream_model);
-        if !change_model && !add_usage && cap.is_none() && cache.is_none() && thinking == Fit::Keep {
+        // Sampling members the upstream Claude model refuses: left out.
+        let unsampled = self.api == Api::AnthropicMessages
+            && !crate::translate::sampling::taken_by(upstream_model)
+            && self.members.0.iter().any(|(k, v)| crate::translate::sampling::refused(k, v.get()));
+        if !change_model && !add_usage && cap.is_none() && cache.is_none() && thinking == Fit::Keep && !unsampled {
             return None;
         }
         let model_json = serde_json::to_string(upstream_model).ok()?;
@@ -719,6 +723,7 @@ impl ParsedBody<'_> {
         for (k, v) in &self.members.0 {
             match k.as_str() {
                 "model" if change_model => push_member(&mut out, k, model_json.as_bytes()),
+                k if unsampled && crate::translate::sampling::refused(k, v.get()) => {}
                 "stream_options" if add_usage => {
                     saw_stream_options = true;
                     let mut obj: serde_json::Map<String, serde_json::Value> =

@@ -321,10 +321,62 @@ def test_an_openai_clients_reasoning_effort_reaches_claude_as_the_thinking_each_
     assert r.choices[0].message.content and "thinking" not in sent()
     oai.chat.completions.create(model="anthropic/claude-opus-4-8", reasoning_effort="high", tools=tools, tool_choice="required", messages=ask)
     assert "thinking" not in sent()
-    # Claude thinks only at temperature 1: another is refused before anything is sent.
+    # Claude thinks only at temperature 1: another is refused before anything is sent
+    # (on a model that samples: one that refuses sampling gets none, below).
     with pytest.raises(openai.BadRequestError) as e:
-        oai.chat.completions.create(model="anthropic/claude-opus-4-8", reasoning_effort="high", temperature=0.3, messages=ask)
+        oai.chat.completions.create(model="anthropic/claude-sonnet-4-6", reasoning_effort="high", temperature=0.3, messages=ask)
     assert e.value.body["param"] == "temperature" and e.value.body["code"] == "untranslatable_field"
+
+
+def test_an_openai_clients_sampling_is_left_out_for_claude_models_that_refuse_it(stack, oai, client):
+    """Opus 4.7 and later and the Claude 5 models refuse a temperature other
+    than 1 and any top_p ("`temperature` is deprecated for this model.": the
+    mock holds the real refusal). An OpenAI client's temperature, fine on
+    GPT and older Claude models, failed every request there."""
+    import requests
+
+    def sent():
+        return requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+
+    ask = [{"role": "user", "content": "Answer."}]
+    for model in ["anthropic/claude-opus-4-8", "anthropic/claude-sonnet-5-5"]:
+        raw = oai.chat.completions.with_raw_response.create(model=model, temperature=0.2, top_p=0.9, messages=ask)
+        body = sent()
+        assert ("temperature" not in body and "top_p" not in body and body["model"] == model.split("/")[1]), body
+        assert client.record(raw.headers["x-tollgate-request-id"])["outcome"] == "ok"
+    # With thinking: no temperature left to refuse beside it.
+    oai.chat.completions.create(model="anthropic/claude-opus-4-8", reasoning_effort="high", temperature=0.3, messages=ask)
+    assert sent()["thinking"] == {"type": "adaptive"} and "temperature" not in sent()
+    # A model that samples keeps them.
+    oai.chat.completions.create(model="anthropic/claude-sonnet-4-6", temperature=0.2, top_p=0.9, messages=ask)
+    assert (sent()["temperature"], sent()["top_p"]) == (0.2, 0.9)
+
+
+def test_an_anthropic_clients_sampling_is_left_out_for_claude_models_that_refuse_it(stack, claude_sdk):
+    """The same for an Anthropic client (a temperature, a top_k), whichever
+    Claude model it names or a route sends it to; the rest of the body
+    goes as it came."""
+    import requests
+
+    def sent():
+        return requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+
+    ask = [{"role": "user", "content": "Answer."}]
+    # Straight to the mock, the refusal Tollgate spares the client.
+    direct = requests.post(stack.mock.url + "/v1/messages", timeout=5, headers={"x-api-key": "sk-ant-mock", "anthropic-version": "2023-06-01"},
+                           json={"model": "claude-opus-4-8", "max_tokens": 10, "temperature": 0.2, "messages": ask})
+    assert direct.status_code == 400 and direct.json()["error"]["message"] == "`temperature` is deprecated for this model.", direct.text
+    # (anthropic-sdk-python 2.x took `temperature` and `top_k` out of create()'s
+    # arguments; older SDKs and other clients still send them.)
+    m = claude_sdk.messages.create(model="claude-opus-4-8", max_tokens=10, stop_sequences=["END"], messages=ask,
+                                   extra_body={"temperature": 0.2, "top_k": 40})
+    assert m.type == "message"
+    body = sent()
+    assert "temperature" not in body and "top_k" not in body and body["stop_sequences"] == ["END"], body
+    claude_sdk.messages.create(model="claude-sonnet-5-5", max_tokens=10, messages=ask, extra_body={"temperature": 1})
+    assert sent()["temperature"] == 1, "its default: kept"
+    claude_sdk.messages.create(model="claude-sonnet-4-6", max_tokens=10, messages=ask, extra_body={"temperature": 0.2, "top_k": 40})
+    assert (sent()["temperature"], sent()["top_k"]) == (0.2, 40)
 
 
 def test_claude_codes_tool_turns_reach_new_gpts_which_refuse_tools_beside_reasoning(stack, claude_sdk):

@@ -244,6 +244,26 @@ fn an_anthropic_clients_thinking_goes_in_the_form_the_upstream_model_takes() {
 }
 
 #[test]
+fn an_anthropic_clients_sampling_is_left_out_where_the_upstream_model_refuses_it() {
+    let body = br#"{"model":"claude-sonnet-4-6","max_tokens":10,"temperature":0.2,"messages":[{"role":"user","content":"q"}],"top_k":40,"top_p":null}"#;
+    let p = parse_chat(Api::AnthropicMessages, body).unwrap();
+    // Every other byte as it came; the null is no value.
+    let out = String::from_utf8(p.rewrite("claude-opus-4-8", Rewrite::default()).unwrap()).unwrap();
+    assert_eq!(out, r#"{"model":"claude-opus-4-8","max_tokens":10,"messages":[{"role":"user","content":"q"}],"top_p":null}"#);
+    // The same model named by the client: still left out (it would be refused there).
+    let own = br#"{"model":"claude-sonnet-5-5","max_tokens":10,"messages":[],"temperature":1,"top_p":1}"#;
+    let out = String::from_utf8(parse_chat(Api::AnthropicMessages, own).unwrap().rewrite("claude-sonnet-5-5", Rewrite::default()).unwrap()).unwrap();
+    assert_eq!(out, r#"{"model":"claude-sonnet-5-5","max_tokens":10,"messages":[],"temperature":1}"#, "a temperature of 1 is its default: kept");
+    // A model that samples, or a value of the wrong type: as it came.
+    assert_eq!(p.rewrite("claude-sonnet-4-6", Rewrite::default()), None);
+    let typo = br#"{"model":"claude-opus-4-8","max_tokens":10,"messages":[],"temperature":"0.2"}"#;
+    assert_eq!(parse_chat(Api::AnthropicMessages, typo).unwrap().rewrite("claude-opus-4-8", Rewrite::default()), None);
+    // Never on other APIs: OpenAI bodies keep what their models take.
+    let oa = br#"{"model":"m","messages":[],"temperature":0.2}"#;
+    assert_eq!(parse_chat(Api::OpenAiChat, oa).unwrap().rewrite("m", Rewrite::default()), None);
+}
+
+#[test]
 fn anthropic_bodies_get_cache_breakpoints_only_when_asked() {
     let system = "rules ".repeat(1000);
     let body = serde_json::to_vec(&json!({"model": "claude-sonnet-4-6", "max_tokens": 10, "system": system,

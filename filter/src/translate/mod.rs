@@ -25,6 +25,7 @@ pub mod from_openai_stream;
 pub mod from_responses_stream;
 pub mod namespaces;
 pub mod responses_client;
+pub mod sampling;
 pub mod to_anthropic;
 pub mod to_openai;
 pub mod to_responses;

@@ -42,7 +42,7 @@ fn claude_version(rest: &str) -> Option<(u32, u32)> {
 /// `Some` for a Claude model (a router's prefix, `anthropic/claude-…`, and
 /// Bedrock's `us.anthropic.` looked past), with its version if its name
 /// carries one; `None` for any other model.
-fn claude(model: &str) -> Option<Option<(u32, u32)>> {
+pub(super) fn claude(model: &str) -> Option<Option<(u32, u32)>> {
     let name = model.to_ascii_lowercase();
     let at = name.find("claude")?;
     Some(name.get(at + "claude".len()..).and_then(claude_version))

@@ -11,7 +11,7 @@
 //! | `messages`: `assistant` content and `tool_calls` | `assistant` text and `tool_use` blocks (`arguments` parsed) |
 //! | `messages`: `tool` (`tool_call_id`, content) | `user` turn with a `tool_result` block |
 //! | `max_tokens` / `max_completion_tokens` | `max_tokens` (the gateway's `default_max_tokens` when absent: Anthropic requires it) |
-//! | `temperature` (0–1 only), `top_p`, `stop`, `stream`, `user` | `temperature`, `top_p`, `stop_sequences`, `stream`, `metadata.user_id` |
+//! | `temperature` (0–1 only), `top_p`, `stop`, `stream`, `user` | `temperature`, `top_p` (left out where the model refuses them: [`super::sampling`]), `stop_sequences`, `stream`, `metadata.user_id` |
 //! | `tools` (`function`) | `tools` (`name`, `description`, `input_schema`) |
 //! | `tool_choice` `auto` / `none` / `required` / `{function}`, `parallel_tool_calls: false` | `tool_choice` `auto` / `none` / `any` / `{tool}`, `disable_parallel_tool_use` |
 //! | `stream_options.include_usage` | a final usage chunk in the translated stream |
@@ -326,6 +326,11 @@ pub fn chat_to_messages(p: &ParsedBody<'_>, upstream_model: &str, default_max_to
     } else if parallel == Some(false) && out.contains_key("tools") {
         out.insert("tool_choice".into(), json!({"type": "auto", "disable_parallel_tool_use": true}));
     }
+    // Sampling the model refuses is left out (before thinking: a model that
+    // samples at its own settings has no temperature to refuse beside it).
+    if !super::sampling::taken_by(upstream_model) {
+        out.retain(|k, v| !super::sampling::refused(k, &v.to_string()));
+    }
     let max_tokens = p.request.max_tokens.unwrap_or(default_max_tokens);
     if let Some(effort) = effort {
         think(&mut out, &effort, upstream_model, max_tokens)?;
@@ -552,10 +557,14 @@ mod tests {
         more.as_array_mut().unwrap().push(json!({"role": "user", "content": "and then?"}));
         assert!(to("claude-opus-4-8", ask(json!({"tools": tools, "messages": more}))).unwrap().get("thinking").is_none());
         // Claude thinks only at temperature 1: another is refused by name, 1 passes.
-        let e = to("claude-opus-4-8", ask(json!({"temperature": 0.2}))).unwrap_err();
+        let e = to("claude-sonnet-4-6", ask(json!({"temperature": 0.2}))).unwrap_err();
         assert_eq!((e.code, e.param), ("untranslatable_field", Some("temperature")), "{}", e.message);
-        assert!(to("claude-opus-4-8", ask(json!({"temperature": 1}))).is_ok());
+        assert!(to("claude-sonnet-4-6", ask(json!({"temperature": 1}))).is_ok());
         assert!(to("claude-3-5-haiku-20241022", ask(json!({"temperature": 0.2}))).is_ok(), "no thinking, no conflict");
+        // A model that refuses sampling gets none: no temperature left to refuse beside thinking.
+        let got = to("claude-opus-4-8", ask(json!({"temperature": 0.2, "top_p": 0.9}))).unwrap();
+        assert_eq!((got.get("temperature"), got.get("top_p"), &got["thinking"]), (None, None, &json!({"type": "adaptive"})), "{got}");
+        assert_eq!(to("claude-opus-4-8", ask(json!({"temperature": 1}))).unwrap()["temperature"], json!(1));
         assert_eq!(to("claude-opus-4-8", ask(json!({"reasoning_effort": "maximum"}))).unwrap_err().param, Some("reasoning_effort"));
         // GPT-5.6's `max` (real requests answered 200): the highest level every adaptive model takes.
         assert_eq!(to("claude-opus-4-8", ask(json!({"reasoning_effort": "max"}))).unwrap()["output_config"], json!({"effort": "high"}));

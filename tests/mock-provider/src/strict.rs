@@ -579,6 +579,7 @@ pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: Option<&str>) -> 
             if let Some(msgs) = req.get("messages").and_then(Value::as_array) {
                 anthropic_messages_not_empty(msgs)?;
             }
+            crate::thinking::check_sampling(req)?;
             crate::thinking::check(req, beta.unwrap_or(""))?;
             advisor(req, beta.unwrap_or(""))?;
         }

@@ -48,6 +48,45 @@ fn takes_adaptive(model: &str) -> bool {
     adaptive_only(model) || version(model).is_none_or(|v| v >= (4, 6))
 }
 
+/// Models that refuse sampling parameters: Opus 4.7 and later, the Claude 5
+/// models, Fable and Mythos. `temperature` other than its default 1, and
+/// `top_p` and `top_k` at any value (the default included), are 400
+/// "`<name>` is deprecated for this model." (probed on the live API for
+/// Opus 4.8: temperature 0 and 0.5 refused, 1 answered; top_p 0.5, 0.97
+/// and 1 refused; top_k 5 and 0 refused: mnfst/modelparams.dev#238; real
+/// bodies for Opus 4.7 in RooCodeInc/Roo-Code#12162, for Opus 4.7 and 4.8
+/// and Fable 5 in router-for-me/CLIProxyAPI#4383; Sonnet 5: Anthropic's
+/// migration guide, "sampling parameters (temperature, top_p, top_k) set
+/// to non-default values return a 400 error"). The gate comes before
+/// thinking's own rule on temperature.
+fn refuses_sampling(model: &str) -> bool {
+    let name = model.to_ascii_lowercase();
+    match version(model) {
+        _ if name.contains("mythos") || name.contains("fable") => true,
+        Some(v) => v >= (5, 0) || (name.contains("opus") && v >= (4, 7)),
+        None => false,
+    }
+}
+
+/// Checks `temperature`, `top_p` and `top_k` as Anthropic does for models
+/// that refuse them (a `null` taken as absent).
+pub fn check_sampling(req: &Map<String, Value>) -> Result<(), Refusal> {
+    let model = req.get("model").and_then(Value::as_str).unwrap_or("");
+    if !refuses_sampling(model) {
+        return Ok(());
+    }
+    let set = |name: &str| req.get(name).filter(|v| !v.is_null());
+    let refused = [
+        ("temperature", set("temperature").is_some_and(|t| t.as_f64() != Some(1.0))),
+        ("top_p", set("top_p").is_some()),
+        ("top_k", set("top_k").is_some()),
+    ];
+    match refused.iter().find(|(_, r)| *r) {
+        Some((name, _)) => Err(refuse(format!("`{name}` is deprecated for this model."))),
+        None => Ok(()),
+    }
+}
+
 /// Whether an assistant message starts with a thinking block.
 fn starts_with_thinking(m: &Value) -> Option<(&str, bool)> {
     let first = m.get("content")?.as_array()?.first()?;
@@ -131,6 +170,20 @@ mod tests {
 
     fn checked(v: Value, beta: &str) -> Result<(), String> {
         check(v.as_object().unwrap(), beta).map_err(|r| r.message)
+    }
+
+    #[test]
+    fn sampling_is_refused_on_the_models_that_deprecated_it() {
+        let sampled = |v: Value| check_sampling(v.as_object().unwrap()).map_err(|r| r.message);
+        for m in ["claude-opus-4-7", "claude-opus-4-8", "claude-sonnet-5", "claude-sonnet-5-5", "claude-fable-5-1", "claude-mythos-preview"] {
+            assert_eq!(sampled(json!({"model": m, "temperature": 0.5})), Err("`temperature` is deprecated for this model.".into()), "{m}");
+            assert_eq!(sampled(json!({"model": m, "top_p": 1})), Err("`top_p` is deprecated for this model.".into()), "{m}");
+            assert_eq!(sampled(json!({"model": m, "top_k": 0})), Err("`top_k` is deprecated for this model.".into()), "{m}");
+            assert_eq!(sampled(json!({"model": m, "temperature": 1, "top_p": null})), Ok(()), "{m}");
+        }
+        for m in ["claude-opus-4-6", "claude-sonnet-4-6", "claude-haiku-4-5"] {
+            assert_eq!(sampled(json!({"model": m, "temperature": 0.5, "top_k": 5})), Ok(()), "{m}");
+        }
     }
 
     #[test]

@@ -1,0 +1,74 @@
+//! Claude's sampling parameters, left out where the model refuses them.
+//!
+//! Opus 4.7 and later, and the Claude 5 models (Sonnet 5 and 5.5, Opus 5
+//! and 5.5, Fable), refuse `temperature` at any value but its default 1 and
+//! `top_p` and `top_k` at any value, the default included: 400
+//! invalid_request_error "`temperature` is deprecated for this model."
+//! (Anthropic's Claude Sonnet 5 migration guide: "sampling parameters
+//! (`temperature`, `top_p`, `top_k`) set to non-default values return a
+//! 400 error"; the values probed on the live API for Opus 4.8 in
+//! mnfst/modelparams.dev#238; real answers for Opus 4.7 in
+//! RooCodeInc/Roo-Code#12162, for Opus 4.7, 4.8 and Fable 5 in
+//! router-for-me/CLIProxyAPI#4383 and The-PR-Agent/pr-agent#2456). Claude
+//! names without a version (new families) are taken to refuse them too,
+//! as they take only the newer thinking form ([`super::thinking::form`]).
+//!
+//! A client written for an older model (an OpenAI client's
+//! `temperature`, an Anthropic one's `top_k`), or sent to a newer one by a
+//! route, a fallback or the auto router, failed there: those members are
+//! left out instead, as OpenRouter and other gateways do. The models
+//! sample at their own settings either way; nothing is billed differently.
+
+use serde_json::Value;
+
+/// Whether `model` takes sampling parameters: every model but the Claude
+/// models named above.
+pub fn taken_by(model: &str) -> bool {
+    let lower = model.to_ascii_lowercase();
+    match super::thinking::claude(model) {
+        None => true,
+        Some(None) => false,
+        Some(Some(v)) => v < (4, 7) || (v < (5, 0) && !lower.contains("opus")),
+    }
+}
+
+/// Whether the member `name` (its value `raw`, JSON text) is one such a
+/// model refuses: a `temperature` other than 1, any `top_p` or `top_k`.
+/// Only numbers: a `null` is no value, and a value of the wrong type goes
+/// as it came, for the provider to refuse in its own words (the gateway
+/// does not quietly mend what a client got wrong).
+pub fn refused(name: &str, raw: &str) -> bool {
+    let number = || serde_json::from_str::<Value>(raw).ok().and_then(|v| v.as_f64());
+    match name {
+        "temperature" => number().is_some_and(|t| t != 1.0),
+        "top_p" | "top_k" => number().is_some(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_models_that_refuse_sampling_are_told_apart_by_name() {
+        for m in ["claude-opus-4-7", "claude-opus-4-8", "claude-opus-4.8", "anthropic/claude-opus-4-7", "us.anthropic.claude-opus-4-7-v1:0",
+                  "claude-sonnet-5", "claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5", "claude-fable-5-1", "claude-mythos-preview", "Claude-Opus-4-8"] {
+            assert!(!taken_by(m), "{m}");
+        }
+        for m in ["claude-sonnet-4-6", "claude-opus-4-6", "claude-haiku-4-5", "claude-sonnet-4-5-20250929", "claude-3-7-sonnet-20250219",
+                  "gpt-5.4", "deepseek-chat", "glm-4.6", "gemini-3-pro"] {
+            assert!(taken_by(m), "{m}");
+        }
+    }
+
+    #[test]
+    fn only_numbers_other_than_a_temperature_of_one_are_left_out() {
+        for (name, raw) in [("temperature", "0"), ("temperature", "0.7"), ("temperature", "2"), ("top_p", "1"), ("top_p", "0.9"), ("top_k", "0"), ("top_k", "40")] {
+            assert!(refused(name, raw), "{name}: {raw}");
+        }
+        for (name, raw) in [("temperature", "1"), ("temperature", "1.0"), ("temperature", " 1e0 "), ("temperature", "null"), ("temperature", "\"0.5\""), ("top_p", "null"), ("top_k", " null"), ("top_k", "[]"), ("max_tokens", "5")] {
+            assert!(!refused(name, raw), "{name}: {raw}");
+        }
+    }
+}
