@@ -5,7 +5,10 @@
 //!   `prompt_tokens_details.cached_tokens`, `completion_tokens_details.reasoning_tokens`;
 //!   DeepSeek adds `prompt_cache_hit_tokens` / `prompt_cache_miss_tokens`.
 //! - Anthropic messages: `usage.input_tokens` (uncached only),
-//!   `cache_creation_input_tokens`, `cache_read_input_tokens`, `output_tokens`.
+//!   `cache_creation_input_tokens`, `cache_read_input_tokens`, `output_tokens`,
+//!   `output_tokens_details.thinking_tokens` (the part of the output spent
+//!   thinking, "Always ≤ `output_tokens`": anthropic-sdk-python
+//!   `types/output_tokens_details.py`).
 
 use serde::Deserialize;
 
@@ -102,6 +105,9 @@ struct AnthropicUsage {
     cache_creation: Option<CacheCreation>,
     #[serde(default)]
     server_tool_use: Option<ServerToolUse>,
+    /// `thinking_tokens`: reasoning, as OpenAI's `reasoning_tokens`.
+    #[serde(default)]
+    output_tokens_details: Option<ThinkingDetails>,
     /// `"standard"` or `"fast"` ([`crate::served`]).
     #[serde(default)]
     speed: Word,
@@ -114,6 +120,12 @@ struct AnthropicUsage {
     /// What `usage.iterations` adds to the top level ([`iterations`]).
     #[serde(default, deserialize_with = "iterations")]
     iterations: Option<Iterations>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, Debug)]
+struct ThinkingDetails {
+    #[serde(default)]
+    thinking_tokens: Option<u64>,
 }
 
 /// An `iterations` entry's kind: only the ones read apart (no allocation per entry).
@@ -210,6 +222,7 @@ impl AnthropicUsage {
         self.cache_read_input_tokens = later.cache_read_input_tokens.or(self.cache_read_input_tokens);
         self.cache_creation = later.cache_creation.or(self.cache_creation);
         self.server_tool_use = later.server_tool_use.or(self.server_tool_use);
+        self.output_tokens_details = later.output_tokens_details.or(self.output_tokens_details);
         self.speed = if later.speed == Word::Unknown { self.speed } else { later.speed };
         self.inference_geo = if later.inference_geo == Word::Unknown { self.inference_geo } else { later.inference_geo };
         self.iterations = later.iterations.or(self.iterations);
@@ -239,7 +252,8 @@ impl AnthropicUsage {
             cached_input_tokens: read.saturating_add(c.cached_input_tokens),
             cache_write_tokens: write.saturating_add(c.cache_write_tokens),
             output_tokens: self.output_tokens.unwrap_or(0).saturating_add(c.output_tokens),
-            reasoning_tokens: 0,
+            // (`bounded` keeps it at most the output.)
+            reasoning_tokens: self.output_tokens_details.and_then(|d| d.thinking_tokens).unwrap_or(0),
             cache_write_1h_tokens: split.ephemeral_1h_input_tokens.unwrap_or(0).saturating_add(c.cache_write_1h_tokens),
             web_search_requests: self.server_tool_use.and_then(|s| s.web_search_requests).unwrap_or(0),
             file_search_calls: 0,

@@ -272,6 +272,28 @@ def test_anthropic_json_usage_with_cache_read_and_write(client):
         "anthropic/claude-sonnet-4-6", total_in, 20, cached=2048, cache_write=512)
 
 
+def test_anthropic_thinking_tokens_are_recorded_as_reasoning(client, oai):
+    """Anthropic reports the output spent thinking apart
+    (`usage.output_tokens_details.thinking_tokens`, as a real claude-fable-5
+    answer does): it was recorded as 0 reasoning tokens. JSON, stream, and
+    an OpenAI client's translated usage."""
+    h = {"x-mock-output-tokens": "20", "x-mock-reasoning-tokens": "30"}
+    r = client.messages("claude-opus-4-8", headers=h)
+    u = r.json()["usage"]
+    assert (u["output_tokens"], u["output_tokens_details"]) == (50, {"thinking_tokens": 30})
+    assert (int(r.headers["x-tollgate-output-tokens"]), int(r.headers["x-tollgate-reasoning-tokens"])) == (50, 30)
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["usage"]["output_tokens"], rec["usage"]["reasoning_tokens"]) == (50, 30)
+    assert rec["cost_micros"] == expected_cost("anthropic/claude-opus-4-8", u["input_tokens"], 50), "priced as output, once"
+    r = client.messages("claude-opus-4-8", extra={"stream": True}, headers=h, stream=True)
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["usage"]["output_tokens"], rec["usage"]["reasoning_tokens"]) == (50, 30) and rec["stream"] is True
+    raw = oai.chat.completions.with_raw_response.create(model="anthropic/claude-opus-4-8", messages=[{"role": "user", "content": "q"}],
+                                                         extra_headers=h)
+    usage = raw.parse().usage
+    assert (usage.completion_tokens, usage.completion_tokens_details.reasoning_tokens) == (50, 30)
+
+
 def test_provider_error_passes_through_and_costs_nothing(client):
     r = client.chat("openai/gpt-5.4", headers={"x-mock-status": "429"})
     assert r.status_code == 429

@@ -351,14 +351,16 @@ pub fn finish_reason(stop: Option<&str>) -> &'static str {
 
 /// OpenAI's `usage` for Anthropic's counts: cache writes in
 /// `cache_write_tokens`, where OpenAI itself reports them since GPT-5.6
-/// (../shared/WIRE.md), so a client can tell them from plain input. Read
+/// (../shared/WIRE.md), so a client can tell them from plain input;
+/// thinking in `completion_tokens_details.reasoning_tokens`. Read
 /// by the filter's own usage parser (`usage::usage_from_value`), so what
 /// the client is told is what was priced.
 pub fn usage_json(u: &Value) -> Value {
     let u = crate::usage::usage_from_value(crate::request::Api::AnthropicMessages, u.clone()).unwrap_or_default();
     let (prompt, out) = (u.input_tokens, u.output_tokens);
     json!({"prompt_tokens": prompt, "completion_tokens": out, "total_tokens": prompt.saturating_add(out),
-           "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens, "cache_write_tokens": u.cache_write_tokens}})
+           "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens, "cache_write_tokens": u.cache_write_tokens},
+           "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens}})
 }
 
 /// The OpenAI chat completion for an Anthropic response body (or, for an
@@ -575,13 +577,15 @@ mod tests {
         let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-6",
             "content":[{"type":"thinking","thinking":"hm"},{"type":"text","text":"Let me look."},
                        {"type":"tool_use","id":"toolu_1","name":"lookup","input":{"q":"x"}}],
-            "stop_reason":"tool_use","usage":{"input_tokens":10,"cache_read_input_tokens":100,"cache_creation_input_tokens":5,"output_tokens":7}}"#;
+            "stop_reason":"tool_use","usage":{"input_tokens":10,"cache_read_input_tokens":100,"cache_creation_input_tokens":5,"output_tokens":7,
+            "output_tokens_details":{"thinking_tokens":3}}}"#;
         let v: Value = serde_json::from_slice(&messages_to_chat(body, 200, 42).unwrap()).unwrap();
         assert_eq!(v["object"], "chat.completion");
         assert_eq!(v["choices"][0]["message"]["content"], "Let me look.");
         assert_eq!(v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], r#"{"q":"x"}"#);
         assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
-        assert_eq!(v["usage"], json!({"prompt_tokens": 115, "completion_tokens": 7, "total_tokens": 122, "prompt_tokens_details": {"cached_tokens": 100, "cache_write_tokens": 5}}));
+        assert_eq!(v["usage"], json!({"prompt_tokens": 115, "completion_tokens": 7, "total_tokens": 122, "prompt_tokens_details": {"cached_tokens": 100, "cache_write_tokens": 5},
+                                     "completion_tokens_details": {"reasoning_tokens": 3}}));
         let e = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
         let v: Value = serde_json::from_slice(&messages_to_chat(e, 529, 0).unwrap()).unwrap();
         assert_eq!(v, json!({"error": {"message": "Overloaded", "type": "overloaded_error", "param": null, "code": null}}));

@@ -135,6 +135,31 @@ fn anthropic_json_usage_counts_cache_in_input() {
     assert_eq!(u, Usage { input_tokens: 1250, cached_input_tokens: 1000, cache_write_tokens: 200, output_tokens: 40, reasoning_tokens: 0, cache_reported: true, ..Default::default() });
 }
 
+/// Anthropic reports the part of the output spent thinking (Claude 5 era:
+/// a real claude-fable-5 answer in braintrustdata/lingua
+/// `payloads/snapshots/fableTemperatureParam/anthropic/response.json`
+/// carries `"output_tokens_details": {"thinking_tokens": 0}`), in the
+/// message and in a stream's `message_delta`: read as reasoning tokens,
+/// never above the output (the SDK: "Always ≤ `output_tokens`").
+#[test]
+fn anthropic_thinking_tokens_are_its_reasoning_tokens() {
+    let body = br#"{"type":"message","model":"claude-opus-4-8","content":[],"stop_details":null,
+        "usage":{"input_tokens":10,"output_tokens":41,"output_tokens_details":{"thinking_tokens":34},"service_tier":"standard"}}"#;
+    let u = parse_json_response(Api::AnthropicMessages, body).usage.unwrap();
+    assert_eq!((u.output_tokens, u.reasoning_tokens), (41, 34));
+    let over = br#"{"usage":{"input_tokens":1,"output_tokens":5,"output_tokens_details":{"thinking_tokens":9}}}"#;
+    assert_eq!(parse_json_response(Api::AnthropicMessages, over).usage.unwrap().reasoning_tokens, 5);
+    for odd in [&br#"{"usage":{"input_tokens":1,"output_tokens":5,"output_tokens_details":null}}"#[..],
+                br#"{"usage":{"input_tokens":1,"output_tokens":5,"output_tokens_details":{}}}"#] {
+        assert_eq!(parse_json_response(Api::AnthropicMessages, odd).usage.unwrap(), Usage { input_tokens: 1, output_tokens: 5, ..Default::default() });
+    }
+    let stream = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-opus-4-8\",\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n\
+        event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":19,\"output_tokens_details\":{\"thinking_tokens\":6}}}\n\n\
+        event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    let (_, s) = run(Api::AnthropicMessages, true, stream.as_bytes(), 7);
+    assert_eq!(s.usage.map(|u| (u.output_tokens, u.reasoning_tokens)), Some((19, 6)));
+}
+
 /// Server-side compaction's passes are billed at the model's rates but left
 /// out of the top-level usage (anthropic-sdk-python `types/beta/beta_usage.py`):
 /// they are added; `message` entries, which the top level sums, are not.

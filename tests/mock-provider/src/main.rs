@@ -40,7 +40,11 @@
 //! - `x-mock-cached-tokens: N` / `x-mock-cache-write-tokens: N`: prompt-cache counts
 //!   (otherwise the mock's prompt cache decides them, as the provider would:
 //!   prefix_cache.rs).
-//! - `x-mock-reasoning-tokens: N`: OpenAI and DeepSeek reasoning tokens (added to output).
+//! - `x-mock-reasoning-tokens: N`: OpenAI and DeepSeek reasoning tokens, Anthropic
+//!   thinking tokens (`output_tokens_details.thinking_tokens`, as a real
+//!   claude-fable-5 answer reports them: braintrustdata/lingua
+//!   `payloads/snapshots/fableTemperatureParam/anthropic/response.json`);
+//!   added to output.
 //! - `x-mock-web-searches: N`: server-side web searches the model runs (an
 //!   Anthropic request's at most its tool's `max_uses`); on Anthropic each
 //!   is a call of the server tool loop (server_loop.rs), writing
@@ -1113,7 +1117,7 @@ async fn handle(
         Some(p) => p.len() as u64,
         None => header_u64(&h, "x-mock-output-tokens").unwrap_or(12),
     };
-    let reasoning = if dialect == Dialect::Anthropic { 0 } else { header_u64(&h, "x-mock-reasoning-tokens").unwrap_or(0) };
+    let reasoning = header_u64(&h, "x-mock-reasoning-tokens").unwrap_or(0);
     let cap = max_tokens.unwrap_or(u64::MAX);
     let output = wanted.min(cap.saturating_sub(reasoning));
     let finish = if output < wanted { "length" } else { "stop" };
@@ -1318,7 +1322,7 @@ fn advisor_blocks(p: &Plan, n: u64) -> Vec<Value> {
 }
 
 fn anthropic_usage_with_iterations(p: &Plan) -> Value {
-    let mut u = anthropic_usage(p, p.output + loop_output(p));
+    let mut u = anthropic_usage(p, p.output + p.reasoning + loop_output(p));
     if let Some(it) = iterations(p, p.usage_output.unwrap_or(p.output)) {
         u["iterations"] = it;
     }
@@ -1330,7 +1334,8 @@ fn anthropic_usage(p: &Plan, output: u64) -> Value {
     let mut u = json!({"input_tokens": p.input, "cache_creation_input_tokens": p.cache_write,
            "cache_read_input_tokens": p.cached, "output_tokens": output,
            "cache_creation": {"ephemeral_5m_input_tokens": p.cache_write - p.cache_write_1h.min(p.cache_write),
-                              "ephemeral_1h_input_tokens": p.cache_write_1h.min(p.cache_write)}});
+                              "ephemeral_1h_input_tokens": p.cache_write_1h.min(p.cache_write)},
+           "output_tokens_details": {"thinking_tokens": p.reasoning.min(output)}});
     if p.web_searches > 0 {
         u["server_tool_use"] = json!({"web_search_requests": p.web_searches});
     }
@@ -1347,6 +1352,7 @@ fn anthropic_usage(p: &Plan, output: u64) -> Value {
 /// token (the totals come in `message_delta`).
 fn first_call_usage(p: &Plan) -> Value {
     let mut u = anthropic_usage(p, 1);
+    u["output_tokens_details"] = json!({"thinking_tokens": 0});
     if let Some(l) = p.server_loop {
         u["input_tokens"] = json!(l.first_input);
         if let Some(m) = u.as_object_mut() {
@@ -1432,7 +1438,7 @@ fn json_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
             "id": format!("msg_mock{n:020}"), "type": "message", "role": "assistant", "model": p.model,
             "content": advisor_blocks(&p, n).into_iter().chain([json!({"type": "text", "text": text})]).chain(
                 p.tool_call.as_ref().map(|name| json!({"type": "tool_use", "id": format!("toolu_mock{n:020}"), "name": name, "input": {}}))).collect::<Vec<_>>(),
-            "stop_reason": anthropic_stop(&p), "stop_sequence": null,
+            "stop_reason": anthropic_stop(&p), "stop_sequence": null, "stop_details": null,
             "usage": anthropic_usage_with_iterations(&p)
         }),
         _ => chat_object(&p, n, &text),
@@ -1526,11 +1532,12 @@ fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
                 ev.push(sse(Some("content_block_stop"), &json!({"type": "content_block_stop", "index": t + 1}).to_string()));
             }
             let stop = anthropic_stop(p);
+            let output = p.usage_output.unwrap_or(p.output + p.reasoning + loop_output(p));
             let mut d = json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
-                           "usage": {"output_tokens": p.usage_output.unwrap_or(p.output + loop_output(p))}});
+                           "usage": {"output_tokens": output, "output_tokens_details": {"thinking_tokens": p.reasoning.min(output)}}});
             if p.server_loop.is_some() {
                 // After a server tool loop, the totals of every call (as the real stream's).
-                d["usage"] = anthropic_usage(p, p.output + loop_output(p));
+                d["usage"] = anthropic_usage(p, p.output + p.reasoning + loop_output(p));
             }
             if let Some(it) = iterations(p, p.usage_output.unwrap_or(p.output)) {
                 d["usage"]["iterations"] = it;
