@@ -48,8 +48,10 @@ fn takes_adaptive(model: &str) -> bool {
     adaptive_only(model) || version(model).is_none_or(|v| v >= (4, 6))
 }
 
-/// Models that refuse sampling parameters: Opus 4.7 and later, the Claude 5
-/// models, Fable and Mythos. `temperature` other than its default 1, and
+/// Checks `temperature`, `top_p` and `top_k` as Anthropic does (a `null`
+/// taken as absent). The models that refuse them are those that take only
+/// adaptive thinking: Opus 4.7 and later, the Claude 5 models, Fable and
+/// Mythos. `temperature` other than its default 1, and
 /// `top_p` and `top_k` at any value (the default included), are 400
 /// "`<name>` is deprecated for this model." (probed on the live API for
 /// Opus 4.8: temperature 0 and 0.5 refused, 1 answered; top_p 0.5, 0.97
@@ -59,20 +61,9 @@ fn takes_adaptive(model: &str) -> bool {
 /// migration guide, "sampling parameters (temperature, top_p, top_k) set
 /// to non-default values return a 400 error"). The gate comes before
 /// thinking's own rule on temperature.
-fn refuses_sampling(model: &str) -> bool {
-    let name = model.to_ascii_lowercase();
-    match version(model) {
-        _ if name.contains("mythos") || name.contains("fable") => true,
-        Some(v) => v >= (5, 0) || (name.contains("opus") && v >= (4, 7)),
-        None => false,
-    }
-}
-
-/// Checks `temperature`, `top_p` and `top_k` as Anthropic does for models
-/// that refuse them (a `null` taken as absent).
 pub fn check_sampling(req: &Map<String, Value>) -> Result<(), Refusal> {
     let model = req.get("model").and_then(Value::as_str).unwrap_or("");
-    if !refuses_sampling(model) {
+    if !adaptive_only(model) {
         return Ok(());
     }
     let set = |name: &str| req.get(name).filter(|v| !v.is_null());
