@@ -697,8 +697,8 @@ impl ParsedBody<'_> {
         let thinking = self.fitted_thinking(upstream_model);
         // Sampling members the upstream Claude model refuses: left out.
         let unsampled = self.api == Api::AnthropicMessages
-            && !crate::translate::sampling::taken_by(upstream_model)
-            && self.members.0.iter().any(|(k, v)| crate::translate::sampling::refused(k, v.get()));
+            && self.members.0.iter().any(|(k, v)| crate::translate::sampling::refused(k, v.get()))
+            && !crate::translate::sampling::taken_by(upstream_model);
         if !change_model && !add_usage && cap.is_none() && cache.is_none() && thinking == Fit::Keep && !unsampled {
             return None;
         }
