@@ -3,9 +3,9 @@ used as an application would: only base URL and key change."""
 from __future__ import annotations
 
 import anthropic
-import requests
 import openai
 import pytest
+import requests
 
 from conftest import LABS_KEY, SEARCH_KEY, expected_cost
 
@@ -96,6 +96,19 @@ def test_anthropic_sdk_message(claude, client):
     assert int(raw.headers["x-tollgate-cost-micros"]) == expected_cost(
         "anthropic/claude-sonnet-4-6", m.usage.input_tokens, 12)
     assert client.record(raw.headers["x-tollgate-request-id"])["team"] == "labs"
+
+
+def test_anthropic_sdks_newest_members_pass(stack, claude):
+    """anthropic-sdk-python 2.17.0 sends cache `diagnostics` (a body member
+    the API takes; the mock refused it as an extra input) and `speed` in a
+    count; its `workspace_id` is a header the gateway drops (the provider
+    key's workspace, not the client's)."""
+    ask = [{"role": "user", "content": "Hello"}]
+    m = claude.messages.create(model="claude-sonnet-4-6", max_tokens=20, messages=ask, diagnostics={"previous_message_id": None},
+                               workspace_id="wrkspc_client")
+    assert m.type == "message"
+    assert requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()["diagnostics"] == {"previous_message_id": None}
+    assert claude.messages.count_tokens(model="claude-sonnet-4-6", messages=ask, speed="standard").input_tokens > 0
 
 
 def test_anthropic_sdk_stream(claude, client):

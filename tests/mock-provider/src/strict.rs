@@ -26,10 +26,16 @@
 //!   `tests/internal/testopenai/cassettes/chat-no-messages.yaml`; in 2023
 //!   it was "[] is too short - 'messages'", run-llama/llama_index#9373);
 //!   empty strings in content are accepted.
+//! - Anthropic's cache diagnostics: `diagnostics` (`previous_message_id`, a
+//!   string or null) is a request member (anthropic-sdk-python 2.17.0
+//!   `types/message_create_params.py`; the answer's `diagnostics`, null
+//!   when no prompt-cache divergence was found, is left out here; the SDK's
+//!   `workspace_id` and `user_profile_id` go as headers, not members).
 //! - Anthropic token counting (`POST /v1/messages/count_tokens`): the API
 //!   reference's body (platform.claude.com/docs/en/api/messages/count_tokens:
 //!   `messages`, `model`, `cache_control`, `output_config`, `system`,
-//!   `thinking`, `tool_choice`, `tools`; beta adds `context_management`,
+//!   `thinking`, `tool_choice`, `tools`, and `speed` since
+//!   anthropic-sdk-python 2.17.0; beta adds `context_management`,
 //!   `mcp_servers`, `output_format`); the same refusal for anything else,
 //!   `max_tokens` included (Wei-Shaw/sub2api#4913: "Anthropic
 //!   /v1/messages/count_tokens does not accept max_tokens … Extra inputs are
@@ -120,14 +126,14 @@ const OPENAI_PARAMS: &[&str] = &[
 ];
 
 const ANTHROPIC_PARAMS: &[&str] = &[
-    "model", "messages", "max_tokens", "cache_control", "container", "inference_geo", "metadata", "output_config", "service_tier",
-    "speed", "stop_sequences", "stream", "system", "temperature", "thinking", "tool_choice", "tools", "top_k", "top_p",
+    "model", "messages", "max_tokens", "cache_control", "container", "diagnostics", "inference_geo", "metadata", "output_config",
+    "service_tier", "speed", "stop_sequences", "stream", "system", "temperature", "thinking", "tool_choice", "tools", "top_k", "top_p",
 ];
 /// Accepted only with an `anthropic-beta` header.
 const ANTHROPIC_BETA_PARAMS: &[&str] = &["context_management", "mcp_servers", "output_format"];
 
 const COUNT_TOKENS_PARAMS: &[&str] =
-    &["model", "messages", "cache_control", "output_config", "system", "thinking", "tool_choice", "tools"];
+    &["model", "messages", "cache_control", "output_config", "speed", "system", "thinking", "tool_choice", "tools"];
 const COUNT_TOKENS_BETA_PARAMS: &[&str] = &["context_management", "mcp_servers", "output_format"];
 
 #[derive(Clone, Copy)]
