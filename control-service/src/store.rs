@@ -452,6 +452,10 @@ impl CacheMissSum {
         let what = match (self.reason.as_str(), self.segment.as_deref(), self.offset) {
             ("prefix_changed", Some(seg), Some(0)) => format!("the {}'s first bytes change on every request", part(seg)),
             ("prefix_changed", Some(seg), Some(o)) => format!("the {} changes around byte {o} on every request", part(seg)),
+            // The provider's own diagnosis: what changed, not where.
+            ("prefix_changed", Some("messages"), None) => "earlier messages change between requests, where only appending new ones keeps the cache (the provider's diagnosis)".into(),
+            ("prefix_changed", Some(seg), None) => format!("the {} changes between requests (the provider's diagnosis)", part(seg)),
+            ("model_changed", _, _) => "requests switch between models or speeds, and each keeps its own cache (the provider's diagnosis)".into(),
             ("not_cached", _, _) => "the same prefix repeats but the provider cached none of it (requests too far apart for its cache lifetime, or spread over accounts)".into(),
             ("no_cache_marker", _, _) => "the same prefix repeats, but Anthropic caches only at cache_control markers and none were sent (a route's auto_cache adds them)".into(),
             ("marker_below_minimum", _, _) => "its cache_control markers sit on prefixes shorter than the provider's minimum (about 1,024 tokens) and do nothing".into(),

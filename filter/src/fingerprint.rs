@@ -19,6 +19,9 @@
 //!   `cache_control` marker (it caches only at markers; `auto_cache` adds them);
 //! - `marker_below_minimum`: an Anthropic `cache_control` marker on a
 //!   prefix shorter than the provider's minimum — silently ignored.
+//!
+//! Where the provider explains the miss itself (Anthropic's cache
+//! diagnostics, [`Diagnosis`]), its word is taken instead.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -243,11 +246,20 @@ impl Fingerprint {
 pub fn explain(
     verdict: &Verdict,
     markers: Markers,
+    diagnosis: Option<Diagnosis>,
     usage: &crate::usage::Usage,
     price: Option<&crate::pricing::Price>,
 ) -> Option<tollgate_protocol::record::CacheMiss> {
     use tollgate_protocol::record::CacheMiss;
     let uncached = usage.input_tokens.saturating_sub(usage.cached_input_tokens);
+    if let Some(d) = diagnosis {
+        return Some(CacheMiss {
+            reason: if d.changed.is_some() { "prefix_changed" } else { "model_changed" }.into(),
+            segment: d.changed.map(str::to_string),
+            offset: None,
+            lost_micros: price.map_or(0, |p| p.cache_loss_micros(d.tokens.min(uncached))),
+        });
+    }
     let lost = |bytes: usize| price.map_or(0, |p| p.cache_loss_micros(crate::request::estimate_tokens(bytes as u64).min(uncached)));
     if let Markers::BelowMinimum(at) = markers {
         return Some(CacheMiss { reason: "marker_below_minimum".into(), segment: None, offset: Some(at as u64), lost_micros: 0 });
@@ -266,6 +278,55 @@ pub fn explain(
         }
         _ => None,
     }
+}
+
+/// Anthropic's own word on why its prompt cache could not serve a request:
+/// an answer's `diagnostics.cache_miss_reason`, given when the request named
+/// the client's previous message (`diagnostics.previous_message_id`;
+/// anthropic-sdk-python 2.17.0 `types/diagnostics.py` and
+/// `types/cache_miss_*.py`, the cache diagnostics guide on
+/// platform.claude.com).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Diagnosis {
+    /// What changed: the segment (`system`, `tools`, `messages`: an earlier
+    /// message, not only messages appended), or `None` for the model (or its
+    /// speed), each of which keeps its own cache.
+    pub changed: Option<&'static str>,
+    /// "Approximate number of input tokens that would have been read from
+    /// cache had the prefix matched the previous request."
+    pub tokens: u64,
+}
+
+/// Reads an answer's `diagnostics` member (serde `deserialize_with`): a
+/// diagnosis that says what changed, or `None` — for none, `null` ("still
+/// pending"), `previous_message_not_found`, `unavailable`, a reason not
+/// known here, or a member of another shape. Never an error: the answer's
+/// usage is read whatever this member holds.
+pub fn diagnosis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Diagnosis>, D::Error> {
+    #[derive(Deserialize)]
+    struct Reason {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        cache_missed_input_tokens: Option<u64>,
+    }
+    #[derive(Deserialize)]
+    struct Diagnostics {
+        #[serde(default)]
+        cache_miss_reason: Option<Reason>,
+    }
+    // Kept as raw text, then read: a value no Rust type holds (`1e400`)
+    // fails only this read (serde's untagged enums buffer and parse it).
+    let Some(raw) = Option::<Box<RawValue>>::deserialize(d)? else { return Ok(None) };
+    let Ok(Diagnostics { cache_miss_reason: Some(r) }) = serde_json::from_str(raw.get()) else { return Ok(None) };
+    let changed = match r.kind.as_str() {
+        "model_changed" => None,
+        "system_changed" => Some("system"),
+        "tools_changed" => Some("tools"),
+        "messages_changed" => Some("messages"),
+        _ => return Ok(None),
+    };
+    Ok(r.cache_missed_input_tokens.map(|tokens| Diagnosis { changed, tokens }))
 }
 
 /// A bucket's entry: the newest fingerprint first, at most [`RECENT`].
@@ -478,11 +539,44 @@ mod tests {
         // what the record says, and what it costs
         let price = crate::pricing::Price { input: 3_000_000, cached_input: Some(300_000), cache_write: None, cache_write_1h: None, output: 0, web_search_per_1k: None, ..Default::default() };
         let usage = crate::usage::Usage { input_tokens: 2000, cache_reported: true, ..Default::default() };
-        let m = explain(&Verdict::Changed { segment: "system".into(), offset: 0, lost_bytes: 4000 }, Markers::Fine, &usage, Some(&price)).unwrap();
+        let m = explain(&Verdict::Changed { segment: "system".into(), offset: 0, lost_bytes: 4000 }, Markers::Fine, None, &usage, Some(&price)).unwrap();
         assert_eq!((m.reason.as_str(), m.segment.as_deref(), m.offset, m.lost_micros), ("prefix_changed", Some("system"), Some(0), 2700), "1,000 tokens at $2.70/M");
-        let m = explain(&Verdict::Matched { prefix_bytes: 8000 }, Markers::None, &usage, Some(&price)).unwrap();
+        let m = explain(&Verdict::Matched { prefix_bytes: 8000 }, Markers::None, None, &usage, Some(&price)).unwrap();
         assert_eq!((m.reason.as_str(), m.lost_micros), ("no_cache_marker", 5400));
-        assert_eq!(explain(&Verdict::Matched { prefix_bytes: 8000 }, Markers::Fine, &crate::usage::Usage { cached_input_tokens: 1, ..usage }, Some(&price)), None);
-        assert_eq!(explain(&Verdict::Unknown, Markers::BelowMinimum(40), &usage, None).unwrap().reason, "marker_below_minimum");
+        assert_eq!(explain(&Verdict::Matched { prefix_bytes: 8000 }, Markers::Fine, None, &crate::usage::Usage { cached_input_tokens: 1, ..usage }, Some(&price)), None);
+        assert_eq!(explain(&Verdict::Unknown, Markers::BelowMinimum(40), None, &usage, None).unwrap().reason, "marker_below_minimum");
+        // The provider's own word wins over the fingerprint's, bounded by the input not read from cache.
+        let said = Diagnosis { changed: Some("tools"), tokens: 1000 };
+        let m = explain(&Verdict::Matched { prefix_bytes: 8000 }, Markers::Fine, Some(said), &usage, Some(&price)).unwrap();
+        assert_eq!((m.reason.as_str(), m.segment.as_deref(), m.offset, m.lost_micros), ("prefix_changed", Some("tools"), None, 2700));
+        let m = explain(&Verdict::Unknown, Markers::BelowMinimum(40), Some(Diagnosis { changed: None, tokens: 9000 }), &usage, Some(&price)).unwrap();
+        assert_eq!((m.reason.as_str(), m.segment, m.lost_micros), ("model_changed", None, 5400), "at most the 2,000 uncached tokens");
+    }
+
+    /// Anthropic's `diagnostics` member, as anthropic-sdk-python 2.17.0
+    /// types it; whatever else it holds, the answer's usage is still read.
+    #[test]
+    fn the_providers_cache_diagnosis_is_read_and_never_stops_the_usage() {
+        let read = |diagnostics: &str| {
+            let body = format!(r#"{{"type":"message","model":"claude-opus-4-8","diagnostics":{diagnostics},"usage":{{"input_tokens":5,"output_tokens":2}}}}"#);
+            let info = crate::usage::parse_json_response(Api::AnthropicMessages, body.as_bytes());
+            assert_eq!(info.usage.map(|u| u.output_tokens), Some(2), "{diagnostics}");
+            info.diagnosis
+        };
+        for (kind, changed) in [("model_changed", None), ("system_changed", Some("system")), ("tools_changed", Some("tools")), ("messages_changed", Some("messages"))] {
+            let d = format!(r#"{{"cache_miss_reason":{{"type":"{kind}","cache_missed_input_tokens":4096}}}}"#);
+            assert_eq!(read(&d), Some(Diagnosis { changed, tokens: 4096 }));
+        }
+        for other in ["null", "{}", r#"{"cache_miss_reason":null}"#, r#"{"cache_miss_reason":{"type":"unavailable"}}"#,
+                      r#"{"cache_miss_reason":{"type":"previous_message_not_found"}}"#, r#"{"cache_miss_reason":{"type":"system_changed"}}"#,
+                      r#"{"cache_miss_reason":{"type":"new_reason","cache_missed_input_tokens":1}}"#, r#"{"cache_miss_reason":{"type":"tools_changed","cache_missed_input_tokens":-1}}"#,
+                      r#""text""#, "[1,2]", "1e400"] {
+            assert_eq!(read(other), None, "{other}");
+        }
+        // In a stream, the diagnosis comes with message_start's message.
+        let stream = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"diagnostics\":{\"cache_miss_reason\":{\"type\":\"system_changed\",\"cache_missed_input_tokens\":77}},\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n";
+        let mut t = crate::usage::StreamTracker::new(Api::AnthropicMessages, false);
+        let _ = t.push(stream.as_bytes());
+        assert_eq!(t.summary().diagnosis, Some(Diagnosis { changed: Some("system"), tokens: 77 }));
     }
 }

@@ -287,7 +287,7 @@ pub(crate) mod tests {
     use super::*;
 
     fn stream(usage: Option<Usage>, finished: bool, chars: u64) -> StreamSummary {
-        StreamSummary { usage, model: Some("m".into()), finished, error_event: false, output_chars: chars, usage_final: finished && usage.is_some(), oversized: false, served: Default::default(), advisor: None, image_calls: 0 }
+        StreamSummary { usage, model: Some("m".into()), finished, error_event: false, output_chars: chars, usage_final: finished && usage.is_some(), oversized: false, served: Default::default(), advisor: None, image_calls: 0, diagnosis: None }
     }
 
     fn obs(status: u16, t: Termination, json: Option<ResponseInfo>, s: Option<StreamSummary>) -> Observed {

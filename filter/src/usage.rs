@@ -286,6 +286,8 @@ struct AnthropicBody {
     model: Option<String>,
     #[serde(default)]
     usage: Option<AnthropicUsage>,
+    #[serde(default, deserialize_with = "crate::fingerprint::diagnosis")]
+    diagnostics: Option<crate::fingerprint::Diagnosis>,
 }
 
 /// What a complete (non-streamed) JSON response says.
@@ -302,6 +304,8 @@ pub struct ResponseInfo {
     pub advisor: Option<Usage>,
     /// The Responses API's image generation calls in the answer.
     pub image_calls: u64,
+    /// Anthropic's own explanation of a prompt-cache miss.
+    pub diagnosis: Option<crate::fingerprint::Diagnosis>,
 }
 
 /// An event of a stream whose events name their kind in `type` (OpenAI's
@@ -349,6 +353,7 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
                 advisor: r.image_gen(),
                 image_calls: r.image_calls(),
                 usage: r.usage(),
+                diagnosis: None,
             },
             Err(_) => ResponseInfo::default(),
         },
@@ -360,6 +365,7 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
                 response_id: None,
                 advisor: None,
                 image_calls: 0,
+                diagnosis: None,
             },
             Err(_) => ResponseInfo::default(),
         },
@@ -371,6 +377,7 @@ pub fn parse_json_response(api: Api, body: &[u8]) -> ResponseInfo {
                 advisor: b.usage.and_then(|u| u.advisor()),
                 response_id: None,
                 image_calls: 0,
+                diagnosis: b.diagnostics,
             },
             Err(_) => ResponseInfo::default(),
         },
@@ -491,6 +498,8 @@ struct AnthropicMessage {
     model: Option<String>,
     #[serde(default)]
     usage: Option<AnthropicUsage>,
+    #[serde(default, deserialize_with = "crate::fingerprint::diagnosis")]
+    diagnostics: Option<crate::fingerprint::Diagnosis>,
 }
 
 #[derive(Deserialize)]
@@ -525,6 +534,7 @@ pub struct StreamTracker {
     strip_usage: bool,
     openai_usage: Option<Usage>,
     anthropic_usage: Option<AnthropicUsage>,
+    diagnosis: Option<crate::fingerprint::Diagnosis>,
     model: Option<String>,
     finished: bool,
     error_event: bool,
@@ -624,6 +634,8 @@ pub struct StreamSummary {
     /// The Responses API's image generation calls done (an estimate's
     /// basis when the answer reports no `tool_usage`).
     pub image_calls: u64,
+    /// Anthropic's own explanation of a prompt-cache miss (`message_start`).
+    pub diagnosis: Option<crate::fingerprint::Diagnosis>,
 }
 
 impl StreamTracker {
@@ -634,6 +646,7 @@ impl StreamTracker {
             strip_usage: strip_usage && matches!(api, Api::OpenAiChat | Api::OpenAiCompletions),
             openai_usage: None,
             anthropic_usage: None,
+            diagnosis: None,
             model: None,
             finished: false,
             error_event: false,
@@ -797,6 +810,7 @@ impl StreamTracker {
                 _ => self.anthropic_usage.and_then(|u| u.advisor()),
             },
             image_calls: self.image_calls,
+            diagnosis: self.diagnosis,
         }
     }
 
@@ -950,6 +964,7 @@ impl StreamTracker {
             "message_start" => {
                 if let Some(m) = ev.message {
                     self.model = m.model.or(self.model.take());
+                    self.diagnosis = m.diagnostics.or(self.diagnosis);
                     if let Some(u) = m.usage {
                         self.merge_anthropic(u);
                     }

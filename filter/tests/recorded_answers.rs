@@ -35,7 +35,10 @@ fn expected(api: Api, u: &Value) -> Counts {
     match api {
         Api::AnthropicMessages => {
             let (read, write) = (n(u, "/cache_read_input_tokens"), n(u, "/cache_creation_input_tokens"));
-            (n(u, "/input_tokens") + read + write, read, write, n(u, "/output_tokens"), 0, n(u, "/server_tool_use/web_search_requests"))
+            let output = n(u, "/output_tokens");
+            // The part spent thinking (Claude 5 era answers), never above the output.
+            let thinking = n(u, "/output_tokens_details/thinking_tokens").min(output);
+            (n(u, "/input_tokens") + read + write, read, write, output, thinking, n(u, "/server_tool_use/web_search_requests"))
         }
         Api::OpenAiChat => (
             n(u, "/prompt_tokens"),

@@ -216,10 +216,13 @@ pub const MAX_ATTEMPTS: usize = 8;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheMiss {
-    /// `prefix_changed`, `not_cached`, `no_cache_marker` or `marker_below_minimum`.
+    /// `prefix_changed`, `not_cached`, `no_cache_marker`,
+    /// `marker_below_minimum`, or (the provider's own diagnosis)
+    /// `model_changed`.
     pub reason: String,
     /// Where the prefix first differs from recent requests: `tools`,
-    /// `system` or `messages[N]`.
+    /// `system` or `messages[N]`; `messages` (an earlier message changed)
+    /// from the provider's diagnosis, which gives no offset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<String>,
     /// Byte offset in that segment (512-byte precision), or the marked
@@ -232,14 +235,15 @@ pub struct CacheMiss {
 
 impl CacheMiss {
     fn check(&self) -> Result<(), String> {
-        if !matches!(self.reason.as_str(), "prefix_changed" | "not_cached" | "no_cache_marker" | "marker_below_minimum") {
-            return Err("cache_miss.reason: prefix_changed, not_cached, no_cache_marker or marker_below_minimum".into());
+        if !matches!(self.reason.as_str(), "prefix_changed" | "not_cached" | "no_cache_marker" | "marker_below_minimum" | "model_changed") {
+            return Err("cache_miss.reason: prefix_changed, not_cached, no_cache_marker, marker_below_minimum or model_changed".into());
         }
         let seg_ok = |s: &str| {
-            s == "tools" || s == "system" || s.strip_prefix("messages[").and_then(|r| r.strip_suffix(']')).is_some_and(|n| n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+            matches!(s, "tools" | "system" | "messages")
+                || s.strip_prefix("messages[").and_then(|r| r.strip_suffix(']')).is_some_and(|n| n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()))
         };
         if self.segment.as_deref().is_some_and(|s| !seg_ok(s)) {
-            return Err("cache_miss.segment: tools, system or messages[N]".into());
+            return Err("cache_miss.segment: tools, system, messages or messages[N]".into());
         }
         if self.offset.is_some_and(|o| o > 1 << 32) || self.lost_micros > MAX_COST_MICROS {
             return Err("cache_miss: offset or lost_micros out of range".into());

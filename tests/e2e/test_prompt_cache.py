@@ -14,7 +14,7 @@ import time
 import requests
 
 import stack as sm
-from conftest import SEARCH_KEY, expected_cost
+from conftest import PRICES, SEARCH_KEY, expected_cost
 
 INSTRUCTIONS = "You are the support assistant of Example Corp. " + "Follow the policy manual section by section. " * 150
 
@@ -135,3 +135,48 @@ def test_a_prompt_version_that_loses_the_cache_raises_an_alert(client, stack):
     env = {**os.environ, "TOLLGATE_URL": stack.control.url, "TOLLGATE_ADMIN_TOKEN": sm.ADMIN_TOKEN}
     out = subprocess.run([str(sm.TOLLGATE_BIN), "alerts"], capture_output=True, text=True, env=env, timeout=30, check=True).stdout
     assert "faq-bot" in out and "faq@2" in out and "0.0%" in out, out
+
+
+def test_anthropics_own_cache_diagnosis_is_what_the_record_says(client, stack):
+    """A client that asks Anthropic why its cache missed (`diagnostics`
+    naming its previous message) gets the provider's answer, and the
+    record takes it over the gateway's own fingerprint: what changed (the
+    system prompt, earlier messages, the model) and what it cost, in the
+    record and in the report's finding."""
+    import anthropic
+    claude = anthropic.Anthropic(base_url=stack.url, api_key=SEARCH_KEY, max_retries=0,
+                                 default_headers={"x-tollgate-feature": "diagnosed"})
+    system = [{"type": "text", "text": INSTRUCTIONS, "cache_control": {"type": "ephemeral"}}]
+    ask = [{"role": "user", "content": "Where is my order?"}]
+    first = claude.messages.create(model="claude-sonnet-4-6", max_tokens=20, system=system, messages=ask,
+                                   diagnostics={"previous_message_id": None})
+    assert first.diagnostics is None, "opted in, nothing to compare yet"
+    changed = [{"type": "text", "text": f"Today is {time.time_ns()}. " + INSTRUCTIONS, "cache_control": {"type": "ephemeral"}}]
+    raw = claude.messages.with_raw_response.create(model="claude-sonnet-4-6", max_tokens=20, system=changed, messages=ask,
+                                                   diagnostics={"previous_message_id": first.id})
+    m = raw.parse()
+    said = m.diagnostics.cache_miss_reason
+    assert said.type == "system_changed" and said.cache_missed_input_tokens > 1000, said
+    miss = client.record(raw.headers["x-tollgate-request-id"])["cache_miss"]
+    assert (miss["reason"], miss["segment"], miss.get("offset")) == ("prefix_changed", "system", None), miss
+    uncached = m.usage.input_tokens + (m.usage.cache_creation_input_tokens or 0)
+    price = PRICES["anthropic/claude-sonnet-4-6"]
+    per_million = price["input"] - price["cached_input"]
+    assert miss["lost_micros"] == -(-min(said.cache_missed_input_tokens, uncached) * per_million // 1_000_000) > 0, miss
+    # Another model keeps its own cache: the provider says so, in a stream too.
+    with claude.messages.stream(model="claude-opus-4-8", max_tokens=20, system=changed, messages=ask,
+                                diagnostics={"previous_message_id": m.id}) as s:
+        final = s.get_final_message()
+        rid = s.response.headers["x-tollgate-request-id"]
+    assert final.diagnostics.cache_miss_reason.type == "model_changed"
+    assert client.record(rid)["cache_miss"]["reason"] == "model_changed"
+    deadline = time.monotonic() + 15
+    while True:
+        _, rep = stack.control.api("GET", "/v1/reports/cache-misses?feature=diagnosed", expect=200)
+        findings = [r["finding"] for r in rep["rows"]]
+        if len(findings) >= 2:
+            break
+        assert time.monotonic() < deadline, rep
+        time.sleep(0.3)
+    assert any(f.endswith("the system prompt changes between requests (the provider's diagnosis)") for f in findings), findings
+    assert any(f.endswith("requests switch between models or speeds, and each keeps its own cache (the provider's diagnosis)") for f in findings), findings

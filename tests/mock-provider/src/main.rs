@@ -94,6 +94,7 @@ mod responses;
 mod server_loop;
 mod strict;
 mod thinking;
+mod diagnostics;
 mod speech;
 mod transcriptions;
 mod tasks;
@@ -129,6 +130,8 @@ struct App {
     cache: prefix_cache::PrefixCache,
     /// Stored responses and conversations ([`objects`]).
     objects: objects::Store,
+    /// Anthropic prompts for cache diagnostics ([`diagnostics`]).
+    diagnosed: diagnostics::Recent,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -177,6 +180,7 @@ async fn main() {
         last_body: std::sync::Mutex::new(Bytes::new()),
         cache: prefix_cache::PrefixCache::default(),
         objects: objects::Store::default(),
+        diagnosed: diagnostics::Recent::default(),
     });
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -308,6 +312,9 @@ fn output_pieces(n: u64) -> Vec<&'static str> {
 struct Plan {
     dialect: Dialect,
     model: String,
+    /// Anthropic: the answer's cache `diagnostics`, when the request asked
+    /// ([`diagnostics`]).
+    diagnostics: Option<Value>,
     /// OpenAI: the tier the answer says served it (`priority` and `flex` as
     /// asked, else `default`), as api.openai.com answers.
     service_tier: &'static str,
@@ -1158,6 +1165,7 @@ async fn handle(
         })
         .flatten();
     let plan = Plan {
+        diagnostics: None,
         tool_call,
         reasoning_text: thinks.then_some("The user wants an answer; let me think it through."),
         dialect,
@@ -1218,6 +1226,9 @@ async fn handle(
     }
     let _ = plan.delay;
     let n = app.seq.fetch_add(1, Ordering::Relaxed);
+    if let (Dialect::Anthropic, Some(m)) = (dialect, req.as_object()) {
+        plan.diagnostics = app.diagnosed.diagnose(&format!("msg_mock{n:020}"), m);
+    }
     if plan.cut_after.is_none() {
         app.served_requests.fetch_add(1, Ordering::SeqCst);
         app.served_input.fetch_add(plan.input, Ordering::SeqCst);
@@ -1443,6 +1454,10 @@ fn json_response(p: Plan, n: u64, h: &HeaderMap, uri: &Uri) -> Response<Body> {
         }),
         _ => chat_object(&p, n, &text),
     };
+    let mut body = body;
+    if let (Some(d), Some(m)) = (&p.diagnostics, body.as_object_mut()) {
+        m.insert("diagnostics".into(), d.clone());
+    }
     let body = without_tier_for_deepseek(body, p.dialect).to_string();
     let mut resp = if let Some(_cut) = p.cut_after {
         // Half the body, then the connection drops.
@@ -1507,6 +1522,10 @@ fn stream_events(p: &Plan, n: u64) -> Vec<Bytes> {
             let start = json!({"type": "message_start", "message": {
                 "id": format!("msg_mock{n:020}"), "type": "message", "role": "assistant", "content": [], "model": p.model,
                 "stop_reason": null, "stop_sequence": null, "usage": first_call_usage(p)}});
+            let mut start = start;
+            if let Some(d) = &p.diagnostics {
+                start["message"]["diagnostics"] = d.clone();
+            }
             ev.push(sse(Some("message_start"), &start.to_string()));
             // The advisor's blocks come whole, each started and stopped.
             let advised = advisor_blocks(p, n);

@@ -28,9 +28,8 @@
 //!   empty strings in content are accepted.
 //! - Anthropic's cache diagnostics: `diagnostics` (`previous_message_id`, a
 //!   string or null) is a request member (anthropic-sdk-python 2.17.0
-//!   `types/message_create_params.py`; the answer's `diagnostics`, null
-//!   when no prompt-cache divergence was found, is left out here; the SDK's
-//!   `workspace_id` and `user_profile_id` go as headers, not members).
+//!   `types/message_create_params.py`; the answer's: `diagnostics.rs`; the
+//!   SDK's `workspace_id` and `user_profile_id` go as headers, not members).
 //! - Anthropic token counting (`POST /v1/messages/count_tokens`): the API
 //!   reference's body (platform.claude.com/docs/en/api/messages/count_tokens:
 //!   `messages`, `model`, `cache_control`, `output_config`, `system`,

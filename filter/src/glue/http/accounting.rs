@@ -116,7 +116,8 @@ impl TollgateHttp {
         rec.cache_savings_micros = savings;
         (rec.service_tier, rec.inference_geo) = (premium.tier, premium.geo);
         if let (Some((verdict, marker)), true) = (&self.cache_verdict, outcome == Outcome::Ok) {
-            rec.cache_miss = crate::fingerprint::explain(verdict, *marker, &rec.usage, price.as_ref());
+            let diagnosis = observed.stream.as_ref().map_or(observed.json.as_ref().and_then(|j| j.diagnosis), |s| s.diagnosis);
+            rec.cache_miss = crate::fingerprint::explain(verdict, *marker, diagnosis, &rec.usage, price.as_ref());
         }
         // (A refusal of the provider's is recorded as any request's is.)
         if self.chat.as_ref().is_some_and(|c| c.background) && (200..300).contains(&self.status) {
