@@ -292,6 +292,9 @@ def test_anthropic_thinking_tokens_are_recorded_as_reasoning(client, oai):
                                                          extra_headers=h)
     usage = raw.parse().usage
     assert (usage.completion_tokens, usage.completion_tokens_details.reasoning_tokens) == (50, 30)
+    # And the other way: an Anthropic client of an OpenAI reasoning model is told its reasoning as thinking.
+    u = client.messages("openai/gpt-5.4", headers=h).json()["usage"]
+    assert (u["output_tokens"], u["output_tokens_details"]) == (50, {"thinking_tokens": 30}), u
 
 
 def test_provider_error_passes_through_and_costs_nothing(client):

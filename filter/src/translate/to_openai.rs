@@ -528,13 +528,15 @@ pub fn stop_reason(finish: Option<&str>) -> &'static str {
 /// is DeepSeek's `prompt_cache_hit_tokens` where given (what it bills;
 /// its `cached_tokens` may differ), else `cached_tokens`; the writes are
 /// GPT-5.6's `cache_write_tokens` (../shared/WIRE.md), which were counted
-/// as plain input.
+/// as plain input; the reasoning tokens are Anthropic's thinking tokens
+/// (`output_tokens_details.thinking_tokens`, within the output).
 /// Read by the filter's own usage parser (`usage::usage_from_value`), so
 /// what the client is told is what was priced.
 pub fn usage_of(u: &Value) -> Value {
     let u = crate::usage::usage_from_value(crate::request::Api::OpenAiChat, u.clone()).unwrap_or_default();
     json!({"input_tokens": u.input_tokens - u.cached_input_tokens - u.cache_write_tokens, "cache_creation_input_tokens": u.cache_write_tokens,
-           "cache_read_input_tokens": u.cached_input_tokens, "output_tokens": u.output_tokens})
+           "cache_read_input_tokens": u.cached_input_tokens, "output_tokens": u.output_tokens,
+           "output_tokens_details": {"thinking_tokens": u.reasoning_tokens}})
 }
 
 /// The Anthropic message for a chat completion body (or, for an error

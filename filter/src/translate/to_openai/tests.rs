@@ -258,15 +258,18 @@ fn deepseeks_reasoning_goes_back_and_forth_as_thinking() {
 fn a_chat_completion_comes_back_as_an_anthropic_message() {
     let body = br#"{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-5.4","choices":[{"index":0,
         "message":{"role":"assistant","content":"Looking.","tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},
-        "finish_reason":"tool_calls"}],"usage":{"prompt_tokens":100,"completion_tokens":9,"prompt_tokens_details":{"cached_tokens":64}}}"#;
+        "finish_reason":"tool_calls"}],"usage":{"prompt_tokens":100,"completion_tokens":9,"prompt_tokens_details":{"cached_tokens":64},
+        "completion_tokens_details":{"reasoning_tokens":5}}}"#;
     let v: Value = serde_json::from_slice(&chat_to_message(body, 200).unwrap()).unwrap();
     assert_eq!(v["type"], "message");
     assert_eq!(v["content"], json!([{"type": "text", "text": "Looking."}, {"type": "tool_use", "id": "call_1", "name": "f", "input": {"a": 1}}]));
     assert_eq!(v["stop_reason"], "tool_use");
-    assert_eq!(v["usage"], json!({"input_tokens": 36, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 64, "output_tokens": 9}));
+    assert_eq!(v["usage"], json!({"input_tokens": 36, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 64, "output_tokens": 9,
+                                  "output_tokens_details": {"thinking_tokens": 5}}), "the reasoning as Anthropic reports thinking");
     // GPT-5.6's cache writes are Anthropic's cache creation, not plain input.
     let u = json!({"prompt_tokens": 20000, "completion_tokens": 120, "prompt_tokens_details": {"cached_tokens": 4096, "cache_write_tokens": 15872}});
-    assert_eq!(usage_of(&u), json!({"input_tokens": 32, "cache_creation_input_tokens": 15872, "cache_read_input_tokens": 4096, "output_tokens": 120}));
+    assert_eq!(usage_of(&u), json!({"input_tokens": 32, "cache_creation_input_tokens": 15872, "cache_read_input_tokens": 4096, "output_tokens": 120,
+                                    "output_tokens_details": {"thinking_tokens": 0}}));
     // DeepSeek's hit tokens are what it bills as read, whatever cached_tokens says.
     let u = json!({"prompt_tokens": 1000, "completion_tokens": 2, "prompt_cache_hit_tokens": 640, "prompt_cache_miss_tokens": 360,
                    "prompt_tokens_details": {"cached_tokens": 768}});
@@ -274,7 +277,8 @@ fn a_chat_completion_comes_back_as_an_anthropic_message() {
     assert_eq!(usage_of(&u)["input_tokens"], 360);
     // Hostile counts: never below zero.
     let u = json!({"prompt_tokens": 10, "prompt_tokens_details": {"cached_tokens": 50, "cache_write_tokens": 50}});
-    assert_eq!(usage_of(&u), json!({"input_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 10, "output_tokens": 0}));
+    assert_eq!(usage_of(&u), json!({"input_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 10, "output_tokens": 0,
+                                    "output_tokens_details": {"thinking_tokens": 0}}));
     let e: Value = serde_json::from_slice(&chat_to_message(br#"{"error":{"message":"slow down","type":"requests"}}"#, 429).unwrap()).unwrap();
     assert_eq!(e, json!({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}));
 }
