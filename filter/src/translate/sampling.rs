@@ -38,10 +38,14 @@ pub fn taken_by(model: &str) -> bool {
 /// as it came, for the provider to refuse in its own words (the gateway
 /// does not quietly mend what a client got wrong).
 pub fn refused(name: &str, raw: &str) -> bool {
-    let number = || serde_json::from_str::<Value>(raw).ok().and_then(|v| v.as_f64());
+    matches!(name, "temperature" | "top_p" | "top_k") && serde_json::from_str::<Value>(raw).is_ok_and(|v| refused_value(name, &v))
+}
+
+/// [`refused`] for a value already read.
+pub fn refused_value(name: &str, v: &Value) -> bool {
     match name {
-        "temperature" => number().is_some_and(|t| t != 1.0),
-        "top_p" | "top_k" => number().is_some(),
+        "temperature" => v.as_f64().is_some_and(|t| t != 1.0),
+        "top_p" | "top_k" => v.is_number(),
         _ => false,
     }
 }

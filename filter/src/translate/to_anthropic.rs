@@ -329,7 +329,7 @@ pub fn chat_to_messages(p: &ParsedBody<'_>, upstream_model: &str, default_max_to
     // Sampling the model refuses is left out (before thinking: a model that
     // samples at its own settings has no temperature to refuse beside it).
     if !super::sampling::taken_by(upstream_model) {
-        out.retain(|k, v| !super::sampling::refused(k, &v.to_string()));
+        out.retain(|k, v| !super::sampling::refused_value(k, v));
     }
     let max_tokens = p.request.max_tokens.unwrap_or(default_max_tokens);
     if let Some(effort) = effort {
