@@ -143,6 +143,11 @@ def claude_sdk(stack):
     return anthropic.Anthropic(base_url=stack.url, api_key=SEARCH_KEY, max_retries=0)
 
 
+def upstream_body(stack) -> dict:
+    """The last request body the mock provider received: what the gateway sent upstream."""
+    return requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+
+
 def error_of(resp: requests.Response) -> dict:
     body = resp.json()
     assert body.get("type") == "error", body

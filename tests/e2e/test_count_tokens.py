@@ -13,11 +13,7 @@ import anthropic
 import pytest
 import requests
 
-from conftest import LABS_KEY, SEARCH_KEY, error_of
-
-
-def upstream_body(stack) -> dict:
-    return requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
+from conftest import LABS_KEY, SEARCH_KEY, error_of, upstream_body
 
 
 def served(stack) -> int:

@@ -9,15 +9,11 @@ import json
 
 import requests
 
-from conftest import LABS_KEY, SEARCH_KEY
+from conftest import LABS_KEY, SEARCH_KEY, upstream_body
 
 CARD = "4111 1111 1111 1111"
 EMAIL = "maria.gonzalez@acme-corp.com"
 SECRET = "sk-proj-4fJ8kL2mN9pQ1rS5tU7vW3xY6zA0bC8dE2fG"
-
-
-def upstream_body(stack) -> dict:
-    return requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
 
 
 def served(stack) -> int:

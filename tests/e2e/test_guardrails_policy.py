@@ -16,7 +16,7 @@ import pytest
 import requests
 
 import stack as sm
-from conftest import LABS_KEY, SEARCH_KEY, read_until_cut
+from conftest import LABS_KEY, SEARCH_KEY, read_until_cut, upstream_body
 
 EMAIL = "maria.gonzalez@acme-corp.com"
 POLICY = {
@@ -58,10 +58,6 @@ def central(stack, client):
     yield took
     stack.control.api("DELETE", "/v1/guardrails", expect=200)
     wait_for_policy(client, "demo-1")
-
-
-def upstream_body(stack) -> dict:
-    return requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
 
 
 def test_the_policy_reaches_envoy_within_seconds(central):

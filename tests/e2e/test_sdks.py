@@ -7,7 +7,7 @@ import openai
 import pytest
 import requests
 
-from conftest import LABS_KEY, SEARCH_KEY, expected_cost
+from conftest import LABS_KEY, SEARCH_KEY, expected_cost, upstream_body
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_anthropic_sdks_newest_members_pass(stack, claude):
     m = claude.messages.create(model="claude-sonnet-4-6", max_tokens=20, messages=ask, diagnostics={"previous_message_id": None},
                                workspace_id="wrkspc_client")
     assert m.type == "message"
-    assert requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()["diagnostics"] == {"previous_message_id": None}
+    assert upstream_body(stack)["diagnostics"] == {"previous_message_id": None}
     assert claude.messages.count_tokens(model="claude-sonnet-4-6", messages=ask, speed="standard").input_tokens > 0
 
 
@@ -186,17 +186,14 @@ def test_an_anthropic_clients_thinking_reaches_each_claude_model_in_the_form_it_
     the adaptive one, Claude 3.5 any (the mock holds the refusals). A client
     written for one model, or sent to another by a route, a fallback or the
     auto router, is fitted to the model it reaches instead of failing."""
-    def sent():
-        return requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
-
     ask = [{"role": "user", "content": "Think, then answer."}]
     claude.messages.create(model="claude-opus-4-8", max_tokens=20000, thinking={"type": "enabled", "budget_tokens": 16384}, messages=ask)
-    assert (sent()["thinking"], sent()["output_config"]) == ({"type": "adaptive"}, {"effort": "high"})
+    assert (upstream_body(stack)["thinking"], upstream_body(stack)["output_config"]) == ({"type": "adaptive"}, {"effort": "high"})
     claude.messages.create(model="claude-haiku-4-5", max_tokens=20000, thinking={"type": "adaptive"},
                            extra_body={"output_config": {"effort": "medium"}}, messages=ask)
-    assert (sent()["thinking"], "output_config" in sent()) == ({"type": "enabled", "budget_tokens": 8192}, False), "the effort became the budget"
+    assert (upstream_body(stack)["thinking"], "output_config" in upstream_body(stack)) == ({"type": "enabled", "budget_tokens": 8192}, False), "the effort became the budget"
     claude.messages.create(model="claude-3-5-haiku-20241022", max_tokens=2000, thinking={"type": "enabled", "budget_tokens": 1024}, messages=ask)
-    assert "thinking" not in sent()
+    assert "thinking" not in upstream_body(stack)
     # The form the model takes goes as it came.
     claude.messages.create(model="claude-haiku-4-5", max_tokens=20000, thinking={"type": "enabled", "budget_tokens": 4096}, messages=ask)
-    assert sent()["thinking"] == {"type": "enabled", "budget_tokens": 4096}
+    assert upstream_body(stack)["thinking"] == {"type": "enabled", "budget_tokens": 4096}

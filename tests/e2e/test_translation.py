@@ -9,8 +9,9 @@ import json
 
 import openai
 import pytest
+import requests
 
-from conftest import SEARCH_KEY, expected_cost
+from conftest import SEARCH_KEY, expected_cost, upstream_body
 
 MODEL = "anthropic/claude-sonnet-4-6"
 
@@ -295,32 +296,27 @@ def test_an_openai_clients_reasoning_effort_reaches_claude_as_the_thinking_each_
     refusals: budget form on Opus 4.8, any thinking on Claude 3.5 Haiku, a
     budget not below max_tokens, thinking in a tool loop without the
     previous turn's thinking blocks, thinking with a forced tool)."""
-    import requests
-
-    def sent():
-        return requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
-
     ask = [{"role": "user", "content": "Think, then answer."}]
     oai.chat.completions.create(model="anthropic/claude-sonnet-4-5", reasoning_effort="high", max_completion_tokens=64000, messages=ask)
-    assert (sent()["thinking"], sent()["max_tokens"]) == ({"type": "enabled", "budget_tokens": 16384}, 64000)
+    assert (upstream_body(stack)["thinking"], upstream_body(stack)["max_tokens"]) == ({"type": "enabled", "budget_tokens": 16384}, 64000)
     raw = oai.chat.completions.with_raw_response.create(model="anthropic/claude-opus-4-8", reasoning_effort="medium", messages=ask)
-    assert (sent()["thinking"], sent()["output_config"]) == ({"type": "adaptive"}, {"effort": "medium"})
+    assert (upstream_body(stack)["thinking"], upstream_body(stack)["output_config"]) == ({"type": "adaptive"}, {"effort": "medium"})
     rec = client.record(raw.headers["x-tollgate-request-id"])
     assert rec["outcome"] == "ok" and rec["usage"]["output_tokens"] == raw.parse().usage.completion_tokens
     # The gateway's default cap (4096) leaves a budget of half of it; a model that does not think gets none.
     oai.chat.completions.create(model="anthropic/claude-sonnet-4-5", reasoning_effort="xhigh", messages=ask)
-    assert sent()["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert upstream_body(stack)["thinking"] == {"type": "enabled", "budget_tokens": 2048}
     oai.chat.completions.create(model="anthropic/claude-3-5-haiku-20241022", reasoning_effort="high", messages=ask)
-    assert "thinking" not in sent()
+    assert "thinking" not in upstream_body(stack)
     # A tool loop's next step and a forced tool go without thinking: Anthropic would refuse both.
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}]
     loop = ask + [{"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function",
                                                                           "function": {"name": "lookup", "arguments": "{}"}}]},
                   {"role": "tool", "tool_call_id": "call_1", "content": "42"}]
     r = oai.chat.completions.create(model="anthropic/claude-opus-4-8", reasoning_effort="high", tools=tools, messages=loop)
-    assert r.choices[0].message.content and "thinking" not in sent()
+    assert r.choices[0].message.content and "thinking" not in upstream_body(stack)
     oai.chat.completions.create(model="anthropic/claude-opus-4-8", reasoning_effort="high", tools=tools, tool_choice="required", messages=ask)
-    assert "thinking" not in sent()
+    assert "thinking" not in upstream_body(stack)
     # Claude thinks only at temperature 1: another is refused before anything is sent
     # (on a model that samples: one that refuses sampling gets none, below).
     with pytest.raises(openai.BadRequestError) as e:
@@ -333,34 +329,24 @@ def test_an_openai_clients_sampling_is_left_out_for_claude_models_that_refuse_it
     than 1 and any top_p ("`temperature` is deprecated for this model.": the
     mock holds the real refusal). An OpenAI client's temperature, fine on
     GPT and older Claude models, failed every request there."""
-    import requests
-
-    def sent():
-        return requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
-
     ask = [{"role": "user", "content": "Answer."}]
     for model in ["anthropic/claude-opus-4-8", "anthropic/claude-sonnet-5-5"]:
         raw = oai.chat.completions.with_raw_response.create(model=model, temperature=0.2, top_p=0.9, messages=ask)
-        body = sent()
+        body = upstream_body(stack)
         assert ("temperature" not in body and "top_p" not in body and body["model"] == model.split("/")[1]), body
         assert client.record(raw.headers["x-tollgate-request-id"])["outcome"] == "ok"
     # With thinking: no temperature left to refuse beside it.
     oai.chat.completions.create(model="anthropic/claude-opus-4-8", reasoning_effort="high", temperature=0.3, messages=ask)
-    assert sent()["thinking"] == {"type": "adaptive"} and "temperature" not in sent()
+    assert upstream_body(stack)["thinking"] == {"type": "adaptive"} and "temperature" not in upstream_body(stack)
     # A model that samples keeps them.
     oai.chat.completions.create(model="anthropic/claude-sonnet-4-6", temperature=0.2, top_p=0.9, messages=ask)
-    assert (sent()["temperature"], sent()["top_p"]) == (0.2, 0.9)
+    assert (upstream_body(stack)["temperature"], upstream_body(stack)["top_p"]) == (0.2, 0.9)
 
 
 def test_an_anthropic_clients_sampling_is_left_out_for_claude_models_that_refuse_it(stack, claude_sdk):
     """The same for an Anthropic client (a temperature, a top_k), whichever
     Claude model it names or a route sends it to; the rest of the body
     goes as it came."""
-    import requests
-
-    def sent():
-        return requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
-
     ask = [{"role": "user", "content": "Answer."}]
     # Straight to the mock, the refusal Tollgate spares the client.
     direct = requests.post(stack.mock.url + "/v1/messages", timeout=5, headers={"x-api-key": "sk-ant-mock", "anthropic-version": "2023-06-01"},
@@ -371,12 +357,12 @@ def test_an_anthropic_clients_sampling_is_left_out_for_claude_models_that_refuse
     m = claude_sdk.messages.create(model="claude-opus-4-8", max_tokens=10, stop_sequences=["END"], messages=ask,
                                    extra_body={"temperature": 0.2, "top_k": 40})
     assert m.type == "message"
-    body = sent()
+    body = upstream_body(stack)
     assert "temperature" not in body and "top_k" not in body and body["stop_sequences"] == ["END"], body
     claude_sdk.messages.create(model="claude-sonnet-5-5", max_tokens=10, messages=ask, extra_body={"temperature": 1})
-    assert sent()["temperature"] == 1, "its default: kept"
+    assert upstream_body(stack)["temperature"] == 1, "its default: kept"
     claude_sdk.messages.create(model="claude-sonnet-4-6", max_tokens=10, messages=ask, extra_body={"temperature": 0.2, "top_k": 40})
-    assert (sent()["temperature"], sent()["top_k"]) == (0.2, 40)
+    assert (upstream_body(stack)["temperature"], upstream_body(stack)["top_k"]) == (0.2, 40)
 
 
 def test_claude_codes_tool_turns_reach_new_gpts_which_refuse_tools_beside_reasoning(stack, claude_sdk):
@@ -450,14 +436,14 @@ def test_structured_outputs_are_translated_both_ways(stack, oai, claude_sdk):
         name: str
         age: int
 
-    def sent():
+    def upstream_body(stack):
         return requests.get(stack.mock.url + "/mock/last-body", timeout=5).json()
 
     answer = {"x-mock-say": '{"name":"John","age":25}', "x-mock-output-tokens": "100"}
     r = oai.chat.completions.parse(model="anthropic/claude-sonnet-4-5", response_format=Person, extra_headers=answer,
                                    messages=[{"role": "user", "content": "Extract: John is 25."}])
     assert r.choices[0].message.parsed == Person(name="John", age=25)
-    fmt = sent()["output_config"]["format"]
+    fmt = upstream_body(stack)["output_config"]["format"]
     assert fmt["type"] == "json_schema" and set(fmt["schema"]["required"]) == {"name", "age"}
     schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
               "required": ["name", "age"], "additionalProperties": False}
@@ -465,7 +451,7 @@ def test_structured_outputs_are_translated_both_ways(stack, oai, claude_sdk):
                                    extra_body={"output_config": {"format": {"type": "json_schema", "schema": schema}}},
                                    messages=[{"role": "user", "content": "Extract: John is 25."}])
     assert m.content[0].text == '{"name":"John","age":25}'
-    assert sent()["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "strict": True, "schema": schema}}
+    assert upstream_body(stack)["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "strict": True, "schema": schema}}
     # An optional property (Anthropic takes it: a Pydantic default) is one
     # OpenAI's strict mode refuses ("Missing 'age'", which came back to the
     # client until the thirtieth session): sent non-strict, and served.
@@ -474,7 +460,7 @@ def test_structured_outputs_are_translated_both_ways(stack, oai, claude_sdk):
                                    extra_body={"output_config": {"format": {"type": "json_schema", "schema": loose}}},
                                    messages=[{"role": "user", "content": "Extract: John is 25."}])
     assert m.content[0].text == '{"name":"John","age":25}'
-    assert sent()["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "strict": False, "schema": loose}}
+    assert upstream_body(stack)["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "strict": False, "schema": loose}}
 
 
 def test_a_pdf_goes_both_ways(stack, oai, claude_sdk):
