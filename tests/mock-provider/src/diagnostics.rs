@@ -7,7 +7,10 @@
 //! `cache_missed_input_tokens`, the tokens that would have been read from
 //! cache; `previous_message_not_found` for an id it does not know; null when
 //! nothing diverged (anthropic-sdk-python 2.17.0 `types/diagnostics.py`,
-//! `types/cache_miss_*.py`). The mock keeps the last [`KEPT`] prompts.
+//! `types/cache_miss_*.py`). A client opts in by sending `diagnostics` on
+//! every turn (`previous_message_id: null` on the first: "Pass null on the
+//! first turn to opt in"), so the mock keeps the last [`KEPT`] prompts of
+//! requests that carried it, and does no work for the others.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -49,10 +52,10 @@ impl Recent {
     /// The answer's `diagnostics` for `req`, answered as message `id`
     /// (`None`: the request asked for none). The request is remembered.
     pub fn diagnose(&self, id: &str, req: &Map<String, Value>) -> Option<Value> {
-        let asked = req.get("diagnostics").filter(|d| d.is_object());
+        let asked = req.get("diagnostics").filter(|d| d.is_object())?;
         let now = prompt(id, req);
         let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let answer = asked.map(|d| match d.get("previous_message_id").and_then(Value::as_str) {
+        let answer = match asked.get("previous_message_id").and_then(Value::as_str) {
             None => Value::Null,
             Some(prev) => match kept.iter().find(|p| p.id == prev) {
                 None => json!({"cache_miss_reason": {"type": "previous_message_not_found"}}),
@@ -74,12 +77,12 @@ impl Recent {
                     }
                 }
             },
-        });
+        };
         if kept.len() >= KEPT {
             kept.pop_front();
         }
         kept.push_back(now);
-        answer
+        Some(answer)
     }
 }
 
@@ -92,10 +95,13 @@ mod tests {
         let r = Recent::default();
         let req = |v: Value| v.as_object().unwrap().clone();
         let base = json!({"model": "claude-opus-4-8", "system": "be brief", "messages": [{"role": "user", "content": "a"}]});
-        assert_eq!(r.diagnose("m1", &req(base.clone())), None, "not asked");
+        assert_eq!(r.diagnose("m0", &req(base.clone())), None, "not asked: not kept either");
         let mut next = base.clone();
         next["diagnostics"] = json!({"previous_message_id": null});
-        assert_eq!(r.diagnose("m2", &req(next.clone())), Some(Value::Null), "opted in, nothing to compare");
+        assert_eq!(r.diagnose("m1", &req(next.clone())), Some(Value::Null), "opted in, nothing to compare");
+        next["diagnostics"] = json!({"previous_message_id": "m0"});
+        assert_eq!(r.diagnose("m2", &req(next.clone()))
+            .unwrap()["cache_miss_reason"]["type"], "previous_message_not_found", "a request that did not opt in is not kept");
         let mut appended = base.clone();
         appended["messages"].as_array_mut().unwrap().push(json!({"role": "user", "content": "b"}));
         appended["diagnostics"] = json!({"previous_message_id": "m1"});

@@ -470,6 +470,9 @@ fn anthropic_members(req: &Map<String, Value>, params: &[&str], beta: &[&str]) -
         }
     }
     anthropic_metadata(req)?;
+    if req.get("diagnostics").is_some_and(|d| !d.is_object() && !d.is_null()) {
+        return Err(refuse(400, format!("diagnostics: Input should be {}", anthropic_type_name(Kind::Obj)), None, None));
+    }
     anthropic_custom_tools(req)
 }
 
