@@ -105,8 +105,9 @@ struct AnthropicUsage {
     cache_creation: Option<CacheCreation>,
     #[serde(default)]
     server_tool_use: Option<ServerToolUse>,
-    /// `thinking_tokens`: reasoning, as OpenAI's `reasoning_tokens`.
-    #[serde(default)]
+    /// `thinking_tokens`: reasoning, as OpenAI's `reasoning_tokens`. A
+    /// detail: one of another shape is no thinking, never a usage lost.
+    #[serde(default, deserialize_with = "lenient")]
     output_tokens_details: Option<ThinkingDetails>,
     /// `"standard"` or `"fast"` ([`crate::served`]).
     #[serde(default)]
@@ -124,8 +125,25 @@ struct AnthropicUsage {
 
 #[derive(Deserialize, Default, Clone, Copy, Debug)]
 struct ThinkingDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     thinking_tokens: Option<u64>,
+}
+
+/// A member read when it has the expected shape and `None` otherwise (a
+/// string, a negative count, an array), where a member that is only a
+/// detail of the usage must not make the whole usage unreadable. (A number
+/// no JSON parser holds, `1e400`, still fails the parse, as anywhere.)
+fn lenient<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Read<T> {
+        Expected(T),
+        Other(serde::de::IgnoredAny),
+    }
+    Ok(match Option::<Read<T>>::deserialize(d)? {
+        Some(Read::Expected(v)) => Some(v),
+        _ => None,
+    })
 }
 
 /// An `iterations` entry's kind: only the ones read apart (no allocation per entry).

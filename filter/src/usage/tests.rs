@@ -149,8 +149,14 @@ fn anthropic_thinking_tokens_are_its_reasoning_tokens() {
     assert_eq!((u.output_tokens, u.reasoning_tokens), (41, 34));
     let over = br#"{"usage":{"input_tokens":1,"output_tokens":5,"output_tokens_details":{"thinking_tokens":9}}}"#;
     assert_eq!(parse_json_response(Api::AnthropicMessages, over).usage.unwrap().reasoning_tokens, 5);
+    // A detail of another shape (a misbehaving provider) is no thinking, and the usage is still read.
     for odd in [&br#"{"usage":{"input_tokens":1,"output_tokens":5,"output_tokens_details":null}}"#[..],
-                br#"{"usage":{"input_tokens":1,"output_tokens":5,"output_tokens_details":{}}}"#] {
+                br#"{"usage":{"input_tokens":1,"output_tokens":5,"output_tokens_details":{}}}"#,
+                br#"{"usage":{"input_tokens":1,"output_tokens":5,"output_tokens_details":"many"}}"#,
+                br#"{"usage":{"input_tokens":1,"output_tokens":5,"output_tokens_details":true}}"#,
+                br#"{"usage":{"input_tokens":1,"output_tokens":5,"output_tokens_details":{"thinking_tokens":-3}}}"#,
+                br#"{"usage":{"input_tokens":1,"output_tokens":5,"output_tokens_details":{"thinking_tokens":"3"}}}"#,
+                br#"{"usage":{"input_tokens":1,"output_tokens":5,"output_tokens_details":{"thinking_tokens":2.5}}}"#] {
         assert_eq!(parse_json_response(Api::AnthropicMessages, odd).usage.unwrap(), Usage { input_tokens: 1, output_tokens: 5, ..Default::default() });
     }
     let stream = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-opus-4-8\",\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n\
