@@ -237,7 +237,6 @@ pub fn read(raw: &str) -> Result<ServerTools, String> {
         Err(_) => return Ok(unreadable(raw)),
     };
     Ok(tools.iter().fold(ServerTools::default(), |mut t, tool| {
-
         let kind = tool.kind.as_deref().unwrap_or_default();
         if kind.starts_with("web_search_") {
             match bound(&tool.max_uses).ok().flatten() {

@@ -24,11 +24,10 @@ use serde_json::Value;
 /// Whether `model` takes sampling parameters: every model but the Claude
 /// models named above.
 pub fn taken_by(model: &str) -> bool {
-    let lower = model.to_ascii_lowercase();
     match super::thinking::claude(model) {
         None => true,
         Some(None) => false,
-        Some(Some(v)) => v < (4, 7) || (v < (5, 0) && !lower.contains("opus")),
+        Some(Some(v)) => v < (4, 7) || (v < (5, 0) && !model.to_ascii_lowercase().contains("opus")),
     }
 }
 
