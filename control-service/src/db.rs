@@ -181,9 +181,13 @@ pub enum TxKind {
     Read,
     /// Writes that need no ordering beyond row locks.
     Write,
+    /// A usage batch: on PostgreSQL it holds the budget lock shared, so the
+    /// budgets it counts against cannot change (nor be recounted) under it.
+    Ingest,
     /// Grants for one Envoy: serialised with every other grant.
     Grant,
-    /// A budget changes (set, or a request approved): serialised with other budget changes.
+    /// A budget changes (set, or a request approved): serialised with other
+    /// budget changes, and on PostgreSQL with the usage batches in flight.
     Budget,
     /// The key set changes: serialised, so change numbers become visible in order.
     Keys,

@@ -261,6 +261,7 @@ impl Db for PgDb {
             TxKind::Budget => Some("SELECT pg_advisory_xact_lock(72463)"),
             TxKind::Migrate => Some("SELECT pg_advisory_xact_lock(72461)"),
             TxKind::Keys => Some("SELECT pg_advisory_xact_lock(72464)"),
+            TxKind::Ingest => Some("SELECT pg_advisory_xact_lock_shared(72463)"),
             TxKind::Read | TxKind::Write => None,
         };
         if let Some(lock) = lock {

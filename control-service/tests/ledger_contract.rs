@@ -74,6 +74,7 @@ contract!(
     a_new_prompt_version_that_loses_the_cache_raises_one_alert,
     findings_of_batches_of_every_size_are_stored_once,
     budgets_set_changed_or_deleted_between_batches_count_from_the_next_batch,
+    envoys_batches_and_budget_changes_side_by_side_count_every_record_without_deadlock,
 );
 
 mod tempdir {
@@ -224,6 +225,69 @@ fn concurrent_batches_with_the_same_ids_count_each_record_once(s: Arc<dyn Store>
     let start = budget("t", 0).bounds(NOW).unwrap().0;
     assert_eq!(s.used(ScopeType::Team, "t", start).unwrap().micros, 3 * distinct);
     assert_eq!(s.spend(&SpendFilter::default()).unwrap().requests, distinct);
+}
+
+/// Several Envoys (two of them one node, as an Envoy's workers are) ship
+/// batches that all touch one team budget and overlapping per-key budgets,
+/// while budgets are set again and again beside them. On PostgreSQL a batch
+/// adds to the budgets' use before it takes the counting lock, and a budget
+/// change recounts under that lock: without the budget lock the batch holds
+/// shared, the two waited for each other and PostgreSQL broke the deadlock
+/// by refusing one. Every batch is accepted, and every budget's use is the
+/// sum of its records.
+fn envoys_batches_and_budget_changes_side_by_side_count_every_record_without_deadlock(s: Arc<dyn Store>) {
+    let key_budget = |k: u32| Budget { limit_micros: Some(u64::MAX / 4), ..Budget::monthly(ScopeType::Key, &format!("sk{k}"), NOW) };
+    s.put_budget(&budget("t", u64::MAX / 4), NOW).unwrap();
+    s.put_budgets(&(0..40).map(key_budget).collect::<Vec<_>>(), NOW).unwrap();
+    let senders: Vec<_> = ["n0", "n1", "n2", "n2"]
+        .into_iter()
+        .enumerate()
+        .map(|(k, node)| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for b in 0..12u32 {
+                    // Keys overlap the other senders' (and in reverse order for odd senders).
+                    let mut keys: Vec<u32> = (0..30).map(|j| (j + b * 3 + k as u32 * 5) % 40).collect();
+                    if k % 2 == 1 {
+                        keys.reverse();
+                    }
+                    let recs: Vec<UsageRecord> = keys
+                        .iter()
+                        .enumerate()
+                        .map(|(j, key)| UsageRecord { key_id: format!("sk{key}"), ..rec(&format!("s{k}-{b}-{j}"), "t", 1 + u64::from(*key), 0, 0) })
+                        .collect();
+                    s.ingest(node, &recs, None, NOW).unwrap_or_else(|e| panic!("sender {k} batch {b}: {e}"));
+                }
+            })
+        })
+        .collect();
+    let setter = std::thread::spawn({
+        let s = s.clone();
+        move || {
+            for i in 0..8u32 {
+                s.put_budget(&budget("t", u64::MAX / 4 - u64::from(i)), NOW).unwrap();
+                s.put_budgets(&[key_budget(i * 5), key_budget(i * 5 + 1)], NOW).unwrap();
+            }
+        }
+    });
+    for t in senders {
+        t.join().unwrap();
+    }
+    setter.join().unwrap();
+    let start = budget("t", 0).bounds(NOW).unwrap().0;
+    let mut per_key = [0u64; 40];
+    for k in 0..4u32 {
+        for b in 0..12u32 {
+            for j in 0..30 {
+                let key = (j + b * 3 + k * 5) % 40;
+                per_key[key as usize] += 1 + u64::from(key);
+            }
+        }
+    }
+    assert_eq!(s.used(ScopeType::Team, "t", start).unwrap().micros, per_key.iter().sum::<u64>());
+    for (key, want) in per_key.iter().enumerate() {
+        assert_eq!(s.used(ScopeType::Key, &format!("sk{key}"), start).unwrap().micros, *want, "key sk{key}");
+    }
 }
 
 fn budgets_count_their_scope_and_period_and_recount_on_change(s: Arc<dyn Store>) {
@@ -1546,7 +1610,7 @@ impl<D: tollgate_control::db::Db> tollgate_control::db::Db for Pausing<D> {
     fn run<T>(&self, kind: tollgate_control::db::TxKind, f: impl FnOnce(&mut dyn tollgate_control::db::Tx) -> Result<T, StoreError>) -> Result<T, StoreError> {
         self.db.run(kind, |tx| {
             let out = f(tx);
-            if kind == tollgate_control::db::TxKind::Write && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            if kind == tollgate_control::db::TxKind::Ingest && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
                 self.held.wait();
                 self.go.wait();
             }

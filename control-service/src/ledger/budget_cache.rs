@@ -8,9 +8,10 @@
 //!
 //! The cache is checked against the budget sequence (`budget_seq`, which
 //! every budget put or delete moves in its transaction) inside the
-//! batch's own transaction, under the ingest lock: scopes changed or
-//! deleted since the last batch are brought up to date from the rows
-//! that say so, so a batch
+//! batch's own transaction, while no budget can change until it commits
+//! (on PostgreSQL the batch holds the budget lock shared, on SQLite it is
+//! the only writer): scopes changed or deleted since the last batch are
+//! brought up to date from the rows that say so, so a batch
 //! counts against exactly the budgets it would have read from the
 //! database, whichever replica changed them. It is a cache of reads, not
 //! a second copy: it never holds a budget the database did not hold.

@@ -165,8 +165,9 @@ pub fn put_many(tx: &mut dyn Tx, batch: &[Budget], now_ms: u64) -> Result<()> {
     // miss them too (PostgreSQL contract test
     // `a_budget_set_while_a_batch_is_being_counted_counts_that_batch`).
     // Waiting for it, the recount sees them; batches after count against
-    // these budgets. (Budget lock, then budget_seq, then ingest_seq: ingest
-    // takes none of the first two, so no cycle.)
+    // these budgets. (On PostgreSQL the budget lock, taken first, already
+    // waits for every batch in flight: each holds it shared. The counter
+    // row's lock is the second guard of the same order.)
     tx.execute("UPDATE ingest_seq SET seq = seq", &[])?;
     let mut periods: std::collections::BTreeMap<(ScopeType, u64, u64), Vec<&Budget>> = std::collections::BTreeMap::new();
     for b in &batch {

@@ -125,13 +125,13 @@ impl<D: Db> Store for Ledger<D> {
     }
 
     fn ingest(&self, node: &str, records: &[UsageRecord], raw: Option<&[&str]>, now_ms: u64) -> Result<IngestAck> {
-        self.db.run(TxKind::Write, |tx| ingest::batch(tx, &self.budgets, node, records, raw, now_ms))
+        self.db.run(TxKind::Ingest, |tx| ingest::batch(tx, &self.budgets, node, records, raw, now_ms))
     }
     fn ingest_writers(&self) -> usize {
         self.db.writers()
     }
     fn ingest_many(&self, jobs: &[IngestJob<'_>], now_ms: u64) -> Vec<Result<IngestAck>> {
-        let together: Result<Vec<IngestAck>> = self.db.run(TxKind::Write, |tx| jobs.iter().map(|j| ingest::batch(tx, &self.budgets, j.node, j.records, j.raw, now_ms)).collect());
+        let together: Result<Vec<IngestAck>> = self.db.run(TxKind::Ingest, |tx| jobs.iter().map(|j| ingest::batch(tx, &self.budgets, j.node, j.records, j.raw, now_ms)).collect());
         match together {
             Ok(acks) => acks.into_iter().map(Ok).collect(),
             Err(e) if jobs.len() == 1 => vec![Err(e)],
