@@ -616,6 +616,42 @@ impl ParsedBody<'_> {
         crate::translate::thinking::fit(&t, config.as_ref(), upstream_model, self.request.max_tokens.unwrap_or(0))
     }
 
+    /// Whether `name` is a sampling member of this API that a model may
+    /// refuse ([`crate::translate::sampling`]): Anthropic's `temperature`,
+    /// `top_p` and `top_k`; OpenAI's `temperature` and `top_p`.
+    fn sampling_member(&self, name: &str) -> bool {
+        match self.api {
+            Api::AnthropicMessages => matches!(name, "temperature" | "top_p" | "top_k"),
+            Api::OpenAiChat | Api::OpenAiResponses => matches!(name, "temperature" | "top_p"),
+            _ => false,
+        }
+    }
+
+    /// Whether `upstream_model` takes this request's sampling members: a
+    /// Claude model by name; an OpenAI-format one by name and the reasoning
+    /// effort the request sends (chat's `reasoning_effort`, the Responses
+    /// API's `reasoning.effort`), when the gateway chose it (a route, a
+    /// fallback, the auto router). A model the client named itself gets
+    /// the body as sent, and the client the API's own refusal, as it would
+    /// without Tollgate (`tests/e2e/test_recorded_exchanges.py`: a recorded
+    /// `top_p` refused by gpt-5-nano); Claude's newest models are spared it
+    /// whoever named them, as they refuse what every older client sends.
+    fn samples(&self, upstream_model: &str) -> bool {
+        let raw = |name: &str| self.members.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.get());
+        let bare = |m: &str| m.rsplit('/').next().unwrap_or(m).to_ascii_lowercase();
+        let effort = match self.api {
+            Api::AnthropicMessages => return crate::translate::sampling::taken_by(upstream_model),
+            _ if bare(&self.request.model) == bare(upstream_model) => return true,
+            Api::OpenAiChat => raw("reasoning_effort").and_then(|e| serde_json::from_str::<Option<String>>(e).ok()).flatten(),
+            Api::OpenAiResponses => raw("reasoning")
+                .and_then(|r| serde_json::from_str::<Option<serde_json::Value>>(r).ok())
+                .flatten()
+                .and_then(|r| r.get("effort").and_then(serde_json::Value::as_str).map(str::to_owned)),
+            _ => return true,
+        };
+        crate::translate::sampling::openai_takes(upstream_model, effort.as_deref())
+    }
+
     /// What a native Gemini body must hold for `method`: a content or
     /// requests to embed ([`gemini_body::check`]), contents or a whole
     /// request to count ([`gemini_body::check_count`]), contents to
@@ -695,10 +731,10 @@ impl ParsedBody<'_> {
         };
         let replaced = |k: &str| cache.as_ref().and_then(|c| c.iter().find(|(n, _)| *n == k)).map(|(_, v)| v.as_bytes());
         let thinking = self.fitted_thinking(upstream_model);
-        // Sampling members the upstream Claude model refuses: left out.
-        let unsampled = self.api == Api::AnthropicMessages
-            && self.members.0.iter().any(|(k, v)| crate::translate::sampling::refused(k, v.get()))
-            && !crate::translate::sampling::taken_by(upstream_model);
+        // Sampling members the upstream model refuses: left out (a Claude
+        // model's, or an OpenAI reasoning model's at the effort sent).
+        let unsampled = self.members.0.iter().any(|(k, v)| self.sampling_member(k) && crate::translate::sampling::refused(k, v.get()))
+            && !self.samples(upstream_model);
         if !change_model && !add_usage && cap.is_none() && cache.is_none() && thinking == Fit::Keep && !unsampled {
             return None;
         }
@@ -723,7 +759,7 @@ impl ParsedBody<'_> {
         for (k, v) in &self.members.0 {
             match k.as_str() {
                 "model" if change_model => push_member(&mut out, k, model_json.as_bytes()),
-                k if unsampled && crate::translate::sampling::refused(k, v.get()) => {}
+                k if unsampled && self.sampling_member(k) && crate::translate::sampling::refused(k, v.get()) => {}
                 "stream_options" if add_usage => {
                     saw_stream_options = true;
                     let mut obj: serde_json::Map<String, serde_json::Value> =

@@ -365,6 +365,53 @@ def test_an_anthropic_clients_sampling_is_left_out_for_claude_models_that_refuse
     assert (upstream_body(stack)["temperature"], upstream_body(stack)["top_k"]) == (0.2, 40)
 
 
+REFUSED_TEMPERATURE = "Unsupported value: 'temperature' does not support 0.2 with this model. Only the default (1) value is supported."
+
+
+def test_an_anthropic_clients_temperature_reaches_an_openai_reasoning_model_only_where_it_does_not_reason(stack, claude_sdk, client):
+    """OpenAI's reasoning models refuse a temperature other than 1 and any
+    top_p unless they do not reason: GPT-5.1 and 5.2 by default, later ones
+    at `reasoning_effort: none` (the mock holds the real refusal, sources in
+    filter/src/translate/sampling.rs). An Anthropic client's temperature,
+    fine on Claude, failed every request translated to them."""
+    ask = [{"role": "user", "content": "Answer."}]
+    direct = requests.post(stack.mock.url + "/v1/chat/completions", timeout=5, headers={"authorization": "Bearer sk-mock-openai"},
+                           json={"model": "gpt-5.5", "temperature": 0.2, "messages": ask})
+    err = direct.json()["error"]
+    assert (direct.status_code, err["message"], err["param"], err["code"]) == (400, REFUSED_TEMPERATURE, "temperature", "unsupported_value"), direct.text
+    for model in ["openai/gpt-5.5", "openai/gpt-5-mini", "openai/o4-mini"]:
+        raw = claude_sdk.messages.with_raw_response.create(model=model, max_tokens=10, messages=ask, extra_body={"temperature": 0.2, "top_p": 0.9})
+        body = upstream_body(stack)
+        assert "temperature" not in body and "top_p" not in body and body["model"] == model.split("/")[1], body
+        assert client.record(raw.headers["x-tollgate-request-id"])["outcome"] == "ok"
+    # Thinking asks gpt-5.2 to reason: out; without it, 5.2 does not and takes them.
+    claude_sdk.messages.create(model="openai/gpt-5.2", max_tokens=3000, messages=ask, thinking={"type": "enabled", "budget_tokens": 2048},
+                               extra_body={"temperature": 0.2})
+    assert upstream_body(stack)["reasoning_effort"] == "low" and "temperature" not in upstream_body(stack)
+    for model in ["openai/gpt-5.2", "openai/gpt-4.1"]:
+        claude_sdk.messages.create(model=model, max_tokens=10, messages=ask, extra_body={"temperature": 0.2, "top_p": 0.9})
+        assert (upstream_body(stack)["temperature"], upstream_body(stack)["top_p"]) == (0.2, 0.9), model
+
+
+def test_an_openai_clients_sampling_is_left_out_where_the_gateway_chose_a_reasoning_model_that_refuses_it(stack, oai, client):
+    """A route (here `default`, gpt-5.4-mini), a fallback or the auto router
+    may send an OpenAI client's request to a reasoning model it never named:
+    its temperature and top_p are left out there, where they would be
+    refused. A model the client named gets the body as sent, and the API's
+    own refusal, as without Tollgate."""
+    ask = [{"role": "user", "content": "Answer."}]
+    raw = oai.chat.completions.with_raw_response.create(model="default", temperature=0.2, top_p=0.9, seed=7, messages=ask)
+    body = upstream_body(stack)
+    assert "temperature" not in body and "top_p" not in body and (body["model"], body["seed"]) == ("gpt-5.4-mini", 7), body
+    assert client.record(raw.headers["x-tollgate-request-id"])["outcome"] == "ok"
+    # Told not to reason, it samples: kept.
+    oai.chat.completions.create(model="default", reasoning_effort="none", temperature=0.2, messages=ask)
+    assert upstream_body(stack)["temperature"] == 0.2
+    with pytest.raises(openai.BadRequestError) as e:
+        oai.chat.completions.create(model="openai/gpt-5.5", temperature=0.2, messages=ask)
+    assert e.value.body["message"] == REFUSED_TEMPERATURE and e.value.body["param"] == "temperature"
+
+
 def test_claude_codes_tool_turns_reach_new_gpts_which_refuse_tools_beside_reasoning(stack, claude_sdk):
     """GPT-5.2 and later refuse function tools beside a reasoning effort in
     chat completions, and from 5.6 their own default effort too (the mock

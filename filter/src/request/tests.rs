@@ -264,6 +264,32 @@ fn an_anthropic_clients_sampling_is_left_out_where_the_upstream_model_refuses_it
 }
 
 #[test]
+fn an_openai_clients_sampling_is_left_out_where_a_reasoning_model_the_gateway_chose_refuses_it() {
+    let rewrite = |api, body: &[u8], model: &str| parse_chat(api, body).unwrap().rewrite(model, Rewrite::default()).map(|b| String::from_utf8(b).unwrap());
+    let body = br#"{"model":"fast","temperature":0.2,"messages":[{"role":"user","content":"q"}],"top_p":0.9,"seed":7}"#;
+    // A route to gpt-5.5, which reasons by default: both out, every other byte as it came.
+    assert_eq!(rewrite(Api::OpenAiChat, body, "gpt-5.5").as_deref(), Some(r#"{"model":"gpt-5.5","messages":[{"role":"user","content":"q"}],"seed":7}"#));
+    // gpt-5.2 does not by default: only the model changes; at an effort, out.
+    assert_eq!(rewrite(Api::OpenAiChat, body, "gpt-5.2").as_deref(), Some(r#"{"model":"gpt-5.2","temperature":0.2,"messages":[{"role":"user","content":"q"}],"top_p":0.9,"seed":7}"#));
+    let effort = br#"{"model":"fast","reasoning_effort":"low","temperature":1,"top_p":0.9,"messages":[]}"#;
+    assert_eq!(rewrite(Api::OpenAiChat, effort, "gpt-5.2").as_deref(), Some(r#"{"model":"gpt-5.2","reasoning_effort":"low","temperature":1,"messages":[]}"#), "a temperature of 1 is the default: kept");
+    let none = br#"{"model":"fast","reasoning_effort":"none","temperature":0.2,"messages":[]}"#;
+    assert_eq!(rewrite(Api::OpenAiChat, none, "gpt-5.5").as_deref(), Some(r#"{"model":"gpt-5.5","reasoning_effort":"none","temperature":0.2,"messages":[]}"#), "no reasoning: taken");
+    assert_eq!(rewrite(Api::OpenAiChat, body, "gpt-4.1").as_deref(), Some(r#"{"model":"gpt-4.1","temperature":0.2,"messages":[{"role":"user","content":"q"}],"top_p":0.9,"seed":7}"#));
+    // A model the client named (past a router's prefix): as sent, refused or not.
+    let named = br#"{"model":"openai/GPT-5.5","temperature":0.2,"messages":[]}"#;
+    assert_eq!(rewrite(Api::OpenAiChat, named, "gpt-5.5").as_deref(), Some(r#"{"model":"gpt-5.5","temperature":0.2,"messages":[]}"#));
+    // The Responses API reads its effort in `reasoning`.
+    let responses = br#"{"model":"fast","input":"q","reasoning":{"effort":"high"},"temperature":0.2}"#;
+    assert_eq!(rewrite(Api::OpenAiResponses, responses, "gpt-5.2").as_deref(), Some(r#"{"model":"gpt-5.2","input":"q","reasoning":{"effort":"high"}}"#));
+    let unset = br#"{"model":"fast","input":"q","reasoning":null,"temperature":0.2}"#;
+    assert_eq!(rewrite(Api::OpenAiResponses, unset, "gpt-5.2").as_deref(), Some(r#"{"model":"gpt-5.2","input":"q","reasoning":null,"temperature":0.2}"#));
+    // An OpenAI body's `top_k` is not OpenAI's to judge: as it came.
+    let top_k = br#"{"model":"fast","messages":[],"top_k":40}"#;
+    assert_eq!(rewrite(Api::OpenAiChat, top_k, "o3").as_deref(), Some(r#"{"model":"o3","messages":[],"top_k":40}"#));
+}
+
+#[test]
 fn anthropic_bodies_get_cache_breakpoints_only_when_asked() {
     let system = "rules ".repeat(1000);
     let body = serde_json::to_vec(&json!({"model": "claude-sonnet-4-6", "max_tokens": 10, "system": system,

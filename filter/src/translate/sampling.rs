@@ -1,4 +1,5 @@
-//! Claude's sampling parameters, left out where the model refuses them.
+//! Sampling parameters, left out where the model refuses them: Claude's
+//! newest models, and OpenAI's reasoning models at a reasoning effort.
 //!
 //! Opus 4.7 and later, and the Claude 5 models (Sonnet 5 and 5.5, Opus 5
 //! and 5.5, Fable), refuse `temperature` at any value but its default 1 and
@@ -18,6 +19,20 @@
 //! route, a fallback or the auto router, failed there: those members are
 //! left out instead, as OpenRouter and other gateways do. The models
 //! sample at their own settings either way; nothing is billed differently.
+//!
+//! OpenAI's reasoning models refuse a `temperature` other than 1 (400
+//! invalid_request_error, code `unsupported_value`, "Unsupported value:
+//! 'temperature' does not support 0.2 with this model. Only the default (1)
+//! value is supported.": real answers for gpt-5 in diffbot/code-gpt-docs#445,
+//! gpt-5-mini in QwenLM/qwen-code#921, gpt-5.4 in johny-b/llmcomp#69, gpt-5.5
+//! in BerriAI/litellm#32060) and `top_p` (gpt-5-nano,
+//! braintrustdata/lingua). GPT-5.1 and later take both at the effort
+//! `none` (OpenAI's GPT-5.1 parameter compatibility, as vercel/ai's
+//! `supportsNonReasoningParameters` reads it), which is the default of
+//! GPT-5.1 and GPT-5.2 only: probed live in BerriAI/litellm-docs#1064
+//! (gpt-5.2 takes `temperature: 0` unset and at `none`, refuses it at
+//! `medium`; gpt-5.5 refuses it unset). GPT-5 itself, the o-series, the
+//! `-pro` and Codex models and GPT-6 take them at no effort.
 
 use serde_json::Value;
 
@@ -29,6 +44,22 @@ pub fn taken_by(model: &str) -> bool {
         Some(None) => false,
         Some(Some(v)) => v < (4, 7) || (v < (5, 0) && !model.to_ascii_lowercase().contains("opus")),
     }
+}
+
+/// Whether an OpenAI-format `model` takes a client's `temperature` and
+/// `top_p` at the reasoning `effort` the request sends (`None`: the
+/// model's default). Every model that does not reason does (GPT-4, GPT-5's
+/// chat models, DeepSeek, any name this does not know as OpenAI's).
+pub fn openai_takes(model: &str, effort: Option<&str>) -> bool {
+    if !super::to_openai::openai_reasoning_model(model) {
+        return true;
+    }
+    let name = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
+    let Some((5, minor @ 1..)) = super::to_openai::gpt_version(&name) else { return false };
+    if name.contains("-pro") || name.contains("codex") {
+        return false;
+    }
+    effort.map_or(minor <= 2, |e| e == "none")
 }
 
 /// Whether the member `name` (its value `raw`, JSON text) is one such a
@@ -62,6 +93,19 @@ mod tests {
         for m in ["claude-sonnet-4-6", "claude-opus-4-6", "claude-haiku-4-5", "claude-sonnet-4-5-20250929", "claude-3-7-sonnet-20250219",
                   "gpt-5.4", "deepseek-chat", "glm-4.6", "gemini-3-pro"] {
             assert!(taken_by(m), "{m}");
+        }
+    }
+
+    #[test]
+    fn openais_reasoning_models_take_sampling_only_at_no_reasoning_from_gpt_5_1() {
+        for (m, effort) in [("gpt-4.1", Some("high")), ("gpt-4o", None), ("gpt-5-chat-latest", None), ("deepseek-chat", None), ("openai/gpt-5.1", None),
+                            ("gpt-5.2", None), ("gpt-5.2-2025-12-11", Some("none")), ("gpt-5.5", Some("none")), ("gpt-5.6-terra", Some("none")), ("GPT-5.4", Some("none"))] {
+            assert!(openai_takes(m, effort), "{m} {effort:?}");
+        }
+        for (m, effort) in [("gpt-5", None), ("gpt-5-mini", Some("minimal")), ("gpt-5-nano", Some("none")), ("o3", None), ("o4-mini", Some("low")),
+                            ("gpt-5.1", Some("low")), ("gpt-5.2", Some("medium")), ("gpt-5.4", None), ("openai/gpt-5.5", None), ("gpt-5.6-terra", None),
+                            ("gpt-5.2-pro", Some("none")), ("gpt-5.1-codex", Some("none")), ("gpt-6", Some("none")), ("gpt-6-sol", None)] {
+            assert!(!openai_takes(m, effort), "{m} {effort:?}");
         }
     }
 

@@ -180,7 +180,7 @@ fn strict_compatible(schema: &Value, depth: usize) -> bool {
 }
 
 /// The GPT version in a model name (`gpt-5.4-mini` 5.4, `openai/gpt-6-astra` 6.0).
-fn gpt_version(model: &str) -> Option<(u32, u32)> {
+pub(super) fn gpt_version(model: &str) -> Option<(u32, u32)> {
     let name = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
     let version = name.strip_prefix("gpt-")?.split('-').next()?.to_string();
     let mut parts = version.split('.');
@@ -425,11 +425,7 @@ fn chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap: (&str, u64), chat
                 }
             }
             "max_tokens" => {}
-            // OpenAI's reasoning models refuse `top_p` ("Unsupported parameter:
-            // 'top_p' is not supported with this model.", a real answer for
-            // gpt-5-nano in braintrustdata/lingua): left out for them, as it
-            // shapes nothing a reasoning model samples.
-            "top_p" if openai_reasoning_model(upstream_model) => {}
+            // (Left out below where the model refuses them at the effort sent.)
             "temperature" | "top_p" => {
                 out.insert(k.to_string(), v);
             }
@@ -498,6 +494,12 @@ fn chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap: (&str, u64), chat
     }
     if let Some(effort) = effort {
         out.insert("reasoning_effort".into(), Value::from(effort));
+    }
+    // OpenAI's reasoning models refuse a temperature other than 1 and any
+    // top_p unless they do not reason ([`super::sampling`]): left out, as
+    // they shape nothing such a model samples.
+    if !super::sampling::openai_takes(upstream_model, effort) {
+        out.retain(|k, v| !(matches!(k.as_str(), "temperature" | "top_p") && super::sampling::refused_value(k, v)));
     }
     if let Some(s) = system.filter(|s| !s.is_empty()) {
         msgs.insert(0, json!({"role": "system", "content": s}));

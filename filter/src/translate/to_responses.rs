@@ -255,9 +255,7 @@ pub fn chat_to_responses(chat: Map<String, Value>, upstream_model: &str, default
             "tool_choice" if !v.is_null() => {
                 out.insert("tool_choice".into(), tool_choice(v)?);
             }
-            // Refused by OpenAI's reasoning models (every Codex and -pro
-            // model is one), as the chat translation leaves it out for them.
-            "top_p" if super::to_openai::openai_reasoning_model(upstream_model) => {}
+            // (Left out below where the model refuses them.)
             "temperature" | "top_p" | "stream" | "parallel_tool_calls" | "user" | "prompt_cache_key" | "prompt_cache_retention" | "safety_identifier"
             | "service_tier" | "metadata" | "store" => {
                 if !v.is_null() {
@@ -273,6 +271,13 @@ pub fn chat_to_responses(chat: Map<String, Value>, upstream_model: &str, default
     }
     if !text.is_empty() {
         out.insert("text".into(), Value::Object(text));
+    }
+    // A temperature other than 1 and a top_p, refused by OpenAI's reasoning
+    // models (every Codex and -pro model is one) unless they do not reason
+    // (super::sampling), as the chat translation leaves them out.
+    let effort = out.get("reasoning").and_then(|r| r.get("effort")).and_then(Value::as_str);
+    if !super::sampling::openai_takes(upstream_model, effort) {
+        out.retain(|k, v| !(matches!(k.as_str(), "temperature" | "top_p") && super::sampling::refused_value(k, v)));
     }
     out.entry("store").or_insert(Value::Bool(false));
     out.entry("max_output_tokens").or_insert(Value::from(default_cap.max(16)));
@@ -422,8 +427,10 @@ mod tests {
             assert!(translate(json!({"messages": [m]})).is_err(), "arguments {args} are no JSON text: refused, not mended");
         }
         assert!(translate(json!({"tools": [{"type": "custom", "custom": {"name": "x"}}]})).is_err());
-        let r = translate(json!({"messages": [], "stop": null, "n": 1, "logprobs": false, "top_p": 0.9})).unwrap();
-        assert!(r.get("top_p").is_none(), "a reasoning model refuses it");
+        let r = translate(json!({"messages": [], "stop": null, "n": 1, "logprobs": false, "top_p": 0.9, "temperature": 0.2})).unwrap();
+        assert!(r.get("top_p").is_none() && r.get("temperature").is_none(), "a reasoning model refuses them");
+        let r = translate(json!({"messages": [], "temperature": 1})).unwrap();
+        assert_eq!(r["temperature"], 1, "its default: kept");
         assert_eq!(r["max_output_tokens"], 4096, "the gateway's cap when the client set none (the reservation's bound)");
     }
 

@@ -242,10 +242,11 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
     if let Some(msg) = strict.and_then(|f| f.get("schema")).and_then(|schema| crate::strict::strict_schema(name, schema)) {
         return Err((400, msg, None, None));
     }
-    // A real answer for gpt-5-nano (braintrustdata/lingua `topPReasoningModelParam`).
-    if m.get("top_p").is_some_and(|v| !v.is_null()) && crate::strict::openai_reasoning_model(&model) {
-        let r = crate::strict::unsupported_parameter("top_p", "");
-        return Err((r.status, r.message, Some("top_p"), r.code));
+    // As in chat (crate::strict's notes): a temperature other than 1, a top_p
+    // (a real answer for gpt-5-nano, braintrustdata/lingua `topPReasoningModelParam`).
+    let effort = m.get("reasoning").and_then(|r| r.get("effort")).and_then(Value::as_str);
+    if let Some(r) = crate::strict::openai_sampling(&model, effort, m) {
+        return Err((r.status, r.message, r.param.as_deref().and_then(|p| ["temperature", "top_p"].into_iter().find(|k| *k == p)), r.code));
     }
     let cap = match m.get("max_output_tokens") {
         None | Some(Value::Null) => u64::MAX,
@@ -630,6 +631,10 @@ mod tests {
         let e = plan(&obj(json!({"model": "gpt-4.1", "input": "x", "reasoning": {"effort": "low"}})), 12, 0, 0).err().unwrap();
         assert_eq!((e.1.as_str(), e.2, e.3), ("Unsupported parameter: 'reasoning.effort' is not supported with this model.", Some("reasoning.effort"), Some("unsupported_parameter")));
         assert!(plan(&obj(json!({"model": "gpt-5.4", "input": "x", "reasoning": {"effort": "low"}})), 12, 0, 0).is_ok());
+        let e = plan(&obj(json!({"model": "gpt-5.2", "input": "x", "reasoning": {"effort": "low"}, "temperature": 0.2})), 12, 0, 0).err().unwrap();
+        assert_eq!((e.2, e.3), (Some("temperature"), Some("unsupported_value")));
+        assert!(plan(&obj(json!({"model": "gpt-5.2", "input": "x", "temperature": 0.2, "top_p": 0.9})), 12, 0, 0).is_ok(), "its default effort is none");
+        assert_eq!(plan(&obj(json!({"model": "o4-mini", "input": "x", "top_p": 0.9})), 12, 0, 0).err().unwrap().2, Some("top_p"));
     }
 
     #[test]

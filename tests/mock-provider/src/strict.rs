@@ -57,6 +57,19 @@
 //!   'top_p' is not supported with this model."` (a real answer for
 //!   gpt-5-nano recorded in braintrustdata/lingua
 //!   `payloads/snapshots/topPReasoningModelParam`).
+//! - OpenAI's reasoning models refuse a `temperature` other than 1:
+//!   `400 "Unsupported value: 'temperature' does not support 0.2 with this
+//!   model. Only the default (1) value is supported."`, `param`
+//!   `temperature`, `code` `unsupported_value` (real answers for gpt-5 in
+//!   diffbot/code-gpt-docs#445, gpt-5-mini in QwenLM/qwen-code#921, gpt-5.4
+//!   in johny-b/llmcomp#69, gpt-5.5 in BerriAI/litellm#32060). GPT-5.1 and
+//!   later take it, and `top_p`, at the reasoning effort `none` (vercel/ai's
+//!   `supportsNonReasoningParameters`, after OpenAI's GPT-5.1 parameter
+//!   compatibility), the default of GPT-5.1 and GPT-5.2 only (probed live in
+//!   BerriAI/litellm-docs#1064: gpt-5.2 takes `temperature: 0` unset and at
+//!   `none`, refuses it at `medium`; gpt-5.5 refuses it unset). GPT-5.4's
+//!   default is taken as reasoning too (llmcomp#69's refusal; the effort it
+//!   sent is not known): the stricter reading.
 //! - GPT-5.2 and later refuse function tools beside a reasoning effort in
 //!   chat completions: `400 "Function tools with reasoning_effort are not
 //!   supported for gpt-5.4-mini in /v1/chat/completions. Please use
@@ -318,6 +331,36 @@ pub fn openai_plain_model(model: &str) -> bool {
 pub fn openai_reasoning_model(model: &str) -> bool {
     let o_series = model.strip_prefix('o').is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
     o_series || ((model.starts_with("gpt-5") || model.starts_with("gpt-6")) && !openai_plain_model(model))
+}
+
+/// Whether an OpenAI model takes a `temperature` other than 1 and a
+/// `top_p` at reasoning `effort` (`None`: its default): every model that
+/// does not reason; GPT-5.1 and later (not `-pro`, not Codex, not GPT-6) at
+/// `none`, the default of 5.1 and 5.2 (sources in the module's notes).
+pub fn openai_samples(model: &str, effort: Option<&str>) -> bool {
+    if !openai_reasoning_model(model) {
+        return true;
+    }
+    let minor = model.strip_prefix("gpt-5.").and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()).and_then(|d| d.parse::<u32>().ok());
+    match minor {
+        Some(m) if m >= 1 && !model.contains("-pro") && !model.contains("codex") => effort.map_or(m <= 2, |e| e == "none"),
+        _ => false,
+    }
+}
+
+/// The refusal of a sampling member an OpenAI model does not take at the
+/// request's effort (`req`: chat's `reasoning_effort` or the Responses
+/// API's `reasoning.effort`, read by the caller): a `temperature` other
+/// than 1, any `top_p`.
+pub fn openai_sampling(model: &str, effort: Option<&str>, req: &Map<String, Value>) -> Option<Refusal> {
+    if openai_samples(model, effort) {
+        return None;
+    }
+    if let Some(t) = req.get("temperature").filter(|t| t.as_f64().is_some_and(|t| t != 1.0)) {
+        let message = format!("Unsupported value: 'temperature' does not support {t} with this model. Only the default (1) value is supported.");
+        return Some(refuse(400, message, Some("temperature"), Some("unsupported_value")));
+    }
+    req.get("top_p").is_some_and(|v| !v.is_null()).then(|| unsupported_parameter("top_p", ""))
 }
 
 /// OpenAI's models served only by the Responses API: the Codex models, the
@@ -635,8 +678,10 @@ pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: Option<&str>) -> 
             if given("reasoning_effort") && openai_plain_model(model) {
                 return Err(unsupported_parameter("reasoning_effort", ""));
             }
-            if given("top_p") && openai_reasoning_model(model) {
-                return Err(unsupported_parameter("top_p", ""));
+            if dialect == Dialect::OpenAi {
+                if let Some(r) = openai_sampling(model, req.get("reasoning_effort").and_then(Value::as_str), req) {
+                    return Err(r);
+                }
             }
             if let Some(r) = openai_tools_with_reasoning(model, req).filter(|_| dialect == Dialect::OpenAi) {
                 return Err(r);
@@ -959,6 +1004,20 @@ mod tests {
         let top_p = chat("gpt-5-nano", json!({"top_p": 0.9, "tools": null})).unwrap();
         assert_eq!(top_p.0, "Unsupported parameter: 'top_p' is not supported with this model.");
         assert!(chat("gpt-4.1", json!({"top_p": 0.9})).is_none());
+        let temperature = chat("gpt-5.5", json!({"temperature": 0.2, "tools": null})).unwrap();
+        assert_eq!(temperature, ("Unsupported value: 'temperature' does not support 0.2 with this model. Only the default (1) value is supported.".into(), Some("temperature".into())));
+        for (model, extra) in [("gpt-5.5", json!({"temperature": 1})), ("gpt-5.5", json!({"reasoning_effort": "none", "temperature": 0.2})),
+                               ("gpt-5.2", json!({"temperature": 0, "top_p": 0.5})), ("gpt-4.1", json!({"temperature": 0}))] {
+            let mut body = json!({"tools": null});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            assert!(chat(model, body.clone()).is_none(), "{model} {body}");
+        }
+        for (model, extra) in [("gpt-5.2", json!({"reasoning_effort": "medium", "temperature": 0})), ("gpt-5", json!({"reasoning_effort": "minimal", "temperature": 0.5})),
+                               ("o3", json!({"temperature": 0})), ("gpt-5.2-pro", json!({"reasoning_effort": "none", "top_p": 1}))] {
+            let mut body = json!({"tools": null});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            assert!(chat(model, body.clone()).is_some(), "{model} {body}");
+        }
     }
 
     #[test]

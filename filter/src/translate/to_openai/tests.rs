@@ -174,6 +174,29 @@ fn what_a_recorded_anthropic_request_carries_reaches_an_openai_model() {
 }
 
 #[test]
+fn a_temperature_reaches_an_openai_reasoning_model_only_where_it_does_not_reason() {
+    let ask = |extra: Value| {
+        let mut b = json!({"model": "m", "max_tokens": 100, "temperature": 0.2, "top_p": 0.9, "messages": [{"role": "user", "content": "hi"}]});
+        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let sampled = |v: &Value| (v.get("temperature").cloned(), v.get("top_p").cloned());
+    // gpt-5.5 and gpt-5 reason by default: neither goes.
+    for m in ["openai/gpt-5.5", "gpt-5-mini", "o4-mini"] {
+        assert_eq!(sampled(&tr_for(m, ask(json!({}))).unwrap()), (None, None), "{m}");
+    }
+    // gpt-5.2 does not unless thinking asks it to.
+    assert_eq!(sampled(&tr_for("gpt-5.2", ask(json!({}))).unwrap()), (Some(json!(0.2)), Some(json!(0.9))));
+    let thinking = tr_for("gpt-5.2", ask(json!({"thinking": {"type": "enabled", "budget_tokens": 2048}, "temperature": 1}))).unwrap();
+    assert_eq!((sampled(&thinking), &thinking["reasoning_effort"]), ((Some(json!(1)), None), &json!("low")), "1 is the default: kept");
+    // GPT-5.6 with tools is sent at `none`: it takes them.
+    let tools = json!({"tools": [{"name": "Read", "input_schema": {"type": "object"}}]});
+    let v = tr_for("gpt-5.6-terra", ask(tools)).unwrap();
+    assert_eq!((sampled(&v), &v["reasoning_effort"]), ((Some(json!(0.2)), Some(json!(0.9))), &json!("none")));
+    assert_eq!(sampled(&tr_for("gpt-4.1", ask(json!({}))).unwrap()), (Some(json!(0.2)), Some(json!(0.9))));
+}
+
+#[test]
 fn a_document_becomes_a_file_part() {
     let doc = |source: Value| tr(json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": [
         {"type": "document", "source": source, "title": "report.pdf"}, {"type": "text", "text": "Summarise"}]}]}));
