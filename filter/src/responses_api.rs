@@ -106,7 +106,7 @@ pub(crate) struct ResponseObject {
     /// The tier that served it ([`crate::served`]).
     #[serde(default)]
     service_tier: Word,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::object")]
     usage: Option<ResponsesUsage>,
     #[serde(default)]
     output: Option<Vec<OutputItem>>,

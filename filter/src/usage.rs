@@ -146,6 +146,34 @@ fn lenient<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resul
     })
 }
 
+/// A usage object, read only from a JSON object (or `null`, none): serde's
+/// derive also reads a struct from an array, its fields by position, so a
+/// provider's `"usage": [900, 5]` read as 900 input tokens and 5 output. An
+/// array now fails the read as a string always did (the usage is then
+/// estimated, as for any answer whose usage cannot be read).
+pub(crate) fn object<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    struct Object<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Object<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object or null")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    d.deserialize_option(Object(std::marker::PhantomData))
+}
+
 /// An `iterations` entry's kind: only the ones read apart (no allocation per entry).
 #[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
 enum IterationKind {
@@ -294,7 +322,7 @@ struct OpenAiBody {
     model: Option<String>,
     #[serde(default)]
     service_tier: Word,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     usage: Option<OpenAiUsage>,
 }
 
@@ -302,7 +330,7 @@ struct OpenAiBody {
 struct AnthropicBody {
     #[serde(default)]
     model: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     usage: Option<AnthropicUsage>,
     #[serde(default, deserialize_with = "crate::fingerprint::diagnosis")]
     diagnostics: Option<crate::fingerprint::Diagnosis>,
@@ -504,7 +532,7 @@ struct OpenAiChunk<'a> {
     model: Option<Text<'a>>,
     #[serde(default)]
     service_tier: Word,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     usage: Option<OpenAiUsage>,
     #[serde(default, borrow)]
     choices: Vec<OpenAiChoice<'a>>,
@@ -514,7 +542,7 @@ struct OpenAiChunk<'a> {
 struct AnthropicMessage {
     #[serde(default)]
     model: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     usage: Option<AnthropicUsage>,
     #[serde(default, deserialize_with = "crate::fingerprint::diagnosis")]
     diagnostics: Option<crate::fingerprint::Diagnosis>,
@@ -536,7 +564,7 @@ struct AnthropicEvent {
     kind: String,
     #[serde(default)]
     message: Option<AnthropicMessage>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     usage: Option<AnthropicUsage>,
     #[serde(default)]
     delta: Option<AnthropicDelta>,

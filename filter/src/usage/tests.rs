@@ -128,6 +128,24 @@ fn null_details_are_zero() {
 }
 
 #[test]
+fn a_usage_is_read_only_from_an_object_never_from_an_array_by_position() {
+    // serde's derive read `[900, 5]` as prompt_tokens 900, completion_tokens 5.
+    for (api, body) in [(Api::OpenAiChat, &br#"{"model":"m","usage":[900,5]}"#[..]), (Api::AnthropicMessages, br#"{"model":"m","usage":[900,5]}"#),
+                        (Api::OpenAiResponses, br#"{"id":"r","model":"m","usage":[900,5,905]}"#)] {
+        assert_eq!(parse_json_response(api, body).usage, None, "{api:?}");
+    }
+    for (api, body) in [(Api::OpenAiChat, &br#"{"usage":null}"#[..]), (Api::AnthropicMessages, br#"{"usage":null}"#)] {
+        assert_eq!(parse_json_response(api, body).usage, None, "{api:?}: null is no usage");
+    }
+    let u = parse_json_response(Api::OpenAiChat, br#"{"usage":{"prompt_tokens":900,"completion_tokens":5}}"#).usage.unwrap();
+    assert_eq!((u.input_tokens, u.output_tokens), (900, 5));
+    // In a stream: an array-shaped usage chunk is no usage either.
+    let mut t = StreamTracker::new(Api::OpenAiChat, false);
+    t.push(b"data: {\"choices\":[],\"usage\":[900,5]}\n\ndata: [DONE]\n\n");
+    assert_eq!(t.summary().usage, None);
+}
+
+#[test]
 fn anthropic_json_usage_counts_cache_in_input() {
     let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[],
         "usage":{"input_tokens":50,"cache_creation_input_tokens":200,"cache_read_input_tokens":1000,"output_tokens":40}}"#;
