@@ -441,6 +441,10 @@ pub fn usage_member(api: Api) -> &'static [u8] {
 }
 
 pub fn usage_from_value(api: Api, v: serde_json::Value) -> Option<Usage> {
+    if !v.is_object() {
+        // (Never a struct read from an array by position: [`object`].)
+        return None;
+    }
     match api {
         Api::OpenAiResponses | Api::OpenAiDecisions => crate::responses_api::usage_from_value(v),
         Api::GeminiGenerateContent | Api::GeminiEmbedContent => crate::gemini::usage_from_value(v),
@@ -456,6 +460,9 @@ pub fn usage_from_value(api: Api, v: serde_json::Value) -> Option<Usage> {
 
 /// Anthropic's advisor calls in a `usage` object found on its own.
 pub fn advisor_from_value(api: Api, v: &serde_json::Value) -> Option<Usage> {
+    if !v.is_object() {
+        return None;
+    }
     match api {
         Api::AnthropicMessages => AnthropicUsage::deserialize(v).ok()?.advisor(),
         _ => None,

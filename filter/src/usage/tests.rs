@@ -139,6 +139,10 @@ fn a_usage_is_read_only_from_an_object_never_from_an_array_by_position() {
     }
     let u = parse_json_response(Api::OpenAiChat, br#"{"usage":{"prompt_tokens":900,"completion_tokens":5}}"#).usage.unwrap();
     assert_eq!((u.input_tokens, u.output_tokens), (900, 5));
+    // A usage found on its own (a big event's tail, a translation) the same.
+    for api in [Api::OpenAiChat, Api::AnthropicMessages, Api::OpenAiResponses, Api::GeminiGenerateContent] {
+        assert_eq!(crate::usage::usage_from_value(api, serde_json::json!([900, 5, 905])), None, "{api:?}");
+    }
     // In a stream: an array-shaped usage chunk is no usage either.
     let mut t = StreamTracker::new(Api::OpenAiChat, false);
     t.push(b"data: {\"choices\":[],\"usage\":[900,5]}\n\ndata: [DONE]\n\n");
