@@ -66,7 +66,7 @@ pub fn allowed(key: &crate::config::KeyInfo) -> Result<(), GatewayError> {
 /// `tollgate_*` metadata member, metadata with no room for the three.
 pub fn tag(body: &[u8], owner: &Owner) -> Result<(Vec<u8>, Api), GatewayError> {
     let members = crate::owned::members_once(body)?;
-    let endpoint = match members.0.iter().find(|(k, _)| k == "endpoint").map(|(_, v)| serde_json::from_str::<String>(v.get())) {
+    let endpoint = match members.get("endpoint").map(serde_json::from_str::<String>) {
         None => return Err(GatewayError::bad_request("missing_required_parameter", "Missing required parameter: 'endpoint'.").with_param("endpoint")),
         Some(Ok(e)) => e,
         Some(Err(_)) => return Err(GatewayError::bad_request("invalid_type", "Invalid type for 'endpoint': expected a string.").with_param("endpoint")),

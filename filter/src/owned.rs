@@ -64,7 +64,7 @@ pub(crate) fn members_once(body: &[u8]) -> Result<Members<'_>, GatewayError> {
 /// with no room for Tollgate's. `what` names the object in the messages
 /// (`batch`, `response`).
 pub(crate) fn with_owner(members: &Members<'_>, owner: &Owner, extra: &[(&str, String)], what: &str) -> Result<Vec<u8>, GatewayError> {
-    let raw = members.0.iter().find(|(k, _)| k == "metadata").map(|(_, v)| v.get());
+    let raw = members.get("metadata");
     let mut metadata: Vec<(String, String)> = match raw {
         None | Some("null") => Vec::new(),
         Some(m) => metadata_of(m)?,

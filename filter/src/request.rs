@@ -20,6 +20,14 @@ pub use endpoint::{azure_deployment, classify_path, model_path_id, path_without_
 /// Top-level members of a JSON object, in order, values as raw JSON.
 pub(crate) struct Members<'a>(pub(crate) Vec<(String, &'a RawValue)>);
 
+impl Members<'_> {
+    /// The raw JSON text of the member `name`, the first if given twice (a
+    /// parsed body has none twice: `duplicate_key`).
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.get())
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for Members<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -606,7 +614,7 @@ impl ParsedBody<'_> {
         if self.api != Api::AnthropicMessages {
             return Fit::Keep;
         }
-        let raw = |name: &str| self.members.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.get());
+        let raw = |name: &str| self.members.get(name);
         let Some(t) = raw("thinking") else {
             return Fit::Keep;
         };
@@ -637,8 +645,8 @@ impl ParsedBody<'_> {
     /// `top_p` refused by gpt-5-nano); Claude's newest models are spared it
     /// whoever named them, as they refuse what every older client sends.
     fn samples(&self, upstream_model: &str) -> bool {
-        let raw = |name: &str| self.members.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.get());
-        let bare = |m: &str| m.rsplit('/').next().unwrap_or(m).to_ascii_lowercase();
+        let raw = |name: &str| self.members.get(name);
+        let bare = crate::translate::bare_model;
         let effort = match self.api {
             Api::AnthropicMessages => return crate::translate::sampling::taken_by(upstream_model),
             _ if bare(&self.request.model) == bare(upstream_model) => return true,
@@ -724,7 +732,7 @@ impl ParsedBody<'_> {
         let cap = add_cap.or(moved_cap);
         let cache = match opts.auto_cache.filter(|_| self.api == Api::AnthropicMessages) {
             Some(ac) => {
-                let raw = |name: &str| self.members.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.get());
+                let raw = |name: &str| self.members.get(name);
                 raw("messages").and_then(|m| crate::caching::plan(raw("tools"), raw("system"), m, ac)).map(|(c, _)| c)
             }
             None => None,

@@ -40,7 +40,7 @@ pub const MAX_BATCH: usize = 100;
 /// `requests` as 1 to [`MAX_BATCH`] objects, each with a `content` and at
 /// most one `model`. The rest is the provider's to refuse.
 pub fn check(members: &Members<'_>, batch: bool) -> Result<(), GatewayError> {
-    let member = |name: &str| members.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.get());
+    let member = |name: &str| members.get(name);
     if !batch {
         return match member("content") {
             Some(_) => Ok(()),

@@ -54,7 +54,7 @@ pub fn openai_takes(model: &str, effort: Option<&str>) -> bool {
     if !super::to_openai::openai_reasoning_model(model) {
         return true;
     }
-    let name = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
+    let name = super::bare_model(model);
     let Some((5, minor @ 1..)) = super::to_openai::gpt_version(&name) else { return false };
     if name.contains("-pro") || name.contains("codex") {
         return false;

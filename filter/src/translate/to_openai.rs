@@ -119,7 +119,7 @@ fn reasoning_effort(thinking: Option<&Value>, config: Option<&Value>) -> Result<
 /// looked past. Any other model (o-series, GPT-5, DeepSeek, Gemini, models
 /// this list does not know) gets the effort.
 fn takes_reasoning_effort(model: &str) -> bool {
-    let name = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
+    let name = super::bare_model(model);
     let chat_only = name.starts_with("gpt-5") && name.contains("-chat");
     !(chat_only || ["gpt-4", "gpt-3.5", "chatgpt-"].iter().any(|family| name.starts_with(family)))
 }
@@ -127,7 +127,7 @@ fn takes_reasoning_effort(model: &str) -> bool {
 /// OpenAI's reasoning models (the o-series, GPT-5 and later but their
 /// chat models), by name past a router's prefix.
 pub(super) fn openai_reasoning_model(model: &str) -> bool {
-    let name = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
+    let name = super::bare_model(model);
     let o_series = name.strip_prefix('o').is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
     o_series || (gpt_version(&name).is_some_and(|v| v >= (5, 0)) && takes_reasoning_effort(&name))
 }
@@ -181,7 +181,7 @@ fn strict_compatible(schema: &Value, depth: usize) -> bool {
 
 /// The GPT version in a model name (`gpt-5.4-mini` 5.4, `openai/gpt-6-astra` 6.0).
 pub(super) fn gpt_version(model: &str) -> Option<(u32, u32)> {
-    let name = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
+    let name = super::bare_model(model);
     let version = name.strip_prefix("gpt-")?.split('-').next()?.to_string();
     let mut parts = version.split('.');
     let major = parts.next()?.parse().ok()?;
