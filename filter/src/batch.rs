@@ -87,10 +87,10 @@ pub fn tag(body: &[u8], owner: &Owner) -> Result<(Vec<u8>, Api), GatewayError> {
 #[derive(Deserialize)]
 struct BatchUsage {
     input_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::object")]
     input_tokens_details: Option<InputDetails>,
     output_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::object")]
     output_tokens_details: Option<OutputDetails>,
 }
 
@@ -116,7 +116,7 @@ struct BatchObject {
     #[serde(default)]
     model: Option<String>,
     status: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::object")]
     usage: Option<BatchUsage>,
     #[serde(default)]
     metadata: Option<BTreeMap<String, Option<String>>>,

@@ -205,7 +205,7 @@ const MAX_QUERIES: usize = 10_000;
 pub(crate) struct GenerateResponse {
     #[serde(default)]
     candidates: Vec<Candidate>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::object")]
     usage_metadata: Option<UsageMetadata>,
     #[serde(default)]
     pub model_version: Option<String>,
@@ -239,6 +239,8 @@ impl GenerateResponse {
 
 /// Usage from a `usageMetadata` object found on its own (the tail of a large body).
 pub(crate) fn usage_from_value(v: serde_json::Value) -> Option<Usage> {
+    // (Never read from an array by position: [`crate::usage::object`].)
+    v.is_object().then_some(())?;
     serde_json::from_value::<UsageMetadata>(v).ok().map(|u| u.normalise())
 }
 
@@ -254,7 +256,7 @@ pub(crate) fn embed_usage(body: &[u8]) -> Option<Usage> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct EmbedResponse {
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::usage::object")]
         usage_metadata: Option<UsageMetadata>,
     }
     let u = serde_json::from_slice::<EmbedResponse>(body).ok()?.usage_metadata?;

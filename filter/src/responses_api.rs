@@ -51,11 +51,11 @@ struct OutputDetails {
 pub(crate) struct ResponsesUsage {
     #[serde(default)]
     input_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::object")]
     input_tokens_details: Option<InputDetails>,
     #[serde(default)]
     output_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::object")]
     output_tokens_details: Option<OutputDetails>,
 }
 
@@ -111,7 +111,7 @@ pub(crate) struct ResponseObject {
     #[serde(default)]
     output: Option<Vec<OutputItem>>,
     /// Hosted tools' usage, apart from `usage` (`tool_usage.image_gen`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::object")]
     tool_usage: Option<ToolUsage>,
 }
 
@@ -119,7 +119,7 @@ pub(crate) struct ResponseObject {
 struct ToolUsage {
     #[serde(default)]
     image_gen: Option<serde_json::Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::object")]
     web_search: Option<WebSearchUsage>,
 }
 

@@ -39,9 +39,9 @@ struct OpenAiUsage {
     prompt_tokens: Option<u64>,
     #[serde(default)]
     completion_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     prompt_tokens_details: Option<Details>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     completion_tokens_details: Option<Details>,
     #[serde(default)]
     prompt_cache_hit_tokens: Option<u64>,
@@ -101,13 +101,13 @@ struct AnthropicUsage {
     #[serde(default)]
     cache_read_input_tokens: Option<u64>,
     /// The split of cache writes by lifetime (5 minutes / 1 hour).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     cache_creation: Option<CacheCreation>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     server_tool_use: Option<ServerToolUse>,
     /// `thinking_tokens`: reasoning, as OpenAI's `reasoning_tokens`. A
     /// detail: one of another shape is no thinking, never a usage lost.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient_object")]
     output_tokens_details: Option<ThinkingDetails>,
     /// `"standard"` or `"fast"` ([`crate::served`]).
     #[serde(default)]
@@ -172,6 +172,26 @@ pub(crate) fn object<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D
         }
     }
     d.deserialize_option(Object(std::marker::PhantomData))
+}
+
+/// A `T` read only from a JSON object, as [`object`] reads one (for a
+/// member read inside another reader: [`lenient_object`], a list's entries).
+pub(crate) struct Map<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Map<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match object(d)? {
+            Some(v) => Ok(Map(v)),
+            None => Err(serde::de::Error::invalid_type(serde::de::Unexpected::Unit, &"an object")),
+        }
+    }
+}
+
+/// A detail read when it is an object of the expected shape and `None`
+/// otherwise, an array among the others ([`lenient`] alone reads a struct
+/// from an array by position).
+fn lenient_object<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    Ok(lenient::<D, Map<T>>(d)?.map(|Map(v)| v))
 }
 
 /// An `iterations` entry's kind: only the ones read apart (no allocation per entry).
@@ -240,11 +260,11 @@ fn iterations<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Iteration
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Listed {
-        Iterations(Vec<AnthropicUsage>),
+        Iterations(Vec<Map<AnthropicUsage>>),
         Other(serde::de::IgnoredAny),
     }
     let Some(Listed::Iterations(items)) = Option::<Listed>::deserialize(d)? else { return Ok(None) };
-    Ok(Some(items.iter().fold(Iterations::default(), |mut it, i| {
+    Ok(Some(items.iter().fold(Iterations::default(), |mut it, Map(i)| {
         match i.kind {
             IterationKind::Compaction => it.compaction = sum(it.compaction, i.normalise()),
             IterationKind::Advisor => it.advisor = Some(sum(it.advisor.unwrap_or_default(), i.normalise())),

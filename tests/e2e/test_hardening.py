@@ -363,11 +363,13 @@ def test_an_unreadable_encoding_is_estimated_never_free(client):
 
 
 @pytest.mark.parametrize("usage", ["none", '{"prompt_tokens":1e30,"completion_tokens":5}',
-                                   '{"prompt_tokens":12.5,"completion_tokens":400}', '"lots"'])
+                                   '{"prompt_tokens":12.5,"completion_tokens":400}', '"lots"', '[900,5]'])
 def test_an_answer_whose_usage_cannot_be_read_is_charged_its_output_too(client, usage):
     """A 200 with no usage the filter can read (none, a count past u64, a
-    float, a string) was charged only the input estimate: its output, which
-    the provider billed, counted zero. It is estimated from the body."""
+    float, a string, an array that serde's derive read by position as 900
+    input and 5 output tokens) was charged only the input estimate, or the
+    array's numbers: its output, which the provider billed, counted zero.
+    It is estimated from the body."""
     for api in ("chat", "messages"):
         r = getattr(client, api)("openai/gpt-5.4" if api == "chat" else "anthropic/claude-sonnet-4-6",
                                  headers={"x-mock-usage-json": usage, "x-mock-output-tokens": "400"})
@@ -376,6 +378,26 @@ def test_an_answer_whose_usage_cannot_be_read_is_charged_its_output_too(client, 
         assert (rec["usage_source"], rec["error_code"]) == ("estimated", "usage_missing"), rec
         assert rec["usage"]["output_tokens"] == -(-len(r.content) // 4) > 200, (rec["usage"], len(r.content))
         assert rec["cost_micros"] == int(r.headers["x-tollgate-cost-micros"]) > 0
+
+
+@pytest.mark.parametrize("api,usage", [
+    ("chat", '{"prompt_tokens":900,"completion_tokens":5,"prompt_tokens_details":[800]}'),
+    ("chat", '{"prompt_tokens":900,"completion_tokens":5,"completion_tokens_details":[null,5]}'),
+    ("messages", '{"input_tokens":900,"output_tokens":5,"cache_creation":[0,900]}'),
+    ("messages", '{"input_tokens":900,"output_tokens":5,"server_tool_use":[40]}'),
+])
+def test_a_usage_detail_given_as_an_array_is_estimated_never_read_by_position(client, api, usage):
+    """A detail of the usage that is an array (`"prompt_tokens_details":
+    [800]` was 800 cached tokens at the cache's price, `"cache_creation":
+    [0, 900]` an hour's cache writes) makes the usage unreadable, as a
+    string there always did: the answer is estimated from its body."""
+    r = getattr(client, api)("openai/gpt-5.4" if api == "chat" else "anthropic/claude-sonnet-4-6",
+                             headers={"x-mock-usage-json": usage, "x-mock-output-tokens": "400"})
+    assert r.status_code == 200 and usage in r.text, r.text
+    rec = client.record(r.headers["x-tollgate-request-id"])
+    assert (rec["usage_source"], rec["error_code"]) == ("estimated", "usage_missing"), rec
+    assert rec["usage"]["output_tokens"] == -(-len(r.content) // 4) > 200, (rec["usage"], len(r.content))
+    assert rec["usage"].get("cached_input_tokens", 0) == 0 and rec["usage"].get("cache_write_tokens", 0) == 0, rec["usage"]
 
 
 def test_two_authorization_headers_are_refused_as_several_keys(stack):

@@ -129,6 +129,18 @@ fn a_batch_not_ended_or_not_ours_or_unreadable_charges_nothing() {
 }
 
 #[test]
+fn a_batch_usage_or_detail_given_as_an_array_is_never_read_by_position() {
+    // serde's derive read `[1500, 500]` as 1,500 input tokens and 500
+    // output, and `[1024]` as 1,024 cached: unreadable now, as a string is.
+    for usage in [json!([1500, 500]), json!({"input_tokens": 1500, "output_tokens": 500, "input_tokens_details": [1024]}),
+                  json!({"input_tokens": 1500, "output_tokens": 500, "output_tokens_details": [300]})] {
+        assert_eq!(charged(&batch("completed", json!({"usage": usage}))), None, "{usage}");
+    }
+    let u = charged(&batch("completed", json!({"usage": {"input_tokens": 1500, "output_tokens": 500}}))).unwrap().usage;
+    assert_eq!((u.input_tokens, u.cached_input_tokens, u.output_tokens), (1500, 0, 500));
+}
+
+#[test]
 fn hostile_counts_are_bounded_and_parts_never_exceed_their_totals() {
     let c = charged(&batch("completed", json!({"usage": {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 99},
         "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 50}, "total_tokens": 15}}))).unwrap();

@@ -42,7 +42,7 @@ struct AudioUsage {
     input_tokens: Option<u64>,
     #[serde(default)]
     output_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::object")]
     input_token_details: Option<Details>,
 }
 
@@ -92,6 +92,8 @@ pub fn from_body(body: &[u8]) -> Option<Usage> {
 
 /// A `usage` object found on its own (the tail of an answer too large to hold).
 pub fn from_value(v: serde_json::Value) -> Option<Usage> {
+    // (Never read from an array by position: [`crate::usage::object`].)
+    v.is_object().then_some(())?;
     serde_json::from_value::<AudioUsage>(v).ok()?.usage()
 }
 

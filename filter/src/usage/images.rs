@@ -38,13 +38,13 @@ struct CachedDetails {
 struct ImagesUsage {
     input_tokens: u64,
     output_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::object")]
     output_tokens_details: Option<Details>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::object")]
     input_tokens_details: Option<Details>,
     #[serde(default)]
     cached_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::object")]
     cached_tokens_details: Option<CachedDetails>,
 }
 
@@ -71,6 +71,7 @@ impl From<ImagesUsage> for Usage {
 pub fn from_body(body: &[u8]) -> Option<Usage> {
     #[derive(Deserialize)]
     struct Body {
+        #[serde(default, deserialize_with = "crate::usage::object")]
         usage: Option<ImagesUsage>,
     }
     serde_json::from_slice::<Body>(body).ok()?.usage.map(Usage::from)
@@ -78,6 +79,8 @@ pub fn from_body(body: &[u8]) -> Option<Usage> {
 
 /// A `usage` object found on its own (the tail of an answer or an event too large to hold).
 pub fn from_value(v: serde_json::Value) -> Option<Usage> {
+    // (Never read from an array by position: [`crate::usage::object`].)
+    v.is_object().then_some(())?;
     serde_json::from_value::<ImagesUsage>(v).ok().map(Usage::from)
 }
 

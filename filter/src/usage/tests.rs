@@ -150,6 +150,63 @@ fn a_usage_is_read_only_from_an_object_never_from_an_array_by_position() {
 }
 
 #[test]
+fn a_usage_detail_is_read_only_from_an_object_never_from_an_array_by_position() {
+    use serde_json::json;
+    // A detail that is an array fails the usage as a string always did
+    // (the record is then estimated): `[800]` was 800 cached tokens.
+    for (api, detail, array) in [
+        (Api::OpenAiChat, "prompt_tokens_details", json!([800])),
+        (Api::OpenAiChat, "completion_tokens_details", json!([null, 5])),
+        (Api::AnthropicMessages, "cache_creation", json!([0, 900])),
+        (Api::AnthropicMessages, "server_tool_use", json!([40])),
+        (Api::OpenAiResponses, "input_tokens_details", json!([800])),
+        (Api::OpenAiResponses, "output_tokens_details", json!([5])),
+        (Api::OpenAiImages, "input_tokens_details", json!([null, 900])),
+        (Api::OpenAiTranscriptions, "input_token_details", json!([null, 10])),
+    ] {
+        let with = |v: serde_json::Value| {
+            let mut u = match api {
+                Api::OpenAiChat => json!({"prompt_tokens": 900, "completion_tokens": 5}),
+                Api::OpenAiTranscriptions => json!({"type": "tokens", "input_tokens": 900, "output_tokens": 5}),
+                _ => json!({"input_tokens": 900, "output_tokens": 5}),
+            };
+            u[detail] = v;
+            u
+        };
+        let (usage, as_string, as_object) = (with(array), with(json!("text")), with(json!({})));
+        let body = |u: &serde_json::Value| json!({"model": "m", "usage": u}).to_string();
+        assert_eq!(parse_json_response(api, body(&usage).as_bytes()).usage, None, "{api:?} {usage}");
+        assert_eq!(parse_json_response(api, body(&as_string).as_bytes()).usage, None, "{api:?} {as_string}");
+        assert_eq!(crate::usage::usage_from_value(api, usage.clone()), None, "{api:?} {usage} on its own");
+        let read = parse_json_response(api, body(&as_object).as_bytes()).usage;
+        assert_eq!(read.map(|u| (u.input_tokens, u.output_tokens)), Some((900, 5)), "{api:?} {as_object}");
+    }
+    // Anthropic's thinking detail is lenient: of another shape, no thinking; the usage still counts.
+    let u = parse_json_response(Api::AnthropicMessages, br#"{"usage":{"input_tokens":900,"output_tokens":50,"output_tokens_details":[40]}}"#).usage.unwrap();
+    assert_eq!((u.input_tokens, u.output_tokens, u.reasoning_tokens), (900, 50, 0));
+    // An `iterations` entry given as an array was an advisor's or a compaction's
+    // tokens by position; the list is now ignored, the top level still counts.
+    let entry = json!([100, 100, null, null, null, null, null, null, null, "advisor_message"]);
+    let top = json!({"input_tokens": 900, "output_tokens": 50, "iterations": [entry]});
+    assert_eq!(crate::usage::advisor_from_value(Api::AnthropicMessages, &top), None);
+    let compaction = json!({"input_tokens": 900, "output_tokens": 50, "iterations": [[100, 100, null, null, null, null, null, null, null, "compaction"]]});
+    let u = crate::usage::usage_from_value(Api::AnthropicMessages, compaction).unwrap();
+    assert_eq!((u.input_tokens, u.output_tokens), (900, 50));
+    // The same entries as objects are read.
+    let advised = json!({"input_tokens": 900, "output_tokens": 50, "iterations": [{"type": "advisor_message", "input_tokens": 100, "output_tokens": 100}]});
+    assert_eq!(crate::usage::advisor_from_value(Api::AnthropicMessages, &advised).map(|u| (u.input_tokens, u.output_tokens)), Some((100, 100)));
+    // Gemini's usageMetadata, in a body and on its own; images', audio's and speech's usages on their own.
+    assert_eq!(parse_json_response(Api::GeminiGenerateContent, br#"{"candidates":[],"usageMetadata":[12,0,2580]}"#).usage, None);
+    assert_eq!(crate::gemini::usage_from_value(json!([12, 0, 2580])), None);
+    assert_eq!(images::from_value(json!([900, 5])), None);
+    assert_eq!(images::from_body(br#"{"usage":[900,5]}"#), None);
+    assert_eq!(audio::from_value(json!([null, 5.0])), None);
+    assert_eq!(speech::from_value(json!([14, 101])), None);
+    assert!(speech::from_value(json!({"input_tokens": 14, "output_tokens": 101})).is_some());
+    assert!(crate::gemini::usage_from_value(json!({"promptTokenCount": 12, "candidatesTokenCount": 3})).is_some());
+}
+
+#[test]
 fn anthropic_json_usage_counts_cache_in_input() {
     let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[],
         "usage":{"input_tokens":50,"cache_creation_input_tokens":200,"cache_read_input_tokens":1000,"output_tokens":40}}"#;
