@@ -44,6 +44,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 17, name: "usage_sessions", sql: include_str!("../migrations/postgres/0017_usage_sessions.sql") },
     Migration { version: 18, name: "budget_use_fillfactor", sql: include_str!("../migrations/postgres/0018_budget_use_fillfactor.sql") },
     Migration { version: 19, name: "budget_use_log", sql: include_str!("../migrations/postgres/0019_budget_use_log.sql") },
+    Migration { version: 20, name: "byte_order", sql: include_str!("../migrations/postgres/0020_byte_order.sql") },
 ];
 
 /// Connections per replica.

@@ -1517,6 +1517,51 @@ fn a_new_prompt_version_that_loses_the_cache_raises_one_alert(s: Arc<dyn Store>)
 
 // ---- PostgreSQL only ----
 
+/// Ids compare in byte order on PostgreSQL whatever the server's
+/// collation (migration 0020), as on SQLite: a state's budgets, walked a
+/// page at a time, come in the same order from both (ICU's `en-US` puts
+/// `a` before `B`, bytes put `B` first), and the text columns ingest
+/// indexes are byte-ordered (under the server's collation each index entry
+/// a record wrote compared by the locale's rules: the slower ingest).
+#[test]
+fn postgres_compares_ids_in_byte_order_whatever_the_servers_collation() {
+    let url = support::pg::fresh_database_with("LOCALE_PROVIDER icu ICU_LOCALE 'en-US' TEMPLATE template0");
+    let rt = &support::pg::server().rt;
+    let pg: Arc<dyn Store> = Arc::new(rt.block_on(tollgate_control::postgres::PgStore::connect(&url)).unwrap());
+    let (lite, _dir) = sqlite();
+    let ids = ["b", "B", "a", "_z", "Z", "a-2", "A"];
+    let mut bytes: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    bytes.sort();
+    for s in [&pg, &lite] {
+        for id in ids {
+            s.put_budget(&budget(id, 1000), NOW).unwrap();
+        }
+        let records: Vec<UsageRecord> = ids.iter().enumerate().map(|(i, t)| rec(&format!("r{i}"), t, 5, 1, 1)).collect();
+        s.ingest("n1", &records, None, NOW).unwrap();
+        let walked = View::new(2).poll(s, "n1", NOW);
+        assert_eq!(names(&walked).1, bytes);
+        assert!(walked.budgets.iter().all(|b| b.used_micros == 5), "each team's record counted once");
+    }
+    let loose: Vec<String> = rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let rows = c
+            .query(
+                "SELECT table_name || '.' || column_name FROM information_schema.columns
+                  WHERE (table_name, column_name) IN (('usage', 'id'), ('usage', 'key_id'), ('usage', 'team'), ('usage', 'project'),
+                        ('usage', 'session_id'), ('budgets', 'scope_id'), ('budget_usage', 'scope_id'), ('budget_usage_node', 'scope_id'),
+                        ('budget_usage_node', 'node'), ('budget_grants', 'scope_id'), ('budget_grants', 'node'), ('nodes', 'node'),
+                        ('guard_findings', 'record_id'), ('cache_misses', 'record_id'), ('json_checks', 'record_id'), ('eval_items', 'record_id'))
+                    AND collation_name IS DISTINCT FROM 'C'",
+                &[],
+            )
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get(0)).collect()
+    });
+    assert!(loose.is_empty(), "compared under the server's collation: {loose:?}");
+}
+
 /// A table filled in bulk gets planner statistics within one check (the
 /// service checks every few seconds), not at autovacuum's next round, and
 /// is not measured again until it changes again.

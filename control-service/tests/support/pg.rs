@@ -128,6 +128,11 @@ pub fn server() -> &'static Server {
 
 /// A fresh, empty database on the shared server; its connection string.
 pub fn fresh_database() -> String {
+    fresh_database_with("")
+}
+
+/// The same, created with `options` (`CREATE DATABASE … {options}`).
+pub fn fresh_database_with(options: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let s = server();
     let name = format!("t{}", N.fetch_add(1, Ordering::Relaxed));
@@ -135,7 +140,7 @@ pub fn fresh_database() -> String {
     s.rt.block_on(async {
         let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
-        client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+        client.batch_execute(&format!("CREATE DATABASE {name} {options}")).await.unwrap();
     });
     format!("host=127.0.0.1 port={} user=tollgate dbname={name}", s.port)
 }
