@@ -17,6 +17,10 @@ pub enum Arg<'a> {
     Null,
     Int(i64),
     Text(&'a str),
+    /// A column of rows as one array (`text[]`), where [`Tx::takes_arrays`].
+    Texts(&'a [Option<&'a str>]),
+    /// The same, `bigint[]`.
+    Ints(&'a [Option<i64>]),
 }
 
 /// `SUM(expr)` of BIGINT values as a BIGINT, in the SQL of both dialects,
@@ -209,6 +213,13 @@ pub trait Tx {
     /// failing ([`sum`]; PostgreSQL's own is shorter, its SUM being exact).
     fn sum(&self, expr: &str) -> String {
         sum(expr)
+    }
+    /// Whether statements take [`Arg::Texts`] and [`Arg::Ints`] (and
+    /// `unnest` them): PostgreSQL, where one INSERT of a column array per
+    /// column is cheaper than a VALUES list of 500 rows, each row's
+    /// expressions set up apart.
+    fn takes_arrays(&self) -> bool {
+        false
     }
     /// Runs a statement; the number of rows it changed.
     fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64>;

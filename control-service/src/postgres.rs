@@ -113,6 +113,8 @@ impl ToSql for Arg<'_> {
                 _ => Err(format!("cannot send an integer as {ty}").into()),
             },
             Arg::Text(s) => s.to_sql(ty, out),
+            Arg::Texts(v) => v.to_sql(ty, out),
+            Arg::Ints(v) => v.to_sql(ty, out),
         }
     }
 
@@ -165,6 +167,9 @@ impl PgTx<'_> {
 }
 
 impl Tx for PgTx<'_> {
+    fn takes_arrays(&self) -> bool {
+        true
+    }
     fn json_pairs(&self, table: &str, col: &str, filter: &str) -> String {
         format!("SELECT p->>0 AS first, p->>1 AS second FROM {table} AS t, jsonb_array_elements(t.{col}::jsonb) AS p WHERE {filter}")
     }

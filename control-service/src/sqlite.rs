@@ -123,6 +123,7 @@ impl rusqlite::ToSql for Arg<'_> {
             Arg::Null => ToSqlOutput::Owned(rusqlite::types::Value::Null),
             Arg::Int(v) => ToSqlOutput::Owned(rusqlite::types::Value::Integer(v)),
             Arg::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Arg::Texts(_) | Arg::Ints(_) => return Err(rusqlite::Error::ToSqlConversionFailure("SQLite takes no arrays".into())),
         })
     }
 }
