@@ -239,9 +239,7 @@ impl GenerateResponse {
 
 /// Usage from a `usageMetadata` object found on its own (the tail of a large body).
 pub(crate) fn usage_from_value(v: serde_json::Value) -> Option<Usage> {
-    // (Never read from an array by position: [`crate::usage::object`].)
-    v.is_object().then_some(())?;
-    serde_json::from_value::<UsageMetadata>(v).ok().map(|u| u.normalise())
+    crate::usage::from_object::<UsageMetadata>(&v).map(|u| u.normalise())
 }
 
 /// An embedding answer (`embedContent`'s `{embedding, usageMetadata}`,

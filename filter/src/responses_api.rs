@@ -165,7 +165,7 @@ impl ResponseObject {
 
 /// Usage from a `usage` object found on its own (the tail of a large body).
 pub(crate) fn usage_from_value(v: serde_json::Value) -> Option<Usage> {
-    serde_json::from_value::<ResponsesUsage>(v).ok().filter(ResponsesUsage::counted).map(|u| u.normalise(Calls::default()))
+    crate::usage::from_object::<ResponsesUsage>(&v).filter(ResponsesUsage::counted).map(|u| u.normalise(Calls::default()))
 }
 
 #[derive(Deserialize)]

@@ -187,6 +187,13 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Map<T> {
     }
 }
 
+/// A usage (or a part of one) found on its own, as a JSON value (a big
+/// event's tail, a translated answer): read only from an object, as
+/// [`object`] reads a member. Every `from_value` reads through it.
+pub(crate) fn from_object<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Option<T> {
+    Map::<T>::deserialize(v).ok().map(|Map(t)| t)
+}
+
 /// A detail read when it is an object of the expected shape and `None`
 /// otherwise, an array among the others ([`lenient`] alone reads a struct
 /// from an array by position).
@@ -461,10 +468,6 @@ pub fn usage_member(api: Api) -> &'static [u8] {
 }
 
 pub fn usage_from_value(api: Api, v: serde_json::Value) -> Option<Usage> {
-    if !v.is_object() {
-        // (Never a struct read from an array by position: [`object`].)
-        return None;
-    }
     match api {
         Api::OpenAiResponses | Api::OpenAiDecisions => crate::responses_api::usage_from_value(v),
         Api::GeminiGenerateContent | Api::GeminiEmbedContent => crate::gemini::usage_from_value(v),
@@ -472,19 +475,16 @@ pub fn usage_from_value(api: Api, v: serde_json::Value) -> Option<Usage> {
         Api::OpenAiTranscriptions | Api::OpenAiTranslations => audio::from_value(v),
         Api::OpenAiSpeech => speech::from_value(v),
         Api::OpenAiChat | Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiModerations => {
-            serde_json::from_value::<OpenAiUsage>(v).ok().filter(OpenAiUsage::counted).map(Usage::from)
+            from_object::<OpenAiUsage>(&v).filter(OpenAiUsage::counted).map(Usage::from)
         }
-        Api::AnthropicMessages => serde_json::from_value::<AnthropicUsage>(v).ok().filter(AnthropicUsage::counted).map(|u| u.normalise()),
+        Api::AnthropicMessages => from_object::<AnthropicUsage>(&v).filter(AnthropicUsage::counted).map(|u| u.normalise()),
     }
 }
 
 /// Anthropic's advisor calls in a `usage` object found on its own.
 pub fn advisor_from_value(api: Api, v: &serde_json::Value) -> Option<Usage> {
-    if !v.is_object() {
-        return None;
-    }
     match api {
-        Api::AnthropicMessages => AnthropicUsage::deserialize(v).ok()?.advisor(),
+        Api::AnthropicMessages => from_object::<AnthropicUsage>(v)?.advisor(),
         _ => None,
     }
 }

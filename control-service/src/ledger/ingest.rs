@@ -56,12 +56,23 @@ fn insert_rows(tx: &mut dyn Tx, args: &[Arg<'_>]) -> Result<u64> {
         let sql = if rows == ROWS_PER_STATEMENT { std::borrow::Cow::Borrowed(full_insert_sql()) } else { insert_sql(rows).into() };
         return tx.execute(&sql, args);
     }
-    let text = |c: usize| -> Vec<Option<&str>> { args.chunks_exact(PER_ROW).map(|row| if let Arg::Text(s) = row[c] { Some(s) } else { None }).collect() };
-    let int = |c: usize| -> Vec<Option<i64>> { args.chunks_exact(PER_ROW).map(|row| if let Arg::Int(v) = row[c] { Some(v) } else { None }).collect() };
-    let texts: Vec<Vec<Option<&str>>> = (0..PER_ROW).map(|c| if TEXT_COLUMNS[c] { text(c) } else { Vec::new() }).collect();
-    let ints: Vec<Vec<Option<i64>>> = (0..PER_ROW).map(|c| if TEXT_COLUMNS[c] { Vec::new() } else { int(c) }).collect();
-    let columns: Vec<Arg<'_>> = (0..PER_ROW).map(|c| if TEXT_COLUMNS[c] { Arg::Texts(&texts[c]) } else { Arg::Ints(&ints[c]) }).collect();
-    tx.execute(array_insert_sql(), &columns)
+    enum Column<'a> {
+        Texts(Vec<Option<&'a str>>),
+        Ints(Vec<Option<i64>>),
+    }
+    let columns: Vec<Column<'_>> = TEXT_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(c, text)| {
+            let cells = args.iter().skip(c).step_by(PER_ROW);
+            match text {
+                true => Column::Texts(cells.map(|a| if let Arg::Text(s) = a { Some(*s) } else { None }).collect()),
+                false => Column::Ints(cells.map(|a| if let Arg::Int(v) = a { Some(*v) } else { None }).collect()),
+            }
+        })
+        .collect();
+    let arrays: Vec<Arg<'_>> = columns.iter().map(|c| match c { Column::Texts(v) => Arg::Texts(v), Column::Ints(v) => Arg::Ints(v) }).collect();
+    tx.execute(array_insert_sql(), &arrays)
 }
 
 /// Which of `n` ids (`?2`…) this batch (`?1`, its seq) stored.

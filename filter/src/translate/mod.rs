@@ -183,13 +183,13 @@ impl StreamTranslator for Chain {
     }
 }
 
-/// A member that cannot be translated for `target` ("an Anthropic model").
 /// A model's name past a router's provider prefix (`openai/gpt-5.5`,
 /// `us.anthropic…/…`), lower-cased: what a family is told apart by.
 pub(crate) fn bare_model(model: &str) -> String {
     model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase()
 }
 
+/// A member that cannot be translated for `target` ("an Anthropic model").
 pub(crate) fn refuse(param: &'static str, why: &str, target: &str) -> crate::errors::GatewayError {
     crate::errors::GatewayError::bad_request(
         "untranslatable_field",

@@ -92,9 +92,7 @@ pub fn from_body(body: &[u8]) -> Option<Usage> {
 
 /// A `usage` object found on its own (the tail of an answer too large to hold).
 pub fn from_value(v: serde_json::Value) -> Option<Usage> {
-    // (Never read from an array by position: [`crate::usage::object`].)
-    v.is_object().then_some(())?;
-    serde_json::from_value::<AudioUsage>(v).ok()?.usage()
+    super::from_object::<AudioUsage>(&v)?.usage()
 }
 
 /// What one stream event says.

@@ -79,9 +79,7 @@ pub fn from_body(body: &[u8]) -> Option<Usage> {
 
 /// A `usage` object found on its own (the tail of an answer or an event too large to hold).
 pub fn from_value(v: serde_json::Value) -> Option<Usage> {
-    // (Never read from an array by position: [`crate::usage::object`].)
-    v.is_object().then_some(())?;
-    serde_json::from_value::<ImagesUsage>(v).ok().map(Usage::from)
+    super::from_object::<ImagesUsage>(&v).map(Usage::from)
 }
 
 /// What one stream event says.

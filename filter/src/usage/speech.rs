@@ -20,9 +20,7 @@ struct SpeechUsage {
 
 /// A `usage` object: every output token is audio.
 pub fn from_value(v: serde_json::Value) -> Option<Usage> {
-    // (Never read from an array by position: [`crate::usage::object`].)
-    v.is_object().then_some(())?;
-    let u = serde_json::from_value::<SpeechUsage>(v).ok()?;
+    let u = super::from_object::<SpeechUsage>(&v)?;
     Some(Usage { input_tokens: u.input_tokens, output_tokens: u.output_tokens, audio_output_tokens: u.output_tokens, ..Default::default() }.bounded())
 }
 
