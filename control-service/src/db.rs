@@ -81,11 +81,96 @@ pub fn statement_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
-/// Inserts rows of `width` arguments each (`args` holds them row after
-/// row) with `INSERT INTO {into} VALUES (…), … {tail}`, cut by
-/// [`statement_chunks`]; the rows it stored.
-pub fn insert_rows(tx: &mut dyn Tx, into: &str, tail: &str, width: usize, args: &[Arg<'_>]) -> Result<u64> {
-    let rows: Vec<&[Arg<'_>]> = args.chunks(width.max(1)).collect();
+/// A column's SQL type, where rows go in as one array per column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Col {
+    Text,
+    Int,
+}
+
+/// Rows of arguments turned into one array per column ([`Arg::Texts`],
+/// [`Arg::Ints`]), for a statement that `unnest`s them.
+pub struct Arrays<'a> {
+    columns: Vec<Column<'a>>,
+}
+
+enum Column<'a> {
+    Texts(Vec<Option<&'a str>>),
+    Ints(Vec<Option<i64>>),
+}
+
+impl<'a> Arrays<'a> {
+    /// `args` holds rows of `cols.len()` arguments, row after row. An
+    /// argument of another type than its column's is an error (it would
+    /// otherwise be stored as NULL), and so is a row cut short.
+    pub fn of(cols: &[Col], args: &[Arg<'a>]) -> Result<Arrays<'a>> {
+        let width = cols.len().max(1);
+        if !args.len().is_multiple_of(width) {
+            return Err(StoreError::Backend(format!("{} arguments are not rows of {width}", args.len())));
+        }
+        let rows = args.len() / width;
+        let mut columns: Vec<Column<'a>> = cols
+            .iter()
+            .map(|c| match c {
+                Col::Text => Column::Texts(Vec::with_capacity(rows)),
+                Col::Int => Column::Ints(Vec::with_capacity(rows)),
+            })
+            .collect();
+        for row in args.chunks(width) {
+            for (i, (column, arg)) in columns.iter_mut().zip(row).enumerate() {
+                match (column, arg) {
+                    (Column::Texts(v), Arg::Text(s)) => v.push(Some(*s)),
+                    (Column::Texts(v), Arg::Null) => v.push(None),
+                    (Column::Ints(v), Arg::Int(n)) => v.push(Some(*n)),
+                    (Column::Ints(v), Arg::Null) => v.push(None),
+                    _ => return Err(StoreError::Backend(format!("argument {} of a row is not of its column's type", i + 1))),
+                }
+            }
+        }
+        Ok(Arrays { columns })
+    }
+
+    /// One argument per column.
+    pub fn args(&self) -> impl Iterator<Item = Arg<'_>> {
+        self.columns.iter().map(|c| match c {
+            Column::Texts(v) => Arg::Texts(v),
+            Column::Ints(v) => Arg::Ints(v),
+        })
+    }
+}
+
+/// `INSERT INTO {into} SELECT * FROM unnest(?1::TEXT[], ?2::BIGINT[], …)
+/// {tail}`: rows given as one array per column of `cols`.
+pub fn array_insert_sql(into: &str, tail: &str, cols: &[Col]) -> String {
+    let arrays: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("?{}::{}", i + 1, if *c == Col::Text { "TEXT[]" } else { "BIGINT[]" }))
+        .collect();
+    format!("INSERT INTO {into} SELECT * FROM unnest({}) {tail}", arrays.join(", "))
+}
+
+/// Runs `sql` (an [`array_insert_sql`]) with rows of `cols.len()`
+/// arguments (`args`, row after row); the rows it stored.
+pub fn insert_arrays(tx: &mut dyn Tx, sql: &str, cols: &[Col], args: &[Arg<'_>]) -> Result<u64> {
+    let arrays = Arrays::of(cols, args)?;
+    tx.execute(sql, &arrays.args().collect::<Vec<_>>())
+}
+
+/// Inserts rows of `cols.len()` arguments each (`args` holds them row
+/// after row) into `into` ("table (columns)"), `tail` after (its ON
+/// CONFLICT): one statement of an array per column where the database
+/// takes arrays ([`Tx::takes_arrays`]), else `VALUES (…), …` cut by
+/// [`statement_chunks`], a round trip each. The rows it stored.
+pub fn insert_rows(tx: &mut dyn Tx, into: &str, tail: &str, cols: &[Col], args: &[Arg<'_>]) -> Result<u64> {
+    if args.is_empty() {
+        return Ok(0);
+    }
+    if tx.takes_arrays() {
+        return insert_arrays(tx, &array_insert_sql(into, tail, cols), cols, args);
+    }
+    let width = cols.len().max(1);
+    let rows: Vec<&[Arg<'_>]> = args.chunks(width).collect();
     let mut stored = 0;
     for chunk in statement_chunks(&rows) {
         stored += tx.execute(&format!("INSERT INTO {into} VALUES {} {tail}", values(chunk.len(), width)), &chunk.concat())?;
@@ -324,6 +409,21 @@ pub fn dollar_placeholders(sql: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rows become one array per column; an argument of the wrong type, or
+    /// a row cut short, is an error rather than a NULL stored.
+    #[test]
+    fn rows_become_one_array_per_column_of_its_type() {
+        let cols = [Col::Text, Col::Int];
+        let args = [Arg::Text("a"), Arg::Int(1), Arg::Null, Arg::Null, Arg::Text("c"), Arg::Int(3)];
+        let arrays = Arrays::of(&cols, &args).unwrap();
+        let got: Vec<String> = arrays.args().map(|a| format!("{a:?}")).collect();
+        assert_eq!(got, [r#"Texts([Some("a"), None, Some("c")])"#, "Ints([Some(1), None, Some(3)])"]);
+        assert!(Arrays::of(&cols, &[Arg::Int(1), Arg::Int(2)]).is_err(), "an int in a text column");
+        assert!(Arrays::of(&cols, &[Arg::Text("a"), Arg::Text("b")]).is_err(), "a text in an int column");
+        assert!(Arrays::of(&cols, &args[..3]).is_err(), "a row cut short");
+        assert_eq!(array_insert_sql("t (a, b)", "ON CONFLICT DO NOTHING", &cols), "INSERT INTO t (a, b) SELECT * FROM unnest(?1::TEXT[], ?2::BIGINT[]) ON CONFLICT DO NOTHING");
+    }
 
     #[test]
     fn values_number_rows_of_parameters() {

@@ -7,8 +7,14 @@
 use tollgate_protocol::guard::{GuardrailsDoc, PolicyDoc};
 use tollgate_protocol::record::UsageRecord;
 
-use crate::db::{insert_rows, int, Arg, Tx};
+use crate::db::{insert_rows, int, Arg, Col, Tx};
 use crate::store::*;
+
+/// The types of `guard_findings`' columns, as `insert_all` fills them.
+const TYPES: [Col; 12] = {
+    use Col::{Int as I, Text as T};
+    [T, I, T, T, T, T, T, T, T, I, T, T]
+};
 
 /// The findings of the records stored just now: a few multi-row
 /// statements a batch (a statement a finding took PostgreSQL's ingest from
@@ -41,7 +47,7 @@ pub fn insert_all(tx: &mut dyn Tx, records: &[&UsageRecord]) -> Result<()> {
         tx,
         "guard_findings (record_id, ts_ms, key_id, team, project, provider, model, direction, class, count, action, policy)",
         "ON CONFLICT (record_id, direction, class) DO NOTHING",
-        12,
+        &TYPES,
         &args,
     )?;
     Ok(())

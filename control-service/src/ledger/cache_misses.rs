@@ -4,8 +4,14 @@
 
 use tollgate_protocol::record::UsageRecord;
 
-use crate::db::{insert_rows, int, opt_int, Arg, Tx};
+use crate::db::{insert_rows, int, opt_int, Arg, Col, Tx};
 use crate::store::*;
+
+/// The types of `cache_misses`' columns, as `insert_all` fills them.
+const TYPES: [Col; 13] = {
+    use Col::{Int as I, Text as T};
+    [T, I, T, T, T, T, T, T, T, T, T, I, I]
+};
 
 /// The explanations of the records stored just now (multi-row statements,
 /// as `audit::insert_all`).
@@ -33,7 +39,7 @@ pub fn insert_all(tx: &mut dyn Tx, records: &[&UsageRecord]) -> Result<()> {
         tx,
         "cache_misses (record_id, ts_ms, key_id, team, project, feature, prompt_version, provider, model, reason, segment, offset_bytes, lost_micros)",
         "ON CONFLICT (record_id) DO NOTHING",
-        13,
+        &TYPES,
         &args,
     )?;
     Ok(())

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use tollgate_protocol::record::UsageRecord;
 use tollgate_protocol::routing::{Routed, RoutingDoc};
 
-use crate::db::{insert_rows, int, opt_int, Arg, Row, Tx};
+use crate::db::{insert_rows, int, opt_int, Arg, Col, Row, Tx};
 use crate::store::*;
 
 /// The evaluation set a record's capture belongs to: its feature, else `route:<route>`.
@@ -20,6 +20,16 @@ pub fn set_of(r: &UsageRecord) -> String {
     }
 }
 
+/// The types of `json_checks`' and `eval_items`' columns, as `insert_all` fills them.
+const CHECK_TYPES: [Col; 8] = {
+    use Col::{Int as I, Text as T};
+    [T, I, T, T, T, T, I, I]
+};
+const ITEM_TYPES: [Col; 10] = {
+    use Col::{Int as I, Text as T};
+    [T, T, I, T, T, T, T, T, I, I]
+};
+
 /// The JSON checks and captures of the records stored just now
 /// (multi-row statements, as `audit::insert_all`).
 pub fn insert_all(tx: &mut dyn Tx, records: &[&UsageRecord]) -> Result<()> {
@@ -29,7 +39,7 @@ pub fn insert_all(tx: &mut dyn Tx, records: &[&UsageRecord]) -> Result<()> {
             checks.extend([(&r.id).into(), int(r.ts_ms), (&r.team).into(), (&r.feature).into(), (&r.provider).into(), (&r.model_upstream).into(), int(u64::from(j.valid)), int(u64::from(j.repaired))]);
         }
     }
-    insert_rows(tx, "json_checks (record_id, ts_ms, team, feature, provider, model, valid, repaired)", "ON CONFLICT (record_id) DO NOTHING", 8, &checks)?;
+    insert_rows(tx, "json_checks (record_id, ts_ms, team, feature, provider, model, valid, repaired)", "ON CONFLICT (record_id) DO NOTHING", &CHECK_TYPES, &checks)?;
     // (The set names are made first: the arguments borrow them.)
     let captured: Vec<(&UsageRecord, &tollgate_protocol::record::Capture, String)> =
         records.iter().filter_map(|r| r.capture.as_ref().map(|c| (*r, c, set_of(r)))).collect();
@@ -52,7 +62,7 @@ pub fn insert_all(tx: &mut dyn Tx, records: &[&UsageRecord]) -> Result<()> {
         tx,
         "eval_items (feature, record_id, ts_ms, api, route, model, request, response, cost_micros, latency_ms)",
         "ON CONFLICT (record_id) DO NOTHING",
-        10,
+        &ITEM_TYPES,
         &items,
     )?;
     Ok(())

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use tollgate_protocol::record::UsageRecord;
 use tollgate_protocol::state::{IngestAck, ScopeType};
 
-use crate::db::{int, statement_chunks, Arg, Tx, ROWS_PER_STATEMENT};
+use crate::db::{int, statement_chunks, Arg, Arrays, Col, Tx, ROWS_PER_STATEMENT};
 use crate::store::*;
 
 use super::budget_cache::BudgetCache;
@@ -27,11 +27,11 @@ const COLUMNS: &str = "id, seq, node, ts_ms, key_id, team, project, feature, pro
 /// PostgreSQL's 65,535).
 const PER_ROW: usize = 23;
 
-/// Which of `COLUMNS` are text (the others BIGINT), in order.
-const TEXT_COLUMNS: [bool; PER_ROW] = [
-    true, false, true, false, true, true, true, true, true, true, true, false, true, false, false, false, false, false, false, true, false,
-    false, true,
-];
+/// The types of `COLUMNS`, in order.
+const TYPES: [Col; PER_ROW] = {
+    use Col::{Int as I, Text as T};
+    [T, I, T, I, T, T, T, T, T, T, T, I, T, I, I, I, I, I, I, T, I, I, T]
+};
 
 /// The INSERT of any number of records as one array per column (where
 /// [`Tx::takes_arrays`]). A chunk of 500 records with a budget on each of
@@ -40,39 +40,19 @@ const TEXT_COLUMNS: [bool; PER_ROW] = [
 /// round ahead; with three budgets 70.5k against 73.1k.
 fn array_insert_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SQL.get_or_init(|| {
-        let arrays: Vec<String> =
-            TEXT_COLUMNS.iter().enumerate().map(|(c, text)| format!("?{}::{}", c + 1, if *text { "TEXT[]" } else { "BIGINT[]" })).collect();
-        format!("INSERT INTO usage ({COLUMNS}) SELECT * FROM unnest({}) ON CONFLICT (id) DO NOTHING", arrays.join(", "))
-    })
+    SQL.get_or_init(|| crate::db::array_insert_sql(&format!("usage ({COLUMNS})"), "ON CONFLICT (id) DO NOTHING", &TYPES))
 }
 
 /// Stores rows of `PER_ROW` arguments (`args`, in `COLUMNS` order): one
 /// array per column where the database takes arrays, else one VALUES
-/// list. The rows it stored.
+/// list (built once for a full chunk). The rows it stored.
 fn insert_rows(tx: &mut dyn Tx, args: &[Arg<'_>]) -> Result<u64> {
+    if tx.takes_arrays() {
+        return crate::db::insert_arrays(tx, array_insert_sql(), &TYPES, args);
+    }
     let rows = args.len() / PER_ROW;
-    if !tx.takes_arrays() {
-        let sql = if rows == ROWS_PER_STATEMENT { std::borrow::Cow::Borrowed(full_insert_sql()) } else { insert_sql(rows).into() };
-        return tx.execute(&sql, args);
-    }
-    enum Column<'a> {
-        Texts(Vec<Option<&'a str>>),
-        Ints(Vec<Option<i64>>),
-    }
-    let columns: Vec<Column<'_>> = TEXT_COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(c, text)| {
-            let cells = args.iter().skip(c).step_by(PER_ROW);
-            match text {
-                true => Column::Texts(cells.map(|a| if let Arg::Text(s) = a { Some(*s) } else { None }).collect()),
-                false => Column::Ints(cells.map(|a| if let Arg::Int(v) = a { Some(*v) } else { None }).collect()),
-            }
-        })
-        .collect();
-    let arrays: Vec<Arg<'_>> = columns.iter().map(|c| match c { Column::Texts(v) => Arg::Texts(v), Column::Ints(v) => Arg::Ints(v) }).collect();
-    tx.execute(array_insert_sql(), &arrays)
+    let sql = if rows == ROWS_PER_STATEMENT { std::borrow::Cow::Borrowed(full_insert_sql()) } else { insert_sql(rows).into() };
+    tx.execute(&sql, args)
 }
 
 /// Which of `n` ids (`?2`…) this batch (`?1`, its seq) stored.
@@ -174,11 +154,11 @@ fn bump(tx: &mut dyn Tx, node: &str, bumps: &[Bump<'_>]) -> Result<HashMap<(Scop
             false => statement_chunks(part).collect(),
         };
         for chunk in &chunks {
-            let (sql, args) = bump_rows(BUMP_NODE, chunk, Some(node), arrays);
+            let (sql, args) = bump_rows(BUMP_NODE, chunk, Some(node), arrays)?;
             tx.execute(&sql, &args.args())?;
         }
         for chunk in &chunks {
-            let (sql, args) = bump_rows(BUMP, chunk, None, arrays);
+            let (sql, args) = bump_rows(BUMP, chunk, None, arrays)?;
             for r in tx.query(&sql, &args.args())? {
                 after.insert((super::rows::scope(&r.text(0)?)?, r.text(1)?, r.u64(2)?), Used { micros: r.u64(3)?, tokens: r.u64(4)? });
             }
@@ -191,27 +171,25 @@ fn bump(tx: &mut dyn Tx, node: &str, bumps: &[Bump<'_>]) -> Result<HashMap<(Scop
 /// values each, or (where the database takes arrays) one array per column.
 enum BumpArgs<'a> {
     Rows(Vec<Arg<'a>>),
-    Columns { node: Option<&'a str>, texts: [Vec<Option<&'a str>>; 2], ints: [Vec<Option<i64>>; 3] },
+    Columns { node: Option<&'a str>, arrays: Arrays<'a> },
 }
 
 impl BumpArgs<'_> {
     fn args(&self) -> std::borrow::Cow<'_, [Arg<'_>]> {
         match self {
             BumpArgs::Rows(args) => std::borrow::Cow::Borrowed(args),
-            BumpArgs::Columns { node, texts, ints } => {
-                let mut args: Vec<Arg<'_>> = node.iter().map(|n| Arg::Text(n)).collect();
-                args.extend(texts.iter().map(|t| Arg::Texts(t)));
-                args.extend(ints.iter().map(|i| Arg::Ints(i)));
-                args.into()
-            }
+            BumpArgs::Columns { node, arrays } => node.iter().map(|n| Arg::Text(n)).chain(arrays.args()).collect::<Vec<_>>().into(),
         }
     }
 }
 
+/// The types of a bump's row (`bump_args` without the node).
+const BUMP_TYPES: [Col; 5] = [Col::Text, Col::Text, Col::Int, Col::Int, Col::Int];
+
 /// `template` ([`BUMP`], [`BUMP_NODE`]) for `chunk`, after `node` when
 /// given: one VALUES row per period, or a SELECT from `unnest` of a column
 /// array each, in the chunk's order (the order rows are locked in).
-fn bump_rows<'a>(template: &str, chunk: &'a [Bump<'_>], node: Option<&'a str>, arrays: bool) -> (String, BumpArgs<'a>) {
+fn bump_rows<'a>(template: &str, chunk: &'a [Bump<'_>], node: Option<&'a str>, arrays: bool) -> Result<(String, BumpArgs<'a>)> {
     let first = 1 + usize::from(node.is_some());
     if arrays {
         let node_col = if node.is_some() { "?1::TEXT, " } else { "" };
@@ -220,21 +198,15 @@ fn bump_rows<'a>(template: &str, chunk: &'a [Bump<'_>], node: Option<&'a str>, a
             "SELECT t, i, s, {node_col}m, k FROM unnest(?{p}::TEXT[], ?{q}::TEXT[], ?{r}::BIGINT[], ?{s}::BIGINT[], ?{t}::BIGINT[]) \
              WITH ORDINALITY AS b(t, i, s, m, k, o) ORDER BY o"
         );
-        let texts = [chunk.iter().map(|((t, _, _), _, _)| Some(t.as_str())).collect(), chunk.iter().map(|((_, id, _), _, _)| Some(*id)).collect()];
-        let big = |v: u64| Some(i64::try_from(v).unwrap_or(i64::MAX));
-        let ints = [
-            chunk.iter().map(|((_, _, start), _, _)| big(*start)).collect(),
-            chunk.iter().map(|(_, micros, _)| big(*micros)).collect(),
-            chunk.iter().map(|(_, _, tokens)| big(*tokens)).collect(),
-        ];
-        return (template.replace("{rows}", &select), BumpArgs::Columns { node, texts, ints });
+        let arrays = Arrays::of(&BUMP_TYPES, &bump_args(chunk, None))?;
+        return Ok((template.replace("{rows}", &select), BumpArgs::Columns { node, arrays }));
     }
     let row = |p: usize| match node {
         Some(_) => format!("(?{p}, ?{}, ?{}, ?1, ?{}, ?{})", p + 1, p + 2, p + 3, p + 4),
         None => format!("(?{p}, ?{}, ?{}, ?{}, ?{})", p + 1, p + 2, p + 3, p + 4),
     };
     let values = (0..chunk.len()).map(|j| row(first + j * 5)).collect::<Vec<_>>().join(", ");
-    (template.replace("{rows}", &format!("VALUES {values}")), BumpArgs::Rows(bump_args(chunk, node)))
+    Ok((template.replace("{rows}", &format!("VALUES {values}")), BumpArgs::Rows(bump_args(chunk, node))))
 }
 
 /// `(scope_type, scope_id, period_start_ms, micros, tokens)` of each, after `node` when given.
@@ -415,8 +387,8 @@ mod tests {
         assert_eq!(names.len(), PER_ROW);
         let bigint = ["seq", "ts_ms", "status", "input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens",
                       "cost_micros", "cache_reported_input_tokens", "cache_savings_micros"];
-        for (name, text) in names.iter().zip(TEXT_COLUMNS) {
-            assert_eq!(text, !bigint.contains(name), "{name}");
+        for (name, ty) in names.iter().zip(TYPES) {
+            assert_eq!(ty == Col::Text, !bigint.contains(name), "{name}");
         }
         assert_eq!(array_insert_sql().matches("TEXT[]").count() + array_insert_sql().matches("BIGINT[]").count(), PER_ROW);
     }
