@@ -119,7 +119,7 @@ const BUMP_NODE: &str = "INSERT INTO budget_usage_node (scope_type, scope_id, pe
 /// Periods above which [`bump`] sends column arrays where it can. A batch
 /// of 500 records with a budget on each of 10,000 keys (about 490 periods,
 /// ten VALUES statements, two with arrays; the ingest_bench example,
-/// PostgreSQL, 2 cores, alternated): 55.3k -> 58.4k records/s, every one of
+/// PostgreSQL, 2 cores, alternated): 55.8k -> 58.4k records/s, every one of
 /// six rounds ahead. With three budgets (three periods) arrays measured
 /// 1.5 % slower than two small VALUES statements, hence the floor.
 const ARRAYS_FROM: usize = 16;
