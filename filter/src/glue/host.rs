@@ -6,8 +6,11 @@
 //! through these raw ABI calls instead: bytes in, bytes out, errors ignored
 //! or returned, never a trap; so do shared data, metrics, the clock and
 //! the plugin configuration.
-//! (Queues, timers, HTTP calls and logs stay with the SDK: Envoy answers
-//! them only with the statuses it handles.)
+//! So do the usage queue and the tick period (the SDK `panic!`s on a
+//! status it did not list; the request path hands every record to the
+//! queue). HTTP calls and logs stay with the SDK: its `dispatch_http_call`
+//! returns Envoy's refusals (bad argument, internal failure) as errors, and
+//! its logger cannot be replaced without losing `log::` macros.
 
 use std::ptr::null_mut;
 
@@ -50,6 +53,11 @@ extern "C" {
     fn proxy_record_metric(id: u32, value: u64) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_register_shared_queue(name: *const u8, name_size: usize, id: *mut u32) -> u32;
+    fn proxy_resolve_shared_queue(vm_id: *const u8, vm_id_size: usize, name: *const u8, name_size: usize, id: *mut u32) -> u32;
+    fn proxy_enqueue_shared_queue(id: u32, data: *const u8, size: usize) -> u32;
+    fn proxy_dequeue_shared_queue(id: u32, data: *mut *mut u8, size: *mut usize) -> u32;
 }
 
 /// Envoy's clock in milliseconds since the epoch (0 if the host refuses:
@@ -69,6 +77,41 @@ pub fn now_ms() -> u64 {
 pub fn set_effective_context(context_id: u32) -> bool {
     // SAFETY: a plain value.
     unsafe { proxy_set_effective_context(context_id) == OK }
+}
+
+/// Calls `on_tick` every `ms` milliseconds (false if the host refuses).
+pub fn set_tick_period(ms: u32) -> bool {
+    // SAFETY: a plain value.
+    unsafe { proxy_set_tick_period_milliseconds(ms) == OK }
+}
+
+/// Registers this VM's shared queue `name`: its id.
+pub fn register_queue(name: &str) -> Option<u32> {
+    let mut id = 0u32;
+    // SAFETY: pointer to a local and a live slice.
+    (unsafe { proxy_register_shared_queue(name.as_ptr(), name.len(), &mut id) } == OK).then_some(id)
+}
+
+/// The id of the queue `name` registered by VM `vm_id` (None: not yet, or refused).
+pub fn resolve_queue(vm_id: &str, name: &str) -> Option<u32> {
+    let mut id = 0u32;
+    // SAFETY: pointer to a local and live slices.
+    (unsafe { proxy_resolve_shared_queue(vm_id.as_ptr(), vm_id.len(), name.as_ptr(), name.len(), &mut id) } == OK).then_some(id)
+}
+
+/// Hands `value` to the queue; false when it is gone or the host refuses.
+pub fn enqueue(id: u32, value: &[u8]) -> bool {
+    // SAFETY: pointer and length of a live slice.
+    unsafe { proxy_enqueue_shared_queue(id, value.as_ptr(), value.len()) == OK }
+}
+
+/// The next item of the queue (None: empty, gone, or refused).
+pub fn dequeue(id: u32) -> Option<Vec<u8>> {
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: pointers to locals.
+    let status = unsafe { proxy_dequeue_shared_queue(id, &mut data, &mut size) };
+    let bytes = owned(data, size);
+    (status == OK && !data.is_null()).then_some(bytes)
 }
 
 const CAS_MISMATCH: u32 = 8;

@@ -19,7 +19,6 @@ mod synced;
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
@@ -61,7 +60,7 @@ impl Context for TollgateRoot {
     /// records it gathered are handed over.
     fn on_done(&mut self) -> bool {
         flush_settlements();
-        flush_outbox(self);
+        flush_outbox();
         true
     }
 }
@@ -103,15 +102,18 @@ impl RootContext for TollgateRoot {
                     n
                 }
             };
-            let queue = self.register_shared_queue(USAGE_QUEUE);
+            let Some(queue) = host::register_queue(USAGE_QUEUE) else {
+                log::error!("service: Envoy refused to register the usage queue; usage is not shipped");
+                return false;
+            };
             let tick = ctl.flush_ms.min(ctl.poll_ms).min(250);
-            self.set_tick_period(Duration::from_millis(tick));
+            host::set_tick_period(u32::try_from(tick).unwrap_or(250));
             log::info!("service: node '{node}', control cluster '{}', poll every {} ms", ctl.cluster, ctl.poll_ms);
             self.service = Some(service::Service::new(node, queue, ctl.poll_ms, ctl.max_buffered_records));
         } else {
             // Watch for requests whose body never reaches the filter, and
             // for a new guardrail policy or prompt registry (see `on_tick`).
-            self.set_tick_period(Duration::from_millis(500));
+            host::set_tick_period(500);
             synced::refresh();
             log::info!(
                 "configured: {} keys, {} providers, max_request_bytes={}, control={}",
@@ -136,7 +138,7 @@ impl RootContext for TollgateRoot {
             None => {
                 flush_metrics();
                 flush_settlements();
-                flush_outbox(self);
+                flush_outbox();
                 synced::refresh();
                 self.answer_stuck_requests(&cfg);
             }
@@ -323,32 +325,32 @@ fn shared_key(hash: &str) -> Option<Rc<KeyInfo>> {
 
 /// Hands a usage record to this Envoy's background service: gathered in
 /// the worker's outbox, handed over a group at a time ([`crate::outbox`]).
-fn enqueue_record(ctx: &dyn Context, json: &[u8]) {
+fn enqueue_record(json: &[u8]) {
     if let Some(group) = OUTBOX.with(|o| o.borrow_mut().push(json)) {
-        enqueue_group(ctx, &group);
+        enqueue_group(&group);
     }
 }
 
 /// Hands over what the worker's outbox holds (the tick, the VM's end).
-fn flush_outbox(ctx: &dyn Context) {
+fn flush_outbox() {
     if let Some(group) = OUTBOX.with(|o| o.borrow_mut().take()) {
-        enqueue_group(ctx, &group);
+        enqueue_group(&group);
     }
 }
 
-fn enqueue_group(ctx: &dyn Context, json: &[u8]) {
+fn enqueue_group(json: &[u8]) {
     let qid = USAGE_QUEUE_ID.with(|q| {
         let mut q = q.borrow_mut();
         if q.is_none() {
             // Resolved lazily: the service may register the queue after this worker started.
             let vm_id = host::property(&["plugin_vm_id"]).map(|b| crate::text::loggable(&b, 256)).unwrap_or_default();
-            *q = ctx.resolve_shared_queue(&vm_id, USAGE_QUEUE);
+            *q = host::resolve_queue(&vm_id, USAGE_QUEUE);
         }
         *q
     });
     match qid {
         Some(id) => {
-            if ctx.enqueue_shared_queue(id, Some(json)).is_err() {
+            if !host::enqueue(id, json) {
                 log::warn!("usage queue unavailable; record kept only in the log");
                 USAGE_QUEUE_ID.with(|q| *q.borrow_mut() = None);
             }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use proxy_wasm::traits::Context;
 
-use super::{add_metric, now_ms, HostCounters};
+use super::{add_metric, host, now_ms, HostCounters};
 use crate::budget::{self, Counter};
 use crate::config::Config;
 use crate::keysync::{entry_write, Fetched, KeySync};
@@ -61,7 +61,7 @@ impl Service {
         let Some(ctl) = &cfg.control else { return };
         super::report_vm_memory();
         let now = now_ms();
-        while let Ok(Some(group)) = ctx.dequeue_shared_queue(self.queue) {
+        while let Some(group) = host::dequeue(self.queue) {
             for rec in crate::outbox::records(&group) {
                 self.shipper.push(rec.to_vec());
             }

@@ -222,10 +222,10 @@ impl TollgateHttp {
                     rec.capture = Some(c);
                     let shipped = serde_json::to_string(&*rec).unwrap_or_default();
                     rec.capture = None;
-                    enqueue_record(self, shipped.as_bytes());
+                    enqueue_record(shipped.as_bytes());
                 }
-                None if logged => enqueue_record(self, json.as_bytes()),
-                None => enqueue_record(self, serde_json::to_string(&rec).unwrap_or_default().as_bytes()),
+                None if logged => enqueue_record(json.as_bytes()),
+                None => enqueue_record(serde_json::to_string(&rec).unwrap_or_default().as_bytes()),
             }
         }
         // Filter state for access logs (`access_log_fields`): %FILTER_STATE(wasm.tollgate.usage:PLAIN)% and flat fields.

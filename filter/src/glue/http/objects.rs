@@ -286,7 +286,7 @@ impl TollgateHttp {
         let entry = entry.unwrap_or_default();
         if crate::owned::counted(&entry, &rec.id) {
             if cfg.control.is_some() {
-                enqueue_record(self, serde_json::to_string(&*rec).unwrap_or_default().as_bytes());
+                enqueue_record(serde_json::to_string(&*rec).unwrap_or_default().as_bytes());
             }
             return;
         }
