@@ -149,10 +149,7 @@ fn bump(tx: &mut dyn Tx, node: &str, bumps: &[Bump<'_>]) -> Result<HashMap<(Scop
         // its size. A few (the teams' and projects'), or SQLite: a VALUES
         // list in chunks of the sizes statements are cached for.
         let arrays = tx.takes_arrays() && part.len() > ARRAYS_FROM;
-        let chunks: Vec<&[Bump<'_>]> = match arrays {
-            true => std::iter::once(part).filter(|p| !p.is_empty()).collect(),
-            false => statement_chunks(part).collect(),
-        };
+        let chunks: Vec<&[Bump<'_>]> = if arrays { vec![part] } else { statement_chunks(part).collect() };
         for chunk in &chunks {
             let (sql, args) = bump_rows(BUMP_NODE, chunk, Some(node), arrays)?;
             tx.execute(&sql, &args.args())?;
@@ -259,10 +256,7 @@ pub fn batch(tx: &mut dyn Tx, cache: &std::sync::Mutex<BudgetCache>, node: &str,
     duplicates += (records.len() - order.len()) as u64;
     // Column arrays take any number of records in one statement; a VALUES
     // list goes in chunks of the sizes statements are cached for.
-    let chunks: Vec<&[usize]> = match tx.takes_arrays() {
-        true => order.chunks(ROWS_PER_STATEMENT).collect(),
-        false => statement_chunks(&order).collect(),
-    };
+    let chunks: Vec<&[usize]> = if tx.takes_arrays() { order.chunks(ROWS_PER_STATEMENT).collect() } else { statement_chunks(&order).collect() };
     for chunk in chunks {
         let mut fresh: Vec<(usize, &UsageRecord)> = chunk.iter().map(|&i| (i, &records[i])).collect();
         let texts: Vec<std::borrow::Cow<'_, str>> = fresh
