@@ -8,9 +8,11 @@
 //! the plugin configuration.
 //! So do the usage queue and the tick period (the SDK `panic!`s on a
 //! status it did not list; the request path hands every record to the
-//! queue). HTTP calls and logs stay with the SDK: its `dispatch_http_call`
-//! returns Envoy's refusals (bad argument, internal failure) as errors, and
-//! its logger cannot be replaced without losing `log::` macros.
+//! queue), and so do log lines ([`log`], under the `log::` facade in
+//! `logger.rs`). HTTP calls stay with the SDK: its dispatcher must know
+//! each call's token to deliver the answer, and its `dispatch_http_call`
+//! returns as errors the only refusals Envoy's `Context::httpCall` gives
+//! (bad argument, internal failure; source/extensions/common/wasm/context.cc).
 
 use std::ptr::null_mut;
 
@@ -58,6 +60,14 @@ extern "C" {
     fn proxy_resolve_shared_queue(vm_id: *const u8, vm_id_size: usize, name: *const u8, name_size: usize, id: *mut u32) -> u32;
     fn proxy_enqueue_shared_queue(id: u32, data: *const u8, size: usize) -> u32;
     fn proxy_dequeue_shared_queue(id: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_log(level: u32, message: *const u8, size: usize) -> u32;
+}
+
+/// Writes a line to Envoy's log at `level` (0 trace … 5 critical); a
+/// refusal is ignored (the SDK's logger `unwrap`s it: a trap).
+pub fn log(level: u32, message: &str) {
+    // SAFETY: pointer and length of a live slice.
+    unsafe { proxy_log(level, message.as_ptr(), message.len()) };
 }
 
 /// Envoy's clock in milliseconds since the epoch (0 if the host refuses:

@@ -1,6 +1,7 @@
 //! The proxy-wasm glue: maps Envoy's callbacks onto the pure logic.
 //!
 //! - [`host`]: raw host calls that never panic (headers and bodies as bytes)
+//! - [`logger`]: the `log::` facade onto Envoy's log
 //! - [`http`]: one context per request
 //! - [`service`]: the per-Envoy background service (usage shipping, state)
 //! - this file: the root context (configuration, ticks) and the shared
@@ -14,6 +15,7 @@
 
 mod host;
 mod http;
+mod logger;
 mod service;
 mod synced;
 
@@ -21,7 +23,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::ContextType;
 
 use crate::config::{Config, KeyInfo};
 use crate::ids::IdMaker;
@@ -29,7 +31,7 @@ use crate::record::UsageRecord;
 use crate::state::{decode_meta, BudgetCache, BudgetDoc, KeyCache, Meta, STATE_META_KEY, USAGE_QUEUE};
 
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
+    logger::install();
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(TollgateRoot { config: None, service: None, pause_verified: Rc::default() }) });
 }}
 
