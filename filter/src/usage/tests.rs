@@ -1,4 +1,6 @@
+use super::null_usage::strip_null_usage;
 use super::*;
+use crate::sse::parse_event;
 
 #[test]
 fn an_event_too_large_to_translate_ends_the_clients_stream_with_an_error_in_its_format() {
