@@ -8,7 +8,7 @@ to OpenAI, which refused it: a client behind the gateway could not use
 them at all). Served now to the `stored_objects` provider with its own key,
 free (no record, no budget), for keys that may use one of its models;
 conversation items pass the request guardrails first. The mock keeps them
-as the API does (tests/mock-provider/src/objects.rs cites its sources:
+as the API does (tests/mock-provider/src/objects/mod.rs cites its sources:
 openai/openai-openapi's paths and schemas, OpenAI's conversation-state
 guide for the billed context)."""
 from __future__ import annotations
