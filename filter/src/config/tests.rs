@@ -276,3 +276,45 @@ fn errors_name_the_field() {
     assert_eq!(Config::from_json(b"not json").unwrap_err().field, "(root)");
     assert_eq!(Config::from_json(b"").unwrap_err().field, "(root)");
 }
+
+#[test]
+fn every_bounded_number_takes_its_ends_and_refuses_past_them_naming_the_field_and_the_bounds() {
+    // (path, lowest, highest); the control section's `max_buffered_records`
+    // is bounded by `max_batch` instead, and `stale_after_ms` by `poll_ms`.
+    let bounded: [(&[&str], u64, u64); 10] = [
+        (&["max_request_bytes"], 1024, 256 << 20),
+        (&["max_response_bytes"], 1024, 256 << 20),
+        (&["body_wait_ms"], 1000, 600_000),
+        (&["default_max_tokens"], 1, 10_000_000),
+        (&["control", "poll_ms"], 100, 600_000),
+        (&["control", "stale_after_ms"], 600_001, 86_400_000),
+        (&["control", "flush_ms"], 50, 600_000),
+        (&["control", "timeout_ms"], 100, 60_000),
+        (&["control", "max_batch"], 1, 10_000),
+        (&["control", "max_batch_bytes"], 64 << 10, 16 << 20),
+    ];
+    for (path, lo, hi) in bounded {
+        let with = |n: u64| {
+            let mut v = base();
+            v["control"] = json!({"cluster": "tollgate_control", "token": "filter-token-0123456789",
+                                  "max_buffered_records": 10_000_000, "stale_after_ms": 86_400_000});
+            if path[1..] == ["stale_after_ms"] {
+                v["control"]["poll_ms"] = json!(600_000);
+            }
+            let at = path[..path.len() - 1].iter().fold(&mut v, |v, k| &mut v[*k]);
+            at[path[path.len() - 1]] = json!(n);
+            parse(v)
+        };
+        let name = path.join(".");
+        for n in [lo, hi] {
+            assert!(with(n).is_ok(), "{name} = {n}: {:?}", with(n).err());
+        }
+        for n in [lo - 1, hi + 1] {
+            let e = with(n).expect_err(&format!("{name} = {n} accepted"));
+            assert_eq!(e.field, name);
+            if !(name == "control.stale_after_ms" && n == lo - 1) {
+                assert!(e.message.contains(&format!("between {} and {hi}", if name == "control.stale_after_ms" { 1000 } else { lo })), "{e}");
+            }
+        }
+    }
+}
