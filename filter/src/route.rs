@@ -7,10 +7,10 @@
 //! result to Envoy.
 
 use crate::budget::Amount;
-use crate::config::{Config, KeyInfo, ProviderFormat, UnpricedModels, UpstreamApi};
-use crate::translate::{Direction, Upstream};
+use crate::config::{Config, KeyInfo, UnpricedModels};
+use crate::translate::Direction;
 use crate::errors::GatewayError;
-use crate::request::{azure_deployment, parse_chat_for, upstream_query, Api, ChatRequest, Rewrite};
+use crate::request::{azure_deployment, parse_chat_for, Api, ChatRequest, ParsedBody, Rewrite};
 use crate::usage::Usage;
 
 /// The model a moderation without one runs: OpenAI's default
@@ -194,52 +194,7 @@ pub fn plan_for(
     } else {
         None
     };
-    if let Some(d) = deployment.as_deref() {
-        if !crate::request::valid_model_name(d) {
-            let e = GatewayError::bad_request("invalid_model", "The deployment in the path must be 1 to 256 visible ASCII characters.");
-            return Err(refuse(e.with_param("model"), None, None));
-        }
-        chat.model = d.to_string();
-    }
-    if api == Api::OpenAiModerations && chat.model.is_empty() {
-        chat.model = DEFAULT_MODERATION_MODEL.to_string();
-    }
-    let mut routed = false;
-    if !api.is_gemini() {
-        if let Some(m) = choice.model {
-            chat.model = m.to_string();
-        } else if chat.model == tollgate_protocol::routing::AUTO {
-            let Some(r) = choice.auto else {
-                let e = GatewayError::bad_request(
-                    "auto_route_unavailable",
-                    "The model 'auto' needs a feature (x-tollgate-feature) whose routing policy has chosen a model.",
-                );
-                return Err(refuse(e.with_param("model"), Some(&chat), None));
-            };
-            chat.model = r.model.clone();
-            routed = true;
-        } else if let Some(r) = choice.auto.filter(|r| r.bind) {
-            chat.model = r.model.clone();
-            routed = true;
-        }
-    }
-    // Gemini's native API names the model and streaming in the path; its
-    // model ids are routed as they are or as `google/<id>`.
-    let mut google = None;
-    let mut gemini_method = None;
-    if api.is_gemini() {
-        let Some((m, method)) = crate::gemini::path_method(path).filter(|(m, _)| crate::request::valid_model_name(m)) else {
-            let e = GatewayError::bad_request("invalid_model", "The model in the path must be 1 to 256 visible ASCII characters.");
-            return Err(refuse(e.with_param("model"), None, None));
-        };
-        parsed.check_gemini(method).map_err(|e| refuse(e, None, None))?;
-        // (A fallback names its own model: the path's failed.)
-        let m = choice.model.unwrap_or(m);
-        chat.model = m.to_string();
-        chat.stream = method == crate::gemini::Method::Stream;
-        google = (!m.starts_with("google/")).then(|| format!("google/{m}"));
-        gemini_method = Some(method);
-    }
+    let Chosen { routed, google, gemini_method } = choose_model(&mut chat, api, deployment.as_deref(), path, &parsed, &choice)?;
     // Anthropic's server-side fallbacks let the provider serve the turn with
     // models the client names, beyond the route, priced as theirs: neither
     // the key's models nor the price would hold. (A count runs no model: it
@@ -263,63 +218,11 @@ pub fn plan_for(
     let provider = resolved.provider;
     let mut target = Target { provider: provider.name.clone(), route: resolved.route.to_string(), upstream_model, advisor: None };
     // A chat request in the other provider's format: translated both ways.
-    let upstream = match provider.format {
-        ProviderFormat::Anthropic => Upstream::Anthropic,
-        ProviderFormat::Gemini => Upstream::ChatOnly,
-        ProviderFormat::Openai if resolved.upstream_api.responses(&target.upstream_model) => Upstream::Responses,
-        ProviderFormat::Openai if resolved.upstream_api == UpstreamApi::ChatCompletions => Upstream::ChatOnly,
-        ProviderFormat::Openai => Upstream::Chat,
-    };
+    let upstream = upstream::api_of(&resolved, &target.upstream_model);
     let translate = Direction::between(api, upstream);
-    // A count goes to a provider of the client's own format (Anthropic's
-    // count_tokens, Gemini's countTokens), or is not found, as
-    // Anthropic-format clients expect of a gateway that cannot count:
-    // Claude Code then counts locally.
-    let counts_here = match provider.format {
-        ProviderFormat::Anthropic => api == Api::AnthropicMessages,
-        ProviderFormat::Gemini => api == Api::GeminiGenerateContent,
-        ProviderFormat::Openai => matches!(api, Api::OpenAiResponses | Api::OpenAiModerations),
-    };
-    if choice.count_tokens && (translate.is_some() || !counts_here) {
-        let what = match api {
-            Api::OpenAiModerations => "Moderation is served for models routed to an OpenAI-format provider",
-            _ => "Token counting is served for models routed to a provider of the request's own format (Anthropic, Gemini, OpenAI's Responses API)",
-        };
-        let e = GatewayError::not_found(format!("{what}; the model '{model}' is served by provider '{}'.", provider.name));
-        return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
-    }
-    if choice.compact && (translate.is_some() || !matches!(upstream, Upstream::Chat | Upstream::Responses)) {
-        let e = GatewayError::bad_request(
-            "wrong_api_for_model",
-            format!(
-                "Compaction (POST /v1/responses/compact) is served for models routed to an OpenAI-format provider's Responses API; the model '{model}' is served by provider '{}' on another API.",
-                provider.name
-            ),
-        );
-        return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
-    }
+    upstream::served(api, &choice, provider, upstream, translate, model).map_err(|e| refuse(e.with_param("model"), Some(&chat), Some(&target)))?;
     if choice.compact {
         chat.stored = false;
-    }
-    if translate.is_none() && !provider.format.serves(api) {
-        let e = match (provider.format, api) {
-            (_, Api::OpenAiEmbeddings | Api::OpenAiCompletions | Api::OpenAiResponses | Api::OpenAiImages | Api::OpenAiImageEdits | Api::OpenAiTranscriptions | Api::OpenAiTranslations | Api::OpenAiSpeech | Api::OpenAiDecisions | Api::GeminiGenerateContent | Api::GeminiEmbedContent) => GatewayError::bad_request(
-                "wrong_api_for_model",
-                format!("The model '{model}' is served by provider '{}', which has no {} API.", provider.name, api.describe()),
-            ),
-            _ => {
-                let (name, p) = match provider.format {
-                    ProviderFormat::Openai => ("OpenAI chat completions", "/v1/chat/completions"),
-                    ProviderFormat::Anthropic => ("Anthropic messages", "/v1/messages"),
-                    ProviderFormat::Gemini => ("Gemini generateContent", "/v1beta/models/{model}:generateContent"),
-                };
-                GatewayError::bad_request(
-                    "wrong_api_for_model",
-                    format!("The model '{model}' is served by provider '{}', which speaks the {name} API; send this request to {p}.", provider.name),
-                )
-            }
-        };
-        return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
     }
     let price = cfg.price_for(api, &provider.name, &target.upstream_model);
     if cfg.unpriced_models == UnpricedModels::Deny && price.is_none() && !choice.count_tokens {
@@ -358,68 +261,15 @@ pub fn plan_for(
     }
     .transpose()
     .map_err(|e| refuse(e, Some(&chat), Some(&target)))?;
-    let upstream_api = translate.map_or(api, Direction::upstream_api);
-    // The client's query string belongs to its own API (the Anthropic SDK's
-    // `?beta=true`, Azure OpenAI's `api-version`): it goes on only to a
-    // provider of that API. Google's frontend refuses a parameter it does
-    // not bind ("Cannot bind query parameter"), so Claude Code's requests
-    // translated for Gemini failed, and so would an OpenAI client's own
-    // query on Gemini's OpenAI-compatible endpoint.
-    let compat_gemini = provider.format == ProviderFormat::Gemini && !upstream_api.is_gemini();
-    let query = match translate {
-        None if !compat_gemini => upstream_query(path),
-        _ => String::new(),
+    let way = upstream::Way {
+        provider,
+        api: translate.map_or(api, Direction::upstream_api),
+        translate,
+        upstream_model: &target.upstream_model,
+        gemini_method,
+        stream: chat.stream,
     };
-    let upstream_path = match (upstream_api, provider.format) {
-        (Api::GeminiGenerateContent, _) if choice.count_tokens => {
-            format!("{}/models/{}:countTokens{}", provider.path_prefix, target.upstream_model, query)
-        }
-        (Api::OpenAiResponses, _) if choice.count_tokens => format!("{}/responses/input_tokens{}", provider.path_prefix, query),
-        (Api::OpenAiModerations, _) => format!("{}/moderations{}", provider.path_prefix, query),
-        (Api::OpenAiResponses, _) if choice.compact => format!("{}/responses/compact{}", provider.path_prefix, query),
-        _ if choice.count_tokens => format!("{}/messages/count_tokens{}", provider.path_prefix, query),
-        // (The method the path named; a translated request has none and generates.)
-        (a, _) if a.is_gemini() => {
-            let method = gemini_method.map_or(if chat.stream { "streamGenerateContent" } else { "generateContent" }, crate::gemini::Method::name);
-            format!("{}/models/{}:{method}{}", provider.path_prefix, target.upstream_model, query)
-        }
-        // Gemini answers OpenAI-format requests on its compatible endpoint.
-        (_, ProviderFormat::Gemini) => format!("{}/openai{}{}", provider.path_prefix, upstream_api.upstream_suffix(), query),
-        _ => format!("{}{}{}", provider.path_prefix, upstream_api.upstream_suffix(), query),
-    };
-    let mut headers = vec![
-        (":path".to_string(), upstream_path),
-        (":authority".to_string(), provider.host.clone()),
-        (cfg.cluster_header.clone(), provider.cluster.clone()),
-    ];
-    if let Some(b) = &body {
-        headers.push(("content-length".to_string(), b.len().to_string()));
-    }
-    // The credential and headers of the provider's format (translated requests included).
-    match provider.format {
-        ProviderFormat::Openai => {
-            if let Some(k) = &provider.api_key {
-                headers.push(("authorization".to_string(), format!("Bearer {}", k.expose())));
-            }
-        }
-        ProviderFormat::Anthropic => {
-            if let Some(k) = &provider.api_key {
-                headers.push(("x-api-key".to_string(), k.expose().to_string()));
-            }
-            if !has_anthropic_version || translate.is_some() {
-                headers.push(("anthropic-version".to_string(), provider.anthropic_version.clone()));
-            }
-        }
-        ProviderFormat::Gemini => {
-            if let Some(k) = &provider.api_key {
-                if upstream_api.is_gemini() {
-                    headers.push(("x-goog-api-key".to_string(), k.expose().to_string()));
-                } else {
-                    headers.push(("authorization".to_string(), format!("Bearer {}", k.expose())));
-                }
-            }
-        }
-    }
+    let headers = upstream::headers(cfg, &way, upstream::path(&way, &choice, path), body.as_ref().map(Vec::len), has_anthropic_version);
     let fallbacks = if choice.count_tokens || choice.compact { Vec::new() } else { resolved.fallbacks.to_vec() };
     // (An unpriced advisor makes the request unpriced: a budget in dollars could not hold it.)
     let priced = price.is_some() && target.advisor.as_deref().is_none_or(|a| a.price.is_some());
@@ -427,6 +277,64 @@ pub fn plan_for(
     Ok(Plan { chat, target, worst, priced, body, headers, cluster: provider.cluster.clone(), translate, tool_names, json_repair: resolved.json_repair, fallbacks, routed, prefix, rendered: None })
 }
 
+/// The model the request runs, as chosen besides its body.
+struct Chosen {
+    /// The auto router picked it.
+    routed: bool,
+    /// Gemini's native API: the model's `google/` name, routed too.
+    google: Option<String>,
+    /// Gemini's native API: the method its path named.
+    gemini_method: Option<crate::gemini::Method>,
+}
+
+/// Sets `chat.model` from what names it besides the body: an Azure
+/// deployment in the path, OpenAI's default moderation model, a fallback,
+/// the auto router, or Gemini's path (which also says whether it streams).
+fn choose_model(chat: &mut ChatRequest, api: Api, deployment: Option<&str>, path: &str, parsed: &ParsedBody<'_>, choice: &Choice<'_>) -> Result<Chosen, Box<Refusal>> {
+    let refuse = |error: GatewayError, chat: Option<&ChatRequest>| Box::new(Refusal { error: error.with_param("model"), chat: chat.cloned(), target: None });
+    if let Some(d) = deployment {
+        if !crate::request::valid_model_name(d) {
+            return Err(refuse(GatewayError::bad_request("invalid_model", "The deployment in the path must be 1 to 256 visible ASCII characters."), None));
+        }
+        chat.model = d.to_string();
+    }
+    if api == Api::OpenAiModerations && chat.model.is_empty() {
+        chat.model = DEFAULT_MODERATION_MODEL.to_string();
+    }
+    let mut routed = false;
+    if !api.is_gemini() {
+        if let Some(m) = choice.model {
+            chat.model = m.to_string();
+        } else if chat.model == tollgate_protocol::routing::AUTO {
+            let Some(r) = choice.auto else {
+                let e = GatewayError::bad_request(
+                    "auto_route_unavailable",
+                    "The model 'auto' needs a feature (x-tollgate-feature) whose routing policy has chosen a model.",
+                );
+                return Err(refuse(e, Some(chat)));
+            };
+            chat.model = r.model.clone();
+            routed = true;
+        } else if let Some(r) = choice.auto.filter(|r| r.bind) {
+            chat.model = r.model.clone();
+            routed = true;
+        }
+        return Ok(Chosen { routed, google: None, gemini_method: None });
+    }
+    // Gemini's native API names the model and streaming in the path; its
+    // model ids are routed as they are or as `google/<id>`.
+    let Some((m, method)) = crate::gemini::path_method(path).filter(|(m, _)| crate::request::valid_model_name(m)) else {
+        return Err(refuse(GatewayError::bad_request("invalid_model", "The model in the path must be 1 to 256 visible ASCII characters."), None));
+    };
+    parsed.check_gemini(method).map_err(|e| Box::new(Refusal { error: e, chat: None, target: None }))?;
+    // (A fallback names its own model: the path's failed.)
+    let m = choice.model.unwrap_or(m);
+    chat.model = m.to_string();
+    chat.stream = method == crate::gemini::Method::Stream;
+    Ok(Chosen { routed, google: (!m.starts_with("google/")).then(|| format!("google/{m}")), gemini_method: Some(method) })
+}
+
 pub mod advisor;
+mod upstream;
 #[cfg(test)]
 mod tests;
