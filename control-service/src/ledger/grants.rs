@@ -147,52 +147,13 @@ fn next_change(b: &Budget, now_ms: u64) -> Option<u64> {
 pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor: Option<&str>, page: usize) -> Result<GrantSnapshot> {
     let page = page.max(1);
     let alive_since = now_ms.saturating_sub(node_ttl_ms);
-    // One statement (a round trip on PostgreSQL): the sequences first (what
-    // is read after them includes at least those changes), the node's row,
-    // and the other active nodes.
-    let head = tx.query_one(
-        &format!(
-            "SELECT ({}), ({BUDGET_SEQ}), (SELECT last_seen_ms FROM nodes WHERE node = ?1), (SELECT answer FROM nodes WHERE node = ?1),
-                    (SELECT COUNT(*) FROM nodes WHERE last_seen_ms >= ?2 AND node <> ?1), ({USE_LOG_FROM})",
-            super::ingest::SEQ
-        ),
-        &[node.into(), int(alive_since)],
-    )?;
-    let (seq, budget_seq, answer, use_log_from) = (head.u64(0)?, head.u64(1)?, head.opt_u64(3)?.unwrap_or(0), head.u64(5)?);
-    // A node silent past the TTL may have had its grants reclaimed (and
-    // handed to others) without a change any cursor sees: it starts over.
-    let was_active = head.opt_u64(2)?.is_some_and(|seen| seen >= alive_since);
-    tx.execute(
-        "INSERT INTO nodes (node, last_seen_ms) VALUES (?1, ?2) ON CONFLICT (node) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
-        &[node.into(), int(now_ms)],
-    )?;
-    let active = head.u64(4)? + 1;
+    let head = Head::read(tx, node, now_ms, alive_since)?;
+    let Head { seq, budget_seq, answer, active, .. } = head;
     // A delta of more changes than a few pages (a bulk import) is sent as
     // the full state: its pages walk the primary key, while a delta's
     // changed set is read and ordered again for each page.
     let delta_max = (page.min(STATE_PAGE_MAX) as u64) * DELTA_PAGES;
-    // Why the cursor does not hold (the full state's first page logs it).
-    let mut since = match cursor.map(Cursor::decode) {
-        None => Err("no cursor"),
-        Some(_) if !was_active => Err("silent past the node TTL"),
-        Some(None) => Err("not a cursor of this service"),
-        Some(Some(c)) if c.answer != answer => Err("its last answer did not arrive (or another Envoy has its node name)"),
-        Some(Some(c)) if c.ingest > seq || c.budgets > budget_seq => Err("ahead of the database"),
-        Some(Some(c)) if c.active != active => Err("the number of active Envoys changed"),
-        Some(Some(c)) if now_ms >= c.boundary_ms => Err("a budget period ended or a window opened"),
-        Some(Some(c)) if c.after.is_none() && budget_seq - c.budgets > delta_max => Err("too many budget changes"),
-        Some(Some(c)) if c.use_from().is_some_and(|f| f < use_log_from) => Err("its use changes are no longer logged"),
-        Some(Some(c)) => Ok(c),
-    };
-    // Use changed since the cursor: counted in budget periods, not in
-    // ingest batches (a fleet retrying or splitting batches passed four
-    // pages of them within one full state, and every poll was then a full
-    // state).
-    if let Ok(c) = &since {
-        if c.after.is_none() && c.ingest < seq && use_changes(tx, c.ingest, seq, delta_max)? > delta_max {
-            since = Err("too many use changes");
-        }
-    }
+    let since = holding(tx, cursor, &head, now_ms, delta_max)?;
     let full_because = since.as_ref().err().copied();
     let since = since.ok();
     let first_page = since.is_none();
@@ -242,25 +203,10 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
     if !more {
         next.from = None;
     }
-    let mut reclaimed = 0;
     let mut current = in_force(candidates, now_ms, &mut next.boundary_ms, delta.then_some(&mut removed));
     // Caught-up budgets are scattered, as a delta's are.
     let caught_current = in_force(caught, now_ms, &mut next.boundary_ms, Some(&mut removed));
-    if !delta && !current.is_empty() {
-        let silent = silent_holders(tx, alive_since)?;
-        if first_page && !more {
-            let earliest = current.iter().map(|(_, (start, _))| *start).min().unwrap_or(0);
-            reclaimed = reclaim(tx, &silent, "period_start_ms >= ?1", &[int(earliest)])?;
-        } else {
-            // A page: the silent nodes' grants of its budgets, before its
-            // grants are cut (one range per scope type, as it is read).
-            for run in current.chunk_by(|(a, _), (b, _)| a.scope_type == b.scope_type) {
-                let (Some((first, _)), Some((last, _))) = (run.first(), run.last()) else { continue };
-                let range = [Arg::Text(first.scope_type.as_str()), Arg::Text(&first.scope_id), Arg::Text(&last.scope_id)];
-                reclaimed += reclaim(tx, &silent, "scope_type = ?1 AND scope_id >= ?2 AND scope_id <= ?3", &range)?;
-            }
-        }
-    }
+    let reclaimed = if delta { 0 } else { reclaim_silent(tx, alive_since, &current, first_page && !more)? };
     // Every budget in one answer: one pass over the current periods. One
     // page of a full state: one range of scopes. A delta (scattered
     // budgets): reads by scope, a statement per scope type and period.
@@ -273,23 +219,7 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
         periods.extend(these_periods(tx, node, &caught_current)?);
         current.extend(caught_current);
     }
-    let mut out = Vec::with_capacity(current.len());
-    // Grants that changed: (scope type, scope id, period start, micros, tokens, short).
-    let mut writes: Vec<(ScopeType, String, u64, u64, u64, bool)> = Vec::new();
-    for (b, (start, end)) in current {
-        let found = periods.remove(&(b.scope_type.as_str().to_string(), b.scope_id.clone(), start)).unwrap_or_default();
-        let nodes: Vec<NodeUse> = found.nodes.into_iter().map(|(n, ((um, gm), (ut, gt)))| (n, (um, gm), (ut, gt))).collect();
-        // This node's grant as it stands: rewritten only when it changes
-        // (a budget nobody spent from since the last poll costs one read).
-        let held = nodes.iter().find(|r| r.0 == node).map(|r| (r.1 .1, r.2 .1));
-        let (doc, gm, gt) = grant_doc(&b, (start, end), found.used, nodes, node, active);
-        let short = short_of_fair(&doc, active);
-        out.push(doc);
-        if held == Some((Some(gm), Some(gt))) && found.mine_short == short {
-            continue;
-        }
-        writes.push((b.scope_type, b.scope_id, start, gm, gt, short));
-    }
+    let (out, writes) = shares(current, periods, node, active);
     if !writes.is_empty() {
         // An answer that changes the node's grants gets a number of its own:
         // one that never arrives is sent again, as a full state. Answers
@@ -310,6 +240,129 @@ pub fn grant(tx: &mut dyn Tx, node: &str, now_ms: u64, node_ttl_ms: u64, cursor:
         removed,
         cursor: next.encode(),
     })
+}
+
+/// What a poll reads first, in one statement (a round trip on
+/// PostgreSQL): the sequences (what is read after them includes at least
+/// those changes), the node's row, and the other active nodes; the node is
+/// then marked seen.
+struct Head {
+    seq: u64,
+    budget_seq: u64,
+    /// The number of the node's last answer that changed its grants.
+    answer: u64,
+    use_log_from: u64,
+    /// Seen within the TTL before this poll. A node silent past it may
+    /// have had its grants reclaimed (and handed to others) without a
+    /// change any cursor sees: it starts over.
+    was_active: bool,
+    /// Active nodes, this one included.
+    active: u64,
+}
+
+impl Head {
+    fn read(tx: &mut dyn Tx, node: &str, now_ms: u64, alive_since: u64) -> Result<Head> {
+        let row = tx.query_one(
+            &format!(
+                "SELECT ({}), ({BUDGET_SEQ}), (SELECT last_seen_ms FROM nodes WHERE node = ?1), (SELECT answer FROM nodes WHERE node = ?1),
+                        (SELECT COUNT(*) FROM nodes WHERE last_seen_ms >= ?2 AND node <> ?1), ({USE_LOG_FROM})",
+                super::ingest::SEQ
+            ),
+            &[node.into(), int(alive_since)],
+        )?;
+        let head = Head {
+            seq: row.u64(0)?,
+            budget_seq: row.u64(1)?,
+            answer: row.opt_u64(3)?.unwrap_or(0),
+            use_log_from: row.u64(5)?,
+            was_active: row.opt_u64(2)?.is_some_and(|seen| seen >= alive_since),
+            active: row.u64(4)? + 1,
+        };
+        tx.execute(
+            "INSERT INTO nodes (node, last_seen_ms) VALUES (?1, ?2) ON CONFLICT (node) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+            &[node.into(), int(now_ms)],
+        )?;
+        Ok(head)
+    }
+}
+
+/// The node's cursor when it still holds, or why not (the full state's
+/// first page logs it).
+fn holding(tx: &mut dyn Tx, cursor: Option<&str>, head: &Head, now_ms: u64, delta_max: u64) -> Result<std::result::Result<Cursor, &'static str>> {
+    let since = match cursor.map(Cursor::decode) {
+        None => Err("no cursor"),
+        Some(_) if !head.was_active => Err("silent past the node TTL"),
+        Some(None) => Err("not a cursor of this service"),
+        Some(Some(c)) if c.answer != head.answer => Err("its last answer did not arrive (or another Envoy has its node name)"),
+        Some(Some(c)) if c.ingest > head.seq || c.budgets > head.budget_seq => Err("ahead of the database"),
+        Some(Some(c)) if c.active != head.active => Err("the number of active Envoys changed"),
+        Some(Some(c)) if now_ms >= c.boundary_ms => Err("a budget period ended or a window opened"),
+        Some(Some(c)) if c.after.is_none() && head.budget_seq - c.budgets > delta_max => Err("too many budget changes"),
+        Some(Some(c)) if c.use_from().is_some_and(|f| f < head.use_log_from) => Err("its use changes are no longer logged"),
+        Some(Some(c)) => Ok(c),
+    };
+    // Use changed since the cursor: counted in budget periods, not in
+    // ingest batches (a fleet retrying or splitting batches passed four
+    // pages of them within one full state, and every poll was then a full
+    // state).
+    if let Ok(c) = &since {
+        if c.after.is_none() && c.ingest < head.seq && use_changes(tx, c.ingest, head.seq, delta_max)? > delta_max {
+            return Ok(Err("too many use changes"));
+        }
+    }
+    Ok(since)
+}
+
+/// The silent nodes' grants of the budgets a full state sends, reclaimed:
+/// of every current period when the state is one answer; of a page's
+/// budgets before its grants are cut (one range per scope type, as it is
+/// read). How many grants.
+fn reclaim_silent(tx: &mut dyn Tx, alive_since: u64, current: &[(Budget, (u64, u64))], whole: bool) -> Result<u64> {
+    if current.is_empty() {
+        return Ok(0);
+    }
+    let silent = silent_holders(tx, alive_since)?;
+    if whole {
+        let earliest = current.iter().map(|(_, (start, _))| *start).min().unwrap_or(0);
+        return reclaim(tx, &silent, "period_start_ms >= ?1", &[int(earliest)]);
+    }
+    let mut reclaimed = 0;
+    for run in current.chunk_by(|(a, _), (b, _)| a.scope_type == b.scope_type) {
+        let (Some((first, _)), Some((last, _))) = (run.first(), run.last()) else { continue };
+        let range = [Arg::Text(first.scope_type.as_str()), Arg::Text(&first.scope_id), Arg::Text(&last.scope_id)];
+        reclaimed += reclaim(tx, &silent, "scope_type = ?1 AND scope_id >= ?2 AND scope_id <= ?3", &range)?;
+    }
+    Ok(reclaimed)
+}
+
+/// A grant to write: (scope type, scope id, period start, micros, tokens, short).
+type GrantWrite = (ScopeType, String, u64, u64, u64, bool);
+
+/// Each current budget's document for `node`, with its share of the room
+/// left ([`grant_doc`]), and the grants that changed. A grant is rewritten
+/// only when it changes (a budget nobody spent from since the last poll
+/// costs one read).
+fn shares(
+    current: Vec<(Budget, (u64, u64))>,
+    mut periods: Periods,
+    node: &str,
+    active: u64,
+) -> (Vec<BudgetDoc>, Vec<GrantWrite>) {
+    let mut out = Vec::with_capacity(current.len());
+    let mut writes = Vec::new();
+    for (b, (start, end)) in current {
+        let found = periods.remove(&(b.scope_type.as_str().to_string(), b.scope_id.clone(), start)).unwrap_or_default();
+        let nodes: Vec<NodeUse> = found.nodes.into_iter().map(|(n, ((um, gm), (ut, gt)))| (n, (um, gm), (ut, gt))).collect();
+        let held = nodes.iter().find(|r| r.0 == node).map(|r| (r.1 .1, r.2 .1));
+        let (doc, gm, gt) = grant_doc(&b, (start, end), found.used, nodes, node, active);
+        let short = short_of_fair(&doc, active);
+        out.push(doc);
+        if held == Some((Some(gm), Some(gt))) && found.mine_short == short {
+            continue;
+        }
+        writes.push((b.scope_type, b.scope_id, start, gm, gt, short));
+    }
+    (out, writes)
 }
 
 /// The ingest sequence after which `budget_use_log` holds every batch's
@@ -347,7 +400,7 @@ pub fn prune_use_log(tx: &mut dyn Tx, now_ms: u64, keep_ms: u64) -> Result<u64> 
 
 /// Grant rows written in multi-row statements (a full state's page of
 /// 5,000 is ten statements, not 5,000 round trips to PostgreSQL).
-fn write_grants(tx: &mut dyn Tx, node: &str, writes: &[(ScopeType, String, u64, u64, u64, bool)]) -> Result<()> {
+fn write_grants(tx: &mut dyn Tx, node: &str, writes: &[GrantWrite]) -> Result<()> {
     for chunk in statement_chunks(writes) {
         let mut rows = Vec::with_capacity(chunk.len());
         let mut args: Vec<Arg<'_>> = vec![node.into()];
