@@ -45,6 +45,7 @@ enum Phase {
 
 mod accounting;
 mod answer;
+mod body;
 mod fallback;
 mod objects;
 mod request;

@@ -5,14 +5,14 @@ use std::rc::Rc;
 
 use proxy_wasm::types::Action;
 
-use super::super::host::{self, REQUEST_BODY, REQUEST_HEADERS};
+use super::super::host::{self, REQUEST_BODY};
 use super::super::{awaiting_body, shared_key};
 use super::{Phase, TollgateHttp};
 use crate::admission::Decision;
 use crate::budget::Amount;
 use crate::config::{Config, KeyInfo, OtherPaths};
 use crate::errors::GatewayError;
-use crate::keys::{hash_key, key_ref};
+use crate::keys::hash_key;
 use crate::models;
 use crate::record::BudgetDecision;
 use crate::request::{classify_path, Api, Endpoint};
@@ -163,184 +163,6 @@ impl TollgateHttp {
         self.phase = Phase::AwaitBody;
         awaiting_body(self.context_id, self.start_ms);
         Action::Pause
-    }
-
-    /// The whole request body is buffered (end of stream, or trailers).
-    pub(super) fn on_request_complete(&mut self, cfg: &Config, body_size: usize) -> Action {
-        if let Some(plan) = self.object_plan.take() {
-            return self.stored_object_body(cfg, plan, body_size);
-        }
-        let (Some(api), Some(key)) = (self.api, self.key.clone()) else {
-            return Action::Continue;
-        };
-        let (mut body, decoded) = match self.whole_body(cfg, body_size) {
-            Ok(b) => b,
-            Err(e) => return self.reject(e),
-        };
-        // A form (an image edit's, a transcription's) is planned as the JSON it stands for, and written back.
-        let content_type = api.takes_forms()
-            .then(|| crate::request_head::content_type(crate::hostmap::pairs(&host::header_map(REQUEST_HEADERS))))
-            .flatten();
-        let upload = match crate::request::multipart::Upload::read(api, content_type.as_deref(), body) {
-            Ok((upload, view)) => {
-                body = view;
-                upload.map(std::rc::Rc::new)
-            }
-            Err(e) => return self.reject(e),
-        };
-        // The auto router's pick for this feature (a lookup in what the control service synced).
-        let routing = super::super::synced::routing();
-        let auto = self.feature.as_deref().and_then(|f| routing.as_ref()?.features.get(f));
-        // A named prompt is rendered inside planning, from the synced registry.
-        let registry = super::super::synced::registry();
-        let choice = route::Choice {
-            model: None,
-            auto,
-            fingerprint: cfg.cache_insights && !self.counting,
-            prompts: Some(registry.as_deref()),
-            count_tokens: self.counting,
-            compact: self.compacting,
-            tier_header: self.headers.vertex_tier.as_deref(),
-        };
-        let mut planned = route::plan_for(cfg, &key, api, &body, &self.path, self.headers.has_anthropic_version, choice);
-        let mut rendered = false;
-        if let Ok(p) = planned.as_mut() {
-            if let Some((b, tag)) = p.rendered.take() {
-                body = b;
-                self.prompt_version = Some(tag);
-                rendered = true;
-            }
-        }
-        let mut plan = match planned {
-            Ok(p) => p,
-            Err(r) => {
-                self.chat = r.chat;
-                self.target = r.target;
-                return self.reject(r.error);
-            }
-        };
-        add_stored_context(cfg, &mut plan);
-        self.chat = Some(plan.chat.clone());
-        self.target = Some(plan.target.clone());
-        self.translate = plan.translate;
-        self.tool_names = plan.tool_names.clone();
-        self.json_repair = plan.json_repair;
-        if let (true, Some(r)) = (plan.routed, auto) {
-            self.routed_by = Some(format!("auto: {}", r.reason));
-        }
-        // A background response is read back from the provider that ran it: no alternative.
-        if plan.chat.background {
-            plan.fallbacks.clear();
-            if let Err(e) = crate::background::check(cfg, &plan, super::super::synced::guard_policy(cfg).as_deref()) {
-                return self.reject(e);
-            }
-        }
-        // Alternatives are planned from the body as the client sent it (or as rendered).
-        self.fallbacks = std::mem::take(&mut plan.fallbacks).into();
-        if !self.fallbacks.is_empty() {
-            self.client_body = Some(body.clone());
-            self.client_upload = upload.clone();
-        }
-        // Guardrails look at exactly what would go upstream.
-        if let Some(policy) = super::super::synced::guard_policy(cfg) {
-            let sent = plan.body.as_deref().unwrap_or(&body);
-            let who = crate::guard::Subject { key: &key.id, project: &self.project, team: &key.team, route: &plan.target.route };
-            let mut placeholders = crate::guard::Placeholders::default();
-            let (outcome, error) = crate::guard::decide(&policy, who, &plan.target, sent, &mut placeholders);
-            self.guardrails = outcome.record;
-            if let Some(e) = error {
-                return self.reject(e);
-            }
-            if let Some(new_body) = outcome.body {
-                plan.headers.retain(|(k, _)| k != "content-length");
-                plan.headers.push(("content-length".to_string(), new_body.len().to_string()));
-                plan.body = Some(new_body);
-            }
-            if policy.reads_answers() && !self.counting {
-                // The answer must be readable to be scanned or restored.
-                self.set_request_header("accept-encoding", None);
-                let owner = crate::guard::answer::Owner {
-                    key: key.id.clone(),
-                    project: self.project.clone(),
-                    team: key.team.clone(),
-                    route: plan.target.route.clone(),
-                };
-                self.answer_seed = Some((policy, owner, placeholders));
-            }
-        }
-        // Who a background response is charged to, when a read shows it ended.
-        if plan.chat.background {
-            let owner = crate::owned::Owner { key: key.id.clone(), team: key.team.clone(), project: self.project.clone() };
-            match crate::background::tag(plan.body.as_deref().unwrap_or(&body), &owner, plan.chat.input_bound(), plan.chat.container_gb) {
-                Ok(b) => plan.body = Some(b),
-                Err(e) => return self.reject(e),
-            }
-        }
-        // Sampled for evaluations: the request as sent (after redaction), in the client's API.
-        if let Some(c) = cfg.capture.as_ref().filter(|_| !self.counting) {
-            let sent = plan.body.as_deref().unwrap_or(&body);
-            let chat_like = matches!(api, Api::OpenAiChat | Api::AnthropicMessages);
-            if chat_like && plan.translate.is_none() && !plan.chat.stream && sent.len() <= c.max_bytes
-                && c.wants(self.feature.as_deref(), &plan.target.route, &self.request_id)
-            {
-                self.capture = std::str::from_utf8(sent).ok().map(|r| tollgate_protocol::record::Capture { request: r.to_string(), response: String::new() });
-            }
-        }
-        // Budgets: reserve the worst case against every budgeted scope.
-        if cfg.control.is_some() && !self.counting {
-            if let Err(action) = self.admit(cfg, &key, plan.worst, plan.priced) {
-                return action;
-            }
-        }
-        if cfg.cache_insights && !self.counting {
-            use crate::fingerprint::{Markers, Verdict};
-            let sent = plan.body.as_deref().unwrap_or(&body);
-            let markers = crate::fingerprint::markers(plan.translate.map_or(api, |d| d.upstream_api()), sent);
-            let verdict = match plan.prefix.take() {
-                Some(prefix) => self.compare_prefix(&key, &plan.target.upstream_model, prefix, &body),
-                None => Verdict::Unknown,
-            };
-            if verdict != Verdict::Unknown || markers != Markers::NotApplicable {
-                self.cache_verdict = Some((verdict, markers));
-            }
-        }
-        if decoded {
-            self.set_request_header("content-encoding", None);
-        }
-        let sent = match crate::request::outgoing_body(plan.body.take(), body, rendered || decoded, upload.as_deref()) {
-            Ok(b) => b,
-            Err(e) => return self.reject(e),
-        };
-        if let Some(pieces) = &sent {
-            plan.headers.retain(|(k, _)| k != "content-length");
-            plan.headers.push(("content-length".to_string(), pieces.iter().map(|p| p.len()).sum::<usize>().to_string()));
-            // The first replaces the body; each next one is appended (Envoy
-            // appends what is written at or past the body's end).
-            let mut at = 0;
-            for (i, piece) in pieces.iter().enumerate() {
-                let (start, replaced) = if i == 0 { (0, body_size) } else { (at, 0) };
-                if !host::set_buffer(REQUEST_BODY, start, replaced, piece) {
-                    // (Never a body cut short or out of order upstream.)
-                    log::error!("[{}] Envoy refused the request body written back (piece {i} at {start})", self.context_id);
-                    return self.reject(GatewayError::internal("The request body could not be written back for the provider."));
-                }
-                at += piece.len();
-            }
-        }
-        for (name, value) in &plan.headers {
-            self.set_request_header(name, Some(value));
-        }
-        log::debug!(
-            "[{}] key={} model={} -> provider={} cluster={} upstream_model={}",
-            self.context_id,
-            key_ref(&key.key_hash),
-            plan.chat.model,
-            plan.target.provider,
-            plan.cluster,
-            plan.target.upstream_model
-        );
-        self.phase = if self.counting { Phase::Counting } else { Phase::Upstream };
-        Action::Continue
     }
 
     /// The buffered request body, decoded when compressed (and whether it
