@@ -137,6 +137,15 @@ impl GatewayError {
     /// #43353; "codex-rs only falls back to HTTP on an HTTP 426", Soju06/codex-lb#1886),
     /// and the body says why. Envoy's own refusal (403, no body: upgrades not
     /// configured) is mapped to the same answer in envoy/*/envoy.yaml.
+    /// 404 for a path Tollgate does not route (`other_paths: deny`): what
+    /// it does serve, and the path asked (cleaned, without its query).
+    pub fn not_routed(path: &str) -> Self {
+        let p = crate::text::clean_field(path.split('?').next().unwrap_or(""), 128);
+        Self::not_found(format!(
+            "Tollgate serves POST /v1/chat/completions, /v1/messages, /v1/messages/count_tokens, /v1/responses, /v1/responses/input_tokens, /v1/responses/compact, /v1/embeddings, /v1/completions, /v1/moderations and Gemini's /v1beta/models/{{model}}:generateContent, :streamGenerateContent, :countTokens, :embedContent and :batchEmbedContents, and GET /v1/models and /v1/models/{{id}} (Gemini's /v1beta/models too), stored responses, conversations, files and batches (/v1/responses/{{id}}, /v1/conversations, /v1/files, /v1/batches) when 'stored_objects' names their provider, and Azure OpenAI's and Gemini's OpenAI-compatible forms of these (/openai/deployments/{{deployment}}/chat/completions, /openai/responses, /openai/v1/..., /v1beta/openai/...); '{p}' is not routed."
+        ))
+    }
+
     pub fn websocket_not_supported() -> Self {
         Self::new(
             426,
@@ -369,5 +378,14 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&e.body()).unwrap();
         assert_eq!(v["error"]["message"], "a \"quoted\"\nline");
         assert!(v["error"]["param"].is_null());
+    }
+
+    #[test]
+    fn a_path_not_routed_is_named_without_its_query_or_control_characters() {
+        let e = GatewayError::not_routed("/v1/assistants\u{1b}[2J?key=sk-secret");
+        assert_eq!((e.status, e.code), (404, "unknown_endpoint"));
+        assert!(e.message.ends_with("'/v1/assistants[2J' is not routed."), "{}", e.message);
+        assert!(!e.message.contains("sk-secret") && !e.message.contains('\u{1b}'));
+        assert!(e.message.contains("/v1beta/models/{model}:generateContent"), "{}", e.message);
     }
 }

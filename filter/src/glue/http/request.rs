@@ -69,12 +69,7 @@ impl TollgateHttp {
                     self.set_request_header(&cfg.cluster_header, None);
                     Action::Continue
                 }
-                OtherPaths::Deny => {
-                    let p = crate::text::clean_field(path.split('?').next().unwrap_or(""), 128);
-                    self.reject(GatewayError::not_found(format!(
-                        "Tollgate serves POST /v1/chat/completions, /v1/messages, /v1/messages/count_tokens, /v1/responses, /v1/responses/input_tokens, /v1/responses/compact, /v1/embeddings, /v1/completions, /v1/moderations and Gemini's /v1beta/models/{{model}}:generateContent, :streamGenerateContent, :countTokens, :embedContent and :batchEmbedContents, and GET /v1/models and /v1/models/{{id}} (Gemini's /v1beta/models too), stored responses, conversations, files and batches (/v1/responses/{{id}}, /v1/conversations, /v1/files, /v1/batches) when 'stored_objects' names their provider, and Azure OpenAI's and Gemini's OpenAI-compatible forms of these (/openai/deployments/{{deployment}}/chat/completions, /openai/responses, /openai/v1/..., /v1beta/openai/...); '{p}' is not routed."
-                    )))
-                }
+                OtherPaths::Deny => self.reject(GatewayError::not_routed(&path)),
             };
         }
         if self.headers.websocket {
@@ -92,22 +87,7 @@ impl TollgateHttp {
         let method = std::mem::take(&mut self.headers.method);
 
         if matches!(endpoint, Endpoint::Models | Endpoint::Model) {
-            if method != b"GET" {
-                return self.reject(GatewayError::method_not_allowed("Use GET /v1/models."));
-            }
-            self.key = None; // listing models is not usage
-            let google_key = self.headers.x_goog_api_key.is_some() || crate::request::query_key(&path).is_some();
-            let shape = models::Shape::of(&path, self.headers.has_anthropic_version, google_key);
-            let body = match crate::request::model_path_id(&path).filter(|_| endpoint == Endpoint::Model) {
-                None => models::list(cfg, &key, shape),
-                Some(id) => match models::one(cfg, &key, &id, shape) {
-                    Ok(b) => b,
-                    Err(e) => return self.reject(e),
-                },
-            };
-            host::send_response(200, &[("content-type", "application/json")], body.as_bytes());
-            self.phase = Phase::Replied;
-            return Action::Pause;
+            return self.models(cfg, &key, endpoint == Endpoint::Model, &method, &path);
         }
 
         if let Endpoint::Stored(_) = endpoint {
@@ -136,19 +116,8 @@ impl TollgateHttp {
             return self.reject(GatewayError::method_not_allowed("These requests must be POST."));
         }
 
-        // Attribution tags.
-        match self.headers.project(&key) {
-            Ok(Some(p)) => self.project = p,
-            Ok(None) => {}
-            Err(e) => return self.reject(e),
-        }
-        match self.headers.feature() {
-            Ok(v) => self.feature = v,
-            Err(e) => return self.reject(e),
-        }
-        match self.headers.prompt_version() {
-            Ok(v) => self.prompt_version = v,
-            Err(e) => return self.reject(e),
+        if let Err(e) = self.attribution(&key) {
+            return self.reject(e);
         }
 
         // Nothing of the client's credentials or Tollgate's own headers goes upstream.
@@ -163,6 +132,38 @@ impl TollgateHttp {
         self.phase = Phase::AwaitBody;
         awaiting_body(self.context_id, self.start_ms);
         Action::Pause
+    }
+
+    /// `GET /v1/models` (or one model, `one`): answered here, in the
+    /// client's format; listing models is not usage.
+    fn models(&mut self, cfg: &Config, key: &KeyInfo, one: bool, method: &[u8], path: &str) -> Action {
+        if method != b"GET" {
+            return self.reject(GatewayError::method_not_allowed("Use GET /v1/models."));
+        }
+        self.key = None;
+        let google_key = self.headers.x_goog_api_key.is_some() || crate::request::query_key(path).is_some();
+        let shape = models::Shape::of(path, self.headers.has_anthropic_version, google_key);
+        let body = match crate::request::model_path_id(path).filter(|_| one) {
+            None => models::list(cfg, key, shape),
+            Some(id) => match models::one(cfg, key, &id, shape) {
+                Ok(b) => b,
+                Err(e) => return self.reject(e),
+            },
+        };
+        host::send_response(200, &[("content-type", "application/json")], body.as_bytes());
+        self.phase = Phase::Replied;
+        Action::Pause
+    }
+
+    /// The attribution tags the headers give: the project (one the key
+    /// may name), the feature, the prompt version.
+    fn attribution(&mut self, key: &KeyInfo) -> Result<(), GatewayError> {
+        if let Some(p) = self.headers.project(key)? {
+            self.project = p;
+        }
+        self.feature = self.headers.feature()?;
+        self.prompt_version = self.headers.prompt_version()?;
+        Ok(())
     }
 
     /// The buffered request body, decoded when compressed (and whether it
