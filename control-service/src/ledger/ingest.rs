@@ -239,74 +239,8 @@ pub fn batch(tx: &mut dyn Tx, cache: &std::sync::Mutex<BudgetCache>, node: &str,
     if records.iter().any(|r| r.id.is_empty()) {
         return Err(StoreError::Invalid("a record has an empty id".into()));
     }
-    // The rows carry this batch's own mark (`usage.seq`, only ever read to
-    // tell which rows this batch stored): a random number above any batch
-    // number stored before marks were random, so concurrent batches on
-    // PostgreSQL insert side by side and take the ordering lock (below)
-    // only to be counted.
-    let mark = batch_mark()?;
-    let (mut accepted, mut duplicates) = (0u64, 0u64);
-    let mut counted: Vec<&UsageRecord> = Vec::with_capacity(records.len());
-    // In id order: concurrent batches on PostgreSQL take the id index's
-    // locks in the same order (no deadlock between them), and a repeated id
-    // lands next to its first (stable sort: the first one sent is kept).
-    let mut order: Vec<usize> = (0..records.len()).collect();
-    order.sort_by(|&a, &b| records[a].id.cmp(&records[b].id));
-    order.dedup_by_key(|i| records[*i].id.as_str());
-    duplicates += (records.len() - order.len()) as u64;
-    // Column arrays take any number of records in one statement; a VALUES
-    // list goes in chunks of the sizes statements are cached for.
-    let chunks: Vec<&[usize]> = if tx.takes_arrays() { order.chunks(ROWS_PER_STATEMENT).collect() } else { statement_chunks(&order).collect() };
-    for chunk in chunks {
-        let mut fresh: Vec<(usize, &UsageRecord)> = chunk.iter().map(|&i| (i, &records[i])).collect();
-        let texts: Vec<std::borrow::Cow<'_, str>> = fresh
-            .iter()
-            .map(|(idx, r)| match raw.and_then(|raw| raw.get(*idx)).filter(|_| r.capture.is_none()) {
-                Some(t) => std::borrow::Cow::Borrowed(*t),
-                // A capture is kept apart (eval_items), not in the record's text.
-                None => std::borrow::Cow::Owned(serde_json::to_string(&UsageRecord { capture: None, ..(*r).clone() }).unwrap_or_default()),
-            })
-            .collect();
-        let mut args: Vec<Arg<'_>> = Vec::with_capacity(fresh.len() * PER_ROW);
-        for ((_, r), text) in fresh.iter().zip(&texts) {
-            args.extend([
-                (&r.id).into(),
-                int(mark),
-                node.into(),
-                int(r.ts_ms),
-                (&r.key_id).into(),
-                (&r.team).into(),
-                (&r.project).into(),
-                (&r.feature).into(),
-                (&r.prompt_version).into(),
-                (&r.provider).into(),
-                (&r.model_upstream).into(),
-                Arg::Int(i64::from(r.status)),
-                r.outcome.as_str().into(),
-                int(r.usage.input_tokens),
-                int(r.usage.cached_input_tokens),
-                int(r.usage.cache_write_tokens),
-                int(r.usage.output_tokens),
-                int(r.usage.reasoning_tokens),
-                int(r.cost_micros),
-                text.as_ref().into(),
-                int(if r.usage.cache_reported { r.usage.input_tokens } else { 0 }),
-                Arg::Int(r.cache_savings_micros),
-                (&r.session_id).into(),
-            ]);
-        }
-        let stored = insert_rows(tx, &args)?;
-        if stored < fresh.len() as u64 {
-            // Some were stored before (another batch, another replica): keep the new ones.
-            let mut ids: Vec<Arg<'_>> = vec![int(mark)];
-            ids.extend(fresh.iter().map(|(_, r)| Arg::from(&r.id)));
-            let now: HashSet<String> = tx.query(&stored_now_sql(fresh.len()), &ids)?.iter().map(|row| row.text(0)).collect::<Result<_>>()?;
-            duplicates += fresh.len() as u64 - now.len() as u64;
-            fresh.retain(|(_, r)| now.contains(&r.id));
-        }
-        accepted += fresh.len() as u64;
-        counted.extend(fresh.into_iter().map(|(_, r)| r));
-    }
+    let (counted, duplicates) = store(tx, node, records, raw)?;
+    let accepted = counted.len() as u64;
     super::audit::insert_all(tx, &counted)?;
     super::cache_misses::insert_all(tx, &counted)?;
     super::evals::insert_all(tx, &counted)?;
@@ -319,26 +253,8 @@ pub fn batch(tx: &mut dyn Tx, cache: &std::sync::Mutex<BudgetCache>, node: &str,
     });
     let budgets = held.of_scopes(tx, counted.iter().flat_map(|r| scopes_touched(r)))?;
     drop(held);
-    let index = ScopeIndex::new(&budgets);
-    // (budget index, period start) -> (micros, tokens) added, refused by it
-    let mut touched: HashMap<(usize, u64), (u64, u64, bool)> = HashMap::new();
-    for r in counted {
-        let fx = record_effects(&budgets, &index, r);
-        for k in fx.denied_by {
-            touched.entry(k).or_insert((0, 0, false)).2 = true;
-        }
-        for k in fx.counts {
-            let t = touched.entry(k).or_insert((0, 0, false));
-            t.0 = t.0.saturating_add(r.cost_micros);
-            t.1 = t.1.saturating_add(fx.tokens);
-        }
-    }
-    let mut bumps: Vec<Bump<'_>> = touched
-        .iter()
-        .filter(|(_, (micros, tokens, _))| *micros > 0 || *tokens > 0)
-        .filter_map(|((bi, start), (micros, tokens, _))| budgets.get(*bi).map(|b| ((b.scope_type, b.scope_id.as_str(), *start), *micros, *tokens)))
-        .collect();
-    bumps.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let touched = touched(&budgets, &counted);
+    let bumps = bumps_of(&budgets, &touched);
     // The use first, then the counter row's lock, which orders the counting
     // (across replicas on PostgreSQL): batches commit in `seq` order, so
     // every batch up to `seq` is in the budgets' use when this one commits.
@@ -366,6 +282,117 @@ pub fn batch(tx: &mut dyn Tx, cache: &std::sync::Mutex<BudgetCache>, node: &str,
         budgets::thresholds(tx, b, *start, used, now_ms, *stopped)?;
     }
     Ok(IngestAck { accepted, duplicates, rejected: Vec::new(), seq })
+}
+
+/// Stores the batch's records, each id once (idempotent: one stored
+/// before, by another batch or replica, is a duplicate): the records
+/// stored now, to be counted, and how many were duplicates. `raw[i]`,
+/// when given, is the JSON text `records[i]` was parsed from (stored as is).
+fn store<'r>(tx: &mut dyn Tx, node: &str, records: &'r [UsageRecord], raw: Option<&[&str]>) -> Result<(Vec<&'r UsageRecord>, u64)> {
+    // The rows carry this batch's own mark (`usage.seq`, only ever read to
+    // tell which rows this batch stored): a random number above any batch
+    // number stored before marks were random, so concurrent batches on
+    // PostgreSQL insert side by side and take the ordering lock (in
+    // [`batch`]) only to be counted.
+    let mark = batch_mark()?;
+    let mut counted: Vec<&UsageRecord> = Vec::with_capacity(records.len());
+    // In id order: concurrent batches on PostgreSQL take the id index's
+    // locks in the same order (no deadlock between them), and a repeated id
+    // lands next to its first (stable sort: the first one sent is kept).
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_by(|&a, &b| records[a].id.cmp(&records[b].id));
+    order.dedup_by_key(|i| records[*i].id.as_str());
+    let mut duplicates = (records.len() - order.len()) as u64;
+    // Column arrays take any number of records in one statement; a VALUES
+    // list goes in chunks of the sizes statements are cached for.
+    let chunks: Vec<&[usize]> = if tx.takes_arrays() { order.chunks(ROWS_PER_STATEMENT).collect() } else { statement_chunks(&order).collect() };
+    for chunk in chunks {
+        let mut fresh: Vec<(usize, &UsageRecord)> = chunk.iter().map(|&i| (i, &records[i])).collect();
+        let texts: Vec<std::borrow::Cow<'_, str>> = fresh
+            .iter()
+            .map(|(idx, r)| match raw.and_then(|raw| raw.get(*idx)).filter(|_| r.capture.is_none()) {
+                Some(t) => std::borrow::Cow::Borrowed(*t),
+                // A capture is kept apart (eval_items), not in the record's text.
+                None => std::borrow::Cow::Owned(serde_json::to_string(&UsageRecord { capture: None, ..(*r).clone() }).unwrap_or_default()),
+            })
+            .collect();
+        let mut args: Vec<Arg<'_>> = Vec::with_capacity(fresh.len() * PER_ROW);
+        for ((_, r), text) in fresh.iter().zip(&texts) {
+            row_args(r, mark, node, text, &mut args);
+        }
+        let stored = insert_rows(tx, &args)?;
+        if stored < fresh.len() as u64 {
+            // Some were stored before (another batch, another replica): keep the new ones.
+            let mut ids: Vec<Arg<'_>> = vec![int(mark)];
+            ids.extend(fresh.iter().map(|(_, r)| Arg::from(&r.id)));
+            let now: HashSet<String> = tx.query(&stored_now_sql(fresh.len()), &ids)?.iter().map(|row| row.text(0)).collect::<Result<_>>()?;
+            duplicates += fresh.len() as u64 - now.len() as u64;
+            fresh.retain(|(_, r)| now.contains(&r.id));
+        }
+        counted.extend(fresh.into_iter().map(|(_, r)| r));
+    }
+    Ok((counted, duplicates))
+}
+
+/// What one row of `usage` is given: the record's columns and its text.
+fn row_args<'a>(r: &'a UsageRecord, mark: u64, node: &'a str, text: &'a str, args: &mut Vec<Arg<'a>>) {
+    args.extend([
+        (&r.id).into(),
+        int(mark),
+        node.into(),
+        int(r.ts_ms),
+        (&r.key_id).into(),
+        (&r.team).into(),
+        (&r.project).into(),
+        (&r.feature).into(),
+        (&r.prompt_version).into(),
+        (&r.provider).into(),
+        (&r.model_upstream).into(),
+        Arg::Int(i64::from(r.status)),
+        r.outcome.as_str().into(),
+        int(r.usage.input_tokens),
+        int(r.usage.cached_input_tokens),
+        int(r.usage.cache_write_tokens),
+        int(r.usage.output_tokens),
+        int(r.usage.reasoning_tokens),
+        int(r.cost_micros),
+        text.into(),
+        int(if r.usage.cache_reported { r.usage.input_tokens } else { 0 }),
+        Arg::Int(r.cache_savings_micros),
+        (&r.session_id).into(),
+    ]);
+}
+
+/// What the counted records add to each budget period they count
+/// against, and whether one was refused by it:
+/// (budget index, period start) -> (micros, tokens, refused).
+fn touched(budgets: &[Budget], counted: &[&UsageRecord]) -> HashMap<(usize, u64), (u64, u64, bool)> {
+    let index = ScopeIndex::new(budgets);
+    let mut touched: HashMap<(usize, u64), (u64, u64, bool)> = HashMap::new();
+    for r in counted {
+        let fx = record_effects(budgets, &index, r);
+        for k in fx.denied_by {
+            touched.entry(k).or_insert((0, 0, false)).2 = true;
+        }
+        for k in fx.counts {
+            let t = touched.entry(k).or_insert((0, 0, false));
+            t.0 = t.0.saturating_add(r.cost_micros);
+            t.1 = t.1.saturating_add(fx.tokens);
+        }
+    }
+    touched
+}
+
+/// The periods whose use grows, in scope order (the order every batch
+/// locks them in: see [`bump`]).
+fn bumps_of<'b>(budgets: &'b [Budget], touched: &HashMap<(usize, u64), (u64, u64, bool)>) -> Vec<Bump<'b>> {
+    let mut bumps: Vec<Bump<'b>> = touched
+        .iter()
+        .filter(|(_, (micros, tokens, _))| *micros > 0 || *tokens > 0)
+        .filter_map(|((bi, start), (micros, tokens, _))| budgets.get(*bi).map(|b| ((b.scope_type, b.scope_id.as_str(), *start), *micros, *tokens)))
+        .collect();
+    bumps.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    bumps
 }
 
 #[cfg(test)]
