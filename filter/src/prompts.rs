@@ -160,7 +160,6 @@ pub fn render(api: Api, body: &[u8], registry: Option<&Registry>) -> Result<Opti
 /// [`render`] over the top-level members the request parser found (name,
 /// raw JSON value), so a named prompt costs no second parse of the body.
 pub fn render_members(api: Api, members: &[(&str, &str)], registry: Option<&Registry>) -> Result<Option<Rendered>, GatewayError> {
-    let body_len: usize = members.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
     let mut named = members.iter().filter(|(k, _)| *k == MEMBER).map(|(_, v)| *v);
     let Some(reference) = named.next() else { return Ok(None) };
     if named.next().is_some() {
@@ -171,6 +170,52 @@ pub fn render_members(api: Api, members: &[(&str, &str)], registry: Option<&Regi
     }
     let r: Reference = serde_json::from_str(reference)
         .map_err(|e| bad("invalid_prompt_reference", format!("'{MEMBER}' must be {{\"name\", optional \"label\" or \"version\", \"variables\"}}: {}", shown(&e.to_string()))))?;
+    let v = version(&r, registry)?;
+    let values = values(&r)?;
+    let anthropic_system = v.system.as_ref().filter(|_| api == Api::AnthropicMessages);
+    if anthropic_system.is_some() && members.iter().any(|(k, _)| *k == "system") {
+        return Err(bad("prompt_conflict", format!("Prompt '{}' sets the system prompt; leave 'system' out of the request.", v.tag)));
+    }
+    let prefix = Prefix { version: v, api, values: &values };
+    let body_len: usize = members.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    let mut out = Object::with_capacity(body_len + prefix.len() + 256);
+    let mut saw_messages = false;
+    for &(k, raw) in members {
+        match k {
+            MEMBER => {}
+            "messages" => {
+                saw_messages = true;
+                // Spliced in front of the request's own, without parsing them.
+                let text = raw.trim();
+                let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) else {
+                    return Err(GatewayError::bad_request("invalid_type", "'messages' must be an array.").with_param("messages"));
+                };
+                let sep = if inner.trim().is_empty() || prefix.is_empty() { "" } else { "," };
+                let out = out.member(k, b"[");
+                prefix.write(out);
+                out.extend_from_slice(sep.as_bytes());
+                out.extend_from_slice(inner.as_bytes());
+                out.push(b']');
+            }
+            _ => {
+                out.member(k, raw.as_bytes());
+            }
+        }
+    }
+    if !saw_messages {
+        let out = out.member("messages", b"[");
+        prefix.write(out);
+        out.push(b']');
+    }
+    if let Some(sys) = anthropic_system {
+        out.member("system", sys.as_bytes());
+    }
+    Ok(Some(Rendered { body: out.close(), tag: v.tag.clone() }))
+}
+
+/// The version a reference names (by number, by label, or the default
+/// label's); the variables given must be exactly the version's.
+fn version<'r>(r: &Reference<'_>, registry: Option<&'r Registry>) -> Result<&'r Compiled, GatewayError> {
     if r.label.is_some() && r.version.is_some() {
         return Err(bad("invalid_prompt_reference", format!("'{MEMBER}' names a label or a version, not both.")));
     }
@@ -189,15 +234,18 @@ pub fn render_members(api: Api, members: &[(&str, &str)], registry: Option<&Regi
         }
     };
     let v = prompt.versions.get(&version).ok_or_else(|| bad("prompt_version_not_found", format!("Prompt '{}' has no version {version}.", shown(&r.name))))?;
-    let tag = v.tag.clone();
     if let Some(missing) = v.variables.iter().find(|x| !r.variables.contains_key(x.as_str())) {
-        return Err(bad("prompt_variable_missing", format!("Prompt '{tag}' needs the variable '{missing}'.")));
+        return Err(bad("prompt_variable_missing", format!("Prompt '{}' needs the variable '{missing}'.", v.tag)));
     }
     if let Some(extra) = r.variables.keys().find(|k| !v.variables.iter().any(|x| x == k.as_ref())) {
-        return Err(bad("prompt_variable_unknown", format!("Prompt '{tag}' has no variable '{}'.", shown(extra))));
+        return Err(bad("prompt_variable_unknown", format!("Prompt '{}' has no variable '{}'.", v.tag, shown(extra))));
     }
-    // Each value's JSON string text without its quotes (checked to be a string).
-    let mut values: Vec<(&str, &str)> = Vec::with_capacity(r.variables.len());
+    Ok(v)
+}
+
+/// Each variable's JSON string text without its quotes (checked to be a string).
+fn values<'r>(r: &'r Reference<'_>) -> Result<Vec<(&'r str, &'r str)>, GatewayError> {
+    let mut values = Vec::with_capacity(r.variables.len());
     for (k, x) in &r.variables {
         let text = x.get();
         if !text.starts_with('"') || serde_json::from_str::<std::borrow::Cow<'_, str>>(text).is_err() {
@@ -205,15 +253,39 @@ pub fn render_members(api: Api, members: &[(&str, &str)], registry: Option<&Regi
         }
         values.push((k.as_ref(), text.get(1..text.len() - 1).unwrap_or_default()));
     }
-    let value_of = |n: &str| values.iter().find(|(k, _)| *k == n).map_or("", |(_, v)| *v);
-    // The prompt's messages as JSON text, written where they go.
-    let write_prefix = |out: &mut Vec<u8>| {
+    Ok(values)
+}
+
+/// The prompt's messages as JSON text, written where they go (OpenAI's
+/// system message first).
+struct Prefix<'a> {
+    version: &'a Compiled,
+    api: Api,
+    values: &'a [(&'a str, &'a str)],
+}
+
+impl Prefix<'_> {
+    fn system_message(&self) -> Option<&String> {
+        self.version.system_message.as_ref().filter(|_| self.api == Api::OpenAiChat)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.version.messages.is_empty() && self.system_message().is_none()
+    }
+
+    /// Room to reserve for it.
+    fn len(&self) -> usize {
+        self.version.system_message.as_ref().map_or(0, String::len) + self.version.messages.iter().map(|(_, p)| p.len() * 16 + 64).sum::<usize>()
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        let value_of = |n: &str| self.values.iter().find(|(k, _)| *k == n).map_or("", |(_, v)| *v);
         let mut first = true;
-        if let (Some(sys), Api::OpenAiChat) = (&v.system_message, api) {
+        if let Some(sys) = self.system_message() {
             out.extend_from_slice(sys.as_bytes());
             first = false;
         }
-        for (role, parts) in &v.messages {
+        for (role, parts) in &self.version.messages {
             if !first {
                 out.push(b',');
             }
@@ -229,21 +301,29 @@ pub fn render_members(api: Api, members: &[(&str, &str)], registry: Option<&Regi
             }
             out.extend_from_slice(b"\"}");
         }
-    };
-    let has_prefix = v.messages.len() + usize::from(v.system_message.is_some() && api == Api::OpenAiChat) > 0;
-    let prefix_len = v.system_message.as_ref().map_or(0, String::len) + v.messages.iter().map(|(_, p)| p.len() * 16 + 64).sum::<usize>();
-    let anthropic_system = v.system.as_ref().filter(|_| api == Api::AnthropicMessages);
-    if anthropic_system.is_some() && members.iter().any(|(k, _)| *k == "system") {
-        return Err(bad("prompt_conflict", format!("Prompt '{tag}' sets the system prompt; leave 'system' out of the request.")));
     }
-    let mut out: Vec<u8> = Vec::with_capacity(body_len + prefix_len + 256);
-    out.push(b'{');
-    let mut first = true;
-    let mut member = |out: &mut Vec<u8>, k: &str, v: &[u8]| {
-        if !first {
+}
+
+/// A JSON object written member by member.
+struct Object {
+    out: Vec<u8>,
+    first: bool,
+}
+
+impl Object {
+    fn with_capacity(n: usize) -> Self {
+        let mut out = Vec::with_capacity(n);
+        out.push(b'{');
+        Object { out, first: true }
+    }
+
+    /// Writes member `k` with the value text `v` (more may follow it):
+    /// the buffer, to go on writing the value.
+    fn member(&mut self, k: &str, v: &[u8]) -> &mut Vec<u8> {
+        let out = &mut self.out;
+        if !std::mem::replace(&mut self.first, false) {
             out.push(b',');
         }
-        first = false;
         // Member names as they came when nothing in them needs escaping.
         if k.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
             out.push(b'"');
@@ -254,38 +334,13 @@ pub fn render_members(api: Api, members: &[(&str, &str)], registry: Option<&Regi
         }
         out.push(b':');
         out.extend_from_slice(v);
-    };
-    let mut saw_messages = false;
-    for &(k, raw) in members {
-        match k {
-            MEMBER => {}
-            "messages" => {
-                saw_messages = true;
-                // Spliced in front of the request's own, without parsing them.
-                let text = raw.trim();
-                let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) else {
-                    return Err(GatewayError::bad_request("invalid_type", "'messages' must be an array.").with_param("messages"));
-                };
-                let sep = if inner.trim().is_empty() || !has_prefix { "" } else { "," };
-                member(&mut out, k, b"[");
-                write_prefix(&mut out);
-                out.extend_from_slice(sep.as_bytes());
-                out.extend_from_slice(inner.as_bytes());
-                out.push(b']');
-            }
-            _ => member(&mut out, k, raw.as_bytes()),
-        }
+        out
     }
-    if !saw_messages {
-        member(&mut out, "messages", b"[");
-        write_prefix(&mut out);
-        out.push(b']');
+
+    fn close(mut self) -> Vec<u8> {
+        self.out.push(b'}');
+        self.out
     }
-    if let Some(sys) = anthropic_system {
-        member(&mut out, "system", sys.as_bytes());
-    }
-    out.push(b'}');
-    Ok(Some(Rendered { body: out, tag }))
 }
 
 /// JSON text of a string or values (never fails for these types).
