@@ -442,33 +442,13 @@ fn chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap: (&str, u64), chat
                 }
             }
             "tools" => {
-                let mut tools = Vec::new();
-                for t in v.as_array().into_iter().flatten() {
-                    if t.get("type").is_some_and(|ty| ty != "custom") {
-                        return Err(refuse("tools", "may hold only client tools (server tools such as web search are Anthropic's)"));
-                    }
-                    let mut f = Map::new();
-                    f.insert("name".into(), t.get("name").cloned().unwrap_or(Value::Null));
-                    if let Some(d) = t.get("description") {
-                        f.insert("description".into(), d.clone());
-                    }
-                    f.insert("parameters".into(), t.get("input_schema").cloned().unwrap_or_else(|| json!({"type": "object"})));
-                    tools.push(json!({"type": "function", "function": Value::Object(f)}));
-                }
-                out.insert("tools".into(), Value::Array(tools));
+                out.insert("tools".into(), function_tools(&v)?);
             }
             "tool_choice" => {
-                let choice = match v.get("type").and_then(Value::as_str) {
-                    Some("auto") => json!("auto"),
-                    Some("any") => json!("required"),
-                    Some("none") => json!("none"),
-                    Some("tool") => json!({"type": "function", "function": {"name": v.get("name")}}),
-                    _ => return Err(refuse("tool_choice", "must be auto, any, none or a tool")),
-                };
+                out.insert("tool_choice".into(), tool_choice(&v)?);
                 if v.get("disable_parallel_tool_use").and_then(Value::as_bool) == Some(true) {
                     parallel = Some(false);
                 }
-                out.insert("tool_choice".into(), choice);
             }
             "thinking" => thinking = Some(v),
             "output_config" => output_config = Some(v),
@@ -481,26 +461,7 @@ fn chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap: (&str, u64), chat
     if let Some(format) = output_config.as_ref().and_then(|c| c.get("format")).filter(|f| !f.is_null()).or(output_format.as_ref()) {
         out.insert("response_format".into(), response_format(format)?);
     }
-    let effort = reasoning_effort(thinking.as_ref(), output_config.as_ref())?.filter(|_| takes_reasoning_effort(upstream_model));
-    let has_tools = out.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty());
-    let mut effort = if has_tools && chat_api { effort_beside_tools(effort, upstream_model) } else { effort };
-    if is_deepseek(upstream_model) {
-        // An Anthropic request thinks only when it asks to; DeepSeek thinks
-        // unless told not to, and its reasoning tokens are billed as output.
-        let asked = matches!(thinking.as_ref().and_then(|t| t.get("type")).and_then(Value::as_str), Some("enabled" | "adaptive"));
-        let thinks = deepseek_thinking(&msgs, asked);
-        effort = effort.filter(|_| thinks.get("type").and_then(Value::as_str) == Some("enabled"));
-        out.insert("thinking".into(), thinks);
-    }
-    if let Some(effort) = effort {
-        out.insert("reasoning_effort".into(), Value::from(effort));
-    }
-    // OpenAI's reasoning models refuse a temperature other than 1 and any
-    // top_p unless they do not reason ([`super::sampling`]): left out, as
-    // they shape nothing such a model samples.
-    if !super::sampling::openai_takes(upstream_model, effort) {
-        out.retain(|k, v| !(matches!(k.as_str(), "temperature" | "top_p") && super::sampling::refused_value(k, v)));
-    }
+    reasoning(&mut out, upstream_model, thinking.as_ref(), output_config.as_ref(), &msgs, chat_api)?;
     if let Some(s) = system.filter(|s| !s.is_empty()) {
         msgs.insert(0, json!({"role": "system", "content": s}));
     }
@@ -513,6 +474,64 @@ fn chat_request(p: &ParsedBody<'_>, upstream_model: &str, cap: (&str, u64), chat
         out.insert("stream_options".into(), json!({"include_usage": true}));
     }
     Ok(out)
+}
+
+/// Anthropic's client tools as OpenAI function tools (a server tool, such
+/// as web search, is Anthropic's own: refused).
+fn function_tools(v: &Value) -> Result<Value, GatewayError> {
+    let mut tools = Vec::new();
+    for t in v.as_array().into_iter().flatten() {
+        if t.get("type").is_some_and(|ty| ty != "custom") {
+            return Err(refuse("tools", "may hold only client tools (server tools such as web search are Anthropic's)"));
+        }
+        let mut f = Map::new();
+        f.insert("name".into(), t.get("name").cloned().unwrap_or(Value::Null));
+        if let Some(d) = t.get("description") {
+            f.insert("description".into(), d.clone());
+        }
+        f.insert("parameters".into(), t.get("input_schema").cloned().unwrap_or_else(|| json!({"type": "object"})));
+        tools.push(json!({"type": "function", "function": Value::Object(f)}));
+    }
+    Ok(Value::Array(tools))
+}
+
+/// Anthropic's `tool_choice` as OpenAI's.
+fn tool_choice(v: &Value) -> Result<Value, GatewayError> {
+    Ok(match v.get("type").and_then(Value::as_str) {
+        Some("auto") => json!("auto"),
+        Some("any") => json!("required"),
+        Some("none") => json!("none"),
+        Some("tool") => json!({"type": "function", "function": {"name": v.get("name")}}),
+        _ => return Err(refuse("tool_choice", "must be auto, any, none or a tool")),
+    })
+}
+
+/// The reasoning the request asks for (`thinking`, `output_config.effort`)
+/// as the upstream model takes it: an effort only for a model that
+/// reasons, DeepSeek's own `thinking`, and the sampling members a
+/// reasoning model refuses left out.
+fn reasoning(out: &mut Map<String, Value>, upstream_model: &str, thinking: Option<&Value>, output_config: Option<&Value>, msgs: &[Value], chat_api: bool) -> Result<(), GatewayError> {
+    let effort = reasoning_effort(thinking, output_config)?.filter(|_| takes_reasoning_effort(upstream_model));
+    let has_tools = out.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty());
+    let mut effort = if has_tools && chat_api { effort_beside_tools(effort, upstream_model) } else { effort };
+    if is_deepseek(upstream_model) {
+        // An Anthropic request thinks only when it asks to; DeepSeek thinks
+        // unless told not to, and its reasoning tokens are billed as output.
+        let asked = matches!(thinking.and_then(|t| t.get("type")).and_then(Value::as_str), Some("enabled" | "adaptive"));
+        let thinks = deepseek_thinking(msgs, asked);
+        effort = effort.filter(|_| thinks.get("type").and_then(Value::as_str) == Some("enabled"));
+        out.insert("thinking".into(), thinks);
+    }
+    if let Some(effort) = effort {
+        out.insert("reasoning_effort".into(), Value::from(effort));
+    }
+    // OpenAI's reasoning models refuse a temperature other than 1 and any
+    // top_p unless they do not reason ([`super::sampling`]): left out, as
+    // they shape nothing such a model samples.
+    if !super::sampling::openai_takes(upstream_model, effort) {
+        out.retain(|k, v| !(matches!(k.as_str(), "temperature" | "top_p") && super::sampling::refused_value(k, v)));
+    }
+    Ok(())
 }
 
 /// Anthropic's `stop_reason` for an OpenAI `finish_reason`.
