@@ -40,6 +40,7 @@ pub mod served;
 pub mod response;
 pub mod route;
 pub mod shipper;
+pub mod splice;
 pub mod sse;
 pub mod state;
 pub mod translate;

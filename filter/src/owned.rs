@@ -91,20 +91,14 @@ pub(crate) fn with_owner(members: &Members<'_>, owner: &Owner, extra: &[(&str, S
         }
         metadata.push((name.to_string(), v.clone()));
     }
-    let unwritable = || GatewayError::internal("The request could not be written.");
-    let mut out = Vec::with_capacity(members.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + 256);
-    out.push(b'{');
+    let mut out = crate::splice::Object::for_members(members.0.iter().map(|(k, v)| (k.as_str(), v.get())), 256);
     for (k, v) in members.0.iter().filter(|(k, _)| k != "metadata") {
-        out.extend_from_slice(&serde_json::to_vec(k).map_err(|_| unwritable())?);
-        out.push(b':');
-        out.extend_from_slice(v.get().as_bytes());
-        out.push(b',');
+        out.member(k, v.get().as_bytes());
     }
     let meta: serde_json::Map<String, serde_json::Value> = metadata.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
-    out.extend_from_slice(b"\"metadata\":");
-    out.extend_from_slice(&serde_json::to_vec(&meta).map_err(|_| unwritable())?);
-    out.push(b'}');
-    Ok(out)
+    let meta = serde_json::to_vec(&meta).map_err(|_| GatewayError::internal("The request could not be written."))?;
+    out.member("metadata", &meta);
+    Ok(out.close())
 }
 
 /// A client's `metadata`: an object of strings, each member once.

@@ -178,7 +178,7 @@ pub fn render_members(api: Api, members: &[(&str, &str)], registry: Option<&Regi
     }
     let prefix = Prefix { version: v, api, values: &values };
     let body_len: usize = members.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
-    let mut out = Object::with_capacity(body_len + prefix.len() + 256);
+    let mut out = crate::splice::Object::with_capacity(body_len + prefix.len() + 256);
     let mut saw_messages = false;
     for &(k, raw) in members {
         match k {
@@ -191,21 +191,20 @@ pub fn render_members(api: Api, members: &[(&str, &str)], registry: Option<&Regi
                     return Err(GatewayError::bad_request("invalid_type", "'messages' must be an array.").with_param("messages"));
                 };
                 let sep = if inner.trim().is_empty() || prefix.is_empty() { "" } else { "," };
-                let out = out.member(k, b"[");
-                prefix.write(out);
-                out.extend_from_slice(sep.as_bytes());
-                out.extend_from_slice(inner.as_bytes());
-                out.push(b']');
+                out.member(k, b"[");
+                let buf = out.buffer();
+                prefix.write(buf);
+                buf.extend_from_slice(sep.as_bytes());
+                buf.extend_from_slice(inner.as_bytes());
+                buf.push(b']');
             }
-            _ => {
-                out.member(k, raw.as_bytes());
-            }
+            _ => out.member(k, raw.as_bytes()),
         }
     }
     if !saw_messages {
-        let out = out.member("messages", b"[");
-        prefix.write(out);
-        out.push(b']');
+        out.member("messages", b"[");
+        prefix.write(out.buffer());
+        out.buffer().push(b']');
     }
     if let Some(sys) = anthropic_system {
         out.member("system", sys.as_bytes());
@@ -301,45 +300,6 @@ impl Prefix<'_> {
             }
             out.extend_from_slice(b"\"}");
         }
-    }
-}
-
-/// A JSON object written member by member.
-struct Object {
-    out: Vec<u8>,
-    first: bool,
-}
-
-impl Object {
-    fn with_capacity(n: usize) -> Self {
-        let mut out = Vec::with_capacity(n);
-        out.push(b'{');
-        Object { out, first: true }
-    }
-
-    /// Writes member `k` with the value text `v` (more may follow it):
-    /// the buffer, to go on writing the value.
-    fn member(&mut self, k: &str, v: &[u8]) -> &mut Vec<u8> {
-        let out = &mut self.out;
-        if !std::mem::replace(&mut self.first, false) {
-            out.push(b',');
-        }
-        // Member names as they came when nothing in them needs escaping.
-        if k.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-            out.push(b'"');
-            out.extend_from_slice(k.as_bytes());
-            out.push(b'"');
-        } else {
-            out.extend_from_slice(json(k).as_bytes());
-        }
-        out.push(b':');
-        out.extend_from_slice(v);
-        out
-    }
-
-    fn close(mut self) -> Vec<u8> {
-        self.out.push(b'}');
-        self.out
     }
 }
 

@@ -10,6 +10,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::errors::GatewayError;
+use crate::splice::Object;
 
 pub use tollgate_protocol::Api;
 use crate::pricing::Premium;
@@ -474,26 +475,11 @@ impl ParsedBody<'_> {
             return None;
         }
         let model_json = serde_json::to_string(upstream_model).ok()?;
-        let mut out = Vec::with_capacity(self.members.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + 64);
-        out.push(b'{');
-        let mut first = true;
+        let mut out = Object::for_members(self.members(), 64);
         let mut saw_stream_options = false;
-        let mut push_member = |out: &mut Vec<u8>, k: &str, v: &[u8]| {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            // Member names came from valid JSON; re-encode them safely.
-            match serde_json::to_string(k) {
-                Ok(kj) => out.extend_from_slice(kj.as_bytes()),
-                Err(_) => out.extend_from_slice(b"\"\""),
-            }
-            out.push(b':');
-            out.extend_from_slice(v);
-        };
         for (k, v) in &self.members.0 {
             match k.as_str() {
-                "model" if change_model => push_member(&mut out, k, model_json.as_bytes()),
+                "model" if change_model => out.member(k, model_json.as_bytes()),
                 k if unsampled && self.sampling_member(k) && crate::translate::sampling::refused(k, v.get()) => {}
                 "stream_options" if add_usage => {
                     saw_stream_options = true;
@@ -504,41 +490,40 @@ impl ParsedBody<'_> {
                             .unwrap_or_default();
                     obj.insert("include_usage".into(), serde_json::Value::Bool(true));
                     let s = serde_json::to_string(&obj).ok()?;
-                    push_member(&mut out, k, s.as_bytes());
+                    out.member(k, s.as_bytes());
                 }
                 // A `null` cap counts as none: replaced by the gateway's cap.
                 k if cap.is_some() && caps.contains(&k) => {}
-                "tools" | "system" | "messages" if replaced(k).is_some() => push_member(&mut out, k, replaced(k).unwrap_or_default()),
+                "tools" | "system" | "messages" if replaced(k).is_some() => out.member(k, replaced(k).unwrap_or_default()),
                 "thinking" => match &thinking {
-                    Fit::Keep => push_member(&mut out, k, v.get().as_bytes()),
+                    Fit::Keep => out.member(k, v.get().as_bytes()),
                     Fit::Drop => {}
-                    Fit::Replace { thinking, .. } => push_member(&mut out, k, thinking.to_string().as_bytes()),
+                    Fit::Replace { thinking, .. } => out.member(k, thinking.to_string().as_bytes()),
                 },
                 "output_config" if matches!(thinking, Fit::Replace { drop_effort: true, .. }) => {
                     let mut config: serde_json::Map<String, serde_json::Value> = serde_json::from_str(v.get()).unwrap_or_default();
                     config.remove("effort");
                     if !config.is_empty() {
-                        push_member(&mut out, k, serde_json::Value::Object(config).to_string().as_bytes());
+                        out.member(k, serde_json::Value::Object(config).to_string().as_bytes());
                     }
                 }
-                _ => push_member(&mut out, k, v.get().as_bytes()),
+                _ => out.member(k, v.get().as_bytes()),
             }
         }
         if let Fit::Replace { effort: Some(effort), .. } = thinking {
-            push_member(&mut out, "output_config", format!(r#"{{"effort":"{effort}"}}"#).as_bytes());
+            out.member("output_config", format!(r#"{{"effort":"{effort}"}}"#).as_bytes());
         }
         if add_usage && !saw_stream_options {
-            push_member(&mut out, "stream_options", br#"{"include_usage":true}"#);
+            out.member("stream_options", br#"{"include_usage":true}"#);
         }
         // (A body without one named its model in the path: an Azure deployment's.)
         if change_model && !self.members.0.iter().any(|(k, _)| k == "model") {
-            push_member(&mut out, "model", model_json.as_bytes());
+            out.member("model", model_json.as_bytes());
         }
         if let Some((field, n)) = cap {
-            push_member(&mut out, field, n.to_string().as_bytes());
+            out.member(field, n.to_string().as_bytes());
         }
-        out.push(b'}');
-        Some(out)
+        Some(out.close())
     }
 }
 
@@ -552,59 +537,50 @@ impl ParsedBody<'_> {
     fn rewrite_gemini(&self, cap: Option<u64>) -> Option<Vec<u8>> {
         let cap = cap.filter(|_| self.request.max_tokens.is_none())?;
         let field = format!("\"maxOutputTokens\":{cap}");
-        let mut out = Vec::with_capacity(self.members.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + field.len() + 24);
-        out.push(b'{');
+        let mut out = Object::for_members(self.members(), field.len() + 24);
         let mut placed = false;
         for (k, v) in &self.members.0 {
-            if out.len() > 1 {
-                out.push(b',');
-            }
-            out.extend_from_slice(serde_json::to_string(k).ok()?.as_bytes());
-            out.push(b':');
             let raw = v.get().trim();
-            if (k == GEMINI_CONFIG || k == GEMINI_CONFIG_PROTO) && !placed {
-                placed = true;
-                // An object (parse_chat read it as one) or null; a cap of
-                // null in it (unset, to protobuf's JSON) is left out, or it
-                // would go up beside the one added, and a parser that takes
-                // the last of two would read no cap at all.
-                out.push(b'{');
-                out.extend_from_slice(field.as_bytes());
-                match serde_json::from_str::<Option<Members<'_>>>(raw) {
-                    Ok(inner) => {
-                        for (name, value) in inner.map(|m| m.0).unwrap_or_default() {
-                            if matches!(name.as_str(), "maxOutputTokens" | "max_output_tokens") && value.get().trim() == "null" {
-                                continue;
-                            }
-                            out.push(b',');
-                            out.extend_from_slice(serde_json::to_string(&name).ok()?.as_bytes());
-                            out.push(b':');
-                            out.extend_from_slice(value.get().as_bytes());
+            if (k != GEMINI_CONFIG && k != GEMINI_CONFIG_PROTO) || placed {
+                out.member(k, raw.as_bytes());
+                continue;
+            }
+            placed = true;
+            // An object (parse_chat read it as one) or null; a cap of
+            // null in it (unset, to protobuf's JSON) is left out, or it
+            // would go up beside the one added, and a parser that takes
+            // the last of two would read no cap at all.
+            out.member(k, b"{");
+            let buf = out.buffer();
+            buf.extend_from_slice(field.as_bytes());
+            match serde_json::from_str::<Option<Members<'_>>>(raw) {
+                Ok(inner) => {
+                    for (name, value) in inner.map(|m| m.0).unwrap_or_default() {
+                        if matches!(name.as_str(), "maxOutputTokens" | "max_output_tokens") && value.get().trim() == "null" {
+                            continue;
                         }
-                        out.push(b'}');
+                        buf.push(b',');
+                        crate::splice::name(buf, &name);
+                        buf.push(b':');
+                        buf.extend_from_slice(value.get().as_bytes());
                     }
-                    // (Not expected: parse_chat read it. Spliced as it came
-                    // rather than any member of the client's dropped.)
-                    Err(_) => {
-                        let rest = raw.strip_prefix('{').map(str::trim_start).unwrap_or("}");
-                        if !rest.starts_with('}') {
-                            out.push(b',');
-                        }
-                        out.extend_from_slice(rest.as_bytes());
-                    }
+                    buf.push(b'}');
                 }
-            } else {
-                out.extend_from_slice(raw.as_bytes());
+                // (Not expected: parse_chat read it. Spliced as it came
+                // rather than any member of the client's dropped.)
+                Err(_) => {
+                    let rest = raw.strip_prefix('{').map(str::trim_start).unwrap_or("}");
+                    if !rest.starts_with('}') {
+                        buf.push(b',');
+                    }
+                    buf.extend_from_slice(rest.as_bytes());
+                }
             }
         }
         if !placed {
-            if out.len() > 1 {
-                out.push(b',');
-            }
-            out.extend_from_slice(format!("\"{GEMINI_CONFIG}\":{{{field}}}").as_bytes());
+            out.member(GEMINI_CONFIG, format!("{{{field}}}").as_bytes());
         }
-        out.push(b'}');
-        Some(out)
+        Some(out.close())
     }
 }
 

@@ -32,6 +32,7 @@
 
 use super::{bad, Members};
 use crate::errors::GatewayError;
+use crate::splice::Object;
 
 /// Requests in one batch, at most (Google's limit).
 pub const MAX_BATCH: usize = 100;
@@ -88,18 +89,17 @@ pub fn check_count(members: &Members<'_>) -> Result<(), GatewayError> {
 }
 
 /// Writes `r` as an object whose `model` is `model` (JSON text), first,
-/// and its other members as sent. `None` if a name cannot be written.
-fn with_model(out: &mut Vec<u8>, r: &Members<'_>, model: &str) -> Option<()> {
+/// and its other members as sent.
+fn with_model(out: &mut Vec<u8>, r: &Members<'_>, model: &str) {
     out.extend_from_slice(b"{\"model\":");
     out.extend_from_slice(model.as_bytes());
     for (name, value) in r.0.iter().filter(|(name, _)| name != "model") {
         out.push(b',');
-        out.extend_from_slice(serde_json::to_string(name).ok()?.as_bytes());
+        crate::splice::name(out, name);
         out.push(b':');
         out.extend_from_slice(value.get().as_bytes());
     }
     out.push(b'}');
-    Some(())
 }
 
 /// The body with the upstream model (`models/{upstream_model}`) in its
@@ -110,14 +110,10 @@ fn with_model(out: &mut Vec<u8>, r: &Members<'_>, model: &str) -> Option<()> {
 /// the caller refuses it).
 pub fn rewrite(members: &Members<'_>, upstream_model: &str) -> Option<Vec<u8>> {
     let model = serde_json::to_string(&format!("models/{upstream_model}")).ok()?;
-    let mut out = Vec::with_capacity(members.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + 64);
-    out.push(b'{');
-    for (i, (k, v)) in members.0.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(serde_json::to_string(k).ok()?.as_bytes());
-        out.push(b':');
+    let mut object = Object::for_members(members.0.iter().map(|(k, v)| (k.as_str(), v.get())), 64);
+    for (k, v) in &members.0 {
+        object.member(k, b"");
+        let out = object.buffer();
         match k.as_str() {
             "model" => out.extend_from_slice(model.as_bytes()),
             "requests" => {
@@ -127,16 +123,15 @@ pub fn rewrite(members: &Members<'_>, upstream_model: &str) -> Option<Vec<u8>> {
                     if j > 0 {
                         out.push(b',');
                     }
-                    with_model(&mut out, r, &model)?;
+                    with_model(out, r, &model);
                 }
                 out.push(b']');
             }
-            k if COUNTED_REQUEST.contains(&k) => with_model(&mut out, &serde_json::from_str(v.get()).ok()?, &model)?,
+            k if COUNTED_REQUEST.contains(&k) => with_model(out, &serde_json::from_str(v.get()).ok()?, &model),
             _ => out.extend_from_slice(v.get().as_bytes()),
         }
     }
-    out.push(b'}');
-    Some(out)
+    Some(object.close())
 }
 
 #[cfg(test)]
