@@ -356,6 +356,7 @@ struct OpenAiBody {
     usage: Option<OpenAiUsage>,
 }
 
+/// An Anthropic answer's body, or a stream's `message_start` message.
 #[derive(Deserialize)]
 struct AnthropicBody {
     #[serde(default)]

@@ -80,30 +80,18 @@ fn closes_the_object(rest: &[u8]) -> bool {
     false
 }
 
+/// The length of a `"usage"` `:` `null` member (whitespace allowed
+/// around the colon) starting at `raw[i]`.
 fn null_usage_member_at(raw: &[u8], i: usize) -> Option<usize> {
     let rest = raw.get(i..)?;
     let after_name = rest.strip_prefix(b"\"usage\"")?;
-    let mut k = 7;
-    let mut r = after_name;
-    while let Some((b, tail)) = r.split_first() {
-        if b.is_ascii_whitespace() {
-            k += 1;
-            r = tail;
-        } else {
-            break;
-        }
-    }
-    let r = r.strip_prefix(b":")?;
-    k += 1;
-    let mut r2 = r;
-    while let Some((b, tail)) = r2.split_first() {
-        if b.is_ascii_whitespace() {
-            k += 1;
-            r2 = tail;
-        } else {
-            break;
-        }
-    }
-    r2.strip_prefix(b"null")?;
-    Some(k + 4)
+    let after_colon = skip_whitespace(after_name).strip_prefix(b":")?;
+    let value = skip_whitespace(after_colon);
+    value.strip_prefix(b"null")?;
+    Some(rest.len() - value.len() + 4)
+}
+
+fn skip_whitespace(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
+    b.get(n..).unwrap_or_default()
 }

@@ -7,7 +7,7 @@
 use serde::Deserialize;
 
 use super::null_usage::strip_null_usage;
-use super::{audio, images, object, speech, AnthropicUsage, OpenAiUsage, Usage};
+use super::{audio, images, object, speech, AnthropicBody, AnthropicUsage, OpenAiUsage, Usage};
 use crate::request::Api;
 use crate::served::{Served, Word};
 use crate::sse::{parse_event, SseSplitter};
@@ -87,16 +87,6 @@ struct OpenAiChunk<'a> {
 }
 
 #[derive(Deserialize)]
-struct AnthropicMessage {
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default, deserialize_with = "object")]
-    usage: Option<AnthropicUsage>,
-    #[serde(default, deserialize_with = "crate::fingerprint::diagnosis")]
-    diagnostics: Option<crate::fingerprint::Diagnosis>,
-}
-
-#[derive(Deserialize)]
 struct AnthropicDelta {
     #[serde(default)]
     text: Option<Chars>,
@@ -111,7 +101,8 @@ struct AnthropicEvent {
     #[serde(rename = "type", default)]
     kind: String,
     #[serde(default)]
-    message: Option<AnthropicMessage>,
+    /// `message_start`'s message: read as a whole answer's body is.
+    message: Option<AnthropicBody>,
     #[serde(default, deserialize_with = "object")]
     usage: Option<AnthropicUsage>,
     #[serde(default)]
