@@ -338,7 +338,6 @@ struct Plan {
     output: u64,
     reasoning: u64,
     finish: &'static str,
-    delay: Duration,
     chunk_delay: Duration,
     cut_after: Option<u64>,
     /// OpenAI `n`: choices generated, each with `output` tokens.
