@@ -286,6 +286,22 @@ pub fn whole(inflater: &mut Inflater, body: &[u8], limit: usize) -> Result<Vec<u
     }
 }
 
+/// A whole answer in `coding`, decoded when the filter can read it: the
+/// plain bytes, or the answer as it came and why it could not be read (in
+/// the words an untranslatable answer's error uses). Identity passes as it is.
+pub fn whole_answer(coding: &Coding, body: Vec<u8>, limit: usize) -> (Vec<u8>, Option<String>) {
+    match Inflater::new(coding) {
+        Some(mut inf) => match whole(&mut inf, &body, limit) {
+            Ok(plain) => (plain, None),
+            Err(e) => (body, Some(e.untranslatable().to_owned())),
+        },
+        None => match coding {
+            Coding::Unreadable(name) => (body, Some(DecodeError::unreadable_coding(name))),
+            _ => (body, None),
+        },
+    }
+}
+
 /// The length of a complete gzip header at the start of `b`, `Ok(None)`
 /// while more bytes are needed, `Err` when it is not gzip.
 fn gzip_header_len(b: &[u8]) -> Result<Option<usize>, ()> {
@@ -338,6 +354,20 @@ pub(crate) mod tests {
             inf.push(c, |d| out.extend_from_slice(d));
         }
         (out, inf.finished())
+    }
+
+    #[test]
+    fn a_whole_answer_is_decoded_or_passed_on_as_it_came_with_why() {
+        let plain = br#"{"usage":{"prompt_tokens":10}}"#.to_vec();
+        let zipped = gzip(&plain, false);
+        assert_eq!(whole_answer(&Coding::Gzip, zipped.clone(), 1 << 20), (plain.clone(), None));
+        assert_eq!(whole_answer(&Coding::Identity, plain.clone(), 1 << 20), (plain.clone(), None));
+        let (body, why) = whole_answer(&Coding::Gzip, zipped.clone(), 8);
+        assert_eq!((body, why.as_deref()), (zipped.clone(), Some(DecodeError::TooLarge.untranslatable())));
+        let cut = zipped.get(..zipped.len() - 4).unwrap_or_default().to_vec();
+        assert_eq!(whole_answer(&Coding::Gzip, cut.clone(), 1 << 20), (cut, Some(DecodeError::Truncated.untranslatable().to_owned())));
+        let (body, why) = whole_answer(&Coding::Unreadable("br".into()), plain.clone(), 1 << 20);
+        assert_eq!((body, why), (plain, Some(DecodeError::unreadable_coding("br"))));
     }
 
     #[test]

@@ -17,7 +17,6 @@ use proxy_wasm::traits::Context;
 use proxy_wasm::types::Action;
 
 use super::super::host;
-use crate::decode::{Coding, Inflater};
 use super::TollgateHttp;
 use crate::admission::{self, Decision};
 use crate::config::Config;
@@ -117,7 +116,6 @@ impl TollgateHttp {
         if retryable(status) && self.try_fallback(&cfg, status) {
             return;
         }
-        let mut body = host::buffer(host::CALL_RESPONSE_BODY, 0, body_size);
         self.status = status;
         // Status 0: the call brought back nothing (failed, reset, timed out or over Envoy's buffer).
         self.upstream_responded = head.status != 0;
@@ -125,20 +123,7 @@ impl TollgateHttp {
         // first attempt's rewritten answer is; one that does not decode (or
         // in a coding the filter cannot read) goes on as it came, unread, or
         // (translated) becomes an error in the client's format.
-        let coding = head.coding();
-        let undecoded = match Inflater::new(&coding) {
-            Some(mut inf) => match crate::decode::whole(&mut inf, &body, cfg.max_response_bytes) {
-                Ok(plain) => {
-                    body = plain;
-                    None
-                }
-                Err(e) => Some(e.untranslatable().to_owned()),
-            },
-            None => match &coding {
-                Coding::Unreadable(name) => Some(crate::decode::DecodeError::unreadable_coding(name)),
-                _ => None,
-            },
-        };
+        let (body, undecoded) = crate::decode::whole_answer(&head.coding(), host::buffer(host::CALL_RESPONSE_BODY, 0, body_size), cfg.max_response_bytes);
         // The answer is read like a first attempt's: guarded when the policy reads answers.
         // (A status it could not read, 502 here, is no success either way.)
         self.start_answer_guard(&head);
@@ -148,13 +133,43 @@ impl TollgateHttp {
             _ => undecoded.as_deref().and_then(|why| crate::reader::unread_error(why, status, &self.wants(&cfg))),
         };
         self.replaced = replaced.as_ref().map(|e| (e.status, e.code));
-        let (out, costs) = if undecoded.is_some() {
+        let (out, costs) = self.read_fallback_answer(&cfg, &head, body, undecoded.is_some(), &mut replaced);
+        let retry = replaced.as_ref().and_then(|e| e.retry_header(status));
+        let content_type = String::from_utf8_lossy(&head.content_type).into_owned();
+        let (status, out, content_type) = match replaced {
+            Some(e) => (e.status, e.body().into_bytes(), "application/json".to_owned()),
+            None => (status, out, content_type),
+        };
+        let mut reply: Vec<(&str, &str)> = vec![("content-type", if content_type.is_empty() { "application/json" } else { content_type.as_str() })];
+        let encoding = String::from_utf8_lossy(head.encoding.as_deref().unwrap_or_default()).into_owned();
+        reply.extend(retry);
+        if undecoded.is_some() && self.replaced.is_none() {
+            reply.push(("content-encoding", encoding.as_str()));
+        }
+        reply.push(("x-tollgate-request-id", self.request_id.as_str()));
+        reply.push(("x-tollgate-provider", &provider));
+        reply.push(("x-tollgate-model", &model));
+        let attempts = self.attempts.len().to_string();
+        reply.push(("x-tollgate-fallback-attempts", &attempts));
+        for (k, v) in &costs {
+            reply.push((k, v.as_str()));
+        }
+        host::send_response(u32::from(status), &reply, &out);
+    }
+
+    /// The alternative's answer read as a first attempt's is (unread when
+    /// it could not be decoded, a stream, speech, or JSON) and settled: the
+    /// bytes for the client and the cost headers. A JSON answer the client
+    /// cannot be given becomes the error in `replaced`.
+    fn read_fallback_answer(&mut self, cfg: &Config, head: &ResponseHead, body: Vec<u8>, undecoded: bool, replaced: &mut Option<GatewayError>) -> (Vec<u8>, Vec<(&'static str, String)>) {
+        if undecoded {
             self.reader = Reader::Unreadable { bytes: body.len() as u64 };
             self.response_complete = true;
             let rec = self.settle(Termination::Complete);
-            (body, rec.filter(|_| cfg.cost_headers).map(|r| crate::record::cost_headers(&r)).unwrap_or_default())
-        } else if head.is_stream() {
-            let mut tracker = self.wants(&cfg).tracker(true);
+            return (body, rec.filter(|_| cfg.cost_headers).map(|r| crate::record::cost_headers(&r)).unwrap_or_default());
+        }
+        if head.is_stream() {
+            let mut tracker = self.wants(cfg).tracker(true);
             let mut out = tracker.push(&body);
             out.extend_from_slice(&tracker.finish());
             let rewrites = tracker.rewrites();
@@ -178,11 +193,11 @@ impl TollgateHttp {
         } else {
             self.reader = Reader::Json { collector: crate::response::JsonCollector::new(cfg.max_response_bytes), inflater: None };
             self.reader.feed_json(&body);
-            let new = match self.client_answer(&cfg, &body, false) {
+            let new = match self.client_answer(cfg, &body, false) {
                 Ok(new) => new,
                 Err(e) if replaced.is_none() => {
                     self.replaced = Some((e.status, e.code));
-                    replaced = Some(e);
+                    *replaced = Some(e);
                     None
                 }
                 Err(_) => None,
@@ -190,28 +205,7 @@ impl TollgateHttp {
             let rec = self.finish_json();
             let costs = rec.filter(|_| cfg.cost_headers).map(|r| crate::record::cost_headers(&r)).unwrap_or_default();
             (new.unwrap_or(body), costs)
-        };
-        let retry = replaced.as_ref().and_then(|e| e.retry_header(status));
-        let content_type = String::from_utf8_lossy(&head.content_type).into_owned();
-        let (status, out, content_type) = match replaced {
-            Some(e) => (e.status, e.body().into_bytes(), "application/json".to_owned()),
-            None => (status, out, content_type),
-        };
-        let mut reply: Vec<(&str, &str)> = vec![("content-type", if content_type.is_empty() { "application/json" } else { content_type.as_str() })];
-        let encoding = String::from_utf8_lossy(head.encoding.as_deref().unwrap_or_default()).into_owned();
-        reply.extend(retry);
-        if undecoded.is_some() && self.replaced.is_none() {
-            reply.push(("content-encoding", encoding.as_str()));
         }
-        reply.push(("x-tollgate-request-id", self.request_id.as_str()));
-        reply.push(("x-tollgate-provider", &provider));
-        reply.push(("x-tollgate-model", &model));
-        let attempts = self.attempts.len().to_string();
-        reply.push(("x-tollgate-fallback-attempts", &attempts));
-        for (k, v) in &costs {
-            reply.push((k, v.as_str()));
-        }
-        host::send_response(u32::from(status), &reply, &out);
     }
 
     /// The budgets' answer for `worst`, without replying.
