@@ -114,41 +114,7 @@ impl TollgateHttp {
                 }
                 // Everything so far is buffered: read it once.
                 let inflater = inflater.take();
-                let body = host::buffer(RESPONSE_BODY, 0, body_size);
-                let held = reader::held(inflater, body, end_of_stream, self.status, &self.wants(&cfg));
-                if held.sent_decoded {
-                    host::set_header(RESPONSE_HEADERS, "content-encoding", None);
-                }
-                if let Some(e) = held.replace {
-                    self.replace_answer(e);
-                }
-                let compressed = matches!(&held.reader, Reader::Json { inflater: Some(_), .. });
-                self.reader = held.reader;
-                let body = held.body;
-                self.reader.feed_json(&body);
-                self.swallow_body(body_size);
-                if end_of_stream {
-                    let new = match self.client_answer(&cfg, &body, compressed) {
-                        Ok(new) => new,
-                        Err(e) => {
-                            // (The headers are still held: the error goes in the answer's place.)
-                            self.replace_answer(e);
-                            self.swallowing.take()
-                        }
-                    };
-                    if let Some(rec) = self.finish_json() {
-                        if cfg.cost_headers {
-                            self.add_cost_headers(&rec);
-                        }
-                    }
-                    let new = new.or_else(|| held.sent_decoded.then_some(body));
-                    if let Some(new) = new {
-                        host::set_buffer(RESPONSE_BODY, 0, body_size, &new);
-                        self.set_response_header("content-length", &new.len().to_string());
-                    }
-                }
-                // Too big to hold: let it go without cost headers, keep reading.
-                Action::Continue
+                self.held_body(&cfg, inflater, body_size, end_of_stream)
             }
             Reader::Json { .. } => {
                 let chunk = host::buffer(RESPONSE_BODY, 0, body_size);
@@ -159,25 +125,7 @@ impl TollgateHttp {
                 }
                 Action::Continue
             }
-            Reader::Audio { .. } => {
-                // (Read only for its meter's head and tail: the rest is counted by its size.)
-                let tail = crate::request::speech::TAIL;
-                let wants = self.reader.audio_wants();
-                if body_size <= wants.saturating_add(tail) {
-                    let chunk = host::buffer(RESPONSE_BODY, 0, body_size);
-                    self.reader.feed_audio(&chunk, &chunk, body_size);
-                } else {
-                    let start = if wants > 0 { host::buffer(RESPONSE_BODY, 0, wants) } else { Vec::new() };
-                    let end = host::buffer(RESPONSE_BODY, body_size.saturating_sub(tail), tail);
-                    self.reader.feed_audio(&start, &end, body_size);
-                }
-                self.swallow_body(body_size);
-                if end_of_stream {
-                    self.response_complete = true;
-                    self.settle(Termination::Complete);
-                }
-                Action::Continue
-            }
+            Reader::Audio { .. } => self.audio_body(body_size, end_of_stream),
             Reader::Unreadable { bytes } => {
                 *bytes = bytes.saturating_add(body_size as u64);
                 self.swallow_body(body_size);
@@ -189,6 +137,68 @@ impl TollgateHttp {
             }
             Reader::None => Action::Continue,
         }
+    }
+
+    /// A held answer, whole or as much as is held: read once (decoded,
+    /// guarded, translated or replaced as `reader::held` says), its cost
+    /// headers added at its end.
+    fn held_body(&mut self, cfg: &Config, inflater: Option<crate::decode::Inflater>, body_size: usize, end_of_stream: bool) -> Action {
+        let body = host::buffer(RESPONSE_BODY, 0, body_size);
+        let held = reader::held(inflater, body, end_of_stream, self.status, &self.wants(cfg));
+        if held.sent_decoded {
+            host::set_header(RESPONSE_HEADERS, "content-encoding", None);
+        }
+        if let Some(e) = held.replace {
+            self.replace_answer(e);
+        }
+        let compressed = matches!(&held.reader, Reader::Json { inflater: Some(_), .. });
+        self.reader = held.reader;
+        let body = held.body;
+        self.reader.feed_json(&body);
+        self.swallow_body(body_size);
+        if end_of_stream {
+            let new = match self.client_answer(cfg, &body, compressed) {
+                Ok(new) => new,
+                Err(e) => {
+                    // (The headers are still held: the error goes in the answer's place.)
+                    self.replace_answer(e);
+                    self.swallowing.take()
+                }
+            };
+            if let Some(rec) = self.finish_json() {
+                if cfg.cost_headers {
+                    self.add_cost_headers(&rec);
+                }
+            }
+            let new = new.or_else(|| held.sent_decoded.then_some(body));
+            if let Some(new) = new {
+                host::set_buffer(RESPONSE_BODY, 0, body_size, &new);
+                self.set_response_header("content-length", &new.len().to_string());
+            }
+        }
+        // Too big to hold: let it go without cost headers, keep reading.
+        Action::Continue
+    }
+
+    /// Speech: read only for its meter's head and tail (the rest is
+    /// counted by its size).
+    fn audio_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let tail = crate::request::speech::TAIL;
+        let wants = self.reader.audio_wants();
+        if body_size <= wants.saturating_add(tail) {
+            let chunk = host::buffer(RESPONSE_BODY, 0, body_size);
+            self.reader.feed_audio(&chunk, &chunk, body_size);
+        } else {
+            let start = if wants > 0 { host::buffer(RESPONSE_BODY, 0, wants) } else { Vec::new() };
+            let end = host::buffer(RESPONSE_BODY, body_size.saturating_sub(tail), tail);
+            self.reader.feed_audio(&start, &end, body_size);
+        }
+        self.swallow_body(body_size);
+        if end_of_stream {
+            self.response_complete = true;
+            self.settle(Termination::Complete);
+        }
+        Action::Continue
     }
 
     pub(super) fn log_end(&mut self) {
