@@ -91,7 +91,7 @@ pub(crate) fn with_owner(members: &Members<'_>, owner: &Owner, extra: &[(&str, S
         }
         metadata.push((name.to_string(), v.clone()));
     }
-    let mut out = crate::splice::Object::for_members(members.0.iter().map(|(k, v)| (k.as_str(), v.get())), 256);
+    let mut out = crate::splice::Object::for_members(members.pairs(), 256);
     for (k, v) in members.0.iter().filter(|(k, _)| k != "metadata") {
         out.member(k, v.get().as_bytes());
     }

@@ -153,7 +153,7 @@ pub fn render(api: Api, body: &[u8], registry: Option<&Registry>) -> Result<Opti
     let Ok(members) = serde_json::from_slice::<Members>(body) else {
         return Ok(None); // not an object: the request parser says what is wrong
     };
-    let pairs: Vec<(&str, &str)> = members.0.iter().map(|(k, v)| (k.as_str(), v.get())).collect();
+    let pairs: Vec<(&str, &str)> = members.pairs().collect();
     render_members(api, &pairs, registry)
 }
 

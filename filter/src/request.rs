@@ -27,6 +27,11 @@ impl Members<'_> {
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.get())
     }
+
+    /// (name, raw JSON text) of each member, in order.
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.get()))
+    }
 }
 
 impl<'de> serde::Deserialize<'de> for Members<'de> {
@@ -418,7 +423,7 @@ impl ParsedBody<'_> {
 
     /// The top-level members, in order, values as raw JSON text.
     pub fn members(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.members.0.iter().map(|(k, v)| (k.as_str(), v.get()))
+        self.members.pairs()
     }
 
     /// The top-level members as JSON values (a translation that rebuilds the request).

@@ -4,17 +4,7 @@
 use super::*;
 
 pub(super) fn keys_create_revoke_rotate(s: Arc<dyn Store>) {
-    let k = KeyRow {
-        id: "k1".into(),
-        key_hash: "a".repeat(64),
-        team: "t".into(),
-        project: "p".into(),
-        models: Some(vec!["cheap".into()]),
-        projects: vec![],
-        tags: BTreeMap::new(),
-        created_ms: NOW,
-        revoked_ms: None,
-    };
+    let k = KeyRow { models: Some(vec!["cheap".into()]), ..key("k1", 'a') };
     s.create_key(&k).unwrap();
     assert!(matches!(s.create_key(&k), Err(tollgate_control::store::StoreError::Conflict(_))));
     s.set_key_hash("k1", &"b".repeat(64)).unwrap();
@@ -26,17 +16,7 @@ pub(super) fn keys_create_revoke_rotate(s: Arc<dyn Store>) {
 }
 
 pub(super) fn a_key_is_found_by_its_hash_until_revoked(s: Arc<dyn Store>) {
-    let k = KeyRow {
-        id: "kh".into(),
-        key_hash: "b".repeat(64),
-        team: "t".into(),
-        project: "p".into(),
-        models: None,
-        projects: vec![],
-        tags: BTreeMap::new(),
-        created_ms: NOW,
-        revoked_ms: None,
-    };
+    let k = key("kh", 'b');
     s.create_key(&k).unwrap();
     assert_eq!(s.key_by_hash(&"b".repeat(64)).unwrap().map(|k| k.id), Some("kh".to_string()));
     assert!(s.key_by_hash(&"c".repeat(64)).unwrap().is_none());

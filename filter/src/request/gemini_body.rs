@@ -110,7 +110,7 @@ fn with_model(out: &mut Vec<u8>, r: &Members<'_>, model: &str) {
 /// the caller refuses it).
 pub fn rewrite(members: &Members<'_>, upstream_model: &str) -> Option<Vec<u8>> {
     let model = serde_json::to_string(&format!("models/{upstream_model}")).ok()?;
-    let mut object = Object::for_members(members.0.iter().map(|(k, v)| (k.as_str(), v.get())), 64);
+    let mut object = Object::for_members(members.pairs(), 64);
     for (k, v) in &members.0 {
         object.member(k, b"");
         let out = object.buffer();
