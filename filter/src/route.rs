@@ -170,20 +170,9 @@ pub fn plan_for(
     // (A moderation names its model or takes OpenAI's default.)
     let model_optional = api.is_gemini() || deployment.is_some() || api == Api::OpenAiModerations;
     let parsed = parse_chat_for(api, body, model_optional).map_err(|e| refuse(e, None, None))?;
-    // A named prompt: rendered from the members just parsed, then the
-    // rendered body is planned (the request as named is not copied: it is
-    // only read again on a refusal).
+    // A named prompt: rendered, then planned.
     if parsed.request.names_prompt {
-        let not_rendered = || {
-            let e = GatewayError::bad_request(NEEDS_RENDER, "The request names a prompt ('tollgate_prompt') this gateway did not render.");
-            refuse(e.with_param(crate::prompts::MEMBER), Some(&parsed.request), None)
-        };
-        let registry = choice.prompts.ok_or_else(not_rendered)?;
-        let members: Vec<(&str, &str)> = parsed.members().collect();
-        let r = crate::prompts::render_members(api, &members, registry).map_err(|e| refuse(e, Some(&parsed.request), None))?.ok_or_else(not_rendered)?;
-        let mut plan = plan_for(cfg, key, api, &r.body, path, has_anthropic_version, Choice { prompts: None, ..choice })?;
-        plan.rendered = Some((r.body, r.tag));
-        return Ok(plan);
+        return plan_rendered(cfg, key, api, &parsed, path, has_anthropic_version, choice);
     }
     let mut chat = parsed.request.clone();
     chat.premium.tier = crate::request::with_tier_header(chat.premium.tier, choice.tier_header).map_err(|e| refuse(e, Some(&chat), None))?;
@@ -232,35 +221,11 @@ pub fn plan_for(
         );
         return Err(refuse(e.with_param("model"), Some(&chat), Some(&target)));
     }
-    // Anthropic's advisor tool runs another model within the request.
-    if let Some(a) = chat.advisor.as_ref().filter(|_| !choice.count_tokens) {
-        let routed = advisor::plan(cfg, key, provider, translate.is_some(), a).map_err(|e| refuse(e, Some(&chat), Some(&target)))?;
-        target.advisor = Some(Box::new(routed));
-    }
-    // The Responses API's image generation tool runs an image model within it.
-    if let Some(t) = chat.image_tool.as_ref().filter(|_| !choice.count_tokens) {
-        let routed = advisor::image_tool(cfg, key, provider, translate.is_some(), t, &chat).map_err(|e| refuse(e, Some(&chat), Some(&target)))?;
-        target.advisor = Some(Box::new(routed));
+    if !choice.count_tokens {
+        target.advisor = inner_model(cfg, key, provider, translate.is_some(), &chat).map_err(|e| refuse(e, Some(&chat), Some(&target)))?;
     }
     let worst = worst_of(cfg, &chat, &target, price.as_ref());
-    let opts = match choice.count_tokens || choice.compact {
-        true => Rewrite { force_include_usage: false, output_cap: None, auto_cache: None },
-        false => Rewrite {
-            force_include_usage: cfg.force_stream_usage,
-            output_cap: api.output_cap_field().or(provider.output_cap_field).map(|f| (f, cfg.default_max_tokens)),
-            auto_cache: resolved.auto_cache,
-        },
-    };
-    let body = match translate {
-        Some(d) => Some(d.request(&parsed, &target.upstream_model, provider.output_cap_field.unwrap_or("max_tokens"), cfg.default_max_tokens)),
-        // (Always rewritten: every model it names is the upstream one.)
-        None if api == Api::GeminiEmbedContent || (api == Api::GeminiGenerateContent && choice.count_tokens && parsed.names_model_inside()) => {
-            Some(parsed.rewrite_gemini_models(&target.upstream_model))
-        }
-        None => parsed.rewrite(&target.upstream_model, opts).map(Ok),
-    }
-    .transpose()
-    .map_err(|e| refuse(e, Some(&chat), Some(&target)))?;
+    let body = upstream_body(cfg, api, &parsed, &resolved, &target.upstream_model, translate, &choice).map_err(|e| refuse(e, Some(&chat), Some(&target)))?;
     let way = upstream::Way {
         provider,
         api: translate.map_or(api, Direction::upstream_api),
@@ -275,6 +240,83 @@ pub fn plan_for(
     let priced = price.is_some() && target.advisor.as_deref().is_none_or(|a| a.price.is_some());
     let tool_names = translate.and_then(|d| d.tool_names(&parsed)).map(std::rc::Rc::new);
     Ok(Plan { chat, target, worst, priced, body, headers, cluster: provider.cluster.clone(), translate, tool_names, json_repair: resolved.json_repair, fallbacks, routed, prefix, rendered: None })
+}
+
+/// A request naming a registered prompt: rendered from the members just
+/// parsed, then the rendered body is planned (the request as named is not
+/// copied: it is only read again on a refusal).
+fn plan_rendered(
+    cfg: &Config,
+    key: &KeyInfo,
+    api: Api,
+    parsed: &ParsedBody,
+    path: &str,
+    has_anthropic_version: bool,
+    choice: Choice<'_>,
+) -> Result<Plan, Box<Refusal>> {
+    let refuse = |error| Box::new(Refusal { error, chat: Some(parsed.request.clone()), target: None });
+    let not_rendered = || {
+        let e = GatewayError::bad_request(NEEDS_RENDER, "The request names a prompt ('tollgate_prompt') this gateway did not render.");
+        refuse(e.with_param(crate::prompts::MEMBER))
+    };
+    let registry = choice.prompts.ok_or_else(not_rendered)?;
+    let members: Vec<(&str, &str)> = parsed.members().collect();
+    let r = crate::prompts::render_members(api, &members, registry).map_err(refuse)?.ok_or_else(not_rendered)?;
+    let mut plan = plan_for(cfg, key, api, &r.body, path, has_anthropic_version, Choice { prompts: None, ..choice })?;
+    plan.rendered = Some((r.body, r.tag));
+    Ok(plan)
+}
+
+/// A model the request runs within itself: Anthropic's advisor tool, or
+/// the Responses API's image generation tool (an image model).
+fn inner_model(
+    cfg: &Config,
+    key: &KeyInfo,
+    provider: &crate::config::Provider,
+    translated: bool,
+    chat: &ChatRequest,
+) -> Result<Option<Box<advisor::AdvisorTarget>>, GatewayError> {
+    let mut inner = None;
+    if let Some(a) = chat.advisor.as_ref() {
+        inner = Some(Box::new(advisor::plan(cfg, key, provider, translated, a)?));
+    }
+    if let Some(t) = chat.image_tool.as_ref() {
+        inner = Some(Box::new(advisor::image_tool(cfg, key, provider, translated, t, chat)?));
+    }
+    Ok(inner)
+}
+
+/// The body sent upstream (None: the client's, unchanged): translated to
+/// the provider's format, or rewritten to name the upstream model (with the
+/// output cap, usage in streams and cache breakpoints the route adds; none
+/// of them on a count or a compaction).
+fn upstream_body(
+    cfg: &Config,
+    api: Api,
+    parsed: &ParsedBody,
+    resolved: &crate::config::Resolved<'_>,
+    upstream_model: &str,
+    translate: Option<Direction>,
+    choice: &Choice<'_>,
+) -> Result<Option<Vec<u8>>, GatewayError> {
+    let provider = resolved.provider;
+    let opts = match choice.count_tokens || choice.compact {
+        true => Rewrite { force_include_usage: false, output_cap: None, auto_cache: None },
+        false => Rewrite {
+            force_include_usage: cfg.force_stream_usage,
+            output_cap: api.output_cap_field().or(provider.output_cap_field).map(|f| (f, cfg.default_max_tokens)),
+            auto_cache: resolved.auto_cache,
+        },
+    };
+    match translate {
+        Some(d) => Some(d.request(parsed, upstream_model, provider.output_cap_field.unwrap_or("max_tokens"), cfg.default_max_tokens)),
+        // (Always rewritten: every model it names is the upstream one.)
+        None if api == Api::GeminiEmbedContent || (api == Api::GeminiGenerateContent && choice.count_tokens && parsed.names_model_inside()) => {
+            Some(parsed.rewrite_gemini_models(upstream_model))
+        }
+        None => parsed.rewrite(upstream_model, opts).map(Ok),
+    }
+    .transpose()
 }
 
 /// The model the request runs, as chosen besides its body.
