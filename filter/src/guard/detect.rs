@@ -370,8 +370,100 @@ static SECRET_BYTES: [u8; 256] = {
 /// Provider API keys, cloud access keys, GitHub and Slack tokens, JWTs and
 /// private key blocks.
 fn secrets(t: &[u8], hits: &mut Vec<Hit>) {
-    let token = token_byte;
-    let b64url = token_byte;
+    let mut i = 0;
+    while let Some((start, first)) = next_secret_start(t, i) {
+        i = start;
+        match secret_at(t, i, first) {
+            Some(end) => {
+                hits.push(Hit { class: Class::Secret, start: i, end });
+                i = end.max(i + 1);
+            }
+            None => i += 1,
+        }
+    }
+}
+
+/// The next place from `i` where a secret can start: a byte that can begin
+/// one, after one that cannot continue it. One pass that carries whether
+/// the byte before continues a token (most bytes of a text begin nothing:
+/// this loop is most of a clean text's scan, so it is inlined into it).
+#[inline(always)]
+fn next_secret_start(t: &[u8], i: usize) -> Option<(usize, u8)> {
+    let mut after_token = i > 0 && t.get(i - 1).is_some_and(|&b| token_byte(b));
+    for (k, &b) in t.iter().enumerate().skip(i) {
+        let class = SECRET_BYTES.get(usize::from(b)).copied().unwrap_or(0);
+        if !after_token && class & BEGINS != 0 {
+            return Some((k, b));
+        }
+        after_token = class & CONTINUES != 0;
+    }
+    None
+}
+
+/// The end of the secret starting at `i` (whose byte is `first`), if one does.
+fn secret_at(t: &[u8], i: usize, first: u8) -> Option<usize> {
+    let rest = t.get(i..).unwrap_or_default();
+    // The second byte rules out most words (`sit`, `example`, `and`).
+    let second = rest.get(1).copied().unwrap_or(0);
+    // (Each first byte here is one SECRET_BYTES marks BEGINS.)
+    let plausible = match first {
+        b's' => second == b'k',
+        b'A' => matches!(second, b'K' | b'S' | b'I'),
+        b'g' => matches!(second, b'h' | b'i'),
+        b'x' => second == b'o',
+        b'e' => second == b'y',
+        _ => second == b'-',
+    };
+    if !plausible {
+        return None;
+    }
+    if first == b'-' {
+        return private_key_block(rest).map(|len| i + len);
+    }
+    if first == b'e' && rest.starts_with(b"eyJ") {
+        if let Some(end) = jwt(t, i) {
+            return Some(end);
+        }
+    }
+    prefixed(t, i, first)
+}
+
+/// The length of a PEM private key block at the start of `rest`, through
+/// its END line (or to the end of the text when it has none).
+fn private_key_block(rest: &[u8]) -> Option<usize> {
+    if !rest.starts_with(b"-----BEGIN ") {
+        return None;
+    }
+    let head_end = rest.iter().skip(11).position(|&b| b == b'\n').map_or(rest.len(), |p| p + 11);
+    let head = rest.get(..head_end).unwrap_or_default();
+    if !head.windows(11).any(|w| w == b"PRIVATE KEY") {
+        return None;
+    }
+    let end_marker = b"-----END ";
+    let end = rest
+        .windows(end_marker.len())
+        .position(|w| w == end_marker)
+        .and_then(|p| rest.iter().skip(p + end_marker.len()).position(|&b| b == b'\n').map(|q| p + end_marker.len() + q))
+        .unwrap_or(rest.len());
+    Some(end)
+}
+
+/// A JWT at `i`: three base64url parts, the first two JSON objects ("eyJ").
+fn jwt(t: &[u8], i: usize) -> Option<usize> {
+    let p1 = run(t, i, token_byte);
+    if t.get(p1) != Some(&b'.') || t.get(p1 + 1..p1 + 4) != Some(b"eyJ") {
+        return None;
+    }
+    let p2 = run(t, p1 + 1, token_byte);
+    if t.get(p2) != Some(&b'.') {
+        return None;
+    }
+    let p3 = run(t, p2 + 1, token_byte);
+    (p3 > p2 + 10 && p1 - i > 10).then_some(p3)
+}
+
+/// A key or token with a known prefix at `i`.
+fn prefixed(t: &[u8], i: usize, first: u8) -> Option<usize> {
     // (prefix, body chars, minimum body length, exact length or 0)
     const PREFIXED: &[(&[u8], u8, usize, usize)] = &[
         (b"sk-ant-", 0, 32, 0),
@@ -389,96 +481,24 @@ fn secrets(t: &[u8], hits: &mut Vec<Hit>) {
         (b"xoxp-", 0, 20, 0),
         (b"AIza", 0, 35, 35),
     ];
-    let mut i = 0;
-    loop {
-        // Only where a secret can start: a byte that can begin one, after
-        // one that cannot continue it. One pass that carries whether the
-        // byte before continues a token (most bytes of a text begin
-        // nothing: this loop is most of a clean text's scan).
-        let mut after_token = i > 0 && t.get(i - 1).is_some_and(|&b| token(b));
-        let mut next = None;
-        for (k, &b) in t.iter().enumerate().skip(i) {
-            let class = SECRET_BYTES.get(usize::from(b)).copied().unwrap_or(0);
-            if !after_token && class & BEGINS != 0 {
-                next = Some((k, b));
-                break;
-            }
-            after_token = class & CONTINUES != 0;
-        }
-        let Some((start, first)) = next else { break };
-        i = start;
-        let rest = t.get(i..).unwrap_or_default();
-        // The second byte rules out most words (`sit`, `example`, `and`).
-        let second = rest.get(1).copied().unwrap_or(0);
-        // (Each first byte here is one SECRET_BYTES marks BEGINS.)
-        let plausible = match first {
-            b's' => second == b'k',
-            b'A' => matches!(second, b'K' | b'S' | b'I'),
-            b'g' => matches!(second, b'h' | b'i'),
-            b'x' => second == b'o',
-            b'e' => second == b'y',
-            _ => second == b'-',
-        };
-        if !plausible {
-            i += 1;
+    let rest = t.get(i..).unwrap_or_default();
+    for &(prefix, kind, min, exact) in PREFIXED {
+        if prefix.first() != Some(&first) || !rest.starts_with(prefix) {
             continue;
         }
-        if first == b'-' && rest.starts_with(b"-----BEGIN ") {
-            let head_end = rest.iter().skip(11).position(|&b| b == b'\n').map_or(rest.len(), |p| p + 11);
-            let head = rest.get(..head_end).unwrap_or_default();
-            if head.windows(11).any(|w| w == b"PRIVATE KEY") {
-                let end_marker = b"-----END ";
-                let end = rest
-                    .windows(end_marker.len())
-                    .position(|w| w == end_marker)
-                    .and_then(|p| rest.iter().skip(p + end_marker.len()).position(|&b| b == b'\n').map(|q| p + end_marker.len() + q))
-                    .unwrap_or(rest.len());
-                hits.push(Hit { class: Class::Secret, start: i, end: i + end });
-                i += end.max(1);
-                continue;
-            }
-        }
-        // JWT: three base64url parts, the first two JSON objects ("eyJ").
-        if first == b'e' && rest.starts_with(b"eyJ") {
-            let p1 = run(t, i, b64url);
-            if t.get(p1) == Some(&b'.') && t.get(p1 + 1..p1 + 4) == Some(b"eyJ") {
-                let p2 = run(t, p1 + 1, b64url);
-                if t.get(p2) == Some(&b'.') {
-                    let p3 = run(t, p2 + 1, b64url);
-                    if p3 > p2 + 10 && p1 - i > 10 {
-                        hits.push(Hit { class: Class::Secret, start: i, end: p3 });
-                        i = p3;
-                        continue;
-                    }
-                }
-            }
-        }
-        let mut found = None;
-        for &(prefix, kind, min, exact) in PREFIXED {
-            if prefix.first() != Some(&first) || !rest.starts_with(prefix) {
-                continue;
-            }
-            let body_ok = |b: u8| match kind {
-                1 => b.is_ascii_uppercase() || b.is_ascii_digit(),
-                2 => b.is_ascii_alphanumeric(),
-                _ => token(b),
-            };
-            let end = run(t, i + prefix.len(), body_ok);
-            let len = end - i - prefix.len();
-            let digits = t.get(i + prefix.len()..end).unwrap_or_default().iter().filter(|b| b.is_ascii_digit()).count();
-            if len >= min && (exact == 0 || len == exact) && t.get(end).is_none_or(|&b| !token(b)) && digits > 0 {
-                found = Some(end);
-                break;
-            }
-        }
-        match found {
-            Some(end) => {
-                hits.push(Hit { class: Class::Secret, start: i, end });
-                i = end;
-            }
-            None => i += 1,
+        let body_ok = |b: u8| match kind {
+            1 => b.is_ascii_uppercase() || b.is_ascii_digit(),
+            2 => b.is_ascii_alphanumeric(),
+            _ => token_byte(b),
+        };
+        let end = run(t, i + prefix.len(), body_ok);
+        let len = end - i - prefix.len();
+        let digits = t.get(i + prefix.len()..end).unwrap_or_default().iter().filter(|b| b.is_ascii_digit()).count();
+        if len >= min && (exact == 0 || len == exact) && t.get(end).is_none_or(|&b| !token_byte(b)) && digits > 0 {
+            return Some(end);
         }
     }
+    None
 }
 
 #[cfg(test)]
