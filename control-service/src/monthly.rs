@@ -69,10 +69,32 @@ pub fn md_cell(s: &str) -> String {
     out
 }
 
+/// The months a review compares: this one, `[from, to)`, and the one
+/// before, `[prev_from, from)`.
+#[derive(Clone, Copy)]
+struct Months {
+    from: u64,
+    to: u64,
+    prev_from: u64,
+}
+
+impl Months {
+    fn this(&self, group_by: Vec<Dim>) -> ReportQuery {
+        ReportQuery { group_by, from_ms: self.from, to_ms: self.to, ..Default::default() }
+    }
+
+    fn before(&self, group_by: Vec<Dim>) -> ReportQuery {
+        ReportQuery { group_by, from_ms: self.prev_from, to_ms: self.from, ..Default::default() }
+    }
+}
+
+/// The review of `month` (`[from, to)`, against `[prev_from, from)`): the
+/// total, what drove its change, where the traffic went, budgets, the
+/// highest-volume workflows and explained prompt-cache misses.
 pub fn render(store: &dyn Store, month: &str, from: u64, to: u64, prev_from: u64) -> Result<String> {
-    let q = |group_by: Vec<Dim>, f: u64, t: u64| ReportQuery { group_by, from_ms: f, to_ms: t, ..Default::default() };
-    let total = store.report(&q(vec![], from, to))?.into_iter().next().unwrap_or_default();
-    let prev_total = store.report(&q(vec![], prev_from, from))?.into_iter().next().unwrap_or_default();
+    let months = Months { from, to, prev_from };
+    let total = store.report(&months.this(vec![]))?.into_iter().next().unwrap_or_default();
+    let prev_total = store.report(&months.before(vec![]))?.into_iter().next().unwrap_or_default();
     let mut md = String::new();
     let _ = writeln!(md, "# AI spend review — {month}\n");
     let _ = writeln!(
@@ -84,11 +106,25 @@ pub fn render(store: &dyn Store, month: &str, from: u64, to: u64, prev_from: u64
         total.output_tokens,
         change(total.cost_micros, prev_total.cost_micros)
     );
+    drivers(&mut md, store, months)?;
+    traffic(&mut md, store, months, &total)?;
+    budgets(&mut md, store, months)?;
+    workflows(&mut md, store, months)?;
+    cache_misses(&mut md, store, months)?;
+    Ok(md)
+}
 
+/// A group's value as a table cell ("(none)" when the row has no such group).
+fn cell(r: &ReportRow, i: usize) -> String {
+    r.group.get(i).map_or_else(|| "(none)".into(), name)
+}
+
+/// The teams, projects, models and keys whose spend moved most.
+fn drivers(md: &mut String, store: &dyn Store, months: Months) -> Result<()> {
     let _ = writeln!(md, "## What drove the change\n");
     for (d, title) in [(Dim::Team, "Teams"), (Dim::Project, "Projects"), (Dim::Model, "Models"), (Dim::Key, "Keys")] {
-        let cur = store.report(&q(vec![d], from, to))?;
-        let prev = store.report(&q(vec![d], prev_from, from))?;
+        let cur = store.report(&months.this(vec![d]))?;
+        let prev = store.report(&months.before(vec![d]))?;
         let m = movers(d, &cur, &prev, 5);
         if m.is_empty() {
             continue;
@@ -106,14 +142,18 @@ pub fn render(store: &dyn Store, month: &str, from: u64, to: u64, prev_from: u64
         }
         md.push('\n');
     }
+    Ok(())
+}
 
-    let models = store.report(&q(vec![Dim::Model], from, to))?;
+/// Requests and spend per model, and what prompt caches served and saved.
+fn traffic(md: &mut String, store: &dyn Store, months: Months, total: &ReportRow) -> Result<()> {
+    let models = store.report(&months.this(vec![Dim::Model]))?;
     let _ = writeln!(md, "## Where the traffic went\n\n| model | requests | share of requests | spend | cached share of input |\n|---|---:|---:|---:|---:|");
     for r in &models {
         let _ = writeln!(
             md,
             "| {} | {} | {} | ${} | {} |",
-            name(&r.group[0]),
+            cell(r, 0),
             r.requests,
             pct(r.requests, total.requests),
             usd(r.cost_micros),
@@ -134,24 +174,32 @@ pub fn render(store: &dyn Store, month: &str, from: u64, to: u64, prev_from: u64
         "Prompt caches saved ${} against uncached prices this month ({hit}).\n",
         tollgate_protocol::format::usd_signed(total.cache_savings_micros)
     );
+    Ok(())
+}
 
+/// The budgets that reached a threshold during the month.
+fn budgets(md: &mut String, store: &dyn Store, months: Months) -> Result<()> {
     let _ = writeln!(md, "## Budgets\n");
     let alerts: Vec<_> = store
         .list_alerts(1000)?
         .into_iter()
-        .filter(|a| a.created_ms >= from && a.created_ms < to)
+        .filter(|a| a.created_ms >= months.from && a.created_ms < months.to)
         .collect();
     if alerts.is_empty() {
         let _ = writeln!(md, "No budget reached its warning or stop threshold this month.\n");
-    } else {
-        for a in alerts {
-            let what = if a.threshold == "hard" { "was **stopped** (hard limit)" } else { "passed its warning threshold" };
-            let _ = writeln!(md, "- {} **{}** {what} on {}.", a.scope_type.as_str(), md_cell(&a.scope_id), tollgate_protocol::format::rfc3339(a.created_ms));
-        }
-        md.push('\n');
+        return Ok(());
     }
+    for a in alerts {
+        let what = if a.threshold == "hard" { "was **stopped** (hard limit)" } else { "passed its warning threshold" };
+        let _ = writeln!(md, "- {} **{}** {what} on {}.", a.scope_type.as_str(), md_cell(&a.scope_id), tollgate_protocol::format::rfc3339(a.created_ms));
+    }
+    md.push('\n');
+    Ok(())
+}
 
-    let mut flows: Vec<ReportRow> = store.report(&q(vec![Dim::Feature, Dim::PromptVersion, Dim::Model], from, to))?;
+/// The ten (feature, prompt version, model) with the most requests.
+fn workflows(md: &mut String, store: &dyn Store, months: Months) -> Result<()> {
+    let mut flows: Vec<ReportRow> = store.report(&months.this(vec![Dim::Feature, Dim::PromptVersion, Dim::Model]))?;
     flows.sort_by_key(|r| std::cmp::Reverse(r.requests));
     flows.truncate(10);
     let _ = writeln!(
@@ -163,16 +211,21 @@ pub fn render(store: &dyn Store, month: &str, from: u64, to: u64, prev_from: u64
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | {} | ${} |",
-            name(&r.group[0]),
-            name(&r.group[1]),
-            name(&r.group[2]),
+            cell(&r, 0),
+            cell(&r, 1),
+            cell(&r, 2),
             r.requests,
             r.input_tokens / n,
             r.output_tokens / n,
             usd(r.cost_micros)
         );
     }
-    let misses = store.cache_misses(&crate::store::CacheMissQuery { from_ms: from, to_ms: to, ..Default::default() })?;
+    Ok(())
+}
+
+/// The ten costliest prompt-cache misses the gateway could explain.
+fn cache_misses(md: &mut String, store: &dyn Store, months: Months) -> Result<()> {
+    let misses = store.cache_misses(&crate::store::CacheMissQuery { from_ms: months.from, to_ms: months.to, ..Default::default() })?;
     let _ = writeln!(md, "\n## Prompt-cache misses\n");
     if misses.is_empty() {
         let _ = writeln!(md, "No cache misses the gateway could explain.");
@@ -180,7 +233,7 @@ pub fn render(store: &dyn Store, month: &str, from: u64, to: u64, prev_from: u64
     for m in misses.iter().take(10) {
         let _ = writeln!(md, "- {}", md_cell(&m.sentence()));
     }
-    Ok(md)
+    Ok(())
 }
 
 #[cfg(test)]
