@@ -203,6 +203,40 @@ fn median(mut v: Vec<u64>) -> u64 {
     v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
+/// Why the candidate's answer fails the item's checks, in order: the JSON
+/// the request asked for, the spec's patterns, the incumbent's answer
+/// exactly (None: it passes them all). Counts JSON asked and valid in `rep`.
+fn failed_check(spec: &EvalSpec, regexes: &[tollgate_protocol::guard::Pattern], req: &Value, answer: &str, reference: &str, rep: &mut Report) -> Option<String> {
+    if let Some(ask) = req.get("response_format").and_then(|f| jsonfix::ask_of(&f.to_string())) {
+        rep.json_asked += 1;
+        let (c, _) = jsonfix::check(answer, &ask, false);
+        if !c.valid {
+            return Some(format!("not the JSON asked for ({})", c.error.unwrap_or_default()));
+        }
+        rep.json_valid += 1;
+    }
+    if let Some(r) = regexes.iter().find(|r| !r.is_match(answer)) {
+        return Some(format!("does not match /{}/", r.as_str()));
+    }
+    (spec.exact && answer.trim() != reference.trim()).then(|| "differs from the incumbent's answer".into())
+}
+
+/// The judge model's verdict on an answer that passed its checks: passed
+/// (None: unscored), why, and what the judge's call cost.
+fn judged(spec: &EvalSpec, judge: &str, gw: &dyn Gateway, req: &Value, reference: &str, answer: &str) -> (Option<bool>, String, u64) {
+    let prompt = judge_prompt(spec.rubric.as_deref(), &last_user_text(req), reference, answer);
+    let jreq = json!({"model": judge, "messages": [{"role": "user", "content": prompt}], "max_tokens": 400});
+    match gw.call("openai_chat", &jreq, &spec.feature) {
+        Ok((200..=299, jbody, jcost, _)) => match verdict(&answer_text(&jbody)) {
+            Some(true) => (Some(true), "judge: pass".into(), jcost),
+            Some(false) => (Some(false), "judge: fail".into(), jcost),
+            None => (None, "judge: no readable verdict (unscored)".into(), jcost),
+        },
+        Ok((status, ..)) => (None, format!("judge: status {status} (unscored)"), 0),
+        Err(e) => (None, format!("judge: {} (unscored)", tollgate_protocol::text::clean_field(&e, 120)), 0),
+    }
+}
+
 /// Runs `spec` over `items` through `gw`; `progress` sees the report after each item.
 pub fn run(spec: &EvalSpec, items: &[EvalItem], gw: &dyn Gateway, progress: &mut dyn FnMut(&Report)) -> Report {
     let mut rep = Report { spec: Some(spec.clone()), ..Default::default() };
@@ -231,52 +265,13 @@ pub fn run(spec: &EvalSpec, items: &[EvalItem], gw: &dyn Gateway, progress: &mut
                 cand_cost.push(cost);
                 cand_lat.push(latency);
                 let answer = answer_text(&body);
-                let mut fail = None;
-                if let Some(ask) = req.get("response_format").and_then(|f| jsonfix::ask_of(&f.to_string())) {
-                    rep.json_asked += 1;
-                    let (c, _) = jsonfix::check(&answer, &ask, false);
-                    if c.valid {
-                        rep.json_valid += 1;
-                    } else {
-                        fail = Some(format!("not the JSON asked for ({})", c.error.unwrap_or_default()));
-                    }
-                }
-                if fail.is_none() {
-                    if let Some(r) = regexes.iter().find(|r| !r.is_match(&answer)) {
-                        fail = Some(format!("does not match /{}/", r.as_str()));
-                    }
-                }
-                if fail.is_none() && spec.exact && answer.trim() != reference.trim() {
-                    fail = Some("differs from the incumbent's answer".into());
-                }
+                let fail = failed_check(spec, &regexes, &req, &answer, &reference, &mut rep);
                 result.passed = Some(fail.is_none());
                 result.why = fail.unwrap_or_else(|| "checks passed".into());
                 if let (Some(judge), Some(true)) = (&spec.judge, result.passed) {
-                    let prompt = judge_prompt(spec.rubric.as_deref(), &last_user_text(&req), &reference, &answer);
-                    let jreq = json!({"model": judge, "messages": [{"role": "user", "content": prompt}], "max_tokens": 400});
-                    match gw.call("openai_chat", &jreq, &spec.feature) {
-                        Ok((200..=299, jbody, jcost, _)) => {
-                            rep.spent_micros = rep.spent_micros.saturating_add(jcost);
-                            match verdict(&answer_text(&jbody)) {
-                                Some(p) => {
-                                    result.passed = Some(p);
-                                    result.why = if p { "judge: pass".into() } else { "judge: fail".into() };
-                                }
-                                None => {
-                                    result.passed = None;
-                                    result.why = "judge: no readable verdict (unscored)".into();
-                                }
-                            }
-                        }
-                        Ok((status, ..)) => {
-                            result.passed = None;
-                            result.why = format!("judge: status {status} (unscored)");
-                        }
-                        Err(e) => {
-                            result.passed = None;
-                            result.why = format!("judge: {} (unscored)", tollgate_protocol::text::clean_field(&e, 120));
-                        }
-                    }
+                    let (passed, why, cost) = judged(spec, judge, gw, &req, &reference, &answer);
+                    rep.spent_micros = rep.spent_micros.saturating_add(cost);
+                    (result.passed, result.why) = (passed, why);
                 }
             }
             Ok((status, ..)) => result.why = format!("the candidate answered {status}"),
@@ -299,7 +294,7 @@ pub fn run(spec: &EvalSpec, items: &[EvalItem], gw: &dyn Gateway, progress: &mut
     if let Some((lo, hi)) = wilson(rep.passed, rep.scored) {
         (rep.ci_low, rep.ci_high) = (Some(lo), Some(hi));
     }
-    let avg = |v: &[u64]| if v.is_empty() { 0 } else { v.iter().sum::<u64>().div_ceil(v.len() as u64) };
+    let avg = |v: &[u64]| if v.is_empty() { 0 } else { v.iter().fold(0u64, |a, b| a.saturating_add(*b)).div_ceil(v.len() as u64) };
     rep.candidate_cost_micros_per_request = avg(&cand_cost);
     rep.incumbent_cost_micros_per_request = avg(&inc_cost);
     rep.candidate_latency_p50_ms = median(cand_lat);

@@ -100,8 +100,11 @@ pub fn valid_class_name(n: &str) -> bool {
     !n.is_empty() && n.len() <= 32 && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// A compiled pattern: a guardrail's own class, or an evaluation's check.
+pub type Pattern = regex_lite::Regex;
+
 /// Compiles a custom pattern as the filter does (linear-time engine).
-pub fn compile_pattern(p: &str) -> Result<regex_lite::Regex, String> {
+pub fn compile_pattern(p: &str) -> Result<Pattern, String> {
     if p.len() > MAX_PATTERN_BYTES {
         return Err(format!("must be at most {MAX_PATTERN_BYTES} bytes"));
     }
