@@ -614,103 +614,117 @@ pub fn check(dialect: Dialect, req: &Map<String, Value>, beta: Option<&str>) -> 
         }
     }
     match dialect {
-        Dialect::Anthropic => {
-            let model = req.get("model").and_then(Value::as_str).unwrap_or("");
-            if req.get("inference_geo").is_some_and(|g| !g.is_null()) && anthropic_before_4_6(model) {
-                return Err(refuse(400, format!("inference_geo: not supported on {model}"), None, None));
-            }
-            anthropic_members(req, ANTHROPIC_PARAMS, if beta.is_some() { ANTHROPIC_BETA_PARAMS } else { &[] })?;
-            match req.get("max_tokens").and_then(Value::as_i64) {
-                None => return Err(refuse(400, "max_tokens: Field required".into(), None, None)),
-                Some(n) if n < 1 => {
-                    return Err(refuse(400, "max_tokens: Input should be greater than or equal to 1".into(), None, None))
-                }
-                _ => {}
-            }
-            if let Some(msgs) = req.get("messages").and_then(Value::as_array) {
-                anthropic_messages_not_empty(msgs)?;
-            }
-            crate::thinking::check_sampling(req)?;
-            crate::thinking::check(req, beta.unwrap_or(""))?;
-            advisor(req, beta.unwrap_or(""))?;
+        Dialect::Anthropic => check_anthropic(req, beta),
+        Dialect::OpenAi | Dialect::DeepSeek => check_openai(dialect, req),
+    }
+}
+
+/// Anthropic's Messages API.
+fn check_anthropic(req: &Map<String, Value>, beta: Option<&str>) -> Result<(), Refusal> {
+    let model = req.get("model").and_then(Value::as_str).unwrap_or("");
+    if req.get("inference_geo").is_some_and(|g| !g.is_null()) && anthropic_before_4_6(model) {
+        return Err(refuse(400, format!("inference_geo: not supported on {model}"), None, None));
+    }
+    anthropic_members(req, ANTHROPIC_PARAMS, if beta.is_some() { ANTHROPIC_BETA_PARAMS } else { &[] })?;
+    match req.get("max_tokens").and_then(Value::as_i64) {
+        None => return Err(refuse(400, "max_tokens: Field required".into(), None, None)),
+        Some(n) if n < 1 => {
+            return Err(refuse(400, "max_tokens: Input should be greater than or equal to 1".into(), None, None))
         }
-        Dialect::OpenAi | Dialect::DeepSeek => {
-            if dialect == Dialect::OpenAi {
-                if let Some(k) = req.keys().find(|k| !OPENAI_PARAMS.contains(&k.as_str())) {
-                    return Err(refuse(400, format!("Unrecognized request argument supplied: {k}"), None, None));
-                }
-            }
-            openai_types(req, TYPES)?;
-            let streaming = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
-            if req.get("stream_options").is_some_and(|v| !v.is_null()) && !streaming {
+        _ => {}
+    }
+    if let Some(msgs) = req.get("messages").and_then(Value::as_array) {
+        anthropic_messages_not_empty(msgs)?;
+    }
+    crate::thinking::check_sampling(req)?;
+    crate::thinking::check(req, beta.unwrap_or(""))?;
+    advisor(req, beta.unwrap_or(""))?;
+    Ok(())
+}
+
+/// OpenAI's chat completions, and DeepSeek's (which takes what OpenAI's
+/// takes, with checks of its own).
+fn check_openai(dialect: Dialect, req: &Map<String, Value>) -> Result<(), Refusal> {
+    if dialect == Dialect::OpenAi {
+        if let Some(k) = req.keys().find(|k| !OPENAI_PARAMS.contains(&k.as_str())) {
+            return Err(refuse(400, format!("Unrecognized request argument supplied: {k}"), None, None));
+        }
+    }
+    openai_types(req, TYPES)?;
+    let streaming = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    if req.get("stream_options").is_some_and(|v| !v.is_null()) && !streaming {
+        return Err(refuse(
+            400,
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.".into(),
+            Some("stream_options"),
+            None,
+        ));
+    }
+    let model = req.get("model").and_then(Value::as_str).unwrap_or("");
+    if dialect == Dialect::OpenAi && openai_responses_only(model) {
+        return Err(refuse(404, "This model is only supported in v1/responses and not in v1/chat/completions.".into(), Some("model"), None));
+    }
+    let given = |name: &str| dialect == Dialect::OpenAi && req.get(name).is_some_and(|v| !v.is_null());
+    if given("max_tokens") && openai_reasoning_model(model) {
+        return Err(unsupported_parameter("max_tokens", " Use 'max_completion_tokens' instead."));
+    }
+    output_caps(dialect, req)?;
+    if given("reasoning_effort") && openai_plain_model(model) {
+        return Err(unsupported_parameter("reasoning_effort", ""));
+    }
+    if dialect == Dialect::OpenAi {
+        if let Some(r) = openai_sampling(model, req.get("reasoning_effort").and_then(Value::as_str), req) {
+            return Err(r);
+        }
+    }
+    if let Some(r) = openai_tools_with_reasoning(model, req).filter(|_| dialect == Dialect::OpenAi) {
+        return Err(r);
+    }
+    if dialect == Dialect::DeepSeek {
+        deepseek_reasoning_passed_back(req)?;
+    }
+    if dialect == Dialect::OpenAi {
+        openai_file_parts(req)?;
+        let format = req.get("response_format").filter(|f| f.get("type").and_then(Value::as_str) == Some("json_schema"));
+        let spec = format.and_then(|f| f.get("json_schema")).filter(|j| j.get("strict").and_then(Value::as_bool) == Some(true));
+        let name = spec.and_then(|j| j.get("name")).and_then(Value::as_str).unwrap_or("");
+        if let Some(msg) = spec.and_then(|j| j.get("schema")).and_then(|schema| strict_schema(name, schema)) {
+            return Err(refuse(400, msg, None, None));
+        }
+    }
+    if dialect == Dialect::OpenAi && req.get("messages").and_then(Value::as_array).is_some_and(Vec::is_empty) {
+        return Err(refuse(
+            400,
+            "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.".into(),
+            Some("messages"),
+            Some("empty_array"),
+        ));
+    }
+    if let Some(n) = req.get("n").and_then(Value::as_i64) {
+        if !(1..=128).contains(&n) {
+            return Err(refuse(400, format!("{n} is less than the minimum of 1 - 'n'"), Some("n"), None));
+        }
+    }
+    Ok(())
+}
+
+/// `max_tokens` and `max_completion_tokens` below 1, refused as each provider words it.
+fn output_caps(dialect: Dialect, req: &Map<String, Value>) -> Result<(), Refusal> {
+    for cap in ["max_tokens", "max_completion_tokens"] {
+        let n = req.get(cap).and_then(Value::as_i64).filter(|n| *n < 1);
+        match (n, dialect) {
+            (Some(n), Dialect::OpenAi) => {
                 return Err(refuse(
                     400,
-                    "The 'stream_options' parameter is only allowed when 'stream' is enabled.".into(),
-                    Some("stream_options"),
-                    None,
-                ));
+                    format!("Invalid '{cap}': integer below minimum value. Expected a value >= 1, but got {n} instead."),
+                    Some(cap),
+                    Some("integer_below_min_value"),
+                ))
             }
-            let model = req.get("model").and_then(Value::as_str).unwrap_or("");
-            if dialect == Dialect::OpenAi && openai_responses_only(model) {
-                return Err(refuse(404, "This model is only supported in v1/responses and not in v1/chat/completions.".into(), Some("model"), None));
+            (Some(_), Dialect::DeepSeek) if cap == "max_tokens" => {
+                return Err(refuse(400, "Invalid max_tokens value, the valid range of max_tokens is [1, 8192]".into(), None, Some("invalid_request_error")))
             }
-            let given = |name: &str| dialect == Dialect::OpenAi && req.get(name).is_some_and(|v| !v.is_null());
-            if given("max_tokens") && openai_reasoning_model(model) {
-                return Err(unsupported_parameter("max_tokens", " Use 'max_completion_tokens' instead."));
-            }
-            for cap in ["max_tokens", "max_completion_tokens"] {
-                let n = req.get(cap).and_then(Value::as_i64).filter(|n| *n < 1);
-                match (n, dialect) {
-                    (Some(n), Dialect::OpenAi) => {
-                        return Err(refuse(
-                            400,
-                            format!("Invalid '{cap}': integer below minimum value. Expected a value >= 1, but got {n} instead."),
-                            Some(cap),
-                            Some("integer_below_min_value"),
-                        ))
-                    }
-                    (Some(_), Dialect::DeepSeek) if cap == "max_tokens" => {
-                        return Err(refuse(400, "Invalid max_tokens value, the valid range of max_tokens is [1, 8192]".into(), None, Some("invalid_request_error")))
-                    }
-                    _ => {}
-                }
-            }
-            if given("reasoning_effort") && openai_plain_model(model) {
-                return Err(unsupported_parameter("reasoning_effort", ""));
-            }
-            if dialect == Dialect::OpenAi {
-                if let Some(r) = openai_sampling(model, req.get("reasoning_effort").and_then(Value::as_str), req) {
-                    return Err(r);
-                }
-            }
-            if let Some(r) = openai_tools_with_reasoning(model, req).filter(|_| dialect == Dialect::OpenAi) {
-                return Err(r);
-            }
-            if dialect == Dialect::DeepSeek {
-                deepseek_reasoning_passed_back(req)?;
-            }
-            if dialect == Dialect::OpenAi {
-                openai_file_parts(req)?;
-                let format = req.get("response_format").filter(|f| f.get("type").and_then(Value::as_str) == Some("json_schema"));
-                let spec = format.and_then(|f| f.get("json_schema")).filter(|j| j.get("strict").and_then(Value::as_bool) == Some(true));
-                let name = spec.and_then(|j| j.get("name")).and_then(Value::as_str).unwrap_or("");
-                if let Some(msg) = spec.and_then(|j| j.get("schema")).and_then(|schema| strict_schema(name, schema)) {
-                    return Err(refuse(400, msg, None, None));
-                }
-            }
-            if dialect == Dialect::OpenAi && req.get("messages").and_then(Value::as_array).is_some_and(Vec::is_empty) {
-                return Err(refuse(
-                    400,
-                    "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.".into(),
-                    Some("messages"),
-                    Some("empty_array"),
-                ));
-            }
-            if let Some(n) = req.get("n").and_then(Value::as_i64) {
-                if !(1..=128).contains(&n) {
-                    return Err(refuse(400, format!("{n} is less than the minimum of 1 - 'n'"), Some("n"), None));
-                }
-            }
+            _ => {}
         }
     }
     Ok(())
