@@ -221,56 +221,14 @@ pub fn compact(m: &Map<String, Value>, id: &str, created: u64, wanted: u64) -> R
     Ok((doc, input_tokens, wanted))
 }
 
+/// A Responses API request checked as OpenAI checks it, and what the mock
+/// answers: `wanted` output tokens, `reasoning` of them reasoning, `cached`
+/// of the input read from the prompt cache.
 pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) -> Result<Plan, Refusal> {
-    if let Some(k) = m.keys().find(|k| !PARAMS.contains(&k.as_str())) {
-        if k == "max_tokens" || k == "max_completion_tokens" {
-            return Err((400, format!("Unsupported parameter: '{k}'. In the Responses API, this parameter has moved to 'max_output_tokens'."), None, Some("unsupported_parameter")));
-        }
-        return Err((400, format!("Unknown parameter: '{k}'."), None, Some("unknown_parameter")));
-    }
-    let model = match m.get("model") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        _ => return Err((400, "Missing required parameter: 'model'.".into(), Some("model"), Some("missing_required_parameter"))),
-    };
-    if m.get("reasoning").and_then(|r| r.get("effort")).is_some_and(|e| !e.is_null()) && crate::strict::openai_plain_model(&model) {
-        let r = crate::strict::unsupported_parameter("reasoning.effort", "");
-        return Err((r.status, r.message, Some("reasoning.effort"), r.code));
-    }
-    let format = m.get("text").and_then(|t| t.get("format")).filter(|f| f.get("type").and_then(Value::as_str) == Some("json_schema"));
-    let strict = format.filter(|f| f.get("strict").and_then(Value::as_bool) == Some(true));
-    let name = strict.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or("");
-    if let Some(msg) = strict.and_then(|f| f.get("schema")).and_then(|schema| crate::strict::strict_schema(name, schema)) {
-        return Err((400, msg, None, None));
-    }
-    // As in chat (crate::strict's notes): a temperature other than 1, a top_p
-    // (a real answer for gpt-5-nano, braintrustdata/lingua `topPReasoningModelParam`).
-    let effort = m.get("reasoning").and_then(|r| r.get("effort")).and_then(Value::as_str);
-    if let Some(r) = crate::strict::openai_sampling(&model, effort, m) {
-        return Err((r.status, r.message, r.param.as_deref().and_then(|p| ["temperature", "top_p"].into_iter().find(|k| *k == p)), r.code));
-    }
-    let cap = match m.get("max_output_tokens") {
-        None | Some(Value::Null) => u64::MAX,
-        Some(v) => match v.as_i64() {
-            Some(n) if n >= 16 => n as u64,
-            Some(n) => {
-                return Err((
-                    400,
-                    format!("Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got {n} instead."),
-                    Some("max_output_tokens"),
-                    Some("integer_below_min_value"),
-                ))
-            }
-            None => return Err((400, "Invalid type for 'max_output_tokens': expected an integer.".into(), Some("max_output_tokens"), Some("invalid_type"))),
-        },
-    };
+    let model = model_and_options(m)?;
+    let cap = output_cap(m)?;
     let mut hosted = tools(m.get("tools"))?;
-    hosted.max_calls = match m.get("max_tool_calls") {
-        None | Some(Value::Null) => None,
-        Some(v) => match v.as_u64() {
-            Some(n) => Some(n),
-            None => return Err((400, "Invalid type for 'max_tool_calls': expected an integer.".into(), Some("max_tool_calls"), Some("invalid_type"))),
-        },
-    };
+    hosted.max_calls = max_tool_calls(m)?;
     if m.get("previous_response_id").is_none_or(Value::is_null) {
         if let Some(Value::Array(items)) = m.get("input") {
             input(items)?;
@@ -279,20 +237,7 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
     if m.get("input").is_none() && m.get("prompt").is_none() && m.get("previous_response_id").is_none() {
         return Err((400, "Missing required parameter: 'input'.".into(), Some("input"), Some("missing_required_parameter")));
     }
-    let previous = match m.get("previous_response_id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.starts_with("resp_") => Some(s.clone()),
-        Some(_) => return Err((400, "Invalid 'previous_response_id': expected an ID that begins with 'resp'.".into(), Some("previous_response_id"), Some("invalid_value"))),
-    };
-    let store = m.get("store").and_then(Value::as_bool).unwrap_or(true);
-    let background = match m.get("background") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err((400, "Invalid type for 'background': expected a boolean.".into(), Some("background"), Some("invalid_type"))),
-    };
-    if background && !store {
-        return Err((400, "Background mode requires 'store' to be true.".into(), Some("store"), Some("invalid_value")));
-    }
+    let (previous, store, background) = continuation(m)?;
     let metadata = crate::objects::metadata(m.get("metadata"))?;
     let mut text = String::new();
     for k in ["instructions", "input"] {
@@ -325,6 +270,87 @@ pub fn plan(m: &Map<String, Value>, wanted: u64, reasoning: u64, cached: u64) ->
         background,
         metadata,
     })
+}
+
+/// The request's members and model, and the options its model refuses.
+fn model_and_options(m: &Map<String, Value>) -> Result<String, Refusal> {
+    if let Some(k) = m.keys().find(|k| !PARAMS.contains(&k.as_str())) {
+        if k == "max_tokens" || k == "max_completion_tokens" {
+            return Err((400, format!("Unsupported parameter: '{k}'. In the Responses API, this parameter has moved to 'max_output_tokens'."), None, Some("unsupported_parameter")));
+        }
+        return Err((400, format!("Unknown parameter: '{k}'."), None, Some("unknown_parameter")));
+    }
+    let model = match m.get("model") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => return Err((400, "Missing required parameter: 'model'.".into(), Some("model"), Some("missing_required_parameter"))),
+    };
+    if m.get("reasoning").and_then(|r| r.get("effort")).is_some_and(|e| !e.is_null()) && crate::strict::openai_plain_model(&model) {
+        let r = crate::strict::unsupported_parameter("reasoning.effort", "");
+        return Err((r.status, r.message, Some("reasoning.effort"), r.code));
+    }
+    let format = m.get("text").and_then(|t| t.get("format")).filter(|f| f.get("type").and_then(Value::as_str) == Some("json_schema"));
+    let strict = format.filter(|f| f.get("strict").and_then(Value::as_bool) == Some(true));
+    let name = strict.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or("");
+    if let Some(msg) = strict.and_then(|f| f.get("schema")).and_then(|schema| crate::strict::strict_schema(name, schema)) {
+        return Err((400, msg, None, None));
+    }
+    // As in chat (crate::strict's notes): a temperature other than 1, a top_p
+    // (a real answer for gpt-5-nano, braintrustdata/lingua `topPReasoningModelParam`).
+    let effort = m.get("reasoning").and_then(|r| r.get("effort")).and_then(Value::as_str);
+    if let Some(r) = crate::strict::openai_sampling(&model, effort, m) {
+        return Err((r.status, r.message, r.param.as_deref().and_then(|p| ["temperature", "top_p"].into_iter().find(|k| *k == p)), r.code));
+    }
+    Ok(model)
+}
+
+/// `max_output_tokens` (none: no cap).
+fn output_cap(m: &Map<String, Value>) -> Result<u64, Refusal> {
+    Ok(match m.get("max_output_tokens") {
+        None | Some(Value::Null) => u64::MAX,
+        Some(v) => match v.as_i64() {
+            Some(n) if n >= 16 => n as u64,
+            Some(n) => {
+                return Err((
+                    400,
+                    format!("Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got {n} instead."),
+                    Some("max_output_tokens"),
+                    Some("integer_below_min_value"),
+                ))
+            }
+            None => return Err((400, "Invalid type for 'max_output_tokens': expected an integer.".into(), Some("max_output_tokens"), Some("invalid_type"))),
+        },
+    })
+}
+
+/// `max_tool_calls`, a whole number when given.
+fn max_tool_calls(m: &Map<String, Value>) -> Result<Option<u64>, Refusal> {
+    Ok(match m.get("max_tool_calls") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n) => Some(n),
+            None => return Err((400, "Invalid type for 'max_tool_calls': expected an integer.".into(), Some("max_tool_calls"), Some("invalid_type"))),
+        },
+    })
+}
+
+/// The answer continued (`previous_response_id`), whether it is stored, and
+/// whether it runs in the background (which needs it stored).
+fn continuation(m: &Map<String, Value>) -> Result<(Option<String>, bool, bool), Refusal> {
+    let previous = match m.get("previous_response_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.starts_with("resp_") => Some(s.clone()),
+        Some(_) => return Err((400, "Invalid 'previous_response_id': expected an ID that begins with 'resp'.".into(), Some("previous_response_id"), Some("invalid_value"))),
+    };
+    let store = m.get("store").and_then(Value::as_bool).unwrap_or(true);
+    let background = match m.get("background") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err((400, "Invalid type for 'background': expected a boolean.".into(), Some("background"), Some("invalid_type"))),
+    };
+    if background && !store {
+        return Err((400, "Background mode requires 'store' to be true.".into(), Some("store"), Some("invalid_value")));
+    }
+    Ok((previous, store, background))
 }
 
 fn missing(param: String) -> Refusal {
