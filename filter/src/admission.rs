@@ -152,7 +152,8 @@ struct Entry {
     in_flight: u32,
 }
 
-/// Counters a worker keeps entries for; above it `settle` writes them all.
+/// Counters a worker keeps entries for; above it `settle` writes and drops
+/// those with no request in flight.
 const MAX_LOCAL: usize = 64;
 /// Room taken ahead: at most this many more of the request's worst case…
 const AHEAD_REQUESTS: u64 = 15;
