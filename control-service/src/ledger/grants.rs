@@ -3,8 +3,6 @@
 //! the cursor of its last state gets only the budgets that changed since:
 //! a poll's cost follows what changed, not how many budgets exist.
 
-use std::collections::BTreeMap;
-
 use tollgate_protocol::state::{BudgetDoc, BudgetScope, ScopeType};
 
 use crate::db::{int, params, statement_chunks, Arg, Tx};
@@ -12,83 +10,11 @@ use crate::store::*;
 
 use super::{budgets, rows};
 
-/// What an Envoy was last sent: the ingest and budget sequences its state
-/// includes, the number of active Envoys its shares were cut for, and the
-/// earliest time one of its budgets' periods ends or a window opens (a new
-/// period changes a budget without any write). A cursor that no longer
-/// holds (fewer or more Envoys, a boundary passed, a database behind it,
-/// or an Envoy silent past the node TTL, whose grants may have been
-/// reclaimed) gets the whole state. So does a cursor older than the last
-/// answer that changed the Envoy's grants (`answer`, counted per node):
-/// that answer was written but never applied (the Envoy gave up waiting),
-/// and what it changed may not come again in a delta.
-///
-/// A state of more budgets than a page comes in pages: `after` names the
-/// last budget sent, and `from` the sequences a delta started from (none:
-/// a full state). The sequences are those of the first page, so what
-/// changes while the pages are fetched comes in the next delta.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    pub ingest: u64,
-    pub budgets: u64,
-    pub active: u64,
-    pub boundary_ms: u64,
-    pub answer: u64,
-    pub from: Option<(u64, u64)>,
-    pub after: Option<(ScopeType, String)>,
-}
+mod cursor;
+mod periods;
 
-impl Cursor {
-    pub fn encode(&self) -> String {
-        let head = format!("{}.{}.{}.{}.{}", self.ingest, self.budgets, self.active, self.boundary_ms, self.answer);
-        match (&self.after, self.from) {
-            (None, _) => format!("b2.{head}"),
-            (Some((t, id)), None) => format!("p2.{head}.{}.{}", t.as_str(), hex(id.as_bytes())),
-            (Some((t, id)), Some((fi, fb))) => format!("d2.{head}.{fi}.{fb}.{}.{}", t.as_str(), hex(id.as_bytes())),
-        }
-    }
-
-    /// `None` for anything but a cursor this service wrote.
-    pub fn decode(s: &str) -> Option<Cursor> {
-        let (kind, rest) = s.split_at_checked(3)?;
-        let mut parts = rest.split('.');
-        let mut num = || parts.next().filter(|p| p.bytes().all(|b| b.is_ascii_digit())).and_then(|p| p.parse::<u64>().ok());
-        let (ingest, budgets, active, boundary_ms, answer) = (num()?, num()?, num()?, num()?, num()?);
-        let from = match kind {
-            "b2." | "p2." => None,
-            "d2." => Some((num()?, num()?)),
-            _ => return None,
-        };
-        let after = if kind == "b2." {
-            None
-        } else {
-            let st = ScopeType::parse(parts.next()?)?;
-            Some((st, String::from_utf8(unhex(parts.next()?)?).ok()?))
-        };
-        parts.next().is_none().then_some(Cursor { ingest, budgets, active, boundary_ms, answer, from, after })
-    }
-
-    /// The ingest sequence a delta reads use changes from: the cursor's
-    /// own for the delta it asks for, the first page's for a later page of
-    /// a delta, none for a page of a full state.
-    fn use_from(&self) -> Option<u64> {
-        match (&self.after, self.from) {
-            (None, _) => Some(self.ingest),
-            (Some(_), from) => from.map(|(ingest, _)| ingest),
-        }
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()
-}
+pub use cursor::Cursor;
+use periods::{every_period, page_periods, these_periods, Periods};
 
 /// Budgets per page of a state (about 250 bytes each): a full state of a
 /// million per-key budgets is 200 pages, never one document an Envoy's VM
@@ -543,92 +469,6 @@ fn silent_holders(tx: &mut dyn Tx, alive_since: u64) -> Result<Vec<String>> {
     .collect()
 }
 
-type Periods = std::collections::HashMap<(String, String, u64), PeriodUse>;
-
-/// Columns: what (0 use, 1 a node's use, 2 a node's grant), scope type,
-/// scope id, period start, node, micros, tokens, short.
-const PERIOD_ROWS: &str = "SELECT CAST(0 AS BIGINT), scope_type, scope_id, period_start_ms, CAST(NULL AS TEXT), used_micros, used_tokens, CAST(0 AS BIGINT)
-       FROM budget_usage WHERE {where}
-     UNION ALL
-     SELECT CAST(1 AS BIGINT), scope_type, scope_id, period_start_ms, node, used_micros, used_tokens, CAST(0 AS BIGINT)
-       FROM budget_usage_node WHERE {where}
-     UNION ALL
-     SELECT CAST(2 AS BIGINT), scope_type, scope_id, period_start_ms, node, granted_micros, granted_tokens, short
-       FROM budget_grants WHERE {where}";
-
-/// Every budget's use in the current periods and every node's use and
-/// grant in them: one pass by period (indexed), not a query per budget.
-fn every_period(tx: &mut dyn Tx, node: &str, current: &[(Budget, (u64, u64))]) -> Result<Periods> {
-    let mut periods = Periods::new();
-    let Some(earliest) = current.iter().map(|(_, (start, _))| *start).min() else { return Ok(periods) };
-    let rows = tx.query(&PERIOD_ROWS.replace("{where}", "period_start_ms >= ?1"), &[int(earliest)])?;
-    absorb(&mut periods, node, &rows)?;
-    Ok(periods)
-}
-
-/// The same for one page of a full state (budgets in scope order): one
-/// range of the tables' primary keys per scope type on the page, from the
-/// type's first scope to its last, instead of a read per budget. The type
-/// is compared for equality: PostgreSQL estimates a row comparison
-/// `(scope_type, scope_id) >= (…)` by its first column alone, took the
-/// range for the whole table and scanned it (300–470 ms a page at 200,000
-/// budgets, 30–45 ms on the key).
-fn page_periods(tx: &mut dyn Tx, node: &str, current: &[(Budget, (u64, u64))]) -> Result<Periods> {
-    let mut periods = Periods::new();
-    let Some(earliest) = current.iter().map(|(_, (start, _))| *start).min() else { return Ok(periods) };
-    let range = "scope_type = ?1 AND scope_id >= ?2 AND scope_id <= ?3 AND period_start_ms >= ?4";
-    let sql = PERIOD_ROWS.replace("{where}", range);
-    for run in current.chunk_by(|(a, _), (b, _)| a.scope_type == b.scope_type) {
-        let (Some((first, _)), Some((last, _))) = (run.first(), run.last()) else { continue };
-        let args = [Arg::Text(first.scope_type.as_str()), Arg::Text(&first.scope_id), Arg::Text(&last.scope_id), int(earliest)];
-        absorb(&mut periods, node, &tx.query(&sql, &args)?)?;
-    }
-    Ok(periods)
-}
-
-/// The same for the budgets of a delta (scattered in scope order): one
-/// read per scope type and period, of up to `db::ROWS_PER_STATEMENT` scopes
-/// each (not one a budget: a round trip each on PostgreSQL).
-fn these_periods(tx: &mut dyn Tx, node: &str, current: &[(Budget, (u64, u64))]) -> Result<Periods> {
-    let mut periods = Periods::new();
-    let mut groups: BTreeMap<(ScopeType, u64), Vec<&str>> = BTreeMap::new();
-    for (b, (start, _)) in current {
-        groups.entry((b.scope_type, *start)).or_default().push(&b.scope_id);
-    }
-    for ((t, start), ids) in groups {
-        for chunk in statement_chunks(&ids) {
-            let list = params(3, chunk.len());
-            let mut args: Vec<Arg<'_>> = vec![Arg::Text(t.as_str()), int(start)];
-            args.extend(chunk.iter().map(|id| Arg::Text(id)));
-            let sql = PERIOD_ROWS.replace("{where}", &format!("scope_type = ?1 AND period_start_ms = ?2 AND scope_id IN ({list})"));
-            absorb(&mut periods, node, &tx.query(&sql, &args)?)?;
-        }
-    }
-    Ok(periods)
-}
-
-fn absorb(periods: &mut Periods, node: &str, rows: &[crate::db::Row]) -> Result<()> {
-    for r in rows {
-        let p = periods.entry((r.text(1)?, r.text(2)?, r.u64(3)?)).or_default();
-        let (what, micros, tokens) = (r.i64(0)?, r.u64(5)?, r.u64(6)?);
-        match r.opt_text(4)? {
-            None => p.used = (micros, tokens),
-            Some(n) => {
-                if what == 2 && n == node {
-                    p.mine_short = r.i64(7)? != 0;
-                }
-                let ((um, gm), (ut, gt)) = p.nodes.entry(n).or_default();
-                if what == 1 {
-                    (*um, *ut) = (micros, tokens);
-                } else {
-                    (*gm, *gt) = (Some(micros), Some(tokens));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Drops what served only ended periods and gone Envoys: grants and
 /// per-Envoy use of periods before every budget's current one, those of
 /// deleted budgets, and Envoys silent for `forget_after_ms`. Each budget's
@@ -662,68 +502,4 @@ pub fn prune(tx: &mut dyn Tx, now_ms: u64, forget_after_ms: u64) -> Result<Prune
     out.grants += tx.execute("DELETE FROM budget_grants WHERE node IN (SELECT node FROM nodes WHERE last_seen_ms < ?1)", &forget)?;
     out.nodes = tx.execute("DELETE FROM nodes WHERE last_seen_ms < ?1", &forget)?;
     Ok(out)
-}
-
-/// One budget period as the grant pass reads it: its use, each node's
-/// (used, granted) micros and tokens, and whether the polling node's grant
-/// was short of its fair part.
-#[derive(Default)]
-struct PeriodUse {
-    used: (u64, u64),
-    nodes: BTreeMap<String, (UsedGranted, UsedGranted)>,
-    mine_short: bool,
-}
-
-/// A node's use and grant (none yet) of one limit.
-type UsedGranted = (u64, Option<u64>);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_refuse_anything_else() {
-        let c = Cursor { ingest: 7, budgets: 3, active: 2, boundary_ms: u64::MAX, answer: 4, from: None, after: None };
-        assert_eq!(c.encode(), "b2.7.3.2.18446744073709551615.4");
-        assert_eq!(Cursor::decode(&c.encode()), Some(c.clone()));
-        let odd = "a.b é\u{0}%&=\"'\n";
-        let p = Cursor { after: Some((ScopeType::Key, odd.to_string())), ..c.clone() };
-        let d = Cursor { from: Some((5, 1)), ..p.clone() };
-        for c in [p, d] {
-            let text = c.encode();
-            assert!(text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'), "{text}");
-            assert_eq!(Cursor::decode(&text), Some(c));
-        }
-        for bad in [
-            "", "b2", "b2.", "b2.7.3.2.9", "b2.7.3.2.9.4.1", "b3.7.3.2.9.4", "b2.7.3.+2.9.4", "b2.7.3.-2.9.4", "b2.7.3.2.99999999999999999999.4",
-            "b2.7. 3.2.9.4", "B2.7.3.2.9.4", "p2.7.3.2.9.4", "p2.7.3.2.9.4.key", "p2.7.3.2.9.4.key.6", "p2.7.3.2.9.4.key.6g", "p2.7.3.2.9.4.nope.61",
-            "p2.7.3.2.9.4.key.ff", "p2.7.3.2.9.4.key.61.1", "é1.7", "b", "d2.7.3.2.9.4.key.61", "d2.7.3.2.9.4.5.key.61", "d2.7.3.2.9.4.5.1",
-            "b2.7.3.2.9.4.5.1",
-            // A cursor from before the answer number: refused, so a full state.
-            "b1.7.3.2.9", "p1.7.3.2.9.key.61", "d1.7.3.2.9.5.1.key.61",
-        ] {
-            assert_eq!(Cursor::decode(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn any_mutation_of_a_cursor_is_refused_or_read_never_a_panic() {
-        let good = Cursor { ingest: 7, budgets: 3, active: 2, boundary_ms: 99, answer: 4, from: Some((1, 2)), after: Some((ScopeType::Team, "té".into())) }.encode();
-        for cut in 0..=good.len() {
-            let _ = Cursor::decode(good.get(..cut).unwrap_or(""));
-        }
-        for at in 0..good.len() {
-            for b in [b'.', b'0', b'9', b'a', b'f', b'g', b'-', 0, 0xc3, 0xff] {
-                let mut m = good.clone().into_bytes();
-                if let Some(x) = m.get_mut(at) {
-                    *x = b;
-                }
-                if let Ok(text) = String::from_utf8(m) {
-                    if let Some(c) = Cursor::decode(&text) {
-                        assert_eq!(Cursor::decode(&c.encode()), Some(c), "what is read writes back the same");
-                    }
-                }
-            }
-        }
-    }
 }
