@@ -18,6 +18,13 @@ pub trait SharedCounters {
     fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
     /// Writes if the CAS token still matches.
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> SetResult;
+    /// Hands a settlement (the reservation `reserved` given back, the real
+    /// cost `actual`) to be written off the request path, by the
+    /// background service ([`crate::outbox`]); false when it cannot, and
+    /// the caller writes it.
+    fn defer(&self, _key: &str, _reserved: Amount, _actual: Amount) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +67,14 @@ pub fn update_counter(
         }
     }
     Err(CounterError::Busy)
+}
+
+/// Writes a settlement: `reserved` given back, `actual` spent.
+pub fn apply_settlement(store: &dyn SharedCounters, key: &str, reserved: Amount, actual: Amount) -> Result<Counter, CounterError> {
+    update_counter(store, key, |c| {
+        c.settle(reserved, actual);
+        true
+    })
 }
 
 /// A reservation taken for one scope.
@@ -331,12 +346,15 @@ pub fn release(store: &dyn SharedCounters, local: &mut Local, reservations: &[Re
 ///
 /// When the worker's table holds more than [`MAX_LOCAL`] counters (requests
 /// over many budgets, each used rarely), the counters with nothing in
-/// flight are written and dropped from it. A counter with a request in
-/// flight keeps its entry, room included, until that request settles (or
-/// the tick): dropped at once, its settlement would find no entry and be
-/// written on its own, a second write where one does (2.29 writes a
-/// request over 10,000 budgets with 16 in flight, 2.0 now: unit test
-/// `a_rarely_used_budget_costs_its_request_two_writes`).
+/// flight are dropped from it, their settlements handed to the background
+/// service to write ([`SharedCounters::defer`]; written here when it
+/// cannot take them). A counter with a request in flight keeps its entry,
+/// room included, until that request settles (or the tick): dropped at
+/// once, its settlement would find no entry and be written on its own.
+/// So such a request costs its worker one write of shared data, its
+/// reservation (2.29 writes a request over 10,000 budgets with 16 in
+/// flight when in-flight entries were dropped, 2.0 when the worker wrote
+/// its settlements: unit test `a_rarely_used_budget_costs_its_worker_one_write`).
 pub fn settle(store: &dyn SharedCounters, local: &mut Local, reservations: &[Reservation], actual: Amount) {
     for r in reservations {
         let key = counter_key(r.scope_type, &r.scope_id);
@@ -346,10 +364,7 @@ pub fn settle(store: &dyn SharedCounters, local: &mut Local, reservations: &[Res
         // last flush, so it does not know how near the limit it is.)
         if e.generation == 0 || near(e.remaining, r.amount) {
             let (give_back, owed) = (e.owed_reserved.saturating_add(r.amount), e.owed_actual.saturating_add(actual));
-            let written = update_counter(store, &key, |c| {
-                c.settle(give_back, owed);
-                true
-            });
+            let written = apply_settlement(store, &key, give_back, owed);
             (e.owed_reserved, e.owed_actual) = if written.is_ok() { (Amount::default(), Amount::default()) } else { (give_back, owed) };
             continue;
         }
@@ -359,18 +374,19 @@ pub fn settle(store: &dyn SharedCounters, local: &mut Local, reservations: &[Res
         e.owed_actual = e.owed_actual.saturating_add(actual);
     }
     if local.entries.len() > MAX_LOCAL {
-        write_back(store, local, |e| e.in_flight == 0);
+        write_back(store, local, true, |e| e.in_flight == 0);
     }
 }
 
 /// Writes what this worker owes its counters and gives its room back (a
 /// counter that stays busy keeps its entry for the next flush).
 pub fn flush(store: &dyn SharedCounters, local: &mut Local) {
-    write_back(store, local, |_| true);
+    write_back(store, local, false, |_| true);
 }
 
-/// [`flush`] of the entries `which` picks; the others are kept as they are.
-fn write_back(store: &dyn SharedCounters, local: &mut Local, which: impl Fn(&Entry) -> bool) {
+/// [`flush`] of the entries `which` picks (handed over with `defer` when
+/// the store takes them); the others are kept as they are.
+fn write_back(store: &dyn SharedCounters, local: &mut Local, defer: bool, which: impl Fn(&Entry) -> bool) {
     local.entries.retain(|(key, e)| {
         if !which(e) {
             return true;
@@ -379,20 +395,24 @@ fn write_back(store: &dyn SharedCounters, local: &mut Local, which: impl Fn(&Ent
         if give_back == Amount::default() && actual == Amount::default() {
             return false;
         }
-        update_counter(store, key, |c| {
-            c.settle(give_back, actual);
-            true
-        })
-        .is_err()
+        if defer && store.defer(key, give_back, actual) {
+            return false;
+        }
+        apply_settlement(store, key, give_back, actual).is_err()
     });
 }
 
 /// An in-memory [`SharedCounters`] for tests: CAS tokens like Envoy's, and
-/// `lose_races` makes the next N writes fail with a CAS mismatch.
+/// `lose_races` makes the next N writes fail with a CAS mismatch. With
+/// `deferring` set it takes settlements handed over, as the background
+/// service does, until [`MemCounters::write_deferred`].
 #[derive(Default)]
 pub struct MemCounters {
     data: std::cell::RefCell<std::collections::HashMap<String, (Vec<u8>, u32)>>,
     pub lose_races: std::cell::Cell<u32>,
+    pub deferring: std::cell::Cell<bool>,
+    /// Settlements handed over: the outbox, and the groups it filled.
+    deferred: std::cell::RefCell<(crate::outbox::Outbox, Vec<u8>)>,
 }
 
 impl SharedCounters for MemCounters {
@@ -416,9 +436,38 @@ impl SharedCounters for MemCounters {
         d.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0).wrapping_add(1)));
         SetResult::Ok
     }
+
+    fn defer(&self, key: &str, reserved: Amount, actual: Amount) -> bool {
+        if !self.deferring.get() {
+            return false;
+        }
+        // Through the outbox's own lines, as the glue hands them over.
+        let (outbox, groups) = &mut *self.deferred.borrow_mut();
+        if let Some(group) = outbox.push_settlement(key, reserved, actual) {
+            groups.extend_from_slice(&group);
+            groups.push(b'\n');
+        }
+        true
+    }
 }
 
 impl MemCounters {
+    /// Writes the settlements handed over, as the background service does;
+    /// returns how many.
+    pub fn write_deferred(&self) -> usize {
+        let group = {
+            let (outbox, groups) = &mut *self.deferred.borrow_mut();
+            let mut all = std::mem::take(groups);
+            all.extend(outbox.take().unwrap_or_default());
+            all
+        };
+        let mut n = 0;
+        for (key, reserved, actual) in crate::outbox::settlements(&group) {
+            n += usize::from(apply_settlement(self, &key, reserved, actual).is_ok());
+        }
+        n
+    }
+
     pub fn counter(&self, t: ScopeType, id: &str) -> Counter {
         self.get(&counter_key(t, id)).0.map(|v| Counter::decode(&v)).unwrap_or_default()
     }

@@ -23,8 +23,9 @@ pub struct Counter {
     pub reserved_micros: u64,
     pub reserved_tokens: u64,
     /// Reflected before it was settled: a worker writes its settlements a
-    /// little later (`admission::Unsettled`), so the fleet's `used` may
-    /// count a request before this Envoy moved it to `pending`. The excess
+    /// little later (`admission::Local`, or hands them to the background
+    /// service), so the fleet's `used` may count a request before this
+    /// Envoy moved it to `pending`. The excess
     /// waits here and is taken off the settlement when it lands, so the
     /// order of the two never counts a request twice.
     pub credit_micros: u64,
@@ -109,8 +110,11 @@ impl Amount {
 
 /// The shared-data key of a scope's counter.
 pub fn counter_key(scope_type: ScopeType, scope_id: &str) -> String {
-    format!("tollgate:v1:budget:{}:{}", scope_type.as_str(), scope_id)
+    format!("{COUNTER_PREFIX}{}:{}", scope_type.as_str(), scope_id)
 }
+
+/// What every budget counter's shared-data key starts with.
+pub const COUNTER_PREFIX: &str = "tollgate:v1:budget:";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {

@@ -13,10 +13,23 @@
 //! a record never holds a raw newline. A group from an older filter is one
 //! record without a newline and reads the same.
 //!
+//! A group also carries budget settlements a worker hands to the service
+//! instead of writing them itself ([`crate::admission`], a rarely used
+//! budget's counter): a line `=` followed by a JSON array (the counter's
+//! key, the reservation given back and the real cost, micro-dollars and
+//! tokens each). The service writes them before it takes the records.
+//!
 //! What a worker gathered and has not handed over is lost if its VM traps
 //! (at most [`MAX_RECORDS`] − 1 records, or up to 500 ms of them at a low
-//! rate): budgets are not affected, as admission settles its counters on
-//! its own (docs/budgets.md).
+//! rate), with the settlements among them: their reservations then stay
+//! held in the counter, as the room and the owed settlements the worker's
+//! own table held do (docs/budgets.md): the budget is never overspent for
+//! it, only refused early, until its period ends.
+
+use crate::budget::{Amount, COUNTER_PREFIX};
+
+/// The first byte of a settlement's line (a record's is `{`).
+const SETTLEMENT: u8 = b'=';
 
 /// Records gathered before a group is handed over.
 pub const MAX_RECORDS: usize = 16;
@@ -46,6 +59,15 @@ impl Outbox {
         None
     }
 
+    /// Adds a budget settlement for the service to write; returns the group
+    /// to hand over when it is full.
+    pub fn push_settlement(&mut self, counter: &str, reserved: Amount, actual: Amount) -> Option<Vec<u8>> {
+        let fields = (counter, reserved.micros, reserved.tokens, actual.micros, actual.tokens);
+        let mut line = vec![SETTLEMENT];
+        serde_json::to_writer(&mut line, &fields).ok()?;
+        self.push(&line)
+    }
+
     /// Everything gathered so far (the tick, the VM's end), if anything.
     pub fn take(&mut self) -> Option<Vec<u8>> {
         if self.records == 0 {
@@ -62,7 +84,18 @@ impl Outbox {
 
 /// The records of a group, as the service reads it.
 pub fn records(group: &[u8]) -> impl Iterator<Item = &[u8]> {
-    group.split(|b| *b == b'\n').filter(|r| !r.is_empty())
+    group.split(|b| *b == b'\n').filter(|r| !r.is_empty() && r.first() != Some(&SETTLEMENT))
+}
+
+/// The budget settlements of a group: (counter key, reservation given back,
+/// real cost). A line that does not read as one, or names anything but a
+/// budget counter, is skipped.
+pub fn settlements(group: &[u8]) -> impl Iterator<Item = (String, Amount, Amount)> + '_ {
+    group.split(|b| *b == b'\n').filter_map(|line| {
+        let json = line.strip_prefix(&[SETTLEMENT])?;
+        let (key, rm, rt, am, at): (String, u64, u64, u64, u64) = serde_json::from_slice(json).ok()?;
+        key.starts_with(COUNTER_PREFIX).then_some((key, Amount { micros: rm, tokens: rt }, Amount { micros: am, tokens: at }))
+    })
 }
 
 #[cfg(test)]
@@ -101,6 +134,25 @@ mod tests {
         assert_eq!(o.push(b"{\"a\":1}"), None);
         assert_eq!(o.take(), Some(b"{\"a\":1}".to_vec()));
         assert_eq!(records(b"{\"a\":1}").count(), 1);
+    }
+
+    #[test]
+    fn settlements_travel_beside_the_records_and_are_read_apart_from_them() {
+        let mut o = Outbox::default();
+        let (r, a) = (Amount { micros: 1_500, tokens: 40 }, Amount { micros: u64::MAX, tokens: 0 });
+        let key = crate::budget::counter_key(crate::state::ScopeType::Team, "t\n\"=x");
+        assert_eq!(o.push(b"{\"a\":1}"), None);
+        assert_eq!(o.push_settlement(&key, r, a), None);
+        assert_eq!(o.push(b"{\"a\":2}"), None);
+        let group = o.take().unwrap_or_default();
+        assert_eq!(group.iter().filter(|b| **b == b'\n').count(), 2, "a hostile scope id cannot add a line");
+        let back: Vec<&[u8]> = records(&group).collect();
+        assert_eq!(back, vec![&b"{\"a\":1}"[..], &b"{\"a\":2}"[..]]);
+        assert_eq!(settlements(&group).collect::<Vec<_>>(), vec![(key, r, a)]);
+        // Only budget counters: a line naming another shared-data key, or unreadable, is no settlement.
+        let other = b"=[\"tollgate:v1:state-meta\",1,1,1,1]\n=[1,2]\n=[\"tollgate:v1:budget:team:x\",1,2,3]";
+        assert_eq!(settlements(other).count(), 0);
+        assert_eq!(records(other).count(), 0);
     }
 
     #[test]

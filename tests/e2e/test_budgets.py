@@ -440,6 +440,45 @@ def test_two_envoys_64_clients_one_key_overshoot_bounded_and_totals_exact(tmp_pa
         s.stop()
 
 
+def test_a_rarely_used_budgets_settlement_is_written_by_the_background_service_exactly_once(tmp_path):
+    """A worker keeps counters for 64 budgets; past that, what it owes a
+    counter with nothing in flight goes to the background service in its
+    outbox (docs/budgets.md). 100 keys with a budget each, one request
+    apiece on one worker, then idle: every key's next request must find
+    its counter as every other key's (nothing left reserved, its cost
+    counted once), which a settlement lost or written twice would break."""
+    s = sm.Stack(tmp_path, concurrency=1)
+    try:
+        c = s.control
+        keys = [new_key(c, "wide", key_id=f"wide-{i:03d}") for i in range(100)]
+        probe = new_key(c, "wide", key_id="wide-probe")
+        for k in keys + [probe]:
+            c.api("PUT", "/v1/budgets/key/" + k["id"], {"limit_micros": 50_000_000, "period": "monthly"}, expect=200)
+        body = {"model": "openai/gpt-5.4", "max_tokens": 20, "messages": [{"role": "user", "content": "one each"}]}
+
+        def chat(key: str) -> requests.Response:
+            return requests.post(s.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=10)
+
+        # Created last: once its budget applies, every earlier key's does.
+        wait_until(lambda: "x-tollgate-budget-remaining-micros" in chat(probe["key"]).headers, what="the budgets on the Envoy")
+        costs = []
+        for k in keys:
+            r = chat(k["key"])
+            assert r.status_code == 200 and "x-tollgate-budget-remaining-micros" in r.headers, (r.status_code, r.text[:300])
+            costs.append(int(r.headers["x-tollgate-cost-micros"]))
+        assert len(set(costs)) == 1, costs
+        wait_until(lambda: spend(s, ("key", keys[-1]["id"]))["cost_micros"] == costs[-1], what="the usage in the control service")
+        time.sleep(3.0)  # polls: the use reflected; the worker's tick: its table written back
+        stats = requests.get(f"http://127.0.0.1:{s.envoy.admin_port}/stats?filter=budget_settlements", timeout=5).text
+        handed = int(re.search(r"tollgate\.budget_settlements_handed_over: (\d+)", stats).group(1))
+        assert handed >= 30, stats
+        remaining = [int(chat(k["key"]).headers["x-tollgate-budget-remaining-micros"]) for k in keys]
+        assert len(set(remaining)) == 1, sorted(set(remaining))
+        assert 0 < remaining[0] < 50_000_000 - costs[0]
+    finally:
+        s.stop()
+
+
 def test_control_service_killed_and_restarted_mid_load_loses_and_doubles_nothing(tmp_path):
     s = sm.Stack(tmp_path, envoys=1)
     try:

@@ -302,6 +302,18 @@ impl crate::admission::SharedCounters for HostCounters {
             host::SetShared::Failed => crate::admission::SetResult::Failed,
         }
     }
+
+    /// Into the worker's outbox, beside its usage records, for the
+    /// background service to write (when this Envoy has one).
+    fn defer(&self, key: &str, reserved: crate::budget::Amount, actual: crate::budget::Amount) -> bool {
+        if usage_queue().is_none() {
+            return false;
+        }
+        if let Some(group) = OUTBOX.with(|o| o.borrow_mut().push_settlement(key, reserved, actual)) {
+            enqueue_group(&group);
+        }
+        true
+    }
 }
 
 /// The state's meta (`None`: no poll ever succeeded).
@@ -340,25 +352,47 @@ fn flush_outbox() {
     }
 }
 
-fn enqueue_group(json: &[u8]) {
-    let qid = USAGE_QUEUE_ID.with(|q| {
+/// The background service's usage queue, resolved lazily: the service may
+/// register it after this worker started.
+fn usage_queue() -> Option<u32> {
+    USAGE_QUEUE_ID.with(|q| {
         let mut q = q.borrow_mut();
         if q.is_none() {
-            // Resolved lazily: the service may register the queue after this worker started.
             let vm_id = host::property(&["plugin_vm_id"]).map(|b| crate::text::loggable(&b, 256)).unwrap_or_default();
             *q = host::resolve_queue(&vm_id, USAGE_QUEUE);
         }
         *q
-    });
-    match qid {
+    })
+}
+
+fn enqueue_group(group: &[u8]) {
+    match usage_queue() {
         Some(id) => {
-            if !host::enqueue(id, json) {
+            if !host::enqueue(id, group) {
                 log::warn!("usage queue unavailable; record kept only in the log");
                 USAGE_QUEUE_ID.with(|q| *q.borrow_mut() = None);
+                let _ = write_settlements(group);
             }
         }
-        None => log::warn!("usage queue not found (is the tollgate_service bootstrap extension configured with the same vm_id?)"),
+        None => {
+            log::warn!("usage queue not found (is the tollgate_service bootstrap extension configured with the same vm_id?)");
+            let _ = write_settlements(group);
+        }
     }
+}
+
+/// Writes the budget settlements a group carries (the background service,
+/// or a worker whose group could not be handed over); returns how many.
+fn write_settlements(group: &[u8]) -> u64 {
+    let mut written = 0;
+    for (key, reserved, actual) in crate::outbox::settlements(group) {
+        if crate::admission::apply_settlement(&HostCounters, &key, reserved, actual).is_ok() {
+            written += 1;
+        } else {
+            log::warn!("cannot write a budget settlement to shared data (contention); its reservation stays held until the period ends");
+        }
+    }
+    written
 }
 
 /// Adds a record to the Envoy metrics. Series are defined on first use

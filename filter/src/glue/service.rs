@@ -61,10 +61,16 @@ impl Service {
         let Some(ctl) = &cfg.control else { return };
         super::report_vm_memory();
         let now = now_ms();
+        let mut settled = 0;
         while let Some(group) = host::dequeue(self.queue) {
+            // The workers' settlements first: the records' use is reflected only after they are shipped.
+            settled += super::write_settlements(&group);
             for rec in crate::outbox::records(&group) {
                 self.shipper.push(rec.to_vec());
             }
+        }
+        if settled > 0 {
+            add_metric(crate::metrics::Kind::Counter, "tollgate.budget_settlements_handed_over".into(), settled);
         }
         let dropped = self.shipper.dropped();
         if dropped > self.dropped_reported {
