@@ -24,7 +24,8 @@
 //! rate), with the settlements among them: their reservations then stay
 //! held in the counter, as the room and the owed settlements the worker's
 //! own table held do (docs/budgets.md): the budget is never overspent for
-//! it, only refused early, until its period ends.
+//! it, only refused early by that much, until Envoy restarts (the
+//! counters live in its shared data).
 
 use crate::budget::{Amount, COUNTER_PREFIX};
 

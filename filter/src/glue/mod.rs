@@ -141,6 +141,7 @@ impl RootContext for TollgateRoot {
                 flush_metrics();
                 flush_settlements();
                 flush_outbox();
+                let _ = write_settlements(&[]);
                 synced::refresh();
                 self.answer_stuck_requests(&cfg);
             }
@@ -227,6 +228,8 @@ thread_local! {
     static PENDING_METRICS: RefCell<crate::metrics::Pending> = RefCell::new(crate::metrics::Pending::default());
     /// This worker's side of its budget counters (room ahead, settlements owed).
     static BUDGET_LOCAL: RefCell<crate::admission::Local> = RefCell::new(crate::admission::Local::default());
+    /// Settlements from the outbox that could not be written yet ([`write_settlements`]).
+    static UNWRITTEN: RefCell<Vec<(String, crate::budget::Amount, crate::budget::Amount)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A new request id (see [`crate::ids`]). The VM draws its number from a
@@ -382,15 +385,31 @@ fn enqueue_group(group: &[u8]) {
 }
 
 /// Writes the budget settlements a group carries (the background service,
-/// or a worker whose group could not be handed over); returns how many.
+/// or a worker whose group could not be handed over), and those that could
+/// not be written before (an empty group on the tick retries them only);
+/// returns how many were written. One that cannot be written now (32 lost
+/// races, a host error) is kept for the next call, as a worker keeps an
+/// unwritten counter in its table: until it lands its reservation stays
+/// held, which refuses early and never overspends.
 fn write_settlements(group: &[u8]) -> u64 {
+    const MAX_UNWRITTEN: usize = 65_536;
+    let mut todo = UNWRITTEN.with(|u| std::mem::take(&mut *u.borrow_mut()));
+    todo.extend(crate::outbox::settlements(group));
     let mut written = 0;
-    for (key, reserved, actual) in crate::outbox::settlements(group) {
-        if crate::admission::apply_settlement(&HostCounters, &key, reserved, actual).is_ok() {
-            written += 1;
-        } else {
-            log::warn!("cannot write a budget settlement to shared data (contention); its reservation stays held until the period ends");
+    todo.retain(|(key, reserved, actual)| {
+        let ok = crate::admission::apply_settlement(&HostCounters, key, *reserved, *actual).is_ok();
+        written += u64::from(ok);
+        !ok
+    });
+    if !todo.is_empty() {
+        log::warn!("cannot write {} budget settlements to shared data now; trying again on the next tick", todo.len());
+        // Bounded (shared data that refuses every write for long): the oldest go, their reservations held.
+        let over = todo.len().saturating_sub(MAX_UNWRITTEN);
+        if over > 0 {
+            log::error!("dropping {over} budget settlements that shared data would not take; their reservations stay held until this Envoy restarts");
+            todo.drain(..over);
         }
+        UNWRITTEN.with(|u| *u.borrow_mut() = todo);
     }
     written
 }

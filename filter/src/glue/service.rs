@@ -61,7 +61,7 @@ impl Service {
         let Some(ctl) = &cfg.control else { return };
         super::report_vm_memory();
         let now = now_ms();
-        let mut settled = 0;
+        let mut settled = super::write_settlements(&[]);
         while let Some(group) = host::dequeue(self.queue) {
             // The workers' settlements first: the records' use is reflected only after they are shipped.
             settled += super::write_settlements(&group);
