@@ -77,6 +77,34 @@ pub fn apply_settlement(store: &dyn SharedCounters, key: &str, reserved: Amount,
     })
 }
 
+/// Settlements handed over that could not be written yet: (counter key,
+/// reservation given back, real cost).
+pub type Unwritten = Vec<(String, Amount, Amount)>;
+
+/// Settlements kept for another try, at most (shared data refusing every
+/// write for long): past it the oldest go, their reservations held.
+pub const MAX_UNWRITTEN: usize = 65_536;
+
+/// Writes the settlements an outbox group carries ([`crate::outbox`]) and
+/// those `left` from before (an empty group retries those only). One that
+/// cannot be written now (32 lost races, a host error) stays in `left` for
+/// the next call, as a worker keeps an unwritten counter in its table:
+/// until it lands its reservation stays held, which refuses early and
+/// never overspends. Returns how many were written and how many of the
+/// oldest were given up past [`MAX_UNWRITTEN`].
+pub fn write_handed_over(store: &dyn SharedCounters, left: &mut Unwritten, group: &[u8]) -> (u64, usize) {
+    left.extend(crate::outbox::settlements(group));
+    let mut written = 0;
+    left.retain(|(key, reserved, actual)| {
+        let ok = apply_settlement(store, key, *reserved, *actual).is_ok();
+        written += u64::from(ok);
+        !ok
+    });
+    let over = left.len().saturating_sub(MAX_UNWRITTEN);
+    left.drain(..over);
+    (written, over)
+}
+
 /// A reservation taken for one scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
@@ -461,11 +489,9 @@ impl MemCounters {
             all.extend(outbox.take().unwrap_or_default());
             all
         };
-        let mut n = 0;
-        for (key, reserved, actual) in crate::outbox::settlements(&group) {
-            n += usize::from(apply_settlement(self, &key, reserved, actual).is_ok());
-        }
-        n
+        let mut left = Unwritten::new();
+        let (written, _) = write_handed_over(self, &mut left, &group);
+        usize::try_from(written).unwrap_or(usize::MAX)
     }
 
     pub fn counter(&self, t: ScopeType, id: &str) -> Counter {

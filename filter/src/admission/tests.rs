@@ -309,3 +309,45 @@ fn rarely_used_budgets(deferring: bool) -> f64 {
     assert_eq!((reserved, pending), (0, n * spent.micros), "nothing left reserved, every request's cost pending once");
     writes
 }
+
+/// A settlement handed over that loses its races is kept and written on
+/// the next call (the tick's empty group), once; past the bound the
+/// oldest go.
+#[test]
+fn a_handed_over_settlement_that_cannot_be_written_is_tried_again_once() {
+    let store = MemCounters::default();
+    let key = counter_key(ScopeType::Team, "t");
+    let c = |s: &MemCounters| s.counter(ScopeType::Team, "t");
+    update_counter(&store, &key, |c| {
+        c.reserve(Amount { micros: 1_000, tokens: 10 });
+        true
+    })
+    .map_err(|_| "reserved")
+    .unwrap_or_default();
+    let mut outbox = crate::outbox::Outbox::default();
+    let _ = outbox.push_settlement(&key, Amount { micros: 1_000, tokens: 10 }, Amount { micros: 300, tokens: 4 });
+    let group = outbox.take().unwrap_or_default();
+    let mut left = Unwritten::new();
+    store.lose_races.set(CAS_RETRIES as u32);
+    assert_eq!(write_handed_over(&store, &mut left, &group), (0, 0));
+    assert_eq!((left.len(), c(&store).reserved_micros, c(&store).pending_micros), (1, 1_000, 0), "kept, nothing written");
+    assert_eq!(write_handed_over(&store, &mut left, &[]), (1, 0));
+    assert_eq!((left.len(), c(&store).reserved_micros, c(&store).pending_micros), (0, 0, 300), "written on the retry");
+    assert_eq!(write_handed_over(&store, &mut left, &[]), (0, 0));
+    assert_eq!(c(&store).pending_micros, 300, "once");
+    // Bounded: with every write refused, the oldest go.
+    let mut many = Unwritten::new();
+    let mut outbox = crate::outbox::Outbox::default();
+    let mut groups = Vec::new();
+    for i in 0..MAX_UNWRITTEN + 3 {
+        if let Some(g) = outbox.push_settlement(&counter_key(ScopeType::Key, &format!("k{i}")), Amount::default(), Amount { micros: 1, tokens: 0 }) {
+            groups.extend(g);
+            groups.push(b'\n');
+        }
+    }
+    groups.extend(outbox.take().unwrap_or_default());
+    store.lose_races.set(u32::MAX);
+    assert_eq!(write_handed_over(&store, &mut many, &groups), (0, 3));
+    assert_eq!(many.len(), MAX_UNWRITTEN);
+    assert_eq!(many.first().map(|m| m.0.as_str()), Some(counter_key(ScopeType::Key, "k3").as_str()));
+}

@@ -229,7 +229,7 @@ thread_local! {
     /// This worker's side of its budget counters (room ahead, settlements owed).
     static BUDGET_LOCAL: RefCell<crate::admission::Local> = RefCell::new(crate::admission::Local::default());
     /// Settlements from the outbox that could not be written yet ([`write_settlements`]).
-    static UNWRITTEN: RefCell<Vec<(String, crate::budget::Amount, crate::budget::Amount)>> = const { RefCell::new(Vec::new()) };
+    static UNWRITTEN: RefCell<crate::admission::Unwritten> = const { RefCell::new(Vec::new()) };
 }
 
 /// A new request id (see [`crate::ids`]). The VM draws its number from a
@@ -385,33 +385,22 @@ fn enqueue_group(group: &[u8]) {
 }
 
 /// Writes the budget settlements a group carries (the background service,
-/// or a worker whose group could not be handed over), and those that could
-/// not be written before (an empty group on the tick retries them only);
-/// returns how many were written. One that cannot be written now (32 lost
-/// races, a host error) is kept for the next call, as a worker keeps an
-/// unwritten counter in its table: until it lands its reservation stays
-/// held, which refuses early and never overspends.
+/// or a worker whose group could not be handed over) and those this VM
+/// could not write before ([`crate::admission::write_handed_over`]; an
+/// empty group on the tick retries those only); returns how many were
+/// written.
 fn write_settlements(group: &[u8]) -> u64 {
-    const MAX_UNWRITTEN: usize = 65_536;
-    let mut todo = UNWRITTEN.with(|u| std::mem::take(&mut *u.borrow_mut()));
-    todo.extend(crate::outbox::settlements(group));
-    let mut written = 0;
-    todo.retain(|(key, reserved, actual)| {
-        let ok = crate::admission::apply_settlement(&HostCounters, key, *reserved, *actual).is_ok();
-        written += u64::from(ok);
-        !ok
-    });
-    if !todo.is_empty() {
-        log::warn!("cannot write {} budget settlements to shared data now; trying again on the next tick", todo.len());
-        // Bounded (shared data that refuses every write for long): the oldest go, their reservations held.
-        let over = todo.len().saturating_sub(MAX_UNWRITTEN);
-        if over > 0 {
-            log::error!("dropping {over} budget settlements that shared data would not take; their reservations stay held until this Envoy restarts");
-            todo.drain(..over);
+    UNWRITTEN.with(|u| {
+        let mut left = u.borrow_mut();
+        let (written, dropped) = crate::admission::write_handed_over(&HostCounters, &mut left, group);
+        if !left.is_empty() {
+            log::warn!("cannot write {} budget settlements to shared data now; trying again on the next tick", left.len());
         }
-        UNWRITTEN.with(|u| *u.borrow_mut() = todo);
-    }
-    written
+        if dropped > 0 {
+            log::error!("dropping {dropped} budget settlements that shared data would not take; their reservations stay held until this Envoy restarts");
+        }
+        written
+    })
 }
 
 /// Adds a record to the Envoy metrics. Series are defined on first use
