@@ -528,7 +528,7 @@ def test_control_service_killed_and_restarted_mid_load_loses_and_doubles_nothing
 
 
 def envoy_gauge(stack: sm.Stack, name: str) -> int:
-    """One of the background service's gauges (`tollgate.<name>`), from Envoy's admin stats."""
+    """One of the filter's gauges or counters (`tollgate.<name>`, -1 before it is first set), from Envoy's admin stats."""
     text = requests.get(f"http://127.0.0.1:{stack.envoy.admin_port}/stats?filter=tollgate", timeout=5).text
     m = re.search(rf"^(?:wasmcustom\.)?tollgate\.{name}: (\d+)$", text, re.M)
     return int(m.group(1)) if m else -1
