@@ -5,7 +5,7 @@
 //! shared data with compare-and-swap). The glue passes the real shared data;
 //! the tests pass [`MemCounters`], which can also lose CAS races on purpose.
 
-use crate::budget::{check, counter_key, exhausted_error, Amount, Check, Counter, Remaining};
+use crate::budget::{check, counter_key, exhausted_error, terms_of, Amount, Check, Counter, Remaining};
 use crate::record::BudgetDecision;
 use tollgate_protocol::scope::Scope;
 use crate::config::FailureMode;
@@ -24,6 +24,14 @@ pub trait SharedCounters {
     /// the caller writes it.
     fn defer(&self, _key: &str, _reserved: Amount, _actual: Amount) -> bool {
         false
+    }
+    /// The budget of a scope as its shared-data entry holds it now (None:
+    /// none), read again because the one a request holds is not the one
+    /// its counter's figures were posted for. The glue keeps it for the
+    /// requests after.
+    fn budget(&self, scope_type: ScopeType, scope_id: &str, _generation: u64, epoch: u64) -> Option<BudgetDoc> {
+        let entry = self.get(&crate::state::budget_entry(scope_type, scope_id)).0.unwrap_or_default();
+        crate::state::decode_budget_entry(&entry, scope_type, scope_id, epoch)
     }
 }
 
@@ -131,6 +139,9 @@ pub enum Decision {
 pub struct Situation<'a> {
     /// Budgets of the request's key, team and project (empty: none apply).
     pub budgets: &'a [&'a BudgetDoc],
+    /// Per budget (missing: false): held from an older state, so checked
+    /// against its counter's posted terms ([`as_of`]).
+    pub recheck: &'a [bool],
     /// The state is older than `stale_after_ms`, or was never received.
     pub stale: bool,
     /// A state was received at least once.
@@ -139,6 +150,8 @@ pub struct Situation<'a> {
     pub now_ms: u64,
     /// The budget state's generation (room is used only under the one it was taken in).
     pub generation: u64,
+    /// The epoch of the last full budget state (entries older are left-overs).
+    pub epoch: u64,
     /// The request's model has a price. One without is served at a recorded
     /// cost of 0 (`unpriced_models: allow`), so a budget in dollars could
     /// not hold it: such a request is refused where one applies.
@@ -264,21 +277,18 @@ pub fn admit(store: &dyn SharedCounters, local: &mut Local, s: &Situation<'_>, w
     if !s.have_state || s.budgets.is_empty() {
         return Decision::Unchecked { decision: BudgetDecision::Off };
     }
-    // A budget in dollars this request would pass unseen (priced requests skip the search).
-    let unpriceable = if s.priced { None } else { s.budgets.iter().find(|b| b.limit_micros.is_some()) };
-    if let Some(b) = unpriceable {
-        let scope = Scope::new(b.scope_type, &b.scope_id);
-        let error = GatewayError::bad_request(
-            "model_not_priced",
-            format!("The model has no price configured, and budget '{scope}' limits spend in dollars, which a request it cannot price would pass unseen. Give the model a price (the plugin's 'pricing') or use a priced model."),
-        )
-        .with_param("model");
-        return Decision::Denied { error, headers: Vec::new(), scope: Some(scope) };
+    // A budget in dollars this request would pass unseen (priced requests
+    // skip the search). A budget held from an older state may have other
+    // terms now: it is asked when its counter is read, below.
+    let recheck = |i: usize| s.recheck.get(i).copied().unwrap_or(false);
+    let unpriceable = if s.priced { None } else { s.budgets.iter().enumerate().find(|(i, b)| b.limit_micros.is_some() && !recheck(*i)) };
+    if let Some((_, b)) = unpriceable {
+        return unpriced(b);
     }
     let mut reservations: Vec<Reservation> = Vec::new();
     let mut soft: Option<(String, u64)> = None;
     let (mut remaining_m, mut remaining_t) = (None, None);
-    for b in s.budgets {
+    for (i, b) in s.budgets.iter().enumerate() {
         let key = counter_key(b.scope_type, &b.scope_id);
         let e = local.entry(&key);
         let left = e.remaining.plus(e.room);
@@ -299,22 +309,32 @@ pub fn admit(store: &dyn SharedCounters, local: &mut Local, s: &Situation<'_>, w
         // One write: the old room back, what is owed, this request's worst case and room ahead.
         let give_back = e.room.saturating_add(e.owed_reserved);
         let (owed_actual, in_flight) = (e.owed_actual, e.in_flight);
-        let mut verdict = None;
+        let recheck = recheck(i);
+        let (mut verdict, mut fresh, mut gone) = (None, None, false);
         let res = update_counter(store, &key, |c| {
+            let Some(doc) = as_of(store, s, b, recheck, c, &mut fresh) else {
+                gone = true;
+                return false;
+            };
             c.settle(give_back, owed_actual);
-            let v = check(b, c, worst);
+            // (Terms read again may have a dollar limit this request cannot be priced against.)
+            let v = if !s.priced && doc.limit_micros.is_some() { None } else { Some(check(&doc, c, worst)) };
             let taken = match v {
-                Check::Allow { remaining, .. } => worst.saturating_add(ahead(remaining, worst)),
-                Check::Deny { .. } => Amount::default(),
+                Some(Check::Allow { remaining, .. }) => worst.saturating_add(ahead(remaining, worst)),
+                _ => Amount::default(),
             };
             c.reserve(taken);
-            let ok = matches!(v, Check::Allow { .. });
-            verdict = Some((v, *c, taken));
+            let ok = matches!(v, Some(Check::Allow { .. }));
+            verdict = Some((v, *c, taken, doc));
             ok
         });
+        if gone {
+            // The budget was removed since this worker read it: none applies here.
+            continue;
+        }
         match (res, verdict) {
-            (Ok(_), Some((Check::Allow { soft: is_soft, remaining }, c, taken))) => {
-                let pct = is_soft.then(|| used_pct(b, &c));
+            (Ok(_), Some((Some(Check::Allow { soft: is_soft, remaining }), c, taken, doc))) => {
+                let pct = is_soft.then(|| used_pct(&doc, &c));
                 *e = Entry {
                     room: taken.saturating_sub(worst),
                     generation: s.generation,
@@ -330,9 +350,13 @@ pub fn admit(store: &dyn SharedCounters, local: &mut Local, s: &Situation<'_>, w
                 remaining_m = min_opt(remaining_m, remaining.micros);
                 remaining_t = min_opt(remaining_t, remaining.tokens);
             }
-            (Err(CounterError::Refused), Some((_, c, _))) => {
+            (Err(CounterError::Refused), Some((None, _, _, doc))) => {
                 release(store, local, &reservations);
-                let (error, headers) = exhausted_error(b, &c, s.now_ms);
+                return unpriced(&doc);
+            }
+            (Err(CounterError::Refused), Some((_, c, _, doc))) => {
+                release(store, local, &reservations);
+                let (error, headers) = exhausted_error(&doc, &c, s.now_ms);
                 return Decision::Denied { error, headers, scope: Some(Scope::new(b.scope_type, &b.scope_id)) };
             }
             // Busy: admitted without a reservation in this scope.
@@ -350,6 +374,37 @@ pub fn admit(store: &dyn SharedCounters, local: &mut Local, s: &Situation<'_>, w
         headers.push(("x-tollgate-budget-remaining-tokens".to_string(), t.saturating_sub(worst.tokens).to_string()));
     }
     Decision::Admitted { reservations, headers, decision: if soft.is_some() { BudgetDecision::Soft } else { BudgetDecision::Ok } }
+}
+
+/// The refusal of a request without a price where a budget in dollars applies.
+fn unpriced(b: &BudgetDoc) -> Decision {
+    let scope = Scope::new(b.scope_type, &b.scope_id);
+    let error = GatewayError::bad_request(
+        "model_not_priced",
+        format!("The model has no price configured, and budget '{scope}' limits spend in dollars, which a request it cannot price would pass unseen. Give the model a price (the plugin's 'pricing') or use a priced model."),
+    )
+    .with_param("model");
+    Decision::Denied { error, headers: Vec::new(), scope: Some(scope) }
+}
+
+/// The budget a request is decided on, as of its counter `c`: the figures
+/// that move with spend (used, share) are the ones the background service
+/// posted in `c` when there are some, written with the reflections they
+/// include, so they always agree with `c`'s `pending`; the terms are
+/// `held`'s when they are the ones posted, else its entry is read again
+/// (at most once a request: `fresh`). A budget held from an older state
+/// (`recheck`) whose counter has no figures posted (just created, or
+/// written by an older filter) is read again too, and decided on its
+/// entry's own figures, as before figures were posted. None: the budget
+/// is gone.
+fn as_of(store: &dyn SharedCounters, s: &Situation<'_>, held: &BudgetDoc, recheck: bool, c: &Counter, fresh: &mut Option<Option<BudgetDoc>>) -> Option<BudgetDoc> {
+    match c.posted {
+        Some(p) if p.terms == terms_of(held) => return Some(p.apply(held)),
+        None if !recheck => return Some(held.clone()),
+        _ => {}
+    }
+    let read = fresh.get_or_insert_with(|| store.budget(held.scope_type, &held.scope_id, s.generation, s.epoch)).as_ref()?;
+    Some(c.posted.map_or_else(|| read.clone(), |p| p.apply(read)))
 }
 
 /// How much of a budget is used, in percent (money first, else tokens).

@@ -30,6 +30,68 @@ pub struct Counter {
     /// order of the two never counts a request twice.
     pub credit_micros: u64,
     pub credit_tokens: u64,
+    /// The budget's figures as the background service last posted them,
+    /// in the same write as the reflections they include ([`Posted`]).
+    pub posted: Option<Posted>,
+}
+
+/// The figures of a budget that move with spend (`used`, `share`), which
+/// the background service writes into the budget's counter with each
+/// state, in the same compare-and-swap as the reflections the new `used`
+/// includes: read with the counter, they always agree with its `pending`.
+/// `terms` names the rest of the budget they belong to ([`terms_of`]), so
+/// a worker may keep a budget it parsed across states and read its entry
+/// again only when its terms changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Posted {
+    pub terms: u64,
+    pub used_micros: u64,
+    pub used_tokens: u64,
+    pub share_micros: Option<u64>,
+    pub share_tokens: Option<u64>,
+}
+
+impl Posted {
+    pub fn of(b: &BudgetDoc) -> Posted {
+        Posted { terms: terms_of(b), used_micros: b.used_micros, used_tokens: b.used_tokens, share_micros: b.share_micros, share_tokens: b.share_tokens }
+    }
+
+    /// The five words [`Counter::encode`] writes after the six numbers.
+    fn decode(words: &[&str]) -> Option<Posted> {
+        let [terms, used_m, used_t, share_m, share_t] = words else { return None };
+        let n = |w: &str| w.parse::<u64>().ok();
+        let share = |w: &str| if w == "-" { Some(None) } else { n(w).map(Some) };
+        Some(Posted {
+            terms: n(terms).filter(|t| *t != 0)?,
+            used_micros: n(used_m)?,
+            used_tokens: n(used_t)?,
+            share_micros: share(share_m)?,
+            share_tokens: share(share_t)?,
+        })
+    }
+
+    /// `b` with these figures.
+    pub fn apply(&self, b: &BudgetDoc) -> BudgetDoc {
+        BudgetDoc {
+            used_micros: self.used_micros,
+            used_tokens: self.used_tokens,
+            share_micros: self.share_micros,
+            share_tokens: self.share_tokens,
+            ..b.clone()
+        }
+    }
+}
+
+/// What names a budget's terms: its scope, limits, thresholds and period,
+/// everything but the figures [`Posted`] carries. Never 0. (A 64-bit
+/// SipHash: two different terms of one scope colliding would keep the
+/// older terms until they change again, odds of 2^-64 per change; a
+/// filter built with another hasher never matches and reads the entry.)
+pub fn terms_of(b: &BudgetDoc) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    (b.scope_type.as_str(), b.scope_id.as_str(), b.limit_micros, b.limit_tokens, b.period_start_ms, b.period_end_ms, b.soft_pct, b.hard_pct).hash(&mut h);
+    h.finish().max(1)
 }
 
 /// `pending + add`, less what `credit` already took off.
@@ -47,28 +109,40 @@ fn take_or_credit(pending: u64, credit: u64, amount: u64) -> (u64, u64) {
 }
 
 impl Counter {
-    /// Four numbers, six when there is credit (older filters read the first four).
+    /// Four numbers, six when there is credit (older filters read the
+    /// first four), then the posted figures: `<terms> <used µ$> <used
+    /// tokens> <share µ$|-> <share tokens|->` (older filters stop at six).
     pub fn encode(&self) -> String {
         let (p, r) = ((self.pending_micros, self.pending_tokens), (self.reserved_micros, self.reserved_tokens));
-        if self.credit_micros == 0 && self.credit_tokens == 0 {
+        let mut out = if self.credit_micros == 0 && self.credit_tokens == 0 && self.posted.is_none() {
             format!("{} {} {} {}", p.0, p.1, r.0, r.1)
         } else {
             format!("{} {} {} {} {} {}", p.0, p.1, r.0, r.1, self.credit_micros, self.credit_tokens)
+        };
+        if let Some(f) = &self.posted {
+            let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |n| n.to_string());
+            out.push_str(&format!(" {} {} {} {} {}", f.terms, f.used_micros, f.used_tokens, opt(f.share_micros), opt(f.share_tokens)));
         }
+        out
     }
 
-    /// Unreadable or missing values count as zero.
+    /// Unreadable or missing values count as zero; posted figures that are
+    /// not all there and readable count as none.
     pub fn decode(b: &[u8]) -> Counter {
         let s = std::str::from_utf8(b).unwrap_or("");
-        let mut it = s.split(' ').map(|x| x.parse::<u64>().unwrap_or(0));
-        Counter {
+        let mut words = s.split(' ');
+        let mut it = words.by_ref().take(6).map(|x| x.parse::<u64>().unwrap_or(0));
+        let mut c = Counter {
             pending_micros: it.next().unwrap_or(0),
             pending_tokens: it.next().unwrap_or(0),
             reserved_micros: it.next().unwrap_or(0),
             reserved_tokens: it.next().unwrap_or(0),
             credit_micros: it.next().unwrap_or(0),
             credit_tokens: it.next().unwrap_or(0),
-        }
+            posted: None,
+        };
+        c.posted = Posted::decode(&words.collect::<Vec<_>>());
+        c
     }
 
     pub fn reserve(&mut self, c: Amount) {
@@ -258,6 +332,34 @@ mod tests {
         let c = Counter { credit_micros: 5, credit_tokens: 6, ..c };
         assert_eq!(Counter::decode(c.encode().as_bytes()), c);
         assert_eq!(Counter::decode(b"junk"), Counter::default());
+    }
+
+    /// Figures come after the six numbers older filters read; a counter
+    /// such a filter wrote back has none, and figures not all readable
+    /// count as none (a worker then reads the budget's entry).
+    #[test]
+    fn posted_figures_round_trip_after_what_older_filters_read() {
+        let posted = Posted { terms: 7, used_micros: 500, used_tokens: 0, share_micros: Some(250), share_tokens: None };
+        let c = Counter { pending_micros: 1, reserved_micros: 3, posted: Some(posted), ..Default::default() };
+        assert_eq!(c.encode(), "1 0 3 0 0 0 7 500 0 250 -");
+        assert_eq!(Counter::decode(c.encode().as_bytes()), c);
+        assert_eq!(Counter::decode(b"1 0 3 0").posted, None, "written back by an older filter");
+        for bad in ["1 0 3 0 0 0 7 500 0 250", "1 0 3 0 0 0 0 500 0 250 -", "1 0 3 0 0 0 7 x 0 250 -", "1 0 3 0 0 0 7 500 0 250 - 9"] {
+            assert_eq!(Counter::decode(bad.as_bytes()), Counter { pending_micros: 1, reserved_micros: 3, ..Default::default() }, "{bad}");
+        }
+        // The terms leave out what moves with spend, and nothing else.
+        let b = doc(1000, 500, 250);
+        let spent = BudgetDoc { used_micros: 900, share_micros: Some(50), used_tokens: 3, share_tokens: Some(1), ..b.clone() };
+        assert_eq!(terms_of(&b), terms_of(&spent));
+        assert_eq!(Posted::of(&spent).apply(&b), spent);
+        for other in [
+            BudgetDoc { limit_micros: Some(1001), ..b.clone() },
+            BudgetDoc { hard_pct: Some(90), ..b.clone() },
+            BudgetDoc { period_end_ms: 1, ..b.clone() },
+            BudgetDoc { scope_id: "other".into(), ..b.clone() },
+        ] {
+            assert_ne!(terms_of(&b), terms_of(&other), "{other:?}");
+        }
     }
 
     #[test]

@@ -14,7 +14,11 @@
 //! which workers trust only once the last page is written: until then they
 //! keep using the previous state's entries and any newer ones.
 
+use crate::admission::{update_counter, SharedCounters};
+use crate::budget::{counter_key, Posted};
+use crate::shipper::Deltas;
 use crate::state::{budget_entry, encode_budget_entry, StateDoc};
+use tollgate_protocol::scope::Scope;
 
 #[derive(Debug, Default)]
 pub struct BudgetSync {
@@ -111,6 +115,48 @@ impl BudgetSync {
     }
 }
 
+/// After an answer's entries are written: posts each budget's figures in
+/// its counter ([`Posted`]) with what `reflect` holds for it (the amounts
+/// of this Envoy's acknowledged records the answer's `used` includes, once
+/// it is complete) in the same compare-and-swap, clears the figures of the
+/// budgets removed, and reflects the amounts of scopes the answer did not
+/// change. A worker reads a budget's figures with its counter, so the
+/// `used` it decides on and the `pending` it adds never disagree. False
+/// when a counter could not be written (32 lost races, a host error): its
+/// figures are older than its entry (and its reflection waits), and the
+/// caller asks for the whole state again.
+pub fn post(store: &dyn SharedCounters, doc: &StateDoc, mut reflect: Deltas) -> bool {
+    let mut all = true;
+    for b in &doc.budgets {
+        let amount = reflect.remove(&Scope::new(b.scope_type, &b.scope_id)).unwrap_or_default();
+        let posted = Posted::of(b);
+        all &= update_counter(store, &counter_key(b.scope_type, &b.scope_id), |c| {
+            c.reflect(amount);
+            c.posted = Some(posted);
+            true
+        })
+        .is_ok();
+    }
+    for r in &doc.budgets_removed {
+        let key = counter_key(r.scope_type, &r.scope_id);
+        if store.get(&key).0.is_some() {
+            all &= update_counter(store, &key, |c| {
+                c.posted = None;
+                true
+            })
+            .is_ok();
+        }
+    }
+    for (scope, amount) in reflect {
+        // (A reflection lost here leaves `pending` high: refusals early, never overspend.)
+        let _ = update_counter(store, &counter_key(scope.scope_type, &scope.id), |c| {
+            c.reflect(amount);
+            true
+        });
+    }
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +217,33 @@ mod tests {
         }
         assert_eq!(s.epoch(), 101, "epochs only grow, even if the clock went back");
         assert_eq!((seen(&shared, "a", 101), seen(&shared, "c", 101)), (None, Some(3)));
+    }
+
+    /// Each budget's figures go in its counter with its reflection in one
+    /// write; a removed budget's are cleared (a counter that does not
+    /// exist is not made); the other scopes are reflected; a counter that
+    /// cannot be written is reported.
+    #[test]
+    fn figures_are_posted_with_their_reflection_in_one_write() {
+        use crate::admission::MemCounters;
+        use crate::budget::{Amount, Counter, Posted};
+        let store = MemCounters::default();
+        let scope = |id: &str| Scope::new(ScopeType::Team, id);
+        for id in ["a", "gone", "other"] {
+            let c = Counter { pending_micros: 10, ..Default::default() };
+            store.set(&counter_key(ScopeType::Team, id), c.encode().as_bytes(), None);
+        }
+        store.set(&counter_key(ScopeType::Team, "gone"), Counter { posted: Some(Posted::of(&doc("gone", 1))), ..Default::default() }.encode().as_bytes(), None);
+        let reflect: Deltas = [(scope("a"), Amount { micros: 4, tokens: 0 }), (scope("other"), Amount { micros: 10, tokens: 0 })].into_iter().collect();
+        assert!(post(&store, &state(false, vec![doc("a", 5)], &["gone", "never"], "c"), reflect));
+        let a = store.counter(ScopeType::Team, "a");
+        assert_eq!((a.pending_micros, a.posted), (6, Some(Posted::of(&doc("a", 5)))));
+        assert_eq!(store.counter(ScopeType::Team, "gone").posted, None);
+        assert_eq!(store.get(&counter_key(ScopeType::Team, "never")).0, None, "not made for a removal");
+        assert_eq!(store.counter(ScopeType::Team, "other").pending_micros, 0);
+        store.lose_races.set(u32::MAX);
+        assert!(!post(&store, &state(false, vec![doc("a", 6)], &[], "c"), Deltas::new()));
+        assert_eq!(store.counter(ScopeType::Team, "a").posted, Some(Posted::of(&doc("a", 5))), "the figures stay with the reflection they include");
     }
 
     #[test]

@@ -36,13 +36,26 @@ pub fn decode_budget_entry(entry: &[u8], scope_type: ScopeType, scope_id: &str, 
     (doc.scope_type == scope_type && doc.scope_id == scope_id).then_some(doc)
 }
 
-/// A worker's budgets as last read, by scope: an entry is read again only
-/// when the state's generation moved, and parsed again only when its bytes
-/// changed. Bounded: cleared when full.
+/// A worker's budgets as last read, by scope. An entry is parsed again only
+/// when its bytes changed. A scope without a budget is read again when the
+/// state's generation moved; a budget is kept across states and handed out
+/// marked `recheck`: its terms are checked against those posted in its
+/// counter when the request reserves ([`crate::budget::Posted`]), and its
+/// entry read again only when they differ (`refresh`). Bounded: cleared
+/// when full.
 #[derive(Debug, Default)]
 pub struct BudgetCache {
     /// Per scope type (indexed as `ScopeType::ALL`): scope id -> entry.
     entries: [HashMap<String, CachedBudget>; ScopeType::ALL.len()],
+}
+
+/// A budget a request is subject to, as its worker holds it.
+#[derive(Debug, Clone)]
+pub struct HeldBudget {
+    pub doc: Rc<BudgetDoc>,
+    /// Read under an older state: its figures may be out of date (the
+    /// counter's posted ones are used), its terms too (checked against them).
+    pub recheck: bool,
 }
 
 #[derive(Debug)]
@@ -71,22 +84,31 @@ pub const BUDGET_CACHE_MAX: usize = 16_384;
 impl BudgetCache {
     /// The budgets a request of (key, team, project) is subject to, under
     /// the state `meta` names; `read` fetches an entry from shared data.
-    pub fn budgets_for(&mut self, meta: Meta, key_id: &str, team: &str, project: &str, mut read: impl FnMut(&str) -> Option<Vec<u8>>) -> Vec<Rc<BudgetDoc>> {
+    pub fn budgets_for(&mut self, meta: Meta, key_id: &str, team: &str, project: &str, mut read: impl FnMut(&str) -> Option<Vec<u8>>) -> Vec<HeldBudget> {
         [(ScopeType::Key, key_id), (ScopeType::Team, team), (ScopeType::Project, project)]
             .into_iter()
             .filter_map(|(t, id)| self.budget(meta, t, id, &mut read))
             .collect()
     }
 
-    fn budget(&mut self, meta: Meta, st: ScopeType, id: &str, read: &mut impl FnMut(&str) -> Option<Vec<u8>>) -> Option<Rc<BudgetDoc>> {
+    fn budget(&mut self, meta: Meta, st: ScopeType, id: &str, read: &mut impl FnMut(&str) -> Option<Vec<u8>>) -> Option<HeldBudget> {
         let map = self.entries.get_mut(st as usize)?;
-        if let Some(c) = map.get(id) {
-            if c.generation == meta.generation && c.epoch == meta.epoch {
-                return c.doc.clone();
+        if let Some(c) = map.get(id).filter(|c| c.epoch == meta.epoch) {
+            match &c.doc {
+                Some(doc) => return Some(HeldBudget { doc: doc.clone(), recheck: c.generation != meta.generation }),
+                None if c.generation == meta.generation => return None,
+                None => {}
             }
         }
+        self.refresh(meta, st, id, read).map(|doc| HeldBudget { doc, recheck: false })
+    }
+
+    /// The budget of a scope as its entry holds it now (None: none), read
+    /// and kept for the requests after.
+    pub fn refresh(&mut self, meta: Meta, st: ScopeType, id: &str, read: &mut impl FnMut(&str) -> Option<Vec<u8>>) -> Option<Rc<BudgetDoc>> {
         let bytes = read(&budget_entry(st, id)).unwrap_or_default();
         let d = digest(&bytes);
+        let map = self.entries.get_mut(st as usize)?;
         if let Some(c) = map.get_mut(id) {
             if c.digest == d && c.epoch == meta.epoch {
                 c.generation = meta.generation;
@@ -231,13 +253,20 @@ mod tests {
             shared.get(k).cloned()
         };
         let got = c.budgets_for(m, "k1", "t", "p", &mut read);
-        assert_eq!((got.len(), got[0].used_micros, reads.get()), (1, 1, 3));
+        assert_eq!((got.len(), got[0].doc.used_micros, got[0].recheck, reads.get()), (1, 1, false, 3));
         c.budgets_for(m, "k1", "t", "p", &mut read);
         assert_eq!(reads.get(), 3, "same generation: no shared-data read");
         m.generation = 2;
+        // A newer state: the scopes without a budget are read again (one may
+        // have one now); the budget is kept, to be checked against its counter.
         let again = c.budgets_for(m, "k1", "t", "p", &mut read);
+        assert_eq!(reads.get(), 5);
+        assert!(Rc::ptr_eq(&got[0].doc, &again[0].doc) && again[0].recheck);
+        // Read again when its counter says its terms changed: same bytes, not parsed again.
+        let fresh = c.refresh(m, ScopeType::Team, "t", &mut read).unwrap();
+        assert!(Rc::ptr_eq(&got[0].doc, &fresh) && reads.get() == 6);
+        assert!(!c.budgets_for(m, "k1", "t", "p", &mut read)[0].recheck, "read under this state");
         assert_eq!(reads.get(), 6);
-        assert!(Rc::ptr_eq(&got[0], &again[0]), "same bytes: not parsed again");
         // A newer full state (epoch 6): the epoch-5 entry is a left-over.
         m = Meta { generation: 3, epoch: 6, ..m };
         assert!(c.budgets_for(m, "k1", "t", "p", &mut read).is_empty());

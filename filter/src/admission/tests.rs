@@ -10,7 +10,7 @@ fn budget(limit: u64) -> BudgetDoc {
 }
 
 fn situation<'a>(b: &'a [&'a BudgetDoc]) -> Situation<'a> {
-    Situation { budgets: b, stale: false, have_state: true, failure_mode: FailureMode::Local, now_ms: 1000, generation: 1, priced: true }
+    Situation { budgets: b, stale: false, have_state: true, failure_mode: FailureMode::Local, now_ms: 1000, generation: 1, epoch: 0, recheck: &[], priced: true }
 }
 
 const W: Amount = Amount { micros: 300, tokens: 10 };
@@ -350,4 +350,119 @@ fn a_handed_over_settlement_that_cannot_be_written_is_tried_again_once() {
     assert_eq!(write_handed_over(&store, &mut many, &groups), (0, 3));
     assert_eq!(many.len(), MAX_UNWRITTEN);
     assert_eq!(many.first().map(|m| m.0.as_str()), Some(counter_key(ScopeType::Key, "k3").as_str()));
+}
+
+/// What the background service writes for a state of one budget: its
+/// entry, then its figures in its counter with `reflect` ([`crate::budgetsync::post`]).
+fn publish(store: &dyn SharedCounters, b: &BudgetDoc, reflect: Amount) {
+    let entry = crate::state::budget_entry(b.scope_type, &b.scope_id);
+    assert_eq!(store.set(&entry, &crate::state::encode_budget_entry(1, b), None), SetResult::Ok);
+    let doc = crate::state::StateDoc { budgets: vec![b.clone()], ..Default::default() };
+    let deltas = [(Scope::new(b.scope_type, &b.scope_id), reflect)].into_iter().filter(|(_, a)| *a != Amount::default()).collect();
+    assert!(crate::budgetsync::post(store, &doc, deltas));
+}
+
+fn reserved(d: &Decision) -> u64 {
+    match d {
+        Decision::Admitted { reservations, .. } => reservations.iter().map(|r| r.amount.micros).sum(),
+        d => panic!("{d:?}"),
+    }
+}
+
+/// A worker keeps a budget it parsed across states. Deciding on the
+/// figures it parsed then would miss what the fleet spent since and, once
+/// this Envoy's own spend is reflected (taken off `pending` because the
+/// new `used` counts it), count that spend nowhere. It decides on the
+/// figures posted in the counter instead, written in the same
+/// compare-and-swap as the reflection, and reads the entry again only when
+/// the budget's terms changed.
+#[test]
+fn a_budget_held_from_an_older_state_is_decided_on_the_figures_posted_in_its_counter() {
+    let store = Counting::default();
+    let mut u = Local::default();
+    let held = budget(1000); // as parsed: used 0, share 1000
+    publish(&store, &held, Amount::default());
+    let key = counter_key(ScopeType::Team, "t");
+    // 600 spent here and settled; the next state counts it: used 600, share 400, reflected.
+    update_counter(&store, &key, |c| {
+        c.settle(Amount::default(), Amount { micros: 600, tokens: 0 });
+        true
+    })
+    .unwrap();
+    let newer = BudgetDoc { used_micros: 600, share_micros: Some(400), ..budget(1000) };
+    publish(&store, &newer, Amount { micros: 600, tokens: 0 });
+    let (b, recheck) = ([&held], [true]);
+    let s = Situation { recheck: &recheck, generation: 2, ..situation(&b) };
+    let gets = store.gets.get();
+    let d = admit(&store, &mut u, &s, Amount { micros: 500, tokens: 0 });
+    assert!(matches!(d, Decision::Denied { .. }), "500 > the 400 left, whatever the held figures say: {d:?}");
+    assert_eq!(store.gets.get() - gets, 1, "the counter only: same terms, no entry read");
+    if let Decision::Denied { error, .. } = d {
+        assert!(error.message.contains("0.000600 of 0.001000 USD"), "the posted use: {}", error.message);
+    }
+    let d = admit(&store, &mut u, &s, Amount { micros: 300, tokens: 0 });
+    assert_eq!(reserved(&d), 300);
+    // The terms change (the limit doubled): the entry is read again, once.
+    let doubled = BudgetDoc { limit_micros: Some(2000), used_micros: 600, share_micros: Some(1400), ..budget(1000) };
+    publish(&store, &doubled, Amount::default());
+    let gets = store.gets.get();
+    let s = Situation { generation: 3, ..s };
+    let d = admit(&store, &mut u, &s, Amount { micros: 1000, tokens: 0 });
+    assert_eq!((reserved(&d), store.gets.get() - gets), (1000, 2), "300 + 1000 fit in 1400 under the new terms");
+    let c = store.inner.counter(ScopeType::Team, "t");
+    assert_eq!((c.pending_micros, c.reserved_micros), (0, 1300), "{c:?}");
+}
+
+/// Figures not posted (a counter just created, or written by an older
+/// filter): a budget held from an older state is read again and decided on
+/// its entry's own figures. A budget removed since is no longer applied,
+/// and terms read again are held to the unpriced-model rule.
+#[test]
+fn a_held_budget_without_posted_figures_or_removed_is_read_again() {
+    let store = MemCounters::default();
+    let mut u = Local::default();
+    let held = budget(1000);
+    let newer = BudgetDoc { used_micros: 900, share_micros: Some(100), ..budget(1000) };
+    let entry = crate::state::budget_entry(ScopeType::Team, "t");
+    store.set(&entry, &crate::state::encode_budget_entry(1, &newer), None);
+    let (b, recheck) = ([&held], [true]);
+    let s = Situation { recheck: &recheck, generation: 2, ..situation(&b) };
+    assert!(matches!(admit(&store, &mut u, &s, Amount { micros: 200, tokens: 0 }), Decision::Denied { .. }), "the entry's share: 100");
+    assert_eq!(reserved(&admit(&store, &mut u, &s, Amount { micros: 100, tokens: 0 })), 100);
+    // Removed: the service clears the counter's figures and empties the entry.
+    publish(&store, &newer, Amount::default());
+    let gone = crate::state::StateDoc {
+        budgets_removed: vec![crate::state::BudgetScope { scope_type: ScopeType::Team, scope_id: "t".into() }],
+        ..Default::default()
+    };
+    assert!(crate::budgetsync::post(&store, &gone, Default::default()));
+    store.set(&entry, b"", None);
+    assert_eq!(store.counter(ScopeType::Team, "t").posted, None);
+    assert_eq!(reserved(&admit(&store, &mut u, &Situation { generation: 3, ..s }, Amount { micros: 5000, tokens: 0 })), 0, "no budget: nothing reserved");
+    // A token budget held, a dollar limit added since: an unpriced request is refused.
+    let tokens_only = BudgetDoc { limit_micros: None, share_micros: None, limit_tokens: Some(1000), share_tokens: Some(1000), ..budget(1000) };
+    let dollars = BudgetDoc { limit_micros: Some(1000), share_micros: Some(1000), ..tokens_only.clone() };
+    publish(&store, &dollars, Amount::default());
+    let (b, recheck) = ([&tokens_only], [true]);
+    let s = Situation { recheck: &recheck, generation: 4, priced: false, ..situation(&b) };
+    let d = admit(&store, &mut u, &s, Amount { micros: 0, tokens: 10 });
+    assert!(matches!(&d, Decision::Denied { error, .. } if error.code == "model_not_priced"), "{d:?}");
+    assert_eq!(store.counter(ScopeType::Team, "t").reserved_micros, 100, "only the request still in flight");
+}
+
+/// A dollar budget held from an older state that became a token budget
+/// serves an unpriced request: the held terms alone do not refuse it.
+#[test]
+fn held_terms_alone_never_refuse_an_unpriced_request() {
+    let store = MemCounters::default();
+    let mut u = Local::default();
+    let dollars = budget(1000);
+    let tokens_only = BudgetDoc { limit_micros: None, share_micros: None, limit_tokens: Some(1000), share_tokens: Some(1000), ..budget(1000) };
+    publish(&store, &tokens_only, Amount::default());
+    let (b, recheck) = ([&dollars], [true]);
+    let s = Situation { recheck: &recheck, generation: 2, priced: false, ..situation(&b) };
+    let d = admit(&store, &mut u, &s, Amount { micros: 0, tokens: 10 });
+    assert!(matches!(d, Decision::Admitted { ref reservations, .. } if reservations[0].amount.tokens == 10), "{d:?}");
+    let s = Situation { recheck: &[], ..s };
+    assert!(matches!(admit(&store, &mut u, &s, Amount { micros: 0, tokens: 10 }), Decision::Denied { .. }), "held terms read under this state decide at once");
 }

@@ -28,7 +28,7 @@ use proxy_wasm::types::ContextType;
 use crate::config::{Config, KeyInfo};
 use crate::ids::IdMaker;
 use crate::record::UsageRecord;
-use crate::state::{decode_meta, BudgetCache, BudgetDoc, KeyCache, Meta, STATE_META_KEY, USAGE_QUEUE};
+use crate::state::{decode_meta, BudgetCache, BudgetDoc, HeldBudget, KeyCache, Meta, ScopeType, STATE_META_KEY, USAGE_QUEUE};
 
 proxy_wasm::main! {{
     logger::install();
@@ -317,6 +317,13 @@ impl crate::admission::SharedCounters for HostCounters {
         }
         true
     }
+
+    /// Read again and kept in the worker's cache for the requests after.
+    fn budget(&self, scope_type: ScopeType, scope_id: &str, generation: u64, epoch: u64) -> Option<BudgetDoc> {
+        let meta = Meta { generation, epoch, ..Meta::default() };
+        let doc = BUDGET_CACHE.with(|c| c.borrow_mut().refresh(meta, scope_type, scope_id, &mut |name| host::shared(name).0))?;
+        Some(BudgetDoc::clone(&doc))
+    }
 }
 
 /// The state's meta (`None`: no poll ever succeeded).
@@ -325,8 +332,8 @@ fn current_state() -> Option<Meta> {
 }
 
 /// The budgets a request of (key, team, project) is subject to, from their
-/// shared-data entries (read again only when the state moved).
-fn budgets_for(meta: Meta, key_id: &str, team: &str, project: &str) -> Vec<Rc<BudgetDoc>> {
+/// shared-data entries ([`BudgetCache`]).
+fn budgets_for(meta: Meta, key_id: &str, team: &str, project: &str) -> Vec<HeldBudget> {
     if meta.generation == 0 {
         return Vec::new();
     }

@@ -266,14 +266,18 @@ impl Service {
                         return;
                     }
                 }
-                self.etag = etag;
+                let reflect = applied.settled_seq.map(|seq| self.shipper.on_state_applied(seq)).unwrap_or_default();
                 self.generation += 1;
                 self.keys.on_state(doc.keys_seq);
                 self.synced[0].want(doc.guardrails_seq);
                 self.synced[1].want(doc.prompts_seq);
                 self.synced[2].want(doc.routing_seq);
-                if let Some(seq) = applied.settled_seq {
-                    self.reflect(seq);
+                if crate::budgetsync::post(&HostCounters, &doc, reflect) {
+                    self.etag = etag;
+                } else {
+                    log::warn!("cannot post a budget's figures in its counter; asking for the whole state");
+                    self.budgets.reset();
+                    self.etag.clear();
                 }
                 self.poll_ok(now);
             }
@@ -298,17 +302,6 @@ impl Service {
         self.poll_failures = self.poll_failures.saturating_add(1);
         // Retry sooner than the regular poll, but do not hammer a down service.
         self.next_poll_ms = now + (self.poll_ms / 2).max(100);
-    }
-
-    /// Acknowledged records that the applied state now includes are no
-    /// longer pending on this Envoy.
-    fn reflect(&mut self, seq: u64) {
-        for (scope, amount) in self.shipper.on_state_applied(seq) {
-            let _ = crate::admission::update_counter(&HostCounters, &budget::counter_key(scope.scope_type, &scope.id), |c: &mut Counter| {
-                c.reflect(amount);
-                true
-            });
-        }
     }
 }
 

@@ -214,14 +214,17 @@ impl TollgateHttp {
         let meta = self.state();
         let now = super::now_ms();
         let held = meta.map(|m| super::budgets_for(m, &key.id, &key.team, &self.project)).unwrap_or_default();
-        let budgets: Vec<&crate::state::BudgetDoc> = held.iter().map(|b| b.as_ref()).collect();
+        let budgets: Vec<&crate::state::BudgetDoc> = held.iter().map(|b| b.doc.as_ref()).collect();
+        let recheck: Vec<bool> = held.iter().map(|b| b.recheck).collect();
         let situation = admission::Situation {
             budgets: &budgets,
+            recheck: &recheck,
             stale: meta.map(|m| m.ok_ms).is_none_or(|ok| now.saturating_sub(ok) > ctl.stale_after_ms),
             have_state: meta.is_some_and(|m| m.generation > 0),
             failure_mode: ctl.failure_mode,
             now_ms: now,
             generation: meta.map_or(0, |m| m.generation),
+            epoch: meta.map_or(0, |m| m.epoch),
             priced,
         };
         super::super::with_budget_local(|u| admission::admit(&super::HostCounters, u, &situation, worst))
