@@ -449,3 +449,26 @@ mod tests {
         assert_eq!(counter_key(ScopeType::Key, "k1"), "tollgate:v1:budget:key:k1");
     }
 }
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever bytes a counter holds (a torn write, an older or newer
+        /// filter's words, non-UTF-8, numbers past u64), reading it never
+        /// panics, and what is read writes back to itself.
+        #[test]
+        fn any_counter_bytes_read_without_panic_and_write_back_stably(words in prop::collection::vec(prop_oneof![
+            any::<u64>().prop_map(|n| n.to_string()),
+            Just("-".to_string()), Just("0".to_string()), Just("18446744073709551616".to_string()),
+            Just("\u{0}\u{1b}[2J".to_string()), Just(String::new()), ".{0,6}",
+        ], 0..14), raw in prop::collection::vec(any::<u8>(), 0..80)) {
+            let c = Counter::decode(words.join(" ").as_bytes());
+            prop_assert_eq!(Counter::decode(c.encode().as_bytes()), c);
+            let c = Counter::decode(&raw);
+            prop_assert_eq!(Counter::decode(c.encode().as_bytes()), c);
+        }
+    }
+}
