@@ -83,15 +83,13 @@ impl Posted {
 }
 
 /// What names a budget's terms: its scope, limits, thresholds and period,
-/// everything but the figures [`Posted`] carries. Never 0. (A 64-bit
-/// SipHash: two different terms of one scope colliding would keep the
+/// everything but the figures [`Posted`] carries. Never 0. (The 64-bit
+/// [`crate::state::digest`]: two different terms of one scope colliding would keep the
 /// older terms until they change again, odds of 2^-64 per change; a
 /// filter built with another hasher never matches and reads the entry.)
 pub fn terms_of(b: &BudgetDoc) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    (b.scope_type.as_str(), b.scope_id.as_str(), b.limit_micros, b.limit_tokens, b.period_start_ms, b.period_end_ms, b.soft_pct, b.hard_pct).hash(&mut h);
-    h.finish().max(1)
+    let terms = (b.scope_type.as_str(), b.scope_id.as_str(), b.limit_micros, b.limit_tokens, b.period_start_ms, b.period_end_ms, b.soft_pct, b.hard_pct);
+    crate::state::digest(&terms).max(1)
 }
 
 /// `pending + add`, less what `credit` already took off.

@@ -67,14 +67,14 @@ struct CachedBudget {
     doc: Option<Rc<BudgetDoc>>,
 }
 
-/// What the caches keep of an entry's bytes to tell whether it changed: a
-/// 64-bit SipHash (the entry itself would double a cache's memory). Two
+/// What the caches keep of an entry's bytes to tell whether it changed
+/// (and what names a budget's terms, `budget::terms_of`): a 64-bit SipHash (the entry itself would double a cache's memory). Two
 /// different entries of one name colliding would keep the older parse
 /// until the entry changes again: odds of 2^-64 per change.
-fn digest(bytes: &[u8]) -> u64 {
-    use std::hash::{Hash, Hasher};
+pub fn digest<T: std::hash::Hash + ?Sized>(v: &T) -> u64 {
+    use std::hash::Hasher;
     let mut h = std::hash::DefaultHasher::new();
-    bytes.hash(&mut h);
+    v.hash(&mut h);
     h.finish()
 }
 
